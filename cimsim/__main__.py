@@ -1,0 +1,3 @@
+from cimsim.cli import main
+
+raise SystemExit(main())

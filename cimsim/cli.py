@@ -1,0 +1,260 @@
+"""The ``cimsim`` command line.
+
+Every subcommand has ``--help``; ``--json`` writes machine-readable output to stdout (progress and
+messages go to stderr). A user error prints one line naming the problem and the fix and exits 2,
+without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cimsim._version import __version__
+from cimsim.errors import CimsimError, ConfigError, NotBuiltYet
+
+EXIT_USER_ERROR = 2
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (argparse's own prints the usage block and the message)."""
+
+    def error(self, message):
+        raise _UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    if "=" not in text or text.startswith("="):
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def _emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+# --------------------------------------------------------------------------------------------------
+# Subcommands
+
+def cmd_run(args) -> int:
+    from cimsim import arch as arch_mod
+    from cimsim.mappers import evaluate_reference
+    from cimsim.workloads import datasets, train
+
+    overrides = dict(args.set or [])
+    spec = arch_mod.get(args.arch, **overrides)
+    data = datasets.load(args.dataset, data_dir=args.data_dir)
+    ckpt = Path(args.checkpoint) if args.checkpoint else train.find_checkpoint(args.model, data.name)
+    model, meta = train.load_checkpoint(ckpt)
+    if meta["dataset"] != data.name:
+        raise ConfigError(f"checkpoint {ckpt} was trained on {meta['dataset']}, not {data.name}: "
+                          f"pass --dataset {meta['dataset']} or another --checkpoint")
+    if tuple(meta["input_shape"]) != data.input_shape:
+        raise ConfigError(f"checkpoint {ckpt} expects inputs {tuple(meta['input_shape'])}, "
+                          f"{data.name} gives {data.input_shape}")
+    loader = data.loader("test", batch_size=args.batch_size, limit=args.limit)
+    report = evaluate_reference(
+        model, loader, spec, progress=False if args.json else None,
+        config={"model": meta["model"], "dataset": data.name, "checkpoint": str(ckpt),
+                "checkpoint_test_accuracy": meta["test_accuracy"], "limit": args.limit,
+                "batch_size": args.batch_size, "data_source": data.source})
+    if args.out:
+        path = report.to_hdf5(args.out)
+        print(f"cimsim run: report written to {path}", file=sys.stderr)
+    if args.json:
+        sys.stdout.write(report.to_json() + "\n")
+    else:
+        print(report.table())
+    return 0
+
+
+def cmd_train(args) -> int:
+    from cimsim.workloads import train
+
+    result = train.train(args.model, args.dataset, epochs=args.epochs, seed=args.seed, device=args.device,
+                         batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir, limit=args.limit,
+                         progress=False if args.json else None)
+    meta = result.metadata
+    out = Path(args.out) if args.out else train.user_dir() / train.checkpoint_name(meta["model"], meta["dataset"])
+    if out.is_dir() or (args.out and args.out.endswith("/")):
+        out = out / train.checkpoint_name(meta["model"], meta["dataset"])
+    path = train.save_checkpoint(out, result.model, meta)
+    if args.json:
+        _emit_json({**{k: v for k, v in meta.items() if k != "history"}, "history": meta["history"],
+                    "checkpoint": str(path)})
+    else:
+        for h in meta["history"]:
+            print(f"epoch {h['epoch']:3d}  loss {h['loss']:.4f}  train {100 * h['train_accuracy']:6.2f}%  "
+                  f"test {100 * h['test_accuracy']:6.2f}%")
+        print(f"{meta['model']} on {meta['dataset']}: test accuracy {100 * meta['test_accuracy']:.2f}% "
+              f"after {meta['epochs']} epochs (seed {meta['seed']}, {meta['train_seconds']:.0f} s)")
+        print(f"checkpoint: {path}")
+    return 0
+
+
+def cmd_archs(args) -> int:
+    from cimsim import arch as arch_mod
+
+    if args.name:
+        spec = arch_mod.get(args.name)
+        summary = spec.summary()
+        if args.json:
+            _emit_json(summary)
+        else:
+            for k, v in summary.items():
+                print(f"{k:28s} {v}")
+        return 0
+    rows = [{"name": n, "description": arch_mod.get(n).description} for n in arch_mod.names()]
+    if args.json:
+        _emit_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['name']:12s} {r['description']}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from cimsim.plots import plot_file
+
+    out = plot_file(args.file, args.output)
+    if args.json:
+        _emit_json({"figure": str(out)})
+    else:
+        print(f"figure written to {out}")
+    return 0
+
+
+def _not_built(what: str, issue: str):
+    def handler(args) -> int:
+        raise NotBuiltYet(f"{what} is not built yet (it arrives with {issue}); nothing was run")
+    return handler
+
+
+# --------------------------------------------------------------------------------------------------
+# Parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="cimsim", description="Simulate trained PyTorch networks on analog compute-in-memory "
+                "hardware: accuracy, energy, latency and area per layer and per component.")
+    p.add_argument("--version", action="version", version=f"cimsim {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name, help_, func, desc=None):
+        sp = sub.add_parser(name, help=help_, description=desc or help_)
+        sp.set_defaults(func=func)
+        return sp
+
+    def data_opts(sp):
+        sp.add_argument("--model", default="lenet5",
+                        help="zoo model: mlp, lenet5, vgg_small, resnet20, mobilenetv2_small (default lenet5)")
+        sp.add_argument("--dataset", default="fashion-mnist",
+                        help="fashion-mnist, mnist, cifar10, iris, digits or synthetic (default fashion-mnist)")
+        sp.add_argument("--data-dir", help="directory with the dataset files (overrides $CIMSIM_DATA)")
+        sp.add_argument("--limit", type=_positive_int, metavar="N", help="use only the first N examples")
+        sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+    sp = add("run", "simulate a trained network on an architecture and print its report", cmd_run)
+    sp.add_argument("--arch", default="digital", help="architecture (see 'cimsim archs'; default digital)")
+    data_opts(sp)
+    sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset)")
+    sp.add_argument("--batch-size", type=_positive_int, default=500, help="examples per batch (default 500)")
+    sp.add_argument("--set", action="append", type=_key_value, metavar="KEY=VALUE",
+                    help="override an architecture parameter (repeatable; see 'cimsim archs show ARCH')")
+    sp.add_argument("--out", help="also write the report to this HDF5 file")
+
+    sp = add("sweep", "run a grid of design points (ADC bits, archs, seeds) into one HDF5 file",
+             _not_built("cimsim sweep", "the mapper milestone (issue 5)"))
+    sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+    sp = add("archs", "list the architectures, or show one with its parameters", cmd_archs)
+    sp.add_argument("action", nargs="?", choices=["show"], help="'show NAME' prints one architecture")
+    sp.add_argument("name", nargs="?", help="architecture name")
+    sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+    sp = add("devices", "list the device, converter and peripheral models with their parameters",
+             _not_built("cimsim devices (the device library)", "the devices milestone (issue 3)"))
+    sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+    sp = add("bench", "benchmark the crossbar engine against the machine's float32 GEMM",
+             _not_built("cimsim bench (the crossbar engine)", "the crossbar-engine milestone (issue 4)"))
+    sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+    sp = add("train", "train a zoo model on a dataset and save its checkpoint", cmd_train)
+    data_opts(sp)
+    sp.add_argument("--epochs", type=_positive_int, help="epochs (default: the model's recipe)")
+    sp.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
+    sp.add_argument("--batch-size", type=_positive_int, help="mini-batch size (default: the recipe's)")
+    sp.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
+    sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (default cpu)")
+    sp.add_argument("--out", help="checkpoint path or directory (default ~/.cache/cimsim/checkpoints, "
+                    "or $CIMSIM_HOME/checkpoints)")
+
+    sp = add("plot", "draw a results file (a report: energy and latency per layer and per component)", cmd_plot)
+    sp.add_argument("file", help="an HDF5 file written by 'cimsim run --out'")
+    sp.add_argument("-o", "--output", help="image file to write (default: FILE with .png)")
+    sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+    sp = add("onchip", "train a network on-chip, in a crossbar of synapse devices",
+             _not_built("cimsim onchip (on-chip learning)", "the on-chip learning milestone (issue 6)"))
+    sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            prog = f"cimsim {args.command}" if args.command else "cimsim"
+            raise _UsageError(f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see '{prog} --help')")
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USER_ERROR
+        if args.command == "archs" and args.action == "show" and not args.name:
+            raise _UsageError("cimsim archs: error: 'show' needs an architecture name, e.g. 'cimsim archs show digital'")
+        if args.command == "archs" and args.action is None and args.name:
+            raise _UsageError(f"cimsim archs: error: unexpected {args.name!r}; did you mean 'cimsim archs show {args.name}'?")
+        return int(args.func(args) or 0)
+    except _UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USER_ERROR
+    except CimsimError as exc:
+        cmd = getattr(locals().get("args"), "command", None)
+        print(f"cimsim {cmd}: error: {exc}" if cmd else f"cimsim: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("cimsim: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,27 @@
+"""Errors a user can cause and fix.
+
+Every exception raised for bad input (a wrong config value, a missing file, an unknown
+name) derives from :class:`CimsimError`. Its message is one line that names the problem and
+the fix; the CLI prints it and exits with status 2, with no traceback. Anything else that
+escapes is a bug in cimsim and keeps its traceback.
+"""
+
+
+class CimsimError(Exception):
+    """A user error: the message names the problem and how to fix it."""
+
+
+class ConfigError(CimsimError, ValueError):
+    """A configuration value is unknown or out of range."""
+
+
+class DatasetError(CimsimError):
+    """A dataset is missing or its files are corrupt."""
+
+
+class CheckpointError(CimsimError):
+    """A checkpoint is missing, corrupt or does not fit the model."""
+
+
+class NotBuiltYet(CimsimError):
+    """A part of cimsim that a later milestone fills in."""

@@ -1,0 +1,312 @@
+"""The result of one simulation: accuracy, energy, latency and area, per layer and per component.
+
+Quantities are SI inside and in files: ``energy_j`` is joules per inference, ``latency_s`` seconds per
+inference, ``area_m2`` square metres. Only :meth:`Report.table` converts to engineering units.
+
+HDF5 layout (``format`` = ``cimsim.report``, ``format_version`` = 1), every number with a ``unit`` or
+``description`` attribute so a file explains itself::
+
+    /                 attrs: the scalar results, units, cimsim version, creation time
+    /layers/<column>  one dataset per column of the per-layer table (name, kind, energy_j, latency_s, ...)
+    /components       datasets ``name`` and ``energy_j`` (J per inference)
+    /config           attrs: every configuration value (nested dicts as sub-groups), for reading;
+                      root attr ``config_json`` holds the whole configuration for an exact round trip
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cimsim._version import __version__
+from cimsim.errors import CimsimError
+from cimsim.fileio import atomic_output
+
+FORMAT = "cimsim.report"
+FORMAT_VERSION = 1
+
+SCALARS: dict[str, tuple[str, str]] = {
+    "accuracy": ("1", "top-1 accuracy of the simulated hardware on the evaluated examples, in [0, 1]"),
+    "digital_accuracy": ("1", "top-1 accuracy of the floating-point network on the same examples, in [0, 1]"),
+    "energy_j": ("J", "energy per inference"),
+    "latency_s": ("s", "latency of one inference"),
+    "throughput_inf_per_s": ("1/s", "inferences per second"),
+    "area_m2": ("m^2", "chip area"),
+    "n_examples": ("1", "number of examples evaluated"),
+}
+LAYER_UNITS = {"energy_j": "J per inference", "latency_s": "s per inference", "macs": "multiply-accumulates per inference"}
+
+
+class ReportFileError(CimsimError):
+    """A report file is missing, corrupt or not a cimsim report."""
+
+
+@dataclass
+class Report:
+    accuracy: float
+    digital_accuracy: float
+    energy_j: float
+    latency_s: float
+    throughput_inf_per_s: float
+    area_m2: float
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    components: dict[str, float] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    n_examples: int = 0
+    cimsim_version: str = __version__
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+    # ------------------------------------------------------------------ dict / JSON
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accuracy": self.accuracy,
+            "digital_accuracy": self.digital_accuracy,
+            "energy_j": self.energy_j,
+            "latency_s": self.latency_s,
+            "throughput_inf_per_s": self.throughput_inf_per_s,
+            "area_m2": self.area_m2,
+            "n_examples": self.n_examples,
+            "layers": [dict(r) for r in self.layers],
+            "components": dict(self.components),
+            "config": _jsonable(self.config),
+            "cimsim_version": self.cimsim_version,
+            "created": self.created,
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, default=_json_default)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Report":
+        known = {k: d[k] for k in ("accuracy", "digital_accuracy", "energy_j", "latency_s",
+                                   "throughput_inf_per_s", "area_m2") if k in d}
+        missing = {"accuracy", "digital_accuracy", "energy_j", "latency_s", "throughput_inf_per_s",
+                   "area_m2"} - set(known)
+        if missing:
+            raise ReportFileError(f"report lacks {', '.join(sorted(missing))}")
+        return cls(**{k: float(v) for k, v in known.items()},
+                   layers=[dict(r) for r in d.get("layers", [])],
+                   components={k: float(v) for k, v in d.get("components", {}).items()},
+                   config=dict(d.get("config", {})), n_examples=int(d.get("n_examples", 0)),
+                   cimsim_version=d.get("cimsim_version", __version__), created=d.get("created", ""))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Report":
+        return cls.from_dict(json.loads(text))
+
+    # ------------------------------------------------------------------ HDF5
+    def write_hdf5_group(self, group) -> None:
+        """Write this report into an open h5py group (used by to_hdf5 and by sweep files)."""
+        group.attrs["format"] = FORMAT
+        group.attrs["format_version"] = FORMAT_VERSION
+        group.attrs["cimsim_version"] = self.cimsim_version
+        group.attrs["created"] = self.created
+        group.attrs["description"] = ("cimsim simulation report: accuracy, energy, latency and area of one "
+                                      "network on one architecture; SI units, per inference")
+        for key, (unit, desc) in SCALARS.items():
+            group.attrs[key] = getattr(self, key)
+        group.attrs["units"] = json.dumps({k: u for k, (u, _) in SCALARS.items()})
+        group.attrs["descriptions"] = json.dumps({k: d for k, (_, d) in SCALARS.items()})
+
+        lg = group.create_group("layers")
+        columns = _layer_columns(self.layers)
+        lg.attrs["columns"] = json.dumps(columns)
+        lg.attrs["description"] = "per-layer table, one dataset per column, one row per layer in network order"
+        for col in columns:
+            values = [r.get(col) for r in self.layers]
+            if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+                ds = lg.create_dataset(col, data=np.asarray(values, dtype=np.int64))  # counts stay ints
+            elif all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values):
+                ds = lg.create_dataset(col, data=np.asarray(values, dtype=np.float64))
+            else:
+                ds = lg.create_dataset(col, data=np.asarray(["" if v is None else str(v) for v in values],
+                                                            dtype=object), dtype=_h5str())
+            if col in LAYER_UNITS:
+                ds.attrs["unit"] = LAYER_UNITS[col]
+
+        cg = group.create_group("components")
+        cg.attrs["description"] = "energy per inference by hardware component"
+        cg.create_dataset("name", data=np.asarray(list(self.components), dtype=object), dtype=_h5str())
+        ds = cg.create_dataset("energy_j", data=np.asarray(list(self.components.values()), dtype=np.float64))
+        ds.attrs["unit"] = "J per inference"
+
+        # The exact configuration as JSON on the root (attrs of /config are its readable copy, so a
+        # config key may be named anything, 'json' and 'description' included).
+        group.attrs["config_json"] = json.dumps(_jsonable(self.config), default=_json_default)
+        _write_attrs(group.create_group("config"), self.config)
+
+    @classmethod
+    def read_hdf5_group(cls, group, where: str = "") -> "Report":
+        if group.attrs.get("format") != FORMAT:
+            raise ReportFileError(f"{where or group.name} is not a cimsim report (no format={FORMAT!r} attribute)")
+        version = int(group.attrs.get("format_version", 0))
+        if version > FORMAT_VERSION:
+            raise ReportFileError(f"{where} was written by a newer cimsim (report format {version}); upgrade cimsim")
+        scalars = {k: group.attrs[k] for k in SCALARS if k in group.attrs}
+        lg = group["layers"]
+        columns = json.loads(lg.attrs["columns"])
+        data = {}
+        for col in columns:
+            arr = lg[col][()]
+            data[col] = [v.decode() if isinstance(v, bytes) else (float(v) if isinstance(v, np.floating) else
+                                                                  int(v) if isinstance(v, np.integer) else v)
+                         for v in arr]
+        n = len(data[columns[0]]) if columns else 0
+        layers = [{c: data[c][i] for c in columns} for i in range(n)]
+        cg = group["components"]
+        names = [v.decode() if isinstance(v, bytes) else str(v) for v in cg["name"][()]]
+        components = dict(zip(names, (float(x) for x in cg["energy_j"][()])))
+        config = json.loads(group.attrs["config_json"])
+        return cls(accuracy=float(scalars["accuracy"]), digital_accuracy=float(scalars["digital_accuracy"]),
+                   energy_j=float(scalars["energy_j"]), latency_s=float(scalars["latency_s"]),
+                   throughput_inf_per_s=float(scalars["throughput_inf_per_s"]), area_m2=float(scalars["area_m2"]),
+                   layers=layers, components=components, config=config,
+                   n_examples=int(scalars.get("n_examples", 0)),
+                   cimsim_version=str(group.attrs.get("cimsim_version", "")),
+                   created=str(group.attrs.get("created", "")))
+
+    def to_hdf5(self, path: str | os.PathLike) -> Path:
+        """Write the report to ``path`` atomically (a temporary file in the same folder, then a rename)."""
+        import h5py
+
+        path = Path(path)
+        if path.parent and not path.parent.exists():
+            raise ReportFileError(f"folder {path.parent} does not exist; create it or choose another --out")
+        with atomic_output(path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                self.write_hdf5_group(f)
+        return path
+
+    @classmethod
+    def from_hdf5(cls, path: str | os.PathLike) -> "Report":
+        import h5py
+
+        path = Path(path)
+        if not path.is_file():
+            raise ReportFileError(f"report file {path} does not exist; check the path")
+        try:
+            with h5py.File(path, "r") as f:
+                return cls.read_hdf5_group(f, where=str(path))
+        except ReportFileError:
+            raise
+        except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+            raise ReportFileError(f"{path} is not a readable cimsim report ({type(exc).__name__}: {exc}); "
+                                  "re-create it with 'cimsim run --out'") from None
+
+    # ------------------------------------------------------------------ text
+    def table(self) -> str:
+        c = self.config
+        head = "cimsim report"
+        if c.get("model") or c.get("arch"):
+            head += f": {c.get('model', '?')} on {c.get('dataset', '?')}, architecture {c.get('arch', '?')}"
+        lines = [head, "=" * len(head)]
+        lines.append(f"  accuracy              {_pct(self.accuracy)}   (digital reference {_pct(self.digital_accuracy)},"
+                     f" {self.n_examples} examples)")
+        lines.append(f"  energy / inference    {fmt_si(self.energy_j, 'J')}")
+        lines.append(f"  latency / inference   {fmt_si(self.latency_s, 's')}   "
+                     f"(throughput {self.throughput_inf_per_s:,.0f} inferences/s)")
+        lines.append(f"  area                  {self.area_m2 * 1e6:.4g} mm^2")
+        if self.layers:
+            lines.append("")
+            extra = [k for k in ("macs",) if any(k in r for r in self.layers)]
+            header = ["layer", "kind", *extra, "energy", "share", "latency"]
+            rows = []
+            for r in self.layers:
+                share = r.get("energy_j", 0.0) / self.energy_j if self.energy_j else 0.0
+                rows.append([str(r.get("name", "")), str(r.get("kind", "")),
+                             *[f"{r.get(k, 0):,.0f}" for k in extra],
+                             fmt_si(r.get("energy_j", 0.0), "J"), f"{100 * share:5.1f}%",
+                             fmt_si(r.get("latency_s", 0.0), "s")])
+            rows.append(["total", "", *[f"{sum(r.get(k, 0) for r in self.layers):,.0f}" for k in extra],
+                         fmt_si(sum(r.get("energy_j", 0.0) for r in self.layers), "J"), "100.0%",
+                         fmt_si(sum(r.get("latency_s", 0.0) for r in self.layers), "s")])
+            lines += _grid(header, rows)
+        if self.components:
+            lines.append("")
+            rows = [[k, fmt_si(v, "J"), f"{100 * v / self.energy_j if self.energy_j else 0:5.1f}%"]
+                    for k, v in sorted(self.components.items(), key=lambda kv: -kv[1])]
+            lines += _grid(["component", "energy", "share"], rows)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+# ---------------------------------------------------------------------------------------------------
+# helpers
+
+_PREFIXES = [(1e-15, "f"), (1e-12, "p"), (1e-9, "n"), (1e-6, "u"), (1e-3, "m"), (1.0, ""), (1e3, "k"), (1e6, "M")]
+
+
+def fmt_si(value: float, unit: str) -> str:
+    """Format with an SI prefix and 4 significant digits, e.g. fmt_si(1.23e-6, 'J') -> '1.23 uJ'."""
+    if value is None or not math.isfinite(value):
+        return f"{value} {unit}"
+    if value == 0:
+        return f"0 {unit}"
+    mag = abs(float(f"{value:.4g}"))  # round first, so 999.96e-9 J prints as 1 uJ, not 1000 nJ
+    scale, prefix = _PREFIXES[0]
+    for s, p in _PREFIXES:
+        if mag >= s:
+            scale, prefix = s, p
+    return f"{value / scale:.4g} {prefix}{unit}"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:6.2f} %"
+
+
+def _grid(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    fmt = lambda cells: "  " + "  ".join(c.ljust(w) if i < 2 else c.rjust(w)  # noqa: E731
+                                         for i, (c, w) in enumerate(zip(cells, widths)))
+    return [fmt(header), "  " + "  ".join("-" * w for w in widths), *[fmt(r) for r in rows]]
+
+
+def _layer_columns(layers: list[dict]) -> list[str]:
+    cols: list[str] = []
+    for r in layers:
+        for k in r:
+            if k not in cols:
+                cols.append(k)
+    return cols
+
+
+def _h5str():
+    import h5py
+    return h5py.string_dtype(encoding="utf-8")
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
+def _write_attrs(group, mapping: dict) -> None:
+    """Readable attributes for each config value (nested dicts become sub-groups)."""
+    for key, value in mapping.items():
+        key = str(key).replace("/", "_")
+        if isinstance(value, dict):
+            _write_attrs(group.create_group(key), value)
+        elif value is None:
+            group.attrs[key] = "None"
+        elif isinstance(value, (bool, int, float, str, np.number)):
+            group.attrs[key] = value
+        else:
+            group.attrs[key] = json.dumps(value, default=_json_default)

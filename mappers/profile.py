@@ -1,0 +1,149 @@
+"""Count the work a ``torch.nn.Module`` does for one inference, from its actual layer shapes.
+
+:func:`profile` runs one example through the model with hooks on every module and returns an
+:class:`~cimsim.ledger.EventLedger` of per-layer events:
+
+* ``mac``: multiply-accumulates of Linear / Conv layers (grouped and depthwise convs included);
+* ``add``, ``mul``, ``compare``: element-wise work (bias, batch-norm, activations, pooling, and tensor
+  additions such as residual shortcuts, which are caught at the function level and booked to the
+  module that performed them);
+* ``weight_read``: weight and bias values read; ``act_read`` / ``act_write``: activation values read
+  and written by matrix layers.
+
+Modules the profiler does not recognise are listed in ``Profile.uncosted`` rather than silently
+treated as free.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from cimsim.ledger import EventLedger
+
+_FREE = (nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity)
+_RELU_LIKE = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU)
+_CLAMPS = (nn.ReLU6, nn.Hardtanh)
+_ADD_FUNCS = {torch.add, torch.Tensor.add, torch.Tensor.add_, torch.Tensor.__add__, torch.Tensor.__radd__,
+              torch.Tensor.__iadd__}
+
+
+@dataclass
+class Profile:
+    ledger: EventLedger
+    kinds: dict[str, str] = field(default_factory=dict)      # layer name -> module class name
+    uncosted: list[str] = field(default_factory=list)        # layers whose work is not modelled
+
+
+def _pool_window(mod: nn.Module) -> int:
+    """Elements in one pooling window; an int kernel_size is the side of a 1-, 2- or 3-d window."""
+    k = mod.kernel_size
+    if isinstance(k, (tuple, list)):
+        return math.prod(k)
+    dims = 1 if isinstance(mod, (nn.MaxPool1d, nn.AvgPool1d)) else 3 if isinstance(mod, (nn.MaxPool3d, nn.AvgPool3d)) else 2
+    return int(k) ** dims
+
+
+def _count_module(mod: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float] | None:
+    """Events of one call of a leaf module; None when the module is not recognised."""
+    n_out = y.numel()
+    if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        k = math.prod(mod.kernel_size)
+        ev = {"mac": n_out * (mod.in_channels // mod.groups) * k, "weight_read": mod.weight.numel(),
+              "act_read": x.numel(), "act_write": n_out}
+        if mod.bias is not None:
+            ev["add"] = n_out
+            ev["weight_read"] += mod.bias.numel()
+        return ev
+    if isinstance(mod, nn.Linear):
+        ev = {"mac": n_out * mod.in_features, "weight_read": mod.weight.numel(),
+              "act_read": x.numel(), "act_write": n_out}
+        if mod.bias is not None:
+            ev["add"] = n_out
+            ev["weight_read"] += mod.bias.numel()
+        return ev
+    if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+        return {"mul": n_out, "add": n_out}  # inference: y = x * a + b per channel
+    if isinstance(mod, _RELU_LIKE):
+        return {"compare": n_out}
+    if isinstance(mod, _CLAMPS):
+        return {"compare": 2 * n_out}
+    if isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
+        return {"compare": n_out * (_pool_window(mod) - 1)}
+    if isinstance(mod, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)):
+        return {"add": n_out * (_pool_window(mod) - 1), "mul": n_out}
+    if isinstance(mod, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)):
+        return {"add": max(x.numel() - n_out, 0), "mul": n_out}
+    if isinstance(mod, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)):
+        return {"compare": max(x.numel() - n_out, 0)}
+    if isinstance(mod, _FREE) or isinstance(mod, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+        return {}  # reshapes, inference-time dropout, identities and empty containers (identity shortcuts)
+    return None
+
+
+class _AddCounter(TorchFunctionMode):
+    def __init__(self, stack: list[str], ledger: EventLedger):
+        super().__init__()
+        self.stack, self.ledger = stack, ledger
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in _ADD_FUNCS and self.stack and isinstance(out, torch.Tensor):
+            self.ledger.add(self.stack[-1], "add", out.numel())
+        return out
+
+
+@torch.no_grad()
+def profile(model: nn.Module, example: torch.Tensor) -> Profile:
+    """Events of one inference of ``model``; ``example`` is a batch, of which the first example is used."""
+    example = example[:1]
+    ledger = EventLedger()
+    prof = Profile(ledger)
+    stack: list[str] = []
+    handles = []
+    was_training = {m: m.training for m in model.modules()}  # per module: sub-modules may differ
+    model.eval()
+
+    def pre(name):
+        def hook(mod, inputs):
+            stack.append(name)
+            prof.kinds.setdefault(name, type(mod).__name__)
+        return hook
+
+    def post(name, leaf):
+        def hook(mod, inputs, output):
+            stack.pop()
+            if not leaf:
+                return
+            x = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+            y = output if isinstance(output, torch.Tensor) else None
+            ev = _count_module(mod, x, y) if (x is not None and y is not None) else None
+            if ev is None:
+                ledger.touch(name)
+                if name not in prof.uncosted:
+                    prof.uncosted.append(name)
+                return
+            ledger.touch(name)
+            for k, v in ev.items():
+                if v:
+                    ledger.add(name, k, v)
+        return hook
+
+    for name, mod in model.named_modules():
+        leaf = len(list(mod.children())) == 0
+        handles.append(mod.register_forward_pre_hook(pre(name or type(model).__name__)))
+        handles.append(mod.register_forward_hook(post(name or type(model).__name__, leaf)))
+    try:
+        with _AddCounter(stack, ledger):
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training[model])
+        for m, mode in was_training.items():
+            m.training = mode
+    return prof

@@ -1,0 +1,54 @@
+"""Evaluate a network on the digital reference architecture and build its Report."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from cimsim.mappers.profile import profile
+from cimsim.report import Report
+
+
+@torch.no_grad()
+def float_accuracy(model: nn.Module, loader, progress: bool | None = None, desc: str = "evaluate") -> tuple[float, int]:
+    """Top-1 accuracy of ``model`` in floating point over ``loader``; returns (accuracy, examples)."""
+    from tqdm import tqdm
+
+    model.eval()
+    correct = total = 0
+    for x, y in tqdm(loader, desc=desc, unit="batch", disable=(not progress) if progress is not None else None,
+                     leave=False):
+        correct += int((model(x).argmax(1) == y).sum())
+        total += len(y)
+    return (correct / total if total else float("nan")), total
+
+
+def evaluate_reference(model: nn.Module, loader, spec, progress: bool | None = None,
+                       config: dict | None = None) -> Report:
+    """Run ``model`` in fp32 over ``loader`` and cost one inference on the digital ``spec``.
+
+    The accuracy and the digital reference accuracy are the same number here by definition; energy and
+    latency come from the events of one inference (:func:`cimsim.mappers.profile.profile`) costed by
+    ``spec.cost``.
+    """
+    started = time.perf_counter()
+    first = next(iter(loader))[0]
+    prof = profile(model, first)
+    acc, n = float_accuracy(model, loader, progress=progress, desc=f"{spec.name} reference")
+    costs = spec.cost(prof.ledger)
+    layers = []
+    for name in prof.ledger.layers():
+        events = prof.ledger.layer(name)
+        layers.append({"name": name, "kind": prof.kinds.get(name, ""), "macs": events.get("mac", 0),
+                       "energy_j": costs["energy_j"][name], "latency_s": costs["latency_s"][name]})
+    energy = sum(costs["energy_j"].values())
+    latency = sum(costs["latency_s"].values())
+    cfg = {"arch": spec.name, "arch_params": spec.params(), **(config or {}),
+           "events_per_inference": prof.ledger.totals(), "uncosted_layers": prof.uncosted,
+           "input_shape": list(first.shape[1:]), "wall_seconds": round(time.perf_counter() - started, 3)}
+    return Report(accuracy=acc, digital_accuracy=acc, energy_j=energy, latency_s=latency,
+                  throughput_inf_per_s=1.0 / latency if latency > 0 else float("inf"),
+                  area_m2=costs["area_m2"], layers=layers, components=costs["components"], config=cfg,
+                  n_examples=n)

@@ -1,0 +1,157 @@
+import json
+import subprocess
+import sys
+
+import h5py
+import pytest
+
+from cimsim.cli import main
+from cimsim.report import Report
+from cimsim.workloads import datasets, train
+
+SUBCOMMANDS = ["run", "sweep", "archs", "devices", "bench", "train", "plot", "onchip"]
+FMNIST = datasets.SYSTEM_ROOT / "fashion-mnist"
+needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Fashion-MNIST not installed")
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_user_error(code, err, *needles):
+    assert code == 2
+    lines = [l for l in err.strip().splitlines() if l.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+def test_console_script_help_lists_every_subcommand():
+    res = subprocess.run([sys.executable, "-m", "cimsim", "--help"], capture_output=True, text=True, check=True)
+    for sub in SUBCOMMANDS:
+        assert f"    {sub} " in res.stdout
+
+
+@pytest.mark.parametrize("sub", SUBCOMMANDS)
+def test_every_subcommand_has_help(capsys, sub):
+    with pytest.raises(SystemExit) as exc:
+        main([sub, "--help"])
+    assert exc.value.code == 0
+    assert f"usage: cimsim {sub}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("sub", ["sweep", "devices", "bench", "onchip"])
+def test_unbuilt_subcommands_say_so_in_one_line(capsys, sub):
+    code, out, err = run_cli(capsys, sub)
+    assert_one_line_user_error(code, err, "not built yet", "issue")
+    assert out == ""
+
+
+@pytest.mark.parametrize("argv,needles", [
+    (["run", "--model", "alexnet", "--limit", "5"], ["unknown model 'alexnet'", "lenet5"]),
+    (["run", "--dataset", "imagenet"], ["unknown dataset 'imagenet'", "fashion-mnist"]),
+    (["run", "--arch", "tpu"], ["unknown architecture 'tpu'", "digital"]),
+    (["run", "--limit", "0"], ["--limit", "positive integer"]),
+    (["run", "--set", "warp=9"], ["no parameter warp", "mac_units"]),
+    (["run", "--set", "mac_units=many"], ["mac_units='many'"]),
+    (["run", "--set", "clock_hz=-1"], ["clock_hz must be a positive number"]),
+    (["run", "--checkpoint", "/nonexistent/model.pt"], ["/nonexistent/model.pt does not exist"]),
+    (["run", "--model", "resnet20", "--dataset", "digits"], ["no trained checkpoint", "cimsim train"]),
+    (["run", "--bogus"], ["unrecognized arguments: --bogus", "cimsim run --help"]),
+    (["train", "--epochs", "x"], ["--epochs", "'x'"]),
+    (["train", "--device", "tpu"], ["invalid choice: 'tpu'"]),
+    (["train", "--model", "lenet5", "--dataset", "iris"], ["needs image inputs", "--model mlp"]),
+    (["archs", "show", "nope"], ["unknown architecture 'nope'"]),
+    (["plot", "/nonexistent.h5"], ["does not exist"]),
+    (["frobnicate"], ["invalid choice: 'frobnicate'"]),
+])
+def test_user_errors_exit_2_with_one_line(capsys, argv, needles):
+    code, out, err = run_cli(capsys, *argv)
+    assert_one_line_user_error(code, err, *needles)
+
+
+def test_missing_dataset_names_where_it_looked(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("CIMSIM_DATA", raising=False)
+    monkeypatch.setattr(datasets, "SYSTEM_ROOT", tmp_path / "none")
+    code, out, err = run_cli(capsys, "run", "--dataset", "mnist", "--data-dir", str(tmp_path))
+    assert_one_line_user_error(code, err, "mnist not found", str(tmp_path), "--data-dir", "CIMSIM_DATA")
+
+
+def test_a_user_error_via_the_console_script_shows_no_traceback():
+    res = subprocess.run([sys.executable, "-m", "cimsim", "run", "--model", "alexnet"], capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+
+
+@needs_fmnist
+def test_run_digital_reports_the_shipped_checkpoint_accuracy(capsys):
+    code, out, err = run_cli(capsys, "run", "--arch", "digital", "--model", "lenet5", "--dataset",
+                             "fashion-mnist", "--json")
+    assert code == 0
+    rep = json.loads(out)
+    for key in ("accuracy", "digital_accuracy", "energy_j", "latency_s", "throughput_inf_per_s", "area_m2",
+                "layers", "components", "config"):
+        assert key in rep
+    _, meta = train.load_checkpoint(train.SHIPPED_DIR / "lenet5-fashion-mnist.pt")
+    assert rep["accuracy"] == pytest.approx(meta["test_accuracy"], abs=1e-4)
+    assert rep["digital_accuracy"] == rep["accuracy"]
+    assert rep["n_examples"] == 10000
+    assert sum(l["energy_j"] for l in rep["layers"]) == pytest.approx(rep["energy_j"], rel=1e-12)
+    assert sum(rep["components"].values()) == pytest.approx(rep["energy_j"], rel=1e-12)
+    assert sum(l["latency_s"] for l in rep["layers"]) == pytest.approx(rep["latency_s"], rel=1e-12)
+    assert rep["throughput_inf_per_s"] == pytest.approx(1 / rep["latency_s"])
+    assert {l["name"] for l in rep["layers"]} >= {"features.0", "classifier.5"}
+    assert all({"name", "energy_j", "latency_s"} <= set(l) for l in rep["layers"])
+
+
+@needs_fmnist
+def test_run_out_writes_a_report_file_and_plot_draws_it(capsys, tmp_path):
+    h5 = tmp_path / "r.h5"
+    code, out, err = run_cli(capsys, "run", "--model", "lenet5", "--limit", "300", "--out", str(h5), "--json")
+    assert code == 0
+    printed = json.loads(out)
+    back = Report.from_hdf5(h5)
+    assert back.to_dict() == printed
+    with h5py.File(h5) as f:
+        assert f.attrs["format"] == "cimsim.report"
+        assert f["config"].attrs["model"] == "lenet5"
+    png = tmp_path / "fig.png"
+    code, out, err = run_cli(capsys, "plot", str(h5), "-o", str(png))
+    assert code == 0
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_plot_refuses_a_file_that_is_not_a_report(capsys, tmp_path):
+    bad = tmp_path / "x.h5"
+    with h5py.File(bad, "w") as f:
+        f.attrs["format"] = "something-else"
+    code, out, err = run_cli(capsys, "plot", str(bad))
+    assert_one_line_user_error(code, err, "no plottable cimsim results")
+
+
+def test_run_table_output_on_synthetic_data(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("CIMSIM_HOME", str(tmp_path))
+    code, out, err = run_cli(capsys, "train", "--model", "mlp", "--dataset", "synthetic", "--epochs", "2", "--json")
+    assert code == 0
+    meta = json.loads(out)
+    assert meta["epochs"] == 2 and meta["dataset"] == "synthetic"
+    assert (tmp_path / "checkpoints" / "mlp-synthetic.pt").is_file()
+    code, out, err = run_cli(capsys, "run", "--model", "mlp", "--dataset", "synthetic")
+    assert code == 0
+    assert "mlp on synthetic, architecture digital" in out
+    assert f"{100 * meta['test_accuracy']:6.2f} %" in out
+    assert "total" in out and "mac_array" in out
+
+
+def test_archs_lists_and_shows(capsys):
+    code, out, err = run_cli(capsys, "archs", "--json")
+    assert code == 0 and [a["name"] for a in json.loads(out)] == ["digital"]
+    code, out, err = run_cli(capsys, "archs", "show", "digital", "--json")
+    s = json.loads(out)
+    for key in ("peak_ops_per_s", "power_w", "area_m2", "ce_gops_per_s_per_mm2", "pe_gops_per_w", "breakdown"):
+        assert key in s
+    assert s["peak_ops_per_s"] == 2 * 168 * 200e6

@@ -1,0 +1,404 @@
+"""Offline datasets: Fashion-MNIST, MNIST, CIFAR-10, Iris, 8x8 digits and a synthetic generator.
+
+Nothing is downloaded. The image sets are read from their standard files in a directory:
+
+* Fashion-MNIST and MNIST: the four IDX files (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+  ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``), plain or ``.gz``;
+* CIFAR-10: the python pickle batches (``data_batch_1`` .. ``data_batch_5``, ``test_batch``), as in
+  ``cifar-10-batches-py/``.
+
+The directory is searched in this order: the ``data_dir`` argument (the CLI's ``--data-dir``), the
+``CIMSIM_DATA`` environment variable, then the system default (``/usr/share/datasets/<name>``, where the
+Debian package ``dataset-fashion-mnist`` installs Fashion-MNIST). Each of those may hold the files itself
+or a sub-folder named after the dataset. Iris and the 8x8 digits ship with scikit-learn.
+
+Pixels are scaled to [0, 1] (not mean-centred): the first layer of a network then sees unsigned inputs,
+which is what a crossbar with unsigned DACs expects. Tabular features are min-max scaled to [0, 1] with
+the training split's range.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from cimsim.errors import ConfigError, DatasetError
+
+ENV_VAR = "CIMSIM_DATA"
+SYSTEM_ROOT = Path("/usr/share/datasets")
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass
+class Dataset:
+    """A dataset held in memory as float32 tensors.
+
+    ``x_*`` has shape (N, C, H, W) for images and (N, F) for tabular data; ``y_*`` holds int64 labels.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: tuple[str, ...]
+    source: str
+    info: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one example, without the batch dimension."""
+        return tuple(self.x_train.shape[1:])
+
+    def split(self, which: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if which == "train":
+            return self.x_train, self.y_train
+        if which == "test":
+            return self.x_test, self.y_test
+        raise ConfigError(f"unknown split {which!r}: use 'train' or 'test'")
+
+    def loader(self, split: str = "test", batch_size: int = 256, shuffle: bool = False,
+               seed: int = 0, limit: int | None = None) -> torch.utils.data.DataLoader:
+        """A ``torch.utils.data.DataLoader`` of (x, y) batches over the first ``limit`` examples.
+
+        Batches are sliced from the in-memory tensors (no per-example collation), so iterating the
+        10 000-image test set costs milliseconds.
+        """
+        x, y = self.split(split)
+        if limit is not None:
+            if limit < 1:
+                raise ConfigError(f"limit must be a positive number of examples, got {limit}")
+            x, y = x[:limit], y[:limit]
+        tensors = torch.utils.data.TensorDataset(x, y)
+        if shuffle:
+            gen = torch.Generator().manual_seed(seed)
+            sampler = torch.utils.data.RandomSampler(tensors, generator=gen)
+        else:
+            sampler = torch.utils.data.SequentialSampler(tensors)
+        batches = torch.utils.data.BatchSampler(sampler, batch_size=batch_size, drop_last=False)
+        # batch_size=None + a BatchSampler as sampler: TensorDataset is indexed with a list of indices
+        # and returns whole batches.
+        return torch.utils.data.DataLoader(tensors, batch_size=None, sampler=batches)
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
+                f"input_shape={self.input_shape}, classes={self.num_classes}, source={self.source!r})")
+
+
+# --------------------------------------------------------------------------------------------------
+# Finding files
+
+def _candidate_dirs(name: str, data_dir: str | os.PathLike | None, folder_names: tuple[str, ...]) -> list[Path]:
+    roots: list[Path] = []
+    if data_dir is not None:
+        roots.append(Path(data_dir).expanduser())
+    env = os.environ.get(ENV_VAR)
+    if env:
+        roots.append(Path(env).expanduser())
+    roots.append(SYSTEM_ROOT)
+    dirs: list[Path] = []
+    for root in roots:
+        dirs.append(root)
+        dirs.extend(root / f for f in folder_names)
+    return dirs
+
+
+def _find_dir(name: str, data_dir, folder_names: tuple[str, ...], has_files: Callable[[Path], bool],
+              how_to_get: str) -> Path:
+    tried = _candidate_dirs(name, data_dir, folder_names)
+    for d in tried:
+        if d.is_dir() and has_files(d):
+            return d
+    looked = ", ".join(str(d) for d in dict.fromkeys(tried))
+    raise DatasetError(f"{name} not found (looked in {looked}); {how_to_get}, "
+                       f"then pass --data-dir DIR or set {ENV_VAR}=DIR")
+
+
+# --------------------------------------------------------------------------------------------------
+# IDX (MNIST, Fashion-MNIST)
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+_IDX_STEMS = {
+    "train_images": ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
+    "train_labels": ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
+    "test_images": ("t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"),
+    "test_labels": ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"),
+}
+
+
+def _idx_path(d: Path, key: str) -> Path | None:
+    for stem in _IDX_STEMS[key]:
+        for suffix in ("", ".gz"):
+            p = d / (stem + suffix)
+            if p.is_file():
+                return p
+    return None
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one IDX file (optionally gzip-compressed) into a numpy array.
+
+    The format (LeCun et al., the MNIST database page): two zero bytes, a type byte, a byte giving the
+    number of dimensions, one big-endian uint32 per dimension, then the data, big-endian, row-major.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise DatasetError(f"cannot read IDX file {path}: {exc}; replace the file with an intact copy") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DatasetError(f"{path} is not an IDX file (bad magic number); replace it with an intact copy")
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DatasetError(f"{path} is truncated (header cut short); replace it with an intact copy")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DatasetError(f"{path} holds {len(raw) - header} data bytes but its header promises {expected} "
+                           f"for shape {shape}; replace it with an intact copy")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _load_idx_set(name: str, data_dir, folder_names: tuple[str, ...], classes: tuple[str, ...],
+                  how_to_get: str) -> Dataset:
+    d = _find_dir(name, data_dir, folder_names,
+                  lambda p: all(_idx_path(p, k) is not None for k in _IDX_STEMS), how_to_get)
+    paths = {k: _idx_path(d, k) for k in _IDX_STEMS}
+    arrays = {k: read_idx(paths[k]) for k in _IDX_STEMS}
+    for split in ("train", "test"):
+        xi, yi = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        xp, yp = paths[f"{split}_images"], paths[f"{split}_labels"]
+        if xi.ndim != 3 or yi.ndim != 1 or len(xi) != len(yi):
+            raise DatasetError(f"{name} {split} files disagree: images {xi.shape} in {xp}, labels {yi.shape} "
+                               f"in {yp}; replace them with an intact copy")
+        if yi.size and (yi.min() < 0 or yi.max() >= len(classes)):
+            raise DatasetError(f"{name} {split} labels in {yp} fall outside 0..{len(classes) - 1}; "
+                               "replace the label file with an intact copy")
+
+    def images(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)
+
+    def labels(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a.astype(np.int64))
+
+    return Dataset(name, images(arrays["train_images"]), labels(arrays["train_labels"]),
+                   images(arrays["test_images"]), labels(arrays["test_labels"]), classes, str(d))
+
+
+def load_fashion_mnist(data_dir=None) -> Dataset:
+    """Fashion-MNIST (Xiao et al. 2017): 60 000 + 10 000 grey 28x28 images of 10 clothing classes."""
+    return _load_idx_set("fashion-mnist", data_dir, ("fashion-mnist", "fashion_mnist", "FashionMNIST"),
+                         FASHION_MNIST_CLASSES,
+                         "install it with 'apt-get install dataset-fashion-mnist' or copy the four IDX files")
+
+
+def load_mnist(data_dir=None) -> Dataset:
+    """MNIST (LeCun et al. 1998): 60 000 + 10 000 grey 28x28 handwritten digits."""
+    return _load_idx_set("mnist", data_dir, ("mnist", "MNIST"), tuple(str(i) for i in range(10)),
+                         "copy the four MNIST IDX files (train-images-idx3-ubyte[.gz], ...) into a directory")
+
+
+# --------------------------------------------------------------------------------------------------
+# CIFAR-10 (python pickle batches)
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Loads the CIFAR batch dictionaries and refuses any other object (a pickle can run code)."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+_CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+_CIFAR_TEST = "test_batch"
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as f:
+            batch = _ArrayUnpickler(f, encoding="bytes").load()
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
+            LookupError, OverflowError) as exc:
+        raise DatasetError(f"cannot read CIFAR-10 batch {path}: {exc}; replace it with an intact copy") from None
+    if not isinstance(batch, dict):
+        raise DatasetError(f"{path} is not a CIFAR-10 batch (no dictionary inside); replace it with an intact copy")
+    batch = {(k.decode() if isinstance(k, bytes) else k): v for k, v in batch.items()}
+    if "data" not in batch or "labels" not in batch:
+        raise DatasetError(f"{path} lacks 'data' or 'labels'; replace it with an intact copy")
+    data = np.asarray(batch["data"])
+    labels = np.asarray(batch["labels"], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+        raise DatasetError(f"{path}: data has shape {data.shape} for {len(labels)} labels, expected (N, 3072); "
+                           "replace it with an intact copy")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise DatasetError(f"{path}: labels outside 0..9; replace it with an intact copy")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def load_cifar10(data_dir=None) -> Dataset:
+    """CIFAR-10 (Krizhevsky 2009): 50 000 + 10 000 colour 32x32 images, from the python pickle batches."""
+    d = _find_dir("cifar10", data_dir, ("cifar-10-batches-py", "cifar10", "cifar-10"),
+                  lambda p: all((p / b).is_file() for b in _CIFAR_TRAIN + (_CIFAR_TEST,)),
+                  "download 'CIFAR-10 python version' elsewhere and unpack cifar-10-batches-py/ here")
+    parts = [_read_cifar_batch(d / b) for b in _CIFAR_TRAIN]
+    xtr = np.concatenate([p[0] for p in parts])
+    ytr = np.concatenate([p[1] for p in parts])
+    xte, yte = _read_cifar_batch(d / _CIFAR_TEST)
+
+    def images(a):
+        return torch.from_numpy(a.astype(np.float32) / 255.0)
+
+    return Dataset("cifar10", images(xtr), torch.from_numpy(ytr), images(xte), torch.from_numpy(yte),
+                   CIFAR10_CLASSES, str(d))
+
+
+# --------------------------------------------------------------------------------------------------
+# scikit-learn's bundled sets
+
+def _minmax(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = train.min(axis=0), train.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return (train - lo) / span, np.clip((test - lo) / span, 0.0, 1.0)
+
+
+def _sklearn_split(x, y, test_fraction: float, seed: int):
+    from sklearn.model_selection import train_test_split
+    return train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
+
+
+def load_iris(data_dir=None, seed: int = 0, test_fraction: float = 0.3) -> Dataset:
+    """Fisher's Iris (150 examples, 4 features, 3 classes), a stratified train/test split, features in [0, 1].
+
+    The split (70/30 by default) is fixed by ``seed`` so results are comparable between runs.
+    """
+    from sklearn.datasets import load_iris as sk_iris
+    raw = sk_iris()
+    xtr, xte, ytr, yte = _sklearn_split(raw.data, raw.target, test_fraction, seed)
+    xtr, xte = _minmax(xtr, xte)
+    return Dataset("iris", torch.tensor(xtr, dtype=torch.float32), torch.tensor(ytr, dtype=torch.int64),
+                   torch.tensor(xte, dtype=torch.float32), torch.tensor(yte, dtype=torch.int64),
+                   tuple(raw.target_names), "scikit-learn (bundled)",
+                   {"split_seed": seed, "test_fraction": test_fraction, "features": list(raw.feature_names)})
+
+
+def load_digits(data_dir=None, seed: int = 0, test_fraction: float = 0.25) -> Dataset:
+    """The UCI 8x8 handwritten digits bundled with scikit-learn (1797 images, pixel values 0..16).
+
+    Images are (1, 8, 8), scaled to [0, 1] by 16; a stratified split (75/25 by default) fixed by ``seed``.
+    """
+    from sklearn.datasets import load_digits as sk_digits
+    raw = sk_digits()
+    xtr, xte, ytr, yte = _sklearn_split(raw.images, raw.target, test_fraction, seed)
+
+    def images(a):
+        return torch.tensor(a / 16.0, dtype=torch.float32).unsqueeze(1)
+
+    return Dataset("digits", images(xtr), torch.tensor(ytr, dtype=torch.int64), images(xte),
+                   torch.tensor(yte, dtype=torch.int64), tuple(str(i) for i in range(10)),
+                   "scikit-learn (bundled)", {"split_seed": seed, "test_fraction": test_fraction})
+
+
+# --------------------------------------------------------------------------------------------------
+# Synthetic
+
+def make_synthetic(n_train: int = 2048, n_test: int = 512, shape: tuple[int, ...] = (1, 28, 28),
+                   num_classes: int = 10, noise: float = 0.15, seed: int = 0) -> Dataset:
+    """A learnable synthetic image set: one random prototype in [0, 1] per class plus Gaussian noise.
+
+    Examples are ``clip(prototype[label] + noise * N(0, 1), 0, 1)``. With the default noise a linear
+    classifier separates the classes almost perfectly, so it is a fast, offline stand-in for tests and
+    benchmarks. Deterministic for a seed.
+    """
+    if n_train < 1 or n_test < 1 or num_classes < 2 or noise < 0:
+        raise ConfigError("synthetic dataset needs n_train >= 1, n_test >= 1, num_classes >= 2 and noise >= 0")
+    rng = np.random.default_rng(seed)
+    protos = rng.random((num_classes,) + tuple(shape))
+
+    def draw(n):
+        y = rng.integers(0, num_classes, size=n)
+        x = np.clip(protos[y] + noise * rng.standard_normal((n,) + tuple(shape)), 0.0, 1.0)
+        return torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.int64)
+
+    xtr, ytr = draw(n_train)
+    xte, yte = draw(n_test)
+    return Dataset("synthetic", xtr, ytr, xte, yte, tuple(f"class{i}" for i in range(num_classes)),
+                   f"generated (seed {seed})",
+                   {"seed": seed, "noise": noise, "n_train": n_train, "n_test": n_test})
+
+
+# --------------------------------------------------------------------------------------------------
+# Registry
+
+_LOADERS: dict[str, Callable[..., Dataset]] = {
+    "fashion-mnist": load_fashion_mnist,
+    "mnist": load_mnist,
+    "cifar10": load_cifar10,
+    "iris": load_iris,
+    "digits": load_digits,
+    "synthetic": lambda data_dir=None: make_synthetic(),
+}
+_ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist",
+            "cifar-10": "cifar10", "cifar_10": "cifar10"}
+
+
+def dataset_names() -> list[str]:
+    return list(_LOADERS)
+
+
+def canonical_name(name: str) -> str:
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in _LOADERS:
+        raise ConfigError(f"unknown dataset {name!r}: choose one of {', '.join(_LOADERS)}")
+    return key
+
+
+_CACHE: dict[tuple[str, str | None], Dataset] = {}
+
+
+def load(name: str, data_dir=None) -> Dataset:
+    """Load a dataset by name (see :func:`dataset_names`); results are cached per process."""
+    key = canonical_name(name)
+    cache_key = (key, None if data_dir is None else str(data_dir), os.environ.get(ENV_VAR))
+    if cache_key not in _CACHE:
+        _CACHE[cache_key] = _LOADERS[key](data_dir=data_dir)
+    return _CACHE[cache_key]
+
+
+def iter_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                 generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (x, y) mini-batches; shuffled with ``generator`` when one is given."""
+    n = len(y)
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        yield x[idx], y[idx]
