@@ -5,9 +5,18 @@ The public façade. Heavy modules (torch, numba) load on first use, so ``import 
 """
 
 from importlib import import_module
+from pathlib import Path as _Path
 
 from cimsim._version import __version__
 from cimsim.errors import CimsimError, ConfigError, DatasetError, CheckpointError
+
+# setup.cfg maps the repo's sibling folders (devices/, arch/, mappers/, workloads/) into this namespace.
+# Installed, they sit inside the package. Imported straight from a source checkout (the repo root on
+# sys.path, e.g. a wheel installed but Python started in the repo), add the root to the package path so
+# `cimsim.devices` still resolves to devices/.
+_ROOT = _Path(__file__).resolve().parent.parent
+if (_ROOT / "setup.cfg").is_file() and (_ROOT / "devices" / "__init__.py").is_file():
+    __path__.append(str(_ROOT))  # noqa: F821 (the package's own __path__)
 
 _LAZY = {
     "Report": ("cimsim.report", "Report"),
