@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -56,6 +57,14 @@ def _key_value(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+def _check_writable_folder(folder: Path, option: str) -> None:
+    """Fail before any work starts when an output folder cannot take the result."""
+    if not folder.is_dir():
+        raise ConfigError(f"folder {folder} for {option} does not exist; create it or choose another {option}")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"folder {folder} for {option} is not writable; choose another {option}")
+
+
 def _emit_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
@@ -68,6 +77,8 @@ def cmd_run(args) -> int:
     from cimsim.mappers import evaluate_reference
     from cimsim.workloads import datasets, train
 
+    if args.out:
+        _check_writable_folder(Path(args.out).resolve().parent, "--out")
     overrides = dict(args.set or [])
     spec = arch_mod.get(args.arch, **overrides)
     data = datasets.load(args.dataset, data_dir=args.data_dir)
@@ -98,6 +109,15 @@ def cmd_run(args) -> int:
 def cmd_train(args) -> int:
     from cimsim.workloads import train
 
+    if args.out:
+        target = Path(args.out)
+        folder = target if (args.out.endswith("/") or target.is_dir()) else target.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create folder {folder} for --out ({exc.strerror}); "
+                              "choose another --out") from None
+        _check_writable_folder(folder.resolve(), "--out")
     result = train.train(args.model, args.dataset, epochs=args.epochs, seed=args.seed, device=args.device,
                          batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir, limit=args.limit,
                          progress=False if args.json else None)

@@ -66,6 +66,7 @@ def test_unbuilt_subcommands_say_so_in_one_line(capsys, sub):
     (["train", "--model", "lenet5", "--dataset", "iris"], ["needs image inputs", "--model mlp"]),
     (["archs", "show", "nope"], ["unknown architecture 'nope'"]),
     (["plot", "/nonexistent.h5"], ["does not exist"]),
+    (["run", "--out", "/nonexistent/dir/r.h5"], ["/nonexistent/dir", "--out"]),
     (["frobnicate"], ["invalid choice: 'frobnicate'"]),
 ])
 def test_user_errors_exit_2_with_one_line(capsys, argv, needles):
@@ -155,3 +156,20 @@ def test_archs_lists_and_shows(capsys):
     for key in ("peak_ops_per_s", "power_w", "area_m2", "ce_gops_per_s_per_mm2", "pe_gops_per_w", "breakdown"):
         assert key in s
     assert s["peak_ops_per_s"] == 2 * 168 * 200e6
+
+
+def test_a_bad_output_folder_fails_before_any_work(capsys, monkeypatch, tmp_path):
+    import cimsim.mappers
+    from cimsim.workloads import train as train_mod
+
+    def boom(*a, **k):
+        raise AssertionError("work started before the output path was checked")
+
+    monkeypatch.setattr(cimsim.mappers, "evaluate_reference", boom)
+    monkeypatch.setattr(train_mod, "train", boom)
+    code, out, err = run_cli(capsys, "run", "--out", str(tmp_path / "missing" / "r.h5"))
+    assert_one_line_user_error(code, err, "does not exist")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, out, err = run_cli(capsys, "train", "--dataset", "synthetic", "--out", str(blocker / "sub") + "/")
+    assert_one_line_user_error(code, err, "cannot create folder", "--out")
