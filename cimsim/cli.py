@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--arch", default="digital", help="architecture (see 'cimsim archs'; default digital)")
     data_opts(sp)
     sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset)")
-    sp.add_argument("--batch-size", type=_positive_int, default=500, help="examples per batch (default 500)")
+    sp.add_argument("--batch-size", type=_positive_int, default=64, help="examples per batch (default 64)")
     sp.add_argument("--set", action="append", type=_key_value, metavar="KEY=VALUE",
                     help="override an architecture parameter (repeatable; see 'cimsim archs show ARCH')")
     sp.add_argument("--out", help="also write the report to this HDF5 file")
