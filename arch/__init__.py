@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import fields
 
 from cimsim.arch.digital import DigitalReference
+from cimsim.arch.isaac import ISAAC_TABLE, Component, Isaac
 from cimsim.errors import ConfigError
 
-_REGISTRY = {"digital": DigitalReference}
+_REGISTRY = {"digital": DigitalReference, "isaac": Isaac}
 
 
 def names() -> list[str]:
@@ -44,7 +45,8 @@ def get(name: str, **overrides):
         raise ConfigError(f"unknown architecture {name!r}: choose one of {', '.join(_REGISTRY)} "
                           "(see 'cimsim archs')")
     cls = _REGISTRY[key]
-    defaults = {f.name: f.default for f in fields(cls)}
+    # only scalar parameters can be overridden by name (tables and nested specs are built in Python)
+    defaults = {f.name: f.default for f in fields(cls) if isinstance(f.default, (int, float, str, bool))}
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
         raise ConfigError(f"{key} has no parameter {', '.join(unknown)}; its parameters are "
@@ -56,4 +58,4 @@ def get(name: str, **overrides):
         raise ConfigError(f"{key}: {exc}") from None
 
 
-__all__ = ["get", "names", "DigitalReference"]
+__all__ = ["get", "names", "DigitalReference", "Isaac", "Component", "ISAAC_TABLE"]

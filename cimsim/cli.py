@@ -81,6 +81,10 @@ def cmd_run(args) -> int:
         _check_writable_folder(Path(args.out).resolve().parent, "--out")
     overrides = dict(args.set or [])
     spec = arch_mod.get(args.arch, **overrides)
+    if not hasattr(spec, "cost"):
+        raise NotBuiltYet(f"running a network on {spec.name} needs the crossbar engine and the mapper "
+                          f"(issues 4 and 5); today 'cimsim archs show {spec.name}' shows its spec and "
+                          "'cimsim run --arch digital' runs the reference")
     data = datasets.load(args.dataset, data_dir=args.data_dir)
     ckpt = Path(args.checkpoint) if args.checkpoint else train.find_checkpoint(args.model, data.name)
     model, meta = train.load_checkpoint(ckpt)
@@ -160,6 +164,47 @@ def cmd_archs(args) -> int:
     return 0
 
 
+def cmd_devices(args) -> int:
+    from cimsim.devices import catalog
+
+    if args.action == "show":
+        if not args.name:
+            raise ConfigError("'show' needs a device kind, e.g. 'cimsim devices show sar-adc'")
+        overrides = dict(args.set or [])
+        for opt, field_name in (("bits", "bits"), ("sample_rate", "sample_rate_hz"), ("node", "node_nm")):
+            if getattr(args, opt) is not None:
+                overrides[field_name] = getattr(args, opt)
+        model = catalog.get(args.name, **overrides)
+        from cimsim.devices.base import describe
+        d = describe(model)
+        d.update(catalog.figures(model))
+        if args.json:
+            _emit_json(d)
+        else:
+            print(f"{d['kind']} ({d['class']}): {d['summary']}")
+            for k, v in catalog.figures(model).items():
+                print(f"  {k:32s} {v:.6g}")
+            _print_params(d["params"])
+        return 0
+    if args.name:
+        raise ConfigError(f"unexpected {args.name!r}; did you mean 'cimsim devices show {args.name}'?")
+    rows = catalog.listing()
+    if args.json:
+        _emit_json(rows)
+    else:
+        for d in rows:
+            print(f"{d['kind']} [{d['category']}] {d['class']}: {d['summary']}")
+            _print_params(d["params"])
+            print()
+    return 0
+
+
+def _print_params(params) -> None:
+    for p in params:
+        unit = "" if p["unit"] == "1" else p["unit"]
+        print(f"    {p['name']:24s} {p['value']!s:>12} {unit:10s} {p['source']}")
+
+
 def cmd_plot(args) -> int:
     from cimsim.plots import plot_file
 
@@ -218,8 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name", nargs="?", help="architecture name")
     sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
-    sp = add("devices", "list the device, converter and peripheral models with their parameters",
-             _not_built("cimsim devices (the device library)", "the devices milestone (issue 3)"))
+    sp = add("devices", "list the device, converter and peripheral models, or show one with its costs",
+             cmd_devices)
+    sp.add_argument("action", nargs="?", choices=["show"], help="'show KIND' prints one model's figures")
+    sp.add_argument("name", nargs="?", help="device kind, e.g. sar-adc, reram (see 'cimsim devices')")
+    sp.add_argument("--bits", type=_positive_int, help="resolution (converters)")
+    sp.add_argument("--sample-rate", type=float, metavar="HZ", help="conversions per second (converters)")
+    sp.add_argument("--node", type=float, metavar="NM", help="technology node in nm")
+    sp.add_argument("--set", action="append", type=_key_value, metavar="KEY=VALUE",
+                    help="override any parameter (repeatable)")
     sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
     sp = add("bench", "benchmark the crossbar engine against the machine's float32 GEMM",

@@ -1,10 +1,15 @@
-"""Cost roll-up: an event ledger plus a component table gives energy per layer and per component."""
+"""Cost roll-up: an event ledger plus a component table gives energy per layer and per component.
+
+Technology-node scaling (:func:`area_scale`, :func:`energy_scale`, :func:`delay_scale`) lives with the
+device models in :mod:`cimsim.devices.technology` and is re-exported here for cost tables.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Mapping
 
+from cimsim.devices.technology import area_scale, delay_scale, energy_scale, nominal_vdd_v  # noqa: F401
 from cimsim.ledger import EventLedger
 
 

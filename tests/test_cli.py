@@ -43,7 +43,7 @@ def test_every_subcommand_has_help(capsys, sub):
     assert f"usage: cimsim {sub}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("sub", ["sweep", "devices", "bench", "onchip"])
+@pytest.mark.parametrize("sub", ["sweep", "bench", "onchip"])
 def test_unbuilt_subcommands_say_so_in_one_line(capsys, sub):
     code, out, err = run_cli(capsys, sub)
     assert_one_line_user_error(code, err, "not built yet", "issue")
@@ -54,6 +54,8 @@ def test_unbuilt_subcommands_say_so_in_one_line(capsys, sub):
     (["run", "--model", "alexnet", "--limit", "5"], ["unknown model 'alexnet'", "lenet5"]),
     (["run", "--dataset", "imagenet"], ["unknown dataset 'imagenet'", "fashion-mnist"]),
     (["run", "--arch", "tpu"], ["unknown architecture 'tpu'", "digital"]),
+    (["run", "--arch", "isaac"], ["needs the crossbar engine", "cimsim archs show isaac"]),
+    (["run", "--arch", "isaac", "--set", "table=x"], ["isaac has no parameter table"]),
     (["run", "--limit", "0"], ["--limit", "positive integer"]),
     (["run", "--set", "warp=9"], ["no parameter warp", "mac_units"]),
     (["run", "--set", "mac_units=many"], ["mac_units='many'"]),
@@ -150,7 +152,7 @@ def test_run_table_output_on_synthetic_data(capsys, tmp_path, monkeypatch):
 
 def test_archs_lists_and_shows(capsys):
     code, out, err = run_cli(capsys, "archs", "--json")
-    assert code == 0 and [a["name"] for a in json.loads(out)] == ["digital"]
+    assert code == 0 and [a["name"] for a in json.loads(out)] == ["digital", "isaac"]
     code, out, err = run_cli(capsys, "archs", "show", "digital", "--json")
     s = json.loads(out)
     for key in ("peak_ops_per_s", "power_w", "area_m2", "ce_gops_per_s_per_mm2", "pe_gops_per_w", "breakdown"):
@@ -173,3 +175,43 @@ def test_a_bad_output_folder_fails_before_any_work(capsys, monkeypatch, tmp_path
     blocker.write_text("x")
     code, out, err = run_cli(capsys, "train", "--dataset", "synthetic", "--out", str(blocker / "sub") + "/")
     assert_one_line_user_error(code, err, "cannot create folder", "--out")
+
+
+def test_devices_lists_every_model_with_units_and_sources(capsys):
+    code, out, err = run_cli(capsys, "devices", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    kinds = {r["kind"]: r for r in rows}
+    for k in ("ideal", "reram", "mosfet", "domain-wall", "sar-adc", "flash-adc", "sense-amp", "ternary", "dac",
+              "ideal-readout", "shift-add", "lif-neuron"):
+        assert k in kinds, k
+    assert {r["category"] for r in rows} == {"cell", "converter", "peripheral"}
+    for r in rows:
+        assert all(p["unit"] and p["source"] for p in r["params"]), r["kind"]
+
+
+def test_devices_show_sar_adc_at_the_isaac_point(capsys):
+    from cimsim.devices import SarADC
+
+    code, out, err = run_cli(capsys, "devices", "show", "sar-adc", "--bits", "8", "--sample-rate", "1.28e9",
+                             "--node", "32", "--json")
+    assert code == 0
+    d = json.loads(out)
+    ref = SarADC(bits=8, sample_rate_hz=1.28e9, node_nm=32)
+    assert d["energy_j"] == ref.energy_j and d["latency_s"] == ref.latency_s and d["area_m2"] == ref.area_m2
+    assert 0.5 < d["energy_j"] / (16e-3 / 8 / 1.28e9) < 2.0
+    code, out, err = run_cli(capsys, "devices", "show", "reram", "--set", "r_on_ohm=1e4")
+    assert code == 0 and "r_on_ohm" in out and "10000.0" in out
+
+
+@pytest.mark.parametrize("argv,needles", [
+    (["devices", "show", "memristor"], ["unknown device 'memristor'", "sar-adc"]),
+    (["devices", "show", "sar-adc", "--bits", "40"], ["SarADC.bits = 40", "[1, 16]"]),
+    (["devices", "show", "reram", "--set", "colour=blue"], ["no parameter 'colour'"]),
+    (["devices", "show", "reram", "--set", "on_off_ratio=1"], ["on_off_ratio"]),
+    (["devices", "show"], ["needs a device kind"]),
+    (["devices", "sar-adc"], ["invalid choice: 'sar-adc'"]),
+])
+def test_devices_user_errors(capsys, argv, needles):
+    code, out, err = run_cli(capsys, *argv)
+    assert_one_line_user_error(code, err, *needles)

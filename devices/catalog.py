@@ -1,0 +1,100 @@
+"""The catalog behind ``cimsim devices``: every cell, converter and peripheral model by kind."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from importlib import import_module
+
+from cimsim.devices.base import describe
+from cimsim.errors import ConfigError
+
+# (module, class) per category; a model's ``kind`` ClassVar names it in the CLI.
+_MODELS = {
+    "cell": [("cell", "IdealCell"), ("reram", "ReRAM"), ("mosfet", "MOSFETSynapse"),
+             ("domain_wall", "DomainWallSynapse")],
+    "converter": [("converters", "IdealReadout"), ("converters", "SarADC"), ("converters", "FlashADC"),
+                  ("converters", "SenseAmp"), ("converters", "TernaryReadout"), ("converters", "DAC")],
+    "peripheral": [],  # filled from cimsim.devices.peripherals.PERIPHERALS when present
+}
+
+# Figures a model may expose (properties or zero-argument methods), shown by 'cimsim devices show'.
+FIGURES = ("energy_j", "latency_s", "area_m2", "power_w", "g_min_s", "g_max_s", "read_latency_s",
+           "write_pulse_latency_s", "energy_per_op_j", "leakage_w", "cycles", "comparators")
+
+
+def _classes() -> dict[str, tuple[str, type]]:
+    out: dict[str, tuple[str, type]] = {}
+    for category, entries in _MODELS.items():
+        for module, name in entries:
+            cls = getattr(import_module(f"cimsim.devices.{module}"), name)
+            out[cls.kind] = (category, cls)
+    try:
+        periph = import_module("cimsim.devices.peripherals")
+    except ImportError:
+        periph = None
+    for cls in getattr(periph, "PERIPHERALS", ()):
+        out[cls.kind] = ("peripheral", cls)
+    return out
+
+
+def kinds() -> list[str]:
+    return list(_classes())
+
+
+def _coerce(kind: str, cls: type, key: str, value):
+    defaults = {f.name: f.default for f in fields(cls)}
+    if key not in defaults:
+        raise ConfigError(f"{kind} has no parameter {key!r}; its parameters are {', '.join(defaults)}")
+    default = defaults[key]
+    if not isinstance(value, str):
+        return value
+    try:
+        return int(value) if isinstance(default, int) and not isinstance(default, bool) else float(value)
+    except ValueError:
+        raise ConfigError(f"{kind}: {key}={value!r} is not a number") from None
+
+
+def get(kind: str, **overrides):
+    """Build the model ``kind`` (e.g. 'sar-adc') with parameters replaced by ``overrides``."""
+    table = _classes()
+    key = kind.strip().lower().replace("_", "-")
+    if key not in table:
+        raise ConfigError(f"unknown device {kind!r}: choose one of {', '.join(table)} (see 'cimsim devices')")
+    _, cls = table[key]
+    return cls(**{k: _coerce(key, cls, k, v) for k, v in overrides.items()})
+
+
+def figures(model) -> dict[str, float]:
+    out = {}
+    for name in FIGURES:
+        try:
+            v = getattr(model, name)
+        except (AttributeError, NotImplementedError):
+            continue
+        if callable(v):
+            continue
+        if isinstance(v, (int, float)):
+            out[name] = v
+    if hasattr(model, "write_pulse_energy_j"):
+        try:
+            out["write_pulse_energy_j_at_g_max"] = float(model.write_pulse_energy_j(model.g_max_s))
+        except (NotImplementedError, TypeError, ValueError, OverflowError):
+            pass
+    if hasattr(model, "read_energy_j") and hasattr(model, "g_max_s"):
+        try:
+            out["read_energy_j_at_g_max"] = float(model.read_energy_j(model.g_max_s))
+        except (TypeError, ValueError, OverflowError):
+            pass
+    return out
+
+
+def listing() -> list[dict]:
+    """Every model with its defaults: kind, category, class, summary, parameters (unit, source, range)."""
+    rows = []
+    for kind, (category, cls) in _classes().items():
+        model = cls()
+        d = describe(model)
+        d["category"] = category
+        d["figures"] = figures(model)
+        rows.append(d)
+    return rows

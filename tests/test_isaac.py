@@ -1,0 +1,61 @@
+import pytest
+
+import cimsim.arch as arch
+from cimsim.devices.converters import SarADC
+from cimsim.errors import ConfigError
+
+MW, MM2 = 1e-3, 1e-6
+# ISAAC Table 6 by hand (../shared/papers.md)
+IMA_POWER = (16 + 4 + 0.01 + 2.4 + 0.2 + 1.24 + 0.23) * MW
+IMA_AREA = (0.0096 + 0.00017 + 0.00004 + 0.0002 + 0.00024 + 0.0021 + 0.00077) * MM2
+TILE_EXTRA_POWER = (20.7 + 7 + 42 / 4 + 0.52 + 0.05 + 0.4 + 1.68) * MW
+TILE_EXTRA_AREA = (0.083 + 0.090 + 0.151 / 4 + 0.0006 + 0.00006 + 0.00024 + 0.0032) * MM2
+
+
+def test_isaac_rollup_matches_hand_arithmetic():
+    s = arch.get("isaac").summary()
+    tile_power = 12 * IMA_POWER + TILE_EXTRA_POWER
+    tile_area = 12 * IMA_AREA + TILE_EXTRA_AREA
+    assert s["power_w"] == pytest.approx(168 * tile_power + 10.4, rel=1e-12)
+    assert s["area_m2"] == pytest.approx(168 * tile_area + 22.88 * MM2, rel=1e-12)
+    assert s["power_w"] == pytest.approx(65.80808, rel=1e-9)
+    assert s["area_m2"] == pytest.approx(85.42472 * MM2, rel=1e-9)
+    # 16128 crossbars, each 128 rows x 16 weights per 16 cycles of 100 ns; one MAC = 2 ops
+    peak = 168 * 12 * 8 * 128 * 16 / (16 * 100e-9) * 2
+    assert s["peak_ops_per_s"] == pytest.approx(peak, rel=1e-12)
+    assert s["ce_gops_per_s_per_mm2"] == pytest.approx(peak / 1e9 / 85.42472, rel=1e-9)
+    assert s["pe_gops_per_w"] == pytest.approx(peak / 1e9 / 65.80808, rel=1e-9)
+
+
+def test_breakdown_adds_up_and_the_adc_dominates_the_imas():
+    s = arch.get("isaac").summary()
+    bd = s["breakdown"]
+    assert sum(r["power_w"] for r in bd.values()) == pytest.approx(s["power_w"], rel=1e-12)
+    assert sum(r["area_m2"] for r in bd.values()) == pytest.approx(s["area_m2"], rel=1e-12)
+    assert bd["adc"]["power_w"] == pytest.approx(168 * 12 * 16 * MW)
+    on_chip_power = s["power_w"] - bd["hyper_transport"]["power_w"]
+    assert bd["adc"]["power_w"] / on_chip_power > 0.5   # the motivation of the ADC-less papers
+
+
+def test_sar_model_at_the_isaac_point_within_2x_of_the_table():
+    adc = SarADC(bits=8, sample_rate_hz=1.28e9, node_nm=32)
+    assert 0.5 < 8 * adc.power_w / (16 * MW) < 2.0
+
+
+def test_overrides_change_the_rollup():
+    half = arch.get("isaac", tiles="84").summary()
+    full = arch.get("isaac").summary()
+    assert half["peak_ops_per_s"] == pytest.approx(full["peak_ops_per_s"] / 2)
+    assert half["power_w"] == pytest.approx((full["power_w"] - 10.4) / 2 + 10.4)
+    eight_bit = arch.get("isaac", weight_bits=8, input_bits=8)
+    assert eight_bit.slices == 4 and eight_bit.input_cycles == 8
+    assert eight_bit.peak_macs_per_s == pytest.approx(full["peak_ops_per_s"] / 2 * 4)
+
+
+@pytest.mark.parametrize("kw,needle", [
+    ({"weight_bits": "15"}, "multiple of cell_bits"), ({"tiles": "0"}, "tiles"),
+    ({"read_cycle_s": "-1"}, "read_cycle_s"), ({"table": "x"}, "no parameter table"),
+])
+def test_bad_overrides(kw, needle):
+    with pytest.raises(ConfigError, match=needle):
+        arch.get("isaac", **kw)
