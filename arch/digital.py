@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+from cimsim.arch.figures import chip_figures
 from cimsim.cost import EventCost, rollup_energy
 from cimsim.ledger import EventLedger
 
@@ -85,19 +86,9 @@ class DigitalReference:
         return asdict(self)
 
     def summary(self) -> dict:
-        peak = 2 * self.mac_units * self.clock_hz  # one MAC = 2 operations
         power = self.mac_units * self.clock_hz * (self.mul_energy_j + self.add_energy_j)
-        area = self.area_m2
-        return {
-            "name": self.name,
-            "description": self.description,
-            "peak_ops_per_s": peak,
-            "power_w": power,
-            "area_m2": area,
-            "ce_gops_per_s_per_mm2": peak / 1e9 / (area * 1e6),
-            "pe_gops_per_w": peak / 1e9 / power,
-            "breakdown": {"mac_array": {"power_w": power, "area_m2": area}},
-            "power_scope": "MAC array at full utilisation; SRAM energy is counted per access in runs",
-            "area_scope": "MAC array only (the source gives no SRAM area)",
-            "params": self.params(),
-        }
+        return chip_figures(
+            self.name, self.description, 2 * self.mac_units * self.clock_hz,  # one MAC = 2 operations
+            {"mac_array": {"power_w": power, "area_m2": self.area_m2}},
+            power_scope="MAC array at full utilisation; SRAM energy is counted per access in runs",
+            area_scope="MAC array only (the source gives no SRAM area)", params=self.params())

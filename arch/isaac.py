@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from cimsim.arch.figures import chip_figures
+
 
 
 @dataclass(frozen=True)
@@ -130,24 +132,11 @@ class Isaac:
         return out
 
     def summary(self) -> dict:
-        bd = self.breakdown()
-        power = sum(r["power_w"] for r in bd.values())
-        area = sum(r["area_m2"] for r in bd.values())
-        peak = 2 * self.peak_macs_per_s
-        return {
-            "name": self.name,
-            "description": self.description,
-            "peak_ops_per_s": peak,
-            "power_w": power,
-            "area_m2": area,
-            "ce_gops_per_s_per_mm2": peak / 1e9 / (area / MM2),
-            "pe_gops_per_w": peak / 1e9 / power,
-            "breakdown": bd,
-            "hierarchy": {"tiles": self.tiles, "imas": self.imas, "crossbars": self.crossbars,
-                          "weight_slices": self.slices, "input_cycles": self.input_cycles},
-            "params": self.params(),
-            "table": [asdict(c) for c in self.table],
-        }
+        return chip_figures(
+            self.name, self.description, 2 * self.peak_macs_per_s, self.breakdown(),
+            hierarchy={"tiles": self.tiles, "imas": self.imas, "crossbars": self.crossbars,
+                       "weight_slices": self.slices, "input_cycles": self.input_cycles},
+            params=self.params(), table=[asdict(c) for c in self.table])
 
     def params(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "table"}

@@ -251,3 +251,48 @@ def test_rollup_missing_event_raises_naming_it():
 def test_rollup_empty_ledger():
     r = rollup_energy(EventLedger(), TABLE)
     assert r.per_layer == {} and r.per_component == {} and r.total_j == 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# full roll-up: energy, bottleneck latency, leakage and area (hand arithmetic)
+
+from cimsim.cost import ComponentCost, rollup  # noqa: E402
+
+
+def _example():
+    led = EventLedger()
+    led.add("conv", "conversion", 1000)    # 1000 conversions on 4 ADCs, 1 ns each -> 250 ns busy
+    led.add("conv", "drive", 64)           # 64 drives on 64 DACs, 100 ns each   -> 100 ns busy
+    led.add("fc", "conversion", 80)        # 80 conversions on 4 ADCs             -> 20 ns busy
+    led.add("fc", "drive", 640)            # 640 drives on 64 DACs                -> 1000 ns busy
+    events = {"conversion": EventCost("adc", 2e-12, 1e-9), "drive": EventCost("dac", 0.5e-12, 100e-9)}
+    comps = {"adc": ComponentCost(count=4, area_m2=1e-9, leakage_w=1e-3),
+             "dac": ComponentCost(count=64, area_m2=2e-12)}
+    return led, events, comps
+
+
+def test_rollup_latency_is_the_busiest_component_per_layer():
+    r = rollup(*_example())
+    assert r.latency_per_layer == {"conv": pytest.approx(250e-9), "fc": pytest.approx(1000e-9)}
+    assert r.bottleneck_per_layer == {"conv": "adc", "fc": "dac"}
+    assert r.latency_s == pytest.approx(1250e-9)
+
+
+def test_rollup_energy_includes_leakage_over_each_layers_latency():
+    r = rollup(*_example())
+    leak_conv = 4 * 1e-3 * 250e-9
+    leak_fc = 4 * 1e-3 * 1000e-9
+    assert r.energy_per_layer_component["conv"]["adc"] == pytest.approx(1000 * 2e-12 + leak_conv)
+    assert r.energy_per_layer_component["fc"]["dac"] == pytest.approx(640 * 0.5e-12)
+    assert r.energy_per_component["adc"] == pytest.approx(1080 * 2e-12 + leak_conv + leak_fc)
+    assert r.energy_j == pytest.approx(sum(r.energy_per_layer.values()))
+    assert r.energy_j == pytest.approx(1080 * 2e-12 + 704 * 0.5e-12 + leak_conv + leak_fc)
+
+
+def test_rollup_area_and_table_consistency():
+    led, events, comps = _example()
+    r = rollup(led, events, comps)
+    assert r.area_per_component == {"adc": pytest.approx(4e-9), "dac": pytest.approx(128e-12)}
+    assert r.area_m2 == pytest.approx(4e-9 + 128e-12)
+    with pytest.raises(KeyError, match="adc"):
+        rollup(led, events, {"dac": comps["dac"]})
