@@ -21,6 +21,8 @@ if (_ROOT / "setup.cfg").is_file() and (_ROOT / "devices" / "__init__.py").is_fi
 _LAZY = {
     "Report": ("cimsim.report", "Report"),
     "EventLedger": ("cimsim.ledger", "EventLedger"),
+    "Crossbar": ("cimsim.crossbar", "Crossbar"),
+    "CrossbarSpec": ("cimsim.crossbar", "CrossbarSpec"),
     "arch": ("cimsim.arch", None),
     "devices": ("cimsim.devices", None),
     "mappers": ("cimsim.mappers", None),

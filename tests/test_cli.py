@@ -43,7 +43,7 @@ def test_every_subcommand_has_help(capsys, sub):
     assert f"usage: cimsim {sub}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("sub", ["sweep", "bench", "onchip"])
+@pytest.mark.parametrize("sub", ["sweep", "onchip"])
 def test_unbuilt_subcommands_say_so_in_one_line(capsys, sub):
     code, out, err = run_cli(capsys, sub)
     assert_one_line_user_error(code, err, "not built yet", "issue")
@@ -215,3 +215,18 @@ def test_devices_show_sar_adc_at_the_isaac_point(capsys):
 def test_devices_user_errors(capsys, argv, needles):
     code, out, err = run_cli(capsys, *argv)
     assert_one_line_user_error(code, err, *needles)
+
+
+def test_bench_reports_the_standard_case(capsys):
+    """Keys and internal consistency only: speed is measured by the benchmark itself, never asserted."""
+    code, out, err = run_cli(capsys, "bench", "--json", "--batch", "16", "--repeat", "1")
+    assert code == 0
+    r = json.loads(out)
+    for key in ("effective_macs_per_s", "gemm_macs_per_s", "ratio", "peak_memory_bytes", "backend", "device", "config"):
+        assert key in r
+    c = r["config"]
+    assert (c["in_features"], c["out_features"], c["cycles"], c["slices"], c["arrays"]) == (1152, 128, 8, 4, 36)
+    assert r["effective_macs_per_s"] == pytest.approx(16 * 1152 * 128 * 8 * 4 / r["wall_s"])
+    assert r["ratio"] == pytest.approx(r["effective_macs_per_s"] / r["gemm_macs_per_s"])
+    code, out, err = run_cli(capsys, "bench", "--backend", "torch")
+    assert_one_line_user_error(code, err, "torch / CUDA backend", "not built yet")

@@ -1,0 +1,346 @@
+"""The crossbar tile: integer inputs and integer weights in, the digital numbers analog hardware gives out.
+
+``Crossbar(W, spec, seed)`` slices the weights (:mod:`cimsim.encoding`), tiles the reduction dimension
+into row blocks of ``spec.rows`` and the physical columns (outputs x slices, x2 for differential) into
+column blocks of ``spec.cols``, and programs every cell through the cell model (programming noise and
+stuck-at faults drawn once). A call ``xb(x)`` streams the inputs bit-serially; for every (cycle, row
+block, physical column) the analog column sum goes through the readout, then the digital side
+shifts and adds.
+
+Analog model, in *level units* (one unit = one conductance step ``dg = (g_max - g_min) / (2**cell_bits - 1)``
+times one DAC step ``V_read / (2**dac_bits - 1)``):
+
+* column value = ``sum_k x_k * (G_k - g_min) / dg``: the ``g_min * sum_k x_k`` current of the finite on/off
+  ratio is removed by an ideal reference column (so an ideal cell gives the exact integer sum);
+* read noise: each cell read adds independent Gaussian noise of std ``cell.read_sigma_s(G)``; a column
+  sums them, so the column value gets one Gaussian of variance ``sum_k x_k**2 * sigma_k**2 / dg**2`` -
+  exact in distribution, computed as a second matrix product, with no per-cell draw.
+
+Readouts: :class:`~cimsim.devices.IdealReadout` passes the value; ADCs (``SarADC``, ``FlashADC``) quantize
+it over a range chosen per row block by ``adc_range``: ``"full"`` (the worst-case column value),
+``"calibrated"`` (the ``calibration_percentile`` of |column values| seen by :meth:`Crossbar.calibrate`)
+or a fixed ``(lo, hi)`` in level units; the LSB is rounded up to a power of two of level units (at least
+one), so the digital shift-and-add stays integer and an ADC with enough bits is lossless. ``SenseAmp``
+outputs 1 / 0 decisions against its threshold (in level units) and ``TernaryReadout`` -1 / 0 / +1: these
+are decisions, to be scaled by the architecture that uses them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from threadpoolctl import threadpool_limits
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cimsim.devices.cell import IdealCell, MemoryCell
+from cimsim.devices.converters import IdealReadout, Readout, SenseAmp, TernaryReadout, _Quantizer
+from cimsim.encoding import SIGNED_MODES, input_planes, slice_weights
+from cimsim.errors import ConfigError, NotBuiltYet
+from cimsim.kernels import adc_accumulate
+from cimsim.ledger import EventLedger
+
+BACKENDS = ("numba", "torch")
+
+
+@dataclass(frozen=True)
+class CrossbarSpec:
+    """Geometry, encoding and readout of a crossbar tile (defaults: ISAAC's array, 8-bit operands)."""
+
+    rows: int = 128                 # ISAAC: 128x128 arrays (Shafiee et al., ISCA 2016, Table 6)
+    cols: int = 128
+    cell: MemoryCell = field(default_factory=IdealCell)
+    cell_bits: int = 2              # ISAAC: 2-bit cells
+    weight_bits: int = 8            # 8-bit weights, the common CiM operating point (Neural-PIM, HCiM)
+    input_bits: int = 8
+    dac_bits: int = 1               # ISAAC: inputs streamed 1 bit per cycle
+    signed: str = "differential"    # Neural-PIM: positive and negative weights in adjacent columns
+    input_signed: bool = False      # inputs after ReLU are unsigned
+    readout: Readout = field(default_factory=IdealReadout)
+    adc_range: object = "full"      # "full", "calibrated" or (lo, hi) in level units
+    calibration_percentile: float = 99.9   # our choice: clips 0.1 % of column values, see Crossbar.calibrate
+    batch_chunk: int = 1024         # examples per streamed chunk (bounds memory)
+
+    def __post_init__(self):
+        for k in ("rows", "cols", "cell_bits", "weight_bits", "input_bits", "dac_bits", "batch_chunk"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ConfigError(f"CrossbarSpec.{k} must be a positive integer, got {v!r}")
+        if self.weight_bits < 2:
+            raise ConfigError("CrossbarSpec.weight_bits must be at least 2 (signed weights)")
+        if self.input_signed and self.input_bits < 2:
+            raise ConfigError("CrossbarSpec.input_bits must be at least 2 for signed inputs")
+        if self.signed not in SIGNED_MODES:
+            raise ConfigError(f"CrossbarSpec.signed = {self.signed!r}: choose one of {', '.join(SIGNED_MODES)}")
+        if not isinstance(self.cell, MemoryCell):
+            raise ConfigError(f"CrossbarSpec.cell must be a cell model (cimsim.devices), got {self.cell!r}")
+        if not isinstance(self.readout, Readout):
+            raise ConfigError(f"CrossbarSpec.readout must be a readout (cimsim.devices), got {self.readout!r}")
+        r = self.adc_range
+        if not (r in ("full", "calibrated") or (isinstance(r, (tuple, list)) and len(r) == 2 and r[1] > r[0])):
+            raise ConfigError(f"CrossbarSpec.adc_range = {r!r}: use 'full', 'calibrated' or (lo, hi) with hi > lo")
+        if not 50 <= self.calibration_percentile <= 100:
+            raise ConfigError("CrossbarSpec.calibration_percentile must lie in [50, 100]")
+
+
+class NoiseStreams:
+    """Independent standard-normal streams, one per batch shard, spawned from the crossbar's seed.
+
+    The number of streams is fixed (not the CPU count), so a seed gives the same numbers on any machine.
+    """
+
+    STREAMS = 4
+
+    def __init__(self, seeds: np.random.SeedSequence):
+        self._gens = [np.random.default_rng(s) for s in seeds.spawn(self.STREAMS)]
+
+    def standard_normal(self, shape: tuple[int, int], stream: int) -> np.ndarray:
+        return self._gens[stream].standard_normal(shape, dtype=np.float32)
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pow2_lsb(span: float, bits: int) -> float:
+    """The smallest power-of-two LSB (>= 1 level unit) whose 2**bits codes cover ``span``."""
+    need = span / (2 ** bits - 1)
+    return 1.0 if need <= 1 else 2.0 ** math.ceil(math.log2(need))
+
+
+class Crossbar:
+    """A weight matrix programmed into crossbar arrays; call it on integer inputs."""
+
+    def __init__(self, W, spec: CrossbarSpec, seed: int = 0, backend: str = "numba", device: str = "cpu",
+                 name: str = "crossbar"):
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        if backend == "torch" or device != "cpu":
+            raise NotBuiltYet("the torch / CUDA backend of the crossbar engine is not built yet (issue 4); "
+                              "use backend='numba', device='cpu'")
+        W = np.asarray(W)
+        if W.ndim != 2 or W.shape[0] < 1 or W.shape[1] < 1:
+            raise ConfigError(f"weights must be a 2-D array (out_features, in_features), got shape {W.shape}")
+        self.spec, self.seed, self.backend, self.device, self.name = spec, seed, backend, device, name
+        self.out_features, self.in_features = W.shape
+        self._seeds = np.random.SeedSequence(seed)   # seed=None draws fresh entropy, kept for at_time
+        self._rng = np.random.default_rng(self._seeds)
+        self._noise = NoiseStreams(self._seeds)
+        self.slices = slice_weights(W, spec.weight_bits, spec.cell_bits, spec.signed)
+        # conductances (slices, polarity, out, in), programmed once
+        self.g = spec.cell.program(self.slices.levels, spec.cell_bits, self._rng)
+        self._prepare(self.g)
+        self.ledger = EventLedger()
+        self._range: list[tuple[float, float]] | None = None
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def n_slices(self) -> int:
+        return self.slices.levels.shape[0]
+
+    @property
+    def n_polarity(self) -> int:
+        return self.slices.levels.shape[1]
+
+    @property
+    def physical_columns(self) -> int:
+        return self.n_slices * self.n_polarity * self.out_features
+
+    @property
+    def row_blocks(self) -> list[tuple[int, int]]:
+        r = self.spec.rows
+        return [(k, min(k + r, self.in_features)) for k in range(0, self.in_features, r)]
+
+    @property
+    def col_blocks(self) -> int:
+        return math.ceil(self.physical_columns / self.spec.cols)
+
+    @property
+    def arrays(self) -> int:
+        return len(self.row_blocks) * self.col_blocks
+
+    def _level_step(self) -> tuple[float, float]:
+        cell = self.spec.cell
+        levels = cell.level_conductances(self.spec.cell_bits)
+        return float(levels[0]), float(levels[1] - levels[0])
+
+    def _prepare(self, g: np.ndarray) -> None:
+        """Per row block: level-unit matrices A (rows, physical columns) and read-noise variances."""
+        g_min, dg = self._level_step()
+        S, P, N, K = g.shape
+        flat = g.transpose(3, 0, 1, 2).reshape(K, S * P * N)       # (in, physical columns)
+        sigma = self.spec.cell.read_sigma_s(flat)
+        self._a, self._var, self._g_rowsum = [], [], []
+        for k0, k1 in self.row_blocks:
+            self._a.append((flat[k0:k1] - g_min) / dg)
+            var = (sigma[k0:k1] / dg) ** 2
+            if not np.any(var):
+                var = None
+            elif np.all(var == var[:, :1]):
+                var = var[:, 0].copy()   # same sigma across a row: the column variance is a GEMV
+            self._var.append(var)
+            self._g_rowsum.append(flat[k0:k1].sum(axis=1))
+        shift = np.outer(self.slices.weights, self.slices.sign)    # (S, P) digital weight per column group
+        self._col_weight = np.repeat(shift.reshape(-1), N)          # (physical columns,)
+
+    # ------------------------------------------------------------------ readout ranges
+    def _digit_range(self) -> tuple[int, int]:
+        d, a = self.spec.dac_bits, self.spec.input_bits
+        if self.spec.input_signed:
+            top = a - d * (math.ceil(a / d) - 1)       # bits of the signed top digit
+            return -(1 << (top - 1)), (1 << d) - 1
+        return 0, (1 << d) - 1
+
+    def _full_range(self, rows: int) -> tuple[float, float]:
+        lo_d, hi_d = self._digit_range()
+        top_level = 2 ** self.spec.cell_bits - 1
+        return rows * lo_d * top_level, rows * hi_d * top_level
+
+    def _ranges(self) -> list[tuple[float, float]]:
+        """(lo, lsb) per row block for a quantizing readout."""
+        ro, pol = self.spec.readout, self.spec.adc_range
+        bits = int(ro.bits)
+        out = []
+        for i, (k0, k1) in enumerate(self.row_blocks):
+            if pol == "full":
+                lo, hi = self._full_range(k1 - k0)
+            elif pol == "calibrated":
+                if self._range is None:
+                    raise ConfigError("adc_range='calibrated' needs a calibration batch: call xb.calibrate(x) first")
+                lo, hi = self._range[i]
+            else:
+                lo, hi = float(pol[0]), float(pol[1])
+            lo = float(math.floor(lo))  # integer lo: reconstruction levels lo + k * lsb stay integers (no bias)
+            out.append((lo, _pow2_lsb(hi - lo, bits)))
+        return out
+
+    def calibrate(self, x) -> None:
+        """Set each row block's ADC range from the column values a calibration batch produces.
+
+        The range is [min(0, -p), p] where p is the ``calibration_percentile`` of |column value| over
+        all cycles, examples and columns of that row block (noise-free values; 99.9 % by default). The
+        ADC then rounds its LSB up to a power of two of level units, which widens the range by up to
+        2x, so at most 0.1 % of the calibration batch's conversions clip (usually fewer).
+        """
+        planes, _ = input_planes(x, self.spec.input_bits, self.spec.dac_bits, self.spec.input_signed)
+        q = self.spec.calibration_percentile
+        self._range = []
+        for i, (k0, k1) in enumerate(self.row_blocks):
+            vals = np.concatenate([(p[:, k0:k1].astype(np.float64) @ self._a[i]).ravel() for p in planes])
+            p = float(np.percentile(np.abs(vals), q)) if vals.size else 1.0
+            lo = -p if vals.min() < 0 else 0.0
+            self._range.append((lo, max(p, lo + 1.0)))
+
+    # ------------------------------------------------------------------ forward
+    def _readout(self, v: np.ndarray, lo: float, lsb: float) -> np.ndarray:
+        ro = self.spec.readout
+        if isinstance(ro, IdealReadout):
+            return v
+        if isinstance(ro, _Quantizer):
+            return ro.convert(v, lo, lo + lsb * (ro.n_codes - 1), self._rng)
+        if isinstance(ro, (SenseAmp, TernaryReadout)):
+            return ro.convert(v, rng=self._rng)
+        raise ConfigError(f"readout {type(ro).__name__} is not supported by the crossbar engine")
+
+    def _conversion_event(self) -> str:
+        ro = self.spec.readout
+        if isinstance(ro, _Quantizer):
+            return f"{ro.kind}_conversion_{int(ro.bits)}b"
+        return f"{ro.kind}_conversion"
+
+    def __call__(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ConfigError(f"inputs must have shape (batch, {self.in_features}), got {x.shape}")
+        planes, pw = input_planes(x, self.spec.input_bits, self.spec.dac_bits, self.spec.input_signed)
+        ranges = self._ranges() if isinstance(self.spec.readout, _Quantizer) else [(0.0, 1.0)] * len(self.row_blocks)
+        B, N = x.shape[0], self.out_features
+        y = np.zeros((B, N))
+        ro = self.spec.readout
+        # Quantizers without their own offset noise run in the fused numba epilogue and in parallel over
+        # fixed batch shards (each with its own noise stream, so the numbers do not depend on the thread
+        # count); other readouts draw from the crossbar's generator and run serially.
+        fused = isinstance(ro, _Quantizer) and ro.offset_sigma_lsb == 0
+        nonzero = read_energy = 0.0
+        for c0 in range(0, B, self.spec.batch_chunk):
+            c1 = min(c0 + self.spec.batch_chunk, B)
+            edges = np.linspace(c0, c1, NoiseStreams.STREAMS + 1).astype(int)
+            shards = [(j, int(edges[j]), int(edges[j + 1])) for j in range(NoiseStreams.STREAMS)]
+            work = lambda sh: self._shard(planes, pw, sh[1], sh[2], ranges, fused, sh[0])  # noqa: E731
+            if fused and c1 - c0 >= 64:
+                with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread per shard thread
+                    results = list(self._pool().map(work, shards))
+            else:
+                results = [work(sh) for sh in shards]
+            for (_, b0, b1), (acc, nz, energy) in zip(shards, results):
+                if b1 > b0:
+                    y[b0:b1] = (acc * self._col_weight).reshape(b1 - b0, -1, N).sum(axis=1)
+                nonzero += nz
+                read_energy += energy
+        if self.slices.offset:
+            y -= self.slices.offset * x.sum(axis=1, dtype=np.float64)[:, None]
+        self._count(B, planes.shape[0], nonzero, read_energy)
+        return y
+
+    def _pool(self) -> ThreadPoolExecutor:
+        global _POOL
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=min(NoiseStreams.STREAMS, os.cpu_count() or 1))
+        return _POOL
+
+    def _shard(self, planes, pw, b0: int, b1: int, ranges, fused: bool, stream: int):
+        """Column sums, noise, readout and shift-add of examples b0..b1: (acc, nonzero digits, read energy)."""
+        cols = self.physical_columns
+        acc = np.zeros((b1 - b0, cols))
+        if b1 <= b0:
+            return acc, 0.0, 0.0
+        top = float(self.spec.readout.n_codes - 1) if fused else 0.0
+        v_step = self.spec.cell.read_voltage_v / ((1 << self.spec.dac_bits) - 1)
+        nonzero = read_energy = 0.0
+        for i, (k0, k1) in enumerate(self.row_blocks):
+            a, var, (lo, lsb) = self._a[i], self._var[i], ranges[i]
+            for t in range(planes.shape[0]):
+                xp = planes[t, b0:b1, k0:k1].astype(np.float64)
+                v = xp @ a
+                if var is None:
+                    std = z = np.broadcast_to(np.zeros((1, 1)), v.shape)
+                else:
+                    std = np.sqrt((xp * xp) @ var)
+                    std = np.broadcast_to(std[:, None], v.shape) if std.ndim == 1 else std
+                    z = self._noise.standard_normal(v.shape, stream)
+                if fused:
+                    adc_accumulate(acc, v, std, z, lo, lsb, top, pw[t])
+                else:
+                    acc += pw[t] * self._readout(v + std * z if var is not None else v, lo, lsb)
+                sq = (xp * xp).sum(axis=0)
+                nonzero += float(np.count_nonzero(xp))
+                read_energy += float(sq @ self._g_rowsum[i]) * v_step ** 2 * self.spec.cell.read_time_s
+        return acc, nonzero, read_energy
+
+    def _count(self, batch: int, cycles: int, nonzero_inputs: float, read_energy_j: float) -> None:
+        led, name = self.ledger, self.name
+        rb = len(self.row_blocks)
+        conversions = batch * cycles * rb * self.physical_columns
+        led.add(name, "array_read_cycles", batch * cycles * self.arrays)
+        led.add(name, self._conversion_event(), conversions)
+        led.add(name, "dac_drives", nonzero_inputs * self.col_blocks)
+        led.add(name, "cell_reads", nonzero_inputs * self.physical_columns)
+        led.add(name, "cell_read_energy_j", read_energy_j)
+        led.add(name, "shift_adds", conversions)
+        if self.slices.offset:
+            led.add(name, "offset_correction_adds", batch * (self.in_features + self.out_features))
+
+    # ------------------------------------------------------------------ time
+    def at_time(self, t_s: float) -> "Crossbar":
+        """A copy of this crossbar read ``t_s`` seconds after programming (drift, relaxation, leakage)."""
+        out = copy.copy(self)
+        entropy = self._seeds.entropy
+        out.g = self.spec.cell.at_time(self.g, t_s, np.random.default_rng([entropy, 0xD41F7]))
+        out._prepare(out.g)
+        out.ledger = EventLedger()
+        out._rng = np.random.default_rng([entropy, 0x7EAD, int(t_s * 1e3) & 0xFFFFFFFF])
+        out._noise = NoiseStreams(np.random.SeedSequence([entropy, 0x7EAD, int(t_s * 1e3) & 0xFFFFFFFF]))
+        return out

@@ -1,0 +1,124 @@
+"""Integer encodings of weights and inputs for bit-sliced, bit-serial crossbars.
+
+Weights (``signed`` mode, ``b`` = weight_bits, ``c`` = cell_bits):
+
+* ``"offset"``: store ``W + 2**(b-1)`` (unsigned, b bits) in ``ceil(b / c)`` slices; the digital side
+  subtracts ``2**(b-1) * sum(x)`` (the input sum is known digitally, so the correction is exact).
+* ``"twos"``: two's complement; the sign bit gets a 1-bit slice of its own whose digital weight is
+  ``-2**(b-1)``, the ``b - 1`` magnitude bits are sliced into ``ceil((b - 1) / c)`` slices. (A sign bit
+  sharing a cell with magnitude bits could not be separated after the analog sum.)
+* ``"differential"``: ``W = W+ - W-`` with ``W+ = max(W, 0)``, ``W- = max(-W, 0)`` in separate columns;
+  each magnitude of ``b - 1`` bits is sliced into ``ceil((b - 1) / c)`` slices. Weights must lie in the
+  symmetric range ``|W| <= 2**(b-1) - 1``.
+
+Slices are LSB first. Each slice is an array of cell levels in ``0 .. 2**c - 1`` (the top slice may
+use fewer bits) with a signed digital weight (its shift), so ``W == sum_s weight_s * slice_s`` exactly
+(plus the offset for ``"offset"``).
+
+Inputs (``a`` = input_bits, ``d`` = dac_bits) stream in ``ceil(a / d)`` cycles, LSB first. Unsigned
+inputs give plane digits in ``0 .. 2**d - 1``; signed inputs are two's complement whose top plane is a
+signed digit (the DAC drives a bipolar voltage), so ``x == sum_t 2**(d t) * plane_t`` exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cimsim.errors import ConfigError
+
+SIGNED_MODES = ("offset", "twos", "differential")
+
+
+@dataclass(frozen=True)
+class WeightSlices:
+    """Cell levels of one weight matrix, sliced.
+
+    ``levels``: int array (n_slices, n_sign, out, in) of cell levels; ``n_sign`` is 2 for differential
+    (G+ then G-), 1 otherwise. ``weights``: float array (n_slices,) of each slice's digital weight.
+    ``sign``: (n_sign,) +1 / -1 applied to each polarity. ``offset``: the constant subtracted per unit
+    of input sum (``"offset"`` mode), else 0. ``bits``: cell bits used by each slice.
+    """
+
+    levels: np.ndarray
+    weights: np.ndarray
+    sign: np.ndarray
+    offset: int
+    bits: tuple[int, ...]
+
+
+def check_int_range(name: str, a: np.ndarray, lo: int, hi: int, hint: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.size == 0:
+        return a.astype(np.int64)
+    if not np.issubdtype(a.dtype, np.integer):
+        if not np.all(np.isfinite(a)) or not np.array_equal(a, np.round(a)):
+            raise ConfigError(f"{name} must hold integers ({hint})")
+        a = a.astype(np.int64)
+    if a.min() < lo or a.max() > hi:
+        raise ConfigError(f"{name} must lie in [{lo}, {hi}] ({hint}); got [{a.min()}, {a.max()}]")
+    return a.astype(np.int64)
+
+
+def _split(u: np.ndarray, total_bits: int, cell_bits: int) -> tuple[list[np.ndarray], list[int], list[int]]:
+    """Unsigned ``u`` (< 2**total_bits) into LSB-first slices of ``cell_bits``: (slices, shifts, bits)."""
+    slices, shifts, bits = [], [], []
+    shift = 0
+    while shift < total_bits:
+        width = min(cell_bits, total_bits - shift)
+        slices.append((u >> shift) & ((1 << width) - 1))
+        shifts.append(shift)
+        bits.append(width)
+        shift += width
+    return slices, shifts, bits
+
+
+def slice_weights(w: np.ndarray, weight_bits: int, cell_bits: int, signed: str) -> WeightSlices:
+    """Slice an integer weight matrix (out, in) into cell levels; see the module docstring."""
+    if signed not in SIGNED_MODES:
+        raise ConfigError(f"unknown signed mapping {signed!r}: choose one of {', '.join(SIGNED_MODES)}")
+    b = int(weight_bits)
+    if signed == "differential":
+        m = (1 << (b - 1)) - 1
+        w = check_int_range("weights", w, -m, m, f"differential {b}-bit weights are symmetric")
+        pos, neg = np.maximum(w, 0), np.maximum(-w, 0)
+        sp, shifts, bits = _split(pos, b - 1, cell_bits)
+        sn, _, _ = _split(neg, b - 1, cell_bits)
+        levels = np.stack([np.stack([p, n]) for p, n in zip(sp, sn)])
+        return WeightSlices(levels, np.array([2.0 ** s for s in shifts]), np.array([1.0, -1.0]), 0, tuple(bits))
+    half = 1 << (b - 1)
+    w = check_int_range("weights", w, -half, half - 1, f"{b}-bit signed weights")
+    if signed == "offset":
+        sl, shifts, bits = _split(w + half, b, cell_bits)
+        levels = np.stack(sl)[:, None]
+        return WeightSlices(levels, np.array([2.0 ** s for s in shifts]), np.array([1.0]), half, tuple(bits))
+    # twos: magnitude bits sliced, sign bit alone with weight -2**(b-1)
+    u = np.where(w < 0, w + (1 << b), w)
+    sl, shifts, bits = _split(u & (half - 1), b - 1, cell_bits)
+    sl.append((u >> (b - 1)) & 1)
+    weights = [2.0 ** s for s in shifts] + [-float(half)]
+    return WeightSlices(np.stack(sl)[:, None], np.array(weights), np.array([1.0]), 0, tuple(bits) + (1,))
+
+
+def input_planes(x: np.ndarray, input_bits: int, dac_bits: int, signed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Bit planes of integer inputs (batch, in): (planes (cycles, batch, in), plane weights (cycles,)).
+
+    Planes are int8 for DACs of up to 7 bits (int16 up to 15), so a batch's planes stay small."""
+    a, d = int(input_bits), int(dac_bits)
+    if signed:
+        x = check_int_range("inputs", x, -(1 << (a - 1)), (1 << (a - 1)) - 1, f"{a}-bit signed inputs")
+        u = np.where(x < 0, x + (1 << a), x)
+    else:
+        x = check_int_range("inputs", x, 0, (1 << a) - 1, f"{a}-bit unsigned inputs; pass input_signed=True for signed")
+        u = x
+    cycles = -(-a // d)
+    shifts = np.arange(cycles) * d
+    widths = np.minimum(d, a - shifts)
+    dtype = np.int8 if d <= 7 else np.int16 if d <= 15 else np.int64   # digits are small: keep planes compact
+    planes = ((u[None] >> shifts[:, None, None]) & ((1 << widths) - 1)[:, None, None]).astype(dtype)
+    if signed:  # the top digit is signed in two's complement
+        top = planes[-1].astype(np.int64)
+        w = int(widths[-1])
+        planes[-1] = np.where(top >= (1 << (w - 1)), top - (1 << w), top)
+    return planes, 2.0 ** shifts
