@@ -9,7 +9,8 @@ random integers over their full ranges (seed 0); the ADC is calibrated on a sepa
 ``effective_macs_per_s`` = batch x K x N x cycles x slices / wall seconds of one engine call;
 ``gemm_macs_per_s`` = batch x K x N / seconds of a float32 ``torch.matmul`` of that shape, measured in the
 same run (best of several); ``ratio`` = the first over the second; ``peak_memory_bytes`` = the peak of
-memory allocated during the engine call (tracemalloc, which sees numpy's buffers).
+memory allocated during the engine call (tracemalloc, which sees numpy's buffers; plus
+``torch.cuda.max_memory_allocated`` on a GPU).
 """
 
 from __future__ import annotations
@@ -65,13 +66,18 @@ def run(batch: int | None = None, backend: str = "numba", device: str = "cpu", r
     xb(x[:8])  # warm-up (compilation, caches)
     best = float("inf")
     peak = 0
+    cuda = device.startswith("cuda")
     for _ in range(repeats):
+        if cuda:
+            import torch
+            torch.cuda.reset_peak_memory_stats()
         tracemalloc.start()
         t = time.perf_counter()
-        xb(x)
+        xb(x)  # returns a numpy array, so the GPU work has finished when it returns
         best = min(best, time.perf_counter() - t)
-        peak = max(peak, tracemalloc.get_traced_memory()[1])
+        host = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
+        peak = max(peak, host + (torch.cuda.max_memory_allocated() if cuda else 0))
     cycles = -(-cfg["input_bits"] // cfg["dac_bits"])
     effective = B * K * N * cycles * xb.n_slices / best
     gemm = gemm_macs_per_s(B, K, N, device=device)

@@ -40,7 +40,7 @@ import numpy as np
 from cimsim.devices.cell import IdealCell, MemoryCell
 from cimsim.devices.converters import IdealReadout, Readout, SenseAmp, TernaryReadout, _Quantizer
 from cimsim.encoding import SIGNED_MODES, input_planes, slice_weights
-from cimsim.errors import ConfigError, NotBuiltYet
+from cimsim.errors import ConfigError
 from cimsim.kernels import adc_accumulate
 from cimsim.ledger import EventLedger
 
@@ -118,9 +118,8 @@ class Crossbar:
                  name: str = "crossbar"):
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-        if backend == "torch" or device != "cpu":
-            raise NotBuiltYet("the torch / CUDA backend of the crossbar engine is not built yet (issue 4); "
-                              "use backend='numba', device='cpu'")
+        if backend == "numba" and device != "cpu":
+            raise ConfigError(f"the numba backend runs on the CPU; for device={device!r} use backend='torch'")
         W = np.asarray(W)
         if W.ndim != 2 or W.shape[0] < 1 or W.shape[1] < 1:
             raise ConfigError(f"weights must be a 2-D array (out_features, in_features), got shape {W.shape}")
@@ -135,6 +134,10 @@ class Crossbar:
         self._prepare(self.g)
         self.ledger = EventLedger()
         self._range: list[tuple[float, float]] | None = None
+        self._torch = None
+        if backend == "torch":
+            from cimsim.crossbar_torch import TorchTile
+            self._torch = TorchTile(self, device)
 
     # ------------------------------------------------------------------ layout
     @property
@@ -258,6 +261,12 @@ class Crossbar:
         planes, pw = input_planes(x, self.spec.input_bits, self.spec.dac_bits, self.spec.input_signed)
         ranges = self._ranges() if isinstance(self.spec.readout, _Quantizer) else [(0.0, 1.0)] * len(self.row_blocks)
         B, N = x.shape[0], self.out_features
+        if self._torch is not None:
+            y, nonzero, read_energy = self._torch.forward(planes, pw, ranges)
+            if self.slices.offset:
+                y -= self.slices.offset * x.sum(axis=1, dtype=np.float64)[:, None]
+            self._count(B, planes.shape[0], nonzero, read_energy)
+            return y
         y = np.zeros((B, N))
         ro = self.spec.readout
         # Quantizers without their own offset noise run in the fused numba epilogue and in parallel over
@@ -343,4 +352,8 @@ class Crossbar:
         out.ledger = EventLedger()
         out._rng = np.random.default_rng([entropy, 0x7EAD, int(t_s * 1e3) & 0xFFFFFFFF])
         out._noise = NoiseStreams(np.random.SeedSequence([entropy, 0x7EAD, int(t_s * 1e3) & 0xFFFFFFFF]))
+        if self._torch is not None:
+            from cimsim.crossbar_torch import TorchTile
+            out._seeds = np.random.SeedSequence([entropy, 0x7EAD, int(t_s * 1e3) & 0xFFFFFFFF])
+            out._torch = TorchTile(out, str(self._torch.device))
         return out

@@ -228,5 +228,13 @@ def test_bench_reports_the_standard_case(capsys):
     assert (c["in_features"], c["out_features"], c["cycles"], c["slices"], c["arrays"]) == (1152, 128, 8, 4, 36)
     assert r["effective_macs_per_s"] == pytest.approx(16 * 1152 * 128 * 8 * 4 / r["wall_s"])
     assert r["ratio"] == pytest.approx(r["effective_macs_per_s"] / r["gemm_macs_per_s"])
-    code, out, err = run_cli(capsys, "bench", "--backend", "torch")
-    assert_one_line_user_error(code, err, "torch / CUDA backend", "not built yet")
+    code, out, err = run_cli(capsys, "bench", "--json", "--batch", "16", "--repeat", "1", "--backend", "torch")
+    assert code == 0 and json.loads(out)["backend"] == "torch"
+
+
+def test_bench_on_cuda_without_a_gpu_says_so(capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, out, err = run_cli(capsys, "bench", "--backend", "torch", "--device", "cuda")
+    assert_one_line_user_error(code, err, "no CUDA GPU")
