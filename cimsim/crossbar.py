@@ -41,6 +41,7 @@ from cimsim.devices.cell import IdealCell, MemoryCell
 from cimsim.devices.converters import IdealReadout, Readout, SenseAmp, TernaryReadout, _Quantizer
 from cimsim.encoding import SIGNED_MODES, input_planes, slice_weights
 from cimsim.errors import ConfigError
+from cimsim.irdrop import effective_conductance
 from cimsim.kernels import adc_accumulate
 from cimsim.ledger import EventLedger
 
@@ -63,6 +64,8 @@ class CrossbarSpec:
     readout: Readout = field(default_factory=IdealReadout)
     adc_range: object = "full"      # "full", "calibrated" or (lo, hi) in level units
     calibration_percentile: float = 99.9   # our choice: clips 0.1 % of column values, see Crossbar.calibrate
+    r_wire_ohm: float = 0.0         # word- and bit-line wire resistance per cell pitch; 0 = ideal wires
+    ir_drop: str = "rational"       # "rational" (fast, default), "linear" (first order) or "exact" (nodal solve)
     batch_chunk: int = 1024         # examples per streamed chunk (bounds memory)
 
     def __post_init__(self):
@@ -83,6 +86,10 @@ class CrossbarSpec:
         r = self.adc_range
         if not (r in ("full", "calibrated") or (isinstance(r, (tuple, list)) and len(r) == 2 and r[1] > r[0])):
             raise ConfigError(f"CrossbarSpec.adc_range = {r!r}: use 'full', 'calibrated' or (lo, hi) with hi > lo")
+        if not (self.r_wire_ohm >= 0 and math.isfinite(self.r_wire_ohm)):
+            raise ConfigError(f"CrossbarSpec.r_wire_ohm must be a non-negative number of ohms, got {self.r_wire_ohm!r}")
+        if self.ir_drop not in ("rational", "linear", "exact"):
+            raise ConfigError(f"CrossbarSpec.ir_drop = {self.ir_drop!r}: choose 'rational', 'linear' or 'exact'")
         if not 50 <= self.calibration_percentile <= 100:
             raise ConfigError("CrossbarSpec.calibration_percentile must lie in [50, 100]")
 
@@ -176,9 +183,21 @@ class Crossbar:
         S, P, N, K = g.shape
         flat = g.transpose(3, 0, 1, 2).reshape(K, S * P * N)       # (in, physical columns)
         sigma = self.spec.cell.read_sigma_s(flat)
+        read_g = flat
+        if self.spec.r_wire_ohm > 0:
+            # The array is a linear circuit: with resistive wires the column currents are exactly
+            # v @ T(G) for a transfer matrix T of each physical array (cimsim.irdrop), so IR drop is folded
+            # into the programmed conductances once. The g_min reference column is taken as ideal.
+            read_g = np.empty_like(flat)
+            c = self.spec.cols
+            for k0, k1 in self.row_blocks:
+                for j0 in range(0, flat.shape[1], c):
+                    j1 = min(j0 + c, flat.shape[1])
+                    read_g[k0:k1, j0:j1] = effective_conductance(
+                        flat[k0:k1, j0:j1], self.spec.r_wire_ohm, self.spec.r_wire_ohm, model=self.spec.ir_drop)
         self._a, self._var, self._g_rowsum = [], [], []
         for k0, k1 in self.row_blocks:
-            self._a.append((flat[k0:k1] - g_min) / dg)
+            self._a.append((read_g[k0:k1] - g_min) / dg)
             var = (sigma[k0:k1] / dg) ** 2
             if not np.any(var):
                 var = None

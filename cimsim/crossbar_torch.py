@@ -60,8 +60,9 @@ class TorchTile:
         raise ConfigError(f"readout {type(ro).__name__} is not supported by the crossbar engine")
 
     def _exact_dtype(self) -> torch.dtype:
-        """float32 when every column value is an integer below 2**24 in magnitude (then float32 GEMMs are
-        exact, like float64 ones), float64 otherwise."""
+        """float32 when integer column values stay below 2**24 in magnitude (then float32 GEMMs are exact,
+        like float64 ones), float64 otherwise. On non-integer paths (programming noise, IR drop) float32
+        rounds to about 1e-7 of full scale, far below any device effect."""
         xb, spec = self.xb, self.xb.spec
         lo_d, hi_d = xb._digit_range()
         bound = spec.rows * max(abs(lo_d), hi_d) * (2 ** spec.cell_bits - 1)
