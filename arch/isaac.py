@@ -18,6 +18,8 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from cimsim.arch.figures import chip_figures
+from cimsim.devices.peripherals import (ActivationUnit, Bus, EDRAMBuffer, OutputRegister, PoolingUnit,
+                                        Register, Router, SampleHold, ShiftAdd, TileOutputRegister)
 
 
 
@@ -37,24 +39,32 @@ class Component:
 _T6 = "Shafiee et al., ISAAC, ISCA 2016, Table 6 (32 nm)"
 MW, MM2 = 1e-3, 1e-6
 
+def _unit(name: str, kind: str, level: str, count: float, model) -> Component:
+    """A table row made of ``count`` instances of a peripheral model (cimsim.devices.peripherals)."""
+    return Component(name, kind, level, count, count * model.power_w, count * model.area_m2,
+                     f"{type(model).__name__} model: {_T6}")
+
+
 # ISAAC Table 6, as summarised in ../shared/papers.md. Powers and areas are for all instances listed.
+# The digital peripherals come from their device models (which carry Table 6 per unit); the analog
+# parts (ADC, DAC, crossbar) and the HyperTransport links are the table's own figures.
 ISAAC_TABLE: tuple[Component, ...] = (
     # per IMA
     Component("ADC (8-bit, 1.28 GS/s)", "adc", "ima", 8, 16 * MW, 0.0096 * MM2, _T6),
     Component("DAC (1-bit)", "dac", "ima", 8 * 128, 4 * MW, 0.00017 * MM2, _T6),
-    Component("sample-and-hold", "sample_hold", "ima", 8 * 128, 0.01 * MW, 0.00004 * MM2, _T6),
+    _unit("sample-and-hold", "sample_hold", "ima", 8 * 128, SampleHold()),
     Component("crossbar 128x128", "crossbar", "ima", 8, 2.4 * MW, 0.0002 * MM2, _T6),
-    Component("shift-and-add", "shift_add", "ima", 4, 0.2 * MW, 0.00024 * MM2, _T6),
-    Component("input register 2 KB", "register", "ima", 1, 1.24 * MW, 0.0021 * MM2, _T6),
-    Component("output register 256 B", "register", "ima", 1, 0.23 * MW, 0.00077 * MM2, _T6),
+    _unit("shift-and-add", "shift_add", "ima", 4, ShiftAdd()),
+    _unit("input register 2 KB", "register", "ima", 1, Register()),
+    _unit("output register 256 B", "register", "ima", 1, OutputRegister()),
     # per tile
-    Component("eDRAM buffer 64 KB", "edram", "tile", 1, 20.7 * MW, 0.083 * MM2, _T6),
-    Component("bus", "bus", "tile", 1, 7 * MW, 0.090 * MM2, _T6),
-    Component("router (shared by 4 tiles)", "router", "tile", 0.25, 42 * MW / 4, 0.151 * MM2 / 4, _T6),
-    Component("sigmoid unit", "activation", "tile", 2, 0.52 * MW, 0.0006 * MM2, _T6),
-    Component("shift-and-add (tile)", "shift_add", "tile", 1, 0.05 * MW, 0.00006 * MM2, _T6),
-    Component("max-pool unit", "pooling", "tile", 1, 0.4 * MW, 0.00024 * MM2, _T6),
-    Component("output register 3 KB", "register", "tile", 1, 1.68 * MW, 0.0032 * MM2, _T6),
+    _unit("eDRAM buffer 64 KB", "edram", "tile", 1, EDRAMBuffer()),
+    _unit("bus", "bus", "tile", 1, Bus()),
+    _unit("router (shared by 4 tiles)", "router", "tile", 0.25, Router()),
+    _unit("sigmoid unit", "activation", "tile", 2, ActivationUnit()),
+    _unit("shift-and-add (tile)", "shift_add", "tile", 1, ShiftAdd()),
+    _unit("max-pool unit", "pooling", "tile", 1, PoolingUnit()),
+    _unit("output register 3 KB", "register", "tile", 1, TileOutputRegister()),
     # per chip
     Component("HyperTransport links", "hyper_transport", "chip", 4, 10.4, 22.88 * MM2, _T6),
 )
