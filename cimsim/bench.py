@@ -9,13 +9,15 @@ random integers over their full ranges (seed 0); the ADC is calibrated on a sepa
 ``effective_macs_per_s`` = batch x K x N x cycles x slices / wall seconds of one engine call;
 ``gemm_macs_per_s`` = batch x K x N / seconds of a float32 ``torch.matmul`` of that shape, measured in the
 same run (best of several); ``ratio`` = the first over the second; ``peak_memory_bytes`` = the peak of
-memory allocated during the engine call (tracemalloc, which sees numpy's buffers; plus
-``torch.cuda.max_memory_allocated`` on a GPU).
+memory allocated during the engine call: numpy's buffers as tracemalloc sees them, or the growth of
+the process's peak resident memory where tracemalloc is blind (torch on the CPU); plus
+``torch.cuda.max_memory_allocated`` on a GPU.
 """
 
 from __future__ import annotations
 
 import platform
+import resource
 import time
 import tracemalloc
 
@@ -28,6 +30,18 @@ from cimsim.devices.reram import ReRAM
 STANDARD = {"in_features": 1152, "out_features": 128, "batch": 1024, "input_bits": 8, "dac_bits": 1,
             "weight_bits": 8, "cell_bits": 2, "signed": "offset", "rows": 128, "cols": 128, "adc_bits": 8,
             "adc_range": "calibrated", "prog_sigma_frac": 0.05, "read_sigma_frac": 0.02, "calibration_batch": 256}
+
+
+def _rss_bytes() -> int:
+    """Current resident memory of this process (Linux /proc), 0 where unavailable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def gemm_macs_per_s(m: int, k: int, n: int, repeats: int = 10, device: str = "cpu") -> float:
@@ -71,12 +85,16 @@ def run(batch: int | None = None, backend: str = "numba", device: str = "cpu", r
         if cuda:
             import torch
             torch.cuda.reset_peak_memory_stats()
+        rss_before = _rss_bytes()
         tracemalloc.start()
         t = time.perf_counter()
         xb(x)  # returns a numpy array, so the GPU work has finished when it returns
         best = min(best, time.perf_counter() - t)
-        host = tracemalloc.get_traced_memory()[1]
+        traced = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
+        # numpy buffers (tracemalloc) or, for allocators it cannot see (torch on the CPU), the growth of
+        # the process's peak resident memory during the call; plus the GPU's own peak
+        host = max(traced, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before)
         peak = max(peak, host + (torch.cuda.max_memory_allocated() if cuda else 0))
     cycles = -(-cfg["input_bits"] // cfg["dac_bits"])
     effective = B * K * N * cycles * xb.n_slices / best

@@ -39,7 +39,7 @@ import numpy as np
 
 from cimsim.devices.cell import IdealCell, MemoryCell
 from cimsim.devices.converters import IdealReadout, Readout, SenseAmp, TernaryReadout, _Quantizer
-from cimsim.encoding import SIGNED_MODES, input_planes, slice_weights
+from cimsim.encoding import SIGNED_MODES, check_inputs, input_planes, plane_layout, slice_weights
 from cimsim.errors import ConfigError
 from cimsim.irdrop import effective_conductance
 from cimsim.kernels import adc_accumulate
@@ -277,15 +277,16 @@ class Crossbar:
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ConfigError(f"inputs must have shape (batch, {self.in_features}), got {x.shape}")
-        planes, pw = input_planes(x, self.spec.input_bits, self.spec.dac_bits, self.spec.input_signed)
         ranges = self._ranges() if isinstance(self.spec.readout, _Quantizer) else [(0.0, 1.0)] * len(self.row_blocks)
         B, N = x.shape[0], self.out_features
-        if self._torch is not None:
-            y, nonzero, read_energy = self._torch.forward(planes, pw, ranges)
+        if self._torch is not None:  # bit planes are cut on the device from the validated integers
+            xv = check_inputs(x, self.spec.input_bits, self.spec.input_signed)
+            y, nonzero, read_energy = self._torch.forward(xv)
             if self.slices.offset:
-                y -= self.slices.offset * x.sum(axis=1, dtype=np.float64)[:, None]
-            self._count(B, planes.shape[0], nonzero, read_energy)
+                y -= self.slices.offset * xv.sum(axis=1, dtype=np.float64)[:, None]
+            self._count(B, len(plane_layout(self.spec.input_bits, self.spec.dac_bits)[0]), nonzero, read_energy)
             return y
+        planes, pw = input_planes(x, self.spec.input_bits, self.spec.dac_bits, self.spec.input_signed)
         y = np.zeros((B, N))
         ro = self.spec.readout
         # Quantizers without their own offset noise run in the fused numba epilogue and in parallel over

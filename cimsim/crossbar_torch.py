@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from cimsim.devices.converters import IdealReadout, SenseAmp, TernaryReadout, _Quantizer
+from cimsim.encoding import plane_layout
 from cimsim.errors import ConfigError
 
 
@@ -68,8 +69,26 @@ class TorchTile:
         bound = spec.rows * max(abs(lo_d), hi_d) * (2 ** spec.cell_bits - 1)
         return torch.float32 if bound < 2 ** 24 else torch.float64
 
+    def planes(self, x: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Bit planes (cycles, batch, in) cut on the device, and the plane weights (the same digits as
+        :func:`cimsim.encoding.input_planes`)."""
+        spec = self.xb.spec
+        a = spec.input_bits
+        small = np.int16 if a <= 15 else np.int32 if a <= 31 else np.int64   # fewer bytes to copy
+        xt = torch.as_tensor(x.astype(small), device=self.device).to(torch.int64)
+        if spec.input_signed:
+            xt = torch.where(xt < 0, xt + (1 << a), xt)
+        shifts, widths = plane_layout(a, spec.dac_bits)
+        sh = torch.as_tensor(shifts, device=self.device)[:, None, None]
+        mask = torch.as_tensor((1 << widths) - 1, device=self.device)[:, None, None]
+        p = (xt[None] >> sh) & mask
+        if spec.input_signed:  # the top digit is signed in two's complement
+            w = int(widths[-1])
+            p[-1] = torch.where(p[-1] >= (1 << (w - 1)), p[-1] - (1 << w), p[-1])
+        return p.to(torch.int8 if spec.dac_bits <= 7 else torch.int32), 2.0 ** shifts
+
     @torch.no_grad()
-    def forward(self, planes: np.ndarray, pw: np.ndarray, ranges) -> tuple[np.ndarray, float, float]:
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, float, float]:
         """y (batch, out) as float64 numpy, the count of nonzero input digits, and the cell read energy.
 
         All input cycles of a row block go through one matrix product ((cycles x batch) rows), so a GPU
@@ -77,9 +96,10 @@ class TorchTile:
         """
         xb, dev = self.xb, self.device
         spec = xb.spec
+        ranges = xb._ranges() if isinstance(spec.readout, _Quantizer) else [(0.0, 1.0)] * len(xb.row_blocks)
         dt = self._exact_dtype()
-        p = torch.as_tensor(planes, device=dev)
-        T, B, N = planes.shape[0], planes.shape[1], xb.out_features
+        p, pw = self.planes(x)
+        T, B, N = p.shape[0], p.shape[1], xb.out_features
         w_t = torch.as_tensor(pw, dtype=torch.float64, device=dev)[:, None, None]
         y = torch.zeros((B, N), dtype=torch.float64, device=dev)
         v_step2_t = (spec.cell.read_voltage_v / ((1 << spec.dac_bits) - 1)) ** 2 * spec.cell.read_time_s

@@ -101,20 +101,30 @@ def slice_weights(w: np.ndarray, weight_bits: int, cell_bits: int, signed: str) 
     return WeightSlices(np.stack(sl)[:, None], np.array(weights), np.array([1.0]), 0, tuple(bits) + (1,))
 
 
+def plane_layout(input_bits: int, dac_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(shifts, widths) of the input cycles, LSB first: cycle t carries bits shifts[t] .. shifts[t]+widths[t]-1."""
+    a, d = int(input_bits), int(dac_bits)
+    shifts = np.arange(-(-a // d)) * d
+    return shifts, np.minimum(d, a - shifts)
+
+
+def check_inputs(x: np.ndarray, input_bits: int, signed: bool) -> np.ndarray:
+    """Validated integer inputs as int64 (raises ConfigError naming the allowed range)."""
+    a = int(input_bits)
+    if signed:
+        return check_int_range("inputs", x, -(1 << (a - 1)), (1 << (a - 1)) - 1, f"{a}-bit signed inputs")
+    return check_int_range("inputs", x, 0, (1 << a) - 1,
+                           f"{a}-bit unsigned inputs; pass input_signed=True for signed")
+
+
 def input_planes(x: np.ndarray, input_bits: int, dac_bits: int, signed: bool) -> tuple[np.ndarray, np.ndarray]:
     """Bit planes of integer inputs (batch, in): (planes (cycles, batch, in), plane weights (cycles,)).
 
     Planes are int8 for DACs of up to 7 bits (int16 up to 15), so a batch's planes stay small."""
     a, d = int(input_bits), int(dac_bits)
-    if signed:
-        x = check_int_range("inputs", x, -(1 << (a - 1)), (1 << (a - 1)) - 1, f"{a}-bit signed inputs")
-        u = np.where(x < 0, x + (1 << a), x)
-    else:
-        x = check_int_range("inputs", x, 0, (1 << a) - 1, f"{a}-bit unsigned inputs; pass input_signed=True for signed")
-        u = x
-    cycles = -(-a // d)
-    shifts = np.arange(cycles) * d
-    widths = np.minimum(d, a - shifts)
+    x = check_inputs(x, a, signed)
+    u = np.where(x < 0, x + (1 << a), x) if signed else x
+    shifts, widths = plane_layout(a, d)
     dtype = np.int8 if d <= 7 else np.int16 if d <= 15 else np.int64   # digits are small: keep planes compact
     planes = ((u[None] >> shifts[:, None, None]) & ((1 << widths) - 1)[:, None, None]).astype(dtype)
     if signed:  # the top digit is signed in two's complement
