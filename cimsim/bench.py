@@ -8,7 +8,7 @@ random integers over their full ranges (seed 0); the ADC is calibrated on a sepa
 
 ``effective_macs_per_s`` = batch x K x N x cycles x slices / wall seconds of one engine call;
 ``gemm_macs_per_s`` = batch x K x N / seconds of a float32 ``torch.matmul`` of that shape, measured in the
-same run (best of several); ``ratio`` = the first over the second; ``peak_memory_bytes`` = the peak of
+same run before the engine (best of 30 after a warm-up); ``ratio`` = the first over the second; ``peak_memory_bytes`` = the peak of
 memory allocated during the engine call: numpy's buffers as tracemalloc sees them, or the growth of
 the process's peak resident memory where tracemalloc is blind (torch on the CPU); plus
 ``torch.cuda.max_memory_allocated`` on a GPU.
@@ -44,11 +44,12 @@ def _rss_bytes() -> int:
     return 0
 
 
-def gemm_macs_per_s(m: int, k: int, n: int, repeats: int = 10, device: str = "cpu") -> float:
+def gemm_macs_per_s(m: int, k: int, n: int, repeats: int = 30, device: str = "cpu") -> float:
     import torch
 
     a = torch.rand(m, k, device=device)
     b = torch.rand(k, n, device=device)
+    torch.matmul(a, b)  # warm-up
     best = float("inf")
     for _ in range(repeats):
         if device != "cpu":
@@ -75,7 +76,9 @@ def run(batch: int | None = None, backend: str = "numba", device: str = "cpu", r
                         signed=cfg["signed"],
                         cell=ReRAM(prog_sigma_frac=cfg["prog_sigma_frac"], read_sigma_frac=cfg["read_sigma_frac"]),
                         readout=SarADC(bits=cfg["adc_bits"]), adc_range=cfg["adc_range"])
-    xb = Crossbar(W, spec, seed=0, backend=backend, device=device)
+    xb = Crossbar(W, spec, seed=0, backend=backend, device=device)   # validates backend and device
+    # the reference before any engine call, on a quiet machine (measured after one it read up to 40 % low)
+    gemm = gemm_macs_per_s(B, K, N, repeats=30, device=device)
     xb.calibrate(x_cal)
     xb(x[:8])  # warm-up (compilation, caches)
     best = float("inf")
@@ -98,7 +101,6 @@ def run(batch: int | None = None, backend: str = "numba", device: str = "cpu", r
         peak = max(peak, host + (torch.cuda.max_memory_allocated() if cuda else 0))
     cycles = -(-cfg["input_bits"] // cfg["dac_bits"])
     effective = B * K * N * cycles * xb.n_slices / best
-    gemm = gemm_macs_per_s(B, K, N, device=device)
     return {"effective_macs_per_s": effective, "gemm_macs_per_s": gemm, "ratio": effective / gemm,
             "peak_memory_bytes": int(peak), "wall_s": best, "backend": backend, "device": device,
             "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs",

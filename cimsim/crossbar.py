@@ -205,6 +205,9 @@ class Crossbar:
                 var = var[:, 0].copy()   # same sigma across a row: the column variance is a GEMV
             self._var.append(var)
             self._g_rowsum.append(flat[k0:k1].sum(axis=1))
+        dt = self.gemm_dtype()
+        self._a_gemm = [a.astype(dt) for a in self._a]
+        self._var_gemm = [None if v is None else v.astype(dt) for v in self._var]
         shift = np.outer(self.slices.weights, self.slices.sign)    # (S, P) digital weight per column group
         self._col_weight = np.repeat(shift.reshape(-1), N)          # (physical columns,)
 
@@ -215,6 +218,15 @@ class Crossbar:
             top = a - d * (math.ceil(a / d) - 1)       # bits of the signed top digit
             return -(1 << (top - 1)), (1 << d) - 1
         return 0, (1 << d) - 1
+
+    def gemm_dtype(self) -> type:
+        """float32 when integer column values stay below 2**24 in magnitude (then float32 products are
+        exact, like float64 ones, so both backends agree bit for bit on integer paths), float64 otherwise.
+        On non-integer paths (programming noise, IR drop) float32 rounds to ~1e-7 of full scale, far
+        below any device effect."""
+        lo_d, hi_d = self._digit_range()
+        bound = self.spec.rows * max(abs(lo_d), hi_d) * (2 ** self.spec.cell_bits - 1)
+        return np.float32 if bound < 2 ** 24 else np.float64
 
     def _full_range(self, rows: int) -> tuple[float, float]:
         lo_d, hi_d = self._digit_range()
@@ -329,10 +341,11 @@ class Crossbar:
         top = float(self.spec.readout.n_codes - 1) if fused else 0.0
         v_step = self.spec.cell.read_voltage_v / ((1 << self.spec.dac_bits) - 1)
         nonzero = read_energy = 0.0
+        dt = self.gemm_dtype()
         for i, (k0, k1) in enumerate(self.row_blocks):
-            a, var, (lo, lsb) = self._a[i], self._var[i], ranges[i]
+            a, var, (lo, lsb) = self._a_gemm[i], self._var_gemm[i], ranges[i]
             for t in range(planes.shape[0]):
-                xp = planes[t, b0:b1, k0:k1].astype(np.float64)
+                xp = planes[t, b0:b1, k0:k1].astype(dt)
                 v = xp @ a
                 if var is None:
                     std = z = np.broadcast_to(np.zeros((1, 1)), v.shape)
@@ -344,7 +357,7 @@ class Crossbar:
                     adc_accumulate(acc, v, std, z, lo, lsb, top, pw[t])
                 else:
                     acc += pw[t] * self._readout(v + std * z if var is not None else v, lo, lsb)
-                sq = (xp * xp).sum(axis=0)
+                sq = (xp * xp).sum(axis=0, dtype=np.float64)
                 nonzero += float(np.count_nonzero(xp))
                 read_energy += float(sq @ self._g_rowsum[i]) * v_step ** 2 * self.spec.cell.read_time_s
         return acc, nonzero, read_energy

@@ -61,13 +61,8 @@ class TorchTile:
         raise ConfigError(f"readout {type(ro).__name__} is not supported by the crossbar engine")
 
     def _exact_dtype(self) -> torch.dtype:
-        """float32 when integer column values stay below 2**24 in magnitude (then float32 GEMMs are exact,
-        like float64 ones), float64 otherwise. On non-integer paths (programming noise, IR drop) float32
-        rounds to about 1e-7 of full scale, far below any device effect."""
-        xb, spec = self.xb, self.xb.spec
-        lo_d, hi_d = xb._digit_range()
-        bound = spec.rows * max(abs(lo_d), hi_d) * (2 ** spec.cell_bits - 1)
-        return torch.float32 if bound < 2 ** 24 else torch.float64
+        """The GEMM precision rule of :meth:`cimsim.crossbar.Crossbar.gemm_dtype`."""
+        return torch.float32 if self.xb.gemm_dtype() == np.float32 else torch.float64
 
     def planes(self, x: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """Bit planes (cycles, batch, in) cut on the device, and the plane weights (the same digits as
