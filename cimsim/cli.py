@@ -82,9 +82,9 @@ def cmd_run(args) -> int:
     overrides = dict(args.set or [])
     spec = arch_mod.get(args.arch, **overrides)
     if not hasattr(spec, "cost"):
-        raise NotBuiltYet(f"running a network on {spec.name} needs the crossbar engine and the mapper "
-                          f"(issues 4 and 5); today 'cimsim archs show {spec.name}' shows its spec and "
-                          "'cimsim run --arch digital' runs the reference")
+        raise NotBuiltYet(f"running a network on {spec.name} needs the mapper (issue 5); today "
+                          f"'cimsim archs show {spec.name}' shows its spec, cimsim.Crossbar simulates its "
+                          "tiles and 'cimsim run --arch digital' runs the reference")
     data = datasets.load(args.dataset, data_dir=args.data_dir)
     ckpt = Path(args.checkpoint) if args.checkpoint else train.find_checkpoint(args.model, data.name)
     model, meta = train.load_checkpoint(ckpt)
