@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -65,8 +66,19 @@ def _check_writable_folder(folder: Path, option: str) -> None:
         raise ConfigError(f"folder {folder} for {option} is not writable; choose another {option}")
 
 
+def _strict(obj):
+    """Non-finite floats become null: strict JSON parsers (JavaScript, jq) reject Infinity and NaN."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
+
+
 def _emit_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(_strict(obj), indent=2, default=str, allow_nan=False) + "\n")
 
 
 # --------------------------------------------------------------------------------------------------

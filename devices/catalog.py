@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields
 from importlib import import_module
 
@@ -73,16 +74,20 @@ def figures(model) -> dict[str, float]:
             continue
         if callable(v):
             continue
-        if isinstance(v, (int, float)):
+        if isinstance(v, (int, float)) and math.isfinite(v):  # the ideal cell's window is unbounded
             out[name] = v
     if hasattr(model, "write_pulse_energy_j"):
         try:
-            out["write_pulse_energy_j_at_g_max"] = float(model.write_pulse_energy_j(model.g_max_s))
+            e = float(model.write_pulse_energy_j(model.g_max_s))
+            if math.isfinite(e):
+                out["write_pulse_energy_j_at_g_max"] = e
         except (NotImplementedError, TypeError, ValueError, OverflowError):
             pass
     if hasattr(model, "read_energy_j") and hasattr(model, "g_max_s"):
         try:
-            out["read_energy_j_at_g_max"] = float(model.read_energy_j(model.g_max_s))
+            e = float(model.read_energy_j(model.g_max_s))
+            if math.isfinite(e):
+                out["read_energy_j_at_g_max"] = e
         except (TypeError, ValueError, OverflowError):
             pass
     return out

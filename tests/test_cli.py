@@ -180,7 +180,11 @@ def test_a_bad_output_folder_fails_before_any_work(capsys, monkeypatch, tmp_path
 def test_devices_lists_every_model_with_units_and_sources(capsys):
     code, out, err = run_cli(capsys, "devices", "--json")
     assert code == 0
-    rows = json.loads(out)
+
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    rows = json.loads(out, parse_constant=refuse)   # strict JSON: no Infinity / NaN
     kinds = {r["kind"]: r for r in rows}
     for k in ("ideal", "reram", "mosfet", "domain-wall", "sar-adc", "flash-adc", "sense-amp", "ternary", "dac",
               "ideal-readout", "shift-add", "lif-neuron"):
