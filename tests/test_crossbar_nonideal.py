@@ -1,0 +1,227 @@
+"""Crossbar non-idealities: read and programming noise statistics, stuck-at faults, the g_min correction,
+drift. Expected numbers come from first principles (analytic variances, brute-force per-cell loops).
+"""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import ks_2samp
+
+from _crossbar_cases import _matmul, _operands
+from cimsim import Crossbar, CrossbarSpec
+from cimsim.devices import ReRAM, SarADC
+
+# --------------------------------------------------------------------------------------- read noise
+NOISE_CASES = [
+    # mode, c, b, a, d, signed
+    ("differential", 2, 4, 3, 1, False),
+    ("twos", 3, 5, 4, 2, True),
+]
+
+
+@pytest.mark.parametrize("mode,c,b,a,d,signed", NOISE_CASES)
+def test_read_noise_matches_analytic_variance(mode, c, b, a, d, signed):
+    s = 0.02
+    cell = ReRAM(prog_sigma_frac=0.0, read_sigma_frac=s)
+    rng = np.random.default_rng(4)
+    W, x = _operands(rng, mode, b, a, signed, 3, 12, 5)
+    spec = CrossbarSpec(rows=8, cols=16, cell=cell, cell_bits=c, weight_bits=b, input_bits=a, dac_bits=d,
+                        signed=mode, input_signed=signed)
+    xb = Crossbar(W, spec, seed=9)
+    ref = _matmul(x, W)
+    err = np.stack([xb(x) - ref for _ in range(400)])          # (400, batch, out)
+
+    # first principles: one cell read has std s * range (S); in level units (one conductance step
+    # dg = range / (2**c - 1) times one DAC step) that is s * range / dg. A read with digit x_k contributes
+    # x_k * noise, independent over cells, reads, cycles; the digital side scales a column by pw_t * w_s * sign_p.
+    rng_s = cell.g_max_s - cell.g_min_s
+    dg = rng_s / (2 ** c - 1)
+    sig_level = s * rng_s / dg
+    n_slices = math.ceil(b / c) if mode == "offset" else (
+        math.ceil((b - 1) / c) + (1 if mode == "twos" else 0))
+    n_pol = 2 if mode == "differential" else 1
+    slice_w2 = [(2.0 ** (c * i)) ** 2 for i in range(math.ceil((b - 1) / c) if mode != "offset" else n_slices)]
+    if mode == "twos":
+        slice_w2.append(float(2 ** (b - 1)) ** 2)
+    assert len(slice_w2) == n_slices
+    cycles = math.ceil(a / d)
+    var = np.zeros(x.shape[0])
+    for t in range(cycles):
+        digits = (np.where(x < 0, x + 2 ** a, x) >> (d * t)) & (2 ** min(d, a - d * t) - 1)
+        if signed and t == cycles - 1:
+            w_top = a - d * t
+            digits = np.where(digits >= 2 ** (w_top - 1), digits - 2 ** w_top, digits)
+        var += (2.0 ** (d * t)) ** 2 * sum(slice_w2) * n_pol * (digits.astype(float) ** 2).sum(axis=1) * sig_level ** 2
+    pred_std = np.sqrt(var)[:, None] * np.ones((1, 3))           # same for every output of an example
+
+    z = err / pred_std                                            # standardized errors
+    assert abs(z.mean()) < 4 / math.sqrt(z.size)                  # mean ~ 0 (6000 samples)
+    assert z.std() == pytest.approx(1.0, rel=0.04)                # pooled std within 4 %
+    assert np.all(np.abs(err.std(axis=0) / pred_std - 1) < 0.15)  # every (example, output): 400 samples
+
+
+def test_read_noise_through_an_adc_adds_the_quantization_variance():
+    # noise of std >= ~0.9 LSB (s = 0.3, 2-bit cells: 0.9 level units per unit digit) through a lossless-grid
+    # ADC (fixed range (-64, 63), 7 bits -> LSB 1, nothing clips): each conversion of a plane with a non-zero
+    # digit adds the rounding variance 1/12 (Sheppard) to the read-noise variance; all-zero planes convert
+    # the exact 0 with no error
+    mode, c, b, a, d, s = "differential", 2, 4, 3, 1, 0.3
+    cell = ReRAM(read_sigma_frac=s)
+    rng = np.random.default_rng(41)
+    W, x = _operands(rng, mode, b, a, False, 3, 12, 5)
+    x[1] = 0
+    x[1, 3] = 4                                              # only plane 2 is non-zero for this example
+    spec = CrossbarSpec(rows=8, cols=16, cell=cell, cell_bits=c, weight_bits=b, input_bits=a, dac_bits=d,
+                        signed=mode, readout=SarADC(bits=7), adc_range=(-64, 63))
+    xb = Crossbar(W, spec, seed=2)
+    ref = _matmul(x, W)
+    err = np.stack([xb(x) - ref for _ in range(400)])
+    sig_level = s * (2 ** c - 1)
+    slice_w2 = [(2.0 ** (c * i)) ** 2 for i in range(math.ceil((b - 1) / c))]    # slices of weight 1, 4
+    var = np.zeros(x.shape[0])
+    var_q = np.zeros(x.shape[0])
+    for row_block in (slice(0, 8), slice(8, 12)):
+        xr = x[:, row_block]
+        for t in range(a):
+            digits = ((xr >> t) & 1).astype(float)
+            active = digits.sum(axis=1) > 0
+            var += 4.0 ** t * sum(slice_w2) * 2 * digits.sum(axis=1) * sig_level ** 2
+            var_q += 4.0 ** t * sum(slice_w2) * 2 * active / 12.0
+    pred = np.sqrt(var + var_q)[:, None] * np.ones((1, 3))
+    z = err / pred
+    # observed (seed 2): z std 0.998; against the read noise alone 1.020 (the rounding term is small here)
+    assert abs(z.mean()) < 4 / math.sqrt(z.size)
+    assert z.std() == pytest.approx(1.0, rel=0.04)
+
+
+def test_read_noise_matches_brute_force_per_cell_monte_carlo():
+    mode, c, b, a, d = "differential", 2, 5, 3, 1
+    s = 0.05
+    cell = ReRAM(prog_sigma_frac=0.0, read_sigma_frac=s)
+    W = np.array([[5, -15, 0], [-3, 9, 15]])
+    x = np.array([[7, 2, 5]])
+    spec = CrossbarSpec(rows=2, cols=4, cell=cell, cell_bits=c, weight_bits=b, input_bits=a, dac_bits=d,
+                        signed=mode)
+    xb = Crossbar(W, spec, seed=3)
+    n = 3000
+    y_engine = xb(np.repeat(x, n, axis=0))                        # every row gets its own read noise
+
+    # brute force: every cell read of every cycle gets its own Gaussian; the column current minus the
+    # ideal g_min reference, divided by (V step * dg), is the column value; then shift and add
+    mc = np.random.default_rng(123)
+    g = xb.g                                                      # (slices, polarity, out, in) programmed S
+    g_min, g_max = cell.g_min_s, cell.g_max_s
+    dg = (g_max - g_min) / (2 ** c - 1)
+    v_step = cell.read_voltage_v / (2 ** d - 1)
+    sigma = s * (g_max - g_min)
+    y_mc = np.zeros((n, 2))
+    for t in range(a):                                            # d = 1: one bit per cycle
+        for si in range(g.shape[0]):
+            for p, sign in enumerate((1.0, -1.0)):
+                for o in range(2):
+                    current = np.zeros(n)
+                    reference = 0.0
+                    for k in range(3):
+                        digit = (x[0, k] >> t) & 1
+                        if digit:
+                            g_read = g[si, p, o, k] + sigma * mc.standard_normal(n)
+                            current += digit * v_step * g_read
+                            reference += digit * v_step * g_min
+                    y_mc[:, o] += 2.0 ** t * 2.0 ** (c * si) * sign * (current - reference) / (v_step * dg)
+    ref = _matmul(x, W)[0]
+    for o in range(2):
+        e, m = y_engine[:, o] - ref[o], y_mc[:, o] - ref[o]
+        se = math.sqrt(e.var() / n + m.var() / n)
+        assert abs(e.mean() - m.mean()) < 4 * se
+        assert abs(m.mean()) < 4 * m.std() / math.sqrt(n)
+        assert e.std() / m.std() == pytest.approx(1.0, rel=0.07)
+        assert ks_2samp(e, m).pvalue > 1e-3
+
+
+def test_read_noise_seeding():
+    cell = ReRAM(read_sigma_frac=0.02)
+    rng = np.random.default_rng(8)
+    W, x = _operands(rng, "differential", 6, 4, False, 4, 9, 3)
+    spec = CrossbarSpec(rows=4, cols=8, cell=cell, weight_bits=6, input_bits=4)
+    y1 = Crossbar(W, spec, seed=5)(x)
+    y2 = Crossbar(W, spec, seed=5)(x)
+    y3 = Crossbar(W, spec, seed=6)(x)
+    assert np.array_equal(y1, y2)
+    assert np.abs(y1 - y3).max() > 1e-3
+    xb = Crossbar(W, spec, seed=5)
+    first, second = xb(x), xb(x)
+    assert np.array_equal(first, y1) and not np.array_equal(first, second)   # fresh noise per call
+
+
+# -------------------------------------------------------------------------------- programming noise
+def test_programming_noise_std_and_seeding():
+    cell = ReRAM(prog_sigma_frac=0.05)
+    rng = np.random.default_rng(12)
+    W = rng.integers(-127, 128, (40, 50))
+    spec = CrossbarSpec(cell=cell, cell_bits=2)
+    xb = Crossbar(W, spec, seed=21)
+    targets = cell.level_conductances(2)[xb.slices.levels]
+    rng_s = cell.g_max_s - cell.g_min_s
+    diff = xb.g - targets
+    interior = (xb.slices.levels == 1) | (xb.slices.levels == 2)   # 6.7 sigma from either end: no clipping
+    assert interior.sum() > 3000
+    assert diff[interior].std() == pytest.approx(0.05 * rng_s, rel=0.04)
+    assert abs(diff[interior].mean()) < 4 * 0.05 * rng_s / math.sqrt(interior.sum())
+    assert xb.g.min() >= cell.g_min_s and xb.g.max() <= cell.g_max_s
+    end0 = xb.slices.levels == 0
+    assert np.mean(xb.g[end0] == cell.g_min_s) == pytest.approx(0.5, abs=0.03)   # half clip at g_min
+    assert np.array_equal(Crossbar(W, spec, seed=21).g, xb.g)
+    assert not np.array_equal(Crossbar(W, spec, seed=22).g, xb.g)
+
+
+# ------------------------------------------------------------------------------------ stuck-at faults
+def test_all_cells_stuck_off():
+    cell = ReRAM(p_stuck_off=1.0)
+    rng = np.random.default_rng(6)
+    W, x = _operands(rng, "offset", 8, 8, False, 5, 30, 4)
+    for mode in ("differential", "twos"):
+        xb = Crossbar(np.clip(W, -127, 127), CrossbarSpec(rows=16, cell=cell, signed=mode))
+        assert np.all(xb.g == cell.g_min_s)
+        y = xb(x)
+        assert np.array_equal(y, np.zeros_like(y))           # the g_min reference cancels exactly
+    y = Crossbar(W, CrossbarSpec(rows=16, cell=cell, signed="offset"))(x)
+    expected = -128.0 * x.sum(axis=1)[:, None] * np.ones((1, 5))
+    assert np.array_equal(y, expected)
+
+
+# ---------------------------------------------------------------------------------- G_min correction
+@pytest.mark.parametrize("ratio", [150.0, 2.0])
+@pytest.mark.parametrize("mode,signed", [("differential", False), ("twos", True), ("offset", True)])
+def test_finite_on_off_ratio_is_corrected(ratio, mode, signed):
+    cell = ReRAM(on_off_ratio=ratio)
+    rng = np.random.default_rng(14)
+    W, x = _operands(rng, mode, 8, 8, signed, 6, 40, 5)
+    xb = Crossbar(W, CrossbarSpec(rows=16, cols=32, cell=cell, signed=mode, input_signed=signed))
+    assert xb.g.min() == pytest.approx(cell.g_min_s, rel=1e-12) and cell.g_min_s > 0
+    ref = _matmul(x, W).astype(float)
+    y = xb(x)
+    assert np.all(np.abs(y - ref) <= 1e-9 * np.maximum(np.abs(ref), 1.0))
+
+
+# ----------------------------------------------------------------------------------------------- drift
+def test_drift_at_time():
+    cell = ReRAM()                                               # noise-free; relaxation 0.5 % / decade
+    rng = np.random.default_rng(15)
+    W, x = _operands(rng, "differential", 8, 8, False, 6, 40, 5)
+    xb = Crossbar(W, CrossbarSpec(rows=16, cell=cell), seed=2)
+    g0 = xb.g.copy()
+    y0 = xb(x)
+    assert np.array_equal(xb.at_time(0)(x), y0)
+    late = xb.at_time(1e6)
+    y_late = late(x)
+    assert np.abs(y_late - y0).max() > 100
+    # relaxation spread: 0.005 * range * log10(1 + 1e6) on cells away from the window ends
+    interior = (xb.slices.levels == 1) | (xb.slices.levels == 2)
+    d = (late.g - g0)[interior]
+    assert d.std() == pytest.approx(0.005 * cell.g_range_s * math.log10(1 + 1e6), rel=0.05)
+    assert np.array_equal(xb.at_time(1e6).g, late.g)            # one trajectory per seed
+    # the original is untouched
+    assert np.array_equal(xb.g, g0)
+    assert np.array_equal(xb(x), y0)
+    assert late.ledger is not xb.ledger
