@@ -15,3 +15,15 @@ def _strict_approx(expected, rel=None, abs=None, nan_ok=False):
 
 
 pytest.approx = _strict_approx
+
+
+@pytest.fixture
+def isolated_data(monkeypatch, tmp_path):
+    """No test sees the caller's CIMSIM_DATA, the system datasets or another test's cached loads."""
+    from cimsim.workloads import datasets as ds
+
+    monkeypatch.delenv(ds.ENV_VAR, raising=False)
+    empty = tmp_path / "_empty_system_root"
+    empty.mkdir()
+    monkeypatch.setattr(ds, "SYSTEM_ROOT", empty)
+    monkeypatch.setattr(ds, "_CACHE", {})
