@@ -84,21 +84,12 @@ def _emit_json(obj) -> None:
 # --------------------------------------------------------------------------------------------------
 # Subcommands
 
-def cmd_run(args) -> int:
-    from cimsim import arch as arch_mod
-    from cimsim.mappers import evaluate_reference
+def load_model_and_data(model_name: str, dataset: str, data_dir=None, checkpoint=None):
+    """The trained network and its dataset, checked against each other: (model, metadata, data, path)."""
     from cimsim.workloads import datasets, train
 
-    if args.out:
-        _check_writable_folder(Path(args.out).resolve().parent, "--out")
-    overrides = dict(args.set or [])
-    spec = arch_mod.get(args.arch, **overrides)
-    if not hasattr(spec, "cost"):
-        raise NotBuiltYet(f"running a network on {spec.name} needs the mapper (issue 5); today "
-                          f"'cimsim archs show {spec.name}' shows its spec, cimsim.Crossbar simulates its "
-                          "tiles and 'cimsim run --arch digital' runs the reference")
-    data = datasets.load(args.dataset, data_dir=args.data_dir)
-    ckpt = Path(args.checkpoint) if args.checkpoint else train.find_checkpoint(args.model, data.name)
+    data = datasets.load(dataset, data_dir=data_dir)
+    ckpt = Path(checkpoint) if checkpoint else train.find_checkpoint(model_name, data.name)
     model, meta = train.load_checkpoint(ckpt)
     if meta["dataset"] != data.name:
         raise ConfigError(f"checkpoint {ckpt} was trained on {meta['dataset']}, not {data.name}: "
@@ -106,9 +97,21 @@ def cmd_run(args) -> int:
     if tuple(meta["input_shape"]) != data.input_shape:
         raise ConfigError(f"checkpoint {ckpt} expects inputs {tuple(meta['input_shape'])}, "
                           f"{data.name} gives {data.input_shape}")
+    return model, meta, data, ckpt
+
+
+def cmd_run(args) -> int:
+    from cimsim import arch as arch_mod
+    from cimsim.mappers import evaluate
+
+    if args.out:
+        _check_writable_folder(Path(args.out).resolve().parent, "--out")
+    overrides = dict(args.set or [])
+    spec = arch_mod.get(args.arch, **overrides)
+    model, meta, data, ckpt = load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
     loader = data.loader("test", batch_size=args.batch_size, limit=args.limit)
-    report = evaluate_reference(
-        model, loader, spec, progress=False if args.json else None,
+    report = evaluate(
+        model, spec, loader, calibration=None, progress=False if args.json else None,
         config={"model": meta["model"], "dataset": data.name, "checkpoint": str(ckpt),
                 "checkpoint_test_accuracy": meta["test_accuracy"], "limit": args.limit,
                 "batch_size": args.batch_size, "data_source": data.source})

@@ -6,5 +6,6 @@ Today: event profiling of any module (:func:`profile`) and the digital reference
 
 from cimsim.mappers.profile import Profile, profile
 from cimsim.mappers.reference import evaluate_reference, float_accuracy
+from cimsim.mappers.evaluate import evaluate
 
-__all__ = ["Profile", "profile", "evaluate_reference", "float_accuracy"]
+__all__ = ["Profile", "profile", "evaluate", "evaluate_reference", "float_accuracy"]

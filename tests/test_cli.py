@@ -54,7 +54,7 @@ def test_unbuilt_subcommands_say_so_in_one_line(capsys, sub):
     (["run", "--model", "alexnet", "--limit", "5"], ["unknown model 'alexnet'", "lenet5"]),
     (["run", "--dataset", "imagenet"], ["unknown dataset 'imagenet'", "fashion-mnist"]),
     (["run", "--arch", "tpu"], ["unknown architecture 'tpu'", "digital"]),
-    (["run", "--arch", "isaac"], ["needs the mapper (issue 5)", "cimsim archs show isaac"]),
+    (["run", "--arch", "isaac"], ["needs the crossbar mapper (issue 5)"]),
     (["run", "--arch", "isaac", "--set", "table=x"], ["isaac has no parameter table"]),
     (["run", "--limit", "0"], ["--limit", "positive integer"]),
     (["run", "--set", "warp=9"], ["no parameter warp", "mac_units"]),

@@ -18,6 +18,9 @@ FMNIST = Path("/usr/share/datasets/fashion-mnist")
 def test_notebook_runs(path, monkeypatch):
     monkeypatch.delenv("CIMSIM_FULL", raising=False)
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # the kernel imports this checkout's cimsim, whatever else is installed (e.g. a git worktree)
+    root = str(path.parent.parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(path.parent)}})

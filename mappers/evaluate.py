@@ -1,0 +1,28 @@
+"""One entry point that evaluates a network on any architecture and returns its :class:`~cimsim.Report`.
+
+``evaluate(model, arch, loader, calibration=..., seed=...)`` is what the CLI's ``run`` and ``sweep`` call:
+the digital reference runs the float network and costs its events; an analog architecture maps the
+network onto crossbars (:func:`cimsim.mappers.map`) and simulates it.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from cimsim.arch.digital import DigitalReference
+from cimsim.errors import NotBuiltYet
+from cimsim.mappers.reference import evaluate_reference
+from cimsim.report import Report
+
+
+def evaluate(model: nn.Module, arch, loader, *, calibration=None, seed: int = 0, progress: bool | None = None,
+             config: dict | None = None, backend: str = "numba", device: str = "cpu") -> Report:
+    """Accuracy, energy, latency and area of ``model`` on ``arch`` over ``loader``.
+
+    ``calibration`` (an iterable of ``(x, y)`` batches, by convention from the training split) sets the
+    activation and ADC ranges of an analog mapping; ``seed`` draws every device and readout random number;
+    ``backend``/``device`` choose the crossbar engine (numba on the CPU, or torch on ``cpu``/``cuda``).
+    """
+    if isinstance(arch, DigitalReference):
+        return evaluate_reference(model, loader, arch, progress=progress, config=config)
+    raise NotBuiltYet(f"running a network on {arch.name} needs the crossbar mapper (issue 5)")
