@@ -18,6 +18,11 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from cimsim.arch.figures import chip_figures
+from cimsim.cost import EventCost, energy_scale, rollup_energy
+from cimsim.crossbar import CrossbarSpec
+from cimsim.devices.converters import DAC, SarADC
+from cimsim.errors import ConfigError
+from cimsim.ledger import EventLedger
 from cimsim.devices.peripherals import (ActivationUnit, Bus, EDRAMBuffer, OutputRegister, PoolingUnit,
                                         Register, Router, SampleHold, ShiftAdd, TileOutputRegister)
 
@@ -38,6 +43,11 @@ class Component:
 
 _T6 = "Shafiee et al., ISAAC, ISCA 2016, Table 6 (32 nm)"
 MW, MM2 = 1e-3, 1e-6
+# Horowitz, "Computing's energy problem", ISSCC 2014, Fig. 1.1.9 (45 nm): 32-bit integer multiply 3.1 pJ,
+# 32-bit integer add 0.1 pJ; scaled to the architecture's node with cimsim.cost.energy_scale
+HOROWITZ_INT32_MUL_J = 3.1e-12
+CELL_KINDS = ("ideal", "reram", "mosfet", "domain-wall")   # memory-cell kinds of cimsim.devices.catalog
+HOROWITZ_INT32_ADD_J = 0.1e-12
 
 def _unit(name: str, kind: str, level: str, count: float, model) -> Component:
     """A table row made of ``count`` instances of a peripheral model (cimsim.devices.peripherals)."""
@@ -86,6 +96,14 @@ class Isaac:
     adc_bits: int = 8                # ISAAC sec. 4: 8-bit ADC (with the flipped-weight encoding)
     read_cycle_s: float = 100e-9     # ISAAC sec. 4: 100 ns crossbar read cycle
     node_nm: float = 32              # ISAAC Table 6: 32 nm
+    adc_sample_rate_hz: float = 1.28e9   # ISAAC Table 6: one ADC per crossbar, 128 columns per 100 ns
+    cols_per_adc: int = 128          # ISAAC Table 6: one ADC shared by the 128 columns of a crossbar
+    signed: str = "offset"           # ISAAC sec. 4: signed weights stored with a bias, removed digitally
+    adc_range: str = "calibrated"    # our choice: ranges from calibration batches (ISAAC sizes its ADC to the
+                                     # worst case with weight flipping; 'full' models a worst-case range)
+    cell: str = "reram"              # ISAAC: memristor (ReRAM) crossbars; any cell kind of 'cimsim devices'
+    prog_sigma_frac: float = 0.0     # NeuroSim default (no programming variation); sweepable
+    read_sigma_frac: float = 0.0     # NeuroSim default (read noise off); sweepable
     table: tuple[Component, ...] = field(default=ISAAC_TABLE, repr=False)
 
     name = "isaac"
@@ -104,6 +122,19 @@ class Isaac:
             raise ValueError("weight_bits must be a multiple of cell_bits and input_bits of dac_bits")
         if self.cols % self.slices:
             raise ValueError(f"cols ({self.cols}) must hold whole weights of {self.slices} slices")
+        if self.adc_bits > 16:
+            raise ValueError(f"adc_bits must be at most 16 (the SAR ADC model's range), got {self.adc_bits}")
+        if self.cell.strip().lower().replace("_", "-") not in CELL_KINDS:
+            raise ValueError(f"unknown device {self.cell!r} for cell: choose one of {', '.join(CELL_KINDS)}")
+        if self.adc_range not in ("calibrated", "full"):
+            raise ValueError(f"adc_range must be 'calibrated' or 'full', got {self.adc_range!r}")
+        if self.signed not in ("offset", "differential", "twos"):
+            raise ValueError(f"signed must be 'offset', 'differential' or 'twos', got {self.signed!r}")
+        for k in ("prog_sigma_frac", "read_sigma_frac"):
+            if not 0 <= getattr(self, k) < 1:
+                raise ValueError(f"{k} must lie in [0, 1), got {getattr(self, k)!r}")
+        if self.cols_per_adc < 1 or not self.adc_sample_rate_hz > 0:
+            raise ValueError("cols_per_adc must be a positive integer and adc_sample_rate_hz positive")
 
     # ------------------------------------------------------------------ structure
     @property
@@ -150,4 +181,153 @@ class Isaac:
 
     def params(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "table"}
+
+    # ------------------------------------------------------------------ simulation (used by the mapper)
+    def cell_model(self):
+        from cimsim.devices import catalog
+
+        overrides = {}
+        if self.prog_sigma_frac or self.read_sigma_frac:
+            overrides = {"prog_sigma_frac": self.prog_sigma_frac, "read_sigma_frac": self.read_sigma_frac}
+        try:
+            return catalog.get(self.cell, **overrides)
+        except TypeError:
+            raise ConfigError(f"cell {self.cell!r} has no programming/read noise parameters; "
+                              "leave prog_sigma_frac and read_sigma_frac at 0") from None
+
+    def adc(self, bits: int | None = None) -> SarADC:
+        return SarADC(bits=bits or self.adc_bits, sample_rate_hz=self.adc_sample_rate_hz, node_nm=self.node_nm)
+
+    def crossbar_spec(self, input_signed: bool = False) -> CrossbarSpec:
+        """The tile every mapped layer is programmed into."""
+        return CrossbarSpec(rows=self.rows, cols=self.cols, cell=self.cell_model(), cell_bits=self.cell_bits,
+                            weight_bits=self.weight_bits, input_bits=self.input_bits, dac_bits=self.dac_bits,
+                            signed=self.signed, input_signed=input_signed, readout=self.adc(),
+                            adc_range=self.adc_range)
+
+    @property
+    def cycle_s(self) -> float:
+        """One bit-serial read cycle: the crossbar read, or longer if the shared ADC cannot keep up."""
+        return max(self.read_cycle_s, self.cols_per_adc / self.adc_sample_rate_hz)
+
+    def event_costs(self, events) -> dict[str, EventCost]:
+        """Energy of every event kind the ledger may hold (crossbar, converters, digital peripherals)."""
+        sa, edram = ShiftAdd(), EDRAMBuffer()
+        table = {
+            # crossbar: the data-dependent read energy sum(V^2 G t) comes from the engine in joules
+            "cell_read_energy_j": EventCost("crossbar", 1.0),
+            "array_read_cycles": EventCost("crossbar", 0.0),
+            "cell_reads": EventCost("crossbar", 0.0),
+            "dac_drives": EventCost("dac", DAC(bits=self.dac_bits, node_nm=self.node_nm,
+                                               cycle_s=self.read_cycle_s).energy_j),
+            "sample_holds": EventCost("sample_hold", SampleHold().energy_per_op_j),
+            "shift_adds": EventCost("shift_add", sa.energy_per_op_j),
+            "offset_correction_adds": EventCost("shift_add", sa.energy_per_op_j),
+            "input_register_bytes": EventCost("register", Register().energy_per_op_j),
+            "output_register_bytes": EventCost("register", OutputRegister().energy_per_op_j),
+            "edram_bytes": EventCost("edram", edram.energy_per_op_j),
+            "bus_bytes": EventCost("bus", Bus().energy_per_op_j),
+            # digital layers (pooling, activations, residual adds, layers kept digital)
+            "activation_ops": EventCost("activation", ActivationUnit().energy_per_op_j),
+            "pooling_ops": EventCost("pooling", PoolingUnit().energy_per_op_j),
+            "add": EventCost("shift_add", sa.energy_per_op_j),
+            "compare": EventCost("shift_add", sa.energy_per_op_j),
+            "mul": EventCost("digital_mul", HOROWITZ_INT32_MUL_J * energy_scale(45, self.node_nm)),
+            "mac": EventCost("digital_mul", (HOROWITZ_INT32_MUL_J + HOROWITZ_INT32_ADD_J) * energy_scale(45, self.node_nm)),
+            "weight_read": EventCost("edram", edram.energy_per_op_j * self.weight_bits / 8),
+            "act_read": EventCost("edram", edram.energy_per_op_j * self.input_bits / 8),
+            "act_write": EventCost("edram", edram.energy_per_op_j * self.input_bits / 8),
+        }
+        for e in events:
+            if e.startswith("sar-adc_conversion_"):
+                table[e] = EventCost("adc", self.adc(int(e.rsplit("_", 1)[1].rstrip("b"))).energy_j)
+        return table
+
+    def _copies(self, plans: dict) -> dict[str, int]:
+        """Copies of each layer so the inter-layer pipeline is balanced within the chip's crossbars.
+
+        ISAAC replicates the weights of layers with many output positions so that every layer of the
+        pipeline takes about as long (sec. 5). We choose the smallest per-layer time T for which
+        ``sum_l ceil(positions_l / T) * arrays_l`` crossbars fit on the chip (bisection on T, in MVMs).
+        """
+        need = {n: p.arrays for n, p in plans.items()}
+        if not need:
+            return {}
+        capacity = self.crossbars
+        if sum(need.values()) > capacity:
+            return {n: 1 for n in plans}
+        lo, hi = 1, max(p.positions for p in plans.values())
+        fits = lambda T: sum(math.ceil(p.positions / T) * p.arrays for p in plans.values()) <= capacity  # noqa: E731
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if fits(mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        return {n: max(1, math.ceil(p.positions / lo)) for n, p in plans.items()}
+
+    def cost(self, ledger: EventLedger, plans: dict, kinds: dict | None = None) -> dict:
+        """Energy per layer and component, latency per layer, throughput and area of one inference.
+
+        ``ledger`` holds the events of one inference (crossbar events from the run, digital events from
+        the profile); ``plans`` the mapped layers (:class:`cimsim.mappers.mapper.LayerPlan`). The
+        architecture adds its own data movement per mapped layer: inputs read from eDRAM over the bus
+        into the input register (``input_bits`` per input of every MVM), every conversion sampled and
+        held, outputs through the output register back to eDRAM (``2 * ceil(weight_bits/8)`` bytes per
+        output, ISAAC's 16-bit values).
+
+        Latency: a mapped layer streams its ``positions`` MVMs through its copies, each MVM taking
+        ``input_bits / dac_bits`` cycles of :attr:`cycle_s`; a digital layer takes its operations over the
+        chip's activation / pooling / adder units at their rates. Layers are pipelined (ISAAC sec. 5), so
+        one inference takes the sum of the layer times and the throughput is set by the slowest layer.
+        """
+        kinds = kinds or {}
+        led = EventLedger(ledger.to_dict())
+        out_bytes = 2   # ISAAC sec. 4: 16-bit output values (2 bytes)
+        for n, p in plans.items():
+            ev = led.layer(n)
+            conv = sum(v for k, v in ev.items() if "_conversion" in k)
+            in_bytes = p.positions * p.in_features * p.groups * self.input_bits / 8
+            o_bytes = p.positions * p.out_features * out_bytes
+            led.add(n, "sample_holds", conv)
+            led.add(n, "input_register_bytes", in_bytes)
+            led.add(n, "output_register_bytes", o_bytes)
+            led.add(n, "edram_bytes", in_bytes + o_bytes)
+            led.add(n, "bus_bytes", in_bytes + o_bytes)
+        rows = led.to_dict()
+        for n, ev in rows.items():   # comparisons of pooling layers run on the pooling unit, of activations
+            k = kinds.get(n, "")     # on the activation (sigmoid) unit; residual adds on the adders
+            if n not in plans and "compare" in ev and k:
+                ev["pooling_ops" if "Pool" in k else "activation_ops"] = ev.pop("compare")
+        led = EventLedger({l: {e: v for e, v in ev.items() if v} for l, ev in rows.items()})
+        roll = rollup_energy(led, self.event_costs(led.events()))
+        copies = self._copies(plans)
+        mvm_s = self.input_cycles * self.cycle_s
+        tiles = self.tiles
+        unit_rate = {  # operations per second the whole chip's digital units sustain
+            "activation_ops": 2 * tiles * ActivationUnit().op_rate_hz,   # ISAAC Table 6: 2 sigmoid units per tile
+            "pooling_ops": tiles * PoolingUnit().op_rate_hz,             # 1 max-pool unit per tile
+            "add": (tiles + self.imas * 4) * ShiftAdd().op_rate_hz,      # S+A units: 1 per tile, 4 per IMA
+            "compare": (tiles + self.imas * 4) * ShiftAdd().op_rate_hz,
+            "mul": (tiles + self.imas * 4) * ShiftAdd().op_rate_hz,      # (est.) one multiply per adder slot
+            "mac": (tiles + self.imas * 4) * ShiftAdd().op_rate_hz,
+        }
+        latency = {}
+        for n in led.layers():
+            if n in plans:
+                latency[n] = math.ceil(plans[n].positions / copies[n]) * mvm_s
+            else:
+                ev = led.layer(n)
+                latency[n] = max((v / unit_rate[e] for e, v in ev.items() if e in unit_rate), default=0.0)
+        slowest = max(latency.values(), default=0.0)
+        used = sum(copies[n] * plans[n].arrays for n in plans)
+        return {"energy_j": roll.per_layer, "latency_s": latency, "components": roll.per_component,
+                "area_m2": self._area(),
+                "throughput_inf_per_s": 1.0 / slowest if slowest > 0 else float("inf"), "copies": copies,
+                "config": {"crossbars_used": used, "crossbars_on_chip": self.crossbars,
+                           "fits_on_chip": sum(p.arrays for p in plans.values()) <= self.crossbars,
+                           "cycle_s": self.cycle_s}}
+
+    def _area(self) -> float:
+        return sum(row["area_m2"] for row in self.breakdown().values())
 

@@ -23,6 +23,7 @@ _LAZY = {
     "EventLedger": ("cimsim.ledger", "EventLedger"),
     "Crossbar": ("cimsim.crossbar", "Crossbar"),
     "CrossbarSpec": ("cimsim.crossbar", "CrossbarSpec"),
+    "map": ("cimsim.mappers.mapper", "map_model"),
     "arch": ("cimsim.arch", None),
     "devices": ("cimsim.devices", None),
     "mappers": ("cimsim.mappers", None),

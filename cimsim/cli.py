@@ -107,14 +107,21 @@ def cmd_run(args) -> int:
     if args.out:
         _check_writable_folder(Path(args.out).resolve().parent, "--out")
     overrides = dict(args.set or [])
+    if args.adc_bits is not None:
+        overrides["adc_bits"] = args.adc_bits
     spec = arch_mod.get(args.arch, **overrides)
+    if args.device == "cuda" and args.backend != "torch":
+        raise ConfigError("--device cuda needs --backend torch")
     model, meta, data, ckpt = load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
     loader = data.loader("test", batch_size=args.batch_size, limit=args.limit)
+    calibration = data.loader("train", batch_size=args.batch_size, limit=args.calibration, shuffle=False)
     report = evaluate(
-        model, spec, loader, calibration=None, progress=False if args.json else None,
+        model, spec, loader, calibration=calibration, seed=args.seed, backend=args.backend, device=args.device,
+        progress=False if args.json else None,
         config={"model": meta["model"], "dataset": data.name, "checkpoint": str(ckpt),
                 "checkpoint_test_accuracy": meta["test_accuracy"], "limit": args.limit,
-                "batch_size": args.batch_size, "data_source": data.source})
+                "batch_size": args.batch_size, "data_source": data.source,
+                "calibration_examples": args.calibration})
     if args.out:
         path = report.to_hdf5(args.out)
         print(f"cimsim run: report written to {path}", file=sys.stderr)
@@ -275,12 +282,19 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
     sp = add("run", "simulate a trained network on an architecture and print its report", cmd_run)
-    sp.add_argument("--arch", default="digital", help="architecture (see 'cimsim archs'; default digital)")
+    sp.add_argument("--arch", default="isaac", help="architecture (see 'cimsim archs'; default isaac)")
     data_opts(sp)
     sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset)")
     sp.add_argument("--batch-size", type=_positive_int, default=64, help="examples per batch (default 64)")
     sp.add_argument("--set", action="append", type=_key_value, metavar="KEY=VALUE",
                     help="override an architecture parameter (repeatable; see 'cimsim archs show ARCH')")
+    sp.add_argument("--adc-bits", type=_positive_int, metavar="B",
+                    help="ADC resolution (same as --set adc_bits=B; architectures with an ADC)")
+    sp.add_argument("--seed", type=_nonneg_int, default=0, help="seed of every device and readout draw (default 0)")
+    sp.add_argument("--calibration", type=_positive_int, default=512, metavar="N",
+                    help="training examples that calibrate activation and ADC ranges (default 512)")
+    sp.add_argument("--backend", default="numba", choices=["numba", "torch"], help="crossbar engine (default numba)")
+    sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="engine device (cuda needs --backend torch)")
     sp.add_argument("--out", help="also write the report to this HDF5 file")
 
     sp = add("sweep", "run a grid of design points (ADC bits, archs, seeds) into one HDF5 file",

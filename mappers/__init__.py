@@ -1,11 +1,16 @@
 """Mappers (``cimsim.mappers``): turn a ``torch.nn.Module`` into a simulated one and evaluate it.
 
-Today: event profiling of any module (:func:`profile`) and the digital reference evaluation
-(:func:`evaluate_reference`). The crossbar mapper (``cimsim.map``) arrives with the mapper milestone.
+* :func:`map` (also ``cimsim.map``): a trained network onto an architecture's crossbars -> :class:`MappedModel`;
+* :func:`evaluate`: one entry for every architecture (digital reference or mapped) -> Report;
+* :func:`profile`: the events of one inference of any module.
 """
 
 from cimsim.mappers.profile import Profile, profile
 from cimsim.mappers.reference import evaluate_reference, float_accuracy
 from cimsim.mappers.evaluate import evaluate
+from cimsim.mappers.mapper import LayerPlan, MappedLayer, MappedModel, fold_batchnorm, map_model, quantize_weights
 
-__all__ = ["Profile", "profile", "evaluate", "evaluate_reference", "float_accuracy"]
+map = map_model  # noqa: A001 (cimsim.mappers.map, as the design names it)
+
+__all__ = ["Profile", "profile", "evaluate", "evaluate_reference", "float_accuracy", "map", "map_model",
+           "MappedModel", "MappedLayer", "LayerPlan", "fold_batchnorm", "quantize_weights"]

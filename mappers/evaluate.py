@@ -10,7 +10,6 @@ from __future__ import annotations
 from torch import nn
 
 from cimsim.arch.digital import DigitalReference
-from cimsim.errors import NotBuiltYet
 from cimsim.mappers.reference import evaluate_reference
 from cimsim.report import Report
 
@@ -25,4 +24,11 @@ def evaluate(model: nn.Module, arch, loader, *, calibration=None, seed: int = 0,
     """
     if isinstance(arch, DigitalReference):
         return evaluate_reference(model, loader, arch, progress=progress, config=config)
-    raise NotBuiltYet(f"running a network on {arch.name} needs the crossbar mapper (issue 5)")
+    from cimsim.mappers.mapper import map_model
+
+    mapped = map_model(model, arch, calibration if calibration is not None else loader, seed=seed,
+                       backend=backend, device=device)
+    cfg = dict(config or {})
+    if calibration is None:
+        cfg["calibration_source"] = "first batches of the evaluation loader (no calibration loader given)"
+    return mapped.evaluate(loader, progress=progress, config=cfg)

@@ -59,6 +59,14 @@ def _count_module(mod: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str,
             ev["add"] = n_out
             ev["weight_read"] += mod.bias.numel()
         return ev
+    if isinstance(mod, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+        # every input element is multiplied by a (C_out/groups x kernel) slice of the weights
+        ev = {"mac": x.numel() * (mod.out_channels // mod.groups) * math.prod(mod.kernel_size),
+              "weight_read": mod.weight.numel(), "act_read": x.numel(), "act_write": n_out}
+        if mod.bias is not None:
+            ev["add"] = n_out
+            ev["weight_read"] += mod.bias.numel()
+        return ev
     if isinstance(mod, nn.Linear):
         ev = {"mac": n_out * mod.in_features, "weight_read": mod.weight.numel(),
               "act_read": x.numel(), "act_write": n_out}

@@ -54,12 +54,16 @@ def test_unbuilt_subcommands_say_so_in_one_line(capsys, sub):
     (["run", "--model", "alexnet", "--limit", "5"], ["unknown model 'alexnet'", "lenet5"]),
     (["run", "--dataset", "imagenet"], ["unknown dataset 'imagenet'", "fashion-mnist"]),
     (["run", "--arch", "tpu"], ["unknown architecture 'tpu'", "digital"]),
-    (["run", "--arch", "isaac"], ["needs the crossbar mapper (issue 5)"]),
+    (["run", "--adc-bits", "0"], ["--adc-bits", "positive integer"]),
+    (["run", "--arch", "digital", "--adc-bits", "6"], ["digital has no parameter adc_bits"]),
+    (["run", "--set", "adc_bits=40"], ["isaac", "adc_bits"]),
+    (["run", "--set", "cell=quantum"], ["unknown device 'quantum'", "reram"]),
+    (["run", "--device", "cuda"], ["--device cuda needs --backend torch"]),
     (["run", "--arch", "isaac", "--set", "table=x"], ["isaac has no parameter table"]),
     (["run", "--limit", "0"], ["--limit", "positive integer"]),
-    (["run", "--set", "warp=9"], ["no parameter warp", "mac_units"]),
-    (["run", "--set", "mac_units=many"], ["mac_units='many'"]),
-    (["run", "--set", "clock_hz=-1"], ["clock_hz must be a positive number"]),
+    (["run", "--arch", "digital", "--set", "warp=9"], ["no parameter warp", "mac_units"]),
+    (["run", "--arch", "digital", "--set", "mac_units=many"], ["mac_units='many'"]),
+    (["run", "--arch", "digital", "--set", "clock_hz=-1"], ["clock_hz must be a positive number"]),
     (["run", "--checkpoint", "/nonexistent/model.pt"], ["/nonexistent/model.pt does not exist"]),
     (["run", "--model", "resnet20", "--dataset", "digits"], ["no trained checkpoint", "cimsim train"]),
     (["run", "--bogus"], ["unrecognized arguments: --bogus", "cimsim run --help"]),
@@ -113,9 +117,14 @@ def test_run_digital_reports_the_shipped_checkpoint_accuracy(capsys):
 @needs_fmnist
 def test_run_out_writes_a_report_file_and_plot_draws_it(capsys, tmp_path):
     h5 = tmp_path / "r.h5"
-    code, out, err = run_cli(capsys, "run", "--model", "lenet5", "--limit", "300", "--out", str(h5), "--json")
+    code, out, err = run_cli(capsys, "run", "--arch", "isaac", "--model", "lenet5", "--limit", "200", "--set",
+                             "weight_bits=8", "--set", "input_bits=8", "--adc-bits", "7", "--out", str(h5), "--json")
     assert code == 0
     printed = json.loads(out)
+    # an 8-bit LeNet-5 with a 7-bit ADC stays within 3 points of the float network on 200 examples
+    assert abs(printed["accuracy"] - printed["digital_accuracy"]) <= 0.03
+    assert printed["config"]["arch_params"]["adc_bits"] == 7 and printed["config"]["calibration_examples"] == 512
+    assert printed["components"]["adc"] > 0 and printed["area_m2"] == pytest.approx(85.42472e-6, rel=1e-6)
     back = Report.from_hdf5(h5)
     assert back.to_dict() == printed
     with h5py.File(h5) as f:
@@ -143,7 +152,7 @@ def test_run_table_output_on_synthetic_data(capsys, tmp_path, monkeypatch):
     meta = json.loads(out)
     assert meta["epochs"] == 2 and meta["dataset"] == "synthetic"
     assert (tmp_path / "checkpoints" / "mlp-synthetic.pt").is_file()
-    code, out, err = run_cli(capsys, "run", "--model", "mlp", "--dataset", "synthetic")
+    code, out, err = run_cli(capsys, "run", "--arch", "digital", "--model", "mlp", "--dataset", "synthetic")
     assert code == 0
     assert "mlp on synthetic, architecture digital" in out
     assert f"{100 * meta['test_accuracy']:6.2f} %" in out
@@ -167,7 +176,7 @@ def test_a_bad_output_folder_fails_before_any_work(capsys, monkeypatch, tmp_path
     def boom(*a, **k):
         raise AssertionError("work started before the output path was checked")
 
-    monkeypatch.setattr(cimsim.mappers, "evaluate_reference", boom)
+    monkeypatch.setattr(cimsim.mappers, "evaluate", boom)
     monkeypatch.setattr(train_mod, "train", boom)
     code, out, err = run_cli(capsys, "run", "--out", str(tmp_path / "missing" / "r.h5"))
     assert_one_line_user_error(code, err, "does not exist")

@@ -1,0 +1,465 @@
+"""Map a trained ``torch.nn.Module`` onto crossbars: ``cimsim.map(model, arch, calibration=loader)``.
+
+What the mapper does, in order:
+
+1. **Copy** the model (the caller's stays untouched) and put it in inference mode.
+2. **Fold batch-norm** into the convolution or linear layer that feeds it. Which BN follows which layer
+   is found by running one batch with hooks and checking that the BN's input *is* the layer's output
+   tensor, so any graph (residual, branching, third-party) works and ``forward`` is never rewritten.
+   The folded BN becomes ``nn.Identity``.
+3. **Calibrate** on the calibration batches: every mapped layer's input range sets its activation
+   scale (unsigned after ReLU-like layers, signed when the calibration saw negative inputs), and the
+   crossbars' ADC ranges are calibrated on the quantized inputs they will see.
+4. **Quantize and program**: weights per output channel, symmetric, to the architecture's weight bits;
+   every convolution group and every linear layer becomes a :class:`~cimsim.Crossbar` programmed with
+   the architecture's cell, slicing and readout.
+5. **Replace** each ``Linear`` / ``Conv1d`` / ``Conv2d`` by a :class:`MappedLayer`. Everything else
+   (activations, pooling, adds, un-foldable normalisation) stays digital and is costed with the
+   architecture's digital components. A matrix layer the mapper does not support (transposed or 3-d
+   convolutions, recurrent and attention layers, non-zero padding modes) is named in one warning and
+   kept digital.
+
+A :class:`MappedLayer` computes ``y = s_x * s_w[o] * (x_int @ W_int.T) + bias`` where ``x_int @ W_int.T``
+comes from the crossbars. ``mapped.set_mode("digital")`` swaps the crossbars for exact integer
+arithmetic: the quantized digital model, which an ideal device with a lossless readout matches bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cimsim.crossbar import Crossbar
+from cimsim.errors import ConfigError
+from cimsim.ledger import EventLedger
+from cimsim.mappers.profile import profile
+from cimsim.report import Report
+
+MAPPED_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
+# matrix layers that exist in torch but that the mapper does not (yet) place on crossbars
+UNSUPPORTED_TYPES = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Bilinear,
+                     nn.RNNBase, nn.MultiheadAttention, nn.Transformer)
+# our choice: the 99.99th percentile of |activation| sets the input range, so one outlier in the
+# calibration batches cannot waste input codes (0.01 % of calibration values clip)
+ACTIVATION_PERCENTILE = 99.99
+# our choice: at most this many input vectors per layer calibrate the ADC ranges (a uniform sample)
+ADC_CALIBRATION_ROWS = 16384
+MODES = ("analog", "digital", "float")
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _parent(root: nn.Module, name: str) -> tuple[nn.Module, str]:
+    parts = name.split(".")
+    mod = root
+    for p in parts[:-1]:
+        mod = getattr(mod, p)
+    return mod, parts[-1]
+
+
+def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent, attr = _parent(root, name)
+    setattr(parent, attr, new)
+
+
+def _unsupported_reason(mod: nn.Module) -> str | None:
+    if isinstance(mod, UNSUPPORTED_TYPES):
+        return f"{type(mod).__name__} is not a layer the crossbar mapper places"
+    if isinstance(mod, (nn.Conv1d, nn.Conv2d)) and mod.padding_mode != "zeros":
+        return f"padding_mode={mod.padding_mode!r} (only zero padding is mapped)"
+    return None
+
+
+def _seed_for(seed: int, index: int, group: int) -> int:
+    return int(np.random.SeedSequence([seed, index, group]).generate_state(1)[0])
+
+
+@torch.no_grad()
+def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
+    """Fold every BatchNorm whose input is the output of a Conv/Linear into that layer (in place).
+
+    Returns the (layer, batchnorm) pairs folded. A layer called more than once per forward (shared
+    weights) is never folded.
+    """
+    outputs: dict[int, tuple[str, torch.Tensor]] = {}
+    calls: dict[str, int] = {}
+    pairs: list[tuple[str, str]] = []
+    handles = []
+    keep = []  # keeps traced tensors alive so their ids stay unique during the trace
+
+    def on_layer(name):
+        def hook(mod, inputs, output):
+            calls[name] = calls.get(name, 0) + 1
+            keep.append(output)
+            outputs[id(output)] = (name, output)
+        return hook
+
+    def on_bn(name):
+        def hook(mod, inputs):
+            hit = outputs.get(id(inputs[0]))
+            if hit is not None and hit[1] is inputs[0]:
+                pairs.append((hit[0], name))
+        return hook
+
+    mods = dict(model.named_modules())
+    for name, mod in mods.items():
+        if isinstance(mod, MAPPED_TYPES):
+            handles.append(mod.register_forward_hook(on_layer(name)))
+        elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            handles.append(mod.register_forward_pre_hook(on_bn(name)))
+    try:
+        model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    folded = []
+    for layer, bn_name in pairs:
+        lay, bn = mods[layer], mods[bn_name]
+        if calls.get(layer, 0) != 1 or not bn.track_running_stats or bn.running_mean is None:
+            continue
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1.0 / torch.sqrt(bn.running_var + bn.eps)
+        shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
+        w = lay.weight
+        lay.weight = nn.Parameter(w * scale.reshape(-1, *([1] * (w.dim() - 1))))
+        old_bias = lay.bias if lay.bias is not None else torch.zeros_like(bn.running_mean)
+        lay.bias = nn.Parameter(old_bias * scale + shift)
+        _replace(model, bn_name, nn.Identity())
+        folded.append((layer, bn_name))
+    return folded
+
+
+def quantize_weights(w: torch.Tensor, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel quantization: (integer weights (O, ...), scale per channel (O,))."""
+    qmax = 2 ** (bits - 1) - 1
+    flat = w.detach().double().reshape(w.shape[0], -1)
+    amax = flat.abs().amax(dim=1)
+    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    q = torch.clamp(torch.round(flat / scale[:, None]), -qmax, qmax)
+    return q.numpy().astype(np.int64).reshape(w.shape), scale.numpy()
+
+
+# ------------------------------------------------------------------------------------------------ layer
+@dataclass
+class LayerPlan:
+    """What the mapper decided for one layer (kept in the report)."""
+
+    name: str
+    kind: str
+    in_features: int            # reduction length per group (C_in/groups * kernel)
+    out_features: int
+    groups: int
+    positions: int = 1          # output positions per inference (1 for Linear)
+    input_signed: bool = False
+    input_scale: float = 1.0
+    arrays: int = 0             # crossbar arrays holding one copy of the layer
+    row_blocks: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class MappedLayer(nn.Module):
+    """A Linear / Conv1d / Conv2d computed by crossbars (or, in ``digital`` mode, by exact integers)."""
+
+    def __init__(self, name: str, source: nn.Module, arch, plan: LayerPlan):
+        super().__init__()
+        self.name, self.arch, self.plan = name, arch, plan
+        self.source = source              # the BN-folded float layer ("float" mode)
+        self.kind = type(source).__name__
+        self.conv = isinstance(source, (nn.Conv1d, nn.Conv2d))
+        self.mode = "analog"
+        q, scale = quantize_weights(source.weight, arch.weight_bits)
+        self.w_int = q.reshape(q.shape[0], -1)          # (O, C_in/groups * k)
+        self.w_scale = scale
+        self.bias = None if source.bias is None else source.bias.detach().double().numpy().copy()
+        self.crossbars: list[Crossbar] = []
+        self.positions_seen = 0
+
+    # geometry ----------------------------------------------------------------
+    def _patches(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        """(batch * positions, C_in * k) patches of x (already integer valued) and the output shape."""
+        m = self.source
+        if not self.conv:
+            lead = x.shape[:-1]
+            return x.reshape(-1, x.shape[-1]), (*lead, m.out_features)
+        one_d = isinstance(m, nn.Conv1d)
+        if one_d:
+            x = x.unsqueeze(2)
+        k = (1, m.kernel_size[0]) if one_d else tuple(m.kernel_size)
+        s = (1, m.stride[0]) if one_d else tuple(m.stride)
+        d = (1, m.dilation[0]) if one_d else tuple(m.dilation)
+        pad = self._padding(one_d, k, d)
+        # integer codes are exact in float32 (|code| < 2**24), and im2col is ~10x faster than in float64
+        x = F.pad(x.float(), pad)
+        B, C, H, W = x.shape
+        cols = F.unfold(x, k, dilation=d, stride=s)                  # (B, C*kh*kw, L)
+        Ho = (H - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        Wo = (W - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        patches = cols.transpose(1, 2).reshape(B * Ho * Wo, -1)
+        shape = (B, m.out_channels, Wo) if one_d else (B, m.out_channels, Ho, Wo)
+        return patches, shape
+
+    def _padding(self, one_d: bool, k, d) -> tuple:
+        m = self.source
+        if isinstance(m.padding, str):
+            if m.padding == "valid":
+                return (0, 0, 0, 0)
+            tot = [d[i] * (k[i] - 1) for i in range(2)]            # 'same' (stride 1)
+            return (tot[1] // 2, tot[1] - tot[1] // 2, tot[0] // 2, tot[0] - tot[0] // 2)
+        p = (0, m.padding[0]) if one_d else tuple(m.padding)
+        return (p[1], p[1], p[0], p[0])
+
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        p, bits = self.plan, self.arch.input_bits
+        lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if p.input_signed else (0, 2 ** bits - 1)
+        return torch.clamp(torch.round(x.double() / p.input_scale), lo, hi)
+
+    # forward -----------------------------------------------------------------
+    def integer_product(self, patches: np.ndarray) -> np.ndarray:
+        """patches (rows, groups * K) int -> (rows, O) float64 integer units, by crossbar or exactly."""
+        G, K = self.plan.groups, self.plan.in_features
+        O = self.w_int.shape[0]
+        og = O // G
+        out = np.empty((patches.shape[0], O))
+        for g in range(G):
+            xg = patches[:, g * K:(g + 1) * K]
+            if self.mode == "digital":
+                out[:, g * og:(g + 1) * og] = xg.astype(np.float64) @ self.w_int[g * og:(g + 1) * og].T.astype(np.float64)
+            else:
+                out[:, g * og:(g + 1) * og] = self.crossbars[g](xg)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "float":
+            return self.source(x)
+        dtype = x.dtype
+        xq = self.quantize_input(x)
+        patches, shape = self._patches(xq)
+        acc = self.integer_product(patches.numpy().astype(np.int64))
+        y = acc * (self.plan.input_scale * self.w_scale)[None, :]
+        if self.bias is not None:
+            y = y + self.bias[None, :]
+        self.positions_seen += patches.shape[0]
+        y = torch.from_numpy(y)
+        if self.conv:
+            B = shape[0]
+            y = y.reshape(B, -1, shape[1]).transpose(1, 2).reshape(shape)
+        else:
+            y = y.reshape(shape)
+        return y.to(dtype)
+
+    def extra_repr(self) -> str:
+        p = self.plan
+        return (f"{self.kind} {p.in_features * p.groups}->{p.out_features}, groups={p.groups}, "
+                f"{p.arrays} arrays, input {'signed' if p.input_signed else 'unsigned'} "
+                f"{self.arch.input_bits}b, weights {self.arch.weight_bits}b, mode={self.mode}")
+
+
+# ------------------------------------------------------------------------------------------------ model
+class MappedModel(nn.Module):
+    """A network whose matrix layers run on simulated crossbars; ``forward`` is the original model's."""
+
+    def __init__(self, model: nn.Module, reference: nn.Module, arch, layers: dict[str, MappedLayer],
+                 digital_events: EventLedger, kinds: dict[str, str], kept_digital: dict[str, str],
+                 folded: list, calibration_info: dict, seed: int, backend: str, device: str):
+        super().__init__()
+        self.model = model
+        self.arch = arch
+        self.mapped_layers = layers            # name -> MappedLayer (also reachable inside self.model)
+        self._reference = [reference]          # float model (a list: not registered as a sub-module)
+        self.digital_events = digital_events   # per-inference events of the digital layers
+        self.kinds = kinds
+        self.kept_digital = kept_digital       # unsupported matrix layers: name -> reason
+        self.folded = folded
+        self.calibration_info = calibration_info
+        self.seed, self.backend, self.device = seed, backend, device
+
+    @property
+    def reference(self) -> nn.Module:
+        """The floating-point network (BN not folded): the digital reference."""
+        return self._reference[0]
+
+    def set_mode(self, mode: str) -> "MappedModel":
+        """"analog" (crossbars), "digital" (the quantized model in exact integer arithmetic) or "float"."""
+        if mode not in MODES:
+            raise ConfigError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
+        for layer in self.mapped_layers.values():
+            layer.mode = mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model(x)
+
+    def reset_events(self) -> None:
+        for layer in self.mapped_layers.values():
+            layer.positions_seen = 0
+            for xb in layer.crossbars:
+                xb.ledger = EventLedger()
+
+    def crossbar_events(self) -> EventLedger:
+        """Everything the crossbars did since the last reset, by layer."""
+        return EventLedger.merge(xb.ledger for layer in self.mapped_layers.values() for xb in layer.crossbars)
+
+    def evaluate(self, loader, progress: bool | None = None, config: dict | None = None) -> Report:
+        """Accuracy, the digital reference accuracy, energy, latency, throughput and area over ``loader``."""
+        from tqdm import tqdm
+
+        started = time.perf_counter()
+        self.reset_events()
+        self.eval()
+        self.reference.eval()
+        correct = ref_correct = total = 0
+        with torch.no_grad():
+            for x, y in tqdm(loader, desc=f"{self.arch.name} simulate", unit="batch",
+                             disable=(not progress) if progress is not None else None, leave=False):
+                correct += int((self(x).argmax(1) == y).sum())
+                ref_correct += int((self.reference(x).argmax(1) == y).sum())
+                total += len(y)
+        if total == 0:
+            raise ConfigError("the evaluation loader gave no examples")
+        per_inf = self.crossbar_events().scaled(1.0 / total)
+        ledger = per_inf + self.digital_events
+        plans = {n: l.plan for n, l in self.mapped_layers.items()}
+        costs = self.arch.cost(ledger, plans, self.kinds)
+        layers = []
+        order = [n for n in self.kinds if n in ledger.layers()]          # execution order (the profile's)
+        order += [n for n in ledger.layers() if n not in order]
+        for name in order:
+            ev = ledger.layer(name)
+            row = {"name": name, "kind": self.kinds.get(name, ""),
+                   "energy_j": costs["energy_j"].get(name, 0.0), "latency_s": costs["latency_s"].get(name, 0.0)}
+            if name in plans:
+                p = plans[name]
+                row.update({"macs": p.positions * p.in_features * p.out_features, "arrays": p.arrays,
+                            "copies": costs.get("copies", {}).get(name, 1),
+                            "conversions": sum(v for k, v in ev.items() if "_conversion" in k)})
+            else:   # every row has the same columns (the HDF5 layer table is one record array)
+                row.update({"macs": ev.get("mac", 0), "arrays": 0, "copies": 0, "conversions": 0})
+            layers.append(row)
+        energy = sum(r["energy_j"] for r in layers)
+        latency = sum(r["latency_s"] for r in layers)
+        cfg = {"arch": self.arch.name, "arch_params": self.arch.params(), "seed": self.seed,
+               "backend": self.backend, "device": self.device, **(config or {}),
+               "mapped_layers": {n: {"kind": p.kind, "in_features": p.in_features, "out_features": p.out_features,
+                                     "groups": p.groups, "positions": p.positions, "arrays": p.arrays,
+                                     "input_signed": p.input_signed, "input_scale": p.input_scale}
+                                 for n, p in plans.items()},
+               "kept_digital": self.kept_digital, "batchnorm_folded": [f"{a} <- {b}" for a, b in self.folded],
+               "calibration": self.calibration_info,
+               "events_per_inference": ledger.totals(), **costs.get("config", {}),
+               "wall_seconds": round(time.perf_counter() - started, 3)}
+        return Report(accuracy=correct / total, digital_accuracy=ref_correct / total, energy_j=energy,
+                      latency_s=latency, throughput_inf_per_s=costs["throughput_inf_per_s"],
+                      area_m2=costs["area_m2"], layers=layers, components=costs["components"], config=cfg,
+                      n_examples=total)
+
+
+# ------------------------------------------------------------------------------------------------ map()
+def _batches(calibration, limit_batches: int | None):
+    if calibration is None:
+        return []
+    if isinstance(calibration, torch.Tensor):
+        return [calibration]
+    out = []
+    for i, item in enumerate(calibration):
+        out.append(item[0] if isinstance(item, (tuple, list)) else item)
+        if limit_batches is not None and i + 1 >= limit_batches:
+            break
+    return out
+
+
+@torch.no_grad()
+def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backend: str = "numba",
+              device: str = "cpu", calibration_batches: int | None = None) -> MappedModel:
+    """Map ``model`` onto ``arch`` (see the module docstring); ``calibration``: batches (x, y) or a tensor."""
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"cimsim.map needs a torch.nn.Module, got {type(model).__name__}")
+    if not hasattr(arch, "crossbar_spec"):
+        raise ConfigError(f"architecture {getattr(arch, 'name', arch)!r} has no crossbars to map onto "
+                          "(use cimsim.mappers.evaluate for the digital reference)")
+    batches = _batches(calibration, calibration_batches)
+    if not batches:
+        raise ConfigError("cimsim.map needs calibration data (a loader of (x, y) batches or a tensor of inputs) "
+                          "to set activation and ADC ranges; pass calibration=data.loader('train', limit=...)")
+    reference = model
+    work = copy.deepcopy(model).eval()
+    for p in work.parameters():
+        p.requires_grad_(False)
+    folded = fold_batchnorm(work, batches[0])
+
+    targets, kept = {}, {}
+    for name, mod in work.named_modules():
+        reason = _unsupported_reason(mod)
+        if reason is not None:
+            kept[name] = reason
+        elif isinstance(mod, MAPPED_TYPES):
+            targets[name] = mod
+    if kept:
+        warnings.warn("kept digital (not mapped to crossbars): "
+                      + "; ".join(f"{n} ({r})" for n, r in kept.items()), stacklevel=2)
+    if not targets:
+        raise ConfigError("the model has no Linear or Conv1d/Conv2d layer to map onto crossbars")
+
+    # one pass over the calibration batches: every mapped layer's inputs
+    seen: dict[str, list[torch.Tensor]] = {n: [] for n in targets}
+    handles = [m.register_forward_pre_hook(lambda mod, inp, n=n: seen[n].append(inp[0].detach()))
+               for n, m in targets.items()]
+    try:
+        for xb in batches:
+            work(xb)
+    finally:
+        for h in handles:
+            h.remove()
+
+    prof = profile(work, batches[0])
+    digital = EventLedger({l: prof.ledger.layer(l) for l in prof.ledger.layers() if l not in targets})
+    kinds = dict(prof.kinds)
+    cal_uncosted = [n for n in prof.uncosted if n not in targets]
+
+    layers: dict[str, MappedLayer] = {}
+    rng = np.random.default_rng(seed)
+    cal_info = {"batches": len(batches), "examples": int(sum(len(b) for b in batches)),
+                "activation_percentile": ACTIVATION_PERCENTILE, "adc_rows_per_layer": ADC_CALIBRATION_ROWS,
+                "uncosted_layers": cal_uncosted}
+    for index, (name, mod) in enumerate(targets.items()):
+        acts = torch.cat([a.reshape(-1) for a in seen[name]]).double()
+        signed = bool(acts.min() < 0)
+        bits = arch.input_bits
+        qmax = 2 ** (bits - 1) - 1 if signed else 2 ** bits - 1
+        sample = acts.abs()
+        if sample.numel() > 2_000_000:
+            sample = sample[torch.from_numpy(rng.choice(sample.numel(), 2_000_000, replace=False))]
+        amax = float(np.percentile(sample.numpy(), ACTIVATION_PERCENTILE))
+        if amax <= 0:
+            amax = float(sample.max()) or 1.0
+        groups = getattr(mod, "groups", 1)
+        k_per_group = mod.weight[0].numel()
+        plan = LayerPlan(name, type(mod).__name__, k_per_group, mod.weight.shape[0], groups,
+                         input_signed=signed, input_scale=amax / qmax)
+        layer = MappedLayer(name, mod, arch, plan)
+        spec = arch.crossbar_spec(input_signed=signed)
+        og = plan.out_features // groups
+        for g in range(groups):
+            layer.crossbars.append(Crossbar(layer.w_int[g * og:(g + 1) * og], spec, seed=_seed_for(seed, index, g),
+                                            backend=backend, device=device, name=name))
+        # positions per inference and ADC calibration from the quantized calibration inputs
+        patches, shape = layer._patches(layer.quantize_input(seen[name][0][:1]))
+        plan.positions = int(patches.shape[0])
+        plan.arrays = sum(xb.arrays for xb in layer.crossbars)
+        plan.row_blocks = len(layer.crossbars[0].row_blocks)
+        if spec.adc_range == "calibrated":
+            allp = torch.cat([layer._patches(layer.quantize_input(a))[0] for a in seen[name]]).numpy().astype(np.int64)
+            if allp.shape[0] > ADC_CALIBRATION_ROWS:
+                allp = allp[np.sort(rng.choice(allp.shape[0], ADC_CALIBRATION_ROWS, replace=False))]
+            for g, xb in enumerate(layer.crossbars):
+                xb.calibrate(allp[:, g * k_per_group:(g + 1) * k_per_group])
+        layers[name] = layer
+        _replace(work, name, layer)
+        seen[name] = []  # free the calibration activations
+    return MappedModel(work, reference, arch, layers, digital, kinds, kept, folded, cal_info, seed, backend, device)

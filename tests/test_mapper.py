@@ -1,0 +1,259 @@
+"""The mapper: BN folding, quantization, exactness of mapped layers, unsupported layers, reports."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import cimsim
+from cimsim.errors import ConfigError
+from cimsim.mappers import fold_batchnorm, quantize_weights
+
+
+def lossless(**kw):
+    """ISAAC with ideal cells and an ADC wide enough for the worst-case column sum (3 * 128 -> 9 bits)."""
+    base = dict(cell="ideal", adc_bits=9, adc_range="full", weight_bits=8, input_bits=8)
+    base.update(kw)
+    return cimsim.arch.get("isaac", **base)
+
+
+# --------------------------------------------------------------------------------------- a third-party model
+# Written the way torchvision writes ResNet (Bottleneck blocks with expansion 4, a downsample branch of
+# conv1x1 + BatchNorm, adaptive average pooling), independent of cimsim's zoo.
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, width_per_group=64):
+        super().__init__()
+        width = int(planes * (width_per_group / 64.0)) * groups
+        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, groups=groups, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class TinyResNet(nn.Module):
+    def __init__(self, layers=(1, 1), num_classes=10, groups=1):
+        super().__init__()
+        self.inplanes = 16
+        self.conv1 = nn.Conv2d(3, 16, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(8, layers[0], groups=groups)
+        self.layer2 = self._make_layer(16, layers[1], stride=2, groups=groups)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(16 * Bottleneck.expansion, num_classes)
+
+    def _make_layer(self, planes, blocks, stride=1, groups=1):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * Bottleneck.expansion:
+            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * Bottleneck.expansion, 1, stride=stride,
+                                                 bias=False), nn.BatchNorm2d(planes * Bottleneck.expansion))
+        layers = [Bottleneck(self.inplanes, planes, stride, downsample, groups=groups)]
+        self.inplanes = planes * Bottleneck.expansion
+        layers += [Bottleneck(self.inplanes, planes, groups=groups) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer2(self.layer1(x))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def _warm_bn(model, x, steps=5):
+    """Give every BatchNorm non-trivial running statistics (and affine parameters), then eval()."""
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.weight.data = 0.5 + torch.rand(m.weight.shape, generator=g)
+            m.bias.data = 0.2 * torch.randn(m.bias.shape, generator=g)
+    model.train()
+    with torch.no_grad():
+        for _ in range(steps):
+            model(x)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 16, 16)
+    return _warm_bn(TinyResNet(), x), x
+
+
+# --------------------------------------------------------------------------------------------- folding
+def test_fold_batchnorm_keeps_the_function(resnet):
+    model, x = resnet
+    import copy
+    work = copy.deepcopy(model)
+    folded = fold_batchnorm(work, x)
+    # every BN of the model follows a conv, so every one is folded (stem, 3 per block, 2 downsample)
+    assert len(folded) == sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 9
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in work.modules())
+    with torch.no_grad():
+        np.testing.assert_allclose(work(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_bn_not_after_a_layer_is_left_alone():
+    model = nn.Sequential(nn.BatchNorm1d(4), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    _warm_bn(model, torch.randn(16, 4))
+    assert fold_batchnorm(model, torch.randn(16, 4)) == []
+    assert isinstance(model[0], nn.BatchNorm1d)
+
+
+def test_quantize_weights_per_channel():
+    w = torch.tensor([[0.5, -1.0, 0.25], [0.01, 0.02, -0.03]])
+    q, s = quantize_weights(w, 8)
+    assert q.tolist() == [[64, -127, 32], [42, 85, -127]]
+    assert s.tolist() == pytest.approx([1.0 / 127, 0.03 / 127], rel=1e-6)   # 0.03 is a float32
+
+
+# --------------------------------------------------------------------------------------------- exactness
+def _both_modes(mapped, x):
+    analog = mapped.set_mode("analog")(x)
+    digital = mapped.set_mode("digital")(x)
+    mapped.set_mode("analog")
+    return analog, digital
+
+
+def test_third_party_resnet_matches_the_quantized_model_exactly(resnet):
+    model, x = resnet
+    mapped = cimsim.map(model, lossless(), calibration=x)
+    assert len(mapped.mapped_layers) == 10          # stem + 3 convs x 2 blocks + 2 downsample convs + fc
+    analog, digital = _both_modes(mapped, x)
+    assert torch.equal(analog, digital)
+    # and the quantized model is the float model up to 8-bit quantization error
+    with torch.no_grad():
+        ref = model(x)
+    assert float((digital - ref).abs().max()) < 0.05 * float(ref.abs().max())
+
+
+@pytest.mark.parametrize("signed", ["offset", "differential", "twos"])
+def test_conv_variants_exact(signed):
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Conv2d(2, 6, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(6, 6, 3, padding=2, dilation=2, groups=6), nn.BatchNorm2d(6), nn.ReLU(),   # depthwise
+        nn.Conv2d(6, 4, (1, 3), padding="same"), nn.Flatten(1, 2),
+        nn.Conv1d(4 * 5, 5, 3, stride=2), nn.Flatten(), nn.Linear(5 * 2, 3))
+    x = torch.randn(5, 2, 10, 10)
+    _warm_bn(model, x)
+    mapped = cimsim.map(model, lossless(signed=signed, rows=16, cols=16), calibration=x)
+    analog, digital = _both_modes(mapped, x)
+    assert torch.equal(analog, digital)
+    with torch.no_grad():
+        ref = model(x)
+    assert float((digital - ref).abs().max()) < 0.05 * float(ref.abs().max())
+    assert mapped.mapped_layers["2"].plan.groups == 6
+    assert mapped.mapped_layers["0"].plan.input_signed          # randn inputs are signed
+    assert not mapped.mapped_layers["2"].plan.input_signed       # after ReLU
+
+
+def test_lossy_adc_changes_outputs_and_low_bits_hurt_more(resnet):
+    model, x = resnet
+    errs = []
+    for bits in (3, 6):
+        mapped = cimsim.map(model, lossless(adc_bits=bits, adc_range="calibrated"), calibration=x)
+        analog, digital = _both_modes(mapped, x)
+        errs.append(float((analog - digital).abs().mean()))
+    assert errs[0] > errs[1] > 0
+
+
+# --------------------------------------------------------------------------------------------- unsupported
+class WithTranspose(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.up = nn.ConvTranspose2d(4, 2, 2, stride=2)
+        self.fc = nn.Linear(2 * 8 * 8, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.up(torch.relu(self.conv(x)))).flatten(1))
+
+
+def test_unsupported_layer_warns_once_and_stays_digital():
+    torch.manual_seed(0)
+    model = WithTranspose().eval()
+    x = torch.randn(6, 1, 4, 4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mapped = cimsim.map(model, lossless(), calibration=x)
+    msgs = [str(w.message) for w in caught if "kept digital" in str(w.message)]
+    assert len(msgs) == 1 and "up (ConvTranspose2d" in msgs[0]
+    assert set(mapped.mapped_layers) == {"conv", "fc"}
+    analog, digital = _both_modes(mapped, x)
+    assert torch.equal(analog, digital)
+    loader = [(x, torch.zeros(6, dtype=torch.long))]
+    rep = mapped.evaluate(loader, progress=False)
+    up = next(r for r in rep.layers if r["name"] == "up")
+    assert up["kind"] == "ConvTranspose2d" and up["energy_j"] > 0      # costed as digital MACs
+    assert rep.config["kept_digital"] == {"up": "ConvTranspose2d is not a layer the crossbar mapper places"}
+
+
+# --------------------------------------------------------------------------------------------- reports
+def test_report_adds_up_and_counts_conversions(resnet):
+    model, x = resnet
+    arch = lossless(adc_bits=6, adc_range="calibrated")
+    mapped = cimsim.map(model, arch, calibration=x)
+    y = torch.arange(len(x)) % 10
+    rep = mapped.evaluate([(x[:4], y[:4]), (x[4:], y[4:])], progress=False)
+    assert rep.n_examples == 8
+    assert sum(r["energy_j"] for r in rep.layers) == pytest.approx(rep.energy_j, rel=1e-12)
+    assert sum(rep.components.values()) == pytest.approx(rep.energy_j, rel=1e-12)
+    assert sum(r["latency_s"] for r in rep.layers) == pytest.approx(rep.latency_s, rel=1e-12)
+    # conversions per inference: positions x cycles (8) x row blocks x physical columns of every crossbar
+    for name, layer in mapped.mapped_layers.items():
+        row = next(r for r in rep.layers if r["name"] == name)
+        expect = sum(layer.plan.positions * 8 * len(xb.row_blocks) * xb.physical_columns for xb in layer.crossbars)
+        assert row["conversions"] == pytest.approx(expect, rel=1e-12)
+    # the ADC's energy is the conversions times the SAR model's energy per conversion
+    conv = sum(r["conversions"] for r in rep.layers if "conversions" in r)
+    assert rep.components["adc"] == pytest.approx(conv * arch.adc().energy_j, rel=1e-9)
+    assert rep.config["batchnorm_folded"] and rep.area_m2 == pytest.approx(arch._area())
+
+
+def test_latency_follows_the_hierarchy():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2)).eval()
+    x = torch.rand(4, 1, 8, 8)
+    y = torch.zeros(4, dtype=torch.long)
+    fast = cimsim.map(model, lossless(), calibration=x).evaluate([(x, y)], progress=False)
+    # a chip with 2 crossbars cannot replicate the conv: its 36 positions stream through one copy
+    small = lossless(tiles=1, imas_per_tile=1, xbars_per_ima=2)
+    slow = cimsim.map(model, small, calibration=x).evaluate([(x, y)], progress=False)
+    mvm = 8 * 100e-9                                          # 8 input bits x 100 ns
+    assert next(r for r in slow.layers if r["name"] == "0")["latency_s"] == pytest.approx(36 * mvm)
+    assert next(r for r in fast.layers if r["name"] == "0")["latency_s"] == pytest.approx(mvm)
+    assert slow.throughput_inf_per_s == pytest.approx(1 / (36 * mvm))
+
+
+def test_bad_inputs():
+    model = nn.Sequential(nn.Linear(4, 2))
+    with pytest.raises(ConfigError, match="calibration"):
+        cimsim.map(model, lossless())
+    with pytest.raises(ConfigError, match="torch.nn.Module"):
+        cimsim.map("model", lossless(), calibration=torch.randn(2, 4))
+    with pytest.raises(ConfigError, match="no crossbars"):
+        cimsim.map(model, cimsim.arch.get("digital"), calibration=torch.randn(2, 4))
+    with pytest.raises(ConfigError, match="no Linear or Conv"):
+        cimsim.map(nn.Sequential(nn.ReLU()), lossless(), calibration=torch.randn(2, 4))
+    mapped = cimsim.map(model, lossless(), calibration=torch.randn(2, 4))
+    with pytest.raises(ConfigError, match="mode"):
+        mapped.set_mode("exact")
