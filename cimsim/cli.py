@@ -370,8 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="checkpoint path or directory (default ~/.cache/cimsim/checkpoints, "
                     "or $CIMSIM_HOME/checkpoints)")
 
-    sp = add("plot", "draw a results file (a report: energy and latency per layer and per component)", cmd_plot)
-    sp.add_argument("file", help="an HDF5 file written by 'cimsim run --out'")
+    sp = add("plot", "draw a results file (a report: energy and latency per layer and per component; a sweep: "
+             "accuracy and energy per inference against ADC bits)", cmd_plot)
+    sp.add_argument("file", help="an HDF5 file written by 'cimsim run --out' or 'cimsim sweep --out'")
     sp.add_argument("-o", "--output", help="image file to write (default: FILE with .png)")
     sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 

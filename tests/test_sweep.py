@@ -344,6 +344,57 @@ def test_model_and_data_load_once_per_process(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------------------------------
+# the plot
+
+
+def test_plot_draws_one_line_per_arch_with_seed_ranges(tmp_path):
+    from cimsim.plots import sweep_figure
+
+    points = grid(bits=(1, 2, 3, 4), seeds=3)
+    results = {p: fake_report(p) for p in points}
+    fig = sweep_figure(results, title="lenet5")
+    ax_acc, ax_e = fig.axes
+    try:
+        assert ax_acc.get_xlabel() == "ADC bits" and ax_e.get_yscale() == "log"
+        labels = ax_acc.get_legend_handles_labels()[1]
+        assert labels[:1] == ["digital (no ADC)"] and "isaac" in labels
+        assert any(l.startswith(f"float reference ({100 * REFERENCE:.2f}%)") for l in labels)
+        assert ax_e.get_legend_handles_labels()[1] == ["digital (no ADC)", "isaac"]
+        for ax, key, scale in ((ax_acc, "accuracy", 100), (ax_e, "energy_j", 1)):
+            (bar,) = [c for c in ax.containers if c.get_label() == "isaac"]
+            x, y = bar.lines[0].get_data()
+            assert list(x) == [1, 2, 3, 4]
+            for b, yv in zip(x, y):
+                vals = [scale * getattr(fake_report(Point("isaac", int(b), s)), key) for s in range(3)]
+                assert yv == pytest.approx(np.mean(vals))
+            # min-max error bars: the segment at each bit spans the seeds' range
+            segs = bar.lines[2][0].get_segments()
+            for b, seg in zip(x, segs):
+                vals = [scale * getattr(fake_report(Point("isaac", int(b), s)), key) for s in range(3)]
+                assert sorted(seg[:, 1]) == pytest.approx([min(vals), max(vals)])
+            flat = [l for l in ax.get_lines() if l.get_label() == "digital (no ADC)"]
+            assert len(flat) == 1 and set(flat[0].get_ydata()) == {scale * getattr(fake_report(Point("digital", None, 0)), key)}
+        ref = [l for l in ax_acc.get_lines() if l.get_label().startswith("float reference")]
+        assert ref[0].get_linestyle() == "--" and list(ref[0].get_ydata()) == pytest.approx([100 * REFERENCE] * 2)
+    finally:
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+
+
+def test_cimsim_plot_writes_a_png_of_a_sweep_file(tmp_path, capsys):
+    path = tmp_path / "s.h5"
+    sweep.run_sweep(path, grid(bits=(1, 2), seeds=2), SETTINGS, evaluate_point=fake_evaluate)
+    code, out, err = run_cli(capsys, "plot", path, "-o", tmp_path / "fig.png")
+    assert code == 0, err
+    assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    empty = tmp_path / "empty.h5"
+    sweep.run_sweep(empty, [], SETTINGS, evaluate_point=fake_evaluate)
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, "plot", empty)
+    assert_one_line_user_error(code, err, "holds no finished points yet")
+
+
+# --------------------------------------------------------------------------------------------------
 # the command line
 
 
