@@ -84,25 +84,10 @@ def _emit_json(obj) -> None:
 # --------------------------------------------------------------------------------------------------
 # Subcommands
 
-def load_model_and_data(model_name: str, dataset: str, data_dir=None, checkpoint=None):
-    """The trained network and its dataset, checked against each other: (model, metadata, data, path)."""
-    from cimsim.workloads import datasets, train
-
-    data = datasets.load(dataset, data_dir=data_dir)
-    ckpt = Path(checkpoint) if checkpoint else train.find_checkpoint(model_name, data.name)
-    model, meta = train.load_checkpoint(ckpt)
-    if meta["dataset"] != data.name:
-        raise ConfigError(f"checkpoint {ckpt} was trained on {meta['dataset']}, not {data.name}: "
-                          f"pass --dataset {meta['dataset']} or another --checkpoint")
-    if tuple(meta["input_shape"]) != data.input_shape:
-        raise ConfigError(f"checkpoint {ckpt} expects inputs {tuple(meta['input_shape'])}, "
-                          f"{data.name} gives {data.input_shape}")
-    return model, meta, data, ckpt
-
-
 def cmd_run(args) -> int:
     from cimsim import arch as arch_mod
     from cimsim.mappers import evaluate
+    from cimsim.sweep import load_model_and_data
 
     if args.out:
         _check_writable_folder(Path(args.out).resolve().parent, "--out")
@@ -129,6 +114,45 @@ def cmd_run(args) -> int:
         sys.stdout.write(report.to_json() + "\n")
     else:
         print(report.table())
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from cimsim import sweep
+
+    out = Path(args.out)
+    _check_writable_folder(out.resolve().parent, "--out")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a file name such as {out / 'sweep.h5'}")
+    if args.scheduler and args.workers != 1:
+        raise ConfigError("give either --workers (local processes) or --scheduler (a Dask cluster), not both")
+    archs = sweep.parse_archs(args.arch)
+    bits = sweep.parse_adc_bits(args.adc_bits) if args.adc_bits is not None else None
+    overrides = dict(args.set or [])
+    points = sweep.make_points(archs, bits, args.seeds, overrides)
+    if bits is not None and not any(p.adc_bits is not None for p in points):
+        print(f"cimsim sweep: note: no architecture in --arch {args.arch} has ADC bits; --adc-bits is unused",
+              file=sys.stderr)
+    if args.scheduler:
+        sweep.require_dask()  # before loading anything
+    model, meta, data, ckpt = sweep.load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
+    settings = sweep.Settings(
+        model=meta["model"], dataset=data.name, checkpoint=str(Path(ckpt).resolve()),
+        checkpoint_sha256=sweep.file_sha256(ckpt), limit=args.limit, overrides=overrides,
+        calibration=args.calibration, batch_size=args.batch_size, data_dir=args.data_dir)
+    sweep.prime_context(settings, model, meta, data)
+
+    def on_point(point, report, from_file):
+        if args.json:
+            sys.stdout.write(json.dumps(_strict(sweep.point_summary(point, report, from_file)),
+                                        allow_nan=False) + "\n")
+            sys.stdout.flush()
+
+    results = sweep.run_sweep(out, points, settings, workers=args.workers, scheduler=args.scheduler,
+                              on_point=on_point)
+    if not args.json:
+        print(sweep.table(results))
+        print(f"results in {out}; draw them with 'cimsim plot {out}'")
     return 0
 
 
@@ -297,9 +321,33 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="engine device (cuda needs --backend torch)")
     sp.add_argument("--out", help="also write the report to this HDF5 file")
 
-    sp = add("sweep", "run a grid of design points (ADC bits, archs, seeds) into one HDF5 file",
-             _not_built("cimsim sweep", "the mapper milestone (issue 5)"))
-    sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    sp = add("sweep", "run a grid of design points (archs x ADC bits x seeds) into one HDF5 file", cmd_sweep,
+             desc="Evaluate a trained network on every point of a grid of architectures, ADC resolutions "
+                  "and seeds. Each finished point is written to the --out HDF5 file at once; re-running the "
+                  "same command skips the points the file holds, so an interrupted sweep resumes losing "
+                  "nothing. Architectures without ADC bits (digital, ADC-less designs) run once per seed. "
+                  "With --json, stdout carries one JSON object per point and per line (JSON Lines: key, "
+                  "arch, adc_bits, seed, accuracy, digital_accuracy, energy_j, latency_s, n_examples, "
+                  "from_file), points already in the file first, then each as it finishes.")
+    sp.add_argument("--arch", default="isaac,digital",
+                    help="comma list of architectures (see 'cimsim archs'; default isaac,digital)")
+    sp.add_argument("--adc-bits", metavar="BITS",
+                    help="ADC resolutions: a range 1-8, a list 4,6,8 or one value 6 (1 to 16; default: each "
+                         "architecture's own)")
+    sp.add_argument("--seeds", type=_positive_int, default=1, metavar="N", help="run seeds 0..N-1 (default 1)")
+    data_opts(sp)
+    sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset)")
+    sp.add_argument("--batch-size", type=_positive_int, default=64, help="examples per batch (default 64)")
+    sp.add_argument("--calibration", type=_positive_int, default=256, metavar="N",
+                    help="training examples that calibrate activation and ADC ranges (default 256)")
+    sp.add_argument("--set", action="append", type=_key_value, metavar="KEY=VALUE",
+                    help="override an architecture parameter, for every architecture that has it (repeatable)")
+    sp.add_argument("--out", required=True, help="the sweep's HDF5 file (created, or resumed when it exists)")
+    sp.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                    help="run points in N local processes (default 1: this process)")
+    sp.add_argument("--scheduler", metavar="ADDRESS",
+                    help="run points on the Dask cluster at ADDRESS, e.g. tcp://host:8786 "
+                         "(needs pip install 'cimsim[dist]')")
 
     sp = add("archs", "list the architectures, or show one with its parameters", cmd_archs)
     sp.add_argument("action", nargs="?", choices=["show"], help="'show NAME' prints one architecture")
@@ -336,8 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="checkpoint path or directory (default ~/.cache/cimsim/checkpoints, "
                     "or $CIMSIM_HOME/checkpoints)")
 
-    sp = add("plot", "draw a results file (a report: energy and latency per layer and per component)", cmd_plot)
-    sp.add_argument("file", help="an HDF5 file written by 'cimsim run --out'")
+    sp = add("plot", "draw a results file (a report: energy and latency per layer and per component; a sweep: "
+             "accuracy and energy per inference against ADC bits)", cmd_plot)
+    sp.add_argument("file", help="an HDF5 file written by 'cimsim run --out' or 'cimsim sweep --out'")
     sp.add_argument("-o", "--output", help="image file to write (default: FILE with .png)")
     sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 

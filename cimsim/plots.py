@@ -1,7 +1,8 @@
 """Figures from results files (``cimsim plot FILE``).
 
-Today a report file (``cimsim run --out``) draws energy and latency per layer and energy per component;
-sweep files and learning curves join with the milestones that write them.
+A report file (``cimsim run --out``) draws energy and latency per layer and energy per component; a sweep
+file (``cimsim sweep --out``) draws accuracy and energy per inference against ADC bits, one line per
+architecture.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from cimsim.errors import CimsimError
 from cimsim.report import FORMAT as REPORT_FORMAT, Report, ReportFileError
+from cimsim import sweepfile
 
 
 def _file_format(path: Path) -> str:
@@ -61,6 +63,83 @@ def plot_report(report: Report, output: str | Path) -> Path:
     return output
 
 
+def sweep_figure(results: dict, title: str = ""):
+    """Two panels against ADC bits: accuracy (%) and energy per inference (log), one line per architecture.
+
+    Lines are means over seeds with min-max error bars; an architecture without ADC bits (digital,
+    ADC-less designs) is a labelled horizontal line across the axis, and the floating-point reference
+    accuracy a dashed grey line. Returns the matplotlib Figure.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sweepfile.aggregate(results)
+    swept = [r for r in rows if r["adc_bits"] is not None]
+    flat = [r for r in rows if r["adc_bits"] is None]
+    bits = sorted({r["adc_bits"] for r in swept})
+    lo, hi = (bits[0], bits[-1]) if bits else (1, 8)
+    fig, (ax_acc, ax_e) = plt.subplots(1, 2, figsize=(12, 4.6))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    archs = list(dict.fromkeys(r["arch"] for r in rows))
+    color = {a: colors[i % len(colors)] for i, a in enumerate(archs)}
+
+    for arch in dict.fromkeys(r["arch"] for r in swept):
+        rs = [r for r in swept if r["arch"] == arch]
+        x = [r["adc_bits"] for r in rs]
+        for ax, key, scale in ((ax_acc, "accuracy", 100.0), (ax_e, "energy_j", 1.0)):
+            y = [scale * r[key] for r in rs]
+            err = [[scale * (r[key] - r[f"{key}_min"]) for r in rs], [scale * (r[f"{key}_max"] - r[key]) for r in rs]]
+            ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=3, color=color[arch], label=arch)
+    for r in flat:
+        label = f"{r['arch']} (no ADC)"
+        for ax, key, scale in ((ax_acc, "accuracy", 100.0), (ax_e, "energy_j", 1.0)):
+            ax.axhline(scale * r[key], color=color[r["arch"]], lw=2.5, alpha=0.6, label=label, zorder=1)
+            if r[f"{key}_max"] > r[f"{key}_min"]:
+                ax.axhspan(scale * r[f"{key}_min"], scale * r[f"{key}_max"], color=color[r["arch"]], alpha=0.15)
+    if rows:
+        ref = sum(r["digital_accuracy"] * r["seeds"] for r in rows) / sum(r["seeds"] for r in rows)
+        ax_acc.axhline(100.0 * ref, color="0.2", ls="--", lw=1, label=f"float reference ({100 * ref:.2f}%)",
+                       zorder=3)
+
+    for ax in (ax_acc, ax_e):
+        ax.set_xlabel("ADC bits")
+        ax.set_xlim(lo - 0.5, hi + 0.5)
+        ax.set_xticks(list(range(lo, hi + 1)))
+        ax.grid(True, alpha=0.3)
+    ax_acc.set_ylabel("accuracy (%)")
+    ax_acc.set_title("accuracy vs ADC bits")
+    ax_acc.legend(loc="lower right", fontsize=8)
+    ax_e.set_yscale("log")
+    ax_e.set_ylabel("energy per inference (J)")
+    ax_e.set_title("energy per inference vs ADC bits")
+    ax_e.legend(loc="best", fontsize=8)
+    seeds = max((r["seeds"] for r in rows), default=0)
+    note = f" (mean of {seeds} seeds, bars: min-max)" if seeds > 1 else ""
+    fig.suptitle((title + note).strip())
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return fig
+
+
+def plot_sweep(path: str | Path, output: str | Path) -> Path:
+    import json
+
+    import h5py
+    import matplotlib.pyplot as plt
+
+    results = sweepfile.read_points(path)
+    if not results:
+        raise CimsimError(f"{path} holds no finished points yet; run 'cimsim sweep --out {path}' first")
+    with h5py.File(path, "r") as f:
+        s = json.loads(f.attrs["settings_json"])
+    limit = f", first {s['limit']} test examples" if s.get("limit") else ""
+    fig = sweep_figure(results, title=f"{s.get('model', '?')} on {s.get('dataset', '?')}{limit}")
+    output = Path(output)
+    fig.savefig(output, dpi=120)
+    plt.close(fig)
+    return output
+
+
 def plot_file(path: str | Path, output: str | Path | None = None) -> Path:
     """Draw the results file at ``path`` into ``output`` (default: the same name with .png)."""
     path = Path(path)
@@ -70,5 +149,7 @@ def plot_file(path: str | Path, output: str | Path | None = None) -> Path:
         raise CimsimError(f"folder {out.parent} does not exist; create it or choose another -o")
     if fmt == REPORT_FORMAT:
         return plot_report(Report.from_hdf5(path), out)
+    if fmt == sweepfile.FORMAT:
+        return plot_sweep(path, out)
     raise CimsimError(f"{path} holds no plottable cimsim results (format {fmt or 'missing'}); "
-                      "give a file written by 'cimsim run --out'")
+                      "give a file written by 'cimsim run --out' or 'cimsim sweep --out'")

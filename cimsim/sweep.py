@@ -1,0 +1,454 @@
+"""Design-point sweeps: a grid of (architecture, ADC bits, seed) points, each evaluated once, into one file.
+
+``run_sweep(path, points, settings)`` evaluates every point of the grid that the sweep file at ``path``
+does not hold yet and appends each one to it as soon as it finishes (:mod:`cimsim.sweepfile`), so an
+interrupted sweep resumes where it stopped, losing at most the points that were running. Points run in
+this process (``workers=1``), in local processes (``workers=N``) or on a Dask cluster
+(``scheduler="tcp://host:8786"``, e.g. a ``dask-jobqueue`` SLURM cluster's address); the file is only
+ever written by the process that called ``run_sweep``.
+
+The evaluation of one point is a function ``evaluate_point(point, settings) -> Report``
+(default :func:`evaluate_point`: the network on the architecture through :func:`cimsim.mappers.evaluate`);
+tests and studies may pass their own. It must be picklable (a module-level function) to run in other
+processes.
+
+Like ``cimsim/cli.py`` this module stands on top of every layer (DESIGN.md), so it imports the
+workloads, architectures and mappers, lazily, inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from cimsim._version import __version__
+from cimsim.errors import CimsimError, ConfigError
+from cimsim.report import Report
+from cimsim.sweepfile import Point, SweepFileError, aggregate
+from cimsim import sweepfile
+
+MAX_ADC_BITS = 16
+DEFAULT_CALIBRATION = 256  # training examples that set the activation / ADC ranges of an analog mapping
+
+
+# --------------------------------------------------------------------------------------------------
+# model and data (once per process)
+
+def load_model_and_data(model_name: str, dataset: str, data_dir=None, checkpoint=None):
+    """The trained network and its dataset, checked against each other: (model, metadata, data, path)."""
+    from cimsim.workloads import datasets, train
+
+    data = datasets.load(dataset, data_dir=data_dir)
+    ckpt = Path(checkpoint) if checkpoint else train.find_checkpoint(model_name, data.name)
+    model, meta = train.load_checkpoint(ckpt)
+    if meta["dataset"] != data.name:
+        raise ConfigError(f"checkpoint {ckpt} was trained on {meta['dataset']}, not {data.name}: "
+                          f"pass --dataset {meta['dataset']} or another --checkpoint")
+    if tuple(meta["input_shape"]) != data.input_shape:
+        raise ConfigError(f"checkpoint {ckpt} expects inputs {tuple(meta['input_shape'])}, "
+                          f"{data.name} gives {data.input_shape}")
+    return model, meta, data, ckpt
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# settings and grid
+
+@dataclass(frozen=True)
+class Settings:
+    """What every point of a sweep shares. All but ``data_dir`` are stored in the file and compared on resume."""
+
+    model: str
+    dataset: str
+    checkpoint: str = ""
+    checkpoint_sha256: str = ""
+    limit: int | None = None
+    overrides: dict[str, str] = field(default_factory=dict)   # --set key=value, as given
+    calibration: int = DEFAULT_CALIBRATION
+    batch_size: int = 64
+    backend: str = "numba"
+    device: str = "cpu"
+    cimsim_version: str = __version__
+    data_dir: str | None = None  # where this machine finds the dataset: not a result-changing setting
+
+    def fixed(self) -> dict[str, Any]:
+        """The settings stored in the sweep file (every field but ``data_dir``)."""
+        d = asdict(self)
+        d.pop("data_dir")
+        d["overrides"] = dict(sorted(self.overrides.items()))
+        return d
+
+
+NOT_COMPARED = {"checkpoint"}  # its path may change with the machine; its content is compared by sha256
+
+
+def settings_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """'name: file X, now Y' for each fixed setting that differs (the checkpoint by content, not path)."""
+    out = []
+    for k in sorted((set(stored) | set(current)) - NOT_COMPARED):
+        a, b = stored.get(k), current.get(k)
+        if json.loads(json.dumps(a)) != json.loads(json.dumps(b)):
+            out.append(f"{k}: file {a!r}, now {b!r}")
+    return out
+
+
+def parse_adc_bits(text: str) -> list[int]:
+    """``'1-8'``, ``'4,6,8'``, ``'6'`` or a mix (``'1-4,8'``) -> sorted distinct bits, each in 1..16."""
+    bits: set[int] = set()
+    for item in str(text).replace(" ", "").split(","):
+        if not item:
+            raise ConfigError(f"--adc-bits {text!r} has an empty item; write e.g. 1-8, 4,6,8 or 6")
+        lo_text, sep, hi_text = item.partition("-")
+        try:
+            lo = int(lo_text)
+            hi = int(hi_text) if sep else lo
+        except ValueError:
+            raise ConfigError(f"--adc-bits {text!r}: {item!r} is not a number or a range; "
+                              "write e.g. 1-8, 4,6,8 or 6") from None
+        if lo > hi:
+            raise ConfigError(f"--adc-bits {text!r}: range {item!r} runs backwards; write {hi}-{lo}")
+        for b in (lo, hi):
+            if not 1 <= b <= MAX_ADC_BITS:
+                raise ConfigError(f"--adc-bits {text!r}: {b} bits is out of range; ADC bits run from 1 to "
+                                  f"{MAX_ADC_BITS}")
+        bits.update(range(lo, hi + 1))
+    return sorted(bits)
+
+
+def parse_archs(text: str) -> list[str]:
+    """A comma list of architecture names, each checked with :func:`cimsim.arch.get` (distinct, in order)."""
+    from cimsim import arch as arch_mod
+
+    names: list[str] = []
+    for item in str(text).split(","):
+        name = item.strip().lower()
+        if not name:
+            raise ConfigError(f"--arch {text!r} has an empty name; give a comma list such as "
+                              f"{','.join(arch_mod.names())}")
+        arch_mod.get(name)  # unknown -> ConfigError listing the known names
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def has_adc_bits(arch_name: str) -> bool:
+    """Whether sweeping ADC bits makes sense for the architecture (it has an ``adc_bits`` parameter)."""
+    from cimsim import arch as arch_mod
+
+    return "adc_bits" in arch_mod.get(arch_name).params()
+
+
+def arch_overrides(arch_name: str, overrides: dict[str, str]) -> dict[str, str]:
+    """The ``--set`` overrides that apply to ``arch_name`` (those naming one of its parameters)."""
+    from cimsim import arch as arch_mod
+
+    params = arch_mod.get(arch_name).params()
+    return {k: v for k, v in overrides.items() if k in params}
+
+
+def point_params(point: Point, overrides: dict[str, str]) -> dict[str, Any]:
+    """The architecture parameters of one point: its applicable overrides plus its ADC bits."""
+    params: dict[str, Any] = dict(arch_overrides(point.arch, overrides))
+    if point.adc_bits is not None:
+        params["adc_bits"] = point.adc_bits
+    return params
+
+
+def make_points(archs: Iterable[str], adc_bits: list[int] | None = None, seeds: int = 1,
+                overrides: dict[str, str] | None = None) -> list[Point]:
+    """The grid: per architecture, each ADC bit count (if it has ADC bits) times seeds ``0..seeds-1``.
+
+    ``adc_bits=None`` keeps each architecture's own ADC resolution. Every point's architecture is built
+    once here, so a bad override or an impossible ADC resolution fails before any work starts.
+    """
+    from cimsim import arch as arch_mod
+
+    archs = list(archs)
+    overrides = dict(overrides or {})
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be a positive number of seeds, got {seeds}")
+    if "adc_bits" in overrides:
+        raise ConfigError("adc_bits is swept: give it with --adc-bits, not --set adc_bits")
+    unused = set(overrides)
+    for a in archs:
+        unused -= set(arch_overrides(a, overrides))
+    if unused:
+        raise ConfigError(f"no architecture in the sweep ({', '.join(archs)}) has parameter "
+                          f"{', '.join(sorted(unused))}; see 'cimsim archs show ARCH'")
+    points: list[Point] = []
+    for a in archs:
+        if has_adc_bits(a):
+            bits_list = adc_bits if adc_bits is not None else [arch_mod.get(a).params()["adc_bits"]]
+        else:
+            bits_list = [None]
+        for bits in bits_list:
+            probe = Point(a, bits, 0)
+            arch_mod.get(a, **point_params(probe, overrides))  # validate now, not mid-sweep
+            points.extend(Point(a, bits, s) for s in range(seeds))
+    return points
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluating one point
+
+_CONTEXT: dict[str, tuple] = {}  # settings -> (model, meta, data): one network in memory per process
+
+
+def _settings_key(settings: Settings) -> str:
+    return json.dumps({**settings.fixed(), "data_dir": settings.data_dir}, sort_keys=True)
+
+
+def prime_context(settings: Settings, model, meta, data) -> None:
+    """Hand this process's already loaded network and data to the point evaluations."""
+    _CONTEXT.clear()
+    _CONTEXT[_settings_key(settings)] = (model, meta, data)
+
+
+def _context(settings: Settings):
+    key = _settings_key(settings)
+    if key not in _CONTEXT:
+        model, meta, data, ckpt = load_model_and_data(settings.model, settings.dataset, settings.data_dir,
+                                                       settings.checkpoint or None)
+        if settings.checkpoint_sha256 and file_sha256(ckpt) != settings.checkpoint_sha256:
+            raise ConfigError(f"checkpoint {ckpt} on this machine differs from the one the sweep started with "
+                              f"(sha256 {settings.checkpoint_sha256[:12]}...); give every worker the same file")
+        prime_context(settings, model, meta, data)
+    return _CONTEXT[key]
+
+
+def evaluate_point(point: Point, settings: Settings) -> Report:
+    """The network of ``settings`` on the point's architecture: accuracy, energy, latency, area."""
+    from cimsim import arch as arch_mod
+    from cimsim.mappers import evaluate
+
+    model, meta, data = _context(settings)
+    spec = arch_mod.get(point.arch, **point_params(point, settings.overrides))
+    loader = data.loader("test", batch_size=settings.batch_size, limit=settings.limit)
+    calibration = data.loader("train", batch_size=settings.batch_size, limit=settings.calibration, shuffle=False)
+    config = {"model": meta["model"], "dataset": data.name, "checkpoint": settings.checkpoint,
+              "checkpoint_test_accuracy": meta.get("test_accuracy"), "limit": settings.limit,
+              "batch_size": settings.batch_size, "calibration": settings.calibration, "seed": point.seed,
+              "data_source": data.source, "sweep_point": point.to_dict()}
+    return evaluate(model, spec, loader, calibration=calibration, seed=point.seed, progress=False,
+                    config=config, backend=settings.backend, device=settings.device)
+
+
+def _run_point(evaluate_fn, point: Point, settings: Settings) -> Report:
+    """What a worker runs (module level, so it pickles)."""
+    return evaluate_fn(point, settings)
+
+
+def _limit_threads(n: int) -> None:
+    """Local worker processes share the cores: each gets its share of torch and numba threads."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[var] = str(n)  # read by torch and numba when they are imported
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
+# --------------------------------------------------------------------------------------------------
+# the sweep
+
+class SweepPointError(CimsimError):
+    """A point of a sweep failed with a user error; the finished points stay in the file."""
+
+
+def require_dask():
+    """dask.distributed's Client, or a one-line ConfigError naming the extra to install."""
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise ConfigError("--scheduler needs dask.distributed, which is not installed: "
+                          "pip install 'cimsim[dist]'") from None
+    return Client
+
+
+def dask_executor(address: str):
+    """A concurrent.futures executor on the Dask cluster at ``address`` (needs ``cimsim[dist]``)."""
+    Client = require_dask()
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ConfigError(f"cannot reach the Dask scheduler at {address} ({exc}); check --scheduler") from None
+    return client, client.get_executor(pure=False)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """Only one sweep writes a file at a time: an advisory lock on a hidden file beside it."""
+    import fcntl
+
+    lock = path.parent / f".{path.name}.lock"
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SweepFileError(f"another cimsim sweep is writing {path}; wait for it or choose another --out") \
+                from None
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break  # still the lock file on disk, not one a finishing sweep just removed
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)
+
+
+def run_sweep(path: str | os.PathLike, points: list[Point], settings: Settings, *,
+              evaluate_point: Callable[[Point, Settings], Report] = evaluate_point, workers: int = 1,
+              scheduler: str | None = None, executor=None, progress: bool | None = None,
+              on_point: Callable[[Point, Report, bool], None] | None = None) -> dict[Point, Report]:
+    """Evaluate the points the file at ``path`` lacks, appending each as it finishes; return all ``points``.
+
+    The file is created with ``settings.fixed()`` if missing; an existing file with other fixed settings is
+    refused (SweepFileError naming what differs). ``on_point(point, report, from_file)`` is called for each
+    point already in the file (``from_file=True``) and then for each as it finishes. ``workers > 1`` runs
+    points in that many local processes; ``scheduler`` (an address) on a Dask cluster; ``executor`` on any
+    ``concurrent.futures`` executor you pass (left running).
+    """
+    from tqdm import tqdm
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ConfigError(f"folder {path.parent} for --out does not exist; create it or choose another --out")
+    if workers < 1:
+        raise ConfigError(f"--workers must be a positive number of processes, got {workers}")
+    keys = [p.key for p in points]
+    if len(set(keys)) != len(keys):
+        raise ConfigError("the sweep grid names a point twice")
+    fixed = settings.fixed()
+    client = None
+    if executor is None and scheduler is not None:
+        client, executor = dask_executor(scheduler)  # connect before touching the file
+    with contextlib.ExitStack() as stack:
+        if client is not None:
+            stack.callback(client.close)
+        stack.enter_context(_exclusive(path))
+        stored = sweepfile.read_settings(path)
+        if stored is None:
+            sweepfile.create(path, fixed)
+        else:
+            diff = settings_differences(stored, fixed)
+            if diff:
+                raise SweepFileError(f"{path} holds a sweep with other settings ({'; '.join(diff)}); "
+                                     "choose another --out, or re-run with the file's settings to extend it")
+        done = sweepfile.finished_keys(path)
+        todo = [p for p in points if p.key not in done]
+        if on_point is not None:
+            cached = sweepfile.read_points(path, keys=set(keys) & done)
+            for p in points:
+                if p in cached:
+                    on_point(p, cached[p], True)
+        print(f"cimsim sweep: {len(points)} points, {len(points) - len(todo)} already in {path}, "
+              f"{len(todo)} to run", file=sys.stderr)
+
+        def finish(point: Point, report: Report) -> None:
+            sweepfile.append(path, point, report, arch_params=report.config.get("arch_params"))
+            if on_point is not None:
+                on_point(point, report, False)
+
+        def failed(point: Point, exc: CimsimError) -> SweepPointError:
+            n = len(sweepfile.finished_keys(path) & set(keys))
+            return SweepPointError(f"point {point.key}: {exc} ({n} of {len(points)} points are in {path}; "
+                                   "re-run the same command to resume)")
+
+        bar = tqdm(total=len(todo), desc="sweep", unit="point",
+                   disable=(not progress) if progress is not None else None)
+        try:
+            if todo and executor is None and scheduler is None and workers == 1:
+                for p in todo:
+                    bar.set_postfix_str(p.key)
+                    try:
+                        report = evaluate_point(p, settings)
+                    except CimsimError as exc:
+                        raise failed(p, exc) from None
+                    finish(p, report)
+                    bar.update()
+            elif todo:
+                _run_parallel(todo, settings, evaluate_point, workers, executor, finish, failed, bar)
+        finally:
+            bar.close()
+    return sweepfile.read_points(path, keys=set(keys))
+
+
+def _run_parallel(todo, settings, evaluate_point, workers, executor, finish, failed, bar) -> None:
+    """Run ``todo`` on ``executor`` (None: a pool of ``workers`` local processes), writing each as it finishes."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    own = executor is None
+    if executor is None:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        executor = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)),
+                                          mp_context=multiprocessing.get_context("spawn"),
+                                          initializer=_limit_threads, initargs=(threads,))
+    try:
+        futures = {executor.submit(_run_point, evaluate_point, p, settings): p for p in todo}
+        pending = set(futures)
+        while pending:
+            finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for fut in sorted(finished, key=lambda f: futures[f].sort_key()):
+                p = futures[fut]
+                try:
+                    report = fut.result()
+                except CimsimError as exc:
+                    for other in pending:
+                        other.cancel()
+                    raise failed(p, exc) from None
+                finish(p, report)
+                bar.set_postfix_str(p.key)
+                bar.update()
+    finally:
+        if own:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# output
+
+def point_summary(point: Point, report: Report, from_file: bool = False) -> dict[str, Any]:
+    """The per-point record of ``cimsim sweep --json``."""
+    return {"key": point.key, "arch": point.arch, "adc_bits": point.adc_bits, "seed": point.seed,
+            "accuracy": report.accuracy, "digital_accuracy": report.digital_accuracy,
+            "energy_j": report.energy_j, "latency_s": report.latency_s, "n_examples": report.n_examples,
+            "from_file": from_file}
+
+
+def table(results: dict[Point, Report]) -> str:
+    """A compact grid: one row per (architecture, ADC bits), mean and range over seeds."""
+    from cimsim.report import fmt_si
+
+    rows = aggregate(results)
+    header = ["arch", "adc bits", "seeds", "accuracy (min-max)", "digital", "energy/inf", "latency/inf"]
+    cells = []
+    for r in rows:
+        acc = f"{100 * r['accuracy']:6.2f} %"
+        if r["seeds"] > 1:
+            acc += f" ({100 * r['accuracy_min']:.2f}-{100 * r['accuracy_max']:.2f})"
+        cells.append([r["arch"], "-" if r["adc_bits"] is None else str(r["adc_bits"]), str(r["seeds"]), acc,
+                      f"{100 * r['digital_accuracy']:6.2f} %", fmt_si(r["energy_j"], "J"),
+                      fmt_si(r["latency_s"], "s")])
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(header)]
+    line = lambda cs: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
+                                for i, (c, w) in enumerate(zip(cs, widths)))
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(c) for c in cells)])

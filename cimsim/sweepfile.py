@@ -1,0 +1,218 @@
+"""The sweep results file: one HDF5 file, one group per finished design point, appended atomically.
+
+Layout (``format`` = ``cimsim.sweep``, ``format_version`` = 1)::
+
+    /                              attrs: format, format_version, description, created, cimsim_version,
+                                          settings_json (the fixed settings, compared on resume) and a
+                                          readable copy of each setting as ``setting_<name>``
+    /<arch>_adc<bits>_seed<seed>   one finished point (``adc`` + ``none`` for an architecture without ADC
+                                   bits, e.g. ``digital_adcnone_seed0``): a full cimsim report
+                                   (:meth:`cimsim.report.Report.write_hdf5_group`) plus the point's
+                                   attrs ``point_arch``, ``point_adc_bits`` (absent when none),
+                                   ``point_seed``, ``point_json`` and ``point_arch_params_json``
+
+Every append copies the file to a temporary file in the same folder, adds the group there, flushes it
+to disk and renames it over the original (:func:`cimsim.fileio.atomic_output`). A crash or ``kill -9``
+at any moment therefore leaves either the old file or the new one, never a half-written one: only the
+point being written is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cimsim._version import __version__
+from cimsim.errors import CimsimError
+from cimsim.fileio import atomic_output
+from cimsim.report import Report, _json_default
+
+FORMAT = "cimsim.sweep"
+FORMAT_VERSION = 1
+
+
+class SweepFileError(CimsimError):
+    """A sweep file is missing, unreadable, or holds results of other settings."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One design point: an architecture, its ADC resolution (None: it has none) and a seed."""
+
+    arch: str
+    adc_bits: int | None
+    seed: int
+
+    @property
+    def key(self) -> str:
+        """The point's group name in a sweep file, e.g. ``isaac_adc6_seed0``, ``digital_adcnone_seed2``."""
+        return f"{self.arch}_adc{'none' if self.adc_bits is None else self.adc_bits}_seed{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arch": self.arch, "adc_bits": self.adc_bits, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Point":
+        bits = d.get("adc_bits")
+        return cls(str(d["arch"]), None if bits is None else int(bits), int(d["seed"]))
+
+    def sort_key(self):
+        return (self.arch, -1 if self.adc_bits is None else self.adc_bits, self.seed)
+
+
+# --------------------------------------------------------------------------------------------------
+# reading
+
+def _check_format(f, path: Path) -> None:
+    fmt = f.attrs.get("format")
+    if fmt != FORMAT:
+        raise SweepFileError(f"{path} is not a cimsim sweep file (format {fmt or 'missing'}); "
+                             "give another --out or remove the file")
+    version = int(f.attrs.get("format_version", 0))
+    if version > FORMAT_VERSION:
+        raise SweepFileError(f"{path} was written by a newer cimsim (sweep format {version}); upgrade cimsim")
+
+
+def read_settings(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The fixed settings stored in the sweep file at ``path``; None when the file does not exist."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with h5py.File(path, "r") as f:
+            _check_format(f, path)
+            return json.loads(f.attrs["settings_json"])
+    except SweepFileError:
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        raise SweepFileError(f"{path} is not a readable cimsim sweep file ({type(exc).__name__}: {exc}); "
+                             "give another --out or remove the file") from None
+
+
+def finished_keys(path: str | os.PathLike) -> set[str]:
+    """Group names of the points already in the file (empty when it does not exist)."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        return set()
+    with h5py.File(path, "r") as f:
+        _check_format(f, path)
+        return {k for k in f.keys() if "point_json" in f[k].attrs}
+
+
+def read_points(path: str | os.PathLike, keys=None) -> dict[Point, Report]:
+    """Every finished point in the sweep file (or only those named by ``keys``), with its report."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise SweepFileError(f"{path} does not exist; give a file written by 'cimsim sweep --out'")
+    out: dict[Point, Report] = {}
+    try:
+        with h5py.File(path, "r") as f:
+            _check_format(f, path)
+            for k in sorted(f.keys()):
+                g = f[k]
+                if "point_json" not in g.attrs or (keys is not None and k not in keys):
+                    continue
+                point = Point.from_dict(json.loads(g.attrs["point_json"]))
+                out[point] = Report.read_hdf5_group(g, where=f"{path}:{k}")
+    except CimsimError:
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        raise SweepFileError(f"{path} is not a readable cimsim sweep file ({type(exc).__name__}: {exc})") from None
+    return dict(sorted(out.items(), key=lambda kv: kv[0].sort_key()))
+
+
+# --------------------------------------------------------------------------------------------------
+# writing
+
+def _write_root(f, settings: dict[str, Any]) -> None:
+    f.attrs["format"] = FORMAT
+    f.attrs["format_version"] = FORMAT_VERSION
+    f.attrs["description"] = ("cimsim design-point sweep: one group per finished point (architecture, ADC "
+                              "bits, seed), each a full cimsim report; root attrs hold the fixed settings")
+    f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    f.attrs["cimsim_version"] = __version__
+    f.attrs["settings_json"] = json.dumps(settings, sort_keys=True, default=_json_default)
+    for k, v in settings.items():
+        if v is None:
+            v = "None"
+        elif isinstance(v, (dict, list, tuple)):
+            v = json.dumps(v, sort_keys=True, default=_json_default)
+        f.attrs[f"setting_{k}"] = v
+
+
+def create(path: str | os.PathLike, settings: dict[str, Any]) -> Path:
+    """Start an empty sweep file holding ``settings`` (atomically; refuses to replace an existing file)."""
+    import h5py
+
+    path = Path(path)
+    if path.exists():
+        raise SweepFileError(f"{path} already exists")
+    with atomic_output(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            _write_root(f, settings)
+        _fsync(tmp)
+    return path
+
+
+def append(path: str | os.PathLike, point: Point, report: Report, arch_params: dict | None = None) -> None:
+    """Add one finished point to the sweep file at ``path``, atomically (copy, add, flush, rename).
+
+    A point already in the file is never overwritten: appending it again raises SweepFileError.
+    """
+    import h5py
+
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "a") as f:
+            if point.key in f:
+                raise SweepFileError(f"{path} already holds point {point.key}; it is never overwritten")
+            g = f.create_group(point.key)
+            report.write_hdf5_group(g)
+            g.attrs["point_arch"] = point.arch
+            if point.adc_bits is not None:
+                g.attrs["point_adc_bits"] = point.adc_bits
+            g.attrs["point_seed"] = point.seed
+            g.attrs["point_json"] = json.dumps(point.to_dict())
+            g.attrs["point_arch_params_json"] = json.dumps(arch_params or {}, sort_keys=True,
+                                                           default=_json_default)
+        _fsync(tmp)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------------------------------
+# summaries (the CLI's table and the plot)
+
+def aggregate(results: dict[Point, Report]) -> list[dict[str, Any]]:
+    """One row per (architecture, ADC bits): mean, min and max over seeds of accuracy, energy, latency."""
+    groups: dict[tuple[str, int | None], list[Report]] = {}
+    for p in sorted(results, key=Point.sort_key):
+        groups.setdefault((p.arch, p.adc_bits), []).append(results[p])
+    rows = []
+    for (arch, bits), reps in groups.items():
+        row: dict[str, Any] = {"arch": arch, "adc_bits": bits, "seeds": len(reps)}
+        for k in ("accuracy", "digital_accuracy", "energy_j", "latency_s"):
+            vals = [float(getattr(r, k)) for r in reps]
+            row[k] = sum(vals) / len(vals)
+            row[f"{k}_min"] = min(vals)
+            row[f"{k}_max"] = max(vals)
+        rows.append(row)
+    return rows

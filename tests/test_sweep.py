@@ -1,0 +1,467 @@
+"""Design-point sweeps: grid parsing, the sweep file, resume after kill -9, refusal on other settings, plot, CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from _sweep_fakes import REFERENCE, fake_evaluate, fake_report, gated_evaluate
+from cimsim import sweep, sweepfile
+from cimsim.cli import main
+from cimsim.errors import ConfigError
+from cimsim.report import Report
+from cimsim.sweepfile import Point, SweepFileError
+from cimsim.workloads import datasets
+
+ROOT = Path(__file__).resolve().parent.parent
+FMNIST = datasets.SYSTEM_ROOT / "fashion-mnist"
+needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Fashion-MNIST not installed")
+SETTINGS = sweep.Settings(model="lenet5", dataset="fashion-mnist", checkpoint="/ckpt/lenet5.pt",
+                          checkpoint_sha256="ab" * 32, limit=100, overrides={"mac_units": "1024"},
+                          calibration=64, batch_size=50)
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_user_error(code, err, *needles):
+    assert code == 2
+    lines = [l for l in err.strip().splitlines() if l.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+def d(report):
+    """A report as a dict, without its creation time."""
+    out = report.to_dict()
+    out.pop("created")
+    return out
+
+
+class Recorder:
+    """An evaluate_point that records which points it ran."""
+
+    def __init__(self, fail_on=None):
+        self.ran = []
+        self.fail_on = fail_on
+
+    def __call__(self, point, settings):
+        assert settings == SETTINGS
+        if point.key == self.fail_on:
+            raise ConfigError("the device model has no such cell")
+        self.ran.append(point.key)
+        return fake_report(point)
+
+
+def grid(bits=(1, 2, 3), seeds=2):
+    return sweep.make_points(["isaac", "digital"], list(bits), seeds)
+
+
+# --------------------------------------------------------------------------------------------------
+# grid
+
+
+@pytest.mark.parametrize("text,bits", [
+    ("1-8", [1, 2, 3, 4, 5, 6, 7, 8]), ("4,6,8", [4, 6, 8]), ("6", [6]), ("1-3,8", [1, 2, 3, 8]),
+    ("8,4,4", [4, 8]), (" 2 - 3 ", [2, 3]), ("16", [16]), ("3-3", [3]),
+])
+def test_adc_bits_forms(text, bits):
+    assert sweep.parse_adc_bits(text) == bits
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("0", "0 bits is out of range"), ("17", "17 bits is out of range"), ("1-20", "20 bits"),
+    ("8-1", "runs backwards; write 1-8"), ("x", "'x' is not a number"), ("4,,6", "empty item"),
+    ("", "empty item"), ("-3", "is not a number"), ("2.5", "is not a number"),
+])
+def test_adc_bits_rejects_bad_values(text, needle):
+    with pytest.raises(ConfigError, match="--adc-bits") as exc:
+        sweep.parse_adc_bits(text)
+    assert needle in str(exc.value)
+
+
+def test_archs_are_checked_deduplicated_and_lowercased():
+    assert sweep.parse_archs("ISAAC, digital,isaac") == ["isaac", "digital"]
+    with pytest.raises(ConfigError, match="unknown architecture 'tpu'.*digital, isaac"):
+        sweep.parse_archs("isaac,tpu")
+    with pytest.raises(ConfigError, match="empty name"):
+        sweep.parse_archs("isaac,")
+
+
+def test_grid_sweeps_adc_bits_only_where_the_arch_has_them():
+    points = sweep.make_points(["isaac", "digital"], [4, 6], 3)
+    assert [p.key for p in points] == [
+        "isaac_adc4_seed0", "isaac_adc4_seed1", "isaac_adc4_seed2",
+        "isaac_adc6_seed0", "isaac_adc6_seed1", "isaac_adc6_seed2",
+        "digital_adcnone_seed0", "digital_adcnone_seed1", "digital_adcnone_seed2"]
+    assert sweep.has_adc_bits("isaac") and not sweep.has_adc_bits("digital")
+    # without --adc-bits an architecture keeps its own resolution (ISAAC: 8 bits)
+    assert [p.key for p in sweep.make_points(["isaac"], None, 1)] == ["isaac_adc8_seed0"]
+
+
+def test_overrides_apply_to_the_archs_that_have_them():
+    assert sweep.point_params(Point("digital", None, 0), {"mac_units": "1024", "read_cycle_s": "1e-7"}) == \
+        {"mac_units": "1024"}
+    assert sweep.point_params(Point("isaac", 4, 1), {"mac_units": "1024", "read_cycle_s": "1e-7"}) == \
+        {"read_cycle_s": "1e-7", "adc_bits": 4}
+    with pytest.raises(ConfigError, match="no architecture in the sweep \\(isaac, digital\\) has parameter warp"):
+        sweep.make_points(["isaac", "digital"], [4], 1, {"warp": "9"})
+    with pytest.raises(ConfigError, match="--adc-bits, not --set adc_bits"):
+        sweep.make_points(["isaac"], [4], 1, {"adc_bits": "6"})
+    with pytest.raises(ConfigError, match="mac_units='many'"):  # every point's architecture is built up front
+        sweep.make_points(["digital"], None, 1, {"mac_units": "many"})
+    with pytest.raises(ConfigError, match="positive number of seeds"):
+        sweep.make_points(["digital"], None, 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# the file
+
+
+def test_sweep_file_holds_settings_and_one_group_per_point(tmp_path):
+    path = tmp_path / "s.h5"
+    points = grid()
+    seen = []
+    results = sweep.run_sweep(path, points, SETTINGS, evaluate_point=Recorder(),
+                              on_point=lambda p, r, cached: seen.append((p.key, cached)))
+    assert seen == [(p.key, False) for p in points]
+    assert list(results) == sorted(points, key=Point.sort_key)
+    for p, r in results.items():
+        assert d(r) == d(fake_report(p))
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format"] == "cimsim.sweep" and f.attrs["format_version"] == 1
+        assert json.loads(f.attrs["settings_json"]) == SETTINGS.fixed()
+        assert "data_dir" not in json.loads(f.attrs["settings_json"])
+        assert f.attrs["setting_model"] == "lenet5" and f.attrs["setting_limit"] == 100
+        assert f.attrs["setting_calibration"] == 64 and f.attrs["setting_batch_size"] == 50
+        assert json.loads(f.attrs["setting_overrides"]) == {"mac_units": "1024"}
+        assert f.attrs["setting_cimsim_version"] == f.attrs["cimsim_version"]
+        assert sorted(f.keys()) == sorted(p.key for p in points)
+        g = f["isaac_adc2_seed1"]
+        assert (g.attrs["point_arch"], g.attrs["point_adc_bits"], g.attrs["point_seed"]) == ("isaac", 2, 1)
+        assert json.loads(g.attrs["point_json"]) == {"arch": "isaac", "adc_bits": 2, "seed": 1}
+        assert json.loads(g.attrs["point_arch_params_json"]) == {"adc_bits": 2}
+        assert g.attrs["format"] == "cimsim.report"
+        assert g.attrs["accuracy"] == pytest.approx(fake_report(Point("isaac", 2, 1)).accuracy)
+        g = f["digital_adcnone_seed0"]
+        assert "point_adc_bits" not in g.attrs and json.loads(g.attrs["point_json"])["adc_bits"] is None
+    assert not [p for p in tmp_path.iterdir() if p.name != "s.h5"]  # no temporary or lock file left
+
+
+def test_rerun_skips_finished_points_and_extends_the_grid(tmp_path):
+    path = tmp_path / "s.h5"
+    first = Recorder()
+    sweep.run_sweep(path, grid(bits=(1, 2), seeds=1), SETTINGS, evaluate_point=first)
+    assert first.ran == ["isaac_adc1_seed0", "isaac_adc2_seed0", "digital_adcnone_seed0"]
+    again = Recorder()
+    seen = []
+    results = sweep.run_sweep(path, grid(bits=(1, 2, 3), seeds=2), SETTINGS, evaluate_point=again,
+                              on_point=lambda p, r, cached: seen.append((p.key, cached)))
+    assert again.ran == ["isaac_adc1_seed1", "isaac_adc2_seed1", "isaac_adc3_seed0", "isaac_adc3_seed1",
+                         "digital_adcnone_seed1"]
+    assert [k for k, cached in seen if cached] == first.ran
+    assert len(results) == 8
+    third = Recorder()
+    sweep.run_sweep(path, grid(bits=(1, 2, 3), seeds=2), SETTINGS, evaluate_point=third)
+    assert third.ran == []
+    # a smaller grid returns only its own points; the file keeps them all
+    assert len(sweep.run_sweep(path, grid(bits=(1,), seeds=1), SETTINGS, evaluate_point=third)) == 2
+    assert len(sweepfile.read_points(path)) == 8
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"limit": 200}, "limit: file 100, now 200"),
+    ({"overrides": {}}, "overrides: file {'mac_units': '1024'}, now {}"),
+    ({"calibration": 128}, "calibration: file 64, now 128"),
+    ({"checkpoint_sha256": "cd" * 32}, "checkpoint_sha256"),
+    ({"cimsim_version": "9.9"}, "cimsim_version"),
+])
+def test_other_settings_are_refused_and_the_file_is_untouched(tmp_path, change, needle):
+    path = tmp_path / "s.h5"
+    sweep.run_sweep(path, grid(bits=(1,), seeds=1), SETTINGS, evaluate_point=Recorder())
+    before = path.read_bytes()
+    other = sweep.Settings(**{**SETTINGS.__dict__, **change})
+    rec = Recorder()
+    with pytest.raises(SweepFileError, match="other settings") as exc:
+        sweep.run_sweep(path, grid(bits=(1, 2), seeds=1), other, evaluate_point=rec)
+    assert needle in str(exc.value) and "choose another --out" in str(exc.value)
+    assert rec.ran == [] and path.read_bytes() == before
+
+
+def test_same_content_at_another_path_or_data_dir_resumes(tmp_path):
+    path = tmp_path / "s.h5"
+    sweep.run_sweep(path, grid(bits=(1,), seeds=1), SETTINGS, evaluate_point=Recorder())
+    moved = sweep.Settings(**{**SETTINGS.__dict__, "checkpoint": "/elsewhere/lenet5.pt", "data_dir": "/data"})
+    rec = Recorder()
+    sweep.run_sweep(path, grid(bits=(1,), seeds=1), moved, evaluate_point=lambda p, s: rec(p, SETTINGS))
+    assert rec.ran == []
+
+
+def test_a_file_that_is_not_a_sweep_is_refused(tmp_path):
+    report = tmp_path / "r.h5"
+    fake_report(Point("isaac", 4, 0)).to_hdf5(report)
+    with pytest.raises(SweepFileError, match="not a cimsim sweep file \\(format cimsim.report\\)"):
+        sweep.run_sweep(report, grid(), SETTINGS, evaluate_point=Recorder())
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5 at all")
+    with pytest.raises(SweepFileError, match="not a readable cimsim sweep file"):
+        sweep.run_sweep(junk, grid(), SETTINGS, evaluate_point=Recorder())
+
+
+def test_a_point_is_never_overwritten(tmp_path):
+    path = tmp_path / "s.h5"
+    sweep.run_sweep(path, grid(bits=(1,), seeds=1), SETTINGS, evaluate_point=Recorder())
+    with pytest.raises(SweepFileError, match="already holds point isaac_adc1_seed0"):
+        sweepfile.append(path, Point("isaac", 1, 0), fake_report(Point("isaac", 8, 0)))
+    assert d(sweepfile.read_points(path)[Point("isaac", 1, 0)]) == d(fake_report(Point("isaac", 1, 0)))
+
+
+@pytest.mark.parametrize("exc_type", [RuntimeError, KeyboardInterrupt])
+def test_a_write_that_dies_midway_leaves_the_file_as_it_was(tmp_path, monkeypatch, exc_type):
+    path = tmp_path / "s.h5"
+    sweep.run_sweep(path, grid(bits=(1,), seeds=1), SETTINGS, evaluate_point=Recorder())
+    before = path.read_bytes()
+
+    def half_write(self, group):
+        group.attrs["format"] = "cimsim.report"
+        raise exc_type("disk on fire")
+
+    monkeypatch.setattr(Report, "write_hdf5_group", half_write)
+    with pytest.raises(exc_type):
+        sweep.run_sweep(path, grid(bits=(1, 2), seeds=1), SETTINGS, evaluate_point=Recorder())
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]
+
+
+def test_a_failing_point_keeps_the_finished_ones_and_says_how_to_resume(tmp_path):
+    path = tmp_path / "s.h5"
+    rec = Recorder(fail_on="isaac_adc2_seed0")
+    with pytest.raises(sweep.SweepPointError) as exc:
+        sweep.run_sweep(path, grid(bits=(1, 2, 3), seeds=1), SETTINGS, evaluate_point=rec)
+    msg = str(exc.value)
+    assert msg.startswith("point isaac_adc2_seed0: the device model has no such cell")
+    assert "1 of 4 points are in" in msg and "re-run the same command to resume" in msg
+    assert set(sweepfile.finished_keys(path)) == {"isaac_adc1_seed0"}
+
+
+def test_one_sweep_writes_a_file_at_a_time(tmp_path):
+    path = tmp_path / "s.h5"
+    with sweep._exclusive(path):
+        with pytest.raises(SweepFileError, match="another cimsim sweep is writing"):
+            sweep.run_sweep(path, grid(), SETTINGS, evaluate_point=Recorder())
+    sweep.run_sweep(path, grid(bits=(1,), seeds=1), SETTINGS, evaluate_point=Recorder())  # free again
+
+
+def test_kill_9_mid_sweep_loses_only_the_running_point(tmp_path):
+    path = tmp_path / "s.h5"
+    gate = tmp_path / "gate"
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]\n"
+        "from _sweep_fakes import gated_evaluate\n"
+        "from cimsim import sweep\n"
+        "from test_sweep import SETTINGS, grid\n"
+        f"sweep.run_sweep({str(path)!r}, grid(), SETTINGS, evaluate_point=gated_evaluate, progress=False)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "SWEEP_GATE": str(gate)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    waiting = Path(str(gate) + ".waiting")
+    deadline = time.monotonic() + 120
+    while not waiting.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert waiting.exists(), proc.communicate(timeout=5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert sweepfile.finished_keys(path) == {"isaac_adc1_seed0"}
+    assert d(sweepfile.read_points(path)[Point("isaac", 1, 0)]) == d(fake_report(Point("isaac", 1, 0)))
+
+    rec = Recorder()
+    results = sweep.run_sweep(path, grid(), SETTINGS, evaluate_point=rec)
+    assert rec.ran == [p.key for p in grid()][1:]
+    assert set(results) == set(grid())
+    assert {k for k in os.listdir(tmp_path) if k.endswith(".h5")} == {"s.h5"}
+    with h5py.File(path, "r") as f:
+        assert sorted(f.keys()) == sorted(p.key for p in grid())
+
+
+def test_local_worker_processes_write_every_point(tmp_path):
+    path = tmp_path / "s.h5"
+    results = sweep.run_sweep(path, grid(bits=(1, 2), seeds=1), SETTINGS, evaluate_point=fake_evaluate, workers=2)
+    assert {p:d( r) for p, r in results.items()} == {p:d( fake_report(p)) for p in grid(bits=(1, 2), seeds=1)}
+
+
+def test_dask_cluster_runs_the_points(tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=2, processes=False, dashboard_address=None) as cluster:
+        path = tmp_path / "s.h5"
+        results = sweep.run_sweep(path, grid(bits=(1, 2), seeds=1), SETTINGS, evaluate_point=fake_evaluate,
+                                  scheduler=cluster.scheduler_address)
+    assert {p:d( r) for p, r in results.items()} == {p:d( fake_report(p)) for p in grid(bits=(1, 2), seeds=1)}
+
+
+def test_a_missing_dask_is_one_clear_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)  # import fails as if not installed
+    with pytest.raises(ConfigError, match=r"--scheduler needs dask.distributed.*pip install 'cimsim\[dist\]'"):
+        sweep.require_dask()
+
+
+# --------------------------------------------------------------------------------------------------
+# the real evaluation (digital reference), once per process
+
+
+@needs_fmnist
+def test_model_and_data_load_once_per_process(tmp_path, monkeypatch):
+    calls = []
+    real = sweep.load_model_and_data
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "load_model_and_data", counting)
+    monkeypatch.setattr(sweep, "_CONTEXT", {})
+    settings = sweep.Settings(model="lenet5", dataset="fashion-mnist", limit=50, calibration=20, batch_size=25)
+    results = sweep.run_sweep(tmp_path / "s.h5", sweep.make_points(["digital"], None, 3), settings, progress=False)
+    assert len(calls) == 1
+    accs = {r.accuracy for r in results.values()}
+    assert len(accs) == 1 and all(r.n_examples == 50 for r in results.values())
+    r = results[Point("digital", None, 2)]
+    assert r.config["sweep_point"] == {"arch": "digital", "adc_bits": None, "seed": 2}
+    assert r.config["calibration"] == 20 and r.config["limit"] == 50
+
+
+# --------------------------------------------------------------------------------------------------
+# the plot
+
+
+def test_plot_draws_one_line_per_arch_with_seed_ranges(tmp_path):
+    from cimsim.plots import sweep_figure
+
+    points = grid(bits=(1, 2, 3, 4), seeds=3)
+    results = {p: fake_report(p) for p in points}
+    fig = sweep_figure(results, title="lenet5")
+    ax_acc, ax_e = fig.axes
+    try:
+        assert ax_acc.get_xlabel() == "ADC bits" and ax_e.get_yscale() == "log"
+        labels = ax_acc.get_legend_handles_labels()[1]
+        assert labels[:1] == ["digital (no ADC)"] and "isaac" in labels
+        assert any(l.startswith(f"float reference ({100 * REFERENCE:.2f}%)") for l in labels)
+        assert ax_e.get_legend_handles_labels()[1] == ["digital (no ADC)", "isaac"]
+        for ax, key, scale in ((ax_acc, "accuracy", 100), (ax_e, "energy_j", 1)):
+            (bar,) = [c for c in ax.containers if c.get_label() == "isaac"]
+            x, y = bar.lines[0].get_data()
+            assert list(x) == [1, 2, 3, 4]
+            for b, yv in zip(x, y):
+                vals = [scale * getattr(fake_report(Point("isaac", int(b), s)), key) for s in range(3)]
+                assert yv == pytest.approx(np.mean(vals))
+            # min-max error bars: the segment at each bit spans the seeds' range
+            segs = bar.lines[2][0].get_segments()
+            for b, seg in zip(x, segs):
+                vals = [scale * getattr(fake_report(Point("isaac", int(b), s)), key) for s in range(3)]
+                assert sorted(seg[:, 1]) == pytest.approx([min(vals), max(vals)])
+            flat = [l for l in ax.get_lines() if l.get_label() == "digital (no ADC)"]
+            assert len(flat) == 1 and set(flat[0].get_ydata()) == {scale * getattr(fake_report(Point("digital", None, 0)), key)}
+        ref = [l for l in ax_acc.get_lines() if l.get_label().startswith("float reference")]
+        assert ref[0].get_linestyle() == "--" and list(ref[0].get_ydata()) == pytest.approx([100 * REFERENCE] * 2)
+    finally:
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+
+
+def test_cimsim_plot_writes_a_png_of_a_sweep_file(tmp_path, capsys):
+    path = tmp_path / "s.h5"
+    sweep.run_sweep(path, grid(bits=(1, 2), seeds=2), SETTINGS, evaluate_point=fake_evaluate)
+    code, out, err = run_cli(capsys, "plot", path, "-o", tmp_path / "fig.png")
+    assert code == 0, err
+    assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    empty = tmp_path / "empty.h5"
+    sweep.run_sweep(empty, [], SETTINGS, evaluate_point=fake_evaluate)
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, "plot", empty)
+    assert_one_line_user_error(code, err, "holds no finished points yet")
+
+
+# --------------------------------------------------------------------------------------------------
+# the command line
+
+
+@needs_fmnist
+def test_cli_sweep_json_lines_and_resume(tmp_path, capsys):
+    out_file = tmp_path / "s.h5"
+    common = ["sweep", "--arch", "digital", "--limit", "60", "--batch-size", "30", "--calibration", "30",
+              "--out", out_file, "--json"]
+    code, out, err = run_cli(capsys, *common, "--seeds", "2")
+    assert code == 0, err
+    rows = [json.loads(l) for l in out.splitlines()]
+    assert [(r["key"], r["from_file"]) for r in rows] == [("digital_adcnone_seed0", False), ("digital_adcnone_seed1", False)]
+    assert set(rows[0]) >= {"arch", "adc_bits", "seed", "accuracy", "digital_accuracy", "energy_j", "latency_s"}
+    assert rows[0]["adc_bits"] is None and rows[0]["n_examples"] == 60
+    code, out, err = run_cli(capsys, *common, "--seeds", "3")
+    assert code == 0, err
+    rows = [json.loads(l) for l in out.splitlines()]
+    assert [(r["seed"], r["from_file"]) for r in rows] == [(0, True), (1, True), (2, False)]
+    assert "3 points, 2 already in" in err
+    with h5py.File(out_file, "r") as f:
+        s = json.loads(f.attrs["settings_json"])
+        assert (s["model"], s["dataset"], s["limit"], s["batch_size"], s["calibration"]) == \
+            ("lenet5", "fashion-mnist", 60, 30, 30)
+        assert len(s["checkpoint_sha256"]) == 64 and s["checkpoint"].endswith(".pt")
+    # the table form, all points from the file
+    code, out, err = run_cli(capsys, *common[:-1], "--seeds", "3")
+    assert code == 0, err
+    assert out.splitlines()[0].split()[:3] == ["arch", "adc", "bits"]
+    assert out.splitlines()[2].split()[:3] == ["digital", "-", "3"]
+    # other fixed settings: refused in one line, nothing run
+    code, out, err = run_cli(capsys, *common[:-1], "--seeds", "3", "--limit", "70")
+    assert_one_line_user_error(code, err, "holds a sweep with other settings", "limit: file 60, now 70",
+                               "choose another --out")
+
+
+@pytest.mark.parametrize("argv,needles", [
+    (["--adc-bits", "0"], ["--adc-bits '0'", "out of range", "1 to 16"]),
+    (["--adc-bits", "17"], ["17 bits is out of range"]),
+    (["--adc-bits", "8-1"], ["runs backwards"]),
+    (["--adc-bits", "six"], ["'six' is not a number"]),
+    (["--arch", "tpu"], ["unknown architecture 'tpu'", "digital, isaac"]),
+    (["--arch", "isaac,,digital"], ["empty name"]),
+    (["--set", "warp=9"], ["has parameter warp"]),
+    (["--set", "adc_bits=4"], ["--adc-bits, not --set adc_bits"]),
+    (["--seeds", "0"], ["--seeds", "positive integer"]),
+    (["--workers", "0"], ["--workers", "positive integer"]),
+    (["--workers", "2", "--scheduler", "tcp://h:1"], ["either --workers", "or --scheduler"]),
+    (["--limit", "-3"], ["--limit", "positive integer"]),
+])
+def test_cli_bad_inputs_exit_2_with_one_line(capsys, tmp_path, argv, needles):
+    code, out, err = run_cli(capsys, "sweep", "--out", tmp_path / "s.h5", *argv)
+    assert_one_line_user_error(code, err, *needles)
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_cli_output_checks_come_first(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "sweep", "--arch", "digital")
+    assert_one_line_user_error(code, err, "--out", "required")
+    code, out, err = run_cli(capsys, "sweep", "--arch", "digital", "--out", "/nonexistent/dir/s.h5")
+    assert_one_line_user_error(code, err, "/nonexistent/dir", "--out")
+    code, out, err = run_cli(capsys, "sweep", "--arch", "digital", "--out", tmp_path)
+    assert_one_line_user_error(code, err, "is a folder")
+
+
+def test_cli_scheduler_without_dask_is_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)
+    code, out, err = run_cli(capsys, "sweep", "--arch", "digital", "--scheduler", "tcp://h:8786",
+                             "--out", tmp_path / "s.h5")
+    assert_one_line_user_error(code, err, "pip install 'cimsim[dist]'")
+    assert not (tmp_path / "s.h5").exists()
