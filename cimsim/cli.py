@@ -133,13 +133,16 @@ def cmd_sweep(args) -> int:
     if bits is not None and not any(p.adc_bits is not None for p in points):
         print(f"cimsim sweep: note: no architecture in --arch {args.arch} has ADC bits; --adc-bits is unused",
               file=sys.stderr)
+    if args.device == "cuda" and args.backend != "torch":
+        raise ConfigError("--device cuda needs --backend torch")
     if args.scheduler:
         sweep.require_dask()  # before loading anything
     model, meta, data, ckpt = sweep.load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
     settings = sweep.Settings(
         model=meta["model"], dataset=data.name, checkpoint=str(Path(ckpt).resolve()),
         checkpoint_sha256=sweep.file_sha256(ckpt), limit=args.limit, overrides=overrides,
-        calibration=args.calibration, batch_size=args.batch_size, data_dir=args.data_dir)
+        calibration=args.calibration, batch_size=args.batch_size, data_dir=args.data_dir,
+        backend=args.backend, device=args.device)
     sweep.prime_context(settings, model, meta, data)
 
     def on_point(point, report, from_file):
@@ -338,8 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     data_opts(sp)
     sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset)")
     sp.add_argument("--batch-size", type=_positive_int, default=64, help="examples per batch (default 64)")
-    sp.add_argument("--calibration", type=_positive_int, default=256, metavar="N",
-                    help="training examples that calibrate activation and ADC ranges (default 256)")
+    sp.add_argument("--calibration", type=_positive_int, default=512, metavar="N",
+                    help="training examples that calibrate activation and ADC ranges (default 512, as 'run')")
+    sp.add_argument("--backend", default="numba", choices=["numba", "torch"], help="crossbar engine (default numba)")
+    sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="engine device (cuda needs --backend torch)")
     sp.add_argument("--set", action="append", type=_key_value, metavar="KEY=VALUE",
                     help="override an architecture parameter, for every architecture that has it (repeatable)")
     sp.add_argument("--out", required=True, help="the sweep's HDF5 file (created, or resumed when it exists)")

@@ -34,7 +34,7 @@ from cimsim.sweepfile import Point, SweepFileError, aggregate
 from cimsim import sweepfile
 
 MAX_ADC_BITS = 16
-DEFAULT_CALIBRATION = 256  # training examples that set the activation / ADC ranges of an analog mapping
+DEFAULT_CALIBRATION = 512   # training examples that calibrate ranges, as 'cimsim run'
 
 
 # --------------------------------------------------------------------------------------------------
