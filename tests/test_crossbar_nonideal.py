@@ -225,3 +225,62 @@ def test_drift_at_time():
     assert np.array_equal(xb.g, g0)
     assert np.array_equal(xb(x), y0)
     assert late.ledger is not xb.ledger
+
+
+# ------------------------------------------------------------------- fused epilogue's random numbers
+def test_fused_epilogue_normals_are_standard_normal_and_seeded():
+    from scipy.stats import kstest, norm
+
+    from cimsim.kernels import ZIG_R, seed_state, standard_normal
+
+    n = 2_000_000
+    z = standard_normal(seed_state(np.random.SeedSequence(2024)), n)
+    # 4-sigma bands of the sample moments of n standard normals
+    assert abs(z.mean()) < 4 / math.sqrt(n)
+    assert abs(z.var() - 1) < 4 * math.sqrt(2 / n)
+    assert abs((z ** 3).mean()) < 4 * math.sqrt(15 / n)
+    assert abs((z ** 4).mean() - 3) < 4 * math.sqrt(96 / n)
+    # the ziggurat's tail branch (|z| > r) and its rejection wedges: the tail mass matches 2 Phi(-r)
+    p = 2 * norm.sf(ZIG_R)
+    assert abs((np.abs(z) > ZIG_R).mean() - p) < 4 * math.sqrt(p / n)
+    assert z.max() > ZIG_R and z.min() < -ZIG_R
+    assert kstest(z, "norm").pvalue > 1e-3
+    # seeding: the same seed gives the same numbers, the state advances in place
+    s1, s2 = seed_state(np.random.SeedSequence(7)), seed_state(np.random.SeedSequence(7))
+    a, b = standard_normal(s1, 1000), standard_normal(s2, 1000)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(standard_normal(s1, 1000), a)
+    assert not np.array_equal(standard_normal(seed_state(np.random.SeedSequence(8)), 1000), a)
+
+
+def test_fused_adc_noise_statistics():
+    # one column value 0.3 with noise std 7 LSB through a wide lossless-grid ADC (LSB 1, no clipping):
+    # codes round(0.3 + 7 z) have mean 0.3 and variance 49 + 1/12 (Sheppard), within 4-sigma bands
+    from cimsim.kernels import adc_accumulate_rows, seed_state
+
+    n, m = 4000, 50
+    v = np.full((n, m), 0.3, dtype=np.float32)
+    std = np.full((n, 1), 7.0, dtype=np.float32)
+    acc = np.zeros((n, m))
+    adc_accumulate_rows(acc, v, std, 0, n, np.ones(1), -1024.0, 1.0, 2047.0, seed_state(np.random.SeedSequence(3)))
+    assert np.all(acc == np.round(acc))
+    N = acc.size
+    assert abs(acc.mean() - 0.3) < 4 * 7 / math.sqrt(N)
+    assert abs(acc.var() / (49 + 1 / 12) - 1) < 4 * math.sqrt(2 / N)
+
+
+def test_noisy_adc_results_do_not_depend_on_the_thread_count(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    cell = ReRAM(prog_sigma_frac=0.05, read_sigma_frac=0.05)
+    rng = np.random.default_rng(5)
+    W, x = _operands(rng, "offset", 8, 8, False, 6, 40, 200)      # batch >= 64: the threaded path
+    spec = CrossbarSpec(rows=16, cols=32, cell=cell, signed="offset", readout=SarADC(bits=6), adc_range="full",
+                        batch_chunk=128)
+    y_threads = Crossbar(W, spec, seed=11)(x)
+    assert not np.array_equal(y_threads, Crossbar(W, spec, seed=12)(x))
+    one = ThreadPoolExecutor(max_workers=1)
+    monkeypatch.setattr(Crossbar, "_pool", lambda self: one)
+    y_serial = Crossbar(W, spec, seed=11)(x)
+    one.shutdown()
+    assert np.array_equal(y_threads, y_serial)
