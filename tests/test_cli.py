@@ -43,7 +43,7 @@ def test_every_subcommand_has_help(capsys, sub):
     assert f"usage: cimsim {sub}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("sub", ["sweep", "onchip"])
+@pytest.mark.parametrize("sub", ["sweep"])
 def test_unbuilt_subcommands_say_so_in_one_line(capsys, sub):
     code, out, err = run_cli(capsys, sub)
     assert_one_line_user_error(code, err, "not built yet", "issue")
