@@ -33,7 +33,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 from threadpoolctl import threadpool_limits
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -179,6 +179,9 @@ class Crossbar:
 
     def _level_step(self) -> tuple[float, float]:
         cell = self.spec.cell
+        if getattr(self, "_window_units", False) and math.isfinite(cell.g_max_s):
+            # built from conductances: the cell's window in 2**cell_bits - 1 units, whatever states it has
+            return float(cell.g_min_s), float(cell.g_range_s) / (2 ** self.spec.cell_bits - 1)
         levels = cell.level_conductances(self.spec.cell_bits)
         return float(levels[0]), float(levels[1] - levels[0])
 
@@ -447,3 +450,47 @@ class Crossbar:
             out._seeds = np.random.SeedSequence([entropy, 0x7EAD, int(t_s * 1e3) & 0xFFFFFFFF])
             out._torch = TorchTile(out, str(self._torch.device))
         return out
+
+    # ------------------------------------------------------------------ analog (learned) conductances
+    @classmethod
+    def from_conductances(cls, g, spec: CrossbarSpec, seed: int = 0, backend: str = "numba", device: str = "cpu",
+                          name: str = "crossbar") -> "Crossbar":
+        """A crossbar holding the given conductances (S) instead of programmed integer levels.
+
+        For on-chip learning, where the synapses sit at any conductance the device law moved them to.
+        ``g`` has shape (2, out, in): the G+ and G- columns of a differential pair; ``spec`` must be
+        differential with one slice (``weight_bits == cell_bits + 1``). Outputs are in level units of
+        ``spec``, ``sum_k x_k * (G+_k - G-_k) / dg`` with ``dg = (g_max - g_min) / (2**cell_bits - 1)``,
+        read with every non-ideality and readout of ``spec``, and counted in :attr:`ledger` as usual.
+        Conductances that sit exactly on levels give the same numbers as :class:`Crossbar` programmed
+        with those integer weights and an ideal cell.
+        """
+        if spec.signed != "differential" or spec.weight_bits != spec.cell_bits + 1:
+            raise ConfigError("Crossbar.from_conductances needs signed='differential' and weight_bits = "
+                              f"cell_bits + 1 (one slice per polarity), got signed={spec.signed!r}, "
+                              f"weight_bits={spec.weight_bits}, cell_bits={spec.cell_bits}")
+        g = np.asarray(g, dtype=np.float64)
+        if g.ndim != 3 or g.shape[0] != 2 or g.shape[1] < 1 or g.shape[2] < 1:
+            raise ConfigError(f"conductances must have shape (2, out_features, in_features), got {g.shape}")
+        # built on an ideal cell (nothing is programmed), then handed the real cell and its conductances
+        xb = cls(np.zeros(g.shape[1:], dtype=np.int64), replace(spec, cell=IdealCell()), seed=seed,
+                 backend=backend, device=device, name=name)
+        xb.spec, xb._window_units = spec, True
+        xb.set_conductances(g)
+        return xb
+
+    def set_conductances(self, g) -> None:
+        """Replace the conductances (S) the arrays hold, shape (slices, polarity, out, in) or, with one
+        slice, (polarity, out, in); the next call reads them (readout ranges and ledger are kept)."""
+        g = np.asarray(g, dtype=np.float64)
+        if g.ndim == self.g.ndim - 1 and self.n_slices == 1:
+            g = g[None]
+        if g.shape != self.g.shape:
+            raise ConfigError(f"conductances must have shape {self.g.shape[1:] if self.n_slices == 1 else self.g.shape}, "
+                              f"got {g.shape}")
+        if not np.all(np.isfinite(g)) or g.min() < 0:
+            raise ConfigError("conductances must be finite and non-negative (S)")
+        self.g = g.copy()
+        self._prepare(self.g)
+        if self._torch is not None:
+            self._torch.load()

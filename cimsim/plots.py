@@ -2,7 +2,9 @@
 
 A report file (``cimsim run --out``) draws energy and latency per layer and energy per component; a sweep
 file (``cimsim sweep --out``) draws accuracy and energy per inference against ADC bits, one line per
-architecture.
+architecture; an on-chip learning run (``cimsim onchip --out``, root attribute ``format`` =
+``cimsim.onchip``) draws its learning curves (train and test accuracy per epoch beside the
+floating-point run) and the cumulative learning energy.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 from cimsim.errors import CimsimError
 from cimsim.report import FORMAT as REPORT_FORMAT, Report, ReportFileError
 from cimsim import sweepfile
+
+ONCHIP_FORMAT = "cimsim.onchip"   # root attribute 'format' of an on-chip learning run file
 
 
 def _file_format(path: Path) -> str:
@@ -140,6 +144,50 @@ def plot_sweep(path: str | Path, output: str | Path) -> Path:
     return output
 
 
+def plot_onchip(path: str | Path, output: str | Path) -> Path:
+    """Learning curves of an on-chip run file: accuracy per epoch (hardware and float) and energy."""
+    import h5py
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with h5py.File(path, "r") as f:
+        h = {k: f["history"][k][()] for k in f["history"]}
+        attrs = dict(f.attrs)
+        cfg = {k: v for k, v in f["config"].attrs.items()}
+    ep = h["epoch"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    ax.plot(ep, 100 * h["train_accuracy"], "o-", color="tab:blue", label="on-chip, train")
+    ax.plot(ep, 100 * h["test_accuracy"], "s-", color="tab:orange", label="on-chip, test")
+    ax.plot(ep, 100 * h["float_train_accuracy"], "--", color="tab:blue", alpha=0.6, label="float SGD, train")
+    ax.plot(ep, 100 * h["float_test_accuracy"], "--", color="tab:orange", alpha=0.6, label="float SGD, test")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("learning curves")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    ax = axes[1]
+    ax.plot(ep, h["energy_j"] * 1e6, "o-", color="tab:green", label="total (reads + writes)")
+    ax.plot(ep, h["write_energy_j"] * 1e6, "s-", color="tab:red", label="synapse writes")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cumulative learning energy (uJ)")
+    ax.set_yscale("log")
+    ax.set_title("energy of learning")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.suptitle(f"on-chip learning: {cfg.get('synapse', '?')} synapses on {cfg.get('dataset', '?')}: test "
+                 f"{100 * float(attrs.get('test_accuracy', float('nan'))):.2f}% (float "
+                 f"{100 * float(attrs.get('float_test_accuracy', float('nan'))):.2f}%), "
+                 f"{float(attrs.get('energy_j', float('nan'))) * 1e6:.3g} uJ, "
+                 f"{float(attrs.get('time_s', float('nan'))) * 1e3:.3g} ms")
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    output = Path(output)
+    fig.savefig(output, dpi=120)
+    plt.close(fig)
+    return output
+
+
 def plot_file(path: str | Path, output: str | Path | None = None) -> Path:
     """Draw the results file at ``path`` into ``output`` (default: the same name with .png)."""
     path = Path(path)
@@ -151,5 +199,7 @@ def plot_file(path: str | Path, output: str | Path | None = None) -> Path:
         return plot_report(Report.from_hdf5(path), out)
     if fmt == sweepfile.FORMAT:
         return plot_sweep(path, out)
+    if fmt == ONCHIP_FORMAT:
+        return plot_onchip(path, out)
     raise CimsimError(f"{path} holds no plottable cimsim results (format {fmt or 'missing'}); "
-                      "give a file written by 'cimsim run --out' or 'cimsim sweep --out'")
+                      "give a file written by 'cimsim run --out', 'cimsim sweep --out' or 'cimsim onchip --out'")

@@ -20,6 +20,7 @@ Every random draw takes a ``numpy.random.Generator`` so a seed fixes the result.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -108,6 +109,14 @@ class MemoryCell:
     def write_pulse_latency_s(self) -> float:
         return self.write_pulse_time_s
 
+    @property
+    def window_pulses(self) -> float:
+        """Nominal number of identical pulses that move a cell across its whole window (g_min to g_max).
+
+        An update circuit divides the window by it to know what one pulse is worth; models with in-place
+        updates override it (``inf`` where one pulse has no fixed size)."""
+        raise NotImplementedError(f"{type(self).__name__} does not model in-place updates")
+
 
 @dataclass(frozen=True)
 class IdealCell(MemoryCell):
@@ -145,3 +154,7 @@ class IdealCell(MemoryCell):
 
     def write_pulse_energy_j(self, g=None):
         return 0.0
+
+    @property
+    def window_pulses(self) -> float:
+        return math.inf  # unbounded levels: no pulse count crosses the window

@@ -29,7 +29,7 @@ Laws (SI units):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -144,6 +144,26 @@ class DomainWallSynapse(MemoryCell):
         """Wall velocity ``mobility * (J - J_dep)`` above the depinning threshold, 0 at or below it."""
         j = self.j_write_a_per_m2 if j_a_per_m2 is None else j_a_per_m2
         return self.mobility_m3_per_a_s * np.maximum(np.asarray(j, dtype=np.float64) - self.j_dep_a_per_m2, 0.0)
+
+    @property
+    def window_pulses(self) -> float:
+        """Pulses that move the wall from one end of the track to the other: ``(n_states - 1) / s``."""
+        return (int(self.n_states) - 1) / self.sites_per_pulse()
+
+    def one_site_pulse_s(self, j_a_per_m2=None) -> float:
+        """Pulse width (s) that moves the wall exactly one pitch at current density ``J``: ``pitch / v(J)``."""
+        v = float(self.velocity_m_per_s(j_a_per_m2))
+        if v <= 0:
+            raise ConfigError(f"{type(self).__name__}: the write current density is at or below the depinning "
+                              "threshold, so no pulse width moves the wall; raise j_write_a_per_m2")
+        return self.pitch_m / v
+
+    def with_pinning_sites(self, n_states: int) -> "DomainWallSynapse":
+        """The same track with ``n_states`` pinning sites and the update pulse narrowed (or widened) to move
+        the wall one site, as the update circuit of a finer track would: the write current density stays,
+        so a pulse's energy scales with its width and crossing the track costs the same at any count."""
+        d = replace(self, n_states=int(n_states))
+        return replace(d, t_pulse_s=d.one_site_pulse_s())
 
     def sites_per_pulse(self, j_a_per_m2=None) -> int:
         """Sites one pulse moves the wall: ``floor(v(J) * t_p / pitch + 1/2)``."""

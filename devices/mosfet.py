@@ -154,6 +154,12 @@ class MOSFETSynapse(MemoryCell):
         return (self.v_g_max_v - self.v_g_min_v) / self.dv_per_pulse_v
 
     @property
+    def window_pulses(self) -> float:
+        """Pulses across the gate window (:attr:`pulse_steps`); a pulse of fractional width moves the gate
+        by that fraction of one step, so a width-modulating update circuit is not bound to whole pulses."""
+        return self.pulse_steps
+
+    @property
     def g_min_s(self) -> float:
         return float(self.g_from_v_g(self.v_g_min_v))
 

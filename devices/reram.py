@@ -244,6 +244,11 @@ class ReRAM(MemoryCell):
 
     # ------------------------------------------------------------------ pulse updates
     @property
+    def window_pulses(self) -> float:
+        """Pulses across the window (``max_pulses``; nonlinear, so a pulse's step depends on the state)."""
+        return float(self.max_pulses)
+
+    @property
     def a_ltp_pulses(self) -> float:
         """NeuroSim's A of potentiation, in pulses (``inf`` for the linear law; negative: reverse curvature)."""
         k = nl_efolds(self.nl_ltp)

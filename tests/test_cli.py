@@ -43,13 +43,6 @@ def test_every_subcommand_has_help(capsys, sub):
     assert f"usage: cimsim {sub}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("sub", ["onchip"])
-def test_unbuilt_subcommands_say_so_in_one_line(capsys, sub):
-    code, out, err = run_cli(capsys, sub)
-    assert_one_line_user_error(code, err, "not built yet", "issue")
-    assert out == ""
-
-
 @pytest.mark.parametrize("argv,needles", [
     (["run", "--model", "alexnet", "--limit", "5"], ["unknown model 'alexnet'", "lenet5"]),
     (["run", "--dataset", "imagenet"], ["unknown dataset 'imagenet'", "fashion-mnist"]),
