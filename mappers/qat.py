@@ -39,7 +39,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -399,7 +398,7 @@ def init_scales(model: nn.Module, x: torch.Tensor) -> None:
         w_int, _ = quantize_weight_ste(m.weight, cfg.weight_bits)
         G = getattr(m, "groups", 1)
         K, O = patches.shape[1] // G, w_int.shape[0]
-        og, T, S = O // G, len(cfg.plane_shifts()), len(cfg.slice_shifts())
+        og, S = O // G, len(cfg.slice_shifts())
         for g in range(G):
             pss = m.partial_sums(patches[:, g * K:(g + 1) * K], w_int[g * og:(g + 1) * og])
             for r, ps in enumerate(pss):
