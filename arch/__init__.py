@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import fields
 
 from cimsim.arch.digital import DigitalReference
+from cimsim.arch.hcim import Hcim
 from cimsim.arch.isaac import ISAAC_TABLE, Component, Isaac
 from cimsim.errors import ConfigError
 
-_REGISTRY = {"digital": DigitalReference, "isaac": Isaac}
+_REGISTRY = {"digital": DigitalReference, "isaac": Isaac, "hcim": Hcim}
 
 
 def names() -> list[str]:
@@ -58,4 +59,4 @@ def get(name: str, **overrides):
         raise ConfigError(f"{key}: {exc}") from None
 
 
-__all__ = ["get", "names", "DigitalReference", "Isaac", "Component", "ISAAC_TABLE"]
+__all__ = ["get", "names", "DigitalReference", "Isaac", "Hcim", "Component", "ISAAC_TABLE"]

@@ -282,19 +282,9 @@ class Isaac:
         one inference takes the sum of the layer times and the throughput is set by the slowest layer.
         """
         kinds = kinds or {}
-        led = EventLedger(ledger.to_dict())
-        out_bytes = 2   # ISAAC sec. 4: 16-bit output values (2 bytes)
+        rows = ledger.to_dict()
         for n, p in plans.items():
-            ev = led.layer(n)
-            conv = sum(v for k, v in ev.items() if "_conversion" in k)
-            in_bytes = p.positions * p.in_features * p.groups * self.input_bits / 8
-            o_bytes = p.positions * p.out_features * out_bytes
-            led.add(n, "sample_holds", conv)
-            led.add(n, "input_register_bytes", in_bytes)
-            led.add(n, "output_register_bytes", o_bytes)
-            led.add(n, "edram_bytes", in_bytes + o_bytes)
-            led.add(n, "bus_bytes", in_bytes + o_bytes)
-        rows = led.to_dict()
+            rows[n] = self._dataflow_events(p, rows.get(n, {}))
         for n, ev in rows.items():   # comparisons of pooling layers run on the pooling unit, of activations
             k = kinds.get(n, "")     # on the activation (sigmoid) unit; residual adds on the adders
             if n not in plans and "compare" in ev and k:
@@ -302,7 +292,6 @@ class Isaac:
         led = EventLedger({l: {e: v for e, v in ev.items() if v} for l, ev in rows.items()})
         roll = rollup_energy(led, self.event_costs(led.events()))
         copies = self._copies(plans)
-        mvm_s = self.input_cycles * self.cycle_s
         tiles = self.tiles
         unit_rate = {  # operations per second the whole chip's digital units sustain
             "activation_ops": 2 * tiles * ActivationUnit().op_rate_hz,   # ISAAC Table 6: 2 sigmoid units per tile
@@ -315,7 +304,7 @@ class Isaac:
         latency = {}
         for n in led.layers():
             if n in plans:
-                latency[n] = math.ceil(plans[n].positions / copies[n]) * mvm_s
+                latency[n] = math.ceil(plans[n].positions / copies[n]) * self._mvm_s(plans[n], led.layer(n))
             else:
                 ev = led.layer(n)
                 latency[n] = max((v / unit_rate[e] for e, v in ev.items() if e in unit_rate), default=0.0)
@@ -327,6 +316,22 @@ class Isaac:
                 "config": {"crossbars_used": used, "crossbars_on_chip": self.crossbars,
                            "fits_on_chip": sum(p.arrays for p in plans.values()) <= self.crossbars,
                            "cycle_s": self.cycle_s}}
+
+    def _dataflow_events(self, plan, events: dict) -> dict:
+        """A mapped layer's events plus the architecture's own data movement (see :meth:`cost`)."""
+        ev = dict(events)
+        out_bytes = 2   # ISAAC sec. 4: 16-bit output values (2 bytes)
+        conv = sum(v for k, v in ev.items() if "_conversion" in k)
+        in_bytes = plan.positions * plan.in_features * plan.groups * self.input_bits / 8
+        o_bytes = plan.positions * plan.out_features * out_bytes
+        for k, v in (("sample_holds", conv), ("input_register_bytes", in_bytes), ("output_register_bytes", o_bytes),
+                     ("edram_bytes", in_bytes + o_bytes), ("bus_bytes", in_bytes + o_bytes)):
+            ev[k] = ev.get(k, 0) + v
+        return ev
+
+    def _mvm_s(self, plan, events: dict) -> float:
+        """Time of one matrix-vector product of a mapped layer: its bit-serial cycles."""
+        return self.input_cycles * self.cycle_s
 
     def _area(self) -> float:
         return sum(row["area_m2"] for row in self.breakdown().values())

@@ -23,6 +23,20 @@ or a fixed ``(lo, hi)`` in level units; the LSB is rounded up to a power of two 
 one), so the digital shift-and-add stays integer and an ADC with enough bits is lossless. ``SenseAmp``
 outputs 1 / 0 decisions against its threshold (in level units) and ``TernaryReadout`` -1 / 0 / +1: these
 are decisions, to be scaled by the architecture that uses them.
+
+Two readout options serve ADC-less architectures such as HCiM (arXiv 2403.13577):
+
+* ``spec.pair_readout`` (``signed="differential"`` only): the readout compares each G+ column with its
+  G- column, so it converts ``PS+ - PS-`` (one conversion per column pair; the read noise of both
+  columns adds). A :class:`SenseAmp` then decides the sign (+1 / -1), a ternary readout -1 / 0 / +1.
+* ``Crossbar(W, spec, column_scales=s)`` (decision readouts only): one positive scale factor per
+  (row block, weight slice, [polarity,] output). Each column's comparator reference is its scale times
+  the readout's threshold (the readout sees ``v / s``) and the decision is multiplied by ``s`` before the
+  digital shift-and-add: ``y = sum_{t, r, j} 2**(d t) * w_slice(j) * s[r, j] * D(v[t, r, j] / s[r, j])``,
+  the partial-sum quantization (PSQ) that :mod:`cimsim.mappers.qat` trains for. The ledger then also
+  counts ``nonzero_decisions`` (the scale-factor additions a zero-skipping digital side performs).
+
+Both run on the non-fused numba path (the fused ADC epilogue is untouched); the torch backend refuses them.
 """
 
 from __future__ import annotations
@@ -67,6 +81,8 @@ class CrossbarSpec:
     r_wire_ohm: float = 0.0         # word- and bit-line wire resistance per cell pitch; 0 = ideal wires
     ir_drop: str = "rational"       # "rational" (fast, default), "linear" (first order) or "exact" (nodal solve)
     batch_chunk: int = 1024         # examples per streamed chunk (bounds memory)
+    pair_readout: bool = False      # HCiM (arXiv 2403.13577): each G+ column is read against its G- column, so the
+                                    # readout sees PS+ - PS- (signed='differential' only); False: every column alone
 
     def __post_init__(self):
         for k in ("rows", "cols", "cell_bits", "weight_bits", "input_bits", "dac_bits", "batch_chunk"):
@@ -92,6 +108,11 @@ class CrossbarSpec:
             raise ConfigError(f"CrossbarSpec.ir_drop = {self.ir_drop!r}: choose 'rational', 'linear' or 'exact'")
         if not 50 <= self.calibration_percentile <= 100:
             raise ConfigError("CrossbarSpec.calibration_percentile must lie in [50, 100]")
+        if not isinstance(self.pair_readout, (bool, np.bool_)):
+            raise ConfigError(f"CrossbarSpec.pair_readout must be True or False, got {self.pair_readout!r}")
+        if self.pair_readout and self.signed != "differential":
+            raise ConfigError("CrossbarSpec.pair_readout=True compares G+ with G- columns: it needs "
+                              f"signed='differential', got signed={self.signed!r}")
 
 
 class NoiseStreams:
@@ -127,7 +148,7 @@ class Crossbar:
     """A weight matrix programmed into crossbar arrays; call it on integer inputs."""
 
     def __init__(self, W, spec: CrossbarSpec, seed: int = 0, backend: str = "numba", device: str = "cpu",
-                 name: str = "crossbar"):
+                 name: str = "crossbar", column_scales=None):
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         if backend == "numba" and device != "cpu":
@@ -143,11 +164,15 @@ class Crossbar:
         self.slices = slice_weights(W, spec.weight_bits, spec.cell_bits, spec.signed)
         # conductances (slices, polarity, out, in), programmed once
         self.g = spec.cell.program(self.slices.levels, spec.cell_bits, self._rng)
+        self._scales = None if column_scales is None else self._check_scales(column_scales)
         self._prepare(self.g)
         self.ledger = EventLedger()
         self._range: list[tuple[float, float]] | None = None
         self._torch = None
         if backend == "torch":
+            if spec.pair_readout or self._scales is not None:
+                raise ConfigError("the torch backend does not support pair_readout or column_scales yet: "
+                                  "use backend='numba'")
             from cimsim.crossbar_torch import TorchTile
             self._torch = TorchTile(self, device)
 
@@ -165,6 +190,11 @@ class Crossbar:
         return self.n_slices * self.n_polarity * self.out_features
 
     @property
+    def readout_columns(self) -> int:
+        """Values converted per (input cycle, row block): column pairs with ``pair_readout``, else physical columns."""
+        return self.n_slices * self.out_features if self.spec.pair_readout else self.physical_columns
+
+    @property
     def row_blocks(self) -> list[tuple[int, int]]:
         r = self.spec.rows
         return [(k, min(k + r, self.in_features)) for k in range(0, self.in_features, r)]
@@ -176,6 +206,22 @@ class Crossbar:
     @property
     def arrays(self) -> int:
         return len(self.row_blocks) * self.col_blocks
+
+    def _check_scales(self, scales) -> np.ndarray:
+        """Column scale factors as (row blocks, readout columns) float64, validated."""
+        if not isinstance(self.spec.readout, (SenseAmp, TernaryReadout)):
+            raise ConfigError("column_scales scale decisions: they need a SenseAmp or TernaryReadout readout, "
+                              f"got {type(self.spec.readout).__name__}")
+        s = np.asarray(scales, dtype=np.float64)
+        rb = len(self.row_blocks)
+        shape = ((rb, self.n_slices, self.out_features) if self.spec.pair_readout
+                 else (rb, self.n_slices, self.n_polarity, self.out_features))
+        if s.shape not in (shape, (rb, self.readout_columns)):
+            raise ConfigError(f"column_scales must have shape {shape} (row blocks, slices, "
+                              f"{'' if self.spec.pair_readout else 'polarities, '}outputs), got {s.shape}")
+        if not np.all(np.isfinite(s)) or np.any(s <= 0):
+            raise ConfigError("column_scales must be finite and positive")
+        return s.reshape(rb, -1).copy()
 
     def _level_step(self) -> tuple[float, float]:
         cell = self.spec.cell
@@ -218,6 +264,18 @@ class Crossbar:
         self._var_gemm = [None if v is None else v.astype(dt) for v in self._var]
         shift = np.outer(self.slices.weights, self.slices.sign)    # (S, P) digital weight per column group
         self._col_weight = np.repeat(shift.reshape(-1), N)          # (physical columns,)
+        # what the readout converts: physical columns, or G+ minus G- of each pair (pair_readout)
+        self._ro_a, self._ro_a_gemm, self._ro_var, self._ro_weight = self._a, self._a_gemm, self._var_gemm, self._col_weight
+        if self.spec.pair_readout:
+            pair = lambda m: (m.reshape(m.shape[0], S, P, N)[:, :, 0] - m.reshape(m.shape[0], S, P, N)[:, :, 1]  # noqa: E731
+                              ).reshape(m.shape[0], S * N)
+            self._ro_a = [pair(a) for a in self._a]
+            self._ro_a_gemm = [a.astype(dt) for a in self._ro_a]
+            # the noise of both columns adds: variances add per pair (a per-row variance simply doubles)
+            self._ro_var = [None if v is None else (2 * v if v.ndim == 1 else
+                            (v.reshape(-1, S, P, N)[:, :, 0] + v.reshape(-1, S, P, N)[:, :, 1]).reshape(-1, S * N))
+                            for v in self._var_gemm]
+            self._ro_weight = np.repeat(self.slices.weights, N)     # (column pairs,)
 
     # ------------------------------------------------------------------ readout ranges
     def _digit_range(self) -> tuple[int, int]:
@@ -239,6 +297,9 @@ class Crossbar:
     def _full_range(self, rows: int) -> tuple[float, float]:
         lo_d, hi_d = self._digit_range()
         top_level = 2 ** self.spec.cell_bits - 1
+        if self.spec.pair_readout:   # PS+ - PS-: symmetric about zero
+            m = rows * max(-lo_d, hi_d) * top_level
+            return -m, m
         return rows * lo_d * top_level, rows * hi_d * top_level
 
     def _ranges(self) -> list[tuple[float, float]]:
@@ -271,7 +332,7 @@ class Crossbar:
         q = self.spec.calibration_percentile
         self._range = []
         for i, (k0, k1) in enumerate(self.row_blocks):
-            vals = np.concatenate([(p[:, k0:k1].astype(np.float64) @ self._a[i]).ravel() for p in planes])
+            vals = np.concatenate([(p[:, k0:k1].astype(np.float64) @ self._ro_a[i]).ravel() for p in planes])
             p = float(np.percentile(np.abs(vals), q)) if vals.size else 1.0
             lo = -p if vals.min() < 0 else 0.0
             self._range.append((lo, max(p, lo + 1.0)))
@@ -311,6 +372,9 @@ class Crossbar:
         # fixed batch shards (each with its own noise stream, so the numbers do not depend on the thread
         # count); other readouts draw from the crossbar's generator and run serially.
         fused = isinstance(ro, _Quantizer) and ro.offset_sigma_lsb == 0
+        special = self.spec.pair_readout or self._scales is not None   # pair / scaled readout: own, serial path
+        fused = fused and not special
+        shard = self._shard_readout if special else self._shard
         if fused:   # each shard cuts its own digits from the integers (the role of input_planes)
             xv = check_inputs(x, self.spec.input_bits, self.spec.input_signed)
             planes = np.where(xv < 0, xv + (1 << self.spec.input_bits), xv) if self.spec.input_signed else xv
@@ -320,25 +384,27 @@ class Crossbar:
             planes, pw = input_planes(x, self.spec.input_bits, self.spec.dac_bits, self.spec.input_signed)
             cycles = planes.shape[0]
         y = np.zeros((B, N))
-        nonzero = read_energy = 0.0
+        nonzero = read_energy = decisions = 0.0
         for c0 in range(0, B, self.spec.batch_chunk):
             c1 = min(c0 + self.spec.batch_chunk, B)
             edges = np.linspace(c0, c1, NoiseStreams.STREAMS + 1).astype(int)
             shards = [(j, int(edges[j]), int(edges[j + 1])) for j in range(NoiseStreams.STREAMS)]
-            work = lambda sh: self._shard(planes, pw, sh[1], sh[2], ranges, fused, sh[0])  # noqa: E731
+            work = lambda sh: shard(planes, pw, sh[1], sh[2], ranges, fused, sh[0])  # noqa: E731
             if fused and c1 - c0 >= 64:
                 with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread per shard thread
                     results = list(self._pool().map(work, shards))
             else:
                 results = [work(sh) for sh in shards]
-            for (_, b0, b1), (acc, nz, energy) in zip(shards, results):
+            for (_, b0, b1), (acc, nz, energy, *nzd) in zip(shards, results):
                 if b1 > b0:
-                    y[b0:b1] = (acc * self._col_weight).reshape(b1 - b0, -1, N).sum(axis=1)
+                    y[b0:b1] = (acc * self._ro_weight).reshape(b1 - b0, -1, N).sum(axis=1)
                 nonzero += nz
                 read_energy += energy
+                decisions += sum(nzd)
         if self.slices.offset:
             y -= self.slices.offset * x.sum(axis=1, dtype=np.float64)[:, None]
-        self._count(B, cycles, nonzero, read_energy)
+        decides = special and isinstance(ro, (SenseAmp, TernaryReadout))
+        self._count(B, cycles, nonzero, read_energy, decisions if decides else None)
         return y
 
     def _pool(self) -> ThreadPoolExecutor:
@@ -355,11 +421,10 @@ class Crossbar:
         acc = np.zeros((b1 - b0, cols))
         if b1 <= b0:
             return acc, 0.0, 0.0
-        top = float(self.spec.readout.n_codes - 1) if fused else 0.0
         v_step = self.spec.cell.read_voltage_v / ((1 << self.spec.dac_bits) - 1)
         nonzero = read_energy = 0.0
         dt = self.gemm_dtype()
-        for i, (k0, k1) in enumerate(self.row_blocks):
+        for i, (k0, k1) in enumerate(self.row_blocks):   # readouts outside the fused kernel
             a, var, (lo, lsb) = self._a_gemm[i], self._var_gemm[i], ranges[i]
             for t in range(planes.shape[0]):
                 xp = planes[t, b0:b1, k0:k1].astype(dt)
@@ -370,10 +435,7 @@ class Crossbar:
                     std = np.sqrt((xp * xp) @ var)
                     std = np.broadcast_to(std[:, None], v.shape) if std.ndim == 1 else std
                     z = self._noise.standard_normal(v.shape, stream)
-                if fused:
-                    adc_accumulate(acc, v, std, z, lo, lsb, top, pw[t])
-                else:
-                    acc += pw[t] * self._readout(v + std * z if var is not None else v, lo, lsb)
+                acc += pw[t] * self._readout(v + std * z if var is not None else v, lo, lsb)
                 sq = (xp * xp).sum(axis=0, dtype=np.float64)
                 nonzero += float(np.count_nonzero(xp))
                 read_energy += float(sq @ self._g_rowsum[i]) * v_step ** 2 * self.spec.cell.read_time_s
@@ -422,16 +484,52 @@ class Crossbar:
                 self.spec.cell.read_time_s
         return acc, nonzero, read_energy
 
-    def _count(self, batch: int, cycles: int, nonzero_inputs: float, read_energy_j: float) -> None:
+    def _shard_readout(self, planes, pw, b0: int, b1: int, ranges, fused: bool, stream: int):
+        """Pair readout and/or column scales (see the module docstring), examples b0..b1:
+        (acc (batch, readout columns), nonzero digits, read energy, nonzero decisions)."""
+        acc = np.zeros((b1 - b0, self.readout_columns))
+        if b1 <= b0:
+            return acc, 0.0, 0.0, 0.0
+        ro = self.spec.readout
+        v_step = self.spec.cell.read_voltage_v / ((1 << self.spec.dac_bits) - 1)
+        nonzero = read_energy = decisions = 0.0
+        dt = self.gemm_dtype()
+        for i, (k0, k1) in enumerate(self.row_blocks):
+            a, var, (lo, lsb) = self._ro_a_gemm[i], self._ro_var[i], ranges[i]
+            scale = None if self._scales is None else self._scales[i]
+            for t in range(planes.shape[0]):
+                xp = planes[t, b0:b1, k0:k1].astype(dt)
+                v = (xp @ a).astype(np.float64)
+                if var is not None:
+                    std = np.sqrt((xp * xp) @ var)
+                    std = std[:, None] if std.ndim == 1 else std
+                    v = v + std * self._noise.standard_normal(v.shape, stream)
+                u = v if scale is None else v / scale          # comparator reference = threshold x scale
+                if isinstance(ro, SenseAmp) and self.spec.pair_readout:
+                    d = ro.convert(u, rng=self._rng, signed=True)   # PS+ against PS-: the sign
+                else:
+                    d = self._readout(u, lo, lsb)
+                if isinstance(ro, (SenseAmp, TernaryReadout)):
+                    decisions += float(np.count_nonzero(d))
+                acc += pw[t] * (d if scale is None else d * scale)
+                sq = (xp * xp).sum(axis=0, dtype=np.float64)
+                nonzero += float(np.count_nonzero(xp))
+                read_energy += float(sq @ self._g_rowsum[i]) * v_step ** 2 * self.spec.cell.read_time_s
+        return acc, nonzero, read_energy, decisions
+
+    def _count(self, batch: int, cycles: int, nonzero_inputs: float, read_energy_j: float,
+               nonzero_decisions: float | None = None) -> None:
         led, name = self.ledger, self.name
         rb = len(self.row_blocks)
-        conversions = batch * cycles * rb * self.physical_columns
+        conversions = batch * cycles * rb * self.readout_columns
         led.add(name, "array_read_cycles", batch * cycles * self.arrays)
         led.add(name, self._conversion_event(), conversions)
         led.add(name, "dac_drives", nonzero_inputs * self.col_blocks)
         led.add(name, "cell_reads", nonzero_inputs * self.physical_columns)
         led.add(name, "cell_read_energy_j", read_energy_j)
         led.add(name, "shift_adds", conversions)
+        if nonzero_decisions is not None:
+            led.add(name, "nonzero_decisions", nonzero_decisions)
         if self.slices.offset:
             led.add(name, "offset_correction_adds", batch * (self.in_features + self.out_features))
 

@@ -40,13 +40,26 @@ DEFAULT_CALIBRATION = 512   # training examples that calibrate ranges, as 'cimsi
 # --------------------------------------------------------------------------------------------------
 # model and data (once per process)
 
-def load_model_and_data(model_name: str, dataset: str, data_dir=None, checkpoint=None):
-    """The trained network and its dataset, checked against each other: (model, metadata, data, path)."""
+def load_model_and_data(model_name: str, dataset: str, data_dir=None, checkpoint=None, arch=None, overrides=None):
+    """The trained network and its dataset, checked against each other: (model, metadata, data, path).
+
+    For an architecture with learned partial-sum scale factors (``arch.column_scales``, e.g. hcim) the default
+    checkpoint is the network fine-tuned for it by ``cimsim finetune`` (:mod:`cimsim.mappers.qat`)."""
     from cimsim.workloads import datasets, train
 
     data = datasets.load(dataset, data_dir=data_dir)
-    ckpt = Path(checkpoint) if checkpoint else train.find_checkpoint(model_name, data.name)
-    model, meta = train.load_checkpoint(ckpt)
+    if arch is not None and getattr(arch, "column_scales", False):
+        from cimsim.mappers import qat
+        from cimsim.workloads import zoo
+
+        cfg = qat.PSQConfig.from_arch(arch)
+        ckpt = Path(checkpoint) if checkpoint else qat.find_psq_checkpoint(
+            model_name, data.name, cfg,
+            command=qat.finetune_command(zoo.canonical_name(model_name), data.name, arch.name, overrides))
+        model, meta = qat.load_any_checkpoint(ckpt)
+    else:
+        ckpt = Path(checkpoint) if checkpoint else train.find_checkpoint(model_name, data.name)
+        model, meta = train.load_checkpoint(ckpt)
     if meta["dataset"] != data.name:
         raise ConfigError(f"checkpoint {ckpt} was trained on {meta['dataset']}, not {data.name}: "
                           f"pass --dataset {meta['dataset']} or another --checkpoint")
@@ -236,6 +249,13 @@ def evaluate_point(point: Point, settings: Settings) -> Report:
 
     model, meta, data = _context(settings)
     spec = arch_mod.get(point.arch, **point_params(point, settings.overrides))
+    if getattr(spec, "column_scales", False):   # hcim: the network fine-tuned with partial-sum QAT for it
+        key = ("psq", _settings_key(settings), json.dumps(point_params(point, settings.overrides), sort_keys=True))
+        if key not in _CONTEXT:
+            m, mt, _, _ = load_model_and_data(settings.model, settings.dataset, settings.data_dir, None,
+                                              arch=spec, overrides=arch_overrides(point.arch, settings.overrides))
+            _CONTEXT[key] = (m, mt)
+        model, meta = _CONTEXT[key]
     loader = data.loader("test", batch_size=settings.batch_size, limit=settings.limit)
     calibration = data.loader("train", batch_size=settings.batch_size, limit=settings.calibration, shuffle=False)
     config = {"model": meta["model"], "dataset": data.name, "checkpoint": settings.checkpoint,

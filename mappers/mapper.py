@@ -27,7 +27,6 @@ arithmetic: the quantized digital model, which an ideal device with a lossless r
 from __future__ import annotations
 
 import copy
-import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from torch import nn
 from cimsim.crossbar import Crossbar
 from cimsim.errors import ConfigError
 from cimsim.ledger import EventLedger
+from cimsim.mappers import qat
 from cimsim.mappers.profile import profile
 from cimsim.report import Report
 
@@ -47,9 +47,9 @@ MAPPED_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
 # matrix layers that exist in torch but that the mapper does not (yet) place on crossbars
 UNSUPPORTED_TYPES = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Bilinear,
                      nn.RNNBase, nn.MultiheadAttention, nn.Transformer)
-# our choice: the 99.99th percentile of |activation| sets the input range, so one outlier in the
-# calibration batches cannot waste input codes (0.01 % of calibration values clip)
-ACTIVATION_PERCENTILE = 99.99
+# the 99.99th percentile of |activation| sets the input range (our choice, see cimsim.mappers.qat, which
+# fine-tunes with the same rule)
+ACTIVATION_PERCENTILE = qat.ACTIVATION_PERCENTILE
 # our choice: at most this many input vectors per layer calibrate the ADC ranges (a uniform sample)
 ADC_CALIBRATION_ROWS = 16384
 MODES = ("analog", "digital", "float")
@@ -374,6 +374,12 @@ def _batches(calibration, limit_batches: int | None):
     return out
 
 
+def _check_psq(name: str, mod: nn.Module, cfg) -> None:
+    if cfg is not None and mod.psq_config != cfg:
+        raise ConfigError(f"layer {name} was fine-tuned for {mod.psq_config.tag} but the architecture reads "
+                          f"{cfg.tag}: fine-tune it for this architecture ('cimsim finetune' with the same --set)")
+
+
 @torch.no_grad()
 def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backend: str = "numba",
               device: str = "cpu", calibration_batches: int | None = None) -> MappedModel:
@@ -387,7 +393,10 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
     if not batches:
         raise ConfigError("cimsim.map needs calibration data (a loader of (x, y) batches or a tensor of inputs) "
                           "to set activation and ADC ranges; pass calibration=data.loader('train', limit=...)")
+    psq_cfg = qat.PSQConfig.from_arch(arch) if getattr(arch, "column_scales", False) else None
     reference = model
+    if any(qat.is_psq(m) for m in model.modules()):   # the reference is the float network, PSQ off
+        reference = qat.set_psq(copy.deepcopy(model), False).eval()
     work = copy.deepcopy(model).eval()
     for p in work.parameters():
         p.requires_grad_(False)
@@ -427,27 +436,37 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
     cal_info = {"batches": len(batches), "examples": int(sum(len(b) for b in batches)),
                 "activation_percentile": ACTIVATION_PERCENTILE, "adc_rows_per_layer": ADC_CALIBRATION_ROWS,
                 "uncosted_layers": cal_uncosted}
+    unscaled = []
     for index, (name, mod) in enumerate(targets.items()):
-        acts = torch.cat([a.reshape(-1) for a in seen[name]]).double()
-        signed = bool(acts.min() < 0)
-        bits = arch.input_bits
-        qmax = 2 ** (bits - 1) - 1 if signed else 2 ** bits - 1
-        sample = acts.abs()
-        if sample.numel() > 2_000_000:
-            sample = sample[torch.from_numpy(rng.choice(sample.numel(), 2_000_000, replace=False))]
-        amax = float(np.percentile(sample.numpy(), ACTIVATION_PERCENTILE))
-        if amax <= 0:
-            amax = float(sample.max()) or 1.0
+        if qat.is_psq(mod):   # fine-tuned with PSQ: its input range is part of what it learned
+            _check_psq(name, mod, psq_cfg)
+            signed, input_scale = bool(mod.input_signed), float(mod.input_scale)
+        else:
+            input_scale, signed = qat.activation_range(torch.cat([a.reshape(-1) for a in seen[name]]),
+                                                       arch.input_bits, rng)
         groups = getattr(mod, "groups", 1)
         k_per_group = mod.weight[0].numel()
         plan = LayerPlan(name, type(mod).__name__, k_per_group, mod.weight.shape[0], groups,
-                         input_signed=signed, input_scale=amax / qmax)
+                         input_signed=signed, input_scale=input_scale)
         layer = MappedLayer(name, mod, arch, plan)
         spec = arch.crossbar_spec(input_signed=signed)
         og = plan.out_features // groups
+        scales = None
+        if psq_cfg is not None:
+            if qat.is_psq(mod):
+                scales = mod.psq_alpha.detach().double().numpy()
+            else:
+                unscaled.append(name)
+                allp = torch.cat([layer._patches(layer.quantize_input(a))[0] for a in seen[name]]).numpy().astype(np.int64)
+                if allp.shape[0] > ADC_CALIBRATION_ROWS:
+                    allp = allp[np.sort(rng.choice(allp.shape[0], ADC_CALIBRATION_ROWS, replace=False))]
+                scales = np.concatenate([qat.lsq_scales(allp[:, g * k_per_group:(g + 1) * k_per_group],
+                                                        layer.w_int[g * og:(g + 1) * og], psq_cfg, signed)
+                                         for g in range(groups)], axis=2)
         for g in range(groups):
             layer.crossbars.append(Crossbar(layer.w_int[g * og:(g + 1) * og], spec, seed=_seed_for(seed, index, g),
-                                            backend=backend, device=device, name=name))
+                                            backend=backend, device=device, name=name,
+                                            column_scales=None if scales is None else scales[:, :, g * og:(g + 1) * og]))
         # positions per inference and ADC calibration from the quantized calibration inputs
         patches, shape = layer._patches(layer.quantize_input(seen[name][0][:1]))
         plan.positions = int(patches.shape[0])
@@ -462,4 +481,8 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         layers[name] = layer
         _replace(work, name, layer)
         seen[name] = []  # free the calibration activations
+    if unscaled:
+        warnings.warn(f"{arch.name}: no learned partial-sum scale factors for {', '.join(unscaled)}; using "
+                      "calibrated initial scales (expect an accuracy loss: fine-tune with cimsim.mappers.qat, "
+                      "'cimsim finetune')", stacklevel=2)
     return MappedModel(work, reference, arch, layers, digital, kinds, kept, folded, cal_info, seed, backend, device)

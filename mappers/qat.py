@@ -1,0 +1,632 @@
+"""Hardware-aware training: partial-sum quantization-aware training (PSQ) and noise injection.
+
+ADC-less architectures (HCiM, arXiv 2403.13577) read every crossbar partial sum with one or two
+comparators: a binary (+1 / -1) or ternary (-1 / 0 / +1) decision per column pair, multiplied by a
+learned per-column scale factor ``alpha`` in a digital array. A network trained in floating point loses
+most of its accuracy there; PSQ fine-tunes it with that readout in the loop.
+
+:class:`PSQLinear` / :class:`PSQConv2d` are ``nn.Linear`` / ``nn.Conv2d`` whose forward computes exactly
+what :class:`cimsim.Crossbar` computes with ``pair_readout`` and ``column_scales``:
+
+* inputs quantized like the mapper does (``x_int = clamp(round(x / s_x))``, ``s_x`` from the calibration
+  percentile, fixed during fine-tuning), cut into the same bit planes as :func:`cimsim.encoding.input_planes`;
+* weights quantized per output channel like :func:`cimsim.mappers.quantize_weights`, sliced like the
+  engine's ``signed="differential"`` encoding (slice ``j`` of a weight is ``sign(w) * level_j(|w|)``, the
+  G+ minus G- value its column pair holds);
+* the reduction dimension cut into the same row blocks of ``rows`` (in ``F.unfold`` order, the order
+  the mapper programs);
+* per (row block, slice, output): ``PS = plane_t . slice_j`` and ``q = alpha * D(PS / alpha)``,
+  ``D`` = ternary ``(u > threshold) - (u < -threshold)`` or binary ``+1 if u > 0 else -1``;
+* ``y = s_x * s_w * sum_{t, r, j} 2**(dac_bits t) * 2**shift_j * q + bias``.
+
+Gradients: straight-through estimators. Rounding passes the gradient through; each bit plane and weight
+slice passes its share of the gradient of the integer it came from, weighted by its significance (our
+choice: shares ``c_t = 2**t / sum 4**t`` so that ``sum_t 2**t c_t = 1``); the decision uses the LSQ
+estimator of Esser et al. (ICLR 2020): ``q = alpha * clamp(u, -1, 1)`` in the backward pass, with the
+gradient of ``alpha`` scaled by ``1 / sqrt(number of partial sums per alpha)``.
+
+Noise injection (``noise_frac``): during training, every cell level of a slice gets Gaussian noise of
+standard deviation ``noise_frac x (2**cell_bits - 1)`` per cell (two cells per pair), the conductance
+variation ``ReRAM.prog_sigma_frac`` models, so the network learns margins around it.
+
+:func:`finetune` prepares a trained network (BN folded, input ranges calibrated, ``alpha`` initialised as
+the multiple of mean |PS| with the least squared error) and fine-tunes it; :func:`save_psq_checkpoint` / :func:`load_psq_checkpoint`
+store it, :func:`find_psq_checkpoint` finds it (the user's directory first, then the shipped ones).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cimsim.errors import CheckpointError, ConfigError
+
+READOUTS = ("ternary", "binary")
+# our choice: the 99.99th percentile of |activation| sets the input range, so one outlier in the calibration
+# batches cannot waste input codes (0.01 % of calibration values clip); the mapper uses the same rule, so the
+# fine-tuned and the mapped network quantize their inputs identically
+ACTIVATION_PERCENTILE = 99.99
+FORMAT = "cimsim.psq-checkpoint"
+
+
+@dataclass(frozen=True)
+class PSQConfig:
+    """What the crossbar does to a partial sum; must match the architecture the network is mapped onto."""
+
+    rows: int = 128
+    cell_bits: int = 1
+    weight_bits: int = 4
+    input_bits: int = 4
+    dac_bits: int = 1
+    readout: str = "ternary"
+    threshold: float = 0.5
+
+    def __post_init__(self):
+        for k in ("rows", "cell_bits", "weight_bits", "input_bits", "dac_bits"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"PSQConfig.{k} must be a positive integer, got {v!r}")
+        if self.weight_bits < 2:
+            raise ConfigError("PSQConfig.weight_bits must be at least 2 (signed weights)")
+        if self.readout not in READOUTS:
+            raise ConfigError(f"PSQConfig.readout = {self.readout!r}: choose 'ternary' or 'binary'")
+        if not 0 <= self.threshold < 1:
+            raise ConfigError(f"PSQConfig.threshold must lie in [0, 1), got {self.threshold!r}")
+
+    @classmethod
+    def from_arch(cls, arch) -> "PSQConfig":
+        return cls(rows=arch.rows, cell_bits=arch.cell_bits, weight_bits=arch.weight_bits,
+                   input_bits=arch.input_bits, dac_bits=arch.dac_bits, readout=arch.readout,
+                   threshold=float(arch.threshold))
+
+    @property
+    def tag(self) -> str:
+        """Short name of the configuration, used in checkpoint file names."""
+        return (f"psq-{self.readout}-w{self.weight_bits}a{self.input_bits}c{self.cell_bits}d{self.dac_bits}"
+                f"r{self.rows}t{self.threshold:g}")
+
+    # geometry --------------------------------------------------------------
+    def slice_shifts(self) -> list[tuple[int, int]]:
+        """(shift, width) of each magnitude slice, LSB first (differential: weight_bits - 1 magnitude bits)."""
+        out, shift, mag = [], 0, self.weight_bits - 1
+        while shift < mag:
+            out.append((shift, min(self.cell_bits, mag - shift)))
+            shift += self.cell_bits
+        return out
+
+    def plane_shifts(self) -> list[tuple[int, int]]:
+        a, d = self.input_bits, self.dac_bits
+        return [(s, min(d, a - s)) for s in range(0, a, d)]
+
+    def row_blocks(self, k: int) -> list[tuple[int, int]]:
+        return [(k0, min(k0 + self.rows, k)) for k0 in range(0, k, self.rows)]
+
+
+# ------------------------------------------------------------------------------------------------ pieces
+def _ste(value: torch.Tensor, source: torch.Tensor, share: float) -> torch.Tensor:
+    """``value`` forward, ``share`` x the gradient of ``source`` backward."""
+    return value.detach() + share * (source - source.detach())
+
+
+def bit_planes(x_int: torch.Tensor, cfg: PSQConfig, signed: bool) -> tuple[list[torch.Tensor], list[float]]:
+    """The engine's input planes (LSB first; a signed top digit for signed inputs) with STE gradients."""
+    a = cfg.input_bits
+    u = torch.where(x_int < 0, x_int + 2 ** a, x_int) if signed else x_int
+    u = u.detach()
+    layout = cfg.plane_shifts()
+    norm = sum(4.0 ** s for s, _ in layout)
+    planes, weights = [], []
+    for i, (s, w) in enumerate(layout):
+        p = torch.remainder(torch.floor(u / 2 ** s), 2 ** w)
+        if signed and i == len(layout) - 1:
+            p = torch.where(p >= 2 ** (w - 1), p - 2 ** w, p)
+        planes.append(_ste(p, x_int, 2.0 ** s / norm))
+        weights.append(2.0 ** s)
+    return planes, weights
+
+
+def weight_slices(w_int: torch.Tensor, cfg: PSQConfig) -> tuple[list[torch.Tensor], list[float]]:
+    """Signed slice values ``sign(w) * level_j(|w|)`` (what G+ minus G- of a pair holds), STE gradients."""
+    mag, sign = w_int.detach().abs(), torch.sign(w_int.detach())
+    layout = cfg.slice_shifts()
+    norm = sum(4.0 ** s for s, _ in layout)
+    out, weights = [], []
+    for s, w in layout:
+        level = torch.remainder(torch.floor(mag / 2 ** s), 2 ** w)
+        out.append(_ste(sign * level, w_int, 2.0 ** s / norm))
+        weights.append(2.0 ** s)
+    return out, weights
+
+
+def decide(u: torch.Tensor, cfg: PSQConfig) -> torch.Tensor:
+    """The comparators' decision on ``u = PS / alpha``: ternary -1 / 0 / +1 or binary -1 / +1."""
+    if cfg.readout == "binary":
+        return torch.where(u > 0, 1.0, -1.0).to(u.dtype)
+    return (u > cfg.threshold).to(u.dtype) - (u < -cfg.threshold).to(u.dtype)
+
+
+def quantize_activation(x: torch.Tensor, scale: float, bits: int, signed: bool) -> torch.Tensor:
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
+    v = x / scale
+    return _ste(torch.clamp(torch.round(v), lo, hi), torch.clamp(v, lo, hi), 1.0)
+
+
+def quantize_weight_ste(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-output-channel symmetric integers (as :func:`cimsim.mappers.quantize_weights`) and scales, STE."""
+    qmax = 2 ** (bits - 1) - 1
+    flat = w.reshape(w.shape[0], -1)
+    amax = flat.detach().abs().amax(dim=1)
+    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    v = flat / scale[:, None]
+    return _ste(torch.clamp(torch.round(v), -qmax, qmax), v, 1.0), scale
+
+
+class _ScaledDecision(torch.autograd.Function):
+    """``coef * alpha * D(PS / alpha)`` forward; LSQ's straight-through gradients backward (module docstring)."""
+
+    @staticmethod
+    def forward(ctx, ps, alpha, coef, readout, threshold, grad_scale):
+        u = ps / alpha
+        if readout == "binary":
+            d = torch.where(u > 0, 1.0, -1.0).to(u.dtype)
+        else:
+            d = (u > threshold).to(u.dtype) - (u < -threshold).to(u.dtype)
+        ctx.save_for_backward(u, d, alpha, coef)
+        ctx.grad_scale = grad_scale
+        return d * (alpha * coef)
+
+    @staticmethod
+    def backward(ctx, g):
+        u, d, alpha, coef = ctx.saved_tensors
+        g = g * coef
+        inside = u.abs() <= 1
+        grad_ps = g * inside
+        grad_alpha = (g * torch.where(inside, d - u, d)).sum(dim=(0, 1), keepdim=True) * ctx.grad_scale
+        return grad_ps, grad_alpha, None, None, None, None
+
+
+# ------------------------------------------------------------------------------------------------ layers
+class _PSQ:
+    """Mixin of the PSQ layers: config, calibrated input scale, learned column scales ``psq_alpha``."""
+
+    psq_config: PSQConfig
+    psq_enabled: bool = True
+    noise_frac: float = 0.0
+
+    def _setup(self, cfg: PSQConfig, k: int, input_scale: float, input_signed: bool):
+        self.psq_config = cfg
+        self.psq_enabled = True
+        self.noise_frac = 0.0
+        shape = (len(cfg.row_blocks(k)), len(cfg.slice_shifts()), self.weight.shape[0])
+        self.psq_alpha = nn.Parameter(torch.ones(shape, dtype=self.weight.dtype))
+        self.register_buffer("input_scale", torch.tensor(float(input_scale), dtype=torch.float64))
+        self.register_buffer("input_signed", torch.tensor(bool(input_signed)))
+
+    def _patches(self, x_int: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        raise NotImplementedError
+
+    def partial_sums(self, patches: torch.Tensor, w_int: torch.Tensor) -> list[torch.Tensor]:
+        """Per row block: (cycles * positions, slices * outputs) partial sums of one group.
+
+        The planes are exact integers; their STE gradient (share ``c_t`` of the gradient of ``x_int``) is
+        carried by one extra product ``c_t * (x_int - x_int.detach()) @ W`` (zero in the forward pass)."""
+        cfg = self.psq_config
+        signed = bool(self.input_signed)
+        planes, _ = bit_planes(patches.detach(), cfg, signed)
+        slices, _ = weight_slices(w_int, cfg)
+        if self.training and self.noise_frac > 0:
+            top = 2 ** cfg.cell_bits - 1
+            slices = [s + math.sqrt(2) * self.noise_frac * top * torch.randn_like(s) for s in slices]
+        P = torch.cat(planes)                      # (T * M, K)
+        Wm = torch.cat(slices)                     # (S * O, K)
+        grad = patches.requires_grad
+        if grad:
+            shares = torch.tensor([2.0 ** s for s, _ in cfg.plane_shifts()], dtype=patches.dtype)
+            shares = shares / (shares ** 2).sum()
+            dx = patches - patches.detach()
+        out = []
+        for k0, k1 in cfg.row_blocks(patches.shape[1]):
+            ps = P[:, k0:k1] @ Wm[:, k0:k1].T
+            if grad:
+                z = dx[:, k0:k1] @ Wm[:, k0:k1].T                     # (M, S * O), zero valued
+                ps = (ps.reshape(len(planes), -1, z.shape[1]) + shares[:, None, None] * z[None]).reshape(ps.shape)
+            out.append(ps)
+        return out
+
+    def psq_product(self, patches: torch.Tensor, w_int: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """(M, O) sum over cycles, row blocks and slices of the scaled decisions (integer units of x @ W.T)."""
+        cfg = self.psq_config
+        T, S = len(cfg.plane_shifts()), len(cfg.slice_shifts())
+        M, O = patches.shape[0], w_int.shape[0]
+        pw = torch.tensor([2.0 ** s for s, _ in cfg.plane_shifts()], dtype=patches.dtype)
+        sw = torch.tensor([2.0 ** s for s, _ in cfg.slice_shifts()], dtype=patches.dtype)
+        coef = (pw[:, None] * sw[None, :])[:, None, :, None]            # (T, 1, S, 1)
+        y = patches.new_zeros(M, O)
+        for r, ps in enumerate(self.partial_sums(patches, w_int)):
+            q = _ScaledDecision.apply(ps.reshape(T, M, S, O), alpha[r][None, None], coef, cfg.readout,
+                                      cfg.threshold, 1.0 / math.sqrt(T * M))
+            y = y + q.sum(dim=(0, 2))
+        return y
+
+    def psq_forward(self, x: torch.Tensor) -> torch.Tensor:
+        cfg = self.psq_config
+        x_int = quantize_activation(x, float(self.input_scale), cfg.input_bits, bool(self.input_signed))
+        patches, shape = self._patches(x_int)
+        w_int, w_scale = quantize_weight_ste(self.weight, cfg.weight_bits)
+        G = getattr(self, "groups", 1)
+        K, O = patches.shape[1] // G, w_int.shape[0]
+        og = O // G
+        outs = [self.psq_product(patches[:, g * K:(g + 1) * K], w_int[g * og:(g + 1) * og],
+                                 self.psq_alpha[:, :, g * og:(g + 1) * og]) for g in range(G)]
+        acc = torch.cat(outs, dim=1)
+        y = acc * (self.input_scale.to(acc.dtype) * w_scale)[None, :]
+        if self.bias is not None:
+            y = y + self.bias[None, :]
+        return self._unpatch(y, shape)
+
+
+class PSQLinear(_PSQ, nn.Linear):
+    """``nn.Linear`` trained with partial-sum quantization (see the module docstring)."""
+
+    def _patches(self, x):
+        return x.reshape(-1, x.shape[-1]), x.shape[:-1]
+
+    def _unpatch(self, y, shape):
+        return y.reshape(*shape, -1)
+
+    def forward(self, x):
+        return self.psq_forward(x) if self.psq_enabled else nn.Linear.forward(self, x)
+
+
+class PSQConv2d(_PSQ, nn.Conv2d):
+    """``nn.Conv2d`` (zero padding) trained with partial-sum quantization (see the module docstring)."""
+
+    def _patches(self, x):
+        p = self.padding
+        if isinstance(p, str):
+            if p == "valid":
+                p = (0, 0)
+            else:
+                raise ConfigError(f"PSQConv2d: padding={p!r} is not supported; use explicit padding")
+        x = F.pad(x, (p[1], p[1], p[0], p[0]))
+        B, C, H, W = x.shape
+        k, s, d = self.kernel_size, self.stride, self.dilation
+        cols = F.unfold(x, k, dilation=d, stride=s)
+        Ho = (H - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        Wo = (W - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        return cols.transpose(1, 2).reshape(B * Ho * Wo, -1), (B, Ho, Wo)
+
+    def _unpatch(self, y, shape):
+        B, Ho, Wo = shape
+        return y.reshape(B, Ho * Wo, -1).transpose(1, 2).reshape(B, -1, Ho, Wo)
+
+    def forward(self, x):
+        return self.psq_forward(x) if self.psq_enabled else nn.Conv2d.forward(self, x)
+
+
+def is_psq(mod: nn.Module) -> bool:
+    return isinstance(mod, _PSQ)
+
+
+def set_psq(model: nn.Module, enabled: bool) -> nn.Module:
+    """Turn the PSQ emulation of every PSQ layer on (default) or off (plain float layers)."""
+    for m in model.modules():
+        if is_psq(m):
+            m.psq_enabled = enabled
+    return model
+
+
+def set_noise(model: nn.Module, noise_frac: float) -> nn.Module:
+    """Noise injection during training: per-cell Gaussian level noise of ``noise_frac`` of the level range."""
+    if not 0 <= noise_frac < 1:
+        raise ConfigError(f"noise_frac must lie in [0, 1), got {noise_frac!r}")
+    for m in model.modules():
+        if is_psq(m):
+            m.noise_frac = float(noise_frac)
+    return model
+
+
+def _convertible(mod: nn.Module) -> bool:
+    if type(mod) is nn.Linear:
+        return True
+    return type(mod) is nn.Conv2d and mod.padding_mode == "zeros" and mod.padding != "same"
+
+
+def convert(model: nn.Module, cfg: PSQConfig, input_ranges: dict[str, tuple[float, bool]]) -> list[str]:
+    """Turn every ``nn.Linear`` / ``nn.Conv2d`` named in ``input_ranges`` (name -> (scale, signed)) into its
+    PSQ layer, in place; returns the names converted."""
+    done = []
+    for name, mod in list(model.named_modules()):
+        if name in input_ranges and _convertible(mod):
+            scale, signed = input_ranges[name]
+            k = mod.weight[0].numel()
+            mod.__class__ = PSQLinear if isinstance(mod, nn.Linear) else PSQConv2d
+            mod._setup(cfg, k, scale, signed)
+            done.append(name)
+    return done
+
+
+# ------------------------------------------------------------------------------------------------ prepare
+def activation_range(acts: torch.Tensor, bits: int, rng: np.random.Generator) -> tuple[float, bool]:
+    """(input scale, signed) by the mapper's rule: the 99.99th percentile of |activation| maps to the top code."""
+    acts = acts.reshape(-1).double()
+    signed = bool(acts.min() < 0)
+    qmax = 2 ** (bits - 1) - 1 if signed else 2 ** bits - 1
+    sample = acts.abs()
+    if sample.numel() > 2_000_000:
+        sample = sample[torch.from_numpy(rng.choice(sample.numel(), 2_000_000, replace=False))]
+    amax = float(np.percentile(sample.numpy(), ACTIVATION_PERCENTILE))
+    if amax <= 0:
+        amax = float(sample.max()) or 1.0
+    return amax / qmax, signed
+
+
+# candidate multiples of mean |PS| searched by init_scales (our choice: covers LSQ's 2 x mean and the
+# MSE optimum of a ternary quantizer on Laplacian-like partial sums, about 1.2-1.5 x mean)
+INIT_MULTIPLES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
+
+
+@torch.no_grad()
+def init_scales(model: nn.Module, x: torch.Tensor) -> None:
+    """Initialise every ``psq_alpha``: per column, the multiple of mean |PS| (from :data:`INIT_MULTIPLES`)
+    whose decisions reproduce the partial sums of the batch ``x`` with the least squared error (at least 1)."""
+    psq = {n: m for n, m in model.named_modules() if is_psq(m)}
+    seen = {}
+    handles = [m.register_forward_pre_hook(lambda mod, inp, n=n: seen.__setitem__(n, inp[0]))
+               for n, m in psq.items()]
+    try:
+        set_psq(model, False)
+        model(x)
+    finally:
+        set_psq(model, True)
+        for h in handles:
+            h.remove()
+    for n, m in psq.items():
+        cfg = m.psq_config
+        x_int = quantize_activation(seen[n].to(m.weight.dtype), float(m.input_scale), cfg.input_bits,
+                                    bool(m.input_signed))
+        patches, _ = m._patches(x_int)
+        w_int, _ = quantize_weight_ste(m.weight, cfg.weight_bits)
+        G = getattr(m, "groups", 1)
+        K, O = patches.shape[1] // G, w_int.shape[0]
+        og, S = O // G, len(cfg.slice_shifts())
+        for g in range(G):
+            pss = m.partial_sums(patches[:, g * K:(g + 1) * K], w_int[g * og:(g + 1) * og])
+            for r, ps in enumerate(pss):
+                ps = ps.reshape(-1, S, og)
+                mean = torch.clamp(ps.abs().mean(dim=0), min=0.5)
+                best, err = None, None
+                for c in INIT_MULTIPLES:
+                    a = c * mean
+                    e = ((decide(ps / a, cfg) * a - ps) ** 2).sum(dim=0)
+                    best = a.clone() if best is None else torch.where(e < err, a, best)
+                    err = e if err is None else torch.minimum(e, err)
+                m.psq_alpha.data[r, :, g * og:(g + 1) * og] = torch.clamp(best, min=1.0)
+
+
+def lsq_scales(x_int: np.ndarray, w_int: np.ndarray, cfg: PSQConfig, input_signed: bool) -> np.ndarray:
+    """LSQ's initial column scales ``max(1, 2 * mean |PS|)`` (row blocks, slices, outputs) from integer inputs
+    (positions, K) and weights (O, K), computed with the engine's own encodings (for layers mapped without PSQ)."""
+    from cimsim.encoding import input_planes, slice_weights
+
+    planes, _ = input_planes(x_int, cfg.input_bits, cfg.dac_bits, input_signed)
+    sl = slice_weights(w_int, cfg.weight_bits, cfg.cell_bits, "differential")
+    D = (sl.levels[:, 0] - sl.levels[:, 1]).astype(np.float64)         # (S, O, K)
+    blocks = cfg.row_blocks(w_int.shape[1])
+    out = np.empty((len(blocks), D.shape[0], D.shape[1]))
+    for r, (k0, k1) in enumerate(blocks):
+        for j in range(D.shape[0]):
+            tot = sum(np.abs(p[:, k0:k1].astype(np.float64) @ D[j][:, k0:k1].T).sum(axis=0) for p in planes)
+            out[r, j] = tot / (len(planes) * x_int.shape[0])
+    return np.maximum(2 * out, 1.0)
+
+
+def prepare(model: nn.Module, cfg: PSQConfig, calibration: list[torch.Tensor], seed: int = 0) -> nn.Module:
+    """A PSQ copy of ``model``: BN folded, input ranges from ``calibration`` batches, scales initialised."""
+    from cimsim.mappers.mapper import fold_batchnorm
+
+    if not calibration:
+        raise ConfigError("PSQ fine-tuning needs calibration batches (inputs from the training split)")
+    work = copy.deepcopy(model).eval()
+    folded = fold_batchnorm(work, calibration[0])
+    targets = {n: m for n, m in work.named_modules() if _convertible(m)}
+    seen: dict[str, list[torch.Tensor]] = {n: [] for n in targets}
+    handles = [m.register_forward_pre_hook(lambda mod, inp, n=n: seen[n].append(inp[0].detach()))
+               for n, m in targets.items()]
+    with torch.no_grad():
+        try:
+            for xb in calibration:
+                work(xb)
+        finally:
+            for h in handles:
+                h.remove()
+    rng = np.random.default_rng(seed)
+    ranges = {n: activation_range(torch.cat([a.reshape(-1) for a in seen[n]]), cfg.input_bits, rng) for n in targets}
+    converted = convert(work, cfg, ranges)
+    if not converted:
+        raise ConfigError("the model has no Linear or Conv2d layer to fine-tune with PSQ")
+    work.psq_folded = [list(p) for p in folded]
+    init_scales(work, calibration[0])
+    return work
+
+
+# ------------------------------------------------------------------------------------------------ fine-tune
+@dataclass(frozen=True)
+class FinetuneRecipe:
+    """Adam with a cosine decay, no augmentation (our choice: a short fine-tune from a trained network)."""
+
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 1e-3                 # weights and biases
+    alpha_lr: float = 1e-2           # column scale factors (LSQ step sizes learn faster than weights)
+    noise_frac: float = 0.0
+    calibration_examples: int = 512
+
+
+def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(y), batch_size):
+            correct += int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+    return correct / max(len(y), 1)
+
+
+def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = FinetuneRecipe(), seed: int = 0,
+             limit: int | None = None, test_limit: int | None = None, progress: bool | None = None):
+    """Fine-tune ``model`` with PSQ on ``data`` (a :class:`cimsim.workloads.datasets.Dataset`).
+
+    Returns (PSQ model, metadata with per-epoch history and the final test accuracy of the PSQ model).
+    ``limit`` / ``test_limit`` use the first examples only (quick checks).
+    """
+    from tqdm import tqdm
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x_train, y_train = data.x_train, data.y_train
+    if limit is not None:
+        x_train, y_train = x_train[:limit], y_train[:limit]
+    x_test, y_test = data.x_test, data.y_test
+    if test_limit is not None:
+        x_test, y_test = x_test[:test_limit], y_test[:test_limit]
+    cal = [x_train[i:i + 256] for i in range(0, min(recipe.calibration_examples, len(x_train)), 256)]
+    started = time.perf_counter()
+    work = prepare(model, cfg, cal, seed=seed)
+    set_noise(work, recipe.noise_frac)
+    start_acc = evaluate_accuracy(work, x_test[:1000], y_test[:1000])   # a quick look before training
+    alphas = [p for n, p in work.named_parameters() if n.endswith("psq_alpha")]
+    others = [p for n, p in work.named_parameters() if not n.endswith("psq_alpha")]
+    opt = torch.optim.Adam([{"params": others, "lr": recipe.lr}, {"params": alphas, "lr": recipe.alpha_lr}])
+    steps = recipe.epochs * math.ceil(len(y_train) / recipe.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
+    history = []
+    bar = tqdm(total=steps, desc="PSQ fine-tune", unit="step",
+               disable=(not progress) if progress is not None else None, leave=False)
+    for epoch in range(recipe.epochs):
+        work.train()
+        order = torch.randperm(len(y_train), generator=gen)
+        loss_sum = seen = 0
+        for i in range(0, len(y_train), recipe.batch_size):
+            idx = order[i:i + recipe.batch_size]
+            loss = F.cross_entropy(work(x_train[idx]), y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                for a in alphas:
+                    a.clamp_(min=1e-3)
+            loss_sum += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            bar.update(1)
+        # the PSQ forward is costly on a CPU: the full test set only after the last epoch
+        acc = evaluate_accuracy(work, x_test, y_test) if epoch == recipe.epochs - 1 else None
+        history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "test_accuracy": acc})
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+    bar.close()
+    set_noise(work, 0.0)
+    work.eval()
+    meta = {"psq": asdict(cfg), "recipe": asdict(recipe), "seed": seed, "epochs": recipe.epochs,
+            "train_examples": len(y_train), "test_examples": len(y_test),
+            "test_accuracy_before_first_1000": start_acc, "test_accuracy": history[-1]["test_accuracy"] if history else start_acc,
+            "history": history, "train_seconds": round(time.perf_counter() - started, 1),
+            "cpu_threads": torch.get_num_threads(), "torch_version": torch.__version__,
+            "batchnorm_folded": work.psq_folded}
+    return work, meta
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+def psq_checkpoint_name(model: str, dataset: str, cfg: PSQConfig) -> str:
+    from cimsim.workloads import train
+
+    return train.checkpoint_name(model, dataset).replace(".pt", f"-{cfg.tag}.pt")
+
+
+def save_psq_checkpoint(path, model: nn.Module, metadata: dict) -> Path:
+    """Weights, column scales and input ranges of a PSQ model (and the metadata as .json beside it)."""
+    from cimsim.workloads.train import _atomic_write
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "format_version": 1, "metadata": json.dumps(metadata),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    _atomic_write(path, lambda f: torch.save(payload, f))
+    _atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(metadata, indent=2).encode() + b"\n"))
+    return path
+
+
+def load_psq_checkpoint(path) -> tuple[nn.Module, dict]:
+    """Rebuild a PSQ fine-tuned zoo model: (model in eval mode with its PSQ layers, metadata)."""
+    from cimsim.mappers.mapper import _replace
+    from cimsim.workloads import zoo
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"PSQ checkpoint {path} does not exist; make one with 'cimsim finetune'")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise ValueError("not a cimsim PSQ checkpoint")
+        meta = json.loads(payload["metadata"])
+        cfg = PSQConfig(**meta["psq"])
+        model = zoo.build_for(meta["model"], tuple(meta["input_shape"]), int(meta["num_classes"])).eval()
+        mods = dict(model.named_modules())
+        for layer, bn in meta["batchnorm_folded"]:
+            lay = mods[layer]
+            if lay.bias is None:
+                lay.bias = nn.Parameter(torch.zeros(lay.weight.shape[0]))
+            _replace(model, bn, nn.Identity())
+        state = payload["state_dict"]
+        ranges = {k[:-len(".input_scale")]: (float(v), bool(state[k[:-len("input_scale")] + "input_signed"]))
+                  for k, v in state.items() if k.endswith(".input_scale")}
+        convert(model, cfg, ranges)
+        model.psq_folded = meta["batchnorm_folded"]
+        model.load_state_dict(state)
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"PSQ checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); "
+                              "delete it and re-create it with 'cimsim finetune'") from None
+    return model.eval(), meta
+
+
+def load_any_checkpoint(path) -> tuple[nn.Module, dict]:
+    """A PSQ checkpoint, or a plain one from ``cimsim train`` (then mapped with calibrated scales)."""
+    from cimsim.workloads import train
+
+    path = Path(path)
+    if path.is_file():
+        try:
+            fmt = torch.load(path, map_location="cpu", weights_only=True).get("format")
+        except Exception:
+            fmt = None
+        if fmt == train.FORMAT:
+            return train.load_checkpoint(path)
+    return load_psq_checkpoint(path)
+
+
+def finetune_command(model: str, dataset: str, arch: str = "hcim", overrides: dict | None = None) -> str:
+    sets = "".join(f" --set {k}={v}" for k, v in (overrides or {}).items())
+    return f"cimsim finetune --arch {arch} --model {model} --dataset {dataset}{sets}"
+
+
+def find_psq_checkpoint(model: str, dataset: str, cfg: PSQConfig, command: str | None = None) -> Path:
+    """The PSQ checkpoint for (model, dataset, cfg): the user's directory first, then the shipped ones."""
+    from cimsim.workloads import datasets as ds_mod
+    from cimsim.workloads import train, zoo
+
+    name = psq_checkpoint_name(model, dataset, cfg)
+    for d in (train.user_dir(), train.SHIPPED_DIR):
+        if (d / name).is_file():
+            return d / name
+    cmd = command or finetune_command(zoo.canonical_name(model), ds_mod.canonical_name(dataset))
+    raise CheckpointError(f"no PSQ fine-tuned checkpoint {name} for this architecture; make it with '{cmd}'")

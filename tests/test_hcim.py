@@ -1,0 +1,156 @@
+"""HCiM: the architecture spec and its costs, partial-sum QAT (cimsim.mappers.qat), mapping and the CLI."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import cimsim
+from cimsim.cli import main
+from cimsim.errors import CheckpointError, ConfigError
+from cimsim.mappers import qat
+
+
+def small_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(2, 5, 3, padding=1), nn.BatchNorm2d(5), nn.ReLU(), nn.Conv2d(5, 6, 3, stride=2),
+                         nn.ReLU(), nn.Flatten(), nn.Linear(6 * 3 * 3, 7)).double().eval()
+
+
+# ------------------------------------------------------------------------------------------------ arch
+def test_hcim_is_registered_without_an_adc():
+    assert "hcim" in cimsim.arch.names()
+    a = cimsim.arch.get("hcim")
+    assert "adc_bits" not in a.params()
+    assert (a.weight_bits, a.input_bits, a.cell_bits, a.rows, a.cols, a.readout) == (4, 4, 1, 128, 128, "ternary")
+    spec = a.crossbar_spec()
+    assert spec.pair_readout and spec.signed == "differential"
+    kinds = a.summary()["breakdown"]
+    assert "comparator" in kinds and "dcim" in kinds and "adc" not in kinds and "sample_hold" not in kinds
+    # 2 comparators per column pair (ternary), 64 pairs x 8 crossbars per IMA
+    comp = next(c for c in a.table if c.kind == "comparator")
+    assert comp.count == 8 * 64 * 2
+    assert cimsim.arch.get("hcim", readout="binary").comparator().energy_j == pytest.approx(a.comparator().energy_j / 2)
+
+
+@pytest.mark.parametrize("bad, match", [({"readout": "quaternary"}, "readout"), ({"threshold": 1.5}, "threshold"),
+                                        ({"adc_bits": 4}, "no parameter adc_bits"), ({"cols": 127}, "even")])
+def test_bad_hcim_parameters(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        cimsim.arch.get("hcim", **bad)
+
+
+# ------------------------------------------------------------------------------------------------ PSQ = engine
+@pytest.mark.parametrize("readout", ["ternary", "binary"])
+def test_psq_forward_equals_the_mapped_crossbars(readout):
+    """The fine-tuning forward computes what the engine computes (ideal cells), to float rounding."""
+    model = small_model()
+    x = torch.rand(6, 2, 8, 8, dtype=torch.float64) - 0.2            # signed inputs of the first layer
+    arch = cimsim.arch.get("hcim", cell="ideal", rows=16, readout=readout, weight_bits=5, cell_bits=2)
+    psq = qat.prepare(model, qat.PSQConfig.from_arch(arch), [x])
+    assert psq.psq_folded == [["0", "1"]]
+    with torch.no_grad():
+        ref = psq(x)
+    mapped = cimsim.map(psq, arch, calibration=x)
+    assert mapped.mapped_layers["0"].plan.input_signed
+    np.testing.assert_allclose(mapped(x).numpy(), ref.numpy(), rtol=0, atol=1e-12 * float(ref.abs().max()))
+    # the scales programmed are the learned ones: (row blocks, slices, outputs)
+    xb = mapped.mapped_layers["6"].crossbars[0]
+    assert xb._scales.shape == (4, 2 * 7)
+    np.testing.assert_array_equal(xb._scales.reshape(4, 2, 7), psq[6].psq_alpha.detach().numpy())
+
+
+def test_psq_training_step_moves_weights_and_scales():
+    model = small_model().float()
+    x = torch.rand(16, 2, 8, 8)
+    y = torch.arange(16) % 7
+    psq = qat.prepare(model, qat.PSQConfig(rows=16), [x]).train()
+    qat.set_noise(psq, 0.02)
+    loss = nn.functional.cross_entropy(psq(x), y)
+    loss.backward()
+    for name in ("3.weight", "3.psq_alpha", "6.weight", "6.psq_alpha", "0.weight"):
+        g = dict(psq.named_parameters())[name].grad
+        assert g is not None and torch.isfinite(g).all() and float(g.abs().sum()) > 0, name
+    with pytest.raises(ConfigError, match="noise_frac"):
+        qat.set_noise(psq, 2.0)
+
+
+def test_decisions_straight_through():
+    cfg = qat.PSQConfig(threshold=0.5)
+    u = torch.tensor([-2.0, -0.5, -0.49, 0.0, 0.5, 0.51, 3.0])
+    assert qat.decide(u, cfg).tolist() == [-1, 0, 0, 0, 0, 1, 1]
+    assert qat.decide(u, qat.PSQConfig(readout="binary")).tolist() == [-1, -1, -1, -1, 1, 1, 1]
+
+
+def test_mapping_without_learned_scales_warns_and_calibrates():
+    model = small_model()
+    x = torch.rand(6, 2, 8, 8, dtype=torch.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mapped = cimsim.map(model, cimsim.arch.get("hcim", cell="ideal", rows=16), calibration=x)
+    assert any("no learned partial-sum scale factors for 0, 3, 6" in str(w.message) for w in caught)
+    assert all(xb._scales.min() >= 1.0 for layer in mapped.mapped_layers.values() for xb in layer.crossbars)
+
+
+def test_mismatched_fine_tuning_is_refused():
+    model = small_model()
+    x = torch.rand(6, 2, 8, 8, dtype=torch.float64)
+    psq = qat.prepare(model, qat.PSQConfig(rows=16), [x])
+    with pytest.raises(ConfigError, match="fine-tuned for psq-ternary-w4a4c1d1r16t0.5"):
+        cimsim.map(psq, cimsim.arch.get("hcim", rows=32), calibration=x)
+
+
+# ------------------------------------------------------------------------------------------------ costs
+def test_hcim_energy_comes_from_its_events():
+    model = small_model()
+    x = torch.rand(6, 2, 8, 8, dtype=torch.float64)
+    arch = cimsim.arch.get("hcim", rows=16)
+    psq = qat.prepare(model, qat.PSQConfig.from_arch(arch), [x])
+    mapped = cimsim.map(psq, arch, calibration=x)
+    rep = mapped.evaluate([(x, torch.zeros(6, dtype=torch.long))], progress=False)
+    ev = rep.config["events_per_inference"]
+    assert "sample_holds" not in ev and not any("adc" in k for k in ev)
+    assert 0 < ev["nonzero_decisions"] < ev["ternary_conversion"]
+    assert rep.components["dcim"] == pytest.approx(ev["nonzero_decisions"] * arch.dcim_add_energy_j(), rel=1e-12)
+    assert rep.components["comparator"] == pytest.approx(ev["ternary_conversion"] * arch.comparator().energy_j,
+                                                         rel=1e-12)
+    assert "shift_add" not in rep.components or rep.components["shift_add"] < rep.components["dcim"]
+    assert sum(rep.components.values()) == pytest.approx(rep.energy_j, rel=1e-12)
+    # latency: 4 bit-serial cycles of 100 ns per MVM (the DCiM keeps up)
+    first = next(r for r in rep.layers if r["name"] == "0")
+    assert first["latency_s"] == pytest.approx(4 * 100e-9)
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints, CLI
+def test_psq_checkpoint_round_trip(tmp_path):
+    from cimsim.workloads import zoo
+
+    torch.manual_seed(0)
+    model = zoo.build_for("lenet5", (1, 28, 28), 10).eval()
+    x = torch.rand(8, 1, 28, 28)
+    psq = qat.prepare(model, qat.PSQConfig(), [x])
+    meta = {"model": "lenet5", "input_shape": [1, 28, 28], "num_classes": 10, "psq": {**qat.PSQConfig().__dict__},
+            "batchnorm_folded": psq.psq_folded}
+    path = qat.save_psq_checkpoint(tmp_path / "m.pt", psq, meta)
+    back, meta2 = qat.load_psq_checkpoint(path)
+    assert meta2["psq"]["readout"] == "ternary"
+    with torch.no_grad():
+        assert torch.equal(back(x), psq(x))
+    assert json.loads((tmp_path / "m.json").read_text())["model"] == "lenet5"
+    (tmp_path / "bad.pt").write_bytes(b"nope")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        qat.load_psq_checkpoint(tmp_path / "bad.pt")
+
+
+def test_missing_psq_checkpoint_names_the_command(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("CIMSIM_HOME", str(tmp_path))
+    with pytest.raises(CheckpointError, match="cimsim finetune --arch hcim --model lenet5 --dataset fashion-mnist"):
+        qat.find_psq_checkpoint("lenet5", "fashion-mnist", qat.PSQConfig(weight_bits=5))
+    assert main(["run", "--arch", "hcim", "--set", "weight_bits=5", "--dataset", "synthetic", "--model", "mlp"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cimsim finetune --arch hcim --model mlp --dataset synthetic --set weight_bits=5" in err
+    assert main(["finetune", "--arch", "isaac"]) == 2
+    assert "needs none" in capsys.readouterr().err
