@@ -31,12 +31,11 @@ import math
 from dataclasses import asdict, dataclass
 
 from cimsim.arch.figures import chip_figures
-from cimsim.arch.isaac import CELL_KINDS, HOROWITZ_INT32_ADD_J, HOROWITZ_INT32_MUL_J, ISAAC_TABLE, Component, Isaac
+from cimsim.arch.isaac import CELL_KINDS, ISAAC_TABLE, Component, Isaac, common_event_costs
 from cimsim.cost import EventCost, area_scale, energy_scale
 from cimsim.crossbar import CrossbarSpec
-from cimsim.devices.converters import DAC, SenseAmp, TernaryReadout
-from cimsim.devices.peripherals import (ActivationUnit, Bus, EDRAMBuffer, OutputRegister, PoolingUnit, Register,
-                                        ShiftAdd)
+from cimsim.devices.converters import SenseAmp, TernaryReadout
+from cimsim.devices.peripherals import ShiftAdd
 
 READOUTS = ("ternary", "binary")
 _SRC = "HCiM, arXiv 2403.13577"
@@ -111,18 +110,9 @@ class Hcim:
         """Magnitude slices per weight (each in a G+ and a G- column)."""
         return math.ceil((self.weight_bits - 1) / self.cell_bits)
 
-    @property
-    def input_cycles(self) -> int:
-        return self.input_bits // self.dac_bits
-
-    @property
-    def imas(self) -> int:
-        return self.tiles * self.imas_per_tile
-
-    @property
-    def crossbars(self) -> int:
-        return self.imas * self.xbars_per_ima
-
+    input_cycles = Isaac.input_cycles     # same hierarchy as ISAAC's
+    imas = Isaac.imas
+    crossbars = Isaac.crossbars
     units = Isaac.units
     breakdown = Isaac.breakdown
     _area = Isaac._area
@@ -216,27 +206,9 @@ class Hcim:
 
     def event_costs(self, events) -> dict[str, EventCost]:
         """Energy of every event kind the ledger may hold."""
-        sa, edram = ShiftAdd(), EDRAMBuffer()
         comp = self.comparator()
         return {
-            "cell_read_energy_j": EventCost("crossbar", 1.0),     # sum(V^2 G t) from the engine, in joules
-            "array_read_cycles": EventCost("crossbar", 0.0),
-            "cell_reads": EventCost("crossbar", 0.0),
-            "dac_drives": EventCost("dac", DAC(bits=self.dac_bits, node_nm=self.node_nm,
-                                               cycle_s=self.read_cycle_s).energy_j),
+            **common_event_costs(self),
             f"{comp.kind}_conversion": EventCost("comparator", comp.energy_j),
             "nonzero_decisions": EventCost("dcim", self.dcim_add_energy_j()),
-            "input_register_bytes": EventCost("register", Register().energy_per_op_j),
-            "output_register_bytes": EventCost("register", OutputRegister().energy_per_op_j),
-            "edram_bytes": EventCost("edram", edram.energy_per_op_j),
-            "bus_bytes": EventCost("bus", Bus().energy_per_op_j),
-            "activation_ops": EventCost("activation", ActivationUnit().energy_per_op_j),
-            "pooling_ops": EventCost("pooling", PoolingUnit().energy_per_op_j),
-            "add": EventCost("shift_add", sa.energy_per_op_j),
-            "compare": EventCost("shift_add", sa.energy_per_op_j),
-            "mul": EventCost("digital_mul", HOROWITZ_INT32_MUL_J * energy_scale(45, self.node_nm)),
-            "mac": EventCost("digital_mul", (HOROWITZ_INT32_MUL_J + HOROWITZ_INT32_ADD_J) * energy_scale(45, self.node_nm)),
-            "weight_read": EventCost("edram", edram.energy_per_op_j * self.weight_bits / 8),
-            "act_read": EventCost("edram", edram.energy_per_op_j * self.input_bits / 8),
-            "act_write": EventCost("edram", edram.energy_per_op_j * self.input_bits / 8),
         }

@@ -80,6 +80,34 @@ ISAAC_TABLE: tuple[Component, ...] = (
 )
 
 
+def common_event_costs(spec) -> dict[str, EventCost]:
+    """Energies of the events every ISAAC-style tile has, whatever its readout: the crossbar read (the
+    data-dependent sum(V^2 G t) comes from the engine in joules), the DACs, the input/output registers,
+    eDRAM and bus traffic, and the digital layers (pooling, activations, residual adds, layers kept
+    digital). ``spec`` gives dac_bits, read_cycle_s, node_nm, weight_bits and input_bits."""
+    sa, edram = ShiftAdd(), EDRAMBuffer()
+    return {
+        "cell_read_energy_j": EventCost("crossbar", 1.0),
+        "array_read_cycles": EventCost("crossbar", 0.0),
+        "cell_reads": EventCost("crossbar", 0.0),
+        "dac_drives": EventCost("dac", DAC(bits=spec.dac_bits, node_nm=spec.node_nm,
+                                           cycle_s=spec.read_cycle_s).energy_j),
+        "input_register_bytes": EventCost("register", Register().energy_per_op_j),
+        "output_register_bytes": EventCost("register", OutputRegister().energy_per_op_j),
+        "edram_bytes": EventCost("edram", edram.energy_per_op_j),
+        "bus_bytes": EventCost("bus", Bus().energy_per_op_j),
+        "activation_ops": EventCost("activation", ActivationUnit().energy_per_op_j),
+        "pooling_ops": EventCost("pooling", PoolingUnit().energy_per_op_j),
+        "add": EventCost("shift_add", sa.energy_per_op_j),
+        "compare": EventCost("shift_add", sa.energy_per_op_j),
+        "mul": EventCost("digital_mul", HOROWITZ_INT32_MUL_J * energy_scale(45, spec.node_nm)),
+        "mac": EventCost("digital_mul", (HOROWITZ_INT32_MUL_J + HOROWITZ_INT32_ADD_J) * energy_scale(45, spec.node_nm)),
+        "weight_read": EventCost("edram", edram.energy_per_op_j * spec.weight_bits / 8),
+        "act_read": EventCost("edram", edram.energy_per_op_j * spec.input_bits / 8),
+        "act_write": EventCost("edram", edram.energy_per_op_j * spec.input_bits / 8),
+    }
+
+
 @dataclass(frozen=True)
 class Isaac:
     """ISAAC: 168 tiles x 12 IMAs x 8 crossbars of 128x128 2-bit cells, 16-bit weights and inputs, 8-bit ADCs."""
@@ -212,31 +240,12 @@ class Isaac:
 
     def event_costs(self, events) -> dict[str, EventCost]:
         """Energy of every event kind the ledger may hold (crossbar, converters, digital peripherals)."""
-        sa, edram = ShiftAdd(), EDRAMBuffer()
+        sa = ShiftAdd()
         table = {
-            # crossbar: the data-dependent read energy sum(V^2 G t) comes from the engine in joules
-            "cell_read_energy_j": EventCost("crossbar", 1.0),
-            "array_read_cycles": EventCost("crossbar", 0.0),
-            "cell_reads": EventCost("crossbar", 0.0),
-            "dac_drives": EventCost("dac", DAC(bits=self.dac_bits, node_nm=self.node_nm,
-                                               cycle_s=self.read_cycle_s).energy_j),
+            **common_event_costs(self),
             "sample_holds": EventCost("sample_hold", SampleHold().energy_per_op_j),
             "shift_adds": EventCost("shift_add", sa.energy_per_op_j),
             "offset_correction_adds": EventCost("shift_add", sa.energy_per_op_j),
-            "input_register_bytes": EventCost("register", Register().energy_per_op_j),
-            "output_register_bytes": EventCost("register", OutputRegister().energy_per_op_j),
-            "edram_bytes": EventCost("edram", edram.energy_per_op_j),
-            "bus_bytes": EventCost("bus", Bus().energy_per_op_j),
-            # digital layers (pooling, activations, residual adds, layers kept digital)
-            "activation_ops": EventCost("activation", ActivationUnit().energy_per_op_j),
-            "pooling_ops": EventCost("pooling", PoolingUnit().energy_per_op_j),
-            "add": EventCost("shift_add", sa.energy_per_op_j),
-            "compare": EventCost("shift_add", sa.energy_per_op_j),
-            "mul": EventCost("digital_mul", HOROWITZ_INT32_MUL_J * energy_scale(45, self.node_nm)),
-            "mac": EventCost("digital_mul", (HOROWITZ_INT32_MUL_J + HOROWITZ_INT32_ADD_J) * energy_scale(45, self.node_nm)),
-            "weight_read": EventCost("edram", edram.energy_per_op_j * self.weight_bits / 8),
-            "act_read": EventCost("edram", edram.energy_per_op_j * self.input_bits / 8),
-            "act_write": EventCost("edram", edram.energy_per_op_j * self.input_bits / 8),
         }
         for e in events:
             if e.startswith("sar-adc_conversion_"):

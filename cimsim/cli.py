@@ -212,7 +212,7 @@ def cmd_finetune(args) -> int:
                                                       ("batch_size", args.batch_size),
                                                       ("noise_frac", args.noise)) if v is not None})
     psq, info = qat.finetune(model, cfg, data, recipe, seed=args.seed, limit=args.limit, test_limit=args.test_limit,
-                             progress=False if args.json else None)
+                             progress=False if args.json else None, device=args.device)
     sets = "".join(f" --set {k}={v}" for k, v in overrides.items())
     out_meta = {"model": meta["model"], "dataset": data.name, "arch": spec.name, "input_shape": meta["input_shape"],
                 "num_classes": meta["num_classes"], "base_checkpoint": Path(ckpt).name,
@@ -452,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--noise", type=float, metavar="FRAC",
                     help="noise injection: per-cell level noise, a fraction of the level range (default 0)")
     sp.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
+    sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to fine-tune (default cpu)")
     sp.add_argument("--out", help="checkpoint file (default: the user's checkpoint directory)")
 
     sp = add("archs", "list the architectures, or show one with its parameters", cmd_archs)

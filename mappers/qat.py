@@ -230,7 +230,7 @@ class _PSQ:
         Wm = torch.cat(slices)                     # (S * O, K)
         grad = patches.requires_grad
         if grad:
-            shares = torch.tensor([2.0 ** s for s, _ in cfg.plane_shifts()], dtype=patches.dtype)
+            shares = torch.tensor([2.0 ** s for s, _ in cfg.plane_shifts()], dtype=patches.dtype, device=patches.device)
             shares = shares / (shares ** 2).sum()
             dx = patches - patches.detach()
         out = []
@@ -247,8 +247,8 @@ class _PSQ:
         cfg = self.psq_config
         T, S = len(cfg.plane_shifts()), len(cfg.slice_shifts())
         M, O = patches.shape[0], w_int.shape[0]
-        pw = torch.tensor([2.0 ** s for s, _ in cfg.plane_shifts()], dtype=patches.dtype)
-        sw = torch.tensor([2.0 ** s for s, _ in cfg.slice_shifts()], dtype=patches.dtype)
+        pw = torch.tensor([2.0 ** s for s, _ in cfg.plane_shifts()], dtype=patches.dtype, device=patches.device)
+        sw = torch.tensor([2.0 ** s for s, _ in cfg.slice_shifts()], dtype=patches.dtype, device=patches.device)
         coef = (pw[:, None] * sw[None, :])[:, None, :, None]            # (T, 1, S, 1)
         y = patches.new_zeros(M, O)
         for r, ps in enumerate(self.partial_sums(patches, w_int)):
@@ -482,11 +482,13 @@ def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_
 
 
 def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = FinetuneRecipe(), seed: int = 0,
-             limit: int | None = None, test_limit: int | None = None, progress: bool | None = None):
+             limit: int | None = None, test_limit: int | None = None, progress: bool | None = None,
+             device: str = "cpu"):
     """Fine-tune ``model`` with PSQ on ``data`` (a :class:`cimsim.workloads.datasets.Dataset`).
 
-    Returns (PSQ model, metadata with per-epoch history and the final test accuracy of the PSQ model).
-    ``limit`` / ``test_limit`` use the first examples only (quick checks).
+    Returns (PSQ model on the CPU, metadata with per-epoch history and the final test accuracy of the PSQ
+    model). ``limit`` / ``test_limit`` use the first examples only (quick checks); ``device`` ("cpu" or
+    "cuda") is where the training runs (calibration and the returned model stay on the CPU).
     """
     from tqdm import tqdm
 
@@ -500,7 +502,8 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
         x_test, y_test = x_test[:test_limit], y_test[:test_limit]
     cal = [x_train[i:i + 256] for i in range(0, min(recipe.calibration_examples, len(x_train)), 256)]
     started = time.perf_counter()
-    work = prepare(model, cfg, cal, seed=seed)
+    work = prepare(model, cfg, cal, seed=seed).to(device)
+    x_train, y_train, x_test, y_test = (t.to(device) for t in (x_train, y_train, x_test, y_test))
     set_noise(work, recipe.noise_frac)
     start_acc = evaluate_accuracy(work, x_test[:1000], y_test[:1000])   # a quick look before training
     alphas = [p for n, p in work.named_parameters() if n.endswith("psq_alpha")]
@@ -513,7 +516,7 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
                disable=(not progress) if progress is not None else None, leave=False)
     for epoch in range(recipe.epochs):
         work.train()
-        order = torch.randperm(len(y_train), generator=gen)
+        order = torch.randperm(len(y_train), generator=gen).to(device)
         loss_sum = seen = 0
         for i in range(0, len(y_train), recipe.batch_size):
             idx = order[i:i + recipe.batch_size]
@@ -534,12 +537,12 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
     bar.close()
     set_noise(work, 0.0)
-    work.eval()
+    work = work.to("cpu").eval()
     meta = {"psq": asdict(cfg), "recipe": asdict(recipe), "seed": seed, "epochs": recipe.epochs,
             "train_examples": len(y_train), "test_examples": len(y_test),
             "test_accuracy_before_first_1000": start_acc, "test_accuracy": history[-1]["test_accuracy"] if history else start_acc,
             "history": history, "train_seconds": round(time.perf_counter() - started, 1),
-            "cpu_threads": torch.get_num_threads(), "torch_version": torch.__version__,
+            "cpu_threads": torch.get_num_threads(), "torch_version": torch.__version__, "device": device,
             "batchnorm_folded": work.psq_folded}
     return work, meta
 

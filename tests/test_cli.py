@@ -4,6 +4,7 @@ import sys
 
 import h5py
 import pytest
+from _cli_helpers import assert_one_line_user_error, run_cli
 
 from cimsim.cli import main
 from cimsim.report import Report
@@ -14,19 +15,6 @@ FMNIST = datasets.SYSTEM_ROOT / "fashion-mnist"
 needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Fashion-MNIST not installed")
 
 
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_user_error(code, err, *needles):
-    assert code == 2
-    lines = [l for l in err.strip().splitlines() if l.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
 
 
 def test_console_script_help_lists_every_subcommand():

@@ -11,10 +11,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from _cli_helpers import assert_one_line_user_error, run_cli
 
-from _sweep_fakes import REFERENCE, fake_evaluate, fake_report, gated_evaluate
+from _sweep_fakes import REFERENCE, fake_evaluate, fake_report
 from cimsim import sweep, sweepfile
-from cimsim.cli import main
 from cimsim.errors import ConfigError
 from cimsim.report import Report
 from cimsim.sweepfile import Point, SweepFileError
@@ -28,19 +28,6 @@ SETTINGS = sweep.Settings(model="lenet5", dataset="fashion-mnist", checkpoint="/
                           calibration=64, batch_size=50)
 
 
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_user_error(code, err, *needles):
-    assert code == 2
-    lines = [l for l in err.strip().splitlines() if l.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
 
 
 def d(report):
