@@ -159,33 +159,41 @@ def _adc_rows(acc, v, std, full_std, noisy, r0, nb, pw, lo, lsb, top, state, K, 
     n, m = v.shape
     inv = 1.0 / lsb      # lsb is a power of two: multiplying by its inverse is exact
     s0, s1, s2, s3 = state[0], state[1], state[2], state[3]
+    z = np.empty(m)
     for i in range(n):
         g = r0 + i
         t = g // nb
         b = g - t * nb
         w = pw[t]
-        sd = std[i, 0]
-        for j in range(m):
-            val = float(v[i, j])
-            if noisy:
+        if noisy:
+            # one row of draws first (the generator is serial), then a branch-free loop the compiler
+            # vectorizes
+            for j in range(m):
                 r, s0, s1, s2, s3 = _next(s0, s1, s2, s3)      # ziggurat fast path, as in _fill_normal
                 k = r & _MASK8
                 u = r >> _U11
                 if u < K[k]:
-                    z = float(u) * W[k]
+                    x = float(u) * W[k]
                     if (r >> _U8) & _U1:
-                        z = -z
+                        x = -x
                 else:
-                    z, s0, s1, s2, s3 = _normal_slow(r, s0, s1, s2, s3, K, W, X, F, R)
-                if full_std:
-                    sd = std[i, j]
-                val += sd * z
-            code = math.floor((val - lo) * inv + 0.5)
-            if code < 0.0:
-                code = 0.0
-            elif code > top:
-                code = top
-            acc[b, j] += w * (lo + code * lsb)
+                    x, s0, s1, s2, s3 = _normal_slow(r, s0, s1, s2, s3, K, W, X, F, R)
+                z[j] = x
+        if not noisy:
+            for j in range(m):
+                code = min(max(math.floor((float(v[i, j]) - lo) * inv + 0.5), 0.0), top)
+                acc[b, j] += w * (lo + code * lsb)
+        elif full_std:
+            for j in range(m):
+                val = float(v[i, j]) + float(std[i, j]) * z[j]
+                code = min(max(math.floor((val - lo) * inv + 0.5), 0.0), top)
+                acc[b, j] += w * (lo + code * lsb)
+        else:
+            sd = float(std[i, 0])
+            for j in range(m):
+                val = float(v[i, j]) + sd * z[j]
+                code = min(max(math.floor((val - lo) * inv + 0.5), 0.0), top)
+                acc[b, j] += w * (lo + code * lsb)
     state[0], state[1], state[2], state[3] = s0, s1, s2, s3
 
 
