@@ -69,8 +69,6 @@ def test_hcim_spends_less_than_a_4_bit_adc_which_spends_less_than_a_7_bit_one():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the shipped fine-tune (1 epoch on 16k examples, about 85 %) is short of "
-                   "the 2-point target; a longer 'cimsim finetune' should reach it (BENCHMARKS.md), then drop this")
 def test_full_test_set_accuracy_and_energy_ratios():
     """BENCHMARKS.md, HCiM: accuracy within 2 points of the digital reference; energy ordering and ratios."""
     from cimsim.workloads import train
