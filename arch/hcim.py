@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from cimsim.arch.figures import chip_figures
 from cimsim.arch.isaac import CELL_KINDS, ISAAC_TABLE, Component, Isaac, common_event_costs
 from cimsim.cost import EventCost, area_scale, energy_scale
 from cimsim.crossbar import CrossbarSpec
@@ -161,12 +160,7 @@ class Hcim:
         macs_per_mvm = self.rows * (self.cols // (2 * self.slices))
         return self.crossbars * macs_per_mvm / (self.input_cycles * self.read_cycle_s)
 
-    def summary(self) -> dict:
-        return chip_figures(
-            self.name, self.description, 2 * self.peak_macs_per_s, self.breakdown(),
-            hierarchy={"tiles": self.tiles, "imas": self.imas, "crossbars": self.crossbars,
-                       "weight_slices": self.slices, "input_cycles": self.input_cycles},
-            params=self.params(), table=[asdict(c) for c in self.table])
+    summary = Isaac.summary                # the same roll-up of the component table
 
     def params(self) -> dict:
         return asdict(self)

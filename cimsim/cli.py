@@ -87,7 +87,7 @@ def _emit_json(obj) -> None:
 def cmd_run(args) -> int:
     from cimsim import arch as arch_mod
     from cimsim.mappers import evaluate
-    from cimsim.sweep import load_model_and_data
+    from cimsim.networks import load_model_and_data
 
     if args.out:
         _check_writable_folder(Path(args.out).resolve().parent, "--out")
@@ -195,8 +195,9 @@ def cmd_train(args) -> int:
 
 def cmd_finetune(args) -> int:
     from cimsim import arch as arch_mod
+    from cimsim import networks
     from cimsim.mappers import qat
-    from cimsim.sweep import load_model_and_data
+    from cimsim.networks import load_model_and_data
     from cimsim.workloads import train
 
     overrides = dict(args.set or [])
@@ -224,8 +225,8 @@ def cmd_finetune(args) -> int:
                             + (f" --batch-size {args.batch_size}" if args.batch_size else "")
                             + (f" --lr {args.lr}" if args.lr else "")
                             + (f" --noise {args.noise}" if args.noise else ""))}
-    path = Path(args.out) if args.out else train.user_dir() / qat.psq_checkpoint_name(meta["model"], data.name, cfg)
-    path = qat.save_psq_checkpoint(path, psq, out_meta)
+    path = Path(args.out) if args.out else train.user_dir() / networks.psq_checkpoint_name(meta["model"], data.name, cfg)
+    path = networks.save_psq_checkpoint(path, psq, out_meta)
     if args.json:
         _emit_json({**out_meta, "checkpoint": str(path)})
     else:

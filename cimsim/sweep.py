@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable
 
 from cimsim._version import __version__
 from cimsim.errors import CimsimError, ConfigError
+from cimsim.networks import load_model_and_data
 from cimsim.report import Report
 from cimsim.sweepfile import Point, SweepFileError, aggregate
 from cimsim import sweepfile
@@ -39,35 +40,6 @@ DEFAULT_CALIBRATION = 512   # training examples that calibrate ranges, as 'cimsi
 
 # --------------------------------------------------------------------------------------------------
 # model and data (once per process)
-
-def load_model_and_data(model_name: str, dataset: str, data_dir=None, checkpoint=None, arch=None, overrides=None):
-    """The trained network and its dataset, checked against each other: (model, metadata, data, path).
-
-    For an architecture with learned partial-sum scale factors (``arch.column_scales``, e.g. hcim) the default
-    checkpoint is the network fine-tuned for it by ``cimsim finetune`` (:mod:`cimsim.mappers.qat`)."""
-    from cimsim.workloads import datasets, train
-
-    data = datasets.load(dataset, data_dir=data_dir)
-    if arch is not None and getattr(arch, "column_scales", False):
-        from cimsim.mappers import qat
-        from cimsim.workloads import zoo
-
-        cfg = qat.PSQConfig.from_arch(arch)
-        ckpt = Path(checkpoint) if checkpoint else qat.find_psq_checkpoint(
-            model_name, data.name, cfg,
-            command=qat.finetune_command(zoo.canonical_name(model_name), data.name, arch.name, overrides))
-        model, meta = qat.load_any_checkpoint(ckpt)
-    else:
-        ckpt = Path(checkpoint) if checkpoint else train.find_checkpoint(model_name, data.name)
-        model, meta = train.load_checkpoint(ckpt)
-    if meta["dataset"] != data.name:
-        raise ConfigError(f"checkpoint {ckpt} was trained on {meta['dataset']}, not {data.name}: "
-                          f"pass --dataset {meta['dataset']} or another --checkpoint")
-    if tuple(meta["input_shape"]) != data.input_shape:
-        raise ConfigError(f"checkpoint {ckpt} expects inputs {tuple(meta['input_shape'])}, "
-                          f"{data.name} gives {data.input_shape}")
-    return model, meta, data, ckpt
-
 
 def file_sha256(path: str | os.PathLike) -> str:
     h = hashlib.sha256()

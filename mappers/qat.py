@@ -37,18 +37,16 @@ store it, :func:`find_psq_checkpoint` finds it (the user's directory first, then
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cimsim.errors import CheckpointError, ConfigError
+from cimsim.errors import ConfigError
 
 READOUTS = ("ternary", "binary")
 # our choice: the 99.99th percentile of |activation| sets the input range, so one outlier in the calibration
@@ -545,91 +543,3 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
             "cpu_threads": torch.get_num_threads(), "torch_version": torch.__version__, "device": device,
             "batchnorm_folded": work.psq_folded}
     return work, meta
-
-
-# ------------------------------------------------------------------------------------------------ checkpoints
-def psq_checkpoint_name(model: str, dataset: str, cfg: PSQConfig) -> str:
-    from cimsim.workloads import train
-
-    return train.checkpoint_name(model, dataset).replace(".pt", f"-{cfg.tag}.pt")
-
-
-def save_psq_checkpoint(path, model: nn.Module, metadata: dict) -> Path:
-    """Weights, column scales and input ranges of a PSQ model (and the metadata as .json beside it)."""
-    from cimsim.workloads.train import _atomic_write
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "format_version": 1, "metadata": json.dumps(metadata),
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    _atomic_write(path, lambda f: torch.save(payload, f))
-    _atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(metadata, indent=2).encode() + b"\n"))
-    return path
-
-
-def load_psq_checkpoint(path) -> tuple[nn.Module, dict]:
-    """Rebuild a PSQ fine-tuned zoo model: (model in eval mode with its PSQ layers, metadata)."""
-    from cimsim.mappers.mapper import _replace
-    from cimsim.workloads import zoo
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"PSQ checkpoint {path} does not exist; make one with 'cimsim finetune'")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ValueError("not a cimsim PSQ checkpoint")
-        meta = json.loads(payload["metadata"])
-        cfg = PSQConfig(**meta["psq"])
-        model = zoo.build_for(meta["model"], tuple(meta["input_shape"]), int(meta["num_classes"])).eval()
-        mods = dict(model.named_modules())
-        for layer, bn in meta["batchnorm_folded"]:
-            lay = mods[layer]
-            if lay.bias is None:
-                lay.bias = nn.Parameter(torch.zeros(lay.weight.shape[0]))
-            _replace(model, bn, nn.Identity())
-        state = payload["state_dict"]
-        ranges = {k[:-len(".input_scale")]: (float(v), bool(state[k[:-len("input_scale")] + "input_signed"]))
-                  for k, v in state.items() if k.endswith(".input_scale")}
-        convert(model, cfg, ranges)
-        model.psq_folded = meta["batchnorm_folded"]
-        model.load_state_dict(state)
-    except CheckpointError:
-        raise
-    except Exception as exc:
-        raise CheckpointError(f"PSQ checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); "
-                              "delete it and re-create it with 'cimsim finetune'") from None
-    return model.eval(), meta
-
-
-def load_any_checkpoint(path) -> tuple[nn.Module, dict]:
-    """A PSQ checkpoint, or a plain one from ``cimsim train`` (then mapped with calibrated scales)."""
-    from cimsim.workloads import train
-
-    path = Path(path)
-    if path.is_file():
-        try:
-            fmt = torch.load(path, map_location="cpu", weights_only=True).get("format")
-        except Exception:
-            fmt = None
-        if fmt == train.FORMAT:
-            return train.load_checkpoint(path)
-    return load_psq_checkpoint(path)
-
-
-def finetune_command(model: str, dataset: str, arch: str = "hcim", overrides: dict | None = None) -> str:
-    sets = "".join(f" --set {k}={v}" for k, v in (overrides or {}).items())
-    return f"cimsim finetune --arch {arch} --model {model} --dataset {dataset}{sets}"
-
-
-def find_psq_checkpoint(model: str, dataset: str, cfg: PSQConfig, command: str | None = None) -> Path:
-    """The PSQ checkpoint for (model, dataset, cfg): the user's directory first, then the shipped ones."""
-    from cimsim.workloads import datasets as ds_mod
-    from cimsim.workloads import train, zoo
-
-    name = psq_checkpoint_name(model, dataset, cfg)
-    for d in (train.user_dir(), train.SHIPPED_DIR):
-        if (d / name).is_file():
-            return d / name
-    cmd = command or finetune_command(zoo.canonical_name(model), ds_mod.canonical_name(dataset))
-    raise CheckpointError(f"no PSQ fine-tuned checkpoint {name} for this architecture; make it with '{cmd}'")

@@ -133,7 +133,9 @@ def test_mnist_alt_names_and_subfolder(tmp_path):
 def test_mnist_alt_names_gz_direct(tmp_path):
     arrays = fake_idx_arrays(seed=2)
     write_idx_set(tmp_path / "m", arrays, names=IDX_ALT_NAMES, gz=True)
-    check_idx_dataset(ds.load_mnist(tmp_path / "m"), arrays)
+    data = ds.load_mnist(tmp_path / "m")
+    check_idx_dataset(data, arrays)
+    assert data.source == str(tmp_path / "m")
 
 
 def test_fashion_mnist_in_subfolder_via_load(tmp_path):
@@ -153,6 +155,7 @@ def test_files_directly_in_dir_win_over_subfolder(tmp_path):
     write_idx_set(tmp_path / "r" / "fashion-mnist", sub)
     data = ds.load_fashion_mnist(tmp_path / "r")
     check_idx_dataset(data, direct)
+    assert data.source == str(tmp_path / "r")
 
 
 def test_env_var_override(tmp_path, monkeypatch):

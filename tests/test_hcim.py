@@ -11,6 +11,7 @@ from torch import nn
 import cimsim
 from cimsim.cli import main
 from cimsim.errors import CheckpointError, ConfigError
+from cimsim import networks
 from cimsim.mappers import qat
 
 
@@ -134,21 +135,21 @@ def test_psq_checkpoint_round_trip(tmp_path):
     psq = qat.prepare(model, qat.PSQConfig(), [x])
     meta = {"model": "lenet5", "input_shape": [1, 28, 28], "num_classes": 10, "psq": {**qat.PSQConfig().__dict__},
             "batchnorm_folded": psq.psq_folded}
-    path = qat.save_psq_checkpoint(tmp_path / "m.pt", psq, meta)
-    back, meta2 = qat.load_psq_checkpoint(path)
+    path = networks.save_psq_checkpoint(tmp_path / "m.pt", psq, meta)
+    back, meta2 = networks.load_psq_checkpoint(path)
     assert meta2["psq"]["readout"] == "ternary"
     with torch.no_grad():
         assert torch.equal(back(x), psq(x))
     assert json.loads((tmp_path / "m.json").read_text())["model"] == "lenet5"
     (tmp_path / "bad.pt").write_bytes(b"nope")
     with pytest.raises(CheckpointError, match="unreadable"):
-        qat.load_psq_checkpoint(tmp_path / "bad.pt")
+        networks.load_psq_checkpoint(tmp_path / "bad.pt")
 
 
 def test_missing_psq_checkpoint_names_the_command(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("CIMSIM_HOME", str(tmp_path))
     with pytest.raises(CheckpointError, match="cimsim finetune --arch hcim --model lenet5 --dataset fashion-mnist"):
-        qat.find_psq_checkpoint("lenet5", "fashion-mnist", qat.PSQConfig(weight_bits=5))
+        networks.find_psq_checkpoint("lenet5", "fashion-mnist", qat.PSQConfig(weight_bits=5))
     assert main(["run", "--arch", "hcim", "--set", "weight_bits=5", "--dataset", "synthetic", "--model", "mlp"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cimsim finetune --arch hcim --model mlp --dataset synthetic --set weight_bits=5" in err

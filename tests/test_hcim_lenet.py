@@ -9,6 +9,7 @@ import pytest
 
 import cimsim
 from cimsim.cli import main
+from cimsim import networks
 from cimsim.mappers import qat
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -26,7 +27,7 @@ def _home(monkeypatch, tmp_path):   # the shipped checkpoint, never one in the u
 
 
 def _shipped():
-    return qat.find_psq_checkpoint("lenet5", "fashion-mnist", qat.PSQConfig.from_arch(HCIM))
+    return networks.find_psq_checkpoint("lenet5", "fashion-mnist", qat.PSQConfig.from_arch(HCIM))
 
 
 def test_the_lenet5_checkpoint_ships_with_its_metadata():
@@ -51,7 +52,7 @@ def energies(limit):
     from cimsim.workloads import load_dataset
 
     data = load_dataset("fashion-mnist")
-    model, _ = qat.load_psq_checkpoint(_shipped())
+    model, _ = networks.load_psq_checkpoint(_shipped())
     cal = data.loader("train", batch_size=256, limit=512, shuffle=False)
     archs = {"hcim": HCIM, "isaac4": cimsim.arch.get("isaac", adc_bits=4, **SAME),
              "isaac7": cimsim.arch.get("isaac", adc_bits=7, **SAME)}

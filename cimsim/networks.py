@@ -1,0 +1,123 @@
+"""Trained networks for an architecture: the checkpoint a run needs, found, loaded and checked.
+
+``load_model_and_data`` gives ``cimsim run`` / ``cimsim sweep`` the network and its dataset: the
+``cimsim train`` checkpoint, or, for an architecture with learned partial-sum scale factors (hcim), the
+network fine-tuned for it by ``cimsim finetune`` (:mod:`cimsim.mappers.qat`), whose checkpoints are
+saved, found (the user's directory first, then the shipped ones) and rebuilt here.
+
+Like ``cimsim/cli.py`` and ``cimsim/sweep.py`` this module stands on top of every layer (DESIGN.md): it
+joins the zoo and checkpoint directories of ``workloads`` with the PSQ layers of ``mappers``, which may not
+import each other.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cimsim.errors import CheckpointError, ConfigError
+from cimsim.mappers import qat
+from cimsim.mappers.mapper import _replace
+from cimsim.workloads import datasets, train, zoo
+
+
+def load_model_and_data(model_name: str, dataset: str, data_dir=None, checkpoint=None, arch=None, overrides=None):
+    """The trained network and its dataset, checked against each other: (model, metadata, data, path).
+
+    For an architecture with learned partial-sum scale factors (``arch.column_scales``, e.g. hcim) the default
+    checkpoint is the network fine-tuned for it by ``cimsim finetune`` (:mod:`cimsim.mappers.qat`)."""
+    data = datasets.load(dataset, data_dir=data_dir)
+    if arch is not None and getattr(arch, "column_scales", False):
+        cfg = qat.PSQConfig.from_arch(arch)
+        ckpt = Path(checkpoint) if checkpoint else find_psq_checkpoint(
+            model_name, data.name, cfg,
+            command=finetune_command(zoo.canonical_name(model_name), data.name, arch.name, overrides))
+        model, meta = load_any_checkpoint(ckpt)
+    else:
+        ckpt = Path(checkpoint) if checkpoint else train.find_checkpoint(model_name, data.name)
+        model, meta = train.load_checkpoint(ckpt)
+    if meta["dataset"] != data.name:
+        raise ConfigError(f"checkpoint {ckpt} was trained on {meta['dataset']}, not {data.name}: "
+                          f"pass --dataset {meta['dataset']} or another --checkpoint")
+    if tuple(meta["input_shape"]) != data.input_shape:
+        raise ConfigError(f"checkpoint {ckpt} expects inputs {tuple(meta['input_shape'])}, "
+                          f"{data.name} gives {data.input_shape}")
+    return model, meta, data, ckpt
+
+
+def psq_checkpoint_name(model: str, dataset: str, cfg: qat.PSQConfig) -> str:
+    return train.checkpoint_name(model, dataset).replace(".pt", f"-{cfg.tag}.pt")
+
+
+def save_psq_checkpoint(path, model: nn.Module, metadata: dict) -> Path:
+    """Weights, column scales and input ranges of a PSQ model (and the metadata as .json beside it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": qat.FORMAT, "format_version": 1, "metadata": json.dumps(metadata),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    train._atomic_write(path, lambda f: torch.save(payload, f))
+    train._atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(metadata, indent=2).encode() + b"\n"))
+    return path
+
+
+def load_psq_checkpoint(path) -> tuple[nn.Module, dict]:
+    """Rebuild a PSQ fine-tuned zoo model: (model in eval mode with its PSQ layers, metadata)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"PSQ checkpoint {path} does not exist; make one with 'cimsim finetune'")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or payload.get("format") != qat.FORMAT:
+            raise ValueError("not a cimsim PSQ checkpoint")
+        meta = json.loads(payload["metadata"])
+        cfg = qat.PSQConfig(**meta["psq"])
+        model = zoo.build_for(meta["model"], tuple(meta["input_shape"]), int(meta["num_classes"])).eval()
+        mods = dict(model.named_modules())
+        for layer, bn in meta["batchnorm_folded"]:
+            lay = mods[layer]
+            if lay.bias is None:
+                lay.bias = nn.Parameter(torch.zeros(lay.weight.shape[0]))
+            _replace(model, bn, nn.Identity())
+        state = payload["state_dict"]
+        ranges = {k[:-len(".input_scale")]: (float(v), bool(state[k[:-len("input_scale")] + "input_signed"]))
+                  for k, v in state.items() if k.endswith(".input_scale")}
+        qat.convert(model, cfg, ranges)
+        model.psq_folded = meta["batchnorm_folded"]
+        model.load_state_dict(state)
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"PSQ checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); "
+                              "delete it and re-create it with 'cimsim finetune'") from None
+    return model.eval(), meta
+
+
+def load_any_checkpoint(path) -> tuple[nn.Module, dict]:
+    """A PSQ checkpoint, or a plain one from ``cimsim train`` (then mapped with calibrated scales)."""
+    path = Path(path)
+    if path.is_file():
+        try:
+            fmt = torch.load(path, map_location="cpu", weights_only=True).get("format")
+        except Exception:
+            fmt = None
+        if fmt == train.FORMAT:
+            return train.load_checkpoint(path)
+    return load_psq_checkpoint(path)
+
+
+def finetune_command(model: str, dataset: str, arch: str = "hcim", overrides: dict | None = None) -> str:
+    sets = "".join(f" --set {k}={v}" for k, v in (overrides or {}).items())
+    return f"cimsim finetune --arch {arch} --model {model} --dataset {dataset}{sets}"
+
+
+def find_psq_checkpoint(model: str, dataset: str, cfg: qat.PSQConfig, command: str | None = None) -> Path:
+    """The PSQ checkpoint for (model, dataset, cfg): the user's directory first, then the shipped ones."""
+    name = psq_checkpoint_name(model, dataset, cfg)
+    for d in (train.user_dir(), train.SHIPPED_DIR):
+        if (d / name).is_file():
+            return d / name
+    cmd = command or finetune_command(zoo.canonical_name(model), datasets.canonical_name(dataset))
+    raise CheckpointError(f"no PSQ fine-tuned checkpoint {name} for this architecture; make it with '{cmd}'")
