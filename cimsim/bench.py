@@ -8,8 +8,9 @@ random integers over their full ranges (seed 0); the ADC is calibrated on a sepa
 
 ``effective_macs_per_s`` = batch x K x N x cycles x slices / wall seconds of one engine call;
 ``gemm_macs_per_s`` = batch x K x N / seconds of a float32 ``torch.matmul`` of that shape, measured in the
-same run before the engine (best of 30 after a warm-up); ``ratio`` = the first over the second; ``peak_memory_bytes`` = the peak of
-memory allocated during the engine call: numpy's buffers as tracemalloc sees them, or the growth of
+same run before the engine (best of 30 after a warm-up); ``ratio`` = the first over the second (the engine's
+best of ``repeats`` calls after a full-batch warm-up); ``peak_memory_bytes`` = the peak of memory allocated
+during that warm-up call (the first at full size), which is not timed because tracing allocations slows it: numpy's buffers as tracemalloc sees them, or the growth of
 the process's peak resident memory where tracemalloc is blind (torch on the CPU); plus
 ``torch.cuda.max_memory_allocated`` on a GPU. ``cpu_s`` = the host CPU seconds of the best call, all
 threads (``time.process_time``): unlike the wall time, little moved by other jobs on a shared machine.
@@ -82,25 +83,26 @@ def run(batch: int | None = None, backend: str = "numba", device: str = "cpu", r
     gemm = gemm_macs_per_s(B, K, N, repeats=30, device=device)
     xb.calibrate(x_cal)
     xb(x[:8])  # warm-up (compilation, caches)
-    best = cpu = float("inf")
-    peak = 0
+    # the first full-size call measures the memory: numpy buffers (tracemalloc) or, for allocators it cannot
+    # see (torch on the CPU), the growth of the process's peak resident memory during the call; plus the GPU's
+    # own peak. It is not timed: tracing allocations slows every Python allocation.
     cuda = device.startswith("cuda")
+    if cuda:
+        import torch
+        torch.cuda.reset_peak_memory_stats()
+    rss_before = _rss_bytes()
+    tracemalloc.start()
+    xb(x)
+    traced = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    host = max(traced, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before)
+    peak = host + (torch.cuda.max_memory_allocated() if cuda else 0)
+    best = cpu = float("inf")
     for _ in range(repeats):
-        if cuda:
-            import torch
-            torch.cuda.reset_peak_memory_stats()
-        rss_before = _rss_bytes()
-        tracemalloc.start()
         t, c = time.perf_counter(), time.process_time()
         xb(x)  # returns a numpy array, so the GPU work has finished when it returns
         best = min(best, time.perf_counter() - t)
         cpu = min(cpu, time.process_time() - c)
-        traced = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        # numpy buffers (tracemalloc) or, for allocators it cannot see (torch on the CPU), the growth of
-        # the process's peak resident memory during the call; plus the GPU's own peak
-        host = max(traced, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before)
-        peak = max(peak, host + (torch.cuda.max_memory_allocated() if cuda else 0))
     cycles = -(-cfg["input_bits"] // cfg["dac_bits"])
     effective = B * K * N * cycles * xb.n_slices / best
     return {"effective_macs_per_s": effective, "gemm_macs_per_s": gemm, "ratio": effective / gemm,

@@ -56,9 +56,10 @@ def check_int_range(name: str, a: np.ndarray, lo: int, hi: int, hint: str) -> np
         if not np.all(np.isfinite(a)) or not np.array_equal(a, np.round(a)):
             raise ConfigError(f"{name} must hold integers ({hint})")
         a = a.astype(np.int64)
-    if a.min() < lo or a.max() > hi:
-        raise ConfigError(f"{name} must lie in [{lo}, {hi}] ({hint}); got [{a.min()}, {a.max()}]")
-    return a.astype(np.int64)
+    amin, amax = a.min(), a.max()
+    if amin < lo or amax > hi:
+        raise ConfigError(f"{name} must lie in [{lo}, {hi}] ({hint}); got [{amin}, {amax}]")
+    return a.astype(np.int64, copy=False)   # no copy when the caller's array is already int64
 
 
 def _split(u: np.ndarray, total_bits: int, cell_bits: int) -> tuple[list[np.ndarray], list[int], list[int]]:

@@ -88,3 +88,83 @@ def test_cuda_without_a_gpu_is_a_clear_error():
         cimsim.Crossbar(np.ones((2, 3), dtype=int), cimsim.CrossbarSpec(), backend="torch", device="cuda")
     with pytest.raises(ConfigError, match="numba backend runs on the CPU"):
         cimsim.Crossbar(np.ones((2, 3), dtype=int), cimsim.CrossbarSpec(), backend="numba", device="cuda")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_programmed_noise_values_match_numba_closely(device):
+    """Non-integer levels (programming noise, no read noise, lossless readout): the same conductances give the
+    same column values up to float32 rounding on both backends (on a GPU through split TF32 products)."""
+    rng = np.random.default_rng(4)
+    W = rng.integers(-127, 128, size=(40, 300))
+    x = rng.integers(0, 256, size=(16, 300))
+    spec = cimsim.CrossbarSpec(rows=128, cols=128, cell_bits=2, weight_bits=8, input_bits=8, signed="offset",
+                               cell=ReRAM(prog_sigma_frac=0.05))
+    a = cimsim.Crossbar(W, spec, seed=1)(x)
+    b = cimsim.Crossbar(W, spec, seed=1, backend="torch", device=device)(x)
+    assert not np.array_equal(a, x @ W.T)       # the noise is there
+    assert np.allclose(a, b, rtol=0, atol=1e-5 * np.abs(x @ np.abs(W).T).max())
+
+
+def test_tf32_split_is_exact_in_float32_and_hi_fits_tf32():
+    from cimsim.crossbar_torch import tf32_split
+
+    t = torch.as_tensor(np.random.default_rng(0).normal(size=(64, 64)), dtype=torch.float32)
+    hi, lo = tf32_split(t)
+    assert torch.equal(hi + lo, t)
+    assert torch.all((hi.view(torch.int32) & 0x1FFF) == 0)
+    assert torch.all(lo.abs() <= t.abs() * 2 ** -10)
+    assert tf32_split(torch.arange(8.0))[1] is None    # integer levels: nothing left over
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the fused Triton epilogue)")
+@pytest.mark.parametrize("per_column", [False, True])
+def test_fused_gpu_epilogue_equals_the_plain_one(monkeypatch, per_column):
+    """The Triton epilogue (noise + ADC + shift-and-add) against the plain torch ops on the same GPU: bit for
+    bit without read noise, the same error distribution with it (per-row and per-column sigma)."""
+    import cimsim.crossbar_torch as ct
+
+    if ct.triton is None:
+        pytest.skip("torch build without Triton")
+    rng = np.random.default_rng(7)
+    W = rng.integers(-127, 128, size=(64, 300))
+    x = rng.integers(0, 256, size=(32, 300))
+
+    def run(read_sigma, fused):
+        spec = cimsim.CrossbarSpec(rows=128, cols=128, cell_bits=2, weight_bits=8, input_bits=8, signed="offset",
+                                   cell=ReRAM(prog_sigma_frac=0.05, read_sigma_frac=read_sigma),
+                                   readout=SarADC(bits=8))
+        xb = cimsim.Crossbar(W, spec, seed=2, backend="torch", device="cuda")
+        xb.calibrate(x)
+        if per_column and read_sigma:
+            xb._var = [np.repeat(v[:, None], xb.physical_columns, axis=1) for v in xb._var]
+            xb._torch.load()
+            assert xb._torch.var.shape[-1] == xb.physical_columns
+        with monkeypatch.context() as m:
+            if not fused:
+                m.setattr(ct, "triton", None)
+            return np.stack([xb(x) for _ in range(1 if not read_sigma else 200)])
+
+    assert np.array_equal(run(0.0, True), run(0.0, False))
+    a, b = run(0.02, True), run(0.02, False)
+    ref = run(0.0, False)[0]
+    ea, eb = a - ref, b - ref
+    assert ea.std() > 0 and ea.std() == pytest.approx(eb.std(), rel=0.05)
+    se = np.sqrt(ea.var(axis=0) / len(ea) + eb.var(axis=0) / len(eb))
+    assert np.all(np.abs(ea.mean(axis=0) - eb.mean(axis=0)) < 5 * se + 1e-9)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_out_of_range_inputs_are_refused_and_nothing_is_counted(device):
+    from cimsim.errors import ConfigError
+
+    W, x = _case("offset", False)
+    spec = cimsim.CrossbarSpec(rows=64, cols=40, weight_bits=4, input_bits=4, readout=SarADC(bits=6))
+    xb = cimsim.Crossbar(W, spec, backend="torch", device=device)
+    xb.calibrate(x)
+    for bad in (x + 16, x - 1, x.astype(float) + 0.5):
+        with pytest.raises(ConfigError, match="inputs must"):
+            xb(bad)
+    assert xb.ledger.totals() == {}
+    ref = cimsim.Crossbar(W, spec)
+    ref.calibrate(x)
+    assert np.array_equal(xb(x), ref(x))     # the refused calls left the tile as it was
