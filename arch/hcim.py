@@ -30,7 +30,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from cimsim.arch.isaac import CELL_KINDS, ISAAC_TABLE, Component, Isaac, common_event_costs
+from cimsim.arch.isaac import (CELL_KINDS, ISAAC_TABLE, TABLE6_RERAM_R_ON_OHM, Component, Isaac, _check_r_on,
+                               common_event_costs)
 from cimsim.cost import EventCost, area_scale, energy_scale
 from cimsim.crossbar import CrossbarSpec
 from cimsim.devices.converters import SenseAmp, TernaryReadout
@@ -54,6 +55,8 @@ class Hcim:
     rows: int = 128                  # (est.) 128x128 arrays, as ISAAC and the HCiM baselines
     cols: int = 128
     cell: str = "reram"              # HCiM: analog (resistive) crossbars; any cell kind of 'cimsim devices'
+    reram_r_on_ohm: float = TABLE6_RERAM_R_ON_OHM   # the ISAAC baselines' cell (ISAAC Table 6 crossbar power,
+                                     # cimsim.arch.isaac.table6_reram_r_on_ohm), so only the readout differs
     cell_bits: int = 1               # (est.) 1-bit cells: one weight bit per partial sum (ADC-less setting)
     weight_bits: int = 4             # (est.) 4-bit weights: see the module docstring
     input_bits: int = 4              # (est.) 4-bit activations
@@ -97,6 +100,7 @@ class Hcim:
         for k in ("prog_sigma_frac", "read_sigma_frac"):
             if not 0 <= getattr(self, k) < 1:
                 raise ValueError(f"{k} must lie in [0, 1), got {getattr(self, k)!r}")
+        _check_r_on(self.reram_r_on_ohm)
         for k in ("read_cycle_s", "dcim_add_rate_hz"):
             if not (getattr(self, k) > 0 and math.isfinite(getattr(self, k))):
                 raise ValueError(f"{k} must be positive, got {getattr(self, k)!r}")

@@ -60,17 +60,20 @@ def energies(limit):
                                                               progress=False) for n, a in archs.items()}
 
 
-def test_hcim_spends_less_than_a_7_bit_adc_and_its_readout_less_than_a_4_bit_one():
+def test_hcim_spends_less_than_a_4_bit_adc_which_spends_less_than_a_7_bit_one():
+    """HCiM's done-when ordering on the same network (100 test images): HCiM < isaac 4-bit < isaac 7-bit in
+    energy per inference, the readout itself by more than 2x, and every shared component within 5 %."""
     r = energies(100)
-    assert r["hcim"].energy_j < r["isaac7"].energy_j
+    assert r["hcim"].energy_j < r["isaac4"].energy_j < r["isaac7"].energy_j
     # the readout itself: comparators + scale-factor adds against ADC + sample-and-hold + shift-and-add
     readout = lambda rep: sum(rep.components.get(c, 0.0) for c in ("comparator", "dcim", "adc", "sample_hold",  # noqa: E731
                                                                     "shift_add"))
     assert readout(r["hcim"]) < 0.5 * readout(r["isaac4"]) < 0.5 * readout(r["isaac7"])
-    # everything but the data-dependent crossbar read energy (which follows each design's own activations:
-    # a 4-bit ADC that distorts them can read fewer ones, BENCHMARKS.md) keeps HCiM < 4-bit < 7-bit
-    rest = lambda rep: rep.energy_j - rep.components.get("crossbar", 0.0)  # noqa: E731
-    assert rest(r["hcim"]) < rest(r["isaac4"]) < rest(r["isaac7"])
+    # the crossbar reads (ISAAC Table 6's cell) follow each design's own activations but stay a small share
+    for rep in r.values():
+        assert rep.components["crossbar"] < 0.06 * rep.energy_j
+    for c in ("register", "edram", "bus", "activation", "pooling"):
+        assert r["hcim"].components[c] == pytest.approx(r["isaac4"].components[c], rel=0.05)
 
 
 @pytest.mark.slow
@@ -82,9 +85,7 @@ def test_full_test_set_accuracy_and_energy_ratios():
     r = energies(None)
     assert r["hcim"].n_examples == 10000
     assert r["hcim"].accuracy >= float_meta["test_accuracy"] - 0.02 - 1e-9   # 2 points, float rounding aside
-    assert r["hcim"].energy_j < r["isaac7"].energy_j
-    rest = lambda rep: rep.energy_j - rep.components.get("crossbar", 0.0)  # noqa: E731
-    assert rest(r["hcim"]) < rest(r["isaac4"]) < rest(r["isaac7"])
+    assert r["hcim"].energy_j < r["isaac4"].energy_j < r["isaac7"].energy_j
     for base, paper in PAPER_SAVING.items():
         ours = 1 - r["hcim"].energy_j / r[base].energy_j
         print(f"energy saved vs {base}: ours {100 * ours:.1f} %, paper {100 * paper:.0f} %")

@@ -59,3 +59,36 @@ def test_overrides_change_the_rollup():
 def test_bad_overrides(kw, needle):
     with pytest.raises(ConfigError, match=needle):
         arch.get("isaac", **kw)
+
+
+def test_the_reram_cell_spends_table6_crossbar_power_on_a_random_operand():
+    """ISAAC Table 6: 2.4 mW per 8 crossbars at 100 ns cycles = 30 pJ per 128x128 array-cycle. A random
+    16-bit operand (each input bit and each 2-bit slice level uniform) must spend that through the engine's
+    data-dependent sum(V^2 G t) (seed 0; the sampling error of 64 x 256 operands is ~0.3 %)."""
+    import numpy as np
+
+    import cimsim
+
+    a = arch.get("isaac")
+    assert a.reram_r_on_ohm == pytest.approx(343.6e3, rel=1e-3)
+    assert a.cell_model().g_max_s == pytest.approx(1 / a.reram_r_on_ohm)
+    rng = np.random.default_rng(0)
+    W = rng.integers(-2 ** 15, 2 ** 15, size=(64, 256))
+    x = rng.integers(0, 2 ** 16, size=(64, 256))
+    xb = cimsim.Crossbar(W, a.crossbar_spec(), seed=0)
+    xb.calibrate(x[:32])
+    xb(x)
+    ev = xb.ledger.to_dict()["crossbar"]
+    assert ev["array_read_cycles"] == 64 * 16 * 2 * 4   # batch x cycles x row blocks x column blocks
+    per_cycle = ev["cell_read_energy_j"] / ev["array_read_cycles"]
+    assert per_cycle == pytest.approx(2.4e-3 / 8 * 100e-9, rel=0.01)
+    # the same holds for HCiM's cell (the ISAAC baselines' cell), and an override reaches the device model
+    assert arch.get("hcim").cell_model().g_max_s == pytest.approx(1 / a.reram_r_on_ohm)
+    assert arch.get("isaac", reram_r_on_ohm="6e3").cell_model().r_on_ohm == 6e3
+
+
+def test_bad_reram_resistance_is_refused():
+    with pytest.raises(ConfigError, match="reram_r_on_ohm"):
+        arch.get("isaac", reram_r_on_ohm="-5")
+    with pytest.raises(ConfigError, match="reram_r_on_ohm"):
+        arch.get("hcim", reram_r_on_ohm="0")
