@@ -1,11 +1,15 @@
 """The torch backend of the crossbar engine (CPU or CUDA).
 
 The same arithmetic as the numba backend (:mod:`cimsim.crossbar`): exact bit-plane matrix products
-(float32 while every integer column sum stays below 2**24, float64 beyond; so both backends agree bit
-for bit on integer paths), one Gaussian per
-column value for read noise with a variance from a second product, the same readout transfer
-functions. Random numbers come from a ``torch.Generator`` on the device seeded from the crossbar's seed:
-same seed, same numbers on the same backend and device; in distribution equal to the numba backend.
+(float32 while every integer column sum stays below 2**24, float64 beyond; on a GPU float32 products run
+on TF32 tensor cores with the level matrices split into an exact TF32 part and a remainder, see
+:func:`tf32_split`; so both backends agree bit for bit on integer paths), one Gaussian per column value
+for read noise with a variance from a second product, the same readout transfer functions. All row blocks
+go through one batched product. On a GPU with Triton, quantizing readouts (ADCs without offset noise) run
+noise, quantization and the shift-and-add over cycles in one kernel (:func:`_adc_epilogue`, Philox normals
+seeded per call from the tile's seeded host generator); otherwise random numbers come from a
+``torch.Generator`` on the device seeded from the crossbar's seed. Either way: same seed, same numbers on
+the same backend and device; in distribution equal to the numba backend.
 """
 
 from __future__ import annotations
