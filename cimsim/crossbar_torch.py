@@ -68,24 +68,16 @@ def tf32_split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 @contextlib.contextmanager
-def _tf32(on: bool):
-    """Let float32 matrix products use TF32 tensor cores inside the block (the global flag is restored)."""
-    if not on:
-        yield
-        return
+def _tf32():
+    """Let float32 matrix products use TF32 tensor cores inside the block (the global setting is restored)."""
     m = torch.backends.cuda.matmul
-    if hasattr(m, "fp32_precision"):
-        prev, m.fp32_precision = m.fp32_precision, "tf32"
-        try:
-            yield
-        finally:
-            m.fp32_precision = prev
-    else:
-        prev, m.allow_tf32 = m.allow_tf32, True
-        try:
-            yield
-        finally:
-            m.allow_tf32 = prev
+    key, value = ("fp32_precision", "tf32") if hasattr(m, "fp32_precision") else ("allow_tf32", True)
+    prev = getattr(m, key)
+    setattr(m, key, value)
+    try:
+        yield
+    finally:
+        setattr(m, key, prev)
 
 
 class TorchTile:
@@ -128,9 +120,8 @@ class TorchTile:
         # On a GPU, float32 products run on TF32 tensor cores with the matrices split into an exact TF32 part
         # and a remainder: digits (and, for DACs of up to 5 bits, their squares) are exact in TF32.
         self.tf32 = dev.type == "cuda" and dt == torch.float32 and xb.spec.dac_bits <= 5
-        if self.tf32:
-            self.a_parts = tf32_split(self.a)
-            self.var_parts = None if self.var is None else tf32_split(self.var)
+        self.a_parts = tf32_split(self.a) if self.tf32 else None
+        self.var_parts = tf32_split(self.var) if self.tf32 and self.var is not None else None
         self.col_weight = torch.as_tensor(xb._col_weight, dtype=torch.float64, device=dev)
 
     def _codes(self, v: torch.Tensor, lo: torch.Tensor, lsb: torch.Tensor) -> torch.Tensor:
@@ -161,7 +152,7 @@ class TorchTile:
         if not self.tf32:
             return torch.bmm(x, m[g0:g1])
         hi, lo = parts
-        with _tf32(True):
+        with _tf32():
             out = torch.bmm(x, hi[g0:g1])
             if lo is not None:
                 out.baddbmm_(x, lo[g0:g1])
@@ -170,8 +161,6 @@ class TorchTile:
     def _fused_epilogue(self, v, std, lo, lsb, w_t, T: int, nb: int, C: int) -> torch.Tensor:
         """:func:`_adc_epilogue` over row blocks (G, cycles x batch, columns): (G, batch x columns) float32."""
         G, NC = v.shape[0], nb * C
-        if G * T * NC >= 2 ** 31:
-            raise ConfigError("batch_chunk too large for the fused GPU epilogue: lower CrossbarSpec.batch_chunk")
         out = torch.empty((G, NC), dtype=torch.float32, device=v.device)
         seed = int(self.host_rng.integers(0, 2 ** 31 - 1))
         block = 1024
@@ -190,10 +179,10 @@ class TorchTile:
         this one has synchronised."""
         if self.device.type != "cuda":
             return torch.as_tensor(x.astype(small), device=self.device)
+        dtype = torch.from_numpy(np.zeros(0, small)).dtype
         buf = getattr(self, "_pinned", None)
-        if buf is None or buf.dtype != torch.from_numpy(np.zeros(0, small)).dtype or buf.numel() < x.size:
-            buf = self._pinned = torch.empty(max(x.size, 1), dtype=torch.from_numpy(np.zeros(0, small)).dtype,
-                                             pin_memory=True)
+        if buf is None or buf.dtype != dtype or buf.numel() < x.size:
+            buf = self._pinned = torch.empty(max(x.size, 1), dtype=dtype, pin_memory=True)
         host = buf[:x.size].view(x.shape)
         np.copyto(host.numpy(), x, casting="unsafe")
         return host.to(self.device, non_blocking=True)
@@ -271,7 +260,7 @@ class TorchTile:
             b1 = min(b0 + spec.batch_chunk, B)
             nb = b1 - b0
             M = T * nb
-            step = max(1, self.ELEMENTS[dev.type if dev.type in self.ELEMENTS else "cpu"] // (M * C))
+            step = max(1, self.ELEMENTS.get(dev.type, self.ELEMENTS["cpu"]) // (M * C))
             xs = p[:, b0:b1].reshape(M, nblk, R)
             acc = torch.zeros(nb * C, dtype=torch.float64, device=dev)
             for g0 in range(0, nblk, step):
@@ -279,18 +268,16 @@ class TorchTile:
                 xp = xs[:, g0:g1].permute(1, 0, 2).to(dt)          # (blocks, cycles x batch, rows)
                 sq = xp if binary else xp * xp
                 sq_rows[g0 * R:g1 * R] += sq.sum(dim=1, dtype=torch.float64).reshape(-1)
-                v = self._bmm(xp, self.a, getattr(self, "a_parts", None), g0, g1)
-                if fused:   # noise, ADC and shift-and-add in one Triton kernel
-                    std = None if self.var is None else self._bmm(sq, self.var, getattr(self, "var_parts", None),
-                                                                  g0, g1).sqrt_()
+                v = self._bmm(xp, self.a, self.a_parts, g0, g1)
+                std = None if self.var is None else self._bmm(sq, self.var, self.var_parts, g0, g1).sqrt_()
+                if fused and v.numel() < 2 ** 31:   # noise, ADC and shift-and-add in one Triton kernel
                     s = self._fused_epilogue(v, std, lo_c[g0:g1], lsb_c[g0:g1], w_t, T, nb, C)
-                    acc += (lo[g0:g1, None] * float(pw.sum()) + lsb[g0:g1, None] * s.to(torch.float64)).sum(dim=0)
-                    continue
-                if self.var is not None:
-                    std = self._bmm(sq, self.var, getattr(self, "var_parts", None), g0, g1).sqrt_()
-                    v.add_(self._randn(v).mul_(std))   # one Gaussian per column value
-                codes = self._codes(v, lo_c[g0:g1], lsb_c[g0:g1]).to(rd).reshape(g1 - g0, T, nb * C)
-                s = torch.matmul(w_t, codes).to(torch.float64)     # (blocks, batch x columns): shift-and-add
+                else:
+                    if std is not None:
+                        v.add_(self._randn(v).mul_(std))   # one Gaussian per column value
+                    codes = self._codes(v, lo_c[g0:g1], lsb_c[g0:g1]).to(rd).reshape(g1 - g0, T, nb * C)
+                    s = torch.matmul(w_t, codes)           # (blocks, batch x columns): the shift-and-add
+                s = s.to(torch.float64)
                 if quant:
                     s = lo[g0:g1, None] * float(pw.sum()) + lsb[g0:g1, None] * s
                 acc += s.sum(dim=0)
