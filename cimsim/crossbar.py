@@ -119,9 +119,9 @@ class NoiseStreams:
     """Independent standard-normal streams, one per batch shard, spawned from the crossbar's seed.
 
     The number of streams is fixed (not the CPU count), so a seed gives the same numbers on any machine.
-    Each stream has a numpy generator (the unfused readouts) and a xoshiro256++ state that the fused
-    epilogue (:func:`cimsim.kernels.adc_accumulate_rows`) draws its ziggurat normals from and advances
-    in place, seeded from a child of the stream's SeedSequence.
+    Each stream has a numpy generator (the unfused readouts) and a counter-based generator state that the
+    fused epilogue (:func:`cimsim.kernels.adc_accumulate_rows`) draws its Box-Muller normals from and
+    advances in place, seeded from a child of the stream's SeedSequence.
     """
 
     STREAMS = 4

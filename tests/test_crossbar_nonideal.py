@@ -228,29 +228,71 @@ def test_drift_at_time():
 
 
 # ------------------------------------------------------------------- fused epilogue's random numbers
-def test_fused_epilogue_normals_are_standard_normal_and_seeded():
-    from scipy.stats import kstest, norm
+def test_fused_epilogue_series_match_libm():
+    # the generator's own ln, sin and cos (series, so the passes vectorize) against libm, to double precision
+    from cimsim.kernels import ln_unit, sincos_quarter
 
-    from cimsim.kernels import ZIG_R, seed_state, standard_normal
+    x = np.concatenate([2.0 ** -np.arange(0, 54, dtype=np.float64),          # the uniforms' whole range
+                        np.random.default_rng(0).uniform(2.0 ** -53, 1.0, 100_000),
+                        np.nextafter(np.sqrt([0.5, 2.0]), [0.0, 0.0]), np.sqrt([0.5, 2.0])])
+    ln = np.empty_like(x)
+    ln_unit(ln, x)
+    assert np.max(np.abs(ln - np.log(x))) < 2e-14           # |ln x| <= 37: a few ulps of 37
+    near_one = x > 0.5
+    assert np.max(np.abs(ln - np.log(x))[near_one]) < 5e-16
+    p = np.linspace(-math.pi / 4, math.pi / 4, 100_001)
+    s, c = np.empty_like(p), np.empty_like(p)
+    sincos_quarter(s, c, p)
+    assert np.max(np.abs(s - np.sin(p))) < 3e-16
+    assert np.max(np.abs(c - np.cos(p))) < 3e-16
+
+
+def test_fused_epilogue_normals_are_standard_normal_and_seeded():
+    from scipy.stats import expon, kstest, norm, uniform
+
+    from cimsim.kernels import seed_state, standard_normal
 
     n = 2_000_000
-    z = standard_normal(seed_state(np.random.SeedSequence(2024)), n)
+    state = seed_state(np.random.SeedSequence(2024))
+    z = standard_normal(state, n)
+    assert state[2] == n            # two words per pair, n / 2 pairs
     # 4-sigma bands of the sample moments of n standard normals
     assert abs(z.mean()) < 4 / math.sqrt(n)
     assert abs(z.var() - 1) < 4 * math.sqrt(2 / n)
     assert abs((z ** 3).mean()) < 4 * math.sqrt(15 / n)
     assert abs((z ** 4).mean() - 3) < 4 * math.sqrt(96 / n)
-    # the ziggurat's tail branch (|z| > r) and its rejection wedges: the tail mass matches 2 Phi(-r)
-    p = 2 * norm.sf(ZIG_R)
-    assert abs((np.abs(z) > ZIG_R).mean() - p) < 4 * math.sqrt(p / n)
-    assert z.max() > ZIG_R and z.min() < -ZIG_R
     assert kstest(z, "norm").pvalue > 1e-3
-    # seeding: the same seed gives the same numbers, the state advances in place
+    # tails: the mass beyond 3 and 4 sigma (Poisson 4-sigma bands); the largest of 2e6 draws is about 5.3
+    for t in (3.0, 4.0):
+        p = 2 * norm.sf(t)
+        assert abs((np.abs(z) > t).mean() - p) < 4 * math.sqrt(p / n)
+    assert 4.5 < np.abs(z).max() < 8.58
+    # Box-Muller's pairs (cosines in the first half, sines in the second): radius^2 ~ Exp(mean 2), angle
+    # uniform, and the two halves uncorrelated
+    zc, zs = z[: n // 2], z[n // 2:]
+    assert kstest(zc * zc + zs * zs, expon(scale=2).cdf).pvalue > 1e-3
+    assert kstest(np.arctan2(zs, zc), uniform(-math.pi, 2 * math.pi).cdf).pvalue > 1e-3
+    assert abs(np.corrcoef(zc, zs)[0, 1]) < 4 / math.sqrt(n / 2)
+    # seeding: the same seed gives the same numbers, the state advances in place, other seeds differ and
+    # do not correlate
     s1, s2 = seed_state(np.random.SeedSequence(7)), seed_state(np.random.SeedSequence(7))
     a, b = standard_normal(s1, 1000), standard_normal(s2, 1000)
     assert np.array_equal(a, b)
     assert not np.array_equal(standard_normal(s1, 1000), a)
-    assert not np.array_equal(standard_normal(seed_state(np.random.SeedSequence(8)), 1000), a)
+    other = standard_normal(seed_state(np.random.SeedSequence(8)), n)
+    assert abs(np.corrcoef(other, z)[0, 1]) < 4 / math.sqrt(n)
+    # an odd count draws a whole last pair and keeps its cosine
+    s3 = seed_state(np.random.SeedSequence(7))
+    assert np.array_equal(standard_normal(s3, 999)[:499], a[:499]) and s3[2] == 1000
+
+
+def test_generator_increments_are_odd_and_dense():
+    from cimsim.kernels import seed_state
+
+    for k in range(200):
+        key, gamma, ctr, _ = (int(v) for v in seed_state(np.random.SeedSequence(k)))
+        assert gamma & 1 and ctr == 0
+        assert bin(gamma ^ (gamma >> 1)).count("1") >= 24
 
 
 def test_fused_adc_noise_statistics():
