@@ -68,6 +68,22 @@ def _mix(z):
     return z ^ (z >> np.uint64(31))
 
 
+# series coefficients, highest power first: atanh(s) / s in s^2 to s^16; sin(p) / p - 1 over -p^2 / 6 ... and
+# cos(p) in p^2 from p^4, as plain reciprocals of odd numbers and factorials
+_ATANH_C = tuple(1.0 / (2 * k + 1) for k in range(8, -1, -1))                      # 1/17 ... 1
+_SIN_C = tuple(1.0 / math.factorial(2 * k + 1) for k in range(7, 0, -1))           # 1/15! ... 1/3!
+_COS_C = tuple(1.0 / math.factorial(2 * k) for k in range(8, 1, -1))               # 1/16! ... 1/4!
+
+
+@njit(inline="always")
+def _horner(x, c):
+    """c[0] x^(n-1) + ... + c[n-1] by Horner's rule (c a tuple, unrolled by the compiler)."""
+    s = c[0]
+    for k in c[1:]:
+        s = s * x + k
+    return s
+
+
 @njit(inline="always")
 def _ln(x):
     """ln x for a positive normal float64: x = m 2^e with m in [sqrt(1/2), sqrt(2)), and
@@ -80,17 +96,7 @@ def _ln(x):
     m = m * 0.5 if big else m
     e = e + 1 if big else e
     s = (m - 1.0) / (m + 1.0)
-    s2 = s * s
-    p = 1.0 / 17.0
-    p = p * s2 + 1.0 / 15.0
-    p = p * s2 + 1.0 / 13.0
-    p = p * s2 + 1.0 / 11.0
-    p = p * s2 + 1.0 / 9.0
-    p = p * s2 + 1.0 / 7.0
-    p = p * s2 + 1.0 / 5.0
-    p = p * s2 + 1.0 / 3.0
-    p = p * s2 + 1.0
-    return float(e) * _LN2 + 2.0 * s * p
+    return float(e) * _LN2 + 2.0 * s * _horner(s * s, _ATANH_C)
 
 
 @njit(inline="always")
@@ -98,22 +104,8 @@ def _sincos(p):
     """(sin p, cos p) for |p| <= pi/4 by their Taylor series to p^15 and p^16 (first terms left out:
     below 5e-17 and 2e-18)."""
     p2 = p * p
-    sn = 1.0 / 1307674368000.0
-    sn = sn * -p2 + 1.0 / 6227020800.0
-    sn = sn * -p2 + 1.0 / 39916800.0
-    sn = sn * -p2 + 1.0 / 362880.0
-    sn = sn * -p2 + 1.0 / 5040.0
-    sn = sn * -p2 + 1.0 / 120.0
-    sn = sn * -p2 + 1.0 / 6.0
-    sn = p - p * p2 * sn
-    cs = 1.0 / 20922789888000.0
-    cs = cs * -p2 + 1.0 / 87178291200.0
-    cs = cs * -p2 + 1.0 / 479001600.0
-    cs = cs * -p2 + 1.0 / 3628800.0
-    cs = cs * -p2 + 1.0 / 40320.0
-    cs = cs * -p2 + 1.0 / 720.0
-    cs = cs * -p2 + 1.0 / 24.0
-    cs = cs * p2 * p2 - 0.5 * p2 + 1.0
+    sn = p - p * p2 * _horner(-p2, _SIN_C)
+    cs = 1.0 - 0.5 * p2 + p2 * p2 * _horner(-p2, _COS_C)
     return sn, cs
 
 
