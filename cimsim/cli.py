@@ -87,7 +87,7 @@ def _emit_json(obj) -> None:
 def cmd_run(args) -> int:
     from cimsim import arch as arch_mod
     from cimsim.mappers import evaluate
-    from cimsim.networks import load_model_and_data
+    from cimsim.networks import load_model_and_data, reference_kwargs
 
     if args.out:
         _check_writable_folder(Path(args.out).resolve().parent, "--out")
@@ -107,7 +107,8 @@ def cmd_run(args) -> int:
         config={"model": meta["model"], "dataset": data.name, "checkpoint": str(ckpt),
                 "checkpoint_test_accuracy": meta["test_accuracy"], "limit": args.limit,
                 "batch_size": args.batch_size, "data_source": data.source,
-                "calibration_examples": args.calibration})
+                "calibration_examples": args.calibration},
+        **(reference_kwargs(meta, ckpt) if hasattr(spec, "crossbar_spec") else {}))
     if args.out:
         path = report.to_hdf5(args.out)
         print(f"cimsim run: report written to {path}", file=sys.stderr)

@@ -108,6 +108,43 @@ def load_any_checkpoint(path) -> tuple[nn.Module, dict]:
     return load_psq_checkpoint(path)
 
 
+def psq_base_model(meta: dict, ckpt) -> tuple[nn.Module | None, str]:
+    """The floating-point network a PSQ checkpoint was fine-tuned from, as the digital reference of its
+    reports: (model, what it is), or (None, why not) when the metadata names no base or the base is not
+    found. The base named in the metadata (``base_checkpoint``) is looked for beside the PSQ checkpoint,
+    then in the user's and the shipped checkpoint directories; a file of that name counts only if its
+    recorded test accuracy is the one the fine-tune recorded for its base (``base_test_accuracy``)."""
+    name = meta.get("base_checkpoint")
+    if not name or "psq" not in meta:
+        return None, "no base checkpoint recorded"
+    for d in (Path(ckpt).parent, train.user_dir(), train.SHIPPED_DIR):
+        path = d / name
+        if not path.is_file():
+            continue
+        try:
+            model, base = train.load_checkpoint(path)
+        except CheckpointError:
+            continue
+        same = (base.get("test_accuracy") == meta.get("base_test_accuracy") and base.get("dataset") == meta["dataset"]
+                and tuple(base.get("input_shape", ())) == tuple(meta["input_shape"]))
+        if same:
+            return model.eval(), f"{path.name}, the float network the PSQ checkpoint was fine-tuned from"
+    return None, f"base checkpoint {name} not found"
+
+
+def reference_kwargs(meta: dict, ckpt) -> dict:
+    """``reference`` / ``reference_note`` for :func:`cimsim.mappers.evaluate` of a loaded checkpoint: a PSQ
+    network is compared with the float network it was fine-tuned from; others with themselves (no
+    arguments)."""
+    if "psq" not in meta:
+        return {}
+    model, note = psq_base_model(meta, ckpt)
+    if model is None:
+        return {"reference_note": "the PSQ network with partial-sum quantization off (its fine-tuned weights in "
+                                  f"floating point; {note})"}
+    return {"reference": model, "reference_note": note}
+
+
 def finetune_command(model: str, dataset: str, arch: str = "hcim", overrides: dict | None = None) -> str:
     sets = "".join(f" --set {k}={v}" for k, v in (overrides or {}).items())
     return f"cimsim finetune --arch {arch} --model {model} --dataset {dataset}{sets}"

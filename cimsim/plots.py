@@ -101,10 +101,19 @@ def sweep_figure(results: dict, title: str = ""):
             ax.axhline(scale * r[key], color=color[r["arch"]], lw=2.5, alpha=0.6, label=label, zorder=1)
             if r[f"{key}_max"] > r[f"{key}_min"]:
                 ax.axhspan(scale * r[f"{key}_min"], scale * r[f"{key}_max"], color=color[r["arch"]], alpha=0.15)
-    if rows:
-        ref = sum(r["digital_accuracy"] * r["seeds"] for r in rows) / sum(r["seeds"] for r in rows)
+    # the float reference: one line when every architecture ran the same reference network, else one per
+    # architecture (hcim's is the network its PSQ checkpoint was fine-tuned from, or, where that is missing,
+    # the PSQ weights in float, which differ from the others')
+    refs = {a: sum(r["digital_accuracy"] * r["seeds"] for r in rows if r["arch"] == a)
+            / sum(r["seeds"] for r in rows if r["arch"] == a) for a in archs}
+    if refs and max(refs.values()) - min(refs.values()) < 1e-12:
+        ref = next(iter(refs.values()))
         ax_acc.axhline(100.0 * ref, color="0.2", ls="--", lw=1, label=f"float reference ({100 * ref:.2f}%)",
                        zorder=3)
+    else:
+        for a, ref in refs.items():
+            ax_acc.axhline(100.0 * ref, color=color[a], ls="--", lw=1,
+                           label=f"float reference of {a} ({100 * ref:.2f}%)", zorder=3)
 
     for ax in (ax_acc, ax_e):
         ax.set_xlabel("ADC bits")

@@ -34,7 +34,8 @@ FORMAT_VERSION = 1
 
 SCALARS: dict[str, tuple[str, str]] = {
     "accuracy": ("1", "top-1 accuracy of the simulated hardware on the evaluated examples, in [0, 1]"),
-    "digital_accuracy": ("1", "top-1 accuracy of the floating-point network on the same examples, in [0, 1]"),
+    "digital_accuracy": ("1", "top-1 accuracy of the floating-point reference network on the same examples, in "
+                              "[0, 1] (config 'digital_reference' says which network)"),
     "energy_j": ("J", "energy per inference"),
     "latency_s": ("s", "latency of one inference"),
     "throughput_inf_per_s": ("1/s", "inferences per second"),
@@ -209,6 +210,9 @@ class Report:
         lines = [head, "=" * len(head)]
         lines.append(f"  accuracy              {_pct(self.accuracy)}   (digital reference {_pct(self.digital_accuracy)},"
                      f" {self.n_examples} examples)")
+        ref = c.get("digital_reference")
+        if ref and ref != "the network itself in floating point":
+            lines.append(f"  digital reference     {ref}")
         lines.append(f"  energy / inference    {fmt_si(self.energy_j, 'J')}")
         lines.append(f"  latency / inference   {fmt_si(self.latency_s, 's')}   "
                      f"(throughput {self.throughput_inf_per_s:,.0f} inferences/s)")

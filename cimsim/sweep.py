@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable
 
 from cimsim._version import __version__
 from cimsim.errors import CimsimError, ConfigError
-from cimsim.networks import load_model_and_data
+from cimsim.networks import load_model_and_data, reference_kwargs
 from cimsim.report import Report
 from cimsim.sweepfile import Point, SweepFileError, aggregate
 from cimsim import sweepfile
@@ -224,10 +224,12 @@ def evaluate_point(point: Point, settings: Settings) -> Report:
     if getattr(spec, "column_scales", False):   # hcim: the network fine-tuned with partial-sum QAT for it
         key = ("psq", _settings_key(settings), json.dumps(point_params(point, settings.overrides), sort_keys=True))
         if key not in _CONTEXT:
-            m, mt, _, _ = load_model_and_data(settings.model, settings.dataset, settings.data_dir, None,
-                                              arch=spec, overrides=arch_overrides(point.arch, settings.overrides))
-            _CONTEXT[key] = (m, mt)
-        model, meta = _CONTEXT[key]
+            m, mt, _, ck = load_model_and_data(settings.model, settings.dataset, settings.data_dir, None,
+                                               arch=spec, overrides=arch_overrides(point.arch, settings.overrides))
+            _CONTEXT[key] = (m, mt, reference_kwargs(mt, ck))
+        model, meta, reference = _CONTEXT[key]
+    else:
+        reference = {}
     loader = data.loader("test", batch_size=settings.batch_size, limit=settings.limit)
     calibration = data.loader("train", batch_size=settings.batch_size, limit=settings.calibration, shuffle=False)
     config = {"model": meta["model"], "dataset": data.name, "checkpoint": settings.checkpoint,
@@ -235,7 +237,7 @@ def evaluate_point(point: Point, settings: Settings) -> Report:
               "batch_size": settings.batch_size, "calibration": settings.calibration, "seed": point.seed,
               "data_source": data.source, "sweep_point": point.to_dict()}
     return evaluate(model, spec, loader, calibration=calibration, seed=point.seed, progress=False,
-                    config=config, backend=settings.backend, device=settings.device)
+                    config=config, backend=settings.backend, device=settings.device, **reference)
 
 
 def _run_point(evaluate_fn, point: Point, settings: Settings) -> Report:

@@ -15,19 +15,22 @@ from cimsim.report import Report
 
 
 def evaluate(model: nn.Module, arch, loader, *, calibration=None, seed: int = 0, progress: bool | None = None,
-             config: dict | None = None, backend: str = "numba", device: str = "cpu") -> Report:
+             config: dict | None = None, backend: str = "numba", device: str = "cpu",
+             reference: nn.Module | None = None, reference_note: str | None = None) -> Report:
     """Accuracy, energy, latency and area of ``model`` on ``arch`` over ``loader``.
 
     ``calibration`` (an iterable of ``(x, y)`` batches, by convention from the training split) sets the
     activation and ADC ranges of an analog mapping; ``seed`` draws every device and readout random number;
-    ``backend``/``device`` choose the crossbar engine (numba on the CPU, or torch on ``cpu``/``cuda``).
+    ``backend``/``device`` choose the crossbar engine (numba on the CPU, or torch on ``cpu``/``cuda``);
+    ``reference``/``reference_note``: the digital reference network of the report (see
+    :func:`cimsim.mappers.map_model`).
     """
     if isinstance(arch, DigitalReference):
         return evaluate_reference(model, loader, arch, progress=progress, config=config)
     from cimsim.mappers.mapper import map_model
 
     mapped = map_model(model, arch, calibration if calibration is not None else loader, seed=seed,
-                       backend=backend, device=device)
+                       backend=backend, device=device, reference=reference, reference_note=reference_note)
     cfg = dict(config or {})
     if calibration is None:
         cfg["calibration_source"] = "first batches of the evaluation loader (no calibration loader given)"

@@ -266,12 +266,14 @@ class MappedModel(nn.Module):
 
     def __init__(self, model: nn.Module, reference: nn.Module, arch, layers: dict[str, MappedLayer],
                  digital_events: EventLedger, kinds: dict[str, str], kept_digital: dict[str, str],
-                 folded: list, calibration_info: dict, seed: int, backend: str, device: str):
+                 folded: list, calibration_info: dict, seed: int, backend: str, device: str,
+                 reference_note: str = "the network itself in floating point"):
         super().__init__()
         self.model = model
         self.arch = arch
         self.mapped_layers = layers            # name -> MappedLayer (also reachable inside self.model)
         self._reference = [reference]          # float model (a list: not registered as a sub-module)
+        self.reference_note = reference_note   # what the reference is, for the report
         self.digital_events = digital_events   # per-inference events of the digital layers
         self.kinds = kinds
         self.kept_digital = kept_digital       # unsupported matrix layers: name -> reason
@@ -281,7 +283,9 @@ class MappedModel(nn.Module):
 
     @property
     def reference(self) -> nn.Module:
-        """The floating-point network (BN not folded): the digital reference."""
+        """The floating-point network (BN not folded) whose accuracy the report gives as the digital
+        reference: the mapped network itself, or the one given to :func:`map_model` (``reference_note`` says
+        which)."""
         return self._reference[0]
 
     def set_mode(self, mode: str) -> "MappedModel":
@@ -345,7 +349,8 @@ class MappedModel(nn.Module):
         energy = sum(r["energy_j"] for r in layers)
         latency = sum(r["latency_s"] for r in layers)
         cfg = {"arch": self.arch.name, "arch_params": self.arch.params(), "seed": self.seed,
-               "backend": self.backend, "device": self.device, **(config or {}),
+               "backend": self.backend, "device": self.device, "digital_reference": self.reference_note,
+               **(config or {}),
                "mapped_layers": {n: {"kind": p.kind, "in_features": p.in_features, "out_features": p.out_features,
                                      "groups": p.groups, "positions": p.positions, "arrays": p.arrays,
                                      "input_signed": p.input_signed, "input_scale": p.input_scale}
@@ -382,10 +387,19 @@ def _check_psq(name: str, mod: nn.Module, cfg) -> None:
 
 @torch.no_grad()
 def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backend: str = "numba",
-              device: str = "cpu", calibration_batches: int | None = None) -> MappedModel:
-    """Map ``model`` onto ``arch`` (see the module docstring); ``calibration``: batches (x, y) or a tensor."""
+              device: str = "cpu", calibration_batches: int | None = None, reference: nn.Module | None = None,
+              reference_note: str | None = None) -> MappedModel:
+    """Map ``model`` onto ``arch`` (see the module docstring); ``calibration``: batches (x, y) or a tensor.
+
+    ``reference``: the floating-point network whose accuracy the report gives as the digital reference. By
+    default the model itself, in floating point (for a PSQ network, its layers with partial-sum quantization
+    off: the fine-tuned weights in float, which is not the network they were fine-tuned from: pass that one
+    here, as ``cimsim run`` and ``cimsim sweep`` do). ``reference_note`` says in the report what it is.
+    """
     if not isinstance(model, nn.Module):
         raise ConfigError(f"cimsim.map needs a torch.nn.Module, got {type(model).__name__}")
+    if reference is not None and not isinstance(reference, nn.Module):
+        raise ConfigError(f"cimsim.map: reference must be a torch.nn.Module, got {type(reference).__name__}")
     if not hasattr(arch, "crossbar_spec"):
         raise ConfigError(f"architecture {getattr(arch, 'name', arch)!r} has no crossbars to map onto "
                           "(use cimsim.mappers.evaluate for the digital reference)")
@@ -394,9 +408,15 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         raise ConfigError("cimsim.map needs calibration data (a loader of (x, y) batches or a tensor of inputs) "
                           "to set activation and ADC ranges; pass calibration=data.loader('train', limit=...)")
     psq_cfg = qat.PSQConfig.from_arch(arch) if getattr(arch, "column_scales", False) else None
-    reference = model
-    if any(qat.is_psq(m) for m in model.modules()):   # the reference is the float network, PSQ off
+    if reference is not None:
+        reference = copy.deepcopy(reference).eval()
+        note = reference_note or "a floating-point network given to the mapper"
+    elif any(qat.is_psq(m) for m in model.modules()):   # the float layers: PSQ off
         reference = qat.set_psq(copy.deepcopy(model), False).eval()
+        note = reference_note or ("the PSQ network with partial-sum quantization off (its fine-tuned weights in "
+                                  "floating point)")
+    else:
+        reference, note = model, reference_note or "the network itself in floating point"
     work = copy.deepcopy(model).eval()
     for p in work.parameters():
         p.requires_grad_(False)
@@ -485,4 +505,5 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         warnings.warn(f"{arch.name}: no learned partial-sum scale factors for {', '.join(unscaled)}; using "
                       "calibrated initial scales (expect an accuracy loss: fine-tune with cimsim.mappers.qat, "
                       "'cimsim finetune')", stacklevel=2)
-    return MappedModel(work, reference, arch, layers, digital, kinds, kept, folded, cal_info, seed, backend, device)
+    return MappedModel(work, reference, arch, layers, digital, kinds, kept, folded, cal_info, seed, backend, device,
+                       reference_note=note)

@@ -104,6 +104,62 @@ def test_mismatched_fine_tuning_is_refused():
         cimsim.map(psq, cimsim.arch.get("hcim", rows=32), calibration=x)
 
 
+def test_the_digital_reference_is_the_given_float_network():
+    model = small_model()
+    x = torch.rand(12, 2, 8, 8, dtype=torch.float64)
+    arch = cimsim.arch.get("hcim", rows=16)
+    psq = qat.prepare(model, qat.PSQConfig.from_arch(arch), [x])
+    with torch.no_grad():
+        for p in psq.parameters():        # the PSQ weights drift away from the float network's
+            p.add_(0.3 * torch.randn_like(p))
+    with torch.no_grad():
+        base_pred = model(x).argmax(1)
+        psq_off_pred = qat.set_psq(__import__("copy").deepcopy(psq), False)(x).argmax(1)
+    y = base_pred.clone()            # labels the float network gets all right
+    batch = [(x, y)]
+    rep = cimsim.map(psq, arch, calibration=x, reference=model, reference_note="the base").evaluate(batch, progress=False)
+    assert rep.digital_accuracy == 1.0 and rep.config["digital_reference"] == "the base"
+    assert "digital reference     the base" in rep.table()
+    default = cimsim.map(psq, arch, calibration=x).evaluate(batch, progress=False)
+    assert default.digital_accuracy == pytest.approx(float((psq_off_pred == y).double().mean()))
+    assert default.digital_accuracy < 1.0
+    assert default.config["digital_reference"].startswith("the PSQ network with partial-sum quantization off")
+    plain = cimsim.map(model, cimsim.arch.get("isaac", rows=16), calibration=x).evaluate(batch, progress=False)
+    assert plain.config["digital_reference"] == "the network itself in floating point"
+    assert "digital reference " not in plain.table().split("\n", 3)[3]   # only the accuracy line names it
+    with pytest.raises(ConfigError, match="reference must be a torch.nn.Module"):
+        cimsim.map(psq, arch, calibration=x, reference="lenet5")
+
+
+def test_shipped_psq_checkpoint_is_compared_with_its_float_base(tmp_path, monkeypatch):
+    import shutil
+
+    from cimsim.workloads import train
+
+    monkeypatch.setenv("CIMSIM_HOME", str(tmp_path / "home"))
+    name = "lenet5-fashion-mnist-psq-ternary-w4a4c1d1r128t0.5"
+    ckpt = train.SHIPPED_DIR / f"{name}.pt"
+    _, meta = networks.load_any_checkpoint(ckpt)
+    kw = networks.reference_kwargs(meta, ckpt)
+    base, base_meta = train.load_checkpoint(train.SHIPPED_DIR / meta["base_checkpoint"])
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(kw["reference"](x), base(x))
+    assert kw["reference_note"] == "lenet5-fashion-mnist.pt, the float network the PSQ checkpoint was fine-tuned from"
+    assert networks.reference_kwargs({"model": "lenet5"}, ckpt) == {}       # a plain checkpoint: itself
+    # a base that is missing, or a file of that name with another recorded accuracy, is not used
+    for changed in ({"base_checkpoint": "gone.pt"}, {"base_test_accuracy": 0.5}):
+        kw = networks.reference_kwargs({**meta, **changed}, tmp_path / f"{name}.pt")
+        assert "reference" not in kw
+        assert kw["reference_note"].startswith("the PSQ network with partial-sum quantization off")
+    assert "base checkpoint gone.pt not found" in networks.reference_kwargs(
+        {**meta, "base_checkpoint": "gone.pt"}, ckpt)["reference_note"]
+    # a base beside the PSQ checkpoint counts first
+    shutil.copy(train.SHIPPED_DIR / meta["base_checkpoint"], tmp_path / meta["base_checkpoint"])
+    shutil.copy(train.SHIPPED_DIR / meta["base_checkpoint"].replace(".pt", ".json"), tmp_path)
+    assert "reference" in networks.reference_kwargs(meta, tmp_path / f"{name}.pt")
+
+
 # ------------------------------------------------------------------------------------------------ costs
 def test_hcim_energy_comes_from_its_events():
     model = small_model()

@@ -368,6 +368,27 @@ def test_plot_draws_one_line_per_arch_with_seed_ranges(tmp_path):
         plt.close(fig)
 
 
+def test_plot_draws_a_reference_per_arch_when_the_references_differ():
+    import dataclasses
+
+    import matplotlib.pyplot as plt
+
+    from cimsim.plots import sweep_figure
+
+    results = {p: fake_report(p) for p in grid(bits=(2, 3), seeds=1)}
+    hcim = Point("hcim", None, 0)
+    results[hcim] = dataclasses.replace(fake_report(hcim), digital_accuracy=0.8565,
+                                        config={"arch": "hcim", "arch_params": {}})
+    fig = sweep_figure(results, title="lenet5")
+    try:
+        refs = {l.get_label(): l.get_ydata()[0] for l in fig.axes[0].get_lines() if "reference" in l.get_label()}
+        assert refs == pytest.approx({f"float reference of digital ({100 * REFERENCE:.2f}%)": 100 * REFERENCE,
+                                      f"float reference of isaac ({100 * REFERENCE:.2f}%)": 100 * REFERENCE,
+                                      "float reference of hcim (85.65%)": 85.65})
+    finally:
+        plt.close(fig)
+
+
 def test_cimsim_plot_writes_a_png_of_a_sweep_file(tmp_path, capsys):
     path = tmp_path / "s.h5"
     sweep.run_sweep(path, grid(bits=(1, 2), seeds=2), SETTINGS, evaluate_point=fake_evaluate)
