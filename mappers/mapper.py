@@ -385,6 +385,24 @@ def _check_psq(name: str, mod: nn.Module, cfg) -> None:
                           f"{cfg.tag}: fine-tune it for this architecture ('cimsim finetune' with the same --set)")
 
 
+def _calibration_patches(layer: "MappedLayer", activations: list, rng: np.random.Generator) -> np.ndarray:
+    """The quantized input patches of a layer's calibration activations as int64: all of them, or, beyond
+    ADC_CALIBRATION_ROWS, that many rows drawn without replacement (in their original order). Only the drawn
+    rows are gathered and converted (the patches of 512 images can reach hundreds of MB)."""
+    parts = [layer._patches(layer.quantize_input(a))[0] for a in activations]
+    total = sum(int(p.shape[0]) for p in parts)
+    if total <= ADC_CALIBRATION_ROWS:
+        return torch.cat(parts).numpy().astype(np.int64)
+    rows = np.sort(rng.choice(total, ADC_CALIBRATION_ROWS, replace=False))
+    starts = np.cumsum([0] + [int(p.shape[0]) for p in parts])
+    picked = []
+    for p, s0, s1 in zip(parts, starts[:-1], starts[1:]):
+        i0, i1 = np.searchsorted(rows, [s0, s1])
+        if i1 > i0:
+            picked.append(p[torch.from_numpy(rows[i0:i1] - s0)])
+    return torch.cat(picked).numpy().astype(np.int64)
+
+
 @torch.no_grad()
 def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backend: str = "numba",
               device: str = "cpu", calibration_batches: int | None = None, reference: nn.Module | None = None,
@@ -477,9 +495,7 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
                 scales = mod.psq_alpha.detach().double().numpy()
             else:
                 unscaled.append(name)
-                allp = torch.cat([layer._patches(layer.quantize_input(a))[0] for a in seen[name]]).numpy().astype(np.int64)
-                if allp.shape[0] > ADC_CALIBRATION_ROWS:
-                    allp = allp[np.sort(rng.choice(allp.shape[0], ADC_CALIBRATION_ROWS, replace=False))]
+                allp = _calibration_patches(layer, seen[name], rng)
                 scales = np.concatenate([qat.lsq_scales(allp[:, g * k_per_group:(g + 1) * k_per_group],
                                                         layer.w_int[g * og:(g + 1) * og], psq_cfg, signed)
                                          for g in range(groups)], axis=2)
@@ -493,9 +509,7 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         plan.arrays = sum(xb.arrays for xb in layer.crossbars)
         plan.row_blocks = len(layer.crossbars[0].row_blocks)
         if spec.adc_range == "calibrated":
-            allp = torch.cat([layer._patches(layer.quantize_input(a))[0] for a in seen[name]]).numpy().astype(np.int64)
-            if allp.shape[0] > ADC_CALIBRATION_ROWS:
-                allp = allp[np.sort(rng.choice(allp.shape[0], ADC_CALIBRATION_ROWS, replace=False))]
+            allp = _calibration_patches(layer, seen[name], rng)
             for g, xb in enumerate(layer.crossbars):
                 xb.calibrate(allp[:, g * k_per_group:(g + 1) * k_per_group])
         layers[name] = layer

@@ -220,7 +220,20 @@ def test_calibrated_percentile_range_is_lossless_inside_for_signed_inputs():
                         adc_range="calibrated")
     xb = Crossbar(W, spec)
     xb.calibrate(x)
+    assert xb._range == [(-p, p)]        # numpy's percentile of every column value, to the last bit
     assert np.array_equal(xb(x), _matmul(x, W))
+    with pytest.raises(ConfigError, match=r"calibration inputs must have shape \(batch, 10\)"):
+        xb.calibrate(x[:, :9])
+
+
+def test_percentile_in_place_is_numpys_linear_rule():
+    from cimsim.crossbar import percentile_in_place
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 1000, 65537):
+        for q in (0, 50, 99.9, 99.99, 100):
+            for a in (rng.normal(size=n), rng.integers(0, 400, n).astype(np.float32)):
+                assert percentile_in_place(a.copy(), q) == float(np.percentile(a.astype(np.float64), q))
 
 
 def test_calibrated_8bit_beats_full_range_5bit_on_sparse_small_inputs():

@@ -257,3 +257,23 @@ def test_bad_inputs():
     mapped = cimsim.map(model, lossless(), calibration=torch.randn(2, 4))
     with pytest.raises(ConfigError, match="mode"):
         mapped.set_mode("exact")
+
+
+def test_calibration_patches_are_the_drawn_rows_of_all_patches(monkeypatch):
+    # the ADC calibration rows: a draw without replacement from every patch of every calibration batch;
+    # gathered batch by batch, they must equal the rows picked from the whole stack
+    from cimsim.mappers import mapper
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 36, 4)).eval()
+    batches = [torch.rand(n, 2, 6, 6) for n in (5, 1, 7)]
+    mapped = cimsim.map(model, cimsim.arch.get("isaac", rows=16, cell="ideal"), calibration=batches[0])
+    layer = mapped.mapped_layers["0"]
+    everything = torch.cat([layer._patches(layer.quantize_input(a))[0] for a in batches]).numpy().astype(np.int64)
+    assert everything.shape == (13 * 36, 18)
+    monkeypatch.setattr(mapper, "ADC_CALIBRATION_ROWS", 100)
+    got = mapper._calibration_patches(layer, batches, np.random.default_rng(4))
+    want = everything[np.sort(np.random.default_rng(4).choice(13 * 36, 100, replace=False))]
+    assert got.dtype == np.int64 and np.array_equal(got, want)
+    monkeypatch.setattr(mapper, "ADC_CALIBRATION_ROWS", 10_000)   # fewer rows than that: all of them, in order
+    assert np.array_equal(mapper._calibration_patches(layer, batches, np.random.default_rng(4)), everything)
