@@ -12,7 +12,7 @@ every step (no branch, no table lookup, no call into libm):
   counter in place.
 * normals: the Box-Muller transform (Box and Muller, Ann. Math. Stat. 29(2), 1958), two normals
   ``r cos(theta)``, ``r sin(theta)`` per pair of words, ``r = sqrt(-2 ln u)`` with u in (0, 1] on a 2^-53
-  grid (so |z| reaches sqrt(106 ln 2) = 8.57: the mass beyond is 1e-17) and theta uniform on a 2^-51 grid
+  grid (so |z| reaches sqrt(106 ln 2) = 8.57: the mass beyond is 1e-17) and theta uniform on a 2^-53 grid
   of its quadrant. ln, sin and cos are evaluated here by series whose truncation error is below 3e-16
   (:func:`ln_unit`, :func:`sincos_quarter`; tested against libm), so the draws are standard normal in
   distribution to double precision.
@@ -68,8 +68,8 @@ def _mix(z):
     return z ^ (z >> np.uint64(31))
 
 
-# series coefficients, highest power first: atanh(s) / s in s^2 to s^16; sin(p) / p - 1 over -p^2 / 6 ... and
-# cos(p) in p^2 from p^4, as plain reciprocals of odd numbers and factorials
+# series coefficients, highest power first: atanh(s) / s = 1 + s^2/3 + ... + s^16/17;
+# (p - sin p) / p^3 = 1/3! - p^2/5! + ... + p^12/15!; (cos p - 1 + p^2/2) / p^4 = 1/4! - p^2/6! + ... + p^12/16!
 _ATANH_C = tuple(1.0 / (2 * k + 1) for k in range(8, -1, -1))                      # 1/17 ... 1
 _SIN_C = tuple(1.0 / math.factorial(2 * k + 1) for k in range(7, 0, -1))           # 1/15! ... 1/3!
 _COS_C = tuple(1.0 / math.factorial(2 * k) for k in range(8, 1, -1))               # 1/16! ... 1/4!
