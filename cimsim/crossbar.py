@@ -51,12 +51,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from cimsim.calibration import column_value_ranges
 from cimsim.devices.cell import IdealCell, MemoryCell
 from cimsim.devices.converters import IdealReadout, Readout, SenseAmp, TernaryReadout, _Quantizer
 from cimsim.encoding import SIGNED_MODES, check_inputs, input_planes, plane_layout, slice_weights
 from cimsim.errors import ConfigError
 from cimsim.irdrop import effective_conductance
-from cimsim.kernels import adc_accumulate_rows, seed_state, stack_digits
+from cimsim.kernels import NoiseStreams, adc_accumulate_rows, stack_digits
 from cimsim.ledger import EventLedger
 
 BACKENDS = ("numba", "torch")
@@ -115,26 +116,6 @@ class CrossbarSpec:
                               f"signed='differential', got signed={self.signed!r}")
 
 
-class NoiseStreams:
-    """Independent standard-normal streams, one per batch shard, spawned from the crossbar's seed.
-
-    The number of streams is fixed (not the CPU count), so a seed gives the same numbers on any machine.
-    Each stream has a numpy generator (the unfused readouts) and a counter-based generator state that the
-    fused epilogue (:func:`cimsim.kernels.adc_accumulate_rows`) draws its Box-Muller normals from and
-    advances in place, seeded from a child of the stream's SeedSequence.
-    """
-
-    STREAMS = 4
-
-    def __init__(self, seeds: np.random.SeedSequence):
-        children = seeds.spawn(self.STREAMS)
-        self._gens = [np.random.default_rng(s) for s in children]
-        self.states = [seed_state(s.spawn(1)[0]) for s in children]
-
-    def standard_normal(self, shape: tuple[int, int], stream: int) -> np.ndarray:
-        return self._gens[stream].standard_normal(shape, dtype=np.float32)
-
-
 _POOL: ThreadPoolExecutor | None = None
 _BLAS: ThreadpoolController | None = None
 
@@ -146,34 +127,6 @@ def _blas_controller() -> ThreadpoolController:
     if _BLAS is None:
         _BLAS = ThreadpoolController()
     return _BLAS
-
-
-def percentile_in_place(a: np.ndarray, q: float) -> float:
-    """The q-th percentile of the 1-d array ``a`` by numpy's default ("linear") rule, exactly, reordering
-    ``a`` in place (calibration batches give tens of millions of values).
-
-    For a high percentile of a large array only the top of ``a`` is sorted: a threshold read from an
-    evenly strided sample of ``a``, with a margin, is checked to leave at least the needed order statistics
-    above it, and those are found among the values above it; where the check fails, the whole array is
-    partitioned."""
-    n = a.size
-    h = (n - 1) * (q / 100.0)
-    lo = int(math.floor(h))
-    hi = min(lo + 1, n - 1)
-    top, base = a, 0
-    if n >= 1 << 20 and n - lo <= n // 16:
-        step = n >> 16                                    # a sample of about 65536 values
-        sample = np.sort(a[::step])
-        guess = max(0, int(sample.size * lo / n) - 64 - int(4 * math.sqrt(sample.size * (n - lo) / n)))
-        tau = sample[guess]
-        above = a >= tau
-        count = int(np.count_nonzero(above))
-        if count >= n - lo:                               # every order statistic from lo up is >= tau
-            top, base = a[above], n - count
-    k0, k1 = lo - base, hi - base
-    top.partition([k0, k1] if k1 > k0 else [k0])
-    x0, x1, t = float(top[k0]), float(top[k1]), h - lo
-    return x0 + t * (x1 - x0) if t < 0.5 else x1 - (x1 - x0) * (1.0 - t)   # numpy's _lerp
 
 
 def _pow2_lsb(span: float, bits: int) -> float:
@@ -358,9 +311,6 @@ class Crossbar:
             out.append((lo, _pow2_lsb(hi - lo, bits)))
         return out
 
-    # stacked (cycle, example) rows per calibration GEMM: bounds the digit buffer (our choice)
-    CALIBRATION_ROWS = 32768
-
     def calibrate(self, x) -> None:
         """Set each row block's ADC range from the column values a calibration batch produces.
 
@@ -369,37 +319,18 @@ class Crossbar:
         ADC then rounds its LSB up to a power of two of level units, which widens the range by up to
         2x, so at most 0.1 % of the calibration batch's conversions clip (usually fewer).
         """
-        bits, signed = self.spec.input_bits, self.spec.input_signed
-        xv = check_inputs(np.asarray(x), bits, signed)
-        if xv.ndim != 2 or xv.shape[1] != self.in_features:
-            raise ConfigError(f"calibration inputs must have shape (batch, {self.in_features}), got {xv.shape}")
-        u = np.where(xv < 0, xv + (1 << bits), xv) if signed else xv
-        shifts, widths = plane_layout(bits, self.spec.dac_bits)
-        T, B = len(shifts), u.shape[0]
-        dt = self.gemm_dtype()      # exact for integer levels, as in the forward pass
-        chunk = max(1, self.CALIBRATION_ROWS // T)
-        q = self.spec.calibration_percentile
-        self._range = []
-        for i, (k0, k1) in enumerate(self.row_blocks):
-            a = self._ro_a_gemm[i]
-            m = a.shape[1]
-            if B * m == 0:
-                self._range.append((0.0, 1.0))
-                continue
-            absv = np.empty(T * B * m, dtype=dt)     # |column value| of every cycle, example and column
-            digits = np.empty((T * min(chunk, B), k1 - k0), dtype=dt)
-            sqsum = np.zeros(k1 - k0, dtype=np.int64)
-            vmin, pos = 0.0, 0
-            for b0 in range(0, B, chunk):        # the digits of a chunk of examples, all cycles stacked
-                n = T * (min(B, b0 + chunk) - b0)
-                stack_digits(u, b0, b0 + n // T, k0, k1, shifts, widths, signed, digits[:n], None, sqsum)
-                v = np.matmul(digits[:n], a, out=absv[pos:pos + n * m].reshape(n, m))
-                vmin = min(vmin, float(v.min()))
-                np.abs(v, out=v)
-                pos += n * m
-            p = percentile_in_place(absv, q)
-            lo = -p if vmin < 0 else 0.0
-            self._range.append((lo, max(p, lo + 1.0)))
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ConfigError(f"calibration inputs must have shape (batch, {self.in_features}), got {x.shape}")
+        shifts, widths = plane_layout(self.spec.input_bits, self.spec.dac_bits)
+        self._range = column_value_ranges(self._digit_source(x), self.row_blocks, self._ro_a_gemm, shifts, widths,
+                                          self.spec.input_signed, self.spec.calibration_percentile, self.gemm_dtype())
+
+    def _digit_source(self, x: np.ndarray) -> np.ndarray:
+        """The validated inputs (int64) with negatives taken modulo 2**input_bits: what the digit cutter
+        (:func:`cimsim.kernels.stack_digits`) reads, as :func:`cimsim.encoding.input_planes` does."""
+        xv = check_inputs(x, self.spec.input_bits, self.spec.input_signed)
+        return np.where(xv < 0, xv + (1 << self.spec.input_bits), xv) if self.spec.input_signed else xv
 
     # ------------------------------------------------------------------ forward
     def _readout(self, v: np.ndarray, lo: float, lsb: float) -> np.ndarray:
@@ -441,8 +372,7 @@ class Crossbar:
         fused = fused and not special
         shard = self._shard_readout if special else self._shard
         if fused:   # each shard cuts its own digits from the integers (the role of input_planes)
-            xv = check_inputs(x, self.spec.input_bits, self.spec.input_signed)
-            planes = np.where(xv < 0, xv + (1 << self.spec.input_bits), xv) if self.spec.input_signed else xv
+            planes = self._digit_source(x)
             pw = None
             cycles = len(plane_layout(self.spec.input_bits, self.spec.dac_bits)[0])
         else:

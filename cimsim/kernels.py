@@ -134,6 +134,26 @@ def seed_state(seed_sequence: np.random.SeedSequence) -> np.ndarray:
     return np.array([key, gamma, 0, 0], dtype=np.uint64)
 
 
+class NoiseStreams:
+    """Independent standard-normal streams, one per batch shard, spawned from the crossbar's seed.
+
+    The number of streams is fixed (not the CPU count), so a seed gives the same numbers on any machine.
+    Each stream has a numpy generator (the unfused readouts) and a counter-based generator state that the
+    fused epilogue (:func:`cimsim.kernels.adc_accumulate_rows`) draws its Box-Muller normals from and
+    advances in place, seeded from a child of the stream's SeedSequence.
+    """
+
+    STREAMS = 4
+
+    def __init__(self, seeds: np.random.SeedSequence):
+        children = seeds.spawn(self.STREAMS)
+        self._gens = [np.random.default_rng(s) for s in children]
+        self.states = [seed_state(s.spawn(1)[0]) for s in children]
+
+    def standard_normal(self, shape: tuple[int, int], stream: int) -> np.ndarray:
+        return self._gens[stream].standard_normal(shape, dtype=np.float32)
+
+
 @njit(**_VEC)
 def _pass_words(r, ph, q, n, key, gamma, ctr):
     """Pass 1 of Box-Muller for pairs 0..n: the uniform u in (0, 1] (into r), the angle within its

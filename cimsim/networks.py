@@ -115,7 +115,7 @@ def psq_base_model(meta: dict, ckpt) -> tuple[nn.Module | None, str]:
     then in the user's and the shipped checkpoint directories; a file of that name counts only if its
     recorded test accuracy is the one the fine-tune recorded for its base (``base_test_accuracy``)."""
     name = meta.get("base_checkpoint")
-    if not name or "psq" not in meta:
+    if not name:
         return None, "no base checkpoint recorded"
     for d in (Path(ckpt).parent, train.user_dir(), train.SHIPPED_DIR):
         path = d / name

@@ -32,6 +32,9 @@ from cimsim.fileio import atomic_output
 FORMAT = "cimsim.report"
 FORMAT_VERSION = 1
 
+# config["digital_reference"] of a report whose reference is the simulated network itself, in floating point
+SELF_REFERENCE = "the network itself in floating point"
+
 SCALARS: dict[str, tuple[str, str]] = {
     "accuracy": ("1", "top-1 accuracy of the simulated hardware on the evaluated examples, in [0, 1]"),
     "digital_accuracy": ("1", "top-1 accuracy of the floating-point reference network on the same examples, in "
@@ -211,7 +214,7 @@ class Report:
         lines.append(f"  accuracy              {_pct(self.accuracy)}   (digital reference {_pct(self.digital_accuracy)},"
                      f" {self.n_examples} examples)")
         ref = c.get("digital_reference")
-        if ref and ref != "the network itself in floating point":
+        if ref and ref != SELF_REFERENCE:
             lines.append(f"  digital reference     {ref}")
         lines.append(f"  energy / inference    {fmt_si(self.energy_j, 'J')}")
         lines.append(f"  latency / inference   {fmt_si(self.latency_s, 's')}   "

@@ -41,7 +41,7 @@ from cimsim.errors import ConfigError
 from cimsim.ledger import EventLedger
 from cimsim.mappers import qat
 from cimsim.mappers.profile import profile
-from cimsim.report import Report
+from cimsim.report import SELF_REFERENCE, Report
 
 MAPPED_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
 # matrix layers that exist in torch but that the mapper does not (yet) place on crossbars
@@ -267,7 +267,7 @@ class MappedModel(nn.Module):
     def __init__(self, model: nn.Module, reference: nn.Module, arch, layers: dict[str, MappedLayer],
                  digital_events: EventLedger, kinds: dict[str, str], kept_digital: dict[str, str],
                  folded: list, calibration_info: dict, seed: int, backend: str, device: str,
-                 reference_note: str = "the network itself in floating point"):
+                 reference_note: str = SELF_REFERENCE):
         super().__init__()
         self.model = model
         self.arch = arch
@@ -434,7 +434,7 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         note = reference_note or ("the PSQ network with partial-sum quantization off (its fine-tuned weights in "
                                   "floating point)")
     else:
-        reference, note = model, reference_note or "the network itself in floating point"
+        reference, note = model, reference_note or SELF_REFERENCE
     work = copy.deepcopy(model).eval()
     for p in work.parameters():
         p.requires_grad_(False)

@@ -227,7 +227,7 @@ def test_calibrated_percentile_range_is_lossless_inside_for_signed_inputs():
 
 
 def test_percentile_in_place_is_numpys_linear_rule():
-    from cimsim.crossbar import percentile_in_place
+    from cimsim.calibration import percentile_in_place
 
     rng = np.random.default_rng(3)
     for n in (1, 2, 7, 1000, 65537):

@@ -1,0 +1,78 @@
+"""ADC range calibration of a crossbar: the column values a calibration batch produces, and their exact
+high percentile.
+
+:meth:`cimsim.Crossbar.calibrate` sets each row block's range to [min(0, -p), p], p the
+``calibration_percentile`` of |column value| over all cycles, examples and columns of the block. A
+calibration batch gives tens of millions of such values (a ResNet-20 layer: 16 cycles x 16 384 rows x up to
+1024 columns), so they are computed chunk by chunk into one buffer, in the engine's GEMM dtype (exact for
+integer levels, as in the forward pass), and the percentile is selected in place.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cimsim.kernels import stack_digits
+
+# stacked (cycle, example) rows per calibration GEMM: bounds the digit buffer (our choice)
+CALIBRATION_ROWS = 32768
+
+
+def percentile_in_place(a: np.ndarray, q: float) -> float:
+    """The q-th percentile of the 1-d array ``a`` by numpy's default ("linear") rule, exactly, reordering
+    ``a`` in place.
+
+    For a high percentile of a large array only the top of ``a`` is sorted: a threshold read from an
+    evenly strided sample of ``a``, with a margin, is checked to leave at least the needed order statistics
+    above it, and those are found among the values above it; where the check fails, the whole array is
+    partitioned."""
+    n = a.size
+    h = (n - 1) * (q / 100.0)
+    lo = int(math.floor(h))
+    hi = min(lo + 1, n - 1)
+    top, base = a, 0
+    if n >= 1 << 20 and n - lo <= n // 16:
+        step = n >> 16                                    # a sample of about 65536 values
+        sample = np.sort(a[::step])
+        guess = max(0, int(sample.size * lo / n) - 64 - int(4 * math.sqrt(sample.size * (n - lo) / n)))
+        tau = sample[guess]
+        above = a >= tau
+        count = int(np.count_nonzero(above))
+        if count >= n - lo:                               # every order statistic from lo up is >= tau
+            top, base = a[above], n - count
+    k0, k1 = lo - base, hi - base
+    top.partition([k0, k1] if k1 > k0 else [k0])
+    x0, x1, t = float(top[k0]), float(top[k1]), h - lo
+    return x0 + t * (x1 - x0) if t < 0.5 else x1 - (x1 - x0) * (1.0 - t)   # numpy's _lerp
+
+
+def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, signed: bool, percentile: float,
+                        dtype) -> list[tuple[float, float]]:
+    """(lo, hi) per row block: [min(0, -p), max(p, lo + 1)] with p the ``percentile`` of |u's digits @ the
+    block's matrix| over every cycle, example and column (``u``: the validated inputs, negatives taken
+    modulo 2**input_bits; ``shifts``/``widths``: the cycles' digit layout)."""
+    T, B = len(shifts), u.shape[0]
+    chunk = max(1, CALIBRATION_ROWS // T)
+    out = []
+    for (k0, k1), a in zip(row_blocks, matrices):
+        m = a.shape[1]
+        if B * m == 0:
+            out.append((0.0, 1.0))
+            continue
+        absv = np.empty(T * B * m, dtype=dtype)  # |column value| of every cycle, example and column
+        digits = np.empty((T * min(chunk, B), k1 - k0), dtype=dtype)
+        sqsum = np.zeros(k1 - k0, dtype=np.int64)
+        vmin, pos = 0.0, 0
+        for b0 in range(0, B, chunk):            # the digits of a chunk of examples, all cycles stacked
+            n = T * (min(B, b0 + chunk) - b0)
+            stack_digits(u, b0, b0 + n // T, k0, k1, shifts, widths, signed, digits[:n], None, sqsum)
+            v = np.matmul(digits[:n], a, out=absv[pos:pos + n * m].reshape(n, m))
+            vmin = min(vmin, float(v.min()))
+            np.abs(v, out=v)
+            pos += n * m
+        p = percentile_in_place(absv, percentile)
+        lo = -p if vmin < 0 else 0.0
+        out.append((lo, max(p, lo + 1.0)))
+    return out
