@@ -5,7 +5,7 @@
 network fine-tuned for it by ``cimsim finetune`` (:mod:`cimsim.mappers.qat`), whose checkpoints are
 saved, found (the user's directory first, then the shipped ones) and rebuilt here.
 
-Like ``cimsim/cli.py`` and ``cimsim/sweep.py`` this module stands on top of every layer (DESIGN.md): it
+Like the ``cimsim/cli/`` package and ``cimsim/sweep.py`` this module stands on top of every layer (DESIGN.md): it
 joins the zoo and checkpoint directories of ``workloads`` with the PSQ layers of ``mappers``, which may not
 import each other.
 """

@@ -12,7 +12,7 @@ The evaluation of one point is a function ``evaluate_point(point, settings) -> R
 tests and studies may pass their own. It must be picklable (a module-level function) to run in other
 processes.
 
-Like ``cimsim/cli.py`` this module stands on top of every layer (DESIGN.md), so it imports the
+Like the ``cimsim/cli/`` package this module stands on top of every layer (DESIGN.md), so it imports the
 workloads, architectures and mappers, lazily, inside the functions that need them.
 """
 

@@ -49,7 +49,7 @@ def test_built_wheel_holds_the_namespace_and_the_checkpoints(tmp_path):
                    check=True)
     wheel = next(tmp_path.glob("cimsim-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for folder in ("devices", "arch", "mappers", "workloads"):
+    for folder in ("cli", "devices", "arch", "mappers", "workloads"):
         assert f"cimsim/{folder}/__init__.py" in names
     shipped = {p.name for p in (ROOT / "workloads" / "checkpoints").iterdir()}
     assert {f"cimsim/workloads/checkpoints/{n}" for n in shipped} <= names

@@ -1,0 +1,62 @@
+"""The ``cimsim`` command line: one module per subcommand, each with ``register(sub)`` (its options) and
+``run(args)`` (its work); :mod:`cimsim.cli.common` holds what they share.
+
+Every subcommand has ``--help``; ``--json`` writes machine-readable output to stdout (progress and
+messages go to stderr). A user error prints one line naming the problem and the fix and exits 2,
+without a traceback. Parsing imports nothing heavy: torch and numba load inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+
+from cimsim._version import __version__
+from cimsim.cli.common import EXIT_USER_ERROR, Parser, UsageError
+from cimsim.errors import CimsimError
+
+# the subcommands, in the order 'cimsim --help' lists them
+COMMANDS = ("run", "sweep", "finetune", "archs", "devices", "bench", "train", "plot", "onchip")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="cimsim", description="Simulate trained PyTorch networks on analog compute-in-memory "
+               "hardware: accuracy, energy, latency and area per layer and per component.")
+    p.add_argument("--version", action="version", version=f"cimsim {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name in COMMANDS:
+        import_module(f"cimsim.cli.{name}").register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            prog = f"cimsim {args.command}" if args.command else "cimsim"
+            raise UsageError(f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see '{prog} --help')")
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USER_ERROR
+        if args.command == "archs" and args.action == "show" and not args.name:
+            raise UsageError("cimsim archs: error: 'show' needs an architecture name, e.g. 'cimsim archs show digital'")
+        if args.command == "archs" and args.action is None and args.name:
+            raise UsageError(f"cimsim archs: error: unexpected {args.name!r}; did you mean 'cimsim archs show {args.name}'?")
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USER_ERROR
+    except CimsimError as exc:
+        cmd = getattr(locals().get("args"), "command", None)
+        print(f"cimsim {cmd}: error: {exc}" if cmd else f"cimsim: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("cimsim: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+__all__ = ["main", "build_parser", "EXIT_USER_ERROR"]

@@ -1,0 +1,94 @@
+"""What every subcommand of the ``cimsim`` command line shares: one-line usage errors, argument types,
+up-front checks of output folders, and strict JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+from cimsim.errors import ConfigError
+
+EXIT_USER_ERROR = 2
+
+
+class UsageError(Exception):
+    """A malformed command line (argparse's complaint, made one line)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (argparse's own prints the usage block and the message)."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def key_value(text: str) -> tuple[str, str]:
+    if "=" not in text or text.startswith("="):
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def data_options(sp) -> None:
+    """--model, --dataset, --data-dir, --limit and --json, as the network-running subcommands take them."""
+    sp.add_argument("--model", default="lenet5",
+                    help="zoo model: mlp, lenet5, vgg_small, resnet20, mobilenetv2_small (default lenet5)")
+    sp.add_argument("--dataset", default="fashion-mnist",
+                    help="fashion-mnist, mnist, cifar10, iris, digits or synthetic (default fashion-mnist)")
+    sp.add_argument("--data-dir", help="directory with the dataset files (overrides $CIMSIM_DATA)")
+    sp.add_argument("--limit", type=positive_int, metavar="N", help="use only the first N examples")
+    sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+
+def check_writable_folder(folder: Path, option: str) -> None:
+    """Fail before any work starts when an output folder cannot take the result."""
+    if not folder.is_dir():
+        raise ConfigError(f"folder {folder} for {option} does not exist; create it or choose another {option}")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"folder {folder} for {option} is not writable; choose another {option}")
+
+
+def strict_json(obj):
+    """Non-finite floats become null: strict JSON parsers (JavaScript, jq) reject Infinity and NaN."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(strict_json(obj), indent=2, default=str, allow_nan=False) + "\n")
+
+
+def add_command(sub, name: str, help_: str, func, desc: str | None = None):
+    """A subcommand parser whose ``func`` runs it."""
+    sp = sub.add_parser(name, help=help_, description=desc or help_)
+    sp.set_defaults(func=func)
+    return sp

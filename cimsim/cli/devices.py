@@ -1,0 +1,60 @@
+"""``cimsim devices``: the device, converter and peripheral models."""
+
+from __future__ import annotations
+
+from cimsim.errors import ConfigError
+from cimsim.cli.common import add_command, emit_json, key_value, positive_int
+
+
+def run(args) -> int:
+    from cimsim.devices import catalog
+
+    if args.action == "show":
+        if not args.name:
+            raise ConfigError("'show' needs a device kind, e.g. 'cimsim devices show sar-adc'")
+        overrides = dict(args.set or [])
+        for opt, field_name in (("bits", "bits"), ("sample_rate", "sample_rate_hz"), ("node", "node_nm")):
+            if getattr(args, opt) is not None:
+                overrides[field_name] = getattr(args, opt)
+        model = catalog.get(args.name, **overrides)
+        from cimsim.devices.base import describe
+        d = describe(model)
+        d.update(catalog.figures(model))
+        if args.json:
+            emit_json(d)
+        else:
+            print(f"{d['kind']} ({d['class']}): {d['summary']}")
+            for k, v in catalog.figures(model).items():
+                print(f"  {k:32s} {v:.6g}")
+            print_params(d["params"])
+        return 0
+    if args.name:
+        raise ConfigError(f"unexpected {args.name!r}; did you mean 'cimsim devices show {args.name}'?")
+    rows = catalog.listing()
+    if args.json:
+        emit_json(rows)
+    else:
+        for d in rows:
+            print(f"{d['kind']} [{d['category']}] {d['class']}: {d['summary']}")
+            print_params(d["params"])
+            print()
+    return 0
+
+
+def print_params(params) -> None:
+    for p in params:
+        unit = "" if p["unit"] == "1" else p["unit"]
+        print(f"    {p['name']:24s} {p['value']!s:>12} {unit:10s} {p['source']}")
+
+
+def register(sub) -> None:
+    sp = add_command(sub, "devices", "list the device, converter and peripheral models, or show one with its costs",
+             run)
+    sp.add_argument("action", nargs="?", choices=["show"], help="'show KIND' prints one model's figures")
+    sp.add_argument("name", nargs="?", help="device kind, e.g. sar-adc, reram (see 'cimsim devices')")
+    sp.add_argument("--bits", type=positive_int, help="resolution (converters)")
+    sp.add_argument("--sample-rate", type=float, metavar="HZ", help="conversions per second (converters)")
+    sp.add_argument("--node", type=float, metavar="NM", help="technology node in nm")
+    sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
+                    help="override any parameter (repeatable)")
+    sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")

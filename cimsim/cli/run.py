@@ -1,0 +1,62 @@
+"""``cimsim run``: simulate a trained network on an architecture."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from cimsim.errors import ConfigError
+from cimsim.cli.common import add_command, check_writable_folder, data_options, key_value, nonneg_int, positive_int
+
+
+def run(args) -> int:
+    from cimsim import arch as arch_mod
+    from cimsim.mappers import evaluate
+    from cimsim.networks import load_model_and_data, reference_kwargs
+
+    if args.out:
+        check_writable_folder(Path(args.out).resolve().parent, "--out")
+    overrides = dict(args.set or [])
+    if args.adc_bits is not None:
+        overrides["adc_bits"] = args.adc_bits
+    spec = arch_mod.get(args.arch, **overrides)
+    if args.device == "cuda" and args.backend != "torch":
+        raise ConfigError("--device cuda needs --backend torch")
+    model, meta, data, ckpt = load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint,
+                                                  arch=spec, overrides=dict(args.set or []))
+    loader = data.loader("test", batch_size=args.batch_size, limit=args.limit)
+    calibration = data.loader("train", batch_size=args.batch_size, limit=args.calibration, shuffle=False)
+    report = evaluate(
+        model, spec, loader, calibration=calibration, seed=args.seed, backend=args.backend, device=args.device,
+        progress=False if args.json else None,
+        config={"model": meta["model"], "dataset": data.name, "checkpoint": str(ckpt),
+                "checkpoint_test_accuracy": meta["test_accuracy"], "limit": args.limit,
+                "batch_size": args.batch_size, "data_source": data.source,
+                "calibration_examples": args.calibration},
+        **(reference_kwargs(meta, ckpt) if hasattr(spec, "crossbar_spec") else {}))
+    if args.out:
+        path = report.to_hdf5(args.out)
+        print(f"cimsim run: report written to {path}", file=sys.stderr)
+    if args.json:
+        sys.stdout.write(report.to_json() + "\n")
+    else:
+        print(report.table())
+    return 0
+
+
+def register(sub) -> None:
+    sp = add_command(sub, "run", "simulate a trained network on an architecture and print its report", run)
+    sp.add_argument("--arch", default="isaac", help="architecture (see 'cimsim archs'; default isaac)")
+    data_options(sp)
+    sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset)")
+    sp.add_argument("--batch-size", type=positive_int, default=64, help="examples per batch (default 64)")
+    sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
+                    help="override an architecture parameter (repeatable; see 'cimsim archs show ARCH')")
+    sp.add_argument("--adc-bits", type=positive_int, metavar="B",
+                    help="ADC resolution (same as --set adc_bits=B; architectures with an ADC)")
+    sp.add_argument("--seed", type=nonneg_int, default=0, help="seed of every device and readout draw (default 0)")
+    sp.add_argument("--calibration", type=positive_int, default=512, metavar="N",
+                    help="training examples that calibrate activation and ADC ranges (default 512)")
+    sp.add_argument("--backend", default="numba", choices=["numba", "torch"], help="crossbar engine (default numba)")
+    sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="engine device (cuda needs --backend torch)")
+    sp.add_argument("--out", help="also write the report to this HDF5 file")

@@ -1,0 +1,84 @@
+"""``cimsim sweep``: a grid of design points into one resumable HDF5 file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from cimsim.errors import ConfigError
+from cimsim.cli.common import add_command, check_writable_folder, data_options, key_value, positive_int, strict_json
+
+
+def run(args) -> int:
+    from cimsim import sweep
+
+    out = Path(args.out)
+    check_writable_folder(out.resolve().parent, "--out")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a file name such as {out / 'sweep.h5'}")
+    if args.scheduler and args.workers != 1:
+        raise ConfigError("give either --workers (local processes) or --scheduler (a Dask cluster), not both")
+    archs = sweep.parse_archs(args.arch)
+    bits = sweep.parse_adc_bits(args.adc_bits) if args.adc_bits is not None else None
+    overrides = dict(args.set or [])
+    points = sweep.make_points(archs, bits, args.seeds, overrides)
+    if bits is not None and not any(p.adc_bits is not None for p in points):
+        print(f"cimsim sweep: note: no architecture in --arch {args.arch} has ADC bits; --adc-bits is unused",
+              file=sys.stderr)
+    if args.device == "cuda" and args.backend != "torch":
+        raise ConfigError("--device cuda needs --backend torch")
+    if args.scheduler:
+        sweep.require_dask()  # before loading anything
+    model, meta, data, ckpt = sweep.load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
+    settings = sweep.Settings(
+        model=meta["model"], dataset=data.name, checkpoint=str(Path(ckpt).resolve()),
+        checkpoint_sha256=sweep.file_sha256(ckpt), limit=args.limit, overrides=overrides,
+        calibration=args.calibration, batch_size=args.batch_size, data_dir=args.data_dir,
+        backend=args.backend, device=args.device)
+    sweep.prime_context(settings, model, meta, data)
+
+    def on_point(point, report, from_file):
+        if args.json:
+            sys.stdout.write(json.dumps(strict_json(sweep.point_summary(point, report, from_file)),
+                                        allow_nan=False) + "\n")
+            sys.stdout.flush()
+
+    results = sweep.run_sweep(out, points, settings, workers=args.workers, scheduler=args.scheduler,
+                              on_point=on_point)
+    if not args.json:
+        print(sweep.table(results))
+        print(f"results in {out}; draw them with 'cimsim plot {out}'")
+    return 0
+
+
+def register(sub) -> None:
+    sp = add_command(sub, "sweep", "run a grid of design points (archs x ADC bits x seeds) into one HDF5 file", run,
+             desc="Evaluate a trained network on every point of a grid of architectures, ADC resolutions "
+                  "and seeds. Each finished point is written to the --out HDF5 file at once; re-running the "
+                  "same command skips the points the file holds, so an interrupted sweep resumes losing "
+                  "nothing. Architectures without ADC bits (digital, ADC-less designs) run once per seed. "
+                  "With --json, stdout carries one JSON object per point and per line (JSON Lines: key, "
+                  "arch, adc_bits, seed, accuracy, digital_accuracy, energy_j, latency_s, n_examples, "
+                  "from_file), points already in the file first, then each as it finishes.")
+    sp.add_argument("--arch", default="isaac,digital",
+                    help="comma list of architectures (see 'cimsim archs'; default isaac,digital)")
+    sp.add_argument("--adc-bits", metavar="BITS",
+                    help="ADC resolutions: a range 1-8, a list 4,6,8 or one value 6 (1 to 16; default: each "
+                         "architecture's own)")
+    sp.add_argument("--seeds", type=positive_int, default=1, metavar="N", help="run seeds 0..N-1 (default 1)")
+    data_options(sp)
+    sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset)")
+    sp.add_argument("--batch-size", type=positive_int, default=64, help="examples per batch (default 64)")
+    sp.add_argument("--calibration", type=positive_int, default=512, metavar="N",
+                    help="training examples that calibrate activation and ADC ranges (default 512, as 'run')")
+    sp.add_argument("--backend", default="numba", choices=["numba", "torch"], help="crossbar engine (default numba)")
+    sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="engine device (cuda needs --backend torch)")
+    sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
+                    help="override an architecture parameter, for every architecture that has it (repeatable)")
+    sp.add_argument("--out", required=True, help="the sweep's HDF5 file (created, or resumed when it exists)")
+    sp.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                    help="run points in N local processes (default 1: this process)")
+    sp.add_argument("--scheduler", metavar="ADDRESS",
+                    help="run points on the Dask cluster at ADDRESS, e.g. tcp://host:8786 "
+                         "(needs pip install 'cimsim[dist]')")
