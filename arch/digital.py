@@ -14,10 +14,13 @@ SRAM area), so it is a lower bound.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
+from typing import Mapping
 
-from cimsim.arch.figures import chip_figures
-from cimsim.cost import EventCost, rollup_energy
+from cimsim import events as ev
+from cimsim.arch.base import PROFILE_EVENTS, Architecture, Component, register
+from cimsim.arch.params import param
+from cimsim.cost import EventCost, LayerPlan, Timing
 from cimsim.ledger import EventLedger
 
 # Horowitz, "Computing's energy problem", ISSCC 2014, Fig. 1.1.9 (45 nm, 0.9 V):
@@ -29,66 +32,67 @@ HOROWITZ_SRAM_1MB_64BIT_J = 100e-12
 HOROWITZ_SRAM_32KB_64BIT_J = 20e-12
 HOROWITZ_FP32_MUL_AREA_M2 = 7700e-12
 HOROWITZ_FP32_ADD_AREA_M2 = 4184e-12
+_H = "Horowitz ISSCC 2014, 45 nm"
 
 
+@register
 @dataclass(frozen=True)
-class DigitalReference:
+class DigitalReference(Architecture):
     """A 32-bit floating-point digital accelerator (see the module docstring for the model)."""
 
-    mac_units: int = 168          # Eyeriss v1 PE count (Chen et al., IEEE JSSC 52(1), 2017)
-    clock_hz: float = 200e6       # Eyeriss v1 core clock (same paper)
-    mul_energy_j: float = HOROWITZ_FP32_MUL_J    # Horowitz ISSCC 2014, 45 nm
-    add_energy_j: float = HOROWITZ_FP32_ADD_J    # Horowitz ISSCC 2014, 45 nm
-    weight_read_energy_j_per_byte: float = HOROWITZ_SRAM_1MB_64BIT_J / 8   # Horowitz: 1 MB SRAM, 64-bit read
-    act_access_energy_j_per_byte: float = HOROWITZ_SRAM_32KB_64BIT_J / 8   # Horowitz: 32 KB SRAM, 64-bit read
-    mac_area_m2: float = HOROWITZ_FP32_MUL_AREA_M2 + HOROWITZ_FP32_ADD_AREA_M2  # Horowitz ISSCC 2014
-    bytes_per_value: int = 4      # fp32
+    mac_units: int = param(168, "1", "Eyeriss v1 PE count (Chen et al., IEEE JSSC 52(1), 2017)", lo=1, hi=10**7)
+    clock_hz: float = param(200e6, "1/s", "Eyeriss v1 core clock (same paper)", lo=1.0, hi=1e11)
+    mul_energy_j: float = param(HOROWITZ_FP32_MUL_J, "J", f"{_H}: fp32 multiply 3.7 pJ", lo=1e-18, hi=1e-6)
+    add_energy_j: float = param(HOROWITZ_FP32_ADD_J, "J", f"{_H}: fp32 add 0.9 pJ", lo=1e-18, hi=1e-6)
+    weight_read_energy_j_per_byte: float = param(HOROWITZ_SRAM_1MB_64BIT_J / 8, "J/B",
+                                                 f"{_H}: 1 MB SRAM, 100 pJ per 64-bit read", lo=1e-18, hi=1e-6)
+    act_access_energy_j_per_byte: float = param(HOROWITZ_SRAM_32KB_64BIT_J / 8, "J/B",
+                                                f"{_H}: 32 KB SRAM, 20 pJ per 64-bit read", lo=1e-18, hi=1e-6)
+    mac_area_m2: float = param(HOROWITZ_FP32_MUL_AREA_M2 + HOROWITZ_FP32_ADD_AREA_M2, "m^2",
+                               f"{_H}: fp32 multiplier 7700 um^2 + adder 4184 um^2", lo=1e-15, hi=1.0)
+    bytes_per_value: int = param(4, "B", "fp32", lo=1, hi=64)
 
     name = "digital"
     description = ("floating-point reference: fp32 network on a digital 45 nm accelerator "
                    "(Horowitz ISSCC 2014 energies, Eyeriss-sized 168-MAC array at 200 MHz)")
+    maps_to_crossbars = False
+    cost_only = ("*",)   # the network runs in floating point whatever the accelerator's figures
 
-    def __post_init__(self):
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"{f.name} must be a positive number, got {v!r}")
+    # ------------------------------------------------------------------ inventory
+    def inventory(self) -> tuple[Component, ...]:
+        power = self.mac_units * self.clock_hz * (self.mul_energy_j + self.add_energy_j)
+        return (Component(f"fp32 MAC array ({self.mac_units} units)", "mac_array", "chip", self.mac_units, power,
+                          self.mac_units * self.mac_area_m2, f"{_H}; MAC array at full utilisation"),)
+
+    def peak_ops_per_s(self) -> float:
+        return 2 * self.mac_units * self.clock_hz    # one MAC = 2 operations
+
+    def summary(self) -> dict:
+        out = super().summary()
+        out["power_scope"] = "MAC array at full utilisation; SRAM energy is counted per access in runs"
+        out["area_scope"] = "MAC array only (the source gives no SRAM area)"
+        return out
 
     # ------------------------------------------------------------------ costs
     def event_costs(self) -> dict[str, EventCost]:
         return {
-            "mac": EventCost("mac_array", self.mul_energy_j + self.add_energy_j),
-            "add": EventCost("alu", self.add_energy_j),
-            "mul": EventCost("alu", self.mul_energy_j),
-            "compare": EventCost("alu", self.add_energy_j),  # a comparison is a subtraction
-            "weight_read": EventCost("weight_sram", self.bytes_per_value * self.weight_read_energy_j_per_byte),
-            "act_read": EventCost("act_sram", self.bytes_per_value * self.act_access_energy_j_per_byte),
-            "act_write": EventCost("act_sram", self.bytes_per_value * self.act_access_energy_j_per_byte),
+            ev.MAC: EventCost("mac_array", self.mul_energy_j + self.add_energy_j),
+            ev.ADD: EventCost("alu", self.add_energy_j),
+            ev.MUL: EventCost("alu", self.mul_energy_j),
+            ev.COMPARE: EventCost("alu", self.add_energy_j),  # a comparison is a subtraction
+            ev.WEIGHT_READ: EventCost("weight_sram", self.bytes_per_value * self.weight_read_energy_j_per_byte),
+            ev.ACT_READ: EventCost("act_sram", self.bytes_per_value * self.act_access_energy_j_per_byte),
+            ev.ACT_WRITE: EventCost("act_sram", self.bytes_per_value * self.act_access_energy_j_per_byte),
         }
 
-    def layer_latency_s(self, events: dict[str, float]) -> float:
-        ops = sum(events.get(k, 0) for k in ("mac", "add", "mul", "compare"))
+    def emitted_events(self, input_signed: bool = False) -> set[str]:
+        return set(PROFILE_EVENTS)
+
+    def layer_latency_s(self, events: Mapping[str, float]) -> float:
+        ops = sum(events.get(k, 0) for k in ev.DIGITAL_OPS)
         return math.ceil(ops / self.mac_units) / self.clock_hz
 
-    @property
-    def area_m2(self) -> float:
-        return self.mac_units * self.mac_area_m2
-
-    def cost(self, ledger: EventLedger) -> dict:
-        """Energy (J), latency (s) per layer and energy per component for a per-inference ledger."""
-        roll = rollup_energy(ledger, self.event_costs())
+    def timing(self, ledger: EventLedger, plans: Mapping[str, LayerPlan], kinds: Mapping[str, str]) -> Timing:
+        """Compute bound, no overlap between layers: one inference after another."""
         latency = {l: self.layer_latency_s(ledger.layer(l)) for l in ledger.layers()}
-        return {"energy_j": roll.per_layer, "latency_s": latency, "components": roll.per_component,
-                "area_m2": self.area_m2}
-
-    # ------------------------------------------------------------------ description
-    def params(self) -> dict:
-        return asdict(self)
-
-    def summary(self) -> dict:
-        power = self.mac_units * self.clock_hz * (self.mul_energy_j + self.add_energy_j)
-        return chip_figures(
-            self.name, self.description, 2 * self.mac_units * self.clock_hz,  # one MAC = 2 operations
-            {"mac_array": {"power_w": power, "area_m2": self.area_m2}},
-            power_scope="MAC array at full utilisation; SRAM energy is counted per access in runs",
-            area_scope="MAC array only (the source gives no SRAM area)", params=self.params())
+        return Timing(latency, sum(latency.values()))

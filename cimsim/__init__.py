@@ -4,19 +4,39 @@ The public façade. Heavy modules (torch, numba) load on first use, so ``import 
 ``--help`` stay fast.
 """
 
+import sys as _sys
+from importlib import abc as _abc
 from importlib import import_module
+from importlib import util as _util
 from pathlib import Path as _Path
 
 from cimsim._version import __version__
 from cimsim.errors import CimsimError, ConfigError, DatasetError, CheckpointError
 
 # setup.cfg maps the repo's sibling folders (devices/, arch/, mappers/, workloads/) into this namespace.
-# Installed, they sit inside the package. Imported straight from a source checkout (the repo root on
-# sys.path, e.g. a wheel installed but Python started in the repo), add the root to the package path so
-# `cimsim.devices` still resolves to devices/.
+# Installed, they sit inside the package (a wheel) or an editable install's finder maps them. Imported
+# straight from a source checkout (the repo root on sys.path, no install), a finder maps exactly those four
+# names to the folders beside this package, so every module loads once (the root itself is never put on the
+# package path: that made a second copy of each module reachable as cimsim.cimsim.*).
 _ROOT = _Path(__file__).resolve().parent.parent
-if (_ROOT / "setup.cfg").is_file() and (_ROOT / "devices" / "__init__.py").is_file():
-    __path__.append(str(_ROOT))  # noqa: F821 (the package's own __path__)
+_SIBLINGS = ("devices", "arch", "mappers", "workloads")
+
+
+class _SiblingFolders(_abc.MetaPathFinder):
+    """``cimsim.devices`` -> ``<repo>/devices`` (and arch, mappers, workloads) in a source checkout."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        head, _, name = fullname.partition(".")
+        if head != __name__ or name not in _SIBLINGS:
+            return None
+        folder = _ROOT / name
+        return _util.spec_from_file_location(fullname, folder / "__init__.py",
+                                             submodule_search_locations=[str(folder)])
+
+
+if (_ROOT / "setup.cfg").is_file() and all((_ROOT / f / "__init__.py").is_file() for f in _SIBLINGS):
+    if not any(isinstance(f, _SiblingFolders) for f in _sys.meta_path):
+        _sys.meta_path.insert(0, _SiblingFolders())
 
 _LAZY = {
     "Report": ("cimsim.report", "Report"),

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from cimsim.kernels import stack_digits
+from cimsim.readouts import PER_CYCLE, ConversionScope
 
 # stacked (cycle, example) rows per calibration GEMM: bounds the digit buffer (our choice)
 CALIBRATION_ROWS = 32768
@@ -49,10 +50,14 @@ def percentile_in_place(a: np.ndarray, q: float) -> float:
 
 
 def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, signed: bool, percentile: float,
-                        dtype) -> list[tuple[float, float]]:
-    """(lo, hi) per row block: [min(0, -p), max(p, lo + 1)] with p the ``percentile`` of |u's digits @ the
-    block's matrix| over every cycle, example and column (``u``: the validated inputs, negatives taken
-    modulo 2**input_bits; ``shifts``/``widths``: the cycles' digit layout)."""
+                        dtype, scope: ConversionScope = PER_CYCLE) -> list[tuple[float, float]]:
+    """(lo, hi) per conversion domain: [min(0, -p), max(p, lo + 1)] with p the ``percentile`` of the |values|
+    converted in that domain over every conversion, example and column (``u``: the validated inputs,
+    negatives taken modulo 2**input_bits; ``shifts``/``widths``: the cycles' digit layout). Per cycle (the
+    default scope) a domain is a row block and a value is ``digits @ matrix``; other scopes sum those over the
+    cycles of a conversion (with their place values) and/or over the row blocks of the domain."""
+    if not scope.per_cycle:
+        return _scoped_ranges(u, row_blocks, matrices, shifts, widths, signed, percentile, scope)
     T, B = len(shifts), u.shape[0]
     chunk = max(1, CALIBRATION_ROWS // T)
     out = []
@@ -72,7 +77,44 @@ def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, sig
             vmin = min(vmin, float(v.min()))
             np.abs(v, out=v)
             pos += n * m
-        p = percentile_in_place(absv, percentile)
-        lo = -p if vmin < 0 else 0.0
-        out.append((lo, max(p, lo + 1.0)))
+        out.append(_range_of(absv, vmin, percentile))
+    return out
+
+
+def _range_of(absv: np.ndarray, vmin: float, percentile: float) -> tuple[float, float]:
+    p = percentile_in_place(absv, percentile)
+    lo = -p if vmin < 0 else 0.0
+    return lo, max(p, lo + 1.0)
+
+
+def _scoped_ranges(u, row_blocks, matrices, shifts, widths, signed, percentile, scope) -> list[tuple[float, float]]:
+    """The ranges of analog sums (see :func:`column_value_ranges`), in float64 (sums may exceed float32's
+    exact integers)."""
+    T, B = len(shifts), u.shape[0]
+    groups = scope.cycle_groups(T)
+    chunk = max(1, CALIBRATION_ROWS // T)
+    m = matrices[0].shape[1] if matrices else 0
+    out = []
+    for blocks in scope.block_groups(len(row_blocks)):
+        if B * m == 0:
+            out.append((0.0, 1.0))
+            continue
+        absv = np.empty(len(groups) * B * m)
+        vmin, pos = 0.0, 0
+        for b0 in range(0, B, chunk):
+            nb = min(B, b0 + chunk) - b0
+            V = np.zeros((len(groups), nb, m))
+            for i in blocks:
+                k0, k1 = row_blocks[i]
+                digits = np.empty((T * nb, k1 - k0), dtype=matrices[i].dtype)
+                stack_digits(u, b0, b0 + nb, k0, k1, shifts, widths, signed, digits, None,
+                             np.zeros(k1 - k0, dtype=np.int64))
+                v = (digits @ matrices[i]).reshape(T, nb, m)
+                for g, (t0, t1) in enumerate(groups):
+                    for t in range(t0, t1):
+                        V[g] += 2.0 ** (shifts[t] - shifts[t0]) * v[t]
+            vmin = min(vmin, float(V.min()))
+            absv[pos:pos + V.size] = np.abs(V).reshape(-1)
+            pos += V.size
+        out.append(_range_of(absv, vmin, percentile))
     return out

@@ -1,4 +1,5 @@
-"""Cost roll-up: an event ledger plus a component table gives energy per layer and per component.
+"""Cost roll-up: an event ledger, an architecture's event costs, static power and timing give energy per layer
+and per component, latency, throughput and area (:func:`rollup`, the one roll-up every architecture uses).
 
 Technology-node scaling (:func:`area_scale`, :func:`energy_scale`, :func:`delay_scale`) lives with the
 device models in :mod:`cimsim.devices.technology` and is re-exported here for cost tables.
@@ -6,7 +7,7 @@ device models in :mod:`cimsim.devices.technology` and is re-exported here for co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from cimsim.devices.technology import area_scale, delay_scale, energy_scale, nominal_vdd_v  # noqa: F401
@@ -23,16 +24,6 @@ class EventCost:
     time_s: float = 0.0
 
 
-@dataclass(frozen=True)
-class ComponentCost:
-    """A hardware component as the roll-up sees it: how many instances work in parallel, the area and
-    the static (leakage) power of one instance."""
-
-    count: float
-    area_m2: float
-    leakage_w: float = 0.0
-
-
 @dataclass
 class EnergyRollup:
     per_layer: dict[str, float]                  # layer -> J
@@ -45,15 +36,58 @@ class EnergyRollup:
 
 
 @dataclass
-class Rollup:
-    """Energy (J), latency (s) and area (m^2) of a ledger, per layer and per component."""
+class LayerPlan:
+    """What the cost model knows of one mapped layer (the mapper decides it; reports keep it)."""
+
+    name: str
+    kind: str
+    in_features: int            # reduction length per group (C_in/groups * kernel)
+    out_features: int
+    groups: int
+    positions: int = 1          # output positions (matrix-vector products) per inference
+    input_signed: bool = False
+    input_scale: float = 1.0
+    arrays: int = 0             # crossbar arrays holding one copy of the layer
+    row_blocks: int = 0
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "LayerPlan":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass
+class Timing:
+    """An architecture's timing of one inference.
+
+    ``latency_per_layer`` (s) adds up to the latency; ``period_s`` is the time between inferences when the
+    chip streams them (1 / throughput: the slowest pipeline stage, or the latency without a pipeline);
+    ``occupancy`` is the fraction of the chip's hardware each layer holds (its share of the static power;
+    hardware no layer holds is taken as power-gated); ``copies`` the copies of each mapped layer; ``config``
+    anything else worth reporting."""
+
+    latency_per_layer: dict[str, float]
+    period_s: float
+    occupancy: dict[str, float] = field(default_factory=dict)
+    copies: dict[str, int] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+
+@dataclass
+class Cost:
+    """Energy (J), latency (s), throughput and area of one inference, per layer and per component."""
 
     energy_per_layer: dict[str, float]
     energy_per_component: dict[str, float]
     energy_per_layer_component: dict[str, dict[str, float]]
+    leakage_per_component: dict[str, float]
     latency_per_layer: dict[str, float]
-    bottleneck_per_layer: dict[str, str]
-    area_per_component: dict[str, float]
+    throughput_inf_per_s: float
+    area_m2: float
+    copies: dict[str, int] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
 
     @property
     def energy_j(self) -> float:
@@ -63,46 +97,37 @@ class Rollup:
     def latency_s(self) -> float:
         return sum(self.latency_per_layer.values())
 
-    @property
-    def area_m2(self) -> float:
-        return sum(self.area_per_component.values())
 
+def rollup(ledger: EventLedger, events: Mapping[str, EventCost], leakage_w: Mapping[str, float], timing: Timing,
+           area_m2: float) -> Cost:
+    """The one cost roll-up every architecture uses.
 
-def rollup(ledger: EventLedger, events: Mapping[str, EventCost], components: Mapping[str, ComponentCost]) -> Rollup:
-    """Cost a ledger with an event table and a component table.
-
-    * Dynamic energy: every event count times its energy (:func:`rollup_energy`).
-    * Latency of a layer: its layers run one after another; within a layer all components work in
-      parallel, so the layer takes as long as its busiest component:
-      ``max_c sum_{events e of c} n_e * time_e / count_c``.
-    * Leakage: every instance of every component leaks for the whole latency of every layer:
-      ``count_c * leakage_c * latency_layer``, booked to component c.
-    * Area: ``sum_c count_c * area_c``.
+    * Dynamic energy: every event count times its energy (:func:`rollup_energy`; an uncosted event raises).
+    * Static energy: the chip's static power per component (``leakage_w``, W, summed over the hierarchy) over
+      one inference's share of time, ``period_s``, for the hardware each layer occupies:
+      ``occupancy[layer] * leakage_w[c] * period_s``, booked to the layer and to component c.
+    * Latency, throughput (``1 / period_s``) and area as the architecture's timing and inventory give them.
     """
-    unknown = sorted({c.component for c in events.values()} - set(components))
-    if unknown:
-        raise KeyError(f"event table names component(s) {', '.join(unknown)} missing from the component table")
     dyn = rollup_energy(ledger, events)
-    latency, bottleneck = {}, {}
     cross = {l: dict(row) for l, row in dyn.per_layer_component.items()}
-    for layer in ledger.layers():
-        busy: dict[str, float] = {}
-        for event, n in ledger.layer(layer).items():
-            cost = events[event]
-            busy[cost.component] = busy.get(cost.component, 0.0) + n * cost.time_s / components[cost.component].count
-        name, t = max(busy.items(), key=lambda kv: kv[1], default=("", 0.0))
-        latency[layer], bottleneck[layer] = t, name
-        for comp, spec in components.items():
-            leak = spec.count * spec.leakage_w * t
-            if leak:
-                cross[layer][comp] = cross[layer].get(comp, 0.0) + leak
+    leak: dict[str, float] = {}
+    total_occ = sum(timing.occupancy.values())
+    scale = 1.0 / total_occ if total_occ > 1 else 1.0       # more layers than the chip holds: all of it leaks
+    for layer, occ in timing.occupancy.items():
+        for comp, watts in leakage_w.items():
+            e = occ * scale * watts * timing.period_s
+            if e:
+                row = cross.setdefault(layer, {})
+                row[comp] = row.get(comp, 0.0) + e
+                leak[comp] = leak.get(comp, 0.0) + e
     per_layer = {l: sum(row.values()) for l, row in cross.items()}
     per_component: dict[str, float] = {}
     for row in cross.values():
         for comp, e in row.items():
             per_component[comp] = per_component.get(comp, 0.0) + e
-    area = {c: spec.count * spec.area_m2 for c, spec in components.items()}
-    return Rollup(per_layer, per_component, cross, latency, bottleneck, area)
+    throughput = 1.0 / timing.period_s if timing.period_s > 0 else float("inf")
+    return Cost(per_layer, per_component, cross, leak, dict(timing.latency_per_layer), throughput, area_m2,
+                dict(timing.copies), dict(timing.config))
 
 
 def rollup_energy(ledger: EventLedger, table: Mapping[str, EventCost]) -> EnergyRollup:

@@ -4,8 +4,8 @@ The same arithmetic as the numba backend (:mod:`cimsim.crossbar`): exact bit-pla
 (float32 while every integer column sum stays below 2**24, float64 beyond; on a GPU float32 products run
 on TF32 tensor cores with the level matrices split into an exact TF32 part and a remainder, see
 :func:`tf32_split`; so both backends agree bit for bit on integer paths), one Gaussian per column value
-for read noise with a variance from a second product, the same readout transfer functions. All row blocks
-go through one batched product. On a GPU with Triton, quantizing readouts (ADCs without offset noise) run
+for read noise with a variance from a second product, the same readout operations (:mod:`cimsim.readouts`),
+pair readout, column scales and conversion scopes. All row blocks go through one batched product. On a GPU with Triton, quantizing readouts (ADCs without offset noise) run
 noise, quantization and the shift-and-add over cycles in one kernel (:func:`_adc_epilogue`, Philox normals
 seeded per call from the tile's seeded host generator); otherwise random numbers come from a
 ``torch.Generator`` on the device seeded from the crossbar's seed. Either way: same seed, same numbers on
@@ -19,7 +19,7 @@ import contextlib
 import numpy as np
 import torch
 
-from cimsim.devices.converters import IdealReadout, SenseAmp, TernaryReadout, _Quantizer
+from cimsim.crossbar_cpu import Tally
 from cimsim.encoding import plane_layout
 from cimsim.errors import ConfigError
 
@@ -31,17 +31,19 @@ except ImportError:   # pragma: no cover - depends on the torch build
 
 if triton is not None:
     @triton.jit
-    def _adc_epilogue(v_ptr, std_ptr, lo_ptr, lsb_ptr, w_ptr, out_ptr, seed, T, NC, C, n_codes,
+    def _adc_epilogue(v_ptr, std_ptr, lo_ptr, lsb_ptr, w_ptr, out_ptr, clip_ptr, seed, T, NC, C, n_codes,
                       HAS_NOISE: tl.constexpr, PER_ROW: tl.constexpr, BLOCK: tl.constexpr):
         """One row block g and BLOCK (example, column) values: for each input cycle t add the read noise
         ``std * N(0, 1)`` (Philox normals keyed by ``seed`` and the value's index), quantize to the ADC's code
-        ``clamp(floor((v - lo) / lsb + 1/2), 0, n_codes - 1)`` and accumulate ``w_t * code`` (the shift-and-add)."""
+        ``clamp(floor((v - lo) / lsb + 1/2), 0, n_codes - 1)`` and accumulate ``w_t * code`` (the shift-and-add);
+        the number of clipped conversions goes to one slot per program of ``clip_ptr``."""
         g = tl.program_id(0)
         offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < NC
         lo = tl.load(lo_ptr + g)
         lsb = tl.load(lsb_ptr + g)
         acc = tl.zeros((BLOCK,), dtype=tl.float32)
+        clipped = tl.zeros((BLOCK,), dtype=tl.int32)
         for t in range(T):
             idx = (g * T + t) * NC + offs
             v = tl.load(v_ptr + idx, mask=mask, other=0.0)
@@ -52,9 +54,11 @@ if triton is not None:
                     sd = tl.load(std_ptr + idx, mask=mask, other=0.0)
                 v = v + sd * tl.randn(seed, idx)
             code = tl.floor((v - lo) / lsb + 0.5)
+            clipped += ((code < 0.0) | (code > n_codes - 1.0)) & mask
             code = tl.minimum(tl.maximum(code, 0.0), n_codes - 1.0)
             acc += tl.load(w_ptr + t) * code
         tl.store(out_ptr + g * NC + offs, acc, mask=mask)
+        tl.store(clip_ptr + g * tl.num_programs(1) + tl.program_id(1), tl.sum(clipped, axis=0))
 
 
 def tf32_split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -91,28 +95,31 @@ class TorchTile:
             raise ConfigError("device='cuda' asked for, but torch sees no CUDA GPU: use device='cpu'")
         self.xb = xb
         self.device = torch.device(device)
-        seed = int(xb._seeds.generate_state(1, dtype=np.uint64)[0] & 0x7FFF_FFFF_FFFF_FFFF)
+        seed = int(xb.seed_sequence.generate_state(1, dtype=np.uint64)[0] & 0x7FFF_FFFF_FFFF_FFFF)
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
         self.host_rng = np.random.default_rng(seed)   # seeds of the fused GPU epilogue's Philox streams
         self.load()
 
     def load(self) -> None:
-        """Copy the level matrices to the device, stacked over row blocks (zero rows pad the last block),
-        so one batched product serves every row block."""
+        """Copy what the readout converts to the device, stacked over row blocks (zero rows pad the last block),
+        so one batched product serves every row block: the readout's level matrices (physical columns, or G+
+        minus G- pairs), their read-noise variances, the conductance row sums (read energy), the column
+        weights and scales."""
         xb, dev = self.xb, self.device
         dt = self._exact_dtype()
-        R, C, nblk = xb.spec.rows, xb.physical_columns, len(xb.row_blocks)
+        R, C, nblk = xb.spec.rows, xb.readout_columns, len(xb.row_blocks)
         a = np.zeros((nblk, R, C))
         rowsum = np.zeros((nblk, R))
         var = None
-        if any(v is not None for v in xb._var):
-            per_row = all(v is None or v.ndim == 1 for v in xb._var)
+        if any(v is not None for v in xb.ro_var):
+            per_row = all(v is None or v.ndim == 1 for v in xb.ro_var)
             var = np.zeros((nblk, R, 1 if per_row else C))
         for i, (k0, k1) in enumerate(xb.row_blocks):
-            a[i, :k1 - k0] = xb._a[i]
-            rowsum[i, :k1 - k0] = xb._g_rowsum[i]
-            v = xb._var[i]
+            a[i, :k1 - k0] = xb.ro_a[i]
+            rowsum[i, :k1 - k0] = xb.g_rowsum[i]
+            v = xb.ro_var[i]
             if v is not None:
+                v = v.astype(np.float64)
                 var[i, :k1 - k0] = v[:, None] if v.ndim == 1 else v
         self.a = torch.as_tensor(a, dtype=dt, device=dev)
         self.var = None if var is None else torch.as_tensor(var, dtype=dt, device=dev)
@@ -122,30 +129,9 @@ class TorchTile:
         self.tf32 = dev.type == "cuda" and dt == torch.float32 and xb.spec.dac_bits <= 5
         self.a_parts = tf32_split(self.a) if self.tf32 else None
         self.var_parts = tf32_split(self.var) if self.tf32 and self.var is not None else None
-        self.col_weight = torch.as_tensor(xb._col_weight, dtype=torch.float64, device=dev)
-
-    def _codes(self, v: torch.Tensor, lo: torch.Tensor, lsb: torch.Tensor) -> torch.Tensor:
-        """What the readout returns for column values ``v``, in codes: a quantizer's level index (its value is
-        ``lo + code * lsb``, applied after the shift-and-add), the comparators' decisions, or ``v`` itself."""
-        ro = self.xb.spec.readout
-        if isinstance(ro, IdealReadout):
-            return v
-        if isinstance(ro, _Quantizer):
-            u = v.sub_(lo).div_(lsb)   # lsb is a power of two: exact
-            if ro.offset_sigma_lsb > 0:
-                u.add_(ro.offset_sigma_lsb * self._randn(u))
-            return u.add_(0.5).floor_().clamp_(0, ro.n_codes - 1)
-        if isinstance(ro, SenseAmp):
-            if ro.offset_sigma > 0:
-                v = v + ro.offset_sigma * self._randn(v)
-            return (v > ro.threshold).to(v.dtype)
-        if isinstance(ro, TernaryReadout):
-            up = down = v
-            if ro.offset_sigma > 0:
-                up = v + ro.offset_sigma * self._randn(v)
-                down = v + ro.offset_sigma * self._randn(v)
-            return (up > ro.delta).to(v.dtype) - (down < -ro.delta).to(v.dtype)
-        raise ConfigError(f"readout {type(ro).__name__} is not supported by the crossbar engine")
+        self.weight = torch.as_tensor(xb.readout_weight, dtype=torch.float64, device=dev)
+        self.scales = (None if xb.column_scales is None
+                       else torch.as_tensor(xb.column_scales, dtype=torch.float64, device=dev))
 
     def _bmm(self, x: torch.Tensor, m: torch.Tensor, parts, g0: int, g1: int) -> torch.Tensor:
         """``x @ m[g0:g1]`` per row block: a plain batched product, or on a GPU two TF32 ones (:func:`tf32_split`)."""
@@ -158,17 +144,20 @@ class TorchTile:
                 out.baddbmm_(x, lo[g0:g1])
         return out
 
-    def _fused_epilogue(self, v, std, lo, lsb, w_t, T: int, nb: int, C: int) -> torch.Tensor:
-        """:func:`_adc_epilogue` over row blocks (G, cycles x batch, columns): (G, batch x columns) float32."""
+    def _fused_epilogue(self, v, std, lo, lsb, w_t, T: int, nb: int, C: int):
+        """:func:`_adc_epilogue` over row blocks (G, cycles x batch, columns): (G, batch x columns) float32 and
+        the count of clipped conversions."""
         G, NC = v.shape[0], nb * C
         out = torch.empty((G, NC), dtype=torch.float32, device=v.device)
-        seed = int(self.host_rng.integers(0, 2 ** 31 - 1))
         block = 1024
-        _adc_epilogue[(G, triton.cdiv(NC, block))](
+        programs = triton.cdiv(NC, block)
+        clips = torch.empty((G * programs,), dtype=torch.int32, device=v.device)
+        seed = int(self.host_rng.integers(0, 2 ** 31 - 1))
+        _adc_epilogue[(G, programs)](
             v, v if std is None else std.contiguous(), lo.reshape(-1).contiguous(), lsb.reshape(-1).contiguous(),
-            w_t, out, seed, T, NC, C, float(self.xb.spec.readout.n_codes), HAS_NOISE=std is not None,
+            w_t, out, clips, seed, T, NC, C, float(self.xb.readout_op.n_codes), HAS_NOISE=std is not None,
             PER_ROW=std is not None and std.shape[-1] == 1, BLOCK=block)
-        return out
+        return out, clips.sum(dtype=torch.float64)
 
     def _randn(self, like: torch.Tensor) -> torch.Tensor:
         return torch.randn(like.shape, generator=self.gen, device=self.device, dtype=torch.float32).to(like.dtype)
@@ -187,15 +176,9 @@ class TorchTile:
         np.copyto(host.numpy(), x, casting="unsafe")
         return host.to(self.device, non_blocking=True)
 
-    def _code_bound(self) -> float:
-        """Largest |code| the readout can return (for the exactness of the shift-and-add in float32)."""
-        ro = self.xb.spec.readout
-        if isinstance(ro, _Quantizer):
-            return float(ro.n_codes - 1)
-        if isinstance(ro, (SenseAmp, TernaryReadout)):
-            return 1.0
-        lo_d, hi_d = self.xb._digit_range()
-        return float(self.xb.spec.rows * max(abs(lo_d), hi_d) * (2 ** self.xb.spec.cell_bits - 1))
+    def _value_bound(self) -> float:
+        """Largest |value| one conversion can see (the analog sums of the scope included)."""
+        return max(max(abs(lo), abs(hi)) for lo, hi in map(self.xb.full_range, self.xb.conversion_domains))
 
     def _exact_dtype(self) -> torch.dtype:
         """The GEMM precision rule of :meth:`cimsim.crossbar.Crossbar.gemm_dtype`."""
@@ -221,40 +204,48 @@ class TorchTile:
         return p.to(torch.int8 if spec.dac_bits <= 7 else torch.int32), 2.0 ** shifts, xsum
 
     @torch.no_grad()
-    def forward(self, x: np.ndarray, validate=None) -> tuple[np.ndarray, float, float]:
-        """y (batch, out) as float64 numpy (offset-corrected), the count of nonzero input digits, and the cell
-        read energy.
+    def forward(self, x: np.ndarray, ranges, validate=None) -> tuple[np.ndarray, Tally]:
+        """y (batch, out) as float64 numpy (offset-corrected) and the tally (non-zero digits, conductance-seconds,
+        non-zero decisions, clipped conversions); ``ranges``: (lo, lsb) per conversion domain.
 
         All input cycles of all row blocks go through one batched matrix product (row blocks x
         (cycles x batch) rows), as many row blocks at a time as :attr:`ELEMENTS` allows, so a GPU sees few,
-        large kernels. The readout returns codes; the shift-and-add over cycles is exact (float32 while
-        ``max |code| x sum |plane weight| < 2**24``, float64 beyond), and each row block's ``lo`` and ``lsb`` are
-        applied after it: ``sum_t w_t (lo + c_t lsb) = lo sum_t w_t + lsb sum_t w_t c_t``.
+        large kernels. The readout returns codes; the shift-and-add over conversions is exact (float32 while
+        ``max |code| x sum |place value| < 2**24``, float64 beyond), and each domain's ``lo`` and ``lsb`` are
+        applied after it: ``sum_t w_t (lo + c_t lsb) = lo sum_t w_t + lsb sum_t w_t c_t``. Analog sums of a
+        conversion scope are formed in float64 from the exact per-cycle products.
 
         ``validate``, if given, checks the inputs on the host while the device computes (it raises before
         anything is returned or counted).
         """
         xb, dev = self.xb, self.device
-        spec = xb.spec
-        quant = isinstance(spec.readout, _Quantizer)
-        ranges = xb._ranges() if quant else [(0.0, 1.0)] * len(xb.row_blocks)
+        spec, op = xb.spec, xb.readout_op
         dt = self._exact_dtype()
         p, pw, xsum = self.planes(x)
         T, B, K = p.shape
-        R, C, N, nblk = spec.rows, xb.physical_columns, xb.out_features, len(xb.row_blocks)
+        R, C, N, nblk = spec.rows, xb.readout_columns, xb.out_features, len(xb.row_blocks)
         nonzero = torch.count_nonzero(p).to(torch.float64)
         if nblk * R > K:
             p = torch.nn.functional.pad(p, (0, nblk * R - K))
-        rd = torch.float32 if self._code_bound() * float(np.abs(pw).sum()) < 2 ** 24 else torch.float64
-        w_t = torch.as_tensor(pw, dtype=rd, device=dev)
+        scope = spec.conversion
+        groups = scope.cycle_groups(T)
+        place = np.array([pw[t0] for t0, _ in groups])               # digital weight of each conversion
+        bound = op.code_bound(self._value_bound()) * float(np.abs(place).sum())
+        rd = torch.float32 if bound < 2 ** 24 else torch.float64
         lo = torch.as_tensor([r[0] for r in ranges], dtype=torch.float64, device=dev)
         lsb = torch.as_tensor([r[1] for r in ranges], dtype=torch.float64, device=dev)
-        lo_c, lsb_c = lo.to(dt)[:, None, None], lsb.to(dt)[:, None, None]
         binary = spec.dac_bits == 1 and not spec.input_signed      # digits 0/1: x^2 = x
         sq_rows = torch.zeros(nblk * R, dtype=torch.float64, device=dev)
-        ro = spec.readout
-        fused = (triton is not None and dev.type == "cuda" and quant and ro.offset_sigma_lsb == 0
-                 and dt == torch.float32 and rd == torch.float32)
+        clipped = torch.zeros((), dtype=torch.float64, device=dev)
+        decisions = torch.zeros((), dtype=torch.float64, device=dev)
+        fused = (triton is not None and dev.type == "cuda" and op.fused and scope.per_cycle
+                 and xb.column_scales is None and dt == torch.float32 and rd == torch.float32)
+        # analog accumulation: W[g, t] = 2**(shift_t - shift_t0) for the cycles t of conversion g
+        W = np.zeros((len(groups), T))
+        for g, (t0, t1) in enumerate(groups):
+            W[g, t0:t1] = pw[t0:t1] / pw[t0]
+        W_t = torch.as_tensor(W, dtype=torch.float64, device=dev)
+        w_place = torch.as_tensor(place, dtype=rd, device=dev)
         y = torch.empty((B, N), dtype=torch.float64, device=dev)
         for b0 in range(0, B, spec.batch_chunk):
             b1 = min(b0 + spec.batch_chunk, B)
@@ -263,30 +254,79 @@ class TorchTile:
             step = max(1, self.ELEMENTS.get(dev.type, self.ELEMENTS["cpu"]) // (M * C))
             xs = p[:, b0:b1].reshape(M, nblk, R)
             acc = torch.zeros(nb * C, dtype=torch.float64, device=dev)
+            v_sum = var_sum = None          # row blocks summed in analog (scope.row_blocks == "sum")
             for g0 in range(0, nblk, step):
                 g1 = min(g0 + step, nblk)
                 xp = xs[:, g0:g1].permute(1, 0, 2).to(dt)          # (blocks, cycles x batch, rows)
                 sq = xp if binary else xp * xp
                 sq_rows[g0 * R:g1 * R] += sq.sum(dim=1, dtype=torch.float64).reshape(-1)
                 v = self._bmm(xp, self.a, self.a_parts, g0, g1)
-                std = None if self.var is None else self._bmm(sq, self.var, self.var_parts, g0, g1).sqrt_()
-                if fused and v.numel() < 2 ** 31:   # noise, ADC and shift-and-add in one Triton kernel
-                    s = self._fused_epilogue(v, std, lo_c[g0:g1], lsb_c[g0:g1], w_t, T, nb, C)
-                else:
-                    if std is not None:
-                        v.add_(self._randn(v).mul_(std))   # one Gaussian per column value
-                    codes = self._codes(v, lo_c[g0:g1], lsb_c[g0:g1]).to(rd).reshape(g1 - g0, T, nb * C)
-                    s = torch.matmul(w_t, codes)           # (blocks, batch x columns): the shift-and-add
-                s = s.to(torch.float64)
-                if quant:
-                    s = lo[g0:g1, None] * float(pw.sum()) + lsb[g0:g1, None] * s
-                acc += s.sum(dim=0)
-            y[b0:b1] = (acc.reshape(nb, C) * self.col_weight).reshape(nb, -1, N).sum(dim=1)
+                std2 = None if self.var is None else self._bmm(sq, self.var, self.var_parts, g0, g1)
+                if scope.per_cycle:
+                    if fused and v.numel() < 2 ** 31:   # noise, ADC and shift-and-add in one Triton kernel
+                        std = None if std2 is None else std2.sqrt_()
+                        s, clips = self._fused_epilogue(v, std, lo.to(dt)[g0:g1, None, None],
+                                                        lsb.to(dt)[g0:g1, None, None], w_place, T, nb, C)
+                        clipped += clips
+                    else:
+                        if std2 is not None:
+                            v.add_(self._randn(v).mul_(std2.sqrt_()))   # one Gaussian per column value
+                        s = self._convert(v.reshape(g1 - g0, T, nb, C), lo[g0:g1], lsb[g0:g1], g0, g1, rd,
+                                          w_place, clipped, decisions)
+                    acc += self._affine(s.to(torch.float64), lo[g0:g1], lsb[g0:g1], place).sum(dim=0)
+                    continue
+                # analog sums over the cycles of each conversion (float64 from the exact per-cycle products)
+                vg = torch.einsum("gt,btc->bgc", W_t, v.to(torch.float64).reshape(g1 - g0, T, nb * C))
+                vg2 = None
+                if std2 is not None:
+                    s2 = std2.to(torch.float64).reshape(g1 - g0, T, nb, -1).expand(-1, -1, -1, C)
+                    vg2 = torch.einsum("gt,btc->bgc", W_t * W_t, s2.reshape(g1 - g0, T, nb * C))
+                if scope.row_blocks == "sum":
+                    v_sum = vg.sum(dim=0, keepdim=True) if v_sum is None else v_sum + vg.sum(dim=0, keepdim=True)
+                    if vg2 is not None:
+                        var_sum = vg2.sum(dim=0, keepdim=True) if var_sum is None else var_sum + vg2.sum(0, keepdim=True)
+                    continue
+                if vg2 is not None:
+                    vg.add_(self._randn(vg).mul_(vg2.sqrt_()))
+                s = self._convert(vg.reshape(g1 - g0, len(groups), nb, C), lo[g0:g1], lsb[g0:g1], g0, g1, rd,
+                                  w_place, clipped, decisions)
+                acc += self._affine(s.to(torch.float64), lo[g0:g1], lsb[g0:g1], place).sum(dim=0)
+            if v_sum is not None:
+                if var_sum is not None:
+                    v_sum.add_(self._randn(v_sum).mul_(var_sum.sqrt_()))
+                s = self._convert(v_sum.reshape(1, len(groups), nb, C), lo, lsb, 0, 1, rd, w_place, clipped,
+                                  decisions)
+                acc += self._affine(s.to(torch.float64), lo, lsb, place).sum(dim=0)
+            y[b0:b1] = (acc.reshape(nb, C) * self.weight).reshape(nb, -1, N).sum(dim=1)
         if xb.slices.offset:
             y -= xb.slices.offset * xsum[:, None]
-        v_step2_t = (spec.cell.read_voltage_v / ((1 << spec.dac_bits) - 1)) ** 2 * spec.cell.read_time_s
-        energy = (sq_rows @ self.rowsum) * v_step2_t
+        conductance_s = (sq_rows @ self.rowsum) * spec.cell.read_time_s
         if validate is not None:
             validate()
-        tallies = torch.stack([nonzero, energy]).cpu().numpy()
-        return y.cpu().numpy(), float(tallies[0]), float(tallies[1])
+        tallies = torch.stack([nonzero, conductance_s, decisions, clipped]).cpu().numpy()
+        return y.cpu().numpy(), Tally(*(float(t) for t in tallies))
+
+    def _convert(self, v, lo, lsb, g0: int, g1: int, rd, w_place, clipped, decisions) -> torch.Tensor:
+        """Codes of values ``v`` (domains, conversions, batch, columns), shifted and added over the conversions:
+        (domains, batch x columns); decision codes are multiplied by the column scales of their row block."""
+        xb, op = self.xb, self.xb.readout_op
+        D, G, nb, C = v.shape
+        lo_c = lo.to(v.dtype)[:, None, None, None]
+        lsb_c = lsb.to(v.dtype)[:, None, None, None]
+        if self.scales is not None:
+            v = v / self.scales[g0:g1, None, None, :].to(v.dtype)   # comparator reference = threshold x scale
+        codes, clips = op.codes_torch(v, lo_c, lsb_c, self._randn, xb.spec.pair_readout)
+        if clips is not None:
+            clipped += clips.to(torch.float64)
+        if op.decides:
+            decisions += torch.count_nonzero(codes).to(torch.float64)
+        s = torch.matmul(w_place, codes.to(rd).reshape(D, G, nb * C))   # the shift-and-add over conversions
+        if self.scales is not None:
+            s = (s.to(torch.float64).reshape(D, nb, C) * self.scales[g0:g1, None, :]).reshape(D, nb * C)
+        return s
+
+    def _affine(self, s, lo, lsb, place) -> torch.Tensor:
+        """A quantizer's codes become values after the sum: ``lo * sum(place) + lsb * s`` per domain."""
+        if not self.xb.readout_op.quantizes:
+            return s
+        return lo[:, None] * float(place.sum()) + lsb[:, None] * s

@@ -221,6 +221,7 @@ def _adc_rows(acc, v, std, full_std, noisy, r0, nb, pw, lo, lsb, top, state, r, 
     n, m = v.shape
     inv = 1.0 / lsb      # lsb is a power of two: multiplying by its inverse is exact
     z = np.empty(m + (m & 1))
+    clipped = 0
     for i in range(n):
         g = r0 + i
         t = g // nb
@@ -230,22 +231,24 @@ def _adc_rows(acc, v, std, full_std, noisy, r0, nb, pw, lo, lsb, top, state, r, 
             _fill_normals(z, state, r, ph, q)
         if not noisy:
             for j in range(m):
-                code = min(max(math.floor((float(v[i, j]) - lo) * inv + 0.5), 0.0), top)
-                acc[b, j] += w * (lo + code * lsb)
+                raw = math.floor((float(v[i, j]) - lo) * inv + 0.5)
+                clipped += (raw < 0.0) | (raw > top)
+                acc[b, j] += w * (lo + min(max(raw, 0.0), top) * lsb)
         elif full_std:
             for j in range(m):
-                val = float(v[i, j]) + float(std[i, j]) * z[j]
-                code = min(max(math.floor((val - lo) * inv + 0.5), 0.0), top)
-                acc[b, j] += w * (lo + code * lsb)
+                raw = math.floor((float(v[i, j]) + float(std[i, j]) * z[j] - lo) * inv + 0.5)
+                clipped += (raw < 0.0) | (raw > top)
+                acc[b, j] += w * (lo + min(max(raw, 0.0), top) * lsb)
         else:
             sd = float(std[i, 0])
             for j in range(m):
-                val = float(v[i, j]) + sd * z[j]
-                code = min(max(math.floor((val - lo) * inv + 0.5), 0.0), top)
-                acc[b, j] += w * (lo + code * lsb)
+                raw = math.floor((float(v[i, j]) + sd * z[j] - lo) * inv + 0.5)
+                clipped += (raw < 0.0) | (raw > top)
+                acc[b, j] += w * (lo + min(max(raw, 0.0), top) * lsb)
+    return clipped
 
 
-def adc_accumulate_rows(acc, v, std, r0, nb, pw, lo, lsb, top, state) -> None:
+def adc_accumulate_rows(acc, v, std, r0, nb, pw, lo, lsb, top, state) -> int:
     """acc[b] += pw[t] * ADC(v[i] + std[i] * z) for the stacked rows i of ``v`` (row r0 + i of a
     (cycles x batch) stack: cycle t = (r0 + i) // nb, example b = (r0 + i) % nb).
 
@@ -253,11 +256,12 @@ def adc_accumulate_rows(acc, v, std, r0, nb, pw, lo, lsb, top, state) -> None:
     (``lsb`` a power of two). ``std`` is None (no read noise), (rows, 1) (one std per row) or v's shape;
     z is a standard normal drawn here from ``state`` (:func:`seed_state`, advanced in place), one per
     conversion, a row's draws from consecutive pairs (:func:`standard_normal` of the row length).
+    Returns the number of conversions that clipped (raw code below 0 or above ``top``).
     """
     noisy = std is not None
     if std is None:
         std = np.zeros((1, 1), dtype=v.dtype)
-    _adc_rows(acc, v, std, std.shape[1] > 1, noisy, r0, nb, pw, float(lo), float(lsb), float(top), state,
+    return _adc_rows(acc, v, std, std.shape[1] > 1, noisy, r0, nb, pw, float(lo), float(lsb), float(top), state,
               *_buffers(min(_PAIRS, (v.shape[1] + 1) // 2)))
 
 

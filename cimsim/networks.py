@@ -27,10 +27,10 @@ from cimsim.workloads import datasets, train, zoo
 def load_model_and_data(model_name: str, dataset: str, data_dir=None, checkpoint=None, arch=None, overrides=None):
     """The trained network and its dataset, checked against each other: (model, metadata, data, path).
 
-    For an architecture with learned partial-sum scale factors (``arch.column_scales``, e.g. hcim) the default
+    For an architecture with learned partial-sum scale factors (``arch.learned_column_scales``, e.g. hcim) the default
     checkpoint is the network fine-tuned for it by ``cimsim finetune`` (:mod:`cimsim.mappers.qat`)."""
     data = datasets.load(dataset, data_dir=data_dir)
-    if arch is not None and getattr(arch, "column_scales", False):
+    if arch is not None and arch.learned_column_scales:
         cfg = qat.PSQConfig.from_arch(arch)
         ckpt = Path(checkpoint) if checkpoint else find_psq_checkpoint(
             model_name, data.name, cfg,

@@ -14,6 +14,7 @@ from pathlib import Path
 from cimsim.errors import CimsimError
 from cimsim.report import FORMAT as REPORT_FORMAT, Report, ReportFileError
 from cimsim import sweepfile
+from cimsim.plots_sweep import plot_sweep, sweep_figure, tradeoff_figure  # noqa: F401 (the figures' home)
 
 ONCHIP_FORMAT = "cimsim.onchip"   # root attribute 'format' of an on-chip learning run file
 
@@ -67,92 +68,6 @@ def plot_report(report: Report, output: str | Path) -> Path:
     return output
 
 
-def sweep_figure(results: dict, title: str = ""):
-    """Two panels against ADC bits: accuracy (%) and energy per inference (log), one line per architecture.
-
-    Lines are means over seeds with min-max error bars; an architecture without ADC bits (digital,
-    ADC-less designs) is a labelled horizontal line across the axis, and the floating-point reference
-    accuracy a dashed grey line. Returns the matplotlib Figure.
-    """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = sweepfile.aggregate(results)
-    swept = [r for r in rows if r["adc_bits"] is not None]
-    flat = [r for r in rows if r["adc_bits"] is None]
-    bits = sorted({r["adc_bits"] for r in swept})
-    lo, hi = (bits[0], bits[-1]) if bits else (1, 8)
-    fig, (ax_acc, ax_e) = plt.subplots(1, 2, figsize=(12, 4.6))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    archs = list(dict.fromkeys(r["arch"] for r in rows))
-    color = {a: colors[i % len(colors)] for i, a in enumerate(archs)}
-
-    for arch in dict.fromkeys(r["arch"] for r in swept):
-        rs = [r for r in swept if r["arch"] == arch]
-        x = [r["adc_bits"] for r in rs]
-        for ax, key, scale in ((ax_acc, "accuracy", 100.0), (ax_e, "energy_j", 1.0)):
-            y = [scale * r[key] for r in rs]
-            err = [[scale * (r[key] - r[f"{key}_min"]) for r in rs], [scale * (r[f"{key}_max"] - r[key]) for r in rs]]
-            ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=3, color=color[arch], label=arch)
-    for r in flat:
-        label = f"{r['arch']} (no ADC)"
-        for ax, key, scale in ((ax_acc, "accuracy", 100.0), (ax_e, "energy_j", 1.0)):
-            ax.axhline(scale * r[key], color=color[r["arch"]], lw=2.5, alpha=0.6, label=label, zorder=1)
-            if r[f"{key}_max"] > r[f"{key}_min"]:
-                ax.axhspan(scale * r[f"{key}_min"], scale * r[f"{key}_max"], color=color[r["arch"]], alpha=0.15)
-    # the float reference: one line when every architecture ran the same reference network, else one per
-    # architecture (hcim's is the network its PSQ checkpoint was fine-tuned from, or, where that is missing,
-    # the PSQ weights in float, which differ from the others')
-    refs = {a: sum(r["digital_accuracy"] * r["seeds"] for r in rows if r["arch"] == a)
-            / sum(r["seeds"] for r in rows if r["arch"] == a) for a in archs}
-    if refs and max(refs.values()) - min(refs.values()) < 1e-12:
-        ref = next(iter(refs.values()))
-        ax_acc.axhline(100.0 * ref, color="0.2", ls="--", lw=1, label=f"float reference ({100 * ref:.2f}%)",
-                       zorder=3)
-    else:
-        for a, ref in refs.items():
-            ax_acc.axhline(100.0 * ref, color=color[a], ls="--", lw=1,
-                           label=f"float reference of {a} ({100 * ref:.2f}%)", zorder=3)
-
-    for ax in (ax_acc, ax_e):
-        ax.set_xlabel("ADC bits")
-        ax.set_xlim(lo - 0.5, hi + 0.5)
-        ax.set_xticks(list(range(lo, hi + 1)))
-        ax.grid(True, alpha=0.3)
-    ax_acc.set_ylabel("accuracy (%)")
-    ax_acc.set_title("accuracy vs ADC bits")
-    ax_acc.legend(loc="lower right", fontsize=8)
-    ax_e.set_yscale("log")
-    ax_e.set_ylabel("energy per inference (J)")
-    ax_e.set_title("energy per inference vs ADC bits")
-    ax_e.legend(loc="best", fontsize=8)
-    seeds = max((r["seeds"] for r in rows), default=0)
-    note = f" (mean of {seeds} seeds, bars: min-max)" if seeds > 1 else ""
-    fig.suptitle((title + note).strip())
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    return fig
-
-
-def plot_sweep(path: str | Path, output: str | Path) -> Path:
-    import json
-
-    import h5py
-    import matplotlib.pyplot as plt
-
-    results = sweepfile.read_points(path)
-    if not results:
-        raise CimsimError(f"{path} holds no finished points yet; run 'cimsim sweep --out {path}' first")
-    with h5py.File(path, "r") as f:
-        s = json.loads(f.attrs["settings_json"])
-    limit = f", first {s['limit']} test examples" if s.get("limit") else ""
-    fig = sweep_figure(results, title=f"{s.get('model', '?')} on {s.get('dataset', '?')}{limit}")
-    output = Path(output)
-    fig.savefig(output, dpi=120)
-    plt.close(fig)
-    return output
-
-
 def plot_onchip(path: str | Path, output: str | Path) -> Path:
     """Learning curves of an on-chip run file: accuracy per epoch (hardware and float) and energy."""
     import h5py
@@ -197,17 +112,21 @@ def plot_onchip(path: str | Path, output: str | Path) -> Path:
     return output
 
 
-def plot_file(path: str | Path, output: str | Path | None = None) -> Path:
-    """Draw the results file at ``path`` into ``output`` (default: the same name with .png)."""
+def plot_file(path: str | Path, output: str | Path | None = None, *, x: str | None = None, hue: str | None = None,
+              kind: str | None = None) -> Path:
+    """Draw the results file at ``path`` into ``output`` (default: the same name with .png). For a sweep file,
+    ``x``/``hue`` choose the swept parameter and the line grouping, ``kind='tradeoff'`` the trade-off plots."""
     path = Path(path)
     fmt = _file_format(path)
+    if fmt != sweepfile.FORMAT and (x or hue or kind):
+        raise CimsimError(f"--x, --hue and --kind apply to sweep files; {path} is not one")
     out = Path(output) if output else path.with_suffix(".png")
     if out.parent and not out.parent.exists():
         raise CimsimError(f"folder {out.parent} does not exist; create it or choose another -o")
     if fmt == REPORT_FORMAT:
         return plot_report(Report.from_hdf5(path), out)
     if fmt == sweepfile.FORMAT:
-        return plot_sweep(path, out)
+        return plot_sweep(path, out, x=x, hue=hue or "arch", kind=kind or "sweep")
     if fmt == ONCHIP_FORMAT:
         return plot_onchip(path, out)
     raise CimsimError(f"{path} holds no plottable cimsim results (format {fmt or 'missing'}); "

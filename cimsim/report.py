@@ -245,11 +245,73 @@ class Report:
     def __str__(self) -> str:
         return self.table()
 
+    # ------------------------------------------------------------------ re-costing
+    def recost(self, arch) -> "Report":
+        """The same run costed on ``arch``: the events this run counted (kept per layer in ``config['ledger']``)
+        with ``arch``'s event costs, inventory and timing, without simulating again.
+
+        ``arch`` may differ from the run's architecture only in parameters that change costs and not the
+        simulated numbers (its ``cost_only`` parameters: technology node, clock, chip size, converter energy
+        calibration, peripheral figures, ...); any other difference is refused, since the events themselves
+        would change: run again. Accuracy and the digital reference are this run's."""
+        cfg = self.config
+        missing = [k for k in ("ledger", "mapped_layers", "layer_kinds", "arch", "arch_params") if k not in cfg]
+        if missing:
+            raise ReportFileError(f"this report keeps no event ledger ({', '.join(missing)} missing: written by an "
+                                  "older cimsim); run it again to re-cost it")
+        if arch.name != cfg["arch"]:
+            raise ReportFileError(f"this run is on {cfg['arch']}; it cannot be re-costed on {arch.name}: run it again")
+        changed = [p for p, v in arch.params().items()
+                   if not arch.is_cost_only(p) and json.dumps(_jsonable(v)) != json.dumps(cfg["arch_params"].get(p))]
+        if changed:
+            raise ReportFileError(f"re-costing changes only cost parameters; {', '.join(sorted(changed))} change what "
+                                  "is simulated: run again with them")
+        from cimsim.cost import LayerPlan
+        from cimsim.ledger import EventLedger
+
+        plans = {n: LayerPlan.from_dict(d) for n, d in cfg["mapped_layers"].items()}
+        out = cost_report(arch, EventLedger(cfg["ledger"]), plans, cfg["layer_kinds"])
+        out.accuracy, out.digital_accuracy, out.n_examples = self.accuracy, self.digital_accuracy, self.n_examples
+        keep = {k: v for k, v in cfg.items() if k not in out.config}
+        out.config = {**keep, **out.config, "arch_params": arch.params(),
+                      "recost_of": {"created": self.created, "arch_params": cfg["arch_params"]}}
+        return out
+
+
+def cost_report(arch, ledger, plans: dict, kinds: dict) -> Report:
+    """The cost part of a report (energy, latency, throughput, area, per layer and per component) of a
+    per-inference ``ledger`` on ``arch`` (a :class:`cimsim.arch.base.Architecture`); accuracy is left at 0 for the
+    caller to fill. The configuration keeps what :meth:`Report.recost` needs to cost the same events again."""
+    from cimsim import events
+
+    cost = arch.cost(ledger, plans, kinds)
+    layers = []
+    order = [n for n in kinds if n in ledger.layers()]          # execution order (the profile's)
+    order += [n for n in ledger.layers() if n not in order]
+    for name in order:
+        ev = ledger.layer(name)
+        row = {"name": name, "kind": kinds.get(name, ""),
+               "energy_j": cost.energy_per_layer.get(name, 0.0), "latency_s": cost.latency_per_layer.get(name, 0.0)}
+        if name in plans:
+            p = plans[name]
+            row.update({"macs": p.positions * p.in_features * p.out_features, "arrays": p.arrays,
+                        "copies": cost.copies.get(name, 1), "conversions": events.conversions(ev)})
+        else:   # every row has the same columns (the HDF5 layer table is one record array)
+            row.update({"macs": ev.get(events.MAC, 0), "arrays": 0, "copies": 0, "conversions": 0})
+        layers.append(row)
+    cfg = {"mapped_layers": {n: p.to_dict() for n, p in plans.items()}, "layer_kinds": dict(kinds),
+           "events_per_inference": ledger.totals(), "ledger": ledger.to_dict(),
+           "leakage_j": cost.leakage_per_component, **cost.config}
+    return Report(accuracy=0.0, digital_accuracy=0.0, energy_j=sum(r["energy_j"] for r in layers),
+                  latency_s=sum(r["latency_s"] for r in layers), throughput_inf_per_s=cost.throughput_inf_per_s,
+                  area_m2=cost.area_m2, layers=layers, components=cost.energy_per_component, config=cfg)
+
 
 # ---------------------------------------------------------------------------------------------------
 # helpers
 
-_PREFIXES = [(1e-15, "f"), (1e-12, "p"), (1e-9, "n"), (1e-6, "u"), (1e-3, "m"), (1.0, ""), (1e3, "k"), (1e6, "M")]
+_PREFIXES = [(1e-15, "f"), (1e-12, "p"), (1e-9, "n"), (1e-6, "u"), (1e-3, "m"), (1.0, ""), (1e3, "k"), (1e6, "M"),
+             (1e9, "G"), (1e12, "T"), (1e15, "P")]
 
 
 def fmt_si(value: float, unit: str) -> str:

@@ -130,59 +130,143 @@ def parse_archs(text: str) -> list[str]:
 
 
 def has_adc_bits(arch_name: str) -> bool:
-    """Whether sweeping ADC bits makes sense for the architecture (it has an ``adc_bits`` parameter)."""
+    """Whether sweeping ADC bits makes sense for the architecture (it has an ADC, ``adc.bits``)."""
     from cimsim import arch as arch_mod
 
-    return "adc_bits" in arch_mod.get(arch_name).params()
+    return arch_mod.get(arch_name).has_adc
 
 
 def arch_overrides(arch_name: str, overrides: dict[str, str]) -> dict[str, str]:
     """The ``--set`` overrides that apply to ``arch_name`` (those naming one of its parameters)."""
     from cimsim import arch as arch_mod
 
-    params = arch_mod.get(arch_name).params()
-    return {k: v for k, v in overrides.items() if k in params}
+    spec = arch_mod.get(arch_name)
+    return {k: v for k, v in overrides.items() if spec.has_param(k)}
 
 
 def point_params(point: Point, overrides: dict[str, str]) -> dict[str, Any]:
-    """The architecture parameters of one point: its applicable overrides plus its ADC bits."""
-    params: dict[str, Any] = dict(arch_overrides(point.arch, overrides))
-    if point.adc_bits is not None:
-        params["adc_bits"] = point.adc_bits
-    return params
+    """The architecture parameters of one point: its applicable overrides plus its swept values."""
+    return {**arch_overrides(point.arch, overrides), **point.param_dict}
+
+
+def parse_values(key: str, text: str) -> list[str]:
+    """``'2-8'`` (an integer range), ``'64,128'``, ``'0,0.01,0.02'``, ``'offset,twos'`` or a mix: the values of
+    one ``--grid`` key, as strings (each architecture converts them to the parameter's type)."""
+    out: list[str] = []
+    for item in str(text).split(","):
+        item = item.strip()
+        if not item:
+            raise ConfigError(f"--grid {key}={text!r} has an empty value; write e.g. {key}=2-8 or {key}=64,128")
+        lo, sep, hi = item.partition("-")
+        if sep and lo.strip().isdigit() and hi.strip().isdigit():
+            a, b = int(lo), int(hi)
+            if a > b:
+                raise ConfigError(f"--grid {key}={text!r}: range {item!r} runs backwards; write {b}-{a}")
+            if b - a > MAX_GRID_VALUES:
+                raise ConfigError(f"--grid {key}={text!r}: {b - a + 1} values is more than {MAX_GRID_VALUES}")
+            out.extend(str(v) for v in range(a, b + 1))
+        else:
+            out.append(item)
+    return list(dict.fromkeys(out))
+
+
+def parse_grid(items: Iterable[str | tuple[str, str]]) -> dict[str, list[str]]:
+    """``--grid key=values`` options (repeatable; strings or (key, values) pairs) -> {key: values}; a key given
+    twice is refused."""
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, values = (item[0], "=", item[1]) if isinstance(item, tuple) else str(item).partition("=")
+        key = key.strip()
+        if not key or not sep:
+            raise ConfigError(f"--grid {item!r}: write KEY=VALUES, e.g. --grid adc_bits=2-8 or --grid rows=64,128")
+        if key in grid:
+            raise ConfigError(f"--grid {key} is given twice; give all its values in one --grid {key}=...")
+        grid[key] = parse_values(key, values)
+    return grid
+
+
+MAX_GRID_VALUES = 4096       # values of one --grid key (our bound)
+MAX_POINTS = 100_000         # points of one sweep (our bound: a sweep file of ~100k reports is already huge)
+
+
+def grid_size(archs: Iterable[str], grid: dict[str, list[str]], seeds: int) -> int:
+    """How many points the grid makes, computed before any point is (the per-architecture product of the
+    values of the keys it has, times the seeds)."""
+    from cimsim import arch as arch_mod
+
+    total = 0
+    for a in archs:
+        spec = arch_mod.get(a)
+        n = 1
+        for k, values in grid.items():
+            if spec.has_param(k):
+                n *= len(values)
+        total += n
+    return total * seeds
 
 
 def make_points(archs: Iterable[str], adc_bits: list[int] | None = None, seeds: int = 1,
-                overrides: dict[str, str] | None = None) -> list[Point]:
-    """The grid: per architecture, each ADC bit count (if it has ADC bits) times seeds ``0..seeds-1``.
+                overrides: dict[str, str] | None = None, grid: dict[str, list[str]] | None = None,
+                notes: list[str] | None = None) -> list[Point]:
+    """The grid: per architecture, the Cartesian product of the values of every ``grid`` key it has (a key it
+    lacks is skipped for it, and said once in ``notes``), times seeds ``0..seeds-1``.
 
-    ``adc_bits=None`` keeps each architecture's own ADC resolution. Every point's architecture is built
-    once here, so a bad override or an impossible ADC resolution fails before any work starts.
+    ``adc_bits`` is the shorthand for ``grid['adc_bits']``; an architecture with an ADC always records its
+    ADC bits in its points (its own when they are not swept). Every point's architecture is built here, so a
+    bad override or value fails before any work starts; a grid beyond :data:`MAX_POINTS` is refused with its
+    size before anything is built.
     """
+    import itertools
+
     from cimsim import arch as arch_mod
 
     archs = list(archs)
     overrides = dict(overrides or {})
+    grid = dict(grid or {})
     if seeds < 1:
         raise ConfigError(f"--seeds must be a positive number of seeds, got {seeds}")
-    if "adc_bits" in overrides:
+    if adc_bits is not None:
+        if "adc_bits" in grid or "adc.bits" in grid:
+            raise ConfigError("give ADC bits once: --adc-bits or --grid adc_bits=..., not both")
+        grid["adc_bits"] = [str(b) for b in adc_bits]
+    if "adc_bits" in overrides or "adc.bits" in overrides:
         raise ConfigError("adc_bits is swept: give it with --adc-bits, not --set adc_bits")
+    for k in overrides:
+        if k in grid:
+            raise ConfigError(f"{k} is swept: give it with --grid, not --set {k}")
     unused = set(overrides)
     for a in archs:
         unused -= set(arch_overrides(a, overrides))
     if unused:
         raise ConfigError(f"no architecture in the sweep ({', '.join(archs)}) has parameter "
                           f"{', '.join(sorted(unused))}; see 'cimsim archs show ARCH'")
+    size = grid_size(archs, grid, seeds)
+    if size > MAX_POINTS:
+        raise ConfigError(f"the sweep grid has {size:,} points, more than {MAX_POINTS:,}; sweep fewer values "
+                          "or seeds, or split it over several files")
+    unswept = [k for k in grid if not any(arch_mod.get(a).has_param(k) for a in archs)]
+    if adc_bits is not None and "adc_bits" in unswept:   # the shorthand on ADC-less architectures: a note
+        grid.pop("adc_bits")
+        unswept.remove("adc_bits")
+        if notes is not None:
+            notes.append(f"no architecture in the sweep ({', '.join(archs)}) has ADC bits; --adc-bits is unused")
+    if unswept:
+        raise ConfigError(f"no architecture in the sweep ({', '.join(archs)}) has parameter "
+                          f"{', '.join(unswept)}; see 'cimsim archs show ARCH'")
     points: list[Point] = []
     for a in archs:
-        if has_adc_bits(a):
-            bits_list = adc_bits if adc_bits is not None else [arch_mod.get(a).params()["adc_bits"]]
-        else:
-            bits_list = [None]
-        for bits in bits_list:
-            probe = Point(a, bits, 0)
-            arch_mod.get(a, **point_params(probe, overrides))  # validate now, not mid-sweep
-            points.extend(Point(a, bits, s) for s in range(seeds))
+        base = arch_mod.get(a, **arch_overrides(a, overrides))
+        keys = [k for k in grid if base.has_param(k)]
+        for k in grid:
+            if k not in keys and notes is not None:
+                notes.append(f"{a} has no parameter {k}: it is not swept there")
+        for combo in itertools.product(*(grid[k] for k in keys)):
+            spec = base.with_params(**dict(zip(keys, combo)))      # validate now, not mid-sweep
+            values = spec.params()
+            swept_values = {base.aliases.get(k, k): values[base.aliases.get(k, k)] for k in keys}
+            if spec.has_adc:
+                swept_values.setdefault("adc.bits", values["adc.bits"])
+            points.extend(Point.make(a, swept_values, s) for s in range(seeds))
     return points
 
 
@@ -221,7 +305,7 @@ def evaluate_point(point: Point, settings: Settings) -> Report:
 
     model, meta, data = _context(settings)
     spec = arch_mod.get(point.arch, **point_params(point, settings.overrides))
-    if getattr(spec, "column_scales", False):   # hcim: the network fine-tuned with partial-sum QAT for it
+    if spec.learned_column_scales:   # hcim: the network fine-tuned with partial-sum QAT for it
         key = ("psq", _settings_key(settings), json.dumps(point_params(point, settings.overrides), sort_keys=True))
         if key not in _CONTEXT:
             m, mt, _, ck = load_model_and_data(settings.model, settings.dataset, settings.data_dir, None,
@@ -422,26 +506,29 @@ def _run_parallel(todo, settings, evaluate_point, workers, executor, finish, fai
 
 def point_summary(point: Point, report: Report, from_file: bool = False) -> dict[str, Any]:
     """The per-point record of ``cimsim sweep --json``."""
-    return {"key": point.key, "arch": point.arch, "adc_bits": point.adc_bits, "seed": point.seed,
+    return {"key": point.key, "arch": point.arch, "params": point.param_dict, "adc_bits": point.adc_bits,
+            "seed": point.seed, "area_m2": report.area_m2,
             "accuracy": report.accuracy, "digital_accuracy": report.digital_accuracy,
             "energy_j": report.energy_j, "latency_s": report.latency_s, "n_examples": report.n_examples,
             "from_file": from_file}
 
 
 def table(results: dict[Point, Report]) -> str:
-    """A compact grid: one row per (architecture, ADC bits), mean and range over seeds."""
+    """A compact grid: one row per (architecture, swept values), mean and range over seeds."""
     from cimsim.report import fmt_si
 
     rows = aggregate(results)
-    header = ["arch", "adc bits", "seeds", "accuracy (min-max)", "digital", "energy/inf", "latency/inf"]
+    keys = list(dict.fromkeys(k for r in rows for k in r["params"]))
+    header = ["arch", *keys, "seeds", "accuracy (min-max)", "digital", "energy/inf", "latency/inf", "area"]
     cells = []
     for r in rows:
         acc = f"{100 * r['accuracy']:6.2f} %"
         if r["seeds"] > 1:
             acc += f" ({100 * r['accuracy_min']:.2f}-{100 * r['accuracy_max']:.2f})"
-        cells.append([r["arch"], "-" if r["adc_bits"] is None else str(r["adc_bits"]), str(r["seeds"]), acc,
+        cells.append([r["arch"], *(sweepfile.format_value(r["params"][k]) if k in r["params"] else "-"
+                                   for k in keys), str(r["seeds"]), acc,
                       f"{100 * r['digital_accuracy']:6.2f} %", fmt_si(r["energy_j"], "J"),
-                      fmt_si(r["latency_s"], "s")])
+                      fmt_si(r["latency_s"], "s"), f"{r['area_m2'] * 1e6:.4g} mm^2"])
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(header)]
     line = lambda cs: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
                                 for i, (c, w) in enumerate(zip(cs, widths)))

@@ -5,11 +5,13 @@ Layout (``format`` = ``cimsim.sweep``, ``format_version`` = 1)::
     /                              attrs: format, format_version, description, created, cimsim_version,
                                           settings_json (the fixed settings, compared on resume) and a
                                           readable copy of each setting as ``setting_<name>``
-    /<arch>_adc<bits>_seed<seed>   one finished point (``adc`` + ``none`` for an architecture without ADC
-                                   bits, e.g. ``digital_adcnone_seed0``): a full cimsim report
+    /<point key>                   one finished point (:attr:`Point.key`: ``isaac_adc6_seed0`` when only ADC
+                                   bits are swept, ``digital_adcnone_seed0`` when nothing is,
+                                   ``isaac__adc.bits=6__rows=64_seed0`` otherwise): a full cimsim report
                                    (:meth:`cimsim.report.Report.write_hdf5_group`) plus the point's
                                    attrs ``point_arch``, ``point_adc_bits`` (absent when none),
-                                   ``point_seed``, ``point_json`` and ``point_arch_params_json``
+                                   ``point_params_json`` (the swept parameters), ``point_seed``,
+                                   ``point_json`` and ``point_arch_params_json``
 
 Every append copies the file to a temporary file in the same folder, adds the group there, flushes it
 to disk and renames it over the original (:func:`cimsim.fileio.atomic_output`). A crash or ``kill -9``
@@ -40,29 +42,77 @@ class SweepFileError(CimsimError):
     """A sweep file is missing, unreadable, or holds results of other settings."""
 
 
+ADC_BITS = "adc.bits"   # the swept parameter of the original sweep files (keys isaac_adc6_seed0)
+
+
+def format_value(v: Any) -> str:
+    """A parameter value as it appears in a point's key: ints and strings as they are, floats in their shortest
+    round-trip form (0.01, 1e-05)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
+    return str(v).replace("/", "_")
+
+
 @dataclass(frozen=True)
 class Point:
-    """One design point: an architecture, its ADC resolution (None: it has none) and a seed."""
+    """One design point: an architecture, the values of its swept parameters (dotted paths, kept sorted) and a
+    seed. ``params`` may be given as a dict, as (path, value) pairs, or, as in the first sweep files, as the ADC
+    bits alone (an int, or None for none): ``Point("isaac", 6, 0)`` is ``Point("isaac", {"adc.bits": 6}, 0)``."""
 
     arch: str
-    adc_bits: int | None
-    seed: int
+    params: tuple[tuple[str, Any], ...] = ()
+    seed: int = 0
+
+    def __post_init__(self):
+        p = self.params
+        if p is None:
+            p = ()
+        elif isinstance(p, bool) or not isinstance(p, (tuple, list, dict)):
+            p = ((ADC_BITS, int(p)),)
+        elif isinstance(p, dict):
+            p = tuple(p.items())
+        object.__setattr__(self, "params", tuple(sorted((str(k), v) for k, v in p)))
+        object.__setattr__(self, "seed", int(self.seed))
+
+    @classmethod
+    def make(cls, arch: str, params: dict[str, Any] | None = None, seed: int = 0) -> "Point":
+        return cls(arch, params or {}, seed)
+
+    @property
+    def param_dict(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    @property
+    def adc_bits(self) -> int | None:
+        """The ADC resolution of the point, when it is swept (None otherwise)."""
+        return self.param_dict.get(ADC_BITS)
 
     @property
     def key(self) -> str:
-        """The point's group name in a sweep file, e.g. ``isaac_adc6_seed0``, ``digital_adcnone_seed2``."""
-        return f"{self.arch}_adc{'none' if self.adc_bits is None else self.adc_bits}_seed{self.seed}"
+        """The point's group name in a sweep file: ``isaac_adc6_seed0`` when only ADC bits are swept (and
+        ``digital_adcnone_seed0`` when nothing is: the first sweep files' names), else
+        ``isaac__adc.bits=6__rows=64_seed0``."""
+        names = [k for k, _ in self.params]
+        if names in ([], [ADC_BITS]):
+            return f"{self.arch}_adc{'none' if self.adc_bits is None else self.adc_bits}_seed{self.seed}"
+        return f"{self.arch}__" + "__".join(f"{k}={format_value(v)}" for k, v in self.params) + f"_seed{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"arch": self.arch, "adc_bits": self.adc_bits, "seed": self.seed}
+        return {"arch": self.arch, "params": dict(self.params), "adc_bits": self.adc_bits, "seed": self.seed}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Point":
-        bits = d.get("adc_bits")
-        return cls(str(d["arch"]), None if bits is None else int(bits), int(d["seed"]))
+        """Also reads the first format, ``{"arch", "adc_bits", "seed"}``."""
+        params = dict(d.get("params") or {})
+        if "params" not in d and d.get("adc_bits") is not None:
+            params[ADC_BITS] = int(d["adc_bits"])
+        return cls.make(str(d["arch"]), params, int(d["seed"]))
 
     def sort_key(self):
-        return (self.arch, -1 if self.adc_bits is None else self.adc_bits, self.seed)
+        return (self.arch, tuple((k, (0, v) if isinstance(v, (int, float)) else (1, str(v))) for k, v in self.params),
+                self.seed)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,8 +188,9 @@ def read_points(path: str | os.PathLike, keys=None) -> dict[Point, Report]:
 def _write_root(f, settings: dict[str, Any]) -> None:
     f.attrs["format"] = FORMAT
     f.attrs["format_version"] = FORMAT_VERSION
-    f.attrs["description"] = ("cimsim design-point sweep: one group per finished point (architecture, ADC "
-                              "bits, seed), each a full cimsim report; root attrs hold the fixed settings")
+    f.attrs["description"] = ("cimsim design-point sweep: one group per finished point (architecture, swept "
+                              "parameter values, seed), each a full cimsim report; root attrs hold the fixed "
+                              "settings")
     f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     f.attrs["cimsim_version"] = __version__
     f.attrs["settings_json"] = json.dumps(settings, sort_keys=True, default=_json_default)
@@ -183,6 +234,7 @@ def append(path: str | os.PathLike, point: Point, report: Report, arch_params: d
             g.attrs["point_arch"] = point.arch
             if point.adc_bits is not None:
                 g.attrs["point_adc_bits"] = point.adc_bits
+            g.attrs["point_params_json"] = json.dumps(point.param_dict, sort_keys=True)
             g.attrs["point_seed"] = point.seed
             g.attrs["point_json"] = json.dumps(point.to_dict())
             g.attrs["point_arch_params_json"] = json.dumps(arch_params or {}, sort_keys=True,
@@ -202,14 +254,16 @@ def _fsync(path: Path) -> None:
 # summaries (the CLI's table and the plot)
 
 def aggregate(results: dict[Point, Report]) -> list[dict[str, Any]]:
-    """One row per (architecture, ADC bits): mean, min and max over seeds of accuracy, energy, latency."""
-    groups: dict[tuple[str, int | None], list[Report]] = {}
+    """One row per (architecture, swept values): mean, min and max over seeds of accuracy, energy, latency and
+    area; ``params`` holds the swept values and ``adc_bits`` the ADC resolution (None where not swept)."""
+    groups: dict[tuple[str, tuple], list[Report]] = {}
     for p in sorted(results, key=Point.sort_key):
-        groups.setdefault((p.arch, p.adc_bits), []).append(results[p])
+        groups.setdefault((p.arch, p.params), []).append(results[p])
     rows = []
-    for (arch, bits), reps in groups.items():
-        row: dict[str, Any] = {"arch": arch, "adc_bits": bits, "seeds": len(reps)}
-        for k in ("accuracy", "digital_accuracy", "energy_j", "latency_s"):
+    for (arch, params), reps in groups.items():
+        row: dict[str, Any] = {"arch": arch, "params": dict(params), "adc_bits": dict(params).get(ADC_BITS),
+                               "seeds": len(reps)}
+        for k in ("accuracy", "digital_accuracy", "energy_j", "latency_s", "area_m2", "throughput_inf_per_s"):
             vals = [float(getattr(r, k)) for r in reps]
             row[k] = sum(vals) / len(vals)
             row[f"{k}_min"] = min(vals)

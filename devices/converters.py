@@ -109,7 +109,7 @@ class IdealReadout(Readout):
     area_m2: ClassVar[float] = 0.0
 
 
-class _Quantizer(Readout):
+class Quantizer(Readout):
     """Uniform quantizer with clipping, half-LSB thresholds and input-referred offset noise."""
 
     def _check(self):
@@ -149,7 +149,7 @@ class _Quantizer(Readout):
 
 
 @dataclass(frozen=True)
-class SarADC(_Quantizer):
+class SarADC(Quantizer):
     """Successive-approximation ADC: survey-frontier energy, ``bits + 1`` internal cycles per conversion."""
 
     kind: ClassVar[str] = "sar-adc"
@@ -186,7 +186,7 @@ class SarADC(_Quantizer):
 
 
 @dataclass(frozen=True)
-class FlashADC(_Quantizer):
+class FlashADC(Quantizer):
     """Flash ADC: ``2**bits - 1`` comparators deciding in parallel, one conversion per clock."""
 
     kind: ClassVar[str] = "flash-adc"

@@ -10,7 +10,8 @@ from cimsim.mappers.profile import Profile, profile
 from cimsim.mappers.reference import evaluate_reference, float_accuracy
 from cimsim.mappers.evaluate import evaluate
 from cimsim.mappers import qat
-from cimsim.mappers.mapper import LayerPlan, MappedLayer, MappedModel, fold_batchnorm, map_model, quantize_weights
+from cimsim.cost import LayerPlan
+from cimsim.mappers.mapper import MappedLayer, MappedModel, fold_batchnorm, map_model, quantize_weights
 
 map = map_model  # noqa: A001 (cimsim.mappers.map, as the design names it)
 

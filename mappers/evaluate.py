@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from cimsim.arch.digital import DigitalReference
+from cimsim.arch.base import Architecture
+from cimsim.errors import ConfigError
 from cimsim.mappers.reference import evaluate_reference
 from cimsim.report import Report
 
@@ -25,7 +26,9 @@ def evaluate(model: nn.Module, arch, loader, *, calibration=None, seed: int = 0,
     ``reference``/``reference_note``: the digital reference network of the report (see
     :func:`cimsim.mappers.map_model`).
     """
-    if isinstance(arch, DigitalReference):
+    if not isinstance(arch, Architecture):
+        raise ConfigError(f"evaluate needs an architecture (cimsim.arch.get(NAME)), got {type(arch).__name__}")
+    if not arch.maps_to_crossbars:
         return evaluate_reference(model, loader, arch, progress=progress, config=config)
     from cimsim.mappers.mapper import map_model
 

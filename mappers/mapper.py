@@ -29,19 +29,20 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cimsim.arch.base import Architecture
+from cimsim.cost import LayerPlan
 from cimsim.crossbar import Crossbar
 from cimsim.errors import ConfigError
 from cimsim.ledger import EventLedger
 from cimsim.mappers import qat
 from cimsim.mappers.profile import profile
-from cimsim.report import SELF_REFERENCE, Report
+from cimsim.report import SELF_REFERENCE, Report, cost_report
 
 MAPPED_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
 # matrix layers that exist in torch but that the mapper does not (yet) place on crossbars
@@ -146,23 +147,6 @@ def quantize_weights(w: torch.Tensor, bits: int) -> tuple[np.ndarray, np.ndarray
 
 
 # ------------------------------------------------------------------------------------------------ layer
-@dataclass
-class LayerPlan:
-    """What the mapper decided for one layer (kept in the report)."""
-
-    name: str
-    kind: str
-    in_features: int            # reduction length per group (C_in/groups * kernel)
-    out_features: int
-    groups: int
-    positions: int = 1          # output positions per inference (1 for Linear)
-    input_signed: bool = False
-    input_scale: float = 1.0
-    arrays: int = 0             # crossbar arrays holding one copy of the layer
-    row_blocks: int = 0
-    extra: dict = field(default_factory=dict)
-
-
 class MappedLayer(nn.Module):
     """A Linear / Conv1d / Conv2d computed by crossbars (or, in ``digital`` mode, by exact integers)."""
 
@@ -330,39 +314,16 @@ class MappedModel(nn.Module):
         per_inf = self.crossbar_events().scaled(1.0 / total)
         ledger = per_inf + self.digital_events
         plans = {n: l.plan for n, l in self.mapped_layers.items()}
-        costs = self.arch.cost(ledger, plans, self.kinds)
-        layers = []
-        order = [n for n in self.kinds if n in ledger.layers()]          # execution order (the profile's)
-        order += [n for n in ledger.layers() if n not in order]
-        for name in order:
-            ev = ledger.layer(name)
-            row = {"name": name, "kind": self.kinds.get(name, ""),
-                   "energy_j": costs["energy_j"].get(name, 0.0), "latency_s": costs["latency_s"].get(name, 0.0)}
-            if name in plans:
-                p = plans[name]
-                row.update({"macs": p.positions * p.in_features * p.out_features, "arrays": p.arrays,
-                            "copies": costs.get("copies", {}).get(name, 1),
-                            "conversions": sum(v for k, v in ev.items() if "_conversion" in k)})
-            else:   # every row has the same columns (the HDF5 layer table is one record array)
-                row.update({"macs": ev.get("mac", 0), "arrays": 0, "copies": 0, "conversions": 0})
-            layers.append(row)
-        energy = sum(r["energy_j"] for r in layers)
-        latency = sum(r["latency_s"] for r in layers)
-        cfg = {"arch": self.arch.name, "arch_params": self.arch.params(), "seed": self.seed,
-               "backend": self.backend, "device": self.device, "digital_reference": self.reference_note,
-               **(config or {}),
-               "mapped_layers": {n: {"kind": p.kind, "in_features": p.in_features, "out_features": p.out_features,
-                                     "groups": p.groups, "positions": p.positions, "arrays": p.arrays,
-                                     "input_signed": p.input_signed, "input_scale": p.input_scale}
-                                 for n, p in plans.items()},
-               "kept_digital": self.kept_digital, "batchnorm_folded": [f"{a} <- {b}" for a, b in self.folded],
-               "calibration": self.calibration_info,
-               "events_per_inference": ledger.totals(), **costs.get("config", {}),
-               "wall_seconds": round(time.perf_counter() - started, 3)}
-        return Report(accuracy=correct / total, digital_accuracy=ref_correct / total, energy_j=energy,
-                      latency_s=latency, throughput_inf_per_s=costs["throughput_inf_per_s"],
-                      area_m2=costs["area_m2"], layers=layers, components=costs["components"], config=cfg,
-                      n_examples=total)
+        report = cost_report(self.arch, ledger, plans, self.kinds)
+        report.accuracy, report.digital_accuracy, report.n_examples = correct / total, ref_correct / total, total
+        report.config = {"arch": self.arch.name, "arch_params": self.arch.params(), "seed": self.seed,
+                         "backend": self.backend, "device": self.device, "digital_reference": self.reference_note,
+                         **(config or {}), **report.config,
+                         "kept_digital": self.kept_digital,
+                         "batchnorm_folded": [f"{a} <- {b}" for a, b in self.folded],
+                         "calibration": self.calibration_info,
+                         "wall_seconds": round(time.perf_counter() - started, 3)}
+        return report
 
 
 # ------------------------------------------------------------------------------------------------ map()
@@ -418,14 +379,16 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         raise ConfigError(f"cimsim.map needs a torch.nn.Module, got {type(model).__name__}")
     if reference is not None and not isinstance(reference, nn.Module):
         raise ConfigError(f"cimsim.map: reference must be a torch.nn.Module, got {type(reference).__name__}")
-    if not hasattr(arch, "crossbar_spec"):
-        raise ConfigError(f"architecture {getattr(arch, 'name', arch)!r} has no crossbars to map onto "
+    if not isinstance(arch, Architecture):
+        raise ConfigError(f"cimsim.map needs an architecture (cimsim.arch.get(NAME)), got {type(arch).__name__}")
+    if not arch.maps_to_crossbars:
+        raise ConfigError(f"architecture {arch.name!r} has no crossbars to map onto "
                           "(use cimsim.mappers.evaluate for the digital reference)")
     batches = _batches(calibration, calibration_batches)
     if not batches:
         raise ConfigError("cimsim.map needs calibration data (a loader of (x, y) batches or a tensor of inputs) "
                           "to set activation and ADC ranges; pass calibration=data.loader('train', limit=...)")
-    psq_cfg = qat.PSQConfig.from_arch(arch) if getattr(arch, "column_scales", False) else None
+    psq_cfg = qat.PSQConfig.from_arch(arch) if arch.learned_column_scales else None
     if reference is not None:
         reference = copy.deepcopy(reference).eval()
         note = reference_note or "a floating-point network given to the mapper"

@@ -82,9 +82,9 @@ class PSQConfig:
 
     @classmethod
     def from_arch(cls, arch) -> "PSQConfig":
-        return cls(rows=arch.rows, cell_bits=arch.cell_bits, weight_bits=arch.weight_bits,
-                   input_bits=arch.input_bits, dac_bits=arch.dac_bits, readout=arch.readout,
-                   threshold=float(arch.threshold))
+        """The PSQ configuration of an architecture with learned column scales (its declared
+        :meth:`cimsim.arch.base.Architecture.psq_fields`)."""
+        return cls(**arch.psq_fields())
 
     @property
     def tag(self) -> str:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from cimsim.mappers.profile import profile
-from cimsim.report import Report
+from cimsim.report import Report, cost_report
 
 
 @torch.no_grad()
@@ -31,24 +31,16 @@ def evaluate_reference(model: nn.Module, loader, spec, progress: bool | None = N
 
     The accuracy and the digital reference accuracy are the same number here by definition; energy and
     latency come from the events of one inference (:func:`cimsim.mappers.profile.profile`) costed by
-    ``spec.cost``.
+    ``spec.cost`` (:func:`cimsim.report.cost_report`).
     """
     started = time.perf_counter()
     first = next(iter(loader))[0]
     prof = profile(model, first)
     acc, n = float_accuracy(model, loader, progress=progress, desc=f"{spec.name} reference")
-    costs = spec.cost(prof.ledger)
-    layers = []
-    for name in prof.ledger.layers():
-        events = prof.ledger.layer(name)
-        layers.append({"name": name, "kind": prof.kinds.get(name, ""), "macs": events.get("mac", 0),
-                       "energy_j": costs["energy_j"][name], "latency_s": costs["latency_s"][name]})
-    energy = sum(costs["energy_j"].values())
-    latency = sum(costs["latency_s"].values())
-    cfg = {"arch": spec.name, "arch_params": spec.params(), **(config or {}),
-           "events_per_inference": prof.ledger.totals(), "uncosted_layers": prof.uncosted,
-           "input_shape": list(first.shape[1:]), "wall_seconds": round(time.perf_counter() - started, 3)}
-    return Report(accuracy=acc, digital_accuracy=acc, energy_j=energy, latency_s=latency,
-                  throughput_inf_per_s=1.0 / latency if latency > 0 else float("inf"),
-                  area_m2=costs["area_m2"], layers=layers, components=costs["components"], config=cfg,
-                  n_examples=n)
+    report = cost_report(spec, prof.ledger, {}, prof.kinds)
+    report.accuracy = report.digital_accuracy = acc
+    report.n_examples = n
+    report.config = {"arch": spec.name, "arch_params": spec.params(), **(config or {}), **report.config,
+                     "uncosted_layers": prof.uncosted, "input_shape": list(first.shape[1:]),
+                     "wall_seconds": round(time.perf_counter() - started, 3)}
+    return report

@@ -93,35 +93,35 @@ def test_cost_matches_hand_arithmetic():
     e_conv = 1000 * 4.6 * PJ + 10 * 50 * PJ + (20 + 30) * 10 * PJ + 8 * 0.9 * PJ
     e_elem = 5 * 0.9 * PJ + 7 * 3.7 * PJ + 9 * 0.9 * PJ
     e_big = (168 * 3 + 1) * 4.6 * PJ
-    assert list(out["energy_j"]) == ["conv", "elementwise", "big", "flatten"]
-    assert out["energy_j"]["conv"] == pytest.approx(e_conv, rel=1e-12)
-    assert out["energy_j"]["elementwise"] == pytest.approx(e_elem, rel=1e-12)
-    assert out["energy_j"]["big"] == pytest.approx(e_big, rel=1e-12)
-    assert out["energy_j"]["flatten"] == 0
+    assert list(out.energy_per_layer) == ["conv", "elementwise", "big", "flatten"]
+    assert out.energy_per_layer["conv"] == pytest.approx(e_conv, rel=1e-12)
+    assert out.energy_per_layer["elementwise"] == pytest.approx(e_elem, rel=1e-12)
+    assert out.energy_per_layer["big"] == pytest.approx(e_big, rel=1e-12)
+    assert out.energy_per_layer["flatten"] == 0
 
-    assert out["latency_s"]["conv"] == pytest.approx(math.ceil(1008 / 168) / 200e6, rel=1e-12)   # 6 cycles
-    assert out["latency_s"]["conv"] == pytest.approx(6 / 200e6, rel=1e-12)
-    assert out["latency_s"]["elementwise"] == pytest.approx(1 / 200e6, rel=1e-12)   # 21 ops -> 1 cycle
-    assert out["latency_s"]["big"] == pytest.approx(4 / 200e6, rel=1e-12)           # 505 ops -> 4 cycles
-    assert out["latency_s"]["flatten"] == 0
+    assert out.latency_per_layer["conv"] == pytest.approx(math.ceil(1008 / 168) / 200e6, rel=1e-12)   # 6 cycles
+    assert out.latency_per_layer["conv"] == pytest.approx(6 / 200e6, rel=1e-12)
+    assert out.latency_per_layer["elementwise"] == pytest.approx(1 / 200e6, rel=1e-12)   # 21 ops -> 1 cycle
+    assert out.latency_per_layer["big"] == pytest.approx(4 / 200e6, rel=1e-12)           # 505 ops -> 4 cycles
+    assert out.latency_per_layer["flatten"] == 0
 
-    comp = out["components"]
+    comp = out.energy_per_component
     assert comp["mac_array"] == pytest.approx((1000 + 505) * 4.6 * PJ, rel=1e-12)
     assert comp["weight_sram"] == pytest.approx(10 * 50 * PJ, rel=1e-12)
     assert comp["act_sram"] == pytest.approx(50 * 10 * PJ, rel=1e-12)
     assert comp["alu"] == pytest.approx((8 + 5 + 9) * 0.9 * PJ + 7 * 3.7 * PJ, rel=1e-12)
-    assert sum(comp.values()) == pytest.approx(sum(out["energy_j"].values()), rel=1e-12)
-    assert out["area_m2"] == pytest.approx(168 * (7700 + 4184) * UM2, rel=1e-12)
+    assert sum(comp.values()) == pytest.approx(sum(out.energy_per_layer.values()), rel=1e-12)
+    assert out.area_m2 == pytest.approx(168 * (7700 + 4184) * UM2, rel=1e-12)
 
 
 def test_cost_with_overrides():
     spec = cimsim.arch.get("digital", mac_units="256", clock_hz="1e9")
     out = spec.cost(_hand_ledger())
-    assert out["latency_s"]["conv"] == pytest.approx(math.ceil(1008 / 256) / 1e9, rel=1e-12)
-    assert out["latency_s"]["big"] == pytest.approx(2 / 1e9, rel=1e-12)          # 505 ops -> 2 cycles
-    assert out["area_m2"] == pytest.approx(256 * 11884 * UM2, rel=1e-12)
+    assert out.latency_per_layer["conv"] == pytest.approx(math.ceil(1008 / 256) / 1e9, rel=1e-12)
+    assert out.latency_per_layer["big"] == pytest.approx(2 / 1e9, rel=1e-12)          # 505 ops -> 2 cycles
+    assert out.area_m2 == pytest.approx(256 * 11884 * UM2, rel=1e-12)
     # energies per event do not depend on the array size or clock
-    assert out["energy_j"] == pytest.approx(DigitalReference().cost(_hand_ledger())["energy_j"], rel=1e-12)
+    assert out.energy_per_layer == pytest.approx(DigitalReference().cost(_hand_ledger()).energy_per_layer, rel=1e-12)
 
 
 def test_cost_rejects_unknown_event():
@@ -134,8 +134,8 @@ def test_cost_of_a_profiled_linear():
     led = profile(nn.Linear(100, 10), torch.randn(1, 100)).ledger
     out = DigitalReference().cost(led)
     expected = (1000 * MAC_J + 10 * 0.9 * PJ + (1000 + 10) * WEIGHT_J + (100 + 10) * ACT_J)
-    assert out["energy_j"]["Linear"] == pytest.approx(expected, rel=1e-12)
-    assert out["latency_s"]["Linear"] == pytest.approx(math.ceil(1010 / 168) / 200e6, rel=1e-12)
+    assert out.energy_per_layer["Linear"] == pytest.approx(expected, rel=1e-12)
+    assert out.latency_per_layer["Linear"] == pytest.approx(math.ceil(1010 / 168) / 200e6, rel=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------- area / summary
@@ -223,7 +223,7 @@ def test_get_rejects_non_positive_or_non_finite(key, value):
         cimsim.arch.get("digital", **{key: value})
     msg = str(exc.value)
     assert key in msg
-    assert "positive" in msg
+    assert "must be" in msg
 
 
 def test_direct_construction_rejects_bad_values():

@@ -4,6 +4,8 @@ import sys
 
 import h5py
 import pytest
+
+import cimsim
 from _cli_helpers import assert_one_line_user_error, run_cli
 
 from cimsim.cli import main
@@ -36,15 +38,15 @@ def test_every_subcommand_has_help(capsys, sub):
     (["run", "--dataset", "imagenet"], ["unknown dataset 'imagenet'", "fashion-mnist"]),
     (["run", "--arch", "tpu"], ["unknown architecture 'tpu'", "digital"]),
     (["run", "--adc-bits", "0"], ["--adc-bits", "positive integer"]),
-    (["run", "--arch", "digital", "--adc-bits", "6"], ["digital has no parameter adc_bits"]),
-    (["run", "--set", "adc_bits=40"], ["isaac", "adc_bits"]),
+    (["run", "--arch", "digital", "--adc-bits", "6"], ["digital has no ADC, so adc_bits does not apply"]),
+    (["run", "--set", "adc_bits=40"], ["isaac: adc.bits = 40 bit is out of range", "[1, 16]"]),
     (["run", "--set", "cell=quantum"], ["unknown device 'quantum'", "reram"]),
     (["run", "--device", "cuda"], ["--device cuda needs --backend torch"]),
-    (["run", "--arch", "isaac", "--set", "table=x"], ["isaac has no parameter table"]),
+    (["run", "--arch", "isaac", "--set", "table=x"], ["isaac has no parameter 'table'"]),
     (["run", "--limit", "0"], ["--limit", "positive integer"]),
-    (["run", "--arch", "digital", "--set", "warp=9"], ["no parameter warp", "mac_units"]),
+    (["run", "--arch", "digital", "--set", "warp=9"], ["no parameter 'warp'", "mac_units"]),
     (["run", "--arch", "digital", "--set", "mac_units=many"], ["mac_units='many'"]),
-    (["run", "--arch", "digital", "--set", "clock_hz=-1"], ["clock_hz must be a positive number"]),
+    (["run", "--arch", "digital", "--set", "clock_hz=-1"], ["clock_hz = -1 1/s is out of range"]),
     (["run", "--checkpoint", "/nonexistent/model.pt"], ["/nonexistent/model.pt does not exist"]),
     (["run", "--model", "resnet20", "--dataset", "digits"], ["no trained checkpoint", "cimsim train"]),
     (["run", "--bogus"], ["unrecognized arguments: --bogus", "cimsim run --help"]),
@@ -104,8 +106,11 @@ def test_run_out_writes_a_report_file_and_plot_draws_it(capsys, tmp_path):
     printed = json.loads(out)
     # an 8-bit LeNet-5 with a 7-bit ADC stays within 3 points of the float network on 200 examples
     assert abs(printed["accuracy"] - printed["digital_accuracy"]) <= 0.03
-    assert printed["config"]["arch_params"]["adc_bits"] == 7 and printed["config"]["calibration_examples"] == 512
-    assert printed["components"]["adc"] > 0 and printed["area_m2"] == pytest.approx(85.42472e-6, rel=1e-6)
+    assert printed["config"]["arch_params"]["adc.bits"] == 7 and printed["config"]["calibration_examples"] == 512
+    # the chip area is the architecture's at this operating point: a 7-bit ADC is smaller than ISAAC's 8-bit one
+    area = cimsim.arch.get("isaac", weight_bits=8, input_bits=8, adc_bits=7).area_m2
+    assert printed["components"]["adc"] > 0 and printed["area_m2"] == pytest.approx(area, rel=1e-12)
+    assert printed["area_m2"] < 85.42472e-6
     back = Report.from_hdf5(h5)
     assert back.to_dict() == printed
     with h5py.File(h5) as f:

@@ -314,6 +314,8 @@ def test_fused_adc_noise_statistics():
 def test_noisy_adc_results_do_not_depend_on_the_thread_count(monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
+    from cimsim import crossbar_cpu
+
     cell = ReRAM(prog_sigma_frac=0.05, read_sigma_frac=0.05)
     rng = np.random.default_rng(5)
     W, x = _operands(rng, "offset", 8, 8, False, 6, 40, 200)      # batch >= 64: the threaded path
@@ -322,7 +324,7 @@ def test_noisy_adc_results_do_not_depend_on_the_thread_count(monkeypatch):
     y_threads = Crossbar(W, spec, seed=11)(x)
     assert not np.array_equal(y_threads, Crossbar(W, spec, seed=12)(x))
     one = ThreadPoolExecutor(max_workers=1)
-    monkeypatch.setattr(Crossbar, "_pool", lambda self: one)
+    monkeypatch.setattr(crossbar_cpu, "_pool", lambda: one)
     y_serial = Crossbar(W, spec, seed=11)(x)
     one.shutdown()
     assert np.array_equal(y_threads, y_serial)

@@ -12,6 +12,8 @@ from cimsim import Crossbar, CrossbarSpec
 from cimsim.devices import IdealCell, IdealReadout, ReRAM, SarADC, SenseAmp, TernaryReadout
 from cimsim.encoding import input_planes, slice_weights
 from cimsim.errors import ConfigError
+from cimsim.readouts import ACROSS_ROW_BLOCKS
+from test_crossbar_scopes import ENGINES
 
 
 def spec(**kw):
@@ -40,14 +42,16 @@ def psq_reference(W, x, s: CrossbarSpec, scales, readout: str, delta: float = 0.
 
 
 # ------------------------------------------------------------------------------------------- identities
+@pytest.mark.parametrize("backend,device", ENGINES, ids=lambda v: v)
 @pytest.mark.parametrize("input_signed,cell_bits,wb,ib,dac", [(False, 1, 4, 4, 1), (True, 2, 8, 8, 2),
                                                               (False, 3, 5, 3, 3)])
-def test_pair_readout_with_ideal_cells_and_readout_is_the_integer_matmul(input_signed, cell_bits, wb, ib, dac):
+def test_pair_readout_with_ideal_cells_and_readout_is_the_integer_matmul(input_signed, cell_bits, wb, ib, dac,
+                                                                         backend, device):
     rng = np.random.default_rng(1)
     s = spec(cell_bits=cell_bits, weight_bits=wb, input_bits=ib, dac_bits=dac, input_signed=input_signed,
              rows=7, cols=5)
     W, x = _operands(rng, "differential", wb, ib, input_signed, 13, 40, 9)
-    xb = Crossbar(W, s, seed=0)
+    xb = Crossbar(W, s, seed=0, backend=backend, device=device)
     assert np.array_equal(xb(x), _matmul(x, W))
     # one conversion per column pair: half the physical columns
     cycles = -(-ib // dac)
@@ -67,8 +71,9 @@ def test_pair_readout_through_a_wide_enough_adc_is_lossless():
     assert np.array_equal(cal(x), _matmul(x, W))
 
 
+@pytest.mark.parametrize("backend,device", ENGINES, ids=lambda v: v)
 @pytest.mark.parametrize("readout", ["ternary", "binary"])
-def test_scaled_decisions_equal_the_psq_formula_bit_for_bit(readout):
+def test_scaled_decisions_equal_the_psq_formula_bit_for_bit(readout, backend, device):
     rng = np.random.default_rng(3)
     s = spec(readout=TernaryReadout(delta=0.5) if readout == "ternary" else SenseAmp(threshold=0.0))
     W, x = _operands(rng, "differential", 4, 4, False, 11, 40, 25)
@@ -76,7 +81,7 @@ def test_scaled_decisions_equal_the_psq_formula_bit_for_bit(readout):
     # dyadic scales (multiples of 1/4): every product and sum below is exact in float64
     scales = rng.integers(1, 24, size=(rb, 3, 11)) / 4.0
     scales[0, 0, 0] = 2.0                      # a threshold hit exactly (PS = 1 = 0.5 x 2) decides 0
-    xb = Crossbar(W, s, seed=0, column_scales=scales)
+    xb = Crossbar(W, s, seed=0, column_scales=scales, backend=backend, device=device)
     y = xb(x)
     ref = psq_reference(W, x, s, scales, readout)
     np.testing.assert_array_equal(y, ref)
@@ -143,8 +148,8 @@ def test_bad_configurations_give_one_line_errors():
         Crossbar(W, spec(readout=TernaryReadout()), column_scales=np.zeros((1, 3, 3)))
     with pytest.raises(ConfigError, match="SenseAmp or TernaryReadout"):
         Crossbar(W, spec(readout=SarADC(bits=4)), column_scales=np.ones((1, 3, 3)))
-    with pytest.raises(ConfigError, match="torch backend"):
-        Crossbar(W, spec(), backend="torch")
+    with pytest.raises(ConfigError, match="row_blocks='each'"):
+        Crossbar(W, spec(readout=TernaryReadout(), conversion=ACROSS_ROW_BLOCKS), column_scales=np.ones((1, 3, 3)))
     # without the pair readout the scales are per physical column (slices x polarities x outputs)
     xb = Crossbar(W, spec(pair_readout=False, readout=TernaryReadout()), column_scales=np.ones((1, 3, 2, 3)))
     assert xb.readout_columns == xb.physical_columns == 18

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import cimsim
+from cimsim import events
 from cimsim.devices import IdealReadout, ReRAM, SarADC, SenseAmp, TernaryReadout
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -24,7 +25,7 @@ def _assert_same_ledger(a, b):
     ta, tb = a.ledger.totals(), b.ledger.totals()
     assert ta.keys() == tb.keys()
     for k in ta:
-        if k.endswith("_j"):
+        if k == events.CELL_READ_CONDUCTANCE_S:
             assert tb[k] == pytest.approx(ta[k], rel=1e-12)   # float sums in another order
         else:
             assert tb[k] == ta[k], k
@@ -130,21 +131,26 @@ def test_fused_gpu_epilogue_equals_the_plain_one(monkeypatch, per_column):
     x = rng.integers(0, 256, size=(32, 300))
 
     def run(read_sigma, fused):
+        # a 5-bit ADC on a calibrated range: some conversions clip, and both epilogues must count them alike
         spec = cimsim.CrossbarSpec(rows=128, cols=128, cell_bits=2, weight_bits=8, input_bits=8, signed="offset",
                                    cell=ReRAM(prog_sigma_frac=0.05, read_sigma_frac=read_sigma),
-                                   readout=SarADC(bits=8))
+                                   readout=SarADC(bits=5), adc_range="calibrated", calibration_percentile=90)
         xb = cimsim.Crossbar(W, spec, seed=2, backend="torch", device="cuda")
         xb.calibrate(x)
         if per_column and read_sigma:
-            xb._var = [np.repeat(v[:, None], xb.physical_columns, axis=1) for v in xb._var]
+            xb.ro_var = [np.repeat(v[:, None], xb.physical_columns, axis=1) for v in xb.ro_var]
             xb._torch.load()
             assert xb._torch.var.shape[-1] == xb.physical_columns
         with monkeypatch.context() as m:
             if not fused:
                 m.setattr(ct, "triton", None)
-            return np.stack([xb(x) for _ in range(1 if not read_sigma else 200)])
+            out = np.stack([xb(x) for _ in range(1 if not read_sigma else 200)])
+        clipped[fused] = xb.ledger.count("clipped_conversions")
+        return out
 
+    clipped = {}
     assert np.array_equal(run(0.0, True), run(0.0, False))
+    assert clipped[True] == clipped[False] > 0              # the fused kernel counts the same clipped conversions
     a, b = run(0.02, True), run(0.02, False)
     ref = run(0.0, False)[0]
     ea, eb = a - ref, b - ref

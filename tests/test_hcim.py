@@ -25,20 +25,20 @@ def small_model():
 def test_hcim_is_registered_without_an_adc():
     assert "hcim" in cimsim.arch.names()
     a = cimsim.arch.get("hcim")
-    assert "adc_bits" not in a.params()
+    assert "adc.bits" not in a.params() and not a.has_adc
     assert (a.weight_bits, a.input_bits, a.cell_bits, a.rows, a.cols, a.readout) == (4, 4, 1, 128, 128, "ternary")
     spec = a.crossbar_spec()
     assert spec.pair_readout and spec.signed == "differential"
     kinds = a.summary()["breakdown"]
     assert "comparator" in kinds and "dcim" in kinds and "adc" not in kinds and "sample_hold" not in kinds
     # 2 comparators per column pair (ternary), 64 pairs x 8 crossbars per IMA
-    comp = next(c for c in a.table if c.kind == "comparator")
+    comp = next(c for c in a.inventory() if c.kind == "comparator")
     assert comp.count == 8 * 64 * 2
     assert cimsim.arch.get("hcim", readout="binary").comparator().energy_j == pytest.approx(a.comparator().energy_j / 2)
 
 
 @pytest.mark.parametrize("bad, match", [({"readout": "quaternary"}, "readout"), ({"threshold": 1.5}, "threshold"),
-                                        ({"adc_bits": 4}, "no parameter adc_bits"), ({"cols": 127}, "even")])
+                                        ({"adc_bits": 4}, "hcim has no ADC"), ({"cols": 127}, "even")])
 def test_bad_hcim_parameters(bad, match):
     with pytest.raises(ConfigError, match=match):
         cimsim.arch.get("hcim", **bad)
@@ -60,8 +60,8 @@ def test_psq_forward_equals_the_mapped_crossbars(readout):
     np.testing.assert_allclose(mapped(x).numpy(), ref.numpy(), rtol=0, atol=1e-12 * float(ref.abs().max()))
     # the scales programmed are the learned ones: (row blocks, slices, outputs)
     xb = mapped.mapped_layers["6"].crossbars[0]
-    assert xb._scales.shape == (4, 2 * 7)
-    np.testing.assert_array_equal(xb._scales.reshape(4, 2, 7), psq[6].psq_alpha.detach().numpy())
+    assert xb.column_scales.shape == (4, 2 * 7)
+    np.testing.assert_array_equal(xb.column_scales.reshape(4, 2, 7), psq[6].psq_alpha.detach().numpy())
 
 
 def test_psq_training_step_moves_weights_and_scales():
@@ -93,7 +93,7 @@ def test_mapping_without_learned_scales_warns_and_calibrates():
         warnings.simplefilter("always")
         mapped = cimsim.map(model, cimsim.arch.get("hcim", cell="ideal", rows=16), calibration=x)
     assert any("no learned partial-sum scale factors for 0, 3, 6" in str(w.message) for w in caught)
-    assert all(xb._scales.min() >= 1.0 for layer in mapped.mapped_layers.values() for xb in layer.crossbars)
+    assert all(xb.column_scales.min() >= 1.0 for layer in mapped.mapped_layers.values() for xb in layer.crossbars)
 
 
 def test_mismatched_fine_tuning_is_refused():

@@ -254,45 +254,48 @@ def test_rollup_empty_ledger():
 
 
 # ---------------------------------------------------------------------------------------------------
-# full roll-up: energy, bottleneck latency, leakage and area (hand arithmetic)
+# the one roll-up: dynamic energy, static power over the pipeline period, latency, area (hand arithmetic)
 
-from cimsim.cost import ComponentCost, rollup  # noqa: E402
+from cimsim.cost import Timing, rollup  # noqa: E402
 
 
 def _example():
     led = EventLedger()
-    led.add("conv", "conversion", 1000)    # 1000 conversions on 4 ADCs, 1 ns each -> 250 ns busy
-    led.add("conv", "drive", 64)           # 64 drives on 64 DACs, 100 ns each   -> 100 ns busy
-    led.add("fc", "conversion", 80)        # 80 conversions on 4 ADCs             -> 20 ns busy
-    led.add("fc", "drive", 640)            # 640 drives on 64 DACs                -> 1000 ns busy
-    events = {"conversion": EventCost("adc", 2e-12, 1e-9), "drive": EventCost("dac", 0.5e-12, 100e-9)}
-    comps = {"adc": ComponentCost(count=4, area_m2=1e-9, leakage_w=1e-3),
-             "dac": ComponentCost(count=64, area_m2=2e-12)}
-    return led, events, comps
+    led.add("conv", "conversion", 1000)
+    led.add("conv", "drive", 64)
+    led.add("fc", "conversion", 80)
+    led.add("fc", "drive", 640)
+    led.touch("pool")
+    events = {"conversion": EventCost("adc", 2e-12), "drive": EventCost("dac", 0.5e-12)}
+    leakage = {"adc": 4e-3, "edram": 1e-3}                    # chip static power per component (W)
+    timing = Timing({"conv": 250e-9, "fc": 1000e-9, "pool": 50e-9}, period_s=1000e-9,
+                    occupancy={"conv": 0.25, "fc": 0.5})
+    return led, events, leakage, timing
 
 
-def test_rollup_latency_is_the_busiest_component_per_layer():
-    r = rollup(*_example())
-    assert r.latency_per_layer == {"conv": pytest.approx(250e-9), "fc": pytest.approx(1000e-9)}
-    assert r.bottleneck_per_layer == {"conv": "adc", "fc": "dac"}
-    assert r.latency_s == pytest.approx(1250e-9)
-
-
-def test_rollup_energy_includes_leakage_over_each_layers_latency():
-    r = rollup(*_example())
-    leak_conv = 4 * 1e-3 * 250e-9
-    leak_fc = 4 * 1e-3 * 1000e-9
-    assert r.energy_per_layer_component["conv"]["adc"] == pytest.approx(1000 * 2e-12 + leak_conv)
+def test_rollup_books_dynamic_energy_and_the_occupied_hardwares_static_power_per_period():
+    led, events, leakage, timing = _example()
+    r = rollup(led, events, leakage, timing, area_m2=3e-6)
+    leak_conv = {"adc": 0.25 * 4e-3 * 1e-6, "edram": 0.25 * 1e-3 * 1e-6}
+    leak_fc = {"adc": 0.5 * 4e-3 * 1e-6, "edram": 0.5 * 1e-3 * 1e-6}
+    assert r.energy_per_layer_component["conv"]["adc"] == pytest.approx(1000 * 2e-12 + leak_conv["adc"])
+    assert r.energy_per_layer_component["conv"]["edram"] == pytest.approx(leak_conv["edram"])
     assert r.energy_per_layer_component["fc"]["dac"] == pytest.approx(640 * 0.5e-12)
-    assert r.energy_per_component["adc"] == pytest.approx(1080 * 2e-12 + leak_conv + leak_fc)
+    assert r.energy_per_layer["pool"] == 0
+    assert r.leakage_per_component == {k: pytest.approx(leak_conv[k] + leak_fc[k]) for k in leakage}
+    assert r.energy_per_component["adc"] == pytest.approx(1080 * 2e-12 + leak_conv["adc"] + leak_fc["adc"])
     assert r.energy_j == pytest.approx(sum(r.energy_per_layer.values()))
-    assert r.energy_j == pytest.approx(1080 * 2e-12 + 704 * 0.5e-12 + leak_conv + leak_fc)
+    assert r.energy_j == pytest.approx(sum(r.energy_per_component.values()))
+    assert r.latency_s == pytest.approx(1300e-9)
+    assert r.throughput_inf_per_s == pytest.approx(1e6)
+    assert r.area_m2 == 3e-6
 
 
-def test_rollup_area_and_table_consistency():
-    led, events, comps = _example()
-    r = rollup(led, events, comps)
-    assert r.area_per_component == {"adc": pytest.approx(4e-9), "dac": pytest.approx(128e-12)}
-    assert r.area_m2 == pytest.approx(4e-9 + 128e-12)
-    with pytest.raises(KeyError, match="adc"):
-        rollup(led, events, {"dac": comps["dac"]})
+def test_rollup_spreads_a_chip_that_is_overfull_over_its_layers_and_refuses_uncosted_events():
+    led, events, leakage, timing = _example()
+    timing.occupancy = {"conv": 1.5, "fc": 0.5}                 # more than the chip holds: all of it leaks
+    r = rollup(led, events, leakage, timing, area_m2=0.0)
+    assert sum(r.leakage_per_component.values()) == pytest.approx(5e-3 * 1e-6)
+    assert r.energy_per_layer_component["conv"]["edram"] == pytest.approx(0.75 * 1e-3 * 1e-6)
+    with pytest.raises(KeyError, match="drive"):
+        rollup(led, {"conversion": events["conversion"]}, leakage, timing, area_m2=0.0)

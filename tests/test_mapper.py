@@ -223,10 +223,10 @@ def test_report_adds_up_and_counts_conversions(resnet):
         row = next(r for r in rep.layers if r["name"] == name)
         expect = sum(layer.plan.positions * 8 * len(xb.row_blocks) * xb.physical_columns for xb in layer.crossbars)
         assert row["conversions"] == pytest.approx(expect, rel=1e-12)
-    # the ADC's energy is the conversions times the SAR model's energy per conversion
+    # the ADC's energy is the conversions times the (ISAAC-calibrated) SAR model's energy per conversion
     conv = sum(r["conversions"] for r in rep.layers if "conversions" in r)
-    assert rep.components["adc"] == pytest.approx(conv * arch.adc().energy_j, rel=1e-9)
-    assert rep.config["batchnorm_folded"] and rep.area_m2 == pytest.approx(arch._area())
+    assert rep.components["adc"] == pytest.approx(conv * arch.adc_energy_j(), rel=1e-9)
+    assert rep.config["batchnorm_folded"] and rep.area_m2 == pytest.approx(arch.area_m2)
 
 
 def test_latency_follows_the_hierarchy():

@@ -54,3 +54,27 @@ def test_built_wheel_holds_the_namespace_and_the_checkpoints(tmp_path):
     shipped = {p.name for p in (ROOT / "workloads" / "checkpoints").iterdir()}
     assert {f"cimsim/workloads/checkpoints/{n}" for n in shipped} <= names
     assert not any(n.startswith(("devices/", "arch/", "tests/")) for n in names)
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["plain checkout", "installed"])
+def test_every_module_loads_once(plain):
+    """One copy of every module: nothing reachable as cimsim.cimsim.* (the checkout root is not on the package
+    path), and the error classes are the same objects however they are reached."""
+    deps = [p for p in site.getsitepackages()]
+    head = (f"import sys; sys.path[:0] = [{str(ROOT)!r}] + {deps!r}\n" if plain else "import sys\n")
+    code = (head + "import importlib, cimsim, cimsim.arch, cimsim.mappers, cimsim.workloads, cimsim.cli\n"
+            "from cimsim.errors import ConfigError\n"
+            "for name in ('cimsim.cimsim', 'cimsim.cimsim.errors', 'cimsim.tests', 'cimsim.notebooks'):\n"
+            "    try:\n"
+            "        importlib.import_module(name)\n"
+            "    except ModuleNotFoundError:\n"
+            "        continue\n"
+            "    raise SystemExit(f'{name} is importable: a second copy')\n"
+            "files = [m.__file__ for n, m in list(sys.modules.items()) if n.startswith('cimsim') and getattr(m, '__file__', None)]\n"
+            "assert len(files) == len(set(files)), sorted(f for f in files if files.count(f) > 1)\n"
+            "assert cimsim.ConfigError is ConfigError is sys.modules['cimsim.arch.base'].ConfigError\n"
+            "print('ok')")
+    res = subprocess.run([sys.executable, *(["-S"] if plain else []), "-c", code], capture_output=True, text=True,
+                         cwd="/")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok"

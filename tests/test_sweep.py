@@ -102,7 +102,7 @@ def test_overrides_apply_to_the_archs_that_have_them():
     assert sweep.point_params(Point("digital", None, 0), {"mac_units": "1024", "read_cycle_s": "1e-7"}) == \
         {"mac_units": "1024"}
     assert sweep.point_params(Point("isaac", 4, 1), {"mac_units": "1024", "read_cycle_s": "1e-7"}) == \
-        {"read_cycle_s": "1e-7", "adc_bits": 4}
+        {"read_cycle_s": "1e-7", "adc.bits": 4}
     with pytest.raises(ConfigError, match="no architecture in the sweep \\(isaac, digital\\) has parameter warp"):
         sweep.make_points(["isaac", "digital"], [4], 1, {"warp": "9"})
     with pytest.raises(ConfigError, match="--adc-bits, not --set adc_bits"):
@@ -138,7 +138,9 @@ def test_sweep_file_holds_settings_and_one_group_per_point(tmp_path):
         assert sorted(f.keys()) == sorted(p.key for p in points)
         g = f["isaac_adc2_seed1"]
         assert (g.attrs["point_arch"], g.attrs["point_adc_bits"], g.attrs["point_seed"]) == ("isaac", 2, 1)
-        assert json.loads(g.attrs["point_json"]) == {"arch": "isaac", "adc_bits": 2, "seed": 1}
+        assert json.loads(g.attrs["point_json"]) == {"arch": "isaac", "params": {"adc.bits": 2}, "adc_bits": 2,
+                                                     "seed": 1}
+        assert json.loads(g.attrs["point_params_json"]) == {"adc.bits": 2}
         assert json.loads(g.attrs["point_arch_params_json"]) == {"adc_bits": 2}
         assert g.attrs["format"] == "cimsim.report"
         assert g.attrs["accuracy"] == pytest.approx(fake_report(Point("isaac", 2, 1)).accuracy)
@@ -326,7 +328,7 @@ def test_model_and_data_load_once_per_process(tmp_path, monkeypatch):
     accs = {r.accuracy for r in results.values()}
     assert len(accs) == 1 and all(r.n_examples == 50 for r in results.values())
     r = results[Point("digital", None, 2)]
-    assert r.config["sweep_point"] == {"arch": "digital", "adc_bits": None, "seed": 2}
+    assert r.config["sweep_point"] == {"arch": "digital", "params": {}, "adc_bits": None, "seed": 2}
     assert r.config["calibration"] == 20 and r.config["limit"] == 50
 
 
@@ -340,7 +342,7 @@ def test_plot_draws_one_line_per_arch_with_seed_ranges(tmp_path):
     points = grid(bits=(1, 2, 3, 4), seeds=3)
     results = {p: fake_report(p) for p in points}
     fig = sweep_figure(results, title="lenet5")
-    ax_acc, ax_e = fig.axes
+    ax_acc, ax_e, ax_lat, ax_area = fig.axes
     try:
         assert ax_acc.get_xlabel() == "ADC bits" and ax_e.get_yscale() == "log"
         labels = ax_acc.get_legend_handles_labels()[1]
@@ -430,8 +432,8 @@ def test_cli_sweep_json_lines_and_resume(tmp_path, capsys):
     # the table form, all points from the file
     code, out, err = run_cli(capsys, *common[:-1], "--seeds", "3")
     assert code == 0, err
-    assert out.splitlines()[0].split()[:3] == ["arch", "adc", "bits"]
-    assert out.splitlines()[2].split()[:3] == ["digital", "-", "3"]
+    assert out.splitlines()[0].split()[:3] == ["arch", "seeds", "accuracy"]   # nothing swept but seeds
+    assert out.splitlines()[2].split()[:2] == ["digital", "3"]
     # other fixed settings: refused in one line, nothing run
     code, out, err = run_cli(capsys, *common[:-1], "--seeds", "3", "--limit", "70")
     assert_one_line_user_error(code, err, "holds a sweep with other settings", "limit: file 60, now 70",
@@ -473,3 +475,124 @@ def test_cli_scheduler_without_dask_is_one_line(capsys, tmp_path, monkeypatch):
                              "--out", tmp_path / "s.h5")
     assert_one_line_user_error(code, err, "pip install 'cimsim[dist]'")
     assert not (tmp_path / "s.h5").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# sweeps over any parameter
+
+def test_grid_is_the_cartesian_product_of_every_parameter_each_architecture_has():
+    notes = []
+    grid = sweep.parse_grid(["adc_bits=2-3", ("rows", "64,128"), "cell.read_sigma_frac=0,0.02"])
+    assert grid == {"adc_bits": ["2", "3"], "rows": ["64", "128"], "cell.read_sigma_frac": ["0", "0.02"]}
+    points = sweep.make_points(["isaac", "hcim", "digital"], None, 2, {}, grid, notes)
+    isaac = [p for p in points if p.arch == "isaac"]
+    hcim = [p for p in points if p.arch == "hcim"]
+    assert len(isaac) == 2 * 2 * 2 * 2 and len(hcim) == 2 * 2 * 2        # hcim has no ADC bits
+    assert [p.key for p in points if p.arch == "digital"] == ["digital_adcnone_seed0", "digital_adcnone_seed1"]
+    assert Point("isaac", {"adc.bits": 3, "rows": 128, "cell.read_sigma_frac": 0.02}, 1) in isaac
+    assert Point("isaac", {"adc.bits": 3, "rows": 128, "cell.read_sigma_frac": 0.02}, 1).key == \
+        "isaac__adc.bits=3__cell.read_sigma_frac=0.02__rows=128_seed1"
+    assert "hcim has no parameter adc_bits: it is not swept there" in notes
+    assert "digital has no parameter rows: it is not swept there" in notes
+    # an architecture with an ADC records its own bits when they are not swept; keys round-trip through JSON
+    only_rows = sweep.make_points(["isaac"], None, 1, {}, {"rows": ["64"]})
+    assert only_rows == [Point("isaac", {"adc.bits": 8, "rows": 64}, 0)]
+    assert Point.from_dict(json.loads(json.dumps(only_rows[0].to_dict()))) == only_rows[0]
+    # the first sweep files' points read back as ADC-bit points
+    assert Point.from_dict({"arch": "isaac", "adc_bits": 6, "seed": 0}).key == "isaac_adc6_seed0"
+
+
+@pytest.mark.parametrize("grid,needle", [
+    (["rows"], "write KEY=VALUES"), (["rows=64,,128"], "empty value"), (["rows=8-2"], "runs backwards"),
+    (["rows=64", "rows=128"], "given twice"), (["warp=1,2"], "has parameter warp"),
+    (["rows=64,100000"], "rows = 100000 is out of range"), (["cell.read_sigma_frac=0,x"], "not a valid float"),
+])
+def test_bad_grids_are_refused_before_any_work(grid, needle):
+    with pytest.raises(ConfigError, match=needle):
+        sweep.make_points(["isaac", "digital"], None, 1, {}, sweep.parse_grid(grid))
+
+
+def test_a_grid_too_large_is_refused_with_its_size_before_anything_is_built():
+    grid = sweep.parse_grid(["rows=2-4000", "cols=2-4000"])
+    with pytest.raises(ConfigError, match="15,992,001 points, more than 100,000"):
+        sweep.make_points(["isaac"], None, 1, {}, grid)
+    with pytest.raises(ConfigError, match="--set rows"):
+        sweep.make_points(["isaac"], None, 1, {"rows": "64"}, sweep.parse_grid(["rows=64,128"]))
+
+
+def test_cli_sweep_over_rows_and_a_nested_parameter(tmp_path, capsys):
+    out_file = tmp_path / "g.h5"
+    code, out, err = run_cli(capsys, "sweep", "--arch", "isaac", "--model", "mlp", "--dataset", "digits",
+                             "--limit", "40", "--calibration", "40", "--set", "weight_bits=8", "--set",
+                             "input_bits=8", "--grid", "rows=32,64", "--grid", "cell.prog_sigma_frac=0,0.05",
+                             "--out", str(out_file), "--json")
+    assert code == 0, err
+    rows = [json.loads(l) for l in out.splitlines()]
+    assert sorted((r["params"]["rows"], r["params"]["cell.prog_sigma_frac"]) for r in rows) == \
+        [(32, 0.0), (32, 0.05), (64, 0.0), (64, 0.05)]
+    assert all(r["params"]["adc.bits"] == 8 for r in rows)
+    results = sweepfile.read_points(out_file)
+    assert {p.param_dict["rows"] for p in results} == {32, 64}
+    # smaller arrays need more of them: the area moves with the swept parameter
+    area = {p.param_dict["rows"]: r.area_m2 for p, r in results.items()}
+    assert area[32] < area[64]
+
+
+def test_plot_against_any_swept_parameter_with_lines_per_other_value():
+    import dataclasses
+
+    import matplotlib.pyplot as plt
+
+    from cimsim.plots import sweep_figure
+
+    results = {}
+    for rows in (32, 64, 128):
+        for bits in (4, 8):
+            p = Point("isaac", {"adc.bits": bits, "rows": rows}, 0)
+            results[p] = dataclasses.replace(fake_report(Point("isaac", bits, 0)), area_m2=rows * 1e-8,
+                                             config={"arch": "isaac", "arch_params": {"weight_bits": 8,
+                                                                                      "input_bits": 8}})
+    results[Point("digital", None, 0)] = fake_report(Point("digital", None, 0))
+    fig = sweep_figure(results, x="rows")
+    try:
+        ax_acc, ax_e, ax_lat, ax_area = fig.axes
+        assert ax_area.get_xlabel() == "rows" and ax_area.get_ylabel() == "chip area (mm^2)"
+        lines = {c.get_label(): c for c in ax_area.containers}
+        assert set(lines) == {"isaac (8-bit weights and inputs), adc.bits=4",
+                              "isaac (8-bit weights and inputs), adc.bits=8"}
+        x, y = lines["isaac (8-bit weights and inputs), adc.bits=8"].lines[0].get_data()
+        assert list(x) == [32, 64, 128] and list(y) == pytest.approx([0.32, 0.64, 1.28])
+        assert any(l.get_label() == "digital (no rows)" for l in ax_acc.get_lines())
+    finally:
+        plt.close(fig)
+    fig = sweep_figure(results, x="rows", hue="adc.bits")
+    try:
+        assert {c.get_label() for c in fig.axes[0].containers} == {"isaac (8-bit weights and inputs), adc.bits=4",
+                                                                   "isaac (8-bit weights and inputs), adc.bits=8"}
+    finally:
+        plt.close(fig)
+    with pytest.raises(ConfigError, match="--x cols: the sweep varies adc.bits, rows"):
+        sweep_figure(results, x="cols")
+
+
+def test_the_pareto_front_keeps_the_points_nothing_beats():
+    from cimsim.plots_sweep import pareto_front
+
+    pts = [(1.0, 70.0), (2.0, 80.0), (2.5, 75.0), (3.0, 90.0), (4.0, 90.0), (0.5, 60.0), (3.0, 85.0)]
+    assert pareto_front(pts) == [(0.5, 60.0), (1.0, 70.0), (2.0, 80.0), (3.0, 90.0)]
+
+
+def test_cimsim_plot_tradeoff_and_x_options(tmp_path, capsys):
+    path = tmp_path / "s.h5"
+    sweep.run_sweep(path, grid(bits=(1, 2, 3), seeds=1), SETTINGS, evaluate_point=fake_evaluate)
+    code, out, err = run_cli(capsys, "plot", path, "--kind", "tradeoff", "-o", tmp_path / "t.png")
+    assert code == 0, err
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out, err = run_cli(capsys, "plot", path, "--x", "adc_bits", "-o", tmp_path / "x.png")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "plot", path, "--x", "rows", "-o", tmp_path / "bad.png")
+    assert_one_line_user_error(code, err, "--x rows: the sweep varies adc.bits")
+    report = tmp_path / "r.h5"
+    fake_report(Point("isaac", 4, 0)).to_hdf5(report)
+    code, out, err = run_cli(capsys, "plot", report, "--x", "rows")
+    assert_one_line_user_error(code, err, "--x, --hue and --kind apply to sweep files")

@@ -50,6 +50,7 @@ from cimsim.devices.mosfet import MOSFETSynapse
 from cimsim.devices.peripherals import ShiftAdd
 from cimsim.devices.reram import ReRAM
 from cimsim.errors import ConfigError
+from cimsim import events
 from cimsim.ledger import EventLedger
 from cimsim.plots import ONCHIP_FORMAT
 
@@ -453,9 +454,10 @@ def learning_cost(ledger: EventLedger, cell: MemoryCell, readout, dac_bits: int)
     slots times the nominal pulse width.
     """
     t = ledger.totals()
-    conversions = sum(v for k, v in t.items() if "conversion" in k)
+    conversions = events.conversions(t)
+    v_step = cell.read_voltage_v / ((1 << dac_bits) - 1)     # the DAC's voltage step of one digit unit
     e = {
-        "cell_read": t.get("cell_read_energy_j", 0.0),
+        "cell_read": t.get(events.CELL_READ_CONDUCTANCE_S, 0.0) * v_step ** 2,
         "readout": conversions * float(readout.energy_j),
         "dac": t.get("dac_drives", 0.0) * DAC(bits=dac_bits).energy_j,
         "shift_add": t.get("shift_adds", 0.0) * ShiftAdd().energy_per_op_j,

@@ -17,7 +17,7 @@ def run(args) -> int:
 
     overrides = dict(args.set or [])
     spec = arch_mod.get(args.arch, **overrides)
-    if not getattr(spec, "column_scales", False):
+    if not spec.learned_column_scales:
         raise ConfigError(f"finetune prepares networks for ADC-less architectures with learned partial-sum scales "
                           f"(hcim); {spec.name!r} needs none: use 'cimsim run --arch {spec.name}' directly")
     if args.out:

@@ -33,7 +33,7 @@ def run(args) -> int:
                 "checkpoint_test_accuracy": meta["test_accuracy"], "limit": args.limit,
                 "batch_size": args.batch_size, "data_source": data.source,
                 "calibration_examples": args.calibration},
-        **(reference_kwargs(meta, ckpt) if hasattr(spec, "crossbar_spec") else {}))
+        **(reference_kwargs(meta, ckpt) if spec.maps_to_crossbars else {}))
     if args.out:
         path = report.to_hdf5(args.out)
         print(f"cimsim run: report written to {path}", file=sys.stderr)

@@ -22,10 +22,10 @@ def run(args) -> int:
     archs = sweep.parse_archs(args.arch)
     bits = sweep.parse_adc_bits(args.adc_bits) if args.adc_bits is not None else None
     overrides = dict(args.set or [])
-    points = sweep.make_points(archs, bits, args.seeds, overrides)
-    if bits is not None and not any(p.adc_bits is not None for p in points):
-        print(f"cimsim sweep: note: no architecture in --arch {args.arch} has ADC bits; --adc-bits is unused",
-              file=sys.stderr)
+    notes: list[str] = []
+    points = sweep.make_points(archs, bits, args.seeds, overrides, sweep.parse_grid(args.grid or []), notes)
+    for note in dict.fromkeys(notes):
+        print(f"cimsim sweep: note: {note}", file=sys.stderr)
     if args.device == "cuda" and args.backend != "torch":
         raise ConfigError("--device cuda needs --backend torch")
     if args.scheduler:
@@ -53,19 +53,26 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    sp = add_command(sub, "sweep", "run a grid of design points (archs x ADC bits x seeds) into one HDF5 file", run,
-             desc="Evaluate a trained network on every point of a grid of architectures, ADC resolutions "
-                  "and seeds. Each finished point is written to the --out HDF5 file at once; re-running the "
-                  "same command skips the points the file holds, so an interrupted sweep resumes losing "
-                  "nothing. Architectures without ADC bits (digital, ADC-less designs) run once per seed. "
-                  "With --json, stdout carries one JSON object per point and per line (JSON Lines: key, "
-                  "arch, adc_bits, seed, accuracy, digital_accuracy, energy_j, latency_s, n_examples, "
-                  "from_file), points already in the file first, then each as it finishes.")
+    sp = add_command(sub, "sweep", "run a grid of design points (archs x any parameters x seeds) into one HDF5 file",
+                     run,
+                     desc="Evaluate a trained network on every point of a grid: architectures x the values of every "
+                          "--grid parameter (and --adc-bits) x seeds. Each finished point is written to the --out "
+                          "HDF5 file at once; re-running the same command skips the points the file holds, so an "
+                          "interrupted sweep resumes losing nothing. An architecture without a swept parameter "
+                          "(ADC bits of digital or ADC-less designs) is not swept over it. With --json, stdout "
+                          "carries one JSON object per point and per line (JSON Lines: key, arch, params, "
+                          "adc_bits, seed, accuracy, digital_accuracy, energy_j, latency_s, area_m2, n_examples, "
+                          "from_file), points already in the file first, then each as it finishes.")
     sp.add_argument("--arch", default="isaac,digital",
                     help="comma list of architectures (see 'cimsim archs'; default isaac,digital)")
     sp.add_argument("--adc-bits", metavar="BITS",
                     help="ADC resolutions: a range 1-8, a list 4,6,8 or one value 6 (1 to 16; default: each "
-                         "architecture's own)")
+                         "architecture's own); the same as --grid adc_bits=BITS")
+    sp.add_argument("--grid", action="append", type=key_value, metavar="KEY=VALUES",
+                    help="sweep a parameter (repeatable; the grid is their Cartesian product): an integer range "
+                         "2-8 or a list 64,128 or 0,0.01,0.02; dotted paths reach components, e.g. "
+                         "--grid cell.read_sigma_frac=0,0.02 (see 'cimsim archs show ARCH'); an architecture "
+                         "without the parameter is not swept over it")
     sp.add_argument("--seeds", type=positive_int, default=1, metavar="N", help="run seeds 0..N-1 (default 1)")
     data_options(sp)
     sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset)")

@@ -1,0 +1,232 @@
+"""Architecture parameters: declared, cited, validated, and reachable by dotted paths.
+
+An architecture is a frozen dataclass. Its fields are either
+
+* scalar parameters declared with :func:`param` (a unit, the source of the default, an allowed range or a
+  set of choices), e.g. ``rows``, ``weight_bits``, ``signed``; or
+* device models declared with :func:`component` (a cell, a converter, a peripheral from
+  :mod:`cimsim.devices`), whose own cited parameters are reached as ``field.parameter``, e.g.
+  ``adc.bits``, ``cell.read_sigma_frac``, ``edram.power_w``. A component's kind can be swapped by naming
+  it: ``cell=ideal``.
+
+:func:`parameters` lists every path with value, unit, range and source (``cimsim archs show NAME``);
+:func:`apply` returns the architecture with overrides given as ``{"adc.bits": 6}`` or as strings from the
+CLI's ``--set adc.bits=6``. Each architecture may declare shorthands (``aliases``: ``adc_bits`` for
+``adc.bits``) and component parameters that follow one of its own (``derived``: ``adc.node_nm`` follows
+``node_nm``; setting it directly is refused with a message naming what to set instead). Every refusal is a
+one-line :class:`~cimsim.errors.ConfigError` naming the path and its allowed range.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from typing import Any
+
+from cimsim.devices import catalog
+from cimsim.devices.base import describe
+from cimsim.errors import ConfigError
+
+
+def param(default: Any, unit: str, source: str, *, lo: float | None = None, hi: float | None = None,
+          choices: tuple | None = None, doc: str = "") -> Any:
+    """A scalar architecture parameter: int, float, bool or str (with ``choices``), in ``[lo, hi]``."""
+    return field(default=default, metadata={"arch_param": True, "unit": unit, "source": source, "lo": lo,
+                                            "hi": hi, "choices": choices, "doc": doc})
+
+
+def component(factory, source: str, doc: str = "") -> Any:
+    """A device model held by the architecture (its parameters become ``name.parameter`` paths)."""
+    return field(default_factory=factory, metadata={"arch_component": True, "source": source, "doc": doc})
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One reachable parameter: its dotted path, value, unit, allowed range and the source of its default."""
+
+    path: str
+    value: Any
+    unit: str
+    range: str
+    source: str
+    doc: str = ""
+    derived_from: str | None = None   # the architecture parameter it follows, if any
+
+
+def _range_text(md: dict) -> str:
+    if md.get("choices"):
+        return " | ".join(map(str, md["choices"]))
+    lo, hi = md.get("lo"), md.get("hi")
+    if lo is not None and hi is not None:
+        return f"[{lo:g}, {hi:g}]"
+    if lo is not None:
+        return f">= {lo:g}"
+    if hi is not None:
+        return f"<= {hi:g}"
+    return "any"
+
+
+def _is_component(f) -> bool:
+    return bool(f.metadata.get("arch_component"))
+
+
+def _is_param(f) -> bool:
+    return bool(f.metadata.get("arch_param"))
+
+
+def check_scalar(arch_name: str, path: str, value: Any, md: dict) -> None:
+    """Type and range of one scalar parameter (ConfigError naming the path otherwise)."""
+    choices, lo, hi = md.get("choices"), md.get("lo"), md.get("hi")
+    unit = "" if md.get("unit") in ("1", "", None) else f" {md['unit']}"
+    if choices:
+        if value not in choices:
+            raise ConfigError(f"{arch_name}: {path} = {value!r}: choose one of {', '.join(map(str, choices))}")
+        return
+    if isinstance(value, bool) != isinstance(md.get("default"), bool) and md.get("default") is not None:
+        raise ConfigError(f"{arch_name}: {path} must be {'true or false' if isinstance(md['default'], bool) else 'a number'}, "
+                          f"got {value!r}")
+    if isinstance(value, bool):
+        return
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{arch_name}: {path} must be a finite number{unit}, got {value!r}")
+    if isinstance(md.get("default"), int) and not float(value).is_integer():
+        raise ConfigError(f"{arch_name}: {path} must be a whole number, got {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(f"{arch_name}: {path} = {value:g}{unit} is out of range: it must be {_range_text(md)}")
+
+
+def validate(arch) -> None:
+    """Check every scalar parameter of ``arch`` (called by the base class after construction)."""
+    for f in fields(arch):
+        if _is_param(f):
+            check_scalar(arch.name, f.name, getattr(arch, f.name), {**f.metadata, "default": f.default})
+
+
+def parameters(arch) -> list[ParamInfo]:
+    """Every parameter path of ``arch``: its own scalars, then each component's parameters (and its kind)."""
+    derived = arch.derived
+    out = []
+    for f in fields(arch):
+        if _is_param(f):
+            md = f.metadata
+            out.append(ParamInfo(f.name, getattr(arch, f.name), md["unit"], _range_text(md), md["source"], md["doc"]))
+        elif _is_component(f):
+            model = getattr(arch, f.name)
+            d = describe(model)
+            out.append(ParamInfo(f.name, d["kind"], "kind", "a device kind of 'cimsim devices'", f.metadata["source"],
+                                 f.metadata.get("doc", "")))
+            for p in d["params"]:
+                path = f"{f.name}.{p['name']}"
+                out.append(ParamInfo(path, p["value"], p["unit"], p["range"], p["source"], p["doc"],
+                                     derived.get(path)))
+    return out
+
+
+def flat(arch) -> dict[str, Any]:
+    """``{path: value}`` of every parameter that may be set (derived ones left out): enough to rebuild ``arch``
+    with :func:`apply` on a default instance."""
+    return {p.path: p.value for p in parameters(arch) if p.derived_from is None}
+
+
+def _coerce(arch_name: str, path: str, value: Any, default: Any) -> Any:
+    """A CLI string turned into the type of the parameter's default."""
+    if not isinstance(value, str) or isinstance(default, str):
+        return value
+    text = value.strip()
+    try:
+        if isinstance(default, bool):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(default, int):
+            f = float(text)
+            if not math.isfinite(f) or not f.is_integer() or abs(f) > 2 ** 62:
+                raise ConfigError(f"{arch_name}: {path} must be a whole number, got {value!r}")
+            return int(f)
+        if isinstance(default, float):
+            return float(text)
+    except ValueError:
+        kind = "true/false" if isinstance(default, bool) else type(default).__name__
+        raise ConfigError(f"{arch_name}: {path}={value!r} is not a valid {kind}") from None
+    return value
+
+
+_MODEL_NAME = re.compile(r"\b[A-Z][A-Za-z0-9]*\.([a-z_][a-z0-9_]*)\b")
+
+
+def _rebuild_component(arch_name: str, name: str, model, changes: dict[str, Any]):
+    """``model`` with ``changes`` (parameter -> value), validated; errors name ``name.parameter``."""
+    known = {p["name"]: p for p in describe(model)["params"]}
+    defaults = {f.name: f.default for f in fields(model)}
+    values = {}
+    for key, value in changes.items():
+        if key not in known:
+            raise ConfigError(f"{arch_name}: {name} ({describe(model)['kind']}) has no parameter {key!r}; its "
+                              f"parameters are {', '.join(known) or 'none'}")
+        default = defaults[key] if defaults[key] is not MISSING else known[key]["value"]
+        values[key] = _coerce(arch_name, f"{name}.{key}", value, default)
+    try:
+        return replace(model, **values)
+    except ConfigError as exc:
+        raise ConfigError(f"{arch_name}: " + _MODEL_NAME.sub(lambda m: f"{name}.{m.group(1)}", str(exc),
+                                                              count=1)) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{arch_name}: {name}: {exc}") from None
+
+
+def apply(arch, overrides: dict[str, Any]):
+    """``arch`` with ``overrides`` ({path: value}; strings are coerced) applied, validated."""
+    name = arch.name
+    aliases: dict[str, str] = arch.aliases
+    derived: dict[str, str] = arch.derived
+    by_name = {f.name: f for f in fields(arch)}
+    scalars: dict[str, Any] = {}
+    kinds: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for raw, value in overrides.items():
+        path = aliases.get(str(raw).strip(), str(raw).strip())
+        head, dot, tail = path.partition(".")
+        f = by_name.get(head)
+        if (f is None or not (_is_param(f) or _is_component(f))) and (head == "adc" or raw == "adc_bits"):
+            raise ConfigError(f"{name} has no ADC, so {raw} does not apply (see 'cimsim archs show {name}')")
+        if f is None or not (_is_param(f) or _is_component(f)):
+            known = [x.name for x in fields(arch) if _is_param(x) or _is_component(x)] + sorted(aliases)
+            raise ConfigError(f"{name} has no parameter {raw!r}; its parameters are {', '.join(known)} and the "
+                              f"components' NAME.PARAM paths (see 'cimsim archs show {name}')")
+        if path in derived:
+            raise ConfigError(f"{name}: {path} follows the architecture's {derived[path]}; set {derived[path]} instead")
+        if _is_param(f):
+            if dot:
+                raise ConfigError(f"{name}: {head} is a number, not a component: it has no parameter {tail!r}")
+            scalars[head] = _coerce(name, head, value, f.default)
+        elif not dot:
+            kinds[head] = value
+        else:
+            nested.setdefault(head, {})[tail] = value
+    values: dict[str, Any] = dict(scalars)
+    for head in set(kinds) | set(nested):
+        model = getattr(arch, head)
+        if head in kinds:
+            kind = kinds[head]
+            if not isinstance(kind, str):
+                if not is_dataclass(kind):
+                    raise ConfigError(f"{name}: {head} must be a device kind (see 'cimsim devices') or a model")
+                model = kind
+            elif kind.strip().lower().replace("_", "-") != describe(model)["kind"]:   # the same kind: kept as set
+                try:
+                    model = catalog.get(kind)
+                except ConfigError as exc:
+                    raise ConfigError(f"{name}: {head}: {exc}") from None
+            allowed = arch.component_types.get(head)
+            if allowed is not None and not isinstance(model, allowed):
+                raise ConfigError(f"{name}: {head} must be a {allowed.__name__} model, got {describe(model)['kind']}")
+        values[head] = _rebuild_component(name, head, model, nested.get(head, {}))
+    try:
+        return replace(arch, **values) if values else arch
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: {exc}") from None

@@ -1,0 +1,349 @@
+"""ISAAC-style tiled chips: chip -> tiles -> IMAs (in-situ multiply-accumulate units) -> crossbars.
+
+:class:`TiledChip` holds what ISAAC (Shafiee et al., ISCA 2016) and the architectures compared against it
+share: the hierarchy and the array, the memory cell, the word-line DACs, the tile's digital peripherals
+(eDRAM buffer, bus, router, activation and pooling units, registers), the data movement around every
+mapped layer, layer replication within the chip and the inter-layer pipeline. Subclasses add their
+readout (an ADC, comparators, ...), its inventory rows and its event costs.
+
+Inventory rows are derived from the device models at the operating point (rows, cols, bits, cycle,
+node), so changing a parameter moves power and area. Peripheral models carry ISAAC Table 6's figures for
+one unit at 32 nm; they are scaled to the architecture's node (:mod:`cimsim.devices.technology`).
+Registers are sized by the dataflow (an IMA's input register holds one window of its crossbars' inputs,
+its output register one window of outputs) and their power and area scale with the size (est.).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Mapping
+
+from cimsim import events as ev
+from cimsim.arch.base import Architecture, Component, PROFILE_EVENTS, crossbar_events
+from cimsim.arch.params import component, param
+from cimsim.cost import EventCost, LayerPlan, Timing
+from cimsim.devices.base import default_of
+from cimsim.devices.cell import MemoryCell
+from cimsim.devices.converters import DAC
+from cimsim.devices.peripherals import (ActivationUnit, Bus, EDRAMBuffer, OutputRegister, PoolingUnit, Register,
+                                        Router, ShiftAdd, TileOutputRegister)
+from cimsim.devices.reram import ReRAM
+from cimsim.devices.technology import area_scale, energy_scale
+from cimsim.ledger import EventLedger
+
+T6 = "Shafiee et al., ISAAC, ISCA 2016, Table 6 (32 nm)"
+# Horowitz, "Computing's energy problem", ISSCC 2014, Fig. 1.1.9 (45 nm): 32-bit integer multiply 3.1 pJ,
+# 32-bit integer add 0.1 pJ; scaled to the architecture's node
+HOROWITZ_INT32_MUL_J = 3.1e-12
+HOROWITZ_INT32_ADD_J = 0.1e-12
+HOROWITZ_NODE_NM = 45
+# ISAAC Table 6: the 8 crossbars of an IMA draw 2.4 mW, so one 128x128 array spends 0.3 mW over a 100 ns
+# read cycle: 30 pJ per array per cycle (about 1.8 fJ per cell); and occupy 0.0002 mm^2 (1.5e-3 um^2 a cell)
+TABLE6_ARRAY_CYCLE_ENERGY_J = 2.4e-3 / 8 * 100e-9
+TABLE6_CELL_AREA_M2 = 0.0002e-6 / (8 * 128 * 128)
+TABLE6_REFERENCE_ACTIVITY = 0.5   # reference operand: each row driven in half the cycles (a random input bit)
+OUTPUT_VALUE_BYTES = 2            # ISAAC sec. 4: 16-bit output values
+
+
+def table6_reram_r_on_ohm(rows: int = 128, cols: int = 128, energy_j: float = TABLE6_ARRAY_CYCLE_ENERGY_J) -> float:
+    """The ReRAM on-resistance at which a crossbar read spends ISAAC Table 6's crossbar power.
+
+    The cell keeps the ReRAM model's read conditions (0.5 V, 10 ns pulse, on/off ratio 150: the NeuroSim
+    setup of ``cimsim.devices.ReRAM``); only the resistance scale is solved for. Reference operand: each row
+    is driven in half the cycles (a random input bit) and the cells sit at the mean of uniformly used
+    levels, ``(g_max + g_min) / 2``, so one array-cycle spends
+    ``rows * cols * 0.5 * V^2 * t * (g_max + g_min) / 2``; setting it to ``energy_j`` (30 pJ) gives
+    ``R_on`` (about 344 kOhm for a 128x128 array). ISAAC's tables fix the crossbar power, not the cell, and
+    the ADC-less SNN paper's 6 kOhm cell would spend about 100x Table 6's figure in ISAAC's array.
+    """
+    c = ReRAM()
+    mean_g_over_g_max = (1.0 + 1.0 / c.on_off_ratio) / 2
+    return (rows * cols * TABLE6_REFERENCE_ACTIVITY * c.read_voltage_v ** 2 * c.read_time_s
+            * mean_g_over_g_max / energy_j)
+
+
+# ~344 kOhm: ISAAC Table 6's 2.4 mW per 8 arrays at 100 ns cycles, with the ReRAM model's 0.5 V / 10 ns reads
+TABLE6_RERAM_R_ON_OHM = table6_reram_r_on_ohm()
+
+
+def _table6_reram() -> ReRAM:
+    return ReRAM(r_on_ohm=TABLE6_RERAM_R_ON_OHM)
+
+
+@dataclass(frozen=True)
+class TiledChip(Architecture):
+    """The hierarchy, array, cell, DACs and tile peripherals of an ISAAC-style chip (see the module docstring)."""
+
+    tiles: int = param(168, "1", f"{T6}: 168 tiles per chip", lo=1, hi=100_000)
+    imas_per_tile: int = param(12, "1", f"{T6}: 12 IMAs per tile", lo=1, hi=1024)
+    xbars_per_ima: int = param(8, "1", f"{T6}: 8 crossbars per IMA", lo=1, hi=1024)
+    rows: int = param(128, "1", f"{T6}: 128x128 crossbars", lo=2, hi=4096,
+                      doc="word lines per array (our bound: 4096, 4x the largest arrays reported)")
+    cols: int = param(128, "1", f"{T6}: 128x128 crossbars", lo=2, hi=4096, doc="bit lines per array")
+    cell_bits: int = param(2, "bit", "ISAAC sec. 4: 2 bits per ReRAM cell", lo=1, hi=8)
+    weight_bits: int = param(16, "bit", "ISAAC sec. 4: 16-bit fixed-point weights", lo=2, hi=32)
+    input_bits: int = param(16, "bit", "ISAAC sec. 4: 16-bit inputs", lo=1, hi=32)
+    dac_bits: int = param(1, "bit", "ISAAC sec. 4: inputs streamed 1 bit per cycle", lo=1, hi=8)
+    read_cycle_s: float = param(100e-9, "s", "ISAAC sec. 4: 100 ns crossbar read cycle", lo=1e-12, hi=1.0)
+    node_nm: float = param(32, "nm", f"{T6}", lo=7, hi=180)
+    cell: MemoryCell = component(_table6_reram, "ISAAC: memristor (ReRAM) crossbars; R_on solved from Table 6's "
+                                 "crossbar power (table6_reram_r_on_ohm); any cell kind of 'cimsim devices'")
+    dac: DAC = component(DAC, f"{T6}: 1-bit DACs, one per row (DAC model)")
+    edram: EDRAMBuffer = component(EDRAMBuffer, f"{T6}: 64 KB eDRAM per tile")
+    bus: Bus = component(Bus, f"{T6}: one bus per tile")
+    router: Router = component(Router, f"{T6}: one router per 4 tiles")
+    activation: ActivationUnit = component(ActivationUnit, f"{T6}: 2 sigmoid units per tile")
+    pooling: PoolingUnit = component(PoolingUnit, f"{T6}: 1 max-pool unit per tile")
+    tile_shift_add: ShiftAdd = component(ShiftAdd, f"{T6}: 1 shift-and-add unit per tile")
+    input_register: Register = component(Register, f"{T6}: 2 KB input register per IMA (sized by the dataflow)")
+    output_register: OutputRegister = component(OutputRegister, f"{T6}: 256 B output register per IMA (sized by "
+                                                "the dataflow)")
+    tile_output_register: TileOutputRegister = component(TileOutputRegister, f"{T6}: 3 KB output register per tile "
+                                                         "(sized by the dataflow)")
+
+    aliases = {"read_sigma_frac": "cell.read_sigma_frac", "prog_sigma_frac": "cell.prog_sigma_frac",
+               "reram_r_on_ohm": "cell.r_on_ohm"}
+    derived = {"dac.bits": "dac_bits", "dac.node_nm": "node_nm", "dac.cycle_s": "read_cycle_s",
+               "input_register.bytes": "xbars_per_ima, rows and input_bits",
+               "output_register.bytes": "xbars_per_ima, cols, weight_bits and cell_bits",
+               "tile_output_register.bytes": "imas_per_tile and the output register"}
+    component_types = {"cell": MemoryCell}
+    # cost-only: the chip's size and clock, the node, the peripherals' figures, and the cell's read voltage (the
+    # ledger counts conductance-seconds, sum digit**2 * G * t_read; the voltage step squared makes them joules)
+    cost_only = ("tiles", "imas_per_tile", "xbars_per_ima", "read_cycle_s", "node_nm", "cell.read_voltage_v",
+                 "cell.write_*", "dac.*", "edram.*", "bus.*", "router.*",
+                 "activation.*", "pooling.*", "tile_shift_add.*", "input_register.*", "output_register.*",
+                 "tile_output_register.*")
+
+    def synced_components(self) -> dict:
+        return {"dac": replace(self.dac, bits=self.dac_bits, node_nm=self.node_nm, cycle_s=self.read_cycle_s),
+                "input_register": replace(self.input_register, bytes=self.input_register_bytes),
+                "output_register": replace(self.output_register, bytes=self.output_register_bytes),
+                "tile_output_register": replace(self.tile_output_register,
+                                                bytes=self.imas_per_tile * self.output_register_bytes)}
+
+    def check(self) -> None:
+        if self.input_bits % self.dac_bits:
+            raise ValueError(f"input_bits ({self.input_bits}) must be a multiple of dac_bits ({self.dac_bits})")
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def slices(self) -> int:
+        """Cells (columns) per weight."""
+        raise NotImplementedError
+
+    @property
+    def input_cycles(self) -> int:
+        return self.input_bits // self.dac_bits
+
+    @property
+    def imas(self) -> int:
+        return self.tiles * self.imas_per_tile
+
+    @property
+    def crossbars(self) -> int:
+        return self.imas * self.xbars_per_ima
+
+    def units(self, level: str) -> float:
+        return {"ima": self.imas, "tile": self.tiles, "chip": 1}[level] if level in ("ima", "tile", "chip") \
+            else super().units(level)
+
+    @property
+    def input_register_bytes(self) -> int:
+        """One window of inputs for the IMA's crossbars: xbars x rows x input_bits (ISAAC: 2 KB)."""
+        return max(1, self.xbars_per_ima * self.rows * self.input_bits // 8)
+
+    @property
+    def output_register_bytes(self) -> int:
+        """One window of outputs: xbars x (cols / slices) 16-bit values (ISAAC: 256 B)."""
+        return max(1, self.xbars_per_ima * (self.cols // self.slices) * OUTPUT_VALUE_BYTES)
+
+    @property
+    def cycle_s(self) -> float:
+        """One bit-serial read cycle (subclasses stretch it when their readout cannot keep up)."""
+        return self.read_cycle_s
+
+    def hierarchy(self) -> dict:
+        return {"tiles": self.tiles, "imas": self.imas, "crossbars": self.crossbars, "weight_slices": self.slices,
+                "input_cycles": self.input_cycles, "cycle_s": self.cycle_s}
+
+    def peak_ops_per_s(self) -> float:
+        """Every crossbar busy: rows x weights per row MACs per ``input_cycles`` cycles; one MAC = 2 operations."""
+        macs_per_mvm = self.rows * (self.cols // self.slices)
+        return 2 * self.crossbars * macs_per_mvm / (self.input_cycles * self.cycle_s)
+
+    # ------------------------------------------------------------------ inventory
+    def scaled(self, model):
+        """(energy per op, power, area, leakage) of one peripheral unit at the architecture's node."""
+        e, a = energy_scale(model.node_nm, self.node_nm), area_scale(model.node_nm, self.node_nm)
+        return model.energy_per_op_j * e, model.power_w * e, model.area_m2 * a, model.leakage_w * e
+
+    def unit_row(self, name: str, kind: str, level: str, count: float, model) -> Component:
+        _, p, a, leak = self.scaled(model)
+        return Component(name, kind, level, count, count * p, count * a,
+                         f"{type(model).__name__} model ({model.node_nm:g} nm, scaled to {self.node_nm:g} nm)",
+                         count * leak)
+
+    def register_row(self, name: str, level: str, model) -> Component:
+        """A register file sized by the dataflow: the model's power and area are for its default capacity and
+        scale with the bytes it must hold (est.: a register file's power and area grow linearly with its size)."""
+        row = self.unit_row(name, "register", level, 1, model)
+        k = model.bytes / default_of(type(model), "bytes")
+        return replace(row, power_w=row.power_w * k, area_m2=row.area_m2 * k, leakage_w=row.leakage_w * k)
+
+    def array_rows(self) -> list[Component]:
+        """The crossbars and their DACs, per IMA."""
+        cell, n = self.cell, self.xbars_per_ima
+        levels = cell.level_conductances(self.cell_bits)
+        d = self.dac_bits
+        mean_digit2 = (2 ** d - 1) * (2 ** (d + 1) - 1) / 6 / (2 ** d - 1) ** 2   # uniform digits, in units of V_read^2
+        cycle_energy = (self.rows * self.cols * mean_digit2 * cell.read_voltage_v ** 2 * cell.read_time_s
+                        * float(levels.mean()))
+        dac = self.dac
+        return [
+            Component(f"crossbar {self.rows}x{self.cols}", "crossbar", "ima", n, n * cycle_energy / self.cycle_s,
+                      n * self.rows * self.cols * TABLE6_CELL_AREA_M2 * area_scale(32, self.node_nm),
+                      f"{type(cell).__name__} model: reads of uniform random digits at the mean level per cycle; "
+                      f"cell area from {T6}"),
+            Component(f"DAC ({self.dac_bits}-bit)", "dac", "ima", n * self.rows,
+                      n * self.rows * dac.energy_j / self.cycle_s, n * self.rows * dac.area_m2,
+                      f"DAC model ({T6}), one drive per row per cycle"),
+        ]
+
+    def ima_register_rows(self) -> list[Component]:
+        return [self.register_row(f"input register {self.input_register.bytes} B", "ima", self.input_register),
+                self.register_row(f"output register {self.output_register.bytes} B", "ima", self.output_register)]
+
+    def tile_rows(self) -> list[Component]:
+        """ISAAC's per-tile units (Table 6)."""
+        return [
+            self.unit_row(f"eDRAM buffer {self.edram.bytes // 1024} KB", "edram", "tile", 1, self.edram),
+            self.unit_row("bus", "bus", "tile", 1, self.bus),
+            self.unit_row("router (shared by 4 tiles)", "router", "tile", 0.25, self.router),
+            self.unit_row("sigmoid unit", "activation", "tile", 2, self.activation),
+            self.unit_row("shift-and-add (tile)", "shift_add", "tile", 1, self.tile_shift_add),
+            self.unit_row("max-pool unit", "pooling", "tile", 1, self.pooling),
+            self.register_row(f"output register {self.tile_output_register.bytes} B", "tile",
+                              self.tile_output_register),
+        ]
+
+    def chip_rows(self) -> list[Component]:
+        # ISAAC Table 6: HyperTransport links, 10.4 W and 22.88 mm^2 per chip (4 links)
+        return [Component("HyperTransport links", "hyper_transport", "chip", 4, 10.4, 22.88e-6, T6)]
+
+    # ------------------------------------------------------------------ costs
+    def tile_event_costs(self) -> dict[str, EventCost]:
+        """Energies of the events every tiled chip has, whatever its readout: the crossbar read (conductance-
+        seconds times the DAC's voltage step squared), the DACs, registers, eDRAM and bus traffic, and the
+        digital layers (pooling, activations, residual adds, layers kept digital)."""
+        sa = self.scaled(self.tile_shift_add)[0]
+        edram = self.scaled(self.edram)[0]
+        v_step = self.cell.read_voltage_v / ((1 << self.dac_bits) - 1)
+        horowitz = energy_scale(HOROWITZ_NODE_NM, self.node_nm)
+        return {
+            ev.CELL_READ_CONDUCTANCE_S: EventCost("crossbar", v_step ** 2),
+            ev.ARRAY_READ_CYCLES: EventCost("crossbar", 0.0),
+            ev.CELL_READS: EventCost("crossbar", 0.0),
+            ev.DAC_DRIVES: EventCost("dac", self.dac.energy_j),
+            ev.INPUT_REGISTER_BYTES: EventCost("register", self.scaled(self.input_register)[0]),
+            ev.OUTPUT_REGISTER_BYTES: EventCost("register", self.scaled(self.output_register)[0]),
+            ev.EDRAM_BYTES: EventCost("edram", edram),
+            ev.BUS_BYTES: EventCost("bus", self.scaled(self.bus)[0]),
+            ev.ACTIVATION_OPS: EventCost("activation", self.scaled(self.activation)[0]),
+            ev.POOLING_OPS: EventCost("pooling", self.scaled(self.pooling)[0]),
+            ev.ADD: EventCost("shift_add", sa),
+            ev.COMPARE: EventCost("shift_add", sa),
+            ev.MUL: EventCost("digital_mul", HOROWITZ_INT32_MUL_J * horowitz),
+            ev.MAC: EventCost("digital_mul", (HOROWITZ_INT32_MUL_J + HOROWITZ_INT32_ADD_J) * horowitz),
+            ev.WEIGHT_READ: EventCost("edram", edram * self.weight_bits / 8),
+            ev.ACT_READ: EventCost("edram", edram * self.input_bits / 8),
+            ev.ACT_WRITE: EventCost("edram", edram * self.input_bits / 8),
+        }
+
+    MOVEMENT_EVENTS = frozenset({ev.INPUT_REGISTER_BYTES, ev.OUTPUT_REGISTER_BYTES, ev.EDRAM_BYTES, ev.BUS_BYTES,
+                                 ev.ACTIVATION_OPS, ev.POOLING_OPS})
+
+    def emitted_events(self, input_signed: bool = False) -> set[str]:
+        spec = self.crossbar_spec(input_signed)
+        return (crossbar_events(spec, offset=spec.signed == "offset") | set(PROFILE_EVENTS)
+                | set(self.MOVEMENT_EVENTS) | self.readout_dataflow_events())
+
+    def readout_dataflow_events(self) -> set[str]:
+        """Events the readout's dataflow adds (e.g. sample-and-holds)."""
+        return set()
+
+    def dataflow_events(self, plan: LayerPlan, events: Mapping[str, float]) -> dict[str, float]:
+        """A mapped layer's events plus its data movement: inputs read from eDRAM over the bus into the input
+        register (``input_bits`` per input of every MVM), outputs through the output register back to eDRAM
+        (16-bit values, ISAAC sec. 4)."""
+        out = dict(events)
+        in_bytes = plan.positions * plan.in_features * plan.groups * self.input_bits / 8
+        o_bytes = plan.positions * plan.out_features * OUTPUT_VALUE_BYTES
+        for k, v in ((ev.INPUT_REGISTER_BYTES, in_bytes), (ev.OUTPUT_REGISTER_BYTES, o_bytes),
+                     (ev.EDRAM_BYTES, in_bytes + o_bytes), (ev.BUS_BYTES, in_bytes + o_bytes)):
+            out[k] = out.get(k, 0) + v
+        return out
+
+    def digital_events(self, layer: str, kind: str, events: Mapping[str, float]) -> dict[str, float]:
+        """Comparisons of pooling layers run on the pooling unit, of activations on the activation (sigmoid)
+        unit; residual adds on the adders."""
+        out = dict(events)
+        if ev.COMPARE in out and kind:
+            out[ev.POOLING_OPS if "Pool" in kind else ev.ACTIVATION_OPS] = out.pop(ev.COMPARE)
+        return out
+
+    def copies(self, plans: Mapping[str, LayerPlan]) -> dict[str, int]:
+        """Copies of each layer so the inter-layer pipeline is balanced within the chip's crossbars.
+
+        ISAAC replicates the weights of layers with many output positions so that every layer of the
+        pipeline takes about as long (sec. 5). We choose the smallest per-layer time T for which
+        ``sum_l ceil(positions_l / T) * arrays_l`` crossbars fit on the chip (bisection on T, in MVMs).
+        """
+        need = {n: p.arrays for n, p in plans.items()}
+        if not need:
+            return {}
+        capacity = self.crossbars
+        if sum(need.values()) > capacity:
+            return {n: 1 for n in plans}
+        lo, hi = 1, max(p.positions for p in plans.values())
+        fits = lambda T: sum(math.ceil(p.positions / T) * p.arrays for p in plans.values()) <= capacity  # noqa: E731
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if fits(mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        return {n: max(1, math.ceil(p.positions / lo)) for n, p in plans.items()}
+
+    def mvm_time_s(self, plan: LayerPlan, events: Mapping[str, float]) -> float:
+        """Time of one matrix-vector product of a mapped layer: its bit-serial cycles."""
+        return self.input_cycles * self.cycle_s
+
+    def timing(self, ledger: EventLedger, plans: Mapping[str, LayerPlan], kinds: Mapping[str, str]) -> Timing:
+        """A mapped layer streams its ``positions`` MVMs through its copies; a digital layer takes its operations
+        over the chip's activation / pooling / adder units at their rates. Layers are pipelined (ISAAC sec. 5):
+        one inference takes the sum of the layer times, the chip starts one every slowest-layer time. A
+        layer occupies its copies' share of the chip's crossbars (and of the tiles around them)."""
+        copies = self.copies(plans)
+        adders = (self.tiles + self.imas * 4) * self.tile_shift_add.op_rate_hz   # S+A: 1 per tile, 4 per IMA
+        unit_rate = {
+            ev.ACTIVATION_OPS: 2 * self.tiles * self.activation.op_rate_hz,   # 2 sigmoid units per tile
+            ev.POOLING_OPS: self.tiles * self.pooling.op_rate_hz,             # 1 max-pool unit per tile
+            ev.ADD: adders, ev.COMPARE: adders,
+            ev.MUL: adders, ev.MAC: adders,                                  # (est.) one multiply per adder slot
+        }
+        latency, occupancy = {}, {}
+        for n in ledger.layers():
+            events = ledger.layer(n)
+            if n in plans:
+                latency[n] = math.ceil(plans[n].positions / copies[n]) * self.mvm_time_s(plans[n], events)
+                occupancy[n] = copies[n] * plans[n].arrays / self.crossbars
+            else:
+                latency[n] = max((v / unit_rate[e] for e, v in events.items() if e in unit_rate), default=0.0)
+        slowest = max(latency.values(), default=0.0)
+        used = sum(copies[n] * plans[n].arrays for n in plans)
+        return Timing(latency, slowest, occupancy, copies,
+                      {"crossbars_used": used, "crossbars_on_chip": self.crossbars,
+                       "fits_on_chip": sum(p.arrays for p in plans.values()) <= self.crossbars,
+                       "cycle_s": self.cycle_s})

@@ -1,0 +1,227 @@
+"""The CPU backend of the crossbar engine (numba kernels and numpy BLAS).
+
+For each shard of examples and each row block, the input digits of every cycle are cut from the integers
+into one stacked (cycles x batch, rows) operand (:func:`cimsim.kernels.stack_digits`). Then:
+
+* the fused path (a uniform quantizer without per-conversion noise, one conversion per cycle and row
+  block): per slab of stacked rows one float32 GEMM, then the numba epilogue draws the read noise,
+  quantizes and shifts-and-adds while the slab is in cache (:func:`cimsim.kernels.adc_accumulate_rows`);
+* the general path (every readout, pair readout, column scales, every conversion scope): per
+  (row blocks, cycles) of one conversion, the column values of each cycle ``x_t @ A`` are summed in analog
+  with their place values, the read noise of the sum is one Gaussian per conversion with the summed
+  variance, the readout operation (:mod:`cimsim.readouts`) converts it, and the digital side shifts and
+  adds. A conversion of one cycle and one row block computes exactly what earlier versions computed
+  (float32 sums, the same order of random draws), so per-cycle results are unchanged.
+
+Shards have their own noise streams (:class:`cimsim.kernels.NoiseStreams`), a fixed number of them, so the
+numbers do not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from cimsim.encoding import plane_layout
+from cimsim.kernels import NoiseStreams, adc_accumulate_rows, stack_digits
+
+_POOL: ThreadPoolExecutor | None = None
+_BLAS: ThreadpoolController | None = None
+
+
+def blas_controller() -> ThreadpoolController:
+    """The BLAS libraries of this process, found once: building a controller scans every loaded library
+    (about 2.5 ms, which ``threadpool_limits`` paid on each call: 30 % of a LeNet-5 evaluation)."""
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _BLAS
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=min(NoiseStreams.STREAMS, os.cpu_count() or 1))
+    return _POOL
+
+
+@dataclass
+class Tally:
+    """What a forward pass counted besides its conversions: non-zero input digits, the reads'
+    conductance-seconds (sum of digit**2 * G * t_read), non-zero decisions and clipped conversions."""
+
+    nonzero_digits: float = 0.0
+    conductance_s: float = 0.0
+    decisions: float = 0.0
+    clipped: float = 0.0
+
+    def __iadd__(self, other: "Tally") -> "Tally":
+        self.nonzero_digits += other.nonzero_digits
+        self.conductance_s += other.conductance_s
+        self.decisions += other.decisions
+        self.clipped += other.clipped
+        return self
+
+
+# stacked rows per GEMM + epilogue step. Our choice: 256 rows x 512 columns of float32 (0.5 MB) stay in
+# the 1 MB L2 of this project's machine; 128 to 2048 rows measured alike within the noise of a shared machine
+FUSED_ROWS = 256
+
+
+class CpuTile:
+    """The forward pass of one :class:`cimsim.crossbar.Crossbar` on the CPU."""
+
+    def __init__(self, xb):
+        self.xb = xb
+
+    def forward(self, x: np.ndarray, ranges) -> tuple[np.ndarray, Tally]:
+        """y (batch, out) float64, offset-corrected, and the tally; ``ranges``: (lo, lsb) per conversion domain."""
+        xb = self.xb
+        spec, op = xb.spec, xb.readout_op
+        fused = op.fused and spec.conversion.per_cycle and not spec.pair_readout and xb.column_scales is None
+        u = xb.digit_source(x)
+        B, N = x.shape[0], xb.out_features
+        y = np.zeros((B, N))
+        tally = Tally()
+        for c0 in range(0, B, spec.batch_chunk):
+            c1 = min(c0 + spec.batch_chunk, B)
+            edges = np.linspace(c0, c1, NoiseStreams.STREAMS + 1).astype(int)
+            shards = [(j, int(edges[j]), int(edges[j + 1])) for j in range(NoiseStreams.STREAMS)]
+            shard = self._shard_fused if fused else self._shard
+            work = lambda sh: shard(u, sh[1], sh[2], ranges, sh[0])  # noqa: E731
+            if fused and c1 - c0 >= 64:
+                with blas_controller().limit(limits=1, user_api="blas"):  # one BLAS thread per shard thread
+                    results = list(_pool().map(work, shards))
+            else:
+                results = [work(sh) for sh in shards]
+            for (_, b0, b1), (acc, t) in zip(shards, results):
+                if b1 > b0:
+                    y[b0:b1] = (acc * xb.readout_weight).reshape(b1 - b0, -1, N).sum(axis=1)
+                tally += t
+        if xb.slices.offset:
+            y -= xb.slices.offset * x.sum(axis=1, dtype=np.float64)[:, None]
+        return y, tally
+
+    # ------------------------------------------------------------------ digits
+    def _digits(self, u, b0: int, b1: int, i: int, with_rowvar: bool):
+        """(stacked digits (T*nb, rows of block i), per-row variance or None, nonzero count, digit**2 per row)."""
+        xb = self.xb
+        spec = xb.spec
+        k0, k1 = xb.row_blocks[i]
+        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits)
+        xs = np.empty((len(shifts) * (b1 - b0), k1 - k0), dtype=xb.gemm_dtype())
+        sqsum = np.zeros(k1 - k0, dtype=np.int64)
+        var = xb.var_gemm[i] if with_rowvar else None
+        rowvar, nz = stack_digits(u, b0, b1, k0, k1, shifts, widths, spec.input_signed, xs,
+                                  var if var is not None and var.ndim == 1 else None, sqsum)
+        return xs, rowvar, nz, sqsum
+
+    def _shard_fused(self, u, b0: int, b1: int, ranges, stream: int):
+        """Per row block one stacked operand; per slab of FUSED_ROWS stacked rows one GEMM, then the numba
+        epilogue (read-noise draw, ADC, shift-and-add) while the slab is in cache."""
+        xb = self.xb
+        nb, cols = b1 - b0, xb.physical_columns
+        acc = np.zeros((max(nb, 0), cols))
+        tally = Tally()
+        if nb <= 0:
+            return acc, tally
+        shifts, _ = plane_layout(xb.spec.input_bits, xb.spec.dac_bits)
+        T = len(shifts)
+        pw = 2.0 ** shifts
+        top = float(xb.readout_op.n_codes - 1)
+        state = xb.noise.states[stream]
+        slab = min(FUSED_ROWS, T * nb)
+        vbuf = np.empty((slab, cols), dtype=xb.gemm_dtype())
+        for i in range(len(xb.row_blocks)):
+            a, var, (lo, lsb) = xb.a_gemm[i], xb.var_gemm[i], ranges[i]
+            xs, rowvar, nz, sqsum = self._digits(u, b0, b1, i, True)
+            if var is None:
+                std = None
+            elif var.ndim == 1:
+                std = np.sqrt(rowvar)[:, None]                   # one std per stacked row
+            else:
+                std = np.sqrt((xs * xs) @ var)
+            for r0 in range(0, T * nb, slab):
+                r1 = min(r0 + slab, T * nb)
+                v = np.matmul(xs[r0:r1], a, out=vbuf[: r1 - r0])
+                tally.clipped += adc_accumulate_rows(acc, v, None if std is None else std[r0:r1], r0, nb, pw,
+                                                     lo, lsb, top, state)
+            tally.nonzero_digits += nz
+            tally.conductance_s += float(sqsum.astype(np.float64) @ xb.g_rowsum[i]) * xb.spec.cell.read_time_s
+        return acc, tally
+
+    def _shard(self, u, b0: int, b1: int, ranges, stream: int):
+        """Every readout and scope (see the module docstring), examples b0..b1: (acc (batch, readout
+        columns) before the column weights, tally)."""
+        xb = self.xb
+        spec, op = xb.spec, xb.readout_op
+        nb = b1 - b0
+        acc = np.zeros((max(nb, 0), xb.readout_columns))
+        tally = Tally()
+        if nb <= 0:
+            return acc, tally
+        shifts, _ = plane_layout(spec.input_bits, spec.dac_bits)
+        T = len(shifts)
+        scope = spec.conversion
+        digits: dict[int, np.ndarray] = {}
+        for i in range(len(xb.row_blocks)):   # the reads: digits, non-zero count and conductance-seconds
+            xs, _, nz, sqsum = self._digits(u, b0, b1, i, False)
+            digits[i] = xs
+            tally.nonzero_digits += nz
+            tally.conductance_s += float(sqsum.astype(np.float64) @ xb.g_rowsum[i]) * spec.cell.read_time_s
+        scales = xb.column_scales
+        for d, blocks in enumerate(scope.block_groups(len(xb.row_blocks))):
+            lo, lsb = ranges[d]
+            for t0, t1 in scope.cycle_groups(T):
+                if len(blocks) == 1 and t1 - t0 == 1:
+                    v = self._cycle_value(digits[blocks[0]], blocks[0], t0, nb, stream)
+                else:
+                    v = self._analog_sum(digits, blocks, t0, t1, shifts, nb, stream)
+                scale = None if scales is None else scales[blocks[0]]
+                if scale is not None:
+                    v = v / scale                    # comparator reference = threshold x scale
+                values, clipped = op.convert(v, lo, lsb, xb.rng, spec.pair_readout)
+                tally.clipped += clipped
+                if op.decides:
+                    tally.decisions += float(np.count_nonzero(values))
+                acc += 2.0 ** shifts[t0] * (values if scale is None else values * scale)
+        return acc, tally
+
+    def _cycle_value(self, xs, i: int, t: int, nb: int, stream: int) -> np.ndarray:
+        """One cycle's column values of row block i with their read noise (in the GEMM's precision)."""
+        xb = self.xb
+        xp = xs[t * nb:(t + 1) * nb]
+        v = xp @ xb.ro_a_gemm[i]
+        if xb.spec.pair_readout or xb.column_scales is not None:
+            v = v.astype(np.float64)   # the pair/scaled readout has always added its noise in float64
+        var = xb.ro_var[i]
+        if var is None:
+            return v
+        std = np.sqrt((xp * xp) @ var)
+        std = std[:, None] if std.ndim == 1 else std
+        return v + std * xb.noise.standard_normal(v.shape, stream)
+
+    def _analog_sum(self, digits, blocks, t0: int, t1: int, shifts, nb: int, stream: int) -> np.ndarray:
+        """The analog sum over row blocks ``blocks`` and cycles t0..t1 of the column values, each cycle weighted
+        by its place value relative to t0, plus one Gaussian per conversion with the summed read-noise variance
+        (float64: the sum can exceed float32's exact integers)."""
+        xb = self.xb
+        v = np.zeros((nb, xb.readout_columns))
+        var_sum = None
+        for i in blocks:
+            var = xb.ro_var[i]
+            for t in range(t0, t1):
+                w = 2.0 ** (shifts[t] - shifts[t0])
+                xp = digits[i][t * nb:(t + 1) * nb]
+                v += w * (xp @ xb.ro_a_gemm[i])
+                if var is not None:
+                    s2 = (xp * xp) @ var
+                    s2 = s2[:, None] if s2.ndim == 1 else s2
+                    var_sum = w * w * s2 if var_sum is None else var_sum + w * w * s2
+        if var_sum is not None:
+            v += np.sqrt(var_sum) * xb.noise.standard_normal(v.shape, stream)
+        return v

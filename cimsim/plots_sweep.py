@@ -1,0 +1,210 @@
+"""Figures of a sweep file: accuracy, energy, latency and area against any swept parameter, and the
+accuracy-cost trade-off (Pareto front, energy-delay product, area).
+
+Rows are the points aggregated over seeds (:func:`cimsim.sweepfile.aggregate`): means with min-max bars.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cimsim import sweepfile
+from cimsim.errors import ConfigError
+
+# the quantities drawn against the swept parameter: (row key, axis label, scale, log axis)
+METRICS = (("accuracy", "accuracy (%)", 100.0, False), ("energy_j", "energy per inference (J)", 1.0, True),
+           ("latency_s", "latency per inference (s)", 1.0, True), ("area_m2", "chip area (mm^2)", 1e6, False))
+ALIASES = {"adc_bits": "adc.bits"}
+
+
+def swept_parameters(rows: list[dict]) -> list[str]:
+    """The parameters that take more than one value in ``rows`` (ADC bits first)."""
+    values: dict[str, set] = {}
+    for r in rows:
+        for k, v in r["params"].items():
+            values.setdefault(k, set()).add(v)
+    out = [k for k, vs in values.items() if len(vs) > 1]
+    return sorted(out, key=lambda k: (k != "adc.bits", k))
+
+
+def _label(arch: str, rows: list[dict], extra: dict) -> str:
+    bits = rows[0].get("bits") if rows else None
+    text = arch + (f" ({bits})" if bits else "")
+    return text + "".join(f", {k}={sweepfile.format_value(v)}" for k, v in extra.items())
+
+
+def _operand_bits(results) -> dict[str, str]:
+    """'16-bit weights and inputs' per architecture, from the reports' parameters (where they say)."""
+    out = {}
+    for p, r in results.items():
+        ap = r.config.get("arch_params", {}) or {}
+        w, a = ap.get("weight_bits"), ap.get("input_bits")
+        if w is not None and a is not None:
+            out[p.arch] = f"{w}-bit weights and inputs" if w == a else f"{w}-bit weights, {a}-bit inputs"
+    return out
+
+
+def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str = "arch"):
+    """Accuracy, energy, latency and area per inference against the swept parameter ``x`` (default: the first
+    that varies, ADC bits first), one line per ``hue`` value (the architecture by default, or a parameter) and
+    per combination of the other varying parameters. An architecture without ``x`` is a labelled horizontal
+    line; the floating-point reference a dashed line (one per architecture when they differ). Returns the
+    matplotlib Figure."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sweepfile.aggregate(results)
+    for r, bits in ((r, _operand_bits(results).get(r["arch"])) for r in rows):
+        r["bits"] = bits
+    varying = swept_parameters(rows)
+    x = ALIASES.get(x, x) if x else (varying[0] if varying else "adc.bits")
+    hue = ALIASES.get(hue, hue)
+    known = {k for r in rows for k in r["params"]}
+    for name, value in (("--x", x), ("--hue", hue)):
+        if value != "arch" and value not in known and not (name == "--x" and not known):
+            raise ConfigError(f"{name} {value}: the sweep varies {', '.join(sorted(known)) or 'nothing'}; "
+                              "choose one of those (or --hue arch)")
+    others = [k for k in varying if k not in (x, hue)]
+    swept = [r for r in rows if x in r["params"]]
+    flat = [r for r in rows if x not in r["params"]]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.4))
+    axes = axes.ravel()
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    hues = list(dict.fromkeys(r["arch"] if hue == "arch" else r["params"].get(hue) for r in rows))
+    color = {h: colors[i % len(colors)] for i, h in enumerate(hues)}
+    groups: dict[tuple, list[dict]] = {}
+    for r in swept:
+        h = r["arch"] if hue == "arch" else r["params"].get(hue)
+        key = (r["arch"], h, tuple((k, r["params"].get(k)) for k in others))
+        groups.setdefault(key, []).append(r)
+    numeric = all(isinstance(r["params"][x], (int, float)) for r in swept)
+    styles = [(m, ls) for ls in ("-", "--", ":", "-.") for m in ("o", "s", "^", "D", "v")]
+    index_in_hue: dict = {}       # lines of one colour differ in marker and line style
+    for (arch, h, extra), rs in groups.items():
+        i = index_in_hue[h] = index_in_hue.get(h, -1) + 1
+        marker, ls = styles[i % len(styles)]
+        rs = sorted(rs, key=lambda r: r["params"][x] if numeric else str(r["params"][x]))
+        xs = [r["params"][x] if numeric else str(r["params"][x]) for r in rs]
+        extra = dict(extra) if hue == "arch" else {hue: h, **dict(extra)}
+        label = _label(arch, rs, extra)
+        for ax, (key, _, scale, _) in zip(axes, METRICS):
+            y = [scale * r[key] for r in rs]
+            err = [[scale * (r[key] - r[f"{key}_min"]) for r in rs], [scale * (r[f"{key}_max"] - r[key]) for r in rs]]
+            ax.errorbar(xs, y, yerr=err, marker=marker, ls=ls, ms=4, capsize=3, color=color[h], label=label)
+    none = "no ADC" if x == "adc.bits" else f"no {x}"
+    for r in flat:
+        h = r["arch"] if hue == "arch" else r["params"].get(hue)
+        label = f"{_label(r['arch'], [r], {})} ({none})"
+        for ax, (key, _, scale, _) in zip(axes, METRICS):
+            ax.axhline(scale * r[key], color=color[h], lw=2.5, alpha=0.6, label=label, zorder=1)
+            if r[f"{key}_max"] > r[f"{key}_min"]:
+                ax.axhspan(scale * r[f"{key}_min"], scale * r[f"{key}_max"], color=color[h], alpha=0.15)
+    _references(axes[0], rows, color if hue == "arch" else {})
+    xlabel = "ADC bits" if x == "adc.bits" else x
+    for ax, (key, ylabel, _, log) in zip(axes, METRICS):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{ylabel.split(' (')[0]} vs {xlabel}")
+        if log:
+            ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize=7)
+    if x == "adc.bits" and swept:
+        bits = sorted({r["params"][x] for r in swept})
+        for ax in axes:
+            ax.set_xlim(bits[0] - 0.5, bits[-1] + 0.5)
+            ax.set_xticks(list(range(bits[0], bits[-1] + 1)))
+    seeds = max((r["seeds"] for r in rows), default=0)
+    note = f" (mean of {seeds} seeds, bars: min-max)" if seeds > 1 else ""
+    fig.suptitle((title + note).strip())
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    return fig
+
+
+def _references(ax, rows: list[dict], color: dict) -> None:
+    """The float reference: one line when every architecture ran the same reference network, else one per
+    architecture (hcim's is the network its PSQ checkpoint was fine-tuned from)."""
+    archs = list(dict.fromkeys(r["arch"] for r in rows))
+    refs = {a: sum(r["digital_accuracy"] * r["seeds"] for r in rows if r["arch"] == a)
+            / sum(r["seeds"] for r in rows if r["arch"] == a) for a in archs}
+    if refs and max(refs.values()) - min(refs.values()) < 1e-12:
+        ref = next(iter(refs.values()))
+        ax.axhline(100.0 * ref, color="0.2", ls="--", lw=1, label=f"float reference ({100 * ref:.2f}%)", zorder=3)
+    else:
+        for a, ref in refs.items():
+            ax.axhline(100.0 * ref, color=color.get(a, "0.4"), ls="--", lw=1,
+                       label=f"float reference of {a} ({100 * ref:.2f}%)", zorder=3)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (cost, accuracy) points no other point beats on both (lower cost and higher accuracy), by cost."""
+    front, best = [], float("-inf")
+    for cost, acc in sorted(points, key=lambda p: (p[0], -p[1])):
+        if acc > best:
+            front.append((cost, acc))
+            best = acc
+    return front
+
+
+def tradeoff_figure(results: dict, title: str = ""):
+    """Accuracy against energy per inference (with the Pareto front over all points), against the
+    energy-delay product and against chip area; one colour per architecture."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import matplotlib.ticker  # noqa: F401 (matplotlib.ticker.NullFormatter below)
+
+    rows = sweepfile.aggregate(results)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    archs = list(dict.fromkeys(r["arch"] for r in rows))
+    color = {a: colors[i % len(colors)] for i, a in enumerate(archs)}
+    costs = (("energy_j", "energy per inference (J)", lambda r: r["energy_j"]),
+             ("edp", "energy-delay product (J s)", lambda r: r["energy_j"] * r["latency_s"]),
+             ("area_m2", "chip area (mm^2)", lambda r: 1e6 * r["area_m2"]))
+    for ax, (_, label, cost) in zip(axes, costs):
+        for a in archs:
+            rs = [r for r in rows if r["arch"] == a]
+            ax.scatter([cost(r) for r in rs], [100 * r["accuracy"] for r in rs], color=color[a], s=22, label=a)
+        front = pareto_front([(cost(r), 100 * r["accuracy"]) for r in rows])
+        ax.step([c for c, _ in front], [a for _, a in front], where="post", color="0.2", lw=1.2,
+                label="Pareto front")
+        if label != "chip area (mm^2)":
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel(label)
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0].set_title("accuracy vs energy")
+    axes[1].set_title("accuracy vs energy-delay product")
+    axes[2].set_title("accuracy vs area")
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    return fig
+
+
+def plot_sweep(path: str | Path, output: str | Path, x: str | None = None, hue: str = "arch",
+               kind: str = "sweep") -> Path:
+    """Draw a sweep file: ``kind='sweep'`` (metrics against ``x``) or ``'tradeoff'``."""
+    import json
+
+    import h5py
+    import matplotlib.pyplot as plt
+
+    from cimsim.errors import CimsimError
+
+    results = sweepfile.read_points(path)
+    if not results:
+        raise CimsimError(f"{path} holds no finished points yet; run 'cimsim sweep --out {path}' first")
+    with h5py.File(path, "r") as f:
+        s = json.loads(f.attrs["settings_json"])
+    limit = f", first {s['limit']} test examples" if s.get("limit") else ""
+    title = f"{s.get('model', '?')} on {s.get('dataset', '?')}{limit}"
+    fig = tradeoff_figure(results, title) if kind == "tradeoff" else sweep_figure(results, title, x=x, hue=hue)
+    output = Path(output)
+    fig.savefig(output, dpi=120)
+    plt.close(fig)
+    return output
