@@ -13,8 +13,10 @@ into one stacked (cycles x batch, rows) operand (:func:`cimsim.kernels.stack_dig
   adds. A conversion of one cycle and one row block computes exactly what earlier versions computed
   (float32 sums, the same order of random draws), so per-cycle results are unchanged.
 
-Shards have their own noise streams (:class:`cimsim.kernels.NoiseStreams`), a fixed number of them, so the
-numbers do not depend on the thread count.
+The fused path's read-noise draws sit at places fixed by (call, example, cycle, row block, column), so it
+splits a batch over every core (``$CIMSIM_THREADS`` to choose) and gives the same numbers on any thread
+count; the general path's shards, a fixed number, each have their own generator
+(:class:`cimsim.kernels.NoiseStreams`), so it too gives the same numbers on any machine.
 """
 
 from __future__ import annotations
@@ -42,10 +44,24 @@ def blas_controller() -> ThreadpoolController:
     return _BLAS
 
 
+def threads() -> int:
+    """Threads the fused path splits a batch over: ``$CIMSIM_THREADS``, else every core this process may use."""
+    text = os.environ.get("CIMSIM_THREADS", "")
+    if text.strip().isdigit() and int(text) > 0:
+        return int(text)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:   # pragma: no cover - platforms without sched_getaffinity
+        return max(1, os.cpu_count() or 1)
+
+
 def _pool() -> ThreadPoolExecutor:
     global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=min(NoiseStreams.STREAMS, os.cpu_count() or 1))
+    n = threads()
+    if _POOL is None or _POOL._max_workers != n:
+        if _POOL is not None:
+            _POOL.shutdown(wait=False)
+        _POOL = ThreadPoolExecutor(max_workers=n)
     return _POOL
 
 
@@ -87,13 +103,20 @@ class CpuTile:
         B, N = x.shape[0], xb.out_features
         y = np.zeros((B, N))
         tally = Tally()
+        # the fused path's draws sit at places fixed by (example, cycle, row block, column): any split of the
+        # batch gives the same numbers, so it is split over every thread; the general path keeps its fixed
+        # shards, each with its own generator
+        n_shards = threads() if fused else NoiseStreams.STREAMS
+        stream = xb.noise.call_stream()
         for c0 in range(0, B, spec.batch_chunk):
             c1 = min(c0 + spec.batch_chunk, B)
-            edges = np.linspace(c0, c1, NoiseStreams.STREAMS + 1).astype(int)
-            shards = [(j, int(edges[j]), int(edges[j + 1])) for j in range(NoiseStreams.STREAMS)]
-            shard = self._shard_fused if fused else self._shard
-            work = lambda sh: shard(u, sh[1], sh[2], ranges, sh[0])  # noqa: E731
-            if fused and c1 - c0 >= 64:
+            edges = np.linspace(c0, c1, n_shards + 1).astype(int)
+            shards = [(j, int(edges[j]), int(edges[j + 1])) for j in range(n_shards)]
+            if fused:
+                work = lambda sh: self._shard_fused(u, sh[1], sh[2], ranges, stream)  # noqa: E731
+            else:
+                work = lambda sh: self._shard(u, sh[1], sh[2], ranges, sh[0])  # noqa: E731
+            if fused and c1 - c0 >= 64 and n_shards > 1:
                 with blas_controller().limit(limits=1, user_api="blas"):  # one BLAS thread per shard thread
                     results = list(_pool().map(work, shards))
             else:
@@ -120,7 +143,7 @@ class CpuTile:
                                   var if var is not None and var.ndim == 1 else None, sqsum)
         return xs, rowvar, nz, sqsum
 
-    def _shard_fused(self, u, b0: int, b1: int, ranges, stream: int):
+    def _shard_fused(self, u, b0: int, b1: int, ranges, stream: tuple[int, int]):
         """Per row block one stacked operand; per slab of FUSED_ROWS stacked rows one GEMM, then the numba
         epilogue (read-noise draw, ADC, shift-and-add) while the slab is in cache."""
         xb = self.xb
@@ -133,7 +156,7 @@ class CpuTile:
         T = len(shifts)
         pw = 2.0 ** shifts
         top = float(xb.readout_op.n_codes - 1)
-        state = xb.noise.states[stream]
+        R = len(xb.row_blocks)
         slab = min(FUSED_ROWS, T * nb)
         vbuf = np.empty((slab, cols), dtype=xb.gemm_dtype())
         for i in range(len(xb.row_blocks)):
@@ -149,7 +172,7 @@ class CpuTile:
                 r1 = min(r0 + slab, T * nb)
                 v = np.matmul(xs[r0:r1], a, out=vbuf[: r1 - r0])
                 tally.clipped += adc_accumulate_rows(acc, v, None if std is None else std[r0:r1], r0, nb, pw,
-                                                     lo, lsb, top, state)
+                                                     lo, lsb, top, (*stream, b0, T, R, i))
             tally.nonzero_digits += nz
             tally.conductance_s += float(sqsum.astype(np.float64) @ xb.g_rowsum[i]) * xb.spec.cell.read_time_s
         return acc, tally

@@ -123,6 +123,17 @@ def sincos_quarter(s, c, p):
         s[i], c[i] = _sincos(p[i])
 
 
+_GOLDEN = 0x9E3779B97F4A7C15           # 2^64 / phi, SplitMix64's increment
+_MASK64 = (1 << 64) - 1
+
+
+def _mix_int(z: int) -> int:
+    """:func:`_mix` on a Python int (mod 2**64)."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
 def seed_state(seed_sequence: np.random.SeedSequence) -> np.ndarray:
     """A generator state (key, gamma, counter = 0, 0) as 4 uint64 from a SeedSequence. gamma is odd and,
     as in Steele, Lea and Flood's mixGamma, has at least 24 bit transitions (a sparse increment would
@@ -135,20 +146,28 @@ def seed_state(seed_sequence: np.random.SeedSequence) -> np.ndarray:
 
 
 class NoiseStreams:
-    """Independent standard-normal streams, one per batch shard, spawned from the crossbar's seed.
+    """The crossbar's normal streams, from its seed.
 
-    The number of streams is fixed (not the CPU count), so a seed gives the same numbers on any machine.
-    Each stream has a numpy generator (the unfused readouts) and a counter-based generator state that the
-    fused epilogue (:func:`cimsim.kernels.adc_accumulate_rows`) draws its Box-Muller normals from and
-    advances in place, seeded from a child of the stream's SeedSequence.
+    * The fused epilogue (:func:`adc_accumulate_rows`) draws from one counter-based stream per call,
+      ``call_stream(n)``: the key of call n is ``mix(key + n * golden)``, and every draw sits at a place fixed
+      by (example, cycle, row block, column), so a seed gives the same numbers on any number of threads.
+    * The general path (other readouts) keeps one numpy generator per batch shard, a fixed number of them,
+      so it too gives the same numbers on any machine.
     """
 
     STREAMS = 4
 
     def __init__(self, seeds: np.random.SeedSequence):
-        children = seeds.spawn(self.STREAMS)
-        self._gens = [np.random.default_rng(s) for s in children]
-        self.states = [seed_state(s.spawn(1)[0]) for s in children]
+        children = seeds.spawn(self.STREAMS + 1)
+        self._gens = [np.random.default_rng(s) for s in children[:-1]]
+        key, gamma, _, _ = seed_state(children[-1])
+        self.key, self.gamma, self.calls = int(key), int(gamma), 0
+
+    def call_stream(self) -> tuple[int, int]:
+        """(key, gamma) of the next call's counter-based stream (each call gets its own key)."""
+        n = self.calls
+        self.calls += 1
+        return _mix_int((self.key + n * _GOLDEN) & _MASK64), self.gamma
 
     def standard_normal(self, shape: tuple[int, int], stream: int) -> np.ndarray:
         return self._gens[stream].standard_normal(shape, dtype=np.float32)
@@ -190,10 +209,9 @@ def _pass_rotate(zc, zs, r, ph, q, n):
 
 
 @njit(nogil=True, cache=True)
-def _fill_normals(z, state, r, ph, q):
+def _fill_normals_at(z, key, gamma, ctr, r, ph, q):
     """z = len(z) // 2 pairs of standard normals (the cosines in the first half, the sines in the second;
-    len(z) even); the counter advances by 2 words per pair."""
-    key, gamma, ctr = state[0], state[1], state[2]
+    len(z) even) from the words ctr, ctr + 1, ... of stream (key, gamma); returns the counter after them."""
     pairs = z.size // 2
     for p0 in range(0, pairs, r.size):
         n = min(r.size, pairs - p0)
@@ -201,7 +219,13 @@ def _fill_normals(z, state, r, ph, q):
         _pass_radius(r, n)
         _pass_rotate(z[p0:p0 + n], z[pairs + p0:pairs + p0 + n], r, ph, q, n)
         ctr += np.uint64(2 * n)
-    state[2] = ctr
+    return ctr
+
+
+@njit(nogil=True, cache=True)
+def _fill_normals(z, state, r, ph, q):
+    """:func:`_fill_normals_at` from a state (key, gamma, counter, 0), advancing its counter."""
+    state[2] = _fill_normals_at(z, state[0], state[1], state[2], r, ph, q)
 
 
 def _buffers(pairs: int):
@@ -217,10 +241,11 @@ def standard_normal(state: np.ndarray, n: int) -> np.ndarray:
 
 
 @njit(nogil=True, cache=True)
-def _adc_rows(acc, v, std, full_std, noisy, r0, nb, pw, lo, lsb, top, state, r, ph, q):
+def _adc_rows(acc, v, std, full_std, noisy, r0, nb, pw, lo, lsb, top, key, gamma, e0, T, R, blk, r, ph, q):
     n, m = v.shape
     inv = 1.0 / lsb      # lsb is a power of two: multiplying by its inverse is exact
-    z = np.empty(m + (m & 1))
+    words = m + (m & 1)  # words of one row of draws
+    z = np.empty(words)
     clipped = 0
     for i in range(n):
         g = r0 + i
@@ -228,7 +253,8 @@ def _adc_rows(acc, v, std, full_std, noisy, r0, nb, pw, lo, lsb, top, state, r, 
         b = g - t * nb
         w = pw[t]
         if noisy:     # one row of draws (vectorized passes), then a branch-free loop the compiler vectorizes
-            _fill_normals(z, state, r, ph, q)
+            row = (np.uint64(e0 + b) * np.uint64(T) + np.uint64(t)) * np.uint64(R) + np.uint64(blk)
+            _fill_normals_at(z, key, gamma, row * np.uint64(words), r, ph, q)
         if not noisy:
             for j in range(m):
                 raw = math.floor((float(v[i, j]) - lo) * inv + 0.5)
@@ -248,21 +274,26 @@ def _adc_rows(acc, v, std, full_std, noisy, r0, nb, pw, lo, lsb, top, state, r, 
     return clipped
 
 
-def adc_accumulate_rows(acc, v, std, r0, nb, pw, lo, lsb, top, state) -> int:
+def adc_accumulate_rows(acc, v, std, r0, nb, pw, lo, lsb, top, draws) -> int:
     """acc[b] += pw[t] * ADC(v[i] + std[i] * z) for the stacked rows i of ``v`` (row r0 + i of a
     (cycles x batch) stack: cycle t = (r0 + i) // nb, example b = (r0 + i) % nb).
 
     Uniform quantizer, half-LSB thresholds, codes clipped to 0..top, reconstructed as ``lo + code * lsb``
     (``lsb`` a power of two). ``std`` is None (no read noise), (rows, 1) (one std per row) or v's shape;
-    z is a standard normal drawn here from ``state`` (:func:`seed_state`, advanced in place), one per
-    conversion, a row's draws from consecutive pairs (:func:`standard_normal` of the row length).
-    Returns the number of conversions that clipped (raw code below 0 or above ``top``).
+    z is a standard normal, one per conversion, drawn here at a place fixed by what it is:
+    ``draws = (key, gamma, e0, T, R, block)`` names the stream and says that example b is example e0 + b of
+    the call, of T cycles and R row blocks, in row block ``block``; the row of draws of (example e, cycle t)
+    starts at word ``((e * T + t) * R + block) * (columns rounded up to even)``. So the numbers do not depend
+    on how the batch is split over threads. Returns the number of conversions that clipped (raw code below 0
+    or above ``top``).
     """
     noisy = std is not None
     if std is None:
         std = np.zeros((1, 1), dtype=v.dtype)
-    return _adc_rows(acc, v, std, std.shape[1] > 1, noisy, r0, nb, pw, float(lo), float(lsb), float(top), state,
-              *_buffers(min(_PAIRS, (v.shape[1] + 1) // 2)))
+    key, gamma, e0, T, R, blk = draws
+    return _adc_rows(acc, v, std, std.shape[1] > 1, noisy, r0, nb, pw, float(lo), float(lsb), float(top),
+                     np.uint64(key), np.uint64(gamma), int(e0), int(T), int(R), int(blk),
+                     *_buffers(min(_PAIRS, (v.shape[1] + 1) // 2)))
 
 
 @njit(nogil=True, cache=True)

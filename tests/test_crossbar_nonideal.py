@@ -304,27 +304,34 @@ def test_fused_adc_noise_statistics():
     v = np.full((n, m), 0.3, dtype=np.float32)
     std = np.full((n, 1), 7.0, dtype=np.float32)
     acc = np.zeros((n, m))
-    adc_accumulate_rows(acc, v, std, 0, n, np.ones(1), -1024.0, 1.0, 2047.0, seed_state(np.random.SeedSequence(3)))
+    key, gamma, _, _ = (int(s) for s in seed_state(np.random.SeedSequence(3)))
+    # n examples of one cycle and one row block: every row's draws from its own place in the stream
+    adc_accumulate_rows(acc, v, std, 0, n, np.ones(1), -1024.0, 1.0, 2047.0, (key, gamma, 0, 1, 1, 0))
     assert np.all(acc == np.round(acc))
     N = acc.size
     assert abs(acc.mean() - 0.3) < 4 * 7 / math.sqrt(N)
     assert abs(acc.var() / (49 + 1 / 12) - 1) < 4 * math.sqrt(2 / N)
 
 
-def test_noisy_adc_results_do_not_depend_on_the_thread_count(monkeypatch):
-    from concurrent.futures import ThreadPoolExecutor
-
-    from cimsim import crossbar_cpu
-
+@pytest.mark.parametrize("readout", [SarADC(bits=6), SarADC(bits=6, offset_sigma_lsb=0.3)], ids=["fused", "general"])
+def test_noisy_adc_results_do_not_depend_on_the_thread_count(monkeypatch, readout):
+    """Same seed, same numbers on 1, 2, 3 and 8 threads (the fused path splits the batch over every thread; its
+    draws sit at places fixed by example, cycle, row block and column), and repeated calls draw anew."""
     cell = ReRAM(prog_sigma_frac=0.05, read_sigma_frac=0.05)
     rng = np.random.default_rng(5)
     W, x = _operands(rng, "offset", 8, 8, False, 6, 40, 200)      # batch >= 64: the threaded path
-    spec = CrossbarSpec(rows=16, cols=32, cell=cell, signed="offset", readout=SarADC(bits=6), adc_range="full",
+    spec = CrossbarSpec(rows=16, cols=32, cell=cell, signed="offset", readout=readout, adc_range="full",
                         batch_chunk=128)
-    y_threads = Crossbar(W, spec, seed=11)(x)
-    assert not np.array_equal(y_threads, Crossbar(W, spec, seed=12)(x))
-    one = ThreadPoolExecutor(max_workers=1)
-    monkeypatch.setattr(crossbar_cpu, "_pool", lambda: one)
-    y_serial = Crossbar(W, spec, seed=11)(x)
-    one.shutdown()
-    assert np.array_equal(y_threads, y_serial)
+    runs = {}
+    for n in (1, 2, 3, 8):
+        monkeypatch.setenv("CIMSIM_THREADS", str(n))
+        xb = Crossbar(W, spec, seed=11)
+        runs[n] = (xb(x), xb(x))
+    for n in (2, 3, 8):
+        assert np.array_equal(runs[n][0], runs[1][0]) and np.array_equal(runs[n][1], runs[1][1]), n
+    assert not np.array_equal(runs[1][0], runs[1][1])                 # a second call draws new noise
+    assert not np.array_equal(runs[1][0], Crossbar(W, spec, seed=12)(x))
+    # a batch read in two calls is not the same draws as one call (each call its own stream) ...
+    monkeypatch.setenv("CIMSIM_THREADS", "2")
+    xb = Crossbar(W, spec, seed=11)
+    assert np.array_equal(xb(x), runs[1][0])                          # ... but the first call is the first call
