@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cimsim.blas import one_thread
 from cimsim.crossbar import Crossbar
 from cimsim.errors import ConfigError
 from cimsim.ledger import EventLedger
@@ -187,7 +188,7 @@ class MappedLayer(nn.Module):
         self.mode = "analog"
         q, scale = quantize_weights(source.weight, arch.weight_bits)
         self.w_int = q.reshape(q.shape[0], -1)          # (O, C_in/groups * k)
-        self.w_exact = self.w_int.astype(np.float64)    # integers below 2**53: float64 products are exact
+        self.w_exact_t = np.ascontiguousarray(self.w_int.T, dtype=np.float64)   # (K, O); sums < 2**53: exact
         self.w_scale = scale
         self.bias = None if source.bias is None else source.bias.detach().double().numpy().copy()
         self.crossbars: list[Crossbar] = []
@@ -242,7 +243,7 @@ class MappedLayer(nn.Module):
         out = np.empty((patches.shape[0], self.w_int.shape[0]))
         for g in range(G):
             out[:, g * og:(g + 1) * og] = (patches[:, g * K:(g + 1) * K].astype(np.float64)
-                                           @ self.w_exact[g * og:(g + 1) * og].T)
+                                           @ self.w_exact_t[:, g * og:(g + 1) * og])
         return out
 
     def integer_product(self, patches: np.ndarray) -> np.ndarray:
@@ -280,7 +281,8 @@ class MappedLayer(nn.Module):
         ints = patches.numpy().astype(np.int64)
         acc = self.integer_product(ints)
         if self.mode == "analog":
-            self.record_error(acc, self.exact_product(ints))
+            with one_thread():   # a small GEMM per batch: one BLAS thread is several times cheaper (cimsim.blas)
+                self.record_error(acc, self.exact_product(ints))
         y = acc * (self.plan.input_scale * self.w_scale)[None, :]
         if self.bias is not None:
             y = y + self.bias[None, :]
