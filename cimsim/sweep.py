@@ -236,7 +236,8 @@ def evaluate_point(point: Point, settings: Settings) -> Report:
         reference, checkpoint = {}, settings.checkpoint
     loader = data.loader("test", batch_size=settings.batch_size, limit=settings.limit)
     calibration = data.loader("train", batch_size=settings.batch_size, limit=settings.calibration, shuffle=False)
-    config = {"model": meta["model"], "dataset": data.name, "checkpoint": checkpoint,
+    config = {"model": meta["model"], "dataset": data.name,
+              **({"checkpoint": checkpoint} if checkpoint else {}),   # else the loaded model's own record
               "checkpoint_test_accuracy": meta.get("test_accuracy"), "limit": settings.limit,
               "batch_size": settings.batch_size, "calibration": settings.calibration, "seed": point.seed,
               "data_source": data.source, "sweep_point": point.to_dict()}
