@@ -48,6 +48,7 @@ from cimsim.crossbar import Crossbar
 from cimsim.errors import ConfigError
 from cimsim.ledger import EventLedger
 from cimsim.mappers import qat
+from cimsim.mappers.layer_quality import CLIPPED_EVENT, add_layer_quality
 from cimsim.mappers.profile import profile
 from cimsim.progress import progress as progress_bar
 from cimsim.provenance import describe
@@ -63,9 +64,6 @@ ACTIVATION_PERCENTILE = qat.ACTIVATION_PERCENTILE
 # our choice: at most this many input vectors per layer calibrate the ADC ranges (a uniform sample)
 ADC_CALIBRATION_ROWS = 16384
 MODES = ("analog", "digital", "float")
-# the engine's ledger event counting ADC conversions that clipped (added by the event vocabulary); where a
-# layer's ledger has it, the report gives that layer's clipping rate (clipped / conversions)
-CLIPPED_EVENT = "clipped_conversions"
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -383,27 +381,22 @@ class MappedModel(nn.Module):
         layers = []
         order = [n for n in self.kinds if n in ledger.layers()]          # execution order (the profile's)
         order += [n for n in ledger.layers() if n not in order]
-        clipping = any(CLIPPED_EVENT in ledger.layer(n) for n in order)
         for name in order:
             ev = ledger.layer(name)
             row = {"name": name, "kind": self.kinds.get(name, ""),
                    "energy_j": costs["energy_j"].get(name, 0.0), "latency_s": costs["latency_s"].get(name, 0.0)}
             if name in plans:
                 p = plans[name]
-                conversions = sum(v for k, v in ev.items() if "_conversion" in k and k != CLIPPED_EVENT)
                 row.update({"macs": p.positions * p.in_features * p.out_features, "arrays": p.arrays,
-                            "copies": costs.get("copies", {}).get(name, 1), "conversions": conversions,
-                            "rel_error": self.mapped_layers[name].rel_error()})
-                if clipping:
-                    row["clip_rate"] = ev.get(CLIPPED_EVENT, 0.0) / conversions if conversions else math.nan
+                            "copies": costs.get("copies", {}).get(name, 1),
+                            "conversions": sum(v for k, v in ev.items()
+                                               if "_conversion" in k and k != CLIPPED_EVENT)})
             else:   # every row has the same columns (the HDF5 layer table is one record array)
-                row.update({"macs": ev.get("mac", 0), "arrays": 0, "copies": 0, "conversions": 0,
-                            "rel_error": math.nan, **({"clip_rate": math.nan} if clipping else {})})
+                row.update({"macs": ev.get("mac", 0), "arrays": 0, "copies": 0, "conversions": 0})
             layers.append(row)
         energy = sum(r["energy_j"] for r in layers)
         latency = sum(r["latency_s"] for r in layers)
-        cfg = {**describe(self.model, loader, model_name=model_name or self.model_name, dataset=dataset),
-               "arch": self.arch.name, "arch_params": self.arch.params(), "seed": self.seed,
+        cfg = {"arch": self.arch.name, "arch_params": self.arch.params(), "seed": self.seed,
                "backend": self.backend, "device": self.device, "digital_reference": self.reference_note,
                **(config or {}),
                "mapped_layers": {n: {"kind": p.kind, "in_features": p.in_features, "out_features": p.out_features,
@@ -414,10 +407,13 @@ class MappedModel(nn.Module):
                "calibration": self.calibration_info,
                "events_per_inference": ledger.totals(), **costs.get("config", {}),
                "wall_seconds": round(time.perf_counter() - started, 3)}
-        return Report(accuracy=correct / total, digital_accuracy=ref_correct / total, energy_j=energy,
-                      latency_s=latency, throughput_inf_per_s=costs["throughput_inf_per_s"],
-                      area_m2=costs["area_m2"], layers=layers, components=costs["components"], config=cfg,
-                      n_examples=total)
+        report = Report(accuracy=correct / total, digital_accuracy=ref_correct / total, energy_j=energy,
+                        latency_s=latency, throughput_inf_per_s=costs["throughput_inf_per_s"],
+                        area_m2=costs["area_m2"], layers=layers, components=costs["components"], config=cfg,
+                        n_examples=total)
+        names = describe(self.model, loader, model_name=model_name or self.model_name, dataset=dataset)
+        report.config = {**names, **report.config}   # what config gives wins
+        return add_layer_quality(report, {n: l.rel_error() for n, l in self.mapped_layers.items()}, ledger)
 
 
 # ------------------------------------------------------------------------------------------------ map()

@@ -45,10 +45,12 @@ def evaluate_reference(model: nn.Module, loader, spec, progress: bool | None = N
                        "energy_j": costs["energy_j"][name], "latency_s": costs["latency_s"][name]})
     energy = sum(costs["energy_j"].values())
     latency = sum(costs["latency_s"].values())
-    cfg = {**describe(model, loader), "arch": spec.name, "arch_params": spec.params(), **(config or {}),
+    cfg = {"arch": spec.name, "arch_params": spec.params(), **(config or {}),
            "events_per_inference": prof.ledger.totals(), "uncosted_layers": prof.uncosted,
            "input_shape": list(first.shape[1:]), "wall_seconds": round(time.perf_counter() - started, 3)}
-    return Report(accuracy=acc, digital_accuracy=acc, energy_j=energy, latency_s=latency,
-                  throughput_inf_per_s=1.0 / latency if latency > 0 else float("inf"),
-                  area_m2=costs["area_m2"], layers=layers, components=costs["components"], config=cfg,
-                  n_examples=n)
+    report = Report(accuracy=acc, digital_accuracy=acc, energy_j=energy, latency_s=latency,
+                    throughput_inf_per_s=1.0 / latency if latency > 0 else float("inf"),
+                    area_m2=costs["area_m2"], layers=layers, components=costs["components"], config=cfg,
+                    n_examples=n)
+    report.config = {**describe(model, loader), **report.config}   # the network's and data's names (provenance)
+    return report

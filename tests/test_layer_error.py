@@ -11,7 +11,8 @@ from torch import nn
 
 import cimsim
 from cimsim.ledger import EventLedger
-from cimsim.mappers.mapper import CLIPPED_EVENT, MappedModel
+from cimsim.mappers.layer_quality import CLIPPED_EVENT
+from cimsim.mappers.mapper import MappedModel
 from cimsim.report import Report
 
 
