@@ -36,7 +36,7 @@ from cimsim.arch.base import Component, register
 from cimsim.arch.params import param
 from cimsim.arch.tiled import TiledChip
 from cimsim.cost import EventCost, LayerPlan
-from cimsim.crossbar import CrossbarSpec
+from cimsim.spec import CrossbarSpec
 from cimsim.devices.converters import SenseAmp, TernaryReadout
 from cimsim.devices.technology import area_scale, energy_scale
 

@@ -30,7 +30,7 @@ from cimsim.arch.base import Component, register
 from cimsim.arch.params import component, param
 from cimsim.arch.tiled import T6, TiledChip
 from cimsim.cost import EventCost, LayerPlan
-from cimsim.crossbar import CrossbarSpec
+from cimsim.spec import CrossbarSpec
 from cimsim.devices.converters import SarADC
 from cimsim.devices.peripherals import SampleHold, ShiftAdd
 

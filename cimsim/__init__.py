@@ -42,7 +42,7 @@ _LAZY = {
     "Report": ("cimsim.report", "Report"),
     "EventLedger": ("cimsim.ledger", "EventLedger"),
     "Crossbar": ("cimsim.crossbar", "Crossbar"),
-    "CrossbarSpec": ("cimsim.crossbar", "CrossbarSpec"),
+    "CrossbarSpec": ("cimsim.spec", "CrossbarSpec"),
     "map": ("cimsim.mappers.mapper", "map_model"),
     "arch": ("cimsim.arch", None),
     "devices": ("cimsim.devices", None),

@@ -120,7 +120,7 @@ def rollup(ledger: EventLedger, events: Mapping[str, EventCost], leakage_w: Mapp
                 row = cross.setdefault(layer, {})
                 row[comp] = row.get(comp, 0.0) + e
                 leak[comp] = leak.get(comp, 0.0) + e
-    per_layer = {l: sum(row.values()) for l, row in cross.items()}
+    per_layer = {l: float(sum(row.values())) for l, row in cross.items()}
     per_component: dict[str, float] = {}
     for row in cross.values():
         for comp, e in row.items():

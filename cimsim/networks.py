@@ -21,6 +21,7 @@ from torch import nn
 from cimsim.errors import CheckpointError, ConfigError
 from cimsim.mappers import qat
 from cimsim.mappers.mapper import _replace
+from cimsim.provenance import tag_model
 from cimsim.workloads import datasets, train, zoo
 
 
@@ -92,7 +93,7 @@ def load_psq_checkpoint(path) -> tuple[nn.Module, dict]:
     except Exception as exc:
         raise CheckpointError(f"PSQ checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); "
                               "delete it and re-create it with 'cimsim finetune'") from None
-    return model.eval(), meta
+    return tag_model(model.eval(), train.checkpoint_info(path, meta)), meta
 
 
 def load_any_checkpoint(path) -> tuple[nn.Module, dict]:
@@ -151,10 +152,12 @@ def finetune_command(model: str, dataset: str, arch: str = "hcim", overrides: di
 
 
 def find_psq_checkpoint(model: str, dataset: str, cfg: qat.PSQConfig, command: str | None = None) -> Path:
-    """The PSQ checkpoint for (model, dataset, cfg): the user's directory first, then the shipped ones."""
+    """The PSQ checkpoint for (model, dataset, cfg): the user's directory first, then the shipped ones (a user
+    checkpoint that shadows a shipped one is announced, as by :func:`cimsim.workloads.train.find_checkpoint`)."""
     name = psq_checkpoint_name(model, dataset, cfg)
     for d in (train.user_dir(), train.SHIPPED_DIR):
         if (d / name).is_file():
+            train.warn_if_shadowing(d / name)
             return d / name
     cmd = command or finetune_command(zoo.canonical_name(model), datasets.canonical_name(dataset))
     raise CheckpointError(f"no PSQ fine-tuned checkpoint {name} for this architecture; make it with '{cmd}'")

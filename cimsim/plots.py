@@ -1,6 +1,7 @@
 """Figures from results files (``cimsim plot FILE``).
 
-A report file (``cimsim run --out``) draws energy and latency per layer and energy per component; a sweep
+A report file (``cimsim run --out``) draws energy and latency per layer, each mapped layer's output error
+against its exact integer product, and energy per component (:func:`report_figure`); a sweep
 file (``cimsim sweep --out``) draws accuracy and energy per inference against ADC bits, one line per
 architecture; an on-chip learning run (``cimsim onchip --out``, root attribute ``format`` =
 ``cimsim.onchip``) draws its learning curves (train and test accuracy per epoch beside the
@@ -9,10 +10,11 @@ floating-point run) and the cumulative learning energy.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from cimsim.errors import CimsimError
-from cimsim.report import FORMAT as REPORT_FORMAT, Report, ReportFileError
+from cimsim.report import FORMAT as REPORT_FORMAT, Report, ReportFileError, fmt_si, si_prefix
 from cimsim import sweepfile
 from cimsim.plots_sweep import plot_sweep, sweep_figure, tradeoff_figure  # noqa: F401 (the figures' home)
 
@@ -31,37 +33,103 @@ def _file_format(path: Path) -> str:
         raise ReportFileError(f"{path} is not an HDF5 file; give a file written by 'cimsim run --out'") from None
 
 
-def plot_report(report: Report, output: str | Path) -> Path:
+def layer_label(row: dict) -> str:
+    """A layer's name with its type, as the report charts label it: 'features.0 (Conv2d)'."""
+    kind = row.get("kind")
+    return f"{row.get('name', '')} ({kind})" if kind else str(row.get("name", ""))
+
+
+def _scaled(values: list[float], unit: str) -> tuple[list[float], str]:
+    """``values`` in the SI unit that suits their largest one, and that unit: ([1.5, 30.0], 'nJ')."""
+    top = max((abs(v) for v in values), default=0.0)
+    scale, prefix = si_prefix(top) if top > 0 else (1.0, "")
+    return [v / scale for v in values], f"{prefix}{unit}"
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def report_figure(report: Report):
+    """The figure of one report: energy and latency by layer (each bar labelled with the layer's type), each
+    mapped layer's output error against its exact integer product (and, where the run counted them, the share of
+    ADC conversions that clipped), and energy by component on a log scale with each component's share written
+    beside its bar, so that small components stay readable beside a dominant ADC. Returns the Figure."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [r["name"] for r in report.layers]
-    energy = [r["energy_j"] * 1e9 for r in report.layers]
-    latency = [r["latency_s"] * 1e6 for r in report.layers]
+    rows = report.layers
+    labels = [layer_label(r) for r in rows]
+    errors = [r.get("rel_error") for r in rows]
+    clips = [r.get("clip_rate") for r in rows]
+    has_error = any(_finite(e) for e in errors)
+    panels = ["energy", "latency", *(["error"] if has_error else []), "components"]
+    ratios = {"energy": 2, "latency": 2, "error": 2, "components": 2.2}
     c = report.config
-    fig, axes = plt.subplots(1, 3, figsize=(15, max(3.5, 0.28 * len(names) + 1.5)),
-                             gridspec_kw={"width_ratios": [2, 2, 1.4]})
-    ypos = range(len(names))
-    axes[0].barh(ypos, energy, color="tab:blue")
-    axes[0].set_yticks(list(ypos), names, fontsize=8)
-    axes[0].invert_yaxis()
-    axes[0].set_xlabel("energy per inference (nJ)")
-    axes[0].set_title("energy by layer")
-    axes[1].barh(ypos, latency, color="tab:orange")
-    axes[1].set_yticks(list(ypos), [""] * len(names))
-    axes[1].invert_yaxis()
-    axes[1].set_xlabel("latency per inference (us)")
-    axes[1].set_title("latency by layer")
-    comps = sorted(report.components.items(), key=lambda kv: -kv[1])
-    axes[2].bar([k for k, _ in comps], [v * 1e9 for _, v in comps], color="tab:green")
-    axes[2].set_ylabel("energy per inference (nJ)")
-    axes[2].set_title("energy by component")
-    axes[2].tick_params(axis="x", rotation=45)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), max(3.8, 0.3 * len(rows) + 1.8)),
+                             gridspec_kw={"width_ratios": [ratios[p] for p in panels]})
+    ax = dict(zip(panels, axes))
+    ypos = list(range(len(rows)))
+    for key, panel, color, unit in (("energy_j", "energy", "tab:blue", "J"), ("latency_s", "latency", "tab:orange", "s")):
+        values, scaled_unit = _scaled([r.get(key, 0.0) for r in rows], unit)
+        ax[panel].barh(ypos, values, color=color)
+        ax[panel].set_xlabel(f"{panel} per inference ({scaled_unit})")
+        ax[panel].set_title(f"{panel} by layer")
+    ax["energy"].set_yticks(ypos, labels, fontsize=8)
+    for panel in panels[1:-1]:
+        ax[panel].set_yticks(ypos, [""] * len(rows))
+    for panel in panels[:-1]:
+        ax[panel].set_ylim(len(rows) - 0.5, -0.5)   # first layer on top
+    if has_error:
+        e = ax["error"]
+        shown = [100 * x if _finite(x) and x > 0 else 0.0 for x in errors]
+        e.barh(ypos, shown, color="tab:red", height=0.4 if any(_finite(x) for x in clips) else 0.8,
+               label="output error (RMS, % of the exact product)")
+        if any(_finite(x) for x in clips):
+            e.barh([y + 0.4 for y in ypos], [100 * x if _finite(x) and x > 0 else 0.0 for x in clips], height=0.4,
+                   color="tab:purple", label="ADC conversions clipped (%)")
+            e.legend(fontsize=7, loc="lower right")
+        for y, x in zip(ypos, errors):
+            if _finite(x) and x == 0:
+                e.text(0.02, y, "exact", transform=e.get_yaxis_transform(), va="center", fontsize=7)
+        positive = [v for v in shown if v > 0]
+        if positive:   # whole decades, from below the smallest error to at least 100 %
+            from matplotlib.ticker import NullFormatter
+
+            e.set_xscale("log")
+            e.set_xlim(10.0 ** math.floor(math.log10(min(positive)) - 0.5),
+                       10.0 ** max(2, math.ceil(math.log10(max(positive)) + 0.3)))
+            e.xaxis.set_minor_formatter(NullFormatter())
+        e.set_xlabel("relative RMS error of the layer output (%)")
+        e.set_title("error against the exact integer layer")
+    comps = sorted(((k, v) for k, v in report.components.items() if v > 0), key=lambda kv: -kv[1])
+    cax = ax["components"]
+    if comps:
+        values, unit = _scaled([v for _, v in comps], "J")
+        cpos = list(range(len(comps)))
+        cax.barh(cpos, values, color="tab:green")
+        cax.set_yticks(cpos, [k for k, _ in comps], fontsize=8)
+        cax.set_ylim(len(comps) - 0.5, -0.5)
+        cax.set_xscale("log")
+        cax.set_xlim(min(values) / 3, max(values) * 30)   # room for the share labels
+        total = sum(v for _, v in comps)
+        for y, (v, (_, j)) in enumerate(zip(values, comps)):
+            cax.text(v * 1.15, y, f"{100 * j / total:.1f} %", va="center", fontsize=7)
+        cax.set_xlabel(f"energy per inference ({unit}, log scale)")
+    cax.set_title("energy by component (share of total)")
     fig.suptitle(f"{c.get('model', '?')} on {c.get('dataset', '?')}, {c.get('arch', '?')}: "
-                 f"accuracy {100 * report.accuracy:.2f}%, {report.energy_j * 1e6:.3g} uJ, "
-                 f"{report.latency_s * 1e6:.3g} us per inference")
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+                 f"accuracy {100 * report.accuracy:.2f}%, {fmt_si(report.energy_j, 'J')}, "
+                 f"{fmt_si(report.latency_s, 's')} per inference")
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    return fig
+
+
+def plot_report(report: Report, output: str | Path) -> Path:
+    """Draw :func:`report_figure` into ``output``."""
+    import matplotlib.pyplot as plt
+
+    fig = report_figure(report)
     output = Path(output)
     fig.savefig(output, dpi=120)
     plt.close(fig)

@@ -3,11 +3,13 @@
 A long run logged to a file, piped, or printing ``--json`` on stdout must still say what it is doing.
 :func:`progress` wraps an iterable (or counts by hand with ``update``): on a terminal it is a tqdm bar;
 elsewhere it writes one line when it starts, one every ``CIMSIM_PROGRESS_SECONDS`` (default 10 s) with
-how far it is and an estimate of the time left, and one when it ends. :func:`stage` does the same for a
-step without a count (mapping, calibration): a line when it starts and one with its duration when it
-ends. ``enabled=False`` silences both (the Python API's ``progress=False``); ``None`` means on.
+how far it is and an estimate of the time left, and one when it ends (``each=True``: a line after every
+item, for slow items such as the points of a sweep). :func:`stage` does the same for a step without a
+count (mapping, calibration): a line when it starts and one with its duration when it ends.
+``enabled=False`` silences both (the Python API's ``progress=False``); ``None`` means on.
 
-Lines look like ``cimsim: isaac simulate: 40/157 batches (25 %), 12 s, about 35 s left``.
+Lines look like ``cimsim: isaac simulate: 40/157 batches (25 %), 12 s, about 35 s left``; what the caller
+sets with ``set_postfix_str`` follows after a semicolon.
 """
 
 from __future__ import annotations
@@ -49,8 +51,10 @@ def fmt_duration(seconds: float) -> str:
 class _Lines:
     """The non-terminal progress: periodic plain lines (see the module docstring)."""
 
-    def __init__(self, iterable, desc: str, total: int | None, unit: str, stream: TextIO):
+    def __init__(self, iterable, desc: str, total: int | None, unit: str, stream: TextIO, each: bool = False):
         self.iterable, self.desc, self.total, self.unit, self.stream = iterable, desc, total, unit, stream
+        self.each = each
+        self.postfix = ""
         self.n = 0
         self.started = self.last = time.monotonic()
         self.closed = False
@@ -68,19 +72,22 @@ class _Lines:
         if self.total:
             left = elapsed / self.n * (self.total - self.n) if self.n else float("nan")
             eta = f", about {fmt_duration(left)} left" if self.n and self.n < self.total else ""
-            return (f"{self.desc}: {self.n}/{self.total} {self.unit} ({100 * self.n / self.total:.0f} %), "
+            line = (f"{self.desc}: {self.n}/{self.total} {self.unit} ({100 * self.n / self.total:.0f} %), "
                     f"{fmt_duration(elapsed)}{eta}")
-        return f"{self.desc}: {self.n} {self.unit}, {fmt_duration(elapsed)}"
+        else:
+            line = f"{self.desc}: {self.n} {self.unit}, {fmt_duration(elapsed)}"
+        return f"{line}; {self.postfix}" if self.postfix else line
 
     def update(self, n: int = 1) -> None:
         self.n += n
         now = time.monotonic()
-        if now - self.last >= interval_s():
+        if self.each or now - self.last >= interval_s():
             self.last = now
             self._say(self._line())
 
-    def set_postfix_str(self, text: str) -> None:   # tqdm's interface, for callers that annotate the bar
-        pass
+    def set_postfix_str(self, text: str) -> None:
+        """A note appended to the following lines (tqdm's interface)."""
+        self.postfix = str(text)
 
     def close(self) -> None:
         if not self.closed:
@@ -126,9 +133,10 @@ class _Silent:
 
 
 def progress(iterable: Iterable | None = None, *, desc: str, total: int | None = None, unit: str = "it",
-             enabled: bool | None = None, stream: TextIO | None = None):
+             enabled: bool | None = None, stream: TextIO | None = None, each: bool = False):
     """Iterate ``iterable`` (or, without one, call ``update(n)`` and ``close()``) while reporting progress on
-    ``stream`` (stderr). ``total`` defaults to ``len(iterable)`` where it has one."""
+    ``stream`` (stderr). ``total`` defaults to ``len(iterable)`` where it has one. ``each``: off a terminal, a
+    line after every item rather than every few seconds."""
     stream = stream if stream is not None else sys.stderr
     if total is None and iterable is not None:
         try:
@@ -141,7 +149,7 @@ def progress(iterable: Iterable | None = None, *, desc: str, total: int | None =
         from tqdm import tqdm
 
         return tqdm(iterable, desc=desc, total=total, unit=unit, file=stream, leave=False, dynamic_ncols=True)
-    return _Lines(iterable, desc, total, unit, stream)
+    return _Lines(iterable, desc, total, unit, stream, each=each)
 
 
 @contextlib.contextmanager

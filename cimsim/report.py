@@ -45,7 +45,10 @@ SCALARS: dict[str, tuple[str, str]] = {
     "area_m2": ("m^2", "chip area"),
     "n_examples": ("1", "number of examples evaluated"),
 }
-LAYER_UNITS = {"energy_j": "J per inference", "latency_s": "s per inference", "macs": "multiply-accumulates per inference"}
+LAYER_UNITS = {"energy_j": "J per inference", "latency_s": "s per inference", "macs": "multiply-accumulates per inference",
+               "rel_error": "1 (relative RMS error of the layer's output against the exact integer product of the "
+                            "same inputs; NaN for a layer not on crossbars)",
+               "clip_rate": "1 (ADC conversions that clipped / conversions; NaN for a layer not on crossbars)"}
 
 
 class ReportFileError(CimsimError):
@@ -96,7 +99,7 @@ class Report:
         if missing:
             raise ReportFileError(f"report lacks {', '.join(sorted(missing))}")
         return cls(**{k: float(v) for k, v in known.items()},
-                   layers=[dict(r) for r in d.get("layers", [])],
+                   layers=_numeric_nulls([dict(r) for r in d.get("layers", [])]),
                    components={k: float(v) for k, v in d.get("components", {}).items()},
                    config=dict(d.get("config", {})), n_examples=int(d.get("n_examples", 0)),
                    cimsim_version=d.get("cimsim_version", __version__), created=d.get("created", ""))
@@ -216,6 +219,14 @@ class Report:
         ref = c.get("digital_reference")
         if ref and ref != SELF_REFERENCE:
             lines.append(f"  digital reference     {ref}")
+        if "checkpoint" in c:
+            lines.append(f"  checkpoint            {checkpoint_line(c)}")
+        worst = self.worst_layer()
+        if worst is not None and worst["rel_error"] == 0:
+            lines.append("  largest layer error   none: every mapped layer's output equals its exact integer product")
+        elif worst is not None:
+            lines.append(f"  largest layer error   {worst['name']} ({worst.get('kind', '')}): {_error(worst['rel_error'])} "
+                         f"RMS of its output against the exact integer product (SNR {_snr(worst['rel_error'])})")
         lines.append(f"  energy / inference    {fmt_si(self.energy_j, 'J')}")
         lines.append(f"  latency / inference   {fmt_si(self.latency_s, 's')}   "
                      f"(throughput {self.throughput_inf_per_s:,.0f} inferences/s)")
@@ -223,17 +234,20 @@ class Report:
         if self.layers:
             lines.append("")
             extra = [k for k in ("macs",) if any(k in r for r in self.layers)]
-            header = ["layer", "kind", *extra, "energy", "share", "latency"]
+            quality = [k for k in ("rel_error", "clip_rate") if any(k in r for r in self.layers)]
+            titles = {"rel_error": "rel. error", "clip_rate": "clipped"}
+            header = ["layer", "kind", *extra, "energy", "share", "latency", *[titles[k] for k in quality]]
             rows = []
             for r in self.layers:
                 share = r.get("energy_j", 0.0) / self.energy_j if self.energy_j else 0.0
                 rows.append([str(r.get("name", "")), str(r.get("kind", "")),
                              *[f"{r.get(k, 0):,.0f}" for k in extra],
                              fmt_si(r.get("energy_j", 0.0), "J"), f"{100 * share:5.1f}%",
-                             fmt_si(r.get("latency_s", 0.0), "s")])
+                             fmt_si(r.get("latency_s", 0.0), "s"),
+                             *[_error(r.get("rel_error")) if k == "rel_error" else _rate(r.get(k)) for k in quality]])
             rows.append(["total", "", *[f"{sum(r.get(k, 0) for r in self.layers):,.0f}" for k in extra],
                          fmt_si(sum(r.get("energy_j", 0.0) for r in self.layers), "J"), "100.0%",
-                         fmt_si(sum(r.get("latency_s", 0.0) for r in self.layers), "s")])
+                         fmt_si(sum(r.get("latency_s", 0.0) for r in self.layers), "s"), *[""] * len(quality)])
             lines += _grid(header, rows)
         if self.components:
             lines.append("")
@@ -241,6 +255,12 @@ class Report:
                     for k, v in sorted(self.components.items(), key=lambda kv: -kv[1])]
             lines += _grid(["component", "energy", "share"], rows)
         return "\n".join(lines)
+
+    def worst_layer(self) -> dict[str, Any] | None:
+        """The layer row with the largest output error against its exact integer product (None when no layer
+        has one, e.g. on the digital reference)."""
+        rows = [r for r in self.layers if _finite_or_inf(r.get("rel_error"))]
+        return max(rows, key=lambda r: r["rel_error"]) if rows else None
 
     def __str__(self) -> str:
         return self.table()
@@ -307,11 +327,34 @@ def cost_report(arch, ledger, plans: dict, kinds: dict) -> Report:
                   area_m2=cost.area_m2, layers=layers, components=cost.energy_per_component, config=cfg)
 
 
+def checkpoint_line(config: dict[str, Any]) -> str:
+    """Which checkpoint a report's network came from, where it sits and the accuracy it recorded."""
+    path = config.get("checkpoint")
+    if not path:
+        return "none (a network given in Python, not loaded from a checkpoint)"
+    acc = config.get("checkpoint_test_accuracy")
+    recorded = "no recorded test accuracy" if acc is None else f"recorded test accuracy {100 * float(acc):.2f} %"
+    origin = {"shipped": "shipped with cimsim", "user": "yours, from the user checkpoint folder",
+              "file": "a file given"}.get(config.get("checkpoint_origin") or "", "")
+    shadows = config.get("checkpoint_shadows")
+    note = f"; it shadows the shipped {Path(shadows).name}" if shadows else ""
+    return f"{path} ({', '.join(x for x in (origin, recorded) if x)}{note})"
+
+
 # ---------------------------------------------------------------------------------------------------
 # helpers
 
 _PREFIXES = [(1e-15, "f"), (1e-12, "p"), (1e-9, "n"), (1e-6, "u"), (1e-3, "m"), (1.0, ""), (1e3, "k"), (1e6, "M"),
              (1e9, "G"), (1e12, "T"), (1e15, "P")]
+
+
+def si_prefix(magnitude: float) -> tuple[float, str]:
+    """The SI scale and prefix that show ``magnitude`` (> 0) between 1 and 1000: (1e-9, 'n') for 3e-8."""
+    scale, prefix = _PREFIXES[0]
+    for s, p in _PREFIXES:
+        if magnitude >= s:
+            scale, prefix = s, p
+    return scale, prefix
 
 
 def fmt_si(value: float, unit: str) -> str:
@@ -320,16 +363,45 @@ def fmt_si(value: float, unit: str) -> str:
         return f"{value} {unit}"
     if value == 0:
         return f"0 {unit}"
-    mag = abs(float(f"{value:.4g}"))  # round first, so 999.96e-9 J prints as 1 uJ, not 1000 nJ
-    scale, prefix = _PREFIXES[0]
-    for s, p in _PREFIXES:
-        if mag >= s:
-            scale, prefix = s, p
+    scale, prefix = si_prefix(abs(float(f"{value:.4g}")))  # round first: 999.96e-9 J prints as 1 uJ, not 1000 nJ
     return f"{value / scale:.4g} {prefix}{unit}"
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:6.2f} %"
+
+
+def _finite_or_inf(x) -> bool:
+    return isinstance(x, (int, float, np.number)) and not isinstance(x, bool) and not math.isnan(x)
+
+
+def _error(x) -> str:
+    """A relative error as a percentage ('exact' for 0, '-' where there is none)."""
+    if not _finite_or_inf(x):
+        return "-"
+    return "exact" if x == 0 else f"{100 * x:.3g} %"
+
+
+def _rate(x) -> str:
+    return f"{100 * x:.3g} %" if _finite_or_inf(x) else "-"
+
+
+def _snr(rel_error: float) -> str:
+    """Signal-to-error ratio of a relative RMS error: -20 log10(rel_error) dB."""
+    if rel_error == 0:
+        return "inf dB"
+    return "-inf dB" if math.isinf(rel_error) else f"{-20 * math.log10(rel_error):.1f} dB"
+
+
+def _numeric_nulls(layers: list[dict]) -> list[dict]:
+    """Nulls back to NaN in numeric layer columns (strict JSON writes NaN as null)."""
+    for col in _layer_columns(layers):
+        values = [r.get(col) for r in layers]
+        if any(v is None for v in values) and all(v is None or _finite_or_inf(v) for v in values):
+            for r in layers:
+                if r.get(col, 0) is None:
+                    r[col] = math.nan
+    return layers
 
 
 def _grid(header: list[str], rows: list[list[str]]) -> list[str]:

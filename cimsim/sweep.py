@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable
 from cimsim._version import __version__
 from cimsim.errors import CimsimError, ConfigError
 from cimsim.networks import load_model_and_data, reference_kwargs
+from cimsim.progress import progress as progress_bar
 from cimsim.report import Report
 from cimsim.sweepfile import Point, SweepFileError, aggregate
 from cimsim import sweepfile
@@ -274,6 +275,9 @@ def make_points(archs: Iterable[str], adc_bits: list[int] | None = None, seeds: 
 # evaluating one point
 
 _CONTEXT: dict[str, tuple] = {}  # settings -> (model, meta, data): one network in memory per process
+# whether a point evaluated in this process reports its own progress (run_sweep turns it on when the points
+# run here, one at a time, so a long point still shows its mapping and simulation going forward)
+_POINT_PROGRESS = {"enabled": False}
 
 
 def _settings_key(settings: Settings) -> str:
@@ -310,17 +314,19 @@ def evaluate_point(point: Point, settings: Settings) -> Report:
         if key not in _CONTEXT:
             m, mt, _, ck = load_model_and_data(settings.model, settings.dataset, settings.data_dir, None,
                                                arch=spec, overrides=arch_overrides(point.arch, settings.overrides))
-            _CONTEXT[key] = (m, mt, reference_kwargs(mt, ck))
-        model, meta, reference = _CONTEXT[key]
+            _CONTEXT[key] = (m, mt, reference_kwargs(mt, ck), str(ck))
+        model, meta, reference, checkpoint = _CONTEXT[key]
     else:
-        reference = {}
+        reference, checkpoint = {}, settings.checkpoint
     loader = data.loader("test", batch_size=settings.batch_size, limit=settings.limit)
     calibration = data.loader("train", batch_size=settings.batch_size, limit=settings.calibration, shuffle=False)
-    config = {"model": meta["model"], "dataset": data.name, "checkpoint": settings.checkpoint,
+    config = {"model": meta["model"], "dataset": data.name,
+              **({"checkpoint": checkpoint} if checkpoint else {}),   # else the loaded model's own record
               "checkpoint_test_accuracy": meta.get("test_accuracy"), "limit": settings.limit,
               "batch_size": settings.batch_size, "calibration": settings.calibration, "seed": point.seed,
               "data_source": data.source, "sweep_point": point.to_dict()}
-    return evaluate(model, spec, loader, calibration=calibration, seed=point.seed, progress=False,
+    return evaluate(model, spec, loader, calibration=calibration, seed=point.seed,
+                    progress=_POINT_PROGRESS["enabled"],
                     config=config, backend=settings.backend, device=settings.device, **reference)
 
 
@@ -402,10 +408,9 @@ def run_sweep(path: str | os.PathLike, points: list[Point], settings: Settings, 
     refused (SweepFileError naming what differs). ``on_point(point, report, from_file)`` is called for each
     point already in the file (``from_file=True``) and then for each as it finishes. ``workers > 1`` runs
     points in that many local processes; ``scheduler`` (an address) on a Dask cluster; ``executor`` on any
-    ``concurrent.futures`` executor you pass (left running).
+    ``concurrent.futures`` executor you pass (left running). Progress goes to stderr (``progress=False``
+    silences it): a line per finished point with how many are left and an estimate of the time left.
     """
-    from tqdm import tqdm
-
     path = Path(path)
     if not path.parent.is_dir():
         raise ConfigError(f"folder {path.parent} for --out does not exist; create it or choose another --out")
@@ -450,21 +455,22 @@ def run_sweep(path: str | os.PathLike, points: list[Point], settings: Settings, 
             return SweepPointError(f"point {point.key}: {exc} ({n} of {len(points)} points are in {path}; "
                                    "re-run the same command to resume)")
 
-        bar = tqdm(total=len(todo), desc="sweep", unit="point",
-                   disable=(not progress) if progress is not None else None)
+        bar = progress_bar(desc="sweep", total=len(todo), unit="points", enabled=progress, each=True)
         try:
             if todo and executor is None and scheduler is None and workers == 1:
+                _POINT_PROGRESS["enabled"] = progress is not False
                 for p in todo:
-                    bar.set_postfix_str(p.key)
                     try:
                         report = evaluate_point(p, settings)
                     except CimsimError as exc:
                         raise failed(p, exc) from None
                     finish(p, report)
+                    bar.set_postfix_str(f"{p.key} done")
                     bar.update()
             elif todo:
                 _run_parallel(todo, settings, evaluate_point, workers, executor, finish, failed, bar)
         finally:
+            _POINT_PROGRESS["enabled"] = False
             bar.close()
     return sweepfile.read_points(path, keys=set(keys))
 
@@ -494,7 +500,7 @@ def _run_parallel(todo, settings, evaluate_point, workers, executor, finish, fai
                         other.cancel()
                     raise failed(p, exc) from None
                 finish(p, report)
-                bar.set_postfix_str(p.key)
+                bar.set_postfix_str(f"{p.key} done")
                 bar.update()
     finally:
         if own:

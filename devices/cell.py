@@ -130,8 +130,8 @@ class IdealCell(MemoryCell):
 
     levels_step_s: float = param(1.0, "S", "exactness convention: one conductance unit per level", lo=0, lo_open=True)
     read_voltage_v: float = param(1.0, "V", "exactness convention: unit read voltage", lo=0, lo_open=True)
-    read_time_s: float = param(1e-8, "s", "10 ns read pulse (NeuroSim-style default, see ../shared/papers.md)",
-                               lo=0, lo_open=True)
+    read_time_s: float = param(1e-8, "s", "10 ns read pulse, as the ADC-less SNN paper's NeuroSim evaluation "
+                               "(arXiv 2211.02167; docs/references.md#adc-less-snn)", lo=0, lo_open=True)
     write_pulse_time_s: float = param(1e-8, "s", "same as the read pulse", lo=0, lo_open=True)
 
     @property

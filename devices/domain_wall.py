@@ -1,6 +1,6 @@
 """Spin-orbit-torque (SOT) driven domain-wall synapse with a finite number of pinning sites.
 
-The device of arXiv 1811.09966 (see ../shared/papers.md): a ferromagnetic track on a heavy-metal (HM)
+The device of arXiv 1811.09966 (docs/references.md#domain-wall-synapse): a ferromagnetic track on a heavy-metal (HM)
 layer; a write current through the HM exerts a spin-orbit torque that moves a domain wall along the
 track, and a magnetic tunnel junction on top reads a conductance set by the wall position. The numbers
 below are estimates (marked "(est.)" with their reasoning) unless a source says otherwise.
@@ -61,7 +61,7 @@ class DomainWallSynapse(MemoryCell):
     # --- states ---------------------------------------------------------------------------------------
     # (est.) 32 notches = 5-bit synapse; enough for SGD updates of a few-bit weight.
     n_states: int = param(32, "1", "(est.) 32 pinning sites (5-bit synapse); finite pinning positions = "
-                          "finite states, arXiv 1811.09966 via ../shared/papers.md", lo=2)
+                          "finite states, arXiv 1811.09966 (docs/references.md#domain-wall-synapse)", lo=2)
     # (est.) MTJ with R_P = 10 kOhm and TMR = 150 % (CoFeB/MgO junctions reach 100-200 % at room
     # temperature): G_P = 100 uS, G_AP = 1 / (2.5 * 10 kOhm) = 40 uS.
     g_p_s: float = param(1e-4, "S", "(est.) parallel-state MTJ conductance, R_P = 10 kOhm", lo=0, lo_open=True)
@@ -87,8 +87,8 @@ class DomainWallSynapse(MemoryCell):
     # --- reading ------------------------------------------------------------------------------------
     read_voltage_v: float = param(0.1, "V", "(est.) 0.1 V MTJ read bias, far below barrier breakdown; the "
                                   "read path bypasses the HM so it cannot move the wall", lo=0, lo_open=True)
-    read_time_s: float = param(1e-8, "s", "(est.) 10 ns read pulse (NeuroSim-style default, see "
-                               "../shared/papers.md)", lo=0, lo_open=True)
+    read_time_s: float = param(1e-8, "s", "(est.) 10 ns read pulse, as the ADC-less SNN paper's NeuroSim "
+                               "evaluation (arXiv 2211.02167; docs/references.md#adc-less-snn)", lo=0, lo_open=True)
     # (est.) MTJ read noise (shot + thermal) over 10 ns at 0.1 V: a few 0.1 % of G.
     read_noise_rel: float = param(2e-3, "1", "(est.) MTJ thermal + shot noise over a 10 ns read at 0.1 V, "
                                   "~0.2 % of G", lo=0)

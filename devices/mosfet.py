@@ -1,6 +1,6 @@
 """One conventional MOSFET as a synapse: conductance set by a gate voltage held on a capacitor.
 
-The device of arXiv 1907.00625 (see ../shared/papers.md): a single silicon MOSFET (no floating gate)
+The device of arXiv 1907.00625 (docs/references.md#mosfet-synapse): a single silicon MOSFET (no floating gate)
 whose gate node is a storage capacitor; a weight-update circuit charges or discharges that capacitor
 with current pulses, and the channel conductance read at a small drain-source voltage stores the weight.
 The numbers below are estimates (marked "(est.)" with their reasoning) unless a source says otherwise.
@@ -108,8 +108,8 @@ class MOSFETSynapse(MemoryCell):
     # G = 50 uS, V_DS = 50 mV that is ~0.26 % of G; 0.3 % rounds it up.
     read_noise_rel: float = param(3e-3, "1", "(est.) channel thermal noise sqrt(2kT G / t_read) / V_DS ~0.26 % "
                                   "of G at 50 uS, 50 mV, 10 ns", lo=0)
-    read_time_s: float = param(1e-8, "s", "(est.) 10 ns read pulse (NeuroSim-style default, see "
-                               "../shared/papers.md)", lo=0, lo_open=True)
+    read_time_s: float = param(1e-8, "s", "(est.) 10 ns read pulse, as the ADC-less SNN paper's NeuroSim "
+                               "evaluation (arXiv 2211.02167; docs/references.md#adc-less-snn)", lo=0, lo_open=True)
 
     def _check(self) -> None:
         name = type(self).__name__

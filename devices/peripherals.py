@@ -12,8 +12,8 @@ exposes the same five figures, in SI units:
 * ``leakage_w`` -- static power of one unit;
 * ``node_nm`` -- the technology node the numbers are for (no scaling happens here).
 
-Defaults (32 nm) come from ISAAC's component table (Shafiee et al., ISCA 2016, Table 6, as
-summarised in ../shared/papers.md). The table gives the power and area of a *group* of units at the
+Defaults (32 nm) come from ISAAC's component table (Shafiee et al., ISCA 2016, Table 6;
+docs/references.md#isaac). The table gives the power and area of a *group* of units at the
 load ISAAC runs them at; each class here models *one* unit, so ``power_w`` and ``area_m2`` are the
 table figure divided by the unit count, and the energy of one operation is derived, never typed in:
 
@@ -45,7 +45,8 @@ from cimsim.devices.base import param, validate_fields
 from cimsim.errors import ConfigError
 
 # --------------------------------------------------------------------------------------------------
-# ISAAC's pipeline (Shafiee et al., ISCA 2016; ../shared/papers.md), the basis of the operation rates
+# ISAAC's pipeline (Shafiee et al., ISCA 2016, sec. 4 and Table 6; docs/references.md#isaac), the basis of the
+# operation rates
 ISAAC_NODE_NM = 32
 ISAAC_CYCLE_S = 100e-9                 # crossbar read cycle
 ISAAC_XBAR_COLUMNS = 128               # 128x128 crossbars

@@ -2,10 +2,10 @@
 faults, log-time relaxation, and NeuroSim-style nonlinear, asymmetric pulse updates.
 
 Every law below is written out in :class:`ReRAM`'s docstring and in the method that implements it.
-Default values come from the ADC-less SNN paper's NeuroSim evaluation setup (arXiv 2211.02167, see
-``../shared/papers.md``) for the window and the read, from NeuroSim's example analog synapse
-(Ag:a-Si, Chen et al., IEEE TCAD 2018, and the MLP+NeuroSim ``RealDevice`` defaults) for the update
-law, and are marked ``(est.)`` where they are estimates.
+Default values come from the ADC-less SNN paper's NeuroSim evaluation setup (arXiv 2211.02167,
+docs/references.md#adc-less-snn) for the window and the read, from NeuroSim's example analog synapse
+(Ag:a-Si, Chen et al., IEEE TCAD 2018, and the MLP+NeuroSim ``RealDevice`` defaults;
+docs/references.md#neurosim) for the update law, and are marked ``(est.)`` where they are estimates.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from functools import lru_cache
 from typing import ClassVar
 
 import numpy as np
-from scipy.optimize import brentq
 
 from cimsim.devices.base import param
 from cimsim.devices.cell import MemoryCell
 from cimsim.errors import ConfigError
 
-ADCLESS = "ADC-less SNN, arXiv 2211.02167: NeuroSim evaluation setup (../shared/papers.md)"
-NEUROSIM = "NeuroSim, Chen et al., IEEE TCAD 2018: Ag:a-Si example synapse (MLP+NeuroSim RealDevice defaults)"
+ADCLESS = "ADC-less SNN, arXiv 2211.02167: NeuroSim evaluation setup (docs/references.md#adc-less-snn)"
+NEUROSIM = ("NeuroSim, Chen et al., IEEE TCAD 2018: Ag:a-Si example synapse (MLP+NeuroSim RealDevice defaults; "
+            "docs/references.md#neurosim)")
 
 # NeuroSim's nonlinearity label NL is tied to the shape of the normalised update curve: the largest
 # vertical gap between the curve y(x) (x = pulses / max_pulses, y = (G - G_min) / range) and the straight
@@ -60,6 +60,8 @@ def nl_efolds(nl: float) -> float:
     if target < 1e-6:
         k = 8.0 * target
     else:
+        from scipy.optimize import brentq   # scipy.optimize takes a second to import: only when needed
+
         k = brentq(lambda kk: _max_gap(kk) - target, 1e-6, 1e3, xtol=1e-14, rtol=1e-14, maxiter=200)
     return math.copysign(k, nl)
 
@@ -118,35 +120,37 @@ class ReRAM(MemoryCell):
 
     kind: ClassVar[str] = "reram"
 
-    # --- conductance window and read: the ADC-less SNN paper's NeuroSim setup (papers.md, "Evaluation setup")
-    # R_on = 6 kOhm (papers.md, arXiv 2211.02167 evaluation setup).
+    # --- conductance window and read: the ADC-less SNN paper's NeuroSim setup (docs/references.md#adc-less-snn)
+    # R_on = 6 kOhm (arXiv 2211.02167, evaluation setup).
     r_on_ohm: float = param(6e3, "Ohm", f"{ADCLESS}: R_on 6 kOhm", lo=0, lo_open=True,
                             doc="on-state resistance; g_max_s = 1 / r_on_ohm")
-    # on/off ratio 150 (papers.md, arXiv 2211.02167 evaluation setup).
+    # on/off ratio 150 (arXiv 2211.02167, evaluation setup).
     on_off_ratio: float = param(150.0, "1", f"{ADCLESS}: on/off ratio 150", lo=1, lo_open=True,
                                 doc="g_max_s / g_min_s")
-    # read voltage 0.5 V (papers.md, arXiv 2211.02167 evaluation setup).
+    # read voltage 0.5 V (arXiv 2211.02167, evaluation setup).
     read_voltage_v: float = param(0.5, "V", f"{ADCLESS}: read voltage 0.5 V", lo=0, lo_open=True)
-    # 10 ns read pulse (papers.md, arXiv 2211.02167 evaluation setup).
+    # 10 ns read pulse (arXiv 2211.02167, evaluation setup).
     read_time_s: float = param(10e-9, "s", f"{ADCLESS}: 10 ns read pulse", lo=0, lo_open=True)
 
     # --- programming and read noise (Gaussian, additive, fractions of the range)
     # 0: the NeuroSim setup the ADC-less paper evaluates with models no device variation (NeuroSim's
     # defaults: read noise off, sigma 0); the engine benchmark sets 5 % programming / 2 % read noise.
     prog_sigma_frac: float = param(0.0, "1", "NeuroSim default (no programming variation), as in the ADC-less "
-                                   "SNN evaluation; the engine benchmark uses 0.05", lo=0, hi=1,
+                                   "SNN evaluation (docs/references.md#adc-less-snn); the engine benchmark uses "
+                                   "0.05", lo=0, hi=1,
                                    doc="std of programming noise / (g_max - g_min)")
     # 0: NeuroSim's RealDevice defaults have readNoise = false, sigmaReadNoise = 0.
     read_sigma_frac: float = param(0.0, "1", "NeuroSim default (read noise off), as in the ADC-less SNN "
-                                   "evaluation; the engine benchmark uses 0.02", lo=0, hi=1,
+                                   "evaluation (docs/references.md#adc-less-snn); the engine benchmark uses 0.02",
+                                   lo=0, hi=1,
                                    doc="std of one read / (g_max - g_min)")
 
     # --- stuck-at faults, drawn once at programming
-    # 0: the evaluation setups of the seed papers assume fault-free arrays (papers.md); set per study.
-    p_stuck_off: float = param(0.0, "1", "fault-free arrays as in the seed papers' evaluations (papers.md)",
-                               lo=0, hi=1, doc="probability a cell is stuck at g_min")
-    p_stuck_on: float = param(0.0, "1", "fault-free arrays as in the seed papers' evaluations (papers.md)",
-                              lo=0, hi=1, doc="probability a cell is stuck at g_max")
+    # 0: the ADC-less SNN paper's NeuroSim evaluation assumes fault-free arrays; set per study.
+    p_stuck_off: float = param(0.0, "1", "fault-free arrays, as the ADC-less SNN paper's NeuroSim evaluation "
+                               "(docs/references.md#adc-less-snn)", lo=0, hi=1, doc="probability a cell is stuck at g_min")
+    p_stuck_on: float = param(0.0, "1", "fault-free arrays, as the ADC-less SNN paper's NeuroSim evaluation "
+                              "(docs/references.md#adc-less-snn)", lo=0, hi=1, doc="probability a cell is stuck at g_max")
 
     # --- relaxation after programming: std = relax_sigma_frac * range * log10(1 + t / relax_t0_s)
     # (est.): HfOx RRAM conductance distributions broaden roughly linearly in log time after programming

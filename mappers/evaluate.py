@@ -33,7 +33,8 @@ def evaluate(model: nn.Module, arch, loader, *, calibration=None, seed: int = 0,
     from cimsim.mappers.mapper import map_model
 
     mapped = map_model(model, arch, calibration if calibration is not None else loader, seed=seed,
-                       backend=backend, device=device, reference=reference, reference_note=reference_note)
+                       backend=backend, device=device, reference=reference, reference_note=reference_note,
+                       progress=progress)
     cfg = dict(config or {})
     if calibration is None:
         cfg["calibration_source"] = "first batches of the evaluation loader (no calibration loader given)"

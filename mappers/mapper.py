@@ -22,11 +22,18 @@ What the mapper does, in order:
 A :class:`MappedLayer` computes ``y = s_x * s_w[o] * (x_int @ W_int.T) + bias`` where ``x_int @ W_int.T``
 comes from the crossbars. ``mapped.set_mode("digital")`` swaps the crossbars for exact integer
 arithmetic: the quantized digital model, which an ideal device with a lossless readout matches bit for bit.
+
+In analog mode every mapped layer also computes the exact integer product of the same inputs (one more
+product per layer) and accumulates the error of its output against it: the report's per-layer relative
+RMS error, ``rel_error = ||s (A - D)|| / ||s D||`` over every output of the run, where ``A`` is the
+crossbars' result, ``D`` the exact one and ``s = s_x * s_w[o]`` the layer's output scale. It isolates each
+layer's own error (its inputs are the same for both), so it shows which layer breaks at low ADC bits.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 import warnings
 
@@ -36,12 +43,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from cimsim.arch.base import Architecture
+from cimsim.blas import one_thread
 from cimsim.cost import LayerPlan
 from cimsim.crossbar import Crossbar
 from cimsim.errors import ConfigError
 from cimsim.ledger import EventLedger
 from cimsim.mappers import qat
+from cimsim.mappers.layer_quality import add_layer_quality
 from cimsim.mappers.profile import profile
+from cimsim.progress import progress as progress_bar
+from cimsim.provenance import describe
 from cimsim.report import SELF_REFERENCE, Report, cost_report
 
 MAPPED_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -159,10 +170,13 @@ class MappedLayer(nn.Module):
         self.mode = "analog"
         q, scale = quantize_weights(source.weight, arch.weight_bits)
         self.w_int = q.reshape(q.shape[0], -1)          # (O, C_in/groups * k)
+        self.w_exact_t = np.ascontiguousarray(self.w_int.T, dtype=np.float64)   # (K, O); sums < 2**53: exact
         self.w_scale = scale
         self.bias = None if source.bias is None else source.bias.detach().double().numpy().copy()
         self.crossbars: list[Crossbar] = []
         self.positions_seen = 0
+        self.error_sq = 0.0       # sum of (s * (analog - exact))**2 over the outputs since the last reset
+        self.reference_sq = 0.0   # sum of (s * exact)**2
 
     # geometry ----------------------------------------------------------------
     def _patches(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple]:
@@ -204,19 +218,41 @@ class MappedLayer(nn.Module):
         return torch.clamp(torch.round(x.double() / p.input_scale), lo, hi)
 
     # forward -----------------------------------------------------------------
+    def exact_product(self, patches: np.ndarray) -> np.ndarray:
+        """patches (rows, groups * K) int -> (rows, O) float64: the exact integer product (the digital layer)."""
+        G, K = self.plan.groups, self.plan.in_features
+        og = self.w_int.shape[0] // G
+        out = np.empty((patches.shape[0], self.w_int.shape[0]))
+        for g in range(G):
+            out[:, g * og:(g + 1) * og] = (patches[:, g * K:(g + 1) * K].astype(np.float64)
+                                           @ self.w_exact_t[:, g * og:(g + 1) * og])
+        return out
+
     def integer_product(self, patches: np.ndarray) -> np.ndarray:
         """patches (rows, groups * K) int -> (rows, O) float64 integer units, by crossbar or exactly."""
+        if self.mode == "digital":
+            return self.exact_product(patches)
         G, K = self.plan.groups, self.plan.in_features
-        O = self.w_int.shape[0]
-        og = O // G
-        out = np.empty((patches.shape[0], O))
+        og = self.w_int.shape[0] // G
+        out = np.empty((patches.shape[0], self.w_int.shape[0]))
         for g in range(G):
-            xg = patches[:, g * K:(g + 1) * K]
-            if self.mode == "digital":
-                out[:, g * og:(g + 1) * og] = xg.astype(np.float64) @ self.w_int[g * og:(g + 1) * og].T.astype(np.float64)
-            else:
-                out[:, g * og:(g + 1) * og] = self.crossbars[g](xg)
+            out[:, g * og:(g + 1) * og] = self.crossbars[g](patches[:, g * K:(g + 1) * K])
         return out
+
+    def record_error(self, analog: np.ndarray, exact: np.ndarray) -> None:
+        """Add one batch's output error against the exact product to the layer's totals (see the module doc)."""
+        scale = (self.plan.input_scale * self.w_scale)[None, :]
+        self.error_sq += float(np.square((analog - exact) * scale).sum())
+        self.reference_sq += float(np.square(exact * scale).sum())
+
+    def rel_error(self) -> float:
+        """Relative RMS error of the outputs since the last reset against the exact integer product (NaN
+        before any analog output; 0 when every output was exact)."""
+        if self.reference_sq > 0:
+            return math.sqrt(self.error_sq / self.reference_sq)
+        if self.error_sq > 0:
+            return math.inf
+        return 0.0 if self.positions_seen else math.nan
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "float":
@@ -224,7 +260,11 @@ class MappedLayer(nn.Module):
         dtype = x.dtype
         xq = self.quantize_input(x)
         patches, shape = self._patches(xq)
-        acc = self.integer_product(patches.numpy().astype(np.int64))
+        ints = patches.numpy().astype(np.int64)
+        acc = self.integer_product(ints)
+        if self.mode == "analog":
+            with one_thread():   # a small GEMM per batch: one BLAS thread is several times cheaper (cimsim.blas)
+                self.record_error(acc, self.exact_product(ints))
         y = acc * (self.plan.input_scale * self.w_scale)[None, :]
         if self.bias is not None:
             y = y + self.bias[None, :]
@@ -251,9 +291,10 @@ class MappedModel(nn.Module):
     def __init__(self, model: nn.Module, reference: nn.Module, arch, layers: dict[str, MappedLayer],
                  digital_events: EventLedger, kinds: dict[str, str], kept_digital: dict[str, str],
                  folded: list, calibration_info: dict, seed: int, backend: str, device: str,
-                 reference_note: str = SELF_REFERENCE):
+                 reference_note: str = SELF_REFERENCE, model_name: str | None = None):
         super().__init__()
         self.model = model
+        self.model_name = model_name           # the name reports give the network (None: from its checkpoint)
         self.arch = arch
         self.mapped_layers = layers            # name -> MappedLayer (also reachable inside self.model)
         self._reference = [reference]          # float model (a list: not registered as a sub-module)
@@ -285,8 +326,10 @@ class MappedModel(nn.Module):
             return self.model(x)
 
     def reset_events(self) -> None:
+        """Forget the events and the per-layer output errors counted so far."""
         for layer in self.mapped_layers.values():
             layer.positions_seen = 0
+            layer.error_sq = layer.reference_sq = 0.0
             for xb in layer.crossbars:
                 xb.ledger = EventLedger()
 
@@ -294,18 +337,22 @@ class MappedModel(nn.Module):
         """Everything the crossbars did since the last reset, by layer."""
         return EventLedger.merge(xb.ledger for layer in self.mapped_layers.values() for xb in layer.crossbars)
 
-    def evaluate(self, loader, progress: bool | None = None, config: dict | None = None) -> Report:
-        """Accuracy, the digital reference accuracy, energy, latency, throughput and area over ``loader``."""
-        from tqdm import tqdm
+    def evaluate(self, loader, progress: bool | None = None, config: dict | None = None, *,
+                 model_name: str | None = None, dataset: str | None = None) -> Report:
+        """Accuracy, the digital reference accuracy, energy, latency, throughput and area over ``loader``,
+        and each mapped layer's output error against its exact integer product.
 
+        The report names the network (``model_name``, else the one given to :func:`map_model`, else its
+        checkpoint's, else its class), the data (``dataset``, else the loader's dataset name) and the checkpoint
+        the network was loaded from (:mod:`cimsim.provenance`); ``config`` adds to or overrides those keys.
+        ``progress=False`` silences the progress report on stderr."""
         started = time.perf_counter()
         self.reset_events()
         self.eval()
         self.reference.eval()
         correct = ref_correct = total = 0
         with torch.no_grad():
-            for x, y in tqdm(loader, desc=f"{self.arch.name} simulate", unit="batch",
-                             disable=(not progress) if progress is not None else None, leave=False):
+            for x, y in progress_bar(loader, desc=f"{self.arch.name} simulate", unit="batches", enabled=progress):
                 correct += int((self(x).argmax(1) == y).sum())
                 ref_correct += int((self.reference(x).argmax(1) == y).sum())
                 total += len(y)
@@ -323,7 +370,9 @@ class MappedModel(nn.Module):
                          "batchnorm_folded": [f"{a} <- {b}" for a, b in self.folded],
                          "calibration": self.calibration_info,
                          "wall_seconds": round(time.perf_counter() - started, 3)}
-        return report
+        names = describe(self.model, loader, model_name=model_name or self.model_name, dataset=dataset)
+        report.config = {**names, **report.config}   # what config gives wins
+        return add_layer_quality(report, {n: l.rel_error() for n, l in self.mapped_layers.items()}, ledger)
 
 
 # ------------------------------------------------------------------------------------------------ map()
@@ -367,13 +416,16 @@ def _calibration_patches(layer: "MappedLayer", activations: list, rng: np.random
 @torch.no_grad()
 def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backend: str = "numba",
               device: str = "cpu", calibration_batches: int | None = None, reference: nn.Module | None = None,
-              reference_note: str | None = None) -> MappedModel:
+              reference_note: str | None = None, model_name: str | None = None,
+              progress: bool | None = None) -> MappedModel:
     """Map ``model`` onto ``arch`` (see the module docstring); ``calibration``: batches (x, y) or a tensor.
 
     ``reference``: the floating-point network whose accuracy the report gives as the digital reference. By
     default the model itself, in floating point (for a PSQ network, its layers with partial-sum quantization
     off: the fine-tuned weights in float, which is not the network they were fine-tuned from: pass that one
     here, as ``cimsim run`` and ``cimsim sweep`` do). ``reference_note`` says in the report what it is.
+    ``model_name``: the network's name in reports (default: its checkpoint's model, else its class name).
+    ``progress=False`` silences the progress report on stderr (the calibration pass, then layer by layer).
     """
     if not isinstance(model, nn.Module):
         raise ConfigError(f"cimsim.map needs a torch.nn.Module, got {type(model).__name__}")
@@ -421,7 +473,7 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
     handles = [m.register_forward_pre_hook(lambda mod, inp, n=n: seen[n].append(inp[0].detach()))
                for n, m in targets.items()]
     try:
-        for xb in batches:
+        for xb in progress_bar(batches, desc=f"{arch.name} map: calibration pass", unit="batches", enabled=progress):
             work(xb)
     finally:
         for h in handles:
@@ -438,7 +490,8 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
                 "activation_percentile": ACTIVATION_PERCENTILE, "adc_rows_per_layer": ADC_CALIBRATION_ROWS,
                 "uncosted_layers": cal_uncosted}
     unscaled = []
-    for index, (name, mod) in enumerate(targets.items()):
+    for index, (name, mod) in enumerate(progress_bar(list(targets.items()), desc=f"{arch.name} map: program and "
+                                                     "calibrate", unit="layers", enabled=progress)):
         if qat.is_psq(mod):   # fine-tuned with PSQ: its input range is part of what it learned
             _check_psq(name, mod, psq_cfg)
             signed, input_scale = bool(mod.input_signed), float(mod.input_scale)
@@ -483,4 +536,4 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
                       "calibrated initial scales (expect an accuracy loss: fine-tune with cimsim.mappers.qat, "
                       "'cimsim finetune')", stacklevel=2)
     return MappedModel(work, reference, arch, layers, digital, kinds, kept, folded, cal_info, seed, backend, device,
-                       reference_note=note)
+                       reference_note=note, model_name=model_name)

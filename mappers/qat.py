@@ -486,9 +486,10 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
 
     Returns (PSQ model on the CPU, metadata with per-epoch history and the final test accuracy of the PSQ
     model). ``limit`` / ``test_limit`` use the first examples only (quick checks); ``device`` ("cpu" or
-    "cuda") is where the training runs (calibration and the returned model stay on the CPU).
+    "cuda") is where the training runs (calibration and the returned model stay on the CPU). ``progress=False``
+    silences the progress report on stderr (:mod:`cimsim.progress`).
     """
-    from tqdm import tqdm
+    from cimsim.progress import progress as progress_bar
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -510,8 +511,7 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
     steps = recipe.epochs * math.ceil(len(y_train) / recipe.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
     history = []
-    bar = tqdm(total=steps, desc="PSQ fine-tune", unit="step",
-               disable=(not progress) if progress is not None else None, leave=False)
+    bar = progress_bar(desc="PSQ fine-tune", total=steps, unit="steps", enabled=progress)
     for epoch in range(recipe.epochs):
         work.train()
         order = torch.randperm(len(y_train), generator=gen).to(device)
@@ -532,7 +532,7 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
         # the PSQ forward is costly on a CPU: the full test set only after the last epoch
         acc = evaluate_accuracy(work, x_test, y_test) if epoch == recipe.epochs - 1 else None
         history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "test_accuracy": acc})
-        bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+        bar.set_postfix_str(f"epoch {epoch + 1}/{recipe.epochs}: loss {loss_sum / seen:.3f}")
     bar.close()
     set_noise(work, 0.0)
     work = work.to("cpu").eval()

@@ -8,18 +8,18 @@ import torch
 from torch import nn
 
 from cimsim.mappers.profile import profile
+from cimsim.progress import progress as progress_bar
+from cimsim.provenance import describe
 from cimsim.report import Report, cost_report
 
 
 @torch.no_grad()
 def float_accuracy(model: nn.Module, loader, progress: bool | None = None, desc: str = "evaluate") -> tuple[float, int]:
-    """Top-1 accuracy of ``model`` in floating point over ``loader``; returns (accuracy, examples)."""
-    from tqdm import tqdm
-
+    """Top-1 accuracy of ``model`` in floating point over ``loader``; returns (accuracy, examples).
+    ``progress=False`` silences the progress report on stderr."""
     model.eval()
     correct = total = 0
-    for x, y in tqdm(loader, desc=desc, unit="batch", disable=(not progress) if progress is not None else None,
-                     leave=False):
+    for x, y in progress_bar(loader, desc=desc, unit="batches", enabled=progress):
         correct += int((model(x).argmax(1) == y).sum())
         total += len(y)
     return (correct / total if total else float("nan")), total
@@ -43,4 +43,5 @@ def evaluate_reference(model: nn.Module, loader, spec, progress: bool | None = N
     report.config = {"arch": spec.name, "arch_params": spec.params(), **(config or {}), **report.config,
                      "uncosted_layers": prof.uncosted, "input_shape": list(first.shape[1:]),
                      "wall_seconds": round(time.perf_counter() - started, 3)}
+    report.config = {**describe(model, loader), **report.config}   # the network's and data's names (provenance)
     return report

@@ -15,7 +15,7 @@ from cimsim.arch.base import Component
 from cimsim.arch.params import component, param
 from cimsim.arch.tiled import TiledChip
 from cimsim.cost import EventCost
-from cimsim.crossbar import CrossbarSpec
+from cimsim.spec import CrossbarSpec
 from cimsim.devices.converters import FlashADC
 from cimsim.readouts import PER_MVM
 

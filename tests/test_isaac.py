@@ -5,7 +5,7 @@ from cimsim.devices.converters import SarADC
 from cimsim.errors import ConfigError
 
 MW, MM2 = 1e-3, 1e-6
-# ISAAC Table 6 by hand (../shared/papers.md)
+# ISAAC Table 6 by hand (docs/references.md#isaac)
 IMA_POWER = (16 + 4 + 0.01 + 2.4 + 0.2 + 1.24 + 0.23) * MW
 IMA_AREA = (0.0096 + 0.00017 + 0.00004 + 0.0002 + 0.00024 + 0.0021 + 0.00077) * MM2
 TILE_EXTRA_POWER = (20.7 + 7 + 42 / 4 + 0.52 + 0.05 + 0.4 + 1.68) * MW

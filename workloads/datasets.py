@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from cimsim.errors import ConfigError, DatasetError
+from cimsim.provenance import tag_loader
 
 ENV_VAR = "CIMSIM_DATA"
 SYSTEM_ROOT = Path("/usr/share/datasets")
@@ -93,7 +94,8 @@ class Dataset:
         batches = torch.utils.data.BatchSampler(sampler, batch_size=batch_size, drop_last=False)
         # batch_size=None + a BatchSampler as sampler: TensorDataset is indexed with a list of indices
         # and returns whole batches.
-        return torch.utils.data.DataLoader(tensors, batch_size=None, sampler=batches)
+        # tagged with the dataset's name, which reports print (cimsim.provenance)
+        return tag_loader(torch.utils.data.DataLoader(tensors, batch_size=None, sampler=batches), self.name)
 
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
@@ -268,7 +270,9 @@ def load_cifar10(data_dir=None) -> Dataset:
     """CIFAR-10 (Krizhevsky 2009): 50 000 + 10 000 colour 32x32 images, from the python pickle batches."""
     d = _find_dir("cifar10", data_dir, ("cifar-10-batches-py", "cifar10", "cifar-10"),
                   lambda p: all((p / b).is_file() for b in _CIFAR_TRAIN + (_CIFAR_TEST,)),
-                  "download 'CIFAR-10 python version' elsewhere and unpack cifar-10-batches-py/ here")
+                  "download the 'CIFAR-10 python version' archive (cifar-10-python.tar.gz) and unpack it into a "
+                  "directory DIR, so that DIR/cifar-10-batches-py/ holds data_batch_1 .. data_batch_5 and test_batch "
+                  f"(DIR {SYSTEM_ROOT} is searched by default)")
     parts = [_read_cifar_batch(d / b) for b in _CIFAR_TRAIN]
     xtr = np.concatenate([p[0] for p in parts])
     ytr = np.concatenate([p[1] for p in parts])

@@ -7,7 +7,9 @@ test accuracy agrees to a fraction of a point.
 
 Checkpoints are found by model and dataset name (:func:`find_checkpoint`): first the user's directory
 (``$CIMSIM_HOME/checkpoints``, default ``~/.cache/cimsim/checkpoints``), where ``cimsim train`` writes,
-then the checkpoints shipped inside the package.
+then the checkpoints shipped inside the package. A user checkpoint that hides a shipped one of the same
+name is announced (a :class:`CheckpointShadowWarning`, one line on the command line), and every loaded
+model carries where it came from (:mod:`cimsim.provenance`), which its reports print.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import math
 import os
 import platform
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -28,6 +31,8 @@ from torch import nn
 from cimsim._version import __version__
 from cimsim.errors import CheckpointError, ConfigError
 from cimsim.fileio import atomic_output
+from cimsim.progress import progress as progress_bar
+from cimsim.provenance import CheckpointInfo, tag_model
 from cimsim.workloads import datasets as ds_mod
 from cimsim.workloads import zoo
 
@@ -152,11 +157,9 @@ def train(model_name: str, dataset: str | ds_mod.Dataset, epochs: int | None = N
           data_dir=None, limit: int | None = None, progress: bool | None = None) -> TrainResult:
     """Train a zoo model on a dataset with its recipe; returns the model (on CPU) and its metadata.
 
-    ``limit`` trains on the first ``limit`` training examples only (for quick checks). ``progress``:
-    True shows a progress bar, False hides it, None shows it only on a terminal.
+    ``limit`` trains on the first ``limit`` training examples only (for quick checks). ``progress=False``
+    silences the progress report on stderr (:mod:`cimsim.progress`: a bar on a terminal, lines otherwise).
     """
-    from tqdm import tqdm
-
     data = dataset if isinstance(dataset, ds_mod.Dataset) else ds_mod.load(dataset, data_dir=data_dir)
     name = zoo.canonical_name(model_name)
     recipe = recipe_for(name, data.name, epochs=epochs, batch_size=batch_size, lr=lr)
@@ -194,8 +197,7 @@ def train(model_name: str, dataset: str | ds_mod.Dataset, epochs: int | None = N
     started = time.perf_counter()
     step = 0
     with _deterministic(dev):
-        bar = tqdm(total=total, desc=f"train {name} on {data.name}", unit="step",
-                   disable=(not progress) if progress is not None else None, leave=False)
+        bar = progress_bar(desc=f"train {name} on {data.name}", total=total, unit="steps", enabled=progress)
         for epoch in range(recipe.epochs):
             model.train()
             seen, correct, loss_sum = 0, 0, 0.0
@@ -219,7 +221,8 @@ def train(model_name: str, dataset: str | ds_mod.Dataset, epochs: int | None = N
             test_acc = accuracy(model, data.x_test, data.y_test, device=dev)
             history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,
                             "test_accuracy": test_acc})
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", test=f"{100 * test_acc:.2f}%")
+            bar.set_postfix_str(f"epoch {epoch + 1}/{recipe.epochs}: loss {loss_sum / seen:.3f}, "
+                                f"test {100 * test_acc:.2f} %")
         bar.close()
     elapsed = time.perf_counter() - started
     model = model.cpu().eval()
@@ -291,14 +294,87 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     except Exception as exc:  # any failure to parse is a corrupt or foreign file
         raise CheckpointError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); "
                               "delete it and re-create it with 'cimsim train'") from None
-    return model.eval(), meta
+    return tag_model(model.eval(), checkpoint_info(path, meta)), meta
+
+
+class CheckpointShadowWarning(UserWarning):
+    """A checkpoint in the user's directory hides the shipped checkpoint of the same name."""
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def checkpoint_info(path: str | os.PathLike, meta: dict) -> CheckpointInfo:
+    """Where the checkpoint at ``path`` (with metadata ``meta``) sits: shipped, the user's, or another file, and
+    which shipped checkpoint it shadows (a user checkpoint with a shipped one's name)."""
+    path = Path(path)
+    origin = ("shipped" if _same_folder(path.parent, SHIPPED_DIR) else
+              "user" if _same_folder(path.parent, user_dir()) else "file")
+    shadowed = SHIPPED_DIR / path.name
+    shadows = str(shadowed) if origin == "user" and shadowed.is_file() else ""
+    acc = meta.get("test_accuracy")
+    return CheckpointInfo(path=str(path), model=str(meta.get("model", "")), dataset=str(meta.get("dataset", "")),
+                          test_accuracy=None if acc is None else float(acc), origin=origin, shadows=shadows)
+
+
+def recorded_accuracy(path: str | os.PathLike) -> float | None:
+    """The test accuracy in the metadata (.json) beside a checkpoint, or None when it has none."""
+    try:
+        acc = json.loads(Path(path).with_suffix(".json").read_text()).get("test_accuracy")
+        return None if acc is None else float(acc)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+
+
+def _pct(acc: float | None) -> str:
+    return "accuracy not recorded" if acc is None else f"test accuracy {100 * acc:.2f} %"
+
+
+def shadow_note(path: str | os.PathLike) -> str | None:
+    """One line saying that the user checkpoint at ``path`` hides the shipped one of the same name (None when it
+    does not): what each recorded, and how to use the shipped one."""
+    path = Path(path)
+    shipped = SHIPPED_DIR / path.name
+    if not (_same_folder(path.parent, user_dir()) and shipped.is_file()):
+        return None
+    return (f"using your checkpoint {path} ({_pct(recorded_accuracy(path))}), which shadows the shipped "
+            f"{shipped.name} ({_pct(recorded_accuracy(shipped))}); to use the shipped one pass --checkpoint "
+            f"{shipped} or delete yours")
+
+
+def saved_note(path: str | os.PathLike) -> str:
+    """What saving a checkpoint at ``path`` changes for the runs that find checkpoints by name: it now shadows a
+    shipped one, or is found by name, or is off the search path (then it is used only with --checkpoint)."""
+    path = Path(path)
+    shipped = SHIPPED_DIR / path.name
+    if _same_folder(path.parent, user_dir()):
+        if shipped.is_file():
+            return (f"it now shadows the shipped {shipped.name} ({_pct(recorded_accuracy(shipped))}): runs that find "
+                    f"the checkpoint by model and dataset use yours ({_pct(recorded_accuracy(path))}); delete "
+                    f"{path} and {path.with_suffix('.json').name} to use the shipped one again")
+        return "runs that find the checkpoint by model and dataset now use it"
+    return (f"it is outside the checkpoint search path ({user_dir()}, then the shipped checkpoints): pass "
+            f"--checkpoint {path} to use it")
+
+
+def warn_if_shadowing(path: str | os.PathLike) -> None:
+    """Announce (:class:`CheckpointShadowWarning`) a user checkpoint found by name that hides a shipped one."""
+    note = shadow_note(path)
+    if note:
+        warnings.warn(note, CheckpointShadowWarning, stacklevel=3)
 
 
 def find_checkpoint(model: str, dataset: str) -> Path:
-    """The checkpoint for (model, dataset): the user's directory first, then the shipped ones."""
+    """The checkpoint for (model, dataset): the user's directory first, then the shipped ones. A user checkpoint
+    that shadows a shipped one is announced with a :class:`CheckpointShadowWarning`."""
     name = checkpoint_name(model, dataset)
     for d in (user_dir(), SHIPPED_DIR):
         if (d / name).is_file():
+            warn_if_shadowing(d / name)
             return d / name
     shipped = sorted(p.stem for p in SHIPPED_DIR.glob("*.pt"))
     raise CheckpointError(

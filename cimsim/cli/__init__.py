@@ -2,14 +2,16 @@
 ``run(args)`` (its work); :mod:`cimsim.cli.common` holds what they share.
 
 Every subcommand has ``--help``; ``--json`` writes machine-readable output to stdout (progress and
-messages go to stderr). A user error prints one line naming the problem and the fix and exits 2,
-without a traceback. Parsing imports nothing heavy: torch and numba load inside ``run``.
+messages go to stderr, a warning as one line). A user error prints one line naming the problem and the fix
+and exits 2, without a traceback. Parsing imports nothing heavy, and the subcommands check the names they
+are given (:mod:`cimsim.cli.names`) before torch and numba load inside ``run``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from importlib import import_module
 
 from cimsim._version import __version__
@@ -30,7 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _warn_one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning on the command line: one line on stderr (Python's own adds the file and the source line)."""
+    try:
+        print(f"cimsim: warning: {message}", file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = _warn_one_line
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from cimsim.errors import ConfigError
+from cimsim.cli import names
 from cimsim.cli.common import add_command, check_writable_folder, data_options, emit_json, key_value, nonneg_int, positive_int
 
 
 def run(args) -> int:
+    names.check(archs=args.arch, model=args.model, dataset=args.dataset, sets=args.set)   # before torch/numba load
     from cimsim import arch as arch_mod
     from cimsim import networks
     from cimsim.mappers import qat
@@ -28,7 +31,7 @@ def run(args) -> int:
                                                       ("batch_size", args.batch_size),
                                                       ("noise_frac", args.noise)) if v is not None})
     psq, info = qat.finetune(model, cfg, data, recipe, seed=args.seed, limit=args.limit, test_limit=args.test_limit,
-                             progress=False if args.json else None, device=args.device)
+                             device=args.device)
     sets = "".join(f" --set {k}={v}" for k, v in overrides.items())
     out_meta = {"model": meta["model"], "dataset": data.name, "arch": spec.name, "input_shape": meta["input_shape"],
                 "num_classes": meta["num_classes"], "base_checkpoint": Path(ckpt).name,
@@ -42,17 +45,20 @@ def run(args) -> int:
                             + (f" --noise {args.noise}" if args.noise else ""))}
     path = Path(args.out) if args.out else train.user_dir() / networks.psq_checkpoint_name(meta["model"], data.name, cfg)
     path = networks.save_psq_checkpoint(path, psq, out_meta)
+    note = f"checkpoint saved to {path}; {train.saved_note(path)}"
     if args.json:
-        emit_json({**out_meta, "checkpoint": str(path)})
+        print(f"cimsim finetune: {note}", file=sys.stderr)
+        emit_json({**out_meta, "checkpoint": str(path),
+                   "checkpoint_shadows": train.checkpoint_info(path, out_meta).shadows or None})
     else:
         for h in info["history"]:
             test = "" if h["test_accuracy"] is None else f"  test {100 * h['test_accuracy']:6.2f}%"
             print(f"epoch {h['epoch']:3d}  loss {h['loss']:.4f}{test}")
         print(f"{meta['model']} on {data.name}, PSQ for {spec.name} ({cfg.tag}): test accuracy "
-              f"{100 * info['test_accuracy_before_first_1000']:.2f}% before (first 1000), "
+              f"{100 * info['test_accuracy_before_first_1000']:.2f}% before (first {min(1000, info['test_examples'])}), "
               f"{100 * info['test_accuracy']:.2f}% after "
               f"{recipe.epochs} epochs (float network {100 * meta['test_accuracy']:.2f}%)")
-        print(f"checkpoint: {path}")
+        print(note)
     return 0
 
 

@@ -6,29 +6,32 @@ import sys
 from pathlib import Path
 
 from cimsim.errors import ConfigError
-from cimsim.cli.common import add_command, check_writable_folder, data_options, key_value, nonneg_int, positive_int
+from cimsim.cli import names
+from cimsim.cli.common import (add_command, check_writable_folder, data_options, emit_json, key_value, nonneg_int,
+                               positive_int)
 
 
 def run(args) -> int:
-    from cimsim import arch as arch_mod
-    from cimsim.mappers import evaluate
-    from cimsim.networks import load_model_and_data, reference_kwargs
-
+    names.check(archs=args.arch, model=args.model, dataset=args.dataset, sets=args.set)  # before torch/numba load
+    if args.device == "cuda" and args.backend != "torch":
+        raise ConfigError("--device cuda needs --backend torch")
     if args.out:
         check_writable_folder(Path(args.out).resolve().parent, "--out")
+    from cimsim import arch as arch_mod   # numba, not torch: a bad --set is refused before torch loads
+
     overrides = dict(args.set or [])
     if args.adc_bits is not None:
         overrides["adc_bits"] = args.adc_bits
     spec = arch_mod.get(args.arch, **overrides)
-    if args.device == "cuda" and args.backend != "torch":
-        raise ConfigError("--device cuda needs --backend torch")
+    from cimsim.mappers import evaluate
+    from cimsim.networks import load_model_and_data, reference_kwargs
+
     model, meta, data, ckpt = load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint,
                                                   arch=spec, overrides=dict(args.set or []))
     loader = data.loader("test", batch_size=args.batch_size, limit=args.limit)
     calibration = data.loader("train", batch_size=args.batch_size, limit=args.calibration, shuffle=False)
     report = evaluate(
         model, spec, loader, calibration=calibration, seed=args.seed, backend=args.backend, device=args.device,
-        progress=False if args.json else None,
         config={"model": meta["model"], "dataset": data.name, "checkpoint": str(ckpt),
                 "checkpoint_test_accuracy": meta["test_accuracy"], "limit": args.limit,
                 "batch_size": args.batch_size, "data_source": data.source,
@@ -38,7 +41,7 @@ def run(args) -> int:
         path = report.to_hdf5(args.out)
         print(f"cimsim run: report written to {path}", file=sys.stderr)
     if args.json:
-        sys.stdout.write(report.to_json() + "\n")
+        emit_json(report.to_dict())
     else:
         print(report.table())
     return 0

@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 from cimsim.errors import ConfigError
+from cimsim.cli import names
 from cimsim.cli.common import add_command, check_writable_folder, data_options, key_value, positive_int, strict_json
 
 
 def run(args) -> int:
+    names.check(archs=args.arch, model=args.model, dataset=args.dataset, sets=args.set, sets_every=False)   # before torch/numba load
     from cimsim import sweep
 
     out = Path(args.out)

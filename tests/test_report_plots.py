@@ -1,0 +1,64 @@
+"""The report figure: layer bars labelled with the layer type, the per-layer error panel, and a component chart
+that stays readable when one component (the ADC) dominates."""
+
+import math
+
+import matplotlib
+import pytest
+
+from cimsim.plots import layer_label, plot_report, report_figure
+from cimsim.report import Report
+
+matplotlib.use("Agg")
+
+LAYERS = [
+    {"name": "features.0", "kind": "Conv2d", "energy_j": 3e-8, "latency_s": 1.6e-6, "rel_error": 0.021},
+    {"name": "features.1", "kind": "ReLU", "energy_j": 1e-10, "latency_s": 1e-9, "rel_error": math.nan},
+    {"name": "classifier.1", "kind": "Linear", "energy_j": 2e-9, "latency_s": 1.6e-6, "rel_error": 0.0},
+]
+# an ADC a thousand times larger than the smallest component
+COMPONENTS = {"adc": 3.0e-8, "dac": 1.5e-9, "sample_hold": 3.0e-11, "crossbar": 5.0e-10}
+
+
+def make(layers=LAYERS) -> Report:
+    return Report(accuracy=0.9, digital_accuracy=0.91, energy_j=sum(COMPONENTS.values()), latency_s=3.2e-6,
+                  throughput_inf_per_s=3e5, area_m2=8e-5, layers=[dict(r) for r in layers],
+                  components=dict(COMPONENTS), config={"model": "lenet5", "dataset": "fashion-mnist", "arch": "isaac"})
+
+
+def _axes(fig):
+    return {ax.get_title(): ax for ax in fig.axes}
+
+
+def test_layer_bars_name_the_layer_type():
+    fig = report_figure(make())
+    ax = _axes(fig)["energy by layer"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["features.0 (Conv2d)", "features.1 (ReLU)",
+                                                            "classifier.1 (Linear)"]
+    assert layer_label({"name": "fc"}) == "fc"
+    assert ax.get_xlabel() == "energy per inference (nJ)"   # the unit suits the largest bar (30 nJ)
+    assert ax.patches[0].get_width() == pytest.approx(30.0)
+
+
+def test_the_error_panel_shows_each_mapped_layer():
+    ax = _axes(report_figure(make()))["error against the exact integer layer"]
+    assert ax.get_xscale() == "log"
+    widths = [p.get_width() for p in ax.patches]
+    assert widths == pytest.approx([2.1, 0.0, 0.0])             # percent; NaN (not mapped) and exact: no bar
+    assert [t.get_text() for t in ax.texts] == ["exact"]        # the exact layer is said to be exact
+    assert "error against the exact integer layer" not in _axes(report_figure(make([
+        {k: v for k, v in r.items() if k != "rel_error"} for r in LAYERS])))
+
+
+def test_the_component_chart_is_readable_when_the_adc_dominates():
+    ax = _axes(report_figure(make()))["energy by component (share of total)"]
+    assert ax.get_xscale() == "log"                              # a 1000x range stays visible
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["adc", "dac", "crossbar", "sample_hold"]
+    total = sum(COMPONENTS.values())
+    assert [t.get_text() for t in ax.texts] == [f"{100 * COMPONENTS[k] / total:.1f} %"
+                                                for k in ("adc", "dac", "crossbar", "sample_hold")]
+
+
+def test_plot_report_writes_a_png(tmp_path):
+    out = plot_report(make(), tmp_path / "r.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
