@@ -22,8 +22,9 @@ by the method CiMLoop uses for the Schreier frontier: take the Nyquist-rate CMOS
 fit ``ln FoM_W`` to ``ln(fs / 1 GHz)`` by least squares over the 14 front designs at 100 MS/s and above
 (:data:`WALDEN_FRONT`); take the low-speed plateau as the 5th percentile of the normalized FoM_W of the 132
 designs below 100 MS/s. The flash factor is the geometric mean of the pure-flash front designs' distance from that
-line (5 designs, 1.25-20 GS/s; :data:`FLASH_FRONT`). Like the Schreier fit, the envelope is optimistic: it is the
-best converter the survey shows, and designs of 4-6 ENOB at GS/s rates sit 2-4x above it.
+line (5 designs, 1.25-20 GS/s; :data:`FLASH_FRONT`). ``python -m cimsim.devices.adc_survey_fit FILE.xlsx``
+re-fits them from a survey spreadsheet (:mod:`cimsim.devices.adc_survey_fit`). Like the Schreier fit, the envelope
+is optimistic: it is the best converter the survey shows, and designs of 4-6 ENOB at GS/s rates sit 2-4x above it.
 
 Area: CiMLoop's regression of ln(area) on ln(fs), ln(node), bits and ln(energy) over the same survey (its 10 %
 quantile), evaluated at the envelope's energy, so area moves with energy as the survey's designs do.

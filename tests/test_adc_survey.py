@@ -148,3 +148,73 @@ def test_cli_plot(capsys, tmp_path):
 def test_cli_plot_user_errors(capsys, argv, needles):
     code, out, err = run_cli(capsys, *argv)
     assert_one_line_user_error(code, err, *needles)
+
+
+def _xlsx(path, sheets):
+    """A minimal .xlsx (shared-string headers, numeric cells) with the survey's column names."""
+    import zipfile
+
+    strings, idx = [], {}
+
+    def sid(text):
+        if text not in idx:
+            idx[text] = len(strings)
+            strings.append(text)
+        return idx[text]
+
+    def cell(ref, v):
+        if isinstance(v, str):
+            return f'<c r="{ref}" t="s"><v>{sid(v)}</v></c>'
+        return f'<c r="{ref}"><v>{v!r}</v></c>'
+
+    ns = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+    rns = 'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"'
+    cols = "ABCDEFGH"
+    with zipfile.ZipFile(path, "w") as z:
+        entries, rels = [], []
+        for i, (name, rows) in enumerate(sheets.items(), 1):
+            xml = "".join(f'<row r="{r + 1}">' + "".join(cell(f"{cols[j]}{r + 1}", v) for j, v in enumerate(row))
+                          + "</row>" for r, row in enumerate(rows))
+            z.writestr(f"xl/worksheets/sheet{i}.xml", f"<worksheet {ns}><sheetData>{xml}</sheetData></worksheet>")
+            entries.append(f'<sheet name="{name}" sheetId="{i}" r:id="rId{i}"/>')
+            rels.append(f'<Relationship Id="rId{i}" Type="worksheet" Target="worksheets/sheet{i}.xml"/>')
+        z.writestr("xl/workbook.xml", f"<workbook {ns} {rns}><sheets>{''.join(entries)}</sheets></workbook>")
+        z.writestr("xl/_rels/workbook.xml.rels", '<Relationships xmlns="http://schemas.openxmlformats.org/package/'
+                   f'2006/relationships">{"".join(rels)}</Relationships>')
+        sis = "".join(f"<si><t>{t}</t></si>" for t in strings)
+        z.writestr("xl/sharedStrings.xml", f"<sst {ns}>{sis}</sst>")
+
+
+def test_the_refit_recovers_a_known_frontier(tmp_path, capsys):
+    """A synthetic survey with designs on FoM_W = 5 fJ x (fs / 1 GHz)**0.7 at 32 nm, dominated designs above it,
+    flash designs 3x above it, low-speed designs for the plateau, and designs the filters must drop."""
+    from cimsim.devices import adc_survey_fit as fit
+
+    head = ["YEAR", "TYPE", "ARCHITECTURE", "TECHNOLOGY", "SNDR_plot [dB]", "fsnyq [Hz]", "P/fsnyq [pJ]"]
+    line = lambda fs: 5e-15 * (fs / 1e9) ** 0.7   # noqa: E731
+    sndr8 = 6.02 * 8 + 1.76                         # ENOB 8: energy = FoM_W x 256
+    row = lambda fs, fomw, arch="SAR", kind="NQ", node_um=0.032: [2020.0, kind, arch, node_um, sndr8, fs,  # noqa: E731
+                                                                  fomw * 256 * 1e12]
+    rates = (1e8, 3e8, 1e9, 2e9, 5e9, 1e10, 3e10, 1e11)
+    low = [0.2e-15 * (i + 1) for i in range(10)]
+    isscc = [["title row"], head] + [row(f, line(f)) for f in rates] + [row(1e9, 3 * line(1e9)),
+                                                                         row(2e9, 3 * line(2e9), "Flash"),
+                                                                         row(5e9, 3 * line(5e9), "Flash, TI")]
+    vlsi = [head] + [row(1e6, v) for v in low] + [row(3e9, 0.1 * line(3e9), kind="OS"),
+                                                  row(3e9, 0.1 * line(3e9), node_um=0.35)]
+    path = tmp_path / "survey.xlsx"
+    _xlsx(path, {"Readme": [["notes"]], "ISSCC": isscc, "VLSI": vlsi})
+    ds = fit.designs(fit.read_sheets(path))
+    assert len(ds) == len(rates) + 3 + len(low)                  # the OS and the 350 nm designs are dropped
+    f = fit.fit(ds)
+    assert f["WALDEN_EXPONENT"] == pytest.approx(0.7, rel=1e-9)
+    assert f["WALDEN_FOM_1GHZ_J"] == pytest.approx(5e-15, rel=1e-9)
+    assert f["WALDEN_FOM_MIN_J"] == pytest.approx(np.percentile(low, 5), rel=1e-9)
+    assert f["FLASH_WALDEN_FACTOR"] == pytest.approx(3.0, rel=1e-9)
+    assert [d.fs_hz for d in f["front"]] == list(rates)
+    assert fit.main([str(path)]) == 0
+    assert "WALDEN_EXPONENT = 0.7" in capsys.readouterr().out
+    bad = tmp_path / "survey.txt"
+    bad.write_text("not a spreadsheet")
+    assert fit.main([str(bad)]) == 2
+    assert "not a readable .xlsx" in capsys.readouterr().err
