@@ -8,7 +8,9 @@ column and one shift-and-add unit per two crossbars.
 The inventory is derived from the device models at the operating point: the ADC from the SAR model at
 its bits, sample rate and node, calibrated once to ISAAC's own converter (Table 6: 16 mW and 0.0096 mm^2
 for 8 ADCs of 8 bits at 1.28 GS/s, i.e. 1.5625 pJ per conversion; ``adc_energy_factor`` and
-``adc_area_factor`` are that design's distance from the survey model, kept at every other resolution);
+``adc_area_factor`` are that design's distance from the survey envelope, 0.755 and 0.315, kept at every other
+resolution: below the envelope's knee, about 9 bits at 1.28 GS/s and 32 nm, a b-bit conversion costs
+1.5625 pJ / 2**(8 - b));
 the crossbars from the cell model; the DACs, sample-and-holds, registers and tile units from their models.
 At ISAAC's defaults the chip rolls up to Table 6's 65.8 W and 85.4 mm^2; ADC bits, rows, columns, DAC
 bits and columns per ADC all move power and area. Runs charge the same models' energies per event.

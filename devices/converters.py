@@ -10,21 +10,18 @@ integer input is reproduced exactly: that is how the exactness tests get a lossl
 
 Cost models (per conversion, SI units):
 
-* SAR and flash ADC energy comes from the high-speed frontier of Murmann's ADC survey (ISSCC and VLSI
-  1997-2023) expressed as a Schreier figure of merit that falls with the sample rate above a corner:
-  ``FoM_S(fs) = min(FoM_max, a - b * ln(fs))`` dB, ``E = 10**((SNDR - FoM_S) / 10) / 2`` J with
-  ``SNDR = 6.02 * ENOB + 1.76`` dB. The frontier coefficients are those CiMLoop's ADC model fits to the
-  survey (Andrulis et al., ISPASS 2024; Accelergy ADC plug-in, model.yaml). Area follows the same
-  source's regression in log(fs), log(node), bits and log(energy) (its 10 % quantile: optimistic).
-* A SAR's energy is floored at ``bits`` comparator decisions (the survey fit falls below that at
-  1-3 bits, where no survey design lies).
-* Flash conversion energy and area: ``2**bits - 1`` comparators each costing a comparator decision,
-  one conversion per clock; SAR takes ``bits + 1`` internal cycles per conversion.
-* Comparator (sense amplifier) decision energy: 1.6 fJ at 28 nm (MNSIM 2.0's sense amplifier, as quoted
-  in ../shared/papers.md), scaled to other nodes with :mod:`cimsim.devices.technology`.
-* 1-bit DAC (word-line driver) energy and area: ISAAC's table (Shafiee et al., ISCA 2016, Table 6):
-  4 mW and 0.00017 mm^2 for the 8x128 DACs of one IMA, each driving once per 100 ns cycle, i.e.
-  0.39 pJ and 0.166 um^2 per 1-bit DAC at 32 nm. An n-bit current-steering DAC is taken as
+* SAR and flash ADC energy is the envelope of Murmann's ADC survey (:mod:`cimsim.devices.adc_survey`,
+  docs/references.md#murmann-survey): the larger of the thermal bound (Schreier figure of merit, 4x per bit,
+  CiMLoop's fit, docs/references.md#cimloop) and the technology floor (Walden figure of merit at the sample rate
+  and node, 2x per bit). At 1.28 GS/s and 32 nm the floor rules up to about 9 bits: a 4-bit conversion costs
+  about 129 fJ, an 8-bit one about 2.1 pJ (ISAAC's Table 6 converter: 1.5625 pJ). A flash converter's floor is
+  the survey's flash designs' distance (3.3x) above the all-architecture one. Area follows the survey's area
+  regression at that energy. A SAR takes ``bits + 1`` internal cycles per conversion, a flash one clock.
+* Comparator (sense amplifier) decision energy: 1.6 fJ at 28 nm (MNSIM 2.0's sense amplifier,
+  docs/references.md#mnsim), scaled to other nodes with :mod:`cimsim.devices.technology`.
+* 1-bit DAC (word-line driver) energy and area: ISAAC's table (Shafiee et al., ISCA 2016, Table 6;
+  docs/references.md#isaac): 4 mW and 0.00017 mm^2 for the 8x128 DACs of one IMA, each driving once per 100 ns
+  cycle, i.e. 0.39 pJ and 0.166 um^2 per 1-bit DAC at 32 nm. An n-bit current-steering DAC is taken as
   ``2**n - 1`` unit cells (est.).
 """
 
@@ -36,44 +33,16 @@ from typing import ClassVar
 
 import numpy as np
 
+from cimsim.devices.adc_survey import envelope_energy_j, survey_area_m2
 from cimsim.devices.base import param, validate_fields
 from cimsim.devices.technology import area_scale, delay_scale, energy_scale
 from cimsim.errors import ConfigError
 
-# CiMLoop / Accelergy ADC plug-in fit to Murmann's survey (model.yaml): Schreier FoM frontier (dB) versus
-# ln(sample rate), and the area regression (ln um^2).
-FOMS_MAX_DB = 180.14
-FOMS_INTERCEPT_DB = 302.74
-FOMS_SLOPE_DB_PER_LN_HZ = 6.4608
-AREA_LN_UM2 = {"intercept": 4.8506, "ln_fs": 0.066659, "ln_node": 0.79732, "bits": -0.13437, "ln_energy_pj": 0.42366}
-
-COMPARATOR_ENERGY_J_28NM = 1.6e-15   # MNSIM 2.0 sense amplifier at 28 nm (../shared/papers.md)
+COMPARATOR_ENERGY_J_28NM = 1.6e-15   # MNSIM 2.0 sense amplifier at 28 nm (docs/references.md#mnsim)
 COMPARATOR_AREA_M2_32NM = 5e-12      # (est.) ~12 near-minimum transistors of a StrongARM latch plus wiring
 COMPARATOR_DELAY_S_32NM = 100e-12    # (est.) a StrongARM latch resolves in ~100 ps at 32 nm
 ISAAC_DAC_ENERGY_J = 4e-3 / (8 * 128) * 100e-9   # ISAAC Table 6: 4 mW for 8x128 DACs, one drive per 100 ns
 ISAAC_DAC_AREA_M2 = 0.00017e-6 / (8 * 128)         # ISAAC Table 6: 0.00017 mm^2 for 8x128 DACs
-
-
-def sndr_db(enob: float) -> float:
-    """Ideal SNDR (dB) of an ENOB-bit quantizer: 6.02 * ENOB + 1.76."""
-    return 6.02 * enob + 1.76
-
-
-def schreier_fom_db(sample_rate_hz: float) -> float:
-    """The survey frontier's Schreier FoM (dB) at a sample rate."""
-    return min(FOMS_MAX_DB, FOMS_INTERCEPT_DB - FOMS_SLOPE_DB_PER_LN_HZ * math.log(sample_rate_hz))
-
-
-def survey_adc_energy_j(enob: float, sample_rate_hz: float) -> float:
-    """Energy per conversion (J) of the best ADC of the survey at this ENOB and sample rate."""
-    return 10 ** ((sndr_db(enob) - schreier_fom_db(sample_rate_hz)) / 10) / 2
-
-
-def survey_adc_area_m2(bits: float, sample_rate_hz: float, node_nm: float, energy_j: float) -> float:
-    c = AREA_LN_UM2
-    ln_um2 = (c["intercept"] + c["ln_fs"] * math.log(sample_rate_hz) + c["ln_node"] * math.log(node_nm)
-              + c["bits"] * bits + c["ln_energy_pj"] * math.log(energy_j * 1e12))
-    return math.exp(ln_um2) * 1e-12
 
 
 def comparator_energy_j(node_nm: float) -> float:
@@ -150,15 +119,21 @@ class Quantizer(Readout):
 
 @dataclass(frozen=True)
 class SarADC(Quantizer):
-    """Successive-approximation ADC: survey-frontier energy, ``bits + 1`` internal cycles per conversion."""
+    """Successive-approximation ADC: energy on the ADC survey's envelope, ``bits + 1`` cycles per conversion.
+
+    ``E = max(E_thermal, E_technology)`` (:func:`cimsim.devices.adc_survey.envelope_energy_j` at
+    ENOB = ``bits - enob_loss_bits``, the sample rate and the node)."""
 
     kind: ClassVar[str] = "sar-adc"
 
-    bits: int = param(8, "bit", "ISAAC's 8-bit ADC (Shafiee et al., ISCA 2016, sec. 4)", lo=1, hi=16)
-    sample_rate_hz: float = param(1.28e9, "1/s", "ISAAC: 128 columns per 100 ns read cycle per ADC", lo=0, lo_open=True)
-    node_nm: float = param(32, "nm", "ISAAC's 32 nm node", lo=7, hi=180)
+    bits: int = param(8, "bit", "ISAAC's 8-bit ADC (Shafiee et al., ISCA 2016, sec. 4; docs/references.md#isaac)",
+                      lo=1, hi=16)
+    sample_rate_hz: float = param(1.28e9, "1/s", "ISAAC: 128 columns per 100 ns read cycle per ADC "
+                                  "(docs/references.md#isaac)", lo=0, lo_open=True)
+    node_nm: float = param(32, "nm", "ISAAC's 32 nm node (docs/references.md#isaac)", lo=7, hi=180)
     offset_sigma_lsb: float = param(0.0, "LSB", "ideal by default; set to model comparator offset / INL", lo=0)
-    enob_loss_bits: float = param(0.0, "bit", "ENOB = resolution, as the survey-frontier model assumes", lo=0)
+    enob_loss_bits: float = param(0.0, "bit", "ENOB = resolution, as the survey envelope assumes "
+                                  "(docs/references.md#murmann-survey)", lo=0)
 
     @property
     def cycles(self) -> int:
@@ -166,10 +141,8 @@ class SarADC(Quantizer):
 
     @property
     def energy_j(self) -> float:
-        """Survey-frontier energy, but never below the ``bits`` comparator decisions a SAR must make
-        (the survey fit extrapolates below one comparator's energy at 1-3 bits)."""
-        return max(survey_adc_energy_j(self.enob, self.sample_rate_hz),
-                   int(self.bits) * comparator_energy_j(self.node_nm))
+        """Energy per conversion (J): the survey envelope at this ENOB, sample rate and node."""
+        return envelope_energy_j(self.enob, self.sample_rate_hz, self.node_nm, "sar")
 
     @property
     def latency_s(self) -> float:
@@ -178,7 +151,8 @@ class SarADC(Quantizer):
 
     @property
     def area_m2(self) -> float:
-        return survey_adc_area_m2(self.bits, self.sample_rate_hz, self.node_nm, self.energy_j)
+        """The survey's area regression at this converter's energy (:func:`~cimsim.devices.adc_survey.survey_area_m2`)."""
+        return survey_area_m2(self.bits, self.sample_rate_hz, self.node_nm, self.energy_j)
 
     @property
     def power_w(self) -> float:
@@ -187,17 +161,21 @@ class SarADC(Quantizer):
 
 @dataclass(frozen=True)
 class FlashADC(Quantizer):
-    """Flash ADC: ``2**bits - 1`` comparators deciding in parallel, one conversion per clock."""
+    """Flash ADC: ``2**bits - 1`` comparators deciding in parallel, one conversion per clock.
+
+    Energy: the survey envelope with the flash designs' technology floor, 3.3x the all-architecture one
+    (:data:`cimsim.devices.adc_survey.FLASH_WALDEN_FACTOR`), 2x per bit as the comparator count."""
 
     kind: ClassVar[str] = "flash-adc"
 
     bits: int = param(4, "bit", "(est.) flash is used at low resolution; 4 bits as in low-precision CiM readouts",
                       lo=1, hi=10)
-    sample_rate_hz: float = param(1.28e9, "1/s", "ISAAC's conversion rate, for comparison with SarADC",
-                                  lo=0, lo_open=True)
-    node_nm: float = param(32, "nm", "ISAAC's 32 nm node", lo=7, hi=180)
+    sample_rate_hz: float = param(1.28e9, "1/s", "ISAAC's conversion rate, for comparison with SarADC "
+                                  "(docs/references.md#isaac)", lo=0, lo_open=True)
+    node_nm: float = param(32, "nm", "ISAAC's 32 nm node (docs/references.md#isaac)", lo=7, hi=180)
     offset_sigma_lsb: float = param(0.0, "LSB", "ideal by default; set to model comparator offsets", lo=0)
-    enob_loss_bits: float = param(0.0, "bit", "ideal quantizer", lo=0)
+    enob_loss_bits: float = param(0.0, "bit", "ENOB = resolution, as the survey envelope assumes "
+                                  "(docs/references.md#murmann-survey)", lo=0)
 
     @property
     def comparators(self) -> int:
@@ -205,7 +183,8 @@ class FlashADC(Quantizer):
 
     @property
     def energy_j(self) -> float:
-        return self.comparators * comparator_energy_j(self.node_nm)
+        """Energy per conversion (J): the survey envelope with the flash floor."""
+        return envelope_energy_j(self.enob, self.sample_rate_hz, self.node_nm, "flash")
 
     @property
     def latency_s(self) -> float:
@@ -213,7 +192,8 @@ class FlashADC(Quantizer):
 
     @property
     def area_m2(self) -> float:
-        return self.comparators * COMPARATOR_AREA_M2_32NM * area_scale(32, self.node_nm)
+        """The survey's area regression at this converter's energy."""
+        return survey_area_m2(self.bits, self.sample_rate_hz, self.node_nm, self.energy_j)
 
     @property
     def power_w(self) -> float:
@@ -302,7 +282,7 @@ class DAC(Readout):
     kind: ClassVar[str] = "dac"
 
     bits: int = param(1, "bit", "ISAAC streams inputs 1 bit per cycle (Shafiee et al., ISCA 2016)", lo=1, hi=12)
-    v_max_v: float = param(0.5, "V", "read voltage of the ADC-less SNN evaluation setup (../shared/papers.md)",
+    v_max_v: float = param(0.5, "V", "read voltage of the ADC-less SNN evaluation setup (docs/references.md#adc-less-snn)",
                            lo=0, lo_open=True)
     node_nm: float = param(32, "nm", "ISAAC's 32 nm node", lo=7, hi=180)
     cycle_s: float = param(100e-9, "s", "ISAAC's 100 ns crossbar read cycle", lo=0, lo_open=True)

@@ -42,6 +42,21 @@ def test_sar_model_at_the_isaac_point_within_2x_of_the_table():
     assert 0.5 < 8 * adc.power_w / (16 * MW) < 2.0
 
 
+def test_adc_energy_halves_per_bit_below_the_survey_knee():
+    """The calibration to Table 6 (1.5625 pJ at 8 bits) rides on the survey envelope, which is on its technology
+    floor (2x per bit) below ~9.2 bits at 1.28 GS/s and 32 nm; the ADC's peak power and area follow."""
+    full = arch.get("isaac").summary()
+    for b in range(1, 9):
+        a = arch.get("isaac", adc_bits=b)
+        assert a.adc_energy_j() == pytest.approx(16e-3 / 8 / 1.28e9 / 2 ** (8 - b), rel=1e-12)
+        s = a.summary()
+        assert s["breakdown"]["adc"]["power_w"] == pytest.approx(168 * 12 * 16 * MW / 2 ** (8 - b), rel=1e-12)
+        assert s["power_w"] <= full["power_w"] and s["area_m2"] <= full["area_m2"]
+    four = arch.get("isaac", adc_bits=4).summary()
+    assert four["power_w"] == pytest.approx(35.568, abs=1e-3)     # was 33.81 W with the thermal-only model
+    assert four["area_m2"] == pytest.approx(76.305 * MM2, rel=1e-4)
+
+
 def test_overrides_change_the_rollup():
     half = arch.get("isaac", tiles="84").summary()
     full = arch.get("isaac").summary()

@@ -24,9 +24,9 @@ RELATIVE = re.compile(r"(?:\.\./)+[\w./-]*")
 # in command output there is no citing file: any relative climb is outside
 OUTSIDE = re.compile(r"\.\./|papers\.md")
 ANCHOR = re.compile(r"references\.md#([A-Za-z0-9_-]+)")
-# Files whose citations their owners move to docs/references.md in their own branches (issue 15, item 5:
-# the architectures are the lead's, the ADC models the adc helper's). Remove an entry once its file is clean.
-ELSEWHERE = {"devices/converters.py"}
+# Files whose citations their owners move to docs/references.md in their own branches (issue 15, item 5).
+# Remove an entry once its file is clean.
+ELSEWHERE: set[str] = set()
 
 
 def _files():

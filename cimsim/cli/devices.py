@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from cimsim.errors import ConfigError
-from cimsim.cli.common import add_command, emit_json, key_value, positive_int
+from cimsim.cli.common import add_command, check_writable_folder, emit_json, key_value, positive_int
 
 
 def run(args) -> int:
     from cimsim.devices import catalog
 
+    if args.action == "plot":
+        return plot(args)
+    if args.output:
+        raise ConfigError("-o/--output applies to 'cimsim devices plot KIND'")
     if args.action == "show":
         if not args.name:
             raise ConfigError("'show' needs a device kind, e.g. 'cimsim devices show sar-adc'")
@@ -41,6 +45,27 @@ def run(args) -> int:
     return 0
 
 
+def plot(args) -> int:
+    from pathlib import Path
+
+    from cimsim.plots_devices import PLOTTABLE, check_output, plot_converter
+
+    if args.name not in PLOTTABLE:
+        raise ConfigError(f"'devices plot' draws {', '.join(PLOTTABLE)}; got {args.name!r} "
+                          "(e.g. 'cimsim devices plot sar-adc -o adc.png')")
+    if args.bits is not None or args.sample_rate is not None or args.node is not None or args.set:
+        raise ConfigError("'devices plot' draws fixed bits, sample rates and nodes; drop --bits, --sample-rate, "
+                          "--node and --set")
+    out = check_output(args.output or Path(f"{args.name}.png"))
+    check_writable_folder(out.resolve().parent, "-o")
+    out = plot_converter(args.name, out)
+    if args.json:
+        emit_json({"figure": str(out)})
+    else:
+        print(f"figure written to {out}")
+    return 0
+
+
 def print_params(params) -> None:
     for p in params:
         unit = "" if p["unit"] == "1" else p["unit"]
@@ -48,13 +73,17 @@ def print_params(params) -> None:
 
 
 def register(sub) -> None:
-    sp = add_command(sub, "devices", "list the device, converter and peripheral models, or show one with its costs",
-             run)
-    sp.add_argument("action", nargs="?", choices=["show"], help="'show KIND' prints one model's figures")
+    sp = add_command(sub, "devices", "list the device, converter and peripheral models, show one with its costs, or "
+                     "plot an ADC's energy against the survey frontiers", run)
+    sp.add_argument("action", nargs="?", choices=["show", "plot"], help="'show KIND' prints one model's figures; "
+                    "'plot sar-adc' (or flash-adc) draws energy per conversion against bits beside the ADC survey's "
+                    "frontiers")
     sp.add_argument("name", nargs="?", help="device kind, e.g. sar-adc, reram (see 'cimsim devices')")
     sp.add_argument("--bits", type=positive_int, help="resolution (converters)")
     sp.add_argument("--sample-rate", type=float, metavar="HZ", help="conversions per second (converters)")
     sp.add_argument("--node", type=float, metavar="NM", help="technology node in nm")
     sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
                     help="override any parameter (repeatable)")
+    sp.add_argument("-o", "--output", metavar="IMAGE", help="plot: image file to write (.png, .pdf or .svg; "
+                    "default KIND.png)")
     sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
