@@ -41,7 +41,8 @@ def device_gemm_rates(device: str = "cpu", shape: tuple[int, int, int] = GEMM_SH
     """Dense GEMM MAC/s of ``device`` at ``shape`` by dtype, and the best: {"float32": r, ..., "best": (dtype, r)}.
 
     float32 everywhere; bf16 where torch multiplies it on that device; on a GPU also TF32 (float32 inputs on
-    tensor cores) and int8 (``torch._int_mm``, int32 out). A dtype the device cannot multiply is left out."""
+    tensor cores) and int8 (``torch._int_mm``, int32 out). A dtype the device cannot multiply, or multiplies at
+    less than half float32's rate on a small probe (emulated), is left out."""
     m, k, n = shape
     rates = {"float32": gemm_macs_per_s(m, k, n, repeats=repeats, device=device)}
     cuda = device.startswith("cuda")
@@ -52,10 +53,16 @@ def device_gemm_rates(device: str = "cpu", shape: tuple[int, int, int] = GEMM_SH
             rates["tf32"] = gemm_macs_per_s(m, k, n, repeats=repeats, device=device)
         finally:
             torch.backends.cuda.matmul.allow_tf32 = before
+    # a quarter-size probe first: a dtype the device emulates (bf16 on CPUs without it) can run at a hundredth of
+    # float32's rate, and measuring it at full size would take minutes
+    probe = (m // 4, k, n // 4)
+    f32_probe = gemm_macs_per_s(*probe, repeats=2, device=device)
     for name, dtype in (("bf16", torch.bfloat16), ("int8", torch.int8)):
         if name == "int8" and not cuda:
             continue   # torch's CPU int8 GEMM is not a dense-rate kernel
         try:
+            if _typed_gemm(*probe, dtype, device, 1) < 0.5 * f32_probe:
+                continue   # not this device's fast product
             rates[name] = _typed_gemm(m, k, n, dtype, device, repeats)
         except (RuntimeError, NotImplementedError):
             pass
