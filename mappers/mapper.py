@@ -177,6 +177,8 @@ class MappedLayer(nn.Module):
         self.positions_seen = 0
         self.error_sq = 0.0       # sum of (s * (analog - exact))**2 over the outputs since the last reset
         self.reference_sq = 0.0   # sum of (s * exact)**2
+        self.engine_s = 0.0       # wall seconds in the crossbars since the last reset (cimsim bench --model)
+        self.exact_s = 0.0        # wall seconds of the exact product that measures the layer's error
 
     # geometry ----------------------------------------------------------------
     def _patches(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple]:
@@ -261,10 +263,14 @@ class MappedLayer(nn.Module):
         xq = self.quantize_input(x)
         patches, shape = self._patches(xq)
         ints = patches.numpy().astype(np.int64)
+        t0 = time.perf_counter()
         acc = self.integer_product(ints)
+        t1 = time.perf_counter()
         if self.mode == "analog":
             with one_thread():   # a small GEMM per batch: one BLAS thread is several times cheaper (cimsim.blas)
                 self.record_error(acc, self.exact_product(ints))
+        self.engine_s += t1 - t0
+        self.exact_s += time.perf_counter() - t1
         y = acc * (self.plan.input_scale * self.w_scale)[None, :]
         if self.bias is not None:
             y = y + self.bias[None, :]
@@ -305,6 +311,10 @@ class MappedModel(nn.Module):
         self.folded = folded
         self.calibration_info = calibration_info
         self.seed, self.backend, self.device = seed, backend, device
+        # wall seconds of map_model: "prepare_s" (copy, batch-norm folding, the calibration forward pass, the
+        # digital layers' profile), "program_s" (crossbars built and programmed), "calibrate_s" (activation
+        # ranges, PSQ scales, ADC ranges)
+        self.map_timings: dict[str, float] = {}
 
     @property
     def reference(self) -> nn.Module:
@@ -330,6 +340,7 @@ class MappedModel(nn.Module):
         for layer in self.mapped_layers.values():
             layer.positions_seen = 0
             layer.error_sq = layer.reference_sq = 0.0
+            layer.engine_s = layer.exact_s = 0.0
             for xb in layer.crossbars:
                 xb.ledger = EventLedger()
 
@@ -441,6 +452,8 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         raise ConfigError("cimsim.map needs calibration data (a loader of (x, y) batches or a tensor of inputs) "
                           "to set activation and ADC ranges; pass calibration=data.loader('train', limit=...)")
     psq_cfg = qat.PSQConfig.from_arch(arch) if arch.learned_column_scales else None
+    started = time.perf_counter()
+    timings = {"prepare_s": 0.0, "program_s": 0.0, "calibrate_s": 0.0}   # MappedModel.map_timings
     if reference is not None:
         reference = copy.deepcopy(reference).eval()
         note = reference_note or "a floating-point network given to the mapper"
@@ -490,6 +503,7 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
                 "activation_percentile": ACTIVATION_PERCENTILE, "adc_rows_per_layer": ADC_CALIBRATION_ROWS,
                 "uncosted_layers": cal_uncosted}
     unscaled = []
+    timings["prepare_s"] = time.perf_counter() - started
     for index, (name, mod) in enumerate(progress_bar(list(targets.items()), desc=f"{arch.name} map: program and "
                                                      "calibrate", unit="layers", enabled=progress)):
         if qat.is_psq(mod):   # fine-tuned with PSQ: its input range is part of what it learned
@@ -498,6 +512,7 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         else:
             input_scale, signed = qat.activation_range(torch.cat([a.reshape(-1) for a in seen[name]]),
                                                        arch.input_bits, rng)
+        t0 = time.perf_counter()
         groups = getattr(mod, "groups", 1)
         k_per_group = mod.weight[0].numel()
         plan = LayerPlan(name, type(mod).__name__, k_per_group, mod.weight.shape[0], groups,
@@ -515,10 +530,12 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
                 scales = np.concatenate([qat.lsq_scales(allp[:, g * k_per_group:(g + 1) * k_per_group],
                                                         layer.w_int[g * og:(g + 1) * og], psq_cfg, signed)
                                          for g in range(groups)], axis=2)
+        t1 = time.perf_counter()
         for g in range(groups):
             layer.crossbars.append(Crossbar(layer.w_int[g * og:(g + 1) * og], spec, seed=_seed_for(seed, index, g),
                                             backend=backend, device=device, name=name,
                                             column_scales=None if scales is None else scales[:, :, g * og:(g + 1) * og]))
+        t2 = time.perf_counter()
         # positions per inference and ADC calibration from the quantized calibration inputs
         patches, shape = layer._patches(layer.quantize_input(seen[name][0][:1]))
         plan.positions = int(patches.shape[0])
@@ -531,9 +548,13 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         layers[name] = layer
         _replace(work, name, layer)
         seen[name] = []  # free the calibration activations
+        timings["program_s"] += t2 - t1                    # the crossbars built, their cells programmed
+        timings["calibrate_s"] += time.perf_counter() - t2 + (t1 - t0)   # ranges, scales, ADC calibration
     if unscaled:
         warnings.warn(f"{arch.name}: no learned partial-sum scale factors for {', '.join(unscaled)}; using "
                       "calibrated initial scales (expect an accuracy loss: fine-tune with cimsim.mappers.qat, "
                       "'cimsim finetune')", stacklevel=2)
-    return MappedModel(work, reference, arch, layers, digital, kinds, kept, folded, cal_info, seed, backend, device,
-                       reference_note=note, model_name=model_name)
+    mapped = MappedModel(work, reference, arch, layers, digital, kinds, kept, folded, cal_info, seed, backend, device,
+                         reference_note=note, model_name=model_name)
+    mapped.map_timings = timings
+    return mapped

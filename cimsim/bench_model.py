@@ -1,0 +1,186 @@
+"""Whole-network benchmark (``cimsim bench --model M --arch A``): what a user's ``cimsim run`` costs, phase by phase.
+
+The command ``cimsim run --model M --arch A`` does four things, timed here separately on the same network,
+data and settings:
+
+- **load**: the checkpoint and the dataset;
+- **map**: ``prepare`` (copy, batch-norm folding, the calibration forward pass, the digital layers'
+  profile), ``program`` (crossbars built and their cells programmed, with programming noise), ``calibrate``
+  (activation ranges, PSQ scales, ADC ranges);
+- **evaluate**: the simulated network over the test images (which includes, per batch, the float
+  reference network and each mapped layer's exact integer product that measures its error).
+
+Beside them, in the same process and on the same device: the float network's own forward rate over the
+same images (``float_images_per_s``), and the device's best dense GEMM (float32, and bf16 where the
+device has it; TF32 and int8 on a GPU) at a fixed large shape. ``engine`` is the crossbars' share of the
+evaluation: their wall seconds (summed over layers, measured around each crossbar call) and their
+effective MAC/s = sum over layers of positions x K x N x input cycles x weight slices / those seconds,
+the same count as the single-layer bench (:mod:`cimsim.bench`). ``ratio`` = engine MAC/s over the best
+GEMM rate.
+
+Like :mod:`cimsim.networks` this module stands on top of every layer (DESIGN.md): it loads checkpoints
+and data (``workloads``) and maps them (``mappers``).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+
+import torch
+
+from cimsim.bench import gemm_macs_per_s
+
+#: the fixed GEMM shape of the device reference: large enough to reach a device's dense rate (est.)
+GEMM_SHAPE = (4096, 1024, 1024)
+
+
+def device_gemm_rates(device: str = "cpu", shape: tuple[int, int, int] = GEMM_SHAPE, repeats: int = 10) -> dict:
+    """Dense GEMM MAC/s of ``device`` at ``shape`` by dtype, and the best: {"float32": r, ..., "best": (dtype, r)}.
+
+    float32 everywhere; bf16 where torch multiplies it on that device; on a GPU also TF32 (float32 inputs on
+    tensor cores) and int8 (``torch._int_mm``, int32 out). A dtype the device cannot multiply, or multiplies at
+    less than half float32's rate on a small probe (emulated), is left out."""
+    m, k, n = shape
+    rates = {"float32": gemm_macs_per_s(m, k, n, repeats=repeats, device=device)}
+    cuda = device.startswith("cuda")
+    if cuda:
+        before = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = True
+        try:
+            rates["tf32"] = gemm_macs_per_s(m, k, n, repeats=repeats, device=device)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = before
+    # a quarter-size probe first: a dtype the device emulates (bf16 on CPUs without it) can run at a hundredth of
+    # float32's rate, and measuring it at full size would take minutes
+    probe = (m // 4, k, n // 4)
+    f32_probe = gemm_macs_per_s(*probe, repeats=2, device=device)
+    for name, dtype in (("bf16", torch.bfloat16), ("int8", torch.int8)):
+        if name == "int8" and not cuda:
+            continue   # torch's CPU int8 GEMM is not a dense-rate kernel
+        try:
+            if _typed_gemm(*probe, dtype, device, 1) < 0.5 * f32_probe:
+                continue   # not this device's fast product
+            rates[name] = _typed_gemm(m, k, n, dtype, device, repeats)
+        except (RuntimeError, NotImplementedError):
+            pass
+    best = max(rates.items(), key=lambda kv: kv[1])
+    return {**rates, "best": best}
+
+
+def _typed_gemm(m: int, k: int, n: int, dtype, device: str, repeats: int) -> float:
+    if dtype == torch.int8:
+        a = torch.randint(-128, 128, (m, k), dtype=dtype, device=device)
+        b = torch.randint(-128, 128, (k, n), dtype=dtype, device=device)
+        mm = torch._int_mm
+    else:
+        a = torch.rand(m, k, device=device).to(dtype)
+        b = torch.rand(k, n, device=device).to(dtype)
+        mm = torch.matmul
+    cuda = device.startswith("cuda")
+    mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        mm(a, b)
+        if cuda:
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return m * k * n / best
+
+
+def float_rate(model: torch.nn.Module, loader, device: str = "cpu") -> tuple[float, int]:
+    """(images/s, images) of the float network's forward pass over ``loader`` on ``device``, data loading
+    included as in the simulated evaluation."""
+    net = model.to(device).eval()
+    cuda = device.startswith("cuda")
+    n = 0
+    with torch.no_grad():
+        for x, _ in loader:   # warm-up on the first batch
+            net(x.to(device))
+            break
+        if cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for x, _ in loader:
+            net(x.to(device))
+            n += len(x)
+        if cuda:
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t
+    model.to("cpu")
+    return n / seconds, n
+
+
+def machine() -> str:
+    """The CPU model (Linux /proc/cpuinfo), its architecture and the CPUs this process may use."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name}, {platform.machine()}, {cpus} CPUs"
+
+
+def run_model(model_name: str, arch_name: str = "isaac", dataset: str = "fashion-mnist", *, limit: int | None = None,
+              batch_size: int = 64, calibration: int = 512, backend: str = "numba", device: str = "cpu",
+              seed: int = 0, data_dir=None, sets: dict | None = None, progress: bool | None = False) -> dict:
+    """Time ``cimsim run --model model_name --arch arch_name`` phase by phase (see the module docstring)."""
+    from cimsim import arch as arch_mod
+    from cimsim.mappers.mapper import map_model
+    from cimsim.networks import load_model_and_data, reference_kwargs
+
+    t_start = time.perf_counter()
+    spec = arch_mod.get(arch_name, **(sets or {}))
+    model, meta, data, ckpt = load_model_and_data(model_name, dataset, data_dir, arch=spec, overrides=sets)
+    loader = data.loader("test", batch_size=batch_size, limit=limit)
+    cal = data.loader("train", batch_size=batch_size, limit=calibration, shuffle=False)
+    t_loaded = time.perf_counter()
+    gemm = device_gemm_rates(device)
+    float_ips, _ = float_rate(model, loader, device)
+    t_refs = time.perf_counter()
+    mapped = map_model(model, spec, cal, seed=seed, backend=backend, device=device, progress=progress,
+                       **reference_kwargs(meta, ckpt))
+    t_mapped = time.perf_counter()
+    for x, _ in loader:   # warm-up: compilation or loading compiled kernels, first-touch of buffers
+        mapped(x[:8])
+        break
+    t_warm = time.perf_counter()
+    report = mapped.evaluate(loader, progress=progress)   # resets the events the warm-up counted
+    t_done = time.perf_counter()
+
+    macs = engine_s = exact_s = 0.0
+    for layer in mapped.mapped_layers.values():
+        xb = layer.crossbars[0]
+        macs += layer.positions_seen * layer.plan.in_features * layer.plan.out_features * xb.cycles * xb.n_slices
+        engine_s += layer.engine_s
+        exact_s += layer.exact_s
+    evaluate_s = t_done - t_warm
+    n = report.n_examples
+    engine_rate = macs / engine_s if engine_s > 0 else float("nan")
+    best_dtype, best_rate = gemm["best"]
+    gpu_peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else 0
+    return {
+        "model": meta["model"], "arch": spec.name, "dataset": data.name, "images": n, "batch_size": batch_size,
+        "backend": backend, "device": device, "accuracy": report.accuracy,
+        "machine": machine(),
+        "phases_s": {"load": t_loaded - t_start, **{k[:-2]: v for k, v in mapped.map_timings.items()},
+                     "map": t_mapped - t_refs, "warmup": t_warm - t_mapped, "evaluate": evaluate_s,
+                     "command": (t_loaded - t_start) + (t_done - t_refs)},
+        "images_per_s": n / evaluate_s,
+        "command_images_per_s": n / ((t_loaded - t_start) + (t_done - t_refs)),
+        "float_images_per_s": float_ips,
+        "engine": {"seconds": engine_s, "share_of_evaluate": engine_s / evaluate_s, "exact_product_s": exact_s,
+                   "effective_macs": macs, "effective_macs_per_s": engine_rate},
+        "gemm_macs_per_s": {k: v for k, v in gemm.items() if k != "best"},
+        "best_gemm": {"dtype": best_dtype, "macs_per_s": best_rate},
+        "ratio": engine_rate / best_rate,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "gpu_peak_bytes": int(gpu_peak),
+    }

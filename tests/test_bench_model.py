@@ -1,0 +1,43 @@
+"""``cimsim bench --model``: the whole-network benchmark's bookkeeping (its speeds are measured, never asserted)."""
+
+import json
+
+import pytest
+
+from cimsim import bench_model
+from cimsim.arch import get
+from tests._cli_helpers import run_cli
+
+
+def test_effective_macs_count_every_crossbar_product():
+    """The engine's MAC count is the layers' K x N x cycles x slices per position, over every test image."""
+    r = bench_model.run_model("mlp", "isaac", "digits", limit=40, batch_size=16, calibration=64)
+    assert r["images"] == 40
+    arch = get("isaac")
+    cycles = -(-arch.input_bits // arch.crossbar_spec(input_signed=False).dac_bits)
+    slices = -(-arch.weight_bits // arch.crossbar_spec(input_signed=False).cell_bits)
+    from cimsim.workloads import zoo
+    model = zoo.build_for("mlp", (1, 8, 8), 10)   # the shipped mlp-digits checkpoint's shape
+    linears = [m for m in model.modules() if m.__class__.__name__ == "Linear"]
+    expected = 40 * sum(m.in_features * m.out_features for m in linears) * cycles * slices
+    assert r["engine"]["effective_macs"] == expected
+    assert r["ratio"] == pytest.approx(r["engine"]["effective_macs_per_s"] / r["best_gemm"]["macs_per_s"])
+    assert r["best_gemm"]["macs_per_s"] == max(r["gemm_macs_per_s"].values())
+    ph = r["phases_s"]
+    assert ph["map"] >= ph["prepare"] + ph["program"] + ph["calibrate"] - 1e-6
+    assert ph["command"] >= ph["evaluate"] + ph["map"] - 1e-6
+    assert r["images_per_s"] == pytest.approx(40 / ph["evaluate"])
+    assert 0 < r["engine"]["share_of_evaluate"] <= 1
+    assert 0 <= r["accuracy"] <= 1
+
+
+def test_cli_bench_model_json_and_refusals(capsys):
+    code, out, _ = run_cli(capsys, "bench", "--model", "mlp", "--dataset", "digits", "--limit", "20", "--batch", "10",
+                           "--calibration", "20", "--json")
+    assert code == 0
+    r = json.loads(out)
+    assert r["model"] == "mlp" and r["arch"] == "isaac" and r["images"] == 20
+    code, out, err = run_cli(capsys, "bench", "--arch", "hcim")
+    assert code == 2 and "--arch needs --model" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run_cli(capsys, "bench", "--model", "lenet9")
+    assert code == 2 and "lenet9" in err and "Traceback" not in err
