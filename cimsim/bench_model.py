@@ -33,17 +33,19 @@ import torch
 
 from cimsim.bench import gemm_macs_per_s
 
-#: the fixed GEMM shape of the device reference: large enough to reach a device's dense rate (est.)
+#: the fixed GEMM shapes of the device reference, large enough to reach the device's dense rate: a CPU reaches it
+#: at 4096x1024x1024; an H200 needs 8192^3 for its bf16 peak (788 TFLOP/s measured on the device machine, 2026-10-28) (est.)
 GEMM_SHAPE = (4096, 1024, 1024)
+GEMM_SHAPE_GPU = (8192, 8192, 8192)
 
 
-def device_gemm_rates(device: str = "cpu", shape: tuple[int, int, int] = GEMM_SHAPE, repeats: int = 10) -> dict:
+def device_gemm_rates(device: str = "cpu", shape: tuple[int, int, int] | None = None, repeats: int = 10) -> dict:
     """Dense GEMM MAC/s of ``device`` at ``shape`` by dtype, and the best: {"float32": r, ..., "best": (dtype, r)}.
 
     float32 everywhere; bf16 where torch multiplies it on that device; on a GPU also TF32 (float32 inputs on
     tensor cores) and int8 (``torch._int_mm``, int32 out). A dtype the device cannot multiply, or multiplies at
     less than half float32's rate on a small probe (emulated), is left out."""
-    m, k, n = shape
+    m, k, n = shape or (GEMM_SHAPE_GPU if device.startswith("cuda") else GEMM_SHAPE)
     rates = {"float32": gemm_macs_per_s(m, k, n, repeats=repeats, device=device)}
     cuda = device.startswith("cuda")
     if cuda:
@@ -56,12 +58,12 @@ def device_gemm_rates(device: str = "cpu", shape: tuple[int, int, int] = GEMM_SH
     # a quarter-size probe first: a dtype the device emulates (bf16 on CPUs without it) can run at a hundredth of
     # float32's rate, and measuring it at full size would take minutes
     probe = (m // 4, k, n // 4)
-    f32_probe = gemm_macs_per_s(*probe, repeats=2, device=device)
+    f32_probe = 0.0 if cuda else gemm_macs_per_s(*probe, repeats=2, device=device)
     for name, dtype in (("bf16", torch.bfloat16), ("int8", torch.int8)):
         if name == "int8" and not cuda:
             continue   # torch's CPU int8 GEMM is not a dense-rate kernel
         try:
-            if _typed_gemm(*probe, dtype, device, 1) < 0.5 * f32_probe:
+            if not cuda and _typed_gemm(*probe, dtype, device, 1) < 0.5 * f32_probe:
                 continue   # not this device's fast product
             rates[name] = _typed_gemm(m, k, n, dtype, device, repeats)
         except (RuntimeError, NotImplementedError):

@@ -177,6 +177,7 @@ class MappedLayer(nn.Module):
         self.positions_seen = 0
         self.error_sq = 0.0       # sum of (s * (analog - exact))**2 over the outputs since the last reset
         self.reference_sq = 0.0   # sum of (s * exact)**2
+        self.exact_device = "cpu"  # where the exact product runs: the engine's GPU when it has one (map_model)
         self.engine_s = 0.0       # wall seconds in the crossbars since the last reset (cimsim bench --model)
         self.exact_s = 0.0        # wall seconds of the exact product that measures the layer's error
 
@@ -224,6 +225,12 @@ class MappedLayer(nn.Module):
         """patches (rows, groups * K) int -> (rows, O) float64: the exact integer product (the digital layer)."""
         G, K = self.plan.groups, self.plan.in_features
         og = self.w_int.shape[0] // G
+        if self.exact_device != "cpu":   # float64 on the GPU: the same exact sums, without a CPU GEMM per batch
+            if getattr(self, "_w_exact_dev", None) is None:
+                self._w_exact_dev = torch.from_numpy(self.w_exact_t).to(self.exact_device)
+            p = torch.from_numpy(patches).to(self.exact_device, torch.float64)
+            w = self._w_exact_dev
+            return torch.cat([p[:, g * K:(g + 1) * K] @ w[:, g * og:(g + 1) * og] for g in range(G)], 1).cpu().numpy()
         out = np.empty((patches.shape[0], self.w_int.shape[0]))
         for g in range(G):
             out[:, g * og:(g + 1) * og] = (patches[:, g * K:(g + 1) * K].astype(np.float64)
@@ -518,6 +525,8 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         plan = LayerPlan(name, type(mod).__name__, k_per_group, mod.weight.shape[0], groups,
                          input_signed=signed, input_scale=input_scale)
         layer = MappedLayer(name, mod, arch, plan)
+        if backend == "torch" and str(device).startswith("cuda"):
+            layer.exact_device = device
         spec = arch.crossbar_spec(input_signed=signed)
         og = plan.out_features // groups
         scales = None
