@@ -56,6 +56,7 @@ def psq_checkpoint_name(model: str, dataset: str, cfg: qat.PSQConfig) -> str:
 def save_psq_checkpoint(path, model: nn.Module, metadata: dict) -> Path:
     """Weights, column scales and input ranges of a PSQ model (and the metadata as .json beside it)."""
     path = Path(path)
+    train.require_finite(model.state_dict(), path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": qat.FORMAT, "format_version": 1, "metadata": json.dumps(metadata),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}

@@ -27,7 +27,7 @@ import numpy as np
 
 from cimsim._version import __version__
 from cimsim.errors import CimsimError
-from cimsim.fileio import atomic_output
+from cimsim.fileio import CORRUPT_FILE_ERRORS, atomic_output, reading
 
 FORMAT = "cimsim.report"
 FORMAT_VERSION = 1
@@ -151,6 +151,13 @@ class Report:
 
     @classmethod
     def read_hdf5_group(cls, group, where: str = "") -> "Report":
+        """The report in an open h5py group; a corrupt or foreign group gives ReportFileError (one line)."""
+        with reading(where or getattr(group, "name", "?"), ReportFileError, "cimsim report",
+                     "re-create it with 'cimsim run --out'"):
+            return cls._read_hdf5_group(group, where)
+
+    @classmethod
+    def _read_hdf5_group(cls, group, where: str = "") -> "Report":
         if group.attrs.get("format") != FORMAT:
             raise ReportFileError(f"{where or group.name} is not a cimsim report (no format={FORMAT!r} attribute)")
         version = int(group.attrs.get("format_version", 0))
@@ -203,7 +210,7 @@ class Report:
                 return cls.read_hdf5_group(f, where=str(path))
         except ReportFileError:
             raise
-        except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+        except CORRUPT_FILE_ERRORS as exc:
             raise ReportFileError(f"{path} is not a readable cimsim report ({type(exc).__name__}: {exc}); "
                                   "re-create it with 'cimsim run --out'") from None
 

@@ -283,6 +283,19 @@ class OnChipConfig:
     test_limit: int | None = None
     data_dir: str | None = None
 
+    def __post_init__(self):
+        for name in ("lr", "w_max"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ConfigError(f"on-chip {name} must be a finite number > 0, got {v!r}")
+        if isinstance(self.init_scale, bool) or not isinstance(self.init_scale, (int, float)) or \
+                not math.isfinite(self.init_scale) or self.init_scale < 0:
+            raise ConfigError(f"on-chip init_scale must be a finite number >= 0, got {self.init_scale!r}")
+        for name in ("epochs", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1_000_000:
+                raise ConfigError(f"on-chip {name} must be an integer in [1, 1000000], got {v!r}")
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden)
@@ -554,12 +567,17 @@ class OnChipResult:
 
         import h5py
 
-        with h5py.File(path, "r") as f:
-            if str(f.attrs.get("format", "")) != FORMAT:
-                raise ConfigError(f"{path} is not an on-chip learning run (format {f.attrs.get('format')!r})")
-            s = json.loads(f.attrs["summary_json"])
-        s.pop("epochs")
-        return cls(**s)
+        from cimsim.fileio import reading
+
+        with reading(path, ConfigError, "cimsim on-chip run file", "re-create it with 'cimsim onchip --out'"):
+            with h5py.File(path, "r") as f:
+                if str(f.attrs.get("format", "")) != FORMAT:
+                    raise ConfigError(f"{path} is not an on-chip learning run (format {f.attrs.get('format')!r})")
+                s = json.loads(f.attrs["summary_json"])
+            if not isinstance(s, dict):
+                raise ValueError("summary_json is not an object")
+            s.pop("epochs", None)
+            return cls(**s)
 
 
 def _accuracy(predict, x: np.ndarray, y: np.ndarray, batch: int = 2000) -> float:

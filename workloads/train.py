@@ -259,9 +259,22 @@ def checkpoint_name(model: str, dataset: str) -> str:
     return f"{zoo.canonical_name(model)}-{ds_mod.canonical_name(dataset)}.pt"
 
 
+def require_finite(state: dict, path) -> None:
+    """Refuse to save weights holding NaN or infinity (a diverged run): nothing is written, so a good checkpoint
+    at ``path`` is never replaced by a broken one."""
+    bad = {k: int((~torch.isfinite(v)).sum()) for k, v in state.items()
+           if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())}
+    if bad:
+        first = next(iter(bad))
+        raise CheckpointError(f"training diverged: {sum(bad.values())} weights are NaN or infinite ({first} first); "
+                              f"{path} was not written: lower the learning rate (--lr)")
+
+
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: dict) -> Path:
-    """Write the weights and metadata to ``path`` (and the metadata to ``path`` with .json), atomically."""
+    """Write the weights and metadata to ``path`` (and the metadata to ``path`` with .json), atomically; weights
+    that are not all finite are refused (:func:`require_finite`)."""
     path = Path(path)
+    require_finite(model.state_dict(), path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "metadata": json.dumps(metadata),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
