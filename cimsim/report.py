@@ -176,8 +176,15 @@ class Report:
         layers = [{c: data[c][i] for c in columns} for i in range(n)]
         cg = group["components"]
         names = [v.decode() if isinstance(v, bytes) else str(v) for v in cg["name"][()]]
-        components = dict(zip(names, (float(x) for x in cg["energy_j"][()])))
+        energies = [float(x) for x in cg["energy_j"][()]]
+        if len(names) != len(energies):
+            raise ValueError(f"components: {len(names)} names for {len(energies)} energies")
+        components = dict(zip(names, energies))
+        if not isinstance(columns, list) or any(len(data[c]) != n for c in columns):
+            raise ValueError("layers: the columns are not one list of equally long datasets")
         config = json.loads(group.attrs["config_json"])
+        if not isinstance(config, dict):
+            raise ValueError(f"config_json holds a {type(config).__name__}, not an object")
         return cls(accuracy=float(scalars["accuracy"]), digital_accuracy=float(scalars["digital_accuracy"]),
                    energy_j=float(scalars["energy_j"]), latency_s=float(scalars["latency_s"]),
                    throughput_inf_per_s=float(scalars["throughput_inf_per_s"]), area_m2=float(scalars["area_m2"]),
