@@ -173,3 +173,34 @@ def reading(path, error: type[CimsimError], what: str, fix: str) -> Iterator[Non
     except CORRUPT_FILE_ERRORS as exc:
         detail = " ".join(str(exc).split())[:160]
         raise error(f"{path} is not a readable {what} ({type(exc).__name__}: {detail}); {fix}") from None
+
+
+def _can_write_in(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def numba_cache_fallback(environ=None, package_dir: Path | None = None, writable=None) -> str | None:
+    """Give numba a cache folder it can write when neither of its own can be (``cache=True`` kernels fail at
+    import otherwise): numba caches beside the package (``__pycache__``), else in ``~/.cache/numba``; when
+    both are read-only (an installed package and a read-only or missing ``$HOME``) ``NUMBA_CACHE_DIR`` is
+    set to a per-user folder in the temporary directory. A ``NUMBA_CACHE_DIR`` already set is kept. Returns
+    the folder set, or None. Call it before numba is imported."""
+    environ = os.environ if environ is None else environ
+    writable = _can_write_in if writable is None else writable
+    if environ.get("NUMBA_CACHE_DIR"):
+        return None
+    package_dir = Path(__file__).resolve().parent if package_dir is None else package_dir
+    home = Path(os.path.expanduser("~"))
+    if writable(package_dir / "__pycache__") or writable(home / ".cache" / "numba"):
+        return None
+    folder = Path(tempfile.gettempdir()) / f"cimsim-numba-cache-{os.getuid()}"
+    environ["NUMBA_CACHE_DIR"] = str(folder)
+    import sys
+    if "numba" in sys.modules:   # already loaded (configuration read): tell its config directly
+        sys.modules["numba"].config.CACHE_DIR = str(folder)
+    return str(folder)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cimsim.cli.common import add_command, emit_json, positive_int
+from cimsim.cli.common import add_command, batch_size, emit_json, positive_int
 
 
 def run(args) -> int:
@@ -25,6 +25,6 @@ def register(sub) -> None:
                   "2-bit ReRAM cells with noise, 8-bit calibrated SAR ADC) and compare with float32 GEMM.")
     sp.add_argument("--backend", default="numba", choices=["numba", "torch"], help="engine backend (default numba)")
     sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device (default cpu)")
-    sp.add_argument("--batch", type=positive_int, help="batch size (default 1024, the standard case)")
+    sp.add_argument("--batch", type=batch_size, help="batch size (default 1024, the standard case)")
     sp.add_argument("--repeat", type=positive_int, default=3, help="timed calls; the best counts (default 3)")
     sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")

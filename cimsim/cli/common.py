@@ -36,6 +36,26 @@ def positive_int(text: str) -> int:
     return value
 
 
+def bounded_int(low: int, high: int, why: str):
+    """An argparse type: a whole number in [low, high]; ``why`` says where the upper bound comes from."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number in [{low}, {high:,}], got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number in [{low}, {high:,}] ({why}), got {value:,}")
+        return value
+    return parse
+
+
+# Upper bounds of sizes set on the command line: memory follows them, so they are bounded where they are read.
+MAX_BATCH = 65_536          # examples per batch (our bound: a 65,536-image CIFAR batch of activations is GBs)
+MAX_CALIBRATION = 10_000    # calibration examples: every mapped layer's inputs for all of them stay in memory
+batch_size = bounded_int(1, MAX_BATCH, "examples per batch; memory grows with it")
+calibration_size = bounded_int(1, MAX_CALIBRATION, "calibration keeps every layer's inputs in memory")
+
+
 def nonneg_int(text: str) -> int:
     try:
         value = int(text)

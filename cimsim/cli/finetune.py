@@ -7,8 +7,8 @@ from pathlib import Path
 
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import (add_command, checkpoint_output, data_options, emit_json, fraction, key_value,
-                               nonneg_int, positive_float, positive_int, require_device)
+from cimsim.cli.common import (add_command, batch_size, checkpoint_output, data_options, emit_json, fraction,
+                               key_value, nonneg_int, positive_float, positive_int, require_device)
 
 
 def run(args) -> int:
@@ -75,7 +75,7 @@ def register(sub) -> None:
                     help="override an architecture parameter (repeatable), as for 'cimsim run'")
     sp.add_argument("--epochs", type=positive_int, help="fine-tuning epochs (default 3)")
     sp.add_argument("--lr", type=positive_float, help="learning rate of the weights (default 1e-3)")
-    sp.add_argument("--batch-size", type=positive_int, help="mini-batch size (default 128)")
+    sp.add_argument("--batch-size", type=batch_size, help="mini-batch size (default 128)")
     sp.add_argument("--test-limit", type=positive_int, metavar="N",
                     help="measure the accuracy on the first N test examples only (default: all)")
     sp.add_argument("--noise", type=fraction, metavar="FRAC",

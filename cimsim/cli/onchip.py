@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cimsim.cli.common import add_command, emit_json, fraction, nonneg_int, output_path, positive_float, positive_int
+from cimsim.cli.common import (add_command, batch_size, emit_json, nonneg_int, output_path, positive_float,
+                               positive_int)
 
 
 def states(text: str) -> int:
@@ -62,7 +63,7 @@ def register(sub) -> None:
     sp.add_argument("--epochs", type=positive_int, help="epochs (default: the experiment's recipe)")
     sp.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     sp.add_argument("--lr", type=positive_float, help="SGD learning rate (default: the experiment's recipe)")
-    sp.add_argument("--batch-size", type=positive_int, help="examples per weight update (default 1)")
+    sp.add_argument("--batch-size", type=batch_size, help="examples per weight update (default 1)")
     sp.add_argument("--adc-bits", type=nonneg_int, metavar="B",
                     help="read each column with a B-bit SAR ADC (default 0: the column current feeds an "
                          "analog neuron, as in both papers)")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import (add_command, data_options, key_value, output_path, positive_int, require_device,
-                               strict_json)
+from cimsim.cli.common import (add_command, batch_size, calibration_size, data_options, key_value, output_path,
+                               positive_int, require_device, strict_json)
 
 
 def run(args) -> int:
@@ -77,8 +77,8 @@ def register(sub) -> None:
     sp.add_argument("--seeds", type=positive_int, default=1, metavar="N", help="run seeds 0..N-1 (default 1)")
     data_options(sp)
     sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset)")
-    sp.add_argument("--batch-size", type=positive_int, default=64, help="examples per batch (default 64)")
-    sp.add_argument("--calibration", type=positive_int, default=512, metavar="N",
+    sp.add_argument("--batch-size", type=batch_size, default=64, help="examples per batch (default 64)")
+    sp.add_argument("--calibration", type=calibration_size, default=512, metavar="N",
                     help="training examples that calibrate activation and ADC ranges (default 512, as 'run')")
     sp.add_argument("--backend", default="numba", choices=["numba", "torch"], help="crossbar engine (default numba)")
     sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="engine device (cuda needs --backend torch)")

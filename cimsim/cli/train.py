@@ -8,8 +8,8 @@ from pathlib import Path
 
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import (add_command, checkpoint_output, data_options, emit_json, nonneg_int, positive_float,
-                               positive_int, require_device)
+from cimsim.cli.common import (add_command, batch_size, checkpoint_output, data_options, emit_json, nonneg_int,
+                               positive_float, positive_int, require_device)
 
 
 def run(args) -> int:
@@ -55,7 +55,7 @@ def register(sub) -> None:
     data_options(sp)
     sp.add_argument("--epochs", type=positive_int, help="epochs (default: the model's recipe)")
     sp.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
-    sp.add_argument("--batch-size", type=positive_int, help="mini-batch size (default: the recipe's)")
+    sp.add_argument("--batch-size", type=batch_size, help="mini-batch size (default: the recipe's)")
     sp.add_argument("--lr", type=positive_float, help="peak learning rate (default: the recipe's)")
     sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (default cpu)")
     sp.add_argument("--out", help="checkpoint path or directory (default ~/.cache/cimsim/checkpoints, "
