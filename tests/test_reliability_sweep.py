@@ -102,9 +102,7 @@ def test_dask_local_cluster_with_a_worker_killed_mid_point_loses_and_duplicates_
 
 
 def test_a_huge_grid_is_refused_with_its_size_before_anything_is_built(capsys, tmp_path):
-    start = time.process_time()
     code, out, err = run_cli(capsys, "sweep", "--arch", "isaac,digital", "--seeds", "100000000", "--out",
                              tmp_path / "s.h5")
-    assert_one_line_user_error(code, err, "200,000,000 points", "more than 100,000")
-    assert time.process_time() - start < 30   # not 1.6e9 points in memory (300 s, 5.5 GB before the fix)
-    assert not (tmp_path / "s.h5").exists()
+    assert_one_line_user_error(code, err, "200,000,000 points", "more than 100,000")   # counted, not built
+    assert os.listdir(tmp_path) == []
