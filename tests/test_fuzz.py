@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from cimsim.cli import main
 from cimsim.errors import CimsimError, ConfigError
 
-FAST, SLOW = 30, 600
+FAST, SLOW = 20, 600
 
 
 def runs(n):

@@ -284,17 +284,14 @@ class OnChipConfig:
     data_dir: str | None = None
 
     def __post_init__(self):
-        for name in ("lr", "w_max"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise ConfigError(f"on-chip {name} must be a finite number > 0, got {v!r}")
-        if isinstance(self.init_scale, bool) or not isinstance(self.init_scale, (int, float)) or \
-                not math.isfinite(self.init_scale) or self.init_scale < 0:
-            raise ConfigError(f"on-chip init_scale must be a finite number >= 0, got {self.init_scale!r}")
-        for name in ("epochs", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1_000_000:
-                raise ConfigError(f"on-chip {name} must be an integer in [1, 1000000], got {v!r}")
+        for name in ("lr", "w_max", "init_scale", "epochs", "batch_size"):
+            v, whole = getattr(self, name), name in ("epochs", "batch_size")
+            ok = (not isinstance(v, bool) and isinstance(v, int if whole else (int, float)) and math.isfinite(v)
+                  and (v >= 0 if name == "init_scale" else v > 0) and (not whole or v <= 1_000_000))
+            if not ok:
+                want = "a whole number in [1, 1000000]" if whole else \
+                    f"a finite number {'>= 0' if name == 'init_scale' else '> 0'}"
+                raise ConfigError(f"on-chip {name} must be {want}, got {v!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
