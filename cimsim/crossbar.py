@@ -54,7 +54,7 @@ from cimsim.calibration import column_value_ranges
 from cimsim.crossbar_cpu import CpuTile, Tally
 from cimsim.devices.cell import IdealCell
 from cimsim.encoding import check_inputs, plane_layout, slice_weights
-from cimsim.errors import ConfigError
+from cimsim.errors import ConfigError, check_seed
 from cimsim.irdrop import effective_conductance
 from cimsim.kernels import NoiseStreams
 from cimsim.ledger import EventLedger
@@ -81,6 +81,7 @@ class Crossbar:
             raise ConfigError(f"the numba backend runs on the CPU; for device={device!r} use backend='torch'")
         if not isinstance(spec, CrossbarSpec):
             raise ConfigError(f"spec must be a cimsim.CrossbarSpec, got {type(spec).__name__}")
+        check_seed(seed)
         W = np.asarray(W)
         if W.ndim != 2 or W.shape[0] < 1 or W.shape[1] < 1:
             raise ConfigError(f"weights must be a 2-D array (out_features, in_features), got shape {W.shape}")

@@ -50,6 +50,8 @@ class WeightSlices:
 
 def check_int_range(name: str, a: np.ndarray, lo: int, hi: int, hint: str) -> np.ndarray:
     a = np.asarray(a)
+    if a.dtype.kind not in "biuf":   # complex, object, strings: no integer reading is right
+        raise ConfigError(f"{name} must hold integers ({hint}); got an array of {a.dtype}")
     if a.size == 0:
         return a.astype(np.int64)
     if not np.issubdtype(a.dtype, np.integer):

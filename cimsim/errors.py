@@ -23,5 +23,13 @@ class CheckpointError(CimsimError):
     """A checkpoint is missing, corrupt or does not fit the model."""
 
 
+def check_seed(seed) -> None:
+    """A seed is a non-negative integer (or None: fresh entropy); anything else is one ConfigError."""
+    import numbers
+
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+        raise ConfigError(f"seed must be a non-negative integer (or None), got {seed!r}")
+
+
 class NotBuiltYet(CimsimError):
     """A part of cimsim that a later milestone fills in."""

@@ -26,9 +26,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+
+from cimsim.fileio import numba_cache_fallback
+
+numba_cache_fallback()   # before numba loads: a read-only $HOME and package folder must not stop the import
+from llvmlite import ir  # noqa: E402
+from numba import njit, types  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
 
 # Stafford's mix13 constants and shifts (http://zimbry.blogspot.com/2011/09/better-bit-mixing-improving-on.html),
 # the SplitMix64 output function

@@ -56,6 +56,7 @@ def psq_checkpoint_name(model: str, dataset: str, cfg: qat.PSQConfig) -> str:
 def save_psq_checkpoint(path, model: nn.Module, metadata: dict) -> Path:
     """Weights, column scales and input ranges of a PSQ model (and the metadata as .json beside it)."""
     path = Path(path)
+    train.require_finite(model.state_dict(), path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": qat.FORMAT, "format_version": 1, "metadata": json.dumps(metadata),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
@@ -73,7 +74,7 @@ def load_psq_checkpoint(path) -> tuple[nn.Module, dict]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(payload, dict) or payload.get("format") != qat.FORMAT:
             raise ValueError("not a cimsim PSQ checkpoint")
-        meta = json.loads(payload["metadata"])
+        meta = train.check_metadata(json.loads(payload["metadata"]))
         cfg = qat.PSQConfig(**meta["psq"])
         model = zoo.build_for(meta["model"], tuple(meta["input_shape"]), int(meta["num_classes"])).eval()
         mods = dict(model.named_modules())
@@ -88,10 +89,12 @@ def load_psq_checkpoint(path) -> tuple[nn.Module, dict]:
         qat.convert(model, cfg, ranges)
         model.psq_folded = meta["batchnorm_folded"]
         model.load_state_dict(state)
+        if not all(bool(torch.isfinite(v).all()) for v in model.state_dict().values() if v.is_floating_point()):
+            raise ValueError("it holds NaN or infinite weights")
     except CheckpointError:
         raise
     except Exception as exc:
-        raise CheckpointError(f"PSQ checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); "
+        raise CheckpointError(f"PSQ checkpoint {path} is unreadable ({train.unreadable_detail(exc)}); "
                               "delete it and re-create it with 'cimsim finetune'") from None
     return tag_model(model.eval(), train.checkpoint_info(path, meta)), meta
 

@@ -14,10 +14,14 @@ import math
 from pathlib import Path
 
 from cimsim.errors import CimsimError
+from cimsim.fileio import check_output_path, reading
 from cimsim.report import FORMAT as REPORT_FORMAT, Report, ReportFileError, fmt_si, si_prefix
 from cimsim import sweepfile
 from cimsim.plots_sweep import plot_sweep, sweep_figure, tradeoff_figure  # noqa: F401 (the figures' home)
 
+# the image types matplotlib's Agg backend writes (FigureCanvasBase.get_supported_filetypes)
+IMAGE_TYPES = (".png", ".pdf", ".svg", ".svgz", ".eps", ".ps", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".pgf",
+               ".raw", ".rgba")
 ONCHIP_FORMAT = "cimsim.onchip"   # root attribute 'format' of an on-chip learning run file
 
 
@@ -143,11 +147,20 @@ def plot_onchip(path: str | Path, output: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with h5py.File(path, "r") as f:
-        h = {k: f["history"][k][()] for k in f["history"]}
-        attrs = dict(f.attrs)
-        cfg = {k: v for k, v in f["config"].attrs.items()}
-    ep = h["epoch"]
+    import numpy as np
+
+    with reading(path, ReportFileError, "cimsim on-chip run file", "re-create it with 'cimsim onchip --out'"):
+        with h5py.File(path, "r") as f:
+            h = {k: np.asarray(f["history"][k][()], dtype=np.float64) for k in f["history"]}
+            attrs = dict(f.attrs)
+            cfg = {k: v for k, v in f["config"].attrs.items()}
+        ep = h["epoch"]
+        for k in ("train_accuracy", "test_accuracy", "float_train_accuracy", "float_test_accuracy", "energy_j",
+                  "write_energy_j"):
+            if h[k].shape != ep.shape or ep.ndim != 1:
+                raise ValueError(f"history column {k} has shape {h[k].shape}, epoch {ep.shape}")
+        for k in ("test_accuracy", "float_test_accuracy", "energy_j", "time_s"):
+            float(attrs.get(k, float("nan")))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ax = axes[0]
     ax.plot(ep, 100 * h["train_accuracy"], "o-", color="tab:blue", label="on-chip, train")
@@ -185,12 +198,14 @@ def plot_file(path: str | Path, output: str | Path | None = None, *, x: str | No
     """Draw the results file at ``path`` into ``output`` (default: the same name with .png). For a sweep file,
     ``x``/``hue`` choose the swept parameter and the line grouping, ``kind='tradeoff'`` the trade-off plots."""
     path = Path(path)
+    if not path.is_file():
+        raise ReportFileError(f"{path} does not exist or is not a regular file; give a file written by "
+                              "'cimsim run --out', 'cimsim sweep --out' or 'cimsim onchip --out'")
+    out = check_output_path(output if output is not None else path.with_suffix(".png"), "-o",
+                            extensions=IMAGE_TYPES)   # before reading: a device, folder or unknown type is refused
     fmt = _file_format(path)
     if fmt != sweepfile.FORMAT and (x or hue or kind):
         raise CimsimError(f"--x, --hue and --kind apply to sweep files; {path} is not one")
-    out = Path(output) if output else path.with_suffix(".png")
-    if out.parent and not out.parent.exists():
-        raise CimsimError(f"folder {out.parent} does not exist; create it or choose another -o")
     if fmt == REPORT_FORMAT:
         return plot_report(Report.from_hdf5(path), out)
     if fmt == sweepfile.FORMAT:

@@ -189,9 +189,6 @@ def tradeoff_figure(results: dict, title: str = ""):
 def plot_sweep(path: str | Path, output: str | Path, x: str | None = None, hue: str = "arch",
                kind: str = "sweep") -> Path:
     """Draw a sweep file: ``kind='sweep'`` (metrics against ``x``) or ``'tradeoff'``."""
-    import json
-
-    import h5py
     import matplotlib.pyplot as plt
 
     from cimsim.errors import CimsimError
@@ -199,8 +196,7 @@ def plot_sweep(path: str | Path, output: str | Path, x: str | None = None, hue: 
     results = sweepfile.read_points(path)
     if not results:
         raise CimsimError(f"{path} holds no finished points yet; run 'cimsim sweep --out {path}' first")
-    with h5py.File(path, "r") as f:
-        s = json.loads(f.attrs["settings_json"])
+    s = sweepfile.read_settings(path)
     limit = f", first {s['limit']} test examples" if s.get("limit") else ""
     title = f"{s.get('model', '?')} on {s.get('dataset', '?')}{limit}"
     fig = tradeoff_figure(results, title) if kind == "tradeoff" else sweep_figure(results, title, x=x, hue=hue)

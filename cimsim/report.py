@@ -27,7 +27,7 @@ import numpy as np
 
 from cimsim._version import __version__
 from cimsim.errors import CimsimError
-from cimsim.fileio import atomic_output
+from cimsim.fileio import CORRUPT_FILE_ERRORS, atomic_output, reading
 
 FORMAT = "cimsim.report"
 FORMAT_VERSION = 1
@@ -151,6 +151,13 @@ class Report:
 
     @classmethod
     def read_hdf5_group(cls, group, where: str = "") -> "Report":
+        """The report in an open h5py group; a corrupt or foreign group gives ReportFileError (one line)."""
+        with reading(where or getattr(group, "name", "?"), ReportFileError, "cimsim report",
+                     "re-create it with 'cimsim run --out'"):
+            return cls._read_hdf5_group(group, where)
+
+    @classmethod
+    def _read_hdf5_group(cls, group, where: str = "") -> "Report":
         if group.attrs.get("format") != FORMAT:
             raise ReportFileError(f"{where or group.name} is not a cimsim report (no format={FORMAT!r} attribute)")
         version = int(group.attrs.get("format_version", 0))
@@ -169,8 +176,15 @@ class Report:
         layers = [{c: data[c][i] for c in columns} for i in range(n)]
         cg = group["components"]
         names = [v.decode() if isinstance(v, bytes) else str(v) for v in cg["name"][()]]
-        components = dict(zip(names, (float(x) for x in cg["energy_j"][()])))
+        energies = [float(x) for x in cg["energy_j"][()]]
+        if len(names) != len(energies):
+            raise ValueError(f"components: {len(names)} names for {len(energies)} energies")
+        components = dict(zip(names, energies))
+        if not isinstance(columns, list) or any(len(data[c]) != n for c in columns):
+            raise ValueError("layers: the columns are not one list of equally long datasets")
         config = json.loads(group.attrs["config_json"])
+        if not isinstance(config, dict):
+            raise ValueError(f"config_json holds a {type(config).__name__}, not an object")
         return cls(accuracy=float(scalars["accuracy"]), digital_accuracy=float(scalars["digital_accuracy"]),
                    energy_j=float(scalars["energy_j"]), latency_s=float(scalars["latency_s"]),
                    throughput_inf_per_s=float(scalars["throughput_inf_per_s"]), area_m2=float(scalars["area_m2"]),
@@ -203,7 +217,7 @@ class Report:
                 return cls.read_hdf5_group(f, where=str(path))
         except ReportFileError:
             raise
-        except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+        except CORRUPT_FILE_ERRORS as exc:
             raise ReportFileError(f"{path} is not a readable cimsim report ({type(exc).__name__}: {exc}); "
                                   "re-create it with 'cimsim run --out'") from None
 

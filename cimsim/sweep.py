@@ -23,12 +23,14 @@ import hashlib
 import json
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from cimsim._version import __version__
 from cimsim.errors import CimsimError, ConfigError
+from cimsim.fileio import stale_temporaries
 from cimsim.networks import load_model_and_data, reference_kwargs
 from cimsim.progress import progress as progress_bar
 from cimsim.report import Report
@@ -335,8 +337,26 @@ def _run_point(evaluate_fn, point: Point, settings: Settings) -> Report:
     return evaluate_fn(point, settings)
 
 
+def _die_with_parent() -> None:
+    """A local worker ends when the sweep that started it does, even by kill -9: a watchdog thread sees the
+    parent change (Linux's parent-death signal is not used: it fires when the parent *thread* that started the
+    worker ends, and the pool starts workers from its own threads)."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="cimsim-parent-watch").start()
+
+
 def _limit_threads(n: int) -> None:
-    """Local worker processes share the cores: each gets its share of torch and numba threads."""
+    """Local worker processes share the cores: each gets its share of torch and numba threads; and each dies
+    with the sweep that started it."""
+    _die_with_parent()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(n)  # read by torch and numba when they are imported
     if "torch" in sys.modules:
@@ -427,6 +447,9 @@ def run_sweep(path: str | os.PathLike, points: list[Point], settings: Settings, 
         if client is not None:
             stack.callback(client.close)
         stack.enter_context(_exclusive(path))
+        for stale in stale_temporaries(path):   # left by a sweep killed mid-write; we hold the lock: none is live
+            with contextlib.suppress(OSError):
+                stale.unlink()
         stored = sweepfile.read_settings(path)
         if stored is None:
             sweepfile.create(path, fixed)

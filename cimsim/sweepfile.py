@@ -31,7 +31,7 @@ from typing import Any
 
 from cimsim._version import __version__
 from cimsim.errors import CimsimError
-from cimsim.fileio import atomic_output
+from cimsim.fileio import CORRUPT_FILE_ERRORS, atomic_output, reading
 from cimsim.report import Report, _json_default
 
 FORMAT = "cimsim.sweep"
@@ -138,10 +138,13 @@ def read_settings(path: str | os.PathLike) -> dict[str, Any] | None:
     try:
         with h5py.File(path, "r") as f:
             _check_format(f, path)
-            return json.loads(f.attrs["settings_json"])
+            settings = json.loads(f.attrs["settings_json"])
+        if not isinstance(settings, dict):
+            raise ValueError(f"settings_json holds a {type(settings).__name__}, not an object")
+        return settings
     except SweepFileError:
         raise
-    except (OSError, KeyError, ValueError) as exc:
+    except CORRUPT_FILE_ERRORS as exc:
         raise SweepFileError(f"{path} is not a readable cimsim sweep file ({type(exc).__name__}: {exc}); "
                              "give another --out or remove the file") from None
 
@@ -153,9 +156,10 @@ def finished_keys(path: str | os.PathLike) -> set[str]:
     path = Path(path)
     if not path.exists():
         return set()
-    with h5py.File(path, "r") as f:
-        _check_format(f, path)
-        return {k for k in f.keys() if "point_json" in f[k].attrs}
+    with reading(path, SweepFileError, "cimsim sweep file", "give another --out or remove the file"):
+        with h5py.File(path, "r") as f:
+            _check_format(f, path)
+            return {k for k in f.keys() if isinstance(f[k], h5py.Group) and "point_json" in f[k].attrs}
 
 
 def read_points(path: str | os.PathLike, keys=None) -> dict[Point, Report]:
@@ -177,7 +181,7 @@ def read_points(path: str | os.PathLike, keys=None) -> dict[Point, Report]:
                 out[point] = Report.read_hdf5_group(g, where=f"{path}:{k}")
     except CimsimError:
         raise
-    except (OSError, KeyError, ValueError) as exc:
+    except CORRUPT_FILE_ERRORS as exc:
         raise SweepFileError(f"{path} is not a readable cimsim sweep file ({type(exc).__name__}: {exc})") from None
     return dict(sorted(out.items(), key=lambda kv: kv[0].sort_key()))
 

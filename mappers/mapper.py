@@ -32,6 +32,7 @@ layer's own error (its inputs are the same for both), so it shows which layer br
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -46,7 +47,7 @@ from cimsim.arch.base import Architecture
 from cimsim.blas import one_thread
 from cimsim.cost import LayerPlan
 from cimsim.crossbar import Crossbar
-from cimsim.errors import ConfigError
+from cimsim.errors import ConfigError, check_seed
 from cimsim.ledger import EventLedger
 from cimsim.mappers import qat
 from cimsim.mappers.layer_quality import add_layer_quality
@@ -79,6 +80,23 @@ def _parent(root: nn.Module, name: str) -> tuple[nn.Module, str]:
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     parent, attr = _parent(root, name)
     setattr(parent, attr, new)
+
+
+FUSED_CONTAINERS = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer,
+                    nn.TransformerEncoder, nn.TransformerDecoder, nn.Transformer)
+
+
+class KeptDigitalWarning(UserWarning):
+    """Layers the mapper cannot place on crossbars run digitally; the warning names each and why."""
+
+
+def _check_finite_weights(targets: dict) -> None:
+    for name, mod in targets.items():
+        for pname, p in mod.named_parameters(recurse=False):
+            if not bool(torch.isfinite(p).all()):
+                bad = int((~torch.isfinite(p)).sum())
+                raise ConfigError(f"layer {name}: {bad} of {p.numel()} {pname} values are NaN or infinite; "
+                                  "the network cannot be mapped (retrain it or load an intact checkpoint)")
 
 
 def _unsupported_reason(mod: nn.Module) -> str | None:
@@ -367,13 +385,20 @@ class MappedModel(nn.Module):
         started = time.perf_counter()
         self.reset_events()
         self.eval()
+        # the reference may be the caller's own model: evaluate it in eval mode, then give back its modes
+        modes = [(m, m.training) for m in self.reference.modules()]
         self.reference.eval()
         correct = ref_correct = total = 0
-        with torch.no_grad():
-            for x, y in progress_bar(loader, desc=f"{self.arch.name} simulate", unit="batches", enabled=progress):
-                correct += int((self(x).argmax(1) == y).sum())
-                ref_correct += int((self.reference(x).argmax(1) == y).sum())
-                total += len(y)
+        try:
+            with torch.no_grad():
+                for x, y in progress_bar(loader, desc=f"{self.arch.name} simulate", unit="batches",
+                                         enabled=progress):
+                    correct += int((self(x).argmax(1) == y).sum())
+                    ref_correct += int((self.reference(x).argmax(1) == y).sum())
+                    total += len(y)
+        finally:
+            for m, training in modes:
+                m.training = training
         if total == 0:
             raise ConfigError("the evaluation loader gave no examples")
         per_inf = self.crossbar_events().scaled(1.0 / total)
@@ -397,14 +422,28 @@ class MappedModel(nn.Module):
 def _batches(calibration, limit_batches: int | None):
     if calibration is None:
         return []
-    if isinstance(calibration, torch.Tensor):
-        return [calibration]
     out = []
-    for i, item in enumerate(calibration):
+    for i, item in enumerate([calibration] if isinstance(calibration, torch.Tensor) else calibration):
         out.append(item[0] if isinstance(item, (tuple, list)) else item)
         if limit_batches is not None and i + 1 >= limit_batches:
             break
-    return out
+    for xb in out:
+        if not isinstance(xb, torch.Tensor) or xb.is_complex() or xb.ndim == 0:
+            raise ConfigError("calibration batches must be real tensors with a batch dimension, got "
+                              + (f"a {xb.dtype} tensor of shape {tuple(xb.shape)}" if isinstance(xb, torch.Tensor)
+                                 else type(xb).__name__))
+    return [xb for xb in out if xb.shape[0] > 0]   # empty batches add nothing (all empty: refused by the caller)
+
+
+@contextlib.contextmanager
+def _model_takes(xb: torch.Tensor):
+    """The model refusing a calibration batch (wrong shape, wrong dtype) is the caller's error: one line."""
+    try:
+        yield
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise ConfigError(f"the model fails on a calibration batch of shape {tuple(xb.shape)} "
+                          f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]}); give inputs of "
+                          "the shape the model takes") from None
 
 
 def _check_psq(name: str, mod: nn.Module, cfg) -> None:
@@ -447,6 +486,7 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
     """
     if not isinstance(model, nn.Module):
         raise ConfigError(f"cimsim.map needs a torch.nn.Module, got {type(model).__name__}")
+    check_seed(seed)
     if reference is not None and not isinstance(reference, nn.Module):
         raise ConfigError(f"cimsim.map: reference must be a torch.nn.Module, got {type(reference).__name__}")
     if not isinstance(arch, Architecture):
@@ -473,18 +513,24 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
     work = copy.deepcopy(model).eval()
     for p in work.parameters():
         p.requires_grad_(False)
-    folded = fold_batchnorm(work, batches[0])
+    with _model_takes(batches[0]):
+        folded = fold_batchnorm(work, batches[0])
 
     targets, kept = {}, {}
+    # PyTorch's attention and transformer blocks may run fused kernels that read their sub-layers' weights
+    # without calling them (the fast path of nn.TransformerEncoderLayer, out_proj of nn.MultiheadAttention)
+    fused = [n for n, m in work.named_modules() if n and isinstance(m, FUSED_CONTAINERS)]
     for name, mod in work.named_modules():
+        inside = next((f for f in fused if name.startswith(f + ".")), None)
+        if inside is not None and isinstance(mod, MAPPED_TYPES):
+            kept[name] = f"inside {inside}, a {type(dict(work.named_modules())[inside]).__name__} whose fused path " \
+                         "bypasses its sub-layers"
+            continue
         reason = _unsupported_reason(mod)
         if reason is not None:
             kept[name] = reason
         elif isinstance(mod, MAPPED_TYPES):
             targets[name] = mod
-    if kept:
-        warnings.warn("kept digital (not mapped to crossbars): "
-                      + "; ".join(f"{n} ({r})" for n, r in kept.items()), stacklevel=2)
     if not targets:
         raise ConfigError("the model has no Linear or Conv1d/Conv2d layer to map onto crossbars")
 
@@ -494,10 +540,22 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
                for n, m in targets.items()]
     try:
         for xb in progress_bar(batches, desc=f"{arch.name} map: calibration pass", unit="batches", enabled=progress):
-            work(xb)
+            with _model_takes(xb):
+                work(xb)
     finally:
         for h in handles:
             h.remove()
+    for name in [n for n in targets if not seen[n]]:   # its weight is used, its forward never called
+        kept[name] = ("never called through its forward (its weight is used directly, as nn.MultiheadAttention "
+                      "uses out_proj)")
+        del targets[name], seen[name]
+    if kept:
+        warnings.warn(KeptDigitalWarning("kept digital (not mapped to crossbars): "
+                                         + "; ".join(f"{n} ({r})" for n, r in kept.items())), stacklevel=2)
+    if not targets:
+        raise ConfigError("the model has no Linear or Conv1d/Conv2d layer that runs through its forward to map "
+                          "onto crossbars")
+    _check_finite_weights(targets)
 
     prof = profile(work, batches[0])
     digital = EventLedger({l: prof.ledger.layer(l) for l in prof.ledger.layers() if l not in targets})

@@ -469,6 +469,18 @@ class FinetuneRecipe:
     noise_frac: float = 0.0
     calibration_examples: int = 512
 
+    def __post_init__(self):
+        for name in ("lr", "alpha_lr"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ConfigError(f"FinetuneRecipe.{name} must be a finite number > 0, got {v!r}")
+        if not (isinstance(self.noise_frac, (int, float)) and 0 <= self.noise_frac <= 1):
+            raise ConfigError(f"FinetuneRecipe.noise_frac must lie in [0, 1], got {self.noise_frac!r}")
+        for name in ("epochs", "batch_size", "calibration_examples"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"FinetuneRecipe.{name} must be a positive integer, got {v!r}")
+
 
 def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
     model.eval()

@@ -168,9 +168,12 @@ def test_env_var_override(tmp_path, monkeypatch):
     assert data.source == str(tmp_path / "env" / "fashion-mnist")
     # an explicit data_dir comes before the environment variable
     check_idx_dataset(ds.load("fashion-mnist", data_dir=tmp_path / "arg"), a_arg)
-    # data_dir without the files falls through to the environment variable
+    # data_dir without the files falls through to the environment variable, and says so (issue 14)
     (tmp_path / "nothing").mkdir()
-    check_idx_dataset(ds.load_fashion_mnist(tmp_path / "nothing"), a_env)
+    with pytest.warns(ds.DataDirWarning, match="nothing holds no complete fashion-mnist set; using fashion-mnist"):
+        check_idx_dataset(ds.load_fashion_mnist(tmp_path / "nothing"), a_env)
+    with pytest.warns(ds.DataDirWarning, match="missing does not exist; using"):
+        ds.load_fashion_mnist(tmp_path / "missing")
     # the cache is keyed on the variable: pointing it elsewhere loads the other copy
     a_env2 = fake_idx_arrays(seed=8)
     write_idx_set(tmp_path / "env2", a_env2, gz=True)

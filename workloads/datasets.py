@@ -20,8 +20,11 @@ the training split's range.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import pickle
+import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -105,6 +108,10 @@ class Dataset:
 # --------------------------------------------------------------------------------------------------
 # Finding files
 
+class DataDirWarning(UserWarning):
+    """The data directory a user named lacks the dataset, which was found elsewhere (and used)."""
+
+
 def _candidate_dirs(name: str, data_dir: str | os.PathLike | None, folder_names: tuple[str, ...]) -> list[Path]:
     roots: list[Path] = []
     if data_dir is not None:
@@ -123,8 +130,14 @@ def _candidate_dirs(name: str, data_dir: str | os.PathLike | None, folder_names:
 def _find_dir(name: str, data_dir, folder_names: tuple[str, ...], has_files: Callable[[Path], bool],
               how_to_get: str) -> Path:
     tried = _candidate_dirs(name, data_dir, folder_names)
+    own = tried[:1 + len(folder_names)] if data_dir is not None else []
     for d in tried:
         if d.is_dir() and has_files(d):
+            if own and d not in own:   # the folder the user named is never silently replaced: say so
+                what = "does not exist" if not own[0].exists() else "is not a folder" if not own[0].is_dir() else \
+                    f"holds no complete {name} set"
+                warnings.warn(DataDirWarning(f"--data-dir {own[0]} {what}; using {name} from {d} instead"),
+                              stacklevel=3)
             return d
     looked = ", ".join(str(d) for d in dict.fromkeys(tried))
     raise DatasetError(f"{name} not found (looked in {looked}); {how_to_get}, "
@@ -137,6 +150,7 @@ def _find_dir(name: str, data_dir, folder_names: tuple[str, ...], has_files: Cal
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
+_IDX_MAX_BYTES = 4 << 30   # 4 GiB: 60 000 images of 28x28 take 47 MB; anything near this is not an MNIST set
 _IDX_STEMS = {
     "train_images": ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
     "train_labels": ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
@@ -164,18 +178,23 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as exc:
+            raw = f.read(_IDX_MAX_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:   # a broken gzip stream raises zlib.error
         raise DatasetError(f"cannot read IDX file {path}: {exc}; replace the file with an intact copy") from None
+    if len(raw) > _IDX_MAX_BYTES:
+        raise DatasetError(f"{path} holds more than {_IDX_MAX_BYTES >> 30} GiB; not an MNIST-style IDX file")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DatasetError(f"{path} is not an IDX file (bad magic number); replace it with an intact copy")
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     ndim = raw[3]
+    if not 1 <= ndim <= 4:
+        raise DatasetError(f"{path} declares {ndim} dimensions; IDX files of images and labels have 1 to 4: "
+                           "replace it with an intact copy")
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DatasetError(f"{path} is truncated (header cut short); replace it with an intact copy")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize   # Python ints: a product of four uint32 sizes cannot overflow
     if len(raw) - header != expected:
         raise DatasetError(f"{path} holds {len(raw) - header} data bytes but its header promises {expected} "
                            f"for shape {shape}; replace it with an intact copy")
@@ -191,9 +210,19 @@ def _load_idx_set(name: str, data_dir, folder_names: tuple[str, ...], classes: t
     for split in ("train", "test"):
         xi, yi = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         xp, yp = paths[f"{split}_images"], paths[f"{split}_labels"]
+        for a, p, what in ((xi, xp, "images"), (yi, yp, "labels")):
+            if a.dtype != np.uint8:
+                raise DatasetError(f"{name} {split} {what} in {p} are stored as {a.dtype}, not unsigned bytes "
+                                   "(IDX type 0x08) as MNIST-style files are; replace the file with an intact copy")
         if xi.ndim != 3 or yi.ndim != 1 or len(xi) != len(yi):
             raise DatasetError(f"{name} {split} files disagree: images {xi.shape} in {xp}, labels {yi.shape} "
                                f"in {yp}; replace them with an intact copy")
+        if len(yi) == 0:
+            raise DatasetError(f"{name} {split} set in {xp} is empty; replace the files with an intact copy")
+        if xi.shape[1:] != arrays["train_images"].shape[1:]:
+            raise DatasetError(f"{name} test images in {xp} are {xi.shape[1]}x{xi.shape[2]}, the training images "
+                               f"{arrays['train_images'].shape[1]}x{arrays['train_images'].shape[2]}; "
+                               "replace them with an intact copy")
         if yi.size and (yi.min() < 0 or yi.max() >= len(classes)):
             raise DatasetError(f"{name} {split} labels in {yp} fall outside 0..{len(classes) - 1}; "
                                "replace the label file with an intact copy")
@@ -256,8 +285,18 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     batch = {(k.decode() if isinstance(k, bytes) else k): v for k, v in batch.items()}
     if "data" not in batch or "labels" not in batch:
         raise DatasetError(f"{path} lacks 'data' or 'labels'; replace it with an intact copy")
-    data = np.asarray(batch["data"])
-    labels = np.asarray(batch["labels"], dtype=np.int64)
+    try:   # what the unpickler let through is plain data, but of any kind: strings, dicts, ragged lists, 2**70
+        data = np.asarray(batch["data"])
+        raw_labels = np.asarray(batch["labels"])
+        if data.dtype.kind not in "iu" or (data.size and (data.min() < 0 or data.max() > 255)):
+            raise ValueError(f"data of type {data.dtype} is not pixel bytes 0..255")
+        if raw_labels.dtype.kind not in "iu" or raw_labels.ndim != 1:
+            raise ValueError(f"labels of type {raw_labels.dtype}, shape {raw_labels.shape} are not class numbers")
+        labels = raw_labels.astype(np.int64)
+        if len(labels) == 0:
+            raise ValueError("the batch holds no examples")
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DatasetError(f"{path}: {' '.join(str(exc).split())[:120]}; replace it with an intact copy") from None
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
         raise DatasetError(f"{path}: data has shape {data.shape} for {len(labels)} labels, expected (N, 3072); "
                            "replace it with an intact copy")

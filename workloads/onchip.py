@@ -283,6 +283,16 @@ class OnChipConfig:
     test_limit: int | None = None
     data_dir: str | None = None
 
+    def __post_init__(self):
+        for name in ("lr", "w_max", "init_scale", "epochs", "batch_size"):
+            v, whole = getattr(self, name), name in ("epochs", "batch_size")
+            ok = (not isinstance(v, bool) and isinstance(v, int if whole else (int, float)) and math.isfinite(v)
+                  and (v >= 0 if name == "init_scale" else v > 0) and (not whole or v <= 1_000_000))
+            if not ok:
+                want = "a whole number in [1, 1000000]" if whole else \
+                    f"a finite number {'>= 0' if name == 'init_scale' else '> 0'}"
+                raise ConfigError(f"on-chip {name} must be {want}, got {v!r}")
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden)
@@ -554,12 +564,17 @@ class OnChipResult:
 
         import h5py
 
-        with h5py.File(path, "r") as f:
-            if str(f.attrs.get("format", "")) != FORMAT:
-                raise ConfigError(f"{path} is not an on-chip learning run (format {f.attrs.get('format')!r})")
-            s = json.loads(f.attrs["summary_json"])
-        s.pop("epochs")
-        return cls(**s)
+        from cimsim.fileio import reading
+
+        with reading(path, ConfigError, "cimsim on-chip run file", "re-create it with 'cimsim onchip --out'"):
+            with h5py.File(path, "r") as f:
+                if str(f.attrs.get("format", "")) != FORMAT:
+                    raise ConfigError(f"{path} is not an on-chip learning run (format {f.attrs.get('format')!r})")
+                s = json.loads(f.attrs["summary_json"])
+            if not isinstance(s, dict):
+                raise ValueError("summary_json is not an object")
+            s.pop("epochs", None)
+            return cls(**s)
 
 
 def _accuracy(predict, x: np.ndarray, y: np.ndarray, batch: int = 2000) -> float:

@@ -259,9 +259,22 @@ def checkpoint_name(model: str, dataset: str) -> str:
     return f"{zoo.canonical_name(model)}-{ds_mod.canonical_name(dataset)}.pt"
 
 
+def require_finite(state: dict, path) -> None:
+    """Refuse to save weights holding NaN or infinity (a diverged run): nothing is written, so a good checkpoint
+    at ``path`` is never replaced by a broken one."""
+    bad = {k: int((~torch.isfinite(v)).sum()) for k, v in state.items()
+           if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())}
+    if bad:
+        first = next(iter(bad))
+        raise CheckpointError(f"training diverged: {sum(bad.values())} weights are NaN or infinite ({first} first); "
+                              f"{path} was not written: lower the learning rate (--lr)")
+
+
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: dict) -> Path:
-    """Write the weights and metadata to ``path`` (and the metadata to ``path`` with .json), atomically."""
+    """Write the weights and metadata to ``path`` (and the metadata to ``path`` with .json), atomically; weights
+    that are not all finite are refused (:func:`require_finite`)."""
     path = Path(path)
+    require_finite(model.state_dict(), path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "metadata": json.dumps(metadata),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
@@ -277,6 +290,40 @@ def _atomic_write(path: Path, write) -> None:
         os.fsync(f.fileno())
 
 
+REQUIRED_METADATA = ("model", "dataset", "input_shape", "num_classes", "test_accuracy")
+
+
+def check_metadata(meta) -> dict:
+    """A checkpoint's metadata with the fields every loader reads, of the right kinds (ValueError otherwise)."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"its metadata is a {type(meta).__name__}, not an object")
+    missing = [k for k in REQUIRED_METADATA if k not in meta]
+    if missing:
+        raise ValueError(f"its metadata lacks {', '.join(missing)}")
+    if not isinstance(meta["model"], str) or not isinstance(meta["dataset"], str):
+        raise ValueError("its metadata's model and dataset are not names")
+    shape = meta["input_shape"]
+    if not isinstance(shape, list) or not 1 <= len(shape) <= 4 or \
+            not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 4096 for d in shape):
+        raise ValueError(f"its metadata's input_shape {str(shape)[:40]} is not a list of 1-4 sizes")
+    n = meta["num_classes"]
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100_000:
+        raise ValueError(f"its metadata's num_classes {str(n)[:20]} is not a class count")
+    acc = meta["test_accuracy"]
+    if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not 0 <= acc <= 1:
+        raise ValueError(f"its metadata's test_accuracy {str(acc)[:20]} is not a fraction in [0, 1]")
+    return meta
+
+
+def unreadable_detail(exc: BaseException) -> str:
+    """Why a checkpoint could not be read, in one short line (torch's refusals of foreign objects span lines)."""
+    import pickle
+
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc).lower():
+        return "torch's safe loader (weights_only=True) refused it: it holds Python objects, not only tensors"
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+
+
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """Rebuild the zoo model stored at ``path``; returns (model in eval mode, metadata)."""
     path = Path(path)
@@ -286,13 +333,17 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise ValueError("not a cimsim checkpoint")
-        meta = json.loads(payload["metadata"])
+        meta = check_metadata(json.loads(payload["metadata"]))
         model = zoo.build_for(meta["model"], tuple(meta["input_shape"]), int(meta["num_classes"]))
         model.load_state_dict(payload["state_dict"])
-    except CheckpointError:
+        require_finite(model.state_dict(), path)
+    except CheckpointError as exc:
+        if "diverged" in str(exc):
+            raise CheckpointError(f"checkpoint {path} holds NaN or infinite weights; delete it and re-create it "
+                                  "with 'cimsim train'") from None
         raise
     except Exception as exc:  # any failure to parse is a corrupt or foreign file
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); "
+        raise CheckpointError(f"checkpoint {path} is unreadable ({unreadable_detail(exc)}); "
                               "delete it and re-create it with 'cimsim train'") from None
     return tag_model(model.eval(), checkpoint_info(path, meta)), meta
 

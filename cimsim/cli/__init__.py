@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _warn_one_line(message, category, filename, lineno, file=None, line=None) -> None:
     """A warning on the command line: one line on stderr (Python's own adds the file and the source line)."""
     try:
-        print(f"cimsim: warning: {message}", file=sys.stderr)
+        print(f"cimsim: warning: {' '.join(str(message).split())}", file=sys.stderr)
     except (OSError, ValueError):
         pass
 
@@ -66,7 +66,8 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_USER_ERROR
     except CimsimError as exc:
         cmd = getattr(locals().get("args"), "command", None)
-        print(f"cimsim {cmd}: error: {exc}" if cmd else f"cimsim: error: {exc}", file=sys.stderr)
+        msg = " ".join(str(exc).split())   # one line, whatever the message holds
+        print(f"cimsim {cmd}: error: {msg}" if cmd else f"cimsim: error: {msg}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("cimsim: interrupted", file=sys.stderr)

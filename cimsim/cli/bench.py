@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import add_command, emit_json, key_value, positive_int
+from cimsim.cli.common import add_command, batch_size, emit_json, key_value, positive_int
 
 
 def _eng(value: float, unit: str) -> str:
@@ -86,7 +86,7 @@ def register(sub) -> None:
                     help="with --model: override an architecture parameter (repeatable)")
     sp.add_argument("--backend", default="numba", choices=["numba", "torch"], help="engine backend (default numba)")
     sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device (default cpu)")
-    sp.add_argument("--batch", type=positive_int,
+    sp.add_argument("--batch", type=batch_size,
                     help="batch size (default 1024 for the standard case, 64 with --model as 'cimsim run')")
     sp.add_argument("--repeat", type=positive_int, default=3, help="standard case: timed calls; the best counts (default 3)")
     sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")

@@ -36,6 +36,26 @@ def positive_int(text: str) -> int:
     return value
 
 
+def bounded_int(low: int, high: int, why: str):
+    """An argparse type: a whole number in [low, high]; ``why`` says where the upper bound comes from."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number in [{low}, {high:,}], got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number in [{low}, {high:,}] ({why}), got {value:,}")
+        return value
+    return parse
+
+
+# Upper bounds of sizes set on the command line: memory follows them, so they are bounded where they are read.
+MAX_BATCH = 65_536          # examples per batch (our bound: a 65,536-image CIFAR batch of activations is GBs)
+MAX_CALIBRATION = 10_000    # calibration examples: every mapped layer's inputs for all of them stay in memory
+batch_size = bounded_int(1, MAX_BATCH, "examples per batch; memory grows with it")
+calibration_size = bounded_int(1, MAX_CALIBRATION, "calibration keeps every layer's inputs in memory")
+
+
 def nonneg_int(text: str) -> int:
     try:
         value = int(text)
@@ -44,6 +64,60 @@ def nonneg_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
     return value
+
+
+def _float(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r} (not finite)")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rates): nan, inf, 0 and negatives are refused at parsing."""
+    value = _float(text, "a finite number > 0")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A finite number in [0, 1] (noise as a fraction of a range)."""
+    value = _float(text, "a number in [0, 1]")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def output_path(text: str | None, option: str = "--out", **kw) -> Path | None:
+    """An output path checked before any work (:func:`cimsim.fileio.check_output_path`); None stays None,
+    an empty one is refused."""
+    if text is None:
+        return None
+    from cimsim.fileio import check_output_path
+    return check_output_path(text, option, **kw)
+
+
+def checkpoint_output(text: str | None, option: str = "--out") -> Path | None:
+    """A checkpoint's --out, checked with the JSON metadata written beside it (``NAME.json``)."""
+    out = output_path(text, option)
+    if out is not None:
+        if out.suffix.lower() == ".json":
+            raise ConfigError(f"{option} {out} ends in .json, the name of the metadata written beside a checkpoint; "
+                              "give a name ending in .pt")
+        output_path(str(out.with_suffix(".json")), f"{option}'s metadata file")
+    return out
+
+
+def require_device(device: str) -> None:
+    """'cuda' only where torch sees a GPU (else one line, before any work)."""
+    if device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: torch sees no CUDA GPU on this machine; use --device cpu")
 
 
 def key_value(text: str) -> tuple[str, str]:

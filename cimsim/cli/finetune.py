@@ -7,7 +7,8 @@ from pathlib import Path
 
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import add_command, check_writable_folder, data_options, emit_json, key_value, nonneg_int, positive_int
+from cimsim.cli.common import (add_command, batch_size, checkpoint_output, data_options, emit_json, fraction,
+                               key_value, nonneg_int, positive_float, positive_int, require_device)
 
 
 def run(args) -> int:
@@ -23,8 +24,8 @@ def run(args) -> int:
     if not spec.learned_column_scales:
         raise ConfigError(f"finetune prepares networks for ADC-less architectures with learned partial-sum scales "
                           f"(hcim); {spec.name!r} needs none: use 'cimsim run --arch {spec.name}' directly")
-    if args.out:
-        check_writable_folder(Path(args.out).resolve().parent, "--out")
+    out = checkpoint_output(args.out)   # before any work
+    require_device(args.device)
     model, meta, data, ckpt = load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
     cfg = qat.PSQConfig.from_arch(spec)
     recipe = qat.FinetuneRecipe(**{k: v for k, v in (("epochs", args.epochs), ("lr", args.lr),
@@ -43,7 +44,7 @@ def run(args) -> int:
                             + (f" --batch-size {args.batch_size}" if args.batch_size else "")
                             + (f" --lr {args.lr}" if args.lr else "")
                             + (f" --noise {args.noise}" if args.noise else ""))}
-    path = Path(args.out) if args.out else train.user_dir() / networks.psq_checkpoint_name(meta["model"], data.name, cfg)
+    path = out if out is not None else train.user_dir() / networks.psq_checkpoint_name(meta["model"], data.name, cfg)
     path = networks.save_psq_checkpoint(path, psq, out_meta)
     note = f"checkpoint saved to {path}; {train.saved_note(path)}"
     if args.json:
@@ -73,11 +74,11 @@ def register(sub) -> None:
     sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
                     help="override an architecture parameter (repeatable), as for 'cimsim run'")
     sp.add_argument("--epochs", type=positive_int, help="fine-tuning epochs (default 3)")
-    sp.add_argument("--lr", type=float, help="learning rate of the weights (default 1e-3)")
-    sp.add_argument("--batch-size", type=positive_int, help="mini-batch size (default 128)")
+    sp.add_argument("--lr", type=positive_float, help="learning rate of the weights (default 1e-3)")
+    sp.add_argument("--batch-size", type=batch_size, help="mini-batch size (default 128)")
     sp.add_argument("--test-limit", type=positive_int, metavar="N",
                     help="measure the accuracy on the first N test examples only (default: all)")
-    sp.add_argument("--noise", type=float, metavar="FRAC",
+    sp.add_argument("--noise", type=fraction, metavar="FRAC",
                     help="noise injection: per-cell level noise, a fraction of the level range (default 0)")
     sp.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to fine-tune (default cpu)")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from cimsim.cli.common import add_command, check_writable_folder, emit_json, nonneg_int, positive_int
+from cimsim.cli.common import (add_command, batch_size, emit_json, nonneg_int, output_path, positive_float,
+                               positive_int)
 
 
 def states(text: str) -> int:
@@ -23,15 +23,14 @@ def states(text: str) -> int:
 def run(args) -> int:
     from cimsim.workloads import onchip
 
-    if args.out:
-        check_writable_folder(Path(args.out).resolve().parent, "--out")
+    out = output_path(args.out)   # before any work
     cfg = onchip.default_config(args.synapse, args.dataset, states=args.states, epochs=args.epochs,
                                 seed=args.seed, lr=args.lr, batch_size=args.batch_size,
                                 adc_bits=args.adc_bits, train_limit=args.limit, test_limit=args.test_limit,
                                 data_dir=args.data_dir)
     result = onchip.run(cfg, progress=False if args.json else None)
-    if args.out:
-        path = result.to_hdf5(args.out)
+    if out is not None:
+        path = result.to_hdf5(out)
         print(f"cimsim onchip: run written to {path}", file=sys.stderr)
     if args.json:
         emit_json(result.summary())
@@ -63,8 +62,8 @@ def register(sub) -> None:
                          "the window + 1 (mosfet, reram); default: the device's own")
     sp.add_argument("--epochs", type=positive_int, help="epochs (default: the experiment's recipe)")
     sp.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
-    sp.add_argument("--lr", type=float, help="SGD learning rate (default: the experiment's recipe)")
-    sp.add_argument("--batch-size", type=positive_int, help="examples per weight update (default 1)")
+    sp.add_argument("--lr", type=positive_float, help="SGD learning rate (default: the experiment's recipe)")
+    sp.add_argument("--batch-size", type=batch_size, help="examples per weight update (default 1)")
     sp.add_argument("--adc-bits", type=nonneg_int, metavar="B",
                     help="read each column with a B-bit SAR ADC (default 0: the column current feeds an "
                          "analog neuron, as in both papers)")

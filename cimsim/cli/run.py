@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import (add_command, check_writable_folder, data_options, emit_json, key_value, nonneg_int,
-                               positive_int)
+from cimsim.cli.common import (add_command, batch_size, calibration_size, data_options, emit_json, key_value,
+                               nonneg_int, output_path, positive_int, require_device)
 
 
 def run(args) -> int:
     names.check(archs=args.arch, model=args.model, dataset=args.dataset, sets=args.set)  # before torch/numba load
     if args.device == "cuda" and args.backend != "torch":
         raise ConfigError("--device cuda needs --backend torch")
-    if args.out:
-        check_writable_folder(Path(args.out).resolve().parent, "--out")
+    require_device(args.device)
+    out = output_path(args.out)   # before any work: a device, folder or unwritable place is refused
     from cimsim import arch as arch_mod   # numba, not torch: a bad --set is refused before torch loads
 
     overrides = dict(args.set or [])
@@ -37,8 +36,8 @@ def run(args) -> int:
                 "batch_size": args.batch_size, "data_source": data.source,
                 "calibration_examples": args.calibration},
         **(reference_kwargs(meta, ckpt) if spec.maps_to_crossbars else {}))
-    if args.out:
-        path = report.to_hdf5(args.out)
+    if out is not None:
+        path = report.to_hdf5(out)
         print(f"cimsim run: report written to {path}", file=sys.stderr)
     if args.json:
         emit_json(report.to_dict())
@@ -52,13 +51,13 @@ def register(sub) -> None:
     sp.add_argument("--arch", default="isaac", help="architecture (see 'cimsim archs'; default isaac)")
     data_options(sp)
     sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset)")
-    sp.add_argument("--batch-size", type=positive_int, default=64, help="examples per batch (default 64)")
+    sp.add_argument("--batch-size", type=batch_size, default=64, help="examples per batch (default 64)")
     sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
                     help="override an architecture parameter (repeatable; see 'cimsim archs show ARCH')")
     sp.add_argument("--adc-bits", type=positive_int, metavar="B",
                     help="ADC resolution (same as --set adc_bits=B; architectures with an ADC)")
     sp.add_argument("--seed", type=nonneg_int, default=0, help="seed of every device and readout draw (default 0)")
-    sp.add_argument("--calibration", type=positive_int, default=512, metavar="N",
+    sp.add_argument("--calibration", type=calibration_size, default=512, metavar="N",
                     help="training examples that calibrate activation and ADC ranges (default 512)")
     sp.add_argument("--backend", default="numba", choices=["numba", "torch"], help="crossbar engine (default numba)")
     sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="engine device (cuda needs --backend torch)")

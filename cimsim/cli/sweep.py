@@ -8,17 +8,15 @@ from pathlib import Path
 
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import add_command, check_writable_folder, data_options, key_value, positive_int, strict_json
+from cimsim.cli.common import (add_command, batch_size, calibration_size, data_options, key_value, output_path,
+                               positive_int, require_device, strict_json)
 
 
 def run(args) -> int:
     names.check(archs=args.arch, model=args.model, dataset=args.dataset, sets=args.set, sets_every=False)   # before torch/numba load
     from cimsim import sweep
 
-    out = Path(args.out)
-    check_writable_folder(out.resolve().parent, "--out")
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a folder; give a file name such as {out / 'sweep.h5'}")
+    out = output_path(args.out)   # a folder, device or FIFO (which would hang the reader) is refused here
     if args.scheduler and args.workers != 1:
         raise ConfigError("give either --workers (local processes) or --scheduler (a Dask cluster), not both")
     archs = sweep.parse_archs(args.arch)
@@ -30,6 +28,7 @@ def run(args) -> int:
         print(f"cimsim sweep: note: {note}", file=sys.stderr)
     if args.device == "cuda" and args.backend != "torch":
         raise ConfigError("--device cuda needs --backend torch")
+    require_device(args.device)
     if args.scheduler:
         sweep.require_dask()  # before loading anything
     model, meta, data, ckpt = sweep.load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
@@ -78,8 +77,8 @@ def register(sub) -> None:
     sp.add_argument("--seeds", type=positive_int, default=1, metavar="N", help="run seeds 0..N-1 (default 1)")
     data_options(sp)
     sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset)")
-    sp.add_argument("--batch-size", type=positive_int, default=64, help="examples per batch (default 64)")
-    sp.add_argument("--calibration", type=positive_int, default=512, metavar="N",
+    sp.add_argument("--batch-size", type=batch_size, default=64, help="examples per batch (default 64)")
+    sp.add_argument("--calibration", type=calibration_size, default=512, metavar="N",
                     help="training examples that calibrate activation and ADC ranges (default 512, as 'run')")
     sp.add_argument("--backend", default="numba", choices=["numba", "torch"], help="crossbar engine (default numba)")
     sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="engine device (cuda needs --backend torch)")

@@ -2,33 +2,38 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import add_command, check_writable_folder, data_options, emit_json, nonneg_int, positive_int
+from cimsim.cli.common import (add_command, batch_size, checkpoint_output, data_options, emit_json, nonneg_int,
+                               positive_float, positive_int, require_device)
 
 
 def run(args) -> int:
     names.check(model=args.model, dataset=args.dataset)   # before torch loads
     from cimsim.workloads import train
 
-    if args.out:
+    out = None
+    if args.out is not None:   # a folder (existing, or named with a trailing /) takes the default file name
         target = Path(args.out)
-        folder = target if (args.out.endswith("/") or target.is_dir()) else target.parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot create folder {folder} for --out ({exc.strerror}); "
-                              "choose another --out") from None
-        check_writable_folder(folder.resolve(), "--out")
+        if args.out.strip() and (args.out.endswith("/") or os.path.isdir(args.out)):
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot create folder {target} for --out ({exc.strerror}); "
+                                  "choose another --out") from None
+            target = target / train.checkpoint_name(args.model, args.dataset)
+            args.out = str(target)
+        out = checkpoint_output(args.out)   # before any work: a device or unwritable place is refused
+    require_device(args.device)
     result = train.train(args.model, args.dataset, epochs=args.epochs, seed=args.seed, device=args.device,
                          batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir, limit=args.limit)
     meta = result.metadata
-    out = Path(args.out) if args.out else train.user_dir() / train.checkpoint_name(meta["model"], meta["dataset"])
-    if out.is_dir() or (args.out and args.out.endswith("/")):
-        out = out / train.checkpoint_name(meta["model"], meta["dataset"])
+    if out is None:
+        out = train.user_dir() / train.checkpoint_name(meta["model"], meta["dataset"])
     path = train.save_checkpoint(out, result.model, meta)
     note = f"checkpoint saved to {path}; {train.saved_note(path)}"
     if args.json:
@@ -50,8 +55,8 @@ def register(sub) -> None:
     data_options(sp)
     sp.add_argument("--epochs", type=positive_int, help="epochs (default: the model's recipe)")
     sp.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
-    sp.add_argument("--batch-size", type=positive_int, help="mini-batch size (default: the recipe's)")
-    sp.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
+    sp.add_argument("--batch-size", type=batch_size, help="mini-batch size (default: the recipe's)")
+    sp.add_argument("--lr", type=positive_float, help="peak learning rate (default: the recipe's)")
     sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (default cpu)")
     sp.add_argument("--out", help="checkpoint path or directory (default ~/.cache/cimsim/checkpoints, "
                     "or $CIMSIM_HOME/checkpoints)")
