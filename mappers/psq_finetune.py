@@ -2,9 +2,10 @@
 trained with its crossbar readout in the loop.
 
 :func:`finetune` runs Adam with a cosine decay (:class:`FinetuneRecipe`) from a network prepared afresh by
-:func:`cimsim.mappers.qat.prepare` or from an earlier PSQ network (``init``); options: knowledge distillation
-from the float network (Hinton et al., arXiv 1503.02531, docs/references.md#hinton-2015: :func:`distillation_loss`), noise injection, and
-frozen leading parts whose outputs are computed once (:func:`split_frozen`: a cheaper epoch on a CPU).
+:func:`cimsim.mappers.qat.prepare` or from an earlier PSQ network (``init``). Options: knowledge distillation
+from the float network (:func:`distillation_loss`; Hinton et al., arXiv 1503.02531,
+docs/references.md#hinton-2015), noise injection, and frozen leading parts whose outputs are computed once
+(:func:`split_frozen`: a cheaper step on a CPU).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import nn
 
 from cimsim.errors import ConfigError
 from cimsim.mappers.qat import PSQConfig, is_psq, prepare, set_noise
+
 
 @dataclass(frozen=True)
 class FinetuneRecipe:

@@ -148,7 +148,8 @@ def test_cli_records_the_recipe_and_the_network_it_continued_from(capsys, tmp_pa
 
 @needs_fmnist
 @pytest.mark.parametrize("extra, needle", [(["--distill", "2"], "distill"), (["--freeze", "9"], "freeze"),
-                                           (["--init", "nowhere.pt"], "nowhere.pt")])
+                                           (["--init", "nowhere.pt"], "nowhere.pt"),
+                                           (["--checkpoint", SHIPPED_PSQ], "as --init")])
 def test_cli_bad_options_are_one_line_errors(capsys, extra, needle):
     code, out, err = run_cli(capsys, "finetune", "--model", "lenet5", "--dataset", "fashion-mnist", "--epochs", "1",
                              "--limit", "8", "--test-limit", "8", *extra)

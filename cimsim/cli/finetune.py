@@ -25,10 +25,10 @@ def run(args) -> int:
                           f"(hcim); {spec.name!r} needs none: use 'cimsim run --arch {spec.name}' directly")
     if args.out:
         check_writable_folder(Path(args.out).resolve().parent, "--out")
+    if args.checkpoint and networks.is_psq_checkpoint(args.checkpoint):
+        raise ConfigError(f"--checkpoint {args.checkpoint} is a PSQ fine-tuned network; --checkpoint names the float "
+                          "network to start from (and distil from): pass a PSQ network to continue from as --init")
     model, meta, data, ckpt = load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
-    if "psq" in meta:
-        raise ConfigError(f"--checkpoint {ckpt} is a PSQ fine-tuned network; --checkpoint names the float network "
-                          f"(the teacher), pass a PSQ network to continue from as --init")
     cfg = qat.PSQConfig.from_arch(spec)
     init, init_meta = None, None
     if args.init:
@@ -36,14 +36,12 @@ def run(args) -> int:
         if init_meta["model"] != meta["model"] or init_meta["dataset"] != data.name:
             raise ConfigError(f"--init {args.init} is {init_meta['model']} on {init_meta['dataset']}, not "
                               f"{meta['model']} on {data.name}: pass the matching --model/--dataset")
-    recipe = psq_finetune.FinetuneRecipe(**{k: v for k, v in (("epochs", args.epochs), ("lr", args.lr),
-                                                      ("alpha_lr", args.alpha_lr),
-                                                      ("batch_size", args.batch_size), ("noise_frac", args.noise),
-                                                      ("distill", args.distill), ("temperature", args.temperature),
-                                                      ("freeze", args.freeze))
-                                   if v is not None})
-    psq, info = psq_finetune.finetune(model, cfg, data, recipe, seed=args.seed, limit=args.limit, test_limit=args.test_limit,
-                             device=args.device, init=init)
+    given = (("epochs", args.epochs), ("lr", args.lr), ("alpha_lr", args.alpha_lr), ("batch_size", args.batch_size),
+             ("noise_frac", args.noise), ("distill", args.distill), ("temperature", args.temperature),
+             ("freeze", args.freeze))
+    recipe = psq_finetune.FinetuneRecipe(**{k: v for k, v in given if v is not None})
+    psq, info = psq_finetune.finetune(model, cfg, data, recipe, seed=args.seed, limit=args.limit,
+                                      test_limit=args.test_limit, device=args.device, init=init)
     sets = "".join(f" --set {k}={v}" for k, v in overrides.items())
     init_info = {} if init is None else {
         "init_checkpoint": Path(args.init).name, "init_test_accuracy": init_meta.get("test_accuracy"),
