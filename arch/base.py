@@ -13,6 +13,8 @@ declares; nothing else asks an architecture what it is. An architecture is a fro
 * **the component inventory** (:meth:`Architecture.inventory`): :class:`Component` rows derived from the
   device models at the architecture's operating point (counts per hierarchy level, power, area, static
   power), which :meth:`Architecture.summary` rolls up into peak throughput, power, area and efficiencies;
+  rows flagged ``macro`` form the compute macro (:meth:`Architecture.macro_kinds`: the arrays, their
+  readout and the partial-sum processing), the level at which CiM papers often state their savings;
 * **the dataflow**: :meth:`Architecture.event_costs` (the energy of every event it can emit, see
   :mod:`cimsim.events`), :meth:`Architecture.dataflow_events` (the events the architecture adds to a
   mapped layer's, e.g. data movement) and :meth:`Architecture.timing` (latency per layer, pipeline period,
@@ -48,6 +50,11 @@ class Component:
     area_m2: float        # area of all ``count`` instances together
     source: str
     leakage_w: float = 0.0   # static power of all ``count`` instances together
+    # part of the compute macro: the arrays, their readout (ADCs, sample-and-holds, comparators) and the
+    # partial-sum processing (shift-and-add, scale factors); not the input drivers, registers, buffers,
+    # interconnect or digital units that designs of one family share (HCiM, arXiv 2403.13577, states its
+    # savings for that macro: see Architecture.macro_kinds)
+    macro: bool = False
 
     @classmethod
     def of(cls, name: str, kind: str, level: str, count: float, model, source: str = "") -> "Component":
@@ -148,6 +155,18 @@ class Architecture:
             row["leakage_w"] += n * c.leakage_w
         return out
 
+    def macro_kinds(self) -> frozenset[str]:
+        """The component kinds of the compute macro (inventory rows flagged ``macro``): a report's energy of
+        these kinds is its macro-level energy (:attr:`cimsim.report.Report.macro_energy_j`), the rest is shared
+        chip infrastructure. A kind is either in the macro or not: rows of one kind that disagree raise."""
+        rows = self.inventory()
+        macro = {c.kind for c in rows if c.macro}
+        mixed = sorted(macro & {c.kind for c in rows if not c.macro})
+        if mixed:
+            raise ConfigError(f"{self.name}: component kind(s) {', '.join(mixed)} have rows in and out of the "
+                              "compute macro; give the shared rows a kind of their own")
+        return frozenset(macro)
+
     @property
     def area_m2(self) -> float:
         return sum(r["area_m2"] for r in self.breakdown().values())
@@ -161,11 +180,13 @@ class Architecture:
     def summary(self) -> dict:
         """Peak throughput, power, area, efficiencies, the breakdown, the inventory and the parameters."""
         bd = self.breakdown()
-        return chip_figures(
+        out = chip_figures(
             self.name, self.description, self.peak_ops_per_s(),
             {k: {"power_w": v["power_w"], "area_m2": v["area_m2"]} for k, v in bd.items()},
             leakage_w=sum(v["leakage_w"] for v in bd.values()), hierarchy=self.hierarchy(),
             params=self.params(), inventory=[c.__dict__ for c in self.inventory()])
+        out["macro_components"] = sorted(self.macro_kinds())
+        return out
 
     # ------------------------------------------------------------------ costs
     def event_costs(self) -> dict[str, EventCost]:

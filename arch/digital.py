@@ -62,7 +62,7 @@ class DigitalReference(Architecture):
     def inventory(self) -> tuple[Component, ...]:
         power = self.mac_units * self.clock_hz * (self.mul_energy_j + self.add_energy_j)
         return (Component(f"fp32 MAC array ({self.mac_units} units)", "mac_array", "chip", self.mac_units, power,
-                          self.mac_units * self.mac_area_m2, f"{_H}; MAC array at full utilisation"),)
+                          self.mac_units * self.mac_area_m2, f"{_H}; MAC array at full utilisation", macro=True),)
 
     def peak_ops_per_s(self) -> float:
         return 2 * self.mac_units * self.clock_hz    # one MAC = 2 operations

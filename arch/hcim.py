@@ -123,11 +123,11 @@ class Hcim(TiledChip):
         return (
             Component(f"comparators ({self.readout})", "comparator", "ima", pairs * self.comparators_per_pair,
                       pairs * comp.energy_j * rate, pairs * comp.area_m2,
-                      f"{type(comp).__name__} model (comparator: MNSIM 2.0); {_SRC}"),
+                      f"{type(comp).__name__} model (comparator: MNSIM 2.0); {_SRC}", macro=True),
             Component("DCiM scale-factor arrays", "dcim", "ima", self.xbars_per_ima,
                       self.xbars_per_ima * self.dcim_add_rate_hz * self.dcim_add_energy_j(),
                       dcim_bits * SRAM_BIT_AREA_M2_32NM * DCIM_AREA_OVERHEAD * area_scale(32, self.node_nm),
-                      f"(est.) {_SRC}: SRAM of the scale factors plus adders; power at full add rate"),
+                      f"(est.) {_SRC}: SRAM of the scale factors plus adders; power at full add rate", macro=True),
             dac, xbar, *self.ima_register_rows(), *self.tile_rows(), *self.chip_rows())
 
     def peak_ops_per_s(self) -> float:

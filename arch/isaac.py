@@ -118,11 +118,11 @@ class Isaac(TiledChip):
         return (
             Component(f"ADC ({self.adc_bits}-bit, {self.adc.sample_rate_hz / 1e9:.3g} GS/s)", "adc", "ima", adcs,
                       adcs * self.adc_energy_j() * self.adc.sample_rate_hz,
-                      adcs * self.adc_area_factor * self.adc.area_m2, adc_src),
+                      adcs * self.adc_area_factor * self.adc.area_m2, adc_src, macro=True),
             dac,
-            self.unit_row("sample-and-hold", "sample_hold", "ima", n * self.cols, self.sample_hold),
+            self.unit_row("sample-and-hold", "sample_hold", "ima", n * self.cols, self.sample_hold, macro=True),
             xbar,
-            self.unit_row("shift-and-add", "shift_add", "ima", n / 2, self.ima_shift_add),
+            self.unit_row("shift-and-add", "shift_add", "ima", n / 2, self.ima_shift_add, macro=True),
             *self.ima_register_rows(), *self.tile_rows(), *self.chip_rows())
 
     # ------------------------------------------------------------------ simulation (used by the mapper)

@@ -179,11 +179,11 @@ class TiledChip(Architecture):
         e, a = energy_scale(model.node_nm, self.node_nm), area_scale(model.node_nm, self.node_nm)
         return model.energy_per_op_j * e, model.power_w * e, model.area_m2 * a, model.leakage_w * e
 
-    def unit_row(self, name: str, kind: str, level: str, count: float, model) -> Component:
+    def unit_row(self, name: str, kind: str, level: str, count: float, model, macro: bool = False) -> Component:
         _, p, a, leak = self.scaled(model)
         return Component(name, kind, level, count, count * p, count * a,
                          f"{type(model).__name__} model ({model.node_nm:g} nm, scaled to {self.node_nm:g} nm)",
-                         count * leak)
+                         count * leak, macro)
 
     def register_row(self, name: str, level: str, model) -> Component:
         """A register file sized by the dataflow: the model's power and area are for its default capacity and
@@ -205,7 +205,7 @@ class TiledChip(Architecture):
             Component(f"crossbar {self.rows}x{self.cols}", "crossbar", "ima", n, n * cycle_energy / self.cycle_s,
                       n * self.rows * self.cols * TABLE6_CELL_AREA_M2 * area_scale(32, self.node_nm),
                       f"{type(cell).__name__} model: reads of uniform random digits at the mean level per cycle; "
-                      f"cell area from {T6}"),
+                      f"cell area from {T6}", macro=True),
             Component(f"DAC ({self.dac_bits}-bit)", "dac", "ima", n * self.rows,
                       n * self.rows * dac.energy_j / self.cycle_s, n * self.rows * dac.area_m2,
                       f"DAC model ({T6}), one drive per row per cycle"),
@@ -222,7 +222,7 @@ class TiledChip(Architecture):
             self.unit_row("bus", "bus", "tile", 1, self.bus),
             self.unit_row("router (shared by 4 tiles)", "router", "tile", 0.25, self.router),
             self.unit_row("sigmoid unit", "activation", "tile", 2, self.activation),
-            self.unit_row("shift-and-add (tile)", "shift_add", "tile", 1, self.tile_shift_add),
+            self.unit_row("shift-and-add (tile)", "tile_shift_add", "tile", 1, self.tile_shift_add),
             self.unit_row("max-pool unit", "pooling", "tile", 1, self.pooling),
             self.register_row(f"output register {self.tile_output_register.bytes} B", "tile",
                               self.tile_output_register),
@@ -252,8 +252,8 @@ class TiledChip(Architecture):
             ev.BUS_BYTES: EventCost("bus", self.scaled(self.bus)[0]),
             ev.ACTIVATION_OPS: EventCost("activation", self.scaled(self.activation)[0]),
             ev.POOLING_OPS: EventCost("pooling", self.scaled(self.pooling)[0]),
-            ev.ADD: EventCost("shift_add", sa),
-            ev.COMPARE: EventCost("shift_add", sa),
+            ev.ADD: EventCost("tile_shift_add", sa),
+            ev.COMPARE: EventCost("tile_shift_add", sa),
             ev.MUL: EventCost("digital_mul", HOROWITZ_INT32_MUL_J * horowitz),
             ev.MAC: EventCost("digital_mul", (HOROWITZ_INT32_MUL_J + HOROWITZ_INT32_ADD_J) * horowitz),
             ev.WEIGHT_READ: EventCost("edram", edram * self.weight_bits / 8),

@@ -99,6 +99,18 @@ def load_psq_checkpoint(path) -> tuple[nn.Module, dict]:
     return tag_model(model.eval(), train.checkpoint_info(path, meta)), meta
 
 
+def is_psq_checkpoint(path) -> bool:
+    """Whether ``path`` is a file saved by ``cimsim finetune`` (a PSQ checkpoint), not by ``cimsim train``."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+    return isinstance(payload, dict) and payload.get("format") == qat.FORMAT
+
+
 def load_any_checkpoint(path) -> tuple[nn.Module, dict]:
     """A PSQ checkpoint, or a plain one from ``cimsim train`` (then mapped with calibrated scales)."""
     path = Path(path)

@@ -242,6 +242,11 @@ class Report:
             lines.append(f"  largest layer error   {worst['name']} ({worst.get('kind', '')}): {_error(worst['rel_error'])} "
                          f"RMS of its output against the exact integer product (SNR {_snr(worst['rel_error'])})")
         lines.append(f"  energy / inference    {fmt_si(self.energy_j, 'J')}")
+        macro = self.config.get("macro_components")
+        if macro:
+            share = self.macro_energy_j / self.energy_j if self.energy_j else 0.0
+            lines.append(f"    compute macro       {fmt_si(self.macro_energy_j, 'J')} ({100 * share:.1f} %: "
+                         f"{', '.join(macro)}; the rest is shared chip infrastructure)")
         lines.append(f"  latency / inference   {fmt_si(self.latency_s, 's')}   "
                      f"(throughput {self.throughput_inf_per_s:,.0f} inferences/s)")
         lines.append(f"  area                  {self.area_m2 * 1e6:.4g} mm^2")
@@ -265,10 +270,36 @@ class Report:
             lines += _grid(header, rows)
         if self.components:
             lines.append("")
-            rows = [[k, fmt_si(v, "J"), f"{100 * v / self.energy_j if self.energy_j else 0:5.1f}%"]
+            macro = set(self.config.get("macro_components") or ())
+            rows = [[k, fmt_si(v, "J"), f"{100 * v / self.energy_j if self.energy_j else 0:5.1f}%",
+                     *(["yes" if k in macro else ""] if macro else [])]
                     for k, v in sorted(self.components.items(), key=lambda kv: -kv[1])]
-            lines += _grid(["component", "energy", "share"], rows)
+            lines += _grid(["component", "energy", "share", *(["macro"] if macro else [])], rows)
         return "\n".join(lines)
+
+    # ------------------------------------------------------------------ macro and chip level
+    @property
+    def macro_components(self) -> list[str]:
+        """The component kinds of the architecture's compute macro (crossbars, readout, partial-sum processing:
+        :meth:`cimsim.arch.base.Architecture.macro_kinds`), as recorded when the report was costed."""
+        if "macro_components" not in self.config:
+            raise ReportFileError("this report does not record its architecture's compute macro (written by an "
+                                  "older cimsim); re-cost it with Report.recost(arch) or run it again")
+        return list(self.config["macro_components"])
+
+    @property
+    def macro_energy_j(self) -> float:
+        """Energy per inference of the compute macro: the report's component energies (dynamic and static) of
+        the :attr:`macro_components`; ``energy_j - macro_energy_j`` is the shared chip infrastructure."""
+        return float(sum(self.components.get(k, 0.0) for k in self.macro_components))
+
+    def energy_at(self, level: str) -> float:
+        """Energy per inference at ``level``: 'chip' (every component) or 'macro' (:attr:`macro_energy_j`)."""
+        if level == "chip":
+            return self.energy_j
+        if level == "macro":
+            return self.macro_energy_j
+        raise ValueError(f"level must be 'chip' or 'macro', got {level!r}")
 
     def worst_layer(self) -> dict[str, Any] | None:
         """The layer row with the largest output error against its exact integer product (None when no layer
@@ -335,7 +366,7 @@ def cost_report(arch, ledger, plans: dict, kinds: dict) -> Report:
         layers.append(row)
     cfg = {"mapped_layers": {n: p.to_dict() for n, p in plans.items()}, "layer_kinds": dict(kinds),
            "events_per_inference": ledger.totals(), "ledger": ledger.to_dict(),
-           "leakage_j": cost.leakage_per_component, **cost.config}
+           "leakage_j": cost.leakage_per_component, "macro_components": sorted(arch.macro_kinds()), **cost.config}
     return Report(accuracy=0.0, digital_accuracy=0.0, energy_j=sum(r["energy_j"] for r in layers),
                   latency_s=sum(r["latency_s"] for r in layers), throughput_inf_per_s=cost.throughput_inf_per_s,
                   area_m2=cost.area_m2, layers=layers, components=cost.energy_per_component, config=cfg)

@@ -29,17 +29,18 @@ Noise injection (``noise_frac``): during training, every cell level of a slice g
 standard deviation ``noise_frac x (2**cell_bits - 1)`` per cell (two cells per pair), the conductance
 variation ``ReRAM.prog_sigma_frac`` models, so the network learns margins around it.
 
-:func:`finetune` prepares a trained network (BN folded, input ranges calibrated, ``alpha`` initialised as
-the multiple of mean |PS| with the least squared error) and fine-tunes it; :func:`save_psq_checkpoint` / :func:`load_psq_checkpoint`
-store it, :func:`find_psq_checkpoint` finds it (the user's directory first, then the shipped ones).
+:func:`prepare` makes a PSQ copy of a trained network (BN folded, input ranges calibrated, ``alpha``
+initialised as the multiple of mean |PS| with the least squared error);
+:func:`cimsim.mappers.psq_finetune.finetune` fine-tunes it (optionally distilling from the float network);
+:func:`cimsim.networks.save_psq_checkpoint` / :func:`cimsim.networks.load_psq_checkpoint` store it and
+:func:`cimsim.networks.find_psq_checkpoint` finds it (the user's directory first, then the shipped ones).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -455,103 +456,3 @@ def prepare(model: nn.Module, cfg: PSQConfig, calibration: list[torch.Tensor], s
     work.psq_folded = [list(p) for p in folded]
     init_scales(work, calibration[0])
     return work
-
-
-# ------------------------------------------------------------------------------------------------ fine-tune
-@dataclass(frozen=True)
-class FinetuneRecipe:
-    """Adam with a cosine decay, no augmentation (our choice: a short fine-tune from a trained network)."""
-
-    epochs: int = 3
-    batch_size: int = 128
-    lr: float = 1e-3                 # weights and biases
-    alpha_lr: float = 1e-2           # column scale factors (LSQ step sizes learn faster than weights)
-    noise_frac: float = 0.0
-    calibration_examples: int = 512
-
-    def __post_init__(self):
-        for name in ("lr", "alpha_lr"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ConfigError(f"FinetuneRecipe.{name} must be a finite number > 0, got {v!r}")
-        if not (isinstance(self.noise_frac, (int, float)) and 0 <= self.noise_frac <= 1):
-            raise ConfigError(f"FinetuneRecipe.noise_frac must lie in [0, 1], got {self.noise_frac!r}")
-        for name in ("epochs", "batch_size", "calibration_examples"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"FinetuneRecipe.{name} must be a positive integer, got {v!r}")
-
-
-def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(y), batch_size):
-            correct += int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
-    return correct / max(len(y), 1)
-
-
-def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = FinetuneRecipe(), seed: int = 0,
-             limit: int | None = None, test_limit: int | None = None, progress: bool | None = None,
-             device: str = "cpu"):
-    """Fine-tune ``model`` with PSQ on ``data`` (a :class:`cimsim.workloads.datasets.Dataset`).
-
-    Returns (PSQ model on the CPU, metadata with per-epoch history and the final test accuracy of the PSQ
-    model). ``limit`` / ``test_limit`` use the first examples only (quick checks); ``device`` ("cpu" or
-    "cuda") is where the training runs (calibration and the returned model stay on the CPU). ``progress=False``
-    silences the progress report on stderr (:mod:`cimsim.progress`).
-    """
-    from cimsim.progress import progress as progress_bar
-
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    x_train, y_train = data.x_train, data.y_train
-    if limit is not None:
-        x_train, y_train = x_train[:limit], y_train[:limit]
-    x_test, y_test = data.x_test, data.y_test
-    if test_limit is not None:
-        x_test, y_test = x_test[:test_limit], y_test[:test_limit]
-    cal = [x_train[i:i + 256] for i in range(0, min(recipe.calibration_examples, len(x_train)), 256)]
-    started = time.perf_counter()
-    work = prepare(model, cfg, cal, seed=seed).to(device)
-    x_train, y_train, x_test, y_test = (t.to(device) for t in (x_train, y_train, x_test, y_test))
-    set_noise(work, recipe.noise_frac)
-    start_acc = evaluate_accuracy(work, x_test[:1000], y_test[:1000])   # a quick look before training
-    alphas = [p for n, p in work.named_parameters() if n.endswith("psq_alpha")]
-    others = [p for n, p in work.named_parameters() if not n.endswith("psq_alpha")]
-    opt = torch.optim.Adam([{"params": others, "lr": recipe.lr}, {"params": alphas, "lr": recipe.alpha_lr}])
-    steps = recipe.epochs * math.ceil(len(y_train) / recipe.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
-    history = []
-    bar = progress_bar(desc="PSQ fine-tune", total=steps, unit="steps", enabled=progress)
-    for epoch in range(recipe.epochs):
-        work.train()
-        order = torch.randperm(len(y_train), generator=gen).to(device)
-        loss_sum = seen = 0
-        for i in range(0, len(y_train), recipe.batch_size):
-            idx = order[i:i + recipe.batch_size]
-            loss = F.cross_entropy(work(x_train[idx]), y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            with torch.no_grad():
-                for a in alphas:
-                    a.clamp_(min=1e-3)
-            loss_sum += float(loss.detach()) * len(idx)
-            seen += len(idx)
-            bar.update(1)
-        # the PSQ forward is costly on a CPU: the full test set only after the last epoch
-        acc = evaluate_accuracy(work, x_test, y_test) if epoch == recipe.epochs - 1 else None
-        history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "test_accuracy": acc})
-        bar.set_postfix_str(f"epoch {epoch + 1}/{recipe.epochs}: loss {loss_sum / seen:.3f}")
-    bar.close()
-    set_noise(work, 0.0)
-    work = work.to("cpu").eval()
-    meta = {"psq": asdict(cfg), "recipe": asdict(recipe), "seed": seed, "epochs": recipe.epochs,
-            "train_examples": len(y_train), "test_examples": len(y_test),
-            "test_accuracy_before_first_1000": start_acc, "test_accuracy": history[-1]["test_accuracy"] if history else start_acc,
-            "history": history, "train_seconds": round(time.perf_counter() - started, 1),
-            "cpu_threads": torch.get_num_threads(), "torch_version": torch.__version__, "device": device,
-            "batchnorm_folded": work.psq_folded}
-    return work, meta

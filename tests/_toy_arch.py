@@ -54,7 +54,7 @@ class ToyAnalogSum(TiledChip):
         adcs = self.xbars_per_ima * math.ceil(self.cols / self.cols_per_adc)
         xbar, dac = self.array_rows()
         return (Component("flash ADC", "adc", "ima", adcs, adcs * self.adc.power_w, adcs * self.adc.area_m2,
-                          "FlashADC model"),
+                          "FlashADC model", macro=True),
                 xbar, dac, *self.ima_register_rows(), *self.tile_rows(), *self.chip_rows())
 
     def crossbar_spec(self, input_signed: bool = False) -> CrossbarSpec:

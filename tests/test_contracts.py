@@ -93,6 +93,13 @@ def check_a_run_adds_up_and_round_trips(arch, tmp_path) -> None:
     again = Report.from_hdf5(rep.to_hdf5(tmp_path / f"{arch.name}.h5"))
     assert same_values(json.loads(again.to_json()), original)
     assert again.recost(arch).energy_j == pytest.approx(rep.energy_j, rel=1e-12)
+    # macro level + the rest = chip level, from the same components of the same run
+    macro = set(rep.macro_components)
+    assert macro == arch.macro_kinds() and again.macro_components == rep.macro_components
+    rest = sum(v for k, v in rep.components.items() if k not in macro)
+    assert 0 < rep.macro_energy_j <= rep.energy_j
+    assert rep.macro_energy_j + rest == pytest.approx(rep.energy_j, rel=1e-12)
+    assert rep.energy_at("chip") == rep.energy_j and rep.energy_at("macro") == rep.macro_energy_j
 
 
 def same_values(a, b) -> bool:
@@ -115,6 +122,18 @@ def check_the_inventory_rolls_up(arch) -> None:
     for c in arch.inventory():
         assert c.level in ("ima", "tile", "chip") and c.count > 0 and c.power_w >= 0 and c.area_m2 >= 0, c
         assert c.source, c
+
+
+def check_the_compute_macro_is_declared(arch) -> None:
+    """Inventory rows flagged ``macro`` name the compute macro: never empty, the crossbars in it for a
+    crossbar architecture, every macro kind costed by some event or holding static power, no kind split."""
+    macro = arch.macro_kinds()
+    assert macro, f"{arch.name}: no inventory row is flagged macro"
+    if arch.maps_to_crossbars:
+        assert "crossbar" in macro, arch.name
+    costed = {c.component for c in arch.event_costs().values()} | set(arch.breakdown())
+    assert macro <= costed, (arch.name, sorted(macro - costed))
+    assert arch.summary()["macro_components"] == sorted(macro)
 
 
 def check_area_and_power_move_with_adc_bits(arch) -> None:
@@ -153,7 +172,7 @@ def _out_of_range(p: ParamInfo):
 
 
 CHECKS = [check_tile_is_exact_with_ideal_cells_and_a_lossless_readout, check_every_event_it_can_emit_has_a_cost,
-          check_the_inventory_rolls_up, check_area_and_power_move_with_adc_bits,
+          check_the_inventory_rolls_up, check_the_compute_macro_is_declared, check_area_and_power_move_with_adc_bits,
           check_parameters_are_declared_validated_and_round_trip]
 
 

@@ -181,6 +181,51 @@ def test_hcim_energy_comes_from_its_events():
     assert first["latency_s"] == pytest.approx(4 * 100e-9)
 
 
+def test_macro_and_chip_level_energies_come_from_the_same_events():
+    """The compute macro (crossbar + readout + partial-sum processing) of HCiM and of an ISAAC baseline with
+    the same bits: its energy is the run's own event counts times the event energies (plus the macro
+    components' static energy), macro + the rest = the chip total, and the DACs, registers, buffers and
+    interconnect stay out of it."""
+    from cimsim import events as ev
+
+    model = small_model()
+    x = torch.rand(6, 2, 8, 8, dtype=torch.float64)
+    hcim = cimsim.arch.get("hcim", rows=16)
+    isaac = cimsim.arch.get("isaac", adc_bits=4, weight_bits=4, input_bits=4, cell_bits=1, rows=16,
+                            signed="differential")
+    psq = qat.prepare(model, qat.PSQConfig.from_arch(hcim), [x])
+    reps = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, arch in (("hcim", hcim), ("isaac", isaac)):
+            reps[name] = cimsim.map(psq, arch, calibration=x).evaluate([(x, torch.zeros(6, dtype=torch.long))],
+                                                                       progress=False)
+    assert set(reps["hcim"].macro_components) == {"crossbar", "comparator", "dcim"}
+    assert set(reps["isaac"].macro_components) == {"crossbar", "adc", "sample_hold", "shift_add"}
+    for name, arch in (("hcim", hcim), ("isaac", isaac)):
+        rep = reps[name]
+        e, leak, costs = rep.config["events_per_inference"], rep.config["leakage_j"], arch.event_costs()
+        v_step2 = arch.cell.read_voltage_v ** 2
+        crossbar = e[ev.CELL_READ_CONDUCTANCE_S] * v_step2
+        if name == "hcim":
+            dynamic = (crossbar + e["ternary_conversion"] * arch.comparator().energy_j
+                       + e[ev.NONZERO_DECISIONS] * arch.dcim_add_energy_j())
+        else:
+            conv = e["sar-adc_conversion_4b"]
+            dynamic = (crossbar + conv * arch.adc_energy_j() + conv * costs[ev.SAMPLE_HOLDS].energy_j
+                       + e[ev.SHIFT_ADDS] * costs[ev.SHIFT_ADDS].energy_j)
+        static = sum(v for k, v in leak.items() if k in rep.macro_components)
+        assert rep.macro_energy_j == pytest.approx(dynamic + static, rel=1e-12), name
+        rest = sum(v for k, v in rep.components.items() if k not in rep.macro_components)
+        assert rep.macro_energy_j + rest == pytest.approx(rep.energy_j, rel=1e-12)
+        assert {"dac", "register", "edram", "bus"} <= set(rep.components) - set(rep.macro_components)
+        assert "compute macro" in rep.table()
+    # the macro differs far more between the designs than the chip does
+    macro_ratio = reps["isaac"].macro_energy_j / reps["hcim"].macro_energy_j
+    chip_ratio = reps["isaac"].energy_j / reps["hcim"].energy_j
+    assert macro_ratio > chip_ratio > 1
+
+
 # ------------------------------------------------------------------------------------------------ checkpoints, CLI
 def test_psq_checkpoint_round_trip(tmp_path):
     from cimsim.workloads import zoo

@@ -181,12 +181,12 @@ def test_non_finite_or_negative_hyper_parameters_are_refused(capsys, argv, needl
 
 def test_recipes_refuse_non_finite_values_from_python():
     from cimsim.errors import ConfigError
-    from cimsim.mappers import qat
+    from cimsim.mappers import psq_finetune
     from cimsim.workloads import onchip
 
     for kw in ({"lr": float("nan")}, {"lr": -1.0}, {"alpha_lr": float("inf")}, {"noise_frac": 2.0}, {"epochs": 0}):
         with pytest.raises(ConfigError):
-            qat.FinetuneRecipe(**kw)
+            psq_finetune.FinetuneRecipe(**kw)
     for kw in ({"lr": float("inf")}, {"lr": 0}, {"w_max": float("nan")}, {"epochs": 10**9}):
         with pytest.raises(ConfigError):
             onchip.default_config("mosfet", "iris", **kw)

@@ -48,6 +48,9 @@ def show_text(spec) -> str:
         rows.append([kind, _fmt(r["power_w"], "W"), f"{100 * r['power_w'] / s['power_w']:.1f} %",
                      f"{r['area_m2'] / MM2:.4g} mm^2", f"{100 * r['area_m2'] / s['area_m2']:.1f} %"])
     out += _table(["component", "power", "share", "area", "share"], rows, {1, 2, 3, 4})
+    if s.get("macro_components"):
+        out.append(f"  compute macro: {', '.join(s['macro_components'])} (a run's macro-level energy: "
+                   "'compute macro' in its report, Report.macro_energy_j)")
     out.append("")
     rows = []
     for p in spec.parameters():

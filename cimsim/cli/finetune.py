@@ -15,7 +15,7 @@ def run(args) -> int:
     names.check(archs=args.arch, model=args.model, dataset=args.dataset, sets=args.set)   # before torch/numba load
     from cimsim import arch as arch_mod
     from cimsim import networks
-    from cimsim.mappers import qat
+    from cimsim.mappers import psq_finetune, qat
     from cimsim.networks import load_model_and_data
     from cimsim.workloads import train
 
@@ -26,24 +26,41 @@ def run(args) -> int:
                           f"(hcim); {spec.name!r} needs none: use 'cimsim run --arch {spec.name}' directly")
     out = checkpoint_output(args.out)   # before any work
     require_device(args.device)
+    if args.checkpoint and networks.is_psq_checkpoint(args.checkpoint):
+        raise ConfigError(f"--checkpoint {args.checkpoint} is a PSQ fine-tuned network; --checkpoint names the float "
+                          "network to start from (and distil from): pass a PSQ network to continue from as --init")
     model, meta, data, ckpt = load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
     cfg = qat.PSQConfig.from_arch(spec)
-    recipe = qat.FinetuneRecipe(**{k: v for k, v in (("epochs", args.epochs), ("lr", args.lr),
-                                                      ("batch_size", args.batch_size),
-                                                      ("noise_frac", args.noise)) if v is not None})
-    psq, info = qat.finetune(model, cfg, data, recipe, seed=args.seed, limit=args.limit, test_limit=args.test_limit,
-                             device=args.device)
+    init, init_meta = None, None
+    if args.init:
+        init, init_meta = networks.load_psq_checkpoint(args.init)
+        if init_meta["model"] != meta["model"] or init_meta["dataset"] != data.name:
+            raise ConfigError(f"--init {args.init} is {init_meta['model']} on {init_meta['dataset']}, not "
+                              f"{meta['model']} on {data.name}: pass the matching --model/--dataset")
+    given = (("epochs", args.epochs), ("lr", args.lr), ("alpha_lr", args.alpha_lr), ("batch_size", args.batch_size),
+             ("noise_frac", args.noise), ("distill", args.distill), ("temperature", args.temperature),
+             ("freeze", args.freeze))
+    recipe = psq_finetune.FinetuneRecipe(**{k: v for k, v in given if v is not None})
+    psq, info = psq_finetune.finetune(model, cfg, data, recipe, seed=args.seed, limit=args.limit,
+                                      test_limit=args.test_limit, device=args.device, init=init)
     sets = "".join(f" --set {k}={v}" for k, v in overrides.items())
+    init_info = {} if init is None else {
+        "init_checkpoint": Path(args.init).name, "init_test_accuracy": init_meta.get("test_accuracy"),
+        "init_command": init_meta.get("command"), "init_recipe": init_meta.get("recipe")}
     out_meta = {"model": meta["model"], "dataset": data.name, "arch": spec.name, "input_shape": meta["input_shape"],
                 "num_classes": meta["num_classes"], "base_checkpoint": Path(ckpt).name,
-                "base_test_accuracy": meta["test_accuracy"], **info,
+                "base_test_accuracy": meta["test_accuracy"], **init_info, **info,
                 "command": (f"cimsim finetune --arch {spec.name} --model {meta['model']} --dataset {data.name}"
                             f"{sets} --epochs {recipe.epochs} --seed {args.seed}"
                             + (f" --limit {args.limit}" if args.limit else "")
                             + (f" --test-limit {args.test_limit}" if args.test_limit else "")
                             + (f" --batch-size {args.batch_size}" if args.batch_size else "")
                             + (f" --lr {args.lr}" if args.lr else "")
-                            + (f" --noise {args.noise}" if args.noise else ""))}
+                            + (f" --alpha-lr {args.alpha_lr}" if args.alpha_lr else "")
+                            + (f" --noise {args.noise}" if args.noise else "")
+                            + (f" --distill {args.distill} --temperature {recipe.temperature}" if args.distill else "")
+                            + (f" --freeze {args.freeze}" if args.freeze else "")
+                            + (f" --init {Path(args.init).name}" if args.init else ""))}
     path = out if out is not None else train.user_dir() / networks.psq_checkpoint_name(meta["model"], data.name, cfg)
     path = networks.save_psq_checkpoint(path, psq, out_meta)
     note = f"checkpoint saved to {path}; {train.saved_note(path)}"
@@ -65,7 +82,7 @@ def run(args) -> int:
 
 def register(sub) -> None:
     sp = add_command(sub, "finetune", "fine-tune a trained network for an ADC-less architecture (partial-sum QAT)", run,
-             "Partial-sum quantization-aware fine-tuning (cimsim.mappers.qat) of a trained zoo network for an "
+             "Partial-sum quantization-aware fine-tuning (cimsim.mappers.psq_finetune) of a trained zoo network for an "
              "architecture with binary/ternary column readouts and learned scale factors (hcim). The result is "
              "saved where 'cimsim run --arch ARCH' finds it. --limit N fine-tunes on the first N training examples.")
     sp.add_argument("--arch", default="hcim", help="architecture to prepare the network for (default hcim)")
@@ -75,6 +92,19 @@ def register(sub) -> None:
                     help="override an architecture parameter (repeatable), as for 'cimsim run'")
     sp.add_argument("--epochs", type=positive_int, help="fine-tuning epochs (default 3)")
     sp.add_argument("--lr", type=positive_float, help="learning rate of the weights (default 1e-3)")
+    sp.add_argument("--alpha-lr", type=positive_float, help="learning rate of the column scale factors (default 1e-2)")
+    sp.add_argument("--distill", type=fraction, metavar="W",
+                    help="knowledge distillation from the float network (the --checkpoint / default one): weight W in "
+                         "[0, 1] of the distillation term, loss = (1-W) CE + W T^2 KL (default 0: cross-entropy only)")
+    sp.add_argument("--temperature", type=positive_float, metavar="T", help="distillation temperature (default 4)")
+    sp.add_argument("--init", metavar="PSQ_CHECKPOINT",
+                    help="continue from this PSQ fine-tuned network (weights, input ranges, column scales) instead of "
+                         "preparing the float network afresh; the float network stays the teacher")
+    sp.add_argument("--freeze", type=nonneg_int, metavar="N",
+                    help="keep the network's first N top-level parts as they are (e.g. 1: LeNet-5's convolutional "
+                         "'features'), compute their outputs on the training set once and train the rest: much "
+                         "cheaper per epoch on a CPU; noise injection then reaches the trained parts only "
+                         "(default 0: train everything)")
     sp.add_argument("--batch-size", type=batch_size, help="mini-batch size (default 128)")
     sp.add_argument("--test-limit", type=positive_int, metavar="N",
                     help="measure the accuracy on the first N test examples only (default: all)")

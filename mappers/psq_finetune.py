@@ -1,0 +1,191 @@
+"""PSQ fine-tuning: a trained network prepared with partial-sum quantization (:mod:`cimsim.mappers.qat`) and
+trained with its crossbar readout in the loop.
+
+:func:`finetune` runs Adam with a cosine decay (:class:`FinetuneRecipe`) from a network prepared afresh by
+:func:`cimsim.mappers.qat.prepare` or from an earlier PSQ network (``init``). Options: knowledge distillation
+from the float network (:func:`distillation_loss`; Hinton et al., arXiv 1503.02531,
+docs/references.md#hinton-2015), noise injection, and frozen leading parts whose outputs are computed once
+(:func:`split_frozen`: a cheaper step on a CPU).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cimsim.errors import ConfigError
+from cimsim.mappers.qat import PSQConfig, is_psq, prepare, set_noise
+
+
+@dataclass(frozen=True)
+class FinetuneRecipe:
+    """Adam with a cosine decay, no augmentation (our choice: a short fine-tune from a trained network).
+
+    Knowledge distillation (``distill`` > 0; Hinton et al., arXiv 1503.02531): the loss is
+    ``(1 - distill) * CE(z_s, y) + distill * T**2 * KL(softmax(z_t / T) || softmax(z_s / T))`` with ``z_t`` the
+    logits of the floating-point network the fine-tune starts from (the teacher) and ``T = temperature``."""
+
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 1e-3                 # weights and biases
+    alpha_lr: float = 1e-2           # column scale factors (LSQ step sizes learn faster than weights)
+    noise_frac: float = 0.0
+    calibration_examples: int = 512
+    distill: float = 0.0             # weight of the distillation term (0: plain cross-entropy)
+    temperature: float = 4.0         # softening of both distributions (Hinton et al. use 1-20; our choice 4)
+    freeze: int = 0                  # first top-level children kept as they are, their outputs computed once
+
+    def __post_init__(self):
+        for name in ("lr", "alpha_lr", "temperature"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ConfigError(f"FinetuneRecipe.{name} must be a finite number > 0, got {v!r}")
+        for name in ("noise_frac", "distill"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0 <= v <= 1):
+                raise ConfigError(f"FinetuneRecipe.{name} must lie in [0, 1], got {v!r}")
+        for name in ("epochs", "batch_size", "calibration_examples"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"FinetuneRecipe.{name} must be a positive integer, got {v!r}")
+        if not 0 <= self.distill <= 1:
+            raise ConfigError(f"FinetuneRecipe.distill must lie in [0, 1], got {self.distill!r}")
+        if not self.temperature > 0:
+            raise ConfigError(f"FinetuneRecipe.temperature must be positive, got {self.temperature!r}")
+        if isinstance(self.freeze, bool) or not isinstance(self.freeze, int) or self.freeze < 0:
+            raise ConfigError(f"FinetuneRecipe.freeze must be a non-negative integer, got {self.freeze!r}")
+        if not (self.lr > 0 and self.alpha_lr > 0):
+            raise ConfigError(f"FinetuneRecipe learning rates must be positive, got lr={self.lr!r}, "
+                              f"alpha_lr={self.alpha_lr!r}")
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, weight: float,
+                      temperature: float) -> torch.Tensor:
+    """``(1 - weight) * CE(student, y) + weight * T**2 * KL(p_teacher(T) || p_student(T))`` (Hinton et al.)."""
+    ce = F.cross_entropy(student, y)
+    if weight == 0:
+        return ce
+    t = temperature
+    kl = F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1), log_target=True,
+                  reduction="batchmean")
+    return (1 - weight) * ce + weight * t * t * kl
+
+
+def split_frozen(model: nn.Module, n: int, x: torch.Tensor) -> tuple[nn.Module, nn.Module]:
+    """(frozen prefix, trained rest) of ``model`` as two ``nn.Sequential`` of its first ``n`` top-level children
+    and the others (sharing their modules); refused unless the model is those children applied in order."""
+    kids = list(model.children())
+    if not 0 < n < len(kids):
+        raise ConfigError(f"freeze = {n}: the network has {len(kids)} top-level parts; freeze 1 to {len(kids) - 1}")
+    head, tail = nn.Sequential(*kids[:n]), nn.Sequential(*kids[n:])
+    with torch.no_grad():
+        if not torch.equal(model.eval()(x), tail(head(x))):
+            raise ConfigError(f"freeze: {type(model).__name__} is not its top-level parts applied in order; "
+                              "fine-tune it whole (freeze 0)")
+    return head, tail
+
+
+@torch.no_grad()
+def forward_all(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """``model`` (in eval mode, no gradients) on all of ``x`` in batches: the teacher's logits and the frozen
+    parts' outputs on the training set, computed once since neither trains."""
+    model = model.eval()
+    return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(y), batch_size):
+            correct += int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+    return correct / max(len(y), 1)
+
+
+def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = FinetuneRecipe(), seed: int = 0,
+             limit: int | None = None, test_limit: int | None = None, progress: bool | None = None,
+             device: str = "cpu", init: nn.Module | None = None):
+    """Fine-tune ``model`` with PSQ on ``data`` (a :class:`cimsim.workloads.datasets.Dataset`).
+
+    Returns (PSQ model on the CPU, metadata with per-epoch history and the final test accuracy of the PSQ
+    model). ``limit`` / ``test_limit`` use the first examples only (quick checks); ``device`` ("cpu" or
+    "cuda") is where the training runs (calibration and the returned model stay on the CPU). ``progress=False``
+    silences the progress report on stderr (:mod:`cimsim.progress`). ``init``: a PSQ network of the same
+    configuration to continue from (its weights, input ranges and column scales) instead of preparing ``model``
+    afresh; ``model`` (the float network) is then only the teacher of the distillation term.
+    """
+    from cimsim.progress import progress as progress_bar
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x_train, y_train = data.x_train, data.y_train
+    if limit is not None:
+        x_train, y_train = x_train[:limit], y_train[:limit]
+    x_test, y_test = data.x_test, data.y_test
+    if test_limit is not None:
+        x_test, y_test = x_test[:test_limit], y_test[:test_limit]
+    cal = [x_train[i:i + 256] for i in range(0, min(recipe.calibration_examples, len(x_train)), 256)]
+    started = time.perf_counter()
+    if init is None:
+        work = prepare(model, cfg, cal, seed=seed).to(device)
+    else:
+        got = {m.psq_config for m in init.modules() if is_psq(m)}
+        if got != {cfg}:
+            raise ConfigError(f"the PSQ network to continue from was fine-tuned for "
+                              f"{', '.join(sorted(c.tag for c in got)) or 'nothing'}, not {cfg.tag}")
+        work = copy.deepcopy(init).to(device)
+        work.psq_folded = getattr(init, "psq_folded", [])
+    soft = forward_all(model, x_train).to(device) if recipe.distill > 0 else None
+    x_train, y_train, x_test, y_test = (t.to(device) for t in (x_train, y_train, x_test, y_test))
+    start_acc = evaluate_accuracy(work, x_test[:1000], y_test[:1000])   # a quick look before training
+    trained, inputs = work, x_train
+    if recipe.freeze:   # the frozen parts' outputs on the training set, once (they do not change)
+        frozen, trained = split_frozen(work, recipe.freeze, x_train[:8])
+        inputs = forward_all(frozen, x_train)
+    set_noise(trained, recipe.noise_frac)
+    alphas = [p for n, p in trained.named_parameters() if n.endswith("psq_alpha")]
+    others = [p for n, p in trained.named_parameters() if not n.endswith("psq_alpha")]
+    opt = torch.optim.Adam([{"params": others, "lr": recipe.lr}, {"params": alphas, "lr": recipe.alpha_lr}])
+    steps = recipe.epochs * math.ceil(len(y_train) / recipe.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
+    history = []
+    bar = progress_bar(desc="PSQ fine-tune", total=steps, unit="steps", enabled=progress)
+    for epoch in range(recipe.epochs):
+        trained.train()
+        order = torch.randperm(len(y_train), generator=gen).to(device)
+        loss_sum = seen = 0
+        for i in range(0, len(y_train), recipe.batch_size):
+            idx = order[i:i + recipe.batch_size]
+            out = trained(inputs[idx])
+            loss = (F.cross_entropy(out, y_train[idx]) if soft is None else
+                    distillation_loss(out, soft[idx], y_train[idx], recipe.distill, recipe.temperature))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                for a in alphas:
+                    a.clamp_(min=1e-3)
+            loss_sum += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            bar.update(1)
+        # the PSQ forward is costly on a CPU: the full test set only after the last epoch
+        acc = evaluate_accuracy(work, x_test, y_test) if epoch == recipe.epochs - 1 else None
+        history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "test_accuracy": acc})
+        bar.set_postfix_str(f"epoch {epoch + 1}/{recipe.epochs}: loss {loss_sum / seen:.3f}")
+    bar.close()
+    set_noise(work, 0.0)
+    work = work.to("cpu").eval()
+    meta = {"psq": asdict(cfg), "recipe": asdict(recipe), "seed": seed, "epochs": recipe.epochs,
+            "train_examples": len(y_train), "test_examples": len(y_test),
+            "test_accuracy_before_first_1000": start_acc, "test_accuracy": history[-1]["test_accuracy"] if history else start_acc,
+            "history": history, "train_seconds": round(time.perf_counter() - started, 1),
+            "cpu_threads": torch.get_num_threads(), "torch_version": torch.__version__, "device": device,
+            "batchnorm_folded": work.psq_folded}
+    return work, meta

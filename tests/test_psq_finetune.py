@@ -1,0 +1,156 @@
+"""PSQ fine-tuning options (cimsim.mappers.psq_finetune, 'cimsim finetune'): knowledge distillation from the
+float network, continuing from an earlier PSQ network, frozen leading parts computed once."""
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from _cli_helpers import assert_one_line_user_error, run_cli
+from cimsim import networks
+from cimsim.errors import ConfigError
+from cimsim.mappers import psq_finetune as ft
+from cimsim.mappers import qat
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+SHIPPED_PSQ = Path(__file__).resolve().parent.parent / "workloads" / "checkpoints" / \
+    "lenet5-fashion-mnist-psq-ternary-w4a4c1d1r128t0.5.pt"
+CFG = qat.PSQConfig(rows=16)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(4 * 4 * 4, 12), nn.ReLU(), nn.Linear(12, 3))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def tiny():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(96, 1, 8, 8, generator=g)
+    y = (x[:, 0, :4].mean(dim=(1, 2)) * 3).long().clamp(0, 2)
+    data = SimpleNamespace(x_train=x[:64], y_train=y[:64], x_test=x[64:], y_test=y[64:])
+    return Net().eval(), data
+
+
+# ------------------------------------------------------------------------------------------------ distillation
+def test_distillation_loss_is_hintons():
+    g = torch.Generator().manual_seed(3)
+    s, t = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g)
+    y = torch.tensor([0, 1, 2, 3, 0])
+    ce = torch.nn.functional.cross_entropy(s, y)
+    assert ft.distillation_loss(s, t, y, 0.0, 4.0) == ce                        # weight 0: cross-entropy only
+    assert float(ft.distillation_loss(s, s, y, 1.0, 4.0)) == pytest.approx(0.0, abs=1e-6)   # student = teacher
+    # by hand: (1 - w) CE + w T^2 mean_n sum_k p_t (log p_t - log p_s), softmax at temperature T
+    w, T = 0.7, 3.0
+    sn, tn = s.double().numpy() / T, t.double().numpy() / T
+    log_ps = sn - np.log(np.exp(sn).sum(1, keepdims=True))
+    log_pt = tn - np.log(np.exp(tn).sum(1, keepdims=True))
+    kl = (np.exp(log_pt) * (log_pt - log_ps)).sum(1).mean()
+    want = (1 - w) * float(ce) + w * T * T * kl
+    assert float(ft.distillation_loss(s, t, y, w, T)) == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize("bad, match", [({"distill": 1.5}, "distill"), ({"temperature": 0.0}, "temperature"),
+                                        ({"freeze": -1}, "freeze"), ({"lr": 0.0}, "learning rates")])
+def test_recipe_refuses_bad_values(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        ft.FinetuneRecipe(**bad)
+
+
+def test_distillation_pulls_the_student_towards_the_teacher():
+    """Fine-tuned on the teacher's outputs only (distill 1), the PSQ network's logits move towards the float
+    network's; fine-tuned on the labels only, they need not (fixed seeds; the KD run ends at least 30 % closer)."""
+    model, data = tiny()
+    with torch.no_grad():
+        teacher = model(data.x_train)
+    gap = {}
+    for w in (0.0, 1.0):
+        psq, meta = ft.finetune(model, CFG, data, ft.FinetuneRecipe(epochs=30, batch_size=16, lr=3e-3, distill=w),
+                                progress=False)
+        with torch.no_grad():
+            gap[w] = float(((psq(data.x_train) - teacher) ** 2).mean())
+        assert meta["recipe"]["distill"] == w and all(math.isfinite(h["loss"]) for h in meta["history"])
+    assert gap[1.0] < 0.7 * gap[0.0]
+
+
+# ------------------------------------------------------------------------------------------------ freeze, init
+def test_frozen_parts_stay_bit_identical_and_the_rest_trains():
+    model, data = tiny()
+    start = qat.prepare(model, CFG, [data.x_train[:32]])
+    psq, _ = ft.finetune(model, CFG, data, ft.FinetuneRecipe(epochs=2, batch_size=16, freeze=1), progress=False,
+                         init=start)
+    before, after = dict(start.named_parameters()), dict(psq.named_parameters())
+    assert before.keys() == after.keys()
+    for k in before:
+        same = torch.equal(before[k].detach(), after[k].detach())
+        assert same == k.startswith("features."), k
+    # the initial network is not modified by the fine-tune that starts from it
+    assert torch.equal(start.classifier[1].weight, qat.prepare(model, CFG, [data.x_train[:32]]).classifier[1].weight)
+
+
+def test_freeze_refuses_what_it_cannot_split():
+    model, data = tiny()
+    psq = qat.prepare(model, CFG, [data.x_train[:32]])
+    with pytest.raises(ConfigError, match="freeze 1 to 1"):
+        ft.split_frozen(psq, 2, data.x_train[:4])
+
+    class Skip(Net):
+        def forward(self, x):
+            return self.classifier(self.features(x) + 1.0)
+
+    with pytest.raises(ConfigError, match="not its top-level parts applied in order"):
+        ft.split_frozen(Skip().eval(), 1, data.x_train[:4])
+
+
+def test_init_must_match_the_configuration():
+    model, data = tiny()
+    other = qat.prepare(model, qat.PSQConfig(rows=16, readout="binary"), [data.x_train[:32]])
+    with pytest.raises(ConfigError, match="psq-binary"):
+        ft.finetune(model, CFG, data, ft.FinetuneRecipe(epochs=1), progress=False, init=other)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Fashion-MNIST not installed")
+
+
+@needs_fmnist
+def test_cli_records_the_recipe_and_the_network_it_continued_from(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("CIMSIM_HOME", str(tmp_path))
+    out_path = tmp_path / "ft.pt"
+    code, out, err = run_cli(capsys, "finetune", "--model", "lenet5", "--dataset", "fashion-mnist", "--epochs", "1",
+                             "--limit", "64", "--test-limit", "20", "--init", SHIPPED_PSQ, "--distill", "0.5",
+                             "--temperature", "2", "--freeze", "1", "--lr", "1e-4", "--alpha-lr", "1e-3",
+                             "--out", out_path, "--json")
+    assert code == 0, err
+    meta = json.loads(out)
+    assert meta["recipe"] | {"distill": 0.5, "temperature": 2.0, "freeze": 1, "lr": 1e-4, "alpha_lr": 1e-3} \
+        == meta["recipe"]
+    assert meta["init_checkpoint"] == SHIPPED_PSQ.name and meta["base_checkpoint"] == "lenet5-fashion-mnist.pt"
+    assert meta["init_command"].startswith("cimsim finetune")
+    for flag in ("--init " + SHIPPED_PSQ.name, "--distill 0.5 --temperature 2.0", "--freeze 1", "--alpha-lr 0.001"):
+        assert flag in meta["command"], flag
+    # the frozen convolutions are the initial network's, bit for bit
+    new, _ = networks.load_psq_checkpoint(out_path)
+    old, _ = networks.load_psq_checkpoint(SHIPPED_PSQ)
+    assert torch.equal(new.features[0].weight, old.features[0].weight)
+    assert not torch.equal(new.classifier[1].weight, old.classifier[1].weight)
+
+
+@needs_fmnist
+@pytest.mark.parametrize("extra, needle", [(["--distill", "2"], "distill"), (["--freeze", "9"], "freeze"),
+                                           (["--init", "nowhere.pt"], "nowhere.pt"),
+                                           (["--checkpoint", SHIPPED_PSQ], "as --init")])
+def test_cli_bad_options_are_one_line_errors(capsys, extra, needle):
+    code, out, err = run_cli(capsys, "finetune", "--model", "lenet5", "--dataset", "fashion-mnist", "--epochs", "1",
+                             "--limit", "8", "--test-limit", "8", *extra)
+    assert_one_line_user_error(code, err, needle)
