@@ -128,7 +128,7 @@ def test_rounding_uniforms_are_counter_based_and_uniform():
 # ------------------------------------------------------------------------------ configuration
 def test_schedule_and_backend_choice():
     cfg = onchip.default_config("domain-wall", "fashion-mnist")
-    assert (cfg.epochs, cfg.lr, cfg.lr_decay) == (8, 0.01, 0.6)
+    assert (cfg.epochs, cfg.lr, cfg.lr_decay, cfg.w_max) == (8, 0.01, 0.6, 1.0)
     assert [cfg.lr_at(e) for e in (1, 2, 3)] == pytest.approx([0.01, 0.006, 0.0036], rel=1e-12)
     with pytest.raises(ConfigError, match="lr_decay"):
         replace(cfg, lr_decay=1.5)
