@@ -149,6 +149,15 @@ def seed_state(seed_sequence: np.random.SeedSequence) -> np.ndarray:
     return np.array([key, gamma, 0, 0], dtype=np.uint64)
 
 
+@njit(inline="always")
+def counter_uniform(key, gamma, ctr):
+    """The ``ctr``-th uniform of stream (key, gamma) (uint64s): ``mix(key + ctr * gamma)``'s top 53 bits as a
+    float in [0, 1) on a 2^-53 grid. A draw sits at a place fixed by what it is (the counter), so a kernel
+    that names each draw's place gives the same numbers however the work is ordered or split. Callable from
+    numba code and from Python."""
+    return float(np.int64(_mix(key + ctr * gamma) >> np.uint64(11))) * _TWO_M53
+
+
 class NoiseStreams:
     """The crossbar's normal streams, from its seed.
 
