@@ -33,7 +33,6 @@ from cimsim.arch.isaac import ADC_AREA_FACTOR, ADC_ENERGY_FACTOR
 from cimsim.arch.tiled import T6, TiledChip
 from cimsim.cost import EventCost
 from cimsim.devices.analog_accumulators import BufferArray, BufferedADC, TransimpedanceAmplifier
-from cimsim.devices.technology import area_scale
 from cimsim.readouts import ConversionScope
 from cimsim.spec import CrossbarSpec
 
@@ -41,8 +40,13 @@ CAS = "CASCADE (MICRO 2019, as summarised, est.; docs/references.md#cascade)"
 
 
 def _cascade_adc() -> BufferedADC:
-    # (est.) 7 ADCs per array convert the 32 column pairs' groups: 16 conversions per 100 ns cycle -> ~23 MS/s each
-    return BufferedADC(bits=8, sample_rate_hz=50e6, node_nm=65)
+    return BufferedADC(bits=8, node_nm=65)
+
+
+# (est.) growth of a SAR ADC's area per added bit where its energy follows the Schreier frontier (x4 per bit): the
+# survey's area fit (CiMLoop / Accelergy ADC plug-in, docs/references.md#cimloop) has exp(-0.134) per bit and
+# energy**0.424, so exp(-0.134 + 0.424 ln 4) = 1.57 per bit
+SAR_AREA_GROWTH_PER_BIT = 1.565
 
 
 @register
@@ -61,7 +65,8 @@ class Cascade(TiledChip):
     node_nm: float = param(65, "nm", f"{CAS}: 65 nm", lo=7, hi=180)
     cycles_per_conversion: int = param(2, "1", f"{CAS}: about 10 conversions per 16 input cycles (here 16 / 2 = 8)",
                                        lo=1, hi=32)
-    adc: BufferedADC = component(_cascade_adc, f"{CAS}: 6-10-bit ADCs shared by the columns (8 bits, est.), SAR model")
+    adc: BufferedADC = component(_cascade_adc, f"{CAS}: 6-10-bit ADCs shared by the columns (8 bits, est.), SAR model "
+                                 "at the rate the shared ADCs need")
     adcs_per_array: int = param(7, "1", f"{CAS}: 7 shared ADCs per array", lo=1, hi=4096)
     adc_energy_factor: float = param(ADC_ENERGY_FACTOR, "1", f"ISAAC's converter over the SAR model ({T6}), kept "
                                      "for every ADC of the comparison (est.)", lo=1e-3, hi=1e3)
@@ -74,15 +79,17 @@ class Cascade(TiledChip):
     name = "cascade"
     description = ("CASCADE (MICRO 2019): TIAs buffer bit-line partial sums in RRAM buffer arrays, summed over "
                    "cycles and arrays before one conversion; 64x64 arrays, 1-bit cells, 16-bit weights, 65 nm")
-    aliases = {**TiledChip.aliases, "adc_bits": "adc.bits", "adc_sample_rate_hz": "adc.sample_rate_hz"}
+    aliases = {**TiledChip.aliases, "adc_bits": "adc.bits"}
     derived = {**TiledChip.derived, "adc.node_nm": "node_nm", "tia.node_nm": "node_nm", "buffer.node_nm": "node_nm",
+               "adc.sample_rate_hz": "cols, cycles_per_conversion, adcs_per_array and read_cycle_s",
                "adc.analog_sigma": "tia.resolution_bits, rows, cell_bits, dac_bits and cycles_per_conversion"}
-    cost_only = (*TiledChip.cost_only, "adc.sample_rate_hz", "adc_energy_factor", "adc_area_factor", "adcs_per_array", "tias_per_array",
+    cost_only = (*TiledChip.cost_only, "adc_energy_factor", "adc_area_factor", "adcs_per_array", "tias_per_array",
                  "tia.bias_current_a", "tia.settle_time_s", "tia.area_um2", "buffer.*")
 
     def synced_components(self) -> dict:
         return {**super().synced_components(),
-                "adc": replace(self.adc, node_nm=self.node_nm, analog_sigma=self.buffered_sigma()),
+                "adc": replace(self.adc, node_nm=self.node_nm, analog_sigma=self.buffered_sigma(),
+                               sample_rate_hz=self.conversions_per_cycle / self.adcs_per_array / self.read_cycle_s),
                 "tia": replace(self.tia, node_nm=self.node_nm), "buffer": replace(self.buffer, node_nm=self.node_nm)}
 
     def check(self) -> None:
@@ -124,10 +131,9 @@ class Cascade(TiledChip):
 
     @property
     def cycle_s(self) -> float:
-        """A read cycle, or longer if the TIAs or the shared ADCs cannot keep up."""
-        tia = math.ceil(self.pairs / self.tias_per_array) * self.tia.latency_s
-        adc = self.conversions_per_cycle / (self.adcs_per_array * self.adc.sample_rate_hz)
-        return max(self.read_cycle_s, tia, adc)
+        """A read cycle, or longer if the TIAs cannot settle their pairs within it (the shared ADCs run at the rate
+        the conversions need, ``adc.sample_rate_hz``)."""
+        return max(self.read_cycle_s, math.ceil(self.pairs / self.tias_per_array) * self.tia.latency_s)
 
     # ------------------------------------------------------------------ inventory
     def adc_energy_j(self) -> float:
@@ -135,10 +141,11 @@ class Cascade(TiledChip):
         return self.adc_energy_factor * self.adc.energy_j
 
     def adc_area_m2(self) -> float:
-        """ISAAC's converter area (Table 6, via the calibration) moved to CASCADE's bits by the SAR model at ISAAC's
-        rate, scaled to the node (est.: the survey's area fit is not monotonic in bits at low rates)."""
-        at_isaac = replace(self.adc, sample_rate_hz=1.28e9, node_nm=32)
-        return self.adc_area_factor * at_isaac.area_m2 * area_scale(32, self.node_nm)
+        """The SAR model's area at 8 bits, CASCADE's rate and node, calibrated as ISAAC's converter, moved to the
+        ADC's bits by ``SAR_AREA_GROWTH_PER_BIT`` (est.: the survey's area fit is not monotonic in bits at low
+        rates, where the energy floor of the comparator decisions takes over)."""
+        at8 = replace(self.adc, bits=8)
+        return self.adc_area_factor * at8.area_m2 * SAR_AREA_GROWTH_PER_BIT ** (int(self.adc.bits) - 8)
 
     def inventory(self) -> tuple[Component, ...]:
         n = self.xbars_per_ima
