@@ -152,6 +152,25 @@ def synthetic_batches(shape: tuple[int, ...], n: int, batch_size: int, seed: int
     return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)]
 
 
+def compare(model, arch_names: list[str], loader, calibration, *, precision: str = "8", node: str = "32",
+            equal_area: str | None = None, sets: dict | None = None, seed: int = 0, cost_only: bool = False,
+            config: dict | None = None, progress: bool | None = None) -> dict:
+    """Run ``model`` on each architecture (at the common point, scaled to ``equal_area``'s chip) and summarize
+    (:func:`summarize`); ``result["reports"]`` holds the :class:`~cimsim.report.Report` of each."""
+    from cimsim.mappers import evaluate
+
+    archs = build_archs(arch_names, precision, node, dict(sets or {}), equal_area)
+    reports = {}
+    for name, spec in archs.items():
+        if progress is not False:
+            print(f"cimsim compare: {name} ({getattr(spec, 'tiles', '-')} tiles)", file=sys.stderr)
+        reports[name] = evaluate(model, spec, loader, calibration=calibration, seed=seed, config=config,
+                                 progress=progress)
+    result = summarize(reports, archs, cost_only=cost_only)
+    result["reports"] = reports
+    return result
+
+
 def run(args) -> int:
     arch_names = parse_archs(args.arch)
     shape = parse_shape(args.input_shape) if args.input_shape else None
@@ -164,10 +183,8 @@ def run(args) -> int:
         names.check_arch(args.equal_area)
     if args.precision != "own" and not args.precision.isdigit():
         raise ConfigError(f"--precision {args.precision!r}: give a number of bits (e.g. 8) or 'own'")
-    archs = build_archs(arch_names, args.precision, args.node, dict(args.set or []),
-                        args.equal_area.strip().lower() if args.equal_area else None)
-    from cimsim.mappers import evaluate
-
+    equal_area = args.equal_area.strip().lower() if args.equal_area else None
+    build_archs(arch_names, args.precision, args.node, dict(args.set or []), equal_area)   # refuse before loading
     if shape is None:
         from cimsim.networks import load_model_and_data
 
@@ -180,19 +197,18 @@ def run(args) -> int:
         loader = synthetic_batches(shape, args.limit or 1, args.batch_size, seed=args.seed + 1)
         calibration = synthetic_batches(shape, min(args.calibration, 4), args.batch_size, seed=args.seed + 2)
         config = {"model": args.model, "input_shape": list(shape), "mode": COST_ONLY}
-    reports = {}
-    for name, spec in archs.items():
-        print(f"cimsim compare: {name} ({getattr(spec, 'tiles', '-')} tiles)", file=sys.stderr)
-        reports[name] = evaluate(model, spec, loader, calibration=calibration, seed=args.seed, config=config)
-    result = summarize(reports, archs, cost_only=shape is not None)
+    result = compare(model, arch_names, loader, calibration, precision=args.precision, node=args.node,
+                     equal_area=equal_area, sets=dict(args.set or []), seed=args.seed, cost_only=shape is not None,
+                     config=config)
+    del result["reports"]
     result.update({"model": args.model, "dataset": None if shape else args.dataset,
                    "input_shape": list(shape) if shape else None, "mode": COST_ONLY if shape else "accuracy and cost",
                    "precision": args.precision, "node_nm": args.node, "equal_area": args.equal_area})
     if args.json:
         emit_json(result)
     else:
-        print(f"{args.model} on {'synthetic inputs ' + 'x'.join(map(str, shape)) + ' (' + COST_ONLY + ')' if shape else args.dataset}"
-              f"; precision {args.precision}, node {args.node}"
+        where = f"synthetic inputs {'x'.join(map(str, shape))} ({COST_ONLY})" if shape else args.dataset
+        print(f"{args.model} on {where}; precision {args.precision}, node {args.node}"
               + (f", equal area with {args.equal_area}" if args.equal_area else ""))
         print(table(result))
     return 0
