@@ -67,6 +67,8 @@ class Cascade(TiledChip):
                                        lo=1, hi=32)
     adc: BufferedADC = component(_cascade_adc, f"{CAS}: 6-10-bit ADCs shared by the columns (8 bits, est.), SAR model "
                                  "at the rate the shared ADCs need")
+    adc_range: str = param("calibrated", "", "our choice: ranges from calibration batches ('full': the worst case, "
+                           "lossless with enough bits)", choices=("calibrated", "full"))
     adcs_per_array: int = param(7, "1", f"{CAS}: 7 shared ADCs per array", lo=1, hi=4096)
     adc_energy_factor: float = param(ADC_ENERGY_FACTOR, "1", f"ISAAC's converter over the SAR model ({T6}), kept "
                                      "for every ADC of the comparison (est.)", lo=1e-3, hi=1e3)
@@ -172,7 +174,7 @@ class Cascade(TiledChip):
         return CrossbarSpec(rows=self.rows, cols=self.cols, cell=self.cell, cell_bits=self.cell_bits,
                             weight_bits=self.weight_bits, input_bits=self.input_bits, dac_bits=self.dac_bits,
                             signed="differential", input_signed=input_signed, readout=self.adc,
-                            adc_range="calibrated", pair_readout=True, conversion=self.scope)
+                            adc_range=self.adc_range, pair_readout=True, conversion=self.scope)
 
     def event_costs(self) -> dict[str, EventCost]:
         """Each column pair's value of each cycle and array goes through a TIA into a buffer cell and is read once

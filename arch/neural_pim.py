@@ -50,6 +50,8 @@ class NeuralPim(TiledChip):
     nns_a: NeuralShiftAdd = component(NeuralShiftAdd, f"{NPIM}: NNS+A, analog shift-and-add over the input cycles")
     nnadc_error_lsb: float = param(0.1, "LSB", f"(est.) residual error of the trained NNADC itself (the chain's "
                                    f"SINAD is ~50 dB in {NPIM})", lo=0, hi=100)
+    adc_range: str = param("calibrated", "", "our choice: ranges from calibration batches ('full': the worst case, "
+                           "lossless with enough bits)", choices=("calibrated", "full"))
     pairs_per_adc: int = param(64, "1", "(est.) one NNADC per 128-column crossbar (64 column pairs)", lo=1,
                                hi=4096)
 
@@ -119,7 +121,7 @@ class NeuralPim(TiledChip):
         return CrossbarSpec(rows=self.rows, cols=self.cols, cell=self.cell, cell_bits=self.cell_bits,
                             weight_bits=self.weight_bits, input_bits=self.input_bits, dac_bits=self.dac_bits,
                             signed="differential", input_signed=input_signed, readout=self.adc,
-                            adc_range="calibrated", pair_readout=True, conversion=PER_MVM)
+                            adc_range=self.adc_range, pair_readout=True, conversion=PER_MVM)
 
     def event_costs(self) -> dict[str, EventCost]:
         """NNADC conversions, NNS+A steps (one per column pair and cycle: ``analog_accumulations``), the digital

@@ -76,3 +76,12 @@ def test_shared_adcs_run_at_the_rate_the_conversions_need():
     assert nine.adc_area_m2() / a.adc_area_m2() == pytest.approx(1.565, rel=1e-12)
     with pytest.raises(ConfigError, match="adc.sample_rate_hz follows"):
         cimsim.arch.get("cascade", **{"adc.sample_rate_hz": 1e9})
+
+
+def test_a_mapped_network_is_exact_with_ideal_devices_and_a_lossless_readout():
+    from test_neural_pim import _exact_network_check
+
+    # 16 rows and 16-bit TIAs: the buffered sums are exact to ~1e-4 levels, a 12-bit ADC over the full range has a
+    # one-level LSB
+    _exact_network_check(cimsim.arch.get("cascade", cell="ideal", rows=16, cols=16, adc_bits=12, adc_range="full",
+                                         weight_bits=8, input_bits=8, **{"tia.resolution_bits": 16}))

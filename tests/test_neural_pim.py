@@ -69,3 +69,25 @@ def test_area_and_power_without_adcs_per_cycle():
     assert bd["adc"]["area_m2"] / total < 0.01
     ib = cimsim.arch.get("isaac").breakdown()
     assert ib["adc"]["area_m2"] / sum(r["area_m2"] for r in ib.values()) > 0.2
+
+
+def _exact_network_check(arch):
+    """A small CNN mapped with ideal cells and a lossless readout: the analog mode equals the quantized
+    network's integer model (the digital mode) bit for bit."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
+                          nn.Linear(4 * 4 * 4, 5)).eval()
+    x = torch.rand(6, 1, 8, 8)
+    mapped = cimsim.map(model, arch, calibration=x, progress=False)
+    analog = mapped.set_mode("analog")(x)
+    digital = mapped.set_mode("digital")(x)
+    assert torch.equal(analog, digital), arch.name
+
+
+def test_a_mapped_network_is_exact_with_ideal_devices_and_a_lossless_nnadc():
+    # 16 rows: an MVM's value spans +-16 x 255, which a 13-bit NNADC over the full range holds with a 1-level LSB
+    _exact_network_check(cimsim.arch.get("neural-pim", cell="ideal", rows=16, cols=16, adc_bits=13, adc_range="full",
+                                         nnadc_error_lsb=0, **{"nns_a.error_sigma_fs": 0}))
