@@ -102,9 +102,10 @@ class NeuralPim(TiledChip):
         pairs = n * self.cols // 2
         adcs = math.ceil(pairs / self.pairs_per_adc)
         steps_per_s = 1.0 / self.cycle_s
+        mvm_s = self.input_cycles * self.cycle_s     # every pair converted once per MVM
         xbar, dac = self.array_rows()
         return (
-            Component(f"NNADC ({int(self.adc.bits)}-bit)", "adc", "ima", adcs, adcs * self.adc.power_w,
+            Component(f"NNADC ({int(self.adc.bits)}-bit)", "adc", "ima", adcs, pairs / mvm_s * self.adc.energy_j,
                       adcs * self.adc.area_m2,
                       f"NeuralADC model: {self.adc.cells} cells + {self.adc.inverters} inverters ({NPIM}, sizes est.)"),
             Component("NNS+A (one per column pair)", "nns_a", "ima", pairs, pairs * self.nns_a.energy_j * steps_per_s,
