@@ -58,6 +58,11 @@ def test_cost_only_run_on_synthetic_inputs(capsys):
     assert code == 0 and COST_ONLY in out and "neural-pim vs isaac" in out and "5.36x" in out
 
 
+def test_a_parameter_no_architecture_has_is_refused(capsys):
+    code, out, err = run_cli(capsys, "compare", "--model", "mlp", "--input-shape", "1,8,8", "--set", "adcbits=3")
+    assert_one_line_user_error(code, err, "--set adcbits: none of isaac, cascade, neural-pim has this parameter")
+
+
 def test_a_digital_reference_cannot_set_the_area(capsys):
     code, out, err = run_cli(capsys, "compare", "--arch", "isaac", "--model", "mlp", "--input-shape", "1,8,8",
                              "--equal-area", "digital")

@@ -64,6 +64,10 @@ def build_archs(arch_names: list[str], precision: str, node: str, sets: dict, eq
             over["node_nm"] = node
         return base.with_params(**over)
 
+    for key in sets:
+        if not any(arch_mod.get(n).has_param(key) for n in arch_names):
+            raise ConfigError(f"--set {key}: none of {', '.join(arch_names)} has this parameter (see 'cimsim archs show "
+                              f"{arch_names[0]}')")
     archs = {n: common(n) for n in arch_names}
     if equal_area:
         ref = archs[equal_area] if equal_area in archs else common(equal_area)
