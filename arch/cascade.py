@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Mapping
 
 from cimsim import events as ev
 from cimsim.arch.base import Component, register
 from cimsim.arch.params import component, param
 from cimsim.arch.isaac import ADC_AREA_FACTOR, ADC_ENERGY_FACTOR
 from cimsim.arch.tiled import T6, TiledChip
-from cimsim.cost import EventCost
+from cimsim.cost import EventCost, LayerPlan
 from cimsim.devices.analog_accumulators import BufferArray, BufferedADC, TransimpedanceAmplifier
 from cimsim.readouts import ConversionScope
 from cimsim.spec import CrossbarSpec
@@ -177,13 +178,29 @@ class Cascade(TiledChip):
                             adc_range=self.adc_range, pair_readout=True, conversion=self.scope)
 
     def event_costs(self) -> dict[str, EventCost]:
-        """Each column pair's value of each cycle and array goes through a TIA into a buffer cell and is read once
-        (``analog_accumulations``); each group is converted once; the groups are shifted and added digitally."""
+        """Each column pair's value of each cycle and array (an ``analog_accumulations`` count) is a TIA conversion,
+        a buffer write and a buffer read (:meth:`dataflow_events`); each group is converted once; the groups are
+        shifted and added digitally."""
         sa = self.scaled(self.tile_shift_add)[0]
         return {
             **self.tile_event_costs(),
             ev.conversion(self.adc.kind, int(self.adc.bits)): EventCost("adc", self.adc_energy_j()),
             ev.CLIPPED_CONVERSIONS: EventCost("adc", 0.0),
-            ev.ANALOG_ACCUMULATIONS: EventCost("tia_buffer", self.tia.energy_j + self.buffer.energy_j),
+            ev.ANALOG_ACCUMULATIONS: EventCost("tia", 0.0),     # counted as the three events below
+            ev.TIA_CONVERSIONS: EventCost("tia", self.tia.energy_j),
+            ev.BUFFER_WRITES: EventCost("buffer", self.buffer.write_energy_j),
+            ev.BUFFER_READS: EventCost("buffer", self.buffer.read_energy_j),
             ev.SHIFT_ADDS: EventCost("shift_add", sa),
         }
+
+    def readout_dataflow_events(self) -> set[str]:
+        return {ev.TIA_CONVERSIONS, ev.BUFFER_WRITES, ev.BUFFER_READS}
+
+    def dataflow_events(self, plan: LayerPlan, events: Mapping[str, float]) -> dict[str, float]:
+        """The tile's data movement (:meth:`TiledChip.dataflow_events`) plus, for every value accumulated in analog,
+        one TIA conversion, one buffer write and one buffer read."""
+        out = super().dataflow_events(plan, events)
+        n = events.get(ev.ANALOG_ACCUMULATIONS, 0)
+        for e in (ev.TIA_CONVERSIONS, ev.BUFFER_WRITES, ev.BUFFER_READS):
+            out[e] = out.get(e, 0) + n
+        return out

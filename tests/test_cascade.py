@@ -85,3 +85,14 @@ def test_a_mapped_network_is_exact_with_ideal_devices_and_a_lossless_readout():
     # one-level LSB
     _exact_network_check(cimsim.arch.get("cascade", cell="ideal", rows=16, cols=16, adc_bits=12, adc_range="full",
                                          weight_bits=8, input_bits=8, **{"tia.resolution_bits": 16}))
+
+
+def test_every_buffered_value_is_a_tia_conversion_a_buffer_write_and_a_buffer_read():
+    from test_contracts import run_tiny
+
+    a = cimsim.arch.get("cascade")
+    rep = run_tiny(a)
+    n = rep.config["events_per_inference"][events.ANALOG_ACCUMULATIONS]   # the engine's count (the ledger)
+    assert n > 0
+    assert rep.components["tia"] == pytest.approx(n * a.tia.energy_j, rel=1e-12)
+    assert rep.components["buffer"] == pytest.approx(n * a.buffer.energy_j, rel=1e-12)
