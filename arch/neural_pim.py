@@ -62,8 +62,8 @@ class NeuralPim(TiledChip):
     aliases = {**TiledChip.aliases, "adc_bits": "adc.bits", "adc_sample_rate_hz": "adc.sample_rate_hz"}
     derived = {**TiledChip.derived, "adc.node_nm": "node_nm", "nns_a.node_nm": "node_nm",
                "adc.offset_sigma_lsb": "nnadc_error_lsb, nns_a.error_sigma_fs and adc.bits"}
-    cost_only = (*TiledChip.cost_only, "adc.sample_rate_hz", "adc.hidden_per_bit", "adc.weight_bits",
-                 "adc.inverter_current_a", "nns_a.hidden", "nns_a.weight_bits", "nns_a.inverter_current_a",
+    cost_only = (*TiledChip.cost_only, "adc.sample_rate_hz", "adc.hidden_per_bit",
+                 "adc.inverter_current_a", "nns_a.hidden", "nns_a.inverter_current_a",
                  "nns_a.eval_time_s", "pairs_per_adc")
 
     def synced_components(self) -> dict:

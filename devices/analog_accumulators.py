@@ -6,16 +6,17 @@
   of successive cycles (and arrays) on its columns, and a shared ADC converts the sum.
 * :class:`NeuralShiftAdd` (NNS+A) and :class:`NeuralADC` (NNADC): Neural-PIM's (Cao et al., arXiv
   2201.12861) analog shift-and-add over the input bit cycles and its quantizer, each a small neural network
-  of RRAM crossbars (``weight_bits``-bit cells, 3 in the paper, stored differentially) and CMOS inverters as
-  neurons.
+  of RRAM crossbars (3-bit weights in the paper, stored differentially) and CMOS inverters as neurons. We do
+  not train them: their error is an estimate (``error_sigma_fs``, ``offset_sigma_lsb``) placing the chain at
+  the paper's ~50 dB SINAD.
 
 Energy per operation is counted from the circuit: an inverter neuron biased in its transition region draws a
 crowbar current for the evaluation, ``E_inv = Vdd * I_inv * t_eval``; a crossbar cell spends
 ``E_cell`` per evaluation (ISAAC Table 6's crossbar read energy per cell, scaled to the evaluation time);
 a TIA draws its bias current while it settles, ``E = Vdd * I_bias * t_settle``. Areas from the cell and
-inverter counts. Errors (the approximation error of a trained network, the buffer's finite resolution)
-are given relative to the full scale of the accumulated value; the architectures turn them into the ADC's
-input-referred noise (``offset_sigma_lsb``), which the crossbar engine applies per conversion.
+inverter counts. Errors are given relative to full scale and go through the crossbar engine per conversion:
+Neural-PIM's chain error as the NNADC's input-referred noise (``offset_sigma_lsb``), CASCADE's buffer
+resolution as noise on the analog sum in level units (:class:`BufferedADC`, ``analog_sigma``).
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ class BufferArray:
 @dataclass(frozen=True)
 class NeuralCircuit:
     """Shared structure of Neural-PIM's neural circuits: ``inputs`` (with a bias) -> ``hidden`` inverter
-    neurons -> ``outputs`` inverter neurons, weights in differential RRAM cells of ``weight_bits`` bits."""
+    neurons -> ``outputs`` inverter neurons, weights in differential RRAM cells (G+ and G-)."""
 
     inputs: ClassVar[int] = 1
 
@@ -202,7 +203,6 @@ class NeuralShiftAdd(NeuralCircuit):
     inputs: ClassVar[int] = 2      # the cycle's column value and the previous partial sum
 
     hidden: int = param(4, "1", f"(est.) {NEURAL_PIM}: sizes not given; 4 inverter neurons", lo=1, hi=1024)
-    weight_bits: int = param(3, "bit", f"{NEURAL_PIM}: 3-bit weights", lo=1, hi=8)
     error_sigma_fs: float = param(4e-4, "1", f"(est.) residual error of the trained NNS+A, ~0.1 LSB of an 8-bit "
                                   f"result, so the chain reaches {NEURAL_PIM}'s ~50 dB SINAD", lo=0, hi=1)
     inverter_current_a: float = param(10e-6, "A", "(est.) crowbar current of an inverter neuron at 32 nm",
@@ -234,7 +234,6 @@ class NeuralADC(NeuralCircuit, Quantizer):
     enob_loss_bits: float = param(0.0, "bit", "uniform quantizer", lo=0)
     hidden_per_bit: int = param(4, "1", f"(est.) {NEURAL_PIM}: sizes not given; 4 hidden inverter neurons per "
                                 "output bit", lo=1, hi=64)
-    weight_bits: int = param(3, "bit", f"{NEURAL_PIM}: 3-bit weights", lo=1, hi=8)
     inverter_current_a: float = param(10e-6, "A", "(est.) crowbar current of an inverter neuron at 32 nm",
                                       lo=0, lo_open=True)
 
