@@ -40,6 +40,7 @@ def test_common_point_and_equal_area():
         assert (a.weight_bits, a.input_bits, a.node_nm) == (8, 8, 32)
         assert abs(a.area_m2 - ref.area_m2) <= tile_area_m2(a)[0] / 2 + 1e-18, name
     assert archs["isaac"].tiles == 168 and archs["cascade"].adc.bits == 7
+    assert build_archs(["isaac"], "8", "32.0", {"input_bits": "4"}, None)["isaac"].input_bits == 4   # --set wins
     own = build_archs(["cascade"], "own", "own", {}, None)["cascade"]
     assert own == cimsim.arch.get("cascade")
 

@@ -57,11 +57,12 @@ def build_archs(arch_names: list[str], precision: str, node: str, sets: dict, eq
 
     def common(name: str):
         base = arch_mod.get(name)
-        over = {k: v for k, v in sets.items() if base.has_param(k)}
+        over = {}
         if precision != "own":
             over.update({k: precision for k in ("weight_bits", "input_bits") if base.has_param(k)})
         if node != "own" and base.has_param("node_nm"):
             over["node_nm"] = node
+        over.update({k: v for k, v in sets.items() if base.has_param(k)})    # an explicit --set wins
         return base.with_params(**over)
 
     for key in sets:
