@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not FMNIST.is_dir() and not os.environ.get("CIMS
 def _compare(limit):
     model, meta, data, ckpt = load_model_and_data("lenet5", "fashion-mnist")
     loader = list(data.loader("test", batch_size=250, limit=limit))
-    calibration = list(data.loader("train", batch_size=256, limit=256, shuffle=False))
+    calibration = list(data.loader("train", batch_size=128, limit=128, shuffle=False))
     return compare(model, ["isaac", "cascade", "neural-pim"], loader, calibration, equal_area="isaac", progress=False)
 
 
