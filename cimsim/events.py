@@ -6,7 +6,8 @@ be costed again at another operating point (:meth:`cimsim.report.Report.recost`)
 
 * crossbar: array read cycles, cell reads, the read's conductance-seconds (``sum digit**2 * G * t_read``:
   times the square of the DAC's voltage step it is the data-dependent read energy), DAC drives, analog
-  accumulations (column values summed in the analog domain before a conversion), conversions by readout
+  accumulations (column values summed in the analog domain before a conversion), TIA conversions and analog
+  buffer writes and reads (the circuits that accumulate, where an architecture has them), conversions by readout
   kind and bits, ADC conversions that clipped, non-zero comparator decisions, digital shift-and-adds,
   offset-correction adds;
 * data movement: bytes through the input and output registers, the eDRAM buffer and the bus;
@@ -31,6 +32,9 @@ CLIPPED_CONVERSIONS = "clipped_conversions"      # ADC conversions whose input l
 NONZERO_DECISIONS = "nonzero_decisions"          # comparator decisions that were not zero (scale-factor adds)
 SHIFT_ADDS = "shift_adds"                        # digital shift-and-adds of conversion results
 OFFSET_CORRECTION_ADDS = "offset_correction_adds"   # digital adds that remove an offset encoding's bias
+TIA_CONVERSIONS = "tia_conversions"              # bit-line currents turned into voltages by a transimpedance amplifier
+BUFFER_WRITES = "buffer_writes"                  # analog values written into buffer memory cells (CASCADE)
+BUFFER_READS = "buffer_reads"                    # buffer memory cells read into an analog sum (CASCADE)
 
 # ---------------------------------------------------------------------------------------------- data movement
 SAMPLE_HOLDS = "sample_holds"

@@ -30,6 +30,7 @@ from typing import ClassVar
 import numpy as np
 
 from cimsim import events
+from cimsim.devices.analog_accumulators import BufferedADC
 from cimsim.devices.converters import IdealReadout, Quantizer, Readout, SenseAmp, TernaryReadout
 from cimsim.errors import ConfigError
 
@@ -176,6 +177,26 @@ class QuantizerOp(ReadoutOp):
         return u.add_(0.5).floor_().clamp_(0, top), clipped
 
 
+class BufferedQuantizerOp(QuantizerOp):
+    """A quantizer whose input is an analog sum of buffered values carrying Gaussian noise of ``analog_sigma``
+    level units (CASCADE's buffer arrays): the noise joins the value before the conversion and its clipping."""
+
+    @property
+    def fused(self) -> bool:
+        return False
+
+    def convert(self, v, lo, lsb, rng, pair):
+        s = self.readout.analog_sigma
+        v = np.asarray(v, dtype=np.float64)
+        return super().convert(v + s * rng.standard_normal(v.shape) if s > 0 else v, lo, lsb, rng, pair)
+
+    def codes_torch(self, v, lo, lsb, randn, pair):
+        s = self.readout.analog_sigma
+        if s > 0:
+            v = v.add_(s * randn(v))
+        return super().codes_torch(v, lo, lsb, randn, pair)
+
+
 class SenseAmpOp(ReadoutOp):
     """A latched comparator: 1 / 0 against its threshold, or, reading a G+/G- pair, the sign (+1 / -1)."""
 
@@ -220,7 +241,7 @@ def register_readout(readout_cls: type, op_cls: type[ReadoutOp]) -> None:
 
 
 for _cls, _op in ((IdealReadout, IdealOp), (Quantizer, QuantizerOp), (SenseAmp, SenseAmpOp),
-                  (TernaryReadout, TernaryOp)):
+                  (TernaryReadout, TernaryOp), (BufferedADC, BufferedQuantizerOp)):
     register_readout(_cls, _op)
 
 

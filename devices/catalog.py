@@ -14,7 +14,10 @@ _MODELS = {
     "cell": [("cell", "IdealCell"), ("reram", "ReRAM"), ("mosfet", "MOSFETSynapse"),
              ("domain_wall", "DomainWallSynapse")],
     "converter": [("converters", "IdealReadout"), ("converters", "SarADC"), ("converters", "FlashADC"),
-                  ("converters", "SenseAmp"), ("converters", "TernaryReadout"), ("converters", "DAC")],
+                  ("converters", "SenseAmp"), ("converters", "TernaryReadout"), ("converters", "DAC"),
+                  ("analog_accumulators", "NeuralADC"), ("analog_accumulators", "NeuralShiftAdd"),
+                  ("analog_accumulators", "TransimpedanceAmplifier"), ("analog_accumulators", "BufferArray"),
+                  ("analog_accumulators", "BufferedADC")],
     "peripheral": [],  # filled from cimsim.devices.peripherals.PERIPHERALS when present
 }
 

@@ -31,6 +31,11 @@ print(json.dumps({"code": code, "heavy": sorted(m for m in ("torch", "numba") if
     (["train", "--model", "resnet-21"], "unknown model 'resnet-21'"),
     (["finetune", "--dataset", "cifar"], "unknown dataset 'cifar'"),
     (["swep", "--arch", "isaac"], "invalid choice: 'swep'"),
+    (["compare", "--arch", "isaac,cascde"], "unknown architecture 'cascde'"),
+    (["compare", "--model", "resnet51", "--input-shape", "3,224,224"], "unknown model 'resnet51': choose one of alexnet"),
+    (["compare", "--input-shape", "3,224"], "--input-shape '3,224': give channels,height,width"),
+    (["compare", "--equal-area", "isac"], "unknown architecture 'isac'"),
+    (["compare", "--precision", "eight"], "--precision 'eight': give a number of bits"),
 ])
 def test_a_typo_is_refused_before_torch_and_numba_load(tmp_path, argv, needle):
     proc = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, cwd=tmp_path,
@@ -46,6 +51,9 @@ def test_the_command_lines_names_equal_the_registries():
     from cimsim.workloads import datasets, zoo
 
     assert names.MODELS == tuple(zoo.model_names())
+    from cimsim.workloads import zoo_imagenet
+
+    assert names.IMAGENET_MODELS == tuple(zoo_imagenet.model_names())
     assert names.DATASETS == tuple(datasets.dataset_names())
     # every alias the registries accept, the command line accepts, with the same meaning
     assert names.MODEL_ALIASES == zoo._ALIASES

@@ -77,7 +77,7 @@ def test_in_page_links_of_the_references_resolve():
 
 
 def _module_of(class_name: str) -> str:
-    for module in ("cell", "reram", "mosfet", "domain_wall", "converters", "peripherals"):
+    for module in ("cell", "reram", "mosfet", "domain_wall", "converters", "peripherals", "analog_accumulators"):
         if hasattr(importlib.import_module(f"cimsim.devices.{module}"), class_name):
             return f"devices/{module}.py"
     raise AssertionError(f"no device module defines {class_name}")

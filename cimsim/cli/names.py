@@ -16,6 +16,8 @@ from cimsim.errors import ConfigError
 MODELS = ("mlp", "lenet5", "vgg_small", "resnet20", "mobilenetv2_small")
 MODEL_ALIASES = {"lenet": "lenet5", "lenet_5": "lenet5", "vgg": "vgg_small", "resnet_20": "resnet20",
                  "mobilenetv2": "mobilenetv2_small", "mobilenet": "mobilenetv2_small"}
+# ImageNet-size definitions for cost-only runs (cimsim.workloads.zoo_imagenet.model_names())
+IMAGENET_MODELS = ("alexnet", "vgg16", "resnet50", "mobilenetv2_imagenet")
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "iris", "digits", "synthetic")
 DATASET_ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist",
                    "cifar-10": "cifar10", "cifar_10": "cifar10"}
@@ -37,6 +39,17 @@ def check_arch(name: str):
 
 def check_model(name: str) -> str:
     return _known("model", name, name.strip().lower().replace("-", "_"), MODELS, MODEL_ALIASES)
+
+
+def check_cost_only_model(name: str) -> str:
+    """A model for cost-only runs on synthetic inputs: an ImageNet-size definition or any zoo model."""
+    key = name.strip().lower().replace("-", "_")
+    if key in IMAGENET_MODELS:
+        return key
+    key = MODEL_ALIASES.get(key, key)
+    if key not in MODELS:
+        raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(IMAGENET_MODELS + MODELS)}")
+    return key
 
 
 def check_dataset(name: str) -> str:

@@ -1,0 +1,206 @@
+"""CASCADE (Chou, Tang, Botimer, Zhang, MICRO 2019): analog partial-sum buffering in RRAM, fewer conversions.
+
+Dataflow. Every column pair of a MAC array (G+ and G- bit lines: 32 TIAs per 64 columns) is read by a
+transimpedance amplifier (TIA,
+:class:`cimsim.devices.analog_accumulators.TransimpedanceAmplifier`) whose output, resolved to
+``tia.resolution_bits`` (6 bits in the paper), is written into a small buffer RRAM array
+(:class:`~cimsim.devices.analog_accumulators.BufferArray`). The buffered partial sums of the arrays that
+share an output column (R-Mapping: the row blocks of a layer) and of ``cycles_per_conversion`` successive input
+cycles are summed when the buffer is read (place values applied by the read voltages), and one ADC
+conversion covers that sum; the digital side shifts and adds the groups. The engine simulates it exactly at
+the conversion scope ``ConversionScope(cycles_per_conversion, "sum")`` (:mod:`cimsim.readouts`); the buffer's
+finite resolution goes through the engine as Gaussian noise on the analog sum before the conversion
+(:class:`~cimsim.devices.analog_accumulators.BufferedADC`, ``analog_sigma`` from :meth:`Cascade.buffered_sigma`:
+every buffered value off by the TIA's quantization-like error at its resolution, est.).
+
+Organisation (CASCADE (MICRO 2019, as summarised, est.; docs/references.md#cascade); (est.) where marked): 64x64 MAC
+arrays, 1-bit cells, 1 input bit per cycle, 16-bit weights (differential, est.: 32 TIAs per 64 columns), 65 nm; 80
+blocks of 80 arrays (here 80 tiles x 10 IMAs x 8 arrays), 32 TIAs and 7 shared ADCs per array, one 15x30
+buffer array per MAC array; about 10 conversions per 16 input cycles (here 8, two cycles per conversion).
+The tile around the arrays (eDRAM, bus, router, registers, activation, pooling) is ISAAC's, scaled to 65 nm
+(est.: the comparison isolates the readout).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Mapping
+
+from cimsim import events as ev
+from cimsim.arch.base import Component, register
+from cimsim.arch.params import component, param
+from cimsim.arch.isaac import ADC_AREA_FACTOR, ADC_ENERGY_FACTOR
+from cimsim.arch.tiled import T6, TiledChip
+from cimsim.cost import EventCost, LayerPlan
+from cimsim.devices.analog_accumulators import BufferArray, BufferedADC, TransimpedanceAmplifier
+from cimsim.readouts import ConversionScope
+from cimsim.spec import CrossbarSpec
+
+CAS = "CASCADE (MICRO 2019, as summarised, est.; docs/references.md#cascade)"
+
+
+def _cascade_adc() -> BufferedADC:
+    return BufferedADC(bits=8, node_nm=65)
+
+
+# (est.) growth of a SAR ADC's area per added bit where its energy follows the Schreier frontier (x4 per bit): the
+# survey's area fit (CiMLoop / Accelergy ADC plug-in, docs/references.md#cimloop) has exp(-0.134) per bit and
+# energy**0.424, so exp(-0.134 + 0.424 ln 4) = 1.57 per bit
+SAR_AREA_GROWTH_PER_BIT = 1.565
+
+
+@register
+@dataclass(frozen=True)
+class Cascade(TiledChip):
+    """CASCADE: MAC arrays read by TIAs into buffer RRAM arrays; one ADC conversion per buffered group."""
+
+    tiles: int = param(80, "1", f"{CAS}: 80 blocks of 80 arrays", lo=1, hi=100_000)
+    imas_per_tile: int = param(10, "1", f"(est.) {CAS}: a block's 80 arrays as 10 groups of 8", lo=1, hi=1024)
+    xbars_per_ima: int = param(8, "1", f"(est.) {CAS}: a block's 80 arrays as 10 groups of 8", lo=1, hi=1024)
+    rows: int = param(64, "1", f"{CAS}: 64x64 MAC arrays", lo=2, hi=4096)
+    cols: int = param(64, "1", f"{CAS}: 64x64 MAC arrays", lo=2, hi=4096)
+    cell_bits: int = param(1, "bit", f"{CAS}: 1-bit cells", lo=1, hi=8)
+    weight_bits: int = param(16, "bit", f"{CAS}: 16-bit weights", lo=2, hi=32)
+    input_bits: int = param(16, "bit", f"{CAS}: 16 input cycles of 1 bit", lo=1, hi=32)
+    node_nm: float = param(65, "nm", f"{CAS}: 65 nm", lo=7, hi=180)
+    cycles_per_conversion: int = param(2, "1", f"{CAS}: about 10 conversions per 16 input cycles (here 16 / 2 = 8)",
+                                       lo=1, hi=32)
+    adc: BufferedADC = component(_cascade_adc, f"{CAS}: 6-10-bit ADCs shared by the columns (8 bits, est.), SAR model "
+                                 "at the rate the shared ADCs need")
+    adc_range: str = param("calibrated", "", "our choice: ranges from calibration batches ('full': the worst case, "
+                           "lossless with enough bits)", choices=("calibrated", "full"))
+    adcs_per_array: int = param(7, "1", f"{CAS}: 7 shared ADCs per array", lo=1, hi=4096)
+    adc_energy_factor: float = param(ADC_ENERGY_FACTOR, "1", f"ISAAC's converter over the SAR model ({T6}), kept "
+                                     "for every ADC of the comparison (est.)", lo=1e-3, hi=1e3)
+    adc_area_factor: float = param(ADC_AREA_FACTOR, "1", f"ISAAC's converter area over the SAR model's ({T6}), kept "
+                                   "for every ADC of the comparison (est.)", lo=1e-3, hi=1e3)
+    tia: TransimpedanceAmplifier = component(TransimpedanceAmplifier, f"{CAS}: TIAs on the bit lines, 6-bit")
+    tias_per_array: int = param(32, "1", f"{CAS}: 32 TIAs per array", lo=1, hi=4096)
+    buffer: BufferArray = component(BufferArray, f"{CAS}: buffer RRAM arrays of about 15x30 cells")
+
+    name = "cascade"
+    description = ("CASCADE (MICRO 2019): TIAs buffer bit-line partial sums in RRAM buffer arrays, summed over "
+                   "cycles and arrays before one conversion; 64x64 arrays, 1-bit cells, 16-bit weights, 65 nm")
+    aliases = {**TiledChip.aliases, "adc_bits": "adc.bits"}
+    derived = {**TiledChip.derived, "adc.node_nm": "node_nm", "tia.node_nm": "node_nm", "buffer.node_nm": "node_nm",
+               "adc.sample_rate_hz": "cols, cycles_per_conversion, adcs_per_array and read_cycle_s",
+               "adc.analog_sigma": "tia.resolution_bits, rows, cell_bits, dac_bits and cycles_per_conversion"}
+    cost_only = (*TiledChip.cost_only, "adc_energy_factor", "adc_area_factor", "adcs_per_array", "tias_per_array",
+                 "tia.bias_current_a", "tia.settle_time_s", "tia.area_um2", "buffer.*")
+
+    def synced_components(self) -> dict:
+        return {**super().synced_components(),
+                "adc": replace(self.adc, node_nm=self.node_nm, analog_sigma=self.buffered_sigma(),
+                               sample_rate_hz=self.conversions_per_cycle / self.adcs_per_array / self.read_cycle_s),
+                "tia": replace(self.tia, node_nm=self.node_nm), "buffer": replace(self.buffer, node_nm=self.node_nm)}
+
+    def check(self) -> None:
+        super().check()
+        if self.cols % 2:
+            raise ValueError(f"cols ({self.cols}) must be even: weights sit in G+/G- column pairs")
+
+    def buffered_sigma(self) -> float:
+        """Noise of one conversion's analog sum (level units): each buffered value carries the TIA's error,
+        ``tia.noise_fs`` of a bit line's full scale ``rows * (2**cell_bits - 1) * (2**dac_bits - 1)`` (the pair's
+        difference: both lines' errors add), summed over the group's cycles with place values ``2**k``.
+        (The sum over row blocks adds sqrt(blocks) more; not modelled: the readout sees one domain's value.)"""
+        full_scale = self.rows * (2 ** self.cell_bits - 1) * (2 ** self.dac_bits - 1)
+        k = min(self.cycles_per_conversion, self.input_cycles)
+        return math.sqrt(2 * sum(4 ** i for i in range(k))) * self.tia.noise_fs * full_scale
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def magnitude_slices(self) -> int:
+        return math.ceil((self.weight_bits - 1) / self.cell_bits)
+
+    @property
+    def slices(self) -> int:
+        """Columns per weight: a G+ and a G- column per magnitude slice."""
+        return 2 * self.magnitude_slices
+
+    @property
+    def pairs(self) -> int:
+        return self.cols // 2
+
+    @property
+    def scope(self) -> ConversionScope:
+        return ConversionScope(self.cycles_per_conversion, "sum")
+
+    @property
+    def conversions_per_cycle(self) -> float:
+        """Conversions one array's ADCs make per input cycle (every column pair once per group of cycles)."""
+        return self.pairs / min(self.cycles_per_conversion, self.input_cycles)
+
+    @property
+    def cycle_s(self) -> float:
+        """A read cycle, or longer if the TIAs cannot settle their pairs within it (the shared ADCs run at the rate
+        the conversions need, ``adc.sample_rate_hz``)."""
+        return max(self.read_cycle_s, math.ceil(self.pairs / self.tias_per_array) * self.tia.latency_s)
+
+    # ------------------------------------------------------------------ inventory
+    def adc_energy_j(self) -> float:
+        """The SAR model at CASCADE's bits, rate and node, calibrated as ISAAC's converter."""
+        return self.adc_energy_factor * self.adc.energy_j
+
+    def adc_area_m2(self) -> float:
+        """The SAR model's area at 8 bits, CASCADE's rate and node, calibrated as ISAAC's converter, moved to the
+        ADC's bits by ``SAR_AREA_GROWTH_PER_BIT`` (est.: the survey's area fit is not monotonic in bits at low
+        rates, where the energy floor of the comparator decisions takes over)."""
+        at8 = replace(self.adc, bits=8)
+        return self.adc_area_factor * at8.area_m2 * SAR_AREA_GROWTH_PER_BIT ** (int(self.adc.bits) - 8)
+
+    def inventory(self) -> tuple[Component, ...]:
+        n = self.xbars_per_ima
+        rate = 1.0 / self.cycle_s
+        xbar, dac = self.array_rows()
+        adcs, tias = n * self.adcs_per_array, n * self.tias_per_array
+        return (
+            Component(f"ADC ({int(self.adc.bits)}-bit, shared)", "adc", "ima", adcs,
+                      n * self.conversions_per_cycle * rate * self.adc_energy_j(), adcs * self.adc_area_m2(),
+                      f"SarADC model ({int(self.adc.bits)} bits, {self.adc.sample_rate_hz:.3g} S/s, "
+                      f"{self.node_nm:g} nm) calibrated as ISAAC's; {CAS}: 7 per array"),
+            Component("TIA (one per column pair)", "tia", "ima", tias, n * self.pairs * rate * self.tia.energy_j,
+                      tias * self.tia.area_m2, f"TransimpedanceAmplifier model; {CAS}: 32 per array"),
+            Component(f"buffer array {self.buffer.rows}x{self.buffer.cols}", "buffer", "ima", n,
+                      n * self.pairs * rate * self.buffer.energy_j, n * self.buffer.area_m2,
+                      f"BufferArray model; {CAS}: one per MAC array (est.)"),
+            dac, xbar,
+            self.unit_row("shift-and-add", "shift_add", "ima", n / 2, self.tile_shift_add),
+            *self.ima_register_rows(), *self.tile_rows(), *self.chip_rows())
+
+    # ------------------------------------------------------------------ simulation (used by the mapper)
+    def crossbar_spec(self, input_signed: bool = False) -> CrossbarSpec:
+        """The MAC arrays' columns summed in the buffers over ``cycles_per_conversion`` cycles and all row blocks."""
+        return CrossbarSpec(rows=self.rows, cols=self.cols, cell=self.cell, cell_bits=self.cell_bits,
+                            weight_bits=self.weight_bits, input_bits=self.input_bits, dac_bits=self.dac_bits,
+                            signed="differential", input_signed=input_signed, readout=self.adc,
+                            adc_range=self.adc_range, pair_readout=True, conversion=self.scope)
+
+    def event_costs(self) -> dict[str, EventCost]:
+        """Each column pair's value of each cycle and array (an ``analog_accumulations`` count) is a TIA conversion,
+        a buffer write and a buffer read (:meth:`dataflow_events`); each group is converted once; the groups are
+        shifted and added digitally."""
+        sa = self.scaled(self.tile_shift_add)[0]
+        return {
+            **self.tile_event_costs(),
+            ev.conversion(self.adc.kind, int(self.adc.bits)): EventCost("adc", self.adc_energy_j()),
+            ev.CLIPPED_CONVERSIONS: EventCost("adc", 0.0),
+            ev.ANALOG_ACCUMULATIONS: EventCost("tia", 0.0),     # counted as the three events below
+            ev.TIA_CONVERSIONS: EventCost("tia", self.tia.energy_j),
+            ev.BUFFER_WRITES: EventCost("buffer", self.buffer.write_energy_j),
+            ev.BUFFER_READS: EventCost("buffer", self.buffer.read_energy_j),
+            ev.SHIFT_ADDS: EventCost("shift_add", sa),
+        }
+
+    def readout_dataflow_events(self) -> set[str]:
+        return {ev.TIA_CONVERSIONS, ev.BUFFER_WRITES, ev.BUFFER_READS}
+
+    def dataflow_events(self, plan: LayerPlan, events: Mapping[str, float]) -> dict[str, float]:
+        """The tile's data movement (:meth:`TiledChip.dataflow_events`) plus, for every value accumulated in analog,
+        one TIA conversion, one buffer write and one buffer read."""
+        out = super().dataflow_events(plan, events)
+        n = events.get(ev.ANALOG_ACCUMULATIONS, 0)
+        for e in (ev.TIA_CONVERSIONS, ev.BUFFER_WRITES, ev.BUFFER_READS):
+            out[e] = out.get(e, 0) + n
+        return out

@@ -1,0 +1,136 @@
+"""Neural-PIM (Cao et al., IEEE Trans. Computers 71(9), 2022; arXiv 2201.12861): analog shift-and-add over the
+input bit cycles, one conversion per matrix-vector product.
+
+Dataflow (the paper's sec. 2 taxonomy): ISAAC quantizes every bit line of every input cycle and shifts and
+adds digitally; Neural-PIM keeps the column values of the input cycles analog, adds them with their place
+values in a neural shift-and-add circuit (NNS+A, :class:`cimsim.devices.analog_accumulators.NeuralShiftAdd`)
+and quantizes the result once with a neural ADC (NNADC, :class:`~cimsim.devices.analog_accumulators.NeuralADC`).
+Positive and negative weights sit in adjacent columns; the NNS+A's signed weights take the pair's
+difference, so one conversion covers a column pair (``pair_readout``). The engine simulates this exactly at
+the ``PER_MVM`` conversion scope (:mod:`cimsim.readouts`): with ideal devices and a lossless readout the tile
+gives the integer product; otherwise the NNADC quantizes the whole MVM's value at its bits with the chain's
+input-referred error (the NNS+A's error relative to full scale, times the NNADC's codes, added in
+quadrature to the NNADC's own).
+
+Organisation: 8-bit weights in 1-bit cells (7 magnitude slices, G+ and G- columns), 128x128 arrays, 1-bit
+inputs per cycle, 32 nm, 280 tiles; the tile around the arrays (IMAs, eDRAM, bus, router, registers,
+activation and pooling units) is ISAAC's (est.: the paper re-implements its baselines with ISAAC-style
+tiles). One NNS+A per column pair, one NNADC per crossbar (a conversion per pair per MVM: 64 conversions in 8
+cycles of 100 ns, well within one NNADC's rate).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from cimsim import events as ev
+from cimsim.arch.base import Component, register
+from cimsim.arch.params import component, param
+from cimsim.arch.tiled import TiledChip
+from cimsim.cost import EventCost
+from cimsim.devices.analog_accumulators import NeuralADC, NeuralShiftAdd
+from cimsim.readouts import PER_MVM
+from cimsim.spec import CrossbarSpec
+
+NPIM = "Neural-PIM (Cao et al., arXiv 2201.12861; docs/references.md#neural-pim)"
+
+
+@register
+@dataclass(frozen=True)
+class NeuralPim(TiledChip):
+    """Neural-PIM: ISAAC-style tiles whose crossbar columns are shift-added in analog (NNS+A) and converted
+    once per MVM (NNADC)."""
+
+    tiles: int = param(280, "1", f"{NPIM}: 280 tiles", lo=1, hi=100_000)
+    cell_bits: int = param(1, "bit", f"{NPIM}: 1-bit cells", lo=1, hi=8)
+    weight_bits: int = param(8, "bit", f"{NPIM}: 8-bit weights", lo=2, hi=32)
+    input_bits: int = param(8, "bit", f"{NPIM}: 8-bit inputs, streamed bit-serially", lo=1, hi=32)
+    adc: NeuralADC = component(NeuralADC, f"{NPIM}: NNADC, a small RRAM/inverter network, 8-bit outputs")
+    nns_a: NeuralShiftAdd = component(NeuralShiftAdd, f"{NPIM}: NNS+A, analog shift-and-add over the input cycles")
+    nnadc_error_lsb: float = param(0.1, "LSB", f"(est.) residual error of the trained NNADC itself (the chain's "
+                                   f"SINAD is ~50 dB in {NPIM})", lo=0, hi=100)
+    adc_range: str = param("calibrated", "", "our choice: ranges from calibration batches ('full': the worst case, "
+                           "lossless with enough bits)", choices=("calibrated", "full"))
+    pairs_per_adc: int = param(64, "1", "(est.) one NNADC per 128-column crossbar (64 column pairs)", lo=1,
+                               hi=4096)
+
+    name = "neural-pim"
+    description = ("Neural-PIM (arXiv 2201.12861): analog shift-and-add over input cycles (NNS+A) and one neural "
+                   "ADC conversion per MVM; 8-bit weights in 1-bit differential cells, 128x128, 280 ISAAC-style "
+                   "tiles, 32 nm")
+    aliases = {**TiledChip.aliases, "adc_bits": "adc.bits", "adc_sample_rate_hz": "adc.sample_rate_hz"}
+    derived = {**TiledChip.derived, "adc.node_nm": "node_nm", "nns_a.node_nm": "node_nm",
+               "adc.offset_sigma_lsb": "nnadc_error_lsb, nns_a.error_sigma_fs and adc.bits"}
+    cost_only = (*TiledChip.cost_only, "adc.sample_rate_hz", "adc.hidden_per_bit",
+                 "adc.inverter_current_a", "nns_a.hidden", "nns_a.inverter_current_a",
+                 "nns_a.eval_time_s", "pairs_per_adc")
+
+    def synced_components(self) -> dict:
+        sigma = math.hypot(self.nnadc_error_lsb, self.nns_a.error_sigma_fs * (2 ** int(self.adc.bits) - 1))
+        return {**super().synced_components(),
+                "adc": replace(self.adc, node_nm=self.node_nm, offset_sigma_lsb=sigma),
+                "nns_a": replace(self.nns_a, node_nm=self.node_nm)}
+
+    def check(self) -> None:
+        super().check()
+        if self.cols % 2:
+            raise ValueError(f"cols ({self.cols}) must be even: weights sit in G+/G- column pairs")
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def magnitude_slices(self) -> int:
+        return math.ceil((self.weight_bits - 1) / self.cell_bits)
+
+    @property
+    def slices(self) -> int:
+        """Columns per weight: a G+ and a G- column per magnitude slice."""
+        return 2 * self.magnitude_slices
+
+    @property
+    def cycle_s(self) -> float:
+        """A read cycle, or longer if the NNADC cannot convert its pairs' values within one MVM's cycles."""
+        return max(self.read_cycle_s, self.pairs_per_adc / self.adc.sample_rate_hz / self.input_cycles)
+
+    def sinad_db(self) -> float:
+        """SINAD of the NNS+A + NNADC chain (dB), from its input-referred error at the NNADC's bits."""
+        return self.adc.sinad_db()
+
+    # ------------------------------------------------------------------ inventory
+    def inventory(self) -> tuple[Component, ...]:
+        n = self.xbars_per_ima
+        pairs = n * self.cols // 2
+        adcs = math.ceil(pairs / self.pairs_per_adc)
+        steps_per_s = 1.0 / self.cycle_s
+        mvm_s = self.input_cycles * self.cycle_s     # every pair converted once per MVM
+        xbar, dac = self.array_rows()
+        return (
+            Component(f"NNADC ({int(self.adc.bits)}-bit)", "adc", "ima", adcs, pairs / mvm_s * self.adc.energy_j,
+                      adcs * self.adc.area_m2,
+                      f"NeuralADC model: {self.adc.cells} cells + {self.adc.inverters} inverters ({NPIM}, sizes est.)"),
+            Component("NNS+A (one per column pair)", "nns_a", "ima", pairs, pairs * self.nns_a.energy_j * steps_per_s,
+                      pairs * self.nns_a.area_m2,
+                      f"NeuralShiftAdd model: {self.nns_a.cells} cells + {self.nns_a.inverters} inverters, one step "
+                      f"per cycle ({NPIM}, sizes est.)"),
+            dac, xbar,
+            self.unit_row("shift-and-add", "shift_add", "ima", n / 2, self.tile_shift_add),
+            *self.ima_register_rows(), *self.tile_rows(), *self.chip_rows())
+
+    # ------------------------------------------------------------------ simulation (used by the mapper)
+    def crossbar_spec(self, input_signed: bool = False) -> CrossbarSpec:
+        """Differential tile, G+/G- pairs shift-added in analog over all input cycles, one NNADC conversion."""
+        return CrossbarSpec(rows=self.rows, cols=self.cols, cell=self.cell, cell_bits=self.cell_bits,
+                            weight_bits=self.weight_bits, input_bits=self.input_bits, dac_bits=self.dac_bits,
+                            signed="differential", input_signed=input_signed, readout=self.adc,
+                            adc_range=self.adc_range, pair_readout=True, conversion=PER_MVM)
+
+    def event_costs(self) -> dict[str, EventCost]:
+        """NNADC conversions, NNS+A steps (one per column pair and cycle: ``analog_accumulations``), the digital
+        shift-and-add of the slices' conversions, and the tile's events."""
+        return {
+            **self.tile_event_costs(),
+            ev.conversion(self.adc.kind, int(self.adc.bits)): EventCost("adc", self.adc.energy_j),
+            ev.CLIPPED_CONVERSIONS: EventCost("adc", 0.0),
+            ev.ANALOG_ACCUMULATIONS: EventCost("nns_a", self.nns_a.energy_j),
+            ev.SHIFT_ADDS: EventCost("shift_add", self.scaled(self.tile_shift_add)[0]),
+        }

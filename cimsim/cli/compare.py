@@ -1,0 +1,243 @@
+"""``cimsim compare``: architectures side by side on one network, optionally at equal chip area.
+
+Every architecture runs the same network at the same precision and node (by default the papers' comparison
+point: 8-bit weights and inputs, 32 nm, as Neural-PIM re-implements its baselines); with ``--equal-area REF``
+each one gets the tile count whose chip area matches REF's (:func:`cimsim.arch.scaling.scale_to_area`). The
+table gives accuracy, energy per inference, energy efficiency (operations per joule, one MAC = 2 ops),
+throughput of the pipelined chip, area and the energy split per component, the ratios to the first
+architecture, and the ratios the papers report beside ours.
+
+Cost-only mode (``--input-shape C,H,W``): the network is a definition (any zoo model, or an ImageNet-size one
+of :mod:`cimsim.workloads.zoo_imagenet`) with its random initialisation, run on synthetic inputs uniform in
+[0, 1]; energy and throughput follow from the layer shapes and the activations, accuracy is not measured
+(the output says "cost only: no accuracy").
+"""
+
+from __future__ import annotations
+
+import sys
+
+from cimsim.cli import names
+from cimsim.cli.common import add_command, data_options, emit_json, key_value, nonneg_int, positive_int
+from cimsim.errors import ConfigError
+
+COST_ONLY = "cost only: no accuracy"
+# (architecture, baseline) -> the papers' energy-efficiency and throughput ratios
+PAPER_RATIOS = {
+    ("neural-pim", "isaac"): {"energy_efficiency": 5.36, "throughput": 3.43,
+                              "source": "Neural-PIM (arXiv 2201.12861), average over its 8-bit ImageNet CNNs"},
+    ("neural-pim", "cascade"): {"energy_efficiency": 1.73, "throughput": 1.59,
+                                "source": "Neural-PIM (arXiv 2201.12861), average over its 8-bit ImageNet CNNs"},
+    ("cascade", "isaac"): {"energy_efficiency": 3.5, "throughput": 1.86,
+                           "source": "CASCADE (MICRO 2019), average over ~10 DNNs and an RNN"},
+}
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--input-shape {text!r}: give channels,height,width as whole numbers, e.g. 3,224,224") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise ConfigError(f"--input-shape {text!r}: give channels,height,width (positive), e.g. 3,224,224")
+    return shape
+
+
+def parse_archs(text: str) -> list[str]:
+    items = [a.strip().lower() for a in text.split(",")]
+    if not all(items) or len(items) < 1:
+        raise ConfigError(f"--arch {text!r}: give architecture names separated by commas, e.g. isaac,cascade,neural-pim")
+    return list(dict.fromkeys(items))
+
+
+def build_archs(arch_names: list[str], precision: str, node: str, sets: dict, equal_area: str | None) -> dict:
+    """The architectures to compare, at the common precision and node, scaled to the reference's area."""
+    from cimsim import arch as arch_mod
+    from cimsim.arch.scaling import scale_to_area, tile_area_m2
+
+    def common(name: str):
+        base = arch_mod.get(name)
+        over = {}
+        if precision != "own":
+            over.update({k: precision for k in ("weight_bits", "input_bits") if base.has_param(k)})
+        if node != "own" and base.has_param("node_nm"):
+            over["node_nm"] = node
+        over.update({k: v for k, v in sets.items() if base.has_param(k)})    # an explicit --set wins
+        return base.with_params(**over)
+
+    for key in sets:
+        if not any(arch_mod.get(n).has_param(key) for n in arch_names):
+            raise ConfigError(f"--set {key}: none of {', '.join(arch_names)} has this parameter (see 'cimsim archs show "
+                              f"{arch_names[0]}')")
+    archs = {n: common(n) for n in arch_names}
+    if equal_area:
+        ref = archs[equal_area] if equal_area in archs else common(equal_area)
+        tile_area_m2(ref)   # the reference must be a tiled chip too
+        archs = {n: scale_to_area(a, ref.area_m2) for n, a in archs.items()}
+    return archs
+
+
+def summarize(reports: dict, archs: dict, cost_only: bool) -> dict:
+    """Per architecture: accuracy, energy, efficiency, throughput, area, tiles, energy split; ratios to the first
+    architecture; our ratios beside the papers' for every pair the papers report."""
+    rows = {}
+    for name, rep in reports.items():
+        ops = 2 * sum(r.get("macs", 0) for r in rep.layers)
+        rows[name] = {
+            "accuracy": None if cost_only else rep.accuracy,
+            "energy_j": rep.energy_j, "ops_per_j": ops / rep.energy_j if rep.energy_j else float("inf"),
+            "throughput_inf_per_s": rep.throughput_inf_per_s, "area_m2": rep.area_m2,
+            "tiles": getattr(archs[name], "tiles", None),
+            "energy_split": {k: v / rep.energy_j for k, v in sorted(rep.components.items(), key=lambda kv: -kv[1])},
+        }
+    first = next(iter(rows))
+    for name, row in rows.items():
+        row["vs_" + first] = {"energy_efficiency": row["ops_per_j"] / rows[first]["ops_per_j"],
+                              "throughput": row["throughput_inf_per_s"] / rows[first]["throughput_inf_per_s"]}
+    papers = []
+    for (a, b), paper in PAPER_RATIOS.items():
+        if a in rows and b in rows:
+            papers.append({"arch": a, "baseline": b, "source": paper["source"],
+                           "ours": {"energy_efficiency": rows[a]["ops_per_j"] / rows[b]["ops_per_j"],
+                                    "throughput": rows[a]["throughput_inf_per_s"] / rows[b]["throughput_inf_per_s"]},
+                           "paper": {"energy_efficiency": paper["energy_efficiency"],
+                                     "throughput": paper["throughput"]}})
+    return {"architectures": rows, "baseline": first, "paper_ratios": papers}
+
+
+def table(result: dict) -> str:
+    from cimsim.report import fmt_si
+
+    rows, first = result["architectures"], result["baseline"]
+    head = ["", *rows]
+    lines = [
+        ["accuracy", *(COST_ONLY if r["accuracy"] is None else f"{100 * r['accuracy']:.2f} %" for r in rows.values())],
+        ["energy / inference", *(fmt_si(r["energy_j"], "J") for r in rows.values())],
+        ["efficiency", *(f"{r['ops_per_j'] / 1e12:.3g} TOPS/W" for r in rows.values())],
+        ["throughput", *(f"{r['throughput_inf_per_s']:.4g} inf/s" for r in rows.values())],
+        ["area", *(f"{r['area_m2'] * 1e6:.2f} mm^2" for r in rows.values())],
+        ["tiles", *(str(r["tiles"]) for r in rows.values())],
+        [f"efficiency vs {first}", *(f"{r['vs_' + first]['energy_efficiency']:.2f}x" for r in rows.values())],
+        [f"throughput vs {first}", *(f"{r['vs_' + first]['throughput']:.2f}x" for r in rows.values())],
+    ]
+    comps = sorted({c for r in rows.values() for c in r["energy_split"]},
+                   key=lambda c: -max(r["energy_split"].get(c, 0) for r in rows.values()))
+    lines += [[f"  energy: {c}", *(f"{100 * r['energy_split'].get(c, 0):.1f} %" for r in rows.values())] for c in comps]
+    widths = [max(len(str(x[i])) for x in [head, *lines]) for i in range(len(head))]
+    out = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in [head, *lines]]
+    if result["paper_ratios"]:
+        out.append("")
+        out.append("ratios (ours | paper): energy efficiency, throughput")
+        for p in result["paper_ratios"]:
+            o, q = p["ours"], p["paper"]
+            out.append(f"  {p['arch']} vs {p['baseline']}: {o['energy_efficiency']:.2f}x | {q['energy_efficiency']:.2f}x, "
+                       f"{o['throughput']:.2f}x | {q['throughput']:.2f}x   ({p['source']})")
+    return "\n".join(out)
+
+
+def cost_only_model(model: str, shape: tuple[int, ...], seed: int):
+    """A randomly initialised definition (ImageNet-size or zoo) for synthetic inputs of ``shape``."""
+    import torch
+
+    from cimsim.workloads import zoo, zoo_imagenet
+
+    torch.manual_seed(seed)
+    key = model.strip().lower().replace("-", "_")
+    if key in zoo_imagenet.model_names():
+        return zoo_imagenet.build(key, shape, num_classes=1000).eval()
+    return zoo.build_for(model, shape, num_classes=10).eval()
+
+
+def synthetic_batches(shape: tuple[int, ...], n: int, batch_size: int, seed: int) -> list:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((n, *shape), generator=g)
+    y = torch.zeros(n, dtype=torch.long)
+    return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)]
+
+
+def compare(model, arch_names: list[str], loader, calibration, *, precision: str = "8", node: str = "32",
+            equal_area: str | None = None, sets: dict | None = None, seed: int = 0, cost_only: bool = False,
+            config: dict | None = None, progress: bool | None = None) -> dict:
+    """Run ``model`` on each architecture (at the common point, scaled to ``equal_area``'s chip) and summarize
+    (:func:`summarize`); ``result["reports"]`` holds the :class:`~cimsim.report.Report` of each."""
+    from cimsim.mappers import evaluate
+
+    archs = build_archs(arch_names, precision, node, dict(sets or {}), equal_area)
+    reports = {}
+    for name, spec in archs.items():
+        if progress is not False:
+            print(f"cimsim compare: {name} ({getattr(spec, 'tiles', '-')} tiles)", file=sys.stderr)
+        reports[name] = evaluate(model, spec, loader, calibration=calibration, seed=seed, config=config,
+                                 progress=progress)
+    result = summarize(reports, archs, cost_only=cost_only)
+    result["reports"] = reports
+    return result
+
+
+def run(args) -> int:
+    arch_names = parse_archs(args.arch)
+    shape = parse_shape(args.input_shape) if args.input_shape else None
+    if shape is None:
+        names.check(archs=args.arch, model=args.model, dataset=args.dataset, sets=args.set, sets_every=False)
+    else:
+        names.check(archs=args.arch, sets=args.set, sets_every=False)
+        names.check_cost_only_model(args.model)
+    if args.equal_area:
+        names.check_arch(args.equal_area)
+    if args.precision != "own" and not args.precision.isdigit():
+        raise ConfigError(f"--precision {args.precision!r}: give a number of bits (e.g. 8) or 'own'")
+    equal_area = args.equal_area.strip().lower() if args.equal_area else None
+    build_archs(arch_names, args.precision, args.node, dict(args.set or []), equal_area)   # refuse before loading
+    if shape is None:
+        from cimsim.networks import load_model_and_data
+
+        model, meta, data, ckpt = load_model_and_data(args.model, args.dataset, args.data_dir)
+        loader = list(data.loader("test", batch_size=args.batch_size, limit=args.limit))
+        calibration = list(data.loader("train", batch_size=args.batch_size, limit=args.calibration, shuffle=False))
+        config = {"model": meta["model"], "dataset": data.name, "checkpoint": str(ckpt)}
+    else:
+        model = cost_only_model(args.model, shape, args.seed)
+        loader = synthetic_batches(shape, args.limit or 1, args.batch_size, seed=args.seed + 1)
+        calibration = synthetic_batches(shape, min(args.calibration, 4), args.batch_size, seed=args.seed + 2)
+        config = {"model": args.model, "input_shape": list(shape), "mode": COST_ONLY}
+    result = compare(model, arch_names, loader, calibration, precision=args.precision, node=args.node,
+                     equal_area=equal_area, sets=dict(args.set or []), seed=args.seed, cost_only=shape is not None,
+                     config=config)
+    del result["reports"]
+    result.update({"model": args.model, "dataset": None if shape else args.dataset,
+                   "input_shape": list(shape) if shape else None, "mode": COST_ONLY if shape else "accuracy and cost",
+                   "precision": args.precision, "node_nm": args.node, "equal_area": args.equal_area})
+    if args.json:
+        emit_json(result)
+    else:
+        where = f"synthetic inputs {'x'.join(map(str, shape))} ({COST_ONLY})" if shape else args.dataset
+        print(f"{args.model} on {where}; precision {args.precision}, node {args.node}"
+              + (f", equal area with {args.equal_area}" if args.equal_area else ""))
+        print(table(result))
+    return 0
+
+
+def register(sub) -> None:
+    sp = add_command(sub, "compare", "architectures side by side on one network (optionally at equal chip area)", run,
+                     desc="Run one network on several architectures at a common precision and node and print accuracy, "
+                          "energy, efficiency, throughput, area and the energy split side by side, with the ratios to "
+                          "the first architecture and the papers' ratios. --input-shape runs a network definition on "
+                          "synthetic inputs (cost only: no accuracy), e.g. --model resnet50 --input-shape 3,224,224.")
+    sp.add_argument("--arch", default="isaac,cascade,neural-pim",
+                    help="architectures, comma-separated; the first is the baseline (default isaac,cascade,neural-pim)")
+    data_options(sp)
+    sp.add_argument("--equal-area", metavar="ARCH", help="scale every architecture's tile count to ARCH's chip area")
+    sp.add_argument("--precision", default="8",
+                    help="weight and input bits of every architecture, or 'own' (default 8: the papers' comparison)")
+    sp.add_argument("--node", default="32", type=lambda t: t if t == "own" else str(float(t)),
+                    help="technology node (nm) of every architecture, or 'own' (default 32, Neural-PIM's comparison)")
+    sp.add_argument("--input-shape", metavar="C,H,W",
+                    help="cost-only mode: run --model's definition on synthetic inputs of this shape (no accuracy)")
+    sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
+                    help="override a parameter of the architectures that have it (repeatable)")
+    sp.add_argument("--batch-size", type=positive_int, default=64, help="examples per batch (default 64)")
+    sp.add_argument("--calibration", type=positive_int, default=256, metavar="N",
+                    help="examples that calibrate activation and ADC ranges (default 256; 4 synthetic in cost-only mode)")
+    sp.add_argument("--seed", type=nonneg_int, default=0, help="seed of the devices, the definition and the inputs")

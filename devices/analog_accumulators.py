@@ -1,0 +1,289 @@
+"""Circuits that accumulate crossbar outputs in the analog domain before one conversion.
+
+* :class:`TransimpedanceAmplifier` and :class:`BufferArray`: CASCADE's interface (Chou et al., MICRO 2019):
+  a TIA turns a bit line's current into a voltage of finite resolution (``resolution_bits``, 6 bits in the
+  paper) which is written into a small buffer RRAM array; reading the buffer sums the buffered partial sums
+  of successive cycles (and arrays) on its columns, and a shared ADC converts the sum.
+* :class:`NeuralShiftAdd` (NNS+A) and :class:`NeuralADC` (NNADC): Neural-PIM's (Cao et al., arXiv
+  2201.12861) analog shift-and-add over the input bit cycles and its quantizer, each a small neural network
+  of RRAM crossbars (3-bit weights in the paper, stored differentially) and CMOS inverters as neurons. We do
+  not train them: their error is an estimate (``error_sigma_fs``, ``offset_sigma_lsb``) placing the chain at
+  the paper's ~50 dB SINAD.
+
+Energy per operation is counted from the circuit: an inverter neuron biased in its transition region draws a
+crowbar current for the evaluation, ``E_inv = Vdd * I_inv * t_eval``; a crossbar cell spends
+``E_cell`` per evaluation (ISAAC Table 6's crossbar read energy per cell, scaled to the evaluation time);
+a TIA draws its bias current while it settles, ``E = Vdd * I_bias * t_settle``. Areas from the cell and
+inverter counts. Errors are given relative to full scale and go through the crossbar engine per conversion:
+Neural-PIM's chain error as the NNADC's input-referred noise (``offset_sigma_lsb``), CASCADE's buffer
+resolution as noise on the analog sum in level units (:class:`BufferedADC`, ``analog_sigma``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from cimsim.devices.base import param, validate_fields
+from cimsim.devices.converters import Quantizer, SarADC
+from cimsim.devices.technology import area_scale, energy_scale, nominal_vdd_v
+
+NEURAL_PIM = "Neural-PIM (Cao et al., arXiv 2201.12861; docs/references.md#neural-pim)"
+CASCADE = "CASCADE (Chou et al., MICRO 2019, as summarised, est.; docs/references.md#cascade)"
+# ISAAC Table 6: 2.4 mW for 8 arrays of 128x128 cells at 100 ns cycles = 1.83 fJ per cell read (10 ns pulse of the
+# ReRAM model); a neural circuit evaluates in ~1 ns (est.), so its cells spend a tenth of that
+ISAAC_CELL_READ_J = 2.4e-3 / 8 * 100e-9 / (128 * 128)
+CELL_AREA_M2_32NM = 0.0002e-6 / (8 * 128 * 128)   # ISAAC Table 6: 0.0002 mm^2 for 8 arrays of 128x128 cells
+# (est.) a minimum-size CMOS inverter with its input and wiring at 32 nm: ~0.1 um^2 (6 F^2 x ~16 pitch overhead)
+INVERTER_AREA_M2_32NM = 0.1e-12
+
+
+def inverter_energy_j(current_a: float, time_s: float, node_nm: float) -> float:
+    """Energy of one analog inverter neuron evaluation: ``Vdd(node) * I * t``."""
+    return nominal_vdd_v(node_nm) * current_a * time_s
+
+
+def _sinad_db(sigma_lsb: float, bits: int) -> float:
+    """SINAD (dB) of an ideal ``bits``-bit quantizer plus ``sigma_lsb`` of Gaussian input-referred noise, on a
+    full-scale sine: signal power (2**bits)**2 / 8 over the quantization noise 1/12 plus sigma**2 (LSB^2)."""
+    return 10 * math.log10((2 ** bits) ** 2 / 8 / (1 / 12 + sigma_lsb ** 2))
+
+
+@dataclass(frozen=True)
+class TransimpedanceAmplifier:
+    """TIA: bit-line current to voltage, ``V = I * R_f``, resolving ``resolution_bits`` of the bit line's range.
+
+    Energy per conversion ``E = Vdd(node) * bias_current_a * settle_time_s``; its output error is taken as
+    the quantization noise of its resolution, ``sigma = FS / 2**resolution_bits / sqrt(12)`` (est.).
+    """
+
+    kind: ClassVar[str] = "tia"
+
+    resolution_bits: float = param(6, "bit", f"{CASCADE}: 6-bit bit-line resolution (~25 dB SNR suffices)",
+                                   lo=1, hi=16)
+    bias_current_a: float = param(5e-6, "A", "(est.) a single-stage TIA biased at 5 uA (CASCADE reports the TIA "
+                                  "interface ~77.5x cheaper than an ADC interface)", lo=0, lo_open=True)
+    settle_time_s: float = param(10e-9, "s", "(est.) settles within one 10 ns crossbar read", lo=0, lo_open=True)
+    area_um2: float = param(50.0, "um^2", "(est.) one op-amp stage with feedback resistor at 65 nm (scaled to "
+                            "the node)", lo=0, lo_open=True)
+    node_nm: float = param(65, "nm", f"{CASCADE}: 65 nm", lo=7, hi=180)
+
+    def __post_init__(self):
+        validate_fields(self)
+
+    @property
+    def energy_j(self) -> float:
+        return nominal_vdd_v(self.node_nm) * self.bias_current_a * self.settle_time_s
+
+    @property
+    def latency_s(self) -> float:
+        return self.settle_time_s
+
+    @property
+    def area_m2(self) -> float:
+        return self.area_um2 * 1e-12 * area_scale(65, self.node_nm)
+
+    @property
+    def power_w(self) -> float:
+        return self.energy_j / self.settle_time_s
+
+    @property
+    def leakage_w(self) -> float:
+        return 0.0
+
+    @property
+    def noise_fs(self) -> float:
+        """Output error relative to full scale (standard deviation)."""
+        return 1.0 / (2 ** self.resolution_bits * math.sqrt(12))
+
+
+@dataclass(frozen=True)
+class BufferArray:
+    """CASCADE's buffer RRAM array: one analog partial sum written per cell, the cells of a column read
+    together (their currents sum) when the accumulated value is converted.
+
+    Energy per write ``write_voltage_v * write_current_a * write_pulse_s`` (a partial SET of a high-resistance
+    cell, est.); per cell read ISAAC Table 6's read energy per cell (est. for CASCADE's cells).
+    """
+
+    kind: ClassVar[str] = "buffer-array"
+
+    rows: int = param(15, "1", f"{CASCADE}: about 15 rows x 30 columns per MAC subsection", lo=1, hi=4096)
+    cols: int = param(30, "1", f"{CASCADE}: about 15 rows x 30 columns per MAC subsection", lo=1, hi=4096)
+    write_voltage_v: float = param(1.0, "V", "(est.) partial-SET amplitude of an analog buffer cell", lo=0,
+                                   lo_open=True)
+    write_current_a: float = param(1e-6, "A", "(est.) high-resistance buffer cell (~1 MOhm at 1 V)", lo=0,
+                                   lo_open=True)
+    write_pulse_s: float = param(20e-9, "s", "(est.) one short pulse per buffered value", lo=0, lo_open=True)
+    read_energy_j: float = param(ISAAC_CELL_READ_J, "J", "ISAAC Table 6: 1.83 fJ per cell read (est. for CASCADE)",
+                                 lo=0)
+    node_nm: float = param(65, "nm", f"{CASCADE}: 65 nm", lo=7, hi=180)
+
+    def __post_init__(self):
+        validate_fields(self)
+
+    @property
+    def write_energy_j(self) -> float:
+        return self.write_voltage_v * self.write_current_a * self.write_pulse_s
+
+    @property
+    def energy_j(self) -> float:
+        """One buffered value: its write and its read."""
+        return self.write_energy_j + self.read_energy_j
+
+    @property
+    def latency_s(self) -> float:
+        return self.write_pulse_s
+
+    @property
+    def area_m2(self) -> float:
+        return self.rows * self.cols * CELL_AREA_M2_32NM * area_scale(32, self.node_nm)
+
+    @property
+    def leakage_w(self) -> float:
+        return 0.0
+
+
+@dataclass(frozen=True)
+class NeuralCircuit:
+    """Shared structure of Neural-PIM's neural circuits: ``inputs`` (with a bias) -> ``hidden`` inverter
+    neurons -> ``outputs`` inverter neurons, weights in differential RRAM cells (G+ and G-)."""
+
+    inputs: ClassVar[int] = 1
+
+    def __post_init__(self):
+        validate_fields(self)
+
+    @property
+    def outputs(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def cells(self) -> int:
+        """Differential cells (G+ and G-) of both layers, biases included."""
+        return 2 * ((self.inputs + 1) * self.hidden + (self.hidden + 1) * self.outputs)
+
+    @property
+    def inverters(self) -> int:
+        return self.hidden + self.outputs
+
+    @property
+    def energy_j(self) -> float:
+        """One evaluation: every cell read for ``eval_time_s`` and every inverter's crowbar current."""
+        t = self.eval_time_s
+        cell = ISAAC_CELL_READ_J * t / 10e-9 * energy_scale(32, self.node_nm)
+        return self.cells * cell + self.inverters * inverter_energy_j(self.inverter_current_a, t, self.node_nm)
+
+    @property
+    def area_m2(self) -> float:
+        return (self.cells * CELL_AREA_M2_32NM + self.inverters * INVERTER_AREA_M2_32NM) * area_scale(32, self.node_nm)
+
+    @property
+    def latency_s(self) -> float:
+        return self.eval_time_s
+
+    @property
+    def leakage_w(self) -> float:
+        return 0.0
+
+
+@dataclass(frozen=True)
+class NeuralShiftAdd(NeuralCircuit):
+    """NNS+A: ``y_t = v_t + y_{t-1} / 2`` over the input cycles (LSB first), so after the last cycle
+    ``y = sum_t 2**(t - T + 1) * v_t``, the analog shift-and-add, approximated by a small trained network.
+
+    One evaluation per column value and cycle (an ``analog_accumulations`` event). Its output error relative to
+    full scale (``error_sigma_fs``) adds to the NNADC's input-referred noise.
+    """
+
+    kind: ClassVar[str] = "nn-shift-add"
+    inputs: ClassVar[int] = 2      # the cycle's column value and the previous partial sum
+
+    hidden: int = param(4, "1", f"(est.) {NEURAL_PIM}: sizes not given; 4 inverter neurons", lo=1, hi=1024)
+    error_sigma_fs: float = param(4e-4, "1", f"(est.) residual error of the trained NNS+A, ~0.1 LSB of an 8-bit "
+                                  f"result, so the chain reaches {NEURAL_PIM}'s ~50 dB SINAD", lo=0, hi=1)
+    inverter_current_a: float = param(10e-6, "A", "(est.) crowbar current of an inverter neuron at 32 nm",
+                                      lo=0, lo_open=True)
+    eval_time_s: float = param(1e-9, "s", "(est.) one evaluation settles in ~1 ns at 32 nm", lo=0, lo_open=True)
+    node_nm: float = param(32, "nm", f"{NEURAL_PIM}: simulated at 130 nm, scaled to 32 nm", lo=7, hi=180)
+
+    @property
+    def outputs(self) -> int:
+        return 1
+
+
+@dataclass(frozen=True)
+class NeuralADC(NeuralCircuit, Quantizer):
+    """NNADC: an analog value to ``bits`` output bits by a small trained network (input -> ``hidden`` inverter
+    neurons -> ``bits`` output inverters), a uniform quantizer with input-referred error ``offset_sigma_lsb``
+    (its own and the analog chain's before it, set by the architecture).
+
+    ``sinad_db()``: SINAD of the transfer on a full-scale sine, ``10 log10((2**b)**2 / 8 / (1/12 + sigma**2))``.
+    """
+
+    kind: ClassVar[str] = "nn-adc"
+
+    bits: int = param(8, "bit", f"{NEURAL_PIM}: 8-bit outputs", lo=1, hi=14)
+    sample_rate_hz: float = param(1e9, "1/s", "(est.) one conversion per ~1 ns evaluation", lo=0, lo_open=True)
+    node_nm: float = param(32, "nm", f"{NEURAL_PIM}: simulated at 130 nm, scaled to 32 nm", lo=7, hi=180)
+    offset_sigma_lsb: float = param(0.0, "LSB", "ideal by default; the architecture sets the error of its trained "
+                                    "NNS+A + NNADC chain", lo=0)
+    enob_loss_bits: float = param(0.0, "bit", "uniform quantizer", lo=0)
+    hidden_per_bit: int = param(4, "1", f"(est.) {NEURAL_PIM}: sizes not given; 4 hidden inverter neurons per "
+                                "output bit", lo=1, hi=64)
+    inverter_current_a: float = param(10e-6, "A", "(est.) crowbar current of an inverter neuron at 32 nm",
+                                      lo=0, lo_open=True)
+
+    def __post_init__(self):
+        validate_fields(self)
+        self._check()
+
+    @property
+    def hidden(self) -> int:
+        return self.hidden_per_bit * int(self.bits)
+
+    @property
+    def outputs(self) -> int:
+        return int(self.bits)
+
+    @property
+    def eval_time_s(self) -> float:
+        return 1.0 / self.sample_rate_hz
+
+    @property
+    def latency_s(self) -> float:
+        return 1.0 / self.sample_rate_hz
+
+    @property
+    def power_w(self) -> float:
+        return self.energy_j * self.sample_rate_hz
+
+    def sinad_db(self) -> float:
+        return _sinad_db(self.offset_sigma_lsb, int(self.bits))
+
+    def measured_sinad_db(self, samples: int = 1 << 16, seed: int = 0) -> float:
+        """SINAD (dB) measured through :meth:`convert` on a full-scale sine with the converter's noise."""
+        n = self.n_codes
+        t = np.arange(samples)
+        x = (n - 1) / 2 * (1 + np.sin(2 * np.pi * t * 1021 / samples))
+        y = self.convert(x, 0.0, n - 1.0, np.random.default_rng(seed))
+        err = y - x
+        return float(10 * np.log10(np.mean((x - x.mean()) ** 2) / np.mean(err ** 2)))
+
+
+@dataclass(frozen=True)
+class BufferedADC(SarADC):
+    """A SAR ADC converting an analog sum of buffered values, whose noise ``analog_sigma`` (in the column's level
+    units: one conductance step times one input step) is added to the value before the conversion, like
+    read noise (it counts towards clipping); the converter's own offset stays ``offset_sigma_lsb``.
+
+    CASCADE's buffered partial sums each carry the TIA's resolution error; the architecture sets
+    ``analog_sigma`` from it (the sum over the cycles of a group, weighted by their place values)."""
+
+    kind: ClassVar[str] = "buffered-sar-adc"
+
+    analog_sigma: float = param(0.0, "level", "set by the architecture from its buffer's resolution; 0 = ideal",
+                                lo=0)

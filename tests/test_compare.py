@@ -1,0 +1,70 @@
+"""``cimsim compare`` (cimsim/cli/compare.py): side by side, equal area, ratios beside the papers', cost-only mode."""
+
+import json
+
+import pytest
+
+import cimsim
+from _cli_helpers import assert_one_line_user_error, run_cli
+from cimsim.arch.scaling import tile_area_m2
+from cimsim.cli.compare import COST_ONLY, PAPER_RATIOS, build_archs, summarize
+from cimsim.report import Report
+
+
+def _report(energy, throughput, macs, comps):
+    return Report(accuracy=0.9, digital_accuracy=0.9, energy_j=energy, latency_s=1e-3, throughput_inf_per_s=throughput,
+                  area_m2=1e-4, layers=[{"name": "fc", "macs": macs}], components=comps)
+
+
+def test_ratios_are_efficiency_and_throughput_against_the_first_and_the_papers_pairs():
+    reps = {"isaac": _report(4e-6, 100.0, 1000, {"adc": 3e-6, "edram": 1e-6}),
+            "cascade": _report(2e-6, 150.0, 1000, {"adc": 1e-6, "edram": 1e-6}),
+            "neural-pim": _report(1e-6, 300.0, 1000, {"nns_a": 0.5e-6, "edram": 0.5e-6})}
+    archs = {n: cimsim.arch.get(n) for n in reps}
+    res = summarize(reps, archs, cost_only=False)
+    rows = res["architectures"]
+    assert rows["isaac"]["ops_per_j"] == pytest.approx(2000 / 4e-6)
+    assert rows["neural-pim"]["vs_isaac"] == pytest.approx({"energy_efficiency": 4.0, "throughput": 3.0})
+    assert rows["isaac"]["energy_split"] == pytest.approx({"adc": 0.75, "edram": 0.25})
+    pairs = {(p["arch"], p["baseline"]): p for p in res["paper_ratios"]}
+    assert set(pairs) == set(PAPER_RATIOS)
+    assert pairs[("neural-pim", "cascade")]["ours"] == pytest.approx({"energy_efficiency": 2.0, "throughput": 2.0})
+    assert pairs[("cascade", "isaac")]["paper"] == {"energy_efficiency": 3.5, "throughput": 1.86}
+    assert summarize(reps, archs, cost_only=True)["architectures"]["isaac"]["accuracy"] is None
+
+
+def test_common_point_and_equal_area():
+    archs = build_archs(["isaac", "cascade", "neural-pim"], "8", "32.0", {"adc_bits": "7"}, "isaac")
+    ref = cimsim.arch.get("isaac", weight_bits=8, input_bits=8, adc_bits=7)
+    for name, a in archs.items():
+        assert (a.weight_bits, a.input_bits, a.node_nm) == (8, 8, 32)
+        assert abs(a.area_m2 - ref.area_m2) <= tile_area_m2(a)[0] / 2 + 1e-18, name
+    assert archs["isaac"].tiles == 168 and archs["cascade"].adc.bits == 7
+    assert build_archs(["isaac"], "8", "32.0", {"input_bits": "4"}, None)["isaac"].input_bits == 4   # --set wins
+    own = build_archs(["cascade"], "own", "own", {}, None)["cascade"]
+    assert own == cimsim.arch.get("cascade")
+
+
+def test_cost_only_run_on_synthetic_inputs(capsys):
+    code, out, err = run_cli(capsys, "compare", "--arch", "isaac,neural-pim", "--model", "mlp", "--input-shape", "1,8,8",
+                             "--equal-area", "isaac", "--limit", "2", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["mode"] == COST_ONLY and res["input_shape"] == [1, 8, 8]
+    rows = res["architectures"]
+    assert rows["isaac"]["accuracy"] is None and rows["neural-pim"]["energy_j"] > 0
+    assert rows["neural-pim"]["area_m2"] == pytest.approx(rows["isaac"]["area_m2"], rel=0.01)
+    assert [(p["arch"], p["baseline"]) for p in res["paper_ratios"]] == [("neural-pim", "isaac")]
+    code, out, err = run_cli(capsys, "compare", "--arch", "isaac,neural-pim", "--model", "mlp", "--input-shape", "1,8,8")
+    assert code == 0 and COST_ONLY in out and "neural-pim vs isaac" in out and "5.36x" in out
+
+
+def test_a_parameter_no_architecture_has_is_refused(capsys):
+    code, out, err = run_cli(capsys, "compare", "--model", "mlp", "--input-shape", "1,8,8", "--set", "adcbits=3")
+    assert_one_line_user_error(code, err, "--set adcbits: none of isaac, cascade, neural-pim has this parameter")
+
+
+def test_a_digital_reference_cannot_set_the_area(capsys):
+    code, out, err = run_cli(capsys, "compare", "--arch", "isaac", "--model", "mlp", "--input-shape", "1,8,8",
+                             "--equal-area", "digital")
+    assert_one_line_user_error(code, err, "digital has no tiles")

@@ -1,0 +1,93 @@
+"""Neural-PIM (arch/neural_pim.py): its organisation, one conversion per MVM and column pair, the chain's
+SINAD, and what it saves against ISAAC at the same precision."""
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import cimsim
+from cimsim import events
+from cimsim.devices import IdealCell, IdealReadout
+from cimsim.readouts import PER_MVM
+
+
+def test_organisation_of_the_paper():
+    a = cimsim.arch.get("neural-pim")
+    spec = a.crossbar_spec()
+    assert (spec.rows, spec.cols, spec.cell_bits, spec.weight_bits, spec.input_bits, spec.dac_bits) == \
+        (128, 128, 1, 8, 8, 1)
+    assert spec.signed == "differential" and spec.pair_readout and spec.conversion == PER_MVM
+    assert a.tiles == 280 and a.node_nm == 32 and a.slices == 14 and a.input_cycles == 8
+
+
+def test_the_chain_reaches_about_50_db_sinad():
+    """Neural-PIM: the NNS+A + NNADC chain reaches about 50 dB SINAD; ours 50 +- 1.5 dB, measured on a sine
+    through the converter's transfer with the chain's error."""
+    a = cimsim.arch.get("neural-pim")
+    assert a.adc.offset_sigma_lsb == pytest.approx(math.hypot(0.1, 4e-4 * 255))
+    assert a.sinad_db() == pytest.approx(50, abs=1.5)
+    assert a.adc.measured_sinad_db() == pytest.approx(a.sinad_db(), abs=0.3)
+
+
+def test_one_conversion_per_mvm_and_pair_and_one_analog_step_per_cycle():
+    """Conversions: one per (column pair, row block) per MVM, i.e. 7 slices x outputs x row blocks; NNS+A steps:
+    one per pair, cycle and row block. ISAAC at the same 8-bit precision converts every column of every cycle:
+    4 slices (2-bit cells) x 8 cycles per output and row block, 32/7 = 4.6x more conversions."""
+    rng = np.random.default_rng(0)
+    W = rng.integers(-127, 128, size=(9, 300))
+    x = rng.integers(0, 256, size=(5, 300))
+    npim = cimsim.arch.get("neural-pim")
+    xb = cimsim.Crossbar(W, replace(npim.crossbar_spec(), cell=IdealCell()))
+    xb.calibrate(x)
+    xb(x)
+    led = xb.ledger.to_dict()["crossbar"]
+    blocks = 3
+    assert led[events.conversion("nn-adc", 8)] == 5 * 7 * 9 * blocks
+    assert led[events.ANALOG_ACCUMULATIONS] == 5 * 8 * 7 * 9 * blocks
+    isaac = cimsim.arch.get("isaac", weight_bits=8, input_bits=8)
+    xi = cimsim.Crossbar(W, replace(isaac.crossbar_spec(), cell=IdealCell()))
+    xi.calibrate(x)
+    xi(x)
+    assert events.conversions(xi.ledger.to_dict()["crossbar"]) == 5 * 8 * 4 * 9 * blocks
+
+
+def test_ideal_devices_and_a_lossless_readout_give_the_integers():
+    rng = np.random.default_rng(1)
+    W = rng.integers(-127, 128, size=(6, 200))
+    x = rng.integers(0, 256, size=(4, 200))
+    spec = replace(cimsim.arch.get("neural-pim").crossbar_spec(), cell=IdealCell(), readout=IdealReadout())
+    assert np.array_equal(cimsim.Crossbar(W, spec)(x), x @ W.T)
+
+
+def test_area_and_power_without_adcs_per_cycle():
+    """The NNADCs take a small share of the chip (one per crossbar, a few hundred cells and inverters each),
+    where ISAAC's ADCs take the largest share of its IMAs."""
+    bd = cimsim.arch.get("neural-pim").breakdown()
+    total = sum(r["area_m2"] for r in bd.values())
+    assert bd["adc"]["area_m2"] / total < 0.01
+    ib = cimsim.arch.get("isaac").breakdown()
+    assert ib["adc"]["area_m2"] / sum(r["area_m2"] for r in ib.values()) > 0.2
+
+
+def _exact_network_check(arch):
+    """A small CNN mapped with ideal cells and a lossless readout: the analog mode equals the quantized
+    network's integer model (the digital mode) bit for bit."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
+                          nn.Linear(4 * 4 * 4, 5)).eval()
+    x = torch.rand(6, 1, 8, 8)
+    mapped = cimsim.map(model, arch, calibration=x, progress=False)
+    analog = mapped.set_mode("analog")(x)
+    digital = mapped.set_mode("digital")(x)
+    assert torch.equal(analog, digital), arch.name
+
+
+def test_a_mapped_network_is_exact_with_ideal_devices_and_a_lossless_nnadc():
+    # 16 rows: an MVM's value spans +-16 x 255, which a 13-bit NNADC over the full range holds with a 1-level LSB
+    _exact_network_check(cimsim.arch.get("neural-pim", cell="ideal", rows=16, cols=16, adc_bits=13, adc_range="full",
+                                         nnadc_error_lsb=0, **{"nns_a.error_sigma_fs": 0}))
