@@ -1,0 +1,69 @@
+"""Spiking networks of the zoo: plain ``torch.nn`` layers and cimsim's LIF neurons (:mod:`cimsim.spiking`).
+
+Every network runs its own time loop in ``forward``: the input is encoded over ``time_steps`` steps (direct
+encoding by default: the first layer takes the analog image every step; ``encoding="rate"`` gives
+Bernoulli spikes), every neuron layer is a :class:`~cimsim.spiking.LIF` with snnTorch's ``Leaky`` semantics,
+and the output is the membrane-potential readout: the last linear layer's output averaged over the steps.
+States are reset at the start of every ``forward``, so one call is one inference.
+
+* ``snn_vgg``: VGG-style (Simonyan & Zisserman 2015) 3x3 conv pairs 32-64 with BatchNorm and LIF, max-pooling
+  after each pair (spikes stay binary), a 128-neuron LIF hidden layer and a linear readout; T = 10, the
+  ADC-less SNN paper's time steps for VGG (arXiv 2211.02167).
+
+The LIF constants (beta 0.9, threshold 1, reset by subtraction, arctan surrogate) are snnTorch's tutorial
+values (our choice); BatchNorm folds into the convolutions when mapped.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from cimsim.errors import ConfigError
+from cimsim.spiking import LIF, encoder, reset_states
+
+# our choice: snnTorch's tutorial neuron (Eshraghian et al., Proc. IEEE 2023)
+BETA, THRESHOLD = 0.9, 1.0
+VGG_TIME_STEPS = 10   # ADC-less SNN paper: 10 time steps for VGG / ResNet
+
+
+def _lif() -> LIF:
+    return LIF(beta=BETA, threshold=THRESHOLD, init_hidden=True)
+
+
+class SpikingNet(nn.Module):
+    """A per-step network ``step`` run over the encoded input; output: the mean of its outputs over time."""
+
+    def __init__(self, step: nn.Module, time_steps: int, encoding: str):
+        super().__init__()
+        self.step = step
+        self.time_steps = int(time_steps)
+        self.encoding = encoding
+        self.encoder = encoder(encoding, self.time_steps)
+
+    def forward(self, x):
+        reset_states(self)
+        total = None
+        for xt in self.encoder(x):
+            out = self.step(xt)
+            total = out if total is None else total + out
+        return total / self.time_steps
+
+
+class SpikingVGG(SpikingNet):
+    def __init__(self, in_channels: int = 1, image_size: int = 28, num_classes: int = 10,
+                 time_steps: int = VGG_TIME_STEPS, encoding: str = "direct", width: tuple[int, int] = (32, 64)):
+        if image_size % 4:
+            raise ConfigError(f"snn_vgg takes images whose size is a multiple of 4, got {image_size}")
+        a, b = width
+        step = nn.Sequential(
+            nn.Conv2d(in_channels, a, 3, padding=1, bias=False), nn.BatchNorm2d(a), _lif(),
+            nn.Conv2d(a, a, 3, padding=1, bias=False), nn.BatchNorm2d(a), _lif(), nn.MaxPool2d(2),
+            nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), _lif(),
+            nn.Conv2d(b, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), _lif(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(b * (image_size // 4) ** 2, 128), _lif(),
+            nn.Linear(128, num_classes),
+        )
+        super().__init__(step, time_steps, encoding)
+
+
+BUILDERS = {"snn_vgg": SpikingVGG}
