@@ -51,7 +51,7 @@ from cimsim.cost import LayerPlan
 from cimsim.crossbar import Crossbar
 from cimsim.errors import ConfigError
 from cimsim.ledger import EventLedger
-from cimsim.mappers import qat, snn
+from cimsim.mappers import qat, snn, snn_qat
 from cimsim.mappers.layer_quality import add_layer_quality
 from cimsim.mappers.profile import profile
 from cimsim.progress import progress as progress_bar
@@ -414,6 +414,16 @@ def _check_psq(name: str, mod: nn.Module, cfg) -> None:
                           f"{cfg.tag}: fine-tune it for this architecture ('cimsim finetune' with the same --set)")
 
 
+def _check_sa(name: str, mod: nn.Module, spec: CrossbarSpec) -> None:
+    c = mod.sa_config
+    if (c.rows, c.cell_bits, c.weight_bits, c.threshold) != (spec.rows, spec.cell_bits, spec.weight_bits,
+                                                              float(spec.readout.threshold)):
+        raise ConfigError(f"layer {name} was trained for {c.rows}-row blocks, {c.cell_bits}-bit cells, "
+                          f"{c.weight_bits}-bit weights and threshold {c.threshold:g}, but the architecture has "
+                          f"{spec.rows}, {spec.cell_bits}, {spec.weight_bits} and {spec.readout.threshold:g}: "
+                          "fine-tune it for this architecture")
+
+
 def _calibration_patches(layer: "MappedLayer", activations: list, rng: np.random.Generator) -> np.ndarray:
     """The quantized input patches of a layer's calibration activations as int64: all of them, or, beyond
     ADC_CALIBRATION_ROWS, that many rows drawn without replacement (in their original order). Only the drawn
@@ -513,9 +523,13 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
     unscaled = []
     for index, (name, mod) in enumerate(progress_bar(list(targets.items()), desc=f"{arch.name} map: program and "
                                                      "calibrate", unit="layers", enabled=progress)):
-        spike_in = spiking and not qat.is_psq(mod) and snn.binary_inputs(seen[name])
+        sa_trained = snn_qat.is_sa(mod)   # trained for a sense amp per column (cimsim.mappers.snn_qat)
+        spike_in = (bool(mod.spike_input) if sa_trained else
+                    spiking and not qat.is_psq(mod) and snn.binary_inputs(seen[name]))
         if qat.is_psq(mod):   # fine-tuned with PSQ: its input range is part of what it learned
             _check_psq(name, mod, psq_cfg)
+            signed, input_scale = bool(mod.input_signed), float(mod.input_scale)
+        elif sa_trained and not spike_in:
             signed, input_scale = bool(mod.input_signed), float(mod.input_scale)
         elif spike_in:        # spikes: 1-bit inputs
             input_scale, signed = 1.0, False
@@ -543,6 +557,9 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
                 scales = np.concatenate([qat.lsq_scales(allp[:, g * k_per_group:(g + 1) * k_per_group],
                                                         layer.w_int[g * og:(g + 1) * og], psq_cfg, signed)
                                          for g in range(groups)], axis=2)
+        elif readout_op(spec.readout).decides and not spec.pair_readout and sa_trained:
+            _check_sa(name, mod, spec)
+            scales = snn_qat.column_scales(mod)
         elif readout_op(spec.readout).decides and not spec.pair_readout:   # one sense amp per column
             allp = _calibration_patches(layer, seen[name], rng)
             scales = np.concatenate([snn.sense_amp_scales(allp[:, g * k_per_group:(g + 1) * k_per_group],

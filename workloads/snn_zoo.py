@@ -6,9 +6,10 @@ Bernoulli spikes), every neuron layer is a :class:`~cimsim.spiking.LIF` with snn
 and the output is the membrane-potential readout: the last linear layer's output averaged over the steps.
 States are reset at the start of every ``forward``, so one call is one inference.
 
-* ``snn_vgg``: VGG-style (Simonyan & Zisserman 2015) 3x3 conv pairs 32-64 with BatchNorm and LIF, max-pooling
+* ``snn_vgg``: VGG-style (Simonyan & Zisserman 2015) 3x3 conv pairs 8-16 with BatchNorm and LIF, max-pooling
   after each pair (spikes stay binary), a 128-neuron LIF hidden layer and a linear readout; T = 10, the
-  ADC-less SNN paper's time steps for VGG (arXiv 2211.02167).
+  ADC-less SNN paper's time steps for VGG (arXiv 2211.02167). Narrow (``width``) so that training through
+  10 time steps stays within minutes per epoch on a CPU.
 
 The LIF constants (beta 0.9, threshold 1, reset by subtraction, arctan surrogate) are snnTorch's tutorial
 values (our choice); BatchNorm folds into the convolutions when mapped.
@@ -51,7 +52,7 @@ class SpikingNet(nn.Module):
 
 class SpikingVGG(SpikingNet):
     def __init__(self, in_channels: int = 1, image_size: int = 28, num_classes: int = 10,
-                 time_steps: int = VGG_TIME_STEPS, encoding: str = "direct", width: tuple[int, int] = (32, 64)):
+                 time_steps: int = VGG_TIME_STEPS, encoding: str = "direct", width: tuple[int, int] = (8, 16)):
         if image_size % 4:
             raise ConfigError(f"snn_vgg takes images whose size is a multiple of 4, got {image_size}")
         a, b = width

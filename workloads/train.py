@@ -76,6 +76,8 @@ RECIPES: dict[str, Recipe] = {
     "vgg_small": Recipe(epochs=15, lr=0.1),
     "resnet20": Recipe(epochs=20, lr=0.1),
     "mobilenetv2_small": Recipe(epochs=20, lr=0.1, weight_decay=4e-5),  # 4e-5: Sandler et al. 2018, sec. 6.1
+    # spiking (BPTT through 10 time steps with surrogate gradients): our choice, a lower rate than the ANNs'
+    "snn_vgg": Recipe(epochs=6, lr=0.05, weight_decay=1e-4),
 }
 
 # Augmentation per dataset: crops for the image sets; flips only where mirror images keep their class.
