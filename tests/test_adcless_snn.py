@@ -164,3 +164,30 @@ def test_plain_snntorch_models_map_as_they_are():
     rep = m.set_mode("analog").evaluate([(x, y)], progress=False)
     assert rep.config["spiking"]["time_steps"] == T
     assert count(rep, ev.LIF_UPDATES) == T * (4 * 8 * 8 + 5)
+
+
+def test_cimsim_run_takes_a_spiking_network_and_its_time_steps(capsys, tmp_path):
+    import json
+
+    from _cli_helpers import assert_one_line_user_error, run_cli
+    from cimsim.errors import DatasetError
+    from cimsim.workloads import datasets, train, zoo
+
+    try:
+        datasets.load("fashion-mnist")
+    except DatasetError:
+        pytest.skip("Fashion-MNIST is not installed")
+    torch.manual_seed(0)
+    meta = {"model": "snn_vgg", "dataset": "fashion-mnist", "input_shape": [1, 28, 28], "num_classes": 10,
+            "test_accuracy": 0.1}
+    ckpt = train.save_checkpoint(tmp_path / "snn_vgg-fashion-mnist.pt", zoo.build("snn_vgg"), meta)
+    code, out, err = run_cli(capsys, "run", "--arch", "adcless-snn", "--model", "snn_vgg", "--dataset",
+                             "fashion-mnist", "--checkpoint", ckpt, "--time-steps", "2", "--limit", "4",
+                             "--calibration", "8", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["config"]["spiking"]["time_steps"] == 2 and rep["config"]["time_steps"] == 2
+    assert all(p["time_steps"] == 2 for p in rep["config"]["mapped_layers"].values())
+    code, out, err = run_cli(capsys, "run", "--arch", "adcless-snn", "--model", "lenet5", "--dataset",
+                             "fashion-mnist", "--time-steps", "2", "--limit", "4", "--calibration", "8")
+    assert_one_line_user_error(code, err, "--time-steps applies to the zoo's spiking networks")

@@ -50,6 +50,15 @@ class SpikingNet(nn.Module):
         return total / self.time_steps
 
 
+def with_time_steps(model: nn.Module, time_steps: int) -> nn.Module:
+    """``model`` (a :class:`SpikingNet`) set to run ``time_steps`` steps, in place."""
+    if not isinstance(model, SpikingNet):
+        raise ConfigError(f"--time-steps applies to the zoo's spiking networks, not to {type(model).__name__}")
+    model.encoder = encoder(model.encoding, int(time_steps))
+    model.time_steps = model.encoder.time_steps
+    return model
+
+
 class SpikingVGG(SpikingNet):
     def __init__(self, in_channels: int = 1, image_size: int = 28, num_classes: int = 10,
                  time_steps: int = VGG_TIME_STEPS, encoding: str = "direct", width: tuple[int, int] = (8, 16)):
