@@ -171,6 +171,7 @@ class AdclessSnn(SnnChip):
                              "default", lo=0, hi=100)
 
     name = "adcless-snn"
+    learned_sense_amp_scales = True   # cimsim.mappers.snn_qat trains networks for it ('cimsim finetune')
     description = ("ADC-less SNN IMC (arXiv 2211.02167): 1-bit sense amp per column, binarized partial sums with "
                    "learned per-row-block scales accumulated into digital LIF units; 64x64 RRAM 1-bit cells, "
                    "4-bit weights, 65 nm")

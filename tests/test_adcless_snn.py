@@ -188,6 +188,6 @@ def test_cimsim_run_takes_a_spiking_network_and_its_time_steps(capsys, tmp_path)
     rep = json.loads(out)
     assert rep["config"]["spiking"]["time_steps"] == 2 and rep["config"]["time_steps"] == 2
     assert all(p["time_steps"] == 2 for p in rep["config"]["mapped_layers"].values())
-    code, out, err = run_cli(capsys, "run", "--arch", "adcless-snn", "--model", "lenet5", "--dataset",
+    code, out, err = run_cli(capsys, "run", "--arch", "snn-hpadc", "--model", "lenet5", "--dataset",
                              "fashion-mnist", "--time-steps", "2", "--limit", "4", "--calibration", "8")
     assert_one_line_user_error(code, err, "--time-steps applies to the zoo's spiking networks")

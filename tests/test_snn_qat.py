@@ -86,3 +86,44 @@ def test_gradients_reach_weights_scales_and_earlier_layers():
     for name, mod in snn_qat.sa_layers(net).items():
         assert float(mod.weight.grad.abs().sum()) > 0, name
         assert float(mod.sa_scale.grad.abs().sum()) > 0, name
+
+
+def test_finetune_cli_saves_a_checkpoint_that_run_finds_and_rebuilds(capsys, tmp_path, monkeypatch):
+    import json
+
+    from _cli_helpers import assert_one_line_user_error, run_cli
+    from cimsim import networks
+    from cimsim.errors import DatasetError
+    from cimsim.workloads import datasets, train, zoo
+
+    try:
+        data = datasets.load("fashion-mnist")
+    except DatasetError:
+        pytest.skip("Fashion-MNIST is not installed")
+    monkeypatch.setenv("CIMSIM_HOME", str(tmp_path / "home"))
+    torch.manual_seed(0)
+    meta = {"model": "snn_vgg", "dataset": "fashion-mnist", "input_shape": [1, 28, 28], "num_classes": 10,
+            "test_accuracy": 0.1}
+    base = train.save_checkpoint(tmp_path / "home" / "checkpoints" / "snn_vgg-fashion-mnist.pt", zoo.build("snn_vgg"),
+                                 meta)
+    code, out, err = run_cli(capsys, "finetune", "--arch", "adcless-snn", "--model", "snn_vgg", "--dataset",
+                             "fashion-mnist", "--epochs", "1", "--limit", "16", "--test-limit", "8", "--batch-size",
+                             "8", "--schedule", "direct", "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["recipe"]["schedule"] == "direct" and info["train_examples"] == 16 and info["base_checkpoint"] == base.name
+    path = networks.find_sa_checkpoint("snn_vgg", "fashion-mnist",
+                                       snn_qat.SAConfig.from_arch(cimsim.arch.get("adcless-snn")))
+    assert path is not None and str(path) == info["checkpoint"]
+    net, m = networks.load_sa_checkpoint(path)
+    with torch.no_grad():
+        acc = snn_qat.qat.evaluate_accuracy(net, data.x_test[:8], data.y_test[:8])
+    assert acc == info["test_accuracy"]                        # the rebuilt network is the fine-tuned one
+    code, out, err = run_cli(capsys, "run", "--arch", "adcless-snn", "--model", "snn_vgg", "--dataset",
+                             "fashion-mnist", "--limit", "8", "--calibration", "8", "--time-steps", "10", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["config"]["checkpoint"] == str(path) and rep["accuracy"] == acc   # ideal-read chip = emulation
+    code, out, err = run_cli(capsys, "finetune", "--arch", "hcim", "--model", "lenet5", "--dataset", "fashion-mnist",
+                             "--schedule", "direct")
+    assert_one_line_user_error(code, err, "--schedule applies to spiking networks")
