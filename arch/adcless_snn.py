@@ -146,6 +146,18 @@ class SnnChip(TiledChip):
     def emitted_events(self, input_signed: bool = False) -> set[str]:
         return super().emitted_events(input_signed) | {ev.LIF_UPDATES}
 
+    def dataflow_events(self, plan: LayerPlan, events: Mapping[str, float]) -> dict[str, float]:
+        """As on every tiled chip (:meth:`TiledChip.dataflow_events`), but a layer's outputs leave the tile as
+        spikes: the membrane accumulates next to the arrays and only the LIF units' 1-bit spikes travel to the
+        eDRAM and the next layer (est.: the paper's digital LIF units sit after the accumulation)."""
+        out = dict(events)
+        in_bytes = plan.positions * plan.in_features * plan.groups * self.layer_input_bits(plan) / 8
+        o_bytes = plan.positions * plan.out_features / 8
+        for k, v in ((ev.INPUT_REGISTER_BYTES, in_bytes), (ev.OUTPUT_REGISTER_BYTES, o_bytes),
+                     (ev.EDRAM_BYTES, in_bytes + o_bytes), (ev.BUS_BYTES, in_bytes + o_bytes)):
+            out[k] = out.get(k, 0) + v
+        return out
+
     def digital_events(self, layer: str, kind: str, events: Mapping[str, float]) -> dict[str, float]:
         """A spiking neuron layer runs on the LIF units: one update per neuron per time step (its profile's
         comparisons); other digital layers as on every tiled chip."""
