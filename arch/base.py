@@ -70,6 +70,8 @@ class Architecture:
     description: ClassVar[str] = ""
     maps_to_crossbars: ClassVar[bool] = True
     learned_column_scales: ClassVar[bool] = False
+    learned_sense_amp_scales: ClassVar[bool] = False   # one sense amp per column with learned scales (adcless-snn):
+                                                       # cimsim finetune trains spiking networks for it (snn_qat)
     aliases: ClassVar[dict[str, str]] = {}          # shorthand -> dotted path
     derived: ClassVar[dict[str, str]] = {}          # component parameter -> the architecture parameter it follows
     component_types: ClassVar[dict[str, type]] = {} # component field -> the model class it must be

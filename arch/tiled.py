@@ -275,10 +275,10 @@ class TiledChip(Architecture):
 
     def dataflow_events(self, plan: LayerPlan, events: Mapping[str, float]) -> dict[str, float]:
         """A mapped layer's events plus its data movement: inputs read from eDRAM over the bus into the input
-        register (``input_bits`` per input of every MVM), outputs through the output register back to eDRAM
-        (16-bit values, ISAAC sec. 4)."""
+        register (``input_bits`` per input of every MVM: the layer's own when it has them, 1 for spikes),
+        outputs through the output register back to eDRAM (16-bit values, ISAAC sec. 4)."""
         out = dict(events)
-        in_bytes = plan.positions * plan.in_features * plan.groups * self.input_bits / 8
+        in_bytes = plan.positions * plan.in_features * plan.groups * self.layer_input_bits(plan) / 8
         o_bytes = plan.positions * plan.out_features * OUTPUT_VALUE_BYTES
         for k, v in ((ev.INPUT_REGISTER_BYTES, in_bytes), (ev.OUTPUT_REGISTER_BYTES, o_bytes),
                      (ev.EDRAM_BYTES, in_bytes + o_bytes), (ev.BUS_BYTES, in_bytes + o_bytes)):
@@ -306,38 +306,56 @@ class TiledChip(Architecture):
         capacity = self.crossbars
         if sum(need.values()) > capacity:
             return {n: 1 for n in plans}
-        lo, hi = 1, max(p.positions for p in plans.values())
-        fits = lambda T: sum(math.ceil(p.positions / T) * p.arrays for p in plans.values()) <= capacity  # noqa: E731
+        steps = {n: self.step_positions(p) for n, p in plans.items()}
+        lo, hi = 1, max(steps.values())
+        fits = lambda T: sum(math.ceil(steps[n] / T) * p.arrays for n, p in plans.items()) <= capacity  # noqa: E731
         while lo < hi:
             mid = (lo + hi) // 2
             if fits(mid):
                 hi = mid
             else:
                 lo = mid + 1
-        return {n: max(1, math.ceil(p.positions / lo)) for n, p in plans.items()}
+        return {n: max(1, math.ceil(steps[n] / lo)) for n, p in plans.items()}
+
+    @staticmethod
+    def step_positions(plan: LayerPlan) -> int:
+        """MVMs of one time step (all of an inference's for a network without time steps). A spiking layer's
+        steps run one after another (each needs the previous layer's spikes of that step), so copies of a
+        layer share the positions of one step, never the steps."""
+        return math.ceil(plan.positions / max(plan.time_steps, 1))
+
+    def layer_input_bits(self, plan: LayerPlan) -> int:
+        """Bits of a mapped layer's inputs: its own (1 for spikes) or the architecture's."""
+        return plan.input_bits or self.input_bits
 
     def mvm_time_s(self, plan: LayerPlan, events: Mapping[str, float]) -> float:
         """Time of one matrix-vector product of a mapped layer: its bit-serial cycles."""
-        return self.input_cycles * self.cycle_s
+        return math.ceil(self.layer_input_bits(plan) / self.dac_bits) * self.cycle_s
 
-    def timing(self, ledger: EventLedger, plans: Mapping[str, LayerPlan], kinds: Mapping[str, str]) -> Timing:
-        """A mapped layer streams its ``positions`` MVMs through its copies; a digital layer takes its operations
-        over the chip's activation / pooling / adder units at their rates. Layers are pipelined (ISAAC sec. 5):
-        one inference takes the sum of the layer times, the chip starts one every slowest-layer time. A
-        layer occupies its copies' share of the chip's crossbars (and of the tiles around them)."""
-        copies = self.copies(plans)
+    def unit_rates(self) -> dict[str, float]:
+        """Operations per second of the chip's digital units, by the event they perform."""
         adders = (self.tiles + self.imas * 4) * self.tile_shift_add.op_rate_hz   # S+A: 1 per tile, 4 per IMA
-        unit_rate = {
+        return {
             ev.ACTIVATION_OPS: 2 * self.tiles * self.activation.op_rate_hz,   # 2 sigmoid units per tile
             ev.POOLING_OPS: self.tiles * self.pooling.op_rate_hz,             # 1 max-pool unit per tile
             ev.ADD: adders, ev.COMPARE: adders,
             ev.MUL: adders, ev.MAC: adders,                                  # (est.) one multiply per adder slot
         }
+
+    def timing(self, ledger: EventLedger, plans: Mapping[str, LayerPlan], kinds: Mapping[str, str]) -> Timing:
+        """A mapped layer streams its ``positions`` MVMs through its copies (time step after time step); a digital
+        layer takes its operations over the chip's activation / pooling / adder units at their rates. Layers are pipelined (ISAAC sec. 5):
+        one inference takes the sum of the layer times, the chip starts one every slowest-layer time. A
+        layer occupies its copies' share of the chip's crossbars (and of the tiles around them)."""
+        copies = self.copies(plans)
+        unit_rate = self.unit_rates()
         latency, occupancy = {}, {}
         for n in ledger.layers():
             events = ledger.layer(n)
             if n in plans:
-                latency[n] = math.ceil(plans[n].positions / copies[n]) * self.mvm_time_s(plans[n], events)
+                p = plans[n]
+                latency[n] = (max(p.time_steps, 1) * math.ceil(self.step_positions(p) / copies[n])
+                              * self.mvm_time_s(p, events))
                 occupancy[n] = copies[n] * plans[n].arrays / self.crossbars
             else:
                 latency[n] = max((v / unit_rate[e] for e, v in events.items() if e in unit_rate), default=0.0)

@@ -49,6 +49,8 @@ class LayerPlan:
     input_scale: float = 1.0
     arrays: int = 0             # crossbar arrays holding one copy of the layer
     row_blocks: int = 0
+    input_bits: int = 0         # bits of the layer's inputs when not the architecture's (1: spikes); 0 = the arch's
+    time_steps: int = 1         # calls per inference (a spiking network's time steps); positions include them
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

@@ -12,7 +12,7 @@ be costed again at another operating point (:meth:`cimsim.report.Report.recost`)
   offset-correction adds;
 * data movement: bytes through the input and output registers, the eDRAM buffer and the bus;
 * digital work (the profile of the layers kept digital): MACs, adds, multiplies, comparisons, weight and
-  activation accesses (values), activation-unit and pooling-unit operations.
+  activation accesses (values), activation-unit and pooling-unit operations, spiking-neuron updates.
 
 A conversion event names the readout kind and, for a multi-bit converter, its bits:
 ``conversion("sar-adc", 8) == "sar-adc_conversion_8b"``; :func:`parse_conversion` reads one back.
@@ -53,6 +53,7 @@ ACT_READ = "act_read"                # activation values read
 ACT_WRITE = "act_write"              # activation values written
 ACTIVATION_OPS = "activation_ops"    # operations of an activation (sigmoid/ReLU) unit
 POOLING_OPS = "pooling_ops"          # operations of a pooling unit
+LIF_UPDATES = "lif_updates"          # spiking-neuron updates (one neuron, one time step) on a digital LIF unit
 
 DIGITAL_OPS = (MAC, ADD, MUL, COMPARE)
 

@@ -13,13 +13,14 @@ import each other.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from cimsim.errors import CheckpointError, ConfigError
-from cimsim.mappers import qat
+from cimsim.mappers import qat, snn_qat
 from cimsim.mappers.mapper import _replace
 from cimsim.provenance import tag_model
 from cimsim.workloads import datasets, train, zoo
@@ -37,6 +38,16 @@ def load_model_and_data(model_name: str, dataset: str, data_dir=None, checkpoint
             model_name, data.name, cfg,
             command=finetune_command(zoo.canonical_name(model_name), data.name, arch.name, overrides))
         model, meta = load_any_checkpoint(ckpt)
+    elif arch is not None and arch.learned_sense_amp_scales:   # adcless-snn: fine-tuned for its sense amps
+        cfg = snn_qat.SAConfig.from_arch(arch)
+        ckpt = Path(checkpoint) if checkpoint else find_sa_checkpoint(model_name, data.name, cfg)
+        if ckpt is None:
+            ckpt = train.find_checkpoint(model_name, data.name)
+            warnings.warn(f"no network fine-tuned for {arch.name} ({sa_checkpoint_name(model_name, data.name, cfg)}): "
+                          "mapping the float network with calibrated sense-amp scales; make one with '"
+                          + finetune_command(zoo.canonical_name(model_name), data.name, arch.name, overrides) + "'",
+                          stacklevel=2)
+        model, meta = load_sa_checkpoint(ckpt) if is_sa_checkpoint(ckpt) else train.load_checkpoint(ckpt)
     else:
         ckpt = Path(checkpoint) if checkpoint else train.find_checkpoint(model_name, data.name)
         model, meta = train.load_checkpoint(ckpt)
@@ -152,7 +163,7 @@ def reference_kwargs(meta: dict, ckpt) -> dict:
     """``reference`` / ``reference_note`` for :func:`cimsim.mappers.evaluate` of a loaded checkpoint: a PSQ
     network is compared with the float network it was fine-tuned from; others with themselves (no
     arguments)."""
-    if "psq" not in meta:
+    if "psq" not in meta and "sa" not in meta:
         return {}
     model, note = psq_base_model(meta, ckpt)
     if model is None:
@@ -176,3 +187,74 @@ def find_psq_checkpoint(model: str, dataset: str, cfg: qat.PSQConfig, command: s
             return d / name
     cmd = command or finetune_command(zoo.canonical_name(model), datasets.canonical_name(dataset))
     raise CheckpointError(f"no PSQ fine-tuned checkpoint {name} for this architecture; make it with '{cmd}'")
+
+
+# ---------------------------------------------------------------------------------------------- sense-amp SNNs
+# Spiking networks fine-tuned for the sense-amp readout (adcless-snn, cimsim.mappers.snn_qat): 'cimsim finetune
+# --arch adcless-snn' saves one in the user's checkpoint directory; 'cimsim run --arch adcless-snn' finds it (the
+# user's directory, then the shipped ones) and otherwise maps the float network with calibrated scales.
+SA_FORMAT = "cimsim.sa-checkpoint"
+
+
+def sa_checkpoint_name(model: str, dataset: str, cfg: snn_qat.SAConfig) -> str:
+    tag = f"sa-w{cfg.weight_bits}a{cfg.input_bits}c{cfg.cell_bits}r{cfg.rows}t{cfg.threshold:g}"
+    return train.checkpoint_name(model, dataset).replace(".pt", f"-{tag}.pt")
+
+
+def save_sa_checkpoint(path, model: nn.Module, metadata: dict) -> Path:
+    """Weights, column scales, input ranges and spike flags of a sense-amp model (and the metadata as .json)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": SA_FORMAT, "format_version": 1, "metadata": json.dumps(metadata),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    train._atomic_write(path, lambda f: torch.save(payload, f))
+    train._atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(metadata, indent=2).encode() + b"\n"))
+    return path
+
+
+def is_sa_checkpoint(path) -> bool:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True).get("format") == SA_FORMAT
+    except Exception:
+        return False
+
+
+def load_sa_checkpoint(path) -> tuple[nn.Module, dict]:
+    """Rebuild a sense-amp fine-tuned zoo SNN: (model in eval mode with its SA layers, metadata)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; make one with 'cimsim finetune --arch adcless-snn'")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or payload.get("format") != SA_FORMAT:
+            raise ValueError("not a cimsim sense-amp checkpoint")
+        meta = json.loads(payload["metadata"])
+        cfg = snn_qat.SAConfig(**meta["sa"])
+        model = zoo.build_for(meta["model"], tuple(meta["input_shape"]), int(meta["num_classes"])).eval()
+        mods = dict(model.named_modules())
+        for layer, bn in meta["batchnorm_folded"]:
+            if mods[layer].bias is None:
+                mods[layer].bias = nn.Parameter(torch.zeros(mods[layer].weight.shape[0]))
+            _replace(model, bn, nn.Identity())
+        state = payload["state_dict"]
+        for i, (name, mod) in enumerate(m for m in model.named_modules() if f"{m[0]}.sa_scale" in state):
+            mod.__class__ = snn_qat.SALinear if isinstance(mod, nn.Linear) else snn_qat.SAConv2d
+            mod._setup(cfg, mod.weight[0].numel(), bool(state[f"{name}.spike_input"]),
+                       float(state[f"{name}.input_scale"]), bool(state[f"{name}.input_signed"]), seed=i)
+        model.sa_folded = meta["batchnorm_folded"]
+        model.load_state_dict(state)
+    except Exception as exc:
+        raise CheckpointError(f"sense-amp checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); delete it "
+                              "and re-create it with 'cimsim finetune --arch adcless-snn'") from None
+    return tag_model(model.eval(), train.checkpoint_info(path, meta)), meta
+
+
+def find_sa_checkpoint(model: str, dataset: str, cfg: snn_qat.SAConfig) -> Path | None:
+    """The sense-amp checkpoint for (model, dataset, cfg): the user's directory first, then the shipped ones; None
+    when there is none."""
+    name = sa_checkpoint_name(model, dataset, cfg)
+    for d in (train.user_dir(), train.SHIPPED_DIR):
+        if (d / name).is_file():
+            train.warn_if_shadowing(d / name)
+            return d / name
+    return None

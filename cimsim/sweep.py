@@ -311,7 +311,8 @@ def evaluate_point(point: Point, settings: Settings) -> Report:
 
     model, meta, data = _context(settings)
     spec = arch_mod.get(point.arch, **point_params(point, settings.overrides))
-    if spec.learned_column_scales:   # hcim: the network fine-tuned with partial-sum QAT for it
+    if spec.learned_column_scales or spec.learned_sense_amp_scales:   # hcim / adcless-snn: the network fine-tuned
+        # for it (partial-sum QAT / sense-amp training), else (adcless-snn) the float one with calibrated scales
         key = ("psq", _settings_key(settings), json.dumps(point_params(point, settings.overrides), sort_keys=True))
         if key not in _CONTEXT:
             m, mt, _, ck = load_model_and_data(settings.model, settings.dataset, settings.data_dir, None,

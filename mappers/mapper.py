@@ -18,6 +18,9 @@ What the mapper does, in order:
    architecture's digital components. A matrix layer the mapper does not support (transposed or 3-d
    convolutions, recurrent and attention layers, non-zero padding modes) is named in one warning and
    kept digital.
+6. **Spiking networks** (LIF neurons, snnTorch ``Leaky`` turned into cimsim's ``LIF``): layers fed spikes take
+   1-bit inputs, every time step counts (see :mod:`cimsim.mappers.snn`); a tile read by one sense amplifier
+   per column gets per-column scale factors (learned, or set from the calibration partial sums).
 
 A :class:`MappedLayer` computes ``y = s_x * s_w[o] * (x_int @ W_int.T) + bias`` where ``x_int @ W_int.T``
 comes from the crossbars. ``mapped.set_mode("digital")`` swaps the crossbars for exact integer
@@ -49,12 +52,15 @@ from cimsim.cost import LayerPlan
 from cimsim.crossbar import Crossbar
 from cimsim.errors import ConfigError, check_seed
 from cimsim.ledger import EventLedger
-from cimsim.mappers import qat
+from cimsim.mappers import qat, snn, snn_qat
 from cimsim.mappers.layer_quality import add_layer_quality
 from cimsim.mappers.profile import profile
 from cimsim.progress import progress as progress_bar
 from cimsim.provenance import describe
+from cimsim.readouts import readout_op
 from cimsim.report import SELF_REFERENCE, Report, cost_report
+from cimsim.spec import CrossbarSpec
+from cimsim.spiking import convert_snntorch, is_spiking
 
 MAPPED_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
 # matrix layers that exist in torch but that the mapper does not (yet) place on crossbars
@@ -115,8 +121,8 @@ def _seed_for(seed: int, index: int, group: int) -> int:
 def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
     """Fold every BatchNorm whose input is the output of a Conv/Linear into that layer (in place).
 
-    Returns the (layer, batchnorm) pairs folded. A layer called more than once per forward (shared
-    weights) is never folded.
+    Returns the (layer, batchnorm) pairs folded. A layer called more than once per forward folds only when
+    every call fed the same BN (a spiking network's time steps); shared weights feeding different BNs never do.
     """
     outputs: dict[int, tuple[str, torch.Tensor]] = {}
     calls: dict[str, int] = {}
@@ -133,6 +139,7 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> list[tuple[str, s
 
     def on_bn(name):
         def hook(mod, inputs):
+            calls[name] = calls.get(name, 0) + 1
             hit = outputs.get(id(inputs[0]))
             if hit is not None and hit[1] is inputs[0]:
                 pairs.append((hit[0], name))
@@ -150,9 +157,16 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> list[tuple[str, s
         for h in handles:
             h.remove()
     folded = []
+    # a layer called several times (a spiking network's time steps) folds when every call fed the same BN and
+    # that BN was fed by nothing else
+    fed: dict[str, set[str]] = {}
     for layer, bn_name in pairs:
+        fed.setdefault(layer, set()).add(bn_name)
+    for layer, bn_name in dict.fromkeys(pairs):
         lay, bn = mods[layer], mods[bn_name]
-        if calls.get(layer, 0) != 1 or not bn.track_running_stats or bn.running_mean is None:
+        if (fed[layer] != {bn_name} or pairs.count((layer, bn_name)) != calls.get(layer, 0)
+                or calls.get(bn_name, 0) != calls[layer]
+                or not bn.track_running_stats or bn.running_mean is None):
             continue
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1.0 / torch.sqrt(bn.running_var + bn.eps)
         shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
@@ -234,7 +248,8 @@ class MappedLayer(nn.Module):
         return (p[1], p[1], p[0], p[0])
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
-        p, bits = self.plan, self.arch.input_bits
+        p = self.plan
+        bits = p.input_bits or self.arch.input_bits
         lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if p.input_signed else (0, 2 ** bits - 1)
         return torch.clamp(torch.round(x.double() / p.input_scale), lo, hi)
 
@@ -312,7 +327,7 @@ class MappedLayer(nn.Module):
         p = self.plan
         return (f"{self.kind} {p.in_features * p.groups}->{p.out_features}, groups={p.groups}, "
                 f"{p.arrays} arrays, input {'signed' if p.input_signed else 'unsigned'} "
-                f"{self.arch.input_bits}b, weights {self.arch.weight_bits}b, mode={self.mode}")
+                f"{p.input_bits or self.arch.input_bits}b, weights {self.arch.weight_bits}b, mode={self.mode}")
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -389,11 +404,13 @@ class MappedModel(nn.Module):
         modes = [(m, m.training) for m in self.reference.modules()]
         self.reference.eval()
         correct = ref_correct = total = 0
+        counter = snn.SpikeCounter(self.model)
         try:
             with torch.no_grad():
                 for x, y in progress_bar(loader, desc=f"{self.arch.name} simulate", unit="batches",
                                          enabled=progress):
-                    correct += int((self(x).argmax(1) == y).sum())
+                    with counter:
+                        correct += int((self(x).argmax(1) == y).sum())
                     ref_correct += int((self.reference(x).argmax(1) == y).sum())
                     total += len(y)
         finally:
@@ -412,6 +429,8 @@ class MappedModel(nn.Module):
                          "kept_digital": self.kept_digital,
                          "batchnorm_folded": [f"{a} <- {b}" for a, b in self.folded],
                          "calibration": self.calibration_info,
+                         **({"spiking": counter.summary(total, max(p.time_steps for p in plans.values()))}
+                            if counter.neurons else {}),
                          "wall_seconds": round(time.perf_counter() - started, 3)}
         names = describe(self.model, loader, model_name=model_name or self.model_name, dataset=dataset)
         report.config = {**names, **report.config}   # what config gives wins
@@ -450,6 +469,16 @@ def _check_psq(name: str, mod: nn.Module, cfg) -> None:
     if cfg is not None and mod.psq_config != cfg:
         raise ConfigError(f"layer {name} was fine-tuned for {mod.psq_config.tag} but the architecture reads "
                           f"{cfg.tag}: fine-tune it for this architecture ('cimsim finetune' with the same --set)")
+
+
+def _check_sa(name: str, mod: nn.Module, spec: CrossbarSpec) -> None:
+    c = mod.sa_config
+    if (c.rows, c.cell_bits, c.weight_bits, c.threshold) != (spec.rows, spec.cell_bits, spec.weight_bits,
+                                                              float(spec.readout.threshold)):
+        raise ConfigError(f"layer {name} was trained for {c.rows}-row blocks, {c.cell_bits}-bit cells, "
+                          f"{c.weight_bits}-bit weights and threshold {c.threshold:g}, but the architecture has "
+                          f"{spec.rows}, {spec.cell_bits}, {spec.weight_bits} and {spec.readout.threshold:g}: "
+                          "fine-tune it for this architecture")
 
 
 def _calibration_patches(layer: "MappedLayer", activations: list, rng: np.random.Generator) -> np.ndarray:
@@ -511,6 +540,8 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
     else:
         reference, note = model, reference_note or SELF_REFERENCE
     work = copy.deepcopy(model).eval()
+    convert_snntorch(work)          # snnTorch Leaky -> cimsim LIF (same semantics; cimsim.spiking)
+    spiking = is_spiking(work)
     for p in work.parameters():
         p.requires_grad_(False)
     with _model_takes(batches[0]):
@@ -571,21 +602,32 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
     timings["prepare_s"] = time.perf_counter() - started
     for index, (name, mod) in enumerate(progress_bar(list(targets.items()), desc=f"{arch.name} map: program and "
                                                      "calibrate", unit="layers", enabled=progress)):
+        sa_trained = snn_qat.is_sa(mod)   # trained for a sense amp per column (cimsim.mappers.snn_qat)
+        spike_in = (bool(mod.spike_input) if sa_trained else
+                    spiking and not qat.is_psq(mod) and snn.binary_inputs(seen[name]))
         if qat.is_psq(mod):   # fine-tuned with PSQ: its input range is part of what it learned
             _check_psq(name, mod, psq_cfg)
             signed, input_scale = bool(mod.input_signed), float(mod.input_scale)
+        elif sa_trained and not spike_in:
+            signed, input_scale = bool(mod.input_signed), float(mod.input_scale)
+        elif spike_in:        # spikes: 1-bit inputs
+            input_scale, signed = 1.0, False
         else:
             input_scale, signed = qat.activation_range(torch.cat([a.reshape(-1) for a in seen[name]]),
                                                        arch.input_bits, rng)
         t0 = time.perf_counter()
         groups = getattr(mod, "groups", 1)
         k_per_group = mod.weight[0].numel()
+        calls = len(seen[name]) // len(batches) if spiking else 1     # time steps
         plan = LayerPlan(name, type(mod).__name__, k_per_group, mod.weight.shape[0], groups,
-                         input_signed=signed, input_scale=input_scale)
+                         input_signed=signed, input_scale=input_scale, input_bits=1 if spike_in else 0,
+                         time_steps=max(calls, 1))
         layer = MappedLayer(name, mod, arch, plan)
         if backend == "torch" and str(device).startswith("cuda"):
             layer.exact_device = device
         spec = arch.crossbar_spec(input_signed=signed)
+        if spike_in:   # one read cycle per time step
+            spec = CrossbarSpec(**{**spec.__dict__, "input_bits": 1, "dac_bits": 1})
         og = plan.out_features // groups
         scales = None
         if psq_cfg is not None:
@@ -597,15 +639,23 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
                 scales = np.concatenate([qat.lsq_scales(allp[:, g * k_per_group:(g + 1) * k_per_group],
                                                         layer.w_int[g * og:(g + 1) * og], psq_cfg, signed)
                                          for g in range(groups)], axis=2)
+        elif readout_op(spec.readout).decides and not spec.pair_readout and sa_trained:
+            _check_sa(name, mod, spec)
+            scales = snn_qat.column_scales(mod)
+        elif readout_op(spec.readout).decides and not spec.pair_readout:   # one sense amp per column
+            allp = _calibration_patches(layer, seen[name], rng)
+            scales = np.concatenate([snn.sense_amp_scales(allp[:, g * k_per_group:(g + 1) * k_per_group],
+                                                          layer.w_int[g * og:(g + 1) * og], spec)
+                                     for g in range(groups)], axis=3)
         t1 = time.perf_counter()
         for g in range(groups):
             layer.crossbars.append(Crossbar(layer.w_int[g * og:(g + 1) * og], spec, seed=_seed_for(seed, index, g),
                                             backend=backend, device=device, name=name,
-                                            column_scales=None if scales is None else scales[:, :, g * og:(g + 1) * og]))
+                                            column_scales=None if scales is None else scales[..., g * og:(g + 1) * og]))
         t2 = time.perf_counter()
         # positions per inference and ADC calibration from the quantized calibration inputs
         patches, shape = layer._patches(layer.quantize_input(seen[name][0][:1]))
-        plan.positions = int(patches.shape[0])
+        plan.positions = int(patches.shape[0]) * plan.time_steps
         plan.arrays = sum(xb.arrays for xb in layer.crossbars)
         plan.row_blocks = len(layer.crossbars[0].row_blocks)
         if spec.adc_range == "calibrated":

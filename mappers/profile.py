@@ -8,7 +8,10 @@
   additions such as residual shortcuts, which are caught at the function level and booked to the
   module that performed them);
 * ``weight_read``: weight and bias values read; ``act_read`` / ``act_write``: activation values read
-  and written by matrix layers.
+  and written by matrix layers;
+* spiking neurons (:class:`cimsim.spiking.SpikingNeuron`, which returns ``(spikes, membrane)``) count the
+  work of one update per call (:meth:`~cimsim.spiking.SpikingNeuron.profile_events`): a network run over
+  ``T`` time steps calls them ``T`` times, so the profile of one inference holds every step.
 
 Modules the profiler does not recognise are listed in ``Profile.uncosted`` rather than silently
 treated as free.
@@ -24,6 +27,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from cimsim.ledger import EventLedger
+from cimsim.spiking import Encoder, SpikingNeuron
 
 _FREE = (nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity)
 _RELU_LIKE = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU)
@@ -51,6 +55,10 @@ def _pool_window(mod: nn.Module) -> int:
 def _count_module(mod: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float] | None:
     """Events of one call of a leaf module; None when the module is not recognised."""
     n_out = y.numel()
+    if isinstance(mod, SpikingNeuron):
+        return mod.profile_events(x)
+    if isinstance(mod, Encoder):
+        return mod.profile_events(x, y)
     if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         k = math.prod(mod.kernel_size)
         ev = {"mac": n_out * (mod.in_channels // mod.groups) * k, "weight_read": mod.weight.numel(),
@@ -128,6 +136,8 @@ def profile(model: nn.Module, example: torch.Tensor) -> Profile:
             if not leaf:
                 return
             x = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+            if isinstance(output, tuple) and output and isinstance(mod, SpikingNeuron):
+                output = output[0]   # (spikes, membrane)
             y = output if isinstance(output, torch.Tensor) else None
             ev = _count_module(mod, x, y) if (x is not None and y is not None) else None
             if ev is None:

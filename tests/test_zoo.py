@@ -22,7 +22,9 @@ def test_every_model_runs_on_every_input_shape(name, channels, size):
 def test_models_are_plain_torch_nn(name):
     net = zoo.build(name)
     for mod in net.modules():
-        assert type(mod).__module__.startswith(("torch.nn", "cimsim.workloads.zoo")), type(mod)
+        # spiking networks: their own module and cimsim's LIF neurons and encoders (cimsim.spiking)
+        assert type(mod).__module__.startswith(("torch.nn", "cimsim.workloads.zoo", "cimsim.workloads.snn_zoo",
+                                                "cimsim.spiking")), type(mod)
 
 
 def _params(net):

@@ -13,6 +13,7 @@ Every builder takes ``in_channels`` (1 or 3), ``image_size`` (28 or 32; 8 for th
   channels); downsampling shortcuts are 1x1 conv + BatchNorm (option B) so every branch is a matrix op.
 * ``mobilenetv2_small``: MobileNetV2 (Sandler et al. 2018) inverted residual blocks (1x1 expand, 3x3
   depthwise, 1x1 linear projection), width and depth cut down for 28/32-pixel inputs.
+* spiking networks (``snn_vgg``, ...): :mod:`cimsim.workloads.snn_zoo`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from cimsim.errors import ConfigError
+from cimsim.workloads import snn_zoo
 
 
 class MLP(nn.Module):
@@ -173,6 +175,7 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "vgg_small": VGGSmall,
     "resnet20": ResNet20,
     "mobilenetv2_small": MobileNetV2Small,
+    **snn_zoo.BUILDERS,     # spiking networks (workloads/snn_zoo.py)
 }
 _ALIASES = {"lenet": "lenet5", "lenet_5": "lenet5", "vgg": "vgg_small", "resnet_20": "resnet20",
             "mobilenetv2": "mobilenetv2_small", "mobilenet": "mobilenetv2_small"}

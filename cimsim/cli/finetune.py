@@ -21,6 +21,10 @@ def run(args) -> int:
 
     overrides = dict(args.set or [])
     spec = arch_mod.get(args.arch, **overrides)
+    if spec.learned_sense_amp_scales:   # adcless-snn: spiking networks, cimsim.mappers.snn_qat
+        return finetune_snn(args, spec, overrides)
+    if args.schedule is not None:
+        raise ConfigError("--schedule applies to spiking networks fine-tuned for adcless-snn")
     if not spec.learned_column_scales:
         raise ConfigError(f"finetune prepares networks for ADC-less architectures with learned partial-sum scales "
                           f"(hcim); {spec.name!r} needs none: use 'cimsim run --arch {spec.name}' directly")
@@ -80,10 +84,51 @@ def run(args) -> int:
     return 0
 
 
+def finetune_snn(args, spec, overrides: dict) -> int:
+    """Hardware-aware fine-tuning of a trained spiking network for the sense amps of ``spec`` (adcless-snn)."""
+    from cimsim import networks
+    from cimsim.mappers import snn_qat
+    from cimsim.workloads import train
+
+    out = checkpoint_output(args.out)   # before any work
+    require_device(args.device)
+    model, meta, data, ckpt = networks.load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
+    cfg = snn_qat.SAConfig.from_arch(spec)
+    recipe = snn_qat.SnnFinetuneRecipe(**{k: v for k, v in (("epochs", args.epochs), ("lr", args.lr),
+                                                             ("batch_size", args.batch_size), ("noise_frac", args.noise),
+                                                             ("schedule", args.schedule)) if v is not None})
+    net, info = snn_qat.finetune(model, cfg, data, recipe, seed=args.seed, limit=args.limit, test_limit=args.test_limit)
+    sets = "".join(f" --set {k}={v}" for k, v in overrides.items())
+    opts = [("--limit", args.limit), ("--test-limit", args.test_limit), ("--batch-size", args.batch_size),
+            ("--lr", args.lr), ("--noise", args.noise)]
+    out_meta = {"model": meta["model"], "dataset": data.name, "arch": spec.name, "input_shape": meta["input_shape"],
+                "num_classes": meta["num_classes"], "base_checkpoint": Path(ckpt).name,
+                "base_test_accuracy": meta["test_accuracy"], **info,
+                "command": (f"cimsim finetune --arch {spec.name} --model {meta['model']} --dataset {data.name}{sets} "
+                            f"--epochs {recipe.epochs} --schedule {recipe.schedule} --seed {args.seed}"
+                            + "".join(f" {k} {v}" for k, v in opts if v))}
+    path = out if out is not None else train.user_dir() / networks.sa_checkpoint_name(meta["model"], data.name, cfg)
+    path = networks.save_sa_checkpoint(path, net, out_meta)
+    note = f"checkpoint saved to {path}; {train.saved_note(path)}"
+    if args.json:
+        print(f"cimsim finetune: {note}", file=sys.stderr)
+        emit_json({**out_meta, "checkpoint": str(path)})
+    else:
+        for h in info["history"]:
+            print(f"epoch {h['epoch']:3d}  loss {h['loss']:.4f}")
+        print(f"{meta['model']} on {data.name}, fine-tuned for {spec.name}'s sense amps ({recipe.schedule} schedule): "
+              f"test accuracy {100 * info['test_accuracy_before']:.2f}% before, {100 * info['test_accuracy']:.2f}% "
+              f"after {recipe.epochs} epochs (first {info['test_examples']} test examples; float network "
+              f"{100 * meta['test_accuracy']:.2f}%)")
+        print(note)
+    return 0
+
+
 def register(sub) -> None:
     sp = add_command(sub, "finetune", "fine-tune a trained network for an ADC-less architecture (partial-sum QAT)", run,
              "Partial-sum quantization-aware fine-tuning (cimsim.mappers.psq_finetune) of a trained zoo network for an "
-             "architecture with binary/ternary column readouts and learned scale factors (hcim). The result is "
+             "architecture with binary/ternary column readouts and learned scale factors (hcim), or hardware-aware "
+             "training of a spiking network for the sense amps of adcless-snn (cimsim.mappers.snn_qat). The result is "
              "saved where 'cimsim run --arch ARCH' finds it. --limit N fine-tunes on the first N training examples.")
     sp.add_argument("--arch", default="hcim", help="architecture to prepare the network for (default hcim)")
     data_options(sp)
@@ -113,3 +158,5 @@ def register(sub) -> None:
     sp.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to fine-tune (default cpu)")
     sp.add_argument("--out", help="checkpoint file (default: the user's checkpoint directory)")
+    sp.add_argument("--schedule", choices=["progressive", "direct"],
+                    help="adcless-snn: binarized partial sums introduced progressively (default) or all at once")

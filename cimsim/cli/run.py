@@ -27,6 +27,10 @@ def run(args) -> int:
 
     model, meta, data, ckpt = load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint,
                                                   arch=spec, overrides=dict(args.set or []))
+    if args.time_steps is not None:
+        from cimsim.workloads.snn_zoo import with_time_steps
+
+        with_time_steps(model, args.time_steps)
     loader = data.loader("test", batch_size=args.batch_size, limit=args.limit)
     calibration = data.loader("train", batch_size=args.batch_size, limit=args.calibration, shuffle=False)
     report = evaluate(
@@ -34,7 +38,8 @@ def run(args) -> int:
         config={"model": meta["model"], "dataset": data.name, "checkpoint": str(ckpt),
                 "checkpoint_test_accuracy": meta["test_accuracy"], "limit": args.limit,
                 "batch_size": args.batch_size, "data_source": data.source,
-                "calibration_examples": args.calibration},
+                "calibration_examples": args.calibration,
+                **({"time_steps": args.time_steps} if args.time_steps is not None else {})},
         **(reference_kwargs(meta, ckpt) if spec.maps_to_crossbars else {}))
     if out is not None:
         path = report.to_hdf5(out)
@@ -62,3 +67,5 @@ def register(sub) -> None:
     sp.add_argument("--backend", default="numba", choices=["numba", "torch"], help="crossbar engine (default numba)")
     sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="engine device (cuda needs --backend torch)")
     sp.add_argument("--out", help="also write the report to this HDF5 file")
+    sp.add_argument("--time-steps", type=positive_int, metavar="T",
+                    help="time steps of a spiking network (default: the network's own, e.g. 10 for snn_vgg)")

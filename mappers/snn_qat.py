@@ -1,0 +1,406 @@
+"""Hardware-aware training of spiking networks for crossbars read by one sense amplifier per column.
+
+The ADC-less SNN chip (``adcless-snn``, arXiv 2211.02167) binarizes every column's partial sum: for row block
+``r``, weight slice ``j``, polarity ``p`` (G+ or G- column) and output ``o``,
+
+    q = s[r, j, p, o] * H(PS / s[r, j, p, o] - threshold),   PS = plane_t[rows of r] . level_{j, p}[rows of r]
+
+and accumulates ``y = s_x * s_w * sum_{t, r, j, p} 2**(dac_bits t) * 2**shift_j * sign_p * q + bias`` into the
+LIF membrane (:class:`cimsim.Crossbar` with a per-column :class:`~cimsim.devices.SenseAmp` and
+``column_scales`` computes exactly this). :class:`SAConv2d` / :class:`SALinear` compute the same thing in torch,
+with the engine's slicing (``signed="differential"``), bit planes and row blocks, so a network trained with them
+maps onto the chip with the same numbers (tested bit for bit on ideal cells).
+
+Gradients: straight-through. Inputs fed spikes (0/1) are their own single bit plane, so the spike's surrogate
+gradient flows through the partial sums exactly; multi-bit inputs (the first layer of a directly encoded network)
+use :func:`cimsim.mappers.qat.bit_planes`. Weight slices pass their share of the integer weight's gradient
+(:func:`cimsim.mappers.qat.quantize_weight_ste` gives the integers). The decision uses the LSQ estimator
+(Esser et al., ICLR 2020) for a 1-bit unsigned quantizer {0, s}: ``dq/dPS = 1`` on ``0 <= PS/s <= 1``, else 0;
+``dq/ds = H - PS/s`` inside, ``H`` outside, scaled by ``1 / sqrt(number of partial sums per scale)``.
+
+**Progressive schedule** (the paper's method: hardware awareness introduced step by step; its schedule is not
+public). Ours: a growing fraction of binarized partial sums. Every column of every layer gets a fixed random rank
+(seeded); a column whose rank lies below the current fraction ``f`` is binarized, the others pass their exact
+partial sum. ``f`` rises linearly from ``start_fraction`` to 1 over the first ``ramp`` share of the fine-tuning
+steps and stays at 1 after, so the network meets the full readout gradually, layer by layer at the same pace,
+and the last part of training is on the hardware's exact readout. We chose it over layer-by-layer stages because
+it costs the same number of steps as fine-tuning with everything binarized from the start (``schedule="direct"``),
+so the two can be compared at equal cost.
+
+Noise injection (``noise_frac``): during training every cell level gets Gaussian noise of ``noise_frac`` of the
+level range (per cell, as :mod:`cimsim.mappers.qat` does), so the network learns margins around programming
+variation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cimsim.errors import ConfigError
+from cimsim.mappers import qat
+
+
+@dataclass(frozen=True)
+class SAConfig:
+    """What the crossbar does to a partial sum (must match the architecture the network is mapped onto)."""
+
+    rows: int = 64
+    cell_bits: int = 1
+    weight_bits: int = 4
+    input_bits: int = 8          # bits of non-spike inputs (the first layer's)
+    dac_bits: int = 1
+    threshold: float = 0.5
+
+    @classmethod
+    def from_arch(cls, arch) -> "SAConfig":
+        return cls(rows=arch.rows, cell_bits=arch.cell_bits, weight_bits=arch.weight_bits,
+                   input_bits=arch.input_bits, dac_bits=arch.dac_bits, threshold=float(arch.sa_threshold))
+
+    def slice_shifts(self) -> list[tuple[int, int]]:
+        return qat.PSQConfig(rows=self.rows, cell_bits=self.cell_bits, weight_bits=self.weight_bits).slice_shifts()
+
+    def planes_config(self) -> qat.PSQConfig:
+        return qat.PSQConfig(rows=self.rows, cell_bits=self.cell_bits, weight_bits=self.weight_bits,
+                             input_bits=self.input_bits, dac_bits=self.dac_bits)
+
+    def row_blocks(self, k: int) -> list[tuple[int, int]]:
+        return [(k0, min(k0 + self.rows, k)) for k0 in range(0, k, self.rows)]
+
+
+class _Binarize(torch.autograd.Function):
+    """``s * H(PS / s - threshold)`` forward; LSQ's straight-through gradients for levels {0, 1} backward."""
+
+    @staticmethod
+    def forward(ctx, ps, s, threshold, grad_scale):
+        u = ps / s
+        d = (u > threshold).to(ps.dtype)
+        ctx.save_for_backward(u, d)
+        ctx.grad_scale = grad_scale
+        return d * s
+
+    @staticmethod
+    def backward(ctx, g):
+        u, d = ctx.saved_tensors
+        inside = (u >= 0) & (u <= 1)
+        grad_s = (g * torch.where(inside, d - u, d)).sum(dim=0, keepdim=True) * ctx.grad_scale
+        return g * inside, grad_s, None, None
+
+
+class _SA:
+    """Mixin of the sense-amp layers: config, input range, learned scales ``sa_scale`` (row blocks, S*P*O)."""
+
+    sa_config: SAConfig
+    hw_enabled: bool = True
+    fraction: float = 1.0
+    noise_frac: float = 0.0
+
+    def _setup(self, cfg: SAConfig, k: int, spikes: bool, input_scale: float, input_signed: bool, seed: int):
+        self.sa_config, self.hw_enabled, self.fraction, self.noise_frac = cfg, True, 1.0, 0.0
+        S, O = len(cfg.slice_shifts()), self.weight.shape[0]
+        self.sa_scale = nn.Parameter(torch.ones(len(cfg.row_blocks(k)), S * 2 * O, dtype=self.weight.dtype))
+        self.register_buffer("input_scale", torch.tensor(float(input_scale), dtype=torch.float64))
+        self.register_buffer("input_signed", torch.tensor(bool(input_signed)))
+        self.register_buffer("spike_input", torch.tensor(bool(spikes)))
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("column_rank", torch.rand(self.sa_scale.shape, generator=g, dtype=torch.float64))
+        self._memo = None
+
+    # ------------------------------------------------------------------ pieces
+    def integer_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        if bool(self.spike_input):
+            return x
+        cfg = self.sa_config
+        return qat.quantize_activation(x, float(self.input_scale), cfg.input_bits, bool(self.input_signed))
+
+    def planes(self, patches: torch.Tensor) -> tuple[list[torch.Tensor], list[float]]:
+        if bool(self.spike_input):
+            return [patches], [1.0]
+        return qat.bit_planes(patches, self.sa_config.planes_config(), bool(self.input_signed))
+
+    def columns(self, w_int: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cell levels of every physical column (S*P*O, K), slice-major then polarity, with STE gradients, and
+        each column's digital weight ``2**shift_j * sign_p`` (S*P*O,)."""
+        cfg = self.sa_config
+        mag, pos, neg = w_int.detach().abs(), (w_int.detach() > 0).to(w_int.dtype), (w_int.detach() < 0).to(w_int.dtype)
+        layout = cfg.slice_shifts()
+        norm = sum(4.0 ** s for s, _ in layout)
+        dw = w_int - w_int.detach()
+        cols, coef = [], []
+        O = w_int.shape[0]
+        for s, wd in layout:
+            level = torch.remainder(torch.floor(mag / 2 ** s), 2 ** wd)
+            share = 2.0 ** s / norm
+            cols += [level * pos + share * dw * pos, level * neg - share * dw * neg]
+            coef += [2.0 ** s] * O + [-(2.0 ** s)] * O
+        levels = torch.cat(cols)
+        if self.training and self.noise_frac > 0:
+            levels = levels + self.noise_frac * (2 ** cfg.cell_bits - 1) * torch.randn_like(levels)
+        return levels, torch.tensor(coef, dtype=w_int.dtype, device=w_int.device)
+
+    def sa_product(self, patches: torch.Tensor, w_int: torch.Tensor, scale: torch.Tensor,
+                   columns: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """(M, O): the crossbar's accumulated binarized partial sums in integer units of x @ W.T (one group)."""
+        cfg = self.sa_config
+        planes, pw = self.planes(patches)
+        levels, coef = columns if columns is not None else self.columns(w_int)
+        O, M = w_int.shape[0], patches.shape[0]
+        P = torch.cat(planes)                                              # (T * M, K)
+        y = patches.new_zeros(M, O)
+        for r, (k0, k1) in enumerate(cfg.row_blocks(patches.shape[1])):
+            ps = P[:, k0:k1] @ levels[:, k0:k1].T                          # (T * M, S * P * O)
+            s = scale[r][None, :]
+            q = _Binarize.apply(ps, s, cfg.threshold, 1.0 / math.sqrt(ps.shape[0]))
+            if self.fraction < 1:
+                keep = (self.column_rank[r] < self.fraction)[None, :]
+                q = torch.where(keep, q, ps)
+            q = (q * coef[None, :]).reshape(len(planes), M, -1, O).sum(dim=2)   # (T, M, O)
+            y = y + sum(w * q[t] for t, w in enumerate(pw))
+        return y
+
+    def sa_forward(self, x: torch.Tensor) -> torch.Tensor:
+        # a directly encoded input repeats every step (one tensor seen T times): same weights, same output
+        key = (self.weight._version, self.sa_scale._version, self.fraction, self.training, self.noise_frac,
+               torch.is_grad_enabled())
+        memo = self._memo
+        if memo is not None and memo[1] == key and _same_view(memo[0], x):
+            return memo[2]
+        cfg = self.sa_config
+        x_int = self.integer_inputs(x.to(self.weight.dtype))
+        patches, shape = self._patches(x_int)
+        # the weights' integers and cell levels (with one draw of programming noise) are the same at every time
+        # step of an inference: computed once per weight update (the graph is shared by the steps)
+        wkey = (self.weight._version, self.noise_frac, self.training, torch.is_grad_enabled())
+        wm = getattr(self, "_weights_memo", None)
+        if wm is None or wm[0] != wkey or wm[1] is not self.weight:
+            w_int, w_scale = qat.quantize_weight_ste(self.weight, cfg.weight_bits)
+            wm = (wkey, self.weight, w_int, w_scale, self.columns(w_int))
+            self._weights_memo = wm
+        _, _, w_int, w_scale, cols = wm
+        acc = self.sa_product(patches, w_int, self.sa_scale, cols)
+        y = acc * (self.input_scale.to(acc.dtype) * w_scale)[None, :]
+        if self.bias is not None:
+            y = y + self.bias[None, :]
+        out = self._unpatch(y, shape)
+        self._memo = (x, key, out) if not bool(self.spike_input) else None
+        return out
+
+
+def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """The same values: one storage, place, shape and strides, unmodified (``a`` is held, so its memory cannot
+    have been reused by another tensor)."""
+    return (a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
+            and a.dtype == b.dtype and a._version == b._version and a.requires_grad == b.requires_grad)
+
+
+class SALinear(_SA, nn.Linear):
+    """``nn.Linear`` trained for a sense-amp-per-column crossbar (module docstring)."""
+
+    def _patches(self, x):
+        return x.reshape(-1, x.shape[-1]), x.shape[:-1]
+
+    def _unpatch(self, y, shape):
+        return y.reshape(*shape, -1)
+
+    def forward(self, x):
+        return self.sa_forward(x) if self.hw_enabled else nn.Linear.forward(self, x)
+
+
+class SAConv2d(_SA, nn.Conv2d):
+    """``nn.Conv2d`` (zero padding) trained for a sense-amp-per-column crossbar (module docstring)."""
+
+    def _patches(self, x):
+        p = self.padding
+        if isinstance(p, str):
+            raise ConfigError(f"SAConv2d: padding={p!r} is not supported; use explicit padding")
+        x = F.pad(x, (p[1], p[1], p[0], p[0]))
+        B, C, H, W = x.shape
+        k, s, d = self.kernel_size, self.stride, self.dilation
+        cols = F.unfold(x, k, dilation=d, stride=s)
+        Ho = (H - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        Wo = (W - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        return cols.transpose(1, 2).reshape(B * Ho * Wo, -1), (B, Ho, Wo)
+
+    def _unpatch(self, y, shape):
+        B, Ho, Wo = shape
+        return y.reshape(B, Ho * Wo, -1).transpose(1, 2).reshape(B, -1, Ho, Wo)
+
+    def forward(self, x):
+        if self.groups != 1:
+            raise ConfigError("SAConv2d supports groups=1 only")
+        return self.sa_forward(x) if self.hw_enabled else nn.Conv2d.forward(self, x)
+
+
+def is_sa(mod: nn.Module) -> bool:
+    return isinstance(mod, _SA)
+
+
+def sa_layers(model: nn.Module) -> dict[str, nn.Module]:
+    return {n: m for n, m in model.named_modules() if is_sa(m)}
+
+
+def set_fraction(model: nn.Module, fraction: float) -> None:
+    """Binarize this fraction of every layer's columns (the rest pass their exact partial sums)."""
+    for m in sa_layers(model).values():
+        m.fraction = float(fraction)
+
+
+def column_scales(mod: nn.Module) -> np.ndarray:
+    """A trained layer's scales as the engine takes them: (row blocks, slices, polarities, outputs)."""
+    S = len(mod.sa_config.slice_shifts())
+    s = mod.sa_scale.detach().double().numpy()
+    return s.reshape(s.shape[0], S, 2, -1)
+
+
+# ---------------------------------------------------------------------------------------------- prepare
+def _convertible(mod: nn.Module) -> bool:
+    if type(mod) is nn.Linear:
+        return True
+    return (type(mod) is nn.Conv2d and mod.padding_mode == "zeros" and not isinstance(mod.padding, str)
+            and mod.groups == 1)
+
+
+@torch.no_grad()
+def prepare(model: nn.Module, cfg: SAConfig, calibration: list[torch.Tensor], seed: int = 0) -> nn.Module:
+    """A sense-amp-aware copy of ``model``: BN folded, every Linear/Conv2d an :class:`SALinear` /
+    :class:`SAConv2d` with its input range (spikes: 1 bit; else the mapper's percentile rule) and its scales
+    initialised from the calibration partial sums (:func:`cimsim.mappers.snn.sense_amp_scales`)."""
+    import copy
+
+    from cimsim.devices.converters import SenseAmp
+    from cimsim.mappers import snn
+    from cimsim.mappers.mapper import fold_batchnorm
+    from cimsim.spec import CrossbarSpec
+
+    if not calibration:
+        raise ConfigError("hardware-aware training needs calibration batches (inputs from the training split)")
+    work = copy.deepcopy(model).eval()
+    folded = fold_batchnorm(work, calibration[0])
+    targets = {n: m for n, m in work.named_modules() if _convertible(m)}
+    if not targets:
+        raise ConfigError("the model has no Linear or Conv2d layer to train for the sense-amp readout")
+    seen: dict[str, list[torch.Tensor]] = {n: [] for n in targets}
+    handles = [m.register_forward_pre_hook(lambda mod, inp, n=n: seen[n].append(inp[0].detach()))
+               for n, m in targets.items()]
+    try:
+        for xb in calibration:
+            work(xb)
+    finally:
+        for h in handles:
+            h.remove()
+    rng = np.random.default_rng(seed)
+    for i, (name, mod) in enumerate(targets.items()):
+        spikes = snn.binary_inputs(seen[name])
+        scale, signed = (1.0, False) if spikes else qat.activation_range(
+            torch.cat([a.reshape(-1) for a in seen[name]]), cfg.input_bits, rng)
+        k = mod.weight[0].numel()
+        mod.__class__ = SALinear if isinstance(mod, nn.Linear) else SAConv2d
+        mod._setup(cfg, k, spikes, scale, signed, seed=seed * 1000 + i)
+        # initial scales from a sample of the calibration inputs, with the engine's own encoding
+        x_int = torch.cat([mod._patches(mod.integer_inputs(a.double()))[0] for a in seen[name][:4]])
+        if x_int.shape[0] > 8192:
+            x_int = x_int[torch.from_numpy(np.sort(rng.choice(x_int.shape[0], 8192, replace=False)))]
+        w_int, _ = qat.quantize_weight_ste(mod.weight.detach().double(), cfg.weight_bits)
+        spec = CrossbarSpec(rows=cfg.rows, cell_bits=cfg.cell_bits, weight_bits=cfg.weight_bits,
+                            input_bits=1 if spikes else cfg.input_bits, dac_bits=1 if spikes else cfg.dac_bits,
+                            input_signed=signed, readout=SenseAmp(threshold=cfg.threshold))
+        init = snn.sense_amp_scales(x_int.numpy().astype(np.int64), w_int.numpy().astype(np.int64), spec)
+        mod.sa_scale.data = torch.from_numpy(init.reshape(init.shape[0], -1)).to(mod.weight.dtype)
+    work.sa_folded = [list(p) for p in folded]
+    return work
+
+
+# ---------------------------------------------------------------------------------------------- fine-tune
+SCHEDULES = ("progressive", "direct")
+
+
+@dataclass(frozen=True)
+class SnnFinetuneRecipe:
+    """Adam with a cosine decay (our choice: a short fine-tune from a trained SNN), the schedule of binarization
+    (module docstring) and noise injection."""
+
+    epochs: int = 2
+    batch_size: int = 64
+    lr: float = 5e-4                 # weights and biases
+    scale_lr: float = 1e-2           # column scales (LSQ step sizes learn faster than weights)
+    schedule: str = "progressive"
+    start_fraction: float = 0.0      # progressive: fraction of binarized partial sums at the first step
+    ramp: float = 0.6                # progressive: share of the steps over which the fraction reaches 1
+    noise_frac: float = 0.0
+    calibration_examples: int = 256
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if not 0 <= self.start_fraction <= 1 or not 0 < self.ramp <= 1:
+            raise ConfigError("start_fraction must lie in [0, 1] and ramp in (0, 1]")
+
+    def fraction(self, step: int, steps: int) -> float:
+        if self.schedule == "direct":
+            return 1.0
+        t = step / max(self.ramp * steps, 1)
+        return min(1.0, self.start_fraction + (1 - self.start_fraction) * t)
+
+
+def finetune(model: nn.Module, cfg: SAConfig, data, recipe: SnnFinetuneRecipe = SnnFinetuneRecipe(), seed: int = 0,
+             limit: int | None = None, test_limit: int | None = None, progress: bool | None = None):
+    """Fine-tune a trained SNN for the sense-amp readout; returns (model, metadata with the history and the final
+    test accuracy on the first ``test_limit`` test examples)."""
+    import time
+    from dataclasses import asdict
+
+    from cimsim.progress import progress as progress_bar
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x_train, y_train = data.x_train[:limit], data.y_train[:limit]
+    x_test, y_test = data.x_test[:test_limit], data.y_test[:test_limit]
+    cal = [x_train[i:i + 64] for i in range(0, min(recipe.calibration_examples, len(x_train)), 64)]
+    started = time.perf_counter()
+    work = prepare(model, cfg, cal, seed=seed)
+    for m in sa_layers(work).values():
+        m.noise_frac = recipe.noise_frac
+    scales = [p for n, p in work.named_parameters() if n.endswith("sa_scale")]
+    others = [p for n, p in work.named_parameters() if not n.endswith("sa_scale")]
+    opt = torch.optim.Adam([{"params": others, "lr": recipe.lr}, {"params": scales, "lr": recipe.scale_lr}])
+    steps = recipe.epochs * math.ceil(len(y_train) / recipe.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
+    set_fraction(work, recipe.fraction(0, steps))
+    before = qat.evaluate_accuracy(work, x_test, y_test, batch_size=250)
+    history, step = [], 0
+    bar = progress_bar(desc=f"sense-amp fine-tune ({recipe.schedule})", total=steps, unit="steps", enabled=progress)
+    for epoch in range(recipe.epochs):
+        work.train()
+        order = torch.randperm(len(y_train), generator=gen)
+        loss_sum = seen = 0
+        for i in range(0, len(y_train), recipe.batch_size):
+            set_fraction(work, recipe.fraction(step, steps))
+            idx = order[i:i + recipe.batch_size]
+            loss = F.cross_entropy(work(x_train[idx]), y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                for s in scales:
+                    s.clamp_(min=1e-3)
+            loss_sum += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            step += 1
+            bar.update(1)
+        history.append({"epoch": epoch + 1, "loss": loss_sum / seen})
+    bar.close()
+    set_fraction(work, 1.0)
+    for m in sa_layers(work).values():
+        m.noise_frac = 0.0
+    work.eval()
+    acc = qat.evaluate_accuracy(work, x_test, y_test, batch_size=250)
+    meta = {"sa": asdict(cfg), "recipe": asdict(recipe), "seed": seed, "train_examples": len(y_train),
+            "test_examples": len(y_test), "test_accuracy_before": before, "test_accuracy": acc, "history": history,
+            "train_seconds": round(time.perf_counter() - started, 1), "batchnorm_folded": work.sa_folded}
+    return work, meta
