@@ -12,6 +12,7 @@ from cimsim.arch.base import Architecture, Component, get, names, register
 from cimsim.arch.digital import DigitalReference
 from cimsim.arch.isaac import Isaac
 from cimsim.arch.hcim import Hcim  # noqa: E402,I001
+from cimsim.arch.sme import Sme  # noqa: E402,I001
 from cimsim.arch.params import ParamInfo
 
-__all__ = ["get", "names", "register", "Architecture", "Component", "ParamInfo", "DigitalReference", "Isaac", "Hcim"]
+__all__ = ["get", "names", "register", "Architecture", "Component", "ParamInfo", "DigitalReference", "Isaac", "Hcim", "Sme"]

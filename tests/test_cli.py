@@ -151,7 +151,7 @@ def test_run_table_output_on_synthetic_data(capsys, tmp_path, monkeypatch):
 
 def test_archs_lists_and_shows(capsys):
     code, out, err = run_cli(capsys, "archs", "--json")
-    assert code == 0 and [a["name"] for a in json.loads(out)] == ["digital", "isaac", "hcim"]
+    assert code == 0 and [a["name"] for a in json.loads(out)] == ["digital", "isaac", "hcim", "sme"]
     code, out, err = run_cli(capsys, "archs", "show", "digital", "--json")
     s = json.loads(out)
     for key in ("peak_ops_per_s", "power_w", "area_m2", "ce_gops_per_s_per_mm2", "pe_gops_per_w", "breakdown"):
