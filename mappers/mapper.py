@@ -48,7 +48,7 @@ from cimsim.cost import LayerPlan
 from cimsim.crossbar import Crossbar
 from cimsim.errors import ConfigError
 from cimsim.ledger import EventLedger
-from cimsim.mappers import qat, sme
+from cimsim.mappers import admm, qat, sme
 from cimsim.mappers.layer_quality import add_layer_quality
 from cimsim.mappers.profile import profile
 from cimsim.progress import progress as progress_bar
@@ -524,13 +524,16 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
                 scales = np.concatenate([qat.lsq_scales(allp[:, g * k_per_group:(g + 1) * k_per_group],
                                                         layer.w_int[g * og:(g + 1) * og], psq_cfg, signed)
                                          for g in range(groups)], axis=2)
-        if layout is not None:
-            sme.program_layer(layer, mod, spec, layout, [_seed_for(seed, index, g) for g in range(groups)],
-                              backend=backend, device=device)
-        for g in range(groups if layout is None else 0):
-            layer.crossbars.append(Crossbar(layer.w_int[g * og:(g + 1) * og], spec, seed=_seed_for(seed, index, g),
-                                            backend=backend, device=device, name=name,
-                                            column_scales=None if scales is None else scales[:, :, g * og:(g + 1) * og]))
+        seeds = [_seed_for(seed, index, g) for g in range(groups)]
+        if layout is not None:    # SME: shaped, spliced and squeezed packed tiles
+            sme.program_layer(layer, mod, spec, layout, seeds, backend=backend, device=device)
+        elif scales is None and admm.program_masked(layer, spec, seeds, backend=backend, device=device):
+            pass                  # masked mapping: arrays of all-zero (pruned) blocks are not allocated
+        else:
+            layer.crossbars += [Crossbar(layer.w_int[g * og:(g + 1) * og], spec, seed=seeds[g], backend=backend,
+                                         device=device, name=name,
+                                         column_scales=None if scales is None else scales[:, :, g * og:(g + 1) * og])
+                                for g in range(groups)]
         # positions per inference and ADC calibration from the quantized calibration inputs
         patches, shape = layer._patches(layer.quantize_input(seen[name][0][:1]))
         plan.positions = int(patches.shape[0])

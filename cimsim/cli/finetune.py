@@ -1,4 +1,5 @@
-"""``cimsim finetune``: partial-sum QAT of a trained network for an ADC-less architecture."""
+"""``cimsim finetune``: partial-sum QAT of a trained network for an ADC-less architecture (``--method psq``), or
+ADMM crossbar-aware block pruning and quantization for any crossbar architecture (``--method admm``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ from cimsim.cli.common import add_command, check_writable_folder, data_options, 
 
 
 def run(args) -> int:
+    if args.method == "admm":
+        return run_admm(args)
+    if args.compression is not None:
+        raise ConfigError("--compression is a knob of ADMM pruning: add --method admm")
+    args.arch = args.arch or "hcim"
     names.check(archs=args.arch, model=args.model, dataset=args.dataset, sets=args.set)   # before torch/numba load
     from cimsim import arch as arch_mod
     from cimsim import networks
@@ -62,12 +68,65 @@ def run(args) -> int:
     return 0
 
 
+def run_admm(args) -> int:
+    """ADMM block pruning (cimsim.mappers.admm) with blocks of the architecture's array; saves a plain checkpoint
+    that 'cimsim run --checkpoint' maps (the arrays of pruned blocks are not allocated)."""
+    args.arch = args.arch or "isaac"
+    names.check(archs=args.arch, model=args.model, dataset=args.dataset, sets=args.set)
+    if args.compression is None:
+        raise ConfigError("--method admm needs --compression C (target weights / kept weights, e.g. 16)")
+    if args.compression < 1:
+        raise ConfigError(f"--compression must be at least 1, got {args.compression:g}")
+    if args.noise is not None:
+        raise ConfigError("--noise is a knob of partial-sum QAT (--method psq), not of ADMM pruning")
+    from cimsim import arch as arch_mod
+    from cimsim.mappers import admm
+    from cimsim.networks import load_model_and_data
+    from cimsim.workloads import train
+
+    overrides = dict(args.set or [])
+    spec = arch_mod.get(args.arch, **overrides)
+    if not spec.maps_to_crossbars:
+        raise ConfigError(f"ADMM prunes crossbar blocks: {spec.name!r} has no crossbars")
+    if args.out:
+        check_writable_folder(Path(args.out).resolve().parent, "--out")
+    model, meta, data, ckpt = load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
+    cfg = admm.ADMMConfig.from_arch(spec, args.compression)
+    recipe = admm.ADMMRecipe(**{k: v for k, v in (("admm_epochs", args.epochs), ("retrain_epochs", args.epochs),
+                                                  ("lr", args.lr), ("batch_size", args.batch_size)) if v is not None})
+    pruned, info = admm.admm_prune(model, cfg, data, recipe, seed=args.seed, limit=args.limit,
+                                   test_limit=args.test_limit)
+    sets = "".join(f" --set {k}={v}" for k, v in overrides.items())
+    out_meta = {"model": meta["model"], "dataset": data.name, "arch": spec.name, "input_shape": meta["input_shape"],
+                "num_classes": meta["num_classes"], "base_checkpoint": Path(ckpt).name,
+                "base_test_accuracy": meta["test_accuracy"], **info,
+                "command": f"cimsim finetune --method admm --arch {spec.name} --model {meta['model']} --dataset "
+                           f"{data.name}{sets} --compression {args.compression:g} --seed {args.seed}"}
+    path = Path(args.out) if args.out else train.user_dir() / train.checkpoint_name(meta["model"], data.name).replace(
+        ".pt", f"-admm-{spec.name}-c{args.compression:g}.pt")
+    path = train.save_checkpoint(path, pruned, out_meta)
+    if args.json:
+        emit_json({**out_meta, "checkpoint": str(path)})
+    else:
+        print(f"{meta['model']} on {data.name}, ADMM blocks of {cfg.block_rows} inputs x {cfg.block_outputs} outputs "
+              f"({spec.name}): weight compression {info['compression']:.2f}x, test accuracy "
+              f"{100 * info['test_accuracy_before']:.2f}% before, {100 * info['test_accuracy_pruned']:.2f}% pruned, "
+              f"{100 * info['test_accuracy']:.2f}% retrained")
+        print(f"checkpoint saved to {path}; map it with 'cimsim run --arch {spec.name}{sets} --model {meta['model']} "
+              f"--dataset {data.name} --checkpoint {path}'")
+    return 0
+
+
 def register(sub) -> None:
-    sp = add_command(sub, "finetune", "fine-tune a trained network for an ADC-less architecture (partial-sum QAT)", run,
+    sp = add_command(sub, "finetune", "fine-tune a trained network: partial-sum QAT (ADC-less) or ADMM block pruning", run,
              "Partial-sum quantization-aware fine-tuning (cimsim.mappers.qat) of a trained zoo network for an "
              "architecture with binary/ternary column readouts and learned scale factors (hcim). The result is "
              "saved where 'cimsim run --arch ARCH' finds it. --limit N fine-tunes on the first N training examples.")
-    sp.add_argument("--arch", default="hcim", help="architecture to prepare the network for (default hcim)")
+    sp.add_argument("--method", choices=["psq", "admm"], default="psq",
+                    help="psq: partial-sum QAT (default); admm: crossbar-aware block pruning (cimsim.mappers.admm)")
+    sp.add_argument("--compression", type=float, metavar="C",
+                    help="ADMM: target weight compression (weights / kept weights)")
+    sp.add_argument("--arch", help="architecture to prepare the network for (default hcim; isaac with --method admm)")
     data_options(sp)
     sp.add_argument("--checkpoint", help="the trained network to start from (default: the one found by model and dataset)")
     sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",

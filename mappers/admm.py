@@ -1,0 +1,278 @@
+"""ADMM crossbar-aware structured pruning and quantization (Yuan et al., ISLPED 2019, arXiv 1908.11691).
+
+The paper's three steps, for any architecture that maps to crossbars:
+
+1. **ADMM-regularized training.** Every Linear / Conv2d weight ``W`` (out, in) in the mapper's order (``in`` =
+   ``C_in * kh * kw``, the rows a crossbar holds) is cut into crossbar-sized blocks: ``block_rows`` inputs (an
+   array's rows) x ``block_outputs`` outputs (the weights an array's columns hold: ``cols / columns per
+   weight`` of the architecture's slicing). The constraint set ``S`` keeps the blocks of largest Frobenius
+   norm until ``1 / compression`` of the layer's weights are kept (at least one block) and puts the kept
+   weights on the ``weight_bits`` per-channel grid (the device's levels, as the mapper quantizes). ADMM
+   (Boyd et al. 2011; Zhang et al., ECCV 2018 for DNN pruning) minimises
+   ``loss(W) + rho / 2 * sum ||W - Z + U||^2`` by SGD, and after every epoch ``Z = Proj_S(W + U)``,
+   ``U = U + W - Z``.
+2. **Masked mapping.** ``W`` is hard-pruned to the blocks of ``Proj_S(W)``; the mapper then allocates only
+   the arrays of non-zero blocks (:func:`masked_groups`, run by :class:`cimsim.packed.PackedTile`).
+3. **Retraining** with the mask held (pruned weights stay zero).
+
+Weight compression = weights / non-zero weights. Grouped convolutions (depthwise) and layers with fewer
+than two blocks are left dense. Knobs: block size (the array, :meth:`ADMMConfig.from_arch`), target
+``compression``, ``weight_bits``; ``rho`` and the epochs are the recipe's.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cimsim.encoding import slice_weights
+from cimsim.errors import ConfigError
+from cimsim.packed import PackedGroup
+
+
+@dataclass(frozen=True)
+class ADMMConfig:
+    """Block size (inputs x outputs of one array), target weight compression and weight bits."""
+
+    block_rows: int
+    block_outputs: int
+    compression: float
+    weight_bits: int
+
+    def __post_init__(self):
+        for k in ("block_rows", "block_outputs", "weight_bits"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"ADMMConfig.{k} must be a positive integer, got {v!r}")
+        if not (isinstance(self.compression, (int, float)) and math.isfinite(self.compression)
+                and self.compression >= 1):
+            raise ConfigError(f"ADMMConfig.compression must be at least 1 (weights / kept weights), got "
+                              f"{self.compression!r}")
+
+    @classmethod
+    def from_arch(cls, arch, compression: float) -> "ADMMConfig":
+        """Blocks of one array of ``arch``: its rows, and the outputs its columns hold."""
+        spec = arch.crossbar_spec()
+        sl = slice_weights(np.zeros((1, 1), dtype=np.int64), spec.weight_bits, spec.cell_bits, spec.signed)
+        per_weight = sl.levels.shape[0] * sl.levels.shape[1]
+        return cls(int(spec.rows), max(1, int(spec.cols) // per_weight), float(compression), int(spec.weight_bits))
+
+
+def prunable(mod: nn.Module) -> bool:
+    return isinstance(mod, nn.Linear) or (isinstance(mod, nn.Conv2d) and mod.groups == 1)
+
+
+def _blocks(w2: torch.Tensor, cfg: ADMMConfig) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Squared Frobenius norm of every block: (output blocks, row blocks)."""
+    O, K = w2.shape
+    no, nr = math.ceil(O / cfg.block_outputs), math.ceil(K / cfg.block_rows)
+    pad = w2.new_zeros(no * cfg.block_outputs, nr * cfg.block_rows)
+    pad[:O, :K] = w2
+    return pad.reshape(no, cfg.block_outputs, nr, cfg.block_rows).square().sum(dim=(1, 3)), (no, nr)
+
+
+def block_mask(w: torch.Tensor, cfg: ADMMConfig) -> torch.Tensor:
+    """The mask (shape of ``w``) of the largest-norm blocks holding at least ``1 / compression`` of the weights."""
+    w2 = w.detach().reshape(w.shape[0], -1)
+    O, K = w2.shape
+    norms, (no, nr) = _blocks(w2, cfg)
+    sizes = torch.zeros(no, nr)
+    for i in range(no):
+        for j in range(nr):
+            sizes[i, j] = (min(O, (i + 1) * cfg.block_outputs) - i * cfg.block_outputs) * \
+                (min(K, (j + 1) * cfg.block_rows) - j * cfg.block_rows)
+    order = torch.argsort(norms.flatten().cpu(), descending=True, stable=True)
+    need = O * K / cfg.compression
+    kept = torch.zeros(no * nr, dtype=torch.bool)
+    total = 0.0
+    for idx in order.tolist():
+        if total >= need:
+            break
+        kept[idx] = True
+        total += float(sizes.flatten()[idx])
+    m = kept.reshape(no, nr).repeat_interleave(cfg.block_outputs, 0).repeat_interleave(cfg.block_rows, 1)[:O, :K]
+    return m.to(w.device, w.dtype).reshape(w.shape)
+
+
+def quantize_to_grid(w: torch.Tensor, bits: int) -> torch.Tensor:
+    """Per-output-channel symmetric ``bits``-bit grid (the mapper's quantizer), in float."""
+    qmax = 2 ** (bits - 1) - 1
+    flat = w.reshape(w.shape[0], -1)
+    amax = flat.abs().amax(dim=1, keepdim=True)
+    s = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    return (torch.clamp(torch.round(flat / s), -qmax, qmax) * s).reshape(w.shape)
+
+
+def project(w: torch.Tensor, cfg: ADMMConfig) -> torch.Tensor:
+    """``Proj_S``: the largest blocks, on the device's levels."""
+    return quantize_to_grid(w * block_mask(w, cfg), cfg.weight_bits)
+
+
+@dataclass(frozen=True)
+class ADMMRecipe:
+    """SGD with momentum (our choice, the recipe the zoo trains with), ``rho`` of the augmented Lagrangian (est.:
+    Zhang et al. use 1e-4 .. 1e-2 for pruning)."""
+
+    admm_epochs: int = 4
+    retrain_epochs: int = 4
+    batch_size: int = 128
+    lr: float = 1e-2
+    rho: float = 1e-2
+
+
+def _layers(model: nn.Module, cfg: ADMMConfig) -> dict[str, nn.Module]:
+    out = {}
+    for name, mod in model.named_modules():
+        if prunable(mod):
+            w2 = mod.weight.reshape(mod.weight.shape[0], -1)
+            if _blocks(w2, cfg)[0].numel() > 1:
+                out[name] = mod
+    return out
+
+
+def _epoch(model, layers, x, y, recipe, opt, gen, admm=None, masks=None) -> float:
+    model.train()
+    order = torch.randperm(len(y), generator=gen)
+    loss_sum = 0.0
+    for i in range(0, len(y), recipe.batch_size):
+        idx = order[i:i + recipe.batch_size]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        if admm is not None:
+            z, u = admm
+            loss = loss + recipe.rho / 2 * sum((m.weight - z[n] + u[n]).square().sum() for n, m in layers.items())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if masks is not None:
+            with torch.no_grad():
+                for n, m in layers.items():
+                    m.weight.mul_(masks[n])
+        loss_sum += float(loss.detach()) * len(idx)
+    return loss_sum / max(len(y), 1)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(y), batch_size):
+            correct += int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+    return correct / max(len(y), 1)
+
+
+def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADMMRecipe(), seed: int = 0,
+               limit: int | None = None, test_limit: int | None = None) -> tuple[nn.Module, dict]:
+    """The three steps on a copy of ``model`` with ``data`` (a :class:`cimsim.workloads.datasets.Dataset`): (pruned
+    model, metadata: per-layer weights, kept weights and blocks, compression, accuracy before and after)."""
+    import copy
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    started = time.perf_counter()
+    work = copy.deepcopy(model)
+    x, y = data.x_train, data.y_train
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    xt, yt = data.x_test, data.y_test
+    if test_limit is not None:
+        xt, yt = xt[:test_limit], yt[:test_limit]
+    layers = _layers(work, cfg)
+    if not layers:
+        raise ConfigError("ADMM pruning found no layer of two or more crossbar blocks to prune")
+    before = accuracy(work, xt, yt)
+    history = []
+    with torch.no_grad():
+        z = {n: project(m.weight, cfg) for n, m in layers.items()}
+        u = {n: torch.zeros_like(m.weight) for n, m in layers.items()}
+    opt = torch.optim.SGD(work.parameters(), lr=recipe.lr, momentum=0.9)
+    for epoch in range(recipe.admm_epochs):                            # 1. ADMM-regularized training
+        loss = _epoch(work, layers, x, y, recipe, opt, gen, admm=(z, u))
+        with torch.no_grad():
+            for n, m in layers.items():
+                z[n] = project(m.weight + u[n], cfg)
+                u[n] = u[n] + m.weight - z[n]
+        history.append({"step": "admm", "epoch": epoch + 1, "loss": loss})
+    with torch.no_grad():                                              # 2. hard pruning to the blocks of Proj_S
+        masks = {n: block_mask(m.weight, cfg) for n, m in layers.items()}
+        for n, m in layers.items():
+            m.weight.mul_(masks[n])
+    pruned = accuracy(work, xt, yt)
+    opt = torch.optim.SGD(work.parameters(), lr=recipe.lr, momentum=0.9)
+    for epoch in range(recipe.retrain_epochs):                         # 3. masked retraining
+        loss = _epoch(work, layers, x, y, recipe, opt, gen, masks=masks)
+        history.append({"step": "retrain", "epoch": epoch + 1, "loss": loss})
+    after = accuracy(work.eval(), xt, yt)
+    per_layer = {}
+    total = kept = 0
+    for name, mod in work.named_modules():
+        if isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            n, k = mod.weight.numel(), int((mod.weight != 0).sum())
+            per_layer[name] = {"weights": n, "kept": k, "compression": n / max(k, 1), "pruned": name in layers}
+            total, kept = total + n, kept + k
+    info = {"admm": asdict(cfg), "recipe": asdict(recipe), "seed": seed, "train_examples": len(y),
+            "test_examples": len(yt), "test_accuracy_before": before, "test_accuracy_pruned": pruned,
+            "test_accuracy": after, "compression": total / max(kept, 1), "layers": per_layer, "history": history,
+            "train_seconds": round(time.perf_counter() - started, 1)}
+    return work.eval(), info
+
+
+# ---------------------------------------------------------------------------------------------- masked mapping
+def masked_groups(q: np.ndarray, rows: int, outputs_per_array: int) -> list[PackedGroup] | None:
+    """The masked mapping of integer weights ``q`` (out, in): per row block, the output blocks holding a non-zero
+    weight, as one packed group (their arrays side by side); ``None`` when no block is all zero (the dense tile)."""
+    O, K = q.shape
+    groups, skipped = [], 0
+    for k0 in range(0, K, rows):
+        k1 = min(k0 + rows, K)
+        outs = []
+        for o0 in range(0, O, outputs_per_array):
+            o1 = min(o0 + outputs_per_array, O)
+            if np.any(q[o0:o1, k0:k1]):
+                outs.append(np.arange(o0, o1))
+            else:
+                skipped += 1
+        if outs:
+            o = np.concatenate(outs)
+            groups.append(PackedGroup(np.arange(k0, k1), o, np.ones(len(o)), q[o, k0:k1]))
+    if not skipped:
+        return None
+    if not groups:   # an all-zero layer keeps one array
+        groups = [PackedGroup(np.arange(min(rows, K)), np.arange(1), np.ones(1), np.zeros((1, min(rows, K)), np.int64))]
+    return groups
+
+
+def outputs_per_array(spec) -> int:
+    """Outputs whose columns one array of ``spec`` holds (at least one)."""
+    sl = slice_weights(np.zeros((1, 1), dtype=np.int64), spec.weight_bits, spec.cell_bits, spec.signed)
+    return max(1, int(spec.cols) // (sl.levels.shape[0] * sl.levels.shape[1]))
+
+
+def program_masked(layer, spec, seeds: list[int], *, backend: str = "numba", device: str = "cpu") -> bool:
+    """Masked mapping of a :class:`cimsim.mappers.MappedLayer`: when a group of its integer weights has an all-zero
+    array block (pruned), that group becomes a :class:`~cimsim.packed.PackedTile` of its non-zero blocks and the
+    others stay dense :class:`~cimsim.Crossbar`\\ s; ``layer.layout_counts`` gets ``xbars_dense`` (the dense grid)
+    and ``xbars_masked``. Returns False, doing nothing, when no block is all zero."""
+    from cimsim.crossbar import Crossbar
+    from cimsim.packed import PackedTile
+
+    groups = layer.plan.groups
+    og = layer.w_int.shape[0] // groups
+    per = outputs_per_array(spec)
+    layouts = [masked_groups(layer.w_int[g * og:(g + 1) * og], spec.rows, per) for g in range(groups)]
+    if all(lay is None for lay in layouts):
+        return False
+    dense = 0
+    for g, lay in enumerate(layouts):
+        w = layer.w_int[g * og:(g + 1) * og]
+        xb = Crossbar(w, spec, seed=seeds[g], backend=backend, device=device, name=layer.name) if lay is None else \
+            PackedTile(og, w.shape[1], lay, spec, seed=seeds[g], backend=backend, device=device, name=layer.name)
+        layer.crossbars.append(xb)
+        dense += math.ceil(w.shape[1] / spec.rows) * math.ceil(og / per)
+    layer.layout_counts = {"xbars_dense": dense, "xbars_masked": sum(t.arrays for t in layer.crossbars)}
+    return True
