@@ -15,16 +15,18 @@ The paper's three steps, for any architecture that maps to crossbars:
    the arrays of non-zero blocks (:func:`masked_groups`, run by :class:`cimsim.packed.PackedTile`).
 3. **Retraining** with the mask held (pruned weights stay zero).
 
-Weight compression = weights / non-zero weights. Grouped convolutions (depthwise) and layers with fewer
-than two blocks are left dense. Knobs: block size (the array, :meth:`ADMMConfig.from_arch`), target
-``compression``, ``weight_bits``; ``rho`` and the epochs are the recipe's.
+Weight compression = weights / non-zero weights, over the network: the first and the last layer stay dense
+(our choice, common in pruning work: at block granularity a pruned classifier loses whole classes), and the
+others are pruned alike to reach the target in all (:func:`layer_compression`). Grouped convolutions
+(depthwise) and layers with fewer than two blocks are left dense too. Knobs: block size (the array,
+:meth:`ADMMConfig.from_arch`), target ``compression``, ``weight_bits``; ``rho`` and the epochs are the recipe's.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -116,19 +118,24 @@ def project(w: torch.Tensor, cfg: ADMMConfig) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class ADMMRecipe:
-    """SGD with momentum (our choice, the recipe the zoo trains with), ``rho`` of the augmented Lagrangian (est.:
-    Zhang et al. use 1e-4 .. 1e-2 for pruning)."""
+    """SGD with momentum (our choice, the recipe the zoo trains with); ``rho`` of the augmented Lagrangian grows by
+    ``rho_growth`` every ADMM epoch (progressive ADMM, as Ye et al., arXiv 1903.09769, raise it, so a short schedule
+    still ends with ``W`` at ``Z``; est.: 1e-3 x 3**epoch); the retraining's learning rate decays as a cosine."""
 
-    admm_epochs: int = 4
-    retrain_epochs: int = 4
+    admm_epochs: int = 6
+    retrain_epochs: int = 6
     batch_size: int = 128
     lr: float = 1e-2
-    rho: float = 1e-2
+    rho: float = 1e-3
+    rho_growth: float = 3.0
 
 
 def _layers(model: nn.Module, cfg: ADMMConfig) -> dict[str, nn.Module]:
+    """The layers ADMM prunes: every prunable layer of two or more blocks but the first and the last (kept dense:
+    the input layer is small and feeds everything; at block granularity the classifier would lose whole classes)."""
+    named = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
     out = {}
-    for name, mod in model.named_modules():
+    for name, mod in named[1:-1]:
         if prunable(mod):
             w2 = mod.weight.reshape(mod.weight.shape[0], -1)
             if _blocks(w2, cfg)[0].numel() > 1:
@@ -136,7 +143,18 @@ def _layers(model: nn.Module, cfg: ADMMConfig) -> dict[str, nn.Module]:
     return out
 
 
-def _epoch(model, layers, x, y, recipe, opt, gen, admm=None, masks=None) -> float:
+def layer_compression(model: nn.Module, layers: dict[str, nn.Module], target: float) -> float:
+    """The compression of the pruned layers that gives the network ``target`` in all (the others stay dense)."""
+    total = sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)))
+    pruned = sum(m.weight.numel() for m in layers.values())
+    room = total / target - (total - pruned)
+    if room <= 0:
+        raise ConfigError(f"compression {target:g}x is out of reach: the layers kept dense already hold "
+                          f"{total - pruned} of {total} weights (at most {total / (total - pruned):.3g}x)")
+    return max(1.0, pruned / room)
+
+
+def _epoch(model, layers, x, y, recipe, opt, gen, admm=None, masks=None, rho=0.0, sched=None) -> float:
     model.train()
     order = torch.randperm(len(y), generator=gen)
     loss_sum = 0.0
@@ -145,10 +163,12 @@ def _epoch(model, layers, x, y, recipe, opt, gen, admm=None, masks=None) -> floa
         loss = F.cross_entropy(model(x[idx]), y[idx])
         if admm is not None:
             z, u = admm
-            loss = loss + recipe.rho / 2 * sum((m.weight - z[n] + u[n]).square().sum() for n, m in layers.items())
+            loss = loss + rho / 2 * sum((m.weight - z[n] + u[n]).square().sum() for n, m in layers.items())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         if masks is not None:
             with torch.no_grad():
                 for n, m in layers.items():
@@ -175,6 +195,7 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
+    target = cfg.compression
     work = copy.deepcopy(model)
     x, y = data.x_train, data.y_train
     if limit is not None:
@@ -184,7 +205,9 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
         xt, yt = xt[:test_limit], yt[:test_limit]
     layers = _layers(work, cfg)
     if not layers:
-        raise ConfigError("ADMM pruning found no layer of two or more crossbar blocks to prune")
+        raise ConfigError("ADMM pruning found no layer of two or more crossbar blocks to prune (the first and the "
+                          "last layer stay dense)")
+    cfg = replace(cfg, compression=layer_compression(work, layers, cfg.compression))
     before = accuracy(work, xt, yt)
     history = []
     with torch.no_grad():
@@ -192,7 +215,7 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
         u = {n: torch.zeros_like(m.weight) for n, m in layers.items()}
     opt = torch.optim.SGD(work.parameters(), lr=recipe.lr, momentum=0.9)
     for epoch in range(recipe.admm_epochs):                            # 1. ADMM-regularized training
-        loss = _epoch(work, layers, x, y, recipe, opt, gen, admm=(z, u))
+        loss = _epoch(work, layers, x, y, recipe, opt, gen, admm=(z, u), rho=recipe.rho * recipe.rho_growth ** epoch)
         with torch.no_grad():
             for n, m in layers.items():
                 z[n] = project(m.weight + u[n], cfg)
@@ -204,8 +227,10 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
             m.weight.mul_(masks[n])
     pruned = accuracy(work, xt, yt)
     opt = torch.optim.SGD(work.parameters(), lr=recipe.lr, momentum=0.9)
+    steps = recipe.retrain_epochs * math.ceil(len(y) / recipe.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
     for epoch in range(recipe.retrain_epochs):                         # 3. masked retraining
-        loss = _epoch(work, layers, x, y, recipe, opt, gen, masks=masks)
+        loss = _epoch(work, layers, x, y, recipe, opt, gen, masks=masks, sched=sched)
         history.append({"step": "retrain", "epoch": epoch + 1, "loss": loss})
     after = accuracy(work.eval(), xt, yt)
     per_layer = {}
@@ -215,7 +240,7 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
             n, k = mod.weight.numel(), int((mod.weight != 0).sum())
             per_layer[name] = {"weights": n, "kept": k, "compression": n / max(k, 1), "pruned": name in layers}
             total, kept = total + n, kept + k
-    info = {"admm": asdict(cfg), "recipe": asdict(recipe), "seed": seed, "train_examples": len(y),
+    info = {"admm": asdict(cfg), "target_compression": target, "recipe": asdict(recipe), "seed": seed, "train_examples": len(y),
             "test_examples": len(yt), "test_accuracy_before": before, "test_accuracy_pruned": pruned,
             "test_accuracy": after, "compression": total / max(kept, 1), "layers": per_layer, "history": history,
             "train_seconds": round(time.perf_counter() - started, 1)}

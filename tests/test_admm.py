@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -67,34 +68,37 @@ def test_the_masked_mapping_allocates_only_non_zero_blocks_and_is_exact():
 
 
 def test_admm_prunes_to_the_target_and_retrains():
-    """A separable 4-class task, a 32-16-4 MLP: ADMM at 4x compression with blocks of 8 inputs x 4 outputs keeps a
-    quarter of the first layer (4 of its 16 blocks) and one of the second layer's two blocks (whole blocks hold at
-    least 1 / compression), 576 / 160 = 3.6x in all, and the accuracy after retraining."""
+    """A separable 4-class task, a 32-64-32-4 MLP (4224 weights). The first and last layers stay dense (2176
+    weights), so 1.5x in all leaves 2816 - 2176 = 640 weights to the middle layer: 20 of its 64 blocks of 8 inputs
+    x 4 outputs, whole; the accuracy survives the retraining."""
     g = torch.Generator().manual_seed(0)
     centers = torch.randn(4, 32, generator=g) * 2
+
     def split(n):
         y = torch.randint(0, 4, (n,), generator=g)
         return centers[y] + torch.randn(n, 32, generator=g), y
     (xtr, ytr), (xte, yte) = split(1000), split(400)
     data = SimpleNamespace(x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 4))
+    net = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 4))
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     for _ in range(5):
-        for i in range(0, 2000, 100):
+        for i in range(0, 1000, 100):
             loss = nn.functional.cross_entropy(net(xtr[i:i + 100]), ytr[i:i + 100])
             opt.zero_grad()
             loss.backward()
             opt.step()
-    cfg = admm.ADMMConfig(8, 4, 4.0, 8)
-    pruned, info = admm.admm_prune(net, cfg, data, admm.ADMMRecipe(admm_epochs=2, retrain_epochs=2, batch_size=100,
-                                                                    lr=0.02))
-    w = pruned[0].weight.detach()
-    assert torch.equal(w != 0, admm.block_mask(w, cfg).bool() & (w != 0))            # whole blocks
-    assert (info["layers"]["0"]["kept"], info["layers"]["2"]["kept"]) == (128, 32)
-    assert info["compression"] == pytest.approx(3.6)
+    cfg = admm.ADMMConfig(8, 4, 1.5, 8)
+    pruned, info = admm.admm_prune(net, cfg, data, admm.ADMMRecipe(admm_epochs=2, retrain_epochs=2, batch_size=100))
+    w = pruned[2].weight.detach()
+    assert info["admm"]["compression"] == pytest.approx(2048 / 640)
+    assert torch.equal(w != 0, admm.block_mask(w, replace(cfg, compression=3.2)).bool() & (w != 0))   # whole blocks
+    assert [info["layers"][n]["kept"] for n in ("0", "2", "4")] == [2048, 640, 128]
+    assert info["compression"] == pytest.approx(1.5) and not info["layers"]["0"]["pruned"]
     assert info["test_accuracy_before"] > 0.95 and info["test_accuracy"] >= info["test_accuracy_before"] - 0.03
-    assert net[0].weight.count_nonzero() == 32 * 16                                   # the caller's model untouched
+    assert net[2].weight.count_nonzero() == 64 * 32                                   # the caller's model untouched
+    with pytest.raises(ConfigError, match="out of reach"):
+        admm.admm_prune(net, admm.ADMMConfig(8, 4, 2.0, 8), data)
 
 
 def test_cli_finetune_admm_saves_a_checkpoint_that_run_maps(capsys, tmp_path):
