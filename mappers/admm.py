@@ -120,13 +120,14 @@ def project(w: torch.Tensor, cfg: ADMMConfig) -> torch.Tensor:
 class ADMMRecipe:
     """SGD with momentum (our choice, the recipe the zoo trains with); ``rho`` of the augmented Lagrangian grows by
     ``rho_growth`` every ADMM epoch (progressive ADMM, as Ye et al., arXiv 1903.09769, raise it, so a short schedule
-    still ends with ``W`` at ``Z``; est.: 1e-3 x 3**epoch); the retraining's learning rate decays as a cosine."""
+    still ends with ``W`` at ``Z``; est.: 1e-2 x 3**epoch, so that ``lr x rho`` reaches a few percent per step); the
+    retraining's learning rate decays as a cosine."""
 
     admm_epochs: int = 6
     retrain_epochs: int = 6
     batch_size: int = 128
     lr: float = 1e-2
-    rho: float = 1e-3
+    rho: float = 1e-2
     rho_growth: float = 3.0
 
 
@@ -156,7 +157,7 @@ def layer_compression(model: nn.Module, layers: dict[str, nn.Module], target: fl
 
 def _epoch(model, layers, x, y, recipe, opt, gen, admm=None, masks=None, rho=0.0, sched=None) -> float:
     model.train()
-    order = torch.randperm(len(y), generator=gen)
+    order = torch.randperm(len(y), generator=gen).to(y.device)
     loss_sum = 0.0
     for i in range(0, len(y), recipe.batch_size):
         idx = order[i:i + recipe.batch_size]
@@ -187,9 +188,10 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADMMRecipe(), seed: int = 0,
-               limit: int | None = None, test_limit: int | None = None) -> tuple[nn.Module, dict]:
+               limit: int | None = None, test_limit: int | None = None, device: str = "cpu") -> tuple[nn.Module, dict]:
     """The three steps on a copy of ``model`` with ``data`` (a :class:`cimsim.workloads.datasets.Dataset`): (pruned
-    model, metadata: per-layer weights, kept weights and blocks, compression, accuracy before and after)."""
+    model on the CPU, metadata: per-layer weights, kept weights, compression, accuracy before, pruned and after).
+    ``limit`` / ``test_limit``: the first examples only; ``device``: where the training runs ("cpu", "cuda")."""
     import copy
 
     torch.manual_seed(seed)
@@ -203,6 +205,7 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
     xt, yt = data.x_test, data.y_test
     if test_limit is not None:
         xt, yt = xt[:test_limit], yt[:test_limit]
+    work, x, y, xt, yt = work.to(device), x.to(device), y.to(device), xt.to(device), yt.to(device)
     layers = _layers(work, cfg)
     if not layers:
         raise ConfigError("ADMM pruning found no layer of two or more crossbar blocks to prune (the first and the "
@@ -219,7 +222,8 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
         with torch.no_grad():
             for n, m in layers.items():
                 z[n] = project(m.weight + u[n], cfg)
-                u[n] = u[n] + m.weight - z[n]
+                # the scaled dual follows rho: U = y / rho, so it shrinks as rho grows for the next epoch
+                u[n] = (u[n] + m.weight - z[n]) / recipe.rho_growth
         history.append({"step": "admm", "epoch": epoch + 1, "loss": loss})
     with torch.no_grad():                                              # 2. hard pruning to the blocks of Proj_S
         masks = {n: block_mask(m.weight, cfg) for n, m in layers.items()}
@@ -233,6 +237,7 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
         loss = _epoch(work, layers, x, y, recipe, opt, gen, masks=masks, sched=sched)
         history.append({"step": "retrain", "epoch": epoch + 1, "loss": loss})
     after = accuracy(work.eval(), xt, yt)
+    work = work.to("cpu")
     per_layer = {}
     total = kept = 0
     for name, mod in work.named_modules():
@@ -240,7 +245,8 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
             n, k = mod.weight.numel(), int((mod.weight != 0).sum())
             per_layer[name] = {"weights": n, "kept": k, "compression": n / max(k, 1), "pruned": name in layers}
             total, kept = total + n, kept + k
-    info = {"admm": asdict(cfg), "target_compression": target, "recipe": asdict(recipe), "seed": seed, "train_examples": len(y),
+    info = {"admm": asdict(cfg), "target_compression": target, "recipe": asdict(recipe), "seed": seed, "device": device,
+            "train_examples": len(y),
             "test_examples": len(yt), "test_accuracy_before": before, "test_accuracy_pruned": pruned,
             "test_accuracy": after, "compression": total / max(kept, 1), "layers": per_layer, "history": history,
             "train_seconds": round(time.perf_counter() - started, 1)}

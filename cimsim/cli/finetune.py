@@ -95,7 +95,7 @@ def run_admm(args) -> int:
     recipe = admm.ADMMRecipe(**{k: v for k, v in (("admm_epochs", args.epochs), ("retrain_epochs", args.epochs),
                                                   ("lr", args.lr), ("batch_size", args.batch_size)) if v is not None})
     pruned, info = admm.admm_prune(model, cfg, data, recipe, seed=args.seed, limit=args.limit,
-                                   test_limit=args.test_limit)
+                                   test_limit=args.test_limit, device=args.device)
     sets = "".join(f" --set {k}={v}" for k, v in overrides.items())
     out_meta = {"model": meta["model"], "dataset": data.name, "arch": spec.name, "input_shape": meta["input_shape"],
                 "num_classes": meta["num_classes"], "base_checkpoint": Path(ckpt).name,
