@@ -171,3 +171,22 @@ def test_the_architecture_asks_for_the_layout_and_sweeps_its_knobs():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert a.crossbar_spec().cell_bits == 1
+
+
+def test_a_sweep_of_the_squeeze_knob_draws_crossbars_instead_of_the_area():
+    from cimsim.plots import sweep_figure
+    from cimsim.report import Report
+    from cimsim.sweepfile import Point, aggregate
+
+    def report(arrays):
+        return Report(accuracy=0.9, digital_accuracy=0.9, energy_j=1e-6, latency_s=1e-6, throughput_inf_per_s=1e6,
+                      area_m2=1e-4, layers=[{"name": "fc", "kind": "Linear", "arrays": arrays},
+                                            {"name": "relu", "kind": "ReLU", "arrays": 0}],
+                      config={"arch": "sme", "arch_params": {}}, n_examples=10)
+    results = {Point.make("sme", {"squeeze_density": d}): report(n) for d, n in ((0.0, 35), (0.25, 30), (1.0, 28))}
+    assert [r["crossbars"] for r in aggregate(results)] == [35.0, 30.0, 28.0]
+    fig = sweep_figure(results, title="t")
+    assert [ax.get_title() for ax in fig.axes][3] == "crossbars allocated vs squeeze_density"
+    assert list(fig.axes[3].get_lines()[0].get_ydata()) == [35.0, 30.0, 28.0]
+    same = {Point.make("sme", {"squeeze_density": d}): report(35) for d in (0.0, 1.0)}
+    assert sweep_figure(same, title="t").axes[3].get_title().startswith("chip area")
