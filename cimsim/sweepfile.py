@@ -255,7 +255,8 @@ def _fsync(path: Path) -> None:
 
 def aggregate(results: dict[Point, Report]) -> list[dict[str, Any]]:
     """One row per (architecture, swept values): mean, min and max over seeds of accuracy, energy, latency, area
-    and crossbars allocated; ``params`` holds the swept values and ``adc_bits`` the ADC resolution (None where not swept)."""
+    and crossbars allocated; ``params`` holds the swept values and ``adc_bits`` the ADC resolution (None where not
+    swept)."""
     groups: dict[tuple[str, tuple], list[Report]] = {}
     for p in sorted(results, key=Point.sort_key):
         groups.setdefault((p.arch, p.params), []).append(results[p])

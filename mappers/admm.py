@@ -17,7 +17,8 @@ The paper's three steps, for any architecture that maps to crossbars:
 
 Weight compression = weights / non-zero weights, over the network: the first and the last layer stay dense
 (our choice, common in pruning work: at block granularity a pruned classifier loses whole classes), and the
-others are pruned alike to reach the target in all (:func:`layer_compression`). Grouped convolutions
+others are pruned to reach the target in all, each keeping weights in proportion to the square root of its
+size (:func:`layer_compression`). Grouped convolutions
 (depthwise) and layers with fewer than two blocks are left dense too. Knobs: block size (the array,
 :meth:`ADMMConfig.from_arch`), target ``compression``, ``weight_bits``; ``rho`` and the epochs are the recipe's.
 """
@@ -144,15 +145,31 @@ def _layers(model: nn.Module, cfg: ADMMConfig) -> dict[str, nn.Module]:
     return out
 
 
-def layer_compression(model: nn.Module, layers: dict[str, nn.Module], target: float) -> float:
-    """The compression of the pruned layers that gives the network ``target`` in all (the others stay dense)."""
+def layer_compression(model: nn.Module, layers: dict[str, nn.Module], cfg: ADMMConfig) -> dict[str, float]:
+    """Each pruned layer's compression, so that the network reaches ``cfg.compression`` in all (the layers not
+    pruned stay dense). The weights kept in pruned layers are shared out in proportion to the square root of each
+    layer's size (our choice: a large, redundant layer is cut deeper than a small one; capped at the layer's
+    size, the excess going to the others)."""
     total = sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)))
-    pruned = sum(m.weight.numel() for m in layers.values())
-    room = total / target - (total - pruned)
-    if room <= 0:
-        raise ConfigError(f"compression {target:g}x is out of reach: the layers kept dense already hold "
-                          f"{total - pruned} of {total} weights (at most {total / (total - pruned):.3g}x)")
-    return max(1.0, pruned / room)
+    sizes = {n: m.weight.numel() for n, m in layers.items()}
+    budget = total / cfg.compression - (total - sum(sizes.values()))
+    if budget <= 0:
+        raise ConfigError(f"compression {cfg.compression:g}x is out of reach: the layers kept dense already hold "
+                          f"{total - sum(sizes.values())} of {total} weights (at most "
+                          f"{total / (total - sum(sizes.values())):.3g}x)")
+    keep: dict[str, float] = {}
+    free = dict(sizes)
+    while free:
+        share = budget - sum(keep.values())
+        weight = sum(math.sqrt(v) for v in free.values())
+        full = {n: v for n, v in free.items() if share * math.sqrt(v) / weight >= v}
+        if not full:
+            keep.update({n: share * math.sqrt(v) / weight for n, v in free.items()})
+            break
+        keep.update(full)
+        for n in full:
+            del free[n]
+    return {n: max(1.0, sizes[n] / keep[n]) for n in layers}
 
 
 def _epoch(model, layers, x, y, recipe, opt, gen, admm=None, masks=None, rho=0.0, sched=None) -> float:
@@ -210,23 +227,23 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
     if not layers:
         raise ConfigError("ADMM pruning found no layer of two or more crossbar blocks to prune (the first and the "
                           "last layer stay dense)")
-    cfg = replace(cfg, compression=layer_compression(work, layers, cfg.compression))
+    cfgs = {n: replace(cfg, compression=c) for n, c in layer_compression(work, layers, cfg).items()}
     before = accuracy(work, xt, yt)
     history = []
     with torch.no_grad():
-        z = {n: project(m.weight, cfg) for n, m in layers.items()}
+        z = {n: project(m.weight, cfgs[n]) for n, m in layers.items()}
         u = {n: torch.zeros_like(m.weight) for n, m in layers.items()}
     opt = torch.optim.SGD(work.parameters(), lr=recipe.lr, momentum=0.9)
     for epoch in range(recipe.admm_epochs):                            # 1. ADMM-regularized training
         loss = _epoch(work, layers, x, y, recipe, opt, gen, admm=(z, u), rho=recipe.rho * recipe.rho_growth ** epoch)
         with torch.no_grad():
             for n, m in layers.items():
-                z[n] = project(m.weight + u[n], cfg)
+                z[n] = project(m.weight + u[n], cfgs[n])
                 # the scaled dual follows rho: U = y / rho, so it shrinks as rho grows for the next epoch
                 u[n] = (u[n] + m.weight - z[n]) / recipe.rho_growth
         history.append({"step": "admm", "epoch": epoch + 1, "loss": loss})
     with torch.no_grad():                                              # 2. hard pruning to the blocks of Proj_S
-        masks = {n: block_mask(m.weight, cfg) for n, m in layers.items()}
+        masks = {n: block_mask(m.weight, cfgs[n]) for n, m in layers.items()}
         for n, m in layers.items():
             m.weight.mul_(masks[n])
     pruned = accuracy(work, xt, yt)
@@ -245,7 +262,8 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
             n, k = mod.weight.numel(), int((mod.weight != 0).sum())
             per_layer[name] = {"weights": n, "kept": k, "compression": n / max(k, 1), "pruned": name in layers}
             total, kept = total + n, kept + k
-    info = {"admm": asdict(cfg), "target_compression": target, "recipe": asdict(recipe), "seed": seed, "device": device,
+    info = {"admm": asdict(cfg), "layer_compression": {n: c.compression for n, c in cfgs.items()},
+            "target_compression": target, "recipe": asdict(recipe), "seed": seed, "device": device,
             "train_examples": len(y),
             "test_examples": len(yt), "test_accuracy_before": before, "test_accuracy_pruned": pruned,
             "test_accuracy": after, "compression": total / max(kept, 1), "layers": per_layer, "history": history,

@@ -227,11 +227,12 @@ def array_spec(spec: CrossbarSpec) -> CrossbarSpec:
     return replace(spec, signed="unsigned", weight_bits=1, cell_bits=1, pair_readout=False)
 
 
-def packed_tile(q: np.ndarray, spec: CrossbarSpec, layout: BitPlaneLayout, *, seed: int = 0,
-                backend: str = "numba", device: str = "cpu", name: str = "crossbar") -> tuple[PackedTile, SqueezeResult]:
+def packed_tile(q: np.ndarray, spec: CrossbarSpec, layout: BitPlaneLayout, *, seed: int = 0, backend: str = "numba",
+                device: str = "cpu", name: str = "crossbar") -> tuple[PackedTile, SqueezeResult]:
     """The squeezed tile of one weight matrix ``q`` (out, in) of ``spec.weight_bits``-bit integers."""
     if spec.cell_bits != 1:
-        raise ConfigError(f"SME splices one weight bit per crossbar: it needs 1-bit cells, got cell_bits={spec.cell_bits}")
+        raise ConfigError("SME splices one weight bit per crossbar: it needs 1-bit cells, got "
+                          f"cell_bits={spec.cell_bits}")
     res = squeeze(q, spec.weight_bits, spec.rows, spec.cols, layout.squeeze_density)
     tile = PackedTile(q.shape[0], q.shape[1], res.groups, array_spec(spec), seed=seed, backend=backend, device=device,
                       name=name)

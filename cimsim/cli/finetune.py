@@ -118,10 +118,14 @@ def run_admm(args) -> int:
 
 
 def register(sub) -> None:
-    sp = add_command(sub, "finetune", "fine-tune a trained network: partial-sum QAT (ADC-less) or ADMM block pruning", run,
+    sp = add_command(sub, "finetune", "fine-tune a trained network: partial-sum QAT (ADC-less) or ADMM block pruning",
+                     run,
              "Partial-sum quantization-aware fine-tuning (cimsim.mappers.qat) of a trained zoo network for an "
              "architecture with binary/ternary column readouts and learned scale factors (hcim). The result is "
-             "saved where 'cimsim run --arch ARCH' finds it. --limit N fine-tunes on the first N training examples.")
+             "saved where 'cimsim run --arch ARCH' finds it. --method admm: ADMM crossbar-aware block pruning "
+             "(cimsim.mappers.admm) toward --compression C with blocks of the architecture's array, for any crossbar "
+             "architecture; 'cimsim run --checkpoint' maps the result, allocating only the arrays of non-zero blocks. "
+             "--limit N fine-tunes on the first N training examples.")
     sp.add_argument("--method", choices=["psq", "admm"], default="psq",
                     help="psq: partial-sum QAT (default); admm: crossbar-aware block pruning (cimsim.mappers.admm)")
     sp.add_argument("--compression", type=float, metavar="C",
@@ -131,7 +135,8 @@ def register(sub) -> None:
     sp.add_argument("--checkpoint", help="the trained network to start from (default: the one found by model and dataset)")
     sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
                     help="override an architecture parameter (repeatable), as for 'cimsim run'")
-    sp.add_argument("--epochs", type=positive_int, help="fine-tuning epochs (default 3)")
+    sp.add_argument("--epochs", type=positive_int,
+                    help="fine-tuning epochs (default 3; ADMM: this many ADMM and as many retraining epochs, default 6)")
     sp.add_argument("--lr", type=float, help="learning rate of the weights (default 1e-3)")
     sp.add_argument("--batch-size", type=positive_int, help="mini-batch size (default 128)")
     sp.add_argument("--test-limit", type=positive_int, metavar="N",
