@@ -274,7 +274,8 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
 # ---------------------------------------------------------------------------------------------- masked mapping
 def masked_groups(q: np.ndarray, rows: int, outputs_per_array: int) -> list[PackedGroup] | None:
     """The masked mapping of integer weights ``q`` (out, in): per row block, the output blocks holding a non-zero
-    weight, as one packed group (their arrays side by side); ``None`` when no block is all zero (the dense tile)."""
+    weight, as one packed group (their arrays side by side); ``None`` when no block is all zero (the dense tile).
+    Each group is its own tile, so a conversion scope that sums row blocks in analog sums within a group only."""
     O, K = q.shape
     groups, skipped = [], 0
     for k0 in range(0, K, rows):
