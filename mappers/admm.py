@@ -172,7 +172,7 @@ def layer_compression(model: nn.Module, layers: dict[str, nn.Module], cfg: ADMMC
     return {n: max(1.0, sizes[n] / keep[n]) for n in layers}
 
 
-def _epoch(model, layers, x, y, recipe, opt, gen, admm=None, masks=None, rho=0.0, sched=None) -> float:
+def _epoch(model, layers, x, y, recipe, opt, gen, admm=None, masks=None, rho=0.0, sched=None, bar=None) -> float:
     model.train()
     order = torch.randperm(len(y), generator=gen).to(y.device)
     loss_sum = 0.0
@@ -192,6 +192,8 @@ def _epoch(model, layers, x, y, recipe, opt, gen, admm=None, masks=None, rho=0.0
                 for n, m in layers.items():
                     m.weight.mul_(masks[n])
         loss_sum += float(loss.detach()) * len(idx)
+        if bar is not None:
+            bar.update(1)
     return loss_sum / max(len(y), 1)
 
 
@@ -205,11 +207,15 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADMMRecipe(), seed: int = 0,
-               limit: int | None = None, test_limit: int | None = None, device: str = "cpu") -> tuple[nn.Module, dict]:
+               limit: int | None = None, test_limit: int | None = None, device: str = "cpu",
+               progress: bool | None = None) -> tuple[nn.Module, dict]:
     """The three steps on a copy of ``model`` with ``data`` (a :class:`cimsim.workloads.datasets.Dataset`): (pruned
     model on the CPU, metadata: per-layer weights, kept weights, compression, accuracy before, pruned and after).
-    ``limit`` / ``test_limit``: the first examples only; ``device``: where the training runs ("cpu", "cuda")."""
+    ``limit`` / ``test_limit``: the first examples only; ``device``: where the training runs ("cpu", "cuda");
+    ``progress=False`` silences the progress report on stderr."""
     import copy
+
+    from cimsim.progress import progress as progress_bar
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -234,8 +240,12 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
         z = {n: project(m.weight, cfgs[n]) for n, m in layers.items()}
         u = {n: torch.zeros_like(m.weight) for n, m in layers.items()}
     opt = torch.optim.SGD(work.parameters(), lr=recipe.lr, momentum=0.9)
+    per_epoch = math.ceil(len(y) / recipe.batch_size)
+    bar = progress_bar(desc="ADMM prune", total=(recipe.admm_epochs + recipe.retrain_epochs) * per_epoch,
+                       unit="steps", enabled=progress)
     for epoch in range(recipe.admm_epochs):                            # 1. ADMM-regularized training
-        loss = _epoch(work, layers, x, y, recipe, opt, gen, admm=(z, u), rho=recipe.rho * recipe.rho_growth ** epoch)
+        loss = _epoch(work, layers, x, y, recipe, opt, gen, admm=(z, u), rho=recipe.rho * recipe.rho_growth ** epoch,
+                      bar=bar)
         with torch.no_grad():
             for n, m in layers.items():
                 z[n] = project(m.weight + u[n], cfgs[n])
@@ -251,8 +261,9 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
     steps = recipe.retrain_epochs * math.ceil(len(y) / recipe.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
     for epoch in range(recipe.retrain_epochs):                         # 3. masked retraining
-        loss = _epoch(work, layers, x, y, recipe, opt, gen, masks=masks, sched=sched)
+        loss = _epoch(work, layers, x, y, recipe, opt, gen, masks=masks, sched=sched, bar=bar)
         history.append({"step": "retrain", "epoch": epoch + 1, "loss": loss})
+    bar.close()
     after = accuracy(work.eval(), xt, yt)
     work = work.to("cpu")
     per_layer = {}

@@ -89,7 +89,8 @@ def test_admm_prunes_to_the_target_and_retrains():
             loss.backward()
             opt.step()
     cfg = admm.ADMMConfig(8, 4, 1.5, 8)
-    pruned, info = admm.admm_prune(net, cfg, data, admm.ADMMRecipe(admm_epochs=2, retrain_epochs=2, batch_size=100))
+    pruned, info = admm.admm_prune(net, cfg, data, admm.ADMMRecipe(admm_epochs=2, retrain_epochs=2, batch_size=100),
+                                   progress=False)
     w = pruned[2].weight.detach()
     assert info["layer_compression"] == {"2": pytest.approx(2048 / 640)}
     assert torch.equal(w != 0, admm.block_mask(w, replace(cfg, compression=3.2)).bool() & (w != 0))   # whole blocks
