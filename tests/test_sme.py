@@ -76,6 +76,11 @@ def test_the_mapped_sme_network_equals_the_quantized_network_bit_for_bit(nonzero
     assert rows["6"]["xbars_sliced"] == 5 * 2      # ceil(588 / 128) row blocks x ceil(2 * 7 * 10 / 128) blocks
     assert rows["6"]["arrays"] == rows["6"]["xbars_squeezed"] <= rows["6"]["xbars_spliced"] <= 10
     assert all(r["rel_error"] == 0 for r in rep.layers if r["arrays"])
+    # costs come from the packed arrays' own events: one conversion per used column, input cycle and example
+    for name in ("0", "2", "6"):
+        layer = mapped.mapped_layers[name]
+        columns = sum(len(g.outputs) for tile in layer.crossbars for g in tile.groups)
+        assert rows[name]["conversions"] == layer.plan.positions * arch.input_bits * columns
 
 
 # ---------------------------------------------------------------------------------------------- the counts
