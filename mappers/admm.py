@@ -6,7 +6,7 @@ The paper's three steps, for any architecture that maps to crossbars:
    ``C_in * kh * kw``, the rows a crossbar holds) is cut into crossbar-sized blocks: ``block_rows`` inputs (an
    array's rows) x ``block_outputs`` outputs (the weights an array's columns hold: ``cols / columns per
    weight`` of the architecture's slicing). The constraint set ``S`` keeps the blocks of largest Frobenius
-   norm until ``1 / compression`` of the layer's weights are kept (at least one block) and puts the kept
+   norm that fit in ``1 / compression`` of the layer's weights (at least one block) and puts the kept
    weights on the ``weight_bits`` per-channel grid (the device's levels, as the mapper quantizes). ADMM
    (Boyd et al. 2011; Zhang et al., ECCV 2018 for DNN pruning) minimises
    ``loss(W) + rho / 2 * sum ||W - Z + U||^2`` by SGD, and after every epoch ``Z = Proj_S(W + U)``,
@@ -81,7 +81,8 @@ def _blocks(w2: torch.Tensor, cfg: ADMMConfig) -> tuple[torch.Tensor, tuple[int,
 
 
 def block_mask(w: torch.Tensor, cfg: ADMMConfig) -> torch.Tensor:
-    """The mask (shape of ``w``) of the largest-norm blocks holding at least ``1 / compression`` of the weights."""
+    """The mask (shape of ``w``) of the largest-norm blocks, as many as fit in ``1 / compression`` of the weights (at
+    least one): the layer is compressed at least ``compression`` times."""
     w2 = w.detach().reshape(w.shape[0], -1)
     O, K = w2.shape
     norms, (no, nr) = _blocks(w2, cfg)
@@ -95,10 +96,11 @@ def block_mask(w: torch.Tensor, cfg: ADMMConfig) -> torch.Tensor:
     kept = torch.zeros(no * nr, dtype=torch.bool)
     total = 0.0
     for idx in order.tolist():
-        if total >= need:
+        size = float(sizes.flatten()[idx])
+        if total + size > need and kept.any():
             break
         kept[idx] = True
-        total += float(sizes.flatten()[idx])
+        total += size
     m = kept.reshape(no, nr).repeat_interleave(cfg.block_outputs, 0).repeat_interleave(cfg.block_rows, 1)[:O, :K]
     return m.to(w.device, w.dtype).reshape(w.shape)
 
