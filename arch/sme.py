@@ -9,9 +9,9 @@ inputs bit-serially, an ADC converts every used column each cycle, and the perip
 results with their ``+-2**plane`` weights into the outputs (shift-and-add).
 
 Parameters the paper does not give (it reports crossbar counts, not the array): 1-bit cells, 128x128
-arrays and one bit-plane per crossbar follow the same group's Bit-Transformer (ICCAD 2021), as
-papers.md notes; the rest of the chip is ISAAC's (Table 6), as in the paper's ISAAC-derived baselines, with
-8-bit weights and inputs (est.). With 1-bit cells and 1-bit DACs a column value is at most ``rows``, so the
+arrays and one bit-plane per crossbar follow the same group's Bit-Transformer (ICCAD 2021; see
+docs/references.md#sme); the rest of the chip is ISAAC's (Table 6), as in the paper's ISAAC-derived baselines,
+with 8-bit weights and inputs (est.). With 1-bit cells and 1-bit DACs a column value is at most ``rows``, so the
 8-bit ADC with a full-scale range converts it losslessly (128 <= 255 codes of one level unit).
 
 Index bookkeeping: every allocated crossbar keeps a row table (the input of each row) and a column table

@@ -1,4 +1,5 @@
-"""ADMM crossbar-aware structured pruning and quantization (Yuan et al., ISLPED 2019, arXiv 1908.11691).
+"""ADMM crossbar-aware structured pruning and quantization (Yuan et al., ISLPED 2019, arXiv 1908.11691;
+docs/references.md#admm).
 
 The paper's three steps, for any architecture that maps to crossbars:
 

@@ -1,5 +1,6 @@
 """SME's mapper steps (Liu et al., "SME: ReRAM-based Sparse-Multiplication-Engine to Squeeze-Out Bit Sparsity
-of Neural Network", arXiv 2103.01705): bit-sparsity shaping, bit-slice splicing and squeeze-out.
+of Neural Network", arXiv 2103.01705; docs/references.md#sme): bit-sparsity shaping, bit-slice splicing and
+squeeze-out.
 
 The steps turn one layer's quantized integer weights ``W`` (out, in), ``|W| <= 2**(b-1) - 1``, into packed
 groups of 1-bit crossbars (:class:`cimsim.packed.PackedGroup`) that the engine then runs
