@@ -176,6 +176,9 @@ def test_the_architecture_asks_for_the_layout_and_sweeps_its_knobs():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert a.crossbar_spec().cell_bits == 1
+    from cimsim.sweep import make_points
+    points = make_points(["sme"], grid={"nonzero_bits": ["0", "3"], "squeeze_density": ["0", "1"]})
+    assert sorted(p.param_dict["squeeze_density"] for p in points) == [0.0, 0.0, 1.0, 1.0] and len(points) == 4
 
 
 def test_a_sweep_of_the_squeeze_knob_draws_crossbars_instead_of_the_area():
