@@ -15,7 +15,8 @@ from cimsim.arch.hcim import Hcim  # noqa: E402,I001
 from cimsim.arch.cascade import Cascade  # noqa: E402,I001
 from cimsim.arch.neural_pim import NeuralPim  # noqa: E402,I001
 from cimsim.arch.adcless_snn import AdclessSnn, SnnHpAdc  # noqa: E402,I001
+from cimsim.arch.sme import Sme  # noqa: E402,I001
 from cimsim.arch.params import ParamInfo
 
 __all__ = ["get", "names", "register", "Architecture", "Component", "ParamInfo", "DigitalReference", "Isaac", "Hcim",
-           "Cascade", "NeuralPim", "AdclessSnn", "SnnHpAdc"]
+           "Cascade", "NeuralPim", "AdclessSnn", "SnnHpAdc", "Sme"]

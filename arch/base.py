@@ -32,6 +32,7 @@ from cimsim.arch import params as P
 from cimsim.arch.figures import chip_figures
 from cimsim.cost import Cost, EventCost, LayerPlan, Timing, rollup
 from cimsim.errors import ConfigError
+from cimsim.layout import BitPlaneLayout
 from cimsim.ledger import EventLedger
 
 LEVELS = ("ima", "tile", "chip")
@@ -128,6 +129,12 @@ class Architecture:
     def crossbar_spec(self, input_signed: bool = False):
         raise ConfigError(f"architecture {self.name!r} has no crossbars to map onto "
                           "(use cimsim.mappers.evaluate for the digital reference)")
+
+    def weight_layout(self) -> BitPlaneLayout | None:
+        """How the mapper lays out a layer's integer weights: ``None``, one :class:`~cimsim.Crossbar` per group
+        sliced by :meth:`crossbar_spec`; or a layout of :mod:`cimsim.layout` the mapper builds packed tiles from
+        (:class:`~cimsim.layout.BitPlaneLayout`: SME's shaping, splicing and squeeze-out, :mod:`cimsim.mappers.sme`)."""
+        return None
 
     def psq_fields(self) -> dict[str, Any]:
         """What partial-sum QAT (:class:`cimsim.mappers.qat.PSQConfig`) needs to train for this architecture's

@@ -11,6 +11,10 @@ Weights (``signed`` mode, ``b`` = weight_bits, ``c`` = cell_bits):
   each magnitude of ``b - 1`` bits is sliced into ``ceil((b - 1) / c)`` slices. Weights must lie in the
   symmetric range ``|W| <= 2**(b-1) - 1``.
 
+* ``"unsigned"``: non-negative weights ``0 .. 2**b - 1`` sliced as they are into ``ceil(b / c)`` slices, one
+  column per slice and output (no sign: SME's bit-plane arrays, whose columns carry their sign and place
+  value in the digital splice, :mod:`cimsim.mappers.sme`).
+
 Slices are LSB first. Each slice is an array of cell levels in ``0 .. 2**c - 1`` (the top slice may
 use fewer bits) with a signed digital weight (its shift), so ``W == sum_s weight_s * slice_s`` exactly
 (plus the offset for ``"offset"``).
@@ -29,6 +33,7 @@ import numpy as np
 from cimsim.errors import ConfigError
 
 SIGNED_MODES = ("offset", "twos", "differential")
+WEIGHT_MODES = SIGNED_MODES + ("unsigned",)   # every weight encoding a tile may use
 
 
 @dataclass(frozen=True)
@@ -79,9 +84,14 @@ def _split(u: np.ndarray, total_bits: int, cell_bits: int) -> tuple[list[np.ndar
 
 def slice_weights(w: np.ndarray, weight_bits: int, cell_bits: int, signed: str) -> WeightSlices:
     """Slice an integer weight matrix (out, in) into cell levels; see the module docstring."""
-    if signed not in SIGNED_MODES:
-        raise ConfigError(f"unknown signed mapping {signed!r}: choose one of {', '.join(SIGNED_MODES)}")
+    if signed not in WEIGHT_MODES:
+        raise ConfigError(f"unknown signed mapping {signed!r}: choose one of {', '.join(WEIGHT_MODES)}")
     b = int(weight_bits)
+    if signed == "unsigned":
+        w = check_int_range("weights", w, 0, (1 << b) - 1, f"unsigned {b}-bit weights")
+        sl, shifts, bits = _split(w, b, cell_bits)
+        return WeightSlices(np.stack(sl)[:, None], np.array([2.0 ** s for s in shifts]), np.array([1.0]), 0,
+                            tuple(bits))
     if signed == "differential":
         m = (1 << (b - 1)) - 1
         w = check_int_range("weights", w, -m, m, f"differential {b}-bit weights are symmetric")

@@ -14,6 +14,9 @@ from cimsim.errors import ConfigError
 # the quantities drawn against the swept parameter: (row key, axis label, scale, log axis)
 METRICS = (("accuracy", "accuracy (%)", 100.0, False), ("energy_j", "energy per inference (J)", 1.0, True),
            ("latency_s", "latency per inference (s)", 1.0, True), ("area_m2", "chip area (mm^2)", 1e6, False))
+# drawn instead of the chip's area when the crossbars a network occupies vary over the sweep (SME's squeeze-out,
+# cimsim.mappers.sme: the chip stays the same, the arrays in use change)
+CROSSBARS = ("crossbars", "crossbars allocated", 1.0, False)
 ALIASES = {"adc_bits": "adc.bits"}
 
 
@@ -45,9 +48,10 @@ def _operand_bits(results) -> dict[str, str]:
 
 
 def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str = "arch"):
-    """Accuracy, energy, latency and area per inference against the swept parameter ``x`` (default: the first
-    that varies, ADC bits first), one line per ``hue`` value (the architecture by default, or a parameter) and
-    per combination of the other varying parameters. An architecture without ``x`` is a labelled horizontal
+    """Accuracy, energy, latency and area per inference (crossbars allocated instead of the area where they vary
+    within an architecture) against the swept parameter ``x`` (default: the first that varies, ADC bits first),
+    one line per ``hue`` value (the architecture by default, or a parameter) and per combination of the other
+    varying parameters. An architecture without ``x`` is a labelled horizontal
     line; the floating-point reference a dashed line (one per architecture when they differ). Returns the
     matplotlib Figure."""
     import matplotlib
@@ -57,6 +61,8 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
     rows = sweepfile.aggregate(results)
     for r, bits in ((r, _operand_bits(results).get(r["arch"])) for r in rows):
         r["bits"] = bits
+    arch_crossbars = {(r["arch"], r["crossbars"]) for r in rows}     # crossbars that vary within an architecture
+    metrics = METRICS[:3] + (CROSSBARS,) if len(arch_crossbars) > len({a for a, _ in arch_crossbars}) else METRICS
     varying = swept_parameters(rows)
     x = ALIASES.get(x, x) if x else (varying[0] if varying else "adc.bits")
     hue = ALIASES.get(hue, hue)
@@ -88,7 +94,7 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
         xs = [r["params"][x] if numeric else str(r["params"][x]) for r in rs]
         extra = dict(extra) if hue == "arch" else {hue: h, **dict(extra)}
         label = _label(arch, rs, extra)
-        for ax, (key, _, scale, _) in zip(axes, METRICS):
+        for ax, (key, _, scale, _) in zip(axes, metrics):
             y = [scale * r[key] for r in rs]
             err = [[scale * (r[key] - r[f"{key}_min"]) for r in rs], [scale * (r[f"{key}_max"] - r[key]) for r in rs]]
             ax.errorbar(xs, y, yerr=err, marker=marker, ls=ls, ms=4, capsize=3, color=color[h], label=label)
@@ -96,13 +102,13 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
     for r in flat:
         h = r["arch"] if hue == "arch" else r["params"].get(hue)
         label = f"{_label(r['arch'], [r], {})} ({none})"
-        for ax, (key, _, scale, _) in zip(axes, METRICS):
+        for ax, (key, _, scale, _) in zip(axes, metrics):
             ax.axhline(scale * r[key], color=color[h], lw=2.5, alpha=0.6, label=label, zorder=1)
             if r[f"{key}_max"] > r[f"{key}_min"]:
                 ax.axhspan(scale * r[f"{key}_min"], scale * r[f"{key}_max"], color=color[h], alpha=0.15)
     _references(axes[0], rows, color if hue == "arch" else {})
     xlabel = "ADC bits" if x == "adc.bits" else x
-    for ax, (key, ylabel, _, log) in zip(axes, METRICS):
+    for ax, (key, ylabel, _, log) in zip(axes, metrics):
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(f"{ylabel.split(' (')[0]} vs {xlabel}")

@@ -13,7 +13,7 @@ import numpy as np
 
 from cimsim.devices.cell import IdealCell, MemoryCell
 from cimsim.devices.converters import IdealReadout, Readout
-from cimsim.encoding import SIGNED_MODES
+from cimsim.encoding import WEIGHT_MODES
 from cimsim.errors import ConfigError
 from cimsim.readouts import PER_CYCLE, ConversionScope, readout_op
 
@@ -54,12 +54,12 @@ class CrossbarSpec:
                       ("input_bits", MAX_OPERAND_BITS), ("cell_bits", 16), ("dac_bits", 16)):
             if getattr(self, k) > hi:
                 raise ConfigError(f"CrossbarSpec.{k} = {getattr(self, k)} is out of range: it must be at most {hi}")
-        if self.weight_bits < 2:
+        if self.weight_bits < 2 and self.signed != "unsigned":
             raise ConfigError("CrossbarSpec.weight_bits must be at least 2 (signed weights)")
         if self.input_signed and self.input_bits < 2:
             raise ConfigError("CrossbarSpec.input_bits must be at least 2 for signed inputs")
-        if self.signed not in SIGNED_MODES:
-            raise ConfigError(f"CrossbarSpec.signed = {self.signed!r}: choose one of {', '.join(SIGNED_MODES)}")
+        if self.signed not in WEIGHT_MODES:
+            raise ConfigError(f"CrossbarSpec.signed = {self.signed!r}: choose one of {', '.join(WEIGHT_MODES)}")
         if not isinstance(self.cell, MemoryCell):
             raise ConfigError(f"CrossbarSpec.cell must be a cell model (cimsim.devices), got {self.cell!r}")
         if not isinstance(self.readout, Readout):

@@ -258,8 +258,9 @@ def _fsync(path: Path) -> None:
 # summaries (the CLI's table and the plot)
 
 def aggregate(results: dict[Point, Report]) -> list[dict[str, Any]]:
-    """One row per (architecture, swept values): mean, min and max over seeds of accuracy, energy, latency and
-    area; ``params`` holds the swept values and ``adc_bits`` the ADC resolution (None where not swept)."""
+    """One row per (architecture, swept values): mean, min and max over seeds of accuracy, energy, latency, area
+    and crossbars allocated; ``params`` holds the swept values and ``adc_bits`` the ADC resolution (None where not
+    swept)."""
     groups: dict[tuple[str, tuple], list[Report]] = {}
     for p in sorted(results, key=Point.sort_key):
         groups.setdefault((p.arch, p.params), []).append(results[p])
@@ -267,8 +268,11 @@ def aggregate(results: dict[Point, Report]) -> list[dict[str, Any]]:
     for (arch, params), reps in groups.items():
         row: dict[str, Any] = {"arch": arch, "params": dict(params), "adc_bits": dict(params).get(ADC_BITS),
                                "seeds": len(reps)}
-        for k in ("accuracy", "digital_accuracy", "energy_j", "latency_s", "area_m2", "throughput_inf_per_s"):
-            vals = [float(getattr(r, k)) for r in reps]
+        for k in ("accuracy", "digital_accuracy", "energy_j", "latency_s", "area_m2", "throughput_inf_per_s",
+                  "crossbars"):
+            # crossbars: the arrays the mapped layers occupy (one copy each), which compression knobs move
+            vals = [float(sum(l.get("arrays", 0) for l in r.layers)) if k == "crossbars" else float(getattr(r, k))
+                    for r in reps]
             row[k] = sum(vals) / len(vals)
             row[f"{k}_min"] = min(vals)
             row[f"{k}_max"] = max(vals)

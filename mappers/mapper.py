@@ -52,7 +52,7 @@ from cimsim.cost import LayerPlan
 from cimsim.crossbar import Crossbar
 from cimsim.errors import ConfigError, check_seed
 from cimsim.ledger import EventLedger
-from cimsim.mappers import qat, snn, snn_qat
+from cimsim.mappers import admm, qat, sme, snn, snn_qat
 from cimsim.mappers.layer_quality import add_layer_quality
 from cimsim.mappers.profile import profile
 from cimsim.progress import progress as progress_bar
@@ -205,13 +205,20 @@ class MappedLayer(nn.Module):
         self.w_exact_t = np.ascontiguousarray(self.w_int.T, dtype=np.float64)   # (K, O); sums < 2**53: exact
         self.w_scale = scale
         self.bias = None if source.bias is None else source.bias.detach().double().numpy().copy()
-        self.crossbars: list[Crossbar] = []
+        self.crossbars: list[Crossbar] = []   # one tile per group: a Crossbar, or a PackedTile (cimsim.packed)
+        self.layout_counts: dict[str, int] = {}   # crossbars after each step of a weight layout (cimsim.mappers.sme)
         self.positions_seen = 0
         self.error_sq = 0.0       # sum of (s * (analog - exact))**2 over the outputs since the last reset
         self.reference_sq = 0.0   # sum of (s * exact)**2
         self.exact_device = "cpu"  # where the exact product runs: the engine's GPU when it has one (map_model)
         self.engine_s = 0.0       # wall seconds in the crossbars since the last reset (cimsim bench --model)
         self.exact_s = 0.0        # wall seconds of the exact product that measures the layer's error
+
+    def set_integer_weights(self, q: np.ndarray, scale: np.ndarray) -> None:
+        """Replace the quantized weights (O, ...) and their per-channel scales (a layout's own quantizer)."""
+        self.w_int = np.asarray(q, dtype=np.int64).reshape(q.shape[0], -1)
+        self.w_exact_t = np.ascontiguousarray(self.w_int.T, dtype=np.float64)
+        self.w_scale = np.asarray(scale, dtype=np.float64)
 
     # geometry ----------------------------------------------------------------
     def _patches(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple]:
@@ -434,7 +441,8 @@ class MappedModel(nn.Module):
                          "wall_seconds": round(time.perf_counter() - started, 3)}
         names = describe(self.model, loader, model_name=model_name or self.model_name, dataset=dataset)
         report.config = {**names, **report.config}   # what config gives wins
-        return add_layer_quality(report, {n: l.rel_error() for n, l in self.mapped_layers.items()}, ledger)
+        report = add_layer_quality(report, {n: l.rel_error() for n, l in self.mapped_layers.items()}, ledger)
+        return sme.add_layout_counts(report, {n: l.layout_counts for n, l in self.mapped_layers.items()})
 
 
 # ------------------------------------------------------------------------------------------------ map()
@@ -530,6 +538,7 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
     psq_cfg = qat.PSQConfig.from_arch(arch) if arch.learned_column_scales else None
     started = time.perf_counter()
     timings = {"prepare_s": 0.0, "program_s": 0.0, "calibrate_s": 0.0}   # MappedModel.map_timings
+    layout = arch.weight_layout()   # None: one Crossbar per group; else packed tiles (SME: cimsim.mappers.sme)
     if reference is not None:
         reference = copy.deepcopy(reference).eval()
         note = reference_note or "a floating-point network given to the mapper"
@@ -648,10 +657,16 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
                                                           layer.w_int[g * og:(g + 1) * og], spec)
                                      for g in range(groups)], axis=3)
         t1 = time.perf_counter()
-        for g in range(groups):
-            layer.crossbars.append(Crossbar(layer.w_int[g * og:(g + 1) * og], spec, seed=_seed_for(seed, index, g),
-                                            backend=backend, device=device, name=name,
-                                            column_scales=None if scales is None else scales[..., g * og:(g + 1) * og]))
+        seeds = [_seed_for(seed, index, g) for g in range(groups)]
+        if layout is not None:    # SME: shaped, spliced and squeezed packed tiles
+            sme.program_layer(layer, mod, spec, layout, seeds, backend=backend, device=device)
+        elif scales is None and admm.program_masked(layer, spec, seeds, backend=backend, device=device):
+            pass                  # masked mapping: arrays of all-zero (pruned) blocks are not allocated
+        else:
+            layer.crossbars += [Crossbar(layer.w_int[g * og:(g + 1) * og], spec, seed=seeds[g], backend=backend,
+                                         device=device, name=name,
+                                         column_scales=None if scales is None else scales[..., g * og:(g + 1) * og])
+                                for g in range(groups)]
         t2 = time.perf_counter()
         # positions per inference and ADC calibration from the quantized calibration inputs
         patches, shape = layer._patches(layer.quantize_input(seen[name][0][:1]))

@@ -153,7 +153,7 @@ def test_archs_lists_and_shows(capsys):
     code, out, err = run_cli(capsys, "archs", "--json")
     listed = [a["name"] for a in json.loads(out)]
     assert code == 0 and listed[:3] == ["digital", "isaac", "hcim"]
-    assert {"cascade", "neural-pim", "adcless-snn", "snn-hpadc"} <= set(listed)
+    assert {"cascade", "neural-pim", "adcless-snn", "snn-hpadc", "sme"} <= set(listed)
     code, out, err = run_cli(capsys, "archs", "show", "digital", "--json")
     s = json.loads(out)
     for key in ("peak_ops_per_s", "power_w", "area_m2", "ce_gops_per_s_per_mm2", "pe_gops_per_w", "breakdown"):

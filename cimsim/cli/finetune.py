@@ -1,4 +1,5 @@
-"""``cimsim finetune``: partial-sum QAT of a trained network for an ADC-less architecture."""
+"""``cimsim finetune``: partial-sum QAT of a trained network for an ADC-less architecture (``--method psq``), or
+ADMM crossbar-aware block pruning and quantization for any crossbar architecture (``--method admm``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from cimsim.cli.common import (add_command, batch_size, checkpoint_output, data_
 
 
 def run(args) -> int:
+    if args.method == "admm":
+        return run_admm(args)
+    if args.compression is not None:
+        raise ConfigError("--compression is a knob of ADMM pruning: add --method admm")
+    args.arch = args.arch or "hcim"
     names.check(archs=args.arch, model=args.model, dataset=args.dataset, sets=args.set)   # before torch/numba load
     from cimsim import arch as arch_mod
     from cimsim import networks
@@ -121,21 +127,79 @@ def finetune_snn(args, spec, overrides: dict) -> int:
               f"after {recipe.epochs} epochs (first {info['test_examples']} test examples; float network "
               f"{100 * meta['test_accuracy']:.2f}%)")
         print(note)
+
+
+def run_admm(args) -> int:
+    """ADMM block pruning (cimsim.mappers.admm) with blocks of the architecture's array; saves a plain checkpoint
+    that 'cimsim run --checkpoint' maps (the arrays of pruned blocks are not allocated)."""
+    args.arch = args.arch or "isaac"
+    names.check(archs=args.arch, model=args.model, dataset=args.dataset, sets=args.set)
+    if args.compression is None:
+        raise ConfigError("--method admm needs --compression C (target weights / kept weights, e.g. 16)")
+    if args.compression < 1:
+        raise ConfigError(f"--compression must be at least 1, got {args.compression:g}")
+    if args.noise is not None:
+        raise ConfigError("--noise is a knob of partial-sum QAT (--method psq), not of ADMM pruning")
+    from cimsim import arch as arch_mod
+    from cimsim.mappers import admm
+    from cimsim.networks import load_model_and_data
+    from cimsim.workloads import train
+
+    overrides = dict(args.set or [])
+    spec = arch_mod.get(args.arch, **overrides)
+    if not spec.maps_to_crossbars:
+        raise ConfigError(f"ADMM prunes crossbar blocks: {spec.name!r} has no crossbars")
+    out = checkpoint_output(args.out)   # before any work
+    require_device(args.device)
+    model, meta, data, ckpt = load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
+    cfg = admm.ADMMConfig.from_arch(spec, args.compression)
+    recipe = admm.ADMMRecipe(**{k: v for k, v in (("admm_epochs", args.epochs), ("retrain_epochs", args.epochs),
+                                                  ("lr", args.lr), ("batch_size", args.batch_size)) if v is not None})
+    pruned, info = admm.admm_prune(model, cfg, data, recipe, seed=args.seed, limit=args.limit,
+                                   test_limit=args.test_limit, device=args.device)
+    sets = "".join(f" --set {k}={v}" for k, v in overrides.items())
+    out_meta = {"model": meta["model"], "dataset": data.name, "arch": spec.name, "input_shape": meta["input_shape"],
+                "num_classes": meta["num_classes"], "base_checkpoint": Path(ckpt).name,
+                "base_test_accuracy": meta["test_accuracy"], **info,
+                "command": f"cimsim finetune --method admm --arch {spec.name} --model {meta['model']} --dataset "
+                           f"{data.name}{sets} --compression {args.compression:g} --seed {args.seed}"}
+    path = out if out is not None else train.user_dir() / train.checkpoint_name(meta["model"], data.name).replace(
+        ".pt", f"-admm-{spec.name}-c{args.compression:g}.pt")
+    path = train.save_checkpoint(path, pruned, out_meta)
+    if args.json:
+        emit_json({**out_meta, "checkpoint": str(path)})
+    else:
+        print(f"{meta['model']} on {data.name}, ADMM blocks of {cfg.block_rows} inputs x {cfg.block_outputs} outputs "
+              f"({spec.name}): weight compression {info['compression']:.2f}x, test accuracy "
+              f"{100 * info['test_accuracy_before']:.2f}% before, {100 * info['test_accuracy_pruned']:.2f}% pruned, "
+              f"{100 * info['test_accuracy']:.2f}% retrained")
+        print(f"checkpoint saved to {path}; map it with 'cimsim run --arch {spec.name}{sets} --model {meta['model']} "
+              f"--dataset {data.name} --checkpoint {path}'")
     return 0
 
 
 def register(sub) -> None:
-    sp = add_command(sub, "finetune", "fine-tune a trained network for an ADC-less architecture (partial-sum QAT)", run,
+    sp = add_command(sub, "finetune", "fine-tune a trained network: partial-sum QAT (ADC-less), sense-amp training "
+                     "(spiking) or ADMM block pruning", run,
              "Partial-sum quantization-aware fine-tuning (cimsim.mappers.psq_finetune) of a trained zoo network for an "
              "architecture with binary/ternary column readouts and learned scale factors (hcim), or hardware-aware "
              "training of a spiking network for the sense amps of adcless-snn (cimsim.mappers.snn_qat). The result is "
-             "saved where 'cimsim run --arch ARCH' finds it. --limit N fine-tunes on the first N training examples.")
-    sp.add_argument("--arch", default="hcim", help="architecture to prepare the network for (default hcim)")
+             "saved where 'cimsim run --arch ARCH' finds it. --method admm: ADMM crossbar-aware block pruning "
+             "(cimsim.mappers.admm) toward --compression C with blocks of the architecture's array, for any crossbar "
+             "architecture; 'cimsim run --checkpoint' maps the result, allocating only the arrays of non-zero blocks. "
+             "--limit N fine-tunes on the first N training examples.")
+    sp.add_argument("--method", choices=["psq", "admm"], default="psq",
+                    help="psq: partial-sum QAT or sense-amp training, by architecture (default); admm: crossbar-aware "
+                         "block pruning (cimsim.mappers.admm)")
+    sp.add_argument("--compression", type=positive_float, metavar="C",
+                    help="ADMM: target weight compression (weights / kept weights)")
+    sp.add_argument("--arch", help="architecture to prepare the network for (default hcim; isaac with --method admm)")
     data_options(sp)
     sp.add_argument("--checkpoint", help="the trained network to start from (default: the one found by model and dataset)")
     sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
                     help="override an architecture parameter (repeatable), as for 'cimsim run'")
-    sp.add_argument("--epochs", type=positive_int, help="fine-tuning epochs (default 3)")
+    sp.add_argument("--epochs", type=positive_int,
+                    help="fine-tuning epochs (default 3; ADMM: this many ADMM and as many retraining epochs, default 6)")
     sp.add_argument("--lr", type=positive_float, help="learning rate of the weights (default 1e-3)")
     sp.add_argument("--alpha-lr", type=positive_float, help="learning rate of the column scale factors (default 1e-2)")
     sp.add_argument("--distill", type=fraction, metavar="W",

@@ -1,0 +1,134 @@
+"""Packed tiles: a layer's weights laid out over crossbars by an index table, not as one dense grid.
+
+A :class:`PackedTile` computes the integer product ``y = x @ W.T`` of one weight matrix (out, in) from a list
+of :class:`PackedGroup`\\ s. Each group is a set of physical rows and the columns that read them:
+
+* ``rows`` (r,): the input each physical row (word line) is driven with: the periphery gathers
+  ``x[:, rows]`` (the row index table);
+* ``levels`` (c, r): the integer weights the group's columns hold (programmed and read by a
+  :class:`~cimsim.Crossbar` of the tile's spec, so every cell, readout, conversion scope and non-ideality of
+  the engine applies, and the group's arrays count their own events);
+* ``outputs`` (c,) and ``weights`` (c,): the output each column adds into and its digital weight (the column
+  table): the periphery splices ``y[:, outputs[j]] += weights[j] * column_j``.
+
+So ``y[b, o] = sum_groups sum_{j: outputs[j] = o} weights[j] * sum_i levels[j, i] * x[b, rows[i]]``; with an
+ideal cell and a lossless readout it is the exact integer product whenever the groups hold every weight
+once (:func:`PackedGroup` layouts built by :mod:`cimsim.mappers.sme` and masked mappings do). A group with
+``c`` columns and ``r <= spec.rows`` rows occupies ``ceil(c * slices * polarity / spec.cols)`` arrays.
+
+The tile behaves as a :class:`~cimsim.Crossbar` does for the mapper: call it on integer inputs (batch, in),
+read ``arrays`` and ``ledger`` (its groups' events merged; assigning a fresh ledger resets them), and
+``calibrate`` its ADC ranges.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from cimsim.crossbar import Crossbar
+from cimsim.errors import ConfigError
+from cimsim.ledger import EventLedger
+from cimsim.spec import CrossbarSpec
+
+
+@dataclass(frozen=True)
+class PackedGroup:
+    """Physical rows (their inputs) and the columns that read them (their outputs, weights and levels)."""
+
+    rows: np.ndarray      # (r,) int: input index of each physical row
+    outputs: np.ndarray   # (c,) int: output index of each column
+    weights: np.ndarray   # (c,) float: digital weight of each column (e.g. +-2**plane)
+    levels: np.ndarray    # (c, r) int: the weights the columns hold, encoded by the tile's spec
+
+    def __post_init__(self):
+        r, c = len(self.rows), len(self.outputs)
+        if r < 1 or c < 1 or self.levels.shape != (c, r) or len(self.weights) != c:
+            raise ConfigError(f"a packed group needs rows (r,), outputs (c,), weights (c,) and levels (c, r) with "
+                              f"r, c >= 1; got rows {len(self.rows)}, outputs {c}, weights {len(self.weights)}, "
+                              f"levels {self.levels.shape}")
+        if len(np.unique(self.rows)) != r:
+            raise ConfigError("a packed group drives each input on at most one of its rows")
+
+
+class PackedTile:
+    """One weight matrix (out, in) computed by packed groups of crossbars (see the module docstring)."""
+
+    def __init__(self, out_features: int, in_features: int, groups: list[PackedGroup], spec: CrossbarSpec,
+                 seed: int = 0, backend: str = "numba", device: str = "cpu", name: str = "crossbar"):
+        if not groups:
+            raise ConfigError("a packed tile needs at least one group (an all-zero layer still keeps one array)")
+        self.out_features, self.in_features, self.spec, self.name = int(out_features), int(in_features), spec, name
+        self.groups = groups
+        for g in groups:
+            if len(g.rows) > spec.rows:
+                raise ConfigError(f"a packed group has {len(g.rows)} rows; the array has {spec.rows}")
+            if g.rows.min() < 0 or g.rows.max() >= in_features or g.outputs.min() < 0 \
+                    or g.outputs.max() >= out_features:
+                raise ConfigError("a packed group's row or output index lies outside the layer")
+        ss = np.random.SeedSequence(seed)
+        self.crossbars = [Crossbar(g.levels, spec, seed=int(s.generate_state(1)[0]), backend=backend, device=device,
+                                   name=name) for g, s in zip(groups, ss.spawn(len(groups)))]
+        # the column table as one scatter matrix per group: y += column values @ scatter (exact: integers < 2**53)
+        self._scatter = []
+        for g in groups:
+            s = np.zeros((len(g.outputs), self.out_features))
+            np.add.at(s, (np.arange(len(g.outputs)), g.outputs), g.weights)
+            self._scatter.append(s)
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def arrays(self) -> int:
+        return sum(xb.arrays for xb in self.crossbars)
+
+    @property
+    def row_blocks(self) -> list[tuple[int, int]]:
+        """The layer's reduction in blocks of the array's rows (as a dense tile would hold it)."""
+        r = self.spec.rows
+        return [(k, min(k + r, self.in_features)) for k in range(0, self.in_features, r)]
+
+    @property
+    def index_entries(self) -> tuple[int, int]:
+        """(row-table entries, column-table entries) the periphery keeps: one per physical row and per column."""
+        return sum(len(g.rows) for g in self.groups), sum(len(g.outputs) for g in self.groups)
+
+    def conversions_per_mvm(self) -> int:
+        return sum(xb.conversions_per_mvm() for xb in self.crossbars)
+
+    # ------------------------------------------------------------------ events
+    @property
+    def ledger(self) -> EventLedger:
+        return EventLedger.merge(xb.ledger for xb in self.crossbars)
+
+    @ledger.setter
+    def ledger(self, value: EventLedger) -> None:
+        if value.layers():
+            raise ConfigError("a packed tile's ledger can only be reset (assign an empty EventLedger)")
+        for xb in self.crossbars:
+            xb.ledger = EventLedger()
+
+    # ------------------------------------------------------------------ compute
+    def _check(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ConfigError(f"inputs must have shape (batch, {self.in_features}), got {x.shape}")
+        return x
+
+    def calibrate(self, x) -> None:
+        """Each group's ADC ranges from the inputs its rows gather."""
+        x = self._check(x)
+        for g, xb in zip(self.groups, self.crossbars):
+            xb.calibrate(x[:, g.rows])
+
+    def __call__(self, x) -> np.ndarray:
+        x = self._check(x)
+        y = np.zeros((x.shape[0], self.out_features))
+        for g, xb, s in zip(self.groups, self.crossbars, self._scatter):
+            y += xb(x[:, g.rows]) @ s
+        return y
+
+    def __repr__(self) -> str:
+        return (f"PackedTile({self.out_features}x{self.in_features}, {len(self.groups)} groups, {self.arrays} arrays, "
+                f"{math.fsum(len(g.rows) for g in self.groups):.0f} rows)")
