@@ -269,7 +269,8 @@ def program_layer(layer, source, spec: CrossbarSpec, layout: BitPlaneLayout, see
 
 
 def add_layout_counts(report, counts: dict[str, dict[str, int]]):
-    """Add the layout's per-step crossbar counts as layer columns (0 for layers not on crossbars); a report
+    """Add the layout's per-step crossbar counts as layer columns; a mapped layer the layout left as it was (no
+    counts: e.g. a layer ADMM did not prune) has its arrays at every step, a layer not on crossbars 0. A report
     whose layers have none is returned as it is."""
     if not any(counts.values()):
         return report
@@ -278,5 +279,5 @@ def add_layout_counts(report, counts: dict[str, dict[str, int]]):
     for row in report.layers:
         got = counts.get(row["name"]) or {}
         for k in keys:
-            row[k] = int(got.get(k, 0))
+            row[k] = int(got.get(k, row.get("arrays", 0) if row["name"] in counts else 0))
     return report
