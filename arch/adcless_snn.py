@@ -2,7 +2,7 @@
 IEEE TETC 2023) and its high-precision-ADC baseline.
 
 Both chips hold the same network on the same crossbars, the paper's evaluation setup (the first author's
-NeuroSim V1.3 fork, ../shared/papers.md): 65 nm, 1 GHz digital clock, RRAM crossbars without access
+NeuroSim V1.3 fork, docs/references.md#adc-less-snn): 65 nm, 1 GHz digital clock, RRAM crossbars without access
 transistors (1-bit cells, R_on 6 kOhm, on/off 150, read at 0.5 V for 10 ns: cimsim's ReRAM defaults),
 64x64 subarrays (32/64/128 in the paper: ``rows``/``cols``), 4-bit weights stored differentially
 (G+ and G- columns, 3 magnitude bits in 1-bit cells: 6 columns per weight), 8-bit activations at the first
@@ -41,9 +41,8 @@ from cimsim.devices.converters import FlashADC, SenseAmp
 from cimsim.devices.peripherals import LIFNeuron, ShiftAdd
 from cimsim.devices.reram import ReRAM
 from cimsim.spec import CrossbarSpec
-from cimsim.spiking import neuron_kinds
 
-_SRC = "ADC-less SNN, arXiv 2211.02167: NeuroSim evaluation setup (../shared/papers.md)"
+_SRC = "ADC-less SNN, arXiv 2211.02167: NeuroSim evaluation setup (docs/references.md#adc-less-snn)"
 CLOCK_HZ = 1e9   # the paper's evaluation: 1 GHz
 
 
@@ -161,6 +160,8 @@ class SnnChip(TiledChip):
     def digital_events(self, layer: str, kind: str, events: Mapping[str, float]) -> dict[str, float]:
         """A spiking neuron layer runs on the LIF units: one update per neuron per time step (its profile's
         comparisons); other digital layers as on every tiled chip."""
+        from cimsim.spiking import neuron_kinds   # torch: imported when a run is costed, not by 'cimsim archs'
+
         if kind in neuron_kinds():
             return {ev.LIF_UPDATES: events.get(ev.COMPARE, 0)}
         return super().digital_events(layer, kind, events)

@@ -44,6 +44,7 @@ from torch import nn
 
 from cimsim.errors import ConfigError
 from cimsim.mappers import qat
+from cimsim.mappers.psq_finetune import evaluate_accuracy
 
 
 @dataclass(frozen=True)
@@ -371,7 +372,7 @@ def finetune(model: nn.Module, cfg: SAConfig, data, recipe: SnnFinetuneRecipe = 
     steps = recipe.epochs * math.ceil(len(y_train) / recipe.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
     set_fraction(work, recipe.fraction(0, steps))
-    before = qat.evaluate_accuracy(work, x_test, y_test, batch_size=250)
+    before = evaluate_accuracy(work, x_test, y_test, batch_size=250)
     history, step = [], 0
     bar = progress_bar(desc=f"sense-amp fine-tune ({recipe.schedule})", total=steps, unit="steps", enabled=progress)
     for epoch in range(recipe.epochs):
@@ -399,7 +400,7 @@ def finetune(model: nn.Module, cfg: SAConfig, data, recipe: SnnFinetuneRecipe = 
     for m in sa_layers(work).values():
         m.noise_frac = 0.0
     work.eval()
-    acc = qat.evaluate_accuracy(work, x_test, y_test, batch_size=250)
+    acc = evaluate_accuracy(work, x_test, y_test, batch_size=250)
     meta = {"sa": asdict(cfg), "recipe": asdict(recipe), "seed": seed, "train_examples": len(y_train),
             "test_examples": len(y_test), "test_accuracy_before": before, "test_accuracy": acc, "history": history,
             "train_seconds": round(time.perf_counter() - started, 1), "batchnorm_folded": work.sa_folded}

@@ -19,7 +19,7 @@ print(json.dumps({"code": code, "heavy": sorted(m for m in ("torch", "numba") if
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["run", "--arch", "isac"], "unknown architecture 'isac': choose one of digital, isaac, hcim, sme"),
+    (["run", "--arch", "isac"], "unknown architecture 'isac': choose one of digital, isaac, hcim, cascade, neural-pim, adcless-snn, snn-hpadc, sme"),
     (["run", "--model", "lenet55"], "unknown model 'lenet55': choose one of mlp, lenet5"),
     (["run", "--dataset", "fashoin-mnist"], "unknown dataset 'fashoin-mnist': choose one of fashion-mnist"),
     (["run", "--arch", "hcim", "--set", "readout=ternery"], "hcim: readout = 'ternery': choose one of ternary, binary"),

@@ -49,14 +49,14 @@ def sandbox(tmp_path, monkeypatch):
     point of real work stubbed."""
     import cimsim.mappers
     from cimsim import bench, networks, sweep
-    from cimsim.mappers import qat
+    from cimsim.mappers import psq_finetune
     from cimsim.workloads import onchip, train
 
     def stub(*a, **k):
         raise WorkStarted
 
     for mod, name in ((cimsim.mappers, "evaluate"), (train, "train"), (networks, "load_model_and_data"),
-                      (sweep, "load_model_and_data"), (sweep, "run_sweep"), (qat, "finetune"), (onchip, "run"),
+                      (sweep, "load_model_and_data"), (sweep, "run_sweep"), (psq_finetune, "finetune"), (onchip, "run"),
                       (bench, "run")):
         monkeypatch.setattr(mod, name, stub)
     monkeypatch.chdir(tmp_path)

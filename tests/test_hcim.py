@@ -234,7 +234,8 @@ def test_psq_checkpoint_round_trip(tmp_path):
     model = zoo.build_for("lenet5", (1, 28, 28), 10).eval()
     x = torch.rand(8, 1, 28, 28)
     psq = qat.prepare(model, qat.PSQConfig(), [x])
-    meta = {"model": "lenet5", "input_shape": [1, 28, 28], "num_classes": 10, "psq": {**qat.PSQConfig().__dict__},
+    meta = {"model": "lenet5", "dataset": "fashion-mnist", "test_accuracy": 0.9, "input_shape": [1, 28, 28],
+            "num_classes": 10, "psq": {**qat.PSQConfig().__dict__},
             "batchnorm_folded": psq.psq_folded}
     path = networks.save_psq_checkpoint(tmp_path / "m.pt", psq, meta)
     back, meta2 = networks.load_psq_checkpoint(path)

@@ -207,7 +207,7 @@ def test_cli_states_curve_on_mnist_idx_files(capsys, tmp_path):
     (["--rounding", "up"], "invalid choice: 'up'"),
     (["--states", "8,x"], "separated by commas"),
     (["--lr-decay", "1.5", "--synapse", "domain-wall", "--dataset", "digits"], "lr_decay = 1.5"),
-    (["--lr", "-1"], "expected a positive number"),
+    (["--lr", "-1"], "expected a finite number > 0"),
     (["--backend", "numba"], "backend 'numba' cannot run"),
 ])
 def test_cli_onchip_new_options_refuse_bad_input(capsys, argv, needle):

@@ -61,7 +61,7 @@ def test_distillation_loss_is_hintons():
 
 
 @pytest.mark.parametrize("bad, match", [({"distill": 1.5}, "distill"), ({"temperature": 0.0}, "temperature"),
-                                        ({"freeze": -1}, "freeze"), ({"lr": 0.0}, "learning rates")])
+                                        ({"freeze": -1}, "freeze"), ({"lr": 0.0}, "lr must be a finite number > 0")])
 def test_recipe_refuses_bad_values(bad, match):
     with pytest.raises(ConfigError, match=match):
         ft.FinetuneRecipe(**bad)

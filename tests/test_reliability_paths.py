@@ -40,14 +40,14 @@ def no_work(monkeypatch):
     """Any command that starts work fails the test: the output path must be refused first."""
     import cimsim.mappers
     from cimsim import networks, sweep
-    from cimsim.mappers import qat
+    from cimsim.mappers import psq_finetune
     from cimsim.workloads import onchip, train
 
     def boom(*a, **k):
         raise AssertionError("work started before the output path was checked")
 
     for mod, name in ((cimsim.mappers, "evaluate"), (train, "train"), (networks, "load_model_and_data"),
-                      (sweep, "load_model_and_data"), (qat, "finetune"), (onchip, "run")):
+                      (sweep, "load_model_and_data"), (psq_finetune, "finetune"), (onchip, "run")):
         monkeypatch.setattr(mod, name, boom)
 
 

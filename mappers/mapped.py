@@ -1,0 +1,299 @@
+"""Mapped layers and networks: what :func:`cimsim.mappers.map_model` builds.
+
+A :class:`MappedLayer` computes one Linear / Conv1d / Conv2d with the crossbars the mapper programmed (or, in
+``digital`` mode, in exact integer arithmetic; in ``float`` mode with the folded float layer), and keeps each
+layer's output error against its exact integer product; a :class:`MappedModel` is the whole network with
+them in place, evaluated into a :class:`cimsim.Report`. The mapping itself (folding, calibration,
+programming) is in :mod:`cimsim.mappers.mapper`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cimsim.blas import one_thread
+from cimsim.cost import LayerPlan
+from cimsim.crossbar import Crossbar
+from cimsim.errors import ConfigError
+from cimsim.ledger import EventLedger
+from cimsim.mappers import sme, snn
+from cimsim.mappers.layer_quality import add_layer_quality
+from cimsim.progress import progress as progress_bar
+from cimsim.provenance import describe
+from cimsim.report import SELF_REFERENCE, Report, cost_report
+
+MODES = ("analog", "digital", "float")
+
+
+def quantize_weights(w: torch.Tensor, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel quantization: (integer weights (O, ...), scale per channel (O,))."""
+    qmax = 2 ** (bits - 1) - 1
+    flat = w.detach().double().reshape(w.shape[0], -1)
+    amax = flat.abs().amax(dim=1)
+    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    q = torch.clamp(torch.round(flat / scale[:, None]), -qmax, qmax)
+    return q.numpy().astype(np.int64).reshape(w.shape), scale.numpy()
+
+
+# ------------------------------------------------------------------------------------------------ layer
+class MappedLayer(nn.Module):
+    """A Linear / Conv1d / Conv2d computed by crossbars (or, in ``digital`` mode, by exact integers)."""
+
+    def __init__(self, name: str, source: nn.Module, arch, plan: LayerPlan):
+        super().__init__()
+        self.name, self.arch, self.plan = name, arch, plan
+        self.source = source              # the BN-folded float layer ("float" mode)
+        self.kind = type(source).__name__
+        self.conv = isinstance(source, (nn.Conv1d, nn.Conv2d))
+        self.mode = "analog"
+        q, scale = quantize_weights(source.weight, arch.weight_bits)
+        self.w_int = q.reshape(q.shape[0], -1)          # (O, C_in/groups * k)
+        self.w_exact_t = np.ascontiguousarray(self.w_int.T, dtype=np.float64)   # (K, O); sums < 2**53: exact
+        self.w_scale = scale
+        self.bias = None if source.bias is None else source.bias.detach().double().numpy().copy()
+        self.crossbars: list[Crossbar] = []   # one tile per group: a Crossbar, or a PackedTile (cimsim.packed)
+        self.layout_counts: dict[str, int] = {}   # crossbars after each step of a weight layout (cimsim.mappers.sme)
+        self.positions_seen = 0
+        self.error_sq = 0.0       # sum of (s * (analog - exact))**2 over the outputs since the last reset
+        self.reference_sq = 0.0   # sum of (s * exact)**2
+        self.exact_device = "cpu"  # where the exact product runs: the engine's GPU when it has one (map_model)
+        self.engine_s = 0.0       # wall seconds in the crossbars since the last reset (cimsim bench --model)
+        self.exact_s = 0.0        # wall seconds of the exact product that measures the layer's error
+
+    def set_integer_weights(self, q: np.ndarray, scale: np.ndarray) -> None:
+        """Replace the quantized weights (O, ...) and their per-channel scales (a layout's own quantizer)."""
+        self.w_int = np.asarray(q, dtype=np.int64).reshape(q.shape[0], -1)
+        self.w_exact_t = np.ascontiguousarray(self.w_int.T, dtype=np.float64)
+        self.w_scale = np.asarray(scale, dtype=np.float64)
+
+    # geometry ----------------------------------------------------------------
+    def _patches(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        """(batch * positions, C_in * k) patches of x (already integer valued) and the output shape."""
+        m = self.source
+        if not self.conv:
+            lead = x.shape[:-1]
+            return x.reshape(-1, x.shape[-1]), (*lead, m.out_features)
+        one_d = isinstance(m, nn.Conv1d)
+        if one_d:
+            x = x.unsqueeze(2)
+        k = (1, m.kernel_size[0]) if one_d else tuple(m.kernel_size)
+        s = (1, m.stride[0]) if one_d else tuple(m.stride)
+        d = (1, m.dilation[0]) if one_d else tuple(m.dilation)
+        pad = self._padding(one_d, k, d)
+        # integer codes are exact in float32 (|code| < 2**24), and im2col is ~10x faster than in float64
+        x = F.pad(x.float(), pad)
+        B, C, H, W = x.shape
+        cols = F.unfold(x, k, dilation=d, stride=s)                  # (B, C*kh*kw, L)
+        Ho = (H - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        Wo = (W - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        patches = cols.transpose(1, 2).reshape(B * Ho * Wo, -1)
+        shape = (B, m.out_channels, Wo) if one_d else (B, m.out_channels, Ho, Wo)
+        return patches, shape
+
+    def _padding(self, one_d: bool, k, d) -> tuple:
+        m = self.source
+        if isinstance(m.padding, str):
+            if m.padding == "valid":
+                return (0, 0, 0, 0)
+            tot = [d[i] * (k[i] - 1) for i in range(2)]            # 'same' (stride 1)
+            return (tot[1] // 2, tot[1] - tot[1] // 2, tot[0] // 2, tot[0] - tot[0] // 2)
+        p = (0, m.padding[0]) if one_d else tuple(m.padding)
+        return (p[1], p[1], p[0], p[0])
+
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.plan
+        bits = p.input_bits or self.arch.input_bits
+        lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if p.input_signed else (0, 2 ** bits - 1)
+        return torch.clamp(torch.round(x.double() / p.input_scale), lo, hi)
+
+    # forward -----------------------------------------------------------------
+    def exact_product(self, patches: np.ndarray) -> np.ndarray:
+        """patches (rows, groups * K) int -> (rows, O) float64: the exact integer product (the digital layer)."""
+        G, K = self.plan.groups, self.plan.in_features
+        og = self.w_int.shape[0] // G
+        if self.exact_device != "cpu":   # float64 on the GPU: the same exact sums, without a CPU GEMM per batch
+            if getattr(self, "_w_exact_dev", None) is None:
+                self._w_exact_dev = torch.from_numpy(self.w_exact_t).to(self.exact_device)
+            p = torch.from_numpy(patches).to(self.exact_device, torch.float64)
+            w = self._w_exact_dev
+            return torch.cat([p[:, g * K:(g + 1) * K] @ w[:, g * og:(g + 1) * og] for g in range(G)], 1).cpu().numpy()
+        out = np.empty((patches.shape[0], self.w_int.shape[0]))
+        for g in range(G):
+            out[:, g * og:(g + 1) * og] = (patches[:, g * K:(g + 1) * K].astype(np.float64)
+                                           @ self.w_exact_t[:, g * og:(g + 1) * og])
+        return out
+
+    def integer_product(self, patches: np.ndarray) -> np.ndarray:
+        """patches (rows, groups * K) int -> (rows, O) float64 integer units, by crossbar or exactly."""
+        if self.mode == "digital":
+            return self.exact_product(patches)
+        G, K = self.plan.groups, self.plan.in_features
+        og = self.w_int.shape[0] // G
+        out = np.empty((patches.shape[0], self.w_int.shape[0]))
+        for g in range(G):
+            out[:, g * og:(g + 1) * og] = self.crossbars[g](patches[:, g * K:(g + 1) * K])
+        return out
+
+    def record_error(self, analog: np.ndarray, exact: np.ndarray) -> None:
+        """Add one batch's output error against the exact product to the layer's totals (see the module doc)."""
+        scale = (self.plan.input_scale * self.w_scale)[None, :]
+        self.error_sq += float(np.square((analog - exact) * scale).sum())
+        self.reference_sq += float(np.square(exact * scale).sum())
+
+    def rel_error(self) -> float:
+        """Relative RMS error of the outputs since the last reset against the exact integer product (NaN
+        before any analog output; 0 when every output was exact)."""
+        if self.reference_sq > 0:
+            return math.sqrt(self.error_sq / self.reference_sq)
+        if self.error_sq > 0:
+            return math.inf
+        return 0.0 if self.positions_seen else math.nan
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "float":
+            return self.source(x)
+        dtype = x.dtype
+        xq = self.quantize_input(x)
+        patches, shape = self._patches(xq)
+        ints = patches.numpy().astype(np.int64)
+        t0 = time.perf_counter()
+        acc = self.integer_product(ints)
+        t1 = time.perf_counter()
+        if self.mode == "analog":
+            with one_thread():   # a small GEMM per batch: one BLAS thread is several times cheaper (cimsim.blas)
+                self.record_error(acc, self.exact_product(ints))
+        self.engine_s += t1 - t0
+        self.exact_s += time.perf_counter() - t1
+        y = acc * (self.plan.input_scale * self.w_scale)[None, :]
+        if self.bias is not None:
+            y = y + self.bias[None, :]
+        self.positions_seen += patches.shape[0]
+        y = torch.from_numpy(y)
+        if self.conv:
+            B = shape[0]
+            y = y.reshape(B, -1, shape[1]).transpose(1, 2).reshape(shape)
+        else:
+            y = y.reshape(shape)
+        return y.to(dtype)
+
+    def extra_repr(self) -> str:
+        p = self.plan
+        return (f"{self.kind} {p.in_features * p.groups}->{p.out_features}, groups={p.groups}, "
+                f"{p.arrays} arrays, input {'signed' if p.input_signed else 'unsigned'} "
+                f"{p.input_bits or self.arch.input_bits}b, weights {self.arch.weight_bits}b, mode={self.mode}")
+
+
+# ------------------------------------------------------------------------------------------------ model
+class MappedModel(nn.Module):
+    """A network whose matrix layers run on simulated crossbars; ``forward`` is the original model's."""
+
+    def __init__(self, model: nn.Module, reference: nn.Module, arch, layers: dict[str, MappedLayer],
+                 digital_events: EventLedger, kinds: dict[str, str], kept_digital: dict[str, str],
+                 folded: list, calibration_info: dict, seed: int, backend: str, device: str,
+                 reference_note: str = SELF_REFERENCE, model_name: str | None = None):
+        super().__init__()
+        self.model = model
+        self.model_name = model_name           # the name reports give the network (None: from its checkpoint)
+        self.arch = arch
+        self.mapped_layers = layers            # name -> MappedLayer (also reachable inside self.model)
+        self._reference = [reference]          # float model (a list: not registered as a sub-module)
+        self.reference_note = reference_note   # what the reference is, for the report
+        self.digital_events = digital_events   # per-inference events of the digital layers
+        self.kinds = kinds
+        self.kept_digital = kept_digital       # unsupported matrix layers: name -> reason
+        self.folded = folded
+        self.calibration_info = calibration_info
+        self.seed, self.backend, self.device = seed, backend, device
+        # wall seconds of map_model: "prepare_s" (copy, batch-norm folding, the calibration forward pass, the
+        # digital layers' profile), "program_s" (crossbars built and programmed), "calibrate_s" (activation
+        # ranges, PSQ scales, ADC ranges)
+        self.map_timings: dict[str, float] = {}
+
+    @property
+    def reference(self) -> nn.Module:
+        """The floating-point network (BN not folded) whose accuracy the report gives as the digital
+        reference: the mapped network itself, or the one given to :func:`map_model` (``reference_note`` says
+        which)."""
+        return self._reference[0]
+
+    def set_mode(self, mode: str) -> "MappedModel":
+        """"analog" (crossbars), "digital" (the quantized model in exact integer arithmetic) or "float"."""
+        if mode not in MODES:
+            raise ConfigError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
+        for layer in self.mapped_layers.values():
+            layer.mode = mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model(x)
+
+    def reset_events(self) -> None:
+        """Forget the events and the per-layer output errors counted so far."""
+        for layer in self.mapped_layers.values():
+            layer.positions_seen = 0
+            layer.error_sq = layer.reference_sq = 0.0
+            layer.engine_s = layer.exact_s = 0.0
+            for xb in layer.crossbars:
+                xb.ledger = EventLedger()
+
+    def crossbar_events(self) -> EventLedger:
+        """Everything the crossbars did since the last reset, by layer."""
+        return EventLedger.merge(xb.ledger for layer in self.mapped_layers.values() for xb in layer.crossbars)
+
+    def evaluate(self, loader, progress: bool | None = None, config: dict | None = None, *,
+                 model_name: str | None = None, dataset: str | None = None) -> Report:
+        """Accuracy, the digital reference accuracy, energy, latency, throughput and area over ``loader``,
+        and each mapped layer's output error against its exact integer product.
+
+        The report names the network (``model_name``, else the one given to :func:`map_model`, else its
+        checkpoint's, else its class), the data (``dataset``, else the loader's dataset name) and the checkpoint
+        the network was loaded from (:mod:`cimsim.provenance`); ``config`` adds to or overrides those keys.
+        ``progress=False`` silences the progress report on stderr."""
+        started = time.perf_counter()
+        self.reset_events()
+        self.eval()
+        # the reference may be the caller's own model: evaluate it in eval mode, then give back its modes
+        modes = [(m, m.training) for m in self.reference.modules()]
+        self.reference.eval()
+        correct = ref_correct = total = 0
+        counter = snn.SpikeCounter(self.model)
+        try:
+            with torch.no_grad():
+                for x, y in progress_bar(loader, desc=f"{self.arch.name} simulate", unit="batches",
+                                         enabled=progress):
+                    with counter:
+                        correct += int((self(x).argmax(1) == y).sum())
+                    ref_correct += int((self.reference(x).argmax(1) == y).sum())
+                    total += len(y)
+        finally:
+            for m, training in modes:
+                m.training = training
+        if total == 0:
+            raise ConfigError("the evaluation loader gave no examples")
+        per_inf = self.crossbar_events().scaled(1.0 / total)
+        ledger = per_inf + self.digital_events
+        plans = {n: l.plan for n, l in self.mapped_layers.items()}
+        report = cost_report(self.arch, ledger, plans, self.kinds)
+        report.accuracy, report.digital_accuracy, report.n_examples = correct / total, ref_correct / total, total
+        report.config = {"arch": self.arch.name, "arch_params": self.arch.params(), "seed": self.seed,
+                         "backend": self.backend, "device": self.device, "digital_reference": self.reference_note,
+                         **(config or {}), **report.config,
+                         "kept_digital": self.kept_digital,
+                         "batchnorm_folded": [f"{a} <- {b}" for a, b in self.folded],
+                         "calibration": self.calibration_info,
+                         **({"spiking": counter.summary(total, max(p.time_steps for p in plans.values()))}
+                            if counter.neurons else {}),
+                         "wall_seconds": round(time.perf_counter() - started, 3)}
+        names = describe(self.model, loader, model_name=model_name or self.model_name, dataset=dataset)
+        report.config = {**names, **report.config}   # what config gives wins
+        report = add_layer_quality(report, {n: l.rel_error() for n, l in self.mapped_layers.items()}, ledger)
+        return sme.add_layout_counts(report, {n: l.layout_counts for n, l in self.mapped_layers.items()})
+
+
