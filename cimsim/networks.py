@@ -51,6 +51,10 @@ def load_model_and_data(model_name: str, dataset: str, data_dir=None, checkpoint
     else:
         ckpt = Path(checkpoint) if checkpoint else train.find_checkpoint(model_name, data.name)
         model, meta = train.load_checkpoint(ckpt)
+    missing = [k for k in ("dataset", "test_accuracy") if k not in meta]
+    if missing:
+        raise CheckpointError(f"checkpoint {ckpt} records no {' or '.join(missing)} in its metadata; re-create it "
+                              "with 'cimsim train' or 'cimsim finetune'")
     if meta["dataset"] != data.name:
         raise ConfigError(f"checkpoint {ckpt} was trained on {meta['dataset']}, not {data.name}: "
                           f"pass --dataset {meta['dataset']} or another --checkpoint")
@@ -85,7 +89,7 @@ def load_psq_checkpoint(path) -> tuple[nn.Module, dict]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(payload, dict) or payload.get("format") != qat.FORMAT:
             raise ValueError("not a cimsim PSQ checkpoint")
-        meta = train.check_metadata(json.loads(payload["metadata"]))
+        meta = train.check_metadata(json.loads(payload["metadata"]), ("model", "input_shape", "num_classes"))
         cfg = qat.PSQConfig(**meta["psq"])
         model = zoo.build_for(meta["model"], tuple(meta["input_shape"]), int(meta["num_classes"])).eval()
         mods = dict(model.named_modules())

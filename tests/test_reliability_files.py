@@ -286,3 +286,19 @@ def test_sweep_file_with_missing_or_odd_settings_is_one_line(capsys, tmp_path, s
     code, out, err = run_cli(capsys, "sweep", "--arch", "digital", "--model", "mlp", "--dataset", "digits",
                              "--limit", "2", "--out", path)
     assert_one_line_user_error(code, err, str(path))
+
+
+def test_cifar_unpickler_refusals_and_memory_errors_are_one_line(tmp_path, monkeypatch):
+    """Found by the long fuzz run: a flipped bit made a persistent-id opcode (a two-line message from pickle) or
+    a huge length field (MemoryError)."""
+    bad = tmp_path / "test_batch"
+    bad.write_bytes(b"\x80\x02P1\n.")   # PERSID: pickle's refusal spans two lines
+    with pytest.raises(DatasetError) as exc:
+        ds._read_cifar_batch(bad)
+    assert str(bad) in str(exc.value) and "\n" not in str(exc.value)
+
+    def huge(self):
+        raise MemoryError
+    monkeypatch.setattr(ds._ArrayUnpickler, "load", huge)
+    with pytest.raises(DatasetError, match="a size inside it is corrupt"):
+        ds._read_cifar_batch(bad)

@@ -180,7 +180,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read(_IDX_MAX_BYTES + 1)
     except (OSError, EOFError, zlib.error) as exc:   # a broken gzip stream raises zlib.error
-        raise DatasetError(f"cannot read IDX file {path}: {exc}; replace the file with an intact copy") from None
+        raise DatasetError(f"cannot read IDX file {path}: {' '.join(str(exc).split())[:160]}; replace the file with "
+                           "an intact copy") from None
     if len(raw) > _IDX_MAX_BYTES:
         raise DatasetError(f"{path} holds more than {_IDX_MAX_BYTES >> 30} GiB; not an MNIST-style IDX file")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
@@ -277,9 +278,13 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
             batch = _ArrayUnpickler(f, encoding="bytes").load()
+    except MemoryError:   # a corrupt length field asks for more memory than there is
+        raise DatasetError(f"cannot read CIFAR-10 batch {path}: a size inside it is corrupt (more memory than "
+                           "there is); replace it with an intact copy") from None
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
             LookupError, OverflowError) as exc:
-        raise DatasetError(f"cannot read CIFAR-10 batch {path}: {exc}; replace it with an intact copy") from None
+        raise DatasetError(f"cannot read CIFAR-10 batch {path}: {' '.join(str(exc).split())[:160]}; replace it with "
+                           "an intact copy") from None
     if not isinstance(batch, dict):
         raise DatasetError(f"{path} is not a CIFAR-10 batch (no dictionary inside); replace it with an intact copy")
     batch = {(k.decode() if isinstance(k, bytes) else k): v for k, v in batch.items()}

@@ -299,14 +299,15 @@ def _atomic_write(path: Path, write) -> None:
 REQUIRED_METADATA = ("model", "dataset", "input_shape", "num_classes", "test_accuracy")
 
 
-def check_metadata(meta) -> dict:
-    """A checkpoint's metadata with the fields every loader reads, of the right kinds (ValueError otherwise)."""
+def check_metadata(meta, required=REQUIRED_METADATA) -> dict:
+    """A checkpoint's metadata with the ``required`` fields, each field present of the right kind (ValueError
+    otherwise)."""
     if not isinstance(meta, dict):
         raise ValueError(f"its metadata is a {type(meta).__name__}, not an object")
-    missing = [k for k in REQUIRED_METADATA if k not in meta]
+    missing = [k for k in required if k not in meta]
     if missing:
         raise ValueError(f"its metadata lacks {', '.join(missing)}")
-    if not isinstance(meta["model"], str) or not isinstance(meta["dataset"], str):
+    if not isinstance(meta["model"], str) or not isinstance(meta.get("dataset", ""), str):
         raise ValueError("its metadata's model and dataset are not names")
     shape = meta["input_shape"]
     if not isinstance(shape, list) or not 1 <= len(shape) <= 4 or \
@@ -315,7 +316,7 @@ def check_metadata(meta) -> dict:
     n = meta["num_classes"]
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100_000:
         raise ValueError(f"its metadata's num_classes {str(n)[:20]} is not a class count")
-    acc = meta["test_accuracy"]
+    acc = meta.get("test_accuracy", 0.0)
     if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not 0 <= acc <= 1:
         raise ValueError(f"its metadata's test_accuracy {str(acc)[:20]} is not a fraction in [0, 1]")
     return meta
