@@ -38,6 +38,7 @@ from torch import nn
 from cimsim.encoding import slice_weights
 from cimsim.errors import ConfigError
 from cimsim.packed import PackedGroup
+from cimsim.mappers.psq_finetune import evaluate_accuracy
 
 
 @dataclass(frozen=True)
@@ -200,15 +201,6 @@ def _epoch(model, layers, x, y, recipe, opt, gen, admm=None, masks=None, rho=0.0
     return loss_sum / max(len(y), 1)
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(y), batch_size):
-            correct += int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
-    return correct / max(len(y), 1)
-
-
 def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADMMRecipe(), seed: int = 0,
                limit: int | None = None, test_limit: int | None = None, device: str = "cpu",
                progress: bool | None = None) -> tuple[nn.Module, dict]:
@@ -237,7 +229,7 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
         raise ConfigError("ADMM pruning found no layer of two or more crossbar blocks to prune (the first and the "
                           "last layer stay dense)")
     cfgs = {n: replace(cfg, compression=c) for n, c in layer_compression(work, layers, cfg).items()}
-    before = accuracy(work, xt, yt)
+    before = evaluate_accuracy(work, xt, yt)
     history = []
     with torch.no_grad():
         z = {n: project(m.weight, cfgs[n]) for n, m in layers.items()}
@@ -259,7 +251,7 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
         masks = {n: block_mask(m.weight, cfgs[n]) for n, m in layers.items()}
         for n, m in layers.items():
             m.weight.mul_(masks[n])
-    pruned = accuracy(work, xt, yt)
+    pruned = evaluate_accuracy(work, xt, yt)
     opt = torch.optim.SGD(work.parameters(), lr=recipe.lr, momentum=0.9)
     steps = recipe.retrain_epochs * math.ceil(len(y) / recipe.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
@@ -267,7 +259,7 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
         loss = _epoch(work, layers, x, y, recipe, opt, gen, masks=masks, sched=sched, bar=bar)
         history.append({"step": "retrain", "epoch": epoch + 1, "loss": loss})
     bar.close()
-    after = accuracy(work.eval(), xt, yt)
+    after = evaluate_accuracy(work.eval(), xt, yt)
     work = work.to("cpu")
     per_layer = {}
     total = kept = 0
