@@ -26,11 +26,13 @@ def _table(header: list[str], rows: list[list[str]], right: set[int]) -> list[st
     return [line(header), "  " + "  ".join("-" * w for w in widths), *map(line, rows)]
 
 
-def show_text(spec) -> str:
+def show_text(spec, sets=None) -> str:
     """The readable summary of an architecture: figures in engineering units, the breakdown by component kind,
-    and every parameter with its unit, range and source."""
+    and every parameter with its unit, range and source. ``sets``: the ``--set`` pairs the figures are at (the
+    description names the default design)."""
     s = spec.summary()
-    out = [f"{s['name']}: {s['description']}", ""]
+    changed = "".join(f"\n  with {k} = {v} (the figures below are at these settings)" for k, v in (sets or []))
+    out = [f"{s['name']}: {s['description']}{changed}", ""]
     out.append(f"  peak throughput   {_fmt(s['peak_ops_per_s'], 'OPS')}  (one MAC = 2 operations)")
     out.append(f"  power             {_fmt(s['power_w'], 'W')}  (static {_fmt(s['leakage_w'], 'W')})")
     out.append(f"  area              {s['area_m2'] / MM2:.4g} mm^2")
@@ -73,7 +75,7 @@ def run(args) -> int:
             summary["parameters"] = [p.__dict__ for p in spec.parameters()]
             emit_json(summary)
         else:
-            print(show_text(spec))
+            print(show_text(spec, args.set))
         return 0
     if args.set:
         from cimsim.errors import ConfigError
