@@ -34,11 +34,11 @@ from typing import Mapping
 from cimsim import events as ev
 from cimsim.arch.base import Component, register
 from cimsim.arch.params import component, param
-from cimsim.arch.tiled import TiledChip
+from cimsim.arch.tiled import DifferentialColumns, TiledChip
 from cimsim.cost import EventCost, LayerPlan
 from cimsim.devices.cell import MemoryCell
 from cimsim.devices.converters import FlashADC, SenseAmp
-from cimsim.devices.peripherals import LIFNeuron, ShiftAdd
+from cimsim.devices.peripherals import LIFNeuron
 from cimsim.devices.reram import ReRAM
 from cimsim.spec import CrossbarSpec
 
@@ -53,7 +53,7 @@ def _hp_adc() -> FlashADC:
 
 
 @dataclass(frozen=True)
-class SnnChip(TiledChip):
+class SnnChip(DifferentialColumns, TiledChip):
     """What the ADC-less SNN chip and its HP-ADC baseline share (module docstring)."""
 
     rows: int = param(64, "1", f"{_SRC}: subarrays 32/64/128; 64x64 at the paper's working point", lo=2, hi=4096)
@@ -82,15 +82,6 @@ class SnnChip(TiledChip):
                  "accumulator_bits")
 
     # ------------------------------------------------------------------ structure
-    @property
-    def magnitude_slices(self) -> int:
-        return math.ceil((self.weight_bits - 1) / self.cell_bits)
-
-    @property
-    def slices(self) -> int:
-        """Columns per weight: G+ and G- columns of each magnitude slice."""
-        return 2 * self.magnitude_slices
-
     @property
     def accumulators_per_crossbar(self) -> int:
         return math.ceil(self.cols / self.cols_per_accumulator)

@@ -31,7 +31,7 @@ from cimsim import events as ev
 from cimsim.arch.base import Component, register
 from cimsim.arch.params import component, param
 from cimsim.arch.isaac import ADC_AREA_FACTOR, ADC_ENERGY_FACTOR
-from cimsim.arch.tiled import T6, TiledChip
+from cimsim.arch.tiled import DifferentialColumns, T6, TiledChip
 from cimsim.cost import EventCost, LayerPlan
 from cimsim.devices.analog_accumulators import BufferArray, BufferedADC, TransimpedanceAmplifier
 from cimsim.readouts import ConversionScope
@@ -52,7 +52,7 @@ SAR_AREA_GROWTH_PER_BIT = 1.565
 
 @register
 @dataclass(frozen=True)
-class Cascade(TiledChip):
+class Cascade(DifferentialColumns, TiledChip):
     """CASCADE: MAC arrays read by TIAs into buffer RRAM arrays; one ADC conversion per buffered group."""
 
     tiles: int = param(80, "1", f"{CAS}: 80 blocks of 80 arrays", lo=1, hi=100_000)
@@ -110,15 +110,6 @@ class Cascade(TiledChip):
         return math.sqrt(2 * sum(4 ** i for i in range(k))) * self.tia.noise_fs * full_scale
 
     # ------------------------------------------------------------------ structure
-    @property
-    def magnitude_slices(self) -> int:
-        return math.ceil((self.weight_bits - 1) / self.cell_bits)
-
-    @property
-    def slices(self) -> int:
-        """Columns per weight: a G+ and a G- column per magnitude slice."""
-        return 2 * self.magnitude_slices
-
     @property
     def pairs(self) -> int:
         return self.cols // 2

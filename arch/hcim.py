@@ -27,14 +27,13 @@ differ only in the readout.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Mapping
 
 from cimsim import events as ev
 from cimsim.arch.base import Component, register
 from cimsim.arch.params import param
-from cimsim.arch.tiled import TiledChip
+from cimsim.arch.tiled import DifferentialColumns, TiledChip
 from cimsim.cost import EventCost, LayerPlan
 from cimsim.spec import CrossbarSpec
 from cimsim.devices.converters import SenseAmp, TernaryReadout
@@ -50,7 +49,7 @@ DCIM_AREA_OVERHEAD = 2.0
 
 @register
 @dataclass(frozen=True)
-class Hcim(TiledChip):
+class Hcim(DifferentialColumns, TiledChip):
     """HCiM: ISAAC-like tiles whose crossbars are read by comparators and a DCiM scale-factor array."""
 
     cell_bits: int = param(1, "bit", "(est.) 1-bit cells: one weight bit per partial sum (ADC-less setting)", lo=1, hi=8)
@@ -80,15 +79,6 @@ class Hcim(TiledChip):
             raise ValueError(f"cols ({self.cols}) must be even: columns are read in G+/G- pairs")
 
     # ------------------------------------------------------------------ structure
-    @property
-    def slices(self) -> int:
-        """Magnitude slices per weight, each in a G+ and a G- column (cells per weight: 2 x slices)."""
-        return 2 * self.magnitude_slices
-
-    @property
-    def magnitude_slices(self) -> int:
-        return math.ceil((self.weight_bits - 1) / self.cell_bits)
-
     @property
     def comparators_per_pair(self) -> int:
         return 2 if self.readout == "ternary" else 1

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from cimsim import events as ev
 from cimsim.arch.base import Component, register
 from cimsim.arch.params import component, param
-from cimsim.arch.tiled import TiledChip
+from cimsim.arch.tiled import DifferentialColumns, TiledChip
 from cimsim.cost import EventCost
 from cimsim.devices.analog_accumulators import NeuralADC, NeuralShiftAdd
 from cimsim.readouts import PER_MVM
@@ -38,7 +38,7 @@ NPIM = "Neural-PIM (Cao et al., arXiv 2201.12861; docs/references.md#neural-pim)
 
 @register
 @dataclass(frozen=True)
-class NeuralPim(TiledChip):
+class NeuralPim(DifferentialColumns, TiledChip):
     """Neural-PIM: ISAAC-style tiles whose crossbar columns are shift-added in analog (NNS+A) and converted
     once per MVM (NNADC)."""
 
@@ -78,15 +78,6 @@ class NeuralPim(TiledChip):
             raise ValueError(f"cols ({self.cols}) must be even: weights sit in G+/G- column pairs")
 
     # ------------------------------------------------------------------ structure
-    @property
-    def magnitude_slices(self) -> int:
-        return math.ceil((self.weight_bits - 1) / self.cell_bits)
-
-    @property
-    def slices(self) -> int:
-        """Columns per weight: a G+ and a G- column per magnitude slice."""
-        return 2 * self.magnitude_slices
-
     @property
     def cycle_s(self) -> float:
         """A read cycle, or longer if the NNADC cannot convert its pairs' values within one MVM's cycles."""

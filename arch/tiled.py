@@ -71,6 +71,20 @@ def _table6_reram() -> ReRAM:
     return ReRAM(r_on_ohm=TABLE6_RERAM_R_ON_OHM)
 
 
+class DifferentialColumns:
+    """Weights stored differentially: each magnitude slice of a weight in a G+ and a G- column (HCiM, Neural-PIM,
+    CASCADE, the SNN chips). Put it before :class:`TiledChip` in the bases."""
+
+    @property
+    def magnitude_slices(self) -> int:
+        return math.ceil((self.weight_bits - 1) / self.cell_bits)
+
+    @property
+    def slices(self) -> int:
+        """Columns per weight: a G+ and a G- column per magnitude slice."""
+        return 2 * self.magnitude_slices
+
+
 @dataclass(frozen=True)
 class TiledChip(Architecture):
     """The hierarchy, array, cell, DACs and tile peripherals of an ISAAC-style chip (see the module docstring)."""
