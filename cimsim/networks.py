@@ -21,7 +21,7 @@ from torch import nn
 
 from cimsim.errors import CheckpointError, ConfigError
 from cimsim.mappers import qat, snn_qat
-from cimsim.mappers.mapper import _replace
+from cimsim.mappers.mapper import replace_module
 from cimsim.provenance import tag_model
 from cimsim.workloads import datasets, train, zoo
 
@@ -97,7 +97,7 @@ def load_psq_checkpoint(path) -> tuple[nn.Module, dict]:
             lay = mods[layer]
             if lay.bias is None:
                 lay.bias = nn.Parameter(torch.zeros(lay.weight.shape[0]))
-            _replace(model, bn, nn.Identity())
+            replace_module(model, bn, nn.Identity())
         state = payload["state_dict"]
         ranges = {k[:-len(".input_scale")]: (float(v), bool(state[k[:-len("input_scale")] + "input_signed"]))
                   for k, v in state.items() if k.endswith(".input_scale")}
@@ -239,7 +239,7 @@ def load_sa_checkpoint(path) -> tuple[nn.Module, dict]:
         for layer, bn in meta["batchnorm_folded"]:
             if mods[layer].bias is None:
                 mods[layer].bias = nn.Parameter(torch.zeros(mods[layer].weight.shape[0]))
-            _replace(model, bn, nn.Identity())
+            replace_module(model, bn, nn.Identity())
         state = payload["state_dict"]
         for i, (name, mod) in enumerate(m for m in model.named_modules() if f"{m[0]}.sa_scale" in state):
             mod.__class__ = snn_qat.SALinear if isinstance(mod, nn.Linear) else snn_qat.SAConv2d

@@ -88,7 +88,7 @@ class Report:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, default=_json_default)
+        return json.dumps(self.to_dict(), indent=indent, default=json_default)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Report":
@@ -146,7 +146,7 @@ class Report:
 
         # The exact configuration as JSON on the root (attrs of /config are its readable copy, so a
         # config key may be named anything, 'json' and 'description' included).
-        group.attrs["config_json"] = json.dumps(_jsonable(self.config), default=_json_default)
+        group.attrs["config_json"] = json.dumps(_jsonable(self.config), default=json_default)
         _write_attrs(group.create_group("config"), self.config)
 
     @classmethod
@@ -470,7 +470,8 @@ def _h5str():
     return h5py.string_dtype(encoding="utf-8")
 
 
-def _json_default(o):
+def json_default(o):
+    """``json.dumps(default=...)`` for numpy scalars and arrays (the report's and the sweep file's JSON)."""
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):
@@ -481,7 +482,7 @@ def _json_default(o):
 
 
 def _jsonable(obj):
-    return json.loads(json.dumps(obj, default=_json_default))
+    return json.loads(json.dumps(obj, default=json_default))
 
 
 def _write_attrs(group, mapping: dict) -> None:
@@ -495,4 +496,4 @@ def _write_attrs(group, mapping: dict) -> None:
         elif isinstance(value, (bool, int, float, str, np.number)):
             group.attrs[key] = value
         else:
-            group.attrs[key] = json.dumps(value, default=_json_default)
+            group.attrs[key] = json.dumps(value, default=json_default)

@@ -32,7 +32,7 @@ from typing import Any
 from cimsim._version import __version__
 from cimsim.errors import CimsimError
 from cimsim.fileio import CORRUPT_FILE_ERRORS, atomic_output, reading
-from cimsim.report import Report, _json_default
+from cimsim.report import Report, json_default
 
 FORMAT = "cimsim.sweep"
 FORMAT_VERSION = 1
@@ -197,12 +197,12 @@ def _write_root(f, settings: dict[str, Any]) -> None:
                               "settings")
     f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     f.attrs["cimsim_version"] = __version__
-    f.attrs["settings_json"] = json.dumps(settings, sort_keys=True, default=_json_default)
+    f.attrs["settings_json"] = json.dumps(settings, sort_keys=True, default=json_default)
     for k, v in settings.items():
         if v is None:
             v = "None"
         elif isinstance(v, (dict, list, tuple)):
-            v = json.dumps(v, sort_keys=True, default=_json_default)
+            v = json.dumps(v, sort_keys=True, default=json_default)
         f.attrs[f"setting_{k}"] = v
 
 
@@ -242,7 +242,7 @@ def append(path: str | os.PathLike, point: Point, report: Report, arch_params: d
             g.attrs["point_seed"] = point.seed
             g.attrs["point_json"] = json.dumps(point.to_dict())
             g.attrs["point_arch_params_json"] = json.dumps(arch_params or {}, sort_keys=True,
-                                                           default=_json_default)
+                                                           default=json_default)
         _fsync(tmp)
 
 

@@ -78,7 +78,8 @@ def _parent(root: nn.Module, name: str) -> tuple[nn.Module, str]:
     return mod, parts[-1]
 
 
-def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
+def replace_module(root: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` in place of the sub-module ``name`` (a dotted path) of ``root``."""
     parent, attr = _parent(root, name)
     setattr(parent, attr, new)
 
@@ -169,7 +170,7 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> list[tuple[str, s
         lay.weight = nn.Parameter(w * scale.reshape(-1, *([1] * (w.dim() - 1))))
         old_bias = lay.bias if lay.bias is not None else torch.zeros_like(bn.running_mean)
         lay.bias = nn.Parameter(old_bias * scale + shift)
-        _replace(model, bn_name, nn.Identity())
+        replace_module(model, bn_name, nn.Identity())
         folded.append((layer, bn_name))
     return folded
 
@@ -407,7 +408,7 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
             for g, xb in enumerate(layer.crossbars):
                 xb.calibrate(allp[:, g * k_per_group:(g + 1) * k_per_group])
         layers[name] = layer
-        _replace(work, name, layer)
+        replace_module(work, name, layer)
         seen[name] = []  # free the calibration activations
         timings["program_s"] += t2 - t1                    # the crossbars built, their cells programmed
         timings["calibrate_s"] += time.perf_counter() - t2 + (t1 - t0)   # ranges, scales, ADC calibration
