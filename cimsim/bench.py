@@ -113,3 +113,48 @@ def run(batch: int | None = None, backend: str = "numba", device: str = "cpu", r
             "peak_memory_bytes": int(peak), "wall_s": best, "cpu_s": cpu, "backend": backend, "device": device,
             "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs",
             "config": {**cfg, "cycles": cycles, "slices": xb.n_slices, "arrays": xb.arrays}}
+
+
+def _point_report(i: int):
+    """A report the size of a LeNet-5 run's (5 layers, ~20 figures each, 14 components, its config): the sweep
+    file benchmark measures the file, not the engine, so the figures are made up (deterministic in ``i``)."""
+    from cimsim.report import Report
+
+    rng = np.random.default_rng(i)
+    layers = [{"name": f"layer{j}", "kind": "Conv2d" if j < 2 else "Linear",
+               **{f"figure_{k}": float(v) for k, v in enumerate(rng.random(20))}} for j in range(5)]
+    components = {f"component_{k}": float(v) for k, v in enumerate(rng.random(14))}
+    return Report(accuracy=float(rng.random()), digital_accuracy=0.9065, energy_j=2e-6, latency_s=1e-5,
+                  throughput_inf_per_s=1e5, area_m2=8.5e-5, layers=layers, components=components,
+                  config={"arch": "isaac", "arch_params": {"adc_bits": 1 + i % 8, "rows": 128}, "limit": 10000},
+                  n_examples=10000)
+
+
+def sweep_file(points: int = 1000, folder: str | None = None) -> dict:
+    """Append ``points`` points to a new sweep file (in a temporary folder inside ``folder``, removed after)
+    through :func:`cimsim.sweepfile.append`, as a sweep does: wall seconds of each append (the first and last
+    100, the largest: a fold), the final fold, and the file's size. An append's cost must not grow with the
+    file (issue 14, 8c)."""
+    import tempfile
+    from pathlib import Path
+
+    from cimsim import sweepfile
+
+    times = []
+    with tempfile.TemporaryDirectory(dir=folder, prefix="cimsim-bench-sweep-") as d:
+        path = sweepfile.create(Path(d) / "bench.h5", {"model": "bench"})
+        for i in range(points):
+            point = sweepfile.Point.make("isaac", {"adc.bits": 1 + i % 8, "rows": 64 + i}, 0)
+            report = _point_report(i)
+            t0 = time.perf_counter()
+            sweepfile.append(path, point, report)
+            times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        sweepfile.fold(path)
+        fold_s = time.perf_counter() - t0
+        size = path.stat().st_size
+    k = min(100, points)
+    return {"points": points, "append_s_first": float(np.mean(times[:k])), "append_s_last": float(np.mean(times[-k:])),
+            "append_s_median": float(np.median(times)), "append_s_max": float(max(times)),
+            "total_s": float(sum(times) + fold_s), "final_fold_s": fold_s, "file_bytes": int(size),
+            "machine": platform.processor() or platform.machine()}

@@ -419,6 +419,19 @@ def _exclusive(path: Path):
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _folding(path: Path):
+    """Fold the journal into the sweep file when the block ends; when it ends by an exception, a fold that fails
+    too (a full disk, say) leaves the journal for the resume and does not hide the first exception."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(CimsimError, OSError):
+            sweepfile.fold(path)
+        raise
+    sweepfile.fold(path)
+
+
 def run_sweep(path: str | os.PathLike, points: list[Point], settings: Settings, *,
               evaluate_point: Callable[[Point, Settings], Report] = evaluate_point, workers: int = 1,
               scheduler: str | None = None, executor=None, progress: bool | None = None,
@@ -453,12 +466,16 @@ def run_sweep(path: str | os.PathLike, points: list[Point], settings: Settings, 
                 stale.unlink()
         stored = sweepfile.read_settings(path)
         if stored is None:
+            sweepfile.clean_journal(path, drop_points=True)   # points of a file that was removed: not ours
             sweepfile.create(path, fixed)
         else:
             diff = settings_differences(stored, fixed)
             if diff:
                 raise SweepFileError(f"{path} holds a sweep with other settings ({'; '.join(diff)}); "
                                      "choose another --out, or re-run with the file's settings to extend it")
+            sweepfile.clean_journal(path)
+            sweepfile.fold(path)   # points a killed sweep left in the journal
+        stack.enter_context(_folding(path))   # however the sweep ends, its finished points end up in the file
         done = sweepfile.finished_keys(path)
         todo = [p for p in points if p.key not in done]
         if on_point is not None:

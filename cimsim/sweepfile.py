@@ -13,14 +13,23 @@ Layout (``format`` = ``cimsim.sweep``, ``format_version`` = 1)::
                                    ``point_params_json`` (the swept parameters), ``point_seed``,
                                    ``point_json`` and ``point_arch_params_json``
 
-Every append copies the file to a temporary file in the same folder, adds the group there, flushes it
-to disk and renames it over the original (:func:`cimsim.fileio.atomic_output`). A crash or ``kill -9``
-at any moment therefore leaves either the old file or the new one, never a half-written one: only the
-point being written is lost.
+Appending a point costs the same whatever the file holds: the point is written to a small file of its own
+in the sweep's journal, a hidden folder beside it (``.NAME.points/``), through a temporary file that is
+flushed to disk and renamed into place (:func:`cimsim.fileio.atomic_output`). From time to time (when the
+journal holds as many points as the file, and at least :data:`FOLD_MIN`) and when the sweep ends, the journal
+is folded into the file: one copy of the file with every journaled point added, flushed and renamed over the
+original, then the journal files are removed. The copies a sweep makes therefore add up to about twice the
+final file, not to the square of its points. A crash or ``kill -9`` at any moment leaves the file (old or
+new, never half-written) and whole journal files: only the point being written is lost. Readers here
+(:func:`finished_keys`, :func:`read_points`) see the file and its journal together; a fold that a kill cut
+short between the rename and the clean-up is finished on resume (a point already in the file is not added
+twice).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -31,11 +40,13 @@ from typing import Any
 
 from cimsim._version import __version__
 from cimsim.errors import CimsimError
-from cimsim.fileio import CORRUPT_FILE_ERRORS, atomic_output, reading
+from cimsim.fileio import CORRUPT_FILE_ERRORS, TMP_SUFFIX, atomic_output, reading
 from cimsim.report import Report, json_default
 
 FORMAT = "cimsim.sweep"
 FORMAT_VERSION = 1
+JOURNAL_SUFFIX = ".points"   # the journal of NAME is the folder .NAME.points beside it
+FOLD_MIN = 64                # fold when the journal holds max(FOLD_MIN, points in the file) points (amortised O(1))
 
 
 class SweepFileError(CimsimError):
@@ -150,20 +161,22 @@ def read_settings(path: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def finished_keys(path: str | os.PathLike) -> set[str]:
-    """Group names of the points already in the file (empty when it does not exist)."""
+    """Group names of the points already finished: in the file and in its journal (empty when neither exists)."""
     import h5py
 
     path = Path(path)
-    if not path.exists():
-        return set()
-    with reading(path, SweepFileError, "cimsim sweep file", "give another --out or remove the file"):
-        with h5py.File(path, "r") as f:
-            _check_format(f, path)
-            return {k for k in f.keys() if isinstance(f[k], h5py.Group) and "point_json" in f[k].attrs}
+    keys: set[str] = set()
+    if path.exists():
+        with reading(path, SweepFileError, "cimsim sweep file", "give another --out or remove the file"):
+            with h5py.File(path, "r") as f:
+                _check_format(f, path)
+                keys = {k for k in f.keys() if isinstance(f[k], h5py.Group) and "point_json" in f[k].attrs}
+    return keys | set(_journal_keys(path))
 
 
 def read_points(path: str | os.PathLike, keys=None) -> dict[Point, Report]:
-    """Every finished point in the sweep file (or only those named by ``keys``), with its report."""
+    """Every finished point of the sweep file (or only those named by ``keys``), with its report: the file's and
+    its journal's."""
     import h5py
 
     path = Path(path)
@@ -173,17 +186,93 @@ def read_points(path: str | os.PathLike, keys=None) -> dict[Point, Report]:
     try:
         with h5py.File(path, "r") as f:
             _check_format(f, path)
-            for k in sorted(f.keys()):
-                g = f[k]
-                if "point_json" not in g.attrs or (keys is not None and k not in keys):
-                    continue
-                point = Point.from_dict(json.loads(g.attrs["point_json"]))
-                out[point] = Report.read_hdf5_group(g, where=f"{path}:{k}")
+            _read_groups(f, path, keys, out)
     except CimsimError:
         raise
     except CORRUPT_FILE_ERRORS as exc:
         raise SweepFileError(f"{path} is not a readable cimsim sweep file ({type(exc).__name__}: {exc})") from None
+    for jf, jkeys in _journal_files(path).items():
+        if all(k in {p.key for p in out} or (keys is not None and k not in keys) for k in jkeys):
+            continue
+        try:
+            with reading(jf, SweepFileError, f"journal file of {path}", "remove it to run its point again"):
+                with h5py.File(jf, "r") as f:
+                    _read_groups(f, jf, keys, out)
+        except SweepFileError:
+            if jf.exists():
+                raise
+            return read_points(path, keys)   # a fold moved the journal into the file meanwhile: read it again
     return dict(sorted(out.items(), key=lambda kv: kv[0].sort_key()))
+
+
+def _read_groups(f, where: Path, keys, out: dict) -> None:
+    """Add the finished points of the open file ``f`` to ``out`` (those named by ``keys``; a point already in
+    ``out`` is kept as it is)."""
+    have = {p.key for p in out}
+    for k in sorted(f.keys()):
+        g = f[k]
+        if "point_json" not in g.attrs or (keys is not None and k not in keys) or k in have:
+            continue
+        point = Point.from_dict(json.loads(g.attrs["point_json"]))
+        out[point] = Report.read_hdf5_group(g, where=f"{where}:{k}")
+
+
+# --------------------------------------------------------------------------------------------------
+# the journal
+
+def journal_dir(path: str | os.PathLike) -> Path:
+    """The hidden folder beside the sweep file where finished points wait to be folded into it."""
+    path = Path(path)
+    return path.parent / f".{path.name}{JOURNAL_SUFFIX}"
+
+
+def _journal_name(key: str) -> str:
+    # point keys may be long or hold any character a swept string value has: the file is named by a hash
+    return hashlib.sha256(key.encode()).hexdigest()[:32] + ".h5"
+
+
+def _journal_files(path: Path) -> dict[Path, list[str]]:
+    """Each journal file of the sweep file ``path`` with the point keys it holds (one each)."""
+    import h5py
+
+    d = journal_dir(path)
+    if not d.is_dir():
+        return {}
+    out = {}
+    for jf in sorted(d.glob("*.h5")):
+        try:
+            with reading(jf, SweepFileError, f"journal file of {path}", "remove it to run its point again"):
+                with h5py.File(jf, "r") as f:
+                    out[jf] = [k for k in f.keys() if "point_json" in f[k].attrs]
+        except SweepFileError:
+            if jf.exists():
+                raise
+            # folded into the file and removed by the sweep writing it, meanwhile: the file holds the point
+    return out
+
+
+def _journal_keys(path: Path) -> list[str]:
+    return [k for keys in _journal_files(path).values() for k in keys]
+
+
+def journal_size(path: str | os.PathLike) -> int:
+    """Points waiting in the journal of the sweep file ``path``."""
+    d = journal_dir(path)
+    return len(list(d.glob("*.h5"))) if d.is_dir() else 0
+
+
+def clean_journal(path: str | os.PathLike, *, drop_points: bool = False) -> None:
+    """Remove what a killed write left in the journal (temporaries); with ``drop_points``, the journaled points
+    too (they belonged to a sweep file that no longer exists). Call it only while holding the sweep's lock."""
+    d = journal_dir(path)
+    if not d.is_dir():
+        return
+    for q in d.iterdir():
+        if q.name.endswith(TMP_SUFFIX) or (drop_points and q.suffix == ".h5"):
+            with contextlib.suppress(OSError):
+                q.unlink()
+    with contextlib.suppress(OSError):
+        d.rmdir()   # only when empty
 
 
 # --------------------------------------------------------------------------------------------------
@@ -221,29 +310,73 @@ def create(path: str | os.PathLike, settings: dict[str, Any]) -> Path:
 
 
 def append(path: str | os.PathLike, point: Point, report: Report, arch_params: dict | None = None) -> None:
-    """Add one finished point to the sweep file at ``path``, atomically (copy, add, flush, rename).
+    """Add one finished point to the sweep file at ``path``: written atomically to the sweep's journal (its own
+    small file, flushed and renamed into place), at a cost that does not grow with the file. The journal is
+    folded into the file when it holds as many points as the file (at least :data:`FOLD_MIN`); call
+    :func:`fold` to fold it now.
 
-    A point already in the file is never overwritten: appending it again raises SweepFileError.
+    A point already in the file or its journal is never overwritten: appending it again raises SweepFileError.
     """
     import h5py
 
     path = Path(path)
-    with atomic_output(path) as tmp:
-        shutil.copyfile(path, tmp)
-        with h5py.File(tmp, "a") as f:
-            if point.key in f:
-                raise SweepFileError(f"{path} already holds point {point.key}; it is never overwritten")
-            g = f.create_group(point.key)
-            report.write_hdf5_group(g)
-            g.attrs["point_arch"] = point.arch
-            if point.adc_bits is not None:
-                g.attrs["point_adc_bits"] = point.adc_bits
-            g.attrs["point_params_json"] = json.dumps(point.param_dict, sort_keys=True)
-            g.attrs["point_seed"] = point.seed
-            g.attrs["point_json"] = json.dumps(point.to_dict())
-            g.attrs["point_arch_params_json"] = json.dumps(arch_params or {}, sort_keys=True,
-                                                           default=json_default)
+    if not path.is_file():
+        raise SweepFileError(f"{path} does not exist; create it with sweepfile.create first")
+    target = journal_dir(path) / _journal_name(point.key)
+    with reading(path, SweepFileError, "cimsim sweep file", "give another --out or remove the file"):
+        with h5py.File(path, "r") as f:
+            _check_format(f, path)
+            in_file = point.key in f
+            n_file = len(f.keys())
+    if in_file or target.exists():
+        raise SweepFileError(f"{path} already holds point {point.key}; it is never overwritten")
+    target.parent.mkdir(exist_ok=True)
+    with atomic_output(target) as tmp:
+        with h5py.File(tmp, "w") as f:
+            _write_point(f.create_group(point.key), point, report, arch_params)
         _fsync(tmp)
+    _fsync(target.parent)
+    if journal_size(path) >= max(FOLD_MIN, n_file):
+        fold(path)
+
+
+def _write_point(g, point: Point, report: Report, arch_params: dict | None) -> None:
+    report.write_hdf5_group(g)
+    g.attrs["point_arch"] = point.arch
+    if point.adc_bits is not None:
+        g.attrs["point_adc_bits"] = point.adc_bits
+    g.attrs["point_params_json"] = json.dumps(point.param_dict, sort_keys=True)
+    g.attrs["point_seed"] = point.seed
+    g.attrs["point_json"] = json.dumps(point.to_dict())
+    g.attrs["point_arch_params_json"] = json.dumps(arch_params or {}, sort_keys=True, default=json_default)
+
+
+def fold(path: str | os.PathLike) -> int:
+    """Move every journaled point into the sweep file at ``path`` (one atomic copy-add-rename of the file, then
+    the journal files are removed); return how many points were added. A point the file already holds (a fold
+    killed before its clean-up) is not added again."""
+    import h5py
+
+    path = Path(path)
+    files = _journal_files(path)
+    added = 0
+    if files:
+        with atomic_output(path) as tmp:
+            shutil.copyfile(path, tmp)
+            with h5py.File(tmp, "a") as f:
+                for jf, keys in files.items():
+                    with reading(jf, SweepFileError, f"journal file of {path}", "remove it to run its point again"):
+                        with h5py.File(jf, "r") as src:
+                            for k in keys:
+                                if k not in f:
+                                    src.copy(src[k], f, name=k)
+                                    added += 1
+            _fsync(tmp)
+        for jf in files:
+            with contextlib.suppress(FileNotFoundError):
+                jf.unlink()
+    clean_journal(path)
+    return added
 
 
 def _fsync(path: Path) -> None:

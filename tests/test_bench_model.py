@@ -41,3 +41,16 @@ def test_cli_bench_model_json_and_refusals(capsys):
     assert code == 2 and "--arch needs --model" in err and len(err.strip().splitlines()) == 1
     code, out, err = run_cli(capsys, "bench", "--model", "lenet9")
     assert code == 2 and "lenet9" in err and "Traceback" not in err
+
+
+def test_cli_bench_sweep_file_appends_and_folds_every_point(capsys):
+    """The sweep-file benchmark's bookkeeping (its times are measured, never asserted)."""
+    code, out, _ = run_cli(capsys, "bench", "--sweep-file", "70", "--json")   # past FOLD_MIN: one fold midway
+    assert code == 0
+    r = json.loads(out)
+    assert r["points"] == 70 and r["file_bytes"] > 70 * 10_000   # every point's report is in the folded file
+    assert 0 < r["append_s_median"] <= r["append_s_max"] and r["total_s"] >= 70 * r["append_s_median"] * 0.5
+    code, out, err = run_cli(capsys, "bench", "--sweep-file", "5", "--model", "mlp")
+    assert code == 2 and "--model does not go with --sweep-file" in err
+    code, out, err = run_cli(capsys, "bench", "--sweep-file", "1000000")
+    assert code == 2 and "100,000" in err

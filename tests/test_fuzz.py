@@ -171,6 +171,7 @@ def originals(tmp_path_factory):
     files = {"report": report.to_hdf5(d / "report.h5")}
     files["sweep"] = sweepfile.create(d / "sweep.h5", {"model": "mlp", "dataset": "digits"})
     sweepfile.append(files["sweep"], Point.make("isaac", {"adc.bits": 4}, 0), report)
+    sweepfile.fold(files["sweep"])   # the point into the file itself (appends wait in the journal beside it)
     hist = [{"epoch": 1, "train_accuracy": 0.5, "test_accuracy": 0.5, "float_train_accuracy": 0.6,
              "float_test_accuracy": 0.6, "energy_j": 1e-9, "write_energy_j": 1e-10}]
     files["onchip"] = onchip.OnChipResult(
@@ -252,6 +253,35 @@ def test_corrupted_files_are_read_or_refused_in_one_line(originals, tmp_path, fm
         target.write_bytes(_corrupt(raw, how))
         for read in readers:
             _one_line_or_result(read, target)
+    check()
+
+
+@pytest.mark.parametrize("examples", SIZES)
+def test_a_corrupted_sweep_journal_file_is_read_or_refused_in_one_line_naming_it(tmp_path, examples):
+    """A point waiting in the sweep's journal (issue 14, 8c) is read with the file: corrupted, it is either read
+    or refused in one line that names the journal file."""
+    from cimsim import sweepfile
+    from cimsim.report import Report
+    from cimsim.sweepfile import Point
+
+    path = sweepfile.create(tmp_path / "s.h5", {"model": "mlp", "dataset": "digits"})
+    report = Report(accuracy=0.5, digital_accuracy=0.6, energy_j=1e-6, latency_s=1e-6, throughput_inf_per_s=1e6,
+                    area_m2=1e-6, layers=[{"name": "fc", "kind": "Linear", "macs": 10}], components={"adc": 1e-6},
+                    config={"model": "mlp"}, n_examples=10)
+    sweepfile.append(path, Point.make("isaac", {"adc.bits": 4}, 0), report)
+    (journal,) = sweepfile.journal_dir(path).glob("*.h5")
+    raw = journal.read_bytes()
+
+    @runs(examples)
+    @given(corruptions(len(raw)))
+    def check(how):
+        journal.write_bytes(_corrupt(raw, how))
+        for read in (sweepfile.read_points, sweepfile.finished_keys):
+            try:
+                read(path)
+            except CimsimError as exc:
+                msg = str(exc)
+                assert "\n" not in msg and journal.name in msg, msg
     check()
 
 

@@ -196,3 +196,32 @@ def test_numba_gets_a_cache_folder_when_home_and_the_package_are_read_only(tmp_p
                          timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / f"cimsim-numba-cache-{os.getuid()}").is_dir()
+
+
+@pytest.mark.parametrize("rows, cols", [(4096, 128), (128, 4096), (4096, 4096)])
+def test_memory_follows_the_work_not_the_array_size(rows, cols):
+    """Defect 9: a 64x300 layer on 4096-row or 4096-column arrays (the bound) allocates about what it does on
+    128x128 ones (tracemalloc's peak of programming and one forward pass of 10 inputs, with noise on): buffers
+    are sized by the weights and the batch, not by the array parameters (3.7 GB for a 2-image run on 468ba4e)."""
+    import tracemalloc
+
+    import cimsim
+    from cimsim.devices import ReRAM, SarADC
+
+    W = np.random.default_rng(0).integers(-127, 128, size=(64, 300))
+    x = np.random.default_rng(1).integers(0, 256, size=(10, 300))
+
+    def peak(r, c):
+        spec = cimsim.CrossbarSpec(rows=r, cols=c, cell=ReRAM(read_sigma_frac=0.02, prog_sigma_frac=0.05),
+                                   cell_bits=2, weight_bits=8, input_bits=8, dac_bits=1, signed="differential",
+                                   readout=SarADC(bits=8))
+        tracemalloc.start()
+        try:
+            cimsim.Crossbar(W, spec, seed=0)(x)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    peak(128, 128)   # first call: numba compiles outside the measured calls
+    base = peak(128, 128)
+    assert base < 20 * 2**20 and peak(rows, cols) < 1.5 * base

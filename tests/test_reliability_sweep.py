@@ -15,6 +15,7 @@ import pytest
 from _cli_helpers import assert_one_line_user_error, run_cli
 from _sweep_fakes import fake_evaluate, fake_report
 from cimsim import sweep, sweepfile
+from cimsim.sweepfile import SweepFileError
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = sweep.Settings(model="lenet5", dataset="fashion-mnist", checkpoint="/ckpt/lenet5.pt",
@@ -106,3 +107,92 @@ def test_a_huge_grid_is_refused_with_its_size_before_anything_is_built(capsys, t
                              tmp_path / "s.h5")
     assert_one_line_user_error(code, err, "200,000,000 points", "more than 100,000")   # counted, not built
     assert os.listdir(tmp_path) == []
+
+
+# ---- defect 8c: an append costs the same whatever the file holds (the journal), and stays crash-safe ----------
+
+def _points(n):
+    return [sweepfile.Point.make("isaac", {"adc.bits": 1 + i % 8, "rows": 64 + i}, 0) for i in range(n)]
+
+
+def test_appends_never_copy_the_file_until_a_fold_and_folds_add_up_to_about_twice_the_file(tmp_path, monkeypatch):
+    path = sweepfile.create(tmp_path / "s.h5", {"model": "mlp"})
+    copied = []
+    real_copy = sweepfile.shutil.copyfile
+    monkeypatch.setattr(sweepfile.shutil, "copyfile",
+                        lambda a, b: (copied.append(os.path.getsize(a)), real_copy(a, b))[1])
+    monkeypatch.setattr(sweepfile, "FOLD_MIN", 4)
+    points = _points(200)
+    for i, p in enumerate(points):
+        sweepfile.append(path, p, fake_report(p))
+        if i < 3:
+            assert copied == []   # below FOLD_MIN: the file is not touched, the point waits in the journal
+    sweepfile.fold(path)
+    # geometric folds (journal >= file): 4, 8, 16, ... points; never one copy per append
+    assert len(copied) <= 8, copied
+    assert sum(copied) <= 2.2 * os.path.getsize(path)
+    with h5py.File(path, "r") as f:
+        assert sorted(f.keys()) == sorted(p.key for p in points)
+    assert not sweepfile.journal_dir(path).exists()
+    got = sweepfile.read_points(path)
+    assert all(_same(got[p], fake_report(p)) for p in points)
+
+
+def test_journaled_points_are_read_with_the_file_and_never_appended_twice(tmp_path):
+    path = sweepfile.create(tmp_path / "s.h5", {"model": "mlp"})
+    a, b = _points(2)
+    sweepfile.append(path, a, fake_report(a))
+    assert sweepfile.journal_size(path) == 1 and sweepfile.finished_keys(path) == {a.key}
+    with h5py.File(path, "r") as f:
+        assert list(f.keys()) == []   # not yet in the file itself
+    assert _same(sweepfile.read_points(path)[a], fake_report(a))
+    with pytest.raises(SweepFileError, match="already holds point"):
+        sweepfile.append(path, a, fake_report(b))
+    assert sweepfile.fold(path) == 1 and sweepfile.fold(path) == 0
+    with pytest.raises(SweepFileError, match="already holds point"):
+        sweepfile.append(path, a, fake_report(b))
+
+
+def test_a_fold_killed_before_its_clean_up_adds_no_point_twice_on_resume(tmp_path):
+    path = tmp_path / "s.h5"
+    points = _grid(bits=(1, 2, 3))
+    sweep.run_sweep(path, points[:2], SETTINGS, evaluate_point=fake_evaluate, progress=False)
+    # a kill between the fold's rename and the removal of the journal files leaves both
+    jdir = sweepfile.journal_dir(path)
+    jdir.mkdir()
+    for p in points[:2]:
+        with h5py.File(jdir / f"{p.key}.h5", "w") as f:
+            sweepfile._write_point(f.create_group(p.key), p, fake_report(p), None)
+    (jdir / ".x.h5.abcd1234.tmp").write_bytes(b"half a point")   # and a write the kill cut short
+    assert sweepfile.finished_keys(path) == {p.key for p in points[:2]}
+    results = sweep.run_sweep(path, points, SETTINGS, evaluate_point=fake_evaluate, progress=False)
+    assert sorted(p.key for p in results) == sorted(p.key for p in points)
+    with h5py.File(path, "r") as f:
+        assert sorted(f.keys()) == sorted(p.key for p in points)   # each exactly once
+    assert sorted(os.listdir(tmp_path)) == ["s.h5"]
+
+
+def test_a_corrupt_journal_file_is_one_line_naming_it(tmp_path):
+    path = sweepfile.create(tmp_path / "s.h5", {"model": "mlp"})
+    (a,) = _points(1)
+    sweepfile.append(path, a, fake_report(a))
+    (jf,) = sweepfile.journal_dir(path).glob("*.h5")
+    data = bytearray(jf.read_bytes())
+    jf.write_bytes(bytes(data[: len(data) // 3]))
+    with pytest.raises(SweepFileError) as exc:
+        sweepfile.read_points(path)
+    msg = str(exc.value)
+    assert "\n" not in msg and jf.name in msg and "remove it to run its point again" in msg
+
+
+def test_a_new_sweep_file_drops_the_journal_of_a_removed_one(tmp_path):
+    path = tmp_path / "s.h5"
+    sweepfile.create(path, {"model": "other"})
+    (a,) = _points(1)
+    sweepfile.append(path, a, fake_report(a))
+    path.unlink()   # the user removed the file; its journal is not this sweep's
+    results = sweep.run_sweep(path, _grid(bits=(1,)), SETTINGS, evaluate_point=fake_evaluate, progress=False)
+    assert sorted(p.key for p in results) == ["isaac_adc1_seed0"]
+    with h5py.File(path, "r") as f:
+        assert sorted(f.keys()) == ["isaac_adc1_seed0"]
+    assert sorted(os.listdir(tmp_path)) == ["s.h5"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import add_command, batch_size, emit_json, key_value, positive_int
+from cimsim.cli.common import add_command, batch_size, bounded_int, emit_json, key_value, positive_int
 
 
 def _eng(value: float, unit: str) -> str:
@@ -17,6 +17,22 @@ def _eng(value: float, unit: str) -> str:
 def run(args) -> int:
     if args.device == "cuda" and args.backend != "torch":
         raise ConfigError("--device cuda needs --backend torch")
+    if args.sweep_file is not None:
+        for option, value in (("--model", args.model), ("--arch", args.arch), ("--dataset", args.dataset),
+                              ("--set", args.set)):
+            if value is not None:
+                raise ConfigError(f"{option} does not go with --sweep-file (the sweep file benchmark); drop one")
+        from cimsim import bench
+
+        r = bench.sweep_file(args.sweep_file)
+        if args.json:
+            emit_json(r)
+        else:
+            print(f"sweep file, {r['points']} points appended: {1e3 * r['append_s_first']:.1f} ms per append over "
+                  f"the first 100, {1e3 * r['append_s_last']:.1f} ms over the last 100 (median "
+                  f"{1e3 * r['append_s_median']:.1f} ms, largest {1e3 * r['append_s_max']:.0f} ms: a fold); "
+                  f"{r['total_s']:.1f} s in all, {r['file_bytes'] / 2**20:.1f} MiB")
+        return 0
     if args.model is None:
         for option, value in (("--arch", args.arch), ("--dataset", args.dataset), ("--limit", args.limit),
                               ("--set", args.set)):
@@ -75,6 +91,9 @@ def register(sub) -> None:
                   "'cimsim run' timed phase by phase (load, map: prepare/program/calibrate, evaluate), images/s "
                   "beside the float network's own rate, and the crossbars' effective MAC/s against the device's "
                   "best dense GEMM (float32, bf16; TF32 and int8 on a GPU) measured in the same run.")
+    sp.add_argument("--sweep-file", type=bounded_int(1, 100_000, "a sweep's point limit"), metavar="N",
+                    help="benchmark the sweep file instead: append N points (LeNet-5-sized reports) and time each "
+                         "append (issue 14: the cost must not grow with the file)")
     sp.add_argument("--model", help="benchmark this zoo network end to end (as 'cimsim run' runs it)")
     sp.add_argument("--arch", help="architecture for --model (default isaac)")
     sp.add_argument("--dataset", help="dataset for --model (default fashion-mnist)")
