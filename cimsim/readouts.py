@@ -222,13 +222,14 @@ class NeuralQuantizerOp(QuantizerOp):
             return super().convert(v, lo, lsb, rng, pair)
         ro = self.readout
         top = ro.n_codes - 1
-        u = (np.asarray(v, dtype=np.float64) - lo) / lsb
-        clipped = int(np.count_nonzero((u < -0.5) | (u >= top + 0.5)))
-        if ro.chain_sigma_fs > 0:
-            u = u + ro.chain_sigma_fs * top * rng.standard_normal(u.shape)
         table, grid = self._table()
-        idx = np.clip(np.floor(u * grid + 0.5), 0, table.size - 1).astype(np.int64)
-        return lo + table[idx] * lsb, clipped
+        u = (np.asarray(v, dtype=np.float64) - lo) * (grid / lsb)          # in grid steps
+        clipped = int(np.count_nonzero((u < -0.5 * grid) | (u >= (top + 0.5) * grid)))
+        if ro.chain_sigma_fs > 0:
+            u += (ro.chain_sigma_fs * top * grid) * rng.standard_normal(u.shape)
+        np.add(u, 0.5, out=u)
+        np.clip(u, 0, table.size - 1, out=u)
+        return lo + table[u.astype(np.intp)] * lsb, clipped
 
     def codes_torch(self, v, lo, lsb, randn, pair):
         if not self.trained:
