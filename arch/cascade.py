@@ -118,11 +118,10 @@ class Cascade(DifferentialColumns, TiledChip):
         """Conversions one array's ADCs make per input cycle (every column pair once per group of cycles)."""
         return self.pairs / min(self.cycles_per_conversion, self.input_cycles)
 
-    @property
-    def cycle_s(self) -> float:
-        """A read cycle, or longer if the TIAs cannot settle their pairs within it (the shared ADCs run at the rate
-        the conversions need, ``adc.sample_rate_hz``)."""
-        return max(self.read_cycle_s, math.ceil(self.pairs / self.tias_per_array) * self.tia.latency_s)
+    def readout_cycle_s(self) -> float:
+        """The TIAs settle their pairs within a cycle (the shared ADCs run at the rate the conversions need,
+        ``adc.sample_rate_hz``)."""
+        return math.ceil(self.pairs / self.tias_per_array) * self.tia.latency_s
 
     # ------------------------------------------------------------------ inventory
     def adc_energy_j(self) -> float:

@@ -75,10 +75,9 @@ class NeuralPim(DifferentialColumns, TiledChip):
                 "nns_a": replace(self.nns_a, node_nm=self.node_nm, error_sigma_fs=sigma)}
 
     # ------------------------------------------------------------------ structure
-    @property
-    def cycle_s(self) -> float:
-        """A read cycle, or longer if the NNADC cannot convert its pairs' values within one MVM's cycles."""
-        return max(self.read_cycle_s, self.pairs_per_adc / self.adc.sample_rate_hz / self.input_cycles)
+    def readout_cycle_s(self) -> float:
+        """The NNADC converts its pairs' values within one MVM's cycles."""
+        return self.pairs_per_adc / self.adc.sample_rate_hz / self.input_cycles
 
     def sinad_db(self, samples: int = 1 << 16) -> float:
         """SINAD (dB) of the NNS+A + NNADC chain on a full-scale sine, measured through the engine's conversion

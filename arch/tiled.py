@@ -189,8 +189,13 @@ class TiledChip(Architecture):
 
     @property
     def cycle_s(self) -> float:
-        """One bit-serial read cycle (subclasses stretch it when their readout cannot keep up)."""
-        return self.read_cycle_s
+        """One bit-serial read cycle: the crossbar read, or longer if the readout cannot keep up
+        (:meth:`readout_cycle_s`; subclasses with other limits override this)."""
+        return max(self.read_cycle_s, self.readout_cycle_s())
+
+    def readout_cycle_s(self) -> float:
+        """The time the readout needs per read cycle (0: it keeps up with any read)."""
+        return 0.0
 
     def hierarchy(self) -> dict:
         return {"tiles": self.tiles, "imas": self.imas, "crossbars": self.crossbars, "weight_slices": self.slices,
