@@ -95,11 +95,6 @@ class Cascade(DifferentialColumns, TiledChip):
                                sample_rate_hz=self.conversions_per_cycle / self.adcs_per_array / self.read_cycle_s),
                 "tia": replace(self.tia, node_nm=self.node_nm), "buffer": replace(self.buffer, node_nm=self.node_nm)}
 
-    def check(self) -> None:
-        super().check()
-        if self.cols % 2:
-            raise ValueError(f"cols ({self.cols}) must be even: weights sit in G+/G- column pairs")
-
     def buffered_sigma(self) -> float:
         """Noise of one conversion's analog sum (level units): each buffered value carries the TIA's error,
         ``tia.noise_fs`` of a bit line's full scale ``rows * (2**cell_bits - 1) * (2**dac_bits - 1)`` (the pair's
@@ -123,11 +118,10 @@ class Cascade(DifferentialColumns, TiledChip):
         """Conversions one array's ADCs make per input cycle (every column pair once per group of cycles)."""
         return self.pairs / min(self.cycles_per_conversion, self.input_cycles)
 
-    @property
-    def cycle_s(self) -> float:
-        """A read cycle, or longer if the TIAs cannot settle their pairs within it (the shared ADCs run at the rate
-        the conversions need, ``adc.sample_rate_hz``)."""
-        return max(self.read_cycle_s, math.ceil(self.pairs / self.tias_per_array) * self.tia.latency_s)
+    def readout_cycle_s(self) -> float:
+        """The TIAs settle their pairs within a cycle (the shared ADCs run at the rate the conversions need,
+        ``adc.sample_rate_hz``)."""
+        return math.ceil(self.pairs / self.tias_per_array) * self.tia.latency_s
 
     # ------------------------------------------------------------------ inventory
     def adc_energy_j(self) -> float:
@@ -144,7 +138,6 @@ class Cascade(DifferentialColumns, TiledChip):
     def inventory(self) -> tuple[Component, ...]:
         n = self.xbars_per_ima
         rate = 1.0 / self.cycle_s
-        xbar, dac = self.array_rows()
         adcs, tias = n * self.adcs_per_array, n * self.tias_per_array
         return (
             Component(f"ADC ({int(self.adc.bits)}-bit, shared)", "adc", "ima", adcs,
@@ -156,17 +149,12 @@ class Cascade(DifferentialColumns, TiledChip):
             Component(f"buffer array {self.buffer.rows}x{self.buffer.cols}", "buffer", "ima", n,
                       n * self.pairs * rate * self.buffer.energy_j, n * self.buffer.area_m2,
                       f"BufferArray model; {CAS}: one per MAC array (est.)"),
-            dac, xbar,
-            self.unit_row("shift-and-add", "shift_add", "ima", n / 2, self.tile_shift_add),
-            *self.ima_register_rows(), *self.tile_rows(), *self.chip_rows())
+            *self.array_and_tile_rows())
 
     # ------------------------------------------------------------------ simulation (used by the mapper)
     def crossbar_spec(self, input_signed: bool = False) -> CrossbarSpec:
         """The MAC arrays' columns summed in the buffers over ``cycles_per_conversion`` cycles and all row blocks."""
-        return CrossbarSpec(rows=self.rows, cols=self.cols, cell=self.cell, cell_bits=self.cell_bits,
-                            weight_bits=self.weight_bits, input_bits=self.input_bits, dac_bits=self.dac_bits,
-                            signed="differential", input_signed=input_signed, readout=self.adc,
-                            adc_range=self.adc_range, pair_readout=True, conversion=self.scope)
+        return self.pair_crossbar_spec(input_signed, self.scope)
 
     def event_costs(self) -> dict[str, EventCost]:
         """Each column pair's value of each cycle and array (an ``analog_accumulations`` count) is a TIA conversion,

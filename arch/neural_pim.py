@@ -8,9 +8,9 @@ and quantizes the result once with a neural ADC (NNADC, :class:`~cimsim.devices.
 Positive and negative weights sit in adjacent columns; the NNS+A's signed weights take the pair's
 difference, so one conversion covers a column pair (``pair_readout``). The engine simulates this exactly at
 the ``PER_MVM`` conversion scope (:mod:`cimsim.readouts`): with ideal devices and a lossless readout the tile
-gives the integer product; otherwise the NNADC quantizes the whole MVM's value at its bits with the chain's
-input-referred error (the NNS+A's error relative to full scale, times the NNADC's codes, added in
-quadrature to the NNADC's own).
+gives the integer product; otherwise the whole MVM's value, with the trained NNS+A's error over the input
+cycles added (:func:`cimsim.neural_circuits.nnsa_error_fs`), goes through the trained NNADC's transfer
+(:func:`cimsim.neural_circuits.nnadc_table`).
 
 Organisation: 8-bit weights in 1-bit cells (7 magnitude slices, G+ and G- columns), 128x128 arrays, 1-bit
 inputs per cycle, 32 nm, 280 tiles; the tile around the arrays (IMAs, eDRAM, bus, router, registers,
@@ -48,8 +48,6 @@ class NeuralPim(DifferentialColumns, TiledChip):
     input_bits: int = param(8, "bit", f"{NPIM}: 8-bit inputs, streamed bit-serially", lo=1, hi=32)
     adc: NeuralADC = component(NeuralADC, f"{NPIM}: NNADC, a small RRAM/inverter network, 8-bit outputs")
     nns_a: NeuralShiftAdd = component(NeuralShiftAdd, f"{NPIM}: NNS+A, analog shift-and-add over the input cycles")
-    nnadc_error_lsb: float = param(0.1, "LSB", f"(est.) residual error of the trained NNADC itself (the chain's "
-                                   f"SINAD is ~50 dB in {NPIM})", lo=0, hi=100)
     adc_range: str = param("calibrated", "", "our choice: ranges from calibration batches ('full': the worst case, "
                            "lossless with enough bits)", choices=("calibrated", "full"))
     pairs_per_adc: int = param(64, "1", "(est.) one NNADC per 128-column crossbar (64 column pairs)", lo=1,
@@ -61,31 +59,38 @@ class NeuralPim(DifferentialColumns, TiledChip):
                    "tiles, 32 nm")
     aliases = {**TiledChip.aliases, "adc_bits": "adc.bits", "adc_sample_rate_hz": "adc.sample_rate_hz"}
     derived = {**TiledChip.derived, "adc.node_nm": "node_nm", "nns_a.node_nm": "node_nm",
-               "adc.offset_sigma_lsb": "nnadc_error_lsb, nns_a.error_sigma_fs and adc.bits"}
-    cost_only = (*TiledChip.cost_only, "adc.sample_rate_hz", "adc.hidden_per_bit",
-                 "adc.inverter_current_a", "nns_a.hidden", "nns_a.inverter_current_a",
+               "nns_a.error_sigma_fs": "the trained NNS+A over input_cycles at adc.variation_sigma",
+               "adc.chain_sigma_fs": "nns_a.error_sigma_fs"}
+    cost_only = (*TiledChip.cost_only, "adc.sample_rate_hz",
+                 "adc.inverter_current_a", "nns_a.inverter_current_a",
                  "nns_a.eval_time_s", "pairs_per_adc")
 
     def synced_components(self) -> dict:
-        sigma = math.hypot(self.nnadc_error_lsb, self.nns_a.error_sigma_fs * (2 ** int(self.adc.bits) - 1))
-        return {**super().synced_components(),
-                "adc": replace(self.adc, node_nm=self.node_nm, offset_sigma_lsb=sigma),
-                "nns_a": replace(self.nns_a, node_nm=self.node_nm)}
+        from cimsim.neural_circuits import nnsa_error_fs
 
-    def check(self) -> None:
-        super().check()
-        if self.cols % 2:
-            raise ValueError(f"cols ({self.cols}) must be even: weights sit in G+/G- column pairs")
+        sigma = nnsa_error_fs(self.input_cycles, float(self.adc.variation_sigma), int(self.adc.instance_seed)) \
+            if self.adc.trained else 0.0
+        return {**super().synced_components(),
+                "adc": replace(self.adc, node_nm=self.node_nm, chain_sigma_fs=sigma),
+                "nns_a": replace(self.nns_a, node_nm=self.node_nm, error_sigma_fs=sigma)}
 
     # ------------------------------------------------------------------ structure
-    @property
-    def cycle_s(self) -> float:
-        """A read cycle, or longer if the NNADC cannot convert its pairs' values within one MVM's cycles."""
-        return max(self.read_cycle_s, self.pairs_per_adc / self.adc.sample_rate_hz / self.input_cycles)
+    def readout_cycle_s(self) -> float:
+        """The NNADC converts its pairs' values within one MVM's cycles."""
+        return self.pairs_per_adc / self.adc.sample_rate_hz / self.input_cycles
 
-    def sinad_db(self) -> float:
-        """SINAD of the NNS+A + NNADC chain (dB), from its input-referred error at the NNADC's bits."""
-        return self.adc.sinad_db()
+    def sinad_db(self, samples: int = 1 << 16) -> float:
+        """SINAD (dB) of the NNS+A + NNADC chain on a full-scale sine, measured through the engine's conversion
+        (the trained NNADC's transfer with the NNS+A's error)."""
+        import numpy as np
+
+        from cimsim.neural_circuits import sinad_db
+        from cimsim.readouts import readout_op
+
+        top = self.adc.n_codes - 1
+        u = top / 2 * (1 + np.sin(2 * np.pi * np.arange(samples) * 1021 / samples))
+        codes, _ = readout_op(self.adc).convert(u, 0.0, 1.0, np.random.default_rng(self.adc.instance_seed), True)
+        return sinad_db(codes, u)
 
     # ------------------------------------------------------------------ inventory
     def inventory(self) -> tuple[Component, ...]:
@@ -94,7 +99,6 @@ class NeuralPim(DifferentialColumns, TiledChip):
         adcs = math.ceil(pairs / self.pairs_per_adc)
         steps_per_s = 1.0 / self.cycle_s
         mvm_s = self.input_cycles * self.cycle_s     # every pair converted once per MVM
-        xbar, dac = self.array_rows()
         return (
             Component(f"NNADC ({int(self.adc.bits)}-bit)", "adc", "ima", adcs, pairs / mvm_s * self.adc.energy_j,
                       adcs * self.adc.area_m2,
@@ -103,17 +107,12 @@ class NeuralPim(DifferentialColumns, TiledChip):
                       pairs * self.nns_a.area_m2,
                       f"NeuralShiftAdd model: {self.nns_a.cells} cells + {self.nns_a.inverters} inverters, one step "
                       f"per cycle ({NPIM}, sizes est.)"),
-            dac, xbar,
-            self.unit_row("shift-and-add", "shift_add", "ima", n / 2, self.tile_shift_add),
-            *self.ima_register_rows(), *self.tile_rows(), *self.chip_rows())
+            *self.array_and_tile_rows())
 
     # ------------------------------------------------------------------ simulation (used by the mapper)
     def crossbar_spec(self, input_signed: bool = False) -> CrossbarSpec:
         """Differential tile, G+/G- pairs shift-added in analog over all input cycles, one NNADC conversion."""
-        return CrossbarSpec(rows=self.rows, cols=self.cols, cell=self.cell, cell_bits=self.cell_bits,
-                            weight_bits=self.weight_bits, input_bits=self.input_bits, dac_bits=self.dac_bits,
-                            signed="differential", input_signed=input_signed, readout=self.adc,
-                            adc_range=self.adc_range, pair_readout=True, conversion=PER_MVM)
+        return self.pair_crossbar_spec(input_signed, PER_MVM)
 
     def event_costs(self) -> dict[str, EventCost]:
         """NNADC conversions, NNS+A steps (one per column pair and cycle: ``analog_accumulations``), the digital

@@ -25,6 +25,7 @@ from cimsim.arch.params import component, param
 from cimsim.cost import EventCost, LayerPlan, Timing
 from cimsim.devices.base import default_of
 from cimsim.devices.cell import MemoryCell
+from cimsim.spec import CrossbarSpec
 from cimsim.devices.converters import DAC
 from cimsim.devices.peripherals import (ActivationUnit, Bus, EDRAMBuffer, OutputRegister, PoolingUnit, Register,
                                         Router, ShiftAdd, TileOutputRegister)
@@ -83,6 +84,19 @@ class DifferentialColumns:
     def slices(self) -> int:
         """Columns per weight: a G+ and a G- column per magnitude slice."""
         return 2 * self.magnitude_slices
+
+    def check(self) -> None:
+        super().check()
+        if self.cols % 2:
+            raise ValueError(f"cols ({self.cols}) must be even: weights sit in G+/G- column pairs")
+
+    def pair_crossbar_spec(self, input_signed: bool, conversion) -> CrossbarSpec:
+        """The differential tile read pair by pair (``pair_readout``) by ``self.adc`` at ``conversion``'s scope
+        (CASCADE, Neural-PIM)."""
+        return CrossbarSpec(rows=self.rows, cols=self.cols, cell=self.cell, cell_bits=self.cell_bits,
+                            weight_bits=self.weight_bits, input_bits=self.input_bits, dac_bits=self.dac_bits,
+                            signed="differential", input_signed=input_signed, readout=self.adc,
+                            adc_range=self.adc_range, pair_readout=True, conversion=conversion)
 
 
 @dataclass(frozen=True)
@@ -175,8 +189,13 @@ class TiledChip(Architecture):
 
     @property
     def cycle_s(self) -> float:
-        """One bit-serial read cycle (subclasses stretch it when their readout cannot keep up)."""
-        return self.read_cycle_s
+        """One bit-serial read cycle: the crossbar read, or longer if the readout cannot keep up
+        (:meth:`readout_cycle_s`; subclasses with other limits override this)."""
+        return max(self.read_cycle_s, self.readout_cycle_s())
+
+    def readout_cycle_s(self) -> float:
+        """The time the readout needs per read cycle (0: it keeps up with any read)."""
+        return 0.0
 
     def hierarchy(self) -> dict:
         return {"tiles": self.tiles, "imas": self.imas, "crossbars": self.crossbars, "weight_slices": self.slices,
@@ -224,6 +243,14 @@ class TiledChip(Architecture):
                       n * self.rows * dac.energy_j / self.cycle_s, n * self.rows * dac.area_m2,
                       f"DAC model ({T6}), one drive per row per cycle"),
         ]
+
+    def array_and_tile_rows(self) -> list[Component]:
+        """Everything of an ISAAC-style chip but its readout: DACs, crossbars, the IMA's shift-and-add units (one
+        per 2 crossbars) and registers, the tile's units and the chip's links."""
+        xbar, dac = self.array_rows()
+        return [dac, xbar, self.unit_row("shift-and-add", "shift_add", "ima", self.xbars_per_ima / 2,
+                                         self.tile_shift_add),
+                *self.ima_register_rows(), *self.tile_rows(), *self.chip_rows()]
 
     def ima_register_rows(self) -> list[Component]:
         return [self.register_row(f"input register {self.input_register.bytes} B", "ima", self.input_register),

@@ -30,7 +30,7 @@ from typing import ClassVar
 import numpy as np
 
 from cimsim import events
-from cimsim.devices.analog_accumulators import BufferedADC
+from cimsim.devices.analog_accumulators import BufferedADC, NeuralADC
 from cimsim.devices.converters import IdealReadout, Quantizer, Readout, SenseAmp, TernaryReadout
 from cimsim.errors import ConfigError
 
@@ -197,6 +197,57 @@ class BufferedQuantizerOp(QuantizerOp):
         return super().codes_torch(v, lo, lsb, randn, pair)
 
 
+class NeuralQuantizerOp(QuantizerOp):
+    """Neural-PIM's NNADC with ``transfer='trained'``: the value, with the analog chain's error
+    (``chain_sigma_fs`` of full scale, Gaussian) added, converted through the trained pipelined circuit's
+    transfer (:func:`cimsim.neural_circuits.nnadc_table`, a lookup on a grid of 1/16 LSB); ``trained=0``: the
+    plain quantizer."""
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.readout.trained)
+
+    @property
+    def fused(self) -> bool:
+        return super().fused and not self.trained
+
+    def _table(self):
+        from cimsim.neural_circuits import GRID_PER_LSB, nnadc_table
+
+        ro = self.readout
+        return nnadc_table(int(ro.bits), float(ro.variation_sigma), int(ro.instance_seed)), GRID_PER_LSB
+
+    def convert(self, v, lo, lsb, rng, pair):
+        if not self.trained:
+            return super().convert(v, lo, lsb, rng, pair)
+        ro = self.readout
+        top = ro.n_codes - 1
+        table, grid = self._table()
+        u = (np.asarray(v, dtype=np.float64) - lo) * (grid / lsb)          # in grid steps
+        clipped = int(np.count_nonzero((u < -0.5 * grid) | (u >= (top + 0.5) * grid)))
+        if ro.chain_sigma_fs > 0:
+            u += (ro.chain_sigma_fs * top * grid) * rng.standard_normal(u.shape)
+        np.add(u, 0.5, out=u)
+        np.clip(u, 0, table.size - 1, out=u)
+        return lo + table[u.astype(np.intp)] * lsb, clipped
+
+    def codes_torch(self, v, lo, lsb, randn, pair):
+        if not self.trained:
+            return super().codes_torch(v, lo, lsb, randn, pair)
+        import torch
+
+        ro = self.readout
+        top = ro.n_codes - 1
+        u = v.sub_(lo).div_(lsb)
+        clipped = ((u < -0.5) | (u >= top + 0.5)).sum()
+        if ro.chain_sigma_fs > 0:
+            u.add_(ro.chain_sigma_fs * top * randn(u))
+        table, grid = self._table()
+        t = torch.from_numpy(np.array(table)).to(device=u.device, dtype=u.dtype)
+        idx = u.mul_(grid).add_(0.5).floor_().clamp_(0, table.size - 1).long()
+        return t[idx], clipped
+
+
 class SenseAmpOp(ReadoutOp):
     """A latched comparator: 1 / 0 against its threshold, or, reading a G+/G- pair, the sign (+1 / -1)."""
 
@@ -241,7 +292,8 @@ def register_readout(readout_cls: type, op_cls: type[ReadoutOp]) -> None:
 
 
 for _cls, _op in ((IdealReadout, IdealOp), (Quantizer, QuantizerOp), (SenseAmp, SenseAmpOp),
-                  (TernaryReadout, TernaryOp), (BufferedADC, BufferedQuantizerOp)):
+                  (TernaryReadout, TernaryOp), (BufferedADC, BufferedQuantizerOp),
+                  (NeuralADC, NeuralQuantizerOp)):
     register_readout(_cls, _op)
 
 

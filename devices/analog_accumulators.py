@@ -6,16 +6,17 @@
   of successive cycles (and arrays) on its columns, and a shared ADC converts the sum.
 * :class:`NeuralShiftAdd` (NNS+A) and :class:`NeuralADC` (NNADC): Neural-PIM's (Cao et al., arXiv
   2201.12861) analog shift-and-add over the input bit cycles and its quantizer, each a small neural network
-  of RRAM crossbars (3-bit weights in the paper, stored differentially) and CMOS inverters as neurons. We do
-  not train them: their error is an estimate (``error_sigma_fs``, ``offset_sigma_lsb``) placing the chain at
-  the paper's ~50 dB SINAD.
+  of RRAM crossbars (3-bit weights, stored differentially) and CMOS inverters as neurons, trained by
+  :mod:`cimsim.neural_circuits`: the NNADC is a pipeline of ``bits + 2`` 1.5-bit stages (two trained
+  comparator neurons and a residue amplifier each), the NNS+A one trained crossbar column read by a feedback
+  inverter amplifier. The counts below are those circuits'.
 
 Energy per operation is counted from the circuit: an inverter neuron biased in its transition region draws a
 crowbar current for the evaluation, ``E_inv = Vdd * I_inv * t_eval``; a crossbar cell spends
 ``E_cell`` per evaluation (ISAAC Table 6's crossbar read energy per cell, scaled to the evaluation time);
 a TIA draws its bias current while it settles, ``E = Vdd * I_bias * t_settle``. Areas from the cell and
 inverter counts. Errors are given relative to full scale and go through the crossbar engine per conversion:
-Neural-PIM's chain error as the NNADC's input-referred noise (``offset_sigma_lsb``), CASCADE's buffer
+Neural-PIM's chain through the trained NNADC's transfer and the NNS+A's measured error (``chain_sigma_fs``), CASCADE's buffer
 resolution as noise on the analog sum in level units (:class:`BufferedADC`, ``analog_sigma``).
 """
 
@@ -24,8 +25,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import ClassVar
-
-import numpy as np
 
 from cimsim.devices.base import param, validate_fields
 from cimsim.devices.converters import Quantizer, SarADC
@@ -44,12 +43,6 @@ INVERTER_AREA_M2_32NM = 0.1e-12
 def inverter_energy_j(current_a: float, time_s: float, node_nm: float) -> float:
     """Energy of one analog inverter neuron evaluation: ``Vdd(node) * I * t``."""
     return nominal_vdd_v(node_nm) * current_a * time_s
-
-
-def _sinad_db(sigma_lsb: float, bits: int) -> float:
-    """SINAD (dB) of an ideal ``bits``-bit quantizer plus ``sigma_lsb`` of Gaussian input-referred noise, on a
-    full-scale sine: signal power (2**bits)**2 / 8 over the quantization noise 1/12 plus sigma**2 (LSB^2)."""
-    return 10 * math.log10((2 ** bits) ** 2 / 8 / (1 / 12 + sigma_lsb ** 2))
 
 
 @dataclass(frozen=True)
@@ -147,28 +140,18 @@ class BufferArray:
         return 0.0
 
 
+# Structure of the trained circuits (cimsim.neural_circuits; tests/test_neural_circuits.py checks the counts):
+STAGE_CELLS = 2 * 2 * 2 + 2 * 4     # a 1.5-bit stage: 2 comparators on (input, reference), a residue column on 4 rows
+STAGE_INVERTERS = 2 + 3             # its 2 comparator neurons and a 3-inverter feedback amplifier (est.)
+
+
 @dataclass(frozen=True)
 class NeuralCircuit:
-    """Shared structure of Neural-PIM's neural circuits: ``inputs`` (with a bias) -> ``hidden`` inverter
-    neurons -> ``outputs`` inverter neurons, weights in differential RRAM cells (G+ and G-)."""
-
-    inputs: ClassVar[int] = 1
+    """Shared costs of Neural-PIM's neural circuits: ``cells`` differential RRAM cells (G+ and G-) read for one
+    evaluation and ``inverters`` inverter neurons drawing their crowbar current for it."""
 
     def __post_init__(self):
         validate_fields(self)
-
-    @property
-    def outputs(self) -> int:
-        raise NotImplementedError
-
-    @property
-    def cells(self) -> int:
-        """Differential cells (G+ and G-) of both layers, biases included."""
-        return 2 * ((self.inputs + 1) * self.hidden + (self.hidden + 1) * self.outputs)
-
-    @property
-    def inverters(self) -> int:
-        return self.hidden + self.outputs
 
     @property
     def energy_j(self) -> float:
@@ -192,36 +175,34 @@ class NeuralCircuit:
 
 @dataclass(frozen=True)
 class NeuralShiftAdd(NeuralCircuit):
-    """NNS+A: ``y_t = v_t + y_{t-1} / 2`` over the input cycles (LSB first), so after the last cycle
-    ``y = sum_t 2**(t - T + 1) * v_t``, the analog shift-and-add, approximated by a small trained network.
+    """NNS+A: ``y_t = (v_t + y_{t-1}) / 2`` over the input cycles (LSB first), so after the last cycle
+    ``y = sum_t 2**(t - T - 1) * v_t``: one trained crossbar column (the cycle's value, the previous output and
+    the reference, 3-bit differential cells) read by a feedback amplifier of three inverters (est.).
 
-    One evaluation per column value and cycle (an ``analog_accumulations`` event). Its output error relative to
-    full scale (``error_sigma_fs``) adds to the NNADC's input-referred noise.
-    """
+    One evaluation per column pair and cycle (an ``analog_accumulations`` event). Its output error relative to
+    full scale (``error_sigma_fs``, measured on the trained circuit by the architecture) goes into the NNADC's
+    input."""
 
     kind: ClassVar[str] = "nn-shift-add"
-    inputs: ClassVar[int] = 2      # the cycle's column value and the previous partial sum
 
-    hidden: int = param(4, "1", f"(est.) {NEURAL_PIM}: sizes not given; 4 inverter neurons", lo=1, hi=1024)
-    error_sigma_fs: float = param(4e-4, "1", f"(est.) residual error of the trained NNS+A, ~0.1 LSB of an 8-bit "
-                                  f"result, so the chain reaches {NEURAL_PIM}'s ~50 dB SINAD", lo=0, hi=1)
+    error_sigma_fs: float = param(0.0, "1", "set by the architecture from the trained NNS+A "
+                                  "(cimsim.neural_circuits.nnsa_error_fs); 0 = ideal", lo=0, hi=1)
     inverter_current_a: float = param(10e-6, "A", "(est.) crowbar current of an inverter neuron at 32 nm",
                                       lo=0, lo_open=True)
     eval_time_s: float = param(1e-9, "s", "(est.) one evaluation settles in ~1 ns at 32 nm", lo=0, lo_open=True)
     node_nm: float = param(32, "nm", f"{NEURAL_PIM}: simulated at 130 nm, scaled to 32 nm", lo=7, hi=180)
 
-    @property
-    def outputs(self) -> int:
-        return 1
+    cells: ClassVar[int] = 2 * 3       # one column of 3 rows, G+ and G-
+    inverters: ClassVar[int] = 3       # the feedback amplifier (est.)
 
 
 @dataclass(frozen=True)
 class NeuralADC(NeuralCircuit, Quantizer):
-    """NNADC: an analog value to ``bits`` output bits by a small trained network (input -> ``hidden`` inverter
-    neurons -> ``bits`` output inverters), a uniform quantizer with input-referred error ``offset_sigma_lsb``
-    (its own and the analog chain's before it, set by the architecture).
-
-    ``sinad_db()``: SINAD of the transfer on a full-scale sine, ``10 log10((2**b)**2 / 8 / (1/12 + sigma**2))``.
+    """NNADC: an analog value to ``bits`` output bits by a pipeline of ``bits + 2`` trained 1.5-bit stages
+    (:mod:`cimsim.neural_circuits`). ``trained=1``: the engine converts through the trained circuit's
+    transfer (one chip instance, its cells programmed with ``variation_sigma`` of the range, drawn from
+    ``instance_seed``) after adding the analog chain's error ``chain_sigma_fs`` (of full scale);
+    ``trained=0``: an ideal uniform quantizer with input-referred noise ``offset_sigma_lsb``.
     """
 
     kind: ClassVar[str] = "nn-adc"
@@ -229,11 +210,16 @@ class NeuralADC(NeuralCircuit, Quantizer):
     bits: int = param(8, "bit", f"{NEURAL_PIM}: 8-bit outputs", lo=1, hi=14)
     sample_rate_hz: float = param(1e9, "1/s", "(est.) one conversion per ~1 ns evaluation", lo=0, lo_open=True)
     node_nm: float = param(32, "nm", f"{NEURAL_PIM}: simulated at 130 nm, scaled to 32 nm", lo=7, hi=180)
-    offset_sigma_lsb: float = param(0.0, "LSB", "ideal by default; the architecture sets the error of its trained "
-                                    "NNS+A + NNADC chain", lo=0)
+    offset_sigma_lsb: float = param(0.0, "LSB", "input-referred noise of the 'uniform' transfer; 0 = ideal", lo=0)
     enob_loss_bits: float = param(0.0, "bit", "uniform quantizer", lo=0)
-    hidden_per_bit: int = param(4, "1", f"(est.) {NEURAL_PIM}: sizes not given; 4 hidden inverter neurons per "
-                                "output bit", lo=1, hi=64)
+    trained: int = param(1, "1", "1: the trained pipelined circuit's transfer (cimsim.neural_circuits); 0: an ideal "
+                         "uniform quantizer", lo=0, hi=1)
+    variation_sigma: float = param(0.0, "1", "programming variation of the circuits' cells (of the range) at "
+                                   "inference: NeuroSim's default 0, as the chip's cells (Neural-PIM trains with "
+                                   "0.025 injected)", lo=0, hi=0.5)
+    instance_seed: int = param(0, "1", "seed of the chip instance whose transfer the engine uses", lo=0, hi=2**31)
+    chain_sigma_fs: float = param(0.0, "1", "error of the analog chain before the NNADC (of full scale); set by the "
+                                  "architecture from the trained NNS+A", lo=0, hi=1)
     inverter_current_a: float = param(10e-6, "A", "(est.) crowbar current of an inverter neuron at 32 nm",
                                       lo=0, lo_open=True)
 
@@ -242,12 +228,16 @@ class NeuralADC(NeuralCircuit, Quantizer):
         self._check()
 
     @property
-    def hidden(self) -> int:
-        return self.hidden_per_bit * int(self.bits)
+    def stages(self) -> int:
+        return int(self.bits) + 2
 
     @property
-    def outputs(self) -> int:
-        return int(self.bits)
+    def cells(self) -> int:
+        return self.stages * STAGE_CELLS
+
+    @property
+    def inverters(self) -> int:
+        return self.stages * STAGE_INVERTERS
 
     @property
     def eval_time_s(self) -> float:
@@ -260,18 +250,6 @@ class NeuralADC(NeuralCircuit, Quantizer):
     @property
     def power_w(self) -> float:
         return self.energy_j * self.sample_rate_hz
-
-    def sinad_db(self) -> float:
-        return _sinad_db(self.offset_sigma_lsb, int(self.bits))
-
-    def measured_sinad_db(self, samples: int = 1 << 16, seed: int = 0) -> float:
-        """SINAD (dB) measured through :meth:`convert` on a full-scale sine with the converter's noise."""
-        n = self.n_codes
-        t = np.arange(samples)
-        x = (n - 1) / 2 * (1 + np.sin(2 * np.pi * t * 1021 / samples))
-        y = self.convert(x, 0.0, n - 1.0, np.random.default_rng(seed))
-        err = y - x
-        return float(10 * np.log10(np.mean((x - x.mean()) ** 2) / np.mean(err ** 2)))
 
 
 @dataclass(frozen=True)
