@@ -153,7 +153,9 @@ def decide(u: torch.Tensor, cfg: PSQConfig) -> torch.Tensor:
     return (u > cfg.threshold).to(u.dtype) - (u < -cfg.threshold).to(u.dtype)
 
 
-def quantize_activation(x: torch.Tensor, scale: float, bits: int, signed: bool) -> torch.Tensor:
+def quantize_activation(x: torch.Tensor, scale, bits: int, signed: bool) -> torch.Tensor:
+    """Integer codes ``clamp(round(x / scale))`` (rounding passes the gradient through; ``scale``: a number or a
+    learned tensor, which then gets LSQ's gradient once the caller multiplies the codes by it)."""
     lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
     v = x / scale
     return _ste(torch.clamp(torch.round(v), lo, hi), torch.clamp(v, lo, hi), 1.0)
@@ -256,9 +258,16 @@ class _PSQ:
             y = y + q.sum(dim=(0, 2))
         return y
 
+    def step(self):
+        """The input step: the calibrated ``input_scale``, or ``exp(psq_log_step)`` while it is learned
+        (:func:`learn_input_steps`)."""
+        log_step = getattr(self, "psq_log_step", None)
+        return float(self.input_scale) if log_step is None else torch.exp(log_step)
+
     def psq_forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.psq_config
-        x_int = quantize_activation(x, float(self.input_scale), cfg.input_bits, bool(self.input_signed))
+        step = self.step()
+        x_int = quantize_activation(x, step, cfg.input_bits, bool(self.input_signed))
         patches, shape = self._patches(x_int)
         w_int, w_scale = quantize_weight_ste(self.weight, cfg.weight_bits)
         G = getattr(self, "groups", 1)
@@ -267,7 +276,7 @@ class _PSQ:
         outs = [self.psq_product(patches[:, g * K:(g + 1) * K], w_int[g * og:(g + 1) * og],
                                  self.psq_alpha[:, :, g * og:(g + 1) * og]) for g in range(G)]
         acc = torch.cat(outs, dim=1)
-        y = acc * (self.input_scale.to(acc.dtype) * w_scale)[None, :]
+        y = acc * ((self.input_scale.to(acc.dtype) if isinstance(step, float) else step) * w_scale)[None, :]
         if self.bias is not None:
             y = y + self.bias[None, :]
         return self._unpatch(y, shape)
@@ -321,6 +330,23 @@ def set_psq(model: nn.Module, enabled: bool) -> nn.Module:
     for m in model.modules():
         if is_psq(m):
             m.psq_enabled = enabled
+    return model
+
+
+def learn_input_steps(model: nn.Module, on: bool) -> nn.Module:
+    """Learned input steps (LSQ, Esser et al., ICLR 2020): ``on`` gives every PSQ layer a parameter
+    ``psq_log_step = log(input_scale)`` that the forward pass uses (the step's gradient is LSQ's, through the
+    rounding's straight-through estimator; learned as a logarithm so that Adam's steps are relative); ``off``
+    writes ``exp(psq_log_step)`` into ``input_scale`` (what the mapper programs) and removes the parameter."""
+    for m in model.modules():
+        if not is_psq(m):
+            continue
+        if on and getattr(m, "psq_log_step", None) is None:
+            m.psq_log_step = nn.Parameter(torch.log(m.input_scale.detach().to(m.weight.dtype)))
+        elif not on and getattr(m, "psq_log_step", None) is not None:
+            with torch.no_grad():
+                m.input_scale.copy_(torch.exp(m.psq_log_step.detach()).to(m.input_scale.dtype))
+            del m.psq_log_step
     return model
 
 
