@@ -21,7 +21,7 @@ from torch import nn
 
 from cimsim.errors import ConfigError
 from cimsim.workloads import train
-from cimsim.mappers.qat import PSQConfig, is_psq, learn_input_steps, prepare, set_noise
+from cimsim.mappers.qat import PSQConfig, is_psq, learn_input_steps, pin_host_scalars, prepare, set_noise
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,9 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
         frozen, trained = split_frozen(work, recipe.freeze, x_train[:8])
         inputs = forward_all(frozen, x_train)
     set_noise(trained, recipe.noise_frac)
+    pin_host_scalars(work, True)      # the buffers stay as they are until training ends
     learn_input_steps(trained, recipe.learn_input_steps)
+    aug_gen = torch.Generator(device=device).manual_seed(seed)   # on the device: no copy per step
     alphas = [p for n, p in trained.named_parameters() if n.endswith("psq_alpha")]
     others = [p for n, p in trained.named_parameters() if not n.endswith("psq_alpha")]   # with the input steps
     opt = torch.optim.Adam([{"params": others, "lr": recipe.lr}, {"params": alphas, "lr": recipe.alpha_lr}])
@@ -177,7 +179,7 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
         loss_sum = seen = 0
         for i in range(0, len(y_train), recipe.batch_size):
             idx = order[i:i + recipe.batch_size]
-            xb = train.augment(inputs[idx], recipe, gen) if augmenting else inputs[idx]
+            xb = train.augment(inputs[idx], recipe, aug_gen) if augmenting else inputs[idx]
             out = trained(xb)
             if teacher is not None:
                 with torch.no_grad():
@@ -193,15 +195,17 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
             with torch.no_grad():
                 for a in alphas:
                     a.clamp_(min=1e-3)
-            loss_sum += float(loss.detach()) * len(idx)
+            loss_sum += loss.detach() * len(idx)     # a tensor: read once per epoch, not per step
             seen += len(idx)
             bar.update(1)
         # the PSQ forward is costly on a CPU: the full test set only after the last epoch
         acc = evaluate_accuracy(work, x_test, y_test) if epoch == recipe.epochs - 1 else None
+        loss_sum = float(loss_sum)
         history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "test_accuracy": acc})
         bar.set_postfix_str(f"epoch {epoch + 1}/{recipe.epochs}: loss {loss_sum / seen:.3f}")
     bar.close()
     set_noise(work, 0.0)
+    pin_host_scalars(work, False)
     learn_input_steps(work, False)    # the learned steps become the input scales the mapper programs
     work = work.to("cpu").eval()
     meta = {"psq": asdict(cfg), "recipe": asdict(recipe), "seed": seed, "epochs": recipe.epochs,

@@ -195,6 +195,18 @@ class _ScaledDecision(torch.autograd.Function):
         return grad_ps, grad_alpha, None, None, None, None
 
 
+_CONSTS: dict = {}
+
+
+def _const(values: tuple, like: torch.Tensor) -> torch.Tensor:
+    """A small constant vector on ``like``'s device and dtype, made once (a fresh host-to-device copy per
+    step would wait for the accelerator's queued work)."""
+    key = (values, like.device, like.dtype)
+    if key not in _CONSTS:
+        _CONSTS[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
+    return _CONSTS[key]
+
+
 # ------------------------------------------------------------------------------------------------ layers
 class _PSQ:
     """Mixin of the PSQ layers: config, calibrated input scale, learned column scales ``psq_alpha``."""
@@ -202,6 +214,7 @@ class _PSQ:
     psq_config: PSQConfig
     psq_enabled: bool = True
     noise_frac: float = 0.0
+    host_scalars: tuple[float, bool] | None = None   # (input_scale, input_signed) read once: pin_host_scalars
 
     def _setup(self, cfg: PSQConfig, k: int, input_scale: float, input_signed: bool):
         self.psq_config = cfg
@@ -221,7 +234,7 @@ class _PSQ:
         The planes are exact integers; their STE gradient (share ``c_t`` of the gradient of ``x_int``) is
         carried by one extra product ``c_t * (x_int - x_int.detach()) @ W`` (zero in the forward pass)."""
         cfg = self.psq_config
-        signed = bool(self.input_signed)
+        signed = self.signed()
         planes, _ = bit_planes(patches.detach(), cfg, signed)
         slices, _ = weight_slices(w_int, cfg)
         if self.training and self.noise_frac > 0:
@@ -231,8 +244,8 @@ class _PSQ:
         Wm = torch.cat(slices)                     # (S * O, K)
         grad = patches.requires_grad
         if grad:
-            shares = torch.tensor([2.0 ** s for s, _ in cfg.plane_shifts()], dtype=patches.dtype, device=patches.device)
-            shares = shares / (shares ** 2).sum()
+            raw = [2.0 ** s for s, _ in cfg.plane_shifts()]
+            shares = _const(tuple(v / sum(r * r for r in raw) for v in raw), patches)
             dx = patches - patches.detach()
         out = []
         for k0, k1 in cfg.row_blocks(patches.shape[1]):
@@ -248,8 +261,8 @@ class _PSQ:
         cfg = self.psq_config
         T, S = len(cfg.plane_shifts()), len(cfg.slice_shifts())
         M, O = patches.shape[0], w_int.shape[0]
-        pw = torch.tensor([2.0 ** s for s, _ in cfg.plane_shifts()], dtype=patches.dtype, device=patches.device)
-        sw = torch.tensor([2.0 ** s for s, _ in cfg.slice_shifts()], dtype=patches.dtype, device=patches.device)
+        pw = _const(tuple(2.0 ** s for s, _ in cfg.plane_shifts()), patches)
+        sw = _const(tuple(2.0 ** s for s, _ in cfg.slice_shifts()), patches)
         coef = (pw[:, None] * sw[None, :])[:, None, :, None]            # (T, 1, S, 1)
         y = patches.new_zeros(M, O)
         for r, ps in enumerate(self.partial_sums(patches, w_int)):
@@ -262,12 +275,17 @@ class _PSQ:
         """The input step: the calibrated ``input_scale``, or ``exp(psq_log_step)`` while it is learned
         (:func:`learn_input_steps`)."""
         log_step = getattr(self, "psq_log_step", None)
-        return float(self.input_scale) if log_step is None else torch.exp(log_step)
+        if log_step is not None:
+            return torch.exp(log_step)
+        return self.host_scalars[0] if self.host_scalars else float(self.input_scale)
+
+    def signed(self) -> bool:
+        return self.host_scalars[1] if self.host_scalars else bool(self.input_signed)
 
     def psq_forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.psq_config
         step = self.step()
-        x_int = quantize_activation(x, step, cfg.input_bits, bool(self.input_signed))
+        x_int = quantize_activation(x, step, cfg.input_bits, self.signed())
         patches, shape = self._patches(x_int)
         w_int, w_scale = quantize_weight_ste(self.weight, cfg.weight_bits)
         G = getattr(self, "groups", 1)
@@ -330,6 +348,16 @@ def set_psq(model: nn.Module, enabled: bool) -> nn.Module:
     for m in model.modules():
         if is_psq(m):
             m.psq_enabled = enabled
+    return model
+
+
+def pin_host_scalars(model: nn.Module, on: bool) -> nn.Module:
+    """``on``: every PSQ layer keeps its input scale and signedness as Python values, read now, so that its forward
+    pass never copies them from an accelerator (each such copy waits for all queued work: a CUDA fine-tune runs
+    faster without them); ``off``: read the buffers again. Pin only while the buffers do not change."""
+    for m in model.modules():
+        if is_psq(m):
+            m.host_scalars = (float(m.input_scale), bool(m.input_signed)) if on else None
     return model
 
 
