@@ -4,8 +4,10 @@ trained with its crossbar readout in the loop.
 :func:`finetune` runs Adam with a cosine decay (:class:`FinetuneRecipe`) from a network prepared afresh by
 :func:`cimsim.mappers.qat.prepare` or from an earlier PSQ network (``init``). Options: knowledge distillation
 from the float network (:func:`distillation_loss`; Hinton et al., arXiv 1503.02531,
-docs/references.md#hinton-2015), noise injection, and frozen leading parts whose outputs are computed once
-(:func:`split_frozen`: a cheaper step on a CPU).
+docs/references.md#hinton-2015), noise injection, frozen leading parts whose outputs are computed once
+(:func:`split_frozen`: a cheaper step on a CPU), learned input steps (LSQ,
+:func:`cimsim.mappers.qat.learn_input_steps`), the dataset's crops and flips
+(:func:`cimsim.workloads.train.augment`) and label smoothing.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ most of its accuracy there; PSQ fine-tunes it with that readout in the loop.
 what :class:`cimsim.Crossbar` computes with ``pair_readout`` and ``column_scales``:
 
 * inputs quantized like the mapper does (``x_int = clamp(round(x / s_x))``, ``s_x`` from the calibration
-  percentile, fixed during fine-tuning), cut into the same bit planes as :func:`cimsim.encoding.input_planes`;
+  percentile, fixed during fine-tuning unless learned: :func:`learn_input_steps`), cut into the same bit
+  planes as :func:`cimsim.encoding.input_planes`;
 * weights quantized per output channel like :func:`cimsim.mappers.quantize_weights`, sliced like the
   engine's ``signed="differential"`` encoding (slice ``j`` of a weight is ``sign(w) * level_j(|w|)``, the
   G+ minus G- value its column pair holds);
