@@ -4,8 +4,10 @@ trained with its crossbar readout in the loop.
 :func:`finetune` runs Adam with a cosine decay (:class:`FinetuneRecipe`) from a network prepared afresh by
 :func:`cimsim.mappers.qat.prepare` or from an earlier PSQ network (``init``). Options: knowledge distillation
 from the float network (:func:`distillation_loss`; Hinton et al., arXiv 1503.02531,
-docs/references.md#hinton-2015), noise injection, and frozen leading parts whose outputs are computed once
-(:func:`split_frozen`: a cheaper step on a CPU).
+docs/references.md#hinton-2015), noise injection, frozen leading parts whose outputs are computed once
+(:func:`split_frozen`: a cheaper step on a CPU), learned input steps (LSQ,
+:func:`cimsim.mappers.qat.learn_input_steps`), the dataset's crops and flips
+(:func:`cimsim.workloads.train.augment`) and label smoothing.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cimsim.errors import ConfigError
-from cimsim.mappers.qat import PSQConfig, is_psq, prepare, set_noise
+from cimsim.workloads import train
+from cimsim.mappers.qat import PSQConfig, is_psq, learn_input_steps, pin_host_scalars, prepare, set_noise
 
 
 @dataclass(frozen=True)
@@ -40,13 +43,17 @@ class FinetuneRecipe:
     distill: float = 0.0             # weight of the distillation term (0: plain cross-entropy)
     temperature: float = 4.0         # softening of both distributions (Hinton et al. use 1-20; our choice 4)
     freeze: int = 0                  # first top-level children kept as they are, their outputs computed once
+    label_smoothing: float = 0.0     # of the cross-entropy term (Szegedy et al., CVPR 2016, use 0.1; 0: off)
+    crop_pad: int = 0                # random crops after zero padding by this many pixels (0: off)
+    flip: bool = False               # random horizontal flips (cimsim.workloads.train.AUGMENT has both per dataset)
+    learn_input_steps: bool = False  # LSQ input steps (Esser et al., ICLR 2020) instead of the calibrated ones
 
     def __post_init__(self):
         for name in ("lr", "alpha_lr", "temperature"):
             v = getattr(self, name)
             if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ConfigError(f"FinetuneRecipe.{name} must be a finite number > 0, got {v!r}")
-        for name in ("noise_frac", "distill"):
+        for name in ("noise_frac", "distill", "label_smoothing"):
             v = getattr(self, name)
             if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0 <= v <= 1):
                 raise ConfigError(f"FinetuneRecipe.{name} must lie in [0, 1], got {v!r}")
@@ -58,17 +65,23 @@ class FinetuneRecipe:
             raise ConfigError(f"FinetuneRecipe.distill must lie in [0, 1], got {self.distill!r}")
         if not self.temperature > 0:
             raise ConfigError(f"FinetuneRecipe.temperature must be positive, got {self.temperature!r}")
-        if isinstance(self.freeze, bool) or not isinstance(self.freeze, int) or self.freeze < 0:
-            raise ConfigError(f"FinetuneRecipe.freeze must be a non-negative integer, got {self.freeze!r}")
+        for name in ("freeze", "crop_pad"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"FinetuneRecipe.{name} must be a non-negative integer, got {v!r}")
+        if self.freeze and (self.crop_pad or self.flip):
+            raise ConfigError("FinetuneRecipe: augmentation (crop_pad, flip) changes the frozen parts' inputs at "
+                              "every step; use freeze 0 with augmentation")
         if not (self.lr > 0 and self.alpha_lr > 0):
             raise ConfigError(f"FinetuneRecipe learning rates must be positive, got lr={self.lr!r}, "
                               f"alpha_lr={self.alpha_lr!r}")
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, weight: float,
-                      temperature: float) -> torch.Tensor:
-    """``(1 - weight) * CE(student, y) + weight * T**2 * KL(p_teacher(T) || p_student(T))`` (Hinton et al.)."""
-    ce = F.cross_entropy(student, y)
+                      temperature: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """``(1 - weight) * CE(student, y) + weight * T**2 * KL(p_teacher(T) || p_student(T))`` (Hinton et al.);
+    the cross-entropy with ``label_smoothing`` (the target puts that mass uniformly on all classes)."""
+    ce = F.cross_entropy(student, y, label_smoothing=label_smoothing)
     if weight == 0:
         return ce
     t = temperature
@@ -141,7 +154,10 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
                               f"{', '.join(sorted(c.tag for c in got)) or 'nothing'}, not {cfg.tag}")
         work = copy.deepcopy(init).to(device)
         work.psq_folded = getattr(init, "psq_folded", [])
-    soft = forward_all(model, x_train).to(device) if recipe.distill > 0 else None
+    augmenting = recipe.crop_pad > 0 or recipe.flip
+    teacher = copy.deepcopy(model).to(device).eval() if recipe.distill > 0 and augmenting else None
+    # the teacher's logits: on the fly for augmented batches, else once on the training set
+    soft = forward_all(model, x_train).to(device) if recipe.distill > 0 and not augmenting else None
     x_train, y_train, x_test, y_test = (t.to(device) for t in (x_train, y_train, x_test, y_test))
     start_acc = evaluate_accuracy(work, x_test[:1000], y_test[:1000])   # a quick look before training
     trained, inputs = work, x_train
@@ -149,8 +165,11 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
         frozen, trained = split_frozen(work, recipe.freeze, x_train[:8])
         inputs = forward_all(frozen, x_train)
     set_noise(trained, recipe.noise_frac)
+    pin_host_scalars(work, True)      # the buffers stay as they are until training ends
+    learn_input_steps(trained, recipe.learn_input_steps)
+    aug_gen = torch.Generator(device=device).manual_seed(seed)   # on the device: no copy per step
     alphas = [p for n, p in trained.named_parameters() if n.endswith("psq_alpha")]
-    others = [p for n, p in trained.named_parameters() if not n.endswith("psq_alpha")]
+    others = [p for n, p in trained.named_parameters() if not n.endswith("psq_alpha")]   # with the input steps
     opt = torch.optim.Adam([{"params": others, "lr": recipe.lr}, {"params": alphas, "lr": recipe.alpha_lr}])
     steps = recipe.epochs * math.ceil(len(y_train) / recipe.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
@@ -162,9 +181,15 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
         loss_sum = seen = 0
         for i in range(0, len(y_train), recipe.batch_size):
             idx = order[i:i + recipe.batch_size]
-            out = trained(inputs[idx])
-            loss = (F.cross_entropy(out, y_train[idx]) if soft is None else
-                    distillation_loss(out, soft[idx], y_train[idx], recipe.distill, recipe.temperature))
+            xb = train.augment(inputs[idx], recipe, aug_gen) if augmenting else inputs[idx]
+            out = trained(xb)
+            if teacher is not None:
+                with torch.no_grad():
+                    target = teacher(xb)
+            else:
+                target = None if soft is None else soft[idx]
+            loss = distillation_loss(out, target, y_train[idx], recipe.distill if target is not None else 0.0,
+                                     recipe.temperature, recipe.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -172,15 +197,18 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
             with torch.no_grad():
                 for a in alphas:
                     a.clamp_(min=1e-3)
-            loss_sum += float(loss.detach()) * len(idx)
+            loss_sum += loss.detach() * len(idx)     # a tensor: read once per epoch, not per step
             seen += len(idx)
             bar.update(1)
         # the PSQ forward is costly on a CPU: the full test set only after the last epoch
         acc = evaluate_accuracy(work, x_test, y_test) if epoch == recipe.epochs - 1 else None
+        loss_sum = float(loss_sum)
         history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "test_accuracy": acc})
         bar.set_postfix_str(f"epoch {epoch + 1}/{recipe.epochs}: loss {loss_sum / seen:.3f}")
     bar.close()
     set_noise(work, 0.0)
+    pin_host_scalars(work, False)
+    learn_input_steps(work, False)    # the learned steps become the input scales the mapper programs
     work = work.to("cpu").eval()
     meta = {"psq": asdict(cfg), "recipe": asdict(recipe), "seed": seed, "epochs": recipe.epochs,
             "train_examples": len(y_train), "test_examples": len(y_test),

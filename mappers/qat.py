@@ -9,7 +9,8 @@ most of its accuracy there; PSQ fine-tunes it with that readout in the loop.
 what :class:`cimsim.Crossbar` computes with ``pair_readout`` and ``column_scales``:
 
 * inputs quantized like the mapper does (``x_int = clamp(round(x / s_x))``, ``s_x`` from the calibration
-  percentile, fixed during fine-tuning), cut into the same bit planes as :func:`cimsim.encoding.input_planes`;
+  percentile, fixed during fine-tuning unless learned: :func:`learn_input_steps`), cut into the same bit
+  planes as :func:`cimsim.encoding.input_planes`;
 * weights quantized per output channel like :func:`cimsim.mappers.quantize_weights`, sliced like the
   engine's ``signed="differential"`` encoding (slice ``j`` of a weight is ``sign(w) * level_j(|w|)``, the
   G+ minus G- value its column pair holds);
@@ -153,7 +154,9 @@ def decide(u: torch.Tensor, cfg: PSQConfig) -> torch.Tensor:
     return (u > cfg.threshold).to(u.dtype) - (u < -cfg.threshold).to(u.dtype)
 
 
-def quantize_activation(x: torch.Tensor, scale: float, bits: int, signed: bool) -> torch.Tensor:
+def quantize_activation(x: torch.Tensor, scale, bits: int, signed: bool) -> torch.Tensor:
+    """Integer codes ``clamp(round(x / scale))`` (rounding passes the gradient through; ``scale``: a number or a
+    learned tensor, which then gets LSQ's gradient once the caller multiplies the codes by it)."""
     lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
     v = x / scale
     return _ste(torch.clamp(torch.round(v), lo, hi), torch.clamp(v, lo, hi), 1.0)
@@ -193,6 +196,18 @@ class _ScaledDecision(torch.autograd.Function):
         return grad_ps, grad_alpha, None, None, None, None
 
 
+_CONSTS: dict = {}
+
+
+def _const(values: tuple, like: torch.Tensor) -> torch.Tensor:
+    """A small constant vector on ``like``'s device and dtype, made once (a fresh host-to-device copy per
+    step would wait for the accelerator's queued work)."""
+    key = (values, like.device, like.dtype)
+    if key not in _CONSTS:
+        _CONSTS[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
+    return _CONSTS[key]
+
+
 # ------------------------------------------------------------------------------------------------ layers
 class _PSQ:
     """Mixin of the PSQ layers: config, calibrated input scale, learned column scales ``psq_alpha``."""
@@ -200,6 +215,7 @@ class _PSQ:
     psq_config: PSQConfig
     psq_enabled: bool = True
     noise_frac: float = 0.0
+    host_scalars: tuple[float, bool] | None = None   # (input_scale, input_signed) read once: pin_host_scalars
 
     def _setup(self, cfg: PSQConfig, k: int, input_scale: float, input_signed: bool):
         self.psq_config = cfg
@@ -219,7 +235,7 @@ class _PSQ:
         The planes are exact integers; their STE gradient (share ``c_t`` of the gradient of ``x_int``) is
         carried by one extra product ``c_t * (x_int - x_int.detach()) @ W`` (zero in the forward pass)."""
         cfg = self.psq_config
-        signed = bool(self.input_signed)
+        signed = self.signed()
         planes, _ = bit_planes(patches.detach(), cfg, signed)
         slices, _ = weight_slices(w_int, cfg)
         if self.training and self.noise_frac > 0:
@@ -229,8 +245,8 @@ class _PSQ:
         Wm = torch.cat(slices)                     # (S * O, K)
         grad = patches.requires_grad
         if grad:
-            shares = torch.tensor([2.0 ** s for s, _ in cfg.plane_shifts()], dtype=patches.dtype, device=patches.device)
-            shares = shares / (shares ** 2).sum()
+            raw = [2.0 ** s for s, _ in cfg.plane_shifts()]
+            shares = _const(tuple(v / sum(r * r for r in raw) for v in raw), patches)
             dx = patches - patches.detach()
         out = []
         for k0, k1 in cfg.row_blocks(patches.shape[1]):
@@ -246,8 +262,8 @@ class _PSQ:
         cfg = self.psq_config
         T, S = len(cfg.plane_shifts()), len(cfg.slice_shifts())
         M, O = patches.shape[0], w_int.shape[0]
-        pw = torch.tensor([2.0 ** s for s, _ in cfg.plane_shifts()], dtype=patches.dtype, device=patches.device)
-        sw = torch.tensor([2.0 ** s for s, _ in cfg.slice_shifts()], dtype=patches.dtype, device=patches.device)
+        pw = _const(tuple(2.0 ** s for s, _ in cfg.plane_shifts()), patches)
+        sw = _const(tuple(2.0 ** s for s, _ in cfg.slice_shifts()), patches)
         coef = (pw[:, None] * sw[None, :])[:, None, :, None]            # (T, 1, S, 1)
         y = patches.new_zeros(M, O)
         for r, ps in enumerate(self.partial_sums(patches, w_int)):
@@ -256,9 +272,21 @@ class _PSQ:
             y = y + q.sum(dim=(0, 2))
         return y
 
+    def step(self):
+        """The input step: the calibrated ``input_scale``, or ``exp(psq_log_step)`` while it is learned
+        (:func:`learn_input_steps`)."""
+        log_step = getattr(self, "psq_log_step", None)
+        if log_step is not None:
+            return torch.exp(log_step)
+        return self.host_scalars[0] if self.host_scalars else float(self.input_scale)
+
+    def signed(self) -> bool:
+        return self.host_scalars[1] if self.host_scalars else bool(self.input_signed)
+
     def psq_forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.psq_config
-        x_int = quantize_activation(x, float(self.input_scale), cfg.input_bits, bool(self.input_signed))
+        step = self.step()
+        x_int = quantize_activation(x, step, cfg.input_bits, self.signed())
         patches, shape = self._patches(x_int)
         w_int, w_scale = quantize_weight_ste(self.weight, cfg.weight_bits)
         G = getattr(self, "groups", 1)
@@ -267,7 +295,7 @@ class _PSQ:
         outs = [self.psq_product(patches[:, g * K:(g + 1) * K], w_int[g * og:(g + 1) * og],
                                  self.psq_alpha[:, :, g * og:(g + 1) * og]) for g in range(G)]
         acc = torch.cat(outs, dim=1)
-        y = acc * (self.input_scale.to(acc.dtype) * w_scale)[None, :]
+        y = acc * ((self.input_scale.to(acc.dtype) if isinstance(step, float) else step) * w_scale)[None, :]
         if self.bias is not None:
             y = y + self.bias[None, :]
         return self._unpatch(y, shape)
@@ -321,6 +349,33 @@ def set_psq(model: nn.Module, enabled: bool) -> nn.Module:
     for m in model.modules():
         if is_psq(m):
             m.psq_enabled = enabled
+    return model
+
+
+def pin_host_scalars(model: nn.Module, on: bool) -> nn.Module:
+    """``on``: every PSQ layer keeps its input scale and signedness as Python values, read now, so that its forward
+    pass never copies them from an accelerator (each such copy waits for all queued work: a CUDA fine-tune runs
+    faster without them); ``off``: read the buffers again. Pin only while the buffers do not change."""
+    for m in model.modules():
+        if is_psq(m):
+            m.host_scalars = (float(m.input_scale), bool(m.input_signed)) if on else None
+    return model
+
+
+def learn_input_steps(model: nn.Module, on: bool) -> nn.Module:
+    """Learned input steps (LSQ, Esser et al., ICLR 2020): ``on`` gives every PSQ layer a parameter
+    ``psq_log_step = log(input_scale)`` that the forward pass uses (the step's gradient is LSQ's, through the
+    rounding's straight-through estimator; learned as a logarithm so that Adam's steps are relative); ``off``
+    writes ``exp(psq_log_step)`` into ``input_scale`` (what the mapper programs) and removes the parameter."""
+    for m in model.modules():
+        if not is_psq(m):
+            continue
+        if on and getattr(m, "psq_log_step", None) is None:
+            m.psq_log_step = nn.Parameter(torch.log(m.input_scale.detach().to(m.weight.dtype)))
+        elif not on and getattr(m, "psq_log_step", None) is not None:
+            with torch.no_grad():
+                m.input_scale.copy_(torch.exp(m.psq_log_step.detach()).to(m.input_scale.dtype))
+            del m.psq_log_step
     return model
 
 

@@ -60,27 +60,119 @@ def test_distillation_loss_is_hintons():
     assert float(ft.distillation_loss(s, t, y, w, T)) == pytest.approx(want, rel=1e-6)
 
 
+def test_label_smoothing_is_szegedys():
+    """CE with smoothing e = (1 - e) CE + e mean_n (-mean_k log p_k); distillation adds to it unchanged."""
+    g = torch.Generator().manual_seed(4)
+    s, t = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    logp = torch.log_softmax(s.double(), 1).numpy()
+    e = 0.1
+    want = (1 - e) * -logp[np.arange(6), y.numpy()].mean() + e * -logp.mean(1).mean()
+    assert float(ft.distillation_loss(s, t, y, 0.0, 4.0, label_smoothing=e)) == pytest.approx(want, rel=1e-6)
+    kd = float(ft.distillation_loss(s, t, y, 0.5, 2.0)) - 0.5 * float(ft.distillation_loss(s, t, y, 0.0, 2.0))
+    assert float(ft.distillation_loss(s, t, y, 0.5, 2.0, label_smoothing=e)) == pytest.approx(0.5 * want + kd, rel=1e-6)
+
+
 @pytest.mark.parametrize("bad, match", [({"distill": 1.5}, "distill"), ({"temperature": 0.0}, "temperature"),
-                                        ({"freeze": -1}, "freeze"), ({"lr": 0.0}, "lr must be a finite number > 0")])
+                                        ({"freeze": -1}, "freeze"), ({"lr": 0.0}, "lr must be a finite number > 0"),
+                                        ({"label_smoothing": 1.5}, "label_smoothing"), ({"crop_pad": -1}, "crop_pad"),
+                                        ({"freeze": 1, "flip": True}, "augmentation")])
 def test_recipe_refuses_bad_values(bad, match):
     with pytest.raises(ConfigError, match=match):
         ft.FinetuneRecipe(**bad)
 
 
-def test_distillation_pulls_the_student_towards_the_teacher():
+@pytest.mark.parametrize("augment", [{}, {"crop_pad": 1, "flip": True}])
+def test_distillation_pulls_the_student_towards_the_teacher(augment):
     """Fine-tuned on the teacher's outputs only (distill 1), the PSQ network's logits move towards the float
-    network's; fine-tuned on the labels only, they need not (fixed seeds; the KD run ends at least 30 % closer)."""
+    network's; fine-tuned on the labels only, they need not (fixed seeds; the KD run ends at least 30 % closer).
+    With augmentation the teacher sees the same cropped and flipped batches as the student."""
     model, data = tiny()
     with torch.no_grad():
         teacher = model(data.x_train)
     gap = {}
     for w in (0.0, 1.0):
-        psq, meta = ft.finetune(model, CFG, data, ft.FinetuneRecipe(epochs=30, batch_size=16, lr=3e-3, distill=w),
-                                progress=False)
+        psq, meta = ft.finetune(model, CFG, data, ft.FinetuneRecipe(epochs=30, batch_size=16, lr=3e-3, distill=w,
+                                                                    **augment), progress=False)
         with torch.no_grad():
             gap[w] = float(((psq(data.x_train) - teacher) ** 2).mean())
         assert meta["recipe"]["distill"] == w and all(math.isfinite(h["loss"]) for h in meta["history"])
     assert gap[1.0] < 0.7 * gap[0.0]
+
+
+# ------------------------------------------------------------------------------------------------ input steps
+def test_lsq_step_gradient():
+    """d/ds sum(s * q(x / s)) is LSQ's: round(x/s) - x/s inside the range, the top code above it, 0 below 0."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(400, generator=g, dtype=torch.float64) * 2.0 - 0.2
+    s = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
+    (s * qat.quantize_activation(x, s, 4, False)).sum().backward()
+    v = (x / 0.1).numpy()
+    want = np.where(v > 15, 15.0, np.where(v < 0, 0.0, np.round(v) - v)).sum()
+    assert float(s.grad) == pytest.approx(want, rel=1e-9)
+
+
+def test_learned_input_steps_are_written_back_exactly():
+    """On: a parameter log(input_scale) drives the forward; off: its exp becomes input_scale, the forward is
+    unchanged bit for bit and the engine computes it (ideal cells)."""
+    import cimsim
+
+    model, data = tiny()
+    model = model.double()
+    x = data.x_train[:8].double()
+    arch = cimsim.arch.get("hcim", cell="ideal", rows=16)
+    psq = qat.prepare(model, qat.PSQConfig.from_arch(arch), [x])
+    with torch.no_grad():
+        before = psq(x)
+    qat.learn_input_steps(psq, True)
+    steps = [m.psq_log_step for m in psq.modules() if qat.is_psq(m)]
+    assert len(steps) == 3 and all(float(p.detach()) == math.log(float(m.input_scale))
+                                   for p, m in zip(steps, [m for m in psq.modules() if qat.is_psq(m)]))
+    with torch.no_grad():
+        torch.testing.assert_close(psq(x), before, rtol=1e-12, atol=0)
+        for p in steps:
+            p.add_(0.3)                               # steps 35 % larger
+        moved = psq(x)
+    assert not torch.allclose(moved, before)
+    qat.learn_input_steps(psq, False)
+    assert not any(n.endswith("psq_log_step") for n, _ in psq.named_parameters())
+    assert [float(m.input_scale) for m in psq.modules() if qat.is_psq(m)] == \
+        [math.exp(float(p.detach())) for p in steps]
+    with torch.no_grad():
+        assert torch.equal(psq(x), moved)
+        mapped = cimsim.map(psq, arch, calibration=x)(x)
+    np.testing.assert_allclose(mapped.numpy(), moved.numpy(), rtol=0, atol=1e-12 * float(moved.abs().max()))
+
+
+def test_finetune_learns_the_input_steps_only_when_asked():
+    model, data = tiny()
+    calibrated = [float(m.input_scale) for m in qat.prepare(model, CFG, [data.x_train]).modules() if qat.is_psq(m)]
+    got = {}
+    for on in (False, True):
+        psq, meta = ft.finetune(model, CFG, data, ft.FinetuneRecipe(epochs=3, batch_size=16, lr=3e-3,
+                                                                    calibration_examples=64, learn_input_steps=on),
+                                progress=False)
+        got[on] = [float(m.input_scale) for m in psq.modules() if qat.is_psq(m)]
+        assert not any(n.endswith("psq_log_step") for n, _ in psq.named_parameters())
+        # the returned network (steps written back) is the one whose accuracy the metadata records
+        assert meta["test_accuracy"] == ft.evaluate_accuracy(psq, data.x_test, data.y_test)
+    assert got[False] == calibrated
+    assert all(abs(a / b - 1) > 1e-4 for a, b in zip(got[True], calibrated))
+
+
+def test_pinned_scalars_give_the_same_forward():
+    model, data = tiny()
+    psq = qat.prepare(model, CFG, [data.x_train])
+    x = data.x_test
+    with torch.no_grad():
+        ref = psq(x)
+        qat.pin_host_scalars(psq, True)
+        assert all(m.host_scalars == (float(m.input_scale), bool(m.input_signed))
+                   for m in psq.modules() if qat.is_psq(m))
+        assert torch.equal(psq(x), ref)
+        qat.pin_host_scalars(psq, False)
+        psq.features[0].input_scale.mul_(2)           # unpinned: the buffer is read again
+        assert not torch.equal(psq(x), ref)
 
 
 # ------------------------------------------------------------------------------------------------ freeze, init
@@ -147,9 +239,31 @@ def test_cli_records_the_recipe_and_the_network_it_continued_from(capsys, tmp_pa
 
 
 @needs_fmnist
+def test_cli_augment_label_smoothing_and_learned_steps(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("CIMSIM_HOME", str(tmp_path))
+    out_path = tmp_path / "ft.pt"
+    code, out, err = run_cli(capsys, "finetune", "--model", "lenet5", "--dataset", "fashion-mnist", "--epochs", "1",
+                             "--limit", "64", "--test-limit", "20", "--init", SHIPPED_PSQ, "--augment",
+                             "--label-smoothing", "0.1", "--learn-input-steps", "--out", out_path, "--json")
+    assert code == 0, err
+    meta = json.loads(out)
+    # Fashion-MNIST's augmentation is cimsim train's: 2-pixel crops and flips
+    assert meta["recipe"] | {"crop_pad": 2, "flip": True, "label_smoothing": 0.1, "learn_input_steps": True} \
+        == meta["recipe"]
+    for flag in ("--augment", "--label-smoothing 0.1", "--learn-input-steps"):
+        assert flag in meta["command"], flag
+    new, _ = networks.load_psq_checkpoint(out_path)
+    old, _ = networks.load_psq_checkpoint(SHIPPED_PSQ)
+    assert all(float(a.input_scale) != float(b.input_scale)
+               for a, b in zip(new.modules(), old.modules()) if qat.is_psq(a))
+
+
+@needs_fmnist
 @pytest.mark.parametrize("extra, needle", [(["--distill", "2"], "distill"), (["--freeze", "9"], "freeze"),
                                            (["--init", "nowhere.pt"], "nowhere.pt"),
-                                           (["--checkpoint", SHIPPED_PSQ], "as --init")])
+                                           (["--checkpoint", SHIPPED_PSQ], "as --init"),
+                                           (["--augment", "--freeze", "1"], "augmentation"),
+                                           (["--label-smoothing", "1.5"], "label-smoothing")])
 def test_cli_bad_options_are_one_line_errors(capsys, extra, needle):
     code, out, err = run_cli(capsys, "finetune", "--model", "lenet5", "--dataset", "fashion-mnist", "--epochs", "1",
                              "--limit", "8", "--test-limit", "8", *extra)

@@ -53,8 +53,8 @@ def test_training_learns_and_records_metadata(tiny):
 def test_augmentation_crops_and_flips_deterministically():
     x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).reshape(2, 1, 6, 6)
     r = train.Recipe(epochs=1, crop_pad=2, flip=True)
-    a = train._augment(x, r, torch.Generator().manual_seed(0))
-    b = train._augment(x, r, torch.Generator().manual_seed(0))
+    a = train.augment(x, r, torch.Generator().manual_seed(0))
+    b = train.augment(x, r, torch.Generator().manual_seed(0))
     assert torch.equal(a, b) and a.shape == x.shape
     # every output row is a (possibly flipped) shifted window of the zero-padded input
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))

@@ -104,7 +104,9 @@ def recipe_for(model: str, dataset: str, **overrides) -> Recipe:
     return replace(r, **clean)
 
 
-def _augment(x: torch.Tensor, recipe: Recipe, gen: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, recipe: Recipe, gen: torch.Generator) -> torch.Tensor:
+    """A batch (N, C, H, W) randomly cropped after zero padding by ``recipe.crop_pad`` pixels and flipped
+    left-right with probability 1/2 if ``recipe.flip`` (any object with those two fields), drawn from ``gen``."""
     if x.dim() != 4:
         return x
     n, c, h, w = x.shape
@@ -210,7 +212,7 @@ def train(model_name: str, dataset: str | ds_mod.Dataset, epochs: int | None = N
             order = torch.randperm(len(y_train), generator=gen).to(dev)
             for start in range(0, len(y_train), recipe.batch_size):
                 idx = order[start:start + recipe.batch_size]
-                xb = _augment(x_train_dev[idx], recipe, gen)
+                xb = augment(x_train_dev[idx], recipe, gen)
                 yb = y_train_dev[idx]
                 for g in opt.param_groups:
                     g["lr"] = lr_at(step)

@@ -49,7 +49,12 @@ def run(args) -> int:
                               f"{meta['model']} on {data.name}: pass the matching --model/--dataset")
     given = (("epochs", args.epochs), ("lr", args.lr), ("alpha_lr", args.alpha_lr), ("batch_size", args.batch_size),
              ("noise_frac", args.noise), ("distill", args.distill), ("temperature", args.temperature),
-             ("freeze", args.freeze))
+             ("freeze", args.freeze), ("label_smoothing", args.label_smoothing),
+             ("learn_input_steps", args.learn_input_steps or None),
+             *(train.AUGMENT.get(data.name, {}).items() if args.augment else ()))
+    if args.augment and data.name not in train.AUGMENT:
+        raise ConfigError(f"--augment: no augmentation is defined for {data.name} (only for "
+                          f"{', '.join(sorted(train.AUGMENT))}); leave --augment out")
     recipe = psq_finetune.FinetuneRecipe(**{k: v for k, v in given if v is not None})
     psq, info = psq_finetune.finetune(model, cfg, data, recipe, seed=args.seed, limit=args.limit,
                                       test_limit=args.test_limit, device=args.device, init=init)
@@ -70,6 +75,9 @@ def run(args) -> int:
                             + (f" --noise {args.noise}" if args.noise else "")
                             + (f" --distill {args.distill} --temperature {recipe.temperature}" if args.distill else "")
                             + (f" --freeze {args.freeze}" if args.freeze else "")
+                            + (f" --label-smoothing {args.label_smoothing}" if args.label_smoothing else "")
+                            + (" --augment" if args.augment else "")
+                            + (" --learn-input-steps" if args.learn_input_steps else "")
                             + (f" --init {Path(args.init).name}" if args.init else ""))}
     path = out if out is not None else train.user_dir() / networks.psq_checkpoint_name(meta["model"], data.name, cfg)
     path = networks.save_psq_checkpoint(path, psq, out_meta)
@@ -214,6 +222,14 @@ def register(sub) -> None:
                          "'features'), compute their outputs on the training set once and train the rest: much "
                          "cheaper per epoch on a CPU; noise injection then reaches the trained parts only "
                          "(default 0: train everything)")
+    sp.add_argument("--label-smoothing", type=fraction, metavar="E",
+                    help="label smoothing of the cross-entropy term: mass E spread over all classes (default 0)")
+    sp.add_argument("--augment", action="store_true",
+                    help="random crops and flips of the training images, as 'cimsim train' uses for the dataset "
+                         "(Fashion-MNIST: 2-pixel crops and left-right flips; default off)")
+    sp.add_argument("--learn-input-steps", action="store_true",
+                    help="learn every layer's input quantization step (LSQ, Esser et al. 2020) instead of keeping "
+                         "the calibrated one; the learned steps are what 'cimsim run' programs (default off)")
     sp.add_argument("--batch-size", type=batch_size, help="mini-batch size (default 128)")
     sp.add_argument("--test-limit", type=positive_int, metavar="N",
                     help="measure the accuracy on the first N test examples only (default: all)")
