@@ -367,6 +367,28 @@ class Crossbar:
             out._torch = TorchTile(out, str(self._torch.device))
         return out
 
+    # ------------------------------------------------------------------ another readout
+    def with_readout(self, readout) -> "Crossbar":
+        """A copy of this crossbar as built (before any read) but converting with ``readout``, a converter of the
+        same kind (other bits, other offset noise): the programmed conductances (programming noise included) and
+        the calibrated value ranges are shared, the readout's (lo, lsb) follow from them and the new converter at
+        each call (:meth:`ranges`), the read-noise streams start again at the first call and the ledger is empty.
+        So it gives exactly what a crossbar built and calibrated with that readout and the same seed gives (a
+        sweep over ADC settings programs each network once: :mod:`cimsim.sweep`)."""
+        if type(readout) is not type(self.spec.readout):
+            raise ConfigError(f"with_readout keeps the kind of converter: this crossbar has a "
+                              f"{type(self.spec.readout).__name__}, not a {type(readout).__name__}")
+        out = copy.copy(self)
+        out.spec = replace(self.spec, readout=readout)
+        out.readout_op = readout_op(readout)
+        out.ledger = EventLedger()
+        out.noise = self.noise.fresh()
+        out._cpu = CpuTile(out)
+        if self._torch is not None:
+            from cimsim.crossbar_torch import TorchTile
+            out._torch = TorchTile(out, str(self._torch.device))
+        return out
+
     # ------------------------------------------------------------------ analog (learned) conductances
     @classmethod
     def from_conductances(cls, g, spec: CrossbarSpec, seed: int = 0, backend: str = "numba", device: str = "cpu",

@@ -10,13 +10,15 @@ into one stacked (cycles x batch, rows) operand (:func:`cimsim.kernels.stack_dig
   (row blocks, cycles) of one conversion, the column values of each cycle ``x_t @ A`` are summed in analog
   with their place values, the read noise of the sum is one Gaussian per conversion with the summed
   variance, the readout operation (:mod:`cimsim.readouts`) converts it, and the digital side shifts and
-  adds. A conversion of one cycle and one row block computes exactly what earlier versions computed
-  (float32 sums, the same order of random draws), so per-cycle results are unchanged.
+  adds. A conversion of one cycle and one row block computes its column values as earlier versions did
+  (float32 sums).
 
-The fused path's read-noise draws sit at places fixed by (call, example, cycle, row block, column), so it
-splits a batch over every core (``$CIMSIM_THREADS`` to choose) and gives the same numbers on any thread
-count; the general path's shards, a fixed number, each have their own generator
-(:class:`cimsim.kernels.NoiseStreams`), so it too gives the same numbers on any machine.
+Every random draw sits at a place fixed by what it is: the fused path's read noise by (call, example, cycle,
+row block, column), the general path's read noise and its converters' own noise by (call, example,
+conversion, column, which draw) (:func:`cimsim.kernels.placed_normals`, :class:`cimsim.kernels.PlacedNormals`).
+So both split a batch into shards of about :data:`MIN_SHARD_MACS` of work (a split that depends on the work
+only) spread over every core (``$CIMSIM_THREADS`` to choose), and a seed gives the same numbers on any number
+of threads.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from cimsim.encoding import plane_layout
-from cimsim.kernels import NoiseStreams, adc_accumulate_rows, stack_digits
+from cimsim.kernels import PlacedNormals, adc_accumulate_rows, placed_normals, stack_digits
 
 _POOL: ThreadPoolExecutor | None = None
 _BLAS: ThreadpoolController | None = None
@@ -83,6 +85,26 @@ class Tally:
         return self
 
 
+# the least work worth a shard of its own, measured on this project's 2-core AMD EPYC (ISAAC's LeNet-5 layers,
+# _shard_fused timed by shard size on one thread, machine loaded). Per example of the 400 -> 120 layer
+# (16 cycles, 4 row blocks, 960 columns): 5.5 ms in a shard of 1 example, 2.9 ms of 4, 2.1 ms of 16, 2.0 ms of
+# 256; of the 120 -> 84 layer 0.72, 0.37, 0.43, 0.51 ms at 1, 4, 16, 256. Small shards pay for short products
+# (a GEMM of 16 rows runs far below BLAS's rate) and fixed work (digit cutting, buffers). So a shard holds at
+# least MIN_SHARD_ROWS stacked rows (cycles x examples: one full FUSED_ROWS slab) and MIN_SHARD_MACS of work
+# (2-3 ms at the 2.5-4 G MAC/s a loaded core reached). At ISAAC, LeNet-5's first convolution splits a chunk of
+# 1024 patch rows into 2 shards (16 shards of 64 rows before, on 16 cores), its 400 -> 120 layer a batch of 64
+# into 4 and its last layer keeps one.
+MIN_SHARD_ROWS = 256
+MIN_SHARD_MACS = 1 << 23
+
+
+def shard_count(examples: int, per_example: int, cycles: int) -> int:
+    """Shards for ``examples`` examples of ``per_example`` MACs and ``cycles`` stacked rows each: none with less
+    than :data:`MIN_SHARD_ROWS` stacked rows or :data:`MIN_SHARD_MACS` of work, at least one. It does not depend
+    on the number of threads (see CpuTile.forward)."""
+    return int(max(1, min(examples * cycles // MIN_SHARD_ROWS, examples * per_example // MIN_SHARD_MACS)))
+
+
 # stacked rows per GEMM + epilogue step. Our choice: 256 rows x 512 columns of float32 (0.5 MB) stay in
 # the 1 MB L2 of this project's machine; 128 to 2048 rows measured alike within the noise of a shared machine
 FUSED_ROWS = 256
@@ -103,28 +125,32 @@ class CpuTile:
         B, N = x.shape[0], xb.out_features
         y = np.zeros((B, N))
         tally = Tally()
-        # the fused path's draws sit at places fixed by (example, cycle, row block, column): any split of the
-        # batch gives the same numbers, so it is split over every thread; the general path keeps its fixed
-        # shards, each with its own generator
-        n_shards = threads() if fused else NoiseStreams.STREAMS
+        # both paths place every draw by what it is (example, cycle or conversion, row block, column), so the
+        # draws do not depend on the split. The split depends only on the work, never on the thread count, and
+        # every product runs on one BLAS thread: a seed gives the same numbers on any number of threads (BLAS may
+        # round a float32 product's last bit differently for another number of rows, so the split itself is
+        # kept fixed). Its shards are spread over every thread.
+        n_threads = threads()
+        per_example = xb.cycles * xb.in_features * xb.physical_columns   # MACs of one example's bit planes
         stream = xb.noise.call_stream()
-        for c0 in range(0, B, spec.batch_chunk):
-            c1 = min(c0 + spec.batch_chunk, B)
-            edges = np.linspace(c0, c1, n_shards + 1).astype(int)
-            shards = [(j, int(edges[j]), int(edges[j + 1])) for j in range(n_shards)]
-            if fused:
-                work = lambda sh: self._shard_fused(u, sh[1], sh[2], ranges, stream)  # noqa: E731
-            else:
-                work = lambda sh: self._shard(u, sh[1], sh[2], ranges, sh[0])  # noqa: E731
-            if fused and c1 - c0 >= 64 and n_shards > 1:
-                with blas_controller().limit(limits=1, user_api="blas"):  # one BLAS thread per shard thread
+        with blas_controller().limit(limits=1, user_api="blas"):
+            for c0 in range(0, B, spec.batch_chunk):
+                c1 = min(c0 + spec.batch_chunk, B)
+                n_shards = shard_count(c1 - c0, per_example, xb.cycles)
+                edges = np.linspace(c0, c1, n_shards + 1).astype(int)
+                shards = [(int(edges[j]), int(edges[j + 1])) for j in range(n_shards)]
+                if fused:
+                    work = lambda sh: self._shard_fused(u, sh[0], sh[1], ranges, stream)  # noqa: E731
+                else:
+                    work = lambda sh: self._shard(u, sh[0], sh[1], ranges, stream)  # noqa: E731
+                if n_shards > 1 and n_threads > 1:
                     results = list(_pool().map(work, shards))
-            else:
-                results = [work(sh) for sh in shards]
-            for (_, b0, b1), (acc, t) in zip(shards, results):
-                if b1 > b0:
-                    y[b0:b1] = (acc * xb.readout_weight).reshape(b1 - b0, -1, N).sum(axis=1)
-                tally += t
+                else:
+                    results = [work(sh) for sh in shards]
+                for (b0, b1), (acc, t) in zip(shards, results):
+                    if b1 > b0:
+                        y[b0:b1] = (acc * xb.readout_weight).reshape(b1 - b0, -1, N).sum(axis=1)
+                    tally += t
         if xb.slices.offset:
             y -= xb.slices.offset * x.sum(axis=1, dtype=np.float64)[:, None]
         return y, tally
@@ -177,7 +203,7 @@ class CpuTile:
             tally.conductance_s += float(sqsum.astype(np.float64) @ xb.g_rowsum[i]) * xb.spec.cell.read_time_s
         return acc, tally
 
-    def _shard(self, u, b0: int, b1: int, ranges, stream: int):
+    def _shard(self, u, b0: int, b1: int, ranges, stream: tuple[int, int]):
         """Every readout and scope (see the module docstring), examples b0..b1: (acc (batch, readout
         columns) before the column weights, tally)."""
         xb = self.xb
@@ -197,24 +223,27 @@ class CpuTile:
             tally.nonzero_digits += nz
             tally.conductance_s += float(sqsum.astype(np.float64) @ xb.g_rowsum[i]) * spec.cell.read_time_s
         scales = xb.column_scales
-        for d, blocks in enumerate(scope.block_groups(len(xb.row_blocks))):
+        domains, groups = scope.block_groups(len(xb.row_blocks)), scope.cycle_groups(T)
+        slots = len(domains) * len(groups)        # conversions per example and column: the draws' places
+        for d, blocks in enumerate(domains):
             lo, lsb = ranges[d]
-            for t0, t1 in scope.cycle_groups(T):
+            for gi, (t0, t1) in enumerate(groups):
+                place = (*stream, b0, slots, gi * len(domains) + d)
                 if len(blocks) == 1 and t1 - t0 == 1:
-                    v = self._cycle_value(digits[blocks[0]], blocks[0], t0, nb, stream)
+                    v = self._cycle_value(digits[blocks[0]], blocks[0], t0, nb, place)
                 else:
-                    v = self._analog_sum(digits, blocks, t0, t1, shifts, nb, stream)
+                    v = self._analog_sum(digits, blocks, t0, t1, shifts, nb, place)
                 scale = None if scales is None else scales[blocks[0]]
                 if scale is not None:
                     v = v / scale                    # comparator reference = threshold x scale
-                values, clipped = op.convert(v, lo, lsb, xb.rng, spec.pair_readout)
+                values, clipped = op.convert(v, lo, lsb, PlacedNormals(*place), spec.pair_readout)
                 tally.clipped += clipped
                 if op.decides:
                     tally.decisions += float(np.count_nonzero(values))
                 acc += 2.0 ** shifts[t0] * (values if scale is None else values * scale)
         return acc, tally
 
-    def _cycle_value(self, xs, i: int, t: int, nb: int, stream: int) -> np.ndarray:
+    def _cycle_value(self, xs, i: int, t: int, nb: int, place: tuple) -> np.ndarray:
         """One cycle's column values of row block i with their read noise (in the GEMM's precision)."""
         xb = self.xb
         xp = xs[t * nb:(t + 1) * nb]
@@ -226,9 +255,9 @@ class CpuTile:
             return v
         std = np.sqrt((xp * xp) @ var)
         std = std[:, None] if std.ndim == 1 else std
-        return v + std * xb.noise.standard_normal(v.shape, stream)
+        return v + std * placed_normals(v.shape, *place).astype(v.dtype, copy=False)
 
-    def _analog_sum(self, digits, blocks, t0: int, t1: int, shifts, nb: int, stream: int) -> np.ndarray:
+    def _analog_sum(self, digits, blocks, t0: int, t1: int, shifts, nb: int, place: tuple) -> np.ndarray:
         """The analog sum over row blocks ``blocks`` and cycles t0..t1 of the column values, each cycle weighted
         by its place value relative to t0, plus one Gaussian per conversion with the summed read-noise variance
         (float64: the sum can exceed float32's exact integers)."""
@@ -246,5 +275,5 @@ class CpuTile:
                     s2 = s2[:, None] if s2.ndim == 1 else s2
                     var_sum = w * w * s2 if var_sum is None else var_sum + w * w * s2
         if var_sum is not None:
-            v += np.sqrt(var_sum) * xb.noise.standard_normal(v.shape, stream)
+            v += np.sqrt(var_sum) * placed_normals(v.shape, *place)
         return v

@@ -159,31 +159,35 @@ def counter_uniform(key, gamma, ctr):
 
 
 class NoiseStreams:
-    """The crossbar's normal streams, from its seed.
-
-    * The fused epilogue (:func:`adc_accumulate_rows`) draws from one counter-based stream per call,
-      ``call_stream(n)``: the key of call n is ``mix(key + n * golden)``, and every draw sits at a place fixed
-      by (example, cycle, row block, column), so a seed gives the same numbers on any number of threads.
-    * The general path (other readouts) keeps one numpy generator per batch shard, a fixed number of them,
-      so it too gives the same numbers on any machine.
+    """The crossbar's normal streams, from its seed: one counter-based stream per call, ``call_stream()``
+    (the key of call n is ``mix(key + n * golden)``). Both CPU paths place every draw by what it is: the fused
+    epilogue (:func:`adc_accumulate_rows`) by (example, cycle, row block, column), the general path
+    (:func:`placed_normals`, :class:`PlacedNormals`) by (example, conversion, column). So a seed gives the same
+    numbers however a batch is split, on any number of threads.
     """
 
-    STREAMS = 4
-
     def __init__(self, seeds: np.random.SeedSequence):
-        children = seeds.spawn(self.STREAMS + 1)
-        self._gens = [np.random.default_rng(s) for s in children[:-1]]
-        key, gamma, _, _ = seed_state(children[-1])
+        # the fifth child, as when four numpy generators (the general path's old fixed shards) were spawned
+        # first: the fused path's numbers for a seed stay what they were
+        key, gamma, _, _ = seed_state(seeds.spawn(5)[-1])
         self.key, self.gamma, self.calls = int(key), int(gamma), 0
 
     def call_stream(self) -> tuple[int, int]:
         """(key, gamma) of the next call's counter-based stream (each call gets its own key)."""
         n = self.calls
         self.calls += 1
-        return _mix_int((self.key + n * _GOLDEN) & _MASK64), self.gamma
+        return sub_key(self.key, n), self.gamma
 
-    def standard_normal(self, shape: tuple[int, int], stream: int) -> np.ndarray:
-        return self._gens[stream].standard_normal(shape, dtype=np.float32)
+    def fresh(self) -> "NoiseStreams":
+        """A copy at the first call, as built (the streams of a crossbar that has not been read yet)."""
+        out = object.__new__(NoiseStreams)
+        out.key, out.gamma, out.calls = self.key, self.gamma, 0
+        return out
+
+
+def sub_key(key: int, n: int) -> int:
+    """The key of sub-stream n of stream ``key``: ``mix(key + n * golden)`` (uint64 as a Python int)."""
+    return _mix_int((int(key) + int(n) * _GOLDEN) & _MASK64)
 
 
 @njit(**_VEC)
@@ -251,6 +255,48 @@ def standard_normal(state: np.ndarray, n: int) -> np.ndarray:
     out = np.empty(n + (n & 1))
     _fill_normals(out, state, *_buffers(_PAIRS))
     return out[:n]
+
+
+@njit(nogil=True, cache=True)
+def _placed_rows(z, key, gamma, e0, slots, slot, r, ph, q):
+    n, m = z.shape
+    words = m + (m & 1)
+    row = np.empty(words)
+    for i in range(n):
+        place = np.uint64(e0 + i) * np.uint64(slots) + np.uint64(slot)
+        _fill_normals_at(row, key, gamma, place * np.uint64(words), r, ph, q)
+        z[i, :] = row[:m]
+
+
+def placed_normals(shape: tuple[int, ...], key: int, gamma: int, e0: int, slots: int, slot: int) -> np.ndarray:
+    """Standard normals (float64) of ``shape`` = (examples, ...) whose row i (example e0 + i) is the row of
+    draws at place ``(e0 + i) * slots + slot`` of stream (key, gamma), each row ``prod(shape[1:])`` rounded up
+    to even words long: what a draw is fixes where it sits, so any split of the examples gives the same
+    numbers. The general CPU path keys its read noise by (example, conversion): ``slots`` conversions per
+    example, ``slot`` this one (cycle group x conversion domain)."""
+    n = int(shape[0])
+    m = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+    z = np.empty((n, m))
+    if n and m:
+        _placed_rows(z, np.uint64(key), np.uint64(gamma), int(e0), int(slots), int(slot),
+                     *_buffers(min(_PAIRS, (m + 1) // 2)))
+    return z.reshape(shape)
+
+
+class PlacedNormals:
+    """What a converter's own noise draws from on the general CPU path: ``standard_normal(shape)`` as a numpy
+    Generator has it, the k-th call from sub-stream k + 1 of the call's key (sub-stream 0 is unused: the read
+    noise uses the key itself), each at the places of :func:`placed_normals`. So a converter's draws (offset
+    noise, a buffer's analog noise) depend on (example, conversion, column, which draw) and not on the split."""
+
+    def __init__(self, key: int, gamma: int, e0: int, slots: int, slot: int):
+        self.key, self.gamma, self.e0, self.slots, self.slot, self.draws = key, gamma, e0, slots, slot, 0
+
+    def standard_normal(self, shape, dtype=np.float64) -> np.ndarray:
+        shape = (shape,) if np.isscalar(shape) else tuple(shape)
+        self.draws += 1
+        z = placed_normals(shape, sub_key(self.key, self.draws), self.gamma, self.e0, self.slots, self.slot)
+        return z.astype(dtype, copy=False)
 
 
 @njit(nogil=True, cache=True)

@@ -328,9 +328,36 @@ def evaluate_point(point: Point, settings: Settings) -> Report:
               "checkpoint_test_accuracy": meta.get("test_accuracy"), "limit": settings.limit,
               "batch_size": settings.batch_size, "calibration": settings.calibration, "seed": point.seed,
               "data_source": data.source, "sweep_point": point.to_dict()}
-    return evaluate(model, spec, loader, calibration=calibration, seed=point.seed,
-                    progress=_POINT_PROGRESS["enabled"],
-                    config=config, backend=settings.backend, device=settings.device, **reference)
+    if reference or not spec.maps_to_crossbars:
+        return evaluate(model, spec, loader, calibration=calibration, seed=point.seed,
+                        progress=_POINT_PROGRESS["enabled"],
+                        config=config, backend=settings.backend, device=settings.device, **reference)
+    return _evaluate_programmed(point, settings, spec, model, loader, calibration, config)
+
+
+# the programmed networks of this process: (settings, architecture, seed) -> MappedModel, the most recently used
+# last. Points that differ only in converter settings (ADC bits) put one on their architecture
+# (MappedModel.retarget) instead of mapping, programming and calibrating again. A grid's seeds vary fastest, so
+# a network per seed is kept, at most MAX_PROGRAMMED of them (our bound on the memory they hold)
+_PROGRAMMED: dict[tuple, Any] = {}
+MAX_PROGRAMMED = 4
+
+
+def _evaluate_programmed(point: Point, settings: Settings, spec, model, loader, calibration, config) -> Report:
+    """What :func:`cimsim.mappers.evaluate` does (map, then evaluate), reusing the programmed network of an
+    earlier point where only the converters differ: bit-identical reports, one mapping."""
+    from cimsim.mappers import mapper
+
+    key = (_settings_key(settings), point.arch, point.seed)
+    mapped = _PROGRAMMED.pop(key, None)
+    if mapped is None or not mapped.retarget(spec):
+        mapped = None
+        while len(_PROGRAMMED) >= MAX_PROGRAMMED:      # free the least recently used before mapping anew
+            _PROGRAMMED.pop(next(iter(_PROGRAMMED)))
+        mapped = mapper.map_model(model, spec, calibration, seed=point.seed, backend=settings.backend,
+                                  device=settings.device, progress=_POINT_PROGRESS["enabled"])
+    _PROGRAMMED[key] = mapped
+    return mapped.evaluate(loader, progress=_POINT_PROGRESS["enabled"], config=config)
 
 
 def _run_point(evaluate_fn, point: Point, settings: Settings) -> Report:
@@ -512,6 +539,7 @@ def run_sweep(path: str | os.PathLike, points: list[Point], settings: Settings, 
                 _run_parallel(todo, settings, evaluate_point, workers, executor, finish, failed, bar)
         finally:
             _POINT_PROGRESS["enabled"] = False
+            _PROGRAMMED.clear()
             bar.close()
     return sweepfile.read_points(path, keys=set(keys))
 

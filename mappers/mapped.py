@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from cimsim.mappers import sme, snn
 from cimsim.mappers.layer_quality import add_layer_quality
 from cimsim.progress import progress as progress_bar
 from cimsim.provenance import describe
+from cimsim.readouts import readout_op
 from cimsim.report import SELF_REFERENCE, Report, cost_report
 
 MODES = ("analog", "digital", "float")
@@ -233,6 +235,39 @@ class MappedModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self.model(x)
+
+    def retarget(self, arch) -> bool:
+        """Put this mapped network, as :func:`map_model` built it, on ``arch`` when ``arch`` differs from its
+        architecture only in the converters' settings (ADC bits, the converter's own noise): the programmed
+        arrays, the activation ranges and the calibrated value ranges stay, every crossbar gets the new converter
+        (:meth:`cimsim.Crossbar.with_readout`: its read noise starts again at the first call) and the costs come
+        from ``arch``. The result equals a fresh ``map_model(model, arch, calibration, seed=...)`` bit for bit.
+        Returns False, changing nothing, where it would not (other arrays, cells, input or weight bits, a
+        decision readout whose scales come from calibration, learned scales, packed tiles)."""
+        old = self.arch
+        if type(arch) is not type(old) or not arch.maps_to_crossbars:
+            return False
+        if (arch.learned_column_scales or arch.learned_sense_amp_scales or arch.weight_layout() is not None
+                or old.weight_layout() is not None or arch.input_bits != old.input_bits
+                or arch.weight_bits != old.weight_bits):
+            return False
+        for signed in (False, True):
+            a, b = old.crossbar_spec(input_signed=signed), arch.crossbar_spec(input_signed=signed)
+            if type(a.readout) is not type(b.readout) or replace(a, readout=b.readout) != b:
+                return False
+            if not readout_op(b.readout).quantizes or readout_op(b.readout).decides:
+                return False
+        if any(type(xb) is not Crossbar for layer in self.mapped_layers.values() for xb in layer.crossbars):
+            return False
+        readouts = {s: arch.crossbar_spec(input_signed=s).readout for s in (False, True)}
+        for layer in self.mapped_layers.values():
+            layer.arch = arch
+            layer.crossbars = [xb.with_readout(readouts[xb.spec.input_signed]) for xb in layer.crossbars]
+        self.arch = arch
+        self.reset_events()
+        self.map_timings = {"prepare_s": 0.0, "program_s": 0.0, "calibrate_s": 0.0}   # nothing mapped again
+        return True
+
 
     def reset_events(self) -> None:
         """Forget the events and the per-layer output errors counted so far."""

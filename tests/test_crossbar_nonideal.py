@@ -315,8 +315,13 @@ def test_fused_adc_noise_statistics():
 
 @pytest.mark.parametrize("readout", [SarADC(bits=6), SarADC(bits=6, offset_sigma_lsb=0.3)], ids=["fused", "general"])
 def test_noisy_adc_results_do_not_depend_on_the_thread_count(monkeypatch, readout):
-    """Same seed, same numbers on 1, 2, 3 and 8 threads (the fused path splits the batch over every thread; its
-    draws sit at places fixed by example, cycle, row block and column), and repeated calls draw anew."""
+    """Same seed, same numbers on 1, 2, 3 and 8 threads (both paths spread their shards over every thread; their
+    draws sit at places fixed by example, cycle or conversion, row block and column), and repeated calls draw
+    anew. The least work of a shard is set to one MAC and one row, so every example is a shard here."""
+    from cimsim import crossbar_cpu
+
+    monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_MACS", 1)
+    monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_ROWS", 1)
     cell = ReRAM(prog_sigma_frac=0.05, read_sigma_frac=0.05)
     rng = np.random.default_rng(5)
     W, x = _operands(rng, "offset", 8, 8, False, 6, 40, 200)      # batch >= 64: the threaded path
