@@ -418,47 +418,6 @@ def dask_executor(address: str):
     return client, client.get_executor(pure=False)
 
 
-@contextlib.contextmanager
-def _exclusive(path: Path):
-    """Only one sweep writes a file at a time: an advisory lock on a hidden file beside it."""
-    import fcntl
-
-    lock = path.parent / f".{path.name}.lock"
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise SweepFileError(f"another cimsim sweep is writing {path}; wait for it or choose another --out") \
-                from None
-        try:
-            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
-                break  # still the lock file on disk, not one a finishing sweep just removed
-        except FileNotFoundError:
-            pass
-        os.close(fd)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(lock)
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _folding(path: Path):
-    """Fold the journal into the sweep file when the block ends; when it ends by an exception, a fold that fails
-    too (a full disk, say) leaves the journal for the resume and does not hide the first exception."""
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(CimsimError, OSError):
-            sweepfile.fold(path)
-        raise
-    sweepfile.fold(path)
-
-
 def run_sweep(path: str | os.PathLike, points: list[Point], settings: Settings, *,
               evaluate_point: Callable[[Point, Settings], Report] = evaluate_point, workers: int = 1,
               scheduler: str | None = None, executor=None, progress: bool | None = None,
@@ -487,7 +446,7 @@ def run_sweep(path: str | os.PathLike, points: list[Point], settings: Settings, 
     with contextlib.ExitStack() as stack:
         if client is not None:
             stack.callback(client.close)
-        stack.enter_context(_exclusive(path))
+        stack.enter_context(sweepfile.exclusive(path))
         for stale in stale_temporaries(path):   # left by a sweep killed mid-write; we hold the lock: none is live
             with contextlib.suppress(OSError):
                 stale.unlink()
@@ -502,7 +461,7 @@ def run_sweep(path: str | os.PathLike, points: list[Point], settings: Settings, 
                                      "choose another --out, or re-run with the file's settings to extend it")
             sweepfile.clean_journal(path)
             sweepfile.fold(path)   # points a killed sweep left in the journal
-        stack.enter_context(_folding(path))   # however the sweep ends, its finished points end up in the file
+        stack.enter_context(sweepfile.folding(path))   # however the sweep ends, its finished points end up in the file
         done = sweepfile.finished_keys(path)
         todo = [p for p in points if p.key not in done]
         if on_point is not None:

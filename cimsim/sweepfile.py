@@ -379,6 +379,47 @@ def fold(path: str | os.PathLike) -> int:
     return added
 
 
+@contextlib.contextmanager
+def exclusive(path: Path):
+    """Only one sweep writes a file at a time: an advisory lock on a hidden file beside it."""
+    import fcntl
+
+    lock = path.parent / f".{path.name}.lock"
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SweepFileError(f"another cimsim sweep is writing {path}; wait for it or choose another --out") \
+                from None
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break  # still the lock file on disk, not one a finishing sweep just removed
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def folding(path: Path):
+    """Fold the journal into the sweep file when the block ends; when it ends by an exception, a fold that fails
+    too (a full disk, say) leaves the journal for the resume and does not hide the first exception."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(CimsimError, OSError):
+            fold(path)
+        raise
+    fold(path)
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -247,7 +247,7 @@ def test_a_failing_point_keeps_the_finished_ones_and_says_how_to_resume(tmp_path
 
 def test_one_sweep_writes_a_file_at_a_time(tmp_path):
     path = tmp_path / "s.h5"
-    with sweep._exclusive(path):
+    with sweepfile.exclusive(path):
         with pytest.raises(SweepFileError, match="another cimsim sweep is writing"):
             sweep.run_sweep(path, grid(), SETTINGS, evaluate_point=Recorder())
     sweep.run_sweep(path, grid(bits=(1,), seeds=1), SETTINGS, evaluate_point=Recorder())  # free again
