@@ -383,6 +383,8 @@ def checkpoint_line(config: dict[str, Any]) -> str:
         return "none (a network given in Python, not loaded from a checkpoint)"
     acc = config.get("checkpoint_test_accuracy")
     recorded = "no recorded test accuracy" if acc is None else f"recorded test accuracy {100 * float(acc):.2f} %"
+    if acc is None and config.get("checkpoint_test_aee_px") is not None:   # a flow network
+        recorded = f"recorded test AEE {float(config['checkpoint_test_aee_px']):.3f} px"
     origin = {"shipped": "shipped with cimsim", "user": "yours, from the user checkpoint folder",
               "file": "a file given"}.get(config.get("checkpoint_origin") or "", "")
     shadows = config.get("checkpoint_shadows")

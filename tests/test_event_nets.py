@@ -143,3 +143,17 @@ def test_cli_trains_and_runs_dvsnet_on_a_dvs_gesture_release(tmp_path):
     r = cli("train", "--model", "snn_dvsnet", "--dataset", "dvs-gesture", "--data-dir", str(tmp_path), env_extra=home)
     assert r.returncode == 2 and "user01_led.aedat is truncated" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_sense_amp_finetune_of_the_flow_net_scores_aee():
+    from cimsim.mappers import snn_qat
+
+    data = event_synth.make_flow_synth(4, 2, seed=1)
+    torch.manual_seed(0)
+    net = SpikingFlowNet(2, 64, time_steps=5, width=(4, 4, 4, 4)).eval()
+    cfg = snn_qat.SAConfig.from_arch(cimsim.arch.get("adcless-snn"))
+    work, meta = snn_qat.finetune(net, cfg, data, snn_qat.SnnFinetuneRecipe(epochs=1, batch_size=2), progress=False)
+    assert meta["metric"] == "aee" and meta["test_accuracy"] is None
+    with torch.no_grad():
+        assert meta["test_aee"] == pytest.approx(float(endpoint_error(work.eval()(data.x_test), data.y_test).mean()),
+                                                 rel=1e-6)
