@@ -349,7 +349,7 @@ class SnnFinetuneRecipe:
 
 
 @torch.no_grad()
-def _score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 250) -> float:
+def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 250) -> float:
     """Top-1 accuracy (labels) or average endpoint error in px (flow) of ``model`` in eval mode."""
     model.eval()
     total = sum(batch_score(model(x[i:i + batch_size]), y[i:i + batch_size]) for i in range(0, len(y), batch_size))
@@ -381,7 +381,7 @@ def finetune(model: nn.Module, cfg: SAConfig, data, recipe: SnnFinetuneRecipe = 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
     set_fraction(work, recipe.fraction(0, steps))
     flow = is_flow(y_train[:1])   # a flow network: trained on the endpoint error, scored by AEE (cimsim.metrics)
-    before = _score(work, x_test, y_test)
+    before = score(work, x_test, y_test)
     history, step = [], 0
     bar = progress_bar(desc=f"sense-amp fine-tune ({recipe.schedule})", total=steps, unit="steps", enabled=progress)
     for epoch in range(recipe.epochs):
@@ -410,7 +410,7 @@ def finetune(model: nn.Module, cfg: SAConfig, data, recipe: SnnFinetuneRecipe = 
     for m in sa_layers(work).values():
         m.noise_frac = 0.0
     work.eval()
-    acc = _score(work, x_test, y_test)
+    acc = score(work, x_test, y_test)
     scores = ({"metric": "aee", "test_aee_before": before, "test_aee": acc, "test_accuracy": None} if flow else
               {"test_accuracy_before": before, "test_accuracy": acc})
     meta = {"sa": asdict(cfg), "recipe": asdict(recipe), "seed": seed, "train_examples": len(y_train),
