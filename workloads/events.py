@@ -32,6 +32,8 @@ Corrupt or missing files give one :class:`~cimsim.errors.DatasetError` line nami
 from __future__ import annotations
 
 import csv
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,11 +225,15 @@ def read_mvsec_flow(path) -> tuple[np.ndarray, np.ndarray]:
     fix = "replace it with an intact MVSEC *_gt_flow_dist.npz file"
     if not path.is_file():
         raise DatasetError(f"ground-truth flow file {path} does not exist; {fix}")
-    with reading(path, DatasetError, "MVSEC ground-truth flow file", fix), np.load(path, allow_pickle=False) as z:
-        missing = [k for k in ("timestamps", "x_flow_dist", "y_flow_dist") if k not in z.files]
-        if missing:
-            raise DatasetError(f"{path} lacks {', '.join(missing)}; {fix}")
-        ts, fx, fy = (np.asarray(z[k], dtype=np.float64) for k in ("timestamps", "x_flow_dist", "y_flow_dist"))
+    try:
+        with reading(path, DatasetError, "MVSEC ground-truth flow file", fix), np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("timestamps", "x_flow_dist", "y_flow_dist") if k not in z.files]
+            if missing:
+                raise DatasetError(f"{path} lacks {', '.join(missing)}; {fix}")
+            ts, fx, fy = (np.asarray(z[k], dtype=np.float64) for k in ("timestamps", "x_flow_dist", "y_flow_dist"))
+    except (zipfile.BadZipFile, zlib.error) as exc:   # an npz is a zip archive: a broken one raises these
+        raise DatasetError(f"{path} is not a readable MVSEC ground-truth flow file ({type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:120]}); {fix}") from None
     if ts.ndim != 1 or fx.ndim != 3 or fx.shape != fy.shape or len(ts) != len(fx) or len(ts) < 2:
         raise DatasetError(f"{path}: timestamps {ts.shape} and flows {fx.shape}/{fy.shape} disagree; {fix}")
     return np.round(ts * 1e6).astype(np.int64), np.stack([fx, fy], axis=1)
