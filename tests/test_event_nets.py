@@ -65,6 +65,10 @@ def test_wrong_inputs_are_refused_with_the_fix():
     with pytest.raises(ConfigError, match="does not hold 5 time bins"):
         EventEncoder(5)(torch.zeros(2, 4, 2, 8, 8))
     assert torch.equal(EventEncoder(3)(torch.arange(12.).reshape(2, 3, 2))[1], torch.tensor([[2., 3.], [8., 9.]]))
+    from cimsim.workloads.snn_zoo import with_time_steps
+    with pytest.raises(ConfigError, match="cannot change them"):
+        with_time_steps(zoo.build_for("snn_dvsnet", (5, 2, 32, 32), 10), 10)
+    assert with_time_steps(zoo.build_for("snn_dvsnet", (5, 2, 32, 32), 10), 5).time_steps == 5
 
 
 @pytest.mark.parametrize("which", ["dvsnet", "flownet"])

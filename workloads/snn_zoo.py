@@ -69,6 +69,10 @@ def with_time_steps(model: nn.Module, time_steps: int) -> nn.Module:
     """``model`` (a :class:`SpikingNet`) set to run ``time_steps`` steps, in place."""
     if not isinstance(model, SpikingNet):
         raise ConfigError(f"--time-steps applies to the zoo's spiking networks, not to {type(model).__name__}")
+    if model.encoding == "events" and int(time_steps) != model.time_steps:
+        raise ConfigError(f"{type(model).__name__} takes the data's {model.time_steps} event frames per example; "
+                          "--time-steps cannot change them: bin the events into another number of frames and "
+                          "train the network on those")
     model.encoder = encoder(model.encoding, int(time_steps))
     model.time_steps = model.encoder.time_steps
     return model
