@@ -161,3 +161,18 @@ def test_sense_amp_finetune_of_the_flow_net_scores_aee():
     with torch.no_grad():
         assert meta["test_aee"] == pytest.approx(float(endpoint_error(work.eval()(data.x_test), data.y_test).mean()),
                                                  rel=1e-6)
+
+
+@pytest.mark.parametrize("name,make", [("snn_dvsnet", lambda: event_synth.make_gesture_synth(11, 11)),
+                                       ("snn_flownet", lambda: event_synth.make_flow_synth(1, 4))])
+def test_every_layer_fires_at_initialisation(name, make):
+    """Without the init gain the event inputs die out after two or three LIF layers and nothing trains; with it
+    every layer fires 0.5-20 % of the time on the synthetic data (measured 1-8 %)."""
+    data = make()
+    torch.manual_seed(0)
+    net = zoo.build_for(name, data.input_shape, data.num_classes).eval()
+    rates = {}
+    for n, s, _ in traces(net, data.x_test[:4]):
+        rates.setdefault(n, []).append(float(s.mean()))
+    assert len(rates) == (11 if name == "snn_dvsnet" else 10)
+    assert all(0.005 < np.mean(r) < 0.2 for r in rates.values()), rates
