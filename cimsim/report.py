@@ -228,8 +228,12 @@ class Report:
         if c.get("model") or c.get("arch"):
             head += f": {c.get('model', '?')} on {c.get('dataset', '?')}, architecture {c.get('arch', '?')}"
         lines = [head, "=" * len(head)]
-        lines.append(f"  accuracy              {_pct(self.accuracy)}   (digital reference {_pct(self.digital_accuracy)},"
-                     f" {self.n_examples} examples)")
+        if "aee_px" in c:   # a flow network: average endpoint error instead of accuracy (cimsim.metrics)
+            lines.append(f"  AEE                   {c['aee_px']:.4f} px   (digital reference {c['digital_aee_px']:.4f} px,"
+                         f" {self.n_examples} examples)")
+        else:
+            lines.append(f"  accuracy              {_pct(self.accuracy)}   (digital reference "
+                         f"{_pct(self.digital_accuracy)}, {self.n_examples} examples)")
         ref = c.get("digital_reference")
         if ref and ref != SELF_REFERENCE:
             lines.append(f"  digital reference     {ref}")
@@ -379,6 +383,8 @@ def checkpoint_line(config: dict[str, Any]) -> str:
         return "none (a network given in Python, not loaded from a checkpoint)"
     acc = config.get("checkpoint_test_accuracy")
     recorded = "no recorded test accuracy" if acc is None else f"recorded test accuracy {100 * float(acc):.2f} %"
+    if acc is None and config.get("checkpoint_test_aee_px") is not None:   # a flow network
+        recorded = f"recorded test AEE {float(config['checkpoint_test_aee_px']):.3f} px"
     origin = {"shipped": "shipped with cimsim", "user": "yours, from the user checkpoint folder",
               "file": "a file given"}.get(config.get("checkpoint_origin") or "", "")
     shadows = config.get("checkpoint_shadows")

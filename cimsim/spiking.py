@@ -30,7 +30,8 @@ parameters (the mapper does this, so snnTorch models map as they are); snnTorch 
   seed gives the same spikes whatever the batch split, the device or the thread count;
 * :class:`DirectEncoder`: the analog image at every step (the first layer then takes multi-bit inputs);
 * :class:`LatencyEncoder`: one spike per element at step ``floor((1 - x) * T)`` (bright first), none
-  below ``threshold``.
+  below ``threshold``;
+* :class:`EventEncoder`: event frames already binned in time, ``(B, T, ...)``: step ``t`` takes frame ``t``.
 """
 
 from __future__ import annotations
@@ -345,7 +346,18 @@ class LatencyEncoder(Encoder):
         return ((steps == when.unsqueeze(0)) & (x.unsqueeze(0) >= self.threshold)).to(x.dtype)
 
 
-ENCODERS = {"rate": RateEncoder, "direct": DirectEncoder, "latency": LatencyEncoder}
+class EventEncoder(Encoder):
+    """Event frames already binned in time: input (B, T, ...) (e.g. (B, T, 2, H, W) from
+    :mod:`cimsim.workloads.events`), step ``t`` gets frame ``t``; ``T`` must equal ``time_steps``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 3 or x.shape[1] != self.time_steps:
+            raise ConfigError(f"event input of shape {tuple(x.shape)} does not hold {self.time_steps} time bins in "
+                              "dimension 1: bin the events into as many frames as the network's time steps")
+        return x.transpose(0, 1)
+
+
+ENCODERS = {"rate": RateEncoder, "direct": DirectEncoder, "latency": LatencyEncoder, "events": EventEncoder}
 
 
 def encoder(kind: str, time_steps: int, **kw) -> Encoder:

@@ -96,6 +96,8 @@ def _count_module(mod: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str,
         return {"add": max(x.numel() - n_out, 0), "mul": n_out}
     if isinstance(mod, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)):
         return {"compare": max(x.numel() - n_out, 0)}
+    if isinstance(mod, nn.Upsample) and mod.mode == "nearest":
+        return {"act_read": x.numel(), "act_write": n_out}   # copies: each input read once, each output written
     if isinstance(mod, _FREE) or isinstance(mod, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
         return {}  # reshapes, inference-time dropout, identities and empty containers (identity shortcuts)
     return None

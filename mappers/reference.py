@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from cimsim.mappers.profile import profile
+from cimsim.metrics import batch_score, is_flow
 from cimsim.progress import progress as progress_bar
 from cimsim.provenance import describe
 from cimsim.report import Report, cost_report
@@ -20,7 +21,7 @@ def float_accuracy(model: nn.Module, loader, progress: bool | None = None, desc:
     model.eval()
     correct = total = 0
     for x, y in progress_bar(loader, desc=desc, unit="batches", enabled=progress):
-        correct += int((model(x).argmax(1) == y).sum())
+        correct += batch_score(model(x), y)   # correct predictions, or the summed AEE of flow (cimsim.metrics)
         total += len(y)
     return (correct / total if total else float("nan")), total
 
@@ -34,12 +35,15 @@ def evaluate_reference(model: nn.Module, loader, spec, progress: bool | None = N
     ``spec.cost`` (:func:`cimsim.report.cost_report`).
     """
     started = time.perf_counter()
-    first = next(iter(loader))[0]
+    first, first_y = next(iter(loader))
     prof = profile(model, first)
     acc, n = float_accuracy(model, loader, progress=progress, desc=f"{spec.name} reference")
     report = cost_report(spec, prof.ledger, {}, prof.kinds)
     report.accuracy = report.digital_accuracy = acc
     report.n_examples = n
+    if is_flow(first_y):   # a flow network: the "accuracy" above is its average endpoint error
+        report.accuracy = report.digital_accuracy = float("nan")
+        report.config["aee_px"] = report.config["digital_aee_px"] = acc
     report.config = {"arch": spec.name, "arch_params": spec.params(), **(config or {}), **report.config,
                      "uncosted_layers": prof.uncosted, "input_shape": list(first.shape[1:]),
                      "wall_seconds": round(time.perf_counter() - started, 3)}

@@ -44,7 +44,7 @@ from torch import nn
 
 from cimsim.errors import ConfigError
 from cimsim.mappers import qat
-from cimsim.mappers.psq_finetune import evaluate_accuracy
+from cimsim.metrics import batch_score, endpoint_error, is_flow
 
 
 @dataclass(frozen=True)
@@ -348,6 +348,14 @@ class SnnFinetuneRecipe:
         return min(1.0, self.start_fraction + (1 - self.start_fraction) * t)
 
 
+@torch.no_grad()
+def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 250) -> float:
+    """Top-1 accuracy (labels) or average endpoint error in px (flow) of ``model`` in eval mode."""
+    model.eval()
+    total = sum(batch_score(model(x[i:i + batch_size]), y[i:i + batch_size]) for i in range(0, len(y), batch_size))
+    return total / max(len(y), 1)
+
+
 def finetune(model: nn.Module, cfg: SAConfig, data, recipe: SnnFinetuneRecipe = SnnFinetuneRecipe(), seed: int = 0,
              limit: int | None = None, test_limit: int | None = None, progress: bool | None = None):
     """Fine-tune a trained SNN for the sense-amp readout; returns (model, metadata with the history and the final
@@ -372,7 +380,8 @@ def finetune(model: nn.Module, cfg: SAConfig, data, recipe: SnnFinetuneRecipe = 
     steps = recipe.epochs * math.ceil(len(y_train) / recipe.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
     set_fraction(work, recipe.fraction(0, steps))
-    before = evaluate_accuracy(work, x_test, y_test, batch_size=250)
+    flow = is_flow(y_train[:1])   # a flow network: trained on the endpoint error, scored by AEE (cimsim.metrics)
+    before = score(work, x_test, y_test)
     history, step = [], 0
     bar = progress_bar(desc=f"sense-amp fine-tune ({recipe.schedule})", total=steps, unit="steps", enabled=progress)
     for epoch in range(recipe.epochs):
@@ -382,7 +391,8 @@ def finetune(model: nn.Module, cfg: SAConfig, data, recipe: SnnFinetuneRecipe = 
         for i in range(0, len(y_train), recipe.batch_size):
             set_fraction(work, recipe.fraction(step, steps))
             idx = order[i:i + recipe.batch_size]
-            loss = F.cross_entropy(work(x_train[idx]), y_train[idx])
+            out = work(x_train[idx])
+            loss = endpoint_error(out, y_train[idx]).mean() if flow else F.cross_entropy(out, y_train[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -400,8 +410,10 @@ def finetune(model: nn.Module, cfg: SAConfig, data, recipe: SnnFinetuneRecipe = 
     for m in sa_layers(work).values():
         m.noise_frac = 0.0
     work.eval()
-    acc = evaluate_accuracy(work, x_test, y_test, batch_size=250)
+    acc = score(work, x_test, y_test)
+    scores = ({"metric": "aee", "test_aee_before": before, "test_aee": acc, "test_accuracy": None} if flow else
+              {"test_accuracy_before": before, "test_accuracy": acc})
     meta = {"sa": asdict(cfg), "recipe": asdict(recipe), "seed": seed, "train_examples": len(y_train),
-            "test_examples": len(y_test), "test_accuracy_before": before, "test_accuracy": acc, "history": history,
+            "test_examples": len(y_test), **scores, "history": history,
             "train_seconds": round(time.perf_counter() - started, 1), "batchnorm_folded": work.sa_folded}
     return work, meta

@@ -480,7 +480,8 @@ def test_canonical_name_aliases(alias, canon):
 
 
 def test_dataset_names():
-    assert ds.dataset_names() == ["fashion-mnist", "mnist", "cifar10", "iris", "digits", "synthetic"]
+    assert ds.dataset_names() == ["fashion-mnist", "mnist", "cifar10", "iris", "digits", "synthetic", "nmnist-fashion",
+                                 "gesture-synth", "flow-synth", "dvs-gesture", "mvsec"]
 
 
 @pytest.mark.parametrize("bad", ["imagenet", "", "mnist2"])

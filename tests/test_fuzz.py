@@ -187,13 +187,26 @@ def originals(tmp_path_factory):
     files["cifar"] = d / "test_batch"
     with open(files["cifar"], "wb") as f:
         pickle.dump({b"data": np.zeros((2, 3072), dtype=np.uint8), b"labels": [1, 2]}, f, protocol=2)
+    from cimsim.workloads import events
+    ev = events.Events(np.array([1, 2, 3]), np.array([4, 5, 6]), np.array([10, 20, 30]), np.array([0, 1, 1]))
+    files["aedat"] = d / "user01_led.aedat"
+    events.write_aedat31(files["aedat"], ev, packet_events=2)
+    files["gesture_labels"] = d / "user01_led_labels.csv"
+    files["gesture_labels"].write_text("class,startTime_usec,endTime_usec\n3,10,20\n11,20,40\n")
+    import h5py
+    files["mvsec_events"] = d / "x_data.hdf5"
+    with h5py.File(files["mvsec_events"], "w") as f:
+        f.create_dataset("davis/left/events", data=np.array([[1.0, 2.0, 0.5, -1.0], [3.0, 4.0, 0.6, 1.0]]))
+    files["mvsec_flow"] = d / "x_gt_flow_dist.npz"
+    np.savez(files["mvsec_flow"], timestamps=np.array([0.5, 0.6]), x_flow_dist=np.zeros((2, 3, 4)),
+             y_flow_dist=np.ones((2, 3, 4)))
     return files
 
 
 def _readers():
     from cimsim import sweepfile
     from cimsim.report import Report
-    from cimsim.workloads import datasets, onchip, train
+    from cimsim.workloads import datasets, events, onchip, train
     return {
         "report": [Report.from_hdf5],
         "sweep": [sweepfile.read_settings, sweepfile.read_points, sweepfile.finished_keys],
@@ -201,6 +214,10 @@ def _readers():
         "checkpoint": [train.load_checkpoint],
         "idx": [datasets.read_idx],
         "cifar": [datasets._read_cifar_batch],
+        "aedat": [events.read_aedat31],
+        "gesture_labels": [events.read_gesture_labels],
+        "mvsec_events": [events.read_mvsec_events],
+        "mvsec_flow": [events.read_mvsec_flow],
     }
 
 
@@ -240,7 +257,8 @@ def _one_line_or_result(read, path):
         assert "\n" not in msg and str(path) in msg, msg
 
 
-@pytest.mark.parametrize("fmt", ["report", "sweep", "onchip", "checkpoint", "idx", "cifar"])
+@pytest.mark.parametrize("fmt", ["report", "sweep", "onchip", "checkpoint", "idx", "cifar", "aedat", "gesture_labels",
+                                 "mvsec_events", "mvsec_flow"])
 @pytest.mark.parametrize("examples", SIZES)
 def test_corrupted_files_are_read_or_refused_in_one_line(originals, tmp_path, fmt, examples):
     raw = originals[fmt].read_bytes()

@@ -117,7 +117,7 @@ def test_finetune_cli_saves_a_checkpoint_that_run_finds_and_rebuilds(capsys, tmp
     assert path is not None and str(path) == info["checkpoint"]
     net, m = networks.load_sa_checkpoint(path)
     with torch.no_grad():
-        acc = snn_qat.evaluate_accuracy(net, data.x_test[:8], data.y_test[:8])
+        acc = snn_qat.score(net, data.x_test[:8], data.y_test[:8])
     assert acc == info["test_accuracy"]                        # the rebuilt network is the fine-tuned one
     code, out, err = run_cli(capsys, "run", "--arch", "adcless-snn", "--model", "snn_vgg", "--dataset",
                              "fashion-mnist", "--limit", "8", "--calibration", "8", "--time-steps", "10", "--json")

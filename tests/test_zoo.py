@@ -3,12 +3,13 @@ import torch
 from torch import nn
 
 from cimsim.errors import ConfigError
-from cimsim.workloads import zoo
+from cimsim.workloads import snn_zoo, zoo
 
 SHAPES = [(1, 28), (3, 32), (1, 32), (3, 28)]
+IMAGE_MODELS = [n for n in zoo.model_names() if n not in snn_zoo.EVENT_MODELS]   # event models: test_event_nets.py
 
 
-@pytest.mark.parametrize("name", zoo.model_names())
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 @pytest.mark.parametrize("channels,size", SHAPES)
 def test_every_model_runs_on_every_input_shape(name, channels, size):
     torch.manual_seed(0)
@@ -20,7 +21,7 @@ def test_every_model_runs_on_every_input_shape(name, channels, size):
 
 @pytest.mark.parametrize("name", zoo.model_names())
 def test_models_are_plain_torch_nn(name):
-    net = zoo.build(name)
+    net = zoo.build_for(name, (5, 2, 64, 64), 11) if name in snn_zoo.EVENT_MODELS else zoo.build(name)
     for mod in net.modules():
         # spiking networks: their own module and cimsim's LIF neurons and encoders (cimsim.spiking)
         assert type(mod).__module__.startswith(("torch.nn", "cimsim.workloads.zoo", "cimsim.workloads.snn_zoo",

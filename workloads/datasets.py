@@ -1,4 +1,9 @@
-"""Offline datasets: Fashion-MNIST, MNIST, CIFAR-10, Iris, 8x8 digits and a synthetic generator.
+"""Offline datasets: Fashion-MNIST, MNIST, CIFAR-10, Iris, 8x8 digits, a synthetic generator and event data.
+
+Event data (frames ``(T, 2, H, W)`` per example) come from :mod:`cimsim.workloads.events` (the DVS128 Gesture
+release, ``dvs-gesture``, and MVSEC-style HDF5 flow, ``mvsec``, read from files) and
+:mod:`cimsim.workloads.event_synth` (``nmnist-fashion``, ``gesture-synth``, ``flow-synth``, generated). A flow
+set's ``y`` is per-pixel flow (``Dataset.task == "flow"``).
 
 Nothing is downloaded. The image sets are read from their standard files in a directory:
 
@@ -63,6 +68,11 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def task(self) -> str:
+        """"classify" (labels ``y``) or "flow" (``y``: per-pixel optical flow (N, 2, H, W) in pixels)."""
+        return self.info.get("task", "classify")
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -413,9 +423,27 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
     "iris": load_iris,
     "digits": load_digits,
     "synthetic": lambda data_dir=None: make_synthetic(),
+    # event data (workloads/events.py: real formats; workloads/event_synth.py: generated, seed 0)
+    "nmnist-fashion": lambda data_dir=None: _event_synth().make_nmnist_fashion(data_dir=data_dir),
+    "gesture-synth": lambda data_dir=None: _event_synth().make_gesture_synth(),
+    "flow-synth": lambda data_dir=None: _event_synth().make_flow_synth(),
+    "dvs-gesture": lambda data_dir=None: _events().load_dvs_gesture(data_dir),
+    "mvsec": lambda data_dir=None: _events().load_mvsec(data_dir),
 }
+def _events():
+    from cimsim.workloads import events   # imports this module: loaded on first use
+    return events
+
+
+def _event_synth():
+    from cimsim.workloads import event_synth
+    return event_synth
+
+
 _ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist",
-            "cifar-10": "cifar10", "cifar_10": "cifar10"}
+            "cifar-10": "cifar10", "cifar_10": "cifar10",
+            "nmnist_fashion": "nmnist-fashion", "gesture_synth": "gesture-synth", "flow_synth": "flow-synth",
+            "dvs_gesture": "dvs-gesture", "dvsgesture": "dvs-gesture"}
 
 
 def dataset_names() -> list[str]:

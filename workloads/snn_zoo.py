@@ -11,6 +11,17 @@ States are reset at the start of every ``forward``, so one call is one inference
   ADC-less SNN paper's time steps for VGG (arXiv 2211.02167). Narrow (``width``) so that training through
   10 time steps stays within minutes per epoch on a CPU.
 
+* ``snn_dvsnet``: DVSNet-like classifier of event frames (arXiv 2211.02167's gesture network: input 64x64x2,
+  11 conv 3x3 layers of 32 channels with LIF neurons, 5 max-pools, a linear readout 128 -> 11 classes);
+  ``encoding="events"`` (the data are binned event frames (T, 2, H, W)), T = 5 (the paper's 5..10; our
+  choice of the low end: training time on a CPU). Any input size that is a multiple of 32.
+* ``snn_flownet``: a small Spike-FlowNet-like encoder-decoder (Lee et al., ECCV 2020; the paper's flow net)
+  for optical flow, a regression: four stride-2 3x3 conv encoders with LIF neurons, one spiking residual
+  block, a decoder of nearest-neighbour 2x upsampling + 3x3 conv (the mapper has no transposed convolution)
+  with the encoder's spikes concatenated at each scale (skip connections), and a 3x3 flow head without a
+  neuron: its output (2, H, W) averaged over the T = 5 steps is the flow in pixels. The paper's widths
+  64-128-256-512 are scaled to ``width`` = (16, 32, 64, 128) (est.: a CPU-trainable size).
+
 The LIF constants (beta 0.9, threshold 1, reset by subtraction, arctan surrogate) are snnTorch's tutorial
 values (our choice). No BatchNorm: a BN layer called once per time step normalises each step by its own batch
 statistics in training but by running averages over all steps in inference, which differ a lot at the first
@@ -20,6 +31,7 @@ test accuracy after two epochs); the mapper still folds BN across time steps for
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from cimsim.errors import ConfigError
@@ -57,6 +69,10 @@ def with_time_steps(model: nn.Module, time_steps: int) -> nn.Module:
     """``model`` (a :class:`SpikingNet`) set to run ``time_steps`` steps, in place."""
     if not isinstance(model, SpikingNet):
         raise ConfigError(f"--time-steps applies to the zoo's spiking networks, not to {type(model).__name__}")
+    if model.encoding == "events" and int(time_steps) != model.time_steps:
+        raise ConfigError(f"{type(model).__name__} takes the data's {model.time_steps} event frames per example; "
+                          "--time-steps cannot change them: bin the events into another number of frames and "
+                          "train the network on those")
     model.encoder = encoder(model.encoding, int(time_steps))
     model.time_steps = model.encoder.time_steps
     return model
@@ -79,4 +95,81 @@ class SpikingVGG(SpikingNet):
         super().__init__(step, time_steps, encoding)
 
 
-BUILDERS = {"snn_vgg": SpikingVGG}
+EVENT_TIME_STEPS = 5   # ADC-less SNN paper: 5 time steps for the flow networks (DVSNet: 5..10)
+# our choice, measured: with PyTorch's default conv init the sparse event inputs die out after two or three LIF layers
+# (layers 3-11 of snn_dvsnet and 2-10 of snn_flownet fire nothing on gesture-synth / flow-synth, so nothing trains);
+# weights 3x larger keep every layer firing at 1-8 % (no BatchNorm, see above)
+EVENT_INIT_GAIN = 3.0
+
+
+def _scale_init(convs, gain: float = EVENT_INIT_GAIN) -> None:
+    with torch.no_grad():
+        for conv in convs:
+            conv.weight.mul_(gain)
+
+
+class SpikingDVSNet(SpikingNet):
+    def __init__(self, in_channels: int = 2, image_size: int = 64, num_classes: int = 11,
+                 time_steps: int = EVENT_TIME_STEPS, encoding: str = "events", width: int = 32):
+        if image_size % 32:
+            raise ConfigError(f"snn_dvsnet takes frames whose size is a multiple of 32, got {image_size}")
+        layers, c = [], in_channels
+        for i in range(11):                       # pools after the 2nd, 4th, ... 10th conv: /32 in all
+            layers += [nn.Conv2d(c, width, 3, padding=1), _lif()]
+            if i % 2 == 1:
+                layers.append(nn.MaxPool2d(2))
+            c = width
+        layers += [nn.Flatten(), nn.Linear(width * (image_size // 32) ** 2, num_classes)]
+        _scale_init(m for m in layers if isinstance(m, nn.Conv2d))
+        super().__init__(nn.Sequential(*layers), time_steps, encoding)
+
+
+class _FlowStep(nn.Module):
+    """One time step of :class:`SpikingFlowNet` (module docstring)."""
+
+    def __init__(self, in_channels: int, width: tuple[int, int, int, int]):
+        super().__init__()
+        a, b, c, d = width
+        conv = lambda i, o, s=1: nn.Conv2d(i, o, 3, stride=s, padding=1)   # noqa: E731
+        self.enc1, self.enc2, self.enc3, self.enc4 = conv(in_channels, a, 2), conv(a, b, 2), conv(b, c, 2), conv(c, d, 2)
+        self.res1, self.res2 = conv(d, d), conv(d, d)
+        self.dec3, self.dec2, self.dec1, self.dec0 = conv(d + c, c), conv(c + b, b), conv(b + a, a), conv(a, a)
+        self.flow = conv(a, 2)
+        self.lifs = nn.ModuleList(_lif() for _ in range(10))
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        _scale_init(m for m in self.modules() if isinstance(m, nn.Conv2d) and m is not self.flow)
+
+    def forward(self, x):
+        n = iter(self.lifs)
+        e1 = next(n)(self.enc1(x))
+        e2 = next(n)(self.enc2(e1))
+        e3 = next(n)(self.enc3(e2))
+        e4 = next(n)(self.enc4(e3))
+        r = next(n)(self.res2(next(n)(self.res1(e4))) + e4)          # spiking residual block
+        d3 = next(n)(self.dec3(torch.cat([self.up(r), e3], 1)))
+        d2 = next(n)(self.dec2(torch.cat([self.up(d3), e2], 1)))
+        d1 = next(n)(self.dec1(torch.cat([self.up(d2), e1], 1)))
+        d0 = next(n)(self.dec0(self.up(d1)))
+        return self.flow(d0)
+
+
+class SpikingFlowNet(SpikingNet):
+    def __init__(self, in_channels: int = 2, image_size: int = 64, num_classes: int = 2,
+                 time_steps: int = EVENT_TIME_STEPS, encoding: str = "events",
+                 width: tuple[int, int, int, int] = (16, 32, 64, 128)):
+        if image_size % 16:
+            raise ConfigError(f"snn_flownet takes frames whose size is a multiple of 16, got {image_size}")
+        super().__init__(_FlowStep(in_channels, width), time_steps, encoding)
+
+
+BUILDERS = {"snn_vgg": SpikingVGG, "snn_dvsnet": SpikingDVSNet, "snn_flownet": SpikingFlowNet}
+EVENT_MODELS = ("snn_dvsnet", "snn_flownet")   # take event frames (T, C, H, W)
+REGRESSION_MODELS = ("snn_flownet",)           # output per-pixel flow, not class scores
+
+
+def build_events(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """An event network for frames of shape (T, C, H, W): its time steps are the data's T."""
+    t, c, h, w = input_shape
+    if h != w:
+        raise ConfigError(f"{name} takes square frames, got {h}x{w}")
+    return BUILDERS[name](in_channels=c, image_size=h, num_classes=num_classes, time_steps=t)

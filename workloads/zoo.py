@@ -209,6 +209,14 @@ def build(name: str, in_channels: int = 1, image_size: int = 28, num_classes: in
 def build_for(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """Build a zoo model for a dataset's example shape: (C, H, W) images, or (F,) features (MLP only)."""
     key = canonical_name(name)
+    if len(input_shape) == 4 or key in snn_zoo.EVENT_MODELS:   # event frames (T, C, H, W)
+        if len(input_shape) != 4:
+            raise ConfigError(f"{key} takes event frames (T, 2, H, W); pick an event dataset (nmnist-fashion, "
+                              "gesture-synth, flow-synth, dvs-gesture, mvsec)")
+        if key not in snn_zoo.EVENT_MODELS:
+            raise ConfigError(f"event frames {tuple(input_shape)} need an event network: "
+                              f"--model {' or '.join(snn_zoo.EVENT_MODELS)}")
+        return snn_zoo.build_events(key, tuple(input_shape), num_classes)
     if len(input_shape) == 1:
         if key != "mlp":
             raise ConfigError(f"{key} needs image inputs; tabular data ({input_shape[0]} features) needs --model mlp")

@@ -130,10 +130,16 @@ def finetune_snn(args, spec, overrides: dict) -> int:
     else:
         for h in info["history"]:
             print(f"epoch {h['epoch']:3d}  loss {h['loss']:.4f}")
+        if info.get("metric") == "aee":   # a flow network
+            scores = (f"test AEE {info['test_aee_before']:.3f} px before, {info['test_aee']:.3f} px after "
+                      f"{recipe.epochs} epochs (first {info['test_examples']} test examples; float network "
+                      f"{meta['test_aee']:.3f} px)")
+        else:
+            scores = (f"test accuracy {100 * info['test_accuracy_before']:.2f}% before, {100 * info['test_accuracy']:.2f}% "
+                      f"after {recipe.epochs} epochs (first {info['test_examples']} test examples; float network "
+                      f"{100 * meta['test_accuracy']:.2f}%)")
         print(f"{meta['model']} on {data.name}, fine-tuned for {spec.name}'s sense amps ({recipe.schedule} schedule): "
-              f"test accuracy {100 * info['test_accuracy_before']:.2f}% before, {100 * info['test_accuracy']:.2f}% "
-              f"after {recipe.epochs} epochs (first {info['test_examples']} test examples; float network "
-              f"{100 * meta['test_accuracy']:.2f}%)")
+              + scores)
         print(note)
 
 

@@ -37,6 +37,7 @@ def run(args) -> int:
         model, spec, loader, calibration=calibration, seed=args.seed, backend=args.backend, device=args.device,
         config={"model": meta["model"], "dataset": data.name, "checkpoint": str(ckpt),
                 "checkpoint_test_accuracy": meta["test_accuracy"], "limit": args.limit,
+                **({"checkpoint_test_aee_px": meta["test_aee"]} if meta.get("test_aee") is not None else {}),
                 "batch_size": args.batch_size, "data_source": data.source,
                 "calibration_examples": args.calibration,
                 **({"time_steps": args.time_steps} if args.time_steps is not None else {})},

@@ -41,10 +41,16 @@ def run(args) -> int:
         emit_json({**{k: v for k, v in meta.items() if k != "history"}, "history": meta["history"],
                     "checkpoint": str(path), "checkpoint_shadows": train.checkpoint_info(path, meta).shadows or None})
     else:
+        flow = meta.get("metric") == "aee"
         for h in meta["history"]:
-            print(f"epoch {h['epoch']:3d}  loss {h['loss']:.4f}  train {100 * h['train_accuracy']:6.2f}%  "
-                  f"test {100 * h['test_accuracy']:6.2f}%")
-        print(f"{meta['model']} on {meta['dataset']}: test accuracy {100 * meta['test_accuracy']:.2f}% "
+            if flow:
+                print(f"epoch {h['epoch']:3d}  loss {h['loss']:.4f}  train AEE {h['train_aee']:.3f} px  "
+                      f"test AEE {h['test_aee']:.3f} px")
+            else:
+                print(f"epoch {h['epoch']:3d}  loss {h['loss']:.4f}  train {100 * h['train_accuracy']:6.2f}%  "
+                      f"test {100 * h['test_accuracy']:6.2f}%")
+        what = (f"test AEE {meta['test_aee']:.3f} px" if flow else f"test accuracy {100 * meta['test_accuracy']:.2f}%")
+        print(f"{meta['model']} on {meta['dataset']}: {what} "
               f"after {meta['epochs']} epochs (seed {meta['seed']}, {meta['train_seconds']:.0f} s)")
         print(note)
     return 0
