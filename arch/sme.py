@@ -52,6 +52,8 @@ class Sme(Isaac):
                            "converts losslessly at full scale", choices=("full", "calibrated"))
     nonzero_bits: int = param(3, "bit", "(est.) bit-sparsity shaping: at most 3 non-zero bits per 8-bit weight "
                               "magnitude (0: no shaping)", lo=0, hi=15)
+    shaping_tolerance: float = param(0.0, "1", "(est.) crossbar-aware shaping: relative squared weight error a row "
+                                     "block may take to need fewer crossbars (0: no plane windows)", lo=0.0, hi=1.0)
     squeeze_density: float = param(0.25, "1", "(est.) squeeze-out empties crossbars whose non-zeros fill less "
                                    "than a quarter of their cells (0: splice only)", lo=0.0, hi=1.0)
 
@@ -68,7 +70,8 @@ class Sme(Isaac):
         return 2 * (self.weight_bits - 1)
 
     def weight_layout(self) -> BitPlaneLayout:
-        return BitPlaneLayout(nonzero_bits=int(self.nonzero_bits), squeeze_density=float(self.squeeze_density))
+        return BitPlaneLayout(nonzero_bits=int(self.nonzero_bits), squeeze_density=float(self.squeeze_density),
+                              shaping_tolerance=float(self.shaping_tolerance))
 
     def crossbar_spec(self, input_signed: bool = False) -> CrossbarSpec:
         """The array and readout of every crossbar, with the dense sign-magnitude slicing (the packed crossbars
