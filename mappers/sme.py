@@ -160,9 +160,10 @@ def crossbar_windows(w2: np.ndarray, q: np.ndarray, scale: np.ndarray, weight_bi
 
 
 def shape_weights(w, weight_bits: int, nonzero_bits: int, tolerance: float = 0.0, rows: int = 128,
-                  cols: int = 128) -> tuple[np.ndarray, np.ndarray]:
+                  cols: int = 128, groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Float weights (out, ...) -> (shaped integer weights, scale per output channel); see the module docstring.
-    ``tolerance`` > 0: then crossbar-aware plane windows (:func:`crossbar_windows`) on ``rows x cols`` arrays."""
+    ``tolerance`` > 0: then crossbar-aware plane windows (:func:`crossbar_windows`) on ``rows x cols`` arrays,
+    each of the layer's ``groups`` (its own tile) on its own."""
     from cimsim.mappers.mapper import quantize_weights   # the plain quantizer (imported late: mapper imports us)
 
     q, scale = quantize_weights(w, weight_bits)
@@ -185,7 +186,10 @@ def shape_weights(w, weight_bits: int, nonzero_bits: int, tolerance: float = 0.0
             better = err < best_err
             best_err[better], best_q[better], best_s[better] = err[better], qq[better], s[better]
     if tolerance > 0:
-        best_q = crossbar_windows(flat, best_q, best_s, weight_bits, rows, cols, tolerance, table)
+        og = flat.shape[0] // groups
+        parts = (slice(g * og, (g + 1) * og) for g in range(groups))
+        best_q = np.concatenate([crossbar_windows(flat[sl], best_q[sl], best_s[sl], weight_bits, rows, cols, tolerance,
+                                                  table) for sl in parts])
     return best_q.reshape(q.shape), best_s
 
 
@@ -343,7 +347,7 @@ def program_layer(layer, source, spec: CrossbarSpec, layout: BitPlaneLayout, see
     plain = layer.w_int
     if 0 < layout.nonzero_bits < spec.weight_bits - 1 or layout.shaping_tolerance > 0:
         layer.set_integer_weights(*shape_weights(source.weight, spec.weight_bits, layout.nonzero_bits,
-                                                 layout.shaping_tolerance, spec.rows, spec.cols))
+                                                 layout.shaping_tolerance, spec.rows, spec.cols, layer.plan.groups))
     groups = layer.plan.groups
     og = layer.w_int.shape[0] // groups
     counts = dict.fromkeys(COUNT_COLUMNS, 0)
