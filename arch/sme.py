@@ -2,8 +2,10 @@
 1-bit crossbars hold one weight bit-plane each, squeezed so that sparse bit-planes need few crossbars.
 
 Mapping (:mod:`cimsim.mappers.sme`, asked for by :meth:`Sme.weight_layout`): bit-sparsity shaping of the
-quantized weights (``nonzero_bits``), bit-slice splicing of the sign-magnitude bit-planes over 1-bit
-crossbars, and squeeze-out of the crossbars whose non-zeros fill less than ``squeeze_density`` of their cells.
+quantized weights (crossbar-aware bit-plane windows within ``shaping_tolerance``; optionally ``nonzero_bits``),
+bit-slice splicing of the sign-magnitude bit-planes over 1-bit crossbars, and squeeze-out: each row block's
+non-empty columns side by side, and the crossbars whose non-zeros fill less than ``squeeze_density`` of their
+cells emptied into shared ones.
 The engine runs the packed crossbars (:class:`cimsim.packed.PackedTile`): every array reads its gathered
 inputs bit-serially, an ADC converts every used column each cycle, and the periphery splices the column
 results with their ``+-2**plane`` weights into the outputs (shift-and-add).
@@ -50,14 +52,19 @@ class Sme(Isaac):
                         "columns)", choices=("differential",))
     adc_range: str = param("full", "", "1-bit cells and DACs: a column value is at most rows, which an 8-bit ADC "
                            "converts losslessly at full scale", choices=("full", "calibrated"))
-    nonzero_bits: int = param(3, "bit", "(est.) bit-sparsity shaping: at most 3 non-zero bits per 8-bit weight "
-                              "magnitude (0: no shaping)", lo=0, hi=15)
+    nonzero_bits: int = param(0, "bit", "(est.) bit-sparsity shaping: at most this many non-zero bits per weight "
+                              "magnitude (0: off; it thins bits but frees few crossbars: measured in BENCHMARKS.md)",
+                              lo=0, hi=15)
+    shaping_tolerance: float = param(0.01, "1", "(est.) crossbar-aware shaping: relative squared weight error a "
+                                     "row block may take to need fewer crossbars (0: no plane windows); 0.01 keeps "
+                                     "LeNet-5 and ResNet-20 within 0.1 point of float (BENCHMARKS.md)", lo=0.0, hi=1.0)
     squeeze_density: float = param(0.25, "1", "(est.) squeeze-out empties crossbars whose non-zeros fill less "
                                    "than a quarter of their cells (0: splice only)", lo=0.0, hi=1.0)
 
     name = "sme"
-    description = ("SME (arXiv 2103.01705): bit-sparsity shaping, one weight bit-plane per 1-bit 128x128 "
-                   "crossbar, squeeze-out of sparse crossbars; ISAAC tiles, 8-bit SAR ADC per crossbar, 32 nm")
+    description = ("SME (arXiv 2103.01705): crossbar-aware bit-sparsity shaping, one weight bit-plane per 1-bit "
+                   "128x128 crossbar, squeeze-out of empty columns and sparse crossbars; ISAAC tiles, 8-bit SAR ADC "
+                   "per crossbar, 32 nm")
 
     def check(self) -> None:
         TiledChip.check(self)
@@ -68,7 +75,8 @@ class Sme(Isaac):
         return 2 * (self.weight_bits - 1)
 
     def weight_layout(self) -> BitPlaneLayout:
-        return BitPlaneLayout(nonzero_bits=int(self.nonzero_bits), squeeze_density=float(self.squeeze_density))
+        return BitPlaneLayout(nonzero_bits=int(self.nonzero_bits), squeeze_density=float(self.squeeze_density),
+                              shaping_tolerance=float(self.shaping_tolerance))
 
     def crossbar_spec(self, input_signed: bool = False) -> CrossbarSpec:
         """The array and readout of every crossbar, with the dense sign-magnitude slicing (the packed crossbars

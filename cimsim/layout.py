@@ -21,6 +21,9 @@ class BitPlaneLayout:
 
     ``nonzero_bits``: shaping keeps at most this many non-zero bits in each weight's magnitude (each weight moves
     to the nearest such value); 0 leaves the quantized weights as they are.
+    ``shaping_tolerance``: crossbar-aware shaping narrows the bit-planes each column segment (one output's weights
+    in one row block of the array) keeps, so that a row block needs fewer crossbars, while the row block's squared
+    weight error stays within this fraction of its squared weights; 0 keeps every plane.
     ``squeeze_density``: a spliced crossbar whose non-zero cells fill less than this fraction of its
     ``rows x cols`` cells is emptied and its non-zeros packed with others'; 0 keeps every spliced crossbar
     (empty ones are never allocated).
@@ -28,11 +31,16 @@ class BitPlaneLayout:
 
     nonzero_bits: int = 0
     squeeze_density: float = 0.0
+    shaping_tolerance: float = 0.0
 
     def __post_init__(self):
-        b = self.nonzero_bits
-        if isinstance(b, bool) or not isinstance(b, int) or b < 0:
-            raise ConfigError(f"BitPlaneLayout.nonzero_bits must be a non-negative integer (0: no shaping), got {b!r}")
+        for k in ("nonzero_bits",):
+            b = getattr(self, k)
+            if isinstance(b, bool) or not isinstance(b, int) or b < 0:
+                raise ConfigError(f"BitPlaneLayout.{k} must be a non-negative integer (0: no shaping), got {b!r}")
+        t = self.shaping_tolerance
+        if isinstance(t, bool) or not (isinstance(t, (int, float)) and math.isfinite(t) and 0 <= t <= 1):
+            raise ConfigError(f"BitPlaneLayout.shaping_tolerance must lie in [0, 1] (0: no plane windows), got {t!r}")
         d = self.squeeze_density
         if not (isinstance(d, (int, float)) and math.isfinite(d) and 0 <= d <= 1):
             raise ConfigError(f"BitPlaneLayout.squeeze_density must lie in [0, 1], got {d!r}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -67,6 +66,27 @@ def test_the_masked_mapping_allocates_only_non_zero_blocks_and_is_exact():
     assert (rows["1"]["xbars_dense"], rows["1"]["arrays"]) == (20, 5)
     assert rows["3"]["xbars_dense"] == rows["3"]["xbars_masked"] == rows["3"]["arrays"] == 6     # left dense: 3 x 2
     assert rows["2"]["xbars_dense"] == 0                                                          # the ReLU
+
+
+def test_the_allocation_prunes_convolutions_less_than_fully_connected_layers():
+    """LeNet-5 (conv 150, conv 2400, fc 48000, fc 10080, fc 840 weights; first and last dense) at 17.7x: the kept
+    weights add up to the target, and each pruned layer keeps in proportion to SHARE_CONV (conv) x size ** 1/4."""
+    model = nn.Sequential(nn.Conv2d(1, 6, 5), nn.Conv2d(6, 16, 5), nn.Flatten(), nn.Linear(400, 120),
+                          nn.Linear(120, 84), nn.Linear(84, 10))
+    cfg = admm.ADMMConfig(32, 4, 17.7, 16)
+    layers = admm._layers(model, cfg)
+    assert list(layers) == ["1", "3", "4"]
+    comp = admm.layer_compression(model, layers, cfg)
+    sizes = {"1": 2400, "3": 48000, "4": 10080}
+    kept = {n: sizes[n] / comp[n] for n in sizes}
+    assert sum(kept.values()) + 150 + 840 == pytest.approx(61470 / 17.7)
+    share = {"1": admm.SHARE_CONV * 2400 ** 0.25, "3": 48000 ** 0.25, "4": 10080 ** 0.25}
+    for n in sizes:
+        assert kept[n] / kept["3"] == pytest.approx(share[n] / share["3"])
+    assert comp["1"] == pytest.approx(2.6806, abs=1e-4) and comp["3"] == pytest.approx(50.703, abs=1e-3)
+    # at 4x the convolution's share exceeds its size: it stays dense and the rest goes to the FC layers
+    comp4 = admm.layer_compression(model, layers, replace(cfg, compression=4))
+    assert comp4["1"] == 1.0 and 2400 + sum(sizes[n] / comp4[n] for n in ("3", "4")) + 990 == pytest.approx(61470 / 4)
 
 
 def test_admm_prunes_to_the_target_and_retrains():

@@ -58,12 +58,13 @@ def tiny_cnn() -> nn.Module:
                          nn.AvgPool2d(2), nn.Flatten(), nn.Linear(12 * 7 * 7, 10)).eval()
 
 
-@pytest.mark.parametrize("nonzero_bits", [0, 2])
-def test_the_mapped_sme_network_equals_the_quantized_network_bit_for_bit(nonzero_bits):
+@pytest.mark.parametrize("nonzero_bits,tolerance", [(0, 0.0), (2, 0.0), (0, 0.03), (2, 0.03)])
+def test_the_mapped_sme_network_equals_the_quantized_network_bit_for_bit(nonzero_bits, tolerance):
     """The root test through the mapper: SME's ADC converts 1-bit columns losslessly, so with an ideal cell the
     squeezed network's outputs equal the (shaped) quantized network's in exact integer arithmetic."""
     x = torch.rand(8, 1, 14, 14, generator=torch.Generator().manual_seed(1))
-    arch = cimsim.arch.get("sme", cell="ideal", nonzero_bits=nonzero_bits, squeeze_density=1.0)
+    arch = cimsim.arch.get("sme", cell="ideal", nonzero_bits=nonzero_bits, squeeze_density=1.0,
+                           shaping_tolerance=tolerance)
     mapped = cimsim.map(tiny_cnn(), arch, calibration=x, seed=0, progress=False)
     analog = mapped(x)
     digital = mapped.set_mode("digital")(x)
@@ -144,6 +145,57 @@ def test_shaping_reduces_bits_and_keeps_the_weights_close():
     assert np.array_equal(same_q, q0) and np.array_equal(same_s, s0)
 
 
+def test_plane_windows_keep_at_most_w_planes_per_column_segment():
+    """Each segment of ``rows`` inputs of one output keeps the planes [top - W + 1, top] of its largest magnitude;
+    weights round to the nearest multiple of the lowest place value: at most half of it away (or clipped to the
+    window's largest value)."""
+    q = laplace_weights((40, 300), 12.0, seed=7)
+    assert np.array_equal(sme.plane_window(q, 7, 128), q) and np.array_equal(sme.plane_window(q, 0, 128), q)
+    for W in (1, 3, 5):
+        s = sme.plane_window(q, W, 128)
+        for k0 in range(0, 300, 128):
+            seg, orig = np.abs(s[:, k0:k0 + 128]), np.abs(q[:, k0:k0 + 128])
+            top = np.floor(np.log2(np.maximum(orig.max(axis=1), 1))).astype(int)
+            step = 2 ** np.maximum(top - W + 1, 0)
+            assert np.all(seg % step[:, None] == 0) and np.all(seg <= (2 ** W - 1) * step[:, None])
+            cap = (2 ** W - 1) * step[:, None]
+            assert np.all(np.abs(seg - np.minimum(orig, cap)) <= step[:, None] // 2)
+            assert np.array_equal(np.sign(s[:, k0:k0 + 128])[seg > 0], np.sign(q[:, k0:k0 + 128])[seg > 0])
+
+
+def test_crossbar_aware_windows_cut_crossbars_within_the_tolerance():
+    """Bell-shaped weights, 128 outputs x 256 inputs: 2 row blocks x 14 dense crossbars. Narrowing windows frees
+    whole crossbars while every row block's squared weight error stays within the tolerance; 0 changes nothing,
+    and a larger tolerance never needs more crossbars."""
+    torch.manual_seed(0)
+    w = torch.randn(128, 256)
+    q0, s0 = quantize_weights(w, 8)
+    assert np.array_equal(sme.shape_weights(w, 8, 0, 0.0)[0], q0)
+    counts = []
+    for tol in (1e-3, 1e-2, 3e-2):
+        q, s = sme.shape_weights(w, 8, 0, tol)
+        assert np.array_equal(s, s0)
+        err = np.square(w.numpy() - s[:, None] * q)
+        for k0 in (0, 128):
+            assert err[:, k0:k0 + 128].sum() <= tol * np.square(w.numpy()[:, k0:k0 + 128]).sum()
+        counts.append(sme.squeeze(q, 8, 128, 128, 0.25).squeezed)
+    plain = sme.squeeze(q0, 8, 128, 128, 0.25).squeezed
+    assert plain == 28 and counts == sorted(counts, reverse=True) and counts[-1] <= plain // 2
+
+
+def test_squeeze_out_drops_the_empty_columns_of_a_row_block():
+    """64 outputs x 256 inputs of positive weights 1..127 with every magnitude bit set somewhere in each row block:
+    splicing keeps all 7 column blocks of each row block (a plane's 64 W+ columns beside its 64 empty W- ones);
+    squeeze-out packs each row block's 7 x 64 = 448 live columns side by side: 4 crossbars a row block."""
+    q = np.random.default_rng(3).integers(1, 128, size=(64, 256))
+    q[:, 0] = q[:, 128] = 127
+    res = sme.squeeze(q, 8, 128, 128, 0.0)
+    assert (res.sliced, res.spliced, res.squeezed) == (14, 14, 8)
+    tile, _ = sme.packed_tile(q, IDEAL, BitPlaneLayout(0, 0.0))
+    x = np.random.default_rng(4).integers(0, 256, size=(3, 256))
+    assert np.array_equal(tile(x), x @ q.T)
+
+
 # ---------------------------------------------------------------------------------------------- the pieces
 def test_unsigned_weights_are_sliced_as_they_are():
     sl = slice_weights(np.array([[0, 1, 5]]), 3, 1, "unsigned")
@@ -160,7 +212,8 @@ def test_packed_groups_and_layouts_are_validated():
         PackedGroup(np.array([1, 1]), np.array([0]), np.array([1.0]), np.ones((1, 2), dtype=np.int64))
     with pytest.raises(ConfigError, match="levels"):
         PackedGroup(np.array([1]), np.array([0]), np.array([1.0]), np.ones((2, 1), dtype=np.int64))
-    for bad in ({"nonzero_bits": -1}, {"squeeze_density": 1.5}, {"nonzero_bits": 1.5}):
+    for bad in ({"nonzero_bits": -1}, {"squeeze_density": 1.5}, {"nonzero_bits": 1.5}, {"shaping_tolerance": -0.1},
+                {"shaping_tolerance": float("nan")}):
         with pytest.raises(ConfigError):
             BitPlaneLayout(**bad)
     with pytest.raises(ConfigError, match="1-bit cells"):
@@ -168,8 +221,8 @@ def test_packed_groups_and_layouts_are_validated():
 
 
 def test_the_architecture_asks_for_the_layout_and_sweeps_its_knobs():
-    a = cimsim.arch.get("sme", nonzero_bits="2", squeeze_density="0.5")
-    assert a.weight_layout() == BitPlaneLayout(2, 0.5)
+    a = cimsim.arch.get("sme", nonzero_bits="2", squeeze_density="0.5", shaping_tolerance="0.02")
+    assert a.weight_layout() == BitPlaneLayout(2, 0.5, 0.02)
     assert cimsim.arch.get("isaac").weight_layout() is None
     with pytest.raises(ConfigError, match="cell_bits"):
         cimsim.arch.get("sme", cell_bits=2)
