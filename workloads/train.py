@@ -149,13 +149,10 @@ def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000,
              device: str | torch.device = "cpu") -> float:
-    """Top-1 accuracy of ``model`` on (x, y), in [0, 1]."""
-    model.eval()
-    correct = 0
-    for i in range(0, len(y), batch_size):
-        out = model(x[i:i + batch_size].to(device))
-        correct += int((out.argmax(1).cpu() == y[i:i + batch_size]).sum())
-    return correct / max(len(y), 1)
+    """Top-1 accuracy of ``model`` on (x, y) with class labels, in [0, 1] (:func:`score` of labels)."""
+    if is_flow(y):
+        raise ValueError("accuracy needs class labels; flow targets are scored by score() (average endpoint error)")
+    return score(model, x, y, batch_size=batch_size, device=device)
 
 
 @contextlib.contextmanager
