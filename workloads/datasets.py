@@ -137,7 +137,7 @@ def _candidate_dirs(name: str, data_dir: str | os.PathLike | None, folder_names:
     return dirs
 
 
-def _find_dir(name: str, data_dir, folder_names: tuple[str, ...], has_files: Callable[[Path], bool],
+def find_dir(name: str, data_dir, folder_names: tuple[str, ...], has_files: Callable[[Path], bool],
               how_to_get: str) -> Path:
     tried = _candidate_dirs(name, data_dir, folder_names)
     own = tried[:1 + len(folder_names)] if data_dir is not None else []
@@ -214,7 +214,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 def _load_idx_set(name: str, data_dir, folder_names: tuple[str, ...], classes: tuple[str, ...],
                   how_to_get: str) -> Dataset:
-    d = _find_dir(name, data_dir, folder_names,
+    d = find_dir(name, data_dir, folder_names,
                   lambda p: all(_idx_path(p, k) is not None for k in _IDX_STEMS), how_to_get)
     paths = {k: _idx_path(d, k) for k in _IDX_STEMS}
     arrays = {k: read_idx(paths[k]) for k in _IDX_STEMS}
@@ -322,7 +322,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def load_cifar10(data_dir=None) -> Dataset:
     """CIFAR-10 (Krizhevsky 2009): 50 000 + 10 000 colour 32x32 images, from the python pickle batches."""
-    d = _find_dir("cifar10", data_dir, ("cifar-10-batches-py", "cifar10", "cifar-10"),
+    d = find_dir("cifar10", data_dir, ("cifar-10-batches-py", "cifar10", "cifar-10"),
                   lambda p: all((p / b).is_file() for b in _CIFAR_TRAIN + (_CIFAR_TEST,)),
                   "download the 'CIFAR-10 python version' archive (cifar-10-python.tar.gz) and unpack it into a "
                   "directory DIR, so that DIR/cifar-10-batches-py/ holds data_batch_1 .. data_batch_5 and test_batch "

@@ -274,9 +274,9 @@ def mvsec_samples(events_h5, flow_npz, time_bins: int, downsample: int = 1,
 
 # ---------------------------------------------------------------------------------------------- as datasets
 def _find(data_dir, names: tuple[str, ...], has, how: str) -> Path:
-    from cimsim.workloads.datasets import _find_dir   # the shared search order (--data-dir, $CIMSIM_DATA, system)
+    from cimsim.workloads.datasets import find_dir   # the shared search order (--data-dir, $CIMSIM_DATA, system)
 
-    return _find_dir(names[0], data_dir, names, has, how)
+    return find_dir(names[0], data_dir, names, has, how)
 
 
 def load_dvs_gesture(data_dir=None, time_bins: int = 10, downsample: int = 2):
