@@ -7,7 +7,7 @@ from the float network (:func:`distillation_loss`; Hinton et al., arXiv 1503.025
 docs/references.md#hinton-2015), noise injection, frozen leading parts whose outputs are computed once
 (:func:`split_frozen`: a cheaper step on a CPU), learned input steps (LSQ,
 :func:`cimsim.mappers.qat.learn_input_steps`), the dataset's crops and flips
-(:func:`cimsim.workloads.train.augment`) and label smoothing.
+(:func:`cimsim.augment.augment`) and label smoothing.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cimsim.errors import ConfigError
-from cimsim.workloads import train
+from cimsim.augment import augment
 from cimsim.mappers.qat import PSQConfig, is_psq, learn_input_steps, pin_host_scalars, prepare, set_noise
 
 
@@ -181,7 +181,7 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
         loss_sum = seen = 0
         for i in range(0, len(y_train), recipe.batch_size):
             idx = order[i:i + recipe.batch_size]
-            xb = train.augment(inputs[idx], recipe, aug_gen) if augmenting else inputs[idx]
+            xb = augment(inputs[idx], recipe, aug_gen) if augmenting else inputs[idx]
             out = trained(xb)
             if teacher is not None:
                 with torch.no_grad():

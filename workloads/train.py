@@ -31,6 +31,7 @@ from torch import nn
 from cimsim._version import __version__
 from cimsim.errors import CheckpointError, ConfigError
 from cimsim.fileio import atomic_output
+from cimsim.augment import augment  # noqa: F401  (train.augment: the trainers use it from here too)
 from cimsim.metrics import batch_score, endpoint_error, is_flow
 from cimsim.progress import progress as progress_bar
 from cimsim.provenance import CheckpointInfo, tag_model
@@ -106,27 +107,6 @@ def recipe_for(model: str, dataset: str, **overrides) -> Recipe:
         if k == "lr" and not (0 < float(v) < 10):
             raise ConfigError(f"lr must lie in (0, 10), got {v}")
     return replace(r, **clean)
-
-
-def augment(x: torch.Tensor, recipe: Recipe, gen: torch.Generator) -> torch.Tensor:
-    """A batch (N, C, H, W) randomly cropped after zero padding by ``recipe.crop_pad`` pixels and flipped
-    left-right with probability 1/2 if ``recipe.flip`` (any object with those two fields), drawn from ``gen``."""
-    if x.dim() != 4:
-        return x
-    n, c, h, w = x.shape
-    if recipe.crop_pad > 0:
-        p = recipe.crop_pad
-        padded = F.pad(x, (p, p, p, p))
-        oi = torch.randint(0, 2 * p + 1, (n,), generator=gen, device=gen.device).to(x.device)
-        oj = torch.randint(0, 2 * p + 1, (n,), generator=gen, device=gen.device).to(x.device)
-        rows = (oi[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-        cols = (oj[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-        x = padded[torch.arange(n, device=x.device)[:, None, None, None],
-                   torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
-    if recipe.flip:
-        mask = (torch.rand(n, generator=gen, device=gen.device) < 0.5).to(x.device)
-        x = torch.where(mask[:, None, None, None], x.flip(3), x)
-    return x
 
 
 @torch.no_grad()
