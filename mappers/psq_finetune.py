@@ -47,6 +47,7 @@ class FinetuneRecipe:
     crop_pad: int = 0                # random crops after zero padding by this many pixels (0: off)
     flip: bool = False               # random horizontal flips (cimsim.workloads.train.AUGMENT has both per dataset)
     learn_input_steps: bool = False  # LSQ input steps (Esser et al., ICLR 2020) instead of the calibrated ones
+    validation: int = 0              # last training examples held out: the epoch best on them is kept (0: off)
 
     def __post_init__(self):
         for name in ("lr", "alpha_lr", "temperature"):
@@ -65,7 +66,7 @@ class FinetuneRecipe:
             raise ConfigError(f"FinetuneRecipe.distill must lie in [0, 1], got {self.distill!r}")
         if not self.temperature > 0:
             raise ConfigError(f"FinetuneRecipe.temperature must be positive, got {self.temperature!r}")
-        for name in ("freeze", "crop_pad"):
+        for name in ("freeze", "crop_pad", "validation"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"FinetuneRecipe.{name} must be a non-negative integer, got {v!r}")
@@ -140,6 +141,13 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
     x_train, y_train = data.x_train, data.y_train
     if limit is not None:
         x_train, y_train = x_train[:limit], y_train[:limit]
+    x_val = y_val = None
+    if recipe.validation:   # model selection on held-out training examples, never on the test set
+        if recipe.validation >= len(y_train):
+            raise ConfigError(f"validation: {recipe.validation} held-out examples leave none of the "
+                              f"{len(y_train)} training examples to train on; hold out fewer")
+        n = len(y_train) - recipe.validation
+        x_train, y_train, x_val, y_val = x_train[:n], y_train[:n], x_train[n:], y_train[n:]
     x_test, y_test = data.x_test, data.y_test
     if test_limit is not None:
         x_test, y_test = x_test[:test_limit], y_test[:test_limit]
@@ -159,6 +167,9 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
     # the teacher's logits: on the fly for augmented batches, else once on the training set
     soft = forward_all(model, x_train).to(device) if recipe.distill > 0 and not augmenting else None
     x_train, y_train, x_test, y_test = (t.to(device) for t in (x_train, y_train, x_test, y_test))
+    if x_val is not None:
+        x_val, y_val = x_val.to(device), y_val.to(device)
+    best = None   # (validation accuracy, epoch, state) of the best epoch so far
     start_acc = evaluate_accuracy(work, x_test[:1000], y_test[:1000])   # a quick look before training
     trained, inputs = work, x_train
     if recipe.freeze:   # the frozen parts' outputs on the training set, once (they do not change)
@@ -200,10 +211,19 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
             loss_sum += loss.detach() * len(idx)     # a tensor: read once per epoch, not per step
             seen += len(idx)
             bar.update(1)
-        # the PSQ forward is costly on a CPU: the full test set only after the last epoch
-        acc = evaluate_accuracy(work, x_test, y_test) if epoch == recipe.epochs - 1 else None
+        val = None
+        if x_val is not None:
+            val = evaluate_accuracy(work, x_val, y_val)
+            if best is None or val > best[0]:    # the earliest epoch wins a tie
+                best = (val, epoch + 1, copy.deepcopy(work.state_dict()))
+        last = epoch == recipe.epochs - 1
+        if last and best is not None and best[1] != epoch + 1:
+            work.load_state_dict(best[2])
+        # the PSQ forward is costly on a CPU: the full test set only after the last epoch (of the kept state)
+        acc = evaluate_accuracy(work, x_test, y_test) if last else None
         loss_sum = float(loss_sum)
-        history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "test_accuracy": acc})
+        history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "test_accuracy": acc,
+                        **({"validation_accuracy": val} if val is not None else {})})
         bar.set_postfix_str(f"epoch {epoch + 1}/{recipe.epochs}: loss {loss_sum / seen:.3f}")
     bar.close()
     set_noise(work, 0.0)
@@ -213,6 +233,8 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
     meta = {"psq": asdict(cfg), "recipe": asdict(recipe), "seed": seed, "epochs": recipe.epochs,
             "train_examples": len(y_train), "test_examples": len(y_test),
             "test_accuracy_before_first_1000": start_acc, "test_accuracy": history[-1]["test_accuracy"] if history else start_acc,
+            **({"validation_examples": recipe.validation, "validation_accuracy": best[0], "kept_epoch": best[1]}
+               if best is not None else {}),
             "history": history, "train_seconds": round(time.perf_counter() - started, 1),
             "cpu_threads": torch.get_num_threads(), "torch_version": torch.__version__, "device": device,
             "batchnorm_folded": work.psq_folded}

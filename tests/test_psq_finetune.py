@@ -76,7 +76,8 @@ def test_label_smoothing_is_szegedys():
 @pytest.mark.parametrize("bad, match", [({"distill": 1.5}, "distill"), ({"temperature": 0.0}, "temperature"),
                                         ({"freeze": -1}, "freeze"), ({"lr": 0.0}, "lr must be a finite number > 0"),
                                         ({"label_smoothing": 1.5}, "label_smoothing"), ({"crop_pad": -1}, "crop_pad"),
-                                        ({"freeze": 1, "flip": True}, "augmentation")])
+                                        ({"freeze": 1, "flip": True}, "augmentation"),
+                                        ({"validation": -1}, "validation")])
 def test_recipe_refuses_bad_values(bad, match):
     with pytest.raises(ConfigError, match=match):
         ft.FinetuneRecipe(**bad)
@@ -158,6 +159,29 @@ def test_finetune_learns_the_input_steps_only_when_asked():
         assert meta["test_accuracy"] == ft.evaluate_accuracy(psq, data.x_test, data.y_test)
     assert got[False] == calibrated
     assert all(abs(a / b - 1) > 1e-4 for a, b in zip(got[True], calibrated))
+
+
+def test_validation_keeps_the_best_epoch_on_held_out_training_examples():
+    """--validation N: the last N training examples are held out, measured after every epoch, and the epoch best
+    there is the network returned (its held-out accuracy recomputed equals the recorded one); the test set plays
+    no part in the choice. Three balanced classes and a high learning rate (fixed seeds) make the epochs differ,
+    and the best one (6 of 8) is not the last, so the kept state really is restored."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(160, 1, 8, 8, generator=g)
+    y = torch.stack([x[:, 0, :3].mean((1, 2)), x[:, 0, 3:5].mean((1, 2)), x[:, 0, 5:].mean((1, 2))], 1).argmax(1)
+    data = SimpleNamespace(x_train=x[:128], y_train=y[:128], x_test=x[128:], y_test=y[128:])
+    torch.manual_seed(0)
+    recipe = ft.FinetuneRecipe(epochs=8, batch_size=16, lr=3e-2, alpha_lr=3e-2, calibration_examples=64,
+                               validation=32)
+    psq, meta = ft.finetune(Net().eval(), CFG, data, recipe, progress=False)
+    vals = [h["validation_accuracy"] for h in meta["history"]]
+    assert len(vals) == 8 and meta["validation_examples"] == 32 and meta["train_examples"] == 96
+    assert meta["validation_accuracy"] == max(vals) and meta["kept_epoch"] == vals.index(max(vals)) + 1
+    assert meta["kept_epoch"] < 8 and vals[-1] < max(vals)
+    assert ft.evaluate_accuracy(psq, data.x_train[96:], data.y_train[96:]) == meta["validation_accuracy"]
+    assert meta["test_accuracy"] == ft.evaluate_accuracy(psq, data.x_test, data.y_test)
+    with pytest.raises(ConfigError, match="hold out fewer"):
+        ft.finetune(Net().eval(), CFG, data, ft.FinetuneRecipe(epochs=1, validation=128), progress=False)
 
 
 def test_pinned_scalars_give_the_same_forward():

@@ -7,6 +7,11 @@ Every builder takes ``in_channels`` (1 or 3), ``image_size`` (28 or 32; 8 for th
 * ``mlp``: 2 hidden layers (256, 128) with ReLU on images; on tabular data (Iris) one hidden layer of 16.
 * ``lenet5``: LeCun et al. 1998, with ReLU and max-pooling; 28x28 inputs get 2 pixels of padding in the
   first conv so both sizes reach the 16x5x5 feature map of the original.
+* ``lenet5_caffe``: the LeNet-5 of Caffe's MNIST example (``lenet_train_test.prototxt``: 20 and 50 5x5
+  convolutions, each followed by 2x2 max-pooling, a 500-unit ReLU layer and the classifier; 430,500 weights),
+  the network of the ADMM crossbar-aware pruning paper's LeNet-5 point (arXiv 1908.11691, "about 431,000
+  weights"); 32x32 inputs are cut to the 28x28 it was defined for by its first convolution's stride-1 valid
+  window (a 5x5 feature map after the second pooling instead of 4x4).
 * ``vgg_small``: VGG-style (Simonyan & Zisserman 2015) 3x3 conv pairs 32-64-128 with BatchNorm, max-pooling
   after each pair, global average pooling, one linear classifier.
 * ``resnet20``: the CIFAR ResNet-20 of He et al. 2016 (sec. 4.2: 3 stages of 3 basic blocks, 16/32/64
@@ -54,6 +59,22 @@ class LeNet5(nn.Module):
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(inplace=True),
             nn.Linear(120, 84), nn.ReLU(inplace=True), nn.Linear(84, num_classes),
+        )
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+class LeNet5Caffe(nn.Module):
+    def __init__(self, in_channels: int = 1, image_size: int = 28, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 20, 5), nn.MaxPool2d(2),      # Caffe's example has no ReLU after the convs
+            nn.Conv2d(20, 50, 5), nn.MaxPool2d(2),
+        )
+        side = ((image_size - 4) // 2 - 4) // 2
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(50 * side * side, 500), nn.ReLU(inplace=True), nn.Linear(500, num_classes),
         )
 
     def forward(self, x):
@@ -172,6 +193,7 @@ class MobileNetV2Small(nn.Module):
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
     "lenet5": LeNet5,
+    "lenet5_caffe": LeNet5Caffe,
     "vgg_small": VGGSmall,
     "resnet20": ResNet20,
     "mobilenetv2_small": MobileNetV2Small,

@@ -50,7 +50,7 @@ def run(args) -> int:
     given = (("epochs", args.epochs), ("lr", args.lr), ("alpha_lr", args.alpha_lr), ("batch_size", args.batch_size),
              ("noise_frac", args.noise), ("distill", args.distill), ("temperature", args.temperature),
              ("freeze", args.freeze), ("label_smoothing", args.label_smoothing),
-             ("learn_input_steps", args.learn_input_steps or None),
+             ("learn_input_steps", args.learn_input_steps or None), ("validation", args.validation),
              *(train.AUGMENT.get(data.name, {}).items() if args.augment else ()))
     if args.augment and data.name not in train.AUGMENT:
         raise ConfigError(f"--augment: no augmentation is defined for {data.name} (only for "
@@ -78,6 +78,7 @@ def run(args) -> int:
                             + (f" --label-smoothing {args.label_smoothing}" if args.label_smoothing else "")
                             + (" --augment" if args.augment else "")
                             + (" --learn-input-steps" if args.learn_input_steps else "")
+                            + (f" --validation {args.validation}" if args.validation else "")
                             + (f" --init {Path(args.init).name}" if args.init else ""))}
     path = out if out is not None else train.user_dir() / networks.psq_checkpoint_name(meta["model"], data.name, cfg)
     path = networks.save_psq_checkpoint(path, psq, out_meta)
@@ -236,6 +237,10 @@ def register(sub) -> None:
     sp.add_argument("--learn-input-steps", action="store_true",
                     help="learn every layer's input quantization step (LSQ, Esser et al. 2020) instead of keeping "
                          "the calibrated one; the learned steps are what 'cimsim run' programs (default off)")
+    sp.add_argument("--validation", type=nonneg_int, metavar="N",
+                    help="hold out the last N training examples (after --limit), measure the accuracy on them after "
+                         "every epoch and keep the epoch best there: model selection without the test set "
+                         "(default 0: keep the last epoch)")
     sp.add_argument("--batch-size", type=batch_size, help="mini-batch size (default 128)")
     sp.add_argument("--test-limit", type=positive_int, metavar="N",
                     help="measure the accuracy on the first N test examples only (default: all)")
