@@ -213,7 +213,7 @@ class ProgrammedInverter:
         if not self.lambda_min > 1e-12:
             raise ConfigError(f"the programmed matrix has an eigenvalue with non-positive real part "
                               f"(min Re lambda = {self.lambda_min:.3g}): the feedback circuit cannot settle; "
-                              "solve with normal=True (A^T A x = A^T b) or give a positive-definite matrix")
+                              "solve with normal=True (--normal on the command line: A^T A x = A^T b) or give a positive-definite matrix")
         gain = c.open_loop_gain
         self.K = self.G + (np.diag(self.D) / gain if gain != math.inf else 0.0)
         self.tau_s = 1.0 / (2 * math.pi * c.gbw_hz * self.lambda_min)
