@@ -55,3 +55,17 @@ def test_normal_equations_option(capsys, tmp_path):
     np.savetxt(p, np.array([[0.0, 1.0], [1.0, 0.0]]), delimiter=",")
     code, out, _ = run_cli(capsys, "linalg", "bench", "--matrix", p, "--normal", "--json")
     assert code == 0 and json.loads(out)["results"][0]["circuit_rel_error_median"] < 2.0 ** -5
+
+
+def test_train_crossbar_kfac_reports_cost_beside_the_paper(capsys, tmp_path):
+    out = tmp_path / "m.pt"
+    code, text, _ = run_cli(capsys, "train", "--model", "mlp", "--dataset", "digits", "--optimizer", "crossbar-kfac",
+                            "--epochs", 1, "--limit", 200, "--out", out)
+    assert code == 0, text
+    assert "115.8x / 41.9x" in text and "speed-up" in text and out.exists()
+
+
+def test_train_kfac_on_cuda_is_one_line(capsys):
+    code, _, err = run_cli(capsys, "train", "--model", "mlp", "--dataset", "digits", "--optimizer", "kfac",
+                           "--device", "cuda", "--epochs", 1)
+    assert code == 2 and len(err.strip().splitlines()) == 1

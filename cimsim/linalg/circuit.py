@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from cimsim.blas import one_thread
 from cimsim.devices.cell import MemoryCell
 from cimsim.devices.converters import DAC, SarADC
 from cimsim.devices.reram import ReRAM
@@ -129,6 +130,10 @@ class Cost:
             parts[k] = parts.get(k, 0.0) + v
         return Cost(self.time_s + other.time_s, self.energy_j + other.energy_j, parts)
 
+    def scaled_energy_only(self) -> "Cost":
+        """The same energy, no time (for parts that run in parallel with others: the caller adds the time)."""
+        return Cost(0.0, self.energy_j, dict(self.parts))
+
     def scaled(self, k: float) -> "Cost":
         return Cost(self.time_s * k, self.energy_j * k, {p: v * k for p, v in self.parts.items()})
 
@@ -180,6 +185,10 @@ class ProgrammedInverter:
     """A matrix programmed into an inversion circuit; :meth:`solve` settles it on right-hand sides."""
 
     def __init__(self, A, circuit: InversionCircuit | None = None, seed: int = 0):
+        with one_thread():   # small dense algebra: one BLAS thread (cimsim.blas)
+            self._build(A, circuit, seed)
+
+    def _build(self, A, circuit, seed) -> None:
         circuit = InversionCircuit() if circuit is None else circuit
         if not isinstance(circuit, InversionCircuit):
             raise ConfigError(f"circuit must be a cimsim.linalg.InversionCircuit, got {type(circuit).__name__}")
@@ -228,7 +237,10 @@ class ProgrammedInverter:
     # ------------------------------------------------------------------ one settling per column
     def solve(self, b) -> tuple[np.ndarray, "Cost"]:
         """``x ~ A^-1 b`` for b of shape (n,) or (n, k) (k settlings), and the cost."""
-        b = check_rhs(b, self.n)
+        with one_thread():
+            return self._solve(check_rhs(b, self.n))
+
+    def _solve(self, b: np.ndarray) -> tuple[np.ndarray, "Cost"]:
         B = b[:, None] if b.ndim == 1 else b
         c = self.circuit
         b_max = np.max(np.abs(B), axis=0)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from cimsim.blas import one_thread
 from cimsim.errors import ConfigError
 from cimsim.linalg.circuit import ZERO_COST, Cost, InversionCircuit, ProgrammedInverter, check_matrix, check_rhs
 from cimsim.linalg.vmm import VmmArray, high_precision_spec
@@ -69,6 +70,11 @@ def refine_solve(A, b, circuit: InversionCircuit | None = None, vmm_spec: Crossb
         raise ConfigError(f"target_bits must be an integer in 1..40, got {target_bits!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or not 1 <= max_iter <= 1000:
         raise ConfigError(f"max_iter must be an integer in 1..1000, got {max_iter!r}")
+    with one_thread():   # small dense algebra: one BLAS thread (cimsim.blas)
+        return _refine(A, b, circuit, vmm_spec, target_bits, max_iter, seed, reference)
+
+
+def _refine(A, b, circuit, vmm_spec, target_bits, max_iter, seed, reference) -> RefineResult:
     A = check_matrix(A, circuit.size)
     b = check_rhs(b, A.shape[0])
     ref = np.linalg.solve(A, b) if reference is None else np.asarray(reference, dtype=np.float64)
