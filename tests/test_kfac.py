@@ -81,3 +81,13 @@ def test_kfac_beats_sgd_on_the_digits_mlp_in_two_epochs():
     s = train.train("mlp", "digits", epochs=2, seed=0, progress=False)
     assert k.metadata["test_accuracy"] >= 0.93
     assert k.metadata["test_accuracy"] > s.metadata["test_accuracy"] + 0.05
+
+
+def test_conv_patches_equal_unfold():
+    conv = nn.Conv2d(3, 2, (3, 2), stride=(2, 1), padding=(1, 0))
+    layer = kfac._Layer(conv)
+    x = torch.randn(2, 3, 7, 6)
+    layer.capture_input(x)
+    ref = F.unfold(x, conv.kernel_size, padding=conv.padding, stride=conv.stride)
+    ref = torch.cat([ref.transpose(1, 2).reshape(-1, ref.shape[1]), torch.ones(ref.shape[0] * ref.shape[2], 1)], 1)
+    assert torch.equal(layer.a, ref.double())

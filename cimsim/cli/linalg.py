@@ -24,10 +24,13 @@ def _load_matrix(path: str):
     import numpy as np
 
     try:
-        A = np.load(path) if path.endswith(".npy") else np.loadtxt(path, delimiter="," if path.endswith(".csv") else None,
-                                                                   ndmin=2)
+        if path.endswith(".npy"):
+            A = np.load(path)
+        else:
+            A = np.loadtxt(path, delimiter="," if path.endswith(".csv") else None, ndmin=2)
     except FileNotFoundError:
-        raise ConfigError(f"--matrix {path}: no such file; give a .npy, .csv or whitespace-separated text file") from None
+        raise ConfigError(f"--matrix {path}: no such file; give a .npy, .csv or whitespace-separated text "
+                          "file") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"--matrix {path}: cannot read a matrix from it ({' '.join(str(exc).split())[:120]}); "
                           "give a .npy, .csv or whitespace-separated text file of numbers") from None
@@ -46,7 +49,8 @@ def run(args) -> int:
         if args.size > circuit.size:
             raise ConfigError(f"--size {args.size} is larger than the {circuit.size} x {circuit.size} inversion array: "
                               f"use --size <= {circuit.size} or --array {args.size}")
-        cases = [(k, [L.random_matrix(args.size, k, seed=args.seed + t) for t in range(args.trials)]) for k in args.cond]
+        cases = [(k, [L.random_matrix(args.size, k, seed=args.seed + t) for t in range(args.trials)])
+                 for k in args.cond]
     rows = []
     for label, mats in cases:
         one, ref_err, its, fin, t_np, e_solve, t_solve, e_it, t_it, e_tot, t_tot, conv = ([] for _ in range(12))

@@ -63,7 +63,8 @@ def _second_order(args, out) -> int:
     from cimsim.workloads import kfac, train
 
     if args.device != "cpu":
-        raise ConfigError(f"--optimizer {args.optimizer} runs on the CPU (the crossbar model is numpy): use --device cpu")
+        raise ConfigError(f"--optimizer {args.optimizer} runs on the CPU (the crossbar model is numpy): "
+                          "use --device cpu")
     show = None if args.json else (lambda h: print(f"epoch {h['epoch']:3d}  loss {h['loss']:.4f}  train "
                                                    f"{100 * h['train_accuracy']:6.2f}%  test "
                                                    f"{100 * h['test_accuracy']:6.2f}%", flush=True))

@@ -1,11 +1,11 @@
 """Analog linear algebra on crossbars (engine level): products, one-step inversion and refinement.
 
-* :func:`mvm` / :class:`VmmArray`: ``A x`` for any real matrix through the crossbar engine
-  (:mod:`cimsim.linalg.vmm`).
-* :func:`solve` / :func:`inv` / :class:`ProgrammedInverter` on an :class:`InversionCircuit`: the closed-loop
-  crossbar of Sun et al. (PNAS 2019) with its limits (:mod:`cimsim.linalg.circuit`).
-* :func:`refine_solve`: RePAST's high-precision solutions from the 8-bit circuit and VMM crossbars
+* ``mvm`` / ``VmmArray``: ``A x`` for any real matrix through the crossbar engine (:mod:`cimsim.linalg.vmm`).
+* ``solve`` / ``inv`` / ``ProgrammedInverter`` on an ``InversionCircuit``: the closed-loop crossbar of Sun et al.
+  (PNAS 2019) with its limits (:mod:`cimsim.linalg.circuit`).
+* ``refine_solve``: RePAST's high-precision solutions from the 8-bit circuit and VMM crossbars
   (:mod:`cimsim.linalg.refine`).
+* ``random_matrix(n, cond)``: test matrices of a given condition number.
 """
 
 from cimsim.linalg.circuit import Cost, InversionCircuit, ProgrammedInverter, check_matrix, inv, solve, with_bits

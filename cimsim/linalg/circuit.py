@@ -64,7 +64,8 @@ class InversionCircuit:
     """Parameters of one closed-loop inversion crossbar (Sun et al., PNAS 2019); ``None`` bits = lossless."""
 
     size: int = 128                  # (est.) n x n arrays, ISAAC's array size (Shafiee et al., ISCA 2016, Table 6)
-    matrix_bits: int | None = 8      # RePAST (arXiv 2210.15255): the proven INV circuit is 8-bit
+    # RePAST (arXiv 2210.15255; docs/references.md#repast): the proven INV circuit is 8-bit
+    matrix_bits: int | None = 8
     input_bits: int | None = 8       # 8-bit input DACs, as the 8-bit INV circuit of RePAST
     output_bits: int | None = 8      # 8-bit output ADCs, as the 8-bit INV circuit of RePAST
     cell: MemoryCell = field(default_factory=_default_cell)
@@ -72,7 +73,8 @@ class InversionCircuit:
     offset_sigma_v: float = 50e-6    # (est.) input offset after auto-zeroing, 50 uV (std per op-amp)
     gbw_hz: float = 100e6            # (est.) 100 MHz gain-bandwidth product of an integrated op-amp
     opamp_power_w: float = 100e-6    # (est.) 100 uW per op-amp (and per inverter)
-    v_in_max_v: float = 0.2          # (est.) 0.2 V input full scale, below the ReRAM read disturb (Sun et al. 2019 use 0.1-0.2 V)
+    # (est.) 0.2 V input full scale, below the ReRAM read disturb (docs/references.md#sun-pnas-2019)
+    v_in_max_v: float = 0.2
     adc_sample_rate_hz: float = 1.28e9   # ISAAC's SAR ADC rate (Shafiee et al., ISCA 2016), for its energy and latency
     node_nm: float = 32              # ISAAC's 32 nm node, for the converters
 
@@ -148,7 +150,8 @@ def check_matrix(A, size: int | None = None, what: str = "A") -> np.ndarray:
         raise ConfigError(f"{what} must be a real matrix, got an array of {A.dtype}")
     A = A.astype(np.float64)
     if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] < 1:
-        raise ConfigError(f"{what} must be a square matrix, got shape {A.shape}; the inversion circuit solves n x n systems")
+        raise ConfigError(f"{what} must be a square matrix, got shape {A.shape}; the inversion circuit solves "
+                          "n x n systems")
     if not np.all(np.isfinite(A)):
         raise ConfigError(f"{what} holds NaN or infinite entries: give a finite matrix")
     if size is not None and A.shape[0] > size:
@@ -222,7 +225,8 @@ class ProgrammedInverter:
         if not self.lambda_min > 1e-12:
             raise ConfigError(f"the programmed matrix has an eigenvalue with non-positive real part "
                               f"(min Re lambda = {self.lambda_min:.3g}): the feedback circuit cannot settle; "
-                              "solve with normal=True (--normal on the command line: A^T A x = A^T b) or give a positive-definite matrix")
+                              "solve with normal=True (--normal on the command line: A^T A x = A^T b) or give a "
+                              "positive-definite matrix")
         gain = c.open_loop_gain
         self.K = self.G + (np.diag(self.D) / gain if gain != math.inf else 0.0)
         self.tau_s = 1.0 / (2 * math.pi * c.gbw_hz * self.lambda_min)

@@ -1,4 +1,6 @@
-"""High-precision solutions from a low-precision inversion circuit: RePAST's scheme (arXiv 2210.15255, sec. 4).
+"""High-precision solutions from a low-precision inversion circuit: RePAST's scheme.
+
+RePAST: arXiv 2210.15255; docs/references.md#repast.
 
 Iterative refinement with the solution and the right-hand side bit-sliced: the INV circuit
 (:class:`~cimsim.linalg.circuit.ProgrammedInverter`, 8-bit) and a high-precision VMM crossbar
