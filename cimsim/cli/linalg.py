@@ -135,8 +135,8 @@ def register(sub) -> None:
                     help="inversion array size (default 128)")
     sp.add_argument("--target-bits", type=bounded_int(1, 40, "float64 carries 52"), default=16,
                     help="refinement target: relative error <= 2**-B (default 16)")
-    sp.add_argument("--max-iter", type=bounded_int(1, 1000, "our bound"), default=30,
-                    help="refinement steps at most (default 30)")
+    sp.add_argument("--max-iter", type=bounded_int(1, 1000, "our bound"), default=60,
+                    help="refinement steps at most (default 60)")
     sp.add_argument("--normal", action="store_true",
                     help="solve the normal equations A^T A x = A^T b (matrices the circuit cannot settle on)")
     sp.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")

@@ -62,7 +62,7 @@ def rel_error(x: np.ndarray, ref: np.ndarray) -> float:
 
 
 def refine_solve(A, b, circuit: InversionCircuit | None = None, vmm_spec: CrossbarSpec | None = None,
-                 target_bits: int = 16, max_iter: int = 30, seed: int = 0, reference=None) -> RefineResult:
+                 target_bits: int = 16, max_iter: int = 60, seed: int = 0, reference=None) -> RefineResult:
     """Solve ``A x = b`` to ``target_bits`` with the INV circuit and VMM crossbars (module docstring).
 
     ``reference`` (default ``numpy.linalg.solve(A, b)``) only scores each step's true error in the history.
