@@ -13,7 +13,7 @@ from cimsim.cli.common import strict_json
 from cimsim.report import Report
 from cimsim.workloads import datasets, train
 
-SUBCOMMANDS = ["run", "sweep", "compare", "archs", "devices", "bench", "train", "plot", "onchip"]
+SUBCOMMANDS = ["run", "sweep", "compare", "archs", "devices", "bench", "train", "plot", "onchip", "linalg"]
 FMNIST = datasets.SYSTEM_ROOT / "fashion-mnist"
 needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Fashion-MNIST not installed")
 

@@ -19,7 +19,7 @@ from cimsim.cli.common import EXIT_USER_ERROR, Parser, UsageError
 from cimsim.errors import CimsimError
 
 # the subcommands, in the order 'cimsim --help' lists them
-COMMANDS = ("run", "sweep", "compare", "finetune", "archs", "devices", "bench", "train", "plot", "onchip")
+COMMANDS = ("run", "sweep", "compare", "finetune", "archs", "devices", "bench", "train", "plot", "onchip", "linalg")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,8 @@ def run(args) -> int:
             args.out = str(target)
         out = checkpoint_output(args.out)   # before any work: a device or unwritable place is refused
     require_device(args.device)
+    if args.optimizer != "sgd":
+        return _second_order(args, out)
     result = train.train(args.model, args.dataset, epochs=args.epochs, seed=args.seed, device=args.device,
                          batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir, limit=args.limit)
     meta = result.metadata
@@ -56,6 +58,38 @@ def run(args) -> int:
     return 0
 
 
+def _second_order(args, out) -> int:
+    """K-FAC with float or crossbar inversion (cimsim.workloads.kfac): the curve, the hardware cost per step."""
+    from cimsim.workloads import kfac, train
+
+    if args.device != "cpu":
+        raise ConfigError(f"--optimizer {args.optimizer} runs on the CPU (the crossbar model is numpy): "
+                          "use --device cpu")
+    show = None if args.json else (lambda h: print(f"epoch {h['epoch']:3d}  loss {h['loss']:.4f}  train "
+                                                   f"{100 * h['train_accuracy']:6.2f}%  test "
+                                                   f"{100 * h['test_accuracy']:6.2f}%", flush=True))
+    result = kfac.train_zoo(args.model, args.dataset, args.optimizer, epochs=args.epochs, seed=args.seed,
+                            batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir, limit=args.limit,
+                            progress=show)
+    meta = result.metadata
+    path = train.save_checkpoint(out, result.model, meta) if out is not None else None
+    if args.json:
+        emit_json({**meta, "checkpoint": None if path is None else str(path)})
+        return 0
+    c = meta["second_order_cost_per_step"]
+    print(f"{meta['model']} on {meta['dataset']} with {args.optimizer}: test accuracy "
+          f"{100 * meta['test_accuracy']:.2f}% after {meta['epochs']} epochs ({meta['steps']} steps, "
+          f"{meta['refreshes']} inverse refreshes, {meta['train_seconds']:.0f} s)")
+    line = f"second-order work per step: GPU model {c['gpu_time_s']:.3g} s, {c['gpu_energy_j']:.3g} J"
+    if "crossbar_time_s" in c:
+        line += (f"; crossbars {c['crossbar_time_s']:.3g} s, {c['crossbar_energy_j']:.3g} J: speed-up "
+                 f"{c['speedup_vs_gpu']:.3g}x, energy saving {c['energy_saving_vs_gpu']:.3g}x (RePAST reports "
+                 f"115.8x / 41.9x vs a GPU on large DNNs); refinement <= {c['refine_max_iterations']} steps")
+    print(line)
+    print(f"checkpoint saved to {path}" if path is not None else "no checkpoint written (give --out to keep one)")
+    return 0
+
+
 def register(sub) -> None:
     sp = add_command(sub, "train", "train a zoo model on a dataset and save its checkpoint", run)
     data_options(sp)
@@ -64,5 +98,10 @@ def register(sub) -> None:
     sp.add_argument("--batch-size", type=batch_size, help="mini-batch size (default: the recipe's)")
     sp.add_argument("--lr", type=positive_float, help="peak learning rate (default: the recipe's)")
     sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (default cpu)")
+    sp.add_argument("--optimizer", default="sgd", choices=["sgd", "kfac", "crossbar-kfac"],
+                    help="sgd: the model's recipe (default); kfac: K-FAC with float inversion of its curvature "
+                         "blocks; crossbar-kfac: the blocks inverted on 8-bit crossbar inversion circuits refined to "
+                         "16 bits (RePAST), with the hardware time and energy per step against a GPU model "
+                         "(no checkpoint unless --out is given)")
     sp.add_argument("--out", help="checkpoint path or directory (default ~/.cache/cimsim/checkpoints, "
                     "or $CIMSIM_HOME/checkpoints)")

@@ -1,0 +1,71 @@
+"""``cimsim linalg bench``: numbers out, one-line errors for bad matrices."""
+
+import json
+
+import numpy as np
+import pytest
+
+from _cli_helpers import assert_one_line_user_error, run_cli
+
+
+def test_bench_json_reports_accuracy_and_cost(capsys):
+    code, out, _ = run_cli(capsys, "linalg", "bench", "--size", 8, "--cond", "2,100", "--trials", 2, "--json")
+    assert code == 0
+    res = json.loads(out)["results"]
+    assert [r["cond"] for r in res] == [2.0, 100.0]
+    for r in res:
+        assert r["refine_converged"] and r["refine_rel_error_max"] <= 2.0 ** -16
+        assert r["circuit_energy_j"] > 0 and r["refine_energy_j"] > r["refine_energy_per_iteration_j"] > 0
+    # the one-step error and the refinement steps grow with the condition number
+    assert res[1]["circuit_rel_error_median"] > res[0]["circuit_rel_error_median"]
+    assert res[1]["refine_iterations_max"] > res[0]["refine_iterations_max"]
+
+
+def test_bench_table_and_inv(capsys):
+    code, out, _ = run_cli(capsys, "linalg", "bench", "--op", "inv", "--size", 4, "--cond", 5, "--trials", 1)
+    assert code == 0 and "inv on the 8-bit inversion circuit" in out
+
+
+@pytest.mark.parametrize("matrix, needle", [
+    (np.ones((3, 3)), "singular"),
+    (np.ones((3, 4)), "square"),
+    (np.array([[1.0, np.nan], [0.0, 1.0]]), "NaN"),
+    (np.array([[0.0, 1.0], [1.0, 0.0]]), "cannot settle"),
+])
+def test_bad_matrices_one_line_exit_2(capsys, tmp_path, matrix, needle):
+    p = tmp_path / "m.npy"
+    np.save(p, matrix)
+    code, _, err = run_cli(capsys, "linalg", "bench", "--matrix", p)
+    assert_one_line_user_error(code, err, needle)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--size", 200], "larger than the 128 x 128"),
+    (["--cond", "0.5"], "condition numbers"),
+    (["--matrix", "/nonexistent/m.npy"], "no such file"),
+    (["--bits", 40], "--bits"),
+])
+def test_bad_options_one_line_exit_2(capsys, argv, needle):
+    code, _, err = run_cli(capsys, "linalg", "bench", *argv)
+    assert_one_line_user_error(code, err, needle)
+
+
+def test_normal_equations_option(capsys, tmp_path):
+    p = tmp_path / "m.csv"
+    np.savetxt(p, np.array([[0.0, 1.0], [1.0, 0.0]]), delimiter=",")
+    code, out, _ = run_cli(capsys, "linalg", "bench", "--matrix", p, "--normal", "--json")
+    assert code == 0 and json.loads(out)["results"][0]["circuit_rel_error_median"] < 2.0 ** -5
+
+
+def test_train_crossbar_kfac_reports_cost_beside_the_paper(capsys, tmp_path):
+    out = tmp_path / "m.pt"
+    code, text, _ = run_cli(capsys, "train", "--model", "mlp", "--dataset", "digits", "--optimizer", "crossbar-kfac",
+                            "--epochs", 1, "--limit", 200, "--out", out)
+    assert code == 0, text
+    assert "115.8x / 41.9x" in text and "speed-up" in text and out.exists()
+
+
+def test_train_kfac_on_cuda_is_one_line(capsys):
+    code, _, err = run_cli(capsys, "train", "--model", "mlp", "--dataset", "digits", "--optimizer", "kfac",
+                           "--device", "cuda", "--epochs", 1)
+    assert code == 2 and len(err.strip().splitlines()) == 1
