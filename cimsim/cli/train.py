@@ -30,7 +30,8 @@ def run(args) -> int:
         out = checkpoint_output(args.out)   # before any work: a device or unwritable place is refused
     require_device(args.device)
     result = train.train(args.model, args.dataset, epochs=args.epochs, seed=args.seed, device=args.device,
-                         batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir, limit=args.limit)
+                         batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir, limit=args.limit,
+                         time_budget=args.time_budget, test_limit=args.test_limit)
     meta = result.metadata
     if out is None:
         out = train.user_dir() / train.checkpoint_name(meta["model"], meta["dataset"])
@@ -64,5 +65,10 @@ def register(sub) -> None:
     sp.add_argument("--batch-size", type=batch_size, help="mini-batch size (default: the recipe's)")
     sp.add_argument("--lr", type=positive_float, help="peak learning rate (default: the recipe's)")
     sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train (default cpu)")
+    sp.add_argument("--test-limit", type=positive_int, metavar="N",
+                    help="score each epoch on the first N test examples only (default: all)")
+    sp.add_argument("--time-budget", type=positive_float, metavar="S",
+                    help="train only as many of the epochs as fit in S seconds at the first epoch's pace (at least "
+                         "one; the learning-rate decay ends at the last of them)")
     sp.add_argument("--out", help="checkpoint path or directory (default ~/.cache/cimsim/checkpoints, "
                     "or $CIMSIM_HOME/checkpoints)")
