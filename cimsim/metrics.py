@@ -21,8 +21,14 @@ def endpoint_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(pred - target, dim=1).flatten(1).mean(dim=1)
 
 
+def batch_score_sum(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """:func:`batch_score` as a 0-d tensor on the outputs' device (no host synchronisation: a training loop on a
+    GPU adds these up and reads the total once per epoch)."""
+    if is_flow(y):
+        return endpoint_error(out, y).sum()
+    return (out.argmax(1) == y).sum()
+
+
 def batch_score(out: torch.Tensor, y: torch.Tensor) -> float:
     """Summed over the batch: correct top-1 predictions (labels) or per-sample AEEs (flow)."""
-    if is_flow(y):
-        return float(endpoint_error(out, y).sum())
-    return float((out.argmax(1) == y).sum())
+    return float(batch_score_sum(out, y))

@@ -18,14 +18,21 @@ use :func:`cimsim.mappers.qat.bit_planes`. Weight slices pass their share of the
 (Esser et al., ICLR 2020) for a 1-bit unsigned quantizer {0, s}: ``dq/dPS = 1`` on ``0 <= PS/s <= 1``, else 0;
 ``dq/ds = H - PS/s`` inside, ``H`` outside, scaled by ``1 / sqrt(number of partial sums per scale)``.
 
-**Progressive schedule** (the paper's method: hardware awareness introduced step by step; its schedule is not
-public). Ours: a growing fraction of binarized partial sums. Every column of every layer gets a fixed random rank
-(seeded); a column whose rank lies below the current fraction ``f`` is binarized, the others pass their exact
-partial sum. ``f`` rises linearly from ``start_fraction`` to 1 over the first ``ramp`` share of the fine-tuning
-steps and stays at 1 after, so the network meets the full readout gradually, layer by layer at the same pace,
-and the last part of training is on the hardware's exact readout. We chose it over layer-by-layer stages because
-it costs the same number of steps as fine-tuning with everything binarized from the start (``schedule="direct"``),
-so the two can be compared at equal cost.
+**Progressive schedule** (the paper's method: "progressively increasing the hardware awareness during SNN
+training", arXiv 2211.02167, abstract; the stages themselves are not public). Ours (``schedule="progressive"``):
+layer by layer from the input. With ``L`` sense-amp layers (in the network's registration order, which is the
+order from the input for the zoo's networks), stage ``k = 1 .. L - 1`` binarizes the first ``k`` layers' partial
+sums and fine-tunes the whole network at the peak learning rate while the later layers still see exact partial
+sums; then the final phase binarizes all ``L`` layers. The final phase is the same for every schedule: ``epochs``
+passes over the training data with all partial sums binarized, the learning rate decayed by a cosine from the
+peak. ``direct`` is that final phase alone (all partial sums binarized from the first step). ``progressive``
+adds ``stage_share`` x the final phase's steps before it, split evenly over its ``L - 1`` stages: its length is
+proportional to the run, and both schedules spend the same number of steps on the fully binarized network, so
+the comparison measures what the stages add (the earlier form of the comparison spent part of progressive's
+budget on partly exact readouts and found it worse at equal total steps). ``fraction`` keeps that earlier
+schedule for reference: every column of every layer has a fixed random rank (seeded), columns ranked below a
+fraction ``f`` are binarized, ``f`` rising linearly from ``start_fraction`` to 1 over the first ``ramp`` share of
+the final phase.
 
 Noise injection (``noise_frac``): during training every cell level gets Gaussian noise of ``noise_frac`` of the
 level range (per cell, as :mod:`cimsim.mappers.qat` does), so the network learns margins around programming
@@ -44,7 +51,7 @@ from torch import nn
 
 from cimsim.errors import ConfigError
 from cimsim.mappers import qat
-from cimsim.metrics import batch_score, endpoint_error, is_flow
+from cimsim.metrics import batch_score_sum, endpoint_error, is_flow
 
 
 @dataclass(frozen=True)
@@ -113,16 +120,28 @@ class _SA:
         self._memo = None
 
     # ------------------------------------------------------------------ pieces
+    def flags(self) -> tuple[bool, float, bool]:
+        """(spike input, input scale, signed input) as Python values, read from the buffers once per change of
+        them (reading a GPU buffer waits for the device: not once per step)."""
+        bufs = (self.spike_input, self.input_scale, self.input_signed)
+        key = tuple((b.data_ptr(), b._version) for b in bufs)
+        cached = getattr(self, "_flags", None)
+        if cached is None or cached[0] != key:
+            cached = (key, (bool(self.spike_input), float(self.input_scale), bool(self.input_signed)))
+            self._flags = cached
+        return cached[1]
+
     def integer_inputs(self, x: torch.Tensor) -> torch.Tensor:
-        if bool(self.spike_input):
+        spikes, scale, signed = self.flags()
+        if spikes:
             return x
-        cfg = self.sa_config
-        return qat.quantize_activation(x, float(self.input_scale), cfg.input_bits, bool(self.input_signed))
+        return qat.quantize_activation(x, scale, self.sa_config.input_bits, signed)
 
     def planes(self, patches: torch.Tensor) -> tuple[list[torch.Tensor], list[float]]:
-        if bool(self.spike_input):
+        spikes, _, signed = self.flags()
+        if spikes:
             return [patches], [1.0]
-        return qat.bit_planes(patches, self.sa_config.planes_config(), bool(self.input_signed))
+        return qat.bit_planes(patches, self.sa_config.planes_config(), signed)
 
     def columns(self, w_int: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Cell levels of every physical column (S*P*O, K), slice-major then polarity, with STE gradients, and
@@ -138,11 +157,12 @@ class _SA:
             level = torch.remainder(torch.floor(mag / 2 ** s), 2 ** wd)
             share = 2.0 ** s / norm
             cols += [level * pos + share * dw * pos, level * neg - share * dw * neg]
-            coef += [2.0 ** s] * O + [-(2.0 ** s)] * O
+            # filled on the device (a host-made tensor would be a host-to-device copy per weight update)
+            coef += [w_int.new_full((O,), 2.0 ** s), w_int.new_full((O,), -(2.0 ** s))]
         levels = torch.cat(cols)
         if self.training and self.noise_frac > 0:
             levels = levels + self.noise_frac * (2 ** cfg.cell_bits - 1) * torch.randn_like(levels)
-        return levels, torch.tensor(coef, dtype=w_int.dtype, device=w_int.device)
+        return levels, torch.cat(coef)
 
     def sa_product(self, patches: torch.Tensor, w_int: torch.Tensor, scale: torch.Tensor,
                    columns: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -166,8 +186,8 @@ class _SA:
 
     def sa_forward(self, x: torch.Tensor) -> torch.Tensor:
         # a directly encoded input repeats every step (one tensor seen T times): same weights, same output
-        key = (self.weight._version, self.sa_scale._version, self.fraction, self.training, self.noise_frac,
-               torch.is_grad_enabled())
+        key = (self.weight.data_ptr(), self.weight._version, self.sa_scale._version, self.fraction, self.training,
+               self.noise_frac, torch.is_grad_enabled())
         memo = self._memo
         if memo is not None and memo[1] == key and _same_view(memo[0], x):
             return memo[2]
@@ -176,7 +196,7 @@ class _SA:
         patches, shape = self._patches(x_int)
         # the weights' integers and cell levels (with one draw of programming noise) are the same at every time
         # step of an inference: computed once per weight update (the graph is shared by the steps)
-        wkey = (self.weight._version, self.noise_frac, self.training, torch.is_grad_enabled())
+        wkey = (self.weight.data_ptr(), self.weight._version, self.noise_frac, self.training, torch.is_grad_enabled())
         wm = getattr(self, "_weights_memo", None)
         if wm is None or wm[0] != wkey or wm[1] is not self.weight:
             w_int, w_scale = qat.quantize_weight_ste(self.weight, cfg.weight_bits)
@@ -188,7 +208,7 @@ class _SA:
         if self.bias is not None:
             y = y + self.bias[None, :]
         out = self._unpatch(y, shape)
-        self._memo = (x, key, out) if not bool(self.spike_input) else None
+        self._memo = (x, key, out) if not self.flags()[0] else None
         return out
 
 
@@ -254,7 +274,7 @@ def set_fraction(model: nn.Module, fraction: float) -> None:
 def column_scales(mod: nn.Module) -> np.ndarray:
     """A trained layer's scales as the engine takes them: (row blocks, slices, polarities, outputs)."""
     S = len(mod.sa_config.slice_shifts())
-    s = mod.sa_scale.detach().double().numpy()
+    s = mod.sa_scale.detach().double().cpu().numpy()
     return s.reshape(s.shape[0], S, 2, -1)
 
 
@@ -317,21 +337,24 @@ def prepare(model: nn.Module, cfg: SAConfig, calibration: list[torch.Tensor], se
 
 
 # ---------------------------------------------------------------------------------------------- fine-tune
-SCHEDULES = ("progressive", "direct")
+SCHEDULES = ("progressive", "direct", "fraction")
 
 
 @dataclass(frozen=True)
 class SnnFinetuneRecipe:
     """Adam with a cosine decay (our choice: a short fine-tune from a trained SNN), the schedule of binarization
-    (module docstring) and noise injection."""
+    (module docstring) and noise injection. ``epochs`` is the length of the final phase, on the fully binarized
+    network, for every schedule; ``progressive`` runs ``stage_share`` x as many steps before it, split evenly
+    over its layer-by-layer stages."""
 
     epochs: int = 2
     batch_size: int = 64
     lr: float = 5e-4                 # weights and biases
     scale_lr: float = 1e-2           # column scales (LSQ step sizes learn faster than weights)
     schedule: str = "progressive"
-    start_fraction: float = 0.0      # progressive: fraction of binarized partial sums at the first step
-    ramp: float = 0.6                # progressive: share of the steps over which the fraction reaches 1
+    stage_share: float = 0.5         # progressive: steps of the layer stages / steps of the final phase (our choice)
+    start_fraction: float = 0.0      # fraction: binarized share of the columns at the first step
+    ramp: float = 0.6                # fraction: share of the steps over which it reaches 1
     noise_frac: float = 0.0
     calibration_examples: int = 256
 
@@ -340,80 +363,130 @@ class SnnFinetuneRecipe:
             raise ConfigError(f"schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
         if not 0 <= self.start_fraction <= 1 or not 0 < self.ramp <= 1:
             raise ConfigError("start_fraction must lie in [0, 1] and ramp in (0, 1]")
+        if not self.stage_share >= 0:
+            raise ConfigError(f"stage_share must be at least 0, got {self.stage_share}")
 
     def fraction(self, step: int, steps: int) -> float:
-        if self.schedule == "direct":
+        """The ``fraction`` schedule's share of binarized columns at ``step`` of ``steps`` (1 for ``direct``)."""
+        if self.schedule != "fraction":
             return 1.0
         t = step / max(self.ramp * steps, 1)
         return min(1.0, self.start_fraction + (1 - self.start_fraction) * t)
 
+    def stages(self, final_steps: int, layers: int) -> list[tuple[int, int]]:
+        """(binarized layers, steps) of each phase, ending with (``layers``, ``final_steps``): for ``progressive``
+        first one stage per layer but the last, each ``ceil(stage_share * final_steps / (layers - 1))`` steps with the
+        first k layers from the input binarized (k = 1 .. layers - 1); one phase otherwise."""
+        if self.schedule != "progressive" or layers < 2 or self.stage_share == 0:
+            return [(layers, final_steps)]
+        per = math.ceil(self.stage_share * final_steps / (layers - 1))
+        return [(k, per) for k in range(1, layers)] + [(layers, final_steps)]
+
 
 @torch.no_grad()
-def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 250) -> float:
-    """Top-1 accuracy (labels) or average endpoint error in px (flow) of ``model`` in eval mode."""
+def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 250,
+          device: str | torch.device | None = None) -> float:
+    """Top-1 accuracy (labels) or average endpoint error in px (flow) of ``model`` in eval mode, run on ``device``
+    (default: where the model's parameters are)."""
     model.eval()
-    total = sum(batch_score(model(x[i:i + batch_size]), y[i:i + batch_size]) for i in range(0, len(y), batch_size))
-    return total / max(len(y), 1)
+    dev = device if device is not None else next(model.parameters()).device
+    total = torch.zeros((), dtype=torch.float64, device=dev)
+    for i in range(0, len(y), batch_size):
+        total += batch_score_sum(model(x[i:i + batch_size].to(dev)), y[i:i + batch_size].to(dev))
+    return float(total) / max(len(y), 1)
+
+
+def _set_binarized(layers: list[nn.Module], k: int) -> None:
+    """The first ``k`` layers (from the input) read through the sense amps, the others exact."""
+    for i, m in enumerate(layers):
+        m.fraction = 1.0 if i < k else 0.0
 
 
 def finetune(model: nn.Module, cfg: SAConfig, data, recipe: SnnFinetuneRecipe = SnnFinetuneRecipe(), seed: int = 0,
-             limit: int | None = None, test_limit: int | None = None, progress: bool | None = None):
-    """Fine-tune a trained SNN for the sense-amp readout; returns (model, metadata with the history and the final
-    test accuracy on the first ``test_limit`` test examples)."""
+             limit: int | None = None, test_limit: int | None = None, progress: bool | None = None,
+             device: str = "cpu"):
+    """Fine-tune a trained SNN for the sense-amp readout; returns (model on the CPU, metadata with the history and
+    the final test score on the first ``test_limit`` test examples). On ``device`` the data go there once and
+    nothing is read back per step (the loss adds up on the device, read once per epoch-length chunk)."""
     import time
     from dataclasses import asdict
 
     from cimsim.progress import progress as progress_bar
 
+    dev = torch.device(device)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x_train, y_train = data.x_train[:limit], data.y_train[:limit]
     x_test, y_test = data.x_test[:test_limit], data.y_test[:test_limit]
     cal = [x_train[i:i + 64] for i in range(0, min(recipe.calibration_examples, len(x_train)), 64)]
     started = time.perf_counter()
-    work = prepare(model, cfg, cal, seed=seed)
-    for m in sa_layers(work).values():
+    work = prepare(model, cfg, cal, seed=seed).to(dev)
+    layers = list(sa_layers(work).values())      # registration order: from the input for the zoo's networks
+    for m in layers:
         m.noise_frac = recipe.noise_frac
     scales = [p for n, p in work.named_parameters() if n.endswith("sa_scale")]
     others = [p for n, p in work.named_parameters() if not n.endswith("sa_scale")]
     opt = torch.optim.Adam([{"params": others, "lr": recipe.lr}, {"params": scales, "lr": recipe.scale_lr}])
-    steps = recipe.epochs * math.ceil(len(y_train) / recipe.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
-    set_fraction(work, recipe.fraction(0, steps))
+    per_epoch = math.ceil(len(y_train) / recipe.batch_size)
+    final = recipe.epochs * per_epoch
+    stages = recipe.stages(final, len(layers))
+    steps = sum(n for _, n in stages)
     flow = is_flow(y_train[:1])   # a flow network: trained on the endpoint error, scored by AEE (cimsim.metrics)
-    before = score(work, x_test, y_test)
-    history, step = [], 0
+    _set_binarized(layers, 0)
+    exact = score(work, x_test, y_test)        # quantized weights and inputs, exact partial sums
+    _set_binarized(layers, len(layers))
+    before = score(work, x_test, y_test)       # sense amps with calibrated scales, before any training
+    xd, yd = x_train.to(dev), y_train.to(dev)
+
+    def batches():
+        while True:
+            order = torch.randperm(len(y_train), generator=gen).to(dev)
+            for i in range(0, len(y_train), recipe.batch_size):
+                yield order[i:i + recipe.batch_size]
+
+    history, step, it = [], 0, batches()
+    loss_sum, seen = torch.zeros((), dtype=torch.float64, device=dev), 0
     bar = progress_bar(desc=f"sense-amp fine-tune ({recipe.schedule})", total=steps, unit="steps", enabled=progress)
-    for epoch in range(recipe.epochs):
-        work.train()
-        order = torch.randperm(len(y_train), generator=gen)
-        loss_sum = seen = 0
-        for i in range(0, len(y_train), recipe.batch_size):
-            set_fraction(work, recipe.fraction(step, steps))
-            idx = order[i:i + recipe.batch_size]
-            out = work(x_train[idx])
-            loss = endpoint_error(out, y_train[idx]).mean() if flow else F.cross_entropy(out, y_train[idx])
+    work.train()
+    for k, n in stages:
+        last = k == len(layers) and n == final
+        _set_binarized(layers, k)
+        for i in range(n):
+            # progressive stages train at the peak rate; the final phase (every schedule) decays it by a cosine
+            decay = 0.5 * (1 + math.cos(math.pi * i / max(n, 1))) if last else 1.0
+            opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = recipe.lr * decay, recipe.scale_lr * decay
+            if recipe.schedule == "fraction":
+                set_fraction(work, recipe.fraction(i, n))
+            idx = next(it)
+            out = work(xd[idx])
+            loss = endpoint_error(out, yd[idx]).mean() if flow else F.cross_entropy(out, yd[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
             with torch.no_grad():
                 for s in scales:
                     s.clamp_(min=1e-3)
-            loss_sum += float(loss.detach()) * len(idx)
+            loss_sum += loss.detach() * len(idx)
             seen += len(idx)
             step += 1
             bar.update(1)
-        history.append({"epoch": epoch + 1, "loss": loss_sum / seen})
+            if step % per_epoch == 0 or step == steps:
+                history.append({"epoch": round(step / per_epoch, 3), "loss": float(loss_sum) / seen,
+                                "binarized_layers": k})
+                loss_sum, seen = torch.zeros((), dtype=torch.float64, device=dev), 0
     bar.close()
     set_fraction(work, 1.0)
-    for m in sa_layers(work).values():
+    for m in layers:
         m.noise_frac = 0.0
     work.eval()
     acc = score(work, x_test, y_test)
-    scores = ({"metric": "aee", "test_aee_before": before, "test_aee": acc, "test_accuracy": None} if flow else
-              {"test_accuracy_before": before, "test_accuracy": acc})
+    work = work.cpu()
+    scores = ({"metric": "aee", "test_aee_exact_psum": exact, "test_aee_before": before, "test_aee": acc,
+               "test_accuracy": None} if flow else
+              {"test_accuracy_exact_psum": exact, "test_accuracy_before": before, "test_accuracy": acc})
     meta = {"sa": asdict(cfg), "recipe": asdict(recipe), "seed": seed, "train_examples": len(y_train),
-            "test_examples": len(y_test), **scores, "history": history,
-            "train_seconds": round(time.perf_counter() - started, 1), "batchnorm_folded": work.sa_folded}
+            "test_examples": len(y_test), "steps": steps, "final_phase_steps": final,
+            "stages": [list(st) for st in stages], **scores, "history": history,
+            "train_seconds": round(time.perf_counter() - started, 1), "batchnorm_folded": work.sa_folded,
+            "device": str(dev)}
     return work, meta

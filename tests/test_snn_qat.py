@@ -71,9 +71,10 @@ def test_fraction_zero_is_the_exact_product_and_the_schedule_ramps():
     mod.fraction = 0.0
     with torch.no_grad():
         np.testing.assert_array_equal(mod.sa_product(x, w_int, mod.sa_scale).numpy(), (x @ w_int.T).numpy())
-    r = snn_qat.SnnFinetuneRecipe(schedule="progressive", start_fraction=0.2, ramp=0.5)
+    r = snn_qat.SnnFinetuneRecipe(schedule="fraction", start_fraction=0.2, ramp=0.5)
     assert [r.fraction(s, 100) for s in (0, 25, 50, 90)] == pytest.approx([0.2, 0.6, 1.0, 1.0])
     assert snn_qat.SnnFinetuneRecipe(schedule="direct").fraction(0, 100) == 1.0
+    assert snn_qat.SnnFinetuneRecipe(schedule="progressive").fraction(0, 100) == 1.0   # layer stages instead
     with pytest.raises(cimsim.ConfigError, match="schedule"):
         snn_qat.SnnFinetuneRecipe(schedule="sometimes")
 
@@ -126,4 +127,4 @@ def test_finetune_cli_saves_a_checkpoint_that_run_finds_and_rebuilds(capsys, tmp
     assert rep["config"]["checkpoint"] == str(path) and rep["accuracy"] == acc   # ideal-read chip = emulation
     code, out, err = run_cli(capsys, "finetune", "--arch", "hcim", "--model", "lenet5", "--dataset", "fashion-mnist",
                              "--schedule", "direct")
-    assert_one_line_user_error(code, err, "--schedule applies to spiking networks")
+    assert_one_line_user_error(code, err, "--schedule and --stage-share apply to spiking networks")

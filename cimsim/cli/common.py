@@ -84,6 +84,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def nonneg_float(text: str) -> float:
+    """A finite number >= 0."""
+    value = _float(text, "a finite number >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def fraction(text: str) -> float:
     """A finite number in [0, 1] (noise as a fraction of a range)."""
     value = _float(text, "a number in [0, 1]")
@@ -129,10 +137,12 @@ def key_value(text: str) -> tuple[str, str]:
 
 def data_options(sp) -> None:
     """--model, --dataset, --data-dir, --limit and --json, as the network-running subcommands take them."""
+    from cimsim.cli.names import DATASETS, EVENT_DATASETS, MODELS   # the registries' names (tests/test_cli_names.py)
+
     sp.add_argument("--model", default="lenet5",
-                    help="zoo model: mlp, lenet5, vgg_small, resnet20, mobilenetv2_small (default lenet5)")
+                    help=f"zoo model: {', '.join(MODELS)} (spiking: the snn_ ones; default lenet5)")
     sp.add_argument("--dataset", default="fashion-mnist",
-                    help="fashion-mnist, mnist, cifar10, iris, digits or synthetic (default fashion-mnist)")
+                    help=f"{', '.join(DATASETS)} (event data: {', '.join(EVENT_DATASETS)}; default fashion-mnist)")
     sp.add_argument("--data-dir", help="directory with the dataset files (overrides $CIMSIM_DATA)")
     sp.add_argument("--limit", type=positive_int, metavar="N", help="use only the first N examples")
     sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")

@@ -9,7 +9,7 @@ from pathlib import Path
 from cimsim.errors import ConfigError
 from cimsim.cli import names
 from cimsim.cli.common import (add_command, batch_size, checkpoint_output, data_options, emit_json, fraction,
-                               key_value, nonneg_int, positive_float, positive_int, require_device)
+                               key_value, nonneg_float, nonneg_int, positive_float, positive_int, require_device)
 
 
 def run(args) -> int:
@@ -29,8 +29,8 @@ def run(args) -> int:
     spec = arch_mod.get(args.arch, **overrides)
     if spec.learned_sense_amp_scales:   # adcless-snn: spiking networks, cimsim.mappers.snn_qat
         return finetune_snn(args, spec, overrides)
-    if args.schedule is not None:
-        raise ConfigError("--schedule applies to spiking networks fine-tuned for adcless-snn")
+    if args.schedule is not None or args.stage_share is not None:
+        raise ConfigError("--schedule and --stage-share apply to spiking networks fine-tuned for adcless-snn")
     if not spec.learned_column_scales:
         raise ConfigError(f"finetune prepares networks for ADC-less architectures with learned partial-sum scales "
                           f"(hcim); {spec.name!r} needs none: use 'cimsim run --arch {spec.name}' directly")
@@ -111,11 +111,13 @@ def finetune_snn(args, spec, overrides: dict) -> int:
     cfg = snn_qat.SAConfig.from_arch(spec)
     recipe = snn_qat.SnnFinetuneRecipe(**{k: v for k, v in (("epochs", args.epochs), ("lr", args.lr),
                                                              ("batch_size", args.batch_size), ("noise_frac", args.noise),
-                                                             ("schedule", args.schedule)) if v is not None})
-    net, info = snn_qat.finetune(model, cfg, data, recipe, seed=args.seed, limit=args.limit, test_limit=args.test_limit)
+                                                             ("schedule", args.schedule),
+                                                             ("stage_share", args.stage_share)) if v is not None})
+    net, info = snn_qat.finetune(model, cfg, data, recipe, seed=args.seed, limit=args.limit, test_limit=args.test_limit,
+                                 device=args.device)
     sets = "".join(f" --set {k}={v}" for k, v in overrides.items())
     opts = [("--limit", args.limit), ("--test-limit", args.test_limit), ("--batch-size", args.batch_size),
-            ("--lr", args.lr), ("--noise", args.noise)]
+            ("--lr", args.lr), ("--noise", args.noise), ("--stage-share", args.stage_share)]
     out_meta = {"model": meta["model"], "dataset": data.name, "arch": spec.name, "input_shape": meta["input_shape"],
                 "num_classes": meta["num_classes"], "base_checkpoint": Path(ckpt).name,
                 "base_test_accuracy": meta["test_accuracy"], **info,
@@ -130,7 +132,7 @@ def finetune_snn(args, spec, overrides: dict) -> int:
         emit_json({**out_meta, "checkpoint": str(path)})
     else:
         for h in info["history"]:
-            print(f"epoch {h['epoch']:3d}  loss {h['loss']:.4f}")
+            print(f"epoch {h['epoch']:7.3f}  loss {h['loss']:.4f}  binarized layers {h['binarized_layers']}")
         if info.get("metric") == "aee":   # a flow network
             scores = (f"test AEE {info['test_aee_before']:.3f} px before, {info['test_aee']:.3f} px after "
                       f"{recipe.epochs} epochs (first {info['test_examples']} test examples; float network "
@@ -249,5 +251,10 @@ def register(sub) -> None:
     sp.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to fine-tune (default cpu)")
     sp.add_argument("--out", help="checkpoint file (default: the user's checkpoint directory)")
-    sp.add_argument("--schedule", choices=["progressive", "direct"],
-                    help="adcless-snn: binarized partial sums introduced progressively (default) or all at once")
+    sp.add_argument("--schedule", choices=["progressive", "direct", "fraction"],
+                    help="adcless-snn: binarized partial sums introduced layer by layer from the input before the "
+                         "final phase (progressive, default), all at once (direct), or as a growing random fraction "
+                         "of the columns (fraction); --epochs is the final phase's length for all three")
+    sp.add_argument("--stage-share", type=nonneg_float, metavar="R",
+                    help="adcless-snn, progressive: steps of the layer-by-layer stages as a share of the final "
+                         "phase's (default 0.5)")

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from cimsim.errors import ConfigError
 
-MODELS = ("mlp", "lenet5", "lenet5_caffe", "vgg_small", "resnet20", "mobilenetv2_small", "snn_vgg", "snn_dvsnet", "snn_flownet")
+MODELS = ("mlp", "lenet5", "lenet5_caffe", "vgg_small", "resnet20", "mobilenetv2_small", "snn_vgg", "snn_resnet20",
+          "snn_dvsnet", "snn_flownet")
 MODEL_ALIASES = {"lenet": "lenet5", "lenet_5": "lenet5", "vgg": "vgg_small", "resnet_20": "resnet20",
                  "mobilenetv2": "mobilenetv2_small", "mobilenet": "mobilenetv2_small"}
 # ImageNet-size definitions for cost-only runs (cimsim.workloads.zoo_imagenet.model_names())
 IMAGENET_MODELS = ("alexnet", "vgg16", "resnet50", "mobilenetv2_imagenet")
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "iris", "digits", "synthetic", "nmnist-fashion", "gesture-synth",
             "flow-synth", "dvs-gesture", "mvsec")
+EVENT_DATASETS = DATASETS[6:]   # event frames (T, 2, H, W): the event networks' data
 DATASET_ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist",
                    "cifar-10": "cifar10", "cifar_10": "cifar10",
                    "nmnist_fashion": "nmnist-fashion", "gesture_synth": "gesture-synth", "flow_synth": "flow-synth",

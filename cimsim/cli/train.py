@@ -30,9 +30,13 @@ def run(args) -> int:
         out = checkpoint_output(args.out)   # before any work: a device or unwritable place is refused
     require_device(args.device)
     if args.optimizer != "sgd":
+        if args.time_budget is not None or args.test_limit is not None:
+            raise ConfigError("--time-budget and --test-limit apply to the recipe's training (--optimizer sgd); "
+                              f"leave them out with --optimizer {args.optimizer}")
         return _second_order(args, out)
     result = train.train(args.model, args.dataset, epochs=args.epochs, seed=args.seed, device=args.device,
-                         batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir, limit=args.limit)
+                         batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir, limit=args.limit,
+                         time_budget=args.time_budget, test_limit=args.test_limit)
     meta = result.metadata
     if out is None:
         out = train.user_dir() / train.checkpoint_name(meta["model"], meta["dataset"])
@@ -103,5 +107,10 @@ def register(sub) -> None:
                          "blocks; crossbar-kfac: the blocks inverted on 8-bit crossbar inversion circuits refined to "
                          "16 bits (RePAST), with the hardware time and energy per step against a GPU model "
                          "(no checkpoint unless --out is given)")
+    sp.add_argument("--test-limit", type=positive_int, metavar="N",
+                    help="score each epoch on the first N test examples only (default: all)")
+    sp.add_argument("--time-budget", type=positive_float, metavar="S",
+                    help="train only as many of the epochs as fit in S seconds at the first epoch's pace (at least "
+                         "one; the learning-rate decay ends at the last of them)")
     sp.add_argument("--out", help="checkpoint path or directory (default ~/.cache/cimsim/checkpoints, "
                     "or $CIMSIM_HOME/checkpoints)")
