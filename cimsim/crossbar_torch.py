@@ -153,9 +153,10 @@ class TorchTile:
         integer = bool(np.all(a == np.round(a))) and float(np.abs(a).max(initial=0)) <= 127
         # digits: int8 up to 7 bits, exact in bf16 up to 8 bits (|d| <= 256) and in TF32 up to 11; their squares
         # (the read-noise variance product) exact in bf16 up to 4 bits (15**2 = 225) and in TF32 up to 5
+        self.integer = integer
         self.mode = self._mode(dt, integer and d <= 7 and R % 8 == 0, d <= 8, d <= 5)
         self.var_mode = None if self.var is None else self._mode(dt, False, d <= 4, d <= 5)
-        self.a_parts = self._parts(self.a, self.mode)
+        self.a_parts = self._parts(self.a, self.mode, integer)
         self.var_parts = None if self.var is None else self._parts(self.var, self.var_mode)
         self._consts = None
         self.weight = torch.as_tensor(xb.readout_weight, dtype=torch.float64, device=dev)
@@ -169,17 +170,20 @@ class TorchTile:
         allowed = self.PRODUCTS.get(self.device.type, ())
         if dt != torch.float32:
             return "plain"
-        for mode, ok in (("int8", int8_ok), ("bf16", bf16_ok and not int8_ok), ("tf32", tf32_ok)):
+        for mode, ok in (("int8", int8_ok), ("bf16", bf16_ok), ("tf32", tf32_ok)):
             if ok and mode in allowed:
                 return mode
         return "plain"
 
-    def _parts(self, m: torch.Tensor, mode: str):
-        if mode == "int8":   # columns padded to a multiple of 8 (torch._int_mm's shape rule)
+    def _parts(self, m: torch.Tensor, mode: str, integer: bool = False):
+        """What the product of ``mode`` multiplies: int8 levels (columns padded to a multiple of 8, torch._int_mm's
+        shape rule), the bf16 parts (one part for integer levels: |a| <= 127 is exact in bf16, and so is the
+        product: float32 sums of integers below 2**24), the TF32 parts, or None (plain)."""
+        if mode == "int8":
             C = m.shape[-1]
             return torch.nn.functional.pad(m, (0, -C % 8)).to(torch.int8).contiguous()
         if mode == "bf16":
-            return bf16_split(m).contiguous()
+            return (m.to(torch.bfloat16) if integer else bf16_split(m)).contiguous()
         if mode == "tf32":
             return tf32_split(m)
         return None
@@ -194,7 +198,9 @@ class TorchTile:
         xf = x.to(m.dtype)
         if mode == "bf16":
             xb = x.to(torch.bfloat16)
-            return self._bf16_bmm(torch.cat([xb, xb], dim=-1), parts[g0:g1])
+            if parts.shape[-2] != x.shape[-1]:   # hi and lo: [x, x] @ [hi; lo]
+                xb = torch.cat([xb, xb], dim=-1)
+            return self._bf16_bmm(xb, parts[g0:g1])
         if mode != "tf32":
             return torch.bmm(xf, m[g0:g1])
         hi, lo = parts
@@ -213,21 +219,27 @@ class TorchTile:
             for i in range(g1 - g0):
                 out[i] = torch._int_mm(x8[i], a8[g0 + i])[:, :C]
         except (RuntimeError, NotImplementedError):
-            self.mode = "plain"   # this torch build or shape has no int8 product: exact float32 from now on
+            # this torch build or shape has no int8 product: the exact bf16 one from now on
+            d = self.xb.spec.dac_bits
+            self.mode = self._mode(torch.float32, False, d <= 8, d <= 5)
+            self.a_parts = self._parts(self.a, self.mode, True)
             return None
         return out
 
     def _bf16_bmm(self, xx: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
         """``[x, x] @ [hi; lo]`` accumulated in float32: bf16 tensor cores where torch gives a float32 result
-        (``out_dtype``, CUDA), else the same bf16 values multiplied in float32 (the CPU: no speed-up, same bound)."""
-        if TorchTile._bf16_out is not False:
+        (``out_dtype``, CUDA), else the same bf16 values multiplied in float32: on a GPU on TF32 tensor cores (bf16
+        values and the digits are exact in TF32), on a CPU plainly (no speed-up there; the same bound)."""
+        cuda = xx.device.type == "cuda"
+        if cuda and TorchTile._bf16_out is not False:
             try:
                 out = torch.bmm(xx, parts, out_dtype=torch.float32)
                 TorchTile._bf16_out = True
                 return out
             except (RuntimeError, TypeError, NotImplementedError):
                 TorchTile._bf16_out = False
-        return torch.bmm(xx.to(torch.float32), parts.to(torch.float32))
+        with _tf32() if cuda else contextlib.nullcontext():
+            return torch.bmm(xx.to(torch.float32), parts.to(torch.float32))
 
     def _fused_epilogue(self, v, std, lo, lsb, w_t, T: int, nb: int, C: int):
         """:func:`_adc_epilogue` over row blocks (G, cycles x batch, columns): (G, batch x columns) float32 and

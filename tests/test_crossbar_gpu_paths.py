@@ -91,12 +91,15 @@ def test_split_bf16_crossbar_matches_numba_within_the_bound(gpu_products_on_cpu)
 READOUTS = [IdealReadout(), SarADC(bits=5), SenseAmp(threshold=3.5), TernaryReadout(delta=2.5)]
 
 
+@pytest.mark.parametrize("products", [("int8", "bf16"), ("bf16",)])
 @pytest.mark.parametrize("signed,cell_bits,dac_bits,input_signed,batch", [
     ("offset", 2, 1, False, 9), ("offset", 3, 2, True, 1), ("twos", 2, 1, True, 40),
     ("differential", 2, 2, False, 3), ("differential", 3, 1, True, 17)])
-def test_int8_products_agree_with_numba_bit_for_bit(gpu_products_on_cpu, signed, cell_bits, dac_bits,
-                                                    input_signed, batch):
-    """Integer levels through torch._int_mm (cycles x batch rows above 16; a fallback to exact float32 below)."""
+def test_integer_level_products_agree_with_numba_bit_for_bit(monkeypatch, products, signed, cell_bits, dac_bits,
+                                                             input_signed, batch):
+    """Integer levels through torch._int_mm (cycles x batch rows above 16; exact float32 below), or through one
+    bf16 product (integer levels and digits are exact in bf16, and their float32 sums below 2**24)."""
+    monkeypatch.setitem(TorchTile.PRODUCTS, "cpu", products)
     rng = np.random.default_rng(6)
     W = rng.integers(-7, 8, size=(13, 150))
     x = rng.integers(-8, 8, size=(batch, 150)) if input_signed else rng.integers(0, 16, size=(batch, 150))
@@ -106,7 +109,9 @@ def test_int8_products_agree_with_numba_bit_for_bit(gpu_products_on_cpu, signed,
                                        dac_bits=dac_bits, signed=signed, input_signed=input_signed, readout=ro,
                                        pair_readout=pair)
             b = cimsim.Crossbar(W, spec, backend="torch")
-            assert b._torch.mode == "int8"
+            assert b._torch.mode == products[0]
+            if products[0] == "bf16":
+                assert b._torch.a_parts.shape == b._torch.a.shape      # one part: nothing left over
             assert np.array_equal(cimsim.Crossbar(W, spec)(x), b(x)), (type(ro).__name__, pair)
 
 
@@ -124,3 +129,18 @@ def test_product_choice(gpu_products_on_cpu, monkeypatch):
     assert wide._exact_dtype() == torch.float64 and wide.mode == "plain"
     monkeypatch.setitem(TorchTile.PRODUCTS, "cpu", ())
     assert cimsim.Crossbar(W, spec, backend="torch")._torch.mode == "plain"
+
+
+def test_a_refused_int8_product_falls_back_to_the_exact_bf16_one(gpu_products_on_cpu, monkeypatch):
+    rng = np.random.default_rng(8)
+    W = rng.integers(-7, 8, size=(13, 150))
+    x = rng.integers(0, 16, size=(30, 150))
+    spec = cimsim.CrossbarSpec(rows=64, cols=40, weight_bits=4, input_bits=4, readout=SarADC(bits=5))
+
+    def refuse(*a, **k):
+        raise RuntimeError("self.size(0) needs to be greater than 16")
+    monkeypatch.setattr(torch, "_int_mm", refuse)
+    xb = cimsim.Crossbar(W, spec, backend="torch")
+    assert xb._torch.mode == "int8"
+    assert np.array_equal(xb(x), cimsim.Crossbar(W, spec)(x))
+    assert xb._torch.mode == "bf16"

@@ -1,6 +1,5 @@
 """The torch backend agrees with the numba backend: bit for bit on integer paths, in distribution on noisy ones."""
 
-
 import numpy as np
 import pytest
 import torch

@@ -75,7 +75,10 @@ def test_device_path_equals_the_numba_network(monkeypatch, device, cell):
     else:
         assert not torch.equal(out_ref, dev.set_mode("digital")(x))   # the noise is there
         dev.set_mode("analog")
-        assert torch.allclose(out_ref, out_dev, rtol=1e-4, atol=1e-4 * float(out_ref.abs().max()))
+        if device == "cpu":   # the same float32 products up to their summation order
+            assert torch.allclose(out_ref, out_dev, rtol=1e-4, atol=1e-4 * float(out_ref.abs().max()))
+        else:   # the split bf16 product (2**-16): a conversion that close to a code threshold may round the other way
+            assert float((out_ref - out_dev).abs().mean()) <= 1e-3 * float(out_ref.abs().mean())
     ra = ref.evaluate(_loader(x, y), progress=False)
     rb = dev.evaluate(_loader(x, y), progress=False)
     if cell == "ideal":
