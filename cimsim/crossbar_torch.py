@@ -108,8 +108,9 @@ def _tf32():
 class TorchTile:
     """Device-resident copies of a crossbar's level matrices and the torch forward pass."""
 
-    # column values per batched product (float32: 64 MB on a CPU, 256 MB on a GPU): bounds the working memory
-    ELEMENTS = {"cpu": 1 << 24, "cuda": 1 << 27}
+    # column values per batched product (float32: 64 MB on a CPU, 1 GB on a GPU): bounds the working memory (on a
+    # GPU a few such buffers, about 5 GB at the most; our choice: few, large kernels)
+    ELEMENTS = {"cpu": 1 << 24, "cuda": 1 << 28}
     # the low-precision products allowed per device type (see _mode); the CPU runs exact float32/float64 BLAS.
     # Tests allow them on the CPU too, where they run the same arithmetic without tensor cores.
     PRODUCTS = {"cpu": (), "cuda": ("int8", "bf16", "tf32")}
@@ -292,6 +293,7 @@ class TorchTile:
         shifts, widths = plane_layout(spec.input_bits, spec.dac_bits)
         T = len(shifts)
         pw = 2.0 ** shifts
+        idt = torch.int32 if spec.input_bits <= 30 else torch.int64   # the digit cutter's integers
         groups = spec.conversion.cycle_groups(T)
         place = np.array([pw[t0] for t0, _ in groups])               # digital weight of each conversion
         bound = op.code_bound(self._value_bound()) * float(np.abs(place).sum())
@@ -306,8 +308,9 @@ class TorchTile:
             "lsb": torch.as_tensor([r[1] for r in key], dtype=torch.float64, device=dev),
             "W_t": torch.as_tensor(W, dtype=torch.float64, device=dev),
             "w_place": torch.as_tensor(place, dtype=rd, device=dev),
-            "sh": torch.as_tensor(shifts, device=dev)[:, None, None],
-            "mask": torch.as_tensor((1 << widths) - 1, device=dev)[:, None, None],
+            "idt": idt,
+            "sh": torch.as_tensor(shifts, dtype=idt, device=dev)[:, None, None],
+            "mask": torch.as_tensor((1 << widths) - 1, dtype=idt, device=dev)[:, None, None],
             "top_width": int(widths[-1])}
         return self._consts
 
@@ -316,7 +319,7 @@ class TorchTile:
         digits as :func:`cimsim.encoding.input_planes`."""
         spec = self.xb.spec
         a = spec.input_bits
-        xt = xt.to(torch.int64)
+        xt = xt.to(k["idt"])
         if spec.input_signed:
             xt = torch.where(xt < 0, xt + (1 << a), xt)
         p = (xt[None] >> k["sh"]) & k["mask"]
@@ -334,7 +337,7 @@ class TorchTile:
             return chunk
         xb = self.xb
         nblk = len(xb.row_blocks)
-        per_row = T * max(xb.readout_columns * nblk, 2 * nblk * xb.spec.rows)   # column values; int64 digits
+        per_row = T * max(xb.readout_columns * nblk, nblk * xb.spec.rows)   # column values; int32 digits
         return max(chunk, self.ELEMENTS["cuda"] // max(per_row, 1))
 
     @torch.no_grad()

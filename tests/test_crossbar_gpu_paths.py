@@ -144,3 +144,20 @@ def test_a_refused_int8_product_falls_back_to_the_exact_bf16_one(gpu_products_on
     assert xb._torch.mode == "int8"
     assert np.array_equal(xb(x), cimsim.Crossbar(W, spec)(x))
     assert xb._torch.mode == "bf16"
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000])
+def test_any_chunking_of_the_batch_gives_the_same_integer_numbers(monkeypatch, chunk):
+    """A GPU streams far larger chunks than the spec's batch_chunk (TorchTile.chunk_rows): on integer paths the
+    chunking cannot move a number (signed inputs: the two's-complement top digit is cut per chunk too)."""
+    rng = np.random.default_rng(9)
+    W = rng.integers(-7, 8, size=(13, 150))
+    x = rng.integers(-8, 8, size=(23, 150))
+    spec = cimsim.CrossbarSpec(rows=64, cols=40, weight_bits=4, input_bits=4, dac_bits=2, input_signed=True,
+                               signed="differential", readout=SarADC(bits=5), adc_range="full")
+    monkeypatch.setattr(TorchTile, "chunk_rows", lambda self, T: chunk)
+    a, b = cimsim.Crossbar(W, spec), cimsim.Crossbar(W, spec, backend="torch")
+    assert np.array_equal(a(x), b(x))
+    assert a.ledger.totals().keys() == b.ledger.totals().keys()
+    for k, v in a.ledger.totals().items():
+        assert b.ledger.totals()[k] == pytest.approx(v, rel=1e-12), k
