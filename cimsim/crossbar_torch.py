@@ -237,8 +237,10 @@ class TorchTile:
                 out = torch.bmm(xx, parts, out_dtype=torch.float32)
                 TorchTile._bf16_out = True
                 return out
-            except (RuntimeError, TypeError, NotImplementedError):
+            except TypeError:   # this torch has no out_dtype: the TF32 product from now on
                 TorchTile._bf16_out = False
+            except (RuntimeError, NotImplementedError):
+                pass            # a shape it refuses (e.g. one column): this call through TF32
         with _tf32() if cuda else contextlib.nullcontext():
             return torch.bmm(xx.to(torch.float32), parts.to(torch.float32))
 
