@@ -324,11 +324,42 @@ class Crossbar:
                 y, tally = self._torch.forward(check(), ranges)
         else:
             y, tally = self._cpu.forward(x, ranges)
+        if self._pending:
+            self.ledger   # the device calls before this one are counted first
         self._count(x.shape[0], tally)
         return y
 
+    def call_device(self, xt):
+        """The torch backend's call on a device tensor: integer inputs ``xt`` (batch, in) on the engine's device
+        (any dtype holding integers, e.g. float32 patches), in range (not checked: the caller quantized them);
+        returns y (batch, out) float64 on the device. The call's events are counted when :attr:`ledger` is next
+        read (their tally stays on the device until then), so a mapped network's layers never wait for it."""
+        if self._torch is None:
+            raise ConfigError("call_device needs the torch backend (backend='torch')")
+        domains = len(self.conversion_domains)
+        ranges = self.ranges() if self.readout_op.quantizes else [(0.0, 1.0)] * domains
+        y, tally = self._torch.forward_device(xt, ranges)
+        self._pending.append((int(xt.shape[0]), tally))
+        return y
+
+    @property
+    def ledger(self) -> EventLedger:
+        """Everything this crossbar did (events by layer name); counts the device calls still pending first."""
+        if self._pending:
+            import torch
+
+            pending, self._pending = self._pending, []
+            tallies = torch.stack([t for _, t in pending]).cpu().numpy()
+            for (batch, _), t in zip(pending, tallies):
+                self._count(batch, Tally(*(float(v) for v in t)))
+        return self._ledger
+
+    @ledger.setter
+    def ledger(self, value: EventLedger) -> None:
+        self._ledger, self._pending = value, []
+
     def _count(self, batch: int, tally: Tally) -> None:
-        led, name = self.ledger, self.name
+        led, name = self._ledger, self.name
         conversions = batch * self.conversions_per_mvm()
         led.add(name, events.ARRAY_READ_CYCLES, batch * self.cycles * self.arrays)
         led.add(name, self.readout_op.event, conversions)

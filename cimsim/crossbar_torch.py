@@ -10,6 +10,15 @@ noise, quantization and the shift-and-add over cycles in one kernel (:func:`_adc
 seeded per call from the tile's seeded host generator); otherwise random numbers come from a
 ``torch.Generator`` on the device seeded from the crossbar's seed. Either way: same seed, same numbers on
 the same backend and device; in distribution equal to the numba backend.
+
+Products on a GPU (:attr:`TorchTile.PRODUCTS` lists those allowed per device type): integer level matrices
+(ideal cells) multiply as int8 x int8 -> int32 on tensor cores (``torch._int_mm``: exact, so bit for bit equal
+to the numba backend); real-valued levels (programming noise) as a split bf16 product (:func:`bf16_split`:
+``a = hi + lo + r`` with ``|r| <= 2**-16 |a|``, both parts in one product with float32 accumulation); where
+neither applies, the split TF32 product (:func:`tf32_split`) or plain float32/float64. Activations stay on the
+device: :meth:`TorchTile.forward_device` takes the integer inputs as a device tensor and returns the outputs
+and the tally as device tensors, so a mapped network (:mod:`cimsim.mappers.mapped`) runs layer after layer
+without a host round trip.
 """
 
 from __future__ import annotations
@@ -71,6 +80,18 @@ def tf32_split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     return hi, (lo if bool(torch.any(lo != 0)) else None)
 
 
+def bf16_split(t: torch.Tensor) -> torch.Tensor:
+    """``t`` (float32, (..., R, C)) as two bf16 parts stacked along the rows, (..., 2R, C): ``hi = bf16(t)`` and
+    ``lo = bf16(t - hi)`` (``t - hi`` is exact in float32). bf16 keeps 8 significant bits, so
+    ``|t - hi| <= 2**-8 |t|`` and ``|t - hi - lo| <= 2**-8 |t - hi| <= 2**-16 |t|`` per element. A product
+    ``[x, x] @ [hi; lo]`` with integer digits ``|x| <= 256`` (exact in bf16; every bf16 x bf16 product exact in
+    float32) and float32 accumulation is then within ``2**-16 sum_k |x_k t_k|`` of ``x @ t`` plus the float32
+    accumulation error that a float32 product has too (tests/test_crossbar_gpu_paths.py)."""
+    hi = t.to(torch.bfloat16)
+    lo = (t - hi.to(torch.float32)).to(torch.bfloat16)
+    return torch.cat([hi, lo], dim=-2)
+
+
 @contextlib.contextmanager
 def _tf32():
     """Let float32 matrix products use TF32 tensor cores inside the block (the global setting is restored)."""
@@ -87,8 +108,13 @@ def _tf32():
 class TorchTile:
     """Device-resident copies of a crossbar's level matrices and the torch forward pass."""
 
-    # column values per batched product (float32: 64 MB on a CPU, 256 MB on a GPU): bounds the working memory
-    ELEMENTS = {"cpu": 1 << 24, "cuda": 1 << 26}
+    # column values per batched product (float32: 64 MB on a CPU, 1 GB on a GPU): bounds the working memory (on a
+    # GPU a few such buffers, about 5 GB at the most; our choice: few, large kernels)
+    ELEMENTS = {"cpu": 1 << 24, "cuda": 1 << 28}
+    # the low-precision products allowed per device type (see _mode); the CPU runs exact float32/float64 BLAS.
+    # Tests allow them on the CPU too, where they run the same arithmetic without tensor cores.
+    PRODUCTS = {"cpu": (), "cuda": ("int8", "bf16", "tf32")}
+    _bf16_out: bool | None = None   # whether torch.bmm gives bf16 x bf16 -> float32 here (probed once)
 
     def __init__(self, xb, device: str):
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -124,25 +150,99 @@ class TorchTile:
         self.a = torch.as_tensor(a, dtype=dt, device=dev)
         self.var = None if var is None else torch.as_tensor(var, dtype=dt, device=dev)
         self.rowsum = torch.as_tensor(rowsum.reshape(-1), dtype=torch.float64, device=dev)
-        # On a GPU, float32 products run on TF32 tensor cores with the matrices split into an exact TF32 part
-        # and a remainder: digits (and, for DACs of up to 5 bits, their squares) are exact in TF32.
-        self.tf32 = dev.type == "cuda" and dt == torch.float32 and xb.spec.dac_bits <= 5
-        self.a_parts = tf32_split(self.a) if self.tf32 else None
-        self.var_parts = tf32_split(self.var) if self.tf32 and self.var is not None else None
+        d = xb.spec.dac_bits
+        integer = bool(np.all(a == np.round(a))) and float(np.abs(a).max(initial=0)) <= 127
+        # digits: int8 up to 7 bits, exact in bf16 up to 8 bits (|d| <= 256) and in TF32 up to 11; their squares
+        # (the read-noise variance product) exact in bf16 up to 4 bits (15**2 = 225) and in TF32 up to 5
+        self.integer = integer
+        self.mode = self._mode(dt, integer and d <= 7 and R % 8 == 0, d <= 8, d <= 5)
+        self.var_mode = None if self.var is None else self._mode(dt, False, d <= 4, d <= 5)
+        self.a_parts = self._parts(self.a, self.mode, integer)
+        self.var_parts = None if self.var is None else self._parts(self.var, self.var_mode)
+        self._consts = None
         self.weight = torch.as_tensor(xb.readout_weight, dtype=torch.float64, device=dev)
         self.scales = (None if xb.column_scales is None
                        else torch.as_tensor(xb.column_scales, dtype=torch.float64, device=dev))
 
-    def _bmm(self, x: torch.Tensor, m: torch.Tensor, parts, g0: int, g1: int) -> torch.Tensor:
-        """``x @ m[g0:g1]`` per row block: a plain batched product, or on a GPU two TF32 ones (:func:`tf32_split`)."""
-        if not self.tf32:
-            return torch.bmm(x, m[g0:g1])
+    def _mode(self, dt, int8_ok: bool, bf16_ok: bool, tf32_ok: bool) -> str:
+        """The product of a level (or variance) matrix: "int8" (integer levels: exact on int8 tensor cores),
+        "bf16" (real levels: the split bf16 product), "tf32" (the split TF32 product) or "plain"; only those
+        :attr:`PRODUCTS` allows on this device type, and only in float32 (float64 products stay plain)."""
+        allowed = self.PRODUCTS.get(self.device.type, ())
+        if dt != torch.float32:
+            return "plain"
+        for mode, ok in (("int8", int8_ok), ("bf16", bf16_ok), ("tf32", tf32_ok)):
+            if ok and mode in allowed:
+                return mode
+        return "plain"
+
+    def _parts(self, m: torch.Tensor, mode: str, integer: bool = False):
+        """What the product of ``mode`` multiplies: int8 levels (columns padded to a multiple of 8, torch._int_mm's
+        shape rule), the bf16 parts (one part for integer levels: |a| <= 127 is exact in bf16, and so is the
+        product: float32 sums of integers below 2**24), the TF32 parts, or None (plain)."""
+        if mode == "int8":
+            C = m.shape[-1]
+            return torch.nn.functional.pad(m, (0, -C % 8)).to(torch.int8).contiguous()
+        if mode == "bf16":
+            return (m.to(torch.bfloat16) if integer else bf16_split(m)).contiguous()
+        if mode == "tf32":
+            return tf32_split(m)
+        return None
+
+    def _bmm(self, x: torch.Tensor, m: torch.Tensor, parts, g0: int, g1: int, mode: str = "plain") -> torch.Tensor:
+        """``x @ m[g0:g1]`` per row block, float32/float64 (blocks, rows of x, columns); ``x``: integer digits (or
+        their squares) as integers or floats. int8 tensor cores, the split bf16 or TF32 product, or a plain one."""
+        if mode == "int8" and x.shape[1] > 16:
+            out = self._int8_bmm(x, parts, g0, g1, m.shape[-1])
+            if out is not None:
+                return out
+        xf = x.to(m.dtype)
+        if mode == "bf16":
+            xb = x.to(torch.bfloat16)
+            if parts.shape[-2] != x.shape[-1]:   # hi and lo: [x, x] @ [hi; lo]
+                xb = torch.cat([xb, xb], dim=-1)
+            return self._bf16_bmm(xb, parts[g0:g1])
+        if mode != "tf32":
+            return torch.bmm(xf, m[g0:g1])
         hi, lo = parts
         with _tf32():
-            out = torch.bmm(x, hi[g0:g1])
+            out = torch.bmm(xf, hi[g0:g1])
             if lo is not None:
-                out.baddbmm_(x, lo[g0:g1])
+                out.baddbmm_(xf, lo[g0:g1])
         return out
+
+    def _int8_bmm(self, x, a8, g0: int, g1: int, C: int):
+        """int8 digits x int8 levels -> int32 per row block (``torch._int_mm``), as float32 (exact: every column
+        sum is below 2**24 where float32 is chosen); None where torch refuses the shapes (then float32 runs)."""
+        x8 = x.to(torch.int8)
+        out = torch.empty((g1 - g0, x.shape[1], C), dtype=torch.float32, device=x.device)
+        try:
+            for i in range(g1 - g0):
+                out[i] = torch._int_mm(x8[i], a8[g0 + i])[:, :C]
+        except (RuntimeError, NotImplementedError):
+            # this torch build or shape has no int8 product: the exact bf16 one from now on
+            d = self.xb.spec.dac_bits
+            self.mode = self._mode(torch.float32, False, d <= 8, d <= 5)
+            self.a_parts = self._parts(self.a, self.mode, True)
+            return None
+        return out
+
+    def _bf16_bmm(self, xx: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+        """``[x, x] @ [hi; lo]`` accumulated in float32: bf16 tensor cores where torch gives a float32 result
+        (``out_dtype``, CUDA), else the same bf16 values multiplied in float32: on a GPU on TF32 tensor cores (bf16
+        values and the digits are exact in TF32), on a CPU plainly (no speed-up there; the same bound)."""
+        cuda = xx.device.type == "cuda"
+        if cuda and TorchTile._bf16_out is not False:
+            try:
+                out = torch.bmm(xx, parts, out_dtype=torch.float32)
+                TorchTile._bf16_out = True
+                return out
+            except TypeError:   # this torch has no out_dtype: the TF32 product from now on
+                TorchTile._bf16_out = False
+            except (RuntimeError, NotImplementedError):
+                pass            # a shape it refuses (e.g. one column): this call through TF32
+        with _tf32() if cuda else contextlib.nullcontext():
+            return torch.bmm(xx.to(torch.float32), parts.to(torch.float32))
 
     def _fused_epilogue(self, v, std, lo, lsb, w_t, T: int, nb: int, C: int):
         """:func:`_adc_epilogue` over row blocks (G, cycles x batch, columns): (G, batch x columns) float32 and
@@ -184,29 +284,83 @@ class TorchTile:
         """The GEMM precision rule of :meth:`cimsim.crossbar.Crossbar.gemm_dtype`."""
         return torch.float32 if self.xb.gemm_dtype() == np.float32 else torch.float64
 
-    def planes(self, x: np.ndarray) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
-        """Bit planes (cycles, batch, in) cut on the device, the plane weights (the same digits as
-        :func:`cimsim.encoding.input_planes`) and each example's input sum (float64, for the offset correction)."""
+    def constants(self, ranges) -> dict:
+        """The per-call constants on the device, built once per set of ranges (an upload from pageable host
+        memory waits for the device: none happens in the steady state)."""
+        key = tuple((float(lo), float(lsb)) for lo, lsb in ranges)
+        if self._consts is not None and self._consts["key"] == key:
+            return self._consts
+        xb, dev = self.xb, self.device
+        spec, op = xb.spec, xb.readout_op
+        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits)
+        T = len(shifts)
+        pw = 2.0 ** shifts
+        idt = torch.int32 if spec.input_bits <= 30 else torch.int64   # the digit cutter's integers
+        groups = spec.conversion.cycle_groups(T)
+        place = np.array([pw[t0] for t0, _ in groups])               # digital weight of each conversion
+        bound = op.code_bound(self._value_bound()) * float(np.abs(place).sum())
+        rd = torch.float32 if bound < 2 ** 24 else torch.float64
+        # analog accumulation: W[g, t] = 2**(shift_t - shift_t0) for the cycles t of conversion g
+        W = np.zeros((len(groups), T))
+        for g, (t0, t1) in enumerate(groups):
+            W[g, t0:t1] = pw[t0:t1] / pw[t0]
+        self._consts = {
+            "key": key, "T": T, "groups": groups, "place": place, "rd": rd,
+            "lo": torch.as_tensor([r[0] for r in key], dtype=torch.float64, device=dev),
+            "lsb": torch.as_tensor([r[1] for r in key], dtype=torch.float64, device=dev),
+            "W_t": torch.as_tensor(W, dtype=torch.float64, device=dev),
+            "w_place": torch.as_tensor(place, dtype=rd, device=dev),
+            "idt": idt,
+            "sh": torch.as_tensor(shifts, dtype=idt, device=dev)[:, None, None],
+            "mask": torch.as_tensor((1 << widths) - 1, dtype=idt, device=dev)[:, None, None],
+            "top_width": int(widths[-1])}
+        return self._consts
+
+    def planes(self, xt: torch.Tensor, k: dict) -> torch.Tensor:
+        """Bit planes (cycles, batch, in) of the integers ``xt`` (on the device), cut on the device: the same
+        digits as :func:`cimsim.encoding.input_planes`."""
         spec = self.xb.spec
         a = spec.input_bits
-        small = np.int16 if a <= 15 else np.int32 if a <= 31 else np.int64   # fewer bytes to copy
-        xt = self._upload(x, small).to(torch.int64)
-        xsum = xt.sum(dim=1).to(torch.float64)
+        xt = xt.to(k["idt"])
         if spec.input_signed:
             xt = torch.where(xt < 0, xt + (1 << a), xt)
-        shifts, widths = plane_layout(a, spec.dac_bits)
-        sh = torch.as_tensor(shifts, device=self.device)[:, None, None]
-        mask = torch.as_tensor((1 << widths) - 1, device=self.device)[:, None, None]
-        p = (xt[None] >> sh) & mask
+        p = (xt[None] >> k["sh"]) & k["mask"]
         if spec.input_signed:  # the top digit is signed in two's complement
-            w = int(widths[-1])
+            w = k["top_width"]
             p[-1] = torch.where(p[-1] >= (1 << (w - 1)), p[-1] - (1 << w), p[-1])
-        return p.to(torch.int8 if spec.dac_bits <= 7 else torch.int32), 2.0 ** shifts, xsum
+        return p.to(torch.int8 if spec.dac_bits <= 7 else torch.int32)
+
+    def chunk_rows(self, T: int) -> int:
+        """Examples per streamed chunk: the spec's ``batch_chunk`` on a CPU (where it bounds the memory); on a
+        GPU as many as :attr:`ELEMENTS` column values of all row blocks allow, so a layer is a few large kernels
+        (ResNet-20 at batch 1024 streams 800 000 patch rows per layer)."""
+        chunk = self.xb.spec.batch_chunk
+        if self.device.type != "cuda":
+            return chunk
+        xb = self.xb
+        nblk = len(xb.row_blocks)
+        per_row = T * max(xb.readout_columns * nblk, nblk * xb.spec.rows)   # column values; int32 digits
+        return max(chunk, self.ELEMENTS["cuda"] // max(per_row, 1))
 
     @torch.no_grad()
     def forward(self, x: np.ndarray, ranges, validate=None) -> tuple[np.ndarray, Tally]:
         """y (batch, out) as float64 numpy (offset-corrected) and the tally (non-zero digits, conductance-seconds,
-        non-zero decisions, clipped conversions); ``ranges``: (lo, lsb) per conversion domain.
+        non-zero decisions, clipped conversions) of the integers ``x`` (numpy); ``ranges``: (lo, lsb) per
+        conversion domain. ``validate``, if given, checks the inputs on the host while the device computes (it
+        raises before anything is returned or counted). See :meth:`forward_device`."""
+        a = self.xb.spec.input_bits
+        small = np.int16 if a <= 15 else np.int32 if a <= 31 else np.int64   # fewer bytes to copy
+        y, tally = self.forward_device(self._upload(x, small), ranges)
+        if validate is not None:
+            validate()
+        return y.cpu().numpy(), Tally(*(float(t) for t in tally.cpu().numpy()))
+
+    @torch.no_grad()
+    def forward_device(self, xt: torch.Tensor, ranges) -> tuple[torch.Tensor, torch.Tensor]:
+        """y (batch, out) float64 on the device (offset-corrected) and the tally as a float64 device tensor of 4
+        (non-zero digits, conductance-seconds, non-zero decisions, clipped conversions), from integer inputs
+        ``xt`` (batch, in) on the device (integers of any dtype, floats holding integers included), in range
+        (the caller's duty: :meth:`cimsim.crossbar.Crossbar.__call__` checks them). Nothing waits for the device.
 
         All input cycles of all row blocks go through one batched matrix product (row blocks x
         (cycles x batch) rows), as many row blocks at a time as :attr:`ELEMENTS` allows, so a GPU sees few,
@@ -214,54 +368,45 @@ class TorchTile:
         ``max |code| x sum |place value| < 2**24``, float64 beyond), and each domain's ``lo`` and ``lsb`` are
         applied after it: ``sum_t w_t (lo + c_t lsb) = lo sum_t w_t + lsb sum_t w_t c_t``. Analog sums of a
         conversion scope are formed in float64 from the exact per-cycle products.
-
-        ``validate``, if given, checks the inputs on the host while the device computes (it raises before
-        anything is returned or counted).
         """
         xb, dev = self.xb, self.device
         spec, op = xb.spec, xb.readout_op
         dt = self._exact_dtype()
-        p, pw, xsum = self.planes(x)
-        T, B, K = p.shape
+        k = self.constants(ranges)
+        T, groups, place, rd = k["T"], k["groups"], k["place"], k["rd"]
+        lo, lsb, W_t, w_place = k["lo"], k["lsb"], k["W_t"], k["w_place"]
+        B, K = xt.shape
         R, C, N, nblk = spec.rows, xb.readout_columns, xb.out_features, len(xb.row_blocks)
-        nonzero = torch.count_nonzero(p).to(torch.float64)
-        if nblk * R > K:
-            p = torch.nn.functional.pad(p, (0, nblk * R - K))
         scope = spec.conversion
-        groups = scope.cycle_groups(T)
-        place = np.array([pw[t0] for t0, _ in groups])               # digital weight of each conversion
-        bound = op.code_bound(self._value_bound()) * float(np.abs(place).sum())
-        rd = torch.float32 if bound < 2 ** 24 else torch.float64
-        lo = torch.as_tensor([r[0] for r in ranges], dtype=torch.float64, device=dev)
-        lsb = torch.as_tensor([r[1] for r in ranges], dtype=torch.float64, device=dev)
         binary = spec.dac_bits == 1 and not spec.input_signed      # digits 0/1: x^2 = x
         sq_rows = torch.zeros(nblk * R, dtype=torch.float64, device=dev)
+        nonzero = torch.zeros((), dtype=torch.float64, device=dev)
         clipped = torch.zeros((), dtype=torch.float64, device=dev)
         decisions = torch.zeros((), dtype=torch.float64, device=dev)
         fused = (triton is not None and dev.type == "cuda" and op.fused and scope.per_cycle
                  and xb.column_scales is None and dt == torch.float32 and rd == torch.float32)
-        # analog accumulation: W[g, t] = 2**(shift_t - shift_t0) for the cycles t of conversion g
-        W = np.zeros((len(groups), T))
-        for g, (t0, t1) in enumerate(groups):
-            W[g, t0:t1] = pw[t0:t1] / pw[t0]
-        W_t = torch.as_tensor(W, dtype=torch.float64, device=dev)
-        w_place = torch.as_tensor(place, dtype=rd, device=dev)
         y = torch.empty((B, N), dtype=torch.float64, device=dev)
-        for b0 in range(0, B, spec.batch_chunk):
-            b1 = min(b0 + spec.batch_chunk, B)
+        chunk = self.chunk_rows(T)
+        for b0 in range(0, B, chunk):
+            b1 = min(b0 + chunk, B)
             nb = b1 - b0
             M = T * nb
+            p = self.planes(xt[b0:b1], k)
+            nonzero += torch.count_nonzero(p)
+            if nblk * R > K:
+                p = torch.nn.functional.pad(p, (0, nblk * R - K))
             step = max(1, self.ELEMENTS.get(dev.type, self.ELEMENTS["cpu"]) // (M * C))
-            xs = p[:, b0:b1].reshape(M, nblk, R)
+            xs = p.reshape(M, nblk, R)
             acc = torch.zeros(nb * C, dtype=torch.float64, device=dev)
             v_sum = var_sum = None          # row blocks summed in analog (scope.row_blocks == "sum")
             for g0 in range(0, nblk, step):
                 g1 = min(g0 + step, nblk)
-                xp = xs[:, g0:g1].permute(1, 0, 2).to(dt)          # (blocks, cycles x batch, rows)
-                sq = xp if binary else xp * xp
+                xp = xs[:, g0:g1].permute(1, 0, 2).contiguous()     # (blocks, cycles x batch, rows), digits
+                sq = xp if binary else xp.to(torch.int32 if xp.dtype == torch.int8 else xp.dtype).square()
                 sq_rows[g0 * R:g1 * R] += sq.sum(dim=1, dtype=torch.float64).reshape(-1)
-                v = self._bmm(xp, self.a, self.a_parts, g0, g1)
-                std2 = None if self.var is None else self._bmm(sq, self.var, self.var_parts, g0, g1)
+                v = self._bmm(xp, self.a, self.a_parts, g0, g1, self.mode)
+                std2 = (None if self.var is None
+                        else self._bmm(sq, self.var, self.var_parts, g0, g1, self.var_mode))
                 if scope.per_cycle:
                     if fused and v.numel() < 2 ** 31:   # noise, ADC and shift-and-add in one Triton kernel
                         std = None if std2 is None else std2.sqrt_()
@@ -299,12 +444,10 @@ class TorchTile:
                 acc += self._affine(s.to(torch.float64), lo, lsb, place).sum(dim=0)
             y[b0:b1] = (acc.reshape(nb, C) * self.weight).reshape(nb, -1, N).sum(dim=1)
         if xb.slices.offset:
+            xsum = xt.sum(dim=1, dtype=torch.float64)    # integers: exact
             y -= xb.slices.offset * xsum[:, None]
         conductance_s = (sq_rows @ self.rowsum) * spec.cell.read_time_s
-        if validate is not None:
-            validate()
-        tallies = torch.stack([nonzero, conductance_s, decisions, clipped]).cpu().numpy()
-        return y.cpu().numpy(), Tally(*(float(t) for t in tallies))
+        return y, torch.stack([nonzero, conductance_s, decisions, clipped])
 
     def _convert(self, v, lo, lsb, g0: int, g1: int, rd, w_place, clipped, decisions) -> torch.Tensor:
         """Codes of values ``v`` (domains, conversions, batch, columns), shifted and added over the conversions:

@@ -9,6 +9,7 @@ programming) is in :mod:`cimsim.mappers.mapper`.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import replace
@@ -44,6 +45,37 @@ def quantize_weights(w: torch.Tensor, bits: int) -> tuple[np.ndarray, np.ndarray
     return q.numpy().astype(np.int64).reshape(w.shape), scale.numpy()
 
 
+class Stopwatch:
+    """Seconds spent in stretches of work. On a GPU each stretch is a pair of CUDA events, read only when the total
+    is asked for (:attr:`seconds`), so timing a layer does not make the host wait for the device."""
+
+    def __init__(self):
+        self.host_s, self.events = 0.0, []
+
+    def start(self, device: torch.device | None):
+        if device is not None and device.type == "cuda":
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            return ev
+        return time.perf_counter()
+
+    def stop(self, token) -> None:
+        if isinstance(token, float):
+            self.host_s += time.perf_counter() - token
+            return
+        end = torch.cuda.Event(enable_timing=True)
+        end.record()
+        self.events.append((token, end))
+
+    @property
+    def seconds(self) -> float:
+        if self.events:
+            self.events[-1][1].synchronize()
+            self.host_s += sum(a.elapsed_time(b) for a, b in self.events) / 1e3
+            self.events = []
+        return self.host_s
+
+
 # ------------------------------------------------------------------------------------------------ layer
 class MappedLayer(nn.Module):
     """A Linear / Conv1d / Conv2d computed by crossbars (or, in ``digital`` mode, by exact integers)."""
@@ -66,14 +98,51 @@ class MappedLayer(nn.Module):
         self.error_sq = 0.0       # sum of (s * (analog - exact))**2 over the outputs since the last reset
         self.reference_sq = 0.0   # sum of (s * exact)**2
         self.exact_device = "cpu"  # where the exact product runs: the engine's GPU when it has one (map_model)
-        self.engine_s = 0.0       # wall seconds in the crossbars since the last reset (cimsim bench --model)
-        self.exact_s = 0.0        # wall seconds of the exact product that measures the layer's error
+        self.engine_time = Stopwatch()   # seconds in the crossbars since the last reset (cimsim bench --model)
+        self.exact_time = Stopwatch()    # seconds of the exact product that measures the layer's error
+        self._dev: dict | None = None    # the device path's weights, scales and error sums (_device_consts)
+
+    @property
+    def engine_s(self) -> float:
+        return self.engine_time.seconds
+
+    @property
+    def exact_s(self) -> float:
+        return self.exact_time.seconds
+
+    def reset_counts(self) -> None:
+        """Forget the positions, output errors and timings counted so far."""
+        self.positions_seen = 0
+        self.error_sq = self.reference_sq = 0.0
+        self.engine_time, self.exact_time = Stopwatch(), Stopwatch()
+        if self._dev is not None:
+            self._dev["err"].zero_()
 
     def set_integer_weights(self, q: np.ndarray, scale: np.ndarray) -> None:
         """Replace the quantized weights (O, ...) and their per-channel scales (a layout's own quantizer)."""
         self.w_int = np.asarray(q, dtype=np.int64).reshape(q.shape[0], -1)
         self.w_exact_t = np.ascontiguousarray(self.w_int.T, dtype=np.float64)
         self.w_scale = np.asarray(scale, dtype=np.float64)
+        self._dev = self._w_exact_dev = None
+
+    def engine_device(self) -> torch.device | None:
+        """The device of this layer's crossbars when every tile is a torch-backend :class:`Crossbar` (then the
+        layer runs there without a host round trip: :meth:`_forward_device`), else None."""
+        tiles = self.crossbars
+        if tiles and all(type(t) is Crossbar and t._torch is not None for t in tiles):
+            return tiles[0]._torch.device
+        return None
+
+    def _device_consts(self, dev: torch.device) -> dict:
+        """The device path's constants (the exact product's weights (K, O) float64, the output scale and bias) and
+        its error sums (error, reference), made once per device."""
+        if self._dev is None or self._dev["device"] != dev:
+            scale = (self.plan.input_scale * self.w_scale)[None, :]
+            self._dev = {"device": dev, "w": torch.from_numpy(self.w_exact_t).to(dev),
+                         "scale": torch.from_numpy(scale).to(dev),
+                         "bias": None if self.bias is None else torch.from_numpy(self.bias[None, :]).to(dev),
+                         "err": torch.zeros(2, dtype=torch.float64, device=dev)}
+        return self._dev
 
     # geometry ----------------------------------------------------------------
     def _patches(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple]:
@@ -152,6 +221,11 @@ class MappedLayer(nn.Module):
     def rel_error(self) -> float:
         """Relative RMS error of the outputs since the last reset against the exact integer product (NaN
         before any analog output; 0 when every output was exact)."""
+        if self._dev is not None:   # the device path's sums: read once, here
+            err, ref = (float(v) for v in self._dev["err"].cpu())
+            self._dev["err"].zero_()
+            self.error_sq += err
+            self.reference_sq += ref
         if self.reference_sq > 0:
             return math.sqrt(self.error_sq / self.reference_sq)
         if self.error_sq > 0:
@@ -161,29 +235,71 @@ class MappedLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "float":
             return self.source(x)
-        dtype = x.dtype
-        xq = self.quantize_input(x)
+        dev = self.engine_device()
+        if dev is not None:
+            return self._forward_device(x, dev)
+        dtype, where = x.dtype, x.device
+        xq = self.quantize_input(x.cpu())
         patches, shape = self._patches(xq)
         ints = patches.numpy().astype(np.int64)
-        t0 = time.perf_counter()
+        t0 = self.engine_time.start(None)
         acc = self.integer_product(ints)
-        t1 = time.perf_counter()
+        self.engine_time.stop(t0)
+        t1 = self.exact_time.start(None)
         if self.mode == "analog":
             with one_thread():   # a small GEMM per batch: one BLAS thread is several times cheaper (cimsim.blas)
                 self.record_error(acc, self.exact_product(ints))
-        self.engine_s += t1 - t0
-        self.exact_s += time.perf_counter() - t1
+        self.exact_time.stop(t1)
         y = acc * (self.plan.input_scale * self.w_scale)[None, :]
         if self.bias is not None:
             y = y + self.bias[None, :]
         self.positions_seen += patches.shape[0]
-        y = torch.from_numpy(y)
+        return self._output(torch.from_numpy(y), shape).to(device=where, dtype=dtype)
+
+    def _forward_device(self, x: torch.Tensor, dev: torch.device) -> torch.Tensor:
+        """The forward pass on the crossbars' device (the torch backend): quantization, patches, the crossbars,
+        the exact product and the error sums, scales and bias all stay there, and nothing waits for the device.
+        The same arithmetic as the host path: every intermediate is an exact integer or the same float64
+        operation, so the outputs are the same numbers."""
+        dtype = x.dtype
+        k = self._device_consts(dev)
+        patches, shape = self._patches(self.quantize_input(x.to(dev)))   # integers in float32 (or float64)
+        K = self.plan.in_features
+        t0 = self.engine_time.start(dev)
+        if self.mode == "digital":
+            acc = self._exact_device(patches, k["w"])
+        else:
+            acc = torch.cat([xb.call_device(patches[:, g * K:(g + 1) * K]) for g, xb in enumerate(self.crossbars)], 1)
+        self.engine_time.stop(t0)
+        if self.mode == "analog":
+            t1 = self.exact_time.start(dev)
+            exact = self._exact_device(patches, k["w"])
+            k["err"][0] += ((acc - exact) * k["scale"]).square().sum()
+            k["err"][1] += (exact * k["scale"]).square().sum()
+            self.exact_time.stop(t1)
+        y = acc * k["scale"]
+        if k["bias"] is not None:
+            y = y + k["bias"]
+        self.positions_seen += patches.shape[0]
+        return self._output(y, shape).to(dtype)
+
+    def _exact_device(self, patches: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """The exact integer product on the device, float64 (integer sums below 2**53: exact in any order)."""
+        G, K = self.plan.groups, self.plan.in_features
+        og = w.shape[1] // G
+        p = patches.to(torch.float64)
+        if G == 1:
+            return p @ w
+        return torch.cat([p[:, g * K:(g + 1) * K] @ w[:, g * og:(g + 1) * og] for g in range(G)], 1)
+
+    def _output(self, y: torch.Tensor, shape) -> torch.Tensor:
+        """(rows, O) outputs back in the layer's output shape."""
         if self.conv:
             B = shape[0]
             y = y.reshape(B, -1, shape[1]).transpose(1, 2).reshape(shape)
         else:
             y = y.reshape(shape)
-        return y.to(dtype)
+        return y
 
     def extra_repr(self) -> str:
         p = self.plan
@@ -233,9 +349,39 @@ class MappedModel(nn.Module):
             layer.mode = mode
         return self
 
+    def engine_device(self) -> torch.device | None:
+        """The device a torch-backend network runs on, activations included (None: the host path)."""
+        devs = {l.engine_device() for l in self.mapped_layers.values()} - {None}
+        return next(iter(devs)) if len(devs) == 1 else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's output (on the host). On the torch backend the whole network (its digital layers too)
+        runs on the engine's device, from the input batch's one upload to the output's one download."""
         with torch.no_grad():
-            return self.model(x)
+            dev = self.engine_device()
+            if dev is None:
+                return self.model(x)
+            if getattr(self, "_model_device", None) != dev:
+                self.model.to(dev)
+                self._model_device = dev
+            return self.model(x.to(dev)).cpu()
+
+    def _reference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The float reference's output: on a GPU engine, a copy of it on the GPU (the caller's network stays
+        where it is) in full float32 (TF32 off), on the host otherwise."""
+        dev = self.engine_device()
+        if dev is None or dev.type != "cuda":
+            return self.reference(x)
+        ref = getattr(self, "_reference_dev", None)
+        if ref is None or ref[0] is not self.reference:
+            ref = self._reference_dev = (self.reference, copy.deepcopy(self.reference).to(dev))
+        ref[1].train(self.reference.training)
+        conv, mm = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            return ref[1](x.to(dev)).cpu()
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, mm
 
     def retarget(self, arch) -> bool:
         """Put this mapped network, as :func:`map_model` built it, on ``arch`` when ``arch`` differs from its
@@ -273,9 +419,7 @@ class MappedModel(nn.Module):
     def reset_events(self) -> None:
         """Forget the events and the per-layer output errors counted so far."""
         for layer in self.mapped_layers.values():
-            layer.positions_seen = 0
-            layer.error_sq = layer.reference_sq = 0.0
-            layer.engine_s = layer.exact_s = 0.0
+            layer.reset_counts()
             for xb in layer.crossbars:
                 xb.ledger = EventLedger()
 
@@ -307,7 +451,7 @@ class MappedModel(nn.Module):
                                          enabled=progress):
                     with counter:
                         correct += batch_score(self(x), y)
-                    ref_correct += batch_score(self.reference(x), y)
+                    ref_correct += batch_score(self._reference_forward(x), y)
                     total += len(y)
                     flow = is_flow(y)
         finally:

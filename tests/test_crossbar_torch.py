@@ -1,7 +1,5 @@
 """The torch backend agrees with the numba backend: bit for bit on integer paths, in distribution on noisy ones."""
 
-import itertools
-
 import numpy as np
 import pytest
 import torch
@@ -94,7 +92,8 @@ def test_cuda_without_a_gpu_is_a_clear_error():
 @pytest.mark.parametrize("device", DEVICES)
 def test_programmed_noise_values_match_numba_closely(device):
     """Non-integer levels (programming noise, no read noise, lossless readout): the same conductances give the
-    same column values up to float32 rounding on both backends (on a GPU through split TF32 products)."""
+    same column values up to float32 rounding on both backends; on a GPU through the split bf16 product, within
+    its bound carried through the shift-and-add (tests/test_crossbar_gpu_paths.py; offset mapping stores W + 128)."""
     rng = np.random.default_rng(4)
     W = rng.integers(-127, 128, size=(40, 300))
     x = rng.integers(0, 256, size=(16, 300))
@@ -103,7 +102,7 @@ def test_programmed_noise_values_match_numba_closely(device):
     a = cimsim.Crossbar(W, spec, seed=1)(x)
     b = cimsim.Crossbar(W, spec, seed=1, backend="torch", device=device)(x)
     assert not np.array_equal(a, x @ W.T)       # the noise is there
-    assert np.allclose(a, b, rtol=0, atol=1e-5 * np.abs(x @ np.abs(W).T).max())
+    assert np.abs(a - b).max() <= (2.0 ** -15 if device == "cuda" else 1e-6) * (x @ (W + 128).T).max()
 
 
 def test_tf32_split_is_exact_in_float32_and_hi_fits_tf32():
