@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
@@ -53,7 +54,7 @@ def run(args) -> int:
                  for k in args.cond]
     rows = []
     for label, mats in cases:
-        one, ref_err, its, fin, t_np, e_solve, t_solve, e_it, t_it, e_tot, t_tot, conv = ([] for _ in range(12))
+        one, own, pred, pred_own, its, fin, t_np, e_solve, t_solve, e_it, t_it, e_tot, t_tot, conv = ([] for _ in range(14))
         for t, A in enumerate(mats):
             n = A.shape[0]
             rng = np.random.default_rng(10_000 + args.seed + t)
@@ -61,8 +62,16 @@ def run(args) -> int:
             t0 = time.perf_counter()
             ref = np.linalg.inv(A) if args.op == "inv" else np.linalg.solve(A, b)
             t_np.append(time.perf_counter() - t0)
-            x, c = L.solve(A, b, circuit, seed=args.seed + t, normal=args.normal, return_cost=True)
+            A_c, b_c = (A.T @ A, A.T @ b) if args.normal else (A, b)
+            p = L.ProgrammedInverter(A_c, circuit, seed=args.seed + t)
+            x, c = p.solve(b_c)
             one.append(L.rel_error(x, ref))
+            # against the exact solution of the matrix the arrays hold: the circuit's own error
+            own.append(L.rel_error(x, np.linalg.solve(p.A_programmed, b_c)))
+            if b_c.ndim == 1:
+                bud = L.error_budget(p, b_c, A_c)
+                pred.append(bud["total"])
+                pred_own.append(bud["own"])
             e_solve.append(c.energy_j)
             t_solve.append(c.time_s)
             if args.normal:
@@ -79,8 +88,14 @@ def run(args) -> int:
         row = {"cond": label if label == "file" else float(label), "n": int(mats[0].shape[0]), "trials": len(mats),
                "op": args.op, "bits": args.bits,
                "circuit_rel_error_median": float(np.median(one)), "circuit_rel_error_max": float(np.max(one)),
+               "circuit_own_rel_error_median": float(np.median(own)),
                "circuit_time_s": float(np.mean(t_solve)), "circuit_energy_j": float(np.mean(e_solve)),
                "numpy_wall_s": float(np.mean(t_np))}
+        if pred:   # rms over the trials, as the budget is an rms (cimsim.linalg.theory)
+            row.update({"theory_rel_error_rms": float(np.sqrt(np.mean(np.square(pred)))),
+                        "theory_own_rel_error_rms": float(np.sqrt(np.mean(np.square(pred_own)))),
+                        "circuit_rel_error_rms": float(np.sqrt(np.mean(np.square(one)))),
+                        "circuit_own_rel_error_rms": float(np.sqrt(np.mean(np.square(own))))})
         if its:
             row.update({"target_bits": args.target_bits, "refine_iterations_max": int(max(its)),
                         "refine_iterations_mean": float(np.mean(its)), "refine_rel_error_max": float(np.max(fin)),
@@ -95,22 +110,37 @@ def run(args) -> int:
                                                                  "opamp_power_w", "v_in_max_v")}
                    | {"cell": repr(circuit.cell)}, "results": rows})
         return 0
-    print(f"{args.op} on the {args.bits}-bit inversion circuit ({circuit.size}x{circuit.size} array) and with "
-          f"refinement to {args.target_bits} bits; relative errors against numpy (float64)")
-    print(f"{'cond':>8} {'n':>4} {'1-step err':>11} {'t 1-step':>9} {'E 1-step':>9} {'iters':>6} {'refined err':>12} "
-          f"{'t/iter':>9} {'E/iter':>9} {'t total':>9} {'E total':>9}")
+    from cimsim.report import fmt_si
+
+    def lg(v):   # a relative error as 2^-k, easier to read in bits
+        return f"2^{math.log2(v):.1f}" if v > 0 else "0"
+
+    src = f"--matrix {args.matrix}" if args.matrix is not None else \
+        f"{args.trials} random SPD matrices per condition number (seeds {args.seed}..{args.seed + args.trials - 1})"
+    print(f"{args.op} on the {args.bits}-bit inversion circuit ({circuit.size}x{circuit.size} array), then refined to "
+          f"{args.target_bits} bits; {src}")
+    print("one settling: 'vs A' against numpy on the float matrix, 'own' against the exact solution of the "
+          "programmed matrix (the circuit's own error); medians, theory = first-order budget (rms)")
+    head = f"{'cond':>6} {'n':>4} | {'vs A':>7} {'theory':>7} {'own':>7} {'theory':>7} {'time':>9} {'energy':>9}"
+    if not args.normal:
+        head += f" | {'steps':>5} {'refined':>8} {'time/step':>9} {'E/step':>9} {'time':>9} {'energy':>9}"
+    print(head)
     for r in rows:
         c = r["cond"] if r["cond"] == "file" else f"{r['cond']:g}"
-        line = (f"{c:>8} {r['n']:>4} {r['circuit_rel_error_median']:11.2e} {r['circuit_time_s']:9.2e} "
-                f"{r['circuit_energy_j']:9.2e}")
+        line = (f"{c:>6} {r['n']:>4} | {lg(r['circuit_rel_error_median']):>7} "
+                f"{lg(r['theory_rel_error_rms']) if 'theory_rel_error_rms' in r else '-':>7} "
+                f"{lg(r['circuit_own_rel_error_median']):>7} "
+                f"{lg(r['theory_own_rel_error_rms']) if 'theory_own_rel_error_rms' in r else '-':>7} "
+                f"{fmt_si(r['circuit_time_s'], 's'):>9} {fmt_si(r['circuit_energy_j'], 'J'):>9}")
         if "refine_iterations_max" in r:
-            line += (f" {r['refine_iterations_max']:>6} {r['refine_rel_error_max']:12.2e} "
-                     f"{r['refine_time_per_iteration_s']:9.2e} {r['refine_energy_per_iteration_j']:9.2e} "
-                     f"{r['refine_time_s']:9.2e} {r['refine_energy_j']:9.2e}")
+            line += (f" | {r['refine_iterations_max']:>5} {lg(r['refine_rel_error_max']):>8} "
+                     f"{fmt_si(r['refine_time_per_iteration_s'], 's'):>9} "
+                     f"{fmt_si(r['refine_energy_per_iteration_j'], 'J'):>9} "
+                     f"{fmt_si(r['refine_time_s'], 's'):>9} {fmt_si(r['refine_energy_j'], 'J'):>9}")
             if not r["refine_converged"]:
                 line += "  (not converged)"
         print(line)
-    print("times in s, energies in J; 1-step error: median over trials; iters and refined error: worst trial",
+    print("refinement: steps and refined error of the worst trial, costs averaged; --json for every field",
           file=sys.stderr)
     return 0
 
@@ -119,8 +149,10 @@ def register(sub) -> None:
     sp = add_command(sub, "linalg", "analog linear algebra: the crossbar inversion circuit and RePAST's refinement",
                      run, desc="Analog linear algebra on crossbars (cimsim.linalg). 'bench': solve or invert random "
                      "matrices of a given size and condition number on the closed-loop inversion circuit (Sun et al., "
-                     "PNAS 2019) and with RePAST's refinement (arXiv 2210.15255); accuracy against numpy, time and "
-                     "energy per solve and per refinement step.")
+                     "PNAS 2019) and with RePAST's refinement (arXiv 2210.15255). One settling's relative error is "
+                     "given against numpy on the float matrix and against the exact solution of the matrix the "
+                     "arrays hold (the circuit's own error), each beside its first-order prediction "
+                     "(cimsim.linalg.theory); then the refinement's steps, final error, time and energy.")
     sp.add_argument("action", choices=["bench"], help="what to do (bench)")
     sp.add_argument("--size", type=bounded_int(1, 4096, "the array holds at most 4096 rows"), default=16,
                     help="matrix size n (default 16)")

@@ -5,15 +5,17 @@
   (PNAS 2019) with its limits (:mod:`cimsim.linalg.circuit`).
 * ``refine_solve``: RePAST's high-precision solutions from the 8-bit circuit and VMM crossbars
   (:mod:`cimsim.linalg.refine`).
+* ``error_budget``: the circuit's first-order solution error by component, in theory (:mod:`cimsim.linalg.theory`).
 * ``random_matrix(n, cond)``: test matrices of a given condition number.
 """
 
 from cimsim.linalg.circuit import Cost, InversionCircuit, ProgrammedInverter, check_matrix, inv, solve, with_bits
 from cimsim.linalg.refine import RefineResult, refine_solve, rel_error
+from cimsim.linalg.theory import error_budget
 from cimsim.linalg.vmm import VmmArray, high_precision_spec, mvm
 
 __all__ = ["Cost", "InversionCircuit", "ProgrammedInverter", "check_matrix", "inv", "solve", "with_bits",
-           "RefineResult", "refine_solve", "rel_error", "VmmArray", "high_precision_spec", "mvm", "random_matrix"]
+           "RefineResult", "refine_solve", "rel_error", "error_budget", "VmmArray", "high_precision_spec", "mvm", "random_matrix"]
 
 
 def random_matrix(n: int, cond: float, seed: int = 0, symmetric: bool = True):
