@@ -69,3 +69,22 @@ def test_train_kfac_on_cuda_is_one_line(capsys):
     code, _, err = run_cli(capsys, "train", "--model", "mlp", "--dataset", "digits", "--optimizer", "kfac",
                            "--device", "cuda", "--epochs", 1)
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_kfac_cost_json_and_table(capsys):
+    code, out, _ = run_cli(capsys, "linalg", "kfac-cost", "--network", "resnet18", "--replicas", 4, "--json")
+    assert code == 0
+    r = json.loads(out)
+    assert r["arch"]["replicas"] == 4 and r["batch"] == 128 and r["layers"] == 21
+    assert r["paper"]["gpu_speedup"] == 115.8
+    assert r["speedup_vs_gpu_full"] > r["speedup_vs_gpu"] > 0
+    assert r["crossbar_time_s"] == pytest.approx(sum(r["crossbar_parts_s"].values()))
+    code, out, _ = run_cli(capsys, "linalg", "kfac-cost", "--network", "mlp", "--no-pipeline")
+    assert code == 0 and "not pipelined" in out and "115.8x / 41.9x" in out and "whole factors" in out
+
+
+def test_kfac_cost_bad_options_one_line(capsys):
+    code, _, err = run_cli(capsys, "linalg", "kfac-cost", "--replicas", 0)
+    assert_one_line_user_error(code, err, "--replicas")
+    code, _, err = run_cli(capsys, "linalg", "kfac-cost", "--kappa", "1,2")
+    assert_one_line_user_error(code, err, "--kappa")

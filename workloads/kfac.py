@@ -29,6 +29,10 @@ left out), two models side by side:
 * GPU (est., stated in :data:`GPU`): an NVIDIA V100 at 10 % of its 15.7 TFLOP/s FP32 peak on these small
   matrices, at least 5 us per kernel launch, three kernels per block inversion (Cholesky, triangular inverse,
   product) and one per product, drawing its 300 W board power throughout.
+
+These are the run's own books on one unreplicated array set per block; :mod:`cimsim.workloads.kfac_cost` prices the
+same step at the architecture level (replicated, pipelined arrays, any network size, the GPU on the same blocks and
+on whole factors; ``cimsim linalg kfac-cost``).
 """
 
 from __future__ import annotations

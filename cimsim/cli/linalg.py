@@ -21,6 +21,13 @@ def conds(text: str) -> list[float]:
     return values
 
 
+def conds_one(text: str) -> float:
+    v = conds(text)
+    if len(v) != 1:
+        raise argparse.ArgumentTypeError(f"expected one condition number >= 1, got {text!r}")
+    return v[0]
+
+
 def _load_matrix(path: str):
     import numpy as np
 
@@ -38,8 +45,60 @@ def _load_matrix(path: str):
     return A
 
 
+NETWORKS = ("mlp", "lenet5", "vgg16", "resnet18")
+# the zoo models at their datasets' shapes and recipe batches (workloads/train.py); VGG-16 / ResNet-18 at 224 x 224
+# ImageNet shapes, batch 128 (est.: a common ImageNet batch per GPU)
+_NET_SHAPES = {"mlp": ((1, 8, 8), 10, 64), "lenet5": ((1, 28, 28), 10, 128)}
+
+
+def run_kfac_cost(args) -> int:
+    from cimsim.report import fmt_si
+    from cimsim.workloads import kfac, kfac_cost as KC
+
+    if args.network in _NET_SHAPES:
+        from cimsim.workloads import zoo
+
+        shape, classes, batch = _NET_SHAPES[args.network]
+        layers = KC.layer_shapes(zoo.build_for(args.network, shape, classes), shape)
+    else:
+        layers, batch = (KC.vgg16_imagenet() if args.network == "vgg16" else KC.resnet18_imagenet()), 128
+    batch = args.batch or batch
+    arch = KC.CrossbarArch(replicas=args.replicas, pipelined=not args.no_pipeline, inv_every=args.inv_every,
+                           kappa=args.kappa)
+    r = KC.step_cost(layers, batch, arch)
+    if args.json:
+        emit_json({"network": args.network, "batch": batch, "layers": len(layers),
+                   "arch": {k: getattr(arch, k) for k in ("replicas", "pipelined", "layers_parallel", "input_bits",
+                                                          "kappa", "inv_every")},
+                   "gpu": KC.GpuSpec().__dict__, "paper": kfac.PAPER_RATIOS} | r)
+        return 0
+    print(f"K-FAC's second-order work per training step of {args.network} ({len(layers)} layers, batch {batch}), "
+          f"128-wide blocks, inverses every {arch.inv_every} steps (amortised)")
+    print(f"crossbars: {arch.replicas} replica(s) of each block's INV + VMM arrays "
+          f"({r['array_sets']} array sets), {'pipelined' if arch.pipelined else 'not pipelined'}, "
+          f"refinement on kappa-{arch.kappa:g} blocks; GPU: {KC.GpuSpec().name} (est. efficiencies: --help)")
+    print(f"{'':22} {'time':>10} {'energy':>10} | {'inversion':>10} {'program':>10} {'precondition':>12}")
+    rows = [("crossbars", r["crossbar_time_s"], r["crossbar_energy_j"], r["crossbar_parts_s"]),
+            ("GPU, same blocks", r["gpu_time_s"], r["gpu_energy_j"], r["gpu_parts_s"]),
+            ("GPU, whole factors", r["gpu_full_time_s"], r["gpu_full_energy_j"], r["gpu_full_parts_s"])]
+    for name, t, e, parts in rows:
+        print(f"{name:22} {fmt_si(t, 's'):>10} {fmt_si(e, 'J'):>10} | {fmt_si(parts['inversion'], 's'):>10} "
+              f"{fmt_si(parts.get('program', 0.0), 's'):>10} {fmt_si(parts['precondition'], 's'):>12}")
+    print(f"speed-up / energy saving: {r['speedup_vs_gpu']:.3g}x / {r['energy_saving_vs_gpu']:.3g}x against the "
+          f"GPU on the same blocks, {r['speedup_vs_gpu_full']:.3g}x / {r['energy_saving_vs_gpu_full']:.3g}x against "
+          f"whole factors (RePAST: {kfac.PAPER_RATIOS['gpu_speedup']}x / {kfac.PAPER_RATIOS['gpu_energy']}x vs a GPU "
+          "on large DNNs)")
+    print(f"second-order share of the GPU step (forward, backward, factors, inverses, products): "
+          f"{100 * r['second_order_fraction']:.3g} % (blocks), {100 * r['gpu_full_second_order_fraction']:.3g} % "
+          f"(whole factors); the whole step with only that share on the crossbars: {r['whole_step_speedup']:.3g}x")
+    return 0
+
+
 def run(args) -> int:
     import numpy as np
+
+    if args.action == "kfac-cost":
+        return run_kfac_cost(args)
 
     from cimsim import linalg as L
 
@@ -153,7 +212,11 @@ def register(sub) -> None:
                      "given against numpy on the float matrix and against the exact solution of the matrix the "
                      "arrays hold (the circuit's own error), each beside its first-order prediction "
                      "(cimsim.linalg.theory); then the refinement's steps, final error, time and energy.")
-    sp.add_argument("action", choices=["bench"], help="what to do (bench)")
+    sp.add_argument("action", choices=["bench", "kfac-cost"],
+                    help="bench: the circuit and the refinement on random matrices; kfac-cost: the cost of one "
+                         "K-FAC training step's second-order work on RePAST-style crossbars against a GPU "
+                         "(cimsim.workloads.kfac_cost; GPU: V100 FP32, 15.7 TFLOP/s, 300 W, 5 us per kernel, "
+                         "GEMMs at 60 %%, inversions at 50 %% x n / (n + 1024) of peak, all est.)")
     sp.add_argument("--size", type=bounded_int(1, 4096, "the array holds at most 4096 rows"), default=16,
                     help="matrix size n (default 16)")
     sp.add_argument("--cond", type=conds, default=[2.0, 10.0, 100.0], metavar="K[,K...]",
@@ -172,4 +235,18 @@ def register(sub) -> None:
     sp.add_argument("--normal", action="store_true",
                     help="solve the normal equations A^T A x = A^T b (matrices the circuit cannot settle on)")
     sp.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
+    k = sp.add_argument_group("kfac-cost options")
+    k.add_argument("--network", choices=NETWORKS, default="vgg16",
+                   help="layers to price: the zoo's mlp (digits) or lenet5 (28x28), or VGG-16 / ResNet-18 at "
+                        "224x224 (default vgg16)")
+    k.add_argument("--replicas", type=bounded_int(1, 4096, "our bound"), default=1,
+                   help="copies of each block's INV + VMM array set (default 1)")
+    k.add_argument("--batch", type=bounded_int(1, 65536, "our bound"), default=None,
+                   help="training batch (default: the recipe's, 128 for vgg16 / resnet18)")
+    k.add_argument("--inv-every", type=bounded_int(1, 100000, "our bound"), default=25,
+                   help="steps between inverse refreshes (default 25, as our K-FAC runs)")
+    k.add_argument("--kappa", type=conds_one, default=30.0,
+                   help="condition number of the damped blocks the refinement is measured on (default 30)")
+    k.add_argument("--no-pipeline", action="store_true",
+                   help="no pipelining of the refinement across right-hand sides")
     sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")

@@ -90,6 +90,9 @@ def _second_order(args, out) -> int:
                  f"{c['speedup_vs_gpu']:.3g}x, energy saving {c['energy_saving_vs_gpu']:.3g}x (RePAST reports "
                  f"115.8x / 41.9x vs a GPU on large DNNs); refinement <= {c['refine_max_iterations']} steps")
     print(line)
+    if "crossbar_time_s" in c:
+        print("(this run's arrays: one unreplicated set per block; 'cimsim linalg kfac-cost' prices replicated, "
+              "pipelined arrays and large networks)")
     print(f"checkpoint saved to {path}" if path is not None else "no checkpoint written (give --out to keep one)")
     return 0
 
