@@ -211,7 +211,10 @@ def register(sub) -> None:
                      "PNAS 2019) and with RePAST's refinement (arXiv 2210.15255). One settling's relative error is "
                      "given against numpy on the float matrix and against the exact solution of the matrix the "
                      "arrays hold (the circuit's own error), each beside its first-order prediction "
-                     "(cimsim.linalg.theory); then the refinement's steps, final error, time and energy.")
+                     "(cimsim.linalg.theory); then the refinement's steps, final error, time and energy. 'kfac-cost': "
+                     "time and energy of one K-FAC step's second-order work (block inversions amortised, "
+                     "preconditioning products) on replicated, pipelined INV + VMM arrays against a GPU model, "
+                     "on the same blocks and on whole factors, for the zoo MLP / LeNet-5 or VGG-16 / ResNet-18.")
     sp.add_argument("action", choices=["bench", "kfac-cost"],
                     help="bench: the circuit and the refinement on random matrices; kfac-cost: the cost of one "
                          "K-FAC training step's second-order work on RePAST-style crossbars against a GPU "
