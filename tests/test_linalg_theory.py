@@ -114,3 +114,15 @@ def test_refinement_gains_the_one_step_budgets_bits_per_step(n, cond):
         gained.append(math.log2(e[0] / e[-1]) / (len(e) - 1))
         want.append(-math.log2(T.error_budget(L.ProgrammedInverter(A, seed=s), b, A)["total"]))
     assert abs(np.mean(gained) - np.mean(want)) <= 0.6, (gained, want)
+
+
+def test_refinement_converges_iff_the_rate_is_below_one():
+    # 64x64, kappa 100: seed 10's programmed matrix gives a rate of 1.02 (the refinement cannot converge: it stalls
+    # near 2^-8), seed 0's 0.57 (16 bits in tens of steps); `cimsim linalg bench --size 64 --cond 100 --trials 20`
+    # meets seed 10 as its one failure
+    for s, converges in ((10, False), (0, True)):
+        A = L.random_matrix(64, 100.0, seed=s)
+        rate = T.refinement_rate(L.ProgrammedInverter(A, seed=s), A)
+        assert (rate < 1) == converges, rate
+        r = L.refine_solve(A, np.random.default_rng(10_000 + s).standard_normal(64), seed=s, max_iter=60)
+        assert r.converged == converges

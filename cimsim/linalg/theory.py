@@ -118,3 +118,12 @@ def matrix_bits_needed(A, target: float, prog_sigma_frac: float = 0.0) -> float:
         return math.inf
     L = 1.0 / math.sqrt(12.0 * need)
     return 1.0 + math.log2(L + 1.0)
+
+
+def refinement_rate(p: ProgrammedInverter, A=None) -> float:
+    """Spectral radius of ``I - A_lo^-1 A``: the refinement's asymptotic error factor per step from the programmed
+    matrix alone (``A_lo``, what the INV arrays hold; ``A`` the float matrix, default the programmed one). The
+    refinement (:mod:`cimsim.linalg.refine`) converges iff it is below 1, whatever the converters do."""
+    A = p.A_programmed if A is None else np.asarray(A, dtype=np.float64)
+    M = np.eye(p.n) - np.linalg.solve(p.A_programmed, A)
+    return float(np.max(np.abs(np.linalg.eigvals(M))))
