@@ -393,3 +393,48 @@ def stack_digits(u, b0, b1, k0, k1, shifts, widths, signed, out, var, sqsum):
     nz = _stack_digits(u, b0, b1, k0, k1, shifts, widths, signed, out, np.zeros(1) if var is None else var, noisy,
                        rowvar, sqsum)
     return rowvar, int(nz)
+
+
+# digit tables up to this many input bits (2**16 values: two int64 tables of 0.5 MB each); wider inputs count
+# their digits with stack_digits. Our choice: ISAAC's 16-bit inputs fit.
+TABLE_BITS = 16
+
+
+def digit_tables(input_bits: int, dac_bits: int, signed: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per digit-source value u (0 .. 2**input_bits - 1): (nonzero digits of u over the cycles, sum of its
+    digits**2), the digits cut as :func:`stack_digits` cuts them; None above :data:`TABLE_BITS` bits."""
+    if input_bits > TABLE_BITS:
+        return None
+    from cimsim.encoding import plane_layout
+
+    shifts, widths = plane_layout(input_bits, dac_bits)
+    u = np.arange(1 << input_bits, dtype=np.int64)
+    nz, sq = np.zeros_like(u), np.zeros_like(u)
+    for t, (sh, w) in enumerate(zip(shifts, widths)):
+        d = (u >> int(sh)) & ((1 << int(w)) - 1)
+        if signed and t == len(shifts) - 1:
+            d = np.where(d >= 1 << (int(w) - 1), d - (1 << int(w)), d)
+        nz += d != 0
+        sq += d * d
+    return nz, sq
+
+
+@njit(nogil=True, cache=True)
+def _table_tally(u, edges, k0, k1, nz_tab, sq_tab, nz, sq):
+    for j in range(edges.shape[0] - 1):
+        for b in range(edges[j], edges[j + 1]):
+            for k in range(k0, k1):
+                v = u[b, k]
+                nz[j] += nz_tab[v]
+                sq[j, k - k0] += sq_tab[v]
+
+
+def digit_tally(u, edges, k0, k1, tables) -> tuple[np.ndarray, np.ndarray]:
+    """What :func:`stack_digits` counts, without cutting the digits, for rows k0..k1 of each shard of examples
+    edges[j]..edges[j + 1]: (nonzero digits per shard (shards,), sum of digit**2 over the cycles and the shard's
+    examples per row (shards, k1 - k0)), both int64; ``tables`` from :func:`digit_tables`."""
+    edges = np.asarray(edges, dtype=np.int64)
+    nz = np.zeros(len(edges) - 1, dtype=np.int64)
+    sq = np.zeros((len(edges) - 1, k1 - k0), dtype=np.int64)
+    _table_tally(u, edges, k0, k1, tables[0], tables[1], nz, sq)
+    return nz, sq
