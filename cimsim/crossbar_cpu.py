@@ -200,14 +200,14 @@ class CpuTile:
                 nz, sq = digit_tally(u, [b0 for b0, _ in bounds] + [B], k0, k1, st["tables"])
             else:   # wide inputs: cut the digits to count them
                 got = [self._digits(u, b0, b1, i, False) for b0, b1 in bounds]
-                nz, sq = [g[2] for g in got], [g[3] for g in got]
-            counts.append((nz, sq))
+                nz, sq = [g[2] for g in got], np.array([g[3] for g in got])
+            counts.append((nz, sq.astype(np.float64), xb.g_rowsum[i]))
         tally, read_s = Tally(), spec.cell.read_time_s
         for j in range(len(bounds)):
             t = Tally()
-            for i, (nz, sq) in enumerate(counts):
+            for nz, sq, g in counts:   # each shard's row sums as the bit-plane path forms them: one dot per block
                 t.nonzero_digits += int(nz[j])
-                t.conductance_s += float(sq[j].astype(np.float64) @ xb.g_rowsum[i]) * read_s
+                t.conductance_s += float(sq[j] @ g) * read_s
             tally += t
         return y, tally
 
