@@ -27,6 +27,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -105,6 +106,15 @@ def shard_count(examples: int, per_example: int, cycles: int) -> int:
     than :data:`MIN_SHARD_ROWS` stacked rows or :data:`MIN_SHARD_MACS` of work, at least one. It does not depend
     on the number of threads (see CpuTile.forward)."""
     return int(max(1, min(examples * cycles // MIN_SHARD_ROWS, examples * per_example // MIN_SHARD_MACS)))
+
+
+@lru_cache(maxsize=4096)
+def _cut(c0: int, c1: int, per_example: int, cycles: int, min_rows: int, min_macs: int):
+    """CpuTile._shards, remembered (a network calls each layer with the same batch shape); the least work is part
+    of the key, as shard_count reads it."""
+    n_shards = shard_count(c1 - c0, per_example, cycles)
+    edges = np.linspace(c0, c1, n_shards + 1).astype(int)
+    return tuple((int(edges[j]), int(edges[j + 1])) for j in range(n_shards))
 
 
 # stacked rows per GEMM + epilogue step. Our choice: 256 rows x 512 columns of float32 (0.5 MB) stay in
@@ -202,21 +212,22 @@ class CpuTile:
                 got = [self._digits(u, b0, b1, i, False) for b0, b1 in bounds]
                 nz, sq = [g[2] for g in got], np.array([g[3] for g in got])
             counts.append((nz, sq.astype(np.float64), xb.g_rowsum[i]))
-        tally, read_s = Tally(), spec.cell.read_time_s
-        for j in range(len(bounds)):
-            t = Tally()
-            for nz, sq, g in counts:   # each shard's row sums as the bit-plane path forms them: one dot per block
-                t.nonzero_digits += int(nz[j])
-                t.conductance_s += float(sq[j] @ g) * read_s
-            tally += t
+        # the bit-plane path's float sums, operation for operation: per shard t = ((0 + c_0) + c_1) + ... over the
+        # blocks, c_i = float(sqsum_i @ g_i) * read time (the same 1-d dot), then the call's total ((t_0 + t_1) + ...)
+        # in shard order (np.add.accumulate is sequential); the digit counts are integers, exact in any order
+        read_s = spec.cell.read_time_s
+        per_shard = np.zeros(len(bounds))
+        for _, sq, g in counts:
+            per_shard += np.array([float(row @ g) for row in sq]) * read_s
+        tally = Tally()
+        tally.nonzero_digits = float(sum(int(np.sum(nz)) for nz, _, _ in counts))
+        tally.conductance_s = float(np.add.accumulate(per_shard)[-1]) if len(bounds) else 0.0
         return y, tally
 
     @staticmethod
-    def _shards(c0: int, c1: int, per_example: int, cycles: int) -> list[tuple[int, int]]:
+    def _shards(c0: int, c1: int, per_example: int, cycles: int) -> tuple[tuple[int, int], ...]:
         """The shards of examples c0..c1 (one chunk): :func:`shard_count` of them, as equal as integers allow."""
-        n_shards = shard_count(c1 - c0, per_example, cycles)
-        edges = np.linspace(c0, c1, n_shards + 1).astype(int)
-        return [(int(edges[j]), int(edges[j + 1])) for j in range(n_shards)]
+        return _cut(c0, c1, per_example, cycles, MIN_SHARD_ROWS, MIN_SHARD_MACS)
 
     def forward(self, x: np.ndarray, ranges) -> tuple[np.ndarray, Tally]:
         """y (batch, out) float64, offset-corrected, and the tally; ``ranges``: (lo, lsb) per conversion domain."""
