@@ -416,7 +416,9 @@ def digit_tables(input_bits: int, dac_bits: int, signed: bool) -> tuple[np.ndarr
             d = np.where(d >= 1 << (int(w) - 1), d - (1 << int(w)), d)
         nz += d != 0
         sq += d * d
-    return nz, sq
+    # compact tables stay in cache (two int64 tables of 2**16 entries are 1 MB): int8 counts, int32 squares where
+    # they fit
+    return nz.astype(np.int8), sq.astype(np.int32) if sq.max() < 2 ** 31 else sq
 
 
 @njit(nogil=True, cache=True)

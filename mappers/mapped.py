@@ -9,6 +9,7 @@ programming) is in :mod:`cimsim.mappers.mapper`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -449,8 +450,9 @@ class MappedModel(nn.Module):
         correct = ref_correct = total = 0
         flow = False
         counter = snn.SpikeCounter(self.model)
+        host = torch_one_thread() if self.engine_device() is None else contextlib.nullcontext()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), host:   # the loader's batches too: torch on one thread beside the host engine
                 for x, y in progress_bar(loader, desc=f"{self.arch.name} simulate", unit="batches",
                                          enabled=progress):
                     with counter:
