@@ -197,21 +197,23 @@ class CpuTile:
         (:meth:`_shards`), in its order, so its float sums are the same numbers too."""
         xb = self.xb
         spec = xb.spec
-        xf = u.astype(np.float64)       # the inputs as numbers (u holds negatives modulo 2**input_bits)
-        if spec.input_signed:
-            xf[u >= 1 << (spec.input_bits - 1)] -= float(1 << spec.input_bits)
-        y = xf @ st["w"]
         B = u.shape[0]
         bounds = [sh for c0 in range(0, B, spec.batch_chunk)
                   for sh in self._shards(c0, min(c0 + spec.batch_chunk, B), per_example, xb.cycles)]
-        counts = []
-        for i, (k0, k1) in enumerate(xb.row_blocks):
-            if st["tables"] is not None:
-                nz, sq = digit_tally(u, [b0 for b0, _ in bounds] + [B], k0, k1, st["tables"])
-            else:   # wide inputs: cut the digits to count them
+        wrap = 1 << spec.input_bits if spec.input_signed else 0   # u holds negatives modulo 2**input_bits
+        if st["tables"] is not None:   # one pass over the inputs: the digits' counts and the inputs as numbers
+            nz, sq, xf = digit_tally(u, [b0 for b0, _ in bounds] + [B], xb.row_blocks, st["tables"], wrap)
+            counts = [(nz[i], sq[:, k0:k1].astype(np.float64), xb.g_rowsum[i])
+                      for i, (k0, k1) in enumerate(xb.row_blocks)]
+        else:   # wide inputs: cut the digits to count them
+            xf = u.astype(np.float64)
+            if wrap:
+                xf[u >= wrap // 2] -= float(wrap)
+            counts = []
+            for i in range(len(xb.row_blocks)):
                 got = [self._digits(u, b0, b1, i, False) for b0, b1 in bounds]
-                nz, sq = [g[2] for g in got], np.array([g[3] for g in got])
-            counts.append((nz, sq.astype(np.float64), xb.g_rowsum[i]))
+                counts.append(([g[2] for g in got], np.array([g[3] for g in got]).astype(np.float64), xb.g_rowsum[i]))
+        y = xf @ st["w"]
         # the bit-plane path's float sums, operation for operation: per shard t = ((0 + c_0) + c_1) + ... over the
         # blocks, c_i = float(sqsum_i @ g_i) * read time (the same 1-d dot), then the call's total ((t_0 + t_1) + ...)
         # in shard order (np.add.accumulate is sequential); the digit counts are integers, exact in any order

@@ -422,21 +422,27 @@ def digit_tables(input_bits: int, dac_bits: int, signed: bool) -> tuple[np.ndarr
 
 
 @njit(nogil=True, cache=True)
-def _table_tally(u, edges, k0, k1, nz_tab, sq_tab, nz, sq):
+def _table_tally(u, edges, blocks, nz_tab, sq_tab, signed_wrap, xf, nz, sq):
     for j in range(edges.shape[0] - 1):
         for b in range(edges[j], edges[j + 1]):
-            for k in range(k0, k1):
+            for k in range(u.shape[1]):
                 v = u[b, k]
-                nz[j] += nz_tab[v]
-                sq[j, k - k0] += sq_tab[v]
+                nz[blocks[k], j] += nz_tab[v]
+                sq[j, k] += sq_tab[v]
+                xf[b, k] = v - signed_wrap if signed_wrap and v >= signed_wrap // 2 else v
 
 
-def digit_tally(u, edges, k0, k1, tables) -> tuple[np.ndarray, np.ndarray]:
-    """What :func:`stack_digits` counts, without cutting the digits, for rows k0..k1 of each shard of examples
-    edges[j]..edges[j + 1]: (nonzero digits per shard (shards,), sum of digit**2 over the cycles and the shard's
-    examples per row (shards, k1 - k0)), both int64; ``tables`` from :func:`digit_tables`."""
+def digit_tally(u, edges, row_blocks, tables, signed_wrap: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`stack_digits` counts, without cutting the digits, for each shard of examples edges[j]..edges[j + 1]:
+    (nonzero digits per row block and shard (blocks, shards), sum of digit**2 over the cycles and the shard's examples
+    per row (shards, rows), both int64, and the inputs as float64 numbers: ``u`` less ``signed_wrap`` (2**input_bits
+    for signed inputs, else 0) where ``u`` holds a negative value); ``tables`` from :func:`digit_tables`."""
     edges = np.asarray(edges, dtype=np.int64)
-    nz = np.zeros(len(edges) - 1, dtype=np.int64)
-    sq = np.zeros((len(edges) - 1, k1 - k0), dtype=np.int64)
-    _table_tally(u, edges, k0, k1, tables[0], tables[1], nz, sq)
-    return nz, sq
+    blocks = np.zeros(u.shape[1], dtype=np.int64)
+    for i, (k0, k1) in enumerate(row_blocks):
+        blocks[k0:k1] = i
+    nz = np.zeros((len(row_blocks), len(edges) - 1), dtype=np.int64)
+    sq = np.zeros((len(edges) - 1, u.shape[1]), dtype=np.int64)
+    xf = np.empty(u.shape, dtype=np.float64)
+    _table_tally(u, edges, blocks, tables[0], tables[1], int(signed_wrap), xf, nz, sq)
+    return nz, sq, xf

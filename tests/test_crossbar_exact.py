@@ -112,15 +112,23 @@ def test_the_path_steps_aside_where_a_conversion_could_change_a_value(monkeypatc
 
 @pytest.mark.parametrize("bits,dac,signed", [(16, 1, False), (8, 3, True), (7, 2, True), (5, 5, False)])
 def test_digit_tables_count_what_stack_digits_counts(bits, dac, signed):
+    """Per shard and row block the same non-zero count and per-row digit**2 sums as stack_digits, and the inputs
+    back as signed numbers."""
     rng = np.random.default_rng(bits * 10 + dac)
     u = rng.integers(0, 1 << bits, size=(13, 21))
     u[0, :] = (1 << bits) - 1
     u[1, :] = 0
     shifts, widths = plane_layout(bits, dac)
-    out = np.empty((len(shifts) * 9, 17), dtype=np.float64)
-    sq_ref = np.zeros(17, dtype=np.int64)
-    _, nz_ref = stack_digits(u, 2, 11, 3, 20, shifts, widths, signed, out, None, sq_ref)
-    nz, sq = digit_tally(u, [0, 2, 2, 11], 3, 20, digit_tables(bits, dac, signed))   # shards 0..2, none, 2..11
-    assert nz[1] == 0 and not sq[1].any()
-    assert nz[2] == nz_ref
-    assert np.array_equal(sq[2], sq_ref)
+    blocks = [(0, 8), (8, 21)]
+    edges = [0, 2, 2, 11, 13]                       # shards 0..2, an empty one, 2..11, 11..13
+    nz, sq, xf = digit_tally(u, edges, blocks, digit_tables(bits, dac, signed), (1 << bits) if signed else 0)
+    for j in range(len(edges) - 1):
+        for i, (k0, k1) in enumerate(blocks):
+            b0, b1 = edges[j], edges[j + 1]
+            out = np.empty((len(shifts) * (b1 - b0), k1 - k0), dtype=np.float64)
+            sq_ref = np.zeros(k1 - k0, dtype=np.int64)
+            _, nz_ref = stack_digits(u, b0, b1, k0, k1, shifts, widths, signed, out, None, sq_ref)
+            assert nz[i, j] == nz_ref
+            assert np.array_equal(sq[j, k0:k1], sq_ref)
+    x = np.where(u >= 1 << (bits - 1), u - (1 << bits), u) if signed else u
+    assert xf.dtype == np.float64 and np.array_equal(xf, x)
