@@ -400,9 +400,10 @@ def stack_digits(u, b0, b1, k0, k1, shifts, widths, signed, out, var, sqsum):
 TABLE_BITS = 16
 
 
-def digit_tables(input_bits: int, dac_bits: int, signed: bool) -> tuple[np.ndarray, np.ndarray] | None:
+def digit_tables(input_bits: int, dac_bits: int, signed: bool) -> tuple[np.ndarray, np.ndarray, bool] | None:
     """Per digit-source value u (0 .. 2**input_bits - 1): (nonzero digits of u over the cycles, sum of its
-    digits**2), the digits cut as :func:`stack_digits` cuts them; None above :data:`TABLE_BITS` bits."""
+    digits**2, whether every digit is one bit), the digits cut as :func:`stack_digits` cuts them; None above
+    :data:`TABLE_BITS` bits."""
     if input_bits > TABLE_BITS:
         return None
     from cimsim.encoding import plane_layout
@@ -418,18 +419,37 @@ def digit_tables(input_bits: int, dac_bits: int, signed: bool) -> tuple[np.ndarr
         sq += d * d
     # compact tables stay in cache (two int64 tables of 2**16 entries are 1 MB): int8 counts, int32 squares where
     # they fit
-    return nz.astype(np.int8), sq.astype(np.int32) if sq.max() < 2 ** 31 else sq
+    # one-bit digits (every width 1): both counts are the set bits, which digit_tally counts without the tables
+    return nz.astype(np.int8), sq.astype(np.int32) if sq.max() < 2 ** 31 else sq, bool(np.all(widths == 1))
+
+
+@njit(inline="always")
+def _popcount(v):
+    """Set bits of a non-negative int64 below 2**62 (SWAR: branch-free, vectorizes on AVX2)."""
+    v = v - ((v >> 1) & 0x5555555555555555)
+    v = (v & 0x3333333333333333) + ((v >> 2) & 0x3333333333333333)
+    v = (v + (v >> 4)) & 0x0F0F0F0F0F0F0F0F
+    return (v * 0x0101010101010101) >> 56
 
 
 @njit(nogil=True, cache=True)
-def _table_tally(u, edges, blocks, nz_tab, sq_tab, signed_wrap, xf, nz, sq):
+def _table_tally(u, edges, blocks, nz_tab, sq_tab, bit_planes, signed_wrap, xf, nz, sq):
+    half = signed_wrap // 2
     for j in range(edges.shape[0] - 1):
         for b in range(edges[j], edges[j + 1]):
-            for k in range(u.shape[1]):
-                v = u[b, k]
-                nz[blocks[k], j] += nz_tab[v]
-                sq[j, k] += sq_tab[v]
-                xf[b, k] = v - signed_wrap if signed_wrap and v >= signed_wrap // 2 else v
+            if bit_planes:   # one-bit digits (+-1 for a signed top bit): non-zero digits = digit**2 = set bits
+                for k in range(u.shape[1]):
+                    v = u[b, k]
+                    c = _popcount(v)
+                    nz[blocks[k], j] += c
+                    sq[j, k] += c
+                    xf[b, k] = v - signed_wrap if signed_wrap and v >= half else v
+            else:
+                for k in range(u.shape[1]):
+                    v = u[b, k]
+                    nz[blocks[k], j] += nz_tab[v]
+                    sq[j, k] += sq_tab[v]
+                    xf[b, k] = v - signed_wrap if signed_wrap and v >= half else v
 
 
 def digit_tally(u, edges, row_blocks, tables, signed_wrap: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -444,5 +464,5 @@ def digit_tally(u, edges, row_blocks, tables, signed_wrap: int = 0) -> tuple[np.
     nz = np.zeros((len(row_blocks), len(edges) - 1), dtype=np.int64)
     sq = np.zeros((len(edges) - 1, u.shape[1]), dtype=np.int64)
     xf = np.empty(u.shape, dtype=np.float64)
-    _table_tally(u, edges, blocks, tables[0], tables[1], int(signed_wrap), xf, nz, sq)
+    _table_tally(u, edges, blocks, tables[0], tables[1], tables[2], int(signed_wrap), xf, nz, sq)
     return nz, sq, xf

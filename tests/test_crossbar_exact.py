@@ -110,7 +110,7 @@ def test_the_path_steps_aside_where_a_conversion_could_change_a_value(monkeypatc
     assert led_a == led_b
 
 
-@pytest.mark.parametrize("bits,dac,signed", [(16, 1, False), (8, 3, True), (7, 2, True), (5, 5, False)])
+@pytest.mark.parametrize("bits,dac,signed", [(16, 1, False), (9, 1, True), (8, 3, True), (7, 2, True), (5, 5, False)])
 def test_digit_tables_count_what_stack_digits_counts(bits, dac, signed):
     """Per shard and row block the same non-zero count and per-row digit**2 sums as stack_digits, and the inputs
     back as signed numbers."""
