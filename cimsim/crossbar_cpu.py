@@ -23,15 +23,18 @@ of threads.
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from cimsim.encoding import plane_layout
-from cimsim.kernels import PlacedNormals, adc_accumulate_rows, placed_normals, stack_digits
+from cimsim.kernels import (PlacedNormals, adc_accumulate_rows, digit_tables, digit_tally, placed_normals,
+                            stack_digits)
 
 _POOL: ThreadPoolExecutor | None = None
 _BLAS: ThreadpoolController | None = None
@@ -105,6 +108,15 @@ def shard_count(examples: int, per_example: int, cycles: int) -> int:
     return int(max(1, min(examples * cycles // MIN_SHARD_ROWS, examples * per_example // MIN_SHARD_MACS)))
 
 
+@lru_cache(maxsize=4096)
+def _cut(c0: int, c1: int, per_example: int, cycles: int, min_rows: int, min_macs: int):
+    """CpuTile._shards, remembered (a network calls each layer with the same batch shape); the least work is part
+    of the key, as shard_count reads it."""
+    n_shards = shard_count(c1 - c0, per_example, cycles)
+    edges = np.linspace(c0, c1, n_shards + 1).astype(int)
+    return tuple((int(edges[j]), int(edges[j + 1])) for j in range(n_shards))
+
+
 # stacked rows per GEMM + epilogue step. Our choice: 256 rows x 512 columns of float32 (0.5 MB) stay in
 # the 1 MB L2 of this project's machine; 128 to 2048 rows measured alike within the noise of a shared machine
 FUSED_ROWS = 256
@@ -113,8 +125,111 @@ FUSED_ROWS = 256
 class CpuTile:
     """The forward pass of one :class:`cimsim.crossbar.Crossbar` on the CPU."""
 
+    # take the lossless integer path where it applies (:meth:`_lossless`); False: always cut bit planes
+    # (the tests compare both)
+    EXACT = True
+
     def __init__(self, xb):
         self.xb = xb
+        self._exact_key = None     # what _lossless was built from (the arrays, the readout weights)
+        self._exact = None         # its result: None, or the exact path's static data
+
+    # ------------------------------------------------------------------ the lossless integer path
+    def _lossless(self, ranges):
+        """The exact path's data when this call's conversions provably reproduce every column value, else None.
+
+        On the fused path without read noise, with integer levels (``a``) and integer readout weights, a
+        column value of a cycle is an integer in [vmin, vmax] (its bounds over every digit vector), the GEMM
+        computes it exactly (float32 below 2**24, see Crossbar.gemm_dtype), and an ADC with an integer ``lo``
+        and a power-of-two ``lsb <= 1`` whose codes 0..top cover [vmin, vmax] returns it unchanged and never
+        clips. Then the shift-and-add over the cycles and the readout weights give exactly the integer product
+        x @ W, W = the readout-weighted sum of the slices' levels: the call computes that product in float64
+        (every partial sum an integer below 2**53), and counts the digits from tables
+        (:func:`cimsim.kernels.digit_tally`), with the same numbers as the bit-plane path bit for bit
+        (``tests/test_crossbar_exact.py``). ISAAC's defaults on LeNet-5 are such a case at every layer."""
+        xb = self.xb
+        key = (xb.a_gemm, xb.var_gemm, xb.readout_weight)
+        if self._exact_key is None or any(p is not q for p, q in zip(key, self._exact_key)):
+            self._exact_key, self._exact = key, self._exact_static()
+        st = self._exact
+        if st is None:
+            return None
+        top = float(xb.readout_op.n_codes - 1)
+        for (lo, lsb), vmin, vmax in zip(ranges, st["vmin"], st["vmax"]):
+            lo, lsb = float(lo), float(lsb)
+            if not (lo.is_integer() and 0.0 < lsb <= 1.0 and math.frexp(lsb)[0] == 0.5):
+                return None
+            if (vmin - lo) / lsb < 0.0 or (vmax - lo) / lsb > top:
+                return None
+        return st
+
+    def _exact_static(self):
+        """The exact path's per-crossbar data (see :meth:`_lossless`), or None where it cannot apply."""
+        xb = self.xb
+        spec = xb.spec
+        if any(v is not None for v in xb.var_gemm):
+            return None
+        rw = np.asarray(xb.readout_weight, dtype=np.float64)
+        if not np.array_equal(rw, np.rint(rw)):
+            return None
+        dlo, dhi = xb.digit_range()
+        dmax = max(abs(dlo), abs(dhi))
+        exact_below = 2.0 ** 24 if xb.gemm_dtype() == np.float32 else 2.0 ** 53
+        N = xb.out_features
+        vmin, vmax, w, col_abs = [], [], [], 0.0
+        for a in xb.a_gemm:
+            a = a.astype(np.float64)
+            if not np.array_equal(a, np.rint(a)) or np.abs(a).sum(axis=0).max(initial=0.0) * dmax >= exact_below:
+                return None
+            vmin.append(float(np.minimum(dlo * a, dhi * a).sum(axis=0).min(initial=0.0)))
+            vmax.append(float(np.maximum(dlo * a, dhi * a).sum(axis=0).max(initial=0.0)))
+            w.append((a * rw).reshape(a.shape[0], -1, N).sum(axis=1))
+            col_abs += np.abs(a).sum(axis=0).max(initial=0.0)
+        # every partial sum below 2**53: the cycles' shift-and-add, the readout weights, the rows
+        if 2.0 ** (spec.input_bits + 1) * dmax * col_abs * np.abs(rw).sum() >= 2.0 ** 53:
+            return None
+        return {"vmin": vmin, "vmax": vmax, "w": np.concatenate(w, axis=0),
+                "tables": digit_tables(spec.input_bits, spec.dac_bits, spec.input_signed)}
+
+    def _forward_exact(self, u, st, per_example: int):
+        """The exact path (see :meth:`_lossless`) for the whole batch: (y before the offset correction, tally).
+        The tally is summed shard by shard and block by block over the shards the bit-plane path would cut
+        (:meth:`_shards`), in its order, so its float sums are the same numbers too."""
+        xb = self.xb
+        spec = xb.spec
+        B = u.shape[0]
+        bounds = [sh for c0 in range(0, B, spec.batch_chunk)
+                  for sh in self._shards(c0, min(c0 + spec.batch_chunk, B), per_example, xb.cycles)]
+        wrap = 1 << spec.input_bits if spec.input_signed else 0   # u holds negatives modulo 2**input_bits
+        if st["tables"] is not None:   # one pass over the inputs: the digits' counts and the inputs as numbers
+            nz, sq, xf = digit_tally(u, [b0 for b0, _ in bounds] + [B], xb.row_blocks, st["tables"], wrap)
+            counts = [(nz[i], sq[:, k0:k1].astype(np.float64), xb.g_rowsum[i])
+                      for i, (k0, k1) in enumerate(xb.row_blocks)]
+        else:   # wide inputs: cut the digits to count them
+            xf = u.astype(np.float64)
+            if wrap:
+                xf[u >= wrap // 2] -= float(wrap)
+            counts = []
+            for i in range(len(xb.row_blocks)):
+                got = [self._digits(u, b0, b1, i, False) for b0, b1 in bounds]
+                counts.append(([g[2] for g in got], np.array([g[3] for g in got]).astype(np.float64), xb.g_rowsum[i]))
+        y = xf @ st["w"]
+        # the bit-plane path's float sums, operation for operation: per shard t = ((0 + c_0) + c_1) + ... over the
+        # blocks, c_i = float(sqsum_i @ g_i) * read time (the same 1-d dot), then the call's total ((t_0 + t_1) + ...)
+        # in shard order (np.add.accumulate is sequential); the digit counts are integers, exact in any order
+        read_s = spec.cell.read_time_s
+        per_shard = np.zeros(len(bounds))
+        for _, sq, g in counts:
+            per_shard += np.array([float(row @ g) for row in sq]) * read_s
+        tally = Tally()
+        tally.nonzero_digits = float(sum(int(np.sum(nz)) for nz, _, _ in counts))
+        tally.conductance_s = float(np.add.accumulate(per_shard)[-1]) if len(bounds) else 0.0
+        return y, tally
+
+    @staticmethod
+    def _shards(c0: int, c1: int, per_example: int, cycles: int) -> tuple[tuple[int, int], ...]:
+        """The shards of examples c0..c1 (one chunk): :func:`shard_count` of them, as equal as integers allow."""
+        return _cut(c0, c1, per_example, cycles, MIN_SHARD_ROWS, MIN_SHARD_MACS)
 
     def forward(self, x: np.ndarray, ranges) -> tuple[np.ndarray, Tally]:
         """y (batch, out) float64, offset-corrected, and the tally; ``ranges``: (lo, lsb) per conversion domain."""
@@ -133,17 +248,18 @@ class CpuTile:
         n_threads = threads()
         per_example = xb.cycles * xb.in_features * xb.physical_columns   # MACs of one example's bit planes
         stream = xb.noise.call_stream()
+        exact = self._lossless(ranges) if fused and self.EXACT else None
         with blas_controller().limit(limits=1, user_api="blas"):
-            for c0 in range(0, B, spec.batch_chunk):
+            if exact is not None:
+                y, tally = self._forward_exact(u, exact, per_example)
+            for c0 in range(0, B if exact is None else 0, spec.batch_chunk):
                 c1 = min(c0 + spec.batch_chunk, B)
-                n_shards = shard_count(c1 - c0, per_example, xb.cycles)
-                edges = np.linspace(c0, c1, n_shards + 1).astype(int)
-                shards = [(int(edges[j]), int(edges[j + 1])) for j in range(n_shards)]
+                shards = self._shards(c0, c1, per_example, xb.cycles)
                 if fused:
                     work = lambda sh: self._shard_fused(u, sh[0], sh[1], ranges, stream)  # noqa: E731
                 else:
                     work = lambda sh: self._shard(u, sh[0], sh[1], ranges, stream)  # noqa: E731
-                if n_shards > 1 and n_threads > 1:
+                if len(shards) > 1 and n_threads > 1:
                     results = list(_pool().map(work, shards))
                 else:
                     results = [work(sh) for sh in shards]

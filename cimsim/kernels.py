@@ -393,3 +393,76 @@ def stack_digits(u, b0, b1, k0, k1, shifts, widths, signed, out, var, sqsum):
     nz = _stack_digits(u, b0, b1, k0, k1, shifts, widths, signed, out, np.zeros(1) if var is None else var, noisy,
                        rowvar, sqsum)
     return rowvar, int(nz)
+
+
+# digit tables up to this many input bits (2**16 values: two int64 tables of 0.5 MB each); wider inputs count
+# their digits with stack_digits. Our choice: ISAAC's 16-bit inputs fit.
+TABLE_BITS = 16
+
+
+def digit_tables(input_bits: int, dac_bits: int, signed: bool) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """Per digit-source value u (0 .. 2**input_bits - 1): (nonzero digits of u over the cycles, sum of its
+    digits**2, whether every digit is one bit), the digits cut as :func:`stack_digits` cuts them; None above
+    :data:`TABLE_BITS` bits."""
+    if input_bits > TABLE_BITS:
+        return None
+    from cimsim.encoding import plane_layout
+
+    shifts, widths = plane_layout(input_bits, dac_bits)
+    u = np.arange(1 << input_bits, dtype=np.int64)
+    nz, sq = np.zeros_like(u), np.zeros_like(u)
+    for t, (sh, w) in enumerate(zip(shifts, widths)):
+        d = (u >> int(sh)) & ((1 << int(w)) - 1)
+        if signed and t == len(shifts) - 1:
+            d = np.where(d >= 1 << (int(w) - 1), d - (1 << int(w)), d)
+        nz += d != 0
+        sq += d * d
+    # compact tables stay in cache (two int64 tables of 2**16 entries are 1 MB): int8 counts, int32 squares where
+    # they fit
+    # one-bit digits (every width 1): both counts are the set bits, which digit_tally counts without the tables
+    return nz.astype(np.int8), sq.astype(np.int32) if sq.max() < 2 ** 31 else sq, bool(np.all(widths == 1))
+
+
+@njit(inline="always")
+def _popcount(v):
+    """Set bits of a non-negative int64 below 2**62 (SWAR: branch-free, vectorizes on AVX2)."""
+    v = v - ((v >> 1) & 0x5555555555555555)
+    v = (v & 0x3333333333333333) + ((v >> 2) & 0x3333333333333333)
+    v = (v + (v >> 4)) & 0x0F0F0F0F0F0F0F0F
+    return (v * 0x0101010101010101) >> 56
+
+
+@njit(nogil=True, cache=True)
+def _table_tally(u, edges, blocks, nz_tab, sq_tab, bit_planes, signed_wrap, xf, nz, sq):
+    half = signed_wrap // 2
+    for j in range(edges.shape[0] - 1):
+        for b in range(edges[j], edges[j + 1]):
+            if bit_planes:   # one-bit digits (+-1 for a signed top bit): non-zero digits = digit**2 = set bits
+                for k in range(u.shape[1]):
+                    v = u[b, k]
+                    c = _popcount(v)
+                    nz[blocks[k], j] += c
+                    sq[j, k] += c
+                    xf[b, k] = v - signed_wrap if signed_wrap and v >= half else v
+            else:
+                for k in range(u.shape[1]):
+                    v = u[b, k]
+                    nz[blocks[k], j] += nz_tab[v]
+                    sq[j, k] += sq_tab[v]
+                    xf[b, k] = v - signed_wrap if signed_wrap and v >= half else v
+
+
+def digit_tally(u, edges, row_blocks, tables, signed_wrap: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`stack_digits` counts, without cutting the digits, for each shard of examples edges[j]..edges[j + 1]:
+    (nonzero digits per row block and shard (blocks, shards), sum of digit**2 over the cycles and the shard's examples
+    per row (shards, rows), both int64, and the inputs as float64 numbers: ``u`` less ``signed_wrap`` (2**input_bits
+    for signed inputs, else 0) where ``u`` holds a negative value); ``tables`` from :func:`digit_tables`."""
+    edges = np.asarray(edges, dtype=np.int64)
+    blocks = np.zeros(u.shape[1], dtype=np.int64)
+    for i, (k0, k1) in enumerate(row_blocks):
+        blocks[k0:k1] = i
+    nz = np.zeros((len(row_blocks), len(edges) - 1), dtype=np.int64)
+    sq = np.zeros((len(edges) - 1, u.shape[1]), dtype=np.int64)
+    xf = np.empty(u.shape, dtype=np.float64)
+    _table_tally(u, edges, blocks, tables[0], tables[1], tables[2], int(signed_wrap), xf, nz, sq)
+    return nz, sq, xf

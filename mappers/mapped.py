@@ -9,6 +9,7 @@ programming) is in :mod:`cimsim.mappers.mapper`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cimsim.blas import one_thread
+from cimsim.blas import one_thread, torch_one_thread
 from cimsim.cost import LayerPlan
 from cimsim.crossbar import Crossbar
 from cimsim.errors import ConfigError
@@ -359,8 +360,9 @@ class MappedModel(nn.Module):
         runs on the engine's device, from the input batch's one upload to the output's one download."""
         with torch.no_grad():
             dev = self.engine_device()
-            if dev is None:
-                return self.model(x)
+            if dev is None:   # the host engine: torch's small operations on one thread (cimsim.blas)
+                with torch_one_thread():
+                    return self.model(x)
             if getattr(self, "_model_device", None) != dev:
                 self.model.to(dev)
                 self._model_device = dev
@@ -370,7 +372,10 @@ class MappedModel(nn.Module):
         """The float reference's output: on a GPU engine, a copy of it on the GPU (the caller's network stays
         where it is) in full float32 (TF32 off), on the host otherwise."""
         dev = self.engine_device()
-        if dev is None or dev.type != "cuda":
+        if dev is None:
+            with torch_one_thread():   # beside the host engine, as its forward (cimsim.blas)
+                return self.reference(x)
+        if dev.type != "cuda":
             return self.reference(x)
         ref = getattr(self, "_reference_dev", None)
         if ref is None or ref[0] is not self.reference:
@@ -445,8 +450,9 @@ class MappedModel(nn.Module):
         correct = ref_correct = total = 0
         flow = False
         counter = snn.SpikeCounter(self.model)
+        host = torch_one_thread() if self.engine_device() is None else contextlib.nullcontext()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), host:   # the loader's batches too: torch on one thread beside the host engine
                 for x, y in progress_bar(loader, desc=f"{self.arch.name} simulate", unit="batches",
                                          enabled=progress):
                     with counter:

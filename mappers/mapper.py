@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import time
 import warnings
 
@@ -45,6 +46,7 @@ import torch
 from torch import nn
 
 from cimsim.arch.base import Architecture
+from cimsim.blas import torch_one_thread
 from cimsim.cost import LayerPlan
 from cimsim.crossbar import Crossbar
 from cimsim.errors import ConfigError, check_seed
@@ -237,6 +239,17 @@ def _calibration_patches(layer: "MappedLayer", activations: list, rng: np.random
     return torch.cat(picked).numpy().astype(np.int64)
 
 
+def _host_threads(fn):
+    """Run ``fn`` (map_model) with torch on one thread when the numba engine does the products: the calibration
+    pass and the patches are many small torch operations beside it (:func:`cimsim.blas.torch_one_thread`)."""
+    @functools.wraps(fn)
+    def wrapped(*args, backend: str = "numba", **kwargs):
+        with torch_one_thread() if backend == "numba" else contextlib.nullcontext():
+            return fn(*args, backend=backend, **kwargs)
+    return wrapped
+
+
+@_host_threads
 @torch.no_grad()
 def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backend: str = "numba",
               device: str = "cpu", calibration_batches: int | None = None, reference: nn.Module | None = None,

@@ -122,3 +122,24 @@ def test_converter_offset_noise_on_the_general_path_has_its_variance():
     var = 0.49 + 1 / 12
     assert abs(codes.mean() - 0.3) < 4 * math.sqrt(var / N)
     assert abs(codes.var() / var - 1) < 4 * math.sqrt(2 / N)
+
+
+def test_torch_one_thread_restores_the_count():
+    """cimsim.blas.torch_one_thread: torch runs on one thread inside (the host engine's digital layers, im2col and
+    loader), and the caller's count comes back after, also when the block raises."""
+    import torch
+
+    from cimsim.blas import torch_one_thread
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch_one_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError):
+            with torch_one_thread():
+                raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(n)
