@@ -16,7 +16,10 @@ device has it; TF32 and int8 on a GPU) at a fixed large shape. ``engine`` is the
 evaluation: their wall seconds (summed over layers, measured around each crossbar call) and their
 effective MAC/s = sum over layers of positions x K x N x input cycles x weight slices / those seconds,
 the same count as the single-layer bench (:mod:`cimsim.bench`). ``ratio`` = engine MAC/s over the best
-GEMM rate.
+GEMM rate. Where the numba engine takes its lossless integer path (exact integer levels read by converters that
+provably return every column value: one float64 product instead of the bit planes; ISAAC's defaults on
+LeNet-5), that count is the hardware's work, not the simulator's: ``engine["lossless_calls"]`` says how many
+crossbar calls took it, and the rate then measures simulation speed rather than a kernel's throughput.
 
 Like :mod:`cimsim.networks` this module stands on top of every layer (DESIGN.md): it loads checkpoints
 and data (``workloads``) and maps them (``mappers``).
@@ -158,6 +161,8 @@ def run_model(model_name: str, arch_name: str = "isaac", dataset: str = "fashion
     t_done = time.perf_counter()
 
     macs = engine_s = exact_s = 0.0
+    lossless = sum(getattr(getattr(xb, "_cpu", None), "lossless_calls", 0)
+                   for layer in mapped.mapped_layers.values() for xb in layer.crossbars)
     for layer in mapped.mapped_layers.values():
         xb = layer.crossbars[0]
         macs += layer.positions_seen * layer.plan.in_features * layer.plan.out_features * xb.cycles * xb.n_slices
@@ -179,7 +184,7 @@ def run_model(model_name: str, arch_name: str = "isaac", dataset: str = "fashion
         "command_images_per_s": n / ((t_loaded - t_start) + (t_done - t_refs)),
         "float_images_per_s": float_ips,
         "engine": {"seconds": engine_s, "share_of_evaluate": engine_s / evaluate_s, "exact_product_s": exact_s,
-                   "effective_macs": macs, "effective_macs_per_s": engine_rate},
+                   "effective_macs": macs, "effective_macs_per_s": engine_rate, "lossless_calls": lossless},
         "gemm_macs_per_s": {k: v for k, v in gemm.items() if k != "best"},
         "best_gemm": {"dtype": best_dtype, "macs_per_s": best_rate},
         "ratio": engine_rate / best_rate,

@@ -133,6 +133,7 @@ class CpuTile:
         self.xb = xb
         self._exact_key = None     # what _lossless was built from (the arrays, the readout weights)
         self._exact = None         # its result: None, or the exact path's static data
+        self.lossless_calls = 0    # calls that took the exact path (cimsim bench --model reports them)
 
     # ------------------------------------------------------------------ the lossless integer path
     def _lossless(self, ranges):
@@ -251,6 +252,7 @@ class CpuTile:
         exact = self._lossless(ranges) if fused and self.EXACT else None
         with blas_controller().limit(limits=1, user_api="blas"):
             if exact is not None:
+                self.lossless_calls += 1
                 y, tally = self._forward_exact(u, exact, per_example)
             for c0 in range(0, B if exact is None else 0, spec.batch_chunk):
                 c1 = min(c0 + spec.batch_chunk, B)

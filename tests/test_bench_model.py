@@ -29,6 +29,11 @@ def test_effective_macs_count_every_crossbar_product():
     assert r["images_per_s"] == pytest.approx(40 / ph["evaluate"])
     assert 0 < r["engine"]["share_of_evaluate"] <= 1
     assert 0 <= r["accuracy"] <= 1
+    # ISAAC's defaults convert every column value losslessly: every call (3 layers x the warm-up and 3 batches)
+    # takes the exact integer path, which the report says; a 4-bit ADC clips and rounds, so none does
+    assert r["engine"]["lossless_calls"] == 3 * 4
+    low = bench_model.run_model("mlp", "isaac", "digits", limit=40, batch_size=16, calibration=64, sets={"adc_bits": 4})
+    assert low["engine"]["lossless_calls"] == 0
 
 
 def test_cli_bench_model_json_and_refusals(capsys):
