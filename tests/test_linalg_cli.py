@@ -19,11 +19,16 @@ def test_bench_json_reports_accuracy_and_cost(capsys):
     # the one-step error and the refinement steps grow with the condition number
     assert res[1]["circuit_rel_error_median"] > res[0]["circuit_rel_error_median"]
     assert res[1]["refine_iterations_max"] > res[0]["refine_iterations_max"]
+    # the circuit's own error (against the programmed matrix) is below the error against the float matrix, and the
+    # report carries the first-order prediction of both (tests/test_linalg_theory.py checks it over 20 systems)
+    for r in res:
+        assert r["circuit_own_rel_error_median"] < r["circuit_rel_error_median"]
+        assert r["theory_rel_error_rms"] > r["theory_own_rel_error_rms"] > 0
 
 
 def test_bench_table_and_inv(capsys):
     code, out, _ = run_cli(capsys, "linalg", "bench", "--op", "inv", "--size", 4, "--cond", 5, "--trials", 1)
-    assert code == 0 and "inv on the 8-bit inversion circuit" in out
+    assert code == 0 and "inv on the 8-bit inversion circuit" in out and "own" in out
 
 
 @pytest.mark.parametrize("matrix, needle", [
