@@ -50,6 +50,7 @@ from torch import nn
 from cimsim.blas import one_thread
 from cimsim.errors import ConfigError
 from cimsim.linalg import Cost, InversionCircuit, VmmArray, high_precision_spec, refine_solve
+from cimsim.workloads.kfac_cost import GpuSpec
 
 INVERSIONS = ("float", "crossbar")
 
@@ -58,10 +59,12 @@ INVERSIONS = ("float", "crossbar")
 class GpuModel:
     """A GPU executing the same inversions and products (all est. but the datasheet figures)."""
 
-    peak_flops: float = 15.7e12     # NVIDIA V100 SXM2 FP32 peak (datasheet)
+    # the datasheet figures and the launch latency are kfac_cost.GpuSpec's (one V100 for both models); the efficiency
+    # is this loop's own: one <= 512-wide block after another, unbatched, where GpuSpec batches a factor's blocks
+    peak_flops: float = GpuSpec.peak_flops
     efficiency: float = 0.10        # (est.) fraction of peak on <= 512-wide matrices (launch and sync bound)
-    launch_s: float = 5e-6          # (est.) kernel launch + synchronisation latency
-    power_w: float = 300.0          # NVIDIA V100 SXM2 board power (datasheet), drawn throughout (est.)
+    launch_s: float = GpuSpec.launch_s
+    power_w: float = GpuSpec.power_w
 
     def cost(self, flops: float, kernels: int) -> Cost:
         t = max(flops / (self.peak_flops * self.efficiency), kernels * self.launch_s)
