@@ -23,7 +23,8 @@ from torch import nn
 
 from cimsim.errors import ConfigError
 from cimsim.augment import augment
-from cimsim.mappers.qat import PSQConfig, is_psq, learn_input_steps, pin_host_scalars, prepare, set_noise
+from cimsim.mappers.qat import (PSQConfig, is_psq, learn_input_steps, learn_weight_steps, pin_host_scalars,
+                                prepare, set_noise)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class FinetuneRecipe:
     crop_pad: int = 0                # random crops after zero padding by this many pixels (0: off)
     flip: bool = False               # random horizontal flips (cimsim.workloads.train.AUGMENT has both per dataset)
     learn_input_steps: bool = False  # LSQ input steps (Esser et al., ICLR 2020) instead of the calibrated ones
+    learn_weight_steps: bool = False  # LSQ weight steps per output channel (same paper) instead of max-scaling
     validation: int = 0              # last training examples held out: the epoch best on them is kept (0: off)
 
     def __post_init__(self):
@@ -178,6 +180,7 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
     set_noise(trained, recipe.noise_frac)
     pin_host_scalars(work, True)      # the buffers stay as they are until training ends
     learn_input_steps(trained, recipe.learn_input_steps)
+    learn_weight_steps(trained, recipe.learn_weight_steps)
     aug_gen = torch.Generator(device=device).manual_seed(seed)   # on the device: no copy per step
     alphas = [p for n, p in trained.named_parameters() if n.endswith("psq_alpha")]
     others = [p for n, p in trained.named_parameters() if not n.endswith("psq_alpha")]   # with the input steps
@@ -229,6 +232,7 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
     set_noise(work, 0.0)
     pin_host_scalars(work, False)
     learn_input_steps(work, False)    # the learned steps become the input scales the mapper programs
+    learn_weight_steps(work, False)   # and the clipped weights whose max-scaling gives the learned weight steps
     work = work.to("cpu").eval()
     meta = {"psq": asdict(cfg), "recipe": asdict(recipe), "seed": seed, "epochs": recipe.epochs,
             "train_examples": len(y_train), "test_examples": len(y_test),

@@ -162,14 +162,25 @@ def quantize_activation(x: torch.Tensor, scale, bits: int, signed: bool) -> torc
     return _ste(torch.clamp(torch.round(v), lo, hi), torch.clamp(v, lo, hi), 1.0)
 
 
-def quantize_weight_ste(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-output-channel symmetric integers (as :func:`cimsim.mappers.quantize_weights`) and scales, STE."""
+def quantize_weight_ste(w: torch.Tensor, bits: int, step: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-output-channel symmetric integers (as :func:`cimsim.mappers.quantize_weights`) and scales, STE.
+
+    ``step`` (per output channel, learned: :func:`learn_weight_steps`): the scale is ``min(step, amax / qmax)``,
+    so a learned step can only clip a channel's largest weights, never leave its top code unused (what lets
+    :func:`learn_weight_steps` write it back as clipped weights that the mapper's max-scaling quantizes to the
+    same integers); its gradient is LSQ's (``round(v) - v`` inside the range, ``+-qmax`` outside) once the caller
+    multiplies the codes by the scale."""
     qmax = 2 ** (bits - 1) - 1
     flat = w.reshape(w.shape[0], -1)
     amax = flat.detach().abs().amax(dim=1)
     scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    if step is None:
+        v = flat / scale[:, None]
+        return _ste(torch.clamp(torch.round(v), -qmax, qmax), v, 1.0), scale
+    scale = torch.minimum(step, scale)
     v = flat / scale[:, None]
-    return _ste(torch.clamp(torch.round(v), -qmax, qmax), v, 1.0), scale
+    return _ste(torch.clamp(torch.round(v), -qmax, qmax), torch.clamp(v, -qmax, qmax), 1.0), scale
 
 
 class _ScaledDecision(torch.autograd.Function):
@@ -288,7 +299,9 @@ class _PSQ:
         step = self.step()
         x_int = quantize_activation(x, step, cfg.input_bits, self.signed())
         patches, shape = self._patches(x_int)
-        w_int, w_scale = quantize_weight_ste(self.weight, cfg.weight_bits)
+        w_log_step = getattr(self, "psq_log_wstep", None)
+        w_int, w_scale = quantize_weight_ste(self.weight, cfg.weight_bits,
+                                             None if w_log_step is None else torch.exp(w_log_step))
         G = getattr(self, "groups", 1)
         K, O = patches.shape[1] // G, w_int.shape[0]
         og = O // G
@@ -376,6 +389,32 @@ def learn_input_steps(model: nn.Module, on: bool) -> nn.Module:
             with torch.no_grad():
                 m.input_scale.copy_(torch.exp(m.psq_log_step.detach()).to(m.input_scale.dtype))
             del m.psq_log_step
+    return model
+
+
+def learn_weight_steps(model: nn.Module, on: bool) -> nn.Module:
+    """Learned weight steps (LSQ for weights, Esser et al., ICLR 2020), per output channel: ``on`` gives every
+    PSQ layer a parameter ``psq_log_wstep = log(amax / qmax)`` (the max-scaling step the mapper uses, so nothing
+    changes until it learns); the forward pass quantizes with ``min(exp(psq_log_wstep), amax / qmax)``
+    (:func:`quantize_weight_ste`): a smaller step clips the channel's outliers and gives its other weights finer
+    levels. ``off`` clips every channel's weights to ``+-qmax x`` its step and removes the parameter: the clipped
+    channel's largest magnitude is then ``qmax x step``, so the mapper's max-scaling quantization
+    (:func:`cimsim.mappers.quantize_weights`) gives the integers and the scale the fine-tune used."""
+    for m in model.modules():
+        if not is_psq(m):
+            continue
+        qmax = 2 ** (m.psq_config.weight_bits - 1) - 1
+        flat = m.weight.detach().reshape(m.weight.shape[0], -1)
+        amax = flat.abs().amax(dim=1)
+        top = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+        if on and getattr(m, "psq_log_wstep", None) is None:
+            m.psq_log_wstep = nn.Parameter(torch.log(top))
+        elif not on and getattr(m, "psq_log_wstep", None) is not None:
+            with torch.no_grad():
+                step = torch.minimum(torch.exp(m.psq_log_wstep.detach()), top)
+                bound = (qmax * step)[:, None]
+                m.weight.copy_(torch.maximum(torch.minimum(flat, bound), -bound).reshape(m.weight.shape))
+            del m.psq_log_wstep
     return model
 
 

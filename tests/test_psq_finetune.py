@@ -145,6 +145,71 @@ def test_learned_input_steps_are_written_back_exactly():
     np.testing.assert_allclose(mapped.numpy(), moved.numpy(), rtol=0, atol=1e-12 * float(moved.abs().max()))
 
 
+def test_lsq_weight_step_gradient():
+    """The weight step's gradient is LSQ's: d/ds sum(s * q(w / s)) = round(w/s) - w/s inside +-qmax, +-qmax outside
+    (the clipped weights); a step above the max-scaling one is capped there (no gradient reaches it)."""
+    g = torch.Generator().manual_seed(6)
+    w = torch.randn(2, 50, generator=g, dtype=torch.float64)
+    amax = w.abs().amax(dim=1)
+    s = (amax / 7 * torch.tensor([0.6, 1.5], dtype=torch.float64)).requires_grad_(True)
+    q, scale = qat.quantize_weight_ste(w, 4, s)
+    (q * scale[:, None]).sum().backward()
+    v = (w[0] / s[0]).detach().numpy()
+    want = np.where(v > 7, 7.0, np.where(v < -7, -7.0, np.round(v) - v)).sum()
+    assert float(s.grad[0]) == pytest.approx(want, rel=1e-9) and (np.abs(v) > 7).sum() > 0
+    assert float(s.grad[1]) == 0 and torch.equal(scale[1].detach(), amax[1] / 7)
+    assert torch.equal(q[1].detach(), torch.round(w[1] / (amax[1] / 7)))
+
+
+def test_learned_weight_steps_are_written_back_as_clipped_weights():
+    """On: log(amax / qmax) per channel drives the forward (unchanged); smaller steps clip each channel's outliers;
+    off: the weights are clipped to +-qmax x step, the parameter is gone, the forward is unchanged (to rounding of
+    the step) and the engine (ideal cells, max-scaling quantization of the clipped weights) computes it."""
+    import cimsim
+
+    model, data = tiny()
+    model = model.double()
+    x = data.x_train[:8].double()
+    arch = cimsim.arch.get("hcim", cell="ideal", rows=16)
+    psq = qat.prepare(model, qat.PSQConfig.from_arch(arch), [x])
+    with torch.no_grad():
+        before = psq(x)
+    qat.learn_weight_steps(psq, True)
+    layers = [m for m in psq.modules() if qat.is_psq(m)]
+    assert len(layers) == 3 and all(m.psq_log_wstep.shape == (m.weight.shape[0],) for m in layers)
+    with torch.no_grad():
+        torch.testing.assert_close(psq(x), before, rtol=1e-12, atol=0)
+        for m in layers:
+            m.psq_log_wstep.sub_(0.25)                # steps 22 % smaller: the largest weights clipped
+        moved = psq(x)
+        steps = [torch.exp(m.psq_log_wstep) for m in layers]
+    assert not torch.allclose(moved, before)
+    qat.learn_weight_steps(psq, False)
+    assert not any(n.endswith("psq_log_wstep") for n, _ in psq.named_parameters())
+    for m, st in zip(layers, steps):
+        amax = m.weight.detach().reshape(m.weight.shape[0], -1).abs().amax(dim=1)
+        torch.testing.assert_close(amax / 7, st, rtol=1e-15, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(psq(x), moved, rtol=1e-12, atol=1e-12 * float(moved.abs().max()))
+        mapped = cimsim.map(psq, arch, calibration=x)(x)
+    np.testing.assert_allclose(mapped.numpy(), moved.numpy(), rtol=0, atol=1e-12 * float(moved.abs().max()))
+
+
+def test_finetune_learns_the_weight_steps_when_asked():
+    """--learn-weight-steps: the returned network's weights are clipped (some channel's step moved below its
+    max-scaling step), no step parameter is left, and the recorded accuracy is the returned network's."""
+    model, data = tiny()
+    recipe = ft.FinetuneRecipe(epochs=3, batch_size=16, lr=3e-3, calibration_examples=64, learn_weight_steps=True)
+    psq, meta = ft.finetune(model, CFG, data, recipe, progress=False)
+    assert not any(n.endswith("psq_log_wstep") for n, _ in psq.named_parameters())
+    assert meta["recipe"]["learn_weight_steps"] is True
+    assert meta["test_accuracy"] == ft.evaluate_accuracy(psq, data.x_test, data.y_test)
+    # clipped channels hold several weights at exactly their largest magnitude (float weights never tie else)
+    ties = [int(((f := m.weight.detach().reshape(m.weight.shape[0], -1).abs()) == f.amax(1, keepdim=True)).sum(1).max())
+            for m in psq.modules() if qat.is_psq(m)]
+    assert max(ties) >= 3
+
+
 def test_finetune_learns_the_input_steps_only_when_asked():
     model, data = tiny()
     calibrated = [float(m.input_scale) for m in qat.prepare(model, CFG, [data.x_train]).modules() if qat.is_psq(m)]

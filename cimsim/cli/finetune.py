@@ -50,7 +50,8 @@ def run(args) -> int:
     given = (("epochs", args.epochs), ("lr", args.lr), ("alpha_lr", args.alpha_lr), ("batch_size", args.batch_size),
              ("noise_frac", args.noise), ("distill", args.distill), ("temperature", args.temperature),
              ("freeze", args.freeze), ("label_smoothing", args.label_smoothing),
-             ("learn_input_steps", args.learn_input_steps or None), ("validation", args.validation),
+             ("learn_input_steps", args.learn_input_steps or None),
+             ("learn_weight_steps", args.learn_weight_steps or None), ("validation", args.validation),
              *(train.AUGMENT.get(data.name, {}).items() if args.augment else ()))
     if args.augment and data.name not in train.AUGMENT:
         raise ConfigError(f"--augment: no augmentation is defined for {data.name} (only for "
@@ -78,6 +79,7 @@ def run(args) -> int:
                             + (f" --label-smoothing {args.label_smoothing}" if args.label_smoothing else "")
                             + (" --augment" if args.augment else "")
                             + (" --learn-input-steps" if args.learn_input_steps else "")
+                            + (" --learn-weight-steps" if args.learn_weight_steps else "")
                             + (f" --validation {args.validation}" if args.validation else "")
                             + (f" --init {Path(args.init).name}" if args.init else ""))}
     path = out if out is not None else train.user_dir() / networks.psq_checkpoint_name(meta["model"], data.name, cfg)
@@ -239,6 +241,10 @@ def register(sub) -> None:
     sp.add_argument("--learn-input-steps", action="store_true",
                     help="learn every layer's input quantization step (LSQ, Esser et al. 2020) instead of keeping "
                          "the calibrated one; the learned steps are what 'cimsim run' programs (default off)")
+    sp.add_argument("--learn-weight-steps", action="store_true",
+                    help="learn every output channel's weight quantization step (LSQ), at most the max-scaling "
+                         "step: outliers are clipped and the other weights get finer levels; the clipped weights "
+                         "are saved, so 'cimsim run' programs the same integers (default off)")
     sp.add_argument("--validation", type=nonneg_int, metavar="N",
                     help="hold out the last N training examples (after --limit), measure the accuracy on them after "
                          "every epoch and keep the epoch best there: model selection without the test set "
