@@ -102,6 +102,9 @@ def run(args) -> int:
 
     from cimsim import linalg as L
 
+    from cimsim.linalg.refine import GCR_WINDOW
+
+    args.window = GCR_WINDOW if args.window is None else args.window
     circuit = L.InversionCircuit(size=args.array, matrix_bits=args.bits, input_bits=args.bits, output_bits=args.bits)
     if args.matrix is not None:
         cases = [("file", [L.check_matrix(_load_matrix(args.matrix), circuit.size, what=f"--matrix {args.matrix}")])]
@@ -136,7 +139,7 @@ def run(args) -> int:
             if args.normal:
                 continue
             r = L.refine_solve(A, b, circuit, target_bits=args.target_bits, max_iter=args.max_iter,
-                               seed=args.seed + t, reference=ref)
+                               seed=args.seed + t, reference=ref, method=args.method, window=args.window)
             its.append(r.iterations)
             fin.append(r.rel_error)
             conv.append(r.converged)
@@ -156,7 +159,8 @@ def run(args) -> int:
                         "circuit_rel_error_rms": float(np.sqrt(np.mean(np.square(one)))),
                         "circuit_own_rel_error_rms": float(np.sqrt(np.mean(np.square(own))))})
         if its:
-            row.update({"target_bits": args.target_bits, "refine_iterations_max": int(max(its)),
+            row.update({"target_bits": args.target_bits, "method": args.method, "window": args.window,
+                        "refine_iterations_max": int(max(its)),
                         "refine_iterations_mean": float(np.mean(its)), "refine_rel_error_max": float(np.max(fin)),
                         "refine_converged": bool(all(conv)),
                         "refine_time_per_iteration_s": float(np.mean(t_it)),
@@ -176,8 +180,9 @@ def run(args) -> int:
 
     src = f"--matrix {args.matrix}" if args.matrix is not None else \
         f"{args.trials} random SPD matrices per condition number (seeds {args.seed}..{args.seed + args.trials - 1})"
+    how = (f"GCR, {args.window} kept directions" if args.method == "gcr" else "RePAST's loop (Richardson)")
     print(f"{args.op} on the {args.bits}-bit inversion circuit ({circuit.size}x{circuit.size} array), then refined to "
-          f"{args.target_bits} bits; {src}")
+          f"{args.target_bits} bits ({how}); {src}")
     print("one settling: 'vs A' against numpy on the float matrix, 'own' against the exact solution of the "
           "programmed matrix (the circuit's own error); medians, theory = first-order budget (rms)")
     head = f"{'cond':>6} {'n':>4} | {'vs A':>7} {'theory':>7} {'own':>7} {'theory':>7} {'time':>9} {'energy':>9}"
@@ -235,6 +240,12 @@ def register(sub) -> None:
                     help="refinement target: relative error <= 2**-B (default 16)")
     sp.add_argument("--max-iter", type=bounded_int(1, 1000, "our bound"), default=60,
                     help="refinement steps at most (default 60)")
+    sp.add_argument("--method", choices=["gcr", "richardson"], default="gcr",
+                    help="refinement: gcr (default: the circuit preconditions a minimal-residual iteration, "
+                         "converges whenever the preconditioned operator's field of values is in the right "
+                         "half-plane) or richardson (RePAST's loop: needs the spectral radius of I - A_lo^-1 A < 1)")
+    sp.add_argument("--window", type=bounded_int(0, 1000, "our bound"), default=None,
+                    help="GCR: directions kept for the orthogonalisation (default cimsim.linalg.refine.GCR_WINDOW, 4)")
     sp.add_argument("--normal", action="store_true",
                     help="solve the normal equations A^T A x = A^T b (matrices the circuit cannot settle on)")
     sp.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
