@@ -32,8 +32,16 @@ operator's field of values in the right half-plane, not within the unit disc aro
 is ``window + 2`` dot products and ``2 window + 4`` vector updates of length ``n`` (digital, costed below); no
 extra settling or VMM.
 
+Systems wider than one array (``n > circuit.size``): the INV circuits hold the diagonal blocks of ``A``
+(:class:`BlockInverter`, a block-Jacobi preconditioner, all blocks settling at once) and the VMM crossbars all of
+``A``, one column stripe per block so that each block's ADC codes enter at their own scale; GCR then refines the
+whole system (RePAST partitions large matrices into array-size blocks too). Its convergence then depends on how
+strongly the blocks couple (``minres_rate`` of the block preconditioner), and it keeps more directions by default.
+
 Both methods stop when the last settling's output falls below ``2**-(target_bits+1)`` of the solution (the
-hardware's estimate of the remaining error, what it can see), or after ``max_iter`` steps; the floor is the VMM
+hardware's estimate of the remaining error, what it can see; GCR also asks the same of its last step times
+``rho / (1 - rho)``, ``rho`` the residual's factor in that step: the geometric tail still to come, which a block
+preconditioner's output underestimates), or after ``max_iter`` steps; the floor is the VMM
 matrix's: relative error ``~ kappa 2**-24``.
 
 Digital cost (est.): 32-bit fixed-point multiply-accumulates at Horowitz's 45 nm figures (ISSCC 2014, Fig. 1.1.9:
@@ -58,6 +66,10 @@ METHODS = ("gcr", "richardson")
 # our choice: 4 kept directions. 20 seeded 64x64 kappa-100 systems need at most 16 / 12 / 11 / 10 steps with 0 / 1 /
 # 4 / all kept (RePAST's loop: 39, one system in 20 never); 4 n-vectors of p and q each is a small buffer
 GCR_WINDOW = 4
+# our choice for systems wider than one array (block-Jacobi INV arrays): LeNet-5's damped 401-wide fc1 input factors
+# (4 blocks; 6 refreshes x 3 right-hand sides) need <= 19 steps and reach 2^-18.8 or better with 16 kept, while 4 / 8
+# kept let the stopping rule, which sees the block preconditioner's output, stop at 2^-15.2 / 2^-16.1
+GCR_BLOCK_WINDOW = 16
 # Horowitz, "Computing's energy problem", ISSCC 2014, Fig. 1.1.9 (45 nm): 32-bit integer multiply 3.1 pJ, add 0.1 pJ
 DIGITAL_MUL_J_45NM = 3.1e-12
 DIGITAL_ADD_J_45NM = 0.1e-12
@@ -94,20 +106,26 @@ def rel_error(x: np.ndarray, ref: np.ndarray) -> float:
 
 def refine_solve(A, b, circuit: InversionCircuit | None = None, vmm_spec: CrossbarSpec | None = None,
                  target_bits: int = 16, max_iter: int = 60, seed: int = 0, reference=None, method: str = "gcr",
-                 window: int = GCR_WINDOW) -> RefineResult:
+                 window: int | None = None) -> RefineResult:
     """Solve ``A x = b`` to ``target_bits`` with the INV circuit and VMM crossbars (module docstring).
 
     ``method`` 'gcr' (default: the circuit as a preconditioner of a minimal-residual iteration over the last
-    ``window`` directions) or 'richardson' (RePAST's loop). ``reference`` (default ``numpy.linalg.solve(A, b)``)
+    ``window`` directions; default :data:`GCR_WINDOW`, :data:`GCR_BLOCK_WINDOW` for systems wider than
+    ``circuit.size``, which block-diagonal INV arrays precondition) or 'richardson' (RePAST's loop). ``reference`` (default ``numpy.linalg.solve(A, b)``)
     only scores each step's true error in the history.
     """
     circuit = InversionCircuit() if circuit is None else circuit
+    if not isinstance(circuit, InversionCircuit):
+        raise ConfigError(f"circuit must be a cimsim.linalg.InversionCircuit, got {type(circuit).__name__}")
     if isinstance(target_bits, bool) or not isinstance(target_bits, (int, np.integer)) or not 1 <= target_bits <= 40:
         raise ConfigError(f"target_bits must be an integer in 1..40, got {target_bits!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or not 1 <= max_iter <= 1000:
         raise ConfigError(f"max_iter must be an integer in 1..1000, got {max_iter!r}")
     if method not in METHODS:
         raise ConfigError(f"unknown refinement method {method!r}: choose one of {', '.join(METHODS)}")
+    if window is None:
+        n = np.shape(A)[0] if np.ndim(A) == 2 else 0
+        window = GCR_WINDOW if n <= circuit.size else GCR_BLOCK_WINDOW
     if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 0 <= window <= 1000:
         raise ConfigError(f"window must be an integer in 0..1000 (kept GCR directions), got {window!r}")
     with one_thread():   # small dense algebra: one BLAS thread (cimsim.blas)
@@ -128,15 +146,72 @@ def _cols(v: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.sum(v * u, axis=0)
 
 
+class BlockInverter:
+    """The diagonal blocks of ``A`` (``circuit.size`` wide) each programmed into an INV circuit of its own: a
+    block-Jacobi preconditioner for systems wider than one array. The blocks settle at once: one :meth:`solve` takes
+    the slowest block's time and the sum of their energies."""
+
+    def __init__(self, A: np.ndarray, circuit: InversionCircuit, seed: int = 0):
+        n, size = A.shape[0], circuit.size
+        self.n = n
+        self.blocks = [(i0, min(i0 + size, n)) for i0 in range(0, n, size)]
+        # seeds of the blocks: seed, seed + 7919, ... (their own noise draws; 7919 is our choice, a prime)
+        self.parts = [ProgrammedInverter(A[i0:i1, i0:i1], circuit, seed + 7919 * j)
+                      for j, (i0, i1) in enumerate(self.blocks)]
+
+    def solve(self, r: np.ndarray) -> tuple[np.ndarray, Cost]:
+        out = np.zeros_like(r)
+        costs = []
+        for (i0, i1), p in zip(self.blocks, self.parts):
+            out[i0:i1], c = p.solve(r[i0:i1])
+            costs.append(c)
+        return out, _parallel(costs)
+
+    def program_cost(self) -> Cost:
+        return _parallel([p.program_cost() for p in self.parts])
+
+
+def _parallel(costs: list[Cost]) -> Cost:
+    """Operations on arrays of their own, at once: the slowest one's time, the sum of the energies."""
+    total = ZERO_COST
+    for c in costs:
+        total = total + c.scaled_energy_only()
+    return Cost(max(c.time_s for c in costs), total.energy_j, total.parts)
+
+
+class _Residual:
+    """``A d`` on the VMM crossbars, one column stripe of A per INV block (its rows of the input carry that block's
+    ADC codes at their own scale, the stripes' outputs added digitally; at once). Returns the input actually
+    streamed (``d`` itself when it is ADC codes, as each block's are), so ``x`` and ``r`` stay consistent."""
+
+    def __init__(self, A: np.ndarray, spec: CrossbarSpec, blocks: list, seed: int):
+        self.blocks = blocks
+        self.parts = [VmmArray(A[:, i0:i1], spec, seed=seed + 7919 * j, name="refine_vmm")
+                      for j, (i0, i1) in enumerate(blocks)]
+
+    def __call__(self, d: np.ndarray) -> tuple[np.ndarray, np.ndarray, Cost]:
+        used = np.empty_like(d)
+        w = None
+        costs = []
+        for (i0, i1), v in zip(self.blocks, self.parts):
+            used[i0:i1] = v.rounded_input(d[i0:i1])
+            y, c = v(used[i0:i1])
+            w = y if w is None else w + y
+            costs.append(c)
+        return used, w, _parallel(costs)
+
+
 def _refine(A, b, circuit, vmm_spec, target_bits, max_iter, seed, reference, method, window) -> RefineResult:
-    A = check_matrix(A, circuit.size)
+    A = check_matrix(A)
     b = check_rhs(b, A.shape[0])
     ref = np.linalg.solve(A, b) if reference is None else np.asarray(reference, dtype=np.float64)
-    inverter = ProgrammedInverter(A, circuit, seed)
+    # wider than one array: block-diagonal INV arrays precondition the whole system, the VMM holds all of A
+    inverter = ProgrammedInverter(A, circuit, seed) if A.shape[0] <= circuit.size else BlockInverter(A, circuit, seed)
     # the corrections are ADC codes: output_bits + 1 signed input bits carry them exactly into the VMM
     in_bits = circuit.output_bits + 1 if circuit.output_bits is not None else 24
-    spec = high_precision_spec() if vmm_spec is None else vmm_spec
-    vmm = VmmArray(A, replace(spec, input_bits=in_bits), seed=seed + 1, name="refine_vmm")
+    spec = replace(high_precision_spec() if vmm_spec is None else vmm_spec, input_bits=in_bits)
+    vmm = _Residual(A, spec, [(0, A.shape[0])] if isinstance(inverter, ProgrammedInverter) else inverter.blocks,
+                    seed + 1)
     n = A.shape[0]
     B = b[:, None] if b.ndim == 1 else b
     x = np.zeros_like(B)
@@ -144,12 +219,13 @@ def _refine(A, b, circuit, vmm_spec, target_bits, max_iter, seed, reference, met
     b_norm = np.linalg.norm(B, axis=0)
     b_norm = np.where(b_norm > 0, b_norm, 1.0)
     kept: list[tuple[np.ndarray, np.ndarray]] = []
+    r_prev = b_norm
     total = ZERO_COST
     history = []
     converged = False
     for k in range(1, max_iter + 1):
         d, c_inv = inverter.solve(r)
-        w, c_vmm = vmm(d)
+        d, w, c_vmm = vmm(d)
         if method == "richardson":
             x = x + d
             r = r - w
@@ -173,7 +249,15 @@ def _refine(A, b, circuit, vmm_spec, target_bits, max_iter, seed, reference, met
         step = c_inv + c_vmm + c_dig
         total = total + step
         x_max = np.max(np.abs(x), axis=0)
-        est = float(np.max(np.max(np.abs(d), axis=0) / np.where(x_max > 0, x_max, 1.0)))
+        x_max = np.where(x_max > 0, x_max, 1.0)
+        est_d = np.max(np.abs(d), axis=0) / x_max
+        r_norm = np.linalg.norm(r, axis=0)
+        if method == "gcr":
+            # the error left is about step * rho / (1 - rho), rho the residual's factor per step (geometric tail)
+            rho = np.minimum(r_norm / np.where(r_prev > 0, r_prev, 1.0), 0.99)
+            est_d = np.maximum(est_d, np.max(np.abs(alpha * p), axis=0) / x_max * rho / (1 - rho))
+        r_prev = r_norm
+        est = float(np.max(est_d))
         xs = x[:, 0] if b.ndim == 1 else x
         history.append({"iteration": k, "correction": est, "rel_error": rel_error(xs, ref),
                         "residual": float(np.max(np.linalg.norm(r, axis=0) / b_norm)),
