@@ -45,7 +45,8 @@ preconditioner's output underestimates), or after ``max_iter`` steps; the floor 
 matrix's: relative error ``~ kappa 2**-24``.
 
 Digital cost (est.): 32-bit fixed-point multiply-accumulates at Horowitz's 45 nm figures (ISSCC 2014, Fig. 1.1.9:
-3.1 pJ multiply + 0.1 pJ add) scaled to the circuit's node, on ``DIGITAL_LANES`` lanes at ``DIGITAL_CLOCK_HZ``;
+3.1 pJ multiply + 0.1 pJ add) scaled to the circuit's node, on ``DIGITAL_LANES`` lanes per INV array at
+``DIGITAL_CLOCK_HZ``;
 a dot product adds a ``log2(lanes)``-cycle reduction. Both methods pay their two vector updates of x and r.
 """
 
@@ -132,13 +133,15 @@ def refine_solve(A, b, circuit: InversionCircuit | None = None, vmm_spec: Crossb
         return _refine(A, b, circuit, vmm_spec, target_bits, max_iter, seed, reference, method, int(window))
 
 
-def digital_cost(n: int, columns: int, macs: int, adds: int, dots: int, node_nm: float) -> Cost:
+def digital_cost(n: int, columns: int, macs: int, adds: int, dots: int, node_nm: float, arrays: int = 1) -> Cost:
     """The digital unit's time and energy for ``macs`` multiply-accumulates and ``adds`` additions per element of
-    ``columns`` length-``n`` vectors, ``dots`` of them reduced (module docstring)."""
+    ``columns`` length-``n`` vectors, ``dots`` of them reduced (module docstring); ``DIGITAL_LANES`` lanes per INV
+    array (``arrays`` of them)."""
     k = energy_scale(45, node_nm)
     e = columns * n * (macs * (DIGITAL_MUL_J_45NM + DIGITAL_ADD_J_45NM) + adds * DIGITAL_ADD_J_45NM) * k
-    per_vec = -(-n // DIGITAL_LANES)
-    cycles = columns * ((macs + adds) * per_vec + dots * int(np.ceil(np.log2(DIGITAL_LANES))))
+    lanes = DIGITAL_LANES * arrays
+    per_vec = -(-n // lanes)
+    cycles = columns * ((macs + adds) * per_vec + dots * int(np.ceil(np.log2(lanes))))
     return Cost(cycles / DIGITAL_CLOCK_HZ, e, {"digital": e})
 
 
@@ -229,7 +232,7 @@ def _refine(A, b, circuit, vmm_spec, target_bits, max_iter, seed, reference, met
         if method == "richardson":
             x = x + d
             r = r - w
-            c_dig = digital_cost(n, B.shape[1], 0, 2, 0, circuit.node_nm)
+            c_dig = digital_cost(n, B.shape[1], 0, 2, 0, circuit.node_nm, len(vmm.blocks))
         else:
             p, q = d.copy(), w.copy()
             for p_i, q_i in kept:                          # modified Gram-Schmidt against the kept directions
@@ -245,7 +248,7 @@ def _refine(A, b, circuit, vmm_spec, target_bits, max_iter, seed, reference, met
             j = len(kept)                                  # directions it was orthogonalised against
             kept = (kept + [(p, q)])[-window:] if window > 0 else []
             # per element: j dots + 2j updates, the norm, 2 scalings, alpha's dot, the x and r updates
-            c_dig = digital_cost(n, B.shape[1], 3 * j + 6, 0, j + 2, circuit.node_nm)
+            c_dig = digital_cost(n, B.shape[1], 3 * j + 6, 0, j + 2, circuit.node_nm, len(vmm.blocks))
         step = c_inv + c_vmm + c_dig
         total = total + step
         x_max = np.max(np.abs(x), axis=0)
@@ -263,6 +266,7 @@ def _refine(A, b, circuit, vmm_spec, target_bits, max_iter, seed, reference, met
                         "residual": float(np.max(np.linalg.norm(r, axis=0) / b_norm)),
                         "time_s": step.time_s, "energy_j": step.energy_j,
                         "inv_energy_j": c_inv.energy_j, "vmm_energy_j": c_vmm.energy_j,
+                        "inv_time_s": c_inv.time_s, "vmm_time_s": c_vmm.time_s,
                         "digital_energy_j": c_dig.energy_j, "digital_time_s": c_dig.time_s})
         if est <= 2.0 ** -(target_bits + 1):
             converged = True
