@@ -126,8 +126,8 @@ class CrossbarArch:
     pipelined: bool = True       # (est.) refinement pipelined across right-hand sides (RePAST's pipelining)
     layers_parallel: bool = True  # (est.) every layer's blocks on arrays of their own, working at once
     input_bits: int = 16         # preconditioning vectors streamed 1 bit per 100 ns cycle (ISAAC, Shafiee 2016)
-    kappa: float = 30.0          # (est.) damped-block condition number: <= 9 refinement steps in our K-FAC runs,
-    #                              as random kappa-30 blocks take (BENCHMARKS.md, RePAST section)
+    kappa: float = 30.0          # (est.) damped-block condition number: <= 8 GCR refinement steps in our K-FAC
+    #                              runs, 7 on a random kappa-30 128-block (BENCHMARKS.md, RePAST section)
     inv_every: int = 25          # inverses refreshed every 25 steps, as our K-FAC runs (kfac.train_zoo)
 
     def __post_init__(self):
