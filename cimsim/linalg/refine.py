@@ -17,7 +17,8 @@ around ``A_lo^-1``, the bit-slicing of b and x): ``x += d_k``, ``r -= w_k``. Eac
 error can push an eigenvalue of ``A_lo^-1 A`` past 2 (one 64x64 system in 20): the loop stalls.
 
 ``method="gcr"`` (default) keeps the same two analog operations per step and adds a small digital unit: the
-generalized conjugate residual method (Eisenstat, Elman & Schultz, SIAM J. Numer. Anal. 20, 345, 1983) with the
+generalized conjugate residual method (Eisenstat, Elman & Schultz, SIAM J. Numer. Anal. 20, 345, 1983;
+docs/references.md#gcr) with the
 INV circuit as a right preconditioner, flexible (the directions are the circuit's actual outputs, rounding and
 all) and truncated to the last ``window`` directions:
 
