@@ -16,6 +16,8 @@ def test_bench_json_reports_accuracy_and_cost(capsys):
     for r in res:
         assert r["refine_converged"] and r["refine_rel_error_max"] <= 2.0 ** -16
         assert r["circuit_energy_j"] > 0 and r["refine_energy_j"] > r["refine_energy_per_iteration_j"] > 0
+        # the GCR step's digital unit: a small share of each step's energy
+        assert 0 < r["refine_digital_energy_per_iteration_j"] < 0.02 * r["refine_energy_per_iteration_j"]
     # the one-step error and the refinement steps grow with the condition number
     assert res[1]["circuit_rel_error_median"] > res[0]["circuit_rel_error_median"]
     assert res[1]["refine_iterations_max"] > res[0]["refine_iterations_max"]

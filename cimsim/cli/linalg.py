@@ -121,7 +121,8 @@ def run(args) -> int:
                  for k in args.cond]
     rows = []
     for label, mats in cases:
-        one, own, pred, pred_own, its, fin, t_np, e_solve, t_solve, e_it, t_it, e_tot, t_tot, conv = ([] for _ in range(14))
+        one, own, pred, pred_own, its, fin, t_np, e_solve, t_solve, e_it, t_it, e_tot, t_tot, conv, e_dig = \
+            ([] for _ in range(15))
         for t, A in enumerate(mats):
             n = A.shape[0]
             rng = np.random.default_rng(10_000 + args.seed + t)
@@ -150,6 +151,7 @@ def run(args) -> int:
             conv.append(r.converged)
             e_it.append(r.cost_per_iteration.energy_j)
             t_it.append(r.cost_per_iteration.time_s)
+            e_dig.append(sum(h["digital_energy_j"] for h in r.history) / r.iterations)
             e_tot.append(r.cost.energy_j)
             t_tot.append(r.cost.time_s)
         row = {"cond": label if label == "file" else float(label), "n": int(mats[0].shape[0]), "trials": len(mats),
@@ -170,6 +172,7 @@ def run(args) -> int:
                         "refine_converged": bool(all(conv)),
                         "refine_time_per_iteration_s": float(np.mean(t_it)),
                         "refine_energy_per_iteration_j": float(np.mean(e_it)),
+                        "refine_digital_energy_per_iteration_j": float(np.mean(e_dig)),
                         "refine_time_s": float(np.mean(t_tot)), "refine_energy_j": float(np.mean(e_tot))})
         rows.append(row)
     if args.json:
