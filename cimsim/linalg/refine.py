@@ -45,10 +45,11 @@ hardware's estimate of the remaining error, what it can see; GCR also asks the s
 preconditioner's output underestimates), or after ``max_iter`` steps; the floor is the VMM
 matrix's: relative error ``~ kappa 2**-24``.
 
-Digital cost (est.): 32-bit fixed-point multiply-accumulates at Horowitz's 45 nm figures (ISSCC 2014, Fig. 1.1.9:
-3.1 pJ multiply + 0.1 pJ add) scaled to the circuit's node, on ``DIGITAL_LANES`` lanes per INV array at
-``DIGITAL_CLOCK_HZ``;
-a dot product adds a ``log2(lanes)``-cycle reduction. Both methods pay their two vector updates of x and r.
+Digital cost (est.): 32-bit integer multiply-accumulates (block floating point, one exponent per vector: the
+residual shrinks by 2^16 and more, the mantissa keeps 31 bits of it) at Horowitz's 45 nm figures (ISSCC 2014,
+Fig. 1.1.9: 3.1 pJ multiply + 0.1 pJ add) scaled to the circuit's node, on ``DIGITAL_LANES`` lanes per INV array
+at ``DIGITAL_CLOCK_HZ``; a dot product adds a ``log2(lanes)``-cycle reduction. Both methods pay their two vector
+updates of x and r. (The simulation itself keeps float64.)
 """
 
 from __future__ import annotations
