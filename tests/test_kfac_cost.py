@@ -97,3 +97,36 @@ def test_bad_input_is_one_line():
     with pytest.raises(ConfigError, match="batch"):
         C.step_cost([C.LayerShape("l", 4, 4)], 0)
     assert math.isfinite(C.step_cost([C.LayerShape("l", 4, 4)], 1)["speedup_vs_gpu"])
+
+
+def test_whole_factors_on_one_array_are_the_block_case():
+    # every factor of these layers fits one 128-wide array: inverting "whole" factors is the block case, exactly
+    layers = [C.LayerShape("a", 65, 32), C.LayerShape("b", 33, 10)]
+    r = C.step_cost(layers, 64, C.CrossbarArch(replicas=2))
+    assert r["crossbar_full_time_s"] == pytest.approx(r["crossbar_time_s"], rel=1e-12)
+    assert r["crossbar_full_energy_j"] == pytest.approx(r["crossbar_energy_j"], rel=1e-12)
+    for part in ("inversion", "program", "precondition"):
+        assert r["crossbar_full_parts_j"][part] == pytest.approx(r["crossbar_parts_j"][part], rel=1e-12)
+    # tiles: per factor and replica one INV array, the residual's and the inverse's VMM tiles
+    assert r["full_array_tiles"] == 2 * 4 * 3
+
+
+def test_whole_factor_units_scale_as_the_tiles():
+    # simulated (not extrapolated) at 256 and 512 wide: one right-hand-side step's energy grows about as the VMM
+    # tiles (2^2 -> 4^2, x 4; the INV blocks only x 2), and the steps grow slowly with the blocks (24 -> 29)
+    u2, u4 = C.factor_costs(256), C.factor_costs(512)
+    assert u2["blocks"] == 2 and u4["blocks"] == 4 and u4["measured_width"] == 512
+    assert 3.0 <= u4["e_rhs_step_j"] / u2["e_rhs_step_j"] <= 4.4
+    assert u2["converged"] and u4["converged"] and u2["iterations"] <= u4["iterations"] <= u2["iterations"] + 10
+    # wider: extrapolated, 2 steps per doubling beyond 512
+    assert C.factor_costs(2048)["iterations"] == u4["iterations"] + 2 * 2
+
+
+def test_like_for_like_on_whole_factors_is_fast_but_not_lean():
+    # VGG-16, R = 16: the crossbars inverting whole factors (block-diagonal INV arrays inside a whole-factor
+    # refinement) against the GPU on whole factors: >100x faster (measured 147x), but every refinement step runs
+    # the whole factor through 24-bit VMM tiles, so more energy than the GPU (measured 0.2x)
+    r = C.step_cost(C.vgg16_imagenet(), 128, C.CrossbarArch(replicas=16))
+    assert r["speedup_full_vs_gpu_full"] > 100 and r["energy_saving_full_vs_gpu_full"] < 0.5
+    assert r["crossbar_full_energy_j"] > r["crossbar_energy_j"]
+    assert r["full_iterations_max"] <= 45

@@ -16,6 +16,8 @@ def test_bench_json_reports_accuracy_and_cost(capsys):
     for r in res:
         assert r["refine_converged"] and r["refine_rel_error_max"] <= 2.0 ** -16
         assert r["circuit_energy_j"] > 0 and r["refine_energy_j"] > r["refine_energy_per_iteration_j"] > 0
+        # the GCR step's digital unit: a small share of each step's energy
+        assert 0 < r["refine_digital_energy_per_iteration_j"] < 0.02 * r["refine_energy_per_iteration_j"]
     # the one-step error and the refinement steps grow with the condition number
     assert res[1]["circuit_rel_error_median"] > res[0]["circuit_rel_error_median"]
     assert res[1]["refine_iterations_max"] > res[0]["refine_iterations_max"]
@@ -24,6 +26,19 @@ def test_bench_json_reports_accuracy_and_cost(capsys):
     for r in res:
         assert r["circuit_own_rel_error_median"] < r["circuit_rel_error_median"]
         assert r["theory_rel_error_rms"] > r["theory_own_rel_error_rms"] > 0
+
+
+def test_bench_method_richardson_is_repasts_loop_and_gcr_the_default(capsys):
+    # 64x64, kappa 100, seeds 10..11: seed 10 is the system RePAST's loop cannot refine (spectral radius 1.02)
+    runs = {}
+    for method in ("gcr", "richardson"):
+        code, out, _ = run_cli(capsys, "linalg", "bench", "--size", 64, "--cond", 100, "--trials", 2, "--seed", 10,
+                               "--method", method, "--json")
+        assert code == 0
+        runs[method] = json.loads(out)["results"][0]
+    assert runs["gcr"]["method"] == "gcr" and runs["gcr"]["window"] == 4
+    assert runs["gcr"]["refine_converged"] and runs["gcr"]["refine_rel_error_max"] <= 2.0 ** -16
+    assert not runs["richardson"]["refine_converged"]
 
 
 def test_bench_table_and_inv(capsys):
@@ -36,6 +51,8 @@ def test_bench_table_and_inv(capsys):
     (np.ones((3, 4)), "square"),
     (np.array([[1.0, np.nan], [0.0, 1.0]]), "NaN"),
     (np.array([[0.0, 1.0], [1.0, 0.0]]), "cannot settle"),
+    (np.eye(129), "larger than the 128 x 128"),
+    (np.ones(3), "square"),
 ])
 def test_bad_matrices_one_line_exit_2(capsys, tmp_path, matrix, needle):
     p = tmp_path / "m.npy"
@@ -49,6 +66,8 @@ def test_bad_matrices_one_line_exit_2(capsys, tmp_path, matrix, needle):
     (["--cond", "0.5"], "condition numbers"),
     (["--matrix", "/nonexistent/m.npy"], "no such file"),
     (["--bits", 40], "--bits"),
+    (["--window", -1], "--window"),
+    (["--method", "newton"], "--method"),
 ])
 def test_bad_options_one_line_exit_2(capsys, argv, needle):
     code, _, err = run_cli(capsys, "linalg", "bench", *argv)

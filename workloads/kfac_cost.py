@@ -17,6 +17,12 @@ prices one training step's second-order work for
   refresh interval), blocks of a factor batched into one kernel, inversions at a size-dependent efficiency,
   products at GEMM efficiency, at least one launch latency per kernel, board power throughout.
 
+and, like for like with the GPU on whole factors, the crossbars inverting whole factors too (:func:`factor_costs`):
+every factor wider than one array refined whole with its diagonal blocks on INV arrays (block-Jacobi GCR,
+:mod:`cimsim.linalg.refine`) and the whole factor on the residual's VMM tiles, the dense inverse on VMM tiles for the
+preconditioning; steps and per-step costs simulated up to :data:`FULL_MEASURE_MAX` wide and extrapolated beyond
+(est.).
+
 It also prices the rest of a GPU K-FAC step (forward and backward passes, the factor statistics), so that the
 fraction of the step the crossbars can speed up is explicit (Amdahl: a whole-step speed-up is at most
 ``1 / (1 - f)`` when only a fraction ``f`` moves to the crossbars).
@@ -120,8 +126,8 @@ class CrossbarArch:
     pipelined: bool = True       # (est.) refinement pipelined across right-hand sides (RePAST's pipelining)
     layers_parallel: bool = True  # (est.) every layer's blocks on arrays of their own, working at once
     input_bits: int = 16         # preconditioning vectors streamed 1 bit per 100 ns cycle (ISAAC, Shafiee 2016)
-    kappa: float = 30.0          # (est.) damped-block condition number: <= 9 refinement steps in our K-FAC runs,
-    #                              as random kappa-30 blocks take (BENCHMARKS.md, RePAST section)
+    kappa: float = 30.0          # (est.) damped-block condition number: <= 8 GCR refinement steps in our K-FAC
+    #                              runs, 7 on a random kappa-30 128-block (BENCHMARKS.md, RePAST section)
     inv_every: int = 25          # inverses refreshed every 25 steps, as our K-FAC runs (kfac.train_zoo)
 
     def __post_init__(self):
@@ -183,6 +189,73 @@ def block_costs(k: int, kappa: float = 30.0, circuit: InversionCircuit | None = 
     return out
 
 
+# our choice: whole-factor refinements are simulated up to 512 wide (4 INV blocks, about a second); wider ones are
+# extrapolated from it (est.): random kappa-30 systems on block-diagonal INV arrays (GCR, 16 kept directions) need
+# 24 / 30 / 33 / 34 steps at 256 / 512 / 1024 / 2048 wide, so 2 more steps per doubling beyond 512 (cimsim.linalg.refine)
+FULL_MEASURE_MAX = 512
+FULL_STEPS_PER_DOUBLING = 2
+
+
+def factor_costs(dim: int, kappa: float = 30.0, circuit: InversionCircuit | None = None, seed: int = 0) -> dict:
+    """Measured cost units of refining a whole ``dim``-wide factor (wider than one array) on block-diagonal INV
+    arrays with the VMM holding the whole factor (:func:`cimsim.linalg.refine_solve`, block-Jacobi GCR): the steps
+    to 16 bits on a random SPD matrix of condition ``kappa`` (simulated up to :data:`FULL_MEASURE_MAX` wide, then
+    extrapolated), and one right-hand-side step's settling, VMM and digital times and energy, scaled to ``dim``
+    (INV energy as the blocks, VMM energy as the blocks squared, the digital unit's recomputed)."""
+    from cimsim.linalg.refine import GCR_BLOCK_WINDOW, digital_cost
+
+    circuit = InversionCircuit() if circuit is None else circuit
+    m = min(dim, FULL_MEASURE_MAX)
+    key = ("full", m, kappa, circuit, seed)
+    if key not in _UNIT_CACHE:
+        B = random_matrix(m, kappa, seed=seed)
+        b = np.random.default_rng(seed).standard_normal(m)
+        _UNIT_CACHE[key] = refine_solve(B, b, circuit, target_bits=16, max_iter=200, seed=seed)
+    r = _UNIT_CACHE[key]
+    h = r.history
+    nb_m, nb = math.ceil(m / circuit.size), math.ceil(dim / circuit.size)
+    its = r.iterations + (FULL_STEPS_PER_DOUBLING * math.ceil(math.log2(dim / m)) if dim > m else 0)
+    w = GCR_BLOCK_WINDOW
+    dig = digital_cost(dim, 1, 3 * w + 6, 0, w + 2, circuit.node_nm, nb)   # a step with a full window
+    e_inv = float(np.mean([x["inv_energy_j"] for x in h])) * nb / nb_m
+    e_vmm = float(np.mean([x["vmm_energy_j"] for x in h])) * (nb / nb_m) ** 2
+    out = {"dim": dim, "blocks": nb, "iterations": its, "converged": r.converged, "measured_width": m,
+           "t_inv_s": max(x["inv_time_s"] for x in h), "t_vmm_s": max(x["vmm_time_s"] for x in h),
+           "t_digital_s": dig.time_s, "e_rhs_step_j": e_inv + e_vmm + dig.energy_j}
+    return out
+
+
+def _whole_factor(dim: int, vectors: int, arch: "CrossbarArch", circuit: InversionCircuit) -> dict:
+    """One factor inverted whole on the crossbars (block-diagonal INV arrays inside a whole-factor refinement, the
+    dense inverse on VMM arrays): the per-refresh inversion time and energy, the programming, the preconditioning
+    of ``vectors`` vectors per step (time, energy) and the 128-wide array tiles it holds, with ``arch.replicas``."""
+    size, R = circuit.size, arch.replicas
+    u128 = block_costs(size, arch.kappa, circuit, input_bits=arch.input_bits)
+    nb = math.ceil(dim / size)
+    if nb == 1:   # one array: the block case itself
+        u = block_costs(dim, arch.kappa, circuit, input_bits=arch.input_bits)
+        its, t_inv, t_vmm, t_dig, e_step = u["iterations"], u["t_inv_s"], u["t_vmm_s"], 0.0, u["e_rhs_step_j"]
+        prog_e, e_vec = R * u["program"].energy_j, vectors * u["e_vector_j"]
+    else:
+        f = factor_costs(dim, arch.kappa, circuit)
+        its, t_inv, t_vmm, t_dig, e_step = f["iterations"], f["t_inv_s"], f["t_vmm_s"], f["t_digital_s"], \
+            f["e_rhs_step_j"]
+        # each INV block as one block's INV array, each 128-wide tile of the residual's and of the inverse's VMM
+        # arrays as one block's inverse VMM arrays (est. alike: u128's program is INV + inverse VMM)
+        prog_e = R * (nb + 2 * nb * nb) * u128["program"].energy_j / 2
+        # a vector through the dense inverse: every tile of it (the tiles' outputs added digitally)
+        e_vec = vectors * nb * nb * u128["e_vector_j"]
+        u = u128
+    steps = math.ceil(dim / R) * its
+    if arch.pipelined:
+        t = steps * max(t_inv, t_vmm, t_dig) + min(t_inv, t_vmm)
+    else:
+        t = steps * (t_inv + t_vmm + t_dig)
+    return {"inv_t": t, "inv_e": dim * its * e_step, "prog_t": u["program"].time_s, "prog_e": prog_e,
+            "pre_t": math.ceil(vectors / R) * u128["t_vector_s"], "pre_e": e_vec,
+            "tiles": R * (nb + 2 * nb * nb), "iterations": its}
+
+
 # ---------------------------------------------------------------------------------------------- one step
 def step_cost(layers: list[LayerShape], batch: int, arch: CrossbarArch = CrossbarArch(), gpu: GpuSpec = GpuSpec(),
               circuit: InversionCircuit | None = None) -> dict:
@@ -200,9 +273,22 @@ def step_cost(layers: list[LayerShape], batch: int, arch: CrossbarArch = Crossba
     sets = 0
     comb = max if arch.layers_parallel else sum
     per_layer_inv, per_layer_pre, per_layer_prog = [], [], []
+    w = {"inversion": [[], 0.0], "program": [[], 0.0], "precondition": [[], 0.0]}   # whole factors: per layer t, e
+    tiles_full, its_full = 0, 0
     for L in layers:
         t_inv_f, t_prog_f, t_pre_layer = [], [], 0.0
+        wf = {"inversion": [], "program": [], "precondition": 0.0}
         for dim in (L.a_dim, L.g_dim):
+            # the crossbars inverting the factor whole (like for like with the GPU on whole factors)
+            wh = _whole_factor(dim, L.a_dim if dim == L.g_dim else L.g_dim, arch, circuit)
+            wf["inversion"].append(wh["inv_t"])
+            wf["program"].append(wh["prog_t"])
+            wf["precondition"] += wh["pre_t"]
+            w["inversion"][1] += wh["inv_e"]
+            w["program"][1] += wh["prog_e"]
+            w["precondition"][1] += wh["pre_e"]
+            tiles_full += wh["tiles"]
+            its_full = max(its_full, wh["iterations"])
             blocks = _blocks(dim, size)
             sets += len(blocks) * R
             t_f = t_p = 0.0
@@ -244,6 +330,9 @@ def step_cost(layers: list[LayerShape], batch: int, arch: CrossbarArch = Crossba
         per_layer_inv.append(comb(t_inv_f))
         per_layer_prog.append(comb(t_prog_f))
         per_layer_pre.append(t_pre_layer)                          # G^-1 then A^-1: one after the other
+        for part in ("inversion", "program"):
+            w[part][0].append(comb(wf[part]))
+        w["precondition"][0].append(wf["precondition"])
     x["inversion"][0] = comb(per_layer_inv)
     x["program"][0] = comb(per_layer_prog)
     x["precondition"][0] = comb(per_layer_pre)
@@ -275,4 +364,16 @@ def step_cost(layers: list[LayerShape], batch: int, arch: CrossbarArch = Crossba
                                      "factors": g["full_factors"]},
                 "gpu_full_second_order_fraction": f2 / f_total,
                 "speedup_vs_gpu_full": f2 / xt, "energy_saving_vs_gpu_full": f2 * gpu.power_w / xe})
+    # like for like: the crossbars inverting whole factors too (block-diagonal INV arrays inside a whole-factor
+    # refinement, dense inverses on VMM arrays) against the GPU on whole factors
+    wt = {p: comb(w[p][0]) for p in w}
+    ft = (wt["inversion"] + wt["program"]) / n + wt["precondition"]
+    fe = (w["inversion"][1] + w["program"][1]) / n + w["precondition"][1]
+    out.update({"crossbar_full_time_s": ft, "crossbar_full_energy_j": fe,
+                "crossbar_full_parts_s": {"inversion": wt["inversion"] / n, "program": wt["program"] / n,
+                                          "precondition": wt["precondition"]},
+                "crossbar_full_parts_j": {"inversion": w["inversion"][1] / n, "program": w["program"][1] / n,
+                                          "precondition": w["precondition"][1]},
+                "full_array_tiles": tiles_full, "full_iterations_max": its_full,
+                "speedup_full_vs_gpu_full": f2 / ft, "energy_saving_full_vs_gpu_full": f2 * gpu.power_w / fe})
     return out

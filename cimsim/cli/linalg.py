@@ -80,7 +80,8 @@ def run_kfac_cost(args) -> int:
     print(f"{'':22} {'time':>10} {'energy':>10} | {'inversion':>10} {'program':>10} {'precondition':>12}")
     rows = [("crossbars", r["crossbar_time_s"], r["crossbar_energy_j"], r["crossbar_parts_s"]),
             ("GPU, same blocks", r["gpu_time_s"], r["gpu_energy_j"], r["gpu_parts_s"]),
-            ("GPU, whole factors", r["gpu_full_time_s"], r["gpu_full_energy_j"], r["gpu_full_parts_s"])]
+            ("GPU, whole factors", r["gpu_full_time_s"], r["gpu_full_energy_j"], r["gpu_full_parts_s"]),
+            ("crossbars, whole", r["crossbar_full_time_s"], r["crossbar_full_energy_j"], r["crossbar_full_parts_s"])]
     for name, t, e, parts in rows:
         print(f"{name:22} {fmt_si(t, 's'):>10} {fmt_si(e, 'J'):>10} | {fmt_si(parts['inversion'], 's'):>10} "
               f"{fmt_si(parts.get('program', 0.0), 's'):>10} {fmt_si(parts['precondition'], 's'):>12}")
@@ -88,6 +89,10 @@ def run_kfac_cost(args) -> int:
           f"GPU on the same blocks, {r['speedup_vs_gpu_full']:.3g}x / {r['energy_saving_vs_gpu_full']:.3g}x against "
           f"whole factors (RePAST: {kfac.PAPER_RATIOS['gpu_speedup']}x / {kfac.PAPER_RATIOS['gpu_energy']}x vs a GPU "
           "on large DNNs)")
+    print(f"like for like on whole factors (block-diagonal INV arrays inside a whole-factor refinement, at most "
+          f"{r['full_iterations_max']} steps, {r['full_array_tiles']} array tiles of 128 x 128): "
+          f"{r['speedup_full_vs_gpu_full']:.3g}x / {r['energy_saving_full_vs_gpu_full']:.3g}x against the GPU on whole "
+          "factors")
     print(f"second-order share of the GPU step (forward, backward, factors, inverses, products): "
           f"{100 * r['second_order_fraction']:.3g} % (blocks), {100 * r['gpu_full_second_order_fraction']:.3g} % "
           f"(whole factors); the whole step with only that share on the crossbars: {r['whole_step_speedup']:.3g}x")
@@ -102,6 +107,9 @@ def run(args) -> int:
 
     from cimsim import linalg as L
 
+    from cimsim.linalg.refine import GCR_WINDOW
+
+    args.window = GCR_WINDOW if args.window is None else args.window
     circuit = L.InversionCircuit(size=args.array, matrix_bits=args.bits, input_bits=args.bits, output_bits=args.bits)
     if args.matrix is not None:
         cases = [("file", [L.check_matrix(_load_matrix(args.matrix), circuit.size, what=f"--matrix {args.matrix}")])]
@@ -113,7 +121,8 @@ def run(args) -> int:
                  for k in args.cond]
     rows = []
     for label, mats in cases:
-        one, own, pred, pred_own, its, fin, t_np, e_solve, t_solve, e_it, t_it, e_tot, t_tot, conv = ([] for _ in range(14))
+        one, own, pred, pred_own, its, fin, t_np, e_solve, t_solve, e_it, t_it, e_tot, t_tot, conv, e_dig = \
+            ([] for _ in range(15))
         for t, A in enumerate(mats):
             n = A.shape[0]
             rng = np.random.default_rng(10_000 + args.seed + t)
@@ -136,12 +145,13 @@ def run(args) -> int:
             if args.normal:
                 continue
             r = L.refine_solve(A, b, circuit, target_bits=args.target_bits, max_iter=args.max_iter,
-                               seed=args.seed + t, reference=ref)
+                               seed=args.seed + t, reference=ref, method=args.method, window=args.window)
             its.append(r.iterations)
             fin.append(r.rel_error)
             conv.append(r.converged)
             e_it.append(r.cost_per_iteration.energy_j)
             t_it.append(r.cost_per_iteration.time_s)
+            e_dig.append(sum(h["digital_energy_j"] for h in r.history) / r.iterations)
             e_tot.append(r.cost.energy_j)
             t_tot.append(r.cost.time_s)
         row = {"cond": label if label == "file" else float(label), "n": int(mats[0].shape[0]), "trials": len(mats),
@@ -156,11 +166,13 @@ def run(args) -> int:
                         "circuit_rel_error_rms": float(np.sqrt(np.mean(np.square(one)))),
                         "circuit_own_rel_error_rms": float(np.sqrt(np.mean(np.square(own))))})
         if its:
-            row.update({"target_bits": args.target_bits, "refine_iterations_max": int(max(its)),
+            row.update({"target_bits": args.target_bits, "method": args.method, "window": args.window,
+                        "refine_iterations_max": int(max(its)),
                         "refine_iterations_mean": float(np.mean(its)), "refine_rel_error_max": float(np.max(fin)),
                         "refine_converged": bool(all(conv)),
                         "refine_time_per_iteration_s": float(np.mean(t_it)),
                         "refine_energy_per_iteration_j": float(np.mean(e_it)),
+                        "refine_digital_energy_per_iteration_j": float(np.mean(e_dig)),
                         "refine_time_s": float(np.mean(t_tot)), "refine_energy_j": float(np.mean(e_tot))})
         rows.append(row)
     if args.json:
@@ -176,8 +188,9 @@ def run(args) -> int:
 
     src = f"--matrix {args.matrix}" if args.matrix is not None else \
         f"{args.trials} random SPD matrices per condition number (seeds {args.seed}..{args.seed + args.trials - 1})"
+    how = (f"GCR, {args.window} kept directions" if args.method == "gcr" else "RePAST's loop (Richardson)")
     print(f"{args.op} on the {args.bits}-bit inversion circuit ({circuit.size}x{circuit.size} array), then refined to "
-          f"{args.target_bits} bits; {src}")
+          f"{args.target_bits} bits ({how}); {src}")
     print("one settling: 'vs A' against numpy on the float matrix, 'own' against the exact solution of the "
           "programmed matrix (the circuit's own error); medians, theory = first-order budget (rms)")
     head = f"{'cond':>6} {'n':>4} | {'vs A':>7} {'theory':>7} {'own':>7} {'theory':>7} {'time':>9} {'energy':>9}"
@@ -235,6 +248,12 @@ def register(sub) -> None:
                     help="refinement target: relative error <= 2**-B (default 16)")
     sp.add_argument("--max-iter", type=bounded_int(1, 1000, "our bound"), default=60,
                     help="refinement steps at most (default 60)")
+    sp.add_argument("--method", choices=["gcr", "richardson"], default="gcr",
+                    help="refinement: gcr (default: the circuit preconditions a minimal-residual iteration, "
+                         "converges whenever the preconditioned operator's field of values is in the right "
+                         "half-plane) or richardson (RePAST's loop: needs the spectral radius of I - A_lo^-1 A < 1)")
+    sp.add_argument("--window", type=bounded_int(0, 1000, "our bound"), default=None,
+                    help="GCR: directions kept for the orthogonalisation (default cimsim.linalg.refine.GCR_WINDOW, 4)")
     sp.add_argument("--normal", action="store_true",
                     help="solve the normal equations A^T A x = A^T b (matrices the circuit cannot settle on)")
     sp.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")

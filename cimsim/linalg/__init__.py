@@ -3,8 +3,9 @@
 * ``mvm`` / ``VmmArray``: ``A x`` for any real matrix through the crossbar engine (:mod:`cimsim.linalg.vmm`).
 * ``solve`` / ``inv`` / ``ProgrammedInverter`` on an ``InversionCircuit``: the closed-loop crossbar of Sun et al.
   (PNAS 2019) with its limits (:mod:`cimsim.linalg.circuit`).
-* ``refine_solve``: RePAST's high-precision solutions from the 8-bit circuit and VMM crossbars
-  (:mod:`cimsim.linalg.refine`).
+* ``refine_solve``: RePAST's high-precision solutions from the 8-bit circuit and VMM crossbars, by default with a
+  GCR step (the circuit as a preconditioner) that converges where RePAST's plain loop stalls; systems wider than
+  one array on block-diagonal INV arrays (:mod:`cimsim.linalg.refine`).
 * ``error_budget``: the circuit's first-order solution error by component, in theory (:mod:`cimsim.linalg.theory`).
 * ``random_matrix(n, cond)``: test matrices of a given condition number.
 """

@@ -122,8 +122,26 @@ def matrix_bits_needed(A, target: float, prog_sigma_frac: float = 0.0) -> float:
 
 def refinement_rate(p: ProgrammedInverter, A=None) -> float:
     """Spectral radius of ``I - A_lo^-1 A``: the refinement's asymptotic error factor per step from the programmed
-    matrix alone (``A_lo``, what the INV arrays hold; ``A`` the float matrix, default the programmed one). The
-    refinement (:mod:`cimsim.linalg.refine`) converges iff it is below 1, whatever the converters do."""
+    matrix alone (``A_lo``, what the INV arrays hold; ``A`` the float matrix, default the programmed one). RePAST's
+    loop (:mod:`cimsim.linalg.refine`, ``method="richardson"``) converges iff it is below 1, whatever the converters
+    do; the default GCR refinement needs only :func:`minres_rate` below 1."""
     A = p.A_programmed if A is None else np.asarray(A, dtype=np.float64)
     M = np.eye(p.n) - np.linalg.solve(p.A_programmed, A)
     return float(np.max(np.abs(np.linalg.eigvals(M))))
+
+
+def minres_rate(p: ProgrammedInverter, A=None) -> float:
+    """The GCR refinement's guaranteed residual factor per step (:mod:`cimsim.linalg.refine`, ``method="gcr"``,
+    any window): ``sqrt(1 - c^2 / ||C||^2)`` with ``C = A A_lo^-1`` (``A_lo`` what the circuit solves: the programmed
+    matrix with the finite-gain diagonal; ``A`` default the programmed one) and ``c`` the smallest eigenvalue of
+    ``(C + C^T) / 2`` (Eisenstat, Elman & Schultz 1983, Theorem 3.3; exact for a linear preconditioner, i.e. lossless
+    converters). ``1.0`` where ``c <= 0``: no guarantee. Below 1 whenever the preconditioned operator's field of
+    values lies in the right half-plane, where :func:`refinement_rate` asks for its spectrum within the unit disc
+    around 1."""
+    A_lo = p.K * (p.a_max / p.unit)
+    A = p.A_programmed if A is None else np.asarray(A, dtype=np.float64)
+    C = np.linalg.solve(A_lo.T, A.T).T                          # A A_lo^-1
+    c = float(np.linalg.eigvalsh(0.5 * (C + C.T))[0])
+    if c <= 0:
+        return 1.0
+    return math.sqrt(max(0.0, 1.0 - (c / float(np.linalg.norm(C, 2))) ** 2))

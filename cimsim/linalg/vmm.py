@@ -90,8 +90,7 @@ class VmmArray:
         cost = self._cost(before, X.shape[1])
         return (y[:, 0] if x.ndim == 1 else y), cost
 
-    def __call__(self, x) -> tuple[np.ndarray, Cost]:
-        """``A x`` for real x (n,) or (n, k): each column scaled to ``input_bits`` signed integers."""
+    def _scaled_input(self, x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x = np.asarray(x, dtype=np.float64)
         if x.ndim not in (1, 2) or x.shape[0] != self.n or not np.all(np.isfinite(x)):
             raise ConfigError(f"x must be a finite array of shape ({self.n},) or ({self.n}, k), got {x.shape}")
@@ -99,7 +98,19 @@ class VmmArray:
         qmax = (1 << (self.spec.input_bits - 1)) - 1
         x_max = np.max(np.abs(X), axis=0)
         sx = np.where(x_max > 0, x_max / qmax, 1.0)
-        y, cost = self.integer(np.rint(X / sx).astype(np.int64))
+        return x, np.rint(X / sx).astype(np.int64), sx
+
+    def rounded_input(self, x) -> np.ndarray:
+        """The input :meth:`__call__` streams for ``x``: each column rounded to ``input_bits`` signed integers
+        times its scale (idempotent)."""
+        x, xi, sx = self._scaled_input(x)
+        xr = xi * sx
+        return xr[:, 0] if x.ndim == 1 else xr
+
+    def __call__(self, x) -> tuple[np.ndarray, Cost]:
+        """``A x`` for real x (n,) or (n, k): each column scaled to ``input_bits`` signed integers."""
+        x, xi, sx = self._scaled_input(x)
+        y, cost = self.integer(xi)
         y = y * self.scale * sx
         return (y[:, 0] if x.ndim == 1 else y), cost
 
