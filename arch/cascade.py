@@ -31,7 +31,7 @@ from cimsim import events as ev
 from cimsim.arch.base import Component, register
 from cimsim.arch.params import component, param
 from cimsim.arch.isaac import ADC_AREA_FACTOR, ADC_ENERGY_FACTOR
-from cimsim.arch.tiled import DifferentialColumns, T6, TiledChip
+from cimsim.arch.tiled import ARRAY_READ_S, DifferentialColumns, T6, TiledChip
 from cimsim.cost import EventCost, LayerPlan
 from cimsim.devices.analog_accumulators import BufferArray, BufferedADC, TransimpedanceAmplifier
 from cimsim.readouts import ConversionScope
@@ -64,6 +64,9 @@ class Cascade(DifferentialColumns, TiledChip):
     weight_bits: int = param(16, "bit", f"{CAS}: 16-bit weights", lo=2, hi=32)
     input_bits: int = param(16, "bit", f"{CAS}: 16 input cycles of 1 bit", lo=1, hi=32)
     node_nm: float = param(65, "nm", f"{CAS}: 65 nm", lo=7, hi=180)
+    read_cycle_s: float = param(ARRAY_READ_S, "s", "the array's read, 10 ns: the cell model's read pulse (est.: "
+                                "arch/tiled.py ARRAY_READ_S); the TIAs and the buffer writes may set a longer cycle",
+                                lo=1e-12, hi=1.0)
     cycles_per_conversion: int = param(2, "1", f"{CAS}: about 10 conversions per 16 input cycles (here 16 / 2 = 8)",
                                        lo=1, hi=32)
     adc: BufferedADC = component(_cascade_adc, f"{CAS}: 6-10-bit ADCs shared by the columns (8 bits, est.), SAR model "
@@ -84,7 +87,7 @@ class Cascade(DifferentialColumns, TiledChip):
                    "cycles and arrays before one conversion; 64x64 arrays, 1-bit cells, 16-bit weights, 65 nm")
     aliases = {**TiledChip.aliases, "adc_bits": "adc.bits"}
     derived = {**TiledChip.derived, "adc.node_nm": "node_nm", "tia.node_nm": "node_nm", "buffer.node_nm": "node_nm",
-               "adc.sample_rate_hz": "cols, cycles_per_conversion, adcs_per_array and read_cycle_s",
+               "adc.sample_rate_hz": "cols, cycles_per_conversion, adcs_per_array and cycle_s",
                "adc.analog_sigma": "tia.resolution_bits, rows, cell_bits, dac_bits and cycles_per_conversion"}
     cost_only = (*TiledChip.cost_only, "adc_energy_factor", "adc_area_factor", "adcs_per_array", "tias_per_array",
                  "tia.bias_current_a", "tia.settle_time_s", "tia.area_um2", "buffer.*")
@@ -92,7 +95,7 @@ class Cascade(DifferentialColumns, TiledChip):
     def synced_components(self) -> dict:
         return {**super().synced_components(),
                 "adc": replace(self.adc, node_nm=self.node_nm, analog_sigma=self.buffered_sigma(),
-                               sample_rate_hz=self.conversions_per_cycle / self.adcs_per_array / self.read_cycle_s),
+                               sample_rate_hz=self.conversions_per_cycle / self.adcs_per_array / self.cycle_s),
                 "tia": replace(self.tia, node_nm=self.node_nm), "buffer": replace(self.buffer, node_nm=self.node_nm)}
 
     def buffered_sigma(self) -> float:
@@ -119,9 +122,10 @@ class Cascade(DifferentialColumns, TiledChip):
         return self.pairs / min(self.cycles_per_conversion, self.input_cycles)
 
     def readout_cycle_s(self) -> float:
-        """The TIAs settle their pairs within a cycle (the shared ADCs run at the rate the conversions need,
-        ``adc.sample_rate_hz``)."""
-        return math.ceil(self.pairs / self.tias_per_array) * self.tia.latency_s
+        """The TIAs settle their pairs, and each cycle's values are written into a row of the buffer array (one
+        write pulse; the write of a cycle overlaps the next read). The shared ADCs run at the rate the
+        conversions need at that cycle (``adc.sample_rate_hz``), so they never set it."""
+        return max(math.ceil(self.pairs / self.tias_per_array) * self.tia.latency_s, self.buffer.latency_s)
 
     # ------------------------------------------------------------------ inventory
     def adc_energy_j(self) -> float:

@@ -67,11 +67,13 @@ def test_equal_area_scaling_picks_the_tile_count_closest_to_the_area():
 
 
 def test_shared_adcs_run_at_the_rate_the_conversions_need():
-    """32 column pairs converted once per 2 cycles = 16 conversions per 100 ns cycle over 7 ADCs: 22.9 MS/s each.
-    Their area grows 1.565x per bit (est.) from the SAR model's at 8 bits, calibrated as ISAAC's converter."""
+    """32 column pairs converted once per 2 cycles = 16 conversions per 20 ns cycle (the buffer write) over 7 ADCs:
+    114 MS/s each. Their area grows 1.565x per bit (est.) from the SAR model's at 8 bits, calibrated as ISAAC's
+    converter."""
     a = cimsim.arch.get("cascade")
-    assert a.adc.sample_rate_hz == pytest.approx(16 / 7 / 100e-9, rel=1e-12)
-    assert a.cycle_s == a.read_cycle_s
+    assert a.adc.sample_rate_hz == pytest.approx(16 / 7 / 20e-9, rel=1e-12)
+    slow = cimsim.arch.get("cascade", read_cycle_s=100e-9)
+    assert slow.cycle_s == 100e-9 and slow.adc.sample_rate_hz == pytest.approx(16 / 7 / 100e-9, rel=1e-12)
     nine = cimsim.arch.get("cascade", adc_bits=9)
     assert nine.adc_area_m2() / a.adc_area_m2() == pytest.approx(1.565, rel=1e-12)
     with pytest.raises(ConfigError, match="adc.sample_rate_hz follows"):
