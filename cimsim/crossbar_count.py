@@ -10,8 +10,8 @@ call's events the way the engine does (:meth:`~cimsim.crossbar.CrossbarLayout._c
 * each row's summed conductance at the nominal levels, ``sum_j G(level[j, k])`` over the tile's physical columns:
   ``cell_read_conductance_s = sum_k (sum digit**2)_k * rowsum_k * t_read``.
 
-What it keeps is the integer weights, not the ``slices x 2 x outputs x inputs`` conductances (a 14-column
-differential 8-bit weight holds 14 float64 cells in the engine). Its outputs are the exact integer product
+What it keeps is a view of the integer weights and one float per row, not the ``slices x 2 x outputs x inputs``
+conductances (a 14-column differential 8-bit weight holds 14 float64 cells in the engine). Its outputs are the exact integer product
 ``x @ W.T``: the activations of the next layers are the quantized network's, not the hardware's (the ADC's
 error and the devices' noise do not move them), and a conversion never clips (``clipped_conversions`` 0; the
 architectures cost it at 0 J). With ideal devices and a lossless readout the engine gives the same outputs and
@@ -20,6 +20,8 @@ conductances). The mapper builds these tiles for ``backend="count"``.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -31,6 +33,9 @@ from cimsim.kernels import digit_tables
 from cimsim.ledger import EventLedger
 from cimsim.readouts import readout_op
 from cimsim.spec import CrossbarSpec
+
+# input columns sliced at a time while summing the rows' conductances: ~64 MB of int64 levels (our choice)
+COUNT_CHUNK_CELLS = 8 * 1024 * 1024
 
 
 class CountingCrossbar(CrossbarLayout):
@@ -47,14 +52,19 @@ class CountingCrossbar(CrossbarLayout):
         self.spec, self.name = spec, name
         self.readout_op = readout_op(spec.readout)
         self.out_features, self.in_features = W.shape
-        self.slices = slice_weights(W, spec.weight_bits, spec.cell_bits, spec.signed)
-        self.w_t = np.ascontiguousarray(W.T, dtype=np.float64)        # (in, out): the exact product
+        self.W = W                                   # the caller's integers (a view: no copy)
         levels = spec.cell.level_conductances(spec.cell_bits)
-        # sum over the physical columns of each row's nominal conductance, summed level by level (small ints)
-        lv = self.slices.levels
+        # each row's summed nominal conductance over the physical columns, sliced a block of inputs at a time (the
+        # levels of every cell would be slices x polarities x outputs x inputs integers at once)
         self.g_rowsum = np.zeros(self.in_features)
-        for j, g in enumerate(levels):
-            self.g_rowsum += float(g) * (lv == j).sum(axis=(0, 1, 2))
+        step = max(1, COUNT_CHUNK_CELLS // max(1, self.out_features * 2 * spec.weight_bits))
+        for k0 in range(0, self.in_features, step):
+            part = slice_weights(W[:, k0:k0 + step], spec.weight_bits, spec.cell_bits, spec.signed)
+            for j, g in enumerate(levels):
+                self.g_rowsum[k0:k0 + step] += float(g) * (part.levels == j).sum(axis=(0, 1, 2))
+        S, P = part.levels.shape[:2]
+        # the layout needs the slices' shape, place values, signs and offset, not their levels: a zero-strided view
+        self.slices = replace(part, levels=np.broadcast_to(np.zeros((), np.int8), (S, P, *W.shape)))
         self.tables = digit_tables(spec.input_bits, spec.dac_bits, spec.input_signed)
         self._ledger = EventLedger()
 
@@ -91,7 +101,7 @@ class CountingCrossbar(CrossbarLayout):
         tally.nonzero_digits = nz
         tally.conductance_s = float(sq @ self.g_rowsum) * self.spec.cell.read_time_s
         self._count(x.shape[0], tally)
-        return x.astype(np.float64) @ self.w_t
+        return x.astype(np.float64) @ self.W.T.astype(np.float64)   # integers below 2**53: exact
 
     @property
     def ledger(self) -> EventLedger:

@@ -85,3 +85,18 @@ def test_counting_refuses_what_it_cannot_count():
                    device="cuda")
     with pytest.raises(ConfigError, match="2-D"):
         CountingCrossbar(np.zeros(3), cimsim.arch.get("isaac").crossbar_spec())
+
+
+def test_the_row_conductances_do_not_depend_on_the_slicing_chunk(monkeypatch):
+    from cimsim import crossbar_count
+
+    rng = np.random.default_rng(2)
+    W = rng.integers(-127, 128, size=(20, 333))
+    spec = cimsim.arch.get("neural-pim").crossbar_spec()
+    whole = CountingCrossbar(W, spec)
+    monkeypatch.setattr(crossbar_count, "COUNT_CHUNK_CELLS", 20 * 2 * 8 * 7)   # 7 inputs a chunk
+    chunked = CountingCrossbar(W, spec)
+    assert np.array_equal(whole.g_rowsum, chunked.g_rowsum)
+    assert chunked.slices.levels.shape == (7, 2, 20, 333) and chunked.slices.levels.strides == (0, 0, 0, 0)
+    xb = cimsim.Crossbar(W, spec)
+    assert np.allclose(chunked.g_rowsum, np.concatenate(xb.g_rowsum), rtol=1e-12, atol=0)
