@@ -397,7 +397,8 @@ class TiledChip(Architecture):
     def timing(self, ledger: EventLedger, plans: Mapping[str, LayerPlan], kinds: Mapping[str, str]) -> Timing:
         """A mapped layer streams its ``positions`` MVMs through its copies (time step after time step); a digital
         layer takes its operations over the chip's activation / pooling / adder units at their rates. Layers are pipelined (ISAAC sec. 5):
-        one inference takes the sum of the layer times, the chip starts one every slowest-layer time. A
+        one inference takes the sum of the layer times, the chip starts one every slowest-layer time, or every
+        :meth:`feed_time_s` if the tiles' buses and eDRAMs cannot move an inference's data faster. A
         layer occupies its copies' share of the chip's crossbars (and of the tiles around them)."""
         copies = self.copies(plans)
         unit_rate = self.unit_rates()
@@ -412,8 +413,18 @@ class TiledChip(Architecture):
             else:
                 latency[n] = max((v / unit_rate[e] for e, v in events.items() if e in unit_rate), default=0.0)
         slowest = max(latency.values(), default=0.0)
+        feed = self.feed_time_s(ledger)
         used = sum(copies[n] * plans[n].arrays for n in plans)
-        return Timing(latency, slowest, occupancy, copies,
+        return Timing(latency, max(slowest, feed), occupancy, copies,
                       {"crossbars_used": used, "crossbars_on_chip": self.crossbars,
                        "fits_on_chip": sum(p.arrays for p in plans.values()) <= self.crossbars,
-                       "cycle_s": self.cycle_s})
+                       "cycle_s": self.cycle_s, "slowest_layer_s": slowest, "feed_s": feed})
+
+    def feed_time_s(self, ledger: EventLedger) -> float:
+        """The shortest pipeline period the tiles' data movement allows: one inference's bus bytes over every tile's
+        bus at its rate, and its eDRAM accesses over every tile's eDRAM (an optimistic bound: the layers' traffic
+        spread over all tiles). ISAAC's bus and eDRAM rates are what its own 100 ns pipeline needs (est.,
+        :mod:`cimsim.devices.peripherals`), so a chip that cycles faster with ISAAC's tile can outrun them."""
+        bus = sum(ledger.layer(n).get(ev.BUS_BYTES, 0) for n in ledger.layers())
+        edram = sum(ledger.layer(n).get(ev.EDRAM_BYTES, 0) for n in ledger.layers())
+        return max(bus / (self.tiles * self.bus.op_rate_hz), edram / (self.tiles * self.edram.op_rate_hz))

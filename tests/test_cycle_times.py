@@ -39,3 +39,23 @@ def test_cascade_cycles_at_its_buffer_write():
 def test_a_cell_read_longer_than_the_cycle_stretches_it():
     a = cimsim.arch.get("neural-pim", **{"cell.read_time_s": 30e-9})
     assert a.cycle_s == 30e-9
+
+
+def test_the_tiles_buses_bound_the_pipeline_period():
+    """ISAAC's tile bus moves 17.28 GB/s (its own 100 ns pipeline's need, est.) and its eDRAM twice that in byte
+    accesses; one inference's bytes over every tile's bus bound the period (here 1 MB over 259 buses: 223 ns, above
+    the 80 ns of one layer's 8-cycle MVM at 10 ns)."""
+    from cimsim import events as ev
+    from cimsim.cost import LayerPlan
+    from cimsim.ledger import EventLedger
+
+    a = cimsim.arch.get("neural-pim", tiles=259, weight_bits=8, input_bits=8)
+    assert a.bus.op_rate_hz == pytest.approx(12 * (2048 + 256) / 1.6e-6, rel=1e-12)
+    plan = LayerPlan("fc", "Linear", in_features=1000, out_features=0, groups=1, positions=1000, arrays=1)
+    led = EventLedger({"fc": {ev.ARRAY_READ_CYCLES: 1.0}})
+    cost = a.cost(led, {"fc": plan})
+    bus_bytes = 1000 * 1000                                   # 1000 positions x 1000 one-byte inputs (no outputs)
+    feed = bus_bytes / (259 * a.bus.op_rate_hz)
+    assert cost.config["feed_s"] == pytest.approx(feed, rel=1e-12) == pytest.approx(223e-9, rel=0.01)
+    assert cost.config["slowest_layer_s"] == pytest.approx(8 * 10e-9, rel=1e-12)   # 1000 copies: one MVM each
+    assert cost.throughput_inf_per_s == pytest.approx(1 / feed, rel=1e-12)
