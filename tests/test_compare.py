@@ -78,9 +78,11 @@ def test_cost_only_counts_by_default_and_simulates_on_request(capsys):
             "--equal-area", "isaac", "--json")
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
+    assert json.loads(out)["engine"] == "counted"
     counted = json.loads(out)["architectures"]
     code, out, err = run_cli(capsys, *args, "--simulate")
     assert code == 0, err
+    assert json.loads(out)["engine"] == "simulated"
     simulated = json.loads(out)["architectures"]
     for name, row in counted.items():
         assert row["tiles"] == simulated[name]["tiles"]

@@ -217,11 +217,13 @@ def run(args) -> int:
     del result["reports"]
     result.update({"model": args.model, "dataset": None if shape else args.dataset,
                    "input_shape": list(shape) if shape else None, "mode": COST_ONLY if shape else "accuracy and cost",
+                   "engine": "counted" if backend == "count" else "simulated",
                    "precision": args.precision, "node_nm": args.node, "equal_area": args.equal_area})
     if args.json:
         emit_json(result)
     else:
-        where = f"synthetic inputs {'x'.join(map(str, shape))} ({COST_ONLY})" if shape else args.dataset
+        where = (f"synthetic inputs {'x'.join(map(str, shape))} ({COST_ONLY}; "
+                 f"{'simulated' if args.simulate else 'events counted, crossbars not simulated'})") if shape else args.dataset
         print(f"{args.model} on {where}; precision {args.precision}, node {args.node}"
               + (f", equal area with {args.equal_area}" if args.equal_area else ""))
         print(table(result))
