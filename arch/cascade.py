@@ -8,10 +8,15 @@ transimpedance amplifier (TIA,
 share an output column (R-Mapping: the row blocks of a layer) and of ``cycles_per_conversion`` successive input
 cycles are summed when the buffer is read (place values applied by the read voltages), and one ADC
 conversion covers that sum; the digital side shifts and adds the groups. The engine simulates it exactly at
-the conversion scope ``ConversionScope(cycles_per_conversion, "sum")`` (:mod:`cimsim.readouts`); the buffer's
-finite resolution goes through the engine as Gaussian noise on the analog sum before the conversion
-(:class:`~cimsim.devices.analog_accumulators.BufferedADC`, ``analog_sigma`` from :meth:`Cascade.buffered_sigma`:
-every buffered value off by the TIA's quantization-like error at its resolution, est.).
+the conversion scope ``ConversionScope(cycles_per_conversion, "sum")`` (:mod:`cimsim.readouts`); the buffered
+values' errors go through the engine as Gaussian noise on the analog sum before the conversion
+(:class:`~cimsim.devices.analog_accumulators.BufferedADC`, ``analog_sigma`` from :meth:`Cascade.buffered_sigma`).
+A 6-bit TIA on a 64-level bit line resolves every integer level, so its quantization is exact; what remains is
+its thermal noise (~0.01 level) and the buffer write's error (1/6 level, est.: within half a level at 3 sigma).
+
+Cycle: the array reads in 10 ns (:data:`cimsim.arch.tiled.ARRAY_READ_S`), the TIAs settle in 10 ns and each
+cycle's values are written into a buffer row in one 20 ns pulse (est.), which sets the cycle; the 7 shared ADCs
+run at the rate the conversions need at that cycle.
 
 Organisation (CASCADE (MICRO 2019, as summarised, est.; docs/references.md#cascade); (est.) where marked): 64x64 MAC
 arrays, 1-bit cells, 1 input bit per cycle, 16-bit weights (differential, est.: 32 TIAs per 64 columns), 65 nm; 80
@@ -31,7 +36,7 @@ from cimsim import events as ev
 from cimsim.arch.base import Component, register
 from cimsim.arch.params import component, param
 from cimsim.arch.isaac import ADC_AREA_FACTOR, ADC_ENERGY_FACTOR
-from cimsim.arch.tiled import DifferentialColumns, T6, TiledChip
+from cimsim.arch.tiled import ARRAY_READ_S, DifferentialColumns, T6, TiledChip
 from cimsim.cost import EventCost, LayerPlan
 from cimsim.devices.analog_accumulators import BufferArray, BufferedADC, TransimpedanceAmplifier
 from cimsim.readouts import ConversionScope
@@ -64,6 +69,9 @@ class Cascade(DifferentialColumns, TiledChip):
     weight_bits: int = param(16, "bit", f"{CAS}: 16-bit weights", lo=2, hi=32)
     input_bits: int = param(16, "bit", f"{CAS}: 16 input cycles of 1 bit", lo=1, hi=32)
     node_nm: float = param(65, "nm", f"{CAS}: 65 nm", lo=7, hi=180)
+    read_cycle_s: float = param(ARRAY_READ_S, "s", "the array's read, 10 ns: the cell model's read pulse (est.: "
+                                "arch/tiled.py ARRAY_READ_S); the TIAs and the buffer writes may set a longer cycle",
+                                lo=1e-12, hi=1.0)
     cycles_per_conversion: int = param(2, "1", f"{CAS}: about 10 conversions per 16 input cycles (here 16 / 2 = 8)",
                                        lo=1, hi=32)
     adc: BufferedADC = component(_cascade_adc, f"{CAS}: 6-10-bit ADCs shared by the columns (8 bits, est.), SAR model "
@@ -84,25 +92,45 @@ class Cascade(DifferentialColumns, TiledChip):
                    "cycles and arrays before one conversion; 64x64 arrays, 1-bit cells, 16-bit weights, 65 nm")
     aliases = {**TiledChip.aliases, "adc_bits": "adc.bits"}
     derived = {**TiledChip.derived, "adc.node_nm": "node_nm", "tia.node_nm": "node_nm", "buffer.node_nm": "node_nm",
-               "adc.sample_rate_hz": "cols, cycles_per_conversion, adcs_per_array and read_cycle_s",
-               "adc.analog_sigma": "tia.resolution_bits, rows, cell_bits, dac_bits and cycles_per_conversion"}
-    cost_only = (*TiledChip.cost_only, "adc_energy_factor", "adc_area_factor", "adcs_per_array", "tias_per_array",
-                 "tia.bias_current_a", "tia.settle_time_s", "tia.area_um2", "buffer.*")
+               "adc.sample_rate_hz": "cols, cycles_per_conversion, adcs_per_array and cycle_s",
+               "adc.analog_sigma": "tia.*, buffer.write_sigma_levels, cell, rows, cell_bits, dac_bits and "
+                                   "cycles_per_conversion"}
+    # the cell's read voltage sets the TIA's thermal noise here (level_current_a), so it is not cost-only
+    cost_only = (*(p for p in TiledChip.cost_only if p != "cell.read_voltage_v"), "adc_energy_factor",
+                 "adc_area_factor", "adcs_per_array", "tias_per_array", "tia.bias_current_a", "tia.area_um2",
+                 "buffer.rows", "buffer.cols", "buffer.write_voltage_v", "buffer.write_current_a",
+                 "buffer.write_pulse_s", "buffer.read_energy_j")
 
     def synced_components(self) -> dict:
         return {**super().synced_components(),
                 "adc": replace(self.adc, node_nm=self.node_nm, analog_sigma=self.buffered_sigma(),
-                               sample_rate_hz=self.conversions_per_cycle / self.adcs_per_array / self.read_cycle_s),
+                               sample_rate_hz=self.conversions_per_cycle / self.adcs_per_array / self.cycle_s),
                 "tia": replace(self.tia, node_nm=self.node_nm), "buffer": replace(self.buffer, node_nm=self.node_nm)}
 
+    def full_scale_levels(self) -> int:
+        """A bit line's integer range: ``rows * (2**cell_bits - 1) * (2**dac_bits - 1)`` levels (64 in the paper)."""
+        return self.rows * (2 ** self.cell_bits - 1) * (2 ** self.dac_bits - 1)
+
+    def level_current_a(self) -> float:
+        """The bit-line current of one level: one cell step at one input step."""
+        g = self.cell.level_conductances(self.cell_bits)
+        return float(g[1] - g[0]) * self.cell.read_voltage_v / (2 ** self.dac_bits - 1)
+
+    def value_sigma_levels(self) -> float:
+        """Error (standard deviation, levels) of one buffered bit-line value: the TIA's resolution (0 when it
+        resolves every level), its thermal noise and the buffer write, independent."""
+        fs = self.full_scale_levels()
+        return math.sqrt(self.tia.quantization_levels(fs) ** 2
+                         + self.tia.thermal_noise_levels(fs, self.level_current_a()) ** 2
+                         + self.buffer.write_sigma_levels ** 2)
+
     def buffered_sigma(self) -> float:
-        """Noise of one conversion's analog sum (level units): each buffered value carries the TIA's error,
-        ``tia.noise_fs`` of a bit line's full scale ``rows * (2**cell_bits - 1) * (2**dac_bits - 1)`` (the pair's
-        difference: both lines' errors add), summed over the group's cycles with place values ``2**k``.
-        (The sum over row blocks adds sqrt(blocks) more; not modelled: the readout sees one domain's value.)"""
-        full_scale = self.rows * (2 ** self.cell_bits - 1) * (2 ** self.dac_bits - 1)
+        """Noise of one conversion's analog sum (level units): each buffered value carries
+        :meth:`value_sigma_levels` on both lines of a pair (their difference), summed over the group's cycles with
+        place values ``2**k``; one row block's (the engine multiplies it by sqrt(blocks) for a sum over row
+        blocks)."""
         k = min(self.cycles_per_conversion, self.input_cycles)
-        return math.sqrt(2 * sum(4 ** i for i in range(k))) * self.tia.noise_fs * full_scale
+        return math.sqrt(2 * sum(4 ** i for i in range(k))) * self.value_sigma_levels()
 
     # ------------------------------------------------------------------ structure
     @property
@@ -119,9 +147,10 @@ class Cascade(DifferentialColumns, TiledChip):
         return self.pairs / min(self.cycles_per_conversion, self.input_cycles)
 
     def readout_cycle_s(self) -> float:
-        """The TIAs settle their pairs within a cycle (the shared ADCs run at the rate the conversions need,
-        ``adc.sample_rate_hz``)."""
-        return math.ceil(self.pairs / self.tias_per_array) * self.tia.latency_s
+        """The TIAs settle their pairs, and each cycle's values are written into a row of the buffer array (one
+        write pulse; the write of a cycle overlaps the next read). The shared ADCs run at the rate the
+        conversions need at that cycle (``adc.sample_rate_hz``), so they never set it."""
+        return max(math.ceil(self.pairs / self.tias_per_array) * self.tia.latency_s, self.buffer.latency_s)
 
     # ------------------------------------------------------------------ inventory
     def adc_energy_j(self) -> float:

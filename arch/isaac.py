@@ -30,7 +30,7 @@ from typing import Mapping
 from cimsim import events as ev
 from cimsim.arch.base import Component, register
 from cimsim.arch.params import component, param
-from cimsim.arch.tiled import T6, TiledChip
+from cimsim.arch.tiled import ARRAY_READ_S, T6, TiledChip
 from cimsim.cost import EventCost, LayerPlan
 from cimsim.spec import CrossbarSpec
 from cimsim.devices.converters import SarADC
@@ -61,6 +61,10 @@ class Isaac(TiledChip):
                                      "model at 8 bits (calibration kept at every resolution)", lo=1e-3, hi=1e3)
     adc_area_factor: float = param(ADC_AREA_FACTOR, "1", f"{T6}: 0.0012 mm^2 per ADC, over the SAR model's area "
                                    "at 8 bits", lo=1e-3, hi=1e3)
+    read_cycle_s: float = param(ARRAY_READ_S, "s", "the array's read, 10 ns: the cell model's read pulse (ADC-less SNN "
+                                "paper's NeuroSim setup; bit-line settling ~0.1 ns, est.: arch/tiled.py ARRAY_READ_S); "
+                                "the cycle is ISAAC sec. 4's 100 ns because one ADC converts 128 columns at 1.28 GS/s",
+                                lo=1e-12, hi=1.0)
     cols_per_adc: int = param(128, "1", f"{T6}: one ADC shared by the 128 columns of a crossbar", lo=1, hi=4096)
     signed: str = param("offset", "", "ISAAC sec. 4: signed weights stored with a bias, removed digitally",
                         choices=("offset", "differential", "twos"))
@@ -100,10 +104,9 @@ class Isaac(TiledChip):
     def adcs_per_crossbar(self) -> int:
         return math.ceil(self.cols / self.cols_per_adc)
 
-    @property
-    def cycle_s(self) -> float:
-        """One bit-serial read cycle: the crossbar read, or longer if the shared ADC cannot keep up."""
-        return max(self.read_cycle_s, self.cols_per_adc / self.adc.sample_rate_hz)
+    def readout_cycle_s(self) -> float:
+        """The shared ADC converts its ``cols_per_adc`` columns every cycle: 128 / 1.28 GS/s = 100 ns (ISAAC sec. 4)."""
+        return self.cols_per_adc / self.adc.sample_rate_hz
 
     # ------------------------------------------------------------------ inventory
     def adc_energy_j(self) -> float:

@@ -16,7 +16,8 @@ Organisation: 8-bit weights in 1-bit cells (7 magnitude slices, G+ and G- column
 inputs per cycle, 32 nm, 280 tiles; the tile around the arrays (IMAs, eDRAM, bus, router, registers,
 activation and pooling units) is ISAAC's (est.: the paper re-implements its baselines with ISAAC-style
 tiles). One NNS+A per column pair, one NNADC per crossbar (a conversion per pair per MVM: 64 conversions in 8
-cycles of 100 ns, well within one NNADC's rate).
+cycles). Nothing converts every column every cycle, so the cycle is the array's 10 ns read (``read_cycle_s``,
+:data:`cimsim.arch.tiled.ARRAY_READ_S`), which the NNADC (8 ns a cycle) and the NNS+A (1 ns) keep up with.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass, replace
 from cimsim import events as ev
 from cimsim.arch.base import Component, register
 from cimsim.arch.params import component, param
-from cimsim.arch.tiled import DifferentialColumns, TiledChip
+from cimsim.arch.tiled import ARRAY_READ_S, DifferentialColumns, TiledChip
 from cimsim.cost import EventCost
 from cimsim.devices.analog_accumulators import NeuralADC, NeuralShiftAdd
 from cimsim.readouts import PER_MVM
@@ -46,6 +47,9 @@ class NeuralPim(DifferentialColumns, TiledChip):
     cell_bits: int = param(1, "bit", f"{NPIM}: 1-bit cells", lo=1, hi=8)
     weight_bits: int = param(8, "bit", f"{NPIM}: 8-bit weights", lo=2, hi=32)
     input_bits: int = param(8, "bit", f"{NPIM}: 8-bit inputs, streamed bit-serially", lo=1, hi=32)
+    read_cycle_s: float = param(ARRAY_READ_S, "s", "the array's read, 10 ns: the cell model's read pulse (est.: "
+                                "arch/tiled.py ARRAY_READ_S); the NNADC and NNS+A keep up (readout_cycle_s)",
+                                lo=1e-12, hi=1.0)
     adc: NeuralADC = component(NeuralADC, f"{NPIM}: NNADC, a small RRAM/inverter network, 8-bit outputs")
     nns_a: NeuralShiftAdd = component(NeuralShiftAdd, f"{NPIM}: NNS+A, analog shift-and-add over the input cycles")
     adc_range: str = param("calibrated", "", "our choice: ranges from calibration batches ('full': the worst case, "
@@ -76,8 +80,9 @@ class NeuralPim(DifferentialColumns, TiledChip):
 
     # ------------------------------------------------------------------ structure
     def readout_cycle_s(self) -> float:
-        """The NNADC converts its pairs' values within one MVM's cycles."""
-        return self.pairs_per_adc / self.adc.sample_rate_hz / self.input_cycles
+        """The NNS+A evaluates once per cycle; the NNADC converts its pairs' values within one MVM's cycles
+        (64 pairs at 1 GS/s over 8 cycles: 8 ns a cycle)."""
+        return max(self.nns_a.eval_time_s, self.pairs_per_adc / self.adc.sample_rate_hz / self.input_cycles)
 
     def sinad_db(self, samples: int = 1 << 16) -> float:
         """SINAD (dB) of the NNS+A + NNADC chain on a full-scale sine, measured through the engine's conversion

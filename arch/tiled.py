@@ -43,6 +43,12 @@ HOROWITZ_NODE_NM = 45
 # read cycle: 30 pJ per array per cycle (about 1.8 fJ per cell); and occupy 0.0002 mm^2 (1.5e-3 um^2 a cell)
 TABLE6_ARRAY_CYCLE_ENERGY_J = 2.4e-3 / 8 * 100e-9
 TABLE6_CELL_AREA_M2 = 0.0002e-6 / (8 * 128 * 128)
+# The array's read when nothing else sets the cycle (ISAAC, CASCADE and Neural-PIM at equal area): the cell model's
+# 10 ns read pulse (the ADC-less SNN paper's NeuroSim setup, docs/references.md#adc-less-snn; the crossbar energy is
+# counted over it). Bit-line settling adds little (est.): a 128-row line of ~0.2 fF per cell (~26 fF) charged through
+# the parallel on-cells of a 344 kOhm array (~2.7 kOhm at 128 rows) settles in ~0.1 ns, and a wire of ~2.5 Ohm per
+# cell adds ~5 ps. ISAAC's 100 ns cycle is then set by its ADC (128 columns per 1.28 GS/s converter).
+ARRAY_READ_S = 10e-9
 TABLE6_REFERENCE_ACTIVITY = 0.5   # reference operand: each row driven in half the cycles (a random input bit)
 OUTPUT_VALUE_BYTES = 2            # ISAAC sec. 4: 16-bit output values
 
@@ -187,11 +193,16 @@ class TiledChip(Architecture):
         """One window of outputs: xbars x (cols / slices) 16-bit values (ISAAC: 256 B)."""
         return max(1, self.xbars_per_ima * (self.cols // self.slices) * OUTPUT_VALUE_BYTES)
 
+    def array_read_s(self) -> float:
+        """The crossbar's own read: ``read_cycle_s``, never shorter than the cell's read pulse (the crossbar energy
+        is counted over ``cell.read_time_s``)."""
+        return max(self.read_cycle_s, self.cell.read_time_s)
+
     @property
     def cycle_s(self) -> float:
-        """One bit-serial read cycle: the crossbar read, or longer if the readout cannot keep up
-        (:meth:`readout_cycle_s`; subclasses with other limits override this)."""
-        return max(self.read_cycle_s, self.readout_cycle_s())
+        """One bit-serial read cycle: the crossbar read (:meth:`array_read_s`), or longer if the readout cannot
+        keep up (:meth:`readout_cycle_s`; subclasses with other limits override this)."""
+        return max(self.array_read_s(), self.readout_cycle_s())
 
     def readout_cycle_s(self) -> float:
         """The time the readout needs per read cycle (0: it keeps up with any read)."""
@@ -386,7 +397,8 @@ class TiledChip(Architecture):
     def timing(self, ledger: EventLedger, plans: Mapping[str, LayerPlan], kinds: Mapping[str, str]) -> Timing:
         """A mapped layer streams its ``positions`` MVMs through its copies (time step after time step); a digital
         layer takes its operations over the chip's activation / pooling / adder units at their rates. Layers are pipelined (ISAAC sec. 5):
-        one inference takes the sum of the layer times, the chip starts one every slowest-layer time. A
+        one inference takes the sum of the layer times, the chip starts one every slowest-layer time, or every
+        :meth:`feed_time_s` if the tiles' buses and eDRAMs cannot move an inference's data faster. A
         layer occupies its copies' share of the chip's crossbars (and of the tiles around them)."""
         copies = self.copies(plans)
         unit_rate = self.unit_rates()
@@ -401,8 +413,18 @@ class TiledChip(Architecture):
             else:
                 latency[n] = max((v / unit_rate[e] for e, v in events.items() if e in unit_rate), default=0.0)
         slowest = max(latency.values(), default=0.0)
+        feed = self.feed_time_s(ledger)
         used = sum(copies[n] * plans[n].arrays for n in plans)
-        return Timing(latency, slowest, occupancy, copies,
+        return Timing(latency, max(slowest, feed), occupancy, copies,
                       {"crossbars_used": used, "crossbars_on_chip": self.crossbars,
                        "fits_on_chip": sum(p.arrays for p in plans.values()) <= self.crossbars,
-                       "cycle_s": self.cycle_s})
+                       "cycle_s": self.cycle_s, "slowest_layer_s": slowest, "feed_s": feed})
+
+    def feed_time_s(self, ledger: EventLedger) -> float:
+        """The shortest pipeline period the tiles' data movement allows: one inference's bus bytes over every tile's
+        bus at its rate, and its eDRAM accesses over every tile's eDRAM (an optimistic bound: the layers' traffic
+        spread over all tiles). ISAAC's bus and eDRAM rates are what its own 100 ns pipeline needs (est.,
+        :mod:`cimsim.devices.peripherals`), so a chip that cycles faster with ISAAC's tile can outrun them."""
+        bus = sum(ledger.layer(n).get(ev.BUS_BYTES, 0) for n in ledger.layers())
+        edram = sum(ledger.layer(n).get(ev.EDRAM_BYTES, 0) for n in ledger.layers())
+        return max(bus / (self.tiles * self.bus.op_rate_hz), edram / (self.tiles * self.edram.op_rate_hz))

@@ -70,42 +70,12 @@ def _pow2_lsb(span: float, bits: int) -> float:
     return 1.0 if need <= 1 else 2.0 ** math.ceil(math.log2(need))
 
 
-class Crossbar:
-    """A weight matrix programmed into crossbar arrays; call it on integer inputs."""
+class CrossbarLayout:
+    """What a tile of ``spec`` holding a weight matrix is made of (slices, row and column blocks, arrays, cycles,
+    conversions) and how a call's events are counted from its tally: shared by :class:`Crossbar` and the
+    counting tile :class:`cimsim.crossbar_count.CountingCrossbar`. Needs ``spec``, ``slices``, ``in_features``,
+    ``out_features``, ``readout_op``, ``name`` and ``_ledger``."""
 
-    def __init__(self, W, spec: CrossbarSpec, seed: int = 0, backend: str = "numba", device: str = "cpu",
-                 name: str = "crossbar", column_scales=None):
-        if backend not in BACKENDS:
-            raise ConfigError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-        if backend == "numba" and device != "cpu":
-            raise ConfigError(f"the numba backend runs on the CPU; for device={device!r} use backend='torch'")
-        if not isinstance(spec, CrossbarSpec):
-            raise ConfigError(f"spec must be a cimsim.CrossbarSpec, got {type(spec).__name__}")
-        check_seed(seed)
-        W = np.asarray(W)
-        if W.ndim != 2 or W.shape[0] < 1 or W.shape[1] < 1:
-            raise ConfigError(f"weights must be a 2-D array (out_features, in_features), got shape {W.shape}")
-        self.spec, self.seed, self.backend, self.device, self.name = spec, seed, backend, device, name
-        self.readout_op = readout_op(spec.readout)
-        self.out_features, self.in_features = W.shape
-        self.seed_sequence = np.random.SeedSequence(seed)   # seed=None draws fresh entropy, kept for at_time
-        self.rng = np.random.default_rng(self.seed_sequence)
-        self.noise = NoiseStreams(self.seed_sequence)
-        self.slices = slice_weights(W, spec.weight_bits, spec.cell_bits, spec.signed)
-        # conductances (slices, polarity, out, in), programmed once
-        self.g = spec.cell.program(self.slices.levels, spec.cell_bits, self.rng)
-        self.column_scales = None if column_scales is None else self._check_scales(column_scales)
-        self.window_units = False
-        self._prepare(self.g)
-        self.ledger = EventLedger()
-        self._range: list[tuple[float, float]] | None = None
-        self._cpu = CpuTile(self)
-        self._torch = None
-        if backend == "torch":
-            from cimsim.crossbar_torch import TorchTile
-            self._torch = TorchTile(self, device)
-
-    # ------------------------------------------------------------------ layout
     @property
     def n_slices(self) -> int:
         return self.slices.levels.shape[0]
@@ -150,6 +120,62 @@ class Crossbar:
         """Conversions of one matrix-vector product (one example)."""
         scope = self.spec.conversion
         return len(scope.cycle_groups(self.cycles)) * len(self.conversion_domains) * self.readout_columns
+
+    def _count(self, batch: int, tally: Tally) -> None:
+        led, name = self._ledger, self.name
+        conversions = batch * self.conversions_per_mvm()
+        led.add(name, events.ARRAY_READ_CYCLES, batch * self.cycles * self.arrays)
+        led.add(name, self.readout_op.event, conversions)
+        led.add(name, events.DAC_DRIVES, tally.nonzero_digits * self.col_blocks)
+        led.add(name, events.CELL_READS, tally.nonzero_digits * self.physical_columns)
+        led.add(name, events.CELL_READ_CONDUCTANCE_S, tally.conductance_s)
+        led.add(name, events.SHIFT_ADDS, conversions)
+        if not self.spec.conversion.per_cycle:
+            led.add(name, events.ANALOG_ACCUMULATIONS,
+                    batch * self.cycles * len(self.row_blocks) * self.readout_columns)
+        if self.readout_op.quantizes:
+            led.add(name, events.CLIPPED_CONVERSIONS, tally.clipped)
+        if self.readout_op.decides:
+            led.add(name, events.NONZERO_DECISIONS, tally.decisions)
+        if self.slices.offset:
+            led.add(name, events.OFFSET_CORRECTION_ADDS, batch * (self.in_features + self.out_features))
+
+
+
+class Crossbar(CrossbarLayout):
+    """A weight matrix programmed into crossbar arrays; call it on integer inputs."""
+
+    def __init__(self, W, spec: CrossbarSpec, seed: int = 0, backend: str = "numba", device: str = "cpu",
+                 name: str = "crossbar", column_scales=None):
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        if backend == "numba" and device != "cpu":
+            raise ConfigError(f"the numba backend runs on the CPU; for device={device!r} use backend='torch'")
+        if not isinstance(spec, CrossbarSpec):
+            raise ConfigError(f"spec must be a cimsim.CrossbarSpec, got {type(spec).__name__}")
+        check_seed(seed)
+        W = np.asarray(W)
+        if W.ndim != 2 or W.shape[0] < 1 or W.shape[1] < 1:
+            raise ConfigError(f"weights must be a 2-D array (out_features, in_features), got shape {W.shape}")
+        self.spec, self.seed, self.backend, self.device, self.name = spec, seed, backend, device, name
+        self.readout_op = readout_op(spec.readout)
+        self.out_features, self.in_features = W.shape
+        self.seed_sequence = np.random.SeedSequence(seed)   # seed=None draws fresh entropy, kept for at_time
+        self.rng = np.random.default_rng(self.seed_sequence)
+        self.noise = NoiseStreams(self.seed_sequence)
+        self.slices = slice_weights(W, spec.weight_bits, spec.cell_bits, spec.signed)
+        # conductances (slices, polarity, out, in), programmed once
+        self.g = spec.cell.program(self.slices.levels, spec.cell_bits, self.rng)
+        self.column_scales = None if column_scales is None else self._check_scales(column_scales)
+        self.window_units = False
+        self._prepare(self.g)
+        self.ledger = EventLedger()
+        self._range: list[tuple[float, float]] | None = None
+        self._cpu = CpuTile(self)
+        self._torch = None
+        if backend == "torch":
+            from cimsim.crossbar_torch import TorchTile
+            self._torch = TorchTile(self, device)
 
     def _check_scales(self, scales) -> np.ndarray:
         """Column scale factors as (row blocks, readout columns) float64, validated."""
@@ -357,25 +383,6 @@ class Crossbar:
     @ledger.setter
     def ledger(self, value: EventLedger) -> None:
         self._ledger, self._pending = value, []
-
-    def _count(self, batch: int, tally: Tally) -> None:
-        led, name = self._ledger, self.name
-        conversions = batch * self.conversions_per_mvm()
-        led.add(name, events.ARRAY_READ_CYCLES, batch * self.cycles * self.arrays)
-        led.add(name, self.readout_op.event, conversions)
-        led.add(name, events.DAC_DRIVES, tally.nonzero_digits * self.col_blocks)
-        led.add(name, events.CELL_READS, tally.nonzero_digits * self.physical_columns)
-        led.add(name, events.CELL_READ_CONDUCTANCE_S, tally.conductance_s)
-        led.add(name, events.SHIFT_ADDS, conversions)
-        if not self.spec.conversion.per_cycle:
-            led.add(name, events.ANALOG_ACCUMULATIONS,
-                    batch * self.cycles * len(self.row_blocks) * self.readout_columns)
-        if self.readout_op.quantizes:
-            led.add(name, events.CLIPPED_CONVERSIONS, tally.clipped)
-        if self.readout_op.decides:
-            led.add(name, events.NONZERO_DECISIONS, tally.decisions)
-        if self.slices.offset:
-            led.add(name, events.OFFSET_CORRECTION_ADDS, batch * (self.in_features + self.out_features))
 
     def read_voltage_step_v(self) -> float:
         """The word-line voltage of one input digit unit (a cell read spends digit**2 * this**2 * G * t)."""

@@ -354,7 +354,8 @@ class CpuTile:
                 scale = None if scales is None else scales[blocks[0]]
                 if scale is not None:
                     v = v / scale                    # comparator reference = threshold x scale
-                values, clipped = op.convert(v, lo, lsb, PlacedNormals(*place), spec.pair_readout)
+                values, clipped = op.over_blocks(len(blocks)).convert(v, lo, lsb, PlacedNormals(*place),
+                                                                      spec.pair_readout)
                 tally.clipped += clipped
                 if op.decides:
                     tally.decisions += float(np.count_nonzero(values))

@@ -440,7 +440,7 @@ class TorchTile:
                 if var_sum is not None:
                     v_sum.add_(self._randn(v_sum).mul_(var_sum.sqrt_()))
                 s = self._convert(v_sum.reshape(1, len(groups), nb, C), lo, lsb, 0, 1, rd, w_place, clipped,
-                                  decisions)
+                                  decisions, blocks=nblk)
                 acc += self._affine(s.to(torch.float64), lo, lsb, place).sum(dim=0)
             y[b0:b1] = (acc.reshape(nb, C) * self.weight).reshape(nb, -1, N).sum(dim=1)
         if xb.slices.offset:
@@ -449,10 +449,10 @@ class TorchTile:
         conductance_s = (sq_rows @ self.rowsum) * spec.cell.read_time_s
         return y, torch.stack([nonzero, conductance_s, decisions, clipped])
 
-    def _convert(self, v, lo, lsb, g0: int, g1: int, rd, w_place, clipped, decisions) -> torch.Tensor:
+    def _convert(self, v, lo, lsb, g0: int, g1: int, rd, w_place, clipped, decisions, blocks: int = 1) -> torch.Tensor:
         """Codes of values ``v`` (domains, conversions, batch, columns), shifted and added over the conversions:
         (domains, batch x columns); decision codes are multiplied by the column scales of their row block."""
-        xb, op = self.xb, self.xb.readout_op
+        xb, op = self.xb, self.xb.readout_op.over_blocks(blocks)
         D, G, nb, C = v.shape
         lo_c = lo.to(v.dtype)[:, None, None, None]
         lsb_c = lsb.to(v.dtype)[:, None, None, None]

@@ -24,7 +24,8 @@ place value (``2**shift``: an analog shift-and-add, Neural-PIM), and/or over the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -113,6 +114,11 @@ class ReadoutOp:
         """The largest |code| for column values up to ``value_bound`` in magnitude."""
         return 1.0
 
+    def over_blocks(self, blocks: int) -> "ReadoutOp":
+        """The op for one conversion of an analog sum over ``blocks`` row blocks (ConversionScope row_blocks
+        'sum'): itself, unless the readout's error grows with the values summed (:class:`BufferedQuantizerOp`)."""
+        return self
+
     def convert(self, v: np.ndarray, lo: float, lsb: float, rng: np.random.Generator,
                 pair: bool) -> tuple[np.ndarray, int]:
         """Values (level units, float64) for column values ``v``, and the number of conversions that clipped."""
@@ -179,11 +185,19 @@ class QuantizerOp(ReadoutOp):
 
 class BufferedQuantizerOp(QuantizerOp):
     """A quantizer whose input is an analog sum of buffered values carrying Gaussian noise of ``analog_sigma``
-    level units (CASCADE's buffer arrays): the noise joins the value before the conversion and its clipping."""
+    level units per row block (CASCADE's buffer arrays; ``sqrt(blocks)`` times it for a sum over row blocks,
+    :meth:`over_blocks`): the noise joins the value before the conversion and its clipping."""
 
     @property
     def fused(self) -> bool:
         return False
+
+    def over_blocks(self, blocks: int) -> "ReadoutOp":
+        """``analog_sigma`` is one row block's; the buffered values of ``blocks`` blocks add independent errors:
+        ``sqrt(blocks)`` times it."""
+        if blocks <= 1 or self.readout.analog_sigma == 0:
+            return self
+        return BufferedQuantizerOp(replace(self.readout, analog_sigma=self.readout.analog_sigma * math.sqrt(blocks)))
 
     def convert(self, v, lo, lsb, rng, pair):
         s = self.readout.analog_sigma

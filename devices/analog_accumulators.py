@@ -16,8 +16,8 @@ crowbar current for the evaluation, ``E_inv = Vdd * I_inv * t_eval``; a crossbar
 ``E_cell`` per evaluation (ISAAC Table 6's crossbar read energy per cell, scaled to the evaluation time);
 a TIA draws its bias current while it settles, ``E = Vdd * I_bias * t_settle``. Areas from the cell and
 inverter counts. Errors are given relative to full scale and go through the crossbar engine per conversion:
-Neural-PIM's chain through the trained NNADC's transfer and the NNS+A's measured error (``chain_sigma_fs``), CASCADE's buffer
-resolution as noise on the analog sum in level units (:class:`BufferedADC`, ``analog_sigma``).
+Neural-PIM's chain through the trained NNADC's transfer and the NNS+A's measured error (``chain_sigma_fs``), CASCADE's TIA
+and buffer errors as noise on the analog sum in level units (:class:`BufferedADC`, ``analog_sigma``).
 """
 
 from __future__ import annotations
@@ -45,12 +45,24 @@ def inverter_energy_j(current_a: float, time_s: float, node_nm: float) -> float:
     return nominal_vdd_v(node_nm) * current_a * time_s
 
 
+# Boltzmann constant (J/K), exact in the SI since 2019
+K_BOLTZMANN = 1.380649e-23
+
+
 @dataclass(frozen=True)
 class TransimpedanceAmplifier:
     """TIA: bit-line current to voltage, ``V = I * R_f``, resolving ``resolution_bits`` of the bit line's range.
 
-    Energy per conversion ``E = Vdd(node) * bias_current_a * settle_time_s``; its output error is taken as
-    the quantization noise of its resolution, ``sigma = FS / 2**resolution_bits / sqrt(12)`` (est.).
+    Energy per conversion ``E = Vdd(node) * bias_current_a * settle_time_s``. Its error on a bit line of ``FS``
+    integer levels (one level = one cell step times one input step) has two parts:
+
+    * resolution (:meth:`quantization_levels`): with ``LSB = FS / 2**resolution_bits <= 1`` level every integer
+      level has its own code and the TIA's quantization of the (integer) bit line is exact (CASCADE's 64-row lines
+      of 1-bit cells in 6 bits); coarser, the quantization-like error ``LSB / sqrt(12)`` (est.);
+    * thermal noise (:meth:`thermal_noise_levels`) of the feedback resistor ``R_f = swing_v / (FS * I_level)`` over
+      the noise bandwidth of a first-order stage that settles to half an LSB in ``settle_time_s``:
+      ``f_3dB = ln(2**(b + 1)) / (2 pi t_settle)``, ``i_n = sqrt(4 k T / R_f * pi / 2 * f_3dB)``, in levels
+      ``i_n / I_level``.
     """
 
     kind: ClassVar[str] = "tia"
@@ -62,10 +74,28 @@ class TransimpedanceAmplifier:
     settle_time_s: float = param(10e-9, "s", "(est.) settles within one 10 ns crossbar read", lo=0, lo_open=True)
     area_um2: float = param(50.0, "um^2", "(est.) one op-amp stage with feedback resistor at 65 nm (scaled to "
                             "the node)", lo=0, lo_open=True)
+    swing_v: float = param(0.5, "V", "(est.) output swing of a single-stage TIA, about half a 1 V supply", lo=0,
+                           lo_open=True)
+    temperature_k: float = param(300.0, "K", "(est.) room temperature; 0 = noiseless", lo=0, hi=1000)
     node_nm: float = param(65, "nm", f"{CASCADE}: 65 nm", lo=7, hi=180)
 
     def __post_init__(self):
         validate_fields(self)
+
+    def quantization_levels(self, full_scale_levels: float) -> float:
+        """Standard deviation (levels) of the resolution's error on integer bit-line values: 0 when every level has
+        its own code (``FS / 2**bits <= 1``), else ``LSB / sqrt(12)`` (est.)."""
+        lsb = full_scale_levels / 2 ** self.resolution_bits
+        return 0.0 if lsb <= 1 else lsb / math.sqrt(12)
+
+    def thermal_noise_levels(self, full_scale_levels: float, level_current_a: float) -> float:
+        """Standard deviation (levels) of the feedback resistor's thermal noise (see the class docstring)."""
+        if self.temperature_k == 0 or level_current_a <= 0:
+            return 0.0
+        r_f = self.swing_v / (full_scale_levels * level_current_a)
+        f_3db = math.log(2 ** (self.resolution_bits + 1)) / (2 * math.pi * self.settle_time_s)
+        i_n = math.sqrt(4 * K_BOLTZMANN * self.temperature_k / r_f * math.pi / 2 * f_3db)
+        return i_n / level_current_a
 
     @property
     def energy_j(self) -> float:
@@ -87,10 +117,6 @@ class TransimpedanceAmplifier:
     def leakage_w(self) -> float:
         return 0.0
 
-    @property
-    def noise_fs(self) -> float:
-        """Output error relative to full scale (standard deviation)."""
-        return 1.0 / (2 ** self.resolution_bits * math.sqrt(12))
 
 
 @dataclass(frozen=True)
@@ -99,7 +125,8 @@ class BufferArray:
     together (their currents sum) when the accumulated value is converted.
 
     Energy per write ``write_voltage_v * write_current_a * write_pulse_s`` (a partial SET of a high-resistance
-    cell, est.); per cell read ISAAC Table 6's read energy per cell (est. for CASCADE's cells).
+    cell, est.); per cell read ISAAC Table 6's read energy per cell (est. for CASCADE's cells). A written value is
+    off by ``write_sigma_levels`` (standard deviation, in the bit line's levels).
     """
 
     kind: ClassVar[str] = "buffer-array"
@@ -111,6 +138,10 @@ class BufferArray:
     write_current_a: float = param(1e-6, "A", "(est.) high-resistance buffer cell (~1 MOhm at 1 V)", lo=0,
                                    lo_open=True)
     write_pulse_s: float = param(20e-9, "s", "(est.) one short pulse per buffered value", lo=0, lo_open=True)
+    # (est.) CASCADE's buffering keeps a bit line's 6-bit resolution, i.e. resolves its integer levels: a written
+    # value lands within half a level at 3 sigma, sigma = 1/6 level (no cited write-precision figure)
+    write_sigma_levels: float = param(1 / 6, "level", f"(est.) {CASCADE}: 6-bit buffering resolves the bit line's "
+                                      "levels, within half a level at 3 sigma", lo=0, hi=64)
     read_energy_j: float = param(ISAAC_CELL_READ_J, "J", "ISAAC Table 6: 1.83 fJ per cell read (est. for CASCADE)",
                                  lo=0)
     node_nm: float = param(65, "nm", f"{CASCADE}: 65 nm", lo=7, hi=180)
@@ -255,13 +286,15 @@ class NeuralADC(NeuralCircuit, Quantizer):
 @dataclass(frozen=True)
 class BufferedADC(SarADC):
     """A SAR ADC converting an analog sum of buffered values, whose noise ``analog_sigma`` (in the column's level
-    units: one conductance step times one input step) is added to the value before the conversion, like
-    read noise (it counts towards clipping); the converter's own offset stays ``offset_sigma_lsb``.
+    units: one conductance step times one input step; for the values of one row block) is added to the value
+    before the conversion, like read noise (it counts towards clipping); a sum over ``n`` row blocks carries
+    ``sqrt(n)`` times it (:meth:`cimsim.readouts.BufferedQuantizerOp.over_blocks`). The converter's own offset
+    stays ``offset_sigma_lsb``.
 
-    CASCADE's buffered partial sums each carry the TIA's resolution error; the architecture sets
-    ``analog_sigma`` from it (the sum over the cycles of a group, weighted by their place values)."""
+    CASCADE's buffered partial sums each carry the TIA's and the buffer write's errors; the architecture sets
+    ``analog_sigma`` from them (the sum over the cycles of a group, weighted by their place values)."""
 
     kind: ClassVar[str] = "buffered-sar-adc"
 
-    analog_sigma: float = param(0.0, "level", "set by the architecture from its buffer's resolution; 0 = ideal",
+    analog_sigma: float = param(0.0, "level", "set by the architecture from its buffered values' errors (one row block); 0 = ideal",
                                 lo=0)

@@ -49,6 +49,7 @@ from cimsim.arch.base import Architecture
 from cimsim.blas import torch_one_thread
 from cimsim.cost import LayerPlan
 from cimsim.crossbar import Crossbar
+from cimsim.crossbar_count import CountingCrossbar
 from cimsim.errors import ConfigError, check_seed
 from cimsim.ledger import EventLedger
 from cimsim.mappers import admm, qat, sme, snn, snn_qat
@@ -263,7 +264,11 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
     here, as ``cimsim run`` and ``cimsim sweep`` do). ``reference_note`` says in the report what it is.
     ``model_name``: the network's name in reports (default: its checkpoint's model, else its class name).
     ``progress=False`` silences the progress report on stderr (the calibration pass, then layer by layer).
+    ``backend="count"`` builds counting tiles (:class:`cimsim.crossbar_count.CountingCrossbar`) for cost-only
+    runs: the engine's events from the inputs' digits, the exact integer product, no cell programmed.
     """
+    if backend == "count" and str(device) != "cpu":
+        raise ConfigError(f"backend 'count' runs on the CPU; got device={device!r}")
     if not isinstance(model, nn.Module):
         raise ConfigError(f"cimsim.map needs a torch.nn.Module, got {type(model).__name__}")
     check_seed(seed)
@@ -401,7 +406,14 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
                                      for g in range(groups)], axis=3)
         t1 = time.perf_counter()
         seeds = [_seed_for(seed, index, g) for g in range(groups)]
-        if layout is not None:    # SME: shaped, spliced and squeezed packed tiles
+        if backend == "count":    # cost only: counting tiles (cimsim.crossbar_count), no cell programmed
+            if layout is not None or scales is not None:
+                raise ConfigError(f"backend 'count' counts plain crossbar tiles; {arch.name} maps "
+                                  f"{'packed tiles' if layout is not None else 'learned column scales'}: "
+                                  "use backend='numba'")
+            layer.crossbars += [CountingCrossbar(layer.w_int[g * og:(g + 1) * og], spec, name=name)
+                                for g in range(groups)]
+        elif layout is not None:    # SME: shaped, spliced and squeezed packed tiles
             sme.program_layer(layer, mod, spec, layout, seeds, backend=backend, device=device)
         elif scales is None and admm.program_masked(layer, spec, seeds, backend=backend, device=device):
             pass                  # masked mapping: arrays of all-zero (pruned) blocks are not allocated

@@ -20,7 +20,19 @@ from cimsim.readouts import ConversionScope
 def test_tia_energy_is_supply_times_bias_times_settling_and_its_noise_is_its_resolution():
     t = TransimpedanceAmplifier()
     assert t.energy_j == pytest.approx(1.1 * 5e-6 * 10e-9, rel=1e-12)          # 65 nm: Vdd 1.1 V
-    assert t.noise_fs == pytest.approx(1 / (64 * math.sqrt(12)), rel=1e-12)     # 6 bits
+    # 6 bits over 64 integer levels: one code per level, the quantization of an integer is exact; over 128
+    # levels the LSB is 2 levels and the quantization-like error 2 / sqrt(12)
+    assert t.quantization_levels(64) == 0 and t.quantization_levels(48) == 0
+    assert t.quantization_levels(128) == pytest.approx(2 / math.sqrt(12), rel=1e-12)
+    # thermal noise of R_f = 0.5 V / (64 x 1.445 uA) = 5.41 kOhm over pi/2 x ln(128) / (2 pi 10 ns) = 121 MHz:
+    # sqrt(4 kT / R_f x 121 MHz) = 19.3 nA = 0.0133 levels of 1.445 uA
+    r_f = 0.5 / (64 * 1.445e-6)
+    bw = math.pi / 2 * math.log(128) / (2 * math.pi * 10e-9)
+    want = math.sqrt(4 * 1.380649e-23 * 300 / r_f * bw) / 1.445e-6
+    assert t.thermal_noise_levels(64, 1.445e-6) == pytest.approx(want, rel=1e-12) == pytest.approx(0.0133, abs=1e-4)
+    assert replace(t, temperature_k=0).thermal_noise_levels(64, 1.445e-6) == 0
+    # 4x the current per level at the same swing: R_f / 4, noise current x2, in levels / 2
+    assert t.thermal_noise_levels(64, 4 * 1.445e-6) == pytest.approx(want / 2, rel=1e-12)
     at32 = replace(t, node_nm=32)
     assert at32.area_m2 == pytest.approx(t.area_m2 * (32 / 65) ** 2, rel=1e-12)
     assert at32.energy_j == pytest.approx(0.9 * 5e-6 * 10e-9, rel=1e-12)
@@ -73,7 +85,8 @@ def test_buffered_noise_goes_through_the_engine_with_its_place_values():
     """A 16-bit buffered ADC over the full range (LSB one level: lossless) gives the exact product with
     analog_sigma = 0; with analog_sigma = s every conversion's value gets s of noise, so an output's error has
     variance s**2 * sum over conversions of (digital weight)**2: 4 groups of 2 cycles (place 4**g), 7 slices
-    (2**k), one domain. The measured error std over 4000 outputs (seed 3) lies within 5 % of it."""
+    (2**k), one domain summing 2 row blocks (100 inputs over 64 rows: each block's values carry s, so 2 s**2).
+    The measured error std over 4000 outputs (seed 3) lies within 5 % of it."""
     rng = np.random.default_rng(3)
     W = rng.integers(-127, 128, size=(40, 100))
     x = rng.integers(0, 256, size=(100, 100))
@@ -85,4 +98,4 @@ def test_buffered_noise_goes_through_the_engine_with_its_place_values():
     s = 1.5
     err = cimsim.Crossbar(W, replace(base, readout=BufferedADC(bits=16, analog_sigma=s)), seed=1)(x) - exact
     weights2 = sum(16 ** g for g in range(4)) * sum(4 ** k for k in range(7))
-    assert err.std() == pytest.approx(s * math.sqrt(weights2), rel=0.05)
+    assert err.std() == pytest.approx(s * math.sqrt(2 * weights2), rel=0.05)

@@ -68,3 +68,25 @@ def test_a_digital_reference_cannot_set_the_area(capsys):
     code, out, err = run_cli(capsys, "compare", "--arch", "isaac", "--model", "mlp", "--input-shape", "1,8,8",
                              "--equal-area", "digital")
     assert_one_line_user_error(code, err, "digital has no tiles")
+
+
+def test_cost_only_counts_by_default_and_simulates_on_request(capsys):
+    """Counting tiles in cost-only mode (cimsim/crossbar_count.py); --simulate runs the engine. On a small MLP the
+    two agree on the tiles and the throughput, and on the energy within 2 % (the counted run's activations are the
+    quantized network's, the simulated one's carry the hardware's errors: their digits differ a little)."""
+    args = ("compare", "--arch", "isaac,cascade,neural-pim", "--model", "mlp", "--input-shape", "1,8,8", "--limit", "4",
+            "--equal-area", "isaac", "--json")
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert json.loads(out)["engine"] == "counted"
+    counted = json.loads(out)["architectures"]
+    code, out, err = run_cli(capsys, *args, "--simulate")
+    assert code == 0, err
+    assert json.loads(out)["engine"] == "simulated"
+    simulated = json.loads(out)["architectures"]
+    for name, row in counted.items():
+        assert row["tiles"] == simulated[name]["tiles"]
+        assert row["throughput_inf_per_s"] == simulated[name]["throughput_inf_per_s"]
+        assert row["energy_j"] == pytest.approx(simulated[name]["energy_j"], rel=0.02), name
+    code, out, err = run_cli(capsys, "compare", "--model", "lenet5", "--simulate")
+    assert_one_line_user_error(code, err, "--simulate goes with --input-shape")

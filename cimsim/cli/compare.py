@@ -10,7 +10,11 @@ architecture, and the ratios the papers report beside ours.
 Cost-only mode (``--input-shape C,H,W``): the network is a definition (any zoo model, or an ImageNet-size one
 of :mod:`cimsim.workloads.zoo_imagenet`) with its random initialisation, run on synthetic inputs uniform in
 [0, 1]; energy and throughput follow from the layer shapes and the activations, accuracy is not measured
-(the output says "cost only: no accuracy").
+(the output says "cost only: no accuracy"). Its crossbars are counting tiles
+(:class:`cimsim.crossbar_count.CountingCrossbar`: the engine's events from the inputs' digits and the exact
+integer product, no cell programmed), so ResNet-50, VGG-16 and AlexNet at 224x224 fit in a few GB;
+``--simulate`` runs the engine instead (every cell's conductance in memory, the hardware's errors in the
+activations).
 """
 
 from __future__ import annotations
@@ -159,9 +163,10 @@ def synthetic_batches(shape: tuple[int, ...], n: int, batch_size: int, seed: int
 
 def compare(model, arch_names: list[str], loader, calibration, *, precision: str = "8", node: str = "32",
             equal_area: str | None = None, sets: dict | None = None, seed: int = 0, cost_only: bool = False,
-            config: dict | None = None, progress: bool | None = None) -> dict:
+            config: dict | None = None, progress: bool | None = None, backend: str = "numba") -> dict:
     """Run ``model`` on each architecture (at the common point, scaled to ``equal_area``'s chip) and summarize
-    (:func:`summarize`); ``result["reports"]`` holds the :class:`~cimsim.report.Report` of each."""
+    (:func:`summarize`); ``result["reports"]`` holds the :class:`~cimsim.report.Report` of each. ``backend``:
+    the engine's (``"numba"``) or counting tiles (``"count"``, cost only: :mod:`cimsim.crossbar_count`)."""
     from cimsim.mappers import evaluate
 
     archs = build_archs(arch_names, precision, node, dict(sets or {}), equal_area)
@@ -170,7 +175,7 @@ def compare(model, arch_names: list[str], loader, calibration, *, precision: str
         if progress is not False:
             print(f"cimsim compare: {name} ({getattr(spec, 'tiles', '-')} tiles)", file=sys.stderr)
         reports[name] = evaluate(model, spec, loader, calibration=calibration, seed=seed, config=config,
-                                 progress=progress)
+                                 progress=progress, backend=backend)
     result = summarize(reports, archs, cost_only=cost_only)
     result["reports"] = reports
     return result
@@ -188,6 +193,8 @@ def run(args) -> int:
         names.check_arch(args.equal_area)
     if args.precision != "own" and not args.precision.isdigit():
         raise ConfigError(f"--precision {args.precision!r}: give a number of bits (e.g. 8) or 'own'")
+    if args.simulate and shape is None:
+        raise ConfigError("--simulate goes with --input-shape (cost-only mode); runs with accuracy always simulate")
     equal_area = args.equal_area.strip().lower() if args.equal_area else None
     build_archs(arch_names, args.precision, args.node, dict(args.set or []), equal_area)   # refuse before loading
     if shape is None:
@@ -201,18 +208,22 @@ def run(args) -> int:
         model = cost_only_model(args.model, shape, args.seed)
         loader = synthetic_batches(shape, args.limit or 1, args.batch_size, seed=args.seed + 1)
         calibration = synthetic_batches(shape, min(args.calibration, 4), args.batch_size, seed=args.seed + 2)
-        config = {"model": args.model, "input_shape": list(shape), "mode": COST_ONLY}
+        config = {"model": args.model, "input_shape": list(shape), "mode": COST_ONLY,
+                  "engine": "simulated" if args.simulate else "counted"}
+    backend = "count" if shape is not None and not args.simulate else "numba"
     result = compare(model, arch_names, loader, calibration, precision=args.precision, node=args.node,
                      equal_area=equal_area, sets=dict(args.set or []), seed=args.seed, cost_only=shape is not None,
-                     config=config)
+                     config=config, backend=backend)
     del result["reports"]
     result.update({"model": args.model, "dataset": None if shape else args.dataset,
                    "input_shape": list(shape) if shape else None, "mode": COST_ONLY if shape else "accuracy and cost",
+                   "engine": "counted" if backend == "count" else "simulated",
                    "precision": args.precision, "node_nm": args.node, "equal_area": args.equal_area})
     if args.json:
         emit_json(result)
     else:
-        where = f"synthetic inputs {'x'.join(map(str, shape))} ({COST_ONLY})" if shape else args.dataset
+        where = (f"synthetic inputs {'x'.join(map(str, shape))} ({COST_ONLY}; "
+                 f"{'simulated' if args.simulate else 'events counted, crossbars not simulated'})") if shape else args.dataset
         print(f"{args.model} on {where}; precision {args.precision}, node {args.node}"
               + (f", equal area with {args.equal_area}" if args.equal_area else ""))
         print(table(result))
@@ -235,6 +246,9 @@ def register(sub) -> None:
                     help="technology node (nm) of every architecture, or 'own' (default 32, Neural-PIM's comparison)")
     sp.add_argument("--input-shape", metavar="C,H,W",
                     help="cost-only mode: run --model's definition on synthetic inputs of this shape (no accuracy)")
+    sp.add_argument("--simulate", action="store_true",
+                    help="cost-only mode: simulate the crossbars (every cell in memory) instead of counting their "
+                         "events from the inputs' digits")
     sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
                     help="override a parameter of the architectures that have it (repeatable)")
     sp.add_argument("--batch-size", type=positive_int, default=64, help="examples per batch (default 64)")

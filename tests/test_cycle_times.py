@@ -1,0 +1,61 @@
+"""Each tiled chip's cycle from its components (arch/tiled.py ARRAY_READ_S, issue 16): the array reads in 10 ns (the
+cell's read pulse); ISAAC's shared ADC stretches its cycle to 100 ns, Neural-PIM's NNADC and NNS+A keep up with the
+read, CASCADE's buffer writes (20 ns, est.) set its cycle."""
+
+import pytest
+
+import cimsim
+from cimsim.arch.tiled import ARRAY_READ_S
+
+
+def test_isaac_is_adc_bound_at_its_100_ns_cycle():
+    a = cimsim.arch.get("isaac")
+    assert a.read_cycle_s == ARRAY_READ_S == a.cell.read_time_s == 10e-9
+    assert a.cycle_s == pytest.approx(128 / 1.28e9, rel=1e-12) == pytest.approx(100e-9, rel=1e-12)
+    # half the columns per ADC: the cycle halves; an 8x slower read than the ADC: the read sets it
+    assert cimsim.arch.get("isaac", cols_per_adc=64).cycle_s == pytest.approx(50e-9, rel=1e-12)
+    assert cimsim.arch.get("isaac", read_cycle_s=200e-9).cycle_s == 200e-9
+    # ISAAC's Table 6 roll-up does not depend on it: 65.8 W, 85.4 mm^2
+    s = a.summary()
+    assert s["power_w"] == pytest.approx(65.8, rel=0.01) and s["area_m2"] == pytest.approx(85.4e-6, rel=0.01)
+
+
+def test_neural_pim_cycles_at_the_array_read():
+    """64 pairs per NNADC at 1 GS/s over 8 input cycles: 8 ns a cycle; the NNS+A 1 ns; the read 10 ns."""
+    a = cimsim.arch.get("neural-pim")
+    assert a.readout_cycle_s() == pytest.approx(64 / 1e9 / 8, rel=1e-12)
+    assert a.cycle_s == 10e-9
+    assert cimsim.arch.get("neural-pim", **{"adc.sample_rate_hz": 0.25e9}).cycle_s == pytest.approx(32e-9, rel=1e-12)
+
+
+def test_cascade_cycles_at_its_buffer_write():
+    a = cimsim.arch.get("cascade")
+    assert a.readout_cycle_s() == a.buffer.write_pulse_s == 20e-9
+    assert a.cycle_s == 20e-9
+    assert cimsim.arch.get("cascade", **{"buffer.write_pulse_s": 5e-9}).cycle_s == 10e-9   # then the TIA / read
+    assert cimsim.arch.get("cascade", tias_per_array=8).cycle_s == pytest.approx(40e-9, rel=1e-12)
+
+
+def test_a_cell_read_longer_than_the_cycle_stretches_it():
+    a = cimsim.arch.get("neural-pim", **{"cell.read_time_s": 30e-9})
+    assert a.cycle_s == 30e-9
+
+
+def test_the_tiles_buses_bound_the_pipeline_period():
+    """ISAAC's tile bus moves 17.28 GB/s (its own 100 ns pipeline's need, est.) and its eDRAM twice that in byte
+    accesses; one inference's bytes over every tile's bus bound the period (here 1 MB over 259 buses: 223 ns, above
+    the 80 ns of one layer's 8-cycle MVM at 10 ns)."""
+    from cimsim import events as ev
+    from cimsim.cost import LayerPlan
+    from cimsim.ledger import EventLedger
+
+    a = cimsim.arch.get("neural-pim", tiles=259, weight_bits=8, input_bits=8)
+    assert a.bus.op_rate_hz == pytest.approx(12 * (2048 + 256) / 1.6e-6, rel=1e-12)
+    plan = LayerPlan("fc", "Linear", in_features=1000, out_features=0, groups=1, positions=1000, arrays=1)
+    led = EventLedger({"fc": {ev.ARRAY_READ_CYCLES: 1.0}})
+    cost = a.cost(led, {"fc": plan})
+    bus_bytes = 1000 * 1000                                   # 1000 positions x 1000 one-byte inputs (no outputs)
+    feed = bus_bytes / (259 * a.bus.op_rate_hz)
+    assert cost.config["feed_s"] == pytest.approx(feed, rel=1e-12) == pytest.approx(223e-9, rel=0.01)
+    assert cost.config["slowest_layer_s"] == pytest.approx(8 * 10e-9, rel=1e-12)   # 1000 copies: one MVM each
+    assert cost.throughput_inf_per_s == pytest.approx(1 / feed, rel=1e-12)
