@@ -35,6 +35,7 @@ from threadpoolctl import ThreadpoolController
 from cimsim.encoding import plane_layout
 from cimsim.kernels import (PlacedNormals, adc_accumulate_rows, digit_tables, digit_tally, placed_normals,
                             stack_digits)
+from cimsim.kernels_bits import bit_serial_rows, group_tables
 
 _POOL: ThreadPoolExecutor | None = None
 _BLAS: ThreadpoolController | None = None
@@ -128,12 +129,18 @@ class CpuTile:
     # take the lossless integer path where it applies (:meth:`_lossless`); False: always cut bit planes
     # (the tests compare both)
     EXACT = True
+    # take the bit-serial integer path where it applies (:meth:`_bit_serial`); False: cut bit planes and multiply
+    # in float (the tests compare both)
+    BITS = True
 
     def __init__(self, xb):
         self.xb = xb
         self._exact_key = None     # what _lossless was built from (the arrays, the readout weights)
         self._exact = None         # its result: None, or the exact path's static data
+        self._bits_key = None      # what _bit_serial was built from (the arrays, their read noise)
+        self._bits = None          # its result: None, or the bit-serial path's static data
         self.lossless_calls = 0    # calls that took the exact path (cimsim bench --model reports them)
+        self.bit_serial_calls = 0  # calls that took the bit-serial integer path
 
     # ------------------------------------------------------------------ the lossless integer path
     def _lossless(self, ranges):
@@ -227,6 +234,64 @@ class CpuTile:
         tally.conductance_s = float(np.add.accumulate(per_shard)[-1]) if len(bounds) else 0.0
         return y, tally
 
+    # ------------------------------------------------------------------ the bit-serial integer path
+    def _bit_serial(self, ranges):
+        """The bit-serial path's data and this call's ADC grid ((lo, log2 lsb) per row block) when the fused path's
+        numbers are integer functions of integer column values, else None: no read noise, integer levels in
+        0 .. 2**MAX_LEVEL_BITS - 1, inputs of at most TABLE_BITS bits (their digits counted from tables), and
+        every row block's ADC on an integer grid (integer ``lo``, ``lsb`` a power of two >= 1) whose sums stay
+        below 2**53 (see :mod:`cimsim.kernels_bits`; ``tests/test_crossbar_bits.py``: equal to the bit-plane
+        path bit for bit, ledger included). ISAAC's low-bit ADC points on LeNet-5 are such cases."""
+        xb = self.xb
+        key = (xb.a_gemm, xb.var_gemm)
+        if self._bits_key is None or any(p is not q for p, q in zip(key, self._bits_key)):
+            self._bits_key, self._bits = key, self._bits_static()
+        st = self._bits
+        if st is None:
+            return None
+        top = xb.readout_op.n_codes - 1
+        los, ss = [], []
+        for lo, lsb in ranges:
+            lo, lsb = float(lo), float(lsb)
+            if not (lo.is_integer() and lsb >= 1.0 and math.frexp(lsb)[0] == 0.5):
+                return None
+            # the largest sum: every cycle's conversion at its extreme, weighted 2**shift, over the row blocks
+            if len(xb.row_blocks) * 2.0 ** xb.spec.input_bits * max(abs(lo), abs(lo + top * lsb)) >= 2.0 ** 52:
+                return None
+            los.append(int(lo))
+            ss.append(math.frexp(lsb)[1] - 1)
+        return st, np.array(los, dtype=np.int64), np.array(ss, dtype=np.int64), int(top)
+
+    def _bits_static(self):
+        """The bit-serial path's per-crossbar data (levels' bit planes, digit tables), or None where it cannot apply."""
+        xb = self.xb
+        spec = xb.spec
+        if any(v is not None for v in xb.var_gemm):
+            return None
+        tables = digit_tables(spec.input_bits, spec.dac_bits, spec.input_signed)
+        if tables is None:
+            return None
+        grouped = group_tables(xb.a_gemm)
+        if grouped is None:
+            return None
+        return {"groups": grouped[0], "g": grouped[1], "tables": tables,
+                "layout": plane_layout(spec.input_bits, spec.dac_bits)}
+
+    def _shard_bits(self, u, b0: int, b1: int, bits):
+        """The fused path's (acc, tally) of examples b0..b1 by the bit-serial kernel; the tally's float sums in
+        :meth:`_shard_fused`'s order (per row block: non-zero digits, then conductance-seconds)."""
+        xb = self.xb
+        st, los, ss, top = bits
+        shifts, widths = st["layout"]
+        acc, clipped, nzs, sq = bit_serial_rows(u, b0, b1, xb.row_blocks, st["groups"], st["g"], shifts, widths,
+                                                xb.spec.input_signed, los, ss, top, st["tables"])
+        tally = Tally()
+        tally.clipped += clipped
+        for i, (k0, k1) in enumerate(xb.row_blocks):
+            tally.nonzero_digits += int(nzs[i])
+            tally.conductance_s += float(sq[k0:k1].astype(np.float64) @ xb.g_rowsum[i]) * xb.spec.cell.read_time_s
+        return acc.astype(np.float64), tally
+
     @staticmethod
     def _shards(c0: int, c1: int, per_example: int, cycles: int) -> tuple[tuple[int, int], ...]:
         """The shards of examples c0..c1 (one chunk): :func:`shard_count` of them, as equal as integers allow."""
@@ -250,14 +315,19 @@ class CpuTile:
         per_example = xb.cycles * xb.in_features * xb.physical_columns   # MACs of one example's bit planes
         stream = xb.noise.call_stream()
         exact = self._lossless(ranges) if fused and self.EXACT else None
+        bits = self._bit_serial(ranges) if fused and exact is None and self.BITS else None
         with blas_controller().limit(limits=1, user_api="blas"):
             if exact is not None:
                 self.lossless_calls += 1
                 y, tally = self._forward_exact(u, exact, per_example)
+            elif bits is not None:
+                self.bit_serial_calls += 1
             for c0 in range(0, B if exact is None else 0, spec.batch_chunk):
                 c1 = min(c0 + spec.batch_chunk, B)
                 shards = self._shards(c0, c1, per_example, xb.cycles)
-                if fused:
+                if bits is not None:
+                    work = lambda sh: self._shard_bits(u, sh[0], sh[1], bits)  # noqa: E731
+                elif fused:
                     work = lambda sh: self._shard_fused(u, sh[0], sh[1], ranges, stream)  # noqa: E731
                 else:
                     work = lambda sh: self._shard(u, sh[0], sh[1], ranges, stream)  # noqa: E731
