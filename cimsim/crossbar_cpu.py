@@ -71,6 +71,15 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+def parallel_map(fn, items) -> list:
+    """``[fn(item) for item in items]``, spread over the engine's threads (:func:`threads`) when there are several
+    items and threads; ``fn`` should release the GIL (a numba ``nogil`` kernel) to gain from it."""
+    items = list(items)
+    if len(items) > 1 and threads() > 1:
+        return list(_pool().map(fn, items))
+    return [fn(item) for item in items]
+
+
 @dataclass
 class Tally:
     """What a forward pass counted besides its conversions: non-zero input digits, the reads'
@@ -274,7 +283,7 @@ class CpuTile:
         grouped = group_tables(xb.a_gemm)
         if grouped is None:
             return None
-        return {"groups": grouped[0], "g": grouped[1], "tables": tables,
+        return {"groups": grouped[0], "g": grouped[1], "plane_dtype": grouped[2], "tables": tables,
                 "layout": plane_layout(spec.input_bits, spec.dac_bits)}
 
     def _shard_bits(self, u, b0: int, b1: int, bits):
@@ -283,8 +292,8 @@ class CpuTile:
         xb = self.xb
         st, los, ss, top = bits
         shifts, widths = st["layout"]
-        acc, clipped, nzs, sq = bit_serial_rows(u, b0, b1, xb.row_blocks, st["groups"], st["g"], shifts, widths,
-                                                xb.spec.input_signed, los, ss, top, st["tables"])
+        acc, clipped, nzs, sq = bit_serial_rows(u, b0, b1, xb.row_blocks, st["groups"], st["g"], st["plane_dtype"],
+                                                shifts, widths, xb.spec.input_signed, los, ss, top, st["tables"])
         tally = Tally()
         tally.clipped += clipped
         for i, (k0, k1) in enumerate(xb.row_blocks):

@@ -65,8 +65,8 @@ def transpose8(x):
     return out
 
 
-def group_tables(a_blocks: list[np.ndarray]) -> tuple[list[np.ndarray], int] | None:
-    """The tables of every row block and the rows per group g (8 or 4): ``tables[i][G, m, j]`` = sum over the rows r < g
+def group_tables(a_blocks: list[np.ndarray]) -> tuple[list[np.ndarray], int, type] | None:
+    """The tables of every row block, the rows per group g (8 or 4) and the type of a plane's column values: ``tables[i][G, m, j]`` = sum over the rows r < g
     of group G of bit r of m times ``a_blocks[i][g G + r, j]``, in the narrowest integer type that holds them all; None
     unless every level is an integer and the tables fit in TABLE_BYTES_MAX."""
     ints = []
@@ -84,6 +84,8 @@ def group_tables(a_blocks: list[np.ndarray]) -> tuple[list[np.ndarray], int] | N
             break
     else:
         return None
+    # a plane's column values are sums of table entries: int16 where every column's sum of |levels| fits
+    plane = np.int16 if max(int(np.abs(a).sum(axis=0).max(initial=0)) for a in ints) < 2 ** 15 else np.int64
     bits = (np.arange(1 << g)[:, None] >> np.arange(g)[None, :]) & 1            # (2**g, g)
     tables = []
     for a in ints:
@@ -92,7 +94,7 @@ def group_tables(a_blocks: list[np.ndarray]) -> tuple[list[np.ndarray], int] | N
         padded[:a.shape[0]] = a
         tables.append(np.ascontiguousarray(
             np.einsum("mr,grj->gmj", bits, padded.reshape(n, g, cols)).astype(dtype)))
-    return tables, g
+    return tables, g, plane
 
 
 @intrinsic
@@ -120,15 +122,84 @@ def _add_row(Vn, row):
         Vn[j] += row[j]
 
 
+@njit(inline="always")
+def _plane_values(u, b, k0, k1, nbits, X, src, V, table, g):
+    """The bit planes of example b's rows k0..k1 into X, and the column values of each distinct non-zero plane into V:
+    src[n] = -1 (plane n is zero), n (its values are V[n]) or an earlier plane with the same bits."""
+    nbytes = (k1 - k0 + 7) >> 3
+    nw = (nbytes + 7) >> 3
+    X[:, :] = 0
+    for G in range(nbytes):   # the planes: one 8 x 8 bit transpose per group of 8 rows and input byte
+        r1 = min(8, k1 - k0 - 8 * G)
+        for h in range((nbits + 7) >> 3):
+            word = np.uint64(0)
+            for r in range(r1):
+                word |= ((np.uint64(u[b, k0 + 8 * G + r]) >> np.uint64(8 * h)) & _U8) << np.uint64(8 * r)
+            if word == 0:
+                continue
+            word = _transpose8(word)
+            for c in range(min(8, nbits - 8 * h)):
+                X[8 * h + c, G >> 3] |= np.int64((word >> np.uint64(8 * c)) & _U8) << (8 * (G & 7))
+    for n in range(nbits):   # which planes are zero, which repeat an earlier one
+        src[n] = -1
+        zero = True
+        for w in range(nw):
+            if X[n, w] != 0:
+                zero = False
+                break
+        if zero:
+            continue
+        for m in range(n):
+            if src[m] == m:
+                same = True
+                for w in range(nw):
+                    if X[m, w] != X[n, w]:
+                        same = False
+                        break
+                if same:
+                    src[n] = m
+                    break
+        if src[n] >= 0:
+            continue
+        src[n] = n
+        V[n, :] = 0
+    for G in range(nbytes):   # group by group (its tables stay in cache), the planes' sums of table rows
+        for n in range(nbits):
+            if src[n] != n:
+                continue
+            m8 = (X[n, G >> 3] >> (8 * (G & 7))) & 255
+            if m8 == 0:
+                continue
+            if g == 8:
+                _add_row(V[n], table[G, m8])
+            else:   # two groups of 4 rows per byte
+                if m8 & 15:
+                    _add_row(V[n], table[2 * G, m8 & 15])
+                if m8 >> 4:
+                    _add_row(V[n], table[2 * G + 1, m8 >> 4])
+
+
+@njit(inline="always")
+def _cycle_value(C, V, src, sh, width, top_signed):
+    """C = the column values of a cycle of ``width``-bit digits at ``shift`` from its planes' values."""
+    C[:] = 0
+    for p in range(width):
+        m = src[sh + p]
+        if m >= 0:
+            cp = np.int64(1) << p
+            if top_signed and p == width - 1:
+                cp = -cp
+            for j in range(C.shape[0]):
+                C[j] += cp * V[m, j]
+
+
 @njit(nogil=True, cache=True)
 def _block_rows(u, b0, b1, k0, k1, table, g, shifts, widths, signed, lo, s, top, nz_tab, sq_tab, bit_planes,
                 acc, sq, V):
     nbits = shifts[-1] + widths[-1]
     T = shifts.shape[0]
     cols = table.shape[2]
-    nbytes = (k1 - k0 + 7) >> 3
-    nw = (nbytes + 7) >> 3
-    X = np.zeros((nbits, nw), dtype=np.int64)       # plane n: bit n of row k0 + k at bit k % 64 of word k // 64
+    X = np.zeros((nbits, (k1 - k0 + 63) >> 6), dtype=np.int64)   # plane n: bit n of row k0 + k at bit k % 64 of word k // 64
     C = np.empty(cols, dtype=np.int64)              # a multi-bit cycle's column values
     src = np.empty(nbits, dtype=np.int64)           # whose values plane n has: -1 (none: zero), n, or an earlier one
     weight = np.empty(2 * nbits, dtype=np.int64)    # place values summed per (plane, sign) of the one-bit cycles
@@ -138,7 +209,6 @@ def _block_rows(u, b0, b1, k0, k1, table, g, shifts, widths, signed, lo, s, top,
     nonzero = 0
     for b in range(b0, b1):
         out = acc[b - b0]
-        X[:, :] = 0
         for k in range(k0, k1):   # the digits' counts
             v = u[b, k]
             if bit_planes:   # one-bit digits: non-zero digits = digit**2 = set bits
@@ -148,54 +218,7 @@ def _block_rows(u, b0, b1, k0, k1, table, g, shifts, widths, signed, lo, s, top,
             else:
                 nonzero += nz_tab[v]
                 sq[k] += sq_tab[v]
-        for G in range(nbytes):   # the planes: one 8 x 8 bit transpose per group of 8 rows and input byte
-            r1 = min(8, k1 - k0 - 8 * G)
-            for h in range((nbits + 7) >> 3):
-                word = np.uint64(0)
-                for r in range(r1):
-                    word |= ((np.uint64(u[b, k0 + 8 * G + r]) >> np.uint64(8 * h)) & _U8) << np.uint64(8 * r)
-                if word == 0:
-                    continue
-                word = _transpose8(word)
-                for c in range(min(8, nbits - 8 * h)):
-                    X[8 * h + c, G >> 3] |= np.int64((word >> np.uint64(8 * c)) & _U8) << (8 * (G & 7))
-        for n in range(nbits):   # the column values of each distinct non-zero plane
-            src[n] = -1
-            zero = True
-            for w in range(nw):
-                if X[n, w] != 0:
-                    zero = False
-                    break
-            if zero:
-                continue
-            for m in range(n):
-                if src[m] == m:
-                    same = True
-                    for w in range(nw):
-                        if X[m, w] != X[n, w]:
-                            same = False
-                            break
-                    if same:
-                        src[n] = m
-                        break
-            if src[n] >= 0:
-                continue
-            src[n] = n
-            V[n, :] = 0
-        for G in range(nbytes):   # group by group (its tables stay in cache), the planes' sums of table rows
-            for n in range(nbits):
-                if src[n] != n:
-                    continue
-                m8 = (X[n, G >> 3] >> (8 * (G & 7))) & 255
-                if m8 == 0:
-                    continue
-                if g == 8:
-                    _add_row(V[n], table[G, m8])
-                else:   # two groups of 4 rows per byte
-                    if m8 & 15:
-                        _add_row(V[n], table[2 * G, m8 & 15])
-                    if m8 >> 4:
-                        _add_row(V[n], table[2 * G + 1, m8 >> 4])
+        _plane_values(u, b, k0, k1, nbits, X, src, V, table, g)
         weight[:] = 0
         count[:] = 0
         zero_weight = 0
@@ -215,15 +238,7 @@ def _block_rows(u, b0, b1, k0, k1, table, g, shifts, widths, signed, lo, s, top,
                 weight[key] += np.int64(1) << sh
                 count[key] += 1
             else:
-                C[:] = 0
-                for p in range(width):
-                    m = src[sh + p]
-                    if m >= 0:
-                        cp = np.int64(1) << p
-                        if top_signed and p == width - 1:
-                            cp = -cp
-                        for j in range(cols):
-                            C[j] += cp * V[m, j]
+                _cycle_value(C, V, src, sh, width, top_signed)
                 clipped += _convert(out, C, 1, np.int64(1) << sh, 1, lo, half, s, top)
         for key in range(2 * nbits):
             if count[key]:
@@ -239,12 +254,74 @@ def _block_rows(u, b0, b1, k0, k1, table, g, shifts, widths, signed, lo, s, top,
     return clipped, nonzero
 
 
-def bit_serial_rows(u, b0: int, b1: int, row_blocks, tables, g: int, shifts, widths, signed: bool, los, ss,
-                    top: int, digit_tabs) -> tuple:
+@njit(nogil=True, cache=True)
+def _block_histogram(u, b0, b1, k0, k1, table, g, shifts, widths, signed, V, hist):
+    nbits = shifts[-1] + widths[-1]
+    T = shifts.shape[0]
+    cols = table.shape[2]
+    X = np.zeros((nbits, (k1 - k0 + 63) >> 6), dtype=np.int64)
+    C = np.empty(cols, dtype=np.int64)
+    src = np.empty(nbits, dtype=np.int64)
+    count = np.empty(2 * nbits, dtype=np.int64)    # one-bit cycles per (plane, sign)
+    negative = False
+    for b in range(b0, b1):
+        _plane_values(u, b, k0, k1, nbits, X, src, V, table, g)
+        count[:] = 0
+        zero_count = 0
+        for t in range(T):
+            sh, width = shifts[t], widths[t]
+            top_signed = signed and t == T - 1
+            live = False
+            for p in range(width):
+                if src[sh + p] >= 0:
+                    live = True
+            if not live:
+                zero_count += 1
+            elif width == 1:
+                count[2 * src[sh] + (1 if top_signed else 0)] += 1
+            else:
+                _cycle_value(C, V, src, sh, width, top_signed)
+                for j in range(cols):
+                    v = C[j]
+                    if v < 0:
+                        negative = True
+                        v = -v
+                    hist[v] += 1
+        for key in range(2 * nbits):
+            if count[key]:
+                sign = -1 if key & 1 else 1
+                row = V[key >> 1]
+                for j in range(cols):
+                    v = sign * row[j]
+                    if v < 0:
+                        negative = True
+                        v = -v
+                    hist[v] += count[key]
+        hist[0] += cols * zero_count
+    return negative
+
+
+def value_histogram(u, b0: int, b1: int, k0: int, k1: int, tables, g: int, plane_dtype, shifts, widths, signed: bool,
+                    bins: int) -> tuple[np.ndarray, bool]:
+    """The column values of every cycle of examples b0..b1 on rows k0..k1 (one row block, ``tables`` its tables from
+    :func:`group_tables`) as a histogram of their magnitudes (``bins`` bins: 0 .. bins - 1, int64 counts) and whether
+    any was negative: what :func:`cimsim.calibration.column_value_ranges` selects its percentile from."""
+    hist = np.zeros(bins, dtype=np.int64)
+    negative = False
+    if b1 > b0:
+        shifts = np.asarray(shifts, dtype=np.int64)
+        widths = np.asarray(widths, dtype=np.int64)
+        V = np.empty((int(shifts[-1] + widths[-1]), tables.shape[2]), dtype=plane_dtype)
+        negative = _block_histogram(u, b0, b1, k0, k1, tables, g, shifts, widths, bool(signed), V, hist)
+    return hist, bool(negative)
+
+
+def bit_serial_rows(u, b0: int, b1: int, row_blocks, tables, g: int, plane_dtype, shifts, widths, signed: bool, los,
+                    ss, top: int, digit_tabs) -> tuple:
     """Examples b0..b1 of ``u`` (the digit source: inputs with negatives modulo 2**input_bits, at most 16 bits)
     through the integer path (module docstring): (acc (examples, columns) int64, the shift-and-add sums of every
     row block before the readout weights; clipped conversions; non-zero digits per row block; sum of digit**2 over
-    the cycles and examples per input row (int64)). ``tables``, ``g``: :func:`group_tables`; ``los``, ``ss``: each
+    the cycles and examples per input row (int64)). ``tables``, ``g``, ``plane_dtype``: :func:`group_tables`; ``los``, ``ss``: each
     row block's ADC ``lo`` and log2 of its LSB; ``digit_tabs``: :func:`cimsim.kernels.digit_tables`."""
     nb = max(b1 - b0, 0)
     acc = np.zeros((nb, tables[0].shape[2]), dtype=np.int64)
@@ -256,9 +333,7 @@ def bit_serial_rows(u, b0: int, b1: int, row_blocks, tables, g: int, shifts, wid
         widths = np.asarray(widths, dtype=np.int64)
         nbits = int(shifts[-1] + widths[-1])
         for i, (k0, k1) in enumerate(row_blocks):
-            # a plane's column values: sums of table entries, in the narrowest type that holds every column's sum
-            bound = int(np.abs(tables[i]).max(axis=1).sum(axis=0).max(initial=0))
-            V = np.empty((nbits, tables[i].shape[2]), dtype=np.int16 if bound < 2 ** 15 else np.int64)
+            V = np.empty((nbits, tables[i].shape[2]), dtype=plane_dtype)
             c, nzs[i] = _block_rows(u, b0, b1, k0, k1, tables[i], g, shifts, widths, bool(signed), int(los[i]),
                                     int(ss[i]), int(top), digit_tabs[0], digit_tabs[1], bool(digit_tabs[2]), acc,
                                     sq, V)

@@ -142,11 +142,12 @@ def test_group_tables_and_the_bit_transpose():
         if g == 4:
             kernels_bits.TABLE_BYTES_8, saved = 0, kernels_bits.TABLE_BYTES_8
         try:
-            tables, got = group_tables(a)
+            tables, got, plane = group_tables(a)
         finally:
             if g == 4:
                 kernels_bits.TABLE_BYTES_8 = saved
         assert got == g and [t.dtype for t in tables] == [np.int8, np.int8]   # entries at most 8 x 7 < 2**7
+        assert plane == np.int16                                               # column sums at most 130 x 7
         for ai, t in zip(a, tables):
             assert t.shape == (-(-ai.shape[0] // g), 1 << g, 5)
             for G in range(t.shape[0]):
