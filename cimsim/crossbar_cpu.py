@@ -286,20 +286,36 @@ class CpuTile:
         return {"groups": grouped[0], "g": grouped[1], "plane_dtype": grouped[2], "tables": tables,
                 "layout": plane_layout(spec.input_bits, spec.dac_bits)}
 
-    def _shard_bits(self, u, b0: int, b1: int, bits):
-        """The fused path's (acc, tally) of examples b0..b1 by the bit-serial kernel; the tally's float sums in
-        :meth:`_shard_fused`'s order (per row block: non-zero digits, then conductance-seconds)."""
+    def _forward_bits(self, u, bits, per_example: int):
+        """The fused path's call by the bit-serial kernel (see :meth:`_bit_serial`): (y before the offset correction,
+        tally). The examples go to the threads in a few runs of whole shards of the bit-plane path (:meth:`_shards`);
+        the kernel counts the digits shard by shard, and the tally's float sums are formed in the bit-plane path's
+        order (per shard: per row block, conductance-seconds; then shard after shard), so they are the same numbers."""
         xb = self.xb
+        spec = xb.spec
         st, los, ss, top = bits
         shifts, widths = st["layout"]
-        acc, clipped, nzs, sq = bit_serial_rows(u, b0, b1, xb.row_blocks, st["groups"], st["g"], st["plane_dtype"],
-                                                shifts, widths, xb.spec.input_signed, los, ss, top, st["tables"])
+        B, N = u.shape[0], xb.out_features
+        bounds = [sh for c0 in range(0, B, spec.batch_chunk)
+                  for sh in self._shards(c0, min(c0 + spec.batch_chunk, B), per_example, xb.cycles)]
+        edges = [b0 for b0, _ in bounds] + [B]
+        runs = np.unique(np.linspace(0, len(bounds), min(threads(), len(bounds)) + 1).astype(int))
+        parts = parallel_map(lambda r: bit_serial_rows(u, edges[r[0]:r[1] + 1], xb.row_blocks, st["groups"], st["g"],
+                                                       st["plane_dtype"], shifts, widths, spec.input_signed, los, ss,
+                                                       top, st["tables"]), zip(runs[:-1], runs[1:]))
+        acc = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, xb.physical_columns))
+        y = (acc * xb.readout_weight).reshape(B, -1, N).sum(axis=1)
+        sq = np.concatenate([p[3] for p in parts]) if parts else np.zeros((0, u.shape[1]), dtype=np.int64)
+        read_s = spec.cell.read_time_s
         tally = Tally()
-        tally.clipped += clipped
-        for i, (k0, k1) in enumerate(xb.row_blocks):
-            tally.nonzero_digits += int(nzs[i])
-            tally.conductance_s += float(sq[k0:k1].astype(np.float64) @ xb.g_rowsum[i]) * xb.spec.cell.read_time_s
-        return acc.astype(np.float64), tally
+        for row in sq:   # shard by shard, block by block, as _shard_fused adds them
+            t = 0.0
+            for i, (k0, k1) in enumerate(xb.row_blocks):
+                t += float(row[k0:k1].astype(np.float64) @ xb.g_rowsum[i]) * read_s
+            tally.conductance_s += t
+        tally.clipped = float(sum(p[1] for p in parts))
+        tally.nonzero_digits = float(sum(p[2] for p in parts))
+        return y, tally
 
     @staticmethod
     def _shards(c0: int, c1: int, per_example: int, cycles: int) -> tuple[tuple[int, int], ...]:
@@ -331,12 +347,11 @@ class CpuTile:
                 y, tally = self._forward_exact(u, exact, per_example)
             elif bits is not None:
                 self.bit_serial_calls += 1
-            for c0 in range(0, B if exact is None else 0, spec.batch_chunk):
+                y, tally = self._forward_bits(u, bits, per_example)
+            for c0 in range(0, B if exact is None and bits is None else 0, spec.batch_chunk):
                 c1 = min(c0 + spec.batch_chunk, B)
                 shards = self._shards(c0, c1, per_example, xb.cycles)
-                if bits is not None:
-                    work = lambda sh: self._shard_bits(u, sh[0], sh[1], bits)  # noqa: E731
-                elif fused:
+                if fused:
                     work = lambda sh: self._shard_fused(u, sh[0], sh[1], ranges, stream)  # noqa: E731
                 else:
                     work = lambda sh: self._shard(u, sh[0], sh[1], ranges, stream)  # noqa: E731

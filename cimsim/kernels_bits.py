@@ -194,7 +194,7 @@ def _cycle_value(C, V, src, sh, width, top_signed):
 
 
 @njit(nogil=True, cache=True)
-def _block_rows(u, b0, b1, k0, k1, table, g, shifts, widths, signed, lo, s, top, nz_tab, sq_tab, bit_planes,
+def _block_rows(u, edges, k0, k1, table, g, shifts, widths, signed, lo, s, top, nz_tab, sq_tab, bit_planes,
                 acc, sq, V):
     nbits = shifts[-1] + widths[-1]
     T = shifts.shape[0]
@@ -207,17 +207,20 @@ def _block_rows(u, b0, b1, k0, k1, table, g, shifts, widths, signed, lo, s, top,
     half = (1 << s) >> 1
     clipped = 0
     nonzero = 0
-    for b in range(b0, b1):
-        out = acc[b - b0]
+    e = 0                                           # the shard of example b
+    for b in range(edges[0], edges[-1]):
+        while b >= edges[e + 1]:
+            e += 1
+        out = acc[b - edges[0]]
         for k in range(k0, k1):   # the digits' counts
             v = u[b, k]
             if bit_planes:   # one-bit digits: non-zero digits = digit**2 = set bits
                 c = _ctpop(v)
                 nonzero += c
-                sq[k] += c
+                sq[e, k] += c
             else:
                 nonzero += nz_tab[v]
-                sq[k] += sq_tab[v]
+                sq[e, k] += sq_tab[v]
         _plane_values(u, b, k0, k1, nbits, X, src, V, table, g)
         weight[:] = 0
         count[:] = 0
@@ -316,26 +319,26 @@ def value_histogram(u, b0: int, b1: int, k0: int, k1: int, tables, g: int, plane
     return hist, bool(negative)
 
 
-def bit_serial_rows(u, b0: int, b1: int, row_blocks, tables, g: int, plane_dtype, shifts, widths, signed: bool, los,
-                    ss, top: int, digit_tabs) -> tuple:
-    """Examples b0..b1 of ``u`` (the digit source: inputs with negatives modulo 2**input_bits, at most 16 bits)
-    through the integer path (module docstring): (acc (examples, columns) int64, the shift-and-add sums of every
-    row block before the readout weights; clipped conversions; non-zero digits per row block; sum of digit**2 over
-    the cycles and examples per input row (int64)). ``tables``, ``g``, ``plane_dtype``: :func:`group_tables`; ``los``, ``ss``: each
-    row block's ADC ``lo`` and log2 of its LSB; ``digit_tabs``: :func:`cimsim.kernels.digit_tables`."""
-    nb = max(b1 - b0, 0)
-    acc = np.zeros((nb, tables[0].shape[2]), dtype=np.int64)
-    nzs = np.zeros(len(row_blocks), dtype=np.int64)
-    sq = np.zeros(u.shape[1], dtype=np.int64)
-    clipped = 0
-    if nb:
+def bit_serial_rows(u, edges, row_blocks, tables, g: int, plane_dtype, shifts, widths, signed: bool, los, ss, top: int,
+                    digit_tabs) -> tuple:
+    """Examples edges[0]..edges[-1] of ``u`` (the digit source: inputs with negatives modulo 2**input_bits, at most 16
+    bits) through the integer path (module docstring), their digits counted per shard edges[j]..edges[j + 1]: (acc
+    (examples, columns) float64, the shift-and-add sums of every row block before the readout weights; clipped
+    conversions; non-zero digits; sum of digit**2 over the cycles and each shard's examples per shard and input row
+    (int64)). ``tables``, ``g``, ``plane_dtype``: :func:`group_tables`; ``los``, ``ss``: each row block's ADC ``lo``
+    and log2 of its LSB; ``digit_tabs``: :func:`cimsim.kernels.digit_tables`."""
+    edges = np.asarray(edges, dtype=np.int64)
+    acc = np.zeros((int(edges[-1] - edges[0]), tables[0].shape[2]), dtype=np.int64)
+    sq = np.zeros((len(edges) - 1, u.shape[1]), dtype=np.int64)
+    clipped = nonzero = 0
+    if edges[-1] > edges[0]:
         shifts = np.asarray(shifts, dtype=np.int64)
         widths = np.asarray(widths, dtype=np.int64)
         nbits = int(shifts[-1] + widths[-1])
         for i, (k0, k1) in enumerate(row_blocks):
             V = np.empty((nbits, tables[i].shape[2]), dtype=plane_dtype)
-            c, nzs[i] = _block_rows(u, b0, b1, k0, k1, tables[i], g, shifts, widths, bool(signed), int(los[i]),
-                                    int(ss[i]), int(top), digit_tabs[0], digit_tabs[1], bool(digit_tabs[2]), acc,
-                                    sq, V)
+            c, nz = _block_rows(u, edges, k0, k1, tables[i], g, shifts, widths, bool(signed), int(los[i]), int(ss[i]),
+                                int(top), digit_tabs[0], digit_tabs[1], bool(digit_tabs[2]), acc, sq, V)
             clipped += int(c)
-    return acc, clipped, nzs, sq
+            nonzero += int(nz)
+    return acc.astype(np.float64), clipped, nonzero, sq
