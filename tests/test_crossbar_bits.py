@@ -163,3 +163,20 @@ def test_group_tables_and_the_bit_transpose():
         for r in range(8):
             for c in range(8):
                 assert (int(out[i]) >> (8 * c + r)) & 1 == (int(m[i, r]) >> c) & 1
+
+
+def test_same_numbers_on_any_number_of_threads(monkeypatch):
+    """The examples go to the threads in runs of whole shards: 1, 2 and 8 threads give the same outputs and ledger."""
+    monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_ROWS", 32)
+    monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_MACS", 1)
+    spec, out, inp, _, _ = CASES["isaac-4bit"]
+    rng = np.random.default_rng(8)
+    W, x = _operands(rng, spec.signed, spec.weight_bits, spec.input_bits, spec.input_signed, out, inp, 61)
+    got = []
+    for n in ("1", "2", "8"):
+        monkeypatch.setenv("CIMSIM_THREADS", n)
+        xb = Crossbar(W, spec, seed=1, name="l")
+        got.append((xb(x), xb.ledger, xb._cpu.bit_serial_calls))
+    for y, led, calls in got[1:]:
+        _identical(y, got[0][0])
+        assert led == got[0][1] and calls == 1
