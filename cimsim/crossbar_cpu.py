@@ -35,7 +35,7 @@ from threadpoolctl import ThreadpoolController
 from cimsim.encoding import plane_layout
 from cimsim.kernels import (PlacedNormals, adc_accumulate_rows, digit_tables, digit_tally, placed_normals,
                             stack_digits)
-from cimsim.kernels_bits import bit_serial_rows, group_tables
+from cimsim.kernels_bits import bit_serial_rows, group_tables, weighted_columns
 
 _POOL: ThreadPoolExecutor | None = None
 _BLAS: ThreadpoolController | None = None
@@ -300,18 +300,23 @@ class CpuTile:
                   for sh in self._shards(c0, min(c0 + spec.batch_chunk, B), per_example, xb.cycles)]
         edges = [b0 for b0, _ in bounds] + [B]
         runs = np.unique(np.linspace(0, len(bounds), min(threads(), len(bounds)) + 1).astype(int))
-        parts = parallel_map(lambda r: bit_serial_rows(u, edges[r[0]:r[1] + 1], xb.row_blocks, st["groups"], st["g"],
-                                                       st["plane_dtype"], shifts, widths, spec.input_signed, los, ss,
-                                                       top, st["tables"]), zip(runs[:-1], runs[1:]))
-        acc = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, xb.physical_columns))
-        y = (acc * xb.readout_weight).reshape(B, -1, N).sum(axis=1)
-        sq = np.concatenate([p[3] for p in parts]) if parts else np.zeros((0, u.shape[1]), dtype=np.int64)
+        def run(r):   # a run of shards: the kernel, then the readout weights (as the bit-plane path applies them)
+            acc, clipped, nonzero, sq = bit_serial_rows(u, edges[r[0]:r[1] + 1], xb.row_blocks, st["groups"], st["g"],
+                                                        st["plane_dtype"], shifts, widths, spec.input_signed, los, ss,
+                                                        top, st["tables"])
+            return weighted_columns(acc, xb.readout_weight, N), clipped, nonzero, sq
+
+        parts = parallel_map(run, zip(runs[:-1], runs[1:]))
+        y = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, N))
+        sq = (np.concatenate([p[3] for p in parts]) if parts else np.zeros((0, u.shape[1]), dtype=np.int64)
+              ).astype(np.float64)
         read_s = spec.cell.read_time_s
         tally = Tally()
+        blocks = list(zip(xb.row_blocks, xb.g_rowsum))
         for row in sq:   # shard by shard, block by block, as _shard_fused adds them
             t = 0.0
-            for i, (k0, k1) in enumerate(xb.row_blocks):
-                t += float(row[k0:k1].astype(np.float64) @ xb.g_rowsum[i]) * read_s
+            for (k0, k1), g in blocks:
+                t += float(row[k0:k1] @ g) * read_s
             tally.conductance_s += t
         tally.clipped = float(sum(p[1] for p in parts))
         tally.nonzero_digits = float(sum(p[2] for p in parts))

@@ -319,11 +319,31 @@ def value_histogram(u, b0: int, b1: int, k0: int, k1: int, tables, g: int, plane
     return hist, bool(negative)
 
 
+@njit(nogil=True, cache=True)
+def _weighted_columns(acc, weights, n_out):
+    rows, cols = acc.shape
+    y = np.empty((rows, n_out))
+    for b in range(rows):
+        for n in range(n_out):
+            y[b, n] = acc[b, n] * weights[n]
+        for base in range(n_out, cols, n_out):
+            for n in range(n_out):
+                y[b, n] += acc[b, base + n] * weights[base + n]
+    return y
+
+
+def weighted_columns(acc: np.ndarray, weights: np.ndarray, n_out: int) -> np.ndarray:
+    """``(acc * weights).reshape(rows, -1, n_out).sum(axis=1)`` for integer sums ``acc`` (int64) and integer column
+    weights, without the temporaries: the same numbers (every term and partial sum an integer below 2**53, added as
+    numpy adds them, from the first group on, so that a sum of negative zeros stays -0.0)."""
+    return _weighted_columns(acc, np.ascontiguousarray(weights, dtype=np.float64), int(n_out))
+
+
 def bit_serial_rows(u, edges, row_blocks, tables, g: int, plane_dtype, shifts, widths, signed: bool, los, ss, top: int,
                     digit_tabs) -> tuple:
     """Examples edges[0]..edges[-1] of ``u`` (the digit source: inputs with negatives modulo 2**input_bits, at most 16
     bits) through the integer path (module docstring), their digits counted per shard edges[j]..edges[j + 1]: (acc
-    (examples, columns) float64, the shift-and-add sums of every row block before the readout weights; clipped
+    (examples, columns) int64, the shift-and-add sums of every row block before the readout weights; clipped
     conversions; non-zero digits; sum of digit**2 over the cycles and each shard's examples per shard and input row
     (int64)). ``tables``, ``g``, ``plane_dtype``: :func:`group_tables`; ``los``, ``ss``: each row block's ADC ``lo``
     and log2 of its LSB; ``digit_tabs``: :func:`cimsim.kernels.digit_tables`."""
@@ -341,4 +361,4 @@ def bit_serial_rows(u, edges, row_blocks, tables, g: int, plane_dtype, shifts, w
                                 int(top), digit_tabs[0], digit_tabs[1], bool(digit_tabs[2]), acc, sq, V)
             clipped += int(c)
             nonzero += int(nz)
-    return acc.astype(np.float64), clipped, nonzero, sq
+    return acc, clipped, nonzero, sq
