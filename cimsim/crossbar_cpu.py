@@ -13,6 +13,11 @@ into one stacked (cycles x batch, rows) operand (:func:`cimsim.kernels.stack_dig
   adds. A conversion of one cycle and one row block computes its column values as earlier versions did
   (float32 sums).
 
+Two integer paths give the fused path's numbers without its float products where the levels are integers and
+nothing is noisy: the lossless path (converters that return every column value: one exact product,
+:meth:`CpuTile._lossless`) and the bit-serial path (converters that round or clip on an integer grid: column values
+from tables of level sums, the ADC in integers, :meth:`CpuTile._bit_serial` and :mod:`cimsim.kernels_bits`).
+
 Every random draw sits at a place fixed by what it is: the fused path's read noise by (call, example, cycle,
 row block, column), the general path's read noise and its converters' own noise by (call, example,
 conversion, column, which draw) (:func:`cimsim.kernels.placed_normals`, :class:`cimsim.kernels.PlacedNormals`).
