@@ -19,7 +19,9 @@ the same count as the single-layer bench (:mod:`cimsim.bench`). ``ratio`` = engi
 GEMM rate. Where the numba engine takes its lossless integer path (exact integer levels read by converters that
 provably return every column value: one float64 product instead of the bit planes; ISAAC's defaults on
 LeNet-5), that count is the hardware's work, not the simulator's: ``engine["lossless_calls"]`` says how many
-crossbar calls took it, and the rate then measures simulation speed rather than a kernel's throughput.
+crossbar calls took it, and the rate then measures simulation speed rather than a kernel's throughput. The same holds
+for its bit-serial integer path (integer levels, no noise, an ADC that rounds or clips: column values from tables of
+level sums, the converters in integers; ISAAC's low-bit ADC points), counted in ``engine["bit_serial_calls"]``.
 
 Like :mod:`cimsim.networks` this module stands on top of every layer (DESIGN.md): it loads checkpoints
 and data (``workloads``) and maps them (``mappers``).
@@ -163,6 +165,8 @@ def run_model(model_name: str, arch_name: str = "isaac", dataset: str = "fashion
     macs = engine_s = exact_s = 0.0
     lossless = sum(getattr(getattr(xb, "_cpu", None), "lossless_calls", 0)
                    for layer in mapped.mapped_layers.values() for xb in layer.crossbars)
+    bit_serial = sum(getattr(getattr(xb, "_cpu", None), "bit_serial_calls", 0)
+                     for layer in mapped.mapped_layers.values() for xb in layer.crossbars)
     for layer in mapped.mapped_layers.values():
         xb = layer.crossbars[0]
         macs += layer.positions_seen * layer.plan.in_features * layer.plan.out_features * xb.cycles * xb.n_slices
@@ -184,7 +188,8 @@ def run_model(model_name: str, arch_name: str = "isaac", dataset: str = "fashion
         "command_images_per_s": n / ((t_loaded - t_start) + (t_done - t_refs)),
         "float_images_per_s": float_ips,
         "engine": {"seconds": engine_s, "share_of_evaluate": engine_s / evaluate_s, "exact_product_s": exact_s,
-                   "effective_macs": macs, "effective_macs_per_s": engine_rate, "lossless_calls": lossless},
+                   "effective_macs": macs, "effective_macs_per_s": engine_rate, "lossless_calls": lossless,
+                   "bit_serial_calls": bit_serial},
         "gemm_macs_per_s": {k: v for k, v in gemm.items() if k != "best"},
         "best_gemm": {"dtype": best_dtype, "macs_per_s": best_rate},
         "ratio": engine_rate / best_rate,

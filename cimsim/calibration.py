@@ -14,11 +14,19 @@ import math
 
 import numpy as np
 
+from cimsim.crossbar_cpu import parallel_map, threads
 from cimsim.kernels import stack_digits
+from cimsim.kernels_bits import group_tables, value_histogram
 from cimsim.readouts import PER_CYCLE, ConversionScope
 
 # stacked (cycle, example) rows per calibration GEMM: bounds the digit buffer (our choice)
 CALIBRATION_ROWS = 32768
+# integer levels: count the column values' magnitudes in a histogram from the bit-serial tables (exact, the same
+# percentile) instead of multiplying and selecting; False: always the GEMM and the selection (the tests compare both)
+HISTOGRAMS = True
+# the longest such histogram (our bound: 2**24 int64 counts are 128 MB; ISAAC's 128 rows of 2-bit cells and 1-bit
+# digits need 385 bins)
+HISTOGRAM_BINS = 1 << 24
 
 
 def percentile_in_place(a: np.ndarray, q: float) -> float:
@@ -66,6 +74,13 @@ def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, sig
         if B * m == 0:
             out.append((0.0, 1.0))
             continue
+        counted = _integer_histogram(u, k0, k1, a, shifts, widths, signed) if HISTOGRAMS else None
+        if counted is not None:
+            hist, negative = counted
+            p = percentile_of_histogram(hist, percentile)
+            lo = -p if negative else 0.0
+            out.append((lo, max(p, lo + 1.0)))
+            continue
         absv = np.empty(T * B * m, dtype=dtype)  # |column value| of every cycle, example and column
         digits = np.empty((T * min(chunk, B), k1 - k0), dtype=dtype)
         sqsum = np.zeros(k1 - k0, dtype=np.int64)
@@ -79,6 +94,41 @@ def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, sig
             pos += n * m
         out.append(_range_of(absv, vmin, percentile))
     return out
+
+
+def percentile_of_histogram(hist: np.ndarray, q: float) -> float:
+    """The q-th percentile, by numpy's default ("linear") rule and as :func:`percentile_in_place` computes it, of
+    the integers whose counts ``hist`` holds (``hist[v]`` values equal to v): the same two order statistics, found
+    in the cumulative counts, and the same interpolation."""
+    cum = np.cumsum(hist)
+    n = int(cum[-1])
+    h = (n - 1) * (q / 100.0)
+    lo = int(math.floor(h))
+    hi = min(lo + 1, n - 1)
+    x0, x1 = (float(np.searchsorted(cum, k, side="right")) for k in (lo, hi))   # the k-th smallest (from 0)
+    t = h - lo
+    return x0 + t * (x1 - x0) if t < 0.5 else x1 - (x1 - x0) * (1.0 - t)   # numpy's _lerp
+
+
+def _integer_histogram(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signed: bool):
+    """(histogram of |column value| over every cycle, example and column of rows k0..k1, whether a value was
+    negative) by the bit-serial tables (:func:`cimsim.kernels_bits.value_histogram`), examples spread over the
+    engine's threads; None where the levels are not integers (then the values are products in the GEMM's float
+    type) or the histogram would be too long."""
+    grouped = group_tables([a])
+    if grouped is None:
+        return None
+    tables, g, plane_dtype = grouped
+    dmax = 1 << int(np.max(widths))   # bound on |digit|
+    bins = int(np.abs(np.rint(a)).sum(axis=0).max(initial=0)) * dmax + 1
+    if bins > HISTOGRAM_BINS:
+        return None
+    B = u.shape[0]
+    n = max(1, min(4 * threads(), B // 64))   # shards of at least 64 examples; any split gives the same counts
+    edges = np.linspace(0, B, n + 1).astype(int)
+    parts = parallel_map(lambda e: value_histogram(u, e[0], e[1], k0, k1, tables[0], g, plane_dtype, shifts, widths,
+                                                   signed, bins), zip(edges[:-1], edges[1:]))
+    return sum(h for h, _ in parts), any(neg for _, neg in parts)
 
 
 def _range_of(absv: np.ndarray, vmin: float, percentile: float) -> tuple[float, float]:

@@ -13,6 +13,11 @@ into one stacked (cycles x batch, rows) operand (:func:`cimsim.kernels.stack_dig
   adds. A conversion of one cycle and one row block computes its column values as earlier versions did
   (float32 sums).
 
+Two integer paths give the fused path's numbers without its float products where the levels are integers and
+nothing is noisy: the lossless path (converters that return every column value: one exact product,
+:meth:`CpuTile._lossless`) and the bit-serial path (converters that round or clip on an integer grid: column values
+from tables of level sums, the ADC in integers, :meth:`CpuTile._bit_serial` and :mod:`cimsim.kernels_bits`).
+
 Every random draw sits at a place fixed by what it is: the fused path's read noise by (call, example, cycle,
 row block, column), the general path's read noise and its converters' own noise by (call, example,
 conversion, column, which draw) (:func:`cimsim.kernels.placed_normals`, :class:`cimsim.kernels.PlacedNormals`).
@@ -35,6 +40,7 @@ from threadpoolctl import ThreadpoolController
 from cimsim.encoding import plane_layout
 from cimsim.kernels import (PlacedNormals, adc_accumulate_rows, digit_tables, digit_tally, placed_normals,
                             stack_digits)
+from cimsim.kernels_bits import bit_serial_rows, group_tables, weighted_columns
 
 _POOL: ThreadPoolExecutor | None = None
 _BLAS: ThreadpoolController | None = None
@@ -68,6 +74,15 @@ def _pool() -> ThreadPoolExecutor:
             _POOL.shutdown(wait=False)
         _POOL = ThreadPoolExecutor(max_workers=n)
     return _POOL
+
+
+def parallel_map(fn, items) -> list:
+    """``[fn(item) for item in items]``, spread over the engine's threads (:func:`threads`) when there are several
+    items and threads; ``fn`` should release the GIL (a numba ``nogil`` kernel) to gain from it."""
+    items = list(items)
+    if len(items) > 1 and threads() > 1:
+        return list(_pool().map(fn, items))
+    return [fn(item) for item in items]
 
 
 @dataclass
@@ -128,12 +143,18 @@ class CpuTile:
     # take the lossless integer path where it applies (:meth:`_lossless`); False: always cut bit planes
     # (the tests compare both)
     EXACT = True
+    # take the bit-serial integer path where it applies (:meth:`_bit_serial`); False: cut bit planes and multiply
+    # in float (the tests compare both)
+    BITS = True
 
     def __init__(self, xb):
         self.xb = xb
         self._exact_key = None     # what _lossless was built from (the arrays, the readout weights)
         self._exact = None         # its result: None, or the exact path's static data
+        self._bits_key = None      # what _bit_serial was built from (the arrays, their read noise)
+        self._bits = None          # its result: None, or the bit-serial path's static data
         self.lossless_calls = 0    # calls that took the exact path (cimsim bench --model reports them)
+        self.bit_serial_calls = 0  # calls that took the bit-serial integer path
 
     # ------------------------------------------------------------------ the lossless integer path
     def _lossless(self, ranges):
@@ -227,6 +248,85 @@ class CpuTile:
         tally.conductance_s = float(np.add.accumulate(per_shard)[-1]) if len(bounds) else 0.0
         return y, tally
 
+    # ------------------------------------------------------------------ the bit-serial integer path
+    def _bit_serial(self, ranges):
+        """The bit-serial path's data and this call's ADC grid ((lo, log2 lsb) per row block) when the fused path's
+        numbers are integer functions of integer column values, else None: no read noise, integer levels in
+        0 .. 2**MAX_LEVEL_BITS - 1, inputs of at most TABLE_BITS bits (their digits counted from tables), and
+        every row block's ADC on an integer grid (integer ``lo``, ``lsb`` a power of two >= 1) whose sums stay
+        below 2**53 (see :mod:`cimsim.kernels_bits`; ``tests/test_crossbar_bits.py``: equal to the bit-plane
+        path bit for bit, ledger included). ISAAC's low-bit ADC points on LeNet-5 are such cases."""
+        xb = self.xb
+        key = (xb.a_gemm, xb.var_gemm)
+        if self._bits_key is None or any(p is not q for p, q in zip(key, self._bits_key)):
+            self._bits_key, self._bits = key, self._bits_static()
+        st = self._bits
+        if st is None:
+            return None
+        top = xb.readout_op.n_codes - 1
+        los, ss = [], []
+        for lo, lsb in ranges:
+            lo, lsb = float(lo), float(lsb)
+            if not (lo.is_integer() and lsb >= 1.0 and math.frexp(lsb)[0] == 0.5):
+                return None
+            # the largest sum: every cycle's conversion at its extreme, weighted 2**shift, over the row blocks
+            if len(xb.row_blocks) * 2.0 ** xb.spec.input_bits * max(abs(lo), abs(lo + top * lsb)) >= 2.0 ** 52:
+                return None
+            los.append(int(lo))
+            ss.append(math.frexp(lsb)[1] - 1)
+        return st, np.array(los, dtype=np.int64), np.array(ss, dtype=np.int64), int(top)
+
+    def _bits_static(self):
+        """The bit-serial path's per-crossbar data (levels' bit planes, digit tables), or None where it cannot apply."""
+        xb = self.xb
+        spec = xb.spec
+        if any(v is not None for v in xb.var_gemm):
+            return None
+        tables = digit_tables(spec.input_bits, spec.dac_bits, spec.input_signed)
+        if tables is None:
+            return None
+        grouped = group_tables(xb.a_gemm)
+        if grouped is None:
+            return None
+        return {"groups": grouped[0], "g": grouped[1], "plane_dtype": grouped[2], "tables": tables,
+                "layout": plane_layout(spec.input_bits, spec.dac_bits)}
+
+    def _forward_bits(self, u, bits, per_example: int):
+        """The fused path's call by the bit-serial kernel (see :meth:`_bit_serial`): (y before the offset correction,
+        tally). The examples go to the threads in a few runs of whole shards of the bit-plane path (:meth:`_shards`);
+        the kernel counts the digits shard by shard, and the tally's float sums are formed in the bit-plane path's
+        order (per shard: per row block, conductance-seconds; then shard after shard), so they are the same numbers."""
+        xb = self.xb
+        spec = xb.spec
+        st, los, ss, top = bits
+        shifts, widths = st["layout"]
+        B, N = u.shape[0], xb.out_features
+        bounds = [sh for c0 in range(0, B, spec.batch_chunk)
+                  for sh in self._shards(c0, min(c0 + spec.batch_chunk, B), per_example, xb.cycles)]
+        edges = [b0 for b0, _ in bounds] + [B]
+        runs = np.unique(np.linspace(0, len(bounds), min(threads(), len(bounds)) + 1).astype(int))
+        def run(r):   # a run of shards: the kernel, then the readout weights (as the bit-plane path applies them)
+            acc, clipped, nonzero, sq = bit_serial_rows(u, edges[r[0]:r[1] + 1], xb.row_blocks, st["groups"], st["g"],
+                                                        st["plane_dtype"], shifts, widths, spec.input_signed, los, ss,
+                                                        top, st["tables"])
+            return weighted_columns(acc, xb.readout_weight, N), clipped, nonzero, sq
+
+        parts = parallel_map(run, zip(runs[:-1], runs[1:]))
+        y = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, N))
+        sq = (np.concatenate([p[3] for p in parts]) if parts else np.zeros((0, u.shape[1]), dtype=np.int64)
+              ).astype(np.float64)
+        read_s = spec.cell.read_time_s
+        tally = Tally()
+        blocks = list(zip(xb.row_blocks, xb.g_rowsum))
+        for row in sq:   # shard by shard, block by block, as _shard_fused adds them
+            t = 0.0
+            for (k0, k1), g in blocks:
+                t += float(row[k0:k1] @ g) * read_s
+            tally.conductance_s += t
+        tally.clipped = float(sum(p[1] for p in parts))
+        tally.nonzero_digits = float(sum(p[2] for p in parts))
+        return y, tally
+
     @staticmethod
     def _shards(c0: int, c1: int, per_example: int, cycles: int) -> tuple[tuple[int, int], ...]:
         """The shards of examples c0..c1 (one chunk): :func:`shard_count` of them, as equal as integers allow."""
@@ -250,11 +350,15 @@ class CpuTile:
         per_example = xb.cycles * xb.in_features * xb.physical_columns   # MACs of one example's bit planes
         stream = xb.noise.call_stream()
         exact = self._lossless(ranges) if fused and self.EXACT else None
+        bits = self._bit_serial(ranges) if fused and exact is None and self.BITS else None
         with blas_controller().limit(limits=1, user_api="blas"):
             if exact is not None:
                 self.lossless_calls += 1
                 y, tally = self._forward_exact(u, exact, per_example)
-            for c0 in range(0, B if exact is None else 0, spec.batch_chunk):
+            elif bits is not None:
+                self.bit_serial_calls += 1
+                y, tally = self._forward_bits(u, bits, per_example)
+            for c0 in range(0, B if exact is None and bits is None else 0, spec.batch_chunk):
                 c1 = min(c0 + spec.batch_chunk, B)
                 shards = self._shards(c0, c1, per_example, xb.cycles)
                 if fused:

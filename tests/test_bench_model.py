@@ -31,9 +31,13 @@ def test_effective_macs_count_every_crossbar_product():
     assert 0 <= r["accuracy"] <= 1
     # ISAAC's defaults convert every column value losslessly: every call (3 layers x the warm-up and 3 batches)
     # takes the exact integer path, which the report says; a 4-bit ADC clips and rounds, so none does
-    assert r["engine"]["lossless_calls"] == 3 * 4
+    assert r["engine"]["lossless_calls"] == 3 * 4 and r["engine"]["bit_serial_calls"] == 0
     low = bench_model.run_model("mlp", "isaac", "digits", limit=40, batch_size=16, calibration=64, sets={"adc_bits": 4})
-    assert low["engine"]["lossless_calls"] == 0
+    # noiseless integer levels: the rounding, clipping 4-bit ADC takes the bit-serial integer path at every call
+    assert low["engine"]["lossless_calls"] == 0 and low["engine"]["bit_serial_calls"] == 3 * 4
+    noisy = bench_model.run_model("mlp", "isaac", "digits", limit=40, batch_size=16, calibration=64,
+                                  sets={"adc_bits": 4, "cell.read_sigma_frac": 0.02})
+    assert noisy["engine"]["lossless_calls"] == noisy["engine"]["bit_serial_calls"] == 0
 
 
 def test_cli_bench_model_json_and_refusals(capsys):

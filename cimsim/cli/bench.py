@@ -64,7 +64,9 @@ def run(args) -> int:
     print(f"  crossbars: {100 * e['share_of_evaluate']:.0f} % of the evaluation, "
           f"{_eng(e['effective_macs_per_s'], 'MAC/s')} effective"
           + (f" ({e['lossless_calls']} calls on the lossless integer path: one exact product in place of the bit "
-             f"planes, so this rate is the simulation's, not a kernel's)" if e.get("lossless_calls") else ""))
+             f"planes, so this rate is the simulation's, not a kernel's)" if e.get("lossless_calls") else "")
+          + (f" ({e['bit_serial_calls']} calls on the bit-serial integer path: column values from tables of level "
+             f"sums, so this rate is the simulation's, not a kernel's)" if e.get("bit_serial_calls") else ""))
     gemms = ", ".join(f"{k} {_eng(v, 'MAC/s')}" for k, v in r["gemm_macs_per_s"].items())
     print(f"  device GEMM: {gemms}; ratio {r['ratio']:.3f} against {r['best_gemm']['dtype']}")
     print(f"  peak memory: {r['peak_rss_bytes'] / 2**30:.2f} GiB resident"

@@ -1,0 +1,364 @@
+"""The kernel of the CPU engine's bit-serial integer path: column values from tables, the ADC in integers.
+
+Where the cells hold integer levels ``a``, nothing is noisy and the ADC reconstructs on an integer grid (integer
+``lo``, ``lsb = 2**s``, s >= 0), the fused path's numbers are integer functions of the integer column values. The
+inputs' bit plane n of a row block (bit n of each row's input) gives the column values
+
+    V_n[j] = sum_k bit_n(x_k) * a[k, j] = sum_g T_g[byte g of plane n, j]
+
+with T_g[m, j] = sum_{r < 8} bit_r(m) * a[8 g + r, j] a table per group of 8 rows (the "four Russians" method:
+one table row per byte instead of eight products; groups of 4 rows where 8 would make the tables too large). A
+cycle's column value is v_t = sum_p c_p V_{shift_t + p}, with c_p = 2**p the weight of the digit's bit p (-2**p
+for the sign bit of a signed top digit, as :func:`cimsim.kernels.stack_digits` cuts it). The ADC of the fused
+epilogue (:func:`cimsim.kernels.adc_accumulate_rows`), ``lo + clip(floor((v - lo) / lsb + 1/2), 0, top) * lsb``,
+is for integer v exactly ``lo + clip((v - lo + half) >> s, 0, top) << s`` (half = 2**(s - 1), 0 for s = 0):
+every float there is an integer or a multiple of 2**-s below 2**53. So the kernel forms each example's
+shift-and-add sum in int64 and gives exactly the float64 sums of the bit-plane path (integers below 2**53, exact in
+any order) and the same count of clipped conversions.
+
+Work saved besides the products: a plane with no set bit gives column values 0 (one constant per cycle); a plane
+equal to an earlier one of the same example and row block reuses its values (LeNet-5's first convolution reads
+8-bit pixels scaled by 257 into 16 bits: its planes n and n + 8 are equal); and one-bit cycles that read the same
+values are converted once, their place values summed (the conversion is the same integer function).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cimsim.fileio import numba_cache_fallback
+
+numba_cache_fallback()   # before numba loads (see cimsim.kernels)
+from numba import njit, types  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
+
+# the tables of one crossbar may take this many bytes with groups of 8 rows, else groups of 4 are tried, and beyond
+# TABLE_BYTES_MAX the path steps aside. Our choice: 8 MB keeps LeNet-5's convolutions on 8-row groups (its largest
+# table, 150 rows x 128 columns, is 0.6 MB of int8) and its 400 -> 120 layer's 15.7 MB on 4-row groups (2 MB)
+TABLE_BYTES_8 = 8 << 20
+TABLE_BYTES_MAX = 64 << 20
+
+_U8 = np.uint64(0xFF)
+_M1 = np.uint64(0x00AA00AA00AA00AA)
+_M2 = np.uint64(0x0000CCCC0000CCCC)
+_M3 = np.uint64(0x00000000F0F0F0F0)
+
+
+@njit(inline="always")
+def _transpose8(x):
+    """The 8 x 8 bit matrix in a uint64 (byte r = row r, bit c = column c) transposed (Warren, Hacker's Delight,
+    2nd ed., section 7-3, transpose8rS64): byte c of the result holds column c, its bit r from row r."""
+    t = (x ^ (x >> np.uint64(7))) & _M1
+    x = x ^ t ^ (t << np.uint64(7))
+    t = (x ^ (x >> np.uint64(14))) & _M2
+    x = x ^ t ^ (t << np.uint64(14))
+    t = (x ^ (x >> np.uint64(28))) & _M3
+    return x ^ t ^ (t << np.uint64(28))
+
+
+@njit(nogil=True, cache=True)
+def transpose8(x):
+    """:func:`_transpose8` on an array of uint64 (exposed for tests)."""
+    out = np.empty_like(x)
+    for i in range(x.size):
+        out[i] = _transpose8(x[i])
+    return out
+
+
+def group_tables(a_blocks: list[np.ndarray]) -> tuple[list[np.ndarray], int, type] | None:
+    """The tables of every row block, the rows per group g (8 or 4) and the type of a plane's column values: ``tables[i][G, m, j]`` = sum over the rows r < g
+    of group G of bit r of m times ``a_blocks[i][g G + r, j]``, in the narrowest integer type that holds them all; None
+    unless every level is an integer and the tables fit in TABLE_BYTES_MAX."""
+    ints = []
+    for a in a_blocks:
+        if a.size and (not np.array_equal(a, np.rint(a)) or np.abs(a).max() >= 2 ** 20):
+            return None
+        ints.append(np.rint(a).astype(np.int64))
+    cols = ints[0].shape[1]
+    for g, cap in ((8, TABLE_BYTES_8), (4, TABLE_BYTES_MAX)):
+        entries = sum(-(-a.shape[0] // g) for a in ints) * (1 << g) * cols
+        big = max(int(np.abs(np.pad(a, ((0, -a.shape[0] % g), (0, 0)))).reshape(-1, g, cols).sum(axis=1).max(initial=0))
+                  for a in ints)   # the largest |entry| of any table
+        dtype = np.int8 if big < 2 ** 7 else np.int16 if big < 2 ** 15 else np.int32
+        if entries * np.dtype(dtype).itemsize <= cap:
+            break
+    else:
+        return None
+    # a plane's column values are sums of table entries: int16 where every column's sum of |levels| fits
+    plane = np.int16 if max(int(np.abs(a).sum(axis=0).max(initial=0)) for a in ints) < 2 ** 15 else np.int64
+    bits = (np.arange(1 << g)[:, None] >> np.arange(g)[None, :]) & 1            # (2**g, g)
+    tables = []
+    for a in ints:
+        n = -(-a.shape[0] // g)
+        padded = np.zeros((n * g, cols), dtype=np.int64)
+        padded[:a.shape[0]] = a
+        tables.append(np.ascontiguousarray(
+            np.einsum("mr,grj->gmj", bits, padded.reshape(n, g, cols)).astype(dtype)))
+    return tables, g, plane
+
+
+@intrinsic
+def _ctpop(typingctx, x):
+    """The number of set bits of an int64 (LLVM's ctpop: the popcnt instruction)."""
+    def codegen(context, builder, sig, args):
+        return builder.ctpop(args[0])
+    return types.int64(types.int64), codegen
+
+
+@njit(inline="always")
+def _convert(out, V, sign, weight, count, lo, half, s, top):
+    """out += weight * ADC(sign * V) column by column; returns count x the conversions that clipped."""
+    clipped = 0
+    for j in range(V.shape[0]):
+        raw = (sign * V[j] - lo + half) >> s
+        clipped += (raw < 0) | (raw > top)
+        out[j] += weight * (lo + (min(max(raw, 0), top) << s))
+    return clipped * count
+
+
+@njit(inline="always")
+def _add_row(Vn, row):
+    for j in range(Vn.shape[0]):
+        Vn[j] += row[j]
+
+
+@njit(inline="always")
+def _plane_values(u, b, k0, k1, nbits, X, src, V, table, g):
+    """The bit planes of example b's rows k0..k1 into X, and the column values of each distinct non-zero plane into V:
+    src[n] = -1 (plane n is zero), n (its values are V[n]) or an earlier plane with the same bits."""
+    nbytes = (k1 - k0 + 7) >> 3
+    nw = (nbytes + 7) >> 3
+    X[:, :] = 0
+    for G in range(nbytes):   # the planes: one 8 x 8 bit transpose per group of 8 rows and input byte
+        r1 = min(8, k1 - k0 - 8 * G)
+        for h in range((nbits + 7) >> 3):
+            word = np.uint64(0)
+            for r in range(r1):
+                word |= ((np.uint64(u[b, k0 + 8 * G + r]) >> np.uint64(8 * h)) & _U8) << np.uint64(8 * r)
+            if word == 0:
+                continue
+            word = _transpose8(word)
+            for c in range(min(8, nbits - 8 * h)):
+                X[8 * h + c, G >> 3] |= np.int64((word >> np.uint64(8 * c)) & _U8) << (8 * (G & 7))
+    for n in range(nbits):   # which planes are zero, which repeat an earlier one
+        src[n] = -1
+        zero = True
+        for w in range(nw):
+            if X[n, w] != 0:
+                zero = False
+                break
+        if zero:
+            continue
+        for m in range(n):
+            if src[m] == m:
+                same = True
+                for w in range(nw):
+                    if X[m, w] != X[n, w]:
+                        same = False
+                        break
+                if same:
+                    src[n] = m
+                    break
+        if src[n] >= 0:
+            continue
+        src[n] = n
+        V[n, :] = 0
+    for G in range(nbytes):   # group by group (its tables stay in cache), the planes' sums of table rows
+        for n in range(nbits):
+            if src[n] != n:
+                continue
+            m8 = (X[n, G >> 3] >> (8 * (G & 7))) & 255
+            if m8 == 0:
+                continue
+            if g == 8:
+                _add_row(V[n], table[G, m8])
+            else:   # two groups of 4 rows per byte
+                if m8 & 15:
+                    _add_row(V[n], table[2 * G, m8 & 15])
+                if m8 >> 4:
+                    _add_row(V[n], table[2 * G + 1, m8 >> 4])
+
+
+@njit(inline="always")
+def _cycle_value(C, V, src, sh, width, top_signed):
+    """C = the column values of a cycle of ``width``-bit digits at ``shift`` from its planes' values."""
+    C[:] = 0
+    for p in range(width):
+        m = src[sh + p]
+        if m >= 0:
+            cp = np.int64(1) << p
+            if top_signed and p == width - 1:
+                cp = -cp
+            for j in range(C.shape[0]):
+                C[j] += cp * V[m, j]
+
+
+@njit(nogil=True, cache=True)
+def _block_rows(u, edges, k0, k1, table, g, shifts, widths, signed, lo, s, top, nz_tab, sq_tab, bit_planes,
+                acc, sq, V):
+    nbits = shifts[-1] + widths[-1]
+    T = shifts.shape[0]
+    cols = table.shape[2]
+    X = np.zeros((nbits, (k1 - k0 + 63) >> 6), dtype=np.int64)   # plane n: bit n of row k0 + k at bit k % 64 of word k // 64
+    C = np.empty(cols, dtype=np.int64)              # a multi-bit cycle's column values
+    src = np.empty(nbits, dtype=np.int64)           # whose values plane n has: -1 (none: zero), n, or an earlier one
+    weight = np.empty(2 * nbits, dtype=np.int64)    # place values summed per (plane, sign) of the one-bit cycles
+    count = np.empty(2 * nbits, dtype=np.int64)
+    half = (1 << s) >> 1
+    clipped = 0
+    nonzero = 0
+    e = 0                                           # the shard of example b
+    for b in range(edges[0], edges[-1]):
+        while b >= edges[e + 1]:
+            e += 1
+        out = acc[b - edges[0]]
+        for k in range(k0, k1):   # the digits' counts
+            v = u[b, k]
+            if bit_planes:   # one-bit digits: non-zero digits = digit**2 = set bits
+                c = _ctpop(v)
+                nonzero += c
+                sq[e, k] += c
+            else:
+                nonzero += nz_tab[v]
+                sq[e, k] += sq_tab[v]
+        _plane_values(u, b, k0, k1, nbits, X, src, V, table, g)
+        weight[:] = 0
+        count[:] = 0
+        zero_weight = 0
+        zero_count = 0
+        for t in range(T):   # the ADC and the shift-and-add: one-bit cycles grouped by the values they convert
+            sh, width = shifts[t], widths[t]
+            top_signed = signed and t == T - 1
+            live = False
+            for p in range(width):
+                if src[sh + p] >= 0:
+                    live = True
+            if not live:
+                zero_weight += np.int64(1) << sh
+                zero_count += 1
+            elif width == 1:
+                key = 2 * src[sh] + (1 if top_signed else 0)
+                weight[key] += np.int64(1) << sh
+                count[key] += 1
+            else:
+                _cycle_value(C, V, src, sh, width, top_signed)
+                clipped += _convert(out, C, 1, np.int64(1) << sh, 1, lo, half, s, top)
+        for key in range(2 * nbits):
+            if count[key]:
+                clipped += _convert(out, V[key >> 1], -1 if key & 1 else 1, weight[key], count[key], lo, half, s, top)
+        if zero_count:   # column values 0: one conversion result for every column
+            raw = (half - lo) >> s
+            if raw < 0 or raw > top:
+                clipped += cols * zero_count
+            c = zero_weight * (lo + (min(max(raw, 0), top) << s))
+            if c != 0:
+                for j in range(cols):
+                    out[j] += c
+    return clipped, nonzero
+
+
+@njit(nogil=True, cache=True)
+def _block_histogram(u, b0, b1, k0, k1, table, g, shifts, widths, signed, V, hist):
+    nbits = shifts[-1] + widths[-1]
+    T = shifts.shape[0]
+    cols = table.shape[2]
+    X = np.zeros((nbits, (k1 - k0 + 63) >> 6), dtype=np.int64)
+    C = np.empty(cols, dtype=np.int64)
+    src = np.empty(nbits, dtype=np.int64)
+    count = np.empty(2 * nbits, dtype=np.int64)    # one-bit cycles per (plane, sign)
+    negative = False
+    for b in range(b0, b1):
+        _plane_values(u, b, k0, k1, nbits, X, src, V, table, g)
+        count[:] = 0
+        zero_count = 0
+        for t in range(T):
+            sh, width = shifts[t], widths[t]
+            top_signed = signed and t == T - 1
+            live = False
+            for p in range(width):
+                if src[sh + p] >= 0:
+                    live = True
+            if not live:
+                zero_count += 1
+            elif width == 1:
+                count[2 * src[sh] + (1 if top_signed else 0)] += 1
+            else:
+                _cycle_value(C, V, src, sh, width, top_signed)
+                for j in range(cols):
+                    v = C[j]
+                    if v < 0:
+                        negative = True
+                        v = -v
+                    hist[v] += 1
+        for key in range(2 * nbits):
+            if count[key]:
+                sign = -1 if key & 1 else 1
+                row = V[key >> 1]
+                for j in range(cols):
+                    v = sign * row[j]
+                    if v < 0:
+                        negative = True
+                        v = -v
+                    hist[v] += count[key]
+        hist[0] += cols * zero_count
+    return negative
+
+
+def value_histogram(u, b0: int, b1: int, k0: int, k1: int, tables, g: int, plane_dtype, shifts, widths, signed: bool,
+                    bins: int) -> tuple[np.ndarray, bool]:
+    """The column values of every cycle of examples b0..b1 on rows k0..k1 (one row block, ``tables`` its tables from
+    :func:`group_tables`) as a histogram of their magnitudes (``bins`` bins: 0 .. bins - 1, int64 counts) and whether
+    any was negative: what :func:`cimsim.calibration.column_value_ranges` selects its percentile from."""
+    hist = np.zeros(bins, dtype=np.int64)
+    negative = False
+    if b1 > b0:
+        shifts = np.asarray(shifts, dtype=np.int64)
+        widths = np.asarray(widths, dtype=np.int64)
+        V = np.empty((int(shifts[-1] + widths[-1]), tables.shape[2]), dtype=plane_dtype)
+        negative = _block_histogram(u, b0, b1, k0, k1, tables, g, shifts, widths, bool(signed), V, hist)
+    return hist, bool(negative)
+
+
+@njit(nogil=True, cache=True)
+def _weighted_columns(acc, weights, n_out):
+    rows, cols = acc.shape
+    y = np.empty((rows, n_out))
+    for b in range(rows):
+        for n in range(n_out):
+            y[b, n] = acc[b, n] * weights[n]
+        for base in range(n_out, cols, n_out):
+            for n in range(n_out):
+                y[b, n] += acc[b, base + n] * weights[base + n]
+    return y
+
+
+def weighted_columns(acc: np.ndarray, weights: np.ndarray, n_out: int) -> np.ndarray:
+    """``(acc * weights).reshape(rows, -1, n_out).sum(axis=1)`` for integer sums ``acc`` (int64) and integer column
+    weights, without the temporaries: the same numbers (every term and partial sum an integer below 2**53, added as
+    numpy adds them, from the first group on, so that a sum of negative zeros stays -0.0)."""
+    return _weighted_columns(acc, np.ascontiguousarray(weights, dtype=np.float64), int(n_out))
+
+
+def bit_serial_rows(u, edges, row_blocks, tables, g: int, plane_dtype, shifts, widths, signed: bool, los, ss, top: int,
+                    digit_tabs) -> tuple:
+    """Examples edges[0]..edges[-1] of ``u`` (the digit source: inputs with negatives modulo 2**input_bits, at most 16
+    bits) through the integer path (module docstring), their digits counted per shard edges[j]..edges[j + 1]: (acc
+    (examples, columns) int64, the shift-and-add sums of every row block before the readout weights; clipped
+    conversions; non-zero digits; sum of digit**2 over the cycles and each shard's examples per shard and input row
+    (int64)). ``tables``, ``g``, ``plane_dtype``: :func:`group_tables`; ``los``, ``ss``: each row block's ADC ``lo``
+    and log2 of its LSB; ``digit_tabs``: :func:`cimsim.kernels.digit_tables`."""
+    edges = np.asarray(edges, dtype=np.int64)
+    acc = np.zeros((int(edges[-1] - edges[0]), tables[0].shape[2]), dtype=np.int64)
+    sq = np.zeros((len(edges) - 1, u.shape[1]), dtype=np.int64)
+    clipped = nonzero = 0
+    if edges[-1] > edges[0]:
+        shifts = np.asarray(shifts, dtype=np.int64)
+        widths = np.asarray(widths, dtype=np.int64)
+        nbits = int(shifts[-1] + widths[-1])
+        for i, (k0, k1) in enumerate(row_blocks):
+            V = np.empty((nbits, tables[i].shape[2]), dtype=plane_dtype)
+            c, nz = _block_rows(u, edges, k0, k1, tables[i], g, shifts, widths, bool(signed), int(los[i]), int(ss[i]),
+                                int(top), digit_tabs[0], digit_tabs[1], bool(digit_tabs[2]), acc, sq, V)
+            clipped += int(c)
+            nonzero += int(nz)
+    return acc, clipped, nonzero, sq
