@@ -203,6 +203,9 @@ def make_points(archs: Iterable[str], adc_bits: list[int] | None = None, seeds: 
     unused = set(overrides)
     for a in archs:
         unused -= set(arch_overrides(a, overrides)) | set(admm_overrides(a, overrides))
+    if any(sweep_admm.is_knob(k) for k in unused):
+        raise ConfigError(f"ADMM pruning applies to no architecture in the sweep ({', '.join(archs)}): add one that "
+                          "maps a plain network to crossbars, e.g. --arch isaac")
     if unused:
         raise ConfigError(f"no architecture in the sweep ({', '.join(archs)}) has parameter "
                           f"{', '.join(sorted(unused))}; see 'cimsim archs show ARCH'")
@@ -216,6 +219,9 @@ def make_points(archs: Iterable[str], adc_bits: list[int] | None = None, seeds: 
         unswept.remove("adc_bits")
         if notes is not None:
             notes.append(f"no architecture in the sweep ({', '.join(archs)}) has ADC bits; --adc-bits is unused")
+    if any(sweep_admm.is_knob(k) for k in unswept):
+        raise ConfigError(f"ADMM pruning applies to no architecture in the sweep ({', '.join(archs)}): add one that "
+                          "maps a plain network to crossbars, e.g. --arch isaac")
     if unswept:
         raise ConfigError(f"no architecture in the sweep ({', '.join(archs)}) has parameter "
                           f"{', '.join(unswept)}; see 'cimsim archs show ARCH'")
