@@ -156,6 +156,10 @@ def test_an_admm_sweep_prunes_maps_the_blocks_caches_and_draws(tmp_path, monkeyp
         xs, ys = line.lines[0].get_data()
         assert list(ys) == [xbars[1.0], xbars[4.0]]
         assert list(xs) == ([1.0, 4.0] if x == "admm.compression" else [1.0, round(rec["compression"], 6)])
+        # each point's float reference is its own network (the pruned one): a dashed curve, not a mean line
+        ref = [l for l in fig.axes[0].get_lines() if l.get_label() == "float network of isaac (each point's)"]
+        assert len(ref) == 1 and list(ref[0].get_ydata()) == [100 * dense.digital_accuracy,
+                                                               100 * pruned.digital_accuracy]
 
     # a new sweep (another file, another ADC resolution, a new process's memory): the pruned network from disk
     monkeypatch.setattr(sweep_admm, "_MEMO", {})
