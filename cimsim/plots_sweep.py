@@ -147,8 +147,8 @@ def _references(ax, rows: list[dict], color: dict, x: str | None = None) -> None
     """The float reference: one line when every architecture ran the same reference network, else one per
     architecture (hcim's is the network its PSQ checkpoint was fine-tuned from); where it changes along a numeric
     ``x`` within an architecture (an ADMM sweep: each point's reference is its pruned network), a dashed curve."""
-    curves = {a for a in dict.fromkeys(r["arch"] for r in rows)
-              if x is not None and len({r["digital_accuracy"] for r in rows if r["arch"] == a and x in r["params"]}) > 1}
+    curves = {a for a in dict.fromkeys(r["arch"] for r in rows) if x is not None
+              and len({r["digital_accuracy"] for r in rows if r["arch"] == a and x in r["params"]}) > 1}
     for a in curves:
         rs = sorted((r for r in rows if r["arch"] == a and x in r["params"]), key=lambda r: r["params"][x])
         pts: dict = {}

@@ -312,8 +312,8 @@ def evaluate_point(point: Point, settings: Settings) -> Report:
         knobs = sweep_admm.Knobs.from_params(knob_params)
         if knobs.prunes:
             model, admm_record = sweep_admm.pruned_network(
-                model, meta, data, spec, knobs, checkpoint_sha256=_base_sha256(settings, data), device=settings.device, test_limit=settings.limit,
-                progress=_POINT_PROGRESS["enabled"])
+                model, meta, data, spec, knobs, checkpoint_sha256=_base_sha256(settings, data),
+                device=settings.device, test_limit=settings.limit, progress=_POINT_PROGRESS["enabled"])
             network = checkpoint = admm_record["network"]
         else:
             admm_record = sweep_admm.dense_record(model, knobs)
@@ -334,8 +334,8 @@ def evaluate_point(point: Point, settings: Settings) -> Report:
     return _evaluate_programmed(point, settings, spec, model, loader, calibration, config, network)
 
 
-# the programmed networks of this process: (settings, architecture, seed, network) -> MappedModel, the most recently used
-# last. Points that differ only in converter settings (ADC bits) put one on their architecture
+# the programmed networks of this process: (settings, architecture, seed, network) -> MappedModel, the most recently
+# used last. Points that differ only in converter settings (ADC bits) put one on their architecture
 # (MappedModel.retarget) instead of mapping, programming and calibrating again. A grid's seeds vary fastest, so
 # a network per seed is kept, at most MAX_PROGRAMMED of them (our bound on the memory they hold)
 _PROGRAMMED: dict[tuple, Any] = {}

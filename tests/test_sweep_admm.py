@@ -25,8 +25,8 @@ def test_admm_knobs_are_a_grid_axis_of_the_crossbar_architectures_only():
     assert [p.param_dict["admm.compression"] for p in isaac if p.seed == 0] == [1.0, 2.0, 4.5]
     assert Point("isaac", {"adc.bits": 8, "admm.compression": 2.0}, 1).key == \
         "isaac__adc.bits=8__admm.compression=2.0_seed1" and len(isaac) == 6
-    assert [p.key for p in points if p.arch != "isaac"] == ["hcim_adcnone_seed0", "hcim_adcnone_seed1", "digital_adcnone_seed0",
-                                                           "digital_adcnone_seed1"]
+    assert [p.key for p in points if p.arch != "isaac"] == ["hcim_adcnone_seed0", "hcim_adcnone_seed1",
+                                                           "digital_adcnone_seed0", "digital_adcnone_seed1"]
     assert any("ADMM pruning does not apply to hcim" in n for n in notes)
     assert any("ADMM pruning does not apply to digital" in n for n in notes)
     assert sweep.grid_size(["isaac", "hcim", "digital"], {"admm.compression": ["1", "2", "4.5"]}, 2) == 6 + 2 + 2
