@@ -168,3 +168,17 @@ def test_an_admm_sweep_prunes_maps_the_blocks_caches_and_draws(tmp_path, monkeyp
     rec6 = again[Point("isaac", {"adc.bits": 6, "admm.compression": 4.0}, 0)].config["admm"]
     assert not rec6["trained"] and sweep_admm.TRAINED == [rec["network"]]
     assert rec6["network"] == rec["network"] and rec6["compression"] == rec["compression"]
+
+
+@needs_fmnist
+def test_parallel_workers_train_each_pruned_network_once(tmp_path, monkeypatch):
+    """Two local workers, two points that share a pruned network (they differ in ADC bits only): the lock beside the
+    cache entry lets one train it and the other load it."""
+    monkeypatch.setenv("CIMSIM_HOME", str(tmp_path / "home"))
+    settings = sweep.Settings(model="lenet5", dataset="fashion-mnist", limit=20, calibration=16, batch_size=20,
+                              overrides=dict(RECIPE))
+    points = sweep.make_points(["isaac"], [6, 8], 1, settings.overrides, {"admm.compression": ["4"]})
+    results = sweep.run_sweep(tmp_path / "p.h5", points, settings, workers=2, progress=False)
+    recs = [results[p].config["admm"] for p in points]
+    assert sorted(r["trained"] for r in recs) == [False, True]
+    assert len({r["network"] for r in recs}) == 1 and len(list((tmp_path / "home/checkpoints/admm").glob("*.pt"))) == 1
