@@ -200,6 +200,9 @@ def make_points(archs: Iterable[str], adc_bits: list[int] | None = None, seeds: 
     for k, vs in grid_knobs.items():
         if len(set(vs)) < len(vs):
             raise ConfigError(f"--grid {k} names a value twice ({', '.join(map(str, grid[k]))}; off is 1)")
+    if (knobs or grid_knobs) and "admm.compression" not in {**knobs, **grid_knobs} and notes is not None:
+        notes.append("ADMM knobs without admm.compression: the network stays dense (give e.g. "
+                     "--grid admm.compression=1,2,4,8)")
     unused = set(overrides)
     for a in archs:
         unused -= set(arch_overrides(a, overrides)) | set(admm_overrides(a, overrides))

@@ -30,6 +30,10 @@ def test_admm_knobs_are_a_grid_axis_of_the_crossbar_architectures_only():
     assert any("ADMM pruning does not apply to hcim" in n for n in notes)
     assert any("ADMM pruning does not apply to digital" in n for n in notes)
     assert sweep.grid_size(["isaac", "hcim", "digital"], {"admm.compression": ["1", "2", "4.5"]}, 2) == 6 + 2 + 2
+    assert not any("stays dense" in n for n in notes)
+    sweep.make_points(["isaac"], None, 1, dict(RECIPE), {}, notes)      # a recipe and no target: said once
+    assert "ADMM knobs without admm.compression: the network stays dense (give e.g. --grid admm.compression=1,2,4,8)" \
+        in notes
     # a point's knobs: the fixed ones (--set) beside the swept ones; the architecture gets only its own parameters
     params = sweep.point_params(isaac[2], dict(RECIPE, rows="64"))
     arch_params, knobs = sweep_admm.split(params)
