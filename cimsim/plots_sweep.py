@@ -18,6 +18,10 @@ METRICS = (("accuracy", "accuracy (%)", 100.0, False), ("energy_j", "energy per 
 # cimsim.mappers.sme: the chip stays the same, the arrays in use change)
 CROSSBARS = ("crossbars", "crossbars allocated", 1.0, False)
 ALIASES = {"adc_bits": "adc.bits"}
+# the x axis of an ADMM sweep (cimsim.sweep_admm) may be the target (admm.compression) or the weight compression each
+# point's network reached (weights / non-zero weights, recorded by the sweep)
+REACHED = "weight_compression"
+TARGET = "admm.compression"
 
 
 def swept_parameters(rows: list[dict]) -> list[str]:
@@ -57,14 +61,21 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     rows = sweepfile.aggregate(results)
     for r, bits in ((r, _operand_bits(results).get(r["arch"])) for r in rows):
         r["bits"] = bits
     arch_crossbars = {(r["arch"], r["crossbars"]) for r in rows}     # crossbars that vary within an architecture
     metrics = METRICS[:3] + (CROSSBARS,) if len(arch_crossbars) > len({a for a, _ in arch_crossbars}) else METRICS
+    x = ALIASES.get(x, x) if x else None
+    if x == REACHED:     # the reached compression as a parameter of the rows that have it, in place of the target
+        for r in rows:
+            if r["weight_compression"] is not None:
+                r["params"] = {**{k: v for k, v in r["params"].items() if k != TARGET},
+                               REACHED: round(r["weight_compression"], 6)}
     varying = swept_parameters(rows)
-    x = ALIASES.get(x, x) if x else (varying[0] if varying else "adc.bits")
+    x = x or (varying[0] if varying else "adc.bits")
     hue = ALIASES.get(hue, hue)
     known = {k for r in rows for k in r["params"]}
     for name, value in (("--x", x), ("--hue", hue)):
@@ -106,14 +117,18 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
             ax.axhline(scale * r[key], color=color[h], lw=2.5, alpha=0.6, label=label, zorder=1)
             if r[f"{key}_max"] > r[f"{key}_min"]:
                 ax.axhspan(scale * r[f"{key}_min"], scale * r[f"{key}_max"], color=color[h], alpha=0.15)
-    _references(axes[0], rows, color if hue == "arch" else {})
-    xlabel = "ADC bits" if x == "adc.bits" else x
+    _references(axes[0], rows, color if hue == "arch" else {}, x if numeric else None)
+    xlabel = {"adc.bits": "ADC bits", TARGET: "ADMM target compression (admm.compression)",
+              REACHED: "weight compression reached (weights / non-zero weights)"}.get(x, x)
     for ax, (key, ylabel, _, log) in zip(axes, metrics):
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.set_title(f"{ylabel.split(' (')[0]} vs {xlabel}")
+        ax.set_title(f"{ylabel.split(' (')[0]} vs {xlabel.split(' (')[0]}")
         if log:
             ax.set_yscale("log")
+        if x in (TARGET, REACHED) and swept and numeric:     # compression doubles from point to point
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best", fontsize=7)
     if x == "adc.bits" and swept:
@@ -128,9 +143,20 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
     return fig
 
 
-def _references(ax, rows: list[dict], color: dict) -> None:
+def _references(ax, rows: list[dict], color: dict, x: str | None = None) -> None:
     """The float reference: one line when every architecture ran the same reference network, else one per
-    architecture (hcim's is the network its PSQ checkpoint was fine-tuned from)."""
+    architecture (hcim's is the network its PSQ checkpoint was fine-tuned from); where it changes along a numeric
+    ``x`` within an architecture (an ADMM sweep: each point's reference is its pruned network), a dashed curve."""
+    curves = {a for a in dict.fromkeys(r["arch"] for r in rows) if x is not None
+              and len({r["digital_accuracy"] for r in rows if r["arch"] == a and x in r["params"]}) > 1}
+    for a in curves:
+        rs = sorted((r for r in rows if r["arch"] == a and x in r["params"]), key=lambda r: r["params"][x])
+        pts: dict = {}
+        for r in rs:     # one value per x (the mean over the other parameters' rows)
+            pts.setdefault(r["params"][x], []).append(r["digital_accuracy"])
+        ax.plot(list(pts), [100.0 * sum(v) / len(v) for v in pts.values()], color=color.get(a, "0.4"), ls="--",
+                lw=1, marker="x", ms=4, label=f"float network of {a} (each point's)", zorder=3)
+    rows = [r for r in rows if r["arch"] not in curves]
     archs = list(dict.fromkeys(r["arch"] for r in rows))
     refs = {a: sum(r["digital_accuracy"] * r["seeds"] for r in rows if r["arch"] == a)
             / sum(r["seeds"] for r in rows if r["arch"] == a) for a in archs}

@@ -35,9 +35,12 @@ from cimsim.networks import load_model_and_data, reference_kwargs
 from cimsim.progress import progress as progress_bar
 from cimsim.report import Report
 from cimsim.sweepfile import Point, SweepFileError, aggregate
-from cimsim import sweepfile
+from cimsim import sweep_admm, sweepfile, sweepgrid
 
-MAX_ADC_BITS = 16
+# the grid's parsers (cimsim.sweepgrid), where the command line and studies find them
+MAX_ADC_BITS, MAX_GRID_VALUES = sweepgrid.MAX_ADC_BITS, sweepgrid.MAX_GRID_VALUES
+parse_adc_bits, parse_values, parse_grid = sweepgrid.parse_adc_bits, sweepgrid.parse_values, sweepgrid.parse_grid
+
 DEFAULT_CALIBRATION = 512   # training examples that calibrate ranges, as 'cimsim run'
 
 
@@ -93,29 +96,6 @@ def settings_differences(stored: dict[str, Any], current: dict[str, Any]) -> lis
     return out
 
 
-def parse_adc_bits(text: str) -> list[int]:
-    """``'1-8'``, ``'4,6,8'``, ``'6'`` or a mix (``'1-4,8'``) -> sorted distinct bits, each in 1..16."""
-    bits: set[int] = set()
-    for item in str(text).replace(" ", "").split(","):
-        if not item:
-            raise ConfigError(f"--adc-bits {text!r} has an empty item; write e.g. 1-8, 4,6,8 or 6")
-        lo_text, sep, hi_text = item.partition("-")
-        try:
-            lo = int(lo_text)
-            hi = int(hi_text) if sep else lo
-        except ValueError:
-            raise ConfigError(f"--adc-bits {text!r}: {item!r} is not a number or a range; "
-                              "write e.g. 1-8, 4,6,8 or 6") from None
-        if lo > hi:
-            raise ConfigError(f"--adc-bits {text!r}: range {item!r} runs backwards; write {hi}-{lo}")
-        for b in (lo, hi):
-            if not 1 <= b <= MAX_ADC_BITS:
-                raise ConfigError(f"--adc-bits {text!r}: {b} bits is out of range; ADC bits run from 1 to "
-                                  f"{MAX_ADC_BITS}")
-        bits.update(range(lo, hi + 1))
-    return sorted(bits)
-
-
 def parse_archs(text: str) -> list[str]:
     """A comma list of architecture names, each checked with :func:`cimsim.arch.get` (distinct, in order)."""
     from cimsim import arch as arch_mod
@@ -147,48 +127,26 @@ def arch_overrides(arch_name: str, overrides: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in overrides.items() if spec.has_param(k)}
 
 
+def has_key(spec, key: str) -> bool:
+    """Whether a ``--grid`` / ``--set`` key applies to the architecture ``spec``: one of its parameters, or an ADMM
+    knob (``admm.*``, :mod:`cimsim.sweep_admm`) where ADMM pruning applies."""
+    return sweep_admm.applies(spec) if sweep_admm.is_knob(key) else spec.has_param(key)
+
+
+def admm_overrides(arch_name: str, overrides: dict[str, str]) -> dict[str, str]:
+    """The ``--set admm.*`` overrides, where ADMM pruning applies to ``arch_name``."""
+    from cimsim import arch as arch_mod
+
+    spec = arch_mod.get(arch_name)
+    return {k: v for k, v in overrides.items() if sweep_admm.is_knob(k) and sweep_admm.applies(spec)}
+
+
 def point_params(point: Point, overrides: dict[str, str]) -> dict[str, Any]:
-    """The architecture parameters of one point: its applicable overrides plus its swept values."""
-    return {**arch_overrides(point.arch, overrides), **point.param_dict}
+    """The parameters of one point: its applicable overrides plus its swept values (the ADMM knobs, ``admm.*``,
+    beside the architecture's parameters; :func:`cimsim.sweep_admm.split` parts them)."""
+    return {**arch_overrides(point.arch, overrides), **admm_overrides(point.arch, overrides), **point.param_dict}
 
 
-def parse_values(key: str, text: str) -> list[str]:
-    """``'2-8'`` (an integer range), ``'64,128'``, ``'0,0.01,0.02'``, ``'offset,twos'`` or a mix: the values of
-    one ``--grid`` key, as strings (each architecture converts them to the parameter's type)."""
-    out: list[str] = []
-    for item in str(text).split(","):
-        item = item.strip()
-        if not item:
-            raise ConfigError(f"--grid {key}={text!r} has an empty value; write e.g. {key}=2-8 or {key}=64,128")
-        lo, sep, hi = item.partition("-")
-        if sep and lo.strip().isdigit() and hi.strip().isdigit():
-            a, b = int(lo), int(hi)
-            if a > b:
-                raise ConfigError(f"--grid {key}={text!r}: range {item!r} runs backwards; write {b}-{a}")
-            if b - a > MAX_GRID_VALUES:
-                raise ConfigError(f"--grid {key}={text!r}: {b - a + 1} values is more than {MAX_GRID_VALUES}")
-            out.extend(str(v) for v in range(a, b + 1))
-        else:
-            out.append(item)
-    return list(dict.fromkeys(out))
-
-
-def parse_grid(items: Iterable[str | tuple[str, str]]) -> dict[str, list[str]]:
-    """``--grid key=values`` options (repeatable; strings or (key, values) pairs) -> {key: values}; a key given
-    twice is refused."""
-    grid: dict[str, list[str]] = {}
-    for item in items:
-        key, sep, values = (item[0], "=", item[1]) if isinstance(item, tuple) else str(item).partition("=")
-        key = key.strip()
-        if not key or not sep:
-            raise ConfigError(f"--grid {item!r}: write KEY=VALUES, e.g. --grid adc_bits=2-8 or --grid rows=64,128")
-        if key in grid:
-            raise ConfigError(f"--grid {key} is given twice; give all its values in one --grid {key}=...")
-        grid[key] = parse_values(key, values)
-    return grid
-
-
-MAX_GRID_VALUES = 4096       # values of one --grid key (our bound)
 MAX_POINTS = 100_000         # points of one sweep (our bound: a sweep file of ~100k reports is already huge)
 
 
@@ -202,7 +160,7 @@ def grid_size(archs: Iterable[str], grid: dict[str, list[str]], seeds: int) -> i
         spec = arch_mod.get(a)
         n = 1
         for k, values in grid.items():
-            if spec.has_param(k):
+            if has_key(spec, k):
                 n *= len(values)
         total += n
     return total * seeds
@@ -237,9 +195,20 @@ def make_points(archs: Iterable[str], adc_bits: list[int] | None = None, seeds: 
     for k in overrides:
         if k in grid:
             raise ConfigError(f"{k} is swept: give it with --grid, not --set {k}")
+    knobs = {k: sweep_admm.parse(k, v) for k, v in overrides.items() if sweep_admm.is_knob(k)}   # checked now
+    grid_knobs = {k: [sweep_admm.parse(k, v) for v in vs] for k, vs in grid.items() if sweep_admm.is_knob(k)}
+    for k, vs in grid_knobs.items():
+        if len(set(vs)) < len(vs):
+            raise ConfigError(f"--grid {k} names a value twice ({', '.join(map(str, grid[k]))}; off is 1)")
+    if (knobs or grid_knobs) and "admm.compression" not in {**knobs, **grid_knobs} and notes is not None:
+        notes.append("ADMM knobs without admm.compression: the network stays dense (give e.g. "
+                     "--grid admm.compression=1,2,4,8)")
     unused = set(overrides)
     for a in archs:
-        unused -= set(arch_overrides(a, overrides))
+        unused -= set(arch_overrides(a, overrides)) | set(admm_overrides(a, overrides))
+    if any(sweep_admm.is_knob(k) for k in unused):
+        raise ConfigError(f"ADMM pruning applies to no architecture in the sweep ({', '.join(archs)}): add one that "
+                          "maps a plain network to crossbars, e.g. --arch isaac")
     if unused:
         raise ConfigError(f"no architecture in the sweep ({', '.join(archs)}) has parameter "
                           f"{', '.join(sorted(unused))}; see 'cimsim archs show ARCH'")
@@ -247,26 +216,36 @@ def make_points(archs: Iterable[str], adc_bits: list[int] | None = None, seeds: 
     if size > MAX_POINTS:
         raise ConfigError(f"the sweep grid has {size:,} points, more than {MAX_POINTS:,}; sweep fewer values "
                           "or seeds, or split it over several files")
-    unswept = [k for k in grid if not any(arch_mod.get(a).has_param(k) for a in archs)]
+    unswept = [k for k in grid if not any(has_key(arch_mod.get(a), k) for a in archs)]
     if adc_bits is not None and "adc_bits" in unswept:   # the shorthand on ADC-less architectures: a note
         grid.pop("adc_bits")
         unswept.remove("adc_bits")
         if notes is not None:
             notes.append(f"no architecture in the sweep ({', '.join(archs)}) has ADC bits; --adc-bits is unused")
+    if any(sweep_admm.is_knob(k) for k in unswept):
+        raise ConfigError(f"ADMM pruning applies to no architecture in the sweep ({', '.join(archs)}): add one that "
+                          "maps a plain network to crossbars, e.g. --arch isaac")
     if unswept:
         raise ConfigError(f"no architecture in the sweep ({', '.join(archs)}) has parameter "
                           f"{', '.join(unswept)}; see 'cimsim archs show ARCH'")
     points: list[Point] = []
     for a in archs:
         base = arch_mod.get(a, **arch_overrides(a, overrides))
-        keys = [k for k in grid if base.has_param(k)]
+        keys = [k for k in grid if has_key(base, k)]
         for k in grid:
             if k not in keys and notes is not None:
-                notes.append(f"{a} has no parameter {k}: it is not swept there")
-        for combo in itertools.product(*(grid[k] for k in keys)):
-            spec = base.with_params(**dict(zip(keys, combo)))      # validate now, not mid-sweep
+                notes.append(f"{a} has no parameter {k}: it is not swept there" if not sweep_admm.is_knob(k) else
+                             f"ADMM pruning does not apply to {a} (it maps no plain network to crossbars): "
+                             f"{k} is not swept there")
+        if knobs and not sweep_admm.applies(base) and notes is not None:
+            notes.append(f"ADMM pruning does not apply to {a}: --set {', '.join(knobs)} is unused there")
+        arch_keys = [k for k in keys if not sweep_admm.is_knob(k)]
+        for combo in itertools.product(*(grid_knobs[k] if sweep_admm.is_knob(k) else grid[k] for k in keys)):
+            chosen = dict(zip(keys, combo))
+            spec = base.with_params(**{k: chosen[k] for k in arch_keys})      # validate now, not mid-sweep
             values = spec.params()
-            swept_values = {base.aliases.get(k, k): values[base.aliases.get(k, k)] for k in keys}
+            swept_values = {base.aliases.get(k, k): values[base.aliases.get(k, k)] for k in arch_keys}
+            swept_values.update({k: chosen[k] for k in keys if sweep_admm.is_knob(k)})
             if spec.has_adc:
                 swept_values.setdefault("adc.bits", values["adc.bits"])
             points.extend(Point.make(a, swept_values, s) for s in range(seeds))
@@ -304,13 +283,23 @@ def _context(settings: Settings):
     return _CONTEXT[key]
 
 
+def _base_sha256(settings: Settings, data) -> str:
+    """The sweep's network file by content (the settings' record, else the checkpoint found by model and dataset)."""
+    if settings.checkpoint_sha256:
+        return settings.checkpoint_sha256
+    from cimsim.workloads import train
+
+    return file_sha256(settings.checkpoint or train.find_checkpoint(settings.model, data.name))
+
+
 def evaluate_point(point: Point, settings: Settings) -> Report:
     """The network of ``settings`` on the point's architecture: accuracy, energy, latency, area."""
     from cimsim import arch as arch_mod
     from cimsim.mappers import evaluate
 
     model, meta, data = _context(settings)
-    spec = arch_mod.get(point.arch, **point_params(point, settings.overrides))
+    arch_params, knob_params = sweep_admm.split(point_params(point, settings.overrides))
+    spec = arch_mod.get(point.arch, **arch_params)
     if spec.learned_column_scales or spec.learned_sense_amp_scales:   # hcim / adcless-snn: the network fine-tuned
         # for it (partial-sum QAT / sense-amp training), else (adcless-snn) the float one with calibrated scales
         key = ("psq", _settings_key(settings), json.dumps(point_params(point, settings.overrides), sort_keys=True))
@@ -321,34 +310,49 @@ def evaluate_point(point: Point, settings: Settings) -> Report:
         model, meta, reference, checkpoint = _CONTEXT[key]
     else:
         reference, checkpoint = {}, settings.checkpoint
+    admm_record, network = None, ""
+    if knob_params and sweep_admm.applies(spec):     # ADMM pruning (cimsim.sweep_admm): the pruned network, cached
+        knobs = sweep_admm.Knobs.from_params(knob_params)
+        if knobs.prunes:
+            model, admm_record = sweep_admm.pruned_network(
+                model, meta, data, spec, knobs, checkpoint_sha256=_base_sha256(settings, data),
+                device=settings.device, test_limit=settings.limit, progress=_POINT_PROGRESS["enabled"])
+            network = checkpoint = admm_record["network"]
+        else:
+            admm_record = sweep_admm.dense_record(model, knobs)
     loader = data.loader("test", batch_size=settings.batch_size, limit=settings.limit)
     calibration = data.loader("train", batch_size=settings.batch_size, limit=settings.calibration, shuffle=False)
     config = {"model": meta["model"], "dataset": data.name,
               **({"checkpoint": checkpoint} if checkpoint else {}),   # else the loaded model's own record
               "checkpoint_test_accuracy": meta.get("test_accuracy"), "limit": settings.limit,
               "batch_size": settings.batch_size, "calibration": settings.calibration, "seed": point.seed,
-              "data_source": data.source, "sweep_point": point.to_dict()}
+              "data_source": data.source, "sweep_point": point.to_dict(),
+              **({"admm": admm_record} if admm_record is not None else {})}
+    if admm_record is not None and network:
+        config["checkpoint_test_accuracy"] = admm_record["float_test_accuracy"]
     if reference or not spec.maps_to_crossbars:
         return evaluate(model, spec, loader, calibration=calibration, seed=point.seed,
                         progress=_POINT_PROGRESS["enabled"],
                         config=config, backend=settings.backend, device=settings.device, **reference)
-    return _evaluate_programmed(point, settings, spec, model, loader, calibration, config)
+    return _evaluate_programmed(point, settings, spec, model, loader, calibration, config, network)
 
 
-# the programmed networks of this process: (settings, architecture, seed) -> MappedModel, the most recently used
-# last. Points that differ only in converter settings (ADC bits) put one on their architecture
+# the programmed networks of this process: (settings, architecture, seed, network) -> MappedModel, the most recently
+# used last. Points that differ only in converter settings (ADC bits) put one on their architecture
 # (MappedModel.retarget) instead of mapping, programming and calibrating again. A grid's seeds vary fastest, so
 # a network per seed is kept, at most MAX_PROGRAMMED of them (our bound on the memory they hold)
 _PROGRAMMED: dict[tuple, Any] = {}
 MAX_PROGRAMMED = 4
 
 
-def _evaluate_programmed(point: Point, settings: Settings, spec, model, loader, calibration, config) -> Report:
+def _evaluate_programmed(point: Point, settings: Settings, spec, model, loader, calibration, config,
+                         network: str = "") -> Report:
     """What :func:`cimsim.mappers.evaluate` does (map, then evaluate), reusing the programmed network of an
-    earlier point where only the converters differ: bit-identical reports, one mapping."""
+    earlier point where only the converters differ: bit-identical reports, one mapping. ``network`` names a network
+    other than the sweep's own (an ADMM-pruned one: its cache file), '' for the sweep's."""
     from cimsim.mappers import mapper
 
-    key = (_settings_key(settings), point.arch, point.seed)
+    key = (_settings_key(settings), point.arch, point.seed, network)
     mapped = _PROGRAMMED.pop(key, None)
     if mapped is None or not mapped.retarget(spec):
         mapped = None
@@ -544,7 +548,14 @@ def point_summary(point: Point, report: Report, from_file: bool = False) -> dict
             "seed": point.seed, "area_m2": report.area_m2,
             "accuracy": report.accuracy, "digital_accuracy": report.digital_accuracy,
             "energy_j": report.energy_j, "latency_s": report.latency_s, "n_examples": report.n_examples,
+            "crossbars": sum(l.get("arrays", 0) for l in report.layers), **_admm_summary(report),
             "from_file": from_file}
+
+
+def _admm_summary(report: Report) -> dict[str, Any]:
+    """An ADMM point's weight compression and whether it trained its network (cimsim.sweep_admm), else nothing."""
+    rec = report.config.get("admm") or {}
+    return {"weight_compression": rec["compression"], "admm_trained": rec["trained"]} if rec else {}
 
 
 def table(results: dict[Point, Report]) -> str:
@@ -553,7 +564,9 @@ def table(results: dict[Point, Report]) -> str:
 
     rows = aggregate(results)
     keys = list(dict.fromkeys(k for r in rows for k in r["params"]))
-    header = ["arch", *keys, "seeds", "accuracy (min-max)", "digital", "energy/inf", "latency/inf", "area"]
+    pruned = any(r["weight_compression"] is not None for r in rows)     # an ADMM sweep: compression and crossbars
+    header = ["arch", *keys, "seeds", "accuracy (min-max)", "digital", "energy/inf", "latency/inf", "area",
+              *(["weights/kept", "crossbars"] if pruned else [])]
     cells = []
     for r in rows:
         acc = f"{100 * r['accuracy']:6.2f} %"
@@ -562,7 +575,9 @@ def table(results: dict[Point, Report]) -> str:
         cells.append([r["arch"], *(sweepfile.format_value(r["params"][k]) if k in r["params"] else "-"
                                    for k in keys), str(r["seeds"]), acc,
                       f"{100 * r['digital_accuracy']:6.2f} %", fmt_si(r["energy_j"], "J"),
-                      fmt_si(r["latency_s"], "s"), f"{r['area_m2'] * 1e6:.4g} mm^2"])
+                      fmt_si(r["latency_s"], "s"), f"{r['area_m2'] * 1e6:.4g} mm^2",
+                      *([("-" if r["weight_compression"] is None else f"{r['weight_compression']:.2f}x"),
+                         f"{r['crossbars']:g}"] if pruned else [])])
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(header)]
     line = lambda cs: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
                                 for i, (c, w) in enumerate(zip(cs, widths)))

@@ -434,7 +434,7 @@ def _fsync(path: Path) -> None:
 def aggregate(results: dict[Point, Report]) -> list[dict[str, Any]]:
     """One row per (architecture, swept values): mean, min and max over seeds of accuracy, energy, latency, area
     and crossbars allocated; ``params`` holds the swept values and ``adc_bits`` the ADC resolution (None where not
-    swept)."""
+    swept); ``weight_compression`` the weights / non-zero weights of an ADMM sweep's network (None elsewhere)."""
     groups: dict[tuple[str, tuple], list[Report]] = {}
     for p in sorted(results, key=Point.sort_key):
         groups.setdefault((p.arch, p.params), []).append(results[p])
@@ -450,5 +450,8 @@ def aggregate(results: dict[Point, Report]) -> list[dict[str, Any]]:
             row[k] = sum(vals) / len(vals)
             row[f"{k}_min"] = min(vals)
             row[f"{k}_max"] = max(vals)
+        # the weight compression an ADMM point reached (cimsim.sweep_admm: config['admm']), None elsewhere
+        reached = [r.config["admm"]["compression"] for r in reps if "compression" in (r.config.get("admm") or {})]
+        row["weight_compression"] = sum(reached) / len(reached) if len(reached) == len(reps) else None
         rows.append(row)
     return rows

@@ -23,7 +23,8 @@ def register(sub) -> None:
     sp.add_argument("file", help="an HDF5 file written by 'cimsim run --out', 'cimsim sweep --out' or 'cimsim onchip --out'")
     sp.add_argument("-o", "--output", help="image file to write (default: FILE with .png)")
     sp.add_argument("--x", metavar="PARAM", help="sweep files: the swept parameter on the x axis (default: the first "
-                    "that varies, ADC bits first), e.g. --x rows or --x cell.read_sigma_frac")
+                    "that varies, ADC bits first), e.g. --x rows or --x cell.read_sigma_frac; an ADMM sweep: --x "
+                    "admm.compression (the target) or --x weight_compression (the compression reached)")
     sp.add_argument("--hue", metavar="arch|PARAM", help="sweep files: one colour per architecture (default) or per "
                     "value of a swept parameter")
     sp.add_argument("--kind", choices=["sweep", "tradeoff"], help="sweep files: metrics against --x (default) or "

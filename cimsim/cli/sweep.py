@@ -53,6 +53,12 @@ def run(args) -> int:
     return 0
 
 
+def _admm_knobs() -> str:
+    from cimsim.sweep_admm import knob_help   # the standard library only: cheap at --help
+
+    return knob_help()
+
+
 def register(sub) -> None:
     sp = add_command(sub, "sweep", "run a grid of design points (archs x any parameters x seeds) into one HDF5 file",
                      run,
@@ -63,7 +69,13 @@ def register(sub) -> None:
                           "(ADC bits of digital or ADC-less designs) is not swept over it. With --json, stdout "
                           "carries one JSON object per point and per line (JSON Lines: key, arch, params, "
                           "adc_bits, seed, accuracy, digital_accuracy, energy_j, latency_s, area_m2, n_examples, "
-                          "from_file), points already in the file first, then each as it finishes.")
+                          "crossbars, from_file; an ADMM point also weight_compression and admm_trained), points "
+                          "already in the file first, then each as it finishes. ADMM block pruning is a sweep axis "
+                          "too: --grid admm.compression=1,2,4,8 prunes the network for each target with blocks of "
+                          "the point's array (cimsim.mappers.admm, as 'cimsim finetune --method admm'), maps only "
+                          "the non-zero blocks and records the weight compression reached; pruned networks are "
+                          "cached in $CIMSIM_HOME/checkpoints/admm, so a repeated sweep does not train again. "
+                          "ADMM knobs (--grid or --set): " + _admm_knobs() + ".")
     sp.add_argument("--arch", default="isaac,digital",
                     help="comma list of architectures (see 'cimsim archs'; default isaac,digital)")
     sp.add_argument("--adc-bits", metavar="BITS",
@@ -73,7 +85,8 @@ def register(sub) -> None:
                     help="sweep a parameter (repeatable; the grid is their Cartesian product): an integer range "
                          "2-8 or a list 64,128 or 0,0.01,0.02; dotted paths reach components, e.g. "
                          "--grid cell.read_sigma_frac=0,0.02 (see 'cimsim archs show ARCH'); an architecture "
-                         "without the parameter is not swept over it")
+                         "without the parameter is not swept over it; ADMM pruning: --grid admm.compression=1,2,4,8 "
+                         "(1 or off: dense)")
     sp.add_argument("--seeds", type=positive_int, default=1, metavar="N", help="run seeds 0..N-1 (default 1)")
     data_options(sp)
     sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset)")
@@ -81,9 +94,11 @@ def register(sub) -> None:
     sp.add_argument("--calibration", type=calibration_size, default=512, metavar="N",
                     help="training examples that calibrate activation and ADC ranges (default 512, as 'run')")
     sp.add_argument("--backend", default="numba", choices=["numba", "torch"], help="crossbar engine (default numba)")
-    sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="engine device (cuda needs --backend torch)")
+    sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="engine device, and where ADMM pruning trains (cuda needs --backend torch)")
     sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
-                    help="override an architecture parameter, for every architecture that has it (repeatable)")
+                    help="override an architecture parameter, for every architecture that has it (repeatable), or "
+                         "fix an ADMM knob, e.g. --set admm.epochs=2 --set admm.limit=5000")
     sp.add_argument("--out", required=True, help="the sweep's HDF5 file (created, or resumed when it exists)")
     sp.add_argument("--workers", type=positive_int, default=1, metavar="N",
                     help="run points in N local processes (default 1: this process)")
