@@ -123,6 +123,15 @@ def _add_row(Vn, row):
 
 
 @njit(inline="always")
+def _live(src, sh, width):
+    """Whether any of the ``width`` one-bit planes from ``sh`` on has a non-zero digit (``src`` >= 0)."""
+    for p in range(width):
+        if src[sh + p] >= 0:
+            return True
+    return False
+
+
+@njit(inline="always")
 def _plane_values(u, b, k0, k1, nbits, X, src, V, table, g):
     """The bit planes of example b's rows k0..k1 into X, and the column values of each distinct non-zero plane into V:
     src[n] = -1 (plane n is zero), n (its values are V[n]) or an earlier plane with the same bits."""
@@ -229,11 +238,7 @@ def _block_rows(u, edges, k0, k1, table, g, shifts, widths, signed, lo, s, top, 
         for t in range(T):   # the ADC and the shift-and-add: one-bit cycles grouped by the values they convert
             sh, width = shifts[t], widths[t]
             top_signed = signed and t == T - 1
-            live = False
-            for p in range(width):
-                if src[sh + p] >= 0:
-                    live = True
-            if not live:
+            if not _live(src, sh, width):
                 zero_weight += np.int64(1) << sh
                 zero_count += 1
             elif width == 1:
@@ -274,11 +279,7 @@ def _block_histogram(u, b0, b1, k0, k1, table, g, shifts, widths, signed, V, his
         for t in range(T):
             sh, width = shifts[t], widths[t]
             top_signed = signed and t == T - 1
-            live = False
-            for p in range(width):
-                if src[sh + p] >= 0:
-                    live = True
-            if not live:
+            if not _live(src, sh, width):
                 zero_count += 1
             elif width == 1:
                 count[2 * src[sh] + (1 if top_signed else 0)] += 1

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from _cli_helpers import assert_one_line_user_error, run_cli
+import cimsim
 from cimsim import networks
 from cimsim.errors import ConfigError
 from cimsim.mappers import psq_finetune as ft
@@ -113,16 +114,18 @@ def test_lsq_step_gradient():
     assert float(s.grad) == pytest.approx(want, rel=1e-9)
 
 
+def ideal_hcim_psq():
+    """The tiny network in float64, prepared for HCiM on ideal 16-row arrays: (PSQ network, 8 inputs, arch)."""
+    model, data = tiny()
+    x = data.x_train[:8].double()
+    arch = cimsim.arch.get("hcim", cell="ideal", rows=16)
+    return qat.prepare(model.double(), qat.PSQConfig.from_arch(arch), [x]), x, arch
+
+
 def test_learned_input_steps_are_written_back_exactly():
     """On: a parameter log(input_scale) drives the forward; off: its exp becomes input_scale, the forward is
     unchanged bit for bit and the engine computes it (ideal cells)."""
-    import cimsim
-
-    model, data = tiny()
-    model = model.double()
-    x = data.x_train[:8].double()
-    arch = cimsim.arch.get("hcim", cell="ideal", rows=16)
-    psq = qat.prepare(model, qat.PSQConfig.from_arch(arch), [x])
+    psq, x, arch = ideal_hcim_psq()
     with torch.no_grad():
         before = psq(x)
     qat.learn_input_steps(psq, True)
@@ -165,13 +168,7 @@ def test_learned_weight_steps_are_written_back_as_clipped_weights():
     """On: log(amax / qmax) per channel drives the forward (unchanged); smaller steps clip each channel's outliers;
     off: the weights are clipped to +-qmax x step, the parameter is gone, the forward is unchanged (to rounding of
     the step) and the engine (ideal cells, max-scaling quantization of the clipped weights) computes it."""
-    import cimsim
-
-    model, data = tiny()
-    model = model.double()
-    x = data.x_train[:8].double()
-    arch = cimsim.arch.get("hcim", cell="ideal", rows=16)
-    psq = qat.prepare(model, qat.PSQConfig.from_arch(arch), [x])
+    psq, x, arch = ideal_hcim_psq()
     with torch.no_grad():
         before = psq(x)
     qat.learn_weight_steps(psq, True)
