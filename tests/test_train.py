@@ -50,6 +50,26 @@ def test_training_learns_and_records_metadata(tiny):
     assert meta["command"].startswith("cimsim train --model mlp --dataset synthetic --epochs 5 --seed 0")
 
 
+def test_training_continues_from_a_checkpoint(tmp_path, tiny):
+    """init: the network starts from an earlier run's weights (a vanishing learning rate leaves them as they were),
+    the continued run starts where that one ended (its first epoch's loss below the first run's), and the
+    checkpoint records where it came from and the epochs in all; another model's checkpoint is refused."""
+    first = train.train("mlp", tiny, epochs=2, seed=0, progress=False)
+    path = train.save_checkpoint(tmp_path / "a.pt", first.model, first.metadata)
+    still = train.train("mlp", tiny, epochs=1, seed=1, lr=1e-12, init=path, progress=False)
+    for k, v in first.model.state_dict().items():
+        torch.testing.assert_close(still.model.state_dict()[k], v, rtol=0, atol=1e-9)
+    more = train.train("mlp", tiny, epochs=2, seed=0, init=path, progress=False)
+    meta = more.metadata
+    assert meta["history"][0]["loss"] < first.metadata["history"][0]["loss"]
+    assert (meta["init_checkpoint"], meta["epochs_in_all"], meta["epochs"]) == ("a.pt", 4, 2)
+    assert meta["init_command"] == first.metadata["command"] and meta["command"].endswith(" --init a.pt")
+    again = train.save_checkpoint(tmp_path / "b.pt", more.model, meta)
+    assert train.train("mlp", tiny, epochs=1, init=again, progress=False).metadata["epochs_in_all"] == 5
+    with pytest.raises(ConfigError, match="same model and dataset"):
+        train.train("lenet5", tiny, epochs=1, init=path, progress=False)
+
+
 def test_augmentation_crops_and_flips_deterministically():
     x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).reshape(2, 1, 6, 6)
     r = train.Recipe(epochs=1, crop_pad=2, flip=True)

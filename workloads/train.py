@@ -168,7 +168,8 @@ class TrainResult:
 def train(model_name: str, dataset: str | ds_mod.Dataset, epochs: int | None = None, seed: int = 0,
           device: str = "cpu", batch_size: int | None = None, lr: float | None = None,
           data_dir=None, limit: int | None = None, progress: bool | None = None,
-          time_budget: float | None = None, test_limit: int | None = None) -> TrainResult:
+          time_budget: float | None = None, test_limit: int | None = None,
+          init: str | os.PathLike | None = None) -> TrainResult:
     """Train a zoo model on a dataset with its recipe; returns the model (on CPU) and its metadata.
 
     ``limit`` trains on the first ``limit`` training examples only (for quick checks). ``progress=False``
@@ -176,6 +177,8 @@ def train(model_name: str, dataset: str | ds_mod.Dataset, epochs: int | None = N
     ``time_budget`` (seconds): after the first epoch, train only as many epochs as fit in it at that epoch's pace
     (at least one; the cosine decay then ends at the last of them): for fixed-length runs on a shared machine.
     ``test_limit`` scores each epoch on the first ``test_limit`` test examples only (quick checks).
+    ``init``: a checkpoint of the same model and dataset to continue from (its weights; the optimizer and the
+    learning-rate schedule start afresh over ``epochs``): training longer than one sitting allows, in parts.
     """
     data = dataset if isinstance(dataset, ds_mod.Dataset) else ds_mod.load(dataset, data_dir=data_dir)
     name = zoo.canonical_name(model_name)
@@ -192,6 +195,15 @@ def train(model_name: str, dataset: str | ds_mod.Dataset, epochs: int | None = N
 
     torch.manual_seed(seed)
     model = zoo.build_for(name, data.input_shape, data.num_classes).to(dev)
+    init_meta = None
+    if init is not None:
+        start_model, init_meta = load_checkpoint(init)
+        if (init_meta["model"], init_meta["dataset"]) != (name, data.name) or \
+                tuple(init_meta["input_shape"]) != tuple(data.input_shape) or \
+                int(init_meta["num_classes"]) != data.num_classes:
+            raise ConfigError(f"--init {init} holds {init_meta['model']} on {init_meta['dataset']}, not {name} on "
+                              f"{data.name}: continue from a checkpoint of the same model and dataset")
+        model.load_state_dict(start_model.state_dict())
     gen = torch.Generator(device="cpu").manual_seed(seed)
     decay, no_decay = [], []
     for pname, p in model.named_parameters():
@@ -287,6 +299,10 @@ def train(model_name: str, dataset: str | ds_mod.Dataset, epochs: int | None = N
         "train_examples": len(y_train),
         "test_examples": len(data.y_test[:test_limit]),
         "recipe": asdict(replace(recipe, epochs=epochs)),
+        **({"init_checkpoint": Path(init).name, "init_command": init_meta.get("command"),
+            "init_test_accuracy": init_meta.get("test_accuracy"),
+            "epochs_in_all": int(init_meta.get("epochs_in_all", init_meta["epochs"])) + epochs}
+           if init_meta is not None else {}),
         **({"time_budget_s": time_budget, "epochs_requested": recipe.epochs, "stopped_at_step": stopped_at}
            if time_budget is not None else {}),
         "history": history,
@@ -300,7 +316,8 @@ def train(model_name: str, dataset: str | ds_mod.Dataset, epochs: int | None = N
         "command": (f"cimsim train --model {name} --dataset {data.name} --epochs {epochs} --seed {seed}"
                     + (f" --device {dev.type}" if dev.type != "cpu" else "")
                     + "".join(f" {k} {v}" for k, v in (("--batch-size", batch_size), ("--lr", lr), ("--limit", limit),
-                                                       ("--test-limit", test_limit)) if v is not None)),
+                                                       ("--test-limit", test_limit)) if v is not None)
+                    + (f" --init {Path(init).name}" if init is not None else "")),
     }
     return TrainResult(model, meta)
 

@@ -30,13 +30,13 @@ def run(args) -> int:
         out = checkpoint_output(args.out)   # before any work: a device or unwritable place is refused
     require_device(args.device)
     if args.optimizer != "sgd":
-        if args.time_budget is not None or args.test_limit is not None:
-            raise ConfigError("--time-budget and --test-limit apply to the recipe's training (--optimizer sgd); "
-                              f"leave them out with --optimizer {args.optimizer}")
+        if args.time_budget is not None or args.test_limit is not None or args.init is not None:
+            raise ConfigError("--time-budget, --test-limit and --init apply to the recipe's training (--optimizer "
+                              f"sgd); leave them out with --optimizer {args.optimizer}")
         return _second_order(args, out)
     result = train.train(args.model, args.dataset, epochs=args.epochs, seed=args.seed, device=args.device,
                          batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir, limit=args.limit,
-                         time_budget=args.time_budget, test_limit=args.test_limit)
+                         time_budget=args.time_budget, test_limit=args.test_limit, init=args.init)
     meta = result.metadata
     if out is None:
         out = train.user_dir() / train.checkpoint_name(meta["model"], meta["dataset"])
@@ -115,5 +115,9 @@ def register(sub) -> None:
     sp.add_argument("--time-budget", type=positive_float, metavar="S",
                     help="train only as many of the epochs as fit in S seconds at the first epoch's pace (at least "
                          "one; the learning-rate decay ends at the last of them)")
+    sp.add_argument("--init", metavar="CHECKPOINT",
+                    help="continue from this checkpoint of the same model and dataset (its weights; a fresh "
+                         "optimizer and learning-rate schedule over --epochs): long trainings in parts; the "
+                         "checkpoint records it and the epochs in all")
     sp.add_argument("--out", help="checkpoint path or directory (default ~/.cache/cimsim/checkpoints, "
                     "or $CIMSIM_HOME/checkpoints)")
