@@ -32,42 +32,7 @@ from cimsim.crossbar_cpu import Tally
 from cimsim.encoding import plane_layout
 from cimsim.errors import ConfigError
 
-try:   # Triton ships with CUDA builds of torch; CPU-only installs run the plain torch epilogue
-    import triton
-    import triton.language as tl
-except ImportError:   # pragma: no cover - depends on the torch build
-    triton = None
-
-if triton is not None:
-    @triton.jit
-    def _adc_epilogue(v_ptr, std_ptr, lo_ptr, lsb_ptr, w_ptr, out_ptr, clip_ptr, seed, T, NC, C, n_codes,
-                      HAS_NOISE: tl.constexpr, PER_ROW: tl.constexpr, BLOCK: tl.constexpr):
-        """One row block g and BLOCK (example, column) values: for each input cycle t add the read noise
-        ``std * N(0, 1)`` (Philox normals keyed by ``seed`` and the value's index), quantize to the ADC's code
-        ``clamp(floor((v - lo) / lsb + 1/2), 0, n_codes - 1)`` and accumulate ``w_t * code`` (the shift-and-add);
-        the number of clipped conversions goes to one slot per program of ``clip_ptr``."""
-        g = tl.program_id(0)
-        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < NC
-        lo = tl.load(lo_ptr + g)
-        lsb = tl.load(lsb_ptr + g)
-        acc = tl.zeros((BLOCK,), dtype=tl.float32)
-        clipped = tl.zeros((BLOCK,), dtype=tl.int32)
-        for t in range(T):
-            idx = (g * T + t) * NC + offs
-            v = tl.load(v_ptr + idx, mask=mask, other=0.0)
-            if HAS_NOISE:   # std per (row, column), or one per row (the same sigma in every column)
-                if PER_ROW:
-                    sd = tl.load(std_ptr + (g * T + t) * (NC // C) + offs // C, mask=mask, other=0.0)
-                else:
-                    sd = tl.load(std_ptr + idx, mask=mask, other=0.0)
-                v = v + sd * tl.randn(seed, idx)
-            code = tl.floor((v - lo) / lsb + 0.5)
-            clipped += ((code < 0.0) | (code > n_codes - 1.0)) & mask
-            code = tl.minimum(tl.maximum(code, 0.0), n_codes - 1.0)
-            acc += tl.load(w_ptr + t) * code
-        tl.store(out_ptr + g * NC + offs, acc, mask=mask)
-        tl.store(clip_ptr + g * tl.num_programs(1) + tl.program_id(1), tl.sum(clipped, axis=0))
+from cimsim import kernels_triton
 
 
 def tf32_split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -111,9 +76,13 @@ class TorchTile:
     # column values per batched product (float32: 64 MB on a CPU, 1 GB on a GPU): bounds the working memory (on a
     # GPU a few such buffers, about 5 GB at the most; our choice: few, large kernels)
     ELEMENTS = {"cpu": 1 << 24, "cuda": 1 << 28}
-    # the low-precision products allowed per device type (see _mode); the CPU runs exact float32/float64 BLAS.
-    # Tests allow them on the CPU too, where they run the same arithmetic without tensor cores.
-    PRODUCTS = {"cpu": (), "cuda": ("int8", "bf16", "tf32")}
+    # the low-precision products allowed per device type, in order of preference (see _mode); the CPU runs exact
+    # float32/float64 BLAS. Tests allow them on the CPU too, where they run the same arithmetic without tensor cores.
+    # On an H200 (measured 2026-12-03, BENCHMARKS.md) torch's bf16 product runs at 417 T MAC/s and its int8 one
+    # (torch._int_mm) at 63 T: integer levels go through the exact one-part bf16 product first.
+    PRODUCTS = {"cpu": (), "cuda": ("bf16", "int8", "tf32")}
+    # device types whose planes are cut by the Triton kernel (cimsim.kernels_triton.cut_planes)
+    CUT_DEVICES = ("cuda",)
     _bf16_out: bool | None = None   # whether torch.bmm gives bf16 x bf16 -> float32 here (probed once)
 
     def __init__(self, xb, device: str):
@@ -171,10 +140,8 @@ class TorchTile:
         allowed = self.PRODUCTS.get(self.device.type, ())
         if dt != torch.float32:
             return "plain"
-        for mode, ok in (("int8", int8_ok), ("bf16", bf16_ok), ("tf32", tf32_ok)):
-            if ok and mode in allowed:
-                return mode
-        return "plain"
+        ok = {"int8": int8_ok, "bf16": bf16_ok, "tf32": tf32_ok}
+        return next((mode for mode in allowed if ok[mode]), "plain")
 
     def _parts(self, m: torch.Tensor, mode: str, integer: bool = False):
         """What the product of ``mode`` multiplies: int8 levels (columns padded to a multiple of 8, torch._int_mm's
@@ -245,19 +212,9 @@ class TorchTile:
             return torch.bmm(xx.to(torch.float32), parts.to(torch.float32))
 
     def _fused_epilogue(self, v, std, lo, lsb, w_t, T: int, nb: int, C: int):
-        """:func:`_adc_epilogue` over row blocks (G, cycles x batch, columns): (G, batch x columns) float32 and
-        the count of clipped conversions."""
-        G, NC = v.shape[0], nb * C
-        out = torch.empty((G, NC), dtype=torch.float32, device=v.device)
-        block = 1024
-        programs = triton.cdiv(NC, block)
-        clips = torch.empty((G * programs,), dtype=torch.int32, device=v.device)
+        """:func:`cimsim.kernels_triton.adc_epilogue` with this tile's next Philox seed."""
         seed = int(self.host_rng.integers(0, 2 ** 31 - 1))
-        _adc_epilogue[(G, programs)](
-            v, v if std is None else std.contiguous(), lo.reshape(-1).contiguous(), lsb.reshape(-1).contiguous(),
-            w_t, out, clips, seed, T, NC, C, float(self.xb.readout_op.n_codes), HAS_NOISE=std is not None,
-            PER_ROW=std is not None and std.shape[-1] == 1, BLOCK=block)
-        return out, clips.sum(dtype=torch.float64)
+        return kernels_triton.adc_epilogue(v, std, lo, lsb, w_t, T, nb, C, self.xb.readout_op.n_codes, seed)
 
     def _randn(self, like: torch.Tensor) -> torch.Tensor:
         return torch.randn(like.shape, generator=self.gen, device=self.device, dtype=torch.float32).to(like.dtype)
@@ -313,7 +270,9 @@ class TorchTile:
             "idt": idt,
             "sh": torch.as_tensor(shifts, dtype=idt, device=dev)[:, None, None],
             "mask": torch.as_tensor((1 << widths) - 1, dtype=idt, device=dev)[:, None, None],
-            "top_width": int(widths[-1])}
+            "top_width": int(widths[-1]),
+            "sh32": torch.as_tensor(shifts, dtype=torch.int32, device=dev),
+            "mask32": torch.as_tensor((1 << widths) - 1, dtype=torch.int32, device=dev)}
         return self._consts
 
     def planes(self, xt: torch.Tensor, k: dict) -> torch.Tensor:
@@ -329,6 +288,10 @@ class TorchTile:
             w = k["top_width"]
             p[-1] = torch.where(p[-1] >= (1 << (w - 1)), p[-1] - (1 << w), p[-1])
         return p.to(torch.int8 if spec.dac_bits <= 7 else torch.int32)
+
+    def _plane_dtype(self) -> torch.dtype:
+        """The dtype the level product takes its digits in (so the cut planes need no further cast)."""
+        return {"int8": torch.int8, "bf16": torch.bfloat16}.get(self.mode, self.a.dtype)
 
     def chunk_rows(self, T: int) -> int:
         """Examples per streamed chunk: the spec's ``batch_chunk`` on a CPU (where it bounds the memory); on a
@@ -383,27 +346,37 @@ class TorchTile:
         nonzero = torch.zeros((), dtype=torch.float64, device=dev)
         clipped = torch.zeros((), dtype=torch.float64, device=dev)
         decisions = torch.zeros((), dtype=torch.float64, device=dev)
-        fused = (triton is not None and dev.type == "cuda" and op.fused and scope.per_cycle
+        fused = (kernels_triton.triton is not None and dev.type == "cuda" and op.fused and scope.per_cycle
                  and xb.column_scales is None and dt == torch.float32 and rd == torch.float32)
         y = torch.empty((B, N), dtype=torch.float64, device=dev)
         chunk = self.chunk_rows(T)
+        cut = (kernels_triton.triton is not None and dev.type in self.CUT_DEVICES and k["idt"] == torch.int32)
         for b0 in range(0, B, chunk):
             b1 = min(b0 + chunk, B)
             nb = b1 - b0
             M = T * nb
-            p = self.planes(xt[b0:b1], k)
-            nonzero += torch.count_nonzero(p)
-            if nblk * R > K:
-                p = torch.nn.functional.pad(p, (0, nblk * R - K))
             step = max(1, self.ELEMENTS.get(dev.type, self.ELEMENTS["cpu"]) // (M * C))
-            xs = p.reshape(M, nblk, R)
+            if not cut:
+                p = self.planes(xt[b0:b1], k)
+                nonzero += torch.count_nonzero(p)
+                if nblk * R > K:
+                    p = torch.nn.functional.pad(p, (0, nblk * R - K))
+                xs = p.reshape(M, nblk, R)
             acc = torch.zeros(nb * C, dtype=torch.float64, device=dev)
             v_sum = var_sum = None          # row blocks summed in analog (scope.row_blocks == "sum")
             for g0 in range(0, nblk, step):
                 g1 = min(g0 + step, nblk)
-                xp = xs[:, g0:g1].permute(1, 0, 2).contiguous()     # (blocks, cycles x batch, rows), digits
-                sq = xp if binary else xp.to(torch.int32 if xp.dtype == torch.int8 else xp.dtype).square()
-                sq_rows[g0 * R:g1 * R] += sq.sum(dim=1, dtype=torch.float64).reshape(-1)
+                if cut:   # one kernel: digits in the product's dtype, the non-zero count and row sums of squares
+                    xp, nz, sqr = kernels_triton.cut_planes(
+                        xt[b0:b1], k["sh32"], k["mask32"], g0, g1, R, self._plane_dtype(), spec.input_signed,
+                        spec.input_bits, k["top_width"])
+                    nonzero += nz
+                    sq_rows[g0 * R:g1 * R] += sqr
+                    sq = xp if binary or self.var is None else xp.to(torch.int32).square()
+                else:
+                    xp = xs[:, g0:g1].permute(1, 0, 2).contiguous()     # (blocks, cycles x batch, rows), digits
+                    sq = xp if binary else xp.to(torch.int32 if xp.dtype == torch.int8 else xp.dtype).square()
+                    sq_rows[g0 * R:g1 * R] += sq.sum(dim=1, dtype=torch.float64).reshape(-1)
                 v = self._bmm(xp, self.a, self.a_parts, g0, g1, self.mode)
                 std2 = (None if self.var is None
                         else self._bmm(sq, self.var, self.var_parts, g0, g1, self.var_mode))

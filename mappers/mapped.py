@@ -160,12 +160,15 @@ class MappedLayer(nn.Module):
         d = (1, m.dilation[0]) if one_d else tuple(m.dilation)
         pad = self._padding(one_d, k, d)
         # integer codes are exact in float32 (|code| < 2**24), and im2col is ~10x faster than in float64
-        x = F.pad(x.float(), pad)
+        x = F.pad(x.float(), pad).contiguous()
         B, C, H, W = x.shape
-        cols = F.unfold(x, k, dilation=d, stride=s)                  # (B, C*kh*kw, L)
         Ho = (H - d[0] * (k[0] - 1) - 1) // s[0] + 1
         Wo = (W - d[1] * (k[1] - 1) - 1) // s[1] + 1
-        patches = cols.transpose(1, 2).reshape(B * Ho * Wo, -1)
+        # the patches as a strided view (B, Ho, Wo, C, kh, kw) copied once: F.unfold's values in its order
+        # (channel, kernel row, kernel column), without its per-example kernel launches on a GPU
+        sb, sc, sh, sw = x.stride()
+        view = x.as_strided((B, Ho, Wo, C, k[0], k[1]), (sb, s[0] * sh, s[1] * sw, sc, d[0] * sh, d[1] * sw))
+        patches = view.reshape(B * Ho * Wo, C * k[0] * k[1])
         shape = (B, m.out_channels, Wo) if one_d else (B, m.out_channels, Ho, Wo)
         return patches, shape
 

@@ -277,3 +277,24 @@ def test_calibration_patches_are_the_drawn_rows_of_all_patches(monkeypatch):
     assert got.dtype == np.int64 and np.array_equal(got, want)
     monkeypatch.setattr(mapper, "ADC_CALIBRATION_ROWS", 10_000)   # fewer rows than that: all of them, in order
     assert np.array_equal(mapper._calibration_patches(layer, batches, np.random.default_rng(4)), everything)
+
+
+@pytest.mark.parametrize("conv", [nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, (3, 2), stride=(2, 1), padding=(1, 0)),
+                                  nn.Conv2d(4, 4, 3, dilation=2, padding="same", groups=2),
+                                  nn.Conv2d(3, 2, 1, stride=2), nn.Conv1d(3, 4, 5, stride=2, padding=2)])
+def test_patches_are_unfolds_values_in_its_order(conv):
+    # the strided-view patches (one copy) equal F.unfold's, row for row and column for column
+    torch.manual_seed(1)
+    model = nn.Sequential(conv).eval()
+    x = torch.randint(0, 15, (3, conv.in_channels, 9, 8) if isinstance(conv, nn.Conv2d) else (3, conv.in_channels, 11))
+    mapped = cimsim.map(model, cimsim.arch.get("isaac", rows=16, cell="ideal"), calibration=x.float())
+    layer = mapped.mapped_layers["0"]
+    got, shape = layer._patches(x.float())
+    x2 = x.float().unsqueeze(2) if isinstance(conv, nn.Conv1d) else x.float()
+    k = (1, conv.kernel_size[0]) if isinstance(conv, nn.Conv1d) else conv.kernel_size
+    s = (1, conv.stride[0]) if isinstance(conv, nn.Conv1d) else conv.stride
+    d = (1, conv.dilation[0]) if isinstance(conv, nn.Conv1d) else conv.dilation
+    x2 = torch.nn.functional.pad(x2, layer._padding(isinstance(conv, nn.Conv1d), k, d))
+    cols = torch.nn.functional.unfold(x2, k, dilation=d, stride=s)
+    want = cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    assert torch.equal(got, want) and got.shape[0] == 3 * int(np.prod(shape[2:]))
