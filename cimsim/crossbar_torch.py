@@ -109,8 +109,9 @@ class TorchTile:
         if any(v is not None for v in xb.ro_var):
             per_row = all(v is None or v.ndim == 1 for v in xb.ro_var)
             var = np.zeros((nblk, R, 1 if per_row else C))
+        ro_a = xb.ro_a   # float64 per row block (a property: built once here)
         for i, (k0, k1) in enumerate(xb.row_blocks):
-            a[i, :k1 - k0] = xb.ro_a[i]
+            a[i, :k1 - k0] = ro_a[i]
             rowsum[i, :k1 - k0] = xb.g_rowsum[i]
             v = xb.ro_var[i]
             if v is not None:
