@@ -158,7 +158,7 @@ class SnnChip(DifferentialColumns, TiledChip):
         return super().digital_events(layer, kind, events)
 
     def unit_rates(self) -> dict[str, float]:
-        return {**super().unit_rates(), ev.LIF_UPDATES: self.tiles * self.lif_units_per_tile * self.lif.op_rate_hz}
+        return {**super().unit_rates(), ev.LIF_UPDATES: self.all_tiles * self.lif_units_per_tile * self.lif.op_rate_hz}
 
     def hierarchy(self) -> dict:
         return {**super().hierarchy(), "readout_cycle_s": self.readout_cycle_s()}

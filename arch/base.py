@@ -215,6 +215,11 @@ class Architecture:
         """A digital layer's events as this architecture's units perform them (default: as profiled)."""
         return dict(events)
 
+    def system_events(self, plans: Mapping[str, LayerPlan]) -> dict[str, dict[str, float]]:
+        """Events per layer that follow from where the mapped layers sit in the whole system (e.g. bytes between
+        chips), not from one layer alone; none by default."""
+        return {}
+
     def timing(self, ledger: EventLedger, plans: Mapping[str, LayerPlan], kinds: Mapping[str, str]) -> Timing:
         raise NotImplementedError
 
@@ -234,6 +239,10 @@ class Architecture:
         for n in list(rows):
             if n not in plans:
                 rows[n] = self.digital_events(n, kinds.get(n, ""), rows[n])
+        for n, extra in self.system_events(plans).items():
+            row = rows.setdefault(n, {})
+            for e, v in extra.items():
+                row[e] = row.get(e, 0) + v
         led = EventLedger({l: {e: v for e, v in row.items() if v} for l, row in rows.items()})
         timing = self.timing(led, plans, kinds)
         leak = {k: v["leakage_w"] for k, v in self.breakdown().items() if v["leakage_w"]}

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Mapping
 
 from cimsim import events as ev
+from cimsim.arch import chips as multichip
 from cimsim.arch.base import Architecture, Component, PROFILE_EVENTS, crossbar_events
 from cimsim.arch.params import component, param
 from cimsim.cost import EventCost, LayerPlan, Timing
@@ -27,8 +28,8 @@ from cimsim.devices.base import default_of
 from cimsim.devices.cell import MemoryCell
 from cimsim.spec import CrossbarSpec
 from cimsim.devices.converters import DAC
-from cimsim.devices.peripherals import (ActivationUnit, Bus, EDRAMBuffer, OutputRegister, PoolingUnit, Register,
-                                        Router, ShiftAdd, TileOutputRegister)
+from cimsim.devices.peripherals import (ActivationUnit, Bus, EDRAMBuffer, HyperTransportLink, OutputRegister,
+                                        PoolingUnit, Register, Router, ShiftAdd, TileOutputRegister)
 from cimsim.devices.reram import ReRAM
 from cimsim.devices.technology import area_scale, energy_scale
 from cimsim.ledger import EventLedger
@@ -110,6 +111,8 @@ class TiledChip(Architecture):
     """The hierarchy, array, cell, DACs and tile peripherals of an ISAAC-style chip (see the module docstring)."""
 
     tiles: int = param(168, "1", f"{T6}: 168 tiles per chip", lo=1, hi=100_000)
+    chips: int = param(1, "1", "one chip; a network larger than one runs on a chain of equal chips joined by ISAAC's "
+                       "HyperTransport links (Table 6; placement and traffic: cimsim.arch.chips, est.)", lo=1, hi=10_000)
     imas_per_tile: int = param(12, "1", f"{T6}: 12 IMAs per tile", lo=1, hi=1024)
     xbars_per_ima: int = param(8, "1", f"{T6}: 8 crossbars per IMA", lo=1, hi=1024)
     rows: int = param(128, "1", f"{T6}: 128x128 crossbars", lo=2, hi=4096,
@@ -135,6 +138,7 @@ class TiledChip(Architecture):
                                                 "the dataflow)")
     tile_output_register: TileOutputRegister = component(TileOutputRegister, f"{T6}: 3 KB output register per tile "
                                                          "(sized by the dataflow)")
+    link: HyperTransportLink = component(HyperTransportLink, f"{T6}: 4 HyperTransport links per chip")
 
     aliases = {"read_sigma_frac": "cell.read_sigma_frac", "prog_sigma_frac": "cell.prog_sigma_frac",
                "reram_r_on_ohm": "cell.r_on_ohm"}
@@ -145,10 +149,10 @@ class TiledChip(Architecture):
     component_types = {"cell": MemoryCell}
     # cost-only: the chip's size and clock, the node, the peripherals' figures, and the cell's read voltage (the
     # ledger counts conductance-seconds, sum digit**2 * G * t_read; the voltage step squared makes them joules)
-    cost_only = ("tiles", "imas_per_tile", "xbars_per_ima", "read_cycle_s", "node_nm", "cell.read_voltage_v",
+    cost_only = ("tiles", "chips", "imas_per_tile", "xbars_per_ima", "read_cycle_s", "node_nm", "cell.read_voltage_v",
                  "cell.write_*", "dac.*", "edram.*", "bus.*", "router.*",
                  "activation.*", "pooling.*", "tile_shift_add.*", "input_register.*", "output_register.*",
-                 "tile_output_register.*")
+                 "tile_output_register.*", "link.*")
 
     def synced_components(self) -> dict:
         return {"dac": replace(self.dac, bits=self.dac_bits, node_nm=self.node_nm, cycle_s=self.read_cycle_s),
@@ -172,15 +176,24 @@ class TiledChip(Architecture):
         return self.input_bits // self.dac_bits
 
     @property
+    def all_tiles(self) -> int:
+        """Tiles of every chip."""
+        return self.chips * self.tiles
+
+    @property
     def imas(self) -> int:
-        return self.tiles * self.imas_per_tile
+        return self.all_tiles * self.imas_per_tile
+
+    @property
+    def crossbars_per_chip(self) -> int:
+        return self.tiles * self.imas_per_tile * self.xbars_per_ima
 
     @property
     def crossbars(self) -> int:
         return self.imas * self.xbars_per_ima
 
     def units(self, level: str) -> float:
-        return {"ima": self.imas, "tile": self.tiles, "chip": 1}[level] if level in ("ima", "tile", "chip") \
+        return {"ima": self.imas, "tile": self.all_tiles, "chip": self.chips}[level] if level in ("ima", "tile", "chip") \
             else super().units(level)
 
     @property
@@ -209,7 +222,7 @@ class TiledChip(Architecture):
         return 0.0
 
     def hierarchy(self) -> dict:
-        return {"tiles": self.tiles, "imas": self.imas, "crossbars": self.crossbars, "weight_slices": self.slices,
+        return {"chips": self.chips, "tiles": self.all_tiles, "imas": self.imas, "crossbars": self.crossbars, "weight_slices": self.slices,
                 "input_cycles": self.input_cycles, "cycle_s": self.cycle_s}
 
     def peak_ops_per_s(self) -> float:
@@ -281,8 +294,11 @@ class TiledChip(Architecture):
         ]
 
     def chip_rows(self) -> list[Component]:
-        # ISAAC Table 6: HyperTransport links, 10.4 W and 22.88 mm^2 per chip (4 links)
-        return [Component("HyperTransport links", "hyper_transport", "chip", 4, 10.4, 22.88e-6, T6)]
+        """ISAAC Table 6: 4 HyperTransport links per chip, 10.4 W and 22.88 mm^2; not scaled with the node (est.: an
+        off-chip link's power and area are its pads and drivers')."""
+        n, link = 4, self.link
+        return [Component("HyperTransport links", "hyper_transport", "chip", n, n * link.power_w, n * link.area_m2,
+                          f"HyperTransportLink model ({T6})", n * link.leakage_w)]
 
     # ------------------------------------------------------------------ costs
     def tile_event_costs(self) -> dict[str, EventCost]:
@@ -302,6 +318,7 @@ class TiledChip(Architecture):
             ev.OUTPUT_REGISTER_BYTES: EventCost("register", self.scaled(self.output_register)[0]),
             ev.EDRAM_BYTES: EventCost("edram", edram),
             ev.BUS_BYTES: EventCost("bus", self.scaled(self.bus)[0]),
+            ev.LINK_BYTES: EventCost("hyper_transport", self.link.energy_per_op_j),
             ev.ACTIVATION_OPS: EventCost("activation", self.scaled(self.activation)[0]),
             ev.POOLING_OPS: EventCost("pooling", self.scaled(self.pooling)[0]),
             ev.ADD: EventCost("tile_shift_add", sa),
@@ -314,7 +331,7 @@ class TiledChip(Architecture):
         }
 
     MOVEMENT_EVENTS = frozenset({ev.INPUT_REGISTER_BYTES, ev.OUTPUT_REGISTER_BYTES, ev.EDRAM_BYTES, ev.BUS_BYTES,
-                                 ev.ACTIVATION_OPS, ev.POOLING_OPS})
+                                 ev.LINK_BYTES, ev.ACTIVATION_OPS, ev.POOLING_OPS})
 
     def emitted_events(self, input_signed: bool = False) -> set[str]:
         spec = self.crossbar_spec(input_signed)
@@ -386,10 +403,10 @@ class TiledChip(Architecture):
 
     def unit_rates(self) -> dict[str, float]:
         """Operations per second of the chip's digital units, by the event they perform."""
-        adders = (self.tiles + self.imas * 4) * self.tile_shift_add.op_rate_hz   # S+A: 1 per tile, 4 per IMA
+        adders = (self.all_tiles + self.imas * 4) * self.tile_shift_add.op_rate_hz   # S+A: 1 per tile, 4 per IMA
         return {
-            ev.ACTIVATION_OPS: 2 * self.tiles * self.activation.op_rate_hz,   # 2 sigmoid units per tile
-            ev.POOLING_OPS: self.tiles * self.pooling.op_rate_hz,             # 1 max-pool unit per tile
+            ev.ACTIVATION_OPS: 2 * self.all_tiles * self.activation.op_rate_hz,   # 2 sigmoid units per tile
+            ev.POOLING_OPS: self.all_tiles * self.pooling.op_rate_hz,             # 1 max-pool unit per tile
             ev.ADD: adders, ev.COMPARE: adders,
             ev.MUL: adders, ev.MAC: adders,                                  # (est.) one multiply per adder slot
         }
@@ -414,11 +431,54 @@ class TiledChip(Architecture):
                 latency[n] = max((v / unit_rate[e] for e, v in events.items() if e in unit_rate), default=0.0)
         slowest = max(latency.values(), default=0.0)
         feed = self.feed_time_s(ledger)
+        link = self.link_time_s(plans, copies)
         used = sum(copies[n] * plans[n].arrays for n in plans)
-        return Timing(latency, max(slowest, feed), occupancy, copies,
+        return Timing(latency, max(slowest, feed, link), occupancy, copies,
                       {"crossbars_used": used, "crossbars_on_chip": self.crossbars,
                        "fits_on_chip": sum(p.arrays for p in plans.values()) <= self.crossbars,
-                       "cycle_s": self.cycle_s, "slowest_layer_s": slowest, "feed_s": feed})
+                       "chips": self.chips, "chips_to_hold": multichip.chips_to_hold(plans, self.crossbars_per_chip),
+                       "cycle_s": self.cycle_s, "slowest_layer_s": slowest, "feed_s": feed, "link_s": link})
+
+    def cost(self, ledger: EventLedger, plans: Mapping[str, LayerPlan] | None = None,
+             kinds: Mapping[str, str] | None = None):
+        """One chip: :meth:`Architecture.cost`. Several: the chips run ``chips // g`` replicas of the network, each on
+        a chain of ``g`` chips (``g`` from the fewest that hold one copy of every layer up to all of them; chips left
+        over are idle), with the ``g`` of the highest throughput (the lowest energy among equals). An inference costs
+        what it costs on its ``g`` chips; the throughput is the replicas' together; the area is every chip's (est.:
+        whole replicas where the network fits, as ISAAC replicates layers within a chip, sec. 5)."""
+        if self.chips == 1 or not plans:
+            return super().cost(ledger, plans, kinds)
+        need = multichip.chips_to_hold(plans, self.crossbars_per_chip)
+        best = None
+        for g in range(min(need, self.chips), self.chips + 1):
+            c = Architecture.cost(self.with_params(chips=g), ledger, plans, kinds)
+            key = ((self.chips // g) * c.throughput_inf_per_s, -c.energy_j)
+            if best is None or key > best[0]:
+                best = (key, g, c)
+        (throughput, _), g, c = best
+        c.throughput_inf_per_s, c.area_m2 = throughput, self.area_m2
+        c.config.update({"chips": self.chips, "chips_per_replica": g, "replicas": self.chips // g})
+        return c
+
+    def link_traffic(self, plans: Mapping[str, LayerPlan],
+                     copies: Mapping[str, int] | None = None) -> tuple[dict[str, float], list[tuple[float, float]]]:
+        """(bytes each mapped layer sends over the chip-to-chip links, (forward, backward) bytes over each chip
+        boundary) per inference
+        (:func:`cimsim.arch.chips.link_traffic`); nothing on one chip."""
+        if self.chips == 1 or not plans:
+            return {}, []
+        return multichip.link_traffic(plans, self.copies(plans) if copies is None else copies,
+                                      self.crossbars_per_chip, self.chips, OUTPUT_VALUE_BYTES, self.input_bits)
+
+    def system_events(self, plans: Mapping[str, LayerPlan]) -> dict[str, dict[str, float]]:
+        """The bytes each mapped layer sends to other chips (``link_bytes``)."""
+        return {n: {ev.LINK_BYTES: b} for n, b in self.link_traffic(plans)[0].items() if b}
+
+    def link_time_s(self, plans: Mapping[str, LayerPlan], copies: Mapping[str, int] | None = None) -> float:
+        """The shortest pipeline period the links allow: the busiest direction of the busiest chip boundary over one
+        direction of one link (est.: a chain joins neighbours by one link)."""
+        busiest = max((max(pair) for pair in self.link_traffic(plans, copies)[1]), default=0.0)
+        return busiest / self.link.direction_bytes_per_s
 
     def feed_time_s(self, ledger: EventLedger) -> float:
         """The shortest pipeline period the tiles' data movement allows: one inference's bus bytes over every tile's
@@ -427,4 +487,4 @@ class TiledChip(Architecture):
         :mod:`cimsim.devices.peripherals`), so a chip that cycles faster with ISAAC's tile can outrun them."""
         bus = sum(ledger.layer(n).get(ev.BUS_BYTES, 0) for n in ledger.layers())
         edram = sum(ledger.layer(n).get(ev.EDRAM_BYTES, 0) for n in ledger.layers())
-        return max(bus / (self.tiles * self.bus.op_rate_hz), edram / (self.tiles * self.edram.op_rate_hz))
+        return max(bus / (self.all_tiles * self.bus.op_rate_hz), edram / (self.all_tiles * self.edram.op_rate_hz))

@@ -51,6 +51,7 @@ class LayerPlan:
     row_blocks: int = 0
     input_bits: int = 0         # bits of the layer's inputs when not the architecture's (1: spikes); 0 = the arch's
     time_steps: int = 1         # calls per inference (a spiking network's time steps); positions include them
+    input_values: int = 0       # the layer's input tensor's elements per inference (time steps included); 0 = unknown
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

@@ -70,6 +70,17 @@ def _pow2_lsb(span: float, bits: int) -> float:
     return 1.0 if need <= 1 else 2.0 ** math.ceil(math.log2(need))
 
 
+def _narrowed(mats: list[np.ndarray], dt) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """``mats`` (float64) in the GEMM type ``dt``, and beside each the float64 original where ``dt`` does not hold
+    it exactly (else None: :func:`_widened` gives it back from the narrow one, bit for bit)."""
+    narrow = [m.astype(dt, copy=False) for m in mats]
+    return narrow, [None if n is m or np.array_equal(n.astype(np.float64), m) else m for n, m in zip(narrow, mats)]
+
+
+def _widened(narrow: list[np.ndarray], wide: list[np.ndarray | None]) -> list[np.ndarray]:
+    return [w if w is not None else n if n.dtype == np.float64 else n.astype(np.float64) for n, w in zip(narrow, wide)]
+
+
 class CrossbarLayout:
     """What a tile of ``spec`` holding a weight matrix is made of (slices, row and column blocks, arrays, cycles,
     conversions) and how a call's events are counted from its tally: shared by :class:`Crossbar` and the
@@ -163,12 +174,20 @@ class Crossbar(CrossbarLayout):
         self.seed_sequence = np.random.SeedSequence(seed)   # seed=None draws fresh entropy, kept for at_time
         self.rng = np.random.default_rng(self.seed_sequence)
         self.noise = NoiseStreams(self.seed_sequence)
-        self.slices = slice_weights(W, spec.weight_bits, spec.cell_bits, spec.signed)
+        slices = slice_weights(W, spec.weight_bits, spec.cell_bits, spec.signed)
+        # levels kept in the smallest unsigned type that holds 0 .. 2**cell_bits - 1 (they are indices: int64 took
+        # 8 bytes a cell, as much as the conductances; issue 19's mapping memory)
+        self.slices = replace(slices, levels=slices.levels.astype(np.min_scalar_type((1 << spec.cell_bits) - 1)))
         # conductances (slices, polarity, out, in), programmed once
-        self.g = spec.cell.program(self.slices.levels, spec.cell_bits, self.rng)
+        g = spec.cell.program(self.slices.levels, spec.cell_bits, self.rng)
+        self._g, self._g_table = g, None
+        table = spec.cell.level_conductances(spec.cell_bits)
+        if g.dtype == table.dtype and np.array_equal(g, table[self.slices.levels]):   # every cell on its level: g is a table look-up, not stored
+            self._g, self._g_table = None, table
         self.column_scales = None if column_scales is None else self._check_scales(column_scales)
         self.window_units = False
-        self._prepare(self.g)
+        self._prepare(g)
+        del g
         self.ledger = EventLedger()
         self._range: list[tuple[float, float]] | None = None
         self._cpu = CpuTile(self)
@@ -206,47 +225,70 @@ class Crossbar(CrossbarLayout):
         levels = cell.level_conductances(self.spec.cell_bits)
         return float(levels[0]), float(levels[1] - levels[0])
 
+    @property
+    def g(self) -> np.ndarray:
+        """The programmed conductances (S), (slices, polarity, out, in) float64. Where programming left every cell
+        exactly on its level (no programming noise, no fault) they are not stored but looked up from the levels
+        when asked: the same numbers, without 8 bytes a cell held for the life of the tile."""
+        return self._g if self._g is not None else self._g_table[self.slices.levels]
+
+    @g.setter
+    def g(self, value: np.ndarray) -> None:
+        self._g, self._g_table = value, None
+
+    @property
+    def a(self) -> list[np.ndarray]:
+        """Per row block the level-unit matrix (rows, physical columns), float64 (rebuilt from :attr:`a_gemm`
+        where that holds it exactly)."""
+        return _widened(self.a_gemm, self._a_wide)
+
+    @property
+    def ro_a(self) -> list[np.ndarray]:
+        """What the readout converts per row block, float64: :attr:`a`, or G+ minus G- of each pair."""
+        return _widened(self.ro_a_gemm, self._ro_a_wide)
+
     def _prepare(self, g: np.ndarray) -> None:
         """Per row block: level-unit matrices A (rows, physical columns) and read-noise variances, and what the
-        readout converts (physical columns, or G+ minus G- of each pair with ``pair_readout``)."""
+        readout converts (physical columns, or G+ minus G- of each pair with ``pair_readout``). Kept in the GEMM's
+        float type; the float64 matrix only where that type does not hold it exactly (programming noise, IR
+        drop). Built block by block: a whole (in, physical columns) float64 copy is never made."""
         g_min, dg = self._level_step()
         S, P, N, K = g.shape
-        flat = g.transpose(3, 0, 1, 2).reshape(K, S * P * N)       # (in, physical columns)
-        sigma = self.spec.cell.read_sigma_s(flat)
-        read_g = flat
-        if self.spec.r_wire_ohm > 0:
-            # The array is a linear circuit: with resistive wires the column currents are exactly
-            # v @ T(G) for a transfer matrix T of each physical array (cimsim.irdrop), so IR drop is folded
-            # into the programmed conductances once. The g_min reference column is taken as ideal.
-            read_g = np.empty_like(flat)
-            c = self.spec.cols
-            for k0, k1 in self.row_blocks:
+        dt = self.gemm_dtype()
+        a_wide, self.var, self.g_rowsum = [], [], []
+        for k0, k1 in self.row_blocks:
+            flat = g[..., k0:k1].transpose(3, 0, 1, 2).reshape(k1 - k0, S * P * N)    # (rows, physical columns)
+            sigma = self.spec.cell.read_sigma_s(flat)
+            read_g = flat
+            if self.spec.r_wire_ohm > 0:
+                # The array is a linear circuit: with resistive wires the column currents are exactly
+                # v @ T(G) for a transfer matrix T of each physical array (cimsim.irdrop), so IR drop is folded
+                # into the programmed conductances once. The g_min reference column is taken as ideal.
+                read_g = np.empty_like(flat)
+                c = self.spec.cols
                 for j0 in range(0, flat.shape[1], c):
                     j1 = min(j0 + c, flat.shape[1])
-                    read_g[k0:k1, j0:j1] = effective_conductance(
-                        flat[k0:k1, j0:j1], self.spec.r_wire_ohm, self.spec.r_wire_ohm, model=self.spec.ir_drop)
-        self.a, self.var, self.g_rowsum = [], [], []
-        for k0, k1 in self.row_blocks:
-            self.a.append((read_g[k0:k1] - g_min) / dg)
-            var = (sigma[k0:k1] / dg) ** 2
+                    read_g[:, j0:j1] = effective_conductance(
+                        flat[:, j0:j1], self.spec.r_wire_ohm, self.spec.r_wire_ohm, model=self.spec.ir_drop)
+            a_wide.append((read_g - g_min) / dg)
+            var = (sigma / dg) ** 2
             if not np.any(var):
                 var = None
             elif np.all(var == var[:, :1]):
                 var = var[:, 0].copy()   # same sigma across a row: the column variance is a GEMV
             self.var.append(var)
-            self.g_rowsum.append(flat[k0:k1].sum(axis=1))
-        dt = self.gemm_dtype()
-        self.a_gemm = [a.astype(dt) for a in self.a]
+            self.g_rowsum.append(flat.sum(axis=1))
+            del flat, sigma, read_g
+        self.a_gemm, self._a_wide = _narrowed(a_wide, dt)
         self.var_gemm = [None if v is None else v.astype(dt) for v in self.var]
         shift = np.outer(self.slices.weights, self.slices.sign)    # (S, P) digital weight per column group
         self.col_weight = np.repeat(shift.reshape(-1), N)          # (physical columns,)
-        self.ro_a, self.ro_a_gemm, self.ro_var = self.a, self.a_gemm, self.var_gemm
+        self.ro_a_gemm, self._ro_a_wide, self.ro_var = self.a_gemm, self._a_wide, self.var_gemm
         self.readout_weight = self.col_weight
         if self.spec.pair_readout:
             pair = lambda m: (m.reshape(m.shape[0], S, P, N)[:, :, 0] - m.reshape(m.shape[0], S, P, N)[:, :, 1]  # noqa: E731
                               ).reshape(m.shape[0], S * N)
-            self.ro_a = [pair(a) for a in self.a]
-            self.ro_a_gemm = [a.astype(dt) for a in self.ro_a]
+            self.ro_a_gemm, self._ro_a_wide = _narrowed([pair(a) for a in a_wide], dt)
             # the noise of both columns adds: variances add per pair (a per-row variance simply doubles)
             self.ro_var = [None if v is None else (2 * v if v.ndim == 1 else
                            (v.reshape(-1, S, P, N)[:, :, 0] + v.reshape(-1, S, P, N)[:, :, 1]).reshape(-1, S * N))

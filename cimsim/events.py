@@ -10,7 +10,8 @@ be costed again at another operating point (:meth:`cimsim.report.Report.recost`)
   buffer writes and reads (the circuits that accumulate, where an architecture has them), conversions by readout
   kind and bits, ADC conversions that clipped, non-zero comparator decisions, digital shift-and-adds,
   offset-correction adds;
-* data movement: bytes through the input and output registers, the eDRAM buffer and the bus;
+* data movement: bytes through the input and output registers, the eDRAM buffer, the bus and the chip-to-chip
+  links;
 * digital work (the profile of the layers kept digital): MACs, adds, multiplies, comparisons, weight and
   activation accesses (values), activation-unit and pooling-unit operations, spiking-neuron updates.
 
@@ -42,6 +43,7 @@ INPUT_REGISTER_BYTES = "input_register_bytes"
 OUTPUT_REGISTER_BYTES = "output_register_bytes"
 EDRAM_BYTES = "edram_bytes"
 BUS_BYTES = "bus_bytes"
+LINK_BYTES = "link_bytes"            # bytes sent over chip-to-chip links (a network spread over several chips)
 
 # ---------------------------------------------------------------------------------------------- digital work
 MAC = "mac"

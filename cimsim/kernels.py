@@ -65,6 +65,20 @@ def _float_of(typingctx, b):
     return types.float64(types.int64), codegen
 
 
+_MAGIC52 = 0x4330000000000000          # the bits of 2**52: bits(2**52) | n is the float 2**52 + n for 0 <= n < 2**52
+_TWO52 = 2.0 ** 52
+
+
+@njit(inline="always")
+def _exact_float(v):
+    """float(v) for an integer 0 <= v < 2**53, exactly, without an int64-to-double conversion (AVX2 has none for
+    vectors: the compiler moved each lane through a scalar register): v = 2 h + b, 2**52 + h read from the bits
+    (h < 2**52), then 2 (that - 2**52) + b. Every step is exact, so the value is float(v)."""
+    h = _float_of(np.int64(_MAGIC52) | (v >> np.int64(1))) - _TWO52
+    b = _float_of(np.int64(_MAGIC52) | (v & np.int64(1))) - _TWO52
+    return 2.0 * h + b
+
+
 @njit(inline="always")
 def _mix(z):
     z = (z ^ (z >> np.uint64(30))) * _MIX_M1
@@ -100,7 +114,8 @@ def _ln(x):
     m = m * 0.5 if big else m
     e = e + 1 if big else e
     s = (m - 1.0) / (m + 1.0)
-    return float(e) * _LN2 + 2.0 * s * _horner(s * s, _ATANH_C)
+    fe = _float_of(np.int64(_MAGIC52) | (e + np.int64(2048))) - (_TWO52 + 2048.0)   # float(e), exactly (|e| < 2048)
+    return fe * _LN2 + 2.0 * s * _horner(s * s, _ATANH_C)
 
 
 @njit(inline="always")
@@ -194,12 +209,16 @@ def sub_key(key: int, n: int) -> int:
 def _pass_words(r, ph, q, n, key, gamma, ctr):
     """Pass 1 of Box-Muller for pairs 0..n: the uniform u in (0, 1] (into r), the angle within its
     quadrant, in [-pi/4, pi/4) (into ph), and the quadrant (into q), from words ctr + 2i and ctr + 2i + 1."""
+    # the mix inputs key + c * gamma as an induction (+ 2 gamma a pair, modulo 2**64: the same words) and the
+    # 53-bit integers as floats by _exact_float: no 64-bit product for the counter, no scalar conversion
+    z = key + ctr * gamma
+    step = np.uint64(2) * gamma
     for i in range(n):
-        c = ctr + np.uint64(2 * i)
-        w1 = _mix(key + c * gamma)
-        w2 = _mix(key + (c + np.uint64(1)) * gamma)
-        r[i] = (float(np.int64(w1 >> np.uint64(11))) + 1.0) * _TWO_M53
-        ph[i] = (float(np.int64((w2 << np.uint64(2)) >> np.uint64(11))) * _TWO_M53 - 0.5) * _HALF_PI
+        w1 = _mix(z)
+        w2 = _mix(z + gamma)
+        z += step
+        r[i] = (_exact_float(np.int64(w1 >> np.uint64(11))) + 1.0) * _TWO_M53
+        ph[i] = (_exact_float(np.int64((w2 << np.uint64(2)) >> np.uint64(11))) * _TWO_M53 - 0.5) * _HALF_PI
         q[i] = np.int64(w2 >> np.uint64(62))
 
 
@@ -219,8 +238,8 @@ def _pass_rotate(zc, zs, r, ph, q, n):
         turn = (k & 1) != 0
         a = sn if turn else cs
         b = cs if turn else sn
-        sa = 1.0 - 2.0 * float((k ^ (k >> 1)) & 1)       # cos(theta) < 0 in quadrants 1 and 2
-        sb = 1.0 - 2.0 * float(k >> 1)                   # sin(theta) < 0 in quadrants 2 and 3
+        sa = -1.0 if ((k ^ (k >> 1)) & 1) != 0 else 1.0   # cos(theta) < 0 in quadrants 1 and 2
+        sb = -1.0 if (k >> 1) != 0 else 1.0               # sin(theta) < 0 in quadrants 2 and 3
         zc[i] = r[i] * a * sa
         zs[i] = r[i] * b * sb
 
@@ -303,6 +322,8 @@ class PlacedNormals:
 def _adc_rows(acc, v, std, full_std, noisy, r0, nb, pw, lo, lsb, top, key, gamma, e0, T, R, blk, r, ph, q):
     n, m = v.shape
     inv = 1.0 / lsb      # lsb is a power of two: multiplying by its inverse is exact
+    # codes by np.floor, a float: math.floor is an int64 in numba, and converting it back for the clip was a scalar
+    # conversion per lane without AVX-512 (the same codes: every column value is far below 2**63)
     words = m + (m & 1)  # words of one row of draws
     z = np.empty(words)
     clipped = 0
@@ -316,18 +337,18 @@ def _adc_rows(acc, v, std, full_std, noisy, r0, nb, pw, lo, lsb, top, key, gamma
             _fill_normals_at(z, key, gamma, row * np.uint64(words), r, ph, q)
         if not noisy:
             for j in range(m):
-                raw = math.floor((float(v[i, j]) - lo) * inv + 0.5)
+                raw = np.floor((float(v[i, j]) - lo) * inv + 0.5)
                 clipped += (raw < 0.0) | (raw > top)
                 acc[b, j] += w * (lo + min(max(raw, 0.0), top) * lsb)
         elif full_std:
             for j in range(m):
-                raw = math.floor((float(v[i, j]) + float(std[i, j]) * z[j] - lo) * inv + 0.5)
+                raw = np.floor((float(v[i, j]) + float(std[i, j]) * z[j] - lo) * inv + 0.5)
                 clipped += (raw < 0.0) | (raw > top)
                 acc[b, j] += w * (lo + min(max(raw, 0.0), top) * lsb)
         else:
             sd = float(std[i, 0])
             for j in range(m):
-                raw = math.floor((float(v[i, j]) + sd * z[j] - lo) * inv + 0.5)
+                raw = np.floor((float(v[i, j]) + sd * z[j] - lo) * inv + 0.5)
                 clipped += (raw < 0.0) | (raw > top)
                 acc[b, j] += w * (lo + min(max(raw, 0.0), top) * lsb)
     return clipped
@@ -367,17 +388,20 @@ def _stack_digits(u, b0, b1, k0, k1, shifts, widths, signed, out, var, noisy, ro
         full = 1 << widths[t]
         for b in range(nb):
             r = t * nb + b
-            rv = 0.0
+            # two passes over the row: the digits (a loop the compiler vectorizes: the digit goes to float through
+            # int32, which AVX2 converts in vectors, unlike int64), then the variance, a sum in row order
             for k in range(k1 - k0):
                 d = (u[b0 + b, k0 + k] >> sh) & mask
-                if top and d >= half:
-                    d -= full
-                out[r, k] = d
+                d = d - full if top and d >= half else d
+                out[r, k] = np.int32(d)
                 d2 = d * d
                 nonzero += d2 != 0
                 sqsum[k] += d2
-                if noisy:
-                    rv += d2 * var[k]
+            rv = 0.0
+            if noisy:
+                for k in range(k1 - k0):
+                    d = float(out[r, k])   # the digit, exact in float32 and float64
+                    rv += (d * d) * var[k]
             rowvar[r] = rv
     return nonzero
 

@@ -13,6 +13,11 @@ Layout (``format`` = ``cimsim.sweep``, ``format_version`` = 1)::
                                    ``point_params_json`` (the swept parameters), ``point_seed``,
                                    ``point_json`` and ``point_arch_params_json``
 
+Every file (the sweep file and each journal file) carries a checksum of its bytes in its first 512 bytes, HDF5's
+user block, and is read only when they match it (:mod:`cimsim.h5seal`): a damaged file is refused in one line,
+never handed to the HDF5 library, which can crash on one. Files written before seals are opened in a child process
+first.
+
 Appending a point costs the same whatever the file holds: the point is written to a small file of its own
 in the sweep's journal, a hidden folder beside it (``.NAME.points/``), through a temporary file that is
 flushed to disk and renamed into place (:func:`cimsim.fileio.atomic_output`). From time to time (when the
@@ -38,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cimsim import h5seal
 from cimsim._version import __version__
 from cimsim.errors import CimsimError
 from cimsim.fileio import CORRUPT_FILE_ERRORS, TMP_SUFFIX, atomic_output, reading
@@ -147,6 +153,7 @@ def read_settings(path: str | os.PathLike) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
+        h5seal.check(path, SweepFileError, "cimsim sweep file", "give another --out or remove the file")
         with h5py.File(path, "r") as f:
             _check_format(f, path)
             settings = json.loads(f.attrs["settings_json"])
@@ -168,6 +175,7 @@ def finished_keys(path: str | os.PathLike) -> set[str]:
     keys: set[str] = set()
     if path.exists():
         with reading(path, SweepFileError, "cimsim sweep file", "give another --out or remove the file"):
+            h5seal.check(path, SweepFileError, "cimsim sweep file", "give another --out or remove the file")
             with h5py.File(path, "r") as f:
                 _check_format(f, path)
                 keys = {k for k in f.keys() if isinstance(f[k], h5py.Group) and "point_json" in f[k].attrs}
@@ -184,6 +192,7 @@ def read_points(path: str | os.PathLike, keys=None) -> dict[Point, Report]:
         raise SweepFileError(f"{path} does not exist; give a file written by 'cimsim sweep --out'")
     out: dict[Point, Report] = {}
     try:
+        h5seal.check(path, SweepFileError, "cimsim sweep file", "give another file or write it again")
         with h5py.File(path, "r") as f:
             _check_format(f, path)
             _read_groups(f, path, keys, out)
@@ -196,6 +205,7 @@ def read_points(path: str | os.PathLike, keys=None) -> dict[Point, Report]:
             continue
         try:
             with reading(jf, SweepFileError, f"journal file of {path}", "remove it to run its point again"):
+                h5seal.check(jf, SweepFileError, f"journal file of {path}", "remove it to run its point again")
                 with h5py.File(jf, "r") as f:
                     _read_groups(f, jf, keys, out)
         except SweepFileError:
@@ -242,6 +252,7 @@ def _journal_files(path: Path) -> dict[Path, list[str]]:
     for jf in sorted(d.glob("*.h5")):
         try:
             with reading(jf, SweepFileError, f"journal file of {path}", "remove it to run its point again"):
+                h5seal.check(jf, SweepFileError, f"journal file of {path}", "remove it to run its point again")
                 with h5py.File(jf, "r") as f:
                     out[jf] = [k for k in f.keys() if "point_json" in f[k].attrs]
         except SweepFileError:
@@ -303,8 +314,9 @@ def create(path: str | os.PathLike, settings: dict[str, Any]) -> Path:
     if path.exists():
         raise SweepFileError(f"{path} already exists")
     with atomic_output(path) as tmp:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", **h5seal.create_options()) as f:
             _write_root(f, settings)
+        h5seal.seal(tmp)
         _fsync(tmp)
     return path
 
@@ -324,6 +336,7 @@ def append(path: str | os.PathLike, point: Point, report: Report, arch_params: d
         raise SweepFileError(f"{path} does not exist; create it with sweepfile.create first")
     target = journal_dir(path) / _journal_name(point.key)
     with reading(path, SweepFileError, "cimsim sweep file", "give another --out or remove the file"):
+        h5seal.check(path, SweepFileError, "cimsim sweep file", "give another --out or remove the file")
         with h5py.File(path, "r") as f:
             _check_format(f, path)
             in_file = point.key in f
@@ -332,8 +345,9 @@ def append(path: str | os.PathLike, point: Point, report: Report, arch_params: d
         raise SweepFileError(f"{path} already holds point {point.key}; it is never overwritten")
     target.parent.mkdir(exist_ok=True)
     with atomic_output(target) as tmp:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", **h5seal.create_options()) as f:
             _write_point(f.create_group(point.key), point, report, arch_params)
+        h5seal.seal(tmp)
         _fsync(tmp)
     _fsync(target.parent)
     if journal_size(path) >= max(FOLD_MIN, n_file):
@@ -361,16 +375,20 @@ def fold(path: str | os.PathLike) -> int:
     files = _journal_files(path)
     added = 0
     if files:
+        h5seal.check(path, SweepFileError, "cimsim sweep file", "give another --out or remove the file")
         with atomic_output(path) as tmp:
             shutil.copyfile(path, tmp)
             with h5py.File(tmp, "a") as f:
                 for jf, keys in files.items():
                     with reading(jf, SweepFileError, f"journal file of {path}", "remove it to run its point again"):
+                        h5seal.check(jf, SweepFileError, f"journal file of {path}", "remove it to run its point again")
                         with h5py.File(jf, "r") as src:
                             for k in keys:
                                 if k not in f:
                                     src.copy(src[k], f, name=k)
                                     added += 1
+            if h5seal.sealed(tmp):   # a file written before seals stays without one
+                h5seal.seal(tmp)
             _fsync(tmp)
         for jf in files:
             with contextlib.suppress(FileNotFoundError):

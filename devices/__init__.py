@@ -10,7 +10,7 @@ from cimsim.devices.cell import IdealCell, MemoryCell
 from cimsim.devices.converters import DAC, FlashADC, IdealReadout, Readout, SarADC, SenseAmp, TernaryReadout
 from cimsim.devices.domain_wall import DomainWallSynapse
 from cimsim.devices.mosfet import MOSFETSynapse
-from cimsim.devices.peripherals import (PERIPHERALS, ActivationUnit, Bus, EDRAMBuffer, LIFNeuron,
+from cimsim.devices.peripherals import (PERIPHERALS, ActivationUnit, Bus, EDRAMBuffer, HyperTransportLink, LIFNeuron,
                                         OutputRegister, PoolingUnit, Register, Router, SampleHold,
                                         ShiftAdd, SRAMBuffer, TileOutputRegister)
 from cimsim.devices.reram import ReRAM
@@ -19,5 +19,5 @@ __all__ = [
     "describe", "param", "MemoryCell", "IdealCell", "ReRAM", "MOSFETSynapse", "DomainWallSynapse",
     "Readout", "IdealReadout", "SarADC", "FlashADC", "SenseAmp", "TernaryReadout", "DAC",
     "PERIPHERALS", "ShiftAdd", "SampleHold", "Register", "OutputRegister", "TileOutputRegister",
-    "EDRAMBuffer", "SRAMBuffer", "Bus", "Router", "ActivationUnit", "PoolingUnit", "LIFNeuron",
+    "EDRAMBuffer", "SRAMBuffer", "Bus", "Router", "ActivationUnit", "PoolingUnit", "HyperTransportLink", "LIFNeuron",
 ]

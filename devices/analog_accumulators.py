@@ -139,7 +139,11 @@ class BufferArray:
                                    lo_open=True)
     write_pulse_s: float = param(20e-9, "s", "(est.) one short pulse per buffered value", lo=0, lo_open=True)
     # (est.) CASCADE's buffering keeps a bit line's 6-bit resolution, i.e. resolves its integer levels: a written
-    # value lands within half a level at 3 sigma, sigma = 1/6 level (no cited write-precision figure)
+    # value lands within half a level at 3 sigma, sigma = 1/6 level (no cited write-precision figure). The cited
+    # figures do not fit an error independent of the value: CASCADE's ~25 dB budget read so is 1.27 levels (LeNet-5
+    # 23.7 %), one RRAM pulse's spread (the ReRAM model's NeuroSim c2c, 3.5 % of range) 2.24 levels (14.0 %);
+    # CASCADE's 25 dB at 6 bits against 35 dB at 11 bits says the tolerated error grows with the range written.
+    # A value-proportional write error is the next model (BENCHMARKS.md, 2026-12-03, npim3)
     write_sigma_levels: float = param(1 / 6, "level", f"(est.) {CASCADE}: 6-bit buffering resolves the bit line's "
                                       "levels, within half a level at 3 sigma", lo=0, hi=64)
     read_energy_j: float = param(ISAAC_CELL_READ_J, "J", "ISAAC Table 6: 1.83 fJ per cell read (est. for CASCADE)",

@@ -413,6 +413,44 @@ class PoolingUnit(RatedPeripheral):
 
 
 # --------------------------------------------------------------------------------------------------
+# Per-chip units
+
+# (est.) HyperTransport 2.0 links as DaDianNao (Chen et al., MICRO 2014) uses them and ISAAC costs them: 16 lanes,
+# 6.4 GB/s in each direction (recalled from DaDianNao; the text is not available offline)
+HT_BYTES_PER_DIRECTION_HZ = 6.4e9
+
+
+@dataclass(frozen=True)
+class HyperTransportLink(RatedPeripheral):
+    """Chip-to-chip link (HyperTransport); one op = one byte sent, either direction."""
+
+    # energy_per_op_j = power_w / op_rate_hz: ISAAC's power for one link over the bytes it moves with both directions
+    # busy (about 0.2 nJ a byte, 25 pJ a bit: off-chip SerDes links of that time). A chain of chips sends a layer's
+    # outputs one way, so one direction's bandwidth (op_rate_hz / 2) bounds the traffic over one chip boundary.
+
+    kind: ClassVar[str] = "hyper-transport"
+    op: ClassVar[str] = "one byte sent"
+
+    # ISAAC Table 6: HyperTransport links 10.4 W per chip, 4 links (DaDianNao's); this is one link
+    power_w: float = _power(10.4 / 4, f"{_ISAAC}: HyperTransport 10.4 W per chip, 4 links")
+    # ISAAC Table 6: 22.88 mm^2 per chip, 4 links
+    area_m2: float = _area(22.88e-6 / 4, f"{_ISAAC}: HyperTransport 22.88 mm^2 per chip, 4 links")
+    op_rate_hz: float = _rate(2 * HT_BYTES_PER_DIRECTION_HZ,
+                              "(est.) HyperTransport 2.0 as in DaDianNao (MICRO 2014, recalled): 6.4 GB/s per "
+                              "direction, both directions", doc="bytes sent per second, both directions together")
+    # (est.) a link's power is booked per byte sent: an idle link draws nothing (a one-chip system never uses its
+    # links, and HyperTransport's link power management idles unused ones), so a one-chip run keeps its numbers
+    leakage_fraction: float = _leak(0.0, "(est.) booked per byte sent: idle links power down (HyperTransport "
+                                    "link power management)")
+    node_nm: float = _node()            # ISAAC is a 32 nm design
+
+    @property
+    def direction_bytes_per_s(self) -> float:
+        """Bytes per second one way: what bounds a chain's traffic over one chip boundary."""
+        return self.op_rate_hz / 2
+
+
+# --------------------------------------------------------------------------------------------------
 # Spiking neuron
 
 _SNN = "ADC-less SNN IMC (arXiv 2211.02167), digital LIF unit, 65 nm"
@@ -457,7 +495,7 @@ class LIFNeuron(Peripheral):
 #: Every peripheral model, for ``cimsim devices``.
 PERIPHERALS: tuple[type[Peripheral], ...] = (
     ShiftAdd, SampleHold, Register, OutputRegister, TileOutputRegister, SRAMBuffer, EDRAMBuffer, Bus,
-    Router, ActivationUnit, PoolingUnit, LIFNeuron,
+    Router, ActivationUnit, PoolingUnit, HyperTransportLink, LIFNeuron,
 )
 
 __all__ = ["Peripheral", "RatedPeripheral", "PERIPHERALS", *(c.__name__ for c in PERIPHERALS)]

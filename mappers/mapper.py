@@ -426,6 +426,7 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         # positions per inference and ADC calibration from the quantized calibration inputs
         patches, shape = layer._patches(layer.quantize_input(seen[name][0][:1]))
         plan.positions = int(patches.shape[0]) * plan.time_steps
+        plan.input_values = int(seen[name][0][:1].numel()) * plan.time_steps
         plan.arrays = sum(xb.arrays for xb in layer.crossbars)
         plan.row_blocks = len(layer.crossbars[0].row_blocks)
         if spec.adc_range == "calibrated":

@@ -90,3 +90,24 @@ def test_cost_only_counts_by_default_and_simulates_on_request(capsys):
         assert row["energy_j"] == pytest.approx(simulated[name]["energy_j"], rel=0.02), name
     code, out, err = run_cli(capsys, "compare", "--model", "lenet5", "--simulate")
     assert_one_line_user_error(code, err, "--simulate goes with --input-shape")
+
+
+def test_a_network_larger_than_one_chip_runs_on_the_same_number_of_chips_everywhere(capsys):
+    """With one tile per chip, CASCADE (80 arrays of 64x64) needs 3 chips for the MLP's 198 arrays, ISAAC (96 arrays of
+    128x128) holds it in one: by default both get 3 chips (equal total area), CASCADE's layers straddle them and its
+    links carry bytes; ``--chips 1`` keeps one chip each (CASCADE then holds one copy of each layer at most)."""
+    args = ("compare", "--arch", "isaac,cascade", "--model", "mlp", "--input-shape", "1,8,8", "--set", "tiles=1", "--json")
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    rows = json.loads(out)["architectures"]
+    assert (rows["isaac"]["chips"], rows["isaac"]["chips_to_hold"]) == (3, 1)
+    assert (rows["cascade"]["chips"], rows["cascade"]["chips_to_hold"]) == (3, 3)
+    one = cimsim.arch.get("cascade", weight_bits=8, input_bits=8, node_nm=32, tiles=1)
+    assert rows["cascade"]["area_m2"] == pytest.approx(3 * one.area_m2, rel=1e-12)
+    assert rows["cascade"]["energy_split"]["hyper_transport"] > 0
+    assert rows["isaac"]["energy_split"].get("hyper_transport", 0) == 0      # ISAAC's copies stay on its first chip
+    code, out, err = run_cli(capsys, *args, "--chips", "1")
+    assert code == 0, err
+    assert {r["chips"] for r in json.loads(out)["architectures"].values()} == {1}
+    code, out, err = run_cli(capsys, "compare", "--model", "mlp", "--input-shape", "1,8,8", "--chips", "0")
+    assert_one_line_user_error(code, err, "--chips '0': give 'auto' or a positive whole number of chips")

@@ -74,6 +74,18 @@ def test_bad_options_one_line_exit_2(capsys, argv, needle):
     assert_one_line_user_error(code, err, needle)
 
 
+@pytest.mark.parametrize("name, text, row", [
+    ("ragged.csv", "1,2,3\n4,5\n6,7,8\n", "line 2 has 2 numbers where line 1 has 3"),
+    ("ragged.txt", "# a comment\n1 2\n\n3 4\n5 6 7\n", "line 5 has 3 numbers where line 2 has 2"),
+])
+def test_ragged_text_matrix_names_the_file_and_the_row(capsys, tmp_path, name, text, row):
+    p = tmp_path / name
+    p.write_text(text)
+    code, _, err = run_cli(capsys, "linalg", "bench", "--matrix", p)
+    assert_one_line_user_error(code, err, row)
+    assert str(p) in err and "the same count of numbers on every row" in err and "usecols" not in err
+
+
 def test_normal_equations_option(capsys, tmp_path):
     p = tmp_path / "m.csv"
     np.savetxt(p, np.array([[0.0, 1.0], [1.0, 0.0]]), delimiter=",")

@@ -9,7 +9,7 @@ import pytest
 
 from cimsim.devices.base import describe
 from cimsim.devices.peripherals import (
-    PERIPHERALS, ActivationUnit, Bus, EDRAMBuffer, LIFNeuron, OutputRegister, PoolingUnit, RatedPeripheral,
+    PERIPHERALS, ActivationUnit, Bus, EDRAMBuffer, HyperTransportLink, LIFNeuron, OutputRegister, PoolingUnit, RatedPeripheral,
     Register, Router, SampleHold, ShiftAdd, SRAMBuffer, TileOutputRegister,
 )
 from cimsim.errors import ConfigError
@@ -17,7 +17,7 @@ from cimsim.errors import ConfigError
 MW, UW, MM2, UM2 = 1e-3, 1e-6, 1e-6, 1e-12
 RATED = [c for c in PERIPHERALS if issubclass(c, RatedPeripheral)]
 EXPECTED = {ShiftAdd, SampleHold, Register, OutputRegister, TileOutputRegister, SRAMBuffer, EDRAMBuffer, Bus,
-            Router, ActivationUnit, PoolingUnit, LIFNeuron}
+            Router, ActivationUnit, PoolingUnit, HyperTransportLink, LIFNeuron}
 
 
 def same(a: float, b: float) -> bool:
@@ -233,3 +233,12 @@ def test_sram_access_wider_than_capacity_rejected():
         SRAMBuffer(bytes=4, access_bytes=8)
     with pytest.raises(ConfigError, match=r"SRAMBuffer\.access_bytes"):
         SRAMBuffer(access_bytes=0)
+
+
+def test_a_hypertransport_link_costs_isaacs_power_per_byte_and_nothing_idle():
+    """ISAAC Table 6: 10.4 W and 22.88 mm^2 for a chip's 4 links; 6.4 GB/s each way (est., DaDianNao's HT 2.0):
+    2.6 W over 12.8 GB/s = 203 pJ a byte (25 pJ a bit); one direction's 6.4 GB/s bounds a chain's boundary."""
+    link = HyperTransportLink()
+    assert same(4 * link.power_w, 10.4) and same(4 * link.area_m2, 22.88 * MM2)
+    assert same(link.energy_per_op_j, 2.6 / 12.8e9) and 1e-10 < link.energy_per_op_j < 2.1e-10
+    assert same(link.direction_bytes_per_s, 6.4e9) and link.leakage_w == 0.0

@@ -2,7 +2,10 @@
 
 Every architecture runs the same network at the same precision and node (by default the papers' comparison
 point: 8-bit weights and inputs, 32 nm, as Neural-PIM re-implements its baselines); with ``--equal-area REF``
-each one gets the tile count whose chip area matches REF's (:func:`cimsim.arch.scaling.scale_to_area`). The
+each one gets the tile count whose chip area matches REF's (:func:`cimsim.arch.scaling.scale_to_area`). A network
+larger than one chip runs on a chain of chips (:mod:`cimsim.arch.chips`): every architecture gets the same number
+(``--chips``, by default the fewest that hold one copy of the network on the least dense of them), so the
+comparison stays at equal total area, each layer replicated as the chips allow, the chip-to-chip links costed. The
 table gives accuracy, energy per inference, energy efficiency (operations per joule, one MAC = 2 ops),
 throughput of the pipelined chip, area and the energy split per component, the ratios to the first
 architecture, and the ratios the papers report beside ours.
@@ -81,6 +84,31 @@ def build_archs(arch_names: list[str], precision: str, node: str, sets: dict, eq
     return archs
 
 
+def parse_chips(text: str) -> int | None:
+    """``--chips``: 'auto' (None) or a positive whole number."""
+    t = str(text).strip().lower()
+    if t == "auto":
+        return None
+    if not t.isdigit() or int(t) < 1:
+        raise ConfigError(f"--chips {text!r}: give 'auto' or a positive whole number of chips, e.g. 4")
+    return int(t)
+
+
+def spread_over_chips(reports: dict, archs: dict, chips: int | None) -> tuple[dict, dict]:
+    """Every tiled architecture on the same number of its chips (equal area when the chips are): ``chips``, or with
+    None the fewest that hold one copy of every mapped layer on every architecture (the least dense decides). The
+    runs are re-costed (:meth:`cimsim.report.Report.recost`): the chip count changes the layers' copies, the static
+    power and the chip-to-chip traffic, not what was simulated."""
+    holds = [r.config.get("chips_to_hold", 1) for n, r in reports.items() if archs[n].has_param("chips")]
+    if not holds:
+        return reports, archs
+    n_chips = max(holds) if chips is None else chips
+    archs = {n: a.with_params(chips=n_chips) if a.has_param("chips") else a for n, a in archs.items()}
+    reports = {n: r.recost(archs[n]) if archs[n].has_param("chips") and n_chips != r.config.get("chips", 1) else r
+               for n, r in reports.items()}
+    return reports, archs
+
+
 def summarize(reports: dict, archs: dict, cost_only: bool) -> dict:
     """Per architecture: accuracy, energy, efficiency, throughput, area, tiles, energy split; ratios to the first
     architecture; our ratios beside the papers' for every pair the papers report."""
@@ -91,7 +119,8 @@ def summarize(reports: dict, archs: dict, cost_only: bool) -> dict:
             "accuracy": None if cost_only else rep.accuracy,
             "energy_j": rep.energy_j, "ops_per_j": ops / rep.energy_j if rep.energy_j else float("inf"),
             "throughput_inf_per_s": rep.throughput_inf_per_s, "area_m2": rep.area_m2,
-            "tiles": getattr(archs[name], "tiles", None),
+            "tiles": getattr(archs[name], "tiles", None), "chips": getattr(archs[name], "chips", None),
+            "chips_to_hold": rep.config.get("chips_to_hold"),
             "energy_split": {k: v / rep.energy_j for k, v in sorted(rep.components.items(), key=lambda kv: -kv[1])},
         }
     first = next(iter(rows))
@@ -120,7 +149,9 @@ def table(result: dict) -> str:
         ["efficiency", *(f"{r['ops_per_j'] / 1e12:.3g} TOPS/W" for r in rows.values())],
         ["throughput", *(f"{r['throughput_inf_per_s']:.4g} inf/s" for r in rows.values())],
         ["area", *(f"{r['area_m2'] * 1e6:.2f} mm^2" for r in rows.values())],
-        ["tiles", *(str(r["tiles"]) for r in rows.values())],
+        ["tiles per chip", *(str(r["tiles"]) for r in rows.values())],
+        ["chips", *(str(r["chips"]) for r in rows.values())],
+        ["chips to hold one copy", *(str(r["chips_to_hold"]) for r in rows.values())],
         [f"efficiency vs {first}", *(f"{r['vs_' + first]['energy_efficiency']:.2f}x" for r in rows.values())],
         [f"throughput vs {first}", *(f"{r['vs_' + first]['throughput']:.2f}x" for r in rows.values())],
     ]
@@ -163,9 +194,12 @@ def synthetic_batches(shape: tuple[int, ...], n: int, batch_size: int, seed: int
 
 def compare(model, arch_names: list[str], loader, calibration, *, precision: str = "8", node: str = "32",
             equal_area: str | None = None, sets: dict | None = None, seed: int = 0, cost_only: bool = False,
+            chips: int | None = None,
             config: dict | None = None, progress: bool | None = None, backend: str = "numba") -> dict:
     """Run ``model`` on each architecture (at the common point, scaled to ``equal_area``'s chip) and summarize
-    (:func:`summarize`); ``result["reports"]`` holds the :class:`~cimsim.report.Report` of each. ``backend``:
+    (:func:`summarize`); ``result["reports"]`` holds the :class:`~cimsim.report.Report` of each. Every tiled
+    architecture gets ``chips`` of its chips, by default the fewest that hold the network on all of them
+    (:func:`spread_over_chips`). ``backend``:
     the engine's (``"numba"``) or counting tiles (``"count"``, cost only: :mod:`cimsim.crossbar_count`)."""
     from cimsim.mappers import evaluate
 
@@ -176,6 +210,7 @@ def compare(model, arch_names: list[str], loader, calibration, *, precision: str
             print(f"cimsim compare: {name} ({getattr(spec, 'tiles', '-')} tiles)", file=sys.stderr)
         reports[name] = evaluate(model, spec, loader, calibration=calibration, seed=seed, config=config,
                                  progress=progress, backend=backend)
+    reports, archs = spread_over_chips(reports, archs, chips)
     result = summarize(reports, archs, cost_only=cost_only)
     result["reports"] = reports
     return result
@@ -193,6 +228,7 @@ def run(args) -> int:
         names.check_arch(args.equal_area)
     if args.precision != "own" and not args.precision.isdigit():
         raise ConfigError(f"--precision {args.precision!r}: give a number of bits (e.g. 8) or 'own'")
+    chips = parse_chips(args.chips)
     if args.simulate and shape is None:
         raise ConfigError("--simulate goes with --input-shape (cost-only mode); runs with accuracy always simulate")
     equal_area = args.equal_area.strip().lower() if args.equal_area else None
@@ -213,19 +249,23 @@ def run(args) -> int:
     backend = "count" if shape is not None and not args.simulate else "numba"
     result = compare(model, arch_names, loader, calibration, precision=args.precision, node=args.node,
                      equal_area=equal_area, sets=dict(args.set or []), seed=args.seed, cost_only=shape is not None,
-                     config=config, backend=backend)
+                     config=config, backend=backend, chips=chips)
     del result["reports"]
     result.update({"model": args.model, "dataset": None if shape else args.dataset,
                    "input_shape": list(shape) if shape else None, "mode": COST_ONLY if shape else "accuracy and cost",
                    "engine": "counted" if backend == "count" else "simulated",
-                   "precision": args.precision, "node_nm": args.node, "equal_area": args.equal_area})
+                   "precision": args.precision, "node_nm": args.node, "equal_area": args.equal_area,
+                   "chips": args.chips})
     if args.json:
         emit_json(result)
     else:
         where = (f"synthetic inputs {'x'.join(map(str, shape))} ({COST_ONLY}; "
                  f"{'simulated' if args.simulate else 'events counted, crossbars not simulated'})") if shape else args.dataset
+        n_chips = sorted({r["chips"] for r in result["architectures"].values() if r["chips"]})
+        on = "" if len(n_chips) != 1 else f"; {n_chips[0]} chip{'s' * (n_chips[0] > 1)} each " + (
+            "(the fewest that hold the network on every architecture)" if chips is None else "(--chips)")
         print(f"{args.model} on {where}; precision {args.precision}, node {args.node}"
-              + (f", equal area with {args.equal_area}" if args.equal_area else ""))
+              + (f", equal area with {args.equal_area} per chip" if args.equal_area else "") + on)
         print(table(result))
     return 0
 
@@ -244,6 +284,10 @@ def register(sub) -> None:
                     help="weight and input bits of every architecture, or 'own' (default 8: the papers' comparison)")
     sp.add_argument("--node", default="32", type=lambda t: t if t == "own" else str(float(t)),
                     help="technology node (nm) of every architecture, or 'own' (default 32, Neural-PIM's comparison)")
+    sp.add_argument("--chips", default="auto", metavar="N|auto",
+                    help="chips of each tiled architecture, joined by chip-to-chip links (default auto: the fewest that "
+                         "hold one copy of the network on every architecture, so a network larger than one chip runs "
+                         "at equal total area with --equal-area)")
     sp.add_argument("--input-shape", metavar="C,H,W",
                     help="cost-only mode: run --model's definition on synthetic inputs of this shape (no accuracy)")
     sp.add_argument("--simulate", action="store_true",

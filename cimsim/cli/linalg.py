@@ -40,9 +40,35 @@ def _load_matrix(path: str):
         raise ConfigError(f"--matrix {path}: no such file; give a .npy, .csv or whitespace-separated text "
                           "file") from None
     except (OSError, ValueError) as exc:
+        ragged = None if path.endswith(".npy") else _ragged_line(path)
+        if ragged is not None:
+            raise ConfigError(f"--matrix {path}: {ragged}; give a matrix with the same count of numbers on every "
+                              "row") from None
         raise ConfigError(f"--matrix {path}: cannot read a matrix from it ({' '.join(str(exc).split())[:120]}); "
                           "give a .npy, .csv or whitespace-separated text file of numbers") from None
     return A
+
+
+def _ragged_line(path: str) -> str | None:
+    """'line N has n numbers where line M has m' for the first data line of a text matrix whose count of fields
+    differs from the first's (lines counted from 1, blank lines and '#' comments skipped as np.loadtxt skips
+    them), else None."""
+    sep = "," if path.endswith(".csv") else None
+    first = None
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for n, line in enumerate(f, 1):
+                line = line.split("#", 1)[0].strip()
+                if not line:
+                    continue
+                count = len(line.split(sep))
+                if first is None:
+                    first = (n, count)
+                elif count != first[1]:
+                    return f"line {n} has {count} numbers where line {first[0]} has {first[1]}"
+    except OSError:
+        return None
+    return None
 
 
 NETWORKS = ("mlp", "lenet5", "vgg16", "resnet18")

@@ -1,0 +1,97 @@
+"""What a programmed crossbar keeps for its life (issue 19: a mapped ResNet-18 within 2 GB on the CPU).
+
+A tile whose cells sit exactly on their levels keeps one byte a cell of levels and four of float32 level-unit
+matrices: its conductances and float64 matrices are looked up or widened when asked, with the same numbers as
+the ones it used to store. Programming noise or IR drop keeps the float64 ones."""
+
+import numpy as np
+import pytest
+
+from cimsim import Crossbar, CrossbarSpec
+from cimsim.devices import ReRAM, SarADC
+from cimsim.encoding import slice_weights
+
+
+def _held_bytes(xb) -> int:
+    """Bytes of every numpy array the tile holds (attributes, lists of arrays, its weight slices), each once."""
+    held = {}
+    for v in list(vars(xb).values()) + list(vars(xb.slices).values()):
+        for a in (v if isinstance(v, (list, tuple)) else [v]):
+            if isinstance(a, np.ndarray):
+                held[id(a)] = a.nbytes
+    return sum(held.values())
+
+
+def _spec(cell, **kw):
+    # ISAAC's defaults (arch/isaac.py): 16-bit weights in 2-bit cells, 128 x 128 arrays, offset mapping
+    base = dict(rows=128, cols=128, cell=cell, cell_bits=2, weight_bits=16, input_bits=16, dac_bits=1,
+                signed="offset", readout=SarADC(bits=8), adc_range="full")
+    return CrossbarSpec(**{**base, **kw})
+
+
+def _independent_a(xb, g):
+    """The float64 level-unit matrix of each row block from the conductances, as the engine defines it."""
+    cell, c = xb.spec.cell, xb.spec.cell_bits
+    levels = cell.level_conductances(c)
+    g_min, dg = levels[0], levels[1] - levels[0]
+    S, P, N, K = g.shape
+    flat = g.transpose(3, 0, 1, 2).reshape(K, S * P * N)
+    return [(flat[k0:k1] - g_min) / dg for k0, k1 in xb.row_blocks]
+
+
+def test_ideal_programming_keeps_five_bytes_a_cell_and_the_same_numbers():
+    rng = np.random.default_rng(3)
+    W = rng.integers(-2 ** 15, 2 ** 15, (96, 300))
+    cell = ReRAM(prog_sigma_frac=0.0, read_sigma_frac=0.02)
+    xb = Crossbar(W, _spec(cell), seed=4)
+    cells = xb.slices.levels.size
+    assert cells == 8 * 96 * 300
+    # levels (1 byte) + float32 matrices (4 bytes) a cell; the rest is per row or per column (rows x 8 B sums,
+    # columns x 8 B weights): under 5.1 bytes a cell here, 28 before (int64 levels, float64 g and A, float32 A)
+    assert _held_bytes(xb) < 5.1 * cells
+    assert xb.slices.levels.dtype == np.uint8
+    assert np.array_equal(xb.slices.levels, slice_weights(W, 16, 2, "offset").levels)
+    g = cell.program(slice_weights(W, 16, 2, "offset").levels, 2, np.random.default_rng(np.random.SeedSequence(4)))
+    assert xb.g.dtype == np.float64 and np.array_equal(xb.g, g)
+    for got, want, narrow in zip(xb.a, _independent_a(xb, g), xb.a_gemm):
+        assert got.dtype == np.float64 and np.array_equal(got, want)
+        assert narrow.dtype == np.float32 and np.array_equal(narrow, want)
+    assert xb.ro_a[0] is not xb.a[0] and np.array_equal(xb.ro_a[0], xb.a[0])
+
+
+def test_programming_noise_and_ir_drop_keep_the_float64_matrices():
+    rng = np.random.default_rng(5)
+    W = rng.integers(-2 ** 15, 2 ** 15, (40, 200))
+    for spec in (_spec(ReRAM(prog_sigma_frac=0.05)), _spec(ReRAM(prog_sigma_frac=0.0), r_wire_ohm=1.0)):
+        xb = Crossbar(W, spec, seed=6)
+        g = spec.cell.program(xb.slices.levels, 2, np.random.default_rng(np.random.SeedSequence(6)))
+        assert np.array_equal(xb.g, g)
+        for got, narrow in zip(xb.a, xb.a_gemm):
+            assert got.dtype == np.float64 and narrow.dtype == np.float32
+            assert not np.array_equal(narrow.astype(np.float64), got)     # float32 rounds them: both kept
+            assert np.array_equal(narrow, got.astype(np.float32))
+        if spec.r_wire_ohm == 0:
+            for got, want in zip(xb.a, _independent_a(xb, g)):
+                assert np.array_equal(got, want)
+
+
+def test_lookup_conductances_follow_drift_and_replacement():
+    """at_time and set_conductances replace the looked-up conductances; the original tile is unchanged."""
+    cell = ReRAM(prog_sigma_frac=0.0, relax_sigma_frac=0.02)
+    W = np.random.default_rng(7).integers(-2 ** 15, 2 ** 15, (8, 20))
+    xb = Crossbar(W, _spec(cell), seed=8)
+    g0 = xb.g.copy()
+    late = xb.at_time(1e4)
+    assert not np.array_equal(late.g, g0) and np.array_equal(xb.g, g0)
+    assert np.array_equal(late.a[0], _independent_a(late, late.g)[0])
+    g1 = np.full_like(g0, cell.g_min_s)
+    xb.set_conductances(g1)
+    assert np.array_equal(xb.g, g1) and not np.any(xb.a[0])
+
+
+@pytest.mark.parametrize("cell_bits,dtype", [(1, np.uint8), (8, np.uint8), (9, np.uint16)])
+def test_levels_take_the_smallest_unsigned_type(cell_bits, dtype):
+    W = np.random.default_rng(9).integers(-2 ** 15, 2 ** 15, (4, 10))
+    xb = Crossbar(W, _spec(ReRAM(prog_sigma_frac=0.0), cell_bits=cell_bits), seed=1)
+    assert xb.slices.levels.dtype == dtype
+    assert np.array_equal(xb.slices.levels, slice_weights(W, 16, cell_bits, "offset").levels)
