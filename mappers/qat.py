@@ -10,7 +10,9 @@ what :class:`cimsim.Crossbar` computes with ``pair_readout`` and ``column_scales
 
 * inputs quantized like the mapper does (``x_int = clamp(round(x / s_x))``, ``s_x`` from the calibration
   percentile, fixed during fine-tuning unless learned: :func:`learn_input_steps`), cut into the same bit
-  planes as :func:`cimsim.encoding.input_planes`;
+  planes as :func:`cimsim.encoding.input_planes`; ``input_bits`` per layer, except the network's first
+  mapped layer (:func:`first_layer`) when ``first_input_bits`` is set (e.g. 8-bit image inputs: more bit
+  planes, each read by the same comparators);
 * weights quantized per output channel like :func:`cimsim.mappers.quantize_weights`, sliced like the
   engine's ``signed="differential"`` encoding (slice ``j`` of a weight is ``sign(w) * level_j(|w|)``, the
   G+ minus G- value its column pair holds);
@@ -41,7 +43,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -69,12 +71,18 @@ class PSQConfig:
     dac_bits: int = 1
     readout: str = "ternary"
     threshold: float = 0.5
+    first_input_bits: int = 0     # input bits of the network's first mapped layer (0: input_bits), :func:`first_layer`
 
     def __post_init__(self):
         for k in ("rows", "cell_bits", "weight_bits", "input_bits", "dac_bits"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"PSQConfig.{k} must be a positive integer, got {v!r}")
+        v = self.first_input_bits
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"PSQConfig.first_input_bits must be 0 (as input_bits) or a positive integer, got {v!r}")
+        if v == self.input_bits:      # one configuration, one name: the first layer at input_bits is the default
+            object.__setattr__(self, "first_input_bits", 0)
         if self.weight_bits < 2:
             raise ConfigError("PSQConfig.weight_bits must be at least 2 (signed weights)")
         if self.readout not in READOUTS:
@@ -91,8 +99,18 @@ class PSQConfig:
     @property
     def tag(self) -> str:
         """Short name of the configuration, used in checkpoint file names."""
-        return (f"psq-{self.readout}-w{self.weight_bits}a{self.input_bits}c{self.cell_bits}d{self.dac_bits}"
+        first = f"f{self.first_input_bits}" if self.first_input_bits else ""
+        return (f"psq-{self.readout}-w{self.weight_bits}a{self.input_bits}{first}c{self.cell_bits}d{self.dac_bits}"
                 f"r{self.rows}t{self.threshold:g}")
+
+    def layer_input_bits(self, first: bool) -> int:
+        """Input bits of a layer: ``first_input_bits`` for the network's first mapped layer when set."""
+        return self.first_input_bits if first and self.first_input_bits else self.input_bits
+
+    def for_layer(self, input_bits: int) -> "PSQConfig":
+        """The configuration one layer computes with: its own input bits."""
+        return self if input_bits == self.input_bits and not self.first_input_bits else \
+            replace(self, input_bits=input_bits, first_input_bits=0)
 
     # geometry --------------------------------------------------------------
     def slice_shifts(self) -> list[tuple[int, int]]:
@@ -224,12 +242,16 @@ class _PSQ:
     """Mixin of the PSQ layers: config, calibrated input scale, learned column scales ``psq_alpha``."""
 
     psq_config: PSQConfig
+    psq_layer_config: PSQConfig
+    psq_input_bits: int
     psq_enabled: bool = True
     noise_frac: float = 0.0
     host_scalars: tuple[float, bool] | None = None   # (input_scale, input_signed) read once: pin_host_scalars
 
-    def _setup(self, cfg: PSQConfig, k: int, input_scale: float, input_signed: bool):
-        self.psq_config = cfg
+    def _setup(self, cfg: PSQConfig, k: int, input_scale: float, input_signed: bool, input_bits: int = 0):
+        self.psq_config = cfg                          # the network's (checked against the architecture)
+        self.psq_input_bits = input_bits or cfg.input_bits
+        self.psq_layer_config = cfg.for_layer(self.psq_input_bits)   # what this layer computes with
         self.psq_enabled = True
         self.noise_frac = 0.0
         shape = (len(cfg.row_blocks(k)), len(cfg.slice_shifts()), self.weight.shape[0])
@@ -245,7 +267,7 @@ class _PSQ:
 
         The planes are exact integers; their STE gradient (share ``c_t`` of the gradient of ``x_int``) is
         carried by one extra product ``c_t * (x_int - x_int.detach()) @ W`` (zero in the forward pass)."""
-        cfg = self.psq_config
+        cfg = self.psq_layer_config
         signed = self.signed()
         planes, _ = bit_planes(patches.detach(), cfg, signed)
         slices, _ = weight_slices(w_int, cfg)
@@ -270,7 +292,7 @@ class _PSQ:
 
     def psq_product(self, patches: torch.Tensor, w_int: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         """(M, O) sum over cycles, row blocks and slices of the scaled decisions (integer units of x @ W.T)."""
-        cfg = self.psq_config
+        cfg = self.psq_layer_config
         T, S = len(cfg.plane_shifts()), len(cfg.slice_shifts())
         M, O = patches.shape[0], w_int.shape[0]
         pw = _const(tuple(2.0 ** s for s, _ in cfg.plane_shifts()), patches)
@@ -295,7 +317,7 @@ class _PSQ:
         return self.host_scalars[1] if self.host_scalars else bool(self.input_signed)
 
     def psq_forward(self, x: torch.Tensor) -> torch.Tensor:
-        cfg = self.psq_config
+        cfg = self.psq_layer_config
         step = self.step()
         x_int = quantize_activation(x, step, cfg.input_bits, self.signed())
         patches, shape = self._patches(x_int)
@@ -434,21 +456,53 @@ def _convertible(mod: nn.Module) -> bool:
     return type(mod) is nn.Conv2d and mod.padding_mode == "zeros" and mod.padding != "same"
 
 
-def convert(model: nn.Module, cfg: PSQConfig, input_ranges: dict[str, tuple[float, bool]]) -> list[str]:
+def convert(model: nn.Module, cfg: PSQConfig, input_ranges: dict[str, tuple[float, bool]],
+            first: str | None = None) -> list[str]:
     """Turn every ``nn.Linear`` / ``nn.Conv2d`` named in ``input_ranges`` (name -> (scale, signed)) into its
-    PSQ layer, in place; returns the names converted."""
+    PSQ layer, in place; returns the names converted. ``first``: the network's first mapped layer
+    (:func:`first_layer`), which streams ``cfg.first_input_bits`` when that is set."""
+    if cfg.first_input_bits and first not in input_ranges:
+        raise ConfigError(f"PSQ with first_input_bits={cfg.first_input_bits}: name the first layer "
+                          f"(got {first!r}, not one of the layers converted)")
     done = []
     for name, mod in list(model.named_modules()):
         if name in input_ranges and _convertible(mod):
             scale, signed = input_ranges[name]
             k = mod.weight[0].numel()
             mod.__class__ = PSQLinear if isinstance(mod, nn.Linear) else PSQConv2d
-            mod._setup(cfg, k, scale, signed)
+            mod._setup(cfg, k, scale, signed, cfg.layer_input_bits(name == first))
             done.append(name)
     return done
 
 
 # ------------------------------------------------------------------------------------------------ prepare
+def _record(seen: dict, order: list, name: str, inputs) -> None:
+    """Forward pre-hook body: keep a layer's input, and note the layer in ``order`` at its first call."""
+    if not seen[name]:
+        order.append(name)
+    seen[name].append(inputs[0].detach())
+
+
+def first_called(model: nn.Module, names, example: torch.Tensor) -> str | None:
+    """The first of the sub-modules ``names`` that a forward pass of ``model`` on ``example`` calls."""
+    order: list[str] = []
+    mods = dict(model.named_modules())
+    handles = [mods[n].register_forward_pre_hook(lambda mod, inp, n=n: order.append(n)) for n in names]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return order[0] if order else None
+
+
+def first_layer(model: nn.Module, example: torch.Tensor) -> str | None:
+    """The network's first mapped layer: the first ``Linear`` / ``Conv2d`` its forward pass calls (the one fed the
+    network's input: the layer ``first_input_bits`` applies to, here and in the mapper)."""
+    return first_called(model, [n for n, m in model.named_modules() if _convertible(m) or is_psq(m)], example)
+
+
 def activation_range(acts: torch.Tensor, bits: int, rng: np.random.Generator) -> tuple[float, bool]:
     """(input scale, signed) by the mapper's rule: the 99.99th percentile of |activation| maps to the top code."""
     acts = acts.reshape(-1).double()
@@ -484,7 +538,7 @@ def init_scales(model: nn.Module, x: torch.Tensor) -> None:
         for h in handles:
             h.remove()
     for n, m in psq.items():
-        cfg = m.psq_config
+        cfg = m.psq_layer_config
         x_int = quantize_activation(seen[n].to(m.weight.dtype), float(m.input_scale), cfg.input_bits,
                                     bool(m.input_signed))
         patches, _ = m._patches(x_int)
@@ -533,7 +587,8 @@ def prepare(model: nn.Module, cfg: PSQConfig, calibration: list[torch.Tensor], s
     folded = fold_batchnorm(work, calibration[0])
     targets = {n: m for n, m in work.named_modules() if _convertible(m)}
     seen: dict[str, list[torch.Tensor]] = {n: [] for n in targets}
-    handles = [m.register_forward_pre_hook(lambda mod, inp, n=n: seen[n].append(inp[0].detach()))
+    order: list[str] = []     # the targets in the order of their first call: order[0] is the first layer
+    handles = [m.register_forward_pre_hook(lambda mod, inp, n=n: _record(seen, order, n, inp))
                for n, m in targets.items()]
     with torch.no_grad():
         try:
@@ -543,8 +598,10 @@ def prepare(model: nn.Module, cfg: PSQConfig, calibration: list[torch.Tensor], s
             for h in handles:
                 h.remove()
     rng = np.random.default_rng(seed)
-    ranges = {n: activation_range(torch.cat([a.reshape(-1) for a in seen[n]]), cfg.input_bits, rng) for n in targets}
-    converted = convert(work, cfg, ranges)
+    first = order[0] if order else None
+    ranges = {n: activation_range(torch.cat([a.reshape(-1) for a in seen[n]]), cfg.layer_input_bits(n == first), rng)
+              for n in targets}
+    converted = convert(work, cfg, ranges, first)
     if not converted:
         raise ConfigError("the model has no Linear or Conv2d layer to fine-tune with PSQ")
     work.psq_folded = [list(p) for p in folded]

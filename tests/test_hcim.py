@@ -64,6 +64,50 @@ def test_psq_forward_equals_the_mapped_crossbars(readout):
     np.testing.assert_array_equal(xb.column_scales.reshape(4, 2, 7), psq[6].psq_alpha.detach().numpy())
 
 
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_first_layer_at_8_bits_equals_the_mapped_crossbars(backend):
+    """first_input_bits=8: the first layer streams 8 bit planes (8 cycles of 1-bit DACs) through the same ternary
+    readout, the others 4; the fine-tuning forward equals the engine (ideal cells), its costs count 8 cycles."""
+    model = small_model()
+    x = torch.rand(6, 2, 8, 8, dtype=torch.float64) - 0.2
+    arch = cimsim.arch.get("hcim", cell="ideal", rows=16, first_input_bits=8)
+    cfg = qat.PSQConfig.from_arch(arch)
+    assert cfg.first_input_bits == 8 and cfg.tag == "psq-ternary-w4a4f8c1d1r16t0.5"
+    psq = qat.prepare(model, cfg, [x])
+    assert [psq[i].psq_input_bits for i in (0, 3, 6)] == [8, 4, 4]
+    assert psq[0].psq_alpha.shape == (2, 3, 5)            # the scales per (row block, slice, output) as before
+    # the first layer's input step spans 8 bits: 127 signed codes over the calibrated range (4 bits: 7)
+    ranges4 = qat.prepare(model, qat.PSQConfig(rows=16), [x])[0].input_scale
+    assert float(psq[0].input_scale) == pytest.approx(float(ranges4) * 7 / 127, rel=1e-12)
+    with torch.no_grad():
+        ref = psq(x)
+    codes = torch.round(x / psq[0].input_scale).unique()
+    assert len(codes) > 16                                  # more than 4 bits of input codes reach the crossbars
+    mapped = cimsim.map(psq, arch, calibration=x, backend=backend)
+    np.testing.assert_allclose(mapped(x).numpy(), ref.numpy(), rtol=0, atol=1e-12 * float(ref.abs().max()))
+    first, second = mapped.mapped_layers["0"], mapped.mapped_layers["3"]
+    assert first.plan.input_bits == 8 and second.plan.input_bits == 0
+    assert first.crossbars[0].spec.input_bits == 8 and second.crossbars[0].spec.input_bits == 4
+    # the same network at 4 bits: the first layer's read cycles and decisions double, the others stay
+    psq4 = qat.prepare(model, qat.PSQConfig(rows=16), [x])
+    m4 = cimsim.map(psq4, cimsim.arch.get("hcim", cell="ideal", rows=16), calibration=x, backend=backend)
+    r8, r4 = (m.evaluate([(x, torch.zeros(6, dtype=torch.long))], progress=False) for m in (mapped, m4))
+    for layer, ratio in (("0", 2), ("3", 1), ("6", 1)):
+        e8, e4 = mapped.crossbar_events().layer(layer), m4.crossbar_events().layer(layer)
+        for k in ("array_read_cycles", "ternary_conversion"):     # per cycle, whatever the data
+            assert e4[k] > 0 and e8[k] == ratio * e4[k], (layer, k)
+    assert mapped.crossbar_events().layer("0")["dac_drives"] > m4.crossbar_events().layer("0")["dac_drives"]
+    lat = [{d["name"]: d["latency_s"] for d in r.layers} for r in (r8, r4)]
+    assert lat[0]["0"] == pytest.approx(2 * lat[1]["0"], rel=1e-12) and lat[0]["3"] == pytest.approx(lat[1]["3"])
+    # the fine-tuned bits must match the mapped ones; a mismatch of the setting is refused
+    with pytest.raises(ConfigError, match="fine-tuned for psq-ternary-w4a4f8c1d1r16t0.5"):
+        cimsim.map(psq, cimsim.arch.get("hcim", rows=16), calibration=x)
+    # first_input_bits = input_bits is the default configuration (one name, one checkpoint)
+    assert qat.PSQConfig(first_input_bits=4) == qat.PSQConfig()
+    with pytest.raises(ConfigError, match="first_input_bits"):
+        cimsim.arch.get("hcim", first_input_bits=5, dac_bits=2, input_bits=4)
+
+
 def test_psq_training_step_moves_weights_and_scales():
     model = small_model().float()
     x = torch.rand(16, 2, 8, 8)
