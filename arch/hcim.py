@@ -23,6 +23,12 @@ per column slice), 1-bit cells and 1-bit DACs (the ADC-less setting: a column pa
 input bit plane and one weight bit), 128x128 arrays and ISAAC's 32 nm, 100 ns technology so that the
 ISAAC baselines (``cimsim.arch.get("isaac", adc_bits=4 or 7, weight_bits=4, input_bits=4, cell_bits=1)``)
 differ only in the readout.
+
+Options. ``first_input_bits`` (e.g. 8): the network's first mapped layer streams that many input bit planes
+(``first_input_bits / dac_bits`` cycles) through the same comparators; LeNet-5's first convolution has only 25
+rows, so 4-bit images give its ternary partial sums few distinct values. ``cycle_scales``: one scale factor per
+column pair and input cycle (the DCiM array holds ``input_cycles`` times as many) instead of one shared by the
+cycles.
 """
 
 from __future__ import annotations
@@ -61,6 +67,10 @@ class Hcim(DifferentialColumns, TiledChip):
                                   "ADC-less IMC setup of the same group (4-bit weights, 8-bit activations at the first "
                                   "layer: Apolinario et al., arXiv 2211.02167, hardware evaluation) and the QAT rule of "
                                   "a full-precision first layer (Zhou et al., DoReFa-Net, arXiv 1606.06160)", lo=0, hi=16)
+    cycle_scales: bool = param(False, "", "one learned scale factor per column pair and input cycle (alpha_{j,t}) "
+                               "instead of one per column pair shared by the cycles: HCiM keeps its scale factors in "
+                               "the DCiM array (arXiv 2403.13577), which then holds input_cycles times as many "
+                               "(our option; off: the shared factor)")
     readout: str = param("ternary", "", "HCiM: ternary partial sums (binary also supported)", choices=READOUTS)
     threshold: float = param(0.5, "1", "(est.) comparator reference = 0.5 x alpha: ternary rounding of PS / alpha "
                              "(LSQ, Esser et al. ICLR 2020, with levels -1, 0, 1)", lo=0, hi=0.999999)
@@ -120,7 +130,8 @@ class Hcim(DifferentialColumns, TiledChip):
         pairs = self.xbars_per_ima * self.cols // 2
         comp = self.comparator()
         rate = 1.0 / self.read_cycle_s
-        dcim_bits = self.xbars_per_ima * (self.cols // 2) * self.magnitude_slices * self.scale_bits
+        dcim_bits = (self.xbars_per_ima * (self.cols // 2) * self.magnitude_slices * self.scale_bits
+                     * (max(self.input_cycles, self.first_input_bits // self.dac_bits) if self.cycle_scales else 1))
         xbar, dac = self.array_rows()
         return (
             Component(f"comparators ({self.readout})", "comparator", "ima", pairs * self.comparators_per_pair,
@@ -147,7 +158,8 @@ class Hcim(DifferentialColumns, TiledChip):
     def psq_fields(self) -> dict:
         return {"rows": self.rows, "cell_bits": self.cell_bits, "weight_bits": self.weight_bits,
                 "input_bits": self.input_bits, "dac_bits": self.dac_bits, "readout": self.readout,
-                "threshold": float(self.threshold), "first_input_bits": self.first_input_bits}
+                "threshold": float(self.threshold), "first_input_bits": self.first_input_bits,
+                "cycle_scales": bool(self.cycle_scales)}
 
     def mvm_time_s(self, plan: LayerPlan, events: Mapping[str, float]) -> float:
         """One MVM: its cycles, each as long as the read or as the DCiM array needs for the cycle's additions

@@ -18,7 +18,8 @@ what :class:`cimsim.Crossbar` computes with ``pair_readout`` and ``column_scales
   G+ minus G- value its column pair holds);
 * the reduction dimension cut into the same row blocks of ``rows`` (in ``F.unfold`` order, the order
   the mapper programs);
-* per (row block, slice, output): ``PS = plane_t . slice_j`` and ``q = alpha * D(PS / alpha)``,
+* per (row block, slice, output), and per input cycle too with ``cycle_scales`` (``alpha_t``):
+  ``PS = plane_t . slice_j`` and ``q = alpha * D(PS / alpha)``,
   ``D`` = ternary ``(u > threshold) - (u < -threshold)`` or binary ``+1 if u > 0 else -1``;
 * ``y = s_x * s_w * sum_{t, r, j} 2**(dac_bits t) * 2**shift_j * q + bias``.
 
@@ -72,6 +73,7 @@ class PSQConfig:
     readout: str = "ternary"
     threshold: float = 0.5
     first_input_bits: int = 0     # input bits of the network's first mapped layer (0: input_bits), :func:`first_layer`
+    cycle_scales: bool = False    # one scale factor per (row block, slice, output) and input cycle
 
     def __post_init__(self):
         for k in ("rows", "cell_bits", "weight_bits", "input_bits", "dac_bits"):
@@ -83,6 +85,8 @@ class PSQConfig:
             raise ConfigError(f"PSQConfig.first_input_bits must be 0 (as input_bits) or a positive integer, got {v!r}")
         if v == self.input_bits:      # one configuration, one name: the first layer at input_bits is the default
             object.__setattr__(self, "first_input_bits", 0)
+        if not isinstance(self.cycle_scales, bool):
+            raise ConfigError(f"PSQConfig.cycle_scales must be true or false, got {self.cycle_scales!r}")
         if self.weight_bits < 2:
             raise ConfigError("PSQConfig.weight_bits must be at least 2 (signed weights)")
         if self.readout not in READOUTS:
@@ -101,7 +105,7 @@ class PSQConfig:
         """Short name of the configuration, used in checkpoint file names."""
         first = f"f{self.first_input_bits}" if self.first_input_bits else ""
         return (f"psq-{self.readout}-w{self.weight_bits}a{self.input_bits}{first}c{self.cell_bits}d{self.dac_bits}"
-                f"r{self.rows}t{self.threshold:g}")
+                f"r{self.rows}t{self.threshold:g}{'-percycle' if self.cycle_scales else ''}")
 
     def layer_input_bits(self, first: bool) -> int:
         """Input bits of a layer: ``first_input_bits`` for the network's first mapped layer when set."""
@@ -221,7 +225,9 @@ class _ScaledDecision(torch.autograd.Function):
         g = g * coef
         inside = u.abs() <= 1
         grad_ps = g * inside
-        grad_alpha = (g * torch.where(inside, d - u, d)).sum(dim=(0, 1), keepdim=True) * ctx.grad_scale
+        grad = g * torch.where(inside, d - u, d)
+        dims = tuple(i for i in range(grad.dim()) if alpha.shape[i] == 1 and grad.shape[i] > 1)   # broadcast
+        grad_alpha = (grad.sum(dim=dims, keepdim=True) if dims else grad) * ctx.grad_scale
         return grad_ps, grad_alpha, None, None, None, None
 
 
@@ -254,7 +260,9 @@ class _PSQ:
         self.psq_layer_config = cfg.for_layer(self.psq_input_bits)   # what this layer computes with
         self.psq_enabled = True
         self.noise_frac = 0.0
-        shape = (len(cfg.row_blocks(k)), len(cfg.slice_shifts()), self.weight.shape[0])
+        lcfg = self.psq_layer_config
+        shape = (len(lcfg.row_blocks(k)), *((len(lcfg.plane_shifts()),) if lcfg.cycle_scales else ()),
+                 len(lcfg.slice_shifts()), self.weight.shape[0])
         self.psq_alpha = nn.Parameter(torch.ones(shape, dtype=self.weight.dtype))
         self.register_buffer("input_scale", torch.tensor(float(input_scale), dtype=torch.float64))
         self.register_buffer("input_signed", torch.tensor(bool(input_signed)))
@@ -299,9 +307,11 @@ class _PSQ:
         sw = _const(tuple(2.0 ** s for s, _ in cfg.slice_shifts()), patches)
         coef = (pw[:, None] * sw[None, :])[:, None, :, None]            # (T, 1, S, 1)
         y = patches.new_zeros(M, O)
+        per_cycle = cfg.cycle_scales      # alpha (row blocks, [cycles,] slices, outputs)
         for r, ps in enumerate(self.partial_sums(patches, w_int)):
-            q = _ScaledDecision.apply(ps.reshape(T, M, S, O), alpha[r][None, None], coef, cfg.readout,
-                                      cfg.threshold, 1.0 / math.sqrt(T * M))
+            a = alpha[r][:, None] if per_cycle else alpha[r][None, None]
+            q = _ScaledDecision.apply(ps.reshape(T, M, S, O), a, coef, cfg.readout,
+                                      cfg.threshold, 1.0 / math.sqrt(M if per_cycle else T * M))
             y = y + q.sum(dim=(0, 2))
         return y
 
@@ -328,7 +338,7 @@ class _PSQ:
         K, O = patches.shape[1] // G, w_int.shape[0]
         og = O // G
         outs = [self.psq_product(patches[:, g * K:(g + 1) * K], w_int[g * og:(g + 1) * og],
-                                 self.psq_alpha[:, :, g * og:(g + 1) * og]) for g in range(G)]
+                                 self.psq_alpha[..., g * og:(g + 1) * og]) for g in range(G)]
         acc = torch.cat(outs, dim=1)
         y = acc * ((self.input_scale.to(acc.dtype) if isinstance(step, float) else step) * w_scale)[None, :]
         if self.bias is not None:
@@ -545,11 +555,11 @@ def init_scales(model: nn.Module, x: torch.Tensor) -> None:
         w_int, _ = quantize_weight_ste(m.weight, cfg.weight_bits)
         G = getattr(m, "groups", 1)
         K, O = patches.shape[1] // G, w_int.shape[0]
-        og, S = O // G, len(cfg.slice_shifts())
+        og, S, T = O // G, len(cfg.slice_shifts()), len(cfg.plane_shifts())
         for g in range(G):
             pss = m.partial_sums(patches[:, g * K:(g + 1) * K], w_int[g * og:(g + 1) * og])
-            for r, ps in enumerate(pss):
-                ps = ps.reshape(-1, S, og)
+            for r, ps in enumerate(pss):   # per cycle: the statistics of each cycle's partial sums apart
+                ps = ps.reshape(T, -1, S, og).transpose(0, 1) if cfg.cycle_scales else ps.reshape(-1, S, og)
                 mean = torch.clamp(ps.abs().mean(dim=0), min=0.5)
                 best, err = None, None
                 for c in INIT_MULTIPLES:
@@ -557,23 +567,29 @@ def init_scales(model: nn.Module, x: torch.Tensor) -> None:
                     e = ((decide(ps / a, cfg) * a - ps) ** 2).sum(dim=0)
                     best = a.clone() if best is None else torch.where(e < err, a, best)
                     err = e if err is None else torch.minimum(e, err)
-                m.psq_alpha.data[r, :, g * og:(g + 1) * og] = torch.clamp(best, min=1.0)
+                m.psq_alpha.data[r, ..., g * og:(g + 1) * og] = torch.clamp(best, min=1.0)
 
 
 def lsq_scales(x_int: np.ndarray, w_int: np.ndarray, cfg: PSQConfig, input_signed: bool) -> np.ndarray:
-    """LSQ's initial column scales ``max(1, 2 * mean |PS|)`` (row blocks, slices, outputs) from integer inputs
-    (positions, K) and weights (O, K), computed with the engine's own encodings (for layers mapped without PSQ)."""
+    """LSQ's initial column scales ``max(1, 2 * mean |PS|)`` (row blocks, [cycles,] slices, outputs) from integer
+    inputs (positions, K) and weights (O, K), computed with the engine's own encodings (for layers mapped without
+    PSQ); per cycle (``cfg.cycle_scales``) the mean of each cycle's partial sums."""
     from cimsim.encoding import input_planes, slice_weights
 
     planes, _ = input_planes(x_int, cfg.input_bits, cfg.dac_bits, input_signed)
     sl = slice_weights(w_int, cfg.weight_bits, cfg.cell_bits, "differential")
     D = (sl.levels[:, 0] - sl.levels[:, 1]).astype(np.float64)         # (S, O, K)
     blocks = cfg.row_blocks(w_int.shape[1])
-    out = np.empty((len(blocks), D.shape[0], D.shape[1]))
+    T, n = len(planes), x_int.shape[0]
+    out = np.empty((len(blocks), *((T,) if cfg.cycle_scales else ()), D.shape[0], D.shape[1]))
     for r, (k0, k1) in enumerate(blocks):
         for j in range(D.shape[0]):
-            tot = sum(np.abs(p[:, k0:k1].astype(np.float64) @ D[j][:, k0:k1].T).sum(axis=0) for p in planes)
-            out[r, j] = tot / (len(planes) * x_int.shape[0])
+            tots = [np.abs(p[:, k0:k1].astype(np.float64) @ D[j][:, k0:k1].T).sum(axis=0) for p in planes]
+            if cfg.cycle_scales:
+                for t in range(T):
+                    out[r, t, j] = tots[t] / n
+            else:
+                out[r, j] = sum(tots) / (T * n)
     return np.maximum(2 * out, 1.0)
 
 
