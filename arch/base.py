@@ -136,6 +136,10 @@ class Architecture:
         (:class:`~cimsim.layout.BitPlaneLayout`: SME's shaping, splicing and squeeze-out, :mod:`cimsim.mappers.sme`)."""
         return None
 
+    def first_layer_input_bits(self) -> int:
+        """Input bits of the network's first mapped layer when not ``input_bits`` (0: ``input_bits``)."""
+        return 0
+
     def psq_fields(self) -> dict[str, Any]:
         """What partial-sum QAT (:class:`cimsim.mappers.qat.PSQConfig`) needs to train for this architecture's
         readout: rows, cell_bits, weight_bits, input_bits, dac_bits, readout ('ternary'/'binary'), threshold.

@@ -23,10 +23,17 @@ per column slice), 1-bit cells and 1-bit DACs (the ADC-less setting: a column pa
 input bit plane and one weight bit), 128x128 arrays and ISAAC's 32 nm, 100 ns technology so that the
 ISAAC baselines (``cimsim.arch.get("isaac", adc_bits=4 or 7, weight_bits=4, input_bits=4, cell_bits=1)``)
 differ only in the readout.
+
+Options. ``first_input_bits`` (e.g. 8): the network's first mapped layer streams that many input bit planes
+(``first_input_bits / dac_bits`` cycles) through the same comparators; LeNet-5's first convolution has only 25
+rows, so 4-bit images give its ternary partial sums few distinct values. ``cycle_scales``: one scale factor per
+column pair and input cycle (the DCiM array holds ``input_cycles`` times as many) instead of one shared by the
+cycles.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -55,6 +62,15 @@ class Hcim(DifferentialColumns, TiledChip):
     cell_bits: int = param(1, "bit", "(est.) 1-bit cells: one weight bit per partial sum (ADC-less setting)", lo=1, hi=8)
     weight_bits: int = param(4, "bit", "(est.) 4-bit weights: see the module docstring", lo=2, hi=32)
     input_bits: int = param(4, "bit", "(est.) 4-bit activations", lo=1, hi=32)
+    first_input_bits: int = param(0, "bit", "inputs of the network's first mapped layer, streamed dac_bits per cycle "
+                                  "and read by the same comparators (0: input_bits). 8 keeps the image at 8 bits, the "
+                                  "ADC-less IMC setup of the same group (4-bit weights, 8-bit activations at the first "
+                                  "layer: Apolinario et al., arXiv 2211.02167, hardware evaluation) and the QAT rule of "
+                                  "a full-precision first layer (Zhou et al., DoReFa-Net, arXiv 1606.06160)", lo=0, hi=16)
+    cycle_scales: bool = param(False, "", "one learned scale factor per column pair and input cycle (alpha_{j,t}) "
+                               "instead of one per column pair shared by the cycles: HCiM keeps its scale factors in "
+                               "the DCiM array (arXiv 2403.13577), which then holds input_cycles times as many "
+                               "(our option; off: the shared factor)")
     readout: str = param("ternary", "", "HCiM: ternary partial sums (binary also supported)", choices=READOUTS)
     threshold: float = param(0.5, "1", "(est.) comparator reference = 0.5 x alpha: ternary rounding of PS / alpha "
                              "(LSQ, Esser et al. ICLR 2020, with levels -1, 0, 1)", lo=0, hi=0.999999)
@@ -77,6 +93,12 @@ class Hcim(DifferentialColumns, TiledChip):
         super().check()
         if self.cols % 2:
             raise ValueError(f"cols ({self.cols}) must be even: columns are read in G+/G- pairs")
+        if self.first_input_bits % self.dac_bits:
+            raise ValueError(f"first_input_bits ({self.first_input_bits}) must be a multiple of dac_bits "
+                             f"({self.dac_bits})")
+
+    def first_layer_input_bits(self) -> int:
+        return self.first_input_bits
 
     # ------------------------------------------------------------------ structure
     @property
@@ -108,7 +130,8 @@ class Hcim(DifferentialColumns, TiledChip):
         pairs = self.xbars_per_ima * self.cols // 2
         comp = self.comparator()
         rate = 1.0 / self.read_cycle_s
-        dcim_bits = self.xbars_per_ima * (self.cols // 2) * self.magnitude_slices * self.scale_bits
+        dcim_bits = (self.xbars_per_ima * (self.cols // 2) * self.magnitude_slices * self.scale_bits
+                     * (max(self.input_cycles, self.first_input_bits // self.dac_bits) if self.cycle_scales else 1))
         xbar, dac = self.array_rows()
         return (
             Component(f"comparators ({self.readout})", "comparator", "ima", pairs * self.comparators_per_pair,
@@ -135,14 +158,16 @@ class Hcim(DifferentialColumns, TiledChip):
     def psq_fields(self) -> dict:
         return {"rows": self.rows, "cell_bits": self.cell_bits, "weight_bits": self.weight_bits,
                 "input_bits": self.input_bits, "dac_bits": self.dac_bits, "readout": self.readout,
-                "threshold": float(self.threshold)}
+                "threshold": float(self.threshold), "first_input_bits": self.first_input_bits,
+                "cycle_scales": bool(self.cycle_scales)}
 
     def mvm_time_s(self, plan: LayerPlan, events: Mapping[str, float]) -> float:
         """One MVM: its cycles, each as long as the read or as the DCiM array needs for the cycle's additions
         (the layer's non-zero decisions per array and cycle, on average: data dependent)."""
         cycles = events.get(ev.ARRAY_READ_CYCLES, 0)
         adds_per_cycle = events.get(ev.NONZERO_DECISIONS, 0) / cycles if cycles else 0.0
-        return self.input_cycles * max(self.cycle_s, adds_per_cycle / self.dcim_add_rate_hz)
+        return math.ceil(self.layer_input_bits(plan) / self.dac_bits) * max(self.cycle_s,
+                                                                             adds_per_cycle / self.dcim_add_rate_hz)
 
     def event_costs(self) -> dict[str, EventCost]:
         """Energy of every event kind the ledger may hold. Comparators latch the bit lines (no sample-and-hold);

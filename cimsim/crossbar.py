@@ -35,7 +35,8 @@ Two readout options serve ADC-less architectures such as HCiM (arXiv 2403.13577)
   (row block, weight slice, [polarity,] output). Each column's comparator reference is its scale times
   the readout's threshold (the readout sees ``v / s``) and the decision is multiplied by ``s`` before the
   digital shift-and-add: ``y = sum_{t, r, j} 2**(d t) * w_slice(j) * s[r, j] * D(v[t, r, j] / s[r, j])``,
-  the partial-sum quantization (PSQ) that :mod:`cimsim.mappers.qat` trains for. The ledger then also
+  the partial-sum quantization (PSQ) that :mod:`cimsim.mappers.qat` trains for. Scales of shape (row blocks,
+  input cycles, ...) give every cycle its own factor ``s[r, t, j]`` (one conversion per cycle only). The ledger then also
   counts ``nonzero_decisions`` (the scale-factor additions a zero-skipping digital side performs).
 
 Both run on the general path of either backend (the fused ADC epilogue serves plain per-cycle ADC reads).
@@ -207,12 +208,20 @@ class Crossbar(CrossbarLayout):
         if s.dtype.kind not in "biuf":
             raise ConfigError(f"column_scales must be real numbers, got dtype {s.dtype}")
         s = s.astype(np.float64)
-        rb = len(self.row_blocks)
+        rb, T = len(self.row_blocks), self.cycles
         shape = ((rb, self.n_slices, self.out_features) if self.spec.pair_readout
                  else (rb, self.n_slices, self.n_polarity, self.out_features))
+        if s.shape in ((rb, T, *shape[1:]), (rb, T, self.readout_columns)):    # one per input cycle as well
+            if not self.spec.conversion.per_cycle:
+                raise ConfigError("column_scales per input cycle need one conversion per cycle (conversion scope "
+                                  "cycles='each')")
+            if not np.all(np.isfinite(s)) or np.any(s <= 0):
+                raise ConfigError("column_scales must be finite and positive")
+            return s.reshape(rb, T, -1).copy()
         if s.shape not in (shape, (rb, self.readout_columns)):
             raise ConfigError(f"column_scales must have shape {shape} (row blocks, slices, "
-                              f"{'' if self.spec.pair_readout else 'polarities, '}outputs), got {s.shape}")
+                              f"{'' if self.spec.pair_readout else 'polarities, '}outputs), or with the input "
+                              f"cycles ({T}) after the row blocks, got {s.shape}")
         if not np.all(np.isfinite(s)) or np.any(s <= 0):
             raise ConfigError("column_scales must be finite and positive")
         return s.reshape(rb, -1).copy()

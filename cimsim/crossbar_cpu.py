@@ -455,7 +455,7 @@ class CpuTile:
                     v = self._cycle_value(digits[blocks[0]], blocks[0], t0, nb, place)
                 else:
                     v = self._analog_sum(digits, blocks, t0, t1, shifts, nb, place)
-                scale = None if scales is None else scales[blocks[0]]
+                scale = None if scales is None else scales[blocks[0]] if scales.ndim == 2 else scales[blocks[0], t0]
                 if scale is not None:
                     v = v / scale                    # comparator reference = threshold x scale
                 values, clipped = op.over_blocks(len(blocks)).convert(v, lo, lsb, PlacedNormals(*place),

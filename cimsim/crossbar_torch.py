@@ -430,13 +430,17 @@ class TorchTile:
         D, G, nb, C = v.shape
         lo_c = lo.to(v.dtype)[:, None, None, None]
         lsb_c = lsb.to(v.dtype)[:, None, None, None]
-        if self.scales is not None:
-            v = v / self.scales[g0:g1, None, None, :].to(v.dtype)   # comparator reference = threshold x scale
+        per_cycle = self.scales is not None and self.scales.dim() == 3     # (row blocks, cycles, columns)
+        if self.scales is not None:   # comparator reference = threshold x scale
+            v = v / (self.scales[g0:g1, :, None, :] if per_cycle else self.scales[g0:g1, None, None, :]).to(v.dtype)
         codes, clips = op.codes_torch(v, lo_c, lsb_c, self._randn, xb.spec.pair_readout)
         if clips is not None:
             clipped += clips.to(torch.float64)
         if op.decides:
             decisions += torch.count_nonzero(codes).to(torch.float64)
+        if per_cycle:                 # each cycle's decisions scaled by its own factors, then shifted and added
+            c = codes.to(torch.float64) * self.scales[g0:g1, :, None, :]
+            return torch.matmul(w_place.to(torch.float64), c.reshape(D, G, nb * C))
         s = torch.matmul(w_place, codes.to(rd).reshape(D, G, nb * C))   # the shift-and-add over conversions
         if self.scales is not None:
             s = (s.to(torch.float64).reshape(D, nb, C) * self.scales[g0:g1, None, :]).reshape(D, nb * C)

@@ -101,7 +101,8 @@ def load_psq_checkpoint(path) -> tuple[nn.Module, dict]:
         state = payload["state_dict"]
         ranges = {k[:-len(".input_scale")]: (float(v), bool(state[k[:-len("input_scale")] + "input_signed"]))
                   for k, v in state.items() if k.endswith(".input_scale")}
-        qat.convert(model, cfg, ranges)
+        first = (qat.first_layer(model, torch.zeros(1, *meta["input_shape"])) if cfg.first_input_bits else None)
+        qat.convert(model, cfg, ranges, first)
         model.psq_folded = meta["batchnorm_folded"]
         model.load_state_dict(state)
         if not all(bool(torch.isfinite(v).all()) for v in model.state_dict().values() if v.is_floating_point()):

@@ -206,10 +206,16 @@ def _model_takes(xb: torch.Tensor):
                           "the shape the model takes") from None
 
 
-def _check_psq(name: str, mod: nn.Module, cfg) -> None:
-    if cfg is not None and mod.psq_config != cfg:
+def _check_psq(name: str, mod: nn.Module, cfg, input_bits: int) -> None:
+    if cfg is None:
+        return
+    if mod.psq_config != cfg:
         raise ConfigError(f"layer {name} was fine-tuned for {mod.psq_config.tag} but the architecture reads "
                           f"{cfg.tag}: fine-tune it for this architecture ('cimsim finetune' with the same --set)")
+    if mod.psq_input_bits != input_bits:
+        raise ConfigError(f"layer {name} was fine-tuned with {mod.psq_input_bits}-bit inputs but is mapped with "
+                          f"{input_bits}-bit ones (first_input_bits applies to the first layer the network calls): "
+                          "fine-tune the network as it is mapped")
 
 
 def _check_sa(name: str, mod: nn.Module, spec: CrossbarSpec) -> None:
@@ -324,7 +330,8 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
 
     # one pass over the calibration batches: every mapped layer's inputs
     seen: dict[str, list[torch.Tensor]] = {n: [] for n in targets}
-    handles = [m.register_forward_pre_hook(lambda mod, inp, n=n: seen[n].append(inp[0].detach()))
+    order: list[str] = []     # the targets in the order of their first call: order[0] is the network's first layer
+    handles = [m.register_forward_pre_hook(lambda mod, inp, n=n: qat._record(seen, order, n, inp))
                for n, m in targets.items()]
     try:
         for xb in progress_bar(batches, desc=f"{arch.name} map: calibration pass", unit="batches", enabled=progress):
@@ -356,14 +363,19 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
                 "activation_percentile": ACTIVATION_PERCENTILE, "adc_rows_per_layer": ADC_CALIBRATION_ROWS,
                 "uncosted_layers": cal_uncosted}
     unscaled = []
+    # the first layer's input bits when the architecture sets them apart (hcim first_input_bits; 0: input_bits)
+    first_bits = {order[0]: arch.first_layer_input_bits()} if order and arch.first_layer_input_bits() else {}
     timings["prepare_s"] = time.perf_counter() - started
     for index, (name, mod) in enumerate(progress_bar(list(targets.items()), desc=f"{arch.name} map: program and "
                                                      "calibrate", unit="layers", enabled=progress)):
         sa_trained = snn_qat.is_sa(mod)   # trained for a sense amp per column (cimsim.mappers.snn_qat)
         spike_in = (bool(mod.spike_input) if sa_trained else
                     spiking and not qat.is_psq(mod) and snn.binary_inputs(seen[name]))
-        if qat.is_psq(mod):   # fine-tuned with PSQ: its input range is part of what it learned
-            _check_psq(name, mod, psq_cfg)
+        bits = first_bits.get(name, 0)   # 0: the architecture's input_bits
+        if qat.is_psq(mod):   # fine-tuned with PSQ: its input range (and bits) are part of what it learned
+            _check_psq(name, mod, psq_cfg, bits or arch.input_bits)
+            if psq_cfg is None and mod.psq_input_bits != arch.input_bits:   # on a baseline: as fine-tuned
+                bits = mod.psq_input_bits
             signed, input_scale = bool(mod.input_signed), float(mod.input_scale)
         elif sa_trained and not spike_in:
             signed, input_scale = bool(mod.input_signed), float(mod.input_scale)
@@ -371,13 +383,13 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
             input_scale, signed = 1.0, False
         else:
             input_scale, signed = qat.activation_range(torch.cat([a.reshape(-1) for a in seen[name]]),
-                                                       arch.input_bits, rng)
+                                                       bits or arch.input_bits, rng)
         t0 = time.perf_counter()
         groups = getattr(mod, "groups", 1)
         k_per_group = mod.weight[0].numel()
         calls = len(seen[name]) // len(batches) if spiking else 1     # time steps
         plan = LayerPlan(name, type(mod).__name__, k_per_group, mod.weight.shape[0], groups,
-                         input_signed=signed, input_scale=input_scale, input_bits=1 if spike_in else 0,
+                         input_signed=signed, input_scale=input_scale, input_bits=1 if spike_in else bits,
                          time_steps=max(calls, 1))
         layer = MappedLayer(name, mod, arch, plan)
         if backend == "torch" and str(device).startswith("cuda"):
@@ -385,6 +397,8 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         spec = arch.crossbar_spec(input_signed=signed)
         if spike_in:   # one read cycle per time step
             spec = CrossbarSpec(**{**spec.__dict__, "input_bits": 1, "dac_bits": 1})
+        elif bits:     # the first layer's own input bits: more bit planes through the same readout
+            spec = CrossbarSpec(**{**spec.__dict__, "input_bits": bits})
         og = plan.out_features // groups
         scales = None
         if psq_cfg is not None:
@@ -393,8 +407,9 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
             else:
                 unscaled.append(name)
                 allp = _calibration_patches(layer, seen[name], rng)
+                lcfg = psq_cfg.for_layer(bits or psq_cfg.input_bits)
                 scales = np.concatenate([qat.lsq_scales(allp[:, g * k_per_group:(g + 1) * k_per_group],
-                                                        layer.w_int[g * og:(g + 1) * og], psq_cfg, signed)
+                                                        layer.w_int[g * og:(g + 1) * og], lcfg, signed)
                                          for g in range(groups)], axis=2)
         elif readout_op(spec.readout).decides and not spec.pair_readout and sa_trained:
             _check_sa(name, mod, spec)

@@ -241,5 +241,6 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
                if best is not None else {}),
             "history": history, "train_seconds": round(time.perf_counter() - started, 1),
             "cpu_threads": torch.get_num_threads(), "torch_version": torch.__version__, "device": device,
-            "batchnorm_folded": work.psq_folded}
+            "batchnorm_folded": work.psq_folded,
+            "input_bits_per_layer": {n: m.psq_input_bits for n, m in work.named_modules() if is_psq(m)}}
     return work, meta

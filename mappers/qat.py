@@ -10,13 +10,16 @@ what :class:`cimsim.Crossbar` computes with ``pair_readout`` and ``column_scales
 
 * inputs quantized like the mapper does (``x_int = clamp(round(x / s_x))``, ``s_x`` from the calibration
   percentile, fixed during fine-tuning unless learned: :func:`learn_input_steps`), cut into the same bit
-  planes as :func:`cimsim.encoding.input_planes`;
+  planes as :func:`cimsim.encoding.input_planes`; ``input_bits`` per layer, except the network's first
+  mapped layer (:func:`first_layer`) when ``first_input_bits`` is set (e.g. 8-bit image inputs: more bit
+  planes, each read by the same comparators);
 * weights quantized per output channel like :func:`cimsim.mappers.quantize_weights`, sliced like the
   engine's ``signed="differential"`` encoding (slice ``j`` of a weight is ``sign(w) * level_j(|w|)``, the
   G+ minus G- value its column pair holds);
 * the reduction dimension cut into the same row blocks of ``rows`` (in ``F.unfold`` order, the order
   the mapper programs);
-* per (row block, slice, output): ``PS = plane_t . slice_j`` and ``q = alpha * D(PS / alpha)``,
+* per (row block, slice, output), and per input cycle too with ``cycle_scales`` (``alpha_t``):
+  ``PS = plane_t . slice_j`` and ``q = alpha * D(PS / alpha)``,
   ``D`` = ternary ``(u > threshold) - (u < -threshold)`` or binary ``+1 if u > 0 else -1``;
 * ``y = s_x * s_w * sum_{t, r, j} 2**(dac_bits t) * 2**shift_j * q + bias``.
 
@@ -41,7 +44,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -49,6 +52,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cimsim.errors import ConfigError
+# the arithmetic pieces, here where callers find them (cimsim.mappers.qat.bit_planes, ...)
+from cimsim.mappers.qat_ops import (_ScaledDecision, _const, bit_planes, decide, quantize_activation,  # noqa: F401
+                                    quantize_weight_ste, weight_slices)
 
 READOUTS = ("ternary", "binary")
 # our choice: the 99.99th percentile of |activation| sets the input range, so one outlier in the calibration
@@ -69,12 +75,21 @@ class PSQConfig:
     dac_bits: int = 1
     readout: str = "ternary"
     threshold: float = 0.5
+    first_input_bits: int = 0     # input bits of the network's first mapped layer (0: input_bits), :func:`first_layer`
+    cycle_scales: bool = False    # one scale factor per (row block, slice, output) and input cycle
 
     def __post_init__(self):
         for k in ("rows", "cell_bits", "weight_bits", "input_bits", "dac_bits"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"PSQConfig.{k} must be a positive integer, got {v!r}")
+        v = self.first_input_bits
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"PSQConfig.first_input_bits must be 0 (as input_bits) or a positive integer, got {v!r}")
+        if v == self.input_bits:      # one configuration, one name: the first layer at input_bits is the default
+            object.__setattr__(self, "first_input_bits", 0)
+        if not isinstance(self.cycle_scales, bool):
+            raise ConfigError(f"PSQConfig.cycle_scales must be true or false, got {self.cycle_scales!r}")
         if self.weight_bits < 2:
             raise ConfigError("PSQConfig.weight_bits must be at least 2 (signed weights)")
         if self.readout not in READOUTS:
@@ -91,8 +106,18 @@ class PSQConfig:
     @property
     def tag(self) -> str:
         """Short name of the configuration, used in checkpoint file names."""
-        return (f"psq-{self.readout}-w{self.weight_bits}a{self.input_bits}c{self.cell_bits}d{self.dac_bits}"
-                f"r{self.rows}t{self.threshold:g}")
+        first = f"f{self.first_input_bits}" if self.first_input_bits else ""
+        return (f"psq-{self.readout}-w{self.weight_bits}a{self.input_bits}{first}c{self.cell_bits}d{self.dac_bits}"
+                f"r{self.rows}t{self.threshold:g}{'-percycle' if self.cycle_scales else ''}")
+
+    def layer_input_bits(self, first: bool) -> int:
+        """Input bits of a layer: ``first_input_bits`` for the network's first mapped layer when set."""
+        return self.first_input_bits if first and self.first_input_bits else self.input_bits
+
+    def for_layer(self, input_bits: int) -> "PSQConfig":
+        """The configuration one layer computes with: its own input bits."""
+        return self if input_bits == self.input_bits and not self.first_input_bits else \
+            replace(self, input_bits=input_bits, first_input_bits=0)
 
     # geometry --------------------------------------------------------------
     def slice_shifts(self) -> list[tuple[int, int]]:
@@ -111,128 +136,26 @@ class PSQConfig:
         return [(k0, min(k0 + self.rows, k)) for k0 in range(0, k, self.rows)]
 
 
-# ------------------------------------------------------------------------------------------------ pieces
-def _ste(value: torch.Tensor, source: torch.Tensor, share: float) -> torch.Tensor:
-    """``value`` forward, ``share`` x the gradient of ``source`` backward."""
-    return value.detach() + share * (source - source.detach())
-
-
-def bit_planes(x_int: torch.Tensor, cfg: PSQConfig, signed: bool) -> tuple[list[torch.Tensor], list[float]]:
-    """The engine's input planes (LSB first; a signed top digit for signed inputs) with STE gradients."""
-    a = cfg.input_bits
-    u = torch.where(x_int < 0, x_int + 2 ** a, x_int) if signed else x_int
-    u = u.detach()
-    layout = cfg.plane_shifts()
-    norm = sum(4.0 ** s for s, _ in layout)
-    planes, weights = [], []
-    for i, (s, w) in enumerate(layout):
-        p = torch.remainder(torch.floor(u / 2 ** s), 2 ** w)
-        if signed and i == len(layout) - 1:
-            p = torch.where(p >= 2 ** (w - 1), p - 2 ** w, p)
-        planes.append(_ste(p, x_int, 2.0 ** s / norm))
-        weights.append(2.0 ** s)
-    return planes, weights
-
-
-def weight_slices(w_int: torch.Tensor, cfg: PSQConfig) -> tuple[list[torch.Tensor], list[float]]:
-    """Signed slice values ``sign(w) * level_j(|w|)`` (what G+ minus G- of a pair holds), STE gradients."""
-    mag, sign = w_int.detach().abs(), torch.sign(w_int.detach())
-    layout = cfg.slice_shifts()
-    norm = sum(4.0 ** s for s, _ in layout)
-    out, weights = [], []
-    for s, w in layout:
-        level = torch.remainder(torch.floor(mag / 2 ** s), 2 ** w)
-        out.append(_ste(sign * level, w_int, 2.0 ** s / norm))
-        weights.append(2.0 ** s)
-    return out, weights
-
-
-def decide(u: torch.Tensor, cfg: PSQConfig) -> torch.Tensor:
-    """The comparators' decision on ``u = PS / alpha``: ternary -1 / 0 / +1 or binary -1 / +1."""
-    if cfg.readout == "binary":
-        return torch.where(u > 0, 1.0, -1.0).to(u.dtype)
-    return (u > cfg.threshold).to(u.dtype) - (u < -cfg.threshold).to(u.dtype)
-
-
-def quantize_activation(x: torch.Tensor, scale, bits: int, signed: bool) -> torch.Tensor:
-    """Integer codes ``clamp(round(x / scale))`` (rounding passes the gradient through; ``scale``: a number or a
-    learned tensor, which then gets LSQ's gradient once the caller multiplies the codes by it)."""
-    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
-    v = x / scale
-    return _ste(torch.clamp(torch.round(v), lo, hi), torch.clamp(v, lo, hi), 1.0)
-
-
-def quantize_weight_ste(w: torch.Tensor, bits: int, step: torch.Tensor | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-output-channel symmetric integers (as :func:`cimsim.mappers.quantize_weights`) and scales, STE.
-
-    ``step`` (per output channel, learned: :func:`learn_weight_steps`): the scale is ``min(step, amax / qmax)``,
-    so a learned step can only clip a channel's largest weights, never leave its top code unused (what lets
-    :func:`learn_weight_steps` write it back as clipped weights that the mapper's max-scaling quantizes to the
-    same integers); its gradient is LSQ's (``round(v) - v`` inside the range, ``+-qmax`` outside) once the caller
-    multiplies the codes by the scale."""
-    qmax = 2 ** (bits - 1) - 1
-    flat = w.reshape(w.shape[0], -1)
-    amax = flat.detach().abs().amax(dim=1)
-    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
-    if step is None:
-        v = flat / scale[:, None]
-        return _ste(torch.clamp(torch.round(v), -qmax, qmax), v, 1.0), scale
-    scale = torch.minimum(step, scale)
-    v = flat / scale[:, None]
-    return _ste(torch.clamp(torch.round(v), -qmax, qmax), torch.clamp(v, -qmax, qmax), 1.0), scale
-
-
-class _ScaledDecision(torch.autograd.Function):
-    """``coef * alpha * D(PS / alpha)`` forward; LSQ's straight-through gradients backward (module docstring)."""
-
-    @staticmethod
-    def forward(ctx, ps, alpha, coef, readout, threshold, grad_scale):
-        u = ps / alpha
-        if readout == "binary":
-            d = torch.where(u > 0, 1.0, -1.0).to(u.dtype)
-        else:
-            d = (u > threshold).to(u.dtype) - (u < -threshold).to(u.dtype)
-        ctx.save_for_backward(u, d, alpha, coef)
-        ctx.grad_scale = grad_scale
-        return d * (alpha * coef)
-
-    @staticmethod
-    def backward(ctx, g):
-        u, d, alpha, coef = ctx.saved_tensors
-        g = g * coef
-        inside = u.abs() <= 1
-        grad_ps = g * inside
-        grad_alpha = (g * torch.where(inside, d - u, d)).sum(dim=(0, 1), keepdim=True) * ctx.grad_scale
-        return grad_ps, grad_alpha, None, None, None, None
-
-
-_CONSTS: dict = {}
-
-
-def _const(values: tuple, like: torch.Tensor) -> torch.Tensor:
-    """A small constant vector on ``like``'s device and dtype, made once (a fresh host-to-device copy per
-    step would wait for the accelerator's queued work)."""
-    key = (values, like.device, like.dtype)
-    if key not in _CONSTS:
-        _CONSTS[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
-    return _CONSTS[key]
-
-
 # ------------------------------------------------------------------------------------------------ layers
 class _PSQ:
     """Mixin of the PSQ layers: config, calibrated input scale, learned column scales ``psq_alpha``."""
 
     psq_config: PSQConfig
+    psq_layer_config: PSQConfig
+    psq_input_bits: int
     psq_enabled: bool = True
     noise_frac: float = 0.0
     host_scalars: tuple[float, bool] | None = None   # (input_scale, input_signed) read once: pin_host_scalars
 
-    def _setup(self, cfg: PSQConfig, k: int, input_scale: float, input_signed: bool):
-        self.psq_config = cfg
+    def _setup(self, cfg: PSQConfig, k: int, input_scale: float, input_signed: bool, input_bits: int = 0):
+        self.psq_config = cfg                          # the network's (checked against the architecture)
+        self.psq_input_bits = input_bits or cfg.input_bits
+        self.psq_layer_config = cfg.for_layer(self.psq_input_bits)   # what this layer computes with
         self.psq_enabled = True
         self.noise_frac = 0.0
-        shape = (len(cfg.row_blocks(k)), len(cfg.slice_shifts()), self.weight.shape[0])
+        lcfg = self.psq_layer_config
+        shape = (len(lcfg.row_blocks(k)), *((len(lcfg.plane_shifts()),) if lcfg.cycle_scales else ()),
+                 len(lcfg.slice_shifts()), self.weight.shape[0])
         self.psq_alpha = nn.Parameter(torch.ones(shape, dtype=self.weight.dtype))
         self.register_buffer("input_scale", torch.tensor(float(input_scale), dtype=torch.float64))
         self.register_buffer("input_signed", torch.tensor(bool(input_signed)))
@@ -245,7 +168,7 @@ class _PSQ:
 
         The planes are exact integers; their STE gradient (share ``c_t`` of the gradient of ``x_int``) is
         carried by one extra product ``c_t * (x_int - x_int.detach()) @ W`` (zero in the forward pass)."""
-        cfg = self.psq_config
+        cfg = self.psq_layer_config
         signed = self.signed()
         planes, _ = bit_planes(patches.detach(), cfg, signed)
         slices, _ = weight_slices(w_int, cfg)
@@ -270,16 +193,18 @@ class _PSQ:
 
     def psq_product(self, patches: torch.Tensor, w_int: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         """(M, O) sum over cycles, row blocks and slices of the scaled decisions (integer units of x @ W.T)."""
-        cfg = self.psq_config
+        cfg = self.psq_layer_config
         T, S = len(cfg.plane_shifts()), len(cfg.slice_shifts())
         M, O = patches.shape[0], w_int.shape[0]
         pw = _const(tuple(2.0 ** s for s, _ in cfg.plane_shifts()), patches)
         sw = _const(tuple(2.0 ** s for s, _ in cfg.slice_shifts()), patches)
         coef = (pw[:, None] * sw[None, :])[:, None, :, None]            # (T, 1, S, 1)
         y = patches.new_zeros(M, O)
+        per_cycle = cfg.cycle_scales      # alpha (row blocks, [cycles,] slices, outputs)
         for r, ps in enumerate(self.partial_sums(patches, w_int)):
-            q = _ScaledDecision.apply(ps.reshape(T, M, S, O), alpha[r][None, None], coef, cfg.readout,
-                                      cfg.threshold, 1.0 / math.sqrt(T * M))
+            a = alpha[r][:, None] if per_cycle else alpha[r][None, None]
+            q = _ScaledDecision.apply(ps.reshape(T, M, S, O), a, coef, cfg.readout,
+                                      cfg.threshold, 1.0 / math.sqrt(M if per_cycle else T * M))
             y = y + q.sum(dim=(0, 2))
         return y
 
@@ -295,7 +220,7 @@ class _PSQ:
         return self.host_scalars[1] if self.host_scalars else bool(self.input_signed)
 
     def psq_forward(self, x: torch.Tensor) -> torch.Tensor:
-        cfg = self.psq_config
+        cfg = self.psq_layer_config
         step = self.step()
         x_int = quantize_activation(x, step, cfg.input_bits, self.signed())
         patches, shape = self._patches(x_int)
@@ -306,7 +231,7 @@ class _PSQ:
         K, O = patches.shape[1] // G, w_int.shape[0]
         og = O // G
         outs = [self.psq_product(patches[:, g * K:(g + 1) * K], w_int[g * og:(g + 1) * og],
-                                 self.psq_alpha[:, :, g * og:(g + 1) * og]) for g in range(G)]
+                                 self.psq_alpha[..., g * og:(g + 1) * og]) for g in range(G)]
         acc = torch.cat(outs, dim=1)
         y = acc * ((self.input_scale.to(acc.dtype) if isinstance(step, float) else step) * w_scale)[None, :]
         if self.bias is not None:
@@ -434,21 +359,53 @@ def _convertible(mod: nn.Module) -> bool:
     return type(mod) is nn.Conv2d and mod.padding_mode == "zeros" and mod.padding != "same"
 
 
-def convert(model: nn.Module, cfg: PSQConfig, input_ranges: dict[str, tuple[float, bool]]) -> list[str]:
+def convert(model: nn.Module, cfg: PSQConfig, input_ranges: dict[str, tuple[float, bool]],
+            first: str | None = None) -> list[str]:
     """Turn every ``nn.Linear`` / ``nn.Conv2d`` named in ``input_ranges`` (name -> (scale, signed)) into its
-    PSQ layer, in place; returns the names converted."""
+    PSQ layer, in place; returns the names converted. ``first``: the network's first mapped layer
+    (:func:`first_layer`), which streams ``cfg.first_input_bits`` when that is set."""
+    if cfg.first_input_bits and first not in input_ranges:
+        raise ConfigError(f"PSQ with first_input_bits={cfg.first_input_bits}: name the first layer "
+                          f"(got {first!r}, not one of the layers converted)")
     done = []
     for name, mod in list(model.named_modules()):
         if name in input_ranges and _convertible(mod):
             scale, signed = input_ranges[name]
             k = mod.weight[0].numel()
             mod.__class__ = PSQLinear if isinstance(mod, nn.Linear) else PSQConv2d
-            mod._setup(cfg, k, scale, signed)
+            mod._setup(cfg, k, scale, signed, cfg.layer_input_bits(name == first))
             done.append(name)
     return done
 
 
 # ------------------------------------------------------------------------------------------------ prepare
+def _record(seen: dict, order: list, name: str, inputs) -> None:
+    """Forward pre-hook body: keep a layer's input, and note the layer in ``order`` at its first call."""
+    if not seen[name]:
+        order.append(name)
+    seen[name].append(inputs[0].detach())
+
+
+def first_called(model: nn.Module, names, example: torch.Tensor) -> str | None:
+    """The first of the sub-modules ``names`` that a forward pass of ``model`` on ``example`` calls."""
+    order: list[str] = []
+    mods = dict(model.named_modules())
+    handles = [mods[n].register_forward_pre_hook(lambda mod, inp, n=n: order.append(n)) for n in names]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return order[0] if order else None
+
+
+def first_layer(model: nn.Module, example: torch.Tensor) -> str | None:
+    """The network's first mapped layer: the first ``Linear`` / ``Conv2d`` its forward pass calls (the one fed the
+    network's input: the layer ``first_input_bits`` applies to, here and in the mapper)."""
+    return first_called(model, [n for n, m in model.named_modules() if _convertible(m) or is_psq(m)], example)
+
+
 def activation_range(acts: torch.Tensor, bits: int, rng: np.random.Generator) -> tuple[float, bool]:
     """(input scale, signed) by the mapper's rule: the 99.99th percentile of |activation| maps to the top code."""
     acts = acts.reshape(-1).double()
@@ -484,18 +441,18 @@ def init_scales(model: nn.Module, x: torch.Tensor) -> None:
         for h in handles:
             h.remove()
     for n, m in psq.items():
-        cfg = m.psq_config
+        cfg = m.psq_layer_config
         x_int = quantize_activation(seen[n].to(m.weight.dtype), float(m.input_scale), cfg.input_bits,
                                     bool(m.input_signed))
         patches, _ = m._patches(x_int)
         w_int, _ = quantize_weight_ste(m.weight, cfg.weight_bits)
         G = getattr(m, "groups", 1)
         K, O = patches.shape[1] // G, w_int.shape[0]
-        og, S = O // G, len(cfg.slice_shifts())
+        og, S, T = O // G, len(cfg.slice_shifts()), len(cfg.plane_shifts())
         for g in range(G):
             pss = m.partial_sums(patches[:, g * K:(g + 1) * K], w_int[g * og:(g + 1) * og])
-            for r, ps in enumerate(pss):
-                ps = ps.reshape(-1, S, og)
+            for r, ps in enumerate(pss):   # per cycle: the statistics of each cycle's partial sums apart
+                ps = ps.reshape(T, -1, S, og).transpose(0, 1) if cfg.cycle_scales else ps.reshape(-1, S, og)
                 mean = torch.clamp(ps.abs().mean(dim=0), min=0.5)
                 best, err = None, None
                 for c in INIT_MULTIPLES:
@@ -503,23 +460,29 @@ def init_scales(model: nn.Module, x: torch.Tensor) -> None:
                     e = ((decide(ps / a, cfg) * a - ps) ** 2).sum(dim=0)
                     best = a.clone() if best is None else torch.where(e < err, a, best)
                     err = e if err is None else torch.minimum(e, err)
-                m.psq_alpha.data[r, :, g * og:(g + 1) * og] = torch.clamp(best, min=1.0)
+                m.psq_alpha.data[r, ..., g * og:(g + 1) * og] = torch.clamp(best, min=1.0)
 
 
 def lsq_scales(x_int: np.ndarray, w_int: np.ndarray, cfg: PSQConfig, input_signed: bool) -> np.ndarray:
-    """LSQ's initial column scales ``max(1, 2 * mean |PS|)`` (row blocks, slices, outputs) from integer inputs
-    (positions, K) and weights (O, K), computed with the engine's own encodings (for layers mapped without PSQ)."""
+    """LSQ's initial column scales ``max(1, 2 * mean |PS|)`` (row blocks, [cycles,] slices, outputs) from integer
+    inputs (positions, K) and weights (O, K), computed with the engine's own encodings (for layers mapped without
+    PSQ); per cycle (``cfg.cycle_scales``) the mean of each cycle's partial sums."""
     from cimsim.encoding import input_planes, slice_weights
 
     planes, _ = input_planes(x_int, cfg.input_bits, cfg.dac_bits, input_signed)
     sl = slice_weights(w_int, cfg.weight_bits, cfg.cell_bits, "differential")
     D = (sl.levels[:, 0] - sl.levels[:, 1]).astype(np.float64)         # (S, O, K)
     blocks = cfg.row_blocks(w_int.shape[1])
-    out = np.empty((len(blocks), D.shape[0], D.shape[1]))
+    T, n = len(planes), x_int.shape[0]
+    out = np.empty((len(blocks), *((T,) if cfg.cycle_scales else ()), D.shape[0], D.shape[1]))
     for r, (k0, k1) in enumerate(blocks):
         for j in range(D.shape[0]):
-            tot = sum(np.abs(p[:, k0:k1].astype(np.float64) @ D[j][:, k0:k1].T).sum(axis=0) for p in planes)
-            out[r, j] = tot / (len(planes) * x_int.shape[0])
+            tots = [np.abs(p[:, k0:k1].astype(np.float64) @ D[j][:, k0:k1].T).sum(axis=0) for p in planes]
+            if cfg.cycle_scales:
+                for t in range(T):
+                    out[r, t, j] = tots[t] / n
+            else:
+                out[r, j] = sum(tots) / (T * n)
     return np.maximum(2 * out, 1.0)
 
 
@@ -533,7 +496,8 @@ def prepare(model: nn.Module, cfg: PSQConfig, calibration: list[torch.Tensor], s
     folded = fold_batchnorm(work, calibration[0])
     targets = {n: m for n, m in work.named_modules() if _convertible(m)}
     seen: dict[str, list[torch.Tensor]] = {n: [] for n in targets}
-    handles = [m.register_forward_pre_hook(lambda mod, inp, n=n: seen[n].append(inp[0].detach()))
+    order: list[str] = []     # the targets in the order of their first call: order[0] is the first layer
+    handles = [m.register_forward_pre_hook(lambda mod, inp, n=n: _record(seen, order, n, inp))
                for n, m in targets.items()]
     with torch.no_grad():
         try:
@@ -543,8 +507,10 @@ def prepare(model: nn.Module, cfg: PSQConfig, calibration: list[torch.Tensor], s
             for h in handles:
                 h.remove()
     rng = np.random.default_rng(seed)
-    ranges = {n: activation_range(torch.cat([a.reshape(-1) for a in seen[n]]), cfg.input_bits, rng) for n in targets}
-    converted = convert(work, cfg, ranges)
+    first = order[0] if order else None
+    ranges = {n: activation_range(torch.cat([a.reshape(-1) for a in seen[n]]), cfg.layer_input_bits(n == first), rng)
+              for n in targets}
+    converted = convert(work, cfg, ranges, first)
     if not converted:
         raise ConfigError("the model has no Linear or Conv2d layer to fine-tune with PSQ")
     work.psq_folded = [list(p) for p in folded]

@@ -64,6 +64,86 @@ def test_psq_forward_equals_the_mapped_crossbars(readout):
     np.testing.assert_array_equal(xb.column_scales.reshape(4, 2, 7), psq[6].psq_alpha.detach().numpy())
 
 
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_first_layer_at_8_bits_equals_the_mapped_crossbars(backend):
+    """first_input_bits=8: the first layer streams 8 bit planes (8 cycles of 1-bit DACs) through the same ternary
+    readout, the others 4; the fine-tuning forward equals the engine (ideal cells), its costs count 8 cycles."""
+    model = small_model()
+    x = torch.rand(6, 2, 8, 8, dtype=torch.float64) - 0.2
+    arch = cimsim.arch.get("hcim", cell="ideal", rows=16, first_input_bits=8)
+    cfg = qat.PSQConfig.from_arch(arch)
+    assert cfg.first_input_bits == 8 and cfg.tag == "psq-ternary-w4a4f8c1d1r16t0.5"
+    psq = qat.prepare(model, cfg, [x])
+    assert [psq[i].psq_input_bits for i in (0, 3, 6)] == [8, 4, 4]
+    assert psq[0].psq_alpha.shape == (2, 3, 5)            # the scales per (row block, slice, output) as before
+    # the first layer's input step spans 8 bits: 127 signed codes over the calibrated range (4 bits: 7)
+    ranges4 = qat.prepare(model, qat.PSQConfig(rows=16), [x])[0].input_scale
+    assert float(psq[0].input_scale) == pytest.approx(float(ranges4) * 7 / 127, rel=1e-12)
+    with torch.no_grad():
+        ref = psq(x)
+    codes = torch.round(x / psq[0].input_scale).unique()
+    assert len(codes) > 16                                  # more than 4 bits of input codes reach the crossbars
+    mapped = cimsim.map(psq, arch, calibration=x, backend=backend)
+    np.testing.assert_allclose(mapped(x).numpy(), ref.numpy(), rtol=0, atol=1e-12 * float(ref.abs().max()))
+    first, second = mapped.mapped_layers["0"], mapped.mapped_layers["3"]
+    assert first.plan.input_bits == 8 and second.plan.input_bits == 0
+    assert first.crossbars[0].spec.input_bits == 8 and second.crossbars[0].spec.input_bits == 4
+    # the same network at 4 bits: the first layer's read cycles and decisions double, the others stay
+    psq4 = qat.prepare(model, qat.PSQConfig(rows=16), [x])
+    m4 = cimsim.map(psq4, cimsim.arch.get("hcim", cell="ideal", rows=16), calibration=x, backend=backend)
+    r8, r4 = (m.evaluate([(x, torch.zeros(6, dtype=torch.long))], progress=False) for m in (mapped, m4))
+    for layer, ratio in (("0", 2), ("3", 1), ("6", 1)):
+        e8, e4 = mapped.crossbar_events().layer(layer), m4.crossbar_events().layer(layer)
+        for k in ("array_read_cycles", "ternary_conversion"):     # per cycle, whatever the data
+            assert e4[k] > 0 and e8[k] == ratio * e4[k], (layer, k)
+    assert mapped.crossbar_events().layer("0")["dac_drives"] > m4.crossbar_events().layer("0")["dac_drives"]
+    lat = [{d["name"]: d["latency_s"] for d in r.layers} for r in (r8, r4)]
+    assert lat[0]["0"] == pytest.approx(2 * lat[1]["0"], rel=1e-12) and lat[0]["3"] == pytest.approx(lat[1]["3"])
+    # the fine-tuned bits must match the mapped ones; a mismatch of the setting is refused
+    with pytest.raises(ConfigError, match="fine-tuned for psq-ternary-w4a4f8c1d1r16t0.5"):
+        cimsim.map(psq, cimsim.arch.get("hcim", rows=16), calibration=x)
+    # first_input_bits = input_bits is the default configuration (one name, one checkpoint)
+    assert qat.PSQConfig(first_input_bits=4) == qat.PSQConfig()
+    with pytest.raises(ConfigError, match="first_input_bits"):
+        cimsim.arch.get("hcim", first_input_bits=5, dac_bits=2, input_bits=4)
+
+
+@pytest.mark.parametrize("backend, first", [("numba", 0), ("torch", 0), ("numba", 8), ("torch", 8)])
+def test_scales_per_input_cycle_equal_the_mapped_crossbars(backend, first):
+    """cycle_scales: one scale factor per (row block, cycle, slice, output); the fine-tuning forward equals the
+    engine (ideal cells), each cycle's decisions scaled by its own factor."""
+    model = small_model()
+    x = torch.rand(6, 2, 8, 8, dtype=torch.float64) - 0.2
+    arch = cimsim.arch.get("hcim", cell="ideal", rows=16, cycle_scales=True, first_input_bits=first)
+    cfg = qat.PSQConfig.from_arch(arch)
+    assert cfg.tag == f"psq-ternary-w4a4{'f8' if first else ''}c1d1r16t0.5-percycle"
+    psq = qat.prepare(model, cfg, [x])
+    T0 = first or 4
+    assert psq[0].psq_alpha.shape == (2, T0, 3, 5) and psq[6].psq_alpha.shape == (4, 4, 3, 7)
+    with torch.no_grad():     # factors that differ from cycle to cycle (initialised per cycle already)
+        for i in (0, 3, 6):
+            psq[i].psq_alpha.mul_(torch.linspace(0.7, 1.4, psq[i].psq_alpha.shape[1],
+                                                 dtype=torch.float64)[None, :, None, None])
+        ref = psq(x)
+    assert not torch.equal(psq[6].psq_alpha[:, 0], psq[6].psq_alpha[:, 1])
+    mapped = cimsim.map(psq, arch, calibration=x, backend=backend)
+    np.testing.assert_allclose(mapped(x).numpy(), ref.numpy(), rtol=0, atol=1e-12 * float(ref.abs().max()))
+    xb = mapped.mapped_layers["6"].crossbars[0]
+    np.testing.assert_array_equal(xb.column_scales.reshape(4, 4, 3, 7), psq[6].psq_alpha.detach().numpy())
+    # the gradient of every factor comes from its own cycle's partial sums; the DCiM array holds 4x the factors
+    psq.train()
+    nn.functional.cross_entropy(psq(x.requires_grad_()), torch.arange(6) % 7).backward()
+    g = psq[6].psq_alpha.grad
+    assert g.shape == (4, 4, 3, 7) and not torch.equal(g[:, 0], g[:, 3])
+    dcim = lambda a: next(c for c in a.inventory() if c.kind == "dcim").area_m2  # noqa: E731
+    assert dcim(arch) == pytest.approx(max(4, first) * dcim(cimsim.arch.get("hcim", rows=16)), rel=1e-12)
+    from cimsim.readouts import ConversionScope
+    spec = cimsim.arch.get("hcim", cell="ideal", rows=16).crossbar_spec()
+    spec = cimsim.CrossbarSpec(**{**spec.__dict__, "conversion": ConversionScope(cycles=0)})
+    with pytest.raises(ConfigError, match="per input cycle need one conversion per cycle"):
+        cimsim.Crossbar(np.ones((3, 20), dtype=np.int64), spec, column_scales=np.ones((2, 4, 3, 3)))
+
+
 def test_psq_training_step_moves_weights_and_scales():
     model = small_model().float()
     x = torch.rand(16, 2, 8, 8)
@@ -227,21 +307,29 @@ def test_macro_and_chip_level_energies_come_from_the_same_events():
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints, CLI
-def test_psq_checkpoint_round_trip(tmp_path):
+@pytest.mark.parametrize("options", [{}, {"first_input_bits": 8, "cycle_scales": True}])
+def test_psq_checkpoint_round_trip(tmp_path, options):
     from cimsim.workloads import zoo
 
     torch.manual_seed(0)
     model = zoo.build_for("lenet5", (1, 28, 28), 10).eval()
     x = torch.rand(8, 1, 28, 28)
-    psq = qat.prepare(model, qat.PSQConfig(), [x])
+    cfg = qat.PSQConfig(**options)
+    psq = qat.prepare(model, cfg, [x])
     meta = {"model": "lenet5", "dataset": "fashion-mnist", "test_accuracy": 0.9, "input_shape": [1, 28, 28],
-            "num_classes": 10, "psq": {**qat.PSQConfig().__dict__},
+            "num_classes": 10, "psq": {**cfg.__dict__},
             "batchnorm_folded": psq.psq_folded}
     path = networks.save_psq_checkpoint(tmp_path / "m.pt", psq, meta)
     back, meta2 = networks.load_psq_checkpoint(path)
     assert meta2["psq"]["readout"] == "ternary"
+    bits = {n: m.psq_input_bits for n, m in back.named_modules() if qat.is_psq(m)}
+    assert bits == {"features.0": 8 if options else 4, "features.3": 4, "classifier.1": 4, "classifier.3": 4,
+                    "classifier.5": 4}
     with torch.no_grad():
         assert torch.equal(back(x), psq(x))
+    if options:   # the checkpoint of the other setting is not found under this one's name
+        assert networks.psq_checkpoint_name("lenet5", "fashion-mnist", cfg) == \
+            "lenet5-fashion-mnist-psq-ternary-w4a4f8c1d1r128t0.5-percycle.pt"
     assert json.loads((tmp_path / "m.json").read_text())["model"] == "lenet5"
     (tmp_path / "bad.pt").write_bytes(b"nope")
     with pytest.raises(CheckpointError, match="unreadable"):

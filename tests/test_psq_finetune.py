@@ -354,3 +354,29 @@ def test_cli_bad_options_are_one_line_errors(capsys, extra, needle):
     code, out, err = run_cli(capsys, "finetune", "--model", "lenet5", "--dataset", "fashion-mnist", "--epochs", "1",
                              "--limit", "8", "--test-limit", "8", *extra)
     assert_one_line_user_error(code, err, needle)
+
+
+@needs_fmnist
+def test_cli_first_layer_bits_and_cycle_scales_find_their_own_checkpoint(capsys, tmp_path, monkeypatch):
+    """finetune --set first_input_bits=8 --set cycle_scales=true saves under its own name, run with the same --set
+    finds it and computes what the fine-tune computed; the default setting does not take it, and --init of
+    the default setting into this one is refused."""
+    monkeypatch.setenv("CIMSIM_HOME", str(tmp_path))
+    sets = ("--set", "first_input_bits=8", "--set", "cycle_scales=true")
+    code, out, err = run_cli(capsys, "finetune", "--model", "lenet5", "--dataset", "fashion-mnist", "--epochs", "1",
+                             "--limit", "64", "--test-limit", "40", *sets, "--json")
+    assert code == 0, err
+    meta = json.loads(out)
+    assert meta["psq"]["first_input_bits"] == 8 and meta["psq"]["cycle_scales"] is True
+    assert meta["input_bits_per_layer"]["features.0"] == 8 and meta["input_bits_per_layer"]["features.3"] == 4
+    saved = tmp_path / "checkpoints" / "lenet5-fashion-mnist-psq-ternary-w4a4f8c1d1r128t0.5-percycle.pt"
+    assert saved.is_file()
+    code, out, err = run_cli(capsys, "run", "--arch", "hcim", "--model", "lenet5", "--dataset", "fashion-mnist",
+                             *sets, "--limit", "40", "--calibration", "64", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["config"]["checkpoint"].endswith(saved.name)
+    assert rep["accuracy"] == pytest.approx(meta["test_accuracy"], abs=1 / 40 + 1e-9)   # float32 vs float64 ties
+    code, out, err = run_cli(capsys, "finetune", "--model", "lenet5", "--dataset", "fashion-mnist", "--epochs", "1",
+                             "--limit", "8", "--test-limit", "8", *sets, "--init", SHIPPED_PSQ)
+    assert_one_line_user_error(code, err, "fine-tuned for psq-ternary-w4a4c1d1r128t0.5")

@@ -1,0 +1,120 @@
+"""The arithmetic pieces of partial-sum QAT (:mod:`cimsim.mappers.qat`): the engine's bit planes and weight slices
+with straight-through gradients, the comparators' decision and LSQ's scaled decision, the quantizers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from cimsim.mappers.qat import PSQConfig
+
+
+def _ste(value: torch.Tensor, source: torch.Tensor, share: float) -> torch.Tensor:
+    """``value`` forward, ``share`` x the gradient of ``source`` backward."""
+    return value.detach() + share * (source - source.detach())
+
+
+def bit_planes(x_int: torch.Tensor, cfg: PSQConfig, signed: bool) -> tuple[list[torch.Tensor], list[float]]:
+    """The engine's input planes (LSB first; a signed top digit for signed inputs) with STE gradients."""
+    a = cfg.input_bits
+    u = torch.where(x_int < 0, x_int + 2 ** a, x_int) if signed else x_int
+    u = u.detach()
+    layout = cfg.plane_shifts()
+    norm = sum(4.0 ** s for s, _ in layout)
+    planes, weights = [], []
+    for i, (s, w) in enumerate(layout):
+        p = torch.remainder(torch.floor(u / 2 ** s), 2 ** w)
+        if signed and i == len(layout) - 1:
+            p = torch.where(p >= 2 ** (w - 1), p - 2 ** w, p)
+        planes.append(_ste(p, x_int, 2.0 ** s / norm))
+        weights.append(2.0 ** s)
+    return planes, weights
+
+
+def weight_slices(w_int: torch.Tensor, cfg: PSQConfig) -> tuple[list[torch.Tensor], list[float]]:
+    """Signed slice values ``sign(w) * level_j(|w|)`` (what G+ minus G- of a pair holds), STE gradients."""
+    mag, sign = w_int.detach().abs(), torch.sign(w_int.detach())
+    layout = cfg.slice_shifts()
+    norm = sum(4.0 ** s for s, _ in layout)
+    out, weights = [], []
+    for s, w in layout:
+        level = torch.remainder(torch.floor(mag / 2 ** s), 2 ** w)
+        out.append(_ste(sign * level, w_int, 2.0 ** s / norm))
+        weights.append(2.0 ** s)
+    return out, weights
+
+
+def decide(u: torch.Tensor, cfg: PSQConfig) -> torch.Tensor:
+    """The comparators' decision on ``u = PS / alpha``: ternary -1 / 0 / +1 or binary -1 / +1."""
+    if cfg.readout == "binary":
+        return torch.where(u > 0, 1.0, -1.0).to(u.dtype)
+    return (u > cfg.threshold).to(u.dtype) - (u < -cfg.threshold).to(u.dtype)
+
+
+def quantize_activation(x: torch.Tensor, scale, bits: int, signed: bool) -> torch.Tensor:
+    """Integer codes ``clamp(round(x / scale))`` (rounding passes the gradient through; ``scale``: a number or a
+    learned tensor, which then gets LSQ's gradient once the caller multiplies the codes by it)."""
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
+    v = x / scale
+    return _ste(torch.clamp(torch.round(v), lo, hi), torch.clamp(v, lo, hi), 1.0)
+
+
+def quantize_weight_ste(w: torch.Tensor, bits: int, step: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-output-channel symmetric integers (as :func:`cimsim.mappers.quantize_weights`) and scales, STE.
+
+    ``step`` (per output channel, learned: :func:`learn_weight_steps`): the scale is ``min(step, amax / qmax)``,
+    so a learned step can only clip a channel's largest weights, never leave its top code unused (what lets
+    :func:`learn_weight_steps` write it back as clipped weights that the mapper's max-scaling quantizes to the
+    same integers); its gradient is LSQ's (``round(v) - v`` inside the range, ``+-qmax`` outside) once the caller
+    multiplies the codes by the scale."""
+    qmax = 2 ** (bits - 1) - 1
+    flat = w.reshape(w.shape[0], -1)
+    amax = flat.detach().abs().amax(dim=1)
+    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    if step is None:
+        v = flat / scale[:, None]
+        return _ste(torch.clamp(torch.round(v), -qmax, qmax), v, 1.0), scale
+    scale = torch.minimum(step, scale)
+    v = flat / scale[:, None]
+    return _ste(torch.clamp(torch.round(v), -qmax, qmax), torch.clamp(v, -qmax, qmax), 1.0), scale
+
+
+class _ScaledDecision(torch.autograd.Function):
+    """``coef * alpha * D(PS / alpha)`` forward; LSQ's straight-through gradients backward (module docstring)."""
+
+    @staticmethod
+    def forward(ctx, ps, alpha, coef, readout, threshold, grad_scale):
+        u = ps / alpha
+        if readout == "binary":
+            d = torch.where(u > 0, 1.0, -1.0).to(u.dtype)
+        else:
+            d = (u > threshold).to(u.dtype) - (u < -threshold).to(u.dtype)
+        ctx.save_for_backward(u, d, alpha, coef)
+        ctx.grad_scale = grad_scale
+        return d * (alpha * coef)
+
+    @staticmethod
+    def backward(ctx, g):
+        u, d, alpha, coef = ctx.saved_tensors
+        g = g * coef
+        inside = u.abs() <= 1
+        grad_ps = g * inside
+        grad = g * torch.where(inside, d - u, d)
+        dims = tuple(i for i in range(grad.dim()) if alpha.shape[i] == 1 and grad.shape[i] > 1)   # broadcast
+        grad_alpha = (grad.sum(dim=dims, keepdim=True) if dims else grad) * ctx.grad_scale
+        return grad_ps, grad_alpha, None, None, None, None
+
+
+_CONSTS: dict = {}
+
+
+def _const(values: tuple, like: torch.Tensor) -> torch.Tensor:
+    """A small constant vector on ``like``'s device and dtype, made once (a fresh host-to-device copy per
+    step would wait for the accelerator's queued work)."""
+    key = (values, like.device, like.dtype)
+    if key not in _CONSTS:
+        _CONSTS[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
+    return _CONSTS[key]
