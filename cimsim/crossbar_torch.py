@@ -6,7 +6,7 @@ on TF32 tensor cores with the level matrices split into an exact TF32 part and a
 :func:`tf32_split`; so both backends agree bit for bit on integer paths), one Gaussian per column value
 for read noise with a variance from a second product, the same readout operations (:mod:`cimsim.readouts`),
 pair readout, column scales and conversion scopes. All row blocks go through one batched product. On a GPU with Triton, quantizing readouts (ADCs without offset noise) run
-noise, quantization and the shift-and-add over cycles in one kernel (:func:`_adc_epilogue`, Philox normals
+noise, quantization and the shift-and-add over cycles in one kernel (:func:`cimsim.kernels_triton.adc_epilogue`, Philox normals
 seeded per call from the tile's seeded host generator); otherwise random numbers come from a
 ``torch.Generator`` on the device seeded from the crossbar's seed. Either way: same seed, same numbers on
 the same backend and device; in distribution equal to the numba backend.
@@ -18,7 +18,9 @@ to the numba backend); real-valued levels (programming noise) as a split bf16 pr
 neither applies, the split TF32 product (:func:`tf32_split`) or plain float32/float64. Activations stay on the
 device: :meth:`TorchTile.forward_device` takes the integer inputs as a device tensor and returns the outputs
 and the tally as device tensors, so a mapped network (:mod:`cimsim.mappers.mapped`) runs layer after layer
-without a host round trip.
+without a host round trip. Opt-in until timed on the device (issue 19): ``TorchTile.CUT_DEVICES = ("cuda",)`` cuts
+the bit planes in one Triton kernel (:func:`cimsim.kernels_triton.cut_planes`: the digits in the product's dtype, the
+non-zero count and the rows' sums of squares on the way), which replaces eight eager passes over the planes.
 """
 
 from __future__ import annotations
@@ -78,11 +80,13 @@ class TorchTile:
     ELEMENTS = {"cpu": 1 << 24, "cuda": 1 << 28}
     # the low-precision products allowed per device type, in order of preference (see _mode); the CPU runs exact
     # float32/float64 BLAS. Tests allow them on the CPU too, where they run the same arithmetic without tensor cores.
-    # On an H200 (measured 2026-12-03, BENCHMARKS.md) torch's bf16 product runs at 417 T MAC/s and its int8 one
-    # (torch._int_mm) at 63 T: integer levels go through the exact one-part bf16 product first.
-    PRODUCTS = {"cpu": (), "cuda": ("bf16", "int8", "tf32")}
-    # device types whose planes are cut by the Triton kernel (cimsim.kernels_triton.cut_planes)
-    CUT_DEVICES = ("cuda",)
+    # On an H200 (2026-12-03, BENCHMARKS.md) torch's dense bf16 GEMM ran at 417 T MAC/s and torch._int_mm at 63 T
+    # (an sm80 WMMA kernel): ("bf16", "int8", "tf32") puts integer levels on the exact one-part bf16 product. Not the
+    # default until it is timed at the engine's shapes on the device (BENCHMARKS.md, issue 19).
+    PRODUCTS = {"cpu": (), "cuda": ("int8", "bf16", "tf32")}
+    # device types whose planes are cut by the Triton kernel (cimsim.kernels_triton.cut_planes: the same digits, tested
+    # through Triton's interpreter); opt-in (("cuda",)) until its CUDA tests have run on the device
+    CUT_DEVICES: tuple = ()
     _bf16_out: bool | None = None   # whether torch.bmm gives bf16 x bf16 -> float32 here (probed once)
 
     def __init__(self, xb, device: str):
