@@ -10,9 +10,10 @@ cycles are summed when the buffer is read (place values applied by the read volt
 conversion covers that sum; the digital side shifts and adds the groups. The engine simulates it exactly at
 the conversion scope ``ConversionScope(cycles_per_conversion, "sum")`` (:mod:`cimsim.readouts`); the buffered
 values' errors go through the engine as Gaussian noise on the analog sum before the conversion
-(:class:`~cimsim.devices.analog_accumulators.BufferedADC`, ``analog_sigma`` from :meth:`Cascade.buffered_sigma`).
-A 6-bit TIA on a 64-level bit line resolves every integer level, so its quantization is exact; what remains is
-its thermal noise (~0.01 level) and the buffer write's error (1/6 level, est.: within half a level at 3 sigma).
+(:class:`~cimsim.devices.analog_accumulators.BufferedADC`: ``analog_sigma`` from :meth:`Cascade.buffered_sigma`,
+``relative_sigma`` from ``buffer.write_sigma_frac``). A 6-bit TIA on a 64-level bit line resolves every integer
+level, so its quantization is exact; what remains is its thermal noise (~0.01 level) and the buffer write's error,
+5.6 % of each value written (CASCADE's ~25 dB SNR, read per value: 10**(-25/20); a zero is written exactly, est.).
 
 Cycle: the array reads in 10 ns (:data:`cimsim.arch.tiled.ARRAY_READ_S`), the TIAs settle in 10 ns and each
 cycle's values are written into a buffer row in one 20 ns pulse (est.), which sets the cycle; the 7 shared ADCs
@@ -94,7 +95,8 @@ class Cascade(DifferentialColumns, TiledChip):
     derived = {**TiledChip.derived, "adc.node_nm": "node_nm", "tia.node_nm": "node_nm", "buffer.node_nm": "node_nm",
                "adc.sample_rate_hz": "cols, cycles_per_conversion, adcs_per_array and cycle_s",
                "adc.analog_sigma": "tia.*, buffer.write_sigma_levels, cell, rows, cell_bits, dac_bits and "
-                                   "cycles_per_conversion"}
+                                   "cycles_per_conversion",
+               "adc.relative_sigma": "buffer.write_sigma_frac"}
     # the cell's read voltage sets the TIA's thermal noise here (level_current_a), so it is not cost-only
     cost_only = (*(p for p in TiledChip.cost_only if p != "cell.read_voltage_v"), "adc_energy_factor",
                  "adc_area_factor", "adcs_per_array", "tias_per_array", "tia.bias_current_a", "tia.area_um2",
@@ -104,6 +106,7 @@ class Cascade(DifferentialColumns, TiledChip):
     def synced_components(self) -> dict:
         return {**super().synced_components(),
                 "adc": replace(self.adc, node_nm=self.node_nm, analog_sigma=self.buffered_sigma(),
+                               relative_sigma=self.buffer.write_sigma_frac,
                                sample_rate_hz=self.conversions_per_cycle / self.adcs_per_array / self.cycle_s),
                 "tia": replace(self.tia, node_nm=self.node_nm), "buffer": replace(self.buffer, node_nm=self.node_nm)}
 

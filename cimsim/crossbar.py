@@ -289,6 +289,7 @@ class Crossbar(CrossbarLayout):
             self.g_rowsum.append(flat.sum(axis=1))
             del flat, sigma, read_g
         self.a_gemm, self._a_wide = _narrowed(a_wide, dt)
+        self._line_sums = {}
         self.var_gemm = [None if v is None else v.astype(dt) for v in self.var]
         shift = np.outer(self.slices.weights, self.slices.sign)    # (S, P) digital weight per column group
         self.col_weight = np.repeat(shift.reshape(-1), N)          # (physical columns,)
@@ -303,6 +304,22 @@ class Crossbar(CrossbarLayout):
                            (v.reshape(-1, S, P, N)[:, :, 0] + v.reshape(-1, S, P, N)[:, :, 1]).reshape(-1, S * N))
                            for v in self.var_gemm]
             self.readout_weight = np.repeat(self.slices.weights, N)     # (column pairs,)
+
+    def line_sum(self, i: int) -> np.ndarray:
+        """Row block i's level matrix of what each converted value's lines hold together, in the GEMM's type: G+ plus
+        G- of each pair with ``pair_readout`` (so a pair's lines hold ``(s + d) / 2`` and ``(s - d) / 2`` for the
+        sum ``s`` and the converted difference ``d``), else the converted column itself. Built on first use (only a
+        readout whose error is relative to the values written needs it, :class:`cimsim.readouts.BufferedQuantizerOp`)."""
+        cache = self.__dict__.setdefault("_line_sums", {})
+        if i not in cache:
+            if self.spec.pair_readout:
+                S, P, N = self.n_slices, 2, self.out_features
+                m = self.a_gemm[i]
+                m = m.reshape(m.shape[0], S, P, N)
+                cache[i] = (m[:, :, 0] + m[:, :, 1]).reshape(m.shape[0], S * N)
+            else:
+                cache[i] = self.ro_a_gemm[i]
+        return cache[i]
 
     # ------------------------------------------------------------------ readout ranges
     def digit_range(self) -> tuple[int, int]:

@@ -451,7 +451,7 @@ class CpuTile:
             lo, lsb = ranges[d]
             for gi, (t0, t1) in enumerate(groups):
                 place = (*stream, b0, slots, gi * len(domains) + d)
-                if len(blocks) == 1 and t1 - t0 == 1:
+                if len(blocks) == 1 and t1 - t0 == 1 and not op.relative_sigma:
                     v = self._cycle_value(digits[blocks[0]], blocks[0], t0, nb, place)
                 else:
                     v = self._analog_sum(digits, blocks, t0, t1, shifts, nb, place)
@@ -482,9 +482,12 @@ class CpuTile:
 
     def _analog_sum(self, digits, blocks, t0: int, t1: int, shifts, nb: int, place: tuple) -> np.ndarray:
         """The analog sum over row blocks ``blocks`` and cycles t0..t1 of the column values, each cycle weighted
-        by its place value relative to t0, plus one Gaussian per conversion with the summed read-noise variance
+        by its place value relative to t0, plus one Gaussian per conversion with the summed read-noise variance and,
+        for a readout with a ``relative_sigma`` r, each written value's relative error: ``w**2 r**2 (s**2 + d**2) / 2``
+        per block and cycle, ``d`` the converted value and ``s`` its lines' sum (:meth:`Crossbar.line_sum`)
         (float64: the sum can exceed float32's exact integers)."""
         xb = self.xb
+        r = xb.readout_op.relative_sigma
         v = np.zeros((nb, xb.readout_columns))
         var_sum = None
         for i in blocks:
@@ -492,7 +495,12 @@ class CpuTile:
             for t in range(t0, t1):
                 w = 2.0 ** (shifts[t] - shifts[t0])
                 xp = digits[i][t * nb:(t + 1) * nb]
-                v += w * (xp @ xb.ro_a_gemm[i])
+                d = (xp @ xb.ro_a_gemm[i]).astype(np.float64, copy=False)
+                v += w * d
+                if r:
+                    sl = (xp @ xb.line_sum(i)).astype(np.float64, copy=False)
+                    s2 = (w * r) ** 2 * 0.5 * (sl * sl + d * d)
+                    var_sum = s2 if var_sum is None else var_sum + s2
                 if var is not None:
                     s2 = (xp * xp) @ var
                     s2 = s2[:, None] if s2.ndim == 1 else s2

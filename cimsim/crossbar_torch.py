@@ -133,6 +133,16 @@ class TorchTile:
         self.var_mode = None if self.var is None else self._mode(dt, False, d <= 4, d <= 5)
         self.a_parts = self._parts(self.a, self.mode, integer)
         self.var_parts = None if self.var is None else self._parts(self.var, self.var_mode)
+        # a readout with an error relative to each value written: its lines' sums, a second product (a variance:
+        # the split products' rounding is far below it)
+        self.line = self.line_parts = self.line_mode = None
+        if xb.readout_op.relative_sigma:
+            line = np.zeros((nblk, R, C))
+            for i, (k0, k1) in enumerate(xb.row_blocks):
+                line[i, :k1 - k0] = xb.line_sum(i)
+            self.line = torch.as_tensor(line, dtype=dt, device=dev)
+            self.line_mode = self._mode(dt, False, d <= 8, d <= 5)
+            self.line_parts = self._parts(self.line, self.line_mode)
         self._consts = None
         self.weight = torch.as_tensor(xb.readout_weight, dtype=torch.float64, device=dev)
         self.scales = (None if xb.column_scales is None
@@ -385,14 +395,23 @@ class TorchTile:
                 v = self._bmm(xp, self.a, self.a_parts, g0, g1, self.mode)
                 std2 = (None if self.var is None
                         else self._bmm(sq, self.var, self.var_parts, g0, g1, self.var_mode))
+                rel2 = None       # each written value's relative error: r**2 (s**2 + d**2) / 2 per cycle
+                if self.line is not None:
+                    rel2 = self._bmm(xp, self.line, self.line_parts, g0, g1, self.line_mode).to(torch.float64)
+                    vd = v.to(torch.float64)
+                    rel2 = rel2.square_().add_(vd.square()).mul_(0.5 * op.relative_sigma ** 2)
+                    if scope.per_cycle:   # one variance per column value with the read noise's
+                        std2 = rel2 if std2 is None else rel2.add_(std2.to(torch.float64))
                 if scope.per_cycle:
-                    if fused and v.numel() < 2 ** 31:   # noise, ADC and shift-and-add in one Triton kernel
+                    if fused and v.numel() < 2 ** 31 and rel2 is None:   # noise, ADC and shift-and-add in one Triton kernel
                         std = None if std2 is None else std2.sqrt_()
                         s, clips = self._fused_epilogue(v, std, lo.to(dt)[g0:g1, None, None],
                                                         lsb.to(dt)[g0:g1, None, None], w_place, T, nb, C)
                         clipped += clips
                     else:
                         if std2 is not None:
+                            if rel2 is not None:
+                                v = v.to(torch.float64)
                             v.add_(self._randn(v).mul_(std2.sqrt_()))   # one Gaussian per column value
                         s = self._convert(v.reshape(g1 - g0, T, nb, C), lo[g0:g1], lsb[g0:g1], g0, g1, rd,
                                           w_place, clipped, decisions)
@@ -404,6 +423,9 @@ class TorchTile:
                 if std2 is not None:
                     s2 = std2.to(torch.float64).reshape(g1 - g0, T, nb, -1).expand(-1, -1, -1, C)
                     vg2 = torch.einsum("gt,btc->bgc", W_t * W_t, s2.reshape(g1 - g0, T, nb * C))
+                if rel2 is not None:
+                    r2 = torch.einsum("gt,btc->bgc", W_t * W_t, rel2.reshape(g1 - g0, T, nb * C))
+                    vg2 = r2 if vg2 is None else vg2.add_(r2)
                 if scope.row_blocks == "sum":
                     v_sum = vg.sum(dim=0, keepdim=True) if v_sum is None else v_sum + vg.sum(dim=0, keepdim=True)
                     if vg2 is not None:

@@ -114,6 +114,14 @@ class ReadoutOp:
         """The largest |code| for column values up to ``value_bound`` in magnitude."""
         return 1.0
 
+    @property
+    def relative_sigma(self) -> float:
+        """Error of each value written before the conversion, relative to that value (0: none). The engine adds it
+        where it forms the analog sum (it knows the values there): variance ``w**2 r**2 (p**2 + m**2)`` per cycle
+        and row block for a pair's line values ``p`` and ``m`` (``(s**2 + d**2) / 2`` for their sum ``s`` and
+        difference ``d``; ``r**2 v**2`` for a single column's ``v``), ``w`` the cycle's place value in the sum."""
+        return 0.0
+
     def over_blocks(self, blocks: int) -> "ReadoutOp":
         """The op for one conversion of an analog sum over ``blocks`` row blocks (ConversionScope row_blocks
         'sum'): itself, unless the readout's error grows with the values summed (:class:`BufferedQuantizerOp`)."""
@@ -186,11 +194,17 @@ class QuantizerOp(ReadoutOp):
 class BufferedQuantizerOp(QuantizerOp):
     """A quantizer whose input is an analog sum of buffered values carrying Gaussian noise of ``analog_sigma``
     level units per row block (CASCADE's buffer arrays; ``sqrt(blocks)`` times it for a sum over row blocks,
-    :meth:`over_blocks`): the noise joins the value before the conversion and its clipping."""
+    :meth:`over_blocks`) and, where the readout's ``relative_sigma`` is set, an error proportional to each value
+    written (:attr:`ReadoutOp.relative_sigma`, added by the engine with the analog sum): the noise joins the value
+    before the conversion and its clipping."""
 
     @property
     def fused(self) -> bool:
         return False
+
+    @property
+    def relative_sigma(self) -> float:
+        return float(self.readout.relative_sigma)
 
     def over_blocks(self, blocks: int) -> "ReadoutOp":
         """``analog_sigma`` is one row block's; the buffered values of ``blocks`` blocks add independent errors:

@@ -17,7 +17,8 @@ crowbar current for the evaluation, ``E_inv = Vdd * I_inv * t_eval``; a crossbar
 a TIA draws its bias current while it settles, ``E = Vdd * I_bias * t_settle``. Areas from the cell and
 inverter counts. Errors are given relative to full scale and go through the crossbar engine per conversion:
 Neural-PIM's chain through the trained NNADC's transfer and the NNS+A's measured error (``chain_sigma_fs``), CASCADE's TIA
-and buffer errors as noise on the analog sum in level units (:class:`BufferedADC`, ``analog_sigma``).
+and buffer errors as noise on the analog sum (:class:`BufferedADC`: ``analog_sigma`` in level units, ``relative_sigma``
+of each value written).
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ class BufferArray:
 
     Energy per write ``write_voltage_v * write_current_a * write_pulse_s`` (a partial SET of a high-resistance
     cell, est.); per cell read ISAAC Table 6's read energy per cell (est. for CASCADE's cells). A written value is
-    off by ``write_sigma_levels`` (standard deviation, in the bit line's levels).
+    off by ``write_sigma_frac`` of itself and ``write_sigma_levels`` (standard deviations; the second in the bit
+    line's levels), independent.
     """
 
     kind: ClassVar[str] = "buffer-array"
@@ -138,14 +140,17 @@ class BufferArray:
     write_current_a: float = param(1e-6, "A", "(est.) high-resistance buffer cell (~1 MOhm at 1 V)", lo=0,
                                    lo_open=True)
     write_pulse_s: float = param(20e-9, "s", "(est.) one short pulse per buffered value", lo=0, lo_open=True)
-    # (est.) CASCADE's buffering keeps a bit line's 6-bit resolution, i.e. resolves its integer levels: a written
-    # value lands within half a level at 3 sigma, sigma = 1/6 level (no cited write-precision figure). The cited
-    # figures do not fit an error independent of the value: CASCADE's ~25 dB budget read so is 1.27 levels (LeNet-5
-    # 23.7 %), one RRAM pulse's spread (the ReRAM model's NeuroSim c2c, 3.5 % of range) 2.24 levels (14.0 %);
-    # CASCADE's 25 dB at 6 bits against 35 dB at 11 bits says the tolerated error grows with the range written.
-    # A value-proportional write error is the next model (BENCHMARKS.md, 2026-12-03, npim3)
-    write_sigma_levels: float = param(1 / 6, "level", f"(est.) {CASCADE}: 6-bit buffering resolves the bit line's "
-                                      "levels, within half a level at 3 sigma", lo=0, hi=64)
+    # A written value is off by an error proportional to it: CASCADE's ~25 dB SNR budget for its 6-bit bit lines
+    # (25 dB against 35 dB at 11 bits: the tolerated error grows with the range written), read as each value's
+    # own signal-to-error ratio, 10**(-25/20) = 5.6 % of the value; a zero is written exactly (est.). Read instead
+    # as an error independent of the value the same budget is 1.27 levels and costs LeNet-5 68 points
+    # (BENCHMARKS.md, 2026-12-03, npim3), so the budget must scale with what is written
+    write_sigma_frac: float = param(10 ** (-25 / 20), "1", f"{CASCADE}: ~25 dB SNR suffices at 6 bits, read as "
+                                    "each written value's error relative to it, 10**(-25/20)", lo=0, hi=1)
+    # (est.) an extra error independent of the value: 0 by default (the earlier model's 1/6 level, 'within half a
+    # level at 3 sigma', had no cited figure and is replaced by write_sigma_frac)
+    write_sigma_levels: float = param(0.0, "level", "(est.) an extra value-independent write error; 0: the cited "
+                                      "25 dB is relative (write_sigma_frac)", lo=0, hi=64)
     read_energy_j: float = param(ISAAC_CELL_READ_J, "J", "ISAAC Table 6: 1.83 fJ per cell read (est. for CASCADE)",
                                  lo=0)
     node_nm: float = param(65, "nm", f"{CASCADE}: 65 nm", lo=7, hi=180)
@@ -295,10 +300,17 @@ class BufferedADC(SarADC):
     ``sqrt(n)`` times it (:meth:`cimsim.readouts.BufferedQuantizerOp.over_blocks`). The converter's own offset
     stays ``offset_sigma_lsb``.
 
+    ``relative_sigma`` is an error proportional to each value written (each line of each cycle and row block): the
+    engine adds it where it forms the analog sum, from the values themselves
+    (:attr:`cimsim.readouts.ReadoutOp.relative_sigma`).
+
     CASCADE's buffered partial sums each carry the TIA's and the buffer write's errors; the architecture sets
-    ``analog_sigma`` from them (the sum over the cycles of a group, weighted by their place values)."""
+    ``analog_sigma`` from the value-independent ones (the sum over the cycles of a group, weighted by their place
+    values) and ``relative_sigma`` from the buffer write's relative error."""
 
     kind: ClassVar[str] = "buffered-sar-adc"
 
     analog_sigma: float = param(0.0, "level", "set by the architecture from its buffered values' errors (one row block); 0 = ideal",
                                 lo=0)
+    relative_sigma: float = param(0.0, "1", "error of each buffered value relative to that value (standard deviation "
+                                  "over the value), set by the architecture; 0 = ideal", lo=0, hi=1)

@@ -60,7 +60,7 @@ def _net():
 @pytest.mark.parametrize("name, kw", [
     ("isaac", {"adc_bits": 9, "adc_range": "full"}),
     ("neural-pim", {"adc.trained": 0, "adc_bits": 14, "adc_range": "full", "rows": 16, "cols": 16}),   # 13-bit sums
-    ("cascade", {"adc_bits": 12, "adc_range": "full", "buffer.write_sigma_levels": 0, "tia.temperature_k": 0}),
+    ("cascade", {"adc_bits": 12, "adc_range": "full", "buffer.write_sigma_frac": 0, "tia.temperature_k": 0}),
 ])
 def test_a_network_costs_the_same_counted_as_simulated(name, kw):
     """Lossless readouts and the ideal cell: the engine's report and the counting tiles' agree on every layer's
