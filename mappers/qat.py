@@ -53,8 +53,8 @@ from torch import nn
 
 from cimsim.errors import ConfigError
 # the arithmetic pieces, here where callers find them (cimsim.mappers.qat.bit_planes, ...)
-from cimsim.mappers.qat_ops import (_ScaledDecision, _const, bit_planes, decide, quantize_activation,  # noqa: F401
-                                    quantize_weight_ste, weight_slices)
+from cimsim.mappers.qat_ops import (ScaledDecision, bit_planes, cached_constant, decide,  # noqa: F401
+                                    quantize_activation, quantize_weight_ste, weight_slices)
 
 READOUTS = ("ternary", "binary")
 # our choice: the 99.99th percentile of |activation| sets the input range, so one outlier in the calibration
@@ -180,7 +180,7 @@ class _PSQ:
         grad = patches.requires_grad
         if grad:
             raw = [2.0 ** s for s, _ in cfg.plane_shifts()]
-            shares = _const(tuple(v / sum(r * r for r in raw) for v in raw), patches)
+            shares = cached_constant(tuple(v / sum(r * r for r in raw) for v in raw), patches)
             dx = patches - patches.detach()
         out = []
         for k0, k1 in cfg.row_blocks(patches.shape[1]):
@@ -196,14 +196,14 @@ class _PSQ:
         cfg = self.psq_layer_config
         T, S = len(cfg.plane_shifts()), len(cfg.slice_shifts())
         M, O = patches.shape[0], w_int.shape[0]
-        pw = _const(tuple(2.0 ** s for s, _ in cfg.plane_shifts()), patches)
-        sw = _const(tuple(2.0 ** s for s, _ in cfg.slice_shifts()), patches)
+        pw = cached_constant(tuple(2.0 ** s for s, _ in cfg.plane_shifts()), patches)
+        sw = cached_constant(tuple(2.0 ** s for s, _ in cfg.slice_shifts()), patches)
         coef = (pw[:, None] * sw[None, :])[:, None, :, None]            # (T, 1, S, 1)
         y = patches.new_zeros(M, O)
         per_cycle = cfg.cycle_scales      # alpha (row blocks, [cycles,] slices, outputs)
         for r, ps in enumerate(self.partial_sums(patches, w_int)):
             a = alpha[r][:, None] if per_cycle else alpha[r][None, None]
-            q = _ScaledDecision.apply(ps.reshape(T, M, S, O), a, coef, cfg.readout,
+            q = ScaledDecision.apply(ps.reshape(T, M, S, O), a, coef, cfg.readout,
                                       cfg.threshold, 1.0 / math.sqrt(M if per_cycle else T * M))
             y = y + q.sum(dim=(0, 2))
         return y

@@ -82,7 +82,7 @@ def quantize_weight_ste(w: torch.Tensor, bits: int, step: torch.Tensor | None = 
     return _ste(torch.clamp(torch.round(v), -qmax, qmax), torch.clamp(v, -qmax, qmax), 1.0), scale
 
 
-class _ScaledDecision(torch.autograd.Function):
+class ScaledDecision(torch.autograd.Function):
     """``coef * alpha * D(PS / alpha)`` forward; LSQ's straight-through gradients backward (module docstring)."""
 
     @staticmethod
@@ -111,7 +111,7 @@ class _ScaledDecision(torch.autograd.Function):
 _CONSTS: dict = {}
 
 
-def _const(values: tuple, like: torch.Tensor) -> torch.Tensor:
+def cached_constant(values: tuple, like: torch.Tensor) -> torch.Tensor:
     """A small constant vector on ``like``'s device and dtype, made once (a fresh host-to-device copy per
     step would wait for the accelerator's queued work)."""
     key = (values, like.device, like.dtype)
