@@ -18,7 +18,7 @@ to the numba backend); real-valued levels (programming noise) as a split bf16 pr
 neither applies, the split TF32 product (:func:`tf32_split`) or plain float32/float64. Activations stay on the
 device: :meth:`TorchTile.forward_device` takes the integer inputs as a device tensor and returns the outputs
 and the tally as device tensors, so a mapped network (:mod:`cimsim.mappers.mapped`) runs layer after layer
-without a host round trip. Opt-in until timed on the device (issue 19): ``TorchTile.CUT_DEVICES = ("cuda",)`` cuts
+without a host round trip. Opt-in (slower on the H200 at ResNet-20's shapes, BENCHMARKS.md): ``TorchTile.CUT_DEVICES = ("cuda",)`` cuts
 the bit planes in one Triton kernel (:func:`cimsim.kernels_triton.cut_planes`: the digits in the product's dtype, the
 non-zero count and the rows' sums of squares on the way), which replaces eight eager passes over the planes.
 """
@@ -82,10 +82,10 @@ class TorchTile:
     # float32/float64 BLAS. Tests allow them on the CPU too, where they run the same arithmetic without tensor cores.
     # On an H200 (2026-12-03, BENCHMARKS.md) torch's dense bf16 GEMM ran at 417 T MAC/s and torch._int_mm at 63 T
     # (an sm80 WMMA kernel): ("bf16", "int8", "tf32") puts integer levels on the exact one-part bf16 product. Not the
-    # default until it is timed at the engine's shapes on the device (BENCHMARKS.md, issue 19).
+    # default: timed on the H200 at ResNet-20's shapes, 709 images/s against int8's 989-1,015 (BENCHMARKS.md, issue 19).
     PRODUCTS = {"cpu": (), "cuda": ("int8", "bf16", "tf32")}
     # device types whose planes are cut by the Triton kernel (cimsim.kernels_triton.cut_planes: the same digits, tested
-    # through Triton's interpreter); opt-in (("cuda",)) until its CUDA tests have run on the device
+    # through Triton's interpreter and on the H200); opt-in (("cuda",)): slower there together with bf16 (BENCHMARKS.md)
     CUT_DEVICES: tuple = ()
     _bf16_out: bool | None = None   # whether torch.bmm gives bf16 x bf16 -> float32 here (probed once)
 

@@ -121,9 +121,9 @@ def test_tf32_split_is_exact_in_float32_and_hi_fits_tf32():
 def test_fused_gpu_epilogue_equals_the_plain_one(monkeypatch, per_column):
     """The Triton epilogue (noise + ADC + shift-and-add) against the plain torch ops on the same GPU: bit for
     bit without read noise, the same error distribution with it (per-row and per-column sigma)."""
-    import cimsim.crossbar_torch as ct
+    from cimsim import kernels_triton as kt
 
-    if ct.triton is None:
+    if kt.triton is None:
         pytest.skip("torch build without Triton")
     rng = np.random.default_rng(7)
     W = rng.integers(-127, 128, size=(64, 300))
@@ -142,7 +142,7 @@ def test_fused_gpu_epilogue_equals_the_plain_one(monkeypatch, per_column):
             assert xb._torch.var.shape[-1] == xb.physical_columns
         with monkeypatch.context() as m:
             if not fused:
-                m.setattr(ct, "triton", None)
+                m.setattr(kt, "triton", None)
             out = np.stack([xb(x) for _ in range(1 if not read_sigma else 200)])
         clipped[fused] = xb.ledger.count("clipped_conversions")
         return out
