@@ -12,10 +12,12 @@ the conversion scope ``ConversionScope(cycles_per_conversion, "sum")`` (:mod:`ci
 values' errors go through the engine as Gaussian noise on the analog sum before the conversion
 (:class:`~cimsim.devices.analog_accumulators.BufferedADC`: ``analog_sigma`` from :meth:`Cascade.buffered_sigma`,
 ``relative_sigma`` from ``buffer.write_sigma_frac``). A 6-bit TIA on a 64-level bit line resolves every integer
-level, so its quantization is exact; what remains is its thermal noise (~0.01 level) and the buffer write's error,
+level, so its quantization is exact; what remains is its thermal noise (0.04 level: ISAAC's cell read for 10 ns, 0.14 uA
+per level) and the buffer write's error,
 5.6 % of each value written (CASCADE's ~25 dB SNR, read per value: 10**(-25/20); a zero is written exactly, est.).
 
-Cycle: the array reads in 10 ns (:data:`cimsim.arch.tiled.ARRAY_READ_S`), the TIAs settle in 10 ns and each
+Cycle: the array reads in 10 ns (:data:`cimsim.arch.tiled.ARRAY_READ_S`; its cells and DACs draw ISAAC Table 6's power for
+those 10 ns, a tenth of an ISAAC read's energy), the TIAs settle in 10 ns and each
 cycle's values are written into a buffer row in one 20 ns pulse (est.), which sets the cycle; the 7 shared ADCs
 run at the rate the conversions need at that cycle.
 
@@ -37,7 +39,8 @@ from cimsim import events as ev
 from cimsim.arch.base import Component, register
 from cimsim.arch.params import component, param
 from cimsim.arch.isaac import ADC_AREA_FACTOR, ADC_ENERGY_FACTOR
-from cimsim.arch.tiled import ARRAY_READ_S, DifferentialColumns, T6, TiledChip
+from cimsim.arch.tiled import ARRAY_READ_S, DifferentialColumns, fast_reram, T6, TiledChip
+from cimsim.devices.cell import MemoryCell
 from cimsim.cost import EventCost, LayerPlan
 from cimsim.devices.analog_accumulators import BufferArray, BufferedADC, TransimpedanceAmplifier
 from cimsim.readouts import ConversionScope
@@ -73,6 +76,8 @@ class Cascade(DifferentialColumns, TiledChip):
     read_cycle_s: float = param(ARRAY_READ_S, "s", "the array's read, 10 ns: the cell model's read pulse (est.: "
                                 "arch/tiled.py ARRAY_READ_S); the TIAs and the buffer writes may set a longer cycle",
                                 lo=1e-12, hi=1.0)
+    cell: MemoryCell = component(fast_reram, "ISAAC's ReRAM cell (R_on from Table 6's power during its 100 ns "
+                                 "read) read for the cell model's 10 ns pulse (est.): a tenth of ISAAC's energy per read")
     cycles_per_conversion: int = param(2, "1", f"{CAS}: about 10 conversions per 16 input cycles (here 16 / 2 = 8)",
                                        lo=1, hi=32)
     adc: BufferedADC = component(_cascade_adc, f"{CAS}: 6-10-bit ADCs shared by the columns (8 bits, est.), SAR model "

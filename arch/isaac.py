@@ -11,7 +11,9 @@ for 8 ADCs of 8 bits at 1.28 GS/s, i.e. 1.5625 pJ per conversion; ``adc_energy_f
 ``adc_area_factor`` are that design's distance from the survey envelope, 0.755 and 0.315, kept at every other
 resolution: below the envelope's knee, about 9 bits at 1.28 GS/s and 32 nm, a b-bit conversion costs
 1.5625 pJ / 2**(8 - b));
-the crossbars from the cell model; the DACs, sample-and-holds, registers and tile units from their models.
+the crossbars from the cell model read for ISAAC's 100 ns (sec. 4; R_on solved so the read draws Table 6's 2.4 mW per
+IMA, 30 pJ per array read); the DACs (Table 6's power held for the read), sample-and-holds, registers and tile units
+from their models.
 At ISAAC's defaults the chip rolls up to Table 6's 65.8 W and 85.4 mm^2; ADC bits, rows, columns, DAC
 bits and columns per ADC all move power and area. Runs charge the same models' energies per event.
 
@@ -30,7 +32,7 @@ from typing import Mapping
 from cimsim import events as ev
 from cimsim.arch.base import Component, register
 from cimsim.arch.params import component, param
-from cimsim.arch.tiled import ARRAY_READ_S, T6, TiledChip
+from cimsim.arch.tiled import ISAAC_READ_S, T6, TiledChip
 from cimsim.cost import EventCost, LayerPlan
 from cimsim.spec import CrossbarSpec
 from cimsim.devices.converters import SarADC
@@ -61,10 +63,8 @@ class Isaac(TiledChip):
                                      "model at 8 bits (calibration kept at every resolution)", lo=1e-3, hi=1e3)
     adc_area_factor: float = param(ADC_AREA_FACTOR, "1", f"{T6}: 0.0012 mm^2 per ADC, over the SAR model's area "
                                    "at 8 bits", lo=1e-3, hi=1e3)
-    read_cycle_s: float = param(ARRAY_READ_S, "s", "the array's read, 10 ns: the cell model's read pulse (ADC-less SNN "
-                                "paper's NeuroSim setup; bit-line settling ~0.1 ns, est.: arch/tiled.py ARRAY_READ_S); "
-                                "the cycle is ISAAC sec. 4's 100 ns because one ADC converts 128 columns at 1.28 GS/s",
-                                lo=1e-12, hi=1.0)
+    read_cycle_s: float = param(ISAAC_READ_S, "s", "ISAAC sec. 4: a crossbar read takes 100 ns, the cycle its 1.28 GS/s "
+                                "ADC converts 128 columns in (arch/tiled.py ISAAC_READ_S)", lo=1e-12, hi=1.0)
     cols_per_adc: int = param(128, "1", f"{T6}: one ADC shared by the 128 columns of a crossbar", lo=1, hi=4096)
     signed: str = param("offset", "", "ISAAC sec. 4: signed weights stored with a bias, removed digitally",
                         choices=("offset", "differential", "twos"))

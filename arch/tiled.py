@@ -44,39 +44,53 @@ HOROWITZ_NODE_NM = 45
 # read cycle: 30 pJ per array per cycle (about 1.8 fJ per cell); and occupy 0.0002 mm^2 (1.5e-3 um^2 a cell)
 TABLE6_ARRAY_CYCLE_ENERGY_J = 2.4e-3 / 8 * 100e-9
 TABLE6_CELL_AREA_M2 = 0.0002e-6 / (8 * 128 * 128)
-# The array's read when nothing else sets the cycle (ISAAC, CASCADE and Neural-PIM at equal area): the cell model's
+# ISAAC sec. 4: a crossbar read takes 100 ns (the 100 ns cycle; its 1.28 GS/s ADC is sized to convert 128 columns in
+# that read), so Table 6's crossbar and DAC powers are drawn while the array reads for 100 ns: the cell's conductance
+# and a driver's power follow from them, and a design whose array reads for a shorter time spends proportionally
+# less per read (issue 16 audit; before 2026-12-03, npim5, ISAAC's read was taken as 10 ns inside its 100 ns cycle,
+# which made every 10 ns read cost a full 100 ns cycle's energy)
+ISAAC_READ_S = 100e-9
+# The array's read when nothing else sets the cycle (CASCADE and Neural-PIM at equal area): the cell model's
 # 10 ns read pulse (the ADC-less SNN paper's NeuroSim setup, docs/references.md#adc-less-snn; the crossbar energy is
 # counted over it). Bit-line settling adds little (est.): a 128-row line of ~0.2 fF per cell (~26 fF) charged through
-# the parallel on-cells of a 344 kOhm array (~2.7 kOhm at 128 rows) settles in ~0.1 ns, and a wire of ~2.5 Ohm per
-# cell adds ~5 ps. ISAAC's 100 ns cycle is then set by its ADC (128 columns per 1.28 GS/s converter).
+# the parallel on-cells of a 3.4 MOhm array (~27 kOhm at 128 rows) settles in ~1 ns, and a wire of ~2.5 Ohm per
+# cell adds ~5 ps.
 ARRAY_READ_S = 10e-9
 TABLE6_REFERENCE_ACTIVITY = 0.5   # reference operand: each row driven in half the cycles (a random input bit)
 OUTPUT_VALUE_BYTES = 2            # ISAAC sec. 4: 16-bit output values
 
 
-def table6_reram_r_on_ohm(rows: int = 128, cols: int = 128, energy_j: float = TABLE6_ARRAY_CYCLE_ENERGY_J) -> float:
-    """The ReRAM on-resistance at which a crossbar read spends ISAAC Table 6's crossbar power.
+def table6_reram_r_on_ohm(rows: int = 128, cols: int = 128, energy_j: float = TABLE6_ARRAY_CYCLE_ENERGY_J,
+                          read_time_s: float = ISAAC_READ_S) -> float:
+    """The ReRAM on-resistance at which a crossbar read of ``read_time_s`` (ISAAC's 100 ns) spends ISAAC Table 6's
+    crossbar energy per cycle.
 
-    The cell keeps the ReRAM model's read conditions (0.5 V, 10 ns pulse, on/off ratio 150: the NeuroSim
-    setup of ``cimsim.devices.ReRAM``); only the resistance scale is solved for. Reference operand: each row
-    is driven in half the cycles (a random input bit) and the cells sit at the mean of uniformly used
-    levels, ``(g_max + g_min) / 2``, so one array-cycle spends
-    ``rows * cols * 0.5 * V^2 * t * (g_max + g_min) / 2``; setting it to ``energy_j`` (30 pJ) gives
-    ``R_on`` (about 344 kOhm for a 128x128 array). ISAAC's tables fix the crossbar power, not the cell, and
-    the ADC-less SNN paper's 6 kOhm cell would spend about 100x Table 6's figure in ISAAC's array.
+    The cell keeps the ReRAM model's read voltage and on/off ratio (0.5 V, 150: the NeuroSim setup of
+    ``cimsim.devices.ReRAM``); only the resistance scale is solved for. Reference operand: each row is driven in
+    half the cycles (a random input bit) and the cells sit at the mean of uniformly used levels,
+    ``(g_max + g_min) / 2``, so one array read spends ``rows * cols * 0.5 * V^2 * t * (g_max + g_min) / 2``;
+    setting it to ``energy_j`` (30 pJ) over ISAAC's 100 ns read gives ``R_on`` (about 3.4 MOhm for a 128x128
+    array; a cell read for the model's 10 ns pulse then spends 3 pJ per array read). ISAAC's tables fix the
+    crossbar power, not the cell, and the ADC-less SNN paper's 6 kOhm cell would spend about 570x Table 6's power.
     """
     c = ReRAM()
     mean_g_over_g_max = (1.0 + 1.0 / c.on_off_ratio) / 2
-    return (rows * cols * TABLE6_REFERENCE_ACTIVITY * c.read_voltage_v ** 2 * c.read_time_s
+    return (rows * cols * TABLE6_REFERENCE_ACTIVITY * c.read_voltage_v ** 2 * read_time_s
             * mean_g_over_g_max / energy_j)
 
 
-# ~344 kOhm: ISAAC Table 6's 2.4 mW per 8 arrays at 100 ns cycles, with the ReRAM model's 0.5 V / 10 ns reads
+# ~3.4 MOhm: ISAAC Table 6's 2.4 mW per 8 arrays drawn during ISAAC's 100 ns reads at the ReRAM model's 0.5 V
 TABLE6_RERAM_R_ON_OHM = table6_reram_r_on_ohm()
 
 
-def _table6_reram() -> ReRAM:
+def fast_reram() -> ReRAM:
+    """ISAAC's cell read for the ReRAM model's 10 ns pulse (the designs whose arrays read in ``ARRAY_READ_S``)."""
     return ReRAM(r_on_ohm=TABLE6_RERAM_R_ON_OHM)
+
+
+def isaac_reram() -> ReRAM:
+    """ISAAC's cell read for ISAAC's 100 ns (sec. 4): Table 6's 30 pJ per 128x128 array read."""
+    return ReRAM(r_on_ohm=TABLE6_RERAM_R_ON_OHM, read_time_s=ISAAC_READ_S)
 
 
 class DifferentialColumns:
@@ -124,8 +138,9 @@ class TiledChip(Architecture):
     dac_bits: int = param(1, "bit", "ISAAC sec. 4: inputs streamed 1 bit per cycle", lo=1, hi=8)
     read_cycle_s: float = param(100e-9, "s", "ISAAC sec. 4: 100 ns crossbar read cycle", lo=1e-12, hi=1.0)
     node_nm: float = param(32, "nm", f"{T6}", lo=7, hi=180)
-    cell: MemoryCell = component(_table6_reram, "ISAAC: memristor (ReRAM) crossbars; R_on solved from Table 6's "
-                                 "crossbar power (table6_reram_r_on_ohm); any cell kind of 'cimsim devices'")
+    cell: MemoryCell = component(isaac_reram, "ISAAC: memristor (ReRAM) crossbars read for the 100 ns read cycle (sec. "
+                                 "4); R_on solved from Table 6's crossbar power drawn during that read "
+                                 "(table6_reram_r_on_ohm); any cell kind of 'cimsim devices'")
     dac: DAC = component(DAC, f"{T6}: 1-bit DACs, one per row (DAC model)")
     edram: EDRAMBuffer = component(EDRAMBuffer, f"{T6}: 64 KB eDRAM per tile")
     bus: Bus = component(Bus, f"{T6}: one bus per tile")

@@ -13,7 +13,7 @@
 
 Energy per operation is counted from the circuit: an inverter neuron biased in its transition region draws a
 crowbar current for the evaluation, ``E_inv = Vdd * I_inv * t_eval``; a crossbar cell spends
-``E_cell`` per evaluation (ISAAC Table 6's crossbar read energy per cell, scaled to the evaluation time);
+``E_cell`` per evaluation (ISAAC Table 6's crossbar read power per cell over the evaluation time);
 a TIA draws its bias current while it settles, ``E = Vdd * I_bias * t_settle``. Areas from the cell and
 inverter counts. Errors are given relative to full scale and go through the crossbar engine per conversion:
 Neural-PIM's chain through the trained NNADC's transfer and the NNS+A's measured error (``chain_sigma_fs``), CASCADE's TIA
@@ -33,9 +33,11 @@ from cimsim.devices.technology import area_scale, energy_scale, nominal_vdd_v
 
 NEURAL_PIM = "Neural-PIM (Cao et al., arXiv 2201.12861; docs/references.md#neural-pim)"
 CASCADE = "CASCADE (Chou et al., MICRO 2019, as summarised, est.; docs/references.md#cascade)"
-# ISAAC Table 6: 2.4 mW for 8 arrays of 128x128 cells at 100 ns cycles = 1.83 fJ per cell read (10 ns pulse of the
-# ReRAM model); a neural circuit evaluates in ~1 ns (est.), so its cells spend a tenth of that
+# ISAAC Table 6: 2.4 mW for 8 arrays of 128x128 cells drawn during ISAAC's 100 ns reads (sec. 4) = 1.83 fJ per cell
+# read of 100 ns; a cell read for a shorter time spends proportionally less (a neural circuit evaluates in ~1 ns,
+# est., a buffer array is read in 10 ns, est.)
 ISAAC_CELL_READ_J = 2.4e-3 / 8 * 100e-9 / (128 * 128)
+ISAAC_READ_S = 100e-9
 CELL_AREA_M2_32NM = 0.0002e-6 / (8 * 128 * 128)   # ISAAC Table 6: 0.0002 mm^2 for 8 arrays of 128x128 cells
 # (est.) a minimum-size CMOS inverter with its input and wiring at 32 nm: ~0.1 um^2 (6 F^2 x ~16 pitch overhead)
 INVERTER_AREA_M2_32NM = 0.1e-12
@@ -151,8 +153,8 @@ class BufferArray:
     # level at 3 sigma', had no cited figure and is replaced by write_sigma_frac)
     write_sigma_levels: float = param(0.0, "level", "(est.) an extra value-independent write error; 0: the cited "
                                       "25 dB is relative (write_sigma_frac)", lo=0, hi=64)
-    read_energy_j: float = param(ISAAC_CELL_READ_J, "J", "ISAAC Table 6: 1.83 fJ per cell read (est. for CASCADE)",
-                                 lo=0)
+    read_energy_j: float = param(ISAAC_CELL_READ_J * 10e-9 / ISAAC_READ_S, "J", "ISAAC Table 6's cell read power "
+                                 "over a 10 ns read: 0.18 fJ per cell read (est. for CASCADE)", lo=0)
     node_nm: float = param(65, "nm", f"{CASCADE}: 65 nm", lo=7, hi=180)
 
     def __post_init__(self):
@@ -197,7 +199,7 @@ class NeuralCircuit:
     def energy_j(self) -> float:
         """One evaluation: every cell read for ``eval_time_s`` and every inverter's crowbar current."""
         t = self.eval_time_s
-        cell = ISAAC_CELL_READ_J * t / 10e-9 * energy_scale(32, self.node_nm)
+        cell = ISAAC_CELL_READ_J * t / ISAAC_READ_S * energy_scale(32, self.node_nm)
         return self.cells * cell + self.inverters * inverter_energy_j(self.inverter_current_a, t, self.node_nm)
 
     @property

@@ -41,7 +41,12 @@ from cimsim.errors import ConfigError
 COMPARATOR_ENERGY_J_28NM = 1.6e-15   # MNSIM 2.0 sense amplifier at 28 nm (docs/references.md#mnsim)
 COMPARATOR_AREA_M2_32NM = 5e-12      # (est.) ~12 near-minimum transistors of a StrongARM latch plus wiring
 COMPARATOR_DELAY_S_32NM = 100e-12    # (est.) a StrongARM latch resolves in ~100 ps at 32 nm
-ISAAC_DAC_ENERGY_J = 4e-3 / (8 * 128) * 100e-9   # ISAAC Table 6: 4 mW for 8x128 DACs, one drive per 100 ns
+# ISAAC Table 6: 4 mW for 8x128 1-bit DACs, each holding its word line through ISAAC's 100 ns crossbar read (sec. 4):
+# 3.9 uW while it drives, 0.39 pJ per 100 ns drive. A drive costs that power over the read it holds (est.: a word-line
+# driver's power is its bias while it holds the line; a 128-cell line's C V^2, ~40 fF x (1 V)^2, is a tenth of
+# 0.39 pJ, so the figure is mostly held power, not switching)
+ISAAC_DAC_POWER_W = 4e-3 / (8 * 128)
+ISAAC_DAC_ENERGY_J = ISAAC_DAC_POWER_W * 100e-9   # one 100 ns drive (ISAAC's read)
 ISAAC_DAC_AREA_M2 = 0.00017e-6 / (8 * 128)         # ISAAC Table 6: 0.00017 mm^2 for 8x128 DACs
 
 
@@ -300,8 +305,9 @@ class DAC(Readout):
 
     @property
     def energy_j(self) -> float:
-        """Energy per drive (J): ISAAC's 1-bit DAC, times the unit cells, scaled from 32 nm."""
-        return ISAAC_DAC_ENERGY_J * self.unit_cells * energy_scale(32, self.node_nm)
+        """Energy per drive (J): ISAAC's 1-bit DAC power held for ``cycle_s`` (the read it drives), times the unit
+        cells, scaled from 32 nm: 0.39 pJ over ISAAC's 100 ns read, 39 fJ over a 10 ns read."""
+        return ISAAC_DAC_POWER_W * self.cycle_s * self.unit_cells * energy_scale(32, self.node_nm)
 
     @property
     def latency_s(self) -> float:

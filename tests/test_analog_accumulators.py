@@ -52,7 +52,7 @@ def test_neural_circuits_count_cells_and_inverters():
     and a 3-inverter amplifier; energy = cells x cell read + inverters x Vdd I t."""
     a = NeuralADC(bits=8)
     assert a.stages == 10 and a.cells == 160 and a.inverters == 50
-    cell = ISAAC_CELL_READ_J * 1e-9 / 10e-9
+    cell = ISAAC_CELL_READ_J * 1e-9 / 100e-9   # Table 6's cell power over a 1 ns evaluation
     inv = nominal_vdd_v(32) * 10e-6 * 1e-9
     assert a.energy_j == pytest.approx(a.cells * cell + a.inverters * inv, rel=1e-12)
     s = NeuralShiftAdd()
@@ -67,17 +67,17 @@ def test_neural_circuits_count_cells_and_inverters():
 
 def test_the_analog_shift_add_step_is_far_cheaper_than_an_isaac_conversion():
     """Neural-PIM: the analog S+A spends ~33x less energy than ISAAC's ADCs. Per operation (one step of the
-    trained NNS+A, 6 cells and 3 inverters, against one Table 6 conversion) ours is 55.6x: asserted between
+    trained NNS+A, 6 cells and 3 inverters, against one Table 6 conversion) ours is 57.6x: asserted between
     33x and 2 x 33x (the paper's ratio is over whole runs, ours per step)."""
     ratio = TABLE6_ADC_ENERGY_J / NeuralShiftAdd().energy_j
-    assert ratio == pytest.approx(55.6, rel=0.01)
+    assert ratio == pytest.approx(57.6, rel=0.01)
     assert 33 < ratio < 66
 
 
 def test_buffer_array_energy_and_area():
     b = BufferArray()
     assert b.write_energy_j == pytest.approx(1.0 * 1e-6 * 20e-9)
-    assert b.energy_j == pytest.approx(b.write_energy_j + ISAAC_CELL_READ_J)
+    assert b.energy_j == pytest.approx(b.write_energy_j + ISAAC_CELL_READ_J / 10)   # a 10 ns read of a 100 ns figure
     assert b.area_m2 == pytest.approx(15 * 30 * 0.0002e-6 / (8 * 128 * 128) * area_scale(32, 65))
 
 

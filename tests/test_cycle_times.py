@@ -1,19 +1,21 @@
 """Each tiled chip's cycle from its components (arch/tiled.py ARRAY_READ_S, issue 16): the array reads in 10 ns (the
-cell's read pulse); ISAAC's shared ADC stretches its cycle to 100 ns, Neural-PIM's NNADC and NNS+A keep up with the
+cell's read pulse), ISAAC's in its stated 100 ns (sec. 4), which its shared ADC matches, Neural-PIM's NNADC and NNS+A keep up with the
 read, CASCADE's buffer writes (20 ns, est.) set its cycle."""
 
 import pytest
 
 import cimsim
-from cimsim.arch.tiled import ARRAY_READ_S
+from cimsim.arch.tiled import ARRAY_READ_S, ISAAC_READ_S
 
 
-def test_isaac_is_adc_bound_at_its_100_ns_cycle():
+def test_isaac_reads_and_converts_in_its_100_ns_cycle():
     a = cimsim.arch.get("isaac")
-    assert a.read_cycle_s == ARRAY_READ_S == a.cell.read_time_s == 10e-9
+    assert a.read_cycle_s == ISAAC_READ_S == a.cell.read_time_s == 100e-9
+    assert cimsim.arch.get("neural-pim").read_cycle_s == ARRAY_READ_S == 10e-9
     assert a.cycle_s == pytest.approx(128 / 1.28e9, rel=1e-12) == pytest.approx(100e-9, rel=1e-12)
-    # half the columns per ADC: the cycle halves; an 8x slower read than the ADC: the read sets it
-    assert cimsim.arch.get("isaac", cols_per_adc=64).cycle_s == pytest.approx(50e-9, rel=1e-12)
+    # a 10 ns read with half the columns per ADC: the ADC sets the cycle, 50 ns; a 200 ns read sets it
+    assert cimsim.arch.get("isaac", cols_per_adc=64, read_cycle_s=10e-9, **{"cell.read_time_s": 10e-9}).cycle_s \
+        == pytest.approx(50e-9, rel=1e-12)
     assert cimsim.arch.get("isaac", read_cycle_s=200e-9).cycle_s == 200e-9
     # ISAAC's Table 6 roll-up does not depend on it: 65.8 W, 85.4 mm^2
     s = a.summary()
@@ -59,3 +61,21 @@ def test_the_tiles_buses_bound_the_pipeline_period():
     assert cost.config["feed_s"] == pytest.approx(feed, rel=1e-12) == pytest.approx(223e-9, rel=0.01)
     assert cost.config["slowest_layer_s"] == pytest.approx(8 * 10e-9, rel=1e-12)   # 1000 copies: one MVM each
     assert cost.throughput_inf_per_s == pytest.approx(1 / feed, rel=1e-12)
+
+
+def test_a_read_costs_table6_power_over_its_duration():
+    """ISAAC Table 6's crossbar (2.4 mW per 8 arrays) and DAC (4 mW per 8 x 128) powers are drawn during ISAAC's 100 ns
+    reads (sec. 4): 30 pJ per 128x128 array read and 0.39 pJ per drive there; an array read for the cell model's
+    10 ns (Neural-PIM, CASCADE, HCiM) spends a tenth of each, with the same cells."""
+    isaac, npim = cimsim.arch.get("isaac"), cimsim.arch.get("neural-pim")
+    assert isaac.dac.energy_j == pytest.approx(4e-3 / (8 * 128) * 100e-9, rel=1e-12)
+    assert npim.dac.energy_j == pytest.approx(isaac.dac.energy_j / 10, rel=1e-12)
+    assert cimsim.arch.get("cascade", node_nm=32).dac.energy_j == pytest.approx(isaac.dac.energy_j / 10, rel=1e-12)
+
+    def per_array_read(a):
+        xbar = next(c for c in a.inventory() if c.kind == "crossbar")
+        return xbar.power_w / xbar.count * a.cycle_s
+
+    assert per_array_read(isaac) == pytest.approx(2.4e-3 / 8 * 100e-9, rel=1e-9)
+    assert per_array_read(npim) == pytest.approx(2.4e-3 / 8 * 10e-9, rel=1e-9)
+    assert npim.cell.r_on_ohm == isaac.cell.r_on_ohm and npim.cell.read_time_s == isaac.cell.read_time_s / 10
