@@ -24,6 +24,7 @@ from cimsim.blas import one_thread, torch_one_thread
 from cimsim.cost import LayerPlan
 from cimsim.crossbar import Crossbar
 from cimsim.errors import ConfigError
+from cimsim.kernels_host import patch_codes
 from cimsim.ledger import EventLedger
 from cimsim.mappers import sme, snn
 from cimsim.mappers.layer_quality import add_layer_quality
@@ -155,13 +156,9 @@ class MappedLayer(nn.Module):
         if not self.conv:
             lead = x.shape[:-1]
             return x.reshape(-1, x.shape[-1]), (*lead, m.out_features)
-        one_d = isinstance(m, nn.Conv1d)
+        one_d, k, s, d, pad = self._geometry()
         if one_d:
             x = x.unsqueeze(2)
-        k = (1, m.kernel_size[0]) if one_d else tuple(m.kernel_size)
-        s = (1, m.stride[0]) if one_d else tuple(m.stride)
-        d = (1, m.dilation[0]) if one_d else tuple(m.dilation)
-        pad = self._padding(one_d, k, d)
         # integer codes are exact in float32 (|code| < 2**24), and im2col is ~10x faster than in float64
         x = F.pad(x.float(), pad).contiguous()
         B, C, H, W = x.shape
@@ -174,6 +171,30 @@ class MappedLayer(nn.Module):
         patches = view.reshape(B * Ho * Wo, C * k[0] * k[1])
         shape = (B, m.out_channels, Wo) if one_d else (B, m.out_channels, Ho, Wo)
         return patches, shape
+
+    def _geometry(self) -> tuple:
+        """A convolution's (one_d, kernel, stride, dilation, padding), two-dimensional (a Conv1d as 1 x k)."""
+        m = self.source
+        one_d = isinstance(m, nn.Conv1d)
+        k = (1, m.kernel_size[0]) if one_d else tuple(m.kernel_size)
+        s = (1, m.stride[0]) if one_d else tuple(m.stride)
+        d = (1, m.dilation[0]) if one_d else tuple(m.dilation)
+        return one_d, k, s, d, self._padding(one_d, k, d)
+
+    def _integer_patches(self, xq: torch.Tensor) -> tuple[np.ndarray, tuple]:
+        """``_patches(xq)`` as int64 (the host path): a convolution's cut in one pass by
+        :func:`cimsim.kernels_host.patch_codes`, the same numbers as ``_patches(xq)[0].numpy().astype(np.int64)``."""
+        if not self.conv:
+            patches, shape = self._patches(xq)
+            return patches.numpy().astype(np.int64), shape
+        one_d, k, s, d, pad = self._geometry()
+        x = xq.detach().unsqueeze(2) if one_d else xq.detach()
+        ints = patch_codes(x.numpy(), k, s, d, pad)
+        B = x.shape[0]
+        Wo = (x.shape[3] + pad[0] + pad[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        Ho = (x.shape[2] + pad[2] + pad[3] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        m = self.source
+        return ints, (B, m.out_channels, Wo) if one_d else (B, m.out_channels, Ho, Wo)
 
     def _padding(self, one_d: bool, k, d) -> tuple:
         m = self.source
@@ -272,9 +293,7 @@ class MappedLayer(nn.Module):
         if dev is not None:
             return self._forward_device(x, dev)
         dtype, where = x.dtype, x.device
-        xq = self.quantize_input(x.cpu())
-        patches, shape = self._patches(xq)
-        ints = patches.numpy().astype(np.int64)
+        ints, shape = self._integer_patches(self.quantize_input(x.cpu()))
         t0 = self.engine_time.start(None)
         acc = self.integer_product(ints)
         self.engine_time.stop(t0)
@@ -287,7 +306,7 @@ class MappedLayer(nn.Module):
         y = acc * (self.plan.input_scale * self.w_scale)[None, :]
         if self.bias is not None:
             y = y + self.bias[None, :]
-        self.positions_seen += patches.shape[0]
+        self.positions_seen += ints.shape[0]
         return self._output(torch.from_numpy(y), shape).to(device=where, dtype=dtype)
 
     def _forward_device(self, x: torch.Tensor, dev: torch.device) -> torch.Tensor:
