@@ -1,4 +1,5 @@
-"""Numba helpers of the host path around the crossbars: a mapped convolution's integer patches in one pass.
+"""Numba helpers of the host path around the crossbars: a mapped convolution's integer patches in one pass, and the
+row sums of integer inputs (the offset encoding's correction).
 
 :meth:`cimsim.mappers.mapped.MappedLayer._patches` cuts the patches of the quantized activations with torch (pad, a
 strided view, one copy, in float32) and the host path then converted them to int64: three passes over the largest
@@ -54,4 +55,25 @@ def patch_codes(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
     out = np.empty((B * max(Ho, 0) * max(Wo, 0), C * kh * kw), dtype=np.int64)
     if out.size:
         _patch_codes(x, kh, kw, sh, sw, dh, dw, top, left, Ho, Wo, out)
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _int_row_sums(x, out):
+    for i in range(x.shape[0]):
+        s = np.int64(0)
+        for k in range(x.shape[1]):
+            s += x[i, k]
+        out[i] = s
+
+
+def int_row_sums(x: np.ndarray) -> np.ndarray:
+    """``x.sum(axis=1, dtype=np.int64)`` of a 2-d array of integers that int64 holds (signed, or unsigned of at most 32
+    bits), in one pass: numpy's reduction along a short last axis runs several times slower (1.15 against 0.22 ms for
+    LeNet-5's 50,176 x 25 first-layer patches)."""
+    out = np.empty(x.shape[0], dtype=np.int64)
+    if x.size:
+        _int_row_sums(x, out)
+    else:
+        out[:] = 0
     return out

@@ -21,7 +21,7 @@ LOSSLESS = CrossbarSpec(rows=16, cols=32, cell_bits=2, weight_bits=8, input_bits
 
 
 @pytest.mark.parametrize("dtype,bits", [(np.int64, 16), (np.int64, 40), (np.uint8, 8), (np.int32, 20),
-                                        (np.uint64, 16), (np.float64, 16), (np.int64, 52)])
+                                        (np.uint64, 16), (np.float64, 16), (np.int64, 52), (np.int16, 15)])
 def test_row_sums_equal_the_float64_sums(dtype, bits):
     """Equal to x.sum(axis=1, dtype=float64) bit for bit, at the largest inputs the bits allow; where an int64 sum
     could leave the exact integers (bits + log2(K) >= 53) or the dtype is not held by int64, the float64 sum itself."""
@@ -30,9 +30,13 @@ def test_row_sums_equal_the_float64_sums(dtype, bits):
     x = rng.integers(0, hi, size=(9, 37), endpoint=True).astype(dtype)
     x[0] = hi
     x[1] = 0
+    if np.dtype(dtype).kind == "i":   # signed inputs: negative values and sums too
+        x[2:5] = -x[2:5]
+    for xi in (x, x[:, ::2], x[:0], x[:, :0]):   # strided and empty arrays too
+        got = _row_sums(xi, bits)
+        want = xi.sum(axis=1, dtype=np.float64)
+        assert got.dtype == np.float64 and np.array_equal(got.view(np.int64), want.view(np.int64))
     got = _row_sums(x, bits)
-    want = x.sum(axis=1, dtype=np.float64)
-    assert got.dtype == np.float64 and np.array_equal(got.view(np.int64), want.view(np.int64))
     if bits == 40 and dtype is np.int64:
         assert got[0] == float(hi * 37)
 
