@@ -77,3 +77,20 @@ def int_row_sums(x: np.ndarray) -> np.ndarray:
     else:
         out[:] = 0
     return out
+
+
+@njit(nogil=True, cache=True)
+def _int_bounds(flat):
+    lo = flat[0]
+    hi = flat[0]
+    for i in range(1, flat.shape[0]):
+        v = flat[i]
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return lo, hi
+
+
+def int_bounds(a: np.ndarray) -> tuple[int, int]:
+    """``(a.min(), a.max())`` of a non-empty int64 array in one pass over it (numpy makes two)."""
+    lo, hi = _int_bounds(np.ascontiguousarray(a).reshape(-1))
+    return int(lo), int(hi)

@@ -116,3 +116,23 @@ def test_mapped_layers_reuse_lossless_outputs_with_the_same_report(monkeypatch):
     monkeypatch.setattr(Crossbar, "exact_weights", lambda self: None if good(self) is None else good(self) + 1.0)
     _, wrong_calls, _ = report()
     assert len(wrong_calls) == 15                              # weights that are not the layer's: formed again
+
+
+def test_one_pass_bounds_and_the_range_check_they_serve():
+    from cimsim.encoding import check_inputs
+    from cimsim.errors import ConfigError
+    from cimsim.kernels_host import int_bounds
+
+    rng = np.random.default_rng(9)
+    for shape in [(1,), (7, 3), (5000, 25)]:
+        a = rng.integers(-(2 ** 40), 2 ** 40, size=shape)
+        assert int_bounds(a) == (int(a.min()), int(a.max()))
+        assert int_bounds(a.T if a.ndim == 2 else a) == (int(a.min()), int(a.max()))
+    big = rng.integers(0, 256, size=(300, 25))                  # 7500 values: the one-pass check
+    assert check_inputs(big, 8, False) is big
+    big[123, 7] = 256
+    small = big[:10].copy()
+    small[3, 2] = 256
+    for x in (big, small):                                     # the same one-line message on both paths
+        with pytest.raises(ConfigError, match=r"inputs must lie in \[0, 255\] .*; got \[0, 256\]"):
+            check_inputs(x, 8, False)
