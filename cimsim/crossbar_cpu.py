@@ -243,7 +243,23 @@ class CpuTile:
                   for sh in self._shards(c0, min(c0 + spec.batch_chunk, B), per_example, xb.cycles)]
         wrap = 1 << spec.input_bits if spec.input_signed else 0   # u holds negatives modulo 2**input_bits
         if st["tables"] is not None:   # one pass over the inputs: the digits' counts and the inputs as numbers
-            nz, sq, xf = digit_tally(u, [b0 for b0, _ in bounds] + [B], xb.row_blocks, st["tables"], wrap)
+            # the shards in a few runs, one a thread (numba and BLAS release the GIL): each run counts its digits and
+            # multiplies its rows; the counts are integers and every row's product is exact, so the split changes
+            # no number
+            y = np.empty((B, xb.out_features))
+            runs = np.unique(np.linspace(0, len(bounds), min(threads(), len(bounds)) + 1).astype(int))
+
+            def run(r):
+                r0, r1 = bounds[r[0]][0], bounds[r[1] - 1][1]
+                nz_r, sq_r, xf = digit_tally(u[r0:r1], [b0 - r0 for b0, _ in bounds[r[0]:r[1]]] + [r1 - r0],
+                                             xb.row_blocks, st["tables"], wrap)
+                np.matmul(xf, st["w"], out=y[r0:r1])
+                return nz_r, sq_r
+
+            parts = parallel_map(run, zip(runs[:-1], runs[1:]))
+            nz = (np.concatenate([p[0] for p in parts], axis=1) if parts
+                  else np.zeros((len(xb.row_blocks), 0), dtype=np.int64))
+            sq = np.concatenate([p[1] for p in parts], axis=0) if parts else np.zeros((0, u.shape[1]), dtype=np.int64)
             counts = [(nz[i], sq[:, k0:k1].astype(np.float64), xb.g_rowsum[i])
                       for i, (k0, k1) in enumerate(xb.row_blocks)]
         else:   # wide inputs: cut the digits to count them
@@ -254,7 +270,7 @@ class CpuTile:
             for i in range(len(xb.row_blocks)):
                 got = [self._digits(u, b0, b1, i, False) for b0, b1 in bounds]
                 counts.append(([g[2] for g in got], np.array([g[3] for g in got]).astype(np.float64), xb.g_rowsum[i]))
-        y = xf @ st["w"]
+            y = xf @ st["w"]
         # the bit-plane path's float sums, operation for operation: per shard t = ((0 + c_0) + c_1) + ... over the
         # blocks, c_i = float(sqsum_i @ g_i) * read time (the same 1-d dot), then the call's total ((t_0 + t_1) + ...)
         # in shard order (np.add.accumulate is sequential); the digit counts are integers, exact in any order
