@@ -423,6 +423,13 @@ class Crossbar(CrossbarLayout):
         self._count(x.shape[0], tally)
         return y
 
+    def exact_weights(self) -> np.ndarray | None:
+        """(in_features, out_features) float64 integers W such that the last call returned exactly ``x @ W`` (its
+        inputs' integer product), when that call took the CPU engine's lossless path (its conversions provably
+        returned every column value: :meth:`cimsim.crossbar_cpu.CpuTile._lossless`); None otherwise. A mapped layer
+        uses it to skip recomputing the exact product its error is measured against."""
+        return None if self._torch is not None else self._cpu.exact_weights()
+
     def call_device(self, xt):
         """The torch backend's call on a device tensor: integer inputs ``xt`` (batch, in) on the engine's device
         (any dtype holding integers, e.g. float32 patches), in range (not checked: the caller quantized them);

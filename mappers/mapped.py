@@ -24,6 +24,7 @@ from cimsim.blas import one_thread, torch_one_thread
 from cimsim.cost import LayerPlan
 from cimsim.crossbar import Crossbar
 from cimsim.errors import ConfigError
+from cimsim.kernels_host import patch_codes
 from cimsim.ledger import EventLedger
 from cimsim.mappers import sme, snn
 from cimsim.mappers.layer_quality import add_layer_quality
@@ -102,6 +103,8 @@ class MappedLayer(nn.Module):
         self.engine_time = Stopwatch()   # seconds in the crossbars since the last reset (cimsim bench --model)
         self.exact_time = Stopwatch()    # seconds of the exact product that measures the layer's error
         self._dev: dict | None = None    # the device path's weights, scales and error sums (_device_consts)
+        self._exact_seen: dict = {}      # group -> a crossbar's exact weights found equal to the layer's, and
+        #                                  "bounded" -> whether the exact product's sums stay exact (_exact_from)
 
     @property
     def engine_s(self) -> float:
@@ -125,6 +128,7 @@ class MappedLayer(nn.Module):
         self.w_exact_t = np.ascontiguousarray(self.w_int.T, dtype=np.float64)
         self.w_scale = np.asarray(scale, dtype=np.float64)
         self._dev = self._w_exact_dev = None
+        self._exact_seen = {}
 
     def engine_device(self) -> torch.device | None:
         """The device of this layer's crossbars when every tile is a torch-backend :class:`Crossbar` (then the
@@ -152,13 +156,9 @@ class MappedLayer(nn.Module):
         if not self.conv:
             lead = x.shape[:-1]
             return x.reshape(-1, x.shape[-1]), (*lead, m.out_features)
-        one_d = isinstance(m, nn.Conv1d)
+        one_d, k, s, d, pad = self._geometry()
         if one_d:
             x = x.unsqueeze(2)
-        k = (1, m.kernel_size[0]) if one_d else tuple(m.kernel_size)
-        s = (1, m.stride[0]) if one_d else tuple(m.stride)
-        d = (1, m.dilation[0]) if one_d else tuple(m.dilation)
-        pad = self._padding(one_d, k, d)
         # integer codes are exact in float32 (|code| < 2**24), and im2col is ~10x faster than in float64
         x = F.pad(x.float(), pad).contiguous()
         B, C, H, W = x.shape
@@ -171,6 +171,30 @@ class MappedLayer(nn.Module):
         patches = view.reshape(B * Ho * Wo, C * k[0] * k[1])
         shape = (B, m.out_channels, Wo) if one_d else (B, m.out_channels, Ho, Wo)
         return patches, shape
+
+    def _geometry(self) -> tuple:
+        """A convolution's (one_d, kernel, stride, dilation, padding), two-dimensional (a Conv1d as 1 x k)."""
+        m = self.source
+        one_d = isinstance(m, nn.Conv1d)
+        k = (1, m.kernel_size[0]) if one_d else tuple(m.kernel_size)
+        s = (1, m.stride[0]) if one_d else tuple(m.stride)
+        d = (1, m.dilation[0]) if one_d else tuple(m.dilation)
+        return one_d, k, s, d, self._padding(one_d, k, d)
+
+    def _integer_patches(self, xq: torch.Tensor) -> tuple[np.ndarray, tuple]:
+        """``_patches(xq)`` as int64 (the host path): a convolution's cut in one pass by
+        :func:`cimsim.kernels_host.patch_codes`, the same numbers as ``_patches(xq)[0].numpy().astype(np.int64)``."""
+        if not self.conv:
+            patches, shape = self._patches(xq)
+            return patches.numpy().astype(np.int64), shape
+        one_d, k, s, d, pad = self._geometry()
+        x = xq.detach().unsqueeze(2) if one_d else xq.detach()
+        ints = patch_codes(x.numpy(), k, s, d, pad)
+        B = x.shape[0]
+        Wo = (x.shape[3] + pad[0] + pad[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        Ho = (x.shape[2] + pad[2] + pad[3] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        m = self.source
+        return ints, (B, m.out_channels, Wo) if one_d else (B, m.out_channels, Ho, Wo)
 
     def _padding(self, one_d: bool, k, d) -> tuple:
         m = self.source
@@ -216,10 +240,36 @@ class MappedLayer(nn.Module):
             out[:, g * og:(g + 1) * og] = self.crossbars[g](patches[:, g * K:(g + 1) * K])
         return out
 
+    def _exact_from(self, acc: np.ndarray) -> np.ndarray | None:
+        """``acc`` when it already is this batch's exact product (:meth:`exact_product`), else None: every crossbar's
+        last call took the lossless path (its outputs are the exact integers x @ W: :meth:`Crossbar.exact_weights`)
+        with W equal to the layer's integer weights (checked once per crossbar), and every partial sum of the exact
+        product is an integer below 2**53 (then its float64 GEMM is exact too: the same numbers)."""
+        if not self.crossbars or any(type(xb) is not Crossbar for xb in self.crossbars):
+            return None
+        G = self.plan.groups
+        og = self.w_int.shape[0] // G
+        for g, xb in enumerate(self.crossbars):
+            w = xb.exact_weights()
+            if w is None:
+                return None
+            if self._exact_seen.get(g) is not w:
+                mine = self.w_exact_t[:, g * og:(g + 1) * og]
+                if w.shape != mine.shape or not np.array_equal(w, mine):
+                    return None
+                self._exact_seen[g] = w
+        bounded = self._exact_seen.get("bounded")
+        if bounded is None:   # |x| < 2**bits: every partial sum of x @ w_exact_t is below this bound
+            bits = self.plan.input_bits or self.arch.input_bits
+            bounded = self._exact_seen["bounded"] = (
+                float(np.abs(self.w_exact_t).sum(axis=0).max(initial=0.0)) * 2.0 ** bits < 2.0 ** 53)
+        return acc if bounded else None
+
     def record_error(self, analog: np.ndarray, exact: np.ndarray) -> None:
         """Add one batch's output error against the exact product to the layer's totals (see the module doc)."""
         scale = (self.plan.input_scale * self.w_scale)[None, :]
-        self.error_sq += float(np.square((analog - exact) * scale).sum())
+        if exact is not analog:   # the same array: every error is 0.0, and so is their sum
+            self.error_sq += float(np.square((analog - exact) * scale).sum())
         self.reference_sq += float(np.square(exact * scale).sum())
 
     def rel_error(self) -> float:
@@ -243,21 +293,20 @@ class MappedLayer(nn.Module):
         if dev is not None:
             return self._forward_device(x, dev)
         dtype, where = x.dtype, x.device
-        xq = self.quantize_input(x.cpu())
-        patches, shape = self._patches(xq)
-        ints = patches.numpy().astype(np.int64)
+        ints, shape = self._integer_patches(self.quantize_input(x.cpu()))
         t0 = self.engine_time.start(None)
         acc = self.integer_product(ints)
         self.engine_time.stop(t0)
         t1 = self.exact_time.start(None)
         if self.mode == "analog":
+            exact = self._exact_from(acc)   # a lossless call's outputs are the exact product: not formed again
             with one_thread():   # a small GEMM per batch: one BLAS thread is several times cheaper (cimsim.blas)
-                self.record_error(acc, self.exact_product(ints))
+                self.record_error(acc, self.exact_product(ints) if exact is None else exact)
         self.exact_time.stop(t1)
         y = acc * (self.plan.input_scale * self.w_scale)[None, :]
         if self.bias is not None:
             y = y + self.bias[None, :]
-        self.positions_seen += patches.shape[0]
+        self.positions_seen += ints.shape[0]
         return self._output(torch.from_numpy(y), shape).to(device=where, dtype=dtype)
 
     def _forward_device(self, x: torch.Tensor, dev: torch.device) -> torch.Tensor:

@@ -66,9 +66,12 @@ def test_lossless_path_equals_the_bit_planes(monkeypatch, name):
     assert np.array_equal(a1, _matmul(x, W))   # and both are the exact product
 
 
-def test_tally_summed_over_the_same_shards_and_chunks(monkeypatch):
+@pytest.mark.parametrize("threads", ["1", "3", "8"])
+def test_tally_summed_over_the_same_shards_and_chunks(monkeypatch, threads):
     """Chunks of 10 examples cut into shards of a few examples each (the least work lowered): the energy's float
-    sums (conductance-seconds) are added shard by shard in the bit-plane path's order, so they are equal too."""
+    sums (conductance-seconds) are added shard by shard in the bit-plane path's order, so they are equal too; and
+    the exact path's runs of shards over 1, 3 or 8 threads change nothing."""
+    monkeypatch.setenv("CIMSIM_THREADS", threads)
     monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_ROWS", 32)
     monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_MACS", 1)
     spec, out, inp, _ = CASES["isaac-like"]

@@ -111,6 +111,18 @@ def test_fashion_mnist_from_idx_files(tmp_path, gz):
     assert data.source == str(tmp_path / "fm")
 
 
+def test_idx_pixels_are_the_float32_quotients_bit_for_bit(tmp_path):
+    """Every byte value 0..255 becomes what ``a.astype(np.float32) / 255.0`` gives, to the last bit (the loader
+    divides in place)."""
+    arrays = fake_idx_arrays()
+    arrays["train_images"][0].flat[:256] = np.arange(256, dtype=np.uint8)
+    write_idx_set(tmp_path / "fm", arrays, gz=False)
+    data = ds.load_fashion_mnist(data_dir=tmp_path / "fm")
+    want = arrays["train_images"].astype(np.float32) / 255.0
+    assert want.dtype == np.float32
+    assert np.array_equal(data.x_train[:, 0].numpy().view(np.int32), want.view(np.int32))
+
+
 def test_read_idx_big_endian_multibyte_types(tmp_path):
     a = np.array([[1, -2, 300], [-32768, 32767, 0]], dtype=">i2")
     out = ds.read_idx(write_file(tmp_path / "a.idx", idx_bytes(a, 0x0B)))

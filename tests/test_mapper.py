@@ -298,3 +298,30 @@ def test_patches_are_unfolds_values_in_its_order(conv):
     cols = torch.nn.functional.unfold(x2, k, dilation=d, stride=s)
     want = cols.transpose(1, 2).reshape(-1, cols.shape[1])
     assert torch.equal(got, want) and got.shape[0] == 3 * int(np.prod(shape[2:]))
+
+
+@pytest.mark.parametrize("conv", [nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, (3, 2), stride=(2, 1), padding=(1, 0)),
+                                  nn.Conv2d(4, 4, 3, dilation=2, padding="same", groups=2),
+                                  nn.Conv2d(3, 2, 1, stride=2), nn.Conv1d(3, 4, 5, stride=2, padding=2),
+                                  nn.Conv2d(2, 3, (2, 4), stride=(1, 3), dilation=(2, 1), padding=(3, 2))])
+def test_integer_patches_are_the_torch_patches_as_int64(conv):
+    """The host path's one-pass int64 patches (cimsim.kernels_host.patch_codes) equal the torch patches converted,
+    value for value: signed codes, codes above 2**24 (rounded through float32 as the torch path rounds them), a
+    channels-last input."""
+    torch.manual_seed(2)
+    model = nn.Sequential(conv).eval()
+    two_d = isinstance(conv, nn.Conv2d)
+    shape = (3, conv.in_channels, 9, 8) if two_d else (3, conv.in_channels, 11)
+    mapped = cimsim.map(model, cimsim.arch.get("isaac", rows=16, cell="ideal"),
+                        calibration=torch.randint(0, 15, shape).float())
+    layer = mapped.mapped_layers["0"]
+    x = torch.randint(-(2 ** 15), 2 ** 15, shape).double()
+    x.view(-1)[:7] = torch.tensor([2.0 ** 24 + 1, -(2.0 ** 25) - 3, 2.0 ** 30 + 5, 0.0, -1.0, 2.0 ** 24 - 1, 123.0],
+                                  dtype=torch.float64)
+    inputs = [x, x.to(memory_format=torch.channels_last)] if two_d else [x, x.transpose(1, 2).contiguous().transpose(1, 2)]
+    for xi in inputs:
+        got, got_shape = layer._integer_patches(xi)
+        want, want_shape = layer._patches(xi)
+        assert got.dtype == np.int64 and got_shape == want_shape
+        assert np.array_equal(got, want.numpy().astype(np.int64))
+    assert got[0, :].min() < -(2 ** 24) or got.max() > 2 ** 24          # the large codes are in the patches

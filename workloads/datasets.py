@@ -239,7 +239,11 @@ def _load_idx_set(name: str, data_dir, folder_names: tuple[str, ...], classes: t
                                "replace the label file with an intact copy")
 
     def images(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)
+        # a.astype(np.float32) / 255.0, the same float32 quotients, divided in place: the second 188 MB array of
+        # the training images cost about 0.3 s of a run (issue 19's 2-core target)
+        x = a.astype(np.float32)
+        np.divide(x, np.float32(255.0), out=x)
+        return torch.from_numpy(x).unsqueeze(1)
 
     def labels(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a.astype(np.int64))
