@@ -86,14 +86,16 @@ def group_tables(a_blocks: list[np.ndarray]) -> tuple[list[np.ndarray], int, typ
         return None
     # a plane's column values are sums of table entries: int16 where every column's sum of |levels| fits
     plane = np.int16 if max(int(np.abs(a).sum(axis=0).max(initial=0)) for a in ints) < 2 ** 15 else np.int64
-    bits = (np.arange(1 << g)[:, None] >> np.arange(g)[None, :]) & 1            # (2**g, g)
     tables = []
-    for a in ints:
+    for a in ints:   # by doubling: T[G, m + 2**r] = T[G, m] + a[g G + r] for m < 2**r (every partial sum fits dtype)
         n = -(-a.shape[0] // g)
-        padded = np.zeros((n * g, cols), dtype=np.int64)
-        padded[:a.shape[0]] = a
-        tables.append(np.ascontiguousarray(
-            np.einsum("mr,grj->gmj", bits, padded.reshape(n, g, cols)).astype(dtype)))
+        padded = np.zeros((n, g, cols), dtype=dtype)
+        padded.reshape(n * g, cols)[:a.shape[0]] = a
+        t = np.empty((n, 1 << g, cols), dtype=dtype)
+        t[:, 0] = 0
+        for r in range(g):
+            np.add(t[:, :1 << r], padded[:, r, None, :], out=t[:, 1 << r:2 << r])
+        tables.append(t)
     return tables, g, plane
 
 
@@ -262,8 +264,48 @@ def _block_rows(u, edges, k0, k1, table, g, shifts, widths, signed, lo, s, top, 
     return clipped, nonzero
 
 
+# values a histogram pass scans at a time for one at or above its threshold (our choice: a vectorized min/max of 64
+# int16 values costs about what counting 8 of them does)
+SCAN = 64
+
+
+@njit(inline="always")
+def _count_values(hist, row, sign, c, tau):
+    """hist[|v|] += c for each value v = sign * row[j] with |v| >= tau (runs of SCAN values with none skipped after
+    their min and max); returns (whether any v < 0, values counted x c)."""
+    negative = False
+    added = 0
+    for c0 in range(0, row.shape[0], SCAN):
+        seg = row[c0:c0 + SCAN]
+        mx = seg[0]
+        mn = seg[0]
+        for j in range(seg.shape[0]):
+            mx = max(mx, seg[j])
+            mn = min(mn, seg[j])
+        if (mn < 0) if sign > 0 else (mx > 0):
+            negative = True
+        if mx >= tau or mn <= -tau:
+            for j in range(seg.shape[0]):
+                v = abs(seg[j])
+                if v >= tau:
+                    hist[v] += c
+                    added += c
+    return negative, added
+
+
+@njit(inline="always")
+def _raised(hist, tau, total, need):
+    """(t, values counted at or above t): the largest t >= tau with at least ``need`` counted values at or above it."""
+    s = 0
+    for v in range(hist.shape[0] - 1, tau - 1, -1):
+        s += hist[v]
+        if s >= need:
+            return v, s
+    return tau, total
+
+
 @njit(nogil=True, cache=True)
-def _block_histogram(u, b0, b1, k0, k1, table, g, shifts, widths, signed, V, hist):
+def _block_histogram(u, b0, b1, step, k0, k1, table, g, shifts, widths, signed, V, hist, tau, need):
     nbits = shifts[-1] + widths[-1]
     T = shifts.shape[0]
     cols = table.shape[2]
@@ -272,7 +314,8 @@ def _block_histogram(u, b0, b1, k0, k1, table, g, shifts, widths, signed, V, his
     src = np.empty(nbits, dtype=np.int64)
     count = np.empty(2 * nbits, dtype=np.int64)    # one-bit cycles per (plane, sign)
     negative = False
-    for b in range(b0, b1):
+    total = 0                                      # values counted (all of them at or above tau)
+    for b in range(b0, b1, step):
         _plane_values(u, b, k0, k1, nbits, X, src, V, table, g)
         count[:] = 0
         zero_count = 0
@@ -285,39 +328,42 @@ def _block_histogram(u, b0, b1, k0, k1, table, g, shifts, widths, signed, V, his
                 count[2 * src[sh] + (1 if top_signed else 0)] += 1
             else:
                 _cycle_value(C, V, src, sh, width, top_signed)
-                for j in range(cols):
-                    v = C[j]
-                    if v < 0:
-                        negative = True
-                        v = -v
-                    hist[v] += 1
+                neg, added = _count_values(hist, C, 1, 1, tau)
+                negative |= neg
+                total += added
         for key in range(2 * nbits):
             if count[key]:
-                sign = -1 if key & 1 else 1
-                row = V[key >> 1]
-                for j in range(cols):
-                    v = sign * row[j]
-                    if v < 0:
-                        negative = True
-                        v = -v
-                    hist[v] += count[key]
-        hist[0] += cols * zero_count
-    return negative
+                neg, added = _count_values(hist, V[key >> 1], -1 if key & 1 else 1, count[key], tau)
+                negative |= neg
+                total += added
+        if tau == 0:
+            hist[0] += cols * zero_count
+            total += cols * zero_count
+        if need > 0 and total >= 2 * need:
+            tau, total = _raised(hist, tau, total, need)
+    return negative, tau
 
 
 def value_histogram(u, b0: int, b1: int, k0: int, k1: int, tables, g: int, plane_dtype, shifts, widths, signed: bool,
-                    bins: int) -> tuple[np.ndarray, bool]:
-    """The column values of every cycle of examples b0..b1 on rows k0..k1 (one row block, ``tables`` its tables from
-    :func:`group_tables`) as a histogram of their magnitudes (``bins`` bins: 0 .. bins - 1, int64 counts) and whether
-    any was negative: what :func:`cimsim.calibration.column_value_ranges` selects its percentile from."""
+                    bins: int, tau: int = 0, need: int = 0, step: int = 1) -> tuple[np.ndarray, bool, int]:
+    """The column values of every cycle of examples b0, b0 + step, .. < b1 on rows k0..k1 (one row block, ``tables``
+    its tables from :func:`group_tables`) as a histogram of their magnitudes (``bins`` bins: 0 .. bins - 1, int64
+    counts), whether any was negative, and the threshold t from which on the counts are exact: what
+    :func:`cimsim.calibration.column_value_ranges` selects its percentile from.
+
+    Only magnitudes at or above the threshold are counted (from ``tau`` on; 0: all of them), and with ``need`` > 0 it
+    rises as the pass goes to the largest t with at least ``need`` counted values at or above t. For a percentile
+    whose upper order statistics are the ``need`` largest values, every t so raised is at most the percentile's
+    lower order statistic: the counts from t on give it exactly."""
     hist = np.zeros(bins, dtype=np.int64)
     negative = False
     if b1 > b0:
         shifts = np.asarray(shifts, dtype=np.int64)
         widths = np.asarray(widths, dtype=np.int64)
         V = np.empty((int(shifts[-1] + widths[-1]), tables.shape[2]), dtype=plane_dtype)
-        negative = _block_histogram(u, b0, b1, k0, k1, tables, g, shifts, widths, bool(signed), V, hist)
-    return hist, bool(negative)
+        negative, tau = _block_histogram(u, b0, b1, int(step), k0, k1, tables, g, shifts, widths, bool(signed), V,
+                                         hist, int(tau), int(need))
+    return hist, bool(negative), int(tau)
 
 
 @njit(nogil=True, cache=True)

@@ -3,6 +3,8 @@ integers, counted by magnitude in a histogram from the bit-serial tables; the pe
 be the one the float GEMM and the exact selection give, range for range, and it must step aside for non-integer
 levels."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,7 @@ from cimsim import Crossbar, CrossbarSpec, calibration
 from cimsim import crossbar_cpu
 from cimsim.calibration import percentile_in_place, percentile_of_histogram
 from cimsim.devices import ReRAM, SarADC
+from cimsim.kernels_bits import group_tables, value_histogram
 
 
 def test_histogram_percentile_is_numpys_linear_rule():
@@ -81,3 +84,69 @@ def test_non_integer_levels_keep_the_selection(monkeypatch):
 def test_parallel_map_keeps_order(monkeypatch):
     monkeypatch.setenv("CIMSIM_THREADS", "4")
     assert crossbar_cpu.parallel_map(lambda v: v * v, range(9)) == [v * v for v in range(9)]
+
+
+def _tables_and_inputs(rng, rows=40, cols=70, batch=300, bits=8, signed_levels=False):
+    a = rng.integers(-3 if signed_levels else 0, 4, size=(rows, cols)).astype(np.float32)
+    u = rng.integers(0, 1 << bits, size=(batch, rows)).astype(np.int64)
+    u[: batch // 2] >>= rng.integers(0, bits, size=(batch // 2, 1))   # a spread of magnitudes
+    tables, g, plane = group_tables([a])
+    bins = int(np.abs(a).sum(axis=0).max()) + 1
+    return a, u, tables[0], g, plane, bins
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_thresholded_histograms_give_the_percentile_exactly(signed):
+    """A threshold that rises with the counts (``need``: the values among which the percentile's two order statistics
+    lie) leaves the counts from the threshold on exact: merged over shards and with the rest in bin 0 they give the
+    percentile of the full histogram, for low and high percentiles, shard splits and sampled (strided) passes."""
+    rng = np.random.default_rng(11)
+    a, u, table, g, plane, bins = _tables_and_inputs(rng, signed_levels=signed)
+    shifts, widths = list(range(8)), [1] * 8
+    signed_top = signed
+    full, neg_full, tau0 = value_histogram(u, 0, len(u), 0, 40, table, g, plane, shifts, widths, signed_top, bins)
+    assert tau0 == 0 and int(full.sum()) == len(u) * 8 * 70 and neg_full == signed
+    raised = 0
+    for q in (50.0, 90.0, 99.0, 99.9, 99.99, 100.0):
+        n = int(full.sum())
+        need = n - int(math.floor((n - 1) * (q / 100.0)))
+        for edges in ([0, 300], [0, 7, 150, 299, 300]):
+            parts = [value_histogram(u, e0, e1, 0, 40, table, g, plane, shifts, widths, signed_top, bins, 0, need)
+                     for e0, e1 in zip(edges[:-1], edges[1:])]
+            tau = max(t for _, _, t in parts)
+            hist = sum(h for h, _, _ in parts)
+            hist[:tau] = 0
+            hist[0] += n - hist.sum()
+            assert percentile_of_histogram(hist, q) == percentile_of_histogram(full, q)
+            assert any(neg for _, neg, _ in parts) == neg_full
+            raised += tau > 0
+    assert raised >= 8                    # the threshold did rise (from the 90th percentile on, at least)
+    sub, _, _ = value_histogram(u, 3, 300, 0, 40, table, g, plane, shifts, widths, signed_top, bins, 0, 0, 7)
+    want = sum(value_histogram(u, b, b + 1, 0, 40, table, g, plane, shifts, widths, signed_top, bins)[0]
+               for b in range(3, 300, 7))
+    assert np.array_equal(sub, want)      # step: every 7th example from 3 on
+
+
+def test_a_guess_the_batch_does_not_bear_out_is_dropped(monkeypatch):
+    """Every 16th example (the pilot's sample) much larger than the rest: the threshold guessed from them is too high
+    for the batch, the examples are counted again from 0, and the ranges equal the selection's."""
+    monkeypatch.setenv("CIMSIM_THREADS", "2")
+    spec = SPECS["isaac-like"]
+    rng = np.random.default_rng(4)
+    W, x = _operands(rng, spec.signed, spec.weight_bits, spec.input_bits, False, 9, 150, 1024)
+    x[:] >>= 12                                            # 4-bit inputs ...
+    x[::calibration.PILOT_STEP] = (1 << 16) - 1            # ... but the sampled examples at full scale
+    calls = []
+    real = calibration.value_histogram
+    monkeypatch.setattr(calibration, "value_histogram", lambda *a: calls.append((a[3], a[12])) or real(*a))
+    got = []
+    for on in (True, False):
+        monkeypatch.setattr(calibration, "HISTOGRAMS", on)
+        xb = Crossbar(W, spec, seed=2)
+        xb.calibrate(x)
+        got.append(xb._range)
+    assert got[0] == got[1]
+    first = [tau for k0, tau in calls if k0 == 0]   # the first row block (128 rows): pilot, guess, again from 0
+    shards = min(4 * 2, 1024 // 64)
+    assert len(first) == 1 + 2 * shards and first[0] == 0 and first[1] > 0
+    assert first[1:1 + shards] == [first[1]] * shards and first[1 + shards:] == [0] * shards
