@@ -16,7 +16,7 @@ import numpy as np
 
 from cimsim.crossbar_cpu import parallel_map, threads
 from cimsim.kernels import stack_digits
-from cimsim.kernels_bits import group_tables, value_histogram
+from cimsim.kernels_bits import group_tables, table_bounds, value_histogram
 from cimsim.readouts import PER_CYCLE, ConversionScope
 
 # stacked (cycle, example) rows per calibration GEMM: bounds the digit buffer (our choice)
@@ -27,10 +27,11 @@ HISTOGRAMS = True
 # the longest such histogram (our bound: 2**24 int64 counts are 128 MB; ISAAC's 128 rows of 2-bit cells and 1-bit
 # digits need 385 bins)
 HISTOGRAM_BINS = 1 << 24
-# the histogram's threshold is guessed from every PILOT_STEP-th example of batches of at least PILOT_MIN_EXAMPLES,
-# at the value with PILOT_MARGIN times the expected count of sampled values above the percentile (our choices: a
-# sixteenth of the work; a guess the whole batch does not bear out costs a second pass)
+# the histogram's threshold is guessed from one in PILOT_STEP examples (drawn with PILOT_SEED) of batches of at
+# least PILOT_MIN_EXAMPLES, at the value with PILOT_MARGIN times the expected count of sampled values above the
+# percentile (our choices: a sixteenth of the work; a guess the whole batch does not bear out costs a second pass)
 PILOT_STEP = 16
+PILOT_SEED = 0
 PILOT_MIN_EXAMPLES = 512
 PILOT_MARGIN = 1.5
 
@@ -124,7 +125,7 @@ def _integer_histogram(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signe
 
     With a ``percentile``, only the values from a threshold on are counted one by one and the others are counted in
     bin 0: the histogram then gives that percentile exactly (:func:`percentile_of_histogram`), not the others. The
-    threshold starts from a guess read off a sample of the examples (every PILOT_STEP-th) and rises as the counts
+    threshold starts from a guess read off a sample of the examples (one in PILOT_STEP) and rises as the counts
     allow (:func:`cimsim.kernels_bits.value_histogram`); a guess that the counts do not bear out (fewer values at or
     above it than the percentile's upper order statistics) is dropped and the examples are counted again from 0."""
     grouped = group_tables([a])
@@ -141,18 +142,23 @@ def _integer_histogram(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signe
     if percentile is not None and n_values:
         need = n_values - int(math.floor((n_values - 1) * (percentile / 100.0)))   # as percentile_of_histogram
 
+    bounds = table_bounds(tables[0])
+
     def count(tau: int):
         n = max(1, min(4 * threads(), B // 64))   # shards of at least 64 examples; any split gives the same counts
         edges = np.linspace(0, B, n + 1).astype(int)
         return parallel_map(lambda e: value_histogram(u, e[0], e[1], k0, k1, tables[0], g, plane_dtype, shifts,
-                                                      widths, signed, bins, tau, need), zip(edges[:-1], edges[1:]))
+                                                      widths, signed, bins, tau, need, bounds=bounds),
+                            zip(edges[:-1], edges[1:]))
 
     guess = 0
     if need and B >= PILOT_MIN_EXAMPLES:
-        expected = need * (-(-B // PILOT_STEP)) / B   # values at or above the percentile expected in the sample
+        # a uniform sample (examples in a row are often the positions of one image: a stride could alias them)
+        sample = np.sort(np.random.default_rng(PILOT_SEED).choice(B, B // PILOT_STEP, replace=False))
+        expected = need * sample.size / B   # values at or above the percentile expected in the sample
         need_sample = int(PILOT_MARGIN * expected + 4.0 * math.sqrt(expected) + 16)
         guess = value_histogram(u, 0, B, k0, k1, tables[0], g, plane_dtype, shifts, widths, signed, bins, 0,
-                                need_sample, PILOT_STEP)[2]
+                                need_sample, examples=sample, bounds=bounds)[2]
     parts = count(guess)
     hist = sum(h for h, _, _ in parts)
     tau = max(t for _, _, t in parts)   # each shard's raised threshold is a bound the whole batch bears out
