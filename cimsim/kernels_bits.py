@@ -75,17 +75,24 @@ def group_tables(a_blocks: list[np.ndarray]) -> tuple[list[np.ndarray], int, typ
             return None
         ints.append(np.rint(a).astype(np.int64))
     cols = ints[0].shape[1]
+    quads = []   # |levels| summed over groups of 4 rows (the blocks padded to 8: a last group of zeros at most)
+    for a in ints:
+        padded = np.zeros((-(-a.shape[0] // 8) * 8, cols), dtype=np.int64)
+        np.abs(a, out=padded[:a.shape[0]])
+        quads.append(padded.reshape(-1, 4, cols).sum(axis=1))
     for g, cap in ((8, TABLE_BYTES_8), (4, TABLE_BYTES_MAX)):
         entries = sum(-(-a.shape[0] // g) for a in ints) * (1 << g) * cols
-        big = max(int(np.abs(np.pad(a, ((0, -a.shape[0] % g), (0, 0)))).reshape(-1, g, cols).sum(axis=1).max(initial=0))
-                  for a in ints)   # the largest |entry| of any table
+        if entries > cap:   # not even in int8
+            continue
+        big = max(int((q if g == 4 else q.reshape(-1, 2, cols).sum(axis=1)).max(initial=0))
+                  for q in quads)   # the largest |entry| of any table
         dtype = np.int8 if big < 2 ** 7 else np.int16 if big < 2 ** 15 else np.int32
         if entries * np.dtype(dtype).itemsize <= cap:
             break
     else:
         return None
     # a plane's column values are sums of table entries: int16 where every column's sum of |levels| fits
-    plane = np.int16 if max(int(np.abs(a).sum(axis=0).max(initial=0)) for a in ints) < 2 ** 15 else np.int64
+    plane = np.int16 if max(int(q.sum(axis=0).max(initial=0)) for q in quads) < 2 ** 15 else np.int64
     tables = []
     for a in ints:   # by doubling: T[G, m + 2**r] = T[G, m] + a[g G + r] for m < 2**r (every partial sum fits dtype)
         n = -(-a.shape[0] // g)
