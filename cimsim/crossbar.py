@@ -185,11 +185,14 @@ class Crossbar(CrossbarLayout):
         # 8 bytes a cell, as much as the conductances; issue 19's mapping memory)
         self.slices = replace(slices, levels=slices.levels.astype(np.min_scalar_type((1 << spec.cell_bits) - 1)))
         # conductances (slices, polarity, out, in), programmed once
-        g = spec.cell.program(self.slices.levels, spec.cell_bits, self.rng)
-        self._g, self._g_table = g, None
         table = spec.cell.level_conductances(spec.cell_bits)
-        if g.dtype == table.dtype and np.array_equal(g, table[self.slices.levels]):   # every cell on its level: g is a table look-up, not stored
-            self._g, self._g_table = None, table
+        if spec.cell.programs_on_levels():   # the cell says so: every cell on its level, nothing drawn
+            g, self._g, self._g_table = None, None, table
+        else:
+            g = spec.cell.program(self.slices.levels, spec.cell_bits, self.rng)
+            self._g, self._g_table = g, None
+            if g.dtype == table.dtype and np.array_equal(g, table[self.slices.levels]):   # every cell on its level: g is a table look-up, not stored
+                self._g, self._g_table = None, table
         self.column_scales = None if column_scales is None else self._check_scales(column_scales)
         self.window_units = False
         self._prepare(g)
@@ -261,17 +264,18 @@ class Crossbar(CrossbarLayout):
         """What the readout converts per row block, float64: :attr:`a`, or G+ minus G- of each pair."""
         return _widened(self.ro_a_gemm, self._ro_a_wide)
 
-    def _prepare(self, g: np.ndarray) -> None:
+    def _prepare(self, g: np.ndarray | None) -> None:
         """Per row block: level-unit matrices A (rows, physical columns) and read-noise variances, and what the
         readout converts (physical columns, or G+ minus G- of each pair with ``pair_readout``). Kept in the GEMM's
         float type; the float64 matrix only where that type does not hold it exactly (programming noise, IR
         drop). Built block by block: a whole (in, physical columns) float64 copy is never made."""
         g_min, dg = self._level_step()
-        S, P, N, K = g.shape
         dt = self.gemm_dtype()
         if self._prepare_on_levels(g_min, dg, dt):
             self._prepare_readout(None, dt)
             return
+        g = self.g if g is None else g   # looked up from the levels (the constructor need not have made it)
+        S, P, N, K = g.shape
         a_wide, self.var, self.g_rowsum = [], [], []
         for k0, k1 in self.row_blocks:
             flat = g[..., k0:k1].transpose(3, 0, 1, 2).reshape(k1 - k0, S * P * N)    # (rows, physical columns)
