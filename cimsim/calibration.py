@@ -157,8 +157,10 @@ def _integer_histogram(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signe
         sample = np.sort(np.random.default_rng(PILOT_SEED).choice(B, B // PILOT_STEP, replace=False))
         expected = need * sample.size / B   # values at or above the percentile expected in the sample
         need_sample = int(PILOT_MARGIN * expected + 4.0 * math.sqrt(expected) + 16)
-        guess = value_histogram(u, 0, B, k0, k1, tables[0], g, plane_dtype, shifts, widths, signed, bins, 0,
-                                need_sample, examples=sample, bounds=bounds)[2]
+        parts = np.array_split(sample, max(1, min(threads(), sample.size // 64)))   # the sample over the threads
+        guess = min(parallel_map(lambda p: value_histogram(u, 0, B, k0, k1, tables[0], g, plane_dtype, shifts, widths,
+                                                           signed, bins, 0, -(-need_sample // len(parts)),
+                                                           examples=p, bounds=bounds)[2], parts))
     parts = count(guess)
     hist = sum(h for h, _, _ in parts)
     tau = max(t for _, _, t in parts)   # each shard's raised threshold is a bound the whole batch bears out

@@ -287,7 +287,8 @@ SCAN = 64
 @njit(inline="always")
 def _count_values(hist, row, sign, c, tau):
     """hist[|v|] += c for each value v = sign * row[j] with |v| >= tau (runs of SCAN values with none skipped after
-    their min and max); returns (whether any v < 0, values counted x c)."""
+    their min and max; hist ends with 8 spare bins); returns (whether any v < 0, values counted x c)."""
+    spare = hist.shape[0] - 8
     negative = False
     added = 0
     for c0 in range(0, row.shape[0], SCAN):
@@ -299,20 +300,21 @@ def _count_values(hist, row, sign, c, tau):
             mn = min(mn, seg[j])
         if (mn < 0) if sign > 0 else (mx > 0):
             negative = True
-        if mx >= tau or mn <= -tau:
+        if mx >= tau or mn <= -tau:   # without a branch: a value below tau goes to one of 8 spare bins at the end
             for j in range(seg.shape[0]):
                 v = abs(seg[j])
-                if v >= tau:
-                    hist[v] += c
-                    added += c
+                hit = v >= tau
+                hist[v if hit else spare + (j & 7)] += c
+                added += c * hit
     return negative, added
 
 
 @njit(inline="always")
 def _raised(hist, tau, total, need):
-    """(t, values counted at or above t): the largest t >= tau with at least ``need`` counted values at or above it."""
+    """(t, values counted at or above t): the largest t >= tau with at least ``need`` counted values at or above it
+    (the 8 spare bins at the end of hist left out)."""
     s = 0
-    for v in range(hist.shape[0] - 1, tau - 1, -1):
+    for v in range(hist.shape[0] - 9, tau - 1, -1):
         s += hist[v]
         if s >= need:
             return v, s
@@ -431,7 +433,7 @@ def value_histogram(u, b0: int, b1: int, k0: int, k1: int, tables, g: int, plane
     whose upper order statistics are the ``need`` largest values, every t so raised is at most the percentile's
     lower order statistic: the counts from t on give it exactly. A plane whose table rows' extremes (``bounds``:
     :func:`table_bounds`, computed when not given) keep all its values below the threshold is not summed."""
-    hist = np.zeros(bins, dtype=np.int64)
+    hist = np.zeros(bins + 8, dtype=np.int64)   # 8 spare bins for the values below the threshold
     negative = False
     examples = np.arange(b0, b1, dtype=np.int64) if examples is None else np.asarray(examples, dtype=np.int64)
     if examples.size:
@@ -441,7 +443,7 @@ def value_histogram(u, b0: int, b1: int, k0: int, k1: int, tables, g: int, plane
         V = np.empty((int(shifts[-1] + widths[-1]), tables.shape[2]), dtype=plane_dtype)
         negative, tau = _block_histogram(u, examples, k0, k1, tables, g, lo_tab, hi_tab, shifts, widths, bool(signed),
                                          V, hist, int(tau), int(need))
-    return hist, bool(negative), int(tau)
+    return hist[:bins], bool(negative), int(tau)
 
 
 def table_bounds(tables: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
