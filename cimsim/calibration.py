@@ -16,7 +16,7 @@ import numpy as np
 
 from cimsim.crossbar_cpu import parallel_map, threads
 from cimsim.kernels import stack_digits
-from cimsim.kernels_bits import group_tables, value_histogram
+from cimsim.kernels_bits import group_tables, table_bounds, value_histogram
 from cimsim.readouts import PER_CYCLE, ConversionScope
 
 # stacked (cycle, example) rows per calibration GEMM: bounds the digit buffer (our choice)
@@ -27,6 +27,13 @@ HISTOGRAMS = True
 # the longest such histogram (our bound: 2**24 int64 counts are 128 MB; ISAAC's 128 rows of 2-bit cells and 1-bit
 # digits need 385 bins)
 HISTOGRAM_BINS = 1 << 24
+# the histogram's threshold is guessed from one in PILOT_STEP examples (drawn with PILOT_SEED) of batches of at
+# least PILOT_MIN_EXAMPLES, at the value with PILOT_MARGIN times the expected count of sampled values above the
+# percentile (our choices: a sixteenth of the work; a guess the whole batch does not bear out costs a second pass)
+PILOT_STEP = 16
+PILOT_SEED = 0
+PILOT_MIN_EXAMPLES = 512
+PILOT_MARGIN = 1.5
 
 
 def percentile_in_place(a: np.ndarray, q: float) -> float:
@@ -74,7 +81,7 @@ def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, sig
         if B * m == 0:
             out.append((0.0, 1.0))
             continue
-        counted = _integer_histogram(u, k0, k1, a, shifts, widths, signed) if HISTOGRAMS else None
+        counted = _integer_histogram(u, k0, k1, a, shifts, widths, signed, percentile) if HISTOGRAMS else None
         if counted is not None:
             hist, negative = counted
             p = percentile_of_histogram(hist, percentile)
@@ -110,11 +117,17 @@ def percentile_of_histogram(hist: np.ndarray, q: float) -> float:
     return x0 + t * (x1 - x0) if t < 0.5 else x1 - (x1 - x0) * (1.0 - t)   # numpy's _lerp
 
 
-def _integer_histogram(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signed: bool):
+def _integer_histogram(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signed: bool, percentile=None):
     """(histogram of |column value| over every cycle, example and column of rows k0..k1, whether a value was
     negative) by the bit-serial tables (:func:`cimsim.kernels_bits.value_histogram`), examples spread over the
     engine's threads; None where the levels are not integers (then the values are products in the GEMM's float
-    type) or the histogram would be too long."""
+    type) or the histogram would be too long.
+
+    With a ``percentile``, only the values from a threshold on are counted one by one and the others are counted in
+    bin 0: the histogram then gives that percentile exactly (:func:`percentile_of_histogram`), not the others. The
+    threshold starts from a guess read off a sample of the examples (one in PILOT_STEP) and rises as the counts
+    allow (:func:`cimsim.kernels_bits.value_histogram`); a guess that the counts do not bear out (fewer values at or
+    above it than the percentile's upper order statistics) is dropped and the examples are counted again from 0."""
     grouped = group_tables([a])
     if grouped is None:
         return None
@@ -124,11 +137,41 @@ def _integer_histogram(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signe
     if bins > HISTOGRAM_BINS:
         return None
     B = u.shape[0]
-    n = max(1, min(4 * threads(), B // 64))   # shards of at least 64 examples; any split gives the same counts
-    edges = np.linspace(0, B, n + 1).astype(int)
-    parts = parallel_map(lambda e: value_histogram(u, e[0], e[1], k0, k1, tables[0], g, plane_dtype, shifts, widths,
-                                                   signed, bins), zip(edges[:-1], edges[1:]))
-    return sum(h for h, _ in parts), any(neg for _, neg in parts)
+    n_values = B * len(shifts) * a.shape[1]
+    need = 0   # the percentile's order statistics are among the `need` largest values
+    if percentile is not None and n_values:
+        need = n_values - int(math.floor((n_values - 1) * (percentile / 100.0)))   # as percentile_of_histogram
+
+    bounds = table_bounds(tables[0])
+
+    def count(tau: int):
+        n = max(1, min(4 * threads(), B // 64))   # shards of at least 64 examples; any split gives the same counts
+        edges = np.linspace(0, B, n + 1).astype(int)
+        return parallel_map(lambda e: value_histogram(u, e[0], e[1], k0, k1, tables[0], g, plane_dtype, shifts,
+                                                      widths, signed, bins, tau, need, bounds=bounds),
+                            zip(edges[:-1], edges[1:]))
+
+    guess = 0
+    if need and B >= PILOT_MIN_EXAMPLES:
+        # a uniform sample (examples in a row are often the positions of one image: a stride could alias them)
+        sample = np.sort(np.random.default_rng(PILOT_SEED).choice(B, B // PILOT_STEP, replace=False))
+        expected = need * sample.size / B   # values at or above the percentile expected in the sample
+        need_sample = int(PILOT_MARGIN * expected + 4.0 * math.sqrt(expected) + 16)
+        parts = np.array_split(sample, max(1, min(threads(), sample.size // 64)))   # the sample over the threads
+        guess = min(parallel_map(lambda p: value_histogram(u, 0, B, k0, k1, tables[0], g, plane_dtype, shifts, widths,
+                                                           signed, bins, 0, -(-need_sample // len(parts)),
+                                                           examples=p, bounds=bounds)[2], parts))
+    parts = count(guess)
+    hist = sum(h for h, _, _ in parts)
+    tau = max(t for _, _, t in parts)   # each shard's raised threshold is a bound the whole batch bears out
+    if tau == guess and guess > 0 and int(hist[guess:].sum()) < need:   # the guess was too high
+        parts = count(0)
+        hist = sum(h for h, _, _ in parts)
+        tau = max(t for _, _, t in parts)
+    if need:
+        hist[:tau] = 0
+        hist[0] += n_values - int(hist.sum())   # the values below the threshold, in bin 0
+    return hist, any(neg for _, neg, _ in parts)
 
 
 def _range_of(absv: np.ndarray, vmin: float, percentile: float) -> tuple[float, float]:

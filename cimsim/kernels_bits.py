@@ -75,25 +75,34 @@ def group_tables(a_blocks: list[np.ndarray]) -> tuple[list[np.ndarray], int, typ
             return None
         ints.append(np.rint(a).astype(np.int64))
     cols = ints[0].shape[1]
+    quads = []   # |levels| summed over groups of 4 rows (the blocks padded to 8: a last group of zeros at most)
+    for a in ints:
+        padded = np.zeros((-(-a.shape[0] // 8) * 8, cols), dtype=np.int64)
+        np.abs(a, out=padded[:a.shape[0]])
+        quads.append(padded.reshape(-1, 4, cols).sum(axis=1))
     for g, cap in ((8, TABLE_BYTES_8), (4, TABLE_BYTES_MAX)):
         entries = sum(-(-a.shape[0] // g) for a in ints) * (1 << g) * cols
-        big = max(int(np.abs(np.pad(a, ((0, -a.shape[0] % g), (0, 0)))).reshape(-1, g, cols).sum(axis=1).max(initial=0))
-                  for a in ints)   # the largest |entry| of any table
+        if entries > cap:   # not even in int8
+            continue
+        big = max(int((q if g == 4 else q.reshape(-1, 2, cols).sum(axis=1)).max(initial=0))
+                  for q in quads)   # the largest |entry| of any table
         dtype = np.int8 if big < 2 ** 7 else np.int16 if big < 2 ** 15 else np.int32
         if entries * np.dtype(dtype).itemsize <= cap:
             break
     else:
         return None
     # a plane's column values are sums of table entries: int16 where every column's sum of |levels| fits
-    plane = np.int16 if max(int(np.abs(a).sum(axis=0).max(initial=0)) for a in ints) < 2 ** 15 else np.int64
-    bits = (np.arange(1 << g)[:, None] >> np.arange(g)[None, :]) & 1            # (2**g, g)
+    plane = np.int16 if max(int(q.sum(axis=0).max(initial=0)) for q in quads) < 2 ** 15 else np.int64
     tables = []
-    for a in ints:
+    for a in ints:   # by doubling: T[G, m + 2**r] = T[G, m] + a[g G + r] for m < 2**r (every partial sum fits dtype)
         n = -(-a.shape[0] // g)
-        padded = np.zeros((n * g, cols), dtype=np.int64)
-        padded[:a.shape[0]] = a
-        tables.append(np.ascontiguousarray(
-            np.einsum("mr,grj->gmj", bits, padded.reshape(n, g, cols)).astype(dtype)))
+        padded = np.zeros((n, g, cols), dtype=dtype)
+        padded.reshape(n * g, cols)[:a.shape[0]] = a
+        t = np.empty((n, 1 << g, cols), dtype=dtype)
+        t[:, 0] = 0
+        for r in range(g):
+            np.add(t[:, :1 << r], padded[:, r, None, :], out=t[:, 1 << r:2 << r])
+        tables.append(t)
     return tables, g, plane
 
 
@@ -132,9 +141,9 @@ def _live(src, sh, width):
 
 
 @njit(inline="always")
-def _plane_values(u, b, k0, k1, nbits, X, src, V, table, g):
-    """The bit planes of example b's rows k0..k1 into X, and the column values of each distinct non-zero plane into V:
-    src[n] = -1 (plane n is zero), n (its values are V[n]) or an earlier plane with the same bits."""
+def _cut_planes(u, b, k0, k1, nbits, X, src):
+    """The bit planes of example b's rows k0..k1 into X (plane n: bit n of row k0 + k at bit k % 64 of word k // 64),
+    and src[n] = -1 (plane n is zero), n (a plane of its own) or an earlier plane with the same bits."""
     nbytes = (k1 - k0 + 7) >> 3
     nw = (nbytes + 7) >> 3
     X[:, :] = 0
@@ -168,10 +177,18 @@ def _plane_values(u, b, k0, k1, nbits, X, src, V, table, g):
                 if same:
                     src[n] = m
                     break
-        if src[n] >= 0:
-            continue
-        src[n] = n
-        V[n, :] = 0
+        if src[n] < 0:
+            src[n] = n
+
+
+@njit(inline="always")
+def _plane_values(u, b, k0, k1, nbits, X, src, V, table, g):
+    """:func:`_cut_planes`, and the column values of each plane of its own into V."""
+    _cut_planes(u, b, k0, k1, nbits, X, src)
+    nbytes = (k1 - k0 + 7) >> 3
+    for n in range(nbits):
+        if src[n] == n:
+            V[n, :] = 0
     for G in range(nbytes):   # group by group (its tables stay in cache), the planes' sums of table rows
         for n in range(nbits):
             if src[n] != n:
@@ -262,18 +279,103 @@ def _block_rows(u, edges, k0, k1, table, g, shifts, widths, signed, lo, s, top, 
     return clipped, nonzero
 
 
+# values a histogram pass scans at a time for one at or above its threshold (our choice: a vectorized min/max of 64
+# int16 values costs about what counting 8 of them does)
+SCAN = 64
+
+
+@njit(inline="always")
+def _count_values(hist, row, sign, c, tau):
+    """hist[|v|] += c for each value v = sign * row[j] with |v| >= tau (runs of SCAN values with none skipped after
+    their min and max; hist ends with 8 spare bins); returns (whether any v < 0, values counted x c)."""
+    spare = hist.shape[0] - 8
+    negative = False
+    added = 0
+    for c0 in range(0, row.shape[0], SCAN):
+        seg = row[c0:c0 + SCAN]
+        mx = seg[0]
+        mn = seg[0]
+        for j in range(seg.shape[0]):
+            mx = max(mx, seg[j])
+            mn = min(mn, seg[j])
+        if (mn < 0) if sign > 0 else (mx > 0):
+            negative = True
+        if mx >= tau or mn <= -tau:   # without a branch: a value below tau goes to one of 8 spare bins at the end
+            for j in range(seg.shape[0]):
+                v = abs(seg[j])
+                hit = v >= tau
+                hist[v if hit else spare + (j & 7)] += c
+                added += c * hit
+    return negative, added
+
+
+@njit(inline="always")
+def _raised(hist, tau, total, need):
+    """(t, values counted at or above t): the largest t >= tau with at least ``need`` counted values at or above it
+    (the 8 spare bins at the end of hist left out)."""
+    s = 0
+    for v in range(hist.shape[0] - 9, tau - 1, -1):
+        s += hist[v]
+        if s >= need:
+            return v, s
+    return tau, total
+
+
+@njit(inline="always")
+def _plane_sum(Vn, Xn, nbytes, table, g):
+    """Vn = the column values of the plane whose bits Xn holds: its table rows summed."""
+    Vn[:] = 0
+    for G in range(nbytes):
+        m8 = (Xn[G >> 3] >> (8 * (G & 7))) & 255
+        if m8 == 0:
+            continue
+        if g == 8:
+            _add_row(Vn, table[G, m8])
+        else:   # two groups of 4 rows per byte
+            if m8 & 15:
+                _add_row(Vn, table[2 * G, m8 & 15])
+            if m8 >> 4:
+                _add_row(Vn, table[2 * G + 1, m8 >> 4])
+
+
+@njit(inline="always")
+def _plane_bounds(Xn, nbytes, lo_tab, hi_tab, g):
+    """(lower, upper) bound on the plane's column values: its table rows' smallest and largest entries summed."""
+    lo = 0
+    hi = 0
+    for G in range(nbytes):
+        m8 = (Xn[G >> 3] >> (8 * (G & 7))) & 255
+        if m8 == 0:
+            continue
+        if g == 8:
+            lo += lo_tab[G, m8]
+            hi += hi_tab[G, m8]
+        else:   # two groups of 4 rows per byte (the second may not exist: then its nibble is 0)
+            if m8 & 15:
+                lo += lo_tab[2 * G, m8 & 15]
+                hi += hi_tab[2 * G, m8 & 15]
+            if m8 >> 4:
+                lo += lo_tab[2 * G + 1, m8 >> 4]
+                hi += hi_tab[2 * G + 1, m8 >> 4]
+    return lo, hi
+
+
 @njit(nogil=True, cache=True)
-def _block_histogram(u, b0, b1, k0, k1, table, g, shifts, widths, signed, V, hist):
+def _block_histogram(u, examples, k0, k1, table, g, lo_tab, hi_tab, shifts, widths, signed, V, hist, tau, need):
     nbits = shifts[-1] + widths[-1]
+    nbytes = (k1 - k0 + 7) >> 3
     T = shifts.shape[0]
     cols = table.shape[2]
     X = np.zeros((nbits, (k1 - k0 + 63) >> 6), dtype=np.int64)
     C = np.empty(cols, dtype=np.int64)
     src = np.empty(nbits, dtype=np.int64)
+    done = np.empty(nbits, dtype=np.bool_)         # V[n] holds plane n's values
     count = np.empty(2 * nbits, dtype=np.int64)    # one-bit cycles per (plane, sign)
     negative = False
-    for b in range(b0, b1):
-        _plane_values(u, b, k0, k1, nbits, X, src, V, table, g)
+    total = 0                                      # values counted (all of them at or above tau)
+    for b in examples:
+        _cut_planes(u, b, k0, k1, nbits, X, src)
+        done[:] = False
         count[:] = 0
         zero_count = 0
         for t in range(T):
@@ -284,40 +386,72 @@ def _block_histogram(u, b0, b1, k0, k1, table, g, shifts, widths, signed, V, his
             elif width == 1:
                 count[2 * src[sh] + (1 if top_signed else 0)] += 1
             else:
+                for p in range(width):
+                    m = src[sh + p]
+                    if m >= 0 and not done[m]:
+                        _plane_sum(V[m], X[m], nbytes, table, g)
+                        done[m] = True
                 _cycle_value(C, V, src, sh, width, top_signed)
-                for j in range(cols):
-                    v = C[j]
-                    if v < 0:
-                        negative = True
-                        v = -v
-                    hist[v] += 1
+                neg, added = _count_values(hist, C, 1, 1, tau)
+                negative |= neg
+                total += added
         for key in range(2 * nbits):
             if count[key]:
+                n = key >> 1
                 sign = -1 if key & 1 else 1
-                row = V[key >> 1]
-                for j in range(cols):
-                    v = sign * row[j]
-                    if v < 0:
-                        negative = True
-                        v = -v
-                    hist[v] += count[key]
-        hist[0] += cols * zero_count
-    return negative
+                if not done[n] and tau > 0:   # a plane whose values all lie below tau and whose signs are known
+                    lo, hi = _plane_bounds(X[n], nbytes, lo_tab, hi_tab, g)
+                    if max(hi, -lo) < tau:
+                        if sign > 0 and lo >= 0 or sign < 0 and hi <= 0 or negative:
+                            continue
+                        if sign > 0 and hi < 0 or sign < 0 and lo > 0:   # every value negative
+                            negative = True
+                            continue
+                if not done[n]:
+                    _plane_sum(V[n], X[n], nbytes, table, g)
+                    done[n] = True
+                neg, added = _count_values(hist, V[n], sign, count[key], tau)
+                negative |= neg
+                total += added
+        if tau == 0:
+            hist[0] += cols * zero_count
+            total += cols * zero_count
+        if need > 0 and total >= 2 * need:
+            tau, total = _raised(hist, tau, total, need)
+    return negative, tau
 
 
 def value_histogram(u, b0: int, b1: int, k0: int, k1: int, tables, g: int, plane_dtype, shifts, widths, signed: bool,
-                    bins: int) -> tuple[np.ndarray, bool]:
-    """The column values of every cycle of examples b0..b1 on rows k0..k1 (one row block, ``tables`` its tables from
-    :func:`group_tables`) as a histogram of their magnitudes (``bins`` bins: 0 .. bins - 1, int64 counts) and whether
-    any was negative: what :func:`cimsim.calibration.column_value_ranges` selects its percentile from."""
-    hist = np.zeros(bins, dtype=np.int64)
+                    bins: int, tau: int = 0, need: int = 0, examples=None, bounds=None) -> tuple[np.ndarray, bool, int]:
+    """The column values of every cycle of examples b0..b1 (or of the examples listed in ``examples``) on rows k0..k1
+    (one row block, ``tables`` its tables from :func:`group_tables`) as a histogram of their magnitudes (``bins``
+    bins: 0 .. bins - 1, int64 counts), whether any was negative, and the threshold t from which on the counts are
+    exact: what :func:`cimsim.calibration.column_value_ranges` selects its percentile from.
+
+    Only magnitudes at or above the threshold are counted (from ``tau`` on; 0: all of them), and with ``need`` > 0 it
+    rises as the pass goes to the largest t with at least ``need`` counted values at or above it. For a percentile
+    whose upper order statistics are the ``need`` largest values, every t so raised is at most the percentile's
+    lower order statistic: the counts from t on give it exactly. A plane whose table rows' extremes (``bounds``:
+    :func:`table_bounds`, computed when not given) keep all its values below the threshold is not summed."""
+    hist = np.zeros(bins + 8, dtype=np.int64)   # 8 spare bins for the values below the threshold
     negative = False
-    if b1 > b0:
+    examples = np.arange(b0, b1, dtype=np.int64) if examples is None else np.asarray(examples, dtype=np.int64)
+    if examples.size:
         shifts = np.asarray(shifts, dtype=np.int64)
         widths = np.asarray(widths, dtype=np.int64)
+        lo_tab, hi_tab = table_bounds(tables) if bounds is None else bounds
         V = np.empty((int(shifts[-1] + widths[-1]), tables.shape[2]), dtype=plane_dtype)
-        negative = _block_histogram(u, b0, b1, k0, k1, tables, g, shifts, widths, bool(signed), V, hist)
-    return hist, bool(negative)
+        negative, tau = _block_histogram(u, examples, k0, k1, tables, g, lo_tab, hi_tab, shifts, widths, bool(signed),
+                                         V, hist, int(tau), int(need))
+    return hist[:bins], bool(negative), int(tau)
+
+
+def table_bounds(tables: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest and the largest entry of each table row (int64): the bounds :func:`value_histogram` sums."""
+    if tables.shape[2] == 0:
+        z = np.zeros(tables.shape[:2], dtype=np.int64)
+        return z, z
+    return tables.min(axis=2).astype(np.int64), tables.max(axis=2).astype(np.int64)
 
 
 @njit(nogil=True, cache=True)

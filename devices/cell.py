@@ -70,6 +70,13 @@ class MemoryCell:
         levels = self._check_levels(levels, cell_bits)
         return self.level_conductances(cell_bits)[levels]
 
+    def programs_on_levels(self) -> bool:
+        """Whether :meth:`program` gives every cell exactly its level's conductance and draws nothing from its
+        generator (no programming noise, no faults): an engine may then look the conductances up from the levels
+        instead of programming them. True for this base :meth:`program`; a subclass that programs otherwise says
+        when (False by default)."""
+        return type(self).program is MemoryCell.program
+
     # ------------------------------------------------------------------ reading
     def read_sigma_s(self, g: np.ndarray) -> np.ndarray:
         """Standard deviation (S) of one read of a cell at conductance ``g``."""

@@ -214,6 +214,10 @@ class DomainWallSynapse(MemoryCell):
         """Programmed conductances: the snapped level sites exactly (write-and-verify lands on the notch)."""
         return self.level_conductances(cell_bits)[self._check_levels(levels, cell_bits)]
 
+    def programs_on_levels(self) -> bool:
+        """Write-and-verify lands on the snapped site: always (unless a subclass programs otherwise)."""
+        return type(self).program is DomainWallSynapse.program
+
     def read_sigma_s(self, g):
         return self.read_noise_rel * np.abs(np.asarray(g, dtype=np.float64))
 

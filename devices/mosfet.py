@@ -197,6 +197,10 @@ class MOSFETSynapse(MemoryCell):
         v = self.v_g_from_g(target) + self.program_sigma_v * rng.standard_normal(target.shape)
         return self.g_from_v_g(np.clip(v, self.v_g_min_v, self.v_g_max_v))
 
+    def programs_on_levels(self) -> bool:
+        """No gate-voltage error: :meth:`program` returns the targets and draws nothing."""
+        return type(self).program is MOSFETSynapse.program and self.program_sigma_v == 0.0
+
     def read_sigma_s(self, g):
         return self.read_noise_rel * np.abs(np.asarray(g, dtype=np.float64))
 

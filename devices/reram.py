@@ -222,6 +222,11 @@ class ReRAM(MemoryCell):
             g = np.where((u >= self.p_stuck_off) & (u < self.p_stuck_off + self.p_stuck_on), self.g_max_s, g)
         return g
 
+    def programs_on_levels(self) -> bool:
+        """No programming noise and no faults: :meth:`program` returns the targets and draws nothing."""
+        return (type(self).program is ReRAM.program and self.prog_sigma_frac == 0
+                and self.p_stuck_off == 0 and self.p_stuck_on == 0)
+
     # ------------------------------------------------------------------ reading and relaxation
     def read_sigma_s(self, g: np.ndarray) -> np.ndarray:
         """Standard deviation (S) of one read: ``read_sigma_frac * range``, the same for every state."""

@@ -152,6 +152,24 @@ class MappedLayer(nn.Module):
     # geometry ----------------------------------------------------------------
     def _patches(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple]:
         """(batch * positions, C_in * k) patches of x (already integer valued) and the output shape."""
+        view, shape = self._patch_view(x)
+        if not self.conv:
+            return view, shape
+        B, Ho, Wo, C, kh, kw = view.shape
+        return view.reshape(B * Ho * Wo, C * kh * kw), shape
+
+    def _patch_rows(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``self._patches(x)[0][rows]`` (rows: int64, ascending or not), gathered from the patches' strided view
+        without copying the others."""
+        view, _ = self._patch_view(x)
+        if not self.conv:
+            return view[rows]
+        B, Ho, Wo = view.shape[:3]
+        return view[rows // (Ho * Wo), (rows // Wo) % Ho, rows % Wo].reshape(len(rows), -1)
+
+    def _patch_view(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        """The patches of :meth:`_patches` before they are copied: a strided view (batch, Ho, Wo, C_in, kh, kw) of
+        the padded input for a convolution, (rows, in_features) for a linear layer; and the output shape."""
         m = self.source
         if not self.conv:
             lead = x.shape[:-1]
@@ -168,9 +186,8 @@ class MappedLayer(nn.Module):
         # (channel, kernel row, kernel column), without its per-example kernel launches on a GPU
         sb, sc, sh, sw = x.stride()
         view = x.as_strided((B, Ho, Wo, C, k[0], k[1]), (sb, s[0] * sh, s[1] * sw, sc, d[0] * sh, d[1] * sw))
-        patches = view.reshape(B * Ho * Wo, C * k[0] * k[1])
         shape = (B, m.out_channels, Wo) if one_d else (B, m.out_channels, Ho, Wo)
-        return patches, shape
+        return view, shape
 
     def _geometry(self) -> tuple:
         """A convolution's (one_d, kernel, stride, dilation, padding), two-dimensional (a Conv1d as 1 x k)."""

@@ -232,18 +232,25 @@ def _calibration_patches(layer: "MappedLayer", activations: list, rng: np.random
     """The quantized input patches of a layer's calibration activations as int64: all of them, or, beyond
     ADC_CALIBRATION_ROWS, that many rows drawn without replacement (in their original order). Only the drawn
     rows are gathered and converted (the patches of 512 images can reach hundreds of MB)."""
-    parts = [layer._patches(layer.quantize_input(a))[0] for a in activations]
-    total = sum(int(p.shape[0]) for p in parts)
+    counts = [_patch_count(layer, a) for a in activations]
+    total = sum(counts)
     if total <= ADC_CALIBRATION_ROWS:
-        return torch.cat(parts).numpy().astype(np.int64)
+        return torch.cat([layer._patches(layer.quantize_input(a))[0] for a in activations]).numpy().astype(np.int64)
     rows = np.sort(rng.choice(total, ADC_CALIBRATION_ROWS, replace=False))
-    starts = np.cumsum([0] + [int(p.shape[0]) for p in parts])
+    starts = np.cumsum([0] + counts)
     picked = []
-    for p, s0, s1 in zip(parts, starts[:-1], starts[1:]):
+    for a, s0, s1 in zip(activations, starts[:-1], starts[1:]):
         i0, i1 = np.searchsorted(rows, [s0, s1])
-        if i1 > i0:
-            picked.append(p[torch.from_numpy(rows[i0:i1] - s0)])
+        if i1 > i0:   # the drawn rows of this batch's patches, gathered without copying the others
+            picked.append(layer._patch_rows(layer.quantize_input(a), torch.from_numpy(rows[i0:i1] - s0)))
     return torch.cat(picked).numpy().astype(np.int64)
+
+
+def _patch_count(layer: "MappedLayer", activation: torch.Tensor) -> int:
+    """The rows of ``layer._patches`` for this activation batch (its first example's, times the batch)."""
+    if not layer.conv:
+        return int(activation[..., 0].numel())
+    return int(layer._patch_view(activation[:1])[0].shape[1:3].numel()) * int(activation.shape[0])
 
 
 def _host_threads(fn):

@@ -407,13 +407,15 @@ def first_layer(model: nn.Module, example: torch.Tensor) -> str | None:
 
 
 def activation_range(acts: torch.Tensor, bits: int, rng: np.random.Generator) -> tuple[float, bool]:
-    """(input scale, signed) by the mapper's rule: the 99.99th percentile of |activation| maps to the top code."""
-    acts = acts.reshape(-1).double()
+    """(input scale, signed) by the mapper's rule: the 99.99th percentile of |activation| maps to the top code
+    (of at most 2,000,000 drawn from ``rng``; sampled in the activations' own type, then widened to float64, which
+    is exact: the same numbers as widening first)."""
+    acts = acts.reshape(-1)
     signed = bool(acts.min() < 0)
     qmax = 2 ** (bits - 1) - 1 if signed else 2 ** bits - 1
-    sample = acts.abs()
-    if sample.numel() > 2_000_000:
-        sample = sample[torch.from_numpy(rng.choice(sample.numel(), 2_000_000, replace=False))]
+    if acts.numel() > 2_000_000:
+        acts = acts[torch.from_numpy(rng.choice(acts.numel(), 2_000_000, replace=False))]
+    sample = acts.double().abs()
     amax = float(np.percentile(sample.numpy(), ACTIVATION_PERCENTILE))
     if amax <= 0:
         amax = float(sample.max()) or 1.0

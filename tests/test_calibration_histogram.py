@@ -3,14 +3,17 @@ integers, counted by magnitude in a histogram from the bit-serial tables; the pe
 be the one the float GEMM and the exact selection give, range for range, and it must step aside for non-integer
 levels."""
 
+import math
+
 import numpy as np
 import pytest
 
 from _crossbar_cases import _operands
 from cimsim import Crossbar, CrossbarSpec, calibration
-from cimsim import crossbar_cpu
+from cimsim import crossbar_cpu, kernels_bits
 from cimsim.calibration import percentile_in_place, percentile_of_histogram
 from cimsim.devices import ReRAM, SarADC
+from cimsim.kernels_bits import group_tables, value_histogram
 
 
 def test_histogram_percentile_is_numpys_linear_rule():
@@ -81,3 +84,96 @@ def test_non_integer_levels_keep_the_selection(monkeypatch):
 def test_parallel_map_keeps_order(monkeypatch):
     monkeypatch.setenv("CIMSIM_THREADS", "4")
     assert crossbar_cpu.parallel_map(lambda v: v * v, range(9)) == [v * v for v in range(9)]
+
+
+def _tables_and_inputs(rng, rows=40, cols=70, batch=300, bits=8, signed_levels=False):
+    a = rng.integers(-3 if signed_levels else 0, 4, size=(rows, cols)).astype(np.float32)
+    u = rng.integers(0, 1 << bits, size=(batch, rows)).astype(np.int64)
+    u[: batch // 2] >>= rng.integers(0, bits, size=(batch // 2, 1))   # a spread of magnitudes
+    tables, g, plane = group_tables([a])
+    bins = int(np.abs(a).sum(axis=0).max()) * 4 + 1
+    return a, u, tables[0], g, plane, bins
+
+
+@pytest.mark.parametrize("signed,dac_bits,rows_per_group", [(False, 1, 8), (True, 1, 8), (True, 2, 8), (False, 1, 4),
+                                                             (True, 2, 4)])
+def test_thresholded_histograms_give_the_percentile_exactly(monkeypatch, signed, dac_bits, rows_per_group):
+    """A threshold that rises with the counts (``need``: the values among which the percentile's two order statistics
+    lie) leaves the counts from the threshold on exact, planes whose bounds keep them below it unsummed: merged over
+    shards and with the rest in bin 0 they give the percentile of the full histogram, for low and high percentiles,
+    shard splits, sampled passes, signed levels and inputs, 2-bit digits and 4-row groups (19 rows: a ragged last
+    byte)."""
+    if rows_per_group == 4:
+        monkeypatch.setattr(kernels_bits, "TABLE_BYTES_8", 0)
+    rng = np.random.default_rng(11)
+    rows = 40 if rows_per_group == 8 else 19
+    a, u, table, g, plane, bins = _tables_and_inputs(rng, rows=rows, signed_levels=signed)
+    assert g == rows_per_group
+    shifts, widths = list(range(0, 8, dac_bits)), [dac_bits] * (8 // dac_bits)
+    T = len(shifts)
+    full, neg_full, tau0 = value_histogram(u, 0, len(u), 0, rows, table, g, plane, shifts, widths, signed, bins)
+    assert tau0 == 0 and int(full.sum()) == len(u) * T * 70 and neg_full == signed
+    raised = 0
+    for q in (50.0, 90.0, 99.0, 99.9, 99.99, 100.0):
+        n = int(full.sum())
+        need = n - int(math.floor((n - 1) * (q / 100.0)))
+        for edges in ([0, 300], [0, 7, 150, 299, 300]):
+            parts = [value_histogram(u, e0, e1, 0, rows, table, g, plane, shifts, widths, signed, bins, 0, need)
+                     for e0, e1 in zip(edges[:-1], edges[1:])]
+            tau = max(t for _, _, t in parts)
+            hist = sum(h for h, _, _ in parts)
+            hist[:tau] = 0
+            hist[0] += n - hist.sum()
+            assert percentile_of_histogram(hist, q) == percentile_of_histogram(full, q)
+            assert any(neg for _, neg, _ in parts) == neg_full
+            raised += tau > 0
+    assert raised >= 8                    # the threshold did rise (from the 90th percentile on, at least)
+    picked = np.arange(3, 300, 7)
+    sub, _, _ = value_histogram(u, 0, 0, 0, rows, table, g, plane, shifts, widths, signed, bins, examples=picked)
+    want = sum(value_histogram(u, b, b + 1, 0, rows, table, g, plane, shifts, widths, signed, bins)[0] for b in picked)
+    assert np.array_equal(sub, want)      # listed examples
+
+
+def test_plane_bounds_skip_planes_and_keep_the_sign():
+    """Non-negative levels read with a signed top digit: the top plane's values are negated. Planes whose table
+    extremes keep them below the threshold are skipped, yet a negative value is still reported when only such a
+    plane gives one (and not when none does)."""
+    a = np.ones((8, 3), dtype=np.float32)                          # every column value = the set bits of the plane
+    tables, g, plane = group_tables([a])
+    u = np.zeros((50, 8), dtype=np.int64)
+    u[:, :] = 0b0111                                              # planes 0-2: 8 ones each, value 8
+    u[7, 0] |= 0b1000                                             # plane 3 (the signed top) of one example: -1
+    shifts, widths = [0, 1, 2, 3], [1, 1, 1, 1]
+    for tau, negative in ((8, True), (2, True), (9, True), (100, True)):
+        hist, neg, _ = value_histogram(u, 0, 50, 0, 8, tables[0], g, plane, shifts, widths, True, 40, tau)
+        assert neg == negative and int(hist[tau:].sum()) == (150 * 3 if tau <= 8 else 0)
+    u[7, 0] = 0b0111
+    hist, neg, _ = value_histogram(u, 0, 50, 0, 8, tables[0], g, plane, shifts, widths, True, 40, 9)
+    assert not neg and int(hist.sum()) == 0
+
+
+def test_a_guess_the_batch_does_not_bear_out_is_dropped(monkeypatch):
+    """The pilot's sample of examples much larger than the rest: the threshold guessed from them is too high
+    for the batch, the examples are counted again from 0, and the ranges equal the selection's."""
+    monkeypatch.setenv("CIMSIM_THREADS", "2")
+    spec = SPECS["isaac-like"]
+    rng = np.random.default_rng(4)
+    W, x = _operands(rng, spec.signed, spec.weight_bits, spec.input_bits, False, 9, 150, 1024)
+    x[:] >>= 12                                            # 4-bit inputs ...
+    sample = np.random.default_rng(calibration.PILOT_SEED).choice(1024, 1024 // calibration.PILOT_STEP, replace=False)
+    x[sample] = (1 << 16) - 1                              # ... but the sampled examples at full scale
+    calls = []
+    real = calibration.value_histogram
+    monkeypatch.setattr(calibration, "value_histogram",
+                        lambda *a, **k: calls.append((a[3], a[12])) or real(*a, **k))
+    got = []
+    for on in (True, False):
+        monkeypatch.setattr(calibration, "HISTOGRAMS", on)
+        xb = Crossbar(W, spec, seed=2)
+        xb.calibrate(x)
+        got.append(xb._range)
+    assert got[0] == got[1]
+    first = [tau for k0, tau in calls if k0 == 0]   # the first row block (128 rows): pilot, guess, again from 0
+    shards = min(4 * 2, 1024 // 64)
+    assert len(first) == 1 + 2 * shards and first[0] == 0 and first[1] > 0
+    assert first[1:1 + shards] == [first[1]] * shards and first[1 + shards:] == [0] * shards

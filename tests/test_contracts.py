@@ -211,6 +211,22 @@ def test_every_cell_works_in_the_engine(kind):
         assert np.corrcoef(y.ravel(), exact.ravel())[0, 1] > 0.9, (kind, backend)
 
 
+@pytest.mark.parametrize("kind", CELLS)
+def test_a_cell_programming_on_levels_says_so(kind):
+    """programs_on_levels() is True only where program() returns the levels' conductances exactly and draws nothing
+    from its generator (the engine then skips programming); a cell with programming noise says False where it has
+    a noise field to turn on."""
+    cell = catalog.get(kind)
+    levels = np.random.default_rng(1).integers(0, 4, size=(3, 50))
+    rng = np.random.default_rng(2)
+    g = cell.program(levels, 2, rng)
+    exact = np.array_equal(g, cell.level_conductances(2)[levels]) and rng.random() == np.random.default_rng(2).random()
+    assert not cell.programs_on_levels() or exact, kind
+    for field in ("prog_sigma_frac", "program_sigma_v", "p_stuck_on"):
+        if hasattr(cell, field):
+            assert not replace(cell, **{field: 0.01}).programs_on_levels(), (kind, field)
+
+
 # ---------------------------------------------------------------------------------------------- readouts
 def _readout_instances():
     out = []

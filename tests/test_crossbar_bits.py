@@ -132,6 +132,29 @@ def test_the_path_steps_aside(monkeypatch, why, spec, takes_exact):
     assert led_a == led_b
 
 
+def test_group_tables_equal_their_definition_entry_for_entry():
+    """Every entry of every table (built by doubling) is the sum over the set bits of its row index, for signed
+    levels whose entries need int8, int16 and int32 tables, ragged last groups, 8- and 4-row groups."""
+    rng = np.random.default_rng(5)
+    for top in (3, 1000, 20000):   # largest |entry| at most 8 x 3, 8 x 1000; about 8 x 10000 (int8, int16, int32)
+        a = [rng.integers(-top, top + 1, size=(k, 6)).astype(np.float32) for k in (13, 8, 1)]
+        for g in (8, 4):
+            saved = kernels_bits.TABLE_BYTES_8
+            kernels_bits.TABLE_BYTES_8 = saved if g == 8 else 0
+            try:
+                tables, got, _ = group_tables(a)
+            finally:
+                kernels_bits.TABLE_BYTES_8 = saved
+            assert got == g
+            bits = (np.arange(1 << g)[:, None] >> np.arange(g)[None, :]) & 1
+            for ai, t in zip(a, tables):
+                padded = np.zeros((t.shape[0] * g, 6), dtype=np.int64)
+                padded[:ai.shape[0]] = ai
+                want = np.einsum("mr,grj->gmj", bits, padded.reshape(-1, g, 6))
+                assert t.dtype == (np.int8 if top == 3 else np.int16 if top == 1000 else np.int32)
+                assert t.flags.c_contiguous and np.array_equal(t.astype(np.int64), want)
+
+
 def test_group_tables_and_the_bit_transpose():
     """T[G, m, j] = sum_r bit_r(m) a[g G + r, j] (the last group padded with zero rows), 8-row groups, 4-row ones where
     8 would exceed the size bound, none for non-integer levels; the 8 x 8 bit transpose puts row r's bit c at bit r of

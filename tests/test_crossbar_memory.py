@@ -95,3 +95,28 @@ def test_levels_take_the_smallest_unsigned_type(cell_bits, dtype):
     xb = Crossbar(W, _spec(ReRAM(prog_sigma_frac=0.0), cell_bits=cell_bits), seed=1)
     assert xb.slices.levels.dtype == dtype
     assert np.array_equal(xb.slices.levels, slice_weights(W, 16, cell_bits, "offset").levels)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(signed="differential", weight_bits=9, pair_readout=True, rows=32, cols=64),
+                                dict(signed="twos", cell_bits=1, weight_bits=5, rows=64), dict(cell_bits=3, rows=100)])
+def test_matrices_gathered_from_levels_equal_the_general_path(monkeypatch, kw):
+    """Cells on their levels: the level matrices, read-noise variances and row sums of conductance gathered from the
+    levels (Crossbar._prepare_on_levels) are the general path's arrays byte for byte (the row sums added in the same
+    order), on ragged row blocks; with read noise the general path is taken."""
+    rng = np.random.default_rng(8)
+    spec = _spec(ReRAM(), **kw)
+    half = 1 << (spec.weight_bits - 1)
+    W = rng.integers(-half + (spec.signed == "differential"), half, size=(70, 300))
+    got = []
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(Crossbar, "_prepare_on_levels", lambda *a: False)
+        xb = Crossbar(W, spec, seed=3)
+        assert xb._prepare_on_levels(*xb._level_step(), xb.gemm_dtype()) == fast
+        got.append({k: [None if a is None else (a.dtype.str, a.shape, a.tobytes()) for a in getattr(xb, k)]
+                    for k in ("a_gemm", "_a_wide", "var", "var_gemm", "g_rowsum", "ro_a_gemm", "_ro_a_wide",
+                              "ro_var")})
+    assert got[0] == got[1]
+    monkeypatch.undo()
+    noisy = Crossbar(W, _spec(ReRAM(read_sigma_frac=0.02), **kw), seed=3)
+    assert noisy.var[0] is not None and not noisy._prepare_on_levels(0.0, 1.0, np.float32)

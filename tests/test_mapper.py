@@ -298,6 +298,11 @@ def test_patches_are_unfolds_values_in_its_order(conv):
     cols = torch.nn.functional.unfold(x2, k, dilation=d, stride=s)
     want = cols.transpose(1, 2).reshape(-1, cols.shape[1])
     assert torch.equal(got, want) and got.shape[0] == 3 * int(np.prod(shape[2:]))
+    rows = torch.from_numpy(np.random.default_rng(0).choice(got.shape[0], 7, replace=False))
+    assert torch.equal(layer._patch_rows(x.float(), rows), got[rows])   # drawn rows, without the others copied
+    from cimsim.mappers import mapper
+    assert mapper._patch_count(layer, x.float()) == got.shape[0]
+
 
 
 @pytest.mark.parametrize("conv", [nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, (3, 2), stride=(2, 1), padding=(1, 0)),
@@ -325,3 +330,15 @@ def test_integer_patches_are_the_torch_patches_as_int64(conv):
         assert got.dtype == np.int64 and got_shape == want_shape
         assert np.array_equal(got, want.numpy().astype(np.int64))
     assert got[0, :].min() < -(2 ** 24) or got.max() > 2 ** 24          # the large codes are in the patches
+
+
+def test_patch_rows_of_a_linear_layer_on_sequences():
+    """A Linear layer on (batch, tokens, features) inputs: its patch rows are the tokens; the drawn ones gathered
+    equal the whole patches' rows, and the count is batch x tokens."""
+    from cimsim.mappers import mapper
+    model = nn.Sequential(nn.Linear(6, 3)).eval()
+    x = torch.randint(0, 9, (4, 5, 6)).float()
+    layer = cimsim.map(model, cimsim.arch.get("isaac", rows=16, cell="ideal"), calibration=x).mapped_layers["0"]
+    got, _ = layer._patches(x)
+    rows = torch.tensor([19, 0, 7])
+    assert torch.equal(layer._patch_rows(x, rows), got[rows]) and mapper._patch_count(layer, x) == 20 == got.shape[0]
