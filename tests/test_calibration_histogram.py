@@ -65,18 +65,24 @@ def test_histogram_ranges_equal_the_selection(monkeypatch, name):
     assert any(lo < 0 for lo, _ in ranges_h) == (spec.input_signed or spec.pair_readout)
 
 
+def _calibrated_both_ways(monkeypatch, W, spec, x, seed):
+    """A crossbar calibrated on ``x`` with the histogram path on and off: both give the same range; the last one."""
+    got = []
+    for on in (True, False):
+        monkeypatch.setattr(calibration, "HISTOGRAMS", on)
+        xb = Crossbar(W, spec, seed=seed)
+        xb.calibrate(x)
+        got.append(xb._range)
+    assert got[0] == got[1]
+    return xb
+
+
 def test_non_integer_levels_keep_the_selection(monkeypatch):
     spec = CrossbarSpec(rows=32, cols=64, cell=ReRAM(prog_sigma_frac=0.05), cell_bits=2, weight_bits=8, input_bits=8,
                         dac_bits=1, signed="differential", adc_range="calibrated", readout=SarADC(bits=6))
     rng = np.random.default_rng(3)
     W, x = _operands(rng, spec.signed, spec.weight_bits, spec.input_bits, False, 5, 40, 30)
-    got = []
-    for on in (True, False):
-        monkeypatch.setattr(calibration, "HISTOGRAMS", on)
-        xb = Crossbar(W, spec, seed=4)
-        xb.calibrate(x)
-        got.append(xb._range)
-    assert got[0] == got[1]
+    xb = _calibrated_both_ways(monkeypatch, W, spec, x, seed=4)
     assert calibration._integer_histogram(np.zeros((2, 32), dtype=np.int64), 0, 32, xb.a_gemm[0], [0], [1],
                                           False) is None
 
@@ -166,13 +172,7 @@ def test_a_guess_the_batch_does_not_bear_out_is_dropped(monkeypatch):
     real = calibration.value_histogram
     monkeypatch.setattr(calibration, "value_histogram",
                         lambda *a, **k: calls.append((a[3], a[12])) or real(*a, **k))
-    got = []
-    for on in (True, False):
-        monkeypatch.setattr(calibration, "HISTOGRAMS", on)
-        xb = Crossbar(W, spec, seed=2)
-        xb.calibrate(x)
-        got.append(xb._range)
-    assert got[0] == got[1]
+    _calibrated_both_ways(monkeypatch, W, spec, x, seed=2)
     first = [tau for k0, tau in calls if k0 == 0]   # the first row block (128 rows): pilot, guess, again from 0
     shards = min(4 * 2, 1024 // 64)
     assert len(first) == 1 + 2 * shards and first[0] == 0 and first[1] > 0
