@@ -2,10 +2,10 @@
 row sums of integer inputs (the offset encoding's correction).
 
 :meth:`cimsim.mappers.mapped.MappedLayer._patches` cuts the patches of the quantized activations with torch (pad, a
-strided view, one copy, in float32) and the host path then converted them to int64: three passes over the largest
-array of a LeNet-5 evaluation (its first convolution's 50,176 x 25 patches a batch). :func:`patch_codes` writes the
-same int64 numbers directly: each value as ``int64(float32(code))``, as the torch path forms it, and 0 where the
-window reads the zero padding.
+strided view, one copy, in float32; in float64 for codes wider than 24 bits) and the host path then converted them
+to int64: three passes over the largest array of a LeNet-5 evaluation (its first convolution's 50,176 x 25 patches a
+batch). :func:`patch_codes` writes the same int64 numbers directly (each value as ``int64(float32(code))`` where the
+torch path cuts in float32, else the code itself) and 0 where the window reads the zero padding.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from numba import njit  # noqa: E402
 
 
 @njit(nogil=True, cache=True)
-def _patch_codes(x, kh, kw, sh, sw, dh, dw, top, left, Ho, Wo, out):
+def _patch_codes(x, kh, kw, sh, sw, dh, dw, top, left, Ho, Wo, f32, out):
     B, C, H, W = x.shape
     for b in range(B):
         for i in range(Ho):
@@ -33,18 +33,20 @@ def _patch_codes(x, kh, kw, sh, sw, dh, dw, top, left, Ho, Wo, out):
                         for q in range(kw):
                             xx = j * sw + q * dw - left
                             if inside and 0 <= xx < W:
-                                out[r, col] = np.int64(np.float32(x[b, c, y, xx]))
+                                v = x[b, c, y, xx]
+                                out[r, col] = np.int64(np.float32(v)) if f32 else np.int64(v)
                             else:
                                 out[r, col] = 0
                             col += 1
 
 
 def patch_codes(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
-                pad: tuple[int, int, int, int]) -> np.ndarray:
+                pad: tuple[int, int, int, int], through_float32: bool = True) -> np.ndarray:
     """The patches (B * Ho * Wo, C * kh * kw) int64 of integer codes ``x`` (B, C, H, W) float64, in F.unfold's order
     (rows: example, output row, output column; columns: channel, kernel row, kernel column), with ``pad`` = (left,
-    right, top, bottom) zeros as F.pad takes them (non-negative). Each value is ``int64(float32(code))``: what
-    ``MappedLayer._patches(...).numpy().astype(np.int64)`` gives."""
+    right, top, bottom) zeros as F.pad takes them (non-negative). Each value is ``int64(float32(code))`` with
+    ``through_float32`` (what ``MappedLayer._patches(...).numpy().astype(np.int64)`` gives for codes of up to 24 bits,
+    cut in float32), else ``int64(code)`` (wider codes, cut in float64)."""
     B, C, H, W = x.shape
     left, right, top, bottom = (int(v) for v in pad)
     kh, kw = (int(v) for v in kernel)
@@ -54,7 +56,7 @@ def patch_codes(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
     Wo = (W + left + right - dw * (kw - 1) - 1) // sw + 1
     out = np.empty((B * max(Ho, 0) * max(Wo, 0), C * kh * kw), dtype=np.int64)
     if out.size:
-        _patch_codes(x, kh, kw, sh, sw, dh, dw, top, left, Ho, Wo, out)
+        _patch_codes(x, kh, kw, sh, sw, dh, dw, top, left, Ho, Wo, bool(through_float32), out)
     return out
 
 

@@ -177,8 +177,9 @@ class MappedLayer(nn.Module):
         one_d, k, s, d, pad = self._geometry()
         if one_d:
             x = x.unsqueeze(2)
-        # integer codes are exact in float32 (|code| < 2**24), and im2col is ~10x faster than in float64
-        x = F.pad(x.float(), pad).contiguous()
+        # integer codes are exact in float32 up to 24 bits (|code| < 2**24), and im2col is ~10x faster than in
+        # float64; wider codes are cut in float64 (exact to 53 bits)
+        x = F.pad(x.double() if self._wide_codes() else x.float(), pad).contiguous()
         B, C, H, W = x.shape
         Ho = (H - d[0] * (k[0] - 1) - 1) // s[0] + 1
         Wo = (W - d[1] * (k[1] - 1) - 1) // s[1] + 1
@@ -188,6 +189,10 @@ class MappedLayer(nn.Module):
         view = x.as_strided((B, Ho, Wo, C, k[0], k[1]), (sb, s[0] * sh, s[1] * sw, sc, d[0] * sh, d[1] * sw))
         shape = (B, m.out_channels, Wo) if one_d else (B, m.out_channels, Ho, Wo)
         return view, shape
+
+    def _wide_codes(self) -> bool:
+        """Whether this layer's input codes may reach 2**24 (more than 24 input bits), which float32 does not hold."""
+        return (self.plan.input_bits or self.arch.input_bits) > 24
 
     def _geometry(self) -> tuple:
         """A convolution's (one_d, kernel, stride, dilation, padding), two-dimensional (a Conv1d as 1 x k)."""
@@ -206,7 +211,7 @@ class MappedLayer(nn.Module):
             return patches.numpy().astype(np.int64), shape
         one_d, k, s, d, pad = self._geometry()
         x = xq.detach().unsqueeze(2) if one_d else xq.detach()
-        ints = patch_codes(x.numpy(), k, s, d, pad)
+        ints = patch_codes(x.numpy(), k, s, d, pad, through_float32=not self._wide_codes())
         B = x.shape[0]
         Wo = (x.shape[3] + pad[0] + pad[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
         Ho = (x.shape[2] + pad[2] + pad[3] - d[0] * (k[0] - 1) - 1) // s[0] + 1

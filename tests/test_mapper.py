@@ -342,3 +342,25 @@ def test_patch_rows_of_a_linear_layer_on_sequences():
     got, _ = layer._patches(x)
     rows = torch.tensor([19, 0, 7])
     assert torch.equal(layer._patch_rows(x, rows), got[rows]) and mapper._patch_count(layer, x) == 20 == got.shape[0]
+
+
+@pytest.mark.parametrize("bits", [24, 30])
+def test_inputs_wider_than_float32_holds_are_cut_exactly(bits):
+    """Codes of more than 24 bits (float32 holds integers up to 2**24) are cut in float64: both the torch patches and
+    the host path's int64 patches equal F.unfold's in float64, value for value, and a lossless ideal crossbar gives
+    the exact product (before, a 30-bit code 2**30 - 1 was rounded to 2**30 and refused as out of range)."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 5)).eval()
+    x = torch.rand(8, 1, 6, 6)
+    x[0, 0, 0, 0] = x.max() + 1e-3                # one input at the top of the range: the largest code
+    spec = cimsim.arch.get("isaac", rows=16, cols=16, cell="ideal", input_bits=bits, weight_bits=8, adc_range="full")
+    mapped = cimsim.map(model, spec, calibration=x)
+    layer = mapped.mapped_layers["0"]
+    xq = layer.quantize_input(x)
+    assert float(xq.max()) == 2 ** bits - 1
+    cols = torch.nn.functional.unfold(xq.double(), 3, padding=1)
+    want = cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    assert torch.equal(layer._patches(xq)[0].double(), want)
+    assert np.array_equal(layer._integer_patches(xq)[0], want.numpy().astype(np.int64))
+    mapped(x)
+    assert all(m.rel_error() == 0.0 for m in mapped.mapped_layers.values())
