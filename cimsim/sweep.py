@@ -1,4 +1,4 @@
-"""Design-point sweeps: a grid of (architecture, ADC bits, seed) points, each evaluated once, into one file.
+"""Design-point sweeps: a grid of (architecture, parameters, seed) points, each evaluated once, into one file.
 
 ``run_sweep(path, points, settings)`` evaluates every point of the grid that the sweep file at ``path``
 does not hold yet and appends each one to it as soon as it finishes (:mod:`cimsim.sweepfile`), so an
@@ -35,7 +35,7 @@ from cimsim.networks import load_model_and_data, reference_kwargs
 from cimsim.progress import progress as progress_bar
 from cimsim.report import Report
 from cimsim.sweepfile import Point, SweepFileError, aggregate
-from cimsim import sweep_admm, sweepfile, sweepgrid
+from cimsim import sweep_admm, sweep_snn, sweepfile, sweepgrid
 
 # the grid's parsers (cimsim.sweepgrid), where the command line and studies find them
 MAX_ADC_BITS, MAX_GRID_VALUES = sweepgrid.MAX_ADC_BITS, sweepgrid.MAX_GRID_VALUES
@@ -129,7 +129,10 @@ def arch_overrides(arch_name: str, overrides: dict[str, str]) -> dict[str, str]:
 
 def has_key(spec, key: str) -> bool:
     """Whether a ``--grid`` / ``--set`` key applies to the architecture ``spec``: one of its parameters, or an ADMM
-    knob (``admm.*``, :mod:`cimsim.sweep_admm`) where ADMM pruning applies."""
+    knob (``admm.*``, :mod:`cimsim.sweep_admm`) where ADMM pruning applies, or a spiking network's time steps
+    (``time_steps``, :mod:`cimsim.sweep_snn`: every architecture)."""
+    if sweep_snn.is_knob(key):
+        return True
     return sweep_admm.applies(spec) if sweep_admm.is_knob(key) else spec.has_param(key)
 
 
@@ -142,9 +145,11 @@ def admm_overrides(arch_name: str, overrides: dict[str, str]) -> dict[str, str]:
 
 
 def point_params(point: Point, overrides: dict[str, str]) -> dict[str, Any]:
-    """The parameters of one point: its applicable overrides plus its swept values (the ADMM knobs, ``admm.*``,
-    beside the architecture's parameters; :func:`cimsim.sweep_admm.split` parts them)."""
-    return {**arch_overrides(point.arch, overrides), **admm_overrides(point.arch, overrides), **point.param_dict}
+    """The parameters of one point: its applicable overrides plus its swept values (the ADMM knobs, ``admm.*``, and
+    the time steps beside the architecture's parameters; :func:`cimsim.sweep_admm.split` and
+    :func:`cimsim.sweep_snn.split` part them)."""
+    return {**arch_overrides(point.arch, overrides), **admm_overrides(point.arch, overrides),
+            **sweep_snn.overrides(overrides), **point.param_dict}
 
 
 MAX_POINTS = 100_000         # points of one sweep (our bound: a sweep file of ~100k reports is already huge)
@@ -203,7 +208,8 @@ def make_points(archs: Iterable[str], adc_bits: list[int] | None = None, seeds: 
     if (knobs or grid_knobs) and "admm.compression" not in {**knobs, **grid_knobs} and notes is not None:
         notes.append("ADMM knobs without admm.compression: the network stays dense (give e.g. "
                      "--grid admm.compression=1,2,4,8)")
-    unused = set(overrides)
+    grid_knobs.update(sweep_snn.grid_values(grid, overrides))   # time steps: checked now, whole numbers >= 1
+    unused = set(overrides) - set(sweep_snn.overrides(overrides))
     for a in archs:
         unused -= set(arch_overrides(a, overrides)) | set(admm_overrides(a, overrides))
     if any(sweep_admm.is_knob(k) for k in unused):
@@ -239,13 +245,13 @@ def make_points(archs: Iterable[str], adc_bits: list[int] | None = None, seeds: 
                              f"{k} is not swept there")
         if knobs and not sweep_admm.applies(base) and notes is not None:
             notes.append(f"ADMM pruning does not apply to {a}: --set {', '.join(knobs)} is unused there")
-        arch_keys = [k for k in keys if not sweep_admm.is_knob(k)]
-        for combo in itertools.product(*(grid_knobs[k] if sweep_admm.is_knob(k) else grid[k] for k in keys)):
+        arch_keys = [k for k in keys if k not in grid_knobs]
+        for combo in itertools.product(*(grid_knobs[k] if k in grid_knobs else grid[k] for k in keys)):
             chosen = dict(zip(keys, combo))
             spec = base.with_params(**{k: chosen[k] for k in arch_keys})      # validate now, not mid-sweep
             values = spec.params()
             swept_values = {base.aliases.get(k, k): values[base.aliases.get(k, k)] for k in arch_keys}
-            swept_values.update({k: chosen[k] for k in keys if sweep_admm.is_knob(k)})
+            swept_values.update({k: chosen[k] for k in keys if k in grid_knobs})
             if spec.has_adc:
                 swept_values.setdefault("adc.bits", values["adc.bits"])
             points.extend(Point.make(a, swept_values, s) for s in range(seeds))
@@ -298,11 +304,12 @@ def evaluate_point(point: Point, settings: Settings) -> Report:
     from cimsim.mappers import evaluate
 
     model, meta, data = _context(settings)
-    arch_params, knob_params = sweep_admm.split(point_params(point, settings.overrides))
+    params, steps = sweep_snn.split(point_params(point, settings.overrides))   # time steps: the network's
+    arch_params, knob_params = sweep_admm.split(params)
     spec = arch_mod.get(point.arch, **arch_params)
     if spec.learned_column_scales or spec.learned_sense_amp_scales:   # hcim / adcless-snn: the network fine-tuned
         # for it (partial-sum QAT / sense-amp training), else (adcless-snn) the float one with calibrated scales
-        key = ("psq", _settings_key(settings), json.dumps(point_params(point, settings.overrides), sort_keys=True))
+        key = ("psq", _settings_key(settings), json.dumps(arch_params, sort_keys=True))
         if key not in _CONTEXT:
             m, mt, _, ck = load_model_and_data(settings.model, settings.dataset, settings.data_dir, None,
                                                arch=spec, overrides=arch_overrides(point.arch, settings.overrides))
@@ -310,6 +317,7 @@ def evaluate_point(point: Point, settings: Settings) -> Report:
         model, meta, reference, checkpoint = _CONTEXT[key]
     else:
         reference, checkpoint = {}, settings.checkpoint
+    model = sweep_snn.at_time_steps(model, steps)   # a copy at the point's T: the cached network keeps its own
     admm_record, network = None, ""
     if knob_params and sweep_admm.applies(spec):     # ADMM pruning (cimsim.sweep_admm): the pruned network, cached
         knobs = sweep_admm.Knobs.from_params(knob_params)
@@ -326,7 +334,7 @@ def evaluate_point(point: Point, settings: Settings) -> Report:
               **({"checkpoint": checkpoint} if checkpoint else {}),   # else the loaded model's own record
               "checkpoint_test_accuracy": meta.get("test_accuracy"), "limit": settings.limit,
               "batch_size": settings.batch_size, "calibration": settings.calibration, "seed": point.seed,
-              "data_source": data.source, "sweep_point": point.to_dict(),
+              "data_source": data.source, "sweep_point": point.to_dict(), **sweep_snn.record(steps),
               **({"admm": admm_record} if admm_record is not None else {})}
     if admm_record is not None and network:
         config["checkpoint_test_accuracy"] = admm_record["float_test_accuracy"]
@@ -337,8 +345,8 @@ def evaluate_point(point: Point, settings: Settings) -> Report:
     return _evaluate_programmed(point, settings, spec, model, loader, calibration, config, network)
 
 
-# the programmed networks of this process: (settings, architecture, seed, network) -> MappedModel, the most recently
-# used last. Points that differ only in converter settings (ADC bits) put one on their architecture
+# the programmed networks of this process: (settings, architecture, seed, network, time steps) -> MappedModel, the
+# most recently used last. Points that differ only in converter settings (ADC bits) put one on their architecture
 # (MappedModel.retarget) instead of mapping, programming and calibrating again. A grid's seeds vary fastest, so
 # a network per seed is kept, at most MAX_PROGRAMMED of them (our bound on the memory they hold)
 _PROGRAMMED: dict[tuple, Any] = {}
@@ -352,7 +360,7 @@ def _evaluate_programmed(point: Point, settings: Settings, spec, model, loader, 
     other than the sweep's own (an ADMM-pruned one: its cache file), '' for the sweep's."""
     from cimsim.mappers import mapper
 
-    key = (_settings_key(settings), point.arch, point.seed, network)
+    key = (_settings_key(settings), point.arch, point.seed, network, sweep_snn.steps_of(model))
     mapped = _PROGRAMMED.pop(key, None)
     if mapped is None or not mapped.retarget(spec):
         mapped = None
@@ -443,6 +451,8 @@ def run_sweep(path: str | os.PathLike, points: list[Point], settings: Settings, 
     keys = [p.key for p in points]
     if len(set(keys)) != len(keys):
         raise ConfigError("the sweep grid names a point twice")
+    if sweep_snn.used(points, settings.overrides):   # time steps the network cannot take: refused before any point
+        sweep_snn.check_model(_context(settings)[0], settings.model, sweep_snn.used(points, settings.overrides))
     fixed = settings.fixed()
     client = None
     if executor is None and scheduler is not None:

@@ -75,7 +75,11 @@ def register(sub) -> None:
                           "the point's array (cimsim.mappers.admm, as 'cimsim finetune --method admm'), maps only "
                           "the non-zero blocks and records the weight compression reached; pruned networks are "
                           "cached in $CIMSIM_HOME/checkpoints/admm, so a repeated sweep does not train again. "
-                          "ADMM knobs (--grid or --set): " + _admm_knobs() + ".")
+                          "ADMM knobs (--grid or --set): " + _admm_knobs() + ". A spiking network's time steps "
+                          "are a sweep axis of every architecture: --grid time_steps=5,10 (or --set time_steps=5) "
+                          "runs each point on a copy of the network at that T, as 'cimsim run --time-steps T'; "
+                          "spiking models only (snn_vgg, snn_resnet20; the event networks snn_dvsnet and "
+                          "snn_flownet run only their data's frames).")
     sp.add_argument("--arch", default="isaac,digital",
                     help="comma list of architectures (see 'cimsim archs'; default isaac,digital)")
     sp.add_argument("--adc-bits", metavar="BITS",
@@ -86,7 +90,7 @@ def register(sub) -> None:
                          "2-8 or a list 64,128 or 0,0.01,0.02; dotted paths reach components, e.g. "
                          "--grid cell.read_sigma_frac=0,0.02 (see 'cimsim archs show ARCH'); an architecture "
                          "without the parameter is not swept over it; ADMM pruning: --grid admm.compression=1,2,4,8 "
-                         "(1 or off: dense)")
+                         "(1 or off: dense); a spiking network's time steps: --grid time_steps=5,10")
     sp.add_argument("--seeds", type=positive_int, default=1, metavar="N", help="run seeds 0..N-1 (default 1)")
     data_options(sp)
     sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset)")
@@ -98,7 +102,8 @@ def register(sub) -> None:
                     help="engine device, and where ADMM pruning trains (cuda needs --backend torch)")
     sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
                     help="override an architecture parameter, for every architecture that has it (repeatable), or "
-                         "fix an ADMM knob, e.g. --set admm.epochs=2 --set admm.limit=5000")
+                         "fix an ADMM knob, e.g. --set admm.epochs=2 --set admm.limit=5000, or a spiking network's "
+                         "time steps, --set time_steps=5")
     sp.add_argument("--out", required=True, help="the sweep's HDF5 file (created, or resumed when it exists)")
     sp.add_argument("--workers", type=positive_int, default=1, metavar="N",
                     help="run points in N local processes (default 1: this process)")
