@@ -312,7 +312,7 @@ def evaluate_point(point: Point, settings: Settings) -> Report:
         key = ("psq", _settings_key(settings), json.dumps(arch_params, sort_keys=True))
         if key not in _CONTEXT:
             m, mt, _, ck = load_model_and_data(settings.model, settings.dataset, settings.data_dir, None,
-                                               arch=spec, overrides=arch_overrides(point.arch, settings.overrides))
+                                               arch=spec, overrides=arch_params)   # the point's own, for a finetune hint
             _CONTEXT[key] = (m, mt, reference_kwargs(mt, ck), str(ck))
         model, meta, reference, checkpoint = _CONTEXT[key]
     else:
