@@ -96,11 +96,11 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
         key = (r["arch"], h, tuple((k, r["params"].get(k)) for k in others))
         groups.setdefault(key, []).append(r)
     numeric = all(isinstance(r["params"][x], (int, float)) for r in swept)
-    styles = [(m, ls) for ls in ("-", "--", ":", "-.") for m in ("o", "s", "^", "D", "v")]
-    index_in_hue: dict = {}       # lines of one colour differ in marker and line style
+    markers, line_styles = ("o", "s", "^", "D", "v"), ("-", "--", ":", "-.")
+    index_in_hue: dict = {}       # lines of one colour differ in marker and line style, both (20 distinct pairs)
     for (arch, h, extra), rs in groups.items():
         i = index_in_hue[h] = index_in_hue.get(h, -1) + 1
-        marker, ls = styles[i % len(styles)]
+        marker, ls = markers[i % len(markers)], line_styles[i % len(line_styles)]
         rs = sorted(rs, key=lambda r: r["params"][x] if numeric else str(r["params"][x]))
         xs = [r["params"][x] if numeric else str(r["params"][x]) for r in rs]
         extra = dict(extra) if hue == "arch" else {hue: h, **dict(extra)}
