@@ -79,9 +79,9 @@ def check_every_event_it_can_emit_has_a_cost(arch) -> None:
         assert c.energy_j >= 0 and math.isfinite(c.energy_j), (arch.name, e)
 
 
-def check_a_run_adds_up_and_round_trips(arch, tmp_path) -> None:
+def check_a_run_adds_up_and_round_trips(arch, tmp_path):
     """Per-layer energies and per-component energies both add up to the total; latencies add up; the report
-    survives JSON and HDF5 unchanged; re-costing at the same point changes nothing."""
+    survives JSON and HDF5 unchanged; re-costing at the same point changes nothing. Returns the run's report."""
     rep = run_tiny(arch)
     assert rep.energy_j > 0 and rep.latency_s > 0 and rep.area_m2 > 0
     assert sum(r["energy_j"] for r in rep.layers) == pytest.approx(rep.energy_j, rel=1e-12)
@@ -100,6 +100,7 @@ def check_a_run_adds_up_and_round_trips(arch, tmp_path) -> None:
     assert 0 < rep.macro_energy_j <= rep.energy_j
     assert rep.macro_energy_j + rest == pytest.approx(rep.energy_j, rel=1e-12)
     assert rep.energy_at("chip") == rep.energy_j and rep.energy_at("macro") == rep.macro_energy_j
+    return rep
 
 
 def same_values(a, b) -> bool:
@@ -180,12 +181,15 @@ CHECKS = [check_tile_is_exact_with_ideal_cells_and_a_lossless_readout, check_eve
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__[6:])
 @pytest.mark.parametrize("name", ARCHS)
 def test_architecture_contract(name, check):
-    check(cimsim.arch.get(name))
+    arch = cimsim.arch.get(name)
+    assert arch.name == name     # the registry gives the architecture asked for; then the check's own asserts
+    check(arch)
 
 
 @pytest.mark.parametrize("name", ARCHS)
 def test_architecture_run_contract(name, tmp_path):
-    check_a_run_adds_up_and_round_trips(cimsim.arch.get(name), tmp_path)
+    rep = check_a_run_adds_up_and_round_trips(cimsim.arch.get(name), tmp_path)
+    assert rep.config["arch"] == name and rep.n_examples > 0     # the report is this architecture's own run
 
 
 # ---------------------------------------------------------------------------------------------- cells
