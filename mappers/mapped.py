@@ -79,6 +79,12 @@ class Stopwatch:
 
 
 # ------------------------------------------------------------------------------------------------ layer
+
+def _window_count(n: int, k: int, s: int, d: int) -> int:
+    """Positions of a kernel of ``k`` taps, dilation ``d`` and stride ``s`` along a padded extent ``n``."""
+    return (n - d * (k - 1) - 1) // s + 1
+
+
 class MappedLayer(nn.Module):
     """A Linear / Conv1d / Conv2d computed by crossbars (or, in ``digital`` mode, by exact integers)."""
 
@@ -181,8 +187,7 @@ class MappedLayer(nn.Module):
         # float64; wider codes are cut in float64 (exact to 53 bits)
         x = F.pad(x.double() if self._wide_codes() else x.float(), pad).contiguous()
         B, C, H, W = x.shape
-        Ho = (H - d[0] * (k[0] - 1) - 1) // s[0] + 1
-        Wo = (W - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        Ho, Wo = _window_count(H, k[0], s[0], d[0]), _window_count(W, k[1], s[1], d[1])
         # the patches as a strided view (B, Ho, Wo, C, kh, kw) copied once: F.unfold's values in its order
         # (channel, kernel row, kernel column), without its per-example kernel launches on a GPU
         sb, sc, sh, sw = x.stride()
@@ -213,8 +218,8 @@ class MappedLayer(nn.Module):
         x = xq.detach().unsqueeze(2) if one_d else xq.detach()
         ints = patch_codes(x.numpy(), k, s, d, pad, through_float32=not self._wide_codes())
         B = x.shape[0]
-        Wo = (x.shape[3] + pad[0] + pad[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
-        Ho = (x.shape[2] + pad[2] + pad[3] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        Ho = _window_count(x.shape[2] + pad[2] + pad[3], k[0], s[0], d[0])
+        Wo = _window_count(x.shape[3] + pad[0] + pad[1], k[1], s[1], d[1])
         m = self.source
         return ints, (B, m.out_channels, Wo) if one_d else (B, m.out_channels, Ho, Wo)
 
