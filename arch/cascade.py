@@ -6,25 +6,30 @@ transimpedance amplifier (TIA,
 ``tia.resolution_bits`` (6 bits in the paper), is written into a small buffer RRAM array
 (:class:`~cimsim.devices.analog_accumulators.BufferArray`). The buffered partial sums of the arrays that
 share an output column (R-Mapping: the row blocks of a layer) and of ``cycles_per_conversion`` successive input
-cycles are summed when the buffer is read (place values applied by the read voltages), and one ADC
-conversion covers that sum; the digital side shifts and adds the groups. The engine simulates it exactly at
-the conversion scope ``ConversionScope(cycles_per_conversion, "sum")`` (:mod:`cimsim.readouts`); the buffered
-values' errors go through the engine as Gaussian noise on the analog sum before the conversion
-(:class:`~cimsim.devices.analog_accumulators.BufferedADC`: ``analog_sigma`` from :meth:`Cascade.buffered_sigma`,
-``relative_sigma`` from ``buffer.write_sigma_frac``). A 6-bit TIA on a 64-level bit line resolves every integer
-level, so its quantization is exact; what remains is its thermal noise (0.04 level: ISAAC's cell read for 10 ns, 0.14 uA
-per level) and the buffer write's error,
-5.6 % of each value written (CASCADE's ~25 dB SNR, read per value: 10**(-25/20); a zero is written exactly, est.).
+cycles are summed when the buffer is read (place values applied by the read voltages), and the analog summing
+amplifiers sum the weight's bit pairs (slices) with their place values, low-order groups carried into the
+high-order one (``slices_per_conversion``; 0: all slices of a weight, one value per output), so one ADC conversion
+covers a whole weight's product over a group of cycles; the digital side shifts and adds the cycle groups. The
+engine simulates it exactly at the conversion scope ``ConversionScope(cycles_per_conversion, "sum",
+slices_per_conversion)`` (:mod:`cimsim.readouts`); the buffered values' errors go through the engine as Gaussian noise
+on the analog sum before the conversion (:class:`~cimsim.devices.analog_accumulators.BufferedADC`: ``analog_sigma``
+from :meth:`Cascade.buffered_sigma`, ``relative_sigma`` from ``buffer.write_sigma_frac``, each slice's value with its
+place value squared). A 6-bit TIA on a 64-level bit line resolves every integer level, so its quantization is exact;
+what remains is its thermal noise (0.04 level: ISAAC's cell read for 10 ns, 0.14 uA per level) and the buffer
+write's error, 5.6 % of each value written (CASCADE's ~25 dB SNR, read per value: 10**(-25/20); a zero is written
+exactly, est.). The summing amplifiers add no noise and no cost of their own here (est.: the summary gives neither).
 
 Cycle: the array reads in 10 ns (:data:`cimsim.arch.tiled.ARRAY_READ_S`; its cells and DACs draw ISAAC Table 6's power for
 those 10 ns, a tenth of an ISAAC read's energy), the TIAs settle in 10 ns and each
-cycle's values are written into a buffer row in one 20 ns pulse (est.), which sets the cycle; the 7 shared ADCs
-run at the rate the conversions need at that cycle.
+cycle's values are written into a buffer row in one 20 ns pulse (est.), which sets the cycle; the 7 ADCs a block
+shares run at the rate the conversions need at that cycle.
 
 Organisation (CASCADE (MICRO 2019, as summarised, est.; docs/references.md#cascade); (est.) where marked): 64x64 MAC
 arrays, 1-bit cells, 1 input bit per cycle, 16-bit weights (differential, est.: 32 TIAs per 64 columns), 65 nm; 80
-blocks of 80 arrays (here 80 tiles x 10 IMAs x 8 arrays), 32 TIAs and 7 shared ADCs per array, one 15x30
-buffer array per MAC array; about 10 conversions per 16 input cycles (here 8, two cycles per conversion).
+blocks of 80 arrays (here 80 tiles x 10 IMAs x 8 arrays), 32 TIAs per array and one 15x30 buffer array per MAC array;
+7 shared ADCs per block of 80 arrays (the summary's "7 shared ADCs per array" read per block, est.: per array they are
+39 % of the chip, far from CASCADE's ~101 GOPS/s/mm^2, BENCHMARKS.md npim6); about 10 conversions per output per 16
+input cycles (here 8: a whole weight per conversion, two cycles per conversion).
 The tile around the arrays (eDRAM, bus, router, registers, activation, pooling) is ISAAC's, scaled to 65 nm
 (est.: the comparison isolates the readout).
 """
@@ -78,13 +83,18 @@ class Cascade(DifferentialColumns, TiledChip):
                                 lo=1e-12, hi=1.0)
     cell: MemoryCell = component(fast_reram, "ISAAC's ReRAM cell (R_on from Table 6's power during its 100 ns "
                                  "read) read for the cell model's 10 ns pulse (est.): a tenth of ISAAC's energy per read")
-    cycles_per_conversion: int = param(2, "1", f"{CAS}: about 10 conversions per 16 input cycles (here 16 / 2 = 8)",
-                                       lo=1, hi=32)
+    cycles_per_conversion: int = param(2, "1", f"{CAS}: about 10 conversions per output per 16 input cycles (here "
+                                       "16 / 2 = 8)", lo=1, hi=32)
+    slices_per_conversion: int = param(0, "1", f"{CAS}: low-order groups summed by analog summing amplifiers and "
+                                       "carried into the high-order group: a weight's bit pairs summed with their "
+                                       "place values before a conversion (0: all of them, one value per output; est.)",
+                                       lo=0, hi=32)
     adc: BufferedADC = component(_cascade_adc, f"{CAS}: 6-10-bit ADCs shared by the columns (8 bits, est.), SAR model "
                                  "at the rate the shared ADCs need")
     adc_range: str = param("calibrated", "", "our choice: ranges from calibration batches ('full': the worst case, "
                            "lossless with enough bits)", choices=("calibrated", "full"))
-    adcs_per_array: int = param(7, "1", f"{CAS}: 7 shared ADCs per array", lo=1, hi=4096)
+    adcs_per_block: int = param(7, "1", f"{CAS}: 7 shared ADCs, read per block of 80 arrays (a tile here; the "
+                                "summary says per array, est.)", lo=1, hi=4096)
     adc_energy_factor: float = param(ADC_ENERGY_FACTOR, "1", f"ISAAC's converter over the SAR model ({T6}), kept "
                                      "for every ADC of the comparison (est.)", lo=1e-3, hi=1e3)
     adc_area_factor: float = param(ADC_AREA_FACTOR, "1", f"ISAAC's converter area over the SAR model's ({T6}), kept "
@@ -98,13 +108,14 @@ class Cascade(DifferentialColumns, TiledChip):
                    "cycles and arrays before one conversion; 64x64 arrays, 1-bit cells, 16-bit weights, 65 nm")
     aliases = {**TiledChip.aliases, "adc_bits": "adc.bits"}
     derived = {**TiledChip.derived, "adc.node_nm": "node_nm", "tia.node_nm": "node_nm", "buffer.node_nm": "node_nm",
-               "adc.sample_rate_hz": "cols, cycles_per_conversion, adcs_per_array and cycle_s",
-               "adc.analog_sigma": "tia.*, buffer.write_sigma_levels, cell, rows, cell_bits, dac_bits and "
-                                   "cycles_per_conversion",
+               "adc.sample_rate_hz": "cols, weight_bits, cycles_per_conversion, slices_per_conversion, the arrays "
+                                     "of a tile, adcs_per_block and cycle_s",
+               "adc.analog_sigma": "tia.*, buffer.write_sigma_levels, cell, rows, cell_bits, dac_bits, "
+                                   "cycles_per_conversion and slices_per_conversion",
                "adc.relative_sigma": "buffer.write_sigma_frac"}
     # the cell's read voltage sets the TIA's thermal noise here (level_current_a), so it is not cost-only
     cost_only = (*(p for p in TiledChip.cost_only if p != "cell.read_voltage_v"), "adc_energy_factor",
-                 "adc_area_factor", "adcs_per_array", "tias_per_array", "tia.bias_current_a", "tia.area_um2",
+                 "adc_area_factor", "adcs_per_block", "tias_per_array", "tia.bias_current_a", "tia.area_um2",
                  "buffer.rows", "buffer.cols", "buffer.write_voltage_v", "buffer.write_current_a",
                  "buffer.write_pulse_s", "buffer.read_energy_j")
 
@@ -112,7 +123,8 @@ class Cascade(DifferentialColumns, TiledChip):
         return {**super().synced_components(),
                 "adc": replace(self.adc, node_nm=self.node_nm, analog_sigma=self.buffered_sigma(),
                                relative_sigma=self.buffer.write_sigma_frac,
-                               sample_rate_hz=self.conversions_per_cycle / self.adcs_per_array / self.cycle_s),
+                               sample_rate_hz=self.conversions_per_cycle * self.arrays_per_block
+                               / self.adcs_per_block / self.cycle_s),
                 "tia": replace(self.tia, node_nm=self.node_nm), "buffer": replace(self.buffer, node_nm=self.node_nm)}
 
     def full_scale_levels(self) -> int:
@@ -135,10 +147,14 @@ class Cascade(DifferentialColumns, TiledChip):
     def buffered_sigma(self) -> float:
         """Noise of one conversion's analog sum (level units): each buffered value carries
         :meth:`value_sigma_levels` on both lines of a pair (their difference), summed over the group's cycles with
-        place values ``2**k``; one row block's (the engine multiplies it by sqrt(blocks) for a sum over row
-        blocks)."""
+        place values ``2**k`` and over the group's slices with theirs, ``2**(j cell_bits)``; one row block's (the
+        engine multiplies it by sqrt(blocks) for a sum over row blocks). A full group's: exact where every group is
+        full (CASCADE's defaults: one group of all slices, 2-cycle groups of an even number of cycles), an
+        overestimate for a smaller last group (est.)."""
         k = min(self.cycles_per_conversion, self.input_cycles)
-        return math.sqrt(2 * sum(4 ** i for i in range(k))) * self.value_sigma_levels()
+        j = min(self.slices_per_conversion or self.magnitude_slices, self.magnitude_slices)
+        return math.sqrt(2 * sum(4 ** i for i in range(k)) * sum(4 ** (i * self.cell_bits) for i in range(j))) \
+            * self.value_sigma_levels()
 
     # ------------------------------------------------------------------ structure
     @property
@@ -147,12 +163,26 @@ class Cascade(DifferentialColumns, TiledChip):
 
     @property
     def scope(self) -> ConversionScope:
-        return ConversionScope(self.cycles_per_conversion, "sum")
+        return ConversionScope(self.cycles_per_conversion, "sum", self.slices_per_conversion)
+
+    @property
+    def slice_groups(self) -> int:
+        """Conversions per output and group of cycles: the weight's slice pairs in groups of
+        ``slices_per_conversion`` (one group for 0)."""
+        return len(self.scope.slice_groups(self.magnitude_slices))
+
+    @property
+    def arrays_per_block(self) -> int:
+        """MAC arrays sharing a block's ADCs: a tile's."""
+        return self.imas_per_tile * self.xbars_per_ima
 
     @property
     def conversions_per_cycle(self) -> float:
-        """Conversions one array's ADCs make per input cycle (every column pair once per group of cycles)."""
-        return self.pairs / min(self.cycles_per_conversion, self.input_cycles)
+        """Conversions per input cycle for one array's outputs, at most (its column pairs hold ``pairs /
+        magnitude_slices`` weights, each converted once per slice group and group of cycles; fewer where row
+        blocks are summed, one conversion then serving the outputs of several arrays)."""
+        return (self.pairs / self.magnitude_slices * self.slice_groups
+                / min(self.cycles_per_conversion, self.input_cycles))
 
     def readout_cycle_s(self) -> float:
         """The TIAs settle their pairs, and each cycle's values are written into a row of the buffer array (one
@@ -175,12 +205,13 @@ class Cascade(DifferentialColumns, TiledChip):
     def inventory(self) -> tuple[Component, ...]:
         n = self.xbars_per_ima
         rate = 1.0 / self.cycle_s
-        adcs, tias = n * self.adcs_per_array, n * self.tias_per_array
+        adcs, tias = self.adcs_per_block, n * self.tias_per_array
         return (
-            Component(f"ADC ({int(self.adc.bits)}-bit, shared)", "adc", "ima", adcs,
-                      n * self.conversions_per_cycle * rate * self.adc_energy_j(), adcs * self.adc_area_m2(),
+            Component(f"ADC ({int(self.adc.bits)}-bit, shared by a block)", "adc", "tile", adcs,
+                      self.arrays_per_block * self.conversions_per_cycle * rate * self.adc_energy_j(),
+                      adcs * self.adc_area_m2(),
                       f"SarADC model ({int(self.adc.bits)} bits, {self.adc.sample_rate_hz:.3g} S/s, "
-                      f"{self.node_nm:g} nm) calibrated as ISAAC's; {CAS}: 7 per array"),
+                      f"{self.node_nm:g} nm) calibrated as ISAAC's; {CAS}: 7 per block (est.)"),
             Component("TIA (one per column pair)", "tia", "ima", tias, n * self.pairs * rate * self.tia.energy_j,
                       tias * self.tia.area_m2, f"TransimpedanceAmplifier model; {CAS}: 32 per array"),
             Component(f"buffer array {self.buffer.rows}x{self.buffer.cols}", "buffer", "ima", n,
@@ -190,13 +221,14 @@ class Cascade(DifferentialColumns, TiledChip):
 
     # ------------------------------------------------------------------ simulation (used by the mapper)
     def crossbar_spec(self, input_signed: bool = False) -> CrossbarSpec:
-        """The MAC arrays' columns summed in the buffers over ``cycles_per_conversion`` cycles and all row blocks."""
+        """The MAC arrays' column pairs summed in the buffers over ``cycles_per_conversion`` cycles and all row blocks,
+        and over a weight's slices in groups of ``slices_per_conversion`` (0: all) by the summing amplifiers."""
         return self.pair_crossbar_spec(input_signed, self.scope)
 
     def event_costs(self) -> dict[str, EventCost]:
         """Each column pair's value of each cycle and array (an ``analog_accumulations`` count) is a TIA conversion,
-        a buffer write and a buffer read (:meth:`dataflow_events`); each group is converted once; the groups are
-        shifted and added digitally."""
+        a buffer write and a buffer read (:meth:`dataflow_events`); each group of cycles and slices is converted
+        once; the groups are shifted and added digitally."""
         sa = self.scaled(self.tile_shift_add)[0]
         return {
             **self.tile_event_costs(),

@@ -50,7 +50,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from cimsim import events
 from cimsim.calibration import column_value_ranges
 from cimsim.crossbar_cpu import CpuTile, Tally
 from cimsim.devices.cell import IdealCell
@@ -60,6 +59,7 @@ from cimsim.irdrop import effective_conductance
 from cimsim.kernels import NoiseStreams
 from cimsim.ledger import EventLedger
 from cimsim.readouts import readout_op
+from cimsim.crossbar_layout import CrossbarLayout
 from cimsim.spec import CrossbarSpec  # noqa: F401 (the engine's spec, importable from here)
 
 BACKENDS = ("numba", "torch")
@@ -85,78 +85,6 @@ def _narrowed(mats: list[np.ndarray], dt) -> tuple[list[np.ndarray], list[np.nda
 
 def _widened(narrow: list[np.ndarray], wide: list[np.ndarray | None]) -> list[np.ndarray]:
     return [w if w is not None else n if n.dtype == np.float64 else n.astype(np.float64) for n, w in zip(narrow, wide)]
-
-
-class CrossbarLayout:
-    """What a tile of ``spec`` holding a weight matrix is made of (slices, row and column blocks, arrays, cycles,
-    conversions) and how a call's events are counted from its tally: shared by :class:`Crossbar` and the
-    counting tile :class:`cimsim.crossbar_count.CountingCrossbar`. Needs ``spec``, ``slices``, ``in_features``,
-    ``out_features``, ``readout_op``, ``name`` and ``_ledger``."""
-
-    @property
-    def n_slices(self) -> int:
-        return self.slices.levels.shape[0]
-
-    @property
-    def n_polarity(self) -> int:
-        return self.slices.levels.shape[1]
-
-    @property
-    def physical_columns(self) -> int:
-        return self.n_slices * self.n_polarity * self.out_features
-
-    @property
-    def readout_columns(self) -> int:
-        """Values converted per (input cycle, row block): column pairs with ``pair_readout``, else physical columns."""
-        return self.n_slices * self.out_features if self.spec.pair_readout else self.physical_columns
-
-    @property
-    def row_blocks(self) -> list[tuple[int, int]]:
-        r = self.spec.rows
-        return [(k, min(k + r, self.in_features)) for k in range(0, self.in_features, r)]
-
-    @property
-    def col_blocks(self) -> int:
-        return math.ceil(self.physical_columns / self.spec.cols)
-
-    @property
-    def arrays(self) -> int:
-        return len(self.row_blocks) * self.col_blocks
-
-    @property
-    def cycles(self) -> int:
-        """Input cycles per matrix-vector product."""
-        return len(plane_layout(self.spec.input_bits, self.spec.dac_bits)[0])
-
-    @property
-    def conversion_domains(self) -> list[list[int]]:
-        """The row blocks of each conversion domain: one range per domain."""
-        return self.spec.conversion.block_groups(len(self.row_blocks))
-
-    def conversions_per_mvm(self) -> int:
-        """Conversions of one matrix-vector product (one example)."""
-        scope = self.spec.conversion
-        return len(scope.cycle_groups(self.cycles)) * len(self.conversion_domains) * self.readout_columns
-
-    def _count(self, batch: int, tally: Tally) -> None:
-        led, name = self._ledger, self.name
-        conversions = batch * self.conversions_per_mvm()
-        led.add(name, events.ARRAY_READ_CYCLES, batch * self.cycles * self.arrays)
-        led.add(name, self.readout_op.event, conversions)
-        led.add(name, events.DAC_DRIVES, tally.nonzero_digits * self.col_blocks)
-        led.add(name, events.CELL_READS, tally.nonzero_digits * self.physical_columns)
-        led.add(name, events.CELL_READ_CONDUCTANCE_S, tally.conductance_s)
-        led.add(name, events.SHIFT_ADDS, conversions)
-        if not self.spec.conversion.per_cycle:
-            led.add(name, events.ANALOG_ACCUMULATIONS,
-                    batch * self.cycles * len(self.row_blocks) * self.readout_columns)
-        if self.readout_op.quantizes:
-            led.add(name, events.CLIPPED_CONVERSIONS, tally.clipped)
-        if self.readout_op.decides:
-            led.add(name, events.NONZERO_DECISIONS, tally.decisions)
-        if self.slices.offset:
-            led.add(name, events.OFFSET_CORRECTION_ADDS, batch * (self.in_features + self.out_features))
-
 
 
 class Crossbar(CrossbarLayout):
@@ -212,6 +140,8 @@ class Crossbar(CrossbarLayout):
                               f"got {type(self.spec.readout).__name__}")
         if self.spec.conversion.row_blocks != "each":
             raise ConfigError("column_scales are per row block: they need a conversion scope with row_blocks='each'")
+        if self.spec.conversion.slices != 1:
+            raise ConfigError("column_scales are per weight slice: they need a conversion scope with slices=1")
         s = np.asarray(scales)
         if s.dtype.kind not in "biuf":
             raise ConfigError(f"column_scales must be real numbers, got dtype {s.dtype}")
@@ -336,7 +266,7 @@ class Crossbar(CrossbarLayout):
     def _prepare_readout(self, a_wide: list[np.ndarray] | None, dt) -> None:
         """The rest of :meth:`_prepare`: variances in the GEMM type, column weights, what the readout converts."""
         S, P, N, K = self.slices.levels.shape
-        self._line_sums = {}
+        self._line_sums, self._slice_values = {}, {}
         self.var_gemm = [None if v is None else v.astype(dt) for v in self.var]
         shift = np.outer(self.slices.weights, self.slices.sign)    # (S, P) digital weight per column group
         self.col_weight = np.repeat(shift.reshape(-1), N)          # (physical columns,)
@@ -352,11 +282,44 @@ class Crossbar(CrossbarLayout):
                            (v.reshape(-1, S, P, N)[:, :, 0] + v.reshape(-1, S, P, N)[:, :, 1]).reshape(-1, S * N))
                            for v in self.var_gemm]
             self.readout_weight = np.repeat(self.slices.weights, N)     # (column pairs,)
+        if self.spec.conversion.slices != 1:
+            self._group_readout(dt)
+
+    def _group_readout(self, dt) -> None:
+        """A scope that sums weight slices in analog (``ConversionScope.slices``): what the readout converts is each
+        slice group's value, ``sum_s (w_s / w_s0) v_s`` (:meth:`slice_group_matrix`), so the level matrices become
+        the groups' (integers where the levels are: place values are powers of two), their read-noise variances
+        ``sum_s (w_s / w_s0)**2 var_s``, and the digital weight of a group its least significant slice's."""
+        m = self.slice_group_matrix()
+        S, G = m.shape
+        wide = _widened(self.ro_a_gemm, self._ro_a_wide)
+        self.ro_a_gemm, self._ro_a_wide = _narrowed([self.group_slices(a, m) for a in wide], dt)
+        per = self.buffered_columns // S          # columns of one slice (outputs, or polarities x outputs)
+        self.ro_var = [None if v is None else
+                       self.group_slices(np.repeat(v.astype(np.float64)[:, None], S * per, axis=1) if v.ndim == 1
+                                         else v.astype(np.float64), m * m).astype(dt) for v in self.ro_var]
+        w0 = np.array([self.slices.weights[s0] for s0, _ in self.slice_groups])
+        self.readout_weight = (np.repeat(w0, self.out_features) if self.spec.pair_readout
+                               else np.repeat(np.outer(w0, self.slices.sign).reshape(-1), self.out_features))
+
+    def slice_values(self, i: int) -> np.ndarray:
+        """Row block i's level matrix of each slice's converted value (G+ minus G- of each pair with
+        ``pair_readout``, else the column), in the GEMM's type, before a slice grouping: what each buffered value
+        holds (a readout whose error is relative to the values written needs it where slices are grouped)."""
+        cache = self.__dict__.setdefault("_slice_values", {})
+        if i not in cache:
+            m = self.a_gemm[i]
+            if self.spec.pair_readout:
+                S, N = self.n_slices, self.out_features
+                m = m.reshape(m.shape[0], S, 2, N)
+                m = (m[:, :, 0] - m[:, :, 1]).reshape(m.shape[0], S * N)
+            cache[i] = m
+        return cache[i]
 
     def line_sum(self, i: int) -> np.ndarray:
-        """Row block i's level matrix of what each converted value's lines hold together, in the GEMM's type: G+ plus
-        G- of each pair with ``pair_readout`` (so a pair's lines hold ``(s + d) / 2`` and ``(s - d) / 2`` for the
-        sum ``s`` and the converted difference ``d``), else the converted column itself. Built on first use (only a
+        """Row block i's level matrix of what each slice's buffered value's lines hold together, in the GEMM's type:
+        G+ plus G- of each pair with ``pair_readout`` (so a pair's lines hold ``(s + d) / 2`` and ``(s - d) / 2``
+        for the sum ``s`` and the slice's difference ``d``), else the slice's column itself. Built on first use (only a
         readout whose error is relative to the values written needs it, :class:`cimsim.readouts.BufferedQuantizerOp`)."""
         cache = self.__dict__.setdefault("_line_sums", {})
         if i not in cache:
@@ -366,49 +329,10 @@ class Crossbar(CrossbarLayout):
                 m = m.reshape(m.shape[0], S, P, N)
                 cache[i] = (m[:, :, 0] + m[:, :, 1]).reshape(m.shape[0], S * N)
             else:
-                cache[i] = self.ro_a_gemm[i]
+                cache[i] = self.a_gemm[i]
         return cache[i]
 
     # ------------------------------------------------------------------ readout ranges
-    def digit_range(self) -> tuple[int, int]:
-        """Smallest and largest input digit of a cycle (the signed top digit included)."""
-        d, a = self.spec.dac_bits, self.spec.input_bits
-        if self.spec.input_signed:
-            top = a - d * (math.ceil(a / d) - 1)       # bits of the signed top digit
-            return -(1 << (top - 1)), (1 << d) - 1
-        return 0, (1 << d) - 1
-
-    def gemm_dtype(self) -> type:
-        """float32 when integer column values stay below 2**24 in magnitude (then float32 products are
-        exact, like float64 ones, so both backends agree bit for bit on integer paths), float64 otherwise.
-        On non-integer paths (programming noise, IR drop) float32 rounds to ~1e-7 of full scale, far
-        below any device effect."""
-        lo_d, hi_d = self.digit_range()
-        bound = self.spec.rows * max(abs(lo_d), hi_d) * (2 ** self.spec.cell_bits - 1)
-        return np.float32 if bound < 2 ** 24 else np.float64
-
-    def full_range(self, blocks: list[int]) -> tuple[float, float]:
-        """The worst-case range of one conversion's value: the column value's range over the rows of the
-        domain's blocks, times the place values of the cycles summed in analog (the largest group)."""
-        spec = self.spec
-        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits)
-        top_level = 2 ** spec.cell_bits - 1
-        rows = sum(k1 - k0 for k0, k1 in (self.row_blocks[i] for i in blocks))
-        lo = hi = 0.0
-        for t0, t1 in spec.conversion.cycle_groups(len(shifts)):
-            glo = ghi = 0.0
-            for t in range(t0, t1):
-                w = 2.0 ** (shifts[t] - shifts[t0])
-                signed_top = spec.input_signed and t == len(shifts) - 1
-                dlo = -(1 << (int(widths[t]) - 1)) if signed_top else 0
-                dhi = (1 << (int(widths[t]) - 1)) - 1 if signed_top else (1 << int(widths[t])) - 1
-                glo, ghi = glo + w * dlo, ghi + w * dhi
-            lo, hi = min(lo, glo), max(hi, ghi)
-        if spec.pair_readout:   # PS+ - PS-: symmetric about zero
-            m = rows * max(-lo, hi) * top_level
-            return -m, m
-        return rows * lo * top_level, rows * hi * top_level
-
     def ranges(self) -> list[tuple[float, float]]:
         """(lo, lsb) per conversion domain for a quantizing readout."""
         pol = self.spec.adc_range

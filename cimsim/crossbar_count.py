@@ -2,8 +2,8 @@
 programming a cell (cost-only runs of networks too large to hold every conductance).
 
 ``CountingCrossbar(W, spec)`` has the layout of the tile ``Crossbar(W, spec)`` would build
-(:class:`cimsim.crossbar.CrossbarLayout`: slices, row and column blocks, arrays, cycles, conversions) and counts a
-call's events the way the engine does (:meth:`~cimsim.crossbar.CrossbarLayout._count`), from
+(:class:`cimsim.crossbar_layout.CrossbarLayout`: slices, row and column blocks, arrays, cycles, conversions) and counts a
+call's events the way the engine does (:meth:`~cimsim.crossbar_layout.CrossbarLayout._count`), from
 
 * the input digits of every cycle, counted per input from tables (:func:`cimsim.kernels.digit_tables`; cut cycle
   by cycle above their 16 bits): the non-zero digits (DAC drives, cell reads) and ``sum digit**2`` per row;
@@ -25,7 +25,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from cimsim.crossbar import CrossbarLayout
+from cimsim.crossbar_layout import CrossbarLayout
 from cimsim.crossbar_cpu import Tally
 from cimsim.encoding import check_inputs, plane_layout, slice_weights
 from cimsim.errors import ConfigError

@@ -520,10 +520,13 @@ class CpuTile:
         """The analog sum over row blocks ``blocks`` and cycles t0..t1 of the column values, each cycle weighted
         by its place value relative to t0, plus one Gaussian per conversion with the summed read-noise variance and,
         for a readout with a ``relative_sigma`` r, each written value's relative error: ``w**2 r**2 (s**2 + d**2) / 2``
-        per block and cycle, ``d`` the converted value and ``s`` its lines' sum (:meth:`Crossbar.line_sum`)
-        (float64: the sum can exceed float32's exact integers)."""
+        per block and cycle, ``d`` the converted value and ``s`` its lines' sum (:meth:`Crossbar.line_sum`); where the
+        scope sums weight slices, each slice's ``d`` and ``s`` (:meth:`Crossbar.slice_values`) with its place value
+        squared within the group (float64: the sum can exceed float32's exact integers)."""
         xb = self.xb
         r = xb.readout_op.relative_sigma
+        grouped = xb.spec.conversion.slices != 1
+        m2 = xb.slice_group_matrix() ** 2 if grouped and r else None
         v = np.zeros((nb, xb.readout_columns))
         var_sum = None
         for i in blocks:
@@ -535,7 +538,11 @@ class CpuTile:
                 v += w * d
                 if r:
                     sl = (xp @ xb.line_sum(i)).astype(np.float64, copy=False)
-                    s2 = (w * r) ** 2 * 0.5 * (sl * sl + d * d)
+                    if grouped:   # each slice's buffered value carries its own error, summed with place values
+                        ds = (xp @ xb.slice_values(i)).astype(np.float64, copy=False)
+                        s2 = (w * r) ** 2 * 0.5 * xb.group_slices(sl * sl + ds * ds, m2)
+                    else:
+                        s2 = (w * r) ** 2 * 0.5 * (sl * sl + d * d)
                     var_sum = s2 if var_sum is None else var_sum + s2
                 if var is not None:
                     s2 = (xp * xp) @ var

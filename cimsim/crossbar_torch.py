@@ -136,13 +136,22 @@ class TorchTile:
         # a readout with an error relative to each value written: its lines' sums, a second product (a variance:
         # the split products' rounding is far below it)
         self.line = self.line_parts = self.line_mode = None
+        self.slice_a = self.slice_parts = self.group2 = None
         if xb.readout_op.relative_sigma:
-            line = np.zeros((nblk, R, C))
+            Cb = xb.buffered_columns    # each slice's buffered value (the conversions may sum slices)
+            line = np.zeros((nblk, R, Cb))
             for i, (k0, k1) in enumerate(xb.row_blocks):
                 line[i, :k1 - k0] = xb.line_sum(i)
             self.line = torch.as_tensor(line, dtype=dt, device=dev)
             self.line_mode = self._mode(dt, False, d <= 8, d <= 5)
             self.line_parts = self._parts(self.line, self.line_mode)
+            if xb.spec.conversion.slices != 1:   # the slices' own values, and their place values squared
+                sa = np.zeros((nblk, R, Cb))
+                for i, (k0, k1) in enumerate(xb.row_blocks):
+                    sa[i, :k1 - k0] = xb.slice_values(i)
+                self.slice_a = torch.as_tensor(sa, dtype=dt, device=dev)
+                self.slice_parts = self._parts(self.slice_a, self.line_mode)
+                self.group2 = torch.as_tensor(xb.slice_group_matrix() ** 2, dtype=torch.float64, device=dev)
         self._consts = None
         self.weight = torch.as_tensor(xb.readout_weight, dtype=torch.float64, device=dev)
         self.scales = (None if xb.column_scales is None
@@ -398,8 +407,13 @@ class TorchTile:
                 rel2 = None       # each written value's relative error: r**2 (s**2 + d**2) / 2 per cycle
                 if self.line is not None:
                     rel2 = self._bmm(xp, self.line, self.line_parts, g0, g1, self.line_mode).to(torch.float64)
-                    vd = v.to(torch.float64)
+                    vd = (v if self.slice_a is None else
+                          self._bmm(xp, self.slice_a, self.slice_parts, g0, g1, self.line_mode)).to(torch.float64)
                     rel2 = rel2.square_().add_(vd.square()).mul_(0.5 * op.relative_sigma ** 2)
+                    if self.group2 is not None:   # each slice's error with its place value squared in its group
+                        S = self.group2.shape[0]
+                        rel2 = torch.einsum("bmsx,sg->bmgx", rel2.reshape(g1 - g0, M, S, -1), self.group2
+                                            ).reshape(g1 - g0, M, C)
                     if scope.per_cycle:   # one variance per column value with the read noise's
                         std2 = rel2 if std2 is None else rel2.add_(std2.to(torch.float64))
                 if scope.per_cycle:

@@ -19,7 +19,8 @@ backends and the calibration pick it up.
 A *conversion scope* (:class:`ConversionScope`) says what one conversion covers: the column value of one
 input cycle and one row block (ISAAC), or the analog sum over consecutive input cycles weighted by their
 place value (``2**shift``: an analog shift-and-add, Neural-PIM), and/or over the row blocks of a column
-(analog accumulation across arrays, CASCADE). The digital side then shifts and adds the conversions.
+(analog accumulation across arrays, CASCADE), and/or over the weight slices of a weight, each weighted by its place
+value (CASCADE's summing amplifiers). The digital side then shifts and adds the conversions.
 """
 
 from __future__ import annotations
@@ -46,23 +47,35 @@ class ConversionScope:
     place value relative to the first (``2**(shift_t - shift_t0)``), before one conversion; 1 converts every
     cycle (ISAAC), 0 converts once per matrix-vector product (all cycles: Neural-PIM's analog shift-and-add).
     ``row_blocks``: ``"each"`` converts every row block's column apart; ``"sum"`` sums the column values of
-    all row blocks of a column in analog first (accumulation across arrays: CASCADE). With ideal cells and
-    a lossless readout every scope gives the exact integer product.
+    all row blocks of a column in analog first (accumulation across arrays: CASCADE).
+    ``slices``: consecutive weight slices (bit columns; column pairs with a pair readout) of one weight whose
+    values are summed in analog, each weighted by its place value relative to the group's least significant
+    slice (``w_s / w_s0``: CASCADE's summing amplifiers), before one conversion; 1 converts every slice apart,
+    0 sums all slices of a weight (one group). Groups are taken from the least significant slice up, the last one
+    holding what is left. The converter's range covers its group's sum (:meth:`cimsim.crossbar.Crossbar.full_range`,
+    or the calibrated range of the group values); a value beyond it clips and is counted
+    (``clipped_conversions``), and the carries between groups are the digital shift-and-add's (each group's
+    value times the place value of its least significant slice, exact).
+    With ideal cells and a lossless readout every scope gives the exact integer product.
     """
 
     cycles: int = 1
     row_blocks: str = "each"
+    slices: int = 1
 
     def __post_init__(self):
         if isinstance(self.cycles, bool) or not isinstance(self.cycles, (int, np.integer)) or self.cycles < 0:
             raise ConfigError(f"ConversionScope.cycles must be a whole number >= 0 (0 = all cycles), got {self.cycles!r}")
         if self.row_blocks not in ROW_BLOCK_MODES:
             raise ConfigError(f"ConversionScope.row_blocks = {self.row_blocks!r}: choose 'each' or 'sum'")
+        if isinstance(self.slices, bool) or not isinstance(self.slices, (int, np.integer)) or self.slices < 0:
+            raise ConfigError(f"ConversionScope.slices must be a whole number >= 0 (0 = all slices of a weight), "
+                              f"got {self.slices!r}")
 
     @property
     def per_cycle(self) -> bool:
         """One conversion per (input cycle, row block, column): no analog accumulation."""
-        return self.cycles == 1 and self.row_blocks == "each"
+        return self.cycles == 1 and self.row_blocks == "each" and self.slices == 1
 
     def cycle_groups(self, n_cycles: int) -> list[tuple[int, int]]:
         """The (first, end) input cycles of each conversion."""
@@ -73,19 +86,28 @@ class ConversionScope:
         """The row blocks of each conversion domain (each block alone, or all together)."""
         return [[i] for i in range(n_blocks)] if self.row_blocks == "each" else [list(range(n_blocks))]
 
+    def slice_groups(self, n_slices: int) -> list[tuple[int, int]]:
+        """The (first, end) weight slices of each conversion, least significant first."""
+        k = n_slices if self.slices == 0 else self.slices
+        return [(s, min(s + k, n_slices)) for s in range(0, n_slices, k)]
+
     def describe(self) -> str:
         c = "every input cycle" if self.cycles == 1 else ("all input cycles" if self.cycles == 0
                                                           else f"{self.cycles} input cycles")
         r = "each row block" if self.row_blocks == "each" else "all row blocks summed"
-        return f"{c}, {r}"
+        s = "" if self.slices == 1 else (", all weight slices summed" if self.slices == 0
+                                         else f", {self.slices} weight slices summed")
+        return f"{c}, {r}{s}"
 
 
 # Named scopes (the dataflows of Neural-PIM's taxonomy, arXiv 2201.12861, sec. 2)
 PER_CYCLE = ConversionScope(1, "each")          # ISAAC: quantize every bit-line partial sum
 PER_MVM = ConversionScope(0, "each")            # Neural-PIM: analog shift-and-add over the input cycles
 ACROSS_ROW_BLOCKS = ConversionScope(1, "sum")   # CASCADE: analog accumulation across arrays
+# CASCADE read per output: a weight's slices summed with their place values, 2 cycles, all row blocks (arch/cascade.py)
+PER_WEIGHT = ConversionScope(2, "sum", 0)
 SCOPES = {"cycle": PER_CYCLE, "mvm": PER_MVM, "row-blocks": ACROSS_ROW_BLOCKS,
-          "mvm-row-blocks": ConversionScope(0, "sum")}
+          "mvm-row-blocks": ConversionScope(0, "sum"), "weight": PER_WEIGHT}
 
 
 class ReadoutOp:

@@ -19,10 +19,16 @@ def test_organisation_of_the_paper():
     spec = a.crossbar_spec()
     assert (spec.rows, spec.cols, spec.cell_bits, spec.weight_bits, spec.input_bits) == (64, 64, 1, 16, 16)
     assert spec.conversion.cycles == 2 and spec.conversion.row_blocks == "sum" and spec.pair_readout
+    assert spec.conversion.slices == 0                       # a weight's 15 bit pairs summed by the summing amplifiers
     assert a.tiles * a.imas_per_tile * a.xbars_per_ima == 80 * 80 and a.node_nm == 65
-    assert a.tia.resolution_bits == 6 and a.tias_per_array == a.cols // 2 and a.adcs_per_array == 7
-    # 16 cycles in groups of 2: 8 conversions per column pair per MVM (the paper: about 10 per 16 cycles)
-    assert a.conversions_per_cycle * a.input_cycles / a.pairs == 8
+    assert a.tia.resolution_bits == 6 and a.tias_per_array == a.cols // 2 and a.adcs_per_block == 7
+    assert a.arrays_per_block == 80 and a.magnitude_slices == 15 and a.slice_groups == 1
+    # 16 cycles in groups of 2, one group of slices: 8 conversions per output per MVM (the paper: about 10 per 16
+    # cycles); an array's 32 pairs hold 32 / 15 weights
+    assert a.conversions_per_cycle * a.input_cycles / (a.pairs / 15) == pytest.approx(8, rel=1e-12)
+    # the ADCs are a block's (a tile's) 7, not 7 per array
+    adc = next(c for c in a.inventory() if c.kind == "adc")
+    assert adc.level == "tile" and adc.count == 7
 
 
 def test_buffer_noise_from_the_tia_and_the_buffer_write():
@@ -35,22 +41,25 @@ def test_buffer_noise_from_the_tia_and_the_buffer_write():
     assert a.full_scale_levels() == 64 and a.tia.quantization_levels(64) == 0
     th = a.tia.thermal_noise_levels(64, a.level_current_a())
     assert th == pytest.approx(0.0422, abs=1e-4)
-    assert a.adc.analog_sigma == pytest.approx(math.sqrt(2 * (1 + 4)) * th, rel=1e-12)
+    # both lines of a pair, 2 cycles (place values 1, 2) and the 15 slices of a weight (1, 2, ..., 2**14) summed
+    slices2 = (4 ** 15 - 1) / 3
+    assert a.adc.analog_sigma == pytest.approx(math.sqrt(2 * (1 + 4) * slices2) * th, rel=1e-12)
     assert a.adc.relative_sigma == pytest.approx(0.05623, abs=1e-5)
     assert a.adc.relative_sigma == a.buffer.write_sigma_frac
     extra = cimsim.arch.get("cascade", **{"buffer.write_sigma_levels": 1 / 6})
-    assert extra.adc.analog_sigma == pytest.approx(math.sqrt(2 * (1 + 4)) * math.sqrt(th ** 2 + 1 / 36), rel=1e-12)
+    assert extra.adc.analog_sigma == pytest.approx(math.sqrt(2 * (1 + 4) * slices2) * math.sqrt(th ** 2 + 1 / 36),
+                                                   rel=1e-12)
     quiet = cimsim.arch.get("cascade", **{"buffer.write_sigma_frac": 0, "tia.temperature_k": 0})
     assert quiet.adc.analog_sigma == 0 and quiet.adc.relative_sigma == 0
     # 128 rows at 6 bits: 2 levels per code, the quantization-like error 2 / sqrt(12) joins in
     big = cimsim.arch.get("cascade", rows=128, **{"tia.temperature_k": 0})
-    assert big.adc.analog_sigma == pytest.approx(math.sqrt(10) * 2 / math.sqrt(12), rel=1e-12)
+    assert big.adc.analog_sigma == pytest.approx(math.sqrt(10 * slices2) * 2 / math.sqrt(12), rel=1e-12)
     for derived in ("adc.analog_sigma", "adc.relative_sigma"):
         with pytest.raises(ConfigError, match=f"{derived} follows"):
             cimsim.arch.get("cascade", **{derived: 0})
 
 
-def test_conversions_per_group_of_cycles_over_all_row_blocks():
+def test_conversions_per_output_and_group_of_cycles_over_all_row_blocks():
     rng = np.random.default_rng(0)
     W = rng.integers(-127, 128, size=(5, 150))
     x = rng.integers(0, 256, size=(4, 150))
@@ -60,7 +69,9 @@ def test_conversions_per_group_of_cycles_over_all_row_blocks():
     xb(x)
     led = xb.ledger.to_dict()["crossbar"]
     assert len(xb.row_blocks) == 3
-    assert led[events.conversion("buffered-sar-adc", 8)] == 4 * 4 * 7 * 5         # batch x groups x slices x out
+    # batch x cycle groups x outputs: one conversion per output and group of 2 cycles (the 7 slices summed)
+    assert led[events.conversion("buffered-sar-adc", 8)] == 4 * 4 * 5
+    assert xb.conversions_per_mvm() == 4 * 5                                      # ISAAC's dataflow: 7 x 8 x 3 x 5
     assert led[events.ANALOG_ACCUMULATIONS] == 4 * 8 * 3 * 7 * 5                 # ... x cycles x row blocks
     exact = replace(a.crossbar_spec(), cell=IdealCell(), readout=IdealReadout())
     assert np.array_equal(cimsim.Crossbar(W, exact)(x), x @ W.T)
@@ -81,13 +92,20 @@ def test_equal_area_scaling_picks_the_tile_count_closest_to_the_area():
 
 
 def test_shared_adcs_run_at_the_rate_the_conversions_need():
-    """32 column pairs converted once per 2 cycles = 16 conversions per 20 ns cycle (the buffer write) over 7 ADCs:
-    114 MS/s each. Their area grows 1.565x per bit (est.) from the SAR model's at 8 bits, calibrated as ISAAC's
-    converter."""
+    """An array's 32 column pairs hold 32 / 15 16-bit weights, each converted once per 2 cycles: 1.07 conversions
+    per 20 ns cycle (the buffer write), 85.3 for a block's 80 arrays, over its 7 ADCs: 610 MS/s each (ISAAC's
+    converter runs at 1.28 GS/s). At 8-bit weights (7 slices): 80 x 32 / 7 / 2 = 183 a cycle, 1.31 GS/s each. Their
+    area grows 1.565x per bit (est.) from the SAR model's at 8 bits, calibrated as ISAAC's converter."""
     a = cimsim.arch.get("cascade")
-    assert a.adc.sample_rate_hz == pytest.approx(16 / 7 / 20e-9, rel=1e-12)
+    assert a.adc.sample_rate_hz == pytest.approx(80 * 32 / 15 / 2 / 7 / 20e-9, rel=1e-12)
+    assert a.adc.sample_rate_hz == pytest.approx(6.095e8, rel=1e-3)
+    eight = cimsim.arch.get("cascade", weight_bits=8, input_bits=8)
+    assert eight.adc.sample_rate_hz == pytest.approx(80 * 32 / 7 / 2 / 7 / 20e-9, rel=1e-12)
     slow = cimsim.arch.get("cascade", read_cycle_s=100e-9)
-    assert slow.cycle_s == 100e-9 and slow.adc.sample_rate_hz == pytest.approx(16 / 7 / 100e-9, rel=1e-12)
+    assert slow.cycle_s == 100e-9 and slow.adc.sample_rate_hz == pytest.approx(a.adc.sample_rate_hz / 5, rel=1e-12)
+    # a slice pair per conversion (ISAAC-like grouping): 15 times the conversions
+    each = cimsim.arch.get("cascade", slices_per_conversion=1)
+    assert each.adc.sample_rate_hz == pytest.approx(15 * a.adc.sample_rate_hz, rel=1e-12)
     nine = cimsim.arch.get("cascade", adc_bits=9)
     assert nine.adc_area_m2() / a.adc_area_m2() == pytest.approx(1.565, rel=1e-12)
     with pytest.raises(ConfigError, match="adc.sample_rate_hz follows"):
@@ -97,9 +115,9 @@ def test_shared_adcs_run_at_the_rate_the_conversions_need():
 def test_a_mapped_network_is_exact_with_ideal_devices_and_a_lossless_readout():
     from test_neural_pim import _exact_network_check
 
-    # 16 rows: the 6-bit TIAs resolve every level; noiseless TIAs and buffer writes; a 12-bit ADC over the full
-    # range has a one-level LSB
-    out = _exact_network_check(cimsim.arch.get("cascade", cell="ideal", rows=16, cols=16, adc_bits=12, adc_range="full",
+    # 16 rows: the 6-bit TIAs resolve every level; noiseless TIAs and buffer writes; a 16-bit ADC over the full
+    # range of a whole weight's sum (16 rows x 3 x 127 x 4 row blocks, either sign: 48768 levels) has a one-level LSB
+    out = _exact_network_check(cimsim.arch.get("cascade", cell="ideal", rows=16, cols=16, adc_bits=16, adc_range="full",
                                          weight_bits=8, input_bits=8,
                                          **{"buffer.write_sigma_frac": 0, "tia.temperature_k": 0}))
     assert out.count_nonzero() > 0   # the equality is not that of two all-zero outputs
@@ -121,10 +139,12 @@ def test_cascade_loses_accuracy_to_its_buffer_writes_not_to_its_tia_or_adc_step(
     """Where CASCADE's error comes from: each buffered line value is written off by 5.6 % of itself (its 25 dB,
     read per value), on every weight slice, cycle and row block; ISAAC's calibrated 8-bit ADCs read its integer
     column values exactly. On one layer of 150 inputs (8-bit weights ~ N(0, 30), inputs half zero): relative output
-    error ~6 % (numba 5.91 %, torch 6.14 %: other draws; asserted 4.5-7 %), the same with 10-bit ADCs; ~2.1 % with
-    exact buffer writes (the TIA's thermal noise alone, 0.042 level per value since ISAAC's cell is read for 10 ns
-    at a tenth of the current: 0.1 % before); twice the relative write error adds four times its variance (numba
-    10.7 %); ~12.2 % with the earlier model's value-independent 1/6-level writes instead; ISAAC's 0."""
+    error ~6 % (a whole weight's 7 slices summed per conversion: numba 5.77 %, torch 5.80 %; one conversion per slice
+    pair, npim6's dataflow: 5.91 / 6.14 %; asserted 4.5-7 %), about the same with 10-bit ADCs (5.72 %); ~2.9 % with
+    exact buffer writes (the TIA's thermal noise, 0.042 level per value since ISAAC's cell is read for 10 ns at a
+    tenth of the current, and the 8-bit ADC's step on a whole weight's sum, 0.77 % alone); twice the relative write
+    error adds four times its variance (10.4 %); ~12 % with the earlier model's value-independent 1/6-level writes
+    instead; ISAAC's 0."""
     rng = np.random.default_rng(0)
     W = np.clip(np.round(rng.normal(0, 30, (64, 150))), -127, 127).astype(int)
     x = (rng.integers(0, 256, (256, 150)) * (rng.random((256, 150)) < 0.5)).astype(int)

@@ -33,7 +33,7 @@ def _same_ledger(a: dict, b: dict) -> None:
     ("isaac", {"weight_bits": 8, "input_bits": 8}, True),         # signed inputs: a signed top digit
     ("isaac", {"input_bits": 18, "dac_bits": 2}, False),          # above the digit tables: digits cut per cycle
     ("neural-pim", {}, False),                                     # differential pairs, one conversion per MVM
-    ("cascade", {"weight_bits": 8, "input_bits": 8}, False),      # groups of 2 cycles over all row blocks
+    ("cascade", {"weight_bits": 8, "input_bits": 8}, False),      # groups of 2 cycles and 7 slices, all row blocks
 ])
 def test_a_counting_tile_counts_what_the_engine_counts(name, kw, signed):
     """The ReRAM cells of each architecture (their read energy is data dependent) with a lossless readout."""
@@ -60,7 +60,9 @@ def _net():
 @pytest.mark.parametrize("name, kw", [
     ("isaac", {"adc_bits": 9, "adc_range": "full"}),
     ("neural-pim", {"adc.trained": 0, "adc_bits": 14, "adc_range": "full", "rows": 16, "cols": 16}),   # 13-bit sums
-    ("cascade", {"adc_bits": 12, "adc_range": "full", "buffer.write_sigma_frac": 0, "tia.temperature_k": 0}),
+    # slices summed in pairs (a whole weight's sum over 4 row blocks needs 18 bits, beyond the ADC model's 16)
+    ("cascade", {"adc_bits": 14, "adc_range": "full", "buffer.write_sigma_frac": 0, "tia.temperature_k": 0,
+                 "slices_per_conversion": 2}),
 ])
 def test_a_network_costs_the_same_counted_as_simulated(name, kw):
     """Lossless readouts and the ideal cell: the engine's report and the counting tiles' agree on every layer's
