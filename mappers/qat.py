@@ -21,7 +21,10 @@ what :class:`cimsim.Crossbar` computes with ``pair_readout`` and ``column_scales
 * per (row block, slice, output), and per input cycle too with ``cycle_scales`` (``alpha_t``):
   ``PS = plane_t . slice_j`` and ``q = alpha * D(PS / alpha)``,
   ``D`` = ternary ``(u > threshold) - (u < -threshold)`` or binary ``+1 if u > 0 else -1``;
-* ``y = s_x * s_w * sum_{t, r, j} 2**(dac_bits t) * 2**shift_j * q + bias``.
+* ``y = s_x * s_w * sum_{t, r, j} 2**(dac_bits t) * 2**shift_j * q + bias``;
+* a layer an ADC reads instead (``adc_layers``: the network's first and/or last mapped layer) has no ``alpha``:
+  ``q = lo + lsb * clamp(floor((PS - lo) / lsb + 0.5), 0, 2**adc_bits - 1)`` over its range ``psq_adc_range``
+  (set by :func:`init_scales`; :func:`cimsim.mappers.qat_ops.adc_quantize`, the engine's quantizer).
 
 Gradients: straight-through estimators. Rounding passes the gradient through; each bit plane and weight
 slice passes its share of the gradient of the integer it came from, weighted by its significance (our
