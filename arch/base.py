@@ -140,6 +140,12 @@ class Architecture:
         """Input bits of the network's first mapped layer when not ``input_bits`` (0: ``input_bits``)."""
         return 0
 
+    def adc_read_spec(self, input_signed: bool, first: bool, last: bool):
+        """The tile of a layer read by a multi-bit ADC instead of the architecture's own readout (HCiM's
+        ``adc_layers``: the network's ``first`` and/or ``last`` mapped layer), or None (every layer reads as
+        :meth:`crossbar_spec`)."""
+        return None
+
     def psq_fields(self) -> dict[str, Any]:
         """What partial-sum QAT (:class:`cimsim.mappers.qat.PSQConfig`) needs to train for this architecture's
         readout: rows, cell_bits, weight_bits, input_bits, dac_bits, readout ('ternary'/'binary'), threshold.

@@ -29,6 +29,18 @@ Options. ``first_input_bits`` (e.g. 8): the network's first mapped layer streams
 rows, so 4-bit images give its ternary partial sums few distinct values. ``cycle_scales``: one scale factor per
 column pair and input cycle (the DCiM array holds ``input_cycles`` times as many) instead of one shared by the
 cycles.
+
+``adc_layers`` (``none`` | ``first`` | ``last`` | ``first,last``; default none): those layers' column pairs are read
+by the 4-bit (``adc_layer_bits``; 7: the other baseline) SAR ADC of HCiM's ISAAC baselines instead of the
+comparators, each pair's ``PS+ - PS-`` converted once per input cycle and row block over the layer's range (set by
+partial-sum QAT from calibration partial sums and kept in the checkpoint; else calibrated at mapping), the codes
+shifted and added digitally as in ISAAC, with one sample-and-hold per conversion. Low-precision training keeps the
+first and last layers at higher precision as common practice (8 bits in LSQ, Esser et al., ICLR 2020; full precision
+in DoReFa-Net, Zhou et al., arXiv 1606.06160); reading them by an ADC instead of comparators is that practice applied
+to the partial sums (est.: the paper does not say which layers, if any, HCiM reads otherwise). Inventory (est.): one
+such ADC per crossbar, ISAAC's organisation, plus a sample-and-hold per column pair and ISAAC's 4 shift-and-add units
+per IMA, in every IMA (an upper bound: a chip would equip only the IMAs those layers occupy). The ADC's range rule,
+quantizer and gradient in fine-tuning: :mod:`cimsim.mappers.qat_ops`.
 """
 
 from __future__ import annotations
@@ -38,15 +50,19 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from cimsim import events as ev
-from cimsim.arch.base import Component, register
+from cimsim.arch.base import Component, crossbar_events, register
+from cimsim.arch.isaac import ADC_ENERGY_FACTOR, ADC_AREA_FACTOR, TABLE6_ADC_RATE_HZ
 from cimsim.arch.params import param
-from cimsim.arch.tiled import DifferentialColumns, TiledChip
+from cimsim.arch.tiled import T6, DifferentialColumns, TiledChip
 from cimsim.cost import EventCost, LayerPlan
 from cimsim.spec import CrossbarSpec
-from cimsim.devices.converters import SenseAmp, TernaryReadout
+from cimsim.devices.converters import SarADC, SenseAmp, TernaryReadout
+from cimsim.devices.peripherals import SampleHold, ShiftAdd
 from cimsim.devices.technology import area_scale, energy_scale
 
 READOUTS = ("ternary", "binary")
+# the layers an ADC may read instead of the comparators (adc_layers; cimsim.mappers.qat.PSQConfig takes the same)
+ADC_LAYERS = ("none", "first", "last", "first,last")
 _SRC = "HCiM, arXiv 2403.13577"
 # (est.) a 6T SRAM bit cell at 32 nm: 0.171 um^2 (Intel 32 nm, Natarajan et al., IEDM 2008); the DCiM
 # array's compute periphery (adders, sense amplifiers) taken as doubling it
@@ -71,6 +87,14 @@ class Hcim(DifferentialColumns, TiledChip):
                                "instead of one per column pair shared by the cycles: HCiM keeps its scale factors in "
                                "the DCiM array (arXiv 2403.13577), which then holds input_cycles times as many "
                                "(our option; off: the shared factor)")
+    adc_layers: str = param("none", "", "layers whose column pairs an ADC reads instead of the comparators: the "
+                            "network's first and/or last mapped layer, kept at higher precision as low-precision "
+                            "training does (LSQ, Esser et al., ICLR 2020; DoReFa-Net, arXiv 1606.06160; est. for "
+                            "partial sums); none: every layer ternary/binary (HCiM, arXiv 2403.13577)",
+                            choices=ADC_LAYERS)
+    adc_layer_bits: int = param(4, "bit", "bits of that ADC: the 4-bit baseline's SAR ADC (7: the 7-bit "
+                                "baseline's), ISAAC's converter at 1.28 GS/s and 32 nm calibrated to Table 6 "
+                                "(arch/isaac.py)", lo=1, hi=16)
     readout: str = param("ternary", "", "HCiM: ternary partial sums (binary also supported)", choices=READOUTS)
     threshold: float = param(0.5, "1", "(est.) comparator reference = 0.5 x alpha: ternary rounding of PS / alpha "
                              "(LSQ, Esser et al. ICLR 2020, with levels -1, 0, 1)", lo=0, hi=0.999999)
@@ -88,6 +112,9 @@ class Hcim(DifferentialColumns, TiledChip):
                    "4-bit weights/inputs, 1-bit cells, 128x128, ISAAC tiles, 32 nm")
     learned_column_scales = True     # the mapper programs learned scale factors (cimsim.mappers.qat)
     cost_only = (*TiledChip.cost_only, "scale_bits", "dcim_add_rate_hz")
+    # the ADC-read layers' shift-and-adds and sample-and-holds: ISAAC's units (Table 6), as in the baselines
+    LAYER_SHIFT_ADD = ShiftAdd()
+    LAYER_SAMPLE_HOLD = SampleHold()
 
     def check(self) -> None:
         super().check()
@@ -99,6 +126,44 @@ class Hcim(DifferentialColumns, TiledChip):
 
     def first_layer_input_bits(self) -> int:
         return self.first_input_bits
+
+    # ------------------------------------------------------------------ the ADC-read layers (adc_layers)
+    def layer_adc(self) -> SarADC:
+        """The ADC of the layers ``adc_layers`` names: ISAAC's SAR converter at ``adc_layer_bits`` (the baselines')."""
+        return SarADC(bits=self.adc_layer_bits, sample_rate_hz=TABLE6_ADC_RATE_HZ, node_nm=self.node_nm)
+
+    def layer_adc_energy_j(self) -> float:
+        """One conversion, calibrated to ISAAC Table 6 as the baselines' (``arch/isaac.py`` ADC_ENERGY_FACTOR)."""
+        return ADC_ENERGY_FACTOR * self.layer_adc().energy_j
+
+    def adc_read_spec(self, input_signed: bool, first: bool, last: bool) -> CrossbarSpec | None:
+        """The tile of a layer read by the ADC (the network's ``first`` and/or ``last`` mapped layer, as
+        ``adc_layers`` names them): the same differential pairs, each pair's ``PS+ - PS-`` converted once per
+        input cycle and row block over a calibrated range; None for the layers the comparators read."""
+        roles = self.adc_layers.split(",")
+        if not ((first and "first" in roles) or (last and "last" in roles)):
+            return None
+        return CrossbarSpec(rows=self.rows, cols=self.cols, cell=self.cell, cell_bits=self.cell_bits,
+                            weight_bits=self.weight_bits, input_bits=self.input_bits, dac_bits=self.dac_bits,
+                            signed="differential", input_signed=input_signed, readout=self.layer_adc(),
+                            adc_range="calibrated", pair_readout=True)
+
+    def _adc_event(self) -> str:
+        return ev.conversion(self.layer_adc().kind, self.adc_layer_bits)
+
+    def adc_rows(self) -> list[Component]:
+        """(est.) One ADC per crossbar (ISAAC's organisation), a sample-and-hold per column pair and ISAAC's 4
+        shift-and-add units, in every IMA; none without ADC-read layers."""
+        if self.adc_layers == "none":
+            return []
+        n, adc = self.xbars_per_ima, self.layer_adc()
+        return [Component(f"ADC ({self.adc_layer_bits}-bit, {adc.sample_rate_hz / 1e9:.3g} GS/s) of the ADC-read "
+                          "layers", "adc", "ima", n, n * self.layer_adc_energy_j() * adc.sample_rate_hz,
+                          n * ADC_AREA_FACTOR * adc.area_m2, f"SarADC model calibrated to {T6}; (est.) one per "
+                          "crossbar in every IMA", macro=True),
+                self.unit_row("sample-and-hold", "sample_hold", "ima", n * self.cols // 2, self.LAYER_SAMPLE_HOLD,
+                              macro=True),
+                self.unit_row("shift-and-add", "shift_add", "ima", n / 2, self.LAYER_SHIFT_ADD, macro=True)]
 
     # ------------------------------------------------------------------ structure
     @property
@@ -141,7 +206,7 @@ class Hcim(DifferentialColumns, TiledChip):
                       self.xbars_per_ima * self.dcim_add_rate_hz * self.dcim_add_energy_j(),
                       dcim_bits * SRAM_BIT_AREA_M2_32NM * DCIM_AREA_OVERHEAD * area_scale(32, self.node_nm),
                       f"(est.) {_SRC}: SRAM of the scale factors plus adders; power at full add rate", macro=True),
-            dac, xbar, *self.ima_register_rows(), *self.tile_rows(), *self.chip_rows())
+            *self.adc_rows(), dac, xbar, *self.ima_register_rows(), *self.tile_rows(), *self.chip_rows())
 
     def peak_ops_per_s(self) -> float:
         macs_per_mvm = self.rows * (self.cols // self.slices)
@@ -159,7 +224,8 @@ class Hcim(DifferentialColumns, TiledChip):
         return {"rows": self.rows, "cell_bits": self.cell_bits, "weight_bits": self.weight_bits,
                 "input_bits": self.input_bits, "dac_bits": self.dac_bits, "readout": self.readout,
                 "threshold": float(self.threshold), "first_input_bits": self.first_input_bits,
-                "cycle_scales": bool(self.cycle_scales)}
+                "cycle_scales": bool(self.cycle_scales), "adc_layers": self.adc_layers,
+                "adc_bits": self.adc_layer_bits}
 
     def mvm_time_s(self, plan: LayerPlan, events: Mapping[str, float]) -> float:
         """One MVM: its cycles, each as long as the read or as the DCiM array needs for the cycle's additions
@@ -174,9 +240,34 @@ class Hcim(DifferentialColumns, TiledChip):
         the DCiM array's scale-factor additions replace the shift-and-adds (``nonzero_decisions``: zeros are
         skipped), so the engine's shift-and-add count costs nothing here."""
         comp = self.comparator()
-        return {
+        out = {
             **self.tile_event_costs(),
             ev.conversion(comp.kind): EventCost("comparator", comp.energy_j),
             ev.NONZERO_DECISIONS: EventCost("dcim", self.dcim_add_energy_j()),
             ev.SHIFT_ADDS: EventCost("dcim", 0.0),
         }
+        if self.adc_layers != "none":   # the ADC-read layers: ISAAC's converter, sample-and-holds and shift-and-adds
+            out.update({self._adc_event(): EventCost("adc", self.layer_adc_energy_j()),
+                        ev.CLIPPED_CONVERSIONS: EventCost("adc", 0.0),
+                        ev.SAMPLE_HOLDS: EventCost("sample_hold", self.scaled(self.LAYER_SAMPLE_HOLD)[0]),
+                        ev.SHIFT_ADDS: EventCost("shift_add", self.scaled(self.LAYER_SHIFT_ADD)[0])})
+        return out
+
+    def emitted_events(self, input_signed: bool = False) -> set[str]:
+        out = super().emitted_events(input_signed)
+        spec = self.adc_read_spec(input_signed, True, True)
+        return out if spec is None else out | crossbar_events(spec, offset=False) | {ev.SAMPLE_HOLDS}
+
+    def dataflow_events(self, plan: LayerPlan, events: Mapping[str, float]) -> dict[str, float]:
+        """The tile's data movement; with ADC-read layers, a sample-and-hold per ADC conversion, and the layers the
+        comparators read drop the engine's shift-and-adds (their DCiM additions, ``nonzero_decisions``, replace
+        them), so ``shift_adds`` counts the ADC-read layers' own."""
+        out = super().dataflow_events(plan, events)
+        if self.adc_layers == "none":
+            return out
+        conv = out.get(self._adc_event(), 0)
+        if conv:
+            out[ev.SAMPLE_HOLDS] = out.get(ev.SAMPLE_HOLDS, 0) + conv
+        else:
+            out.pop(ev.SHIFT_ADDS, None)
+        return out

@@ -39,12 +39,13 @@ from cimsim.devices.converters import SarADC
 from cimsim.devices.peripherals import SampleHold, ShiftAdd
 
 # ISAAC Table 6: 8 ADCs of 8 bits at 1.28 GS/s draw 16 mW and occupy 0.0096 mm^2 per IMA
-TABLE6_ADC_ENERGY_J = 16e-3 / 8 / 1.28e9        # 1.5625 pJ per conversion
+TABLE6_ADC_RATE_HZ = 1.28e9                     # ISAAC sec. 4 / Table 6: 1.28 GS/s
+TABLE6_ADC_ENERGY_J = 16e-3 / 8 / TABLE6_ADC_RATE_HZ   # 1.5625 pJ per conversion
 TABLE6_ADC_AREA_M2 = 0.0096e-6 / 8              # 1200 um^2 per ADC
 
 
 def _isaac_adc() -> SarADC:
-    return SarADC(bits=8, sample_rate_hz=1.28e9, node_nm=32)
+    return SarADC(bits=8, sample_rate_hz=TABLE6_ADC_RATE_HZ, node_nm=32)
 
 
 # ISAAC's converter against the SAR model at the same point (8 bits, 1.28 GS/s, 32 nm)

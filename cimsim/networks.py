@@ -101,8 +101,9 @@ def load_psq_checkpoint(path) -> tuple[nn.Module, dict]:
         state = payload["state_dict"]
         ranges = {k[:-len(".input_scale")]: (float(v), bool(state[k[:-len("input_scale")] + "input_signed"]))
                   for k, v in state.items() if k.endswith(".input_scale")}
-        first = (qat.first_layer(model, torch.zeros(1, *meta["input_shape"])) if cfg.first_input_bits else None)
-        qat.convert(model, cfg, ranges, first)
+        order = (qat.mapped_layers_in_order(model, torch.zeros(1, *meta["input_shape"]))
+                 if cfg.first_input_bits or cfg.adc_layers != "none" else []) or [None]
+        qat.convert(model, cfg, ranges, order[0], order[-1])
         model.psq_folded = meta["batchnorm_folded"]
         model.load_state_dict(state)
         if not all(bool(torch.isfinite(v).all()) for v in model.state_dict().values() if v.is_floating_point()):

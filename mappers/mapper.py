@@ -379,8 +379,14 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         spike_in = (bool(mod.spike_input) if sa_trained else
                     spiking and not qat.is_psq(mod) and snn.binary_inputs(seen[name]))
         bits = first_bits.get(name, 0)   # 0: the architecture's input_bits
+        # the network's first / last layer read by an ADC where the architecture says so (hcim adc_layers)
+        adc_spec = arch.adc_read_spec(False, name == order[0], name == order[-1])
         if qat.is_psq(mod):   # fine-tuned with PSQ: its input range (and bits) are part of what it learned
             _check_psq(name, mod, psq_cfg, bits or arch.input_bits)
+            if psq_cfg is not None and mod.psq_adc != (adc_spec is not None):
+                raise ConfigError(f"layer {name} was fine-tuned {'for' if mod.psq_adc else 'without'} an ADC "
+                                  f"readout but is mapped {'with' if adc_spec is not None else 'without'} one "
+                                  f"({psq_cfg.tag}): fine-tune the network as it is mapped")
             if psq_cfg is None and mod.psq_input_bits != arch.input_bits:   # on a baseline: as fine-tuned
                 bits = mod.psq_input_bits
             signed, input_scale = bool(mod.input_signed), float(mod.input_scale)
@@ -402,13 +408,16 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         if backend == "torch" and str(device).startswith("cuda"):
             layer.exact_device = device
         spec = arch.crossbar_spec(input_signed=signed)
+        if adc_spec is not None:   # its ADC's range: the fine-tuned one, else calibrated below
+            adc_range = tuple(float(v) for v in mod.psq_adc_range) if qat.is_psq(mod) and mod.psq_adc else "calibrated"
+            spec = CrossbarSpec(**{**adc_spec.__dict__, "input_signed": signed, "adc_range": adc_range})
         if spike_in:   # one read cycle per time step
             spec = CrossbarSpec(**{**spec.__dict__, "input_bits": 1, "dac_bits": 1})
         elif bits:     # the first layer's own input bits: more bit planes through the same readout
             spec = CrossbarSpec(**{**spec.__dict__, "input_bits": bits})
         og = plan.out_features // groups
         scales = None
-        if psq_cfg is not None:
+        if psq_cfg is not None and adc_spec is None:
             if qat.is_psq(mod):
                 scales = mod.psq_alpha.detach().double().numpy()
             else:

@@ -21,7 +21,10 @@ what :class:`cimsim.Crossbar` computes with ``pair_readout`` and ``column_scales
 * per (row block, slice, output), and per input cycle too with ``cycle_scales`` (``alpha_t``):
   ``PS = plane_t . slice_j`` and ``q = alpha * D(PS / alpha)``,
   ``D`` = ternary ``(u > threshold) - (u < -threshold)`` or binary ``+1 if u > 0 else -1``;
-* ``y = s_x * s_w * sum_{t, r, j} 2**(dac_bits t) * 2**shift_j * q + bias``.
+* ``y = s_x * s_w * sum_{t, r, j} 2**(dac_bits t) * 2**shift_j * q + bias``;
+* a layer an ADC reads instead (``adc_layers``: the network's first and/or last mapped layer) has no ``alpha``:
+  ``q = lo + lsb * clamp(floor((PS - lo) / lsb + 0.5), 0, 2**adc_bits - 1)`` over its range ``psq_adc_range``
+  (set by :func:`init_scales`; :func:`cimsim.mappers.qat_ops.adc_quantize`, the engine's quantizer).
 
 Gradients: straight-through estimators. Rounding passes the gradient through; each bit plane and weight
 slice passes its share of the gradient of the integer it came from, weighted by its significance (our
@@ -51,10 +54,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cimsim.arch.hcim import ADC_LAYERS   # the layers an ADC may read instead of the comparators
 from cimsim.errors import ConfigError
 # the arithmetic pieces, here where callers find them (cimsim.mappers.qat.bit_planes, ...)
-from cimsim.mappers.qat_ops import (ScaledDecision, bit_planes, cached_constant, decide,  # noqa: F401
-                                    quantize_activation, quantize_weight_ste, weight_slices)
+from cimsim.mappers.qat_ops import (ScaledDecision, adc_lo_lsb, adc_quantize, adc_range,  # noqa: F401
+                                    bit_planes, cached_constant, decide, quantize_activation,
+                                    quantize_weight_ste, weight_slices)
 
 READOUTS = ("ternary", "binary")
 # our choice: the 99.99th percentile of |activation| sets the input range, so one outlier in the calibration
@@ -77,6 +82,8 @@ class PSQConfig:
     threshold: float = 0.5
     first_input_bits: int = 0     # input bits of the network's first mapped layer (0: input_bits), :func:`first_layer`
     cycle_scales: bool = False    # one scale factor per (row block, slice, output) and input cycle
+    adc_layers: str = "none"      # layers read by an ADC of adc_bits instead of the comparators (hcim adc_layers)
+    adc_bits: int = 4             # that ADC's bits (unused with adc_layers "none")
 
     def __post_init__(self):
         for k in ("rows", "cell_bits", "weight_bits", "input_bits", "dac_bits"):
@@ -90,6 +97,12 @@ class PSQConfig:
             object.__setattr__(self, "first_input_bits", 0)
         if not isinstance(self.cycle_scales, bool):
             raise ConfigError(f"PSQConfig.cycle_scales must be true or false, got {self.cycle_scales!r}")
+        if self.adc_layers not in ADC_LAYERS:
+            raise ConfigError(f"PSQConfig.adc_layers = {self.adc_layers!r}: choose one of {', '.join(ADC_LAYERS)}")
+        if isinstance(self.adc_bits, bool) or not isinstance(self.adc_bits, int) or not 1 <= self.adc_bits <= 16:
+            raise ConfigError(f"PSQConfig.adc_bits must be an integer in [1, 16], got {self.adc_bits!r}")
+        if self.adc_layers == "none":    # one configuration, one name: the bits of an unused ADC do not count
+            object.__setattr__(self, "adc_bits", 4)
         if self.weight_bits < 2:
             raise ConfigError("PSQConfig.weight_bits must be at least 2 (signed weights)")
         if self.readout not in READOUTS:
@@ -107,8 +120,14 @@ class PSQConfig:
     def tag(self) -> str:
         """Short name of the configuration, used in checkpoint file names."""
         first = f"f{self.first_input_bits}" if self.first_input_bits else ""
+        adc = "" if self.adc_layers == "none" else f"-adc{self.adc_bits}{self.adc_layers.replace(',', '')}"
         return (f"psq-{self.readout}-w{self.weight_bits}a{self.input_bits}{first}c{self.cell_bits}d{self.dac_bits}"
-                f"r{self.rows}t{self.threshold:g}{'-percycle' if self.cycle_scales else ''}")
+                f"r{self.rows}t{self.threshold:g}{'-percycle' if self.cycle_scales else ''}{adc}")
+
+    def reads_by_adc(self, first: bool, last: bool) -> bool:
+        """Whether a layer (the network's first mapped layer and/or its last) is read by the ADC."""
+        roles = self.adc_layers.split(",")
+        return (first and "first" in roles) or (last and "last" in roles)
 
     def layer_input_bits(self, first: bool) -> int:
         """Input bits of a layer: ``first_input_bits`` for the network's first mapped layer when set."""
@@ -146,17 +165,24 @@ class _PSQ:
     psq_enabled: bool = True
     noise_frac: float = 0.0
     host_scalars: tuple[float, bool] | None = None   # (input_scale, input_signed) read once: pin_host_scalars
+    psq_adc: bool = False
+    host_range: tuple[float, float] | None = None    # the ADC's (lo, hi) read once: pin_host_scalars
 
-    def _setup(self, cfg: PSQConfig, k: int, input_scale: float, input_signed: bool, input_bits: int = 0):
+    def _setup(self, cfg: PSQConfig, k: int, input_scale: float, input_signed: bool, input_bits: int = 0,
+               adc: bool = False):
         self.psq_config = cfg                          # the network's (checked against the architecture)
         self.psq_input_bits = input_bits or cfg.input_bits
         self.psq_layer_config = cfg.for_layer(self.psq_input_bits)   # what this layer computes with
         self.psq_enabled = True
         self.noise_frac = 0.0
+        self.psq_adc = bool(adc)   # read by the ADC (cfg.adc_layers): its (lo, hi) range, no scale factors
         lcfg = self.psq_layer_config
-        shape = (len(lcfg.row_blocks(k)), *((len(lcfg.plane_shifts()),) if lcfg.cycle_scales else ()),
-                 len(lcfg.slice_shifts()), self.weight.shape[0])
-        self.psq_alpha = nn.Parameter(torch.ones(shape, dtype=self.weight.dtype))
+        if adc:
+            self.register_buffer("psq_adc_range", torch.tensor([-1.0, 1.0], dtype=torch.float64))
+        else:
+            shape = (len(lcfg.row_blocks(k)), *((len(lcfg.plane_shifts()),) if lcfg.cycle_scales else ()),
+                     len(lcfg.slice_shifts()), self.weight.shape[0])
+            self.psq_alpha = nn.Parameter(torch.ones(shape, dtype=self.weight.dtype))
         self.register_buffer("input_scale", torch.tensor(float(input_scale), dtype=torch.float64))
         self.register_buffer("input_signed", torch.tensor(bool(input_signed)))
 
@@ -200,6 +226,11 @@ class _PSQ:
         sw = cached_constant(tuple(2.0 ** s for s, _ in cfg.slice_shifts()), patches)
         coef = (pw[:, None] * sw[None, :])[:, None, :, None]            # (T, 1, S, 1)
         y = patches.new_zeros(M, O)
+        if self.psq_adc:    # every pair value converted by the ADC over the layer's range (cimsim.readouts)
+            lo, lsb = adc_lo_lsb(*self.host_adc_range(), cfg.adc_bits)
+            for ps in self.partial_sums(patches, w_int):
+                y = y + (adc_quantize(ps, lo, lsb, cfg.adc_bits).reshape(T, M, S, O) * coef).sum(dim=(0, 2))
+            return y
         per_cycle = cfg.cycle_scales      # alpha (row blocks, [cycles,] slices, outputs)
         for r, ps in enumerate(self.partial_sums(patches, w_int)):
             a = alpha[r][:, None] if per_cycle else alpha[r][None, None]
@@ -207,6 +238,11 @@ class _PSQ:
                                       cfg.threshold, 1.0 / math.sqrt(M if per_cycle else T * M))
             y = y + q.sum(dim=(0, 2))
         return y
+
+    def host_adc_range(self) -> tuple[float, float]:
+        """The ADC's (lo, hi) as Python values (read once while pinned: :func:`pin_host_scalars`)."""
+        pinned = getattr(self, "host_range", None)
+        return pinned if pinned is not None else tuple(float(v) for v in self.psq_adc_range)
 
     def step(self):
         """The input step: the calibrated ``input_scale``, or ``exp(psq_log_step)`` while it is learned
@@ -231,7 +267,8 @@ class _PSQ:
         K, O = patches.shape[1] // G, w_int.shape[0]
         og = O // G
         outs = [self.psq_product(patches[:, g * K:(g + 1) * K], w_int[g * og:(g + 1) * og],
-                                 self.psq_alpha[..., g * og:(g + 1) * og]) for g in range(G)]
+                                 None if self.psq_adc else self.psq_alpha[..., g * og:(g + 1) * og])
+                for g in range(G)]
         acc = torch.cat(outs, dim=1)
         y = acc * ((self.input_scale.to(acc.dtype) if isinstance(step, float) else step) * w_scale)[None, :]
         if self.bias is not None:
@@ -297,6 +334,9 @@ def pin_host_scalars(model: nn.Module, on: bool) -> nn.Module:
     for m in model.modules():
         if is_psq(m):
             m.host_scalars = (float(m.input_scale), bool(m.input_signed)) if on else None
+            m.host_range = None
+            if on and m.psq_adc:
+                m.host_range = m.host_adc_range()
     return model
 
 
@@ -360,20 +400,26 @@ def _convertible(mod: nn.Module) -> bool:
 
 
 def convert(model: nn.Module, cfg: PSQConfig, input_ranges: dict[str, tuple[float, bool]],
-            first: str | None = None) -> list[str]:
+            first: str | None = None, last: str | None = None) -> list[str]:
     """Turn every ``nn.Linear`` / ``nn.Conv2d`` named in ``input_ranges`` (name -> (scale, signed)) into its
     PSQ layer, in place; returns the names converted. ``first``: the network's first mapped layer
-    (:func:`first_layer`), which streams ``cfg.first_input_bits`` when that is set."""
+    (:func:`first_layer`), which streams ``cfg.first_input_bits`` when that is set; ``first`` / ``last`` (the
+    last, :func:`mapped_layers_in_order`) are read by the ADC where ``cfg.adc_layers`` names them."""
     if cfg.first_input_bits and first not in input_ranges:
         raise ConfigError(f"PSQ with first_input_bits={cfg.first_input_bits}: name the first layer "
                           f"(got {first!r}, not one of the layers converted)")
+    for role, name in (("first", first), ("last", last)):
+        if role in cfg.adc_layers.split(",") and name not in input_ranges:
+            raise ConfigError(f"PSQ with adc_layers={cfg.adc_layers}: name the {role} layer "
+                              f"(got {name!r}, not one of the layers converted)")
     done = []
     for name, mod in list(model.named_modules()):
         if name in input_ranges and _convertible(mod):
             scale, signed = input_ranges[name]
             k = mod.weight[0].numel()
             mod.__class__ = PSQLinear if isinstance(mod, nn.Linear) else PSQConv2d
-            mod._setup(cfg, k, scale, signed, cfg.layer_input_bits(name == first))
+            mod._setup(cfg, k, scale, signed, cfg.layer_input_bits(name == first),
+                       adc=cfg.reads_by_adc(name == first, name == last))
             done.append(name)
     return done
 
@@ -386,24 +432,38 @@ def _record(seen: dict, order: list, name: str, inputs) -> None:
     seen[name].append(inputs[0].detach())
 
 
-def first_called(model: nn.Module, names, example: torch.Tensor) -> str | None:
-    """The first of the sub-modules ``names`` that a forward pass of ``model`` on ``example`` calls."""
+def called_order(model: nn.Module, names, example: torch.Tensor) -> list[str]:
+    """The sub-modules ``names`` in the order of their first call by a forward pass of ``model`` on ``example``."""
     order: list[str] = []
     mods = dict(model.named_modules())
-    handles = [mods[n].register_forward_pre_hook(lambda mod, inp, n=n: order.append(n)) for n in names]
+    handles = [mods[n].register_forward_pre_hook(lambda mod, inp, n=n: order.append(n) if n not in order else None)
+               for n in names]
     try:
         with torch.no_grad():
             model(example)
     finally:
         for h in handles:
             h.remove()
+    return order
+
+
+def first_called(model: nn.Module, names, example: torch.Tensor) -> str | None:
+    """The first of the sub-modules ``names`` that a forward pass of ``model`` on ``example`` calls."""
+    order = called_order(model, names, example)
     return order[0] if order else None
 
 
+def mapped_layers_in_order(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """The ``Linear`` / ``Conv2d`` layers in the order of their first call (the mapper's order: ``[0]`` is the first
+    layer, the one fed the network's input, which ``first_input_bits`` applies to, here and in the mapper; ``[-1]``
+    the last, a classifier's output layer)."""
+    return called_order(model, [n for n, m in model.named_modules() if _convertible(m) or is_psq(m)], example)
+
+
 def first_layer(model: nn.Module, example: torch.Tensor) -> str | None:
-    """The network's first mapped layer: the first ``Linear`` / ``Conv2d`` its forward pass calls (the one fed the
-    network's input: the layer ``first_input_bits`` applies to, here and in the mapper)."""
-    return first_called(model, [n for n, m in model.named_modules() if _convertible(m) or is_psq(m)], example)
+    """The network's first mapped layer (:func:`mapped_layers_in_order`)."""
+    order = mapped_layers_in_order(model, example)
+    return order[0] if order else None
 
 
 def activation_range(acts: torch.Tensor, bits: int, rng: np.random.Generator) -> tuple[float, bool]:
@@ -444,6 +504,16 @@ def init_scales(model: nn.Module, x: torch.Tensor) -> None:
             h.remove()
     for n, m in psq.items():
         cfg = m.psq_layer_config
+        if m.psq_adc:     # read by the ADC: its range from the batch's pair values, by the engine's rule
+            x_int = quantize_activation(seen[n].to(m.weight.dtype), float(m.input_scale), cfg.input_bits,
+                                        bool(m.input_signed))
+            w_int, _ = quantize_weight_ste(m.weight, cfg.weight_bits)
+            patches, G = m._patches(x_int)[0], getattr(m, "groups", 1)
+            K, og = patches.shape[1] // G, w_int.shape[0] // G
+            ps = torch.cat([p.reshape(-1) for g in range(G) for p in
+                            m.partial_sums(patches[:, g * K:(g + 1) * K], w_int[g * og:(g + 1) * og])])
+            m.psq_adc_range.copy_(torch.tensor(adc_range(ps), dtype=torch.float64))
+            continue
         x_int = quantize_activation(seen[n].to(m.weight.dtype), float(m.input_scale), cfg.input_bits,
                                     bool(m.input_signed))
         patches, _ = m._patches(x_int)
@@ -512,7 +582,7 @@ def prepare(model: nn.Module, cfg: PSQConfig, calibration: list[torch.Tensor], s
     first = order[0] if order else None
     ranges = {n: activation_range(torch.cat([a.reshape(-1) for a in seen[n]]), cfg.layer_input_bits(n == first), rng)
               for n in targets}
-    converted = convert(work, cfg, ranges, first)
+    converted = convert(work, cfg, ranges, first, order[-1] if order else None)
     if not converted:
         raise ConfigError("the model has no Linear or Conv2d layer to fine-tune with PSQ")
     work.psq_folded = [list(p) for p in folded]

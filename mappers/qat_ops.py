@@ -118,3 +118,39 @@ def cached_constant(values: tuple, like: torch.Tensor) -> torch.Tensor:
     if key not in _CONSTS:
         _CONSTS[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
     return _CONSTS[key]
+
+
+# ------------------------------------------------------------------------------------------------ ADC-read layers
+# our choice, the engine's default (cimsim.CrossbarSpec.calibration_percentile): the 99.9th percentile of |PS| sets
+# the range of a layer read by an ADC (hcim adc_layers), so 0.1 % of the calibration batch's conversions clip
+ADC_RANGE_PERCENTILE = 99.9
+
+
+def adc_range(ps: torch.Tensor) -> tuple[float, float]:
+    """(lo, hi) of an ADC reading pair values ``ps``: the engine's calibration rule (:meth:`cimsim.Crossbar.calibrate`),
+    ``[-p, max(p, 1 - p)]`` with p the :data:`ADC_RANGE_PERCENTILE` of |PS| (float64, numpy's percentile)."""
+    import numpy as np
+
+    p = float(np.percentile(ps.detach().double().abs().reshape(-1).cpu().numpy(), ADC_RANGE_PERCENTILE))
+    return -p, max(p, 1.0 - p)
+
+
+def adc_lo_lsb(lo: float, hi: float, bits: int) -> tuple[float, float]:
+    """The engine's quantizer over (lo, hi) (:meth:`cimsim.Crossbar.ranges`): an integer ``lo`` (floored) and the
+    smallest power-of-two LSB of at least one level whose ``2**bits`` codes cover the range."""
+    import math
+
+    lo = float(math.floor(lo))
+    need = (hi - lo) / (2 ** bits - 1)
+    return lo, 1.0 if need <= 1 else 2.0 ** math.ceil(math.log2(need))
+
+
+def adc_quantize(ps: torch.Tensor, lo: float, lsb: float, bits: int) -> torch.Tensor:
+    """The engine's uniform quantizer (:class:`cimsim.readouts.QuantizerOp`, ideal converter): ``lo + lsb * code``,
+    ``code = clamp(floor((ps - lo) / lsb + 0.5), 0, 2**bits - 1)``; backward: the identity inside the range and
+    zero beyond it (a straight-through estimator of the rounding, the clipping's gradient kept)."""
+    top = 2 ** bits - 1
+    with torch.no_grad():
+        q = torch.clamp(torch.floor((ps - lo) / lsb + 0.5), 0, top) * lsb + lo
+    inside = torch.clamp(ps, lo, lo + top * lsb)
+    return inside + (q - inside).detach()
