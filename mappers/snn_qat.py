@@ -34,6 +34,10 @@ schedule for reference: every column of every layer has a fixed random rank (see
 fraction ``f`` are binarized, ``f`` rising linearly from ``start_fraction`` to 1 over the first ``ramp`` share of
 the final phase.
 
+Memory: the partial sums and decisions of every row block, plane, layer and time step are not kept for the
+backward pass; :mod:`cimsim.mappers.snn_qat_ops` recomputes them there, a chunk of patch rows at a time (one step
+of ``snn_dvsnet`` at batch 4: 4.3 -> 0.6 GB, BENCHMARKS.md, issue 17).
+
 Noise injection (``noise_frac``): during training every cell level gets Gaussian noise of ``noise_frac`` of the
 level range (per cell, as :mod:`cimsim.mappers.qat` does), so the network learns margins around programming
 variation.
@@ -51,6 +55,7 @@ from torch import nn
 
 from cimsim.errors import ConfigError
 from cimsim.mappers import qat
+from cimsim.mappers.snn_qat_ops import SenseAmpProduct
 from cimsim.metrics import batch_score_sum, endpoint_error, is_flow
 
 
@@ -79,25 +84,6 @@ class SAConfig:
 
     def row_blocks(self, k: int) -> list[tuple[int, int]]:
         return [(k0, min(k0 + self.rows, k)) for k0 in range(0, k, self.rows)]
-
-
-class _Binarize(torch.autograd.Function):
-    """``s * H(PS / s - threshold)`` forward; LSQ's straight-through gradients for levels {0, 1} backward."""
-
-    @staticmethod
-    def forward(ctx, ps, s, threshold, grad_scale):
-        u = ps / s
-        d = (u > threshold).to(ps.dtype)
-        ctx.save_for_backward(u, d)
-        ctx.grad_scale = grad_scale
-        return d * s
-
-    @staticmethod
-    def backward(ctx, g):
-        u, d = ctx.saved_tensors
-        inside = (u >= 0) & (u <= 1)
-        grad_s = (g * torch.where(inside, d - u, d)).sum(dim=0, keepdim=True) * ctx.grad_scale
-        return g * inside, grad_s, None, None
 
 
 class _SA:
@@ -166,23 +152,17 @@ class _SA:
 
     def sa_product(self, patches: torch.Tensor, w_int: torch.Tensor, scale: torch.Tensor,
                    columns: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """(M, O): the crossbar's accumulated binarized partial sums in integer units of x @ W.T (one group)."""
+        """(M, O): the crossbar's accumulated binarized partial sums in integer units of x @ W.T (one group),
+        computed by :class:`~cimsim.mappers.snn_qat_ops.SenseAmpProduct` (keeps no partial sums for backward)."""
         cfg = self.sa_config
         planes, pw = self.planes(patches)
         levels, coef = columns if columns is not None else self.columns(w_int)
-        O, M = w_int.shape[0], patches.shape[0]
-        P = torch.cat(planes)                                              # (T * M, K)
-        y = patches.new_zeros(M, O)
-        for r, (k0, k1) in enumerate(cfg.row_blocks(patches.shape[1])):
-            ps = P[:, k0:k1] @ levels[:, k0:k1].T                          # (T * M, S * P * O)
-            s = scale[r][None, :]
-            q = _Binarize.apply(ps, s, cfg.threshold, 1.0 / math.sqrt(ps.shape[0]))
-            if self.fraction < 1:
-                keep = (self.column_rank[r] < self.fraction)[None, :]
-                q = torch.where(keep, q, ps)
-            q = (q * coef[None, :]).reshape(len(planes), M, -1, O).sum(dim=2)   # (T, M, O)
-            y = y + sum(w * q[t] for t, w in enumerate(pw))
-        return y
+        P = planes[0] if len(planes) == 1 else torch.cat(planes)          # (T * M, K)
+        blocks = cfg.row_blocks(patches.shape[1])
+        # which columns read through the sense amps (a Python choice for 0 and 1: no mask, no device read)
+        keep = None if self.fraction >= 1 else False if self.fraction <= 0 else self.column_rank < self.fraction
+        return SenseAmpProduct.apply(P, levels, scale, coef, keep, tuple(pw), blocks, cfg.threshold,
+                                     1.0 / math.sqrt(P.shape[0]), w_int.shape[0])
 
     def sa_forward(self, x: torch.Tensor) -> torch.Tensor:
         # a directly encoded input repeats every step (one tensor seen T times): same weights, same output

@@ -248,3 +248,43 @@ def test_bench_on_cuda_without_a_gpu_says_so(capsys):
         pytest.skip("this machine has a GPU")
     code, out, err = run_cli(capsys, "bench", "--backend", "torch", "--device", "cuda")
     assert_one_line_user_error(code, err, "no CUDA GPU")
+
+
+def _raiser(exc):
+    def f(*a, **k):
+        raise exc
+    return f
+
+
+def test_running_out_of_memory_is_one_line_naming_a_smaller_batch(capsys, monkeypatch):
+    """An allocator's refusal while fine-tuning or training: one line, exit 2, the fix (half the batch) named."""
+    import torch
+
+    from cimsim import networks
+    from cimsim.mappers import psq_finetune, snn_qat
+
+    monkeypatch.setattr(networks, "load_model_and_data", lambda *a, **k: (None, {}, None, None))
+    cpu = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                       "you tried to allocate 6100000000 bytes. Error code 12 (Cannot allocate memory)")
+    monkeypatch.setattr(snn_qat, "finetune", _raiser(cpu))
+    code, _, err = run_cli(capsys, "finetune", "--arch", "adcless-snn", "--model", "snn_dvsnet", "--dataset",
+                           "gesture-synth", "--batch-size", "16", "--limit", "64")
+    assert_one_line_user_error(code, err, "cimsim finetune: error: out of host memory (an allocation of 6.10 GB was "
+                               "refused) at batch size 16", "pass a smaller --batch-size, e.g. --batch-size 8")
+    monkeypatch.setattr(psq_finetune, "finetune", _raiser(MemoryError()))
+    code, _, err = run_cli(capsys, "finetune", "--arch", "hcim", "--model", "lenet5", "--dataset", "fashion-mnist")
+    default = psq_finetune.FinetuneRecipe().batch_size                  # no --batch-size: the recipe's
+    assert_one_line_user_error(code, err, f"out of host memory at batch size {default}",
+                               f"--batch-size {default // 2}")
+    gpu = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capacity of "
+                                 "139.81 GiB of which 3.12 GiB is free.\nIncluding non-PyTorch memory, ...")
+    monkeypatch.setattr(train, "train", _raiser(gpu))
+    code, _, err = run_cli(capsys, "train", "--model", "lenet5", "--dataset", "synthetic")
+    default = train.recipe_for("lenet5", "synthetic").batch_size
+    assert_one_line_user_error(code, err, "cimsim train: error: out of GPU memory (an allocation of 20.00 GiB was "
+                               f"refused) at batch size {default}", f"--batch-size {default // 2}")
+    code, _, err = run_cli(capsys, "train", "--model", "lenet5", "--dataset", "synthetic", "--batch-size", "1")
+    assert_one_line_user_error(code, err, "at batch size 1: the network does not fit")
+    monkeypatch.setattr(train, "train", _raiser(RuntimeError("shape mismatch")))   # a bug keeps its traceback
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        main(["train", "--model", "lenet5", "--dataset", "synthetic"])

@@ -129,3 +129,95 @@ def test_finetune_cli_saves_a_checkpoint_that_run_finds_and_rebuilds(capsys, tmp
     code, out, err = run_cli(capsys, "finetune", "--arch", "hcim", "--model", "lenet5", "--dataset", "fashion-mnist",
                              "--schedule", "direct")
     assert_one_line_user_error(code, err, "--schedule and --stage-share apply to spiking networks")
+
+
+# ------------------------------------------------------------------------------------- the lean product (issue 17)
+class _PlainDecision(torch.autograd.Function):
+    """The plain composition's LSQ decision (what autograd kept before: ``PS / s`` and the decision per block)."""
+
+    @staticmethod
+    def forward(ctx, ps, s, threshold, grad_scale):
+        u = ps / s
+        d = (u > threshold).to(ps.dtype)
+        ctx.save_for_backward(u, d)
+        ctx.grad_scale = grad_scale
+        return d * s
+
+    @staticmethod
+    def backward(ctx, g):
+        u, d = ctx.saved_tensors
+        inside = (u >= 0) & (u <= 1)
+        return g * inside, (g * torch.where(inside, d - u, d)).sum(0, keepdim=True) * ctx.grad_scale, None, None
+
+
+def plain_product(mod, patches, w_int):
+    """The sense-amp product as plain torch operations, block by block (the reference)."""
+    cfg = mod.sa_config
+    planes, pw = mod.planes(patches)
+    levels, coef = mod.columns(w_int)
+    O, M, P = w_int.shape[0], patches.shape[0], torch.cat(planes)
+    y = patches.new_zeros(M, O)
+    for r, (k0, k1) in enumerate(cfg.row_blocks(patches.shape[1])):
+        ps = P[:, k0:k1] @ levels[:, k0:k1].T
+        q = _PlainDecision.apply(ps, mod.sa_scale[r][None, :], cfg.threshold, 1.0 / np.sqrt(ps.shape[0]))
+        if mod.fraction < 1:
+            q = torch.where((mod.column_rank[r] < mod.fraction)[None, :], q, ps)
+        q = (q * coef[None, :]).reshape(len(planes), M, -1, O).sum(dim=2)
+        y = y + sum(w * q[t] for t, w in enumerate(pw))
+    return y
+
+
+def _layer_inputs(mod, M, seed):
+    K = mod.weight[0].numel()
+    rng = np.random.default_rng(seed)
+    x = (rng.random((M, K)) < 0.3) if bool(mod.spike_input) else rng.integers(0, 256, (M, K))
+    return torch.from_numpy(x.astype(np.float64))
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.5, 0.0])
+@pytest.mark.parametrize("chunk", [None, 7])   # None: one chunk per block; 7: 7 rows of partial sums at a time
+def test_the_lean_product_equals_the_plain_composition(monkeypatch, fraction, chunk):
+    from cimsim.mappers import snn_qat_ops
+
+    net = prepared(cimsim.arch.get("adcless-snn")).train()
+    g = torch.Generator().manual_seed(3)
+    for i, (name, mod) in enumerate(snn_qat.sa_layers(net).items()):
+        C = mod.sa_scale.shape[1]
+        if chunk is not None:
+            monkeypatch.setattr(snn_qat_ops, "CHUNK_ELEMENTS", chunk * C + 3)
+        mod.fraction = fraction
+        mod.sa_scale.data = mod.sa_scale.data * (0.5 + torch.rand(mod.sa_scale.shape, generator=g, dtype=torch.float64))
+        x = _layer_inputs(mod, 45, seed=i)
+        upstream = torch.randn(45, mod.weight.shape[0], generator=g, dtype=torch.float64)
+        results = []
+        for f in (lambda xx, w: mod.sa_product(xx, w, mod.sa_scale), lambda xx, w: plain_product(mod, xx, w)):
+            xx = x.clone().requires_grad_(bool(mod.spike_input))
+            mod.zero_grad(set_to_none=True)
+            w_int, _ = snn_qat.qat.quantize_weight_ste(mod.weight, 4)
+            y = f(xx, w_int)
+            (y * upstream).sum().backward()
+            results.append((y.detach(), xx.grad, mod.weight.grad.clone(), mod.sa_scale.grad.clone()))
+        (y1, gx1, gw1, gs1), (y2, gx2, gw2, gs2) = results
+        assert torch.equal(y1, y2), name                               # the forward: bit for bit
+        if gx2 is not None:
+            torch.testing.assert_close(gx1, gx2, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(gw1, gw2, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(gs1, gs2, rtol=1e-12, atol=1e-12)
+        assert float(gw1.abs().sum()) > 0, name
+        assert (float(gs1.abs().sum()) > 0) == (fraction > 0), name    # exact columns: no gradient to the scales
+
+
+def test_the_product_keeps_only_its_inputs_for_backward():
+    """Autograd keeps the planes, levels, scales and column weights, not the partial sums (per block and plane)."""
+    net = prepared(cimsim.arch.get("adcless-snn")).train()
+    for mod in snn_qat.sa_layers(net).values():
+        x = _layer_inputs(mod, 400, seed=1).requires_grad_(bool(mod.spike_input))
+        w_int, _ = snn_qat.qat.quantize_weight_ste(mod.weight, 4)
+        levels, coef = mod.columns(w_int)
+        planes, _ = mod.planes(x)
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+            mod.sa_product(x, w_int, mod.sa_scale, (levels, coef))
+        allowed = len(planes) * x.numel() + levels.numel() + mod.sa_scale.numel() + coef.numel()
+        plain = 2 * len(planes) * x.shape[0] * mod.sa_scale.numel()   # PS / s and the decision, every block
+        assert sum(saved) <= allowed < plain

@@ -15,11 +15,15 @@ import warnings
 from importlib import import_module
 
 from cimsim._version import __version__
-from cimsim.cli.common import EXIT_USER_ERROR, Parser, UsageError
+from cimsim.cli.common import EXIT_USER_ERROR, Parser, UsageError, out_of_memory
 from cimsim.errors import CimsimError
 
 # the subcommands, in the order 'cimsim --help' lists them
 COMMANDS = ("run", "sweep", "compare", "finetune", "archs", "devices", "bench", "train", "plot", "onchip", "linalg")
+
+
+# the subcommands for which running out of memory is a user error, one line whose fix is a smaller --batch-size
+MEMORY_BOUND = ("finetune", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +76,16 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("cimsim: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as exc:
+        # training runs out of memory at a batch too large for the machine: one line with the fix, no traceback
+        args = locals().get("args")
+        cmd = getattr(args, "command", None)
+        line = out_of_memory(exc, getattr(args, "batch_size_used", getattr(args, "batch_size", None))) \
+            if cmd in MEMORY_BOUND else None
+        if line is None:
+            raise
+        print(f"cimsim {cmd}: error: {line}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except BrokenPipeError:
         return 0
 

@@ -176,3 +176,31 @@ def add_command(sub, name: str, help_: str, func, desc: str | None = None):
     sp = sub.add_parser(name, help=help_, description=desc or help_)
     sp.set_defaults(func=func)
     return sp
+
+
+def out_of_memory(exc: BaseException, batch: int | None) -> str | None:
+    """One line naming the problem and the fix when ``exc`` is an allocator's refusal (Python's MemoryError, torch's
+    OutOfMemoryError on the GPU, the CPU allocator's "can't allocate memory" RuntimeError); None otherwise.
+    ``batch``: the batch size the work ran at, when known."""
+    import re
+
+    torch = sys.modules.get("torch")   # torch's error types only where torch is loaded (it raised, or nothing did)
+    gpu_type = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    text = str(exc)
+    if (gpu_type is not None and isinstance(exc, gpu_type)) or (isinstance(exc, RuntimeError)
+                                                                 and "CUDA out of memory" in text):
+        where = "GPU"
+        m = re.search(r"[Tt]ried to allocate ([0-9.]+ ?[KMGT]?i?B)", text)
+        size = m.group(1) if m else None
+    elif isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "can't allocate memory" in text):
+        where = "host"
+        m = re.search(r"tried to allocate (\d+) bytes", text)
+        size = f"{int(m.group(1)) / 1e9:.2f} GB" if m else None
+    else:
+        return None
+    what = f"out of {where} memory" + (f" (an allocation of {size} was refused)" if size else "")
+    if batch is None:
+        return f"{what}: pass a smaller --batch-size than the default"
+    if batch <= 1:
+        return f"{what} at batch size 1: the network does not fit; use a machine with more memory"
+    return f"{what} at batch size {batch}: pass a smaller --batch-size, e.g. --batch-size {batch // 2}"

@@ -57,6 +57,7 @@ def run(args) -> int:
         raise ConfigError(f"--augment: no augmentation is defined for {data.name} (only for "
                           f"{', '.join(sorted(train.AUGMENT))}); leave --augment out")
     recipe = psq_finetune.FinetuneRecipe(**{k: v for k, v in given if v is not None})
+    args.batch_size_used = recipe.batch_size   # named by the one-line out-of-memory error (cimsim.cli)
     psq, info = psq_finetune.finetune(model, cfg, data, recipe, seed=args.seed, limit=args.limit,
                                       test_limit=args.test_limit, device=args.device, init=init)
     sets = "".join(f" --set {k}={v}" for k, v in overrides.items())
@@ -115,6 +116,7 @@ def finetune_snn(args, spec, overrides: dict) -> int:
                                                              ("batch_size", args.batch_size), ("noise_frac", args.noise),
                                                              ("schedule", args.schedule),
                                                              ("stage_share", args.stage_share)) if v is not None})
+    args.batch_size_used = recipe.batch_size   # named by the one-line out-of-memory error (cimsim.cli)
     net, info = snn_qat.finetune(model, cfg, data, recipe, seed=args.seed, limit=args.limit, test_limit=args.test_limit,
                                  device=args.device)
     sets = "".join(f" --set {k}={v}" for k, v in overrides.items())
@@ -174,6 +176,7 @@ def run_admm(args) -> int:
     cfg = admm.ADMMConfig.from_arch(spec, args.compression)
     recipe = admm.ADMMRecipe(**{k: v for k, v in (("admm_epochs", args.epochs), ("retrain_epochs", args.epochs),
                                                   ("lr", args.lr), ("batch_size", args.batch_size)) if v is not None})
+    args.batch_size_used = recipe.batch_size   # named by the one-line out-of-memory error (cimsim.cli)
     pruned, info = admm.admm_prune(model, cfg, data, recipe, seed=args.seed, limit=args.limit,
                                    test_limit=args.test_limit, device=args.device)
     sets = "".join(f" --set {k}={v}" for k, v in overrides.items())

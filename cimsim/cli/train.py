@@ -34,6 +34,8 @@ def run(args) -> int:
             raise ConfigError("--time-budget, --test-limit and --init apply to the recipe's training (--optimizer "
                               f"sgd); leave them out with --optimizer {args.optimizer}")
         return _second_order(args, out)
+    # the batch size the recipe trains at: named by the one-line out-of-memory error (cimsim.cli)
+    args.batch_size_used = train.recipe_for(args.model, args.dataset, batch_size=args.batch_size).batch_size
     result = train.train(args.model, args.dataset, epochs=args.epochs, seed=args.seed, device=args.device,
                          batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir, limit=args.limit,
                          time_budget=args.time_budget, test_limit=args.test_limit, init=args.init)
