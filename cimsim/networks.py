@@ -161,7 +161,7 @@ def psq_base_model(meta: dict, ckpt) -> tuple[nn.Module | None, str]:
         same = (base.get("test_accuracy") == meta.get("base_test_accuracy") and base.get("dataset") == meta["dataset"]
                 and tuple(base.get("input_shape", ())) == tuple(meta["input_shape"]))
         if same:
-            return model.eval(), f"{path.name}, the float network the PSQ checkpoint was fine-tuned from"
+            return model.eval(), f"{path.name}, the float network this checkpoint was fine-tuned from"
     return None, f"base checkpoint {name} not found"
 
 

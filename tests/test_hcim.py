@@ -225,7 +225,7 @@ def test_shipped_psq_checkpoint_is_compared_with_its_float_base(tmp_path, monkey
     x = torch.rand(4, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(kw["reference"](x), base(x))
-    assert kw["reference_note"] == "lenet5-fashion-mnist.pt, the float network the PSQ checkpoint was fine-tuned from"
+    assert kw["reference_note"] == "lenet5-fashion-mnist.pt, the float network this checkpoint was fine-tuned from"
     assert networks.reference_kwargs({"model": "lenet5"}, ckpt) == {}       # a plain checkpoint: itself
     # a base that is missing, or a file of that name with another recorded accuracy, is not used
     for changed in ({"base_checkpoint": "gone.pt"}, {"base_test_accuracy": 0.5}):
