@@ -71,6 +71,13 @@ def _pow2_lsb(span: float, bits: int) -> float:
     return 1.0 if need <= 1 else 2.0 ** math.ceil(math.log2(need))
 
 
+def quantizer_lo_lsb(lo: float, hi: float, bits: int) -> tuple[float, float]:
+    """A quantizing readout's (lo, lsb) over the range (lo, hi): ``lo`` floored to an integer (reconstruction levels
+    ``lo + k * lsb`` stay integers: no bias) and the power-of-two LSB of :func:`_pow2_lsb`."""
+    lo = float(math.floor(lo))
+    return lo, _pow2_lsb(hi - lo, bits)
+
+
 # physical columns transposed at a time when the level matrices are gathered from the levels (our choice: 64 x 128
 # bytes per tile, measured 2.7x faster than numpy's transposed copy of a whole row block)
 _TRANSPOSE_TILE = 64
@@ -347,8 +354,7 @@ class Crossbar(CrossbarLayout):
                 lo, hi = self._range[d]
             else:
                 lo, hi = float(pol[0]), float(pol[1])
-            lo = float(math.floor(lo))  # integer lo: reconstruction levels lo + k * lsb stay integers (no bias)
-            out.append((lo, _pow2_lsb(hi - lo, bits)))
+            out.append(quantizer_lo_lsb(lo, hi, bits))
         return out
 
     def calibrate(self, x) -> None:

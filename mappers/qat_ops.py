@@ -136,13 +136,11 @@ def adc_range(ps: torch.Tensor) -> tuple[float, float]:
 
 
 def adc_lo_lsb(lo: float, hi: float, bits: int) -> tuple[float, float]:
-    """The engine's quantizer over (lo, hi) (:meth:`cimsim.Crossbar.ranges`): an integer ``lo`` (floored) and the
-    smallest power-of-two LSB of at least one level whose ``2**bits`` codes cover the range."""
-    import math
+    """The engine's quantizer over (lo, hi) (:meth:`cimsim.Crossbar.ranges`, the same function): an integer ``lo``
+    (floored) and the smallest power-of-two LSB of at least one level whose ``2**bits`` codes cover the range."""
+    from cimsim.crossbar import quantizer_lo_lsb
 
-    lo = float(math.floor(lo))
-    need = (hi - lo) / (2 ** bits - 1)
-    return lo, 1.0 if need <= 1 else 2.0 ** math.ceil(math.log2(need))
+    return quantizer_lo_lsb(lo, hi, bits)
 
 
 def adc_quantize(ps: torch.Tensor, lo: float, lsb: float, bits: int) -> torch.Tensor:
