@@ -116,25 +116,25 @@ if triton is not None:
         lo = tl.load(lo_ptr + g)
         lsb = tl.load(lsb_ptr + g)
         acc = tl.zeros((BLOCK_B, BLOCK_C), dtype=tl.float32)
-        clipped = tl.zeros((BLOCK_B, BLOCK_C), dtype=tl.int32)
-        nz = tl.zeros((BLOCK_B, BLOCK_R), dtype=tl.int32)
+        clipped = tl.zeros((BLOCK_C,), dtype=tl.int32)      # vectors, not tiles: fewer registers
+        nz = tl.zeros((BLOCK_R,), dtype=tl.int32)
         sq = tl.zeros((BLOCK_R,), dtype=tl.int64)
         live = bm[:, None] & cm[None, :]
         for t in tl.static_range(T):
             d = (x >> tl.load(sh_ptr + t)) & tl.load(mk_ptr + t)
             if pc == 0:
-                nz += (d != 0).to(tl.int32)
+                nz += tl.sum((d != 0).to(tl.int32), axis=0)
                 sq += tl.sum((d * d).to(tl.int64), axis=0)
             v = tl.dot(d.to(tl.int8), a, out_dtype=tl.int32).to(tl.float32)
             code = tl.floor((v - lo) / lsb + 0.5)
-            clipped += ((code < 0.0) | (code > n_codes - 1.0)) & live
+            clipped += tl.sum((((code < 0.0) | (code > n_codes - 1.0)) & live).to(tl.int32), axis=0)
             code = tl.minimum(tl.maximum(code, 0.0), n_codes - 1.0)
             acc += tl.load(w_ptr + t) * code
         tl.store(out_ptr + (g.to(tl.int64) * nb + b[:, None]) * C + c[None, :], acc, mask=live)
         pid = (pb * tl.num_programs(1) + g) * tl.num_programs(2) + pc
-        tl.store(clip_ptr + pid, tl.sum(tl.sum(clipped, axis=1), axis=0))
+        tl.store(clip_ptr + pid, tl.sum(clipped, axis=0))
         if pc == 0:
-            tl.store(nz_ptr + pb * tl.num_programs(1) + g, tl.sum(tl.sum(nz, axis=1), axis=0).to(tl.int64))
+            tl.store(nz_ptr + pb * tl.num_programs(1) + g, tl.sum(nz, axis=0).to(tl.int64))
             tl.store(sq_ptr + (pb * tl.num_programs(1) + g) * R + r, sq, mask=rm)
 
 
@@ -150,14 +150,15 @@ def planes_gemm_adc(x: torch.Tensor, a8: torch.Tensor, shifts: torch.Tensor, mas
     T = int(shifts.numel())
     x, a8 = x.contiguous(), a8.contiguous()
     out = torch.empty((G, nb * C), dtype=torch.float32, device=x.device)
-    BLOCK_B, BLOCK_R, BLOCK_C = 64, max(16, triton.next_power_of_2(R)), max(16, min(128, triton.next_power_of_2(C)))
+    # tiles: 64 examples x 128 columns x the block's rows (int8 tensor-core products need 32 rows or more); our choice
+    BLOCK_B, BLOCK_R, BLOCK_C = 64, max(32, triton.next_power_of_2(R)), max(16, min(128, triton.next_power_of_2(C)))
     grid = (triton.cdiv(nb, BLOCK_B), G, triton.cdiv(C, BLOCK_C))
     clips = torch.empty(grid[0] * G * grid[2], dtype=torch.int32, device=x.device)
     nz = torch.empty(grid[0] * G, dtype=torch.int64, device=x.device)
     sq = torch.empty((grid[0], G, R), dtype=torch.int64, device=x.device)
     _planes_gemm_adc[grid](x, a8, shifts, masks, lo.reshape(-1).contiguous(), lsb.reshape(-1).contiguous(), w_t, out,
                            clips, nz, sq, nb, R, C, a8.shape[-1], float(n_codes), T=T, BLOCK_B=BLOCK_B,
-                           BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C)
+                           BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C, num_warps=8)
     return out, clips.sum(dtype=torch.float64), nz.sum(), sq.sum(dim=0, dtype=torch.float64).reshape(-1)
 
 
