@@ -288,7 +288,7 @@ class TorchTile:
         pw = 2.0 ** shifts
         idt = torch.int32 if spec.input_bits <= 30 else torch.int64   # the Triton digit cutter's integers
         a = spec.input_bits
-        cdt = torch.int16 if a <= 16 else torch.int32 if a <= 31 else torch.int64
+        cdt = torch.int32 if a <= 31 else torch.int64   # the eager cutter's inputs (the shift computes in them)
         masks = [(1 << int(w)) - 1 for w in widths]
         if spec.input_signed:
             masks[-1] = -1
@@ -322,9 +322,9 @@ class TorchTile:
         :func:`cimsim.encoding.input_planes`. Two passes over the planes (a shift of the inputs broadcast over the
         cycles, then the mask); padding and the row blocks' layout are applied to
         the inputs, a cycle count smaller (integer digits: the shift written narrowed to their dtype, keeping its low
-        bits, then masked in place). Each digit is bits ``[shift, shift + width)`` of the input's two's
-        complement (a signed top digit: the arithmetic shift alone), so ``input_bits <= 16`` shift as int16
-        (unsigned 16-bit inputs wrapped to int16, the same bits)."""
+        bits, then masked in place: the shift is computed in the inputs' integers and never stored wider). Each
+        digit is bits ``[shift, shift + width)`` of the input's two's complement (a signed top digit: the
+        arithmetic shift alone)."""
         nb, R = xt.shape[0], self.xb.spec.rows
         x = self.block_inputs(xt, k, nblk)
         p = torch.empty((nblk, k["T"], nb, R), dtype=self._plane_dtype(), device=xt.device)
@@ -337,15 +337,10 @@ class TorchTile:
 
     def block_inputs(self, xt: torch.Tensor, k: dict, nblk: int) -> torch.Tensor:
         """The integers ``xt`` (batch, in) laid out per row block, (row blocks, batch, rows), zero beyond the inputs,
-        in the digit cutter's integers ``k["cdt"]`` (unsigned 16-bit inputs wrapped to int16: the same 16 bits)."""
-        spec = self.xb.spec
-        a, R = spec.input_bits, spec.rows
+        in the digit cutter's integers ``k["cdt"]`` (int32, int64 beyond 31 bits): one pass over the inputs."""
+        R = self.xb.spec.rows
         nb, K = xt.shape
-        cdt = k["cdt"]
-        if cdt == torch.int16 and a == 16 and not spec.input_signed:
-            xt = xt.to(torch.int32)
-            xt = xt - ((xt >> 15) << 16)                   # [0, 2**16) to [-2**15, 2**15): the same 16 bits
-        x = torch.empty((nblk, nb, R), dtype=cdt, device=xt.device)
+        x = torch.empty((nblk, nb, R), dtype=k["cdt"], device=xt.device)
         full = K // R                                      # whole row blocks, then the ragged one (zero rows)
         if full:
             x[:full].copy_(xt[:, :full * R].unflatten(1, (full, R)).permute(1, 0, 2))

@@ -170,8 +170,8 @@ def test_any_chunking_of_the_batch_gives_the_same_integer_numbers(monkeypatch, c
 @pytest.mark.parametrize("products", [("int8", "bf16"), ("bf16",), ()])
 @pytest.mark.parametrize("xdtype", [torch.float64, torch.int64])
 def test_eager_planes_are_the_digits_of_input_planes(monkeypatch, bits, dac, signed, K, R, products, xdtype):
-    """TorchTile.planes (the shift broadcast over cycles, then the mask, written in the product's dtype; 16-bit
-    unsigned inputs shifted as wrapped int16; padding and the row blocks' layout applied to the inputs) gives
+    """TorchTile.planes (the shift broadcast over cycles written narrowed to the product's dtype, then the mask;
+    padding and the row blocks' layout applied to the inputs) gives
     the digits of cimsim.encoding.input_planes, zero rows beyond the inputs, laid out (blocks, cycles x batch,
     rows); extreme inputs and zero included. On CUDA where there is one (the narrowing casts are the device's)."""
     from cimsim.encoding import input_planes
