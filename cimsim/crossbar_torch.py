@@ -320,19 +320,18 @@ class TorchTile:
         """Bit planes of the integers ``xt`` (batch, in; on the device) laid out for the batched product: (row blocks,
         cycles x batch, rows), zero beyond the inputs, in :meth:`_plane_dtype`: the same digits as
         :func:`cimsim.encoding.input_planes`. Two passes over the planes (a shift of the inputs broadcast over the
-        cycles, then the mask); padding and the row blocks' layout are applied to
-        the inputs, a cycle count smaller (integer digits: the shift written narrowed to their dtype, keeping its low
-        bits, then masked in place: the shift is computed in the inputs' integers and never stored wider). Each
+        cycles, then the mask, in the inputs' integers) and one cast; padding and the row blocks' layout are applied
+        to the inputs, a cycle count smaller. Each
         digit is bits ``[shift, shift + width)`` of the input's two's complement (a signed top digit: the
         arithmetic shift alone)."""
         nb, R = xt.shape[0], self.xb.spec.rows
         x = self.block_inputs(xt, k, nblk)
-        p = torch.empty((nblk, k["T"], nb, R), dtype=self._plane_dtype(), device=xt.device)
-        if p.dtype.is_floating_point:   # bf16 digits: masked as integers, then written
-            torch.bitwise_and(torch.bitwise_right_shift(x[:, None], k["sh_c"]), k["mask_c"], out=p)
-        else:   # int8/int32 digits: the shift written narrowed (its low bits, the digit's included), then masked
-            torch.bitwise_right_shift(x[:, None], k["sh_c"], out=p)
-            p &= k["mask_c"].to(p.dtype)
+        # shift and mask in the inputs' integers, then one cast to the product's dtype. Never ``out=`` a narrower
+        # tensor: CUDA computes a bitwise op in the output's dtype (the inputs cast first, their high bits lost;
+        # bf16 has no bitwise kernel), the CPU in the inputs' (the H200 A/B of branch gpu4 failed on exactly that)
+        d = torch.bitwise_right_shift(x[:, None], k["sh_c"])
+        d &= k["mask_c"]
+        p = d if d.dtype == self._plane_dtype() else d.to(self._plane_dtype())
         return p.view(nblk, k["T"] * nb, R)
 
     def block_inputs(self, xt: torch.Tensor, k: dict, nblk: int) -> torch.Tensor:
