@@ -18,9 +18,13 @@ to the numba backend); real-valued levels (programming noise) as a split bf16 pr
 neither applies, the split TF32 product (:func:`tf32_split`) or plain float32/float64. Activations stay on the
 device: :meth:`TorchTile.forward_device` takes the integer inputs as a device tensor and returns the outputs
 and the tally as device tensors, so a mapped network (:mod:`cimsim.mappers.mapped`) runs layer after layer
-without a host round trip. Opt-in (slower on the H200 at ResNet-20's shapes, BENCHMARKS.md): ``TorchTile.CUT_DEVICES = ("cuda",)`` cuts
-the bit planes in one Triton kernel (:func:`cimsim.kernels_triton.cut_planes`: the digits in the product's dtype, the
-non-zero count and the rows' sums of squares on the way), which replaces eight eager passes over the planes.
+without a host round trip. The eager digit cutter (:meth:`TorchTile.planes`) writes the planes once, in the product's
+dtype and in the batched product's layout (row blocks, cycles x batch, rows): padding and layout are applied to the
+inputs, a cycle count smaller, and the planes are two passes (shift, mask); row blocks are views of them, binary
+digits' non-zero count is their sum, and the fused epilogue reads an int8 product's int32 sums in place. Opt-in
+(slower on the H200 at ResNet-20's shapes together with bf16 products, BENCHMARKS.md): ``TorchTile.CUT_DEVICES =
+("cuda",)`` cuts the bit planes in one Triton kernel (:func:`cimsim.kernels_triton.cut_planes`: the digits in the
+product's dtype, the non-zero count and the rows' sums of squares on the way).
 """
 
 from __future__ import annotations
@@ -87,6 +91,12 @@ class TorchTile:
     # device types whose planes are cut by the Triton kernel (cimsim.kernels_triton.cut_planes: the same digits, tested
     # through Triton's interpreter and on the H200); opt-in (("cuda",)): slower there together with bf16 (BENCHMARKS.md)
     CUT_DEVICES: tuple = ()
+    # device types whose quantizing readouts run the fused Triton epilogue (cimsim.kernels_triton.adc_epilogue); tests
+    # add "cpu" under Triton's interpreter (TRITON_INTERPRET=1)
+    FUSED_DEVICES: tuple = ("cuda",)
+    # device types where integer levels without read noise run digits, int8 products and the ADC in one Triton kernel
+    # (cimsim.kernels_triton.planes_gemm_adc: neither planes nor products in memory); opt-in until timed on the H200
+    GEMM_DEVICES: tuple = ()
     _bf16_out: bool | None = None   # whether torch.bmm gives bf16 x bf16 -> float32 here (probed once)
 
     def __init__(self, xb, device: str):
@@ -180,11 +190,13 @@ class TorchTile:
             return tf32_split(m)
         return None
 
-    def _bmm(self, x: torch.Tensor, m: torch.Tensor, parts, g0: int, g1: int, mode: str = "plain") -> torch.Tensor:
+    def _bmm(self, x: torch.Tensor, m: torch.Tensor, parts, g0: int, g1: int, mode: str = "plain",
+             raw: bool = False) -> torch.Tensor:
         """``x @ m[g0:g1]`` per row block, float32/float64 (blocks, rows of x, columns); ``x``: integer digits (or
-        their squares) as integers or floats. int8 tensor cores, the split bf16 or TF32 product, or a plain one."""
+        their squares) as integers or floats. int8 tensor cores, the split bf16 or TF32 product, or a plain one.
+        ``raw``: an int8 product comes back as its int32 sums, columns padded to a multiple of 8."""
         if mode == "int8" and x.shape[1] > 16:
-            out = self._int8_bmm(x, parts, g0, g1, m.shape[-1])
+            out = self._int8_bmm(x, parts, g0, g1, m.shape[-1], raw)
             if out is not None:
                 return out
         xf = x.to(m.dtype)
@@ -202,14 +214,21 @@ class TorchTile:
                 out.baddbmm_(xf, lo[g0:g1])
         return out
 
-    def _int8_bmm(self, x, a8, g0: int, g1: int, C: int):
+    def _int8_bmm(self, x, a8, g0: int, g1: int, C: int, raw: bool = False):
         """int8 digits x int8 levels -> int32 per row block (``torch._int_mm``), as float32 (exact: every column
-        sum is below 2**24 where float32 is chosen); None where torch refuses the shapes (then float32 runs)."""
+        sum is below 2**24 where float32 is chosen), or ``raw``: the int32 sums with a8's padded columns; None
+        where torch refuses the shapes (then float32 runs)."""
         x8 = x.to(torch.int8)
-        out = torch.empty((g1 - g0, x.shape[1], C), dtype=torch.float32, device=x.device)
+        if raw:
+            out = torch.empty((g1 - g0, x.shape[1], a8.shape[-1]), dtype=torch.int32, device=x.device)
+        else:
+            out = torch.empty((g1 - g0, x.shape[1], C), dtype=torch.float32, device=x.device)
         try:
             for i in range(g1 - g0):
-                out[i] = torch._int_mm(x8[i], a8[g0 + i])[:, :C]
+                if raw:
+                    torch._int_mm(x8[i], a8[g0 + i], out=out[i])
+                else:
+                    out[i] = torch._int_mm(x8[i], a8[g0 + i])[:, :C]
         except (RuntimeError, NotImplementedError):
             # this torch build or shape has no int8 product: the exact bf16 one from now on
             d = self.xb.spec.dac_bits
@@ -276,7 +295,12 @@ class TorchTile:
         shifts, widths = plane_layout(spec.input_bits, spec.dac_bits)
         T = len(shifts)
         pw = 2.0 ** shifts
-        idt = torch.int32 if spec.input_bits <= 30 else torch.int64   # the digit cutter's integers
+        idt = torch.int32 if spec.input_bits <= 30 else torch.int64   # the Triton digit cutter's integers
+        a = spec.input_bits
+        cdt = torch.int32 if a <= 31 else torch.int64   # the eager cutter's inputs (the shift computes in them)
+        masks = [(1 << int(w)) - 1 for w in widths]
+        if spec.input_signed:
+            masks[-1] = -1
         groups = spec.conversion.cycle_groups(T)
         place = np.array([pw[t0] for t0, _ in groups])               # digital weight of each conversion
         bound = op.code_bound(self._value_bound()) * float(np.abs(place).sum())
@@ -292,30 +316,53 @@ class TorchTile:
             "W_t": torch.as_tensor(W, dtype=torch.float64, device=dev),
             "w_place": torch.as_tensor(place, dtype=rd, device=dev),
             "idt": idt,
-            "sh": torch.as_tensor(shifts, dtype=idt, device=dev)[:, None, None],
-            "mask": torch.as_tensor((1 << widths) - 1, dtype=idt, device=dev)[:, None, None],
             "top_width": int(widths[-1]),
+            # the eager cutter's integers (see planes), its shifts and masks (a signed top digit: all ones)
+            "cdt": cdt, "sh_c": torch.as_tensor(shifts, dtype=cdt, device=dev)[None, :, None, None],
+            "mask_c": torch.as_tensor(masks, dtype=cdt, device=dev)[None, :, None, None],
+            "mask32c": torch.as_tensor(masks, dtype=torch.int32, device=dev),
             "sh32": torch.as_tensor(shifts, dtype=torch.int32, device=dev),
             "mask32": torch.as_tensor((1 << widths) - 1, dtype=torch.int32, device=dev)}
         return self._consts
 
-    def planes(self, xt: torch.Tensor, k: dict) -> torch.Tensor:
-        """Bit planes (cycles, batch, in) of the integers ``xt`` (on the device), cut on the device: the same
-        digits as :func:`cimsim.encoding.input_planes`."""
-        spec = self.xb.spec
-        a = spec.input_bits
-        xt = xt.to(k["idt"])
-        if spec.input_signed:
-            xt = torch.where(xt < 0, xt + (1 << a), xt)
-        p = (xt[None] >> k["sh"]) & k["mask"]
-        if spec.input_signed:  # the top digit is signed in two's complement
-            w = k["top_width"]
-            p[-1] = torch.where(p[-1] >= (1 << (w - 1)), p[-1] - (1 << w), p[-1])
-        return p.to(torch.int8 if spec.dac_bits <= 7 else torch.int32)
+    def planes(self, xt: torch.Tensor, k: dict, nblk: int) -> torch.Tensor:
+        """Bit planes of the integers ``xt`` (batch, in; on the device) laid out for the batched product: (row blocks,
+        cycles x batch, rows), zero beyond the inputs, in :meth:`_plane_dtype`: the same digits as
+        :func:`cimsim.encoding.input_planes`. Two passes over the planes (a shift of the inputs broadcast over the
+        cycles, then the mask, in the inputs' integers) and one cast; padding and the row blocks' layout are applied
+        to the inputs, a cycle count smaller. Each
+        digit is bits ``[shift, shift + width)`` of the input's two's complement (a signed top digit: the
+        arithmetic shift alone)."""
+        nb, R = xt.shape[0], self.xb.spec.rows
+        x = self.block_inputs(xt, k, nblk)
+        # shift and mask in the inputs' integers, then one cast to the product's dtype. Never ``out=`` a narrower
+        # tensor: CUDA computes a bitwise op in the output's dtype (the inputs cast first, their high bits lost;
+        # bf16 has no bitwise kernel), the CPU in the inputs' (the H200 A/B of branch gpu4 failed on exactly that)
+        d = torch.bitwise_right_shift(x[:, None], k["sh_c"])
+        d &= k["mask_c"]
+        p = d if d.dtype == self._plane_dtype() else d.to(self._plane_dtype())
+        return p.view(nblk, k["T"] * nb, R)
+
+    def block_inputs(self, xt: torch.Tensor, k: dict, nblk: int) -> torch.Tensor:
+        """The integers ``xt`` (batch, in) laid out per row block, (row blocks, batch, rows), zero beyond the inputs,
+        in the digit cutter's integers ``k["cdt"]`` (int32, int64 beyond 31 bits): one pass over the inputs."""
+        R = self.xb.spec.rows
+        nb, K = xt.shape
+        x = torch.empty((nblk, nb, R), dtype=k["cdt"], device=xt.device)
+        full = K // R                                      # whole row blocks, then the ragged one (zero rows)
+        if full:
+            x[:full].copy_(xt[:, :full * R].unflatten(1, (full, R)).permute(1, 0, 2))
+        if full < nblk:
+            x[full, :, :K - full * R].copy_(xt[:, full * R:])
+            x[full, :, K - full * R:].zero_()
+            x[full + 1:].zero_()
+        return x
 
     def _plane_dtype(self) -> torch.dtype:
-        """The dtype the level product takes its digits in (so the cut planes need no further cast)."""
-        return {"int8": torch.int8, "bf16": torch.bfloat16}.get(self.mode, self.a.dtype)
+        """The dtype the level product takes its digits in (so the cut planes need no further cast); int8 (int32
+        beyond 7-bit digits) for the float32/float64 products, which cast them per row-block range."""
+        wide = torch.int8 if self.xb.spec.dac_bits <= 7 else torch.int32
+        return {"int8": torch.int8, "bf16": torch.bfloat16}.get(self.mode, wide)
 
     def chunk_rows(self, T: int) -> int:
         """Examples per streamed chunk: the spec's ``batch_chunk`` on a CPU (where it bounds the memory); on a
@@ -370,23 +417,35 @@ class TorchTile:
         nonzero = torch.zeros((), dtype=torch.float64, device=dev)
         clipped = torch.zeros((), dtype=torch.float64, device=dev)
         decisions = torch.zeros((), dtype=torch.float64, device=dev)
-        fused = (kernels_triton.triton is not None and dev.type == "cuda" and op.fused and scope.per_cycle
+        fused = (kernels_triton.triton is not None and dev.type in self.FUSED_DEVICES and op.fused and scope.per_cycle
                  and xb.column_scales is None and dt == torch.float32 and rd == torch.float32)
         y = torch.empty((B, N), dtype=torch.float64, device=dev)
         chunk = self.chunk_rows(T)
         cut = (kernels_triton.triton is not None and dev.type in self.CUT_DEVICES and k["idt"] == torch.int32)
+        gemm = (fused and dev.type in self.GEMM_DEVICES and self.mode == "int8" and self.var is None
+                and self.line is None and k["cdt"] != torch.int64)
         for b0 in range(0, B, chunk):
             b1 = min(b0 + chunk, B)
             nb = b1 - b0
             M = T * nb
             step = max(1, self.ELEMENTS.get(dev.type, self.ELEMENTS["cpu"]) // (M * C))
-            if not cut:
-                p = self.planes(xt[b0:b1], k)
-                nonzero += torch.count_nonzero(p)
-                if nblk * R > K:
-                    p = torch.nn.functional.pad(p, (0, nblk * R - K))
-                xs = p.reshape(M, nblk, R)
             acc = torch.zeros(nb * C, dtype=torch.float64, device=dev)
+            if gemm:   # digits, int8 products and the ADC in one kernel; the affine and the sum over blocks as below
+                s_all, clips, nz, sqr = kernels_triton.planes_gemm_adc(
+                    self.block_inputs(xt[b0:b1], k, nblk), self.a_parts, k["sh32"], k["mask32c"], lo.to(dt),
+                    lsb.to(dt), w_place, C, op.n_codes)
+                clipped += clips
+                nonzero += nz
+                sq_rows += sqr
+                for g0 in range(0, nblk, step):
+                    g1 = min(g0 + step, nblk)
+                    acc += self._affine(s_all[g0:g1].to(torch.float64), lo[g0:g1], lsb[g0:g1], place).sum(dim=0)
+                y[b0:b1] = (acc.reshape(nb, C) * self.weight).reshape(nb, -1, N).sum(dim=1)
+                continue
+            if not cut:
+                planes = self.planes(xt[b0:b1], k, nblk)          # (blocks, cycles x batch, rows)
+                if not binary:                                    # binary digits: their sum (below)
+                    nonzero += torch.count_nonzero(planes)
             v_sum = var_sum = None          # row blocks summed in analog (scope.row_blocks == "sum")
             for g0 in range(0, nblk, step):
                 g1 = min(g0 + step, nblk)
@@ -398,10 +457,14 @@ class TorchTile:
                     sq_rows[g0 * R:g1 * R] += sqr
                     sq = xp if binary or self.var is None else xp.to(torch.int32).square()
                 else:
-                    xp = xs[:, g0:g1].permute(1, 0, 2).contiguous()     # (blocks, cycles x batch, rows), digits
-                    sq = xp if binary else xp.to(torch.int32 if xp.dtype == torch.int8 else xp.dtype).square()
-                    sq_rows[g0 * R:g1 * R] += sq.sum(dim=1, dtype=torch.float64).reshape(-1)
-                v = self._bmm(xp, self.a, self.a_parts, g0, g1, self.mode)
+                    xp = planes[g0:g1]                                   # a view: no copy
+                    sq = xp if binary else xp.to(torch.int32).square()
+                    rows = sq.sum(dim=1, dtype=torch.float64).reshape(-1)
+                    sq_rows[g0 * R:g1 * R] += rows
+                    if binary:    # digits 0/1: the non-zero ones are their sum (exact: integers in float64)
+                        nonzero += rows.sum()
+                # the fused epilogue reads an int8 product's int32 sums as they are (no float32 copy)
+                v = self._bmm(xp, self.a, self.a_parts, g0, g1, self.mode, raw=fused and self.line is None)
                 std2 = (None if self.var is None
                         else self._bmm(sq, self.var, self.var_parts, g0, g1, self.var_mode))
                 rel2 = None       # each written value's relative error: r**2 (s**2 + d**2) / 2 per cycle
@@ -416,6 +479,8 @@ class TorchTile:
                                             ).reshape(g1 - g0, M, C)
                     if scope.per_cycle:   # one variance per column value with the read noise's
                         std2 = rel2 if std2 is None else rel2.add_(std2.to(torch.float64))
+                if v.dtype == torch.int32 and not (fused and v.numel() < 2 ** 31 and rel2 is None and scope.per_cycle):
+                    v = v[..., :C].to(torch.float32)              # exact: column sums below 2**24 (float32 chosen)
                 if scope.per_cycle:
                     if fused and v.numel() < 2 ** 31 and rel2 is None:   # noise, ADC and shift-and-add in one Triton kernel
                         std = None if std2 is None else std2.sqrt_()

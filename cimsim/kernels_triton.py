@@ -1,6 +1,6 @@
 """Triton kernels of the torch backend on a GPU (:mod:`cimsim.crossbar_torch`).
 
-Two kernels, each one pass over memory where eager torch needs several:
+Three kernels, each one pass over memory where eager torch needs several:
 
 * :func:`cut_planes`: integer inputs (batch, in) to the bit planes of a range of row blocks, laid out for the batched
   product ((blocks, cycles x batch, rows): the digits of input cycle ``t`` of example ``b`` in row ``r`` of block
@@ -9,6 +9,8 @@ Two kernels, each one pass over memory where eager torch needs several:
   :func:`cimsim.encoding.input_planes` (tested through the interpreter, ``TRITON_INTERPRET=1``, and on CUDA).
 * :func:`adc_epilogue`: read noise, the ADC's quantization and the shift-and-add over input cycles of the column
   values of a batched product, in one kernel.
+* :func:`planes_gemm_adc` (opt-in, ``TorchTile.GEMM_DEVICES``): the digits, their int8 products and the ADC epilogue
+  (no read noise) in one kernel: neither the planes nor the products reach memory.
 
 Triton ships with CUDA builds of torch; without it (CPU-only installs) the torch backend runs the same arithmetic in
 eager torch, and ``triton`` here is None.
@@ -26,9 +28,10 @@ except ImportError:   # pragma: no cover - depends on the torch build
 
 if triton is not None:
     @triton.jit
-    def _adc_epilogue(v_ptr, std_ptr, lo_ptr, lsb_ptr, w_ptr, out_ptr, clip_ptr, seed, T, NC, C, n_codes,
-                      HAS_NOISE: tl.constexpr, PER_ROW: tl.constexpr, BLOCK: tl.constexpr):
-        """One row block g and BLOCK (example, column) values: for each input cycle t add the read noise
+    def _adc_epilogue(v_ptr, std_ptr, lo_ptr, lsb_ptr, w_ptr, out_ptr, clip_ptr, seed, NC, C, VS, n_codes,
+                      T: tl.constexpr, HAS_NOISE: tl.constexpr, PER_ROW: tl.constexpr, BLOCK: tl.constexpr):
+        """One row block g and BLOCK (example, column) values: for each input cycle t read the column value
+        (float32, or the int32 of an integer product, exact in float32 below 2**24; rows ``VS`` values apart), add the read noise
         ``std * N(0, 1)`` (Philox normals keyed by ``seed`` and the value's index), quantize to the ADC's code
         ``clamp(floor((v - lo) / lsb + 1/2), 0, n_codes - 1)`` and accumulate ``w_t * code`` (the shift-and-add);
         the number of clipped conversions goes to one slot per program of ``clip_ptr``."""
@@ -39,9 +42,11 @@ if triton is not None:
         lsb = tl.load(lsb_ptr + g)
         acc = tl.zeros((BLOCK,), dtype=tl.float32)
         clipped = tl.zeros((BLOCK,), dtype=tl.int32)
+        voffs = (offs // C) * VS + offs % C     # (example, column) in v's rows of VS values
+        NV = (NC // C) * VS
         for t in range(T):
             idx = (g * T + t) * NC + offs
-            v = tl.load(v_ptr + idx, mask=mask, other=0.0)
+            v = tl.load(v_ptr + (g * T + t) * NV + voffs, mask=mask, other=0).to(tl.float32)
             if HAS_NOISE:   # std per (row, column), or one per row (the same sigma in every column)
                 if PER_ROW:
                     sd = tl.load(std_ptr + (g * T + t) * (NC // C) + offs // C, mask=mask, other=0.0)
@@ -88,6 +93,75 @@ if triton is not None:
         tl.store(sq_ptr + (pb * tl.num_programs(1) + g) * R + r, sq, mask=r < R)
 
 
+if triton is not None:
+    @triton.jit
+    def _planes_gemm_adc(x_ptr, a_ptr, sh_ptr, mk_ptr, lo_ptr, lsb_ptr, w_ptr, out_ptr, clip_ptr, nz_ptr, sq_ptr,
+                         nb, R, C, CP, n_codes, T: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr,
+                         BLOCK_C: tl.constexpr):
+        """Examples ``b`` of one BLOCK_B tile, columns ``c`` of one BLOCK_C tile, row block ``g``: for each input
+        cycle t the digits ``(x >> shift_t) & mask_t`` (int8, in registers), their int8 product with the block's
+        levels (int32: exact), the ADC's code of that column value (as :func:`_adc_epilogue`, no noise) and the
+        shift-and-add ``sum_t w_t code_t`` to ``out[g, b * C + c]``; clipped conversions to ``clip[pid]``; the
+        first column tile also counts the non-zero digits (``nz[pid_b, g]``) and each row's sum of squared digits
+        (``sq[pid_b, g, r]``, int64)."""
+        pb, g, pc = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+        b = pb * BLOCK_B + tl.arange(0, BLOCK_B)
+        r = tl.arange(0, BLOCK_R)
+        c = pc * BLOCK_C + tl.arange(0, BLOCK_C)
+        bm, rm, cm = b < nb, r < R, c < C
+        x = tl.load(x_ptr + (g.to(tl.int64) * nb + b[:, None]) * R + r[None, :], mask=bm[:, None] & rm[None, :],
+                    other=0).to(tl.int32)
+        a = tl.load(a_ptr + (g.to(tl.int64) * R + r[:, None]) * CP + c[None, :], mask=rm[:, None] & cm[None, :],
+                    other=0)
+        lo = tl.load(lo_ptr + g)
+        lsb = tl.load(lsb_ptr + g)
+        acc = tl.zeros((BLOCK_B, BLOCK_C), dtype=tl.float32)
+        clipped = tl.zeros((BLOCK_C,), dtype=tl.int32)      # vectors, not tiles: fewer registers
+        nz = tl.zeros((BLOCK_R,), dtype=tl.int32)
+        sq = tl.zeros((BLOCK_R,), dtype=tl.int64)
+        live = bm[:, None] & cm[None, :]
+        for t in tl.static_range(T):
+            d = (x >> tl.load(sh_ptr + t)) & tl.load(mk_ptr + t)
+            if pc == 0:
+                nz += tl.sum((d != 0).to(tl.int32), axis=0)
+                sq += tl.sum((d * d).to(tl.int64), axis=0)
+            v = tl.dot(d.to(tl.int8), a, out_dtype=tl.int32).to(tl.float32)
+            code = tl.floor((v - lo) / lsb + 0.5)
+            clipped += tl.sum((((code < 0.0) | (code > n_codes - 1.0)) & live).to(tl.int32), axis=0)
+            code = tl.minimum(tl.maximum(code, 0.0), n_codes - 1.0)
+            acc += tl.load(w_ptr + t) * code
+        tl.store(out_ptr + (g.to(tl.int64) * nb + b[:, None]) * C + c[None, :], acc, mask=live)
+        pid = (pb * tl.num_programs(1) + g) * tl.num_programs(2) + pc
+        tl.store(clip_ptr + pid, tl.sum(clipped, axis=0))
+        if pc == 0:
+            tl.store(nz_ptr + pb * tl.num_programs(1) + g, tl.sum(nz, axis=0).to(tl.int64))
+            tl.store(sq_ptr + (pb * tl.num_programs(1) + g) * R + r, sq, mask=rm)
+
+
+def planes_gemm_adc(x: torch.Tensor, a8: torch.Tensor, shifts: torch.Tensor, masks: torch.Tensor, lo: torch.Tensor,
+                    lsb: torch.Tensor, w_t: torch.Tensor, C: int, n_codes: float):
+    """The bit planes, their int8 products and the ADC epilogue in one kernel, without planes or products in memory:
+    ``x`` (G, batch, R) the row blocks' integers (:meth:`cimsim.crossbar_torch.TorchTile.block_inputs`), ``a8``
+    (G, R, CP) int8 levels (CP >= C), ``shifts``/``masks`` int32 (T,) (a signed top digit's mask all ones), ``lo``,
+    ``lsb`` float32 (G,), ``w_t`` float32 (T,) the cycles' place values. Returns the shift-and-added codes
+    (G, batch x C) float32, the clipped conversions (float64 scalar), the non-zero digits (int64 scalar) and each
+    row's sum of squared digits (G x R, float64): the numbers of :func:`cut_planes` and :func:`adc_epilogue`."""
+    G, nb, R = x.shape
+    T = int(shifts.numel())
+    x, a8 = x.contiguous(), a8.contiguous()
+    out = torch.empty((G, nb * C), dtype=torch.float32, device=x.device)
+    # tiles: 64 examples x 128 columns x the block's rows (int8 tensor-core products need 32 rows or more); our choice
+    BLOCK_B, BLOCK_R, BLOCK_C = 64, max(32, triton.next_power_of_2(R)), max(16, min(128, triton.next_power_of_2(C)))
+    grid = (triton.cdiv(nb, BLOCK_B), G, triton.cdiv(C, BLOCK_C))
+    clips = torch.empty(grid[0] * G * grid[2], dtype=torch.int32, device=x.device)
+    nz = torch.empty(grid[0] * G, dtype=torch.int64, device=x.device)
+    sq = torch.empty((grid[0], G, R), dtype=torch.int64, device=x.device)
+    _planes_gemm_adc[grid](x, a8, shifts, masks, lo.reshape(-1).contiguous(), lsb.reshape(-1).contiguous(), w_t, out,
+                           clips, nz, sq, nb, R, C, a8.shape[-1], float(n_codes), T=T, BLOCK_B=BLOCK_B,
+                           BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C, num_warps=8)
+    return out, clips.sum(dtype=torch.float64), nz.sum(), sq.sum(dim=0, dtype=torch.float64).reshape(-1)
+
+
 def cut_planes(xt: torch.Tensor, shifts: torch.Tensor, masks: torch.Tensor, g0: int, g1: int, R: int,
                out_dtype: torch.dtype, signed: bool, bits: int, top_width: int):
     """Bit planes of the integers ``xt`` (batch, in; any integer or integer-valued float dtype; |x| < 2**31) for row
@@ -109,14 +183,16 @@ def cut_planes(xt: torch.Tensor, shifts: torch.Tensor, masks: torch.Tensor, g0: 
 
 def adc_epilogue(v, std, lo, lsb, w_t, T: int, nb: int, C: int, n_codes: float, seed: int):
     """:func:`_adc_epilogue` over row blocks (G, cycles x batch, columns): (G, batch x columns) float32 and the
-    count of clipped conversions (float64 scalar tensor)."""
+    count of clipped conversions (float64 scalar tensor). ``v``: float32, or int32 with rows of ``C`` or more
+    values (an int8 product's padded columns: the first ``C`` are read), contiguous."""
     G, NC = v.shape[0], nb * C
+    v = v.contiguous()
     out = torch.empty((G, NC), dtype=torch.float32, device=v.device)
     block = 1024
     programs = triton.cdiv(NC, block)
     clips = torch.empty((G * programs,), dtype=torch.int32, device=v.device)
     _adc_epilogue[(G, programs)](
         v, v if std is None else std.contiguous(), lo.reshape(-1).contiguous(), lsb.reshape(-1).contiguous(),
-        w_t, out, clips, seed, T, NC, C, float(n_codes), HAS_NOISE=std is not None,
+        w_t, out, clips, seed, NC, C, v.shape[-1], float(n_codes), T=int(T), HAS_NOISE=std is not None,
         PER_ROW=std is not None and std.shape[-1] == 1, BLOCK=block)
     return out, clips.sum(dtype=torch.float64)

@@ -161,3 +161,37 @@ def test_any_chunking_of_the_batch_gives_the_same_integer_numbers(monkeypatch, c
     assert a.ledger.totals().keys() == b.ledger.totals().keys()
     for k, v in a.ledger.totals().items():
         assert b.ledger.totals()[k] == pytest.approx(v, rel=1e-12), k
+
+
+@pytest.mark.parametrize("bits,dac,signed,K,R", [
+    (16, 1, False, 300, 128), (16, 1, False, 256, 128), (16, 2, True, 70, 32), (15, 3, False, 33, 16),
+    (8, 1, False, 100, 64), (7, 4, True, 200, 64), (20, 4, True, 90, 32), (31, 5, False, 40, 16),
+    (32, 8, True, 50, 16), (32, 3, False, 20, 16)])
+@pytest.mark.parametrize("products", [("int8", "bf16"), ("bf16",), ()])
+@pytest.mark.parametrize("xdtype", [torch.float64, torch.int64])
+def test_eager_planes_are_the_digits_of_input_planes(monkeypatch, bits, dac, signed, K, R, products, xdtype):
+    """TorchTile.planes (the shift broadcast over cycles written narrowed to the product's dtype, then the mask;
+    padding and the row blocks' layout applied to the inputs) gives
+    the digits of cimsim.encoding.input_planes, zero rows beyond the inputs, laid out (blocks, cycles x batch,
+    rows); extreme inputs and zero included. On CUDA where there is one (the narrowing casts are the device's)."""
+    from cimsim.encoding import input_planes
+    monkeypatch.setitem(TorchTile.PRODUCTS, "cpu", products)
+    rng = np.random.default_rng(bits * 100 + dac + K)
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    x = rng.integers(lo, hi, size=(37, K), endpoint=True)
+    x[0], x[1], x[2] = lo, hi, 0
+    W = rng.integers(-7, 8, size=(5, K))
+    spec = cimsim.CrossbarSpec(rows=R, cols=32, weight_bits=4, input_bits=bits, dac_bits=dac, input_signed=signed,
+                               readout=IdealReadout())
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    monkeypatch.setitem(TorchTile.PRODUCTS, dev, products)
+    tile = cimsim.Crossbar(W, spec, backend="torch", device=dev)._torch
+    nblk = len(tile.xb.row_blocks)
+    want, _ = input_planes(x, bits, dac, signed)                          # (T, B, K)
+    T = want.shape[0]
+    pad = np.zeros((T, 37, nblk * R), dtype=np.int64)
+    pad[:, :, :K] = want
+    want = pad.reshape(T, 37, nblk, R).transpose(2, 0, 1, 3).reshape(nblk, T * 37, R)
+    got = tile.planes(torch.as_tensor(x, dtype=xdtype, device=dev), tile.constants([(0.0, 1.0)]), nblk)
+    assert got.dtype == tile._plane_dtype() and got.shape == want.shape
+    np.testing.assert_array_equal(got.to(torch.int64).cpu().numpy(), want)

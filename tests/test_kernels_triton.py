@@ -73,3 +73,69 @@ def test_crossbar_is_the_same_with_and_without_the_kernel(monkeypatch, readout, 
     y1, t1 = xb._torch.forward_device(xt, ranges)
     torch.testing.assert_close(y1, y0, rtol=0, atol=0)
     torch.testing.assert_close(t1, t0, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cols,int8", [(36, True), (40, True), (36, False)])
+def test_fused_epilogue_reads_an_int8_products_int32_sums(monkeypatch, cols, int8):
+    """The fused ADC epilogue reads an int8 product's int32 sums in place (rows padded to a multiple of 8 columns)
+    or float32 values: the same outputs and tally as the plain torch epilogue (ideal cells: every path exact)."""
+    rng = np.random.default_rng(11)
+    W = rng.integers(-127, 128, size=(cols // 4 if int8 else cols // 4, 300))
+    x = rng.integers(0, 256, size=(50, 300))
+    monkeypatch.setitem(TorchTile.PRODUCTS, DEVICE, ("int8",) if int8 else ())
+    spec = cimsim.CrossbarSpec(rows=128, cols=128, cell_bits=2, weight_bits=8, input_bits=8, dac_bits=1,
+                               signed="offset", cell=ReRAM(prog_sigma_frac=0.0, read_sigma_frac=0.0),
+                               readout=SarADC(bits=5), adc_range="calibrated", calibration_percentile=90)
+    xb = cimsim.Crossbar(W, spec, seed=1, backend="torch", device=DEVICE)
+    xb.calibrate(x)
+    assert xb._torch.mode == ("int8" if int8 else "plain") and (xb.readout_columns % 8 != 0) == (cols == 36)
+    ranges = xb.ranges()
+    xt = torch.as_tensor(x, device=DEVICE)
+    monkeypatch.setattr(TorchTile, "FUSED_DEVICES", ())
+    y0, t0 = xb._torch.forward_device(xt, ranges)
+    monkeypatch.setattr(TorchTile, "FUSED_DEVICES", (DEVICE,))
+    calls = []
+    monkeypatch.setattr(kernels_triton, "adc_epilogue", lambda *a: calls.append(a[0].dtype) or adc(*a))
+    y1, t1 = xb._torch.forward_device(xt, ranges)
+    assert calls and set(calls) == {torch.int32 if int8 else torch.float32}
+    assert float(t0[3]) > 0                       # some conversions clip: both count them alike
+    torch.testing.assert_close(y1, y0, rtol=0, atol=0)
+    torch.testing.assert_close(t1, t0, rtol=0, atol=0)
+
+
+adc = kernels_triton.adc_epilogue
+
+
+@pytest.mark.parametrize("bits,dac,input_signed,signed,K,W_rows", [
+    (16, 1, False, "offset", 300, 9), (8, 2, True, "differential", 200, 5), (7, 3, False, "offset", 64, 40)])
+def test_planes_gemm_adc_kernel_gives_the_same_numbers(monkeypatch, bits, dac, input_signed, signed, K, W_rows):
+    """Digits, int8 products and the ADC in one kernel (TorchTile.GEMM_DEVICES) against the default path: the same
+    outputs and tally (non-zero digits, read energy, clipped conversions) for unsigned 16-bit and signed inputs,
+    ragged row blocks and columns not a multiple of the kernel's tile."""
+    rng = np.random.default_rng(bits + K)
+    W = rng.integers(-127, 128, size=(W_rows, K))
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if input_signed else (0, (1 << bits) - 1)
+    x = rng.integers(lo, hi, size=(70, K), endpoint=True)
+    x[0], x[1], x[2] = lo, hi, 0
+    monkeypatch.setitem(TorchTile.PRODUCTS, DEVICE, ("int8",))
+    monkeypatch.setattr(TorchTile, "FUSED_DEVICES", (DEVICE,))
+    spec = cimsim.CrossbarSpec(rows=128, cols=128, cell_bits=2, weight_bits=8, input_bits=bits, dac_bits=dac,
+                               signed=signed, input_signed=input_signed,
+                               cell=ReRAM(prog_sigma_frac=0.0, read_sigma_frac=0.0),
+                               readout=SarADC(bits=6), adc_range="calibrated", calibration_percentile=90)
+    xb = cimsim.Crossbar(W, spec, seed=1, backend="torch", device=DEVICE)
+    xb.calibrate(x)
+    assert xb._torch.mode == "int8" and xb._torch.var is None
+    ranges = xb.ranges()
+    xt = torch.as_tensor(x, dtype=torch.float32, device=DEVICE)
+    y0, t0 = xb._torch.forward_device(xt, ranges)
+    monkeypatch.setattr(TorchTile, "GEMM_DEVICES", (DEVICE,))
+    calls = []
+    monkeypatch.setattr(kernels_triton, "planes_gemm_adc", lambda *a: calls.append(1) or gemm(*a))
+    y1, t1 = xb._torch.forward_device(xt, ranges)
+    assert calls and float(t0[3]) > 0 and float(t0[0]) > 0
+    torch.testing.assert_close(y1, y0, rtol=0, atol=0)
+    torch.testing.assert_close(t1, t0, rtol=0, atol=0)
+
+
+gemm = kernels_triton.planes_gemm_adc
