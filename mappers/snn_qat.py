@@ -219,16 +219,16 @@ def _forget_on_backward(mod: _SA, out: torch.Tensor) -> None:
     later forward of the same input (a second pass over one batch before the optimizer step) recomputes it. (Two
     forwards of one input tensor before the first one's backward still share one graph: back-propagate their
     losses summed, or pass a copy of the input.)"""
-    ref = weakref.ref(mod)
+    mod_ref, out_ref = weakref.ref(mod), weakref.ref(out)
 
     def hook(grad):
-        m = ref()
+        m = mod_ref()
         if m is not None and m._memo is not None and m._memo[2] is out_ref():
             m._memo = None
         return None
 
-    out_ref = weakref.ref(out)
     out.register_hook(hook)
+
 
 def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
     """The same values: one storage, place, shape and strides, unmodified (``a`` is held, so its memory cannot
