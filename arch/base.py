@@ -75,6 +75,7 @@ class Architecture:
                                                        # cimsim finetune trains spiking networks for it (snn_qat)
     aliases: ClassVar[dict[str, str]] = {}          # shorthand -> dotted path
     derived: ClassVar[dict[str, str]] = {}          # component parameter -> the architecture parameter it follows
+    renamed: ClassVar[dict[str, str]] = {}          # old parameter path -> its new path (refused, naming the new one)
     component_types: ClassVar[dict[str, type]] = {} # component field -> the model class it must be
     cost_only: ClassVar[tuple[str, ...]] = ()       # parameter paths (fnmatch patterns) that change costs, not
                                                     # the simulated numbers: Report.recost may change them

@@ -107,6 +107,7 @@ class Cascade(DifferentialColumns, TiledChip):
     description = ("CASCADE (MICRO 2019): TIAs buffer bit-line partial sums in RRAM buffer arrays, summed over "
                    "cycles and arrays before one conversion; 64x64 arrays, 1-bit cells, 16-bit weights, 65 nm")
     aliases = {**TiledChip.aliases, "adc_bits": "adc.bits"}
+    renamed = {**TiledChip.renamed, "adcs_per_array": "adcs_per_block"}   # 7cdf6e5: 7 ADCs per block of 80 arrays
     derived = {**TiledChip.derived, "adc.node_nm": "node_nm", "tia.node_nm": "node_nm", "buffer.node_nm": "node_nm",
                "adc.sample_rate_hz": "cols, weight_bits, cycles_per_conversion, slices_per_conversion, the arrays "
                                      "of a tile, adcs_per_block and cycle_s",

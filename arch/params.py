@@ -13,12 +13,15 @@ An architecture is a frozen dataclass. Its fields are either
 :func:`apply` returns the architecture with overrides given as ``{"adc.bits": 6}`` or as strings from the
 CLI's ``--set adc.bits=6``. Each architecture may declare shorthands (``aliases``: ``adc_bits`` for
 ``adc.bits``) and component parameters that follow one of its own (``derived``: ``adc.node_nm`` follows
-``node_nm``; setting it directly is refused with a message naming what to set instead). Every refusal is a
-one-line :class:`~cimsim.errors.ConfigError` naming the path and its allowed range.
+``node_nm``; setting it directly is refused with a message naming what to set instead) and the old names of
+renamed parameters (``renamed``: CASCADE's ``adcs_per_array`` is ``adcs_per_block``; an old name is refused with
+a message naming the new one). Every refusal is a one-line :class:`~cimsim.errors.ConfigError` naming the path
+and its allowed range; an unknown name gets the closest known one as a suggestion (:func:`difflib.get_close_matches`).
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
@@ -157,6 +160,47 @@ def _coerce(arch_name: str, path: str, value: Any, default: Any) -> Any:
 _MODEL_NAME = re.compile(r"\b[A-Z][A-Za-z0-9]*\.([a-z_][a-z0-9_]*)\b")
 
 
+# our choice: difflib's default similarity cutoff (0.6) for a suggestion; below it, none is made
+SUGGEST_CUTOFF = 0.6
+
+
+def closest(name: str, known) -> str | None:
+    """The known name closest to ``name`` (difflib's ratio, at least :data:`SUGGEST_CUTOFF`), or None."""
+    hits = difflib.get_close_matches(str(name), list(known), n=1, cutoff=SUGGEST_CUTOFF)
+    return hits[0] if hits else None
+
+
+def _did_you_mean(name: str, known, prefix: str = "") -> str:
+    hit = closest(name, known)
+    return f" (did you mean {prefix + hit!r}?)" if hit else ""
+
+
+def _settable(arch) -> list[str]:
+    """Every path of ``arch`` that may be set (derived ones left out) and its shorthands."""
+    return [p.path for p in parameters(arch) if p.derived_from is None] + list(arch.aliases)
+
+
+def hint(key: str, archs) -> str:
+    """Why none of ``archs`` has parameter ``key``, where that can be told: a rename (``cascade: renamed to
+    adcs_per_block``) or the closest settable path of any of them (``isaac: did you mean 'adc_bits'?``); else ""."""
+    archs, key = list(archs), str(key).strip()
+    new = next(((arch.name, arch.renamed[key]) for arch in archs if key in arch.renamed), None)
+    if new:
+        return f"{new[0]}: renamed to {new[1]}"
+    owners: dict[str, str] = {}
+    for arch in archs:
+        for path in _settable(arch):
+            owners.setdefault(path, arch.name)
+    hit = closest(key, owners)
+    return f"{owners[hit]}: did you mean {hit!r}?" if hit else ""
+
+
+def hinted(keys, archs) -> str:
+    """``keys`` joined by commas, each followed by its :func:`hint` in parentheses where it has one."""
+    archs = list(archs)
+    return ", ".join(f"{k} ({h})" if (h := hint(k, archs)) else str(k) for k in keys)
+
+
 def _rebuild_component(arch_name: str, name: str, model, changes: dict[str, Any]):
     """``model`` with ``changes`` (parameter -> value), validated; errors name ``name.parameter``."""
     known = {p["name"]: p for p in describe(model)["params"]}
@@ -164,8 +208,8 @@ def _rebuild_component(arch_name: str, name: str, model, changes: dict[str, Any]
     values = {}
     for key, value in changes.items():
         if key not in known:
-            raise ConfigError(f"{arch_name}: {name} ({describe(model)['kind']}) has no parameter {key!r}; its "
-                              f"parameters are {', '.join(known) or 'none'}")
+            raise ConfigError(f"{arch_name}: {name} ({describe(model)['kind']}) has no parameter {key!r}"
+                              f"{_did_you_mean(key, known, name + '.')}; its parameters are {', '.join(known) or 'none'}")
         default = defaults[key] if defaults[key] is not MISSING else known[key]["value"]
         values[key] = _coerce(arch_name, f"{name}.{key}", value, default)
     try:
@@ -187,6 +231,10 @@ def apply(arch, overrides: dict[str, Any]):
     kinds: dict[str, Any] = {}
     nested: dict[str, dict[str, Any]] = {}
     for raw, value in overrides.items():
+        if str(raw).strip() in arch.renamed:
+            new = arch.renamed[str(raw).strip()]
+            raise ConfigError(f"{name}: parameter {str(raw).strip()!r} was renamed to {new!r}; set {new} instead "
+                              f"(see 'cimsim archs show {name}')")
         path = aliases.get(str(raw).strip(), str(raw).strip())
         head, dot, tail = path.partition(".")
         f = by_name.get(head)
@@ -194,7 +242,8 @@ def apply(arch, overrides: dict[str, Any]):
             raise ConfigError(f"{name} has no ADC, so {raw} does not apply (see 'cimsim archs show {name}')")
         if f is None or not (_is_param(f) or _is_component(f)):
             known = [x.name for x in fields(arch) if _is_param(x) or _is_component(x)] + sorted(aliases)
-            raise ConfigError(f"{name} has no parameter {raw!r}; its parameters are {', '.join(known)} and the "
+            hint = _did_you_mean(raw, _settable(arch))
+            raise ConfigError(f"{name} has no parameter {raw!r}{hint}; its parameters are {', '.join(known)} and the "
                               f"components' NAME.PARAM paths (see 'cimsim archs show {name}')")
         if path in derived:
             raise ConfigError(f"{name}: {path} follows the architecture's {derived[path]}; set {derived[path]} instead")

@@ -185,6 +185,7 @@ def make_points(archs: Iterable[str], adc_bits: list[int] | None = None, seeds: 
     import itertools
 
     from cimsim import arch as arch_mod
+    from cimsim.arch.params import hinted
 
     archs = list(archs)
     overrides = dict(overrides or {})
@@ -217,7 +218,7 @@ def make_points(archs: Iterable[str], adc_bits: list[int] | None = None, seeds: 
                           "maps a plain network to crossbars, e.g. --arch isaac")
     if unused:
         raise ConfigError(f"no architecture in the sweep ({', '.join(archs)}) has parameter "
-                          f"{', '.join(sorted(unused))}; see 'cimsim archs show ARCH'")
+                          f"{hinted(sorted(unused), map(arch_mod.get, archs))}; see 'cimsim archs show ARCH'")
     size = grid_size(archs, grid, seeds)
     if size > MAX_POINTS:
         raise ConfigError(f"the sweep grid has {size:,} points, more than {MAX_POINTS:,}; sweep fewer values "
@@ -233,7 +234,7 @@ def make_points(archs: Iterable[str], adc_bits: list[int] | None = None, seeds: 
                           "maps a plain network to crossbars, e.g. --arch isaac")
     if unswept:
         raise ConfigError(f"no architecture in the sweep ({', '.join(archs)}) has parameter "
-                          f"{', '.join(unswept)}; see 'cimsim archs show ARCH'")
+                          f"{hinted(unswept, map(arch_mod.get, archs))}; see 'cimsim archs show ARCH'")
     points: list[Point] = []
     for a in archs:
         base = arch_mod.get(a, **arch_overrides(a, overrides))

@@ -36,7 +36,10 @@ the final phase.
 
 Memory: the partial sums and decisions of every row block, plane, layer and time step are not kept for the
 backward pass; :mod:`cimsim.mappers.snn_qat_ops` recomputes them there, a chunk of patch rows at a time (one step
-of ``snn_dvsnet`` at batch 4: 4.3 -> 0.6 GB, BENCHMARKS.md, issue 17).
+of ``snn_dvsnet`` at batch 4: 4.3 -> 0.6 GB, BENCHMARKS.md, issue 17). The weights' integers and cell levels are
+computed once per weight update and shared by every time step and batch, detached; each call gets its own gradient
+node onto them (:class:`~cimsim.mappers.snn_qat_ops.Reattached`), so several forward and backward passes before an
+optimizer step (gradient accumulation) add their gradients as separate passes would.
 
 Noise injection (``noise_frac``): during training every cell level gets Gaussian noise of ``noise_frac`` of the
 level range (per cell, as :mod:`cimsim.mappers.qat` does), so the network learns margins around programming
@@ -46,6 +49,7 @@ variation.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +59,7 @@ from torch import nn
 
 from cimsim.errors import ConfigError
 from cimsim.mappers import qat
-from cimsim.mappers.snn_qat_ops import SenseAmpProduct
+from cimsim.mappers.snn_qat_ops import Reattached, SenseAmpProduct
 from cimsim.metrics import batch_score_sum, endpoint_error, is_flow
 
 
@@ -131,7 +135,15 @@ class _SA:
 
     def columns(self, w_int: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Cell levels of every physical column (S*P*O, K), slice-major then polarity, with STE gradients, and
-        each column's digital weight ``2**shift_j * sign_p`` (S*P*O,)."""
+        each column's digital weight ``2**shift_j * sign_p`` (S*P*O,); in training with ``noise_frac``, one draw of
+        programming noise on the levels."""
+        levels, coef = self._clean_columns(w_int)
+        if self.training and self.noise_frac > 0:
+            levels = levels + self.noise_frac * (2 ** self.sa_config.cell_bits - 1) * torch.randn_like(levels)
+        return levels, coef
+
+    def _clean_columns(self, w_int: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`columns` without the programming noise."""
         cfg = self.sa_config
         mag, pos, neg = w_int.detach().abs(), (w_int.detach() > 0).to(w_int.dtype), (w_int.detach() < 0).to(w_int.dtype)
         layout = cfg.slice_shifts()
@@ -145,10 +157,11 @@ class _SA:
             cols += [level * pos + share * dw * pos, level * neg - share * dw * neg]
             # filled on the device (a host-made tensor would be a host-to-device copy per weight update)
             coef += [w_int.new_full((O,), 2.0 ** s), w_int.new_full((O,), -(2.0 ** s))]
-        levels = torch.cat(cols)
-        if self.training and self.noise_frac > 0:
-            levels = levels + self.noise_frac * (2 ** cfg.cell_bits - 1) * torch.randn_like(levels)
-        return levels, torch.cat(coef)
+        return torch.cat(cols), torch.cat(coef)
+
+    def _weight_levels(self, weight: torch.Tensor) -> torch.Tensor:
+        """The cell levels as a function of the float weights (what the straight-through gradient follows)."""
+        return self._clean_columns(qat.quantize_weight_ste(weight, self.sa_config.weight_bits)[0])[0]
 
     def sa_product(self, patches: torch.Tensor, w_int: torch.Tensor, scale: torch.Tensor,
                    columns: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -165,7 +178,8 @@ class _SA:
                                      1.0 / math.sqrt(P.shape[0]), w_int.shape[0])
 
     def sa_forward(self, x: torch.Tensor) -> torch.Tensor:
-        # a directly encoded input repeats every step (one tensor seen T times): same weights, same output
+        # a directly encoded input repeats every step (one tensor seen T times): same weights, same output; the
+        # memo holds until a backward pass reaches its output (whose graph that pass frees: see _forget_on_backward)
         key = (self.weight.data_ptr(), self.weight._version, self.sa_scale._version, self.fraction, self.training,
                self.noise_frac, torch.is_grad_enabled())
         memo = self._memo
@@ -175,21 +189,45 @@ class _SA:
         x_int = self.integer_inputs(x.to(self.weight.dtype))
         patches, shape = self._patches(x_int)
         # the weights' integers and cell levels (with one draw of programming noise) are the same at every time
-        # step of an inference: computed once per weight update (the graph is shared by the steps)
+        # step and every batch until the weights change: computed once per weight update, detached; each call
+        # attaches its own gradient node to them (Reattached), so no call's graph depends on another's
         wkey = (self.weight.data_ptr(), self.weight._version, self.noise_frac, self.training, torch.is_grad_enabled())
         wm = getattr(self, "_weights_memo", None)
         if wm is None or wm[0] != wkey or wm[1] is not self.weight:
-            w_int, w_scale = qat.quantize_weight_ste(self.weight, cfg.weight_bits)
-            wm = (wkey, self.weight, w_int, w_scale, self.columns(w_int))
+            with torch.no_grad():
+                w_int, w_scale = qat.quantize_weight_ste(self.weight, cfg.weight_bits)
+                wm = (wkey, self.weight, w_int, w_scale, self.columns(w_int))
             self._weights_memo = wm
-        _, _, w_int, w_scale, cols = wm
-        acc = self.sa_product(patches, w_int, self.sa_scale, cols)
+        _, _, w_int, w_scale, (levels, coef) = wm
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            levels = Reattached.apply(self.weight, levels, self._weight_levels)
+        acc = self.sa_product(patches, w_int, self.sa_scale, (levels, coef))
         y = acc * (self.input_scale.to(acc.dtype) * w_scale)[None, :]
         if self.bias is not None:
             y = y + self.bias[None, :]
         out = self._unpatch(y, shape)
-        self._memo = (x, key, out) if not self.flags()[0] else None
+        self._memo = None
+        if not self.flags()[0]:
+            self._memo = (x, key, out)
+            if out.requires_grad:
+                _forget_on_backward(self, out)
         return out
+
+
+def _forget_on_backward(mod: _SA, out: torch.Tensor) -> None:
+    """Drop ``mod``'s memo of ``out`` when a backward pass reaches ``out``: that pass frees ``out``'s graph, so a
+    later forward of the same input (a second pass over one batch before the optimizer step) recomputes it. (Two
+    forwards of one input tensor before the first one's backward still share one graph: back-propagate their
+    losses summed, or pass a copy of the input.)"""
+    mod_ref, out_ref = weakref.ref(mod), weakref.ref(out)
+
+    def hook(grad):
+        m = mod_ref()
+        if m is not None and m._memo is not None and m._memo[2] is out_ref():
+            m._memo = None
+        return None
+
+    out.register_hook(hook)
 
 
 def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:

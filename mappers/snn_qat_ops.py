@@ -22,6 +22,7 @@ times ``grad_scale``; exact columns pass ``dq/dPS = 1``. Sums over chunks may di
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 # our choice: partial sums computed 2**24 at a time (64 MB in float32); a block's temporaries are a few of these
 CHUNK_ELEMENTS = 1 << 24
@@ -105,6 +106,31 @@ class SenseAmpProduct(torch.autograd.Function):
         if need_s:
             gs *= ctx.grad_scale
         return gp, gl, gs, None, None, None, None, None, None, None
+
+
+class Reattached(torch.autograd.Function):
+    """``value`` forward (a tensor computed once, detached, and reused by every call until ``source`` changes);
+    backward, the gradient that ``build(source)`` would pass to ``source``, rebuilt from ``source`` for this call.
+
+    Every call is its own node of the graph, which keeps nothing but ``source``: a second backward pass (gradient
+    accumulation, a second batch before the optimizer step) finds its own node intact, where a cached
+    differentiable tensor would belong to the first pass's graph, freed by its backward. The forward returns a view
+    of ``value``: the calls share its memory."""
+
+    @staticmethod
+    def forward(ctx, source, value, build):
+        ctx.save_for_backward(source)
+        ctx.build = build
+        return value.view_as(value)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        (source,) = ctx.saved_tensors
+        with torch.enable_grad():
+            s = source.detach().requires_grad_(True)
+            (gs,) = torch.autograd.grad(ctx.build(s), s, g)
+        return gs, None, None
 
 
 def _block_keep(keep, r: int):

@@ -288,3 +288,62 @@ def test_running_out_of_memory_is_one_line_naming_a_smaller_batch(capsys, monkey
     monkeypatch.setattr(train, "train", _raiser(RuntimeError("shape mismatch")))   # a bug keeps its traceback
     with pytest.raises(RuntimeError, match="shape mismatch"):
         main(["train", "--model", "lenet5", "--dataset", "synthetic"])
+
+
+def test_a_renamed_parameter_names_its_new_name(capsys):
+    code, _, err = run_cli(capsys, "run", "--arch", "cascade", "--set", "adcs_per_array=7")
+    assert code == 2
+    assert err.strip() == ("cimsim run: error: cascade: parameter 'adcs_per_array' was renamed to 'adcs_per_block'; "
+                           "set adcs_per_block instead (see 'cimsim archs show cascade')")
+    with pytest.raises(cimsim.ConfigError, match="^cascade: parameter 'adcs_per_array' was renamed to 'adcs_per_block'"):
+        cimsim.arch.get("cascade", adcs_per_array=7)
+    assert cimsim.arch.get("cascade", adcs_per_block=5).adcs_per_block == 5     # the new name works
+    # a sweep or comparison over several architectures says it too, once no architecture has the old name
+    code, _, err = run_cli(capsys, "compare", "--arch", "isaac,cascade", "--set", "adcs_per_array=7")
+    assert code == 2
+    assert err.strip() == ("cimsim compare: error: --set adcs_per_array: none of isaac, cascade has this parameter "
+                           "(cascade: renamed to adcs_per_block; see 'cimsim archs show isaac')")
+
+
+def test_every_renamed_parameter_points_at_a_parameter_that_exists():
+    renames = {(n, old, new) for n in cimsim.arch.names() for old, new in cimsim.arch.get(n).renamed.items()}
+    assert ("cascade", "adcs_per_array", "adcs_per_block") in renames
+    for n, old, new in renames:
+        a = cimsim.arch.get(n)
+        assert a.has_param(new) and not a.has_param(old), (n, old, new)
+
+
+def _typo(path: str) -> str:
+    """``path`` with the two letters before its last one swapped (``weight_bits`` -> ``weight_bist``), or its last
+    letter replaced where those two are equal."""
+    return path[:-3] + path[-2] + path[-3] + path[-1] if path[-2] != path[-3] else path[:-1] + "q"
+
+
+@pytest.mark.parametrize("name", cimsim.arch.names())
+def test_an_unknown_parameter_suggests_the_closest_name_for_every_architecture(capsys, name):
+    arch = cimsim.arch.get(name)
+    own = [p.path for p in arch.parameters() if "." not in p.path and p.unit != "kind"]
+    path = max(own, key=len)            # the longest scalar name: its typo is closer to it than to any other
+    typo = _typo(path)
+    assert not arch.has_param(typo)
+    code, _, err = run_cli(capsys, "run", "--arch", name, "--set", f"{typo}=1")
+    assert_one_line_user_error(code, err, f"{name} has no parameter {typo!r} (did you mean {path!r}?); its parameters "
+                                          f"are ")
+    assert err.startswith("cimsim run: error: ")
+    # a component's parameter: the closest of that component's, named by its path
+    comp = next((p.path for p in arch.parameters() if "." in p.path and p.derived_from is None), None)
+    if comp is not None:
+        head, tail = comp.split(".", 1)
+        bad = f"{head}.{_typo(tail)}"
+        code, _, err = run_cli(capsys, "run", "--arch", name, "--set", f"{bad}=1")
+        assert_one_line_user_error(code, err, f"{name}: {head} (", f"has no parameter {_typo(tail)!r} (did you mean "
+                                              f"{comp!r}?); its parameters are ")
+
+
+def test_a_sweep_over_several_architectures_names_the_closest_parameter(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "sweep", "--arch", "isaac,cascade", "--grid", "adcs_per_blok=5,7",
+                           "--out", tmp_path / "s.h5")
+    assert code == 2
+    assert err.strip() == ("cimsim sweep: error: no architecture in the sweep (isaac, cascade) has parameter "
+                           "adcs_per_blok (cascade: did you mean 'adcs_per_block'?); see 'cimsim archs show ARCH'")
+    assert not (tmp_path / "s.h5").exists()

@@ -380,3 +380,33 @@ def test_cli_first_layer_bits_and_cycle_scales_find_their_own_checkpoint(capsys,
     code, out, err = run_cli(capsys, "finetune", "--model", "lenet5", "--dataset", "fashion-mnist", "--epochs", "1",
                              "--limit", "8", "--test-limit", "8", *sets, "--init", SHIPPED_PSQ)
     assert_one_line_user_error(code, err, "fine-tuned for psq-ternary-w4a4c1d1r128t0.5")
+
+
+def test_two_backward_passes_accumulate_the_sum_of_the_single_pass_gradients():
+    """Gradient accumulation over two batches (no optimizer step between them) through the PSQ layers, with learned
+    input and weight steps, adds the two single-pass gradients (nothing of one pass's graph is reused by the next);
+    a forward without gradients before one with them changes nothing."""
+    psq, x, _ = ideal_hcim_psq()
+    qat.learn_input_steps(psq, True)
+    qat.learn_weight_steps(psq, True)
+    psq.train()
+    y = torch.tensor([0, 1, 2, 1, 0, 2, 1, 0])
+    halves = [(x[:4], y[:4]), (x[4:], y[4:])]
+
+    def grads():
+        return {n: p.grad.clone() for n, p in psq.named_parameters() if p.grad is not None}
+
+    singles = []
+    for xb, yb in halves:
+        psq.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            psq(xb)
+        torch.nn.functional.cross_entropy(psq(xb), yb).backward()
+        singles.append(grads())
+    psq.zero_grad(set_to_none=True)
+    for xb, yb in halves:
+        torch.nn.functional.cross_entropy(psq(xb), yb).backward()
+    both = grads()
+    assert set(both) == set(singles[0]) and any("log_step" in n for n in both) and any("wstep" in n for n in both)
+    for name, g in both.items():
+        torch.testing.assert_close(g, singles[0][name] + singles[1][name], rtol=1e-12, atol=1e-12, msg=name)

@@ -221,3 +221,60 @@ def test_the_product_keeps_only_its_inputs_for_backward():
         allowed = len(planes) * x.numel() + levels.numel() + mod.sa_scale.numel() + coef.numel()
         plain = 2 * len(planes) * x.shape[0] * mod.sa_scale.numel()   # PS / s and the decision, every block
         assert sum(saved) <= allowed < plain
+
+
+def _grads(net) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("noise_frac", [0.0, 0.05])
+def test_two_backward_passes_accumulate_the_sum_of_the_single_pass_gradients(noise_frac):
+    """Gradient accumulation (two forward/backward passes, no optimizer step between them) works and adds up:
+    the weights' cached integers and cell levels must not tie the second pass to the first pass's freed graph."""
+    net = prepared(cimsim.arch.get("adcless-snn")).train()
+    for m in snn_qat.sa_layers(net).values():
+        m.noise_frac = noise_frac
+    x, y = data()
+    halves = [(x[:6].double(), y[:6]), (x[6:].double(), y[6:])]
+
+    def step(xb, yb):
+        torch.manual_seed(11)                      # the same draw of programming noise in both runs
+        torch.nn.functional.cross_entropy(net(xb), yb).backward()
+
+    singles = []
+    for xb, yb in halves:
+        net.zero_grad(set_to_none=True)
+        step(xb, yb)
+        singles.append(_grads(net))
+    net.zero_grad(set_to_none=True)
+    for xb, yb in halves:
+        step(xb, yb)                               # raised "backward through the graph a second time" before
+    both = _grads(net)
+    assert set(both) == set(singles[0]) and len(both) >= 6
+    for name, g in both.items():
+        torch.testing.assert_close(g, singles[0][name] + singles[1][name], rtol=1e-12, atol=1e-12, msg=name)
+        assert float(g.abs().sum()) > 0, name
+    # the same batch twice (the direct encoding's input memo must not hand back the first pass's output)
+    net.zero_grad(set_to_none=True)
+    step(*halves[0])
+    step(*halves[0])
+    for name, g in _grads(net).items():
+        torch.testing.assert_close(g, 2 * singles[0][name], rtol=1e-12, atol=1e-12, msg=name)
+
+
+def test_a_forward_without_grad_then_one_with_grad_trains_as_a_fresh_one():
+    net = prepared(cimsim.arch.get("adcless-snn")).train()
+    x, y = data()
+    xb = x.double()
+    torch.nn.functional.cross_entropy(net(xb), y).backward()
+    fresh = _grads(net)
+    net.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        out0 = net(xb)
+    out = net(xb)
+    assert torch.equal(out.detach(), out0)         # the forward: bit for bit, with or without grad
+    torch.nn.functional.cross_entropy(out, y).backward()
+    got = _grads(net)
+    assert set(got) == set(fresh)
+    for name, g in got.items():
+        torch.testing.assert_close(g, fresh[name], rtol=1e-12, atol=1e-12, msg=name)

@@ -60,6 +60,7 @@ def parse_archs(text: str) -> list[str]:
 def build_archs(arch_names: list[str], precision: str, node: str, sets: dict, equal_area: str | None) -> dict:
     """The architectures to compare, at the common precision and node, scaled to the reference's area."""
     from cimsim import arch as arch_mod
+    from cimsim.arch.params import hint
     from cimsim.arch.scaling import scale_to_area, tile_area_m2
 
     def common(name: str):
@@ -74,8 +75,9 @@ def build_archs(arch_names: list[str], precision: str, node: str, sets: dict, eq
 
     for key in sets:
         if not any(arch_mod.get(n).has_param(key) for n in arch_names):
-            raise ConfigError(f"--set {key}: none of {', '.join(arch_names)} has this parameter (see 'cimsim archs show "
-                              f"{arch_names[0]}')")
+            why = hint(key, map(arch_mod.get, arch_names))
+            raise ConfigError(f"--set {key}: none of {', '.join(arch_names)} has this parameter ({why + '; ' if why else ''}"
+                              f"see 'cimsim archs show {arch_names[0]}')")
     archs = {n: common(n) for n in arch_names}
     if equal_area:
         ref = archs[equal_area] if equal_area in archs else common(equal_area)
