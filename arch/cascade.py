@@ -17,7 +17,9 @@ from :meth:`Cascade.buffered_sigma`, ``relative_sigma`` from ``buffer.write_sigm
 place value squared). A 6-bit TIA on a 64-level bit line resolves every integer level, so its quantization is exact;
 what remains is its thermal noise (0.04 level: ISAAC's cell read for 10 ns, 0.14 uA per level) and the buffer
 write's error, 5.6 % of each value written (CASCADE's ~25 dB SNR, read per value: 10**(-25/20); a zero is written
-exactly, est.). The summing amplifiers add no noise and no cost of their own here (est.: the summary gives neither).
+exactly, est.; read as the compute SNR of each slice's lines or against their mean square instead, the same 25 dB
+costs LeNet-5 the same 1.3-1.5 points, against the converted sums' spread 2.2, BENCHMARKS.md npim8). The summing
+amplifiers add no noise and no cost of their own here (est.: the summary gives neither).
 
 Cycle: the array reads in 10 ns (:data:`cimsim.arch.tiled.ARRAY_READ_S`; its cells and DACs draw ISAAC Table 6's power for
 those 10 ns, a tenth of an ISAAC read's energy), the TIAs settle in 10 ns and each
@@ -25,11 +27,14 @@ cycle's values are written into a buffer row in one 20 ns pulse (est.), which se
 shares run at the rate the conversions need at that cycle.
 
 Organisation (CASCADE (MICRO 2019, as summarised, est.; docs/references.md#cascade); (est.) where marked): 64x64 MAC
-arrays, 1-bit cells, 1 input bit per cycle, 16-bit weights (differential, est.: 32 TIAs per 64 columns), 65 nm; 80
-blocks of 80 arrays (here 80 tiles x 10 IMAs x 8 arrays), 32 TIAs per array and one 15x30 buffer array per MAC array;
-7 shared ADCs per block of 80 arrays (the summary's "7 shared ADCs per array" read per block, est.: per array they are
-39 % of the chip, far from CASCADE's ~101 GOPS/s/mm^2, BENCHMARKS.md npim6); about 10 conversions per output per 16
-input cycles (here 8: a whole weight per conversion, two cycles per conversion).
+arrays, 1-bit cells, 1 input bit per cycle, 16-bit weights (differential, est.: 32 TIAs per 64 columns; a second
+summary of the paper has a 16-bit weight in 16 cells of a row, 256 weights per array, and an encoding that saves
+one bit of the bit line: not modelled, BENCHMARKS.md npim8), 65 nm; 80 blocks of 80 arrays (here 80 tiles x 10 IMAs
+x 8 arrays), 32 TIAs per array and one 15x30 buffer array per MAC array; 7 shared ADCs per block of 80 arrays (the
+first summary's "7 shared ADCs per array"; the second's design point "80 arrays, 32 TIAs per array, 7 central ADCs"
+reads per block; per array they are 39 % of the chip, far from CASCADE's ~101 GOPS/s/mm^2, BENCHMARKS.md npim6);
+about 10 conversions per output per 16 input cycles (here 8: a whole weight per conversion, two cycles per
+conversion).
 The tile around the arrays (eDRAM, bus, router, registers, activation, pooling) is ISAAC's, scaled to 65 nm
 (est.: the comparison isolates the readout).
 """
@@ -93,8 +98,9 @@ class Cascade(DifferentialColumns, TiledChip):
                                  "at the rate the shared ADCs need")
     adc_range: str = param("calibrated", "", "our choice: ranges from calibration batches ('full': the worst case, "
                            "lossless with enough bits)", choices=("calibrated", "full"))
-    adcs_per_block: int = param(7, "1", f"{CAS}: 7 shared ADCs, read per block of 80 arrays (a tile here; the "
-                                "summary says per array, est.)", lo=1, hi=4096)
+    adcs_per_block: int = param(7, "1", f"{CAS}: 7 shared ADCs per block of 80 arrays (a tile here): a second "
+                                "summary's design point, 80 arrays with 32 TIAs each and 7 central ADCs (the first "
+                                "says per array; est.)", lo=1, hi=4096)
     adc_energy_factor: float = param(ADC_ENERGY_FACTOR, "1", f"ISAAC's converter over the SAR model ({T6}), kept "
                                      "for every ADC of the comparison (est.)", lo=1e-3, hi=1e3)
     adc_area_factor: float = param(ADC_AREA_FACTOR, "1", f"ISAAC's converter area over the SAR model's ({T6}), kept "

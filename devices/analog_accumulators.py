@@ -144,9 +144,12 @@ class BufferArray:
     write_pulse_s: float = param(20e-9, "s", "(est.) one short pulse per buffered value", lo=0, lo_open=True)
     # A written value is off by an error proportional to it: CASCADE's ~25 dB SNR budget for its 6-bit bit lines
     # (25 dB against 35 dB at 11 bits: the tolerated error grows with the range written), read as each value's
-    # own signal-to-error ratio, 10**(-25/20) = 5.6 % of the value; a zero is written exactly (est.). Read instead
-    # as an error independent of the value the same budget is 1.27 levels and costs LeNet-5 68 points
-    # (BENCHMARKS.md, 2026-12-03, npim3), so the budget must scale with what is written
+    # own signal-to-error ratio, 10**(-25/20) = 5.6 % of the value; a zero is written exactly (est.). Read against a
+    # full-scale sine, an error independent of the value, the same budget is 1.27 levels and costs LeNet-5 68 points
+    # (BENCHMARKS.md, 2026-12-03, npim3, npim8), so it cannot be the line's range. Read instead against the
+    # values actually written (their variance over the data, the compute SNR of the CiM literature, or their mean
+    # square, per slice), with the error independent of the value, it costs LeNet-5 the same 1.3-1.5 points as per
+    # value, against the converted sums' variance 2.2 (npim8): no reading gives the paper's "no loss" (32-35 dB)
     write_sigma_frac: float = param(10 ** (-25 / 20), "1", f"{CASCADE}: ~25 dB SNR suffices at 6 bits, read as "
                                     "each written value's error relative to it, 10**(-25/20)", lo=0, hi=1)
     # (est.) an extra error independent of the value: 0 by default (the earlier model's 1/6 level, 'within half a
