@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -73,15 +74,19 @@ def _pool() -> ThreadPoolExecutor:
     if _POOL is None or _POOL._max_workers != n:
         if _POOL is not None:
             _POOL.shutdown(wait=False)
-        _POOL = ThreadPoolExecutor(max_workers=n)
+        _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix=_WORKER)
     return _POOL
+
+
+_WORKER = "cimsim-engine"   # the pool's thread names: work a worker starts runs on that worker (see parallel_map)
 
 
 def parallel_map(fn, items) -> list:
     """``[fn(item) for item in items]``, spread over the engine's threads (:func:`threads`) when there are several
-    items and threads; ``fn`` should release the GIL (a numba ``nogil`` kernel) to gain from it."""
+    items and threads; ``fn`` should release the GIL (a numba ``nogil`` kernel) to gain from it. Called from one of
+    the engine's threads it runs there, in order: a worker waiting for the pool it belongs to could wait forever."""
     items = list(items)
-    if len(items) > 1 and threads() > 1:
+    if len(items) > 1 and threads() > 1 and not threading.current_thread().name.startswith(_WORKER):
         return list(_pool().map(fn, items))
     return [fn(item) for item in items]
 

@@ -56,8 +56,31 @@ def patch_codes(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
     Wo = (W + left + right - dw * (kw - 1) - 1) // sw + 1
     out = np.empty((B * max(Ho, 0) * max(Wo, 0), C * kh * kw), dtype=np.int64)
     if out.size:
-        _patch_codes(x, kh, kw, sh, sw, dh, dw, top, left, Ho, Wo, bool(through_float32), out)
+        rows = max(Ho, 0) * max(Wo, 0)
+
+        def cut(r):   # examples b0..b1 into their own rows: any split writes the same numbers
+            b0, b1 = r
+            _patch_codes(x[b0:b1], kh, kw, sh, sw, dh, dw, top, left, Ho, Wo, bool(through_float32),
+                         out[b0 * rows:b1 * rows])
+
+        _over_threads(cut, B, out.size // B)
     return out
+
+
+# values a part must hold before a host pass is split over the engine's threads (our choice: 2**17 int64 values,
+# 1 MB, take about 0.1 ms a pass; below that the thread hand-over costs more than it saves)
+SPLIT_VALUES = 1 << 17
+
+
+def _over_threads(fn, n: int, per_item: int):
+    """``fn((i0, i1))`` over consecutive ranges covering 0..n, on the engine's threads
+    (:func:`cimsim.crossbar_cpu.parallel_map`) where each range holds at least :data:`SPLIT_VALUES` values of
+    ``per_item`` each; in one call otherwise. Returns the results in range order."""
+    from cimsim.crossbar_cpu import parallel_map, threads
+
+    parts = int(max(1, min(threads(), n * max(per_item, 1) // SPLIT_VALUES, n)))
+    edges = np.linspace(0, n, parts + 1).astype(np.int64)
+    return parallel_map(fn, [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])])
 
 
 @njit(nogil=True, cache=True)
@@ -75,7 +98,7 @@ def int_row_sums(x: np.ndarray) -> np.ndarray:
     LeNet-5's 50,176 x 25 first-layer patches)."""
     out = np.empty(x.shape[0], dtype=np.int64)
     if x.size:
-        _int_row_sums(x, out)
+        _over_threads(lambda r: _int_row_sums(x[r[0]:r[1]], out[r[0]:r[1]]), x.shape[0], x.shape[1])
     else:
         out[:] = 0
     return out
@@ -94,5 +117,6 @@ def _int_bounds(flat):
 
 def int_bounds(a: np.ndarray) -> tuple[int, int]:
     """``(a.min(), a.max())`` of a non-empty int64 array in one pass over it (numpy makes two)."""
-    lo, hi = _int_bounds(np.ascontiguousarray(a).reshape(-1))
-    return int(lo), int(hi)
+    flat = np.ascontiguousarray(a).reshape(-1)
+    parts = _over_threads(lambda r: _int_bounds(flat[r[0]:r[1]]), flat.shape[0], 1)
+    return int(min(p[0] for p in parts)), int(max(p[1] for p in parts))

@@ -13,6 +13,7 @@ import contextlib
 import copy
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor, wait as futures_wait
 from dataclasses import replace
 
 import numpy as np
@@ -23,6 +24,7 @@ from torch import nn
 from cimsim.blas import one_thread, torch_one_thread
 from cimsim.cost import LayerPlan
 from cimsim.crossbar import Crossbar
+from cimsim.crossbar_cpu import threads
 from cimsim.errors import ConfigError
 from cimsim.kernels_host import patch_codes
 from cimsim.ledger import EventLedger
@@ -392,6 +394,10 @@ class MappedLayer(nn.Module):
 class MappedModel(nn.Module):
     """A network whose matrix layers run on simulated crossbars; ``forward`` is the original model's."""
 
+    # on the host engine, run the float reference of a batch in a thread beside the mapped network (see
+    # :meth:`evaluate`); False: after it, on the calling thread (the tests compare both)
+    REFERENCE_BESIDE = True
+
     def __init__(self, model: nn.Module, reference: nn.Module, arch, layers: dict[str, MappedLayer],
                  digital_events: EventLedger, kinds: dict[str, str], kept_digital: dict[str, str],
                  folded: list, calibration_info: dict, seed: int, backend: str, device: str,
@@ -467,6 +473,11 @@ class MappedModel(nn.Module):
         finally:
             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, mm
 
+    def _reference_no_grad(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`_reference_forward` without autograd, for a thread of its own (``torch.no_grad`` holds per thread)."""
+        with torch.no_grad():
+            return self._reference_forward(x)
+
     def retarget(self, arch) -> bool:
         """Put this mapped network, as :func:`map_model` built it, on ``arch`` when ``arch`` differs from its
         architecture only in the converters' settings (ADC bits, the converter's own noise): the programmed
@@ -529,17 +540,30 @@ class MappedModel(nn.Module):
         correct = ref_correct = total = 0
         flow = False
         counter = snn.SpikeCounter(self.model)
-        host = torch_one_thread() if self.engine_device() is None else contextlib.nullcontext()
+        on_host = self.engine_device() is None
+        host = torch_one_thread() if on_host else contextlib.nullcontext()
+        # on the host engine the float reference of a batch runs in a thread of its own while the mapped network
+        # runs that batch: the mapped network's host work (patches, pooling, the error sums) is mostly serial, and a
+        # core would wait beside it. The reference is another module (see map_model), on one torch thread either way,
+        # so its outputs are the same numbers.
+        beside = ThreadPoolExecutor(max_workers=1) if on_host and self.REFERENCE_BESIDE and threads() > 1 else None
         try:
             with torch.no_grad(), host:   # the loader's batches too: torch on one thread beside the host engine
                 for x, y in progress_bar(loader, desc=f"{self.arch.name} simulate", unit="batches",
                                          enabled=progress):
-                    with counter:
-                        correct += batch_score(self(x), y)
-                    ref_correct += batch_score(self._reference_forward(x), y)
+                    ref = beside.submit(self._reference_no_grad, x) if beside is not None else None
+                    try:
+                        with counter:
+                            correct += batch_score(self(x), y)
+                    finally:
+                        if ref is not None:   # finished before anything goes on, also after an error
+                            futures_wait([ref])
+                    ref_correct += batch_score(self._reference_forward(x) if ref is None else ref.result(), y)
                     total += len(y)
                     flow = is_flow(y)
         finally:
+            if beside is not None:
+                beside.shutdown(wait=True)
             for m, training in modes:
                 m.training = training
         if total == 0:

@@ -136,3 +136,43 @@ def test_one_pass_bounds_and_the_range_check_they_serve():
     for x in (big, small):                                     # the same one-line message on both paths
         with pytest.raises(ConfigError, match=r"inputs must lie in \[0, 255\] .*; got \[0, 256\]"):
             check_inputs(x, 8, False)
+
+
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_host_passes_split_over_threads_give_the_same_numbers(monkeypatch, threads):
+    """cimsim.kernels_host: the patches, the range check's bounds and the row sums, split over the engine's threads
+    (every part, however small, when SPLIT_VALUES is 1), equal the one-call results and numpy's."""
+    from cimsim import kernels_host as kh
+
+    monkeypatch.setenv("CIMSIM_THREADS", threads)
+    rng = np.random.default_rng(11)
+    x = rng.integers(-(2 ** 15), 2 ** 15, size=(7, 3, 9, 8)).astype(np.float64)
+    a = rng.integers(-(2 ** 40), 2 ** 40, size=(301, 23))
+    a[150, 3], a[7, 22] = -(2 ** 41), 2 ** 41
+    whole = kh.patch_codes(x, (3, 2), (2, 1), (1, 2), (1, 0, 2, 1))
+    assert kh.int_bounds(a) == (-(2 ** 41), 2 ** 41) and np.array_equal(kh.int_row_sums(a), a.sum(axis=1))
+    monkeypatch.setattr(kh, "SPLIT_VALUES", 1)
+    for b in (1, 2, 7):   # as many examples as parts, fewer, more
+        assert np.array_equal(kh.patch_codes(x[:b], (3, 2), (2, 1), (1, 2), (1, 0, 2, 1)), whole[:len(whole) * b // 7])
+    for rows in (1, 2, 301):
+        assert kh.int_bounds(a[:rows]) == (int(a[:rows].min()), int(a[:rows].max()))
+        assert np.array_equal(kh.int_row_sums(a[:rows]), a[:rows].sum(axis=1))
+
+
+def test_parallel_map_inside_an_engine_thread_runs_there(monkeypatch):
+    """Work started from one of the engine's threads runs on that thread, in order (a worker waiting on its own
+    pool could wait forever); from another thread it goes to the pool."""
+    import threading
+
+    from cimsim.crossbar_cpu import parallel_map
+
+    monkeypatch.setenv("CIMSIM_THREADS", "2")
+
+    def outer(i):
+        me = threading.current_thread().name
+        inner = parallel_map(lambda j: (j, threading.current_thread().name), range(3))
+        return me, inner
+
+    got = parallel_map(outer, range(4))
+    assert all(me.startswith("cimsim-engine") for me, _ in got)
+    assert all([j for j, _ in inner] == [0, 1, 2] and {n for _, n in inner} == {me} for me, inner in got)

@@ -24,7 +24,6 @@ the training split's range.
 
 from __future__ import annotations
 
-import gzip
 import math
 import os
 import pickle
@@ -37,11 +36,11 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from cimsim import datafiles
+from cimsim.datafiles import ENV_VAR, IDX_FOLDERS, SYSTEM_ROOT, candidate_dirs
 from cimsim.errors import ConfigError, DatasetError
 from cimsim.provenance import tag_loader
 
-ENV_VAR = "CIMSIM_DATA"
-SYSTEM_ROOT = Path("/usr/share/datasets")
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -123,18 +122,7 @@ class DataDirWarning(UserWarning):
 
 
 def _candidate_dirs(name: str, data_dir: str | os.PathLike | None, folder_names: tuple[str, ...]) -> list[Path]:
-    roots: list[Path] = []
-    if data_dir is not None:
-        roots.append(Path(data_dir).expanduser())
-    env = os.environ.get(ENV_VAR)
-    if env:
-        roots.append(Path(env).expanduser())
-    roots.append(SYSTEM_ROOT)
-    dirs: list[Path] = []
-    for root in roots:
-        dirs.append(root)
-        dirs.extend(root / f for f in folder_names)
-    return dirs
+    return candidate_dirs(data_dir, folder_names, ENV_VAR, SYSTEM_ROOT)   # this module's (tests replace them)
 
 
 def find_dir(name: str, data_dir, folder_names: tuple[str, ...], has_files: Callable[[Path], bool],
@@ -160,22 +148,9 @@ def find_dir(name: str, data_dir, folder_names: tuple[str, ...], has_files: Call
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
-_IDX_MAX_BYTES = 4 << 30   # 4 GiB: 60 000 images of 28x28 take 47 MB; anything near this is not an MNIST set
-_IDX_STEMS = {
-    "train_images": ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
-    "train_labels": ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
-    "test_images": ("t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"),
-    "test_labels": ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"),
-}
-
-
-def _idx_path(d: Path, key: str) -> Path | None:
-    for stem in _IDX_STEMS[key]:
-        for suffix in ("", ".gz"):
-            p = d / (stem + suffix)
-            if p.is_file():
-                return p
-    return None
+_IDX_MAX_BYTES = datafiles.IDX_MAX_BYTES
+_IDX_STEMS = datafiles.IDX_STEMS
+_idx_path = datafiles.idx_path
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -185,10 +160,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     number of dimensions, one big-endian uint32 per dimension, then the data, big-endian, row-major.
     """
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
+    raw = datafiles.take(path)   # read ahead while the modules loaded (cimsim.datafiles), else read here
     try:
-        with opener(path, "rb") as f:
-            raw = f.read(_IDX_MAX_BYTES + 1)
+        if raw is None:
+            raw = datafiles.read_raw(path)
     except (OSError, EOFError, zlib.error) as exc:   # a broken gzip stream raises zlib.error
         raise DatasetError(f"cannot read IDX file {path}: {' '.join(str(exc).split())[:160]}; replace the file with "
                            "an intact copy") from None
@@ -254,14 +229,14 @@ def _load_idx_set(name: str, data_dir, folder_names: tuple[str, ...], classes: t
 
 def load_fashion_mnist(data_dir=None) -> Dataset:
     """Fashion-MNIST (Xiao et al. 2017): 60 000 + 10 000 grey 28x28 images of 10 clothing classes."""
-    return _load_idx_set("fashion-mnist", data_dir, ("fashion-mnist", "fashion_mnist", "FashionMNIST"),
+    return _load_idx_set("fashion-mnist", data_dir, IDX_FOLDERS["fashion-mnist"],
                          FASHION_MNIST_CLASSES,
                          "install it with 'apt-get install dataset-fashion-mnist' or copy the four IDX files")
 
 
 def load_mnist(data_dir=None) -> Dataset:
     """MNIST (LeCun et al. 1998): 60 000 + 10 000 grey 28x28 handwritten digits."""
-    return _load_idx_set("mnist", data_dir, ("mnist", "MNIST"), tuple(str(i) for i in range(10)),
+    return _load_idx_set("mnist", data_dir, IDX_FOLDERS["mnist"], tuple(str(i) for i in range(10)),
                          "copy the four MNIST IDX files (train-images-idx3-ubyte[.gz], ...) into a directory")
 
 
