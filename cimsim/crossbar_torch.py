@@ -18,13 +18,13 @@ to the numba backend); real-valued levels (programming noise) as a split bf16 pr
 neither applies, the split TF32 product (:func:`tf32_split`) or plain float32/float64. Activations stay on the
 device: :meth:`TorchTile.forward_device` takes the integer inputs as a device tensor and returns the outputs
 and the tally as device tensors, so a mapped network (:mod:`cimsim.mappers.mapped`) runs layer after layer
-without a host round trip. The eager digit cutter (:meth:`TorchTile.planes`) writes the planes once, in the product's
-dtype and in the batched product's layout (row blocks, cycles x batch, rows): padding and layout are applied to the
-inputs, a cycle count smaller, and the planes are two passes (shift, mask); row blocks are views of them, binary
-digits' non-zero count is their sum, and the fused epilogue reads an int8 product's int32 sums in place. Opt-in
-(slower on the H200 at ResNet-20's shapes together with bf16 products, BENCHMARKS.md): ``TorchTile.CUT_DEVICES =
-("cuda",)`` cuts the bit planes in one Triton kernel (:func:`cimsim.kernels_triton.cut_planes`: the digits in the
-product's dtype, the non-zero count and the rows' sums of squares on the way).
+without a host round trip. By default on CUDA (:attr:`TorchTile.GEMM_DEVICES`; ``()`` switches it off) a quantizing
+per-cycle readout runs digits, products, read noise (one variance per row) and the ADC in one Triton kernel
+(:func:`cimsim.kernels_triton.planes_gemm_adc`): integer levels as int8 (bit for bit the eager path), real-valued
+ones as two fp16 parts (:func:`fp16_split`), with the eager epilogue's Philox normals. The eager path: the digit
+cutter (:meth:`TorchTile.planes`) writes the planes once, in the product's dtype and layout (row blocks, cycles x
+batch, rows), row blocks are views of them, and the fused epilogue reads an int8 product's int32 sums in place;
+opt-in, ``TorchTile.CUT_DEVICES = ("cuda",)`` cuts them in one Triton kernel (:func:`cimsim.kernels_triton.cut_planes`).
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ Three kernels, each one pass over memory where eager torch needs several:
   :func:`cimsim.encoding.input_planes` (tested through the interpreter, ``TRITON_INTERPRET=1``, and on CUDA).
 * :func:`adc_epilogue`: read noise, the ADC's quantization and the shift-and-add over input cycles of the column
   values of a batched product, in one kernel.
-* :func:`planes_gemm_adc` (opt-in, ``TorchTile.GEMM_DEVICES``): the digits, their int8 products and the ADC epilogue
-  (no read noise) in one kernel: neither the planes nor the products reach memory.
+* :func:`planes_gemm_adc` (the default on CUDA, ``TorchTile.GEMM_DEVICES``): the digits, their products (int8
+  levels, or real-valued levels as two fp16 parts), the read noise and the ADC epilogue in one kernel: neither the
+  planes nor the products reach memory.
 
 Triton ships with CUDA builds of torch; without it (CPU-only installs) the torch backend runs the same arithmetic in
 eager torch, and ``triton`` here is None.
@@ -95,11 +96,12 @@ if triton is not None:
 
 if triton is not None:
     # nb (examples x positions) changes with every batch size: not specialized, so one compile serves them all; the
-    # loop over input cycles is a loop (range, not static_range: one body, not T), so a kernel compiles in a few s
+    # loop over input cycles is a loop (unrolled GEMM_UNROLL times, not T), so a kernel compiles in a few s
     @triton.jit(do_not_specialize=["nb", "seed"])
     def _planes_gemm_adc(x_ptr, a_ptr, var_ptr, sh_ptr, mk_ptr, lo_ptr, lsb_ptr, w_ptr, out_ptr, clip_ptr, nz_ptr,
                          sq_ptr, nb, R, C, CP, n_codes, seed, T: tl.constexpr, PARTS: tl.constexpr, NOISE: tl.constexpr,
-                         BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+                         BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+                         UNROLL: tl.constexpr):
         """Examples ``b`` of one BLOCK_B tile, columns ``c`` of one BLOCK_C tile, row block ``g``: for each input
         cycle t the digits ``(x >> shift_t) & mask_t`` (in registers), their product with the block's levels (PARTS
         0: int8 levels, an int32 product: exact; PARTS 1 or 2: the levels as one or two fp16 parts, each an fp16
@@ -139,7 +141,7 @@ if triton is not None:
         live = bm[:, None] & cm[None, :]
         NC = nb * C
         idx = b[:, None] * C + c[None, :]     # the (example, column) value's index in _adc_epilogue's numbering
-        for t in range(T):
+        for t in tl.range(0, T, loop_unroll_factor=UNROLL):
             d = (x >> tl.load(sh_ptr + t)) & tl.load(mk_ptr + t)
             if pc == 0:
                 nz += tl.sum((d != 0).to(tl.int32), axis=0)
@@ -166,16 +168,22 @@ if triton is not None:
             tl.store(sq_ptr + (pb * tl.num_programs(1) + g) * R + r, sq, mask=rm)
 
 
+# the one kernel's loop over input cycles unrolled this many times: 1 compiles fastest (3-6 s for the int8 kernel on
+# this project's CPU for an sm_90 target, against 25 s for the loop unrolled 16 times); our choice, timed by .out/gpu5
+GEMM_UNROLL = 1
+
+
 def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, masks: torch.Tensor, lo: torch.Tensor,
                     lsb: torch.Tensor, w_t: torch.Tensor, C: int, n_codes: float, var: torch.Tensor | None = None,
-                    seed: int = 0):
+                    seed: int = 0, unroll: int | None = None):
     """The bit planes, their products, the read noise and the ADC epilogue in one kernel, without planes or products
     in memory: ``x`` (G, batch, R) the row blocks' integers (:meth:`cimsim.crossbar_torch.TorchTile.block_inputs`),
     ``a`` the levels: int8 (G, R, CP), CP >= C (an exact int32 product), or float32 (G, P, R, C) holding P = 1 or 2
     fp16 parts (:func:`cimsim.crossbar_torch.fp16_split`; multiplied in fp16, exactly, and accumulated in float32);
     ``shifts``/``masks`` int32 (T,) (a signed top digit's mask all ones), ``lo``, ``lsb`` float32 (G,), ``w_t``
     float32 (T,) the cycles' place values; ``var`` float32 (G, R) each row's read-noise variance per unit squared
-    digit (None: no read noise) and ``seed`` its Philox seed (the numbers :func:`adc_epilogue` draws with it).
+    digit (None: no read noise) and ``seed`` its Philox seed (the numbers :func:`adc_epilogue` draws with it);
+    ``unroll``: the cycle loop's unroll factor (default :data:`GEMM_UNROLL`).
     Returns the shift-and-added codes (G, batch x C) float32, the clipped conversions (float64 scalar), the non-zero
     digits (int64 scalar) and each row's sum of squared digits (G x R, float64): the numbers of :func:`cut_planes`
     and :func:`adc_epilogue`."""
@@ -197,7 +205,7 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
     _planes_gemm_adc[grid](x, a, x if var is None else var.contiguous(), shifts, masks, lo.reshape(-1).contiguous(),
                            lsb.reshape(-1).contiguous(), w_t, out, clips, nz, sq, nb, R, C, a.shape[-1],
                            float(n_codes), int(seed), T=T, PARTS=parts, NOISE=var is not None, BLOCK_B=BLOCK_B,
-                           BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C, num_warps=8)
+                           BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C, UNROLL=int(unroll or GEMM_UNROLL), num_warps=8)
     return out, clips.sum(dtype=torch.float64), nz.sum(), sq.sum(dim=0, dtype=torch.float64).reshape(-1)
 
 
