@@ -101,13 +101,14 @@ if triton is not None:
     def _planes_gemm_adc(x_ptr, a_ptr, var_ptr, sh_ptr, mk_ptr, lo_ptr, lsb_ptr, w_ptr, out_ptr, clip_ptr, nz_ptr,
                          sq_ptr, nb, R, C, CP, n_codes, seed, T: tl.constexpr, PARTS: tl.constexpr, NOISE: tl.constexpr,
                          BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
-                         UNROLL: tl.constexpr):
+                         UNROLL: tl.constexpr, NORMALS: tl.constexpr):
         """Examples ``b`` of one BLOCK_B tile, columns ``c`` of one BLOCK_C tile, row block ``g``: for each input
         cycle t the digits ``(x >> shift_t) & mask_t`` (in registers), their product with the block's levels (PARTS
         0: int8 levels, an int32 product: exact; PARTS 1 or 2: the levels as one or two fp16 parts, each an fp16
         product accumulated in float32, :func:`cimsim.crossbar_torch.fp16_split`), with NOISE the read noise
-        ``sqrt(sum_r d_r**2 var_r) * N(0, 1)`` (one variance per row; Philox normals keyed by ``seed`` and the index
-        :func:`_adc_epilogue` gives the same value), the ADC's code of that column value (as :func:`_adc_epilogue`)
+        ``sqrt(sum_r d_r**2 var_r) * N(0, 1)`` (one variance per row; Philox normals keyed by ``seed``: NORMALS 1,
+        one call per value at the index :func:`_adc_epilogue` gives it, the same numbers; NORMALS 4, one call
+        (``randn4x``) per value of four consecutive cycles, a quarter of the Philox work), the ADC's code of that column value (as :func:`_adc_epilogue`)
         and the shift-and-add ``sum_t w_t code_t`` to ``out[g, b * C + c]``; clipped conversions to ``clip[pid]``;
         the first column tile also counts the non-zero digits (``nz[pid_b, g]``) and each row's sum of squared
         digits (``sq[pid_b, g, r]``, int64)."""
@@ -141,25 +142,40 @@ if triton is not None:
         live = bm[:, None] & cm[None, :]
         NC = nb * C
         idx = b[:, None] * C + c[None, :]     # the (example, column) value's index in _adc_epilogue's numbering
-        for t in tl.range(0, T, loop_unroll_factor=UNROLL):
-            d = (x >> tl.load(sh_ptr + t)) & tl.load(mk_ptr + t)
-            if pc == 0:
-                nz += tl.sum((d != 0).to(tl.int32), axis=0)
-                sq += tl.sum((d * d).to(tl.int64), axis=0)
-            if PARTS == 0:
-                v = tl.dot(d.to(tl.int8), a, out_dtype=tl.int32).to(tl.float32)
-            else:
-                db = d.to(tl.float16)          # digits below 2**11: exact
-                v = tl.dot(db, a, out_dtype=tl.float32)
-                if PARTS == 2:
-                    v = tl.dot(db, a_lo, v, out_dtype=tl.float32)
+        for t4 in tl.range(0, T // NORMALS, loop_unroll_factor=UNROLL):
             if NOISE:
-                sd = tl.sqrt(tl.sum((d * d).to(tl.float32) * var[None, :], axis=1))
-                v = v + sd[:, None] * tl.randn(seed, (g * T + t) * NC + idx)
-            code = tl.floor((v - lo) / lsb + 0.5)
-            clipped += tl.sum((((code < 0.0) | (code > n_codes - 1.0)) & live).to(tl.int32), axis=0)
-            code = tl.minimum(tl.maximum(code, 0.0), n_codes - 1.0)
-            acc += tl.load(w_ptr + t) * code
+                if NORMALS == 4:    # one Philox call, four normals: one for each of four cycles
+                    n0, n1, n2, n3 = tl.randn4x(seed, (g * (T // 4) + t4) * NC + idx)
+            for k in tl.static_range(NORMALS):
+                t = t4 * NORMALS + k
+                d = (x >> tl.load(sh_ptr + t)) & tl.load(mk_ptr + t)
+                if pc == 0:
+                    nz += tl.sum((d != 0).to(tl.int32), axis=0)
+                    sq += tl.sum((d * d).to(tl.int64), axis=0)
+                if PARTS == 0:
+                    v = tl.dot(d.to(tl.int8), a, out_dtype=tl.int32).to(tl.float32)
+                else:
+                    db = d.to(tl.float16)          # digits below 2**11: exact
+                    v = tl.dot(db, a, out_dtype=tl.float32)
+                    if PARTS == 2:
+                        v = tl.dot(db, a_lo, v, out_dtype=tl.float32)
+                if NOISE:
+                    sd = tl.sqrt(tl.sum((d * d).to(tl.float32) * var[None, :], axis=1))
+                    if NORMALS == 1:
+                        n = tl.randn(seed, (g * T + t) * NC + idx)
+                    elif k == 0:
+                        n = n0
+                    elif k == 1:
+                        n = n1
+                    elif k == 2:
+                        n = n2
+                    else:
+                        n = n3
+                    v = v + sd[:, None] * n
+                code = tl.floor((v - lo) / lsb + 0.5)
+                clipped += tl.sum((((code < 0.0) | (code > n_codes - 1.0)) & live).to(tl.int32), axis=0)
+                code = tl.minimum(tl.maximum(code, 0.0), n_codes - 1.0)
+                acc += tl.load(w_ptr + t) * code
         tl.store(out_ptr + (g.to(tl.int64) * nb + b[:, None]) * C + c[None, :], acc, mask=live)
         pid = (pb * tl.num_programs(1) + g) * tl.num_programs(2) + pc
         tl.store(clip_ptr + pid, tl.sum(clipped, axis=0))
@@ -171,11 +187,15 @@ if triton is not None:
 # the one kernel's loop over input cycles unrolled this many times: 1 compiles fastest (3-6 s for the int8 kernel on
 # this project's CPU for an sm_90 target, against 25 s for the loop unrolled 16 times); our choice, timed by .out/gpu5
 GEMM_UNROLL = 1
+# normals per Philox call with read noise: 1 (the eager epilogue's numbers), or 4 (opt-in: randn4x, a quarter of the
+# generator's work, other numbers of the same distribution, tests/test_kernels_triton.py; the loop body is unrolled 4
+# times, and the kernel compiled for sm_90 in 155 s on this project's loaded CPU against 15-18 s: not timed on a GPU yet)
+GEMM_NORMALS = 1
 
 
 def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, masks: torch.Tensor, lo: torch.Tensor,
                     lsb: torch.Tensor, w_t: torch.Tensor, C: int, n_codes: float, var: torch.Tensor | None = None,
-                    seed: int = 0, unroll: int | None = None):
+                    seed: int = 0, unroll: int | None = None, normals: int | None = None):
     """The bit planes, their products, the read noise and the ADC epilogue in one kernel, without planes or products
     in memory: ``x`` (G, batch, R) the row blocks' integers (:meth:`cimsim.crossbar_torch.TorchTile.block_inputs`),
     ``a`` the levels: int8 (G, R, CP), CP >= C (an exact int32 product), or float32 (G, P, R, C) holding P = 1 or 2
@@ -183,7 +203,8 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
     ``shifts``/``masks`` int32 (T,) (a signed top digit's mask all ones), ``lo``, ``lsb`` float32 (G,), ``w_t``
     float32 (T,) the cycles' place values; ``var`` float32 (G, R) each row's read-noise variance per unit squared
     digit (None: no read noise) and ``seed`` its Philox seed (the numbers :func:`adc_epilogue` draws with it);
-    ``unroll``: the cycle loop's unroll factor (default :data:`GEMM_UNROLL`).
+    ``unroll``: the cycle loop's unroll factor (default :data:`GEMM_UNROLL`); ``normals``: normals per Philox call,
+    1 or 4 (default :data:`GEMM_NORMALS`; 1 where the cycle count is not a multiple of 4).
     Returns the shift-and-added codes (G, batch x C) float32, the clipped conversions (float64 scalar), the non-zero
     digits (int64 scalar) and each row's sum of squared digits (G x R, float64): the numbers of :func:`cut_planes`
     and :func:`adc_epilogue`."""
@@ -205,7 +226,9 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
     _planes_gemm_adc[grid](x, a, x if var is None else var.contiguous(), shifts, masks, lo.reshape(-1).contiguous(),
                            lsb.reshape(-1).contiguous(), w_t, out, clips, nz, sq, nb, R, C, a.shape[-1],
                            float(n_codes), int(seed), T=T, PARTS=parts, NOISE=var is not None, BLOCK_B=BLOCK_B,
-                           BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C, UNROLL=int(unroll or GEMM_UNROLL), num_warps=8)
+                           BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C, UNROLL=int(unroll or GEMM_UNROLL),
+                           NORMALS=4 if var is not None and T % 4 == 0 and (normals or GEMM_NORMALS) == 4 else 1,
+                           num_warps=8)
     return out, clips.sum(dtype=torch.float64), nz.sum(), sq.sum(dim=0, dtype=torch.float64).reshape(-1)
 
 

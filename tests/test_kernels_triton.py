@@ -205,6 +205,7 @@ def test_noisy_tiles_take_the_one_kernel_path_with_the_eager_paths_numbers(monke
     column value across an ADC decision (the eager bf16 split's 2**-16 and the kernel's fp16 split's 2**-22 per term,
     above): the same non-zero digits and read energy, and at most 5 % of the outputs different, none by more than
     1 % of the outputs' spread."""
+    monkeypatch.setattr(kernels_triton, "GEMM_NORMALS", 1)   # the eager epilogue's normals (the default; 4: below)
     xb, xt = _noisy_isaac_tile(monkeypatch, prog, read, (product,))
     tile = xb._torch
     assert tile.mode == product and (tile.var is not None) == (read > 0)
@@ -230,6 +231,34 @@ def test_noisy_tiles_take_the_one_kernel_path_with_the_eager_paths_numbers(monke
     if read:                                                  # another seed: other numbers
         y3, _ = tile.forward_device(xt, ranges)
         assert not np.array_equal(y3.cpu().numpy(), y1)
+
+
+@pytest.mark.parametrize("normals", [1, 4])
+def test_the_kernels_read_noise_is_standard_normal_per_value_and_cycle(normals):
+    """The one kernel's read noise, recovered value by value through a fine ADC (lsb 1/64 of the noise's sigma, one
+    cycle's place value at a time, the same seed): mean 0 and standard deviation 1 within 3 % over 8,192 values per
+    cycle, the cycles uncorrelated (|r| < 0.05), with four normals per Philox call as with one."""
+    G, nb, R, C, T = 1, 256, 32, 32, 4
+    dev = DEVICE
+    rng = np.random.default_rng(5)
+    x = torch.full((G, nb, R), 2 ** T - 1, dtype=torch.int32, device=dev)     # every digit 1 in every cycle
+    a8 = torch.as_tensor(rng.integers(0, 4, size=(G, R, C)), dtype=torch.int8, device=dev)
+    var = torch.full((G, R), 1.0 / R, dtype=torch.float32, device=dev)         # sd = sqrt(sum_r 1 * var_r) = 1
+    i32 = lambda v: torch.as_tensor(v, dtype=torch.int32, device=dev)   # noqa: E731
+    f32 = lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev)  # noqa: E731
+    v = a8.to(torch.float64).sum(dim=1).cpu().numpy()[0]                      # each column's exact value
+    n = []
+    for t in range(T):
+        out, clips, _, _ = kernels_triton.planes_gemm_adc(
+            x, a8, i32(range(T)), i32([1] * T), f32([-64.0]), f32([1 / 64]), f32(np.eye(T)[t]), C, 2.0 ** 24,
+            var, 12345, normals=normals)
+        assert float(clips) == 0
+        n.append(out.cpu().numpy().astype(np.float64).reshape(nb, C) / 64 - 64 - v[None, :])
+    n = np.stack(n).reshape(T, -1)
+    assert np.all(np.abs(n.mean(axis=1)) < 0.05)
+    assert np.all(np.abs(n.std(axis=1) - 1) < 0.03)
+    r = np.corrcoef(n)
+    assert np.all(np.abs(r[~np.eye(T, dtype=bool)]) < 0.05)
 
 
 def test_isaac_with_noise_takes_the_one_kernel_path(monkeypatch):
