@@ -109,7 +109,7 @@ class TorchTile:
     FUSED_DEVICES: tuple = ("cuda",)
     # device types where a quantizing per-cycle readout runs digits, products, read noise and the ADC in one Triton
     # kernel (cimsim.kernels_triton.planes_gemm_adc: neither planes nor products in memory); the default on CUDA since
-    # it ran ResNet-20 on ISAAC at 2.0x the eager path's images/s on one H200 (BENCHMARKS.md, issue 19); () is the off
+    # gpu4's form of it ran ResNet-20 on ISAAC at 2.0x the eager path's images/s on an H200 (BENCHMARKS.md); () the off
     # switch. GEMM_PRODUCTS: the tiles it takes, by their eager product (_mode): "int8" (integer levels: exact, bit
     # for bit the eager path's numbers) and "bf16" (integer levels: exact, and levels with programming noise, which
     # the kernel multiplies as two fp16 parts, fp16_split: within 2**-22 of each term and float32 sums in another
