@@ -184,12 +184,12 @@ if triton is not None:
             tl.store(sq_ptr + (pb * tl.num_programs(1) + g) * R + r, sq, mask=rm)
 
 
-# the one kernel's loop over input cycles unrolled this many times: 1 compiles fastest (3-6 s for the int8 kernel on
-# this project's CPU for an sm_90 target, against 25 s for the loop unrolled 16 times); our choice, timed by .out/gpu5
+# the one kernel's loop over input cycles unrolled this many times: 1 compiles fastest (1.7 s for the int8 kernel on
+# this project's CPU for an sm_90 target, against 14.8 s for gpu4's loop unrolled 16 times); our choice
 GEMM_UNROLL = 1
 # normals per Philox call with read noise: 1 (the eager epilogue's numbers), or 4 (opt-in: randn4x, a quarter of the
-# generator's work, other numbers of the same distribution, tests/test_kernels_triton.py; the loop body is unrolled 4
-# times, and the kernel compiled for sm_90 in 155 s on this project's loaded CPU against 15-18 s: not timed on a GPU yet)
+# generator's work, other numbers of the same distribution, tests/test_kernels_triton.py; the loop body is four cycles,
+# and the kernel compiles for sm_90 in 20.7 s on this project's CPU against 7.4 s: not timed on a GPU yet)
 GEMM_NORMALS = 1
 
 
