@@ -18,13 +18,13 @@ to the numba backend); real-valued levels (programming noise) as a split bf16 pr
 neither applies, the split TF32 product (:func:`tf32_split`) or plain float32/float64. Activations stay on the
 device: :meth:`TorchTile.forward_device` takes the integer inputs as a device tensor and returns the outputs
 and the tally as device tensors, so a mapped network (:mod:`cimsim.mappers.mapped`) runs layer after layer
-without a host round trip. The eager digit cutter (:meth:`TorchTile.planes`) writes the planes once, in the product's
-dtype and in the batched product's layout (row blocks, cycles x batch, rows): padding and layout are applied to the
-inputs, a cycle count smaller, and the planes are two passes (shift, mask); row blocks are views of them, binary
-digits' non-zero count is their sum, and the fused epilogue reads an int8 product's int32 sums in place. Opt-in
-(slower on the H200 at ResNet-20's shapes together with bf16 products, BENCHMARKS.md): ``TorchTile.CUT_DEVICES =
-("cuda",)`` cuts the bit planes in one Triton kernel (:func:`cimsim.kernels_triton.cut_planes`: the digits in the
-product's dtype, the non-zero count and the rows' sums of squares on the way).
+without a host round trip. By default on CUDA (:attr:`TorchTile.GEMM_DEVICES`; ``()`` switches it off) a quantizing
+per-cycle readout runs digits, products, read noise (one variance per row) and the ADC in one Triton kernel
+(:func:`cimsim.kernels_triton.planes_gemm_adc`): integer levels as int8 (bit for bit the eager path), real-valued
+ones as two fp16 parts (:func:`fp16_split`), with the eager epilogue's Philox normals. The eager path: the digit
+cutter (:meth:`TorchTile.planes`) writes the planes once, in the product's dtype and layout (row blocks, cycles x
+batch, rows), row blocks are views of them, and the fused epilogue reads an int8 product's int32 sums in place;
+opt-in, ``TorchTile.CUT_DEVICES = ("cuda",)`` cuts them in one Triton kernel (:func:`cimsim.kernels_triton.cut_planes`).
 """
 
 from __future__ import annotations
@@ -63,6 +63,19 @@ def bf16_split(t: torch.Tensor) -> torch.Tensor:
     return torch.cat([hi, lo], dim=-2)
 
 
+def fp16_split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``t`` (float32, |t| <= 2**15) as two fp16 parts ``hi = fp16(t)``, ``lo = fp16(t - hi)`` (``t - hi`` exact in
+    float32; ``lo`` None where it is zero everywhere, e.g. integer levels). fp16 keeps 11 significant bits, so
+    ``|t - hi| <= 2**-11 |t|`` and ``|t - hi - lo| <= 2**-22 |t| + 2**-25`` (the last term: fp16's subnormal step
+    over two). Digits below 2**11 are exact in fp16 and every fp16 x fp16 product is exact in float32 (22
+    significant bits), so a product ``d @ hi + d @ lo`` accumulated in float32 is within
+    ``(2**-22 + k 2**-24) sum_k |d_k t_k|`` (+ 2**-25 per digit unit) of ``d @ t`` over ``k`` rows: the one-kernel
+    path's product for real-valued levels (:func:`cimsim.kernels_triton.planes_gemm_adc`)."""
+    hi = t.to(torch.float16)
+    lo = (t - hi.to(torch.float32)).to(torch.float16)
+    return hi, (lo if bool(torch.any(lo != 0)) else None)
+
+
 @contextlib.contextmanager
 def _tf32():
     """Let float32 matrix products use TF32 tensor cores inside the block (the global setting is restored)."""
@@ -94,9 +107,15 @@ class TorchTile:
     # device types whose quantizing readouts run the fused Triton epilogue (cimsim.kernels_triton.adc_epilogue); tests
     # add "cpu" under Triton's interpreter (TRITON_INTERPRET=1)
     FUSED_DEVICES: tuple = ("cuda",)
-    # device types where integer levels without read noise run digits, int8 products and the ADC in one Triton kernel
-    # (cimsim.kernels_triton.planes_gemm_adc: neither planes nor products in memory); opt-in until timed on the H200
-    GEMM_DEVICES: tuple = ()
+    # device types where a quantizing per-cycle readout runs digits, products, read noise and the ADC in one Triton
+    # kernel (cimsim.kernels_triton.planes_gemm_adc: neither planes nor products in memory); the default on CUDA since
+    # gpu4's form of it ran ResNet-20 on ISAAC at 2.0x the eager path's images/s on an H200 (BENCHMARKS.md); () the off
+    # switch. GEMM_PRODUCTS: the tiles it takes, by their eager product (_mode): "int8" (integer levels: exact, bit
+    # for bit the eager path's numbers) and "bf16" (integer levels: exact, and levels with programming noise, which
+    # the kernel multiplies as two fp16 parts, fp16_split: within 2**-22 of each term and float32 sums in another
+    # order: not bit for bit, far below the read noise; tests/test_kernels_triton.py states the bound and tests it)
+    GEMM_DEVICES: tuple = ("cuda",)
+    GEMM_PRODUCTS: tuple = ("int8", "bf16")
     _bf16_out: bool | None = None   # whether torch.bmm gives bf16 x bf16 -> float32 here (probed once)
 
     def __init__(self, xb, device: str):
@@ -162,7 +181,7 @@ class TorchTile:
                 self.slice_a = torch.as_tensor(sa, dtype=dt, device=dev)
                 self.slice_parts = self._parts(self.slice_a, self.line_mode)
                 self.group2 = torch.as_tensor(xb.slice_group_matrix() ** 2, dtype=torch.float64, device=dev)
-        self._consts = None
+        self._consts = self._gemm_cache = None
         self.weight = torch.as_tensor(xb.readout_weight, dtype=torch.float64, device=dev)
         self.scales = (None if xb.column_scales is None
                        else torch.as_tensor(xb.column_scales, dtype=torch.float64, device=dev))
@@ -253,6 +272,27 @@ class TorchTile:
                 pass            # a shape it refuses (e.g. one column): this call through TF32
         with _tf32() if cuda else contextlib.nullcontext():
             return torch.bmm(xx.to(torch.float32), parts.to(torch.float32))
+
+    def _gemm_levels(self):
+        """What :func:`cimsim.kernels_triton.planes_gemm_adc` multiplies for this tile, (levels, per-row variances or
+        None), or None where the one-kernel path does not apply: level products other than :attr:`GEMM_PRODUCTS`,
+        read-noise variances that differ between columns, or a readout with an error relative to the values
+        written (the eager path serves those). Real-valued levels go as the float32 values of their fp16 parts
+        (:func:`fp16_split`; levels beyond fp16's range: the eager path)."""
+        if self.mode not in self.GEMM_PRODUCTS or self.line is not None:
+            return None
+        if self.var is not None and self.var.shape[-1] != 1:
+            return None
+        cache = getattr(self, "_gemm_cache", None)
+        if cache is None or cache[0] is not self.a_parts:   # built once per programming (one host sync)
+            a, ok = self.a_parts, True
+            if self.mode != "int8":
+                ok = float(self.a.abs().max()) <= 2 ** 15
+                hi, lo = fp16_split(self.a)
+                a = torch.stack([hi] if lo is None else [hi, lo], dim=1).to(torch.float32)   # (G, parts, R, C)
+            var = None if self.var is None else self.var.reshape(self.var.shape[0], -1).to(torch.float32)
+            cache = self._gemm_cache = (self.a_parts, (a, var) if ok else None)
+        return cache[1]
 
     def _fused_epilogue(self, v, std, lo, lsb, w_t, T: int, nb: int, C: int):
         """:func:`cimsim.kernels_triton.adc_epilogue` with this tile's next Philox seed."""
@@ -422,18 +462,19 @@ class TorchTile:
         y = torch.empty((B, N), dtype=torch.float64, device=dev)
         chunk = self.chunk_rows(T)
         cut = (kernels_triton.triton is not None and dev.type in self.CUT_DEVICES and k["idt"] == torch.int32)
-        gemm = (fused and dev.type in self.GEMM_DEVICES and self.mode == "int8" and self.var is None
-                and self.line is None and k["cdt"] != torch.int64)
+        gemm = self._gemm_levels() if (fused and dev.type in self.GEMM_DEVICES and k["cdt"] != torch.int64) else None
         for b0 in range(0, B, chunk):
             b1 = min(b0 + chunk, B)
             nb = b1 - b0
             M = T * nb
             step = max(1, self.ELEMENTS.get(dev.type, self.ELEMENTS["cpu"]) // (M * C))
             acc = torch.zeros(nb * C, dtype=torch.float64, device=dev)
-            if gemm:   # digits, int8 products and the ADC in one kernel; the affine and the sum over blocks as below
+            if gemm is not None and nb * C * T * nblk < 2 ** 31:
+                # digits, products, read noise and the ADC in one kernel; the affine and the sum over blocks as below
+                seed = int(self.host_rng.integers(0, 2 ** 31 - 1))   # as _fused_epilogue draws it: the same normals
                 s_all, clips, nz, sqr = kernels_triton.planes_gemm_adc(
-                    self.block_inputs(xt[b0:b1], k, nblk), self.a_parts, k["sh32"], k["mask32c"], lo.to(dt),
-                    lsb.to(dt), w_place, C, op.n_codes)
+                    self.block_inputs(xt[b0:b1], k, nblk), gemm[0], k["sh32"], k["mask32c"], lo.to(dt),
+                    lsb.to(dt), w_place, C, op.n_codes, gemm[1], seed)
                 clipped += clips
                 nonzero += nz
                 sq_rows += sqr

@@ -9,8 +9,9 @@ Three kernels, each one pass over memory where eager torch needs several:
   :func:`cimsim.encoding.input_planes` (tested through the interpreter, ``TRITON_INTERPRET=1``, and on CUDA).
 * :func:`adc_epilogue`: read noise, the ADC's quantization and the shift-and-add over input cycles of the column
   values of a batched product, in one kernel.
-* :func:`planes_gemm_adc` (opt-in, ``TorchTile.GEMM_DEVICES``): the digits, their int8 products and the ADC epilogue
-  (no read noise) in one kernel: neither the planes nor the products reach memory.
+* :func:`planes_gemm_adc` (the default on CUDA, ``TorchTile.GEMM_DEVICES``): the digits, their products (int8
+  levels, or real-valued levels as two fp16 parts), the read noise and the ADC epilogue in one kernel: neither the
+  planes nor the products reach memory.
 
 Triton ships with CUDA builds of torch; without it (CPU-only installs) the torch backend runs the same arithmetic in
 eager torch, and ``triton`` here is None.
@@ -94,16 +95,23 @@ if triton is not None:
 
 
 if triton is not None:
-    @triton.jit
-    def _planes_gemm_adc(x_ptr, a_ptr, sh_ptr, mk_ptr, lo_ptr, lsb_ptr, w_ptr, out_ptr, clip_ptr, nz_ptr, sq_ptr,
-                         nb, R, C, CP, n_codes, T: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr,
-                         BLOCK_C: tl.constexpr):
+    # nb (examples x positions) changes with every batch size: not specialized, so one compile serves them all; the
+    # loop over input cycles is a loop (unrolled GEMM_UNROLL times, not T), so a kernel compiles in a few s
+    @triton.jit(do_not_specialize=["nb", "seed"])
+    def _planes_gemm_adc(x_ptr, a_ptr, var_ptr, sh_ptr, mk_ptr, lo_ptr, lsb_ptr, w_ptr, out_ptr, clip_ptr, nz_ptr,
+                         sq_ptr, nb, R, C, CP, n_codes, seed, T: tl.constexpr, PARTS: tl.constexpr, NOISE: tl.constexpr,
+                         BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+                         UNROLL: tl.constexpr, NORMALS: tl.constexpr):
         """Examples ``b`` of one BLOCK_B tile, columns ``c`` of one BLOCK_C tile, row block ``g``: for each input
-        cycle t the digits ``(x >> shift_t) & mask_t`` (int8, in registers), their int8 product with the block's
-        levels (int32: exact), the ADC's code of that column value (as :func:`_adc_epilogue`, no noise) and the
-        shift-and-add ``sum_t w_t code_t`` to ``out[g, b * C + c]``; clipped conversions to ``clip[pid]``; the
-        first column tile also counts the non-zero digits (``nz[pid_b, g]``) and each row's sum of squared digits
-        (``sq[pid_b, g, r]``, int64)."""
+        cycle t the digits ``(x >> shift_t) & mask_t`` (in registers), their product with the block's levels (PARTS
+        0: int8 levels, an int32 product: exact; PARTS 1 or 2: the levels as one or two fp16 parts, each an fp16
+        product accumulated in float32, :func:`cimsim.crossbar_torch.fp16_split`), with NOISE the read noise
+        ``sqrt(sum_r d_r**2 var_r) * N(0, 1)`` (one variance per row; Philox normals keyed by ``seed``: NORMALS 1,
+        one call per value at the index :func:`_adc_epilogue` gives it, the same numbers; NORMALS 4, one call
+        (``randn4x``) per value of four consecutive cycles, a quarter of the Philox work), the ADC's code of that column value (as :func:`_adc_epilogue`)
+        and the shift-and-add ``sum_t w_t code_t`` to ``out[g, b * C + c]``; clipped conversions to ``clip[pid]``;
+        the first column tile also counts the non-zero digits (``nz[pid_b, g]``) and each row's sum of squared
+        digits (``sq[pid_b, g, r]``, int64)."""
         pb, g, pc = tl.program_id(0), tl.program_id(1), tl.program_id(2)
         b = pb * BLOCK_B + tl.arange(0, BLOCK_B)
         r = tl.arange(0, BLOCK_R)
@@ -111,8 +119,20 @@ if triton is not None:
         bm, rm, cm = b < nb, r < R, c < C
         x = tl.load(x_ptr + (g.to(tl.int64) * nb + b[:, None]) * R + r[None, :], mask=bm[:, None] & rm[None, :],
                     other=0).to(tl.int32)
-        a = tl.load(a_ptr + (g.to(tl.int64) * R + r[:, None]) * CP + c[None, :], mask=rm[:, None] & cm[None, :],
-                    other=0)
+        am = rm[:, None] & cm[None, :]
+        if PARTS == 0:
+            a = tl.load(a_ptr + (g.to(tl.int64) * R + r[:, None]) * CP + c[None, :], mask=am, other=0)
+            a_lo = a
+        else:   # float32 values of the fp16 parts: exact in fp16
+            a = tl.load(a_ptr + (g.to(tl.int64) * PARTS * R + r[:, None]) * CP + c[None, :], mask=am,
+                        other=0.0).to(tl.float16)
+            a_lo = a
+            if PARTS == 2:
+                a_lo = tl.load(a_ptr + ((g.to(tl.int64) * 2 + 1) * R + r[:, None]) * CP + c[None, :], mask=am,
+                               other=0.0).to(tl.float16)
+        var = tl.zeros((BLOCK_R,), dtype=tl.float32)
+        if NOISE:
+            var = tl.load(var_ptr + g * R + r, mask=rm, other=0.0)
         lo = tl.load(lo_ptr + g)
         lsb = tl.load(lsb_ptr + g)
         acc = tl.zeros((BLOCK_B, BLOCK_C), dtype=tl.float32)
@@ -120,16 +140,42 @@ if triton is not None:
         nz = tl.zeros((BLOCK_R,), dtype=tl.int32)
         sq = tl.zeros((BLOCK_R,), dtype=tl.int64)
         live = bm[:, None] & cm[None, :]
-        for t in tl.static_range(T):
-            d = (x >> tl.load(sh_ptr + t)) & tl.load(mk_ptr + t)
-            if pc == 0:
-                nz += tl.sum((d != 0).to(tl.int32), axis=0)
-                sq += tl.sum((d * d).to(tl.int64), axis=0)
-            v = tl.dot(d.to(tl.int8), a, out_dtype=tl.int32).to(tl.float32)
-            code = tl.floor((v - lo) / lsb + 0.5)
-            clipped += tl.sum((((code < 0.0) | (code > n_codes - 1.0)) & live).to(tl.int32), axis=0)
-            code = tl.minimum(tl.maximum(code, 0.0), n_codes - 1.0)
-            acc += tl.load(w_ptr + t) * code
+        NC = nb * C
+        idx = b[:, None] * C + c[None, :]     # the (example, column) value's index in _adc_epilogue's numbering
+        for t4 in tl.range(0, T // NORMALS, loop_unroll_factor=UNROLL):
+            if NOISE:
+                if NORMALS == 4:    # one Philox call, four normals: one for each of four cycles
+                    n0, n1, n2, n3 = tl.randn4x(seed, (g * (T // 4) + t4) * NC + idx)
+            for k in tl.static_range(NORMALS):
+                t = t4 * NORMALS + k
+                d = (x >> tl.load(sh_ptr + t)) & tl.load(mk_ptr + t)
+                if pc == 0:
+                    nz += tl.sum((d != 0).to(tl.int32), axis=0)
+                    sq += tl.sum((d * d).to(tl.int64), axis=0)
+                if PARTS == 0:
+                    v = tl.dot(d.to(tl.int8), a, out_dtype=tl.int32).to(tl.float32)
+                else:
+                    db = d.to(tl.float16)          # digits below 2**11: exact
+                    v = tl.dot(db, a, out_dtype=tl.float32)
+                    if PARTS == 2:
+                        v = tl.dot(db, a_lo, v, out_dtype=tl.float32)
+                if NOISE:
+                    sd = tl.sqrt(tl.sum((d * d).to(tl.float32) * var[None, :], axis=1))
+                    if NORMALS == 1:
+                        n = tl.randn(seed, (g * T + t) * NC + idx)
+                    elif k == 0:
+                        n = n0
+                    elif k == 1:
+                        n = n1
+                    elif k == 2:
+                        n = n2
+                    else:
+                        n = n3
+                    v = v + sd[:, None] * n
+                code = tl.floor((v - lo) / lsb + 0.5)
+                clipped += tl.sum((((code < 0.0) | (code > n_codes - 1.0)) & live).to(tl.int32), axis=0)
+                code = tl.minimum(tl.maximum(code, 0.0), n_codes - 1.0)
+                acc += tl.load(w_ptr + t) * code
         tl.store(out_ptr + (g.to(tl.int64) * nb + b[:, None]) * C + c[None, :], acc, mask=live)
         pid = (pb * tl.num_programs(1) + g) * tl.num_programs(2) + pc
         tl.store(clip_ptr + pid, tl.sum(clipped, axis=0))
@@ -138,27 +184,51 @@ if triton is not None:
             tl.store(sq_ptr + (pb * tl.num_programs(1) + g) * R + r, sq, mask=rm)
 
 
-def planes_gemm_adc(x: torch.Tensor, a8: torch.Tensor, shifts: torch.Tensor, masks: torch.Tensor, lo: torch.Tensor,
-                    lsb: torch.Tensor, w_t: torch.Tensor, C: int, n_codes: float):
-    """The bit planes, their int8 products and the ADC epilogue in one kernel, without planes or products in memory:
-    ``x`` (G, batch, R) the row blocks' integers (:meth:`cimsim.crossbar_torch.TorchTile.block_inputs`), ``a8``
-    (G, R, CP) int8 levels (CP >= C), ``shifts``/``masks`` int32 (T,) (a signed top digit's mask all ones), ``lo``,
-    ``lsb`` float32 (G,), ``w_t`` float32 (T,) the cycles' place values. Returns the shift-and-added codes
-    (G, batch x C) float32, the clipped conversions (float64 scalar), the non-zero digits (int64 scalar) and each
-    row's sum of squared digits (G x R, float64): the numbers of :func:`cut_planes` and :func:`adc_epilogue`."""
+# the one kernel's loop over input cycles unrolled this many times: 1 compiles fastest (1.7 s for the int8 kernel on
+# this project's CPU for an sm_90 target, against 14.8 s for gpu4's loop unrolled 16 times); our choice
+GEMM_UNROLL = 1
+# normals per Philox call with read noise: 1 (the eager epilogue's numbers), or 4 (opt-in: randn4x, a quarter of the
+# generator's work, other numbers of the same distribution, tests/test_kernels_triton.py; the loop body is four cycles,
+# and the kernel compiles for sm_90 in 20.7 s on this project's CPU against 7.4 s: not timed on a GPU yet)
+GEMM_NORMALS = 1
+
+
+def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, masks: torch.Tensor, lo: torch.Tensor,
+                    lsb: torch.Tensor, w_t: torch.Tensor, C: int, n_codes: float, var: torch.Tensor | None = None,
+                    seed: int = 0, unroll: int | None = None, normals: int | None = None):
+    """The bit planes, their products, the read noise and the ADC epilogue in one kernel, without planes or products
+    in memory: ``x`` (G, batch, R) the row blocks' integers (:meth:`cimsim.crossbar_torch.TorchTile.block_inputs`),
+    ``a`` the levels: int8 (G, R, CP), CP >= C (an exact int32 product), or float32 (G, P, R, C) holding P = 1 or 2
+    fp16 parts (:func:`cimsim.crossbar_torch.fp16_split`; multiplied in fp16, exactly, and accumulated in float32);
+    ``shifts``/``masks`` int32 (T,) (a signed top digit's mask all ones), ``lo``, ``lsb`` float32 (G,), ``w_t``
+    float32 (T,) the cycles' place values; ``var`` float32 (G, R) each row's read-noise variance per unit squared
+    digit (None: no read noise) and ``seed`` its Philox seed (the numbers :func:`adc_epilogue` draws with it);
+    ``unroll``: the cycle loop's unroll factor (default :data:`GEMM_UNROLL`); ``normals``: normals per Philox call,
+    1 or 4 (default :data:`GEMM_NORMALS`; 1 where the cycle count is not a multiple of 4).
+    Returns the shift-and-added codes (G, batch x C) float32, the clipped conversions (float64 scalar), the non-zero
+    digits (int64 scalar) and each row's sum of squared digits (G x R, float64): the numbers of :func:`cut_planes`
+    and :func:`adc_epilogue`."""
     G, nb, R = x.shape
     T = int(shifts.numel())
-    x, a8 = x.contiguous(), a8.contiguous()
+    if nb * C * T * G >= 2 ** 31:
+        raise ValueError(f"{nb} x {C} x {T} x {G} column values: the kernel's int32 indices overflow; stream fewer "
+                         "examples per call")
+    x, a = x.contiguous(), a.contiguous()
+    parts = 0 if a.dtype == torch.int8 else a.shape[1]
     out = torch.empty((G, nb * C), dtype=torch.float32, device=x.device)
-    # tiles: 64 examples x 128 columns x the block's rows (int8 tensor-core products need 32 rows or more); our choice
-    BLOCK_B, BLOCK_R, BLOCK_C = 64, max(32, triton.next_power_of_2(R)), max(16, min(128, triton.next_power_of_2(C)))
+    # one tile shape per row count: 64 examples x 128 columns (64 for narrow layers) x the block's rows (int8
+    # tensor-core products need 32 rows or more); our choice, so few kernels compile (BENCHMARKS.md, issue 19)
+    BLOCK_B, BLOCK_R, BLOCK_C = 64, max(32, triton.next_power_of_2(R)), 64 if C <= 64 else 128
     grid = (triton.cdiv(nb, BLOCK_B), G, triton.cdiv(C, BLOCK_C))
     clips = torch.empty(grid[0] * G * grid[2], dtype=torch.int32, device=x.device)
     nz = torch.empty(grid[0] * G, dtype=torch.int64, device=x.device)
     sq = torch.empty((grid[0], G, R), dtype=torch.int64, device=x.device)
-    _planes_gemm_adc[grid](x, a8, shifts, masks, lo.reshape(-1).contiguous(), lsb.reshape(-1).contiguous(), w_t, out,
-                           clips, nz, sq, nb, R, C, a8.shape[-1], float(n_codes), T=T, BLOCK_B=BLOCK_B,
-                           BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C, num_warps=8)
+    _planes_gemm_adc[grid](x, a, x if var is None else var.contiguous(), shifts, masks, lo.reshape(-1).contiguous(),
+                           lsb.reshape(-1).contiguous(), w_t, out, clips, nz, sq, nb, R, C, a.shape[-1],
+                           float(n_codes), int(seed), T=T, PARTS=parts, NOISE=var is not None, BLOCK_B=BLOCK_B,
+                           BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C, UNROLL=int(unroll or GEMM_UNROLL),
+                           NORMALS=4 if var is not None and T % 4 == 0 and (normals or GEMM_NORMALS) == 4 else 1,
+                           num_warps=8)
     return out, clips.sum(dtype=torch.float64), nz.sum(), sq.sum(dim=0, dtype=torch.float64).reshape(-1)
 
 
