@@ -18,8 +18,8 @@ to the numba backend); real-valued levels (programming noise) as a split bf16 pr
 neither applies, the split TF32 product (:func:`tf32_split`) or plain float32/float64. Activations stay on the
 device: :meth:`TorchTile.forward_device` takes the integer inputs as a device tensor and returns the outputs
 and the tally as device tensors, so a mapped network (:mod:`cimsim.mappers.mapped`) runs layer after layer
-without a host round trip. By default on CUDA (:attr:`TorchTile.GEMM_DEVICES`; ``()`` switches it off) a quantizing
-per-cycle readout runs digits, products, read noise (one variance per row) and the ADC in one Triton kernel
+without a host round trip. Opt-in on CUDA (:attr:`TorchTile.GEMM_DEVICES` ``= ("cuda",)``; not yet run on a GPU in
+this form) a quantizing per-cycle readout runs digits, products, read noise (one variance per row) and the ADC in one Triton kernel
 (:func:`cimsim.kernels_triton.planes_gemm_adc`): integer levels as int8 (bit for bit the eager path), real-valued
 ones as two fp16 parts (:func:`fp16_split`), with the eager epilogue's Philox normals. The eager path: the digit
 cutter (:meth:`TorchTile.planes`) writes the planes once, in the product's dtype and layout (row blocks, cycles x
@@ -108,13 +108,13 @@ class TorchTile:
     # add "cpu" under Triton's interpreter (TRITON_INTERPRET=1)
     FUSED_DEVICES: tuple = ("cuda",)
     # device types where a quantizing per-cycle readout runs digits, products, read noise and the ADC in one Triton
-    # kernel (cimsim.kernels_triton.planes_gemm_adc: neither planes nor products in memory); the default on CUDA since
-    # gpu4's form of it ran ResNet-20 on ISAAC at 2.0x the eager path's images/s on an H200 (BENCHMARKS.md); () the off
-    # switch. GEMM_PRODUCTS: the tiles it takes, by their eager product (_mode): "int8" (integer levels: exact, bit
+    # kernel (cimsim.kernels_triton.planes_gemm_adc: neither planes nor products in memory); opt-in (("cuda",)) until
+    # this form of it (a cycle loop, fp16 parts, read noise) has passed the CUDA tests on a GPU: gpu4's form ran
+    # ResNet-20 on ISAAC at 2.0x the eager path's images/s on an H200, same accuracy (BENCHMARKS.md). GEMM_PRODUCTS: the tiles it takes, by their eager product (_mode): "int8" (integer levels: exact, bit
     # for bit the eager path's numbers) and "bf16" (integer levels: exact, and levels with programming noise, which
     # the kernel multiplies as two fp16 parts, fp16_split: within 2**-22 of each term and float32 sums in another
     # order: not bit for bit, far below the read noise; tests/test_kernels_triton.py states the bound and tests it)
-    GEMM_DEVICES: tuple = ("cuda",)
+    GEMM_DEVICES: tuple = ()
     GEMM_PRODUCTS: tuple = ("int8", "bf16")
     _bf16_out: bool | None = None   # whether torch.bmm gives bf16 x bf16 -> float32 here (probed once)
 

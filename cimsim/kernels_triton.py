@@ -9,7 +9,7 @@ Three kernels, each one pass over memory where eager torch needs several:
   :func:`cimsim.encoding.input_planes` (tested through the interpreter, ``TRITON_INTERPRET=1``, and on CUDA).
 * :func:`adc_epilogue`: read noise, the ADC's quantization and the shift-and-add over input cycles of the column
   values of a batched product, in one kernel.
-* :func:`planes_gemm_adc` (the default on CUDA, ``TorchTile.GEMM_DEVICES``): the digits, their products (int8
+* :func:`planes_gemm_adc` (opt-in on CUDA, ``TorchTile.GEMM_DEVICES``): the digits, their products (int8
   levels, or real-valued levels as two fp16 parts), the read noise and the ADC epilogue in one kernel: neither the
   planes nor the products reach memory.
 
