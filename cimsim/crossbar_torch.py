@@ -1,35 +1,34 @@
 """The torch backend of the crossbar engine (CPU or CUDA).
 
-The same arithmetic as the numba backend (:mod:`cimsim.crossbar`): exact bit-plane matrix products
-(float32 while every integer column sum stays below 2**24, float64 beyond; on a GPU float32 products run
-on TF32 tensor cores with the level matrices split into an exact TF32 part and a remainder, see
-:func:`tf32_split`; so both backends agree bit for bit on integer paths), one Gaussian per column value
-for read noise with a variance from a second product, the same readout operations (:mod:`cimsim.readouts`),
-pair readout, column scales and conversion scopes. All row blocks go through one batched product. On a GPU with Triton, quantizing readouts (ADCs without offset noise) run
-noise, quantization and the shift-and-add over cycles in one kernel (:func:`cimsim.kernels_triton.adc_epilogue`, Philox normals
-seeded per call from the tile's seeded host generator); otherwise random numbers come from a
-``torch.Generator`` on the device seeded from the crossbar's seed. Either way: same seed, same numbers on
-the same backend and device; in distribution equal to the numba backend.
+The same arithmetic as the numba backend (:mod:`cimsim.crossbar`): exact bit-plane matrix products (float32 while
+every integer column sum stays below 2**24, float64 beyond; on a GPU float32 products run on TF32 tensor cores with
+the level matrices split into an exact TF32 part and a remainder, see :func:`cimsim.torch_products.tf32_split`; so
+both backends agree bit for bit on integer paths), one Gaussian per column value for read noise with a variance from
+a second product, the same readout operations (:mod:`cimsim.readouts`), pair readout, column scales and conversion
+scopes. All row blocks go through one batched product. On a GPU with Triton, quantizing readouts (ADCs without
+offset noise) run noise, quantization and the shift-and-add over cycles in one kernel
+(:func:`cimsim.kernels_triton.adc_epilogue`, Philox normals seeded per call from the tile's seeded host generator);
+otherwise random numbers come from a ``torch.Generator`` on the device seeded from the crossbar's seed. Either way:
+same seed, same numbers on the same backend and device; in distribution equal to the numba backend.
 
-Products on a GPU (:attr:`TorchTile.PRODUCTS` lists those allowed per device type): integer level matrices
-(ideal cells) multiply as int8 x int8 -> int32 on tensor cores (``torch._int_mm``: exact, so bit for bit equal
-to the numba backend); real-valued levels (programming noise) as a split bf16 product (:func:`bf16_split`:
-``a = hi + lo + r`` with ``|r| <= 2**-16 |a|``, both parts in one product with float32 accumulation); where
-neither applies, the split TF32 product (:func:`tf32_split`) or plain float32/float64. Activations stay on the
-device: :meth:`TorchTile.forward_device` takes the integer inputs as a device tensor and returns the outputs
-and the tally as device tensors, so a mapped network (:mod:`cimsim.mappers.mapped`) runs layer after layer
+Products on a GPU (:attr:`TorchTile.PRODUCTS` lists those allowed per device type): integer level matrices (ideal
+cells) multiply as int8 x int8 -> int32 on tensor cores (``torch._int_mm``: exact, so bit for bit equal to the numba
+backend); real-valued levels (programming noise) as a split bf16 product (:func:`cimsim.torch_products.bf16_split`:
+``a = hi + lo + r`` with ``|r| <= 2**-16 |a|``, both parts in one product with float32 accumulation); where neither
+applies, the split TF32 product (:func:`cimsim.torch_products.tf32_split`) or plain float32/float64. Activations
+stay on the device: :meth:`TorchTile.forward_device` takes the integer inputs as a device tensor and returns the
+outputs and the tally as device tensors, so a mapped network (:mod:`cimsim.mappers.mapped`) runs layer after layer
 without a host round trip. Opt-in on CUDA (:attr:`TorchTile.GEMM_DEVICES` ``= ("cuda",)``; not yet run on a GPU in
-this form) a quantizing per-cycle readout runs digits, products, read noise (one variance per row) and the ADC in one Triton kernel
-(:func:`cimsim.kernels_triton.planes_gemm_adc`): integer levels as int8 (bit for bit the eager path), real-valued
-ones as two fp16 parts (:func:`fp16_split`), with the eager epilogue's Philox normals. The eager path: the digit
-cutter (:meth:`TorchTile.planes`) writes the planes once, in the product's dtype and layout (row blocks, cycles x
-batch, rows), row blocks are views of them, and the fused epilogue reads an int8 product's int32 sums in place;
-opt-in, ``TorchTile.CUT_DEVICES = ("cuda",)`` cuts them in one Triton kernel (:func:`cimsim.kernels_triton.cut_planes`).
+this form) a quantizing per-cycle readout runs digits, products, read noise (one variance per row) and the ADC in
+one Triton kernel (:func:`cimsim.kernels_triton.planes_gemm_adc`): integer levels as int8 (bit for bit the eager
+path), real-valued ones as two fp16 parts (:func:`cimsim.torch_products.fp16_split`), with the eager epilogue's
+Philox normals. The eager path: the digit cutter (:meth:`TorchTile.planes`) writes the planes once, in the product's
+dtype and layout (row blocks, cycles x batch, rows), row blocks are views of them, and the fused epilogue reads an
+int8 product's int32 sums in place; opt-in, ``TorchTile.CUT_DEVICES = ("cuda",)`` cuts them in one Triton kernel
+(:func:`cimsim.kernels_triton.cut_planes`).
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import numpy as np
 import torch
@@ -39,54 +38,11 @@ from cimsim.encoding import plane_layout
 from cimsim.errors import ConfigError
 
 from cimsim import kernels_triton
+from cimsim.torch_products import (bf16_bmm, bf16_split, fp16_split, product_mode, product_parts, tf32_products,
+                                   tf32_split)
 
-
-def tf32_split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``t`` (float32) as ``hi + lo`` with ``hi`` exactly representable in TF32 (10 mantissa bits: the low 13
-    bits cleared) and ``lo = t - hi`` (exact in float32; ``None`` where it is zero everywhere, e.g. integer
-    levels). A product ``x @ hi + x @ lo`` on TF32 tensor cores, with ``x`` small integers (exact in TF32), is
-    exact for integer ``t`` and within ``2**-21`` of ``|t|`` per term otherwise."""
-    hi = (t.contiguous().view(torch.int32) & ~0x1FFF).view(torch.float32)
-    lo = t - hi
-    return hi, (lo if bool(torch.any(lo != 0)) else None)
-
-
-def bf16_split(t: torch.Tensor) -> torch.Tensor:
-    """``t`` (float32, (..., R, C)) as two bf16 parts stacked along the rows, (..., 2R, C): ``hi = bf16(t)`` and
-    ``lo = bf16(t - hi)`` (``t - hi`` is exact in float32). bf16 keeps 8 significant bits, so
-    ``|t - hi| <= 2**-8 |t|`` and ``|t - hi - lo| <= 2**-8 |t - hi| <= 2**-16 |t|`` per element. A product
-    ``[x, x] @ [hi; lo]`` with integer digits ``|x| <= 256`` (exact in bf16; every bf16 x bf16 product exact in
-    float32) and float32 accumulation is then within ``2**-16 sum_k |x_k t_k|`` of ``x @ t`` plus the float32
-    accumulation error that a float32 product has too (tests/test_crossbar_gpu_paths.py)."""
-    hi = t.to(torch.bfloat16)
-    lo = (t - hi.to(torch.float32)).to(torch.bfloat16)
-    return torch.cat([hi, lo], dim=-2)
-
-
-def fp16_split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``t`` (float32, |t| <= 2**15) as two fp16 parts ``hi = fp16(t)``, ``lo = fp16(t - hi)`` (``t - hi`` exact in
-    float32; ``lo`` None where it is zero everywhere, e.g. integer levels). fp16 keeps 11 significant bits, so
-    ``|t - hi| <= 2**-11 |t|`` and ``|t - hi - lo| <= 2**-22 |t| + 2**-25`` (the last term: fp16's subnormal step
-    over two). Digits below 2**11 are exact in fp16 and every fp16 x fp16 product is exact in float32 (22
-    significant bits), so a product ``d @ hi + d @ lo`` accumulated in float32 is within
-    ``(2**-22 + k 2**-24) sum_k |d_k t_k|`` (+ 2**-25 per digit unit) of ``d @ t`` over ``k`` rows: the one-kernel
-    path's product for real-valued levels (:func:`cimsim.kernels_triton.planes_gemm_adc`)."""
-    hi = t.to(torch.float16)
-    lo = (t - hi.to(torch.float32)).to(torch.float16)
-    return hi, (lo if bool(torch.any(lo != 0)) else None)
-
-
-@contextlib.contextmanager
-def _tf32():
-    """Let float32 matrix products use TF32 tensor cores inside the block (the global setting is restored)."""
-    m = torch.backends.cuda.matmul
-    key, value = ("fp32_precision", "tf32") if hasattr(m, "fp32_precision") else ("allow_tf32", True)
-    prev = getattr(m, key)
-    setattr(m, key, value)
-    try:
-        yield
-    finally:
-        setattr(m, key, prev)
+# the splits (cimsim.torch_products) also here, where callers find them (cimsim.crossbar_torch.bf16_split, ...)
+__all__ = ["TorchTile", "bf16_split", "fp16_split", "tf32_split"]
 
 
 class TorchTile:
@@ -116,7 +72,6 @@ class TorchTile:
     # order: not bit for bit, far below the read noise; tests/test_kernels_triton.py states the bound and tests it)
     GEMM_DEVICES: tuple = ()
     GEMM_PRODUCTS: tuple = ("int8", "bf16")
-    _bf16_out: bool | None = None   # whether torch.bmm gives bf16 x bf16 -> float32 here (probed once)
 
     def __init__(self, xb, device: str):
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -160,8 +115,8 @@ class TorchTile:
         self.integer = integer
         self.mode = self._mode(dt, integer and d <= 7 and R % 8 == 0, d <= 8, d <= 5)
         self.var_mode = None if self.var is None else self._mode(dt, False, d <= 4, d <= 5)
-        self.a_parts = self._parts(self.a, self.mode, integer)
-        self.var_parts = None if self.var is None else self._parts(self.var, self.var_mode)
+        self.a_parts = product_parts(self.a, self.mode, integer)
+        self.var_parts = None if self.var is None else product_parts(self.var, self.var_mode)
         # a readout with an error relative to each value written: its lines' sums, a second product (a variance:
         # the split products' rounding is far below it)
         self.line = self.line_parts = self.line_mode = None
@@ -173,13 +128,13 @@ class TorchTile:
                 line[i, :k1 - k0] = xb.line_sum(i)
             self.line = torch.as_tensor(line, dtype=dt, device=dev)
             self.line_mode = self._mode(dt, False, d <= 8, d <= 5)
-            self.line_parts = self._parts(self.line, self.line_mode)
+            self.line_parts = product_parts(self.line, self.line_mode)
             if xb.spec.conversion.slices != 1:   # the slices' own values, and their place values squared
                 sa = np.zeros((nblk, R, Cb))
                 for i, (k0, k1) in enumerate(xb.row_blocks):
                     sa[i, :k1 - k0] = xb.slice_values(i)
                 self.slice_a = torch.as_tensor(sa, dtype=dt, device=dev)
-                self.slice_parts = self._parts(self.slice_a, self.line_mode)
+                self.slice_parts = product_parts(self.slice_a, self.line_mode)
                 self.group2 = torch.as_tensor(xb.slice_group_matrix() ** 2, dtype=torch.float64, device=dev)
         self._consts = self._gemm_cache = None
         self.weight = torch.as_tensor(xb.readout_weight, dtype=torch.float64, device=dev)
@@ -187,27 +142,9 @@ class TorchTile:
                        else torch.as_tensor(xb.column_scales, dtype=torch.float64, device=dev))
 
     def _mode(self, dt, int8_ok: bool, bf16_ok: bool, tf32_ok: bool) -> str:
-        """The product of a level (or variance) matrix: "int8" (integer levels: exact on int8 tensor cores),
-        "bf16" (real levels: the split bf16 product), "tf32" (the split TF32 product) or "plain"; only those
-        :attr:`PRODUCTS` allows on this device type, and only in float32 (float64 products stay plain)."""
-        allowed = self.PRODUCTS.get(self.device.type, ())
-        if dt != torch.float32:
-            return "plain"
-        ok = {"int8": int8_ok, "bf16": bf16_ok, "tf32": tf32_ok}
-        return next((mode for mode in allowed if ok[mode]), "plain")
-
-    def _parts(self, m: torch.Tensor, mode: str, integer: bool = False):
-        """What the product of ``mode`` multiplies: int8 levels (columns padded to a multiple of 8, torch._int_mm's
-        shape rule), the bf16 parts (one part for integer levels: |a| <= 127 is exact in bf16, and so is the
-        product: float32 sums of integers below 2**24), the TF32 parts, or None (plain)."""
-        if mode == "int8":
-            C = m.shape[-1]
-            return torch.nn.functional.pad(m, (0, -C % 8)).to(torch.int8).contiguous()
-        if mode == "bf16":
-            return (m.to(torch.bfloat16) if integer else bf16_split(m)).contiguous()
-        if mode == "tf32":
-            return tf32_split(m)
-        return None
+        """The product of a level (or variance) matrix (:func:`cimsim.torch_products.product_mode`) among those
+        :attr:`PRODUCTS` allows on this device type."""
+        return product_mode(self.PRODUCTS.get(self.device.type, ()), dt, int8_ok, bf16_ok, tf32_ok)
 
     def _bmm(self, x: torch.Tensor, m: torch.Tensor, parts, g0: int, g1: int, mode: str = "plain",
              raw: bool = False) -> torch.Tensor:
@@ -223,11 +160,11 @@ class TorchTile:
             xb = x.to(torch.bfloat16)
             if parts.shape[-2] != x.shape[-1]:   # hi and lo: [x, x] @ [hi; lo]
                 xb = torch.cat([xb, xb], dim=-1)
-            return self._bf16_bmm(xb, parts[g0:g1])
+            return bf16_bmm(xb, parts[g0:g1])
         if mode != "tf32":
             return torch.bmm(xf, m[g0:g1])
         hi, lo = parts
-        with _tf32():
+        with tf32_products():
             out = torch.bmm(xf, hi[g0:g1])
             if lo is not None:
                 out.baddbmm_(xf, lo[g0:g1])
@@ -252,26 +189,9 @@ class TorchTile:
             # this torch build or shape has no int8 product: the exact bf16 one from now on
             d = self.xb.spec.dac_bits
             self.mode = self._mode(torch.float32, False, d <= 8, d <= 5)
-            self.a_parts = self._parts(self.a, self.mode, True)
+            self.a_parts = product_parts(self.a, self.mode, True)
             return None
         return out
-
-    def _bf16_bmm(self, xx: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
-        """``[x, x] @ [hi; lo]`` accumulated in float32: bf16 tensor cores where torch gives a float32 result
-        (``out_dtype``, CUDA), else the same bf16 values multiplied in float32: on a GPU on TF32 tensor cores (bf16
-        values and the digits are exact in TF32), on a CPU plainly (no speed-up there; the same bound)."""
-        cuda = xx.device.type == "cuda"
-        if cuda and TorchTile._bf16_out is not False:
-            try:
-                out = torch.bmm(xx, parts, out_dtype=torch.float32)
-                TorchTile._bf16_out = True
-                return out
-            except TypeError:   # this torch has no out_dtype: the TF32 product from now on
-                TorchTile._bf16_out = False
-            except (RuntimeError, NotImplementedError):
-                pass            # a shape it refuses (e.g. one column): this call through TF32
-        with _tf32() if cuda else contextlib.nullcontext():
-            return torch.bmm(xx.to(torch.float32), parts.to(torch.float32))
 
     def _gemm_levels(self):
         """What :func:`cimsim.kernels_triton.planes_gemm_adc` multiplies for this tile, (levels, per-row variances or

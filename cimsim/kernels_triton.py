@@ -105,7 +105,7 @@ if triton is not None:
         """Examples ``b`` of one BLOCK_B tile, columns ``c`` of one BLOCK_C tile, row block ``g``: for each input
         cycle t the digits ``(x >> shift_t) & mask_t`` (in registers), their product with the block's levels (PARTS
         0: int8 levels, an int32 product: exact; PARTS 1 or 2: the levels as one or two fp16 parts, each an fp16
-        product accumulated in float32, :func:`cimsim.crossbar_torch.fp16_split`), with NOISE the read noise
+        product accumulated in float32, :func:`cimsim.torch_products.fp16_split`), with NOISE the read noise
         ``sqrt(sum_r d_r**2 var_r) * N(0, 1)`` (one variance per row; Philox normals keyed by ``seed``: NORMALS 1,
         one call per value at the index :func:`_adc_epilogue` gives it, the same numbers; NORMALS 4, one call
         (``randn4x``) per value of four consecutive cycles, a quarter of the Philox work), the ADC's code of that column value (as :func:`_adc_epilogue`)
@@ -199,7 +199,7 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
     """The bit planes, their products, the read noise and the ADC epilogue in one kernel, without planes or products
     in memory: ``x`` (G, batch, R) the row blocks' integers (:meth:`cimsim.crossbar_torch.TorchTile.block_inputs`),
     ``a`` the levels: int8 (G, R, CP), CP >= C (an exact int32 product), or float32 (G, P, R, C) holding P = 1 or 2
-    fp16 parts (:func:`cimsim.crossbar_torch.fp16_split`; multiplied in fp16, exactly, and accumulated in float32);
+    fp16 parts (:func:`cimsim.torch_products.fp16_split`; multiplied in fp16, exactly, and accumulated in float32);
     ``shifts``/``masks`` int32 (T,) (a signed top digit's mask all ones), ``lo``, ``lsb`` float32 (G,), ``w_t``
     float32 (T,) the cycles' place values; ``var`` float32 (G, R) each row's read-noise variance per unit squared
     digit (None: no read noise) and ``seed`` its Philox seed (the numbers :func:`adc_epilogue` draws with it);

@@ -4,8 +4,8 @@
 does not hold yet and appends each one to it as soon as it finishes (:mod:`cimsim.sweepfile`), so an
 interrupted sweep resumes where it stopped, losing at most the points that were running. Points run in
 this process (``workers=1``), in local processes (``workers=N``) or on a Dask cluster
-(``scheduler="tcp://host:8786"``, e.g. a ``dask-jobqueue`` SLURM cluster's address); the file is only
-ever written by the process that called ``run_sweep``.
+(``scheduler="tcp://host:8786"``, e.g. a ``dask-jobqueue`` SLURM cluster's address): :mod:`cimsim.sweep_pool`;
+the file is only ever written by the process that called ``run_sweep``.
 
 The evaluation of one point is a function ``evaluate_point(point, settings) -> Report``
 (default :func:`evaluate_point`: the network on the architecture through :func:`cimsim.mappers.evaluate`);
@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -35,7 +34,7 @@ from cimsim.networks import load_model_and_data, reference_kwargs
 from cimsim.progress import progress as progress_bar
 from cimsim.report import Report
 from cimsim.sweepfile import Point, SweepFileError, aggregate
-from cimsim import sweep_admm, sweep_snn, sweepfile, sweepgrid
+from cimsim import sweep_admm, sweep_pool, sweep_snn, sweepfile, sweepgrid
 
 # the grid's parsers (cimsim.sweepgrid), where the command line and studies find them
 MAX_ADC_BITS, MAX_GRID_VALUES = sweepgrid.MAX_ADC_BITS, sweepgrid.MAX_GRID_VALUES
@@ -373,37 +372,6 @@ def _evaluate_programmed(point: Point, settings: Settings, spec, model, loader, 
     return mapped.evaluate(loader, progress=_POINT_PROGRESS["enabled"], config=config)
 
 
-def _run_point(evaluate_fn, point: Point, settings: Settings) -> Report:
-    """What a worker runs (module level, so it pickles)."""
-    return evaluate_fn(point, settings)
-
-
-def _die_with_parent() -> None:
-    """A local worker ends when the sweep that started it does, even by kill -9: a watchdog thread sees the
-    parent change (Linux's parent-death signal is not used: it fires when the parent *thread* that started the
-    worker ends, and the pool starts workers from its own threads)."""
-    import threading
-
-    parent = os.getppid()
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="cimsim-parent-watch").start()
-
-
-def _limit_threads(n: int) -> None:
-    """Local worker processes share the cores: each gets its share of torch and numba threads; and each dies
-    with the sweep that started it."""
-    _die_with_parent()
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[var] = str(n)  # read by torch and numba when they are imported
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(n)
-
-
 # --------------------------------------------------------------------------------------------------
 # the sweep
 
@@ -411,24 +379,7 @@ class SweepPointError(CimsimError):
     """A point of a sweep failed with a user error; the finished points stay in the file."""
 
 
-def require_dask():
-    """dask.distributed's Client, or a one-line ConfigError naming the extra to install."""
-    try:
-        from dask.distributed import Client
-    except ImportError:
-        raise ConfigError("--scheduler needs dask.distributed, which is not installed: "
-                          "pip install 'cimsim[dist]'") from None
-    return Client
-
-
-def dask_executor(address: str):
-    """A concurrent.futures executor on the Dask cluster at ``address`` (needs ``cimsim[dist]``)."""
-    Client = require_dask()
-    try:
-        client = Client(address, timeout="10s")
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise ConfigError(f"cannot reach the Dask scheduler at {address} ({exc}); check --scheduler") from None
-    return client, client.get_executor(pure=False)
+require_dask = sweep_pool.require_dask   # (cimsim.sweep_pool) also here, where the CLI calls it
 
 
 def run_sweep(path: str | os.PathLike, points: list[Point], settings: Settings, *,
@@ -457,7 +408,7 @@ def run_sweep(path: str | os.PathLike, points: list[Point], settings: Settings, 
     fixed = settings.fixed()
     client = None
     if executor is None and scheduler is not None:
-        client, executor = dask_executor(scheduler)  # connect before touching the file
+        client, executor = sweep_pool.dask_executor(scheduler)  # connect before touching the file
     with contextlib.ExitStack() as stack:
         if client is not None:
             stack.callback(client.close)
@@ -510,44 +461,12 @@ def run_sweep(path: str | os.PathLike, points: list[Point], settings: Settings, 
                     bar.set_postfix_str(f"{p.key} done")
                     bar.update()
             elif todo:
-                _run_parallel(todo, settings, evaluate_point, workers, executor, finish, failed, bar)
+                sweep_pool.run_parallel(todo, settings, evaluate_point, workers, executor, finish, failed, bar)
         finally:
             _POINT_PROGRESS["enabled"] = False
             _PROGRAMMED.clear()
             bar.close()
     return sweepfile.read_points(path, keys=set(keys))
-
-
-def _run_parallel(todo, settings, evaluate_point, workers, executor, finish, failed, bar) -> None:
-    """Run ``todo`` on ``executor`` (None: a pool of ``workers`` local processes), writing each as it finishes."""
-    import concurrent.futures as cf
-    import multiprocessing
-
-    own = executor is None
-    if executor is None:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        executor = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)),
-                                          mp_context=multiprocessing.get_context("spawn"),
-                                          initializer=_limit_threads, initargs=(threads,))
-    try:
-        futures = {executor.submit(_run_point, evaluate_point, p, settings): p for p in todo}
-        pending = set(futures)
-        while pending:
-            finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-            for fut in sorted(finished, key=lambda f: futures[f].sort_key()):
-                p = futures[fut]
-                try:
-                    report = fut.result()
-                except CimsimError as exc:
-                    for other in pending:
-                        other.cancel()
-                    raise failed(p, exc) from None
-                finish(p, report)
-                bar.set_postfix_str(f"{p.key} done")
-                bar.update()
-    finally:
-        if own:
-            executor.shutdown(wait=True, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -60,12 +60,14 @@ from cimsim.errors import ConfigError
 from cimsim.mappers.qat_ops import (ScaledDecision, adc_lo_lsb, adc_quantize, adc_range,  # noqa: F401
                                     bit_planes, cached_constant, decide, quantize_activation,
                                     quantize_weight_ste, weight_slices)
+from cimsim.mappers import qat_calibrate
+
+# the calibration helpers (cimsim.mappers.qat_calibrate), here where callers find them (qat.activation_range, ...)
+ACTIVATION_PERCENTILE = qat_calibrate.ACTIVATION_PERCENTILE
+_record, called_order, first_called = qat_calibrate._record, qat_calibrate.called_order, qat_calibrate.first_called
+activation_range, lsq_scales = qat_calibrate.activation_range, qat_calibrate.lsq_scales
 
 READOUTS = ("ternary", "binary")
-# our choice: the 99.99th percentile of |activation| sets the input range, so one outlier in the calibration
-# batches cannot waste input codes (0.01 % of calibration values clip); the mapper uses the same rule, so the
-# fine-tuned and the mapped network quantize their inputs identically
-ACTIVATION_PERCENTILE = 99.99
 FORMAT = "cimsim.psq-checkpoint"
 
 
@@ -425,34 +427,6 @@ def convert(model: nn.Module, cfg: PSQConfig, input_ranges: dict[str, tuple[floa
 
 
 # ------------------------------------------------------------------------------------------------ prepare
-def _record(seen: dict, order: list, name: str, inputs) -> None:
-    """Forward pre-hook body: keep a layer's input, and note the layer in ``order`` at its first call."""
-    if not seen[name]:
-        order.append(name)
-    seen[name].append(inputs[0].detach())
-
-
-def called_order(model: nn.Module, names, example: torch.Tensor) -> list[str]:
-    """The sub-modules ``names`` in the order of their first call by a forward pass of ``model`` on ``example``."""
-    order: list[str] = []
-    mods = dict(model.named_modules())
-    handles = [mods[n].register_forward_pre_hook(lambda mod, inp, n=n: order.append(n) if n not in order else None)
-               for n in names]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in handles:
-            h.remove()
-    return order
-
-
-def first_called(model: nn.Module, names, example: torch.Tensor) -> str | None:
-    """The first of the sub-modules ``names`` that a forward pass of ``model`` on ``example`` calls."""
-    order = called_order(model, names, example)
-    return order[0] if order else None
-
-
 def mapped_layers_in_order(model: nn.Module, example: torch.Tensor) -> list[str]:
     """The ``Linear`` / ``Conv2d`` layers in the order of their first call (the mapper's order: ``[0]`` is the first
     layer, the one fed the network's input, which ``first_input_bits`` applies to, here and in the mapper; ``[-1]``
@@ -464,22 +438,6 @@ def first_layer(model: nn.Module, example: torch.Tensor) -> str | None:
     """The network's first mapped layer (:func:`mapped_layers_in_order`)."""
     order = mapped_layers_in_order(model, example)
     return order[0] if order else None
-
-
-def activation_range(acts: torch.Tensor, bits: int, rng: np.random.Generator) -> tuple[float, bool]:
-    """(input scale, signed) by the mapper's rule: the 99.99th percentile of |activation| maps to the top code
-    (of at most 2,000,000 drawn from ``rng``; sampled in the activations' own type, then widened to float64, which
-    is exact: the same numbers as widening first)."""
-    acts = acts.reshape(-1)
-    signed = bool(acts.min() < 0)
-    qmax = 2 ** (bits - 1) - 1 if signed else 2 ** bits - 1
-    if acts.numel() > 2_000_000:
-        acts = acts[torch.from_numpy(rng.choice(acts.numel(), 2_000_000, replace=False))]
-    sample = acts.double().abs()
-    amax = float(np.percentile(sample.numpy(), ACTIVATION_PERCENTILE))
-    if amax <= 0:
-        amax = float(sample.max()) or 1.0
-    return amax / qmax, signed
 
 
 # candidate multiples of mean |PS| searched by init_scales (our choice: covers LSQ's 2 x mean and the
@@ -533,29 +491,6 @@ def init_scales(model: nn.Module, x: torch.Tensor) -> None:
                     best = a.clone() if best is None else torch.where(e < err, a, best)
                     err = e if err is None else torch.minimum(e, err)
                 m.psq_alpha.data[r, ..., g * og:(g + 1) * og] = torch.clamp(best, min=1.0)
-
-
-def lsq_scales(x_int: np.ndarray, w_int: np.ndarray, cfg: PSQConfig, input_signed: bool) -> np.ndarray:
-    """LSQ's initial column scales ``max(1, 2 * mean |PS|)`` (row blocks, [cycles,] slices, outputs) from integer
-    inputs (positions, K) and weights (O, K), computed with the engine's own encodings (for layers mapped without
-    PSQ); per cycle (``cfg.cycle_scales``) the mean of each cycle's partial sums."""
-    from cimsim.encoding import input_planes, slice_weights
-
-    planes, _ = input_planes(x_int, cfg.input_bits, cfg.dac_bits, input_signed)
-    sl = slice_weights(w_int, cfg.weight_bits, cfg.cell_bits, "differential")
-    D = (sl.levels[:, 0] - sl.levels[:, 1]).astype(np.float64)         # (S, O, K)
-    blocks = cfg.row_blocks(w_int.shape[1])
-    T, n = len(planes), x_int.shape[0]
-    out = np.empty((len(blocks), *((T,) if cfg.cycle_scales else ()), D.shape[0], D.shape[1]))
-    for r, (k0, k1) in enumerate(blocks):
-        for j in range(D.shape[0]):
-            tots = [np.abs(p[:, k0:k1].astype(np.float64) @ D[j][:, k0:k1].T).sum(axis=0) for p in planes]
-            if cfg.cycle_scales:
-                for t in range(T):
-                    out[r, t, j] = tots[t] / n
-            else:
-                out[r, j] = sum(tots) / (T * n)
-    return np.maximum(2 * out, 1.0)
 
 
 def prepare(model: nn.Module, cfg: PSQConfig, calibration: list[torch.Tensor], seed: int = 0) -> nn.Module:

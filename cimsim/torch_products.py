@@ -1,0 +1,109 @@
+"""The low-precision matrix products of the torch backend (:mod:`cimsim.crossbar_torch`) and their exactness.
+
+A level matrix is multiplied by one of: int8 x int8 -> int32 (``torch._int_mm``; integer levels, exact), a split bf16
+product (:func:`bf16_split`: two parts stacked along the rows, one product with float32 accumulation), a split TF32
+product (:func:`tf32_split`, inside :func:`tf32_products`) or a plain float32/float64 one; :func:`product_mode` picks
+it, :func:`product_parts` builds what it multiplies and :func:`bf16_bmm` runs the bf16 one. :func:`fp16_split` cuts
+real-valued levels into the two fp16 parts of the one-kernel path (:func:`cimsim.kernels_triton.planes_gemm_adc`).
+Each split's error bound is in its docstring and tested (tests/test_crossbar_torch.py,
+tests/test_crossbar_gpu_paths.py, tests/test_kernels_triton.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+# whether torch.bmm gives bf16 x bf16 -> float32 here (``out_dtype``; probed once per process by bf16_bmm)
+_BF16_OUT: dict = {"ok": None}
+
+
+def tf32_split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``t`` (float32) as ``hi + lo`` with ``hi`` exactly representable in TF32 (10 mantissa bits: the low 13
+    bits cleared) and ``lo = t - hi`` (exact in float32; ``None`` where it is zero everywhere, e.g. integer
+    levels). A product ``x @ hi + x @ lo`` on TF32 tensor cores, with ``x`` small integers (exact in TF32), is
+    exact for integer ``t`` and within ``2**-21`` of ``|t|`` per term otherwise."""
+    hi = (t.contiguous().view(torch.int32) & ~0x1FFF).view(torch.float32)
+    lo = t - hi
+    return hi, (lo if bool(torch.any(lo != 0)) else None)
+
+
+def bf16_split(t: torch.Tensor) -> torch.Tensor:
+    """``t`` (float32, (..., R, C)) as two bf16 parts stacked along the rows, (..., 2R, C): ``hi = bf16(t)`` and
+    ``lo = bf16(t - hi)`` (``t - hi`` is exact in float32). bf16 keeps 8 significant bits, so
+    ``|t - hi| <= 2**-8 |t|`` and ``|t - hi - lo| <= 2**-8 |t - hi| <= 2**-16 |t|`` per element. A product
+    ``[x, x] @ [hi; lo]`` with integer digits ``|x| <= 256`` (exact in bf16; every bf16 x bf16 product exact in
+    float32) and float32 accumulation is then within ``2**-16 sum_k |x_k t_k|`` of ``x @ t`` plus the float32
+    accumulation error that a float32 product has too (tests/test_crossbar_gpu_paths.py)."""
+    hi = t.to(torch.bfloat16)
+    lo = (t - hi.to(torch.float32)).to(torch.bfloat16)
+    return torch.cat([hi, lo], dim=-2)
+
+
+def fp16_split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``t`` (float32, |t| <= 2**15) as two fp16 parts ``hi = fp16(t)``, ``lo = fp16(t - hi)`` (``t - hi`` exact in
+    float32; ``lo`` None where it is zero everywhere, e.g. integer levels). fp16 keeps 11 significant bits, so
+    ``|t - hi| <= 2**-11 |t|`` and ``|t - hi - lo| <= 2**-22 |t| + 2**-25`` (the last term: fp16's subnormal step
+    over two). Digits below 2**11 are exact in fp16 and every fp16 x fp16 product is exact in float32 (22
+    significant bits), so a product ``d @ hi + d @ lo`` accumulated in float32 is within
+    ``(2**-22 + k 2**-24) sum_k |d_k t_k|`` (+ 2**-25 per digit unit) of ``d @ t`` over ``k`` rows: the one-kernel
+    path's product for real-valued levels (:func:`cimsim.kernels_triton.planes_gemm_adc`)."""
+    hi = t.to(torch.float16)
+    lo = (t - hi.to(torch.float32)).to(torch.float16)
+    return hi, (lo if bool(torch.any(lo != 0)) else None)
+
+
+@contextlib.contextmanager
+def tf32_products():
+    """Let float32 matrix products use TF32 tensor cores inside the block (the global setting is restored)."""
+    m = torch.backends.cuda.matmul
+    key, value = ("fp32_precision", "tf32") if hasattr(m, "fp32_precision") else ("allow_tf32", True)
+    prev = getattr(m, key)
+    setattr(m, key, value)
+    try:
+        yield
+    finally:
+        setattr(m, key, prev)
+
+
+def product_mode(allowed, dt, int8_ok: bool, bf16_ok: bool, tf32_ok: bool) -> str:
+    """The product of a level (or variance) matrix: "int8" (integer levels: exact on int8 tensor cores),
+    "bf16" (real levels: the split bf16 product), "tf32" (the split TF32 product) or "plain"; the first of
+    ``allowed`` (modes in order of preference) whose flag is set, and only in float32 (float64 products stay plain)."""
+    if dt != torch.float32:
+        return "plain"
+    ok = {"int8": int8_ok, "bf16": bf16_ok, "tf32": tf32_ok}
+    return next((mode for mode in allowed if ok[mode]), "plain")
+
+
+def product_parts(m: torch.Tensor, mode: str, integer: bool = False):
+    """What the product of ``mode`` multiplies: int8 levels (columns padded to a multiple of 8, torch._int_mm's
+    shape rule), the bf16 parts (one part for integer levels: |a| <= 127 is exact in bf16, and so is the
+    product: float32 sums of integers below 2**24), the TF32 parts, or None (plain)."""
+    if mode == "int8":
+        C = m.shape[-1]
+        return torch.nn.functional.pad(m, (0, -C % 8)).to(torch.int8).contiguous()
+    if mode == "bf16":
+        return (m.to(torch.bfloat16) if integer else bf16_split(m)).contiguous()
+    if mode == "tf32":
+        return tf32_split(m)
+    return None
+
+
+def bf16_bmm(xx: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+    """``[x, x] @ [hi; lo]`` accumulated in float32: bf16 tensor cores where torch gives a float32 result
+    (``out_dtype``, CUDA), else the same bf16 values multiplied in float32: on a GPU on TF32 tensor cores (bf16
+    values and the digits are exact in TF32), on a CPU plainly (no speed-up there; the same bound)."""
+    cuda = xx.device.type == "cuda"
+    if cuda and _BF16_OUT["ok"] is not False:
+        try:
+            out = torch.bmm(xx, parts, out_dtype=torch.float32)
+            _BF16_OUT["ok"] = True
+            return out
+        except TypeError:   # this torch has no out_dtype: the TF32 product from now on
+            _BF16_OUT["ok"] = False
+        except (RuntimeError, NotImplementedError):
+            pass            # a shape it refuses (e.g. one column): this call through TF32
+    with tf32_products() if cuda else contextlib.nullcontext():
+        return torch.bmm(xx.to(torch.float32), parts.to(torch.float32))
