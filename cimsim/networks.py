@@ -111,8 +111,9 @@ def load_psq_checkpoint(path) -> tuple[nn.Module, dict]:
     except CheckpointError:
         raise
     except Exception as exc:
-        raise CheckpointError(f"PSQ checkpoint {path} is unreadable ({train.unreadable_detail(exc)}); "
-                              "delete it and re-create it with 'cimsim finetune'") from None
+        raise CheckpointError(f"PSQ checkpoint {path} is unreadable ({train.unreadable_detail(exc)}): it is damaged "
+                              "or not written by 'cimsim finetune'; give one that 'cimsim finetune' wrote, or "
+                              "re-create this one with it") from None
     return tag_model(model.eval(), train.checkpoint_info(path, meta)), meta
 
 
@@ -250,8 +251,9 @@ def load_sa_checkpoint(path) -> tuple[nn.Module, dict]:
         model.sa_folded = meta["batchnorm_folded"]
         model.load_state_dict(state)
     except Exception as exc:
-        raise CheckpointError(f"sense-amp checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); delete it "
-                              "and re-create it with 'cimsim finetune --arch adcless-snn'") from None
+        raise CheckpointError(f"sense-amp checkpoint {path} is unreadable ({train.unreadable_detail(exc)}): it is "
+                              "damaged or not written by 'cimsim finetune --arch adcless-snn'; give one that it "
+                              "wrote, or re-create this one with it") from None
     return tag_model(model.eval(), train.checkpoint_info(path, meta)), meta
 
 

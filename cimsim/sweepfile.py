@@ -135,11 +135,15 @@ class Point:
 # --------------------------------------------------------------------------------------------------
 # reading
 
+# What to do about an --out that cannot be read as a sweep file: it may be the user's own file of another kind,
+# so the first advice is another name; removing it is for a sweep file of cimsim's that was damaged.
+DAMAGED_FIX = "give another --out (if a sweep wrote it and it is damaged, remove it to start the sweep again)"
+
 def _check_format(f, path: Path) -> None:
     fmt = f.attrs.get("format")
     if fmt != FORMAT:
         raise SweepFileError(f"{path} is not a cimsim sweep file (format {fmt or 'missing'}); "
-                             "give another --out or remove the file")
+                             "give another --out: a sweep adds points only to a file it wrote")
     version = int(f.attrs.get("format_version", 0))
     if version > FORMAT_VERSION:
         raise SweepFileError(f"{path} was written by a newer cimsim (sweep format {version}); upgrade cimsim")
@@ -153,7 +157,7 @@ def read_settings(path: str | os.PathLike) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        h5seal.check(path, SweepFileError, "cimsim sweep file", "give another --out or remove the file")
+        h5seal.check(path, SweepFileError, "cimsim sweep file", DAMAGED_FIX)
         with h5py.File(path, "r") as f:
             _check_format(f, path)
             settings = json.loads(f.attrs["settings_json"])
@@ -164,7 +168,7 @@ def read_settings(path: str | os.PathLike) -> dict[str, Any] | None:
         raise
     except CORRUPT_FILE_ERRORS as exc:
         raise SweepFileError(f"{path} is not a readable cimsim sweep file ({type(exc).__name__}: {exc}); "
-                             "give another --out or remove the file") from None
+                             + DAMAGED_FIX) from None
 
 
 def finished_keys(path: str | os.PathLike) -> set[str]:
@@ -174,8 +178,8 @@ def finished_keys(path: str | os.PathLike) -> set[str]:
     path = Path(path)
     keys: set[str] = set()
     if path.exists():
-        with reading(path, SweepFileError, "cimsim sweep file", "give another --out or remove the file"):
-            h5seal.check(path, SweepFileError, "cimsim sweep file", "give another --out or remove the file")
+        with reading(path, SweepFileError, "cimsim sweep file", DAMAGED_FIX):
+            h5seal.check(path, SweepFileError, "cimsim sweep file", DAMAGED_FIX)
             with h5py.File(path, "r") as f:
                 _check_format(f, path)
                 keys = {k for k in f.keys() if isinstance(f[k], h5py.Group) and "point_json" in f[k].attrs}
@@ -335,8 +339,8 @@ def append(path: str | os.PathLike, point: Point, report: Report, arch_params: d
     if not path.is_file():
         raise SweepFileError(f"{path} does not exist; create it with sweepfile.create first")
     target = journal_dir(path) / _journal_name(point.key)
-    with reading(path, SweepFileError, "cimsim sweep file", "give another --out or remove the file"):
-        h5seal.check(path, SweepFileError, "cimsim sweep file", "give another --out or remove the file")
+    with reading(path, SweepFileError, "cimsim sweep file", DAMAGED_FIX):
+        h5seal.check(path, SweepFileError, "cimsim sweep file", DAMAGED_FIX)
         with h5py.File(path, "r") as f:
             _check_format(f, path)
             in_file = point.key in f
@@ -375,7 +379,7 @@ def fold(path: str | os.PathLike) -> int:
     files = _journal_files(path)
     added = 0
     if files:
-        h5seal.check(path, SweepFileError, "cimsim sweep file", "give another --out or remove the file")
+        h5seal.check(path, SweepFileError, "cimsim sweep file", DAMAGED_FIX)
         with atomic_output(path) as tmp:
             shutil.copyfile(path, tmp)
             with h5py.File(tmp, "a") as f:

@@ -201,12 +201,18 @@ def test_same_content_at_another_path_or_data_dir_resumes(tmp_path):
 def test_a_file_that_is_not_a_sweep_is_refused(tmp_path):
     report = tmp_path / "r.h5"
     fake_report(Point("isaac", 4, 0)).to_hdf5(report)
-    with pytest.raises(SweepFileError, match="not a cimsim sweep file \\(format cimsim.report\\)"):
+    before = report.read_bytes()
+    with pytest.raises(SweepFileError, match="not a cimsim sweep file \\(format cimsim.report\\)") as err:
         sweep.run_sweep(report, grid(), SETTINGS, evaluate_point=Recorder())
+    assert str(err.value).endswith("give another --out: a sweep adds points only to a file it wrote")
     junk = tmp_path / "junk.h5"
     junk.write_bytes(b"not hdf5 at all")
-    with pytest.raises(SweepFileError, match="not a readable cimsim sweep file"):
+    with pytest.raises(SweepFileError, match="not a readable cimsim sweep file") as err:
         sweep.run_sweep(junk, grid(), SETTINGS, evaluate_point=Recorder())
+    assert str(err.value).endswith("give another --out (if a sweep wrote it and it is damaged, remove it to start "
+                                   "the sweep again)")
+    assert report.read_bytes() == before and junk.read_bytes() == b"not hdf5 at all"   # neither file touched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.h5", "r.h5"]           # nothing written beside
 
 
 def test_a_point_is_never_overwritten(tmp_path):

@@ -1,5 +1,4 @@
 import json
-import os
 
 import pytest
 import torch
@@ -110,12 +109,16 @@ def test_bad_checkpoints(tmp_path):
         train.load_checkpoint(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="unreadable"):
+    advice = ("it is damaged or not written by 'cimsim train'; give a checkpoint that 'cimsim train' wrote, "
+              "or re-create this one with it")
+    with pytest.raises(CheckpointError, match="unreadable") as err:
         train.load_checkpoint(junk)
+    assert str(err.value).endswith(advice) and "delete" not in str(err.value)   # the file may not be ours
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
-    with pytest.raises(CheckpointError, match="unreadable"):
+    with pytest.raises(CheckpointError, match="unreadable") as err:
         train.load_checkpoint(foreign)
+    assert str(err.value) == f"checkpoint {foreign} is unreadable (ValueError: not a cimsim checkpoint): {advice}"
 
 
 def test_find_checkpoint_prefers_the_user_directory(tmp_path, monkeypatch, tiny):

@@ -412,12 +412,13 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
         require_finite(model.state_dict(), path)
     except CheckpointError as exc:
         if "diverged" in str(exc):
-            raise CheckpointError(f"checkpoint {path} holds NaN or infinite weights; delete it and re-create it "
-                                  "with 'cimsim train'") from None
+            raise CheckpointError(f"checkpoint {path} holds NaN or infinite weights; "
+                                  "re-create it with 'cimsim train'") from None
         raise
     except Exception as exc:  # any failure to parse is a corrupt or foreign file
-        raise CheckpointError(f"checkpoint {path} is unreadable ({unreadable_detail(exc)}); "
-                              "delete it and re-create it with 'cimsim train'") from None
+        raise CheckpointError(f"checkpoint {path} is unreadable ({unreadable_detail(exc)}): it is damaged or not "
+                              "written by 'cimsim train'; give a checkpoint that 'cimsim train' wrote, or re-create "
+                              "this one with it") from None
     return tag_model(model.eval(), checkpoint_info(path, meta)), meta
 
 
