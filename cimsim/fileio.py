@@ -51,20 +51,21 @@ def _name_max(folder: Path) -> int:
 
 
 def check_output_path(path, option: str = "--out", *, extensions: Iterable[str] | None = None,
-                      probe: bool = True) -> Path:
+                      probe: bool = True, example: str | None = None) -> Path:
     """``path`` as a Path once it is known to take a result, else ConfigError (one line naming ``option``).
 
     Refused: an empty path; a name longer than the file system allows; an existing path that is not a regular
     file (folder, device node, FIFO, socket; a symbolic link counts as what it points to); a missing or
     non-folder parent; a parent where no file can be created (read-only, ``/proc``; with ``probe`` a scratch file
     is created there and removed at once, the only reliable test); a suffix outside ``extensions`` (lower case,
-    with the dot), when given."""
+    with the dot), when given. ``example`` is the file name a refusal of a folder suggests (default ``result``
+    with the first of ``extensions``, else ``result.h5``)."""
     if path is None or str(path).strip() == "":
         raise ConfigError(f"{option} is empty; give a file name")
     if "\0" in str(path):
         raise ConfigError(f"{option} {str(path)!r} holds a NUL character; give a plain file name")
     p = Path(os.path.expanduser(str(path)))
-    example = "result" + (sorted(extensions)[0] if extensions else ".h5")
+    example = example or "result" + (sorted(extensions)[0] if extensions else ".h5")
     if str(path).endswith(os.sep) or p.name in ("", ".", ".."):
         raise ConfigError(f"{option} {path} names a folder; give a file name such as {p / example}")
     try:

@@ -148,3 +148,10 @@ def test_atomic_output_leaves_no_temporary_and_finds_stale_ones(tmp_path):
     stale.write_text("left by kill -9")
     (tmp_path / ".other.h5.ab12cd34.tmp").write_text("another file's")
     assert stale_temporaries(target) == [stale]
+
+
+@pytest.mark.parametrize("cmd,example", [("run", "result.h5"), ("finetune", "model.pt")])
+def test_a_folder_as_out_is_answered_with_a_file_name_of_the_commands_kind(capsys, tmp_path, no_work, cmd, example):
+    """A report's --out suggests an HDF5 name, a checkpoint's a .pt name (a finetune writes a checkpoint)."""
+    code, out, err = run_cli(capsys, *COMMANDS[cmd], str(tmp_path))
+    assert_one_line_user_error(code, err, f"--out {tmp_path} is a folder; give a file name such as {tmp_path / example}")

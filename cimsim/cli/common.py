@@ -111,7 +111,7 @@ def output_path(text: str | None, option: str = "--out", **kw) -> Path | None:
 
 def checkpoint_output(text: str | None, option: str = "--out") -> Path | None:
     """A checkpoint's --out, checked with the JSON metadata written beside it (``NAME.json``)."""
-    out = output_path(text, option)
+    out = output_path(text, option, example="model.pt")
     if out is not None:
         if out.suffix.lower() == ".json":
             raise ConfigError(f"{option} {out} ends in .json, the name of the metadata written beside a checkpoint; "
