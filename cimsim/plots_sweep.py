@@ -18,6 +18,10 @@ METRICS = (("accuracy", "accuracy (%)", 100.0, False), ("energy_j", "energy per 
 # cimsim.mappers.sme: the chip stays the same, the arrays in use change)
 CROSSBARS = ("crossbars", "crossbars allocated", 1.0, False)
 ALIASES = {"adc_bits": "adc.bits"}
+# tick labels with SI prefixes (100 nJ, 2 us) for the quantities in SI units; a "log axis" metric is drawn on a
+# log axis only where its values span at least LOG_SPAN (a decade: below that a log axis labels no tick or two)
+UNITS = {"energy_j": "J", "latency_s": "s"}
+LOG_SPAN = 10.0
 # the x axis of an ADMM sweep (cimsim.sweep_admm) may be the target (admm.compression) or the weight compression each
 # point's network reached (weights / non-zero weights, recorded by the sweep)
 REACHED = "weight_compression"
@@ -124,8 +128,12 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(f"{ylabel.split(' (')[0]} vs {xlabel.split(' (')[0]}")
-        if log:
+        values = [v for r in rows for v in (r[key], r[f"{key}_min"], r[f"{key}_max"]) if v is not None and v > 0]
+        if log and values and max(values) >= LOG_SPAN * min(values):
             ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        if key in UNITS:
+            ax.yaxis.set_major_formatter(matplotlib.ticker.EngFormatter(unit=UNITS[key], sep=" "))
         if x in (TARGET, REACHED) and swept and numeric:     # compression doubles from point to point
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
@@ -206,6 +214,7 @@ def tradeoff_figure(results: dict, title: str = ""):
         if label != "chip area (mm^2)":
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(unit=label.split("(")[1][:-1], sep=" "))
         ax.set_xlabel(label)
         ax.set_ylabel("accuracy (%)")
         ax.grid(True, alpha=0.3)
