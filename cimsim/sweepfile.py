@@ -139,6 +139,7 @@ class Point:
 # so the first advice is another name; removing it is for a sweep file of cimsim's that was damaged.
 DAMAGED_FIX = "give another --out (if a sweep wrote it and it is damaged, remove it to start the sweep again)"
 
+
 def _check_format(f, path: Path) -> None:
     fmt = f.attrs.get("format")
     if fmt != FORMAT:
