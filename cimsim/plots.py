@@ -105,12 +105,17 @@ def report_figure(report: Report):
             e.set_xlim(10.0 ** math.floor(math.log10(min(positive)) - 0.5),
                        10.0 ** max(2, math.ceil(math.log10(max(positive)) + 0.3)))
             e.xaxis.set_minor_formatter(NullFormatter())
+        elif not any(_finite(x) and x > 0 for x in clips):   # every mapped layer exact: no scale to read
+            e.set_xlim(0, 1)
+            e.set_xticks([])
         e.set_xlabel("relative RMS error of the layer output (%)")
         e.set_title("error against the exact integer layer")
     comps = sorted(((k, v) for k, v in report.components.items() if v > 0), key=lambda kv: -kv[1])
     cax = ax["components"]
     if comps:
-        values, unit = _scaled([v for _, v in comps], "J")
+        from matplotlib.ticker import EngFormatter, NullFormatter
+
+        values = [v for _, v in comps]
         cpos = list(range(len(comps)))
         cax.barh(cpos, values, color="tab:green")
         cax.set_yticks(cpos, [k for k, _ in comps], fontsize=8)
@@ -120,7 +125,9 @@ def report_figure(report: Report):
         total = sum(v for _, v in comps)
         for y, (v, (_, j)) in enumerate(zip(values, comps)):
             cax.text(v * 1.15, y, f"{100 * j / total:.1f} %", va="center", fontsize=7)
-        cax.set_xlabel(f"energy per inference ({unit}, log scale)")
+        cax.xaxis.set_major_formatter(EngFormatter(unit="J", sep=" "))   # 1 nJ, 100 nJ: SI prefixes on the decades
+        cax.xaxis.set_minor_formatter(NullFormatter())
+        cax.set_xlabel("energy per inference (log scale)")
     cax.set_title("energy by component (share of total)")
     fig.suptitle(f"{c.get('model', '?')} on {c.get('dataset', '?')}, {c.get('arch', '?')}: "
                  f"accuracy {100 * report.accuracy:.2f}%, {fmt_si(report.energy_j, 'J')}, "

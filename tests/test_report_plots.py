@@ -50,9 +50,18 @@ def test_the_error_panel_shows_each_mapped_layer():
         {k: v for k, v in r.items() if k != "rel_error"} for r in LAYERS])))
 
 
+def test_an_exact_run_says_so_without_a_meaningless_scale():
+    exact = [{**r, "rel_error": 0.0 if r["kind"] != "ReLU" else math.nan} for r in LAYERS]
+    ax = _axes(report_figure(make(exact)))["error against the exact integer layer"]
+    assert [t.get_text() for t in ax.texts] == ["exact", "exact"]   # both mapped layers
+    assert list(ax.get_xticks()) == [] and ax.get_xlim() == (0.0, 1.0)
+
+
 def test_the_component_chart_is_readable_when_the_adc_dominates():
     ax = _axes(report_figure(make()))["energy by component (share of total)"]
     assert ax.get_xscale() == "log"                              # a 1000x range stays visible
+    assert ax.xaxis.get_major_formatter()(1e-9) == "1 nJ"         # SI prefixes on the decades
+    assert ax.patches[0].get_width() == pytest.approx(3.0e-8)    # bars in joules
     assert [t.get_text() for t in ax.get_yticklabels()] == ["adc", "dac", "crossbar", "sample_hold"]
     total = sum(COMPONENTS.values())
     assert [t.get_text() for t in ax.texts] == [f"{100 * COMPONENTS[k] / total:.1f} %"
