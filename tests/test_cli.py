@@ -164,6 +164,9 @@ def test_archs_lists_and_shows(capsys):
     for key in ("peak_ops_per_s", "power_w", "area_m2", "ce_gops_per_s_per_mm2", "pe_gops_per_w", "breakdown"):
         assert key in s
     assert s["peak_ops_per_s"] == 2 * 168 * 200e6
+    code, out, err = run_cli(capsys, "archs", "show", "isaac")
+    assert code == 0 and "  hierarchy         1 chip, 168 tiles, 2016 imas, 16128 crossbars, 8 weight slices, " \
+        "16 input cycles, cycle 100 ns" in out.splitlines()
 
 
 def test_a_bad_output_folder_fails_before_any_work(capsys, monkeypatch, tmp_path):

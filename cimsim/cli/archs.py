@@ -13,6 +13,11 @@ def _fmt(value: float, unit: str) -> str:
     return fmt_si(value, unit)
 
 
+def _counted(noun: str, n) -> str:
+    """``noun`` (a plural: 'chips', 'weight slices') in the singular for a count of one."""
+    return noun[:-1] if n == 1 and noun.endswith("s") else noun
+
+
 def _value(v) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
@@ -40,7 +45,8 @@ def show_text(spec, sets=None) -> str:
     h = s.get("hierarchy") or {}
     if h:
         out.append("  hierarchy         " + ", ".join(
-            f"cycle {_fmt(v, 's')}" if k == "cycle_s" else f"{_value(v)} {k.replace('_', ' ')}" for k, v in h.items()))
+            f"cycle {_fmt(v, 's')}" if k == "cycle_s" else f"{_value(v)} {_counted(k.replace('_', ' '), v)}"
+            for k, v in h.items()))
     for k in ("power_scope", "area_scope"):
         if k in s:
             out.append(f"  {k.replace('_', ' '):17s} {s[k]}")
