@@ -17,7 +17,7 @@ from cimsim.errors import CimsimError
 from cimsim.fileio import check_output_path, reading
 from cimsim.report import FORMAT as REPORT_FORMAT, Report, ReportFileError, fmt_si, si_prefix
 from cimsim import sweepfile
-from cimsim.plots_sweep import plot_sweep, sweep_figure, tradeoff_figure  # noqa: F401 (the figures' home)
+from cimsim.plots_sweep import plot_sweep, si_formatter, sweep_figure, tradeoff_figure  # noqa: F401 (the figures' home)
 
 # the image types matplotlib's Agg backend writes (FigureCanvasBase.get_supported_filetypes)
 IMAGE_TYPES = (".png", ".pdf", ".svg", ".svgz", ".eps", ".ps", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".pgf",
@@ -113,7 +113,7 @@ def report_figure(report: Report):
     comps = sorted(((k, v) for k, v in report.components.items() if v > 0), key=lambda kv: -kv[1])
     cax = ax["components"]
     if comps:
-        from matplotlib.ticker import EngFormatter, NullFormatter
+        from matplotlib.ticker import NullFormatter
 
         values = [v for _, v in comps]
         cpos = list(range(len(comps)))
@@ -125,7 +125,7 @@ def report_figure(report: Report):
         total = sum(v for _, v in comps)
         for y, (v, (_, j)) in enumerate(zip(values, comps)):
             cax.text(v * 1.15, y, f"{100 * j / total:.1f} %", va="center", fontsize=7)
-        cax.xaxis.set_major_formatter(EngFormatter(unit="J", sep=" "))   # 1 nJ, 100 nJ: SI prefixes on the decades
+        cax.xaxis.set_major_formatter(si_formatter("J"))   # 1 nJ, 100 nJ: SI prefixes on the decades
         cax.xaxis.set_minor_formatter(NullFormatter())
         cax.set_xlabel("energy per inference (log scale)")
     cax.set_title("energy by component (share of total)")
@@ -180,19 +180,23 @@ def plot_onchip(path: str | Path, output: str | Path) -> Path:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     ax = axes[1]
-    ax.plot(ep, h["energy_j"] * 1e6, "o-", color="tab:green", label="total (reads + writes)")
-    ax.plot(ep, h["write_energy_j"] * 1e6, "s-", color="tab:red", label="synapse writes")
+    ax.plot(ep, h["energy_j"], "o-", color="tab:green", label="total (reads + writes)")
+    ax.plot(ep, h["write_energy_j"], "s-", color="tab:red", label="synapse writes")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("cumulative learning energy (uJ)")
+    ax.set_ylabel("cumulative learning energy")
     ax.set_yscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax.yaxis.set_major_formatter(si_formatter("J"))   # 10 pJ ... 100 nJ: SI prefixes on the decades
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_title("energy of learning")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.suptitle(f"on-chip learning: {cfg.get('synapse', '?')} synapses on {cfg.get('dataset', '?')}: test "
                  f"{100 * float(attrs.get('test_accuracy', float('nan'))):.2f}% (float "
                  f"{100 * float(attrs.get('float_test_accuracy', float('nan'))):.2f}%), "
-                 f"{float(attrs.get('energy_j', float('nan'))) * 1e6:.3g} uJ, "
-                 f"{float(attrs.get('time_s', float('nan'))) * 1e3:.3g} ms")
+                 f"{fmt_si(float(attrs.get('energy_j', float('nan'))), 'J')}, "
+                 f"{fmt_si(float(attrs.get('time_s', float('nan'))), 's')}")
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     output = Path(output)
     fig.savefig(output, dpi=120)

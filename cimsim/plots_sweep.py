@@ -22,6 +22,15 @@ ALIASES = {"adc_bits": "adc.bits"}
 # log axis only where its values span at least LOG_SPAN (a decade: below that a log axis labels no tick or two)
 UNITS = {"energy_j": "J", "latency_s": "s"}
 LOG_SPAN = 10.0
+
+
+def si_formatter(unit: str):
+    """Tick labels as the reports write values (:func:`cimsim.report.fmt_si`: '100 nJ', '2 us')."""
+    import matplotlib.ticker
+
+    from cimsim.report import fmt_si
+
+    return matplotlib.ticker.FuncFormatter(lambda v, pos: fmt_si(v, unit))
 # the x axis of an ADMM sweep (cimsim.sweep_admm) may be the target (admm.compression) or the weight compression each
 # point's network reached (weights / non-zero weights, recorded by the sweep)
 REACHED = "weight_compression"
@@ -133,7 +142,7 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
             ax.set_yscale("log")
             ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         if key in UNITS:
-            ax.yaxis.set_major_formatter(matplotlib.ticker.EngFormatter(unit=UNITS[key], sep=" "))
+            ax.yaxis.set_major_formatter(si_formatter(UNITS[key]))
         if x in (TARGET, REACHED) and swept and numeric:     # compression doubles from point to point
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
@@ -214,7 +223,7 @@ def tradeoff_figure(results: dict, title: str = ""):
         if label != "chip area (mm^2)":
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-            ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(unit=label.split("(")[1][:-1], sep=" "))
+            ax.xaxis.set_major_formatter(si_formatter(label.split("(")[1][:-1]))
         ax.set_xlabel(label)
         ax.set_ylabel("accuracy (%)")
         ax.grid(True, alpha=0.3)

@@ -352,8 +352,8 @@ def test_plot_draws_one_line_per_arch_with_seed_ranges(tmp_path):
     try:
         assert ax_acc.get_xlabel() == "ADC bits" and ax_e.get_yscale() == "log"   # 0.2-5 uJ: over a decade
         assert ax_lat.get_yscale() == "linear"                                       # 1-5 us: under a decade
-        assert ax_e.yaxis.get_major_formatter()(1e-6) == "1 \u00b5J"                 # SI prefixes on the ticks
-        assert ax_lat.yaxis.get_major_formatter()(2e-6) == "2 \u00b5s"
+        assert ax_e.yaxis.get_major_formatter()(1e-6) == "1 uJ"                 # SI prefixes on the ticks
+        assert ax_lat.yaxis.get_major_formatter()(2e-6) == "2 us"
         labels = ax_acc.get_legend_handles_labels()[1]
         assert labels[:1] == ["digital (no ADC)"] and "isaac" in labels
         assert any(l.startswith(f"float reference ({100 * REFERENCE:.2f}%)") for l in labels)
