@@ -17,6 +17,11 @@ times one DAC step ``V_read / (2**dac_bits - 1)``):
 * read noise: each cell read adds independent Gaussian noise of std ``cell.read_sigma_s(G)``; a column
   sums them, so the column value gets one Gaussian of variance ``sum_k x_k**2 * sigma_k**2 / dg**2`` -
   exact in distribution, computed as a second matrix product, with no per-cell draw.
+* exact sums on any machine: where cells are off their levels (programming noise, drift, IR drop) their
+  level units, and the read-noise variances, are stored on a power-of-two grid fine enough that every column
+  sum of a row block is exact in the GEMM's float type (:func:`exact_grid`; ISAAC: 2**-15 of a level, about
+  5,000 times finer than 5 % programming noise). So no sum depends on its order: a seed gives the same
+  numbers with any BLAS and on any CPU, and a float32 matrix holds the values exactly (no float64 copy).
 
 Readouts: :class:`~cimsim.devices.IdealReadout` passes the value; ADCs (``SarADC``, ``FlashADC``) quantize
 it over a range chosen per row block by ``adc_range``: ``"full"`` (the worst-case column value),
@@ -81,6 +86,27 @@ def quantizer_lo_lsb(lo: float, hi: float, bits: int) -> tuple[float, float]:
 # physical columns transposed at a time when the level matrices are gathered from the levels (our choice: 64 x 128
 # bytes per tile, measured 2.7x faster than numpy's transposed copy of a whole row block)
 _TRANSPOSE_TILE = 64
+# the coarsest grid of exact sums the level units are put on (exact_grid): 2**-12 of a level (est.: 250 times
+# finer than a 5 % programming-noise sigma on 2-bit cells, 0.15 of a level; NeuroSim-style 5 % as the engine
+# benchmark's case, cimsim.bench.STANDARD); a coarser one would be a device effect of its own
+GRID_MIN_BITS = 12
+
+
+def exact_grid(values: list[np.ndarray], rows: int, term_max: float, dt) -> list[np.ndarray]:
+    """``values`` (float64 arrays) rounded to the grid ``2**-m`` with the largest ``m`` for which a sum of ``rows``
+    terms, each a value times at most ``term_max``, stays below 2**24 (float32 ``dt``) or 2**53 units of the grid:
+    then every such sum (and every partial sum, in any order) is exact in ``dt``. Values already on the grid
+    (integer levels) are unchanged; the rounding moves a value by at most ``2**-(m+1)``. Where that grid would be
+    coarser than ``2**-GRID_MIN_BITS`` (a wide analog sum of weight slices, e.g. CASCADE's 16 one-bit slices in
+    one conversion) the values are returned as they are: their sums round in ``dt`` as any float sum does."""
+    vmax = max((float(np.abs(v).max()) for v in values if v is not None and v.size), default=0.0)
+    if vmax == 0.0:
+        return values
+    limit = 2.0 ** (24 if np.dtype(dt) == np.float32 else 53)
+    m = math.floor(math.log2(limit / (rows * term_max * vmax)))
+    if m < GRID_MIN_BITS:
+        return values
+    return [None if v is None else np.ldexp(np.round(np.ldexp(v, m)), -m) for v in values]
 
 
 def _narrowed(mats: list[np.ndarray], dt) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
@@ -237,6 +263,13 @@ class Crossbar(CrossbarLayout):
             self.var.append(var)
             self.g_rowsum.append(flat.sum(axis=1))
             del flat, sigma, read_g
+        # on the grid of exact sums (module docstring): a product's digit is at most d, a slice group (the
+        # analog sum of weight slices) multiplies a value by at most the group's gain, a pair readout doubles a
+        # variance; the float32 matrix then holds every value and the float64 copy is not kept
+        lo_d, hi_d = self.digit_range()
+        d, gain = max(abs(lo_d), hi_d, 1), self.slice_group_gain()
+        a_wide = exact_grid(a_wide, self.spec.rows, d * gain, dt)
+        self.var = exact_grid(self.var, self.spec.rows, d * d * gain * gain * (2 if self.spec.pair_readout else 1), dt)
         self.a_gemm, self._a_wide = _narrowed(a_wide, dt)
         self._prepare_readout(a_wide, dt)
 

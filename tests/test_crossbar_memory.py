@@ -2,12 +2,16 @@
 
 A tile whose cells sit exactly on their levels keeps one byte a cell of levels and four of float32 level-unit
 matrices: its conductances and float64 matrices are looked up or widened when asked, with the same numbers as
-the ones it used to store. Programming noise or IR drop keeps the float64 ones."""
+the ones it used to store. Programming noise or IR drop puts the level units on the grid of exact sums
+(cimsim.crossbar.exact_grid), which float32 holds: no float64 copy either."""
+import math
+
 
 import numpy as np
 import pytest
 
 from cimsim import Crossbar, CrossbarSpec
+from cimsim.crossbar import GRID_MIN_BITS, exact_grid
 from cimsim.devices import ReRAM, SarADC
 from cimsim.encoding import slice_weights
 
@@ -59,20 +63,57 @@ def test_ideal_programming_keeps_five_bytes_a_cell_and_the_same_numbers():
     assert xb.ro_a[0] is not xb.a[0] and np.array_equal(xb.ro_a[0], xb.a[0])
 
 
-def test_programming_noise_and_ir_drop_keep_the_float64_matrices():
+def _grid_bits(raw: list[np.ndarray], rows: int) -> int:
+    """m of the grid 2**-m: the largest with rows x (a digit of 1) x the largest |value| x 2**m below 2**24."""
+    vmax = max(float(np.abs(a).max()) for a in raw)
+    return math.floor(24 - math.log2(rows * vmax))
+
+
+def test_programming_noise_and_ir_drop_put_the_level_units_on_the_grid_of_exact_sums():
     rng = np.random.default_rng(5)
     W = rng.integers(-2 ** 15, 2 ** 15, (40, 200))
     for spec in (_spec(ReRAM(prog_sigma_frac=0.05)), _spec(ReRAM(prog_sigma_frac=0.0), r_wire_ohm=1.0)):
         xb = Crossbar(W, spec, seed=6)
         g = spec.cell.program(xb.slices.levels, 2, np.random.default_rng(np.random.SeedSequence(6)))
         assert np.array_equal(xb.g, g)
-        for got, narrow in zip(xb.a, xb.a_gemm):
-            assert got.dtype == np.float64 and narrow.dtype == np.float32
-            assert not np.array_equal(narrow.astype(np.float64), got)     # float32 rounds them: both kept
-            assert np.array_equal(narrow, got.astype(np.float32))
+        assert all(w is None for w in xb._a_wide)                       # float32 holds them: no float64 copy
         if spec.r_wire_ohm == 0:
-            for got, want in zip(xb.a, _independent_a(xb, g)):
-                assert np.array_equal(got, want)
+            raw = _independent_a(xb, g)
+            m = _grid_bits(raw, spec.rows)
+            assert m == 15                                              # ISAAC's 2-bit cells, 5 % noise: 2**-15
+            for got, narrow, want in zip(xb.a, xb.a_gemm, raw):
+                assert got.dtype == np.float64 and narrow.dtype == np.float32
+                assert np.array_equal(narrow.astype(np.float64), got)
+                assert np.array_equal(np.round(got * 2.0 ** m), got * 2.0 ** m)            # on the grid
+                assert np.abs(got - want).max() <= 2.0 ** -(m + 1)                         # the nearest point
+                assert not np.array_equal(got, want)                                       # and moved there
+
+
+def test_the_grid_makes_every_column_sum_exact_in_float32():
+    """Products of the level units and of the read-noise variances with any digits (here the largest, in random
+    patterns) are the float64 products exactly, so no BLAS, summation order or number of rows per call changes
+    a bit."""
+    rng = np.random.default_rng(11)
+    W = rng.integers(-2 ** 15, 2 ** 15, (64, 300))
+    xb = Crossbar(W, _spec(ReRAM(prog_sigma_frac=0.05, read_sigma_frac=0.05)), seed=2)
+    for a, var in zip(xb.a_gemm, xb.var_gemm):
+        d = rng.integers(0, 2, (257, a.shape[0])).astype(np.float32)
+        assert np.array_equal((d @ a).astype(np.float64), d.astype(np.float64) @ a.astype(np.float64))
+        assert np.array_equal(d[::-1] @ a, (d @ a)[::-1])
+        if var is not None:
+            assert np.array_equal(((d * d) @ var).astype(np.float64), (d * d).astype(np.float64) @ var.astype(np.float64))
+
+
+def test_exact_grid_rounds_to_the_nearest_point_and_leaves_coarse_grids_alone():
+    v = [np.array([0.0, 1.0, 3.0, 2.5 + 2.0 ** -20, -0.1]), None]
+    out = exact_grid(v, rows=128, term_max=1.0, dt=np.float32)          # m = floor(24 - log2(128 * 3)) = 15
+    assert out[1] is None
+    assert np.array_equal(out[0], np.round(v[0] * 2.0 ** 15) / 2.0 ** 15)
+    assert np.array_equal(out[0][:3], [0.0, 1.0, 3.0])                 # integer levels stay where they are
+    wide = exact_grid(v, rows=128, term_max=2.0 ** 12, dt=np.float32)   # m = 3 < GRID_MIN_BITS: left as they are
+    assert GRID_MIN_BITS > 3 and wide[0] is v[0]
+    assert np.array_equal(exact_grid(v, rows=128, term_max=1.0, dt=np.float64)[0],
+                          np.round(v[0] * 2.0 ** 44) / 2.0 ** 44)       # float64: 53 bits of room
 
 
 def test_lookup_conductances_follow_drift_and_replacement():
@@ -83,7 +124,10 @@ def test_lookup_conductances_follow_drift_and_replacement():
     g0 = xb.g.copy()
     late = xb.at_time(1e4)
     assert not np.array_equal(late.g, g0) and np.array_equal(xb.g, g0)
-    assert np.array_equal(late.a[0], _independent_a(late, late.g)[0])
+    raw = _independent_a(late, late.g)
+    m = _grid_bits(raw, late.spec.rows)
+    assert np.abs(late.a[0] - raw[0]).max() <= 2.0 ** -(m + 1)          # drifted, then on the grid of exact sums
+    assert np.array_equal(late.a[0], exact_grid(raw, late.spec.rows, 1.0, np.float32)[0])
     g1 = np.full_like(g0, cell.g_min_s)
     xb.set_conductances(g1)
     assert np.array_equal(xb.g, g1) and not np.any(xb.a[0])
