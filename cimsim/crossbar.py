@@ -230,8 +230,9 @@ class Crossbar(CrossbarLayout):
     def _prepare(self, g: np.ndarray | None) -> None:
         """Per row block: level-unit matrices A (rows, physical columns) and read-noise variances, and what the
         readout converts (physical columns, or G+ minus G- of each pair with ``pair_readout``). Kept in the GEMM's
-        float type; the float64 matrix only where that type does not hold it exactly (programming noise, IR
-        drop). Built block by block: a whole (in, physical columns) float64 copy is never made."""
+        float type, which holds them exactly: integer levels, or values on the grid of exact sums
+        (:func:`exact_grid`); the float64 matrix only where a value is off both (a grid coarser than
+        ``2**-GRID_MIN_BITS``). Built block by block: a whole (in, physical columns) float64 copy is never made."""
         g_min, dg = self._level_step()
         dt = self.gemm_dtype()
         if self._prepare_on_levels(g_min, dg, dt):

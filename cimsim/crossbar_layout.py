@@ -128,8 +128,9 @@ class CrossbarLayout:
     def gemm_dtype(self) -> type:
         """float32 when integer column values stay below 2**24 in magnitude (then float32 products are
         exact, like float64 ones, so both backends agree bit for bit on integer paths), float64 otherwise.
-        On non-integer paths (programming noise, IR drop) float32 rounds to ~1e-7 of full scale, far
-        below any device effect."""
+        On non-integer paths (programming noise, IR drop) the level units sit on a grid whose sums float32
+        holds exactly too (:func:`cimsim.crossbar.exact_grid`), or, where that grid would be too coarse, round to
+        ~1e-7 of full scale, far below any device effect."""
         lo_d, hi_d = self.digit_range()
         bound = self.spec.rows * max(abs(lo_d), hi_d) * (2 ** self.spec.cell_bits - 1) * self.slice_group_gain()
         return np.float32 if bound < 2 ** 24 else np.float64
