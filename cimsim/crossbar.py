@@ -86,9 +86,9 @@ def quantizer_lo_lsb(lo: float, hi: float, bits: int) -> tuple[float, float]:
 # physical columns transposed at a time when the level matrices are gathered from the levels (our choice: 64 x 128
 # bytes per tile, measured 2.7x faster than numpy's transposed copy of a whole row block)
 _TRANSPOSE_TILE = 64
-# the coarsest grid of exact sums the level units are put on (exact_grid): 2**-12 of a level (est.: 250 times
-# finer than a 5 % programming-noise sigma on 2-bit cells, 0.15 of a level; NeuroSim-style 5 % as the engine
-# benchmark's case, cimsim.bench.STANDARD); a coarser one would be a device effect of its own
+# the coarsest grid of exact sums the level units are put on (exact_grid): 2**-12 of a level (our choice: 200 to
+# 600 times finer than a 5 % programming-noise sigma, 0.05 of a level on 1-bit cells and 0.15 on 2-bit ones; 5 %
+# as the engine benchmark's case, cimsim.bench.STANDARD); a coarser one would be a device effect of its own
 GRID_MIN_BITS = 12
 
 
