@@ -10,9 +10,18 @@ import os
 import time
 from pathlib import Path
 
+from cimsim import sweep
 from cimsim.report import Report
 
 REFERENCE = 0.9065
+# the fixed settings of the sweep tests' files, and their grid: ISAAC at some ADC bits and the digital reference
+SETTINGS = sweep.Settings(model="lenet5", dataset="fashion-mnist", checkpoint="/ckpt/lenet5.pt",
+                          checkpoint_sha256="ab" * 32, limit=100, overrides={"mac_units": "1024"},
+                          calibration=64, batch_size=50)
+
+
+def grid(bits=(1, 2, 3), seeds=2):
+    return sweep.make_points(["isaac", "digital"], list(bits), seeds)
 
 
 def fake_report(point) -> Report:
