@@ -9,7 +9,7 @@ import torch
 
 from _crossbar_cases import _matmul, _operands
 from cimsim import Crossbar, CrossbarSpec
-from cimsim.crossbar_cpu import _row_sums
+from cimsim.crossbar_cpu import input_row_sums
 from cimsim.devices import ReRAM, SarADC
 from cimsim.workloads import datasets
 
@@ -33,10 +33,10 @@ def test_row_sums_equal_the_float64_sums(dtype, bits):
     if np.dtype(dtype).kind == "i":   # signed inputs: negative values and sums too
         x[2:5] = -x[2:5]
     for xi in (x, x[:, ::2], x[:0], x[:, :0]):   # strided and empty arrays too
-        got = _row_sums(xi, bits)
+        got = input_row_sums(xi, bits)
         want = xi.sum(axis=1, dtype=np.float64)
         assert got.dtype == np.float64 and np.array_equal(got.view(np.int64), want.view(np.int64))
-    got = _row_sums(x, bits)
+    got = input_row_sums(x, bits)
     if bits == 40 and dtype is np.int64:
         assert got[0] == float(hi * 37)
 
