@@ -5,7 +5,8 @@ high percentile.
 ``calibration_percentile`` of |column value| over all cycles, examples and columns of the block. A
 calibration batch gives tens of millions of such values (a ResNet-20 layer: 16 cycles x 16 384 rows x up to
 1024 columns), so they are computed chunk by chunk into one buffer, in the engine's GEMM dtype (exact for
-integer levels, as in the forward pass), and the percentile is selected in place.
+integer levels, as in the forward pass), and the percentile is selected in place. On the torch backend's GPU
+(``crossbar.CALIBRATE_DEVICES``) the products and the selection run there instead (:func:`device_block_range`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ HISTOGRAMS = True
 # the longest such histogram (our bound: 2**24 int64 counts are 128 MB; ISAAC's 128 rows of 2-bit cells and 1-bit
 # digits need 385 bins)
 HISTOGRAM_BINS = 1 << 24
+# column values per device product in device_block_range (2**26 float64 values: 0.5 GB, and as much for the digits
+# at most; our choice for a GPU's memory)
+DEVICE_VALUES = 1 << 26
 # the histogram's threshold is guessed from one in PILOT_STEP examples (drawn with PILOT_SEED) of batches of at
 # least PILOT_MIN_EXAMPLES, at the value with PILOT_MARGIN times the expected count of sampled values above the
 # percentile (our choices: a sixteenth of the work; a guess the whole batch does not bear out costs a second pass)
@@ -65,28 +69,40 @@ def percentile_in_place(a: np.ndarray, q: float) -> float:
 
 
 def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, signed: bool, percentile: float,
-                        dtype, scope: ConversionScope = PER_CYCLE) -> list[tuple[float, float]]:
+                        dtype, scope: ConversionScope = PER_CYCLE, device=None) -> list[tuple[float, float]]:
     """(lo, hi) per conversion domain: [min(0, -p), max(p, lo + 1)] with p the ``percentile`` of the |values|
     converted in that domain over every conversion, example and column (``u``: the validated inputs,
     negatives taken modulo 2**input_bits; ``shifts``/``widths``: the cycles' digit layout). Per cycle (the
     default scope) a domain is a row block and a value is ``digits @ matrix``; other scopes sum those over the
-    cycles of a conversion (with their place values) and/or over the row blocks of the domain."""
+    cycles of a conversion (with their place values) and/or over the row blocks of the domain.
+
+    ``device`` (a torch device, e.g. the torch backend's CUDA GPU): per cycle, every block is multiplied and
+    selected there (:func:`device_block_range`) instead of by the host's integer histogram or GEMM: the same
+    ranges where the sums are exact (integer levels, the grid of exact sums)."""
     if not scope.per_cycle:
         return _scoped_ranges(u, row_blocks, matrices, shifts, widths, signed, percentile, scope)
     T, B = len(shifts), u.shape[0]
     chunk = max(1, CALIBRATION_ROWS // T)
-    out = []
+    out, u_dev = [], None
     for (k0, k1), a in zip(row_blocks, matrices):
         m = a.shape[1]
         if B * m == 0:
             out.append((0.0, 1.0))
             continue
-        counted = _integer_histogram(u, k0, k1, a, shifts, widths, signed, percentile) if HISTOGRAMS else None
+        counted = (_integer_histogram(u, k0, k1, a, shifts, widths, signed, percentile)
+                   if HISTOGRAMS and device is None else None)
         if counted is not None:
             hist, negative = counted
             p = percentile_of_histogram(hist, percentile)
             lo = -p if negative else 0.0
             out.append((lo, max(p, lo + 1.0)))
+            continue
+        if device is not None:
+            if u_dev is None:
+                import torch
+
+                u_dev = torch.as_tensor(u, device=device)
+            out.append(device_block_range(u_dev, k0, k1, a, shifts, widths, signed, percentile, dtype))
             continue
         absv = np.empty(T * B * m, dtype=dtype)  # |column value| of every cycle, example and column
         digits = np.empty((T * min(chunk, B), k1 - k0), dtype=dtype)
@@ -101,6 +117,53 @@ def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, sig
             pos += n * m
         out.append(_range_of(absv, vmin, percentile))
     return out
+
+
+def device_block_range(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signed: bool, percentile: float,
+                       dtype) -> tuple[float, float]:
+    """The range :func:`column_value_ranges` gives row block k0..k1 with levels ``a``, computed on the torch device
+    of ``u`` (the digit source as a torch int64 tensor): each chunk of examples' digits cut there, multiplied in
+    float64 and rounded to the values' ``dtype``; of their magnitudes only the largest ``n - lo`` (the percentile's
+    order statistics and those above; n values, lo the lower order statistic's index) are kept from chunk to chunk.
+
+    Where every sum of the block is exact in ``dtype`` (integer levels, or levels on the grid of exact sums,
+    :func:`cimsim.crossbar.exact_grid`) the values are the host GEMM's, and so is the range, bit for bit; elsewhere a
+    value may differ from the host's float32 sum in its last bit (sums in another order)."""
+    import torch
+
+    T, B, m = len(shifts), int(u.shape[0]), a.shape[1]
+    n = T * B * m
+    if n == 0:
+        return 0.0, 1.0
+    h = (n - 1) * (percentile / 100.0)
+    lo = int(math.floor(h))
+    need = n - lo                      # the order statistics lo and lo + 1 are the smallest of the `need` largest
+    at = torch.as_tensor(np.asarray(a, dtype=np.float64), device=u.device)
+    vdt = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
+    xs = u[:, k0:k1]
+    top, vmin = None, None
+    chunk = max(1, DEVICE_VALUES // (T * max(m, k1 - k0)))
+    for b0 in range(0, B, chunk):
+        xb = xs[b0:b0 + chunk]
+        d = torch.empty((T, xb.shape[0], k1 - k0), dtype=torch.float64, device=u.device)
+        for t, (sh, w) in enumerate(zip(shifts, widths)):
+            dt = (xb >> int(sh)) & ((1 << int(w)) - 1)
+            if signed and t == T - 1:       # the top digit of a signed input: two's complement of its width
+                dt = torch.where(dt >= 1 << (int(w) - 1), dt - (1 << int(w)), dt)
+            d[t] = dt
+        v = (d.reshape(-1, k1 - k0) @ at).to(vdt).reshape(-1)
+        low = v.min()
+        vmin = low if vmin is None else torch.minimum(vmin, low)
+        v = v.abs_()
+        if top is not None:
+            v = torch.cat([top, v])
+        top = torch.topk(v, min(need, v.numel()), sorted=False).values if v.numel() > need else v
+    smallest = torch.topk(top, min(2, need), largest=False).values.tolist()   # ascending: order statistics lo, lo + 1
+    x0, x1 = smallest[0], smallest[-1]                                         # (lo = n - 1: both the largest)
+    t = h - lo
+    p = x0 + t * (x1 - x0) if t < 0.5 else x1 - (x1 - x0) * (1.0 - t)   # numpy's _lerp, as percentile_in_place
+    low = -p if float(vmin) < 0 else 0.0
+    return low, max(p, low + 1.0)
 
 
 def percentile_of_histogram(hist: np.ndarray, q: float) -> float:

@@ -92,6 +92,13 @@ _TRANSPOSE_TILE = 64
 GRID_MIN_BITS = 12
 
 
+# device types where the torch backend calibrates its ADC ranges per cycle (the products and the percentile's
+# selection: cimsim.calibration.device_block_range); the same ranges as the host's where the sums are exact (integer
+# levels, the grid of exact sums). Our choice: a GPU (an H200 calibrates noisy ResNet-18 in 1.6 s against its host's
+# 16 cores' 3.3 s for integer levels, BENCHMARKS.md); on a CPU the host's histogram and float32 GEMM are faster
+CALIBRATE_DEVICES = ("cuda",)
+
+
 def exact_grid(values: list[np.ndarray], rows: int, term_max: float, dt) -> list[np.ndarray]:
     """``values`` (float64 arrays) rounded to the grid ``2**-m`` with the largest ``m`` for which a sum of ``rows``
     terms, each a value times at most ``term_max``, stays below 2**24 (float32 ``dt``) or 2**53 units of the grid:
@@ -405,9 +412,10 @@ class Crossbar(CrossbarLayout):
         if x.shape[0] == 0:
             raise ConfigError("the calibration batch is empty: give at least one input vector")
         shifts, widths = plane_layout(self.spec.input_bits, self.spec.dac_bits)
+        gpu = self._torch.device if self._torch is not None and self._torch.device.type in CALIBRATE_DEVICES else None
         self._range = column_value_ranges(self.digit_source(x), self.row_blocks, self.ro_a_gemm, shifts, widths,
                                           self.spec.input_signed, self.spec.calibration_percentile,
-                                          self.gemm_dtype(), self.spec.conversion)
+                                          self.gemm_dtype(), self.spec.conversion, device=gpu)
 
     def digit_source(self, x: np.ndarray) -> np.ndarray:
         """The validated inputs (int64) with negatives taken modulo 2**input_bits: what the digit cutter
