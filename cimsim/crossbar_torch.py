@@ -18,13 +18,13 @@ backend); real-valued levels (programming noise) as a split bf16 product (:func:
 applies, the split TF32 product (:func:`cimsim.torch_products.tf32_split`) or plain float32/float64. Activations
 stay on the device: :meth:`TorchTile.forward_device` takes the integer inputs as a device tensor and returns the
 outputs and the tally as device tensors, so a mapped network (:mod:`cimsim.mappers.mapped`) runs layer after layer
-without a host round trip. Opt-in on CUDA (:attr:`TorchTile.GEMM_DEVICES` ``= ("cuda",)``; not yet run on a GPU in
-this form) a quantizing per-cycle readout runs digits, products, read noise (one variance per row) and the ADC in
-one Triton kernel (:func:`cimsim.kernels_triton.planes_gemm_adc`): integer levels as int8 (bit for bit the eager
-path), real-valued ones as two fp16 parts (:func:`cimsim.torch_products.fp16_split`), with the eager epilogue's
-Philox normals. The eager path: the digit cutter (:meth:`TorchTile.planes`) writes the planes once, in the product's
-dtype and layout (row blocks, cycles x batch, rows), row blocks are views of them, and the fused epilogue reads an
-int8 product's int32 sums in place; opt-in, ``TorchTile.CUT_DEVICES = ("cuda",)`` cuts them in one Triton kernel
+without a host round trip. On CUDA (:attr:`TorchTile.GEMM_DEVICES`) a quantizing per-cycle readout runs digits,
+products, read noise (one variance per row) and the ADC in one Triton kernel
+(:func:`cimsim.kernels_triton.planes_gemm_adc`): integer levels as int8 (bit for bit the eager path), real-valued
+ones as two fp16 parts (:func:`cimsim.torch_products.fp16_split`), with the eager epilogue's Philox normals. The
+eager path: the digit cutter (:meth:`TorchTile.planes`) writes the planes once, in the product's dtype and layout
+(row blocks, cycles x batch, rows), row blocks are views of them, and the fused epilogue reads an int8 product's
+int32 sums in place; opt-in, ``TorchTile.CUT_DEVICES = ("cuda",)`` cuts them in one Triton kernel
 (:func:`cimsim.kernels_triton.cut_planes`).
 """
 
@@ -64,13 +64,14 @@ class TorchTile:
     # add "cpu" under Triton's interpreter (TRITON_INTERPRET=1)
     FUSED_DEVICES: tuple = ("cuda",)
     # device types where a quantizing per-cycle readout runs digits, products, read noise and the ADC in one Triton
-    # kernel (cimsim.kernels_triton.planes_gemm_adc: neither planes nor products in memory); opt-in (("cuda",)) until
-    # this form of it (a cycle loop, fp16 parts, read noise) has passed the CUDA tests on a GPU: gpu4's form ran
-    # ResNet-20 on ISAAC at 2.0x the eager path's images/s on an H200, same accuracy (BENCHMARKS.md). GEMM_PRODUCTS: the tiles it takes, by their eager product (_mode): "int8" (integer levels: exact, bit
+    # kernel (cimsim.kernels_triton.planes_gemm_adc: neither planes nor products in memory); () for the eager path.
+    # On an H200 (BENCHMARKS.md, "The one kernel by default"): its CUDA tests pass, ResNet-20 on ISAAC runs at 2.7x
+    # the eager path's images/s clean and 2.3x with both noises, the same accuracy to the image.
+    # GEMM_PRODUCTS: the tiles it takes, by their eager product (_mode): "int8" (integer levels: exact, bit
     # for bit the eager path's numbers) and "bf16" (integer levels: exact, and levels with programming noise, which
-    # the kernel multiplies as two fp16 parts, fp16_split: within 2**-22 of each term and float32 sums in another
-    # order: not bit for bit, far below the read noise; tests/test_kernels_triton.py states the bound and tests it)
-    GEMM_DEVICES: tuple = ()
+    # the kernel multiplies as two fp16 parts, fp16_split: within 2**-22 of each term, far below the read noise, and
+    # bit for bit the eager path's numbers on the grid of exact sums; tests/test_kernels_triton.py tests both)
+    GEMM_DEVICES: tuple = ("cuda",)
     GEMM_PRODUCTS: tuple = ("int8", "bf16")
 
     def __init__(self, xb, device: str):

@@ -9,7 +9,7 @@ Three kernels, each one pass over memory where eager torch needs several:
   :func:`cimsim.encoding.input_planes` (tested through the interpreter, ``TRITON_INTERPRET=1``, and on CUDA).
 * :func:`adc_epilogue`: read noise, the ADC's quantization and the shift-and-add over input cycles of the column
   values of a batched product, in one kernel.
-* :func:`planes_gemm_adc` (opt-in on CUDA, ``TorchTile.GEMM_DEVICES``): the digits, their products (int8
+* :func:`planes_gemm_adc` (the default on CUDA, ``TorchTile.GEMM_DEVICES``): the digits, their products (int8
   levels, or real-valued levels as two fp16 parts), the read noise and the ADC epilogue in one kernel: neither the
   planes nor the products reach memory.
 
@@ -30,10 +30,13 @@ except ImportError:   # pragma: no cover - depends on the torch build
 if triton is not None:
     @triton.jit
     def _adc_epilogue(v_ptr, std_ptr, lo_ptr, lsb_ptr, w_ptr, out_ptr, clip_ptr, seed, NC, C, VS, n_codes,
-                      T: tl.constexpr, HAS_NOISE: tl.constexpr, PER_ROW: tl.constexpr, BLOCK: tl.constexpr):
+                      T: tl.constexpr, HAS_NOISE: tl.constexpr, PER_ROW: tl.constexpr, QUADS: tl.constexpr,
+                      BLOCK: tl.constexpr):
         """One row block g and BLOCK (example, column) values: for each input cycle t read the column value
         (float32, or the int32 of an integer product, exact in float32 below 2**24; rows ``VS`` values apart), add the read noise
-        ``std * N(0, 1)`` (Philox normals keyed by ``seed`` and the value's index), quantize to the ADC's code
+        ``std * N(0, 1)`` (Philox normals keyed by ``seed``: one ``randn4x`` call per four columns of an example
+        and cycle, as :func:`_planes_gemm_adc` draws them; QUADS: C a multiple of 4, so a block's values are whole
+        quads and each call serves four of them), quantize to the ADC's code
         ``clamp(floor((v - lo) / lsb + 1/2), 0, n_codes - 1)`` and accumulate ``w_t * code`` (the shift-and-add);
         the number of clipped conversions goes to one slot per program of ``clip_ptr``."""
         g = tl.program_id(0)
@@ -45,15 +48,24 @@ if triton is not None:
         clipped = tl.zeros((BLOCK,), dtype=tl.int32)
         voffs = (offs // C) * VS + offs % C     # (example, column) in v's rows of VS values
         NV = (NC // C) * VS
+        b, c = offs // C, offs % C
         for t in range(T):
             idx = (g * T + t) * NC + offs
             v = tl.load(v_ptr + (g * T + t) * NV + voffs, mask=mask, other=0).to(tl.float32)
             if HAS_NOISE:   # std per (row, column), or one per row (the same sigma in every column)
                 if PER_ROW:
-                    sd = tl.load(std_ptr + (g * T + t) * (NC // C) + offs // C, mask=mask, other=0.0)
+                    sd = tl.load(std_ptr + (g * T + t) * (NC // C) + b, mask=mask, other=0.0)
                 else:
                     sd = tl.load(std_ptr + idx, mask=mask, other=0.0)
-                v = v + sd * tl.randn(seed, idx)
+                if QUADS:   # value 4 k + j of the cycle: normal j of call k
+                    n0, n1, n2, n3 = tl.randn4x(seed, (g * T + t) * (NC // 4) + tl.program_id(1) * (BLOCK // 4)
+                                                + tl.arange(0, BLOCK // 4))
+                    n = tl.reshape(tl.join(tl.join(n0, n2), tl.join(n1, n3)), (BLOCK,))
+                else:       # each value draws its quad's four and keeps its own
+                    n0, n1, n2, n3 = tl.randn4x(seed, ((g * T + t) * (NC // C) + b) * tl.cdiv(C, 4) + c // 4)
+                    q = c % 4
+                    n = tl.where(q == 0, n0, tl.where(q == 1, n1, tl.where(q == 2, n2, n3)))
+                v = v + sd * n
             code = tl.floor((v - lo) / lsb + 0.5)
             clipped += ((code < 0.0) | (code > n_codes - 1.0)) & mask
             code = tl.minimum(tl.maximum(code, 0.0), n_codes - 1.0)
@@ -101,14 +113,14 @@ if triton is not None:
     def _planes_gemm_adc(x_ptr, a_ptr, var_ptr, sh_ptr, mk_ptr, lo_ptr, lsb_ptr, w_ptr, out_ptr, clip_ptr, nz_ptr,
                          sq_ptr, nb, R, C, CP, n_codes, seed, T: tl.constexpr, PARTS: tl.constexpr, NOISE: tl.constexpr,
                          BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
-                         UNROLL: tl.constexpr, NORMALS: tl.constexpr):
+                         UNROLL: tl.constexpr):
         """Examples ``b`` of one BLOCK_B tile, columns ``c`` of one BLOCK_C tile, row block ``g``: for each input
         cycle t the digits ``(x >> shift_t) & mask_t`` (in registers), their product with the block's levels (PARTS
         0: int8 levels, an int32 product: exact; PARTS 1 or 2: the levels as one or two fp16 parts, each an fp16
         product accumulated in float32, :func:`cimsim.torch_products.fp16_split`), with NOISE the read noise
-        ``sqrt(sum_r d_r**2 var_r) * N(0, 1)`` (one variance per row; Philox normals keyed by ``seed``: NORMALS 1,
-        one call per value at the index :func:`_adc_epilogue` gives it, the same numbers; NORMALS 4, one call
-        (``randn4x``) per value of four consecutive cycles, a quarter of the Philox work), the ADC's code of that column value (as :func:`_adc_epilogue`)
+        ``sqrt(sum_r d_r**2 var_r) * N(0, 1)`` (one variance per row; Philox normals keyed by ``seed``, one
+        ``randn4x`` call per four columns of a cycle: :func:`_adc_epilogue`'s numbers), the ADC's code of that
+        column value (as :func:`_adc_epilogue`)
         and the shift-and-add ``sum_t w_t code_t`` to ``out[g, b * C + c]``; clipped conversions to ``clip[pid]``;
         the first column tile also counts the non-zero digits (``nz[pid_b, g]``) and each row's sum of squared
         digits (``sq[pid_b, g, r]``, int64)."""
@@ -140,42 +152,30 @@ if triton is not None:
         nz = tl.zeros((BLOCK_R,), dtype=tl.int32)
         sq = tl.zeros((BLOCK_R,), dtype=tl.int64)
         live = bm[:, None] & cm[None, :]
-        NC = nb * C
-        idx = b[:, None] * C + c[None, :]     # the (example, column) value's index in _adc_epilogue's numbering
-        for t4 in tl.range(0, T // NORMALS, loop_unroll_factor=UNROLL):
+        # each cycle's normals: one Philox call (randn4x) per four columns of an example, the quad's four normals in
+        # column order (join and reshape keep it), keyed as _adc_epilogue keys them
+        quad = b[:, None] * tl.cdiv(C, 4) + (pc * (BLOCK_C // 4) + tl.arange(0, BLOCK_C // 4))[None, :]
+        for t in tl.range(0, T, loop_unroll_factor=UNROLL):
+            d = (x >> tl.load(sh_ptr + t)) & tl.load(mk_ptr + t)
+            if pc == 0:
+                nz += tl.sum((d != 0).to(tl.int32), axis=0)
+                sq += tl.sum((d * d).to(tl.int64), axis=0)
+            if PARTS == 0:
+                v = tl.dot(d.to(tl.int8), a, out_dtype=tl.int32).to(tl.float32)
+            else:
+                db = d.to(tl.float16)          # digits below 2**11: exact
+                v = tl.dot(db, a, out_dtype=tl.float32)
+                if PARTS == 2:
+                    v = tl.dot(db, a_lo, v, out_dtype=tl.float32)
             if NOISE:
-                if NORMALS == 4:    # one Philox call, four normals: one for each of four cycles
-                    n0, n1, n2, n3 = tl.randn4x(seed, (g * (T // 4) + t4) * NC + idx)
-            for k in tl.static_range(NORMALS):
-                t = t4 * NORMALS + k
-                d = (x >> tl.load(sh_ptr + t)) & tl.load(mk_ptr + t)
-                if pc == 0:
-                    nz += tl.sum((d != 0).to(tl.int32), axis=0)
-                    sq += tl.sum((d * d).to(tl.int64), axis=0)
-                if PARTS == 0:
-                    v = tl.dot(d.to(tl.int8), a, out_dtype=tl.int32).to(tl.float32)
-                else:
-                    db = d.to(tl.float16)          # digits below 2**11: exact
-                    v = tl.dot(db, a, out_dtype=tl.float32)
-                    if PARTS == 2:
-                        v = tl.dot(db, a_lo, v, out_dtype=tl.float32)
-                if NOISE:
-                    sd = tl.sqrt(tl.sum((d * d).to(tl.float32) * var[None, :], axis=1))
-                    if NORMALS == 1:
-                        n = tl.randn(seed, (g * T + t) * NC + idx)
-                    elif k == 0:
-                        n = n0
-                    elif k == 1:
-                        n = n1
-                    elif k == 2:
-                        n = n2
-                    else:
-                        n = n3
-                    v = v + sd[:, None] * n
-                code = tl.floor((v - lo) / lsb + 0.5)
-                clipped += tl.sum((((code < 0.0) | (code > n_codes - 1.0)) & live).to(tl.int32), axis=0)
-                code = tl.minimum(tl.maximum(code, 0.0), n_codes - 1.0)
-                acc += tl.load(w_ptr + t) * code
+                sd = tl.sqrt(tl.sum((d * d).to(tl.float32) * var[None, :], axis=1))
+                n0, n1, n2, n3 = tl.randn4x(seed, (g * T + t) * nb * tl.cdiv(C, 4) + quad)
+                n = tl.reshape(tl.join(tl.join(n0, n2), tl.join(n1, n3)), (BLOCK_B, BLOCK_C))
+                v = v + sd[:, None] * n
+            code = tl.floor((v - lo) / lsb + 0.5)
+            clipped += tl.sum((((code < 0.0) | (code > n_codes - 1.0)) & live).to(tl.int32), axis=0)
+            code = tl.minimum(tl.maximum(code, 0.0), n_codes - 1.0)
+            acc += tl.load(w_ptr + t) * code
         tl.store(out_ptr + (g.to(tl.int64) * nb + b[:, None]) * C + c[None, :], acc, mask=live)
         pid = (pb * tl.num_programs(1) + g) * tl.num_programs(2) + pc
         tl.store(clip_ptr + pid, tl.sum(clipped, axis=0))
@@ -187,15 +187,16 @@ if triton is not None:
 # the one kernel's loop over input cycles unrolled this many times: 1 compiles fastest (1.7 s for the int8 kernel on
 # this project's CPU for an sm_90 target, against 14.8 s for gpu4's loop unrolled 16 times); our choice
 GEMM_UNROLL = 1
-# normals per Philox call with read noise: 1 (the eager epilogue's numbers), or 4 (opt-in: randn4x, a quarter of the
-# generator's work, other numbers of the same distribution, tests/test_kernels_triton.py; the loop body is four cycles,
-# and the kernel compiles for sm_90 in 20.7 s on this project's CPU against 7.4 s: not timed on a GPU yet)
-GEMM_NORMALS = 1
+# a program's tile, without and with read noise: examples, columns (at most; 64 for layers of 64 columns or fewer)
+# and warps. Measured on an H200 (docs/bench_planes_kernel.py --tiles, two blocks of 128 rows x 128 columns, 16
+# cycles): without noise 64 x 64 x 4 runs int8 levels at 287 G column values/s and fp16 parts at 272 (64 x 128 x 8,
+# the earlier tile: 210 / 160); with read noise 32 x 128 x 4 at 110 / 104 (64 x 128 x 8: 89 / 77); BENCHMARKS.md
+GEMM_TILES = {False: (64, 64, 4), True: (32, 128, 4)}
 
 
 def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, masks: torch.Tensor, lo: torch.Tensor,
                     lsb: torch.Tensor, w_t: torch.Tensor, C: int, n_codes: float, var: torch.Tensor | None = None,
-                    seed: int = 0, unroll: int | None = None, normals: int | None = None):
+                    seed: int = 0, unroll: int | None = None, tiles=None):
     """The bit planes, their products, the read noise and the ADC epilogue in one kernel, without planes or products
     in memory: ``x`` (G, batch, R) the row blocks' integers (:meth:`cimsim.crossbar_torch.TorchTile.block_inputs`),
     ``a`` the levels: int8 (G, R, CP), CP >= C (an exact int32 product), or float32 (G, P, R, C) holding P = 1 or 2
@@ -203,8 +204,8 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
     ``shifts``/``masks`` int32 (T,) (a signed top digit's mask all ones), ``lo``, ``lsb`` float32 (G,), ``w_t``
     float32 (T,) the cycles' place values; ``var`` float32 (G, R) each row's read-noise variance per unit squared
     digit (None: no read noise) and ``seed`` its Philox seed (the numbers :func:`adc_epilogue` draws with it);
-    ``unroll``: the cycle loop's unroll factor (default :data:`GEMM_UNROLL`); ``normals``: normals per Philox call,
-    1 or 4 (default :data:`GEMM_NORMALS`; 1 where the cycle count is not a multiple of 4).
+    ``unroll``: the cycle loop's unroll factor (default :data:`GEMM_UNROLL`); ``tiles``: (examples,
+    columns, warps) of a program (default :data:`GEMM_TILES`, by noise; ``docs/bench_planes_kernel.py`` times others).
     Returns the shift-and-added codes (G, batch x C) float32, the clipped conversions (float64 scalar), the non-zero
     digits (int64 scalar) and each row's sum of squared digits (G x R, float64): the numbers of :func:`cut_planes`
     and :func:`adc_epilogue`."""
@@ -216,9 +217,10 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
     x, a = x.contiguous(), a.contiguous()
     parts = 0 if a.dtype == torch.int8 else a.shape[1]
     out = torch.empty((G, nb * C), dtype=torch.float32, device=x.device)
-    # one tile shape per row count: 64 examples x 128 columns (64 for narrow layers) x the block's rows (int8
-    # tensor-core products need 32 rows or more); our choice, so few kernels compile (BENCHMARKS.md, issue 19)
-    BLOCK_B, BLOCK_R, BLOCK_C = 64, max(32, triton.next_power_of_2(R)), 64 if C <= 64 else 128
+    # one tile shape per row count and noise (GEMM_TILES) x the block's rows (int8 tensor-core products need 32
+    # rows or more), so few kernels compile
+    tb, tc, warps = tiles or GEMM_TILES[var is not None]
+    BLOCK_B, BLOCK_R, BLOCK_C = tb, max(32, triton.next_power_of_2(R)), min(tc, max(64, triton.next_power_of_2(C)))
     grid = (triton.cdiv(nb, BLOCK_B), G, triton.cdiv(C, BLOCK_C))
     clips = torch.empty(grid[0] * G * grid[2], dtype=torch.int32, device=x.device)
     nz = torch.empty(grid[0] * G, dtype=torch.int64, device=x.device)
@@ -226,9 +228,7 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
     _planes_gemm_adc[grid](x, a, x if var is None else var.contiguous(), shifts, masks, lo.reshape(-1).contiguous(),
                            lsb.reshape(-1).contiguous(), w_t, out, clips, nz, sq, nb, R, C, a.shape[-1],
                            float(n_codes), int(seed), T=T, PARTS=parts, NOISE=var is not None, BLOCK_B=BLOCK_B,
-                           BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C, UNROLL=int(unroll or GEMM_UNROLL),
-                           NORMALS=4 if var is not None and T % 4 == 0 and (normals or GEMM_NORMALS) == 4 else 1,
-                           num_warps=8)
+                           BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C, UNROLL=int(unroll or GEMM_UNROLL), num_warps=warps)
     return out, clips.sum(dtype=torch.float64), nz.sum(), sq.sum(dim=0, dtype=torch.float64).reshape(-1)
 
 
@@ -264,5 +264,5 @@ def adc_epilogue(v, std, lo, lsb, w_t, T: int, nb: int, C: int, n_codes: float, 
     _adc_epilogue[(G, programs)](
         v, v if std is None else std.contiguous(), lo.reshape(-1).contiguous(), lsb.reshape(-1).contiguous(),
         w_t, out, clips, seed, NC, C, v.shape[-1], float(n_codes), T=int(T), HAS_NOISE=std is not None,
-        PER_ROW=std is not None and std.shape[-1] == 1, BLOCK=block)
+        PER_ROW=std is not None and std.shape[-1] == 1, QUADS=C % 4 == 0, BLOCK=block)
     return out, clips.sum(dtype=torch.float64)

@@ -182,15 +182,15 @@ def test_split_fp16_product_in_the_kernel_is_within_its_bound_far_below_the_read
     assert (split_bound / noise).max() < 0.005
 
 
-def _noisy_isaac_tile(monkeypatch, prog: float, read: float, products=("bf16",)):
+def _noisy_isaac_tile(monkeypatch, prog: float, read: float, products=("bf16",), weight_bits=16, outputs=12):
     """An ISAAC-like crossbar (16-bit inputs, 1-bit DAC, 2-bit cells, 8-bit ADC on a calibrated range) with
     programming and read noise, on DEVICE, with the GPU's products allowed there."""
     monkeypatch.setitem(TorchTile.PRODUCTS, DEVICE, products)
     monkeypatch.setattr(TorchTile, "FUSED_DEVICES", (DEVICE,))
     rng = np.random.default_rng(23)
-    W = rng.integers(-2 ** 15, 2 ** 15, size=(12, 300))
+    W = rng.integers(-2 ** (weight_bits - 1), 2 ** (weight_bits - 1), size=(outputs, 300))
     x = rng.integers(0, 2 ** 16, size=(60, 300))
-    spec = cimsim.CrossbarSpec(rows=128, cols=128, cell_bits=2, weight_bits=16, input_bits=16, dac_bits=1,
+    spec = cimsim.CrossbarSpec(rows=128, cols=128, cell_bits=2, weight_bits=weight_bits, input_bits=16, dac_bits=1,
                                signed="offset", cell=ReRAM(prog_sigma_frac=prog, read_sigma_frac=read),
                                readout=SarADC(bits=8), adc_range="calibrated")
     xb = cimsim.Crossbar(W, spec, seed=3, backend="torch", device=DEVICE)
@@ -198,17 +198,19 @@ def _noisy_isaac_tile(monkeypatch, prog: float, read: float, products=("bf16",))
     return xb, torch.as_tensor(x, dtype=torch.float32, device=DEVICE)
 
 
-@pytest.mark.parametrize("prog,read,product", [(0.05, 0.02, "bf16"), (0.0, 0.02, "int8"), (0.05, 0.0, "bf16")])
-def test_noisy_tiles_take_the_one_kernel_path_with_the_eager_paths_numbers(monkeypatch, prog, read, product):
+@pytest.mark.parametrize("prog,read,product,shape", [(0.05, 0.02, "bf16", (16, 12)), (0.0, 0.02, "int8", (16, 12)),
+                                                     (0.05, 0.0, "bf16", (16, 12)), (0.05, 0.02, "bf16", (6, 11))])
+def test_noisy_tiles_take_the_one_kernel_path_with_the_eager_paths_numbers(monkeypatch, prog, read, product, shape):
     """Programming and read noise on (the issue's ISAAC case): the one kernel draws the eager epilogue's Philox
     normals (same seeds, same indices), and the noisy levels sit on the grid of exact sums
     (cimsim.crossbar.exact_grid, 2**-15 of a level), which the eager path's two bf16 parts and the kernel's two fp16
     parts both hold, so every column sum is exact on both paths: the same outputs bit for bit (before the grid,
     0.14 % of them differed with both noises and 1.4 % with programming noise alone), the same non-zero digits and
-    read energy."""
-    monkeypatch.setattr(kernels_triton, "GEMM_NORMALS", 1)   # the eager epilogue's normals (the default; 4: below)
-    xb, xt = _noisy_isaac_tile(monkeypatch, prog, read, (product,))
+    read energy. Columns: 96 (whole quads of the normals' Philox calls) and 33 (6-bit weights of 11 outputs: a quad
+    split between two examples' rows of values)."""
+    xb, xt = _noisy_isaac_tile(monkeypatch, prog, read, (product,), *shape)
     tile = xb._torch
+    assert tile.a.shape[-1] == {12: 96, 11: 33}[shape[1]]
     assert tile.mode == product and (tile.var is not None) == (read > 0)
     assert tile._gemm_levels() is not None
     ranges = xb.ranges()
@@ -233,11 +235,11 @@ def test_noisy_tiles_take_the_one_kernel_path_with_the_eager_paths_numbers(monke
         assert not np.array_equal(y3.cpu().numpy(), y1)
 
 
-@pytest.mark.parametrize("normals", [1, 4])
-def test_the_kernels_read_noise_is_standard_normal_per_value_and_cycle(normals):
+def test_the_kernels_read_noise_is_standard_normal_per_value_and_cycle():
     """The one kernel's read noise, recovered value by value through a fine ADC (lsb 1/64 of the noise's sigma, one
     cycle's place value at a time, the same seed): mean 0 and standard deviation 1 within 3 % over 8,192 values per
-    cycle, the cycles uncorrelated (|r| < 0.05), with four normals per Philox call as with one."""
+    cycle, each of a Philox call's four normals (columns c mod 4) too, and the cycles and the four columns of a call
+    uncorrelated (|r| < 0.05)."""
     G, nb, R, C, T = 1, 256, 32, 32, 4
     dev = DEVICE
     rng = np.random.default_rng(5)
@@ -251,14 +253,15 @@ def test_the_kernels_read_noise_is_standard_normal_per_value_and_cycle(normals):
     for t in range(T):
         out, clips, _, _ = kernels_triton.planes_gemm_adc(
             x, a8, i32(range(T)), i32([1] * T), f32([-64.0]), f32([1 / 64]), f32(np.eye(T)[t]), C, 2.0 ** 24,
-            var, 12345, normals=normals)
+            var, 12345)
         assert float(clips) == 0
         n.append(out.cpu().numpy().astype(np.float64).reshape(nb, C) / 64 - 64 - v[None, :])
-    n = np.stack(n).reshape(T, -1)
-    assert np.all(np.abs(n.mean(axis=1)) < 0.05)
-    assert np.all(np.abs(n.std(axis=1) - 1) < 0.03)
-    r = np.corrcoef(n)
-    assert np.all(np.abs(r[~np.eye(T, dtype=bool)]) < 0.05)
+    quads = np.stack(n).reshape(T, nb * C // 4, 4)          # (cycle, Philox call, its four normals)
+    for m in (quads.reshape(T, -1), quads.transpose(2, 0, 1).reshape(4, -1)):   # by cycle; by place in the call
+        assert np.all(np.abs(m.mean(axis=1)) < 0.05)
+        assert np.all(np.abs(m.std(axis=1) - 1) < 0.03)
+        r = np.corrcoef(m)
+        assert np.all(np.abs(r[~np.eye(len(m), dtype=bool)]) < 0.05)
 
 
 def test_isaac_with_noise_takes_the_one_kernel_path(monkeypatch):

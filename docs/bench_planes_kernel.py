@@ -1,0 +1,79 @@
+"""Issue 19's GPU kernel study: where a noisy ResNet-20 batch spends its GPU time, and what the one kernel
+(:func:`cimsim.kernels_triton.planes_gemm_adc`) costs per column value under other tiles and generators.
+
+    PYTHONPATH=$PWD python docs/bench_planes_kernel.py [--profile] [--tiles]
+
+``--profile``: ``run_model("resnet20", "isaac", "fashion-mnist", limit=2048, batch_size=1024, calibration=64,
+backend="torch", device="cuda")`` with 5 % programming and 2 % read noise once to warm up, then the evaluation of the
+same 2,048 images under ``torch.profiler``; prints the 15 kernels with the most GPU time. ``--tiles``: the kernel
+alone on ResNet-20's widest ISAAC layer shape (two row blocks of 128 rows, 128 columns, 16 one-bit cycles,
+262,144 examples x positions, inputs below 2**12) for each (examples, columns, warps) tile, levels as int8 or two
+fp16 parts, without and with read noise; prints milliseconds per call (the median of
+``triton.testing.do_bench``) and column values converted per second. Both by default.
+"""
+import json
+import sys
+
+import torch
+
+from cimsim import kernels_triton
+
+NOISE = {"cell.prog_sigma_frac": 0.05, "cell.read_sigma_frac": 0.02}
+
+
+def profile() -> None:
+    from torch.profiler import ProfilerActivity, profile as prof
+
+    from cimsim.bench_model import run_model
+
+    kw = dict(limit=2048, batch_size=1024, calibration=64, backend="torch", device="cuda", sets=NOISE)
+    run_model("resnet20", "isaac", "fashion-mnist", **kw)       # compiles the kernels
+    with prof(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as p:
+        r = run_model("resnet20", "isaac", "fashion-mnist", **kw)
+    print("RESULT profile", json.dumps({"phases_s": {k: round(v, 2) for k, v in r["phases_s"].items()},
+                                         "images_per_s": round(r["images_per_s"], 1)}))
+    print(p.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=60), flush=True)
+
+
+def tiles() -> None:
+    from triton.testing import do_bench
+
+    from cimsim.torch_products import fp16_split
+
+    G, nb, R, C, T = 2, 262144, 128, 128, 16
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randint(0, 1 << 12, (G, nb, R), device="cuda", dtype=torch.int32, generator=gen)
+    levels = torch.randint(0, 4, (G, R, C), device="cuda", generator=gen).float()
+    noisy = levels + 0.05 * torch.randn(levels.shape, device="cuda", generator=gen)
+    a8 = levels.to(torch.int8)
+    a16 = torch.stack(fp16_split(noisy), dim=1).float()             # (G, 2, R, C): the fp16 parts' values
+    var = torch.full((G, R), 0.02 ** 2, device="cuda")
+    shifts = torch.arange(T, device="cuda", dtype=torch.int32)
+    masks = torch.ones(T, device="cuda", dtype=torch.int32)
+    lo = torch.zeros(G, device="cuda")
+    lsb = torch.full((G,), 2.0, device="cuda")
+    w = 2.0 ** torch.arange(T, device="cuda", dtype=torch.float32)
+    values = G * nb * C * T
+    for name, a, v in (("int8 clean", a8, None), ("int8 noisy", a8, var), ("fp16x2 clean", a16, None),
+                       ("fp16x2 noisy", a16, var)):
+        for tile in ((64, 128, 8), (128, 128, 8), (64, 64, 4), (128, 64, 8), (32, 128, 4)):
+            def call():
+                return kernels_triton.planes_gemm_adc(x, a, shifts, masks, lo, lsb, w, C, 256.0, v, 7, tiles=tile)
+            try:
+                call()
+                ms = do_bench(call, warmup=3, rep=30)
+            except Exception as e:   # a tile the compiler refuses (registers, shared memory): reported, not fatal
+                print("RESULT tile", json.dumps({"case": name, "tile": tile, "error": str(e)[:200]}))
+                continue
+            print("RESULT tile", json.dumps({"case": name, "tile": tile, "ms": round(ms, 3),
+                                             "G_values_per_s": round(values / ms / 1e6, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    if not torch.cuda.is_available() or kernels_triton.triton is None:
+        raise SystemExit("bench_planes_kernel: needs a CUDA device and Triton")
+    both = not ({"--profile", "--tiles"} & set(sys.argv))
+    if both or "--profile" in sys.argv:
+        profile()
+    if both or "--tiles" in sys.argv:
+        tiles()
