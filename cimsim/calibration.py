@@ -83,7 +83,7 @@ def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, sig
         return _scoped_ranges(u, row_blocks, matrices, shifts, widths, signed, percentile, scope)
     T, B = len(shifts), u.shape[0]
     chunk = max(1, CALIBRATION_ROWS // T)
-    out, u_dev = [], None
+    out = []
     for (k0, k1), a in zip(row_blocks, matrices):
         m = a.shape[1]
         if B * m == 0:
@@ -98,11 +98,7 @@ def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, sig
             out.append((lo, max(p, lo + 1.0)))
             continue
         if device is not None:
-            if u_dev is None:
-                import torch
-
-                u_dev = torch.as_tensor(u, device=device)
-            out.append(device_block_range(u_dev, k0, k1, a, shifts, widths, signed, percentile, dtype))
+            out.append(device_block_range(u, k0, k1, a, shifts, widths, signed, percentile, dtype, device))
             continue
         absv = np.empty(T * B * m, dtype=dtype)  # |column value| of every cycle, example and column
         digits = np.empty((T * min(chunk, B), k1 - k0), dtype=dtype)
@@ -119,12 +115,13 @@ def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, sig
     return out
 
 
-def device_block_range(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signed: bool, percentile: float,
-                       dtype) -> tuple[float, float]:
-    """The range :func:`column_value_ranges` gives row block k0..k1 with levels ``a``, computed on the torch device
-    of ``u`` (the digit source as a torch int64 tensor): each chunk of examples' digits cut there, multiplied in
-    float64 and rounded to the values' ``dtype``; of their magnitudes only the largest ``n - lo`` (the percentile's
-    order statistics and those above; n values, lo the lower order statistic's index) are kept from chunk to chunk.
+def device_block_range(u: np.ndarray, k0: int, k1: int, a: np.ndarray, shifts, widths, signed: bool,
+                       percentile: float, dtype, device) -> tuple[float, float]:
+    """The range :func:`column_value_ranges` gives row block k0..k1 with levels ``a``, computed on the torch
+    ``device``: each chunk of examples' inputs (``u``, the digit source, int64 on the host; only the block's columns
+    travel, so a layer's inputs cross once over all its blocks) cut into digits there, multiplied in float64 and
+    rounded to the values' ``dtype``; of their magnitudes only the largest ``n - lo`` (the percentile's order
+    statistics and those above; n values, lo the lower order statistic's index) are kept from chunk to chunk.
 
     Where every sum of the block is exact in ``dtype`` (integer levels, or levels on the grid of exact sums,
     :func:`cimsim.crossbar.exact_grid`) the values are the host GEMM's, and so is the range, bit for bit; elsewhere a
@@ -138,14 +135,13 @@ def device_block_range(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signe
     h = (n - 1) * (percentile / 100.0)
     lo = int(math.floor(h))
     need = n - lo                      # the order statistics lo and lo + 1 are the smallest of the `need` largest
-    at = torch.as_tensor(np.asarray(a, dtype=np.float64), device=u.device)
+    at = torch.as_tensor(np.asarray(a, dtype=np.float64), device=device)
     vdt = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
-    xs = u[:, k0:k1]
     top, vmin = None, None
     chunk = max(1, DEVICE_VALUES // (T * max(m, k1 - k0)))
     for b0 in range(0, B, chunk):
-        xb = xs[b0:b0 + chunk]
-        d = torch.empty((T, xb.shape[0], k1 - k0), dtype=torch.float64, device=u.device)
+        xb = torch.from_numpy(np.ascontiguousarray(u[b0:b0 + chunk, k0:k1], dtype=np.int64)).to(device)
+        d = torch.empty((T, xb.shape[0], k1 - k0), dtype=torch.float64, device=device)
         for t, (sh, w) in enumerate(zip(shifts, widths)):
             dt = (xb >> int(sh)) & ((1 << int(w)) - 1)
             if signed and t == T - 1:       # the top digit of a signed input: two's complement of its width

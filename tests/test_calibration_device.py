@@ -66,7 +66,7 @@ def test_device_percentile_is_numpys_linear_rule(q):
     for s, w in zip(shifts, widths):
         vals.append(((u >> s) & ((1 << w) - 1)).astype(np.float64) @ a.astype(np.float64))
     v = np.concatenate([x.ravel() for x in vals])
-    lo, hi = calibration.device_block_range(torch.as_tensor(u), 0, 24, a, shifts, widths, False, q, np.float32)
+    lo, hi = calibration.device_block_range(u, 0, 24, a, shifts, widths, False, q, np.float32, "cpu")
     p = float(np.percentile(v.astype(np.float32), q))
     assert (lo, hi) == (0.0, max(p, 1.0))
 
