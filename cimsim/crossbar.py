@@ -94,8 +94,9 @@ GRID_MIN_BITS = 12
 
 # device types where the torch backend calibrates its ADC ranges per cycle (the products and the percentile's
 # selection: cimsim.calibration.device_block_range); the same ranges as the host's where the sums are exact (integer
-# levels, the grid of exact sums). Our choice: a GPU (an H200 calibrates noisy ResNet-18 in 1.6 s against its host's
-# 16 cores' 3.3 s for integer levels, BENCHMARKS.md); on a CPU the host's histogram and float32 GEMM are faster
+# levels, the grid of exact sums). Our choice: a GPU (an H200 calibrates ResNet-18 in 1.5 s against 3.3 s on its
+# host's 16 cores, and noisy ResNet-20 in about 1 s against 20 s, BENCHMARKS.md); on a CPU the host's histogram and
+# float32 GEMM are the faster way
 CALIBRATE_DEVICES = ("cuda",)
 
 

@@ -204,8 +204,8 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
     ``shifts``/``masks`` int32 (T,) (a signed top digit's mask all ones), ``lo``, ``lsb`` float32 (G,), ``w_t``
     float32 (T,) the cycles' place values; ``var`` float32 (G, R) each row's read-noise variance per unit squared
     digit (None: no read noise) and ``seed`` its Philox seed (the numbers :func:`adc_epilogue` draws with it);
-    ``unroll``: the cycle loop's unroll factor (default :data:`GEMM_UNROLL`); ``tiles``: (examples,
-    columns, warps) of a program (default :data:`GEMM_TILES`, by noise; ``docs/bench_planes_kernel.py`` times others).
+    ``unroll``: the cycle loop's unroll factor (default :data:`GEMM_UNROLL`); ``tiles``: (examples, columns, warps)
+    of a program (default :data:`GEMM_TILES`, by noise; ``docs/bench_planes_kernel.py`` times others).
     Returns the shift-and-added codes (G, batch x C) float32, the clipped conversions (float64 scalar), the non-zero
     digits (int64 scalar) and each row's sum of squared digits (G x R, float64): the numbers of :func:`cut_planes`
     and :func:`adc_epilogue`."""

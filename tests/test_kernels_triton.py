@@ -206,8 +206,8 @@ def test_noisy_tiles_take_the_one_kernel_path_with_the_eager_paths_numbers(monke
     (cimsim.crossbar.exact_grid, 2**-15 of a level), which the eager path's two bf16 parts and the kernel's two fp16
     parts both hold, so every column sum is exact on both paths: the same outputs bit for bit (before the grid,
     0.14 % of them differed with both noises and 1.4 % with programming noise alone), the same non-zero digits and
-    read energy. Columns: 96 (whole quads of the normals' Philox calls) and 33 (6-bit weights of 11 outputs: a quad
-    split between two examples' rows of values)."""
+    read energy. Columns: 96 (whole quads: one Philox call per four values in the eager epilogue too) and 33 (6-bit
+    weights of 11 outputs: not a multiple of 4, so the eager epilogue draws each value's quad and keeps its own)."""
     xb, xt = _noisy_isaac_tile(monkeypatch, prog, read, (product,), *shape)
     tile = xb._torch
     assert tile.a.shape[-1] == {12: 96, 11: 33}[shape[1]]
