@@ -249,8 +249,9 @@ def test_bench_on_cuda_without_a_gpu_says_so(capsys):
     import torch
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    code, out, err = run_cli(capsys, "bench", "--backend", "torch", "--device", "cuda")
-    assert_one_line_user_error(code, err, "no CUDA GPU")
+    for model in ((), ("--model", "lenet5")):   # the whole-network bench too (it measured a GEMM there first)
+        code, out, err = run_cli(capsys, "bench", "--backend", "torch", "--device", "cuda", *model)
+        assert_one_line_user_error(code, err, "no CUDA GPU")
 
 
 def _raiser(exc):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import add_command, batch_size, bounded_int, emit_json, key_value, positive_int
+from cimsim.cli.common import (add_command, batch_size, bounded_int, emit_json, key_value, positive_int,
+                               require_device)
 
 
 def _eng(value: float, unit: str) -> str:
@@ -17,6 +18,7 @@ def _eng(value: float, unit: str) -> str:
 def run(args) -> int:
     if args.device == "cuda" and args.backend != "torch":
         raise ConfigError("--device cuda needs --backend torch")
+    require_device(args.device)   # before a GEMM reference or a network is made on it
     if args.sweep_file is not None:
         for option, value in (("--model", args.model), ("--arch", args.arch), ("--dataset", args.dataset),
                               ("--set", args.set)):
