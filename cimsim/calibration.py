@@ -153,7 +153,7 @@ def device_block_range(u: np.ndarray, k0: int, k1: int, a: np.ndarray, shifts, w
         v = v.abs_()
         if top is not None:
             v = torch.cat([top, v])
-        top = torch.topk(v, min(need, v.numel()), sorted=False).values if v.numel() > need else v
+        top = torch.topk(v, need, sorted=False).values if v.numel() > need else v
     smallest = torch.topk(top, min(2, need), largest=False).values.tolist()   # ascending: order statistics lo, lo + 1
     x0, x1 = smallest[0], smallest[-1]                                         # (lo = n - 1: both the largest)
     t = h - lo
