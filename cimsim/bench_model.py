@@ -136,7 +136,7 @@ def machine() -> str:
 
 
 def run_model(model_name: str, arch_name: str = "isaac", dataset: str = "fashion-mnist", *, limit: int | None = None,
-              batch_size: int = 64, calibration: int = 512, backend: str = "numba", device: str = "cpu",
+              batch_size: int | None = None, calibration: int = 512, backend: str = "numba", device: str = "cpu",
               seed: int = 0, data_dir=None, sets: dict | None = None, progress: bool | None = False) -> dict:
     """Time ``cimsim run --model model_name --arch arch_name`` phase by phase (see the module docstring)."""
     from cimsim import arch as arch_mod
@@ -146,6 +146,10 @@ def run_model(model_name: str, arch_name: str = "isaac", dataset: str = "fashion
     t_start = time.perf_counter()
     spec = arch_mod.get(arch_name, **(sets or {}))
     model, meta, data, ckpt = load_model_and_data(model_name, dataset, data_dir, arch=spec, overrides=sets)
+    if batch_size is None:   # as `cimsim run` chooses it
+        from cimsim.mappers.batching import default_batch
+
+        batch_size = default_batch(model, data.input_shape, device)[0]
     loader = data.loader("test", batch_size=batch_size, limit=limit)
     cal = data.loader("train", batch_size=batch_size, limit=calibration, shuffle=False)
     t_loaded = time.perf_counter()

@@ -113,6 +113,7 @@ def test_run_out_writes_a_report_file_and_plot_draws_it(capsys, tmp_path):
     # an 8-bit LeNet-5 with a 7-bit ADC stays within 3 points of the float network on 200 examples
     assert abs(printed["accuracy"] - printed["digital_accuracy"]) <= 0.03
     assert printed["config"]["arch_params"]["adc.bits"] == 7 and printed["config"]["calibration_examples"] == 512
+    assert printed["config"]["batch_size"] == 64    # the CPU default, recorded
     # the chip area is the architecture's at this operating point: a 7-bit ADC is smaller than ISAAC's 8-bit one
     area = cimsim.arch.get("isaac", weight_bits=8, input_bits=8, adc_bits=7).area_m2
     assert printed["components"]["adc"] > 0 and printed["area_m2"] == pytest.approx(area, rel=1e-12)

@@ -47,7 +47,7 @@ def run(args) -> int:
     names.check(archs=arch, model=args.model, dataset=dataset, sets=args.set)   # before torch/numba load
     from cimsim import bench_model
 
-    r = bench_model.run_model(args.model, arch, dataset, limit=args.limit, batch_size=args.batch or 64,
+    r = bench_model.run_model(args.model, arch, dataset, limit=args.limit, batch_size=args.batch,
                               calibration=args.calibration, backend=args.backend, device=args.device,
                               data_dir=args.data_dir, sets=dict(args.set or []), progress=None)
     if args.json:
@@ -112,6 +112,7 @@ def register(sub) -> None:
     sp.add_argument("--backend", default="numba", choices=["numba", "torch"], help="engine backend (default numba)")
     sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device (default cpu)")
     sp.add_argument("--batch", type=batch_size,
-                    help="batch size (default 1024 for the standard case, 64 with --model as 'cimsim run')")
+                    help="batch size (default 1024 for the standard case; with --model as 'cimsim run': 64 on the CPU, "
+                         "sized to the GPU with --device cuda)")
     sp.add_argument("--repeat", type=positive_int, default=3, help="standard case: timed calls; the best counts (default 3)")
     sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")

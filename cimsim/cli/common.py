@@ -53,6 +53,8 @@ def bounded_int(low: int, high: int, why: str):
 MAX_BATCH = 65_536          # examples per batch (our bound: a 65,536-image CIFAR batch of activations is GBs)
 MAX_CALIBRATION = 10_000    # calibration examples: every mapped layer's inputs for all of them stay in memory
 batch_size = bounded_int(1, MAX_BATCH, "examples per batch; memory grows with it")
+BATCH_HELP = ("examples per batch (default 64 on the CPU; with --device cuda sized to the GPU: the largest power of "
+              "two up to 1024 whose estimated working set fits a quarter of its memory)")
 calibration_size = bounded_int(1, MAX_CALIBRATION, "calibration keeps every layer's inputs in memory")
 
 

@@ -8,8 +8,8 @@ import sys
 from cimsim import datafiles
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import (add_command, batch_size, calibration_size, data_options, emit_json, key_value,
-                               nonneg_int, output_path, positive_int, require_device)
+from cimsim.cli.common import (BATCH_HELP, add_command, batch_size, calibration_size, data_options, emit_json,
+                               key_value, nonneg_int, output_path, positive_int, require_device)
 
 
 def run(args) -> int:
@@ -48,16 +48,23 @@ def _run(args) -> int:
 
         with_time_steps(model, args.time_steps)
     datafiles.forget()
+    batch = args.batch_size
+    if batch is None:
+        from cimsim.mappers.batching import default_batch
+
+        batch, how = default_batch(model, data.input_shape, args.device)
+        if args.device == "cuda":
+            print(f"cimsim run: batch size {batch} ({how}; --batch-size sets it)", file=sys.stderr)
     gc.freeze()   # the modules, the network and the data, loaded: kept out of the collector's passes (see run)
     gc.enable()
-    loader = data.loader("test", batch_size=args.batch_size, limit=args.limit)
-    calibration = data.loader("train", batch_size=args.batch_size, limit=args.calibration, shuffle=False)
+    loader = data.loader("test", batch_size=batch, limit=args.limit)
+    calibration = data.loader("train", batch_size=batch, limit=args.calibration, shuffle=False)
     report = evaluate(
         model, spec, loader, calibration=calibration, seed=args.seed, backend=args.backend, device=args.device,
         config={"model": meta["model"], "dataset": data.name, "checkpoint": str(ckpt),
                 "checkpoint_test_accuracy": meta["test_accuracy"], "limit": args.limit,
                 **({"checkpoint_test_aee_px": meta["test_aee"]} if meta.get("test_aee") is not None else {}),
-                "batch_size": args.batch_size, "data_source": data.source,
+                "batch_size": batch, "data_source": data.source,
                 "calibration_examples": args.calibration,
                 **({"time_steps": args.time_steps} if args.time_steps is not None else {})},
         **(reference_kwargs(meta, ckpt) if spec.maps_to_crossbars else {}))
@@ -76,7 +83,7 @@ def register(sub) -> None:
     sp.add_argument("--arch", default="isaac", help="architecture (see 'cimsim archs'; default isaac)")
     data_options(sp)
     sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset)")
-    sp.add_argument("--batch-size", type=batch_size, default=64, help="examples per batch (default 64)")
+    sp.add_argument("--batch-size", type=batch_size, help=BATCH_HELP)
     sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
                     help="override an architecture parameter (repeatable; see 'cimsim archs show ARCH')")
     sp.add_argument("--adc-bits", type=positive_int, metavar="B",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import (add_command, batch_size, calibration_size, data_options, key_value, output_path,
-                               positive_int, require_device, strict_json)
+from cimsim.cli.common import (BATCH_HELP, add_command, batch_size, calibration_size, data_options, key_value,
+                               output_path, positive_int, require_device, strict_json)
 
 
 def run(args) -> int:
@@ -32,10 +32,17 @@ def run(args) -> int:
     if args.scheduler:
         sweep.require_dask()  # before loading anything
     model, meta, data, ckpt = sweep.load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
+    batch = args.batch_size
+    if batch is None:
+        from cimsim.mappers.batching import default_batch
+
+        batch, how = default_batch(model, data.input_shape, args.device)
+        if args.device == "cuda":
+            print(f"cimsim sweep: batch size {batch} ({how}; --batch-size sets it)", file=sys.stderr)
     settings = sweep.Settings(
         model=meta["model"], dataset=data.name, checkpoint=str(Path(ckpt).resolve()),
         checkpoint_sha256=sweep.file_sha256(ckpt), limit=args.limit, overrides=overrides,
-        calibration=args.calibration, batch_size=args.batch_size, data_dir=args.data_dir,
+        calibration=args.calibration, batch_size=batch, data_dir=args.data_dir,
         backend=args.backend, device=args.device)
     sweep.prime_context(settings, model, meta, data)
 
@@ -94,7 +101,7 @@ def register(sub) -> None:
     sp.add_argument("--seeds", type=positive_int, default=1, metavar="N", help="run seeds 0..N-1 (default 1)")
     data_options(sp)
     sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset)")
-    sp.add_argument("--batch-size", type=batch_size, default=64, help="examples per batch (default 64)")
+    sp.add_argument("--batch-size", type=batch_size, help=BATCH_HELP)
     sp.add_argument("--calibration", type=calibration_size, default=512, metavar="N",
                     help="training examples that calibrate activation and ADC ranges (default 512, as 'run')")
     sp.add_argument("--backend", default="numba", choices=["numba", "torch"], help="crossbar engine (default numba)")
