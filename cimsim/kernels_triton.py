@@ -73,8 +73,8 @@ if triton is not None:
         """One row block g and BLOCK (example, column) values: for each input cycle t read the column value
         (float32, or the int32 of an integer product, exact in float32 below 2**24; rows ``VS`` values apart), add the read noise
         ``std * N(0, 1)`` (Philox normals keyed by ``seed``, :func:`_normals4`: one call per four columns of an
-        example and cycle, as :func:`_planes_gemm_adc` draws them; QUADS: C a multiple of 4, so a block's values are whole
-        quads and each call serves four of them), quantize to the ADC's code
+        example and cycle, as :func:`_planes_gemm_adc` draws them; QUADS: C a multiple of 4, so a block's values
+        are whole quads and each call serves four of them), quantize to the ADC's code
         ``clamp(floor((v - lo) / lsb + 1/2), 0, n_codes - 1)`` and accumulate ``w_t * code`` (the shift-and-add);
         the number of clipped conversions goes to one slot per program of ``clip_ptr``."""
         g = tl.program_id(0)
@@ -151,7 +151,7 @@ if triton is not None:
         """Examples ``b`` of one BLOCK_B tile of row block ``g``: the digits ``(x >> shift_t) & mask_t`` of every
         cycle, counted per element in registers and reduced once: the non-zero digits to ``nz[pid_b, g]`` and each
         row's sum of squared digits to ``sq[pid_b, g, r]`` (int64: exact). :func:`_planes_gemm_adc`'s bookkeeping,
-        apart: reduced across warps in every cycle there, it took 40-45 % of that kernel's time (BENCHMARKS.md)."""
+        apart: reduced across warps in every cycle there, it took 30-45 % of that kernel's time (BENCHMARKS.md)."""
         pb, g = tl.program_id(0), tl.program_id(1)
         b = pb * BLOCK_B + tl.arange(0, BLOCK_B)
         r = tl.arange(0, BLOCK_R)

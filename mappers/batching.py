@@ -53,7 +53,8 @@ def engine_bytes_per_example(model: nn.Module, input_shape: tuple[int, ...]) -> 
                 k *= s
             n = module.out_channels
             positions = output[0].numel() // max(1, n)
-        per_module[id(module)] = per_module.get(id(module), 0) + positions * (BYTES_PER_INPUT * k + BYTES_PER_OUTPUT * n)
+        per_module[id(module)] = (per_module.get(id(module), 0)
+                                  + positions * (BYTES_PER_INPUT * k + BYTES_PER_OUTPUT * n))
 
     handles = [m.register_forward_hook(hook) for m in probe.modules()
                if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
