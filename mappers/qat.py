@@ -51,14 +51,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cimsim.arch.hcim import ADC_LAYERS   # the layers an ADC may read instead of the comparators
 from cimsim.errors import ConfigError
 # the arithmetic pieces, here where callers find them (cimsim.mappers.qat.bit_planes, ...)
-from cimsim.mappers.qat_ops import (ScaledDecision, adc_lo_lsb, adc_quantize, adc_range,  # noqa: F401
-                                    bit_planes, cached_constant, decide, quantize_activation,
+from cimsim.mappers.qat_ops import (ConvRows, LinearRows, ScaledDecision, adc_lo_lsb, adc_quantize,  # noqa: F401
+                                    adc_range, bit_planes, cached_constant, decide, quantize_activation,
                                     quantize_weight_ste, weight_slices)
 from cimsim.mappers import qat_calibrate
 
@@ -159,7 +158,8 @@ class PSQConfig:
 
 # ------------------------------------------------------------------------------------------------ layers
 class _PSQ:
-    """Mixin of the PSQ layers: config, calibrated input scale, learned column scales ``psq_alpha``."""
+    """Mixin of the PSQ layers: config, calibrated input scale, learned column scales ``psq_alpha``; the unfold
+    (``_patches``/``_unpatch``) comes from :class:`~cimsim.mappers.qat_ops.LinearRows` or ``ConvRows``."""
 
     psq_config: PSQConfig
     psq_layer_config: PSQConfig
@@ -187,9 +187,6 @@ class _PSQ:
             self.psq_alpha = nn.Parameter(torch.ones(shape, dtype=self.weight.dtype))
         self.register_buffer("input_scale", torch.tensor(float(input_scale), dtype=torch.float64))
         self.register_buffer("input_signed", torch.tensor(bool(input_signed)))
-
-    def _patches(self, x_int: torch.Tensor) -> tuple[torch.Tensor, tuple]:
-        raise NotImplementedError
 
     def partial_sums(self, patches: torch.Tensor, w_int: torch.Tensor) -> list[torch.Tensor]:
         """Per row block: (cycles * positions, slices * outputs) partial sums of one group.
@@ -278,40 +275,15 @@ class _PSQ:
         return self._unpatch(y, shape)
 
 
-class PSQLinear(_PSQ, nn.Linear):
+class PSQLinear(_PSQ, LinearRows, nn.Linear):
     """``nn.Linear`` trained with partial-sum quantization (see the module docstring)."""
-
-    def _patches(self, x):
-        return x.reshape(-1, x.shape[-1]), x.shape[:-1]
-
-    def _unpatch(self, y, shape):
-        return y.reshape(*shape, -1)
 
     def forward(self, x):
         return self.psq_forward(x) if self.psq_enabled else nn.Linear.forward(self, x)
 
 
-class PSQConv2d(_PSQ, nn.Conv2d):
+class PSQConv2d(_PSQ, ConvRows, nn.Conv2d):
     """``nn.Conv2d`` (zero padding) trained with partial-sum quantization (see the module docstring)."""
-
-    def _patches(self, x):
-        p = self.padding
-        if isinstance(p, str):
-            if p == "valid":
-                p = (0, 0)
-            else:
-                raise ConfigError(f"PSQConv2d: padding={p!r} is not supported; use explicit padding")
-        x = F.pad(x, (p[1], p[1], p[0], p[0]))
-        B, C, H, W = x.shape
-        k, s, d = self.kernel_size, self.stride, self.dilation
-        cols = F.unfold(x, k, dilation=d, stride=s)
-        Ho = (H - d[0] * (k[0] - 1) - 1) // s[0] + 1
-        Wo = (W - d[1] * (k[1] - 1) - 1) // s[1] + 1
-        return cols.transpose(1, 2).reshape(B * Ho * Wo, -1), (B, Ho, Wo)
-
-    def _unpatch(self, y, shape):
-        B, Ho, Wo = shape
-        return y.reshape(B, Ho * Wo, -1).transpose(1, 2).reshape(B, -1, Ho, Wo)
 
     def forward(self, x):
         return self.psq_forward(x) if self.psq_enabled else nn.Conv2d.forward(self, x)

@@ -6,9 +6,46 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
+
+from cimsim.errors import ConfigError
 
 if TYPE_CHECKING:
     from cimsim.mappers.qat import PSQConfig
+
+
+class LinearRows:
+    """A linear layer's inputs as rows of a crossbar product, (positions, in), and its outputs back in the input's
+    leading shape: the unfold of the hardware-aware linear layers (PSQ, sense-amp)."""
+
+    def _patches(self, x):
+        return x.reshape(-1, x.shape[-1]), x.shape[:-1]
+
+    def _unpatch(self, y, shape):
+        return y.reshape(*shape, -1)
+
+
+class ConvRows:
+    """A zero-padded 2-D convolution's input windows as rows, (batch x Ho x Wo, C_in x kh x kw), and its outputs
+    back to (batch, C_out, Ho, Wo): the unfold of the hardware-aware convolutions (PSQ, sense-amp)."""
+
+    def _patches(self, x):
+        p = self.padding
+        if isinstance(p, str):
+            if p != "valid":
+                raise ConfigError(f"{type(self).__name__}: padding={p!r} is not supported; use explicit padding")
+            p = (0, 0)
+        x = F.pad(x, (p[1], p[1], p[0], p[0]))
+        B, C, H, W = x.shape
+        k, s, d = self.kernel_size, self.stride, self.dilation
+        cols = F.unfold(x, k, dilation=d, stride=s)
+        Ho = (H - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        Wo = (W - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        return cols.transpose(1, 2).reshape(B * Ho * Wo, -1), (B, Ho, Wo)
+
+    def _unpatch(self, y, shape):
+        B, Ho, Wo = shape
+        return y.reshape(B, Ho * Wo, -1).transpose(1, 2).reshape(B, -1, Ho, Wo)
 
 
 def _ste(value: torch.Tensor, source: torch.Tensor, share: float) -> torch.Tensor:

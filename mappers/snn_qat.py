@@ -59,6 +59,7 @@ from torch import nn
 
 from cimsim.errors import ConfigError
 from cimsim.mappers import qat
+from cimsim.mappers.qat_ops import ConvRows, LinearRows
 from cimsim.mappers.snn_qat_ops import Reattached, SenseAmpProduct
 from cimsim.metrics import batch_score_sum, endpoint_error, is_flow
 
@@ -237,37 +238,15 @@ def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
             and a.dtype == b.dtype and a._version == b._version and a.requires_grad == b.requires_grad)
 
 
-class SALinear(_SA, nn.Linear):
+class SALinear(_SA, LinearRows, nn.Linear):
     """``nn.Linear`` trained for a sense-amp-per-column crossbar (module docstring)."""
-
-    def _patches(self, x):
-        return x.reshape(-1, x.shape[-1]), x.shape[:-1]
-
-    def _unpatch(self, y, shape):
-        return y.reshape(*shape, -1)
 
     def forward(self, x):
         return self.sa_forward(x) if self.hw_enabled else nn.Linear.forward(self, x)
 
 
-class SAConv2d(_SA, nn.Conv2d):
+class SAConv2d(_SA, ConvRows, nn.Conv2d):
     """``nn.Conv2d`` (zero padding) trained for a sense-amp-per-column crossbar (module docstring)."""
-
-    def _patches(self, x):
-        p = self.padding
-        if isinstance(p, str):
-            raise ConfigError(f"SAConv2d: padding={p!r} is not supported; use explicit padding")
-        x = F.pad(x, (p[1], p[1], p[0], p[0]))
-        B, C, H, W = x.shape
-        k, s, d = self.kernel_size, self.stride, self.dilation
-        cols = F.unfold(x, k, dilation=d, stride=s)
-        Ho = (H - d[0] * (k[0] - 1) - 1) // s[0] + 1
-        Wo = (W - d[1] * (k[1] - 1) - 1) // s[1] + 1
-        return cols.transpose(1, 2).reshape(B * Ho * Wo, -1), (B, Ho, Wo)
-
-    def _unpatch(self, y, shape):
-        B, Ho, Wo = shape
-        return y.reshape(B, Ho * Wo, -1).transpose(1, 2).reshape(B, -1, Ho, Wo)
 
     def forward(self, x):
         if self.groups != 1:
