@@ -5,7 +5,10 @@ into one stacked (cycles x batch, rows) operand (:func:`cimsim.kernels.stack_dig
 
 * the fused path (a uniform quantizer without per-conversion noise, one conversion per cycle and row
   block): per slab of stacked rows one float32 GEMM, then the numba epilogue draws the read noise,
-  quantizes and shifts-and-adds while the slab is in cache (:func:`cimsim.kernels.adc_accumulate_rows`);
+  quantizes and shifts-and-adds while the slab is in cache (:func:`cimsim.kernels.adc_accumulate_rows`); for
+  one-bit digits and levels whose every partial sum float32 holds exactly (noisy levels on the grid of exact sums)
+  the product comes from tables of 4-row sums instead, the GEMM's numbers bit for bit (:meth:`CpuTile._table_blocks`,
+  :func:`cimsim.kernels_bits.table_rows`);
 * the general path (every readout, pair readout, column scales, every conversion scope): per
   (row blocks, cycles) of one conversion, the column values of each cycle ``x_t @ A`` are summed in analog
   with their place values, the read noise of the sum is one Gaussian per conversion with the summed
@@ -41,7 +44,8 @@ from threadpoolctl import ThreadpoolController
 from cimsim.encoding import plane_layout
 from cimsim.kernels import (PlacedNormals, adc_accumulate_rows, digit_tables, digit_tally, placed_normals,
                             stack_digits)
-from cimsim.kernels_bits import bit_serial_rows, group_tables, weighted_columns
+from cimsim.kernels_bits import (TABLE_BYTES_MAX, TABLE_COLS_MIN, bit_serial_rows, grid_exact, group_tables,
+                                 nibble_tables, table_rows, weighted_columns)
 from cimsim.kernels_host import int_row_sums
 
 _POOL: ThreadPoolExecutor | None = None
@@ -162,6 +166,9 @@ class CpuTile:
     # take the bit-serial integer path where it applies (:meth:`_bit_serial`); False: cut bit planes and multiply
     # in float (the tests compare both)
     BITS = True
+    # on the fused path, the one-bit digits' product from tables of 4-row sums where they are exact
+    # (:meth:`_table_blocks`, :func:`cimsim.kernels_bits.table_rows`); False: float32 BLAS (the tests compare both)
+    TABLES = True
 
     def __init__(self, xb):
         self.xb = xb
@@ -169,6 +176,8 @@ class CpuTile:
         self._exact = None         # its result: None, or the exact path's static data
         self._bits_key = None      # what _bit_serial was built from (the arrays, their read noise)
         self._bits = None          # its result: None, or the bit-serial path's static data
+        self._tables_key = None    # what _table_blocks was built from (the arrays)
+        self._tables_ok = None     # per row block: whether its product may come from tables
         self.lossless_calls = 0    # calls that took the exact path (cimsim bench --model reports them)
         self.bit_serial_calls = 0  # calls that took the bit-serial integer path
         self.last_exact = None     # the lossless path's data when the last call took it, else None
@@ -392,6 +401,7 @@ class CpuTile:
         exact = self._lossless(ranges) if fused and self.EXACT else None
         bits = self._bit_serial(ranges) if fused and exact is None and self.BITS else None
         self.last_exact = exact
+        tables = self._call_tables() if fused and exact is None and bits is None else None
         with blas_controller().limit(limits=1, user_api="blas"):
             if exact is not None:
                 self.lossless_calls += 1
@@ -403,7 +413,7 @@ class CpuTile:
                 c1 = min(c0 + spec.batch_chunk, B)
                 shards = self._shards(c0, c1, per_example, xb.cycles)
                 if fused:
-                    work = lambda sh: self._shard_fused(u, sh[0], sh[1], ranges, stream)  # noqa: E731
+                    work = lambda sh: self._shard_fused(u, sh[0], sh[1], ranges, stream, tables)  # noqa: E731
                 else:
                     work = lambda sh: self._shard(u, sh[0], sh[1], ranges, stream)  # noqa: E731
                 if len(shards) > 1 and n_threads > 1:
@@ -417,6 +427,40 @@ class CpuTile:
         if xb.slices.offset:
             y -= xb.slices.offset * input_row_sums(x, xb.spec.input_bits)[:, None]
         return y, tally
+
+    def _table_blocks(self) -> list[bool]:
+        """Per row block, whether the fused path's product may come from tables of 4-row sums
+        (:func:`cimsim.kernels_bits.table_rows`): one-bit digits (1-bit DACs), a float32 product, and levels on a
+        grid whose every partial sum float32 holds exactly (:func:`cimsim.kernels_bits.grid_exact`), so the tables
+        give the GEMM's column values bit for bit (``tests/test_crossbar_tables.py``)."""
+        xb = self.xb
+        key = (xb.a_gemm,)
+        if self._tables_key is None or any(p is not q for p, q in zip(key, self._tables_key)):
+            ok = self.TABLES and xb.spec.dac_bits == 1 and xb.gemm_dtype() == np.float32
+            self._tables_key = key
+            self._tables_ok = [bool(ok and a.dtype == np.float32 and a.shape[1] >= TABLE_COLS_MIN
+                                    and grid_exact(a, a.shape[0])) for a in xb.a_gemm]
+        return self._tables_ok
+
+    def _call_tables(self) -> list | None:
+        """The tables of this call's row blocks where :meth:`_table_blocks` allows them (None elsewhere), built
+        once per call for every shard's thread (0.14 ms a block of 128 rows x 512 columns) and dropped after it:
+        up to TABLE_BYTES_MAX in all (beyond, BLAS), so no crossbar keeps them."""
+        if not self.TABLES:
+            return None
+        ok = self._table_blocks()
+        if not any(ok):
+            return None
+        out, total = [], 0
+        for a, use in zip(self.xb.a_gemm, ok):
+            groups = -(-a.shape[0] // 4)
+            size = -(-groups // 4) * 4 * 16 * a.shape[1] * 4        # float32 entries, groups padded to fours
+            if use and total + size <= TABLE_BYTES_MAX:
+                out.append(nibble_tables(a))
+                total += size
+            else:
+                out.append(None)
+        return out
 
     # ------------------------------------------------------------------ digits
     def _digits(self, u, b0: int, b1: int, i: int, with_rowvar: bool):
@@ -432,9 +476,10 @@ class CpuTile:
                                   var if var is not None and var.ndim == 1 else None, sqsum)
         return xs, rowvar, nz, sqsum
 
-    def _shard_fused(self, u, b0: int, b1: int, ranges, stream: tuple[int, int]):
-        """Per row block one stacked operand; per slab of FUSED_ROWS stacked rows one GEMM, then the numba
-        epilogue (read-noise draw, ADC, shift-and-add) while the slab is in cache."""
+    def _shard_fused(self, u, b0: int, b1: int, ranges, stream: tuple[int, int], tables=None):
+        """Per row block one stacked operand; per slab of FUSED_ROWS stacked rows one GEMM (or, where ``tables[i]``
+        holds the block's :func:`cimsim.kernels_bits.nibble_tables`, their sums), then the numba epilogue
+        (read-noise draw, ADC, shift-and-add) while the slab is in cache."""
         xb = self.xb
         nb, cols = b1 - b0, xb.physical_columns
         acc = np.zeros((max(nb, 0), cols))
@@ -451,6 +496,7 @@ class CpuTile:
         for i in range(len(xb.row_blocks)):
             a, var, (lo, lsb) = xb.a_gemm[i], xb.var_gemm[i], ranges[i]
             xs, rowvar, nz, sqsum = self._digits(u, b0, b1, i, True)
+            tab = tables[i] if tables is not None else None
             if var is None:
                 std = None
             elif var.ndim == 1:
@@ -459,7 +505,12 @@ class CpuTile:
                 std = np.sqrt((xs * xs) @ var)
             for r0 in range(0, T * nb, slab):
                 r1 = min(r0 + slab, T * nb)
-                v = np.matmul(xs[r0:r1], a, out=vbuf[: r1 - r0])
+                if tab is not None:
+                    v = vbuf[: r1 - r0]
+                    k0, k1 = xb.row_blocks[i]
+                    table_rows(u, b0, nb, k0, k1, shifts, xb.spec.input_signed, tab, r0, r1, v)
+                else:
+                    v = np.matmul(xs[r0:r1], a, out=vbuf[: r1 - r0])
                 tally.clipped += adc_accumulate_rows(acc, v, None if std is None else std[r0:r1], r0, nb, pw,
                                                      lo, lsb, top, (*stream, b0, T, R, i))
             tally.nonzero_digits += nz

@@ -1,0 +1,77 @@
+"""The fused path's table product (CpuTile._table_blocks, cimsim.kernels_bits.nibble_tables / table_rows): where
+one-bit digits multiply levels whose every partial sum float32 holds exactly (noisy levels on the grid of exact
+sums, cimsim.crossbar.exact_grid), sums of 4-row tables give the float32 GEMM's column values in any order, so a
+crossbar's outputs and events are the same bit for bit with the tables as with BLAS, read noise included."""
+
+import numpy as np
+import pytest
+
+from cimsim import Crossbar, CrossbarSpec
+from cimsim.crossbar_cpu import CpuTile
+from cimsim.devices import ReRAM, SarADC
+from cimsim.kernels_bits import grid_exact, nibble_tables, table_rows
+
+
+def _grid_levels(rng, rows, cols, bits=15):
+    """Levels 0..3 with 5 % noise, on the grid 2**-bits (as exact_grid puts ISAAC's noisy levels)."""
+    a = rng.integers(0, 4, (rows, cols)) + 0.05 * rng.standard_normal((rows, cols))
+    return (np.round(a * 2.0 ** bits) / 2.0 ** bits).astype(np.float32)
+
+
+@pytest.mark.parametrize("rows,cols,k0,signed", [(128, 512, 0, False), (100, 520, 37, True), (3, 300, 5, False)])
+def test_table_rows_are_the_float32_product_bit_for_bit(rows, cols, k0, signed):
+    """Row blocks of 128, 100 (not a multiple of 16: padded groups) and 3 rows; 520 columns (two column chunks);
+    a slab boundary inside a cycle; signed inputs (the last cycle's digit -1)."""
+    rng = np.random.default_rng(rows + cols)
+    a = _grid_levels(rng, rows, cols)
+    assert grid_exact(a, rows)
+    nb, T, b0 = 45, 8, 3
+    u = rng.integers(0, 256, (nb + 5, k0 + rows + 4))
+    shifts = np.arange(T)
+    out = np.full((T * nb, cols), np.nan, dtype=np.float32)
+    tables = nibble_tables(a)
+    for r0 in range(0, T * nb, 100):
+        r1 = min(r0 + 100, T * nb)
+        table_rows(u, b0, nb, k0, k0 + rows, shifts, signed, tables, r0, r1, out[r0:r1])
+    digits = np.concatenate([(u[b0:b0 + nb, k0:k0 + rows] >> t) & 1 for t in range(T)]).astype(np.float32)
+    if signed:
+        digits[(T - 1) * nb:] *= -1
+    np.testing.assert_array_equal(out, digits @ a)
+
+
+def test_grid_exact_needs_a_grid_and_headroom():
+    rng = np.random.default_rng(0)
+    assert grid_exact(_grid_levels(rng, 128, 64), 128)                      # ISAAC's grid: 128 x 3.2 x 2**15 < 2**24
+    assert not grid_exact(_grid_levels(rng, 128, 64, bits=17), 128)         # a grid too fine for 128 rows
+    assert not grid_exact(rng.random((128, 64)).astype(np.float32), 128)     # off any grid
+    assert grid_exact(np.zeros((4, 4), np.float32), 4)
+
+
+def _isaac(prog, read, signed=False):
+    return CrossbarSpec(rows=128, cols=128, cell_bits=2, weight_bits=16, input_bits=16, dac_bits=1, signed="offset",
+                        input_signed=signed, cell=ReRAM(prog_sigma_frac=prog, read_sigma_frac=read),
+                        readout=SarADC(bits=8), adc_range="calibrated")
+
+
+@pytest.mark.parametrize("prog,read,signed", [(0.05, 0.02, False), (0.05, 0.0, False), (0.05, 0.02, True)])
+def test_a_noisy_crossbar_gives_the_same_numbers_with_the_tables(monkeypatch, prog, read, signed):
+    """ISAAC's tile with programming and read noise (300 inputs: two full row blocks and a 44-row one; 40 outputs x
+    8 slices = 320 columns, over the tables' minimum): outputs of two calls and the ledger equal with the tables on
+    and off, and the tables taken on every block."""
+    rng = np.random.default_rng(11)
+    W = rng.integers(-2 ** 15, 2 ** 15, size=(40, 300))
+    lo, hi = (-2 ** 15, 2 ** 15) if signed else (0, 2 ** 16)
+    x = rng.integers(lo, hi, size=(37, 300))
+    out = []
+    for tables in (True, False):
+        monkeypatch.setattr(CpuTile, "TABLES", tables)
+        xb = Crossbar(W, _isaac(prog, read, signed), seed=5, name="l")
+        xb.calibrate(x[:20])
+        y1, y2 = xb(x), xb(x[:19])
+        out.append((y1, y2, xb.ledger.to_dict(),
+                    xb._cpu._tables_ok))
+    (a1, a2, la, ok_on), (b1, b2, lb, _) = out
+    assert ok_on == [True, True, True]
+    np.testing.assert_array_equal(a1, b1)
+    np.testing.assert_array_equal(a2, b2)
+    assert la == lb
