@@ -152,6 +152,8 @@ def input_row_sums(x: np.ndarray, input_bits: int) -> np.ndarray:
     return x.sum(axis=1, dtype=np.float64)
 
 
+_NO_VAR = np.zeros(1)   # table_rows' variance argument where it draws no read noise
+
 # stacked rows per GEMM + epilogue step. Our choice: 256 rows x 512 columns of float32 (0.5 MB) stay in
 # the 1 MB L2 of this project's machine; 128 to 2048 rows measured alike within the noise of a shared machine
 FUSED_ROWS = 256
@@ -495,20 +497,30 @@ class CpuTile:
         vbuf = np.empty((slab, cols), dtype=xb.gemm_dtype())
         for i in range(len(xb.row_blocks)):
             a, var, (lo, lsb) = xb.a_gemm[i], xb.var_gemm[i], ranges[i]
-            xs, rowvar, nz, sqsum = self._digits(u, b0, b1, i, True)
+            k0, k1 = xb.row_blocks[i]
             tab = tables[i] if tables is not None else None
+            # the table kernel counts the digits itself where no per-cell variance needs them stacked
+            own = tab is not None and (var is None or var.ndim == 1)
+            if own:
+                xs, nz = None, 0
+                rowvar, sqsum = np.zeros(T * nb), np.zeros(k1 - k0, dtype=np.int64)
+            else:
+                xs, rowvar, nz, sqsum = self._digits(u, b0, b1, i, True)
             if var is None:
                 std = None
             elif var.ndim == 1:
-                std = np.sqrt(rowvar)[:, None]                   # one std per stacked row
+                std = np.sqrt(rowvar)[:, None]                   # one std per stacked row (own: per slab below)
             else:
                 std = np.sqrt((xs * xs) @ var)
             for r0 in range(0, T * nb, slab):
                 r1 = min(r0 + slab, T * nb)
                 if tab is not None:
                     v = vbuf[: r1 - r0]
-                    k0, k1 = xb.row_blocks[i]
-                    table_rows(u, b0, nb, k0, k1, shifts, xb.spec.input_signed, tab, r0, r1, v)
+                    nz += table_rows(u, b0, nb, k0, k1, shifts, xb.spec.input_signed, tab, r0, r1, v, own,
+                                     var if own and var is not None else _NO_VAR, own and var is not None, rowvar,
+                                     sqsum)
+                    if own and var is not None:
+                        std[r0:r1] = np.sqrt(rowvar[r0:r1])[:, None]
                 else:
                     v = np.matmul(xs[r0:r1], a, out=vbuf[: r1 - r0])
                 tally.clipped += adc_accumulate_rows(acc, v, None if std is None else std[r0:r1], r0, nb, pw,

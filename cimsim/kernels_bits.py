@@ -556,27 +556,40 @@ def nibble_tables(a):
 
 
 @njit(nogil=True, cache=True)
-def table_rows(u, b0, nb, k0, k1, shifts, neg_top, tables, r0, r1, out):
+def table_rows(u, b0, nb, k0, k1, shifts, neg_top, tables, r0, r1, out, stats, var, noisy, rowvar, sqsum):
     """Stacked rows ``r0 .. r1 - 1`` (row r: cycle ``r // nb``, example ``b0 + r % nb``) of the product of the
     one-bit digits ``(u[b, k0:k1] >> shifts[t]) & 1`` with a row block's levels, into ``out[: r1 - r0]``, from
     :func:`nibble_tables` ``tables``; ``neg_top``: the last cycle's digit is the sign bit of signed inputs (digit
-    -1), so its rows are negated. Exact where :func:`grid_exact` holds: then equal to the float32 GEMM bit for bit."""
+    -1), so its rows are negated. Exact where :func:`grid_exact` holds: then equal to the float32 GEMM bit for bit.
+    With ``stats``, also what :func:`cimsim.kernels.stack_digits` gives for these rows, without the stacked digits:
+    ``rowvar[r]`` = the sum over k in order of digit**2 x ``var[k]`` (with ``noisy``; the same float64 additions,
+    the zero digits' +0.0 left out), digit**2 added to ``sqsum[k]``, and the count of non-zero digits returned."""
     groups, _, cols = tables.shape
     T = shifts.shape[0]
     n = r1 - r0
     idx = np.zeros((n, groups), dtype=np.int64)
+    nonzero = 0
     for i in range(n):
         r = r0 + i
         t = r // nb
         b = b0 + r - t * nb
         sh = shifts[t]
+        rv = 0.0
         for g in range(groups):
             m = 0
             for q in range(4):
                 k = k0 + 4 * g + q
                 if k < k1:
-                    m |= ((u[b, k] >> sh) & 1) << q
+                    bit = (u[b, k] >> sh) & 1
+                    m |= bit << q
+                    if stats and bit:
+                        nonzero += 1
+                        sqsum[k - k0] += 1
+                        if noisy:
+                            rv += var[k - k0]
             idx[i, g] = m
+        if stats:
+            rowvar[r] = rv
     for c0 in range(0, cols, TABLE_CHUNK):   # zero-based views of a chunk: loops numba vectorizes
         w = min(TABLE_CHUNK, cols - c0)
         for i in range(n):
@@ -600,3 +613,4 @@ def table_rows(u, b0, nb, k0, k1, shifts, neg_top, tables, r0, r1, out):
                 row = out[i]
                 for j in range(cols):
                     row[j] = -row[j]
+    return nonzero

@@ -9,6 +9,7 @@ import pytest
 from cimsim import Crossbar, CrossbarSpec
 from cimsim.crossbar_cpu import CpuTile
 from cimsim.devices import ReRAM, SarADC
+from cimsim.kernels import stack_digits
 from cimsim.kernels_bits import grid_exact, nibble_tables, table_rows
 
 
@@ -21,7 +22,8 @@ def _grid_levels(rng, rows, cols, bits=15):
 @pytest.mark.parametrize("rows,cols,k0,signed", [(128, 512, 0, False), (100, 520, 37, True), (3, 300, 5, False)])
 def test_table_rows_are_the_float32_product_bit_for_bit(rows, cols, k0, signed):
     """Row blocks of 128, 100 (not a multiple of 16: padded groups) and 3 rows; 520 columns (two column chunks);
-    a slab boundary inside a cycle; signed inputs (the last cycle's digit -1)."""
+    a slab boundary inside a cycle; signed inputs (the last cycle's digit -1); the digits' statistics (read-noise
+    variance per stacked row, squares per row, non-zero count) as the stacked digits give them."""
     rng = np.random.default_rng(rows + cols)
     a = _grid_levels(rng, rows, cols)
     assert grid_exact(a, rows)
@@ -30,13 +32,25 @@ def test_table_rows_are_the_float32_product_bit_for_bit(rows, cols, k0, signed):
     shifts = np.arange(T)
     out = np.full((T * nb, cols), np.nan, dtype=np.float32)
     tables = nibble_tables(a)
+    var = rng.random(rows) * 1e-3
+    rowvar, sqsum, nz = np.full(T * nb, np.nan), np.zeros(rows, dtype=np.int64), 0
     for r0 in range(0, T * nb, 100):
         r1 = min(r0 + 100, T * nb)
-        table_rows(u, b0, nb, k0, k0 + rows, shifts, signed, tables, r0, r1, out[r0:r1])
+        nz += table_rows(u, b0, nb, k0, k0 + rows, shifts, signed, tables, r0, r1, out[r0:r1], True, var, True,
+                         rowvar, sqsum)
     digits = np.concatenate([(u[b0:b0 + nb, k0:k0 + rows] >> t) & 1 for t in range(T)]).astype(np.float32)
     if signed:
         digits[(T - 1) * nb:] *= -1
     np.testing.assert_array_equal(out, digits @ a)
+    # the digits' statistics as stack_digits gives them: the same float64 sums, bit for bit
+    xs = np.empty((T * nb, rows), dtype=np.float32)
+    sq_ref = np.zeros(rows, dtype=np.int64)
+    rv_ref, nz_ref = stack_digits(u, b0, b0 + nb, k0, k0 + rows, shifts, np.ones(T, dtype=np.int64), signed, xs, var,
+                                  sq_ref)
+    np.testing.assert_array_equal(xs, digits)
+    assert nz == nz_ref
+    np.testing.assert_array_equal(sqsum, sq_ref)
+    np.testing.assert_array_equal(rowvar.view(np.int64), rv_ref.view(np.int64))
 
 
 def test_grid_exact_needs_a_grid_and_headroom():
