@@ -89,3 +89,24 @@ def test_a_noisy_crossbar_gives_the_same_numbers_with_the_tables(monkeypatch, pr
     np.testing.assert_array_equal(a1, b1)
     np.testing.assert_array_equal(a2, b2)
     assert la == lb
+
+
+def test_the_tables_give_the_same_numbers_on_any_number_of_threads(monkeypatch):
+    """Shards of one example on 1, 2 and 8 threads share one call's tables: the outputs equal BLAS's on one thread."""
+    from cimsim import crossbar_cpu
+
+    rng = np.random.default_rng(4)
+    W = rng.integers(-2 ** 15, 2 ** 15, size=(40, 200))
+    x = rng.integers(0, 2 ** 16, size=(9, 200))
+    monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_MACS", 1)
+    monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_ROWS", 1)
+    runs = {}
+    for tables, n in ((False, 1), (True, 1), (True, 2), (True, 8)):
+        monkeypatch.setattr(CpuTile, "TABLES", tables)
+        monkeypatch.setenv("CIMSIM_THREADS", str(n))
+        xb = Crossbar(W, _isaac(0.05, 0.02), seed=9, name="l")
+        xb.calibrate(x)
+        runs[tables, n] = xb(x)
+        assert (xb._cpu._tables_ok or [False, False]) == [tables, tables]   # off: never consulted
+    for key, y in runs.items():
+        np.testing.assert_array_equal(y, runs[False, 1], err_msg=str(key))
