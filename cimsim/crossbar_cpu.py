@@ -8,7 +8,7 @@ into one stacked (cycles x batch, rows) operand (:func:`cimsim.kernels.stack_dig
   quantizes and shifts-and-adds while the slab is in cache (:func:`cimsim.kernels.adc_accumulate_rows`); for
   one-bit digits and levels whose every partial sum float32 holds exactly (noisy levels on the grid of exact sums)
   the product comes from tables of 4-row sums instead, the GEMM's numbers bit for bit (:meth:`CpuTile._table_blocks`,
-  :func:`cimsim.kernels_bits.table_rows`);
+  :mod:`cimsim.kernels_tables`);
 * the general path (every readout, pair readout, column scales, every conversion scope): per
   (row blocks, cycles) of one conversion, the column values of each cycle ``x_t @ A`` are summed in analog
   with their place values, the read noise of the sum is one Gaussian per conversion with the summed
@@ -44,8 +44,8 @@ from threadpoolctl import ThreadpoolController
 from cimsim.encoding import plane_layout
 from cimsim.kernels import (PlacedNormals, adc_accumulate_rows, digit_tables, digit_tally, placed_normals,
                             stack_digits)
-from cimsim.kernels_bits import (TABLE_BYTES_MAX, TABLE_COLS_MIN, bit_serial_rows, grid_exact, group_tables,
-                                 nibble_tables, table_rows, weighted_columns)
+from cimsim.kernels_bits import bit_serial_rows, group_tables, weighted_columns
+from cimsim.kernels_tables import call_tables, table_blocks, table_rows
 from cimsim.kernels_host import int_row_sums
 
 _POOL: ThreadPoolExecutor | None = None
@@ -169,7 +169,7 @@ class CpuTile:
     # in float (the tests compare both)
     BITS = True
     # on the fused path, the one-bit digits' product from tables of 4-row sums where they are exact
-    # (:meth:`_table_blocks`, :func:`cimsim.kernels_bits.table_rows`); False: float32 BLAS (the tests compare both)
+    # (:meth:`_table_blocks`, :mod:`cimsim.kernels_tables`); False: float32 BLAS (the tests compare both)
     TABLES = True
 
     def __init__(self, xb):
@@ -403,7 +403,8 @@ class CpuTile:
         exact = self._lossless(ranges) if fused and self.EXACT else None
         bits = self._bit_serial(ranges) if fused and exact is None and self.BITS else None
         self.last_exact = exact
-        tables = self._call_tables() if fused and exact is None and bits is None else None
+        tables = (call_tables(xb.a_gemm, self._table_blocks())
+                  if fused and exact is None and bits is None and self.TABLES else None)
         with blas_controller().limit(limits=1, user_api="blas"):
             if exact is not None:
                 self.lossless_calls += 1
@@ -432,37 +433,13 @@ class CpuTile:
 
     def _table_blocks(self) -> list[bool]:
         """Per row block, whether the fused path's product may come from tables of 4-row sums
-        (:func:`cimsim.kernels_bits.table_rows`): one-bit digits (1-bit DACs), a float32 product, and levels on a
-        grid whose every partial sum float32 holds exactly (:func:`cimsim.kernels_bits.grid_exact`), so the tables
-        give the GEMM's column values bit for bit (``tests/test_crossbar_tables.py``)."""
+        (:mod:`cimsim.kernels_tables`: one-bit digits, a float32 product, levels whose sums are exact), cached per
+        set of arrays (``tests/test_crossbar_tables.py``)."""
         xb = self.xb
-        key = (xb.a_gemm,)
-        if self._tables_key is None or any(p is not q for p, q in zip(key, self._tables_key)):
-            ok = self.TABLES and xb.spec.dac_bits == 1 and xb.gemm_dtype() == np.float32
-            self._tables_key = key
-            self._tables_ok = [bool(ok and a.dtype == np.float32 and a.shape[1] >= TABLE_COLS_MIN
-                                    and grid_exact(a, a.shape[0])) for a in xb.a_gemm]
+        if self._tables_key is None or self._tables_key[0] is not xb.a_gemm:
+            self._tables_key = (xb.a_gemm,)
+            self._tables_ok = table_blocks(xb.a_gemm, xb.spec.dac_bits == 1 and xb.gemm_dtype() == np.float32)
         return self._tables_ok
-
-    def _call_tables(self) -> list | None:
-        """The tables of this call's row blocks where :meth:`_table_blocks` allows them (None elsewhere), built
-        once per call for every shard's thread (0.14 ms a block of 128 rows x 512 columns) and dropped after it:
-        up to TABLE_BYTES_MAX in all (beyond, BLAS), so no crossbar keeps them."""
-        if not self.TABLES:
-            return None
-        ok = self._table_blocks()
-        if not any(ok):
-            return None
-        out, total = [], 0
-        for a, use in zip(self.xb.a_gemm, ok):
-            groups = -(-a.shape[0] // 4)
-            size = -(-groups // 4) * 4 * 16 * a.shape[1] * 4        # float32 entries, groups padded to fours
-            if use and total + size <= TABLE_BYTES_MAX:
-                out.append(nibble_tables(a))
-                total += size
-            else:
-                out.append(None)
-        return out
 
     # ------------------------------------------------------------------ digits
     def _digits(self, u, b0: int, b1: int, i: int, with_rowvar: bool):
@@ -480,7 +457,7 @@ class CpuTile:
 
     def _shard_fused(self, u, b0: int, b1: int, ranges, stream: tuple[int, int], tables=None):
         """Per row block one stacked operand; per slab of FUSED_ROWS stacked rows one GEMM (or, where ``tables[i]``
-        holds the block's :func:`cimsim.kernels_bits.nibble_tables`, their sums), then the numba epilogue
+        holds the block's :func:`cimsim.kernels_tables.nibble_tables`, their sums), then the numba epilogue
         (read-noise draw, ADC, shift-and-add) while the slab is in cache."""
         xb = self.xb
         nb, cols = b1 - b0, xb.physical_columns
@@ -508,8 +485,10 @@ class CpuTile:
                 xs, rowvar, nz, sqsum = self._digits(u, b0, b1, i, True)
             if var is None:
                 std = None
+            elif own:
+                std = np.empty((T * nb, 1))                     # filled slab by slab below, as the rows are counted
             elif var.ndim == 1:
-                std = np.sqrt(rowvar)[:, None]                   # one std per stacked row (own: per slab below)
+                std = np.sqrt(rowvar)[:, None]                   # one std per stacked row
             else:
                 std = np.sqrt((xs * xs) @ var)
             for r0 in range(0, T * nb, slab):

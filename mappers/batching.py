@@ -2,8 +2,8 @@
 
 On the CPU it stays 64 (the numba engine splits a batch over the cores itself; measured defaults in BENCHMARKS.md,
 "The README's main command on 2 cores"). On a GPU the engine is a few large kernels per layer, and a small batch
-leaves most of the device idle: ResNet-20 on ISAAC with both noises evaluates at about 1,800 images/s on an H200 at
-batch 1,024 against a few hundred at 64 (BENCHMARKS.md, issue 19). So the GPU default is sized to the device: the
+leaves much of the device idle: ResNet-20 on ISAAC with both noises evaluated 2,552 images/s on an H200 at batch
+1,024 against 1,231 at 64 (2,573 at 2,048; BENCHMARKS.md, issue 19). So the GPU default is sized to the device: the
 largest power of two up to :data:`GPU_BATCH_CAP` whose estimated working set (:func:`engine_bytes_per_example`, a
 deliberate over-estimate) fits in :data:`GPU_MEMORY_SHARE` of the device's memory. It depends on the network, its
 input shape and the device's total memory (not its momentary free memory), so a command gives the same batch, and the

@@ -1,4 +1,4 @@
-"""The fused path's table product (CpuTile._table_blocks, cimsim.kernels_bits.nibble_tables / table_rows): where
+"""The fused path's table product (CpuTile._table_blocks, cimsim.kernels_tables): where
 one-bit digits multiply levels whose every partial sum float32 holds exactly (noisy levels on the grid of exact
 sums, cimsim.crossbar.exact_grid), sums of 4-row tables give the float32 GEMM's column values in any order, so a
 crossbar's outputs and events are the same bit for bit with the tables as with BLAS, read noise included."""
@@ -10,7 +10,7 @@ from cimsim import Crossbar, CrossbarSpec
 from cimsim.crossbar_cpu import CpuTile
 from cimsim.devices import ReRAM, SarADC
 from cimsim.kernels import stack_digits
-from cimsim.kernels_bits import grid_exact, nibble_tables, table_rows
+from cimsim.kernels_tables import grid_exact, nibble_tables, table_rows
 
 
 def _grid_levels(rng, rows, cols, bits=15):

@@ -55,6 +55,19 @@ MAX_CALIBRATION = 10_000    # calibration examples: every mapped layer's inputs 
 batch_size = bounded_int(1, MAX_BATCH, "examples per batch; memory grows with it")
 BATCH_HELP = ("examples per batch (default 64 on the CPU; with --device cuda sized to the GPU: the largest power of "
               "two up to 1024 whose estimated working set fits a quarter of its memory)")
+
+
+def batch_for(command: str, requested: int | None, model, input_shape: tuple[int, ...], device: str) -> int:
+    """``--batch-size`` where given, else the device's default (:func:`cimsim.mappers.batching.default_batch`),
+    said on stderr where it was sized to a GPU."""
+    if requested is not None:
+        return requested
+    from cimsim.mappers.batching import default_batch   # torch: loaded by then
+
+    batch, how = default_batch(model, input_shape, device)
+    if device == "cuda":
+        print(f"cimsim {command}: batch size {batch} ({how}; --batch-size sets it)", file=sys.stderr)
+    return batch
 calibration_size = bounded_int(1, MAX_CALIBRATION, "calibration keeps every layer's inputs in memory")
 
 

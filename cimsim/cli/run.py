@@ -8,8 +8,8 @@ import sys
 from cimsim import datafiles
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import (BATCH_HELP, add_command, batch_size, calibration_size, data_options, emit_json,
-                               key_value, nonneg_int, output_path, positive_int, require_device)
+from cimsim.cli.common import (BATCH_HELP, add_command, batch_for, batch_size, calibration_size, data_options,
+                               emit_json, key_value, nonneg_int, output_path, positive_int, require_device)
 
 
 def run(args) -> int:
@@ -48,13 +48,7 @@ def _run(args) -> int:
 
         with_time_steps(model, args.time_steps)
     datafiles.forget()
-    batch = args.batch_size
-    if batch is None:
-        from cimsim.mappers.batching import default_batch
-
-        batch, how = default_batch(model, data.input_shape, args.device)
-        if args.device == "cuda":
-            print(f"cimsim run: batch size {batch} ({how}; --batch-size sets it)", file=sys.stderr)
+    batch = batch_for("run", args.batch_size, model, data.input_shape, args.device)
     gc.freeze()   # the modules, the network and the data, loaded: kept out of the collector's passes (see run)
     gc.enable()
     loader = data.loader("test", batch_size=batch, limit=args.limit)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import (BATCH_HELP, add_command, batch_size, calibration_size, data_options, key_value,
-                               output_path, positive_int, require_device, strict_json)
+from cimsim.cli.common import (BATCH_HELP, add_command, batch_for, batch_size, calibration_size, data_options,
+                               key_value, output_path, positive_int, require_device, strict_json)
 
 
 def run(args) -> int:
@@ -32,13 +32,7 @@ def run(args) -> int:
     if args.scheduler:
         sweep.require_dask()  # before loading anything
     model, meta, data, ckpt = sweep.load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
-    batch = args.batch_size
-    if batch is None:
-        from cimsim.mappers.batching import default_batch
-
-        batch, how = default_batch(model, data.input_shape, args.device)
-        if args.device == "cuda":
-            print(f"cimsim sweep: batch size {batch} ({how}; --batch-size sets it)", file=sys.stderr)
+    batch = batch_for("sweep", args.batch_size, model, data.input_shape, args.device)
     settings = sweep.Settings(
         model=meta["model"], dataset=data.name, checkpoint=str(Path(ckpt).resolve()),
         checkpoint_sha256=sweep.file_sha256(ckpt), limit=args.limit, overrides=overrides,

@@ -1,0 +1,155 @@
+"""The CPU fused path's product from tables (:meth:`cimsim.crossbar_cpu.CpuTile._shard_fused`).
+
+The fused path multiplies each cycle's one-bit digits by a row block's levels in float32. Where the levels sit on a
+grid whose every partial sum float32 holds exactly (noisy levels on :func:`cimsim.crossbar.exact_grid`'s grid;
+integer levels), any order of summation gives the same column values, so tables of sums of 4 rows (16 entries per
+group and column) give BLAS's numbers bit for bit with a quarter of the additions and no multiplications: one table
+row per nibble of digits, four groups summed per pass over a column chunk. Groups of 4 (our choice): 16 x columns x
+4 B per group (1 MB for 128 rows x 512 columns) stays in L2, where groups of 8 would take 8 MB. Measured on this
+project's machine (one thread, 256 stacked rows a slab, 128 rows x 512 columns): 3.6 ms against 6.5 ms for float32
+BLAS (BENCHMARKS.md, "The fused path's product from tables of 4-row sums").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cimsim.fileio import numba_cache_fallback
+
+numba_cache_fallback()   # before numba loads (see cimsim.kernels)
+from numba import njit  # noqa: E402
+
+# at most this many bytes of tables per call (beyond, the remaining blocks take BLAS); our choice, as
+# cimsim.kernels_bits.TABLE_BYTES_MAX
+TABLE_BYTES_MAX = 64 << 20
+TABLE_CHUNK = 512   # columns summed per pass: 32 table rows x 2 KB of a chunk in L1/L2; our choice
+# the tables pay from this many columns on: 256 stacked rows x 128 rows of a block, one thread, this project's
+# machine: 512 columns 3.6 ms against BLAS's 6.5, 2,048 columns 16.2 against 23.8, 128 columns 1.44 against 1.47
+TABLE_COLS_MIN = 256
+
+
+def grid_exact(a: np.ndarray, rows: int) -> bool:
+    """Whether every sum of at most ``rows`` of ``a``'s (float32) values, each times 0 or 1, is exact in float32: the
+    values sit on a grid 2**-m with ``rows x max|a| x 2**m < 2**24``."""
+    a64 = np.asarray(a, dtype=np.float64)
+    vmax = float(np.abs(a64).max(initial=0.0))
+    if vmax == 0.0:
+        return True
+    for m in range(0, 25):
+        if rows * vmax * 2.0 ** m >= 2.0 ** 24:
+            return False
+        s = np.ldexp(a64, m)
+        if np.array_equal(s, np.rint(s)):
+            return True
+    return False
+
+
+@njit(nogil=True, cache=True)
+def nibble_tables(a):
+    """Tables of a row block's float32 levels ``a`` (rows, cols): ``T[g, m, j] = sum_{q < 4} bit_q(m) a[4 g + q, j]``
+    for groups g of 4 rows, padded with zero groups to a multiple of 4 groups (rows beyond ``a``'s are zeros); by
+    doubling, ``T[g, m + 2**q] = T[g, m] + a[4 g + q]`` for m < 2**q."""
+    rows, cols = a.shape
+    groups = -(-rows // 4)
+    groups = -(-groups // 4) * 4
+    t = np.zeros((groups, 16, cols), dtype=np.float32)
+    for g in range(groups):
+        for q in range(4):
+            k = 4 * g + q
+            if k >= rows:
+                for m in range(1 << q):
+                    t[g, m + (1 << q)] = t[g, m]
+                continue
+            src = a[k]
+            for m in range(1 << q):
+                dst = t[g, m + (1 << q)]
+                prev = t[g, m]
+                for j in range(cols):
+                    dst[j] = prev[j] + src[j]
+    return t
+
+
+@njit(nogil=True, cache=True)
+def table_rows(u, b0, nb, k0, k1, shifts, neg_top, tables, r0, r1, out, stats, var, noisy, rowvar, sqsum):
+    """Stacked rows ``r0 .. r1 - 1`` (row r: cycle ``r // nb``, example ``b0 + r % nb``) of the product of the
+    one-bit digits ``(u[b, k0:k1] >> shifts[t]) & 1`` with a row block's levels, into ``out[: r1 - r0]``, from
+    :func:`nibble_tables` ``tables``; ``neg_top``: the last cycle's digit is the sign bit of signed inputs (digit
+    -1), so its rows are negated. Exact where :func:`grid_exact` holds: then equal to the float32 GEMM bit for bit.
+    With ``stats``, also what :func:`cimsim.kernels.stack_digits` gives for these rows, without the stacked digits:
+    ``rowvar[r]`` = the sum over k in order of digit**2 x ``var[k]`` (with ``noisy``; the same float64 additions,
+    the zero digits' +0.0 left out), digit**2 added to ``sqsum[k]``, and the count of non-zero digits returned."""
+    groups, _, cols = tables.shape
+    T = shifts.shape[0]
+    n = r1 - r0
+    idx = np.zeros((n, groups), dtype=np.int64)
+    nonzero = 0
+    for i in range(n):
+        r = r0 + i
+        t = r // nb
+        b = b0 + r - t * nb
+        sh = shifts[t]
+        rv = 0.0
+        for g in range(groups):
+            m = 0
+            for q in range(4):
+                k = k0 + 4 * g + q
+                if k < k1:
+                    bit = (u[b, k] >> sh) & 1
+                    m |= bit << q
+                    if stats and bit:
+                        nonzero += 1
+                        sqsum[k - k0] += 1
+                        if noisy:
+                            rv += var[k - k0]
+            idx[i, g] = m
+        if stats:
+            rowvar[r] = rv
+    for c0 in range(0, cols, TABLE_CHUNK):   # zero-based views of a chunk: loops numba vectorizes
+        w = min(TABLE_CHUNK, cols - c0)
+        for i in range(n):
+            row = out[i, c0:c0 + w]
+            ta = tables[0, idx[i, 0], c0:c0 + w]
+            tb = tables[1, idx[i, 1], c0:c0 + w]
+            tc = tables[2, idx[i, 2], c0:c0 + w]
+            td = tables[3, idx[i, 3], c0:c0 + w]
+            for j in range(w):
+                row[j] = (ta[j] + tb[j]) + (tc[j] + td[j])
+            for g in range(4, groups, 4):
+                ta = tables[g, idx[i, g], c0:c0 + w]
+                tb = tables[g + 1, idx[i, g + 1], c0:c0 + w]
+                tc = tables[g + 2, idx[i, g + 2], c0:c0 + w]
+                td = tables[g + 3, idx[i, g + 3], c0:c0 + w]
+                for j in range(w):
+                    row[j] += (ta[j] + tb[j]) + (tc[j] + td[j])
+    if neg_top:
+        for i in range(n):
+            if (r0 + i) // nb == T - 1:
+                row = out[i]
+                for j in range(cols):
+                    row[j] = -row[j]
+    return nonzero
+
+
+def table_blocks(a_blocks: list[np.ndarray], one_bit_float32: bool) -> list[bool]:
+    """Per row block, whether its product may come from the tables: one-bit digits and a float32 product
+    (``one_bit_float32``), at least :data:`TABLE_COLS_MIN` columns, and :func:`grid_exact` levels."""
+    return [bool(one_bit_float32 and a.dtype == np.float32 and a.shape[1] >= TABLE_COLS_MIN
+                 and grid_exact(a, a.shape[0])) for a in a_blocks]
+
+
+def call_tables(a_blocks: list[np.ndarray], ok: list[bool]) -> list | None:
+    """The :func:`nibble_tables` of the blocks ``ok`` allows (None elsewhere), up to :data:`TABLE_BYTES_MAX` in all:
+    built once per call for every shard's thread (0.14 ms a block of 128 rows x 512 columns) and dropped after it,
+    so no crossbar keeps them. None where no block takes them."""
+    if not any(ok):
+        return None
+    out, total = [], 0
+    for a, use in zip(a_blocks, ok):
+        groups = -(-a.shape[0] // 4)
+        size = -(-groups // 4) * 4 * 16 * a.shape[1] * 4        # float32 entries, groups padded to fours
+        if use and total + size <= TABLE_BYTES_MAX:
+            out.append(nibble_tables(a))
+            total += size
+        else:
+            out.append(None)
+    return out
