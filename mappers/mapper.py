@@ -396,7 +396,7 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
             input_scale, signed = 1.0, False
         else:
             input_scale, signed = qat.activation_range(torch.cat([a.reshape(-1) for a in seen[name]]),
-                                                       bits or arch.input_bits, rng)
+                                                       bits or arch.input_bits)
         t0 = time.perf_counter()
         groups = getattr(mod, "groups", 1)
         k_per_group = mod.weight[0].numel()

@@ -156,7 +156,7 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
     cal = [x_train[i:i + 256] for i in range(0, min(recipe.calibration_examples, len(x_train)), 256)]
     started = time.perf_counter()
     if init is None:
-        work = prepare(model, cfg, cal, seed=seed).to(device)
+        work = prepare(model, cfg, cal).to(device)
     else:
         got = {m.psq_config for m in init.modules() if is_psq(m)}
         if got != {cfg}:

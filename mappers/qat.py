@@ -49,7 +49,6 @@ import copy
 import math
 from dataclasses import dataclass, replace
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -465,7 +464,7 @@ def init_scales(model: nn.Module, x: torch.Tensor) -> None:
                 m.psq_alpha.data[r, ..., g * og:(g + 1) * og] = torch.clamp(best, min=1.0)
 
 
-def prepare(model: nn.Module, cfg: PSQConfig, calibration: list[torch.Tensor], seed: int = 0) -> nn.Module:
+def prepare(model: nn.Module, cfg: PSQConfig, calibration: list[torch.Tensor]) -> nn.Module:
     """A PSQ copy of ``model``: BN folded, input ranges from ``calibration`` batches, scales initialised."""
     from cimsim.mappers.mapper import fold_batchnorm
 
@@ -485,9 +484,8 @@ def prepare(model: nn.Module, cfg: PSQConfig, calibration: list[torch.Tensor], s
         finally:
             for h in handles:
                 h.remove()
-    rng = np.random.default_rng(seed)
     first = order[0] if order else None
-    ranges = {n: activation_range(torch.cat([a.reshape(-1) for a in seen[n]]), cfg.layer_input_bits(n == first), rng)
+    ranges = {n: activation_range(torch.cat([a.reshape(-1) for a in seen[n]]), cfg.layer_input_bits(n == first))
               for n in targets}
     converted = convert(work, cfg, ranges, first, order[-1] if order else None)
     if not converted:

@@ -315,7 +315,7 @@ def prepare(model: nn.Module, cfg: SAConfig, calibration: list[torch.Tensor], se
     for i, (name, mod) in enumerate(targets.items()):
         spikes = snn.binary_inputs(seen[name])
         scale, signed = (1.0, False) if spikes else qat.activation_range(
-            torch.cat([a.reshape(-1) for a in seen[name]]), cfg.input_bits, rng)
+            torch.cat([a.reshape(-1) for a in seen[name]]), cfg.input_bits)
         k = mod.weight[0].numel()
         mod.__class__ = SALinear if isinstance(mod, nn.Linear) else SAConv2d
         mod._setup(cfg, k, spikes, scale, signed, seed=seed * 1000 + i)
