@@ -32,68 +32,19 @@ of threads.
 from __future__ import annotations
 
 import math
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from cimsim.encoding import plane_layout
+from cimsim.engine_threads import _pool, blas_controller, parallel_map, threads  # noqa: F401 (re-exported)
 from cimsim.kernels import (PlacedNormals, adc_accumulate_rows, digit_tables, digit_tally, placed_normals,
                             stack_digits)
 from cimsim.kernels_bits import bit_serial_rows, group_tables, weighted_columns
-from cimsim.kernels_tables import call_tables, table_blocks, table_rows
+from cimsim.kernels_tables import (call_table_stack, call_tables, shard_tables, stack_variances, table_blocks,
+                                   table_rows)
 from cimsim.kernels_host import int_row_sums
-
-_POOL: ThreadPoolExecutor | None = None
-_BLAS: ThreadpoolController | None = None
-
-
-def blas_controller() -> ThreadpoolController:
-    """The BLAS libraries of this process, found once: building a controller scans every loaded library
-    (about 2.5 ms, which ``threadpool_limits`` paid on each call: 30 % of a LeNet-5 evaluation)."""
-    global _BLAS
-    if _BLAS is None:
-        _BLAS = ThreadpoolController()
-    return _BLAS
-
-
-def threads() -> int:
-    """Threads the fused path splits a batch over: ``$CIMSIM_THREADS``, else every core this process may use."""
-    text = os.environ.get("CIMSIM_THREADS", "")
-    if text.strip().isdigit() and int(text) > 0:
-        return int(text)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:   # pragma: no cover - platforms without sched_getaffinity
-        return max(1, os.cpu_count() or 1)
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    n = threads()
-    if _POOL is None or _POOL._max_workers != n:
-        if _POOL is not None:
-            _POOL.shutdown(wait=False)
-        _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix=_WORKER)
-    return _POOL
-
-
-_WORKER = "cimsim-engine"   # the pool's thread names: work a worker starts runs on that worker (see parallel_map)
-
-
-def parallel_map(fn, items) -> list:
-    """``[fn(item) for item in items]``, spread over the engine's threads (:func:`threads`) when there are several
-    items and threads; ``fn`` should release the GIL (a numba ``nogil`` kernel) to gain from it. Called from one of
-    the engine's threads it runs there, in order: a worker waiting for the pool it belongs to could wait forever."""
-    items = list(items)
-    if len(items) > 1 and threads() > 1 and not threading.current_thread().name.startswith(_WORKER):
-        return list(_pool().map(fn, items))
-    return [fn(item) for item in items]
-
 
 @dataclass
 class Tally:
@@ -403,8 +354,12 @@ class CpuTile:
         exact = self._lossless(ranges) if fused and self.EXACT else None
         bits = self._bit_serial(ranges) if fused and exact is None and self.BITS else None
         self.last_exact = exact
-        tables = (call_tables(xb.a_gemm, self._table_blocks())
-                  if fused and exact is None and bits is None and self.TABLES else None)
+        tables = stack = var_stack = None
+        if fused and exact is None and bits is None and self.TABLES:
+            ok = self._table_blocks()
+            var_stack = stack_variances(xb.var_gemm)
+            stack = call_table_stack(xb.a_gemm, ok) if var_stack is not False else None
+            tables = None if stack is not None else call_tables(xb.a_gemm, ok)
         with blas_controller().limit(limits=1, user_api="blas"):
             if exact is not None:
                 self.lossless_calls += 1
@@ -415,7 +370,9 @@ class CpuTile:
             for c0 in range(0, B if exact is None and bits is None else 0, spec.batch_chunk):
                 c1 = min(c0 + spec.batch_chunk, B)
                 shards = self._shards(c0, c1, per_example, xb.cycles)
-                if fused:
+                if stack is not None:
+                    work = lambda sh: self._shard_stack(u, sh[0], sh[1], ranges, stream, stack, var_stack)  # noqa: E731
+                elif fused:
                     work = lambda sh: self._shard_fused(u, sh[0], sh[1], ranges, stream, tables)  # noqa: E731
                 else:
                     work = lambda sh: self._shard(u, sh[0], sh[1], ranges, stream)  # noqa: E731
@@ -440,6 +397,22 @@ class CpuTile:
             self._tables_key = (xb.a_gemm,)
             self._tables_ok = table_blocks(xb.a_gemm, xb.spec.dac_bits == 1 and xb.gemm_dtype() == np.float32)
         return self._tables_ok
+
+    def _shard_stack(self, u, b0: int, b1: int, ranges, stream: tuple[int, int], stack, var_stack):
+        """:meth:`_shard_fused` where every row block takes the tables and draws per-row noise, in one kernel
+        (:func:`cimsim.kernels_tables.shard_tables`): the same numbers and tally."""
+        xb, tally = self.xb, Tally()
+        if b1 <= b0:
+            return np.zeros((0, xb.physical_columns)), tally
+        shifts, _ = plane_layout(xb.spec.input_bits, xb.spec.dac_bits)
+        acc, nonzero, clipped, sq = shard_tables(
+            u, b0, b1 - b0, xb.row_blocks, shifts, xb.spec.input_signed, stack, var_stack, ranges,
+            float(xb.readout_op.n_codes - 1), stream, min(FUSED_ROWS, len(shifts) * (b1 - b0)))
+        tally.nonzero_digits, tally.clipped = float(nonzero), float(clipped)
+        for i, (k0, k1) in enumerate(xb.row_blocks):   # as _shard_fused adds them: block by block
+            tally.conductance_s += float(sq[i, : k1 - k0].astype(np.float64) @ xb.g_rowsum[i]) * \
+                xb.spec.cell.read_time_s
+        return acc, tally
 
     # ------------------------------------------------------------------ digits
     def _digits(self, u, b0: int, b1: int, i: int, with_rowvar: bool):

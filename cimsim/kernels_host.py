@@ -74,9 +74,9 @@ SPLIT_VALUES = 1 << 17
 
 def _over_threads(fn, n: int, per_item: int):
     """``fn((i0, i1))`` over consecutive ranges covering 0..n, on the engine's threads
-    (:func:`cimsim.crossbar_cpu.parallel_map`) where each range holds at least :data:`SPLIT_VALUES` values of
+    (:func:`cimsim.engine_threads.parallel_map`) where each range holds at least :data:`SPLIT_VALUES` values of
     ``per_item`` each; in one call otherwise. Returns the results in range order."""
-    from cimsim.crossbar_cpu import parallel_map, threads
+    from cimsim.engine_threads import parallel_map, threads
 
     parts = int(max(1, min(threads(), n * max(per_item, 1) // SPLIT_VALUES, n)))
     edges = np.linspace(0, n, parts + 1).astype(np.int64)

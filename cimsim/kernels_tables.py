@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from cimsim.fileio import numba_cache_fallback
+from cimsim.kernels import _PAIRS, _adc_rows, _buffers
 
 numba_cache_fallback()   # before numba loads (see cimsim.kernels)
 from numba import njit  # noqa: E402
@@ -153,3 +154,78 @@ def call_tables(a_blocks: list[np.ndarray], ok: list[bool]) -> list | None:
         else:
             out.append(None)
     return out
+
+
+def call_table_stack(a_blocks: list[np.ndarray], ok: list[bool]) -> np.ndarray | None:
+    """Every block's :func:`nibble_tables` in one array (blocks, groups, 16, columns), the shorter blocks' tables
+    padded with zero groups, where every block takes tables and they fit :data:`TABLE_BYTES_MAX`; else None. A
+    zero group adds +0.0 to sums that are never -0.0 (every entry is a sum from +0.0), so the padded blocks' sums
+    are the same numbers. Built once per call, as :func:`call_tables`."""
+    if not a_blocks or not all(ok) or len({a.shape[1] for a in a_blocks}) != 1:
+        return None
+    groups = max(-(-(-(-a.shape[0] // 4)) // 4) * 4 for a in a_blocks)
+    cols = a_blocks[0].shape[1]
+    if len(a_blocks) * groups * 16 * cols * 4 > TABLE_BYTES_MAX:
+        return None
+    stack = np.zeros((len(a_blocks), groups, 16, cols), dtype=np.float32)
+    for i, a in enumerate(a_blocks):
+        t = nibble_tables(a)
+        stack[i, : t.shape[0]] = t
+    return stack
+
+
+@njit(nogil=True, cache=True)
+def _shard_tables(u, b0, nb, k0s, k1s, shifts, neg_top, stack, var, noisy, pw, lo, lsb, top, key, gamma, acc,
+                  vbuf, std, rowvar, sqsum, r, ph, q):
+    T, R = shifts.shape[0], stack.shape[0]
+    slab = vbuf.shape[0]
+    nonzero, clipped = 0, 0
+    for i in range(R):
+        for r0 in range(0, T * nb, slab):
+            r1 = min(r0 + slab, T * nb)
+            v = vbuf[: r1 - r0]
+            nonzero += table_rows(u, b0, nb, k0s[i], k1s[i], shifts, neg_top, stack[i], r0, r1, v, True, var[i],
+                                  noisy, rowvar, sqsum[i])
+            if noisy:
+                for j in range(r1 - r0):
+                    std[j, 0] = np.sqrt(rowvar[r0 + j])
+            clipped += _adc_rows(acc, v, std, False, noisy, r0, nb, pw, lo[i], lsb[i], top, key, gamma, b0, T, R,
+                                 i, r, ph, q)
+    return nonzero, clipped
+
+
+def stack_variances(var_blocks: list):
+    """The row blocks' per-row read-noise variances as one (blocks, rows) array for :func:`shard_tables` (shorter
+    blocks padded with zeros); None without read noise; False where a block has per-cell variances (the products
+    then need the stacked digits) or only some blocks have noise."""
+    if all(v is None for v in var_blocks):
+        return None
+    if any(v is None or v.ndim != 1 for v in var_blocks):
+        return False
+    out = np.zeros((len(var_blocks), max(v.shape[0] for v in var_blocks)))
+    for i, v in enumerate(var_blocks):
+        out[i, : v.shape[0]] = v
+    return out
+
+
+def shard_tables(u, b0: int, nb: int, blocks, shifts, neg_top: bool, stack: np.ndarray, var, ranges, top: float,
+                 stream: tuple[int, int], slab: int):
+    """One shard of the fused path (examples b0 .. b0 + nb) in one call that holds no lock: per row block and slab
+    of stacked rows, :func:`table_rows` from ``stack`` (:func:`call_table_stack`) then the ADC epilogue
+    (:func:`cimsim.kernels.adc_accumulate_rows`), the same numbers in the same order as that loop in Python; it
+    returns ``(acc (nb, columns), non-zero digits, clipped conversions, the digits' squares per block and row)``.
+    ``var``: :func:`stack_variances` (not False). Whole shards in one call matter on many cores:
+    every return to Python between kernels waits for the interpreter's lock."""
+    R, cols = stack.shape[0], stack.shape[3]
+    rows = max(k1 - k0 for k0, k1 in blocks)
+    noisy = var is not None
+    acc = np.zeros((nb, cols))
+    sqsum = np.zeros((R, rows), dtype=np.int64)
+    lo = np.array([float(x[0]) for x in ranges])
+    lsb = np.array([float(x[1]) for x in ranges])
+    nonzero, clipped = _shard_tables(
+        u, b0, nb, np.array([b[0] for b in blocks], dtype=np.int64), np.array([b[1] for b in blocks], dtype=np.int64),
+        shifts, neg_top, stack, var if noisy else np.zeros((R, rows)), noisy, 2.0 ** shifts, lo, lsb, float(top),
+        np.uint64(stream[0]), np.uint64(stream[1]), acc, np.empty((slab, cols), dtype=np.float32),
+        np.empty((slab, 1)), np.zeros(len(shifts) * nb), sqsum, *_buffers(min(_PAIRS, (cols + 1) // 2)))
+    return acc, nonzero, clipped, sqsum

@@ -24,7 +24,7 @@ from torch import nn
 from cimsim.blas import one_thread, torch_one_thread
 from cimsim.cost import LayerPlan
 from cimsim.crossbar import Crossbar
-from cimsim.crossbar_cpu import threads
+from cimsim.engine_threads import threads
 from cimsim.errors import ConfigError
 from cimsim.kernels_host import patch_codes
 from cimsim.ledger import EventLedger

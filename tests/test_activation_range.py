@@ -65,3 +65,12 @@ def test_activation_range_of_zeros_and_a_tiny_tail():
 def test_no_values_is_refused():
     with pytest.raises(ValueError, match="no values"):
         qc.top_percentile(torch.zeros(0), 50.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_gpus_values_give_the_same_range():
+    """On a GPU the selection runs there (no copy of the values to the host): the same number as on the CPU."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.relu(torch.randn(3_000_001, generator=g))
+    assert qc.top_percentile(x.cuda(), qc.ACTIVATION_PERCENTILE) == qc.top_percentile(x, qc.ACTIVATION_PERCENTILE)
+    assert qc.activation_range(x.cuda(), 8) == qc.activation_range(x, 8)

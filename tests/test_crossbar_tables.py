@@ -110,3 +110,32 @@ def test_the_tables_give_the_same_numbers_on_any_number_of_threads(monkeypatch):
         assert (xb._cpu._tables_ok or [False, False]) == [tables, tables]   # off: never consulted
     for key, y in runs.items():
         np.testing.assert_array_equal(y, runs[False, 1], err_msg=str(key))
+
+
+@pytest.mark.parametrize("read,signed", [(0.02, False), (0.0, True)])
+def test_whole_shards_in_one_kernel_give_the_block_loops_numbers(monkeypatch, read, signed):
+    """Where every row block takes the tables, a shard runs in one kernel (kernels_tables.shard_tables); the loop
+    over blocks in Python (tables per block) gives the same outputs and ledger, and the one kernel did run."""
+    from cimsim import crossbar_cpu
+
+    rng = np.random.default_rng(12)
+    W = rng.integers(-2 ** 15, 2 ** 15, size=(40, 300))
+    lo, hi = (-2 ** 15, 2 ** 15) if signed else (0, 2 ** 16)
+    x = rng.integers(lo, hi, size=(29, 300))
+    calls = []
+    real = crossbar_cpu.shard_tables
+    monkeypatch.setattr(crossbar_cpu, "shard_tables", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_ROWS", 64)       # several shards
+    out = []
+    for whole in (True, False):
+        if not whole:
+            monkeypatch.setattr(crossbar_cpu, "call_table_stack", lambda a, ok: None)
+        xb = Crossbar(W, _isaac(0.05, read, signed), seed=3, name="l")
+        xb.calibrate(x[:16])
+        out.append((xb(x), xb.ledger.to_dict()))
+        if whole:
+            assert len(set(calls)) > 2 and xb._cpu._tables_ok == [True, True, True]   # several shards
+            calls.clear()
+    assert not calls                                               # the block loop: no whole-shard kernel
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    assert out[0][1] == out[1][1]
