@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from cimsim.crossbar_cpu import parallel_map, threads
+from cimsim.engine_threads import parallel_map, threads
 from cimsim.kernels import stack_digits
 from cimsim.kernels_bits import group_tables, table_bounds, value_histogram
 from cimsim.readouts import PER_CYCLE, ConversionScope
@@ -40,6 +40,35 @@ PILOT_MIN_EXAMPLES = 512
 PILOT_MARGIN = 1.5
 
 
+def percentile_rank(n: int, q: float) -> tuple[float, int]:
+    """numpy's default ("linear") percentile of n values: (its virtual index h, the lower order statistic's index)."""
+    h = (n - 1) * (q / 100.0)
+    return h, int(math.floor(h))
+
+
+def lerp_order_statistics(x0: float, x1: float, h: float, lo: int) -> float:
+    """numpy's ``_lerp`` between the order statistics lo and lo + 1 at the virtual index h, bit for bit."""
+    t = h - lo
+    return x0 + t * (x1 - x0) if t < 0.5 else x1 - (x1 - x0) * (1.0 - t)
+
+
+def tensor_percentile(v, q: float) -> float:
+    """``np.percentile(v, q)`` of a torch tensor's values, bit for bit, where they are: on the CPU
+    :func:`percentile_in_place` (reordering ``v``: give a copy), elsewhere (a GPU) the ``n - lo`` largest by top-k
+    there, of which only the two order statistics travel."""
+    import torch
+
+    v = v.reshape(-1)
+    if v.device.type == "cpu":
+        return percentile_in_place(v.numpy(), q)
+    n = int(v.numel())
+    h, lo = percentile_rank(n, q)
+    need = n - lo
+    top = torch.topk(v, need, sorted=False).values if n > need else v
+    smallest = torch.topk(top, min(2, need), largest=False).values.tolist()   # ascending: statistics lo, lo + 1
+    return lerp_order_statistics(smallest[0], smallest[-1], h, lo)
+
+
 def percentile_in_place(a: np.ndarray, q: float) -> float:
     """The q-th percentile of the 1-d array ``a`` by numpy's default ("linear") rule, exactly, reordering
     ``a`` in place.
@@ -49,8 +78,7 @@ def percentile_in_place(a: np.ndarray, q: float) -> float:
     above it, and those are found among the values above it; where the check fails, the whole array is
     partitioned."""
     n = a.size
-    h = (n - 1) * (q / 100.0)
-    lo = int(math.floor(h))
+    h, lo = percentile_rank(n, q)
     hi = min(lo + 1, n - 1)
     top, base = a, 0
     if n >= 1 << 20 and n - lo <= n // 16:
@@ -64,8 +92,7 @@ def percentile_in_place(a: np.ndarray, q: float) -> float:
             top, base = a[above], n - count
     k0, k1 = lo - base, hi - base
     top.partition([k0, k1] if k1 > k0 else [k0])
-    x0, x1, t = float(top[k0]), float(top[k1]), h - lo
-    return x0 + t * (x1 - x0) if t < 0.5 else x1 - (x1 - x0) * (1.0 - t)   # numpy's _lerp
+    return lerp_order_statistics(float(top[k0]), float(top[k1]), h, lo)
 
 
 def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, signed: bool, percentile: float,
@@ -132,8 +159,7 @@ def device_block_range(u: np.ndarray, k0: int, k1: int, a: np.ndarray, shifts, w
     n = T * B * m
     if n == 0:
         return 0.0, 1.0
-    h = (n - 1) * (percentile / 100.0)
-    lo = int(math.floor(h))
+    h, lo = percentile_rank(n, percentile)
     need = n - lo                      # the order statistics lo and lo + 1 are the smallest of the `need` largest
     at = torch.as_tensor(np.asarray(a, dtype=np.float64), device=device)
     vdt = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
@@ -155,9 +181,7 @@ def device_block_range(u: np.ndarray, k0: int, k1: int, a: np.ndarray, shifts, w
             v = torch.cat([top, v])
         top = torch.topk(v, need, sorted=False).values if v.numel() > need else v
     smallest = torch.topk(top, min(2, need), largest=False).values.tolist()   # ascending: order statistics lo, lo + 1
-    x0, x1 = smallest[0], smallest[-1]                                         # (lo = n - 1: both the largest)
-    t = h - lo
-    p = x0 + t * (x1 - x0) if t < 0.5 else x1 - (x1 - x0) * (1.0 - t)   # numpy's _lerp, as percentile_in_place
+    p = lerp_order_statistics(smallest[0], smallest[-1], h, lo)               # (lo = n - 1: both the largest)
     low = -p if float(vmin) < 0 else 0.0
     return low, max(p, low + 1.0)
 

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cimsim.calibration import tensor_percentile
+
 if TYPE_CHECKING:
     from cimsim.mappers.qat import PSQConfig
 
@@ -49,47 +51,17 @@ def first_called(model: nn.Module, names, example: torch.Tensor) -> str | None:
     return order[0] if order else None
 
 
-def top_percentile(values: torch.Tensor, percentile: float) -> float:
-    """``np.percentile(values.double().abs().numpy(), percentile)`` (numpy's default, linear) bit for bit, from the
-    two order statistics it interpolates between, selected where the values are (a GPU's values stay there):
-    the largest ``n - floor(q (n - 1))`` magnitudes, on the CPU among those above a threshold read from every
-    64th value (exact whatever the threshold; all of them when too few pass), then numpy's own interpolation
-    formula in float64 (widening float32 or float16 is exact). ``tests/test_activation_range.py``."""
-    x = values.detach().reshape(-1).abs()
-    n = int(x.numel())
-    if n == 0:
-        raise ValueError("a percentile of no values")
-    q = np.true_divide(np.float64(percentile), 100)
-    vi = (n - 1) * q                                   # numpy's virtual index of method 'linear'
-    below = np.floor(vi)
-    gamma = vi - below
-    lo = int(below) if vi < n - 1 else n - 1
-    k = n - lo                                         # ranks lo .. n-1: the top k
-    top = None
-    if x.device.type == "cpu" and n > 1 << 16 and k < n // 256:
-        stride = 64
-        sample = x[::stride]
-        ks = min(int(sample.numel()), k // stride + 1)
-        threshold = torch.topk(sample, ks).values[-1]  # about ks * stride values lie at or above it
-        candidates = x[x >= threshold]
-        if candidates.numel() >= k:
-            top = torch.topk(candidates, k).values
-    if top is None:
-        top = torch.topk(x, k).values
-    top = top.double().cpu().numpy()[::-1]             # ascending: top[0] is rank lo
-    a, b = np.float64(top[0]), np.float64(top[min(1, k - 1)])
-    diff = b - a
-    return float(b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma)
-
-
 def activation_range(acts: torch.Tensor, bits: int) -> tuple[float, bool]:
     """(input scale, signed) by the mapper's rule: the 99.99th percentile of |activation| over every calibration
-    activation (:func:`top_percentile`) maps to the top code."""
+    activation maps to the top code (numpy's percentile bit for bit, by selection where the values are:
+    :func:`cimsim.calibration.tensor_percentile`)."""
     signed = bool(acts.min() < 0)
     qmax = 2 ** (bits - 1) - 1 if signed else 2 ** bits - 1
-    amax = top_percentile(acts, ACTIVATION_PERCENTILE)
+    magnitudes = acts.detach().reshape(-1).abs()        # a copy, which the selection reorders
+    vmax = float(magnitudes.max())                       # first: the fallback where the percentile is 0
+    amax = tensor_percentile(magnitudes, ACTIVATION_PERCENTILE)
     if amax <= 0:
-        amax = float(acts.detach().abs().max()) or 1.0
+        amax = vmax or 1.0
     return amax / qmax, signed
 
 
