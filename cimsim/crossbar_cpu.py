@@ -24,9 +24,9 @@ from tables of level sums, the ADC in integers, :meth:`CpuTile._bit_serial` and 
 Every random draw sits at a place fixed by what it is: the fused path's read noise by (call, example, cycle,
 row block, column), the general path's read noise and its converters' own noise by (call, example,
 conversion, column, which draw) (:func:`cimsim.kernels.placed_normals`, :class:`cimsim.kernels.PlacedNormals`).
-So both split a batch into shards of about :data:`MIN_SHARD_MACS` of work (a split that depends on the work
-only) spread over every core (``$CIMSIM_THREADS`` to choose), and a seed gives the same numbers on any number
-of threads.
+So both split a batch into shards of at least :data:`MIN_SHARD_MACS` of work (the general path
+:data:`GENERAL_SHARDS` times that; a split that depends on the work only) spread over every core
+(``$CIMSIM_THREADS`` to choose), and a seed gives the same numbers on any number of threads.
 """
 
 from __future__ import annotations
@@ -75,20 +75,26 @@ class Tally:
 # into 4 and its last layer keeps one.
 MIN_SHARD_ROWS = 256
 MIN_SHARD_MACS = 1 << 23
+# the general path's shards hold GENERAL_SHARDS times that least work: its fixed work per shard (a few numpy steps
+# per row block, cycle and conversion) is some 10x the fused path's. Measured on this project's 2-core machine,
+# CASCADE on LeNet-5 (512 test images, one command): 23.5 s with the fused path's sizes (conv2: shards of 16
+# patch rows), 17.2 s at 8x, 10.1 s at 16x, 14.4 at 32x (a busier minute); outputs equal at every size
+GENERAL_SHARDS = 16
 
 
-def shard_count(examples: int, per_example: int, cycles: int) -> int:
+def shard_count(examples: int, per_example: int, cycles: int, times: int = 1) -> int:
     """Shards for ``examples`` examples of ``per_example`` MACs and ``cycles`` stacked rows each: none with less
-    than :data:`MIN_SHARD_ROWS` stacked rows or :data:`MIN_SHARD_MACS` of work, at least one. It does not depend
-    on the number of threads (see CpuTile.forward)."""
-    return int(max(1, min(examples * cycles // MIN_SHARD_ROWS, examples * per_example // MIN_SHARD_MACS)))
+    than ``times`` x :data:`MIN_SHARD_ROWS` stacked rows or ``times`` x :data:`MIN_SHARD_MACS` of work, at least
+    one. It does not depend on the number of threads (see CpuTile.forward)."""
+    return int(max(1, min(examples * cycles // (times * MIN_SHARD_ROWS),
+                          examples * per_example // (times * MIN_SHARD_MACS))))
 
 
 @lru_cache(maxsize=4096)
-def _cut(c0: int, c1: int, per_example: int, cycles: int, min_rows: int, min_macs: int):
+def _cut(c0: int, c1: int, per_example: int, cycles: int, min_rows: int, min_macs: int, times: int = 1):
     """CpuTile._shards, remembered (a network calls each layer with the same batch shape); the least work is part
     of the key, as shard_count reads it."""
-    n_shards = shard_count(c1 - c0, per_example, cycles)
+    n_shards = shard_count(c1 - c0, per_example, cycles, times)
     edges = np.linspace(c0, c1, n_shards + 1).astype(int)
     return tuple((int(edges[j]), int(edges[j + 1])) for j in range(n_shards))
 
@@ -330,9 +336,9 @@ class CpuTile:
         return y, tally
 
     @staticmethod
-    def _shards(c0: int, c1: int, per_example: int, cycles: int) -> tuple[tuple[int, int], ...]:
+    def _shards(c0: int, c1: int, per_example: int, cycles: int, times: int = 1) -> tuple[tuple[int, int], ...]:
         """The shards of examples c0..c1 (one chunk): :func:`shard_count` of them, as equal as integers allow."""
-        return _cut(c0, c1, per_example, cycles, MIN_SHARD_ROWS, MIN_SHARD_MACS)
+        return _cut(c0, c1, per_example, cycles, MIN_SHARD_ROWS, MIN_SHARD_MACS, times)
 
     def forward(self, x: np.ndarray, ranges) -> tuple[np.ndarray, Tally]:
         """y (batch, out) float64, offset-corrected, and the tally; ``ranges``: (lo, lsb) per conversion domain."""
@@ -369,7 +375,7 @@ class CpuTile:
                 y, tally = self._forward_bits(u, bits, per_example)
             for c0 in range(0, B if exact is None and bits is None else 0, spec.batch_chunk):
                 c1 = min(c0 + spec.batch_chunk, B)
-                shards = self._shards(c0, c1, per_example, xb.cycles)
+                shards = self._shards(c0, c1, per_example, xb.cycles, 1 if fused else GENERAL_SHARDS)
                 if stack is not None:
                     work = lambda sh: self._shard_stack(u, sh[0], sh[1], ranges, stream, stack, var_stack)  # noqa: E731
                 elif fused:

@@ -317,7 +317,8 @@ def test_fused_adc_noise_statistics():
 def test_noisy_adc_results_do_not_depend_on_the_thread_count(monkeypatch, readout):
     """Same seed, same numbers on 1, 2, 3 and 8 threads (both paths spread their shards over every thread; their
     draws sit at places fixed by example, cycle or conversion, row block and column), and repeated calls draw
-    anew. The least work of a shard is set to one MAC and one row, so every example is a shard here."""
+    anew. The least work of a shard is set to one MAC and one row, so every example is a shard here (the general
+    path's shards: two examples, :data:`cimsim.crossbar_cpu.GENERAL_SHARDS` rows)."""
     from cimsim import crossbar_cpu
 
     monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_MACS", 1)

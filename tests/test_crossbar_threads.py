@@ -56,7 +56,8 @@ def _general_specs():
 
 @pytest.mark.parametrize("name", list(_general_specs()))
 def test_same_numbers_on_any_thread_count_and_any_split(monkeypatch, name):
-    """Threads 1, 2 and 8 with shards of one example: bit-identical outputs. Chunks of 7 examples (another
+    """Threads 1, 2 and 8 with shards of two examples (16 rows: the general path's least shard with the least
+    work set to one row): bit-identical outputs. Chunks of 7 examples (another
     split, another spec): the same draws, and on programmed (non-integer) conductances too the same column sums
     (the level units on the grid of exact sums, :func:`cimsim.crossbar.exact_grid`: BLAS's blocking for another
     number of rows cannot round them), so bit-identical outputs as well."""
