@@ -59,8 +59,9 @@ def tensor_percentile(v, q: float) -> float:
     import torch
 
     v = v.reshape(-1)
-    if v.device.type == "cpu":
-        return percentile_in_place(v.numpy(), q)
+    if v.device.type == "cpu":   # types numpy lacks (bfloat16) widened first: exact
+        numpy_type = v.dtype in (torch.float16, torch.float32, torch.float64)
+        return percentile_in_place((v if numpy_type else v.double()).numpy(), q)
     n = int(v.numel())
     h, lo = percentile_rank(n, q)
     need = n - lo

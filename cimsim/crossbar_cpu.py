@@ -75,10 +75,11 @@ class Tally:
 # into 4 and its last layer keeps one.
 MIN_SHARD_ROWS = 256
 MIN_SHARD_MACS = 1 << 23
-# the general path's shards hold GENERAL_SHARDS times that least work: its fixed work per shard (a few numpy steps
-# per row block, cycle and conversion) is some 10x the fused path's. Measured on this project's 2-core machine,
-# CASCADE on LeNet-5 (512 test images, one command): 23.5 s with the fused path's sizes (conv2: shards of 16
-# patch rows), 17.2 s at 8x, 10.1 s at 16x, 14.4 at 32x (a busier minute); outputs equal at every size
+# the general path's shards hold GENERAL_SHARDS times that least work: its fixed work per shard (numpy steps per
+# row block, cycle and conversion, each a return to the interpreter) dominated small shards. Measured on this
+# project's 2-core machine, CASCADE on LeNet-5 (512 test images, one command): 23.5 s with the fused path's sizes
+# (conv2: shards of 16 patch rows), 17.2 s at 8x, 10.1 s at 16x, 14.4 at 32x (a busier minute); the same outputs
+# at every size (exact sums; BENCHMARKS.md, "The general path's shards")
 GENERAL_SHARDS = 16
 
 

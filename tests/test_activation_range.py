@@ -20,7 +20,8 @@ def _cases():
     ties = torch.randint(0, 16, (200_000,), generator=g).float() * 0.25        # few distinct values, many ties
     heavy = torch.randn(100_003, generator=g) ** 5                              # a long tail
     half = torch.randn(70_000, generator=g).half()
-    return {"relu": relu, "signed": signed, "ties": ties, "heavy": heavy, "float16": half,
+    bf16 = torch.randn(50_000, generator=g).bfloat16()
+    return {"relu": relu, "signed": signed, "ties": ties, "heavy": heavy, "float16": half, "bfloat16": bf16,
             "small": torch.tensor([0.5, -2.0, 3.0]), "one": torch.tensor([-1.25]), "two": torch.tensor([1.0, 4.0]),
             "zeros": torch.zeros(5000), "ramp": torch.arange(10_001, dtype=torch.float32)}
 
