@@ -38,7 +38,7 @@ from functools import lru_cache
 import numpy as np
 
 from cimsim.encoding import plane_layout
-from cimsim.engine_threads import _pool, blas_controller, parallel_map, threads  # noqa: F401 (re-exported)
+from cimsim.engine_threads import blas_controller, parallel_map, pool, threads  # noqa: F401 (re-exported)
 from cimsim.kernels import (PlacedNormals, adc_accumulate_rows, digit_tables, digit_tally, placed_normals,
                             stack_digits)
 from cimsim.kernels_bits import bit_serial_rows, group_tables, weighted_columns
@@ -384,7 +384,7 @@ class CpuTile:
                 else:
                     work = lambda sh: self._shard(u, sh[0], sh[1], ranges, stream)  # noqa: E731
                 if len(shards) > 1 and n_threads > 1:
-                    results = list(_pool().map(work, shards))
+                    results = list(pool().map(work, shards))
                 else:
                     results = [work(sh) for sh in shards]
                 for (b0, b1), (acc, t) in zip(shards, results):

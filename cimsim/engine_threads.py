@@ -34,7 +34,8 @@ def threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _pool() -> ThreadPoolExecutor:
+def pool() -> ThreadPoolExecutor:
+    """The engine's thread pool, :func:`threads` workers (rebuilt when that number changes)."""
     global _POOL
     n = threads()
     if _POOL is None or _POOL._max_workers != n:
@@ -53,5 +54,5 @@ def parallel_map(fn, items) -> list:
     the engine's threads it runs there, in order: a worker waiting for the pool it belongs to could wait forever."""
     items = list(items)
     if len(items) > 1 and threads() > 1 and not threading.current_thread().name.startswith(_WORKER):
-        return list(_pool().map(fn, items))
+        return list(pool().map(fn, items))
     return [fn(item) for item in items]

@@ -268,6 +268,12 @@ def _buffers(pairs: int):
     return np.empty(pairs), np.empty(pairs), np.empty(pairs, dtype=np.int64)
 
 
+def draw_buffers(columns: int):
+    """The generator's scratch buffers (radius, angle, quadrant) for rows of ``columns`` draws: the last three
+    arguments of :func:`adc_rows`."""
+    return _buffers(min(_PAIRS, (columns + 1) // 2))
+
+
 def standard_normal(state: np.ndarray, n: int) -> np.ndarray:
     """``n`` standard normals (float64) from a generator ``state`` (:func:`seed_state`), advanced in
     place: the draws of the fused epilogue, exposed for tests."""
@@ -298,7 +304,7 @@ def placed_normals(shape: tuple[int, ...], key: int, gamma: int, e0: int, slots:
     z = np.empty((n, m))
     if n and m:
         _placed_rows(z, np.uint64(key), np.uint64(gamma), int(e0), int(slots), int(slot),
-                     *_buffers(min(_PAIRS, (m + 1) // 2)))
+                     *draw_buffers(m))
     return z.reshape(shape)
 
 
@@ -319,7 +325,9 @@ class PlacedNormals:
 
 
 @njit(nogil=True, cache=True)
-def _adc_rows(acc, v, std, full_std, noisy, r0, nb, pw, lo, lsb, top, key, gamma, e0, T, R, blk, r, ph, q):
+def adc_rows(acc, v, std, full_std, noisy, r0, nb, pw, lo, lsb, top, key, gamma, e0, T, R, blk, r, ph, q):
+    """The kernel of :func:`adc_accumulate_rows` (its arguments unpacked and typed; ``r, ph, q``:
+    :func:`draw_buffers`), callable from other numba kernels (:func:`cimsim.kernels_tables.shard_tables`)."""
     n, m = v.shape
     inv = 1.0 / lsb      # lsb is a power of two: multiplying by its inverse is exact
     # codes by np.floor, a float: math.floor is an int64 in numba, and converting it back for the clip was a scalar
@@ -371,9 +379,9 @@ def adc_accumulate_rows(acc, v, std, r0, nb, pw, lo, lsb, top, draws) -> int:
     if std is None:
         std = np.zeros((1, 1), dtype=v.dtype)
     key, gamma, e0, T, R, blk = draws
-    return _adc_rows(acc, v, std, std.shape[1] > 1, noisy, r0, nb, pw, float(lo), float(lsb), float(top),
+    return adc_rows(acc, v, std, std.shape[1] > 1, noisy, r0, nb, pw, float(lo), float(lsb), float(top),
                      np.uint64(key), np.uint64(gamma), int(e0), int(T), int(R), int(blk),
-                     *_buffers(min(_PAIRS, (v.shape[1] + 1) // 2)))
+                     *draw_buffers(v.shape[1]))
 
 
 @njit(nogil=True, cache=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from cimsim.fileio import numba_cache_fallback
-from cimsim.kernels import _PAIRS, _adc_rows, _buffers
+from cimsim.kernels import adc_rows, draw_buffers
 
 numba_cache_fallback()   # before numba loads (see cimsim.kernels)
 from numba import njit  # noqa: E402
@@ -189,7 +189,7 @@ def _shard_tables(u, b0, nb, k0s, k1s, shifts, neg_top, stack, var, noisy, pw, l
             if noisy:
                 for j in range(r1 - r0):
                     std[j, 0] = np.sqrt(rowvar[r0 + j])
-            clipped += _adc_rows(acc, v, std, False, noisy, r0, nb, pw, lo[i], lsb[i], top, key, gamma, b0, T, R,
+            clipped += adc_rows(acc, v, std, False, noisy, r0, nb, pw, lo[i], lsb[i], top, key, gamma, b0, T, R,
                                  i, r, ph, q)
     return nonzero, clipped
 
@@ -227,5 +227,5 @@ def shard_tables(u, b0: int, nb: int, blocks, shifts, neg_top: bool, stack: np.n
         u, b0, nb, np.array([b[0] for b in blocks], dtype=np.int64), np.array([b[1] for b in blocks], dtype=np.int64),
         shifts, neg_top, stack, var if noisy else np.zeros((R, rows)), noisy, 2.0 ** shifts, lo, lsb, float(top),
         np.uint64(stream[0]), np.uint64(stream[1]), acc, np.empty((slab, cols), dtype=np.float32),
-        np.empty((slab, 1)), np.zeros(len(shifts) * nb), sqsum, *_buffers(min(_PAIRS, (cols + 1) // 2)))
+        np.empty((slab, 1)), np.zeros(len(shifts) * nb), sqsum, *draw_buffers(cols))
     return acc, nonzero, clipped, sqsum
