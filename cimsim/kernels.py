@@ -10,15 +10,16 @@ every step (no branch, no table lookup, no call into libm):
   Each stream has its own key and its own odd increment ``gamma``, so two streams are not shifted copies
   of one sequence. The state (:func:`seed_state`) is (key, gamma, counter, 0); drawing advances the
   counter in place.
-* normals: the Box-Muller transform (Box and Muller, Ann. Math. Stat. 29(2), 1958), two normals
-  ``r cos(theta)``, ``r sin(theta)`` per pair of words, ``r = sqrt(-2 ln u)`` with u in (0, 1] on a 2^-53
-  grid (so |z| reaches sqrt(106 ln 2) = 8.57: the mass beyond is 1e-17) and theta uniform on a 2^-53 grid
-  of its quadrant. ln, sin and cos are evaluated here by series whose truncation error is below 3e-16
-  (:func:`ln_unit`, :func:`sincos_quarter`; tested against libm), so the draws are standard normal in
-  distribution to double precision.
+* normals: the Box-Muller transform (Box and Muller, Ann. Math. Stat. 29(2), 1958) in float32, two normals
+  ``r cos(theta)``, ``r sin(theta)`` per word, ``r = sqrt(-2 ln u)`` with u in (0, 1) on a 2^-31 grid
+  offset by half a step (so |z| reaches sqrt(64 ln 2) = 6.66, as with cuRAND's 32-bit uniforms; the mass
+  beyond is 3e-11; the GPU kernel's uniforms, floored at 1e-7, stop at 5.68) and theta on a 2^-24 grid of its quadrant. ln, sin and cos are
+  evaluated here by series whose truncation error is below float32's rounding (:func:`ln_unit`,
+  :func:`sincos_quarter`; tested against libm), so the draws are standard normal in distribution to single
+  precision, which is ample for noise that an ADC then rounds.
 
-On this project's CPU (AVX-512) a draw costs about 0.7 ns on one thread, against 1.6 ns for the scalar
-ziggurat this replaced (see BENCHMARKS.md).
+On this project's CPU (AVX-512) a draw costs about 0.6 ns on one thread, 1.0 ns with AVX2 (float64 with
+53-bit uniforms, before: 1.4 and 2.5-2.9 ns; the scalar ziggurat before that: 1.6 ns; see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -39,11 +40,15 @@ from numba.extending import intrinsic  # noqa: E402
 _MIX_M1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_M2 = np.uint64(0x94D049BB133111EB)
 _TWO_M53 = 2.0 ** -53
-_LN2 = math.log(2.0)
-_SQRT2 = math.sqrt(2.0)
-_HALF_PI = 0.5 * math.pi
-_MANTISSA = 0x000FFFFFFFFFFFFF
-_ONE_BITS = 0x3FF0000000000000          # the bits of 1.0
+# the normals' float32 constants (a Python float in a float32 expression would widen it to float64)
+_F = np.float32
+_LN2 = _F(math.log(2.0))
+_SQRT2 = _F(math.sqrt(2.0))
+_HALF_PI = _F(0.5 * math.pi)
+_TWO_M31 = _F(2.0 ** -31)
+_TWO_M24 = _F(2.0 ** -24)
+_MANTISSA = np.int32(0x007FFFFF)
+_ONE_BITS = np.int32(0x3F800000)        # the bits of 1.0f
 # the kernels: fused multiply-add allowed, no Python division-by-zero checks (they stop vectorization)
 _VEC = dict(fastmath={"contract"}, nogil=True, cache=True, error_model="numpy")
 _PAIRS = 256                            # pairs per vectorized pass: the buffers stay in L1
@@ -51,32 +56,18 @@ _PAIRS = 256                            # pairs per vectorized pass: the buffers
 
 @intrinsic
 def _bits_of(typingctx, x):
-    """The bit pattern of a float64 as an int64 (a free register move)."""
+    """The int32 bit pattern of the float32 x."""
     def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-    return types.int64(types.float64), codegen
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.int32(types.float32), codegen
 
 
 @intrinsic
 def _float_of(typingctx, b):
-    """The float64 whose bit pattern is the int64 b."""
+    """The float32 whose bit pattern is the int32 b."""
     def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-    return types.float64(types.int64), codegen
-
-
-_MAGIC52 = 0x4330000000000000          # the bits of 2**52: bits(2**52) | n is the float 2**52 + n for 0 <= n < 2**52
-_TWO52 = 2.0 ** 52
-
-
-@njit(inline="always")
-def _exact_float(v):
-    """float(v) for an integer 0 <= v < 2**53, exactly, without an int64-to-double conversion (AVX2 has none for
-    vectors: the compiler moved each lane through a scalar register): v = 2 h + b, 2**52 + h read from the bits
-    (h < 2**52), then 2 (that - 2**52) + b. Every step is exact, so the value is float(v)."""
-    h = _float_of(np.int64(_MAGIC52) | (v >> np.int64(1))) - _TWO52
-    b = _float_of(np.int64(_MAGIC52) | (v & np.int64(1))) - _TWO52
-    return 2.0 * h + b
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
 
 
 @njit(inline="always")
@@ -86,11 +77,11 @@ def _mix(z):
     return z ^ (z >> np.uint64(31))
 
 
-# series coefficients, highest power first: atanh(s) / s = 1 + s^2/3 + ... + s^16/17;
-# (p - sin p) / p^3 = 1/3! - p^2/5! + ... + p^12/15!; (cos p - 1 + p^2/2) / p^4 = 1/4! - p^2/6! + ... + p^12/16!
-_ATANH_C = tuple(1.0 / (2 * k + 1) for k in range(8, -1, -1))                      # 1/17 ... 1
-_SIN_C = tuple(1.0 / math.factorial(2 * k + 1) for k in range(7, 0, -1))           # 1/15! ... 1/3!
-_COS_C = tuple(1.0 / math.factorial(2 * k) for k in range(8, 1, -1))               # 1/16! ... 1/4!
+# series coefficients (float32), highest power first: atanh(s) / s = 1 + s^2/3 + ... + s^8/9;
+# (p - sin p) / p^3 = 1/3! - p^2/5! + ... + p^6/9!; (cos p - 1 + p^2/2) / p^4 = 1/4! - p^2/6! + p^4/8!
+_ATANH_C = tuple(_F(1.0 / (2 * k + 1)) for k in range(4, -1, -1))                      # 1/9 ... 1
+_SIN_C = tuple(_F(1.0 / math.factorial(2 * k + 1)) for k in range(4, 0, -1))           # 1/9! ... 1/3!
+_COS_C = tuple(_F(1.0 / math.factorial(2 * k)) for k in range(4, 1, -1))               # 1/8! ... 1/4!
 
 
 @njit(inline="always")
@@ -104,40 +95,40 @@ def _horner(x, c):
 
 @njit(inline="always")
 def _ln(x):
-    """ln x for a positive normal float64: x = m 2^e with m in [sqrt(1/2), sqrt(2)), and
-    ln m = 2 atanh(s) = 2 (s + s^3/3 + ... + s^17/17) with s = (m - 1) / (m + 1), |s| <= 0.1716;
-    the first term left out, 2 s^19 / 19, is below 3e-16."""
+    """ln x for a positive normal float32: x = m 2^e with m in [sqrt(1/2), sqrt(2)), and
+    ln m = 2 atanh(s) = 2 (s + s^3/3 + ... + s^9/9) with s = (m - 1) / (m + 1), |s| <= 0.1716;
+    the first term left out, 2 s^11 / 11, is below 7e-10, a hundredth of float32's rounding of ln m."""
     b = _bits_of(x)
-    e = (b >> 52) - 1023
+    e = (b >> 23) - np.int32(127)
     m = _float_of((b & _MANTISSA) | _ONE_BITS)          # [1, 2)
     big = m > _SQRT2
-    m = m * 0.5 if big else m
-    e = e + 1 if big else e
-    s = (m - 1.0) / (m + 1.0)
-    fe = _float_of(np.int64(_MAGIC52) | (e + np.int64(2048))) - (_TWO52 + 2048.0)   # float(e), exactly (|e| < 2048)
-    return fe * _LN2 + 2.0 * s * _horner(s * s, _ATANH_C)
+    m = m * _F(0.5) if big else m
+    e = e + np.int32(1) if big else e
+    s = (m - _F(1.0)) / (m + _F(1.0))
+    return _F(e) * _LN2 + _F(2.0) * s * _horner(s * s, _ATANH_C)
 
 
 @njit(inline="always")
 def _sincos(p):
-    """(sin p, cos p) for |p| <= pi/4 by their Taylor series to p^15 and p^16 (first terms left out:
-    below 5e-17 and 2e-18)."""
+    """(sin p, cos p) for |p| <= pi/4 in float32 by their Taylor series to p^9 and p^8 (first terms left out:
+    below 2e-9 and 3e-8, under float32's rounding of the results)."""
     p2 = p * p
     sn = p - p * p2 * _horner(-p2, _SIN_C)
-    cs = 1.0 - 0.5 * p2 + p2 * p2 * _horner(-p2, _COS_C)
+    cs = _F(1.0) - _F(0.5) * p2 + p2 * p2 * _horner(-p2, _COS_C)
     return sn, cs
 
 
 @njit(**_VEC)
 def ln_unit(out, x):
-    """out[i] = ln x[i] (positive normal floats) with the generator's series: exposed for tests."""
+    """out[i] = ln x[i] (positive normal float32s) with the generator's series: exposed for tests."""
     for i in range(x.size):
         out[i] = _ln(x[i])
 
 
 @njit(**_VEC)
 def sincos_quarter(s, c, p):
-    """s[i], c[i] = sin p[i], cos p[i] for |p[i]| <= pi/4 with the generator's series: exposed for tests."""
+    """s[i], c[i] = sin p[i], cos p[i] (float32) for |p[i]| <= pi/4 with the generator's series: exposed for
+    tests."""
     for i in range(p.size):
         s[i], c[i] = _sincos(p[i])
 
@@ -207,25 +198,27 @@ def sub_key(key: int, n: int) -> int:
 
 @njit(**_VEC)
 def _pass_words(r, ph, q, n, key, gamma, ctr):
-    """Pass 1 of Box-Muller for pairs 0..n: the uniform u in (0, 1] (into r), the angle within its
-    quadrant, in [-pi/4, pi/4) (into ph), and the quadrant (into q), from words ctr + 2i and ctr + 2i + 1."""
-    # the mix inputs key + c * gamma as an induction (+ 2 gamma a pair, modulo 2**64: the same words) and the
-    # 53-bit integers as floats by _exact_float: no 64-bit product for the counter, no scalar conversion
+    """Pass 1 of Box-Muller for pairs 0..n, pair i from the word w = mix(key + (ctr + 2i) gamma): the uniform
+    u = (w's top 31 bits + 1/2) 2^-31 in (0, 1) (into r), the angle within its quadrant, in [-pi/4, pi/4), from
+    bits 8..31 (into ph), and the quadrant from bits 0..1 (into q). Counter ctr + 2i + 1 is not drawn: a pair
+    keeps the two places it has always had, so every caller's placement (two words a pair) stands."""
+    # the mix inputs key + c * gamma as an induction (+ 2 gamma a pair, modulo 2**64: the same words); the
+    # 31- and 24-bit integers go to float32 through int32, which AVX2 converts 8 at a time
     z = key + ctr * gamma
     step = np.uint64(2) * gamma
     for i in range(n):
-        w1 = _mix(z)
-        w2 = _mix(z + gamma)
+        w = _mix(z)
         z += step
-        r[i] = (_exact_float(np.int64(w1 >> np.uint64(11))) + 1.0) * _TWO_M53
-        ph[i] = (_exact_float(np.int64((w2 << np.uint64(2)) >> np.uint64(11))) * _TWO_M53 - 0.5) * _HALF_PI
-        q[i] = np.int64(w2 >> np.uint64(62))
+        r[i] = (_F(np.int32(w >> np.uint64(33))) + _F(0.5)) * _TWO_M31
+        low = np.int32(w & np.uint64(0xFFFFFFFF))
+        ph[i] = (_F((low >> 8) & np.int32(0xFFFFFF)) * _TWO_M24 - _F(0.5)) * _HALF_PI
+        q[i] = low & np.int32(3)
 
 
 @njit(**_VEC)
 def _pass_radius(r, n):
     for i in range(n):
-        r[i] = math.sqrt(-2.0 * _ln(r[i]))
+        r[i] = math.sqrt(_F(-2.0) * _ln(r[i]))
 
 
 @njit(**_VEC)
@@ -238,8 +231,8 @@ def _pass_rotate(zc, zs, r, ph, q, n):
         turn = (k & 1) != 0
         a = sn if turn else cs
         b = cs if turn else sn
-        sa = -1.0 if ((k ^ (k >> 1)) & 1) != 0 else 1.0   # cos(theta) < 0 in quadrants 1 and 2
-        sb = -1.0 if (k >> 1) != 0 else 1.0               # sin(theta) < 0 in quadrants 2 and 3
+        sa = _F(-1.0) if ((k ^ (k >> 1)) & 1) != 0 else _F(1.0)   # cos(theta) < 0 in quadrants 1 and 2
+        sb = _F(-1.0) if (k >> 1) != 0 else _F(1.0)               # sin(theta) < 0 in quadrants 2 and 3
         zc[i] = r[i] * a * sa
         zs[i] = r[i] * b * sb
 
@@ -265,7 +258,7 @@ def _fill_normals(z, state, r, ph, q):
 
 
 def _buffers(pairs: int):
-    return np.empty(pairs), np.empty(pairs), np.empty(pairs, dtype=np.int64)
+    return np.empty(pairs, np.float32), np.empty(pairs, np.float32), np.empty(pairs, dtype=np.int32)
 
 
 def draw_buffers(columns: int):
@@ -333,7 +326,7 @@ def adc_rows(acc, v, std, full_std, noisy, r0, nb, pw, lo, lsb, top, key, gamma,
     # codes by np.floor, a float: math.floor is an int64 in numba, and converting it back for the clip was a scalar
     # conversion per lane without AVX-512 (the same codes: every column value is far below 2**63)
     words = m + (m & 1)  # words of one row of draws
-    z = np.empty(words)
+    z = np.empty(words, np.float32)
     clipped = 0
     for i in range(n):
         g = r0 + i

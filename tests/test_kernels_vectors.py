@@ -1,30 +1,13 @@
-"""The fused epilogue's kernels written for 4-wide vectors (AVX2: no 64-bit integer product, no int64-to-double
-conversion): the same numbers as the definitions they implement, exactly."""
+"""The fused epilogue's kernels written for short vectors (AVX2: no 64-bit integer product, no int64-to-double
+conversion): the numbers of the definitions they implement."""
 
 import math
 
 import numpy as np
-from numba import njit
 
 from cimsim import kernels as K
 
 _MASK = (1 << 64) - 1
-
-
-@njit(cache=False)
-def _floats(v, out):
-    for i in range(v.size):
-        out[i] = K._exact_float(v[i])
-
-
-def test_exact_float_is_float_for_every_53_bit_integer():
-    rng = np.random.default_rng(0)
-    edges = [0, 1, 2, 3, 2 ** 26 - 1, 2 ** 26, 2 ** 52 - 1, 2 ** 52, 2 ** 52 + 1, 2 ** 53 - 2, 2 ** 53 - 1]
-    v = np.concatenate([np.array(edges, dtype=np.int64), rng.integers(0, 2 ** 53, 100_000, dtype=np.int64)])
-    out = np.empty(v.size)
-    _floats(v, out)
-    assert np.array_equal(out, v.astype(np.float64))
-    assert all(float(int(a)) == b for a, b in zip(v[:len(edges)], out[:len(edges)]))
 
 
 def _words(key: int, gamma: int, n: int) -> list[int]:
@@ -32,22 +15,24 @@ def _words(key: int, gamma: int, n: int) -> list[int]:
 
 
 def test_normals_are_box_muller_of_the_counter_words():
-    """The draws are r cos and r sin of the pairs of words mix(key + c gamma), c = 0, 1, ...: the counter as an
-    induction (key + c gamma stepped by 2 gamma) gives the same words as the product."""
+    """Pair i of the draws is r cos and r sin of the word w = mix(key + 2i gamma) (the counter as an induction, key +
+    c gamma stepped by 2 gamma, gives the same words as the product): u from w's top 31 bits, the angle's quadrant
+    from bits 0-1 and its place in the quadrant from bits 8-31, worked out here in float64."""
     state = K.seed_state(np.random.SeedSequence(11))
     key, gamma = int(state[0]), int(state[1])
     n = 2 * 1000
     z = K.standard_normal(state.copy(), n)
     w = _words(key, gamma, n)
     pairs = n // 2
-    for i in range(0, pairs, 7):
-        w1, w2 = w[2 * i], w[2 * i + 1]
-        u = ((w1 >> 11) + 1) * 2.0 ** -53
-        theta = ((((w2 << 2) & _MASK) >> 11) * 2.0 ** -53 - 0.5) * (math.pi / 2) + (w2 >> 62) * (math.pi / 2)
+    for i in range(pairs):
+        word = w[2 * i]
+        u = ((word >> 33) + 0.5) * 2.0 ** -31
+        low = word & 0xFFFFFFFF
+        theta = (((low >> 8) * 2.0 ** -24) - 0.5) * (math.pi / 2) + (low & 3) * (math.pi / 2)
         r = math.sqrt(-2.0 * math.log(u))
-        # the series agree with libm to 3e-16 (test_crossbar_nonideal); a wrong word would be off by O(1)
-        assert abs(z[i] - r * math.cos(theta)) <= 1e-13 * max(1.0, r)
-        assert abs(z[pairs + i] - r * math.sin(theta)) <= 1e-13 * max(1.0, r)
+        # float32 arithmetic: within a few of its roundings of r; a wrong word or bit field would be off by O(1)
+        assert abs(z[i] - r * math.cos(theta)) <= 2e-6 * max(1.0, r)
+        assert abs(z[pairs + i] - r * math.sin(theta)) <= 2e-6 * max(1.0, r)
 
 
 def test_fused_adc_codes_and_clips_exactly():

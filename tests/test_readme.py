@@ -25,7 +25,7 @@ def test_the_crossbar_example_gives_the_error_the_readme_states():
     scope: dict = {}
     exec(compile("import cimsim\n" + tile, "README.md", "exec"), scope)
     stated = re.search(r"# ([\d.]+) % RMS: the 8-bit ADC's full-scale range\s*\n\s*# alone gives ([\d.]+) %", tile)
-    assert scope["err"] == pytest.approx(float(stated.group(1)) / 100, abs=0.0005)   # seed 0: 8.57 %
+    assert scope["err"] == pytest.approx(float(stated.group(1)) / 100, abs=0.0005)   # seed 0: 7.96 % (8.27 % on average over seeds)
     # without the read noise, the ADC alone: the README's second figure
     from cimsim.devices import ReRAM
 
