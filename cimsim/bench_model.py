@@ -15,7 +15,8 @@ same images (``float_images_per_s``), and the device's best dense GEMM (float32,
 device has it; TF32 and int8 on a GPU) at a fixed large shape. ``engine`` is the crossbars' share of the
 evaluation: their wall seconds (summed over layers, measured around each crossbar call) and their
 effective MAC/s = sum over layers of positions x K x N x input cycles x weight slices / those seconds,
-the same count as the single-layer bench (:mod:`cimsim.bench`). ``ratio`` = engine MAC/s over the best
+the same count as the single-layer bench (:mod:`cimsim.bench`); for a packed layer (SME, ADMM's masked blocks:
+:class:`cimsim.packed.PackedTile`) the products of the rows and columns its layout keeps, x input cycles. ``ratio`` = engine MAC/s over the best
 GEMM rate. Where the numba engine takes its lossless integer path (exact integer levels read by converters that
 provably return every column value: one float64 product instead of the bit planes; ISAAC's defaults on
 LeNet-5), that count is the hardware's work, not the simulator's: ``engine["lossless_calls"]`` says how many
@@ -37,6 +38,7 @@ import time
 import torch
 
 from cimsim.bench import gemm_macs_per_s
+from cimsim.packed import PackedTile
 
 #: the fixed GEMM shapes of the device reference, large enough to reach the device's dense rate: a CPU reaches it
 #: at 4096x1024x1024; an H200 needs 8192^3 for its bf16 peak (788 TFLOP/s measured on the device machine, 2026-10-28) (est.)
@@ -173,7 +175,10 @@ def run_model(model_name: str, arch_name: str = "isaac", dataset: str = "fashion
                      for layer in mapped.mapped_layers.values() for xb in layer.crossbars)
     for layer in mapped.mapped_layers.values():
         xb = layer.crossbars[0]
-        macs += layer.positions_seen * layer.plan.in_features * layer.plan.out_features * xb.cycles * xb.n_slices
+        if isinstance(xb, PackedTile):   # SME, ADMM's masked blocks: the products of the columns the layout keeps
+            macs += layer.positions_seen * sum(t.cell_macs_per_input() for t in layer.crossbars)
+        else:
+            macs += layer.positions_seen * layer.plan.in_features * layer.plan.out_features * xb.cycles * xb.n_slices
         engine_s += layer.engine_s
         exact_s += layer.exact_s
     evaluate_s = t_done - t_warm

@@ -444,6 +444,12 @@ class Crossbar(CrossbarLayout):
         self._count(x.shape[0], tally)
         return y
 
+    @property
+    def torch_device(self):
+        """The torch device this crossbar's engine runs on (the torch backend), None on the numba backend: where
+        :meth:`call_device` takes its inputs."""
+        return None if self._torch is None else self._torch.device
+
     def exact_weights(self) -> np.ndarray | None:
         """(in_features, out_features) float64 integers W such that the last call returned exactly ``x @ W`` (its
         inputs' integer product), when that call took the CPU engine's lossless path (its conversions provably

@@ -18,7 +18,8 @@ once (:func:`PackedGroup` layouts built by :mod:`cimsim.mappers.sme` and masked 
 
 The tile behaves as a :class:`~cimsim.Crossbar` does for the mapper: call it on integer inputs (batch, in),
 read ``arrays`` and ``ledger`` (its groups' events merged; assigning a fresh ledger resets them), and
-``calibrate`` its ADC ranges.
+``calibrate`` its ADC ranges; on the torch backend :meth:`PackedTile.call_device` takes and returns tensors on the
+engine's device, so a mapped network's packed layers (SME, ADMM's masked blocks) stay there as dense ones do.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class PackedTile:
             s = np.zeros((len(g.outputs), self.out_features))
             np.add.at(s, (np.arange(len(g.outputs)), g.outputs), g.weights)
             self._scatter.append(s)
+        self._device_tables: tuple | None = None   # (device, [(rows, scatter) per group]) for call_device
 
     # ------------------------------------------------------------------ layout
     @property
@@ -93,6 +95,12 @@ class PackedTile:
     def index_entries(self) -> tuple[int, int]:
         """(row-table entries, column-table entries) the periphery keeps: one per physical row and per column."""
         return sum(len(g.rows) for g in self.groups), sum(len(g.outputs) for g in self.groups)
+
+    def cell_macs_per_input(self) -> int:
+        """The cell products one input vector costs the packed arrays: used rows x used columns x input cycles,
+        summed over the groups (what ``cimsim bench --model`` counts for a packed layer, where a dense tile counts
+        K x N x cycles x weight slices: the same notion, over the columns the layout keeps)."""
+        return sum(len(g.rows) * len(g.outputs) * xb.cycles for g, xb in zip(self.groups, self.crossbars))
 
     def conversions_per_mvm(self) -> int:
         return sum(xb.conversions_per_mvm() for xb in self.crossbars)
@@ -127,6 +135,30 @@ class PackedTile:
         y = np.zeros((x.shape[0], self.out_features))
         for g, xb, s in zip(self.groups, self.crossbars, self._scatter):
             y += xb(x[:, g.rows]) @ s
+        return y
+
+    @property
+    def torch_device(self):
+        """The torch device every group's crossbar runs on (the torch backend), else None
+        (:attr:`cimsim.Crossbar.torch_device`)."""
+        devices = {xb.torch_device for xb in self.crossbars}
+        return devices.pop() if len(devices) == 1 else None
+
+    def call_device(self, xt):
+        """:meth:`cimsim.Crossbar.call_device` for the packed tile: integer inputs ``xt`` (batch, in) on the engine's
+        device; each group's rows gathered there, its crossbar called there and its columns spliced into the
+        outputs by the same float64 product with the column table as :meth:`__call__` (exact for integer column
+        values: every sum below 2**53), so nothing returns to the host. Returns y (batch, out) float64 on the
+        device; the groups' events are counted when :attr:`ledger` is next read."""
+        import torch
+
+        dev = xt.device
+        if self._device_tables is None or self._device_tables[0] != dev:
+            self._device_tables = (dev, [(torch.as_tensor(g.rows, dtype=torch.long, device=dev),
+                                          torch.from_numpy(s).to(dev)) for g, s in zip(self.groups, self._scatter)])
+        y = torch.zeros((xt.shape[0], self.out_features), dtype=torch.float64, device=dev)
+        for (rows, s), xb in zip(self._device_tables[1], self.crossbars):
+            y += xb.call_device(xt.index_select(1, rows)) @ s
         return y
 
     def __repr__(self) -> str:

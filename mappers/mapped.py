@@ -139,12 +139,11 @@ class MappedLayer(nn.Module):
         self._exact_seen = {}
 
     def engine_device(self) -> torch.device | None:
-        """The device of this layer's crossbars when every tile is a torch-backend :class:`Crossbar` (then the
-        layer runs there without a host round trip: :meth:`_forward_device`), else None."""
-        tiles = self.crossbars
-        if tiles and all(type(t) is Crossbar and t._torch is not None for t in tiles):
-            return tiles[0]._torch.device
-        return None
+        """The device of this layer's crossbars when every tile (a :class:`Crossbar` or a packed tile,
+        :class:`cimsim.packed.PackedTile`) runs on one torch device (then the layer runs there without a host round
+        trip: :meth:`_forward_device`), else None."""
+        devices = {t.torch_device for t in self.crossbars}
+        return devices.pop() if len(devices) == 1 else None
 
     def _device_consts(self, dev: torch.device) -> dict:
         """The device path's constants (the exact product's weights (K, O) float64, the output scale and bias) and

@@ -40,6 +40,30 @@ def test_effective_macs_count_every_crossbar_product():
     assert noisy["engine"]["lossless_calls"] == noisy["engine"]["bit_serial_calls"] == 0
 
 
+def test_packed_layers_count_the_products_of_the_columns_they_keep():
+    """SME's packed layers (no dense K x N grid): the count is each layer's used rows x used columns x input cycles
+    per position (cimsim.packed.PackedTile.cell_macs_per_input), over every test image; it used to fail."""
+    from cimsim.packed import PackedTile
+
+    r = bench_model.run_model("mlp", "sme", "digits", limit=40, batch_size=16, calibration=64,
+                              sets={"cell": "ideal"})
+    assert r["images"] == 40 and 0 <= r["accuracy"] <= 1
+    from cimsim import arch as arch_mod
+    from cimsim.mappers.mapper import map_model
+    from cimsim.networks import load_model_and_data
+
+    spec = arch_mod.get("sme", cell="ideal")   # the same layout (it depends on the weights only)
+    model, _, data, _ = load_model_and_data("mlp", "digits", None, arch=spec, overrides={"cell": "ideal"})
+    mapped = map_model(model, spec, data.loader("train", batch_size=16, limit=16, shuffle=False), progress=False)
+    per_image = sum(t.cell_macs_per_input() for layer in mapped.mapped_layers.values() for t in layer.crossbars)
+    assert all(isinstance(t, PackedTile) for layer in mapped.mapped_layers.values() for t in layer.crossbars)
+    assert r["engine"]["effective_macs"] == 40 * per_image   # one position per image in each of the mlp's layers
+    tile = PackedTile.__new__(PackedTile)   # the count of a layout worked by hand: 2 groups
+    tile.groups = [type("G", (), {"rows": [0, 1, 2], "outputs": [0, 1]})(), type("G", (), {"rows": [3], "outputs": [4]})()]
+    tile.crossbars = [type("X", (), {"cycles": 8})(), type("X", (), {"cycles": 8})()]
+    assert tile.cell_macs_per_input() == 3 * 2 * 8 + 1 * 1 * 8
+
+
 def test_cli_bench_model_json_and_refusals(capsys):
     code, out, _ = run_cli(capsys, "bench", "--model", "mlp", "--dataset", "digits", "--limit", "20", "--batch", "10",
                            "--calibration", "20", "--json")

@@ -84,6 +84,42 @@ def test_the_mapped_sme_network_equals_the_quantized_network_bit_for_bit(nonzero
         assert rows[name]["conversions"] == layer.plan.positions * arch.input_bits * columns
 
 
+_DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", _DEVICES)
+def test_the_packed_layers_stay_on_the_torch_device_and_equal_the_numba_engine(device):
+    """On the torch backend a mapped SME network's packed layers run on the engine's device (rows gathered, columns
+    spliced there: PackedTile.call_device), as dense layers do, and give the numba engine's outputs and events."""
+    x = torch.rand(8, 1, 14, 14, generator=torch.Generator().manual_seed(1))
+    arch = cimsim.arch.get("sme", cell="ideal", nonzero_bits=2, squeeze_density=0.5, shaping_tolerance=0.03)
+    runs = {}
+    for backend in ("numba", "torch"):
+        mapped = cimsim.map(tiny_cnn(), arch, calibration=x, seed=0, progress=False, backend=backend,
+                            device=device if backend == "torch" else "cpu")
+        layers = list(mapped.mapped_layers.values())
+        assert all(isinstance(t, PackedTile) for layer in layers for t in layer.crossbars)
+        want = None if backend == "numba" else torch.device(device)
+        assert {layer.engine_device() for layer in layers} == {want}
+        rep = mapped.evaluate([(x, torch.zeros(8, dtype=torch.long))], progress=False)
+        runs[backend] = (mapped(x), {r["name"]: (r["conversions"], r["energy_j"]) for r in rep.layers})
+    assert torch.equal(runs["torch"][0], runs["numba"][0])
+    for name, (conversions, energy) in runs["numba"][1].items():   # energies: float sums in another order
+        assert runs["torch"][1][name][0] == conversions
+        assert runs["torch"][1][name][1] == pytest.approx(energy, rel=1e-12)
+
+
+def test_a_packed_tiles_device_call_equals_its_host_call():
+    W = laplace_weights((20, 150), 3.0, seed=4)
+    tile, _ = sme.packed_tile(W, IDEAL, BitPlaneLayout(0, 0.5), backend="torch")
+    assert tile.torch_device == torch.device("cpu")
+    x = np.random.default_rng(5).integers(0, 256, size=(6, 150))
+    y = tile.call_device(torch.from_numpy(x).to(torch.float32))
+    assert y.dtype == torch.float64 and np.array_equal(y.numpy(), x @ W.T)
+    numba_tile, _ = sme.packed_tile(W, IDEAL, BitPlaneLayout(0, 0.5))
+    assert numba_tile.torch_device is None
+
+
 # ---------------------------------------------------------------------------------------------- the counts
 def test_counts_of_a_layout_worked_by_hand():
     """64 outputs x 256 inputs, 8-bit weights. Dense 1-bit differential layout: 2 row blocks x ceil(14 * 64 / 128)
