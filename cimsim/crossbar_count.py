@@ -42,6 +42,7 @@ class CountingCrossbar(CrossbarLayout):
     """The events and the exact product of ``Crossbar(W, spec)`` without its cells (see the module docstring)."""
 
     lossless_calls = 0   # no call takes the engine's lossless path: none simulates (cimsim bench --model reads it)
+    torch_device = None  # counted on the host: a mapped layer of counting tiles takes the host path
 
     def __init__(self, W, spec: CrossbarSpec, name: str = "crossbar"):
         if not isinstance(spec, CrossbarSpec):
