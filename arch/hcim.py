@@ -41,6 +41,17 @@ to the partial sums (est.: the paper does not say which layers, if any, HCiM rea
 such ADC per crossbar, ISAAC's organisation, plus a sample-and-hold per column pair and ISAAC's 4 shift-and-add units
 per IMA, in every IMA (an upper bound: a chip would equip only the IMAs those layers occupy). The ADC's range rule,
 quantizer and gradient in fine-tuning: :mod:`cimsim.mappers.qat_ops`.
+
+``learn_thresholds`` (default off): every column scale (per row block, slice, output, and cycle with ``cycle_scales``)
+gets its own comparator threshold ``t`` in units of its alpha, learned in fine-tuning independently of alpha
+(:class:`cimsim.mappers.qat_ops.ThresholdDecision`), starting at ``threshold``: the pair's references are ``+-t x
+alpha``. A programmable reference per column pair (est., our model): a ``threshold_bits`` DAC (the project's
+:class:`~cimsim.devices.converters.DAC` model, ISAAC Table 6's unit driver) scaling the column's reference full scale
+(alpha's, which the default's fixed ``0.5 x alpha`` references need as well and which is not costed in either case)
+by ``k / 2**threshold_bits``, ``k = 0 .. 2**threshold_bits - 1``: the thresholds live on that grid in [0, 1), in
+fine-tuning too. One DAC per pair (the ``-t`` comparator compares the swapped pair against the same reference); a
+drive per ternary decision (``reference_dac_drives``), held for ``reference_hold_s``; the thresholds' bits in the
+DCiM SRAM beside the scales.
 """
 
 from __future__ import annotations
@@ -56,7 +67,7 @@ from cimsim.arch.params import param
 from cimsim.arch.tiled import T6, DifferentialColumns, TiledChip
 from cimsim.cost import EventCost, LayerPlan
 from cimsim.spec import CrossbarSpec
-from cimsim.devices.converters import SarADC, SenseAmp, TernaryReadout
+from cimsim.devices.converters import DAC, SarADC, SenseAmp, TernaryReadout
 from cimsim.devices.peripherals import SampleHold, ShiftAdd
 from cimsim.devices.technology import area_scale, energy_scale
 
@@ -96,6 +107,17 @@ class Hcim(DifferentialColumns, TiledChip):
                                 "baseline's), ISAAC's converter at 1.28 GS/s and 32 nm calibrated to Table 6 "
                                 "(arch/isaac.py)", lo=1, hi=16)
     readout: str = param("ternary", "", "HCiM: ternary partial sums (binary also supported)", choices=READOUTS)
+    learn_thresholds: bool = param(False, "", "one learned comparator threshold per column scale (t x alpha, t in [0, "
+                                   "1) on the reference DAC's grid), learned with the scales in fine-tuning, each pair's "
+                                   "references set by a threshold_bits DAC (our option; off: threshold for every "
+                                   "column, HCiM arXiv 2403.13577)")
+    threshold_bits: int = param(5, "bit", "(est.) bits of each column pair's reference DAC with learn_thresholds: a "
+                                "grid of 1/32 x alpha, finer than the 0.3-0.6 x alpha span over which a fixed threshold "
+                                "moved the accuracy within seed noise (BENCHMARKS.md, HCiM)", lo=1, hi=8)
+    reference_hold_s: float = param(0.0, "s", "(est.) how long a reference DAC drives per decision; 0: the comparator "
+                                    "pair's resolution time (the latch samples the reference then; the DAC model's "
+                                    "power for that time); read_cycle_s (a reference held the whole read, ISAAC's "
+                                    "word-line driver power) is the upper bound", lo=0, hi=1)
     threshold: float = param(0.5, "1", "(est.) comparator reference = 0.5 x alpha: ternary rounding of PS / alpha "
                              "(LSQ, Esser et al. ICLR 2020, with levels -1, 0, 1)", lo=0, hi=0.999999)
     scale_bits: int = param(16, "bit", "(est.) scale factors and accumulators as ISAAC's 16-bit values (sec. 4)",
@@ -111,7 +133,7 @@ class Hcim(DifferentialColumns, TiledChip):
                    "learned per-column scale factors added in a digital CiM array with zero-skipping; "
                    "4-bit weights/inputs, 1-bit cells, 128x128, ISAAC tiles, 32 nm")
     learned_column_scales = True     # the mapper programs learned scale factors (cimsim.mappers.qat)
-    cost_only = (*TiledChip.cost_only, "scale_bits", "dcim_add_rate_hz")
+    cost_only = (*TiledChip.cost_only, "scale_bits", "dcim_add_rate_hz", "reference_hold_s")
     # the ADC-read layers' shift-and-adds and sample-and-holds: ISAAC's units (Table 6), as in the baselines
     LAYER_SHIFT_ADD = ShiftAdd()
     LAYER_SAMPLE_HOLD = SampleHold()
@@ -120,6 +142,8 @@ class Hcim(DifferentialColumns, TiledChip):
         super().check()
         if self.cols % 2:
             raise ValueError(f"cols ({self.cols}) must be even: columns are read in G+/G- pairs")
+        if self.learn_thresholds and self.readout != "ternary":
+            raise ValueError("learn_thresholds needs readout=ternary (a binary readout compares with 0)")
         if self.first_input_bits % self.dac_bits:
             raise ValueError(f"first_input_bits ({self.first_input_bits}) must be a multiple of dac_bits "
                              f"({self.dac_bits})")
@@ -178,6 +202,12 @@ class Hcim(DifferentialColumns, TiledChip):
         return SenseAmp(threshold=0.0, offset_sigma=self.comparator_offset, node_nm=self.node_nm,
                         sample_rate_hz=1.0 / self.read_cycle_s)
 
+    def reference_dac(self) -> DAC:
+        """One column pair's reference DAC (learn_thresholds): ``threshold_bits`` at the node, driving for
+        ``reference_hold_s`` (0: the comparators' resolution time) per decision."""
+        return DAC(bits=self.threshold_bits, node_nm=self.node_nm,
+                   cycle_s=self.reference_hold_s or self.comparator().latency_s)
+
     def dcim_add_energy_j(self) -> float:
         """(est.) One scale-factor addition in the DCiM array: one ISAAC shift-and-add operation (a 16-bit add
         into a partial-sum register, ISAAC Table 6), scaled from 32 nm to the node."""
@@ -195,9 +225,15 @@ class Hcim(DifferentialColumns, TiledChip):
         pairs = self.xbars_per_ima * self.cols // 2
         comp = self.comparator()
         rate = 1.0 / self.read_cycle_s
-        dcim_bits = (self.xbars_per_ima * (self.cols // 2) * self.magnitude_slices * self.scale_bits
+        dcim_bits = (self.xbars_per_ima * (self.cols // 2) * self.magnitude_slices       # scales (and thresholds)
+                     * (self.scale_bits + (self.threshold_bits if self.learn_thresholds else 0))
                      * (max(self.input_cycles, self.first_input_bits // self.dac_bits) if self.cycle_scales else 1))
         xbar, dac = self.array_rows()
+        ref = self.reference_dac()
+        refs = [Component(f"reference DACs ({self.threshold_bits}-bit, learned thresholds)", "reference_dac", "ima",
+                          pairs, pairs * ref.energy_j * rate, pairs * ref.area_m2,
+                          f"DAC model ({T6}); (est.) one per column pair, a drive per decision", macro=True)
+                ] if self.learn_thresholds else []
         return (
             Component(f"comparators ({self.readout})", "comparator", "ima", pairs * self.comparators_per_pair,
                       pairs * comp.energy_j * rate, pairs * comp.area_m2,
@@ -206,7 +242,7 @@ class Hcim(DifferentialColumns, TiledChip):
                       self.xbars_per_ima * self.dcim_add_rate_hz * self.dcim_add_energy_j(),
                       dcim_bits * SRAM_BIT_AREA_M2_32NM * DCIM_AREA_OVERHEAD * area_scale(32, self.node_nm),
                       f"(est.) {_SRC}: SRAM of the scale factors plus adders; power at full add rate", macro=True),
-            *self.adc_rows(), dac, xbar, *self.ima_register_rows(), *self.tile_rows(), *self.chip_rows())
+            *refs, *self.adc_rows(), dac, xbar, *self.ima_register_rows(), *self.tile_rows(), *self.chip_rows())
 
     def peak_ops_per_s(self) -> float:
         macs_per_mvm = self.rows * (self.cols // self.slices)
@@ -225,7 +261,8 @@ class Hcim(DifferentialColumns, TiledChip):
                 "input_bits": self.input_bits, "dac_bits": self.dac_bits, "readout": self.readout,
                 "threshold": float(self.threshold), "first_input_bits": self.first_input_bits,
                 "cycle_scales": bool(self.cycle_scales), "adc_layers": self.adc_layers,
-                "adc_bits": self.adc_layer_bits}
+                "adc_bits": self.adc_layer_bits, "learn_thresholds": bool(self.learn_thresholds),
+                "threshold_bits": self.threshold_bits}
 
     def mvm_time_s(self, plan: LayerPlan, events: Mapping[str, float]) -> float:
         """One MVM: its cycles, each as long as the read or as the DCiM array needs for the cycle's additions
@@ -246,12 +283,17 @@ class Hcim(DifferentialColumns, TiledChip):
             ev.NONZERO_DECISIONS: EventCost("dcim", self.dcim_add_energy_j()),
             ev.SHIFT_ADDS: EventCost("dcim", 0.0),
         }
+        if self.learn_thresholds:       # each decision's reference set by the pair's DAC
+            out[ev.REFERENCE_DAC_DRIVES] = EventCost("reference_dac", self.reference_dac().energy_j)
         if self.adc_layers != "none":   # the ADC-read layers: ISAAC's converter, sample-and-holds and shift-and-adds
             out.update({self._adc_event(): EventCost("adc", self.layer_adc_energy_j()),
                         ev.CLIPPED_CONVERSIONS: EventCost("adc", 0.0),
                         ev.SAMPLE_HOLDS: EventCost("sample_hold", self.scaled(self.LAYER_SAMPLE_HOLD)[0]),
                         ev.SHIFT_ADDS: EventCost("shift_add", self.scaled(self.LAYER_SHIFT_ADD)[0])})
         return out
+
+    def readout_dataflow_events(self) -> set[str]:
+        return {ev.REFERENCE_DAC_DRIVES} if self.learn_thresholds else set()
 
     def emitted_events(self, input_signed: bool = False) -> set[str]:
         out = super().emitted_events(input_signed)
@@ -261,8 +303,12 @@ class Hcim(DifferentialColumns, TiledChip):
     def dataflow_events(self, plan: LayerPlan, events: Mapping[str, float]) -> dict[str, float]:
         """The tile's data movement; with ADC-read layers, a sample-and-hold per ADC conversion, and the layers the
         comparators read drop the engine's shift-and-adds (their DCiM additions, ``nonzero_decisions``, replace
-        them), so ``shift_adds`` counts the ADC-read layers' own."""
+        them), so ``shift_adds`` counts the ADC-read layers' own; with learned thresholds, a reference-DAC drive per
+        ternary decision."""
         out = super().dataflow_events(plan, events)
+        decisions = out.get(ev.conversion(self.comparator().kind), 0)
+        if self.learn_thresholds and decisions:   # a reference-DAC drive per ternary decision
+            out[ev.REFERENCE_DAC_DRIVES] = out.get(ev.REFERENCE_DAC_DRIVES, 0) + decisions
         if self.adc_layers == "none":
             return out
         conv = out.get(self._adc_event(), 0)

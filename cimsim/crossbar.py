@@ -43,6 +43,8 @@ Two readout options serve ADC-less architectures such as HCiM (arXiv 2403.13577)
   the partial-sum quantization (PSQ) that :mod:`cimsim.mappers.qat` trains for. Scales of shape (row blocks,
   input cycles, ...) give every cycle its own factor ``s[r, t, j]`` (one conversion per cycle only). The ledger then also
   counts ``nonzero_decisions`` (the scale-factor additions a zero-skipping digital side performs).
+  ``column_thresholds=t`` (a :class:`TernaryReadout`, with ``column_scales`` of the same shape): each column's
+  comparators at ``+-t x s`` instead of the readout's one ``delta`` (HCiM's learned thresholds).
 
 Both run on the general path of either backend (the fused ADC epilogue serves plain per-cycle ADC reads).
 """
@@ -58,6 +60,7 @@ import numpy as np
 from cimsim.calibration import column_value_ranges
 from cimsim.crossbar_cpu import CpuTile, Tally
 from cimsim.devices.cell import IdealCell
+from cimsim.devices.converters import TernaryReadout
 from cimsim.encoding import check_inputs, plane_layout, slice_weights
 from cimsim.errors import ConfigError, check_seed
 from cimsim.irdrop import effective_conductance
@@ -132,7 +135,7 @@ class Crossbar(CrossbarLayout):
     """A weight matrix programmed into crossbar arrays; call it on integer inputs."""
 
     def __init__(self, W, spec: CrossbarSpec, seed: int = 0, backend: str = "numba", device: str = "cpu",
-                 name: str = "crossbar", column_scales=None):
+                 name: str = "crossbar", column_scales=None, column_thresholds=None):
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         if backend == "numba" and device != "cpu":
@@ -163,6 +166,8 @@ class Crossbar(CrossbarLayout):
             if g.dtype == table.dtype and np.array_equal(g, table[self.slices.levels]):   # every cell on its level: g is a table look-up, not stored
                 self._g, self._g_table = None, table
         self.column_scales = None if column_scales is None else self._check_scales(column_scales)
+        self.column_thresholds = None if column_thresholds is None else self._check_thresholds(column_thresholds,
+                                                                                              column_scales)
         self.window_units = False
         self._prepare(g)
         del g
@@ -204,6 +209,21 @@ class Crossbar(CrossbarLayout):
         if not np.all(np.isfinite(s)) or np.any(s <= 0):
             raise ConfigError("column_scales must be finite and positive")
         return s.reshape(rb, -1).copy()
+
+    def _check_thresholds(self, thresholds, scales) -> np.ndarray:
+        """Per-column comparator thresholds (units of the column's scale) as the column scales are kept, validated."""
+        if scales is None or not isinstance(self.spec.readout, TernaryReadout):
+            raise ConfigError("column_thresholds set each column's comparator references in units of its scale: they "
+                              f"need column_scales and a TernaryReadout, got {type(self.spec.readout).__name__}"
+                              f"{'' if scales is not None else ' without column_scales'}")
+        t = np.asarray(thresholds)
+        if t.dtype.kind not in "biuf" or t.shape != np.shape(scales):
+            raise ConfigError(f"column_thresholds must be real numbers of the column scales' shape {np.shape(scales)}, "
+                              f"got {t.dtype} {t.shape}")
+        t = t.astype(np.float64)
+        if not np.all(np.isfinite(t)) or np.any(t < 0):
+            raise ConfigError("column_thresholds must be finite and >= 0")
+        return t.reshape(self.column_scales.shape).copy()
 
     def _level_step(self) -> tuple[float, float]:
         cell = self.spec.cell

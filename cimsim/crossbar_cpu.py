@@ -507,7 +507,7 @@ class CpuTile:
             digits[i] = xs
             tally.nonzero_digits += nz
             tally.conductance_s += float(sqsum.astype(np.float64) @ xb.g_rowsum[i]) * spec.cell.read_time_s
-        scales = xb.column_scales
+        scales, thresholds = xb.column_scales, xb.column_thresholds
         domains, groups = scope.block_groups(len(xb.row_blocks)), scope.cycle_groups(T)
         slots = len(domains) * len(groups)        # conversions per example and column: the draws' places
         for d, blocks in enumerate(domains):
@@ -521,8 +521,12 @@ class CpuTile:
                 scale = None if scales is None else scales[blocks[0]] if scales.ndim == 2 else scales[blocks[0], t0]
                 if scale is not None:
                     v = v / scale                    # comparator reference = threshold x scale
-                values, clipped = op.over_blocks(len(blocks)).convert(v, lo, lsb, PlacedNormals(*place),
-                                                                      spec.pair_readout)
+                conv, normals = op.over_blocks(len(blocks)), PlacedNormals(*place)
+                if thresholds is None:
+                    values, clipped = conv.convert(v, lo, lsb, normals, spec.pair_readout)
+                else:                                # each column's own (learned) threshold
+                    thr = thresholds[blocks[0]] if thresholds.ndim == 2 else thresholds[blocks[0], t0]
+                    values, clipped = conv.convert(v, lo, lsb, normals, spec.pair_readout, delta=thr)
                 tally.clipped += clipped
                 if op.decides:
                     tally.decisions += float(np.count_nonzero(values))

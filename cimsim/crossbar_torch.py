@@ -141,6 +141,8 @@ class TorchTile:
         self.weight = torch.as_tensor(xb.readout_weight, dtype=torch.float64, device=dev)
         self.scales = (None if xb.column_scales is None
                        else torch.as_tensor(xb.column_scales, dtype=torch.float64, device=dev))
+        self.thresholds = (None if xb.column_thresholds is None
+                           else torch.as_tensor(xb.column_thresholds, dtype=torch.float64, device=dev))
 
     def _mode(self, dt, int8_ok: bool, bf16_ok: bool, tf32_ok: bool) -> str:
         """The product of a level (or variance) matrix (:func:`cimsim.torch_products.product_mode`) among those
@@ -500,7 +502,11 @@ class TorchTile:
         per_cycle = self.scales is not None and self.scales.dim() == 3     # (row blocks, cycles, columns)
         if self.scales is not None:   # comparator reference = threshold x scale
             v = v / (self.scales[g0:g1, :, None, :] if per_cycle else self.scales[g0:g1, None, None, :]).to(v.dtype)
-        codes, clips = op.codes_torch(v, lo_c, lsb_c, self._randn, xb.spec.pair_readout)
+        if self.thresholds is None:
+            codes, clips = op.codes_torch(v, lo_c, lsb_c, self._randn, xb.spec.pair_readout)
+        else:                         # each column's own (learned) threshold
+            t = self.thresholds[g0:g1, :, None, :] if per_cycle else self.thresholds[g0:g1, None, None, :]
+            codes, clips = op.codes_torch(v, lo_c, lsb_c, self._randn, xb.spec.pair_readout, delta=t.to(v.dtype))
         if clips is not None:
             clipped += clips.to(torch.float64)
         if op.decides:

@@ -9,7 +9,7 @@ be costed again at another operating point (:meth:`cimsim.report.Report.recost`)
   accumulations (column values summed in the analog domain before a conversion), TIA conversions and analog
   buffer writes and reads (the circuits that accumulate, where an architecture has them), conversions by readout
   kind and bits, ADC conversions that clipped, non-zero comparator decisions, digital shift-and-adds,
-  offset-correction adds;
+  offset-correction adds, reference-DAC drives (a comparator pair's reference set per decision);
 * data movement: bytes through the input and output registers, the eDRAM buffer, the bus and the chip-to-chip
   links;
 * digital work (the profile of the layers kept digital): MACs, adds, multiplies, comparisons, weight and
@@ -36,6 +36,7 @@ OFFSET_CORRECTION_ADDS = "offset_correction_adds"   # digital adds that remove a
 TIA_CONVERSIONS = "tia_conversions"              # bit-line currents turned into voltages by a transimpedance amplifier
 BUFFER_WRITES = "buffer_writes"                  # analog values written into buffer memory cells (CASCADE)
 BUFFER_READS = "buffer_reads"                    # buffer memory cells read into an analog sum (CASCADE)
+REFERENCE_DAC_DRIVES = "reference_dac_drives"    # comparator references set by a DAC per decision (hcim learned thresholds)
 
 # ---------------------------------------------------------------------------------------------- data movement
 SAMPLE_HOLDS = "sample_holds"

@@ -319,16 +319,19 @@ class TernaryOp(ReadoutOp):
 
     decides = True
 
-    def convert(self, v, lo, lsb, rng, pair):
-        return self.readout.convert(v, rng=rng), 0
+    def convert(self, v, lo, lsb, rng, pair, delta=None):
+        """``delta``: per-column thresholds (broadcasting with ``v``) instead of the readout's one (learned
+        thresholds, :class:`cimsim.Crossbar` ``column_thresholds``)."""
+        return self.readout.convert(v, rng=rng, delta=delta), 0
 
-    def codes_torch(self, v, lo, lsb, randn, pair):
+    def codes_torch(self, v, lo, lsb, randn, pair, delta=None):
         ro = self.readout
         up = down = v
         if ro.offset_sigma > 0:
             up = v + ro.offset_sigma * randn(v)
             down = v + ro.offset_sigma * randn(v)
-        return (up > ro.delta).to(v.dtype) - (down < -ro.delta).to(v.dtype), None
+        d = ro.delta if delta is None else delta
+        return (up > d).to(v.dtype) - (down < -d).to(v.dtype), None
 
 
 _OPS: dict[type, type[ReadoutOp]] = {}

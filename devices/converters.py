@@ -258,14 +258,17 @@ class TernaryReadout(Readout):
 
     bits: ClassVar[float] = math.log2(3)
 
-    def convert(self, x, lo: float = 0.0, hi: float = 1.0, rng=None) -> np.ndarray:
+    def convert(self, x, lo: float = 0.0, hi: float = 1.0, rng=None, delta=None) -> np.ndarray:
+        """Decisions on ``x``; ``delta`` (an array broadcasting with ``x``, e.g. one per column): the thresholds of
+        each value's comparators instead of :attr:`delta` (learned per-column thresholds)."""
         x = np.asarray(x, dtype=np.float64)
         if self.offset_sigma > 0 and rng is not None:
             up = x + self.offset_sigma * rng.standard_normal(x.shape)
             down = x + self.offset_sigma * rng.standard_normal(x.shape)
         else:
             up = down = x
-        return (up > self.delta).astype(np.float64) - (down < -self.delta).astype(np.float64)
+        d = self.delta if delta is None else delta
+        return (up > d).astype(np.float64) - (down < -d).astype(np.float64)
 
     @property
     def energy_j(self) -> float:

@@ -416,10 +416,11 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         elif bits:     # the first layer's own input bits: more bit planes through the same readout
             spec = CrossbarSpec(**{**spec.__dict__, "input_bits": bits})
         og = plan.out_features // groups
-        scales = None
+        scales = thresholds = None
         if psq_cfg is not None and adc_spec is None:
             if qat.is_psq(mod):
                 scales = mod.psq_alpha.detach().double().numpy()
+                thresholds = qat.column_thresholds(mod)
             else:
                 unscaled.append(name)
                 allp = _calibration_patches(layer, seen[name], rng)
@@ -427,6 +428,8 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
                 scales = np.concatenate([qat.lsq_scales(allp[:, g * k_per_group:(g + 1) * k_per_group],
                                                         layer.w_int[g * og:(g + 1) * og], lcfg, signed)
                                          for g in range(groups)], axis=2)
+            if psq_cfg.learn_thresholds and thresholds is None:   # a layer mapped without PSQ: where training starts
+                thresholds = np.full_like(scales, psq_cfg.initial_threshold)
         elif readout_op(spec.readout).decides and not spec.pair_readout and sa_trained:
             _check_sa(name, mod, spec)
             scales = snn_qat.column_scales(mod)
@@ -451,7 +454,9 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         else:
             layer.crossbars += [Crossbar(layer.w_int[g * og:(g + 1) * og], spec, seed=seeds[g], backend=backend,
                                          device=device, name=name,
-                                         column_scales=None if scales is None else scales[..., g * og:(g + 1) * og])
+                                         column_scales=None if scales is None else scales[..., g * og:(g + 1) * og],
+                                         column_thresholds=None if thresholds is None
+                                         else thresholds[..., g * og:(g + 1) * og])
                                 for g in range(groups)]
         t2 = time.perf_counter()
         # positions per inference and ADC calibration from the quantized calibration inputs

@@ -183,7 +183,11 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
     learn_weight_steps(trained, recipe.learn_weight_steps)
     aug_gen = torch.Generator(device=device).manual_seed(seed)   # on the device: no copy per step
     alphas = [p for n, p in trained.named_parameters() if n.endswith("psq_alpha")]
-    others = [p for n, p in trained.named_parameters() if not n.endswith("psq_alpha")]   # with the input steps
+    # with the input steps and the learned thresholds (est., our choice: the weights' rate, lr; Adam moves a parameter
+    # by about lr a step, 1e-3 is 0.2 % of t = 0.5, about the relative step alpha_lr gives scales of a few units)
+    others = [p for n, p in trained.named_parameters() if not n.endswith("psq_alpha")]
+    thresholds = [p for n, p in trained.named_parameters() if n.endswith("psq_threshold")]
+    t_top = 1 - 2.0 ** -cfg.threshold_bits     # the top of the reference DAC's grid: thresholds stay in [0, 1)
     opt = torch.optim.Adam([{"params": others, "lr": recipe.lr}, {"params": alphas, "lr": recipe.alpha_lr}])
     steps = recipe.epochs * math.ceil(len(y_train) / recipe.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
@@ -211,6 +215,8 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
             with torch.no_grad():
                 for a in alphas:
                     a.clamp_(min=1e-3)
+                for t in thresholds:            # projected back into [0, 1) (as alpha is kept positive)
+                    t.clamp_(0.0, t_top)
             loss_sum += loss.detach() * len(idx)     # a tensor: read once per epoch, not per step
             seen += len(idx)
             bar.update(1)

@@ -22,6 +22,10 @@ what :class:`cimsim.Crossbar` computes with ``pair_readout`` and ``column_scales
   ``PS = plane_t . slice_j`` and ``q = alpha * D(PS / alpha)``,
   ``D`` = ternary ``(u > threshold) - (u < -threshold)`` or binary ``+1 if u > 0 else -1``;
 * ``y = s_x * s_w * sum_{t, r, j} 2**(dac_bits t) * 2**shift_j * q + bias``;
+* learned thresholds (``learn_thresholds``): ``D = (u > t) - (u < -t)`` with ``t`` per scale factor (its shape), a
+  parameter ``psq_threshold`` read on its reference DAC's grid of ``2**-threshold_bits`` in [0, 1)
+  (:func:`~cimsim.mappers.qat_ops.grid_thresholds`), projected back into [0, 1) after each step; its gradient:
+  :class:`~cimsim.mappers.qat_ops.ThresholdDecision`;
 * a layer an ADC reads instead (``adc_layers``: the network's first and/or last mapped layer) has no ``alpha``:
   ``q = lo + lsb * clamp(floor((PS - lo) / lsb + 0.5), 0, 2**adc_bits - 1)`` over its range ``psq_adc_range``
   (set by :func:`init_scales`; :func:`cimsim.mappers.qat_ops.adc_quantize`, the engine's quantizer).
@@ -55,9 +59,9 @@ from torch import nn
 from cimsim.arch.hcim import ADC_LAYERS   # the layers an ADC may read instead of the comparators
 from cimsim.errors import ConfigError
 # the arithmetic pieces, here where callers find them (cimsim.mappers.qat.bit_planes, ...)
-from cimsim.mappers.qat_ops import (ConvRows, LinearRows, ScaledDecision, adc_lo_lsb, adc_quantize,  # noqa: F401
-                                    adc_range, bit_planes, cached_constant, decide, quantize_activation,
-                                    quantize_weight_ste, weight_slices)
+from cimsim.mappers.qat_ops import (ConvRows, LinearRows, ScaledDecision, ThresholdDecision, adc_lo_lsb,  # noqa: F401
+                                    adc_quantize, adc_range, bit_planes, cached_constant, decide, grid_thresholds,
+                                    quantize_activation, quantize_weight_ste, weight_slices)
 from cimsim.mappers import qat_calibrate
 
 # the calibration helpers (cimsim.mappers.qat_calibrate), here where callers find them (qat.activation_range, ...)
@@ -84,6 +88,8 @@ class PSQConfig:
     cycle_scales: bool = False    # one scale factor per (row block, slice, output) and input cycle
     adc_layers: str = "none"      # layers read by an ADC of adc_bits instead of the comparators (hcim adc_layers)
     adc_bits: int = 4             # that ADC's bits (unused with adc_layers "none")
+    learn_thresholds: bool = False  # one learned comparator threshold per column scale (hcim learn_thresholds)
+    threshold_bits: int = 5       # bits of the reference DAC setting those thresholds (unused when not learned)
 
     def __post_init__(self):
         for k in ("rows", "cell_bits", "weight_bits", "input_bits", "dac_bits"):
@@ -103,6 +109,15 @@ class PSQConfig:
             raise ConfigError(f"PSQConfig.adc_bits must be an integer in [1, 16], got {self.adc_bits!r}")
         if self.adc_layers == "none":    # one configuration, one name: the bits of an unused ADC do not count
             object.__setattr__(self, "adc_bits", 4)
+        if not isinstance(self.learn_thresholds, bool):
+            raise ConfigError(f"PSQConfig.learn_thresholds must be true or false, got {self.learn_thresholds!r}")
+        v = self.threshold_bits
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 8:
+            raise ConfigError(f"PSQConfig.threshold_bits must be an integer in [1, 8], got {v!r}")
+        if not self.learn_thresholds:    # one configuration, one name: the bits of an unused reference DAC
+            object.__setattr__(self, "threshold_bits", 5)
+        elif self.readout != "ternary":
+            raise ConfigError("PSQConfig.learn_thresholds needs the ternary readout (a binary one compares with 0)")
         if self.weight_bits < 2:
             raise ConfigError("PSQConfig.weight_bits must be at least 2 (signed weights)")
         if self.readout not in READOUTS:
@@ -121,8 +136,18 @@ class PSQConfig:
         """Short name of the configuration, used in checkpoint file names."""
         first = f"f{self.first_input_bits}" if self.first_input_bits else ""
         adc = "" if self.adc_layers == "none" else f"-adc{self.adc_bits}{self.adc_layers.replace(',', '')}"
+        lt = f"-lt{self.threshold_bits}" if self.learn_thresholds else ""
         return (f"psq-{self.readout}-w{self.weight_bits}a{self.input_bits}{first}c{self.cell_bits}d{self.dac_bits}"
-                f"r{self.rows}t{self.threshold:g}{'-percycle' if self.cycle_scales else ''}{adc}")
+                f"r{self.rows}t{self.threshold:g}{'-percycle' if self.cycle_scales else ''}{adc}{lt}")
+
+    @property
+    def initial_threshold(self) -> float:
+        """The comparators' threshold (units of alpha) where fine-tuning starts: ``threshold``, or with learned
+        thresholds its nearest point of the reference DAC's grid (multiples of ``2**-threshold_bits`` below 1)."""
+        if not self.learn_thresholds:
+            return self.threshold
+        n = 2 ** self.threshold_bits
+        return min(round(self.threshold * n), n - 1) / n
 
     def reads_by_adc(self, first: bool, last: bool) -> bool:
         """Whether a layer (the network's first mapped layer and/or its last) is read by the ADC."""
@@ -184,6 +209,8 @@ class _PSQ:
             shape = (len(lcfg.row_blocks(k)), *((len(lcfg.plane_shifts()),) if lcfg.cycle_scales else ()),
                      len(lcfg.slice_shifts()), self.weight.shape[0])
             self.psq_alpha = nn.Parameter(torch.ones(shape, dtype=self.weight.dtype))
+            if lcfg.learn_thresholds:   # the latent thresholds; the forward reads them on the DAC's grid
+                self.psq_threshold = nn.Parameter(torch.full(shape, lcfg.initial_threshold, dtype=self.weight.dtype))
         self.register_buffer("input_scale", torch.tensor(float(input_scale), dtype=torch.float64))
         self.register_buffer("input_signed", torch.tensor(bool(input_signed)))
 
@@ -215,8 +242,10 @@ class _PSQ:
             out.append(ps)
         return out
 
-    def psq_product(self, patches: torch.Tensor, w_int: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        """(M, O) sum over cycles, row blocks and slices of the scaled decisions (integer units of x @ W.T)."""
+    def psq_product(self, patches: torch.Tensor, w_int: torch.Tensor, alpha: torch.Tensor,
+                    thresholds: torch.Tensor | None = None) -> torch.Tensor:
+        """(M, O) sum over cycles, row blocks and slices of the scaled decisions (integer units of x @ W.T);
+        ``thresholds``: learned ones on their grid (alpha's shape), else the configured one."""
         cfg = self.psq_layer_config
         T, S = len(cfg.plane_shifts()), len(cfg.slice_shifts())
         M, O = patches.shape[0], w_int.shape[0]
@@ -232,8 +261,13 @@ class _PSQ:
         per_cycle = cfg.cycle_scales      # alpha (row blocks, [cycles,] slices, outputs)
         for r, ps in enumerate(self.partial_sums(patches, w_int)):
             a = alpha[r][:, None] if per_cycle else alpha[r][None, None]
-            q = ScaledDecision.apply(ps.reshape(T, M, S, O), a, coef, cfg.readout,
-                                      cfg.threshold, 1.0 / math.sqrt(M if per_cycle else T * M))
+            gs = 1.0 / math.sqrt(M if per_cycle else T * M)
+            if thresholds is None:
+                q = ScaledDecision.apply(ps.reshape(T, M, S, O), a, coef, cfg.readout, cfg.threshold, gs)
+            else:
+                t = thresholds[r][:, None] if per_cycle else thresholds[r][None, None]
+                q = ThresholdDecision.apply(ps.reshape(T, M, S, O), a, t, coef, gs,
+                                            2.0 ** -(cfg.threshold_bits + 1))   # at least half a grid step
             y = y + q.sum(dim=(0, 2))
         return y
 
@@ -250,6 +284,11 @@ class _PSQ:
             return torch.exp(log_step)
         return self.host_scalars[0] if self.host_scalars else float(self.input_scale)
 
+    def thresholds(self) -> torch.Tensor | None:
+        """The learned comparator thresholds on the reference DAC's grid (alpha's shape), or None (not learned)."""
+        t = getattr(self, "psq_threshold", None)
+        return None if t is None else grid_thresholds(t, self.psq_layer_config.threshold_bits)
+
     def signed(self) -> bool:
         return self.host_scalars[1] if self.host_scalars else bool(self.input_signed)
 
@@ -264,8 +303,10 @@ class _PSQ:
         G = getattr(self, "groups", 1)
         K, O = patches.shape[1] // G, w_int.shape[0]
         og = O // G
+        thr = self.thresholds()
         outs = [self.psq_product(patches[:, g * K:(g + 1) * K], w_int[g * og:(g + 1) * og],
-                                 None if self.psq_adc else self.psq_alpha[..., g * og:(g + 1) * og])
+                                 None if self.psq_adc else self.psq_alpha[..., g * og:(g + 1) * og],
+                                 None if thr is None else thr[..., g * og:(g + 1) * og])
                 for g in range(G)]
         acc = torch.cat(outs, dim=1)
         y = acc * ((self.input_scale.to(acc.dtype) if isinstance(step, float) else step) * w_scale)[None, :]
@@ -311,6 +352,12 @@ def pin_host_scalars(model: nn.Module, on: bool) -> nn.Module:
             if on and m.psq_adc:
                 m.host_range = m.host_adc_range()
     return model
+
+
+def column_thresholds(mod: nn.Module):
+    """A PSQ layer's learned comparator thresholds as the mapper programs them (float64, alpha's shape), or None."""
+    t = mod.thresholds() if is_psq(mod) and not mod.psq_adc else None
+    return None if t is None else t.detach().double().cpu().numpy()
 
 
 def learn_input_steps(model: nn.Module, on: bool) -> nn.Module:

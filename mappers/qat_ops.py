@@ -84,10 +84,12 @@ def weight_slices(w_int: torch.Tensor, cfg: PSQConfig) -> tuple[list[torch.Tenso
 
 
 def decide(u: torch.Tensor, cfg: PSQConfig) -> torch.Tensor:
-    """The comparators' decision on ``u = PS / alpha``: ternary -1 / 0 / +1 or binary -1 / +1."""
+    """The comparators' decision on ``u = PS / alpha``: ternary -1 / 0 / +1 or binary -1 / +1 (at the configured
+    threshold; with learned thresholds, where they start: :attr:`PSQConfig.initial_threshold`)."""
     if cfg.readout == "binary":
         return torch.where(u > 0, 1.0, -1.0).to(u.dtype)
-    return (u > cfg.threshold).to(u.dtype) - (u < -cfg.threshold).to(u.dtype)
+    t = cfg.initial_threshold
+    return (u > t).to(u.dtype) - (u < -t).to(u.dtype)
 
 
 def quantize_activation(x: torch.Tensor, scale, bits: int, signed: bool) -> torch.Tensor:
@@ -143,6 +145,48 @@ class ScaledDecision(torch.autograd.Function):
         dims = tuple(i for i in range(grad.dim()) if alpha.shape[i] == 1 and grad.shape[i] > 1)   # broadcast
         grad_alpha = (grad.sum(dim=dims, keepdim=True) if dims else grad) * ctx.grad_scale
         return grad_ps, grad_alpha, None, None, None, None
+
+
+def grid_thresholds(t: torch.Tensor, bits: int) -> torch.Tensor:
+    """Learned thresholds on their reference DAC's grid: ``clamp(round(t * 2**bits), 0, 2**bits - 1) / 2**bits``, so
+    in [0, 1) (units of alpha); the rounding passes the gradient straight through. Exact multiples of ``2**-bits``."""
+    n = 2.0 ** bits
+    return _ste(torch.clamp(torch.round(t.detach() * n), 0, n - 1) / n, t, 1.0)
+
+
+class ThresholdDecision(torch.autograd.Function):
+    """``coef * alpha * D(PS / alpha; t)``, ``D = (u > t) - (u < -t)`` with a learned threshold ``t`` per column scale
+    (its shape, broadcast like ``alpha``). Backward: PS and alpha as :class:`ScaledDecision` (LSQ); for ``t`` the
+    derivative of the decision averaged over a uniform dither of the threshold of half-width ``w``:
+    ``E[D(u; t + e)], e ~ U(-w, w)`` is two hard-sigmoid steps of width ``2w`` centred on ``+-t``, so
+    ``dD/dt = -sign(u) / (2w)`` where ``||u| - t| < w`` and 0 elsewhere: the clipped-identity straight-through
+    estimator (Bengio et al., arXiv 1308.3432; the hard-tanh STE of Binarized Neural Networks, arXiv 1602.02830:
+    docs/references.md#ste) applied to the step's position. ``w = min(t, 1 - t)`` (est., our choice), at least ``min_width``: the step
+    spread over the interval between the levels it separates (0 and 1); at t = 0.5 the smoothed decision is
+    ``clamp(u, -1, 1)``, the surrogate LSQ's backward already uses for PS and alpha. The gradient of ``t`` is scaled
+    like alpha's (``grad_scale``); ``min_width`` keeps it finite at t = 0 (the caller's: half a grid step)."""
+
+    @staticmethod
+    def forward(ctx, ps, alpha, t, coef, grad_scale, min_width):
+        u = ps / alpha
+        d = (u > t).to(u.dtype) - (u < -t).to(u.dtype)
+        ctx.save_for_backward(u, d, alpha, t, coef)
+        ctx.grad_scale, ctx.min_width = grad_scale, min_width
+        return d * (alpha * coef)
+
+    @staticmethod
+    def backward(ctx, g):
+        u, d, alpha, t, coef = ctx.saved_tensors
+        g = g * coef
+        inside = u.abs() <= 1
+        dims = tuple(i for i in range(g.dim()) if alpha.shape[i] == 1 and g.shape[i] > 1)   # broadcast
+        grad = g * torch.where(inside, d - u, d)
+        grad_alpha = (grad.sum(dim=dims, keepdim=True) if dims else grad) * ctx.grad_scale
+        w = torch.clamp(torch.minimum(t, 1 - t), min=ctx.min_width)
+        near = ((u.abs() - t).abs() < w).to(u.dtype)
+        gt = g * alpha * near * (-torch.sign(u) / (2 * w))
+        grad_t = (gt.sum(dim=dims, keepdim=True) if dims else gt) * ctx.grad_scale
+        return g * inside, grad_alpha, grad_t, None, None, None
 
 
 _CONSTS: dict = {}
