@@ -394,7 +394,8 @@ def test_fuzzed_architecture_parameters_are_config_errors_or_valid(examples):
     @runs(examples)
     @given(arch=st.sampled_from(["isaac", "hcim", "digital"]),
            key=st.sampled_from(["rows", "cols", "adc_bits", "weight_bits", "input_bits", "cell_bits", "name",
-                                "cell", "adc.bits", "cell.read_sigma_frac", "clock_hz", "mac_units", "tiles"]),
+                                "cell", "adc.bits", "cell.read_sigma_frac", "clock_hz", "mac_units", "tiles",
+                                "learn_thresholds", "threshold_bits", "reference_hold_s"]),
            value=st.sampled_from([0, 1, 2, 64, -1, 1e9, float("nan"), float("inf"), "x", "", None, [1], 2 ** 70,
                                   "ideal", True, 0.5]))
     def check(arch, key, value):
