@@ -14,17 +14,7 @@ from cimsim import networks
 from cimsim.cli import main
 from cimsim.errors import ConfigError
 from cimsim.mappers import qat
-
-
-def small_model():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(2, 5, 3, padding=1), nn.BatchNorm2d(5), nn.ReLU(), nn.Conv2d(5, 6, 3, stride=2),
-                         nn.ReLU(), nn.Flatten(), nn.Linear(6 * 3 * 3, 7)).double().eval()
-
-
-def inputs():
-    torch.manual_seed(1)
-    return torch.rand(6, 2, 8, 8, dtype=torch.float64) - 0.2     # signed inputs of the first layer
+from tests._hcim_nets import inputs, small_model
 
 
 def test_the_default_has_no_adc_and_keeps_its_names():

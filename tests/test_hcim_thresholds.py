@@ -2,7 +2,6 @@
 ThresholdDecision): the default is unchanged, the surrogate gradient is the derivative of the dithered decision, the
 fine-tuning forward equals the engine with non-uniform thresholds, the reference DACs' costs come from the events."""
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,17 +16,8 @@ from cimsim.devices.converters import ISAAC_DAC_AREA_M2, ISAAC_DAC_POWER_W, Sens
 from cimsim.errors import ConfigError
 from cimsim.mappers import psq_finetune as ft
 from cimsim.mappers import qat
-
-
-def small_model():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(2, 5, 3, padding=1), nn.BatchNorm2d(5), nn.ReLU(), nn.Conv2d(5, 6, 3, stride=2),
-                         nn.ReLU(), nn.Flatten(), nn.Linear(6 * 3 * 3, 7)).double().eval()
-
-
-def inputs():
-    torch.manual_seed(1)
-    return torch.rand(6, 2, 8, 8, dtype=torch.float64) - 0.2     # signed inputs of the first layer
+from tests._hcim_nets import inputs, small_model
+from tests.test_psq_finetune import tiny
 
 
 def spread_thresholds(psq, seed=3):
@@ -264,13 +254,7 @@ def test_reference_dacs_cost_from_their_events():
 
 # ------------------------------------------------------------------------------------------------ training, files
 def test_finetune_moves_the_thresholds_on_their_grid():
-    torch.manual_seed(0)
-    g = torch.Generator().manual_seed(1)
-    x = torch.rand(96, 1, 8, 8, generator=g)
-    y = (x[:, 0, :4].mean(dim=(1, 2)) * 3).long().clamp(0, 2)
-    data = SimpleNamespace(x_train=x[:64], y_train=y[:64], x_test=x[64:], y_test=y[64:])
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                          nn.Linear(64, 12), nn.ReLU(), nn.Linear(12, 3)).eval()
+    model, data = tiny()      # the PSQ fine-tune tests' network and data
     cfg = qat.PSQConfig(rows=16, learn_thresholds=True, threshold_bits=4)
     recipe = ft.FinetuneRecipe(epochs=3, batch_size=16, lr=0.05)
     psq, meta = ft.finetune(model, cfg, data, recipe, progress=False)
