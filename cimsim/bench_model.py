@@ -15,9 +15,9 @@ same images (``float_images_per_s``), and the device's best dense GEMM (float32,
 device has it; TF32 and int8 on a GPU) at a fixed large shape. ``engine`` is the crossbars' share of the
 evaluation: their wall seconds (summed over layers, measured around each crossbar call) and their
 effective MAC/s = sum over layers of positions x K x N x input cycles x weight slices / those seconds,
-the same count as the single-layer bench (:mod:`cimsim.bench`); for a packed layer (SME, ADMM's masked blocks:
-:class:`cimsim.packed.PackedTile`) the products of the rows and columns its layout keeps, x input cycles. ``ratio`` = engine MAC/s over the best
-GEMM rate. Where the numba engine takes its lossless integer path (exact integer levels read by converters that
+the same count as the single-layer bench (:mod:`cimsim.bench`); for a packed layer (SME, ADMM's masked
+blocks: :class:`cimsim.packed.PackedTile`) the products of the rows and columns its layout keeps, x input
+cycles. ``ratio`` = engine MAC/s over the best GEMM rate. Where the numba engine takes its lossless integer path (exact integer levels read by converters that
 provably return every column value: one float64 product instead of the bit planes; ISAAC's defaults on
 LeNet-5), that count is the hardware's work, not the simulator's: ``engine["lossless_calls"]`` says how many
 crossbar calls took it, and the rate then measures simulation speed rather than a kernel's throughput. The same holds

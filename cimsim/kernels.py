@@ -13,10 +13,10 @@ every step (no branch, no table lookup, no call into libm):
 * normals: the Box-Muller transform (Box and Muller, Ann. Math. Stat. 29(2), 1958) in float32, two normals
   ``r cos(theta)``, ``r sin(theta)`` per word, ``r = sqrt(-2 ln u)`` with u in (0, 1) on a 2^-31 grid
   offset by half a step (so |z| reaches sqrt(64 ln 2) = 6.66, as with cuRAND's 32-bit uniforms; the mass
-  beyond is 3e-11; the GPU kernel's uniforms, floored at 1e-7, stop at 5.68) and theta on a 2^-24 grid of its quadrant. ln, sin and cos are
-  evaluated here by series whose truncation error is below float32's rounding (:func:`ln_unit`,
-  :func:`sincos_quarter`; tested against libm), so the draws are standard normal in distribution to single
-  precision, which is ample for noise that an ADC then rounds.
+  beyond is 3e-11; the GPU kernel's uniforms, floored at 1e-7, stop at 5.68) and theta on a 2^-24 grid of
+  its quadrant. ln, sin and cos are evaluated here by series whose truncation error is below float32's
+  rounding (:func:`ln_unit`, :func:`sincos_quarter`; tested against libm), so the draws are standard normal
+  in distribution to single precision, which is ample for noise that an ADC then rounds.
 
 On this project's CPU (AVX-512) a draw costs about 0.6 ns on one thread, 1.0 ns with AVX2 (float64 with
 53-bit uniforms, before: 1.4 and 2.5-2.9 ns; the scalar ziggurat before that: 1.6 ns; see BENCHMARKS.md).
@@ -97,7 +97,7 @@ def _horner(x, c):
 def _ln(x):
     """ln x for a positive normal float32: x = m 2^e with m in [sqrt(1/2), sqrt(2)), and
     ln m = 2 atanh(s) = 2 (s + s^3/3 + ... + s^9/9) with s = (m - 1) / (m + 1), |s| <= 0.1716;
-    the first term left out, 2 s^11 / 11, is below 7e-10, a hundredth of float32's rounding of ln m."""
+    the first term left out, 2 s^11 / 11, is below 7e-10, a fortieth of float32's step at ln m's largest (0.35)."""
     b = _bits_of(x)
     e = (b >> 23) - np.int32(127)
     m = _float_of((b & _MANTISSA) | _ONE_BITS)          # [1, 2)

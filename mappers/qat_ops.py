@@ -161,8 +161,8 @@ class ThresholdDecision(torch.autograd.Function):
     ``E[D(u; t + e)], e ~ U(-w, w)`` is two hard-sigmoid steps of width ``2w`` centred on ``+-t``, so
     ``dD/dt = -sign(u) / (2w)`` where ``||u| - t| < w`` and 0 elsewhere: the clipped-identity straight-through
     estimator (Bengio et al., arXiv 1308.3432; the hard-tanh STE of Binarized Neural Networks, arXiv 1602.02830:
-    docs/references.md#ste) applied to the step's position. ``w = min(t, 1 - t)`` (est., our choice), at least ``min_width``: the step
-    spread over the interval between the levels it separates (0 and 1); at t = 0.5 the smoothed decision is
+    docs/references.md#ste) applied to the step's position. ``w = min(t, 1 - t)`` (est., our choice), at least
+    ``min_width``: the step spread over the interval between the levels it separates (0 and 1); at t = 0.5 the smoothed decision is
     ``clamp(u, -1, 1)``, the surrogate LSQ's backward already uses for PS and alpha. The gradient of ``t`` is scaled
     like alpha's (``grad_scale``); ``min_width`` keeps it finite at t = 0 (the caller's: half a grid step)."""
 

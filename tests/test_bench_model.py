@@ -59,7 +59,8 @@ def test_packed_layers_count_the_products_of_the_columns_they_keep():
     assert all(isinstance(t, PackedTile) for layer in mapped.mapped_layers.values() for t in layer.crossbars)
     assert r["engine"]["effective_macs"] == 40 * per_image   # one position per image in each of the mlp's layers
     tile = PackedTile.__new__(PackedTile)   # the count of a layout worked by hand: 2 groups
-    tile.groups = [type("G", (), {"rows": [0, 1, 2], "outputs": [0, 1]})(), type("G", (), {"rows": [3], "outputs": [4]})()]
+    tile.groups = [type("G", (), {"rows": [0, 1, 2], "outputs": [0, 1]})(),
+                   type("G", (), {"rows": [3], "outputs": [4]})()]
     tile.crossbars = [type("X", (), {"cycles": 8})(), type("X", (), {"cycles": 8})()]
     assert tile.cell_macs_per_input() == 3 * 2 * 8 + 1 * 1 * 8
 
