@@ -30,6 +30,8 @@ int32 sums in place; opt-in, ``TorchTile.CUT_DEVICES = ("cuda",)`` cuts them in 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -217,10 +219,11 @@ class TorchTile:
             cache = self._gemm_cache = (self.a_parts, (a, var) if ok else None)
         return cache[1]
 
-    def _fused_epilogue(self, v, std, lo, lsb, w_t, T: int, nb: int, C: int):
+    def _fused_epilogue(self, v, std, lo, lsb, w_t, T: int, nb: int, C: int, pow2: bool = False):
         """:func:`cimsim.kernels_triton.adc_epilogue` with this tile's next Philox seed."""
         seed = int(self.host_rng.integers(0, 2 ** 31 - 1))
-        return kernels_triton.adc_epilogue(v, std, lo, lsb, w_t, T, nb, C, self.xb.readout_op.n_codes, seed)
+        return kernels_triton.adc_epilogue(v, std, lo, lsb, w_t, T, nb, C, self.xb.readout_op.n_codes, seed,
+                                           lsb_pow2=pow2)
 
     def _randn(self, like: torch.Tensor) -> torch.Tensor:
         return torch.randn(like.shape, generator=self.gen, device=self.device, dtype=torch.float32).to(like.dtype)
@@ -274,6 +277,9 @@ class TorchTile:
             W[g, t0:t1] = pw[t0:t1] / pw[t0]
         self._consts = {
             "key": key, "T": T, "groups": groups, "place": place, "rd": rd,
+            # every LSB a power of two (quantizer_lo_lsb's rule): the Triton kernels multiply by its inverse, exactly
+            "pow2": all(math.frexp(lsb)[0] == 0.5 for _, lsb in key),
+            "fold": self._fold_terms(key, place),
             "lo": torch.as_tensor([r[0] for r in key], dtype=torch.float64, device=dev),
             "lsb": torch.as_tensor([r[1] for r in key], dtype=torch.float64, device=dev),
             "W_t": torch.as_tensor(W, dtype=torch.float64, device=dev),
@@ -305,6 +311,27 @@ class TorchTile:
         d &= k["mask_c"]
         p = d if d.dtype == self._plane_dtype() else d.to(self._plane_dtype())
         return p.view(nblk, k["T"] * nb, R)
+
+    def _fold_terms(self, key, place: np.ndarray):
+        """What the one kernel needs to add its column values to the outputs itself
+        (:func:`cimsim.kernels_triton.planes_gemm_adc`'s ``fold``): each column's digital weight, each row block's
+        ``lo * sum(place)`` and ``lsb``, on the device; or None where that sum would not be exact in any order,
+        i.e. unless every term is an integer (``lo`` integers, LSBs, place values and column weights powers of two
+        of at least 1) and the sum of their magnitudes stays below 2**53."""
+        op = self.xb.readout_op
+        w = np.asarray(self.xb.readout_weight, dtype=np.float64)
+        whole = lambda v: bool(np.all((np.abs(v) >= 1) & (np.frexp(v)[0] == np.copysign(0.5, v))))  # noqa: E731
+        if not (op.quantizes and whole(w) and whole(np.asarray(place, dtype=np.float64))
+                and all(float(lo).is_integer() and whole(np.array([lsb])) for lo, lsb in key)):
+            return None
+        per_output = np.abs(w).reshape(-1, self.xb.out_features).sum(axis=0).max()
+        bound = sum(abs(lo) + lsb * (op.n_codes - 1) for lo, lsb in key) * float(place.sum()) * per_output
+        if bound >= 2.0 ** 53:
+            return None
+        dev = self.device
+        lo = torch.as_tensor([r[0] for r in key], dtype=torch.float64, device=dev)
+        lsb = torch.as_tensor([r[1] for r in key], dtype=torch.float64, device=dev)
+        return self.weight, lo * float(place.sum()), lsb
 
     def block_inputs(self, xt: torch.Tensor, k: dict, nblk: int) -> torch.Tensor:
         """The integers ``xt`` (batch, in) laid out per row block, (row blocks, batch, rows), zero beyond the inputs,
@@ -391,21 +418,26 @@ class TorchTile:
             nb = b1 - b0
             M = T * nb
             step = max(1, self.ELEMENTS.get(dev.type, self.ELEMENTS["cpu"]) // (M * C))
-            acc = torch.zeros(nb * C, dtype=torch.float64, device=dev)
             if gemm is not None and nb * C * T * nblk < 2 ** 31:
                 # digits, products, read noise and the ADC in one kernel; the affine and the sum over blocks as below
                 seed = int(self.host_rng.integers(0, 2 ** 31 - 1))   # as _fused_epilogue draws it: the same normals
+                fold = None if k["fold"] is None else (y[b0:b1].zero_(), *k["fold"])
                 s_all, clips, nz, sqr = kernels_triton.planes_gemm_adc(
                     self.block_inputs(xt[b0:b1], k, nblk), gemm[0], k["sh32"], k["mask32c"], lo.to(dt),
-                    lsb.to(dt), w_place, C, op.n_codes, gemm[1], seed)
+                    lsb.to(dt), w_place, C, op.n_codes, gemm[1], seed, lsb_pow2=k["pow2"], fold=fold,
+                    binary=binary)
                 clipped += clips
                 nonzero += nz
                 sq_rows += sqr
+                if fold is not None:       # the kernel added the values to the outputs (exactly: _fold_terms)
+                    continue
+                acc = torch.zeros(nb * C, dtype=torch.float64, device=dev)
                 for g0 in range(0, nblk, step):
                     g1 = min(g0 + step, nblk)
                     acc += self._affine(s_all[g0:g1].to(torch.float64), lo[g0:g1], lsb[g0:g1], place).sum(dim=0)
                 y[b0:b1] = (acc.reshape(nb, C) * self.weight).reshape(nb, -1, N).sum(dim=1)
                 continue
+            acc = torch.zeros(nb * C, dtype=torch.float64, device=dev)
             if not cut:
                 planes = self.planes(xt[b0:b1], k, nblk)          # (blocks, cycles x batch, rows)
                 if not binary:                                    # binary digits: their sum (below)
@@ -449,7 +481,8 @@ class TorchTile:
                     if fused and v.numel() < 2 ** 31 and rel2 is None:   # noise, ADC and shift-and-add in one Triton kernel
                         std = None if std2 is None else std2.sqrt_()
                         s, clips = self._fused_epilogue(v, std, lo.to(dt)[g0:g1, None, None],
-                                                        lsb.to(dt)[g0:g1, None, None], w_place, T, nb, C)
+                                                        lsb.to(dt)[g0:g1, None, None], w_place, T, nb, C,
+                                                        pow2=k["pow2"])
                         clipped += clips
                     else:
                         if std2 is not None:

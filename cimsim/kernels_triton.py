@@ -11,7 +11,9 @@ Three kernels, each one pass over memory where eager torch needs several:
   values of a batched product, in one kernel.
 * :func:`planes_gemm_adc` (the default on CUDA, ``TorchTile.GEMM_DEVICES``): the digits, their products (int8
   levels, or real-valued levels as two fp16 parts), the read noise and the ADC epilogue in one kernel: neither the
-  planes nor the products reach memory (the digits' counts, for the read energy, in a small second kernel).
+  planes nor the products reach memory (the digits' counts, for the read energy, in a small second kernel); where
+  the sum is exact in any order, the kernel also adds each column's value, times its digital weight, to its output
+  (float64 atomic adds of integers), so neither the codes nor their float64 copies reach memory either.
 
 Triton ships with CUDA builds of torch; without it (CPU-only installs) the torch backend runs the same arithmetic in
 eager torch, and ``triton`` here is None.
@@ -69,19 +71,21 @@ if triton is not None:
     @triton.jit
     def _adc_epilogue(v_ptr, std_ptr, lo_ptr, lsb_ptr, w_ptr, out_ptr, clip_ptr, seed, NC, C, VS, n_codes,
                       T: tl.constexpr, HAS_NOISE: tl.constexpr, PER_ROW: tl.constexpr, QUADS: tl.constexpr,
-                      FAST: tl.constexpr, BLOCK: tl.constexpr):
+                      FAST: tl.constexpr, POW2: tl.constexpr, BLOCK: tl.constexpr):
         """One row block g and BLOCK (example, column) values: for each input cycle t read the column value
         (float32, or the int32 of an integer product, exact in float32 below 2**24; rows ``VS`` values apart), add the read noise
         ``std * N(0, 1)`` (Philox normals keyed by ``seed``, :func:`_normals4`: one call per four columns of an
         example and cycle, as :func:`_planes_gemm_adc` draws them; QUADS: C a multiple of 4, so a block's values
         are whole quads and each call serves four of them), quantize to the ADC's code
-        ``clamp(floor((v - lo) / lsb + 1/2), 0, n_codes - 1)`` and accumulate ``w_t * code`` (the shift-and-add);
+        ``clamp(floor((v - lo) / lsb + 1/2), 0, n_codes - 1)`` (POW2: every lsb a power of two, so the division is
+        the product with its inverse, bit for bit, and cheaper) and accumulate ``w_t * code`` (the shift-and-add);
         the number of clipped conversions goes to one slot per program of ``clip_ptr``."""
         g = tl.program_id(0)
         offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < NC
         lo = tl.load(lo_ptr + g)
         lsb = tl.load(lsb_ptr + g)
+        inv = 1.0 / lsb
         acc = tl.zeros((BLOCK,), dtype=tl.float32)
         clipped = tl.zeros((BLOCK,), dtype=tl.int32)
         voffs = (offs // C) * VS + offs % C     # (example, column) in v's rows of VS values
@@ -104,7 +108,10 @@ if triton is not None:
                     q = c % 4
                     n = tl.where(q == 0, n0, tl.where(q == 1, n1, tl.where(q == 2, n2, n3)))
                 v = v + sd * n
-            code = tl.floor((v - lo) / lsb + 0.5)
+            if POW2:
+                code = tl.floor((v - lo) * inv + 0.5)
+            else:
+                code = tl.floor((v - lo) / lsb + 0.5)
             clipped += ((code < 0.0) | (code > n_codes - 1.0)) & mask
             code = tl.minimum(tl.maximum(code, 0.0), n_codes - 1.0)
             acc += tl.load(w_ptr + t) * code
@@ -146,23 +153,33 @@ if triton is not None:
 
 if triton is not None:
     @triton.jit(do_not_specialize=["nb"])
-    def _digit_stats(x_ptr, sh_ptr, mk_ptr, nz_ptr, sq_ptr, nb, R, T: tl.constexpr, BLOCK_B: tl.constexpr,
-                     BLOCK_R: tl.constexpr):
+    def _digit_stats(x_ptr, sh_ptr, mk_ptr, nz_ptr, sq_ptr, nb, R, T: tl.constexpr, BINARY: tl.constexpr,
+                     BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr):
         """Examples ``b`` of one BLOCK_B tile of row block ``g``: the digits ``(x >> shift_t) & mask_t`` of every
         cycle, counted per element in registers and reduced once: the non-zero digits to ``nz[pid_b, g]`` and each
         row's sum of squared digits to ``sq[pid_b, g, r]`` (int64: exact). :func:`_planes_gemm_adc`'s bookkeeping,
-        apart: reduced across warps in every cycle there, it took 30-45 % of that kernel's time (BENCHMARKS.md)."""
+        apart: reduced across warps in every cycle there, it took 30-45 % of that kernel's time (BENCHMARKS.md).
+        BINARY: the digits are bits 0 .. T - 1 of x (1-bit DACs, unsigned inputs), so both counts of an integer are
+        its population count, taken at once (SWAR) instead of cycle by cycle."""
         pb, g = tl.program_id(0), tl.program_id(1)
         b = pb * BLOCK_B + tl.arange(0, BLOCK_B)
         r = tl.arange(0, BLOCK_R)
         x = tl.load(x_ptr + (g.to(tl.int64) * nb + b[:, None]) * R + r[None, :],
                     mask=(b[:, None] < nb) & (r[None, :] < R), other=0).to(tl.int32)
-        nz = tl.zeros((BLOCK_B, BLOCK_R), dtype=tl.int32)
-        sq = tl.zeros((BLOCK_B, BLOCK_R), dtype=tl.int64)
-        for t in tl.static_range(T):
-            d = (x >> tl.load(sh_ptr + t)) & tl.load(mk_ptr + t)
-            nz += (d != 0).to(tl.int32)
-            sq += (d * d).to(tl.int64)
+        if BINARY:   # 0 <= x < 2**T <= 2**31: bits counted in pairs, nibbles, bytes, then the bytes summed
+            v = x & ((1 << T) - 1)
+            v = v - ((v >> 1) & 0x55555555)
+            v = (v & 0x33333333) + ((v >> 2) & 0x33333333)
+            v = (v + (v >> 4)) & 0x0F0F0F0F
+            nz = (v * 0x01010101) >> 24
+            sq = nz.to(tl.int64)
+        else:
+            nz = tl.zeros((BLOCK_B, BLOCK_R), dtype=tl.int32)
+            sq = tl.zeros((BLOCK_B, BLOCK_R), dtype=tl.int64)
+            for t in tl.static_range(T):
+                d = (x >> tl.load(sh_ptr + t)) & tl.load(mk_ptr + t)
+                nz += (d != 0).to(tl.int32)
+                sq += (d * d).to(tl.int64)
         tl.store(nz_ptr + pb * tl.num_programs(1) + g, tl.sum(tl.sum(nz, axis=1), axis=0).to(tl.int64))
         tl.store(sq_ptr + (pb * tl.num_programs(1) + g) * R + r, tl.sum(sq, axis=0), mask=r < R)
 
@@ -170,8 +187,9 @@ if triton is not None:
     # loop over input cycles is a loop (unrolled GEMM_UNROLL times, not T), so a kernel compiles in a few s
     @triton.jit(do_not_specialize=["nb", "seed"])
     def _planes_gemm_adc(x_ptr, a_ptr, var_ptr, sh_ptr, mk_ptr, lo_ptr, lsb_ptr, w_ptr, out_ptr, clip_ptr,
-                         nb, R, C, CP, n_codes, seed, T: tl.constexpr, PARTS: tl.constexpr, NOISE: tl.constexpr,
-                         FAST: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+                         cw_ptr, base_ptr, lsb64_ptr, nb, R, C, CP, N, n_codes, seed, T: tl.constexpr,
+                         PARTS: tl.constexpr, NOISE: tl.constexpr, FAST: tl.constexpr, POW2: tl.constexpr,
+                         FOLD: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
                          UNROLL: tl.constexpr):
         """Examples ``b`` of one BLOCK_B tile, columns ``c`` of one BLOCK_C tile, row block ``g``: for each input
         cycle t the digits ``(x >> shift_t) & mask_t`` (in registers), their product with the block's levels (PARTS
@@ -179,10 +197,13 @@ if triton is not None:
         product accumulated in float32, :func:`cimsim.torch_products.fp16_split`), with NOISE the read noise
         ``sqrt(sum_r d_r**2 var_r) * N(0, 1)`` (one variance per row; Philox normals keyed by ``seed``, one
         :func:`_normals4` call per four columns of a cycle: :func:`_adc_epilogue`'s numbers), the ADC's code of that
-        column value (as :func:`_adc_epilogue`)
-        and the shift-and-add ``sum_t w_t code_t`` to ``out[g, b * C + c]``; clipped conversions to ``clip[pid]``
-        (counted per example in each cycle: a reduction within a warp, not across warps, BENCHMARKS.md). The digits'
-        counts are :func:`_digit_stats`'s."""
+        column value (as :func:`_adc_epilogue`, POW2 as there) and the shift-and-add ``sum_t w_t code_t`` to
+        ``out[g, b * C + c]`` (FOLD: its value ``base_g + lsb_g sum_t w_t code_t`` times the column's digital weight
+        ``cw_c``, in float64, added to the output ``out[b, c % N]`` by an atomic add: every term an integer below
+        2**53, so the sum is exact in any order); clipped conversions to ``clip[pid]`` (with NOISE counted per
+        example in each cycle, a reduction within a warp, not across warps; without, per value in a tile reduced
+        once: the registers the normals would take are free, BENCHMARKS.md). The digits' counts are
+        :func:`_digit_stats`'s."""
         pb, g, pc = tl.program_id(0), tl.program_id(1), tl.program_id(2)
         b = pb * BLOCK_B + tl.arange(0, BLOCK_B)
         r = tl.arange(0, BLOCK_R)
@@ -206,8 +227,10 @@ if triton is not None:
             var = tl.load(var_ptr + g * R + r, mask=rm, other=0.0)
         lo = tl.load(lo_ptr + g)
         lsb = tl.load(lsb_ptr + g)
+        inv = 1.0 / lsb
         acc = tl.zeros((BLOCK_B, BLOCK_C), dtype=tl.float32)
-        clipped = tl.zeros((BLOCK_B,), dtype=tl.int32)      # a vector, not a tile: fewer registers
+        clipped = tl.zeros((BLOCK_B,), dtype=tl.int32)      # with noise a vector, not a tile: fewer registers
+        clip_tile = tl.zeros((BLOCK_B, BLOCK_C), dtype=tl.int32)
         live = bm[:, None] & cm[None, :]
         # each cycle's normals: one Philox call (_normals4) per four columns of an example, the quad's four normals in
         # column order (join and reshape keep it), keyed as _adc_epilogue keys them
@@ -226,12 +249,25 @@ if triton is not None:
                 n0, n1, n2, n3 = _normals4(seed, (g * T + t) * nb * tl.cdiv(C, 4) + quad, FAST)
                 n = tl.reshape(tl.join(tl.join(n0, n2), tl.join(n1, n3)), (BLOCK_B, BLOCK_C))
                 v = v + sd[:, None] * n
-            code = tl.floor((v - lo) / lsb + 0.5)
-            clipped += tl.sum((((code < 0.0) | (code > n_codes - 1.0)) & live).to(tl.int32), axis=1)
+            if POW2:
+                code = tl.floor((v - lo) * inv + 0.5)
+            else:
+                code = tl.floor((v - lo) / lsb + 0.5)
+            if NOISE:
+                clipped += tl.sum((((code < 0.0) | (code > n_codes - 1.0)) & live).to(tl.int32), axis=1)
+            else:
+                clip_tile += ((code < 0.0) | (code > n_codes - 1.0)).to(tl.int32)
             code = tl.minimum(tl.maximum(code, 0.0), n_codes - 1.0)
             acc += tl.load(w_ptr + t) * code
-        tl.store(out_ptr + (g.to(tl.int64) * nb + b[:, None]) * C + c[None, :], acc, mask=live)
+        if FOLD:
+            val = tl.load(base_ptr + g) + tl.load(lsb64_ptr + g) * acc.to(tl.float64)
+            val = val * tl.load(cw_ptr + c, mask=cm, other=0.0)[None, :]
+            tl.atomic_add(out_ptr + b[:, None].to(tl.int64) * N + (c % N)[None, :], val, mask=live, sem="relaxed")
+        else:
+            tl.store(out_ptr + (g.to(tl.int64) * nb + b[:, None]) * C + c[None, :], acc, mask=live)
         pid = (pb * tl.num_programs(1) + g) * tl.num_programs(2) + pc
+        if not NOISE:
+            clipped = tl.sum(tl.where(live, clip_tile, 0), axis=1)
         tl.store(clip_ptr + pid, tl.sum(clipped, axis=0))
 
 
@@ -242,13 +278,16 @@ GEMM_UNROLL = 1
 # and warps. Measured on an H200 (docs/bench_planes_kernel.py --tiles, two blocks of 128 rows x 128 columns, 16
 # cycles), with the SFU's normals and the digits' counts in their own kernel: 64 x 64 x 4 converts int8 levels at 502 G
 # column values/s and fp16 parts at 399 without noise, 271 / 229 with read noise (32 x 128 x 4, the noisy tile while
-# the normals were accurate and the counts reduced in every cycle: 264 / 218); BENCHMARKS.md
+# the normals were accurate and the counts reduced in every cycle: 264 / 218); BENCHMARKS.md. With Triton 3.6 (the
+# eleventh session's device) the same tile gave int8 724 / 323 G (clean / noisy) dividing by the LSB, 781 / 340
+# multiplying by its inverse, 852 (clean) with the clipped count kept per value
 GEMM_TILES = {False: (64, 64, 4), True: (64, 64, 4)}
 
 
 def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, masks: torch.Tensor, lo: torch.Tensor,
                     lsb: torch.Tensor, w_t: torch.Tensor, C: int, n_codes: float, var: torch.Tensor | None = None,
-                    seed: int = 0, unroll: int | None = None, tiles=None):
+                    seed: int = 0, unroll: int | None = None, tiles=None, lsb_pow2: bool = False, fold=None,
+                    binary: bool = False):
     """The bit planes, their products, the read noise and the ADC epilogue in one kernel, without planes or products
     in memory: ``x`` (G, batch, R) the row blocks' integers (:meth:`cimsim.crossbar_torch.TorchTile.block_inputs`),
     ``a`` the levels: int8 (G, R, CP), CP >= C (an exact int32 product), or float32 (G, P, R, C) holding P = 1 or 2
@@ -257,7 +296,14 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
     float32 (T,) the cycles' place values; ``var`` float32 (G, R) each row's read-noise variance per unit squared
     digit (None: no read noise) and ``seed`` its Philox seed (the numbers :func:`adc_epilogue` draws with it);
     ``unroll``: the cycle loop's unroll factor (default :data:`GEMM_UNROLL`); ``tiles``: (examples, columns, warps)
-    of a program (default :data:`GEMM_TILES`, by noise; ``docs/bench_planes_kernel.py`` times others).
+    of a program (default :data:`GEMM_TILES`, by noise; ``docs/bench_planes_kernel.py`` times others); ``lsb_pow2``:
+    the caller knows every ``lsb`` is a power of two (the engine's rule, :func:`cimsim.crossbar.quantizer_lo_lsb`), so
+    the kernel multiplies by its inverse instead of dividing: the same codes, bit for bit. ``fold``: ``(y, cw, base,
+    lsb64)``, the output (batch, N) float64 (zeros, or a sum to add to), each column's digital weight (C,) and each
+    row block's ``lo * sum(w_t)`` and ``lsb`` (G,), all float64: the kernel adds every column's value to its output
+    ``c % N`` itself (exact when every term is an integer below 2**53, the caller's duty) and returns None in
+    place of the codes. ``binary``: the digits are bits 0 .. T - 1 of ``x`` (shifts 0 .. T - 1, masks 1: 1-bit DACs,
+    unsigned inputs), so the digits' counts are population counts.
     Returns the shift-and-added codes (G, batch x C) float32, the clipped conversions (float64 scalar), the non-zero
     digits (int64 scalar) and each row's sum of squared digits (G x R, float64): the numbers of :func:`cut_planes`
     and :func:`adc_epilogue`."""
@@ -268,7 +314,15 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
                          "examples per call")
     x, a = x.contiguous(), a.contiguous()
     parts = 0 if a.dtype == torch.int8 else a.shape[1]
-    out = torch.empty((G, nb * C), dtype=torch.float32, device=x.device)
+    if fold is None:
+        out = torch.empty((G, nb * C), dtype=torch.float32, device=x.device)
+        cw = base = lsb64 = out
+        N = C
+    else:
+        out, cw, base, lsb64 = fold
+        N = out.shape[1]
+        if out.dtype != torch.float64 or out.shape[0] != nb or not out.is_contiguous() or C % N:
+            raise ValueError("fold: y must be a contiguous float64 (batch, N) tensor with C a multiple of N")
     # one tile shape per row count and noise (GEMM_TILES) x the block's rows (int8 tensor-core products need 32
     # rows or more), so few kernels compile
     tb, tc, warps = tiles or GEMM_TILES[var is not None]
@@ -279,13 +333,15 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
     stats_grid = (triton.cdiv(nb, stats_b), G)
     nz = torch.empty(stats_grid[0] * G, dtype=torch.int64, device=x.device)
     sq = torch.empty((stats_grid[0], G, R), dtype=torch.int64, device=x.device)
-    _digit_stats[stats_grid](x, shifts, masks, nz, sq, nb, R, T=T, BLOCK_B=stats_b, BLOCK_R=BLOCK_R)
+    _digit_stats[stats_grid](x, shifts, masks, nz, sq, nb, R, T=T, BINARY=bool(binary) and T <= 31, BLOCK_B=stats_b,
+                             BLOCK_R=BLOCK_R)
     _planes_gemm_adc[grid](x, a, x if var is None else var.contiguous(), shifts, masks, lo.reshape(-1).contiguous(),
-                           lsb.reshape(-1).contiguous(), w_t, out, clips, nb, R, C, a.shape[-1],
+                           lsb.reshape(-1).contiguous(), w_t, out, clips, cw, base, lsb64, nb, R, C, a.shape[-1], N,
                            float(n_codes), int(seed), T=T, PARTS=parts, NOISE=var is not None, FAST=fast_math(),
-                           BLOCK_B=BLOCK_B,
+                           POW2=bool(lsb_pow2), FOLD=fold is not None, BLOCK_B=BLOCK_B,
                            BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C, UNROLL=int(unroll or GEMM_UNROLL), num_warps=warps)
-    return out, clips.sum(dtype=torch.float64), nz.sum(), sq.sum(dim=0, dtype=torch.float64).reshape(-1)
+    return (None if fold is not None else out), clips.sum(dtype=torch.float64), nz.sum(), \
+        sq.sum(dim=0, dtype=torch.float64).reshape(-1)
 
 
 def cut_planes(xt: torch.Tensor, shifts: torch.Tensor, masks: torch.Tensor, g0: int, g1: int, R: int,
@@ -307,10 +363,11 @@ def cut_planes(xt: torch.Tensor, shifts: torch.Tensor, masks: torch.Tensor, g0: 
     return out, nz.sum(), sq.sum(dim=0, dtype=torch.float64).reshape(-1)
 
 
-def adc_epilogue(v, std, lo, lsb, w_t, T: int, nb: int, C: int, n_codes: float, seed: int):
+def adc_epilogue(v, std, lo, lsb, w_t, T: int, nb: int, C: int, n_codes: float, seed: int, lsb_pow2: bool = False):
     """:func:`_adc_epilogue` over row blocks (G, cycles x batch, columns): (G, batch x columns) float32 and the
     count of clipped conversions (float64 scalar tensor). ``v``: float32, or int32 with rows of ``C`` or more
-    values (an int8 product's padded columns: the first ``C`` are read), contiguous."""
+    values (an int8 product's padded columns: the first ``C`` are read), contiguous; ``lsb_pow2`` as
+    :func:`planes_gemm_adc`'s."""
     G, NC = v.shape[0], nb * C
     v = v.contiguous()
     out = torch.empty((G, NC), dtype=torch.float32, device=v.device)
@@ -320,5 +377,6 @@ def adc_epilogue(v, std, lo, lsb, w_t, T: int, nb: int, C: int, n_codes: float, 
     _adc_epilogue[(G, programs)](
         v, v if std is None else std.contiguous(), lo.reshape(-1).contiguous(), lsb.reshape(-1).contiguous(),
         w_t, out, clips, seed, NC, C, v.shape[-1], float(n_codes), T=int(T), HAS_NOISE=std is not None,
-        PER_ROW=std is not None and std.shape[-1] == 1, QUADS=C % 4 == 0, FAST=fast_math(), BLOCK=block)
+        PER_ROW=std is not None and std.shape[-1] == 1, QUADS=C % 4 == 0, FAST=fast_math(), POW2=bool(lsb_pow2),
+        BLOCK=block)
     return out, clips.sum(dtype=torch.float64)

@@ -97,7 +97,7 @@ def test_fused_epilogue_reads_an_int8_products_int32_sums(monkeypatch, cols, int
     y0, t0 = xb._torch.forward_device(xt, ranges)
     monkeypatch.setattr(TorchTile, "FUSED_DEVICES", (DEVICE,))
     calls = []
-    monkeypatch.setattr(kernels_triton, "adc_epilogue", lambda *a: calls.append(a[0].dtype) or adc(*a))
+    monkeypatch.setattr(kernels_triton, "adc_epilogue", lambda *a, **k: calls.append(a[0].dtype) or adc(*a, **k))
     y1, t1 = xb._torch.forward_device(xt, ranges)
     assert calls and set(calls) == {torch.int32 if int8 else torch.float32}
     assert float(t0[3]) > 0                       # some conversions clip: both count them alike
@@ -138,7 +138,7 @@ def test_planes_gemm_adc_kernel_gives_the_same_numbers(monkeypatch, bits, dac, i
     y0, t0 = xb._torch.forward_device(xt, ranges)
     monkeypatch.setattr(TorchTile, "GEMM_DEVICES", (DEVICE,))
     calls = []
-    monkeypatch.setattr(kernels_triton, "planes_gemm_adc", lambda *a: calls.append(1) or gemm(*a))
+    monkeypatch.setattr(kernels_triton, "planes_gemm_adc", lambda *a, **k: calls.append(1) or gemm(*a, **k))
     y1, t1 = xb._torch.forward_device(xt, ranges)
     assert calls and float(t0[3]) > 0 and float(t0[0]) > 0
     torch.testing.assert_close(y1, y0, rtol=0, atol=0)
@@ -220,7 +220,8 @@ def test_noisy_tiles_take_the_one_kernel_path_with_the_eager_paths_numbers(monke
     tile.host_rng.bit_generator.state = state                 # the same seeds for the kernel's normals
     monkeypatch.setattr(TorchTile, "GEMM_DEVICES", (DEVICE,))
     calls = []
-    monkeypatch.setattr(kernels_triton, "planes_gemm_adc", lambda *a: calls.append(a[-1]) or gemm(*a))
+    monkeypatch.setattr(kernels_triton, "planes_gemm_adc",
+                        lambda *a, **k: calls.append(a[-1]) or gemm(*a, **k))
     y1, t1 = tile.forward_device(xt, ranges)
     assert calls
     y0, y1 = y0.cpu().numpy(), y1.cpu().numpy()
@@ -262,6 +263,115 @@ def test_the_kernels_read_noise_is_standard_normal_per_value_and_cycle():
         assert np.all(np.abs(m.std(axis=1) - 1) < 0.03)
         r = np.corrcoef(m)
         assert np.all(np.abs(r[~np.eye(len(m), dtype=bool)]) < 0.05)
+
+
+@pytest.mark.parametrize("lsb", [2.0 ** -3, 1.0, 4.0, 16.0])
+def test_the_kernels_multiply_by_a_power_of_two_lsbs_inverse_with_the_divisions_codes(lsb):
+    """``lsb_pow2``: both kernels multiply by 1 / lsb instead of dividing (cheaper on the GPU); for a power-of-two lsb
+    (the engine's rule, crossbar.quantizer_lo_lsb) the codes, sums and clipped counts are the division's bit for bit,
+    with read noise (values off the integers) and without, on and off the ADC's range."""
+    G, nb, R, C, T = 2, 200, 64, 40, 5
+    dev = DEVICE
+    rng = np.random.default_rng(int(np.log2(lsb)) + 40)
+    i32 = lambda v: torch.as_tensor(v, dtype=torch.int32, device=dev)   # noqa: E731
+    f32 = lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev)  # noqa: E731
+    x = i32(rng.integers(0, 2 ** T, size=(G, nb, R)))
+    a8 = torch.as_tensor(rng.integers(0, 4, size=(G, R, C)), dtype=torch.int8, device=dev)
+    var = f32(np.full((G, R), (0.7 * lsb) ** 2 / R))                 # noise of about an LSB: codes move
+    lo = f32([48.0 - 16 * lsb, 40.0])                                   # column values: about 48 +- 10
+    w = f32(2.0 ** np.arange(T))
+    for v in (None, var):
+        args = (x, a8, i32(range(T)), i32([1] * T), lo, f32([lsb] * G), w, C, 32.0, v, 99)
+        div, mul = kernels_triton.planes_gemm_adc(*args), kernels_triton.planes_gemm_adc(*args, lsb_pow2=True)
+        assert 0 < float(div[1]) < G * nb * C * T                   # some conversions clipped, not all
+        for d, m in zip(div, mul):
+            torch.testing.assert_close(m, d, rtol=0, atol=0)
+    vals = f32(rng.normal(0, 40 * lsb, size=(G, T * nb, C)))
+    std = f32(np.full((G, T * nb, C), 0.5 * lsb))
+    lo_e, lsb_e = f32([-16.0 * lsb, -4.0 * lsb])[:, None, None], f32([lsb] * G)[:, None, None]
+    for sd in (None, std):
+        div = kernels_triton.adc_epilogue(vals, sd, lo_e, lsb_e, w, T, nb, C, 32.0, 5)
+        mul = kernels_triton.adc_epilogue(vals, sd, lo_e, lsb_e, w, T, nb, C, 32.0, 5, lsb_pow2=True)
+        assert 0 < float(div[1]) < G * nb * C * T
+        for d, m in zip(div, mul):
+            torch.testing.assert_close(m, d, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("noise", [False, True])
+def test_the_kernel_adds_its_values_to_the_outputs_exactly(noise):
+    """``fold``: the one kernel adds each column's ``lo * sum(w_t) + lsb * code sum``, times the column's digital
+    weight (signed powers of two), to output ``c % N`` by float64 atomic adds; every term an integer, so the sums
+    equal, bit for bit, the codes returned and combined in float64 afterwards (the path without ``fold``), whatever
+    order the adds land in; an output that held a value keeps it."""
+    G, nb, R, N, S, T = 3, 150, 64, 12, 4, 6
+    C = N * S
+    dev = DEVICE
+    rng = np.random.default_rng(7 + noise)
+    i32 = lambda v: torch.as_tensor(v, dtype=torch.int32, device=dev)   # noqa: E731
+    f32 = lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev)  # noqa: E731
+    f64 = lambda v: torch.as_tensor(v, dtype=torch.float64, device=dev)  # noqa: E731
+    x = i32(rng.integers(0, 2 ** T, size=(G, nb, R)))
+    a8 = torch.as_tensor(rng.integers(0, 4, size=(G, R, C)), dtype=torch.int8, device=dev)
+    var = f32(np.full((G, R), 0.3 / R)) if noise else None
+    lo, lsb = np.array([-5.0, 0.0, 12.0]), np.array([1.0, 2.0, 4.0])
+    place = 2.0 ** np.arange(T)
+    cw = np.repeat([1.0, 4.0, 16.0, -64.0], N)                         # slices' weights, the top one negative
+    args = (x, a8, i32(range(T)), i32([1] * T), f32(lo), f32(lsb), f32(place), C, 16.0, var, 3)
+    codes, clips, nz, sq = kernels_triton.planes_gemm_adc(*args, lsb_pow2=True)
+    vals = f64(lo)[:, None] * place.sum() + f64(lsb)[:, None] * codes.to(torch.float64)   # (G, nb * C)
+    want = (vals.sum(dim=0).reshape(nb, C) * f64(cw)).reshape(nb, S, N).sum(dim=1)
+    y = torch.full((nb, N), 0.0, dtype=torch.float64, device=dev)
+    y[0] = 1000.0
+    none, clips2, nz2, sq2 = kernels_triton.planes_gemm_adc(
+        *args, lsb_pow2=True, fold=(y, f64(cw), f64(lo * place.sum()), f64(lsb)))
+    assert none is None and 0 < float(clips) < G * nb * C * T
+    want[0] += 1000.0
+    torch.testing.assert_close(y, want, rtol=0, atol=0)
+    for a, b in ((clips2, clips), (nz2, nz), (sq2, sq)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("T", [1, 8, 16, 31])
+def test_binary_digits_counts_are_population_counts(T):
+    """``binary``: with 1-bit digits (shifts 0 .. T - 1, masks 1) the digits' kernel counts each integer's set bits
+    at once; the non-zero digits and each row's sum of squared digits equal the cycle-by-cycle counts, bits at T and
+    above ignored as the cycles ignore them."""
+    G, nb, R, C = 2, 70, 48, 16
+    dev = DEVICE
+    rng = np.random.default_rng(T)
+    i32 = lambda v: torch.as_tensor(v, dtype=torch.int32, device=dev)   # noqa: E731
+    f32 = lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev)  # noqa: E731
+    xs = rng.integers(0, 2 ** T, size=(G, nb, R))
+    xs[0, 0] = 2 ** T - 1                                    # every bit set
+    xs[1, :3] |= int(rng.integers(0, 2 ** (31 - T))) << T if T < 31 else 0
+    x = i32(xs)
+    a8 = torch.as_tensor(rng.integers(0, 4, size=(G, R, C)), dtype=torch.int8, device=dev)
+    args = (x, a8, i32(range(T)), i32([1] * T), f32([0.0, 0.0]), f32([1.0, 1.0]), f32(2.0 ** np.arange(T)), C,
+            2.0 ** 20)
+    loop, pop = kernels_triton.planes_gemm_adc(*args), kernels_triton.planes_gemm_adc(*args, binary=True)
+    bits = (xs[..., None] >> np.arange(T)) & 1
+    assert int(pop[2]) == int(loop[2]) == int(bits.sum())
+    torch.testing.assert_close(pop[3], loop[3], rtol=0, atol=0)
+    np.testing.assert_array_equal(pop[3].cpu().numpy(), bits.sum(axis=(1, 3)).reshape(-1))
+
+
+def test_the_kernel_folds_only_where_the_sum_is_exact(monkeypatch):
+    """A tile's constants offer the kernel the fold (integer ``lo``, power-of-two LSBs) for the engine's ranges, and
+    withhold it for a range whose ``lo`` is not an integer, where the outputs then come as before."""
+    xb, xt = _noisy_isaac_tile(monkeypatch, 0.05, 0.02)
+    tile = xb._torch
+    assert tile.constants(xb.ranges())["fold"] is not None
+    odd = [(lo + 0.5, lsb) for lo, lsb in xb.ranges()]
+    assert tile.constants(odd)["fold"] is None
+
+
+def test_engine_ranges_have_power_of_two_lsbs_so_the_kernels_multiply(monkeypatch):
+    """Every range the engine calibrates has a power-of-two LSB, so the tile's constants tell the kernels to multiply
+    (``pow2``); a range whose LSB is not one makes them divide."""
+    xb, _ = _noisy_isaac_tile(monkeypatch, 0.05, 0.02)
+    tile = xb._torch
+    assert tile.constants(xb.ranges())["pow2"] is True
+    assert tile.constants([(0.0, 3.0)] * len(xb.ranges()))["pow2"] is False
 
 
 def test_isaac_with_noise_takes_the_one_kernel_path(monkeypatch):
