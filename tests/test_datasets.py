@@ -123,6 +123,45 @@ def test_idx_pixels_are_the_float32_quotients_bit_for_bit(tmp_path):
     assert np.array_equal(data.x_train[:, 0].numpy().view(np.int32), want.view(np.int32))
 
 
+def test_idx_loader_scales_only_the_batches_it_serves_with_the_same_numbers(tmp_path):
+    """The IDX sets keep their pixels as bytes: a loader scales each batch as it serves it (the training images a
+    run calibrates on are all it converts), with the same float32 numbers bit for bit as the whole split scaled
+    at once (x_test, made on first read); the shape needs no conversion."""
+    arrays = fake_idx_arrays(n_train=9, n_test=5)
+    arrays["test_images"][0].flat[:256] = np.arange(256, dtype=np.uint8)
+    write_idx_set(tmp_path / "fm", arrays, gz=True)
+    data = ds.load_fashion_mnist(data_dir=tmp_path / "fm")
+    assert data.input_shape == (1, 28, 28) and "x_train" not in vars(data) and "x_test" not in vars(data)
+    served = [(x.clone(), y.clone()) for x, y in data.loader("test", batch_size=2)]
+    shuffled = [x for x, _ in data.loader("train", batch_size=4, shuffle=True, seed=3, limit=7)]
+    assert "x_train" not in vars(data) and "x_test" not in vars(data)
+    assert all(x.dtype == torch.float32 for x, _ in served)
+    whole = data.x_test                                      # made now, once
+    assert "x_test" in vars(data) and data.x_test is whole
+    assert torch.equal(torch.cat([x for x, _ in served]), whole)
+    assert torch.cat([y for _, y in served]).tolist() == arrays["test_labels"].tolist()
+    after = [x for x, _ in data.loader("test", batch_size=2)]   # from the made tensor now: the same batches
+    assert all(torch.equal(a, b) for a, b in zip(after, (x for x, _ in served)))
+    gen = torch.Generator().manual_seed(3)
+    order = list(torch.utils.data.RandomSampler(range(7), generator=gen))
+    assert torch.equal(torch.cat(shuffled), data.x_train[order])
+
+
+def test_scaled_bytes_are_numpys_float32_quotients():
+    """scale_bytes (torch's float32 division) gives numpy's float32 quotients for every byte value, to the bit
+    (a multiplication by 1/255 would not: 0.003921... is not exact)."""
+    b = np.arange(256, dtype=np.uint8)
+    want = b.astype(np.float32) / np.float32(255.0)
+    got = ds.scale_bytes(torch.from_numpy(b)).numpy()
+    assert np.array_equal(got.view(np.int32), want.view(np.int32))
+    assert not np.array_equal((b.astype(np.float32) * np.float32(1 / 255.0)).view(np.int32), want.view(np.int32))
+
+
+def test_dataset_without_images_needs_its_tensors():
+    with pytest.raises(ConfigError, match="x_train is None"):
+        ds.Dataset("t", None, torch.zeros(2), torch.zeros(2, 3), torch.zeros(2), ("a",), "here")
+
+
 def test_read_idx_big_endian_multibyte_types(tmp_path):
     a = np.array([[1, -2, 300], [-32768, 32767, 0]], dtype=">i2")
     out = ds.read_idx(write_file(tmp_path / "a.idx", idx_bytes(a, 0x0B)))
