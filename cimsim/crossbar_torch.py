@@ -216,8 +216,29 @@ class TorchTile:
                 hi, lo = fp16_split(self.a)
                 a = torch.stack([hi] if lo is None else [hi, lo], dim=1).to(torch.float32)   # (G, parts, R, C)
             var = None if self.var is None else self.var.reshape(self.var.shape[0], -1).to(torch.float32)
-            cache = self._gemm_cache = (self.a_parts, (a, var) if ok else None)
+            cache = self._gemm_cache = (self.a_parts, (a, var, self._uniform_var(var)) if ok else None)
         return cache[1]
+
+    def _uniform_var(self, var: torch.Tensor | None) -> torch.Tensor | None:
+        """Each row block's one read-noise variance (G,) float32, where every row of each block has the same one
+        (a cell model whose read noise does not depend on the level) and any count of the block's rows times it is
+        exact in float32 (the grid of exact sums puts it there): the one kernel then takes the noise's sum over rows
+        as that count times it, the same number as the sum (:func:`cimsim.kernels_triton.planes_gemm_adc`). Else
+        None."""
+        if var is None:
+            return None
+        v = var.cpu().numpy()
+        out = []
+        for g, (k0, k1) in enumerate(self.xb.row_blocks):
+            row = v[g, :k1 - k0]                 # rows beyond the layer's inputs carry no digits
+            if not np.all(row == row[0]) or not np.isfinite(row[0]) or row[0] < 0:
+                return None
+            mant = int(np.frexp(row[0])[0] * 2 ** 24)               # 24-bit significand (0 for 0.0)
+            bits = mant.bit_length() - ((mant & -mant).bit_length() - 1) if mant else 0
+            if bits + (k1 - k0).bit_length() > 24:
+                return None
+            out.append(row[0])
+        return torch.as_tensor(np.array(out, dtype=np.float32), device=self.device)
 
     def _fused_epilogue(self, v, std, lo, lsb, w_t, T: int, nb: int, C: int, pow2: bool = False):
         """:func:`cimsim.kernels_triton.adc_epilogue` with this tile's next Philox seed."""
@@ -425,7 +446,7 @@ class TorchTile:
                 s_all, clips, nz, sqr = kernels_triton.planes_gemm_adc(
                     self.block_inputs(xt[b0:b1], k, nblk), gemm[0], k["sh32"], k["mask32c"], lo.to(dt),
                     lsb.to(dt), w_place, C, op.n_codes, gemm[1], seed, lsb_pow2=k["pow2"], fold=fold,
-                    binary=binary)
+                    binary=binary, uniform_var=gemm[2])
                 clipped += clips
                 nonzero += nz
                 sq_rows += sqr

@@ -187,15 +187,17 @@ if triton is not None:
     # loop over input cycles is a loop (unrolled GEMM_UNROLL times, not T), so a kernel compiles in a few s
     @triton.jit(do_not_specialize=["nb", "seed"])
     def _planes_gemm_adc(x_ptr, a_ptr, var_ptr, sh_ptr, mk_ptr, lo_ptr, lsb_ptr, w_ptr, out_ptr, clip_ptr,
-                         cw_ptr, base_ptr, lsb64_ptr, nb, R, C, CP, N, n_codes, seed, T: tl.constexpr,
-                         PARTS: tl.constexpr, NOISE: tl.constexpr, FAST: tl.constexpr, POW2: tl.constexpr,
-                         FOLD: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
-                         UNROLL: tl.constexpr):
+                         cw_ptr, base_ptr, lsb64_ptr, uvar_ptr, nb, R, C, CP, N, n_codes, seed, T: tl.constexpr,
+                         PARTS: tl.constexpr, NOISE: tl.constexpr, UNI: tl.constexpr, FAST: tl.constexpr,
+                         POW2: tl.constexpr, FOLD: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr,
+                         BLOCK_C: tl.constexpr, UNROLL: tl.constexpr):
         """Examples ``b`` of one BLOCK_B tile, columns ``c`` of one BLOCK_C tile, row block ``g``: for each input
         cycle t the digits ``(x >> shift_t) & mask_t`` (in registers), their product with the block's levels (PARTS
         0: int8 levels, an int32 product: exact; PARTS 1 or 2: the levels as one or two fp16 parts, each an fp16
         product accumulated in float32, :func:`cimsim.torch_products.fp16_split`), with NOISE the read noise
-        ``sqrt(sum_r d_r**2 var_r) * N(0, 1)`` (one variance per row; Philox normals keyed by ``seed``, one
+        ``sqrt(sum_r d_r**2 var_r) * N(0, 1)`` (one variance per row; UNI: 0/1 digits and one variance ``uvar_g``
+        per row block, on a grid where ``count x uvar_g`` is exact, so the sum is that product, the count taken on
+        the tensor cores beside the levels' product; Philox normals keyed by ``seed``, one
         :func:`_normals4` call per four columns of a cycle: :func:`_adc_epilogue`'s numbers), the ADC's code of that
         column value (as :func:`_adc_epilogue`, POW2 as there) and the shift-and-add ``sum_t w_t code_t`` to
         ``out[g, b * C + c]`` (FOLD: its value ``base_g + lsb_g sum_t w_t code_t`` times the column's digital weight
@@ -235,17 +237,28 @@ if triton is not None:
         # each cycle's normals: one Philox call (_normals4) per four columns of an example, the quad's four normals in
         # column order (join and reshape keep it), keyed as _adc_epilogue keys them
         quad = b[:, None] * tl.cdiv(C, 4) + (pc * (BLOCK_C // 4) + tl.arange(0, BLOCK_C // 4))[None, :]
+        uvar = 0.0
+        if UNI:
+            uvar = tl.load(uvar_ptr + g)
         for t in tl.range(0, T, loop_unroll_factor=UNROLL):
             d = (x >> tl.load(sh_ptr + t)) & tl.load(mk_ptr + t)
             if PARTS == 0:
-                v = tl.dot(d.to(tl.int8), a, out_dtype=tl.int32).to(tl.float32)
+                d8 = d.to(tl.int8)
+                v = tl.dot(d8, a, out_dtype=tl.int32).to(tl.float32)
             else:
                 db = d.to(tl.float16)          # digits below 2**11: exact
                 v = tl.dot(db, a, out_dtype=tl.float32)
                 if PARTS == 2:
                     v = tl.dot(db, a_lo, v, out_dtype=tl.float32)
             if NOISE:
-                sd = tl.sqrt(tl.sum((d * d).to(tl.float32) * var[None, :], axis=1))
+                if UNI:    # each example's count of 1 digits, in every one of 16 columns: their largest
+                    if PARTS == 0:
+                        cnt = tl.dot(d8, tl.full((BLOCK_R, 16), 1, tl.int8), out_dtype=tl.int32).to(tl.float32)
+                    else:
+                        cnt = tl.dot(db, tl.full((BLOCK_R, 16), 1.0, tl.float16), out_dtype=tl.float32)
+                    sd = tl.sqrt(tl.max(cnt, axis=1) * uvar)
+                else:
+                    sd = tl.sqrt(tl.sum((d * d).to(tl.float32) * var[None, :], axis=1))
                 n0, n1, n2, n3 = _normals4(seed, (g * T + t) * nb * tl.cdiv(C, 4) + quad, FAST)
                 n = tl.reshape(tl.join(tl.join(n0, n2), tl.join(n1, n3)), (BLOCK_B, BLOCK_C))
                 v = v + sd[:, None] * n
@@ -287,7 +300,7 @@ GEMM_TILES = {False: (64, 64, 4), True: (64, 64, 4)}
 def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, masks: torch.Tensor, lo: torch.Tensor,
                     lsb: torch.Tensor, w_t: torch.Tensor, C: int, n_codes: float, var: torch.Tensor | None = None,
                     seed: int = 0, unroll: int | None = None, tiles=None, lsb_pow2: bool = False, fold=None,
-                    binary: bool = False):
+                    binary: bool = False, uniform_var: torch.Tensor | None = None):
     """The bit planes, their products, the read noise and the ADC epilogue in one kernel, without planes or products
     in memory: ``x`` (G, batch, R) the row blocks' integers (:meth:`cimsim.crossbar_torch.TorchTile.block_inputs`),
     ``a`` the levels: int8 (G, R, CP), CP >= C (an exact int32 product), or float32 (G, P, R, C) holding P = 1 or 2
@@ -303,7 +316,10 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
     row block's ``lo * sum(w_t)`` and ``lsb`` (G,), all float64: the kernel adds every column's value to its output
     ``c % N`` itself (exact when every term is an integer below 2**53, the caller's duty) and returns None in
     place of the codes. ``binary``: the digits are bits 0 .. T - 1 of ``x`` (shifts 0 .. T - 1, masks 1: 1-bit DACs,
-    unsigned inputs), so the digits' counts are population counts.
+    unsigned inputs), so the digits' counts are population counts; with ``uniform_var`` (G,) float32 as well (each
+    row block's one read-noise variance, on a grid where any count of rows times it is exact in float32: the
+    caller's duty, :meth:`cimsim.crossbar_torch.TorchTile._uniform_var`) the noise's sum over rows is that count
+    times it, the count a tensor-core product.
     Returns the shift-and-added codes (G, batch x C) float32, the clipped conversions (float64 scalar), the non-zero
     digits (int64 scalar) and each row's sum of squared digits (G x R, float64): the numbers of :func:`cut_planes`
     and :func:`adc_epilogue`."""
@@ -326,6 +342,7 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
     # one tile shape per row count and noise (GEMM_TILES) x the block's rows (int8 tensor-core products need 32
     # rows or more), so few kernels compile
     tb, tc, warps = tiles or GEMM_TILES[var is not None]
+    uni = var is not None and bool(binary) and uniform_var is not None
     BLOCK_B, BLOCK_R, BLOCK_C = tb, max(32, triton.next_power_of_2(R)), min(tc, max(64, triton.next_power_of_2(C)))
     grid = (triton.cdiv(nb, BLOCK_B), G, triton.cdiv(C, BLOCK_C))
     clips = torch.empty(grid[0] * G * grid[2], dtype=torch.int32, device=x.device)
@@ -336,8 +353,9 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
     _digit_stats[stats_grid](x, shifts, masks, nz, sq, nb, R, T=T, BINARY=bool(binary) and T <= 31, BLOCK_B=stats_b,
                              BLOCK_R=BLOCK_R)
     _planes_gemm_adc[grid](x, a, x if var is None else var.contiguous(), shifts, masks, lo.reshape(-1).contiguous(),
-                           lsb.reshape(-1).contiguous(), w_t, out, clips, cw, base, lsb64, nb, R, C, a.shape[-1], N,
-                           float(n_codes), int(seed), T=T, PARTS=parts, NOISE=var is not None, FAST=fast_math(),
+                           lsb.reshape(-1).contiguous(), w_t, out, clips, cw, base, lsb64,
+                           uniform_var if uni else out, nb, R, C, a.shape[-1], N, float(n_codes), int(seed), T=T,
+                           PARTS=parts, NOISE=var is not None, UNI=uni, FAST=fast_math(),
                            POW2=bool(lsb_pow2), FOLD=fold is not None, BLOCK_B=BLOCK_B,
                            BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C, UNROLL=int(unroll or GEMM_UNROLL), num_warps=warps)
     return (None if fold is not None else out), clips.sum(dtype=torch.float64), nz.sum(), \

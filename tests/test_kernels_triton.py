@@ -355,6 +355,54 @@ def test_binary_digits_counts_are_population_counts(T):
     np.testing.assert_array_equal(pop[3].cpu().numpy(), bits.sum(axis=(1, 3)).reshape(-1))
 
 
+@pytest.mark.parametrize("parts", [0, 2])
+def test_uniform_read_noise_from_the_digits_count_is_the_rows_sum(parts):
+    """``uniform_var`` with 0/1 digits: the noise's variance as the count of 1 digits (a tensor-core product) times
+    the block's one variance, on the exact grid, is the per-row sum bit for bit: the same outputs, int8 levels and
+    two fp16 parts, ragged row blocks (their missing rows carry no digits) included."""
+    G, nb, R, C, T = 3, 130, 64, 40, 6
+    dev = DEVICE
+    rng = np.random.default_rng(11 + parts)
+    i32 = lambda v: torch.as_tensor(v, dtype=torch.int32, device=dev)   # noqa: E731
+    f32 = lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev)  # noqa: E731
+    xs = rng.integers(0, 2 ** T, size=(G, nb, R))
+    xs[2, :, 50:] = 0                                        # the last block's rows 50.. beyond the layer
+    levels = rng.integers(0, 4, size=(G, R, C)).astype(np.float64)
+    if parts:
+        from cimsim.crossbar_torch import fp16_split
+
+        noisy = np.round((levels + rng.normal(0, 0.15, size=levels.shape)) * 2 ** 12) / 2 ** 12
+        hi, lo = fp16_split(torch.as_tensor(noisy, dtype=torch.float32))
+        a = torch.stack([hi, lo], dim=1).to(torch.float32).to(dev)
+    else:
+        a = torch.as_tensor(levels, dtype=torch.int8, device=dev)
+    u = np.array([0.0123, 0.5, 3.0]) * 2.0 ** -6
+    u = np.round(u * 2 ** 18) / 2 ** 18                      # 12 significant bits at most: count x u exact
+    var = np.repeat(u[:, None], R, axis=1)
+    var[2, 50:] = 0.0
+    args = (i32(xs), a, i32(range(T)), i32([1] * T), f32([-20.0] * G), f32([1.0] * G), f32(2.0 ** np.arange(T)), C,
+            64.0, f32(var), 77)
+    want = kernels_triton.planes_gemm_adc(*args, binary=True)
+    got = kernels_triton.planes_gemm_adc(*args, binary=True, uniform_var=f32(u))
+    for w, g in zip(want, got):
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
+    assert float(want[1]) > 0
+
+
+def test_uniform_variance_only_where_the_products_are_exact(monkeypatch):
+    """A tile offers the uniform variance only where every row of a block has the same one and any count of rows
+    times it is exact in float32; a variance with 24 significant bits, or rows that differ, get None."""
+    xb, _ = _noisy_isaac_tile(monkeypatch, 0.05, 0.02)
+    tile = xb._torch
+    var = tile._gemm_levels()[1]
+    assert tile._uniform_var(var) is not None
+    odd = var.clone()
+    odd[0, 3] *= 2
+    assert tile._uniform_var(odd) is None
+    full = torch.full_like(var, float(np.float32(1 / 3)))     # 24 significant bits: 100 x it rounds
+    assert tile._uniform_var(full) is None
+
+
 def test_the_kernel_folds_only_where_the_sum_is_exact(monkeypatch):
     """A tile's constants offer the kernel the fold (integer ``lo``, power-of-two LSBs) for the engine's ranges, and
     withhold it for a range whose ``lo`` is not an integer, where the outputs then come as before."""
@@ -384,9 +432,12 @@ def test_isaac_with_noise_takes_the_one_kernel_path(monkeypatch):
     for sets, mode in (({}, "int8"), ({"prog_sigma_frac": 0.05, "read_sigma_frac": 0.02}, "bf16")):
         spec = arch.get("isaac", **sets).crossbar_spec()
         tile = cimsim.Crossbar(W, spec, seed=1, backend="torch", device=DEVICE)._torch
-        levels, var = tile._gemm_levels()
+        levels, var, uniform = tile._gemm_levels()
         assert tile.mode == mode and (var is not None) == bool(sets)
         assert levels.dtype == (torch.int8 if mode == "int8" else torch.float32)
+        if sets:   # ISAAC's read noise does not depend on the level: one variance per row block, on the exact grid
+            assert uniform is not None and uniform.shape == (var.shape[0],)
+            torch.testing.assert_close(uniform[:, None].expand(-1, 128)[:, :16], var[:, :16], rtol=0, atol=0)
 
 
 def test_fast_normals_are_the_accurate_ones_within_their_bound():
