@@ -200,10 +200,11 @@ class TorchTile:
 
     def _gemm_levels(self):
         """What :func:`cimsim.kernels_triton.planes_gemm_adc` multiplies for this tile, (levels, per-row variances or
-        None), or None where the one-kernel path does not apply: level products other than :attr:`GEMM_PRODUCTS`,
-        read-noise variances that differ between columns, or a readout with an error relative to the values
-        written (the eager path serves those). Real-valued levels go as the float32 values of their fp16 parts
-        (:func:`fp16_split`; levels beyond fp16's range: the eager path)."""
+        None, each row block's one variance or None: :meth:`_uniform_var`), or None where the one-kernel path does
+        not apply: level products other than :attr:`GEMM_PRODUCTS`, read-noise variances that differ between
+        columns, or a readout with an error relative to the values written (the eager path serves those).
+        Real-valued levels go as the float32 values of their fp16 parts (:func:`fp16_split`; levels beyond fp16's
+        range: the eager path)."""
         if self.mode not in self.GEMM_PRODUCTS or self.line is not None:
             return None
         if self.var is not None and self.var.shape[-1] != 1:
