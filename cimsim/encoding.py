@@ -53,7 +53,11 @@ class WeightSlices:
     bits: tuple[int, ...]
 
 
-def check_int_range(name: str, a: np.ndarray, lo: int, hi: int, hint: str) -> np.ndarray:
+def check_int_range(name: str, a: np.ndarray, lo: int, hi: int, hint: str, one_pass: bool = True) -> np.ndarray:
+    """``a`` as int64 after checking it holds integers in [lo, hi] (ConfigError naming ``hint`` otherwise).
+    ``one_pass``: large int64 arrays are bounded in one parallel pass (a numba kernel, :func:`int_bounds`); False
+    takes numpy's two passes, for callers that do not otherwise run numba (the torch backend), where loading that
+    kernel (0.3-0.8 s, once per process) would cost more than the passes."""
     a = np.asarray(a)
     if a.dtype.kind not in "biuf":   # complex, object, strings: no integer reading is right
         raise ConfigError(f"{name} must hold integers ({hint}); got an array of {a.dtype}")
@@ -63,7 +67,7 @@ def check_int_range(name: str, a: np.ndarray, lo: int, hi: int, hint: str) -> np
         if not np.all(np.isfinite(a)) or not np.array_equal(a, np.round(a)):
             raise ConfigError(f"{name} must hold integers ({hint})")
         a = a.astype(np.int64)
-    if a.dtype == np.int64 and a.flags.c_contiguous and a.size >= 4096:   # a crossbar's inputs: one pass, not two
+    if one_pass and a.dtype == np.int64 and a.flags.c_contiguous and a.size >= 4096:   # a crossbar's inputs
         from cimsim.kernels_host import int_bounds
 
         amin, amax = int_bounds(a)
@@ -93,20 +97,21 @@ def slice_weights(w: np.ndarray, weight_bits: int, cell_bits: int, signed: str) 
         raise ConfigError(f"unknown signed mapping {signed!r}: choose one of {', '.join(WEIGHT_MODES)}")
     b = int(weight_bits)
     if signed == "unsigned":
-        w = check_int_range("weights", w, 0, (1 << b) - 1, f"unsigned {b}-bit weights")
+        w = check_int_range("weights", w, 0, (1 << b) - 1, f"unsigned {b}-bit weights", one_pass=False)
         sl, shifts, bits = _split(w, b, cell_bits)
         return WeightSlices(np.stack(sl)[:, None], np.array([2.0 ** s for s in shifts]), np.array([1.0]), 0,
                             tuple(bits))
     if signed == "differential":
         m = (1 << (b - 1)) - 1
-        w = check_int_range("weights", w, -m, m, f"differential {b}-bit weights are symmetric")
+        w = check_int_range("weights", w, -m, m, f"differential {b}-bit weights are symmetric",
+                            one_pass=False)
         pos, neg = np.maximum(w, 0), np.maximum(-w, 0)
         sp, shifts, bits = _split(pos, b - 1, cell_bits)
         sn, _, _ = _split(neg, b - 1, cell_bits)
         levels = np.stack([np.stack([p, n]) for p, n in zip(sp, sn)])
         return WeightSlices(levels, np.array([2.0 ** s for s in shifts]), np.array([1.0, -1.0]), 0, tuple(bits))
     half = 1 << (b - 1)
-    w = check_int_range("weights", w, -half, half - 1, f"{b}-bit signed weights")
+    w = check_int_range("weights", w, -half, half - 1, f"{b}-bit signed weights", one_pass=False)
     if signed == "offset":
         sl, shifts, bits = _split(w + half, b, cell_bits)
         levels = np.stack(sl)[:, None]
@@ -126,13 +131,14 @@ def plane_layout(input_bits: int, dac_bits: int) -> tuple[np.ndarray, np.ndarray
     return shifts, np.minimum(d, a - shifts)
 
 
-def check_inputs(x: np.ndarray, input_bits: int, signed: bool) -> np.ndarray:
-    """Validated integer inputs as int64 (raises ConfigError naming the allowed range)."""
+def check_inputs(x: np.ndarray, input_bits: int, signed: bool, one_pass: bool = True) -> np.ndarray:
+    """Validated integer inputs as int64 (raises ConfigError naming the allowed range); ``one_pass`` as
+    :func:`check_int_range`'s."""
     a = int(input_bits)
     if signed:
-        return check_int_range("inputs", x, -(1 << (a - 1)), (1 << (a - 1)) - 1, f"{a}-bit signed inputs")
+        return check_int_range("inputs", x, -(1 << (a - 1)), (1 << (a - 1)) - 1, f"{a}-bit signed inputs", one_pass)
     return check_int_range("inputs", x, 0, (1 << a) - 1,
-                           f"{a}-bit unsigned inputs; pass input_signed=True for signed")
+                           f"{a}-bit unsigned inputs; pass input_signed=True for signed", one_pass)
 
 
 def input_planes(x: np.ndarray, input_bits: int, dac_bits: int, signed: bool) -> tuple[np.ndarray, np.ndarray]:

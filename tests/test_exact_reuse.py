@@ -138,6 +138,44 @@ def test_one_pass_bounds_and_the_range_check_they_serve():
             check_inputs(x, 8, False)
 
 
+def test_torch_backend_checks_its_inputs_without_the_numba_bounds(monkeypatch):
+    """A torch-backend crossbar (which otherwise runs no numba: on a GPU, loading the one-pass bounds kernel cost a
+    whole run 0.8 s) checks its weights, calibration and call inputs with numpy's bounds: the same ranges, outputs
+    and one-line errors; the numba backend keeps the one-pass bounds for its inputs."""
+    import cimsim
+    from cimsim import kernels_host
+    from cimsim.devices import SarADC
+    from cimsim.encoding import check_inputs
+    from cimsim.errors import ConfigError
+
+    rng = np.random.default_rng(4)
+    W = rng.integers(-127, 128, size=(20, 300))
+    x = rng.integers(0, 256, size=(40, 300))
+    spec = cimsim.CrossbarSpec(rows=128, cols=128, cell_bits=2, weight_bits=8, input_bits=8, dac_bits=1,
+                               signed="offset", readout=SarADC(bits=6), adc_range="calibrated")
+    want = cimsim.Crossbar(W, spec, seed=1, backend="numba")
+    want.calibrate(x)
+    calls = []
+    real = kernels_host.int_bounds
+    monkeypatch.setattr(kernels_host, "int_bounds", lambda a: calls.append(a.size) or real(a))
+    y_want = want(x)
+    assert calls                                               # the numba backend: one pass
+    calls.clear()
+    xb = cimsim.Crossbar(W, spec, seed=1, backend="torch")
+    xb.calibrate(x)
+    y = xb(x)
+    assert not calls                                           # the torch backend: numpy's bounds only
+    assert xb.ranges() == want.ranges()
+    np.testing.assert_array_equal(y, y_want)
+    bad = x.copy()
+    bad[5, 5] = 256
+    for one_pass in (True, False):
+        with pytest.raises(ConfigError, match=r"inputs must lie in \[0, 255\] .*; got \[0, 256\]"):
+            check_inputs(bad, 8, False, one_pass=one_pass)
+    with pytest.raises(ConfigError, match=r"inputs must lie in \[0, 255\]"):
+        xb(bad)
+
+
 @pytest.mark.parametrize("threads", ["1", "3"])
 def test_host_passes_split_over_threads_give_the_same_numbers(monkeypatch, threads):
     """cimsim.kernels_host: the patches, the range check's bounds and the row sums, split over the engine's threads
