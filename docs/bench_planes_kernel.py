@@ -3,9 +3,10 @@
 
     PYTHONPATH=$PWD python docs/bench_planes_kernel.py [--profile] [--tiles]
 
-``--profile``: ``run_model("resnet20", "isaac", "fashion-mnist", limit=2048, batch_size=1024, calibration=64,
-backend="torch", device="cuda")`` with 5 % programming and 2 % read noise once to warm up, then the evaluation of the
-same 2,048 images under ``torch.profiler``; prints the 15 kernels with the most GPU time. ``--tiles``: the kernel
+``--profile``: ResNet-20 on ISAAC with 5 % programming and 2 % read noise, mapped on the GPU (512 calibration
+images), warmed up by one evaluation of 4,096 test images (batch 1,024), then the same evaluation alone under
+``torch.profiler`` (mapping, calibration and ``bench --model``'s GEMM references stay out of it); prints the wall
+time, the GPU time and the 15 kernels with the most GPU time. ``--tiles``: the kernel
 alone on ResNet-20's widest ISAAC layer shape (two row blocks of 128 rows, 128 columns, 16 one-bit cycles,
 262,144 examples x positions, inputs below 2**12) for each (examples, columns, warps) tile, levels as int8 or two
 fp16 parts, without and with read noise; prints milliseconds per call (the median of
@@ -22,17 +23,32 @@ NOISE = {"cell.prog_sigma_frac": 0.05, "cell.read_sigma_frac": 0.02}
 
 
 def profile() -> None:
+    import time
+
     from torch.profiler import ProfilerActivity, profile as prof
 
-    from cimsim.bench_model import run_model
+    from cimsim import arch
+    from cimsim.mappers.mapper import map_model
+    from cimsim.networks import load_model_and_data, reference_kwargs
 
-    kw = dict(limit=2048, batch_size=1024, calibration=64, backend="torch", device="cuda", sets=NOISE)
-    run_model("resnet20", "isaac", "fashion-mnist", **kw)       # compiles the kernels
+    spec = arch.get("isaac", **NOISE)
+    model, meta, data, ckpt = load_model_and_data("resnet20", "fashion-mnist", None, arch=spec, overrides=NOISE)
+    loader = data.loader("test", batch_size=1024, limit=4096)
+    cal = data.loader("train", batch_size=1024, limit=512)
+    mapped = map_model(model, spec, cal, seed=0, backend="torch", device="cuda", **reference_kwargs(meta, ckpt))
+    mapped.evaluate(loader)                                     # compiles the kernels, touches the buffers
+    torch.cuda.synchronize()
     with prof(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as p:
-        r = run_model("resnet20", "isaac", "fashion-mnist", **kw)
-    print("RESULT profile", json.dumps({"phases_s": {k: round(v, 2) for k, v in r["phases_s"].items()},
-                                         "images_per_s": round(r["images_per_s"], 1)}))
-    print(p.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=60), flush=True)
+        t = time.perf_counter()
+        report = mapped.evaluate(loader)
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t
+    table = p.key_averages()
+    gpu = sum(e.self_device_time_total for e in table) / 1e6
+    print("RESULT profile", json.dumps({"images": report.n_examples, "wall_s": round(wall, 3),
+                                         "gpu_s": round(gpu, 3), "images_per_s": round(report.n_examples / wall, 1),
+                                         "accuracy": report.accuracy}))
+    print(table.table(sort_by="self_device_time_total", row_limit=15, max_name_column_width=60), flush=True)
 
 
 def tiles() -> None:
