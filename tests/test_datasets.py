@@ -162,6 +162,15 @@ def test_dataset_without_images_needs_its_tensors():
         ds.Dataset("t", None, torch.zeros(2), torch.zeros(2, 3), torch.zeros(2), ("a",), "here")
 
 
+def test_a_datasets_own_byte_tensors_are_served_as_they_are():
+    """Only the bytes a loader keeps for itself (``images``) are scaled as served: a dataset made with uint8
+    tensors gets them back unchanged."""
+    x = torch.arange(12, dtype=torch.uint8).reshape(4, 3)
+    data = ds.Dataset("t", x, torch.arange(4), x, torch.arange(4), ("a",), "here")
+    (xb, yb), = list(data.loader("test", batch_size=4))
+    assert xb.dtype == torch.uint8 and torch.equal(xb, x) and yb.tolist() == [0, 1, 2, 3]
+
+
 def test_read_idx_big_endian_multibyte_types(tmp_path):
     a = np.array([[1, -2, 300], [-32768, 32767, 0]], dtype=">i2")
     out = ds.read_idx(write_file(tmp_path / "a.idx", idx_bytes(a, 0x0B)))

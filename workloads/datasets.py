@@ -122,7 +122,8 @@ class Dataset:
         Batches are sliced from the in-memory tensors (no per-example collation), so iterating the
         10 000-image test set costs milliseconds.
         """
-        if split in ("train", "test") and not self._made(split) and split in self.images:
+        raw = split in ("train", "test") and not self._made(split) and split in self.images
+        if raw:
             x, y = self.images[split], getattr(self, f"y_{split}")     # bytes: scaled batch by batch
         else:
             x, y = self.split(split)
@@ -130,7 +131,7 @@ class Dataset:
             if limit < 1:
                 raise ConfigError(f"limit must be a positive number of examples, got {limit}")
             x, y = x[:limit], y[:limit]
-        tensors = torch.utils.data.TensorDataset(x, y) if x.dtype != torch.uint8 else _ScaledBytes(x, y)
+        tensors = _ScaledBytes(x, y) if raw else torch.utils.data.TensorDataset(x, y)
         if shuffle:
             gen = torch.Generator().manual_seed(seed)
             sampler = torch.utils.data.RandomSampler(tensors, generator=gen)
