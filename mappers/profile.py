@@ -103,6 +103,10 @@ def _count_module(mod: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str,
     return None
 
 
+# the kind of the row that holds a network's own operations (outside its layers), in reports and their files
+OWN_OPS = "network's own ops"
+
+
 class _AddCounter(TorchFunctionMode):
     def __init__(self, stack: list[str], ledger: EventLedger):
         super().__init__()
@@ -129,7 +133,10 @@ def profile(model: nn.Module, example: torch.Tensor) -> Profile:
     def pre(name):
         def hook(mod, inputs):
             stack.append(name)
-            prof.kinds.setdefault(name, type(mod).__name__)
+            # the network itself, where it holds layers: the row of its own forward's operations (a spiking
+            # network's average over time steps), named after its class, of kind OWN_OPS, not a layer of that kind
+            own = mod is model and any(True for _ in mod.children())
+            prof.kinds.setdefault(name, OWN_OPS if own else type(mod).__name__)
         return hook
 
     def post(name, leaf):

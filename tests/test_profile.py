@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from cimsim.mappers.profile import Profile, profile
+from cimsim.mappers.profile import OWN_OPS, Profile, profile
 from cimsim.workloads import snn_zoo, zoo
 
 
@@ -266,6 +266,8 @@ def test_residual_add_is_booked_to_the_module(cls, n_adds):
     prof = profile(cls(), x)
     n = 3 * 5 * 6
     assert prof.ledger.layer(cls.__name__) == {"add": n_adds * n}
+    # the network's own operations: a row named after its class, of its own kind (a bare layer keeps its kind)
+    assert prof.kinds[cls.__name__] == OWN_OPS and prof.kinds["conv"] == "Conv2d"
     conv = prof.ledger.layer("conv")
     assert conv["mac"] == n * 3 * 9
     assert "add" not in conv  # no bias: the residual add must not land on the conv
