@@ -10,6 +10,10 @@ data and settings:
 - **evaluate**: the simulated network over the test images (which includes, per batch, the float
   reference network and each mapped layer's exact integer product that measures its error).
 
+The CLI adds ``startup`` (the process before the benchmark: interpreter, imports, argument checks;
+:func:`process_age_s`) and ``whole`` (``startup`` + ``command``: what the fresh command ``cimsim run`` would take,
+the benchmark's references left out).
+
 Beside them, in the same process and on the same device: the float network's own forward rate over the
 same images (``float_images_per_s``), and the device's best dense GEMM (float32, and bf16 where the
 device has it; TF32 and int8 on a GPU) at a fixed large shape. ``engine`` is the crossbars' share of the
@@ -123,6 +127,20 @@ def float_rate(model: torch.nn.Module, loader, device: str = "cpu") -> tuple[flo
         seconds = time.perf_counter() - t
     model.to("cpu")
     return n / seconds, n
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux: its start time in /proc/self/stat against the boot clock, to
+    1/CLK_TCK s), None where the system does not say. Called first thing by ``cimsim bench --model``: the part of a
+    fresh command before the benchmark starts (the interpreter, the imports, the argument checks), which the phases
+    of :func:`run_model` do not include."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()    # after the command name: field 3 (state) onwards
+        start = int(fields[19]) / os.sysconf("SC_CLK_TCK")   # field 22, starttime, in clock ticks since boot
+        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - start)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def machine() -> str:

@@ -1,6 +1,7 @@
 """``cimsim bench --model``: the whole-network benchmark's bookkeeping (its speeds are measured, never asserted)."""
 
 import json
+import os
 
 import pytest
 
@@ -71,6 +72,8 @@ def test_cli_bench_model_json_and_refusals(capsys):
     assert code == 0
     r = json.loads(out)
     assert r["model"] == "mlp" and r["arch"] == "isaac" and r["images"] == 20
+    ph = r["phases_s"]          # the process's start before the benchmark (in a test: the test process's age)
+    assert ph["startup"] is None or (ph["startup"] > 0 and ph["whole"] == pytest.approx(ph["startup"] + ph["command"]))
     code, out, err = run_cli(capsys, "bench", "--arch", "hcim")
     assert code == 2 and "--arch needs --model" in err and len(err.strip().splitlines()) == 1
     code, out, err = run_cli(capsys, "bench", "--model", "lenet9")
@@ -88,3 +91,18 @@ def test_cli_bench_sweep_file_appends_and_folds_every_point(capsys):
     assert code == 2 and "--model does not go with --sweep-file" in err
     code, out, err = run_cli(capsys, "bench", "--sweep-file", "1000000")
     assert code == 2 and "100,000" in err
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="the process's start time is read from Linux's /proc")
+def test_process_age_counts_from_the_process_start():
+    """``process_age_s`` in a fresh interpreter that sleeps 0.5 s first: at least that, and less than the whole
+    child's run (its clock has a 1/CLK_TCK resolution, 10 ms on Linux)."""
+    import subprocess
+    import sys
+    import time
+
+    code = "import time; time.sleep(0.5); from cimsim.bench_model import process_age_s; print(process_age_s())"
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    wall = time.perf_counter() - t
+    assert 0.5 - 0.02 <= float(out) <= wall + 0.02

@@ -47,9 +47,12 @@ def run(args) -> int:
     names.check(archs=arch, model=args.model, dataset=dataset, sets=args.set)   # before torch/numba load
     from cimsim import bench_model
 
+    startup = bench_model.process_age_s()   # the process so far: interpreter, imports, checks (None: unknown)
     r = bench_model.run_model(args.model, arch, dataset, limit=args.limit, batch_size=args.batch,
                               calibration=args.calibration, backend=args.backend, device=args.device,
                               data_dir=args.data_dir, sets=dict(args.set or []), progress=None)
+    r["phases_s"]["startup"] = startup
+    r["phases_s"]["whole"] = None if startup is None else startup + r["phases_s"]["command"]
     if args.json:
         emit_json(r)
         return 0
@@ -59,7 +62,9 @@ def run(args) -> int:
     print(f"  accuracy {100 * r['accuracy']:.2f} %")
     print(f"  load {ph['load']:.2f} s | map {ph['map']:.2f} s (prepare {ph['prepare']:.2f}, program "
           f"{ph['program']:.2f}, calibrate {ph['calibrate']:.2f}) | warm-up {ph['warmup']:.2f} s | evaluate {ph['evaluate']:.2f} s | "
-          f"command {ph['command']:.2f} s")
+          f"command {ph['command']:.2f} s"
+          + ("" if ph["startup"] is None else
+             f" | with the process's start (interpreter, imports) {ph['startup']:.2f} s: {ph['whole']:.2f} s"))
     print(f"  simulated: {r['images_per_s']:.0f} images/s evaluated, {r['command_images_per_s']:.0f} images/s "
           f"for the whole command; float network: {r['float_images_per_s']:.0f} images/s")
     e = r["engine"]
