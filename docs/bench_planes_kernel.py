@@ -9,7 +9,8 @@ images), warmed up by one evaluation of 4,096 test images (batch 1,024), then th
 time, the GPU time and the 15 kernels with the most GPU time. ``--tiles``: the kernel
 alone on ResNet-20's widest ISAAC layer shape (two row blocks of 128 rows, 128 columns, 16 one-bit cycles,
 262,144 examples x positions, inputs below 2**12) for each (examples, columns, warps) tile, levels as int8 or two
-fp16 parts, without and with read noise; prints milliseconds per call (the median of
+fp16 parts, without and with read noise, with the options the engine takes there (power-of-two LSBs, 0/1 digits,
+one read-noise variance per block); prints milliseconds per call (the median of
 ``triton.testing.do_bench``) and column values converted per second. Both by default.
 """
 import json
@@ -63,7 +64,8 @@ def tiles() -> None:
     noisy = levels + 0.05 * torch.randn(levels.shape, device="cuda", generator=gen)
     a8 = levels.to(torch.int8)
     a16 = torch.stack(fp16_split(noisy), dim=1).float()             # (G, 2, R, C): the fp16 parts' values
-    var = torch.full((G, R), 0.02 ** 2, device="cuda")
+    var = torch.full((G, R), 2.0 ** -12, device="cuda")            # about (0.016)**2, on the grid of exact sums
+    uniform = var[:, 0].contiguous()                                 # one variance per block: the count path
     shifts = torch.arange(T, device="cuda", dtype=torch.int32)
     masks = torch.ones(T, device="cuda", dtype=torch.int32)
     lo = torch.zeros(G, device="cuda")
@@ -73,8 +75,9 @@ def tiles() -> None:
     for name, a, v in (("int8 clean", a8, None), ("int8 noisy", a8, var), ("fp16x2 clean", a16, None),
                        ("fp16x2 noisy", a16, var)):
         for tile in ((64, 128, 8), (128, 128, 8), (64, 64, 4), (128, 64, 8), (32, 128, 4)):
-            def call():
-                return kernels_triton.planes_gemm_adc(x, a, shifts, masks, lo, lsb, w, C, 256.0, v, 7, tiles=tile)
+            def call():   # as the engine calls it for 1-bit digits and power-of-two LSBs (not the outputs' fold)
+                return kernels_triton.planes_gemm_adc(x, a, shifts, masks, lo, lsb, w, C, 256.0, v, 7, tiles=tile,
+                                                      lsb_pow2=True, binary=True, uniform_var=uniform)
             try:
                 call()
                 ms = do_bench(call, warmup=3, rep=30)
