@@ -301,7 +301,6 @@ class TorchTile:
             "key": key, "T": T, "groups": groups, "place": place, "rd": rd,
             # every LSB a power of two (quantizer_lo_lsb's rule): the Triton kernels multiply by its inverse, exactly
             "pow2": all(math.frexp(lsb)[0] == 0.5 for _, lsb in key),
-            "fold": self._fold_terms(key, place),
             "lo": torch.as_tensor([r[0] for r in key], dtype=torch.float64, device=dev),
             "lsb": torch.as_tensor([r[1] for r in key], dtype=torch.float64, device=dev),
             "W_t": torch.as_tensor(W, dtype=torch.float64, device=dev),
@@ -314,6 +313,7 @@ class TorchTile:
             "mask32c": torch.as_tensor(masks, dtype=torch.int32, device=dev),
             "sh32": torch.as_tensor(shifts, dtype=torch.int32, device=dev),
             "mask32": torch.as_tensor((1 << widths) - 1, dtype=torch.int32, device=dev)}
+        self._consts["fold"] = self._fold_terms(key, place, self._consts["lo"], self._consts["lsb"])
         return self._consts
 
     def planes(self, xt: torch.Tensor, k: dict, nblk: int) -> torch.Tensor:
@@ -334,25 +334,22 @@ class TorchTile:
         p = d if d.dtype == self._plane_dtype() else d.to(self._plane_dtype())
         return p.view(nblk, k["T"] * nb, R)
 
-    def _fold_terms(self, key, place: np.ndarray):
+    def _fold_terms(self, key, place: np.ndarray, lo: torch.Tensor, lsb: torch.Tensor):
         """What the one kernel needs to add its column values to the outputs itself
         (:func:`cimsim.kernels_triton.planes_gemm_adc`'s ``fold``): each column's digital weight, each row block's
-        ``lo * sum(place)`` and ``lsb``, on the device; or None where that sum would not be exact in any order,
-        i.e. unless every term is an integer (``lo`` integers, LSBs, place values and column weights powers of two
-        of at least 1) and the sum of their magnitudes stays below 2**53."""
+        ``lo * sum(place)`` and ``lsb`` (from the constants' ``lo``, ``lsb``), on the device; or None where that
+        sum would not be exact in any order, i.e. unless every term is an integer (``lo`` integers, LSBs, place
+        values and column weights powers of two of at least 1) and the sum of their magnitudes stays below 2**53."""
         op = self.xb.readout_op
         w = np.asarray(self.xb.readout_weight, dtype=np.float64)
         whole = lambda v: bool(np.all((np.abs(v) >= 1) & (np.frexp(v)[0] == np.copysign(0.5, v))))  # noqa: E731
         if not (op.quantizes and whole(w) and whole(np.asarray(place, dtype=np.float64))
-                and all(float(lo).is_integer() and whole(np.array([lsb])) for lo, lsb in key)):
+                and all(float(lo_g).is_integer() and whole(np.array([lsb_g])) for lo_g, lsb_g in key)):
             return None
         per_output = np.abs(w).reshape(-1, self.xb.out_features).sum(axis=0).max()
-        bound = sum(abs(lo) + lsb * (op.n_codes - 1) for lo, lsb in key) * float(place.sum()) * per_output
+        bound = sum(abs(lo_g) + lsb_g * (op.n_codes - 1) for lo_g, lsb_g in key) * float(place.sum()) * per_output
         if bound >= 2.0 ** 53:
             return None
-        dev = self.device
-        lo = torch.as_tensor([r[0] for r in key], dtype=torch.float64, device=dev)
-        lsb = torch.as_tensor([r[1] for r in key], dtype=torch.float64, device=dev)
         return self.weight, lo * float(place.sum()), lsb
 
     def block_inputs(self, xt: torch.Tensor, k: dict, nblk: int) -> torch.Tensor:
