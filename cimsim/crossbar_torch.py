@@ -21,7 +21,9 @@ outputs and the tally as device tensors, so a mapped network (:mod:`cimsim.mappe
 without a host round trip. On CUDA (:attr:`TorchTile.GEMM_DEVICES`) a quantizing per-cycle readout runs digits,
 products, read noise (one variance per row) and the ADC in one Triton kernel
 (:func:`cimsim.kernels_triton.planes_gemm_adc`): integer levels as int8 (bit for bit the eager path), real-valued
-ones as two fp16 parts (:func:`cimsim.torch_products.fp16_split`), with the eager epilogue's Philox normals. The
+ones on the grid of exact sums as two or three int8 parts (:func:`cimsim.torch_products.int8_parts`: exact, so bit
+for bit the eager path too), others as two fp16 parts (:func:`cimsim.torch_products.fp16_split`), with the eager
+epilogue's Philox normals. The
 eager path: the digit cutter (:meth:`TorchTile.planes`) writes the planes once, in the product's dtype and layout
 (row blocks, cycles x batch, rows), row blocks are views of them, and the fused epilogue reads an int8 product's
 int32 sums in place; opt-in, ``TorchTile.CUT_DEVICES = ("cuda",)`` cuts them in one Triton kernel
@@ -40,7 +42,7 @@ from cimsim.encoding import plane_layout
 from cimsim.errors import ConfigError
 
 from cimsim import kernels_triton
-from cimsim.torch_products import (bf16_bmm, bf16_split, fp16_split, product_mode, product_parts, tf32_products,
+from cimsim.torch_products import (bf16_bmm, bf16_split, fp16_split, int8_parts, product_mode, product_parts, tf32_products,
                                    tf32_split)
 
 # the splits (cimsim.torch_products) also here, where callers find them (cimsim.crossbar_torch.bf16_split, ...)
@@ -71,8 +73,9 @@ class TorchTile:
     # the eager path's images/s clean and 2.3x with both noises, the same accuracy to the image.
     # GEMM_PRODUCTS: the tiles it takes, by their eager product (_mode): "int8" (integer levels: exact, bit
     # for bit the eager path's numbers) and "bf16" (integer levels: exact, and levels with programming noise, which
-    # the kernel multiplies as two fp16 parts, fp16_split: within 2**-22 of each term, far below the read noise, and
-    # bit for bit the eager path's numbers on the grid of exact sums; tests/test_kernels_triton.py tests both)
+    # the kernel multiplies exactly as int8 parts on the grid of exact sums, int8_parts, and elsewhere as two fp16
+    # parts, fp16_split: within 2**-22 of each term, far below the read noise; on the grid both are bit for bit the
+    # eager path's numbers; tests/test_kernels_triton.py tests them)
     GEMM_DEVICES: tuple = ("cuda",)
     GEMM_PRODUCTS: tuple = ("int8", "bf16")
 
@@ -203,21 +206,27 @@ class TorchTile:
         None, each row block's one variance or None: :meth:`_uniform_var`), or None where the one-kernel path does
         not apply: level products other than :attr:`GEMM_PRODUCTS`, read-noise variances that differ between
         columns, or a readout with an error relative to the values written (the eager path serves those).
-        Real-valued levels go as the float32 values of their fp16 parts (:func:`fp16_split`; levels beyond fp16's
-        range: the eager path)."""
+        Real-valued levels on a grid go as its exact int8 parts (:func:`int8_parts`: the same sums, on int8 tensor
+        cores), others as the float32 values of their fp16 parts (:func:`fp16_split`; levels beyond fp16's range: the
+        eager path). Returns (levels, variances, uniform variances, the int8 parts' grid scale or 1.0)."""
         if self.mode not in self.GEMM_PRODUCTS or self.line is not None:
             return None
         if self.var is not None and self.var.shape[-1] != 1:
             return None
         cache = getattr(self, "_gemm_cache", None)
         if cache is None or cache[0] is not self.a_parts:   # built once per programming (one host sync)
-            a, ok = self.a_parts, True
+            a, ok, iscale = self.a_parts, True, 1.0
             if self.mode != "int8":
-                ok = float(self.a.abs().max()) <= 2 ** 15
-                hi, lo = fp16_split(self.a)
-                a = torch.stack([hi] if lo is None else [hi, lo], dim=1).to(torch.float32)   # (G, parts, R, C)
+                lo_d, hi_d = self.xb.digit_range()
+                parts = int8_parts(self.a, max(-lo_d, hi_d, 1)) if -128 <= lo_d and hi_d <= 127 else None
+                if parts is not None:
+                    a, iscale = parts                                                 # (G, parts, R, C) int8
+                else:
+                    ok = float(self.a.abs().max()) <= 2 ** 15
+                    hi, lo = fp16_split(self.a)
+                    a = torch.stack([hi] if lo is None else [hi, lo], dim=1).to(torch.float32)   # (G, parts, R, C)
             var = None if self.var is None else self.var.reshape(self.var.shape[0], -1).to(torch.float32)
-            cache = self._gemm_cache = (self.a_parts, (a, var, self._uniform_var(var)) if ok else None)
+            cache = self._gemm_cache = (self.a_parts, (a, var, self._uniform_var(var), iscale) if ok else None)
         return cache[1]
 
     def _uniform_var(self, var: torch.Tensor | None) -> torch.Tensor | None:
@@ -444,7 +453,7 @@ class TorchTile:
                 s_all, clips, nz, sqr = kernels_triton.planes_gemm_adc(
                     self.block_inputs(xt[b0:b1], k, nblk), gemm[0], k["sh32"], k["mask32c"], lo.to(dt),
                     lsb.to(dt), w_place, C, op.n_codes, gemm[1], seed, lsb_pow2=k["pow2"], fold=fold,
-                    binary=binary, uniform_var=gemm[2])
+                    binary=binary, uniform_var=gemm[2], iscale=gemm[3])
                 clipped += clips
                 nonzero += nz
                 sq_rows += sqr

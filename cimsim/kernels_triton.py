@@ -107,7 +107,7 @@ if triton is not None:
                     n0, n1, n2, n3 = _normals4(seed, ((g * T + t) * (NC // C) + b) * tl.cdiv(C, 4) + c // 4, FAST)
                     q = c % 4
                     n = tl.where(q == 0, n0, tl.where(q == 1, n1, tl.where(q == 2, n2, n3)))
-                v = v + sd * n
+                v = tl.fma(sd, n, v)     # one rounding, as the one kernel adds it (whatever the compiler fuses)
             if POW2:
                 code = tl.floor((v - lo) * inv + 0.5)
             else:
@@ -187,14 +187,18 @@ if triton is not None:
     # loop over input cycles is a loop (unrolled GEMM_UNROLL times, not T), so a kernel compiles in a few s
     @triton.jit(do_not_specialize=["nb", "seed"])
     def _planes_gemm_adc(x_ptr, a_ptr, var_ptr, sh_ptr, mk_ptr, lo_ptr, lsb_ptr, w_ptr, out_ptr, clip_ptr,
-                         cw_ptr, base_ptr, lsb64_ptr, uvar_ptr, nb, R, C, CP, N, n_codes, seed, T: tl.constexpr,
+                         cw_ptr, base_ptr, lsb64_ptr, uvar_ptr, nb, R, C, CP, N, n_codes, iscale, seed,
+                         T: tl.constexpr,
                          PARTS: tl.constexpr, NOISE: tl.constexpr, UNI: tl.constexpr, FAST: tl.constexpr,
                          POW2: tl.constexpr, FOLD: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr,
                          BLOCK_C: tl.constexpr, UNROLL: tl.constexpr):
         """Examples ``b`` of one BLOCK_B tile, columns ``c`` of one BLOCK_C tile, row block ``g``: for each input
         cycle t the digits ``(x >> shift_t) & mask_t`` (in registers), their product with the block's levels (PARTS
         0: int8 levels, an int32 product: exact; PARTS 1 or 2: the levels as one or two fp16 parts, each an fp16
-        product accumulated in float32, :func:`cimsim.torch_products.fp16_split`), with NOISE the read noise
+        product accumulated in float32, :func:`cimsim.torch_products.fp16_split`; PARTS -2 or -3: levels on a grid
+        ``iscale = 2**-m`` as two or three int8 parts 7 bits apart, most significant first
+        (:func:`cimsim.torch_products.int8_parts`), their int32 products combined by Horner's rule and the sum times
+        ``iscale``: exact while every sum is below 2**24 grid units, the grid's own rule), with NOISE the read noise
         ``sqrt(sum_r d_r**2 var_r) * N(0, 1)`` (one variance per row; UNI: 0/1 digits and one variance ``uvar_g``
         per row block, on a grid where ``count x uvar_g`` is exact, so the sum is that product, the count taken on
         the tensor cores beside the levels' product; Philox normals keyed by ``seed``, one
@@ -217,6 +221,15 @@ if triton is not None:
         if PARTS == 0:
             a = tl.load(a_ptr + (g.to(tl.int64) * R + r[:, None]) * CP + c[None, :], mask=am, other=0)
             a_lo = a
+            a_mid = a
+        elif PARTS < 0:   # int8 parts (G, -PARTS, R, CP), the most significant first
+            a = tl.load(a_ptr + (g.to(tl.int64) * -PARTS * R + r[:, None]) * CP + c[None, :], mask=am, other=0)
+            a_mid = a
+            if PARTS == -3:
+                a_mid = tl.load(a_ptr + ((g.to(tl.int64) * 3 + 1) * R + r[:, None]) * CP + c[None, :], mask=am,
+                                other=0)
+            a_lo = tl.load(a_ptr + ((g.to(tl.int64) * -PARTS - PARTS - 1) * R + r[:, None]) * CP + c[None, :],
+                           mask=am, other=0)
         else:   # float32 values of the fp16 parts: exact in fp16
             a = tl.load(a_ptr + (g.to(tl.int64) * PARTS * R + r[:, None]) * CP + c[None, :], mask=am,
                         other=0.0).to(tl.float16)
@@ -245,6 +258,13 @@ if triton is not None:
             if PARTS == 0:
                 d8 = d.to(tl.int8)
                 v = tl.dot(d8, a, out_dtype=tl.int32).to(tl.float32)
+            elif PARTS < 0:   # Horner's rule over the parts in int32, then the grid's scale (a power of two)
+                d8 = d.to(tl.int8)
+                vi = tl.dot(d8, a, out_dtype=tl.int32)
+                if PARTS == -3:
+                    vi = tl.dot(d8, a_mid, vi << 7, out_dtype=tl.int32)
+                vi = tl.dot(d8, a_lo, vi << 7, out_dtype=tl.int32)
+                v = vi.to(tl.float32) * iscale
             else:
                 db = d.to(tl.float16)          # digits below 2**11: exact
                 v = tl.dot(db, a, out_dtype=tl.float32)
@@ -252,7 +272,7 @@ if triton is not None:
                     v = tl.dot(db, a_lo, v, out_dtype=tl.float32)
             if NOISE:
                 if UNI:    # each example's count of 1 digits, in every one of 16 columns: their largest
-                    if PARTS == 0:
+                    if PARTS <= 0:
                         cnt = tl.dot(d8, tl.full((BLOCK_R, 16), 1, tl.int8), out_dtype=tl.int32).to(tl.float32)
                     else:
                         cnt = tl.dot(db, tl.full((BLOCK_R, 16), 1.0, tl.float16), out_dtype=tl.float32)
@@ -261,7 +281,9 @@ if triton is not None:
                     sd = tl.sqrt(tl.sum((d * d).to(tl.float32) * var[None, :], axis=1))
                 n0, n1, n2, n3 = _normals4(seed, (g * T + t) * nb * tl.cdiv(C, 4) + quad, FAST)
                 n = tl.reshape(tl.join(tl.join(n0, n2), tl.join(n1, n3)), (BLOCK_B, BLOCK_C))
-                v = v + sd[:, None] * n
+                # one fused multiply-add, spelled out: with the int8 parts' v = sum * iscale the compiler could
+                # otherwise fuse that product instead, and round differently from the other paths
+                v = tl.fma(sd[:, None], n, v)
             if POW2:
                 code = tl.floor((v - lo) * inv + 0.5)
             else:
@@ -300,11 +322,13 @@ GEMM_TILES = {False: (64, 64, 4), True: (64, 64, 4)}
 def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, masks: torch.Tensor, lo: torch.Tensor,
                     lsb: torch.Tensor, w_t: torch.Tensor, C: int, n_codes: float, var: torch.Tensor | None = None,
                     seed: int = 0, unroll: int | None = None, tiles=None, lsb_pow2: bool = False, fold=None,
-                    binary: bool = False, uniform_var: torch.Tensor | None = None):
+                    binary: bool = False, uniform_var: torch.Tensor | None = None, iscale: float = 1.0):
     """The bit planes, their products, the read noise and the ADC epilogue in one kernel, without planes or products
     in memory: ``x`` (G, batch, R) the row blocks' integers (:meth:`cimsim.crossbar_torch.TorchTile.block_inputs`),
-    ``a`` the levels: int8 (G, R, CP), CP >= C (an exact int32 product), or float32 (G, P, R, C) holding P = 1 or 2
-    fp16 parts (:func:`cimsim.torch_products.fp16_split`; multiplied in fp16, exactly, and accumulated in float32);
+    ``a`` the levels: int8 (G, R, CP), CP >= C (an exact int32 product), int8 (G, P, R, CP) holding P = 2 or 3 parts
+    of levels on the grid ``iscale = 2**-m`` (:func:`cimsim.torch_products.int8_parts`: an exact int32 product too,
+    times ``iscale``), or float32 (G, P, R, C) holding P = 1 or 2 fp16 parts
+    (:func:`cimsim.torch_products.fp16_split`; multiplied in fp16, exactly, and accumulated in float32);
     ``shifts``/``masks`` int32 (T,) (a signed top digit's mask all ones), ``lo``, ``lsb`` float32 (G,), ``w_t``
     float32 (T,) the cycles' place values; ``var`` float32 (G, R) each row's read-noise variance per unit squared
     digit (None: no read noise) and ``seed`` its Philox seed (the numbers :func:`adc_epilogue` draws with it);
@@ -329,7 +353,12 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
         raise ValueError(f"{nb} x {C} x {T} x {G} column values: the kernel's int32 indices overflow; stream fewer "
                          "examples per call")
     x, a = x.contiguous(), a.contiguous()
-    parts = 0 if a.dtype == torch.int8 else a.shape[1]
+    parts = (0 if a.dim() == 3 else -a.shape[1]) if a.dtype == torch.int8 else a.shape[1]
+    if parts in (-1, 0) and a.dim() == 4:
+        a = a[:, 0]
+        parts = 0
+    if parts < -3:
+        raise ValueError(f"{-parts} int8 parts: the kernel takes two or three")
     if fold is None:
         out = torch.empty((G, nb * C), dtype=torch.float32, device=x.device)
         cw = base = lsb64 = out
@@ -354,7 +383,8 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
                              BLOCK_R=BLOCK_R)
     _planes_gemm_adc[grid](x, a, x if var is None else var.contiguous(), shifts, masks, lo.reshape(-1).contiguous(),
                            lsb.reshape(-1).contiguous(), w_t, out, clips, cw, base, lsb64,
-                           uniform_var if uni else out, nb, R, C, a.shape[-1], N, float(n_codes), int(seed), T=T,
+                           uniform_var if uni else out, nb, R, C, a.shape[-1], N, float(n_codes), float(iscale),
+                           int(seed), T=T,
                            PARTS=parts, NOISE=var is not None, UNI=uni, FAST=fast_math(),
                            POW2=bool(lsb_pow2), FOLD=fold is not None, BLOCK_B=BLOCK_B,
                            BLOCK_R=BLOCK_R, BLOCK_C=BLOCK_C, UNROLL=int(unroll or GEMM_UNROLL), num_warps=warps)

@@ -4,7 +4,8 @@ A level matrix is multiplied by one of: int8 x int8 -> int32 (``torch._int_mm``;
 product (:func:`bf16_split`: two parts stacked along the rows, one product with float32 accumulation), a split TF32
 product (:func:`tf32_split`, inside :func:`tf32_products`) or a plain float32/float64 one; :func:`product_mode` picks
 it, :func:`product_parts` builds what it multiplies and :func:`bf16_bmm` runs the bf16 one. :func:`fp16_split` cuts
-real-valued levels into the two fp16 parts of the one-kernel path (:func:`cimsim.kernels_triton.planes_gemm_adc`).
+real-valued levels into the two fp16 parts of the one-kernel path (:func:`cimsim.kernels_triton.planes_gemm_adc`),
+:func:`int8_parts` levels on a grid into its exact int8 parts.
 Each split's error bound is in its docstring and tested (tests/test_crossbar_torch.py,
 tests/test_crossbar_gpu_paths.py, tests/test_kernels_triton.py).
 """
@@ -52,6 +53,49 @@ def fp16_split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     hi = t.to(torch.float16)
     lo = (t - hi.to(torch.float32)).to(torch.float16)
     return hi, (lo if bool(torch.any(lo != 0)) else None)
+
+
+def int8_parts(t: torch.Tensor, digit_max: int) -> tuple[torch.Tensor, float] | None:
+    """Levels ``t`` (float32, (G, R, C)) on a grid ``2**-m`` as int8 parts for the one-kernel path's exact integer
+    product (:func:`cimsim.kernels_triton.planes_gemm_adc`, PARTS -2/-3): ``t * 2**m = sum_p part_p * 2**(7 (P - 1 -
+    p))``, the most significant part first and signed, the others in 0 .. 127; returns ``(parts (G, P, R, C) int8,
+    2**-m)`` with P = 2 or 3, or None where that product would not be exact: ``m`` is the smallest that puts every
+    level on the grid (none above 24), and every column's sum ``digit_max * sum_r |t_r| * 2**m`` must stay below
+    2**24, so the int32 sums, their Horner combination and their float32 conversion are all exact: the same numbers
+    as the float32 sum of the exact products (which the grid of exact sums, :func:`cimsim.crossbar.exact_grid`,
+    makes exact too). Three int8 products cost the tensor cores less than the two fp16 ones of :func:`fp16_split`,
+    and hold the levels in fewer registers (BENCHMARKS.md, issue 19)."""
+    a = t.detach().to(torch.float64)
+    if not bool(torch.isfinite(a).all()):
+        return None
+
+    def on_grid(m: int) -> bool:
+        s = a * 2.0 ** m
+        return bool(torch.equal(s, s.round()))
+
+    if not on_grid(24):
+        return None
+    lo_m, hi_m = -1, 24                    # on the grid 2**-m for every m >= the smallest: bisect it
+    while hi_m - lo_m > 1:
+        mid = (lo_m + hi_m) // 2
+        lo_m, hi_m = (lo_m, mid) if on_grid(max(mid, 0)) else (mid, hi_m)
+    m = max(hi_m, 0)
+    ints = (a * 2.0 ** m).to(torch.int64)
+    rows = ints.shape[-2]
+    if int(digit_max) * float(ints.abs().sum(dim=-2).max()) >= 2 ** 24 or int(digit_max) * rows * 2 ** 14 >= 2 ** 30:
+        return None          # (the second: Horner's partial sums, the lower parts' at most 2**14 a row, in int32)
+    top = int(ints.abs().max())
+    P = 2 if top < 2 ** 13 else 3 if top < 2 ** 20 else None
+    if P is None:
+        return None
+    parts = []
+    rest = ints
+    for p in range(P - 1):
+        low = rest & 127                     # 0 .. 127 (two's complement: rest - low is a multiple of 128)
+        parts.append(low)
+        rest = (rest - low) >> 7
+    parts.append(rest)                       # signed: |rest| < 2**(bits - 7 (P - 1)) <= 64
+    return torch.stack(parts[::-1], dim=1).to(torch.int8), 2.0 ** -m
 
 
 @contextlib.contextmanager

@@ -16,6 +16,41 @@ def gpu_products_on_cpu(monkeypatch):
     monkeypatch.setitem(TorchTile.PRODUCTS, "cpu", ("int8", "bf16", "tf32"))
 
 
+@pytest.mark.parametrize("grid,low,parts", [(15, 0, 3), (15, -3, 3), (8, -3, 2), (12, 0, 3), (0, 0, 2)])
+def test_int8_parts_hold_grid_levels_exactly(grid, low, parts):
+    """Levels on a grid 2**-grid as int8 parts 7 bits apart (the one kernel's exact product of noisy levels): the
+    parts give the levels back exactly, the most significant signed, the others in 0 .. 127, on the coarsest grid
+    that holds every level; two parts where the scaled levels stay below 2**13."""
+    from cimsim.torch_products import int8_parts
+
+    rng = np.random.default_rng(grid + 7 * parts)
+    a = np.clip(rng.integers(low, 4, size=(3, 128, 20)) + (rng.normal(0, 0.15, size=(3, 128, 20)) if grid else 0),
+                low, 3)
+    a = np.round(a * 2.0 ** grid) / 2.0 ** grid
+    a[0, 0, 0] = 2.0 ** -grid if grid else 1.0                    # the finest step occurs: the grid is 2**-grid
+    p, scale = int8_parts(torch.as_tensor(a, dtype=torch.float32), 1)
+    assert p.dtype == torch.int8 and p.shape == (3, parts, 128, 20) and scale == 2.0 ** -grid
+    assert int(p[:, 1:].min()) >= 0
+    ints = sum(p[:, i].to(torch.int64) * 2 ** (7 * (parts - 1 - i)) for i in range(parts))
+    np.testing.assert_array_equal(ints.numpy() * scale, a)
+
+
+def test_int8_parts_refuse_what_they_cannot_hold_exactly():
+    """None (the fp16 parts then) for levels off every grid up to 2**-24, non-finite levels, column sums of 2**24
+    grid units or more (their float32 conversion would round), and digits whose partial sums could leave int32."""
+    from cimsim.torch_products import int8_parts
+
+    f32 = lambda v: torch.as_tensor(v, dtype=torch.float32)   # noqa: E731
+    assert int8_parts(f32([[[0.1, 1.0]]]), 1) is None                 # 0.1 in float32 needs 27 fraction bits
+    assert int8_parts(f32([[[float("nan"), 1.0]]]), 1) is None
+    col = np.full((1, 128, 2), 3.0)
+    col[0, 0, 0] = 2.0 ** -15
+    assert int8_parts(f32(col), 1) is not None                        # 128 x 3 x 2**15 < 2**24
+    assert int8_parts(f32(col), 2) is None                            # two-unit digits: 2**24.6 grid units
+    assert int8_parts(f32(np.full((1, 2048, 2), 1.0)), 127) is None   # int32 partial sums: 127 x 2048 x 2**14
+    assert int8_parts(f32([[[2.0 ** 21]]]), 1) is None                # beyond three parts
+
+
 def test_bf16_split_leaves_at_most_2_to_the_minus_16():
     rng = np.random.default_rng(0)
     t = torch.as_tensor(np.concatenate([rng.normal(1.5, 0.5, 4000), rng.uniform(-3, 3, 4000),

@@ -14,6 +14,7 @@ from cimsim import kernels_triton
 from cimsim.crossbar_torch import TorchTile
 from cimsim.devices import IdealReadout, ReRAM, SarADC
 from cimsim.encoding import input_planes, plane_layout
+from cimsim.torch_products import fp16_split, int8_parts
 
 if torch.cuda.is_available() and kernels_triton.triton is not None:
     DEVICE = "cuda"
@@ -180,6 +181,43 @@ def test_split_fp16_product_in_the_kernel_is_within_its_bound_far_below_the_read
     assert np.all(np.abs(got - exact) <= split_bound + lsb / 2)
     noise = 0.02 * 3 * np.sqrt((x.astype(np.float64) ** 2).sum(axis=2))[..., None]
     assert (split_bound / noise).max() < 0.005
+
+
+@pytest.mark.parametrize("grid,signed_levels,noise,T", [(15, False, False, 1), (15, True, True, 4),
+                                                           (8, True, False, 3), (12, False, True, 5)])
+def test_int8_parts_in_the_kernel_give_the_fp16_parts_numbers(grid, signed_levels, noise, T):
+    """Levels with programming noise on a grid ``2**-grid`` (the grid of exact sums puts them there) as two or three
+    int8 parts (int8_parts: an int32 product per part, combined by Horner's rule, times the grid's step) give the
+    numbers of the two fp16 parts bit for bit, with and without read noise (the same seed: the same normals), and
+    without noise the exact product read back through a fine ADC: every sum exact on both paths."""
+    G, nb, R, C = 2, 70, 128, 24
+    dev = DEVICE
+    rng = np.random.default_rng(grid * 10 + T)
+    lo_l = -3 if signed_levels else 0                             # G+ - G- pairs reach -3 .. 3
+    a = np.clip(rng.integers(lo_l, 4, size=(G, R, C)) + rng.normal(0, 0.15, size=(G, R, C)), lo_l, 3)
+    a = np.round(a * 2 ** grid) / 2 ** grid
+    x = rng.integers(0, 2 ** T, size=(G, nb, R))
+    x[:, 0] = 2 ** T - 1                                          # a full column: the largest sums
+    x[1, :, 100:] = 0                                             # a ragged last block
+    at = torch.as_tensor(a, dtype=torch.float32)
+    p8, iscale = int8_parts(at, 1)
+    assert p8.shape[1] == (3 if 3 * 2 ** grid >= 2 ** 13 else 2) and iscale == 2.0 ** -grid
+    hi, lo = fp16_split(at)
+    p16 = torch.stack([hi] if lo is None else [hi, lo], dim=1).to(torch.float32).to(dev)
+    i32 = lambda v: torch.as_tensor(v, dtype=torch.int32, device=dev)   # noqa: E731
+    f32 = lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev)  # noqa: E731
+    lsb, lo_v = 2.0 ** -grid, -3.0 * R * (lo_l < 0)      # an ADC step per grid point, from the lowest sum
+    var = f32(np.full((G, R), 0.02 ** 2 * 9)) if noise else None
+    args = (i32(x), i32(range(T)), i32([1] * T), f32([lo_v] * G), f32([lsb] * G), f32(2.0 ** np.arange(T)), C,
+            2.0 ** 24, var, 5)
+    want = kernels_triton.planes_gemm_adc(i32(x), p16, *args[1:], binary=True)
+    got = kernels_triton.planes_gemm_adc(i32(x), p8.to(dev), *args[1:], binary=True, iscale=iscale)
+    for w, g in zip(want, got):
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
+    if not noise:   # exactly the float64 product (the fine ADC reads every grid point back)
+        exact = sum(np.einsum("gbr,grc->gbc", ((x >> t) & 1).astype(np.float64), a) * 2.0 ** t for t in range(T))
+        got_v = got[0].cpu().numpy().astype(np.float64).reshape(G, nb, C) * lsb + lo_v * (2 ** T - 1)
+        np.testing.assert_array_equal(got_v, exact)
 
 
 def _noisy_isaac_tile(monkeypatch, prog: float, read: float, products=("bf16",), weight_bits=16, outputs=12):
@@ -355,7 +393,7 @@ def test_binary_digits_counts_are_population_counts(T):
     np.testing.assert_array_equal(pop[3].cpu().numpy(), bits.sum(axis=(1, 3)).reshape(-1))
 
 
-@pytest.mark.parametrize("parts", [0, 2])
+@pytest.mark.parametrize("parts", [0, 2, -3])
 def test_uniform_read_noise_from_the_digits_count_is_the_rows_sum(parts):
     """``uniform_var`` with 0/1 digits: the noise's variance as the count of 1 digits (a tensor-core product) times
     the block's one variance, on the exact grid, is the per-row sum bit for bit: the same outputs, int8 levels and
@@ -369,11 +407,13 @@ def test_uniform_read_noise_from_the_digits_count_is_the_rows_sum(parts):
     xs[2, :, 50:] = 0                                        # the last block's rows 50.. beyond the layer
     levels = rng.integers(0, 4, size=(G, R, C)).astype(np.float64)
     if parts:
-        from cimsim.crossbar_torch import fp16_split
-
         noisy = np.round((levels + rng.normal(0, 0.15, size=levels.shape)) * 2 ** 12) / 2 ** 12
-        hi, lo = fp16_split(torch.as_tensor(noisy, dtype=torch.float32))
-        a = torch.stack([hi, lo], dim=1).to(torch.float32).to(dev)
+        if parts > 0:
+            hi, lo = fp16_split(torch.as_tensor(noisy, dtype=torch.float32))
+            a = torch.stack([hi, lo], dim=1).to(torch.float32).to(dev)
+        else:
+            a, iscale = int8_parts(torch.as_tensor(noisy, dtype=torch.float32), 1)
+            a = a.to(dev)
     else:
         a = torch.as_tensor(levels, dtype=torch.int8, device=dev)
     u = np.array([0.0123, 0.5, 3.0]) * 2.0 ** -6
@@ -382,8 +422,9 @@ def test_uniform_read_noise_from_the_digits_count_is_the_rows_sum(parts):
     var[2, 50:] = 0.0
     args = (i32(xs), a, i32(range(T)), i32([1] * T), f32([-20.0] * G), f32([1.0] * G), f32(2.0 ** np.arange(T)), C,
             64.0, f32(var), 77)
-    want = kernels_triton.planes_gemm_adc(*args, binary=True)
-    got = kernels_triton.planes_gemm_adc(*args, binary=True, uniform_var=f32(u))
+    kw = {"iscale": iscale} if parts < 0 else {}
+    want = kernels_triton.planes_gemm_adc(*args, binary=True, **kw)
+    got = kernels_triton.planes_gemm_adc(*args, binary=True, uniform_var=f32(u), **kw)
     for w, g in zip(want, got):
         torch.testing.assert_close(g, w, rtol=0, atol=0)
     assert float(want[1]) > 0
@@ -432,9 +473,13 @@ def test_isaac_with_noise_takes_the_one_kernel_path(monkeypatch):
     for sets, mode in (({}, "int8"), ({"prog_sigma_frac": 0.05, "read_sigma_frac": 0.02}, "bf16")):
         spec = arch.get("isaac", **sets).crossbar_spec()
         tile = cimsim.Crossbar(W, spec, seed=1, backend="torch", device=DEVICE)._torch
-        levels, var, uniform = tile._gemm_levels()
+        levels, var, uniform, iscale = tile._gemm_levels()
         assert tile.mode == mode and (var is not None) == bool(sets)
-        assert levels.dtype == (torch.int8 if mode == "int8" else torch.float32)
+        # noisy levels on the grid of exact sums (2**-15 of a level here): three exact int8 parts
+        assert levels.dtype == torch.int8 and levels.dim() == (3 if mode == "int8" else 4)
+        assert iscale == (1.0 if mode == "int8" else 2.0 ** -15)
+        if sets:
+            assert levels.shape[1] == 3
         if sets:   # ISAAC's read noise does not depend on the level: one variance per row block, on the exact grid
             assert uniform is not None and uniform.shape == (var.shape[0],)
             torch.testing.assert_close(uniform[:, None].expand(-1, 128)[:, :16], var[:, :16], rtol=0, atol=0)
