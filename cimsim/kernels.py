@@ -28,9 +28,11 @@ import math
 
 import numpy as np
 
+from cimsim import numba_target
 from cimsim.fileio import numba_cache_fallback
 
 numba_cache_fallback()   # before numba loads: a read-only $HOME and package folder must not stop the import
+numba_target.configure()   # 512-bit vectors where the CPU has AVX-512 (cimsim.numba_target)
 from llvmlite import ir  # noqa: E402
 from numba import njit, types  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402

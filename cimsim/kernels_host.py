@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from cimsim import numba_target
 from cimsim.fileio import numba_cache_fallback
 
 numba_cache_fallback()   # before numba loads (see cimsim.kernels)
+numba_target.configure()   # 512-bit vectors where the CPU has AVX-512 (cimsim.numba_target)
 from numba import njit  # noqa: E402
 
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from cimsim import numba_target
 from cimsim.fileio import numba_cache_fallback
 from cimsim.kernels import adc_rows, draw_buffers
 
 numba_cache_fallback()   # before numba loads (see cimsim.kernels)
+numba_target.configure()   # 512-bit vectors where the CPU has AVX-512 (cimsim.numba_target)
 from numba import njit  # noqa: E402
 
 # at most this many bytes of tables per call (beyond, the remaining blocks take BLAS); our choice, as
