@@ -42,7 +42,7 @@ from cimsim.engine_threads import blas_controller, parallel_map, pool, threads  
 from cimsim.kernels import (PlacedNormals, adc_accumulate_rows, digit_tables, digit_tally, placed_normals,
                             stack_digits)
 from cimsim.kernels_bits import bit_serial_rows, group_tables, weighted_columns
-from cimsim.kernels_tables import (call_table_stack, call_tables, shard_tables, stack_variances, table_blocks,
+from cimsim.kernels_tables import (call_tables, kept_table_stack, shard_tables, stack_variances, table_blocks,
                                    table_rows)
 from cimsim.kernels_host import int_row_sums
 
@@ -365,7 +365,7 @@ class CpuTile:
         if fused and exact is None and bits is None and self.TABLES:
             ok = self._table_blocks()
             var_stack = stack_variances(xb.var_gemm)
-            stack = call_table_stack(xb.a_gemm, ok) if var_stack is not False else None
+            stack = kept_table_stack(xb.a_gemm, ok) if var_stack is not False else None
             tables = None if stack is not None else call_tables(xb.a_gemm, ok)
         with blas_controller().limit(limits=1, user_api="blas"):
             if exact is not None:

@@ -12,6 +12,9 @@ BLAS (BENCHMARKS.md, "The fused path's product from tables of 4-row sums").
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import numpy as np
 
 from cimsim import numba_target
@@ -162,7 +165,7 @@ def call_table_stack(a_blocks: list[np.ndarray], ok: list[bool]) -> np.ndarray |
     """Every block's :func:`nibble_tables` in one array (blocks, groups, 16, columns), the shorter blocks' tables
     padded with zero groups, where every block takes tables and they fit :data:`TABLE_BYTES_MAX`; else None. A
     zero group adds +0.0 to sums that are never -0.0 (every entry is a sum from +0.0), so the padded blocks' sums
-    are the same numbers. Built once per call, as :func:`call_tables`."""
+    are the same numbers. Built for the call (:func:`kept_table_stack` keeps it between calls)."""
     if not a_blocks or not all(ok) or len({a.shape[1] for a in a_blocks}) != 1:
         return None
     groups = max(-(-(-(-a.shape[0] // 4)) // 4) * 4 for a in a_blocks)
@@ -174,6 +177,46 @@ def call_table_stack(a_blocks: list[np.ndarray], ok: list[bool]) -> np.ndarray |
         t = nibble_tables(a)
         stack[i, : t.shape[0]] = t
     return stack
+
+
+# the table stacks of the crossbars called last, kept up to this many bytes in all: a crossbar's tables depend only on
+# its programmed levels, and building them was serial work in every call (on the device host's 16 cores the standard
+# case took 32 ms a call with them built per call and 24.6 ms kept; BENCHMARKS.md, "Tables kept between calls");
+# beyond it the least recently used are dropped (and built again when called). Our choice: the standard case's
+# 9.4 MB and a whole LeNet-5 fit many times over, a network's largest layers fit one by one, and 128 MB stays well
+# inside issue 19's 2 GB CPU budget
+TABLE_CACHE_BYTES = 128 << 20
+_STACKS: OrderedDict = OrderedDict()
+_STACKS_LOCK = threading.Lock()
+
+
+def kept_table_stack(a_blocks: list[np.ndarray], ok: list[bool]) -> np.ndarray | None:
+    """:func:`call_table_stack` of the level matrices ``a_blocks`` (a crossbar's ``a_gemm``, a list replaced, never
+    changed in place, when the crossbar is programmed again), kept between calls within :data:`TABLE_CACHE_BYTES`:
+    the same array for the same list object and flags. The cache holds the list itself, so its id is not reused
+    while the entry lives."""
+    key, flags = id(a_blocks), tuple(bool(f) for f in ok)
+    with _STACKS_LOCK:
+        hit = _STACKS.get(key)
+        if hit is not None and hit[0] is a_blocks and hit[1] == flags:
+            _STACKS.move_to_end(key)
+            return hit[2]
+    stack = call_table_stack(a_blocks, ok)
+    if stack is not None and stack.nbytes <= TABLE_CACHE_BYTES:
+        stack.setflags(write=False)                 # shared between calls: nobody writes into it
+        with _STACKS_LOCK:
+            _STACKS[key] = (a_blocks, flags, stack)
+            total = sum(v[2].nbytes for v in _STACKS.values())
+            while total > TABLE_CACHE_BYTES:
+                _, old = _STACKS.popitem(last=False)
+                total -= old[2].nbytes
+    return stack
+
+
+def kept_table_bytes() -> int:
+    """Bytes of table stacks kept now (:func:`kept_table_stack`)."""
+    with _STACKS_LOCK:
+        return sum(v[2].nbytes for v in _STACKS.values())
 
 
 @njit(nogil=True, cache=True)

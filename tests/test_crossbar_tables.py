@@ -129,7 +129,7 @@ def test_whole_shards_in_one_kernel_give_the_block_loops_numbers(monkeypatch, re
     out = []
     for whole in (True, False):
         if not whole:
-            monkeypatch.setattr(crossbar_cpu, "call_table_stack", lambda a, ok: None)
+            monkeypatch.setattr(crossbar_cpu, "kept_table_stack", lambda a, ok: None)
         xb = Crossbar(W, _isaac(0.05, read, signed), seed=3, name="l")
         xb.calibrate(x[:16])
         out.append((xb(x), xb.ledger.to_dict()))
@@ -139,3 +139,43 @@ def test_whole_shards_in_one_kernel_give_the_block_loops_numbers(monkeypatch, re
     assert not calls                                               # the block loop: no whole-shard kernel
     np.testing.assert_array_equal(out[0][0], out[1][0])
     assert out[0][1] == out[1][1]
+
+
+def test_table_stacks_are_kept_between_calls_within_their_budget(monkeypatch):
+    """A crossbar's table stack is built once and kept (the same array in its next call, read-only), a crossbar
+    programmed again gets its own, the least recently used are dropped beyond TABLE_CACHE_BYTES, and the outputs
+    are the numbers of stacks built for every call."""
+    from cimsim import crossbar_cpu, kernels_tables
+
+    rng = np.random.default_rng(21)
+    W = rng.integers(-2 ** 15, 2 ** 15, size=(40, 300))
+    x = rng.integers(0, 2 ** 16, size=(29, 300))
+    built = []
+    real = kernels_tables.call_table_stack
+    monkeypatch.setattr(kernels_tables, "call_table_stack", lambda a, ok: built.append(id(a)) or real(a, ok))
+    seen = []
+    keep = kernels_tables.kept_table_stack
+    monkeypatch.setattr(crossbar_cpu, "kept_table_stack", lambda a, ok: seen.append(keep(a, ok)) or seen[-1])
+
+    def two_calls():
+        xb = Crossbar(W, _isaac(0.05, 0.02, False), seed=3, name="l")
+        xb.calibrate(x[:16])
+        return xb, [xb(x), xb(x)]
+
+    kernels_tables._STACKS.clear()
+    xb, kept = two_calls()
+    assert len(built) == 1 and seen[0] is seen[1] and not seen[0].flags.writeable
+    assert kernels_tables.kept_table_bytes() == seen[0].nbytes
+    monkeypatch.setattr(kernels_tables, "TABLE_CACHE_BYTES", seen[0].nbytes)   # room for one
+    later = xb.at_time(10.0)                                       # new levels: its own stack, the older dropped
+    later(x)
+    assert len(built) == 2 and seen[-1] is not seen[0] and kernels_tables.kept_table_bytes() == seen[0].nbytes
+    xb(x)                                                          # built again (and the other dropped)
+    assert len(built) == 3 and kernels_tables.kept_table_bytes() == seen[0].nbytes
+    monkeypatch.setattr(kernels_tables, "TABLE_CACHE_BYTES", 0)   # nothing kept: built in every call
+    kernels_tables._STACKS.clear()
+    n = len(built)
+    _, fresh = two_calls()
+    assert len(built) == n + 2 and kernels_tables.kept_table_bytes() == 0
+    for a, b in zip(kept, fresh):
+        np.testing.assert_array_equal(a, b)
