@@ -42,8 +42,8 @@ from cimsim.encoding import plane_layout
 from cimsim.errors import ConfigError
 
 from cimsim import kernels_triton
-from cimsim.torch_products import (bf16_bmm, bf16_split, fp16_split, int8_parts, product_mode, product_parts, tf32_products,
-                                   tf32_split)
+from cimsim.torch_products import (bf16_bmm, bf16_split, fp16_split, int8_parts, product_mode, product_parts,
+                                   tf32_products, tf32_split)
 
 # the splits (cimsim.torch_products) also here, where callers find them (cimsim.crossbar_torch.bf16_split, ...)
 __all__ = ["TorchTile", "bf16_split", "fp16_split", "tf32_split"]

@@ -66,7 +66,7 @@ def int8_parts(t: torch.Tensor, digit_max: int) -> tuple[torch.Tensor, float] | 
     makes exact too). Three int8 products cost the tensor cores less than the two fp16 ones of :func:`fp16_split`,
     and hold the levels in fewer registers (BENCHMARKS.md, issue 19)."""
     a = t.detach().to(torch.float64)
-    if not bool(torch.isfinite(a).all()):
+    if a.numel() == 0 or not bool(torch.isfinite(a).all()):
         return None
 
     def on_grid(m: int) -> bool:

@@ -188,8 +188,10 @@ def test_split_fp16_product_in_the_kernel_is_within_its_bound_far_below_the_read
 def test_int8_parts_in_the_kernel_give_the_fp16_parts_numbers(grid, signed_levels, noise, T):
     """Levels with programming noise on a grid ``2**-grid`` (the grid of exact sums puts them there) as two or three
     int8 parts (int8_parts: an int32 product per part, combined by Horner's rule, times the grid's step) give the
-    numbers of the two fp16 parts bit for bit, with and without read noise (the same seed: the same normals), and
-    without noise the exact product read back through a fine ADC: every sum exact on both paths."""
+    numbers of the two fp16 parts bit for bit, with and without read noise (the same seed: the same normals; on a
+    GPU this needs the noise added by one explicit FMA, else the compiler fused ``sum * iscale`` into the add and 1
+    value in 3,360 moved by a step), and without noise the exact product read back through a fine ADC: every sum
+    exact on both paths."""
     G, nb, R, C = 2, 70, 128, 24
     dev = DEVICE
     rng = np.random.default_rng(grid * 10 + T)
@@ -396,8 +398,8 @@ def test_binary_digits_counts_are_population_counts(T):
 @pytest.mark.parametrize("parts", [0, 2, -3])
 def test_uniform_read_noise_from_the_digits_count_is_the_rows_sum(parts):
     """``uniform_var`` with 0/1 digits: the noise's variance as the count of 1 digits (a tensor-core product) times
-    the block's one variance, on the exact grid, is the per-row sum bit for bit: the same outputs, int8 levels and
-    two fp16 parts, ragged row blocks (their missing rows carry no digits) included."""
+    the block's one variance, on the exact grid, is the per-row sum bit for bit: the same outputs, int8 levels, two
+    fp16 parts and three int8 parts, ragged row blocks (their missing rows carry no digits) included."""
     G, nb, R, C, T = 3, 130, 64, 40, 6
     dev = DEVICE
     rng = np.random.default_rng(11 + parts)
@@ -465,7 +467,8 @@ def test_engine_ranges_have_power_of_two_lsbs_so_the_kernels_multiply(monkeypatc
 
 def test_isaac_with_noise_takes_the_one_kernel_path(monkeypatch):
     """ISAAC's own crossbar spec with programming and read noise set, under the products CUDA runs: the one-kernel
-    path applies (bf16 parts, one read-noise variance per row); the ISAAC defaults (no noise) take int8."""
+    path applies (bf16 parts on the eager path, three exact int8 parts in the kernel, one read-noise variance per
+    row); the ISAAC defaults (no noise) take int8."""
     from cimsim import arch
 
     monkeypatch.setitem(TorchTile.PRODUCTS, DEVICE, TorchTile.PRODUCTS["cuda"])
@@ -478,9 +481,8 @@ def test_isaac_with_noise_takes_the_one_kernel_path(monkeypatch):
         # noisy levels on the grid of exact sums (2**-15 of a level here): three exact int8 parts
         assert levels.dtype == torch.int8 and levels.dim() == (3 if mode == "int8" else 4)
         assert iscale == (1.0 if mode == "int8" else 2.0 ** -15)
-        if sets:
+        if sets:   # three int8 parts; ISAAC's read noise does not depend on the level: one variance per row block
             assert levels.shape[1] == 3
-        if sets:   # ISAAC's read noise does not depend on the level: one variance per row block, on the exact grid
             assert uniform is not None and uniform.shape == (var.shape[0],)
             torch.testing.assert_close(uniform[:, None].expand(-1, 128)[:, :16], var[:, :16], rtol=0, atol=0)
 
