@@ -82,33 +82,56 @@ def table_rows(u, b0, nb, k0, k1, shifts, neg_top, tables, r0, r1, out, stats, v
     :func:`nibble_tables` ``tables``; ``neg_top``: the last cycle's digit is the sign bit of signed inputs (digit
     -1), so its rows are negated. Exact where :func:`grid_exact` holds: then equal to the float32 GEMM bit for bit.
     With ``stats``, also what :func:`cimsim.kernels.stack_digits` gives for these rows, without the stacked digits:
-    ``rowvar[r]`` = the sum over k in order of digit**2 x ``var[k]`` (with ``noisy``; the same float64 additions,
-    the zero digits' +0.0 left out), digit**2 added to ``sqsum[k]``, and the count of non-zero digits returned."""
+    ``rowvar[r]`` = the sum over k in order of digit**2 x ``var[k]`` (with ``noisy``; the float64 sum of the 1
+    digits' variances in row order, the 0 digits adding +0.0, or the count times the one variance where every row has
+    the same one and that product equals the sum for every count: the same numbers either way), digit**2 added to
+    ``sqsum[k]``, and the count of non-zero digits returned. The bits are packed into table indices without branches
+    and the counts taken from the indices (a branch per digit cost a third of this kernel's time on random digits:
+    BENCHMARKS.md, "Table indices without branches")."""
     groups, _, cols = tables.shape
     T = shifts.shape[0]
     n = r1 - r0
+    rows = k1 - k0
+    full = rows // 4                 # groups of four rows; then a ragged one; padded groups stay index 0
     idx = np.zeros((n, groups), dtype=np.int64)
     nonzero = 0
+    # one read-noise variance in every row, on a grid where adding it c times in turn gives c times it for every c
+    # (checked here): then a row's sum over its 1 digits is its count times that variance, the same number
+    uni = noisy and rows > 0
+    if uni:
+        v0, acc_v = var[0], 0.0
+        for k in range(rows):
+            acc_v += v0
+            if var[k] != v0 or acc_v != (k + 1) * v0:
+                uni = False
+                break
     for i in range(n):
         r = r0 + i
         t = r // nb
         b = b0 + r - t * nb
         sh = shifts[t]
-        rv = 0.0
-        for g in range(groups):
+        for g in range(full):        # branch-free: the bits of four rows packed into a table index
+            k = k0 + 4 * g
+            idx[i, g] = (((u[b, k] >> sh) & 1) | (((u[b, k + 1] >> sh) & 1) << 1)
+                         | (((u[b, k + 2] >> sh) & 1) << 2) | (((u[b, k + 3] >> sh) & 1) << 3))
+        if full * 4 < rows:
             m = 0
-            for q in range(4):
-                k = k0 + 4 * g + q
-                if k < k1:
-                    bit = (u[b, k] >> sh) & 1
-                    m |= bit << q
-                    if stats and bit:
-                        nonzero += 1
-                        sqsum[k - k0] += 1
-                        if noisy:
-                            rv += var[k - k0]
-            idx[i, g] = m
-        if stats:
+            for q in range(rows - full * 4):
+                m |= ((u[b, k0 + 4 * full + q] >> sh) & 1) << q
+            idx[i, full] = m
+        if stats:                    # digits 0/1: a digit's square is itself
+            cnt = 0
+            for k in range(rows):
+                bit = (idx[i, k >> 2] >> (k & 3)) & 1
+                cnt += bit
+                sqsum[k] += bit
+            nonzero += cnt
+            rv = 0.0
+            if uni:
+                rv = cnt * v0
+            elif noisy:              # in row order; a 0 digit adds +0.0, which leaves every partial sum as it was
+                for k in range(rows):
+                    rv += var[k] * ((idx[i, k >> 2] >> (k & 3)) & 1)
             rowvar[r] = rv
     for c0 in range(0, cols, TABLE_CHUNK):   # zero-based views of a chunk: loops numba vectorizes
         w = min(TABLE_CHUNK, cols - c0)
