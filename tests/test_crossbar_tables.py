@@ -53,6 +53,31 @@ def test_table_rows_are_the_float32_product_bit_for_bit(rows, cols, k0, signed):
     np.testing.assert_array_equal(rowvar.view(np.int64), rv_ref.view(np.int64))
 
 
+@pytest.mark.parametrize("v", [2.0 ** -12, 0.1, 3e-4])
+def test_one_variance_per_block_gives_the_rows_sums(v):
+    """One read-noise variance in every row (ISAAC's cells): a row's sum is its count of 1 digits times it where that
+    product equals the sum in row order for every count (2**-12), else the sum in row order (0.1 and 3e-4, whose
+    repeated sums round): either way the float64 numbers of stack_digits, bit for bit."""
+    rng = np.random.default_rng(4)
+    rows, cols, nb, T = 128, 64, 20, 8
+    a = _grid_levels(rng, rows, cols)
+    u = rng.integers(0, 256, (nb, rows))
+    shifts = np.arange(T)
+    var = np.full(rows, v)
+    out = np.empty((T * nb, cols), dtype=np.float32)
+    rowvar, sqsum = np.full(T * nb, np.nan), np.zeros(rows, dtype=np.int64)
+    nz = table_rows(u, 0, nb, 0, rows, shifts, False, nibble_tables(a), 0, T * nb, out, True, var, True, rowvar,
+                    sqsum)
+    xs = np.empty((T * nb, rows), dtype=np.float32)
+    sq_ref = np.zeros(rows, dtype=np.int64)
+    rv_ref, nz_ref = stack_digits(u, 0, nb, 0, rows, shifts, np.ones(T, dtype=np.int64), False, xs, var, sq_ref)
+    assert nz == nz_ref
+    np.testing.assert_array_equal(sqsum, sq_ref)
+    np.testing.assert_array_equal(rowvar.view(np.int64), rv_ref.view(np.int64))
+    if v == 0.1:   # the repeated sum does round here: the count's product would not be the same number
+        assert sum([0.1] * 64) != 64 * 0.1
+
+
 def test_grid_exact_needs_a_grid_and_headroom():
     rng = np.random.default_rng(0)
     assert grid_exact(_grid_levels(rng, 128, 64), 128)                      # ISAAC's grid: 128 x 3.2 x 2**15 < 2**24
