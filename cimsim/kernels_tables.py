@@ -98,8 +98,9 @@ def table_rows(u, b0, nb, k0, k1, shifts, neg_top, tables, r0, r1, out, stats, v
     # one read-noise variance in every row, on a grid where adding it c times in turn gives c times it for every c
     # (checked here): then a row's sum over its 1 digits is its count times that variance, the same number
     uni = noisy and rows > 0
+    v0 = var[0] if uni else 0.0
     if uni:
-        v0, acc_v = var[0], 0.0
+        acc_v = 0.0
         for k in range(rows):
             acc_v += v0
             if var[k] != v0 or acc_v != (k + 1) * v0:

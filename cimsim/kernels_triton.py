@@ -354,11 +354,9 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
                          "examples per call")
     x, a = x.contiguous(), a.contiguous()
     parts = (0 if a.dim() == 3 else -a.shape[1]) if a.dtype == torch.int8 else a.shape[1]
-    if parts in (-1, 0) and a.dim() == 4:
-        a = a[:, 0]
-        parts = 0
-    if parts < -3:
-        raise ValueError(f"{-parts} int8 parts: the kernel takes two or three")
+    if parts not in (-3, -2, 0, 1, 2):
+        raise ValueError(f"{abs(parts)} level parts: the kernel takes int8 levels, two or three int8 parts, or one "
+                         "or two fp16 parts")
     if fold is None:
         out = torch.empty((G, nb * C), dtype=torch.float32, device=x.device)
         cw = base = lsb64 = out
