@@ -37,14 +37,15 @@ from functools import lru_cache
 
 import numpy as np
 
+from cimsim import kernels_amx
 from cimsim.encoding import plane_layout
-from cimsim.engine_threads import blas_controller, parallel_map, pool, threads  # noqa: F401 (re-exported)
+from cimsim.engine_threads import blas_controller, fixed_shares, parallel_map, threads  # noqa: F401 (re-exported)
 from cimsim.kernels import (PlacedNormals, adc_accumulate_rows, digit_tables, digit_tally, placed_normals,
                             stack_digits)
 from cimsim.kernels_bits import bit_serial_rows, group_tables, weighted_columns
 from cimsim.kernels_tables import (call_tables, kept_table_stack, shard_tables, stack_variances, table_blocks,
                                    table_rows)
-from cimsim.kernels_host import int_row_sums
+from cimsim.kernels_host import input_row_sums  # noqa: F401 (re-exported: tests/test_exact_reuse.py)
 
 @dataclass
 class Tally:
@@ -100,16 +101,6 @@ def _cut(c0: int, c1: int, per_example: int, cycles: int, min_rows: int, min_mac
     return tuple((int(edges[j]), int(edges[j + 1])) for j in range(n_shards))
 
 
-def input_row_sums(x: np.ndarray, input_bits: int) -> np.ndarray:
-    """``x.sum(axis=1, dtype=np.float64)`` of validated integer inputs (|x| < 2**input_bits), the same numbers: where
-    every partial sum is an integer below 2**53 in magnitude the float sum is exact in any order, so it equals the
-    integer sum, which int64 forms without a float copy of x (about 9x faster, :func:`cimsim.kernels_host.int_row_sums`)."""
-    small = x.dtype.kind == "i" or (x.dtype.kind == "u" and x.dtype.itemsize < 8)   # held by int64 as they are
-    if small and input_bits + max(1, x.shape[1]).bit_length() < 53:
-        return int_row_sums(x).astype(np.float64)
-    return x.sum(axis=1, dtype=np.float64)
-
-
 _NO_VAR = np.zeros(1)   # table_rows' variance argument where it draws no read noise
 
 # stacked rows per GEMM + epilogue step. Our choice: 256 rows x 512 columns of float32 (0.5 MB) stay in
@@ -141,6 +132,7 @@ class CpuTile:
         self.lossless_calls = 0    # calls that took the exact path (cimsim bench --model reports them)
         self.bit_serial_calls = 0  # calls that took the bit-serial integer path
         self.last_exact = None     # the lossless path's data when the last call took it, else None
+        self.last_product = None   # the fused path's product in the last call: "amx", "tables" or None (BLAS)
 
     # ------------------------------------------------------------------ the lossless integer path
     def _lossless(self, ranges):
@@ -361,12 +353,15 @@ class CpuTile:
         exact = self._lossless(ranges) if fused and self.EXACT else None
         bits = self._bit_serial(ranges) if fused and exact is None and self.BITS else None
         self.last_exact = exact
-        tables = stack = var_stack = None
+        tables = stack = var_stack = prod = None
         if fused and exact is None and bits is None and self.TABLES:
             ok = self._table_blocks()
             var_stack = stack_variances(xb.var_gemm)
-            stack = kept_table_stack(xb.a_gemm, ok) if var_stack is not False else None
-            tables = None if stack is not None else call_tables(xb.a_gemm, ok)
+            if var_stack is not False and all(ok) and kernels_amx.wanted():
+                prod = kernels_amx.kept_blocks(xb.a_gemm)
+            stack = kept_table_stack(xb.a_gemm, ok) if var_stack is not False and prod is None else None
+            tables = None if stack is not None or prod is not None else call_tables(xb.a_gemm, ok)
+        self.last_product = "amx" if prod is not None else "tables" if stack is not None or tables else None
         with blas_controller().limit(limits=1, user_api="blas"):
             if exact is not None:
                 self.lossless_calls += 1
@@ -374,26 +369,41 @@ class CpuTile:
             elif bits is not None:
                 self.bit_serial_calls += 1
                 y, tally = self._forward_bits(u, bits, per_example)
+            # the offset's correction per shard from the whole batch's row sums (made once: per shard their
+            # threads' hand-offs cost more than the sums)
+            row_sums = input_row_sums(x, spec.input_bits) if xb.slices.offset and exact is None and bits is None \
+                else None
             for c0 in range(0, B if exact is None and bits is None else 0, spec.batch_chunk):
                 c1 = min(c0 + spec.batch_chunk, B)
                 shards = self._shards(c0, c1, per_example, xb.cycles, 1 if fused else GENERAL_SHARDS)
-                if stack is not None:
+                if prod is not None:
+                    work = lambda sh: self._shard_stack(u, sh[0], sh[1], ranges, stream, None, var_stack, prod)  # noqa: E731
+                elif stack is not None:
                     work = lambda sh: self._shard_stack(u, sh[0], sh[1], ranges, stream, stack, var_stack)  # noqa: E731
                 elif fused:
                     work = lambda sh: self._shard_fused(u, sh[0], sh[1], ranges, stream, tables)  # noqa: E731
                 else:
                     work = lambda sh: self._shard(u, sh[0], sh[1], ranges, stream)  # noqa: E731
-                if len(shards) > 1 and n_threads > 1:
-                    results = list(pool().map(work, shards))
-                else:
-                    results = [work(sh) for sh in shards]
-                for (b0, b1), (acc, t) in zip(shards, results):
-                    if b1 > b0:
-                        y[b0:b1] = (acc * xb.readout_weight).reshape(b1 - b0, -1, N).sum(axis=1)
+                finish = lambda sh: self._finish_shard(sh, work, row_sums, y)  # noqa: E731
+                for t in (fixed_shares(finish, shards, n_threads) if len(shards) > 1 and n_threads > 1
+                          else [finish(sh) for sh in shards]):   # the tallies in shard order
                     tally += t
-        if xb.slices.offset:
+        if xb.slices.offset and (exact is not None or bits is not None):
             y -= xb.slices.offset * input_row_sums(x, xb.spec.input_bits)[:, None]
         return y, tally
+
+    def _finish_shard(self, sh, work, row_sums, y: np.ndarray):
+        """One shard's ``work`` (acc, tally) turned into its rows of ``y`` on the thread that ran it (the column
+        weights, the slices' sum, the offset's correction from ``row_sums``: numpy's operations of the whole batch on
+        these rows, so the same numbers); returns its tally."""
+        xb = self.xb
+        b0, b1 = sh
+        acc, t = work(sh)
+        if b1 > b0:
+            y[b0:b1] = (acc * xb.readout_weight).reshape(b1 - b0, -1, xb.out_features).sum(axis=1)
+            if row_sums is not None:
+                y[b0:b1] -= xb.slices.offset * row_sums[b0:b1, None]
+        return t
 
     def _table_blocks(self) -> list[bool]:
         """Per row block, whether the fused path's product may come from tables of 4-row sums
@@ -405,18 +415,21 @@ class CpuTile:
             self._tables_ok = table_blocks(xb.a_gemm, xb.spec.dac_bits == 1 and xb.gemm_dtype() == np.float32)
         return self._tables_ok
 
-    def _shard_stack(self, u, b0: int, b1: int, ranges, stream: tuple[int, int], stack, var_stack):
+    def _shard_stack(self, u, b0: int, b1: int, ranges, stream: tuple[int, int], stack, var_stack, prod=None):
         """:meth:`_shard_fused` where every row block takes the tables and draws per-row noise, in one kernel
-        (:func:`cimsim.kernels_tables.shard_tables`): the same numbers and tally."""
+        (:func:`cimsim.kernels_tables.shard_tables`), or with ``prod`` the product on AMX tiles
+        (:func:`cimsim.kernels_amx.shard_tiles`): the same numbers and tally."""
         xb, tally = self.xb, Tally()
         if b1 <= b0:
             return np.zeros((0, xb.physical_columns)), tally
         shifts, _ = plane_layout(xb.spec.input_bits, xb.spec.dac_bits)
-        acc, nonzero, clipped, sq = shard_tables(
-            u, b0, b1 - b0, xb.row_blocks, shifts, xb.spec.input_signed, stack, var_stack, ranges,
-            float(xb.readout_op.n_codes - 1), stream, min(FUSED_ROWS, len(shifts) * (b1 - b0)))
+        shard = shard_tables if prod is None else kernels_amx.shard_tiles
+        blocks = xb.row_blocks
+        acc, nonzero, clipped, sq = shard(
+            u, b0, b1 - b0, blocks, shifts, xb.spec.input_signed, stack if prod is None else prod, var_stack,
+            ranges, float(xb.readout_op.n_codes - 1), stream, min(FUSED_ROWS, len(shifts) * (b1 - b0)))
         tally.nonzero_digits, tally.clipped = float(nonzero), float(clipped)
-        for i, (k0, k1) in enumerate(xb.row_blocks):   # as _shard_fused adds them: block by block
+        for i, (k0, k1) in enumerate(blocks):   # as _shard_fused adds them: block by block
             tally.conductance_s += float(sq[i, : k1 - k0].astype(np.float64) @ xb.g_rowsum[i]) * \
                 xb.spec.cell.read_time_s
         return acc, tally

@@ -56,3 +56,23 @@ def parallel_map(fn, items) -> list:
     if len(items) > 1 and threads() > 1 and not threading.current_thread().name.startswith(_WORKER):
         return list(pool().map(fn, items))
     return [fn(item) for item in items]
+
+
+def fixed_shares(fn, items, n_threads: int) -> list:
+    """``[fn(item) for item in items]`` on ``min(n_threads, len(items))`` of the engine's threads, thread k taking
+    items k, k + n, k + 2 n, ... in turn: equal shares of equal work. The pool's first-come order (:func:`parallel_map`)
+    left some of the device host's 16 threads three of the standard case's 32 shards and others one, as they woke
+    (BENCHMARKS.md, "The fused path's product on AMX tiles"). Called from one of the engine's threads it runs there,
+    in order."""
+    items = list(items)
+    n = min(n_threads, len(items))
+    if n < 2 or threading.current_thread().name.startswith(_WORKER):
+        return [fn(item) for item in items]
+    out = [None] * len(items)
+
+    def share(k: int) -> None:
+        for j in range(k, len(items), n):
+            out[j] = fn(items[j])
+
+    list(pool().map(share, range(n)))
+    return out

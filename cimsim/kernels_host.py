@@ -122,3 +122,13 @@ def int_bounds(a: np.ndarray) -> tuple[int, int]:
     flat = np.ascontiguousarray(a).reshape(-1)
     parts = _over_threads(lambda r: _int_bounds(flat[r[0]:r[1]]), flat.shape[0], 1)
     return int(min(p[0] for p in parts)), int(max(p[1] for p in parts))
+
+
+def input_row_sums(x: np.ndarray, input_bits: int) -> np.ndarray:
+    """``x.sum(axis=1, dtype=np.float64)`` of validated integer inputs (|x| < 2**input_bits), the same numbers: where
+    every partial sum is an integer below 2**53 in magnitude the float sum is exact in any order, so it equals the
+    integer sum, which int64 forms without a float copy of x (about 9x faster, :func:`cimsim.kernels_host.int_row_sums`)."""
+    small = x.dtype.kind == "i" or (x.dtype.kind == "u" and x.dtype.itemsize < 8)   # held by int64 as they are
+    if small and input_bits + max(1, x.shape[1]).bit_length() < 53:
+        return int_row_sums(x).astype(np.float64)
+    return x.sum(axis=1, dtype=np.float64)

@@ -13,6 +13,12 @@ from cimsim.kernels import stack_digits
 from cimsim.kernels_tables import grid_exact, nibble_tables, table_rows
 
 
+@pytest.fixture(autouse=True)
+def _tables(monkeypatch):
+    """These tests are about the tables: the AMX product (cimsim.kernels_amx, its own tests) stays off."""
+    monkeypatch.setenv("CIMSIM_CPU_PRODUCT", "tables")
+
+
 def _grid_levels(rng, rows, cols, bits=15):
     """Levels 0..3 with 5 % noise, on the grid 2**-bits (as exact_grid puts ISAAC's noisy levels)."""
     a = rng.integers(0, 4, (rows, cols)) + 0.05 * rng.standard_normal((rows, cols))
