@@ -357,7 +357,9 @@ class CpuTile:
         if fused and exact is None and bits is None and self.TABLES:
             ok = self._table_blocks()
             var_stack = stack_variances(xb.var_gemm)
-            if var_stack is not False and all(ok) and kernels_amx.wanted():
+            # the tiles take any number of columns (the tables pay only from TABLE_COLS_MIN on)
+            if var_stack is not False and xb.spec.dac_bits == 1 and xb.gemm_dtype() == np.float32 \
+                    and kernels_amx.wanted():
                 prod = kernels_amx.kept_blocks(xb.a_gemm)
             stack = kept_table_stack(xb.a_gemm, ok) if var_stack is not False and prod is None else None
             tables = None if stack is not None or prod is not None else call_tables(xb.a_gemm, ok)

@@ -301,7 +301,7 @@ _KEPT_LOCK = threading.Lock()
 
 def kept_blocks(a_blocks: list[np.ndarray]) -> TileBlocks | None:
     """:meth:`TileBlocks.build` of ``a_blocks`` (a crossbar's ``a_gemm``), kept between calls within
-    :data:`CACHE_BYTES`; None where a block's levels cannot be cut into exact parts."""
+    :data:`CACHE_BYTES`; None where a block's levels cannot be cut into exact parts (that answer kept too)."""
     key = id(a_blocks)
     with _KEPT_LOCK:
         hit = _KEPT.get(key)
@@ -309,15 +309,21 @@ def kept_blocks(a_blocks: list[np.ndarray]) -> TileBlocks | None:
             _KEPT.move_to_end(key)
             return hit[1]
     prep = TileBlocks.build(a_blocks)
-    if prep is not None and prep.nbytes <= CACHE_BYTES:
-        prep.bpack.setflags(write=False)
+    size = 0 if prep is None else prep.nbytes
+    if size <= CACHE_BYTES:
+        if prep is not None:
+            prep.bpack.setflags(write=False)
         with _KEPT_LOCK:
             _KEPT[key] = (a_blocks, prep)
-            total = sum(v[1].nbytes for v in _KEPT.values())
+            total = sum(_size(v[1]) for v in _KEPT.values())
             while total > CACHE_BYTES:
                 _, old = _KEPT.popitem(last=False)
-                total -= old[1].nbytes
+                total -= _size(old[1])
     return prep
+
+
+def _size(prep: TileBlocks | None) -> int:
+    return 0 if prep is None else prep.nbytes
 
 
 # stacked rows per product pass (our choice): larger slabs reuse each pair of weight tiles for more strips, but their
