@@ -15,7 +15,8 @@ first at full size), which is not timed because tracing allocations slows it: nu
 tracemalloc sees them, or the growth of the process's peak resident memory where tracemalloc is blind
 (torch on the CPU); plus ``torch.cuda.max_memory_allocated`` on a GPU. ``cpu_s`` = the host CPU seconds
 of the best call, all threads (``time.process_time``): unlike the wall time, little moved by other jobs
-on a shared machine.
+on a shared machine. ``product`` = the CPU engine's product in the timed calls (``amx``: AMX tiles, ``tables``,
+or None: BLAS; :mod:`cimsim.kernels_amx`).
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ def run(batch: int | None = None, backend: str = "numba", device: str = "cpu", r
     effective = B * K * N * cycles * xb.n_slices / best
     return {"effective_macs_per_s": effective, "gemm_macs_per_s": gemm, "ratio": effective / gemm,
             "peak_memory_bytes": int(peak), "wall_s": best, "cpu_s": cpu, "backend": backend, "device": device,
+            # the CPU engine's product in the timed calls ("amx", "tables" or None: BLAS), cimsim.kernels_amx
+            "product": getattr(xb._cpu, "last_product", None) if backend == "numba" else None,
             "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs",
             "config": {**cfg, "cycles": cycles, "slices": xb.n_slices, "arrays": xb.arrays}}
 

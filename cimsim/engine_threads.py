@@ -1,6 +1,7 @@
 """The CPU engine's threads: how many (``$CIMSIM_THREADS``, else every core this process may use), one pool of them
-shared by every crossbar, and the BLAS libraries' controller that keeps each product on one thread inside them
-(:mod:`cimsim.crossbar_cpu`, :mod:`cimsim.calibration`, :mod:`cimsim.kernels_host`)."""
+shared by every crossbar, the BLAS libraries' controller that keeps each product on one thread inside them
+(:mod:`cimsim.crossbar_cpu`, :mod:`cimsim.calibration`, :mod:`cimsim.kernels_host`), and which product the fused path
+takes (``$CIMSIM_CPU_PRODUCT``)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,17 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from threadpoolctl import ThreadpoolController
-
 _POOL: ThreadPoolExecutor | None = None
-_BLAS: ThreadpoolController | None = None
+_BLAS = None   # threadpoolctl's ThreadpoolController, made on first use (its import costs 20 ms of every start)
 
 
-def blas_controller() -> ThreadpoolController:
+def blas_controller():
     """The BLAS libraries of this process, found once: building a controller scans every loaded library
     (about 2.5 ms, which ``threadpool_limits`` paid on each call: 30 % of a LeNet-5 evaluation)."""
     global _BLAS
     if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
         _BLAS = ThreadpoolController()
     return _BLAS
 
@@ -76,3 +77,18 @@ def fixed_shares(fn, items, n_threads: int) -> list:
 
     list(pool().map(share, range(n)))
     return out
+
+
+CPU_PRODUCTS = ("auto", "tables", "amx")
+
+
+def cpu_product() -> str:
+    """``$CIMSIM_CPU_PRODUCT``, the CPU engine's product for one-bit digits on the grid of exact sums: ``auto`` (the
+    default: AMX tiles where they run, :mod:`cimsim.kernels_amx`), ``tables`` or ``amx``; anything else is a
+    one-line error (the CLI checks it before any work)."""
+    from cimsim.errors import ConfigError
+
+    text = os.environ.get("CIMSIM_CPU_PRODUCT", "auto").strip().lower() or "auto"
+    if text not in CPU_PRODUCTS:
+        raise ConfigError(f"CIMSIM_CPU_PRODUCT={text!r} is not one of {', '.join(CPU_PRODUCTS)}; unset it or pick one")
+    return text

@@ -4,14 +4,14 @@ Where the one-bit digits' product may come from tables (:mod:`cimsim.kernels_tab
 whose every partial sum float32 holds exactly), the same column values come from integer products: a row block's
 levels times ``2**m`` are integers L with ``rows x max|L| < 2**24``, cut into 7-bit parts (the low ones 0..127, the
 top one signed), ``L = sum_p 2**(7 p) P_p``. The digits d (bytes 0/1) and 128 d side by side, times the parts paired
-into signed-byte weights (:func:`part_weights`), are one u8 x s8 product with int32 sums (AMX's ``tdpbusd``; exact:
-every sum is below 2**22 in magnitude) whose group g holds ``sum d (P_2g + 128 P_2g+1)``; each group's sum as float32
-times ``2**(14 g - m)`` (a power of two: exact), the groups added in order: every partial sum is an integer number of
-grid steps below 2**24, so float32 holds each exactly and the column values equal the tables' (and the float32
-GEMM's) bit for bit. One kernel per shard cuts the digits of 32 stacked rows, multiplies them on the tiles (2 x 2
-tiles of 16 x 16 int32 sums, the weights read once per 32 rows), and runs the table path's own epilogue
-(:func:`cimsim.kernels.adc_rows`: read noise, ADC, shift-and-add) on those rows in the same order: the outputs,
-draws and tallies are the same numbers.
+into signed-byte weights (:func:`part_weights`), are one u8 x s8 product with int32 sums (AMX's ``tdpbusd``) whose
+group g holds ``sum d (P_2g + 128 P_2g+1)``: below 2**24 in magnitude (the low group at most rows x 2**14, with
+rows < 2**10 wherever there is a higher one; the top one at most rows x max|L| / 2**(14 g)), so each is exact as
+float32; times ``2**(14 g - m)`` (a power of two: exact) and the groups added in order, every partial sum an integer
+number of grid steps below 2**24, the column values equal the tables' (and the float32 GEMM's) bit for bit. One
+kernel per shard cuts the digits of a slab of stacked rows, multiplies them on the tiles (2 x 2 tiles of 16 x 16
+int32 sums, 32 rows at a time) and runs the epilogue of :func:`cimsim.kernels.adc_rows` (read noise, ADC,
+shift-and-add) on those rows in the same order: the outputs, draws and tallies are the same numbers.
 
 Taken where the CPU reports AMX int8 tiles and Linux grants their state to this process (``arch_prctl``), unless
 ``$CIMSIM_CPU_PRODUCT=tables``; ``amx`` insists (an error where it cannot run). Numba reaches the tile instructions
@@ -22,7 +22,6 @@ BENCHMARKS.md, "The fused path's product on AMX tiles".
 from __future__ import annotations
 
 import ctypes
-import os
 import platform
 import threading
 from collections import OrderedDict
@@ -31,6 +30,7 @@ from functools import lru_cache
 import numpy as np
 
 from cimsim import numba_target
+from cimsim.engine_threads import cpu_product
 from cimsim.errors import ConfigError
 from cimsim.fileio import numba_cache_fallback
 from cimsim.kernels import _fill_normals_at, draw_buffers
@@ -49,18 +49,13 @@ MAX_PARTS = 4            # levels of at most 28 bits
 STRIP = 32               # stacked rows per product: two A tiles of 16 rows
 K_TILE = 64              # bytes of digits per tile row (64 one-byte digits)
 COL_PAIR = 32            # output columns per product step: two C tiles of 16 int32 columns
-CHOICES = ("auto", "tables", "amx")
 
 _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA, _SYS_ARCH_PRCTL = 0x1023, 18, 158   # Linux x86-64 (arch/x86/include)
 
 
 def choice() -> str:
-    """``$CIMSIM_CPU_PRODUCT``: ``auto`` (the default: AMX where it runs), ``tables`` or ``amx``; anything else is a
-    one-line error."""
-    text = os.environ.get("CIMSIM_CPU_PRODUCT", "auto").strip().lower() or "auto"
-    if text not in CHOICES:
-        raise ConfigError(f"CIMSIM_CPU_PRODUCT={text!r} is not one of {', '.join(CHOICES)}; unset it or pick one")
-    return text
+    """:func:`cimsim.engine_threads.cpu_product`: ``auto`` (AMX where it runs), ``tables`` or ``amx``."""
+    return cpu_product()
 
 
 @lru_cache(maxsize=1)
@@ -168,7 +163,9 @@ def _asm(text: str, n_args: int):
         return intrinsic(lambda typingctx, a: typer(typingctx, a))
     if n_args == 5:
         return intrinsic(lambda typingctx, a, b, c, d, e: typer(typingctx, a, b, c, d, e))
-    return intrinsic(lambda typingctx, a, b, c, d, e, f: typer(typingctx, a, b, c, d, e, f))
+    if n_args == 6:
+        return intrinsic(lambda typingctx, a, b, c, d, e, f: typer(typingctx, a, b, c, d, e, f))
+    raise ValueError(f"no intrinsic wrapper for {n_args} operands")
 
 
 _load_config = _asm("ldtilecfg ($0)", 1)

@@ -145,10 +145,16 @@ def test_prepared_blocks_are_kept_per_programmed_levels(monkeypatch):
     assert len(built) == 2
 
 
-def test_the_product_choice_is_checked(monkeypatch):
+def test_the_product_choice_is_checked(monkeypatch, capsys):
+    """A bad $CIMSIM_CPU_PRODUCT is one line naming the choices, from the engine and from the CLI before any work."""
+    from cimsim.cli import main
+
     monkeypatch.setenv("CIMSIM_CPU_PRODUCT", "fast")
     with pytest.raises(ConfigError, match="CIMSIM_CPU_PRODUCT='fast' is not one of auto, tables, amx"):
         kernels_amx.wanted()
+    assert main(["archs"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "CIMSIM_CPU_PRODUCT='fast' is not one of auto, tables, amx" in err
     monkeypatch.setenv("CIMSIM_CPU_PRODUCT", "tables")
     assert kernels_amx.wanted() is False
     monkeypatch.setenv("CIMSIM_CPU_PRODUCT", "auto")

@@ -16,6 +16,7 @@ from importlib import import_module
 
 from cimsim._version import __version__
 from cimsim.cli.common import EXIT_USER_ERROR, Parser, UsageError, out_of_memory
+from cimsim.engine_threads import cpu_product
 from cimsim.errors import CimsimError
 
 # the subcommands, in the order 'cimsim --help' lists them
@@ -64,6 +65,7 @@ def _main(argv: list[str] | None) -> int:
             raise UsageError("cimsim archs: error: 'show' needs an architecture name, e.g. 'cimsim archs show digital'")
         if args.command == "archs" and args.action is None and args.name:
             raise UsageError(f"cimsim archs: error: unexpected {args.name!r}; did you mean 'cimsim archs show {args.name}'?")
+        cpu_product()   # a bad $CIMSIM_CPU_PRODUCT is refused before any work, not when the engine first reads it
         return int(args.func(args) or 0)
     except UsageError as exc:
         print(exc, file=sys.stderr)

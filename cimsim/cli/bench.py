@@ -88,8 +88,9 @@ def _standard(args) -> int:
     if args.json:
         emit_json(r)
     else:
-        print(f"crossbar engine ({r['backend']}, {r['device']}): {r['effective_macs_per_s'] / 1e9:.2f} G effective MAC/s, "
-              f"{r['wall_s']:.3f} s per call")
+        product = {"amx": ", product on AMX tiles", "tables": ", product from tables"}.get(r.get("product"), "")
+        print(f"crossbar engine ({r['backend']}, {r['device']}{product}): {r['effective_macs_per_s'] / 1e9:.2f} G "
+              f"effective MAC/s, {r['wall_s']:.3f} s per call")
         print(f"float32 GEMM (torch.matmul):  {r['gemm_macs_per_s'] / 1e9:.2f} G MAC/s")
         print(f"ratio {r['ratio']:.3f}; peak memory {r['peak_memory_bytes'] / 2**20:.1f} MiB")
     return 0
