@@ -82,8 +82,8 @@ def test_tile_products_give_the_tables_numbers(monkeypatch, prog, read, signed, 
     """ISAAC's tile (16-bit inputs and weights, 8 slices: 320 columns) with and without either noise (integer levels:
     one part), signed inputs (the last cycle's digits -1), a short last row block (300 inputs), and layers of
     LeNet-5's size whose 48 and 104 columns the tables leave to BLAS (the tiles take them): two calls' outputs and
-    the ledger equal with the tables (or BLAS) and with the tiles' product, and each call took the product it was
-    asked for."""
+    the ledger equal with the tables (or BLAS) and with the tiles' product on 1, 2 and 8 threads, and each call took
+    the product it was asked for."""
     from cimsim import crossbar_cpu
 
     monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_ROWS", 64)       # several shards
@@ -92,38 +92,18 @@ def test_tile_products_give_the_tables_numbers(monkeypatch, prog, read, signed, 
     lo, hi = (-2 ** 15, 2 ** 15) if signed else (0, 2 ** 16)
     x = rng.integers(lo, hi, size=(37, n_in))
     out = {}
-    for how in ("tables", "amx"):
+    for how, n in (("tables", 1), ("amx", 1), ("amx", 2), ("amx", 8)):
         monkeypatch.setenv("CIMSIM_CPU_PRODUCT", how)
+        monkeypatch.setenv("CIMSIM_THREADS", str(n))
         xb = Crossbar(W, _isaac(prog, read, signed), seed=5, name="l")
         xb.calibrate(x[:20])
         y1 = xb(x)
         assert xb._cpu.last_product == (how if how == "amx" or 8 * n_out >= 256 else None)
-        out[how] = (y1, xb(x[:19]), xb.ledger.to_dict())
-    np.testing.assert_array_equal(out["tables"][0], out["amx"][0])
-    np.testing.assert_array_equal(out["tables"][1], out["amx"][1])
-    assert out["tables"][2] == out["amx"][2]
-
-
-@needs_amx
-def test_tile_products_give_the_same_numbers_on_any_number_of_threads(monkeypatch):
-    """Shards of one example on 1, 2 and 8 threads: the outputs equal the tables' on one thread."""
-    from cimsim import crossbar_cpu
-
-    rng = np.random.default_rng(4)
-    W = rng.integers(-2 ** 15, 2 ** 15, size=(40, 200))
-    x = rng.integers(0, 2 ** 16, size=(9, 200))
-    monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_MACS", 1)
-    monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_ROWS", 1)
-    runs = {}
-    for how, n in (("tables", 1), ("amx", 1), ("amx", 2), ("amx", 8)):
-        monkeypatch.setenv("CIMSIM_CPU_PRODUCT", how)
-        monkeypatch.setenv("CIMSIM_THREADS", str(n))
-        xb = Crossbar(W, _isaac(0.05, 0.02), seed=9, name="l")
-        xb.calibrate(x)
-        runs[how, n] = xb(x)
-        assert xb._cpu.last_product == how
-    for key, y in runs.items():
-        np.testing.assert_array_equal(y, runs["tables", 1], err_msg=str(key))
+        out[how, n] = (y1, xb(x[:19]), xb.ledger.to_dict())
+    for key, (y1, y2, ledger) in out.items():
+        np.testing.assert_array_equal(y1, out["tables", 1][0], err_msg=str(key))
+        np.testing.assert_array_equal(y2, out["tables", 1][1], err_msg=str(key))
+        assert ledger == out["tables", 1][2]
 
 
 @needs_amx
