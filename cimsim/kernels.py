@@ -240,7 +240,7 @@ def _pass_rotate(zc, zs, r, ph, q, n):
 
 
 @njit(nogil=True, cache=True)
-def _fill_normals_at(z, key, gamma, ctr, r, ph, q):
+def fill_normals_at(z, key, gamma, ctr, r, ph, q):
     """z = len(z) // 2 pairs of standard normals (the cosines in the first half, the sines in the second;
     len(z) even) from the words ctr, ctr + 1, ... of stream (key, gamma); returns the counter after them."""
     pairs = z.size // 2
@@ -255,8 +255,8 @@ def _fill_normals_at(z, key, gamma, ctr, r, ph, q):
 
 @njit(nogil=True, cache=True)
 def _fill_normals(z, state, r, ph, q):
-    """:func:`_fill_normals_at` from a state (key, gamma, counter, 0), advancing its counter."""
-    state[2] = _fill_normals_at(z, state[0], state[1], state[2], r, ph, q)
+    """:func:`fill_normals_at` from a state (key, gamma, counter, 0), advancing its counter."""
+    state[2] = fill_normals_at(z, state[0], state[1], state[2], r, ph, q)
 
 
 def _buffers(pairs: int):
@@ -284,7 +284,7 @@ def _placed_rows(z, key, gamma, e0, slots, slot, r, ph, q):
     row = np.empty(words)
     for i in range(n):
         place = np.uint64(e0 + i) * np.uint64(slots) + np.uint64(slot)
-        _fill_normals_at(row, key, gamma, place * np.uint64(words), r, ph, q)
+        fill_normals_at(row, key, gamma, place * np.uint64(words), r, ph, q)
         z[i, :] = row[:m]
 
 
@@ -337,7 +337,7 @@ def adc_rows(acc, v, std, full_std, noisy, r0, nb, pw, lo, lsb, top, key, gamma,
         w = pw[t]
         if noisy:     # one row of draws (vectorized passes), then a branch-free loop the compiler vectorizes
             row = (np.uint64(e0 + b) * np.uint64(T) + np.uint64(t)) * np.uint64(R) + np.uint64(blk)
-            _fill_normals_at(z, key, gamma, row * np.uint64(words), r, ph, q)
+            fill_normals_at(z, key, gamma, row * np.uint64(words), r, ph, q)
         if not noisy:
             for j in range(m):
                 raw = np.floor((float(v[i, j]) - lo) * inv + 0.5)

@@ -33,7 +33,7 @@ from cimsim import numba_target
 from cimsim.engine_threads import cpu_product
 from cimsim.errors import ConfigError
 from cimsim.fileio import numba_cache_fallback
-from cimsim.kernels import _fill_normals_at, draw_buffers
+from cimsim.kernels import fill_normals_at, draw_buffers
 
 numba_cache_fallback()   # before numba loads (see cimsim.kernels)
 numba_target.configure()   # 512-bit vectors where the CPU has AVX-512 (cimsim.numba_target)
@@ -421,7 +421,7 @@ def _slab_adc(cbuf, m, g_i, scales_i, cols, neg_top, rowvar, noisy, s0, nb, pw, 
         arow = acc[b]   # adc_rows' loop (a shared per-row function measured 10-15 % slower: not inlined)
         if noisy:
             row = (np.uint64(e0 + b) * np.uint64(T) + np.uint64(t)) * np.uint64(R) + np.uint64(blk)
-            _fill_normals_at(z, key, gamma, row * np.uint64(words), r, ph, q)
+            fill_normals_at(z, key, gamma, row * np.uint64(words), r, ph, q)
             sd = float(np.sqrt(rowvar[i]))
             for j in range(cols):
                 raw = np.floor((float(vrow[j]) + sd * z[j] - lo) * inv + 0.5)
