@@ -53,11 +53,6 @@ COL_PAIR = 32            # output columns per product step: two C tiles of 16 in
 _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA, _SYS_ARCH_PRCTL = 0x1023, 18, 158   # Linux x86-64 (arch/x86/include)
 
 
-def choice() -> str:
-    """:func:`cimsim.engine_threads.cpu_product`: ``auto`` (AMX where it runs), ``tables`` or ``amx``."""
-    return cpu_product()
-
-
 @lru_cache(maxsize=1)
 def cpu_flags() -> frozenset:
     """This CPU's feature flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
@@ -90,8 +85,8 @@ def available() -> bool:
 
 
 def wanted() -> bool:
-    """Whether the fused path should take this module's product (see :func:`choice`)."""
-    how = choice()
+    """Whether the fused path should take this module's product (:func:`cimsim.engine_threads.cpu_product`)."""
+    how = cpu_product()
     if how == "tables":
         return False
     if how == "amx":
