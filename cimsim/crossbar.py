@@ -58,7 +58,7 @@ from dataclasses import replace
 import numpy as np
 
 from cimsim.calibration import column_value_ranges
-from cimsim.crossbar_cpu import CpuTile, Tally
+from cimsim.crossbar_cpu import CpuTile
 from cimsim.devices.cell import IdealCell
 from cimsim.devices.converters import TernaryReadout
 from cimsim.encoding import check_inputs, plane_layout, slice_weights
@@ -67,7 +67,7 @@ from cimsim.irdrop import effective_conductance
 from cimsim.kernels import NoiseStreams
 from cimsim.ledger import EventLedger
 from cimsim.readouts import readout_op
-from cimsim.crossbar_layout import CrossbarLayout
+from cimsim.crossbar_layout import CrossbarLayout, Tally
 from cimsim.spec import CrossbarSpec  # noqa: F401 (the engine's spec, importable from here)
 
 BACKENDS = ("numba", "torch")
@@ -438,10 +438,11 @@ class Crossbar(CrossbarLayout):
                                           self.spec.input_signed, self.spec.calibration_percentile,
                                           self.gemm_dtype(), self.spec.conversion, device=gpu)
 
-    def digit_source(self, x: np.ndarray) -> np.ndarray:
+    def digit_source(self, x: np.ndarray, bounds: tuple[int, int] | None = None) -> np.ndarray:
         """The validated inputs (int64) with negatives taken modulo 2**input_bits: what the digit cutter
-        (:func:`cimsim.kernels.stack_digits`) reads, as :func:`cimsim.encoding.input_planes` does."""
-        xv = check_inputs(x, self.spec.input_bits, self.spec.input_signed, one_pass=self._torch is None)
+        (:func:`cimsim.kernels.stack_digits`) reads, as :func:`cimsim.encoding.input_planes` does (``bounds``: an
+        int64 ``x``'s (min, max) where the caller has them)."""
+        xv = check_inputs(x, self.spec.input_bits, self.spec.input_signed, one_pass=self._torch is None, bounds=bounds)
         return np.where(xv < 0, xv + (1 << self.spec.input_bits), xv) if self.spec.input_signed else xv
 
     # ------------------------------------------------------------------ forward

@@ -26,7 +26,7 @@ from dataclasses import replace
 import numpy as np
 
 from cimsim.crossbar_layout import CrossbarLayout
-from cimsim.crossbar_cpu import Tally
+from cimsim.crossbar_layout import Tally
 from cimsim.encoding import check_inputs, plane_layout, slice_weights
 from cimsim.errors import ConfigError
 from cimsim.kernels import digit_tables

@@ -32,38 +32,20 @@ So both split a batch into shards of at least :data:`MIN_SHARD_MACS` of work (th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from cimsim import kernels_amx
+from cimsim import kernels_amx, kernels_tables
+from cimsim.crossbar_layout import Tally
 from cimsim.encoding import plane_layout
 from cimsim.engine_threads import blas_controller, fixed_shares, parallel_map, threads  # noqa: F401 (re-exported)
 from cimsim.kernels import (PlacedNormals, adc_accumulate_rows, digit_tables, digit_tally, placed_normals,
                             stack_digits)
 from cimsim.kernels_bits import bit_serial_rows, group_tables, weighted_columns
-from cimsim.kernels_tables import (call_tables, kept_table_stack, shard_tables, stack_variances, table_blocks,
-                                   table_rows)
-from cimsim.kernels_host import input_row_sums  # noqa: F401 (re-exported: tests/test_exact_reuse.py)
-
-@dataclass
-class Tally:
-    """What a forward pass counted besides its conversions: non-zero input digits, the reads'
-    conductance-seconds (sum of digit**2 * G * t_read), non-zero decisions and clipped conversions."""
-
-    nonzero_digits: float = 0.0
-    conductance_s: float = 0.0
-    decisions: float = 0.0
-    clipped: float = 0.0
-
-    def __iadd__(self, other: "Tally") -> "Tally":
-        self.nonzero_digits += other.nonzero_digits
-        self.conductance_s += other.conductance_s
-        self.decisions += other.decisions
-        self.clipped += other.clipped
-        return self
-
+from cimsim.kernels_shares import row_conductance, stack_rows
+from cimsim.kernels_tables import call_tables, kept_table_stack, stack_variances, table_blocks, table_rows
+from cimsim.kernels_host import input_row_sums, int_bounds_row_sums
 
 # the least work worth a shard of its own, measured on this project's 2-core AMD EPYC (ISAAC's LeNet-5 layers,
 # _shard_fused timed by shard size on one thread, machine loaded). Per example of the 400 -> 120 layer
@@ -128,6 +110,7 @@ class CpuTile:
         self._bits_key = None      # what _bit_serial was built from (the arrays, their read noise)
         self._bits = None          # its result: None, or the bit-serial path's static data
         self._tables_key = None    # what _table_blocks was built from (the arrays)
+        self._rows_key = None      # _shares' (g_rowsum, readout_weight) and its arrays made from them
         self._tables_ok = None     # per row block: whether its product may come from tables
         self.lossless_calls = 0    # calls that took the exact path (cimsim bench --model reports them)
         self.bit_serial_calls = 0  # calls that took the bit-serial integer path
@@ -338,7 +321,11 @@ class CpuTile:
         xb = self.xb
         spec, op = xb.spec, xb.readout_op
         fused = op.fused and spec.conversion.per_cycle and not spec.pair_readout and xb.column_scales is None
-        u = xb.digit_source(x)
+        # the offset's row sums and the inputs' bounds in one pass where they are int64 (a network's are)
+        pre = int_bounds_row_sums(x) if xb.slices.offset and x.dtype == np.int64 and x.ndim == 2 and \
+            x.flags.c_contiguous and x.size >= 4096 and x.shape[1] > 0 else None
+        u = xb.digit_source(x, None if pre is None else pre[:2])
+        row_sums = None if not xb.slices.offset else input_row_sums(x, spec.input_bits, None if pre is None else pre[2])
         B, N = x.shape[0], xb.out_features
         y = np.zeros((B, N))
         tally = Tally()
@@ -371,18 +358,13 @@ class CpuTile:
             elif bits is not None:
                 self.bit_serial_calls += 1
                 y, tally = self._forward_bits(u, bits, per_example)
-            # the offset's correction per shard from the whole batch's row sums (made once: per shard their
-            # threads' hand-offs cost more than the sums)
-            row_sums = input_row_sums(x, spec.input_bits) if xb.slices.offset and exact is None and bits is None \
-                else None
             for c0 in range(0, B if exact is None and bits is None else 0, spec.batch_chunk):
                 c1 = min(c0 + spec.batch_chunk, B)
                 shards = self._shards(c0, c1, per_example, xb.cycles, 1 if fused else GENERAL_SHARDS)
-                if prod is not None:
-                    work = lambda sh: self._shard_stack(u, sh[0], sh[1], ranges, stream, None, var_stack, prod)  # noqa: E731
-                elif stack is not None:
-                    work = lambda sh: self._shard_stack(u, sh[0], sh[1], ranges, stream, stack, var_stack)  # noqa: E731
-                elif fused:
+                if prod is not None or stack is not None:   # whole shares of shards in one kernel per thread
+                    tally += self._shares(u, shards, ranges, stream, stack, var_stack, prod, row_sums, y, n_threads)
+                    continue
+                if fused:
                     work = lambda sh: self._shard_fused(u, sh[0], sh[1], ranges, stream, tables)  # noqa: E731
                 else:
                     work = lambda sh: self._shard(u, sh[0], sh[1], ranges, stream)  # noqa: E731
@@ -391,7 +373,7 @@ class CpuTile:
                           else [finish(sh) for sh in shards]):   # the tallies in shard order
                     tally += t
         if xb.slices.offset and (exact is not None or bits is not None):
-            y -= xb.slices.offset * input_row_sums(x, xb.spec.input_bits)[:, None]
+            y -= xb.slices.offset * row_sums[:, None]
         return y, tally
 
     def _finish_shard(self, sh, work, row_sums, y: np.ndarray):
@@ -417,24 +399,39 @@ class CpuTile:
             self._tables_ok = table_blocks(xb.a_gemm, xb.spec.dac_bits == 1 and xb.gemm_dtype() == np.float32)
         return self._tables_ok
 
-    def _shard_stack(self, u, b0: int, b1: int, ranges, stream: tuple[int, int], stack, var_stack, prod=None):
-        """:meth:`_shard_fused` where every row block takes the tables and draws per-row noise, in one kernel
-        (:func:`cimsim.kernels_tables.shard_tables`), or with ``prod`` the product on AMX tiles
-        (:func:`cimsim.kernels_amx.shard_tiles`): the same numbers and tally."""
-        xb, tally = self.xb, Tally()
-        if b1 <= b0:
-            return np.zeros((0, xb.physical_columns)), tally
+    def _shares(self, u, shards, ranges, stream: tuple[int, int], stack, var_stack, prod, row_sums, y: np.ndarray,
+                n_threads: int) -> Tally:
+        """:meth:`_shard_fused`'s numbers for one chunk where every row block takes the tables (``stack``) or the
+        tiles (``prod``): each thread's share of ``shards`` in one kernel (:mod:`cimsim.kernels_shares`) that
+        writes their rows of ``y``; returns the chunk's tally, added shard by shard in order."""
+        xb = self.xb
+        S, R = len(shards), len(xb.row_blocks)
+        edges = np.array([shards[0][0]] + [b1 for _, b1 in shards], dtype=np.int64)
+        nz, cl, cond = np.zeros(S, dtype=np.int64), np.zeros(S, dtype=np.int64), np.zeros((S, R))
         shifts, _ = plane_layout(xb.spec.input_bits, xb.spec.dac_bits)
-        shard = shard_tables if prod is None else kernels_amx.shard_tiles
-        blocks = xb.row_blocks
-        acc, nonzero, clipped, sq = shard(
-            u, b0, b1 - b0, blocks, shifts, xb.spec.input_signed, stack if prod is None else prod, var_stack,
-            ranges, float(xb.readout_op.n_codes - 1), stream, min(FUSED_ROWS, len(shifts) * (b1 - b0)))
-        tally.nonzero_digits, tally.clipped = float(nonzero), float(clipped)
-        for i, (k0, k1) in enumerate(blocks):   # as _shard_fused adds them: block by block
-            tally.conductance_s += float(sq[i, : k1 - k0].astype(np.float64) @ xb.g_rowsum[i]) * \
-                xb.spec.cell.read_time_s
-        return acc, tally
+        top, neg = float(xb.readout_op.n_codes - 1), xb.spec.input_signed
+        key = self._rows_key
+        if key is None or key[0] is not xb.g_rowsum or key[1] is not xb.readout_weight:
+            key = self._rows_key = (xb.g_rowsum, xb.readout_weight, np.asarray(xb.readout_weight, dtype=np.float64),
+                                    stack_rows(xb.g_rowsum, max(k1 - k0 for k0, k1 in xb.row_blocks)))
+        out = (key[3], key[2], xb.out_features, float(xb.slices.offset),
+               _NO_VAR if row_sums is None else row_sums, row_sums is not None, y, nz, cl, cond)
+        if prod is not None:
+            kernel = kernels_amx.share_tiles
+            args = kernels_amx.share_tiles_args(prod, u, xb.row_blocks, shifts, neg, var_stack, ranges, top, stream)
+        else:
+            kernel = kernels_tables.share_tables
+            args = kernels_tables.share_tables_args(u, xb.row_blocks, shifts, neg, stack, var_stack, ranges, top,
+                                                    stream, FUSED_ROWS)
+        n = max(1, min(n_threads, S))
+        fixed_shares(lambda k: kernel(k, n, edges, *args, *out), range(n), n)
+        tally, t_read = Tally(), xb.spec.cell.read_time_s
+        for j in range(S):
+            t = Tally(nonzero_digits=float(nz[j]), clipped=float(cl[j]))
+            for i in range(R):   # as _shard_fused adds them: block by block
+                t.conductance_s += float(cond[j, i]) * t_read
+            tally += t
+        return tally
 
     # ------------------------------------------------------------------ digits
     def _digits(self, u, b0: int, b1: int, i: int, with_rowvar: bool):
@@ -500,7 +497,7 @@ class CpuTile:
                 tally.clipped += adc_accumulate_rows(acc, v, None if std is None else std[r0:r1], r0, nb, pw,
                                                      lo, lsb, top, (*stream, b0, T, R, i))
             tally.nonzero_digits += nz
-            tally.conductance_s += float(sqsum.astype(np.float64) @ xb.g_rowsum[i]) * xb.spec.cell.read_time_s
+            tally.conductance_s += row_conductance(sqsum, xb.g_rowsum[i]) * xb.spec.cell.read_time_s
         return acc, tally
 
     def _shard(self, u, b0: int, b1: int, ranges, stream: tuple[int, int]):
@@ -521,7 +518,7 @@ class CpuTile:
             xs, _, nz, sqsum = self._digits(u, b0, b1, i, False)
             digits[i] = xs
             tally.nonzero_digits += nz
-            tally.conductance_s += float(sqsum.astype(np.float64) @ xb.g_rowsum[i]) * spec.cell.read_time_s
+            tally.conductance_s += row_conductance(sqsum, xb.g_rowsum[i]) * spec.cell.read_time_s
         scales, thresholds = xb.column_scales, xb.column_thresholds
         domains, groups = scope.block_groups(len(xb.row_blocks)), scope.cycle_groups(T)
         slots = len(domains) * len(groups)        # conversions per example and column: the draws' places

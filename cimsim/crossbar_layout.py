@@ -3,17 +3,37 @@
 :class:`CrossbarLayout` is shared by the engine's tile (:class:`cimsim.crossbar.Crossbar`) and the counting tile
 (:class:`cimsim.crossbar_count.CountingCrossbar`): slices, row and column blocks, arrays, cycles, the conversions of
 the spec's scope (:class:`cimsim.readouts.ConversionScope`: cycles, row blocks and weight slices summed in analog),
-the worst-case range of one conversion and the GEMM's float type, and the ledger's events of a call.
+the worst-case range of one conversion and the GEMM's float type, and the ledger's events of a call from its
+:class:`Tally`.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from cimsim import events
 from cimsim.encoding import plane_layout
+
+
+@dataclass
+class Tally:
+    """What a forward pass counted besides its conversions: non-zero input digits, the reads'
+    conductance-seconds (sum of digit**2 * G * t_read), non-zero decisions and clipped conversions."""
+
+    nonzero_digits: float = 0.0
+    conductance_s: float = 0.0
+    decisions: float = 0.0
+    clipped: float = 0.0
+
+    def __iadd__(self, other: "Tally") -> "Tally":
+        self.nonzero_digits += other.nonzero_digits
+        self.conductance_s += other.conductance_s
+        self.decisions += other.decisions
+        self.clipped += other.clipped
+        return self
 
 
 class CrossbarLayout:

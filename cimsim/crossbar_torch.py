@@ -37,7 +37,7 @@ import math
 import numpy as np
 import torch
 
-from cimsim.crossbar_cpu import Tally
+from cimsim.crossbar_layout import Tally
 from cimsim.encoding import plane_layout
 from cimsim.errors import ConfigError
 

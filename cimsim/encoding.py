@@ -53,11 +53,13 @@ class WeightSlices:
     bits: tuple[int, ...]
 
 
-def check_int_range(name: str, a: np.ndarray, lo: int, hi: int, hint: str, one_pass: bool = True) -> np.ndarray:
+def check_int_range(name: str, a: np.ndarray, lo: int, hi: int, hint: str, one_pass: bool = True,
+                    bounds: tuple[int, int] | None = None) -> np.ndarray:
     """``a`` as int64 after checking it holds integers in [lo, hi] (ConfigError naming ``hint`` otherwise).
     ``one_pass``: large int64 arrays are bounded in one parallel pass (a numba kernel, :func:`int_bounds`); False
     takes numpy's two passes, for callers that do not otherwise run numba (the torch backend), where loading that
-    kernel (0.3-0.8 s, once per process) would cost more than the passes."""
+    kernel (0.3-0.8 s, once per process) would cost more than the passes. ``bounds``: an int64 ``a``'s (min, max)
+    where the caller has them (:func:`cimsim.kernels_host.int_bounds_row_sums`)."""
     a = np.asarray(a)
     if a.dtype.kind not in "biuf":   # complex, object, strings: no integer reading is right
         raise ConfigError(f"{name} must hold integers ({hint}); got an array of {a.dtype}")
@@ -67,7 +69,9 @@ def check_int_range(name: str, a: np.ndarray, lo: int, hi: int, hint: str, one_p
         if not np.all(np.isfinite(a)) or not np.array_equal(a, np.round(a)):
             raise ConfigError(f"{name} must hold integers ({hint})")
         a = a.astype(np.int64)
-    if one_pass and a.dtype == np.int64 and a.flags.c_contiguous and a.size >= 4096:   # a crossbar's inputs
+    if bounds is not None and a.dtype == np.int64:
+        amin, amax = bounds
+    elif one_pass and a.dtype == np.int64 and a.flags.c_contiguous and a.size >= 4096:   # a crossbar's inputs
         from cimsim.kernels_host import int_bounds
 
         amin, amax = int_bounds(a)
@@ -131,14 +135,16 @@ def plane_layout(input_bits: int, dac_bits: int) -> tuple[np.ndarray, np.ndarray
     return shifts, np.minimum(d, a - shifts)
 
 
-def check_inputs(x: np.ndarray, input_bits: int, signed: bool, one_pass: bool = True) -> np.ndarray:
-    """Validated integer inputs as int64 (raises ConfigError naming the allowed range); ``one_pass`` as
-    :func:`check_int_range`'s."""
+def check_inputs(x: np.ndarray, input_bits: int, signed: bool, one_pass: bool = True,
+                 bounds: tuple[int, int] | None = None) -> np.ndarray:
+    """Validated integer inputs as int64 (raises ConfigError naming the allowed range); ``one_pass`` and ``bounds``
+    as :func:`check_int_range`'s."""
     a = int(input_bits)
     if signed:
-        return check_int_range("inputs", x, -(1 << (a - 1)), (1 << (a - 1)) - 1, f"{a}-bit signed inputs", one_pass)
+        return check_int_range("inputs", x, -(1 << (a - 1)), (1 << (a - 1)) - 1, f"{a}-bit signed inputs", one_pass,
+                               bounds)
     return check_int_range("inputs", x, 0, (1 << a) - 1,
-                           f"{a}-bit unsigned inputs; pass input_signed=True for signed", one_pass)
+                           f"{a}-bit unsigned inputs; pass input_signed=True for signed", one_pass, bounds)
 
 
 def input_planes(x: np.ndarray, input_bits: int, dac_bits: int, signed: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -53,7 +53,7 @@ _MANTISSA = np.int32(0x007FFFFF)
 _ONE_BITS = np.int32(0x3F800000)        # the bits of 1.0f
 # the kernels: fused multiply-add allowed, no Python division-by-zero checks (they stop vectorization)
 _VEC = dict(fastmath={"contract"}, nogil=True, cache=True, error_model="numpy")
-_PAIRS = 256                            # pairs per vectorized pass: the buffers stay in L1
+PAIRS = 256                            # pairs per vectorized pass: the buffers stay in L1
 
 
 @intrinsic
@@ -266,14 +266,14 @@ def _buffers(pairs: int):
 def draw_buffers(columns: int):
     """The generator's scratch buffers (radius, angle, quadrant) for rows of ``columns`` draws: the last three
     arguments of :func:`adc_rows`."""
-    return _buffers(min(_PAIRS, (columns + 1) // 2))
+    return _buffers(min(PAIRS, (columns + 1) // 2))
 
 
 def standard_normal(state: np.ndarray, n: int) -> np.ndarray:
     """``n`` standard normals (float64) from a generator ``state`` (:func:`seed_state`), advanced in
     place: the draws of the fused epilogue, exposed for tests."""
     out = np.empty(n + (n & 1))
-    _fill_normals(out, state, *_buffers(_PAIRS))
+    _fill_normals(out, state, *_buffers(PAIRS))
     return out[:n]
 
 
@@ -322,7 +322,7 @@ class PlacedNormals:
 @njit(nogil=True, cache=True)
 def adc_rows(acc, v, std, full_std, noisy, r0, nb, pw, lo, lsb, top, key, gamma, e0, T, R, blk, r, ph, q):
     """The kernel of :func:`adc_accumulate_rows` (its arguments unpacked and typed; ``r, ph, q``:
-    :func:`draw_buffers`), callable from other numba kernels (:func:`cimsim.kernels_tables.shard_tables`)."""
+    :func:`draw_buffers`), callable from other numba kernels (:func:`cimsim.kernels_tables.share_tables`)."""
     n, m = v.shape
     inv = 1.0 / lsb      # lsb is a power of two: multiplying by its inverse is exact
     # codes by np.floor, a float: math.floor is an int64 in numba, and converting it back for the clip was a scalar

@@ -33,7 +33,8 @@ from cimsim import numba_target
 from cimsim.engine_threads import cpu_product
 from cimsim.errors import ConfigError
 from cimsim.fileio import numba_cache_fallback
-from cimsim.kernels import fill_normals_at, draw_buffers
+from cimsim.kernels import PAIRS, fill_normals_at
+from cimsim.kernels_shares import finish_shard
 
 numba_cache_fallback()   # before numba loads (see cimsim.kernels)
 numba_target.configure()   # 512-bit vectors where the CPU has AVX-512 (cimsim.numba_target)
@@ -251,7 +252,7 @@ class TileBlocks:
         self.bpack, self.scales, self.groups, self.steps = bpack, scales, groups, steps
         self.rows, self.cols, self.doubled = rows, cols, doubled
         self.nbytes = bpack.nbytes + scales.nbytes + groups.nbytes + steps.nbytes
-        self.call = None    # the arrays of the call running now, made by its first shard (shard_tiles)
+        self.call = None    # the arrays of the call running now (share_tiles_args)
 
     @classmethod
     def build(cls, a_blocks: list[np.ndarray]) -> "TileBlocks | None":
@@ -433,6 +434,8 @@ def _slab_adc(cbuf, m, g_i, scales_i, cols, neg_top, rowvar, noisy, s0, nb, pw, 
 @njit(nogil=True, cache=True)
 def _shard_tiles(u, b0, nb, k0s, k1s, shifts, neg_top, cfg, bpack, scales, groups, steps, cols, doubled, var, noisy,
                  pw, lo, lsb, top, key, gamma, acc, abuf, cbuf, rowvar, sqsum, r, ph, q):
+    """One shard (examples b0 .. b0 + nb) of :func:`share_tiles` into ``acc`` and ``sqsum`` (zeros on entry; ``abuf``
+    zeros, ``cbuf`` any): returns (non-zero digits, clipped conversions)."""
     R, T = k0s.shape[0], shifts.shape[0]
     n = T * nb
     slab = abuf.shape[0]
@@ -462,32 +465,57 @@ def _shard_tiles(u, b0, nb, k0s, k1s, shifts, neg_top, cfg, bpack, scales, group
     return nonzero, clipped
 
 
-def shard_tiles(u, b0: int, nb: int, blocks, shifts, neg_top: bool, prep: TileBlocks, var, ranges, top: float,
-                stream: tuple[int, int], slab: int):
-    """:func:`cimsim.kernels_tables.shard_tables` with the product on the tiles (``prep``: :func:`kept_blocks`), in
-    one kernel that holds no lock: the same ``(acc, non-zero digits, clipped conversions, the digits' squares per
-    block and row)``, bit for bit (``slab`` is unused: the kernel works in slabs of :data:`SLAB` rows)."""
-    R, cols = len(blocks), prep.cols
+@njit(nogil=True, cache=True)
+def share_tiles(first, step, edges, u, k0s, k1s, shifts, neg_top, cfg, bpack, scales, groups, steps, cols, doubled,
+                var, noisy, pw, lo, lsb, top, key, gamma, g, rw, n_out, offset, row_sums, with_offset, y, nz, cl, cond):
+    """:func:`cimsim.kernels_tables.share_tables` with the product on the tiles (the arguments from ``u`` to
+    ``gamma``: :func:`share_tiles_args`): shards first, first + step, ... of a chunk (examples ``edges[j] ..
+    edges[j + 1]``), each in one pass over its row blocks and slabs of :data:`SLAB` stacked rows (the digits cut,
+    multiplied on the tiles, then the epilogue of :func:`cimsim.kernels.adc_rows` in the same order: the same numbers
+    and counts as the tables), then their rows of ``y`` and counts (:func:`cimsim.kernels_shares.finish_shard`)."""
+    S, R, T = edges.shape[0] - 1, k0s.shape[0], shifts.shape[0]
+    nbmax = 0
+    for j in range(first, S, step):
+        nbmax = max(nbmax, edges[j + 1] - edges[j])
+    most = -(-min(SLAB, T * nbmax) // STRIP) * STRIP
+    acc = np.empty((nbmax, cols))
+    abuf = np.empty((most, bpack.shape[2] * K_TILE), np.uint8)
+    cbuf = np.empty((most, bpack.shape[1] * 16 + 16), np.int32)
+    rowvar = np.empty(most)
+    sqsum = np.empty((R, var.shape[1]), np.int64)
+    pairs = min(PAIRS, (cols + 1) // 2)
+    r, ph, q = np.empty(pairs, np.float32), np.empty(pairs, np.float32), np.empty(pairs, np.int32)
+    for j in range(first, S, step):
+        b0, nb = edges[j], edges[j + 1] - edges[j]
+        if nb <= 0:
+            continue
+        rows = -(-min(SLAB, T * nb) // STRIP) * STRIP
+        a, ab, rv = acc[:nb], abuf[:rows], rowvar[:rows]
+        a[:] = 0.0
+        ab[:] = 0
+        rv[:] = 0.0
+        sqsum[:] = 0
+        nz[j], cl[j] = _shard_tiles(u, b0, nb, k0s, k1s, shifts, neg_top, cfg, bpack, scales, groups, steps, cols,
+                                    doubled, var, noisy, pw, lo, lsb, top, key, gamma, a, ab, cbuf[:rows], rv, sqsum,
+                                    r, ph, q)
+        finish_shard(j, b0, a, sqsum, k0s, k1s, g, rw, n_out, offset, row_sums, with_offset, y, cond)
+
+
+def share_tiles_args(prep: TileBlocks, u, blocks, shifts, neg_top: bool, var, ranges, top: float,
+                     stream: tuple[int, int]) -> tuple:
+    """:func:`share_tiles`' arguments from ``u`` to ``gamma`` for a call (``prep``: :func:`kept_blocks`, ``var``:
+    :func:`cimsim.kernels_tables.stack_variances`)."""
+    R = len(blocks)
     noisy = var is not None
-    kp = prep.bpack.shape[2] * K_TILE
     call = prep.call
-    if call is None or call[0] is not ranges or not np.array_equal(call[1], shifts):   # a call's shards share these
+    if call is None or call[0] is not ranges or not np.array_equal(call[1], shifts):   # a call's chunks share these
         call = prep.call = (ranges, shifts, np.array([b[0] for b in blocks], dtype=np.int64),
                             np.array([b[1] for b in blocks], dtype=np.int64), 2.0 ** shifts,
                             np.array([float(x[0]) for x in ranges]), np.array([float(x[1]) for x in ranges]))
     _, _, k0s, k1s, pw, lo, lsb = call
-    acc = np.zeros((nb, cols))
-    sqsum = np.zeros((R, prep.rows), dtype=np.int64)
-    rows = -(-min(SLAB, len(shifts) * nb) // STRIP) * STRIP
-    # C's rows padded by 64 bytes: a row stride of a multiple of 4 KB puts a tile's 16 rows in one cache set (the
-    # stores took half again as long)
-    cbuf = np.empty((rows, prep.bpack.shape[1] * 16 + 16), dtype=np.int32)
-    nonzero, clipped = _shard_tiles(
-        u, b0, nb, k0s, k1s, shifts, neg_top, _CONFIG, prep.bpack, prep.scales, prep.groups, prep.steps, cols,
-        prep.doubled, var if noisy else np.zeros((R, prep.rows)), noisy, pw, lo, lsb, float(top),
-        np.uint64(stream[0]), np.uint64(stream[1]), acc,
-        np.zeros((rows, kp), dtype=np.uint8), cbuf, np.zeros(rows), sqsum, *draw_buffers(cols))
-    return acc, nonzero, clipped, sqsum
+    return (u, k0s, k1s, shifts, neg_top, _CONFIG, prep.bpack, prep.scales, prep.groups, prep.steps, prep.cols,
+            prep.doubled, var if noisy else np.zeros((R, prep.rows)), noisy, pw, lo, lsb, float(top),
+            np.uint64(stream[0]), np.uint64(stream[1]))
 
 
 _CONFIG = tile_config()

@@ -124,11 +124,36 @@ def int_bounds(a: np.ndarray) -> tuple[int, int]:
     return int(min(p[0] for p in parts)), int(max(p[1] for p in parts))
 
 
-def input_row_sums(x: np.ndarray, input_bits: int) -> np.ndarray:
+@njit(nogil=True, cache=True)
+def _int_bounds_row_sums(x, out):
+    lo = x[0, 0]
+    hi = x[0, 0]
+    for i in range(x.shape[0]):
+        s = np.int64(0)
+        for k in range(x.shape[1]):
+            v = x[i, k]
+            s += v
+            lo = min(lo, v)
+            hi = max(hi, v)
+        out[i] = s
+    return lo, hi
+
+
+def int_bounds_row_sums(x: np.ndarray) -> tuple[int, int, np.ndarray]:
+    """``(x.min(), x.max(), x.sum(axis=1))`` of a C-contiguous 2-d int64 array with at least one column, in one pass
+    over it (a crossbar's inputs where the offset mapping needs their row sums: :func:`int_bounds` and
+    :func:`int_row_sums` made two, each waking the engine's threads)."""
+    out = np.empty(x.shape[0], dtype=np.int64)
+    parts = _over_threads(lambda r: _int_bounds_row_sums(x[r[0]:r[1]], out[r[0]:r[1]]), x.shape[0], x.shape[1])
+    return int(min(p[0] for p in parts)), int(max(p[1] for p in parts)), out
+
+
+def input_row_sums(x: np.ndarray, input_bits: int, sums: np.ndarray | None = None) -> np.ndarray:
     """``x.sum(axis=1, dtype=np.float64)`` of validated integer inputs (|x| < 2**input_bits), the same numbers: where
     every partial sum is an integer below 2**53 in magnitude the float sum is exact in any order, so it equals the
-    integer sum, which int64 forms without a float copy of x (about 9x faster, :func:`cimsim.kernels_host.int_row_sums`)."""
+    integer sum, which int64 forms without a float copy of x (about 9x faster, :func:`cimsim.kernels_host.int_row_sums`;
+    ``sums``: those integer sums where the caller has them, :func:`int_bounds_row_sums`)."""
     small = x.dtype.kind == "i" or (x.dtype.kind == "u" and x.dtype.itemsize < 8)   # held by int64 as they are
     if small and input_bits + max(1, x.shape[1]).bit_length() < 53:
-        return int_row_sums(x).astype(np.float64)
+        return (int_row_sums(x) if sums is None else sums).astype(np.float64)
     return x.sum(axis=1, dtype=np.float64)

@@ -19,7 +19,8 @@ import numpy as np
 
 from cimsim import numba_target
 from cimsim.fileio import numba_cache_fallback
-from cimsim.kernels import adc_rows, draw_buffers
+from cimsim.kernels import PAIRS, adc_rows
+from cimsim.kernels_shares import finish_shard
 
 numba_cache_fallback()   # before numba loads (see cimsim.kernels)
 numba_target.configure()   # 512-bit vectors where the CPU has AVX-512 (cimsim.numba_target)
@@ -246,6 +247,8 @@ def kept_table_bytes() -> int:
 @njit(nogil=True, cache=True)
 def _shard_tables(u, b0, nb, k0s, k1s, shifts, neg_top, stack, var, noisy, pw, lo, lsb, top, key, gamma, acc,
                   vbuf, std, rowvar, sqsum, r, ph, q):
+    """One shard (examples b0 .. b0 + nb) of :func:`share_tables` into ``acc`` (zeros on entry) and ``sqsum`` (the
+    digits' squares per block and row, zeros on entry): returns (non-zero digits, clipped conversions)."""
     T, R = shifts.shape[0], stack.shape[0]
     slab = vbuf.shape[0]
     nonzero, clipped = 0, 0
@@ -263,8 +266,56 @@ def _shard_tables(u, b0, nb, k0s, k1s, shifts, neg_top, stack, var, noisy, pw, l
     return nonzero, clipped
 
 
+@njit(nogil=True, cache=True)
+def share_tables(first, step, edges, u, k0s, k1s, shifts, neg_top, stack, var, noisy, pw, lo, lsb, top, key, gamma,
+                 slab_most, g, rw, n_out, offset, row_sums, with_offset, y, nz, cl, cond):
+    """Shards first, first + step, ... of a chunk (examples ``edges[j] .. edges[j + 1]``; the arguments from ``u``
+    to ``slab_most``: :func:`share_tables_args`), each in one pass: per row block and slab of
+    ``min(slab_most, cycles x examples)`` stacked rows, :func:`table_rows` from ``stack`` (:func:`kept_table_stack`)
+    then the ADC epilogue (:func:`cimsim.kernels.adc_rows`), the numbers of that loop in Python
+    (:meth:`cimsim.crossbar_cpu.CpuTile._shard_fused`); then the shards' rows of ``y`` and counts
+    (:func:`cimsim.kernels_shares.finish_shard`). One call per thread, holding no lock."""
+    S, R, T, cols = edges.shape[0] - 1, stack.shape[0], shifts.shape[0], stack.shape[3]
+    nbmax = 0
+    for j in range(first, S, step):
+        nbmax = max(nbmax, edges[j + 1] - edges[j])
+    most = min(slab_most, T * nbmax)
+    acc = np.empty((nbmax, cols))
+    vbuf = np.empty((most, cols), np.float32)
+    std = np.empty((most, 1))
+    rowvar = np.empty(T * nbmax)
+    sqsum = np.empty((R, var.shape[1]), np.int64)
+    pairs = min(PAIRS, (cols + 1) // 2)
+    r, ph, q = np.empty(pairs, np.float32), np.empty(pairs, np.float32), np.empty(pairs, np.int32)
+    for j in range(first, S, step):
+        b0, nb = edges[j], edges[j + 1] - edges[j]
+        if nb <= 0:
+            continue
+        slab = min(slab_most, T * nb)
+        a, rv = acc[:nb], rowvar[: T * nb]
+        a[:] = 0.0
+        rv[:] = 0.0
+        sqsum[:] = 0
+        nz[j], cl[j] = _shard_tables(u, b0, nb, k0s, k1s, shifts, neg_top, stack, var, noisy, pw, lo, lsb, top, key,
+                                     gamma, a, vbuf[:slab], std[:slab], rv, sqsum, r, ph, q)
+        finish_shard(j, b0, a, sqsum, k0s, k1s, g, rw, n_out, offset, row_sums, with_offset, y, cond)
+
+
+def share_tables_args(u, blocks, shifts, neg_top: bool, stack: np.ndarray, var, ranges, top: float,
+                      stream: tuple[int, int], slab_most: int) -> tuple:
+    """:func:`share_tables`' arguments from ``u`` to ``slab_most`` for a call (``stack``:
+    :func:`kept_table_stack`, ``var``: :func:`stack_variances`)."""
+    R = stack.shape[0]
+    rows = max(k1 - k0 for k0, k1 in blocks)
+    noisy = var is not None
+    return (u, np.array([b[0] for b in blocks], dtype=np.int64), np.array([b[1] for b in blocks], dtype=np.int64),
+            shifts, neg_top, stack, var if noisy else np.zeros((R, rows)), noisy, 2.0 ** shifts,
+            np.array([float(x[0]) for x in ranges]), np.array([float(x[1]) for x in ranges]), float(top),
+            np.uint64(stream[0]), np.uint64(stream[1]), int(slab_most))
+
+
 def stack_variances(var_blocks: list):
-    """The row blocks' per-row read-noise variances as one (blocks, rows) array for :func:`shard_tables` (shorter
+    """The row blocks' per-row read-noise variances as one (blocks, rows) array for :func:`share_tables` (shorter
     blocks padded with zeros); None without read noise; False where a block has per-cell variances (the products
     then need the stacked digits) or only some blocks have noise."""
     if all(v is None for v in var_blocks):
@@ -277,24 +328,3 @@ def stack_variances(var_blocks: list):
     return out
 
 
-def shard_tables(u, b0: int, nb: int, blocks, shifts, neg_top: bool, stack: np.ndarray, var, ranges, top: float,
-                 stream: tuple[int, int], slab: int):
-    """One shard of the fused path (examples b0 .. b0 + nb) in one call that holds no lock: per row block and slab
-    of stacked rows, :func:`table_rows` from ``stack`` (:func:`call_table_stack`) then the ADC epilogue
-    (:func:`cimsim.kernels.adc_accumulate_rows`), the same numbers in the same order as that loop in Python; it
-    returns ``(acc (nb, columns), non-zero digits, clipped conversions, the digits' squares per block and row)``.
-    ``var``: :func:`stack_variances` (not False). Whole shards in one call matter on many cores:
-    every return to Python between kernels waits for the interpreter's lock."""
-    R, cols = stack.shape[0], stack.shape[3]
-    rows = max(k1 - k0 for k0, k1 in blocks)
-    noisy = var is not None
-    acc = np.zeros((nb, cols))
-    sqsum = np.zeros((R, rows), dtype=np.int64)
-    lo = np.array([float(x[0]) for x in ranges])
-    lsb = np.array([float(x[1]) for x in ranges])
-    nonzero, clipped = _shard_tables(
-        u, b0, nb, np.array([b[0] for b in blocks], dtype=np.int64), np.array([b[1] for b in blocks], dtype=np.int64),
-        shifts, neg_top, stack, var if noisy else np.zeros((R, rows)), noisy, 2.0 ** shifts, lo, lsb, float(top),
-        np.uint64(stream[0]), np.uint64(stream[1]), acc, np.empty((slab, cols), dtype=np.float32),
-        np.empty((slab, 1)), np.zeros(len(shifts) * nb), sqsum, *draw_buffers(cols))
-    return acc, nonzero, clipped, sqsum

@@ -143,7 +143,7 @@ def test_torch_backend_checks_its_inputs_without_the_numba_bounds(monkeypatch):
     whole run 0.8 s) checks its weights, calibration and call inputs with numpy's bounds: the same ranges, outputs
     and one-line errors; the numba backend keeps the one-pass bounds for its inputs."""
     import cimsim
-    from cimsim import kernels_host
+    from cimsim import crossbar_cpu, kernels_host
     from cimsim.devices import SarADC
     from cimsim.encoding import check_inputs
     from cimsim.errors import ConfigError
@@ -156,10 +156,12 @@ def test_torch_backend_checks_its_inputs_without_the_numba_bounds(monkeypatch):
     want = cimsim.Crossbar(W, spec, seed=1, backend="numba")
     want.calibrate(x)
     calls = []
-    real = kernels_host.int_bounds
-    monkeypatch.setattr(kernels_host, "int_bounds", lambda a: calls.append(a.size) or real(a))
+    for name in ("int_bounds", "int_bounds_row_sums"):
+        real = getattr(kernels_host, name)
+        monkeypatch.setattr(kernels_host, name, lambda a, real=real: calls.append(a.size) or real(a))
+    monkeypatch.setattr(crossbar_cpu, "int_bounds_row_sums", kernels_host.int_bounds_row_sums)
     y_want = want(x)
-    assert calls                                               # the numba backend: one pass
+    assert calls == [x.size]                                   # the numba backend: one pass (with the row sums)
     calls.clear()
     xb = cimsim.Crossbar(W, spec, seed=1, backend="torch")
     xb.calibrate(x)
@@ -178,7 +180,7 @@ def test_torch_backend_checks_its_inputs_without_the_numba_bounds(monkeypatch):
 
 @pytest.mark.parametrize("threads", ["1", "3"])
 def test_host_passes_split_over_threads_give_the_same_numbers(monkeypatch, threads):
-    """cimsim.kernels_host: the patches, the range check's bounds and the row sums, split over the engine's threads
+    """cimsim.kernels_host: the patches, the range check's bounds and the row sums (apart and in one pass), split over the engine's threads
     (every part, however small, when SPLIT_VALUES is 1), equal the one-call results and numpy's."""
     from cimsim import kernels_host as kh
 
@@ -189,12 +191,16 @@ def test_host_passes_split_over_threads_give_the_same_numbers(monkeypatch, threa
     a[150, 3], a[7, 22] = -(2 ** 41), 2 ** 41
     whole = kh.patch_codes(x, (3, 2), (2, 1), (1, 2), (1, 0, 2, 1))
     assert kh.int_bounds(a) == (-(2 ** 41), 2 ** 41) and np.array_equal(kh.int_row_sums(a), a.sum(axis=1))
+    lo, hi, sums = kh.int_bounds_row_sums(a)
+    assert (lo, hi) == (-(2 ** 41), 2 ** 41) and np.array_equal(sums, a.sum(axis=1))
     monkeypatch.setattr(kh, "SPLIT_VALUES", 1)
     for b in (1, 2, 7):   # as many examples as parts, fewer, more
         assert np.array_equal(kh.patch_codes(x[:b], (3, 2), (2, 1), (1, 2), (1, 0, 2, 1)), whole[:len(whole) * b // 7])
     for rows in (1, 2, 301):
         assert kh.int_bounds(a[:rows]) == (int(a[:rows].min()), int(a[:rows].max()))
         assert np.array_equal(kh.int_row_sums(a[:rows]), a[:rows].sum(axis=1))
+        lo, hi, sums = kh.int_bounds_row_sums(a[:rows])
+        assert (lo, hi) == (int(a[:rows].min()), int(a[:rows].max())) and np.array_equal(sums, a[:rows].sum(axis=1))
 
 
 def test_parallel_map_inside_an_engine_thread_runs_there(monkeypatch):

@@ -1,0 +1,72 @@
+"""The fused path's shards run whole on the engine's threads: one numba call per thread (its share of a chunk's
+shards, :func:`cimsim.engine_threads.fixed_shares`), which runs each shard's kernel
+(:func:`cimsim.kernels_tables.share_tables`, :func:`cimsim.kernels_amx.share_tiles`), writes its rows of the outputs
+(:func:`finish_rows`) and its counts, and returns only when the share is done.
+
+Why: a return to the interpreter between a thread's kernels waits for its lock, which every other thread's Python
+holds in turn. On the 16-core H200 host the standard case's 16 threads started 0.2 ms apart (the last 3.2 ms into
+the call) and each paid Python between its two shards (BENCHMARKS.md, "Whole shares in one kernel"). Here a thread
+holds the lock only to enter its one call; the tally is assembled from the counts after the threads end.
+
+The reads' conductance of a row block (``sum_k (sum of digit**2)_k G_k``) is summed in row order in float64
+(:func:`row_conductance`) on every CPU path (a dot product in BLAS before, whose order is its own).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cimsim import numba_target
+from cimsim.fileio import numba_cache_fallback
+
+numba_cache_fallback()   # before numba loads (see cimsim.kernels)
+numba_target.configure()   # 512-bit vectors where the CPU has AVX-512 (cimsim.numba_target)
+from numba import njit  # noqa: E402
+
+
+@njit(nogil=True, cache=True)
+def row_conductance(sq, g):
+    """``sum_k sq[k] g[k]`` in row order, float64: one row block's reads per unit read time (``sq`` the digits'
+    squares summed per row, ``g`` the row's conductances summed over its columns)."""
+    c = 0.0
+    for k in range(sq.shape[0]):
+        c += float(sq[k]) * g[k]
+    return c
+
+
+@njit(nogil=True, cache=True)
+def finish_rows(acc, rw, n_out, offset, row_sums, with_offset, b0, y):
+    """Rows b0 .. of ``y`` from a shard's column sums ``acc`` (examples, slices x n_out): each output the sum over
+    slices, in slice order, of ``acc x rw``, less ``offset x row_sums`` where ``with_offset``; numpy's numbers for
+    ``(acc * rw).reshape(nb, -1, n_out).sum(axis=1) - offset * row_sums[:, None]`` (a sum over a middle axis adds
+    its slices in order)."""
+    slices = acc.shape[1] // n_out
+    for b in range(acc.shape[0]):
+        arow = acc[b]
+        yrow = y[b0 + b]
+        for n in range(n_out):
+            s = arow[n] * rw[n]
+            for k in range(1, slices):
+                s += arow[k * n_out + n] * rw[k * n_out + n]
+            yrow[n] = s
+        if with_offset:
+            sub = offset * row_sums[b0 + b]
+            for n in range(n_out):
+                yrow[n] = yrow[n] - sub
+
+
+@njit(nogil=True, cache=True)
+def finish_shard(j, b0, acc, sqsum, k0s, k1s, g, rw, n_out, offset, row_sums, with_offset, y, cond):
+    """After shard j's kernel: its rows of ``y`` (:func:`finish_rows`) and each row block's conductance in
+    ``cond[j]`` (:func:`row_conductance`)."""
+    finish_rows(acc, rw, n_out, offset, row_sums, with_offset, b0, y)
+    for i in range(k0s.shape[0]):
+        cond[j, i] = row_conductance(sqsum[i, : k1s[i] - k0s[i]], g[i])
+
+
+def stack_rows(per_block: list, width: int) -> np.ndarray:
+    """Per-block 1-d arrays as one (blocks, ``width``) float64 array, shorter blocks padded with zeros."""
+    out = np.zeros((len(per_block), width))
+    for i, v in enumerate(per_block):
+        out[i, : len(v)] = v
+    return out
