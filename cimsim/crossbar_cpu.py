@@ -402,7 +402,7 @@ class CpuTile:
     def _shares(self, u, shards, ranges, stream: tuple[int, int], stack, var_stack, prod, row_sums, y: np.ndarray,
                 n_threads: int) -> Tally:
         """:meth:`_shard_fused`'s numbers for one chunk where every row block takes the tables (``stack``) or the
-        tiles (``prod``): each thread's share of ``shards`` in one kernel (:mod:`cimsim.kernels_shares`) that
+        tiles (``prod``): one kernel per thread that takes ``shards`` as they come (:mod:`cimsim.kernels_shares`) and
         writes their rows of ``y``; returns the chunk's tally, added shard by shard in order."""
         xb = self.xb
         S, R = len(shards), len(xb.row_blocks)
@@ -423,8 +423,8 @@ class CpuTile:
             kernel = kernels_tables.share_tables
             args = kernels_tables.share_tables_args(u, xb.row_blocks, shifts, neg, stack, var_stack, ranges, top,
                                                     stream, FUSED_ROWS)
-        n = max(1, min(n_threads, S))
-        fixed_shares(lambda k: kernel(k, n, edges, *args, *out), range(n), n)
+        n, counter = max(1, min(n_threads, S)), np.zeros(1, dtype=np.int64)
+        fixed_shares(lambda k: kernel(counter, edges, *args, *out), range(n), n)   # each takes shards until none is left
         tally, t_read = Tally(), xb.spec.cell.read_time_s
         for j in range(S):
             t = Tally(nonzero_digits=float(nz[j]), clipped=float(cl[j]))

@@ -34,7 +34,7 @@ from cimsim.engine_threads import cpu_product
 from cimsim.errors import ConfigError
 from cimsim.fileio import numba_cache_fallback
 from cimsim.kernels import PAIRS, fill_normals_at
-from cimsim.kernels_shares import finish_shard
+from cimsim.kernels_shares import finish_shard, most_examples, take_next
 
 numba_cache_fallback()   # before numba loads (see cimsim.kernels)
 numba_target.configure()   # 512-bit vectors where the CPU has AVX-512 (cimsim.numba_target)
@@ -466,17 +466,15 @@ def _shard_tiles(u, b0, nb, k0s, k1s, shifts, neg_top, cfg, bpack, scales, group
 
 
 @njit(nogil=True, cache=True)
-def share_tiles(first, step, edges, u, k0s, k1s, shifts, neg_top, cfg, bpack, scales, groups, steps, cols, doubled,
+def share_tiles(counter, edges, u, k0s, k1s, shifts, neg_top, cfg, bpack, scales, groups, steps, cols, doubled,
                 var, noisy, pw, lo, lsb, top, key, gamma, g, rw, n_out, offset, row_sums, with_offset, y, nz, cl, cond):
     """:func:`cimsim.kernels_tables.share_tables` with the product on the tiles (the arguments from ``u`` to
-    ``gamma``: :func:`share_tiles_args`): shards first, first + step, ... of a chunk (examples ``edges[j] ..
-    edges[j + 1]``), each in one pass over its row blocks and slabs of :data:`SLAB` stacked rows (the digits cut,
+    ``gamma``: :func:`share_tiles_args`): a chunk's shards (examples ``edges[j] .. edges[j + 1]``) taken one by one
+    from ``counter`` (:func:`cimsim.kernels_shares.take_next`) until none is left, each in one pass over its row blocks and slabs of :data:`SLAB` stacked rows (the digits cut,
     multiplied on the tiles, then the epilogue of :func:`cimsim.kernels.adc_rows` in the same order: the same numbers
     and counts as the tables), then their rows of ``y`` and counts (:func:`cimsim.kernels_shares.finish_shard`)."""
     S, R, T = edges.shape[0] - 1, k0s.shape[0], shifts.shape[0]
-    nbmax = 0
-    for j in range(first, S, step):
-        nbmax = max(nbmax, edges[j + 1] - edges[j])
+    nbmax = most_examples(edges)
     most = -(-min(SLAB, T * nbmax) // STRIP) * STRIP
     acc = np.empty((nbmax, cols))
     abuf = np.empty((most, bpack.shape[2] * K_TILE), np.uint8)
@@ -485,7 +483,10 @@ def share_tiles(first, step, edges, u, k0s, k1s, shifts, neg_top, cfg, bpack, sc
     sqsum = np.empty((R, var.shape[1]), np.int64)
     pairs = min(PAIRS, (cols + 1) // 2)
     r, ph, q = np.empty(pairs, np.float32), np.empty(pairs, np.float32), np.empty(pairs, np.int32)
-    for j in range(first, S, step):
+    while True:
+        j = take_next(counter)
+        if j >= S:
+            break
         b0, nb = edges[j], edges[j + 1] - edges[j]
         if nb <= 0:
             continue

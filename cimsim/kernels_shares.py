@@ -1,12 +1,15 @@
-"""The fused path's shards run whole on the engine's threads: one numba call per thread (its share of a chunk's
-shards, :func:`cimsim.engine_threads.fixed_shares`), which runs each shard's kernel
-(:func:`cimsim.kernels_tables.share_tables`, :func:`cimsim.kernels_amx.share_tiles`), writes its rows of the outputs
-(:func:`finish_rows`) and its counts, and returns only when the share is done.
+"""The fused path's shards run whole on the engine's threads: one numba call per thread
+(:func:`cimsim.kernels_tables.share_tables`, :func:`cimsim.kernels_amx.share_tiles`) takes a chunk's shards one after
+another, whichever is next (:func:`take_next`, an atomic counter), runs each shard's kernel, writes its rows of the
+outputs (:func:`finish_rows`) and its counts, and returns when no shard is left. Every shard's numbers depend only on
+its examples (the draws are placed by example, cycle and column), so which thread runs which shard changes nothing.
 
 Why: a return to the interpreter between a thread's kernels waits for its lock, which every other thread's Python
 holds in turn. On the 16-core H200 host the standard case's 16 threads started 0.2 ms apart (the last 3.2 ms into
 the call) and each paid Python between its two shards (BENCHMARKS.md, "Whole shares in one kernel"). Here a thread
-holds the lock only to enter its one call; the tally is assembled from the counts after the threads end.
+holds the lock only to enter its one call; the tally is assembled from the counts after the threads end. Shards
+taken as threads come free, not in fixed shares: the same kernel ran 5.5-10.4 ms on the host's different cores alone
+(their neighbours' load), so fixed shares waited for the slowest.
 
 The reads' conductance of a row block (``sum_k (sum of digit**2)_k G_k``) is summed in row order in float64
 (:func:`row_conductance`) on every CPU path (a dot product in BLAS before, whose order is its own).
@@ -21,7 +24,31 @@ from cimsim.fileio import numba_cache_fallback
 
 numba_cache_fallback()   # before numba loads (see cimsim.kernels)
 numba_target.configure()   # 512-bit vectors where the CPU has AVX-512 (cimsim.numba_target)
-from numba import njit  # noqa: E402
+from numba import njit, types  # noqa: E402
+from numba.core import cgutils  # noqa: E402
+from numba.core.extending import intrinsic  # noqa: E402
+
+
+@intrinsic
+def take_next(typingctx, counter):
+    """``counter[0]``, then ``counter[0] += 1``, as one atomic step (LLVM's ``atomicrmw add``): the next shard of a
+    chunk for whichever thread asks first (an int64 array)."""
+    sig = types.int64(counter)
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], arr, [context.get_constant(types.intp, 0)])
+        return builder.atomic_rmw("add", ptr, context.get_constant(types.int64, 1), "seq_cst")
+    return sig, codegen
+
+
+@njit(nogil=True, cache=True)
+def most_examples(edges):
+    """The largest shard of a chunk (examples ``edges[j] .. edges[j + 1]``): the size of a thread's buffers."""
+    m = 0
+    for j in range(edges.shape[0] - 1):
+        m = max(m, edges[j + 1] - edges[j])
+    return m
 
 
 @njit(nogil=True, cache=True)

@@ -145,7 +145,7 @@ def test_the_tables_give_the_same_numbers_on_any_number_of_threads(monkeypatch):
 
 @pytest.mark.parametrize("read,signed", [(0.02, False), (0.0, True)])
 def test_whole_shards_in_one_kernel_give_the_block_loops_numbers(monkeypatch, read, signed):
-    """Where every row block takes the tables, each thread's share of the shards runs in one kernel
+    """Where every row block takes the tables, each thread takes the shards in one kernel
     (kernels_tables.share_tables, which writes the shards' outputs and counts); the loop over blocks in Python (tables
     per block) gives the same outputs and ledger, and the one kernel did run."""
     from cimsim import crossbar_cpu, kernels_tables
@@ -156,7 +156,7 @@ def test_whole_shards_in_one_kernel_give_the_block_loops_numbers(monkeypatch, re
     x = rng.integers(lo, hi, size=(29, 300))
     calls = []
     real = kernels_tables.share_tables
-    monkeypatch.setattr(kernels_tables, "share_tables", lambda *a: calls.append(len(a[2]) - 1) or real(*a))
+    monkeypatch.setattr(kernels_tables, "share_tables", lambda *a: calls.append(len(a[1]) - 1) or real(*a))
     monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_ROWS", 64)       # several shards
     out = []
     for whole in (True, False):

@@ -1,10 +1,45 @@
 """cimsim.kernels_shares: a shard's outputs written in its thread's kernel are numpy's numbers for the same
-expression, bit for bit, and the reads' conductance is the row-order sum."""
+expression, bit for bit, the reads' conductance is the row-order sum, and threads taking shards from one counter take
+each exactly once."""
+
+import threading
 
 import numpy as np
 import pytest
+from numba import njit
 
-from cimsim.kernels_shares import finish_rows, row_conductance, stack_rows
+from cimsim.kernels_shares import finish_rows, most_examples, row_conductance, stack_rows, take_next
+
+
+@njit(nogil=True)
+def _take_all(counter, n, taken, who, me):
+    got = 0
+    while True:
+        j = take_next(counter)
+        if j >= n:
+            break
+        taken[j] += 1
+        who[j] = me
+        got += 1
+    return got
+
+
+def test_threads_taking_from_one_counter_take_every_shard_once():
+    n, threads = 200_000, 4
+    counter, taken, who = np.zeros(1, dtype=np.int64), np.zeros(n, dtype=np.int64), np.full(n, -1)
+    got = [0] * threads
+
+    def run(k):
+        got[k] = _take_all(counter, n, taken, who, k)
+
+    pool = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert (taken == 1).all() and sum(got) == n and (who >= 0).all()
+    assert counter[0] == n + threads                     # each thread's last ask finds none left
+    assert most_examples(np.array([0, 3, 10, 12])) == 7
 
 
 @pytest.mark.parametrize("slices,with_offset", [(1, False), (4, True), (8, True)])
