@@ -209,12 +209,23 @@ def _pass_words(r, ph, q, n, key, gamma, ctr):
     z = key + ctr * gamma
     step = np.uint64(2) * gamma
     for i in range(n):
-        w = _mix(z)
+        r[i], ph[i], q[i] = _word_parts(_mix(z))
         z += step
-        r[i] = (_F(np.int32(w >> np.uint64(33))) + _F(0.5)) * _TWO_M31
-        low = np.int32(w & np.uint64(0xFFFFFFFF))
-        ph[i] = (_F((low >> 8) & np.int32(0xFFFFFF)) * _TWO_M24 - _F(0.5)) * _HALF_PI
-        q[i] = low & np.int32(3)
+
+
+@njit(inline="always")
+def _word_parts(w):
+    """A word's uniform in (0, 1), angle within its quadrant and quadrant (see :func:`_pass_words`)."""
+    low = np.int32(w & np.uint64(0xFFFFFFFF))
+    return ((_F(np.int32(w >> np.uint64(33))) + _F(0.5)) * _TWO_M31,
+            (_F((low >> 8) & np.int32(0xFFFFFF)) * _TWO_M24 - _F(0.5)) * _HALF_PI, low & np.int32(3))
+
+
+@njit(**_VEC)
+def _pass_words_at(r, ph, q, n, key, gamma, cw):
+    """:func:`_pass_words` for pairs whose words sit at counters ``cw[0 .. n]`` (any counters)."""
+    for i in range(n):
+        r[i], ph[i], q[i] = _word_parts(_mix(key + cw[i] * gamma))
 
 
 @njit(**_VEC)
@@ -254,6 +265,55 @@ def fill_normals_at(z, key, gamma, ctr, r, ph, q):
 
 
 @njit(nogil=True, cache=True)
+def fill_normal_rows(zc, zs, key, gamma, ctrs, rows, pairs, r, ph, q, cw):
+    """Rows i < ``rows`` of ``pairs`` pairs of normals from the words ``ctrs[i], ctrs[i] + 1, ...``: row i's cosines
+    at ``zc[i pairs ...]``, its sines at ``zs[i pairs ...]``, the numbers :func:`fill_normals_at` puts in
+    ``z[:pairs]`` and ``z[pairs:]``, made in passes over many rows at once (``cw``: uint64 scratch as long as ``r``).
+    A row of 24 pairs alone (LeNet-5's first layer at ISAAC: 48 columns) spent most of its time outside the vector
+    loops: 2.7 ns a normal against 0.8 in rows of 512 (BENCHMARKS.md, "Narrow rows' normals in batches")."""
+    n = rows * pairs
+    i, p = 0, 0
+    for k0 in range(0, n, r.size):
+        m = min(r.size, n - k0)
+        k = 0
+        while k < m:             # the pass's counters, one row's run at a time
+            run = min(pairs - p, m - k)
+            base = ctrs[i] + np.uint64(2 * p)
+            for j in range(run):
+                cw[k + j] = base + np.uint64(2 * j)
+            k += run
+            p += run
+            if p == pairs:
+                p = 0
+                i += 1
+        _pass_words_at(r, ph, q, m, key, gamma, cw)
+        _pass_radius(r, m)
+        _pass_rotate(zc[k0:k0 + m], zs[k0:k0 + m], r, ph, q, m)
+
+
+@njit(inline="always")
+def row_batch(columns):
+    """Rows whose normals :func:`draw_batch` makes in one :func:`fill_normal_rows` for rows of ``columns`` draws: about
+    4 x :data:`PAIRS` pairs where a row holds fewer than PAIRS / 2 pairs, else 0 (each row on its own)."""
+    pairs = (columns + 1) // 2
+    return max(1, 4 * PAIRS // pairs) if 0 < 2 * pairs < PAIRS else 0
+
+
+@njit(nogil=True, cache=True)
+def draw_batch(zc, zs, ctrs, cw, i, rows, first, nb, T, R, blk, e0, key, gamma, words, r, ph, q):
+    """The draws of an ADC epilogue's rows i .. i + rows (stacked rows ``first + i ..``: cycle t, example b), row by
+    row from the word ``(((e0 + b) T + t) R + blk) words`` on, into ``zc``/``zs`` by :func:`fill_normal_rows`
+    (``ctrs``: at least ``rows`` long, ``cw``: as ``r``). The epilogues call it every :func:`row_batch` rows
+    where that is not 0, and :func:`fill_normals_at` for each row where it is: the same numbers."""
+    for a in range(rows):
+        g = first + i + a
+        t = g // nb
+        b = g - t * nb
+        ctrs[a] = ((np.uint64(e0 + b) * np.uint64(T) + np.uint64(t)) * np.uint64(R) + np.uint64(blk)) * np.uint64(words)
+    fill_normal_rows(zc, zs, key, gamma, ctrs, rows, words // 2, r, ph, q, cw)
+
+
+@njit(nogil=True, cache=True)
 def _fill_normals(z, state, r, ph, q):
     """:func:`fill_normals_at` from a state (key, gamma, counter, 0), advancing its counter."""
     state[2] = fill_normals_at(z, state[0], state[1], state[2], r, ph, q)
@@ -263,10 +323,17 @@ def _buffers(pairs: int):
     return np.empty(pairs, np.float32), np.empty(pairs, np.float32), np.empty(pairs, dtype=np.int32)
 
 
-def draw_buffers(columns: int):
+@njit(inline="always")
+def make_draw_buffers(columns):
     """The generator's scratch buffers (radius, angle, quadrant) for rows of ``columns`` draws: the last three
-    arguments of :func:`adc_rows`."""
-    return _buffers(min(PAIRS, (columns + 1) // 2))
+    arguments of :func:`adc_rows` (:data:`PAIRS` long where rows are batched, :func:`row_batch`)."""
+    pairs = PAIRS if row_batch(columns) else min(PAIRS, (columns + 1) // 2)
+    return np.empty(pairs, np.float32), np.empty(pairs, np.float32), np.empty(pairs, np.int32)
+
+
+def draw_buffers(columns: int):
+    """:func:`make_draw_buffers` from Python."""
+    return make_draw_buffers(columns)
 
 
 def standard_normal(state: np.ndarray, n: int) -> np.ndarray:
@@ -329,13 +396,24 @@ def adc_rows(acc, v, std, full_std, noisy, r0, nb, pw, lo, lsb, top, key, gamma,
     # conversion per lane without AVX-512 (the same codes: every column value is far below 2**63)
     words = m + (m & 1)  # words of one row of draws
     z = np.empty(words, np.float32)
+    batch, pairs = row_batch(m) if noisy else 0, words // 2
+    zc, zs = np.empty(batch * pairs, np.float32), np.empty(batch * pairs, np.float32)
+    ctrs, cw = np.empty(batch, np.uint64), np.empty(r.size if batch else 0, np.uint64)
     clipped = 0
     for i in range(n):
         g = r0 + i
         t = g // nb
         b = g - t * nb
         w = pw[t]
-        if noisy:     # one row of draws (vectorized passes), then a branch-free loop the compiler vectorizes
+        if noisy and batch:   # the row's draws (vectorized passes), then a branch-free loop the compiler vectorizes
+            k = i % batch
+            if k == 0:
+                draw_batch(zc, zs, ctrs, cw, i, min(batch, n - i), r0, nb, T, R, blk, e0, key, gamma, words, r, ph, q)
+            kp = k * pairs
+            for j in range(pairs):     # (a slice assignment cost more than the draws)
+                z[j] = zc[kp + j]
+                z[pairs + j] = zs[kp + j]
+        elif noisy:
             row = (np.uint64(e0 + b) * np.uint64(T) + np.uint64(t)) * np.uint64(R) + np.uint64(blk)
             fill_normals_at(z, key, gamma, row * np.uint64(words), r, ph, q)
         if not noisy:

@@ -33,7 +33,7 @@ from cimsim import numba_target
 from cimsim.engine_threads import cpu_product
 from cimsim.errors import ConfigError
 from cimsim.fileio import numba_cache_fallback
-from cimsim.kernels import PAIRS, fill_normals_at
+from cimsim.kernels import draw_batch, fill_normals_at, make_draw_buffers, row_batch
 from cimsim.kernels_shares import finish_shard, most_examples, take_next
 
 numba_cache_fallback()   # before numba loads (see cimsim.kernels)
@@ -385,49 +385,58 @@ def _slab_product(abuf, m, bpack_i, steps_i, cbuf):
 
 @njit(nogil=True, cache=True)
 def _slab_adc(cbuf, m, g_i, scales_i, cols, neg_top, rowvar, noisy, s0, nb, pw, lo, lsb, top, key, gamma, e0, T, R,
-              blk, acc, z, vrow, r, ph, q):
+              blk, acc, z, vrow, r, ph, q, zc, zs, ctrs, cw):
     """:func:`cimsim.kernels.adc_rows` on rows s0 .. s0 + m of block ``blk``, each row's column values made first
     (into ``vrow``, float32): its groups' int32 sums as float32 times their scales, added in group order (exact),
     negated in the last cycle for signed inputs; the same numbers, draws and clipped count as that kernel on those
     values (the same loop)."""
     inv = 1.0 / lsb      # lsb is a power of two: multiplying by its inverse is exact
     words = cols + (cols & 1)
+    batch, pairs = ctrs.shape[0], words // 2
     clipped = 0
-    for i in range(m):
+    for i in range(m):   # 2-d indexing, no row views: a view per row cost as much as a narrow row's conversions
         g = s0 + i
         t = g // nb
         b = g - t * nb
         w = pw[t]
-        src = cbuf[i]
         sc = scales_i[0]
         if g_i == 2:                 # the common case (ISAAC's noisy levels: three parts), in one pass
-            lo_half, hi_half, sc1 = src[:cols], src[cols:2 * cols], scales_i[1]
+            sc1 = scales_i[1]
             for j in range(cols):
-                vrow[j] = np.float32(lo_half[j]) * sc + np.float32(hi_half[j]) * sc1
+                vrow[j] = np.float32(cbuf[i, j]) * sc + np.float32(cbuf[i, cols + j]) * sc1
         else:
             for j in range(cols):
-                vrow[j] = np.float32(src[j]) * sc
+                vrow[j] = np.float32(cbuf[i, j]) * sc
             for gg in range(1, g_i):
                 sc = scales_i[gg]
                 for j in range(cols):
-                    vrow[j] += np.float32(src[gg * cols + j]) * sc
+                    vrow[j] += np.float32(cbuf[i, gg * cols + j]) * sc
         if neg_top and t == T - 1:
             for j in range(cols):
                 vrow[j] = -vrow[j]
-        arow = acc[b]   # adc_rows' loop (a shared per-row function measured 10-15 % slower: not inlined)
-        if noisy:
-            row = (np.uint64(e0 + b) * np.uint64(T) + np.uint64(t)) * np.uint64(R) + np.uint64(blk)
-            fill_normals_at(z, key, gamma, row * np.uint64(words), r, ph, q)
+        if noisy:    # adc_rows' loop (a shared per-row function measured 10-15 % slower: not inlined)
+            if batch:
+                k = i % batch
+                if k == 0:
+                    draw_batch(zc, zs, ctrs, cw, i, min(batch, m - i), s0, nb, T, R, blk, e0, key, gamma, words, r,
+                               ph, q)
+                kp = k * pairs
+                for j in range(pairs):
+                    z[j] = zc[kp + j]
+                    z[pairs + j] = zs[kp + j]
+            else:
+                row = (np.uint64(e0 + b) * np.uint64(T) + np.uint64(t)) * np.uint64(R) + np.uint64(blk)
+                fill_normals_at(z, key, gamma, row * np.uint64(words), r, ph, q)
             sd = float(np.sqrt(rowvar[i]))
             for j in range(cols):
                 raw = np.floor((float(vrow[j]) + sd * z[j] - lo) * inv + 0.5)
                 clipped += (raw < 0.0) | (raw > top)
-                arow[j] += w * (lo + min(max(raw, 0.0), top) * lsb)
+                acc[b, j] += w * (lo + min(max(raw, 0.0), top) * lsb)
         else:
             for j in range(cols):
                 raw = np.floor((float(vrow[j]) - lo) * inv + 0.5)
                 clipped += (raw < 0.0) | (raw > top)
-                arow[j] += w * (lo + min(max(raw, 0.0), top) * lsb)
+                acc[b, j] += w * (lo + min(max(raw, 0.0), top) * lsb)
     return clipped
 
 
@@ -441,6 +450,9 @@ def _shard_tiles(u, b0, nb, k0s, k1s, shifts, neg_top, cfg, bpack, scales, group
     slab = abuf.shape[0]
     z = np.empty(cols + (cols & 1), np.float32)
     vrow = np.empty(cols, np.float32)
+    batch = row_batch(cols) if noisy else 0    # rows whose draws are made at once (kernels.draw_batch)
+    zc, zs = np.empty(batch * (z.size // 2), np.float32), np.empty(batch * (z.size // 2), np.float32)
+    ctrs, cw = np.empty(batch, np.uint64), np.empty(r.size if batch else 0, np.uint64)
     nonzero, clipped = 0, 0
     _load_config(cfg.ctypes.data)
     for i in range(R):
@@ -460,7 +472,7 @@ def _shard_tiles(u, b0, nb, k0s, k1s, shifts, neg_top, cfg, bpack, scales, group
                                     rowvar, sqsum[i])
             _slab_product(abuf, m, bpack[i], steps[i], cbuf)
             clipped += _slab_adc(cbuf, m, groups[i], scales[i], cols, neg_top, rowvar, noisy, s0, nb, pw, lo[i],
-                                 lsb[i], top, key, gamma, b0, T, R, i, acc, z, vrow, r, ph, q)
+                                 lsb[i], top, key, gamma, b0, T, R, i, acc, z, vrow, r, ph, q, zc, zs, ctrs, cw)
     _release()
     return nonzero, clipped
 
@@ -481,8 +493,7 @@ def share_tiles(counter, edges, u, k0s, k1s, shifts, neg_top, cfg, bpack, scales
     cbuf = np.empty((most, bpack.shape[1] * 16 + 16), np.int32)
     rowvar = np.empty(most)
     sqsum = np.empty((R, var.shape[1]), np.int64)
-    pairs = min(PAIRS, (cols + 1) // 2)
-    r, ph, q = np.empty(pairs, np.float32), np.empty(pairs, np.float32), np.empty(pairs, np.int32)
+    r, ph, q = make_draw_buffers(cols)
     while True:
         j = take_next(counter)
         if j >= S:

@@ -19,7 +19,7 @@ import numpy as np
 
 from cimsim import numba_target
 from cimsim.fileio import numba_cache_fallback
-from cimsim.kernels import PAIRS, adc_rows
+from cimsim.kernels import adc_rows, make_draw_buffers
 from cimsim.kernels_shares import finish_shard, most_examples, take_next
 
 numba_cache_fallback()   # before numba loads (see cimsim.kernels)
@@ -284,8 +284,7 @@ def share_tables(counter, edges, u, k0s, k1s, shifts, neg_top, stack, var, noisy
     std = np.empty((most, 1))
     rowvar = np.empty(T * nbmax)
     sqsum = np.empty((R, var.shape[1]), np.int64)
-    pairs = min(PAIRS, (cols + 1) // 2)
-    r, ph, q = np.empty(pairs, np.float32), np.empty(pairs, np.float32), np.empty(pairs, np.int32)
+    r, ph, q = make_draw_buffers(cols)
     while True:
         j = take_next(counter)
         if j >= S:

@@ -61,3 +61,43 @@ def test_fused_adc_codes_and_clips_exactly():
         assert clipped == clips and np.array_equal(acc, want)
         if std is None:
             assert 0 < clips < T * nb * m
+
+
+def test_rows_of_normals_made_in_batches_are_each_rows_own():
+    """fill_normal_rows (many narrow rows' normals in passes over all of them) gives each row the numbers
+    fill_normals_at gives it alone, bit for bit, for any row length and counters; row_batch takes narrow rows only."""
+    rng = np.random.default_rng(3)
+    key, gamma = np.uint64(0x243F6A8885A308D3), np.uint64(0x9E3779B97F4A7C15)
+    for pairs in (1, 3, 24, 100, 127, 300):
+        rows = 37
+        ctrs = rng.integers(0, 2 ** 40, size=rows).astype(np.uint64) * np.uint64(2)
+        zc, zs = np.empty(rows * pairs, np.float32), np.empty(rows * pairs, np.float32)
+        r, ph, q = K._buffers(K.PAIRS)
+        K.fill_normal_rows(zc, zs, key, gamma, ctrs, rows, pairs, r, ph, q, np.empty(K.PAIRS, np.uint64))
+        for i in range(rows):
+            z = np.empty(2 * pairs, np.float32)
+            K.fill_normals_at(z, key, gamma, ctrs[i], *K.draw_buffers(2 * pairs))
+            np.testing.assert_array_equal(z[:pairs], zc[i * pairs:(i + 1) * pairs], err_msg=f"{pairs} pairs, row {i}")
+            np.testing.assert_array_equal(z[pairs:], zs[i * pairs:(i + 1) * pairs], err_msg=f"{pairs} pairs, row {i}")
+    assert K.row_batch(48) == 4 * K.PAIRS // 24 and K.row_batch(7) == 4 * K.PAIRS // 4
+    assert K.row_batch(K.PAIRS) == 0 and K.row_batch(512) == 0 and K.row_batch(0) == 0
+    assert K.draw_buffers(48)[0].size == K.PAIRS and K.draw_buffers(512)[0].size == K.PAIRS
+    assert K.draw_buffers(300)[0].size == 150
+
+
+def test_narrow_and_wide_rows_epilogue_give_per_row_draws():
+    """adc_accumulate_rows on rows of 48 columns (draws made in batches) equals the same epilogue row by row (each
+    row alone: one row per call, a batch of one), noisy, with per-row and per-cell deviations."""
+    rng = np.random.default_rng(4)
+    nb, T, cols = 29, 3, 48
+    v = rng.normal(0.0, 8.0, size=(T * nb, cols)).astype(np.float32)
+    pw = 2.0 ** np.arange(T)
+    for std in (np.full((T * nb, 1), 0.7), rng.uniform(0.1, 2.0, size=(T * nb, cols))):
+        draws = (123456789, 0x9E3779B97F4A7C15, 5, T, 2, 1)
+        whole = np.zeros((nb, cols))
+        c_whole = K.adc_accumulate_rows(whole, v, std, 0, nb, pw, -20.0, 0.25, 255.0, draws)
+        rows = np.zeros((nb, cols))
+        c_rows = sum(K.adc_accumulate_rows(rows, v[i:i + 1], std[i:i + 1], i, nb, pw, -20.0, 0.25, 255.0, draws)
+                     for i in range(T * nb))
+        np.testing.assert_array_equal(whole, rows)
+        assert c_whole == c_rows
