@@ -43,7 +43,7 @@ from cimsim.engine_threads import blas_controller, fixed_shares, parallel_map, t
 from cimsim.kernels import (PlacedNormals, adc_accumulate_rows, digit_tables, digit_tally, placed_normals,
                             stack_digits)
 from cimsim.kernels_bits import bit_serial_rows, group_tables, weighted_columns
-from cimsim.kernels_shares import row_conductance, stack_rows
+from cimsim.kernels_shares import row_conductance, share_tallies, stack_rows
 from cimsim.kernels_tables import call_tables, kept_table_stack, stack_variances, table_blocks, table_rows
 from cimsim.kernels_host import input_row_sums, int_bounds_row_sums
 
@@ -358,12 +358,18 @@ class CpuTile:
             elif bits is not None:
                 self.bit_serial_calls += 1
                 y, tally = self._forward_bits(u, bits, per_example)
-            for c0 in range(0, B if exact is None and bits is None else 0, spec.batch_chunk):
+            if prod is not None or stack is not None:
+                # every chunk's shards (the same shards, in order) in one launch: each thread's kernel takes them as
+                # they come, and a chunk bounds no memory here (a thread's buffers are one shard's)
+                chunks = [self._shards(c0, min(c0 + spec.batch_chunk, B), per_example, xb.cycles)
+                          for c0 in range(0, B, spec.batch_chunk)]
+                if chunks:
+                    for t in self._shares(u, chunks, ranges, stream, stack, var_stack, prod, row_sums, y, n_threads):
+                        tally += t
+            for c0 in range(0, B if exact is None and bits is None and prod is None and stack is None else 0,
+                            spec.batch_chunk):
                 c1 = min(c0 + spec.batch_chunk, B)
                 shards = self._shards(c0, c1, per_example, xb.cycles, 1 if fused else GENERAL_SHARDS)
-                if prod is not None or stack is not None:   # whole shares of shards in one kernel per thread
-                    tally += self._shares(u, shards, ranges, stream, stack, var_stack, prod, row_sums, y, n_threads)
-                    continue
                 if fused:
                     work = lambda sh: self._shard_fused(u, sh[0], sh[1], ranges, stream, tables)  # noqa: E731
                 else:
@@ -399,12 +405,14 @@ class CpuTile:
             self._tables_ok = table_blocks(xb.a_gemm, xb.spec.dac_bits == 1 and xb.gemm_dtype() == np.float32)
         return self._tables_ok
 
-    def _shares(self, u, shards, ranges, stream: tuple[int, int], stack, var_stack, prod, row_sums, y: np.ndarray,
-                n_threads: int) -> Tally:
-        """:meth:`_shard_fused`'s numbers for one chunk where every row block takes the tables (``stack``) or the
-        tiles (``prod``): one kernel per thread that takes ``shards`` as they come (:mod:`cimsim.kernels_shares`) and
-        writes their rows of ``y``; returns the chunk's tally, added shard by shard in order."""
+    def _shares(self, u, chunks, ranges, stream: tuple[int, int], stack, var_stack, prod, row_sums, y: np.ndarray,
+                n_threads: int) -> list[Tally]:
+        """:meth:`_shard_fused`'s numbers where every row block takes the tables (``stack``) or the tiles (``prod``):
+        one kernel per thread that takes the shards of every chunk (``chunks``: each chunk's shards) as they come
+        (:mod:`cimsim.kernels_shares`) and writes their rows of ``y``; returns each chunk's tally, added shard by
+        shard in order (as the chunks' loop adds them)."""
         xb = self.xb
+        shards = [sh for chunk in chunks for sh in chunk]
         S, R = len(shards), len(xb.row_blocks)
         edges = np.array([shards[0][0]] + [b1 for _, b1 in shards], dtype=np.int64)
         nz, cl, cond = np.zeros(S, dtype=np.int64), np.zeros(S, dtype=np.int64), np.zeros((S, R))
@@ -425,13 +433,7 @@ class CpuTile:
                                                     stream, FUSED_ROWS)
         n, counter = max(1, min(n_threads, S)), np.zeros(1, dtype=np.int64)
         fixed_shares(lambda k: kernel(counter, edges, *args, *out), range(n), n)   # each takes shards until none is left
-        tally, t_read = Tally(), xb.spec.cell.read_time_s
-        for j in range(S):
-            t = Tally(nonzero_digits=float(nz[j]), clipped=float(cl[j]))
-            for i in range(R):   # as _shard_fused adds them: block by block
-                t.conductance_s += float(cond[j, i]) * t_read
-            tally += t
-        return tally
+        return share_tallies([len(chunk) for chunk in chunks], nz, cl, cond, xb.spec.cell.read_time_s)
 
     # ------------------------------------------------------------------ digits
     def _digits(self, u, b0: int, b1: int, i: int, with_rowvar: bool):

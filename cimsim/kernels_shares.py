@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from cimsim import numba_target
+from cimsim.crossbar_layout import Tally
 from cimsim.fileio import numba_cache_fallback
 
 numba_cache_fallback()   # before numba loads (see cimsim.kernels)
@@ -97,3 +98,20 @@ def stack_rows(per_block: list, width: int) -> np.ndarray:
     for i, v in enumerate(per_block):
         out[i, : len(v)] = v
     return out
+
+
+def share_tallies(chunk_shards: list[int], nz: np.ndarray, cl: np.ndarray, cond: np.ndarray,
+                  read_time_s: float) -> list[Tally]:
+    """Each chunk's tally from its shards' counts (``chunk_shards``: shards per chunk, in order; ``cond[j, i]``: shard
+    j's row block i), added shard by shard and, within a shard, block by block, as the block loop of
+    :meth:`cimsim.crossbar_cpu.CpuTile._shard_fused` adds them."""
+    tallies, j = [], 0
+    for count in chunk_shards:
+        tallies.append(Tally())
+        for _ in range(count):
+            t = Tally(nonzero_digits=float(nz[j]), clipped=float(cl[j]))
+            for i in range(cond.shape[1]):
+                t.conductance_s += float(cond[j, i]) * read_time_s
+            tallies[-1] += t
+            j += 1
+    return tallies

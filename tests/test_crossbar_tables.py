@@ -3,12 +3,15 @@ one-bit digits multiply levels whose every partial sum float32 holds exactly (no
 sums, cimsim.crossbar.exact_grid), sums of 4-row tables give the float32 GEMM's column values in any order, so a
 crossbar's outputs and events are the same bit for bit with the tables as with BLAS, read noise included."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from cimsim import Crossbar, CrossbarSpec
 from cimsim.crossbar_cpu import CpuTile
 from cimsim.devices import ReRAM, SarADC
+from cimsim.engine_threads import threads
 from cimsim.kernels import stack_digits
 from cimsim.kernels_tables import grid_exact, nibble_tables, table_rows
 
@@ -143,11 +146,12 @@ def test_the_tables_give_the_same_numbers_on_any_number_of_threads(monkeypatch):
         np.testing.assert_array_equal(y, runs[False, 1], err_msg=str(key))
 
 
-@pytest.mark.parametrize("read,signed", [(0.02, False), (0.0, True)])
-def test_whole_shards_in_one_kernel_give_the_block_loops_numbers(monkeypatch, read, signed):
+@pytest.mark.parametrize("read,signed,chunk", [(0.02, False, 1024), (0.0, True, 1024), (0.02, False, 8)])
+def test_whole_shards_in_one_kernel_give_the_block_loops_numbers(monkeypatch, read, signed, chunk):
     """Where every row block takes the tables, each thread takes the shards in one kernel
     (kernels_tables.share_tables, which writes the shards' outputs and counts); the loop over blocks in Python (tables
-    per block) gives the same outputs and ledger, and the one kernel did run."""
+    per block, chunk by chunk) gives the same outputs and ledger, and the one kernel did run: one launch for every
+    chunk's shards (29 examples in chunks of 8: four chunks)."""
     from cimsim import crossbar_cpu, kernels_tables
 
     rng = np.random.default_rng(12)
@@ -162,11 +166,14 @@ def test_whole_shards_in_one_kernel_give_the_block_loops_numbers(monkeypatch, re
     for whole in (True, False):
         if not whole:
             monkeypatch.setattr(crossbar_cpu, "kept_table_stack", lambda a, ok: None)
-        xb = Crossbar(W, _isaac(0.05, read, signed), seed=3, name="l")
+        xb = Crossbar(W, replace(_isaac(0.05, read, signed), batch_chunk=chunk), seed=3, name="l")
         xb.calibrate(x[:16])
+        calls.clear()
         out.append((xb(x), xb.ledger.to_dict()))
         if whole:
             assert max(calls) > 2 and xb._cpu._tables_ok == [True, True, True]   # several shards
+            # one launch: a kernel per thread, each offered every shard of every chunk (four chunks of at most 8)
+            assert len(set(calls)) == 1 and len(calls) == min(threads(), calls[0]) and (chunk > 29 or calls[0] >= 4)
             calls.clear()
     assert not calls                                               # the block loop: no whole-shard kernel
     np.testing.assert_array_equal(out[0][0], out[1][0])
