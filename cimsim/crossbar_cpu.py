@@ -432,7 +432,7 @@ class CpuTile:
             args = kernels_tables.share_tables_args(u, xb.row_blocks, shifts, neg, stack, var_stack, ranges, top,
                                                     stream, FUSED_ROWS)
         n, counter = max(1, min(n_threads, S)), np.zeros(1, dtype=np.int64)
-        fixed_shares(lambda k: kernel(counter, edges, *args, *out), range(n), n)   # each takes shards until none is left
+        fixed_shares(lambda k: kernel(counter, edges, *args, *out), range(n), n)   # each takes shards until none left
         return share_tallies([len(chunk) for chunk in chunks], nz, cl, cond, xb.spec.cell.read_time_s)
 
     # ------------------------------------------------------------------ digits

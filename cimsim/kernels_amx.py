@@ -34,7 +34,7 @@ from cimsim.engine_threads import cpu_product
 from cimsim.errors import ConfigError
 from cimsim.fileio import numba_cache_fallback
 from cimsim.kernels import draw_batch, fill_normals_at, make_draw_buffers, row_batch
-from cimsim.kernels_shares import finish_shard, most_examples, take_next
+from cimsim.kernels_shares import finish_shard, most_examples, next_shard
 
 numba_cache_fallback()   # before numba loads (see cimsim.kernels)
 numba_target.configure()   # 512-bit vectors where the CPU has AVX-512 (cimsim.numba_target)
@@ -481,11 +481,12 @@ def _shard_tiles(u, b0, nb, k0s, k1s, shifts, neg_top, cfg, bpack, scales, group
 def share_tiles(counter, edges, u, k0s, k1s, shifts, neg_top, cfg, bpack, scales, groups, steps, cols, doubled,
                 var, noisy, pw, lo, lsb, top, key, gamma, g, rw, n_out, offset, row_sums, with_offset, y, nz, cl, cond):
     """:func:`cimsim.kernels_tables.share_tables` with the product on the tiles (the arguments from ``u`` to
-    ``gamma``: :func:`share_tiles_args`): a chunk's shards (examples ``edges[j] .. edges[j + 1]``) taken one by one
-    from ``counter`` (:func:`cimsim.kernels_shares.take_next`) until none is left, each in one pass over its row blocks and slabs of :data:`SLAB` stacked rows (the digits cut,
-    multiplied on the tiles, then the epilogue of :func:`cimsim.kernels.adc_rows` in the same order: the same numbers
-    and counts as the tables), then their rows of ``y`` and counts (:func:`cimsim.kernels_shares.finish_shard`)."""
-    S, R, T = edges.shape[0] - 1, k0s.shape[0], shifts.shape[0]
+    ``gamma``: :func:`share_tiles_args`): a call's shards (examples ``edges[j] .. edges[j + 1]``) taken one by one
+    from ``counter`` (:func:`cimsim.kernels_shares.take_next`) until none is left, each in one pass over its row
+    blocks and slabs of :data:`SLAB` stacked rows (the digits cut, multiplied on the tiles, then the epilogue of
+    :func:`cimsim.kernels.adc_rows` in the same order: the same numbers and counts as the tables), then their rows of
+    ``y`` and counts (:func:`cimsim.kernels_shares.finish_shard`)."""
+    R, T = k0s.shape[0], shifts.shape[0]
     nbmax = most_examples(edges)
     most = -(-min(SLAB, T * nbmax) // STRIP) * STRIP
     acc = np.empty((nbmax, cols))
@@ -495,12 +496,9 @@ def share_tiles(counter, edges, u, k0s, k1s, shifts, neg_top, cfg, bpack, scales
     sqsum = np.empty((R, var.shape[1]), np.int64)
     r, ph, q = make_draw_buffers(cols)
     while True:
-        j = take_next(counter)
-        if j >= S:
+        j, b0, nb = next_shard(counter, edges)
+        if j < 0:
             break
-        b0, nb = edges[j], edges[j + 1] - edges[j]
-        if nb <= 0:
-            continue
         rows = -(-min(SLAB, T * nb) // STRIP) * STRIP
         a, ab, rv = acc[:nb], abuf[:rows], rowvar[:rows]
         a[:] = 0.0

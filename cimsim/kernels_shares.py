@@ -1,8 +1,9 @@
 """The fused path's shards run whole on the engine's threads: one numba call per thread
-(:func:`cimsim.kernels_tables.share_tables`, :func:`cimsim.kernels_amx.share_tiles`) takes a chunk's shards one after
-another, whichever is next (:func:`take_next`, an atomic counter), runs each shard's kernel, writes its rows of the
-outputs (:func:`finish_rows`) and its counts, and returns when no shard is left. Every shard's numbers depend only on
-its examples (the draws are placed by example, cycle and column), so which thread runs which shard changes nothing.
+(:func:`cimsim.kernels_tables.share_tables`, :func:`cimsim.kernels_amx.share_tiles`) takes a call's shards (every
+chunk's) one after another, whichever is next (:func:`take_next`, an atomic counter), runs each shard's kernel, writes
+its rows of the outputs (:func:`finish_rows`) and its counts, and returns when no shard is left. Every shard's numbers
+depend only on its examples (the draws are placed by example, cycle and column), so which thread runs which shard
+changes nothing.
 
 Why: a return to the interpreter between a thread's kernels waits for its lock, which every other thread's Python
 holds in turn. On the 16-core H200 host the standard case's 16 threads started 0.2 ms apart (the last 3.2 ms into
@@ -32,8 +33,8 @@ from numba.core.extending import intrinsic  # noqa: E402
 
 @intrinsic
 def take_next(typingctx, counter):
-    """``counter[0]``, then ``counter[0] += 1``, as one atomic step (LLVM's ``atomicrmw add``): the next shard of a
-    chunk for whichever thread asks first (an int64 array)."""
+    """``counter[0]``, then ``counter[0] += 1``, as one atomic step (LLVM's ``atomicrmw add``): the next shard for
+    whichever thread asks first (an int64 array)."""
     sig = types.int64(counter)
 
     def codegen(context, builder, signature, args):
@@ -44,8 +45,20 @@ def take_next(typingctx, counter):
 
 
 @njit(nogil=True, cache=True)
+def next_shard(counter, edges):
+    """``(j, first example, examples)`` of the next non-empty shard j (examples ``edges[j] .. edges[j + 1]``) from
+    ``counter`` (:func:`take_next`), or ``(-1, 0, 0)`` when none is left."""
+    while True:
+        j = take_next(counter)
+        if j >= edges.shape[0] - 1:
+            return -1, 0, 0
+        if edges[j + 1] > edges[j]:
+            return j, edges[j], edges[j + 1] - edges[j]
+
+
+@njit(nogil=True, cache=True)
 def most_examples(edges):
-    """The largest shard of a chunk (examples ``edges[j] .. edges[j + 1]``): the size of a thread's buffers."""
+    """The largest shard (examples ``edges[j] .. edges[j + 1]``): the size of a thread's buffers."""
     m = 0
     for j in range(edges.shape[0] - 1):
         m = max(m, edges[j + 1] - edges[j])

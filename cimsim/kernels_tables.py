@@ -20,7 +20,7 @@ import numpy as np
 from cimsim import numba_target
 from cimsim.fileio import numba_cache_fallback
 from cimsim.kernels import adc_rows, make_draw_buffers
-from cimsim.kernels_shares import finish_shard, most_examples, take_next
+from cimsim.kernels_shares import finish_shard, most_examples, next_shard
 
 numba_cache_fallback()   # before numba loads (see cimsim.kernels)
 numba_target.configure()   # 512-bit vectors where the CPU has AVX-512 (cimsim.numba_target)
@@ -269,14 +269,14 @@ def _shard_tables(u, b0, nb, k0s, k1s, shifts, neg_top, stack, var, noisy, pw, l
 @njit(nogil=True, cache=True)
 def share_tables(counter, edges, u, k0s, k1s, shifts, neg_top, stack, var, noisy, pw, lo, lsb, top, key, gamma,
                  slab_most, g, rw, n_out, offset, row_sums, with_offset, y, nz, cl, cond):
-    """A chunk's shards (examples ``edges[j] .. edges[j + 1]``; the arguments from ``u`` to ``slab_most``:
+    """A call's shards (examples ``edges[j] .. edges[j + 1]``; the arguments from ``u`` to ``slab_most``:
     :func:`share_tables_args`) taken one by one from ``counter`` (:func:`cimsim.kernels_shares.take_next`) until none
     is left, each in one pass: per row block and slab of
     ``min(slab_most, cycles x examples)`` stacked rows, :func:`table_rows` from ``stack`` (:func:`kept_table_stack`)
     then the ADC epilogue (:func:`cimsim.kernels.adc_rows`), the numbers of that loop in Python
     (:meth:`cimsim.crossbar_cpu.CpuTile._shard_fused`); then the shards' rows of ``y`` and counts
     (:func:`cimsim.kernels_shares.finish_shard`). One call per thread, holding no lock."""
-    S, R, T, cols = edges.shape[0] - 1, stack.shape[0], shifts.shape[0], stack.shape[3]
+    R, T, cols = stack.shape[0], shifts.shape[0], stack.shape[3]
     nbmax = most_examples(edges)
     most = min(slab_most, T * nbmax)
     acc = np.empty((nbmax, cols))
@@ -286,12 +286,9 @@ def share_tables(counter, edges, u, k0s, k1s, shifts, neg_top, stack, var, noisy
     sqsum = np.empty((R, var.shape[1]), np.int64)
     r, ph, q = make_draw_buffers(cols)
     while True:
-        j = take_next(counter)
-        if j >= S:
+        j, b0, nb = next_shard(counter, edges)
+        if j < 0:
             break
-        b0, nb = edges[j], edges[j + 1] - edges[j]
-        if nb <= 0:
-            continue
         slab = min(slab_most, T * nb)
         a, rv = acc[:nb], rowvar[: T * nb]
         a[:] = 0.0

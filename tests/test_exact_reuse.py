@@ -180,8 +180,8 @@ def test_torch_backend_checks_its_inputs_without_the_numba_bounds(monkeypatch):
 
 @pytest.mark.parametrize("threads", ["1", "3"])
 def test_host_passes_split_over_threads_give_the_same_numbers(monkeypatch, threads):
-    """cimsim.kernels_host: the patches, the range check's bounds and the row sums (apart and in one pass), split over the engine's threads
-    (every part, however small, when SPLIT_VALUES is 1), equal the one-call results and numpy's."""
+    """cimsim.kernels_host: the patches, the range check's bounds and the row sums (apart and in one pass), split over
+    the engine's threads (every part, however small, when SPLIT_VALUES is 1), equal the one-call results and numpy's."""
     from cimsim import kernels_host as kh
 
     monkeypatch.setenv("CIMSIM_THREADS", threads)
