@@ -409,8 +409,7 @@ class CpuTile:
                 n_threads: int) -> list[Tally]:
         """:meth:`_shard_fused`'s numbers where every row block takes the tables (``stack``) or the tiles (``prod``):
         one kernel per thread that takes the shards of every chunk (``chunks``: each chunk's shards) as they come
-        (:mod:`cimsim.kernels_shares`) and writes their rows of ``y``; returns each chunk's tally, added shard by
-        shard in order (as the chunks' loop adds them)."""
+        (:mod:`cimsim.kernels_shares`) and writes their rows of ``y``; returns each shard's tally, in order."""
         xb = self.xb
         shards = [sh for chunk in chunks for sh in chunk]
         S, R = len(shards), len(xb.row_blocks)
@@ -433,7 +432,7 @@ class CpuTile:
                                                     stream, FUSED_ROWS)
         n, counter = max(1, min(n_threads, S)), np.zeros(1, dtype=np.int64)
         fixed_shares(lambda k: kernel(counter, edges, *args, *out), range(n), n)   # each takes shards until none left
-        return share_tallies([len(chunk) for chunk in chunks], nz, cl, cond, xb.spec.cell.read_time_s)
+        return share_tallies(nz, cl, cond, xb.spec.cell.read_time_s)
 
     # ------------------------------------------------------------------ digits
     def _digits(self, u, b0: int, b1: int, i: int, with_rowvar: bool):

@@ -113,18 +113,14 @@ def stack_rows(per_block: list, width: int) -> np.ndarray:
     return out
 
 
-def share_tallies(chunk_shards: list[int], nz: np.ndarray, cl: np.ndarray, cond: np.ndarray,
-                  read_time_s: float) -> list[Tally]:
-    """Each chunk's tally from its shards' counts (``chunk_shards``: shards per chunk, in order; ``cond[j, i]``: shard
-    j's row block i), added shard by shard and, within a shard, block by block, as the block loop of
-    :meth:`cimsim.crossbar_cpu.CpuTile._shard_fused` adds them."""
-    tallies, j = [], 0
-    for count in chunk_shards:
-        tallies.append(Tally())
-        for _ in range(count):
-            t = Tally(nonzero_digits=float(nz[j]), clipped=float(cl[j]))
-            for i in range(cond.shape[1]):
-                t.conductance_s += float(cond[j, i]) * read_time_s
-            tallies[-1] += t
-            j += 1
+def share_tallies(nz: np.ndarray, cl: np.ndarray, cond: np.ndarray, read_time_s: float) -> list[Tally]:
+    """Each shard's tally from its counts (``cond[j, i]``: shard j's row block i), its conductance added block by
+    block, as the block loop of :meth:`cimsim.crossbar_cpu.CpuTile._shard_fused` adds it (the caller adds the
+    shards' tallies in order to its own, as for every other path: the same float sums)."""
+    tallies = []
+    for j in range(nz.shape[0]):
+        t = Tally(nonzero_digits=float(nz[j]), clipped=float(cl[j]))
+        for i in range(cond.shape[1]):
+            t.conductance_s += float(cond[j, i]) * read_time_s
+        tallies.append(t)
     return tallies

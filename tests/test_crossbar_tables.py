@@ -218,3 +218,25 @@ def test_table_stacks_are_kept_between_calls_within_their_budget(monkeypatch):
     assert len(built) == n + 2 and kernels_tables.kept_table_bytes() == 0
     for a, b in zip(kept, fresh):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_batch_of_several_chunks_counts_as_blas_does(monkeypatch):
+    """Every chunk's shards in one launch (the tables' shares) add their tallies shard by shard, in order, as the
+    BLAS path's chunk loop does: the same ledger to the last bit for a batch of five chunks (the conductance sums of
+    many shards, where another grouping of the same float additions moves the last bit), and the same outputs."""
+    from cimsim import crossbar_cpu
+
+    rng = np.random.default_rng(30)
+    W = rng.integers(-2 ** 15, 2 ** 15, size=(40, 300))
+    x = rng.integers(0, 2 ** 16, size=(300, 300))
+    monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_ROWS", 64)       # several shards a chunk
+    out = {}
+    for tables in (True, False):
+        monkeypatch.setattr(CpuTile, "TABLES", tables)
+        xb = Crossbar(W, replace(_isaac(0.05, 0.02), batch_chunk=64), seed=4, name="l")
+        xb.calibrate(x[:32])
+        out[tables] = (xb(x), xb(x[:70]), xb.ledger.to_dict(), xb._cpu.last_product)
+    assert out[True][3] in ("tables", "amx") and out[False][3] is None
+    np.testing.assert_array_equal(out[True][0], out[False][0])
+    np.testing.assert_array_equal(out[True][1], out[False][1])
+    assert out[True][2] == out[False][2]
