@@ -82,18 +82,17 @@ def finish_rows(acc, rw, n_out, offset, row_sums, with_offset, b0, y):
     ``(acc * rw).reshape(nb, -1, n_out).sum(axis=1) - offset * row_sums[:, None]`` (a sum over a middle axis adds
     its slices in order)."""
     slices = acc.shape[1] // n_out
-    for b in range(acc.shape[0]):
-        arow = acc[b]
-        yrow = y[b0 + b]
+    for b in range(acc.shape[0]):   # by index, no row views (numba counts references to each)
+        e = b0 + b
         for n in range(n_out):
-            s = arow[n] * rw[n]
+            s = acc[b, n] * rw[n]
             for k in range(1, slices):
-                s += arow[k * n_out + n] * rw[k * n_out + n]
-            yrow[n] = s
+                s += acc[b, k * n_out + n] * rw[k * n_out + n]
+            y[e, n] = s
         if with_offset:
-            sub = offset * row_sums[b0 + b]
+            sub = offset * row_sums[e]
             for n in range(n_out):
-                yrow[n] = yrow[n] - sub
+                y[e, n] = y[e, n] - sub
 
 
 @njit(nogil=True, cache=True)
