@@ -221,12 +221,12 @@ class CpuTile:
                 counts.append(([g[2] for g in got], np.array([g[3] for g in got]).astype(np.float64), xb.g_rowsum[i]))
             y = xf @ st["w"]
         # the bit-plane path's float sums, operation for operation: per shard t = ((0 + c_0) + c_1) + ... over the
-        # blocks, c_i = float(sqsum_i @ g_i) * read time (the same 1-d dot), then the call's total ((t_0 + t_1) + ...)
-        # in shard order (np.add.accumulate is sequential); the digit counts are integers, exact in any order
+        # blocks, c_i = row_conductance(sqsum_i, g_i) * read time, then the call's total ((t_0 + t_1) + ...) in shard
+        # order (np.add.accumulate is sequential); the digit counts are integers, exact in any order
         read_s = spec.cell.read_time_s
         per_shard = np.zeros(len(bounds))
         for _, sq, g in counts:
-            per_shard += np.array([float(row @ g) for row in sq]) * read_s
+            per_shard += np.array([row_conductance(row, g) for row in sq]) * read_s
         tally = Tally()
         tally.nonzero_digits = float(sum(int(np.sum(nz)) for nz, _, _ in counts))
         tally.conductance_s = float(np.add.accumulate(per_shard)[-1]) if len(bounds) else 0.0
@@ -305,7 +305,7 @@ class CpuTile:
         for row in sq:   # shard by shard, block by block, as _shard_fused adds them
             t = 0.0
             for (k0, k1), g in blocks:
-                t += float(row[k0:k1] @ g) * read_s
+                t += row_conductance(row[k0:k1], g) * read_s
             tally.conductance_s += t
         tally.clipped = float(sum(p[1] for p in parts))
         tally.nonzero_digits = float(sum(p[2] for p in parts))

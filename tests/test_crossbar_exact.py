@@ -135,3 +135,29 @@ def test_digit_tables_count_what_stack_digits_counts(bits, dac, signed):
             assert np.array_equal(sq[j, k0:k1], sq_ref)
     x = np.where(u >= 1 << (bits - 1), u - (1 << bits), u) if signed else u
     assert xf.dtype == np.float64 and np.array_equal(xf, x)
+
+
+def test_every_cpu_path_counts_the_same_conductance(monkeypatch):
+    """The lossless path, the bit-serial path and the fused bit-plane path (tiles or tables where they run, BLAS
+    where neither does) sum the reads' conductance-seconds alike (kernels_shares.row_conductance, shard by shard in
+    order): the same ledger to the last bit over a batch of several chunks of several shards, with a ReRAM cell's
+    conductances."""
+    monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_ROWS", 32)
+    monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_MACS", 1)
+    spec = CrossbarSpec(rows=128, cols=128, cell_bits=2, weight_bits=16, input_bits=16, dac_bits=1, signed="offset",
+                        adc_range="full", readout=SarADC(bits=9), batch_chunk=10,
+                        cell=ReRAM(prog_sigma_frac=0.0, read_sigma_frac=0.0))   # its conductances: not round numbers
+    rng = np.random.default_rng(5)
+    W, x = _operands(rng, spec.signed, spec.weight_bits, spec.input_bits, spec.input_signed, 20, 300, 47)
+    ledgers, paths = [], []
+    for exact, bits, tables in ((True, True, True), (False, True, True), (False, False, True), (False, False, False)):
+        monkeypatch.setattr(CpuTile, "EXACT", exact)
+        monkeypatch.setattr(CpuTile, "BITS", bits)
+        monkeypatch.setattr(CpuTile, "TABLES", tables)
+        xb = Crossbar(W, spec, seed=3, name="l")
+        xb(x)
+        ledgers.append(xb.ledger.to_dict())
+        paths.append((xb._cpu.lossless_calls, xb._cpu.bit_serial_calls, xb._cpu.last_product))
+    assert paths[0][0] == 1 and paths[1][:2] == (0, 1) and paths[2][:2] == paths[3][:2] == (0, 0)
+    assert paths[3][2] is None                                       # BLAS
+    assert all(led == ledgers[0] for led in ledgers[1:])
