@@ -101,3 +101,18 @@ def test_narrow_and_wide_rows_epilogue_give_per_row_draws():
                      for i in range(T * nb))
         np.testing.assert_array_equal(whole, rows)
         assert c_whole == c_rows
+
+
+def test_placed_normals_of_narrow_rows_are_each_places_own():
+    """The general path's placed draws (rows made in batches where they are narrow) equal each place's row made alone
+    by fill_normals_at, for narrow and wide rows."""
+    key, gamma = 0x243F6A8885A308D3, 0x9E3779B97F4A7C15
+    for m in (1, 5, 48, 130, 255, 600):
+        n, slots, slot, e0 = 23, 7, 3, 11
+        z = K.placed_normals((n, m), key, gamma, e0, slots, slot)
+        words = m + (m & 1)
+        for i in range(n):
+            row = np.empty(words)
+            K.fill_normals_at(row, np.uint64(key), np.uint64(gamma), np.uint64(((e0 + i) * slots + slot) * words),
+                              *K._buffers(K.PAIRS))
+            np.testing.assert_array_equal(row[:m], z[i], err_msg=f"{m} columns, row {i}")
