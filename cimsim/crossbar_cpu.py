@@ -361,10 +361,10 @@ class CpuTile:
             if prod is not None or stack is not None:
                 # every chunk's shards (the same shards, in order) in one launch: each thread's kernel takes them as
                 # they come, and a chunk bounds no memory here (a thread's buffers are one shard's)
-                chunks = [self._shards(c0, min(c0 + spec.batch_chunk, B), per_example, xb.cycles)
-                          for c0 in range(0, B, spec.batch_chunk)]
-                if chunks:
-                    for t in self._shares(u, chunks, ranges, stream, stack, var_stack, prod, row_sums, y, n_threads):
+                shards = [sh for c0 in range(0, B, spec.batch_chunk)
+                          for sh in self._shards(c0, min(c0 + spec.batch_chunk, B), per_example, xb.cycles)]
+                if shards:
+                    for t in self._shares(u, shards, ranges, stream, stack, var_stack, prod, row_sums, y, n_threads):
                         tally += t
             for c0 in range(0, B if exact is None and bits is None and prod is None and stack is None else 0,
                             spec.batch_chunk):
@@ -405,13 +405,12 @@ class CpuTile:
             self._tables_ok = table_blocks(xb.a_gemm, xb.spec.dac_bits == 1 and xb.gemm_dtype() == np.float32)
         return self._tables_ok
 
-    def _shares(self, u, chunks, ranges, stream: tuple[int, int], stack, var_stack, prod, row_sums, y: np.ndarray,
+    def _shares(self, u, shards, ranges, stream: tuple[int, int], stack, var_stack, prod, row_sums, y: np.ndarray,
                 n_threads: int) -> list[Tally]:
         """:meth:`_shard_fused`'s numbers where every row block takes the tables (``stack``) or the tiles (``prod``):
-        one kernel per thread that takes the shards of every chunk (``chunks``: each chunk's shards) as they come
+        one kernel per thread that takes ``shards`` (every chunk's, in order, contiguous) as they come
         (:mod:`cimsim.kernels_shares`) and writes their rows of ``y``; returns each shard's tally, in order."""
         xb = self.xb
-        shards = [sh for chunk in chunks for sh in chunk]
         S, R = len(shards), len(xb.row_blocks)
         edges = np.array([shards[0][0]] + [b1 for _, b1 in shards], dtype=np.int64)
         nz, cl, cond = np.zeros(S, dtype=np.int64), np.zeros(S, dtype=np.int64), np.zeros((S, R))
