@@ -271,9 +271,8 @@ def share_tables(counter, edges, u, k0s, k1s, shifts, neg_top, stack, var, noisy
                  slab_most, g, rw, n_out, offset, row_sums, with_offset, y, nz, cl, cond):
     """A call's shards (examples ``edges[j] .. edges[j + 1]``; the arguments from ``u`` to ``slab_most``:
     :func:`share_tables_args`) taken one by one from ``counter`` (:func:`cimsim.kernels_shares.take_next`) until none
-    is left, each in one pass: per row block and slab of
-    ``min(slab_most, cycles x examples)`` stacked rows, :func:`table_rows` from ``stack`` (:func:`kept_table_stack`)
-    then the ADC epilogue (:func:`cimsim.kernels.adc_rows`), the numbers of that loop in Python
+    is left, each in one pass: per row block and slab of ``min(slab_most, cycles x examples)`` stacked rows,
+    :func:`table_rows` from ``stack`` (:func:`kept_table_stack`) then the ADC epilogue (:func:`cimsim.kernels.adc_rows`), the numbers of that loop in Python
     (:meth:`cimsim.crossbar_cpu.CpuTile._shard_fused`); then the shards' rows of ``y`` and counts
     (:func:`cimsim.kernels_shares.finish_shard`). One call per thread, holding no lock."""
     R, T, cols = stack.shape[0], shifts.shape[0], stack.shape[3]
