@@ -14,7 +14,9 @@ into one stacked (cycles x batch, rows) operand (:func:`cimsim.kernels.stack_dig
   with their place values, the read noise of the sum is one Gaussian per conversion with the summed
   variance, the readout operation (:mod:`cimsim.readouts`) converts it, and the digital side shifts and
   adds. A conversion of one cycle and one row block computes its column values as earlier versions did
-  (float32 sums).
+  (float32 sums). Its methods live in :mod:`cimsim.crossbar_general`; a readout whose buffered values carry an
+  error relative to themselves (CASCADE) takes the values and their variances from one product per row block
+  where every number is an exact integer (:mod:`cimsim.kernels_buffered`: the same numbers).
 
 Two integer paths give the fused path's numbers without its float products where the levels are integers and
 nothing is noisy: the lossless path (converters that return every column value: one exact product,
@@ -37,11 +39,11 @@ from functools import lru_cache
 import numpy as np
 
 from cimsim import kernels_amx, kernels_tables
+from cimsim.crossbar_general import GeneralPath
 from cimsim.crossbar_layout import Tally
 from cimsim.encoding import plane_layout
-from cimsim.engine_threads import blas_controller, fixed_shares, parallel_map, threads  # noqa: F401 (re-exported)
-from cimsim.kernels import (PlacedNormals, adc_accumulate_rows, digit_tables, digit_tally, placed_normals,
-                            stack_digits)
+from cimsim.engine_threads import blas_controller, fixed_shares, parallel_map, taken_shares, threads  # noqa: F401
+from cimsim.kernels import adc_accumulate_rows, digit_tables, digit_tally, stack_digits
 from cimsim.kernels_bits import bit_serial_rows, group_tables, weighted_columns
 from cimsim.kernels_shares import row_conductance, share_tallies, stack_rows
 from cimsim.kernels_tables import call_tables, kept_table_stack, stack_variances, table_blocks, table_rows
@@ -90,7 +92,7 @@ _NO_VAR = np.zeros(1)   # table_rows' variance argument where it draws no read n
 FUSED_ROWS = 256
 
 
-class CpuTile:
+class CpuTile(GeneralPath):
     """The forward pass of one :class:`cimsim.crossbar.Crossbar` on the CPU."""
 
     # take the lossless integer path where it applies (:meth:`_lossless`); False: always cut bit planes
@@ -366,17 +368,18 @@ class CpuTile:
                 if shards:
                     for t in self._shares(u, shards, ranges, stream, stack, var_stack, prod, row_sums, y, n_threads):
                         tally += t
-            for c0 in range(0, B if exact is None and bits is None and prod is None and stack is None else 0,
-                            spec.batch_chunk):
-                c1 = min(c0 + spec.batch_chunk, B)
-                shards = self._shards(c0, c1, per_example, xb.cycles, 1 if fused else GENERAL_SHARDS)
+            if exact is None and bits is None and prod is None and stack is None:
+                # every chunk's shards (the same shards, in order) in one launch, taken by the threads as they come
+                # free: a thread's memory is one shard's, and the tallies are added in shard order
+                times = 1 if fused else GENERAL_SHARDS
+                shards = [sh for c0 in range(0, B, spec.batch_chunk)
+                          for sh in self._shards(c0, min(c0 + spec.batch_chunk, B), per_example, xb.cycles, times)]
                 if fused:
                     work = lambda sh: self._shard_fused(u, sh[0], sh[1], ranges, stream, tables)  # noqa: E731
                 else:
                     work = lambda sh: self._shard(u, sh[0], sh[1], ranges, stream)  # noqa: E731
                 finish = lambda sh: self._finish_shard(sh, work, row_sums, y)  # noqa: E731
-                for t in (fixed_shares(finish, shards, n_threads) if len(shards) > 1 and n_threads > 1
-                          else [finish(sh) for sh in shards]):   # the tallies in shard order
+                for t in taken_shares(finish, shards, n_threads):
                     tally += t
         if xb.slices.offset and (exact is not None or bits is not None):
             y -= xb.slices.offset * row_sums[:, None]
@@ -499,98 +502,3 @@ class CpuTile:
             tally.nonzero_digits += nz
             tally.conductance_s += row_conductance(sqsum, xb.g_rowsum[i]) * xb.spec.cell.read_time_s
         return acc, tally
-
-    def _shard(self, u, b0: int, b1: int, ranges, stream: tuple[int, int]):
-        """Every readout and scope (see the module docstring), examples b0..b1: (acc (batch, readout
-        columns) before the column weights, tally)."""
-        xb = self.xb
-        spec, op = xb.spec, xb.readout_op
-        nb = b1 - b0
-        acc = np.zeros((max(nb, 0), xb.readout_columns))
-        tally = Tally()
-        if nb <= 0:
-            return acc, tally
-        shifts, _ = plane_layout(spec.input_bits, spec.dac_bits)
-        T = len(shifts)
-        scope = spec.conversion
-        digits: dict[int, np.ndarray] = {}
-        for i in range(len(xb.row_blocks)):   # the reads: digits, non-zero count and conductance-seconds
-            xs, _, nz, sqsum = self._digits(u, b0, b1, i, False)
-            digits[i] = xs
-            tally.nonzero_digits += nz
-            tally.conductance_s += row_conductance(sqsum, xb.g_rowsum[i]) * spec.cell.read_time_s
-        scales, thresholds = xb.column_scales, xb.column_thresholds
-        domains, groups = scope.block_groups(len(xb.row_blocks)), scope.cycle_groups(T)
-        slots = len(domains) * len(groups)        # conversions per example and column: the draws' places
-        for d, blocks in enumerate(domains):
-            lo, lsb = ranges[d]
-            for gi, (t0, t1) in enumerate(groups):
-                place = (*stream, b0, slots, gi * len(domains) + d)
-                if len(blocks) == 1 and t1 - t0 == 1 and not op.relative_sigma:
-                    v = self._cycle_value(digits[blocks[0]], blocks[0], t0, nb, place)
-                else:
-                    v = self._analog_sum(digits, blocks, t0, t1, shifts, nb, place)
-                scale = None if scales is None else scales[blocks[0]] if scales.ndim == 2 else scales[blocks[0], t0]
-                if scale is not None:
-                    v = v / scale                    # comparator reference = threshold x scale
-                conv, normals = op.over_blocks(len(blocks)), PlacedNormals(*place)
-                if thresholds is None:
-                    values, clipped = conv.convert(v, lo, lsb, normals, spec.pair_readout)
-                else:                                # each column's own (learned) threshold
-                    thr = thresholds[blocks[0]] if thresholds.ndim == 2 else thresholds[blocks[0], t0]
-                    values, clipped = conv.convert(v, lo, lsb, normals, spec.pair_readout, delta=thr)
-                tally.clipped += clipped
-                if op.decides:
-                    tally.decisions += float(np.count_nonzero(values))
-                acc += 2.0 ** shifts[t0] * (values if scale is None else values * scale)
-        return acc, tally
-
-    def _cycle_value(self, xs, i: int, t: int, nb: int, place: tuple) -> np.ndarray:
-        """One cycle's column values of row block i with their read noise (in the GEMM's precision)."""
-        xb = self.xb
-        xp = xs[t * nb:(t + 1) * nb]
-        v = xp @ xb.ro_a_gemm[i]
-        if xb.spec.pair_readout or xb.column_scales is not None:
-            v = v.astype(np.float64)   # the pair/scaled readout has always added its noise in float64
-        var = xb.ro_var[i]
-        if var is None:
-            return v
-        std = np.sqrt((xp * xp) @ var)
-        std = std[:, None] if std.ndim == 1 else std
-        return v + std * placed_normals(v.shape, *place).astype(v.dtype, copy=False)
-
-    def _analog_sum(self, digits, blocks, t0: int, t1: int, shifts, nb: int, place: tuple) -> np.ndarray:
-        """The analog sum over row blocks ``blocks`` and cycles t0..t1 of the column values, each cycle weighted
-        by its place value relative to t0, plus one Gaussian per conversion with the summed read-noise variance and,
-        for a readout with a ``relative_sigma`` r, each written value's relative error: ``w**2 r**2 (s**2 + d**2) / 2``
-        per block and cycle, ``d`` the converted value and ``s`` its lines' sum (:meth:`Crossbar.line_sum`); where the
-        scope sums weight slices, each slice's ``d`` and ``s`` (:meth:`Crossbar.slice_values`) with its place value
-        squared within the group (float64: the sum can exceed float32's exact integers)."""
-        xb = self.xb
-        r = xb.readout_op.relative_sigma
-        grouped = xb.spec.conversion.slices != 1
-        m2 = xb.slice_group_matrix() ** 2 if grouped and r else None
-        v = np.zeros((nb, xb.readout_columns))
-        var_sum = None
-        for i in blocks:
-            var = xb.ro_var[i]
-            for t in range(t0, t1):
-                w = 2.0 ** (shifts[t] - shifts[t0])
-                xp = digits[i][t * nb:(t + 1) * nb]
-                d = (xp @ xb.ro_a_gemm[i]).astype(np.float64, copy=False)
-                v += w * d
-                if r:
-                    sl = (xp @ xb.line_sum(i)).astype(np.float64, copy=False)
-                    if grouped:   # each slice's buffered value carries its own error, summed with place values
-                        ds = (xp @ xb.slice_values(i)).astype(np.float64, copy=False)
-                        s2 = (w * r) ** 2 * 0.5 * xb.group_slices(sl * sl + ds * ds, m2)
-                    else:
-                        s2 = (w * r) ** 2 * 0.5 * (sl * sl + d * d)
-                    var_sum = s2 if var_sum is None else var_sum + s2
-                if var is not None:
-                    s2 = (xp * xp) @ var
-                    s2 = s2[:, None] if s2.ndim == 1 else s2
-                    var_sum = w * w * s2 if var_sum is None else var_sum + w * w * s2
-        if var_sum is not None:
-            v += np.sqrt(var_sum) * placed_normals(v.shape, *place)
-        return v

@@ -79,6 +79,31 @@ def fixed_shares(fn, items, n_threads: int) -> list:
     return out
 
 
+def taken_shares(fn, items, n_threads: int) -> list:
+    """``[fn(item) for item in items]`` on ``min(n_threads, len(items))`` of the engine's threads, each taking the
+    next item not yet taken until none is left (as the share kernels take shards, :func:`cimsim.kernels_shares.take_next`):
+    a thread slowed by its core's neighbours or by waiting for the interpreter's lock takes fewer. Results in the
+    items' order. Called from one of the engine's threads it runs there, in order."""
+    items = list(items)
+    n = min(n_threads, len(items))
+    if n < 2 or threading.current_thread().name.startswith(_WORKER):
+        return [fn(item) for item in items]
+    out = [None] * len(items)
+    taken, lock = [0], threading.Lock()
+
+    def share(_k: int) -> None:
+        while True:
+            with lock:
+                j = taken[0]
+                taken[0] += 1
+            if j >= len(items):
+                return
+            out[j] = fn(items[j])
+
+    list(pool().map(share, range(n)))
+    return out
+
+
 CPU_PRODUCTS = ("auto", "tables", "amx")
 
 

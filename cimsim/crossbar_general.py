@@ -1,0 +1,162 @@
+"""The CPU backend's general path (every readout, pair readout, column scales, every conversion scope): per
+(row blocks, cycles) of one conversion, the column values of each cycle ``x_t @ A`` summed in analog with their place
+values, one Gaussian per conversion with the summed read-noise variance, the readout operation
+(:mod:`cimsim.readouts`) converting it, and the digital side's shift and add (:class:`GeneralPath`, a part of
+:class:`cimsim.crossbar_cpu.CpuTile`). Where each buffered value is written with an error relative to itself and
+every number is an exact integer, the sums come from one product per row block and group of cycles
+(:mod:`cimsim.kernels_buffered`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cimsim.crossbar_layout import Tally
+from cimsim.encoding import plane_layout
+from cimsim.kernels import PlacedNormals, placed_normals
+from cimsim.kernels_buffered import buffered_sums, exact_integers
+from cimsim.kernels_shares import row_conductance
+
+
+class GeneralPath:
+    """The general path's methods of :class:`cimsim.crossbar_cpu.CpuTile` (which provides ``xb`` and ``_digits``)."""
+
+    _buffered_key = None   # the level matrices _buffered was built from
+    _buffered = None       # (lo, hi, m, m**2) for buffered_sums, or False where numpy's products are kept
+
+    def _buffered_static(self):
+        """The slice groups and place values :func:`buffered_sums` takes, or False where its numbers would not be
+        numpy's (:func:`cimsim.kernels_buffered.exact_integers`); cached per level matrices."""
+        xb = self.xb
+        if self._buffered_key is not xb.a_gemm:
+            lo_d, hi_d = xb.digit_range()
+            m = xb.slice_group_matrix()
+            ok = all(w is None for w in xb._a_wide) and exact_integers(
+                xb.a_gemm, [k1 - k0 for k0, k1 in xb.row_blocks], max(abs(lo_d), abs(hi_d)), m, xb.gemm_dtype())
+            groups = np.array(xb.slice_groups, dtype=np.int64).reshape(-1, 2)
+            self._buffered_key = xb.a_gemm
+            self._buffered = (groups[:, 0].copy(), groups[:, 1].copy(), m, m * m) if ok else False
+        return self._buffered
+
+    def _shard(self, u, b0: int, b1: int, ranges, stream: tuple[int, int]):
+        """Every readout and scope (see the module docstring), examples b0..b1: (acc (batch, readout
+        columns) before the column weights, tally)."""
+        xb = self.xb
+        spec, op = xb.spec, xb.readout_op
+        nb = b1 - b0
+        acc = np.zeros((max(nb, 0), xb.readout_columns))
+        tally = Tally()
+        if nb <= 0:
+            return acc, tally
+        shifts, _ = plane_layout(spec.input_bits, spec.dac_bits)
+        T = len(shifts)
+        scope = spec.conversion
+        digits: dict[int, np.ndarray] = {}
+        for i in range(len(xb.row_blocks)):   # the reads: digits, non-zero count and conductance-seconds
+            xs, _, nz, sqsum = self._digits(u, b0, b1, i, False)
+            digits[i] = xs
+            tally.nonzero_digits += nz
+            tally.conductance_s += row_conductance(sqsum, xb.g_rowsum[i]) * spec.cell.read_time_s
+        scales, thresholds = xb.column_scales, xb.column_thresholds
+        domains, groups = scope.block_groups(len(xb.row_blocks)), scope.cycle_groups(T)
+        slots = len(domains) * len(groups)        # conversions per example and column: the draws' places
+        for d, blocks in enumerate(domains):
+            lo, lsb = ranges[d]
+            for gi, (t0, t1) in enumerate(groups):
+                place = (*stream, b0, slots, gi * len(domains) + d)
+                if len(blocks) == 1 and t1 - t0 == 1 and not op.relative_sigma:
+                    v = self._cycle_value(digits[blocks[0]], blocks[0], t0, nb, place)
+                else:
+                    v = self._analog_sum(digits, blocks, t0, t1, shifts, nb, place)
+                scale = None if scales is None else scales[blocks[0]] if scales.ndim == 2 else scales[blocks[0], t0]
+                if scale is not None:
+                    v = v / scale                    # comparator reference = threshold x scale
+                conv, normals = op.over_blocks(len(blocks)), PlacedNormals(*place)
+                if thresholds is None:
+                    values, clipped = conv.convert(v, lo, lsb, normals, spec.pair_readout)
+                else:                                # each column's own (learned) threshold
+                    thr = thresholds[blocks[0]] if thresholds.ndim == 2 else thresholds[blocks[0], t0]
+                    values, clipped = conv.convert(v, lo, lsb, normals, spec.pair_readout, delta=thr)
+                tally.clipped += clipped
+                if op.decides:
+                    tally.decisions += float(np.count_nonzero(values))
+                acc += 2.0 ** shifts[t0] * (values if scale is None else values * scale)
+        return acc, tally
+
+    def _cycle_value(self, xs, i: int, t: int, nb: int, place: tuple) -> np.ndarray:
+        """One cycle's column values of row block i with their read noise (in the GEMM's precision)."""
+        xb = self.xb
+        xp = xs[t * nb:(t + 1) * nb]
+        v = xp @ xb.ro_a_gemm[i]
+        if xb.spec.pair_readout or xb.column_scales is not None:
+            v = v.astype(np.float64)   # the pair/scaled readout has always added its noise in float64
+        var = xb.ro_var[i]
+        if var is None:
+            return v
+        std = np.sqrt((xp * xp) @ var)
+        std = std[:, None] if std.ndim == 1 else std
+        return v + std * placed_normals(v.shape, *place).astype(v.dtype, copy=False)
+
+    def _analog_sum(self, digits, blocks, t0: int, t1: int, shifts, nb: int, place: tuple) -> np.ndarray:
+        """The analog sum over row blocks ``blocks`` and cycles t0..t1 of the column values, each cycle weighted
+        by its place value relative to t0, plus one Gaussian per conversion with the summed read-noise variance and,
+        for a readout with a ``relative_sigma`` r, each written value's relative error: ``w**2 r**2 (s**2 + d**2) / 2``
+        per block and cycle, ``d`` the converted value and ``s`` its lines' sum (:meth:`Crossbar.line_sum`); where the
+        scope sums weight slices, each slice's ``d`` and ``s`` (:meth:`Crossbar.slice_values`) with its place value
+        squared within the group (float64: the sum can exceed float32's exact integers)."""
+        xb = self.xb
+        r = xb.readout_op.relative_sigma
+        grouped = xb.spec.conversion.slices != 1
+        m2 = xb.slice_group_matrix() ** 2 if grouped and r else None
+        fast = self._buffered_static() if r else False
+        if fast:
+            return self._buffered_sum(digits, blocks, t0, t1, shifts, nb, place, fast)
+        v = np.zeros((nb, xb.readout_columns))
+        var_sum = None
+        for i in blocks:
+            var = xb.ro_var[i]
+            for t in range(t0, t1):
+                w = 2.0 ** (shifts[t] - shifts[t0])
+                xp = digits[i][t * nb:(t + 1) * nb]
+                d = (xp @ xb.ro_a_gemm[i]).astype(np.float64, copy=False)
+                v += w * d
+                if r:
+                    sl = (xp @ xb.line_sum(i)).astype(np.float64, copy=False)
+                    if grouped:   # each slice's buffered value carries its own error, summed with place values
+                        ds = (xp @ xb.slice_values(i)).astype(np.float64, copy=False)
+                        s2 = (w * r) ** 2 * 0.5 * xb.group_slices(sl * sl + ds * ds, m2)
+                    else:
+                        s2 = (w * r) ** 2 * 0.5 * (sl * sl + d * d)
+                    var_sum = s2 if var_sum is None else var_sum + s2
+                if var is not None:
+                    s2 = (xp * xp) @ var
+                    s2 = s2[:, None] if s2.ndim == 1 else s2
+                    var_sum = w * w * s2 if var_sum is None else var_sum + w * w * s2
+        if var_sum is not None:
+            v += np.sqrt(var_sum) * placed_normals(v.shape, *place)
+        return v
+
+    def _buffered_sum(self, digits, blocks, t0: int, t1: int, shifts, nb: int, place: tuple, fast) -> np.ndarray:
+        """:meth:`_analog_sum` for a readout with a relative error where every number is an exact integer
+        (:meth:`_buffered_static`): per row block one product of the group's cycles with the level matrix
+        (transposed: examples last), the values and variances from it by :func:`buffered_sums`; numpy's numbers."""
+        xb = self.xb
+        r = xb.readout_op.relative_sigma
+        vt = np.zeros((xb.readout_columns, nb))
+        var_t = np.empty_like(vt)
+        first = True
+        for i in blocks:
+            var = xb.ro_var[i]
+            qt = xb.a_gemm[i].T @ digits[i][t0 * nb:t1 * nb].T   # every line's value, (physical columns, cycles x nb)
+            for t in range(t0, t1):
+                w = 2.0 ** (shifts[t] - shifts[t0])
+                buffered_sums(qt, (t - t0) * nb, nb, *fast, xb.spec.pair_readout, xb.n_polarity, xb.out_features, w,
+                              (w * r) ** 2 * 0.5, vt, var_t, first)
+                first = False
+                if var is not None:   # the cells' read noise, added after the buffer's as numpy's path adds it
+                    xp = digits[i][t * nb:(t + 1) * nb]
+                    s2 = (xp * xp) @ var
+                    s2 = s2[:, None] if s2.ndim == 1 else s2
+                    var_t += (w * w * s2).T
+        v = np.ascontiguousarray(vt.T)
+        v += np.sqrt(var_t.T) * placed_normals(v.shape, *place)
+        return v
