@@ -13,29 +13,53 @@ import numpy as np
 from cimsim.crossbar_layout import Tally
 from cimsim.encoding import plane_layout
 from cimsim.kernels import PlacedNormals, placed_normals
-from cimsim.kernels_buffered import buffered_sums, exact_integers
+from cimsim.kernels_buffered import buffered_sums, digit_masks, exact_integers, level_planes, popcount_sums
 from cimsim.kernels_shares import row_conductance
 
 
 class GeneralPath:
     """The general path's methods of :class:`cimsim.crossbar_cpu.CpuTile` (which provides ``xb`` and ``_digits``)."""
 
-    _buffered_key = None   # the level matrices _buffered was built from
-    _buffered = None       # (lo, hi, m, m**2) for buffered_sums, or False where numpy's products are kept
+    # (the level matrices it was built from, _buffered_static's result), replaced as one object: a thread never
+    # sees one half of it new and the other old
+    _buffered = (None, False)
 
     def _buffered_static(self):
-        """The slice groups and place values :func:`buffered_sums` takes, or False where its numbers would not be
-        numpy's (:func:`cimsim.kernels_buffered.exact_integers`); cached per level matrices."""
+        """``((lo, hi, m, m**2), planes)``: the slice groups and place values :func:`buffered_sums` takes, and per
+        row block the levels' bit planes where the lines' values are counted instead (:func:`popcount_sums`: one-bit
+        unsigned digits, blocks of at most 64 rows, small integer levels, no read noise) or None; False where the
+        kernels' numbers would not be numpy's (:func:`cimsim.kernels_buffered.exact_integers`). Cached per level
+        matrices."""
         xb = self.xb
-        if self._buffered_key is not xb.a_gemm:
+        key, value = self._buffered
+        if key is not xb.a_gemm:
+            key = xb.a_gemm
             lo_d, hi_d = xb.digit_range()
             m = xb.slice_group_matrix()
-            ok = all(w is None for w in xb._a_wide) and exact_integers(
-                xb.a_gemm, [k1 - k0 for k0, k1 in xb.row_blocks], max(abs(lo_d), abs(hi_d)), m, xb.gemm_dtype())
-            groups = np.array(xb.slice_groups, dtype=np.int64).reshape(-1, 2)
-            self._buffered_key = xb.a_gemm
-            self._buffered = (groups[:, 0].copy(), groups[:, 1].copy(), m, m * m) if ok else False
-        return self._buffered
+            value = False
+            if all(w is None for w in xb._a_wide) and exact_integers(
+                    key, [k1 - k0 for k0, k1 in xb.row_blocks], max(abs(lo_d), abs(hi_d)), m, xb.gemm_dtype()):
+                groups = np.array(xb.slice_groups, dtype=np.int64).reshape(-1, 2)
+                planes = [level_planes(a) for a in key] if xb.spec.dac_bits == 1 and not xb.spec.input_signed \
+                    and all(v is None for v in xb.ro_var) else [None]
+                value = ((groups[:, 0].copy(), groups[:, 1].copy(), m, m * m),
+                         planes if all(p is not None for p in planes) else None)
+            self._buffered = (key, value)
+        return value
+
+    def _block_digits(self, u, b0: int, b1: int, i: int):
+        """(digits of row block i, examples b0..b1, non-zero count, digit**2 per row): stacked (cycles x examples,
+        rows) in the GEMM's type, or (cycles, examples) words of one-bit digits where :meth:`_analog_sum` counts the
+        lines' values (:func:`cimsim.kernels_buffered.digit_masks`)."""
+        xb = self.xb
+        static = self._buffered_static() if xb.readout_op.relative_sigma else False
+        if not static or static[1] is None:
+            xs, _, nz, sqsum = self._digits(u, b0, b1, i, False)
+            return xs, nz, sqsum
+        shifts = np.asarray(plane_layout(xb.spec.input_bits, xb.spec.dac_bits)[0], dtype=np.int64)
+        k0, k1 = xb.row_blocks[i]
+        xs, sqsum = np.empty((len(shifts), b1 - b0), dtype=np.int64), np.zeros(k1 - k0, dtype=np.int64)
+        return xs, int(digit_masks(u, b0, b1 - b0, k0, k1, shifts, xs, sqsum)), sqsum
 
     def _shard(self, u, b0: int, b1: int, ranges, stream: tuple[int, int]):
         """Every readout and scope (see the module docstring), examples b0..b1: (acc (batch, readout
@@ -52,7 +76,7 @@ class GeneralPath:
         scope = spec.conversion
         digits: dict[int, np.ndarray] = {}
         for i in range(len(xb.row_blocks)):   # the reads: digits, non-zero count and conductance-seconds
-            xs, _, nz, sqsum = self._digits(u, b0, b1, i, False)
+            xs, nz, sqsum = self._block_digits(u, b0, b1, i)
             digits[i] = xs
             tally.nonzero_digits += nz
             tally.conductance_s += row_conductance(sqsum, xb.g_rowsum[i]) * spec.cell.read_time_s
@@ -107,9 +131,9 @@ class GeneralPath:
         r = xb.readout_op.relative_sigma
         grouped = xb.spec.conversion.slices != 1
         m2 = xb.slice_group_matrix() ** 2 if grouped and r else None
-        fast = self._buffered_static() if r else False
-        if fast:
-            return self._buffered_sum(digits, blocks, t0, t1, shifts, nb, place, fast)
+        static = self._buffered_static() if r else False
+        if static:
+            return self._buffered_sum(digits, blocks, t0, t1, shifts, nb, place, *static)
         v = np.zeros((nb, xb.readout_columns))
         var_sum = None
         for i in blocks:
@@ -135,7 +159,8 @@ class GeneralPath:
             v += np.sqrt(var_sum) * placed_normals(v.shape, *place)
         return v
 
-    def _buffered_sum(self, digits, blocks, t0: int, t1: int, shifts, nb: int, place: tuple, fast) -> np.ndarray:
+    def _buffered_sum(self, digits, blocks, t0: int, t1: int, shifts, nb: int, place: tuple, fast, planes
+                      ) -> np.ndarray:
         """:meth:`_analog_sum` for a readout with a relative error where every number is an exact integer
         (:meth:`_buffered_static`): per row block one product of the group's cycles with the level matrix
         (transposed: examples last), the values and variances from it by :func:`buffered_sums`; numpy's numbers."""
@@ -146,11 +171,16 @@ class GeneralPath:
         first = True
         for i in blocks:
             var = xb.ro_var[i]
-            qt = xb.a_gemm[i].T @ digits[i][t0 * nb:t1 * nb].T   # every line's value, (physical columns, cycles x nb)
+            # every line's value, (physical columns, cycles x nb), or counted from words of digits
+            qt = None if planes is not None else xb.a_gemm[i].T @ digits[i][t0 * nb:t1 * nb].T
             for t in range(t0, t1):
                 w = 2.0 ** (shifts[t] - shifts[t0])
-                buffered_sums(qt, (t - t0) * nb, nb, *fast, xb.spec.pair_readout, xb.n_polarity, xb.out_features, w,
-                              (w * r) ** 2 * 0.5, vt, var_t, first)
+                if planes is not None:
+                    popcount_sums(digits[i], t, planes[i], *fast, xb.spec.pair_readout, xb.n_polarity,
+                                  xb.out_features, w, (w * r) ** 2 * 0.5, vt, var_t, first)
+                else:
+                    buffered_sums(qt, (t - t0) * nb, nb, *fast, xb.spec.pair_readout, xb.n_polarity,
+                                  xb.out_features, w, (w * r) ** 2 * 0.5, vt, var_t, first)
                 first = False
                 if var is not None:   # the cells' read noise, added after the buffer's as numpy's path adds it
                     xp = digits[i][t * nb:(t + 1) * nb]

@@ -16,12 +16,25 @@ The numbers are numpy's bit for bit where every one of them is an integer that i
 grouped sums and the squares' weighted sums within float64's. Then any order of summation gives the same value, and
 the only rounding left is the final scaling by ``(w r)**2 / 2``, done as numpy does it. Elsewhere (noisy levels off
 the integers, very wide sums) the caller keeps numpy's three products.
+
+Where the digits are one unsigned bit, a row block has at most 64 rows and the levels are small non-negative integers
+(CASCADE's 64-row arrays of one-bit cells), there is no product at all: each example's digits of a cycle are one
+64-bit word (:func:`digit_masks`), each line's levels a few bit planes (:func:`level_planes`), and a line's value
+``sum_p 2**p popcount(digits & plane_p)`` (:func:`popcount_sums`), the same integer.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from cimsim import numba_target
+from cimsim.fileio import numba_cache_fallback
+
+numba_cache_fallback()   # before numba loads (see cimsim.kernels)
+numba_target.configure()   # 512-bit vectors where the CPU has AVX-512 (cimsim.numba_target)
+from numba import njit  # noqa: E402
+
+from cimsim.kernels_bits import _ctpop  # noqa: E402
 
 # float32 and float64 hold every integer of magnitude up to 2**24 and 2**53
 _EXACT = {np.dtype(np.float32): float(2 ** 24), np.dtype(np.float64): float(2 ** 53)}
@@ -84,3 +97,91 @@ def buffered_sums(qt, r0, nb, lo, hi, m, m2, pair, polarities, n_out, w, c2, vt,
                 vo[r] = vo[r] + w * d[r]
                 t = c2 * (2.0 * s[r])
                 so[r] = t if first else so[r] + t
+
+
+# the popcount path's limits: one 64-bit word of digits per row block and cycle, levels of a few bits
+WORD_ROWS = 64
+PLANE_BITS_MAX = 4
+
+
+def level_planes(a: np.ndarray) -> np.ndarray | None:
+    """A row block's integer levels ``a`` (rows <= 64, physical columns), non-negative and below
+    ``2**PLANE_BITS_MAX``, as bit planes: (planes, columns) int64, bit k of plane p of column j = bit p of
+    ``a[k, j]``; None where they are not such levels."""
+    rows = a.shape[0]
+    if rows > WORD_ROWS or a.size == 0 or not np.array_equal(a, np.round(a)) or a.min() < 0 \
+            or a.max() >= 2 ** PLANE_BITS_MAX:
+        return None
+    lv = a.astype(np.int64)
+    n = max(1, int(lv.max()).bit_length())
+    weight = np.left_shift(np.int64(1), np.arange(rows, dtype=np.int64))[:, None]
+    return np.stack([(((lv >> p) & 1) * weight).sum(axis=0) for p in range(n)]).astype(np.int64)
+
+
+@njit(cache=True, nogil=True)
+def digit_masks(u, b0, nb, k0, k1, shifts, masks, sqsum):  # pragma: no cover - numba
+    """One-bit digits of examples b0 .. b0 + nb and rows k0 .. k1 (at most 64) of every cycle as words:
+    ``masks[t, b - b0]`` has bit k where bit ``shifts[t]`` of ``u[b, k0 + k]`` is set. Adds each row's count of
+    set digits (its digits' squares) to ``sqsum`` and returns the count of non-zero digits: what
+    :func:`cimsim.kernels.stack_digits` gives for these one-bit, unsigned digits."""
+    T = shifts.shape[0]
+    rows = k1 - k0
+    read = np.int64(0)   # the bits the cycles read
+    for t in range(T):
+        read |= np.int64(1) << shifts[t]
+    nonzero = 0
+    for r in range(nb):
+        src = u[b0 + r, k0:k1]
+        for t in range(T):
+            sh = shifts[t]
+            word = np.int64(0)
+            for k in range(rows):
+                word |= ((np.int64(src[k]) >> sh) & 1) << k
+            masks[t, r] = word
+        for k in range(rows):
+            c = _ctpop(np.int64(src[k]) & read)
+            sqsum[k] += c
+            nonzero += c
+    return nonzero
+
+
+@njit(cache=True, nogil=True)
+def popcount_sums(masks, t, planes, lo, hi, m, m2, pair, polarities, n_out, w, c2, vt, var_t, first):  # pragma: no cover
+    """:func:`buffered_sums` with each line's value of cycle ``t`` counted, not multiplied: for one-bit digits
+    (``masks``, :func:`digit_masks`) and levels in bit planes (``planes``, :func:`level_planes`), a line's value
+    is ``sum_p 2**p popcount(digits & plane_p)``, an integer: the same numbers as the product."""
+    nb = masks.shape[1]
+    P = planes.shape[0]
+    per = n_out if pair else polarities * n_out
+    x = masks[t]
+    d = np.empty(nb)
+    s = np.empty(nb)
+    qa = np.empty(nb, dtype=np.int64)
+    qb = np.zeros(nb, dtype=np.int64)
+    for g in range(lo.shape[0]):
+        for c in range(per):
+            d[:] = 0.0
+            s[:] = 0.0
+            for sl in range(lo[g], hi[g]):
+                mg, mg2 = m[sl, g], m2[sl, g]
+                ja = 2 * sl * n_out + c if pair else sl * per + c
+                qa[:] = 0
+                for p in range(P):   # each line's value: its planes' counts (words: vector instructions)
+                    pa = planes[p, ja]
+                    for r in range(nb):
+                        qa[r] += _ctpop(x[r] & pa) << p
+                if pair:
+                    qb[:] = 0
+                    for p in range(P):
+                        pb = planes[p, ja + n_out]
+                        for r in range(nb):
+                            qb[r] += _ctpop(x[r] & pb) << p
+                for r in range(nb):
+                    fa, fb = np.float64(qa[r]), np.float64(qb[r])
+                    d[r] += mg * (fa - fb)
+                    s[r] += mg2 * (fa * fa + fb * fb)
+            vo, so = vt[g * per + c], var_t[g * per + c]
+            for r in range(nb):
+                vo[r] = vo[r] + w * d[r]
+                u = c2 * (2.0 * s[r])
+                so[r] = u if first else so[r] + u

@@ -14,7 +14,9 @@ from cimsim import crossbar_cpu
 from cimsim.crossbar_general import GeneralPath
 from cimsim.encoding import plane_layout
 from cimsim.engine_threads import taken_shares
-from cimsim.kernels_buffered import buffered_sums, exact_integers
+from cimsim.kernels import stack_digits
+from cimsim.kernels_buffered import (buffered_sums, digit_masks, exact_integers, level_planes,
+                                      popcount_sums)
 from cimsim.readouts import ConversionScope
 
 
@@ -81,6 +83,7 @@ def _cascade_specs():
         "offset-columns": replace(a8, signed="offset", pair_readout=False),
         "read-noise": replace(a8, cell=replace(a8.cell, read_sigma_frac=0.02)),
         "programming-noise": replace(a8, cell=replace(a8.cell, prog_sigma_frac=0.05)),
+        "two-bit-cells": replace(a8, cell_bits=2),
     }
 
 
@@ -101,7 +104,7 @@ def test_cascade_gives_numpys_numbers_on_any_thread_count(monkeypatch, name):
             monkeypatch.setattr(GeneralPath, "_buffered_static", lambda self: False)
         # the analog sums themselves (values and noise before the converter) over every row block, cycles 2..4
         xb = cimsim.Crossbar(W, spec, seed=5)
-        digits = {i: xb._cpu._digits(xb.digit_source(x), 0, 70, i, False)[0] for i in range(len(xb.row_blocks))}
+        digits = {i: xb._cpu._block_digits(xb.digit_source(x), 0, 70, i)[0] for i in range(len(xb.row_blocks))}
         sums[kernel] = xb._cpu._analog_sum(digits, list(digits), 2, 4, plane_layout(8, 1)[0], 70, (3, 4, 0, 8, 1))
         for n in (1, 3):
             monkeypatch.setenv("CIMSIM_THREADS", str(n))
@@ -109,7 +112,11 @@ def test_cascade_gives_numpys_numbers_on_any_thread_count(monkeypatch, name):
             xb.calibrate(x[:32])
             runs[kernel, n] = (xb(x), xb.ledger.to_dict())
             if kernel:
-                assert (xb._cpu._buffered is not False) == (name != "programming-noise")
+                static = xb._cpu._buffered_static()
+                assert bool(static) == (name != "programming-noise")
+                # the lines' values counted from words of digits wherever the digits are one unsigned bit and no
+                # cell's read noise needs them as numbers
+                assert (static and static[1] is not None) == (name not in ("programming-noise", "read-noise"))
     assert np.array_equal(sums[True], sums[False])
     ref = runs[False, 1]
     for key, (y, ledger) in runs.items():
@@ -134,3 +141,37 @@ def test_threads_take_the_general_paths_shards_as_they_come_free():
     done.clear()
     assert taken_shares(fn, range(5), 1) == [k * k for k in range(5)]
     assert {name for _, name in done} == {threading.current_thread().name}
+
+
+def test_words_of_digits_and_planes_of_levels_count_the_product():
+    """Digit words hold each one-bit digit (with stack_digits' counts and squares); levels 0..3 in two bit planes;
+    the counted sums equal the multiplied ones bit for bit (pair and single columns, slice groups)."""
+    rng = np.random.default_rng(11)
+    K, nb, S, N = 50, 37, 6, 4
+    shifts = np.arange(8, dtype=np.int64)
+    u = rng.integers(0, 256, (nb + 5, 70)) * (rng.random((nb + 5, 70)) < 0.7)
+    masks, sq = np.empty((8, nb), dtype=np.int64), np.zeros(K, dtype=np.int64)
+    nz = digit_masks(u, 5, nb, 10, 10 + K, shifts, masks, sq)
+    xs, sq_ref = np.empty((8 * nb, K), dtype=np.float32), np.zeros(K, dtype=np.int64)
+    _, nz_ref = stack_digits(u, 5, 5 + nb, 10, 10 + K, shifts, np.ones(8, dtype=np.int64), False, xs, None, sq_ref)
+    bits = (masks.reshape(-1)[:, None] >> np.arange(K)) & 1                    # (cycles x examples, rows)
+    assert np.array_equal(bits, xs) and nz == nz_ref and np.array_equal(sq, sq_ref)
+    m = np.zeros((S, 2))
+    m[:3, 0], m[3:, 1] = 2.0 ** np.arange(3), 2.0 ** np.arange(3)
+    lo, hi = np.array([0, 3]), np.array([3, 6])
+    for pair, P in ((True, 2), (False, 1)):
+        a = rng.integers(0, 4, (K, S * P * N)).astype(np.float32)
+        planes = level_planes(a)
+        assert planes.shape == (2, S * P * N)
+        assert np.array_equal(sum(((planes[p] >> np.arange(K)[:, None]) & 1) << p for p in range(2)), a)
+        cols = 2 * (N if pair else P * N)
+        counted, multiplied = [np.zeros((cols, nb)) for _ in range(2)], [np.zeros((cols, nb)) for _ in range(2)]
+        qt = a.T @ xs.T
+        for t, w in ((2, 1.0), (3, 2.0)):
+            c2 = (w * 0.05) ** 2 * 0.5
+            popcount_sums(masks, t, planes, lo, hi, m, m * m, pair, P, N, w, c2, *counted, t == 2)
+            buffered_sums(qt, t * nb, nb, lo, hi, m, m * m, pair, P, N, w, c2, *multiplied, t == 2)
+        assert np.array_equal(counted[0], multiplied[0]) and np.array_equal(counted[1], multiplied[1])
+    assert level_planes(np.ones((65, 3))) is None                      # more rows than a word holds
+    assert level_planes(-np.ones((8, 3))) is None and level_planes(np.full((8, 3), 0.5)) is None
+    assert level_planes(np.full((8, 3), 16.0)) is None                 # more than PLANE_BITS_MAX planes
