@@ -7,6 +7,8 @@ calibration batch gives tens of millions of such values (a ResNet-20 layer: 16 c
 1024 columns), so they are computed chunk by chunk into one buffer, in the engine's GEMM dtype (exact for
 integer levels, as in the forward pass), and the percentile is selected in place. On the torch backend's GPU
 (``crossbar.CALIBRATE_DEVICES``) the products and the selection run there instead (:func:`device_block_range`).
+Conversions that sum several cycles (CASCADE, Neural-PIM) sum each group's digits first and multiply once in float64
+where every value is an exact integer (:func:`grouped_products`): the same ranges.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from cimsim.engine_threads import parallel_map, threads
 from cimsim.kernels import stack_digits
 from cimsim.kernels_bits import group_tables, table_bounds, value_histogram
+from cimsim.kernels_host import group_digits
 from cimsim.readouts import PER_CYCLE, ConversionScope
 
 # stacked (cycle, example) rows per calibration GEMM: bounds the digit buffer (our choice)
@@ -264,6 +267,33 @@ def _range_of(absv: np.ndarray, vmin: float, percentile: float) -> tuple[float, 
     return lo, max(p, lo + 1.0)
 
 
+def grouped_products(blocks, row_blocks, matrices, shifts, widths, signed, groups):
+    """``(first cycles, end cycles, {block: float64 matrix})`` where the values of the conversions of ``blocks`` may
+    be computed as one float64 product per group of cycles of the group's summed digits
+    (:func:`cimsim.kernels_host.group_digits`) with each block's matrix, giving the numbers of the product per cycle
+    in the matrix's type summed with place values: integer levels whose every per-cycle sum that type holds exactly
+    and whose every grouped sum, over the domain's blocks too, float64 holds exactly (then both are the exact integers,
+    in any order). Else None."""
+    dmax = max((1 << int(w)) - 1 for w in widths) if len(widths) else 0
+    if signed and len(widths):
+        dmax = max(dmax, 1 << (int(widths[-1]) - 1))
+    ymax = max((sum(2 ** (int(shifts[t]) - int(shifts[t0])) for t in range(t0, t1)) for t0, t1 in groups), default=0)
+    total, wide = 0.0, {}
+    for i in blocks:
+        a = matrices[i]
+        exact = 2.0 ** 24 if a.dtype == np.float32 else 2.0 ** 53 if a.dtype == np.float64 else 0.0
+        a64 = a.astype(np.float64)
+        col = float(np.abs(a64).sum(axis=0).max(initial=0.0))
+        if not np.array_equal(a64, np.round(a64)) or dmax * col >= exact:
+            return None
+        total += ymax * dmax * col
+        wide[i] = a64
+    if total >= 2.0 ** 53:
+        return None
+    return (np.array([t0 for t0, _ in groups], dtype=np.int64), np.array([t1 for _, t1 in groups], dtype=np.int64),
+            wide)
+
+
 def _scoped_ranges(u, row_blocks, matrices, shifts, widths, signed, percentile, scope) -> list[tuple[float, float]]:
     """The ranges of analog sums (see :func:`column_value_ranges`), in float64 (sums may exceed float32's
     exact integers)."""
@@ -278,11 +308,17 @@ def _scoped_ranges(u, row_blocks, matrices, shifts, widths, signed, percentile, 
             continue
         absv = np.empty(len(groups) * B * m)
         vmin, pos = 0.0, 0
+        grouped = grouped_products(blocks, row_blocks, matrices, shifts, widths, signed, groups)
         for b0 in range(0, B, chunk):
             nb = min(B, b0 + chunk) - b0
             V = np.zeros((len(groups), nb, m))
             for i in blocks:
                 k0, k1 = row_blocks[i]
+                if grouped is not None:   # each group's digits summed first: one float64 product, exact
+                    Y = np.empty((len(groups), nb, k1 - k0))
+                    group_digits(u, b0, nb, k0, k1, shifts, widths, signed, grouped[0], grouped[1], Y)
+                    V += (Y.reshape(-1, k1 - k0) @ grouped[2][i]).reshape(V.shape)
+                    continue
                 digits = np.empty((T * nb, k1 - k0), dtype=matrices[i].dtype)
                 stack_digits(u, b0, b0 + nb, k0, k1, shifts, widths, signed, digits, None,
                              np.zeros(k1 - k0, dtype=np.int64))

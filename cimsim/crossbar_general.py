@@ -4,16 +4,20 @@ values, one Gaussian per conversion with the summed read-noise variance, the rea
 (:mod:`cimsim.readouts`) converting it, and the digital side's shift and add (:class:`GeneralPath`, a part of
 :class:`cimsim.crossbar_cpu.CpuTile`). Where each buffered value is written with an error relative to itself and
 every number is an exact integer, the sums come from one product per row block and group of cycles
-(:mod:`cimsim.kernels_buffered`)."""
+(:mod:`cimsim.kernels_buffered`); where there is no noise to sum (Neural-PIM's analog shift-and-add with noiseless
+cells), from each group's digits summed first and one float64 product (:meth:`GeneralPath._summed_values`). Both give
+the per-cycle products' numbers."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from cimsim.calibration import grouped_products
 from cimsim.crossbar_layout import Tally
 from cimsim.encoding import plane_layout
 from cimsim.kernels import PlacedNormals, placed_normals
 from cimsim.kernels_buffered import buffered_sums, digit_masks, exact_integers, level_planes, popcount_sums
+from cimsim.kernels_host import group_digits
 from cimsim.kernels_shares import row_conductance
 
 
@@ -23,6 +27,7 @@ class GeneralPath:
     # (the level matrices it was built from, _buffered_static's result), replaced as one object: a thread never
     # sees one half of it new and the other old
     _buffered = (None, False)
+    _summed = (None, None)     # (the readout matrices, _summed_static's result), likewise
 
     def _buffered_static(self):
         """``((lo, hi, m, m**2), planes)``: the slice groups and place values :func:`buffered_sums` takes, and per
@@ -46,6 +51,37 @@ class GeneralPath:
                          planes if all(p is not None for p in planes) else None)
             self._buffered = (key, value)
         return value
+
+    def _summed_static(self):
+        """Per conversion domain, where its cells have no read noise and every value is an exact integer, what
+        :func:`cimsim.calibration.grouped_products` gives (each group's digits summed first, then one float64 product
+        per row block: the per-cycle products' numbers), else None; cached per readout matrices."""
+        xb = self.xb
+        key, value = self._summed
+        if key is not xb.ro_a_gemm:
+            key, spec = xb.ro_a_gemm, xb.spec
+            shifts, widths = plane_layout(spec.input_bits, spec.dac_bits)
+            groups = spec.conversion.cycle_groups(len(shifts))
+            value = [None if any(xb.ro_var[i] is not None for i in blocks) else
+                     grouped_products(blocks, xb.row_blocks, key, shifts, widths, spec.input_signed, groups)
+                     for blocks in spec.conversion.block_groups(len(xb.row_blocks))]
+            self._summed = (key, value)
+        return value
+
+    def _summed_values(self, u, b0: int, nb: int, blocks, gi: int, grouped) -> np.ndarray:
+        """The analog sum of cycle group ``gi`` over ``blocks`` (no noise to add: :meth:`_summed_static`), float64:
+        per block the group's summed digits (:func:`cimsim.kernels_host.group_digits`) times its matrix."""
+        xb = self.xb
+        spec = xb.spec
+        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits)
+        g0, g1, wide = grouped
+        v = np.zeros((nb, xb.readout_columns))
+        for i in blocks:
+            k0, k1 = xb.row_blocks[i]
+            y = np.empty((1, nb, k1 - k0))
+            group_digits(u, b0, nb, k0, k1, shifts, widths, spec.input_signed, g0[gi:gi + 1], g1[gi:gi + 1], y)
+            v += y[0] @ wide[i]
+        return v
 
     def _block_digits(self, u, b0: int, b1: int, i: int):
         """(digits of row block i, examples b0..b1, non-zero count, digit**2 per row): stacked (cycles x examples,
@@ -83,12 +119,15 @@ class GeneralPath:
         scales, thresholds = xb.column_scales, xb.column_thresholds
         domains, groups = scope.block_groups(len(xb.row_blocks)), scope.cycle_groups(T)
         slots = len(domains) * len(groups)        # conversions per example and column: the draws' places
+        summed = self._summed_static()
         for d, blocks in enumerate(domains):
             lo, lsb = ranges[d]
             for gi, (t0, t1) in enumerate(groups):
                 place = (*stream, b0, slots, gi * len(domains) + d)
                 if len(blocks) == 1 and t1 - t0 == 1 and not op.relative_sigma:
                     v = self._cycle_value(digits[blocks[0]], blocks[0], t0, nb, place)
+                elif not op.relative_sigma and summed[d] is not None:
+                    v = self._summed_values(u, b0, nb, blocks, gi, summed[d])
                 else:
                     v = self._analog_sum(digits, blocks, t0, t1, shifts, nb, place)
                 scale = None if scales is None else scales[blocks[0]] if scales.ndim == 2 else scales[blocks[0], t0]

@@ -165,6 +165,14 @@ def popcount_sums(masks, t, planes, lo, hi, m, m2, pair, polarities, n_out, w, c
             for sl in range(lo[g], hi[g]):
                 mg, mg2 = m[sl, g], m2[sl, g]
                 ja = 2 * sl * n_out + c if pair else sl * per + c
+                if P == 1 and pair:   # one-bit cells (CASCADE's): both lines counted in one pass
+                    pa, pb = planes[0, ja], planes[0, ja + n_out]
+                    for r in range(nb):
+                        fa = np.float64(_ctpop(x[r] & pa))
+                        fb = np.float64(_ctpop(x[r] & pb))
+                        d[r] += mg * (fa - fb)
+                        s[r] += mg2 * (fa * fa + fb * fb)
+                    continue
                 qa[:] = 0
                 for p in range(P):   # each line's value: its planes' counts (words: vector instructions)
                     pa = planes[p, ja]

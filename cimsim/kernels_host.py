@@ -157,3 +157,25 @@ def input_row_sums(x: np.ndarray, input_bits: int, sums: np.ndarray | None = Non
     if small and input_bits + max(1, x.shape[1]).bit_length() < 53:
         return (int_row_sums(x) if sums is None else sums).astype(np.float64)
     return x.sum(axis=1, dtype=np.float64)
+
+
+@njit(nogil=True, cache=True)
+def group_digits(u, b0, nb, k0, k1, shifts, widths, signed, g0, g1, out):  # pragma: no cover - numba
+    """``out[g, b, k]`` = the sum over the cycles t of group g (``g0[g] .. g1[g]``) of ``2**(shifts[t] -
+    shifts[g0[g]])`` times the digit of input ``u[b0 + b, k0 + k]`` in cycle t (cut as
+    :func:`cimsim.kernels.stack_digits` cuts it: the top digit of signed inputs negative), as float64: one pass
+    for what a conversion of several cycles sums, so its value is one product of these with the levels."""
+    T = shifts.shape[0]
+    for g in range(g0.shape[0]):
+        base = shifts[g0[g]]
+        for b in range(nb):
+            for k in range(k1 - k0):
+                v = u[b0 + b, k0 + k]
+                acc = 0
+                for t in range(g0[g], g1[g]):
+                    full = 1 << widths[t]
+                    d = (v >> shifts[t]) & (full - 1)
+                    if signed and t == T - 1 and d >= full >> 1:
+                        d -= full
+                    acc += d << (shifts[t] - base)
+                out[g, b, k] = acc

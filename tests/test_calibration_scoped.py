@@ -1,0 +1,121 @@
+"""Calibrated ranges of conversions that sum several cycles (CASCADE's groups, Neural-PIM's whole MVM): where every
+value is an exact integer, each group's digits are summed first and multiplied once in float64
+(cimsim.calibration.grouped_products, cimsim.kernels_host.group_digits); the ranges must be the per-cycle products'
+to the last bit, and noisy levels keep the per-cycle products."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import cimsim
+from cimsim import calibration
+from cimsim.encoding import plane_layout
+from cimsim.kernels import stack_digits
+from cimsim.kernels_host import group_digits
+from cimsim.readouts import ConversionScope
+
+
+@pytest.mark.parametrize("bits,dac,signed", [(8, 1, False), (8, 1, True), (8, 3, True), (7, 2, False)])
+def test_group_digits_sum_each_groups_cycles_with_place_values(bits, dac, signed):
+    rng = np.random.default_rng(bits + dac)
+    u = rng.integers(0, 1 << bits, (30, 20))
+    shifts, widths = plane_layout(bits, dac)
+    T = len(shifts)
+    groups = [(t, min(t + 2, T)) for t in range(0, T, 2)]
+    g0, g1 = np.array([g[0] for g in groups]), np.array([g[1] for g in groups])
+    out = np.empty((len(groups), 25, 12))
+    group_digits(u, 3, 25, 4, 16, shifts, widths, signed, g0, g1, out)
+    digits = np.empty((T * 25, 12), dtype=np.float64)
+    stack_digits(u, 3, 28, 4, 16, shifts, widths, signed, digits, None, np.zeros(12, dtype=np.int64))
+    digits = digits.reshape(T, 25, 12)
+    for g, (t0, t1) in enumerate(groups):
+        want = sum(2.0 ** (shifts[t] - shifts[t0]) * digits[t] for t in range(t0, t1))
+        assert np.array_equal(out[g], want)
+
+
+def _specs():
+    c8 = cimsim.arch.get("cascade", weight_bits=8, input_bits=8, node_nm=32).crossbar_spec()
+    npim = cimsim.arch.get("neural-pim").crossbar_spec()
+    return {
+        "cascade": c8,
+        "cascade-16-bit": cimsim.arch.get("cascade").crossbar_spec(),
+        "cascade-signed-inputs": replace(c8, input_signed=True),
+        "cascade-2-bit-dacs": replace(c8, dac_bits=2),
+        "cascade-programming-noise": replace(c8, cell=replace(c8.cell, prog_sigma_frac=0.05)),
+        "neural-pim": npim,
+        "neural-pim-3-cycles": replace(npim, conversion=ConversionScope(3, "sum", 1)),
+    }
+
+
+@pytest.mark.parametrize("name", list(_specs()))
+def test_grouped_calibration_gives_the_per_cycle_products_ranges(monkeypatch, name):
+    spec = _specs()[name]
+    rng = np.random.default_rng(5)
+    wide = spec.weight_bits > 8
+    W = rng.integers(-30000, 30000, (12, 150)) if wide else np.clip(np.round(rng.normal(0, 30, (12, 150))), -127, 127)
+    hi = 1 << spec.input_bits
+    x = rng.integers(-hi // 2 if spec.input_signed else 0, hi // 2 if spec.input_signed else hi, (200, 150))
+    x = x * (rng.random(x.shape) < 0.6)
+    taken = []
+    real = calibration.grouped_products
+    monkeypatch.setattr(calibration, "grouped_products", lambda *a: taken.append(real(*a)) or taken[-1])
+    xb = cimsim.Crossbar(W.astype(int), spec, seed=0)
+    xb.calibrate(x)
+    grouped = xb.ranges()
+    assert taken and all((t is None) == (name == "cascade-programming-noise") for t in taken)
+    monkeypatch.setattr(calibration, "grouped_products", lambda *a: None)
+    xb.calibrate(x)
+    assert xb.ranges() == grouped
+
+
+def test_sums_past_float64s_integers_keep_the_per_cycle_products():
+    """A group's value bound at or past 2**53 (or a cycle's past its type's exact integers): None."""
+    groups = [(0, 8)]
+    shifts, widths = plane_layout(8, 1)
+    ok = np.ones((64, 4), dtype=np.float32)
+    assert calibration.grouped_products([0], [(0, 64)], [ok], shifts, widths, False, groups) is not None
+    big = np.full((64, 4), 2.0 ** 40)
+    assert calibration.grouped_products([0], [(0, 64)], [big], shifts, widths, False, groups) is None
+    assert calibration.grouped_products([0], [(0, 64)], [np.full((64, 4), 2.0 ** 18, dtype=np.float32)],
+                                         shifts, widths, False, groups) is None
+
+
+@pytest.mark.parametrize("name", ["neural-pim", "neural-pim-3-cycles", "neural-pim-signed-inputs",
+                                  "neural-pim-read-noise", "cascade-exact-writes"])
+def test_the_engines_grouped_sums_give_the_per_cycle_products_numbers(monkeypatch, name):
+    """The general path's conversions of several cycles without noise to add (Neural-PIM's analog shift-and-add):
+    each group's digits summed, one float64 product a block (GeneralPath._summed_values); outputs and ledgers equal
+    to the per-cycle products', on 1 and 3 threads; not taken where the cells' read noise must be summed."""
+    from cimsim import crossbar_cpu
+    from cimsim.crossbar_general import GeneralPath
+
+    npim = cimsim.arch.get("neural-pim").crossbar_spec()
+    spec = {"neural-pim": npim,
+            "neural-pim-3-cycles": replace(npim, conversion=ConversionScope(3, "sum", 1)),
+            "neural-pim-signed-inputs": replace(npim, input_signed=True),
+            "neural-pim-read-noise": replace(npim, cell=replace(npim.cell, read_sigma_frac=0.02)),
+            "cascade-exact-writes": cimsim.arch.get("cascade", weight_bits=8, input_bits=8, rows=32, **{
+                "buffer.write_sigma_frac": 0}).crossbar_spec()}[name]
+    spec = replace(spec, batch_chunk=16)
+    rng = np.random.default_rng(9)
+    W = np.clip(np.round(rng.normal(0, 30, (10, 150))), -127, 127).astype(int)
+    lo = -128 if spec.input_signed else 0
+    x = rng.integers(lo, lo + 256, (60, 150)) * (rng.random((60, 150)) < 0.6)
+    monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_MACS", 1)
+    monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_ROWS", 1)
+    runs = {}
+    for summed in (True, False):
+        if not summed:
+            monkeypatch.setattr(GeneralPath, "_summed_static", lambda self: [None] * 64)
+        for n in (1, 3):
+            monkeypatch.setenv("CIMSIM_THREADS", str(n))
+            xb = cimsim.Crossbar(W, spec, seed=4)
+            xb.calibrate(x[:30])
+            runs[summed, n] = (xb(x), xb.ledger.to_dict())
+            if summed:
+                taken = [s is not None for s in xb._cpu._summed_static()]
+                assert all(taken) == (name != "neural-pim-read-noise") and any(taken) == all(taken)
+    ref = runs[False, 1]
+    for key, (y, ledger) in runs.items():
+        assert np.array_equal(y, ref[0]) and ledger == ref[1], key
