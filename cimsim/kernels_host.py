@@ -164,18 +164,20 @@ def group_digits(u, b0, nb, k0, k1, shifts, widths, signed, g0, g1, out):  # pra
     """``out[g, b, k]`` = the sum over the cycles t of group g (``g0[g] .. g1[g]``) of ``2**(shifts[t] -
     shifts[g0[g]])`` times the digit of input ``u[b0 + b, k0 + k]`` in cycle t (cut as
     :func:`cimsim.kernels.stack_digits` cuts it: the top digit of signed inputs negative), as float64: one pass
-    for what a conversion of several cycles sums, so its value is one product of these with the levels."""
+    for what a conversion of several cycles sums, so its value is one product of these with the levels. The cycles
+    of a group read adjacent bits (``shifts[t + 1] = shifts[t] + widths[t]``), so that sum is the group's bit field
+    of the input, sign-extended where it holds the signed top digit."""
     T = shifts.shape[0]
     for g in range(g0.shape[0]):
         base = shifts[g0[g]]
+        span = shifts[g1[g] - 1] + widths[g1[g] - 1] - base
+        mask = (np.int64(1) << span) - 1
+        top = signed and g1[g] == T       # the field's highest bit is the sign of the top digit
+        sign = np.int64(1) << (span - 1)
         for b in range(nb):
+            row = out[g, b]
             for k in range(k1 - k0):
-                v = u[b0 + b, k0 + k]
-                acc = 0
-                for t in range(g0[g], g1[g]):
-                    full = 1 << widths[t]
-                    d = (v >> shifts[t]) & (full - 1)
-                    if signed and t == T - 1 and d >= full >> 1:
-                        d -= full
-                    acc += d << (shifts[t] - base)
-                out[g, b, k] = acc
+                f = (np.int64(u[b0 + b, k0 + k]) >> base) & mask
+                if top:
+                    f = (f ^ sign) - sign
+                row[k] = f
