@@ -27,7 +27,8 @@ Every random draw sits at a place fixed by what it is: the fused path's read noi
 row block, column), the general path's read noise and its converters' own noise by (call, example,
 conversion, column, which draw) (:func:`cimsim.kernels.placed_normals`, :class:`cimsim.kernels.PlacedNormals`).
 So both split a batch into shards of at least :data:`MIN_SHARD_MACS` of work (the general path
-:data:`GENERAL_SHARDS` times that; a split that depends on the work only) spread over every core
+:data:`GENERAL_SHARDS` times that and :data:`GENERAL_VALUES` values a conversion; a split that depends on the work
+only) spread over every core
 (``$CIMSIM_THREADS`` to choose), and a seed gives the same numbers on any number of threads.
 """
 
@@ -66,6 +67,12 @@ MIN_SHARD_MACS = 1 << 23
 # (conv2: shards of 16 patch rows), 17.2 s at 8x, 10.1 s at 16x, 14.4 at 32x (a busier minute); the same outputs
 # at every size (exact sums; BENCHMARKS.md, "The general path's shards")
 GENERAL_SHARDS = 16
+# and at least GENERAL_VALUES values a conversion (examples x readout columns): with their products counted or
+# summed first (crossbar_general) a narrow layer's shards were mostly numpy's fixed cost per step, holding the
+# interpreter's lock (CASCADE's ResNet-20, 144 -> 16: shards of 256 patch rows, slower on 2 threads than on 1).
+# Measured on this project's 2-core machine, 128 images: 22.7 s at 0 (no such floor), 18.9 s at 8192, 16.6 s at
+# 16384 and 32768; LeNet-5 on CASCADE 6.0 -> 5.1 s, Neural-PIM and HCiM unchanged (BENCHMARKS.md, fifteenth session)
+GENERAL_VALUES = 16384
 
 
 def shard_count(examples: int, per_example: int, cycles: int, times: int = 1) -> int:
@@ -77,10 +84,14 @@ def shard_count(examples: int, per_example: int, cycles: int, times: int = 1) ->
 
 
 @lru_cache(maxsize=4096)
-def _cut(c0: int, c1: int, per_example: int, cycles: int, min_rows: int, min_macs: int, times: int = 1):
+def _cut(c0: int, c1: int, per_example: int, cycles: int, min_rows: int, min_macs: int, times: int = 1,
+         values: int = 0, min_values: int = 0):
     """CpuTile._shards, remembered (a network calls each layer with the same batch shape); the least work is part
-    of the key, as shard_count reads it."""
+    of the key, as shard_count reads it. ``values``: values an example converts at a time, of which a shard holds at
+    least ``min_values`` (the general path's numpy steps run over them)."""
     n_shards = shard_count(c1 - c0, per_example, cycles, times)
+    if values and min_values:
+        n_shards = max(1, min(n_shards, (c1 - c0) * values // min_values))
     edges = np.linspace(c0, c1, n_shards + 1).astype(int)
     return tuple((int(edges[j]), int(edges[j + 1])) for j in range(n_shards))
 
@@ -314,9 +325,12 @@ class CpuTile(GeneralPath):
         return y, tally
 
     @staticmethod
-    def _shards(c0: int, c1: int, per_example: int, cycles: int, times: int = 1) -> tuple[tuple[int, int], ...]:
-        """The shards of examples c0..c1 (one chunk): :func:`shard_count` of them, as equal as integers allow."""
-        return _cut(c0, c1, per_example, cycles, MIN_SHARD_ROWS, MIN_SHARD_MACS, times)
+    def _shards(c0: int, c1: int, per_example: int, cycles: int, times: int = 1, values: int = 0
+                ) -> tuple[tuple[int, int], ...]:
+        """The shards of examples c0..c1 (one chunk): :func:`shard_count` of them, as equal as integers allow (and
+        each at least :data:`GENERAL_VALUES` of ``values`` per example where given)."""
+        return _cut(c0, c1, per_example, cycles, MIN_SHARD_ROWS, MIN_SHARD_MACS, times, values,
+                    GENERAL_VALUES if values else 0)
 
     def forward(self, x: np.ndarray, ranges) -> tuple[np.ndarray, Tally]:
         """y (batch, out) float64, offset-corrected, and the tally; ``ranges``: (lo, lsb) per conversion domain."""
@@ -373,7 +387,8 @@ class CpuTile(GeneralPath):
                 # free: a thread's memory is one shard's, and the tallies are added in shard order
                 times = 1 if fused else GENERAL_SHARDS
                 shards = [sh for c0 in range(0, B, spec.batch_chunk)
-                          for sh in self._shards(c0, min(c0 + spec.batch_chunk, B), per_example, xb.cycles, times)]
+                          for sh in self._shards(c0, min(c0 + spec.batch_chunk, B), per_example, xb.cycles, times,
+                                                 0 if fused else xb.readout_columns)]
                 if fused:
                     work = lambda sh: self._shard_fused(u, sh[0], sh[1], ranges, stream, tables)  # noqa: E731
                 else:

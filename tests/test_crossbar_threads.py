@@ -37,6 +37,20 @@ def test_shard_counts_of_lenet5_at_isaac():
     assert crossbar_cpu.shard_count(64, per(400, 120), 16) == 4                # fc1: 64 x 6.1 M MACs
 
 
+def test_general_shards_hold_the_least_values_a_conversion():
+    """The general path's shards: at least GENERAL_VALUES values a conversion (examples x readout columns) besides
+    GENERAL_SHARDS times the least work; CASCADE's ResNet-20 144 -> 16 layer (16 cycles, 480 physical columns, 16
+    values an example): a chunk of 1,024 patch rows is one shard (four of 256 without the floor)."""
+    per = 16 * 144 * 480
+    G = crossbar_cpu.GENERAL_SHARDS
+    assert len(crossbar_cpu._cut(0, 1024, per, 16, crossbar_cpu.MIN_SHARD_ROWS, crossbar_cpu.MIN_SHARD_MACS, G)) == 4
+    assert crossbar_cpu.CpuTile._shards(0, 1024, per, 16, G, 16) == ((0, 1024),)
+    for values in (1, 6, 16, 120, 960):
+        shards = crossbar_cpu.CpuTile._shards(0, 1024, per, 16, G, values)
+        assert shards[0][0] == 0 and shards[-1][1] == 1024
+        assert len(shards) == 1 or min(b - a for a, b in shards) * values >= crossbar_cpu.GENERAL_VALUES * 0.99
+
+
 def _general_specs():
     cell = ReRAM(prog_sigma_frac=0.05, read_sigma_frac=0.05)
     return {
