@@ -14,9 +14,10 @@ into one stacked (cycles x batch, rows) operand (:func:`cimsim.kernels.stack_dig
   with their place values, the read noise of the sum is one Gaussian per conversion with the summed
   variance, the readout operation (:mod:`cimsim.readouts`) converts it, and the digital side shifts and
   adds. A conversion of one cycle and one row block computes its column values as earlier versions did
-  (float32 sums). Its methods live in :mod:`cimsim.crossbar_general`; a readout whose buffered values carry an
-  error relative to themselves (CASCADE) takes the values and their variances from one product per row block
-  where every number is an exact integer (:mod:`cimsim.kernels_buffered`: the same numbers).
+  (float32 sums). Its methods live in :mod:`cimsim.crossbar_general`; where every number is an exact integer, a
+  readout whose buffered values carry an error relative to themselves (CASCADE) takes the values and their variances
+  from one product (or popcounts) per row block (:mod:`cimsim.kernels_buffered`), and a conversion of several cycles
+  with no noise to sum (Neural-PIM) one float64 product of each group's summed digits: the same numbers.
 
 Two integer paths give the fused path's numbers without its float products where the levels are integers and
 nothing is noisy: the lossless path (converters that return every column value: one exact product,

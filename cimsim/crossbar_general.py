@@ -119,14 +119,16 @@ class GeneralPath:
         scales, thresholds = xb.column_scales, xb.column_thresholds
         domains, groups = scope.block_groups(len(xb.row_blocks)), scope.cycle_groups(T)
         slots = len(domains) * len(groups)        # conversions per example and column: the draws' places
-        summed = self._summed_static()
+        # conversions of several cycles or blocks with no buffer error: their sums from each group's summed digits
+        summed = self._summed_static() if not op.relative_sigma and (
+            len(groups) < T or any(len(b) > 1 for b in domains)) else None
         for d, blocks in enumerate(domains):
             lo, lsb = ranges[d]
             for gi, (t0, t1) in enumerate(groups):
                 place = (*stream, b0, slots, gi * len(domains) + d)
                 if len(blocks) == 1 and t1 - t0 == 1 and not op.relative_sigma:
                     v = self._cycle_value(digits[blocks[0]], blocks[0], t0, nb, place)
-                elif not op.relative_sigma and summed[d] is not None:
+                elif summed is not None and summed[d] is not None:
                     v = self._summed_values(u, b0, nb, blocks, gi, summed[d])
                 else:
                     v = self._analog_sum(digits, blocks, t0, t1, shifts, nb, place)
