@@ -8,6 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from _crossbar_cases import _with_and_without
+
 import cimsim
 from cimsim import calibration
 from cimsim.encoding import plane_layout
@@ -87,7 +89,6 @@ def test_the_engines_grouped_sums_give_the_per_cycle_products_numbers(monkeypatc
     """The general path's conversions of several cycles without noise to add (Neural-PIM's analog shift-and-add):
     each group's digits summed, one float64 product a block (GeneralPath._summed_values); outputs and ledgers equal
     to the per-cycle products', on 1 and 3 threads; not taken where the cells' read noise must be summed."""
-    from cimsim import crossbar_cpu
     from cimsim.crossbar_general import GeneralPath
 
     npim = cimsim.arch.get("neural-pim").crossbar_spec()
@@ -102,20 +103,11 @@ def test_the_engines_grouped_sums_give_the_per_cycle_products_numbers(monkeypatc
     W = np.clip(np.round(rng.normal(0, 30, (10, 150))), -127, 127).astype(int)
     lo = -128 if spec.input_signed else 0
     x = rng.integers(lo, lo + 256, (60, 150)) * (rng.random((60, 150)) < 0.6)
-    monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_MACS", 1)
-    monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_ROWS", 1)
-    runs = {}
-    for summed in (True, False):
-        if not summed:
-            monkeypatch.setattr(GeneralPath, "_summed_static", lambda self: [None] * 64)
-        for n in (1, 3):
-            monkeypatch.setenv("CIMSIM_THREADS", str(n))
-            xb = cimsim.Crossbar(W, spec, seed=4)
-            xb.calibrate(x[:30])
-            runs[summed, n] = (xb(x), xb.ledger.to_dict())
-            if summed:
-                taken = [s is not None for s in xb._cpu._summed_static()]
-                assert all(taken) == (name != "neural-pim-read-noise") and any(taken) == all(taken)
+    def check(xb):
+        taken = [s is not None for s in xb._cpu._summed_static()]
+        assert all(taken) == (name != "neural-pim-read-noise") and any(taken) == all(taken)
+
+    runs = _with_and_without(monkeypatch, GeneralPath, "_summed_static", [None] * 64, W, spec, 4, x, x[:30], check)
     ref = runs[False, 1]
     for key, (y, ledger) in runs.items():
         assert np.array_equal(y, ref[0]) and ledger == ref[1], key

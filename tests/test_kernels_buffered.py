@@ -9,8 +9,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from _crossbar_cases import _with_and_without
+
 import cimsim
-from cimsim import crossbar_cpu
 from cimsim.crossbar_general import GeneralPath
 from cimsim.encoding import plane_layout
 from cimsim.engine_threads import taken_shares
@@ -96,27 +97,22 @@ def test_cascade_gives_numpys_numbers_on_any_thread_count(monkeypatch, name):
     rng = np.random.default_rng(7)
     W = np.clip(np.round(rng.normal(0, 30, (9, 80))), -127, 127).astype(int)
     x = rng.integers(0, 256, (70, 80)) * (rng.random((70, 80)) < 0.6)
-    monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_MACS", 1)
-    monkeypatch.setattr(crossbar_cpu, "MIN_SHARD_ROWS", 1)
-    runs, sums = {}, {}
-    for kernel in (True, False):
-        if not kernel:
-            monkeypatch.setattr(GeneralPath, "_buffered_static", lambda self: False)
-        # the analog sums themselves (values and noise before the converter) over every row block, cycles 2..4
+    sums = {}
+    for kernel in (True, False):   # the analog sums themselves (values and noise before the converter), cycles 2..4
         xb = cimsim.Crossbar(W, spec, seed=5)
+        if not kernel:
+            xb._cpu._buffered_static = lambda: False
         digits = {i: xb._cpu._block_digits(xb.digit_source(x), 0, 70, i)[0] for i in range(len(xb.row_blocks))}
         sums[kernel] = xb._cpu._analog_sum(digits, list(digits), 2, 4, plane_layout(8, 1)[0], 70, (3, 4, 0, 8, 1))
-        for n in (1, 3):
-            monkeypatch.setenv("CIMSIM_THREADS", str(n))
-            xb = cimsim.Crossbar(W, spec, seed=5)
-            xb.calibrate(x[:32])
-            runs[kernel, n] = (xb(x), xb.ledger.to_dict())
-            if kernel:
-                static = xb._cpu._buffered_static()
-                assert bool(static) == (name != "programming-noise")
-                # the lines' values counted from words of digits wherever the digits are one unsigned bit and no
-                # cell's read noise needs them as numbers
-                assert (static and static[1] is not None) == (name not in ("programming-noise", "read-noise"))
+
+    def check(xb):
+        static = xb._cpu._buffered_static()
+        assert bool(static) == (name != "programming-noise")
+        # the lines' values counted from words of digits wherever the digits are one unsigned bit and no cell's
+        # read noise needs them as numbers
+        assert (static and static[1] is not None) == (name not in ("programming-noise", "read-noise"))
+
+    runs = _with_and_without(monkeypatch, GeneralPath, "_buffered_static", False, W, spec, 5, x, x[:32], check)
     assert np.array_equal(sums[True], sums[False])
     ref = runs[False, 1]
     for key, (y, ledger) in runs.items():
