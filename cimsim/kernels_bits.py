@@ -109,7 +109,7 @@ def group_tables(a_blocks: list[np.ndarray]) -> tuple[list[np.ndarray], int, typ
 
 
 @intrinsic
-def _ctpop(typingctx, x):
+def ctpop(typingctx, x):
     """The number of set bits of an int64 (LLVM's ctpop: the popcnt instruction)."""
     def codegen(context, builder, sig, args):
         return builder.ctpop(args[0])
@@ -243,7 +243,7 @@ def _block_rows(u, edges, k0, k1, table, g, shifts, widths, signed, lo, s, top, 
         for k in range(k0, k1):   # the digits' counts
             v = u[b, k]
             if bit_planes:   # one-bit digits: non-zero digits = digit**2 = set bits
-                c = _ctpop(v)
+                c = ctpop(v)
                 nonzero += c
                 sq[e, k] += c
             else:

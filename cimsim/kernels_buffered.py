@@ -34,7 +34,7 @@ numba_cache_fallback()   # before numba loads (see cimsim.kernels)
 numba_target.configure()   # 512-bit vectors where the CPU has AVX-512 (cimsim.numba_target)
 from numba import njit  # noqa: E402
 
-from cimsim.kernels_bits import _ctpop  # noqa: E402
+from cimsim.kernels_bits import ctpop  # noqa: E402
 
 # float32 and float64 hold every integer of magnitude up to 2**24 and 2**53
 _EXACT = {np.dtype(np.float32): float(2 ** 24), np.dtype(np.float64): float(2 ** 53)}
@@ -139,7 +139,7 @@ def digit_masks(u, b0, nb, k0, k1, shifts, masks, sqsum):  # pragma: no cover - 
                 word |= ((np.int64(src[k]) >> sh) & 1) << k
             masks[t, r] = word
         for k in range(rows):
-            c = _ctpop(np.int64(src[k]) & read)
+            c = ctpop(np.int64(src[k]) & read)
             sqsum[k] += c
             nonzero += c
     return nonzero
@@ -168,8 +168,8 @@ def popcount_sums(masks, t, planes, lo, hi, m, m2, pair, polarities, n_out, w, c
                 if P == 1 and pair:   # one-bit cells (CASCADE's): both lines counted in one pass
                     pa, pb = planes[0, ja], planes[0, ja + n_out]
                     for r in range(nb):
-                        fa = np.float64(_ctpop(x[r] & pa))
-                        fb = np.float64(_ctpop(x[r] & pb))
+                        fa = np.float64(ctpop(x[r] & pa))
+                        fb = np.float64(ctpop(x[r] & pb))
                         d[r] += mg * (fa - fb)
                         s[r] += mg2 * (fa * fa + fb * fb)
                     continue
@@ -177,13 +177,13 @@ def popcount_sums(masks, t, planes, lo, hi, m, m2, pair, polarities, n_out, w, c
                 for p in range(P):   # each line's value: its planes' counts (words: vector instructions)
                     pa = planes[p, ja]
                     for r in range(nb):
-                        qa[r] += _ctpop(x[r] & pa) << p
+                        qa[r] += ctpop(x[r] & pa) << p
                 if pair:
                     qb[:] = 0
                     for p in range(P):
                         pb = planes[p, ja + n_out]
                         for r in range(nb):
-                            qb[r] += _ctpop(x[r] & pb) << p
+                            qb[r] += ctpop(x[r] & pb) << p
                 for r in range(nb):
                     fa, fb = np.float64(qa[r]), np.float64(qb[r])
                     d[r] += mg * (fa - fb)
