@@ -187,10 +187,10 @@ def run_model(model_name: str, arch_name: str = "isaac", dataset: str = "fashion
     t_done = time.perf_counter()
 
     macs = engine_s = exact_s = 0.0
-    lossless = sum(getattr(getattr(xb, "_cpu", None), "lossless_calls", 0)
-                   for layer in mapped.mapped_layers.values() for xb in layer.crossbars)
-    bit_serial = sum(getattr(getattr(xb, "_cpu", None), "bit_serial_calls", 0)
-                     for layer in mapped.mapped_layers.values() for xb in layer.crossbars)
+    tiles = [xb for layer in mapped.mapped_layers.values() for t in layer.crossbars
+             for xb in (t.crossbars if isinstance(t, PackedTile) else [t])]   # a packed tile's calls are its groups'
+    lossless = sum(getattr(getattr(xb, "_cpu", None), "lossless_calls", 0) for xb in tiles)
+    bit_serial = sum(getattr(getattr(xb, "_cpu", None), "bit_serial_calls", 0) for xb in tiles)
     for layer in mapped.mapped_layers.values():
         xb = layer.crossbars[0]
         if isinstance(xb, PackedTile):   # SME, ADMM's masked blocks: the products of the columns the layout keeps

@@ -246,8 +246,7 @@ class Crossbar(CrossbarLayout):
 
     @property
     def a(self) -> list[np.ndarray]:
-        """Per row block the level-unit matrix (rows, physical columns), float64 (rebuilt from :attr:`a_gemm`
-        where that holds it exactly)."""
+        """Per row block the level-unit matrix (rows, physical columns), float64 (from :attr:`a_gemm` if exact)."""
         return _widened(self.a_gemm, self._a_wide)
 
     @property
@@ -446,12 +445,16 @@ class Crossbar(CrossbarLayout):
         return np.where(xv < 0, xv + (1 << self.spec.input_bits), xv) if self.spec.input_signed else xv
 
     # ------------------------------------------------------------------ forward
-    def __call__(self, x) -> np.ndarray:
+    def __call__(self, x, product: bool = True):
+        """Outputs (batch, out) float64 of integer inputs ``x`` (batch, in). ``product=False``: a CPU call's events
+        without its outputs (returns None) where it takes the lossless path, else False (nothing counted)."""
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ConfigError(f"inputs must have shape (batch, {self.in_features}), got {x.shape}")
         domains = len(self.conversion_domains)
         ranges = self.ranges() if self.readout_op.quantizes else [(0.0, 1.0)] * domains
+        if self._torch is not None and not product:
+            return False
         if self._torch is not None:  # bit planes are cut on the device from the validated integers
             # numpy's bounds: loading the numba one would cost a run that otherwise runs no numba 0.3-0.8 s
             check = lambda: check_inputs(x, self.spec.input_bits, self.spec.input_signed, one_pass=False)  # noqa: E731
@@ -460,7 +463,9 @@ class Crossbar(CrossbarLayout):
             else:
                 y, tally = self._torch.forward(check(), ranges)
         else:
-            y, tally = self._cpu.forward(x, ranges)
+            if (got := self._cpu.forward(x, ranges, product)) is None:
+                return False
+            y, tally = got
         if self._pending:
             self.ledger   # the device calls before this one are counted first
         self._count(x.shape[0], tally)
@@ -468,15 +473,13 @@ class Crossbar(CrossbarLayout):
 
     @property
     def torch_device(self):
-        """The torch device this crossbar's engine runs on (the torch backend), None on the numba backend: where
-        :meth:`call_device` takes its inputs."""
+        """The torch backend's device (where :meth:`call_device` takes its inputs); None on the numba backend."""
         return None if self._torch is None else self._torch.device
 
     def exact_weights(self) -> np.ndarray | None:
-        """(in_features, out_features) float64 integers W such that the last call returned exactly ``x @ W`` (its
-        inputs' integer product), when that call took the CPU engine's lossless path (its conversions provably
-        returned every column value: :meth:`cimsim.crossbar_cpu.CpuTile._lossless`); None otherwise. A mapped layer
-        uses it to skip recomputing the exact product its error is measured against."""
+        """(in_features, out_features) float64 integers W: the last call returned exactly ``x @ W`` when it took the
+        CPU engine's lossless path (:meth:`cimsim.crossbar_cpu.CpuTile._lossless`), else None. A mapped layer uses it
+        to skip recomputing the exact product its error is measured against."""
         return None if self._torch is not None else self._cpu.exact_weights()
 
     def call_device(self, xt):

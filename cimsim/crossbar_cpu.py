@@ -195,10 +195,10 @@ class CpuTile(GeneralPath):
         took the lossless path (:meth:`_lossless`); None otherwise."""
         return None if self.last_exact is None else self.last_exact["weights"]
 
-    def _forward_exact(self, u, st, per_example: int):
-        """The exact path (see :meth:`_lossless`) for the whole batch: (y before the offset correction, tally).
-        The tally is summed shard by shard and block by block over the shards the bit-plane path would cut
-        (:meth:`_shards`), in its order, so its float sums are the same numbers too."""
+    def _forward_exact(self, u, st, per_example: int, product: bool = True):
+        """The exact path (see :meth:`_lossless`) for the whole batch: (y before the offset correction, tally); y is
+        None without ``product`` (the events only). The tally is summed shard by shard and block by block over the
+        shards the bit-plane path would cut (:meth:`_shards`), in its order, so its float sums are the same numbers."""
         xb = self.xb
         spec = xb.spec
         B = u.shape[0]
@@ -209,14 +209,15 @@ class CpuTile(GeneralPath):
             # the shards in a few runs, one a thread (numba and BLAS release the GIL): each run counts its digits and
             # multiplies its rows; the counts are integers and every row's product is exact, so the split changes
             # no number
-            y = np.empty((B, xb.out_features))
+            y = np.empty((B, xb.out_features)) if product else None
             runs = np.unique(np.linspace(0, len(bounds), min(threads(), len(bounds)) + 1).astype(int))
 
             def run(r):
                 r0, r1 = bounds[r[0]][0], bounds[r[1] - 1][1]
                 nz_r, sq_r, xf = digit_tally(u[r0:r1], [b0 - r0 for b0, _ in bounds[r[0]:r[1]]] + [r1 - r0],
-                                             xb.row_blocks, st["tables"], wrap)
-                np.matmul(xf, st["w"], out=y[r0:r1])
+                                             xb.row_blocks, st["tables"], wrap, product)
+                if product:
+                    np.matmul(xf, st["w"], out=y[r0:r1])
                 return nz_r, sq_r
 
             parts = parallel_map(run, zip(runs[:-1], runs[1:]))
@@ -226,14 +227,16 @@ class CpuTile(GeneralPath):
             counts = [(nz[i], sq[:, k0:k1].astype(np.float64), xb.g_rowsum[i])
                       for i, (k0, k1) in enumerate(xb.row_blocks)]
         else:   # wide inputs: cut the digits to count them
-            xf = u.astype(np.float64)
-            if wrap:
-                xf[u >= wrap // 2] -= float(wrap)
             counts = []
             for i in range(len(xb.row_blocks)):
                 got = [self._digits(u, b0, b1, i, False) for b0, b1 in bounds]
                 counts.append(([g[2] for g in got], np.array([g[3] for g in got]).astype(np.float64), xb.g_rowsum[i]))
-            y = xf @ st["w"]
+            y = None
+            if product:
+                xf = u.astype(np.float64)
+                if wrap:
+                    xf[u >= wrap // 2] -= float(wrap)
+                y = xf @ st["w"]
         # the bit-plane path's float sums, operation for operation: per shard t = ((0 + c_0) + c_1) + ... over the
         # blocks, c_i = row_conductance(sqsum_i, g_i) * read time, then the call's total ((t_0 + t_1) + ...) in shard
         # order (np.add.accumulate is sequential); the digit counts are integers, exact in any order
@@ -333,8 +336,9 @@ class CpuTile(GeneralPath):
         return _cut(c0, c1, per_example, cycles, MIN_SHARD_ROWS, MIN_SHARD_MACS, times, values,
                     GENERAL_VALUES if values else 0)
 
-    def forward(self, x: np.ndarray, ranges) -> tuple[np.ndarray, Tally]:
-        """y (batch, out) float64, offset-corrected, and the tally; ``ranges``: (lo, lsb) per conversion domain."""
+    def forward(self, x: np.ndarray, ranges, product: bool = True) -> tuple[np.ndarray | None, Tally] | None:
+        """y (batch, out) float64, offset-corrected, and the tally; ``ranges``: (lo, lsb) per conversion domain.
+        Without ``product``: (None, the tally) where the call takes the lossless path, else None (nothing done)."""
         xb = self.xb
         spec, op = xb.spec, xb.readout_op
         fused = op.fused and spec.conversion.per_cycle and not spec.pair_readout and xb.column_scales is None
@@ -342,9 +346,9 @@ class CpuTile(GeneralPath):
         pre = int_bounds_row_sums(x) if xb.slices.offset and x.dtype == np.int64 and x.ndim == 2 and \
             x.flags.c_contiguous and x.size >= 4096 and x.shape[1] > 0 else None
         u = xb.digit_source(x, None if pre is None else pre[:2])
-        row_sums = None if not xb.slices.offset else input_row_sums(x, spec.input_bits, None if pre is None else pre[2])
+        row_sums = None if not (xb.slices.offset and product) else \
+            input_row_sums(x, spec.input_bits, None if pre is None else pre[2])
         B, N = x.shape[0], xb.out_features
-        y = np.zeros((B, N))
         tally = Tally()
         # both paths place every draw by what it is (example, cycle or conversion, row block, column), so the
         # draws do not depend on the split. The split depends only on the work, never on the thread count, and
@@ -353,10 +357,13 @@ class CpuTile(GeneralPath):
         # kept fixed). Its shards are spread over every thread.
         n_threads = threads()
         per_example = xb.cycles * xb.in_features * xb.physical_columns   # MACs of one example's bit planes
-        stream = xb.noise.call_stream()
         exact = self._lossless(ranges) if fused and self.EXACT else None
+        if not product and exact is None:
+            return None   # before the call's noise stream is taken: nothing of this call happened
+        stream = xb.noise.call_stream()
         bits = self._bit_serial(ranges) if fused and exact is None and self.BITS else None
         self.last_exact = exact
+        y = np.zeros((B, N)) if exact is None and bits is None else None   # those two paths return their own
         tables = stack = var_stack = prod = None
         if fused and exact is None and bits is None and self.TABLES:
             ok = self._table_blocks()
@@ -371,7 +378,7 @@ class CpuTile(GeneralPath):
         with blas_controller().limit(limits=1, user_api="blas"):
             if exact is not None:
                 self.lossless_calls += 1
-                y, tally = self._forward_exact(u, exact, per_example)
+                y, tally = self._forward_exact(u, exact, per_example, product)
             elif bits is not None:
                 self.bit_serial_calls += 1
                 y, tally = self._forward_bits(u, bits, per_example)
@@ -397,7 +404,7 @@ class CpuTile(GeneralPath):
                 finish = lambda sh: self._finish_shard(sh, work, row_sums, y)  # noqa: E731
                 for t in taken_shares(finish, shards, n_threads):
                     tally += t
-        if xb.slices.offset and (exact is not None or bits is not None):
+        if xb.slices.offset and (exact is not None or bits is not None) and product:
             y -= xb.slices.offset * row_sums[:, None]
         return y, tally
 

@@ -555,36 +555,43 @@ def _popcount(v):
 
 
 @njit(nogil=True, cache=True)
-def _table_tally(u, edges, blocks, nz_tab, sq_tab, bit_planes, signed_wrap, xf, nz, sq):
+def _table_tally(u, edges, blocks, nz_tab, sq_tab, bit_planes, signed_wrap, xf, nz, sq, with_xf):
     half = signed_wrap // 2
+    K = u.shape[1]
+    nz_row = np.zeros(K, dtype=np.int64)   # a shard's non-zero digits per row, added to its blocks at the shard's end
     for j in range(edges.shape[0] - 1):
+        sq_j = sq[j]
         for b in range(edges[j], edges[j + 1]):
+            ub = u[b]
             if bit_planes:   # one-bit digits (+-1 for a signed top bit): non-zero digits = digit**2 = set bits
-                for k in range(u.shape[1]):
-                    v = u[b, k]
-                    c = _popcount(v)
-                    nz[blocks[k], j] += c
-                    sq[j, k] += c
-                    xf[b, k] = v - signed_wrap if signed_wrap and v >= half else v
+                for k in range(K):
+                    sq_j[k] += _popcount(ub[k])
             else:
-                for k in range(u.shape[1]):
-                    v = u[b, k]
-                    nz[blocks[k], j] += nz_tab[v]
-                    sq[j, k] += sq_tab[v]
-                    xf[b, k] = v - signed_wrap if signed_wrap and v >= half else v
+                for k in range(K):
+                    nz_row[k] += nz_tab[ub[k]]
+                    sq_j[k] += sq_tab[ub[k]]
+            if with_xf:
+                xb = xf[b]
+                for k in range(K):
+                    xb[k] = ub[k] - signed_wrap if signed_wrap and ub[k] >= half else ub[k]
+        for k in range(K):
+            nz[blocks[k], j] += sq_j[k] if bit_planes else nz_row[k]
+            nz_row[k] = 0
 
 
-def digit_tally(u, edges, row_blocks, tables, signed_wrap: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def digit_tally(u, edges, row_blocks, tables, signed_wrap: int = 0, numbers: bool = True
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """What :func:`stack_digits` counts, without cutting the digits, for each shard of examples edges[j]..edges[j + 1]:
     (nonzero digits per row block and shard (blocks, shards), sum of digit**2 over the cycles and the shard's examples
-    per row (shards, rows), both int64, and the inputs as float64 numbers: ``u`` less ``signed_wrap`` (2**input_bits
-    for signed inputs, else 0) where ``u`` holds a negative value); ``tables`` from :func:`digit_tables`."""
+    per row (shards, rows), both int64, and with ``numbers`` the inputs as float64 numbers: ``u`` less ``signed_wrap``
+    (2**input_bits for signed inputs, else 0) where ``u`` holds a negative value, else None); ``tables`` from
+    :func:`digit_tables`."""
     edges = np.asarray(edges, dtype=np.int64)
     blocks = np.zeros(u.shape[1], dtype=np.int64)
     for i, (k0, k1) in enumerate(row_blocks):
         blocks[k0:k1] = i
     nz = np.zeros((len(row_blocks), len(edges) - 1), dtype=np.int64)
     sq = np.zeros((len(edges) - 1, u.shape[1]), dtype=np.int64)
-    xf = np.empty(u.shape, dtype=np.float64)
-    _table_tally(u, edges, blocks, tables[0], tables[1], tables[2], int(signed_wrap), xf, nz, sq)
-    return nz, sq, xf
+    xf = np.empty(u.shape if numbers else (1, 1), dtype=np.float64)
+    _table_tally(u, edges, blocks, tables[0], tables[1], tables[2], int(signed_wrap), xf, nz, sq, numbers)
+    return nz, sq, xf if numbers else None

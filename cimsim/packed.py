@@ -57,6 +57,10 @@ class PackedGroup:
 class PackedTile:
     """One weight matrix (out, in) computed by packed groups of crossbars (see the module docstring)."""
 
+    # groups whose calls take the CPU engine's lossless path count their events only, and their columns come from one
+    # exact product x @ M (see __call__); False: every group's own call (tests/test_packed_exact.py: the same numbers)
+    EXACT = True
+
     def __init__(self, out_features: int, in_features: int, groups: list[PackedGroup], spec: CrossbarSpec,
                  seed: int = 0, backend: str = "numba", device: str = "cpu", name: str = "crossbar"):
         if not groups:
@@ -79,6 +83,9 @@ class PackedTile:
             np.add.at(s, (np.arange(len(g.outputs)), g.outputs), g.weights)
             self._scatter.append(s)
         self._device_tables: tuple | None = None   # (device, [(rows, scatter) per group]) for call_device
+        self._spliced_m: np.ndarray | None = None   # see _spliced
+        self._bounded: bool | None = None          # whether x @ M is exact with every group in M
+        self.last_exact: np.ndarray | None = None  # M when every group of the last call was lossless
 
     # ------------------------------------------------------------------ layout
     @property
@@ -130,12 +137,73 @@ class PackedTile:
         for g, xb in zip(self.groups, self.crossbars):
             xb.calibrate(x[:, g.rows])
 
+    def _spliced(self) -> np.ndarray:
+        """M (in, out) float64: every group's levels spliced by its column table, so that x @ M is the sum of the
+        groups' exact columns times their weights (integers; built once)."""
+        if self._spliced_m is None:
+            m = np.zeros((self.in_features, self.out_features))
+            for g, s in zip(self.groups, self._scatter):
+                m[g.rows] += g.levels.T.astype(np.float64) @ s   # a group drives an input on one row at most
+            self._spliced_m = m
+        return self._spliced_m
+
+    def _exact_bound(self) -> bool:
+        """Whether, for any inputs of the spec's bits, every partial sum of x @ M and of each group's product with
+        its levels is an integer below 2**53 (then those float64 products are exact, in any order)."""
+        if self._bounded is None:
+            a = np.zeros((self.in_features, self.out_features))
+            col = 0.0
+            for g, s in zip(self.groups, self._scatter):
+                lv = np.abs(g.levels.T.astype(np.float64))
+                a[g.rows] += lv @ np.abs(s)
+                col = max(col, float(lv.sum(axis=0).max(initial=0.0)))
+            top = max(col, float(a.sum(axis=0).max(initial=0.0)))
+            self._bounded = bool(top * 2.0 ** self.spec.input_bits < 2.0 ** 53)
+        return self._bounded
+
     def __call__(self, x) -> np.ndarray:
+        """y (batch, out) float64. A group whose call takes the CPU engine's lossless path returns exactly its inputs'
+        integer product with its levels (:meth:`cimsim.Crossbar.exact_weights`), so it only counts its events
+        (``product=False``); when every group does, the columns come from one exact product with :meth:`_spliced`'s
+        M: the same numbers without a product per group and per column table (``tests/test_packed_exact.py``)."""
         x = self._check(x)
         y = np.zeros((x.shape[0], self.out_features))
+        exact = self.EXACT and self._exact_bound()
+        counted = 0    # groups counted so far, whose columns are not formed yet
+        self.last_exact = None
+        # one buffer for every group's inputs (a crossbar keeps none of its inputs): a fresh array per group would cost
+        # its pages' first touch again each time
+        buf = np.empty(x.shape[0] * max(len(g.rows) for g in self.groups), dtype=x.dtype)
         for g, xb, s in zip(self.groups, self.crossbars, self._scatter):
-            y += xb(x[:, g.rows]) @ s
+            xg = self._rows(x, g.rows, buf)
+            if exact and xb(xg, product=False) is None:
+                counted += 1
+                continue
+            if exact:   # a group off the lossless path: those counted before it form their columns first, in order
+                for gc, sc in zip(self.groups[:counted], self._scatter):
+                    y += (np.take(x, gc.rows, axis=1).astype(np.float64) @ gc.levels.T.astype(np.float64)) @ sc
+                exact = False
+            y += xb(xg) @ s
+        if counted == len(self.groups):   # every group counted: y is x @ M
+            self.last_exact = self._spliced()
+            y += x.astype(np.float64) @ self.last_exact
         return y
+
+    @staticmethod
+    def _rows(x: np.ndarray, rows: np.ndarray, buf: np.ndarray) -> np.ndarray:
+        """x[:, rows], C-contiguous: copied into ``buf`` where the rows are one range, else gathered (np.take: several
+        times faster than x[:, rows])."""
+        r = len(rows)
+        if r > 1 and rows[-1] - rows[0] == r - 1 and np.all(np.diff(rows) == 1):
+            out = buf[:x.shape[0] * r].reshape(x.shape[0], r)
+            np.copyto(out, x[:, rows[0]:rows[-1] + 1])
+            return out
+        return np.take(x, rows, axis=1)
+
+    def exact_weights(self) -> np.ndarray | None:
+        """(in, out) float64 integers M: the last call returned exactly x @ M when every group took the lossless path
+        (as :meth:`cimsim.Crossbar.exact_weights`); None otherwise."""
+        return self.last_exact
 
     @property
     def torch_device(self):

@@ -31,6 +31,7 @@ from cimsim.ledger import EventLedger
 from cimsim.mappers import sme, snn
 from cimsim.mappers.layer_quality import add_layer_quality
 from cimsim.metrics import batch_score, is_flow
+from cimsim.packed import PackedTile
 from cimsim.progress import progress as progress_bar
 from cimsim.provenance import describe
 from cimsim.readouts import readout_op
@@ -270,10 +271,11 @@ class MappedLayer(nn.Module):
 
     def _exact_from(self, acc: np.ndarray) -> np.ndarray | None:
         """``acc`` when it already is this batch's exact product (:meth:`exact_product`), else None: every crossbar's
-        last call took the lossless path (its outputs are the exact integers x @ W: :meth:`Crossbar.exact_weights`)
-        with W equal to the layer's integer weights (checked once per crossbar), and every partial sum of the exact
-        product is an integer below 2**53 (then its float64 GEMM is exact too: the same numbers)."""
-        if not self.crossbars or any(type(xb) is not Crossbar for xb in self.crossbars):
+        last call took the lossless path (its outputs are the exact integers x @ W: :meth:`Crossbar.exact_weights`,
+        :meth:`PackedTile.exact_weights`) with W equal to the layer's integer weights (checked once per crossbar), and
+        every partial sum of the exact product is an integer below 2**53 (then its float64 GEMM is exact too: the same
+        numbers)."""
+        if not self.crossbars or any(type(xb) not in (Crossbar, PackedTile) for xb in self.crossbars):
             return None
         G = self.plan.groups
         og = self.w_int.shape[0] // G

@@ -135,6 +135,9 @@ def test_digit_tables_count_what_stack_digits_counts(bits, dac, signed):
             assert np.array_equal(sq[j, k0:k1], sq_ref)
     x = np.where(u >= 1 << (bits - 1), u - (1 << bits), u) if signed else u
     assert xf.dtype == np.float64 and np.array_equal(xf, x)
+    nz2, sq2, none = digit_tally(u, edges, blocks, digit_tables(bits, dac, signed), (1 << bits) if signed else 0,
+                                 numbers=False)   # the counts alone (a packed tile's lossless groups)
+    assert none is None and np.array_equal(nz2, nz) and np.array_equal(sq2, sq)
 
 
 def test_every_cpu_path_counts_the_same_conductance(monkeypatch):
