@@ -268,8 +268,9 @@ def _range_of(absv: np.ndarray, vmin: float, percentile: float) -> tuple[float, 
 
 
 def grouped_products(blocks, row_blocks, matrices, shifts, widths, signed, groups):
-    """``(first cycles, end cycles, {block: float64 matrix})`` where the values of the conversions of ``blocks`` may
-    be computed as one float64 product per group of cycles of the group's summed digits
+    """``(first cycles, end cycles, {block: matrix})`` where the values of the conversions of ``blocks`` may be
+    computed as one product per group of cycles (float64, or float32 where that block's sums stay below 2**24) of
+    the group's summed digits
     (:func:`cimsim.kernels_host.group_digits`) with each block's matrix, giving the numbers of the product per cycle
     in the matrix's type summed with place values: integer levels whose every per-cycle sum that type holds exactly
     and whose every grouped sum, over the domain's blocks too, float64 holds exactly (then both are the exact integers,
@@ -287,7 +288,8 @@ def grouped_products(blocks, row_blocks, matrices, shifts, widths, signed, group
         if not np.array_equal(a64, np.round(a64)) or dmax * col >= exact:
             return None
         total += ymax * dmax * col
-        wide[i] = a64
+        # float32 where its product's every partial sum is an integer below 2**24 (the same integers, twice the rate)
+        wide[i] = a64.astype(np.float32) if ymax * dmax * col < 2.0 ** 24 else a64
     if total >= 2.0 ** 53:
         return None
     return (np.array([t0 for t0, _ in groups], dtype=np.int64), np.array([t1 for _, t1 in groups], dtype=np.int64),
@@ -314,8 +316,8 @@ def _scoped_ranges(u, row_blocks, matrices, shifts, widths, signed, percentile, 
             V = np.zeros((len(groups), nb, m))
             for i in blocks:
                 k0, k1 = row_blocks[i]
-                if grouped is not None:   # each group's digits summed first: one float64 product, exact
-                    Y = np.empty((len(groups), nb, k1 - k0))
+                if grouped is not None:   # each group's digits summed first: one product, exact
+                    Y = np.empty((len(groups), nb, k1 - k0), dtype=grouped[2][i].dtype)
                     group_digits(u, b0, nb, k0, k1, shifts, widths, signed, grouped[0], grouped[1], Y)
                     V += (Y.reshape(-1, k1 - k0) @ grouped[2][i]).reshape(V.shape)
                     continue

@@ -5,7 +5,7 @@ values, one Gaussian per conversion with the summed read-noise variance, the rea
 :class:`cimsim.crossbar_cpu.CpuTile`). Where each buffered value is written with an error relative to itself and
 every number is an exact integer, the sums come from one product per row block and group of cycles
 (:mod:`cimsim.kernels_buffered`); where there is no noise to sum (Neural-PIM's analog shift-and-add with noiseless
-cells), from each group's digits summed first and one float64 product (:meth:`GeneralPath._summed_values`). Both give
+cells), from each group's digits summed first and one exact product (:meth:`GeneralPath._summed_values`). Both give
 the per-cycle products' numbers."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from cimsim.calibration import grouped_products
 from cimsim.crossbar_layout import Tally
 from cimsim.encoding import plane_layout
-from cimsim.kernels import PlacedNormals, placed_normals
+from cimsim.kernels import PlacedNormals, digit_tables, digit_tally, placed_normals
 from cimsim.kernels_buffered import buffered_sums, digit_masks, exact_integers, level_planes, popcount_sums
 from cimsim.kernels_host import group_digits
 from cimsim.kernels_shares import row_conductance
@@ -28,6 +28,7 @@ class GeneralPath:
     # sees one half of it new and the other old
     _buffered = (None, False)
     _summed = (None, None)     # (the readout matrices, _summed_static's result), likewise
+    _tables_of_tally = False   # _tally_tables' result once built (a None is a result)
 
     def _buffered_static(self):
         """``((lo, hi, m, m**2), planes)``: the slice groups and place values :func:`buffered_sums` takes, and per
@@ -54,7 +55,7 @@ class GeneralPath:
 
     def _summed_static(self):
         """Per conversion domain, where its cells have no read noise and every value is an exact integer, what
-        :func:`cimsim.calibration.grouped_products` gives (each group's digits summed first, then one float64 product
+        :func:`cimsim.calibration.grouped_products` gives (each group's digits summed first, then one exact product
         per row block: the per-cycle products' numbers), else None; cached per readout matrices."""
         xb = self.xb
         key, value = self._summed
@@ -78,10 +79,17 @@ class GeneralPath:
         v = np.zeros((nb, xb.readout_columns))
         for i in blocks:
             k0, k1 = xb.row_blocks[i]
-            y = np.empty((1, nb, k1 - k0))
+            y = np.empty((1, nb, k1 - k0), dtype=wide[i].dtype)
             group_digits(u, b0, nb, k0, k1, shifts, widths, spec.input_signed, g0[gi:gi + 1], g1[gi:gi + 1], y)
             v += y[0] @ wide[i]
         return v
+
+    def _tally_tables(self):
+        """:func:`cimsim.kernels.digit_tables` of the spec's inputs (None above its bits), built once."""
+        if self._tables_of_tally is False:
+            spec = self.xb.spec
+            self._tables_of_tally = digit_tables(spec.input_bits, spec.dac_bits, spec.input_signed)
+        return self._tables_of_tally
 
     def _block_digits(self, u, b0: int, b1: int, i: int):
         """(digits of row block i, examples b0..b1, non-zero count, digit**2 per row): stacked (cycles x examples,
@@ -110,18 +118,25 @@ class GeneralPath:
         shifts, _ = plane_layout(spec.input_bits, spec.dac_bits)
         T = len(shifts)
         scope = spec.conversion
-        digits: dict[int, np.ndarray] = {}
-        for i in range(len(xb.row_blocks)):   # the reads: digits, non-zero count and conductance-seconds
-            xs, nz, sqsum = self._block_digits(u, b0, b1, i)
-            digits[i] = xs
-            tally.nonzero_digits += nz
-            tally.conductance_s += row_conductance(sqsum, xb.g_rowsum[i]) * spec.cell.read_time_s
         scales, thresholds = xb.column_scales, xb.column_thresholds
         domains, groups = scope.block_groups(len(xb.row_blocks)), scope.cycle_groups(T)
         slots = len(domains) * len(groups)        # conversions per example and column: the draws' places
         # conversions of several cycles or blocks with no buffer error: their sums from each group's summed digits
         summed = self._summed_static() if not op.relative_sigma and (
             len(groups) < T or any(len(b) > 1 for b in domains)) else None
+        cut = summed is None or any((len(blocks) == 1 and t1 - t0 == 1) or summed[d] is None
+                                    for d, blocks in enumerate(domains) for t0, t1 in groups)
+        tables = None if cut else self._tally_tables()
+        counts = None if tables is None else digit_tally(u[b0:b1], [0, nb], xb.row_blocks, tables, 0, False)
+        digits: dict[int, np.ndarray] = {}
+        for i, (k0, k1) in enumerate(xb.row_blocks):   # the reads: digits, non-zero count and conductance-seconds
+            if counts is None:
+                xs, nz, sqsum = self._block_digits(u, b0, b1, i)
+                digits[i] = xs
+            else:   # no conversion reads the digits: counted without cutting them (the same integers)
+                nz, sqsum = int(counts[0][i, 0]), counts[1][0, k0:k1]
+            tally.nonzero_digits += nz
+            tally.conductance_s += row_conductance(sqsum, xb.g_rowsum[i]) * spec.cell.read_time_s
         for d, blocks in enumerate(domains):
             lo, lsb = ranges[d]
             for gi, (t0, t1) in enumerate(groups):

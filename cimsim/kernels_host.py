@@ -163,7 +163,8 @@ def input_row_sums(x: np.ndarray, input_bits: int, sums: np.ndarray | None = Non
 def group_digits(u, b0, nb, k0, k1, shifts, widths, signed, g0, g1, out):  # pragma: no cover - numba
     """``out[g, b, k]`` = the sum over the cycles t of group g (``g0[g] .. g1[g]``) of ``2**(shifts[t] -
     shifts[g0[g]])`` times the digit of input ``u[b0 + b, k0 + k]`` in cycle t (cut as
-    :func:`cimsim.kernels.stack_digits` cuts it: the top digit of signed inputs negative), as float64: one pass
+    :func:`cimsim.kernels.stack_digits` cuts it: the top digit of signed inputs negative), in ``out``'s float type
+    (exact: the caller's bounds, :func:`cimsim.calibration.grouped_products`): one pass
     for what a conversion of several cycles sums, so its value is one product of these with the levels. The cycles
     of a group read adjacent bits (``shifts[t + 1] = shifts[t] + widths[t]``), so that sum is the group's bit field
     of the input, sign-extended where it holds the signed top digit."""

@@ -1,5 +1,6 @@
 """Calibrated ranges of conversions that sum several cycles (CASCADE's groups, Neural-PIM's whole MVM): where every
-value is an exact integer, each group's digits are summed first and multiplied once in float64
+value is an exact integer, each group's digits are summed first and multiplied once (float64, or float32 where every
+sum stays below 2**24)
 (cimsim.calibration.grouped_products, cimsim.kernels_host.group_digits); the ranges must be the per-cycle products'
 to the last bit, and noisy levels keep the per-cycle products."""
 
@@ -87,7 +88,8 @@ def test_sums_past_float64s_integers_keep_the_per_cycle_products():
                                   "neural-pim-read-noise", "cascade-exact-writes"])
 def test_the_engines_grouped_sums_give_the_per_cycle_products_numbers(monkeypatch, name):
     """The general path's conversions of several cycles without noise to add (Neural-PIM's analog shift-and-add):
-    each group's digits summed, one float64 product a block (GeneralPath._summed_values); outputs and ledgers equal
+    each group's digits summed, one exact product a block (GeneralPath._summed_values; float32 here: every sum below
+    2**24), and the reads counted without cutting the digits; outputs and ledgers equal
     to the per-cycle products', on 1 and 3 threads; not taken where the cells' read noise must be summed."""
     from cimsim.crossbar_general import GeneralPath
 
@@ -111,3 +113,14 @@ def test_the_engines_grouped_sums_give_the_per_cycle_products_numbers(monkeypatc
     ref = runs[False, 1]
     for key, (y, ledger) in runs.items():
         assert np.array_equal(y, ref[0]) and ledger == ref[1], key
+
+
+def test_a_block_whose_sums_stay_below_2_24_is_multiplied_in_float32():
+    """8-bit inputs in one group of 8 cycles (sums up to 255 x a column's levels): 64 rows of ones stay below 2**24
+    (float32, twice BLAS's rate, the same integers); levels of 2**11 pass it (float64)."""
+    groups = [(0, 8)]
+    shifts, widths = plane_layout(8, 1)
+    small = calibration.grouped_products([0], [(0, 64)], [np.ones((64, 4))], shifts, widths, False, groups)
+    assert small[2][0].dtype == np.float32 and np.array_equal(small[2][0], np.ones((64, 4)))
+    wide = calibration.grouped_products([0], [(0, 64)], [np.full((64, 4), 2.0 ** 11)], shifts, widths, False, groups)
+    assert wide[2][0].dtype == np.float64
