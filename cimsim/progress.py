@@ -81,6 +81,8 @@ class _Lines:
     def update(self, n: int = 1) -> None:
         self.n += n
         now = time.monotonic()
+        if self.total and self.n >= self.total:
+            return   # the closing line ("..., done") says it
         if self.each or now - self.last >= interval_s():
             self.last = now
             self._say(self._line())

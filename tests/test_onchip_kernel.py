@@ -236,3 +236,20 @@ def test_full_size_fashion_mnist_curve():
     assert acc[0] > 0.5 and acc[1] > 0.5
     assert acc[-1] >= ref - 0.03
     assert acc[-1] > acc[0] and all(b > a - 0.01 for a, b in zip(acc, acc[1:]))
+
+
+def test_cli_warns_once_per_run_that_wrote_no_synapse(capsys, tmp_path):
+    """Nearest rounding at 8 sites moves no wall at the recipe's rate (every update under half a pulse): the run says
+    so on stderr, with the fix; a run that wrote synapses says nothing."""
+    _write_mnist_like(tmp_path / "mnist")
+    warned = {}
+    for rounding in ("nearest", "stochastic"):
+        code = main(["onchip", "--synapse", "domain-wall", "--dataset", "mnist", "--data-dir", str(tmp_path),
+                     "--states", "8,64", "--rounding", rounding, "--epochs", "1", "--json"])
+        stdout, err = capsys.readouterr()
+        assert code == 0, err
+        pulses = {p["config"]["states"]: p["write_pulses"] for p in json.loads(stdout)["points"]}
+        warned[rounding] = [line for line in err.splitlines() if "no synapse was written" in line]
+        assert len(warned[rounding]) == sum(v == 0 for v in pulses.values())
+    assert warned["nearest"] and "at 8 states" in warned["nearest"][0] and "--rounding stochastic" in warned["nearest"][0]
+    assert warned["stochastic"] == []

@@ -31,6 +31,15 @@ def _point_path(out: str, n: int) -> Path:
     return p.with_name(f"{p.stem}-states{n}{p.suffix or '.h5'}")
 
 
+def _warn_unwritten(result) -> None:
+    """One stderr line when a run wrote no synapse at all (its on-chip network never moved from its start)."""
+    if result.write_pulses == 0:
+        how = ("with nearest rounding every update stayed under half a pulse: use --rounding stochastic or a larger "
+               "--lr" if result.config.get("rounding") == "nearest" else "give a larger --lr")
+        print(f"cimsim: warning: no synapse was written at {result.config.get('states')} states ({how})",
+              file=sys.stderr)
+
+
 def run(args) -> int:
     from cimsim.workloads import onchip
 
@@ -47,6 +56,7 @@ def run(args) -> int:
     if curve:
         return _curve(args, cfg)
     result = onchip.run(cfg, progress=False if args.json else None)
+    _warn_unwritten(result)
     if out is not None:
         path = result.to_hdf5(out)
         print(f"cimsim onchip: run written to {path}", file=sys.stderr)
@@ -77,6 +87,7 @@ def _curve(args, cfg) -> int:
               f"{'learning energy':>16} {'learning time':>14}")
 
     def show(r):
+        _warn_unwritten(r)
         if args.out:
             path = r.to_hdf5(_point_path(args.out, r.config["states"]))
             print(f"cimsim onchip: run written to {path}", file=sys.stderr)

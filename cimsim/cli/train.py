@@ -59,7 +59,7 @@ def run(args) -> int:
                       f"test {100 * h['test_accuracy']:6.2f}%")
         what = (f"test AEE {meta['test_aee']:.3f} px" if flow else f"test accuracy {100 * meta['test_accuracy']:.2f}%")
         print(f"{meta['model']} on {meta['dataset']}: {what} "
-              f"after {meta['epochs']} epochs (seed {meta['seed']}, {meta['train_seconds']:.0f} s)")
+              f"after {meta['epochs']} epoch{'' if meta['epochs'] == 1 else 's'} (seed {meta['seed']}, {meta['train_seconds']:.0f} s)")
         print(note)
     return 0
 
