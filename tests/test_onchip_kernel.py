@@ -253,3 +253,8 @@ def test_cli_warns_once_per_run_that_wrote_no_synapse(capsys, tmp_path):
         assert len(warned[rounding]) == sum(v == 0 for v in pulses.values())
     assert warned["nearest"] and "at 8 states" in warned["nearest"][0] and "--rounding stochastic" in warned["nearest"][0]
     assert warned["stochastic"] == []
+    code = main(["onchip", "--synapse", "domain-wall", "--dataset", "mnist", "--data-dir", str(tmp_path),
+                 "--states", "8", "--epochs", "1"])   # one run, the text report: the warning after it
+    stdout, err = capsys.readouterr()
+    assert code == 0 and "0 pulses" in stdout
+    assert [line for line in err.splitlines() if "no synapse was written at 8 states" in line]

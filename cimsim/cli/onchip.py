@@ -56,12 +56,12 @@ def run(args) -> int:
     if curve:
         return _curve(args, cfg)
     result = onchip.run(cfg, progress=False if args.json else None)
-    _warn_unwritten(result)
     if out is not None:
         path = result.to_hdf5(out)
         print(f"cimsim onchip: run written to {path}", file=sys.stderr)
     if args.json:
         emit_json(result.summary())
+        _warn_unwritten(result)
         return 0
     print(f"on-chip learning: {args.synapse} synapses, {cfg.dataset}, topology "
           f"{' -> '.join(map(str, result.topology))}, {cfg.epochs} epochs, seed {cfg.seed}, lr {cfg.lr:g} "
@@ -73,6 +73,7 @@ def run(args) -> int:
     print(f"learning energy {result.energy_j * 1e6:.4g} uJ (synapse writes {result.write_energy_j * 1e9:.4g} nJ, "
           f"{result.write_pulses:.4g} pulses); learning time {result.time_s * 1e3:.4g} ms; "
           f"write energy per weight update {result.energy_per_update_j * 1e12:.4g} pJ")
+    _warn_unwritten(result)   # after the results, where it is read
     return 0
 
 
