@@ -28,7 +28,6 @@ class GeneralPath:
     # sees one half of it new and the other old
     _buffered = (None, False)
     _summed = (None, None)     # (the readout matrices, _summed_static's result), likewise
-    _tables_of_tally = False   # _tally_tables' result once built (a None is a result)
 
     def _buffered_static(self):
         """``((lo, hi, m, m**2), planes)``: the slice groups and place values :func:`buffered_sums` takes, and per
@@ -84,13 +83,6 @@ class GeneralPath:
             v += y[0] @ wide[i]
         return v
 
-    def _tally_tables(self):
-        """:func:`cimsim.kernels.digit_tables` of the spec's inputs (None above its bits), built once."""
-        if self._tables_of_tally is False:
-            spec = self.xb.spec
-            self._tables_of_tally = digit_tables(spec.input_bits, spec.dac_bits, spec.input_signed)
-        return self._tables_of_tally
-
     def _block_digits(self, u, b0: int, b1: int, i: int):
         """(digits of row block i, examples b0..b1, non-zero count, digit**2 per row): stacked (cycles x examples,
         rows) in the GEMM's type, or (cycles, examples) words of one-bit digits where :meth:`_analog_sum` counts the
@@ -126,7 +118,7 @@ class GeneralPath:
             len(groups) < T or any(len(b) > 1 for b in domains)) else None
         cut = summed is None or any((len(blocks) == 1 and t1 - t0 == 1) or summed[d] is None
                                     for d, blocks in enumerate(domains) for t0, t1 in groups)
-        tables = None if cut else self._tally_tables()
+        tables = None if cut else digit_tables(spec.input_bits, spec.dac_bits, spec.input_signed)
         counts = None if tables is None else digit_tally(u[b0:b1], [0, nb], xb.row_blocks, tables, 0, False)
         digits: dict[int, np.ndarray] = {}
         for i, (k0, k1) in enumerate(xb.row_blocks):   # the reads: digits, non-zero count and conductance-seconds

@@ -25,6 +25,7 @@ On this project's CPU (AVX-512) a draw costs about 0.6 ns on one thread, 1.0 ns 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -522,6 +523,7 @@ def stack_digits(u, b0, b1, k0, k1, shifts, widths, signed, out, var, sqsum):
 TABLE_BITS = 16
 
 
+@lru_cache(maxsize=64)   # one copy per spec shared by every crossbar (a network may hold thousands); never written
 def digit_tables(input_bits: int, dac_bits: int, signed: bool) -> tuple[np.ndarray, np.ndarray, bool] | None:
     """Per digit-source value u (0 .. 2**input_bits - 1): (nonzero digits of u over the cycles, sum of its
     digits**2, whether every digit is one bit), the digits cut as :func:`stack_digits` cuts them; None above

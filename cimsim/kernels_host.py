@@ -23,12 +23,14 @@ from numba import njit  # noqa: E402
 @njit(nogil=True, cache=True)
 def _patch_codes(x, kh, kw, sh, sw, dh, dw, top, left, Ho, Wo, f32, out):
     B, C, H, W = x.shape
+    per = C // out.shape[0]   # channels of a group: group g's columns are out[g]'s
     for b in range(B):
         for i in range(Ho):
             for j in range(Wo):
                 r = (b * Ho + i) * Wo + j
-                col = 0
                 for c in range(C):
+                    row = out[c // per, r]
+                    col = (c % per) * kh * kw
                     for p in range(kh):
                         y = i * sh + p * dh - top
                         inside = 0 <= y < H
@@ -36,19 +38,21 @@ def _patch_codes(x, kh, kw, sh, sw, dh, dw, top, left, Ho, Wo, f32, out):
                             xx = j * sw + q * dw - left
                             if inside and 0 <= xx < W:
                                 v = x[b, c, y, xx]
-                                out[r, col] = np.int64(np.float32(v)) if f32 else np.int64(v)
+                                row[col] = np.int64(np.float32(v)) if f32 else np.int64(v)
                             else:
-                                out[r, col] = 0
+                                row[col] = 0
                             col += 1
 
 
 def patch_codes(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
-                pad: tuple[int, int, int, int], through_float32: bool = True) -> np.ndarray:
+                pad: tuple[int, int, int, int], through_float32: bool = True, groups: int = 1) -> np.ndarray:
     """The patches (B * Ho * Wo, C * kh * kw) int64 of integer codes ``x`` (B, C, H, W) float64, in F.unfold's order
     (rows: example, output row, output column; columns: channel, kernel row, kernel column), with ``pad`` = (left,
     right, top, bottom) zeros as F.pad takes them (non-negative). Each value is ``int64(float32(code))`` with
     ``through_float32`` (what ``MappedLayer._patches(...).numpy().astype(np.int64)`` gives for codes of up to 24 bits,
-    cut in float32), else ``int64(code)`` (wider codes, cut in float64)."""
+    cut in float32), else ``int64(code)`` (wider codes, cut in float64). ``groups`` > 1: group-major, (groups,
+    B * Ho * Wo, C / groups * kh * kw), group g's columns (channels g C / groups ...) each one contiguous array (a
+    grouped convolution's per-group inputs)."""
     B, C, H, W = x.shape
     left, right, top, bottom = (int(v) for v in pad)
     kh, kw = (int(v) for v in kernel)
@@ -56,17 +60,17 @@ def patch_codes(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
     dh, dw = (int(v) for v in dilation)
     Ho = (H + top + bottom - dh * (kh - 1) - 1) // sh + 1
     Wo = (W + left + right - dw * (kw - 1) - 1) // sw + 1
-    out = np.empty((B * max(Ho, 0) * max(Wo, 0), C * kh * kw), dtype=np.int64)
+    out = np.empty((groups, B * max(Ho, 0) * max(Wo, 0), C // groups * kh * kw), dtype=np.int64)
     if out.size:
         rows = max(Ho, 0) * max(Wo, 0)
 
         def cut(r):   # examples b0..b1 into their own rows: any split writes the same numbers
             b0, b1 = r
             _patch_codes(x[b0:b1], kh, kw, sh, sw, dh, dw, top, left, Ho, Wo, bool(through_float32),
-                         out[b0 * rows:b1 * rows])
+                         out[:, b0 * rows:b1 * rows])
 
         _over_threads(cut, B, out.size // B)
-    return out
+    return out[0] if groups == 1 else out
 
 
 # values a part must hold before a host pass is split over the engine's threads (our choice: 2**17 int64 values,
@@ -182,3 +186,4 @@ def group_digits(u, b0, nb, k0, k1, shifts, widths, signed, g0, g1, out):  # pra
                 if top:
                     f = (f ^ sign) - sign
                 row[k] = f
+

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from cimsim.events import CLIPPED_CONVERSIONS
 from cimsim.ledger import EventLedger
 from cimsim.report import Report
@@ -27,3 +29,13 @@ def add_layer_quality(report: Report, errors: dict[str, float], ledger: EventLed
             mapped = name in errors and conversions
             row["clip_rate"] = ledger.layer(name).get(CLIPPED_CONVERSIONS, 0.0) / conversions if mapped else math.nan
     return report
+
+
+def sum_of_squares(v: np.ndarray, scale: np.ndarray | None) -> float:
+    """``float(np.square(v * scale).sum())`` for a fresh array ``v`` the caller gives up (``scale`` None: 1), the same
+    numbers with the products and squares formed in place: one temporary of a layer's outputs fewer (the error sums of
+    :meth:`cimsim.mappers.MappedLayer.record_error`)."""
+    if scale is not None:
+        v *= scale
+    np.multiply(v, v, out=v)
+    return float(v.sum())

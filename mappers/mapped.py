@@ -29,7 +29,7 @@ from cimsim.errors import ConfigError
 from cimsim.kernels_host import patch_codes
 from cimsim.ledger import EventLedger
 from cimsim.mappers import sme, snn
-from cimsim.mappers.layer_quality import add_layer_quality
+from cimsim.mappers.layer_quality import add_layer_quality, sum_of_squares
 from cimsim.metrics import batch_score, is_flow
 from cimsim.packed import PackedTile
 from cimsim.progress import progress as progress_bar
@@ -38,6 +38,7 @@ from cimsim.readouts import readout_op
 from cimsim.report import SELF_REFERENCE, Report, cost_report
 
 MODES = ("analog", "digital", "float")
+
 
 
 def quantize_weights(w: torch.Tensor, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -210,15 +211,17 @@ class MappedLayer(nn.Module):
         d = (1, m.dilation[0]) if one_d else tuple(m.dilation)
         return one_d, k, s, d, self._padding(one_d, k, d)
 
-    def _integer_patches(self, xq: torch.Tensor) -> tuple[np.ndarray, tuple]:
+    def _integer_patches(self, xq: torch.Tensor, grouped: bool = False) -> tuple[np.ndarray, tuple]:
         """``_patches(xq)`` as int64 (the host path): a convolution's cut in one pass by
-        :func:`cimsim.kernels_host.patch_codes`, the same numbers as ``_patches(xq)[0].numpy().astype(np.int64)``."""
+        :func:`cimsim.kernels_host.patch_codes`, the numbers of ``_patches(xq)[0].numpy().astype(np.int64)`` (with
+        ``grouped``, a grouped convolution's as (groups, rows, K): each group's inputs contiguous)."""
         if not self.conv:
             patches, shape = self._patches(xq)
             return patches.numpy().astype(np.int64), shape
         one_d, k, s, d, pad = self._geometry()
         x = xq.detach().unsqueeze(2) if one_d else xq.detach()
-        ints = patch_codes(x.numpy(), k, s, d, pad, through_float32=not self._wide_codes())
+        ints = patch_codes(x.numpy(), k, s, d, pad, through_float32=not self._wide_codes(),
+                           groups=self.plan.groups if grouped else 1)
         B = x.shape[0]
         Ho = _window_count(x.shape[2] + pad[2] + pad[3], k[0], s[0], d[0])
         Wo = _window_count(x.shape[3] + pad[0] + pad[1], k[1], s[1], d[1])
@@ -243,38 +246,41 @@ class MappedLayer(nn.Module):
 
     # forward -----------------------------------------------------------------
     def exact_product(self, patches: np.ndarray) -> np.ndarray:
-        """patches (rows, groups * K) int -> (rows, O) float64: the exact integer product (the digital layer)."""
+        """patches (rows, groups * K) or group-major (groups, rows, K) -> (rows, O) float64: the exact product."""
         G, K = self.plan.groups, self.plan.in_features
         og = self.w_int.shape[0] // G
+        major = patches.ndim == 3
         if self.exact_device != "cpu":   # float64 on the GPU: the same exact sums, without a CPU GEMM per batch
             if getattr(self, "_w_exact_dev", None) is None:
                 self._w_exact_dev = torch.from_numpy(self.w_exact_t).to(self.exact_device)
             p = torch.from_numpy(patches).to(self.exact_device, torch.float64)
             w = self._w_exact_dev
-            return torch.cat([p[:, g * K:(g + 1) * K] @ w[:, g * og:(g + 1) * og] for g in range(G)], 1).cpu().numpy()
-        out = np.empty((patches.shape[0], self.w_int.shape[0]))
+            return torch.cat([(p[g] if major else p[:, g * K:(g + 1) * K]) @ w[:, g * og:(g + 1) * og]
+                              for g in range(G)], 1).cpu().numpy()
+        out = np.empty((patches.shape[-2], self.w_int.shape[0]))
         for g in range(G):
-            out[:, g * og:(g + 1) * og] = (patches[:, g * K:(g + 1) * K].astype(np.float64)
+            out[:, g * og:(g + 1) * og] = ((patches[g] if major else patches[:, g * K:(g + 1) * K]).astype(np.float64)
                                            @ self.w_exact_t[:, g * og:(g + 1) * og])
         return out
 
     def integer_product(self, patches: np.ndarray) -> np.ndarray:
-        """patches (rows, groups * K) int -> (rows, O) float64 integer units, by crossbar or exactly."""
+        """patches (rows, groups * K) or group-major (groups, rows, K) -> (rows, O) float64 integers, by crossbar."""
         if self.mode == "digital":
             return self.exact_product(patches)
-        G, K = self.plan.groups, self.plan.in_features
+        G = self.plan.groups
         og = self.w_int.shape[0] // G
-        out = np.empty((patches.shape[0], self.w_int.shape[0]))
+        out = np.empty((patches.shape[-2], self.w_int.shape[0]))
+        if G > 1 and patches.ndim == 2:   # each group's inputs contiguous: a crossbar bounds and sums them in one pass
+            patches = np.ascontiguousarray(patches.reshape(patches.shape[0], G, -1).transpose(1, 0, 2))
         for g in range(G):
-            out[:, g * og:(g + 1) * og] = self.crossbars[g](patches[:, g * K:(g + 1) * K])
+            out[:, g * og:(g + 1) * og] = self.crossbars[g](patches[g] if G > 1 else patches)
         return out
 
     def _exact_from(self, acc: np.ndarray) -> np.ndarray | None:
         """``acc`` when it already is this batch's exact product (:meth:`exact_product`), else None: every crossbar's
         last call took the lossless path (its outputs are the exact integers x @ W: :meth:`Crossbar.exact_weights`,
-        :meth:`PackedTile.exact_weights`) with W equal to the layer's integer weights (checked once per crossbar), and
-        every partial sum of the exact product is an integer below 2**53 (then its float64 GEMM is exact too: the same
-        numbers)."""
+        :meth:`PackedTile.exact_weights`) with W the layer's integer weights (checked once per crossbar), and every
+        partial sum of the exact product an integer below 2**53 (then its float64 GEMM is exact too: the same numbers)."""
         if not self.crossbars or any(type(xb) not in (Crossbar, PackedTile) for xb in self.crossbars):
             return None
         G = self.plan.groups
@@ -299,8 +305,8 @@ class MappedLayer(nn.Module):
         """Add one batch's output error against the exact product to the layer's totals (see the module doc)."""
         scale = (self.plan.input_scale * self.w_scale)[None, :]
         if exact is not analog:   # the same array: every error is 0.0, and so is their sum
-            self.error_sq += float(np.square((analog - exact) * scale).sum())
-        self.reference_sq += float(np.square(exact * scale).sum())
+            self.error_sq += sum_of_squares(analog - exact, scale)
+        self.reference_sq += sum_of_squares(exact * scale, None)
 
     def rel_error(self) -> float:
         """Relative RMS error of the outputs since the last reset against the exact integer product (NaN
@@ -323,7 +329,7 @@ class MappedLayer(nn.Module):
         if dev is not None:
             return self._forward_device(x, dev)
         dtype, where = x.dtype, x.device
-        ints, shape = self._integer_patches(self.quantize_input(x.cpu()))
+        ints, shape = self._integer_patches(self.quantize_input(x.cpu()), grouped=True)
         t0 = self.engine_time.start(None)
         acc = self.integer_product(ints)
         self.engine_time.stop(t0)
@@ -334,9 +340,8 @@ class MappedLayer(nn.Module):
                 self.record_error(acc, self.exact_product(ints) if exact is None else exact)
         self.exact_time.stop(t1)
         y = acc * (self.plan.input_scale * self.w_scale)[None, :]
-        if self.bias is not None:
-            y = y + self.bias[None, :]
-        self.positions_seen += ints.shape[0]
+        y = y if self.bias is None else y + self.bias[None, :]
+        self.positions_seen += ints.shape[-2]
         return self._output(torch.from_numpy(y), shape).to(device=where, dtype=dtype)
 
     def _forward_device(self, x: torch.Tensor, dev: torch.device) -> torch.Tensor:

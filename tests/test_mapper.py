@@ -329,6 +329,16 @@ def test_integer_patches_are_the_torch_patches_as_int64(conv):
         want, want_shape = layer._patches(xi)
         assert got.dtype == np.int64 and got_shape == want_shape
         assert np.array_equal(got, want.numpy().astype(np.int64))
+        # group-major (what the host path's forward cuts): group g's columns as one contiguous array each
+        major, major_shape = layer._integer_patches(xi, grouped=True)
+        G = conv.groups
+        assert major_shape == want_shape and (major.ndim == 3) == (G > 1)
+        if G > 1:
+            assert major.flags.c_contiguous and major.shape == (G, got.shape[0], got.shape[1] // G)
+            assert all(np.array_equal(major[g], got[:, g * major.shape[2]:(g + 1) * major.shape[2]]) for g in range(G))
+            top = 2 ** 16 - 1   # the crossbars' 16-bit unsigned inputs
+            assert np.array_equal(layer.integer_product(np.clip(major, 0, top)), layer.integer_product(np.clip(got, 0, top)))
+            assert np.array_equal(layer.exact_product(major), layer.exact_product(got))
     assert got[0, :].min() < -(2 ** 24) or got.max() > 2 ** 24          # the large codes are in the patches
 
 
