@@ -342,6 +342,9 @@ class CpuTile(GeneralPath):
         xb = self.xb
         spec, op = xb.spec, xb.readout_op
         fused = op.fused and spec.conversion.per_cycle and not spec.pair_readout and xb.column_scales is None
+        exact = self._lossless(ranges) if fused and self.EXACT else None
+        if not product and exact is None:
+            return None   # before the inputs are read or the call's noise stream taken: nothing of this call happened
         # the offset's row sums and the inputs' bounds in one pass where they are int64 (a network's are)
         pre = int_bounds_row_sums(x) if xb.slices.offset and x.dtype == np.int64 and x.ndim == 2 and \
             x.flags.c_contiguous and x.size >= 4096 and x.shape[1] > 0 else None
@@ -357,9 +360,6 @@ class CpuTile(GeneralPath):
         # kept fixed). Its shards are spread over every thread.
         n_threads = threads()
         per_example = xb.cycles * xb.in_features * xb.physical_columns   # MACs of one example's bit planes
-        exact = self._lossless(ranges) if fused and self.EXACT else None
-        if not product and exact is None:
-            return None   # before the call's noise stream is taken: nothing of this call happened
         stream = xb.noise.call_stream()
         bits = self._bit_serial(ranges) if fused and exact is None and self.BITS else None
         self.last_exact = exact

@@ -116,8 +116,11 @@ class GeneralPath:
         # conversions of several cycles or blocks with no buffer error: their sums from each group's summed digits
         summed = self._summed_static() if not op.relative_sigma and (
             len(groups) < T or any(len(b) > 1 for b in domains)) else None
-        cut = summed is None or any((len(blocks) == 1 and t1 - t0 == 1) or summed[d] is None
-                                    for d, blocks in enumerate(domains) for t0, t1 in groups)
+        # which conversions take their sums from summed digits (the rest read the cut digits: one cycle of one block,
+        # or noise to sum)
+        from_sums = [[summed is not None and summed[d] is not None and not (len(blocks) == 1 and t1 - t0 == 1)
+                      for t0, t1 in groups] for d, blocks in enumerate(domains)]
+        cut = not all(map(all, from_sums))
         tables = None if cut else digit_tables(spec.input_bits, spec.dac_bits, spec.input_signed)
         counts = None if tables is None else digit_tally(u[b0:b1], [0, nb], xb.row_blocks, tables, 0, False)
         digits: dict[int, np.ndarray] = {}
@@ -133,10 +136,10 @@ class GeneralPath:
             lo, lsb = ranges[d]
             for gi, (t0, t1) in enumerate(groups):
                 place = (*stream, b0, slots, gi * len(domains) + d)
-                if len(blocks) == 1 and t1 - t0 == 1 and not op.relative_sigma:
-                    v = self._cycle_value(digits[blocks[0]], blocks[0], t0, nb, place)
-                elif summed is not None and summed[d] is not None:
+                if from_sums[d][gi]:
                     v = self._summed_values(u, b0, nb, blocks, gi, summed[d])
+                elif len(blocks) == 1 and t1 - t0 == 1 and not op.relative_sigma:
+                    v = self._cycle_value(digits[blocks[0]], blocks[0], t0, nb, place)
                 else:
                     v = self._analog_sum(digits, blocks, t0, t1, shifts, nb, place)
                 scale = None if scales is None else scales[blocks[0]] if scales.ndim == 2 else scales[blocks[0], t0]

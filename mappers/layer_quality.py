@@ -31,7 +31,7 @@ def add_layer_quality(report: Report, errors: dict[str, float], ledger: EventLed
     return report
 
 
-def sum_of_squares(v: np.ndarray, scale: np.ndarray | None) -> float:
+def sum_of_squares(v: np.ndarray, scale: np.ndarray | None = None) -> float:
     """``float(np.square(v * scale).sum())`` for a fresh array ``v`` the caller gives up (``scale`` None: 1), the same
     numbers with the products and squares formed in place: one temporary of a layer's outputs fewer (the error sums of
     :meth:`cimsim.mappers.MappedLayer.record_error`)."""

@@ -306,7 +306,7 @@ class MappedLayer(nn.Module):
         scale = (self.plan.input_scale * self.w_scale)[None, :]
         if exact is not analog:   # the same array: every error is 0.0, and so is their sum
             self.error_sq += sum_of_squares(analog - exact, scale)
-        self.reference_sq += sum_of_squares(exact * scale, None)
+        self.reference_sq += sum_of_squares(exact * scale)
 
     def rel_error(self) -> float:
         """Relative RMS error of the outputs since the last reset against the exact integer product (NaN
