@@ -19,7 +19,8 @@ import numpy as np
 
 from cimsim.engine_threads import parallel_map, threads
 from cimsim.kernels import stack_digits
-from cimsim.kernels_bits import group_tables, table_bounds, value_histogram
+from cimsim.kernels_bits import (group_tables, pattern_counts, pattern_histogram, table_bounds,
+                                 value_histogram)
 from cimsim.kernels_host import group_digits
 from cimsim.readouts import PER_CYCLE, ConversionScope
 
@@ -31,6 +32,9 @@ HISTOGRAMS = True
 # the longest such histogram (our bound: 2**24 int64 counts are 128 MB; ISAAC's 128 rows of 2-bit cells and 1-bit
 # digits need 385 bins)
 HISTOGRAM_BINS = 1 << 24
+# blocks of at most this many rows with one-bit digits count each cycle's pattern of digits (2**rows of them)
+# instead of its column values (a depthwise 3 x 3 crossbar: 9 rows; our choice: 4,096 patterns a sign at most)
+PATTERN_ROWS = 12
 # column values per device product in device_block_range (2**26 float64 values: 0.5 GB, and as much for the digits
 # at most; our choice for a GPU's memory)
 DEVICE_VALUES = 1 << 26
@@ -224,6 +228,8 @@ def _integer_histogram(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signe
     if bins > HISTOGRAM_BINS:
         return None
     B = u.shape[0]
+    if k1 - k0 <= PATTERN_ROWS and all(int(w) == 1 for w in widths):
+        return _pattern_histogram(u, k0, k1, np.rint(a).astype(np.int64), shifts, signed, bins)
     n_values = B * len(shifts) * a.shape[1]
     need = 0   # the percentile's order statistics are among the `need` largest values
     if percentile is not None and n_values:
@@ -259,6 +265,23 @@ def _integer_histogram(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signe
         hist[:tau] = 0
         hist[0] += n_values - int(hist.sum())   # the values below the threshold, in bin 0
     return hist, any(neg for _, neg, _ in parts)
+
+
+def _pattern_histogram(u, k0: int, k1: int, a: np.ndarray, shifts, signed: bool, bins: int):
+    """:func:`_integer_histogram`'s (histogram, whether a value was negative) for a block of few rows and one-bit
+    digits, every value counted: the cycles' patterns of digits counted over the examples (spread over the engine's
+    threads), then each pattern's column values (the sums of the rows' levels ``a`` over its set bits) that often."""
+    shifts = np.asarray(shifts, dtype=np.int64)
+    B, R = u.shape[0], k1 - k0
+    edges = np.linspace(0, B, max(1, min(threads(), B // 4096)) + 1).astype(int)
+    counts = sum(parallel_map(lambda e: pattern_counts(u, e[0], e[1], k0, k1, shifts, bool(signed)),
+                              zip(edges[:-1], edges[1:])))
+    values = np.zeros((1 << R, a.shape[1]), dtype=np.int64)
+    for r in range(R):   # by doubling: the patterns with bit r set are those below 2**r plus row r's levels
+        values[1 << r:2 << r] = values[:1 << r] + a[r]
+    hist = np.zeros(bins, dtype=np.int64)
+    negative = pattern_histogram(counts, values, hist)
+    return hist, bool(negative)
 
 
 def _range_of(absv: np.ndarray, vmin: float, percentile: float) -> tuple[float, float]:

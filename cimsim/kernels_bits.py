@@ -499,3 +499,50 @@ def bit_serial_rows(u, edges, row_blocks, tables, g: int, plane_dtype, shifts, w
             clipped += int(c)
             nonzero += int(nz)
     return acc, clipped, nonzero, sq
+
+
+@njit(nogil=True, cache=True)
+def pattern_counts(u, b0, b1, k0, k1, shifts, signed):
+    """counts[s, m] of the one-bit cycles of examples b0..b1 whose digits on rows k0..k1 (at most about 16) form the
+    pattern m (bit r: row k0 + r's digit), s = 1 for the top cycle of signed inputs (whose digit weighs -1), 0 for the
+    others: a small block's column values are those of its patterns, counted this many times."""
+    R = k1 - k0
+    T = shifts.shape[0]
+    counts = np.zeros((2, 1 << R), dtype=np.int64)
+    chunk = 1024
+    col = np.empty(chunk, dtype=np.int64)
+    pat = np.empty((T, chunk), dtype=np.int64)
+    for c0 in range(b0, b1, chunk):
+        n = min(chunk, b1 - c0)
+        pat[:, :n] = 0
+        for r in range(R):   # row by row, over a chunk of examples at once (vectorized)
+            for b in range(n):
+                col[b] = u[c0 + b, k0 + r]
+            for t in range(T):
+                sh = shifts[t]
+                for b in range(n):
+                    pat[t, b] |= ((col[b] >> sh) & 1) << r
+        for t in range(T):
+            s = 1 if signed and t == T - 1 else 0
+            for b in range(n):
+                counts[s, pat[t, b]] += 1
+    return counts
+
+
+@njit(nogil=True, cache=True)
+def pattern_histogram(counts, values, hist):
+    """hist[|v|] += counts[s, m] for every column value v = (1, -1)[s] * values[m, j] of a pattern that occurred
+    (:func:`pattern_counts`); returns whether any such v < 0."""
+    negative = False
+    for s in range(2):
+        sign = 1 if s == 0 else -1
+        for m in range(counts.shape[1]):
+            c = counts[s, m]
+            if c == 0:
+                continue
+            for j in range(values.shape[1]):
+                v = sign * values[m, j]
+                if v < 0:
+                    negative = True
+                hist[abs(v)] += c
+    return negative

@@ -73,6 +73,51 @@ def patch_codes(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
     return out[0] if groups == 1 else out
 
 
+@njit(nogil=True, cache=True)
+def _drawn_codes(x, pos, kh, kw, sh, sw, dh, dw, top, left, Ho, Wo, scale, lo, hi, out):
+    B, C, H, W = x.shape
+    per = C // out.shape[0]
+    for n in range(pos.shape[0]):
+        r = pos[n]
+        b, i, j = r // (Ho * Wo), (r // Wo) % Ho, r % Wo
+        for c in range(C):
+            row = out[c // per, n]
+            col = (c % per) * kh * kw
+            for p in range(kh):
+                y = i * sh + p * dh - top
+                inside = 0 <= y < H
+                for q in range(kw):
+                    xx = j * sw + q * dw - left
+                    if inside and 0 <= xx < W:
+                        row[col] = np.int64(min(max(np.rint(np.float64(x[b, c, y, xx]) / scale), lo), hi))
+                    else:
+                        row[col] = 0
+                    col += 1
+
+
+def drawn_patch_codes(x: np.ndarray, rows: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+                      dilation: tuple[int, int], pad: tuple[int, int, int, int], scale: float, lo: int, hi: int,
+                      out: np.ndarray) -> None:
+    """The patch rows ``rows`` (int64, in F.unfold's order: example, output row, output column) of the activation
+    ``x`` (B, C, H, W), quantized, into ``out`` (groups, len(rows), C / groups * kh * kw) int64, group-major as
+    :func:`patch_codes` with ``groups``: each value ``clamp(rint(float64(v) / scale), lo, hi)``, the code
+    ``MappedLayer.quantize_input`` gives it (an IEEE division, ties to even as ``torch.round``), and 0 where the
+    window reads the zero padding (whose code is 0). Only the drawn rows are read: no quantized or padded copy of
+    the activation, no full patch matrix."""
+    B, C, H, W = x.shape
+    left, right, top, bottom = (int(v) for v in pad)
+    kh, kw = (int(v) for v in kernel)
+    sh, sw = (int(v) for v in stride)
+    dh, dw = (int(v) for v in dilation)
+    Ho = (H + top + bottom - dh * (kh - 1) - 1) // sh + 1
+    Wo = (W + left + right - dw * (kw - 1) - 1) // sw + 1
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    if rows.size:
+        _over_threads(lambda r: _drawn_codes(x, rows[r[0]:r[1]], kh, kw, sh, sw, dh, dw, top, left, Ho, Wo,
+                                             float(scale), float(lo), float(hi), out[:, r[0]:r[1]]),
+                      len(rows), C * kh * kw)
+
+
 # values a part must hold before a host pass is split over the engine's threads (our choice: 2**17 int64 values,
 # 1 MB, take about 0.1 ms a pass; below that the thread hand-over costs more than it saves)
 SPLIT_VALUES = 1 << 17

@@ -36,9 +36,9 @@ from cimsim.progress import progress as progress_bar
 from cimsim.provenance import describe
 from cimsim.readouts import readout_op
 from cimsim.report import SELF_REFERENCE, Report, cost_report
+from cimsim.stopwatch import Stopwatch
 
 MODES = ("analog", "digital", "float")
-
 
 
 def quantize_weights(w: torch.Tensor, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,37 +49,6 @@ def quantize_weights(w: torch.Tensor, bits: int) -> tuple[np.ndarray, np.ndarray
     scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
     q = torch.clamp(torch.round(flat / scale[:, None]), -qmax, qmax)
     return q.numpy().astype(np.int64).reshape(w.shape), scale.numpy()
-
-
-class Stopwatch:
-    """Seconds spent in stretches of work. On a GPU each stretch is a pair of CUDA events, read only when the total
-    is asked for (:attr:`seconds`), so timing a layer does not make the host wait for the device."""
-
-    def __init__(self):
-        self.host_s, self.events = 0.0, []
-
-    def start(self, device: torch.device | None):
-        if device is not None and device.type == "cuda":
-            ev = torch.cuda.Event(enable_timing=True)
-            ev.record()
-            return ev
-        return time.perf_counter()
-
-    def stop(self, token) -> None:
-        if isinstance(token, float):
-            self.host_s += time.perf_counter() - token
-            return
-        end = torch.cuda.Event(enable_timing=True)
-        end.record()
-        self.events.append((token, end))
-
-    @property
-    def seconds(self) -> float:
-        if self.events:
-            self.events[-1][1].synchronize()
-            self.host_s += sum(a.elapsed_time(b) for a, b in self.events) / 1e3
-            self.events = []
-        return self.host_s
 
 
 # ------------------------------------------------------------------------------------------------ layer
@@ -167,15 +136,6 @@ class MappedLayer(nn.Module):
         B, Ho, Wo, C, kh, kw = view.shape
         return view.reshape(B * Ho * Wo, C * kh * kw), shape
 
-    def _patch_rows(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """``self._patches(x)[0][rows]`` (rows: int64, ascending or not), gathered from the patches' strided view
-        without copying the others."""
-        view, _ = self._patch_view(x)
-        if not self.conv:
-            return view[rows]
-        B, Ho, Wo = view.shape[:3]
-        return view[rows // (Ho * Wo), (rows // Wo) % Ho, rows % Wo].reshape(len(rows), -1)
-
     def _patch_view(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple]:
         """The patches of :meth:`_patches` before they are copied: a strided view (batch, Ho, Wo, C_in, kh, kw) of
         the padded input for a convolution, (rows, in_features) for a linear layer; and the output shape."""
@@ -238,11 +198,14 @@ class MappedLayer(nn.Module):
         p = (0, m.padding[0]) if one_d else tuple(m.padding)
         return (p[1], p[1], p[0], p[0])
 
+    def code_range(self) -> tuple[int, int]:
+        """(lowest, highest) input code: the layer's input bits, signed or not."""
+        bits = self.plan.input_bits or self.arch.input_bits
+        return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if self.plan.input_signed else (0, 2 ** bits - 1)
+
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.plan
-        bits = p.input_bits or self.arch.input_bits
-        lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if p.input_signed else (0, 2 ** bits - 1)
-        return torch.clamp(torch.round(x.double() / p.input_scale), lo, hi)
+        lo, hi = self.code_range()
+        return torch.clamp(torch.round(x.double() / self.plan.input_scale), lo, hi)
 
     # forward -----------------------------------------------------------------
     def exact_product(self, patches: np.ndarray) -> np.ndarray:

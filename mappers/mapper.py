@@ -51,6 +51,7 @@ from cimsim.cost import LayerPlan
 from cimsim.crossbar import Crossbar
 from cimsim.crossbar_count import CountingCrossbar
 from cimsim.errors import ConfigError, check_seed
+from cimsim.kernels_host import drawn_patch_codes
 from cimsim.ledger import EventLedger
 from cimsim.mappers import admm, qat, sme, snn, snn_qat
 from cimsim.mappers.mapped import MODES, MappedLayer, MappedModel, quantize_weights  # noqa: F401 (re-exported)
@@ -229,21 +230,42 @@ def _check_sa(name: str, mod: nn.Module, spec: CrossbarSpec) -> None:
 
 
 def _calibration_patches(layer: "MappedLayer", activations: list, rng: np.random.Generator) -> np.ndarray:
-    """The quantized input patches of a layer's calibration activations as int64: all of them, or, beyond
-    ADC_CALIBRATION_ROWS, that many rows drawn without replacement (in their original order). Only the drawn
-    rows are gathered and converted (the patches of 512 images can reach hundreds of MB)."""
+    """The quantized input patches of a layer's calibration activations as int64, group-major (groups, rows, K):
+    all of them, or, beyond ADC_CALIBRATION_ROWS, that many rows drawn without replacement (in their original
+    order). Only the drawn rows are read and quantized (:func:`_drawn_codes`): the patches of 512 images can reach
+    hundreds of MB."""
     counts = [_patch_count(layer, a) for a in activations]
     total = sum(counts)
-    if total <= ADC_CALIBRATION_ROWS:
-        return torch.cat([layer._patches(layer.quantize_input(a))[0] for a in activations]).numpy().astype(np.int64)
-    rows = np.sort(rng.choice(total, ADC_CALIBRATION_ROWS, replace=False))
-    starts = np.cumsum([0] + counts)
-    picked = []
-    for a, s0, s1 in zip(activations, starts[:-1], starts[1:]):
-        i0, i1 = np.searchsorted(rows, [s0, s1])
-        if i1 > i0:   # the drawn rows of this batch's patches, gathered without copying the others
-            picked.append(layer._patch_rows(layer.quantize_input(a), torch.from_numpy(rows[i0:i1] - s0)))
-    return torch.cat(picked).numpy().astype(np.int64)
+    take = [np.arange(n, dtype=np.int64) for n in counts]
+    if total > ADC_CALIBRATION_ROWS:
+        rows = np.sort(rng.choice(total, ADC_CALIBRATION_ROWS, replace=False))
+        starts = np.cumsum([0] + counts)
+        edges = np.searchsorted(rows, starts)
+        take = [rows[i0:i1] - s0 for s0, i0, i1 in zip(starts, edges[:-1], edges[1:])]
+    out = np.empty((layer.plan.groups, sum(len(t) for t in take), layer.plan.in_features), dtype=np.int64)
+    r0 = 0
+    for a, t in zip(activations, take):
+        _drawn_codes(layer, a, t, out[:, r0:r0 + len(t)])
+        r0 += len(t)
+    return out
+
+
+def _drawn_codes(layer: "MappedLayer", x: torch.Tensor, rows: np.ndarray, out: np.ndarray) -> None:
+    """``layer._patches(layer.quantize_input(x))[0][rows]`` (rows: int64, ascending) group-major into ``out`` (groups,
+    len(rows), K) int64, the same numbers read from ``x`` itself: a convolution's by
+    :func:`cimsim.kernels_host.drawn_patch_codes` (no quantized or padded copy of the activation)."""
+    if not len(rows):
+        return
+    x = x.detach()
+    if not layer.conv:
+        out[0] = layer.quantize_input(x.reshape(-1, x.shape[-1])[torch.from_numpy(rows)]).numpy()
+        return
+    one_d, k, s, d, pad = layer._geometry()
+    x = x.unsqueeze(2) if one_d else x
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.double()   # exact: quantize_input divides in float64
+    lo, hi = layer.code_range()
+    drawn_patch_codes(np.ascontiguousarray(x.numpy()), rows, k, s, d, pad, layer.plan.input_scale, lo, hi, out)
 
 
 def _patch_count(layer: "MappedLayer", activation: torch.Tensor) -> int:
@@ -425,7 +447,7 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
                 unscaled.append(name)
                 allp = _calibration_patches(layer, seen[name], rng)
                 lcfg = psq_cfg.for_layer(bits or psq_cfg.input_bits)
-                scales = np.concatenate([qat.lsq_scales(allp[:, g * k_per_group:(g + 1) * k_per_group],
+                scales = np.concatenate([qat.lsq_scales(allp[g],
                                                         layer.w_int[g * og:(g + 1) * og], lcfg, signed)
                                          for g in range(groups)], axis=2)
             if psq_cfg.learn_thresholds and thresholds is None:   # a layer mapped without PSQ: where training starts
@@ -435,7 +457,7 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
             scales = snn_qat.column_scales(mod)
         elif readout_op(spec.readout).decides and not spec.pair_readout:   # one sense amp per column
             allp = _calibration_patches(layer, seen[name], rng)
-            scales = np.concatenate([snn.sense_amp_scales(allp[:, g * k_per_group:(g + 1) * k_per_group],
+            scales = np.concatenate([snn.sense_amp_scales(allp[g],
                                                           layer.w_int[g * og:(g + 1) * og], spec)
                                      for g in range(groups)], axis=3)
         t1 = time.perf_counter()
@@ -468,7 +490,7 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         if spec.adc_range == "calibrated":
             allp = _calibration_patches(layer, seen[name], rng)
             for g, xb in enumerate(layer.crossbars):
-                xb.calibrate(allp[:, g * k_per_group:(g + 1) * k_per_group])
+                xb.calibrate(allp[g])
         layers[name] = layer
         replace_module(work, name, layer)
         seen[name] = []  # free the calibration activations

@@ -177,3 +177,46 @@ def test_a_guess_the_batch_does_not_bear_out_is_dropped(monkeypatch):
     shards = min(4 * 2, 1024 // 64)
     assert len(first) == 1 + 2 * shards and first[0] == 0 and first[1] > 0
     assert first[1:1 + shards] == [first[1]] * shards and first[1 + shards:] == [0] * shards
+
+
+@pytest.mark.parametrize("rows,bits,signed,signed_levels,batch", [(1, 8, False, False, 300), (9, 16, False, False, 9000),
+                                                                 (9, 8, True, True, 300), (12, 4, True, False, 300),
+                                                                 (5, 1, False, True, 300), (7, 6, True, True, 0)])
+def test_small_blocks_count_their_patterns(monkeypatch, rows, bits, signed, signed_levels, batch):
+    """A block of at most PATTERN_ROWS rows with one-bit digits counts each cycle's pattern of digits and then each
+    pattern's column values: the histogram of every value (the tables' pass without a threshold) and the same sign,
+    for rows k0..k1 of wider inputs, signed inputs (the top cycle weighs -1), signed levels, a batch spread over
+    threads (9,000 examples: 2 shards) and an empty one."""
+    monkeypatch.setenv("CIMSIM_THREADS", "3")
+    rng = np.random.default_rng(rows * 100 + bits)
+    a = rng.integers(-3 if signed_levels else 0, 4, size=(rows, 11)).astype(np.float32)
+    u = rng.integers(0, 1 << bits, size=(batch, rows + 5)).astype(np.int64)
+    u[: batch // 2] >>= rng.integers(0, bits, size=(batch // 2, 1))   # a spread of magnitudes, zero patterns too
+    k0, k1 = 2, 2 + rows
+    shifts, widths = list(range(bits)), [1] * bits
+    tables, g, plane = group_tables([a])
+    bins = int(np.abs(a).sum(axis=0).max()) * 2 + 1
+    full, neg, _ = value_histogram(u, 0, batch, k0, k1, tables[0], g, plane, shifts, widths, signed, bins)
+    calls = []
+    real = kernels_bits.pattern_counts
+    monkeypatch.setattr(calibration, "pattern_counts", lambda *args: calls.append(args[1:3]) or real(*args))
+    hist, negative = calibration._integer_histogram(u, k0, k1, a, shifts, widths, signed)
+    assert np.array_equal(hist, full) and negative == neg
+    assert int(hist.sum()) == batch * bits * 11 and (negative == (batch > 0 and (signed or signed_levels)))
+    assert sorted(calls) == ([(0, 4500), (4500, 9000)] if batch == 9000 else [(0, batch)])
+
+
+def test_a_depthwise_crossbar_counts_patterns_to_the_same_range(monkeypatch):
+    """A 3 x 3 depthwise kernel's crossbar (9 rows, ISAAC's 16-bit inputs in 1-bit cycles): the patterns' range is the
+    tables' (PATTERN_ROWS = 0) and the selection's (no histogram), for signed inputs too."""
+    for signed in (False, True):
+        spec = CrossbarSpec(rows=128, cols=128, cell_bits=2, weight_bits=16, input_bits=16, dac_bits=1,
+                            signed="offset", input_signed=signed, adc_range="calibrated", readout=SarADC(bits=8))
+        rng = np.random.default_rng(5)
+        W, x = _operands(rng, spec.signed, spec.weight_bits, spec.input_bits, signed, 9, 1, 2000)
+        x[:700] //= 9
+        got = []
+        for rows in (12, 0):
+            monkeypatch.setattr(calibration, "PATTERN_ROWS", rows)
+            got.append(_calibrated_both_ways(monkeypatch, W, spec, x, seed=1)._range)
+        assert got[0] == got[1] and (got[0][0][0] < 0) == signed

@@ -259,24 +259,38 @@ def test_bad_inputs():
         mapped.set_mode("exact")
 
 
-def test_calibration_patches_are_the_drawn_rows_of_all_patches(monkeypatch):
-    # the ADC calibration rows: a draw without replacement from every patch of every calibration batch;
-    # gathered batch by batch, they must equal the rows picked from the whole stack
+@pytest.mark.parametrize("first", [nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(2, 4, 3, padding=1, groups=2),
+                                   nn.Conv2d(2, 2, (3, 2), stride=(2, 1), padding=(1, 0), groups=2)])
+def test_calibration_patches_are_the_drawn_rows_of_all_patches(monkeypatch, first):
+    # the ADC calibration rows: a draw without replacement from every patch of every calibration batch, group-major
+    # (groups, rows, K); gathered batch by batch from the activations and quantized before or after the gather
+    # (whichever holds fewer values: 10 rows drawn of 468 quantize after, 300 before), they must equal the rows
+    # picked from the whole stack of quantized patches
     from cimsim.mappers import mapper
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 36, 4)).eval()
-    batches = [torch.rand(n, 2, 6, 6) for n in (5, 1, 7)]
+    model = nn.Sequential(first, nn.Flatten(), nn.LazyLinear(4)).eval()
+    batches = [torch.randn(n, 2, 6, 6) for n in (5, 1, 7)]   # signed activations
+    model(batches[0])
     mapped = cimsim.map(model, cimsim.arch.get("isaac", rows=16, cell="ideal"), calibration=batches[0])
-    layer = mapped.mapped_layers["0"]
-    everything = torch.cat([layer._patches(layer.quantize_input(a))[0] for a in batches]).numpy().astype(np.int64)
-    assert everything.shape == (13 * 36, 18)
-    monkeypatch.setattr(mapper, "ADC_CALIBRATION_ROWS", 100)
-    got = mapper._calibration_patches(layer, batches, np.random.default_rng(4))
-    want = everything[np.sort(np.random.default_rng(4).choice(13 * 36, 100, replace=False))]
-    assert got.dtype == np.int64 and np.array_equal(got, want)
-    monkeypatch.setattr(mapper, "ADC_CALIBRATION_ROWS", 10_000)   # fewer rows than that: all of them, in order
-    assert np.array_equal(mapper._calibration_patches(layer, batches, np.random.default_rng(4)), everything)
+    for name in ("0", "2"):
+        layer = mapped.mapped_layers[name]
+        with torch.no_grad():
+            acts = batches if name == "0" else [model[1](model[0](a)) for a in batches]
+        G, K = layer.plan.groups, layer.plan.in_features
+        stack = torch.cat([layer._patches(layer.quantize_input(a))[0] for a in acts]).numpy().astype(np.int64)
+        everything = stack.reshape(len(stack), G, K).transpose(1, 0, 2)
+        assert everything.shape[1] == (13 * (36 if first.stride == (1, 1) else 15) if name == "0" else 13)
+        assert (stack < 0).any()
+        for draw in (10, 300):
+            if draw >= everything.shape[1]:
+                continue
+            monkeypatch.setattr(mapper, "ADC_CALIBRATION_ROWS", draw)
+            got = mapper._calibration_patches(layer, acts, np.random.default_rng(4))
+            want = everything[:, np.sort(np.random.default_rng(4).choice(everything.shape[1], draw, replace=False))]
+            assert got.dtype == np.int64 and got.flags.c_contiguous and np.array_equal(got, want)
+        monkeypatch.setattr(mapper, "ADC_CALIBRATION_ROWS", 10_000)   # fewer rows than that: all of them, in order
+        assert np.array_equal(mapper._calibration_patches(layer, acts, np.random.default_rng(4)), everything)
 
 
 @pytest.mark.parametrize("conv", [nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, (3, 2), stride=(2, 1), padding=(1, 0)),
@@ -298,10 +312,41 @@ def test_patches_are_unfolds_values_in_its_order(conv):
     cols = torch.nn.functional.unfold(x2, k, dilation=d, stride=s)
     want = cols.transpose(1, 2).reshape(-1, cols.shape[1])
     assert torch.equal(got, want) and got.shape[0] == 3 * int(np.prod(shape[2:]))
-    rows = torch.from_numpy(np.random.default_rng(0).choice(got.shape[0], 7, replace=False))
-    assert torch.equal(layer._patch_rows(x.float(), rows), got[rows])   # drawn rows, without the others copied
     from cimsim.mappers import mapper
     assert mapper._patch_count(layer, x.float()) == got.shape[0]
+
+
+@pytest.mark.parametrize("conv", [nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, (3, 2), stride=(2, 1), padding=(1, 0)),
+                                  nn.Conv2d(4, 4, 3, dilation=2, padding="same", groups=2),
+                                  nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.Conv2d(3, 2, 1, stride=2),
+                                  nn.Conv1d(3, 4, 5, stride=2, padding=2)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_drawn_codes_are_the_quantized_patches_rows(conv, dtype):
+    """The calibration's drawn patch rows, read from the activation itself (cimsim.kernels_host.drawn_patch_codes):
+    the rows of the quantized activation's patches, group-major, value for value: ties of the division (k + 1/2 of the
+    step) rounded to even as torch.round, codes clamped at both ends, signed codes, any float type."""
+    from cimsim.mappers import mapper
+
+    torch.manual_seed(1)
+    model = nn.Sequential(conv).eval()
+    shape = (3, conv.in_channels, 9, 8) if isinstance(conv, nn.Conv2d) else (3, conv.in_channels, 11)
+    mapped = cimsim.map(model, cimsim.arch.get("isaac", rows=16, cell="ideal", input_bits=6),
+                        calibration=torch.randn(shape))
+    layer = mapped.mapped_layers["0"]
+    step = layer.plan.input_scale
+    x = (torch.randn(shape, dtype=torch.float64) * 20 * step).to(dtype)
+    ties = torch.tensor([0.5, 1.5, 2.5, -0.5, -1.5, 3.5, 1e6, -1e6], dtype=torch.float64) * step
+    x.view(-1)[:8] = ties.to(dtype)
+    lo, hi = layer.code_range()
+    whole = layer._patches(layer.quantize_input(x))[0].numpy().astype(np.int64)
+    assert lo < 0 and (whole == lo).any() and (whole == hi).any()
+    G = conv.groups
+    for rows in (np.arange(whole.shape[0]), np.sort(np.random.default_rng(0).choice(whole.shape[0], 7, replace=False)),
+                 np.zeros(0, dtype=np.int64)):
+        out = np.full((G, len(rows), whole.shape[1] // G), -99, dtype=np.int64)
+        mapper._drawn_codes(layer, x, rows, out)
+        want = whole[rows].reshape(len(rows), G, whole.shape[1] // G).transpose(1, 0, 2)
+        assert np.array_equal(out, want)
 
 
 
@@ -343,15 +388,18 @@ def test_integer_patches_are_the_torch_patches_as_int64(conv):
 
 
 def test_patch_rows_of_a_linear_layer_on_sequences():
-    """A Linear layer on (batch, tokens, features) inputs: its patch rows are the tokens; the drawn ones gathered
-    equal the whole patches' rows, and the count is batch x tokens."""
+    """A Linear layer on (batch, tokens, features) inputs: its patch rows are the tokens; the drawn ones' codes are
+    the whole patches' rows quantized, and the count is batch x tokens."""
     from cimsim.mappers import mapper
     model = nn.Sequential(nn.Linear(6, 3)).eval()
     x = torch.randint(0, 9, (4, 5, 6)).float()
     layer = cimsim.map(model, cimsim.arch.get("isaac", rows=16, cell="ideal"), calibration=x).mapped_layers["0"]
     got, _ = layer._patches(x)
-    rows = torch.tensor([19, 0, 7])
-    assert torch.equal(layer._patch_rows(x, rows), got[rows]) and mapper._patch_count(layer, x) == 20 == got.shape[0]
+    rows = np.array([0, 7, 19])
+    out = np.empty((1, 3, 6), dtype=np.int64)
+    mapper._drawn_codes(layer, x, rows, out)
+    assert np.array_equal(out[0], layer.quantize_input(got[rows]).numpy()) and mapper._patch_count(layer, x) == 20
+    assert got.shape[0] == 20
 
 
 @pytest.mark.parametrize("bits", [24, 30])
