@@ -74,36 +74,37 @@ def patch_codes(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
 
 
 @njit(nogil=True, cache=True)
-def _drawn_codes(x, pos, kh, kw, sh, sw, dh, dw, top, left, Ho, Wo, scale, lo, hi, out):
-    B, C, H, W = x.shape
-    per = C // out.shape[0]
-    for n in range(pos.shape[0]):
-        r = pos[n]
-        b, i, j = r // (Ho * Wo), (r // Wo) % Ho, r % Wo
-        for c in range(C):
-            row = out[c // per, n]
-            col = (c % per) * kh * kw
-            for p in range(kh):
-                y = i * sh + p * dh - top
-                inside = 0 <= y < H
-                for q in range(kw):
-                    xx = j * sw + q * dw - left
-                    if inside and 0 <= xx < W:
-                        row[col] = np.int64(min(max(np.rint(np.float64(x[b, c, y, xx]) / scale), lo), hi))
-                    else:
-                        row[col] = 0
-                    col += 1
+def _drawn_codes(x, bs, ys, xs, kh, kw, dh, dw, c0, per, scale, lo, hi, out):
+    C = out.shape[0] * per
+    H, W = x.shape[2], x.shape[3]
+    kk = kh * kw
+    for n0 in range(0, bs.shape[0], 256):   # a block of rows, channel by channel: each channel's plane stays in cache
+        n1 = min(n0 + 256, bs.shape[0])
+        for cc in range(C):
+            g, c, col0 = cc // per, c0 + cc, (cc % per) * kk
+            for n in range(n0, n1):
+                b, row = bs[n], out[g, n]
+                for p in range(kh):
+                    y = ys[n] + p * dh
+                    inside = 0 <= y < H
+                    for q in range(kw):
+                        xx = xs[n] + q * dw
+                        if inside and 0 <= xx < W:
+                            row[col0 + p * kw + q] = np.int64(min(max(np.rint(np.float64(x[b, c, y, xx]) / scale),
+                                                                      lo), hi))
+                        else:
+                            row[col0 + p * kw + q] = 0
 
 
 def drawn_patch_codes(x: np.ndarray, rows: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
                       dilation: tuple[int, int], pad: tuple[int, int, int, int], scale: float, lo: int, hi: int,
-                      out: np.ndarray) -> None:
+                      out: np.ndarray, groups: int = 1, first: int = 0) -> None:
     """The patch rows ``rows`` (int64, in F.unfold's order: example, output row, output column) of the activation
-    ``x`` (B, C, H, W), quantized, into ``out`` (groups, len(rows), C / groups * kh * kw) int64, group-major as
-    :func:`patch_codes` with ``groups``: each value ``clamp(rint(float64(v) / scale), lo, hi)``, the code
-    ``MappedLayer.quantize_input`` gives it (an IEEE division, ties to even as ``torch.round``), and 0 where the
-    window reads the zero padding (whose code is 0). Only the drawn rows are read: no quantized or padded copy of
-    the activation, no full patch matrix."""
+    ``x`` (B, C, H, W), quantized, into ``out`` (groups ``first`` .. ``first`` + len(out) of ``groups``, len(rows),
+    C / groups * kh * kw) int64, group-major as :func:`patch_codes` with ``groups``: each value
+    ``clamp(rint(float64(v) / scale), lo, hi)``, the code ``MappedLayer.quantize_input`` gives it (an IEEE division,
+    ties to even as ``torch.round``), and 0 where the window reads the zero padding (whose code is 0). Only the drawn
+    rows are read: no quantized or padded copy of the activation, no full patch matrix."""
     B, C, H, W = x.shape
     left, right, top, bottom = (int(v) for v in pad)
     kh, kw = (int(v) for v in kernel)
@@ -111,11 +112,16 @@ def drawn_patch_codes(x: np.ndarray, rows: np.ndarray, kernel: tuple[int, int], 
     dh, dw = (int(v) for v in dilation)
     Ho = (H + top + bottom - dh * (kh - 1) - 1) // sh + 1
     Wo = (W + left + right - dw * (kw - 1) - 1) // sw + 1
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
-    if rows.size:
-        _over_threads(lambda r: _drawn_codes(x, rows[r[0]:r[1]], kh, kw, sh, sw, dh, dw, top, left, Ho, Wo,
-                                             float(scale), float(lo), float(hi), out[:, r[0]:r[1]]),
-                      len(rows), C * kh * kw)
+    rows = np.asarray(rows, dtype=np.int64)
+    bs, ys, xs = rows // (Ho * Wo), (rows // Wo) % Ho * sh - top, rows % Wo * sw - left   # each row's window
+    per = C // groups
+    if out.ndim != 3 or first + len(out) > groups or out.shape[1:] != (rows.size, per * kh * kw):
+        raise ValueError(f"out {out.shape}: expected (at most {groups - first} groups, {rows.size}, {per * kh * kw})")
+    if rows.size and len(out):
+        _over_threads(lambda r: _drawn_codes(x, bs[r[0]:r[1]], ys[r[0]:r[1]], xs[r[0]:r[1]], kh, kw, dh, dw,
+                                             first * per, per, float(scale), float(lo), float(hi),
+                                             out[:, r[0]:r[1]]),
+                      len(rows), len(out) * per * kh * kw)
 
 
 # values a part must hold before a host pass is split over the engine's threads (our choice: 2**17 int64 values,

@@ -71,6 +71,9 @@ UNSUPPORTED_TYPES = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvT
 ACTIVATION_PERCENTILE = qat.ACTIVATION_PERCENTILE
 # our choice: at most this many input vectors per layer calibrate the ADC ranges (a uniform sample)
 ADC_CALIBRATION_ROWS = 16384
+# our choice: a layer's calibration patches are cut this many bytes of groups at a time (a depthwise layer's 384
+# groups of 16,384 x 9 codes would hold 453 MB at once)
+PATCH_CHUNK_BYTES = 1 << 24
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -229,11 +232,12 @@ def _check_sa(name: str, mod: nn.Module, spec: CrossbarSpec) -> None:
                           "fine-tune it for this architecture")
 
 
-def _calibration_patches(layer: "MappedLayer", activations: list, rng: np.random.Generator) -> np.ndarray:
-    """The quantized input patches of a layer's calibration activations as int64, group-major (groups, rows, K):
-    all of them, or, beyond ADC_CALIBRATION_ROWS, that many rows drawn without replacement (in their original
-    order). Only the drawn rows are read and quantized (:func:`_drawn_codes`): the patches of 512 images can reach
-    hundreds of MB."""
+def _calibration_groups(layer: "MappedLayer", activations: list, rng: np.random.Generator):
+    """Each group's quantized input patches of a layer's calibration activations, int64 (rows, K), in group order: all
+    of them, or, beyond ADC_CALIBRATION_ROWS, that many rows drawn without replacement (in their original order;
+    drawn here, before the first group is asked for). Only the drawn rows are read and quantized
+    (:func:`_drawn_codes`), PATCH_CHUNK_BYTES of groups at a time: the patches of 512 images can reach hundreds of
+    MB."""
     counts = [_patch_count(layer, a) for a in activations]
     total = sum(counts)
     take = [np.arange(n, dtype=np.int64) for n in counts]
@@ -242,18 +246,24 @@ def _calibration_patches(layer: "MappedLayer", activations: list, rng: np.random
         starts = np.cumsum([0] + counts)
         edges = np.searchsorted(rows, starts)
         take = [rows[i0:i1] - s0 for s0, i0, i1 in zip(starts, edges[:-1], edges[1:])]
-    out = np.empty((layer.plan.groups, sum(len(t) for t in take), layer.plan.in_features), dtype=np.int64)
-    r0 = 0
-    for a, t in zip(activations, take):
-        _drawn_codes(layer, a, t, out[:, r0:r0 + len(t)])
-        r0 += len(t)
-    return out
+    n, groups, k = sum(len(t) for t in take), layer.plan.groups, layer.plan.in_features
+    step = max(1, PATCH_CHUNK_BYTES // max(1, n * k * 8))
+
+    def chunks():
+        for g0 in range(0, groups, step):
+            out = np.empty((min(step, groups - g0), n, k), dtype=np.int64)
+            r0 = 0
+            for a, t in zip(activations, take):
+                _drawn_codes(layer, a, t, out[:, r0:r0 + len(t)], g0)
+                r0 += len(t)
+            yield from out
+    return chunks()
 
 
-def _drawn_codes(layer: "MappedLayer", x: torch.Tensor, rows: np.ndarray, out: np.ndarray) -> None:
-    """``layer._patches(layer.quantize_input(x))[0][rows]`` (rows: int64, ascending) group-major into ``out`` (groups,
-    len(rows), K) int64, the same numbers read from ``x`` itself: a convolution's by
-    :func:`cimsim.kernels_host.drawn_patch_codes` (no quantized or padded copy of the activation)."""
+def _drawn_codes(layer: "MappedLayer", x: torch.Tensor, rows: np.ndarray, out: np.ndarray, first: int = 0) -> None:
+    """Groups ``first`` .. ``first`` + len(out) of ``layer._patches(layer.quantize_input(x))[0][rows]`` (rows: int64,
+    ascending) group-major into ``out`` (len(out), len(rows), K) int64, the same numbers read from ``x`` itself: a
+    convolution's by :func:`cimsim.kernels_host.drawn_patch_codes` (no quantized or padded copy of the activation)."""
     if not len(rows):
         return
     x = x.detach()
@@ -265,7 +275,8 @@ def _drawn_codes(layer: "MappedLayer", x: torch.Tensor, rows: np.ndarray, out: n
     if x.dtype not in (torch.float32, torch.float64):
         x = x.double()   # exact: quantize_input divides in float64
     lo, hi = layer.code_range()
-    drawn_patch_codes(np.ascontiguousarray(x.numpy()), rows, k, s, d, pad, layer.plan.input_scale, lo, hi, out)
+    drawn_patch_codes(np.ascontiguousarray(x.numpy()), rows, k, s, d, pad, layer.plan.input_scale, lo, hi, out,
+                      layer.plan.groups, first)
 
 
 def _patch_count(layer: "MappedLayer", activation: torch.Tensor) -> int:
@@ -397,6 +408,7 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
     timings["prepare_s"] = time.perf_counter() - started
     for index, (name, mod) in enumerate(progress_bar(list(targets.items()), desc=f"{arch.name} map: program and "
                                                      "calibrate", unit="layers", enabled=progress)):
+        t0 = time.perf_counter()   # the activation range too (calibrate_s)
         sa_trained = snn_qat.is_sa(mod)   # trained for a sense amp per column (cimsim.mappers.snn_qat)
         spike_in = (bool(mod.spike_input) if sa_trained else
                     spiking and not qat.is_psq(mod) and snn.binary_inputs(seen[name]))
@@ -419,7 +431,6 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         else:
             input_scale, signed = qat.activation_range(torch.cat([a.reshape(-1) for a in seen[name]]),
                                                        bits or arch.input_bits)
-        t0 = time.perf_counter()
         groups = getattr(mod, "groups", 1)
         k_per_group = mod.weight[0].numel()
         calls = len(seen[name]) // len(batches) if spiking else 1     # time steps
@@ -445,21 +456,17 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
                 thresholds = qat.column_thresholds(mod)
             else:
                 unscaled.append(name)
-                allp = _calibration_patches(layer, seen[name], rng)
                 lcfg = psq_cfg.for_layer(bits or psq_cfg.input_bits)
-                scales = np.concatenate([qat.lsq_scales(allp[g],
-                                                        layer.w_int[g * og:(g + 1) * og], lcfg, signed)
-                                         for g in range(groups)], axis=2)
+                scales = np.concatenate([qat.lsq_scales(p, layer.w_int[g * og:(g + 1) * og], lcfg, signed)
+                                         for g, p in enumerate(_calibration_groups(layer, seen[name], rng))], axis=2)
             if psq_cfg.learn_thresholds and thresholds is None:   # a layer mapped without PSQ: where training starts
                 thresholds = np.full_like(scales, psq_cfg.initial_threshold)
         elif readout_op(spec.readout).decides and not spec.pair_readout and sa_trained:
             _check_sa(name, mod, spec)
             scales = snn_qat.column_scales(mod)
         elif readout_op(spec.readout).decides and not spec.pair_readout:   # one sense amp per column
-            allp = _calibration_patches(layer, seen[name], rng)
-            scales = np.concatenate([snn.sense_amp_scales(allp[g],
-                                                          layer.w_int[g * og:(g + 1) * og], spec)
-                                     for g in range(groups)], axis=3)
+            scales = np.concatenate([snn.sense_amp_scales(p, layer.w_int[g * og:(g + 1) * og], spec)
+                                     for g, p in enumerate(_calibration_groups(layer, seen[name], rng))], axis=3)
         t1 = time.perf_counter()
         seeds = [_seed_for(seed, index, g) for g in range(groups)]
         if backend == "count":    # cost only: counting tiles (cimsim.crossbar_count), no cell programmed
@@ -488,9 +495,8 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         plan.arrays = sum(xb.arrays for xb in layer.crossbars)
         plan.row_blocks = len(layer.crossbars[0].row_blocks)
         if spec.adc_range == "calibrated":
-            allp = _calibration_patches(layer, seen[name], rng)
-            for g, xb in enumerate(layer.crossbars):
-                xb.calibrate(allp[g])
+            for xb, p in zip(layer.crossbars, _calibration_groups(layer, seen[name], rng), strict=True):
+                xb.calibrate(p)
         layers[name] = layer
         replace_module(work, name, layer)
         seen[name] = []  # free the calibration activations

@@ -262,10 +262,9 @@ def test_bad_inputs():
 @pytest.mark.parametrize("first", [nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(2, 4, 3, padding=1, groups=2),
                                    nn.Conv2d(2, 2, (3, 2), stride=(2, 1), padding=(1, 0), groups=2)])
 def test_calibration_patches_are_the_drawn_rows_of_all_patches(monkeypatch, first):
-    # the ADC calibration rows: a draw without replacement from every patch of every calibration batch, group-major
-    # (groups, rows, K); gathered batch by batch from the activations and quantized before or after the gather
-    # (whichever holds fewer values: 10 rows drawn of 468 quantize after, 300 before), they must equal the rows
-    # picked from the whole stack of quantized patches
+    # the ADC calibration rows: a draw without replacement from every patch of every calibration batch, group by
+    # group; read batch by batch from the activations (all groups at once, or one at a time), they must equal the
+    # rows picked from the whole stack of quantized patches
     from cimsim.mappers import mapper
 
     torch.manual_seed(0)
@@ -282,15 +281,18 @@ def test_calibration_patches_are_the_drawn_rows_of_all_patches(monkeypatch, firs
         everything = stack.reshape(len(stack), G, K).transpose(1, 0, 2)
         assert everything.shape[1] == (13 * (36 if first.stride == (1, 1) else 15) if name == "0" else 13)
         assert (stack < 0).any()
-        for draw in (10, 300):
+        for draw, chunk in ((10, 1 << 24), (300, 1 << 24), (300, 1)):   # chunk 1: one group at a time
             if draw >= everything.shape[1]:
                 continue
             monkeypatch.setattr(mapper, "ADC_CALIBRATION_ROWS", draw)
-            got = mapper._calibration_patches(layer, acts, np.random.default_rng(4))
+            monkeypatch.setattr(mapper, "PATCH_CHUNK_BYTES", chunk)
+            got = list(mapper._calibration_groups(layer, acts, np.random.default_rng(4)))
             want = everything[:, np.sort(np.random.default_rng(4).choice(everything.shape[1], draw, replace=False))]
-            assert got.dtype == np.int64 and got.flags.c_contiguous and np.array_equal(got, want)
+            assert all(p.dtype == np.int64 and p.flags.c_contiguous for p in got)
+            assert np.array_equal(np.stack(got), want)
         monkeypatch.setattr(mapper, "ADC_CALIBRATION_ROWS", 10_000)   # fewer rows than that: all of them, in order
-        assert np.array_equal(mapper._calibration_patches(layer, acts, np.random.default_rng(4)), everything)
+        assert np.array_equal(np.stack(list(mapper._calibration_groups(layer, acts, np.random.default_rng(4)))),
+                              everything)
 
 
 @pytest.mark.parametrize("conv", [nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, (3, 2), stride=(2, 1), padding=(1, 0)),
@@ -347,6 +349,10 @@ def test_drawn_codes_are_the_quantized_patches_rows(conv, dtype):
         mapper._drawn_codes(layer, x, rows, out)
         want = whole[rows].reshape(len(rows), G, whole.shape[1] // G).transpose(1, 0, 2)
         assert np.array_equal(out, want)
+        if G > 1:   # the last groups only
+            part = np.full((G - 1, len(rows), whole.shape[1] // G), -99, dtype=np.int64)
+            mapper._drawn_codes(layer, x, rows, part, first=1)
+            assert np.array_equal(part, want[1:])
 
 
 
