@@ -97,7 +97,7 @@ class CrossbarLayout:
     @property
     def cycles(self) -> int:
         """Input cycles per matrix-vector product."""
-        return len(plane_layout(self.spec.input_bits, self.spec.dac_bits)[0])
+        return -(-int(self.spec.input_bits) // int(self.spec.dac_bits))   # plane_layout's cycles, without its arrays
 
     @property
     def conversion_domains(self) -> list[list[int]]:
