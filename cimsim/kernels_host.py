@@ -124,6 +124,31 @@ def drawn_patch_codes(x: np.ndarray, rows: np.ndarray, kernel: tuple[int, int], 
                       len(rows), len(out) * per * kh * kw)
 
 
+@njit(nogil=True, cache=True)
+def _one_column_products(p, w, out):
+    G, R, K = p.shape
+    for b0 in range(0, R, 256):   # a block of rows, group by group: the block's outputs stay in cache
+        b1 = min(b0 + 256, R)
+        for g in range(G):
+            for r in range(b0, b1):
+                s = 0.0
+                for k in range(K):
+                    s += np.float64(p[g, r, k]) * w[k, g]
+                out[r, g] = s
+
+
+def one_column_products(p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``out[:, g] = p[g].astype(float64) @ w[:, g]`` (rows, G) for group-major integer patches ``p`` (G, rows, K) and
+    float64 weights ``w`` (K, G), one output column a group (a depthwise convolution), where every partial sum is an
+    integer below 2**53: the exact integers BLAS gives group by group (+0.0 for a zero sum, as BLAS's zeroed
+    accumulators give), in one pass instead of a product and a strided column write per group."""
+    G, R, K = p.shape
+    out = np.empty((R, G))
+    if out.size:
+        _over_threads(lambda r: _one_column_products(p[:, r[0]:r[1]], w, out[r[0]:r[1]]), R, G * K)
+    return out
+
+
 # values a part must hold before a host pass is split over the engine's threads (our choice: 2**17 int64 values,
 # 1 MB, take about 0.1 ms a pass; below that the thread hand-over costs more than it saves)
 SPLIT_VALUES = 1 << 17

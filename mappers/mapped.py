@@ -26,7 +26,7 @@ from cimsim.cost import LayerPlan
 from cimsim.crossbar import Crossbar
 from cimsim.engine_threads import threads
 from cimsim.errors import ConfigError
-from cimsim.kernels_host import patch_codes
+from cimsim.kernels_host import one_column_products, patch_codes
 from cimsim.ledger import EventLedger
 from cimsim.mappers import sme, snn
 from cimsim.mappers.layer_quality import add_layer_quality, sum_of_squares
@@ -220,11 +220,23 @@ class MappedLayer(nn.Module):
             w = self._w_exact_dev
             return torch.cat([(p[g] if major else p[:, g * K:(g + 1) * K]) @ w[:, g * og:(g + 1) * og]
                               for g in range(G)], 1).cpu().numpy()
+        if major and G > 1 and og == 1 and self._sums_exact():   # depthwise: one pass, the same integers
+            return one_column_products(patches, self.w_exact_t)
         out = np.empty((patches.shape[-2], self.w_int.shape[0]))
         for g in range(G):
             out[:, g * og:(g + 1) * og] = ((patches[g] if major else patches[:, g * K:(g + 1) * K]).astype(np.float64)
                                            @ self.w_exact_t[:, g * og:(g + 1) * og])
         return out
+
+    def _sums_exact(self) -> bool:
+        """Whether every partial sum of an input (|x| < 2**input_bits) times ``w_exact_t`` is an integer below 2**53
+        (then its float64 products are exact in any order)."""
+        bounded = self._exact_seen.get("bounded")
+        if bounded is None:
+            bits = self.plan.input_bits or self.arch.input_bits
+            bounded = self._exact_seen["bounded"] = (
+                float(np.abs(self.w_exact_t).sum(axis=0).max(initial=0.0)) * 2.0 ** bits < 2.0 ** 53)
+        return bounded
 
     def integer_product(self, patches: np.ndarray) -> np.ndarray:
         """patches (rows, groups * K) or group-major (groups, rows, K) -> (rows, O) float64 integers, by crossbar."""
@@ -257,12 +269,7 @@ class MappedLayer(nn.Module):
                 if w.shape != mine.shape or not np.array_equal(w, mine):
                     return None
                 self._exact_seen[g] = w
-        bounded = self._exact_seen.get("bounded")
-        if bounded is None:   # |x| < 2**bits: every partial sum of x @ w_exact_t is below this bound
-            bits = self.plan.input_bits or self.arch.input_bits
-            bounded = self._exact_seen["bounded"] = (
-                float(np.abs(self.w_exact_t).sum(axis=0).max(initial=0.0)) * 2.0 ** bits < 2.0 ** 53)
-        return acc if bounded else None
+        return acc if self._sums_exact() else None
 
     def record_error(self, analog: np.ndarray, exact: np.ndarray) -> None:
         """Add one batch's output error against the exact product to the layer's totals (see the module doc)."""

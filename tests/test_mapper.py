@@ -428,3 +428,26 @@ def test_inputs_wider_than_float32_holds_are_cut_exactly(bits):
     assert np.array_equal(layer._integer_patches(xq)[0], want.numpy().astype(np.int64))
     mapped(x)
     assert all(m.rel_error() == 0.0 for m in mapped.mapped_layers.values())
+
+
+def test_a_depthwise_exact_product_is_blas_group_by_group(monkeypatch):
+    """A depthwise layer's exact product (one output column a group: cimsim.kernels_host.one_column_products) equals
+    the per-group float64 BLAS products bit for bit, the sign of zero included (an all-zero patch row, cancelling
+    terms), on 1 and 3 threads (8,000 rows: split in 3)."""
+    torch.manual_seed(3)
+    conv = nn.Conv2d(6, 6, 3, padding=1, groups=6)
+    mapped = cimsim.map(nn.Sequential(conv).eval(), cimsim.arch.get("isaac", rows=16, cell="ideal"),
+                        calibration=torch.randn(2, 6, 9, 9))
+    layer = mapped.mapped_layers["0"]
+    rng = np.random.default_rng(0)
+    patches = rng.integers(-(2 ** 15), 2 ** 15, size=(6, 8000, 9))
+    patches[:, 5] = 0
+    patches[0, 7] = [1, 1, 0, 0, 0, 0, 0, 0, 0]
+    layer.w_exact_t[:2, 0] = [3.0, -3.0]                 # 1 * 3 + 1 * (-3): a zero by cancellation
+    want = np.stack([patches[g].astype(np.float64) @ layer.w_exact_t[:, g] for g in range(6)], axis=1)
+    assert layer._sums_exact() and (layer.w_exact_t < 0).any()
+    for n in ("1", "3"):
+        monkeypatch.setenv("CIMSIM_THREADS", n)
+        got = layer.exact_product(patches)
+        assert np.array_equal(got.view(np.int64), want.view(np.int64))
+    assert got[7, 0] == 0.0 and (got[5] == 0).all()
