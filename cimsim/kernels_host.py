@@ -44,6 +44,19 @@ def _patch_codes(x, kh, kw, sh, sw, dh, dw, top, left, Ho, Wo, f32, out):
                             col += 1
 
 
+def _windows(shape, kernel, stride, dilation, pad) -> tuple:
+    """((kh, kw), (sh, sw), (dh, dw), top, left, Ho, Wo) of a convolution over inputs of ``shape`` (B, C, H, W) with
+    ``pad`` = (left, right, top, bottom) as F.pad takes it."""
+    H, W = int(shape[2]), int(shape[3])
+    left, right, top, bottom = (int(v) for v in pad)
+    kh, kw = (int(v) for v in kernel)
+    sh, sw = (int(v) for v in stride)
+    dh, dw = (int(v) for v in dilation)
+    Ho = (H + top + bottom - dh * (kh - 1) - 1) // sh + 1
+    Wo = (W + left + right - dw * (kw - 1) - 1) // sw + 1
+    return (kh, kw), (sh, sw), (dh, dw), top, left, Ho, Wo
+
+
 def patch_codes(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
                 pad: tuple[int, int, int, int], through_float32: bool = True, groups: int = 1) -> np.ndarray:
     """The patches (B * Ho * Wo, C * kh * kw) int64 of integer codes ``x`` (B, C, H, W) float64, in F.unfold's order
@@ -53,13 +66,8 @@ def patch_codes(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
     cut in float32), else ``int64(code)`` (wider codes, cut in float64). ``groups`` > 1: group-major, (groups,
     B * Ho * Wo, C / groups * kh * kw), group g's columns (channels g C / groups ...) each one contiguous array (a
     grouped convolution's per-group inputs)."""
-    B, C, H, W = x.shape
-    left, right, top, bottom = (int(v) for v in pad)
-    kh, kw = (int(v) for v in kernel)
-    sh, sw = (int(v) for v in stride)
-    dh, dw = (int(v) for v in dilation)
-    Ho = (H + top + bottom - dh * (kh - 1) - 1) // sh + 1
-    Wo = (W + left + right - dw * (kw - 1) - 1) // sw + 1
+    B, C = x.shape[:2]
+    (kh, kw), (sh, sw), (dh, dw), top, left, Ho, Wo = _windows(x.shape, kernel, stride, dilation, pad)
     out = np.empty((groups, B * max(Ho, 0) * max(Wo, 0), C // groups * kh * kw), dtype=np.int64)
     if out.size:
         rows = max(Ho, 0) * max(Wo, 0)
@@ -105,13 +113,8 @@ def drawn_patch_codes(x: np.ndarray, rows: np.ndarray, kernel: tuple[int, int], 
     ``clamp(rint(float64(v) / scale), lo, hi)``, the code ``MappedLayer.quantize_input`` gives it (an IEEE division,
     ties to even as ``torch.round``), and 0 where the window reads the zero padding (whose code is 0). Only the drawn
     rows are read: no quantized or padded copy of the activation, no full patch matrix."""
-    B, C, H, W = x.shape
-    left, right, top, bottom = (int(v) for v in pad)
-    kh, kw = (int(v) for v in kernel)
-    sh, sw = (int(v) for v in stride)
-    dh, dw = (int(v) for v in dilation)
-    Ho = (H + top + bottom - dh * (kh - 1) - 1) // sh + 1
-    Wo = (W + left + right - dw * (kw - 1) - 1) // sw + 1
+    C = x.shape[1]
+    (kh, kw), (sh, sw), (dh, dw), top, left, Ho, Wo = _windows(x.shape, kernel, stride, dilation, pad)
     rows = np.asarray(rows, dtype=np.int64)
     bs, ys, xs = rows // (Ho * Wo), (rows // Wo) % Ho * sh - top, rows % Wo * sw - left   # each row's window
     per = C // groups
