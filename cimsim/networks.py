@@ -50,7 +50,8 @@ def load_model_and_data(model_name: str, dataset: str, data_dir=None, checkpoint
         model, meta = load_sa_checkpoint(ckpt) if is_sa_checkpoint(ckpt) else train.load_checkpoint(ckpt)
     else:
         ckpt = Path(checkpoint) if checkpoint else train.find_checkpoint(model_name, data.name)
-        model, meta = train.load_checkpoint(ckpt)
+        # a network fine-tuned by 'cimsim finetune' for hcim (PSQ) maps onto the baselines as fine-tuned
+        model, meta = load_psq_checkpoint(ckpt) if is_psq_checkpoint(ckpt) else train.load_checkpoint(ckpt)
     missing = [k for k in ("dataset", "test_accuracy") if k not in meta]
     if missing:
         raise CheckpointError(f"checkpoint {ckpt} records no {' or '.join(missing)} in its metadata; re-create it "

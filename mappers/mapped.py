@@ -143,7 +143,7 @@ class MappedLayer(nn.Module):
         if not self.conv:
             lead = x.shape[:-1]
             return x.reshape(-1, x.shape[-1]), (*lead, m.out_features)
-        one_d, k, s, d, pad = self._geometry()
+        one_d, k, s, d, pad = self.geometry()
         if one_d:
             x = x.unsqueeze(2)
         # integer codes are exact in float32 up to 24 bits (|code| < 2**24), and im2col is ~10x faster than in
@@ -162,7 +162,7 @@ class MappedLayer(nn.Module):
         """Whether this layer's input codes may reach 2**24 (more than 24 input bits), which float32 does not hold."""
         return (self.plan.input_bits or self.arch.input_bits) > 24
 
-    def _geometry(self) -> tuple:
+    def geometry(self) -> tuple:
         """A convolution's (one_d, kernel, stride, dilation, padding), two-dimensional (a Conv1d as 1 x k)."""
         m = self.source
         one_d = isinstance(m, nn.Conv1d)
@@ -178,7 +178,7 @@ class MappedLayer(nn.Module):
         if not self.conv:
             patches, shape = self._patches(xq)
             return patches.numpy().astype(np.int64), shape
-        one_d, k, s, d, pad = self._geometry()
+        one_d, k, s, d, pad = self.geometry()
         x = xq.detach().unsqueeze(2) if one_d else xq.detach()
         ints = patch_codes(x.numpy(), k, s, d, pad, through_float32=not self._wide_codes(),
                            groups=self.plan.groups if grouped else 1)

@@ -270,7 +270,7 @@ def _drawn_codes(layer: "MappedLayer", x: torch.Tensor, rows: np.ndarray, out: n
     if not layer.conv:
         out[0] = layer.quantize_input(x.reshape(-1, x.shape[-1])[torch.from_numpy(rows)]).numpy()
         return
-    one_d, k, s, d, pad = layer._geometry()
+    one_d, k, s, d, pad = layer.geometry()
     x = x.unsqueeze(2) if one_d else x
     if x.dtype not in (torch.float32, torch.float64):
         x = x.double()   # exact: quantize_input divides in float64

@@ -48,6 +48,25 @@ def test_cli_run_finds_the_hcim_checkpoint(capsys):
     assert "comparator" in rep["components"] and "adc" not in rep["components"]
 
 
+def test_cli_maps_the_psq_checkpoint_onto_an_adc_baseline(capsys):
+    """`cimsim run --arch isaac --checkpoint <a PSQ checkpoint>` maps the fine-tuned network onto the baseline (it was
+    refused as "not a cimsim checkpoint"): the report of cimsim.map on the same network and configuration."""
+    from cimsim.workloads import load_dataset
+
+    sets = [a for k, v in SAME.items() for a in ("--set", f"{k}={v}")]
+    assert main(["run", "--arch", "isaac", "--adc-bits", "4", *sets, "--model", "lenet5", "--dataset", "fashion-mnist",
+                 "--checkpoint", str(_shipped()), "--limit", "64", "--calibration", "128", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    data = load_dataset("fashion-mnist")
+    model, _ = networks.load_psq_checkpoint(_shipped())
+    assert any(qat.is_psq(m) for m in model.modules())
+    mine = cimsim.map(model, cimsim.arch.get("isaac", adc_bits=4, **SAME),
+                      calibration=data.loader("train", batch_size=64, limit=128, shuffle=False), progress=False)
+    want = mine.evaluate(data.loader("test", batch_size=64, limit=64), progress=False)
+    assert rep["config"]["checkpoint"] == str(_shipped()) and "adc" in rep["components"]
+    assert rep["accuracy"] == want.accuracy and rep["energy_j"] == pytest.approx(want.energy_j, rel=1e-12)
+
+
 def energies(limit):
     from cimsim.workloads import load_dataset
 

@@ -76,7 +76,8 @@ def register(sub) -> None:
     sp = add_command(sub, "run", "simulate a trained network on an architecture and print its report", run)
     sp.add_argument("--arch", default="isaac", help="architecture (see 'cimsim archs'; default isaac)")
     data_options(sp)
-    sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset)")
+    sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset); one "
+                    "'cimsim finetune --arch hcim' wrote maps onto an ADC baseline such as isaac as fine-tuned")
     sp.add_argument("--batch-size", type=batch_size, help=BATCH_HELP)
     sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
                     help="override an architecture parameter (repeatable; see 'cimsim archs show ARCH')")
