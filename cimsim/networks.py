@@ -50,6 +50,10 @@ def load_model_and_data(model_name: str, dataset: str, data_dir=None, checkpoint
         model, meta = load_sa_checkpoint(ckpt) if is_sa_checkpoint(ckpt) else train.load_checkpoint(ckpt)
     else:
         ckpt = Path(checkpoint) if checkpoint else train.find_checkpoint(model_name, data.name)
+        if is_sa_checkpoint(ckpt):
+            raise ConfigError(f"checkpoint {ckpt} was fine-tuned for sense amps ('cimsim finetune --arch "
+                              f"adcless-snn'): run it with --arch adcless-snn, or leave --checkpoint out for "
+                              f"{arch.name if arch else 'this architecture'} (the float network)")
         # a network fine-tuned by 'cimsim finetune' for hcim (PSQ) maps onto the baselines as fine-tuned
         model, meta = load_psq_checkpoint(ckpt) if is_psq_checkpoint(ckpt) else train.load_checkpoint(ckpt)
     missing = [k for k in ("dataset", "test_accuracy") if k not in meta]

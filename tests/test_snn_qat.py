@@ -126,6 +126,10 @@ def test_finetune_cli_saves_a_checkpoint_that_run_finds_and_rebuilds(capsys, tmp
     assert code == 0, err
     rep = json.loads(out)
     assert rep["config"]["checkpoint"] == str(path) and rep["accuracy"] == acc   # ideal-read chip = emulation
+    code, out, err = run_cli(capsys, "run", "--arch", "snn-hpadc", "--model", "snn_vgg", "--dataset", "fashion-mnist",
+                             "--checkpoint", str(path), "--limit", "8")   # not "damaged": named, with the fix
+    assert_one_line_user_error(code, err, "was fine-tuned for sense amps ('cimsim finetune --arch adcless-snn'): run "
+                               "it with --arch adcless-snn, or leave --checkpoint out for snn-hpadc")
     code, out, err = run_cli(capsys, "finetune", "--arch", "hcim", "--model", "lenet5", "--dataset", "fashion-mnist",
                              "--schedule", "direct")
     assert_one_line_user_error(code, err, "--schedule and --stage-share apply to spiking networks")
