@@ -12,7 +12,7 @@ from _crossbar_cases import _operands
 from cimsim import Crossbar, CrossbarSpec, calibration
 from cimsim import crossbar_cpu, kernels_bits
 from cimsim.calibration import percentile_in_place, percentile_of_histogram
-from cimsim.devices import ReRAM, SarADC
+from cimsim.devices import IdealCell, ReRAM, SarADC
 from cimsim.kernels_bits import group_tables, value_histogram
 
 
@@ -220,3 +220,32 @@ def test_a_depthwise_crossbar_counts_patterns_to_the_same_range(monkeypatch):
             monkeypatch.setattr(calibration, "PATTERN_ROWS", rows)
             got.append(_calibrated_both_ways(monkeypatch, W, spec, x, seed=1)._range)
         assert got[0] == got[1] and (got[0][0][0] < 0) == signed
+
+
+@pytest.mark.parametrize("percentile,signed", [(99.9, False), (97.0, True), (50.0, False), (100.0, True)])
+def test_a_selection_streamed_chunk_by_chunk_gives_the_same_range(monkeypatch, percentile, signed):
+    """Row blocks of more values than SELECTION_VALUES select their percentile chunk by chunk, keeping only the largest
+    n - lo magnitudes (calibration._streamed_range): the same range as the selection among all values at once, for
+    noisy (non-integer) levels and integer ones without the histograms, high and low percentiles, signed inputs, over
+    several chunks (CALIBRATION_ROWS small)."""
+    monkeypatch.setattr(calibration, "CALIBRATION_ROWS", 64)      # 8 examples of 8 cycles a chunk: 38 chunks
+    monkeypatch.setattr(calibration, "HISTOGRAMS", False)
+    calls = []
+    real = calibration._streamed_range
+    monkeypatch.setattr(calibration, "_streamed_range", lambda *a: calls.append(1) or real(*a))
+    for cell in (ReRAM(prog_sigma_frac=0.05), IdealCell()):
+        spec = CrossbarSpec(rows=32, cols=64, cell=cell, cell_bits=2, weight_bits=8, input_bits=8, dac_bits=1,
+                            signed="differential", input_signed=signed, adc_range="calibrated",
+                            calibration_percentile=percentile, readout=SarADC(bits=6))
+        rng = np.random.default_rng(3)
+        W, x = _operands(rng, spec.signed, spec.weight_bits, spec.input_bits, signed, 5, 40, 300)
+        x[:100] //= 5
+        got = []
+        calls.clear()
+        for limit in (1 << 26, 0):
+            monkeypatch.setattr(calibration, "SELECTION_VALUES", limit)
+            xb = Crossbar(W, spec, seed=4)
+            xb.calibrate(x)
+            got.append(xb._range)
+        assert got[0] == got[1] and len(calls) == len(xb.row_blocks) == 2
+        assert all((lo < 0) == signed and hi > 0 for lo, hi in got[0])   # each column one polarity: signs from x
