@@ -35,9 +35,6 @@ HISTOGRAM_BINS = 1 << 24
 # blocks of at most this many rows with one-bit digits count each cycle's pattern of digits (2**rows of them)
 # instead of its column values (a depthwise 3 x 3 crossbar: 9 rows; our choice: 4,096 patterns a sign at most)
 PATTERN_ROWS = 12
-# row blocks of more column values than this select their percentile chunk by chunk (_streamed_range; our choice:
-# 2**26 float32 values, 256 MB, at once at most besides a chunk's products)
-SELECTION_VALUES = 1 << 26
 # column values per device product in device_block_range (2**26 float64 values: 0.5 GB, and as much for the digits
 # at most; our choice for a GPU's memory)
 DEVICE_VALUES = 1 << 26
@@ -138,30 +135,17 @@ def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, sig
         if device is not None:
             out.append(device_block_range(u, k0, k1, a, shifts, widths, signed, percentile, dtype, device))
             continue
-        if T * B * m > SELECTION_VALUES:
-            out.append(_streamed_range(u, k0, k1, a, shifts, widths, signed, percentile, dtype, chunk))
-            continue
-        absv = np.empty(T * B * m, dtype=dtype)  # |column value| of every cycle, example and column
-        digits = np.empty((T * min(chunk, B), k1 - k0), dtype=dtype)
-        sqsum = np.zeros(k1 - k0, dtype=np.int64)
-        vmin, pos = 0.0, 0
-        for b0 in range(0, B, chunk):            # the digits of a chunk of examples, all cycles stacked
-            n = T * (min(B, b0 + chunk) - b0)
-            stack_digits(u, b0, b0 + n // T, k0, k1, shifts, widths, signed, digits[:n], None, sqsum)
-            v = np.matmul(digits[:n], a, out=absv[pos:pos + n * m].reshape(n, m))
-            vmin = min(vmin, float(v.min()))
-            np.abs(v, out=v)
-            pos += n * m
-        out.append(_range_of(absv, vmin, percentile))
+        out.append(_streamed_range(u, k0, k1, a, shifts, widths, signed, percentile, dtype, chunk))
     return out
 
 
 def _streamed_range(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signed: bool, percentile: float, dtype,
                     chunk: int) -> tuple[float, float]:
-    """:func:`column_value_ranges`' selection for one row block, chunk by chunk (the same products: the same chunks
-    of examples), keeping of the magnitudes only the largest ``n - lo`` (the percentile's two order statistics and
-    those above): a chunk's values below the smallest kept one cannot be among them. The same range as selecting
-    among all n at once, without holding them (a 1 x 1 convolution of 384 outputs: 3.2 GB of float32 values)."""
+    """:func:`column_value_ranges`' selection for one row block: each chunk of examples' digits (all cycles stacked)
+    times the block's levels in the GEMM's type, of whose magnitudes only the largest ``n - lo`` are kept (the
+    percentile's two order statistics and those above; a chunk's values below the smallest kept one cannot be among
+    them): numpy's percentile of all n values without holding them (a 1 x 1 convolution of 384 outputs would hold
+    3.2 GB of float32 values)."""
     T, B, m = len(shifts), u.shape[0], a.shape[1]
     n = T * B * m
     h, lo = percentile_rank(n, percentile)

@@ -50,12 +50,13 @@ def load_model_and_data(model_name: str, dataset: str, data_dir=None, checkpoint
         model, meta = load_sa_checkpoint(ckpt) if is_sa_checkpoint(ckpt) else train.load_checkpoint(ckpt)
     else:
         ckpt = Path(checkpoint) if checkpoint else train.find_checkpoint(model_name, data.name)
-        if is_sa_checkpoint(ckpt):
+        fmt = checkpoint_format(ckpt)
+        if fmt == SA_FORMAT:
             raise ConfigError(f"checkpoint {ckpt} was fine-tuned for sense amps ('cimsim finetune --arch "
                               f"adcless-snn'): run it with --arch adcless-snn, or leave --checkpoint out for "
                               f"{arch.name if arch else 'this architecture'} (the float network)")
         # a network fine-tuned by 'cimsim finetune' for hcim (PSQ) maps onto the baselines as fine-tuned
-        model, meta = load_psq_checkpoint(ckpt) if is_psq_checkpoint(ckpt) else train.load_checkpoint(ckpt)
+        model, meta = load_psq_checkpoint(ckpt) if fmt == qat.FORMAT else train.load_checkpoint(ckpt)
     missing = [k for k in ("dataset", "test_accuracy") if k not in meta]
     if missing:
         raise CheckpointError(f"checkpoint {ckpt} records no {' or '.join(missing)} in its metadata; re-create it "
@@ -122,29 +123,27 @@ def load_psq_checkpoint(path) -> tuple[nn.Module, dict]:
     return tag_model(model.eval(), train.checkpoint_info(path, meta)), meta
 
 
-def is_psq_checkpoint(path) -> bool:
-    """Whether ``path`` is a file saved by ``cimsim finetune`` (a PSQ checkpoint), not by ``cimsim train``."""
+def checkpoint_format(path) -> str | None:
+    """The format a checkpoint file records (``train.FORMAT``, ``qat.FORMAT`` for a PSQ fine-tune, ``SA_FORMAT`` for a
+    sense-amp one); None where ``path`` is no readable checkpoint (its loader then says why)."""
     path = Path(path)
     if not path.is_file():
-        return False
+        return None
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
-        return False
-    return isinstance(payload, dict) and payload.get("format") == qat.FORMAT
+        return None
+    return payload.get("format") if isinstance(payload, dict) else None
+
+
+def is_psq_checkpoint(path) -> bool:
+    """Whether ``path`` is a file saved by ``cimsim finetune`` (a PSQ checkpoint), not by ``cimsim train``."""
+    return checkpoint_format(path) == qat.FORMAT
 
 
 def load_any_checkpoint(path) -> tuple[nn.Module, dict]:
     """A PSQ checkpoint, or a plain one from ``cimsim train`` (then mapped with calibrated scales)."""
-    path = Path(path)
-    if path.is_file():
-        try:
-            fmt = torch.load(path, map_location="cpu", weights_only=True).get("format")
-        except Exception:
-            fmt = None
-        if fmt == train.FORMAT:
-            return train.load_checkpoint(path)
-    return load_psq_checkpoint(path)
+    return train.load_checkpoint(path) if checkpoint_format(path) == train.FORMAT else load_psq_checkpoint(path)
 
 
 def psq_base_model(meta: dict, ckpt) -> tuple[nn.Module | None, str]:
@@ -225,10 +224,7 @@ def save_sa_checkpoint(path, model: nn.Module, metadata: dict) -> Path:
 
 
 def is_sa_checkpoint(path) -> bool:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True).get("format") == SA_FORMAT
-    except Exception:
-        return False
+    return checkpoint_format(path) == SA_FORMAT
 
 
 def load_sa_checkpoint(path) -> tuple[nn.Module, dict]:

@@ -223,16 +223,16 @@ def test_a_depthwise_crossbar_counts_patterns_to_the_same_range(monkeypatch):
 
 
 @pytest.mark.parametrize("percentile,signed", [(99.9, False), (97.0, True), (50.0, False), (100.0, True)])
-def test_a_selection_streamed_chunk_by_chunk_gives_the_same_range(monkeypatch, percentile, signed):
-    """Row blocks of more values than SELECTION_VALUES select their percentile chunk by chunk, keeping only the largest
-    n - lo magnitudes (calibration._streamed_range): the same range as the selection among all values at once, for
-    noisy (non-integer) levels and integer ones without the histograms, high and low percentiles, signed inputs, over
-    several chunks (CALIBRATION_ROWS small)."""
+def test_the_selection_streamed_chunk_by_chunk_is_numpys_percentile(monkeypatch, percentile, signed):
+    """The selection (levels the histograms do not take) goes chunk by chunk, keeping only the largest n - lo
+    magnitudes (calibration._streamed_range): numpy's percentile of every column value at once, each the chunk's
+    product as the GEMM forms it, for noisy (non-integer) levels and integer ones without the histograms, high and
+    low percentiles, signed inputs, over 38 chunks (CALIBRATION_ROWS small)."""
+    from cimsim.encoding import plane_layout
+    from cimsim.kernels import stack_digits
+
     monkeypatch.setattr(calibration, "CALIBRATION_ROWS", 64)      # 8 examples of 8 cycles a chunk: 38 chunks
     monkeypatch.setattr(calibration, "HISTOGRAMS", False)
-    calls = []
-    real = calibration._streamed_range
-    monkeypatch.setattr(calibration, "_streamed_range", lambda *a: calls.append(1) or real(*a))
     for cell in (ReRAM(prog_sigma_frac=0.05), IdealCell()):
         spec = CrossbarSpec(rows=32, cols=64, cell=cell, cell_bits=2, weight_bits=8, input_bits=8, dac_bits=1,
                             signed="differential", input_signed=signed, adc_range="calibrated",
@@ -240,12 +240,21 @@ def test_a_selection_streamed_chunk_by_chunk_gives_the_same_range(monkeypatch, p
         rng = np.random.default_rng(3)
         W, x = _operands(rng, spec.signed, spec.weight_bits, spec.input_bits, signed, 5, 40, 300)
         x[:100] //= 5
-        got = []
-        calls.clear()
-        for limit in (1 << 26, 0):
-            monkeypatch.setattr(calibration, "SELECTION_VALUES", limit)
-            xb = Crossbar(W, spec, seed=4)
-            xb.calibrate(x)
-            got.append(xb._range)
-        assert got[0] == got[1] and len(calls) == len(xb.row_blocks) == 2
-        assert all((lo < 0) == signed and hi > 0 for lo, hi in got[0])   # each column one polarity: signs from x
+        xb = Crossbar(W, spec, seed=4)
+        xb.calibrate(x)
+        u = xb.digit_source(x)
+        shifts, widths = plane_layout(8, 1)
+        want = []
+        for (k0, k1), a in zip(xb.row_blocks, xb.ro_a_gemm):   # every value, chunk by chunk as the GEMM forms it
+            vals = []
+            for b0 in range(0, 300, 8):
+                d = np.empty((8 * min(8, 300 - b0), k1 - k0), dtype=a.dtype)
+                stack_digits(u, b0, min(300, b0 + 8), k0, k1, shifts, widths, signed, d, None,
+                             np.zeros(k1 - k0, dtype=np.int64))
+                vals.append((d @ a).ravel())
+            v = np.concatenate(vals)
+            p = float(np.percentile(np.abs(v).astype(np.float64), percentile))   # the values exactly, lerp in float64
+            low = -p if v.min() < 0 else 0.0
+            want.append((low, max(p, low + 1.0)))
+        assert xb._range == want and len(want) == 2
+        assert all((lo < 0) == signed and hi > 0 for lo, hi in want)   # each column one polarity: signs from x
