@@ -4,8 +4,9 @@ high percentile.
 :meth:`cimsim.Crossbar.calibrate` sets each row block's range to [min(0, -p), p], p the
 ``calibration_percentile`` of |column value| over all cycles, examples and columns of the block. A
 calibration batch gives tens of millions of such values (a ResNet-20 layer: 16 cycles x 16 384 rows x up to
-1024 columns), so they are computed chunk by chunk into one buffer, in the engine's GEMM dtype (exact for
-integer levels, as in the forward pass), and the percentile is selected in place. On the torch backend's GPU
+1024 columns): integer levels count them in a histogram (:func:`_integer_histogram`); other levels compute them chunk
+by chunk on the engine's threads, in the engine's GEMM dtype (exact on the grid of exact sums, as in the forward
+pass), keeping only the magnitudes the percentile can be among (:func:`_streamed_range`). On the torch backend's GPU
 (``crossbar.CALIBRATE_DEVICES``) the products and the selection run there instead (:func:`device_block_range`).
 Conversions that sum several cycles (CASCADE, Neural-PIM) sum each group's digits first and multiply once in float64
 where every value is an exact integer (:func:`grouped_products`): the same ranges.
@@ -13,15 +14,18 @@ where every value is an exact integer (:func:`grouped_products`): the same range
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 
 import numpy as np
 
+from cimsim.blas import one_thread
 from cimsim.engine_threads import parallel_map, threads
 from cimsim.kernels import stack_digits
 from cimsim.kernels_bits import (group_tables, pattern_counts, pattern_histogram, table_bounds,
                                  value_histogram)
-from cimsim.kernels_host import group_digits
+from cimsim.kernels_host import group_digits, keep_magnitudes
 from cimsim.readouts import PER_CYCLE, ConversionScope
 
 # stacked (cycle, example) rows per calibration GEMM: bounds the digit buffer (our choice)
@@ -118,7 +122,7 @@ def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, sig
         return _scoped_ranges(u, row_blocks, matrices, shifts, widths, signed, percentile, scope)
     T, B = len(shifts), u.shape[0]
     chunk = max(1, CALIBRATION_ROWS // T)
-    out = []
+    out, scratch = [], None
     for (k0, k1), a in zip(row_blocks, matrices):
         m = a.shape[1]
         if B * m == 0:
@@ -135,38 +139,91 @@ def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, sig
         if device is not None:
             out.append(device_block_range(u, k0, k1, a, shifts, widths, signed, percentile, dtype, device))
             continue
-        out.append(_streamed_range(u, k0, k1, a, shifts, widths, signed, percentile, dtype, chunk))
+        if scratch is None:   # buffers for every block the selection takes (fresh memory is slow to touch)
+            lanes = min(threads(), -(-B // chunk))
+            scratch = _selection_buffers(T * min(-(-chunk // lanes), B), max(k1_ - k0_ for k0_, k1_ in row_blocks),
+                                         max(mat.shape[1] for mat in matrices), dtype, lanes)
+        out.append(_streamed_range(u, k0, k1, a, shifts, widths, signed, percentile, dtype, chunk, scratch))
     return out
 
 
+_KEPT = threading.local()   # kept_buffers(): this thread's selection buffers, by dtype
+
+
+@contextlib.contextmanager
+def kept_buffers():
+    """Within the block, :func:`_streamed_range` keeps its buffers from one calibration to the next (the mapper
+    calibrates every crossbar of a network in turn; fresh memory of tens of MB costs its first touch each time, 0.4 s
+    for the 83 MB of a 128 x 512 block on this project's VMs); they are freed when the block ends."""
+    outer = getattr(_KEPT, "buffers", None)
+    _KEPT.buffers = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _KEPT.buffers = outer
+
+
+def _selection_buffers(rows: int, k: int, m: int, dtype, lanes: int) -> list:
+    """Flat (digits, values) buffers of ``rows`` stacked rows, ``k`` inputs and ``m`` columns, one pair for each of
+    ``lanes`` threads (within :func:`kept_buffers` the ones kept, grown where they are too small)."""
+    dtype = np.dtype(dtype)
+    kept = getattr(_KEPT, "buffers", None)
+    if kept is None:
+        return [(np.empty(rows * k, dtype=dtype), np.empty(rows * m, dtype=dtype)) for _ in range(lanes)]
+    have = kept.get(dtype, [])
+    while len(have) < lanes:
+        have.append((np.empty(0, dtype=dtype), np.empty(0, dtype=dtype)))
+    have = [(d if d.size >= rows * k else np.empty(rows * k, dtype=dtype),
+             v if v.size >= rows * m else np.empty(rows * m, dtype=dtype)) for d, v in have]
+    kept[dtype] = have
+    return have[:lanes]
+
+
 def _streamed_range(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signed: bool, percentile: float, dtype,
-                    chunk: int) -> tuple[float, float]:
+                    chunk: int, scratch=None) -> tuple[float, float]:
     """:func:`column_value_ranges`' selection for one row block: each chunk of examples' digits (all cycles stacked)
     times the block's levels in the GEMM's type, of whose magnitudes only the largest ``n - lo`` are kept (the
     percentile's two order statistics and those above; a chunk's values below the smallest kept one cannot be among
     them): numpy's percentile of all n values without holding them (a 1 x 1 convolution of 384 outputs would hold
-    3.2 GB of float32 values)."""
-    T, B, m = len(shifts), u.shape[0], a.shape[1]
+    3.2 GB of float32 values). Chunks go to the engine's threads a round at a time (BLAS on one thread each; each
+    selects in its own buffers, :func:`_selection_buffers`, where the values are computed), the kept magnitudes are
+    merged after each round: the same order statistics on any number of threads."""
+    T, B, m, kb = len(shifts), u.shape[0], a.shape[1], k1 - k0
     n = T * B * m
     h, lo = percentile_rank(n, percentile)
     need = n - lo                      # the order statistics lo and lo + 1 are the smallest of the `need` largest
-    digits = np.empty((T * min(chunk, B), k1 - k0), dtype=dtype)
-    vals = np.empty(T * min(chunk, B) * m, dtype=dtype)
-    sqsum = np.zeros(k1 - k0, dtype=np.int64)
-    top, vmin = np.empty(0, dtype=dtype), 0.0
-    for b0 in range(0, B, chunk):
+    lanes = min(threads(), -(-B // chunk))   # a round of the engine's threads takes a chunk's examples between them
+    chunk = -(-chunk // lanes)
+    starts = list(range(0, B, chunk))
+    scratch = scratch or _selection_buffers(T * min(chunk, B), kb, m, dtype, lanes)
+    top, tau, negative = None, None, False   # top: the `need` largest magnitudes so far (all while fewer)
+
+    def largest(job):   # a chunk's magnitudes at or above tau (all while it is None): at most its `need` largest
+        b0, (digit_buffer, value_buffer) = job
         rows = T * (min(B, b0 + chunk) - b0)
-        stack_digits(u, b0, b0 + rows // T, k0, k1, shifts, widths, signed, digits[:rows], None, sqsum)
-        v = np.matmul(digits[:rows], a, out=vals[:rows * m].reshape(rows, m))
-        vmin = min(vmin, float(v.min()))
-        v = np.abs(v, out=v).reshape(-1)
-        if top.size >= need:           # only values at or above the smallest kept one can stay
-            v = v[v >= top.min()]
-        v = np.concatenate([top, v])
-        top = np.partition(v, v.size - need)[v.size - need:] if v.size > need else v
+        digits = digit_buffer[:rows * kb].reshape(rows, kb)
+        stack_digits(u, b0, b0 + rows // T, k0, k1, shifts, widths, signed, digits, None, np.zeros(kb, np.int64))
+        v = np.matmul(digits, a, out=value_buffer[:rows * m].reshape(rows, m)).reshape(-1)
+        kept, neg = keep_magnitudes(v, -1.0 if tau is None else tau)
+        if kept > need:                # in place, in this thread's buffer
+            v[:kept].partition(kept - need)
+            return v[kept - need:kept].copy(), neg
+        return v[:kept].copy(), neg
+
+    lanes = min(lanes, len(scratch))
+    with one_thread() if lanes > 1 else contextlib.nullcontext():   # the threads share the cores, not BLAS
+        for r0 in range(0, len(starts), lanes):
+            parts = parallel_map(largest, zip(starts[r0:r0 + lanes], scratch))
+            negative = negative or any(neg for _, neg in parts)
+            v = np.concatenate(([] if top is None else [top]) + [p for p, _ in parts])
+            if v.size > need:
+                v.partition(v.size - need)
+                v = v[v.size - need:]
+                tau = v[0]             # the smallest of them
+            top = v
     smallest = np.partition(top, min(1, top.size - 1))[:2]   # ascending: order statistics lo, lo + 1
     p = lerp_order_statistics(float(smallest[0]), float(smallest[min(1, need - 1)]), h, lo)
-    low = -p if vmin < 0 else 0.0
+    low = -p if negative else 0.0
     return low, max(p, low + 1.0)
 
 

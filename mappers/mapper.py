@@ -47,6 +47,7 @@ from torch import nn
 
 from cimsim.arch.base import Architecture
 from cimsim.blas import torch_one_thread
+from cimsim.calibration import kept_buffers
 from cimsim.cost import LayerPlan
 from cimsim.crossbar import Crossbar
 from cimsim.crossbar_count import CountingCrossbar
@@ -288,10 +289,11 @@ def _patch_count(layer: "MappedLayer", activation: torch.Tensor) -> int:
 
 def _host_threads(fn):
     """Run ``fn`` (map_model) with torch on one thread when the numba engine does the products: the calibration
-    pass and the patches are many small torch operations beside it (:func:`cimsim.blas.torch_one_thread`)."""
+    pass and the patches are many small torch operations beside it (:func:`cimsim.blas.torch_one_thread`); and with
+    the ADC calibration's buffers kept from one crossbar to the next (:func:`cimsim.calibration.kept_buffers`)."""
     @functools.wraps(fn)
     def wrapped(*args, backend: str = "numba", **kwargs):
-        with torch_one_thread() if backend == "numba" else contextlib.nullcontext():
+        with torch_one_thread() if backend == "numba" else contextlib.nullcontext(), kept_buffers():
             return fn(*args, backend=backend, **kwargs)
     return wrapped
 

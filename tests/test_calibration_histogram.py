@@ -3,6 +3,7 @@ integers, counted by magnitude in a histogram from the bit-serial tables; the pe
 be the one the float GEMM and the exact selection give, range for range, and it must step aside for non-integer
 levels."""
 
+import contextlib
 import math
 
 import numpy as np
@@ -225,7 +226,7 @@ def test_a_depthwise_crossbar_counts_patterns_to_the_same_range(monkeypatch):
 @pytest.mark.parametrize("percentile,signed", [(99.9, False), (97.0, True), (50.0, False), (100.0, True)])
 def test_the_selection_streamed_chunk_by_chunk_is_numpys_percentile(monkeypatch, percentile, signed):
     """The selection (levels the histograms do not take) goes chunk by chunk, keeping only the largest n - lo
-    magnitudes (calibration._streamed_range): numpy's percentile of every column value at once, each the chunk's
+    magnitudes (calibration._streamed_range), over 1 to 3 threads: numpy's percentile of every column value at once, each the chunk's
     product as the GEMM forms it, for noisy (non-integer) levels and integer ones without the histograms, high and
     low percentiles, signed inputs, over 38 chunks (CALIBRATION_ROWS small)."""
     from cimsim.encoding import plane_layout
@@ -233,7 +234,11 @@ def test_the_selection_streamed_chunk_by_chunk_is_numpys_percentile(monkeypatch,
 
     monkeypatch.setattr(calibration, "CALIBRATION_ROWS", 64)      # 8 examples of 8 cycles a chunk: 38 chunks
     monkeypatch.setattr(calibration, "HISTOGRAMS", False)
-    for cell in (ReRAM(prog_sigma_frac=0.05), IdealCell()):
+    # on 1, 2 and 3 threads (rounds of 1 to 3 lanes, the last round short), the buffers fresh or kept between calls
+    cases = [(c, lanes, keep) for c in (ReRAM(prog_sigma_frac=0.05), IdealCell()) for lanes, keep in
+             ((1, False), (2, True), (3, False), (3, True))]
+    for cell, lanes, keep in cases:
+        monkeypatch.setattr(calibration, "threads", lambda lanes=lanes: lanes)
         spec = CrossbarSpec(rows=32, cols=64, cell=cell, cell_bits=2, weight_bits=8, input_bits=8, dac_bits=1,
                             signed="differential", input_signed=signed, adc_range="calibrated",
                             calibration_percentile=percentile, readout=SarADC(bits=6))
@@ -241,7 +246,9 @@ def test_the_selection_streamed_chunk_by_chunk_is_numpys_percentile(monkeypatch,
         W, x = _operands(rng, spec.signed, spec.weight_bits, spec.input_bits, signed, 5, 40, 300)
         x[:100] //= 5
         xb = Crossbar(W, spec, seed=4)
-        xb.calibrate(x)
+        with calibration.kept_buffers() if keep else contextlib.nullcontext():
+            xb.calibrate(x)
+            xb.calibrate(x)   # kept buffers: written over by the second call
         u = xb.digit_source(x)
         shifts, widths = plane_layout(8, 1)
         want = []
@@ -258,3 +265,30 @@ def test_the_selection_streamed_chunk_by_chunk_is_numpys_percentile(monkeypatch,
             want.append((low, max(p, low + 1.0)))
         assert xb._range == want and len(want) == 2
         assert all((lo < 0) == signed and hi > 0 for lo, hi in want)   # each column one polarity: signs from x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_keep_magnitudes_is_numpys_abs_and_mask(dtype):
+    """cimsim.kernels_host.keep_magnitudes: the magnitudes at or above tau moved to the front in their order (ties
+    kept), whether a value was negative (-0.0 is not), and every magnitude in place for tau < 0; sizes across its
+    blocks of KEEP_BLOCK values, blocks that hold none, and the empty array."""
+    from cimsim.kernels_host import KEEP_BLOCK, keep_magnitudes
+
+    rng = np.random.default_rng(11)
+    for n in (0, 1, KEEP_BLOCK - 1, KEEP_BLOCK, 5 * KEEP_BLOCK + 3, 100_000):
+        base = np.round(rng.standard_normal(n) * 8) / 4   # many ties, zeros among them
+        for sign in (1, -1, None):
+            v0 = (np.abs(base) * sign if sign is not None else base).astype(dtype)
+            if sign == 1 and n:
+                v0[0] = -0.0
+            for tau in (-1.0, 0.0, 0.5, 3.0, 1e9):
+                v = v0.copy()
+                kept, negative = keep_magnitudes(v, tau)
+                a = np.abs(v0)
+                want = a if tau < 0 else a[a >= tau]
+                assert kept == want.size and np.array_equal(v[:kept], want) and v[:kept].dtype == dtype
+                assert negative == bool((v0 < 0).any()) and (not negative if sign == 1 else True)
+    with pytest.raises(ValueError, match="contiguous 1-d"):
+        keep_magnitudes(np.zeros((4, 4), dtype=np.float32), 0.0)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        keep_magnitudes(np.zeros(4, dtype=np.int32), 0.0)
