@@ -74,6 +74,12 @@ GENERAL_SHARDS = 16
 # Measured on this project's 2-core machine, 128 images: 22.7 s at 0 (no such floor), 18.9 s at 8192, 16.6 s at
 # 16384 and 32768; LeNet-5 on CASCADE 6.0 -> 5.1 s, Neural-PIM and HCiM unchanged (BENCHMARKS.md, fifteenth session)
 GENERAL_VALUES = 16384
+# and run on at most GENERAL_THREADS of the engine's threads: a shard is many short steps (kernels of tens of
+# microseconds, numpy operations) each returning to the interpreter, whose lock more threads wait for longer than they
+# compute. Measured (BENCHMARKS.md, eighteenth session): CASCADE's LeNet-5, 2,000 images, evaluation on the 16-core
+# device host 10.3 s on 16 threads, 7.7 on 8, 7.5 on 4, 6.1 on 2 cores; on this project's 2-core machine 5.3 s on one
+# thread, 6.3 on two (its ResNet-20 12.2 and 10.4 s, the spiking VGG on adcless-snn 8.4 and 7.1 s)
+GENERAL_THREADS = 2
 
 
 def shard_count(examples: int, per_example: int, cycles: int, times: int = 1) -> int:
@@ -402,7 +408,7 @@ class CpuTile(GeneralPath):
                 else:
                     work = lambda sh: self._shard(u, sh[0], sh[1], ranges, stream)  # noqa: E731
                 finish = lambda sh: self._finish_shard(sh, work, row_sums, y)  # noqa: E731
-                for t in taken_shares(finish, shards, n_threads):
+                for t in taken_shares(finish, shards, n_threads if fused else min(n_threads, GENERAL_THREADS)):
                     tally += t
         if xb.slices.offset and (exact is not None or bits is not None) and product:
             y -= xb.slices.offset * row_sums[:, None]

@@ -16,7 +16,7 @@ from cimsim.calibration import grouped_products
 from cimsim.crossbar_layout import Tally
 from cimsim.encoding import plane_layout
 from cimsim.kernels import PlacedNormals, digit_tables, digit_tally, placed_normals
-from cimsim.kernels_buffered import buffered_sums, digit_masks, exact_integers, level_planes, popcount_sums
+from cimsim.kernels_buffered import buffered_sums, digit_masks, exact_integers, level_planes, popcount_cycles
 from cimsim.kernels_host import group_digits
 from cimsim.kernels_shares import row_conductance
 
@@ -220,18 +220,21 @@ class GeneralPath:
         vt = np.zeros((xb.readout_columns, nb))
         var_t = np.empty_like(vt)
         first = True
+        ws = [2.0 ** (shifts[t] - shifts[t0]) for t in range(t0, t1)]
         for i in blocks:
             var = xb.ro_var[i]
-            # every line's value, (physical columns, cycles x nb), or counted from words of digits
-            qt = None if planes is not None else xb.a_gemm[i].T @ digits[i][t0 * nb:t1 * nb].T
+            if planes is not None:   # every line's value counted from words of digits, every cycle in one call
+                popcount_cycles(digits[i], t0, t1, np.array(ws), np.array([(w * r) ** 2 * 0.5 for w in ws]),
+                                planes[i], *fast, xb.spec.pair_readout, xb.n_polarity, xb.out_features, vt, var_t,
+                                first)
+                first = False
+                continue   # (no read noise where the lines are counted: _buffered_static)
+            # every line's value, (physical columns, cycles x nb)
+            qt = xb.a_gemm[i].T @ digits[i][t0 * nb:t1 * nb].T
             for t in range(t0, t1):
-                w = 2.0 ** (shifts[t] - shifts[t0])
-                if planes is not None:
-                    popcount_sums(digits[i], t, planes[i], *fast, xb.spec.pair_readout, xb.n_polarity,
-                                  xb.out_features, w, (w * r) ** 2 * 0.5, vt, var_t, first)
-                else:
-                    buffered_sums(qt, (t - t0) * nb, nb, *fast, xb.spec.pair_readout, xb.n_polarity,
-                                  xb.out_features, w, (w * r) ** 2 * 0.5, vt, var_t, first)
+                w = ws[t - t0]
+                buffered_sums(qt, (t - t0) * nb, nb, *fast, xb.spec.pair_readout, xb.n_polarity,
+                              xb.out_features, w, (w * r) ** 2 * 0.5, vt, var_t, first)
                 first = False
                 if var is not None:   # the cells' read noise, added after the buffer's as numpy's path adds it
                     xp = digits[i][t * nb:(t + 1) * nb]

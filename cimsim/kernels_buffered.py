@@ -193,3 +193,13 @@ def popcount_sums(masks, t, planes, lo, hi, m, m2, pair, polarities, n_out, w, c
                 vo[r] = vo[r] + w * d[r]
                 u = c2 * (2.0 * s[r])
                 so[r] = u if first else so[r] + u
+
+
+@njit(cache=True, nogil=True)
+def popcount_cycles(masks, t0, t1, ws, c2s, planes, lo, hi, m, m2, pair, polarities, n_out, vt, var_t, first):  # pragma: no cover
+    """:func:`popcount_sums` of cycles t0 .. t1 in turn in one call (cycle t with place value ``ws[t - t0]`` and
+    variance factor ``c2s[t - t0]``; ``first``: the first cycle sets ``var_t``): the same additions in the same
+    order, one return to the interpreter instead of one a cycle."""
+    for t in range(t0, t1):
+        popcount_sums(masks, t, planes, lo, hi, m, m2, pair, polarities, n_out, ws[t - t0], c2s[t - t0], vt, var_t,
+                      first and t == t0)

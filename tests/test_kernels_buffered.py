@@ -17,7 +17,7 @@ from cimsim.encoding import plane_layout
 from cimsim.engine_threads import taken_shares
 from cimsim.kernels import stack_digits
 from cimsim.kernels_buffered import (buffered_sums, digit_masks, exact_integers, level_planes,
-                                      popcount_sums)
+                                      popcount_cycles, popcount_sums)
 from cimsim.readouts import ConversionScope
 
 
@@ -168,6 +168,12 @@ def test_words_of_digits_and_planes_of_levels_count_the_product():
             popcount_sums(masks, t, planes, lo, hi, m, m * m, pair, P, N, w, c2, *counted, t == 2)
             buffered_sums(qt, t * nb, nb, lo, hi, m, m * m, pair, P, N, w, c2, *multiplied, t == 2)
         assert np.array_equal(counted[0], multiplied[0]) and np.array_equal(counted[1], multiplied[1])
+        # both cycles in one call (popcount_cycles): the same additions in the same order
+        ws = np.array([1.0, 2.0])
+        together = [np.zeros((cols, nb)), np.full((cols, nb), 7.0)]   # values added to, variances set first
+        popcount_cycles(masks, 2, 4, ws, (ws * 0.05) ** 2 * 0.5, planes, lo, hi, m, m * m, pair, P, N, *together,
+                        True)
+        assert np.array_equal(together[0], counted[0]) and np.array_equal(together[1], counted[1])
     assert level_planes(np.ones((65, 3))) is None                      # more rows than a word holds
     assert level_planes(-np.ones((8, 3))) is None and level_planes(np.full((8, 3), 0.5)) is None
     assert level_planes(np.full((8, 3), 16.0)) is None                 # more than PLANE_BITS_MAX planes

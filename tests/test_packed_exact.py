@@ -17,6 +17,7 @@ from cimsim.devices import ReRAM, SarADC
 from cimsim.layout import BitPlaneLayout
 from cimsim.mappers import sme
 from cimsim.mappers.admm import masked_groups, outputs_per_array
+from cimsim import packed
 from cimsim.packed import PackedTile
 
 SME_SPEC = cimsim.arch.get("sme").crossbar_spec()
@@ -80,12 +81,16 @@ def case(kind, signed, reverse=False):
     return make, W, spec.input_bits
 
 
+@pytest.mark.parametrize("chunk_rows", [0, 7])
 @pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("kind", ["sme", "admm"])
-def test_the_packed_tile_is_the_group_by_group_product_bit_for_bit(monkeypatch, kind, signed):
+def test_the_packed_tile_is_the_group_by_group_product_bit_for_bit(monkeypatch, kind, signed, chunk_rows):
     """Unsigned inputs: every group's calibrated ADC covers its columns (the lossless path), and the tile is x @ W.T.
-    Signed inputs: the calibrated ranges clip some or all groups (off the path): the group-by-group numbers."""
+    Signed inputs: the calibrated ranges clip some or all groups (off the path): the group-by-group numbers. The
+    exact product x @ M whole (EXACT_CHUNK_BYTES as it is) or 7 rows at a time (the last block short)."""
     make, W, bits = case(kind, signed)
+    if chunk_rows:
+        monkeypatch.setattr(packed, "EXACT_CHUNK_BYTES", 8 * W.shape[1] * chunk_rows)
     rng = np.random.default_rng(7)
     xs = [inputs(rng, bits, signed, n, W.shape[1]) for n in (300, 7)]
     got = runs(monkeypatch, make, inputs(rng, bits, signed, 64, W.shape[1]), xs)
