@@ -20,8 +20,7 @@ import threading
 
 import numpy as np
 
-from cimsim.blas import one_thread
-from cimsim.engine_threads import parallel_map, threads
+from cimsim.engine_threads import blas_controller, parallel_map, threads
 from cimsim.kernels import stack_digits
 from cimsim.kernels_bits import (group_tables, pattern_counts, pattern_histogram, table_bounds,
                                  value_histogram)
@@ -211,7 +210,8 @@ def _streamed_range(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signed: 
         return v[:kept].copy(), neg
 
     lanes = min(lanes, len(scratch))
-    with one_thread() if lanes > 1 else contextlib.nullcontext():   # the threads share the cores, not BLAS
+    # the threads share the cores, not BLAS
+    with blas_controller().limit(limits=1, user_api="blas") if lanes > 1 else contextlib.nullcontext():
         for r0 in range(0, len(starts), lanes):
             parts = parallel_map(largest, zip(starts[r0:r0 + lanes], scratch))
             negative = negative or any(neg for _, neg in parts)

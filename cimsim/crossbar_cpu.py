@@ -78,7 +78,7 @@ GENERAL_VALUES = 16384
 # microseconds, numpy operations) each returning to the interpreter, whose lock more threads wait for longer than they
 # compute. Measured (BENCHMARKS.md, eighteenth session): CASCADE's LeNet-5, 2,000 images, evaluation on the 16-core
 # device host 10.3 s on 16 threads, 7.7 on 8, 7.5 on 4, 6.1 on 2 cores; on this project's 2-core machine 5.3 s on one
-# thread, 6.3 on two (its ResNet-20 12.2 and 10.4 s, the spiking VGG on adcless-snn 8.4 and 7.1 s)
+# thread, 6.2-6.5 on two (its ResNet-20 12.2 and 10.4 s, the spiking VGG on adcless-snn 8.4 and 7.1 s)
 GENERAL_THREADS = 2
 
 
