@@ -203,3 +203,22 @@ def popcount_cycles(masks, t0, t1, ws, c2s, planes, lo, hi, m, m2, pair, polarit
     for t in range(t0, t1):
         popcount_sums(masks, t, planes, lo, hi, m, m2, pair, polarities, n_out, ws[t - t0], c2s[t - t0], vt, var_t,
                       first and t == t0)
+
+
+@njit(cache=True, nogil=True)
+def noisy_quantize(v, z, s, lo, lsb, step, top, out):  # pragma: no cover - numba
+    """A buffered quantizer's conversion of the flat values ``v`` with their analog noise ``s * z`` (``s`` = 0: none)
+    in one pass: ``x = v + s z``; a conversion clips where ``floor((x - lo) / lsb + 0.5)`` falls outside ``0 .. top``;
+    the code ``clip(floor((x - lo) / step + 0.5), 0, top)`` (``step``: the quantizer's own LSB of its range) is written
+    back as ``lo + code * step``. The IEEE operations of :meth:`cimsim.readouts.QuantizerOp.convert` and
+    :class:`cimsim.devices.converters.Quantizer` in the same order: the same numbers. Returns the clipped count."""
+    clipped = 0
+    for i in range(v.size):
+        x = v[i] + s * z[i] if s > 0 else v[i]
+        raw = np.floor((x - lo) / lsb + 0.5)
+        if raw < 0 or raw > top:
+            clipped += 1
+        c = np.floor((x - lo) / step + 0.5)
+        c = 0.0 if c < 0 else top if c > top else c
+        out[i] = lo + c * step
+    return clipped

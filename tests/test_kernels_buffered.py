@@ -177,3 +177,28 @@ def test_words_of_digits_and_planes_of_levels_count_the_product():
     assert level_planes(np.ones((65, 3))) is None                      # more rows than a word holds
     assert level_planes(-np.ones((8, 3))) is None and level_planes(np.full((8, 3), 0.5)) is None
     assert level_planes(np.full((8, 3), 16.0)) is None                 # more than PLANE_BITS_MAX planes
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.7])
+def test_a_buffered_quantizers_one_pass_gives_the_numpy_transfers_numbers(sigma):
+    """cimsim.kernels_buffered.noisy_quantize behind BufferedQuantizerOp.convert: values, clipped count and the draws
+    taken equal to the quantizer's numpy transfer (QuantizerOp.convert after the noise is added), bit for bit, with
+    values clipping at both ends, ties at half an LSB, a range whose LSB is not a power of two, and the fallback where
+    the readout has an offset of its own."""
+    from cimsim.devices.analog_accumulators import BufferedADC
+    from cimsim.kernels import PlacedNormals
+    from cimsim.readouts import QuantizerOp, readout_op
+
+    rng = np.random.default_rng(5)
+    v = np.round(rng.normal(0, 40, (37, 23)) * 4) / 4          # quarters: many ties at the half LSB
+    v[0, :3] = (-1e3, 1e3, 0.5)
+    for lo, lsb, bits in ((-64.0, 1.0, 7), (-10.0, 0.75, 5), (0.0, 3.0, 4)):
+        op = readout_op(BufferedADC(bits=bits, analog_sigma=sigma))
+        a, b = PlacedNormals(3, 4, 0, 8, 1), PlacedNormals(3, 4, 0, 8, 1)
+        got, clipped = op.convert(v, lo, lsb, a, False)
+        x = v + sigma * b.standard_normal(v.shape) if sigma > 0 else v
+        want, want_clipped = QuantizerOp.convert(op, x, lo, lsb, b, False)
+        assert np.array_equal(got, want) and clipped == want_clipped > 0 and a.draws == b.draws
+    op = readout_op(BufferedADC(bits=6, analog_sigma=sigma, offset_sigma_lsb=0.3))   # the numpy lines themselves
+    got = op.convert(v, -32.0, 1.0, PlacedNormals(3, 4, 0, 8, 1), False)
+    assert got[0].shape == v.shape
