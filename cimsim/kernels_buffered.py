@@ -20,7 +20,9 @@ the integers, very wide sums) the caller keeps numpy's three products.
 Where the digits are one unsigned bit, a row block has at most 64 rows and the levels are small non-negative integers
 (CASCADE's 64-row arrays of one-bit cells), there is no product at all: each example's digits of a cycle are one
 64-bit word (:func:`digit_masks`), each line's levels a few bit planes (:func:`level_planes`), and a line's value
-``sum_p 2**p popcount(digits & plane_p)`` (:func:`popcount_sums`), the same integer.
+``sum_p 2**p popcount(digits & plane_p)`` (:func:`popcount_sums`; a conversion's cycles in one call,
+:func:`popcount_cycles`), the same integer. The buffered quantizer then converts the noisy sum in one pass
+(:func:`noisy_quantize`, numpy's operations in numpy's order).
 """
 
 from __future__ import annotations
