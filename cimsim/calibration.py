@@ -139,8 +139,8 @@ def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, sig
             out.append(device_block_range(u, k0, k1, a, shifts, widths, signed, percentile, dtype, device))
             continue
         if scratch is None:   # buffers for every block the selection takes (fresh memory is slow to touch)
-            lanes = min(threads(), -(-B // chunk))
-            scratch = _selection_buffers(T * min(-(-chunk // lanes), B), max(k1_ - k0_ for k0_, k1_ in row_blocks),
+            lanes, lane_chunk = _lanes(B, chunk)
+            scratch = _selection_buffers(T * min(lane_chunk, B), max(k1_ - k0_ for k0_, k1_ in row_blocks),
                                          max(mat.shape[1] for mat in matrices), dtype, lanes)
         out.append(_streamed_range(u, k0, k1, a, shifts, widths, signed, percentile, dtype, chunk, scratch))
     return out
@@ -160,6 +160,12 @@ def kept_buffers():
         yield
     finally:
         _KEPT.buffers = outer
+
+
+def _lanes(examples: int, chunk: int) -> tuple[int, int]:
+    """(threads, examples each) of a round of :func:`_streamed_range`: the engine's threads share a chunk's examples."""
+    lanes = min(threads(), -(-examples // chunk))
+    return lanes, -(-chunk // lanes)
 
 
 def _selection_buffers(rows: int, k: int, m: int, dtype, lanes: int) -> list:
@@ -191,8 +197,7 @@ def _streamed_range(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signed: 
     n = T * B * m
     h, lo = percentile_rank(n, percentile)
     need = n - lo                      # the order statistics lo and lo + 1 are the smallest of the `need` largest
-    lanes = min(threads(), -(-B // chunk))   # a round of the engine's threads takes a chunk's examples between them
-    chunk = -(-chunk // lanes)
+    lanes, chunk = _lanes(B, chunk)
     starts = list(range(0, B, chunk))
     scratch = scratch or _selection_buffers(T * min(chunk, B), kb, m, dtype, lanes)
     top, tau, negative = None, None, False   # top: the `need` largest magnitudes so far (all while fewer)
