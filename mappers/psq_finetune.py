@@ -50,6 +50,11 @@ class FinetuneRecipe:
     learn_input_steps: bool = False  # LSQ input steps (Esser et al., ICLR 2020) instead of the calibrated ones
     learn_weight_steps: bool = False  # LSQ weight steps per output channel (same paper) instead of max-scaling
     validation: int = 0              # last training examples held out: the epoch best on them is kept (0: off)
+    # SWA (Izmailov et al., arXiv 1803.05407; in low precision SWALP, Yang et al., arXiv 1904.11943): the last
+    # `average` epochs at a constant rate, the parameters averaged after every step (0: off); the cosine of the
+    # epochs before them decays to that rate. 0.2 of the first rate: SWA's VGG-16 schedule (0.05 -> 0.01).
+    average: int = 0
+    average_lr_scale: float = 0.2
 
     def __post_init__(self):
         for name in ("lr", "alpha_lr", "temperature"):
@@ -68,13 +73,19 @@ class FinetuneRecipe:
             raise ConfigError(f"FinetuneRecipe.distill must lie in [0, 1], got {self.distill!r}")
         if not self.temperature > 0:
             raise ConfigError(f"FinetuneRecipe.temperature must be positive, got {self.temperature!r}")
-        for name in ("freeze", "crop_pad", "validation"):
+        if isinstance(self.average_lr_scale, bool) or not (
+                isinstance(self.average_lr_scale, (int, float)) and 0 < self.average_lr_scale <= 1):
+            raise ConfigError(f"FinetuneRecipe.average_lr_scale must lie in (0, 1], got {self.average_lr_scale!r}")
+        for name in ("freeze", "crop_pad", "validation", "average"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"FinetuneRecipe.{name} must be a non-negative integer, got {v!r}")
         if self.freeze and (self.crop_pad or self.flip):
             raise ConfigError("FinetuneRecipe: augmentation (crop_pad, flip) changes the frozen parts' inputs at "
                               "every step; use freeze 0 with augmentation")
+        if self.average >= self.epochs:
+            raise ConfigError(f"FinetuneRecipe: average = {self.average} epochs leaves none of the {self.epochs} to "
+                              f"train before averaging; average fewer than the epochs")
         if not (self.lr > 0 and self.alpha_lr > 0):
             raise ConfigError(f"FinetuneRecipe learning rates must be positive, got lr={self.lr!r}, "
                               f"alpha_lr={self.alpha_lr!r}")
@@ -91,6 +102,43 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Ten
     kl = F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1), log_target=True,
                   reduction="batchmean")
     return (1 - weight) * ce + weight * t * t * kl
+
+
+class RunningMean:
+    """The running mean of a list of parameters, updated after an optimizer step (SWA's average of the iterates):
+    ``mean += (p - mean) / n`` at the n-th update. :meth:`swap` exchanges the mean with the parameters' values (twice:
+    back as they were), so the averaged network can be evaluated between steps without disturbing the optimizer."""
+
+    def __init__(self, params: list[torch.Tensor]):
+        self.params = list(params)
+        self.mean: list[torch.Tensor] | None = None
+        self.count = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.count += 1
+        if self.mean is None:
+            self.mean = [p.detach().clone() for p in self.params]
+            return
+        for m, p in zip(self.mean, self.params):
+            m.lerp_(p.detach(), 1.0 / self.count)
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        for m, p in zip(self.mean, self.params):
+            held = p.detach().clone()
+            p.copy_(m)
+            m.copy_(held)
+
+
+def learning_rate_factor(step: int, steps: int, plateau_steps: int, floor: float) -> float:
+    """The factor of the learning rates at ``step`` of ``steps``: a cosine from 1 to 0 over all steps, or (with
+    ``plateau_steps`` > 0, weight averaging) a cosine from 1 to ``floor`` over the steps before the last
+    ``plateau_steps`` and ``floor`` on those."""
+    if plateau_steps <= 0:
+        return 0.5 * (1 + math.cos(math.pi * step / max(steps, 1)))
+    decay = max(steps - plateau_steps, 1)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, decay) / decay))
 
 
 def split_frozen(model: nn.Module, n: int, x: torch.Tensor) -> tuple[nn.Module, nn.Module]:
@@ -189,8 +237,12 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
     thresholds = [p for n, p in trained.named_parameters() if n.endswith("psq_threshold")]
     t_top = 1 - 2.0 ** -cfg.threshold_bits     # the top of the reference DAC's grid: thresholds stay in [0, 1)
     opt = torch.optim.Adam([{"params": others, "lr": recipe.lr}, {"params": alphas, "lr": recipe.alpha_lr}])
-    steps = recipe.epochs * math.ceil(len(y_train) / recipe.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
+    per_epoch = math.ceil(len(y_train) / recipe.batch_size)
+    steps = recipe.epochs * per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: learning_rate_factor(
+        s, steps, recipe.average * per_epoch, recipe.average_lr_scale))
+    mean = RunningMean(trained.parameters()) if recipe.average else None
+    first_averaged = recipe.epochs - recipe.average    # the first epoch (from 0) whose steps are averaged
     history = []
     bar = progress_bar(desc="PSQ fine-tune", total=steps, unit="steps", enabled=progress)
     for epoch in range(recipe.epochs):
@@ -217,15 +269,22 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
                     a.clamp_(min=1e-3)
                 for t in thresholds:            # projected back into [0, 1) (as alpha is kept positive)
                     t.clamp_(0.0, t_top)
+            if mean is not None and epoch >= first_averaged:
+                mean.update()
             loss_sum += loss.detach() * len(idx)     # a tensor: read once per epoch, not per step
             seen += len(idx)
             bar.update(1)
         val = None
+        averaged = mean is not None and epoch >= first_averaged
+        if averaged:      # from here on, the epoch's network is the average of the steps so far
+            mean.swap()
         if x_val is not None:
             val = evaluate_accuracy(work, x_val, y_val)
             if best is None or val > best[0]:    # the earliest epoch wins a tie
                 best = (val, epoch + 1, copy.deepcopy(work.state_dict()))
         last = epoch == recipe.epochs - 1
+        if averaged and not last:
+            mean.swap()   # the optimizer goes on from the last step's parameters
         if last and best is not None and best[1] != epoch + 1:
             work.load_state_dict(best[2])
         # the PSQ forward is costly on a CPU: the full test set only after the last epoch (of the kept state)
@@ -245,6 +304,7 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
             "test_accuracy_before_first_1000": start_acc, "test_accuracy": history[-1]["test_accuracy"] if history else start_acc,
             **({"validation_examples": recipe.validation, "validation_accuracy": best[0], "kept_epoch": best[1]}
                if best is not None else {}),
+            **({"averaged_steps": mean.count} if mean is not None else {}),
             "history": history, "train_seconds": round(time.perf_counter() - started, 1),
             "cpu_threads": torch.get_num_threads(), "torch_version": torch.__version__, "device": device,
             "batchnorm_folded": work.psq_folded,

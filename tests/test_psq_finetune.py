@@ -1,5 +1,5 @@
 """PSQ fine-tuning options (cimsim.mappers.psq_finetune, 'cimsim finetune'): knowledge distillation from the
-float network, continuing from an earlier PSQ network, frozen leading parts computed once."""
+float network, continuing from an earlier PSQ network, frozen leading parts computed once, weight averaging."""
 
 import json
 import math
@@ -261,6 +261,101 @@ def test_pinned_scalars_give_the_same_forward():
         assert not torch.equal(psq(x), ref)
 
 
+# ------------------------------------------------------------------------------------------------ averaging (SWA)
+def test_running_mean_is_the_mean_of_the_iterates_and_swaps_back():
+    g = torch.Generator().manual_seed(5)
+    p = [nn.Parameter(torch.zeros(3, 4)), nn.Parameter(torch.zeros(2))]
+    mean = ft.RunningMean(p)
+    seen = []
+    for _ in range(7):
+        with torch.no_grad():
+            for q in p:
+                q.copy_(torch.randn(q.shape, generator=g))
+        seen.append([q.detach().double().clone() for q in p])
+        mean.update()
+    assert mean.count == 7
+    last = [q.detach().clone() for q in p]
+    for i, m in enumerate(mean.mean):
+        want = torch.stack([s[i] for s in seen]).mean(0)
+        assert torch.allclose(m.double(), want, rtol=0, atol=1e-6)
+    held = [m.clone() for m in mean.mean]
+    mean.swap()
+    assert all(torch.equal(q, m) for q, m in zip(p, held))            # the parameters hold the mean
+    mean.swap()
+    assert all(torch.equal(q, v) for q, v in zip(p, last))            # and back, bit for bit
+
+
+def test_learning_rate_factor_decays_to_the_averaging_rate_and_stays():
+    steps = 40
+    # no averaging: the cosine from 1 to 0 over every step (the schedule before the option, unchanged)
+    assert [ft.learning_rate_factor(s, steps, 0, 0.2) for s in range(steps + 1)] == \
+        [0.5 * (1 + math.cos(math.pi * s / steps)) for s in range(steps + 1)]
+    f = [ft.learning_rate_factor(s, steps, 10, 0.2) for s in range(steps)]
+    assert f[0] == 1.0 and f[15] == pytest.approx(0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * 15 / 30)))
+    assert all(a > b for a, b in zip(f[:30], f[1:31])) and f[30:] == [pytest.approx(0.2)] * 10
+
+
+def recorded_iterates(monkeypatch) -> list[list[torch.Tensor]]:
+    """The parameters at every RunningMean update (in the order it holds them), recorded as they happen."""
+    snaps = []
+    update = ft.RunningMean.update
+
+    def recording(self):
+        snaps.append([q.detach().double().clone() for q in self.params])
+        update(self)
+
+    monkeypatch.setattr(ft.RunningMean, "update", recording)
+    return snaps
+
+
+def assert_holds_the_mean(psq: nn.Module, snaps: list[list[torch.Tensor]]):
+    got = list(psq.parameters())
+    assert len(got) == len(snaps[0])
+    for i, q in enumerate(got):
+        want = torch.stack([s[i] for s in snaps]).mean(0)
+        assert torch.allclose(q.detach().double(), want, rtol=0, atol=1e-6)
+        assert not torch.allclose(q.detach().double(), snaps[-1][i], rtol=0, atol=1e-6)   # not the last step
+
+
+def test_average_returns_the_mean_of_the_last_epochs_steps(monkeypatch):
+    """average = 1 of 3 epochs: the network returned holds the mean of the parameters after each of the last
+    epoch's 4 steps, and its test accuracy is the averaged network's."""
+    snaps = recorded_iterates(monkeypatch)
+    model, data = tiny()
+    recipe = ft.FinetuneRecipe(epochs=3, batch_size=16, lr=3e-3, calibration_examples=64, average=1)
+    psq, meta = ft.finetune(model, CFG, data, recipe, progress=False)
+    assert len(snaps) == 4 and meta["averaged_steps"] == 4
+    assert_holds_the_mean(psq, snaps)
+    assert meta["test_accuracy"] == ft.evaluate_accuracy(psq, data.x_test, data.y_test)
+
+
+def test_average_with_validation_scores_the_averaged_network(monkeypatch):
+    """With --validation, each averaging epoch is scored as the average of the steps so far, and the epoch kept
+    (here the seventh of eight: 3 averaged epochs of 6 steps, not the last) is returned as that average."""
+    snaps = recorded_iterates(monkeypatch)
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(160, 1, 8, 8, generator=g)
+    y = torch.stack([x[:, 0, :3].mean((1, 2)), x[:, 0, 3:5].mean((1, 2)), x[:, 0, 5:].mean((1, 2))], 1).argmax(1)
+    data = SimpleNamespace(x_train=x[:128], y_train=y[:128], x_test=x[128:], y_test=y[128:])
+    torch.manual_seed(0)
+    recipe = ft.FinetuneRecipe(epochs=8, batch_size=16, lr=3e-3, alpha_lr=3e-3, calibration_examples=64,
+                               validation=32, average=4)
+    psq, meta = ft.finetune(Net().eval(), CFG, data, recipe, progress=False)
+    vals = [h["validation_accuracy"] for h in meta["history"]]
+    assert meta["validation_accuracy"] == max(vals) and meta["averaged_steps"] == 4 * 6
+    assert ft.evaluate_accuracy(psq, data.x_train[96:], data.y_train[96:]) == meta["validation_accuracy"]
+    assert meta["kept_epoch"] == 7
+    assert_holds_the_mean(psq, snaps[:18])
+
+
+@pytest.mark.parametrize("bad, match", [({"average": 3}, "average fewer than the epochs"),
+                                        ({"average": 1, "average_lr_scale": 0.0}, "average_lr_scale"),
+                                        ({"average": -1}, "average must be")])
+def test_average_refuses_bad_values(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        ft.FinetuneRecipe(epochs=3, **bad)
+
+
 # ------------------------------------------------------------------------------------------------ freeze, init
 def test_frozen_parts_stay_bit_identical_and_the_rest_trains():
     model, data = tiny()
@@ -349,7 +444,9 @@ def test_cli_augment_label_smoothing_and_learned_steps(capsys, tmp_path, monkeyp
                                            (["--init", "nowhere.pt"], "nowhere.pt"),
                                            (["--checkpoint", SHIPPED_PSQ], "as --init"),
                                            (["--augment", "--freeze", "1"], "augmentation"),
-                                           (["--label-smoothing", "1.5"], "label-smoothing")])
+                                           (["--label-smoothing", "1.5"], "label-smoothing"),
+                                           (["--average", "1"], "average fewer than the epochs"),
+                                           (["--average-lr-scale", "2"], "average-lr-scale")])
 def test_cli_bad_options_are_one_line_errors(capsys, extra, needle):
     code, out, err = run_cli(capsys, "finetune", "--model", "lenet5", "--dataset", "fashion-mnist", "--epochs", "1",
                              "--limit", "8", "--test-limit", "8", *extra)

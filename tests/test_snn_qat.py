@@ -133,6 +133,11 @@ def test_finetune_cli_saves_a_checkpoint_that_run_finds_and_rebuilds(capsys, tmp
     code, out, err = run_cli(capsys, "finetune", "--arch", "hcim", "--model", "lenet5", "--dataset", "fashion-mnist",
                              "--schedule", "direct")
     assert_one_line_user_error(code, err, "--schedule and --stage-share apply to spiking networks")
+    # and the partial-sum fine-tune's options are refused on a spiking network rather than ignored
+    code, out, err = run_cli(capsys, "finetune", "--arch", "adcless-snn", "--model", "snn_vgg", "--dataset",
+                             "fashion-mnist", "--validation", "100", "--average", "2")
+    assert_one_line_user_error(code, err, "--validation, --average: options of the partial-sum fine-tune (hcim), "
+                               "not of the spiking networks' sense-amp fine-tune (adcless-snn); leave them out")
 
 
 # ------------------------------------------------------------------------------------- the lean product (issue 17)

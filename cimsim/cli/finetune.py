@@ -52,6 +52,7 @@ def run(args) -> int:
              ("freeze", args.freeze), ("label_smoothing", args.label_smoothing),
              ("learn_input_steps", args.learn_input_steps or None),
              ("learn_weight_steps", args.learn_weight_steps or None), ("validation", args.validation),
+             ("average", args.average), ("average_lr_scale", args.average_lr_scale),
              *(train.AUGMENT.get(data.name, {}).items() if args.augment else ()))
     if args.augment and data.name not in train.AUGMENT:
         raise ConfigError(f"--augment: no augmentation is defined for {data.name} (only for "
@@ -82,6 +83,8 @@ def run(args) -> int:
                             + (" --learn-input-steps" if args.learn_input_steps else "")
                             + (" --learn-weight-steps" if args.learn_weight_steps else "")
                             + (f" --validation {args.validation}" if args.validation else "")
+                            + (f" --average {args.average}" if args.average else "")
+                            + (f" --average-lr-scale {args.average_lr_scale}" if args.average_lr_scale else "")
                             + (f" --init {Path(args.init).name}" if args.init else ""))}
     path = out if out is not None else train.user_dir() / networks.psq_checkpoint_name(meta["model"], data.name, cfg)
     path = networks.save_psq_checkpoint(path, psq, out_meta)
@@ -108,6 +111,16 @@ def finetune_snn(args, spec, overrides: dict) -> int:
     from cimsim.mappers import snn_qat
     from cimsim.workloads import train
 
+    psq_only = [flag for flag, given in (
+        ("--alpha-lr", args.alpha_lr), ("--distill", args.distill), ("--temperature", args.temperature),
+        ("--init", args.init), ("--freeze", args.freeze), ("--label-smoothing", args.label_smoothing),
+        ("--augment", args.augment), ("--learn-input-steps", args.learn_input_steps),
+        ("--learn-weight-steps", args.learn_weight_steps), ("--validation", args.validation),
+        ("--average", args.average), ("--average-lr-scale", args.average_lr_scale)) if given]
+    if psq_only:
+        raise ConfigError(f"{', '.join(psq_only)}: {'an option' if len(psq_only) == 1 else 'options'} of the partial-sum "
+                          f"fine-tune (hcim), not of the spiking networks' sense-amp fine-tune ({spec.name}); leave "
+                          f"{'it' if len(psq_only) == 1 else 'them'} out")
     out = checkpoint_output(args.out)   # before any work
     require_device(args.device)
     model, meta, data, ckpt = networks.load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
@@ -252,6 +265,13 @@ def register(sub) -> None:
                     help="hold out the last N training examples (after --limit), measure the accuracy on them after "
                          "every epoch and keep the epoch best there: model selection without the test set "
                          "(default 0: keep the last epoch)")
+    sp.add_argument("--average", type=nonneg_int, metavar="K",
+                    help="weight averaging (SWA, Izmailov et al. 2018): the last K epochs at a constant learning rate, "
+                         "the network's parameters averaged over their steps; the epochs before decay to that rate "
+                         "(default 0: off, a cosine decay to zero)")
+    sp.add_argument("--average-lr-scale", type=fraction, metavar="F",
+                    help="the averaging epochs' learning rate as a fraction F in (0, 1] of --lr and --alpha-lr "
+                         "(default 0.2)")
     sp.add_argument("--batch-size", type=batch_size, help="mini-batch size (default 128)")
     sp.add_argument("--test-limit", type=positive_int, metavar="N",
                     help="measure the accuracy on the first N test examples only (default: all)")
