@@ -141,3 +141,10 @@ def test_cli_finetune_admm_saves_a_checkpoint_that_run_maps(capsys, tmp_path):
     assert_one_line_user_error(code, err, "--compression is a knob of ADMM pruning")
     code, _, err = run_cli(capsys, "finetune", "--method", "admm", "--model", "lenet5")
     assert_one_line_user_error(code, err, "--method admm needs --compression")
+    code, _, err = run_cli(capsys, "finetune", "--method", "admm", "--model", "lenet5", "--compression", "4",
+                           "--distill", "0.5")       # refused, not ignored
+    assert_one_line_user_error(code, err, "--distill: an option of the partial-sum fine-tune (--method psq), not of "
+                               "ADMM pruning; leave it out")
+    code, _, err = run_cli(capsys, "finetune", "--method", "admm", "--model", "lenet5", "--compression", "4",
+                           "--schedule", "direct")
+    assert_one_line_user_error(code, err, "--schedule: an option of the spiking networks' fine-tune")

@@ -12,6 +12,24 @@ from cimsim.cli.common import (add_command, batch_size, checkpoint_output, data_
                                key_value, nonneg_float, nonneg_int, positive_float, positive_int, require_device)
 
 
+# the options only the partial-sum (PSQ) fine-tune reads, as (flag, attribute)
+PSQ_ONLY = (("--alpha-lr", "alpha_lr"), ("--distill", "distill"), ("--temperature", "temperature"), ("--init", "init"),
+            ("--freeze", "freeze"), ("--label-smoothing", "label_smoothing"), ("--augment", "augment"),
+            ("--learn-input-steps", "learn_input_steps"), ("--learn-weight-steps", "learn_weight_steps"),
+            ("--validation", "validation"), ("--average", "average"), ("--average-lr-scale", "average_lr_scale"))
+SNN_ONLY = (("--schedule", "schedule"), ("--stage-share", "stage_share"))
+
+
+def refuse_options(args, options, owner: str, here: str) -> None:
+    """One line naming the given ``options`` (those set to anything but their unset value) that belong to
+    ``owner``, not to the fine-tune run ``here``, rather than ignoring them."""
+    given = [flag for flag, name in options if getattr(args, name, None)]
+    if given:
+        one = len(given) == 1
+        raise ConfigError(f"{', '.join(given)}: {'an option' if one else 'options'} of {owner}, not of {here}; "
+                          f"leave {'it' if one else 'them'} out")
+
+
 def run(args) -> int:
     if args.method == "admm":
         return run_admm(args)
@@ -111,16 +129,8 @@ def finetune_snn(args, spec, overrides: dict) -> int:
     from cimsim.mappers import snn_qat
     from cimsim.workloads import train
 
-    psq_only = [flag for flag, given in (
-        ("--alpha-lr", args.alpha_lr), ("--distill", args.distill), ("--temperature", args.temperature),
-        ("--init", args.init), ("--freeze", args.freeze), ("--label-smoothing", args.label_smoothing),
-        ("--augment", args.augment), ("--learn-input-steps", args.learn_input_steps),
-        ("--learn-weight-steps", args.learn_weight_steps), ("--validation", args.validation),
-        ("--average", args.average), ("--average-lr-scale", args.average_lr_scale)) if given]
-    if psq_only:
-        raise ConfigError(f"{', '.join(psq_only)}: {'an option' if len(psq_only) == 1 else 'options'} of the partial-sum "
-                          f"fine-tune (hcim), not of the spiking networks' sense-amp fine-tune ({spec.name}); leave "
-                          f"{'it' if len(psq_only) == 1 else 'them'} out")
+    refuse_options(args, PSQ_ONLY, "the partial-sum fine-tune (hcim)",
+                   f"the spiking networks' sense-amp fine-tune ({spec.name})")
     out = checkpoint_output(args.out)   # before any work
     require_device(args.device)
     model, meta, data, ckpt = networks.load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
@@ -174,6 +184,8 @@ def run_admm(args) -> int:
         raise ConfigError(f"--compression must be at least 1, got {args.compression:g}")
     if args.noise is not None:
         raise ConfigError("--noise is a knob of partial-sum QAT (--method psq), not of ADMM pruning")
+    refuse_options(args, PSQ_ONLY, "the partial-sum fine-tune (--method psq)", "ADMM pruning")
+    refuse_options(args, SNN_ONLY, "the spiking networks' fine-tune (adcless-snn)", "ADMM pruning")
     from cimsim import arch as arch_mod
     from cimsim.mappers import admm
     from cimsim.networks import load_model_and_data
