@@ -291,7 +291,8 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
         acc = evaluate_accuracy(work, x_test, y_test) if last else None
         loss_sum = float(loss_sum)
         history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "test_accuracy": acc,
-                        **({"validation_accuracy": val} if val is not None else {})})
+                        **({"validation_accuracy": val} if val is not None else {}),
+                        **({"averaged_steps": mean.count} if averaged else {})})
         bar.set_postfix_str(f"epoch {epoch + 1}/{recipe.epochs}: loss {loss_sum / seen:.3f}")
     bar.close()
     set_noise(work, 0.0)
@@ -304,7 +305,9 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
             "test_accuracy_before_first_1000": start_acc, "test_accuracy": history[-1]["test_accuracy"] if history else start_acc,
             **({"validation_examples": recipe.validation, "validation_accuracy": best[0], "kept_epoch": best[1]}
                if best is not None else {}),
-            **({"averaged_steps": mean.count} if mean is not None else {}),
+            # the steps averaged into the network returned (0: a kept epoch before the averaging began)
+            **({"averaged_steps": history[(best[1] if best else recipe.epochs) - 1].get("averaged_steps", 0)}
+               if mean is not None else {}),
             "history": history, "train_seconds": round(time.perf_counter() - started, 1),
             "cpu_threads": torch.get_num_threads(), "torch_version": torch.__version__, "device": device,
             "batchnorm_folded": work.psq_folded,

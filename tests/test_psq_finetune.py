@@ -342,7 +342,8 @@ def test_average_with_validation_scores_the_averaged_network(monkeypatch):
                                validation=32, average=4)
     psq, meta = ft.finetune(Net().eval(), CFG, data, recipe, progress=False)
     vals = [h["validation_accuracy"] for h in meta["history"]]
-    assert meta["validation_accuracy"] == max(vals) and meta["averaged_steps"] == 4 * 6
+    assert meta["validation_accuracy"] == max(vals) and meta["averaged_steps"] == 3 * 6     # in the kept network
+    assert [h.get("averaged_steps") for h in meta["history"]] == [None] * 4 + [6, 12, 18, 24]
     assert ft.evaluate_accuracy(psq, data.x_train[96:], data.y_train[96:]) == meta["validation_accuracy"]
     assert meta["kept_epoch"] == 7
     assert_holds_the_mean(psq, snaps[:18])
