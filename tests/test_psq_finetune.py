@@ -223,15 +223,20 @@ def test_finetune_learns_the_input_steps_only_when_asked():
     assert all(abs(a / b - 1) > 1e-4 for a, b in zip(got[True], calibrated))
 
 
+def three_classes():
+    """160 8x8 images in three balanced classes (which third of the rows is brightest): 128 to train, 32 to test."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(160, 1, 8, 8, generator=g)
+    y = torch.stack([x[:, 0, :3].mean((1, 2)), x[:, 0, 3:5].mean((1, 2)), x[:, 0, 5:].mean((1, 2))], 1).argmax(1)
+    return SimpleNamespace(x_train=x[:128], y_train=y[:128], x_test=x[128:], y_test=y[128:])
+
+
 def test_validation_keeps_the_best_epoch_on_held_out_training_examples():
     """--validation N: the last N training examples are held out, measured after every epoch, and the epoch best
     there is the network returned (its held-out accuracy recomputed equals the recorded one); the test set plays
     no part in the choice. Three balanced classes and a high learning rate (fixed seeds) make the epochs differ,
     and the best one (6 of 8) is not the last, so the kept state really is restored."""
-    g = torch.Generator().manual_seed(3)
-    x = torch.rand(160, 1, 8, 8, generator=g)
-    y = torch.stack([x[:, 0, :3].mean((1, 2)), x[:, 0, 3:5].mean((1, 2)), x[:, 0, 5:].mean((1, 2))], 1).argmax(1)
-    data = SimpleNamespace(x_train=x[:128], y_train=y[:128], x_test=x[128:], y_test=y[128:])
+    data = three_classes()
     torch.manual_seed(0)
     recipe = ft.FinetuneRecipe(epochs=8, batch_size=16, lr=3e-2, alpha_lr=3e-2, calibration_examples=64,
                                validation=32)
@@ -333,10 +338,7 @@ def test_average_with_validation_scores_the_averaged_network(monkeypatch):
     """With --validation, each averaging epoch is scored as the average of the steps so far, and the epoch kept
     (here the seventh of eight: 3 averaged epochs of 6 steps, not the last) is returned as that average."""
     snaps = recorded_iterates(monkeypatch)
-    g = torch.Generator().manual_seed(3)
-    x = torch.rand(160, 1, 8, 8, generator=g)
-    y = torch.stack([x[:, 0, :3].mean((1, 2)), x[:, 0, 3:5].mean((1, 2)), x[:, 0, 5:].mean((1, 2))], 1).argmax(1)
-    data = SimpleNamespace(x_train=x[:128], y_train=y[:128], x_test=x[128:], y_test=y[128:])
+    data = three_classes()
     torch.manual_seed(0)
     recipe = ft.FinetuneRecipe(epochs=8, batch_size=16, lr=3e-3, alpha_lr=3e-3, calibration_examples=64,
                                validation=32, average=4)
