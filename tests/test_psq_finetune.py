@@ -326,10 +326,15 @@ def test_average_returns_the_mean_of_the_last_epochs_steps(monkeypatch):
     """average = 1 of 3 epochs: the network returned holds the mean of the parameters after each of the last
     epoch's 4 steps, and its test accuracy is the averaged network's."""
     snaps = recorded_iterates(monkeypatch)
+    factors = []
+    factor = ft.learning_rate_factor
+    monkeypatch.setattr(ft, "learning_rate_factor", lambda *a: factors.append(a) or factor(*a))
     model, data = tiny()
     recipe = ft.FinetuneRecipe(epochs=3, batch_size=16, lr=3e-3, calibration_examples=64, average=1)
     psq, meta = ft.finetune(model, CFG, data, recipe, progress=False)
     assert len(snaps) == 4 and meta["averaged_steps"] == 4
+    # the optimizer's schedule (both parameter groups, every step): 12 steps, the last 4 at 0.2 of the first rate
+    assert {a[1:] for a in factors} == {(12, 4, 0.2)} and sorted({a[0] for a in factors}) == list(range(13))
     assert_holds_the_mean(psq, snaps)
     assert meta["test_accuracy"] == ft.evaluate_accuracy(psq, data.x_test, data.y_test)
 
