@@ -246,6 +246,7 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
     history = []
     bar = progress_bar(desc="PSQ fine-tune", total=steps, unit="steps", enabled=progress)
     for epoch in range(recipe.epochs):
+        averaged = mean is not None and epoch >= first_averaged   # this epoch's steps enter the average
         trained.train()
         order = torch.randperm(len(y_train), generator=gen).to(device)
         loss_sum = seen = 0
@@ -269,13 +270,12 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
                     a.clamp_(min=1e-3)
                 for t in thresholds:            # projected back into [0, 1) (as alpha is kept positive)
                     t.clamp_(0.0, t_top)
-            if mean is not None and epoch >= first_averaged:
+            if averaged:
                 mean.update()
             loss_sum += loss.detach() * len(idx)     # a tensor: read once per epoch, not per step
             seen += len(idx)
             bar.update(1)
         val = None
-        averaged = mean is not None and epoch >= first_averaged
         if averaged:      # from here on, the epoch's network is the average of the steps so far
             mean.swap()
         if x_val is not None:
