@@ -7,7 +7,17 @@ from the float network (:func:`distillation_loss`; Hinton et al., arXiv 1503.025
 docs/references.md#hinton-2015), noise injection, frozen leading parts whose outputs are computed once
 (:func:`split_frozen`: a cheaper step on a CPU), learned input steps (LSQ,
 :func:`cimsim.mappers.qat.learn_input_steps`), the dataset's crops and flips
-(:func:`cimsim.augment.augment`) and label smoothing.
+(:func:`cimsim.augment.augment`), label smoothing, weight averaging (:class:`RunningMean`) and the progressive
+schedule.
+
+**Progressive schedule** (``schedule="progressive"``): the readout enters layer by layer from the input, as the
+ADC-less SNN paper's "progressively increasing the hardware awareness" (arXiv 2211.02167) does for its sense amps
+(:mod:`cimsim.mappers.snn_qat`, the same stages): with ``L`` mapped layers in the order of their first call, stage
+``k = 1 .. L - 1`` reads the first ``k`` layers through the readout while the later ones sum their partial sums
+exactly (``psq_exact``: the 4-bit network's integer product), at the first learning rate, for
+``ceil(stage_share * final_steps / (L - 1))`` steps each (:func:`progressive_stages`); then the ``epochs`` of the
+``direct`` schedule, every layer read, with its learning-rate decay, averaging and held-out scoring. Both schedules
+spend the same steps on the whole readout; ``progressive`` adds the stages before them.
 """
 
 from __future__ import annotations
@@ -23,8 +33,21 @@ from torch import nn
 
 from cimsim.errors import ConfigError
 from cimsim.augment import augment
-from cimsim.mappers.qat import (PSQConfig, is_psq, learn_input_steps, learn_weight_steps, pin_host_scalars,
-                                prepare, set_noise)
+from cimsim.mappers.qat import (PSQConfig, is_psq, learn_input_steps, learn_weight_steps, mapped_layers_in_order,
+                                pin_host_scalars, prepare, set_noise)
+
+
+SCHEDULES = ("direct", "progressive")
+
+
+def progressive_stages(final_steps: int, layers: int, share: float) -> list[tuple[int, int]]:
+    """(layers read, steps) of each phase of a progressive fine-tune, ending with (``layers``, ``final_steps``):
+    first one stage per layer but the last, ``ceil(share * final_steps / (layers - 1))`` steps each with the first
+    ``k`` layers from the input read (k = 1 .. layers - 1); one phase when there are no stages to make."""
+    if layers < 2 or share == 0:
+        return [(layers, final_steps)]
+    per = math.ceil(share * final_steps / (layers - 1))
+    return [(k, per) for k in range(1, layers)] + [(layers, final_steps)]
 
 
 @dataclass(frozen=True)
@@ -55,8 +78,20 @@ class FinetuneRecipe:
     # epochs before them decays to that rate. 0.2 of the first rate: SWA's VGG-16 schedule (0.05 -> 0.01).
     average: int = 0
     average_lr_scale: float = 0.2
+    # the readout from the first step (direct) or layer by layer first (progressive: module docstring); the stages'
+    # steps as a share of the final phase's: 0.5, our choice, as for the spiking networks (cimsim.mappers.snn_qat)
+    schedule: str = "direct"
+    stage_share: float = 0.5
 
     def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"FinetuneRecipe.schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if isinstance(self.stage_share, bool) or not (isinstance(self.stage_share, (int, float))
+                                                      and math.isfinite(self.stage_share) and self.stage_share >= 0):
+            raise ConfigError(f"FinetuneRecipe.stage_share must be a finite number >= 0, got {self.stage_share!r}")
+        if self.schedule == "progressive" and self.freeze:
+            raise ConfigError("FinetuneRecipe: the progressive schedule changes the frozen parts' readout between "
+                              "stages; use freeze 0 with it")
         for name in ("lr", "alpha_lr", "temperature"):
             v = getattr(self, name)
             if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -172,6 +207,19 @@ def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_
     return correct / max(len(y), 1)
 
 
+def exact_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """:func:`evaluate_accuracy` of the PSQ network with every layer's partial sums summed exactly (``psq_exact``: the
+    quantized weights and inputs without the readout)."""
+    layers = [m for m in model.modules() if is_psq(m)]
+    for m in layers:
+        m.psq_exact = True
+    try:
+        return evaluate_accuracy(model, x, y)
+    finally:
+        for m in layers:
+            m.psq_exact = False
+
+
 def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = FinetuneRecipe(), seed: int = 0,
              limit: int | None = None, test_limit: int | None = None, progress: bool | None = None,
              device: str = "cpu", init: nn.Module | None = None):
@@ -221,6 +269,7 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
         x_val, y_val = x_val.to(device), y_val.to(device)
     best = None   # (validation accuracy, epoch, state) of the best epoch so far
     start_acc = evaluate_accuracy(work, x_test[:1000], y_test[:1000])   # a quick look before training
+    exact_acc = exact_accuracy(work, x_test[:1000], y_test[:1000])      # what the readout costs before training
     trained, inputs = work, x_train
     if recipe.freeze:   # the frozen parts' outputs on the training set, once (they do not change)
         frozen, trained = split_frozen(work, recipe.freeze, x_train[:8])
@@ -243,8 +292,54 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
         s, steps, recipe.average * per_epoch, recipe.average_lr_scale))
     mean = RunningMean(trained.parameters()) if recipe.average else None
     first_averaged = recipe.epochs - recipe.average    # the first epoch (from 0) whose steps are averaged
-    history = []
-    bar = progress_bar(desc="PSQ fine-tune", total=steps, unit="steps", enabled=progress)
+    layers = [m for m in work.modules() if is_psq(m)]
+    if recipe.schedule == "progressive":   # from the input: the order of their first call
+        named = dict(work.named_modules())
+        layers = [named[n] for n in mapped_layers_in_order(work, x_train[:1])]
+    stages = (progressive_stages(steps, len(layers), recipe.stage_share) if recipe.schedule == "progressive"
+              else [(len(layers), steps)])
+
+    def train_step(idx: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on the examples ``idx``; the loss (detached, on the device)."""
+        xb = augment(inputs[idx], recipe, aug_gen) if augmenting else inputs[idx]
+        out = trained(xb)
+        if teacher is not None:
+            with torch.no_grad():
+                target = teacher(xb)
+        else:
+            target = None if soft is None else soft[idx]
+        loss = distillation_loss(out, target, y_train[idx], recipe.distill if target is not None else 0.0,
+                                 recipe.temperature, recipe.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for a in alphas:
+                a.clamp_(min=1e-3)
+            for t in thresholds:            # projected back into [0, 1) (as alpha is kept positive)
+                t.clamp_(0.0, t_top)
+        return loss.detach()
+
+    history, stage_history = [], []
+    bar = progress_bar(desc=f"PSQ fine-tune ({recipe.schedule})", total=sum(n for _, n in stages), unit="steps",
+                       enabled=progress)
+    for k, n in stages[:-1]:    # the progressive stages: the first k layers read, at the first learning rate
+        for i, m in enumerate(layers):
+            m.psq_exact = i >= k
+        trained.train()
+        loss_sum = seen = 0
+        for i in range(n):
+            if i % per_epoch == 0:
+                order = torch.randperm(len(y_train), generator=gen).to(device)
+            idx = order[(i % per_epoch) * recipe.batch_size:(i % per_epoch + 1) * recipe.batch_size]
+            loss_sum += train_step(idx) * len(idx)
+            seen += len(idx)
+            bar.update(1)
+        stage_history.append({"stage": len(stage_history) + 1, "layers_read": k, "steps": n,
+                              "loss": float(loss_sum) / seen})
+        bar.set_postfix_str(f"stage {len(stage_history)}/{len(stages) - 1}: loss {float(loss_sum) / seen:.3f}")
+    for m in layers:
+        m.psq_exact = False
     for epoch in range(recipe.epochs):
         averaged = mean is not None and epoch >= first_averaged   # this epoch's steps enter the average
         trained.train()
@@ -252,27 +347,11 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
         loss_sum = seen = 0
         for i in range(0, len(y_train), recipe.batch_size):
             idx = order[i:i + recipe.batch_size]
-            xb = augment(inputs[idx], recipe, aug_gen) if augmenting else inputs[idx]
-            out = trained(xb)
-            if teacher is not None:
-                with torch.no_grad():
-                    target = teacher(xb)
-            else:
-                target = None if soft is None else soft[idx]
-            loss = distillation_loss(out, target, y_train[idx], recipe.distill if target is not None else 0.0,
-                                     recipe.temperature, recipe.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss = train_step(idx)
             sched.step()
-            with torch.no_grad():
-                for a in alphas:
-                    a.clamp_(min=1e-3)
-                for t in thresholds:            # projected back into [0, 1) (as alpha is kept positive)
-                    t.clamp_(0.0, t_top)
             if averaged:
                 mean.update()
-            loss_sum += loss.detach() * len(idx)     # a tensor: read once per epoch, not per step
+            loss_sum += loss * len(idx)     # a tensor: read once per epoch, not per step
             seen += len(idx)
             bar.update(1)
         val = None
@@ -302,13 +381,13 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
     work = work.to("cpu").eval()
     meta = {"psq": asdict(cfg), "recipe": asdict(recipe), "seed": seed, "epochs": recipe.epochs,
             "train_examples": len(y_train), "test_examples": len(y_test),
-            "test_accuracy_before_first_1000": start_acc, "test_accuracy": history[-1]["test_accuracy"] if history else start_acc,
+            "test_accuracy_before_first_1000": start_acc, "test_accuracy_exact_first_1000": exact_acc, "test_accuracy": history[-1]["test_accuracy"] if history else start_acc,
             **({"validation_examples": recipe.validation, "validation_accuracy": best[0], "kept_epoch": best[1]}
                if best is not None else {}),
             # the steps averaged into the network returned (0: a kept epoch before the averaging began)
             **({"averaged_steps": history[(best[1] if best else recipe.epochs) - 1].get("averaged_steps", 0)}
                if mean is not None else {}),
-            "history": history, "train_seconds": round(time.perf_counter() - started, 1),
+            "history": history, **({"stages": stage_history} if stage_history else {}), "train_seconds": round(time.perf_counter() - started, 1),
             "cpu_threads": torch.get_num_threads(), "torch_version": torch.__version__, "device": device,
             "batchnorm_folded": work.psq_folded,
             "input_bits_per_layer": {n: m.psq_input_bits for n, m in work.named_modules() if is_psq(m)}}

@@ -28,7 +28,10 @@ what :class:`cimsim.Crossbar` computes with ``pair_readout`` and ``column_scales
   :class:`~cimsim.mappers.qat_ops.ThresholdDecision`;
 * a layer an ADC reads instead (``adc_layers``: the network's first and/or last mapped layer) has no ``alpha``:
   ``q = lo + lsb * clamp(floor((PS - lo) / lsb + 0.5), 0, 2**adc_bits - 1)`` over its range ``psq_adc_range``
-  (set by :func:`init_scales`; :func:`cimsim.mappers.qat_ops.adc_quantize`, the engine's quantizer).
+  (set by :func:`init_scales`; :func:`cimsim.mappers.qat_ops.adc_quantize`, the engine's quantizer);
+* a layer with ``psq_exact`` set (the stages of a progressive fine-tune,
+  :func:`cimsim.mappers.psq_finetune.finetune`) has no readout: ``y = s_x * s_w * x_int @ w_int.T + bias``, the same
+  partial sums summed with their significances, exactly.
 
 Gradients: straight-through estimators. Rounding passes the gradient through; each bit plane and weight
 slice passes its share of the gradient of the integer it came from, weighted by its significance (our
@@ -193,6 +196,7 @@ class _PSQ:
     host_scalars: tuple[float, bool] | None = None   # (input_scale, input_signed) read once: pin_host_scalars
     psq_adc: bool = False
     host_range: tuple[float, float] | None = None    # the ADC's (lo, hi) read once: pin_host_scalars
+    psq_exact: bool = False   # partial sums summed exactly instead of read (a progressive fine-tune's stages)
 
     def _setup(self, cfg: PSQConfig, k: int, input_scale: float, input_signed: bool, input_bits: int = 0,
                adc: bool = False):
@@ -253,6 +257,10 @@ class _PSQ:
         sw = cached_constant(tuple(2.0 ** s for s, _ in cfg.slice_shifts()), patches)
         coef = (pw[:, None] * sw[None, :])[:, None, :, None]            # (T, 1, S, 1)
         y = patches.new_zeros(M, O)
+        if self.psq_exact:  # no readout: the integer product x_int @ w_int.T (its STE gradients), as a sum of parts
+            for ps in self.partial_sums(patches, w_int):
+                y = y + (ps.reshape(T, M, S, O) * coef).sum(dim=(0, 2))
+            return y
         if self.psq_adc:    # every pair value converted by the ADC over the layer's range (cimsim.readouts)
             lo, lsb = adc_lo_lsb(*self.host_adc_range(), cfg.adc_bits)
             for ps in self.partial_sums(patches, w_int):

@@ -60,6 +60,7 @@ from torch import nn
 from cimsim.errors import ConfigError
 from cimsim.mappers import qat
 from cimsim.mappers.qat_ops import ConvRows, LinearRows
+from cimsim.mappers.psq_finetune import progressive_stages
 from cimsim.mappers.snn_qat_ops import Reattached, SenseAmpProduct
 from cimsim.metrics import batch_score_sum, endpoint_error, is_flow
 
@@ -374,10 +375,9 @@ class SnnFinetuneRecipe:
         """(binarized layers, steps) of each phase, ending with (``layers``, ``final_steps``): for ``progressive``
         first one stage per layer but the last, each ``ceil(stage_share * final_steps / (layers - 1))`` steps with the
         first k layers from the input binarized (k = 1 .. layers - 1); one phase otherwise."""
-        if self.schedule != "progressive" or layers < 2 or self.stage_share == 0:
+        if self.schedule != "progressive":
             return [(layers, final_steps)]
-        per = math.ceil(self.stage_share * final_steps / (layers - 1))
-        return [(k, per) for k in range(1, layers)] + [(layers, final_steps)]
+        return progressive_stages(final_steps, layers, self.stage_share)
 
 
 @torch.no_grad()

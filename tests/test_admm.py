@@ -147,4 +147,4 @@ def test_cli_finetune_admm_saves_a_checkpoint_that_run_maps(capsys, tmp_path):
                                "ADMM pruning; leave it out")
     code, _, err = run_cli(capsys, "finetune", "--method", "admm", "--model", "lenet5", "--compression", "4",
                            "--schedule", "direct")
-    assert_one_line_user_error(code, err, "--schedule: an option of the spiking networks' fine-tune")
+    assert_one_line_user_error(code, err, "--schedule: an option of the hardware-aware fine-tunes (hcim, adcless-snn), not of ADMM")

@@ -131,8 +131,8 @@ def test_finetune_cli_saves_a_checkpoint_that_run_finds_and_rebuilds(capsys, tmp
     assert_one_line_user_error(code, err, "was fine-tuned for sense amps ('cimsim finetune --arch adcless-snn'): run "
                                "it with --arch adcless-snn, or leave --checkpoint out for snn-hpadc")
     code, out, err = run_cli(capsys, "finetune", "--arch", "hcim", "--model", "lenet5", "--dataset", "fashion-mnist",
-                             "--schedule", "direct")
-    assert_one_line_user_error(code, err, "--schedule and --stage-share apply to spiking networks")
+                             "--schedule", "fraction")
+    assert_one_line_user_error(code, err, "--schedule fraction is a schedule of the spiking networks' fine-tune")
     # and the partial-sum fine-tune's options are refused on a spiking network rather than ignored
     code, out, err = run_cli(capsys, "finetune", "--arch", "adcless-snn", "--model", "snn_vgg", "--dataset",
                              "fashion-mnist", "--validation", "100", "--average", "2")

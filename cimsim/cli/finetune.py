@@ -17,7 +17,8 @@ PSQ_ONLY = (("--alpha-lr", "alpha_lr"), ("--distill", "distill"), ("--temperatur
             ("--freeze", "freeze"), ("--label-smoothing", "label_smoothing"), ("--augment", "augment"),
             ("--learn-input-steps", "learn_input_steps"), ("--learn-weight-steps", "learn_weight_steps"),
             ("--validation", "validation"), ("--average", "average"), ("--average-lr-scale", "average_lr_scale"))
-SNN_ONLY = (("--schedule", "schedule"), ("--stage-share", "stage_share"))
+# the options of the hardware-aware fine-tunes' schedules (partial-sum and spiking), as (flag, attribute)
+STAGED = (("--schedule", "schedule"), ("--stage-share", "stage_share"))
 
 
 def refuse_options(args, options, owner: str, here: str) -> None:
@@ -47,8 +48,9 @@ def run(args) -> int:
     spec = arch_mod.get(args.arch, **overrides)
     if spec.learned_sense_amp_scales:   # adcless-snn: spiking networks, cimsim.mappers.snn_qat
         return finetune_snn(args, spec, overrides)
-    if args.schedule is not None or args.stage_share is not None:
-        raise ConfigError("--schedule and --stage-share apply to spiking networks fine-tuned for adcless-snn")
+    if args.schedule == "fraction":
+        raise ConfigError("--schedule fraction is a schedule of the spiking networks' fine-tune (adcless-snn); "
+                          f"choose direct or progressive for {spec.name}")
     if not spec.learned_column_scales:
         raise ConfigError(f"finetune prepares networks for ADC-less architectures with learned partial-sum scales "
                           f"(hcim); {spec.name!r} needs none: use 'cimsim run --arch {spec.name}' directly")
@@ -71,6 +73,7 @@ def run(args) -> int:
              ("learn_input_steps", args.learn_input_steps or None),
              ("learn_weight_steps", args.learn_weight_steps or None), ("validation", args.validation),
              ("average", args.average), ("average_lr_scale", args.average_lr_scale),
+             ("schedule", args.schedule), ("stage_share", args.stage_share),
              *(train.AUGMENT.get(data.name, {}).items() if args.augment else ()))
     if args.augment and data.name not in train.AUGMENT:
         raise ConfigError(f"--augment: no augmentation is defined for {data.name} (only for "
@@ -103,6 +106,8 @@ def run(args) -> int:
                             + (f" --validation {args.validation}" if args.validation else "")
                             + (f" --average {args.average}" if args.average else "")
                             + (f" --average-lr-scale {args.average_lr_scale}" if args.average_lr_scale else "")
+                            + (f" --schedule {args.schedule}" if args.schedule else "")
+                            + (f" --stage-share {args.stage_share}" if args.stage_share is not None else "")
                             + (f" --init {Path(args.init).name}" if args.init else ""))}
     path = out if out is not None else train.user_dir() / networks.psq_checkpoint_name(meta["model"], data.name, cfg)
     path = networks.save_psq_checkpoint(path, psq, out_meta)
@@ -112,13 +117,17 @@ def run(args) -> int:
         emit_json({**out_meta, "checkpoint": str(path),
                    "checkpoint_shadows": train.checkpoint_info(path, out_meta).shadows or None})
     else:
+        for h in info.get("stages", ()):
+            read = "layer 1" if h["layers_read"] == 1 else f"layers 1-{h['layers_read']}"
+            print(f"stage {h['stage']:3d}  loss {h['loss']:.4f}  {h['steps']} steps, {read} read, the rest exact")
         for h in info["history"]:
             test = "" if h["test_accuracy"] is None else f"  test {100 * h['test_accuracy']:6.2f}%"
             print(f"epoch {h['epoch']:3d}  loss {h['loss']:.4f}{test}")
         print(f"{meta['model']} on {data.name}, PSQ for {spec.name} ({cfg.tag}): test accuracy "
               f"{100 * info['test_accuracy_before_first_1000']:.2f}% before (first {min(1000, info['test_examples'])}), "
               f"{100 * info['test_accuracy']:.2f}% after "
-              f"{recipe.epochs} epochs (float network {100 * meta['test_accuracy']:.2f}%)")
+              f"{recipe.epochs} epochs (float network {100 * meta['test_accuracy']:.2f}%; "
+              f"{100 * info['test_accuracy_exact_first_1000']:.2f}% with exact partial sums before)")
         print(note)
     return 0
 
@@ -185,7 +194,7 @@ def run_admm(args) -> int:
     if args.noise is not None:
         raise ConfigError("--noise is a knob of partial-sum QAT (--method psq), not of ADMM pruning")
     refuse_options(args, PSQ_ONLY, "the partial-sum fine-tune (--method psq)", "ADMM pruning")
-    refuse_options(args, SNN_ONLY, "the spiking networks' fine-tune (adcless-snn)", "ADMM pruning")
+    refuse_options(args, STAGED, "the hardware-aware fine-tunes (hcim, adcless-snn)", "ADMM pruning")
     from cimsim import arch as arch_mod
     from cimsim.mappers import admm
     from cimsim.networks import load_model_and_data
@@ -293,9 +302,10 @@ def register(sub) -> None:
     sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to fine-tune (default cpu)")
     sp.add_argument("--out", help="checkpoint file (default: the user's checkpoint directory)")
     sp.add_argument("--schedule", choices=["progressive", "direct", "fraction"],
-                    help="adcless-snn: binarized partial sums introduced layer by layer from the input before the "
-                         "final phase (progressive, default), all at once (direct), or as a growing random fraction "
-                         "of the columns (fraction); --epochs is the final phase's length for all three")
+                    help="how the readout enters: layer by layer from the input, in stages before the final phase "
+                         "(progressive; the default for adcless-snn), all layers from the first step (direct; the "
+                         "default for hcim), or, adcless-snn only, as a growing random fraction of the columns "
+                         "(fraction); --epochs is the final phase's length for all three")
     sp.add_argument("--stage-share", type=nonneg_float, metavar="R",
-                    help="adcless-snn, progressive: steps of the layer-by-layer stages as a share of the final "
-                         "phase's (default 0.5)")
+                    help="progressive: steps of the layer-by-layer stages as a share of the final phase's "
+                         "(default 0.5)")
