@@ -372,7 +372,8 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
         history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "test_accuracy": acc,
                         **({"validation_accuracy": val} if val is not None else {}),
                         **({"averaged_steps": mean.count} if averaged else {})})
-        bar.set_postfix_str(f"epoch {epoch + 1}/{recipe.epochs}: loss {loss_sum / seen:.3f}")
+        bar.set_postfix_str(f"epoch {epoch + 1}/{recipe.epochs}: loss {loss_sum / seen:.3f}"
+                            + ("" if val is None else f", held-out {100 * val:.2f}%"))
     bar.close()
     set_noise(work, 0.0)
     pin_host_scalars(work, False)
