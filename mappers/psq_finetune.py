@@ -382,13 +382,15 @@ def finetune(model: nn.Module, cfg: PSQConfig, data, recipe: FinetuneRecipe = Fi
     work = work.to("cpu").eval()
     meta = {"psq": asdict(cfg), "recipe": asdict(recipe), "seed": seed, "epochs": recipe.epochs,
             "train_examples": len(y_train), "test_examples": len(y_test),
-            "test_accuracy_before_first_1000": start_acc, "test_accuracy_exact_first_1000": exact_acc, "test_accuracy": history[-1]["test_accuracy"] if history else start_acc,
+            "test_accuracy_before_first_1000": start_acc, "test_accuracy_exact_first_1000": exact_acc,
+            "test_accuracy": history[-1]["test_accuracy"] if history else start_acc,
             **({"validation_examples": recipe.validation, "validation_accuracy": best[0], "kept_epoch": best[1]}
                if best is not None else {}),
             # the steps averaged into the network returned (0: a kept epoch before the averaging began)
             **({"averaged_steps": history[(best[1] if best else recipe.epochs) - 1].get("averaged_steps", 0)}
                if mean is not None else {}),
-            "history": history, **({"stages": stage_history} if stage_history else {}), "train_seconds": round(time.perf_counter() - started, 1),
+            "history": history, **({"stages": stage_history} if stage_history else {}),
+            "train_seconds": round(time.perf_counter() - started, 1),
             "cpu_threads": torch.get_num_threads(), "torch_version": torch.__version__, "device": device,
             "batchnorm_folded": work.psq_folded,
             "input_bits_per_layer": {n: m.psq_input_bits for n, m in work.named_modules() if is_psq(m)}}
