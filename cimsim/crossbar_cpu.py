@@ -76,10 +76,11 @@ GENERAL_SHARDS = 16
 GENERAL_VALUES = 16384
 # and run on at most GENERAL_THREADS of the engine's threads: a shard is many short steps (kernels of tens of
 # microseconds, numpy operations) each returning to the interpreter, whose lock more threads wait for longer than they
-# compute. Measured (BENCHMARKS.md, eighteenth session): CASCADE's LeNet-5, 2,000 images, evaluation on the 16-core
-# device host 10.3 s on 16 threads, 7.7 on 8, 7.5 on 4, 6.1 on 2 cores; on this project's 2-core machine 5.3 s on one
-# thread, 6.2-6.5 on two (its ResNet-20 12.2 and 10.4 s, the spiking VGG on adcless-snn 8.4 and 7.1 s)
-GENERAL_THREADS = 2
+# compute. Measured on the 16-core device host (BENCHMARKS.md, twenty-first session, evaluation at caps 2 / 4 / 8 /
+# 16): CASCADE's LeNet-5 (2,000 images) 4.4 / 3.9 / 3.7 / 4.4 s, its ResNet-20 (128) 7.6-7.8 / 4.8 / 4.1 / 4.5-5.1 s,
+# the spiking VGG on adcless-snn (200) 6.4-6.5 / - / 5.4-5.7 / 6.2-6.4 s; on this project's 2 cores the cap is moot
+# (one thread and two equal since the one-pass conversion, eighteenth session)
+GENERAL_THREADS = 8
 
 
 def shard_count(examples: int, per_example: int, cycles: int, times: int = 1) -> int:
