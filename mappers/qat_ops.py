@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -65,7 +66,9 @@ def bit_planes(x_int: torch.Tensor, cfg: PSQConfig, signed: bool) -> tuple[list[
         p = torch.remainder(torch.floor(u / 2 ** s), 2 ** w)
         if signed and i == len(layout) - 1:
             p = torch.where(p >= 2 ** (w - 1), p - 2 ** w, p)
-        planes.append(_ste(p, x_int, 2.0 ** s / norm))
+        # without a gradient to carry (the partial sums' planes: their STE term is a product of its own) the
+        # straight-through term adds zeros; the planes hold no -0.0, so leaving it out changes no value
+        planes.append(_ste(p, x_int, 2.0 ** s / norm) if x_int.requires_grad else p)
         weights.append(2.0 ** s)
     return planes, weights
 
@@ -145,6 +148,70 @@ class ScaledDecision(torch.autograd.Function):
         dims = tuple(i for i in range(grad.dim()) if alpha.shape[i] == 1 and grad.shape[i] > 1)   # broadcast
         grad_alpha = (grad.sum(dim=dims, keepdim=True) if dims else grad) * ctx.grad_scale
         return grad_ps, grad_alpha, None, None, None, None
+
+
+# the CPU fine-tune's decisions and their sum in one numba pass each way (DecisionSum); False: eager torch everywhere
+FUSED_CPU_DECISIONS = True
+
+
+class DecisionSum(torch.autograd.Function):
+    """``ScaledDecision.apply(ps.reshape(T, M, S, O), alpha, coef, ...).sum(dim=(0, 2))`` on the CPU in one pass
+    (:mod:`cimsim.kernels_psq`): ``ps`` (T x M, S x O) contiguous, ``alpha`` (Ta, 1, S, O) with Ta = 1 or T,
+    ``coef`` (T, 1, S, 1); (M, O) out. The same elementwise values and gradient of ``ps``; the sums (the output, the
+    gradient of ``alpha``) in another order."""
+
+    @staticmethod
+    def forward(ctx, ps, alpha, coef, readout, threshold, grad_scale):
+        from cimsim.engine_threads import fixed_shares
+        from cimsim.kernels_psq import BLOCK, decision_sums
+
+        T, S, O = coef.shape[0], alpha.shape[2], alpha.shape[3]
+        M = ps.shape[0] // T
+        P = ps.detach().reshape(T, M, S * O).numpy()
+        a = alpha.detach().reshape(alpha.shape[0], S * O).contiguous().numpy()
+        w = (alpha.detach() * coef).reshape(T, S * O).contiguous().numpy()   # ScaledDecision's alpha * coef
+        y = torch.empty((M, O), dtype=ps.dtype)
+        Y, thr, binary = y.numpy(), P.dtype.type(threshold), readout == "binary"
+        fixed_shares(lambda m0: decision_sums(P, a, w, thr, binary, Y, m0, min(m0 + BLOCK, M)),
+                     range(0, M, BLOCK), torch.get_num_threads())
+        ctx.save_for_backward(ps, alpha, coef)
+        ctx.readout, ctx.threshold, ctx.grad_scale = readout, threshold, grad_scale
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        from cimsim.engine_threads import fixed_shares
+        from cimsim.kernels_psq import BLOCK, decision_grads
+
+        ps, alpha, coef = ctx.saved_tensors
+        T, S, O = coef.shape[0], alpha.shape[2], alpha.shape[3]
+        M = ps.shape[0] // T
+        P = ps.detach().reshape(T, M, S * O).numpy()
+        a = alpha.detach().reshape(alpha.shape[0], S * O).contiguous().numpy()
+        c = coef.detach().expand(T, 1, S, O).reshape(T, S * O).contiguous().numpy()
+        G = g.detach().contiguous().numpy()
+        grad_ps = torch.empty_like(ps)
+        gps = grad_ps.reshape(T, M, S * O).numpy()
+        starts = range(0, M, BLOCK)
+        ga = np.zeros((len(starts), *a.shape), dtype=P.dtype)   # each block's own: the same sums on any threads
+        thr, binary = P.dtype.type(ctx.threshold), ctx.readout == "binary"
+        fixed_shares(lambda k: decision_grads(P, a, c, thr, binary, G, gps, ga[k], starts[k],
+                                              min(starts[k] + BLOCK, M)),
+                     range(len(starts)), torch.get_num_threads())
+        grad_alpha = torch.from_numpy(ga.sum(axis=0)).reshape(alpha.shape) * ctx.grad_scale
+        return grad_ps, grad_alpha, None, None, None, None
+
+
+def scaled_decision_sum(ps: torch.Tensor, alpha: torch.Tensor, coef: torch.Tensor, readout: str, threshold: float,
+                        grad_scale: float) -> torch.Tensor:
+    """(M, O): the sum over cycles and slices of :class:`ScaledDecision` on ``ps`` (T x M, S x O): by
+    :class:`DecisionSum` on the CPU (float32 or float64, :data:`FUSED_CPU_DECISIONS`), else in eager torch."""
+    T, S, O = coef.shape[0], alpha.shape[2], alpha.shape[3]
+    if (FUSED_CPU_DECISIONS and ps.device.type == "cpu" and ps.dtype in (torch.float32, torch.float64)
+            and alpha.dtype == ps.dtype and ps.is_contiguous()):
+        return DecisionSum.apply(ps, alpha, coef, readout, threshold, grad_scale)
+    q = ScaledDecision.apply(ps.reshape(T, -1, S, O), alpha, coef, readout, threshold, grad_scale)
+    return q.sum(dim=(0, 2))
 
 
 def grid_thresholds(t: torch.Tensor, bits: int) -> torch.Tensor:

@@ -1,0 +1,95 @@
+"""The partial-sum fine-tune's comparator decisions on the CPU, summed in the same pass
+(:class:`cimsim.mappers.qat_ops.DecisionSum`).
+
+A row block's partial sums ``ps`` (cycles T, positions M, slices x outputs J = S x O) are divided by their column
+scales, decided (ternary ``(u > thr) - (u < -thr)`` or binary ``+-1``), weighted by ``alpha x coef`` and summed over
+cycles and slices into (M, O); backward, LSQ's straight-through gradients (:class:`~cimsim.mappers.qat_ops.ScaledDecision`).
+Eager torch did that as some ten passes over (T, M, S, O) tensors and kept the weighted decisions for the sum's
+backward; here one pass forward and one backward, the decisions recomputed from ``ps`` (BENCHMARKS.md, "The
+fine-tune's decisions in one pass").
+
+The elementwise values are torch's bit for bit (the same IEEE operations on the same operands: ``u = ps / alpha``,
+``g x coef``, the gradient of ``ps``); only the sums' order differs (the output over cycles and slices, the column
+scales' gradient over positions), which moves them by float rounding. Positions go in blocks of :data:`BLOCK`, each
+block's scale gradients summed apart and the blocks' sums added in order, so the numbers do not depend on how many
+threads take the blocks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cimsim import numba_target
+from cimsim.fileio import numba_cache_fallback
+
+numba_cache_fallback()   # before numba loads (see cimsim.kernels)
+numba_target.configure()   # 512-bit vectors where the CPU has AVX-512 (cimsim.numba_target)
+from numba import njit  # noqa: E402
+
+# positions a block (our choice): one block's partial sums of a 24-column layer are 4 x 2048 x 24 x 4 bytes = 0.8 MB
+BLOCK = 2048
+
+
+@njit(cache=True, nogil=True)
+def decision_sums(ps, alpha, w, thr, binary, y, m0, m1):
+    """Positions ``m0 .. m1 - 1``: ``y[m, o] = sum_t sum_s D(ps[t, m, s O + o] / alpha) w[t, s O + o]``.
+    ``ps`` (T, M, J); ``alpha`` (Ta, J), Ta = 1 or T (one scale per cycle); ``w`` (T, J) = alpha x coef (torch's
+    product); ``y`` (M, O), written."""
+    T, M, J = ps.shape
+    O = y.shape[1]
+    S = J // O
+    Ta = alpha.shape[0]
+    q = np.empty(J, ps.dtype)
+    zero = ps.dtype.type(0.0)
+    for m in range(m0, m1):
+        for o in range(O):
+            y[m, o] = zero
+    for t in range(T):
+        a = alpha[t if Ta > 1 else 0]
+        wt = w[t]
+        for m in range(m0, m1):
+            p = ps[t, m]
+            if binary:
+                for j in range(J):
+                    u = p[j] / a[j]
+                    q[j] = (ps.dtype.type(2.0) * ps.dtype.type(u > 0) - ps.dtype.type(1.0)) * wt[j]
+            else:
+                for j in range(J):
+                    u = p[j] / a[j]
+                    q[j] = (ps.dtype.type(u > thr) - ps.dtype.type(u < -thr)) * wt[j]
+            for s in range(S):
+                for o in range(O):
+                    y[m, o] += q[s * O + o]
+
+
+@njit(cache=True, nogil=True)
+def decision_grads(ps, alpha, c, thr, binary, g, gps, ga, m0, m1):
+    """Backward of :func:`decision_sums` for positions ``m0 .. m1 - 1``: ``gps[t, m, j]`` = ``g[m, o] c[t, j]``
+    where ``|u| <= 1``, else 0 (written); ``ga[ta, j]`` += ``g[m, o] c[t, j] (D - u)`` inside, ``(D)`` outside,
+    summed over the block's positions (and cycles where ``alpha`` has one row). ``c`` (T, J): coef per column."""
+    T, M, J = ps.shape
+    O = g.shape[1]
+    S = J // O
+    Ta = alpha.shape[0]
+    ge = np.empty(J, ps.dtype)
+    one = ps.dtype.type(1.0)
+    for t in range(T):
+        a = alpha[t if Ta > 1 else 0]
+        ct = c[t]
+        gat = ga[t if Ta > 1 else 0]
+        for m in range(m0, m1):
+            for s in range(S):
+                for o in range(O):
+                    ge[s * O + o] = g[m, o]
+            p = ps[t, m]
+            gp = gps[t, m]
+            for j in range(J):
+                u = p[j] / a[j]
+                if binary:
+                    d = ps.dtype.type(2.0) * ps.dtype.type(u > 0) - one
+                else:
+                    d = ps.dtype.type(u > thr) - ps.dtype.type(u < -thr)
+                gc = ge[j] * ct[j]
+                inside = ps.dtype.type(abs(u) <= one)
+                gp[j] = gc * inside
+                gat[j] += gc * (d - u * inside)
