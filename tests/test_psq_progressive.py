@@ -199,3 +199,17 @@ def test_cli_fraction_schedule_is_the_spiking_fine_tunes(capsys):
                              "--schedule", "fraction")
     assert_one_line_user_error(code, err, "--schedule fraction is a schedule of the spiking networks' fine-tune "
                                "(adcless-snn); choose direct or progressive for hcim")
+
+
+@needs_fmnist
+@pytest.mark.parametrize("args, schedule", [((), "direct"), (("--schedule", "direct"), "direct"),
+                                            (("--arch", "adcless-snn", "--model", "snn_vgg", "--schedule", "fraction"),
+                                             "fraction"),
+                                            (("--arch", "adcless-snn", "--model", "snn_vgg", "--schedule", "direct"),
+                                             "direct")])
+def test_cli_stage_share_without_stages_is_refused(capsys, args, schedule):
+    """--stage-share sets the progressive schedule's stages: on a run without them it is one line, not ignored."""
+    base = ("finetune", "--model", "lenet5", "--dataset", "fashion-mnist")
+    code, out, err = run_cli(capsys, *base, *args, "--stage-share", "2")
+    assert_one_line_user_error(code, err, f"--stage-share 2 sets the progressive schedule's stages, and this run's "
+                               f"schedule is {schedule}: add --schedule progressive, or leave --stage-share out")

@@ -31,6 +31,15 @@ def refuse_options(args, options, owner: str, here: str) -> None:
                           f"leave {'it' if one else 'them'} out")
 
 
+def refuse_stage_share(args, default_schedule: str) -> None:
+    """One line for ``--stage-share`` on a run whose schedule has no stages (it sets the progressive schedule's),
+    rather than ignoring it."""
+    schedule = args.schedule or default_schedule
+    if args.stage_share is not None and schedule != "progressive":
+        raise ConfigError(f"--stage-share {args.stage_share:g} sets the progressive schedule's stages, and this run's "
+                          f"schedule is {schedule}: add --schedule progressive, or leave --stage-share out")
+
+
 def run(args) -> int:
     if args.method == "admm":
         return run_admm(args)
@@ -51,6 +60,7 @@ def run(args) -> int:
     if args.schedule == "fraction":
         raise ConfigError("--schedule fraction is a schedule of the spiking networks' fine-tune (adcless-snn); "
                           f"choose direct or progressive for {spec.name}")
+    refuse_stage_share(args, psq_finetune.FinetuneRecipe.schedule)
     if not spec.learned_column_scales:
         raise ConfigError(f"finetune prepares networks for ADC-less architectures with learned partial-sum scales "
                           f"(hcim); {spec.name!r} needs none: use 'cimsim run --arch {spec.name}' directly")
@@ -140,6 +150,7 @@ def finetune_snn(args, spec, overrides: dict) -> int:
 
     refuse_options(args, PSQ_ONLY, "the partial-sum fine-tune (hcim)",
                    f"the spiking networks' sense-amp fine-tune ({spec.name})")
+    refuse_stage_share(args, snn_qat.SnnFinetuneRecipe.schedule)
     out = checkpoint_output(args.out)   # before any work
     require_device(args.device)
     model, meta, data, ckpt = networks.load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
