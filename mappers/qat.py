@@ -63,8 +63,8 @@ from cimsim.arch.hcim import ADC_LAYERS   # the layers an ADC may read instead o
 from cimsim.errors import ConfigError
 # the arithmetic pieces, here where callers find them (cimsim.mappers.qat.bit_planes, ...)
 from cimsim.mappers.qat_ops import (ConvRows, LinearRows, ScaledDecision, ThresholdDecision, adc_lo_lsb,  # noqa: F401
-                                    adc_quantize, adc_range, bit_planes, cached_constant, decide, grid_thresholds,
-                                    quantize_activation, quantize_weight_ste, scaled_decision_sum, weight_slices)
+                                    adc_quantize, adc_range, bit_planes, cached_constant, decide, decision_sum,
+                                    grid_thresholds, quantize_activation, quantize_weight_ste, weight_slices)
 from cimsim.mappers import qat_calibrate
 
 # the calibration helpers (cimsim.mappers.qat_calibrate), here where callers find them (qat.activation_range, ...)
@@ -270,13 +270,9 @@ class _PSQ:
         for r, ps in enumerate(self.partial_sums(patches, w_int)):
             a = alpha[r][:, None] if per_cycle else alpha[r][None, None]
             gs = 1.0 / math.sqrt(M if per_cycle else T * M)
-            if thresholds is None:
-                y = y + scaled_decision_sum(ps, a, coef, cfg.readout, cfg.threshold, gs)
-            else:
-                t = thresholds[r][:, None] if per_cycle else thresholds[r][None, None]
-                q = ThresholdDecision.apply(ps.reshape(T, M, S, O), a, t, coef, gs,
-                                            2.0 ** -(cfg.threshold_bits + 1))   # at least half a grid step
-                y = y + q.sum(dim=(0, 2))
+            t = None if thresholds is None else thresholds[r][:, None] if per_cycle else thresholds[r][None, None]
+            y = y + decision_sum(ps, a, coef, cfg.readout, cfg.threshold, gs, t,
+                                 2.0 ** -(cfg.threshold_bits + 1))   # at least half a grid step
         return y
 
     def host_adc_range(self) -> tuple[float, float]:

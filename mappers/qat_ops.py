@@ -155,13 +155,14 @@ FUSED_CPU_DECISIONS = True
 
 
 class DecisionSum(torch.autograd.Function):
-    """``ScaledDecision.apply(ps.reshape(T, M, S, O), alpha, coef, ...).sum(dim=(0, 2))`` on the CPU in one pass
+    """``ScaledDecision.apply(ps.reshape(T, M, S, O), alpha, coef, ...).sum(dim=(0, 2))`` (``t`` None), or
+    ``ThresholdDecision``'s with learned thresholds ``t`` (alpha's shape), on the CPU in one pass
     (:mod:`cimsim.kernels_psq`): ``ps`` (T x M, S x O) contiguous, ``alpha`` (Ta, 1, S, O) with Ta = 1 or T,
     ``coef`` (T, 1, S, 1); (M, O) out. The same elementwise values and gradient of ``ps``; the sums (the output, the
-    gradient of ``alpha``) in another order."""
+    gradients of ``alpha`` and ``t``) in another order."""
 
     @staticmethod
-    def forward(ctx, ps, alpha, coef, readout, threshold, grad_scale):
+    def forward(ctx, ps, alpha, t, coef, readout, threshold, grad_scale, min_width):
         from cimsim.engine_threads import fixed_shares
         from cimsim.kernels_psq import BLOCK, decision_sums
 
@@ -169,13 +170,14 @@ class DecisionSum(torch.autograd.Function):
         M = ps.shape[0] // T
         P = ps.detach().reshape(T, M, S * O).numpy()
         a = alpha.detach().reshape(alpha.shape[0], S * O).contiguous().numpy()
+        thr = np.full(a.shape, threshold, P.dtype) if t is None else t.detach().reshape(a.shape).contiguous().numpy()
         w = (alpha.detach() * coef).reshape(T, S * O).contiguous().numpy()   # ScaledDecision's alpha * coef
         y = torch.empty((M, O), dtype=ps.dtype)
-        Y, thr, binary = y.numpy(), P.dtype.type(threshold), readout == "binary"
+        Y, binary = y.numpy(), readout == "binary"
         fixed_shares(lambda m0: decision_sums(P, a, w, thr, binary, Y, m0, min(m0 + BLOCK, M)),
                      range(0, M, BLOCK), torch.get_num_threads())
-        ctx.save_for_backward(ps, alpha, coef)
-        ctx.readout, ctx.threshold, ctx.grad_scale = readout, threshold, grad_scale
+        ctx.save_for_backward(ps, alpha, t, coef)
+        ctx.readout, ctx.threshold, ctx.grad_scale, ctx.min_width = readout, threshold, grad_scale, min_width
         return y
 
     @staticmethod
@@ -183,34 +185,47 @@ class DecisionSum(torch.autograd.Function):
         from cimsim.engine_threads import fixed_shares
         from cimsim.kernels_psq import BLOCK, decision_grads
 
-        ps, alpha, coef = ctx.saved_tensors
+        ps, alpha, t, coef = ctx.saved_tensors
         T, S, O = coef.shape[0], alpha.shape[2], alpha.shape[3]
         M = ps.shape[0] // T
         P = ps.detach().reshape(T, M, S * O).numpy()
         a = alpha.detach().reshape(alpha.shape[0], S * O).contiguous().numpy()
         c = coef.detach().expand(T, 1, S, O).reshape(T, S * O).contiguous().numpy()
+        if t is None:
+            thr, width = np.full(a.shape, ctx.threshold, P.dtype), a   # width unread without learned thresholds
+        else:   # ThresholdDecision's dither half-width
+            td = t.detach()
+            thr = td.reshape(a.shape).contiguous().numpy()
+            width = torch.clamp(torch.minimum(td, 1 - td), min=ctx.min_width).reshape(a.shape).contiguous().numpy()
         G = g.detach().contiguous().numpy()
         grad_ps = torch.empty_like(ps)
         gps = grad_ps.reshape(T, M, S * O).numpy()
         starts = range(0, M, BLOCK)
         ga = np.zeros((len(starts), *a.shape), dtype=P.dtype)   # each block's own: the same sums on any threads
-        thr, binary = P.dtype.type(ctx.threshold), ctx.readout == "binary"
-        fixed_shares(lambda k: decision_grads(P, a, c, thr, binary, G, gps, ga[k], starts[k],
-                                              min(starts[k] + BLOCK, M)),
+        gt = np.zeros_like(ga) if t is not None else ga
+        binary = ctx.readout == "binary"
+        fixed_shares(lambda k: decision_grads(P, a, c, thr, width, t is not None, binary, G, gps, ga[k], gt[k],
+                                              starts[k], min(starts[k] + BLOCK, M)),
                      range(len(starts)), torch.get_num_threads())
         grad_alpha = torch.from_numpy(ga.sum(axis=0)).reshape(alpha.shape) * ctx.grad_scale
-        return grad_ps, grad_alpha, None, None, None, None
+        grad_t = None if t is None else torch.from_numpy(gt.sum(axis=0)).reshape(t.shape) * ctx.grad_scale
+        return grad_ps, grad_alpha, grad_t, None, None, None, None, None
 
 
-def scaled_decision_sum(ps: torch.Tensor, alpha: torch.Tensor, coef: torch.Tensor, readout: str, threshold: float,
-                        grad_scale: float) -> torch.Tensor:
-    """(M, O): the sum over cycles and slices of :class:`ScaledDecision` on ``ps`` (T x M, S x O): by
-    :class:`DecisionSum` on the CPU (float32 or float64, :data:`FUSED_CPU_DECISIONS`), else in eager torch."""
+def decision_sum(ps: torch.Tensor, alpha: torch.Tensor, coef: torch.Tensor, readout: str, threshold: float,
+                 grad_scale: float, t: torch.Tensor | None = None, min_width: float = 0.0) -> torch.Tensor:
+    """(M, O): the sum over cycles and slices of :class:`ScaledDecision` on ``ps`` (T x M, S x O), or of
+    :class:`ThresholdDecision` with learned thresholds ``t`` (alpha's shape; ``min_width`` its dither's least
+    half-width): by :class:`DecisionSum` on the CPU (float32 or float64, :data:`FUSED_CPU_DECISIONS`), else in
+    eager torch."""
     T, S, O = coef.shape[0], alpha.shape[2], alpha.shape[3]
     if (FUSED_CPU_DECISIONS and ps.device.type == "cpu" and ps.dtype in (torch.float32, torch.float64)
-            and alpha.dtype == ps.dtype and ps.is_contiguous()):
-        return DecisionSum.apply(ps, alpha, coef, readout, threshold, grad_scale)
-    q = ScaledDecision.apply(ps.reshape(T, -1, S, O), alpha, coef, readout, threshold, grad_scale)
+            and alpha.dtype == ps.dtype and ps.is_contiguous() and (t is None or t.dtype == ps.dtype)):
+        return DecisionSum.apply(ps, alpha, t, coef, readout, threshold, grad_scale, min_width)
+    if t is None:
+        q = ScaledDecision.apply(ps.reshape(T, -1, S, O), alpha, coef, readout, threshold, grad_scale)
+    else:
+        q = ThresholdDecision.apply(ps.reshape(T, -1, S, O), alpha, t, coef, grad_scale, min_width)
     return q.sum(dim=(0, 2))
 
 

@@ -51,11 +51,12 @@ def test_the_default_keeps_its_name_and_has_no_thresholds():
     assert qat.PSQConfig(learn_thresholds=True, threshold=0.0).initial_threshold == 0.0
 
 
-def test_uniform_learned_thresholds_at_the_default_give_the_default_forward_and_gradients(monkeypatch):
+@pytest.mark.parametrize("fused", [True, False])
+def test_uniform_learned_thresholds_at_the_default_give_the_default_forward_and_gradients(monkeypatch, fused):
     """At their start (0.5 everywhere) the learned thresholds give the default network's outputs and its PS, alpha and
-    weight gradients bit for bit; only the thresholds' own gradient is new. (The default's decisions in eager torch,
-    as the thresholds' are: the CPU's one-pass kernel sums in another order, tests/test_psq_fused.py.)"""
-    monkeypatch.setattr(qat_ops, "FUSED_CPU_DECISIONS", False)
+    weight gradients bit for bit; only the thresholds' own gradient is new. Both through the CPU's one-pass kernel
+    (tests/test_psq_fused.py) and both in eager torch."""
+    monkeypatch.setattr(qat_ops, "FUSED_CPU_DECISIONS", fused)
     x, y = inputs(), torch.arange(6) % 7
     nets = []
     for learn in (False, True):

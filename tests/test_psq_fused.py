@@ -1,7 +1,8 @@
 """The CPU fine-tune's decisions summed in one pass (mappers/qat_ops.py DecisionSum, cimsim/kernels_psq.py): the
-eager ScaledDecision's elementwise values and gradient of the partial sums bit for bit, its sums (the output, the
-column scales' gradient) within float rounding, the same numbers on any number of threads, and a whole PSQ network's
-outputs and gradients as the eager path gives them."""
+eager ScaledDecision's (and, with learned thresholds, ThresholdDecision's) elementwise values and gradient of the
+partial sums bit for bit, their sums (the output, the column scales' and thresholds' gradients) within float rounding,
+the same numbers on any number of threads, and a whole PSQ network's outputs and gradients as the eager path gives
+them."""
 
 import math
 
@@ -28,16 +29,27 @@ def case(T, M, S, O, per_cycle, dtype, seed=0):
     return ps, alpha, coef, gy
 
 
-def run(fn, ps, alpha, coef, gy, readout, threshold=0.5):
+MIN_WIDTH = 2.0 ** -6   # half a step of a 5-bit threshold grid (qat's default)
+
+
+def run(fn, ps, alpha, coef, gy, readout, threshold=0.5, t=None):
+    """(output, gradient of ps, of alpha[, of t]) of ``fn`` (:func:`fused` or :func:`eager`)."""
     ps, alpha = ps.clone().requires_grad_(True), alpha.clone().requires_grad_(True)
+    t = None if t is None else t.clone().requires_grad_(True)
     gs = 1.0 / math.sqrt(ps.shape[0])
-    y = fn(ps, alpha, coef, readout, threshold, gs)
+    y = fn(ps, alpha, coef, readout, threshold, gs, t)
     y.backward(gy)
-    return y.detach(), ps.grad, alpha.grad
+    return (y.detach(), ps.grad, alpha.grad) + (() if t is None else (t.grad,))
 
 
-def eager(ps, alpha, coef, readout, threshold, gs):
+def fused(ps, alpha, coef, readout, threshold, gs, t=None):
+    return qat_ops.DecisionSum.apply(ps, alpha, t, coef, readout, threshold, gs, MIN_WIDTH)
+
+
+def eager(ps, alpha, coef, readout, threshold, gs, t=None):
     T, S, O = coef.shape[0], alpha.shape[2], alpha.shape[3]
+    if t is not None:
+        return qat_ops.ThresholdDecision.apply(ps.reshape(T, -1, S, O), alpha, t, coef, gs, MIN_WIDTH).sum(dim=(0, 2))
     return qat_ops.ScaledDecision.apply(ps.reshape(T, -1, S, O), alpha, coef, readout, threshold, gs).sum(dim=(0, 2))
 
 
@@ -48,7 +60,7 @@ def test_fused_decisions_equal_the_eager_ones(readout, per_cycle, dtype):
     T, M, S, O = 4, 37, 3, 5
     ps, alpha, coef, gy = case(T, M, S, O, per_cycle, dtype)
     y0, gp0, ga0 = run(eager, ps, alpha, coef, gy, readout)
-    y1, gp1, ga1 = run(qat_ops.DecisionSum.apply, ps, alpha, coef, gy, readout)
+    y1, gp1, ga1 = run(fused, ps, alpha, coef, gy, readout)
     u = (ps.reshape(T, M, S, O) / alpha)
     assert bool((u == 0.5).any()) and bool((u.abs() == 1).any())   # the boundaries are in the case
     assert y1.shape == (M, O) and y1.dtype == dtype and gp1.shape == ps.shape and ga1.shape == alpha.shape
@@ -60,6 +72,30 @@ def test_fused_decisions_equal_the_eager_ones(readout, per_cycle, dtype):
     assert float(ga0.abs().max()) > 0
 
 
+@pytest.mark.parametrize("per_cycle", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_learned_thresholds_equal_the_eager_ones(per_cycle, dtype):
+    """Learned thresholds on their 5-bit grid, 0 and 31/32 among them (where the dither's width is clipped to
+    MIN_WIDTH): ThresholdDecision's outputs and PS gradient bit for bit, its alpha and threshold gradients within
+    rounding."""
+    T, M, S, O = 3, 41, 2, 5
+    ps, alpha, coef, gy = case(T, M, S, O, per_cycle, dtype, seed=4)
+    g = torch.Generator().manual_seed(9)
+    t = torch.randint(0, 32, alpha.shape, generator=g).to(dtype) / 32
+    t.view(-1)[:2] = torch.tensor([0.0, 31 / 32], dtype=dtype)
+    y0, gp0, ga0, gt0 = run(eager, ps, alpha, coef, gy, "ternary", t=t)
+    y1, gp1, ga1, gt1 = run(fused, ps, alpha, coef, gy, "ternary", t=t)
+    assert torch.equal(y1, y0) and torch.equal(gp1, gp0)
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    for a, b in ((ga1, ga0), (gt1, gt0)):
+        assert a.shape == b.shape and float(b.abs().max()) > 0
+        assert torch.allclose(a, b, rtol=tol, atol=tol * float(b.abs().max()))
+    # at 0.5 everywhere the thresholds' decisions are the fixed threshold's, through either Function
+    half = torch.full_like(t, 0.5)
+    assert torch.equal(run(fused, ps, alpha, coef, gy, "ternary", t=half)[0], run(fused, ps, alpha, coef, gy,
+                                                                                   "ternary")[0])
+
+
 def test_fused_decisions_on_real_valued_sums_within_rounding():
     """Off the grid (real-valued partial sums and scales) the sums differ from eager torch's by float rounding only."""
     T, M, S, O = 4, 300, 4, 6
@@ -68,7 +104,7 @@ def test_fused_decisions_on_real_valued_sums_within_rounding():
     alpha = torch.rand(1, 1, S, O, generator=g) + 0.5
     _, _, coef, gy = case(T, M, S, O, False, torch.float32)
     y0, gp0, ga0 = run(eager, ps, alpha, coef, gy, "ternary")
-    y1, gp1, ga1 = run(qat_ops.DecisionSum.apply, ps, alpha, coef, gy, "ternary")
+    y1, gp1, ga1 = run(fused, ps, alpha, coef, gy, "ternary")
     assert torch.equal(gp1, gp0)
     scale = float((alpha * coef).abs().sum())                 # bound on any output's terms' magnitudes
     assert float((y1 - y0).abs().max()) <= 64 * 2 ** -24 * scale
@@ -89,7 +125,7 @@ def test_blocks_and_threads_do_not_change_the_numbers():
         out = []
         for n in (1, 3):
             torch.set_num_threads(n)
-            out.append(run(qat_ops.DecisionSum.apply, ps, alpha, coef, gy, "ternary"))
+            out.append(run(fused, ps, alpha, coef, gy, "ternary"))
     finally:
         torch.set_num_threads(before)
     for a, b in zip(*out):
@@ -100,11 +136,12 @@ def test_blocks_and_threads_do_not_change_the_numbers():
 
 
 @pytest.mark.parametrize("cycle_scales", [False, True])
-def test_a_psq_network_trains_the_same_through_either_path(monkeypatch, cycle_scales):
+@pytest.mark.parametrize("learn_thresholds", [False, True])
+def test_a_psq_network_trains_the_same_through_either_path(monkeypatch, cycle_scales, learn_thresholds):
     """A small HCiM network (float64): outputs equal and every parameter's gradient within float64 rounding, with the
     fused decisions and with eager torch's."""
     x, y = inputs(), torch.arange(6) % 7
-    cfg = qat.PSQConfig(rows=16, cycle_scales=cycle_scales)
+    cfg = qat.PSQConfig(rows=16, cycle_scales=cycle_scales, learn_thresholds=learn_thresholds)
     nets = []
     for fused in (True, False):
         monkeypatch.setattr(qat_ops, "FUSED_CPU_DECISIONS", fused)
@@ -115,6 +152,7 @@ def test_a_psq_network_trains_the_same_through_either_path(monkeypatch, cycle_sc
     (o0, g0), (o1, g1) = nets
     assert torch.allclose(o0, o1, rtol=1e-12, atol=1e-12)
     assert set(g0) == set(g1) and any("psq_alpha" in n for n in g0)
+    assert any("psq_threshold" in n for n in g0) == learn_thresholds
     for n in g0:
         assert torch.allclose(g0[n], g1[n], rtol=1e-9, atol=1e-12 * max(1.0, float(g1[n].abs().max()))), n
         assert np.isfinite(g0[n].numpy()).all()
@@ -123,12 +161,13 @@ def test_a_psq_network_trains_the_same_through_either_path(monkeypatch, cycle_sc
 def test_the_eager_path_stays_where_the_kernel_does_not_apply(monkeypatch):
     """Non-contiguous partial sums, or the switch off: ScaledDecision in eager torch (the same numbers)."""
     calls = []
-    monkeypatch.setattr(qat_ops.DecisionSum, "apply", lambda *a: calls.append(1) or eager(*a))
+    original = qat_ops.DecisionSum.apply
+    monkeypatch.setattr(qat_ops.DecisionSum, "apply", lambda *a: calls.append(1) or original(*a))
     ps, alpha, coef, gy = case(2, 5, 2, 3, False, torch.float32)
-    qat_ops.scaled_decision_sum(ps, alpha, coef, "ternary", 0.5, 1.0)
+    qat_ops.decision_sum(ps, alpha, coef, "ternary", 0.5, 1.0)
     assert calls == [1]
-    qat_ops.scaled_decision_sum(ps.t().contiguous().t(), alpha, coef, "ternary", 0.5, 1.0)
+    qat_ops.decision_sum(ps.t().contiguous().t(), alpha, coef, "ternary", 0.5, 1.0)
     monkeypatch.setattr(qat_ops, "FUSED_CPU_DECISIONS", False)
-    y = qat_ops.scaled_decision_sum(ps, alpha, coef, "ternary", 0.5, 1.0)
+    y = qat_ops.decision_sum(ps, alpha, coef, "ternary", 0.5, 1.0)
     assert calls == [1]
     assert torch.equal(y, eager(ps, alpha, coef, "ternary", 0.5, 1.0))
