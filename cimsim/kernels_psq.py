@@ -12,9 +12,9 @@ fine-tune's decisions in one pass").
 
 The elementwise values are torch's bit for bit (the same IEEE operations on the same operands: ``u = ps / alpha``,
 ``g x coef``, the gradient of ``ps``); only the sums' order differs (the output over cycles and slices, the column
-scales' and thresholds' gradients over positions), which moves them by float rounding. Positions go in blocks of :data:`BLOCK`, each
-block's scale gradients summed apart and the blocks' sums added in order, so the numbers do not depend on how many
-threads take the blocks.
+scales' and thresholds' gradients over positions), which moves them by float rounding. Positions go in blocks of
+:data:`BLOCK`, each block's gradients summed apart and the blocks' sums added in order, so the numbers do not depend
+on how many threads take the blocks.
 """
 
 from __future__ import annotations
