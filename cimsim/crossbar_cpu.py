@@ -77,8 +77,8 @@ GENERAL_VALUES = 16384
 # and run on at most GENERAL_THREADS of the engine's threads: a shard is many short steps (kernels of tens of
 # microseconds, numpy operations) each returning to the interpreter, whose lock more threads wait for longer than they
 # compute. Measured on the 16-core device host (BENCHMARKS.md, twenty-first session, evaluation at caps 2 / 4 / 8 /
-# 16): CASCADE's LeNet-5 (2,000 images) 4.4 / 3.9 / 3.7 / 4.4 s, its ResNet-20 (128) 7.6-7.8 / 4.8 / 4.1 / 4.5-5.1 s,
-# the spiking VGG on adcless-snn (200) 6.4-6.5 / - / 5.4-5.7 / 6.2-6.4 s; on this project's 2 cores the cap is moot
+# 16): CASCADE's LeNet-5 (2,000 images) 4.4 / 3.9 / 3.7 / 4.4 s, its ResNet-20 (128) 7.6-8.3 / 4.8 / 4.1 / 4.5-5.1 s,
+# the spiking VGG on adcless-snn (200) 6.4-7.4 / - / 5.4-5.7 / 5.8-6.4 s; on this project's 2 cores the cap is moot
 # (one thread and two equal since the one-pass conversion, eighteenth session)
 GENERAL_THREADS = 8
 

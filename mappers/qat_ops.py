@@ -154,6 +154,14 @@ class ScaledDecision(torch.autograd.Function):
 FUSED_CPU_DECISIONS = True
 
 
+def _flat(ps, alpha, coef):
+    """(T, M, S, O) of a row block and numpy views of its partial sums (T, M, J) and column scales (Ta, J)."""
+    T, S, O = coef.shape[0], alpha.shape[2], alpha.shape[3]
+    M = ps.shape[0] // T
+    return (T, M, S, O, ps.detach().reshape(T, M, S * O).numpy(),
+            alpha.detach().reshape(alpha.shape[0], S * O).contiguous().numpy())
+
+
 class DecisionSum(torch.autograd.Function):
     """``ScaledDecision.apply(ps.reshape(T, M, S, O), alpha, coef, ...).sum(dim=(0, 2))`` (``t`` None), or
     ``ThresholdDecision``'s with learned thresholds ``t`` (alpha's shape), on the CPU in one pass
@@ -166,10 +174,7 @@ class DecisionSum(torch.autograd.Function):
         from cimsim.engine_threads import fixed_shares
         from cimsim.kernels_psq import BLOCK, decision_sums
 
-        T, S, O = coef.shape[0], alpha.shape[2], alpha.shape[3]
-        M = ps.shape[0] // T
-        P = ps.detach().reshape(T, M, S * O).numpy()
-        a = alpha.detach().reshape(alpha.shape[0], S * O).contiguous().numpy()
+        T, M, S, O, P, a = _flat(ps, alpha, coef)
         thr = np.full(a.shape, threshold, P.dtype) if t is None else t.detach().reshape(a.shape).contiguous().numpy()
         w = (alpha.detach() * coef).reshape(T, S * O).contiguous().numpy()   # ScaledDecision's alpha * coef
         y = torch.empty((M, O), dtype=ps.dtype)
@@ -186,10 +191,7 @@ class DecisionSum(torch.autograd.Function):
         from cimsim.kernels_psq import BLOCK, decision_grads
 
         ps, alpha, t, coef = ctx.saved_tensors
-        T, S, O = coef.shape[0], alpha.shape[2], alpha.shape[3]
-        M = ps.shape[0] // T
-        P = ps.detach().reshape(T, M, S * O).numpy()
-        a = alpha.detach().reshape(alpha.shape[0], S * O).contiguous().numpy()
+        T, M, S, O, P, a = _flat(ps, alpha, coef)
         c = coef.detach().expand(T, 1, S, O).reshape(T, S * O).contiguous().numpy()
         if t is None:
             thr, width = np.full(a.shape, ctx.threshold, P.dtype), a   # width unread without learned thresholds
