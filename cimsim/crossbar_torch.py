@@ -441,6 +441,12 @@ class TorchTile:
         chunk = self.chunk_rows(T)
         cut = (kernels_triton.triton is not None and dev.type in self.CUT_DEVICES and k["idt"] == torch.int32)
         gemm = self._gemm_levels() if (fused and dev.type in self.GEMM_DEVICES and k["cdt"] != torch.int64) else None
+        # the offset encoding's correction needs each example's sum of inputs: the one kernel's companion takes it
+        # from the integers it reads anyway, the other paths here (integers: exact either way)
+        xsum = torch.zeros(B, dtype=torch.float64, device=dev) if xb.slices.offset else None
+        # the one kernel reads the inputs as they are, in the blocks' layout, where it can (no copy made first)
+        direct = (xt.stride(1) == 1 and nblk == -(-K // R) and k["idt"] == torch.int32
+                  and xt.dtype in (torch.int16, torch.int32, torch.float32))
         for b0 in range(0, B, chunk):
             b1 = min(b0 + chunk, B)
             nb = b1 - b0
@@ -450,13 +456,11 @@ class TorchTile:
                 # digits, products, read noise and the ADC in one kernel; the affine and the sum over blocks as below
                 seed = int(self.host_rng.integers(0, 2 ** 31 - 1))   # as _fused_epilogue draws it: the same normals
                 fold = None if k["fold"] is None else (y[b0:b1].zero_(), *k["fold"])
-                s_all, clips, nz, sqr = kernels_triton.planes_gemm_adc(
-                    self.block_inputs(xt[b0:b1], k, nblk), gemm[0], k["sh32"], k["mask32c"], lo.to(dt),
-                    lsb.to(dt), w_place, C, op.n_codes, gemm[1], seed, lsb_pow2=k["pow2"], fold=fold,
-                    binary=binary, uniform_var=gemm[2], iscale=gemm[3])
-                clipped += clips
-                nonzero += nz
-                sq_rows += sqr
+                xs = xt[b0:b1] if direct else self.block_inputs(xt[b0:b1], k, nblk)
+                s_all, _, _, _ = kernels_triton.planes_gemm_adc(
+                    xs, gemm[0], k["sh32"], k["mask32c"], lo.to(dt), lsb.to(dt), w_place, C, op.n_codes, gemm[1],
+                    seed, lsb_pow2=k["pow2"], fold=fold, binary=binary, uniform_var=gemm[2], iscale=gemm[3],
+                    row_sums=None if xsum is None else xsum[b0:b1], rows=R, tally=(clipped, nonzero, sq_rows))
                 if fold is not None:       # the kernel added the values to the outputs (exactly: _fold_terms)
                     continue
                 acc = torch.zeros(nb * C, dtype=torch.float64, device=dev)
@@ -465,6 +469,8 @@ class TorchTile:
                     acc += self._affine(s_all[g0:g1].to(torch.float64), lo[g0:g1], lsb[g0:g1], place).sum(dim=0)
                 y[b0:b1] = (acc.reshape(nb, C) * self.weight).reshape(nb, -1, N).sum(dim=1)
                 continue
+            if xsum is not None:
+                xsum[b0:b1] = xt[b0:b1].sum(dim=1, dtype=torch.float64)
             acc = torch.zeros(nb * C, dtype=torch.float64, device=dev)
             if not cut:
                 planes = self.planes(xt[b0:b1], k, nblk)          # (blocks, cycles x batch, rows)
@@ -547,8 +553,7 @@ class TorchTile:
                                   decisions, blocks=nblk)
                 acc += self._affine(s.to(torch.float64), lo, lsb, place).sum(dim=0)
             y[b0:b1] = (acc.reshape(nb, C) * self.weight).reshape(nb, -1, N).sum(dim=1)
-        if xb.slices.offset:
-            xsum = xt.sum(dim=1, dtype=torch.float64)    # integers: exact
+        if xsum is not None:
             y -= xb.slices.offset * xsum[:, None]
         conductance_s = (sq_rows @ self.rowsum) * spec.cell.read_time_s
         return y, torch.stack([nonzero, conductance_s, decisions, clipped])

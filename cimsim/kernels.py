@@ -13,7 +13,7 @@ every step (no branch, no table lookup, no call into libm):
 * normals: the Box-Muller transform (Box and Muller, Ann. Math. Stat. 29(2), 1958) in float32, two normals
   ``r cos(theta)``, ``r sin(theta)`` per word, ``r = sqrt(-2 ln u)`` with u in (0, 1) on a 2^-31 grid
   offset by half a step (so |z| reaches sqrt(64 ln 2) = 6.66, as with cuRAND's 32-bit uniforms; the mass
-  beyond is 3e-11; the GPU kernel's uniforms, floored at 1e-7, stop at 5.68) and theta on a 2^-24 grid of
+  beyond is 3e-11; the GPU kernels' 20-bit radii stop at 5.40) and theta on a 2^-24 grid of
   its quadrant. ln, sin and cos are evaluated here by series whose truncation error is below float32's
   rounding (:func:`ln_unit`, :func:`sincos_quarter`; tested against libm), so the draws are standard normal
   in distribution to single precision, which is ample for noise that an ADC then rounds.

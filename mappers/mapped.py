@@ -327,19 +327,25 @@ class MappedLayer(nn.Module):
         if self.mode == "digital":
             acc = self._exact_device(patches, k["w"])
         else:
-            acc = torch.cat([xb.call_device(patches[:, g * K:(g + 1) * K]) for g, xb in enumerate(self.crossbars)], 1)
+            parts = [xb.call_device(patches[:, g * K:(g + 1) * K]) for g, xb in enumerate(self.crossbars)]
+            acc = parts[0] if len(parts) == 1 else torch.cat(parts, 1)     # one crossbar: no copy
         self.engine_time.stop(t0)
         if self.mode == "analog":
             t1 = self.exact_time.start(dev)
-            exact = self._exact_device(patches, k["w"])
-            k["err"][0] += ((acc - exact) * k["scale"]).square().sum()
-            k["err"][1] += (exact * k["scale"]).square().sum()
+            from cimsim import kernels_triton   # here: Triton loads only where the torch backend runs
+
+            # one kernel on a GPU (the same integers, the sums to their order's last bits); else in torch
+            if dev.type != "cuda" or self.plan.groups != 1 or \
+                    not kernels_triton.exact_error_sums(patches, k["w"], acc, k["scale"], k["err"]):
+                exact = self._exact_device(patches, k["w"])
+                k["err"][0] += ((acc - exact) * k["scale"]).square().sum()
+                k["err"][1] += (exact * k["scale"]).square().sum()
             self.exact_time.stop(t1)
         y = acc * k["scale"]
         if k["bias"] is not None:
             y = y + k["bias"]
         self.positions_seen += patches.shape[0]
-        return self._output(y, shape).to(dtype)
+        return self._output(y.to(dtype), shape)     # cast first: the layout's copy moves half the bytes
 
     def _exact_device(self, patches: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """The exact integer product on the device, float64 (integer sums below 2**53: exact in any order)."""

@@ -279,8 +279,8 @@ def test_noisy_tiles_take_the_one_kernel_path_with_the_eager_paths_numbers(monke
 def test_the_kernels_read_noise_is_standard_normal_per_value_and_cycle():
     """The one kernel's read noise, recovered value by value through a fine ADC (lsb 1/64 of the noise's sigma, one
     cycle's place value at a time, the same seed): mean 0 and standard deviation 1 within 3 % over 8,192 values per
-    cycle, each of a Philox call's four normals (columns c mod 4) too, and the cycles and the four columns of a call
-    uncorrelated (|r| < 0.05)."""
+    cycle, each of a Philox call's eight normals (columns c mod 8) too, and the cycles and the eight columns of a
+    call uncorrelated (|r| < 0.05)."""
     G, nb, R, C, T = 1, 256, 32, 32, 4
     dev = DEVICE
     rng = np.random.default_rng(5)
@@ -297,8 +297,8 @@ def test_the_kernels_read_noise_is_standard_normal_per_value_and_cycle():
             var, 12345)
         assert float(clips) == 0
         n.append(out.cpu().numpy().astype(np.float64).reshape(nb, C) / 64 - 64 - v[None, :])
-    quads = np.stack(n).reshape(T, nb * C // 4, 4)          # (cycle, Philox call, its four normals)
-    for m in (quads.reshape(T, -1), quads.transpose(2, 0, 1).reshape(4, -1)):   # by cycle; by place in the call
+    octs = np.stack(n).reshape(T, nb * C // 8, 8)           # (cycle, Philox call, its eight normals)
+    for m in (octs.reshape(T, -1), octs.transpose(2, 0, 1).reshape(8, -1)):   # by cycle; by place in the call
         assert np.all(np.abs(m.mean(axis=1)) < 0.05)
         assert np.all(np.abs(m.std(axis=1) - 1) < 0.03)
         r = np.corrcoef(m)
@@ -375,7 +375,7 @@ def test_the_kernel_adds_its_values_to_the_outputs_exactly(noise):
 def test_binary_digits_counts_are_population_counts(T):
     """``binary``: with 1-bit digits (shifts 0 .. T - 1, masks 1) the digits' kernel counts each integer's set bits
     at once; the non-zero digits and each row's sum of squared digits equal the cycle-by-cycle counts, bits at T and
-    above ignored as the cycles ignore them."""
+    above ignored as the cycles ignore them. The same kernel's row sums (``row_sums``) are the integers' sums."""
     G, nb, R, C = 2, 70, 48, 16
     dev = DEVICE
     rng = np.random.default_rng(T)
@@ -393,6 +393,13 @@ def test_binary_digits_counts_are_population_counts(T):
     assert int(pop[2]) == int(loop[2]) == int(bits.sum())
     torch.testing.assert_close(pop[3], loop[3], rtol=0, atol=0)
     np.testing.assert_array_equal(pop[3].cpu().numpy(), bits.sum(axis=(1, 3)).reshape(-1))
+    # row_sums: each example's integers over every block's rows (the offset encoding's correction), added to
+    # what is there, with either count; the outputs the same as without
+    for binary in (False, True):
+        sums = torch.full((nb,), 0.5, dtype=torch.float64, device=dev)
+        with_sums = kernels_triton.planes_gemm_adc(*args, binary=binary, row_sums=sums)
+        np.testing.assert_array_equal(sums.cpu().numpy(), xs.sum(axis=(0, 2)) + 0.5)
+        torch.testing.assert_close(with_sums[0], loop[0], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("parts", [0, 2, -3])
@@ -487,12 +494,44 @@ def test_isaac_with_noise_takes_the_one_kernel_path(monkeypatch):
             torch.testing.assert_close(uniform[:, None].expand(-1, 128)[:, :16], var[:, :16], rtol=0, atol=0)
 
 
+def test_the_kernels_normals_are_the_host_formulas_of_their_philox_words():
+    """:func:`kernels_triton._normals8` against :func:`kernels_triton.normals_from_words` (float64) applied to the
+    same Philox words (``tl.randint4x`` of the same seed and offsets, stored by the test's kernel): within 1e-5 with
+    the accurate functions (the interpreter), within the SFU's bound (2.5e-4, the next test's) with them: the
+    kernel's radius and angle bits, order and constants are the ones the bounds were worked out for."""
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def draw(words_ptr, out_ptr, seed, FAST: tl.constexpr, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        w1, w2, w3, w4 = tl.randint4x(seed, offs)
+        tl.store(words_ptr + offs * 4, w1.to(tl.int64))
+        tl.store(words_ptr + offs * 4 + 1, w2.to(tl.int64))
+        tl.store(words_ptr + offs * 4 + 2, w3.to(tl.int64))
+        tl.store(words_ptr + offs * 4 + 3, w4.to(tl.int64))
+        q0, q1, q2, q3, q4, q5, q6, q7 = kernels_triton._normals8(seed, offs, FAST)
+        n = tl.reshape(kernels_triton._in_order(q0, q1, q2, q3, q4, q5, q6, q7), (BLOCK * 8,))
+        tl.store(out_ptr + tl.program_id(0) * BLOCK * 8 + tl.arange(0, BLOCK * 8), n)
+
+    calls = 1 << 12
+    fast = kernels_triton.fast_math()
+    words = torch.empty(4 * calls, dtype=torch.int64, device=DEVICE)
+    out = torch.empty(8 * calls, dtype=torch.float32, device=DEVICE)
+    draw[(calls // 256,)](words, out, 2024, FAST=fast, BLOCK=256)
+    w = words.cpu().numpy().reshape(calls, 4) & 0xFFFFFFFF
+    assert w.min() >= 0 and len(np.unique(w)) > 4 * calls - 8          # 32-bit words, (almost) all distinct
+    want = kernels_triton.normals_from_words(w)
+    got = out.cpu().numpy().astype(np.float64).reshape(calls, 8)
+    assert np.abs(got - want).max() < (2.5e-4 if fast else 1e-5)
+
+
 def test_fast_normals_are_the_accurate_ones_within_their_bound():
     """The kernels' normals with the SFU's approximate lg2, sine and cosine (``FAST``, the default on a GPU) against
-    the same formula with the accurate functions, over 2**20 Philox calls (4 Mi normals): the same uniforms, so the
+    the same formula with the accurate functions, over 2**19 Philox calls (4 Mi normals): the same words, so the
     same normals to within 2.5e-4 of a sigma (the largest where u is near 1 and the normal near 0: lg2.approx's
-    absolute error over a small radius; 3.7e-5 here and 8.6e-5 over 16 Mi normals on an H200, mean 1.6e-7:
-    BENCHMARKS.md), with mean 0 and standard deviation 1."""
+    absolute error over a small radius; with four normals a call, 3.7e-5 here and 8.6e-5 over 16 Mi normals on an
+    H200, mean 1.6e-7: BENCHMARKS.md), with mean 0 and standard deviation 1."""
     if DEVICE != "cuda" or not kernels_triton.fast_math():
         pytest.skip("the SFU's approximations exist only on a GPU")
     import triton
@@ -501,16 +540,66 @@ def test_fast_normals_are_the_accurate_ones_within_their_bound():
     @triton.jit
     def draw(out_ptr, seed, FAST: tl.constexpr, BLOCK: tl.constexpr):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        n0, n1, n2, n3 = kernels_triton._normals4(seed, offs, FAST)
-        tl.store(out_ptr + offs * 4, n0)
-        tl.store(out_ptr + offs * 4 + 1, n1)
-        tl.store(out_ptr + offs * 4 + 2, n2)
-        tl.store(out_ptr + offs * 4 + 3, n3)
+        q0, q1, q2, q3, q4, q5, q6, q7 = kernels_triton._normals8(seed, offs, FAST)
+        n = tl.reshape(kernels_triton._in_order(q0, q1, q2, q3, q4, q5, q6, q7), (BLOCK * 8,))
+        tl.store(out_ptr + tl.program_id(0) * BLOCK * 8 + tl.arange(0, BLOCK * 8), n)
 
-    calls = 1 << 20
-    fast, slow = (torch.empty(4 * calls, device="cuda") for _ in range(2))
+    calls = 1 << 19
+    fast, slow = (torch.empty(8 * calls, device="cuda") for _ in range(2))
     draw[(calls // 1024,)](fast, 4242, FAST=True, BLOCK=1024)
     draw[(calls // 1024,)](slow, 4242, FAST=False, BLOCK=1024)
     diff = (fast.double() - slow.double()).abs()
     assert float(diff.max()) < 2.5e-4 and float(diff.mean()) < 1e-6
     assert abs(float(fast.double().mean())) < 0.005 and abs(float(fast.double().std()) - 1) < 0.005
+
+
+@pytest.mark.parametrize("M, K, O, dtype", [(300, 144, 16, torch.float32), (97, 577, 64, torch.float32),
+                                            (64, 9, 10, torch.float64), (130, 40, 200, torch.float32)])
+def test_exact_error_sums_are_the_torch_sums(M, K, O, dtype):
+    """:func:`kernels_triton.exact_error_sums` against the eager path's ``patches.double() @ w`` and its two sums:
+    16-bit input codes and weights (sums up to 2**42: exact in float64), ragged shapes (rows, inputs and outputs
+    not multiples of the tiles), float64 patches (wide codes), patches as a strided view (a linear layer's rows):
+    the sums equal to 1e-13 relative (their order differs, their terms are the same integers)."""
+    rng = np.random.default_rng(M + K)
+    p = torch.as_tensor(rng.integers(0, 2 ** 16, size=(M, K + 3)), dtype=dtype, device=DEVICE)[:, 1:K + 1]
+    w = torch.as_tensor(rng.integers(-2 ** 15, 2 ** 15, size=(K, O)), dtype=torch.float64, device=DEVICE)
+    exact = p.double() @ w
+    acc = exact + torch.as_tensor(rng.normal(0, 1e4, size=(M, O)).round(), device=DEVICE)
+    scale = torch.as_tensor(rng.uniform(1e-6, 1e-5, size=(1, O)), device=DEVICE)
+    err = torch.tensor([1.0, 2.0], dtype=torch.float64, device=DEVICE)          # adds to what is there
+    assert kernels_triton.exact_error_sums(p, w, acc, scale, err)
+    want = torch.stack([((acc - exact) * scale).square().sum(), (exact * scale).square().sum()]).cpu().numpy()
+    np.testing.assert_allclose(err.cpu().numpy(), want + [1.0, 2.0], rtol=1e-13)
+    assert not kernels_triton.exact_error_sums(p.t(), w, acc, scale, err)      # columns not unit-stride: declined
+    assert not kernels_triton.exact_error_sums(p.to(torch.int32), w, acc, scale, err)
+
+
+@pytest.mark.parametrize("dtype, noise", [(torch.float32, True), (torch.int16, False), (torch.int32, True)])
+def test_the_kernels_read_the_inputs_in_place_as_the_blocks_layout(dtype, noise):
+    """``planes_gemm_adc`` on the inputs themselves (batch, in) with ``rows``: the same outputs, counts and row
+    sums bit for bit as on their copy in the row blocks' layout (``TorchTile.block_inputs``: zero beyond the
+    inputs), with a ragged last block (100 inputs in blocks of 32), rows of a wider array (a strided view) and read
+    noise of the same seed."""
+    nb, K, R, C, T = 70, 100, 32, 24, 6
+    G = -(-K // R)
+    dev = DEVICE
+    rng = np.random.default_rng(11)
+    wide = rng.integers(0, 2 ** T, size=(nb, K + 5))
+    xt = torch.as_tensor(wide, dtype=dtype, device=dev)[:, 2:K + 2]
+    blocks = torch.zeros((G, nb, R), dtype=torch.int32, device=dev)
+    for g in range(G):
+        part = xt[:, g * R:(g + 1) * R].to(torch.int32)
+        blocks[g, :, :part.shape[1]] = part
+    i32 = lambda v: torch.as_tensor(v, dtype=torch.int32, device=dev)   # noqa: E731
+    f32 = lambda v: torch.as_tensor(v, dtype=torch.float32, device=dev)  # noqa: E731
+    a8 = torch.as_tensor(rng.integers(0, 4, size=(G, R, C)), dtype=torch.int8, device=dev)
+    var = f32(np.full((G, R), 0.25)) if noise else None
+    args = (a8, i32(range(T)), i32([1] * T), f32([-8.0] * G), f32([1.0] * G), f32(2.0 ** np.arange(T)), C, 2.0 ** 8,
+            var, 99)
+    s1, s2 = (torch.zeros(nb, dtype=torch.float64, device=dev) for _ in range(2))
+    got = kernels_triton.planes_gemm_adc(xt, *args, binary=True, rows=R, row_sums=s1)
+    want = kernels_triton.planes_gemm_adc(blocks, *args, binary=True, row_sums=s2)
+    for u, v in zip(got, want):
+        torch.testing.assert_close(u, v, rtol=0, atol=0)
+    torch.testing.assert_close(s1, s2, rtol=0, atol=0)
+    np.testing.assert_array_equal(s1.cpu().numpy(), wide[:, 2:K + 2].sum(axis=1))
