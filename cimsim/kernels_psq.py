@@ -60,18 +60,23 @@ def decision_sums(ps, alpha, w, thr, binary, y, m0, m1):
 
 
 @njit(cache=True, nogil=True)
-def decision_grads(ps, alpha, c, thr, width, learn, binary, g, gps, ga, gt, m0, m1):
+def decision_grads(ps, alpha, c, thr, width, learn, binary, g, gps, ga, gt, shares, gz, m0, m1):
     """Backward of :func:`decision_sums` for positions ``m0 .. m1 - 1``: ``gps[t, m, j]`` = ``g[m, o] c[t, j]``
     where ``|u| <= 1``, else 0 (written); ``ga[ta, j]`` += ``g[m, o] c[t, j] (D - u)`` inside, ``(D)`` outside,
     summed over the block's positions (and cycles where ``alpha`` has one row). ``c`` (T, J): coef per column.
     ``learn``: the thresholds' gradient too, ``gt[ta, j]`` += ``g c alpha near (-sign(u) / (2 w))``, ``near`` where
-    ``||u| - thr| < w``, ``w = width[ta, j]`` (:class:`cimsim.mappers.qat_ops.ThresholdDecision`'s, in its order)."""
+    ``||u| - thr| < w``, ``w = width[ta, j]`` (:class:`cimsim.mappers.qat_ops.ThresholdDecision`'s, in its order).
+    ``shares`` (T,), non-empty: the inputs' straight-through gradient too, ``gz[m, j]`` (zeroed by the caller) +=
+    ``shares[t] gps[t, m, j]``, cycle after cycle (the gradient of the zero-valued term ``shares_t z`` the partial
+    sums carry for it, :meth:`cimsim.mappers.qat._PSQ.partial_sums`)."""
     T, J, O, Ta = ps.shape[0], ps.shape[2], g.shape[1], alpha.shape[0]
     one = ps.dtype.type(1.0)
     ge = np.empty(J, ps.dtype)
+    ste = shares.size > 0
     for t in range(T):
         r = t if Ta > 1 else 0
         a, th, wd, ct, gat, gtt = alpha[r], thr[r], width[r], c[t], ga[r], gt[r]
+        sh = shares[t] if ste else ps.dtype.type(0.0)
         for m in range(m0, m1):
             for s in range(J // O):
                 for o in range(O):
@@ -91,3 +96,7 @@ def decision_grads(ps, alpha, c, thr, width, learn, binary, g, gps, ga, gt, m0, 
                 if learn:
                     near = ps.dtype.type(abs(abs(u) - th[j]) < wd[j])
                     gtt[j] += gc * a[j] * near * (-np.sign(u) / (ps.dtype.type(2.0) * wd[j]))
+            if ste:
+                gzm = gz[m]
+                for j in range(J):
+                    gzm[j] += sh * gp[j]

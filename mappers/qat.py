@@ -218,11 +218,13 @@ class _PSQ:
         self.register_buffer("input_scale", torch.tensor(float(input_scale), dtype=torch.float64))
         self.register_buffer("input_signed", torch.tensor(bool(input_signed)))
 
-    def partial_sums(self, patches: torch.Tensor, w_int: torch.Tensor) -> list[torch.Tensor]:
+    def partial_sums(self, patches: torch.Tensor, w_int: torch.Tensor, apart: bool = False) -> list:
         """Per row block: (cycles * positions, slices * outputs) partial sums of one group.
 
         The planes are exact integers; their STE gradient (share ``c_t`` of the gradient of ``x_int``) is
-        carried by one extra product ``c_t * (x_int - x_int.detach()) @ W`` (zero in the forward pass)."""
+        carried by one extra product ``c_t * (x_int - x_int.detach()) @ W`` (zero in the forward pass). ``apart``:
+        per row block ``(ps, ste)`` with that term not added, ``ste`` = ``(z, shares)`` (None without a gradient
+        to carry), for :func:`cimsim.mappers.qat_ops.decision_sum` to add or carry."""
         cfg = self.psq_layer_config
         signed = self.signed()
         planes, _ = bit_planes(patches.detach(), cfg, signed)
@@ -242,8 +244,11 @@ class _PSQ:
             ps = P[:, k0:k1] @ Wm[:, k0:k1].T
             if grad:
                 z = dx[:, k0:k1] @ Wm[:, k0:k1].T                     # (M, S * O), zero valued
+                if apart:
+                    out.append((ps, (z, shares)))
+                    continue
                 ps = (ps.reshape(len(planes), -1, z.shape[1]) + shares[:, None, None] * z[None]).reshape(ps.shape)
-            out.append(ps)
+            out.append((ps, None) if apart else ps)
         return out
 
     def psq_product(self, patches: torch.Tensor, w_int: torch.Tensor, alpha: torch.Tensor,
@@ -267,12 +272,12 @@ class _PSQ:
                 y = y + (adc_quantize(ps, lo, lsb, cfg.adc_bits).reshape(T, M, S, O) * coef).sum(dim=(0, 2))
             return y
         per_cycle = cfg.cycle_scales      # alpha (row blocks, [cycles,] slices, outputs)
-        for r, ps in enumerate(self.partial_sums(patches, w_int)):
+        for r, (ps, ste) in enumerate(self.partial_sums(patches, w_int, apart=True)):
             a = alpha[r][:, None] if per_cycle else alpha[r][None, None]
             gs = 1.0 / math.sqrt(M if per_cycle else T * M)
             t = None if thresholds is None else thresholds[r][:, None] if per_cycle else thresholds[r][None, None]
             y = y + decision_sum(ps, a, coef, cfg.readout, cfg.threshold, gs, t,
-                                 2.0 ** -(cfg.threshold_bits + 1))   # at least half a grid step
+                                 2.0 ** -(cfg.threshold_bits + 1), ste)   # at least half a grid step
         return y
 
     def host_adc_range(self) -> tuple[float, float]:

@@ -167,10 +167,13 @@ class DecisionSum(torch.autograd.Function):
     ``ThresholdDecision``'s with learned thresholds ``t`` (alpha's shape), on the CPU in one pass
     (:mod:`cimsim.kernels_psq`): ``ps`` (T x M, S x O) contiguous, ``alpha`` (Ta, 1, S, O) with Ta = 1 or T,
     ``coef`` (T, 1, S, 1); (M, O) out. The same elementwise values and gradient of ``ps``; the sums (the output, the
-    gradients of ``alpha`` and ``t``) in another order."""
+    gradients of ``alpha`` and ``t``) in another order. ``z`` (M, S x O) and ``shares`` (T,), given together: the
+    inputs' zero-valued straight-through term, taken as if ``shares_t z`` were added to cycle t's partial sums (it
+    adds nothing forward); backward its gradient ``sum_t shares_t grad_ps_t`` comes from the same pass, in place of
+    eager torch's broadcast product and its reduction."""
 
     @staticmethod
-    def forward(ctx, ps, alpha, t, coef, readout, threshold, grad_scale, min_width):
+    def forward(ctx, ps, alpha, t, coef, readout, threshold, grad_scale, min_width, z=None, shares=None):
         from cimsim.engine_threads import fixed_shares
         from cimsim.kernels_psq import BLOCK, decision_sums
 
@@ -181,8 +184,9 @@ class DecisionSum(torch.autograd.Function):
         Y, binary = y.numpy(), readout == "binary"
         fixed_shares(lambda m0: decision_sums(P, a, w, thr, binary, Y, m0, min(m0 + BLOCK, M)),
                      range(0, M, BLOCK), torch.get_num_threads())
-        ctx.save_for_backward(ps, alpha, t, coef)
+        ctx.save_for_backward(ps, alpha, t, coef, shares)
         ctx.readout, ctx.threshold, ctx.grad_scale, ctx.min_width = readout, threshold, grad_scale, min_width
+        ctx.ste = z is not None
         return y
 
     @staticmethod
@@ -190,7 +194,7 @@ class DecisionSum(torch.autograd.Function):
         from cimsim.engine_threads import fixed_shares
         from cimsim.kernels_psq import BLOCK, decision_grads
 
-        ps, alpha, t, coef = ctx.saved_tensors
+        ps, alpha, t, coef, shares = ctx.saved_tensors
         T, M, S, O, P, a = _flat(ps, alpha, coef)
         c = coef.detach().expand(T, 1, S, O).reshape(T, S * O).contiguous().numpy()
         if t is None:
@@ -206,24 +210,37 @@ class DecisionSum(torch.autograd.Function):
         ga = np.zeros((len(starts), *a.shape), dtype=P.dtype)   # each block's own: the same sums on any threads
         gt = np.zeros_like(ga) if t is not None else ga
         binary = ctx.readout == "binary"
-        fixed_shares(lambda k: decision_grads(P, a, c, thr, width, t is not None, binary, G, gps, ga[k], gt[k],
-                                              starts[k], min(starts[k] + BLOCK, M)),
+        grad_z = torch.zeros((M, S * O), dtype=ps.dtype) if ctx.ste else None
+        sh = shares.detach().to(ps.dtype).contiguous().numpy() if ctx.ste else np.empty(0, P.dtype)
+        gz = grad_z.numpy() if ctx.ste else np.empty((0, 0), P.dtype)
+        fixed_shares(lambda k: decision_grads(P, a, c, thr, width, t is not None, binary, G, gps, ga[k], gt[k], sh,
+                                              gz, starts[k], min(starts[k] + BLOCK, M)),
                      range(len(starts)), torch.get_num_threads())
         grad_alpha = torch.from_numpy(ga.sum(axis=0)).reshape(alpha.shape) * ctx.grad_scale
         grad_t = None if t is None else torch.from_numpy(gt.sum(axis=0)).reshape(t.shape) * ctx.grad_scale
-        return grad_ps, grad_alpha, grad_t, None, None, None, None, None
+        grads = (grad_ps, grad_alpha, grad_t, None, None, None, None, None)
+        return grads + (grad_z, None) if ctx.ste else grads
 
 
 def decision_sum(ps: torch.Tensor, alpha: torch.Tensor, coef: torch.Tensor, readout: str, threshold: float,
-                 grad_scale: float, t: torch.Tensor | None = None, min_width: float = 0.0) -> torch.Tensor:
+                 grad_scale: float, t: torch.Tensor | None = None, min_width: float = 0.0,
+                 ste: tuple | None = None) -> torch.Tensor:
     """(M, O): the sum over cycles and slices of :class:`ScaledDecision` on ``ps`` (T x M, S x O), or of
     :class:`ThresholdDecision` with learned thresholds ``t`` (alpha's shape; ``min_width`` its dither's least
     half-width): by :class:`DecisionSum` on the CPU (float32 or float64, :data:`FUSED_CPU_DECISIONS`), else in
-    eager torch."""
+    eager torch. ``ste``: ``(z, shares)``, the inputs' zero-valued straight-through term ``shares_t z`` of cycle
+    t's partial sums (:meth:`cimsim.mappers.qat._PSQ.partial_sums`), added here (eager) or carried by the
+    one pass's backward (:class:`DecisionSum`)."""
     T, S, O = coef.shape[0], alpha.shape[2], alpha.shape[3]
     if (FUSED_CPU_DECISIONS and ps.device.type == "cpu" and ps.dtype in (torch.float32, torch.float64)
-            and alpha.dtype == ps.dtype and ps.is_contiguous() and (t is None or t.dtype == ps.dtype)):
-        return DecisionSum.apply(ps, alpha, t, coef, readout, threshold, grad_scale, min_width)
+            and alpha.dtype == ps.dtype and ps.is_contiguous() and (t is None or t.dtype == ps.dtype)
+            and (ste is None or (ste[0].dtype == ps.dtype and ste[0].shape == (ps.shape[0] // T, ps.shape[1])))):
+        if ste is None:
+            return DecisionSum.apply(ps, alpha, t, coef, readout, threshold, grad_scale, min_width)
+        return DecisionSum.apply(ps, alpha, t, coef, readout, threshold, grad_scale, min_width, *ste)
+    if ste is not None:
+        z, shares = ste
+        ps = (ps.reshape(T, -1, z.shape[1]) + shares[:, None, None] * z[None]).reshape(ps.shape)
     if t is None:
         q = ScaledDecision.apply(ps.reshape(T, -1, S, O), alpha, coef, readout, threshold, grad_scale)
     else:

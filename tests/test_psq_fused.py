@@ -171,3 +171,36 @@ def test_the_eager_path_stays_where_the_kernel_does_not_apply(monkeypatch):
     y = qat_ops.decision_sum(ps, alpha, coef, "ternary", 0.5, 1.0)
     assert calls == [1]
     assert torch.equal(y, eager(ps, alpha, coef, "ternary", 0.5, 1.0))
+
+
+@pytest.mark.parametrize("dtype, T", [(torch.float32, 8), (torch.float32, 16), (torch.float64, 4)])
+def test_the_inputs_straight_through_term_carried_by_the_pass_is_the_eager_sum(monkeypatch, dtype, T):
+    """``decision_sum(..., ste=(z, shares))`` on the CPU (the one pass's backward forms ``sum_t shares_t
+    grad_ps_t`` cycle after cycle) against the term added in eager torch before the pass (a broadcast product and
+    its reduction over cycles): the outputs, the partial sums' and the term's gradients bit for bit; and the eager
+    fallback (``FUSED_CPU_DECISIONS = False``) takes the same ``ste`` argument to the same numbers."""
+    rng = np.random.default_rng(T)
+    M, S, O = 700, 4, 12
+    ps0 = torch.as_tensor(np.round(rng.normal(0, 3, size=(T * M, S * O))), dtype=dtype)
+    alpha = torch.as_tensor(rng.uniform(0.5, 1.5, size=(1, 1, S, O)), dtype=dtype)
+    coef = torch.as_tensor(rng.uniform(0.1, 1, size=(T, 1, S, 1)), dtype=dtype)
+    shares = torch.as_tensor(rng.uniform(0, 1, size=T), dtype=dtype)
+    g = torch.as_tensor(rng.normal(size=(M, O)), dtype=dtype)
+
+    def run(mode):
+        ps = ps0.clone().requires_grad_(True)
+        z = torch.zeros(M, S * O, dtype=dtype, requires_grad=True)
+        if mode == "added":
+            pt = (ps.reshape(T, -1, S * O) + shares[:, None, None] * z[None]).reshape(ps.shape)
+            y = qat_ops.decision_sum(pt, alpha, coef, "ternary", 0.5, 1.0)
+        else:
+            y = qat_ops.decision_sum(ps, alpha, coef, "ternary", 0.5, 1.0, ste=(z, shares))
+        y.backward(g)
+        return y.detach(), ps.grad, z.grad
+
+    carried, added = run("carried"), run("added")
+    assert float(carried[2].abs().max()) > 0
+    for a, b in zip(carried, added):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    monkeypatch.setattr(qat_ops, "FUSED_CPU_DECISIONS", False)
+    torch.testing.assert_close(run("carried")[2], added[2], rtol=0, atol=0)
