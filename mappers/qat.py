@@ -64,7 +64,8 @@ from cimsim.errors import ConfigError
 # the arithmetic pieces, here where callers find them (cimsim.mappers.qat.bit_planes, ...)
 from cimsim.mappers.qat_ops import (ConvRows, LinearRows, ScaledDecision, ThresholdDecision, adc_lo_lsb,  # noqa: F401
                                     adc_quantize, adc_range, bit_planes, cached_constant, decide, decision_sum,
-                                    grid_thresholds, quantize_activation, quantize_weight_ste, weight_slices)
+                                    grid_thresholds, quantize_activation, quantize_weight_ste, stacked_planes,
+                                    weight_slices)
 from cimsim.mappers import qat_calibrate
 
 # the calibration helpers (cimsim.mappers.qat_calibrate), here where callers find them (qat.activation_range, ...)
@@ -227,12 +228,12 @@ class _PSQ:
         to carry), for :func:`cimsim.mappers.qat_ops.decision_sum` to add or carry."""
         cfg = self.psq_layer_config
         signed = self.signed()
-        planes, _ = bit_planes(patches.detach(), cfg, signed)
+        T = len(cfg.plane_shifts())
+        P = stacked_planes(patches.detach(), cfg, signed)      # (T * M, K)
         slices, _ = weight_slices(w_int, cfg)
         if self.training and self.noise_frac > 0:
             top = 2 ** cfg.cell_bits - 1
             slices = [s + math.sqrt(2) * self.noise_frac * top * torch.randn_like(s) for s in slices]
-        P = torch.cat(planes)                      # (T * M, K)
         Wm = torch.cat(slices)                     # (S * O, K)
         grad = patches.requires_grad
         if grad:
@@ -247,7 +248,7 @@ class _PSQ:
                 if apart:
                     out.append((ps, (z, shares)))
                     continue
-                ps = (ps.reshape(len(planes), -1, z.shape[1]) + shares[:, None, None] * z[None]).reshape(ps.shape)
+                ps = (ps.reshape(T, -1, z.shape[1]) + shares[:, None, None] * z[None]).reshape(ps.shape)
             out.append((ps, None) if apart else ps)
         return out
 

@@ -73,6 +73,28 @@ def bit_planes(x_int: torch.Tensor, cfg: PSQConfig, signed: bool) -> tuple[list[
     return planes, weights
 
 
+def stacked_planes(x_int: torch.Tensor, cfg: PSQConfig, signed: bool) -> torch.Tensor:
+    """``torch.cat(bit_planes(x_int, cfg, signed)[0])`` for inputs without a gradient to carry: (T x M, K), the
+    planes one after another. On the CPU (float32/float64, :data:`FUSED_CPU_DECISIONS`) cut in one numba pass
+    (:func:`cimsim.kernels_psq.cut_planes`: the same integers) instead of three passes a plane and a copy."""
+    if x_int.requires_grad or not (FUSED_CPU_DECISIONS and x_int.device.type == "cpu" and x_int.dim() == 2
+                                   and x_int.dtype in (torch.float32, torch.float64)):
+        return torch.cat(bit_planes(x_int, cfg, signed)[0])
+    from cimsim.engine_threads import fixed_shares
+    from cimsim.kernels_psq import BLOCK, cut_planes
+
+    layout = cfg.plane_shifts()
+    shifts = np.array([s for s, _ in layout], dtype=np.int64)
+    widths = np.array([w for _, w in layout], dtype=np.int64)
+    x = x_int.detach().contiguous()
+    M, K = x.shape
+    out = torch.empty((len(layout) * M, K), dtype=x.dtype)
+    X, O = x.numpy(), out.numpy()
+    fixed_shares(lambda m0: cut_planes(X, shifts, widths, cfg.input_bits, bool(signed), O, m0, min(m0 + BLOCK, M)),
+                 range(0, M, BLOCK), torch.get_num_threads())
+    return out
+
+
 def weight_slices(w_int: torch.Tensor, cfg: PSQConfig) -> tuple[list[torch.Tensor], list[float]]:
     """Signed slice values ``sign(w) * level_j(|w|)`` (what G+ minus G- of a pair holds), STE gradients."""
     mag, sign = w_int.detach().abs(), torch.sign(w_int.detach())

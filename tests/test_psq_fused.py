@@ -204,3 +204,26 @@ def test_the_inputs_straight_through_term_carried_by_the_pass_is_the_eager_sum(m
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     monkeypatch.setattr(qat_ops, "FUSED_CPU_DECISIONS", False)
     torch.testing.assert_close(run("carried")[2], added[2], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("bits, dac, signed, dtype", [(4, 1, False, torch.float32), (8, 1, True, torch.float32),
+                                                      (5, 2, False, torch.float64), (7, 2, True, torch.float64),
+                                                      (8, 3, True, torch.float32)])
+def test_stacked_planes_are_the_planes_one_after_another(monkeypatch, bits, dac, signed, dtype):
+    """:func:`qat_ops.stacked_planes` (one numba pass on the CPU) against ``torch.cat`` of :func:`qat_ops.bit_planes`
+    (floor and remainder a plane): the same values bit for bit, unsigned and two's complement inputs over their whole
+    range (a narrower last digit where the DAC's bits do not divide the inputs'), 1 and 3 threads; inputs that
+    carry a gradient keep the eager planes (their straight-through terms)."""
+    cfg = qat.PSQConfig(input_bits=bits, dac_bits=dac)
+    rng = np.random.default_rng(bits * 10 + dac)
+    lo, hi = (-2 ** (bits - 1), 2 ** (bits - 1)) if signed else (0, 2 ** bits)
+    x = torch.as_tensor(rng.integers(lo, hi, size=(BLOCK + 300, 37)), dtype=dtype)
+    x[0, :2] = torch.tensor([lo, hi - 1], dtype=dtype)
+    want = torch.cat(qat_ops.bit_planes(x, cfg, signed)[0])
+    for threads in (1, 3):
+        monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+        got = qat_ops.stacked_planes(x, cfg, signed)
+        assert got.dtype == dtype and got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    xg = x.clone().requires_grad_(True)
+    torch.testing.assert_close(qat_ops.stacked_planes(xg, cfg, signed).detach(), want, rtol=0, atol=0)
