@@ -81,6 +81,8 @@ FORMAT = "cimsim.psq-checkpoint"
 class PSQConfig:
     """What the crossbar does to a partial sum; must match the architecture the network is mapped onto."""
 
+    # the defaults are arch "hcim"'s (arch/hcim.py, where each is cited): 128x128 arrays as ISAAC's baselines, 1-bit
+    # cells, 4-bit weights and inputs, one input bit a cycle (all est.: HCiM, arXiv 2403.13577)
     rows: int = 128
     cell_bits: int = 1
     weight_bits: int = 4

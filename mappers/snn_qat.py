@@ -69,6 +69,8 @@ from cimsim.metrics import batch_score_sum, endpoint_error, is_flow
 class SAConfig:
     """What the crossbar does to a partial sum (must match the architecture the network is mapped onto)."""
 
+    # the defaults are arch "adcless-snn"'s (arch/adcless_snn.py, where each is cited): 64x64 subarrays, 1-bit
+    # cells, 4-bit weights (ADC-less SNN, arXiv 2211.02167)
     rows: int = 64
     cell_bits: int = 1
     weight_bits: int = 4

@@ -347,3 +347,17 @@ def test_missing_psq_checkpoint_names_the_command(monkeypatch, tmp_path, capsys)
     assert len(err.splitlines()) == 1 and "cimsim finetune --arch hcim --model mlp --dataset synthetic --set weight_bits=5" in err
     assert main(["finetune", "--arch", "isaac"]) == 2
     assert "needs none" in capsys.readouterr().err
+
+
+def test_the_fine_tunes_default_settings_are_their_architectures_defaults():
+    """``PSQConfig()`` and ``SAConfig()`` cite no sources of their own: their defaults are those of the architectures
+    they must match (``hcim``, ``adcless-snn``), where each is cited. A default changed on one side only fails here."""
+    import dataclasses
+    from cimsim.mappers import qat, snn_qat
+    hcim, snn = cimsim.arch.get("hcim"), cimsim.arch.get("adcless-snn")
+    psq, sa = qat.PSQConfig(), snn_qat.SAConfig()
+    arch_name = {"adc_bits": "adc_layer_bits"}
+    for f in dataclasses.fields(psq):
+        assert getattr(psq, f.name) == getattr(hcim, arch_name.get(f.name, f.name)), f.name
+    for f in dataclasses.fields(sa):
+        assert getattr(sa, f.name) == getattr(snn, {"threshold": "sa_threshold"}.get(f.name, f.name)), f.name
