@@ -6,11 +6,16 @@ mapping), 128x128 arrays, an 8-bit SAR ADC per column per cycle with a calibrate
 programming noise 5 % and read noise 2 % of the conductance range. Inputs and weights are uniform
 random integers over their full ranges (seed 0); the ADC is calibrated on a separate batch of 256.
 
-``effective_macs_per_s`` = batch x K x N x cycles x slices / wall seconds of one engine call;
-``gemm_macs_per_s`` = batch x K x N / seconds of a float32 ``torch.matmul`` of that shape, measured in the
-same run before the engine and again after it (best of 30 after a warm-up, each time; the faster of the
-two counts); ``ratio`` = the first over the second (the engine's best of ``repeats`` calls after a
-full-batch warm-up); ``peak_memory_bytes`` = the peak of memory allocated during that warm-up call (the
+``effective_macs_per_s`` = batch x K x N x cycles x slices / wall seconds of one engine call (on a GPU, the
+call a mapped network makes, :meth:`Crossbar.call_device`: inputs already on the GPU, outputs left there, timed
+between two ``torch.cuda.synchronize``; the call on numpy arrays, with its host transfers and the inputs' check,
+is ``host_call``); ``gemm_macs_per_s`` = batch x K x N / seconds of a float32 ``torch.matmul`` of that shape,
+measured in the same run before the engine and again after it (best of 30 after a warm-up, each time; the faster
+of the two counts); ``ratio`` = the first over the second (the engine's best of ``repeats`` calls after a
+full-batch warm-up). The device's best dense GEMM, as ``cimsim bench --model`` measures it (issue 19: the engine
+against the device's dense rate): ``device_gemm`` (float32, bf16 where the device multiplies it; TF32 and int8
+on a GPU; at a fixed shape large enough to reach the device's rate, :data:`GEMM_SHAPE` / :data:`GEMM_SHAPE_GPU`),
+``best_gemm`` and ``ratio_best`` = ``effective_macs_per_s`` over that best rate. ``peak_memory_bytes`` = the peak of memory allocated during that warm-up call (the
 first at full size), which is not timed because tracing allocations slows it: numpy's buffers as
 tracemalloc sees them, or the growth of the process's peak resident memory where tracemalloc is blind
 (torch on the CPU); plus ``torch.cuda.max_memory_allocated`` on a GPU. ``cpu_s`` = the host CPU seconds
@@ -67,6 +72,72 @@ def gemm_macs_per_s(m: int, k: int, n: int, repeats: int = 30, device: str = "cp
     return m * k * n / best
 
 
+#: the fixed GEMM shapes of the device reference, large enough to reach the device's dense rate: a CPU reaches it
+#: at 4096x1024x1024; an H200 needs 8192^3 for its bf16 peak (788 TFLOP/s measured on the device machine, 2026-10-28) (est.)
+GEMM_SHAPE = (4096, 1024, 1024)
+GEMM_SHAPE_GPU = (8192, 8192, 8192)
+
+
+def device_gemm_rates(device: str = "cpu", shape: tuple[int, int, int] | None = None, repeats: int = 10) -> dict:
+    """Dense GEMM MAC/s of ``device`` at ``shape`` by dtype, and the best: {"float32": r, ..., "best": (dtype, r)}.
+
+    float32 everywhere; bf16 where torch multiplies it on that device; on a GPU also TF32 (float32 inputs on
+    tensor cores) and int8 (``torch._int_mm``, int32 out). A dtype the device cannot multiply, or multiplies at
+    less than half float32's rate on a small probe (emulated), is left out."""
+    import torch
+
+    m, k, n = shape or (GEMM_SHAPE_GPU if device.startswith("cuda") else GEMM_SHAPE)
+    rates = {"float32": gemm_macs_per_s(m, k, n, repeats=repeats, device=device)}
+    cuda = device.startswith("cuda")
+    if cuda:
+        before = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = True
+        try:
+            rates["tf32"] = gemm_macs_per_s(m, k, n, repeats=repeats, device=device)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = before
+    # a quarter-size probe first: a dtype the device emulates (bf16 on CPUs without it) can run at a hundredth of
+    # float32's rate, and measuring it at full size would take minutes
+    probe = (m // 4, k, n // 4)
+    f32_probe = 0.0 if cuda else gemm_macs_per_s(*probe, repeats=2, device=device)
+    for name, dtype in (("bf16", torch.bfloat16), ("int8", torch.int8)):
+        if name == "int8" and not cuda:
+            continue   # torch's CPU int8 GEMM is not a dense-rate kernel
+        try:
+            if not cuda and _typed_gemm(*probe, dtype, device, 1) < 0.5 * f32_probe:
+                continue   # not this device's fast product
+            rates[name] = _typed_gemm(m, k, n, dtype, device, repeats)
+        except (RuntimeError, NotImplementedError):
+            pass
+    best = max(rates.items(), key=lambda kv: kv[1])
+    return {**rates, "best": best}
+
+
+def _typed_gemm(m: int, k: int, n: int, dtype, device: str, repeats: int) -> float:
+    import torch
+
+    if dtype == torch.int8:
+        a = torch.randint(-128, 128, (m, k), dtype=dtype, device=device)
+        b = torch.randint(-128, 128, (k, n), dtype=dtype, device=device)
+        mm = torch._int_mm
+    else:
+        a = torch.rand(m, k, device=device).to(dtype)
+        b = torch.rand(k, n, device=device).to(dtype)
+        mm = torch.matmul
+    cuda = device.startswith("cuda")
+    mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        mm(a, b)
+        if cuda:
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return m * k * n / best
+
+
 def run(batch: int | None = None, backend: str = "numba", device: str = "cpu", repeats: int = 1) -> dict:
     cfg = dict(STANDARD)
     if batch is not None:
@@ -107,10 +178,30 @@ def run(batch: int | None = None, backend: str = "numba", device: str = "cpu", r
         xb(x)  # returns a numpy array, so the GPU work has finished when it returns
         best = min(best, time.perf_counter() - t)
         cpu = min(cpu, time.process_time() - c)
-    gemm = max(gemm, gemm_macs_per_s(B, K, N, repeats=30, device=device))
     cycles = -(-cfg["input_bits"] // cfg["dac_bits"])
-    effective = B * K * N * cycles * xb.n_slices / best
+    macs = B * K * N * cycles * xb.n_slices
+    host_call = None
+    if cuda:   # the engine as a mapped network calls it: inputs already on the GPU, outputs left there
+        host_call = {"wall_s": best, "cpu_s": cpu, "effective_macs_per_s": macs / best}
+        xt = torch.as_tensor(x, dtype=torch.float32, device=xb.torch_device)
+        xb.call_device(xt)
+        best = cpu = float("inf")
+        for _ in range(repeats):
+            torch.cuda.synchronize()
+            t, c = time.perf_counter(), time.process_time()
+            xb.call_device(xt)
+            torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t)
+            cpu = min(cpu, time.process_time() - c)
+        xb.ledger   # the device calls' events counted (as the network path does after its calls)
+    gemm = max(gemm, gemm_macs_per_s(B, K, N, repeats=30, device=device))
+    rates = device_gemm_rates(device)
+    best_dtype, best_rate = rates.pop("best")
+    effective = macs / best
     return {"effective_macs_per_s": effective, "gemm_macs_per_s": gemm, "ratio": effective / gemm,
+            "device_gemm": {"shape": list(GEMM_SHAPE_GPU if cuda else GEMM_SHAPE), "macs_per_s": rates},
+            "best_gemm": {"dtype": best_dtype, "macs_per_s": best_rate}, "ratio_best": effective / best_rate,
+            "host_call": host_call,
             "peak_memory_bytes": int(peak), "wall_s": best, "cpu_s": cpu, "backend": backend, "device": device,
             # the CPU engine's product in the timed calls ("amx", "tables" or None: BLAS), cimsim.kernels_amx
             "product": getattr(xb._cpu, "last_product", None) if backend == "numba" else None,

@@ -41,70 +41,8 @@ import time
 
 import torch
 
-from cimsim.bench import gemm_macs_per_s
+from cimsim.bench import device_gemm_rates
 from cimsim.packed import PackedTile
-
-#: the fixed GEMM shapes of the device reference, large enough to reach the device's dense rate: a CPU reaches it
-#: at 4096x1024x1024; an H200 needs 8192^3 for its bf16 peak (788 TFLOP/s measured on the device machine, 2026-10-28) (est.)
-GEMM_SHAPE = (4096, 1024, 1024)
-GEMM_SHAPE_GPU = (8192, 8192, 8192)
-
-
-def device_gemm_rates(device: str = "cpu", shape: tuple[int, int, int] | None = None, repeats: int = 10) -> dict:
-    """Dense GEMM MAC/s of ``device`` at ``shape`` by dtype, and the best: {"float32": r, ..., "best": (dtype, r)}.
-
-    float32 everywhere; bf16 where torch multiplies it on that device; on a GPU also TF32 (float32 inputs on
-    tensor cores) and int8 (``torch._int_mm``, int32 out). A dtype the device cannot multiply, or multiplies at
-    less than half float32's rate on a small probe (emulated), is left out."""
-    m, k, n = shape or (GEMM_SHAPE_GPU if device.startswith("cuda") else GEMM_SHAPE)
-    rates = {"float32": gemm_macs_per_s(m, k, n, repeats=repeats, device=device)}
-    cuda = device.startswith("cuda")
-    if cuda:
-        before = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = True
-        try:
-            rates["tf32"] = gemm_macs_per_s(m, k, n, repeats=repeats, device=device)
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = before
-    # a quarter-size probe first: a dtype the device emulates (bf16 on CPUs without it) can run at a hundredth of
-    # float32's rate, and measuring it at full size would take minutes
-    probe = (m // 4, k, n // 4)
-    f32_probe = 0.0 if cuda else gemm_macs_per_s(*probe, repeats=2, device=device)
-    for name, dtype in (("bf16", torch.bfloat16), ("int8", torch.int8)):
-        if name == "int8" and not cuda:
-            continue   # torch's CPU int8 GEMM is not a dense-rate kernel
-        try:
-            if not cuda and _typed_gemm(*probe, dtype, device, 1) < 0.5 * f32_probe:
-                continue   # not this device's fast product
-            rates[name] = _typed_gemm(m, k, n, dtype, device, repeats)
-        except (RuntimeError, NotImplementedError):
-            pass
-    best = max(rates.items(), key=lambda kv: kv[1])
-    return {**rates, "best": best}
-
-
-def _typed_gemm(m: int, k: int, n: int, dtype, device: str, repeats: int) -> float:
-    if dtype == torch.int8:
-        a = torch.randint(-128, 128, (m, k), dtype=dtype, device=device)
-        b = torch.randint(-128, 128, (k, n), dtype=dtype, device=device)
-        mm = torch._int_mm
-    else:
-        a = torch.rand(m, k, device=device).to(dtype)
-        b = torch.rand(k, n, device=device).to(dtype)
-        mm = torch.matmul
-    cuda = device.startswith("cuda")
-    mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        mm(a, b)
-        if cuda:
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return m * k * n / best
-
 
 def float_rate(model: torch.nn.Module, loader, device: str = "cpu") -> tuple[float, int]:
     """(images/s, images) of the float network's forward pass over ``loader`` on ``device``, data loading

@@ -242,10 +242,35 @@ def test_bench_reports_the_standard_case(capsys):
     assert (c["in_features"], c["out_features"], c["cycles"], c["slices"], c["arrays"]) == (1152, 128, 8, 4, 36)
     assert r["effective_macs_per_s"] == pytest.approx(16 * 1152 * 128 * 8 * 4 / r["wall_s"])
     assert r["ratio"] == pytest.approx(r["effective_macs_per_s"] / r["gemm_macs_per_s"])
+    # the device's dense reference: the best of the dtypes measured, and the engine's ratio to it
+    rates = r["device_gemm"]["macs_per_s"]
+    assert "float32" in rates and "int8" not in rates and r["device_gemm"]["shape"] == [4096, 1024, 1024]
+    assert r["best_gemm"]["macs_per_s"] == max(rates.values()) == rates[r["best_gemm"]["dtype"]]
+    assert r["ratio_best"] == pytest.approx(r["effective_macs_per_s"] / r["best_gemm"]["macs_per_s"])
+    assert r["host_call"] is None   # on the CPU the timed call is the numpy call
     from cimsim import kernels_amx
     assert r["product"] == ("amx" if kernels_amx.wanted() else "tables")   # noisy levels on the exact grid
     code, out, err = run_cli(capsys, "bench", "--json", "--batch", "16", "--repeat", "1", "--backend", "torch")
     assert code == 0 and json.loads(out)["backend"] == "torch" and json.loads(out)["product"] is None
+
+
+def test_bench_on_cuda_times_the_call_a_network_makes(capsys):
+    """On a GPU the standard case times the device-resident call (inputs on the GPU, as a mapped network calls the
+    engine) and reports the numpy call beside it; the device's reference includes its tensor-core dtypes."""
+    import torch
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    code, out, err = run_cli(capsys, "bench", "--json", "--batch", "64", "--repeat", "2", "--backend", "torch",
+                             "--device", "cuda")
+    assert code == 0
+    r = json.loads(out)
+    assert r["effective_macs_per_s"] == pytest.approx(64 * 1152 * 128 * 8 * 4 / r["wall_s"])
+    h = r["host_call"]
+    assert h["effective_macs_per_s"] == pytest.approx(64 * 1152 * 128 * 8 * 4 / h["wall_s"])
+    assert {"float32", "tf32", "bf16"} <= set(r["device_gemm"]["macs_per_s"])
+    assert r["ratio_best"] == pytest.approx(r["effective_macs_per_s"] / r["best_gemm"]["macs_per_s"])
+    code, out, err = run_cli(capsys, "bench", "--batch", "64", "--repeat", "1", "--backend", "torch", "--device", "cuda")
+    assert code == 0 and "inputs and outputs on the GPU" in out and "from numpy arrays" in out and "tf32" in out
 
 
 def test_bench_on_cuda_without_a_gpu_says_so(capsys):

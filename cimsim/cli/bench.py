@@ -89,17 +89,28 @@ def _standard(args) -> int:
         emit_json(r)
     else:
         product = {"amx": ", product on AMX tiles", "tables": ", product from tables"}.get(r.get("product"), "")
-        print(f"crossbar engine ({r['backend']}, {r['device']}{product}): {r['effective_macs_per_s'] / 1e9:.2f} G "
-              f"effective MAC/s, {r['wall_s']:.3f} s per call")
-        print(f"float32 GEMM (torch.matmul):  {r['gemm_macs_per_s'] / 1e9:.2f} G MAC/s")
-        print(f"ratio {r['ratio']:.3f}; peak memory {r['peak_memory_bytes'] / 2**20:.1f} MiB")
+        where = " (inputs and outputs on the GPU)" if r["host_call"] else ""
+        print(f"crossbar engine ({r['backend']}, {r['device']}{product}): {_eng(r['effective_macs_per_s'], 'MAC/s')} "
+              f"effective, {1e3 * r['wall_s']:.2f} ms per call{where}")
+        if r["host_call"]:
+            h = r["host_call"]
+            print(f"  from numpy arrays (host transfers, the inputs' check): {1e3 * h['wall_s']:.2f} ms per call, "
+                  f"{_eng(h['effective_macs_per_s'], 'MAC/s')} effective")
+        print(f"float32 GEMM of the same shape (torch.matmul): {_eng(r['gemm_macs_per_s'], 'MAC/s')}; "
+              f"ratio {r['ratio']:.3f}")
+        d = r["device_gemm"]
+        rates = ", ".join(f"{k} {_eng(v, 'MAC/s')}" for k, v in d["macs_per_s"].items())
+        print(f"device's dense GEMM ({'x'.join(map(str, d['shape']))}): {rates}; ratio {r['ratio_best']:.4f} "
+              f"against {r['best_gemm']['dtype']}")
+        print(f"peak memory {r['peak_memory_bytes'] / 2**20:.1f} MiB")
     return 0
 
 
 def register(sub) -> None:
     sp = add_command(sub, "bench", "benchmark the crossbar engine (one layer, or a whole network with --model)", run,
              desc="Without --model: the engine's standard case (K=1152, N=128, batch 1024, 8-bit inputs and weights, "
-                  "2-bit ReRAM cells with noise, 8-bit calibrated SAR ADC) against float32 GEMM. With --model: "
+                  "2-bit ReRAM cells with noise, 8-bit calibrated SAR ADC) against a float32 GEMM of the same shape "
+                  "and the device's best dense GEMM (float32, bf16; TF32 and int8 on a GPU). With --model: "
                   "'cimsim run' timed phase by phase (load, map: prepare/program/calibrate, evaluate), images/s "
                   "beside the float network's own rate, and the crossbars' effective MAC/s against the device's "
                   "best dense GEMM (float32, bf16; TF32 and int8 on a GPU) measured in the same run.")
