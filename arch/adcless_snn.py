@@ -123,7 +123,7 @@ class SnnChip(DifferentialColumns, TiledChip):
                       acc * self.accumulate_energy_j() * self.clock_hz,
                       acc * self.scaled(self.tile_shift_add)[2] * self.accumulator_bits / 16,
                       f"(est.) ISAAC shift-and-add (Table 6) scaled to {self.node_nm:g} nm, one per "
-                      f"{self.cols_per_accumulator} columns, one add per clock"),
+                      f"{self.cols_per_accumulator} columns, one add per clock", macro=True),
             Component("LIF units", "lif", "tile", self.lif_units_per_tile, self.lif_units_per_tile * lif_p,
                       self.lif_units_per_tile * lif_a, f"LIFNeuron model ({_SRC})",
                       self.lif_units_per_tile * lif_leak),
@@ -192,7 +192,8 @@ class AdclessSnn(SnnChip):
         sa = self.sense_amp()
         n = self.xbars_per_ima * self.cols
         return [Component("sense amplifiers (1 per column)", "sense_amp", "ima", n, n * sa.energy_j / self.cycle_s,
-                          n * sa.area_m2, f"SenseAmp model (comparator: MNSIM 2.0) at {self.node_nm:g} nm; {_SRC}")]
+                          n * sa.area_m2, f"SenseAmp model (comparator: MNSIM 2.0) at {self.node_nm:g} nm; {_SRC}",
+                          macro=True)]
 
     def crossbar_spec(self, input_signed: bool = False) -> CrossbarSpec:
         """Differential weights; every column read by its own sense amp (the mapper adds the column scales)."""
@@ -246,7 +247,8 @@ class SnnHpAdc(SnnChip):
         a = self.adc
         return [Component(f"ADC ({int(a.bits)}-bit, 1 per {self.cols_per_adc} columns)", "adc", "ima", n,
                           n * a.energy_j * a.sample_rate_hz, n * a.area_m2,
-                          f"FlashADC model ({int(a.bits)} bits, {a.sample_rate_hz:.3g} S/s, {self.node_nm:g} nm); {_SRC}")]
+                          f"FlashADC model ({int(a.bits)} bits, {a.sample_rate_hz:.3g} S/s, {self.node_nm:g} nm); {_SRC}",
+                          macro=True)]
 
     def crossbar_spec(self, input_signed: bool = False) -> CrossbarSpec:
         return CrossbarSpec(rows=self.rows, cols=self.cols, cell=self.cell, cell_bits=self.cell_bits,

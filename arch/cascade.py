@@ -218,12 +218,12 @@ class Cascade(DifferentialColumns, TiledChip):
                       self.arrays_per_block * self.conversions_per_cycle * rate * self.adc_energy_j(),
                       adcs * self.adc_area_m2(),
                       f"SarADC model ({int(self.adc.bits)} bits, {self.adc.sample_rate_hz:.3g} S/s, "
-                      f"{self.node_nm:g} nm) calibrated as ISAAC's; {CAS}: 7 per block (est.)"),
+                      f"{self.node_nm:g} nm) calibrated as ISAAC's; {CAS}: 7 per block (est.)", macro=True),
             Component("TIA (one per column pair)", "tia", "ima", tias, n * self.pairs * rate * self.tia.energy_j,
-                      tias * self.tia.area_m2, f"TransimpedanceAmplifier model; {CAS}: 32 per array"),
+                      tias * self.tia.area_m2, f"TransimpedanceAmplifier model; {CAS}: 32 per array", macro=True),
             Component(f"buffer array {self.buffer.rows}x{self.buffer.cols}", "buffer", "ima", n,
                       n * self.pairs * rate * self.buffer.energy_j, n * self.buffer.area_m2,
-                      f"BufferArray model; {CAS}: one per MAC array (est.)"),
+                      f"BufferArray model; {CAS}: one per MAC array (est.)", macro=True),
             *self.array_and_tile_rows())
 
     # ------------------------------------------------------------------ simulation (used by the mapper)

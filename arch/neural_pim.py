@@ -121,11 +121,12 @@ class NeuralPim(DifferentialColumns, TiledChip):
         return [
             Component(f"NNADC ({int(self.adc.bits)}-bit)", "adc", "ima", adcs, pairs / mvm_s * self.adc.energy_j,
                       adcs * self.adc.area_m2,
-                      f"NeuralADC model: {self.adc.cells} cells + {self.adc.inverters} inverters ({NPIM}, sizes est.)"),
+                      f"NeuralADC model: {self.adc.cells} cells + {self.adc.inverters} inverters ({NPIM}, sizes est.)",
+                      macro=True),
             Component("NNS+A (one per column pair)", "nns_a", "ima", pairs, pairs * self.nns_a.energy_j * steps_per_s,
                       pairs * self.nns_a.area_m2,
                       f"NeuralShiftAdd model: {self.nns_a.cells} cells + {self.nns_a.inverters} inverters, one step "
-                      f"per cycle ({NPIM}, sizes est.)")]
+                      f"per cycle ({NPIM}, sizes est.)", macro=True)]
 
     def inventory(self) -> tuple[Component, ...]:
         return (*self.nn_rows(), *self.periphery_rows(), *self.array_and_tile_rows())
@@ -146,7 +147,7 @@ class NeuralPim(DifferentialColumns, TiledChip):
         extra = max(0.0, xbar / self.tile_array_density - per_tile) / self.imas_per_tile
         return [Component("NNADC / NNS+A area beyond our counts", "nn_area", "ima", 1, 0.0, extra,
                           f"{NPIM}: arrays {100 * self.tile_array_density:.2f} % of the area (the paper's sizes "
-                          "not given, est.)")] if extra else []
+                          "not given, est.)", macro=True)] if extra else []
 
     # ------------------------------------------------------------------ simulation (used by the mapper)
     def crossbar_spec(self, input_signed: bool = False) -> CrossbarSpec:

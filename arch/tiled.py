@@ -288,7 +288,7 @@ class TiledChip(Architecture):
         per 2 crossbars) and registers, the tile's units and the chip's links."""
         xbar, dac = self.array_rows()
         return [dac, xbar, self.unit_row("shift-and-add", "shift_add", "ima", self.xbars_per_ima / 2,
-                                         self.tile_shift_add),
+                                         self.tile_shift_add, macro=True),
                 *self.ima_register_rows(), *self.tile_rows(), *self.chip_rows()]
 
     def ima_register_rows(self) -> list[Component]:
