@@ -28,7 +28,7 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from cimsim.devices import catalog
-from cimsim.devices.base import describe
+from cimsim.devices.base import default_of, describe
 from cimsim.errors import ConfigError
 
 
@@ -119,10 +119,17 @@ def parameters(arch) -> list[ParamInfo]:
             d = describe(model)
             out.append(ParamInfo(f.name, d["kind"], "kind", "a device kind of 'cimsim devices'", f.metadata["source"],
                                  f.metadata.get("doc", "")))
+            # a value the architecture's own model sets (not the device class's default) cites the architecture's
+            # source of that model, not the device default's
+            own = f.default_factory() if f.default_factory is not MISSING else None
             for p in d["params"]:
                 path = f"{f.name}.{p['name']}"
-                out.append(ParamInfo(path, p["value"], p["unit"], p["range"], p["source"], p["doc"],
-                                     derived.get(path)))
+                source = p["source"]
+                if own is not None and type(own) is type(model):
+                    set_here = getattr(own, p["name"])
+                    if set_here != default_of(type(model), p["name"]):
+                        source = f"{f.metadata['source']} (the {type(model).__name__} default, {source}, not used here)"
+                out.append(ParamInfo(path, p["value"], p["unit"], p["range"], source, p["doc"], derived.get(path)))
     return out
 
 

@@ -8,6 +8,7 @@ written in one file, as CONTRIBUTING.md describes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import replace
@@ -21,6 +22,7 @@ import cimsim
 from cimsim import events
 from cimsim.arch.params import ParamInfo
 from cimsim.devices import IdealCell, IdealReadout, catalog
+from cimsim.devices import base as devices_base
 from cimsim.errors import ConfigError
 from cimsim.readouts import readout_op, registered_readouts
 from cimsim.report import Report
@@ -135,6 +137,11 @@ def check_the_compute_macro_is_declared(arch) -> None:
     costed = {c.component for c in arch.event_costs().values()} | set(arch.breakdown())
     assert macro <= costed, (arch.name, sorted(macro - costed))
     assert arch.summary()["macro_components"] == sorted(macro)
+    # the arrays' readout and partial-sum processing belong to the macro wherever an inventory has them
+    kinds = {c.kind for c in arch.inventory()}
+    readout = kinds & {"adc", "sample_hold", "comparator", "sense_amp", "tia", "buffer", "nns_a", "shift_add",
+                       "accumulator", "dcim"}
+    assert readout <= macro, (arch.name, sorted(readout - macro))
 
 
 def check_area_and_power_move_with_adc_bits(arch) -> None:
@@ -148,6 +155,19 @@ def check_area_and_power_move_with_adc_bits(arch) -> None:
 def check_parameters_are_declared_validated_and_round_trip(arch) -> None:
     params = arch.parameters()
     assert all(isinstance(p, ParamInfo) and p.source for p in params)
+    # a component value the architecture sets itself cites the architecture, not the device class's default
+    for f in dataclasses.fields(arch):
+        if not f.metadata.get("arch_component") or f.default_factory is dataclasses.MISSING:
+            continue
+        own = f.default_factory()   # the model as the architecture makes it
+        if type(own) is not type(getattr(arch, f.name)):
+            continue
+        for p in params:
+            head, _, name = p.path.partition(".")
+            if head == f.name and name and getattr(own, name) != devices_base.default_of(type(own), name):
+                assert p.source.startswith(f.metadata["source"]) and "not used here" in p.source, p.path
+            elif head == f.name and name:
+                assert not p.source.startswith(f.metadata["source"]), p.path
     assert cimsim.arch.get(arch.name, **arch.params()) == arch              # the flat paths rebuild it
     with pytest.raises(ConfigError, match="no parameter"):
         arch.with_params(warp_factor="9")
