@@ -9,7 +9,7 @@ readouts). The knobs are those of ``cimsim finetune --method admm``:
 =====================  ===========================================================================================
 ``admm.compression``   target weight compression, weights / kept weights (1 or ``off``: the dense network, no
                        training: the point equals a plain run bit for bit)
-``admm.epochs``        ADMM epochs and as many retraining epochs (default: the recipe's 6 + 10,
+``admm.epochs``        N: N ADMM epochs and N retraining epochs (unset: the recipe's 6 + 10,
                        :class:`cimsim.mappers.admm.ADMMRecipe`)
 ``admm.lr``            learning rate (default the recipe's 1e-2)
 ``admm.batch_size``    mini-batch size (default the recipe's 128)
@@ -81,7 +81,7 @@ def _compression(key: str, text) -> float:
 KNOBS = {
     "compression": (_compression, "target weight compression, weights / kept weights (1 or off: dense)"),
     "epochs": (lambda k, t: _number(k, t, int, 1, "a positive whole number of epochs"),
-               "ADMM epochs and as many retraining epochs (default 6 + 10)"),
+               "N ADMM epochs and N retraining epochs (unset: the recipe's 6 + 10)"),
     "lr": (lambda k, t: _number(k, t, float, 1e-12, "a learning rate > 0"), "learning rate (default 1e-2)"),
     "batch_size": (lambda k, t: _number(k, t, int, 1, "a positive whole number of examples"),
                    "mini-batch size (default 128)"),
