@@ -122,28 +122,87 @@ def _refuse_non_regular(path: Path) -> None:
                           "write the result elsewhere")
 
 
+class OutputError(CimsimError):
+    """A result could not be written (a full disk, a file that cannot be replaced ...): the message names the file
+    and the system's reason. ``path`` is the file."""
+
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = path
+
+
+# What a writer raises when the system refuses a write: OSError (open, write, rename), RuntimeError (h5py and
+# torch wrap a failed write of the HDF5 library or of torch's zip writer in one).
+WRITE_ERRORS = (OSError, RuntimeError)
+
+
+def write_failure_reason(exc: BaseException, folder: Path) -> str:
+    """The system's reason a write into ``folder`` failed, in words: the OS error's text, else (a library's
+    RuntimeError without an errno) 'No space left on device' where the folder's file system is full, else the
+    library's message, shortened."""
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)   # h5py's OSError carries the errno and a page of HDF5 detail: the errno says it
+    with contextlib.suppress(OSError):
+        st = os.statvfs(folder)
+        if st.f_bavail * st.f_frsize < 1 << 20 or st.f_favail == 0:
+            return os.strerror(errno.ENOSPC)
+    return " ".join(str(exc).split())[:120] or type(exc).__name__
+
+
+def _is_write_failure(exc: RuntimeError, folder: Path) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("write", "errno", "no space", "permission", "quota", "disk")) or \
+        write_failure_reason(exc, folder) == os.strerror(errno.ENOSPC)
+
+
+def output_failed(path: Path, exc: BaseException) -> OutputError:
+    """The one-line error of a result that could not be written to ``path``."""
+    reason = write_failure_reason(exc, path.parent)
+    fix = "free some space or write the result elsewhere" if reason in (os.strerror(errno.ENOSPC),
+                                                                         os.strerror(errno.EDQUOT)) \
+        else "write the result elsewhere"
+    return OutputError(f"could not write {path} ({reason}); nothing was written there and any earlier file is as it "
+                       f"was: {fix}", path)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path``, on failure it is removed.
 
     ``path`` must be a regular file or not exist (ConfigError otherwise, before anything is written, and again
-    just before the rename)."""
+    just before the rename). A write the system refuses (OSError, or the RuntimeError h5py and torch raise for
+    one) becomes :class:`OutputError` naming ``path`` and the reason."""
     path = Path(path)
     _refuse_non_regular(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     except OSError as exc:
-        raise ConfigError(f"cannot write {path} ({exc.strerror}); choose another file") from None
+        raise output_failed(path, exc) from None
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; results get the usual permissions
         yield Path(tmp)
         _refuse_non_regular(path)
         os.replace(tmp, path)
+    except WRITE_ERRORS as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, RuntimeError) and not _is_write_failure(exc, path.parent):
+            raise   # a library's RuntimeError that is no refused write: a bug, with its traceback
+        raise output_failed(path, exc) from None
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def save_figure(fig, path: str | os.PathLike, **kwargs) -> Path:
+    """``fig.savefig`` through :func:`atomic_output`: an image the system refuses (a full disk) is an OutputError,
+    and no partial image replaces an earlier one. The image type is the suffix of ``path``."""
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format=path.suffix[1:].lower() or None, **kwargs)
+    return path
 
 
 def stale_temporaries(path: str | os.PathLike) -> list[Path]:

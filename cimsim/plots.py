@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 from cimsim.errors import CimsimError
-from cimsim.fileio import check_output_path, reading
+from cimsim.fileio import check_output_path, reading, save_figure
 from cimsim.report import FORMAT as REPORT_FORMAT, Report, ReportFileError, fmt_si, si_prefix
 from cimsim import sweepfile
 from cimsim.plots_sweep import plot_sweep, si_formatter, sweep_figure, tradeoff_figure  # noqa: F401 (the figures' home)
@@ -142,7 +142,7 @@ def plot_report(report: Report, output: str | Path) -> Path:
 
     fig = report_figure(report)
     output = Path(output)
-    fig.savefig(output, dpi=120)
+    save_figure(fig, output, dpi=120)
     plt.close(fig)
     return output
 
@@ -199,7 +199,7 @@ def plot_onchip(path: str | Path, output: str | Path) -> Path:
                  f"{fmt_si(float(attrs.get('time_s', float('nan'))), 's')}")
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     output = Path(output)
-    fig.savefig(output, dpi=120)
+    save_figure(fig, output, dpi=120)
     plt.close(fig)
     return output
 

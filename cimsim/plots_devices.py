@@ -15,6 +15,7 @@ from cimsim.devices import adc_survey as survey
 from cimsim.devices.converters import FlashADC, SarADC
 from cimsim.devices.technology import energy_scale
 from cimsim.errors import ConfigError
+from cimsim.fileio import save_figure
 
 PLOTTABLE = {"sar-adc": SarADC, "flash-adc": FlashADC}
 SAMPLE_RATES_HZ = (1e7, 1.28e9, 1e10)      # a low-speed CiM readout, ISAAC's rate, a multi-GS/s link converter
@@ -115,6 +116,6 @@ def plot_converter(kind: str, output: str | Path) -> Path:
 
     out = check_output(output)
     fig = converter_figure(kind)
-    fig.savefig(out, dpi=110)
+    save_figure(fig, out, dpi=110)
     plt.close(fig)
     return out

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cimsim import sweepfile
 from cimsim.errors import ConfigError
+from cimsim.fileio import save_figure
 
 # the quantities drawn against the swept parameter: (row key, axis label, scale, log axis)
 METRICS = (("accuracy", "accuracy (%)", 100.0, False), ("energy_j", "energy per inference (J)", 1.0, True),
@@ -251,6 +252,6 @@ def plot_sweep(path: str | Path, output: str | Path, x: str | None = None, hue: 
     title = f"{s.get('model', '?')} on {s.get('dataset', '?')}{limit}"
     fig = tradeoff_figure(results, title) if kind == "tradeoff" else sweep_figure(results, title, x=x, hue=hue)
     output = Path(output)
-    fig.savefig(output, dpi=120)
+    save_figure(fig, output, dpi=120)
     plt.close(fig)
     return output

@@ -10,12 +10,13 @@ are given (:mod:`cimsim.cli.names`) before torch and numba load inside ``run``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from importlib import import_module
 
 from cimsim._version import __version__
-from cimsim.cli.common import EXIT_USER_ERROR, Parser, UsageError, out_of_memory
+from cimsim.cli.common import EXIT_USER_ERROR, GuardedStdout, Parser, StdoutError, UsageError, out_of_memory
 from cimsim.engine_threads import cpu_product
 from cimsim.errors import CimsimError
 
@@ -46,9 +47,26 @@ def _warn_one_line(message, category, filename, lineno, file=None, line=None) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    with warnings.catch_warnings():
-        warnings.showwarning = _warn_one_line
-        return _main(argv)
+    stdout = sys.stdout
+    sys.stdout = GuardedStdout(stdout)   # a refused write to stdout: one line, exit 2 (StdoutError)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _warn_one_line
+            return _main(argv)
+    finally:
+        sys.stdout = stdout
+
+
+def _stdout_lost(stream) -> None:
+    """Standard output refused a write: what it still buffers goes nowhere, so that Python's flush at exit does
+    not fail again (with a traceback and exit status 120)."""
+    try:
+        if stream is sys.__stdout__:
+            fd = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(fd, stream.fileno())
+            os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _main(argv: list[str] | None) -> int:
@@ -66,11 +84,15 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "archs" and args.action is None and args.name:
             raise UsageError(f"cimsim archs: error: unexpected {args.name!r}; did you mean 'cimsim archs show {args.name}'?")
         cpu_product()   # a bad $CIMSIM_CPU_PRODUCT is refused before any work, not when the engine first reads it
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()   # a refusal of what is still buffered is this command's too (StdoutError)
+        return status
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USER_ERROR
     except CimsimError as exc:
+        if isinstance(exc, StdoutError):
+            _stdout_lost(getattr(sys.stdout, "stream", sys.stdout))
         cmd = getattr(locals().get("args"), "command", None)
         msg = " ".join(str(exc).split())   # one line, whatever the message holds
         print(f"cimsim {cmd}: error: {msg}" if cmd else f"cimsim: error: {msg}", file=sys.stderr)

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from cimsim.errors import ConfigError
+from cimsim.errors import CimsimError, ConfigError
 
 EXIT_USER_ERROR = 2
 
@@ -180,6 +180,49 @@ def strict_json(obj):
     if isinstance(obj, (list, tuple)):
         return [strict_json(v) for v in obj]
     return obj
+
+
+class StdoutError(CimsimError):
+    """Standard output refused a write (a full disk or device behind a redirection, an I/O error)."""
+
+
+class GuardedStdout:
+    """``sys.stdout`` while a command runs: a write or flush the system refuses becomes :class:`StdoutError` (one
+    line, exit 2); a closed pipe (``| head``) stays BrokenPipeError, which the command line ends quietly."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def _guard(self, op, *a):
+        try:
+            return op(*a)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise StdoutError(f"cannot write to standard output ({reason}); send it where there is room, "
+                              "e.g. another file") from None
+
+    def write(self, text):
+        return self._guard(self.stream.write, text)
+
+    def flush(self):
+        return self._guard(self.stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def show_then_write(show, write) -> None:
+    """Show a result on stdout, then write its file: a failed write follows the result already shown, and a result
+    that stdout refused is still written before that error is raised."""
+    try:
+        show()
+        sys.stdout.flush()
+    except StdoutError:
+        write()
+        raise
+    write()
 
 
 def emit_json(obj) -> None:

@@ -3,13 +3,13 @@ ADMM crossbar-aware block pruning and quantization for any crossbar architecture
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import (add_command, batch_size, checkpoint_output, data_options, emit_json, fraction,
-                               key_value, nonneg_float, nonneg_int, positive_float, positive_int, require_device)
+from cimsim.cli.common import (add_command, batch_size, data_options, emit_json, fraction, key_value, nonneg_float,
+                               nonneg_int, positive_float, positive_int, require_device)
+from cimsim.cli.saving import checkpoint_out, save_after_summary
 
 
 # the options only the partial-sum (PSQ) fine-tune reads, as (flag, attribute)
@@ -64,7 +64,7 @@ def run(args) -> int:
     if not spec.learned_column_scales:
         raise ConfigError(f"finetune prepares networks for ADC-less architectures with learned partial-sum scales "
                           f"(hcim); {spec.name!r} needs none: use 'cimsim run --arch {spec.name}' directly")
-    out = checkpoint_output(args.out)   # before any work
+    out = checkpoint_out(args)   # before any work: never another kind of file, never an input
     require_device(args.device)
     if args.checkpoint and networks.is_psq_checkpoint(args.checkpoint):
         raise ConfigError(f"--checkpoint {args.checkpoint} is a PSQ fine-tuned network; --checkpoint names the float "
@@ -120,13 +120,12 @@ def run(args) -> int:
                             + (f" --stage-share {args.stage_share}" if args.stage_share is not None else "")
                             + (f" --init {Path(args.init).name}" if args.init else ""))}
     path = out if out is not None else train.user_dir() / networks.psq_checkpoint_name(meta["model"], data.name, cfg)
-    path = networks.save_psq_checkpoint(path, psq, out_meta)
-    note = f"checkpoint saved to {path}; {train.saved_note(path)}"
-    if args.json:
-        print(f"cimsim finetune: {note}", file=sys.stderr)
-        emit_json({**out_meta, "checkpoint": str(path),
-                   "checkpoint_shadows": train.checkpoint_info(path, out_meta).shadows or None})
-    else:
+
+    def show() -> None:
+        if args.json:
+            emit_json({**out_meta, "checkpoint": str(path),
+                       "checkpoint_shadows": train.checkpoint_info(path, out_meta).shadows or None})
+            return
         for h in info.get("stages", ()):
             read = "layer 1" if h["layers_read"] == 1 else f"layers 1-{h['layers_read']}"
             print(f"stage {h['stage']:3d}  loss {h['loss']:.4f}  {h['steps']} steps, {read} read, the rest exact")
@@ -138,7 +137,9 @@ def run(args) -> int:
               f"{100 * info['test_accuracy']:.2f}% after "
               f"{recipe.epochs} epochs (float network {100 * meta['test_accuracy']:.2f}%; "
               f"{100 * info['test_accuracy_exact_first_1000']:.2f}% with exact partial sums before)")
-        print(note)
+
+    save_after_summary("finetune", args.json, show, lambda p: networks.save_psq_checkpoint(p, psq, out_meta), path,
+                       out is None, train.saved_note)
     return 0
 
 
@@ -151,7 +152,7 @@ def finetune_snn(args, spec, overrides: dict) -> int:
     refuse_options(args, PSQ_ONLY, "the partial-sum fine-tune (hcim)",
                    f"the spiking networks' sense-amp fine-tune ({spec.name})")
     refuse_stage_share(args, snn_qat.SnnFinetuneRecipe.schedule)
-    out = checkpoint_output(args.out)   # before any work
+    out = checkpoint_out(args)   # before any work: never another kind of file, never an input
     require_device(args.device)
     model, meta, data, ckpt = networks.load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
     cfg = snn_qat.SAConfig.from_arch(spec)
@@ -172,12 +173,11 @@ def finetune_snn(args, spec, overrides: dict) -> int:
                             f"--epochs {recipe.epochs} --schedule {recipe.schedule} --seed {args.seed}"
                             + "".join(f" {k} {v}" for k, v in opts if v))}
     path = out if out is not None else train.user_dir() / networks.sa_checkpoint_name(meta["model"], data.name, cfg)
-    path = networks.save_sa_checkpoint(path, net, out_meta)
-    note = f"checkpoint saved to {path}; {train.saved_note(path)}"
-    if args.json:
-        print(f"cimsim finetune: {note}", file=sys.stderr)
-        emit_json({**out_meta, "checkpoint": str(path)})
-    else:
+
+    def show() -> None:
+        if args.json:
+            emit_json({**out_meta, "checkpoint": str(path)})
+            return
         for h in info["history"]:
             print(f"epoch {h['epoch']:7.3f}  loss {h['loss']:.4f}  binarized layers {h['binarized_layers']}")
         if info.get("metric") == "aee":   # a flow network
@@ -190,7 +190,9 @@ def finetune_snn(args, spec, overrides: dict) -> int:
                       f"{100 * meta['test_accuracy']:.2f}%)")
         print(f"{meta['model']} on {data.name}, fine-tuned for {spec.name}'s sense amps ({recipe.schedule} schedule): "
               + scores)
-        print(note)
+
+    save_after_summary("finetune", args.json, show, lambda p: networks.save_sa_checkpoint(p, net, out_meta), path,
+                       out is None, train.saved_note)
 
 
 def run_admm(args) -> int:
@@ -215,7 +217,7 @@ def run_admm(args) -> int:
     spec = arch_mod.get(args.arch, **overrides)
     if not spec.maps_to_crossbars:
         raise ConfigError(f"ADMM prunes crossbar blocks: {spec.name!r} has no crossbars")
-    out = checkpoint_output(args.out)   # before any work
+    out = checkpoint_out(args)   # before any work: never another kind of file, never an input
     require_device(args.device)
     model, meta, data, ckpt = load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
     cfg = admm.ADMMConfig.from_arch(spec, args.compression)
@@ -232,16 +234,19 @@ def run_admm(args) -> int:
                            f"{data.name}{sets} --compression {args.compression:g} --seed {args.seed}"}
     path = out if out is not None else train.user_dir() / train.checkpoint_name(meta["model"], data.name).replace(
         ".pt", f"-admm-{spec.name}-c{args.compression:g}.pt")
-    path = train.save_checkpoint(path, pruned, out_meta)
-    if args.json:
-        emit_json({**out_meta, "checkpoint": str(path)})
-    else:
+
+    def show() -> None:
+        if args.json:
+            emit_json({**out_meta, "checkpoint": str(path)})
+            return
         print(f"{meta['model']} on {data.name}, ADMM blocks of {cfg.block_rows} inputs x {cfg.block_outputs} outputs "
               f"({spec.name}): weight compression {info['compression']:.2f}x, test accuracy "
               f"{100 * info['test_accuracy_before']:.2f}% before, {100 * info['test_accuracy_pruned']:.2f}% pruned, "
               f"{100 * info['test_accuracy']:.2f}% retrained")
-        print(f"checkpoint saved to {path}; map it with 'cimsim run --arch {spec.name}{sets} --model {meta['model']} "
-              f"--dataset {data.name} --checkpoint {path}'")
+
+    save_after_summary("finetune", args.json, show, lambda p: train.save_checkpoint(p, pruned, out_meta), path,
+                       out is None, lambda p: f"map it with 'cimsim run --arch {spec.name}{sets} --model "
+                       f"{meta['model']} --dataset {data.name} --checkpoint {p}'")
     return 0
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cimsim import outkind
 from cimsim.cli.common import (add_command, batch_size, emit_json, nonneg_int, output_path, positive_float,
                                positive_int)
 
@@ -47,7 +48,9 @@ def run(args) -> int:
     curve = args.states is not None and len(args.states) > 1
     if curve and out is not None:   # a curve writes one file per point beside --out: each checked first
         for n in args.states:
-            output_path(str(_point_path(args.out, n)))
+            outkind.refuse_replacing(output_path(str(_point_path(args.out, n))), outkind.ONCHIP)
+    elif out is not None:
+        outkind.refuse_replacing(out, outkind.ONCHIP)   # an earlier run only, never a sweep, report or checkpoint
     cfg = onchip.default_config(args.synapse, args.dataset, states=None if curve or args.states is None
                                 else args.states[0], epochs=args.epochs, seed=args.seed, lr=args.lr,
                                 lr_decay=args.lr_decay, rounding=args.rounding, batch_size=args.batch_size,

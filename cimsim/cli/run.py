@@ -5,11 +5,12 @@ from __future__ import annotations
 import gc
 import sys
 
-from cimsim import datafiles
+from cimsim import datafiles, outkind
 from cimsim.errors import ConfigError
 from cimsim.cli import names
 from cimsim.cli.common import (BATCH_HELP, add_command, batch_for, batch_size, calibration_size, data_options,
-                               emit_json, key_value, nonneg_int, output_path, positive_int, require_device)
+                               emit_json, key_value, nonneg_int, output_path, positive_int, require_device,
+                               show_then_write)
 
 
 def run(args) -> int:
@@ -31,6 +32,7 @@ def _run(args) -> int:
         raise ConfigError("--device cuda needs --backend torch")
     require_device(args.device)
     out = output_path(args.out)   # before any work: a device, folder or unwritable place is refused
+    outkind.refuse_replacing(out, outkind.REPORT, inputs=[("--checkpoint", args.checkpoint)])   # a report only
     datafiles.read_ahead(args.dataset, args.data_dir)   # an IDX set's files un-gzipped while torch and numba load
     from cimsim import arch as arch_mod   # numba, not torch: a bad --set is refused before torch loads
 
@@ -62,13 +64,14 @@ def _run(args) -> int:
                 "calibration_examples": args.calibration,
                 **({"time_steps": args.time_steps} if args.time_steps is not None else {})},
         **(reference_kwargs(meta, ckpt) if spec.maps_to_crossbars else {}))
-    if out is not None:
-        path = report.to_hdf5(out)
-        print(f"cimsim run: report written to {path}", file=sys.stderr)
-    if args.json:
-        emit_json(report.to_dict())
-    else:
-        print(report.table())
+
+    def write() -> None:
+        if out is not None:
+            path = report.to_hdf5(out)
+            print(f"cimsim run: report written to {path}", file=sys.stderr)
+
+    # the report first: a file that cannot be written (a full disk) is one line after it, the result not lost
+    show_then_write(lambda: emit_json(report.to_dict()) if args.json else print(report.table()), write)
     return 0
 
 

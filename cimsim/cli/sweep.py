@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from cimsim.errors import ConfigError
+from cimsim.fileio import OutputError
 from cimsim.cli import names
 from cimsim.cli.common import (BATCH_HELP, add_command, batch_for, batch_size, calibration_size, data_options,
                                key_value, output_path, positive_int, require_device, strict_json)
@@ -46,12 +47,24 @@ def run(args) -> int:
                                         allow_nan=False) + "\n")
             sys.stdout.flush()
 
-    results = sweep.run_sweep(out, points, settings, workers=args.workers, scheduler=args.scheduler,
-                              on_point=on_point)
+    try:
+        results = sweep.run_sweep(out, points, settings, workers=args.workers, scheduler=args.scheduler,
+                                  on_point=on_point)
+    except OutputError as exc:   # a full disk: the points finished so far wait in the journal for the resume
+        raise OutputError(f"{exc}; {_kept(out)}", exc.path) from None
     if not args.json:
         print(sweep.table(results))
         print(f"results in {out}; draw them with 'cimsim plot {out}'")
     return 0
+
+
+def _kept(out: Path) -> str:
+    """Where a sweep whose file could not be written keeps its finished points."""
+    from cimsim import sweepfile
+
+    n = sweepfile.journal_size(out)
+    where = f"the {n} finished point{' is' if n == 1 else 's are'} kept in {sweepfile.journal_dir(out)}; " if n else ""
+    return f"{where}re-run the same command once there is room: it resumes where it stopped"
 
 
 def _admm_knobs() -> str:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import (add_command, batch_size, checkpoint_output, data_options, emit_json, nonneg_int,
-                               positive_float, positive_int, require_device)
+from cimsim.cli.common import (add_command, batch_size, data_options, emit_json, nonneg_int, positive_float,
+                               positive_int, require_device)
+from cimsim.cli.saving import checkpoint_out, save_after_summary
 
 
 def run(args) -> int:
@@ -27,7 +27,7 @@ def run(args) -> int:
                                   "choose another --out") from None
             target = target / train.checkpoint_name(args.model, args.dataset)
             args.out = str(target)
-        out = checkpoint_output(args.out)   # before any work: a device or unwritable place is refused
+        out = checkpoint_out(args)   # before any work: a device, an unwritable place, another kind of file, --init
     require_device(args.device)
     if args.optimizer != "sgd":
         if args.time_budget is not None or args.test_limit is not None or args.init is not None:
@@ -40,12 +40,17 @@ def run(args) -> int:
                          batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir, limit=args.limit,
                          time_budget=args.time_budget, test_limit=args.test_limit, init=args.init)
     meta = result.metadata
-    if out is None:
-        out = train.user_dir() / train.checkpoint_name(meta["model"], meta["dataset"])
-    path = train.save_checkpoint(out, result.model, meta)
-    note = f"checkpoint saved to {path}; {train.saved_note(path)}"
+    default = out is None
+    path = train.user_dir() / train.checkpoint_name(meta["model"], meta["dataset"]) if default else out
+    save_after_summary("train", args.json, lambda: _summary(args, meta, path),
+                       lambda p: train.save_checkpoint(p, result.model, meta), path, default, train.saved_note)
+    return 0
+
+
+def _summary(args, meta: dict, path: Path) -> None:
+    from cimsim.workloads import train
+
     if args.json:
-        print(f"cimsim train: {note}", file=sys.stderr)
         emit_json({**{k: v for k, v in meta.items() if k != "history"}, "history": meta["history"],
                     "checkpoint": str(path), "checkpoint_shadows": train.checkpoint_info(path, meta).shadows or None})
     else:
@@ -60,8 +65,6 @@ def run(args) -> int:
         what = (f"test AEE {meta['test_aee']:.3f} px" if flow else f"test accuracy {100 * meta['test_accuracy']:.2f}%")
         print(f"{meta['model']} on {meta['dataset']}: {what} "
               f"after {meta['epochs']} epoch{'' if meta['epochs'] == 1 else 's'} (seed {meta['seed']}, {meta['train_seconds']:.0f} s)")
-        print(note)
-    return 0
 
 
 def _second_order(args, out) -> int:
@@ -78,9 +81,13 @@ def _second_order(args, out) -> int:
                             batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir, limit=args.limit,
                             progress=show)
     meta = result.metadata
-    path = train.save_checkpoint(out, result.model, meta) if out is not None else None
     if args.json:
-        emit_json({**meta, "checkpoint": None if path is None else str(path)})
+        summary = {**meta, "checkpoint": None if out is None else str(out)}
+        if out is None:
+            emit_json(summary)
+        else:
+            save_after_summary("train", True, lambda: emit_json(summary),
+                               lambda p: train.save_checkpoint(p, result.model, meta), out, False)
         return 0
     c = meta["second_order_cost_per_step"]
     print(f"{meta['model']} on {meta['dataset']} with {args.optimizer}: test accuracy "
@@ -95,7 +102,11 @@ def _second_order(args, out) -> int:
     if "crossbar_time_s" in c:
         print("(this run's arrays: one unreplicated set per block; 'cimsim linalg kfac-cost' prices replicated, "
               "pipelined arrays and large networks)")
-    print(f"checkpoint saved to {path}" if path is not None else "no checkpoint written (give --out to keep one)")
+    if out is None:
+        print("no checkpoint written (give --out to keep one)")
+    else:
+        save_after_summary("train", False, lambda: None, lambda p: train.save_checkpoint(p, result.model, meta), out,
+                           False)
     return 0
 
 

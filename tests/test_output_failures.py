@@ -1,0 +1,101 @@
+"""A result that cannot be written after the work (a full disk, a file that cannot be replaced, a full stdout) is
+one line and exit 2, and an --out that holds another kind of file, or an input, is refused before any work."""
+
+from __future__ import annotations
+
+import errno
+import io
+
+import h5py
+import pytest
+
+from cimsim import outkind
+from cimsim.cli import main
+from cimsim.cli.saving import keep_previous
+from cimsim.errors import ConfigError
+from cimsim.fileio import OutputError, atomic_output, save_figure
+
+
+def _full(*a, **k):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_refused_write_is_one_output_error_and_leaves_the_earlier_file(tmp_path):
+    target = tmp_path / "r.h5"
+    target.write_bytes(b"earlier")
+    with pytest.raises(OutputError, match=r"could not write .*r\.h5 \(No space left on device\).*free some space"):
+        with atomic_output(target):
+            _full()
+    assert target.read_bytes() == b"earlier"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.h5"]
+
+
+def test_a_library_runtime_error_of_a_full_disk_is_an_output_error(tmp_path):
+    with pytest.raises(OutputError, match="could not write"):
+        with atomic_output(tmp_path / "m.pt"):
+            raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+    with pytest.raises(RuntimeError, match="a bug"):   # no write failure: a bug keeps its traceback
+        with atomic_output(tmp_path / "m.pt"):
+            raise RuntimeError("a bug")
+
+
+def test_a_figure_on_a_full_disk_is_an_output_error(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    fig = matplotlib.figure.Figure()
+    monkeypatch.setattr(fig, "savefig", _full)
+    with pytest.raises(OutputError, match="a.png"):
+        save_figure(fig, tmp_path / "a.png")
+
+
+class _FullStdout(io.StringIO):
+    def write(self, text):
+        _full()
+
+
+def test_a_full_stdout_is_one_line_and_exit_2(monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdout", _FullStdout())
+    assert main(["archs"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["cimsim archs: error: cannot write to standard output (No space left on device); send it where "
+                   "there is room, e.g. another file"]
+
+
+def _h5(path, fmt):
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = fmt
+    return path
+
+
+def test_an_out_of_another_kind_or_an_input_is_refused(tmp_path):
+    sweep = _h5(tmp_path / "s.h5", outkind.SWEEP)
+    report = _h5(tmp_path / "r.h5", outkind.REPORT)
+    notes = tmp_path / "notes.h5"
+    notes.write_text("mine")
+    with pytest.raises(ConfigError, match="is a cimsim sweep file"):
+        outkind.refuse_replacing(sweep, outkind.REPORT)
+    with pytest.raises(ConfigError, match="not cimsim's"):
+        outkind.refuse_replacing(notes, outkind.REPORT)
+    with pytest.raises(ConfigError, match="given as --checkpoint"):
+        outkind.refuse_replacing(report, outkind.REPORT, inputs=[("--checkpoint", str(report))])
+    outkind.refuse_replacing(report, outkind.REPORT)   # a report by a report: allowed
+    outkind.refuse_replacing(tmp_path / "new.h5", outkind.REPORT)
+    assert outkind.file_kind(sweep) == outkind.SWEEP
+
+
+def test_run_refuses_a_sweep_file_as_out_before_any_work(tmp_path, capsys):
+    sweep = _h5(tmp_path / "s.h5", outkind.SWEEP)
+    before = sweep.read_bytes()
+    assert main(["run", "--limit", "1", "--out", str(sweep)]) == 2
+    assert "is a cimsim sweep file" in capsys.readouterr().err
+    assert sweep.read_bytes() == before
+
+
+def test_an_earlier_checkpoint_at_the_default_path_is_kept(tmp_path):
+    ckpt = tmp_path / "mlp-digits.pt"
+    ckpt.write_bytes(b"first")
+    ckpt.with_suffix(".json").write_text("{}")
+    kept = keep_previous(ckpt)
+    assert kept.name == "mlp-digits.prev.pt" and kept.read_bytes() == b"first"
+    assert (tmp_path / "mlp-digits.prev.json").read_text() == "{}"
+    assert keep_previous(tmp_path / "none.pt") is None
