@@ -91,6 +91,11 @@ def test_run_refuses_a_sweep_file_as_out_before_any_work(tmp_path, capsys):
     assert sweep.read_bytes() == before
 
 
+def test_run_refuses_adc_bits_given_twice(capsys):
+    assert main(["run", "--set", "adc_bits=4", "--adc-bits", "6", "--limit", "1"]) == 2
+    assert "give ADC bits once" in capsys.readouterr().err
+
+
 def test_an_earlier_checkpoint_at_the_default_path_is_kept(tmp_path):
     ckpt = tmp_path / "mlp-digits.pt"
     ckpt.write_bytes(b"first")

@@ -28,6 +28,8 @@ def run(args) -> int:
 
 def _run(args) -> int:
     names.check(archs=args.arch, model=args.model, dataset=args.dataset, sets=args.set)  # before torch/numba load
+    if args.adc_bits is not None and {"adc_bits", "adc.bits"} & {k for k, _ in args.set or []}:
+        raise ConfigError("give ADC bits once: --adc-bits B or --set adc_bits=B, not both")   # as 'cimsim sweep'
     if args.device == "cuda" and args.backend != "torch":
         raise ConfigError("--device cuda needs --backend torch")
     require_device(args.device)
