@@ -10,6 +10,7 @@ cimsim's) or one of the command's own inputs.
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Iterable
@@ -37,12 +38,17 @@ def _hdf5_format(path: Path) -> str:
         return str(f.attrs.get("format", ""))
 
 
+# the payload formats of cimsim's checkpoints: trained networks (workloads/train.py), PSQ fine-tunes
+# (mappers/qat.py), sense-amp fine-tunes (cimsim/networks.py)
+_CHECKPOINT_FORMATS = re.compile(rb"cimsim\.(?:psq-|sa-)?checkpoint")
+
+
 def _checkpoint_format(path: Path) -> str:
-    """'cimsim.checkpoint' for a file torch.save wrote from a cimsim checkpoint's payload (its pickle names the
-    format; read without torch), else ''."""
+    """'cimsim.checkpoint' for a file torch.save wrote from any cimsim checkpoint's payload (a trained network or a
+    PSQ or sense-amp fine-tune: its pickle names the format; read without torch), else ''."""
     with zipfile.ZipFile(path) as z:
         pickles = [n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
-        return CHECKPOINT if pickles and CHECKPOINT.encode() in z.read(pickles[0]) else ""
+        return CHECKPOINT if pickles and _CHECKPOINT_FORMATS.search(z.read(pickles[0])) else ""
 
 
 def file_kind(path: str | os.PathLike) -> str | None:

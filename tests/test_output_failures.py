@@ -104,3 +104,13 @@ def test_an_earlier_checkpoint_at_the_default_path_is_kept(tmp_path):
     assert kept.name == "mlp-digits.prev.pt" and kept.read_bytes() == b"first"
     assert (tmp_path / "mlp-digits.prev.json").read_text() == "{}"
     assert keep_previous(tmp_path / "none.pt") is None
+
+
+def test_every_shipped_checkpoint_is_a_checkpoint_to_the_output_check():
+    """Trained networks and the PSQ and sense-amp fine-tunes alike: a fine-tune may replace its own earlier --out."""
+    from pathlib import Path
+    from cimsim import outkind
+    shipped = sorted((Path(__file__).resolve().parent.parent / "workloads" / "checkpoints").glob("*.pt"))
+    kinds = {p.name: outkind.file_kind(p) for p in shipped}
+    assert any("psq" in n for n in kinds) and any("-sa-" in n for n in kinds)
+    assert set(kinds.values()) == {outkind.CHECKPOINT}, kinds
