@@ -151,7 +151,7 @@ def write_failure_reason(exc: BaseException, folder: Path) -> str:
 
 def _is_write_failure(exc: RuntimeError, folder: Path) -> bool:
     text = str(exc).lower()
-    return any(w in text for w in ("write", "errno", "no space", "permission", "quota", "disk")) or \
+    return any(w in text for w in ("write", "errno", "no space", "permission", "quota")) or \
         write_failure_reason(exc, folder) == os.strerror(errno.ENOSPC)
 
 

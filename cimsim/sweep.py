@@ -267,6 +267,38 @@ _CONTEXT: dict[str, tuple] = {}  # settings -> (model, meta, data): one network 
 _POINT_PROGRESS = {"enabled": False}
 
 
+def missing_fine_tunes(points: Iterable[Point], model: str, dataset: str, overrides: dict[str, str]) -> None:
+    """Refuse, before any point runs, a grid whose points need a network fine-tuned for their setting (hcim's
+    partial-sum QAT: one checkpoint per array, bits and readout) where none exists: one line naming the settings
+    without one, how many points they are, and how to make or drop them."""
+    from cimsim import arch as arch_mod
+    from cimsim.mappers import qat
+    from cimsim.networks import finetune_command, psq_checkpoint_name
+    from cimsim.workloads import datasets, train, zoo
+
+    model, dataset = zoo.canonical_name(model), datasets.canonical_name(dataset)
+    missing: dict[str, tuple[dict, int]] = {}   # checkpoint name -> (the setting's own parameters, points)
+    for point in points:
+        arch_params = sweep_admm.split(sweep_snn.split(point_params(point, overrides))[0])[0]
+        spec = arch_mod.get(point.arch, **arch_params)
+        if not spec.learned_column_scales:
+            continue
+        name = psq_checkpoint_name(model, dataset, qat.PSQConfig.from_arch(spec))
+        if not any((d / name).is_file() for d in (train.user_dir(), train.SHIPPED_DIR)):
+            fields = qat.PSQConfig.__dataclass_fields__   # the checkpoint's setting: the fine-tune's own parameters
+            setting = {k: v for k, v in arch_params.items() if k in fields}
+            missing[name] = (setting, missing.get(name, ({}, 0))[1] + 1)
+    if not missing:
+        return
+    total = sum(n for _, n in missing.values())
+    name, (setting, _) = next(iter(missing.items()))
+    where = ", ".join(f"{k}={v}" for k, v in setting.items()) or "its defaults"
+    raise ConfigError(f"{total} point(s) of this grid need a network fine-tuned for hcim at a setting without one "
+                      f"({len(missing)} setting(s), the first {where}: no {name} here or shipped); make it with "
+                      f"'{finetune_command(model, dataset, 'hcim', setting)}', or sweep hcim separately without "
+                      "those values")
+
+
 def _settings_key(settings: Settings) -> str:
     return json.dumps({**settings.fixed(), "data_dir": settings.data_dir}, sort_keys=True)
 

@@ -463,3 +463,32 @@ def test_cli_sweep_over_rows_and_a_nested_parameter(tmp_path, capsys):
     # smaller arrays need more of them: the area moves with the swept parameter
     area = {p.param_dict["rows"]: r.area_m2 for p, r in results.items()}
     assert area[32] < area[64]
+
+
+def test_a_grid_whose_hcim_points_lack_a_fine_tune_is_refused_before_any_point(tmp_path, monkeypatch):
+    """hcim runs the network fine-tuned for its array and bits: a grid over rows=64,128 needs one for 64 rows, which
+    is not shipped; refused before the first point, naming the setting (not the parameters that don't change the
+    fine-tune) and the command that makes it. Grids whose settings all have one are not refused."""
+    monkeypatch.setenv("CIMSIM_HOME", str(tmp_path / "home"))   # no user checkpoints
+    grid_values = sweep.parse_grid([("rows", "64,128"), ("cell.read_sigma_frac", "0,0.02")])
+    points = sweep.make_points(["isaac", "hcim"], None, 2, {}, grid_values, [])
+    with pytest.raises(ConfigError) as exc:
+        sweep.missing_fine_tunes(points, "lenet5", "fashion-mnist", {})
+    msg = str(exc.value)
+    assert msg.startswith("4 point(s) of this grid need a network fine-tuned for hcim")   # 2 sigmas x 2 seeds
+    assert "the first rows=64:" in msg and "read_sigma" not in msg.split("make it")[0].split("the first")[1]
+    assert "'cimsim finetune --arch hcim --model lenet5 --dataset fashion-mnist --set rows=64'" in msg
+    ok = sweep.make_points(["isaac", "hcim"], None, 1, {}, sweep.parse_grid([("rows", "128")]), [])
+    assert sweep.missing_fine_tunes(ok, "lenet5", "fashion-mnist", {}) is None
+    only_isaac = sweep.make_points(["isaac"], None, 1, {}, grid_values, [])
+    assert sweep.missing_fine_tunes(only_isaac, "lenet5", "fashion-mnist", {}) is None
+
+
+@needs_fmnist
+def test_the_cli_refuses_such_a_grid_without_writing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CIMSIM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CIMSIM_DATA", str(FMNIST))
+    code, out, err = run_cli(capsys, "sweep", "--arch", "isaac,hcim", "--grid", "rows=64,128", "--limit", "10",
+                             "--out", str(tmp_path / "g.h5"))
+    assert_one_line_user_error(code, err, "need a network fine-tuned for hcim", "--set rows=64")
+    assert not (tmp_path / "g.h5").exists() and not any(p.name.startswith(".g.h5") for p in tmp_path.iterdir())

@@ -33,6 +33,7 @@ def run(args) -> int:
     if args.scheduler:
         sweep.require_dask()  # before loading anything
     model, meta, data, ckpt = sweep.load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
+    sweep.missing_fine_tunes(points, meta["model"], data.name, overrides)   # before the first point, not at hcim's
     batch = batch_for("sweep", args.batch_size, model, data.input_shape, args.device)
     settings = sweep.Settings(
         model=meta["model"], dataset=data.name, checkpoint=str(Path(ckpt).resolve()),
@@ -77,9 +78,12 @@ def register(sub) -> None:
     sp = add_command(sub, "sweep", "run a grid of design points (archs x any parameters x seeds) into one HDF5 file",
                      run,
                      desc="Evaluate a trained network on every point of a grid: architectures x the values of every "
-                          "--grid parameter (and --adc-bits) x seeds. Each finished point is written to the --out "
-                          "HDF5 file at once; re-running the same command skips the points the file holds, so an "
-                          "interrupted sweep resumes losing nothing. An architecture without a swept parameter "
+                          "--grid parameter (and --adc-bits) x seeds. Each finished point is kept at once (in a "
+                          "journal folder beside the --out file, .NAME.points, folded into the file from time to "
+                          "time and at the end); re-running the same command skips the points the file and its "
+                          "journal hold, so an interrupted sweep resumes losing at most the point it was on. hcim's "
+                          "points need a network fine-tuned for their array and bits: a grid with a setting that "
+                          "has none is refused before its first point. An architecture without a swept parameter "
                           "(ADC bits of digital or ADC-less designs) is not swept over it. With --json, stdout "
                           "carries one JSON object per point and per line (JSON Lines: key, arch, params, "
                           "adc_bits, seed, accuracy, digital_accuracy, energy_j, latency_s, area_m2, n_examples, "
