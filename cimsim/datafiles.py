@@ -34,16 +34,40 @@ IDX_FOLDERS = {"fashion-mnist": ("fashion-mnist", "fashion_mnist", "FashionMNIST
 IDX_MAX_BYTES = 4 << 30   # 4 GiB: 60 000 images of 28x28 take 47 MB; anything near this is not an MNIST set
 
 
+# the sets that take no files (generated, or bundled with scikit-learn): a --data-dir given for one is a mistake
+NO_FILES = {"iris": "ships with scikit-learn", "digits": "ships with scikit-learn", "synthetic": "is generated",
+            "gesture-synth": "is generated", "flow-synth": "is generated"}
+
+
+def check_data_dir(dataset: str, data_dir: str | os.PathLike | None) -> None:
+    """Refuse (DatasetError, one line) a ``data_dir`` given for a set that takes no files, or that is no folder."""
+    if data_dir is None:
+        return
+    from cimsim.errors import DatasetError   # no torch, no numpy
+
+    if dataset in NO_FILES:
+        raise DatasetError(f"--data-dir {data_dir}: {dataset} {NO_FILES[dataset]} and needs no files; "
+                           "leave --data-dir out")
+    path = Path(data_dir).expanduser()
+    if not path.exists():
+        raise DatasetError(f"--data-dir {data_dir} does not exist; give the folder that holds the {dataset} files")
+    if not path.is_dir():
+        raise DatasetError(f"--data-dir {data_dir} is not a folder; give the folder that holds the {dataset} files, "
+                           "not a file")
+
+
 def candidate_dirs(data_dir: str | os.PathLike | None, folder_names: tuple[str, ...], env_var: str = ENV_VAR,
                    system_root: Path = SYSTEM_ROOT) -> list[Path]:
-    """The folders searched for a set, in order (``env_var``, ``system_root``: as the datasets module holds them)."""
+    """The folders searched for a set, in order (``env_var``, ``system_root``: as the datasets module holds them).
+    A ``data_dir`` given is the only place searched: the folder a user named is never replaced by another."""
     roots: list[Path] = []
     if data_dir is not None:
         roots.append(Path(data_dir).expanduser())
-    env = os.environ.get(env_var)
-    if env:
-        roots.append(Path(env).expanduser())
-    roots.append(Path(system_root))
+    else:
+        env = os.environ.get(env_var)
+        if env:
+            roots.append(Path(env).expanduser())
+        roots.append(Path(system_root))
     dirs: list[Path] = []
     for root in roots:
         dirs.append(root)

@@ -228,11 +228,11 @@ def test_env_var_override(tmp_path, monkeypatch):
     assert data.source == str(tmp_path / "env" / "fashion-mnist")
     # an explicit data_dir comes before the environment variable
     check_idx_dataset(ds.load("fashion-mnist", data_dir=tmp_path / "arg"), a_arg)
-    # data_dir without the files falls through to the environment variable, and says so (issue 14)
+    # a data_dir without the files is refused, not replaced by the environment variable's folder
     (tmp_path / "nothing").mkdir()
-    with pytest.warns(ds.DataDirWarning, match="nothing holds no complete fashion-mnist set; using fashion-mnist"):
-        check_idx_dataset(ds.load_fashion_mnist(tmp_path / "nothing"), a_env)
-    with pytest.warns(ds.DataDirWarning, match="missing does not exist; using"):
+    with pytest.raises(DatasetError, match=f"fashion-mnist not found \\(looked in {tmp_path / 'nothing'}, "):
+        ds.load_fashion_mnist(tmp_path / "nothing")
+    with pytest.raises(DatasetError, match="missing does not exist; give the folder"):
         ds.load_fashion_mnist(tmp_path / "missing")
     # the cache is keyed on the variable: pointing it elsewhere loads the other copy
     a_env2 = fake_idx_arrays(seed=8)
@@ -352,10 +352,14 @@ def test_missing_dataset_lists_dirs_and_data_dir_flag(tmp_path, monkeypatch):
     with pytest.raises(DatasetError) as exc:
         ds.load("fashion-mnist", data_dir=given)
     msg = str(exc.value)
-    for d in (given, given / "fashion-mnist", sys_root, sys_root / "fashion-mnist"):
+    for d in (given, given / "fashion-mnist"):
         assert str(d) in msg
+    assert str(sys_root) not in msg   # a --data-dir given is the only folder searched
     assert "--data-dir" in msg and ds.ENV_VAR in msg
     assert "/usr/share/datasets" not in msg
+    with pytest.raises(DatasetError) as exc:
+        ds.load("fashion-mnist")
+    assert f"looked in {sys_root}, {sys_root / 'fashion-mnist'}, " in str(exc.value)
 
 
 def test_missing_dataset_mentions_env_dir_and_needs_all_four_files(tmp_path, monkeypatch):

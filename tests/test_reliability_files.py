@@ -105,12 +105,24 @@ def test_malformed_cifar_batches_are_refused(tmp_path, data, labels):
 
 
 def test_a_data_dir_without_the_set_is_not_silently_replaced(tmp_path, monkeypatch):
+    """A --data-dir that is missing, a file or a folder without the set is refused, though the set is elsewhere."""
     system = tmp_path / "system"
     _idx_set(system / "fashion-mnist")
     monkeypatch.setattr(ds, "SYSTEM_ROOT", system)
-    with pytest.warns(ds.DataDirWarning, match=f"--data-dir {tmp_path / 'nope'} does not exist; using fashion-mnist "
-                                               f"from {system / 'fashion-mnist'} instead"):
-        ds.load_fashion_mnist(tmp_path / "nope")
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    for where, what in (("nope", "does not exist; give the folder that holds the fashion-mnist files"),
+                        ("a-file", "is not a folder; give the folder"),
+                        ("empty", None)):
+        with pytest.raises(DatasetError) as exc:
+            ds.load_fashion_mnist(tmp_path / where)
+        msg = str(exc.value)
+        assert "\n" not in msg and str(system) not in msg
+        if what:
+            assert msg == f"--data-dir {tmp_path / where} {what}" + msg.split(what)[1]
+        else:
+            assert msg.startswith(f"fashion-mnist not found (looked in {tmp_path / 'empty'}, ")
+    assert ds.load_fashion_mnist().source == str(system / "fashion-mnist")   # without --data-dir it is found
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,10 +12,11 @@ Nothing is downloaded. The image sets are read from their standard files in a di
 * CIFAR-10: the python pickle batches (``data_batch_1`` .. ``data_batch_5``, ``test_batch``), as in
   ``cifar-10-batches-py/``.
 
-The directory is searched in this order: the ``data_dir`` argument (the CLI's ``--data-dir``), the
-``CIMSIM_DATA`` environment variable, then the system default (``/usr/share/datasets/<name>``, where the
-Debian package ``dataset-fashion-mnist`` installs Fashion-MNIST). Each of those may hold the files itself
-or a sub-folder named after the dataset. Iris and the 8x8 digits ship with scikit-learn.
+The directory is the ``data_dir`` argument (the CLI's ``--data-dir``) where one is given, else the first of the
+``CIMSIM_DATA`` environment variable and the system default (``/usr/share/datasets/<name>``, where the Debian package
+``dataset-fashion-mnist`` installs Fashion-MNIST) that holds the set. Each of those may hold the files itself or a
+sub-folder named after the dataset. MNIST and Fashion-MNIST share their file names, so the files found are told
+apart by their mean pixel (:func:`check_idx_identity`) and refused under the other set's name. Iris and the 8x8 digits ship with scikit-learn.
 
 Pixels are scaled to [0, 1] (not mean-centred): the first layer of a network then sees unsigned inputs,
 which is what a crossbar with unsigned DACs expects. Tabular features are min-max scaled to [0, 1] with
@@ -27,7 +28,6 @@ from __future__ import annotations
 import math
 import os
 import pickle
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,25 +165,18 @@ class _ScaledBytes(torch.utils.data.Dataset):
 # --------------------------------------------------------------------------------------------------
 # Finding files
 
-class DataDirWarning(UserWarning):
-    """The data directory a user named lacks the dataset, which was found elsewhere (and used)."""
-
-
 def _candidate_dirs(name: str, data_dir: str | os.PathLike | None, folder_names: tuple[str, ...]) -> list[Path]:
     return candidate_dirs(data_dir, folder_names, ENV_VAR, SYSTEM_ROOT)   # this module's (tests replace them)
 
 
 def find_dir(name: str, data_dir, folder_names: tuple[str, ...], has_files: Callable[[Path], bool],
               how_to_get: str) -> Path:
+    """The first searched folder (:func:`cimsim.datafiles.candidate_dirs`) that holds the set; a ``data_dir`` given
+    is the only one searched, and must be a folder."""
+    datafiles.check_data_dir(name, data_dir)
     tried = _candidate_dirs(name, data_dir, folder_names)
-    own = tried[:1 + len(folder_names)] if data_dir is not None else []
     for d in tried:
         if d.is_dir() and has_files(d):
-            if own and d not in own:   # the folder the user named is never silently replaced: say so
-                what = "does not exist" if not own[0].exists() else "is not a folder" if not own[0].is_dir() else \
-                    f"holds no complete {name} set"
-                warnings.warn(DataDirWarning(f"--data-dir {own[0]} {what}; using {name} from {d} instead"),
-                              stacklevel=3)
             return d
     looked = ", ".join(str(d) for d in dict.fromkeys(tried))
     raise DatasetError(f"{name} not found (looked in {looked}); {how_to_get}, "
@@ -261,6 +254,8 @@ def _load_idx_set(name: str, data_dir, folder_names: tuple[str, ...], classes: t
             raise DatasetError(f"{name} {split} labels in {yp} fall outside 0..{len(classes) - 1}; "
                                "replace the label file with an intact copy")
 
+    check_idx_identity(name, d, {split: arrays[f"{split}_images"] for split in ("train", "test")})
+
     def labels(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a.astype(np.int64))
 
@@ -268,6 +263,32 @@ def _load_idx_set(name: str, data_dir, folder_names: tuple[str, ...], classes: t
     pixels = {split: torch.from_numpy(arrays[f"{split}_images"]).unsqueeze(1) for split in ("train", "test")}
     return Dataset(name, None, labels(arrays["train_labels"]), None, labels(arrays["test_labels"]), classes, str(d),
                    images=pixels)
+
+
+# Mean pixel of each split as a fraction of full scale (255): MNIST's 0.1307 is the normalisation constant of
+# pytorch/examples mnist/main.py (Normalize((0.1307,), (0.3081,))), 0.1325 its test split's; Fashion-MNIST's
+# 0.2860 / 0.2868, the constants quoted for it, are what the Debian dataset-fashion-mnist files give (measured here:
+# 0.28604 / 0.28685).
+IDX_MEAN_PIXEL = {"mnist": {"train": 0.1307, "test": 0.1325}, "fashion-mnist": {"train": 0.2860, "test": 0.2868}}
+IDX_MEAN_BAND = 0.04   # our choice: half the 0.155 gap between the sets would be 0.077; random files lie far from both
+IDX_DISPLAY = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+
+
+def check_idx_identity(name: str, folder: Path, images: dict[str, np.ndarray]) -> None:
+    """Refuse (DatasetError) IDX images that hold the other MNIST-style set: the two share their file names, so a
+    folder of one is found under the other's name. A split whose mean pixel lies within :data:`IDX_MEAN_BAND` of the
+    other set's (:data:`IDX_MEAN_PIXEL`) is the other set; anything else (one's own, synthetic files) passes."""
+    other = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}.get(name)
+    if other is None:
+        return
+    for split, a in images.items():
+        mean = float(np.add.reduce(a.reshape(-1), dtype=np.uint64)) / (255.0 * max(a.size, 1))   # exact; 17 ms for 60,000 images
+        if abs(mean - IDX_MEAN_PIXEL[other][split]) <= IDX_MEAN_BAND:
+            raise DatasetError(
+                f"the IDX files in {folder} seem to hold {IDX_DISPLAY[other]}, not {IDX_DISPLAY[name]}: the {split} "
+                f"images' mean pixel is {mean:.4f} of full scale ({IDX_DISPLAY[other]}: "
+                f"{IDX_MEAN_PIXEL[other][split]:.4f}, {IDX_DISPLAY[name]}: {IDX_MEAN_PIXEL[name][split]:.4f}); point --data-dir "
+                f"or ${ENV_VAR} at the {IDX_DISPLAY[name]} files, or pass --dataset {other}")
 
 
 def load_fashion_mnist(data_dir=None) -> Dataset:
@@ -486,6 +507,7 @@ _CACHE: dict[tuple[str, str | None], Dataset] = {}
 def load(name: str, data_dir=None) -> Dataset:
     """Load a dataset by name (see :func:`dataset_names`); results are cached per process."""
     key = canonical_name(name)
+    datafiles.check_data_dir(key, data_dir)   # a set that takes no files, a folder that is not there: one line
     cache_key = (key, None if data_dir is None else str(data_dir), os.environ.get(ENV_VAR))
     if cache_key not in _CACHE:
         _CACHE[cache_key] = _LOADERS[key](data_dir=data_dir)
