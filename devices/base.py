@@ -50,14 +50,18 @@ def validate_fields(obj: Any) -> None:
         v = getattr(obj, f.name)
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
             raise ConfigError(f"{name}.{f.name} must be a number ({md['unit']}), got {v!r}")
-        bad = not math.isfinite(float(v))
+        unit = "" if md["unit"] == "1" else f" {md['unit']}"
+        if not math.isfinite(float(v)):   # inf and nan: not a bound's fault, whatever the bounds are
+            bounds = _range_text(md)
+            raise ConfigError(f"{name}.{f.name} = {v!r}{unit} is not a finite number: it must be finite"
+                              + ("" if bounds == "finite" else f" and {bounds}"))
+        bad = False
         lo, hi = md.get("lo"), md.get("hi")
         if lo is not None:
             bad |= v <= lo if md.get("lo_open") else v < lo
         if hi is not None:
             bad |= v > hi
         if bad:
-            unit = "" if md["unit"] == "1" else f" {md['unit']}"
             raise ConfigError(f"{name}.{f.name} = {v!r}{unit} is out of range: it must be {_range_text(md)}")
 
 
