@@ -26,11 +26,17 @@ from cimsim.provenance import tag_model
 from cimsim.workloads import datasets, train, zoo
 
 
-def load_model_and_data(model_name: str, dataset: str, data_dir=None, checkpoint=None, arch=None, overrides=None):
+def load_model_and_data(model_name: str | None, dataset: str, data_dir=None, checkpoint=None, arch=None,
+                        overrides=None):
     """The trained network and its dataset, checked against each other: (model, metadata, data, path).
+
+    ``model_name``: the model a ``checkpoint`` must hold (one of another model is refused), or None to take the
+    checkpoint's own; without ``checkpoint``, the model whose checkpoint is looked for (then required).
 
     For an architecture with learned partial-sum scale factors (``arch.learned_column_scales``, e.g. hcim) the default
     checkpoint is the network fine-tuned for it by ``cimsim finetune`` (:mod:`cimsim.mappers.qat`)."""
+    if model_name is None and not checkpoint:
+        raise ConfigError("name a model or a checkpoint: pass --model or --checkpoint")
     data = datasets.load(dataset, data_dir=data_dir)
     if arch is not None and arch.learned_column_scales:
         cfg = qat.PSQConfig.from_arch(arch)
@@ -61,6 +67,9 @@ def load_model_and_data(model_name: str, dataset: str, data_dir=None, checkpoint
     if missing:
         raise CheckpointError(f"checkpoint {ckpt} records no {' or '.join(missing)} in its metadata; re-create it "
                               "with 'cimsim train' or 'cimsim finetune'")
+    if model_name is not None and meta.get("model") != zoo.canonical_name(model_name):
+        raise ConfigError(f"checkpoint {ckpt} holds {meta.get('model')}, not {zoo.canonical_name(model_name)}: "
+                          f"pass --model {meta.get('model')} (or leave --model out) or another --checkpoint")
     if meta["dataset"] != data.name:
         raise ConfigError(f"checkpoint {ckpt} was trained on {meta['dataset']}, not {data.name}: "
                           f"pass --dataset {meta['dataset']} or another --checkpoint")

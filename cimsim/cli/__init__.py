@@ -16,7 +16,8 @@ import warnings
 from importlib import import_module
 
 from cimsim._version import __version__
-from cimsim.cli.common import EXIT_USER_ERROR, GuardedStdout, Parser, StdoutError, UsageError, out_of_memory
+from cimsim.cli.common import (EXIT_USER_ERROR, GuardedStdout, Parser, StdoutError, UsageError, out_of_memory,
+                               resolve_model)
 from cimsim.engine_threads import cpu_product
 from cimsim.errors import CimsimError
 
@@ -83,6 +84,7 @@ def _main(argv: list[str] | None) -> int:
             raise UsageError("cimsim archs: error: 'show' needs an architecture name, e.g. 'cimsim archs show digital'")
         if args.command == "archs" and args.action is None and args.name:
             raise UsageError(f"cimsim archs: error: unexpected {args.name!r}; did you mean 'cimsim archs show {args.name}'?")
+        resolve_model(args)   # --model left out: the default, or a --checkpoint's own model
         cpu_product()   # a bad $CIMSIM_CPU_PRODUCT is refused before any work, not when the engine first reads it
         status = int(args.func(args) or 0)
         sys.stdout.flush()   # a refusal of what is still buffered is this command's too (StdoutError)

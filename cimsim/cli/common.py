@@ -150,17 +150,40 @@ def key_value(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+# the model of a run that names none (our choice since the first release: the smallest shipped convolutional network,
+# the README's examples)
+DEFAULT_MODEL = "lenet5"
+
+
 def data_options(sp) -> None:
-    """--model, --dataset, --data-dir, --limit and --json, as the network-running subcommands take them."""
+    """--model, --dataset, --data-dir, --limit and --json, as the network-running subcommands take them. --model left
+    out is :data:`DEFAULT_MODEL`, or a --checkpoint's own model (:func:`resolve_model`, :func:`model_to_check`)."""
     from cimsim.cli.names import DATASETS, EVENT_DATASETS, MODELS   # the registries' names (tests/test_cli_names.py)
 
-    sp.add_argument("--model", default="lenet5",
-                    help=f"zoo model: {', '.join(MODELS)} (spiking: the snn_ ones; default lenet5)")
+    sp.add_argument("--model", default=None,
+                    help=f"zoo model: {', '.join(MODELS)} (spiking: the snn_ ones; default {DEFAULT_MODEL}, or with "
+                         "--checkpoint the checkpoint's own)")
+    sp.set_defaults(model_given=None)   # set by resolve_model
     sp.add_argument("--dataset", default="fashion-mnist",
                     help=f"{', '.join(DATASETS)} (event data: {', '.join(EVENT_DATASETS)}; default fashion-mnist)")
     sp.add_argument("--data-dir", help="directory with the dataset files (overrides $CIMSIM_DATA)")
     sp.add_argument("--limit", type=positive_int, metavar="N", help="use only the first N examples")
     sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+
+def resolve_model(args) -> None:
+    """For a subcommand with :func:`data_options`: ``args.model_given`` records whether --model was given, and a
+    --model left out becomes :data:`DEFAULT_MODEL`."""
+    if "model_given" in vars(args) and args.model_given is None:
+        args.model_given = args.model is not None
+        if args.model is None:
+            args.model = DEFAULT_MODEL
+
+
+def model_to_check(args) -> str | None:
+    """The model a --checkpoint must hold: --model where given, None where it was left out (the checkpoint's own
+    is used); without --checkpoint, the model to find a checkpoint for."""
+    return args.model if args.model_given or not getattr(args, "checkpoint", None) else None
 
 
 def check_writable_folder(folder: Path, option: str) -> None:

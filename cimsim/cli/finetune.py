@@ -7,8 +7,8 @@ from pathlib import Path
 
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import (add_command, batch_size, data_options, emit_json, fraction, key_value, nonneg_float,
-                               nonneg_int, positive_float, positive_int, require_device)
+from cimsim.cli.common import (add_command, batch_size, data_options, emit_json, fraction, key_value, model_to_check,
+                               nonneg_float, nonneg_int, positive_float, positive_int, require_device)
 from cimsim.cli.saving import checkpoint_out, save_after_summary
 
 
@@ -69,7 +69,7 @@ def run(args) -> int:
     if args.checkpoint and networks.is_psq_checkpoint(args.checkpoint):
         raise ConfigError(f"--checkpoint {args.checkpoint} is a PSQ fine-tuned network; --checkpoint names the float "
                           "network to start from (and distil from): pass a PSQ network to continue from as --init")
-    model, meta, data, ckpt = load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
+    model, meta, data, ckpt = load_model_and_data(model_to_check(args), args.dataset, args.data_dir, args.checkpoint)
     cfg = qat.PSQConfig.from_arch(spec)
     init, init_meta = None, None
     if args.init:
@@ -154,7 +154,7 @@ def finetune_snn(args, spec, overrides: dict) -> int:
     refuse_stage_share(args, snn_qat.SnnFinetuneRecipe.schedule)
     out = checkpoint_out(args)   # before any work: never another kind of file, never an input
     require_device(args.device)
-    model, meta, data, ckpt = networks.load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
+    model, meta, data, ckpt = networks.load_model_and_data(model_to_check(args), args.dataset, args.data_dir, args.checkpoint)
     cfg = snn_qat.SAConfig.from_arch(spec)
     recipe = snn_qat.SnnFinetuneRecipe(**{k: v for k, v in (("epochs", args.epochs), ("lr", args.lr),
                                                              ("batch_size", args.batch_size), ("noise_frac", args.noise),
@@ -219,7 +219,7 @@ def run_admm(args) -> int:
         raise ConfigError(f"ADMM prunes crossbar blocks: {spec.name!r} has no crossbars")
     out = checkpoint_out(args)   # before any work: never another kind of file, never an input
     require_device(args.device)
-    model, meta, data, ckpt = load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
+    model, meta, data, ckpt = load_model_and_data(model_to_check(args), args.dataset, args.data_dir, args.checkpoint)
     cfg = admm.ADMMConfig.from_arch(spec, args.compression)
     recipe = admm.ADMMRecipe(**{k: v for k, v in (("admm_epochs", args.epochs), ("retrain_epochs", args.epochs),
                                                   ("lr", args.lr), ("batch_size", args.batch_size)) if v is not None})

@@ -9,8 +9,8 @@ from cimsim import datafiles, outkind
 from cimsim.errors import ConfigError
 from cimsim.cli import names
 from cimsim.cli.common import (BATCH_HELP, add_command, batch_for, batch_size, calibration_size, data_options,
-                               emit_json, key_value, nonneg_int, output_path, positive_int, require_device,
-                               show_then_write)
+                               emit_json, key_value, model_to_check, nonneg_int, output_path, positive_int,
+                               require_device, show_then_write)
 
 
 def run(args) -> int:
@@ -45,7 +45,7 @@ def _run(args) -> int:
     from cimsim.mappers import evaluate
     from cimsim.networks import load_model_and_data, reference_kwargs
 
-    model, meta, data, ckpt = load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint,
+    model, meta, data, ckpt = load_model_and_data(model_to_check(args), args.dataset, args.data_dir, args.checkpoint,
                                                   arch=spec, overrides=dict(args.set or []))
     if args.time_steps is not None:
         from cimsim.workloads.snn_zoo import with_time_steps

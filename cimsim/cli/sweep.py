@@ -10,7 +10,7 @@ from cimsim.errors import ConfigError
 from cimsim.fileio import OutputError
 from cimsim.cli import names
 from cimsim.cli.common import (BATCH_HELP, add_command, batch_for, batch_size, calibration_size, data_options,
-                               key_value, output_path, positive_int, require_device, strict_json)
+                               key_value, model_to_check, output_path, positive_int, require_device, strict_json)
 
 
 def run(args) -> int:
@@ -32,7 +32,8 @@ def run(args) -> int:
     require_device(args.device)
     if args.scheduler:
         sweep.require_dask()  # before loading anything
-    model, meta, data, ckpt = sweep.load_model_and_data(args.model, args.dataset, args.data_dir, args.checkpoint)
+    model, meta, data, ckpt = sweep.load_model_and_data(model_to_check(args), args.dataset, args.data_dir,
+                                                        args.checkpoint)
     sweep.missing_fine_tunes(points, meta["model"], data.name, overrides)   # before the first point, not at hcim's
     batch = batch_for("sweep", args.batch_size, model, data.input_shape, args.device)
     settings = sweep.Settings(
