@@ -36,7 +36,7 @@ from cimsim.metrics import batch_score, batch_score_sum, endpoint_error, is_flow
 from cimsim.progress import progress as progress_bar
 from cimsim.provenance import CheckpointInfo, tag_model
 from cimsim.workloads import datasets as ds_mod
-from cimsim.workloads import zoo
+from cimsim.workloads import snn_zoo, zoo
 
 augment = augment_mod.augment   # train.augment: the trainers use it from here too
 
@@ -193,6 +193,11 @@ def train(model_name: str, dataset: str | ds_mod.Dataset, epochs: int | None = N
             raise ConfigError(f"limit must be a positive number of examples, got {limit}")
         x_train, y_train = x_train[:limit], y_train[:limit]
 
+    flow_net = name == "snn_flownet"
+    if name in snn_zoo.EVENT_MODELS and flow_net != (data.task == "flow"):   # build_for sees shapes, not targets
+        raise ConfigError(f"{name} {'regresses optical flow' if flow_net else 'classifies'}, and {data.name} "
+                          f"{'holds class labels' if flow_net else 'holds flow targets'}: use --model "
+                          f"{'snn_dvsnet' if flow_net else 'snn_flownet'}")
     torch.manual_seed(seed)
     model = zoo.build_for(name, data.input_shape, data.num_classes).to(dev)
     init_meta = None
@@ -493,19 +498,53 @@ def warn_if_shadowing(path: str | os.PathLike) -> None:
         warnings.warn(note, CheckpointShadowWarning, stacklevel=3)
 
 
+# The zoo models that take a dataset's examples, by the dataset's name (zoo.build_for's rules, written out so that a hint
+# needs no data loaded): Iris's 4 features and the 8x8 digits take only the MLP (the convolutional models take 28 or 32
+# pixels); event frames take the event networks, DVSNet the labelled sets, the flow network the flow sets. Any other
+# set (28x28 or 32x32 images) takes every model but the event networks.
+ONLY_MODELS = {"iris": ("mlp",), "digits": ("mlp",), "nmnist-fashion": ("snn_dvsnet",), "gesture-synth": ("snn_dvsnet",),
+               "dvs-gesture": ("snn_dvsnet",), "flow-synth": ("snn_flownet",), "mvsec": ("snn_flownet",)}
+DATA_KIND = {"iris": "tabular data, 4 features", "digits": "8x8 images", "flow-synth": "event frames with flow targets",
+             "mvsec": "event frames with flow targets"}
+
+
+def models_for(dataset: str) -> tuple[str, ...]:
+    """The zoo models that take ``dataset``'s examples (:data:`ONLY_MODELS`), lenet5 first where it is one."""
+    key = ds_mod.canonical_name(dataset)
+    if key in ONLY_MODELS:
+        return ONLY_MODELS[key]
+    rest = [m for m in zoo.model_names() if m not in snn_zoo.EVENT_MODELS]
+    return tuple(sorted(rest, key=lambda m: m != "lenet5"))
+
+
+def data_kind(dataset: str) -> str:
+    key = ds_mod.canonical_name(dataset)
+    return DATA_KIND.get(key) or ("event frames" if key in ONLY_MODELS else "images")
+
+
 def find_checkpoint(model: str, dataset: str) -> Path:
     """The checkpoint for (model, dataset): the user's directory first, then the shipped ones. A user checkpoint
-    that shadows a shipped one is announced with a :class:`CheckpointShadowWarning`."""
+    that shadows a shipped one is announced with a :class:`CheckpointShadowWarning`. Without one, the error names a
+    command that makes one: for a model that does not take the dataset's examples, with a model that does."""
     name = checkpoint_name(model, dataset)
     for d in (user_dir(), SHIPPED_DIR):
         if (d / name).is_file():
             warn_if_shadowing(d / name)
             return d / name
     shipped = sorted(p.stem for p in SHIPPED_DIR.glob("*.pt"))
+    model, dataset = zoo.canonical_name(model), ds_mod.canonical_name(dataset)
+    fits = models_for(dataset)
+    if model in fits:
+        fix = f"make one with 'cimsim train --model {model} --dataset {dataset}'"
+    else:
+        alt = fits[0]
+        have = any((d / checkpoint_name(alt, dataset)).is_file() for d in (user_dir(), SHIPPED_DIR))
+        fix = (f"{model} does not take the {data_kind(dataset)} of {dataset} ({', '.join(fits)} "
+               f"{'does' if len(fits) == 1 else 'do'}): "
+               + (f"pass --model {alt}" if have else
+                  f"make a checkpoint with 'cimsim train --model {alt} --dataset {dataset}', then pass --model {alt}"))
     raise CheckpointError(
-        f"no trained checkpoint for {zoo.canonical_name(model)} on {ds_mod.canonical_name(dataset)} "
-        f"(shipped: {', '.join(shipped) or 'none'}); make one with 'cimsim train --model "
-        f"{zoo.canonical_name(model)} --dataset {ds_mod.canonical_name(dataset)}'")
+        f"no trained checkpoint for {model} on {dataset} (shipped: {', '.join(shipped) or 'none'}); {fix}")
 
 
 def shipped_checkpoints() -> list[dict]:
