@@ -18,6 +18,7 @@ from cimsim.fileio import check_output_path, reading, save_figure
 from cimsim.report import FORMAT as REPORT_FORMAT, Report, ReportFileError, fmt_si, si_prefix
 from cimsim import sweepfile
 from cimsim.plots_sweep import plot_sweep, si_formatter, sweep_figure, tradeoff_figure  # noqa: F401 (the figures' home)
+from cimsim.plots_components import COMPONENT_COLORS, component_colors, stacked_components  # noqa: F401 (idem)
 
 # the image types matplotlib's Agg backend writes (FigureCanvasBase.get_supported_filetypes)
 IMAGE_TYPES = (".png", ".pdf", ".svg", ".svgz", ".eps", ".ps", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".pgf",
@@ -117,7 +118,8 @@ def report_figure(report: Report):
 
         values = [v for _, v in comps]
         cpos = list(range(len(comps)))
-        cax.barh(cpos, values, color="tab:green")
+        colors = component_colors([k for k, _ in comps])   # each component in its colour of every figure
+        cax.barh(cpos, values, color=[colors[k] for k, _ in comps])
         cax.set_yticks(cpos, [k for k, _ in comps], fontsize=8)
         cax.set_ylim(len(comps) - 0.5, -0.5)
         cax.set_xscale("log")

@@ -71,3 +71,13 @@ def test_the_component_chart_is_readable_when_the_adc_dominates():
 def test_plot_report_writes_a_png(tmp_path):
     out = plot_report(make(), tmp_path / "r.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_components_keep_one_distinct_colour_in_every_figure():
+    from cimsim.plots_components import COMPONENT_COLORS, component_colors
+
+    assert len(set(COMPONENT_COLORS.values())) == len(COMPONENT_COLORS)
+    names = sorted(COMPONENT_COLORS) + ["leakage", "something_new"]
+    colors = component_colors(names)
+    assert len(set(colors.values())) == len(names)                      # no two share a colour
+    assert component_colors(["router", "adc"]) == {"router": COMPONENT_COLORS["router"], "adc": COMPONENT_COLORS["adc"]}
