@@ -32,6 +32,35 @@ def si_formatter(unit: str):
     from cimsim.report import fmt_si
 
     return matplotlib.ticker.FuncFormatter(lambda v, pos: fmt_si(v, unit))
+
+
+def log_axis(axis, values, unit: str | None = None) -> None:
+    """Put ``axis`` (ax.xaxis or ax.yaxis) on a log scale with labelled ticks, whatever the span of ``values``:
+    across a decade or more, the decades (and, below two decades, 2x and 5x between them) are labelled; within a
+    decade, where a log axis has one labelled tick or none, 1, 2, 3, 5 and 7 times the decades are (round
+    values such as 150, 200, 250 nJ within a factor of three). Labels carry SI prefixes when ``unit`` is given,
+    else plain numbers."""
+    import matplotlib.ticker as mt
+
+    class _Positive(mt.MaxNLocator):     # round linear steps, none at or below zero (no place on a log axis)
+        def tick_values(self, vmin, vmax):
+            return [v for v in super().tick_values(vmin, vmax) if v > 0]
+
+    (axis.axes.set_xscale if axis is axis.axes.xaxis else axis.axes.set_yscale)("log")
+    fmt = (lambda: si_formatter(unit)) if unit else (lambda: mt.FormatStrFormatter("%g"))
+    positive = [v for v in values if v is not None and v > 0]
+    span = max(positive) / min(positive) if positive else LOG_SPAN
+    if span < 3:
+        axis.set_major_locator(_Positive(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+        axis.set_minor_locator(mt.NullLocator())
+    elif span < LOG_SPAN:
+        axis.set_major_locator(mt.LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0, 7.0)))
+        axis.set_minor_locator(mt.LogLocator(base=10, subs=(4.0, 6.0, 8.0, 9.0)))
+    elif span < LOG_SPAN ** 2:
+        axis.set_major_locator(mt.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_minor_locator(mt.LogLocator(base=10, subs=(3.0, 4.0, 6.0, 7.0, 8.0, 9.0)))
+    axis.set_major_formatter(fmt())
+    axis.set_minor_formatter(mt.NullFormatter())
 # the x axis of an ADMM sweep (cimsim.sweep_admm) may be the target (admm.compression) or the weight compression each
 # point's network reached (weights / non-zero weights, recorded by the sweep)
 REACHED = "weight_compression"
@@ -140,9 +169,8 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
         ax.set_title(f"{ylabel.split(' (')[0]} vs {xlabel.split(' (')[0]}")
         values = [v for r in rows for v in (r[key], r[f"{key}_min"], r[f"{key}_max"]) if v is not None and v > 0]
         if log and values and max(values) >= LOG_SPAN * min(values):
-            ax.set_yscale("log")
-            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        if key in UNITS:
+            log_axis(ax.yaxis, values, UNITS.get(key))
+        elif key in UNITS:
             ax.yaxis.set_major_formatter(si_formatter(UNITS[key]))
         if x in (TARGET, REACHED) and swept and numeric:     # compression doubles from point to point
             ax.set_xscale("log", base=2)
@@ -204,8 +232,6 @@ def tradeoff_figure(results: dict, title: str = ""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import matplotlib.ticker  # noqa: F401 (matplotlib.ticker.NullFormatter below)
-
     rows = sweepfile.aggregate(results)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -221,14 +247,12 @@ def tradeoff_figure(results: dict, title: str = ""):
         front = pareto_front([(cost(r), 100 * r["accuracy"]) for r in rows])
         ax.step([c for c, _ in front], [a for _, a in front], where="post", color="0.2", lw=1.2,
                 label="Pareto front")
-        if label != "chip area (mm^2)":
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-            ax.xaxis.set_major_formatter(si_formatter(label.split("(")[1][:-1]))
+        if label != "chip area (mm^2)":     # labelled ticks even where the points span less than a decade
+            log_axis(ax.xaxis, [cost(r) for r in rows], label.split("(")[1][:-1])
         ax.set_xlabel(label)
         ax.set_ylabel("accuracy (%)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")     # where it hides the fewest points
     axes[0].set_title("accuracy vs energy")
     axes[1].set_title("accuracy vs energy-delay product")
     axes[2].set_title("accuracy vs area")

@@ -140,3 +140,21 @@ def test_cimsim_plot_tradeoff_and_x_options(tmp_path, capsys):
     fake_report(Point("isaac", 4, 0)).to_hdf5(report)
     code, out, err = run_cli(capsys, "plot", report, "--x", "rows")
     assert_one_line_user_error(code, err, "--x, --hue and --kind apply to sweep files")
+
+
+@pytest.mark.parametrize("lo, hi", [(94e-9, 800e-9), (94e-9, 120e-9), (2e-13, 7e-12), (1e-9, 1e-5)])
+def test_log_axes_label_ticks_whatever_the_span(lo, hi):
+    import matplotlib.pyplot as plt
+
+    from cimsim.plots_sweep import log_axis
+
+    fig, ax = plt.subplots()
+    try:
+        ax.plot([lo, hi], [0, 1], "o")
+        log_axis(ax.xaxis, [lo, hi], "J")
+        fig.canvas.draw()
+        labels = [t.get_text() for t in ax.xaxis.get_ticklabels() if t.get_text() and lo <= t.get_position()[0] <= hi]
+        assert ax.get_xscale() == "log" and len(labels) >= 2, labels      # at least two labels within the data
+        assert all(l.endswith("J") for l in labels)
+    finally:
+        plt.close(fig)
