@@ -128,21 +128,30 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
     others = [k for k in varying if k not in (x, hue)]
     swept = [r for r in rows if x in r["params"]]
     flat = [r for r in rows if x not in r["params"]]
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.4))
-    axes = axes.ravel()
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     hues = list(dict.fromkeys(r["arch"] if hue == "arch" else r["params"].get(hue) for r in rows))
-    color = {h: colors[i % len(colors)] for i, h in enumerate(hues)}
+    color = {h: _family(i)[1] for i, h in enumerate(hues)}
     groups: dict[tuple, list[dict]] = {}
     for r in swept:
         h = r["arch"] if hue == "arch" else r["params"].get(hue)
         key = (r["arch"], h, tuple((k, r["params"].get(k)) for k in others))
         groups.setdefault(key, []).append(r)
+    groups = dict(sorted(groups.items(), key=lambda kv: (hues.index(kv[0][1]), str(kv[0][0]),
+                                                          [_order(v) for _, v in kv[0][2]])))
+    per_hue = {h: [g for g in groups if g[1] == h] for h in hues}
+    entries = len(groups) + len(flat) + len({r["arch"] for r in rows})
+    ncol = 1 if entries <= 4 else 2 if entries <= 12 else 3
+    legend_rows = -(-entries // ncol)
+    height = 8.4 + 0.2 * legend_rows
+    fig, axes = plt.subplots(2, 2, figsize=(12, height))
+    axes = axes.ravel()
     numeric = all(isinstance(r["params"][x], (int, float)) for r in swept)
-    markers, line_styles = ("o", "s", "^", "D", "v"), ("-", "--", ":", "-.")
-    index_in_hue: dict = {}       # lines of one colour differ in marker and line style, both (20 distinct pairs)
-    for (arch, h, extra), rs in groups.items():
-        i = index_in_hue[h] = index_in_hue.get(h, -1) + 1
+    markers, line_styles = ("o", "s", "^", "D", "v", "P", "X"), ("-", "--", ":", "-.")
+    # the lines of one hue share a colour family, in shades from light to dark along the other parameters, and
+    # differ in marker and line style too (28 distinct pairs): no two lines look alike
+    for key, rs in groups.items():
+        arch, h, extra = key
+        i, n = per_hue[h].index(key), len(per_hue[h])
+        shade = _family(hues.index(h), i, n)[0] if n > 1 else color[h]
         marker, ls = markers[i % len(markers)], line_styles[i % len(line_styles)]
         rs = sorted(rs, key=lambda r: r["params"][x] if numeric else str(r["params"][x]))
         xs = [r["params"][x] if numeric else str(r["params"][x]) for r in rs]
@@ -151,7 +160,7 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
         for ax, (key, _, scale, _) in zip(axes, metrics):
             y = [scale * r[key] for r in rs]
             err = [[scale * (r[key] - r[f"{key}_min"]) for r in rs], [scale * (r[f"{key}_max"] - r[key]) for r in rs]]
-            ax.errorbar(xs, y, yerr=err, marker=marker, ls=ls, ms=4, capsize=3, color=color[h], label=label)
+            ax.errorbar(xs, y, yerr=err, marker=marker, ls=ls, ms=5, capsize=3, color=shade, label=label)
     none = "no ADC" if x == "adc.bits" else f"no {x}"
     for r in flat:
         h = r["arch"] if hue == "arch" else r["params"].get(hue)
@@ -163,20 +172,22 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
     _references(axes[0], rows, color if hue == "arch" else {}, x if numeric else None)
     xlabel = {"adc.bits": "ADC bits", TARGET: "ADMM target compression (admm.compression)",
               REACHED: "weight compression reached (weights / non-zero weights)"}.get(x, x)
-    for ax, (key, ylabel, _, log) in zip(axes, metrics):
+    for ax, (key, ylabel, scale, log) in zip(axes, metrics):
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(f"{ylabel.split(' (')[0]} vs {xlabel.split(' (')[0]}")
         values = [v for r in rows for v in (r[key], r[f"{key}_min"], r[f"{key}_max"]) if v is not None and v > 0]
         if log and values and max(values) >= LOG_SPAN * min(values):
             log_axis(ax.yaxis, values, UNITS.get(key))
-        elif key in UNITS:
-            ax.yaxis.set_major_formatter(si_formatter(UNITS[key]))
+        else:
+            if key != "accuracy" and values:     # a cost on a linear axis from zero: heights, not offsets, compare
+                ax.set_ylim(0, 1.06 * scale * max(values))
+            if key in UNITS:
+                ax.yaxis.set_major_formatter(si_formatter(UNITS[key]))
         if x in (TARGET, REACHED) and swept and numeric:     # compression doubles from point to point
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="best", fontsize=7)
     if x == "adc.bits" and swept:
         bits = sorted({r["params"][x] for r in swept})
         for ax in axes:
@@ -185,8 +196,36 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
     seeds = max((r["seeds"] for r in rows), default=0)
     note = f" (mean of {seeds} seeds, bars: min-max)" if seeds > 1 else ""
     fig.suptitle((title + note).strip())
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    # one legend for the four panels, below them, where it hides no data
+    seen: dict = {}
+    for ax in axes:
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(text, handle)
+    below = (0.25 + 0.2 * legend_rows) / height
+    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, below, 1, 1 - 0.35 / height))
     return fig
+
+
+# colour families of the hues (the architectures): (colormap of the shades, colour of a lone line)
+FAMILIES = (("Blues", "tab:blue"), ("Oranges", "tab:orange"), ("Greens", "tab:green"), ("Reds", "tab:red"),
+            ("Purples", "tab:purple"), ("Greys", "tab:gray"))
+
+
+def _family(index: int, i: int = 0, n: int = 1) -> tuple:
+    """Shade ``i`` of ``n`` (light to dark) of the ``index``-th hue's colour family, and the family's own colour."""
+    import matplotlib
+
+    cmap, base = FAMILIES[index % len(FAMILIES)]
+    if index >= len(FAMILIES):      # more hues than families: matplotlib's cycle, one shade (markers tell apart)
+        base = f"C{index % 10}"
+        return base, base
+    return matplotlib.colormaps[cmap](0.45 + 0.5 * i / max(n - 1, 1)), base
+
+
+def _order(value):
+    """Sort key of a parameter value: numbers by value, before anything else by its text."""
+    return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
 
 
 def _references(ax, rows: list[dict], color: dict, x: str | None = None) -> None:

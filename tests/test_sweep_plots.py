@@ -107,6 +107,16 @@ def test_plot_against_any_swept_parameter_with_lines_per_other_value():
         x, y = lines["isaac (8-bit weights and inputs), adc.bits=8"].lines[0].get_data()
         assert list(x) == [32, 64, 128] and list(y) == pytest.approx([0.32, 0.64, 1.28])
         assert any(l.get_label() == "digital (no rows)" for l in ax_acc.get_lines())
+        # the two series of one architecture differ in shade, line style and marker
+        looks = [(str(c.lines[0].get_color()), c.lines[0].get_linestyle(), c.lines[0].get_marker())
+                 for c in ax_area.containers]
+        assert all(len({look[k] for look in looks}) == len(looks) for k in range(3)), looks
+        # one legend, below the panels (none over the data); a chip's area from zero
+        assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+        fig.canvas.draw()
+        legend_top = fig.legends[0].get_window_extent().y1
+        assert all(legend_top <= ax.get_tightbbox().y0 + 1 for ax in fig.axes)
+        assert ax_area.get_ylim()[0] == 0 and ax_lat.get_ylim()[0] == 0
     finally:
         plt.close(fig)
     fig = sweep_figure(results, x="rows", hue="adc.bits")
