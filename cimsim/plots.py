@@ -214,8 +214,9 @@ def plot_file(path: str | Path, output: str | Path | None = None, *, x: str | No
     if not path.is_file():
         raise ReportFileError(f"{path} does not exist or is not a regular file; give a file written by "
                               "'cimsim run --out', 'cimsim sweep --out' or 'cimsim onchip --out'")
-    out = check_output_path(output if output is not None else path.with_suffix(".png"), "-o",
-                            extensions=IMAGE_TYPES)   # before reading: a device, folder or unknown type is refused
+    # before reading: a device, a folder (answered with a .png name) or an unknown image type is refused
+    out = check_output_path(output if output is not None else path.with_suffix(".png"), "-o", extensions=IMAGE_TYPES,
+                            example=path.with_suffix(".png").name)
     fmt = _file_format(path)
     if fmt != sweepfile.FORMAT and (x or hue or kind):
         raise CimsimError(f"--x, --hue and --kind apply to sweep files; {path} is not one")

@@ -99,15 +99,13 @@ def converter_figure(kind: str = "sar-adc"):
     return fig
 
 
-def check_output(output: str | Path) -> Path:
-    """Fail before drawing when the image cannot be written there."""
-    out = Path(output)
-    if out.suffix.lower() not in FORMATS:
-        raise ConfigError(f"-o {out}: the image format comes from the suffix; use one of {', '.join(FORMATS)}")
-    folder = out.resolve().parent
-    if not folder.is_dir():
-        raise ConfigError(f"folder {folder} for -o does not exist; create it or choose another -o")
-    return out
+def check_output(output: str | Path, example: str = "adc.png") -> Path:
+    """Fail before drawing when the image cannot be written there: the checks of every cimsim output path
+    (:func:`cimsim.fileio.check_output_path`: not a folder or device, an existing writable folder) and an image
+    suffix of :data:`FORMATS`."""
+    from cimsim.fileio import check_output_path
+
+    return check_output_path(output, "-o", extensions=FORMATS, example=example)
 
 
 def plot_converter(kind: str, output: str | Path) -> Path:

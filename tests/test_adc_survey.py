@@ -141,13 +141,24 @@ def test_cli_plot(capsys, tmp_path):
 @pytest.mark.parametrize("argv,needles", [
     (["devices", "plot", "reram"], ["draws sar-adc, flash-adc", "'reram'"]),
     (["devices", "plot", "sar-adc", "-o", "/no/such/folder/a.png"], ["/no/such/folder", "does not exist"]),
-    (["devices", "plot", "sar-adc", "-o", "adc.txt"], ["suffix", ".png"]),
+    (["devices", "plot", "sar-adc", "-o", "adc.txt"], ["unknown image type '.txt'", ".png"]),
+    (["devices", "plot", "sar-adc", "-o", "/dev/full"], ["/dev/full is a character device"]),
     (["devices", "plot", "sar-adc", "--bits", "4"], ["drop --bits"]),
     (["devices", "show", "sar-adc", "-o", "a.png"], ["applies to 'cimsim devices plot"]),
 ])
 def test_cli_plot_user_errors(capsys, argv, needles):
     code, out, err = run_cli(capsys, *argv)
     assert_one_line_user_error(code, err, *needles)
+
+
+@pytest.mark.parametrize("name", ["dir.png", "outdir"])
+def test_cli_plot_refuses_a_folder_and_names_a_file_for_it(capsys, tmp_path, name):
+    """A folder as -o, even one named like an image, is answered with a file name in it: no traceback."""
+    folder = tmp_path / name
+    folder.mkdir()
+    code, out, err = run_cli(capsys, "devices", "plot", "flash-adc", "-o", folder)
+    assert_one_line_user_error(code, err, f"-o {folder} is a folder; give a file name such as {folder / 'flash-adc.png'}")
+    assert list(folder.iterdir()) == []
 
 
 def _xlsx(path, sheets):

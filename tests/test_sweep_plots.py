@@ -144,6 +144,10 @@ def test_cimsim_plot_tradeoff_and_x_options(tmp_path, capsys):
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     code, out, err = run_cli(capsys, "plot", path, "--x", "adc_bits", "-o", tmp_path / "x.png")
     assert code == 0, err
+    (tmp_path / "figs").mkdir()
+    code, out, err = run_cli(capsys, "plot", path, "-o", tmp_path / "figs")     # a folder: a .png name in it
+    assert_one_line_user_error(code, err, f"-o {tmp_path / 'figs'} is a folder; give a file name such as "
+                                          f"{tmp_path / 'figs' / 's.png'}")
     code, out, err = run_cli(capsys, "plot", path, "--x", "rows", "-o", tmp_path / "bad.png")
     assert_one_line_user_error(code, err, "--x rows: the sweep varies adc.bits")
     report = tmp_path / "r.h5"

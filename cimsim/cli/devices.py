@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cimsim.errors import ConfigError
-from cimsim.cli.common import add_command, check_writable_folder, emit_json, key_value, positive_int
+from cimsim.cli.common import add_command, emit_json, key_value, positive_int
 
 
 def run(args) -> int:
@@ -56,8 +56,7 @@ def plot(args) -> int:
     if args.bits is not None or args.sample_rate is not None or args.node is not None or args.set:
         raise ConfigError("'devices plot' draws fixed bits, sample rates and nodes; drop --bits, --sample-rate, "
                           "--node and --set")
-    out = check_output(args.output or Path(f"{args.name}.png"))
-    check_writable_folder(out.resolve().parent, "-o")
+    out = check_output(args.output or Path(f"{args.name}.png"), example=f"{args.name}.png")
     out = plot_converter(args.name, out)
     if args.json:
         emit_json({"figure": str(out)})
