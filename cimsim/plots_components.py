@@ -17,11 +17,11 @@ COMPONENT_COLORS = {
     "edram": "#2ca02c", "register": "#98df8a", "bus": "#9467bd", "router": "#c5b0d5",
     "shift_add": "#ff7f0e", "tile_shift_add": "#ffbb78", "activation": "#17becf", "pooling": "#9edae5",
     "dcim": "#e377c2", "accumulator": "#c49c94", "buffer": "#dbdb8d", "alu": "#bcbd22",
-    "mac_array": "#393b79", "weight_sram": "#637939", "act_sram": "#b5cf6b", "digital_mul": "#e7ba52",
+    "mac_array": "#393b79", "weight_sram": "#637939", "act_sram": "#9c9ede", "digital_mul": "#e7ba52",
     "hyper_transport": "#7b4173", "lif": "#ce6dbd", "nns_a": "#8ca252",
 }
 # for components outside the table: colours none of the table's uses
-SPARE_COLORS = ("#7f7f7f", "#c7c7c7", "#5254a3", "#9c9ede", "#8c6d31", "#bd9e39", "#ad494a", "#e7969c",
+SPARE_COLORS = ("#7f7f7f", "#c7c7c7", "#5254a3", "#b5cf6b", "#8c6d31", "#bd9e39", "#ad494a", "#e7969c",
                 "#a55194", "#de9ed6", "#000000", "#cedb9c")
 
 

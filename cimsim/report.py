@@ -281,6 +281,13 @@ class Report:
             lines += _grid(["component", "energy", "share", *(["macro"] if macro else [])], rows)
         return "\n".join(lines)
 
+    @property
+    def layer_components(self) -> dict[str, dict[str, float]]:
+        """Energy per inference of each layer by component (J: ``{layer: {component: J}}``, layers in the order of
+        :attr:`layers`), as recorded when the report was costed; empty for a report written by an older cimsim."""
+        recorded = self.config.get("energy_per_layer_component") or {}
+        return {r["name"]: dict(recorded.get(r["name"], {})) for r in self.layers if r["name"] in recorded}
+
     # ------------------------------------------------------------------ macro and chip level
     @property
     def macro_components(self) -> list[str]:
@@ -370,7 +377,8 @@ def cost_report(arch, ledger, plans: dict, kinds: dict) -> Report:
         layers.append(row)
     cfg = {"mapped_layers": {n: p.to_dict() for n, p in plans.items()}, "layer_kinds": dict(kinds),
            "events_per_inference": ledger.totals(), "ledger": ledger.to_dict(),
-           "leakage_j": cost.leakage_per_component, "macro_components": sorted(arch.macro_kinds()), **cost.config}
+           "leakage_j": cost.leakage_per_component, "macro_components": sorted(arch.macro_kinds()),
+           "energy_per_layer_component": cost.energy_per_layer_component, **cost.config}
     return Report(accuracy=0.0, digital_accuracy=0.0, energy_j=sum(r["energy_j"] for r in layers),
                   latency_s=sum(r["latency_s"] for r in layers), throughput_inf_per_s=cost.throughput_inf_per_s,
                   area_m2=cost.area_m2, layers=layers, components=cost.energy_per_component, config=cfg)

@@ -95,3 +95,17 @@ def test_a_recost_keeps_the_runs_accuracy_and_says_what_it_re_costed(data):
     assert again.config["arch_params"]["node_nm"] == 65
     assert again.config["recost_of"]["arch_params"]["node_nm"] == 32
     assert np.isclose(again.config["seed"], 3)
+
+
+def test_a_report_keeps_each_layers_energy_by_component(data, tmp_path):
+    """Report.layer_components (quickstart's per-layer figure) adds up to the layers' and components' totals,
+    and survives the HDF5 file."""
+    report = _run(cimsim.arch.get("isaac", adc_bits=6), data)
+    per_layer = report.layer_components
+    assert list(per_layer) == [r["name"] for r in report.layers if r["name"] in per_layer] and per_layer
+    for row in report.layers:
+        assert sum(per_layer.get(row["name"], {}).values()) == pytest.approx(row["energy_j"], rel=1e-12, abs=1e-30)
+    for comp, joules in report.components.items():
+        assert sum(c.get(comp, 0.0) for c in per_layer.values()) == pytest.approx(joules, rel=1e-12)
+    report.to_hdf5(tmp_path / "r.h5")
+    assert Report.from_hdf5(tmp_path / "r.h5").layer_components == per_layer
