@@ -111,3 +111,19 @@ def test_a_network_larger_than_one_chip_runs_on_the_same_number_of_chips_everywh
     assert {r["chips"] for r in json.loads(out)["architectures"].values()} == {1}
     code, out, err = run_cli(capsys, "compare", "--model", "mlp", "--input-shape", "1,8,8", "--chips", "0")
     assert_one_line_user_error(code, err, "--chips '0': give 'auto' or a positive whole number of chips")
+
+
+@pytest.mark.parametrize("argv,needles", [
+    (["--arch", "isaac,hcim", "--model", "lenet5", "--input-shape", "1,28,28"], ["hcim maps packed tiles or per-column", "--simulate"]),
+    (["--arch", "sme,adcless-snn", "--model", "lenet5", "--input-shape", "1,28,28"], ["sme, adcless-snn map packed", "leave them out"]),
+    (["--arch", "isaac", "--set", "node_nm=65"], ["--set node_nm and --node 32.0 both set it"]),
+    (["--arch", "isaac", "--set", "weight_bits=4"], ["--set weight_bits and --precision 8 both set it"]),
+])
+def test_settings_compare_cannot_honour_are_refused_before_any_work(capsys, monkeypatch, argv, needles):
+    """Cost-only counting cannot stand for packed tiles or per-column scales (it failed after the first
+    architecture's run, naming an internal option); a --set the common --precision / --node would overwrite in the
+    header and the JSON is refused. Both before anything loads."""
+    from cimsim import networks
+    monkeypatch.setattr(networks, "load_model_and_data", lambda *a, **k: pytest.fail("loaded before refusing"))
+    code, out, err = run_cli(capsys, "compare", *argv)
+    assert_one_line_user_error(code, err, *needles)

@@ -86,6 +86,20 @@ def build_archs(arch_names: list[str], precision: str, node: str, sets: dict, eq
     return archs
 
 
+def countable(arch) -> bool:
+    """Whether cost-only counting (:class:`cimsim.crossbar_count.CountingCrossbar`) can stand for ``arch``'s tiles:
+    plain crossbars, no packed layout (SME) and no per-column scales (HCiM's learned ones, sense amps' calibrated
+    ones), as the mapper's ``backend='count'`` requires. Architectures without crossbars are counted as they are."""
+    from cimsim.readouts import readout_op
+
+    if not arch.maps_to_crossbars:
+        return True
+    spec = arch.crossbar_spec()
+    scales = readout_op(spec.readout).decides and not spec.pair_readout
+    return (arch.weight_layout() is None and not arch.learned_column_scales and not arch.learned_sense_amp_scales
+            and not scales)
+
+
 def parse_chips(text: str) -> int | None:
     """``--chips``: 'auto' (None) or a positive whole number."""
     t = str(text).strip().lower()
@@ -234,7 +248,20 @@ def run(args) -> int:
     if args.simulate and shape is None:
         raise ConfigError("--simulate goes with --input-shape (cost-only mode); runs with accuracy always simulate")
     equal_area = args.equal_area.strip().lower() if args.equal_area else None
-    build_archs(arch_names, args.precision, args.node, dict(args.set or []), equal_area)   # refuse before loading
+    for key, option, value in (("weight_bits", "--precision", args.precision), ("input_bits", "--precision",
+                                                                              args.precision),
+                               ("node_nm", "--node", args.node)):
+        if value != "own" and key in dict(args.set or []):   # the header and the JSON would name the other value
+            raise ConfigError(f"--set {key} and {option} {value} both set it: give {option} (every architecture), "
+                              f"or {option} own with --set {key}")
+    archs = build_archs(arch_names, args.precision, args.node, dict(args.set or []), equal_area)   # before loading
+    if shape is not None and not args.simulate:
+        uncounted = [n for n, a in archs.items() if not countable(a)]
+        if uncounted:
+            raise ConfigError(f"cost-only counting takes plain crossbar tiles, and {', '.join(uncounted)} "
+                              f"map{'s' * (len(uncounted) == 1)} packed tiles or per-column scales: add --simulate "
+                              "(the engine programs every cell; slower) or leave "
+                              f"{'it' if len(uncounted) == 1 else 'them'} out")
     if shape is None:
         from cimsim.networks import load_model_and_data
 
