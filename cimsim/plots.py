@@ -60,8 +60,6 @@ def report_figure(report: Report):
     mapped layer's output error against its exact integer product (and, where the run counted them, the share of
     ADC conversions that clipped), and energy by component on a log scale with each component's share written
     beside its bar, so that small components stay readable beside a dominant ADC. Returns the Figure."""
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = report.layers
@@ -152,8 +150,6 @@ def plot_report(report: Report, output: str | Path) -> Path:
 def plot_onchip(path: str | Path, output: str | Path) -> Path:
     """Learning curves of an on-chip run file: accuracy per epoch (hardware and float) and energy."""
     import h5py
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     import numpy as np

@@ -29,9 +29,6 @@ def _curve(cls, bits, **kw):
 
 def converter_figure(kind: str = "sar-adc"):
     """The figure of a converter model against the survey's frontiers (see the module docstring)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     if kind not in PLOTTABLE:

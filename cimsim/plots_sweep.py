@@ -101,8 +101,6 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
     varying parameters. An architecture without ``x`` is a labelled horizontal
     line; the floating-point reference a dashed line (one per architecture when they differ). Returns the
     matplotlib Figure."""
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
@@ -267,8 +265,6 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 def tradeoff_figure(results: dict, title: str = ""):
     """Accuracy against energy per inference (with the Pareto front over all points), against the
     energy-delay product and against chip area; one colour per architecture."""
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = sweepfile.aggregate(results)

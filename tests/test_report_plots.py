@@ -81,3 +81,16 @@ def test_components_keep_one_distinct_colour_in_every_figure():
     colors = component_colors(names)
     assert len(set(colors.values())) == len(names)                      # no two share a colour
     assert component_colors(["router", "adc"]) == {"router": COMPONENT_COLORS["router"], "adc": COMPONENT_COLORS["adc"]}
+
+
+def test_the_figures_leave_the_callers_matplotlib_backend_alone():
+    """A notebook's inline backend must survive a cimsim figure (the library once forced Agg, after which a
+    notebook's later figures never showed); the command line picks Agg itself. In a child process: a backend
+    chosen once stays for the process."""
+    import subprocess
+    import sys
+    code = ("import matplotlib; matplotlib.use('svg'); import cimsim.plots_devices as d; import cimsim.plots as p; "
+            "import cimsim.plots_sweep as s; d.converter_figure('sar-adc'); print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().lower() == "svg"

@@ -48,6 +48,8 @@ def run(args) -> int:
 def plot(args) -> int:
     from pathlib import Path
 
+    import matplotlib
+    matplotlib.use("Agg")   # a command draws into a file, never a window (the library leaves a notebook's backend)
     from cimsim.plots_devices import PLOTTABLE, check_output, plot_converter
 
     if args.name not in PLOTTABLE:

@@ -6,6 +6,8 @@ from cimsim.cli.common import add_command, emit_json
 
 
 def run(args) -> int:
+    import matplotlib
+    matplotlib.use("Agg")   # a command draws into a file, never a window (the library leaves a notebook's backend)
     from cimsim.plots import plot_file
 
     out = plot_file(args.file, args.output, x=args.x, hue=args.hue, kind=args.kind)
