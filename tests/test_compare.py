@@ -127,3 +127,9 @@ def test_settings_compare_cannot_honour_are_refused_before_any_work(capsys, monk
     monkeypatch.setattr(networks, "load_model_and_data", lambda *a, **k: pytest.fail("loaded before refusing"))
     code, out, err = run_cli(capsys, "compare", *argv)
     assert_one_line_user_error(code, err, *needles)
+
+
+def test_an_imagenet_definition_without_input_shape_says_to_run_it_cost_only(capsys):
+    code, out, err = run_cli(capsys, "compare", "--model", "resnet50")
+    assert_one_line_user_error(code, err, "resnet50 is a network definition without trained weights",
+                               "--input-shape 3,224,224")

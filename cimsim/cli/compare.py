@@ -236,6 +236,9 @@ def run(args) -> int:
     arch_names = parse_archs(args.arch)
     shape = parse_shape(args.input_shape) if args.input_shape else None
     if shape is None:
+        if args.model and args.model.strip().lower().replace("-", "_") in names.IMAGENET_MODELS:
+            raise ConfigError(f"{args.model} is a network definition without trained weights: compare its costs on "
+                              "synthetic inputs with --input-shape 3,224,224 (no accuracy)")
         names.check(archs=args.arch, model=args.model, dataset=args.dataset, sets=args.set, sets_every=False)
     else:
         names.check(archs=args.arch, sets=args.set, sets_every=False)
@@ -304,7 +307,8 @@ def register(sub) -> None:
                      desc="Run one network on several architectures at a common precision and node and print accuracy, "
                           "energy, efficiency, throughput, area and the energy split side by side, with the ratios to "
                           "the first architecture and the papers' ratios. --input-shape runs a network definition on "
-                          "synthetic inputs (cost only: no accuracy), e.g. --model resnet50 --input-shape 3,224,224.")
+                          "synthetic inputs (cost only: no accuracy), e.g. --model resnet50 --input-shape 3,224,224: "
+                          "with it --model takes the ImageNet-size definitions too (" + ", ".join(names.IMAGENET_MODELS) + ").")
     sp.add_argument("--arch", default="isaac,cascade,neural-pim",
                     help="architectures, comma-separated; the first is the baseline (default isaac,cascade,neural-pim)")
     data_options(sp)
@@ -326,5 +330,6 @@ def register(sub) -> None:
                     help="override a parameter of the architectures that have it (repeatable)")
     sp.add_argument("--batch-size", type=positive_int, default=64, help="examples per batch (default 64)")
     sp.add_argument("--calibration", type=positive_int, default=256, metavar="N",
-                    help="examples that calibrate activation and ADC ranges (default 256; 4 synthetic in cost-only mode)")
+                    help="examples that calibrate activation and ADC ranges (default 256, half of 'cimsim run''s 512: "
+                         "every architecture calibrates; 4 synthetic in cost-only mode)")
     sp.add_argument("--seed", type=nonneg_int, default=0, help="seed of the devices, the definition and the inputs")
