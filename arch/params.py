@@ -276,13 +276,52 @@ def apply(arch, overrides: dict[str, Any]):
                     model = catalog.get(kind)
                 except ConfigError as exc:
                     raise ConfigError(f"{name}: {head}: {exc}") from None
-            allowed = arch.component_types.get(head)
-            if allowed is not None and not isinstance(model, allowed):
-                raise ConfigError(f"{name}: {head} must be a {allowed.__name__} model, got {describe(model)['kind']}")
+            _check_role(arch, by_name[head], model)
         values[head] = _rebuild_component(name, head, model, nested.get(head, {}))
     try:
         return replace(arch, **values) if values else arch
     except ConfigError:
         raise
-    except (TypeError, ValueError) as exc:
+    except (TypeError, AttributeError):
+        # a kind of the right role that lacks a parameter the architecture sets on it (an ideal readout has no
+        # node_nm; CASCADE's adc needs the buffered SAR's analog noise; Neural-PIM's a trained NNADC): name the
+        # kinds that fit this slot
+        for head in kinds:
+            if not _fits(arch, head, values[head]):
+                kind = describe(values[head])["kind"]
+                raise ConfigError(f"{name}: {head} = {kind} does not fit {name}: its {head} takes "
+                                  f"{_one_of(_fitting(arch, head))} (see 'cimsim archs show {name}')") from None
+        raise
+    except ValueError as exc:
         raise ConfigError(f"{name}: {exc}") from None
+
+
+def _one_of(kinds: list[str]) -> str:
+    return kinds[0] if len(kinds) == 1 else "one of " + ", ".join(kinds)
+
+
+def _fits(arch, head: str, model) -> bool:
+    try:
+        replace(arch, **{head: model})
+    except (TypeError, AttributeError):
+        return False
+    except ValueError:   # a cross-parameter check: the kind fits, this setting of it may not
+        pass
+    return True
+
+
+def _fitting(arch, head: str) -> list[str]:
+    """The catalog kinds of ``head``'s role that ``arch`` can hold there."""
+    want = catalog.role(type(getattr(arch, head)))
+    return [k for k in catalog.kinds_of(want) if _fits(arch, head, catalog.get(k))] or [describe(getattr(arch, head))["kind"]]
+
+
+def _check_role(arch, f, model) -> None:
+    """Refuse a model of another role than the slot's default (a cell in the adc slot), naming the kinds it takes."""
+    default = f.default_factory() if f.default_factory is not MISSING else getattr(arch, f.name)
+    want, got = catalog.role(type(default)), catalog.role(type(model))
+    allowed = arch.component_types.get(f.name)
+    if want != got or (allowed is not None and not isinstance(model, allowed)):
+        kind = describe(model)["kind"]
+        raise ConfigError(f"{arch.name}: {f.name} takes {catalog.a_role(want)} kind ({', '.join(_fitting(arch, f.name))}), "
+                          f"not {kind!r} ({catalog.a_role(got)})")

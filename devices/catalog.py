@@ -68,6 +68,29 @@ def get(kind: str, **overrides):
     return cls(**{k: _coerce(key, cls, k, v) for k, v in overrides.items()})
 
 
+def role(cls) -> str:
+    """The part a model plays in an architecture: 'cell', 'converter' (an ADC or other column readout),
+    'DAC', 'register', else its own kind ('bus', 'router', ...). A component slot takes kinds of its role only."""
+    from cimsim.devices.cell import MemoryCell
+    from cimsim.devices.converters import DAC, Readout
+    from cimsim.devices.peripherals import Register
+    cls = cls if isinstance(cls, type) else type(cls)
+    for base, name in ((MemoryCell, "cell"), (DAC, "DAC"), (Readout, "converter"), (Register, "register")):
+        if issubclass(cls, base):
+            return name
+    return getattr(cls, "kind", "model")
+
+
+def kinds_of(role_name: str) -> list[str]:
+    """Every catalog kind that plays ``role_name`` (see :func:`role`)."""
+    return [kind for kind, (_, cls) in _classes().items() if role(cls) == role_name]
+
+
+def a_role(role_name: str) -> str:
+    """``role_name`` with its article: 'a cell', 'an activation'."""
+    return ("an " if role_name[:1].lower() in "aeio" else "a ") + role_name
+
+
 def figures(model) -> dict[str, float]:
     out = {}
     for name in FIGURES:

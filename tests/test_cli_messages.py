@@ -1,0 +1,42 @@
+"""User-facing messages of a user audit: refusals in option terms, no Python internals (class names,
+``<lambda>``, exception text), exit status 2, one line."""
+
+from dataclasses import fields
+
+import pytest
+
+import cimsim.arch as archs
+from _cli_helpers import assert_one_line_user_error, run_cli
+from cimsim.arch import params
+from cimsim.devices import catalog
+from cimsim.errors import ConfigError
+
+PYTHON_WORDS = ("__init__", "object has no attribute", "unexpected keyword", "<lambda>", "Error:")
+
+
+@pytest.mark.parametrize("argv,needles", [
+    (["run", "--set", "adc=reram"],
+     ["isaac: adc takes a converter kind (sar-adc, flash-adc", "not 'reram' (a cell)"]),
+    (["run", "--set", "dac=sar-adc"], ["isaac: dac takes a DAC kind (dac), not 'sar-adc' (a converter)"]),
+    (["run", "--set", "cell=bus"], ["cell takes a cell kind (ideal, reram, mosfet, domain-wall), not 'bus' (a bus)"]),
+    (["run", "--arch", "cascade", "--set", "adc=sar-adc"],
+     ["cascade: adc = sar-adc does not fit cascade: its adc takes buffered-sar-adc"]),
+    (["run", "--set", "adc=ideal-readout"], ["adc = ideal-readout does not fit isaac: its adc takes one of sar-adc"]),
+])
+def test_a_component_of_the_wrong_role_is_refused_by_role(capsys, argv, needles):
+    code, out, err = run_cli(capsys, *argv, "--limit", "5")
+    assert_one_line_user_error(code, err, *needles)
+    assert not any(w in err for w in PYTHON_WORDS), err
+
+
+def test_no_component_swap_leaks_a_python_message():
+    for name in archs.names():
+        arch = archs.get(name)
+        for f in fields(arch):
+            if not params._is_component(f):
+                continue
+            for kind in catalog.kinds():
+                try:
+                    params.apply(arch, {f.name: kind})
+                except ConfigError as exc:
+                    assert not any(w in str(exc) for w in PYTHON_WORDS), (name, f.name, kind, str(exc))
