@@ -98,10 +98,8 @@ def save_psq_checkpoint(path, model: nn.Module, metadata: dict) -> Path:
 def load_psq_checkpoint(path) -> tuple[nn.Module, dict]:
     """Rebuild a PSQ fine-tuned zoo model: (model in eval mode with its PSQ layers, metadata)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"PSQ checkpoint {path} does not exist; make one with 'cimsim finetune'")
+    payload = train.read_payload(path, "'cimsim train' or 'cimsim finetune'")   # what the file is, if no checkpoint
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(payload, dict) or payload.get("format") != qat.FORMAT:
             raise ValueError("not a cimsim PSQ checkpoint")
         meta = train.check_metadata(json.loads(payload["metadata"]), ("model", "input_shape", "num_classes"))
@@ -239,10 +237,8 @@ def is_sa_checkpoint(path) -> bool:
 def load_sa_checkpoint(path) -> tuple[nn.Module, dict]:
     """Rebuild a sense-amp fine-tuned zoo SNN: (model in eval mode with its SA layers, metadata)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; make one with 'cimsim finetune --arch adcless-snn'")
+    payload = train.read_payload(path, "'cimsim finetune --arch adcless-snn'")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(payload, dict) or payload.get("format") != SA_FORMAT:
             raise ValueError("not a cimsim sense-amp checkpoint")
         meta = json.loads(payload["metadata"])

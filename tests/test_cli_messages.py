@@ -40,3 +40,32 @@ def test_no_component_swap_leaks_a_python_message():
                     params.apply(arch, {f.name: kind})
                 except ConfigError as exc:
                     assert not any(w in str(exc) for w in PYTHON_WORDS), (name, f.name, kind, str(exc))
+
+
+SHIPPED = "workloads/checkpoints/lenet5-fashion-mnist"
+
+
+def _bad_checkpoints(tmp_path):
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    data = (root / f"{SHIPPED}.pt").read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(data[:20000])
+    (tmp_path / "rand.pt").write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "x.json").write_text('{"a": 1}')
+    return {
+        "folder": (tmp_path, "is a folder, not a file"),
+        "device": ("/dev/null", "is not a regular file"),
+        "random": (tmp_path / "rand.pt", "is not a checkpoint (not a torch zip archive"),
+        "json": (tmp_path / "x.json", "is not a checkpoint (not a torch zip archive"),
+        "metadata": (root / f"{SHIPPED}.json", "is the metadata written beside a checkpoint"),
+        "truncated": (tmp_path / "trunc.pt", "is damaged (truncated"),
+    }
+
+
+@pytest.mark.parametrize("case", ["folder", "device", "random", "json", "metadata", "truncated"])
+@pytest.mark.parametrize("arch", ["isaac", "hcim", "adcless-snn"])
+def test_a_checkpoint_that_is_no_checkpoint_is_named_for_what_it_is(capsys, tmp_path, case, arch):
+    path, needle = _bad_checkpoints(tmp_path)[case]
+    code, out, err = run_cli(capsys, "run", "--arch", arch, "--checkpoint", path, "--limit", "5")
+    assert_one_line_user_error(code, err, needle)
+    assert "does not exist" not in err and "OSError" not in err and "Python objects" not in err
