@@ -229,7 +229,7 @@ def test_devices_show_sar_adc_at_the_isaac_point(capsys):
     (["devices", "show", "reram", "--set", "colour=blue"], ["no parameter 'colour'"]),
     (["devices", "show", "reram", "--set", "on_off_ratio=1"], ["on_off_ratio"]),
     (["devices", "show"], ["needs a device kind"]),
-    (["devices", "sar-adc"], ["invalid choice: 'sar-adc'"]),
+    (["devices", "sar-adc"], ["'sar-adc' is not an action", "'cimsim devices show sar-adc'"]),
 ])
 def test_devices_user_errors(capsys, argv, needles):
     code, out, err = run_cli(capsys, *argv)

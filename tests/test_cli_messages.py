@@ -69,3 +69,44 @@ def test_a_checkpoint_that_is_no_checkpoint_is_named_for_what_it_is(capsys, tmp_
     code, out, err = run_cli(capsys, "run", "--arch", arch, "--checkpoint", path, "--limit", "5")
     assert_one_line_user_error(code, err, needle)
     assert "does not exist" not in err and "OSError" not in err and "Python objects" not in err
+
+
+@pytest.mark.parametrize("argv,needles", [
+    (["compare", "--node", "abc"], ["argument --node: expected a technology node in nm (e.g. 32) or 'own', got 'abc'"]),
+    (["devices", "show", "sar-adc", "--node", "x"], ["argument --node: expected a number, got 'x'"]),
+    (["archs", "isaac"], ["'isaac' is not an action: to show an architecture, run 'cimsim archs show isaac'"]),
+    (["archs", "isac"], ["run 'cimsim archs show isaac'"]),
+    (["archs", "show"], ["'show' needs an architecture: one of digital, isaac"]),
+    (["devices", "sar-adc"], ["'sar-adc' is not an action: to show a device, run 'cimsim devices show sar-adc'"]),
+    (["devices", "nonsense"], ["unknown action 'nonsense'", "'cimsim devices show KIND'"]),
+    (["devices", "plot"], ["'devices plot' needs an ADC kind: sar-adc or flash-adc"]),
+    (["devices", "--bits", "4"], ["--bits sets one model's parameters", "'cimsim devices show sar-adc --bits ...'"]),
+    (["linalg"], ["linalg needs an action: 'bench'", "or 'kfac-cost'"]),
+    (["linalg", "bench", "--network", "vgg16"],
+     ["--network is an option of 'cimsim linalg kfac-cost', not of 'bench'"]),
+    (["linalg", "kfac-cost", "--size", "8", "--seed", "1"],
+     ["--size, --seed are options of 'cimsim linalg bench', not of 'kfac-cost'"]),
+    (["linalg", "bench", "--cond", "2,,3"], ["got '2,,3' (an empty item: drop the extra comma)"]),
+    (["linalg", "kfac-cost", "--kappa", "3,"], ["(an empty item"]),
+    (["linalg", "bench", "--method", "richardson", "--window", "2"], ["drop --window or use --method gcr"]),
+    ([], ["usage: cimsim COMMAND [options], COMMAND one of run, sweep", "'cimsim --help'"]),
+])
+def test_usage_errors_name_the_problem_in_option_terms(capsys, argv, needles):
+    code, out, err = run_cli(capsys, *argv)
+    assert_one_line_user_error(code, err, *needles)
+    assert out == "" and not any(w in err for w in PYTHON_WORDS), err
+
+
+def test_no_argparse_type_is_named_by_its_python_name(capsys):
+    """Every option with a type refuses a word with what it expects, never 'invalid <lambda> value' or 'invalid
+    float value'."""
+    from cimsim.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, sp in sub.choices.items():
+        for action in sp._actions:
+            if action.type is None or not action.option_strings:
+                continue
+            code, out, err = run_cli(capsys, name, action.option_strings[-1], "x!y")
+            assert code == 2 and "invalid" not in err and "<lambda>" not in err, (name, err)

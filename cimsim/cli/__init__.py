@@ -78,12 +78,11 @@ def _main(argv: list[str] | None) -> int:
             prog = f"cimsim {args.command}" if args.command else "cimsim"
             raise UsageError(f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see '{prog} --help')")
         if args.command is None:
-            parser.print_help()
-            return EXIT_USER_ERROR
-        if args.command == "archs" and args.action == "show" and not args.name:
-            raise UsageError("cimsim archs: error: 'show' needs an architecture name, e.g. 'cimsim archs show digital'")
-        if args.command == "archs" and args.action is None and args.name:
-            raise UsageError(f"cimsim archs: error: unexpected {args.name!r}; did you mean 'cimsim archs show {args.name}'?")
+            # no command is a usage error, as argparse treats a missing required argument: a short usage on
+            # stderr and status 2, so that a script sees the failure and stdout stays clean; --help prints the
+            # help to stdout with status 0
+            raise UsageError(f"usage: cimsim COMMAND [options], COMMAND one of {', '.join(COMMANDS)} "
+                             "(see 'cimsim --help', or 'cimsim COMMAND --help')")
         resolve_model(args)   # --model left out: the default, or a --checkpoint's own model
         cpu_product()   # a bad $CIMSIM_CPU_PRODUCT is refused before any work, not when the engine first reads it
         status = int(args.func(args) or 0)

@@ -71,9 +71,26 @@ def show_text(spec, sets=None) -> str:
     return "\n".join(out)
 
 
+def _check_action(args, names) -> None:
+    """'show' or nothing; a name given where the action goes gets the command that shows it."""
+    from cimsim.arch.params import closest
+    from cimsim.errors import ConfigError
+
+    if args.action not in (None, "show"):
+        name = args.action if args.action in names else closest(args.action, names)
+        if name and args.name is None:
+            raise ConfigError(f"{args.action!r} is not an action: to show an architecture, run "
+                              f"'cimsim archs show {name}'")
+        raise ConfigError(f"unknown action {args.action!r}: 'cimsim archs' lists the architectures, "
+                          "'cimsim archs show NAME' shows one")
+    if args.action == "show" and not args.name:
+        raise ConfigError(f"'show' needs an architecture: one of {', '.join(names)}, e.g. 'cimsim archs show isaac'")
+
+
 def run(args) -> int:
     from cimsim import arch as arch_mod
 
+    _check_action(args, arch_mod.names())
     if args.name:
         spec = arch_mod.get(args.name, **dict(args.set or []))
         if args.json:
@@ -102,7 +119,8 @@ def register(sub) -> None:
                           "from its component inventory (derived from the device models at its operating point), the "
                           "breakdown by component, and every parameter (dotted paths such as adc.bits or "
                           "cell.read_sigma_frac) with unit, range and source. --set changes parameters first.")
-    sp.add_argument("action", nargs="?", choices=["show"], help="'show NAME' prints one architecture")
+    sp.add_argument("action", nargs="?", metavar="show", help="'show NAME' prints one architecture; without it, "
+                    "the architectures are listed")
     sp.add_argument("name", nargs="?", help="architecture name")
     sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
                     help="set a parameter before showing (repeatable), e.g. --set adc.bits=4")

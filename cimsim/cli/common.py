@@ -25,6 +25,33 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
 
+    def _get_value(self, action, arg_string):
+        # argparse names a type that raised ValueError by its Python name ('invalid <lambda> value', 'invalid float
+        # value'); say what the option expects instead: a type's own ``expects`` text, or the number it parses
+        type_func = self._registry_get("type", action.type, action.type)
+        if not callable(type_func):
+            return super()._get_value(action, arg_string)
+        try:
+            return type_func(arg_string)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentError(action, str(exc)) from None
+        except (TypeError, ValueError):
+            what = getattr(type_func, "expects", None) or _EXPECTED.get(type_func, "a valid value")
+            raise argparse.ArgumentError(action, f"expected {what}, got {arg_string!r}") from None
+
+
+_EXPECTED = {int: "a whole number", float: "a number"}
+
+
+def node_or_own(text: str) -> str:
+    """A technology node in nm (a positive number) or 'own' (each architecture's own node)."""
+    if text.strip().lower() == "own":
+        return "own"
+    value = _float(text, "a technology node in nm (e.g. 32) or 'own'")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a technology node in nm (e.g. 32) or 'own', got {text!r}")
+    return str(value)
+
 
 def positive_int(text: str) -> int:
     try:

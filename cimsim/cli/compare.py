@@ -25,7 +25,7 @@ from __future__ import annotations
 import sys
 
 from cimsim.cli import names
-from cimsim.cli.common import add_command, data_options, emit_json, key_value, nonneg_int, positive_int
+from cimsim.cli.common import add_command, data_options, emit_json, key_value, node_or_own, nonneg_int, positive_int
 from cimsim.errors import ConfigError
 
 COST_ONLY = "cost only: no accuracy"
@@ -315,7 +315,7 @@ def register(sub) -> None:
     sp.add_argument("--equal-area", metavar="ARCH", help="scale every architecture's tile count to ARCH's chip area")
     sp.add_argument("--precision", default="8",
                     help="weight and input bits of every architecture, or 'own' (default 8: the papers' comparison)")
-    sp.add_argument("--node", default="32", type=lambda t: t if t == "own" else str(float(t)),
+    sp.add_argument("--node", default="32", type=node_or_own,
                     help="technology node (nm) of every architecture, or 'own' (default 32, Neural-PIM's comparison)")
     sp.add_argument("--chips", default="auto", metavar="N|auto",
                     help="chips of each tiled architecture, joined by chip-to-chip links (default auto: the fewest that "

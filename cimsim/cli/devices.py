@@ -6,9 +6,28 @@ from cimsim.errors import ConfigError
 from cimsim.cli.common import add_command, emit_json, key_value, positive_int
 
 
+def _check_action(args, kinds) -> None:
+    """'show', 'plot' or nothing; a kind given where the action goes gets the command that shows it; the model
+    options only with 'show'."""
+    from cimsim.arch.params import closest
+
+    if args.action not in (None, "show", "plot"):
+        kind = args.action if args.action in kinds else closest(args.action, kinds)
+        if kind and args.name is None:
+            raise ConfigError(f"{args.action!r} is not an action: to show a device, run 'cimsim devices show {kind}'")
+        raise ConfigError(f"unknown action {args.action!r}: 'cimsim devices' lists the models, 'cimsim devices show "
+                          "KIND' shows one, 'cimsim devices plot KIND' draws an ADC's energy")
+    given = [o for o, v in (("--bits", args.bits), ("--sample-rate", args.sample_rate), ("--node", args.node),
+                            ("--set", args.set)) if v is not None]
+    if given and args.action is None:
+        raise ConfigError(f"{', '.join(given)} {'sets' if len(given) == 1 else 'set'} one model's parameters: give "
+                          "the model, e.g. 'cimsim devices show sar-adc " + " ".join(f"{o} ..." for o in given) + "'")
+
+
 def run(args) -> int:
     from cimsim.devices import catalog
 
+    _check_action(args, catalog.kinds())
     if args.action == "plot":
         return plot(args)
     if args.output:
@@ -52,6 +71,9 @@ def plot(args) -> int:
     matplotlib.use("Agg")   # a command draws into a file, never a window (the library leaves a notebook's backend)
     from cimsim.plots_devices import PLOTTABLE, check_output, plot_converter
 
+    if args.name is None:
+        raise ConfigError(f"'devices plot' needs an ADC kind: {' or '.join(PLOTTABLE)} (e.g. 'cimsim devices plot "
+                          "sar-adc -o adc.png')")
     if args.name not in PLOTTABLE:
         raise ConfigError(f"'devices plot' draws {', '.join(PLOTTABLE)}; got {args.name!r} "
                           "(e.g. 'cimsim devices plot sar-adc -o adc.png')")
@@ -76,7 +98,7 @@ def print_params(params) -> None:
 def register(sub) -> None:
     sp = add_command(sub, "devices", "list the device, converter and peripheral models, show one with its costs, or "
                      "plot an ADC's energy against the survey frontiers", run)
-    sp.add_argument("action", nargs="?", choices=["show", "plot"], help="'show KIND' prints one model's figures; "
+    sp.add_argument("action", nargs="?", metavar="show|plot", help="'show KIND' prints one model's figures; "
                     "'plot sar-adc' (or flash-adc) draws energy per conversion against bits beside the ADC survey's "
                     "frontiers")
     sp.add_argument("name", nargs="?", help="device kind, e.g. sar-adc, reram (see 'cimsim devices')")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from argparse import SUPPRESS
 import math
 import sys
 import time
@@ -12,8 +13,12 @@ from cimsim.errors import ConfigError
 
 
 def conds(text: str) -> list[float]:
+    items = text.split(",")
+    if any(not t.strip() for t in items):
+        raise argparse.ArgumentTypeError(f"expected condition numbers >= 1 separated by commas, got {text!r} (an empty "
+                                         "item: drop the extra comma)")
     try:
-        values = [float(t) for t in text.split(",") if t.strip()]
+        values = [float(t) for t in items]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected condition numbers >= 1 separated by commas, got {text!r}") from None
     if not values or any(not (v >= 1 and v < 1e12) for v in values):
@@ -125,8 +130,40 @@ def run_kfac_cost(args) -> int:
     return 0
 
 
+# each action's own options and their defaults (the options are parsed without defaults, so one given to the other
+# action is seen and refused instead of silently ignored)
+BENCH_OPTIONS = {"size": 16, "cond": [2.0, 10.0, 100.0], "matrix": None, "op": "solve", "trials": 5, "bits": 8,
+                 "array": 128, "target_bits": 16, "max_iter": 60, "method": "gcr", "window": None, "normal": False,
+                 "seed": 0}
+KFAC_OPTIONS = {"network": "vgg16", "replicas": 1, "batch": None, "inv_every": 25, "kappa": 30.0, "no_pipeline": False}
+ACTIONS = "'bench' (the inversion circuit and its refinement on random matrices) or 'kfac-cost' (one K-FAC step's " \
+          "second-order work on crossbars against a GPU), e.g. 'cimsim linalg bench'"
+
+
+def _options_of_the_action(args) -> None:
+    """Refuse the other action's options (naming the action that takes them); fill this action's defaults."""
+    if args.action is None:
+        raise ConfigError(f"linalg needs an action: {ACTIONS}")
+    own, other, other_name = ((KFAC_OPTIONS, BENCH_OPTIONS, "bench") if args.action == "kfac-cost" else
+                              (BENCH_OPTIONS, KFAC_OPTIONS, "kfac-cost"))
+    given = ["--" + k.replace("_", "-") for k in other if hasattr(args, k)]
+    if given:
+        one = len(given) == 1
+        raise ConfigError(f"{', '.join(given)} {'is an option' if one else 'are options'} of 'cimsim linalg "
+                          f"{other_name}', not of '{args.action}': drop {'it' if one else 'them'} or run "
+                          f"'cimsim linalg {other_name}'")
+    if args.action == "bench" and getattr(args, "method", "gcr") == "richardson" and hasattr(args, "window"):
+        raise ConfigError("--window sets the directions GCR keeps; RePAST's loop (--method richardson) keeps none: "
+                          "drop --window or use --method gcr")
+    for k, v in own.items():
+        if not hasattr(args, k):
+            setattr(args, k, v)
+
+
 def run(args) -> int:
     import numpy as np
+
+    _options_of_the_action(args)
 
     if args.action == "kfac-cost":
         return run_kfac_cost(args)
@@ -254,47 +291,52 @@ def register(sub) -> None:
                      "time and energy of one K-FAC step's second-order work (block inversions amortised, "
                      "preconditioning products) on replicated, pipelined INV + VMM arrays against a GPU model, "
                      "on the same blocks and on whole factors, for the zoo MLP / LeNet-5 or VGG-16 / ResNet-18.")
-    sp.add_argument("action", choices=["bench", "kfac-cost"],
+    sp.add_argument("action", nargs="?", choices=["bench", "kfac-cost"],
                     help="bench: the circuit and the refinement on random matrices; kfac-cost: the cost of one "
                          "K-FAC training step's second-order work on RePAST-style crossbars against a GPU "
                          "(cimsim.workloads.kfac_cost; GPU: V100 FP32, 15.7 TFLOP/s, 300 W, 5 us per kernel, "
                          "GEMMs at 60 %%, inversions at 50 %% x n / (n + 1024) of peak, all est.)")
-    sp.add_argument("--size", type=bounded_int(1, 4096, "the array holds at most 4096 rows"), default=16,
-                    help="matrix size n (default 16)")
-    sp.add_argument("--cond", type=conds, default=[2.0, 10.0, 100.0], metavar="K[,K...]",
-                    help="condition numbers of the random symmetric positive-definite matrices (default 2,10,100)")
-    sp.add_argument("--matrix", help="bench this matrix instead (.npy, .csv or whitespace-separated text)")
-    sp.add_argument("--op", choices=["solve", "inv"], default="solve", help="solve A x = b (default) or invert A")
-    sp.add_argument("--trials", type=positive_int, default=5, help="random matrices per condition number (default 5)")
-    sp.add_argument("--bits", type=bounded_int(2, 16, "converter resolution"), default=8,
-                    help="matrix, DAC and ADC bits of the circuit (default 8)")
-    sp.add_argument("--array", type=bounded_int(1, 4096, "our bound"), default=128,
-                    help="inversion array size (default 128)")
-    sp.add_argument("--target-bits", type=bounded_int(1, 40, "float64 carries 52"), default=16,
-                    help="refinement target: relative error <= 2**-B (default 16)")
-    sp.add_argument("--max-iter", type=bounded_int(1, 1000, "our bound"), default=60,
-                    help="refinement steps at most (default 60)")
-    sp.add_argument("--method", choices=["gcr", "richardson"], default="gcr",
-                    help="refinement: gcr (default: the circuit preconditions a minimal-residual iteration, "
-                         "converges whenever the preconditioned operator's field of values is in the right "
-                         "half-plane) or richardson (RePAST's loop: needs the spectral radius of I - A_lo^-1 A < 1)")
-    sp.add_argument("--window", type=bounded_int(0, 1000, "our bound"), default=None,
-                    help="GCR: directions kept for the orthogonalisation (default cimsim.linalg.refine.GCR_WINDOW, 4)")
-    sp.add_argument("--normal", action="store_true",
-                    help="solve the normal equations A^T A x = A^T b (matrices the circuit cannot settle on)")
-    sp.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
+    b = sp.add_argument_group("bench options")
+    b.add_argument("--size", type=bounded_int(1, 4096, "the array holds at most 4096 rows"), default=SUPPRESS,
+                   help="matrix size n (default 16)")
+    b.add_argument("--cond", type=conds, default=SUPPRESS, metavar="K[,K...]",
+                   help="condition numbers of the random symmetric positive-definite matrices (default 2,10,100)")
+    b.add_argument("--matrix", default=SUPPRESS,
+                   help="bench this matrix instead (.npy, .csv or whitespace-separated text)")
+    b.add_argument("--op", choices=["solve", "inv"], default=SUPPRESS, help="solve A x = b (default) or invert A")
+    b.add_argument("--trials", type=positive_int, default=SUPPRESS,
+                   help="random matrices per condition number (default 5)")
+    b.add_argument("--bits", type=bounded_int(2, 16, "converter resolution"), default=SUPPRESS,
+                   help="matrix, DAC and ADC bits of the circuit (default 8)")
+    b.add_argument("--array", type=bounded_int(1, 4096, "our bound"), default=SUPPRESS,
+                   help="inversion array size (default 128)")
+    b.add_argument("--target-bits", type=bounded_int(1, 40, "float64 carries 52"), default=SUPPRESS,
+                   help="refinement target: relative error <= 2**-B (default 16)")
+    b.add_argument("--max-iter", type=bounded_int(1, 1000, "our bound"), default=SUPPRESS,
+                   help="refinement steps at most (default 60)")
+    b.add_argument("--method", choices=["gcr", "richardson"], default=SUPPRESS,
+                   help="refinement: gcr (default: the circuit preconditions a minimal-residual iteration, "
+                        "converges whenever the preconditioned operator's field of values is in the right "
+                        "half-plane) or richardson (RePAST's loop: needs the spectral radius of I - A_lo^-1 A < 1)")
+    b.add_argument("--window", type=bounded_int(0, 1000, "our bound"), default=SUPPRESS,
+                   help="GCR: earlier directions kept for the orthogonalisation (default 4, "
+                        "cimsim.linalg.refine.GCR_WINDOW); "
+                        "0 keeps none: each step minimises the residual along its own direction only")
+    b.add_argument("--normal", action="store_true", default=SUPPRESS,
+                   help="solve the normal equations A^T A x = A^T b (matrices the circuit cannot settle on)")
+    b.add_argument("--seed", type=nonneg_int, default=SUPPRESS, help="random seed (default 0)")
     k = sp.add_argument_group("kfac-cost options")
-    k.add_argument("--network", choices=NETWORKS, default="vgg16",
+    k.add_argument("--network", choices=NETWORKS, default=SUPPRESS,
                    help="layers to price: the zoo's mlp (digits) or lenet5 (28x28), or VGG-16 / ResNet-18 at "
                         "224x224 (default vgg16)")
-    k.add_argument("--replicas", type=bounded_int(1, 4096, "our bound"), default=1,
+    k.add_argument("--replicas", type=bounded_int(1, 4096, "our bound"), default=SUPPRESS,
                    help="copies of each block's INV + VMM array set (default 1)")
-    k.add_argument("--batch", type=bounded_int(1, 65536, "our bound"), default=None,
+    k.add_argument("--batch", type=bounded_int(1, 65536, "our bound"), default=SUPPRESS,
                    help="training batch (default: the recipe's, 128 for vgg16 / resnet18)")
-    k.add_argument("--inv-every", type=bounded_int(1, 100000, "our bound"), default=25,
+    k.add_argument("--inv-every", type=bounded_int(1, 100000, "our bound"), default=SUPPRESS,
                    help="steps between inverse refreshes (default 25, as our K-FAC runs)")
-    k.add_argument("--kappa", type=conds_one, default=30.0,
+    k.add_argument("--kappa", type=conds_one, default=SUPPRESS,
                    help="condition number of the damped blocks the refinement is measured on (default 30)")
-    k.add_argument("--no-pipeline", action="store_true",
+    k.add_argument("--no-pipeline", action="store_true", default=SUPPRESS,
                    help="no pipelining of the refinement across right-hand sides")
     sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
