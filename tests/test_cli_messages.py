@@ -110,3 +110,42 @@ def test_no_argparse_type_is_named_by_its_python_name(capsys):
                 continue
             code, out, err = run_cli(capsys, name, action.option_strings[-1], "x!y")
             assert code == 2 and "invalid" not in err and "<lambda>" not in err, (name, err)
+
+
+@pytest.mark.parametrize("argv,needles", [
+    (["finetune", "--average-lr-scale", "0"], ["argument --average-lr-scale: expected a number in (0, 1], got '0'"]),
+    (["finetune", "--average-lr-scale", "1.5"], ["argument --average-lr-scale: expected a number in (0, 1], got '1.5'"]),
+    (["finetune", "--average", "5", "--epochs", "2", "--limit", "5"],
+     ["--average 5 would average all 2 epochs and leave none to train before it: give --average below --epochs"]),
+    (["finetune", "--arch", "isaac"], ["(hcim's partial sums, adcless-snn's sense amps)", "'cimsim run --arch isaac'"]),
+])
+def test_finetune_refusals_speak_in_options(capsys, argv, needles):
+    code, out, err = run_cli(capsys, *argv)
+    assert_one_line_user_error(code, err, *needles)
+    assert "FinetuneRecipe" not in err and "[0, 1]" not in err
+
+
+def _help(capsys, *argv) -> str:
+    from cimsim.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_texts_say_what_options_do(capsys):
+    train_help = _help(capsys, "train")
+    assert "NAME.json" in train_help and "NAME.prev.pt" in train_help
+    assert "train on the first N training examples only" in train_help
+    finetune_help = _help(capsys, "finetune")
+    assert "NAME.prev.pt" in finetune_help and "fine-tune on the first N training examples only" in finetune_help
+    assert "mnist needs --data-dir" not in _help(capsys, "onchip")
+    bench_help = _help(capsys, "bench")
+    assert "issue" not in bench_help and "temporary folder" in bench_help
+    assert "use only the first N test examples" in _help(capsys, "run")
+
+
+def test_the_sweep_file_benchmark_names_its_window(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    code, out, err = run_cli(capsys, "bench", "--sweep-file", "3")
+    assert code == 0 and "over the first 3," in out and "over the last 3 " in out and "first 100" not in out

@@ -451,9 +451,9 @@ def test_cli_augment_label_smoothing_and_learned_steps(capsys, tmp_path, monkeyp
 @pytest.mark.parametrize("extra, needle", [(["--distill", "2"], "distill"), (["--freeze", "9"], "freeze"),
                                            (["--init", "nowhere.pt"], "nowhere.pt"),
                                            (["--checkpoint", SHIPPED_PSQ], "as --init"),
-                                           (["--augment", "--freeze", "1"], "augmentation"),
+                                           (["--augment", "--freeze", "1"], "--augment changes the frozen parts"),
                                            (["--label-smoothing", "1.5"], "label-smoothing"),
-                                           (["--average", "1"], "average fewer than the epochs"),
+                                           (["--average", "1"], "give --average below --epochs"),
                                            (["--average-lr-scale", "2"], "average-lr-scale")])
 def test_cli_bad_options_are_one_line_errors(capsys, extra, needle):
     code, out, err = run_cli(capsys, "finetune", "--model", "lenet5", "--dataset", "fashion-mnist", "--epochs", "1",

@@ -30,8 +30,9 @@ def run(args) -> int:
         if args.json:
             emit_json(r)
         else:
+            n = min(100, r["points"])   # the averaging window of cimsim.bench.sweep_file
             print(f"sweep file, {r['points']} points appended: {1e3 * r['append_s_first']:.1f} ms per append over "
-                  f"the first 100, {1e3 * r['append_s_last']:.1f} ms over the last 100 (median "
+                  f"the first {n}, {1e3 * r['append_s_last']:.1f} ms over the last {n} (median "
                   f"{1e3 * r['append_s_median']:.1f} ms, largest {1e3 * r['append_s_max']:.0f} ms: a fold); "
                   f"{r['total_s']:.1f} s in all, {r['file_bytes'] / 2**20:.1f} MiB")
         return 0
@@ -115,8 +116,9 @@ def register(sub) -> None:
                   "beside the float network's own rate, and the crossbars' effective MAC/s against the device's "
                   "best dense GEMM (float32, bf16; TF32 and int8 on a GPU) measured in the same run.")
     sp.add_argument("--sweep-file", type=bounded_int(1, 100_000, "a sweep's point limit"), metavar="N",
-                    help="benchmark the sweep file instead: append N points (LeNet-5-sized reports) and time each "
-                         "append (issue 14: the cost must not grow with the file)")
+                    help="benchmark the sweep file instead: append N points (LeNet-5-sized reports) to a new sweep "
+                         "file in the system's temporary folder ($TMPDIR; removed after) and time each append: "
+                         "whether an append's cost grows with the file")
     sp.add_argument("--model", help="benchmark this zoo network end to end (as 'cimsim run' runs it)")
     sp.add_argument("--arch", help="architecture for --model (default isaac)")
     sp.add_argument("--dataset", help="dataset for --model (default fashion-mnist)")

@@ -182,7 +182,7 @@ def key_value(text: str) -> tuple[str, str]:
 DEFAULT_MODEL = "lenet5"
 
 
-def data_options(sp) -> None:
+def data_options(sp, limit_help: str = "use only the first N test examples") -> None:
     """--model, --dataset, --data-dir, --limit and --json, as the network-running subcommands take them. --model left
     out is :data:`DEFAULT_MODEL`, or a --checkpoint's own model (:func:`resolve_model`, :func:`model_to_check`)."""
     from cimsim.cli.names import DATASETS, EVENT_DATASETS, MODELS   # the registries' names (tests/test_cli_names.py)
@@ -194,7 +194,7 @@ def data_options(sp) -> None:
     sp.add_argument("--dataset", default="fashion-mnist",
                     help=f"{', '.join(DATASETS)} (event data: {', '.join(EVENT_DATASETS)}; default fashion-mnist)")
     sp.add_argument("--data-dir", help="directory with the dataset files (overrides $CIMSIM_DATA)")
-    sp.add_argument("--limit", type=positive_int, metavar="N", help="use only the first N examples")
+    sp.add_argument("--limit", type=positive_int, metavar="N", help=limit_help)
     sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
 

@@ -3,6 +3,7 @@ ADMM crossbar-aware block pruning and quantization for any crossbar architecture
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from cimsim.errors import ConfigError
@@ -62,8 +63,9 @@ def run(args) -> int:
                           f"choose direct or progressive for {spec.name}")
     refuse_stage_share(args, psq_finetune.FinetuneRecipe.schedule)
     if not spec.learned_column_scales:
-        raise ConfigError(f"finetune prepares networks for ADC-less architectures with learned partial-sum scales "
-                          f"(hcim); {spec.name!r} needs none: use 'cimsim run --arch {spec.name}' directly")
+        raise ConfigError(f"finetune prepares networks for architectures with learned readout scales (hcim's "
+                          f"partial sums, adcless-snn's sense amps), or prunes them with --method admm; "
+                          f"{spec.name!r} needs no fine-tune: use 'cimsim run --arch {spec.name}' directly")
     out = checkpoint_out(args)   # before any work: never another kind of file, never an input
     require_device(args.device)
     if args.checkpoint and networks.is_psq_checkpoint(args.checkpoint):
@@ -88,7 +90,7 @@ def run(args) -> int:
     if args.augment and data.name not in train.AUGMENT:
         raise ConfigError(f"--augment: no augmentation is defined for {data.name} (only for "
                           f"{', '.join(sorted(train.AUGMENT))}); leave --augment out")
-    recipe = psq_finetune.FinetuneRecipe(**{k: v for k, v in given if v is not None})
+    recipe = build_recipe(psq_finetune.FinetuneRecipe, {k: v for k, v in given if v is not None})
     args.batch_size_used = recipe.batch_size   # named by the one-line out-of-memory error (cimsim.cli)
     psq, info = psq_finetune.finetune(model, cfg, data, recipe, seed=args.seed, limit=args.limit,
                                       test_limit=args.test_limit, device=args.device, init=init)
@@ -250,6 +252,42 @@ def run_admm(args) -> int:
     return 0
 
 
+# the recipe's fields as the options that set them, so that a refused recipe is told in option terms
+_OPTION_OF = {"epochs": "--epochs", "lr": "--lr", "alpha_lr": "--alpha-lr", "batch_size": "--batch-size",
+              "noise_frac": "--noise", "distill": "--distill", "temperature": "--temperature", "freeze": "--freeze",
+              "label_smoothing": "--label-smoothing", "validation": "--validation", "average": "--average",
+              "average_lr_scale": "--average-lr-scale", "schedule": "--schedule", "stage_share": "--stage-share"}
+
+
+def build_recipe(cls, given: dict):
+    """``cls(**given)``, a refusal reworded in the options' terms (--average-lr-scale, not the recipe's field)."""
+    import re
+
+    avg, epochs = given.get("average"), given.get("epochs", getattr(cls, "epochs", None))
+    if avg and isinstance(epochs, int) and avg >= epochs:
+        raise ConfigError(f"--average {avg} would average all {epochs} epochs and leave none to train before it: "
+                          "give --average below --epochs (or more --epochs)")
+    try:
+        return cls(**given)
+    except ConfigError as exc:
+        text = re.sub(rf"{cls.__name__}\.(\w+)", lambda m: _OPTION_OF.get(m.group(1), m.group(1)), str(exc))
+        text = (text.replace(f"{cls.__name__}: ", "").replace("augmentation (crop_pad, flip)", "--augment")
+                .replace("use freeze 0 with augmentation", "leave --freeze out with --augment")
+                .replace("use freeze 0 with it", "leave --freeze out with it"))
+        raise ConfigError(text) from None
+
+
+def unit_fraction(text: str) -> float:
+    """A number in (0, 1]: a learning rate's scale (0 would stop the training)."""
+    try:
+        value = fraction(text)
+    except argparse.ArgumentTypeError:
+        value = None
+    if value is None or value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
 def register(sub) -> None:
     sp = add_command(sub, "finetune", "fine-tune a trained network: partial-sum QAT (ADC-less), sense-amp training "
                      "(spiking) or ADMM block pruning", run,
@@ -266,7 +304,8 @@ def register(sub) -> None:
     sp.add_argument("--compression", type=positive_float, metavar="C",
                     help="ADMM: target weight compression (weights / kept weights)")
     sp.add_argument("--arch", help="architecture to prepare the network for (default hcim; isaac with --method admm)")
-    data_options(sp)
+    data_options(sp, limit_help="fine-tune on the first N training examples only (quick checks; --test-limit for "
+                                "the test set)")
     sp.add_argument("--checkpoint", help="the trained network to start from (default: the one found by model and dataset)")
     sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
                     help="override an architecture parameter (repeatable), as for 'cimsim run'")
@@ -306,7 +345,7 @@ def register(sub) -> None:
                     help="weight averaging (SWA, Izmailov et al. 2018): the last K epochs at a constant learning rate, "
                          "the network's parameters averaged over their steps; the epochs before decay to that rate "
                          "(default 0: off, a cosine decay to zero)")
-    sp.add_argument("--average-lr-scale", type=fraction, metavar="F",
+    sp.add_argument("--average-lr-scale", type=unit_fraction, metavar="F",
                     help="the averaging epochs' learning rate as a fraction F in (0, 1] of --lr and --alpha-lr "
                          "(default 0.2)")
     sp.add_argument("--batch-size", type=batch_size, help="mini-batch size (default 128)")
@@ -316,7 +355,9 @@ def register(sub) -> None:
                     help="noise injection: per-cell level noise, a fraction of the level range (default 0)")
     sp.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to fine-tune (default cpu)")
-    sp.add_argument("--out", help="checkpoint file (default: the user's checkpoint directory)")
+    sp.add_argument("--out", help="checkpoint file NAME.pt (default: the user's checkpoint directory); its metadata "
+                    "is written beside it as NAME.json, and an earlier checkpoint at the default path is kept as "
+                    "NAME.prev.pt (with NAME.prev.json)")
     sp.add_argument("--schedule", choices=["progressive", "direct", "fraction"],
                     help="how the readout enters: layer by layer from the input, in stages before the final phase "
                          "(progressive; the default for adcless-snn), all layers from the first step (direct; the "

@@ -112,7 +112,8 @@ def _second_order(args, out) -> int:
 
 def register(sub) -> None:
     sp = add_command(sub, "train", "train a zoo model on a dataset and save its checkpoint", run)
-    data_options(sp)
+    data_options(sp, limit_help="train on the first N training examples only (quick checks; --test-limit for the "
+                                "test set)")
     sp.add_argument("--epochs", type=positive_int, help="epochs (default: the model's recipe)")
     sp.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     sp.add_argument("--batch-size", type=batch_size, help="mini-batch size (default: the recipe's)")
@@ -132,5 +133,6 @@ def register(sub) -> None:
                     help="continue from this checkpoint of the same model and dataset (its weights; a fresh "
                          "optimizer and learning-rate schedule over --epochs): long trainings in parts; the "
                          "checkpoint records it and the epochs in all")
-    sp.add_argument("--out", help="checkpoint path or directory (default ~/.cache/cimsim/checkpoints, "
-                    "or $CIMSIM_HOME/checkpoints)")
+    sp.add_argument("--out", help="checkpoint file NAME.pt or a directory (default ~/.cache/cimsim/checkpoints, "
+                    "or $CIMSIM_HOME/checkpoints); its metadata is written beside it as NAME.json, and an earlier "
+                    "checkpoint at the default path is kept as NAME.prev.pt (with NAME.prev.json)")
