@@ -29,13 +29,19 @@ ONCHIP_FORMAT = "cimsim.onchip"   # root attribute 'format' of an on-chip learni
 def _file_format(path: Path) -> str:
     import h5py
 
+    written_by = "give a file written by 'cimsim run --out', 'cimsim sweep --out' or 'cimsim onchip --out'"
     if not path.is_file():
-        raise ReportFileError(f"{path} does not exist; give a file written by 'cimsim run --out'")
+        raise ReportFileError(f"{path} does not exist; {written_by}")
     try:
         with h5py.File(path, "r") as f:
             return str(f.attrs.get("format", ""))
     except OSError:
-        raise ReportFileError(f"{path} is not an HDF5 file; give a file written by 'cimsim run --out'") from None
+        with open(path, "rb") as f:   # an HDF5 signature (at 0, or after cimsim's 512-byte seal) that does not open
+            head = f.read(520)
+        if b"\x89HDF\r\n\x1a\n" in head:
+            raise ReportFileError(f"{path} is a damaged HDF5 file (truncated or overwritten); {written_by}, "
+                                  "or run the command again") from None
+        raise ReportFileError(f"{path} is not an HDF5 file; {written_by}") from None
 
 
 def layer_label(row: dict) -> str:

@@ -122,7 +122,7 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
     for name, value in (("--x", x), ("--hue", hue)):
         if value != "arch" and value not in known and not (name == "--x" and not known):
             raise ConfigError(f"{name} {value}: the sweep varies {', '.join(sorted(known)) or 'nothing'}; "
-                              "choose one of those (or --hue arch)")
+                              + ("choose one of those" if name == "--x" else "choose one of those, or arch"))
     others = [k for k in varying if k not in (x, hue)]
     swept = [r for r in rows if x in r["params"]]
     flat = [r for r in rows if x not in r["params"]]

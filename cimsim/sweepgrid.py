@@ -46,6 +46,9 @@ def parse_values(key: str, text: str) -> list[str]:
         if not item:
             raise ConfigError(f"--grid {key}={text!r} has an empty value; write e.g. {key}=2-8 or {key}=64,128")
         lo, sep, hi = item.partition("-")
+        if sep and lo.strip().isdigit() and not hi.strip():
+            raise ConfigError(f"--grid {key}={text!r}: range {item!r} has no end; write a range as "
+                              f"{key}={lo.strip()}-8 or a list as {key}=64,128")
         if sep and lo.strip().isdigit() and hi.strip().isdigit():
             a, b = int(lo), int(hi)
             if a > b:

@@ -492,3 +492,9 @@ def test_the_cli_refuses_such_a_grid_without_writing(tmp_path, monkeypatch, caps
                              "--out", str(tmp_path / "g.h5"))
     assert_one_line_user_error(code, err, "need a network fine-tuned for hcim", "--set rows=64")
     assert not (tmp_path / "g.h5").exists() and not any(p.name.startswith(".g.h5") for p in tmp_path.iterdir())
+
+
+def test_a_grid_range_without_an_end_is_named_as_such():
+    with pytest.raises(ConfigError, match=r"range '1-' has no end; write a range as rows=1-8 or a list as rows=64,128"):
+        sweep.parse_grid([("rows", "1-")])
+    assert sweep.parse_grid([("cell.read_sigma_frac", "-0.5,0")]) == {"cell.read_sigma_frac": ["-0.5", "0"]}

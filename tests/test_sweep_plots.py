@@ -172,3 +172,21 @@ def test_log_axes_label_ticks_whatever_the_span(lo, hi):
         assert all(l.endswith("J") for l in labels)
     finally:
         plt.close(fig)
+
+
+def test_plot_names_a_damaged_file_and_every_writer_and_suggests_arch_only_for_hue(tmp_path, capsys):
+    path = tmp_path / "s.h5"
+    sweep.run_sweep(path, grid(bits=(1, 2), seeds=1), SETTINGS, evaluate_point=fake_evaluate)
+    capsys.readouterr()   # the sweep's progress lines
+    code, out, err = run_cli(capsys, "plot", path, "--x", "rows")
+    assert_one_line_user_error(code, err, "choose one of those")
+    assert "arch" not in err.split("choose one of those")[1]          # --x cannot be the architecture
+    code, out, err = run_cli(capsys, "plot", path, "--hue", "rows")
+    assert_one_line_user_error(code, err, "choose one of those, or arch")
+    (tmp_path / "cut.h5").write_bytes(path.read_bytes()[:3000])
+    code, out, err = run_cli(capsys, "plot", tmp_path / "cut.h5")
+    assert_one_line_user_error(code, err, "is a damaged HDF5 file", "'cimsim sweep --out'")
+    (tmp_path / "notes.txt").write_text("not a result\n")
+    code, out, err = run_cli(capsys, "plot", tmp_path / "notes.txt")
+    assert_one_line_user_error(code, err, "is not an HDF5 file", "'cimsim run --out', 'cimsim sweep --out' or "
+                                          "'cimsim onchip --out'")

@@ -37,7 +37,8 @@ def _warn_unwritten(result) -> None:
     if result.write_pulses == 0:
         how = ("with nearest rounding every update stayed under half a pulse: use --rounding stochastic or a larger "
                "--lr" if result.config.get("rounding") == "nearest" else "give a larger --lr")
-        print(f"cimsim: warning: no synapse was written at {result.config.get('states')} states ({how})",
+        states = result.config.get("states")
+        print(f"cimsim: warning: no synapse was written{f' at {states} states' if states else ''} ({how})",
               file=sys.stderr)
 
 
