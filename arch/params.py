@@ -127,7 +127,7 @@ def parameters(arch) -> list[ParamInfo]:
                 source = p["source"]
                 if own is not None and type(own) is type(model):
                     set_here = getattr(own, p["name"])
-                    if set_here != default_of(type(model), p["name"]):
+                    if set_here != default_of(type(model), p["name"]) and p["value"] == set_here:   # not a user's
                         source = f"{f.metadata['source']} (the {type(model).__name__} default, {source}, not used here)"
                 out.append(ParamInfo(path, p["value"], p["unit"], p["range"], source, p["doc"], derived.get(path)))
     return out
@@ -291,7 +291,8 @@ def apply(arch, overrides: dict[str, Any]):
                 kind = describe(values[head])["kind"]
                 raise ConfigError(f"{name}: {head} = {kind} does not fit {name}: its {head} takes "
                                   f"{_one_of(_fitting(arch, head))} (see 'cimsim archs show {name}')") from None
-        raise
+        raise ConfigError(f"{name}: these settings do not go together ({', '.join(sorted(values))}); "
+                          f"see 'cimsim archs show {name}'") from None
     except ValueError as exc:
         raise ConfigError(f"{name}: {exc}") from None
 

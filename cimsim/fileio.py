@@ -126,9 +126,12 @@ class OutputError(CimsimError):
     """A result could not be written (a full disk, a file that cannot be replaced ...): the message names the file
     and the system's reason. ``path`` is the file."""
 
-    def __init__(self, message: str, path: Path):
+    def __init__(self, message: str, path: Path | None = None):
         super().__init__(message)
         self.path = path
+
+    def __reduce__(self):   # whole across processes (a sweep worker's failed write reaches the parent as itself)
+        return type(self), (str(self), self.path)
 
 
 # What a writer raises when the system refuses a write: OSError (open, write, rename), RuntimeError (h5py and
@@ -144,14 +147,18 @@ def write_failure_reason(exc: BaseException, folder: Path) -> str:
         return os.strerror(exc.errno)   # h5py's OSError carries the errno and a page of HDF5 detail: the errno says it
     with contextlib.suppress(OSError):
         st = os.statvfs(folder)
-        if st.f_bavail * st.f_frsize < 1 << 20 or st.f_favail == 0:
+        # a file system without inode counts (btrfs, tmpfs nr_inodes=0) reports f_files = f_favail = 0: not full
+        if st.f_bavail * st.f_frsize < 1 << 20 or (st.f_files > 0 and st.f_favail == 0):
             return os.strerror(errno.ENOSPC)
     return " ".join(str(exc).split())[:120] or type(exc).__name__
 
 
 def _is_write_failure(exc: RuntimeError, folder: Path) -> bool:
     text = str(exc).lower()
-    return any(w in text for w in ("write", "errno", "no space", "permission", "quota")) or \
+    # phrases of h5py's and torch's refused writes ("file write failed ... errno = 28", "failed writing file"), not
+    # the bare word "write", which a bug's message may hold ("written", "writer")
+    return any(w in text for w in ("write failed", "failed writing", "errno", "no space", "permission denied",
+                                   "quota")) or \
         write_failure_reason(exc, folder) == os.strerror(errno.ENOSPC)
 
 

@@ -195,14 +195,20 @@ def finetune_command(model: str, dataset: str, arch: str = "hcim", overrides: di
     return f"cimsim finetune --arch {arch} --model {model} --dataset {dataset}{sets}"
 
 
+def existing_psq_checkpoint(model: str, dataset: str, cfg: qat.PSQConfig) -> Path | None:
+    """The PSQ checkpoint file for (model, dataset, cfg), the user's directory first, then the shipped ones; None
+    where neither holds one. Says nothing (:func:`find_psq_checkpoint` announces a shadowing user file)."""
+    name = psq_checkpoint_name(model, dataset, cfg)
+    return next((d / name for d in (train.user_dir(), train.SHIPPED_DIR) if (d / name).is_file()), None)
+
+
 def find_psq_checkpoint(model: str, dataset: str, cfg: qat.PSQConfig, command: str | None = None) -> Path:
     """The PSQ checkpoint for (model, dataset, cfg): the user's directory first, then the shipped ones (a user
     checkpoint that shadows a shipped one is announced, as by :func:`cimsim.workloads.train.find_checkpoint`)."""
     name = psq_checkpoint_name(model, dataset, cfg)
-    for d in (train.user_dir(), train.SHIPPED_DIR):
-        if (d / name).is_file():
-            train.warn_if_shadowing(d / name)
-            return d / name
+    if (found := existing_psq_checkpoint(model, dataset, cfg)) is not None:
+        train.warn_if_shadowing(found)
+        return found
     cmd = command or finetune_command(zoo.canonical_name(model), datasets.canonical_name(dataset))
     raise CheckpointError(f"no PSQ fine-tuned checkpoint {name} for this architecture; make it with '{cmd}'")
 

@@ -36,8 +36,11 @@ def _file_format(path: Path) -> str:
         with h5py.File(path, "r") as f:
             return str(f.attrs.get("format", ""))
     except OSError:
-        with open(path, "rb") as f:   # an HDF5 signature (at 0, or after cimsim's 512-byte seal) that does not open
-            head = f.read(520)
+        try:
+            with open(path, "rb") as f:   # an HDF5 signature (at 0, or after cimsim's 512-byte seal) that does not open
+                head = f.read(520)
+        except OSError as exc:
+            raise ReportFileError(f"{path} cannot be read ({exc.strerror or exc}); {written_by}") from None
         if b"\x89HDF\r\n\x1a\n" in head:
             raise ReportFileError(f"{path} is a damaged HDF5 file (truncated or overwritten); {written_by}, "
                                   "or run the command again") from None

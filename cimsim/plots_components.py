@@ -35,8 +35,9 @@ def component_colors(names) -> dict[str, str]:
     for n in names:
         if n not in out:
             c = next((c for c in spare if c not in used), None)
-            if c is None:       # more unknown components than spare colours: matplotlib's grey scale
-                c = str(round(0.15 + 0.7 * (len(out) % 8) / 7, 2))
+            if c is None:       # more unknown components than spare colours: greys not yet used
+                c = next((g for g in (str(round(0.1 + 0.8 * k / 15, 3)) for k in range(16)) if g not in used),
+                         str(round(0.15 + 0.7 * (len(out) % 8) / 7, 2)))
             out[n] = c
             used.add(c)
     return out

@@ -208,6 +208,9 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
 # colour families of the hues (the architectures): (colormap of the shades, colour of a lone line)
 FAMILIES = (("Blues", "tab:blue"), ("Oranges", "tab:orange"), ("Greens", "tab:green"), ("Reds", "tab:red"),
             ("Purples", "tab:purple"), ("Greys", "tab:gray"))
+# hues past the families: tab10's brown, pink, olive and cyan, then tab20's light tones (none a family's colour)
+EXTRA_HUES = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5",
+              "#aec7e8", "#ffbb78", "#98df8a", "#ff9896")
 
 
 def _family(index: int, i: int = 0, n: int = 1) -> tuple:
@@ -215,8 +218,8 @@ def _family(index: int, i: int = 0, n: int = 1) -> tuple:
     import matplotlib
 
     cmap, base = FAMILIES[index % len(FAMILIES)]
-    if index >= len(FAMILIES):      # more hues than families: matplotlib's cycle, one shade (markers tell apart)
-        base = f"C{index % 10}"
+    if index >= len(FAMILIES):      # more hues than families: colours no family uses, one shade each
+        base = EXTRA_HUES[(index - len(FAMILIES)) % len(EXTRA_HUES)]
         return base, base
     return matplotlib.colormaps[cmap](0.45 + 0.5 * i / max(n - 1, 1)), base
 

@@ -267,27 +267,44 @@ _CONTEXT: dict[str, tuple] = {}  # settings -> (model, meta, data): one network 
 _POINT_PROGRESS = {"enabled": False}
 
 
-def missing_fine_tunes(points: Iterable[Point], model: str, dataset: str, overrides: dict[str, str]) -> None:
+def missing_fine_tunes(points: Iterable[Point], model: str, dataset: str, overrides: dict[str, str],
+                       done: Iterable[str] = ()) -> None:
     """Refuse, before any point runs, a grid whose points need a network fine-tuned for their setting (hcim's
     partial-sum QAT: one checkpoint per array, bits and readout) where none exists: one line naming the settings
-    without one, how many points they are, and how to make or drop them."""
+    without one, how many points they are, and how to make or drop them. Points in ``done`` (finished in the sweep
+    file) need nothing."""
     from cimsim import arch as arch_mod
     from cimsim.mappers import qat
-    from cimsim.networks import finetune_command, psq_checkpoint_name
-    from cimsim.workloads import datasets, train, zoo
+    from cimsim.networks import existing_psq_checkpoint, finetune_command, psq_checkpoint_name
+    from cimsim.workloads import datasets, zoo
 
     model, dataset = zoo.canonical_name(model), datasets.canonical_name(dataset)
-    missing: dict[str, tuple[dict, int]] = {}   # checkpoint name -> (the setting's own parameters, points)
+    done = set(done)
+    specs: dict[tuple, Any] = {}
+
+    def spec_of(arch: str, params: dict):
+        key = (arch, json.dumps(params, sort_keys=True, default=str))
+        if key not in specs:
+            specs[key] = arch_mod.get(arch, **params)
+        return specs[key]
+
+    missing: dict[str, tuple[dict, int]] = {}   # checkpoint name -> (the parameters that set it, points)
     for point in points:
+        if point.key in done:
+            continue
         arch_params = sweep_admm.split(sweep_snn.split(point_params(point, overrides))[0])[0]
-        spec = arch_mod.get(point.arch, **arch_params)
+        spec = spec_of(point.arch, arch_params)
         if not spec.learned_column_scales:
             continue
-        name = psq_checkpoint_name(model, dataset, qat.PSQConfig.from_arch(spec))
-        if not any((d / name).is_file() for d in (train.user_dir(), train.SHIPPED_DIR)):
-            fields = qat.PSQConfig.__dataclass_fields__   # the checkpoint's setting: the fine-tune's own parameters
-            setting = {k: v for k, v in arch_params.items() if k in fields}
-            missing[name] = (setting, missing.get(name, ({}, 0))[1] + 1)
+        cfg = qat.PSQConfig.from_arch(spec)
+        if existing_psq_checkpoint(model, dataset, cfg) is not None:
+            continue
+        name = psq_checkpoint_name(model, dataset, cfg)
+        if name not in missing:   # the parameters without which the fine-tune's setting would differ
+            setting = {k: v for k, v in arch_params.items() if qat.PSQConfig.from_arch(
+                spec_of(point.arch, {j: w for j, w in arch_params.items() if j != k})) != cfg}
+            missing[name] = (setting, 0)
+        missing[name] = (missing[name][0], missing[name][1] + 1)
     if not missing:
         return
     total = sum(n for _, n in missing.values())

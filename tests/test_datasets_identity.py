@@ -24,6 +24,19 @@ NAMES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-label
 pytestmark = pytest.mark.usefixtures("isolated_data")   # tests/conftest.py
 
 
+@pytest.fixture(autouse=True)
+def small_full_sets(monkeypatch):
+    """The files here are the sets' 'whole' splits (20 and 10 images), as if they were 60,000 and 10,000."""
+    monkeypatch.setattr(ds, "IDX_FULL_SIZE", {"train": 20, "test": 10})
+
+
+def test_a_subset_is_not_judged_by_its_mean(tmp_path, monkeypatch):
+    """A user's subset of Fashion-MNIST (say, only sandals: mean 0.137) is not refused as MNIST."""
+    monkeypatch.setattr(ds, "IDX_FULL_SIZE", {"train": 60_000, "test": 10_000})
+    d = write_set(tmp_path / "fm", 0.1307, 0.1325)
+    assert ds.load_fashion_mnist(d).source == str(d)   # loaded, not refused
+
+
 def _idx(arr: np.ndarray) -> bytes:
     return bytes([0, 0, 0x08, arr.ndim]) + b"".join(struct.pack(">I", n) for n in arr.shape) + arr.tobytes()
 
@@ -107,7 +120,8 @@ def test_the_band_edge(tmp_path, offset, refused):
 
 
 @pytest.mark.skipif(not REAL_FMNIST.is_dir(), reason=f"{REAL_FMNIST} not installed")
-def test_the_debian_fashion_mnist_files():
+def test_the_debian_fashion_mnist_files(monkeypatch):
+    monkeypatch.setattr(ds, "IDX_FULL_SIZE", {"train": 60_000, "test": 10_000})   # the real, whole splits
     assert ds.load_fashion_mnist(REAL_FMNIST).source == str(REAL_FMNIST)
     with pytest.raises(DatasetError, match=r"mean pixel is 0\.2860 of full scale \(Fashion-MNIST: 0\.2860, MNIST: "
                                            r"0\.1307\)"):

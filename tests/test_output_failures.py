@@ -114,3 +114,34 @@ def test_every_shipped_checkpoint_is_a_checkpoint_to_the_output_check():
     kinds = {p.name: outkind.file_kind(p) for p in shipped}
     assert any("psq" in n for n in kinds) and any("-sa-" in n for n in kinds)
     assert set(kinds.values()) == {outkind.CHECKPOINT}, kinds
+
+
+def test_an_output_error_crosses_processes_whole():
+    """A sweep worker's refused write reaches the parent as the same one-line error, not a broken pool."""
+    import pickle
+    from pathlib import Path
+    from cimsim.fileio import OutputError
+    e = pickle.loads(pickle.dumps(OutputError("could not write /x/y.h5 (No space left on device)", Path("/x/y.h5"))))
+    assert isinstance(e, OutputError) and str(e).startswith("could not write /x/y.h5") and e.path == Path("/x/y.h5")
+
+
+def test_a_library_error_is_a_refused_write_only_by_its_words(tmp_path, monkeypatch):
+    """h5py's and torch's refused writes say so ('file write failed', 'errno = 28'); a bug's message that merely
+    holds 'written' keeps its traceback; a file system without inode counts (f_files 0) is not taken for full."""
+    import os
+    from cimsim import fileio
+    big = os.statvfs_result((4096, 4096, 10**6, 10**6, 10**6, 0, 0, 0, 0, 255))   # f_files = f_favail = 0
+    monkeypatch.setattr(fileio.os, "statvfs", lambda folder: big)
+    assert fileio._is_write_failure(RuntimeError("Can't write data (file write failed: errno = 28)"), tmp_path)
+    assert fileio._is_write_failure(RuntimeError("PytorchStreamWriter failed writing file data/0"), tmp_path)
+    assert not fileio._is_write_failure(RuntimeError("the written-to tensor refers to a single memory location"),
+                                        tmp_path)
+    assert fileio.write_failure_reason(RuntimeError("odd"), tmp_path) == "odd"
+
+
+def test_a_closed_standard_output_is_no_error(tmp_path):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "cimsim", "archs"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=lambda: __import__("os").close(1))
+    assert out.returncode == 0 and "Traceback" not in out.stderr

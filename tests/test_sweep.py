@@ -498,3 +498,17 @@ def test_a_grid_range_without_an_end_is_named_as_such():
     with pytest.raises(ConfigError, match=r"range '1-' has no end; write a range as rows=1-8 or a list as rows=64,128"):
         sweep.parse_grid([("rows", "1-")])
     assert sweep.parse_grid([("cell.read_sigma_frac", "-0.5,0")]) == {"cell.read_sigma_frac": ["-0.5", "0"]}
+
+
+def test_the_refusal_names_every_parameter_of_the_missing_setting_and_skips_finished_points(tmp_path, monkeypatch):
+    """adc_layer_bits moves the fine-tune's setting only beside adc_layers: the command given must carry both (else
+    it makes another checkpoint); points the sweep file already holds need no fine-tune (a resume is not refused)."""
+    monkeypatch.setenv("CIMSIM_HOME", str(tmp_path / "home"))
+    over = {"adc_layers": "last"}
+    points = sweep.make_points(["hcim"], None, 1, over, sweep.parse_grid([("adc_layer_bits", "5,6"),
+                                                                         ("cell.read_sigma_frac", "0,0.02")]), [])
+    with pytest.raises(ConfigError) as exc:
+        sweep.missing_fine_tunes(points, "lenet5", "fashion-mnist", over)
+    assert "--set adc_layers=last --set adc_layer_bits=5'" in str(exc.value) and "4 point(s)" in str(exc.value)
+    assert "read_sigma" not in str(exc.value)
+    assert sweep.missing_fine_tunes(points, "lenet5", "fashion-mnist", over, done={p.key for p in points}) is None

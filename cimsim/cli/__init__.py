@@ -49,7 +49,8 @@ def _warn_one_line(message, category, filename, lineno, file=None, line=None) ->
 
 def main(argv: list[str] | None = None) -> int:
     stdout = sys.stdout
-    sys.stdout = GuardedStdout(stdout)   # a refused write to stdout: one line, exit 2 (StdoutError)
+    if stdout is not None:   # None: file descriptor 1 closed (prints go nowhere, as Python does)
+        sys.stdout = GuardedStdout(stdout)   # a refused write to stdout: one line, exit 2 (StdoutError)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _warn_one_line
@@ -86,13 +87,14 @@ def _main(argv: list[str] | None) -> int:
         resolve_model(args)   # --model left out: the default, or a --checkpoint's own model
         cpu_product()   # a bad $CIMSIM_CPU_PRODUCT is refused before any work, not when the engine first reads it
         status = int(args.func(args) or 0)
-        sys.stdout.flush()   # a refusal of what is still buffered is this command's too (StdoutError)
+        if sys.stdout is not None:
+            sys.stdout.flush()   # a refusal of what is still buffered is this command's too (StdoutError)
         return status
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USER_ERROR
     except CimsimError as exc:
-        if isinstance(exc, StdoutError):
+        if isinstance(exc, StdoutError) or isinstance(exc.__context__, StdoutError):   # (then a file write failed)
             _stdout_lost(getattr(sys.stdout, "stream", sys.stdout))
         cmd = getattr(locals().get("args"), "command", None)
         msg = " ".join(str(exc).split())   # one line, whatever the message holds

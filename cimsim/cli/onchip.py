@@ -118,7 +118,7 @@ def register(sub) -> None:
                     help="synapse device (default mosfet)")
     sp.add_argument("--dataset", default="iris",
                     help="iris, digits, fashion-mnist or mnist (default iris; fashion-mnist and mnist are read "
-                         "from their IDX files in --data-dir or $CIMSIM_DATA)")
+                         "from their IDX files in --data-dir, else $CIMSIM_DATA, then /usr/share/datasets)")
     sp.add_argument("--states", type=states, metavar="N[,N...]",
                     help="distinct update positions of a synapse: pinning sites (domain wall), pulses across "
                          "the window + 1 (mosfet, reram); default: the device's own. Several, separated by "

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from cimsim.errors import ConfigError
+from cimsim.errors import CimsimError, ConfigError
 from cimsim.fileio import OutputError
 from cimsim.cli import names
 from cimsim.cli.common import (BATCH_HELP, add_command, batch_for, batch_size, calibration_size, data_options,
@@ -15,7 +15,7 @@ from cimsim.cli.common import (BATCH_HELP, add_command, batch_for, batch_size, c
 
 def run(args) -> int:
     names.check(archs=args.arch, model=args.model, dataset=args.dataset, sets=args.set, sets_every=False)   # before torch/numba load
-    from cimsim import sweep
+    from cimsim import sweep, sweepfile
 
     out = output_path(args.out)   # a folder, device or FIFO (which would hang the reader) is refused here
     if args.scheduler and args.workers != 1:
@@ -34,7 +34,11 @@ def run(args) -> int:
         sweep.require_dask()  # before loading anything
     model, meta, data, ckpt = sweep.load_model_and_data(model_to_check(args), args.dataset, args.data_dir,
                                                         args.checkpoint)
-    sweep.missing_fine_tunes(points, meta["model"], data.name, overrides)   # before the first point, not at hcim's
+    try:
+        done = sweepfile.finished_keys(out)   # a resumed sweep's finished points need no fine-tune
+    except CimsimError:
+        done = set()   # not a sweep file: run_sweep refuses it in its own words
+    sweep.missing_fine_tunes(points, meta["model"], data.name, overrides, done)   # before the first point
     batch = batch_for("sweep", args.batch_size, model, data.input_shape, args.device)
     settings = sweep.Settings(
         model=meta["model"], dataset=data.name, checkpoint=str(Path(ckpt).resolve()),
