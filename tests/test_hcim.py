@@ -346,7 +346,8 @@ def test_missing_psq_checkpoint_names_the_command(monkeypatch, tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cimsim finetune --arch hcim --model mlp --dataset synthetic --set weight_bits=5" in err
     assert main(["finetune", "--arch", "isaac"]) == 2
-    assert "'isaac' needs no fine-tune: use 'cimsim run --arch isaac'" in capsys.readouterr().err
+    assert ("isaac has no learned readout scales: use 'cimsim run --arch isaac', or --method admm to prune a network "
+            "for it") in capsys.readouterr().err
 
 
 def test_the_fine_tunes_default_settings_are_their_architectures_defaults():

@@ -145,3 +145,13 @@ def test_a_closed_standard_output_is_no_error(tmp_path):
     out = subprocess.run([sys.executable, "-m", "cimsim", "archs"], stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=lambda: __import__("os").close(1))
     assert out.returncode == 0 and "Traceback" not in out.stderr
+def test_a_sweep_that_could_not_write_says_once_there_is_room_only_for_a_full_disk(tmp_path):
+    import os
+
+    from cimsim.cli.sweep import _kept
+    out = tmp_path / "s.h5"
+    for code in (errno.ENOSPC, errno.EDQUOT):
+        assert "once there is room" in _kept(out, f"could not write {out} ({os.strerror(code)}); nothing was written")
+    for code in (errno.EACCES, errno.EISDIR):
+        said = _kept(out, f"could not write {out} ({os.strerror(code)}); nothing was written there")
+        assert "room" not in said and f"once it can write {out}: it resumes where it stopped" in said

@@ -213,14 +213,6 @@ def model_to_check(args) -> str | None:
     return args.model if args.model_given or not getattr(args, "checkpoint", None) else None
 
 
-def check_writable_folder(folder: Path, option: str) -> None:
-    """Fail before any work starts when an output folder cannot take the result."""
-    if not folder.is_dir():
-        raise ConfigError(f"folder {folder} for {option} does not exist; create it or choose another {option}")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"folder {folder} for {option} is not writable; choose another {option}")
-
-
 def strict_json(obj):
     """Non-finite floats become null: strict JSON parsers (JavaScript, jq) reject Infinity and NaN."""
     if isinstance(obj, float) and not math.isfinite(obj):

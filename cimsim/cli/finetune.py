@@ -63,9 +63,9 @@ def run(args) -> int:
                           f"choose direct or progressive for {spec.name}")
     refuse_stage_share(args, psq_finetune.FinetuneRecipe.schedule)
     if not spec.learned_column_scales:
-        raise ConfigError(f"finetune prepares networks for architectures with learned readout scales (hcim's "
-                          f"partial sums, adcless-snn's sense amps), or prunes them with --method admm; "
-                          f"{spec.name!r} needs no fine-tune: use 'cimsim run --arch {spec.name}' directly")
+        raise ConfigError(f"finetune prepares networks for architectures with learned readout scales "
+                          f"(hcim's partial sums, adcless-snn's sense amps); {spec.name} has no learned readout "
+                          f"scales: use 'cimsim run --arch {spec.name}', or --method admm to prune a network for it")
     out = checkpoint_out(args)   # before any work: never another kind of file, never an input
     require_device(args.device)
     if args.checkpoint and networks.is_psq_checkpoint(args.checkpoint):

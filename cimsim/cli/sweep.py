@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -56,21 +58,24 @@ def run(args) -> int:
     try:
         results = sweep.run_sweep(out, points, settings, workers=args.workers, scheduler=args.scheduler,
                                   on_point=on_point)
-    except OutputError as exc:   # a full disk: the points finished so far wait in the journal for the resume
-        raise OutputError(f"{exc}; {_kept(out)}", exc.path) from None
+    except OutputError as exc:   # the points finished so far wait in the journal for the resume
+        raise OutputError(f"{exc}; {_kept(out, str(exc))}", exc.path) from None
     if not args.json:
         print(sweep.table(results))
         print(f"results in {out}; draw them with 'cimsim plot {out}'")
     return 0
 
 
-def _kept(out: Path) -> str:
-    """Where a sweep whose file could not be written keeps its finished points."""
+def _kept(out: Path, failure: str) -> str:
+    """Where a sweep whose file could not be written keeps its finished points, and when to re-run it: once there is
+    room where the write ``failure`` (OutputError's message, the reason in parentheses) was a full disk or quota."""
     from cimsim import sweepfile
 
     n = sweepfile.journal_size(out)
     where = f"the {n} finished point{' is' if n == 1 else 's are'} kept in {sweepfile.journal_dir(out)}; " if n else ""
-    return f"{where}re-run the same command once there is room: it resumes where it stopped"
+    full = any(f"({os.strerror(code)})" in failure for code in (errno.ENOSPC, errno.EDQUOT))
+    return f"{where}re-run the same command {'once there is room' if full else f'once it can write {out}'}: it resumes " \
+           "where it stopped"
 
 
 def _admm_knobs() -> str:
