@@ -122,6 +122,39 @@ def test_bad_checkpoints(tmp_path):
                               "cimsim format); give a .pt file written by 'cimsim train'")
 
 
+def test_a_fine_tuned_network_where_a_trained_one_is_wanted_names_its_format_and_architecture(tmp_path, capsys):
+    from _cli_helpers import assert_one_line_user_error, run_cli
+
+    psq = train.SHIPPED_DIR / "lenet5-fashion-mnist-psq-ternary-w4a4c1d1r128t0.5.pt"
+    with pytest.raises(CheckpointError) as err:
+        train.load_checkpoint(psq)
+    said = str(err.value)
+    assert "records the format cimsim.psq-checkpoint" in said and "no cimsim format" not in said
+    assert f"map it with 'cimsim run --arch hcim --checkpoint {psq}'" in said and "'cimsim finetune --init'" in said
+    sa = train.SHIPPED_DIR / "snn_vgg-fashion-mnist-sa-w4a8c1r64t0.5.pt"
+    with pytest.raises(CheckpointError, match=r"records the format cimsim\.sa-checkpoint: a spiking network fine-tuned "
+                                              r"for adcless-snn's sense amps .* --arch adcless-snn --checkpoint"):
+        train.load_checkpoint(sa)
+    other = tmp_path / "other.pt"
+    torch.save({"format": "cimsim.future-checkpoint"}, other)
+    with pytest.raises(CheckpointError, match="records the format 'cimsim.future-checkpoint', not cimsim.checkpoint"):
+        train.load_checkpoint(other)
+    code, _, err = run_cli(capsys, "train", "--model", "lenet5", "--dataset", "synthetic", "--init", psq,
+                           "--out", tmp_path / "t.pt")
+    assert_one_line_user_error(code, err, "records the format cimsim.psq-checkpoint", "--arch hcim")
+    assert not (tmp_path / "t.pt").exists()
+
+
+@needs_fmnist
+def test_run_adcless_snn_with_a_psq_checkpoint_names_its_architecture(capsys):
+    from _cli_helpers import assert_one_line_user_error, run_cli
+
+    psq = train.SHIPPED_DIR / "lenet5-fashion-mnist-psq-ternary-w4a4c1d1r128t0.5.pt"
+    code, _, err = run_cli(capsys, "run", "--arch", "adcless-snn", "--checkpoint", psq, "--limit", "2")
+    assert_one_line_user_error(code, err, "records the format cimsim.psq-checkpoint",
+                               f"'cimsim run --arch hcim --checkpoint {psq}'")
+
+
 def test_find_checkpoint_prefers_the_user_directory(tmp_path, monkeypatch, tiny):
     monkeypatch.setenv("CIMSIM_HOME", str(tmp_path))
     assert train.find_checkpoint("lenet5", "fashion-mnist").parent == train.SHIPPED_DIR

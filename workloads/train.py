@@ -36,6 +36,7 @@ from cimsim.metrics import batch_score, batch_score_sum, endpoint_error, is_flow
 from cimsim.progress import progress as progress_bar
 from cimsim.provenance import CheckpointInfo, tag_model
 from cimsim.workloads import datasets as ds_mod
+from cimsim.workloads.ckptfile import not_a_trained_network, read_payload, unreadable_detail
 from cimsim.workloads import snn_zoo, zoo
 
 augment = augment_mod.augment   # train.augment: the trainers use it from here too
@@ -393,64 +394,12 @@ def check_metadata(meta, required=REQUIRED_METADATA) -> dict:
     return meta
 
 
-def unreadable_detail(exc: BaseException) -> str:
-    """Why a checkpoint's contents could not be used, in one short line without Python's exception names."""
-    import pickle
-
-    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc).lower():
-        return "it holds Python objects beyond tensors, which torch's safe loader (weights_only=True) refuses"
-    if isinstance(exc, KeyError):
-        return f"it has no entry {exc.args[0]!r}" if exc.args else "an entry is missing"
-    text = " ".join(str(exc).split())[:160]
-    return f"its contents do not match: {text}" if text else "its contents do not match"
-
-
-def read_payload(path: str | os.PathLike, made_by: str = "'cimsim train'") -> dict:
-    """What torch's safe loader reads from checkpoint ``path``, or one CheckpointError saying what the file is
-    instead: missing, a folder, not a regular file, the .json beside a checkpoint, not a torch zip archive (what
-    torch.save writes), truncated or otherwise damaged. ``made_by`` names the command that writes such files."""
-    import pickle
-    import zipfile
-
-    path = Path(path)
-    fix = f"give a .pt file written by {made_by}"
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a folder, not a file; {fix}")
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist; make one with {made_by} or fix the path")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} is not a regular file (a device, pipe or socket); {fix}")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError as exc:
-        raise CheckpointError(f"checkpoint {path} cannot be read ({exc.strerror or 'read error'}); check its "
-                              "permissions or give another file") from None
-    if not zipfile.is_zipfile(path):
-        if head == b"PK\x03\x04":
-            raise CheckpointError(f"checkpoint {path} is damaged (truncated: the archive stops before its end); "
-                                  f"re-create it with {made_by} or copy it again")
-        if path.suffix == ".json" and path.with_suffix(".pt").is_file():
-            raise CheckpointError(f"{path} is the metadata written beside a checkpoint, not the checkpoint; "
-                                  f"give {path.with_suffix('.pt')}")
-        raise CheckpointError(f"{path} is not a checkpoint (not a torch zip archive, which torch.save writes); {fix}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:   # a zip archive torch cannot read: damaged inside, or pickled Python objects
-        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc).lower():
-            raise CheckpointError(f"checkpoint {path} holds Python objects beyond tensors, which torch's safe loader "
-                                  f"(weights_only=True) refuses; {fix}") from None
-        raise CheckpointError(f"checkpoint {path} is damaged (torch cannot read its archive); re-create it with "
-                              f"{made_by} or copy it again") from None
-
-
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """Rebuild the zoo model stored at ``path``; returns (model in eval mode, metadata)."""
     path = Path(path)
     payload = read_payload(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is a torch file but not a checkpoint of 'cimsim train' (it records no cimsim "
-                              "format); give a .pt file written by 'cimsim train'")
+        raise CheckpointError(not_a_trained_network(path, payload))
     try:
         meta = check_metadata(json.loads(payload["metadata"]))
         model = zoo.build_for(meta["model"], tuple(meta["input_shape"]), int(meta["num_classes"]))
