@@ -82,13 +82,15 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def refuse_replacing(out: Path | None, kind: str, option: str = "--out",
                      inputs: Iterable[tuple[str, str | os.PathLike | None]] = ()) -> None:
-    """ConfigError (one line) when ``out`` exists and is one of ``inputs`` ((option, path) pairs) or a file of
-    another kind than ``kind``; a file of the same kind may be replaced. Call it before any work."""
+    """ConfigError (one line) when ``out`` exists and is one of ``inputs`` ((option, path) pairs; an input no option
+    names is a phrase saying what it is instead) or a file of another kind than ``kind``; a file of the same kind may
+    be replaced. Call it before any work."""
     if out is None:
         return
     for name, given in inputs:
         if given is not None and _same_file(Path(given), out):
-            raise ConfigError(f"{option} {out} is the file given as {name}, an input of this command; "
+            what = f"the file given as {name}" if name.startswith("-") else name
+            raise ConfigError(f"{option} {out} is {what}, an input of this command; "
                               f"writing it would destroy the input: choose another {option}")
     found = file_kind(out)
     if found is None or found == kind:
@@ -96,3 +98,35 @@ def refuse_replacing(out: Path | None, kind: str, option: str = "--out",
     what = KIND_NAMES.get(found, found)
     raise ConfigError(f"{option} {out} is {what}, not {KIND_NAMES[kind].split(' (')[0]}; it is kept as it is: "
                       f"choose another {option} (or remove the file to replace it)")
+
+
+_METADATA_MAX_BYTES = 64 << 20
+
+
+def is_checkpoint_metadata(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds the metadata a cimsim checkpoint's save writes beside it as NAME.json (the metadata
+    dict of 'cimsim train' or 'cimsim finetune' as JSON): an object with the network's model, dataset, input_shape
+    and num_classes and the cimsim command that made it."""
+    import json
+
+    try:
+        if Path(path).stat().st_size > _METADATA_MAX_BYTES:
+            return False
+        meta = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(meta, dict) and isinstance(meta.get("model"), str) and isinstance(meta.get("dataset"), str)
+            and isinstance(meta.get("input_shape"), list) and isinstance(meta.get("num_classes"), int)
+            and isinstance(meta.get("command"), str) and meta["command"].startswith("cimsim "))
+
+
+def refuse_replacing_metadata(meta: Path, option: str = "--out") -> None:
+    """ConfigError (one line) when ``meta``, the NAME.json a checkpoint's save writes beside NAME.pt, exists and is
+    not a cimsim checkpoint's metadata (which may be replaced along with its checkpoint). Call it before any work."""
+    if file_kind(meta) is None or is_checkpoint_metadata(meta):
+        return
+    found = file_kind(meta)
+    what = KIND_NAMES.get(found, found).replace("a file that is not cimsim's", "a file that is not a cimsim "
+                                                 "checkpoint's metadata")
+    raise ConfigError(f"{option} writes its metadata to {meta}, which is {what}; it is kept as it is: choose another "
+                      f"{option} (or remove {meta.name} to replace it)")

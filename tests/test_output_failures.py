@@ -11,7 +11,7 @@ import pytest
 
 from cimsim import outkind
 from cimsim.cli import main
-from cimsim.cli.saving import keep_previous
+from cimsim.cli.saving import save_keeping_previous
 from cimsim.errors import ConfigError
 from cimsim.fileio import OutputError, atomic_output, save_figure
 
@@ -96,14 +96,121 @@ def test_run_refuses_adc_bits_given_twice(capsys):
     assert "give ADC bits once" in capsys.readouterr().err
 
 
-def test_an_earlier_checkpoint_at_the_default_path_is_kept(tmp_path):
+def _saver(model, meta=None):
+    from cimsim.workloads import train
+    return lambda p: train.save_checkpoint(p, model, meta or {"model": "mlp", "command": "cimsim train"})
+
+
+def test_an_earlier_checkpoint_at_the_default_path_is_kept_once_the_new_one_is_saved(tmp_path):
+    import torch
+
     ckpt = tmp_path / "mlp-digits.pt"
     ckpt.write_bytes(b"first")
     ckpt.with_suffix(".json").write_text("{}")
-    kept = keep_previous(ckpt)
-    assert kept.name == "mlp-digits.prev.pt" and kept.read_bytes() == b"first"
+    (tmp_path / "mlp-digits.prev.pt").write_bytes(b"older")
+    saved, kept = save_keeping_previous(ckpt, _saver(torch.nn.Linear(2, 2)))
+    assert saved == ckpt and kept.name == "mlp-digits.prev.pt" and kept.read_bytes() == b"first"
     assert (tmp_path / "mlp-digits.prev.json").read_text() == "{}"
-    assert keep_previous(tmp_path / "none.pt") is None
+    assert ckpt.read_bytes()[:2] == b"PK" and '"mlp"' in ckpt.with_suffix(".json").read_text()
+    assert save_keeping_previous(tmp_path / "none.pt", _saver(torch.nn.Linear(2, 2)))[1] is None
+    assert {p.name for p in tmp_path.iterdir()} == {"mlp-digits.json", "mlp-digits.pt", "mlp-digits.prev.json",
+                                                    "mlp-digits.prev.pt", "none.json", "none.pt"}
+
+
+def test_a_diverged_or_failed_save_leaves_the_earlier_checkpoints_as_they_were(tmp_path):
+    import torch
+    from cimsim.errors import CheckpointError
+
+    ckpt = tmp_path / "m.pt"
+    files = {"m.pt": b"first", "m.json": b"{}", "m.prev.pt": b"older", "m.prev.json": b"[]"}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    diverged = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        diverged.weight[0, 0] = float("nan")
+    with pytest.raises(CheckpointError, match="diverged"):
+        save_keeping_previous(ckpt, _saver(diverged))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
+
+    def full(p):
+        _full()
+    with pytest.raises(OSError):
+        save_keeping_previous(ckpt, full)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
+
+
+def test_a_save_that_replaced_the_checkpoint_before_failing_still_keeps_the_earlier_one(tmp_path):
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"first")
+    (tmp_path / "m.prev.pt").write_bytes(b"older")
+
+    def half(p):
+        p.unlink()
+        p.write_bytes(b"new")
+        _full()
+    with pytest.raises(OSError):
+        save_keeping_previous(ckpt, half)
+    assert (tmp_path / "m.prev.pt").read_bytes() == b"first" and ckpt.read_bytes() == b"new"
+
+
+def test_keeping_is_best_effort_a_warning_and_the_new_checkpoint_is_saved(tmp_path):
+    import torch
+
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"first")
+    (tmp_path / "m.prev.pt").mkdir()
+    with pytest.warns(UserWarning, match=r"the earlier checkpoint m\.pt could not be kept as m\.prev\.pt \(it is a "
+                                         r"folder\); the new one replaced it"):
+        saved, kept = save_keeping_previous(ckpt, _saver(torch.nn.Linear(2, 2)))
+    assert kept is None and saved.read_bytes()[:2] == b"PK" and (tmp_path / "m.prev.pt").is_dir()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_stale_prev_json_is_removed_when_the_earlier_checkpoint_had_none(tmp_path):
+    import torch
+
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"first")
+    (tmp_path / "m.prev.json").write_text('{"model": "older"}')
+    _, kept = save_keeping_previous(ckpt, _saver(torch.nn.Linear(2, 2)))
+    assert kept.read_bytes() == b"first" and not (tmp_path / "m.prev.json").exists()
+
+
+def test_a_json_beside_out_that_is_no_checkpoint_metadata_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    from cimsim.workloads import train
+
+    monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("work started before the --out check"))
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"todo": "mine"}')
+    assert main(["train", "--model", "mlp", "--dataset", "synthetic", "--out", str(tmp_path / "notes.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"writes its metadata to {notes}, which is a file that is not a cimsim checkpoint's " \
+        "metadata; it is kept as it is" in err[0]
+    assert notes.read_text() == '{"todo": "mine"}'
+    shipped = sorted(train.SHIPPED_DIR.glob("*.json"))
+    assert shipped and all(outkind.is_checkpoint_metadata(p) for p in shipped)
+    outkind.refuse_replacing_metadata(shipped[0])   # a checkpoint's metadata may be replaced with its checkpoint
+    assert not outkind.is_checkpoint_metadata(notes)
+
+
+@pytest.mark.parametrize("method", [[], ["--method", "admm", "--compression", "4"]])
+def test_finetune_never_writes_over_the_network_it_finds_and_starts_from(tmp_path, capsys, monkeypatch, method):
+    import shutil
+
+    from cimsim import networks
+    from cimsim.workloads import train
+
+    monkeypatch.setenv("CIMSIM_HOME", str(tmp_path))
+    monkeypatch.setattr(networks, "load_model_and_data", lambda *a, **k: pytest.fail("work started"))
+    mine = train.user_dir() / "lenet5-fashion-mnist.pt"
+    mine.parent.mkdir(parents=True)
+    shutil.copy(train.SHIPPED_DIR / "lenet5-fashion-mnist.pt", mine)
+    before = mine.read_bytes()
+    assert main(["finetune", *method, "--out", str(mine)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is the trained network this fine-tune starts from (found for lenet5 on fashion-mnist " \
+        "without --checkpoint), an input of this command" in err[0], err
+    assert mine.read_bytes() == before and sorted(p.name for p in mine.parent.iterdir()) == [mine.name]
 
 
 def test_every_shipped_checkpoint_is_a_checkpoint_to_the_output_check():

@@ -66,7 +66,7 @@ def run(args) -> int:
         raise ConfigError(f"finetune prepares networks for architectures with learned readout scales "
                           f"(hcim's partial sums, adcless-snn's sense amps); {spec.name} has no learned readout "
                           f"scales: use 'cimsim run --arch {spec.name}', or --method admm to prune a network for it")
-    out = checkpoint_out(args)   # before any work: never another kind of file, never an input
+    out = checkpoint_out(args, reads_found=True)   # before any work: never another kind of file, never an input
     require_device(args.device)
     if args.checkpoint and networks.is_psq_checkpoint(args.checkpoint):
         raise ConfigError(f"--checkpoint {args.checkpoint} is a PSQ fine-tuned network; --checkpoint names the float "
@@ -154,7 +154,7 @@ def finetune_snn(args, spec, overrides: dict) -> int:
     refuse_options(args, PSQ_ONLY, "the partial-sum fine-tune (hcim)",
                    f"the spiking networks' sense-amp fine-tune ({spec.name})")
     refuse_stage_share(args, snn_qat.SnnFinetuneRecipe.schedule)
-    out = checkpoint_out(args)   # before any work: never another kind of file, never an input
+    out = checkpoint_out(args, reads_found=True)   # before any work: never another kind of file, never an input
     require_device(args.device)
     model, meta, data, ckpt = networks.load_model_and_data(model_to_check(args), args.dataset, args.data_dir, args.checkpoint)
     cfg = snn_qat.SAConfig.from_arch(spec)
@@ -219,7 +219,7 @@ def run_admm(args) -> int:
     spec = arch_mod.get(args.arch, **overrides)
     if not spec.maps_to_crossbars:
         raise ConfigError(f"ADMM prunes crossbar blocks: {spec.name!r} has no crossbars")
-    out = checkpoint_out(args)   # before any work: never another kind of file, never an input
+    out = checkpoint_out(args, reads_found=True)   # before any work: never another kind of file, never an input
     require_device(args.device)
     model, meta, data, ckpt = load_model_and_data(model_to_check(args), args.dataset, args.data_dir, args.checkpoint)
     cfg = admm.ADMMConfig.from_arch(spec, args.compression)
