@@ -252,6 +252,8 @@ def test_a_closed_standard_output_is_no_error(tmp_path):
     out = subprocess.run([sys.executable, "-m", "cimsim", "archs"], stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=lambda: __import__("os").close(1))
     assert out.returncode == 0 and "Traceback" not in out.stderr
+
+
 def test_a_sweep_that_could_not_write_says_once_there_is_room_only_for_a_full_disk(tmp_path):
     import os
 
