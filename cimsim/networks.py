@@ -226,8 +226,10 @@ def sa_checkpoint_name(model: str, dataset: str, cfg: snn_qat.SAConfig) -> str:
 
 
 def save_sa_checkpoint(path, model: nn.Module, metadata: dict) -> Path:
-    """Weights, column scales, input ranges and spike flags of a sense-amp model (and the metadata as .json)."""
+    """Weights, column scales, input ranges and spike flags of a sense-amp model (and the metadata as .json); a
+    diverged fine-tune (weights not all finite) is refused, nothing written, as every checkpoint writer does."""
     path = Path(path)
+    train.require_finite(model.state_dict(), path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": SA_FORMAT, "format_version": 1, "metadata": json.dumps(metadata),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}

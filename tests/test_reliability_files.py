@@ -174,6 +174,15 @@ def test_diverged_weights_are_never_saved_or_loaded(tmp_path):
         train.save_checkpoint(good, model, meta)
     assert good.read_bytes() == before   # the good checkpoint is untouched
 
+    from cimsim import networks   # the sense-amp fine-tune's writer refuses the same (it once saved them)
+    sa_model, sa_meta = networks.load_sa_checkpoint(networks.train.SHIPPED_DIR
+                                                    / "snn_vgg-fashion-mnist-sa-w4a8c1r64t0.5.pt")
+    with torch.no_grad():
+        next(sa_model.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        networks.save_sa_checkpoint(tmp_path / "sa.pt", sa_model, sa_meta)
+    assert not (tmp_path / "sa.pt").exists() and not (tmp_path / "sa.json").exists()
+
     def poison(state):
         next(iter(state.values()))[0] = float("inf")
     bad = _resave(SHIPPED_MLP, tmp_path / "bad.pt", edit_state=poison)
