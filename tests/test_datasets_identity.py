@@ -160,3 +160,15 @@ def test_cli_data_dir_for_a_set_without_files(tmp_path, capsys, command):
     assert_one_line_user_error(code, err, f"--data-dir {tmp_path}: {name} ships with scikit-learn and needs no files; "
                                           "leave --data-dir out")
     assert out == ""
+
+
+def test_a_bad_data_dir_is_refused_before_torch_loads(tmp_path):
+    """The command line checks a --data-dir (missing, a file, given to a set without files) before the seconds of
+    importing torch and numba."""
+    import subprocess
+    import sys
+    code = ("import sys; from cimsim.cli import main; rc = main(['run', '--data-dir', %r, '--limit', '5']); "
+            "print('torch' in sys.modules, rc)" % str(tmp_path / "missing"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "2"], out.stderr[-1000:]
+    assert "does not exist" in out.stderr

@@ -85,6 +85,10 @@ def _main(argv: list[str] | None) -> int:
             raise UsageError(f"usage: cimsim COMMAND [options], COMMAND one of {', '.join(COMMANDS)} "
                              "(see 'cimsim --help', or 'cimsim COMMAND --help')")
         resolve_model(args)   # --model left out: the default, or a --checkpoint's own model
+        if getattr(args, "data_dir", None) is not None and getattr(args, "dataset", None):
+            from cimsim import datafiles   # before torch loads: a --data-dir that cannot hold the set, in one line
+            from cimsim.cli import names
+            datafiles.check_data_dir(names.check_dataset(args.dataset), args.data_dir)
         cpu_product()   # a bad $CIMSIM_CPU_PRODUCT is refused before any work, not when the engine first reads it
         status = int(args.func(args) or 0)
         if sys.stdout is not None:
