@@ -23,6 +23,7 @@ KIND_NAMES = {REPORT: "a cimsim report ('cimsim run --out')", SWEEP: "a cimsim s
               ONCHIP: "an on-chip learning run ('cimsim onchip --out')",
               CHECKPOINT: "a cimsim checkpoint ('cimsim train' or 'cimsim finetune')"}
 _ZIP = b"PK\x03\x04"
+_NOUNS = {REPORT: "report", SWEEP: "sweep", ONCHIP: "run", CHECKPOINT: "checkpoint"}
 
 
 class _Unreadable(CimsimError):
@@ -84,7 +85,8 @@ def refuse_replacing(out: Path | None, kind: str, option: str = "--out",
                      inputs: Iterable[tuple[str, str | os.PathLike | None]] = ()) -> None:
     """ConfigError (one line) when ``out`` exists and is one of ``inputs`` ((option, path) pairs; an input no option
     names is a phrase saying what it is instead) or a file of another kind than ``kind``; a file of the same kind may
-    be replaced. Call it before any work."""
+    be replaced. Call it before any work. An ``option`` without a leading '-' (e.g. 'path', for the Python API)
+    words the refusal without command-line terms."""
     if out is None:
         return
     for name, given in inputs:
@@ -96,6 +98,10 @@ def refuse_replacing(out: Path | None, kind: str, option: str = "--out",
     if found is None or found == kind:
         return
     what = KIND_NAMES.get(found, found)
+    if not option.startswith("-"):   # the Python API (option 'path'): no command-line terms
+        what = what.split(" ('")[0]
+        raise ConfigError(f"{option} {out} is {what}; it is kept as it is: write the {_NOUNS[kind]} elsewhere "
+                          "(or remove the file)")
     raise ConfigError(f"{option} {out} is {what}, not {KIND_NAMES[kind].split(' (')[0]}; it is kept as it is: "
                       f"choose another {option} (or remove the file to replace it)")
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from cimsim._version import __version__
-from cimsim.errors import CimsimError
+from cimsim.errors import CimsimError, ConfigError
 from cimsim.fileio import CORRUPT_FILE_ERRORS, atomic_output, reading
 
 FORMAT = "cimsim.report"
@@ -106,7 +106,17 @@ class Report:
 
     @classmethod
     def from_json(cls, text: str) -> "Report":
-        return cls.from_dict(json.loads(text))
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise ConfigError(f"Report.from_json takes the text Report.to_json wrote, got {type(text).__name__}")
+        try:
+            d = json.loads(text)
+        except ValueError as exc:
+            raise ReportFileError(f"the text is not a cimsim report's JSON ({exc}); pass what Report.to_json "
+                                  "wrote") from None
+        if not isinstance(d, dict):
+            raise ReportFileError(f"the JSON holds a {type(d).__name__}, not a cimsim report's object; pass what "
+                                  "Report.to_json wrote")
+        return cls.from_dict(d)
 
     # ------------------------------------------------------------------ HDF5
     def write_hdf5_group(self, group) -> None:
@@ -194,12 +204,19 @@ class Report:
                    created=str(group.attrs.get("created", "")))
 
     def to_hdf5(self, path: str | os.PathLike) -> Path:
-        """Write the report to ``path`` atomically (a temporary file in the same folder, then a rename)."""
+        """Write the report to ``path`` atomically (a temporary file in the same folder, then a rename). An
+        existing file is replaced only when it is a cimsim report (a sweep file, a checkpoint or a file that is not
+        cimsim's is kept: ConfigError)."""
         import h5py
 
-        path = Path(path)
+        from cimsim import outkind
+
+        path = _file_path(path, "Report.to_hdf5")
+        if path.is_dir():
+            raise ConfigError(f"path {path} is a folder; give a file name such as {path / 'report.h5'}")
         if path.parent and not path.parent.exists():
             raise ReportFileError(f"folder {path.parent} does not exist; create it or choose another --out")
+        outkind.refuse_replacing(path, outkind.REPORT, "path")
         with atomic_output(path) as tmp:
             with h5py.File(tmp, "w") as f:
                 self.write_hdf5_group(f)
@@ -209,7 +226,9 @@ class Report:
     def from_hdf5(cls, path: str | os.PathLike) -> "Report":
         import h5py
 
-        path = Path(path)
+        path = _file_path(path, "Report.from_hdf5")
+        if path.is_dir():
+            raise ReportFileError(f"report file {path} is a folder; give the path of a report file")
         if not path.is_file():
             raise ReportFileError(f"report file {path} does not exist; check the path")
         try:
@@ -310,7 +329,7 @@ class Report:
             return self.energy_j
         if level == "macro":
             return self.macro_energy_j
-        raise ValueError(f"level must be 'chip' or 'macro', got {level!r}")
+        raise ConfigError(f"level must be 'chip' or 'macro', got {level!r}")
 
     def worst_layer(self) -> dict[str, Any] | None:
         """The layer row with the largest output error against its exact integer product (None when no layer
@@ -330,17 +349,22 @@ class Report:
         simulated numbers (its ``cost_only`` parameters: technology node, clock, chip size, converter energy
         calibration, peripheral figures, ...); any other difference is refused, since the events themselves
         would change: run again. Accuracy and the digital reference are this run's."""
+        from cimsim.arch.base import Architecture
+
+        if not isinstance(arch, Architecture):
+            raise ConfigError(f"recost takes an architecture object, got {type(arch).__name__} {arch!r}: "
+                              f"cimsim.arch.get({getattr(arch, 'lower', lambda: 'isaac')()!r})")
         cfg = self.config
         missing = [k for k in ("ledger", "mapped_layers", "layer_kinds", "arch", "arch_params") if k not in cfg]
         if missing:
             raise ReportFileError(f"this report keeps no event ledger ({', '.join(missing)} missing: written by an "
                                   "older cimsim); run it again to re-cost it")
         if arch.name != cfg["arch"]:
-            raise ReportFileError(f"this run is on {cfg['arch']}; it cannot be re-costed on {arch.name}: run it again")
+            raise ConfigError(f"this run is on {cfg['arch']}; it cannot be re-costed on {arch.name}: run it again")
         changed = [p for p, v in arch.params().items()
                    if not arch.is_cost_only(p) and json.dumps(_jsonable(v)) != json.dumps(cfg["arch_params"].get(p))]
         if changed:
-            raise ReportFileError(f"re-costing changes only cost parameters; {', '.join(sorted(changed))} change what "
+            raise ConfigError(f"re-costing changes only cost parameters; {', '.join(sorted(changed))} change what "
                                   "is simulated: run again with them")
         from cimsim.cost import LayerPlan
         from cimsim.ledger import EventLedger
@@ -348,6 +372,9 @@ class Report:
         plans = {n: LayerPlan.from_dict(d) for n, d in cfg["mapped_layers"].items()}
         out = cost_report(arch, EventLedger(cfg["ledger"]), plans, cfg["layer_kinds"])
         out.accuracy, out.digital_accuracy, out.n_examples = self.accuracy, self.digital_accuracy, self.n_examples
+        quality = {r.get("name"): {k: r[k] for k in ("rel_error", "clip_rate") if k in r} for r in self.layers}
+        for row in out.layers:   # the layers' output quality is this run's, like the accuracy
+            row.update(quality.get(row["name"], {}))
         keep = {k: v for k, v in cfg.items() if k not in out.config}
         out.config = {**keep, **out.config, "arch_params": arch.params(),
                       "recost_of": {"created": self.created, "arch_params": cfg["arch_params"]}}
@@ -493,6 +520,13 @@ def json_default(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def _file_path(path, what: str) -> Path:
+    """``path`` (a str or os.PathLike, not empty) as a Path; anything else is one ConfigError."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise ConfigError(f"{what} takes a file path (a str or pathlib.Path), got {path!r}")
+    return Path(path)
 
 
 def _jsonable(obj):

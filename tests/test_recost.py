@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import cimsim
-from cimsim.errors import CimsimError
+from cimsim.errors import CimsimError, ConfigError
 from cimsim.report import Report
 
 
@@ -80,7 +80,7 @@ def test_recost_refuses_what_changes_the_simulation(data):
     for change in ({"adc_bits": "5"}, {"rows": "64"}, {"read_sigma_frac": "0.01"}, {"reram_r_on_ohm": "1e5"}):
         with pytest.raises(CimsimError, match="change what is simulated"):
             run.recost(base.with_params(**change))
-    with pytest.raises(CimsimError, match="cannot be re-costed on hcim"):
+    with pytest.raises(ConfigError, match="cannot be re-costed on hcim"):
         run.recost(cimsim.arch.get("hcim"))
     bare = Report.from_dict({k: v for k, v in run.to_dict().items() if k != "config"})
     with pytest.raises(CimsimError, match="no event ledger"):
@@ -95,6 +95,10 @@ def test_a_recost_keeps_the_runs_accuracy_and_says_what_it_re_costed(data):
     assert again.config["arch_params"]["node_nm"] == 65
     assert again.config["recost_of"]["arch_params"]["node_nm"] == 32
     assert np.isclose(again.config["seed"], 3)
+    # the layers' output quality is this run's too: carried over, with the table's largest layer error
+    quality = [(r["name"], r.get("rel_error"), r.get("clip_rate")) for r in run.layers]
+    assert repr([(r["name"], r.get("rel_error"), r.get("clip_rate")) for r in again.layers]) == repr(quality)
+    assert any(q[1] is not None for q in quality) and "largest layer error" in again.table()
 
 
 def test_a_report_keeps_each_layers_energy_by_component(data, tmp_path):
