@@ -34,7 +34,7 @@ from cimsim.networks import load_model_and_data, reference_kwargs
 from cimsim.progress import progress as progress_bar
 from cimsim.report import Report
 from cimsim.sweepfile import Point, SweepFileError, aggregate
-from cimsim import sweep_admm, sweep_pool, sweep_snn, sweepfile, sweepgrid
+from cimsim import sweep_admm, sweep_checks, sweep_pool, sweep_snn, sweepfile, sweepgrid
 
 # the grid's parsers (cimsim.sweepgrid), where the command line and studies find them
 MAX_ADC_BITS, MAX_GRID_VALUES = sweepgrid.MAX_ADC_BITS, sweepgrid.MAX_GRID_VALUES
@@ -73,6 +73,9 @@ class Settings:
     device: str = "cpu"
     cimsim_version: str = __version__
     data_dir: str | None = None  # where this machine finds the dataset: not a result-changing setting
+
+    def __post_init__(self):   # known names and positive sizes, before any file is created (one ConfigError)
+        sweep_checks.check_settings(self)
 
     def fixed(self) -> dict[str, Any]:
         """The settings stored in the sweep file (every field but ``data_dir``)."""
@@ -180,12 +183,16 @@ def make_points(archs: Iterable[str], adc_bits: list[int] | None = None, seeds: 
     ADC bits in its points (its own when they are not swept). Every point's architecture is built here, so a
     bad override or value fails before any work starts; a grid beyond :data:`MAX_POINTS` is refused with its
     size before anything is built.
+
+    ``archs`` is a list of names (``['isaac']``, not ``'isaac'``) and each ``grid`` value a list of values
+    (``{'rows': ['64', '128']}``; a str such as ``'64'`` is refused, not taken apart character by character).
     """
     import itertools
 
     from cimsim import arch as arch_mod
     from cimsim.arch.params import hinted
 
+    sweep_checks.check_grid_args(archs, adc_bits, seeds, grid)
     archs = list(archs)
     overrides = dict(overrides or {})
     grid = dict(grid or {})
@@ -444,6 +451,9 @@ def run_sweep(path: str | os.PathLike, points: list[Point], settings: Settings, 
     ``concurrent.futures`` executor you pass (left running). Progress goes to stderr (``progress=False``
     silences it): a line per finished point with how many are left and an estimate of the time left.
     """
+    points = sweep_checks.check_points(points)
+    if not isinstance(settings, Settings):
+        raise ConfigError(f"settings is a sweep.Settings, e.g. Settings('lenet5', 'fashion-mnist'), got {settings!r}")
     path = Path(path)
     if not path.parent.is_dir():
         raise ConfigError(f"folder {path.parent} for --out does not exist; create it or choose another --out")
