@@ -30,6 +30,7 @@ from cimsim.kernels_host import one_column_products, patch_codes
 from cimsim.ledger import EventLedger
 from cimsim.mappers import sme, snn
 from cimsim.mappers.layer_quality import add_layer_quality, sum_of_squares
+from cimsim.mappers import mapped_checks as checks
 from cimsim.metrics import batch_score, is_flow
 from cimsim.packed import PackedTile
 from cimsim.progress import progress as progress_bar
@@ -205,6 +206,8 @@ class MappedLayer(nn.Module):
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         lo, hi = self.code_range()
+        if x.device.type == "cpu":   # the device path's input is checked on the host (MappedModel.forward): no sync
+            checks.check_finite(self.name, x, self.plan.input_scale)
         return torch.clamp(torch.round(x.double() / self.plan.input_scale), lo, hi)
 
     # forward -----------------------------------------------------------------
@@ -293,6 +296,7 @@ class MappedLayer(nn.Module):
         return 0.0 if self.positions_seen else math.nan
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        checks.check_layer_input(self.name, self.source, x)
         if self.mode == "float":
             return self.source(x)
         dev = self.engine_device()
@@ -409,6 +413,12 @@ class MappedModel(nn.Module):
         which)."""
         return self._reference[0]
 
+    @property
+    def input_shape(self) -> tuple | None:
+        """One example's shape, as calibration gave it (None where the mapping did not record it)."""
+        shape = self.calibration_info.get("input_shape")
+        return None if shape is None else tuple(shape)
+
     def set_mode(self, mode: str) -> "MappedModel":
         """"analog" (crossbars), "digital" (the quantized model in exact integer arithmetic) or "float"."""
         if mode not in MODES:
@@ -425,8 +435,11 @@ class MappedModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The network's output (on the host). On the torch backend the whole network (its digital layers too)
         runs on the engine's device, from the input batch's one upload to the output's one download."""
+        checks.check_network_input(x, self.input_shape)
         with torch.no_grad():
             dev = self.engine_device()
+            if dev is not None and x.device.type == "cpu":   # the layers check theirs on the host only
+                checks.check_finite(None, x)
             if dev is None:   # the host engine: torch's small operations on one thread (cimsim.blas)
                 with torch_one_thread():
                     return self.model(x)
@@ -513,6 +526,8 @@ class MappedModel(nn.Module):
         checkpoint's, else its class), the data (``dataset``, else the loader's dataset name) and the checkpoint
         the network was loaded from (:mod:`cimsim.provenance`); ``config`` adds to or overrides those keys.
         ``progress=False`` silences the progress report on stderr."""
+        checks.check_evaluable({l.mode for l in self.mapped_layers.values()}, config)
+        checks.check_loader(loader)
         started = time.perf_counter()
         self.reset_events()
         self.eval()
@@ -531,12 +546,14 @@ class MappedModel(nn.Module):
         beside = ThreadPoolExecutor(max_workers=1) if on_host and self.REFERENCE_BESIDE and threads() > 1 else None
         try:
             with torch.no_grad(), host:   # the loader's batches too: torch on one thread beside the host engine
-                for x, y in progress_bar(loader, desc=f"{self.arch.name} simulate", unit="batches",
-                                         enabled=progress):
+                for item in progress_bar(loader, desc=f"{self.arch.name} simulate", unit="batches", enabled=progress):
+                    x, y = checks.check_batch(item, self.input_shape)
                     ref = beside.submit(self._reference_no_grad, x) if beside is not None else None
                     try:
                         with counter:
-                            correct += batch_score(self(x), y)
+                            out = self(x)
+                        checks.check_output(out, y)
+                        correct += batch_score(out, y)
                     finally:
                         if ref is not None:   # finished before anything goes on, also after an error
                             futures_wait([ref])
