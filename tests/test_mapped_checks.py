@@ -45,11 +45,15 @@ def test_evaluate_outside_the_analog_mode_is_refused(mapped, mode):
 
 def test_bad_network_inputs_name_the_expected_form(mapped):
     mm, x, _ = mapped
-    conv = r"layer '0' \(Conv2d\) takes inputs of shape \(B, 1, H, W\) \(1 input channel\), got "
-    with pytest.raises(ConfigError, match=conv + r"\(8, 36\)"):
+    net = r"inputs must have shape \(B, 1, 6, 6\) \(the calibration batches' shape\), got "
+    with pytest.raises(ConfigError, match=net + r"\(8, 36\)"):
         mm(x.flatten(1))
-    with pytest.raises(ConfigError, match=conv + r"\(1, 6, 6\)"):
+    with pytest.raises(ConfigError, match=net + r"\(1, 6, 6\): add the batch dimension"):
         mm(x[0])
+    with pytest.raises(ConfigError, match=net + r"\(2, 3, 6, 6\)"):
+        mm(torch.rand(2, 3, 6, 6))
+    mm.calibration_info.pop("input_shape")   # a map that recorded none (older): the first layer names its own
+    conv = r"layer '0' \(Conv2d\) takes inputs of shape \(B, 1, H, W\) \(1 input channel\), got "
     with pytest.raises(ConfigError, match=conv + r"\(2, 3, 6, 6\)"):
         mm(torch.rand(2, 3, 6, 6))
     with pytest.raises(ConfigError, match=r"inputs must hold at least one example.*got shape \(0, 1, 6, 6\)"):
@@ -62,6 +66,9 @@ def test_bad_network_inputs_name_the_expected_form(mapped):
 def test_a_linear_layer_names_its_features():
     arch = cimsim.arch.get("isaac", cell="ideal", adc_bits=9, adc_range="full", weight_bits=8, input_bits=8)
     mm = cimsim.map(nn.Sequential(nn.Linear(5, 2)), arch, calibration=torch.rand(4, 5), progress=False)
+    with pytest.raises(ConfigError, match=r"inputs must have shape \(B, 5\) \(the calibration batches' shape\)"):
+        mm(torch.rand(4, 6))
+    mm.calibration_info.pop("input_shape")
     with pytest.raises(ConfigError, match=r"layer '0' \(Linear\) takes inputs of shape \(B, 5\) \(5 features\), "
                                           r"got \(4, 6\)"):
         mm(torch.rand(4, 6))
