@@ -33,3 +33,27 @@ def check_seed(seed) -> None:
 
 class NotBuiltYet(CimsimError):
     """A part of cimsim that a later milestone fills in."""
+
+
+def _internal_prefixes() -> tuple[str, ...]:
+    """The folders whose frames a warning skips: cimsim's packages (its top-level folders), torch, contextlib."""
+    import contextlib
+    import os
+    import sys
+
+    names = ("cimsim", "cimsim.devices", "cimsim.arch", "cimsim.mappers", "cimsim.workloads", "torch")
+    dirs = [os.path.dirname(sys.modules[n].__file__) + os.sep for n in names
+            if getattr(sys.modules.get(n), "__file__", None)]
+    return (*dirs, contextlib.__file__)
+
+
+def warn_user(message, category=UserWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside cimsim and torch (the user's code), however many
+    decorators (``@torch.no_grad``, ...) and cimsim frames lie between: filters by module then match the user's."""
+    import sys
+    import warnings
+
+    prefixes, frame, level = _internal_prefixes(), sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(prefixes):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

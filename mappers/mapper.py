@@ -39,7 +39,6 @@ import contextlib
 import copy
 import functools
 import time
-import warnings
 
 import numpy as np
 import torch
@@ -51,7 +50,7 @@ from cimsim.calibration import kept_buffers
 from cimsim.cost import LayerPlan
 from cimsim.crossbar import Crossbar
 from cimsim.crossbar_count import CountingCrossbar
-from cimsim.errors import ConfigError, check_seed
+from cimsim.errors import ConfigError, check_seed, warn_user
 from cimsim.kernels_host import drawn_patch_codes
 from cimsim.ledger import EventLedger
 from cimsim.mappers import admm, qat, sme, snn, snn_qat
@@ -97,7 +96,31 @@ FUSED_CONTAINERS = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.Transf
 
 
 class KeptDigitalWarning(UserWarning):
-    """Layers the mapper cannot place on crossbars run digitally; the warning names each and why."""
+    """Layers the mapper cannot place on crossbars run digitally; the warning names each and why, and says "not
+    costed" for those whose work the energy and latency figures leave out."""
+
+
+class UncostedWorkWarning(UserWarning):
+    """Work of the network that no cost model covers (left out of the energy and latency figures): modules the
+    profiler does not recognise, parameters used outside a layer's forward (a bare ``nn.Parameter`` with ``@``)."""
+
+
+def _warn_uncosted(kept: dict, prof, uncosted: list) -> None:
+    """One KeptDigitalWarning for the kept layers ("not costed" where so), one UncostedWorkWarning for the rest."""
+    def covers(k, n):   # the kept layer k is, or holds, the uncosted n (nn.MultiheadAttention's in_proj_weight)
+        return n == k or n.startswith(k + ".")
+    note = "; NOT costed: its work is left out of the energy and latency"
+    if kept:
+        warn_user(KeptDigitalWarning("kept digital (not mapped to crossbars): " + "; ".join(
+            f"{k} ({r}{note if any(covers(k, n) for n in uncosted) else ''})" for k, r in kept.items())))
+    rest = [n for n in uncosted if not any(covers(k, n) for k in kept)]
+    if rest:
+        def why(n):
+            if n in prof.unowned:
+                return f"a parameter used in {prof.unowned[n] or 'code outside any module'}'s forward, not by a layer"
+            return f"{prof.kinds.get(n, 'module')}: no cost model"
+        warn_user(UncostedWorkWarning("NOT costed (left out of the energy and latency): "
+                                      + "; ".join(f"{n} ({why(n)})" for n in rest)))
 
 
 def _check_finite_weights(targets: dict) -> None:
@@ -386,9 +409,6 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         kept[name] = ("never called through its forward (its weight is used directly, as nn.MultiheadAttention "
                       "uses out_proj)")
         del targets[name], seen[name]
-    if kept:
-        warnings.warn(KeptDigitalWarning("kept digital (not mapped to crossbars): "
-                                         + "; ".join(f"{n} ({r})" for n, r in kept.items())), stacklevel=2)
     if not targets:
         raise ConfigError("the model has no Linear or Conv1d/Conv2d layer that runs through its forward to map "
                           "onto crossbars")
@@ -398,6 +418,7 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
     digital = EventLedger({l: prof.ledger.layer(l) for l in prof.ledger.layers() if l not in targets})
     kinds = dict(prof.kinds)
     cal_uncosted = [n for n in prof.uncosted if n not in targets]
+    _warn_uncosted(kept, prof, cal_uncosted)
 
     layers: dict[str, MappedLayer] = {}
     rng = np.random.default_rng(seed)
@@ -506,9 +527,8 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         timings["program_s"] += t2 - t1                    # the crossbars built, their cells programmed
         timings["calibrate_s"] += time.perf_counter() - t2 + (t1 - t0)   # ranges, scales, ADC calibration
     if unscaled:
-        warnings.warn(f"{arch.name}: no learned partial-sum scale factors for {', '.join(unscaled)}; using "
-                      "calibrated initial scales (expect an accuracy loss: fine-tune with cimsim.mappers.qat, "
-                      "'cimsim finetune')", stacklevel=2)
+        warn_user(f"{arch.name}: no learned partial-sum scale factors for {', '.join(unscaled)}; using calibrated "
+                  "initial scales (expect an accuracy loss: fine-tune with cimsim.mappers.qat, 'cimsim finetune')")
     mapped = MappedModel(work, reference, arch, layers, digital, kinds, kept, folded, cal_info, seed, backend, device,
                          reference_note=note, model_name=model_name)
     mapped.map_timings = timings

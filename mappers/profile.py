@@ -14,7 +14,9 @@
   ``T`` time steps calls them ``T`` times, so the profile of one inference holds every step.
 
 Modules the profiler does not recognise are listed in ``Profile.uncosted`` rather than silently
-treated as free.
+treated as free; so is work on a parameter outside its own (costed, leaf) module's forward: a bare
+``nn.Parameter`` of a custom module used with ``@``, or a layer's weight used functionally
+(``F.linear(x, self.fc.weight)``) without calling the layer. ``Profile.unowned`` says which and where.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class Profile:
     ledger: EventLedger
     kinds: dict[str, str] = field(default_factory=dict)      # layer name -> module class name
     uncosted: list[str] = field(default_factory=list)        # layers whose work is not modelled
+    # work on parameters outside their leaf module's forward: uncosted name (the leaf module, else the
+    # parameter) -> where it was used (a module's name)
+    unowned: dict[str, str] = field(default_factory=dict)
 
 
 def _pool_window(mod: nn.Module) -> int:
@@ -107,15 +112,35 @@ def _count_module(mod: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str,
 OWN_OPS = "network's own ops"
 
 
+def _parameters_in(args) -> list[nn.Parameter]:
+    """The parameters among a call's arguments, one level into lists and tuples (an LSTM's flat weights)."""
+    found = []
+    for a in args:
+        if isinstance(a, nn.Parameter):
+            found.append(a)
+        elif isinstance(a, (list, tuple)):
+            found += [b for b in a if isinstance(b, nn.Parameter)]
+    return found
+
+
 class _AddCounter(TorchFunctionMode):
-    def __init__(self, stack: list[str], ledger: EventLedger):
+    """Books tensor additions to the module that performs them, and notes each parameter used outside a forward
+    of the leaf module that owns it (``owners``: id -> (parameter name, {owning leaf modules' names}))."""
+
+    def __init__(self, stack: list[str], ledger: EventLedger, owners: dict, unowned: dict):
         super().__init__()
-        self.stack, self.ledger = stack, ledger
+        self.stack, self.ledger, self.owners, self.unowned = stack, ledger, owners, unowned
+        self.paused = False   # True while a hook counts a call (its reads of weight.numel() are no use)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         if func in _ADD_FUNCS and self.stack and isinstance(out, torch.Tensor):
             self.ledger.add(self.stack[-1], "add", out.numel())
+        for p in [] if self.paused else _parameters_in((*args, *(kwargs or {}).values())):
+            pname, leaves = self.owners.get(id(p), (None, ()))
+            where = self.stack[-1] if self.stack else ""
+            if pname is not None and where not in leaves:
+                self.unowned.setdefault(min(leaves) if leaves else pname, where)
         return out
 
 
@@ -148,7 +173,9 @@ def profile(model: nn.Module, example: torch.Tensor) -> Profile:
             if isinstance(output, tuple) and output and isinstance(mod, SpikingNeuron):
                 output = output[0]   # (spikes, membrane)
             y = output if isinstance(output, torch.Tensor) else None
+            counter.paused = True
             ev = _count_module(mod, x, y) if (x is not None and y is not None) else None
+            counter.paused = False
             if ev is None:
                 ledger.touch(name)
                 if name not in prof.uncosted:
@@ -160,13 +187,21 @@ def profile(model: nn.Module, example: torch.Tensor) -> Profile:
                     ledger.add(name, k, v)
         return hook
 
+    owners: dict[int, tuple[str, set]] = {}   # every parameter: its name, the leaf modules that hold it
+    for mname, mod in model.named_modules():
+        for pname, p in mod.named_parameters(recurse=False):
+            name, leaves = owners.setdefault(id(p), (f"{mname}.{pname}" if mname else pname, set()))
+            if not any(True for _ in mod.children()):
+                leaves.add(mname or type(model).__name__)
+    counter = _AddCounter(stack, ledger, owners, prof.unowned)
     for name, mod in model.named_modules():
         leaf = len(list(mod.children())) == 0
         handles.append(mod.register_forward_pre_hook(pre(name or type(model).__name__)))
         handles.append(mod.register_forward_hook(post(name or type(model).__name__, leaf)))
     try:
-        with _AddCounter(stack, ledger):
+        with counter:
             model(example)
+        prof.uncosted += [n for n in prof.unowned if n not in prof.uncosted]
     finally:
         for h in handles:
             h.remove()

@@ -1,0 +1,90 @@
+"""Work the mapper does not place on crossbars is never left out of the costs silently: each case is named in one
+warning line that says it is not costed, attributed to the user's call, and listed in the calibration info."""
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import cimsim
+from cimsim.mappers.mapper import KeptDigitalWarning, UncostedWorkWarning
+
+
+class BareParameter(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(64, 16) * 0.1)
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc(torch.relu(x @ self.w))
+
+
+class FunctionalWeight(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.l1, self.fc = nn.Linear(64, 16), nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc(torch.relu(F.linear(x, self.l1.weight)))
+
+
+class Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn, self.fc = nn.LSTM(8, 16, batch_first=True), nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc(self.rnn(x.reshape(-1, 8, 8))[0][:, -1])
+
+
+class Embedded(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb, self.fc = nn.Embedding(16, 4), nn.Linear(64 * 4, 4)
+
+    def forward(self, x):
+        return self.fc(self.emb((x.abs() * 15).long().clamp(max=15)).flatten(1))
+
+
+class Plain(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.l1, self.fc = nn.Linear(64, 16), nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.l1(x)))
+
+
+def _map(model):
+    torch.manual_seed(0)
+    arch = cimsim.arch.get("isaac", cell="ideal", weight_bits=8, input_bits=8)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        mapped = cimsim.map(model, arch, calibration=torch.rand(8, 64), backend="count", progress=False)
+    return mapped, [w for w in rec if issubclass(w.category, (KeptDigitalWarning, UncostedWorkWarning))]
+
+
+@pytest.mark.parametrize("net, category, name, uncosted", [
+    (BareParameter, UncostedWorkWarning, "w (a parameter used in BareParameter's forward", ["w"]),
+    (FunctionalWeight, KeptDigitalWarning, "l1 (never called through its forward", ["l1"]),
+    (Recurrent, KeptDigitalWarning, "rnn (LSTM", ["rnn"]),
+    (Embedded, UncostedWorkWarning, "emb (Embedding: no cost model)", ["emb"]),
+])
+def test_work_outside_the_crossbars_is_named_in_one_line_as_not_costed(net, category, name, uncosted):
+    mapped, warned = _map(net())
+    assert len(warned) == 1 and warned[0].category is category
+    text = str(warned[0].message)
+    assert "\n" not in text and name in text and "NOT costed" in text
+    assert warned[0].filename == __file__     # the user's call, not torch's decorator
+    assert mapped.calibration_info["uncosted_layers"] == uncosted
+    assert list(mapped.mapped_layers) == ["fc"]
+
+
+def test_a_network_of_mapped_layers_warns_nothing_and_lists_nothing_uncosted():
+    mapped, warned = _map(Plain())
+    assert warned == []
+    assert mapped.calibration_info["uncosted_layers"] == []
+    assert list(mapped.mapped_layers) == ["l1", "fc"]
