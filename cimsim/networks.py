@@ -104,7 +104,7 @@ def load_psq_checkpoint(path) -> tuple[nn.Module, dict]:
             raise ValueError("not a cimsim PSQ checkpoint")
         meta = train.check_metadata(json.loads(payload["metadata"]), ("model", "input_shape", "num_classes"))
         cfg = qat.PSQConfig(**meta["psq"])
-        model = zoo.build_for(meta["model"], tuple(meta["input_shape"]), int(meta["num_classes"])).eval()
+        model = zoo.rebuild(meta).eval()
         mods = dict(model.named_modules())
         for layer, bn in meta["batchnorm_folded"]:
             lay = mods[layer]
@@ -251,7 +251,7 @@ def load_sa_checkpoint(path) -> tuple[nn.Module, dict]:
             raise ValueError("not a cimsim sense-amp checkpoint")
         meta = json.loads(payload["metadata"])
         cfg = snn_qat.SAConfig(**meta["sa"])
-        model = zoo.build_for(meta["model"], tuple(meta["input_shape"]), int(meta["num_classes"])).eval()
+        model = zoo.rebuild(meta).eval()
         mods = dict(model.named_modules())
         for layer, bn in meta["batchnorm_folded"]:
             if mods[layer].bias is None:

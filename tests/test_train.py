@@ -104,6 +104,16 @@ def test_checkpoint_round_trip(tmp_path, tiny):
     assert sorted(p.name for p in path.parent.iterdir()) == ["x.json", "x.pt"]  # no temporary files left
 
 
+def test_loading_a_checkpoint_leaves_the_global_random_numbers_as_they_were(tmp_path, tiny):
+    res = train.train("lenet5", tiny, epochs=1, seed=0, progress=False)
+    path = train.save_checkpoint(tmp_path / "x.pt", res.model, res.metadata)
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    train.load_checkpoint(path)
+    assert torch.equal(torch.rand(4), expected)
+
+
 def test_bad_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         train.load_checkpoint(tmp_path / "missing.pt")

@@ -402,7 +402,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
         raise CheckpointError(not_a_trained_network(path, payload))
     try:
         meta = check_metadata(json.loads(payload["metadata"]))
-        model = zoo.build_for(meta["model"], tuple(meta["input_shape"]), int(meta["num_classes"]))
+        model = zoo.rebuild(meta)
         model.load_state_dict(payload["state_dict"])
         require_finite(model.state_dict(), path)
     except CheckpointError as exc:

@@ -247,3 +247,10 @@ def build_for(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.M
     if h != w:
         raise ConfigError(f"zoo models take square images, got {h}x{w}")
     return build(key, in_channels=c, image_size=h, num_classes=num_classes)
+
+
+def rebuild(meta: dict) -> nn.Module:
+    """The zoo model a checkpoint's weights will fill (``meta``: its metadata), built without drawing from torch's
+    global random generator: loading a network leaves a seeded script's random numbers as they were."""
+    with torch.random.fork_rng(devices=[]):
+        return build_for(meta["model"], tuple(meta["input_shape"]), int(meta["num_classes"]))
