@@ -491,7 +491,7 @@ class Crossbar(CrossbarLayout):
             raise ConfigError("call_device needs the torch backend (backend='torch')")
         domains = len(self.conversion_domains)
         ranges = self.ranges() if self.readout_op.quantizes else [(0.0, 1.0)] * domains
-        y, tally = self._torch.forward_device(xt, ranges)
+        y, tally = self._torch.forward_checked(xt, ranges)
         self._pending.append((int(xt.shape[0]), tally))
         return y
 

@@ -42,8 +42,8 @@ from cimsim.encoding import plane_layout
 from cimsim.errors import ConfigError
 
 from cimsim import kernels_triton
-from cimsim.torch_products import (bf16_bmm, bf16_split, fp16_split, int8_parts, product_mode, product_parts,
-                                   tf32_products, tf32_split)
+from cimsim.torch_products import (bf16_bmm, bf16_split, check_device_input, fp16_split, int8_parts, product_mode,
+                                   product_parts, tf32_products, tf32_split)
 
 # the splits (cimsim.torch_products) also here, where callers find them (cimsim.crossbar_torch.bf16_split, ...)
 __all__ = ["TorchTile", "bf16_split", "fp16_split", "tf32_split"]
@@ -406,6 +406,10 @@ class TorchTile:
         if validate is not None:
             validate()
         return y.cpu().numpy(), Tally(*(float(t) for t in tally.cpu().numpy()))
+
+    def forward_checked(self, xt, ranges) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward_device` on a caller's tensor (Crossbar.call_device), checked cheaply first."""
+        return self.forward_device(check_device_input(xt, self.xb.in_features, self.device), ranges)
 
     @torch.no_grad()
     def forward_device(self, xt: torch.Tensor, ranges) -> tuple[torch.Tensor, torch.Tensor]:

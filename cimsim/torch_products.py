@@ -151,3 +151,16 @@ def bf16_bmm(xx: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
             pass            # a shape it refuses (e.g. one column): this call through TF32
     with tf32_products() if cuda else contextlib.nullcontext():
         return torch.bmm(xx.to(torch.float32), parts.to(torch.float32))
+
+
+def check_device_input(xt, in_features: int, device: torch.device):
+    """``xt`` if it is a 2-D torch tensor ``in_features`` wide on ``device``'s kind of device, else one ConfigError
+    (a device call's input: a wrong width would return numbers, a numpy array fail deep in the engine)."""
+    if not (isinstance(xt, torch.Tensor) and xt.dim() == 2 and xt.shape[1] == in_features
+            and xt.device.type == device.type):
+        from cimsim.errors import ConfigError
+
+        shape, on = tuple(getattr(xt, "shape", ())), getattr(xt, "device", None)
+        raise ConfigError(f"call_device takes a 2-D torch tensor (batch, {in_features}) on {device}, got "
+                          f"{type(xt).__name__} of shape {shape} on {on}")
+    return xt

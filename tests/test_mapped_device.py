@@ -120,3 +120,13 @@ def test_device_calls_count_their_events_when_the_ledger_is_read():
     dev.call_device(torch.as_tensor(x))
     dev.ledger = cimsim.EventLedger()    # a reset forgets the pending calls too
     assert dev.ledger.totals() == {}
+
+
+@pytest.mark.parametrize("bad, what", [(torch.zeros(3, 99), r"shape \(3, 99\)"), (np.zeros((3, 100)), "ndarray"),
+                                       (torch.zeros(100), r"shape \(100,\)"), (torch.zeros(2, 3, 100), "shape")])
+def test_a_device_call_refuses_an_input_of_the_wrong_kind_shape_or_width(bad, what):
+    W = np.random.default_rng(0).integers(-7, 8, size=(12, 100))
+    xb = cimsim.Crossbar(W, cimsim.CrossbarSpec(rows=64, cols=64, weight_bits=4, input_bits=4), backend="torch")
+    with pytest.raises(cimsim.errors.ConfigError, match=r"call_device takes a 2-D torch tensor \(batch, 100\).*" + what):
+        xb.call_device(bad)
+    assert not xb._pending
