@@ -17,7 +17,9 @@ What the mapper does, in order:
    (activations, pooling, adds, un-foldable normalisation) stays digital and is costed with the
    architecture's digital components. A matrix layer the mapper does not support (transposed or 3-d
    convolutions, recurrent and attention layers, non-zero padding modes) is named in one warning and
-   kept digital.
+   kept digital; the warning says NOT costed where no cost model covers its work. Other work no cost model
+   covers (modules the profiler does not know, a bare ``nn.Parameter`` used with ``@``) is named in one
+   :class:`UncostedWorkWarning`; both are listed in ``calibration_info["uncosted_layers"]``.
 6. **Spiking networks** (LIF neurons, snnTorch ``Leaky`` turned into cimsim's ``LIF``): layers fed spikes take
    1-bit inputs, every time step counts (see :mod:`cimsim.mappers.snn`); a tile read by one sense amplifier
    per column gets per-column scale factors (learned, or set from the calibration partial sums).
