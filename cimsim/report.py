@@ -265,6 +265,10 @@ class Report:
             lines.append(f"  largest layer error   {worst['name']} ({worst.get('kind', '')}): {_error(worst['rel_error'])} "
                          f"RMS of its output against the exact integer product (SNR {_snr(worst['rel_error'])})")
         lines.append(f"  energy / inference    {fmt_si(self.energy_j, 'J')}")
+        uncosted = (c.get("calibration") or {}).get("uncosted_layers") or []
+        if uncosted:   # work no cost model covers: run, but left out of energy and latency (the mapper warned)
+            lines.append(f"    not costed          {', '.join(map(str, uncosted))} (their work is left out of "
+                         "energy and latency)")
         macro = self.config.get("macro_components")
         if macro:
             share = self.macro_energy_j / self.energy_j if self.energy_j else 0.0

@@ -88,3 +88,13 @@ def test_a_network_of_mapped_layers_warns_nothing_and_lists_nothing_uncosted():
     assert warned == []
     assert mapped.calibration_info["uncosted_layers"] == []
     assert list(mapped.mapped_layers) == ["l1", "fc"]
+
+
+def test_the_report_table_says_what_it_left_out():
+    mapped, _ = _map(BareParameter())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = mapped.evaluate([(torch.rand(4, 64), torch.zeros(4, dtype=torch.int64))])
+    assert "    not costed          w (their work is left out of energy and latency)" in report.table()
+    plain, _ = _map(Plain())
+    assert "not costed" not in plain.evaluate([(torch.rand(4, 64), torch.zeros(4, dtype=torch.int64))]).table()
