@@ -215,7 +215,7 @@ class Report:
         if path.is_dir():
             raise ConfigError(f"path {path} is a folder; give a file name such as {path / 'report.h5'}")
         if path.parent and not path.parent.exists():
-            raise ReportFileError(f"folder {path.parent} does not exist; create it or choose another --out")
+            raise ReportFileError(f"folder {path.parent} does not exist; create it or choose another path")
         outkind.refuse_replacing(path, outkind.REPORT, "path")
         with atomic_output(path) as tmp:
             with h5py.File(tmp, "w") as f:

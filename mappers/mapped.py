@@ -435,7 +435,7 @@ class MappedModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The network's output (on the host). On the torch backend the whole network (its digital layers too)
         runs on the engine's device, from the input batch's one upload to the output's one download."""
-        checks.check_network_input(x, self.input_shape)
+        checks.check_network_input(x, self.input_shape, self.calibration_info.get("input_floating", True))
         with torch.no_grad():
             dev = self.engine_device()
             if dev is not None and x.device.type == "cpu":   # the layers check theirs on the host only
@@ -547,7 +547,7 @@ class MappedModel(nn.Module):
         try:
             with torch.no_grad(), host:   # the loader's batches too: torch on one thread beside the host engine
                 for item in progress_bar(loader, desc=f"{self.arch.name} simulate", unit="batches", enabled=progress):
-                    x, y = checks.check_batch(item, self.input_shape)
+                    x, y = checks.check_batch(item, self.input_shape, self.calibration_info.get("input_floating", True))
                     ref = beside.submit(self._reference_no_grad, x) if beside is not None else None
                     try:
                         with counter:

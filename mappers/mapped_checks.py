@@ -29,18 +29,21 @@ def _expected(input_shape) -> str:
     return f"(B, {', '.join(str(d) for d in input_shape)})" if input_shape else "(B, ...)"
 
 
-def check_network_input(x, input_shape=None) -> None:
-    """``x`` is a non-empty floating tensor of shape (B, *input_shape) (``input_shape``: what calibration gave;
-    None where unknown: the layers then check their own inputs, :func:`check_layer_input`)."""
+def check_network_input(x, input_shape=None, floating: bool = True) -> None:
+    """``x`` is a non-empty tensor, floating where the calibration batches were (``floating``: a network fed token
+    ids or raw bytes calibrates on those), with the calibration batches' number of dimensions and channels (or
+    features) (``input_shape``: what calibration gave; None where unknown: the layers then check their own inputs,
+    :func:`check_layer_input`). Other sizes (images, time steps) may differ: a network may take them."""
     shape = _expected(input_shape)
     if not isinstance(x, torch.Tensor):
         fix = "torch.from_numpy(x).float()" if hasattr(x, "__array__") else "torch.as_tensor(x, dtype=torch.float32)"
         raise ConfigError(f"inputs must be a floating torch tensor of shape {shape}, got {_what(x)}: pass {fix}")
-    if not x.is_floating_point():
+    if floating and not x.is_floating_point():
         raise ConfigError(f"inputs must be a floating tensor, got {x.dtype}: pass x.float()")
     if x.ndim == 0 or x.shape[0] == 0:
         raise ConfigError(f"inputs must hold at least one example, of shape {shape}, got shape {tuple(x.shape)}")
-    if input_shape and (x.ndim != len(input_shape) + 1 or (len(input_shape) and x.shape[1] != input_shape[0])):
+    channel = -3 if len(input_shape or ()) >= 3 else -1   # (.., C, H, W) or (.., features)
+    if input_shape and (x.ndim != len(input_shape) + 1 or x.shape[channel] != input_shape[channel]):
         raise ConfigError(f"inputs must have shape {shape} (the calibration batches' shape), got {tuple(x.shape)}"
                           + (": add the batch dimension, x.unsqueeze(0)" if tuple(x.shape) == tuple(input_shape)
                              else ""))
@@ -87,7 +90,7 @@ def check_loader(loader) -> None:
                           f"got {_what(loader)}")
 
 
-def check_batch(item, input_shape=None) -> tuple[torch.Tensor, torch.Tensor]:
+def check_batch(item, input_shape=None, floating: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """One of ``evaluate``'s batches: a pair (x, y), x as :func:`check_network_input`, y integer class labels (B,) or
     floating per-pixel flow (B, 2, H, W) (:mod:`cimsim.metrics`). Returns (x, y)."""
     if not isinstance(item, (tuple, list)) or len(item) != 2:
@@ -96,7 +99,7 @@ def check_batch(item, input_shape=None) -> tuple[torch.Tensor, torch.Tensor]:
         raise ConfigError(f"evaluate's batches must be pairs (x, y), x of shape {_expected(input_shape)} and y "
                           f"the labels (B,), got {_what(item)}{hint}")
     x, y = item
-    check_network_input(x, input_shape)
+    check_network_input(x, input_shape, floating)
     B = x.shape[0]
     if not isinstance(y, torch.Tensor):
         raise ConfigError(f"y must be a tensor of integer class labels of shape ({B},), got {_what(y)}: "

@@ -427,7 +427,8 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
     cal_info = {"batches": len(batches), "examples": int(sum(len(b) for b in batches)),
                 "activation_percentile": ACTIVATION_PERCENTILE, "adc_rows_per_layer": ADC_CALIBRATION_ROWS,
                 "uncosted_layers": cal_uncosted,
-                "input_shape": [int(d) for d in batches[0].shape[1:]] if batches else None}   # the inputs' checks
+                "input_shape": [int(d) for d in batches[0].shape[1:]] if batches else None,   # the inputs' checks
+                "input_floating": bool(batches[0].is_floating_point()) if batches else True}
     unscaled = []
     # the first layer's input bits when the architecture sets them apart (hcim first_input_bits; 0: input_bits)
     first_bits = {order[0]: arch.first_layer_input_bits()} if order and arch.first_layer_input_bits() else {}

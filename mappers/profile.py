@@ -123,6 +123,15 @@ def _parameters_in(args) -> list[nn.Parameter]:
     return found
 
 
+_METADATA = {"__get__", "size", "dim", "numel", "to", "type", "detach", "cpu", "cuda", "float", "double", "half",
+             "contiguous", "clone", "element_size", "data_ptr", "requires_grad_"}
+
+
+def _arithmetic(func, out, args) -> bool:
+    """Whether a torch call computes with its tensors (not a getter, a shape query or a copy/conversion)."""
+    return getattr(func, "__name__", "") not in _METADATA
+
+
 class _AddCounter(TorchFunctionMode):
     """Books tensor additions to the module that performs them, and notes each parameter used outside a forward
     of the leaf module that owns it (``owners``: id -> (parameter name, {owning leaf modules' names}))."""
@@ -136,7 +145,10 @@ class _AddCounter(TorchFunctionMode):
         out = func(*args, **(kwargs or {}))
         if func in _ADD_FUNCS and self.stack and isinstance(out, torch.Tensor):
             self.ledger.add(self.stack[-1], "add", out.numel())
-        for p in [] if self.paused else _parameters_in((*args, *(kwargs or {}).values())):
+        # a use is arithmetic that returns a tensor: reading a parameter's metadata (.dtype, .shape, .numel(), a
+        # getter) or converting it is no work done outside its layer
+        used = not self.paused and isinstance(out, torch.Tensor) and _arithmetic(func, out, args)
+        for p in _parameters_in((*args, *(kwargs or {}).values())) if used else []:
             pname, leaves = self.owners.get(id(p), (None, ()))
             where = self.stack[-1] if self.stack else ""
             if pname is not None and where not in leaves:

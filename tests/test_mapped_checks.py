@@ -131,3 +131,33 @@ def test_non_finite_inputs_are_refused(mapped, value, word):
     with pytest.raises(ConfigError, match="hold NaN|hold infinite|input scale is"):
         cimsim.map(_net(), arch, calibration=torch.full_like(x, value), progress=False)
     assert np.isfinite(mm(x).numpy()).all()
+
+
+def test_inputs_of_the_calibrations_kind_are_taken_whatever_their_dtype_or_extent():
+    """A network calibrated on integers (token ids, bytes it converts itself) takes integers; the check compares the
+    number of dimensions and the channels, so other extents (time steps, image size) may differ."""
+    arch = cimsim.arch.get("isaac", cell="ideal", weight_bits=8, input_bits=8)
+
+    class Bytes(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(5, 2)
+
+        def forward(self, x):
+            return self.fc(x.float() / 255)
+
+    mm = cimsim.map(Bytes(), arch, calibration=torch.randint(0, 256, (4, 5), dtype=torch.uint8), progress=False)
+    assert mm(torch.randint(0, 256, (3, 5), dtype=torch.uint8)).shape == (3, 2)
+
+    class Steps(nn.Module):   # (B, T, C, H, W) summed over T
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 3, 3)
+
+        def forward(self, x):
+            return sum(self.conv(x[:, t]) for t in range(x.shape[1])).flatten(1)
+
+    mm = cimsim.map(Steps(), arch, calibration=torch.rand(2, 4, 2, 6, 6), progress=False)
+    assert mm(torch.rand(2, 7, 2, 8, 8)).shape == (2, 3 * 6 * 6)
+    with pytest.raises(ConfigError, match=r"inputs must have shape \(B, 4, 2, 6, 6\)"):
+        mm(torch.rand(2, 4, 3, 6, 6))   # another number of channels

@@ -98,3 +98,22 @@ def test_the_report_table_says_what_it_left_out():
     assert "    not costed          w (their work is left out of energy and latency)" in report.table()
     plain, _ = _map(Plain())
     assert "not costed" not in plain.evaluate([(torch.rand(4, 64), torch.zeros(4, dtype=torch.int64))]).table()
+
+
+class ReadsMetadata(nn.Module):
+    """A forward that reads its layers' weights' metadata (dtype, shape, numel) but computes only through them."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn, self.fc = nn.BatchNorm1d(64), nn.Linear(64, 10)
+        self.dtype, self.width = None, None
+
+    def forward(self, x):
+        x = x.to(self.bn.weight.dtype)
+        assert self.bn.weight.shape[0] == 64 and self.bn.weight.numel() == 64
+        return self.fc(self.bn(x))
+
+
+def test_reading_a_layers_metadata_is_no_uncosted_work():
+    mapped, warned = _map(ReadsMetadata())
+    assert warned == [] and mapped.calibration_info["uncosted_layers"] == []
