@@ -353,11 +353,11 @@ class Report:
         simulated numbers (its ``cost_only`` parameters: technology node, clock, chip size, converter energy
         calibration, peripheral figures, ...); any other difference is refused, since the events themselves
         would change: run again. Accuracy and the digital reference are this run's."""
-        from cimsim.arch.base import Architecture
-
-        if not isinstance(arch, Architecture):
+        # what recost reads of an architecture (duck-typed: this module sits below cimsim.arch)
+        if not all(callable(getattr(arch, a, None)) for a in ("params", "is_cost_only", "event_costs")):
+            name = arch.lower() if isinstance(arch, str) else "isaac"
             raise ConfigError(f"recost takes an architecture object, got {type(arch).__name__} {arch!r}: "
-                              f"cimsim.arch.get({getattr(arch, 'lower', lambda: 'isaac')()!r})")
+                              f"cimsim.arch.get({name!r})")
         cfg = self.config
         missing = [k for k in ("ledger", "mapped_layers", "layer_kinds", "arch", "arch_params") if k not in cfg]
         if missing:
