@@ -312,4 +312,5 @@ def crossbar_events(spec, *, offset: bool) -> set[str]:
 
 
 # what the profile of the layers kept digital counts (cimsim.mappers.profile)
-PROFILE_EVENTS = frozenset({ev.MAC, ev.ADD, ev.MUL, ev.COMPARE, ev.WEIGHT_READ, ev.ACT_READ, ev.ACT_WRITE})
+PROFILE_EVENTS = frozenset({ev.MAC, ev.ADD, ev.MUL, ev.COMPARE, ev.NONLINEAR, ev.WEIGHT_READ, ev.ACT_READ,
+                            ev.ACT_WRITE})

@@ -4,7 +4,8 @@ It is what the analog architectures are compared against: the same network, the 
 from the actual layer shapes, costed with published per-operation energies of a digital 45 nm design.
 
 Cost model. Every multiply-accumulate costs one fp32 multiply and one fp32 add; element-wise work
-(bias, batch-norm, activations, pooling, residual adds) costs fp32 adds, multiplies or comparisons;
+(bias, batch-norm, activations, pooling, residual adds) costs fp32 adds, multiplies or comparisons, and a
+transcendental function (sigmoid, tanh, exp) ``nonlinear_macs`` multiply-adds (est.);
 every weight is read once per inference from a 1 MB SRAM, every activation read and written once in a
 32 KB SRAM. Latency assumes the MAC array is kept busy (compute bound, no overlap between layers):
 ``ceil(ops / mac_units) / clock_hz`` per layer. Area counts the MAC array only (the source gives no
@@ -33,6 +34,9 @@ HOROWITZ_SRAM_32KB_64BIT_J = 20e-12
 HOROWITZ_FP32_MUL_AREA_M2 = 7700e-12
 HOROWITZ_FP32_ADD_AREA_M2 = 4184e-12
 _H = "Horowitz ISSCC 2014, 45 nm"
+# (est.) an fp32 exp/sigmoid/tanh as a range reduction and a degree-5 minimax polynomial evaluated in Horner form:
+# about 6 multiply-adds (a 2-ulp fp32 exp needs degree 5-6 after reduction to [-ln2/2, ln2/2])
+NONLINEAR_MACS = 6
 
 
 @register
@@ -44,6 +48,9 @@ class DigitalReference(Architecture):
     clock_hz: float = param(200e6, "1/s", "Eyeriss v1 core clock (same paper)", lo=1.0, hi=1e11)
     mul_energy_j: float = param(HOROWITZ_FP32_MUL_J, "J", f"{_H}: fp32 multiply 3.7 pJ", lo=1e-18, hi=1e-6)
     add_energy_j: float = param(HOROWITZ_FP32_ADD_J, "J", f"{_H}: fp32 add 0.9 pJ", lo=1e-18, hi=1e-6)
+    nonlinear_macs: int = param(NONLINEAR_MACS, "1", "(est.) fp32 multiply-adds of one transcendental evaluation "
+                                "(sigmoid, exp, tanh): range reduction and a degree-5 polynomial in Horner form",
+                                lo=1, hi=1000)
     weight_read_energy_j_per_byte: float = param(HOROWITZ_SRAM_1MB_64BIT_J / 8, "J/B",
                                                  f"{_H}: 1 MB SRAM, 100 pJ per 64-bit read", lo=1e-18, hi=1e-6)
     act_access_energy_j_per_byte: float = param(HOROWITZ_SRAM_32KB_64BIT_J / 8, "J/B",
@@ -80,6 +87,7 @@ class DigitalReference(Architecture):
             ev.ADD: EventCost("alu", self.add_energy_j),
             ev.MUL: EventCost("alu", self.mul_energy_j),
             ev.COMPARE: EventCost("alu", self.add_energy_j),  # a comparison is a subtraction
+            ev.NONLINEAR: EventCost("alu", self.nonlinear_macs * (self.mul_energy_j + self.add_energy_j)),
             ev.WEIGHT_READ: EventCost("weight_sram", self.bytes_per_value * self.weight_read_energy_j_per_byte),
             ev.ACT_READ: EventCost("act_sram", self.bytes_per_value * self.act_access_energy_j_per_byte),
             ev.ACT_WRITE: EventCost("act_sram", self.bytes_per_value * self.act_access_energy_j_per_byte),
@@ -89,7 +97,7 @@ class DigitalReference(Architecture):
         return set(PROFILE_EVENTS)
 
     def layer_latency_s(self, events: Mapping[str, float]) -> float:
-        ops = sum(events.get(k, 0) for k in ev.DIGITAL_OPS)
+        ops = sum(events.get(k, 0) for k in ev.DIGITAL_OPS) + self.nonlinear_macs * events.get(ev.NONLINEAR, 0)
         return math.ceil(ops / self.mac_units) / self.clock_hz
 
     def timing(self, ledger: EventLedger, plans: Mapping[str, LayerPlan], kinds: Mapping[str, str]) -> Timing:

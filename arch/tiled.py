@@ -335,6 +335,7 @@ class TiledChip(Architecture):
             ev.BUS_BYTES: EventCost("bus", self.scaled(self.bus)[0]),
             ev.LINK_BYTES: EventCost("hyper_transport", self.link.energy_per_op_j),
             ev.ACTIVATION_OPS: EventCost("activation", self.scaled(self.activation)[0]),
+            ev.NONLINEAR: EventCost("activation", self.scaled(self.activation)[0]),   # (digital_events: on it)
             ev.POOLING_OPS: EventCost("pooling", self.scaled(self.pooling)[0]),
             ev.ADD: EventCost("tile_shift_add", sa),
             ev.COMPARE: EventCost("tile_shift_add", sa),
@@ -370,11 +371,14 @@ class TiledChip(Architecture):
         return out
 
     def digital_events(self, layer: str, kind: str, events: Mapping[str, float]) -> dict[str, float]:
-        """Comparisons of pooling layers run on the pooling unit, of activations on the activation (sigmoid)
-        unit; residual adds on the adders."""
+        """Comparisons of pooling layers (and functions) run on the pooling unit, of activations on the activation
+        (sigmoid) unit, as does every transcendental evaluation (sigmoid, tanh, exp ...: the unit's look-up table,
+        ISAAC sec. 4); residual adds on the adders."""
         out = dict(events)
         if ev.COMPARE in out and kind:
-            out[ev.POOLING_OPS if "Pool" in kind else ev.ACTIVATION_OPS] = out.pop(ev.COMPARE)
+            out[ev.POOLING_OPS if "pool" in kind.lower() else ev.ACTIVATION_OPS] = out.pop(ev.COMPARE)
+        if ev.NONLINEAR in out:
+            out[ev.ACTIVATION_OPS] = out.get(ev.ACTIVATION_OPS, 0) + out.pop(ev.NONLINEAR)
         return out
 
     def copies(self, plans: Mapping[str, LayerPlan]) -> dict[str, int]:

@@ -12,8 +12,9 @@ be costed again at another operating point (:meth:`cimsim.report.Report.recost`)
   offset-correction adds, reference-DAC drives (a comparator pair's reference set per decision);
 * data movement: bytes through the input and output registers, the eDRAM buffer, the bus and the chip-to-chip
   links;
-* digital work (the profile of the layers kept digital): MACs, adds, multiplies, comparisons, weight and
-  activation accesses (values), activation-unit and pooling-unit operations, spiking-neuron updates.
+* digital work (the profile of the layers kept digital): MACs, adds, multiplies, comparisons, evaluations of
+  transcendental functions (sigmoid, exp ...), weight and activation accesses (values), activation-unit and
+  pooling-unit operations, spiking-neuron updates.
 
 A conversion event names the readout kind and, for a multi-bit converter, its bits:
 ``conversion("sar-adc", 8) == "sar-adc_conversion_8b"``; :func:`parse_conversion` reads one back.
@@ -54,6 +55,7 @@ COMPARE = "compare"
 WEIGHT_READ = "weight_read"          # weight values read
 ACT_READ = "act_read"                # activation values read
 ACT_WRITE = "act_write"              # activation values written
+NONLINEAR = "nonlinear"              # element-wise transcendental evaluations (sigmoid, tanh, exp, sqrt, erf ...)
 ACTIVATION_OPS = "activation_ops"    # operations of an activation (sigmoid/ReLU) unit
 POOLING_OPS = "pooling_ops"          # operations of a pooling unit
 LIF_UPDATES = "lif_updates"          # spiking-neuron updates (one neuron, one time step) on a digital LIF unit

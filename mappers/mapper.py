@@ -17,8 +17,10 @@ What the mapper does, in order:
    (activations, pooling, adds, un-foldable normalisation) stays digital and is costed with the
    architecture's digital components. A matrix layer the mapper does not support (transposed or 3-d
    convolutions, recurrent and attention layers, non-zero padding modes) is named in one warning and
-   kept digital; the warning says NOT costed where no cost model covers its work. Other work no cost model
-   covers (modules the profiler does not know, a bare ``nn.Parameter`` used with ``@``) is named in one
+   kept digital; the warning says NOT costed where no cost model covers its work. Work the network's own
+   ``forward`` does with torch functions (``F.relu``, ``x @ y``, ``softmax``, ``F.linear(x, self.w)``) is costed as
+   digital work (:mod:`cimsim.mappers.profile_ops`); a parameter used that way is named in the same warning. Work
+   no cost model covers (modules and torch functions the profiler does not know) is named in one
    :class:`UncostedWorkWarning`; both are listed in ``calibration_info["uncosted_layers"]``.
 6. **Spiking networks** (LIF neurons, snnTorch ``Leaky`` turned into cimsim's ``LIF``): layers fed spikes take
    1-bit inputs, every time step counts (see :mod:`cimsim.mappers.snn`); a tile read by one sense amplifier
@@ -103,23 +105,30 @@ class KeptDigitalWarning(UserWarning):
 
 
 class UncostedWorkWarning(UserWarning):
-    """Work of the network that no cost model covers (left out of the energy and latency figures): modules the
-    profiler does not recognise, parameters used outside a layer's forward (a bare ``nn.Parameter`` with ``@``)."""
+    """Work of the network that no cost model covers (left out of the energy and latency figures): modules and torch
+    functions the profiler does not recognise (:mod:`cimsim.mappers.profile_ops`), parameters used in them."""
 
 
 def _warn_uncosted(kept: dict, prof, uncosted: list) -> None:
-    """One KeptDigitalWarning for the kept layers ("not costed" where so), one UncostedWorkWarning for the rest."""
+    """One KeptDigitalWarning for the kept layers and parameters used outside a layer ("not costed" where so), one
+    UncostedWorkWarning for the rest."""
     def covers(k, n):   # the kept layer k is, or holds, the uncosted n (nn.MultiheadAttention's in_proj_weight)
         return n == k or n.startswith(k + ".")
     note = "; NOT costed: its work is left out of the energy and latency"
-    if kept:
+    digital = {n: w for n, w in prof.digital.items() if n not in kept}
+    if kept or digital:
         warn_user(KeptDigitalWarning("kept digital (not mapped to crossbars): " + "; ".join(
-            f"{k} ({r}{note if any(covers(k, n) for n in uncosted) else ''})" for k, r in kept.items())))
+            [f"{k} ({r}{note if any(covers(k, n) for n in uncosted) else ''})" for k, r in kept.items()]
+            + [f"{n} (a parameter used in {w or 'code outside any module'}'s forward, not by a layer: computed and "
+               "costed as digital work)" for n, w in digital.items()])))
     rest = [n for n in uncosted if not any(covers(k, n) for k in kept)]
     if rest:
         def why(n):
             if n in prof.unowned:
                 return f"a parameter used in {prof.unowned[n] or 'code outside any module'}'s forward, not by a layer"
+            if n in prof.functions:
+                fname, where = prof.functions[n]
+                return f"torch function {fname} called in {where}'s forward: no cost model"
             return f"{prof.kinds.get(n, 'module')}: no cost model"
         warn_user(UncostedWorkWarning("NOT costed (left out of the energy and latency): "
                                       + "; ".join(f"{n} ({why(n)})" for n in rest)))

@@ -42,7 +42,9 @@ ACT_J = 4 * 20 * PJ / 8       # 4 bytes from the 32 KB SRAM, 20 pJ per 8 bytes
 # ---------------------------------------------------------------------------------------------- event costs
 def test_event_costs_are_horowitz_numbers():
     costs = DigitalReference().event_costs()
-    assert set(costs) == {"mac", "add", "mul", "compare", "weight_read", "act_read", "act_write"}
+    assert set(costs) == {"mac", "add", "mul", "compare", "nonlinear", "weight_read", "act_read", "act_write"}
+    # a transcendental evaluation: 6 fp32 multiply-adds (est.)
+    assert costs["nonlinear"] == EventCost("alu", pytest.approx(6 * 4.6 * PJ, rel=1e-12))
     assert costs["mac"] == EventCost("mac_array", pytest.approx(4.6 * PJ, rel=1e-12))
     assert costs["mac"].energy_j == pytest.approx(MAC_J, rel=1e-12)
     assert costs["add"] == EventCost("alu", pytest.approx(0.9 * PJ, rel=1e-12))
@@ -64,7 +66,7 @@ def test_defaults():
     assert d.bytes_per_value == 4
     assert d.name == "digital"
     assert d.params()["mac_units"] == 168
-    assert set(d.params()) == {"mac_units", "clock_hz", "mul_energy_j", "add_energy_j",
+    assert set(d.params()) == {"mac_units", "clock_hz", "mul_energy_j", "add_energy_j", "nonlinear_macs",
                                "weight_read_energy_j_per_byte", "act_access_energy_j_per_byte",
                                "mac_area_m2", "bytes_per_value"}
 

@@ -49,6 +49,17 @@ class Embedded(nn.Module):
         return self.fc(self.emb((x.abs() * 15).long().clamp(max=15)).flatten(1))
 
 
+class RunningProduct(nn.Module):
+    """A forward calling a torch function no cost rule knows (a running product)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 4)
+
+    def forward(self, x):
+        return self.fc(torch.cumprod(x, -1))
+
+
 class Plain(nn.Module):
     def __init__(self):
         super().__init__()
@@ -68,10 +79,10 @@ def _map(model):
 
 
 @pytest.mark.parametrize("net, category, name, uncosted", [
-    (BareParameter, UncostedWorkWarning, "w (a parameter used in BareParameter's forward", ["w"]),
-    (FunctionalWeight, KeptDigitalWarning, "l1 (never called through its forward", ["l1"]),
     (Recurrent, KeptDigitalWarning, "rnn (LSTM", ["rnn"]),
-    (Embedded, UncostedWorkWarning, "emb (Embedding: no cost model)", ["emb"]),
+    (RunningProduct, UncostedWorkWarning,
+     "RunningProduct.cumprod() (torch function cumprod called in RunningProduct's forward: no cost model)",
+     ["RunningProduct.cumprod()"]),
 ])
 def test_work_outside_the_crossbars_is_named_in_one_line_as_not_costed(net, category, name, uncosted):
     mapped, warned = _map(net())
@@ -83,6 +94,30 @@ def test_work_outside_the_crossbars_is_named_in_one_line_as_not_costed(net, cate
     assert list(mapped.mapped_layers) == ["fc"]
 
 
+@pytest.mark.parametrize("net, name, row, macs", [
+    (BareParameter, "w (a parameter used in BareParameter's forward, not by a layer: computed and costed as digital "
+     "work)", "BareParameter.matmul()", 64 * 16),
+    (FunctionalWeight, "l1 (never called through its forward", "FunctionalWeight.linear()", 64 * 16),
+])
+def test_work_with_a_layers_weight_outside_it_is_costed_as_digital_work_and_named(net, name, row, macs):
+    mapped, warned = _map(net())
+    assert len(warned) == 1 and warned[0].category is KeptDigitalWarning
+    text = str(warned[0].message)
+    assert name in text and "NOT costed" not in text and warned[0].filename == __file__
+    assert mapped.calibration_info["uncosted_layers"] == []
+    report = mapped.evaluate([(torch.rand(4, 64), torch.zeros(4, dtype=torch.int64))])
+    events = report.config["ledger"][row]
+    assert events["mac"] == macs and events["weight_read"] == 64 * 16   # one example's product with the parameter
+    assert {r["name"]: r["energy_j"] for r in report.layers}[row] > 0
+
+
+def test_an_embedding_is_a_costed_table_look_up():
+    mapped, warned = _map(Embedded())
+    assert warned == [] and mapped.calibration_info["uncosted_layers"] == []
+    report = mapped.evaluate([(torch.rand(4, 64), torch.zeros(4, dtype=torch.int64))])
+    assert report.config["ledger"]["emb"] == {"weight_read": 64 * 4, "act_write": 64 * 4}
+
+
 def test_a_network_of_mapped_layers_warns_nothing_and_lists_nothing_uncosted():
     mapped, warned = _map(Plain())
     assert warned == []
@@ -91,11 +126,12 @@ def test_a_network_of_mapped_layers_warns_nothing_and_lists_nothing_uncosted():
 
 
 def test_the_report_table_says_what_it_left_out():
-    mapped, _ = _map(BareParameter())
+    mapped, _ = _map(RunningProduct())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = mapped.evaluate([(torch.rand(4, 64), torch.zeros(4, dtype=torch.int64))])
-    assert "    not costed          w (their work is left out of energy and latency)" in report.table()
+    assert ("    not costed          RunningProduct.cumprod() (their work is left out of energy and latency)"
+            in report.table())
     plain, _ = _map(Plain())
     assert "not costed" not in plain.evaluate([(torch.rand(4, 64), torch.zeros(4, dtype=torch.int64))]).table()
 

@@ -1,0 +1,355 @@
+"""The work of element-wise, normalising, pooling and product layers and of the torch functions a forward calls.
+
+:mod:`cimsim.mappers.profile` counts a network's work per module. Many networks do part of it in their own
+``forward`` rather than in layers: ``F.relu(F.max_pool2d(self.conv1(x), 2))`` (the classic PyTorch MNIST net),
+``torch.sigmoid`` gates, ``q @ k.transpose(-2, -1)`` and ``softmax`` in attention, ``F.layer_norm``. This module
+says what each such call costs, in the profile's events, from the shapes of its tensors:
+
+* ``add``, ``mul``, ``compare``: one per output element of an element-wise addition or subtraction, a
+  multiplication or division (a division counted as a multiply, est.), a comparison or selection (ReLU, clamp,
+  max); reductions take one per element folded in (a sum of ``n`` values into ``m`` is ``n - m`` adds);
+* ``nonlinear``: one evaluation of a transcendental function per element (sigmoid, tanh, exp, log, sqrt, erf:
+  the activation unit's lookup on an analog chip, a short polynomial on a digital one); a composite function
+  counts its parts (SiLU ``x * sigmoid(x)``: one evaluation and one multiply);
+* ``mac`` with ``act_read`` / ``weight_read`` and ``act_write``: products of two operands computed at run time
+  (``x @ y``, ``bmm``, ``einsum``, ``F.linear`` / ``F.conv2d`` with a weight the network holds outside a layer):
+  they run digitally, since only Linear / Conv layers called through their forward are programmed into arrays.
+
+A function this module does not know returns None (the profile then lists the work as not costed, never as free);
+reshapes, copies, indexing, type conversions and tensor creation are free (an empty dict).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from cimsim import events as ev
+
+# reshapes, views, copies, indexing, conversions, tensor creation, metadata, inference-time dropout: no arithmetic
+FREE = frozenset("""
+view view_as reshape reshape_as flatten unflatten permute transpose t swapaxes swapdims movedim moveaxis contiguous
+squeeze unsqueeze expand expand_as repeat tile cat concat concatenate stack hstack vstack dstack split tensor_split
+chunk unbind narrow getitem setitem select index_select take gather roll flip fliplr flipud rot90 pad unfold
+pixel_shuffle pixel_unshuffle channel_shuffle dropout dropout1d dropout2d dropout3d alpha_dropout
+feature_alpha_dropout identity clone detach detach_ to type type_as float double half bfloat16 int long short bool
+byte char cpu cuda numpy item tolist size dim numel shape get element_size data_ptr is_floating_point is_complex
+is_contiguous stride storage_offset get_device requires_grad_ zeros ones empty full arange linspace tensor as_tensor
+zeros_like ones_like empty_like full_like rand randn randint rand_like randn_like randint_like new_zeros new_ones
+new_empty new_full new_tensor fill_ zero_ copy_ len iter format repr bool hash nonzero masked_select diagonal
+broadcast_to broadcast_tensors meshgrid atleast_1d atleast_2d atleast_3d
+""".split())
+
+# one per output element
+_ADDS = frozenset("add sub subtract neg negative rsub".split())
+_MULS = frozenset("mul multiply div divide true_divide floor_divide square".split())
+_COMPARES = frozenset("""relu threshold leaky_relu prelu rrelu abs sign sgn heaviside maximum minimum fmax fmin where
+gt lt ge le eq ne greater less greater_equal less_equal not_equal masked_fill clamp_min clamp_max hardshrink
+softshrink logical_and logical_or logical_not logical_xor bitwise_and bitwise_or bitwise_not bitwise_xor isnan
+isinf isfinite""".split())
+_TWO_COMPARES = frozenset("relu6 hardtanh".split())
+# transcendental: evaluations per element, extra multiplies and adds per element
+_NONLINEAR = {
+    "sigmoid": (1, 0, 0), "tanh": (1, 0, 0), "exp": (1, 0, 0), "exp2": (1, 0, 0), "expm1": (1, 0, 0),
+    "log": (1, 0, 0), "log2": (1, 0, 0), "log10": (1, 0, 0), "log1p": (1, 0, 0), "sqrt": (1, 0, 0),
+    "rsqrt": (1, 0, 0), "reciprocal": (1, 0, 0), "erf": (1, 0, 0), "erfc": (1, 0, 0), "sin": (1, 0, 0),
+    "cos": (1, 0, 0), "tan": (1, 0, 0), "atan": (1, 0, 0), "asin": (1, 0, 0), "acos": (1, 0, 0),
+    "sinh": (1, 0, 0), "cosh": (1, 0, 0), "logsigmoid": (1, 0, 0), "softplus": (2, 0, 1),
+    "silu": (1, 1, 0), "gelu": (1, 2, 1), "mish": (2, 1, 1), "tanhshrink": (1, 0, 1),
+    "softsign": (0, 1, 1), "elu": (1, 1, 1), "selu": (1, 2, 1), "celu": (1, 2, 1),
+}
+_NONLINEAR_COMPARES = {"elu": 1, "selu": 1, "celu": 1, "softsign": 1}   # the branch on the sign (|x| for softsign)
+_POOLS = {"max_pool1d": 1, "max_pool2d": 2, "max_pool3d": 3, "max_pool1d_with_indices": 1,
+          "max_pool2d_with_indices": 2, "max_pool3d_with_indices": 3, "avg_pool1d": 1, "avg_pool2d": 2,
+          "avg_pool3d": 3}
+_ADAPTIVE = frozenset("adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d adaptive_max_pool1d "
+                      "adaptive_max_pool2d adaptive_max_pool3d adaptive_max_pool1d_with_indices "
+                      "adaptive_max_pool2d_with_indices adaptive_max_pool3d_with_indices".split())
+_PRODUCTS = frozenset("matmul mm bmm mv dot vdot inner outer ger addmm baddbmm addbmm addmv".split())
+_DUNDER_SWAPPED = {"radd": "add", "rsub": "rsub", "rmul": "mul", "rtruediv": "div", "rdiv": "div",
+                   "rmatmul": "matmul", "rpow": "pow", "iadd": "add", "isub": "sub", "imul": "mul",
+                   "itruediv": "div", "idiv": "div", "ipow": "pow", "truediv": "div", "floordiv": "floor_divide",
+                   "rfloordiv": "floor_divide", "ifloordiv": "floor_divide", "and": "logical_and",
+                   "or": "logical_or", "invert": "logical_not", "eq": "eq", "ne": "ne", "lt": "lt", "le": "le",
+                   "gt": "gt", "ge": "ge", "abs": "abs", "neg": "neg"}
+
+
+def canonical(func) -> str:
+    """A torch function's name without in-place, private and operator decorations: ``Tensor.add_``,
+    ``Tensor.__radd__`` and ``torch.add`` are all ``add``; ``F._max_pool2d`` is ``max_pool2d``."""
+    name = getattr(func, "__name__", "") or ""
+    if name.startswith("__") and name.endswith("__") and len(name) > 4:
+        core = name[2:-2]
+        return _DUNDER_SWAPPED.get(core, core)
+    return name.strip("_")
+
+
+def _numel(t) -> int:
+    return int(t.numel()) if isinstance(t, torch.Tensor) else 0
+
+
+def _arg(args, kwargs, index: int, key: str, default=None):
+    if key in kwargs:
+        return kwargs[key]
+    return args[index] if len(args) > index else default
+
+
+def _first_tensor(out):
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]      # (values, indices) of max / max_pool with indices
+    return None
+
+
+def _operands(args, kwargs) -> list[torch.Tensor]:
+    vals = list(args) + list(kwargs.values())
+    flat = []
+    for a in vals:
+        if isinstance(a, torch.Tensor):
+            flat.append(a)
+        elif isinstance(a, (list, tuple)):
+            flat += [b for b in a if isinstance(b, torch.Tensor)]
+    return flat
+
+
+def _reads(tensors) -> dict[str, float]:
+    """Operand reads of a run-time product: a parameter's values are weight reads, the rest activation reads."""
+    w = sum(_numel(t) for t in tensors if isinstance(t, nn.Parameter))
+    a = sum(_numel(t) for t in tensors if not isinstance(t, nn.Parameter))
+    return {ev.WEIGHT_READ: w, ev.ACT_READ: a}
+
+
+def _product(name: str, args, kwargs, y: torch.Tensor) -> dict[str, float] | None:
+    a = _arg(args, kwargs, 0, "input")
+    b = _arg(args, kwargs, 1, "other" if name not in ("mm", "bmm", "mv") else "mat2")
+    if name in ("addmm", "baddbmm", "addbmm", "addmv"):    # bias + a @ b
+        a, b = _arg(args, kwargs, 1, "mat1"), _arg(args, kwargs, 2, "mat2")
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.dim() == 0:
+        return None
+    k = a.shape[-1] if name not in ("outer", "ger") else 1
+    macs = y.numel() * k
+    if name == "addbmm":   # sums the batch of products into one matrix
+        macs = a.shape[0] * y.numel() * k
+    out = {ev.MAC: macs, **_reads((a, b)), ev.ACT_WRITE: y.numel()}
+    if name in ("addmm", "baddbmm", "addbmm", "addmv"):
+        out[ev.ADD] = y.numel()
+    return out
+
+
+def _einsum(args, y: torch.Tensor) -> dict[str, float] | None:
+    if not args or not isinstance(args[0], str):
+        return None
+    eq = args[0].replace(" ", "")
+    ops = list(args[1]) if len(args) == 2 and isinstance(args[1], (list, tuple)) else list(args[1:])
+    lhs, _, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(ops) or not all(isinstance(t, torch.Tensor) for t in ops):
+        return None
+    sizes: dict[str, int] = {}
+    for term, t in zip(terms, ops):
+        letters = [c for c in term.replace("...", "") if c.isalpha()]
+        if "..." in term and not term.startswith("..."):
+            return None        # an ellipsis after a term's first index: not parsed here, so left uncosted
+        explicit = t.shape[t.dim() - len(letters):] if term.startswith("...") else t.shape[:len(letters)]
+        sizes.update(zip(letters, (int(s) for s in explicit)))
+    if not rhs and "->" not in eq:
+        counts = {c: lhs.count(c) for c in sizes}
+        rhs = "".join(sorted(c for c, n in counts.items() if n == 1))
+    contracted = math.prod(s for c, s in sizes.items() if c not in rhs)
+    if len(ops) == 1:
+        return {ev.ADD: max(ops[0].numel() - y.numel(), 0)}
+    return {ev.MAC: y.numel() * contracted * (len(ops) - 1), **_reads(ops), ev.ACT_WRITE: y.numel()}
+
+
+def _layer_product(name: str, args, kwargs, y: torch.Tensor) -> dict[str, float] | None:
+    """F.linear / F.conv*d / F.conv_transpose*d with weights held outside a layer."""
+    x, w = _arg(args, kwargs, 0, "input"), _arg(args, kwargs, 1, "weight")
+    bias = _arg(args, kwargs, 2, "bias")
+    if not (isinstance(x, torch.Tensor) and isinstance(w, torch.Tensor)):
+        return None
+    if name == "linear":
+        macs = y.numel() * w.shape[-1]
+    elif name.startswith("conv_transpose"):
+        macs = x.numel() * math.prod(w.shape[1:])
+    else:
+        macs = y.numel() * math.prod(w.shape[1:])
+    out = {ev.MAC: macs, **_reads((x, w)), ev.ACT_WRITE: y.numel()}
+    if isinstance(bias, torch.Tensor):
+        out[ev.ADD] = y.numel()
+        out[ev.WEIGHT_READ if isinstance(bias, nn.Parameter) else ev.ACT_READ] += bias.numel()
+    return out
+
+
+def softmax_events(n: int, length: int, log: bool = False) -> dict[str, float]:
+    """Softmax over ``length`` values, ``n`` values in all: an exp and a divide per value, the row's sum; the
+    log-softmax subtracts the row's log instead of dividing."""
+    rows = n // max(length, 1)
+    if log:
+        return {ev.NONLINEAR: n + rows, ev.ADD: (n - rows) + n}
+    return {ev.NONLINEAR: n, ev.ADD: n - rows, ev.MUL: n}
+
+
+def norm_events(n: int, groups: int, affine: bool) -> dict[str, float]:
+    """Normalisation over ``groups`` sets of ``n / groups`` values (layer, group, instance norm): the mean and the
+    variance (a subtract, a square and a sum per value, a divide per group each), one reciprocal square root per
+    group, the scaling of every value and, with an affine transform, a multiply and an add per value."""
+    return {ev.ADD: 3 * n + (n if affine else 0), ev.MUL: 2 * n + 2 * groups + (n if affine else 0),
+            ev.NONLINEAR: groups}
+
+
+def _dim_length(x: torch.Tensor, dim) -> int:
+    if dim is None:
+        return x.numel()
+    return int(x.shape[dim]) if x.dim() else 1
+
+
+def _window(kernel, dims: int) -> int:
+    if isinstance(kernel, (tuple, list)):
+        return math.prod(int(k) for k in kernel)
+    return int(kernel) ** dims
+
+
+def function_events(func, args, kwargs, out) -> dict[str, float] | None:
+    """Events of one call of the torch function ``func`` computing ``out``; {} when it does no arithmetic, None when
+    its work is not known here."""
+    name = canonical(func)
+    if name in FREE:
+        return {}
+    y = _first_tensor(out)
+    if y is None:          # no tensor made (an in-place store, a Python number): no work the network passes on
+        return {}
+    n = y.numel()
+    x = _arg(args, kwargs, 0, "input")
+    if name in _ADDS:
+        return {ev.ADD: n}
+    if name in _MULS:
+        return {ev.MUL: n}
+    if name == "pow":
+        e = _arg(args, kwargs, 1, "exponent")
+        return {ev.MUL: n} if e == 2 else {ev.NONLINEAR: n}
+    if name in _COMPARES:
+        return {ev.COMPARE: n}
+    if name in _TWO_COMPARES:
+        return {ev.COMPARE: 2 * n}
+    if name in ("clamp", "clip"):
+        lo, hi = _arg(args, kwargs, 1, "min"), _arg(args, kwargs, 2, "max")
+        return {ev.COMPARE: n * ((lo is not None) + (hi is not None))}
+    if name in ("hardsigmoid", "hardswish"):     # relu6(x + 3) / 6 (times x for hardswish)
+        return {ev.ADD: n, ev.MUL: n * (2 if name == "hardswish" else 1), ev.COMPARE: 2 * n}
+    if name in _NONLINEAR:
+        f, m, a = _NONLINEAR[name]
+        events = {ev.NONLINEAR: f * n, ev.MUL: m * n, ev.ADD: a * n, ev.COMPARE: _NONLINEAR_COMPARES.get(name, 0) * n}
+        return {k: v for k, v in events.items() if v}
+    if name in ("softmax", "log_softmax", "softmin") and isinstance(x, torch.Tensor):
+        return softmax_events(n, _dim_length(x, _arg(args, kwargs, 1, "dim")), log=name == "log_softmax")
+    if name in ("layer_norm", "group_norm", "instance_norm", "rms_norm") and isinstance(x, torch.Tensor):
+        if name == "group_norm":
+            groups = x.shape[0] * int(_arg(args, kwargs, 1, "num_groups"))
+            affine = _arg(args, kwargs, 2, "weight") is not None
+        elif name == "instance_norm":
+            groups, affine = x.shape[0] * x.shape[1], _arg(args, kwargs, 3, "weight") is not None
+        else:
+            shape = _arg(args, kwargs, 1, "normalized_shape")
+            shape = (shape,) if isinstance(shape, int) else tuple(shape)
+            groups, affine = n // max(math.prod(shape), 1), _arg(args, kwargs, 2, "weight") is not None
+        return norm_events(n, groups, affine)
+    if name == "batch_norm":     # inference: one multiply and one add per value
+        return {ev.MUL: n, ev.ADD: n}
+    if name == "normalize" and isinstance(x, torch.Tensor):    # x / ||x|| over a dim (p = 2)
+        rows = n // max(_dim_length(x, _arg(args, kwargs, 2, "dim", 1)), 1)
+        return {ev.MUL: 2 * n, ev.ADD: n - rows, ev.NONLINEAR: rows}
+    if name in _POOLS:
+        window = _window(_arg(args, kwargs, 1, "kernel_size"), _POOLS[name])
+        if name.startswith("max"):
+            return {ev.COMPARE: n * (window - 1)}
+        return {ev.ADD: n * (window - 1), ev.MUL: n}
+    if name in _ADAPTIVE and isinstance(x, torch.Tensor):
+        folded = max(x.numel() - n, 0)
+        return {ev.COMPARE: folded} if "max" in name else {ev.ADD: folded, ev.MUL: n}
+    if name in ("sum", "nansum", "mean", "nanmean", "amax", "amin", "max", "min", "argmax", "argmin", "prod",
+                "logsumexp", "var", "std", "norm") and isinstance(x, torch.Tensor):
+        other = _arg(args, kwargs, 1, "other")
+        if isinstance(other, torch.Tensor):            # torch.max(a, b): element-wise
+            return {ev.COMPARE: n}
+        folded = max(x.numel() - n, 0)
+        if name in ("sum", "nansum"):
+            return {ev.ADD: folded}
+        if name in ("mean", "nanmean"):
+            return {ev.ADD: folded, ev.MUL: n}
+        if name == "prod":
+            return {ev.MUL: folded}
+        if name == "logsumexp":
+            return {ev.NONLINEAR: x.numel() + n, ev.ADD: folded}
+        if name in ("var", "std"):
+            return {ev.ADD: folded + x.numel() + folded, ev.MUL: x.numel() + 2 * n,
+                    **({ev.NONLINEAR: n} if name == "std" else {})}
+        if name == "norm":
+            return {ev.MUL: x.numel(), ev.ADD: folded, ev.NONLINEAR: n}
+        return {ev.COMPARE: folded}
+    if name in ("cumsum", "cumulative_sum"):
+        return {ev.ADD: n}
+    if name in _PRODUCTS:
+        return _product(name, args, kwargs, y)
+    if name == "einsum":
+        return _einsum(args, y)
+    if name in ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+                "conv_transpose3d"):
+        return _layer_product(name, args, kwargs, y)
+    if name == "embedding":
+        return {ev.WEIGHT_READ: n, ev.ACT_WRITE: n}
+    if name == "scaled_dot_product_attention":
+        q, k, v = (_arg(args, kwargs, i, key) for i, key in enumerate(("query", "key", "value")))
+        if not all(isinstance(t, torch.Tensor) for t in (q, k, v)):
+            return None
+        scores = q.numel() // q.shape[-1] * k.shape[-2]        # batch x L x S
+        soft = softmax_events(scores, k.shape[-2])
+        return {**soft, ev.MAC: scores * (q.shape[-1] + v.shape[-1]), ev.MUL: soft[ev.MUL] + scores,   # + 1/sqrt(E)
+                ev.ACT_READ: q.numel() + k.numel() + v.numel(), ev.ACT_WRITE: n}
+    if name in ("interpolate", "upsample", "upsample_nearest", "upsample_bilinear") and isinstance(x, torch.Tensor):
+        mode = _arg(args, kwargs, 3, "mode", "nearest") if name in ("interpolate", "upsample") else name[9:]
+        spatial = max(x.dim() - 2, 1)
+        if mode in ("nearest", "nearest-exact"):
+            return {ev.ACT_READ: x.numel(), ev.ACT_WRITE: n}
+        if mode == "area":       # an adaptive average pool
+            return {ev.ADD: max(x.numel() - n, 0), ev.MUL: n}
+        taps = (4 if mode == "bicubic" else 2) ** (2 if mode in ("bilinear", "bicubic") else spatial)
+        return {ev.MUL: taps * n, ev.ADD: (taps - 1) * n}
+    return None
+
+
+# layers counted in closed form, with the functions' rules: the module types and their events
+_NONLINEAR_MODULES = {nn.ELU: "elu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.SiLU: "silu", nn.GELU: "gelu", nn.Mish: "mish",
+                      nn.Softplus: "softplus", nn.LogSigmoid: "logsigmoid", nn.Softsign: "softsign",
+                      nn.Tanhshrink: "tanhshrink", nn.SELU: "selu", nn.CELU: "celu", nn.Hardswish: "hardswish",
+                      nn.Hardsigmoid: "hardsigmoid", nn.Threshold: "threshold"}
+MODULE_TYPES = (*_NONLINEAR_MODULES, nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.LayerNorm, nn.GroupNorm,
+                nn.modules.instancenorm._InstanceNorm, nn.Embedding)
+
+
+def module_events(mod: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float] | None:
+    """Events of one call of an activation, softmax, normalisation or embedding layer (None for other layers)."""
+    n = y.numel()
+    for cls, fname in _NONLINEAR_MODULES.items():
+        if isinstance(mod, cls):
+            return function_events(_Named(fname), (x,), {}, y)
+    if isinstance(mod, (nn.Softmax, nn.LogSoftmax, nn.Softmin)):
+        return softmax_events(n, _dim_length(x, mod.dim), log=isinstance(mod, nn.LogSoftmax))
+    if isinstance(mod, nn.LayerNorm):
+        return norm_events(n, n // max(math.prod(mod.normalized_shape), 1), mod.elementwise_affine)
+    if isinstance(mod, nn.GroupNorm):
+        return norm_events(n, x.shape[0] * mod.num_groups, mod.affine)
+    if isinstance(mod, nn.modules.instancenorm._InstanceNorm):
+        return norm_events(n, x.shape[0] * x.shape[1] if x.dim() > 2 else x.shape[0], mod.affine)
+    if isinstance(mod, nn.Embedding):      # a table look-up per output value
+        return {ev.WEIGHT_READ: n, ev.ACT_WRITE: n}
+    return None
+
+
+class _Named:
+    """A stand-in carrying a function name, so a layer's events come from the same table as its function's."""
+
+    def __init__(self, name: str):
+        self.__name__ = name

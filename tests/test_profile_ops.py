@@ -1,0 +1,240 @@
+"""The work a network's own forward does with torch functions is counted, as the same work done by layers is.
+
+Every count here is written out by hand from the operation's definition (the rules of cimsim.mappers.profile_ops),
+and a function and its layer form must give the same events.
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import cimsim
+from cimsim import events as ev
+from cimsim.mappers.profile import profile
+from cimsim.mappers.profile_ops import canonical, function_events, norm_events, softmax_events
+from cimsim.spiking import LIF
+
+
+def _totals(model, x):
+    prof = profile(model, x)
+    return prof, {k: v for k, v in prof.ledger.totals().items()}
+
+
+class _ClassicFunctional(nn.Module):
+    """The PyTorch MNIST example's style: activations and pooling called as functions."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 8, 5), nn.Conv2d(8, 16, 5)
+        self.fc = nn.Linear(256, 10)
+
+    def forward(self, x):
+        x = F.relu(F.max_pool2d(self.conv1(x), 2))
+        x = F.relu(F.max_pool2d(self.conv2(x), 2))
+        return F.log_softmax(self.fc(torch.flatten(x, 1)), dim=1)
+
+
+class _ClassicModules(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 8, 5), nn.Conv2d(8, 16, 5)
+        self.fc = nn.Linear(256, 10)
+        self.pool1, self.pool2, self.relu1, self.relu2 = nn.MaxPool2d(2), nn.MaxPool2d(2), nn.ReLU(), nn.ReLU()
+        self.out = nn.LogSoftmax(dim=1)
+
+    def forward(self, x):
+        x = self.relu1(self.pool1(self.conv1(x)))
+        x = self.relu2(self.pool2(self.conv2(x)))
+        return self.out(self.fc(torch.flatten(x, 1)))
+
+
+def test_functions_in_a_forward_cost_what_the_same_layers_cost():
+    x = torch.randn(1, 1, 28, 28)
+    prof, functional = _totals(_ClassicFunctional(), x)
+    _, modules = _totals(_ClassicModules(), x)
+    assert functional == modules
+    assert prof.uncosted == []
+    led = prof.ledger
+    # 8x24x24 -> 8x12x12 pooled (3 comparisons per 2x2 window), then 16x8x8 -> 16x4x4
+    assert led.layer("_ClassicFunctional.max_pool2d()") == {"compare": 3 * (8 * 12 * 12 + 16 * 4 * 4)}
+    assert led.layer("_ClassicFunctional.relu()") == {"compare": 8 * 12 * 12 + 16 * 4 * 4}
+    # log-softmax of 10 values: 10 exps and one log, 9 adds for the sum and 10 subtractions
+    assert led.layer("_ClassicFunctional.log_softmax()") == {"nonlinear": 11, "add": 19}
+    assert prof.kinds["_ClassicFunctional.max_pool2d()"] == "max_pool2d()"
+    assert prof.functions["_ClassicFunctional.relu()"] == ("relu", "_ClassicFunctional")
+
+
+class _Attention(nn.Module):
+    """Single-head self-attention written out: the products of activations run digitally."""
+
+    def __init__(self, d=8):
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(d, d, bias=False), nn.Linear(d, d, bias=False), nn.Linear(d, d, bias=False)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, x):                       # x: (batch, tokens, d)
+        q, k, v = self.q(x), self.k(x), self.v(x)
+        a = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
+        return self.norm(x + F.gelu(a @ v))
+
+
+def test_attention_products_softmax_gelu_and_layer_norm_are_counted():
+    tokens, d = 5, 8
+    prof = profile(_Attention(d), torch.randn(1, tokens, d))
+    led = prof.ledger
+    assert prof.uncosted == []
+    # q k^T: tokens x tokens outputs of d products each; a v: tokens x d outputs of tokens products each
+    assert led.count("mac", "_Attention.matmul()") == tokens * tokens * d + tokens * d * tokens
+    assert led.count("act_read", "_Attention.matmul()") == 2 * tokens * d + (tokens * tokens + tokens * d)
+    assert led.layer("_Attention.div()") == {"mul": tokens * tokens}
+    # softmax over 5 values in 5 rows: an exp and a divide per value, 4 adds per row
+    assert led.layer("_Attention.softmax()") == {"nonlinear": 25, "add": 20, "mul": 25}
+    # GELU x * Phi(x): an erf, two multiplies (x / sqrt 2, x * ...) and an add (1 + erf) per value
+    assert led.layer("_Attention.gelu()") == {"nonlinear": 40, "mul": 80, "add": 40}
+    assert led.layer("_Attention") == {"add": 40}                     # the residual add stays the module's own
+    # layer norm of 5 rows of 8: mean, variance, normalise, affine (3n + n adds, 2n + 2 rows + n multiplies)
+    n = tokens * d
+    assert led.layer("norm") == {"add": 4 * n, "mul": 3 * n + 2 * tokens, "nonlinear": tokens}
+    assert led.layer("norm") == norm_events(n, tokens, True)
+    assert prof.kinds["norm"] == "LayerNorm"
+
+
+def test_layers_and_functions_share_one_rule():
+    x = torch.randn(2, 6, 4, 4)
+    cases = [(nn.Sigmoid(), torch.sigmoid), (nn.Tanh(), torch.tanh), (nn.SiLU(), F.silu), (nn.GELU(), F.gelu),
+             (nn.Hardswish(), F.hardswish), (nn.Hardsigmoid(), F.hardsigmoid), (nn.Softmax(dim=1), lambda t: t.softmax(1)),
+             (nn.GroupNorm(3, 6), lambda t: F.group_norm(t, 3, torch.ones(6), torch.zeros(6))),
+             (nn.InstanceNorm2d(6), F.instance_norm), (nn.ELU(), F.elu), (nn.Mish(), F.mish)]
+    for layer, fn in cases:
+        class Fn(nn.Module):
+            def forward(self, t, fn=fn):
+                return fn(t)
+        layer_prof = profile(layer, x)
+        fn_prof = profile(Fn(), x)
+        assert layer_prof.uncosted == [] and fn_prof.uncosted == [], layer
+        assert layer_prof.ledger.totals() == fn_prof.ledger.totals(), layer
+        assert layer_prof.ledger.totals(), layer     # none of them is free
+
+
+@pytest.mark.parametrize("call, expected", [
+    (lambda x: x * 2, {"mul": 24}),
+    (lambda x: 1 - x, {"add": 24}),
+    (lambda x: x.clamp(0, 1), {"compare": 48}),
+    (lambda x: x.clamp(min=0), {"compare": 24}),
+    (lambda x: x.pow(2), {"mul": 24}),
+    (lambda x: x ** 3, {"nonlinear": 24}),
+    (lambda x: x.sum(-1), {"add": 24 - 6}),
+    (lambda x: x.mean((1, 2)), {"add": 24 - 2, "mul": 2}),
+    (lambda x: x.amax(1), {"compare": 24 - 8}),
+    (lambda x: torch.max(x, x.flip(0)), {"compare": 24}),
+    (lambda x: x.max(2).values, {"compare": 24 - 6}),
+    (lambda x: F.adaptive_avg_pool1d(x, 1), {"add": 24 - 6, "mul": 6}),
+    (lambda x: F.avg_pool1d(x, 2), {"add": 12, "mul": 12}),
+    (lambda x: torch.bmm(x, x.transpose(1, 2)), {"mac": 2 * 3 * 3 * 4, "act_read": 48, "act_write": 18}),
+    (lambda x: torch.einsum("bij,bkj->bik", x, x), {"mac": 2 * 3 * 3 * 4, "act_read": 48, "act_write": 18}),
+    (lambda x: F.interpolate(x, scale_factor=2, mode="linear"), {"mul": 2 * 48, "add": 48}),
+    (lambda x: F.interpolate(x, scale_factor=2), {"act_read": 24, "act_write": 48}),
+    (lambda x: torch.cat([x, x]).reshape(-1).view(2, -1)[:, 1:].contiguous(), {}),
+])
+def test_function_counts_by_hand(call, expected):
+    class Fn(nn.Module):
+        def forward(self, t):
+            return call(t[0])     # the batch's one (2, 3, 4) example: 24 values (indexing is free)
+    prof = profile(Fn(), torch.randn(1, 2, 3, 4))
+    assert prof.uncosted == []
+    assert {k: v for k, v in prof.ledger.totals().items() if v} == expected
+
+
+def test_scaled_dot_product_attention_is_its_products_and_softmax():
+    q = torch.randn(1, 2, 5, 4)
+    k, v = torch.randn(1, 2, 7, 4), torch.randn(1, 2, 7, 3)
+    out = F.scaled_dot_product_attention(q, k, v)
+    e = function_events(F.scaled_dot_product_attention, (q, k, v), {}, out)
+    scores = 2 * 5 * 7
+    assert e[ev.MAC] == scores * (4 + 3)
+    assert e[ev.NONLINEAR] == scores and e[ev.ADD] == scores - 2 * 5
+    assert e[ev.MUL] == scores + scores      # the softmax's divides and the 1/sqrt(d) scaling
+    assert e == {**softmax_events(scores, 7), ev.MAC: 490, ev.MUL: 140, ev.ACT_READ: 40 + 56 + 42, ev.ACT_WRITE: 30}
+
+
+def test_names_are_read_through_operator_and_in_place_forms():
+    assert canonical(torch.Tensor.__radd__) == "add"
+    assert canonical(torch.Tensor.add_) == "add"
+    assert canonical(torch.Tensor.__rmatmul__) == "matmul"
+    assert canonical(torch.rsqrt) == "rsqrt"          # a name starting with r is not an operator's reflection
+    assert canonical(F.max_pool2d) == "max_pool2d"
+
+
+def test_an_unknown_function_is_not_costed_and_named_by_its_row():
+    class Sorts(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.fc(torch.sort(x, -1).values)
+
+    prof = profile(Sorts(), torch.randn(1, 4))
+    assert prof.uncosted == ["Sorts.sort()"]
+    assert prof.functions["Sorts.sort()"] == ("sort", "Sorts")
+    assert prof.ledger.layer("Sorts.sort()") == {}
+
+
+def test_a_custom_leaf_made_of_known_functions_is_costed():
+    class Swish(nn.Module):
+        def forward(self, x):
+            return x * torch.sigmoid(x)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.act = nn.Linear(4, 6), Swish()
+
+        def forward(self, x):
+            return self.act(self.fc(x))
+
+    prof = profile(Net(), torch.randn(1, 4))
+    assert prof.uncosted == []
+    assert prof.ledger.layer("act") == {"nonlinear": 6, "mul": 6}
+    assert prof.ledger.layer("act") == profile(nn.SiLU(), torch.randn(1, 6)).ledger.layer("SiLU")
+
+
+def test_a_spiking_neuron_is_counted_once_by_its_own_rule():
+    # LIF: per neuron and step a multiply, an input add, a reset subtract and a comparison (its profile_events);
+    # the torch additions inside its forward are not counted a second time
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.lif = nn.Linear(4, 3), LIF()
+
+        def forward(self, x):
+            total = 0
+            for _ in range(5):
+                spikes, _ = self.lif(self.fc(x))
+                total = total + spikes
+            return total
+
+    prof = profile(Net(), torch.randn(1, 4))
+    assert prof.ledger.layer("lif") == {"mul": 15, "add": 30, "compare": 15}
+    assert prof.ledger.layer("Net") == {"add": 15}
+
+
+def test_isaac_runs_pooling_functions_on_the_pooling_unit_and_sigmoids_on_the_activation_unit():
+    arch = cimsim.arch.get("isaac")
+    out = arch.digital_events("Net.max_pool2d()", "max_pool2d()", {"compare": 12})
+    assert out == {ev.POOLING_OPS: 12}
+    out = arch.digital_events("Net.sigmoid()", "sigmoid()", {"nonlinear": 10})
+    assert out == {ev.ACTIVATION_OPS: 10}
+    out = arch.digital_events("Net.relu()", "relu()", {"compare": 7})
+    assert out == {ev.ACTIVATION_OPS: 7}
+
+
+def test_the_digital_reference_spends_six_multiply_adds_on_a_transcendental():
+    from cimsim.ledger import EventLedger
+    arch = cimsim.arch.get("digital")
+    cost = arch.cost(EventLedger({"act": {"nonlinear": 168}}), {}, {"act": "sigmoid()"})
+    assert cost.energy_per_layer["act"] == pytest.approx(168 * 6 * (3.7e-12 + 0.9e-12), rel=1e-12)
+    assert cost.latency_per_layer["act"] == pytest.approx(6 / 200e6, rel=1e-12)   # 1008 ops on 168 MAC units
