@@ -115,7 +115,7 @@ def _warn_uncosted(kept: dict, prof, uncosted: list) -> None:
     def covers(k, n):   # the kept layer k is, or holds, the uncosted n (nn.MultiheadAttention's in_proj_weight)
         return n == k or n.startswith(k + ".")
     note = "; NOT costed: its work is left out of the energy and latency"
-    digital = {n: w for n, w in prof.digital.items() if n not in kept}
+    digital = {n: w for n, w in prof.digital.items() if not any(covers(k, n) for k in kept)}
     if kept or digital:
         warn_user(KeptDigitalWarning("kept digital (not mapped to crossbars): " + "; ".join(
             [f"{k} ({r}{note if any(covers(k, n) for n in uncosted) else ''})" for k, r in kept.items()]

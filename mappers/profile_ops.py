@@ -308,6 +308,8 @@ def function_events(func, args, kwargs, out) -> dict[str, float] | None:
         soft = softmax_events(scores, k.shape[-2])
         return {**soft, ev.MAC: scores * (q.shape[-1] + v.shape[-1]), ev.MUL: soft[ev.MUL] + scores,   # + 1/sqrt(E)
                 ev.ACT_READ: q.numel() + k.numel() + v.numel(), ev.ACT_WRITE: n}
+    if name == "multi_head_attention_forward":
+        return _multi_head_attention(args, kwargs, y)
     if name in ("interpolate", "upsample", "upsample_nearest", "upsample_bilinear") and isinstance(x, torch.Tensor):
         mode = _arg(args, kwargs, 3, "mode", "nearest") if name in ("interpolate", "upsample") else name[9:]
         spatial = max(x.dim() - 2, 1)
@@ -318,6 +320,31 @@ def function_events(func, args, kwargs, out) -> dict[str, float] | None:
         taps = (4 if mode == "bicubic" else 2) ** (2 if mode in ("bilinear", "bicubic") else spatial)
         return {ev.MUL: taps * n, ev.ADD: (taps - 1) * n}
     return None
+
+
+def _multi_head_attention(args, kwargs, y: torch.Tensor) -> dict[str, float] | None:
+    """``nn.MultiheadAttention``'s functional form (inputs (L, N, E) or (L, E)): the query, key and value
+    projections, the heads' scaled scores and their softmax, the weighted sum of the values, the output projection;
+    biases one add per output. (Dropout is off in inference; a bias_k / bias_v row and the averaged attention weights
+    are not counted.)"""
+    q, k, v = (_arg(args, kwargs, i, key) for i, key in enumerate(("query", "key", "value")))
+    heads = _arg(args, kwargs, 4, "num_heads")
+    if not all(isinstance(t, torch.Tensor) for t in (q, k, v)) or not isinstance(heads, int):
+        return None
+    length, source, e = q.shape[0], k.shape[0], q.shape[-1]
+    batch = q.shape[1] if q.dim() == 3 else 1
+    in_w, out_w = _arg(args, kwargs, 5, "in_proj_weight"), _arg(args, kwargs, 11, "out_proj_weight")
+    in_b, out_b = _arg(args, kwargs, 6, "in_proj_bias"), _arg(args, kwargs, 12, "out_proj_bias")
+    separate = [_arg(args, kwargs, 18 + i, f"{c}_proj_weight") for i, c in enumerate("qkv")]
+    weights = [t for t in (in_w, out_w, in_b, out_b, *separate) if isinstance(t, torch.Tensor)]
+    scores = batch * heads * length * source
+    projections = batch * (length * e * e + source * e * k.shape[-1] + source * e * v.shape[-1] + length * e * e)
+    soft = softmax_events(scores, source)
+    adds = soft[ev.ADD] + (batch * (2 * length + 2 * source) * e if isinstance(in_b, torch.Tensor) else 0)
+    return {**soft, ev.MAC: projections + 2 * batch * length * source * e, ev.ADD: adds,
+            ev.MUL: soft[ev.MUL] + batch * length * e,           # the queries scaled by 1/sqrt(E/heads)
+            ev.WEIGHT_READ: sum(t.numel() for t in weights), ev.ACT_READ: q.numel() + k.numel() + v.numel(),
+            ev.ACT_WRITE: y.numel()}
 
 
 # layers counted in closed form, with the functions' rules: the module types and their events

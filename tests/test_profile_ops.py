@@ -238,3 +238,27 @@ def test_the_digital_reference_spends_six_multiply_adds_on_a_transcendental():
     cost = arch.cost(EventLedger({"act": {"nonlinear": 168}}), {}, {"act": "sigmoid()"})
     assert cost.energy_per_layer["act"] == pytest.approx(168 * 6 * (3.7e-12 + 0.9e-12), rel=1e-12)
     assert cost.latency_per_layer["act"] == pytest.approx(6 / 200e6, rel=1e-12)   # 1008 ops on 168 MAC units
+
+
+def test_multi_head_attention_is_costed_as_its_projections_scores_and_softmax():
+    class Block(nn.Module):
+        def __init__(self, e=16, heads=4):
+            super().__init__()
+            self.attn, self.fc = nn.MultiheadAttention(e, heads, batch_first=True), nn.Linear(e, 10)
+
+        def forward(self, x):
+            x = x.reshape(x.shape[0], 4, 16)
+            return self.fc(self.attn(x, x, x, need_weights=False)[0].mean(1))
+
+    prof = profile(Block(), torch.randn(1, 64))
+    assert prof.uncosted == []
+    row = prof.ledger.layer("attn.multi_head_attention_forward()")
+    tokens, e, heads = 4, 16, 4
+    # q, k, v and output projections: 4 x tokens x e x e; scores and weighted values: 2 x tokens x tokens x e
+    assert row["mac"] == 4 * tokens * e * e + 2 * tokens * tokens * e
+    scores = heads * tokens * tokens
+    assert row["nonlinear"] == scores                                      # the softmax's exps
+    assert row["add"] == (scores - heads * tokens) + 4 * tokens * e         # softmax sums, four projections' biases
+    assert row["mul"] == scores + tokens * e                                # softmax divides, queries scaled
+    assert row["weight_read"] == 3 * e * e + 3 * e + e * e + e              # in_proj and out_proj, with biases
+    assert row["act_read"] == 3 * tokens * e and row["act_write"] == tokens * e
