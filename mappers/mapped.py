@@ -31,6 +31,7 @@ from cimsim.ledger import EventLedger
 from cimsim.mappers import sme, snn
 from cimsim.mappers.layer_quality import add_layer_quality, sum_of_squares
 from cimsim.mappers import mapped_checks as checks
+from cimsim.mappers.mapped_attrs import SourceAttributes
 from cimsim.metrics import batch_score, is_flow
 from cimsim.packed import PackedTile
 from cimsim.progress import progress as progress_bar
@@ -59,8 +60,10 @@ def _window_count(n: int, k: int, s: int, d: int) -> int:
     return (n - d * (k - 1) - 1) // s + 1
 
 
-class MappedLayer(nn.Module):
-    """A Linear / Conv1d / Conv2d computed by crossbars (or, in ``digital`` mode, by exact integers)."""
+class MappedLayer(SourceAttributes, nn.Module):
+    """A Linear / Conv1d / Conv2d computed by crossbars (or, in ``digital`` mode, by exact integers). It answers the
+    replaced layer's ``weight`` (the programmed weights, dequantized), ``bias`` and shape attributes, read-only
+    (:mod:`cimsim.mappers.mapped_attrs`)."""
 
     def __init__(self, name: str, source: nn.Module, arch, plan: LayerPlan):
         super().__init__()
@@ -73,7 +76,7 @@ class MappedLayer(nn.Module):
         self.w_int = q.reshape(q.shape[0], -1)          # (O, C_in/groups * k)
         self.w_exact_t = np.ascontiguousarray(self.w_int.T, dtype=np.float64)   # (K, O); sums < 2**53: exact
         self.w_scale = scale
-        self.bias = None if source.bias is None else source.bias.detach().double().numpy().copy()
+        self._bias64 = None if source.bias is None else source.bias.detach().double().numpy().copy()   # (O,): added
         self.crossbars: list[Crossbar] = []   # one tile per group: a Crossbar, or a PackedTile (cimsim.packed)
         self.layout_counts: dict[str, int] = {}   # crossbars after each step of a weight layout (cimsim.mappers.sme)
         self.positions_seen = 0
@@ -103,7 +106,8 @@ class MappedLayer(nn.Module):
             self._dev["err"].zero_()
 
     def set_integer_weights(self, q: np.ndarray, scale: np.ndarray) -> None:
-        """Replace the quantized weights (O, ...) and their per-channel scales (a layout's own quantizer)."""
+        """Replace the quantized weights (O, ...) and their per-channel scales (a layout's own quantizer): ``weight``
+        follows, the crossbars do not (programmed after it)."""
         self.w_int = np.asarray(q, dtype=np.int64).reshape(q.shape[0], -1)
         self.w_exact_t = np.ascontiguousarray(self.w_int.T, dtype=np.float64)
         self.w_scale = np.asarray(scale, dtype=np.float64)
@@ -124,7 +128,7 @@ class MappedLayer(nn.Module):
             scale = (self.plan.input_scale * self.w_scale)[None, :]
             self._dev = {"device": dev, "w": torch.from_numpy(self.w_exact_t).to(dev),
                          "scale": torch.from_numpy(scale).to(dev),
-                         "bias": None if self.bias is None else torch.from_numpy(self.bias[None, :]).to(dev),
+                         "bias": None if self._bias64 is None else torch.from_numpy(self._bias64[None, :]).to(dev),
                          "err": torch.zeros(2, dtype=torch.float64, device=dev)}
         return self._dev
 
@@ -314,7 +318,7 @@ class MappedLayer(nn.Module):
                 self.record_error(acc, self.exact_product(ints) if exact is None else exact)
         self.exact_time.stop(t1)
         y = acc * (self.plan.input_scale * self.w_scale)[None, :]
-        y = y if self.bias is None else y + self.bias[None, :]
+        y = y if self._bias64 is None else y + self._bias64[None, :]
         self.positions_seen += ints.shape[-2]
         return self._output(torch.from_numpy(y), shape).to(device=where, dtype=dtype)
 
