@@ -109,9 +109,10 @@ class UncostedWorkWarning(UserWarning):
     functions the profiler does not recognise (:mod:`cimsim.mappers.profile_ops`), parameters used in them."""
 
 
-def _warn_uncosted(kept: dict, prof, uncosted: list) -> None:
+def _warn_uncosted(kept: dict, prof, uncosted: list, mapped=()) -> None:
     """One KeptDigitalWarning for the kept layers and parameters used outside a layer ("not costed" where so), one
-    UncostedWorkWarning for the rest."""
+    UncostedWorkWarning for the rest (``mapped``: the layers placed on crossbars, whose weight a forward may also
+    use outside the layer: the mapped network computes that with the programmed weights, MappedLayer.weight)."""
     def covers(k, n):   # the kept layer k is, or holds, the uncosted n (nn.MultiheadAttention's in_proj_weight)
         return n == k or n.startswith(k + ".")
     note = "; NOT costed: its work is left out of the energy and latency"
@@ -119,11 +120,15 @@ def _warn_uncosted(kept: dict, prof, uncosted: list) -> None:
     if kept or digital:
         warn_user(KeptDigitalWarning("kept digital (not mapped to crossbars): " + "; ".join(
             [f"{k} ({r}{note if any(covers(k, n) for n in uncosted) else ''})" for k, r in kept.items()]
-            + [f"{n} (a parameter used in {w or 'code outside any module'}'s forward, not by a layer: computed and "
-               "costed as digital work)" for n, w in digital.items()])))
+            + [f"{n} ({'its weight also' if n in mapped else 'a parameter'} used in {w or 'code outside any module'}'s "
+               f"forward, not by {'the' if n in mapped else 'a'} layer: computed and costed as digital work)"
+               for n, w in digital.items()])))
     rest = [n for n in uncosted if not any(covers(k, n) for k in kept)]
     if rest:
         def why(n):
+            if n in mapped:   # the mapped network computes it with the programmed weights (MappedLayer.weight)
+                where = prof.unowned[n] or "code outside any module"
+                return f"its weight used in {where}'s forward outside the layer, computed digitally"
             if n in prof.unowned:
                 return f"a parameter used in {prof.unowned[n] or 'code outside any module'}'s forward, not by a layer"
             if n in prof.functions:
@@ -428,8 +433,9 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
     prof = profile(work, batches[0])
     digital = EventLedger({l: prof.ledger.layer(l) for l in prof.ledger.layers() if l not in targets})
     kinds = dict(prof.kinds)
-    cal_uncosted = [n for n in prof.uncosted if n not in targets]
-    _warn_uncosted(kept, prof, cal_uncosted)
+    # a mapped layer's own work is costed; its weight used outside its forward (F.linear(x, self.fc.weight)) is not
+    cal_uncosted = [n for n in prof.uncosted if n not in targets or n in prof.unowned]
+    _warn_uncosted(kept, prof, cal_uncosted, targets)
 
     layers: dict[str, MappedLayer] = {}
     rng = np.random.default_rng(seed)

@@ -7,12 +7,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import cimsim
 from cimsim.errors import ConfigError
 from cimsim.mappers import quantize_weights
-from cimsim.mappers.mapper import UncostedWorkWarning
+from cimsim.mappers.mapper import KeptDigitalWarning, UncostedWorkWarning
 
 SHAPE_ATTRS = {nn.Linear: ("in_features", "out_features"),
                nn.Conv1d: ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
@@ -204,6 +205,33 @@ def test_an_sme_layers_weight_is_its_shaped_weights():
         held = layer.crossbars[0].exact_weights()          # what the (lossless) tile computed with: (K, O)
         assert held is not None and np.array_equal(held.T, layer.w_int)
     assert shaped
+
+
+class Functional(nn.Module):
+    """A forward that also uses a layer's weight functionally, beside calling the layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(x) + F.linear(x, self.fc.weight)
+
+
+def test_a_weight_used_functionally_is_warned_costed_and_computes_with_the_programmed_weights():
+    torch.manual_seed(0)
+    x = torch.randn(5, 8)
+    with pytest.warns(KeptDigitalWarning, match=r"kept digital .*: fc \(its weight also used in Functional's forward, "
+                                                r"not by the layer: computed and costed as digital work\)$"):
+        mapped = cimsim.map(Functional().eval(), cimsim.arch.get("isaac"), calibration=x, progress=False)
+    assert list(mapped.mapped_layers) == ["fc"] and mapped.calibration_info["uncosted_layers"] == []
+    report = mapped.evaluate([(x, torch.zeros(5, dtype=torch.int64))], progress=False)
+    assert report.config["ledger"]["Functional.linear()"]["mac"] == 8 * 4   # one example's product, digital
+    layer = mapped.mapped_layers["fc"]
+    for mode in ("analog", "digital", "float"):
+        mapped.set_mode(mode)
+        with torch.no_grad():
+            assert torch.equal(mapped(x), layer(x) + F.linear(x, _programmed(layer)))
 
 
 @pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
