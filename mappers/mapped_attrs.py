@@ -15,8 +15,8 @@ A network's own ``forward`` (or analysis code) reads its layers' attributes: ``x
 
 Each is a plain tensor or value computed from what the layer holds, never an ``nn.Parameter`` or a buffer: a mapped
 network's ``parameters()`` and ``state_dict()`` stay the source layers' (``<layer>.source.weight``), and nothing
-trains through them. A tensor handed out is the caller's: changing it in place changes neither the layer nor the
-next read. Assigning (or deleting) any of them is refused with a :class:`~cimsim.errors.ConfigError`: the crossbars
+trains through them. Reads share one tensor until it is changed: changing it in place changes neither the layer
+nor the next read (made again from the layer). Assigning (or deleting) any of them is refused with a :class:`~cimsim.errors.ConfigError`: the crossbars
 hold the programmed weights, so new weights take a new mapping (:func:`cimsim.map`).
 
 A forward that computes with a layer's weight itself (``F.linear(x, self.fc.weight)``) computes, on a mapped
