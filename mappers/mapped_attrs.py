@@ -21,8 +21,8 @@ hold the programmed weights, so new weights take a new mapping (:func:`cimsim.ma
 
 A forward that computes with a layer's weight itself (``F.linear(x, self.fc.weight)``) computes, on a mapped
 network, with the programmed weights in floating point on the host (or the engine's device), outside the crossbars:
-that work is not costed, and :func:`cimsim.map` names it in its ``UncostedWorkWarning`` (:mod:`cimsim.mappers.profile`
-finds it on the network before mapping, where ``weight`` is the layer's parameter).
+that work is costed as digital work, and :func:`cimsim.map` names it in its ``KeptDigitalWarning``
+(:mod:`cimsim.mappers.profile` finds it on the network before mapping, where ``weight`` is the layer's parameter).
 """
 
 from __future__ import annotations
