@@ -196,8 +196,6 @@ def make_points(archs: Iterable[str], adc_bits: list[int] | None = None, seeds: 
     archs = list(archs)
     overrides = dict(overrides or {})
     grid = dict(grid or {})
-    if seeds < 1:
-        raise ConfigError(f"--seeds must be a positive number of seeds, got {seeds}")
     if adc_bits is not None:
         if "adc_bits" in grid or "adc.bits" in grid:
             raise ConfigError("give ADC bits once: --adc-bits or --grid adc_bits=..., not both")

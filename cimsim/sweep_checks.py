@@ -41,13 +41,15 @@ def check_settings(s) -> None:
 
 def check_grid_args(archs, adc_bits, seeds, grid: Any) -> None:
     """The arguments of :func:`cimsim.sweep.make_points`: lists where lists are expected (a str is refused, not
-    taken apart character by character), a whole number of seeds."""
+    taken apart character by character), a positive whole number of seeds."""
     if isinstance(archs, (str, bytes)):
         raise ConfigError(f"archs is a list of names, e.g. [{archs!r}], got the str {archs!r}")
     if adc_bits is not None and (isinstance(adc_bits, (str, bytes)) or not _iterable(adc_bits)):
         raise ConfigError(f"adc_bits is a list of whole numbers, e.g. [4, 6, 8], got {adc_bits!r}")
     if not _is_int(seeds):
         raise ConfigError(f"seeds must be a whole number of seeds, e.g. 3, got {seeds!r}")
+    if seeds < 1:   # the CLI's --seeds is a positive integer by its type: this is a Python caller's argument
+        raise ConfigError(f"seeds must be a positive whole number of seeds, e.g. 3, got {seeds!r}")
     if grid is not None and not isinstance(grid, dict):
         raise ConfigError(f"grid is a dict of parameter names to lists of values, e.g. {{'rows': ['64', '128']}}, "
                           f"got {grid!r}")

@@ -102,8 +102,8 @@ def test_overrides_apply_to_the_archs_that_have_them():
         sweep.make_points(["isaac"], [4], 1, {"adc_bits": "6"})
     with pytest.raises(ConfigError, match="mac_units='many'"):  # every point's architecture is built up front
         sweep.make_points(["digital"], None, 1, {"mac_units": "many"})
-    with pytest.raises(ConfigError, match="positive number of seeds"):
-        sweep.make_points(["digital"], None, 0)
+    with pytest.raises(ConfigError, match="^seeds must be a positive whole number of seeds, e.g. 3, got 0$"):
+        sweep.make_points(["digital"], None, 0)   # the Python argument's name (the CLI's --seeds refuses 0 itself)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -13,6 +13,10 @@ from cimsim.errors import ConfigError
                                                                  r"\{'rows': \['64'\]\}, got '64'"),
     (lambda: sweep.make_points("isaac"), r"archs is a list of names, e.g. \['isaac'\], got the str 'isaac'"),
     (lambda: sweep.make_points(["isaac"], seeds=1.5), "seeds must be a whole number of seeds, e.g. 3, got 1.5"),
+    (lambda: sweep.make_points(["isaac"], seeds=0), r"^seeds must be a positive whole number of seeds, e\.g\. 3, "
+                                                    r"got 0$"),   # the Python argument, not the CLI's --seeds
+    (lambda: sweep.make_points(["isaac"], seeds=-2), r"^seeds must be a positive whole number of seeds, e\.g\. 3, "
+                                                     r"got -2$"),
     (lambda: sweep.make_points(["isaac"], adc_bits="8"), "adc_bits is a list of whole numbers"),
 ])
 def test_make_points_refuses_a_str_for_a_list_and_a_fractional_seed_count(call, needle):
