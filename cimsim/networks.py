@@ -27,32 +27,59 @@ from cimsim.workloads import datasets, train, zoo
 
 
 def load_model_and_data(model_name: str | None, dataset: str, data_dir=None, checkpoint=None, arch=None,
-                        overrides=None):
+                        overrides=None, float_network: bool = False, option: str | None = None):
     """The trained network and its dataset, checked against each other: (model, metadata, data, path).
 
     ``model_name``: the model a ``checkpoint`` must hold (one of another model is refused), or None to take the
     checkpoint's own; without ``checkpoint``, the model whose checkpoint is looked for (then required).
 
-    For an architecture with learned partial-sum scale factors (``arch.learned_column_scales``, e.g. hcim) the default
-    checkpoint is the network fine-tuned for it by ``cimsim finetune`` (:mod:`cimsim.mappers.qat`)."""
+    The network is the one ``arch`` runs (:func:`load_network`: for an architecture whose readout needs a fine-tuned
+    network, the one fine-tuned for it)."""
     if model_name is None and not checkpoint:
         raise ConfigError("name a model or a checkpoint: pass --model or --checkpoint")
     data = datasets.load(dataset, data_dir=data_dir)
-    if arch is not None and arch.learned_column_scales:
+    model, meta, ckpt = load_network(model_name, data, checkpoint, arch, overrides, float_network, option)
+    return model, meta, data, ckpt
+
+
+def load_network(model_name: str | None, data, checkpoint=None, arch=None, overrides=None,
+                 float_network: bool = False, option: str | None = None):
+    """The trained network ``arch`` runs on ``data`` (a loaded dataset), checked against it: (model, metadata, path).
+
+    The rule of ``cimsim run`` and ``cimsim compare`` (and of ``cimsim sweep``'s points): an architecture whose readout
+    needs a network fine-tuned for it (``fine_tune_kind``) runs the one made by ``cimsim finetune`` for its setting,
+    found by model and dataset (the user's directory first, then the shipped ones). Where there is none, hcim's
+    (partial-sum QAT, :mod:`cimsim.mappers.qat`) is refused, naming the command that makes it: a float network's
+    accuracy through its comparators is not hcim's; adcless-snn maps the float network with sense-amp scales set from
+    the calibration partial sums and says so (its documented fallback, README). ``float_network=True`` (``--float-network``)
+    maps the float network on every architecture, fine-tuned ones not used: :func:`missing_fine_tune` then names what
+    the accuracy is of. A ``checkpoint`` given is run as it is. ``option``: the caller's name of that opt-in
+    (``"--float-network"``), which the refusal then offers beside the fine-tune."""
+    overrides = overrides or {}
+    kind = fine_tune_kind(arch) if arch is not None and not float_network and not checkpoint else None
+    if kind == "psq":
         cfg = qat.PSQConfig.from_arch(arch)
-        ckpt = Path(checkpoint) if checkpoint else find_psq_checkpoint(
+        ckpt = find_psq_checkpoint(
             model_name, data.name, cfg,
-            command=finetune_command(zoo.canonical_name(model_name), data.name, arch.name, overrides))
+            command=finetune_command(zoo.canonical_name(model_name), data.name, arch.name, overrides),
+            instead=f"pass {option} to run the float network with calibrated scales (its accuracy is then not "
+                    f"{arch.name}'s)" if option else None)
         model, meta = load_any_checkpoint(ckpt)
-    elif arch is not None and arch.learned_sense_amp_scales:   # adcless-snn: fine-tuned for its sense amps
+    elif kind == "sa":   # adcless-snn: fine-tuned for its sense amps, else the float network with calibrated scales
         cfg = snn_qat.SAConfig.from_arch(arch)
-        ckpt = Path(checkpoint) if checkpoint else find_sa_checkpoint(model_name, data.name, cfg)
+        ckpt = find_sa_checkpoint(model_name, data.name, cfg)
         if ckpt is None:
             ckpt = train.find_checkpoint(model_name, data.name)
             warnings.warn(f"no network fine-tuned for {arch.name} ({sa_checkpoint_name(model_name, data.name, cfg)}): "
                           "mapping the float network with calibrated sense-amp scales; make one with '"
                           + finetune_command(zoo.canonical_name(model_name), data.name, arch.name, overrides) + "'",
-                          stacklevel=2)
+                          stacklevel=3)
+        model, meta = load_sa_checkpoint(ckpt) if is_sa_checkpoint(ckpt) else train.load_checkpoint(ckpt)
+    elif checkpoint and arch is not None and arch.learned_column_scales:
+        ckpt = Path(checkpoint)
+        model, meta = load_any_checkpoint(ckpt)
+    elif checkpoint and arch is not None and arch.learned_sense_amp_scales:
+        ckpt = Path(checkpoint)
         model, meta = load_sa_checkpoint(ckpt) if is_sa_checkpoint(ckpt) else train.load_checkpoint(ckpt)
     else:
         ckpt = Path(checkpoint) if checkpoint else train.find_checkpoint(model_name, data.name)
@@ -76,7 +103,29 @@ def load_model_and_data(model_name: str | None, dataset: str, data_dir=None, che
     if tuple(meta["input_shape"]) != data.input_shape:
         raise ConfigError(f"checkpoint {ckpt} expects inputs {tuple(meta['input_shape'])}, "
                           f"{data.name} gives {data.input_shape}")
-    return model, meta, data, ckpt
+    return model, meta, ckpt
+
+
+def fine_tune_kind(arch) -> str | None:
+    """The fine-tune ``arch``'s readout needs: ``"psq"`` (learned partial-sum scales: hcim), ``"sa"`` (learned
+    sense-amp scales: adcless-snn), or None."""
+    if arch.learned_column_scales:
+        return "psq"
+    return "sa" if arch.learned_sense_amp_scales else None
+
+
+def missing_fine_tune(arch, model: nn.Module) -> str | None:
+    """What a run's accuracy is of where ``arch``'s readout needs a fine-tuned network and ``model`` is none (the
+    float network, mapped with calibrated scales): one phrase for a report or a table; None where nothing is missing
+    (a fine-tuned network, or an architecture that needs none)."""
+    kind = fine_tune_kind(arch)
+    if kind == "psq" and not any(qat.is_psq(m) for m in model.modules()):
+        return (f"the float network without {arch.name}'s partial-sum fine-tune (calibrated scales): its accuracy is "
+                f"not {arch.name}'s; 'cimsim finetune --arch {arch.name}' makes the fine-tune")
+    if kind == "sa" and not any(snn_qat.is_sa(m) for m in model.modules()):
+        return (f"the float network without {arch.name}'s sense-amp fine-tune (calibrated sense-amp scales); "
+                f"'cimsim finetune --arch {arch.name}' makes the fine-tune")
+    return None
 
 
 def psq_checkpoint_name(model: str, dataset: str, cfg: qat.PSQConfig) -> str:
@@ -202,15 +251,18 @@ def existing_psq_checkpoint(model: str, dataset: str, cfg: qat.PSQConfig) -> Pat
     return next((d / name for d in (train.user_dir(), train.SHIPPED_DIR) if (d / name).is_file()), None)
 
 
-def find_psq_checkpoint(model: str, dataset: str, cfg: qat.PSQConfig, command: str | None = None) -> Path:
+def find_psq_checkpoint(model: str, dataset: str, cfg: qat.PSQConfig, command: str | None = None,
+                        instead: str | None = None) -> Path:
     """The PSQ checkpoint for (model, dataset, cfg): the user's directory first, then the shipped ones (a user
-    checkpoint that shadows a shipped one is announced, as by :func:`cimsim.workloads.train.find_checkpoint`)."""
+    checkpoint that shadows a shipped one is announced, as by :func:`cimsim.workloads.train.find_checkpoint`).
+    Where there is none, the refusal names ``command`` (the fine-tune that makes it) and, given, ``instead``."""
     name = psq_checkpoint_name(model, dataset, cfg)
     if (found := existing_psq_checkpoint(model, dataset, cfg)) is not None:
         train.warn_if_shadowing(found)
         return found
     cmd = command or finetune_command(zoo.canonical_name(model), datasets.canonical_name(dataset))
-    raise CheckpointError(f"no PSQ fine-tuned checkpoint {name} for this architecture; make it with '{cmd}'")
+    raise CheckpointError(f"no PSQ fine-tuned checkpoint {name} for this architecture; make it with '{cmd}'"
+                          + (f", or {instead}" if instead else ""))
 
 
 # ---------------------------------------------------------------------------------------------- sense-amp SNNs

@@ -253,6 +253,8 @@ class Report:
         else:
             lines.append(f"  accuracy              {_pct(self.accuracy)}   (digital reference "
                          f"{_pct(self.digital_accuracy)}, {self.n_examples} examples)")
+        if c.get("network_note"):   # the float network where the architecture needs a fine-tuned one
+            lines.append(f"  network               {c['network_note']}")
         ref = c.get("digital_reference")
         if ref and ref != SELF_REFERENCE:
             lines.append(f"  digital reference     {ref}")

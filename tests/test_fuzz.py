@@ -75,7 +75,7 @@ HOSTILE = ["", " ", "0", "-1", "1", "2", "64", "1e9", "nan", "inf", "-inf", "1.5
            "name=x", "1-8", "8-1", "4,6,x", "digital", "isaac,isaac", "hcim", "mlp", "iris", "synthetic"]
 OPTIONS = {
     "run": ["--arch", "--model", "--dataset", "--data-dir", "--limit", "--checkpoint", "--batch-size", "--set",
-            "--adc-bits", "--seed", "--calibration", "--backend", "--device", "--out"],
+            "--adc-bits", "--seed", "--calibration", "--backend", "--device", "--out", "--float-network"],
     "sweep": ["--arch", "--adc-bits", "--grid", "--seeds", "--model", "--dataset", "--limit", "--out",
               "--workers", "--scheduler", "--set", "--calibration", "--batch-size"],
     "train": ["--model", "--dataset", "--epochs", "--seed", "--batch-size", "--lr", "--device", "--out", "--limit"],
@@ -99,7 +99,7 @@ def command_lines(draw):
     for _ in range(draw(st.integers(0, 4))):
         opt = draw(st.sampled_from(OPTIONS[cmd]))
         argv.append(opt)
-        if opt not in ("--json", "show") or draw(st.booleans()):
+        if opt not in ("--json", "show", "--float-network") or draw(st.booleans()):
             argv.append(draw(st.sampled_from(HOSTILE) | st.text(min_size=0, max_size=12)))
     if cmd == "sweep" and "--out" not in argv and draw(st.booleans()):
         argv += ["--out", draw(st.sampled_from(HOSTILE))]

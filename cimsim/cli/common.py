@@ -95,6 +95,16 @@ def batch_for(command: str, requested: int | None, model, input_shape: tuple[int
     if device == "cuda":
         print(f"cimsim {command}: batch size {batch} ({how}; --batch-size sets it)", file=sys.stderr)
     return batch
+# The one rule of 'cimsim run' and 'cimsim compare' for architectures whose readout needs a fine-tuned network
+# (cimsim.networks.load_network; 'cimsim sweep' follows it too, without the opt-in)
+FINE_TUNE_RULE = ("hcim and adcless-snn run the network 'cimsim finetune --arch ARCH' made for their setting (found by "
+                  "model and dataset); where there is none, hcim is refused (a float network's accuracy through its "
+                  "comparators is not hcim's) and adcless-snn maps the float network with calibrated sense-amp scales "
+                  "and says so. --float-network maps the float network on every architecture instead; the output "
+                  "then says whose accuracy it is.")
+FLOAT_NETWORK_HELP = ("map the float network (found by model and dataset) even on hcim and adcless-snn, not the network "
+                      "fine-tuned for their readout: their accuracy is then the float network's with calibrated scales, "
+                      "and the output says so (what the fine-tune buys)")
 calibration_size = bounded_int(1, MAX_CALIBRATION, "calibration keeps every layer's inputs in memory")
 
 

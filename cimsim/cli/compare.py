@@ -25,7 +25,8 @@ from __future__ import annotations
 import sys
 
 from cimsim.cli import names
-from cimsim.cli.common import add_command, data_options, emit_json, key_value, node_or_own, nonneg_int, positive_int
+from cimsim.cli.common import (FINE_TUNE_RULE, FLOAT_NETWORK_HELP, add_command, data_options, emit_json, key_value,
+                               node_or_own, nonneg_int, positive_int)
 from cimsim.errors import ConfigError
 
 COST_ONLY = "cost only: no accuracy"
@@ -57,6 +58,34 @@ def parse_archs(text: str) -> list[str]:
     return list(dict.fromkeys(items))
 
 
+def common_params(name: str, precision: str, node: str, sets: dict) -> dict:
+    """The parameters that put architecture ``name`` at the common point: ``precision`` bits of weights and inputs,
+    the ``node`` and the ``sets`` it has (an explicit --set wins)."""
+    from cimsim import arch as arch_mod
+
+    base = arch_mod.get(name)
+    over = {}
+    if precision != "own":
+        over.update({k: precision for k in ("weight_bits", "input_bits") if base.has_param(k)})
+    if node != "own" and base.has_param("node_nm"):
+        over["node_nm"] = node
+    over.update({k: v for k, v in sets.items() if base.has_param(k)})
+    return over
+
+
+def fine_tune_setting(name: str, precision: str, node: str, sets: dict) -> dict:
+    """The ``--set`` options of the 'cimsim finetune' command that makes the network architecture ``name`` needs
+    at the common point: those of its common parameters that change which fine-tune it needs."""
+    from cimsim import arch as arch_mod
+    from cimsim.mappers import qat, snn_qat
+
+    over = common_params(name, precision, node, sets)
+    base = arch_mod.get(name)
+    cfg_of = qat.PSQConfig.from_arch if base.learned_column_scales else snn_qat.SAConfig.from_arch
+    cfg = cfg_of(base.with_params(**over))
+    return {k: v for k, v in over.items() if cfg_of(base.with_params(**{j: w for j, w in over.items() if j != k})) != cfg}
+
+
 def build_archs(arch_names: list[str], precision: str, node: str, sets: dict, equal_area: str | None) -> dict:
     """The architectures to compare, at the common precision and node, scaled to the reference's area."""
     from cimsim import arch as arch_mod
@@ -64,14 +93,7 @@ def build_archs(arch_names: list[str], precision: str, node: str, sets: dict, eq
     from cimsim.arch.scaling import scale_to_area, tile_area_m2
 
     def common(name: str):
-        base = arch_mod.get(name)
-        over = {}
-        if precision != "own":
-            over.update({k: precision for k in ("weight_bits", "input_bits") if base.has_param(k)})
-        if node != "own" and base.has_param("node_nm"):
-            over["node_nm"] = node
-        over.update({k: v for k, v in sets.items() if base.has_param(k)})    # an explicit --set wins
-        return base.with_params(**over)
+        return arch_mod.get(name).with_params(**common_params(name, precision, node, sets))
 
     for key in sets:
         if not any(arch_mod.get(n).has_param(key) for n in arch_names):
@@ -137,6 +159,10 @@ def summarize(reports: dict, archs: dict, cost_only: bool) -> dict:
             "throughput_inf_per_s": rep.throughput_inf_per_s, "area_m2": rep.area_m2,
             "tiles": getattr(archs[name], "tiles", None), "chips": getattr(archs[name], "chips", None),
             "chips_to_hold": rep.config.get("chips_to_hold"),
+            # whose accuracy: the float network, one fine-tuned for the architecture, or the float network where the
+            # architecture needs a fine-tune (network_note says so; cimsim.networks.missing_fine_tune)
+            "network": None if cost_only else rep.config.get("network"),
+            "network_note": None if cost_only else rep.config.get("network_note"),
             "energy_split": {k: v / rep.energy_j for k, v in sorted(rep.components.items(), key=lambda kv: -kv[1])},
         }
     first = next(iter(rows))
@@ -159,8 +185,12 @@ def table(result: dict) -> str:
 
     rows, first = result["architectures"], result["baseline"]
     head = ["", *rows]
+    notes = {n: r["network_note"] for n, r in rows.items() if r.get("network_note")}
     lines = [
-        ["accuracy", *(COST_ONLY if r["accuracy"] is None else f"{100 * r['accuracy']:.2f} %" for r in rows.values())],
+        ["accuracy", *(COST_ONLY if r["accuracy"] is None else f"{100 * r['accuracy']:.2f} %" + " *" * (n in notes)
+                       for n, r in rows.items())],
+        *([["network", *(str(r["network"]) for r in rows.values())]]
+          if any(r.get("network") not in (None, "float") for r in rows.values()) else []),
         ["energy / inference", *(fmt_si(r["energy_j"], "J") for r in rows.values())],
         ["efficiency", *(f"{r['ops_per_j'] / 1e12:.3g} TOPS/W" for r in rows.values())],
         ["throughput", *(f"{r['throughput_inf_per_s']:.4g} inf/s" for r in rows.values())],
@@ -176,6 +206,7 @@ def table(result: dict) -> str:
     lines += [[f"  energy: {c}", *(f"{100 * r['energy_split'].get(c, 0):.1f} %" for r in rows.values())] for c in comps]
     widths = [max(len(str(x[i])) for x in [head, *lines]) for i in range(len(head))]
     out = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in [head, *lines]]
+    out += [f"* {n}: {note}" for n, note in notes.items()]
     if result["paper_ratios"]:
         out.append("")
         out.append("ratios (ours | paper): energy efficiency, throughput")
@@ -210,26 +241,53 @@ def synthetic_batches(shape: tuple[int, ...], n: int, batch_size: int, seed: int
 
 def compare(model, arch_names: list[str], loader, calibration, *, precision: str = "8", node: str = "32",
             equal_area: str | None = None, sets: dict | None = None, seed: int = 0, cost_only: bool = False,
-            chips: int | None = None,
+            chips: int | None = None, networks: dict | None = None,
             config: dict | None = None, progress: bool | None = None, backend: str = "numba") -> dict:
     """Run ``model`` on each architecture (at the common point, scaled to ``equal_area``'s chip) and summarize
     (:func:`summarize`); ``result["reports"]`` holds the :class:`~cimsim.report.Report` of each. Every tiled
     architecture gets ``chips`` of its chips, by default the fewest that hold the network on all of them
     (:func:`spread_over_chips`). ``backend``:
-    the engine's (``"numba"``) or counting tiles (``"count"``, cost only: :mod:`cimsim.crossbar_count`)."""
+    the engine's (``"numba"``) or counting tiles (``"count"``, cost only: :mod:`cimsim.crossbar_count`).
+    ``networks``: architecture name -> ``{"model": ..., "config": {...}, "reference": ..., "reference_note": ...}``,
+    the network that architecture runs instead of ``model`` (one fine-tuned for it: :func:`fine_tuned_networks`).
+    Where an architecture's readout needs a fine-tuned network and it runs the float one, its report's
+    ``network_note`` and the table say whose accuracy it is (:func:`cimsim.networks.missing_fine_tune`)."""
     from cimsim.mappers import evaluate
+    from cimsim.networks import fine_tune_kind, missing_fine_tune
 
     archs = build_archs(arch_names, precision, node, dict(sets or {}), equal_area)
     reports = {}
     for name, spec in archs.items():
         if progress is not False:
             print(f"cimsim compare: {name} ({getattr(spec, 'tiles', '-')} tiles)", file=sys.stderr)
-        reports[name] = evaluate(model, spec, loader, calibration=calibration, seed=seed, config=config,
-                                 progress=progress, backend=backend)
+        own = dict((networks or {}).get(name) or {"model": model})
+        net, cfg = own.pop("model"), {**(config or {}), **own.pop("config", {})}
+        note = None if cost_only else missing_fine_tune(spec, net)
+        if not cost_only and fine_tune_kind(spec):
+            cfg.update({"network": "float, not fine-tuned" if note else "fine-tuned",
+                        **({"network_note": note} if note else {})})
+        reports[name] = evaluate(net, spec, loader, calibration=calibration, seed=seed, config=cfg,
+                                 progress=progress, backend=backend, **own)
     reports, archs = spread_over_chips(reports, archs, chips)
     result = summarize(reports, archs, cost_only=cost_only)
     result["reports"] = reports
     return result
+
+
+def fine_tuned_networks(archs: dict, model_name: str, data, precision: str, node: str, sets: dict) -> dict:
+    """For ``compare(networks=)``: the network each architecture whose readout needs one runs, fine-tuned for it at
+    the common point, found as 'cimsim run' finds it (:func:`cimsim.networks.load_network`: hcim's missing is refused,
+    naming the command that makes it, before any architecture runs; adcless-snn's falls back to the float network)."""
+    from cimsim.networks import fine_tune_kind, load_network, reference_kwargs
+
+    found = {}
+    for name, spec in archs.items():
+        if fine_tune_kind(spec) is None:
+            continue
+        model, meta, ckpt = load_network(model_name, data, arch=spec, option="--float-network",
+                                         overrides=fine_tune_setting(name, precision, node, sets))
+        found[name] = {"model": model, "config": {"checkpoint": str(ckpt)}, **reference_kwargs(meta, ckpt)}
+    return found
 
 
 def run(args) -> int:
@@ -250,6 +308,9 @@ def run(args) -> int:
     chips = parse_chips(args.chips)
     if args.simulate and shape is None:
         raise ConfigError("--simulate goes with --input-shape (cost-only mode); runs with accuracy always simulate")
+    if args.float_network and shape is not None:
+        raise ConfigError("--float-network goes with runs with accuracy (no --input-shape): cost-only mode maps a "
+                          "network definition, never a fine-tuned network")
     equal_area = args.equal_area.strip().lower() if args.equal_area else None
     for key, option, value in (("weight_bits", "--precision", args.precision), ("input_bits", "--precision",
                                                                               args.precision),
@@ -269,11 +330,13 @@ def run(args) -> int:
         from cimsim.networks import load_model_and_data
 
         model, meta, data, ckpt = load_model_and_data(args.model, args.dataset, args.data_dir)
+        networks = {} if args.float_network else fine_tuned_networks(archs, args.model, data, args.precision,
+                                                                     args.node, dict(args.set or []))
         loader = list(data.loader("test", batch_size=args.batch_size, limit=args.limit))
         calibration = list(data.loader("train", batch_size=args.batch_size, limit=args.calibration, shuffle=False))
-        config = {"model": meta["model"], "dataset": data.name, "checkpoint": str(ckpt)}
+        config = {"model": meta["model"], "dataset": data.name, "checkpoint": str(ckpt), "network": "float"}
     else:
-        model = cost_only_model(args.model, shape, args.seed)
+        model, networks = cost_only_model(args.model, shape, args.seed), {}
         loader = synthetic_batches(shape, args.limit or 1, args.batch_size, seed=args.seed + 1)
         calibration = synthetic_batches(shape, min(args.calibration, 4), args.batch_size, seed=args.seed + 2)
         config = {"model": args.model, "input_shape": list(shape), "mode": COST_ONLY,
@@ -281,7 +344,7 @@ def run(args) -> int:
     backend = "count" if shape is not None and not args.simulate else "numba"
     result = compare(model, arch_names, loader, calibration, precision=args.precision, node=args.node,
                      equal_area=equal_area, sets=dict(args.set or []), seed=args.seed, cost_only=shape is not None,
-                     config=config, backend=backend, chips=chips)
+                     config=config, backend=backend, chips=chips, networks=networks)
     del result["reports"]
     result.update({"model": args.model, "dataset": None if shape else args.dataset,
                    "input_shape": list(shape) if shape else None, "mode": COST_ONLY if shape else "accuracy and cost",
@@ -308,7 +371,9 @@ def register(sub) -> None:
                           "energy, efficiency, throughput, area and the energy split side by side, with the ratios to "
                           "the first architecture and the papers' ratios. --input-shape runs a network definition on "
                           "synthetic inputs (cost only: no accuracy), e.g. --model resnet50 --input-shape 3,224,224: "
-                          "with it --model takes the ImageNet-size definitions too (" + ", ".join(names.IMAGENET_MODELS) + ").")
+                          "with it --model takes the ImageNet-size definitions too (" + ", ".join(names.IMAGENET_MODELS) + "). "
+                          "Every architecture runs the same float network, except those whose readout needs one "
+                          "fine-tuned for it, as in 'cimsim run': " + FINE_TUNE_RULE)
     sp.add_argument("--arch", default="isaac,cascade,neural-pim",
                     help="architectures, comma-separated; the first is the baseline (default isaac,cascade,neural-pim)")
     data_options(sp)
@@ -328,6 +393,7 @@ def register(sub) -> None:
                          "events from the inputs' digits")
     sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
                     help="override a parameter of the architectures that have it (repeatable)")
+    sp.add_argument("--float-network", action="store_true", help=FLOAT_NETWORK_HELP)
     sp.add_argument("--batch-size", type=positive_int, default=64, help="examples per batch (default 64)")
     sp.add_argument("--calibration", type=positive_int, default=256, metavar="N",
                     help="examples that calibrate activation and ADC ranges (default 256, half of 'cimsim run''s 512: "

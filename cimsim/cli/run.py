@@ -8,7 +8,7 @@ import sys
 from cimsim import datafiles, outkind
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import (BATCH_HELP, add_command, batch_for, batch_size, calibration_size, data_options,
+from cimsim.cli.common import (BATCH_HELP, FINE_TUNE_RULE, FLOAT_NETWORK_HELP, add_command, batch_for, batch_size, calibration_size, data_options,
                                emit_json, key_value, model_to_check, nonneg_int, output_path, positive_int,
                                require_device, show_then_write)
 
@@ -33,6 +33,9 @@ def _run(args) -> int:
     if args.device == "cuda" and args.backend != "torch":
         raise ConfigError("--device cuda needs --backend torch")
     require_device(args.device)
+    if args.float_network and args.checkpoint:
+        raise ConfigError(f"--float-network and --checkpoint {args.checkpoint} both name the network: give "
+                          "--checkpoint (run as it is), or --float-network (the float network found by model and dataset)")
     out = output_path(args.out)   # before any work: a device, folder or unwritable place is refused
     outkind.refuse_replacing(out, outkind.REPORT, inputs=[("--checkpoint", args.checkpoint)])   # a report only
     datafiles.read_ahead(args.dataset, args.data_dir)   # an IDX set's files un-gzipped while torch and numba load
@@ -43,10 +46,12 @@ def _run(args) -> int:
         overrides["adc_bits"] = args.adc_bits
     spec = arch_mod.get(args.arch, **overrides)
     from cimsim.mappers import evaluate
-    from cimsim.networks import load_model_and_data, reference_kwargs
+    from cimsim.networks import load_model_and_data, missing_fine_tune, reference_kwargs
 
     model, meta, data, ckpt = load_model_and_data(model_to_check(args), args.dataset, args.data_dir, args.checkpoint,
-                                                  arch=spec, overrides=dict(args.set or []))
+                                                  arch=spec, overrides=dict(args.set or []),
+                                                  float_network=args.float_network, option="--float-network")
+    untuned = missing_fine_tune(spec, model)   # the float network on hcim / adcless-snn: its accuracy says so
     if args.time_steps is not None:
         from cimsim.workloads.snn_zoo import with_time_steps
 
@@ -64,7 +69,8 @@ def _run(args) -> int:
                 **({"checkpoint_test_aee_px": meta["test_aee"]} if meta.get("test_aee") is not None else {}),
                 "batch_size": batch, "data_source": data.source,
                 "calibration_examples": args.calibration,
-                **({"time_steps": args.time_steps} if args.time_steps is not None else {})},
+                **({"time_steps": args.time_steps} if args.time_steps is not None else {}),
+                **({"network_note": untuned} if untuned else {})},
         **(reference_kwargs(meta, ckpt) if spec.maps_to_crossbars else {}))
 
     def write() -> None:
@@ -78,11 +84,14 @@ def _run(args) -> int:
 
 
 def register(sub) -> None:
-    sp = add_command(sub, "run", "simulate a trained network on an architecture and print its report", run)
+    sp = add_command(sub, "run", "simulate a trained network on an architecture and print its report", run,
+                     desc="Simulate a trained network on an architecture and print accuracy, energy, latency and area. "
+                          + FINE_TUNE_RULE)
     sp.add_argument("--arch", default="isaac", help="architecture (see 'cimsim archs'; default isaac)")
     data_options(sp)
     sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset); one "
                     "'cimsim finetune --arch hcim' wrote maps onto an ADC baseline such as isaac as fine-tuned")
+    sp.add_argument("--float-network", action="store_true", help=FLOAT_NETWORK_HELP)
     sp.add_argument("--batch-size", type=batch_size, help=BATCH_HELP)
     sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
                     help="override an architecture parameter (repeatable; see 'cimsim archs show ARCH')")
