@@ -224,10 +224,18 @@ class PackedTile:
         device; each group's rows gathered there, its crossbar called there and its columns spliced into the
         outputs by the same float64 product with the column table as :meth:`__call__` (exact for integer column
         values: every sum below 2**53), so nothing returns to the host. Returns y (batch, out) float64 on the
-        device; the groups' events are counted when :attr:`ledger` is next read."""
+        device; the groups' events are counted when :attr:`ledger` is next read. ``xt`` is checked as the dense
+        tile's is (:func:`cimsim.torch_products.check_device_input`): a wider one would gather the groups' rows and
+        return numbers."""
         import torch
 
-        dev = xt.device
+        from cimsim.torch_products import check_device_input
+
+        dev = self.torch_device
+        if dev is None:   # the numba backend (each group's Crossbar.call_device would say so, after the gather)
+            raise ConfigError("call_device needs the torch backend (backend='torch')")
+        xt = check_device_input(xt, self.in_features, dev)
+        dev = xt.device   # the tables on the input's device, as before (the check compares the device's kind)
         if self._device_tables is None or self._device_tables[0] != dev:
             self._device_tables = (dev, [(torch.as_tensor(g.rows, dtype=torch.long, device=dev),
                                           torch.from_numpy(s).to(dev)) for g, s in zip(self.groups, self._scatter)])

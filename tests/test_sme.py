@@ -120,6 +120,20 @@ def test_a_packed_tiles_device_call_equals_its_host_call():
     assert numba_tile.torch_device is None
 
 
+@pytest.mark.parametrize("bad, what", [(torch.zeros(3, 149), r"shape \(3, 149\)"), (torch.zeros(3, 151), r"shape \(3, 151\)"),
+                                       (np.zeros((3, 150)), "ndarray"), (torch.zeros(150), r"shape \(150,\)")])
+def test_a_packed_tiles_device_call_refuses_an_input_of_the_wrong_kind_shape_or_width(bad, what):
+    """As Crossbar.call_device (torch_products.check_device_input): a wider input gathered only the tile's rows and
+    returned numbers, a numpy array failed on its missing .device; nothing is called or counted."""
+    tile, _ = sme.packed_tile(laplace_weights((20, 150), 3.0, seed=4), IDEAL, BitPlaneLayout(0, 0.5), backend="torch")
+    with pytest.raises(ConfigError, match=r"call_device takes a 2-D torch tensor \(batch, 150\) on cpu, got .*" + what):
+        tile.call_device(bad)
+    assert not any(xb._pending for xb in tile.crossbars)
+    numba_tile, _ = sme.packed_tile(laplace_weights((20, 150), 3.0, seed=4), IDEAL, BitPlaneLayout(0, 0.5))
+    with pytest.raises(ConfigError, match=r"^call_device needs the torch backend \(backend='torch'\)$"):
+        numba_tile.call_device(torch.zeros(3, 150))
+
+
 # ---------------------------------------------------------------------------------------------- the counts
 def test_counts_of_a_layout_worked_by_hand():
     """64 outputs x 256 inputs, 8-bit weights. Dense 1-bit differential layout: 2 row blocks x ceil(14 * 64 / 128)
