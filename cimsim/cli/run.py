@@ -8,7 +8,8 @@ import sys
 from cimsim import datafiles, outkind
 from cimsim.errors import ConfigError
 from cimsim.cli import names
-from cimsim.cli.common import (BATCH_HELP, FINE_TUNE_RULE, FLOAT_NETWORK_HELP, add_command, batch_for, batch_size, calibration_size, data_options,
+from cimsim.cli.common import (BATCH_HELP, FINE_TUNE_RULE, FLOAT_NETWORK_HELP, add_command, batch_for, batch_size,
+                               calibration_size, data_options,
                                emit_json, key_value, model_to_check, nonneg_int, output_path, positive_int,
                                require_device, show_then_write)
 
@@ -35,7 +36,8 @@ def _run(args) -> int:
     require_device(args.device)
     if args.float_network and args.checkpoint:
         raise ConfigError(f"--float-network and --checkpoint {args.checkpoint} both name the network: give "
-                          "--checkpoint (run as it is), or --float-network (the float network found by model and dataset)")
+                          "--checkpoint (run as it is), or --float-network (the float network found by model and "
+                          "dataset)")
     out = output_path(args.out)   # before any work: a device, folder or unwritable place is refused
     outkind.refuse_replacing(out, outkind.REPORT, inputs=[("--checkpoint", args.checkpoint)])   # a report only
     datafiles.read_ahead(args.dataset, args.data_dir)   # an IDX set's files un-gzipped while torch and numba load
@@ -99,7 +101,9 @@ def register(sub) -> None:
                     help="ADC resolution (same as --set adc_bits=B; architectures with an ADC)")
     sp.add_argument("--seed", type=nonneg_int, default=0, help="seed of every device and readout draw (default 0)")
     sp.add_argument("--calibration", type=calibration_size, default=512, metavar="N",
-                    help="training examples that calibrate activation and ADC ranges (default 512)")
+                    help="training examples that calibrate activation and ADC ranges (default 512, whatever --limit: "
+                         "a --limit run maps the same network as the whole test set's; a smaller N maps faster, "
+                         "with other ranges and so other numbers)")
     sp.add_argument("--backend", default="numba", choices=["numba", "torch"], help="crossbar engine (default numba)")
     sp.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="engine device (cuda needs --backend torch)")
     sp.add_argument("--out", help="also write the report to this HDF5 file")
