@@ -51,10 +51,10 @@ def load_network(model_name: str | None, data, checkpoint=None, arch=None, overr
     found by model and dataset (the user's directory first, then the shipped ones). Where there is none, hcim's
     (partial-sum QAT, :mod:`cimsim.mappers.qat`) is refused, naming the command that makes it: a float network's
     accuracy through its comparators is not hcim's; adcless-snn maps the float network with sense-amp scales set from
-    the calibration partial sums and says so (its documented fallback, README). ``float_network=True`` (``--float-network``)
-    maps the float network on every architecture, fine-tuned ones not used: :func:`missing_fine_tune` then names what
-    the accuracy is of. A ``checkpoint`` given is run as it is. ``option``: the caller's name of that opt-in
-    (``"--float-network"``), which the refusal then offers beside the fine-tune."""
+    the calibration partial sums and says so (its documented fallback, README). ``float_network=True``
+    (``--float-network``) maps the float network on every architecture, fine-tuned ones not used:
+    :func:`missing_fine_tune` then names what the accuracy is of. A ``checkpoint`` given is run as it is. ``option``:
+    the caller's name of that opt-in (``"--float-network"``), which the refusal then offers beside the fine-tune."""
     overrides = overrides or {}
     kind = fine_tune_kind(arch) if arch is not None and not float_network and not checkpoint else None
     if kind == "psq":

@@ -82,7 +82,8 @@ def test_compare_runs_hcims_fine_tune_as_run_does_and_the_float_network_only_whe
     code, out, err = run_cli(capsys, "compare", "--arch", "isaac,hcim", "--float-network", *SMALL[:-1])
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[2].split()[0] == "accuracy" and lines[2].rstrip().endswith("% *") and lines[3].split() == ["network", "float", "float,", "not", "fine-tuned"]
+    assert lines[2].split()[0] == "accuracy" and lines[2].rstrip().endswith("% *")
+    assert lines[3].split() == ["network", "float", "float,", "not", "fine-tuned"]
     assert lines[-1] == "* hcim: " + note
     code, out, err = run_cli(capsys, "run", "--arch", "hcim", "--set", "weight_bits=8", "--set", "input_bits=8",
                              "--float-network", *SMALL[:-1])

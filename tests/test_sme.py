@@ -120,7 +120,8 @@ def test_a_packed_tiles_device_call_equals_its_host_call():
     assert numba_tile.torch_device is None
 
 
-@pytest.mark.parametrize("bad, what", [(torch.zeros(3, 149), r"shape \(3, 149\)"), (torch.zeros(3, 151), r"shape \(3, 151\)"),
+@pytest.mark.parametrize("bad, what", [(torch.zeros(3, 149), r"shape \(3, 149\)"),
+                                       (torch.zeros(3, 151), r"shape \(3, 151\)"),
                                        (np.zeros((3, 150)), "ndarray"), (torch.zeros(150), r"shape \(150,\)")])
 def test_a_packed_tiles_device_call_refuses_an_input_of_the_wrong_kind_shape_or_width(bad, what):
     """As Crossbar.call_device (torch_products.check_device_input): a wider input gathered only the tile's rows and

@@ -102,9 +102,9 @@ FINE_TUNE_RULE = ("hcim and adcless-snn run the network 'cimsim finetune --arch 
                   "comparators is not hcim's) and adcless-snn maps the float network with calibrated sense-amp scales "
                   "and says so. --float-network maps the float network on every architecture instead; the output "
                   "then says whose accuracy it is.")
-FLOAT_NETWORK_HELP = ("map the float network (found by model and dataset) even on hcim and adcless-snn, not the network "
-                      "fine-tuned for their readout: their accuracy is then the float network's with calibrated scales, "
-                      "and the output says so (what the fine-tune buys)")
+FLOAT_NETWORK_HELP = ("map the float network (found by model and dataset) even on hcim and adcless-snn, not the "
+                      "network fine-tuned for their readout: their accuracy is then the float network's with "
+                      "calibrated scales, and the output says so (what the fine-tune buys)")
 calibration_size = bounded_int(1, MAX_CALIBRATION, "calibration keeps every layer's inputs in memory")
 
 

@@ -83,7 +83,8 @@ def fine_tune_setting(name: str, precision: str, node: str, sets: dict) -> dict:
     base = arch_mod.get(name)
     cfg_of = qat.PSQConfig.from_arch if base.learned_column_scales else snn_qat.SAConfig.from_arch
     cfg = cfg_of(base.with_params(**over))
-    return {k: v for k, v in over.items() if cfg_of(base.with_params(**{j: w for j, w in over.items() if j != k})) != cfg}
+    without = {k: {j: w for j, w in over.items() if j != k} for k in over}
+    return {k: v for k, v in over.items() if cfg_of(base.with_params(**without[k])) != cfg}
 
 
 def build_archs(arch_names: list[str], precision: str, node: str, sets: dict, equal_area: str | None) -> dict:
@@ -371,7 +372,8 @@ def register(sub) -> None:
                           "energy, efficiency, throughput, area and the energy split side by side, with the ratios to "
                           "the first architecture and the papers' ratios. --input-shape runs a network definition on "
                           "synthetic inputs (cost only: no accuracy), e.g. --model resnet50 --input-shape 3,224,224: "
-                          "with it --model takes the ImageNet-size definitions too (" + ", ".join(names.IMAGENET_MODELS) + "). "
+                          "with it --model takes the ImageNet-size definitions too ("
+                          + ", ".join(names.IMAGENET_MODELS) + "). "
                           "Every architecture runs the same float network, except those whose readout needs one "
                           "fine-tuned for it, as in 'cimsim run': " + FINE_TUNE_RULE)
     sp.add_argument("--arch", default="isaac,cascade,neural-pim",
