@@ -13,13 +13,12 @@ import each other.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from cimsim.errors import CheckpointError, ConfigError
+from cimsim.errors import CheckpointError, ConfigError, warn_user
 from cimsim.mappers import qat, snn_qat
 from cimsim.mappers.mapper import replace_module
 from cimsim.provenance import tag_model
@@ -70,10 +69,9 @@ def load_network(model_name: str | None, data, checkpoint=None, arch=None, overr
         ckpt = find_sa_checkpoint(model_name, data.name, cfg)
         if ckpt is None:
             ckpt = train.find_checkpoint(model_name, data.name)
-            warnings.warn(f"no network fine-tuned for {arch.name} ({sa_checkpoint_name(model_name, data.name, cfg)}): "
-                          "mapping the float network with calibrated sense-amp scales; make one with '"
-                          + finetune_command(zoo.canonical_name(model_name), data.name, arch.name, overrides) + "'",
-                          stacklevel=3)
+            warn_user(f"no network fine-tuned for {arch.name} ({sa_checkpoint_name(model_name, data.name, cfg)}): "
+                      "mapping the float network with calibrated sense-amp scales; make one with '"
+                      + finetune_command(zoo.canonical_name(model_name), data.name, arch.name, overrides) + "'")
         model, meta = load_sa_checkpoint(ckpt) if is_sa_checkpoint(ckpt) else train.load_checkpoint(ckpt)
     elif checkpoint and arch is not None and arch.learned_column_scales:
         ckpt = Path(checkpoint)

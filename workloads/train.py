@@ -20,7 +20,6 @@ import math
 import os
 import platform
 import time
-import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cimsim._version import __version__
-from cimsim.errors import CheckpointError, ConfigError
+from cimsim.errors import CheckpointError, ConfigError, warn_user
 from cimsim.fileio import atomic_output
 from cimsim import augment as augment_mod
 from cimsim.metrics import batch_score, batch_score_sum, endpoint_error, is_flow
@@ -485,7 +484,7 @@ def warn_if_shadowing(path: str | os.PathLike) -> None:
     """Announce (:class:`CheckpointShadowWarning`) a user checkpoint found by name that hides a shipped one."""
     note = shadow_note(path)
     if note:
-        warnings.warn(note, CheckpointShadowWarning, stacklevel=3)
+        warn_user(note, CheckpointShadowWarning)   # at the user's line, however deep the search was called
 
 
 # The zoo models that take a dataset's examples, by the dataset's name (zoo.build_for's rules, written out so that a hint

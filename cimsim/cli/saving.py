@@ -16,7 +16,7 @@ from typing import Callable
 
 from cimsim import outkind
 from cimsim.cli.common import checkpoint_output, model_to_check, show_then_write
-from cimsim.errors import CimsimError
+from cimsim.errors import CimsimError, warn_user
 from cimsim.fileio import TMP_SUFFIX
 
 PREV = ".prev"   # the earlier checkpoint at a default path: NAME.prev.pt and NAME.prev.json
@@ -89,8 +89,7 @@ def _reason(exc: OSError) -> str:
 
 
 def _not_kept(path: Path, prev: Path, why: str) -> None:
-    warnings.warn(f"the earlier checkpoint {path.name} could not be kept as {prev.name} ({why}); the new one replaced "
-                  "it", stacklevel=2)
+    warn_user(f"the earlier checkpoint {path.name} could not be kept as {prev.name} ({why}); the new one replaced it")
 
 
 def save_keeping_previous(path: Path, save: Callable[[Path], Path]) -> tuple[Path, Path | None]:
@@ -151,8 +150,8 @@ def _commit(path: Path, staged: Path, staged_meta: Path | None) -> Path | None:
         _discard(staged_meta)
         with contextlib.suppress(OSError):
             os.unlink(prev_meta)
-        warnings.warn(f"the earlier checkpoint's metadata {path.with_suffix('.json').name} could not be kept as "
-                      f"{prev_meta.name} ({_reason(exc)}); {prev.name} is kept without it", stacklevel=2)
+        warn_user(f"the earlier checkpoint's metadata {path.with_suffix('.json').name} could not be kept as "
+                  f"{prev_meta.name} ({_reason(exc)}); {prev.name} is kept without it")
     return prev
 
 
