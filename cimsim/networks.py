@@ -62,7 +62,7 @@ def load_network(model_name: str | None, data, checkpoint=None, arch=None, overr
             model_name, data.name, cfg,
             command=finetune_command(zoo.canonical_name(model_name), data.name, arch.name, overrides),
             instead=f"pass {option} to run the float network with calibrated scales (its accuracy is then not "
-                    f"{arch.name}'s)" if option else None)
+                    f"{arch.name}'s)" if option else None, arch=arch.name)
         model, meta = load_any_checkpoint(ckpt)
     elif kind == "sa":   # adcless-snn: fine-tuned for its sense amps, else the float network with calibrated scales
         cfg = snn_qat.SAConfig.from_arch(arch)
@@ -250,16 +250,17 @@ def existing_psq_checkpoint(model: str, dataset: str, cfg: qat.PSQConfig) -> Pat
 
 
 def find_psq_checkpoint(model: str, dataset: str, cfg: qat.PSQConfig, command: str | None = None,
-                        instead: str | None = None) -> Path:
+                        instead: str | None = None, arch: str | None = None) -> Path:
     """The PSQ checkpoint for (model, dataset, cfg): the user's directory first, then the shipped ones (a user
     checkpoint that shadows a shipped one is announced, as by :func:`cimsim.workloads.train.find_checkpoint`).
-    Where there is none, the refusal names ``command`` (the fine-tune that makes it) and, given, ``instead``."""
+    Where there is none, the refusal names ``arch`` (the architecture's name), ``command`` (the fine-tune that makes
+    it) and, given, ``instead``."""
     name = psq_checkpoint_name(model, dataset, cfg)
     if (found := existing_psq_checkpoint(model, dataset, cfg)) is not None:
         train.warn_if_shadowing(found)
         return found
     cmd = command or finetune_command(zoo.canonical_name(model), datasets.canonical_name(dataset))
-    raise CheckpointError(f"no PSQ fine-tuned checkpoint {name} for this architecture; make it with '{cmd}'"
+    raise CheckpointError(f"no PSQ fine-tuned checkpoint {name} for {arch or 'this architecture'}; make it with '{cmd}'"
                           + (f", or {instead}" if instead else ""))
 
 

@@ -41,7 +41,8 @@ def test_compare_refuses_hcim_without_its_fine_tune_before_any_work_as_run_does(
     from cimsim import mappers
     monkeypatch.setattr(mappers, "evaluate", lambda *a, **k: pytest.fail("an architecture ran before the refusal"))
     code, _, err = run_cli(capsys, "compare", "--arch", "isaac,hcim", *SMALL)
-    assert_one_line_user_error(code, err, "no PSQ fine-tuned checkpoint mlp-digits-psq-ternary-w8a8c1d1r128t0.5.pt",
+    assert_one_line_user_error(code, err, "no PSQ fine-tuned checkpoint mlp-digits-psq-ternary-w8a8c1d1r128t0.5.pt "
+                               "for hcim; make it with "
                                "'cimsim finetune --arch hcim --model mlp --dataset digits --set weight_bits=8 "
                                "--set input_bits=8'", "or pass --float-network to run the float network")
     code, _, err = run_cli(capsys, "run", "--arch", "hcim", "--set", "weight_bits=8", "--set", "input_bits=8", *SMALL)
