@@ -123,3 +123,24 @@ def test_missing_fine_tune_names_the_float_network_on_the_architectures_that_nee
     assert networks.missing_fine_tune(snn, snn_qat.prepare(model, snn_qat.SAConfig.from_arch(snn), [x])) is None
     assert [networks.fine_tune_kind(cimsim.arch.get(a)) for a in ("isaac", "hcim", "adcless-snn", "snn-hpadc")] == \
         [None, "psq", "sa", None]
+
+
+def test_the_python_compare_labels_a_float_network_on_hcim():
+    """compare() given one network (the notebooks' way): the architectures that need a fine-tune and get the float
+    network say so in the result and the table; the others are the network as given."""
+    from cimsim.cli.compare import compare, table
+
+    model, _ = train.load_checkpoint(train.SHIPPED_DIR / "mlp-digits.pt")
+    data = datasets.load("digits")
+    loader = list(data.loader("test", batch_size=16, limit=16))
+    with pytest.warns(UserWarning, match="hcim: no learned partial-sum scale factors for net.1, net.3, net.5"):
+        res = compare(model, ["isaac", "hcim"], loader, list(data.loader("train", batch_size=16, limit=16)),
+                      progress=False)
+    rows = res["architectures"]
+    assert (rows["isaac"]["network"], rows["isaac"]["network_note"]) == (None, None)
+    assert rows["hcim"]["network"] == "float, not fine-tuned"
+    assert rows["hcim"]["network_note"] == networks.missing_fine_tune(HCIM8, model)
+    assert res["reports"]["hcim"].config["network_note"] == rows["hcim"]["network_note"]
+    lines = table(res).splitlines()
+    assert lines[2].split() == ["network", "as", "given", "float,", "not", "fine-tuned"]
+    assert lines[-1] == "* hcim: " + rows["hcim"]["network_note"]

@@ -190,7 +190,7 @@ def table(result: dict) -> str:
     lines = [
         ["accuracy", *(COST_ONLY if r["accuracy"] is None else f"{100 * r['accuracy']:.2f} %" + " *" * (n in notes)
                        for n, r in rows.items())],
-        *([["network", *(str(r["network"]) for r in rows.values())]]
+        *([["network", *(r["network"] or "as given" for r in rows.values())]]   # "as given": compare()'s model
           if any(r.get("network") not in (None, "float") for r in rows.values()) else []),
         ["energy / inference", *(fmt_si(r["energy_j"], "J") for r in rows.values())],
         ["efficiency", *(f"{r['ops_per_j'] / 1e12:.3g} TOPS/W" for r in rows.values())],
