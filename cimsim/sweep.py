@@ -40,7 +40,9 @@ from cimsim import sweep_admm, sweep_checks, sweep_pool, sweep_snn, sweepfile, s
 MAX_ADC_BITS, MAX_GRID_VALUES = sweepgrid.MAX_ADC_BITS, sweepgrid.MAX_GRID_VALUES
 parse_adc_bits, parse_values, parse_grid = sweepgrid.parse_adc_bits, sweepgrid.parse_values, sweepgrid.parse_grid
 
-DEFAULT_CALIBRATION = 512   # training examples that calibrate ranges, as 'cimsim run'
+DEFAULT_CALIBRATION = 512   # training examples that calibrate ranges, as 'cimsim run' (issue 19's mapping target
+#                             calibrates on 512 images; our choice: a layer's 99.99th input percentile then rests on
+#                             tens of thousands of values or more: 43,008 for LeNet-5's last layer, 401,408 its first)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -201,15 +203,18 @@ def make_points(archs: Iterable[str], adc_bits: list[int] | None = None, seeds: 
             raise ConfigError("give ADC bits once: --adc-bits or --grid adc_bits=..., not both")
         grid["adc_bits"] = [str(b) for b in adc_bits]
     if "adc_bits" in overrides or "adc.bits" in overrides:
-        raise ConfigError("adc_bits is swept: give it with --adc-bits, not --set adc_bits")
+        raise ConfigError("adc_bits is swept: give it once, with --adc-bits, not --set adc_bits "
+                          "(in Python: make_points(adc_bits=[...]), not overrides={'adc_bits': ...})")
     for k in overrides:
         if k in grid:
-            raise ConfigError(f"{k} is swept: give it with --grid, not --set {k}")
+            raise ConfigError(f"{k} is swept: give it once, with --grid, not --set {k} "
+                              f"(in Python: grid={{{k!r}: [...]}}, not in overrides)")
     knobs = {k: sweep_admm.parse(k, v) for k, v in overrides.items() if sweep_admm.is_knob(k)}   # checked now
     grid_knobs = {k: [sweep_admm.parse(k, v) for v in vs] for k, vs in grid.items() if sweep_admm.is_knob(k)}
     for k, vs in grid_knobs.items():
         if len(set(vs)) < len(vs):
-            raise ConfigError(f"--grid {k} names a value twice ({', '.join(map(str, grid[k]))}; off is 1)")
+            raise ConfigError(f"the grid's {k} (--grid {k}=...) names a value twice "
+                              f"({', '.join(map(str, grid[k]))}; off is 1)")
     if (knobs or grid_knobs) and "admm.compression" not in {**knobs, **grid_knobs} and notes is not None:
         notes.append("ADMM knobs without admm.compression: the network stays dense (give e.g. "
                      "--grid admm.compression=1,2,4,8)")

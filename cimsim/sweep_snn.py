@@ -51,7 +51,7 @@ def grid_values(grid: dict[str, list[str]], given: dict[str, str]) -> dict[str, 
     out = {k: [parse(v) for v in vs] for k, vs in grid.items() if is_knob(k)}
     for k, vs in out.items():
         if len(set(vs)) < len(vs):
-            raise ConfigError(f"--grid {k} names a value twice ({', '.join(map(str, grid[k]))})")
+            raise ConfigError(f"the grid's {k} (--grid {k}=...) names a value twice ({', '.join(map(str, grid[k]))})")
     return out
 
 

@@ -348,7 +348,8 @@ def _multi_head_attention(args, kwargs, y: torch.Tensor) -> dict[str, float] | N
 
 
 # layers counted in closed form, with the functions' rules: the module types and their events
-_NONLINEAR_MODULES = {nn.ELU: "elu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.SiLU: "silu", nn.GELU: "gelu", nn.Mish: "mish",
+_NONLINEAR_MODULES = {nn.ELU: "elu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.SiLU: "silu", nn.GELU: "gelu",
+                      nn.Mish: "mish",
                       nn.Softplus: "softplus", nn.LogSigmoid: "logsigmoid", nn.Softsign: "softsign",
                       nn.Tanhshrink: "tanhshrink", nn.SELU: "selu", nn.CELU: "celu", nn.Hardswish: "hardswish",
                       nn.Hardsigmoid: "hardsigmoid", nn.Threshold: "threshold"}

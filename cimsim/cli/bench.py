@@ -124,6 +124,7 @@ def register(sub) -> None:
     sp.add_argument("--dataset", help="dataset for --model (default fashion-mnist)")
     sp.add_argument("--data-dir", help="directory with the dataset files (overrides $CIMSIM_DATA)")
     sp.add_argument("--limit", type=positive_int, metavar="N", help="with --model: only the first N test images")
+    # the default: cimsim.sweep.DEFAULT_CALIBRATION (its source there)
     sp.add_argument("--calibration", type=positive_int, default=512, metavar="N",
                     help="with --model: training examples that calibrate ranges (default 512, as 'cimsim run')")
     sp.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",

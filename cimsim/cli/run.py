@@ -100,6 +100,7 @@ def register(sub) -> None:
     sp.add_argument("--adc-bits", type=positive_int, metavar="B",
                     help="ADC resolution (same as --set adc_bits=B; architectures with an ADC)")
     sp.add_argument("--seed", type=nonneg_int, default=0, help="seed of every device and readout draw (default 0)")
+    # the default: cimsim.sweep.DEFAULT_CALIBRATION (its source there)
     sp.add_argument("--calibration", type=calibration_size, default=512, metavar="N",
                     help="training examples that calibrate activation and ADC ranges (default 512, whatever --limit: "
                          "a --limit run maps the same network as the whole test set's; a smaller N maps faster, "

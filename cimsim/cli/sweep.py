@@ -123,6 +123,7 @@ def register(sub) -> None:
     data_options(sp)
     sp.add_argument("--checkpoint", help="a checkpoint file (default: the one found by model and dataset)")
     sp.add_argument("--batch-size", type=batch_size, help=BATCH_HELP)
+    # the default: cimsim.sweep.DEFAULT_CALIBRATION (its source there)
     sp.add_argument("--calibration", type=calibration_size, default=512, metavar="N",
                     help="training examples that calibrate activation and ADC ranges (default 512, as 'run')")
     sp.add_argument("--backend", default="numba", choices=["numba", "torch"], help="crossbar engine (default numba)")
