@@ -420,6 +420,10 @@ class TiledChip(Architecture):
         """Time of one matrix-vector product of a mapped layer: its bit-serial cycles."""
         return math.ceil(self.layer_input_bits(plan) / self.dac_bits) * self.cycle_s
 
+    # which digital unit performs an event (the rest run on the adders: adds, compares, multiplies, MACs); a digital
+    # layer's units work in parallel, the events of one unit one after another
+    DIGITAL_UNITS = {ev.ACTIVATION_OPS: "activation", ev.POOLING_OPS: "pooling", ev.LIF_UPDATES: "lif"}
+
     def unit_rates(self) -> dict[str, float]:
         """Operations per second of the chip's digital units, by the event they perform."""
         adders = (self.all_tiles + self.imas * 4) * self.tile_shift_add.op_rate_hz   # S+A: 1 per tile, 4 per IMA
@@ -432,7 +436,8 @@ class TiledChip(Architecture):
 
     def timing(self, ledger: EventLedger, plans: Mapping[str, LayerPlan], kinds: Mapping[str, str]) -> Timing:
         """A mapped layer streams its ``positions`` MVMs through its copies (time step after time step); a digital
-        layer takes its operations over the chip's activation / pooling / adder units at their rates. Layers are pipelined (ISAAC sec. 5):
+        layer takes its operations over the chip's activation / pooling / adder units at their rates (the units in
+        parallel, one unit's operations in turn). Layers are pipelined (ISAAC sec. 5):
         one inference takes the sum of the layer times, the chip starts one every slowest-layer time, or every
         :meth:`feed_time_s` if the tiles' buses and eDRAMs cannot move an inference's data faster. A
         layer occupies its copies' share of the chip's crossbars (and of the tiles around them)."""
@@ -447,7 +452,12 @@ class TiledChip(Architecture):
                               * self.mvm_time_s(p, events))
                 occupancy[n] = copies[n] * plans[n].arrays / self.crossbars
             else:
-                latency[n] = max((v / unit_rate[e] for e, v in events.items() if e in unit_rate), default=0.0)
+                busy: dict[str, float] = {}    # seconds of each unit: the events one unit performs take turns
+                for e, v in events.items():
+                    if e in unit_rate:
+                        unit = self.DIGITAL_UNITS.get(e, "adders")
+                        busy[unit] = busy.get(unit, 0.0) + v / unit_rate[e]
+                latency[n] = max(busy.values(), default=0.0)
         slowest = max(latency.values(), default=0.0)
         feed = self.feed_time_s(ledger)
         link = self.link_time_s(plans, copies)

@@ -21,7 +21,7 @@ What the mapper does, in order:
    ``forward`` does with torch functions (``F.relu``, ``x @ y``, ``softmax``, ``F.linear(x, self.w)``) is costed as
    digital work (:mod:`cimsim.mappers.profile_ops`); a parameter used that way is named in the same warning. Work
    no cost model covers (modules and torch functions the profiler does not know) is named in one
-   :class:`UncostedWorkWarning`; both are listed in ``calibration_info["uncosted_layers"]``.
+   :class:`UncostedWorkWarning`; whatever is not costed is listed in ``calibration_info["uncosted_layers"]``.
 6. **Spiking networks** (LIF neurons, snnTorch ``Leaky`` turned into cimsim's ``LIF``): layers fed spikes take
    1-bit inputs, every time step counts (see :mod:`cimsim.mappers.snn`); a tile read by one sense amplifier
    per column gets per-column scale factors (learned, or set from the calibration partial sums).
@@ -433,6 +433,7 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
     prof = profile(work, batches[0])
     digital = EventLedger({l: prof.ledger.layer(l) for l in prof.ledger.layers() if l not in targets})
     kinds = dict(prof.kinds)
+    kinds.update({bn: "BatchNorm (folded)" for _, bn in folded if bn in kinds})   # into its layer; now an Identity
     # a mapped layer's own work is costed; its weight used outside its forward (F.linear(x, self.fc.weight)) is not
     cal_uncosted = [n for n in prof.uncosted if n not in targets or n in prof.unowned]
     _warn_uncosted(kept, prof, cal_uncosted, targets)

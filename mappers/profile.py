@@ -40,7 +40,7 @@ from cimsim.mappers import profile_ops
 from cimsim.spiking import Encoder, SpikingNeuron
 
 _FREE = (nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity)
-_RELU_LIKE = (nn.ReLU, nn.LeakyReLU, nn.PReLU)
+_RELU_LIKE = (nn.ReLU,)
 _CLAMPS = (nn.ReLU6, nn.Hardtanh)
 _MATRIX = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
 _POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
@@ -117,10 +117,9 @@ def _count_module(mod: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str,
         return {"compare": n_out * (_pool_window(mod) - 1)}
     if isinstance(mod, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)):
         return {"add": n_out * (_pool_window(mod) - 1), "mul": n_out}
-    if isinstance(mod, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)):
-        return {"add": max(x.numel() - n_out, 0), "mul": n_out}
-    if isinstance(mod, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)):
-        return {"compare": max(x.numel() - n_out, 0)}
+    if isinstance(mod, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
+                        nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)):
+        return profile_ops.adaptive_pool_events(x, y, int(type(mod).__name__[-2]), "Max" in type(mod).__name__)
     if isinstance(mod, profile_ops.MODULE_TYPES):
         return profile_ops.module_events(mod, x, y)
     if isinstance(mod, nn.Upsample) and mod.mode == "nearest":
@@ -186,7 +185,7 @@ class _FunctionCounter(TorchFunctionMode):
             if pname is not None and where not in leaves:
                 foreign.append(min(leaves) if leaves else pname)
         events = None if closed or not self.frames else profile_ops.function_events(func, args, kwargs, out)
-        for name in foreign:
+        for name in foreign if events != {} else []:   # copied or reshaped (a class token concatenated): no work
             (self.prof.unowned if events is None else self.prof.digital).setdefault(name, where)
         if closed or not self.frames:
             return out
@@ -206,6 +205,16 @@ class _FunctionCounter(TorchFunctionMode):
         return out
 
 
+def _input(args, kwargs) -> torch.Tensor | None:
+    """A layer call's input: its first positional argument, else its ``input`` keyword (``self.fc(input=x)``), else
+    its first tensor keyword."""
+    if args:
+        return args[0] if isinstance(args[0], torch.Tensor) else None
+    if isinstance(kwargs.get("input"), torch.Tensor):
+        return kwargs["input"]
+    return next((v for v in kwargs.values() if isinstance(v, torch.Tensor)), None)
+
+
 @torch.no_grad()
 def profile(model: nn.Module, example: torch.Tensor) -> Profile:
     """Events of one inference of ``model``; ``example`` is a batch, of which the first example is used."""
@@ -218,20 +227,22 @@ def profile(model: nn.Module, example: torch.Tensor) -> Profile:
     model.eval()
 
     def pre(name, leaf):
-        def hook(mod, inputs):
+        def hook(mod, inputs, kwargs):
             stack.append((name, leaf, leaf and _closed_form(mod)))
             # the network itself, where it holds layers: the row of its own forward's operations (a spiking
-            # network's average over time steps), named after its class, of kind OWN_OPS, not a layer of that kind
+            # network's average over time steps), named after its class, of kind OWN_OPS, not a layer of that kind;
+            # a block's row holds its own forward's operations too (a residual add), not the block's total
             own = mod is model and any(True for _ in mod.children())
-            prof.kinds.setdefault(name, OWN_OPS if own else type(mod).__name__)
+            kind = type(mod).__name__ if leaf else f"{type(mod).__name__}'s own ops"
+            prof.kinds.setdefault(name, OWN_OPS if own else kind)
         return hook
 
     def post(name, leaf):
-        def hook(mod, inputs, output):
+        def hook(mod, inputs, kwargs, output):
             stack.pop()
             if not leaf:
                 return
-            x = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+            x = _input(inputs, kwargs)
             if isinstance(output, tuple) and output and isinstance(mod, SpikingNeuron):
                 output = output[0]   # (spikes, membrane)
             y = output if isinstance(output, torch.Tensor) else None
@@ -240,6 +251,8 @@ def profile(model: nn.Module, example: torch.Tensor) -> Profile:
             counter.paused = False
             if ev is None and counter.leaf_calls.get(name):   # no closed form, but every call it made is known
                 ev = {}                                        # (booked as they ran)
+            if ev is None and name not in counter.leaf_calls and output is x and x is not None:
+                ev = {}       # it returned its input untouched (stochastic depth, drop-path in inference)
             if ev is None:
                 ledger.touch(name)
                 if name not in prof.uncosted:
@@ -260,8 +273,8 @@ def profile(model: nn.Module, example: torch.Tensor) -> Profile:
     counter = _FunctionCounter(stack, prof, owners)
     for name, mod in model.named_modules():
         leaf = len(list(mod.children())) == 0
-        handles.append(mod.register_forward_pre_hook(pre(name or type(model).__name__, leaf)))
-        handles.append(mod.register_forward_hook(post(name or type(model).__name__, leaf)))
+        handles.append(mod.register_forward_pre_hook(pre(name or type(model).__name__, leaf), with_kwargs=True))
+        handles.append(mod.register_forward_hook(post(name or type(model).__name__, leaf), with_kwargs=True))
     try:
         with counter:
             model(example)

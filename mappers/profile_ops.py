@@ -16,7 +16,9 @@ says what each such call costs, in the profile's events, from the shapes of its 
   they run digitally, since only Linear / Conv layers called through their forward are programmed into arrays.
 
 A function this module does not know returns None (the profile then lists the work as not costed, never as free);
-reshapes, copies, indexing, type conversions and tensor creation are free (an empty dict).
+reshapes, copies, indexing, type conversions and tensor creation are free (an empty dict). Element-wise work moves
+no counted activations (as for the layers counted in closed form); products read their operands and write their
+outputs, and the attention functions count the traffic of the same steps written out.
 """
 
 from __future__ import annotations
@@ -34,21 +36,25 @@ view view_as reshape reshape_as flatten unflatten permute transpose t swapaxes s
 squeeze unsqueeze expand expand_as repeat tile cat concat concatenate stack hstack vstack dstack split tensor_split
 chunk unbind narrow getitem setitem select index_select take gather roll flip fliplr flipud rot90 pad unfold
 pixel_shuffle pixel_unshuffle channel_shuffle dropout dropout1d dropout2d dropout3d alpha_dropout
-feature_alpha_dropout identity clone detach detach_ to type type_as float double half bfloat16 int long short bool
-byte char cpu cuda numpy item tolist size dim numel shape get element_size data_ptr is_floating_point is_complex
+feature_alpha_dropout identity repeat_interleave one_hot view_as_real view_as_complex clone detach detach_ to type
+type_as float double half bfloat16 int long short bool byte char cpu cuda numpy item tolist size dim numel shape get
+element_size data_ptr is_floating_point is_complex
 is_contiguous stride storage_offset get_device requires_grad_ zeros ones empty full arange linspace tensor as_tensor
 zeros_like ones_like empty_like full_like rand randn randint rand_like randn_like randint_like new_zeros new_ones
 new_empty new_full new_tensor fill_ zero_ copy_ len iter format repr bool hash nonzero masked_select diagonal
 broadcast_to broadcast_tensors meshgrid atleast_1d atleast_2d atleast_3d
 """.split())
 
+_DROPOUTS = frozenset("dropout dropout1d dropout2d dropout3d alpha_dropout feature_alpha_dropout".split())
 # one per output element
-_ADDS = frozenset("add sub subtract neg negative rsub".split())
+_ADDS = frozenset("add sub subtract neg negative rsub round floor ceil trunc fix frac".split())   # (a rounding:
+#   an add of a half and a truncation, est.; fake quantizers of quantization-aware networks round in their forward)
 _MULS = frozenset("mul multiply div divide true_divide floor_divide square".split())
-_COMPARES = frozenset("""relu threshold leaky_relu prelu rrelu abs sign sgn heaviside maximum minimum fmax fmin where
+_SLOPES = frozenset("leaky_relu prelu rrelu".split())    # a compare and a multiply by the slope per value
+_COMPARES = frozenset("""relu threshold abs sign sgn heaviside maximum minimum fmax fmin where
 gt lt ge le eq ne greater less greater_equal less_equal not_equal masked_fill clamp_min clamp_max hardshrink
 softshrink logical_and logical_or logical_not logical_xor bitwise_and bitwise_or bitwise_not bitwise_xor isnan
-isinf isfinite""".split())
+isinf isfinite tril triu""".split())
 _TWO_COMPARES = frozenset("relu6 hardtanh".split())
 # transcendental: evaluations per element, extra multiplies and adds per element
 _NONLINEAR = {
@@ -56,8 +62,8 @@ _NONLINEAR = {
     "log": (1, 0, 0), "log2": (1, 0, 0), "log10": (1, 0, 0), "log1p": (1, 0, 0), "sqrt": (1, 0, 0),
     "rsqrt": (1, 0, 0), "reciprocal": (1, 0, 0), "erf": (1, 0, 0), "erfc": (1, 0, 0), "sin": (1, 0, 0),
     "cos": (1, 0, 0), "tan": (1, 0, 0), "atan": (1, 0, 0), "asin": (1, 0, 0), "acos": (1, 0, 0),
-    "sinh": (1, 0, 0), "cosh": (1, 0, 0), "logsigmoid": (1, 0, 0), "softplus": (2, 0, 1),
-    "silu": (1, 1, 0), "gelu": (1, 2, 1), "mish": (2, 1, 1), "tanhshrink": (1, 0, 1),
+    "sinh": (1, 0, 0), "cosh": (1, 0, 0), "logsigmoid": (1, 0, 0), "softplus": (2, 0, 0), "rpow": (1, 0, 0),
+    "silu": (1, 1, 0), "gelu": (1, 2, 1), "mish": (3, 1, 0), "tanhshrink": (1, 0, 1),
     "softsign": (0, 1, 1), "elu": (1, 1, 1), "selu": (1, 2, 1), "celu": (1, 2, 1),
 }
 _NONLINEAR_COMPARES = {"elu": 1, "selu": 1, "celu": 1, "softsign": 1}   # the branch on the sign (|x| for softsign)
@@ -69,7 +75,7 @@ _ADAPTIVE = frozenset("adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool
                       "adaptive_max_pool2d_with_indices adaptive_max_pool3d_with_indices".split())
 _PRODUCTS = frozenset("matmul mm bmm mv dot vdot inner outer ger addmm baddbmm addbmm addmv".split())
 _DUNDER_SWAPPED = {"radd": "add", "rsub": "rsub", "rmul": "mul", "rtruediv": "div", "rdiv": "div",
-                   "rmatmul": "matmul", "rpow": "pow", "iadd": "add", "isub": "sub", "imul": "mul",
+                   "rmatmul": "matmul", "rpow": "rpow", "iadd": "add", "isub": "sub", "imul": "mul",
                    "itruediv": "div", "idiv": "div", "ipow": "pow", "truediv": "div", "floordiv": "floor_divide",
                    "rfloordiv": "floor_divide", "ifloordiv": "floor_divide", "and": "logical_and",
                    "or": "logical_or", "invert": "logical_not", "eq": "eq", "ne": "ne", "lt": "lt", "le": "le",
@@ -183,6 +189,20 @@ def _layer_product(name: str, args, kwargs, y: torch.Tensor) -> dict[str, float]
     return out
 
 
+def adaptive_pool_events(x: torch.Tensor, y: torch.Tensor, dims: int, is_max: bool) -> dict[str, float]:
+    """Adaptive pooling over the last ``dims`` dimensions of ``x`` to ``y``'s sizes: output ``j`` of a dimension of
+    ``I`` inputs pools inputs ``floor(j I / O)`` to ``ceil((j + 1) I / O)`` (torch's windows, which overlap where ``O``
+    does not divide ``I``); each output folds its window, one add (or compare) per value but the first, and an
+    average divides once."""
+    covered = 1      # inputs read by the windows of one channel, counted once per window
+    for d in range(1, dims + 1):
+        i, o = int(x.shape[-d]), int(y.shape[-d])
+        covered *= sum(-((-(j + 1) * i) // o) - (j * i) // o for j in range(o))
+    outputs = math.prod(int(y.shape[-d]) for d in range(1, dims + 1))
+    folded = max(y.numel() // max(outputs, 1) * covered - y.numel(), 0)
+    return {ev.COMPARE: folded} if is_max else {ev.ADD: folded, ev.MUL: y.numel()}
+
+
 def softmax_events(n: int, length: int, log: bool = False) -> dict[str, float]:
     """Softmax over ``length`` values, ``n`` values in all: an exp and a divide per value, the row's sum; the
     log-softmax subtracts the row's log instead of dividing."""
@@ -192,15 +212,21 @@ def softmax_events(n: int, length: int, log: bool = False) -> dict[str, float]:
     return {ev.NONLINEAR: n, ev.ADD: n - rows, ev.MUL: n}
 
 
-def norm_events(n: int, groups: int, affine: bool) -> dict[str, float]:
+def norm_events(n: int, groups: int, weight: bool, bias: bool | None = None, rms: bool = False) -> dict[str, float]:
     """Normalisation over ``groups`` sets of ``n / groups`` values (layer, group, instance norm): the mean and the
     variance (a subtract, a square and a sum per value, a divide per group each), one reciprocal square root per
-    group, the scaling of every value and, with an affine transform, a multiply and an add per value."""
-    return {ev.ADD: 3 * n + (n if affine else 0), ev.MUL: 2 * n + 2 * groups + (n if affine else 0),
+    group, the scaling of every value and, with an affine transform, a multiply (``weight``) and an add (``bias``,
+    default: as ``weight``) per value. RMS norm has no mean: a square and a sum per value, a divide per group."""
+    bias = weight if bias is None else bias
+    if rms:
+        return {ev.ADD: n, ev.MUL: 2 * n + groups + (n if weight else 0), ev.NONLINEAR: groups}
+    return {ev.ADD: 3 * n + (n if bias else 0), ev.MUL: 2 * n + 2 * groups + (n if weight else 0),
             ev.NONLINEAR: groups}
 
 
-def _dim_length(x: torch.Tensor, dim) -> int:
+def _dim_length(x: torch.Tensor, dim, softmax: bool = False) -> int:
+    if dim is None and softmax:    # torch's implicit softmax dimension: 0 for 0-, 1- and 3-d inputs, else 1
+        dim = 0 if x.dim() in (0, 1, 3) else 1
     if dim is None:
         return x.numel()
     return int(x.shape[dim]) if x.dim() else 1
@@ -216,6 +242,9 @@ def function_events(func, args, kwargs, out) -> dict[str, float] | None:
     """Events of one call of the torch function ``func`` computing ``out``; {} when it does no arithmetic, None when
     its work is not known here."""
     name = canonical(func)
+    if name in _DROPOUTS and _arg(args, kwargs, 2, "training", True) is True:   # applied (F.dropout's default):
+        y = _first_tensor(out)                                                  # a mask draw and a multiply a value
+        return {ev.COMPARE: y.numel(), ev.MUL: y.numel()} if y is not None else {}
     if name in FREE:
         return {}
     y = _first_tensor(out)
@@ -229,9 +258,11 @@ def function_events(func, args, kwargs, out) -> dict[str, float] | None:
         return {ev.MUL: n}
     if name == "pow":
         e = _arg(args, kwargs, 1, "exponent")
-        return {ev.MUL: n} if e == 2 else {ev.NONLINEAR: n}
+        return {ev.MUL: n} if isinstance(e, (int, float)) and e == 2 else {ev.NONLINEAR: n}
     if name in _COMPARES:
         return {ev.COMPARE: n}
+    if name in _SLOPES:
+        return {ev.COMPARE: n, ev.MUL: n}
     if name in _TWO_COMPARES:
         return {ev.COMPARE: 2 * n}
     if name in ("clamp", "clip"):
@@ -244,18 +275,21 @@ def function_events(func, args, kwargs, out) -> dict[str, float] | None:
         events = {ev.NONLINEAR: f * n, ev.MUL: m * n, ev.ADD: a * n, ev.COMPARE: _NONLINEAR_COMPARES.get(name, 0) * n}
         return {k: v for k, v in events.items() if v}
     if name in ("softmax", "log_softmax", "softmin") and isinstance(x, torch.Tensor):
-        return softmax_events(n, _dim_length(x, _arg(args, kwargs, 1, "dim")), log=name == "log_softmax")
+        return softmax_events(n, _dim_length(x, _arg(args, kwargs, 1, "dim"), softmax=True), log=name == "log_softmax")
     if name in ("layer_norm", "group_norm", "instance_norm", "rms_norm") and isinstance(x, torch.Tensor):
         if name == "group_norm":
             groups = x.shape[0] * int(_arg(args, kwargs, 1, "num_groups"))
-            affine = _arg(args, kwargs, 2, "weight") is not None
+            weight, bias = _arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias")
         elif name == "instance_norm":
-            groups, affine = x.shape[0] * x.shape[1], _arg(args, kwargs, 3, "weight") is not None
+            groups = x.shape[0] * x.shape[1]
+            weight, bias = _arg(args, kwargs, 3, "weight"), _arg(args, kwargs, 4, "bias")
         else:
             shape = _arg(args, kwargs, 1, "normalized_shape")
             shape = (shape,) if isinstance(shape, int) else tuple(shape)
-            groups, affine = n // max(math.prod(shape), 1), _arg(args, kwargs, 2, "weight") is not None
-        return norm_events(n, groups, affine)
+            groups = n // max(math.prod(shape), 1)
+            weight = _arg(args, kwargs, 2, "weight")
+            bias = None if name == "rms_norm" else _arg(args, kwargs, 3, "bias")
+        return norm_events(n, groups, weight is not None, bias is not None, rms=name == "rms_norm")
     if name == "batch_norm":     # inference: one multiply and one add per value
         return {ev.MUL: n, ev.ADD: n}
     if name == "normalize" and isinstance(x, torch.Tensor):    # x / ||x|| over a dim (p = 2)
@@ -267,8 +301,7 @@ def function_events(func, args, kwargs, out) -> dict[str, float] | None:
             return {ev.COMPARE: n * (window - 1)}
         return {ev.ADD: n * (window - 1), ev.MUL: n}
     if name in _ADAPTIVE and isinstance(x, torch.Tensor):
-        folded = max(x.numel() - n, 0)
-        return {ev.COMPARE: folded} if "max" in name else {ev.ADD: folded, ev.MUL: n}
+        return adaptive_pool_events(x, y, int(name.partition("pool")[2][0]), "max" in name)
     if name in ("sum", "nansum", "mean", "nanmean", "amax", "amin", "max", "min", "argmax", "argmin", "prod",
                 "logsumexp", "var", "std", "norm") and isinstance(x, torch.Tensor):
         other = _arg(args, kwargs, 1, "other")
@@ -307,9 +340,12 @@ def function_events(func, args, kwargs, out) -> dict[str, float] | None:
         scores = q.numel() // q.shape[-1] * k.shape[-2]        # batch x L x S
         soft = softmax_events(scores, k.shape[-2])
         return {**soft, ev.MAC: scores * (q.shape[-1] + v.shape[-1]), ev.MUL: soft[ev.MUL] + scores,   # + 1/sqrt(E)
-                ev.ACT_READ: q.numel() + k.numel() + v.numel(), ev.ACT_WRITE: n}
+                ev.ACT_READ: q.numel() + k.numel() + v.numel() + scores, ev.ACT_WRITE: scores + n}   # as written out
     if name == "multi_head_attention_forward":
         return _multi_head_attention(args, kwargs, y)
+    more = _more_functions(name, args, kwargs, x, y)
+    if more is not None:
+        return more
     if name in ("interpolate", "upsample", "upsample_nearest", "upsample_bilinear") and isinstance(x, torch.Tensor):
         mode = _arg(args, kwargs, 3, "mode", "nearest") if name in ("interpolate", "upsample") else name[9:]
         spatial = max(x.dim() - 2, 1)
@@ -319,6 +355,50 @@ def function_events(func, args, kwargs, out) -> dict[str, float] | None:
             return {ev.ADD: max(x.numel() - n, 0), ev.MUL: n}
         taps = (4 if mode == "bicubic" else 2) ** (2 if mode in ("bilinear", "bicubic") else spatial)
         return {ev.MUL: taps * n, ev.ADD: (taps - 1) * n}
+    return None
+
+
+def _more_functions(name: str, args, kwargs, x, y: torch.Tensor) -> dict[str, float] | None:
+    """Rules of less common functions (None: not one of them)."""
+    n = y.numel()
+    if name == "glu":                                    # a * sigmoid(b) over the two halves
+        return {ev.NONLINEAR: n, ev.MUL: n}
+    if name == "lerp":                                   # a + w (b - a)
+        return {ev.ADD: 2 * n, ev.MUL: n}
+    if name in ("addcmul", "addcdiv"):                   # a + v * t1 * t2 (or / t2)
+        return {ev.ADD: n, ev.MUL: 2 * n}
+    if name == "cumprod":
+        return {ev.MUL: n}
+    if not isinstance(x, torch.Tensor):
+        return None
+    if name in ("sort", "argsort", "msort"):             # a comparison sort: L log2 L comparisons per row (est.)
+        length = _dim_length(x, _arg(args, kwargs, 1, "dim", -1))
+        return {ev.COMPARE: x.numel() * max(math.ceil(math.log2(max(length, 1))), 1)}
+    if name == "topk":                                   # a running heap of k: log2 k comparisons a value (est.)
+        k = int(_arg(args, kwargs, 1, "k", 1))
+        return {ev.COMPARE: x.numel() * max(math.ceil(math.log2(k + 1)), 1)}
+    if name in ("var_mean", "std_mean"):
+        folded = max(x.numel() - n, 0)
+        return {ev.ADD: 2 * folded + x.numel(), ev.MUL: x.numel() + 2 * n,
+                **({ev.NONLINEAR: n} if name == "std_mean" else {})}
+    if name in ("linalg_vector_norm", "vector_norm"):
+        return {ev.MUL: x.numel(), ev.ADD: max(x.numel() - n, 0), ev.NONLINEAR: n}
+    if name == "cosine_similarity":                      # x.y / (|x| |y|) over a dimension
+        return {ev.MUL: 3 * x.numel() + n, ev.ADD: 3 * max(x.numel() - n, 0), ev.NONLINEAR: n}
+    if name == "cdist":                                  # Euclidean distances between rows
+        depth = int(x.shape[-1])
+        return {ev.ADD: 2 * n * depth, ev.MUL: n * depth, ev.NONLINEAR: n}
+    if name == "tensordot":                              # free dims of a times free dims of b, summed over the rest
+        b = _arg(args, kwargs, 1, "b")
+        if not isinstance(b, torch.Tensor) or not n:
+            return None
+        contracted = round(math.sqrt(x.numel() * b.numel() / n))
+        return {ev.MAC: n * contracted, **_reads((x, b)), ev.ACT_WRITE: n}
+    if name == "fold":                                   # col2im: overlapping patches summed
+        return {ev.ADD: max(x.numel() - n, 0)}
+    if name == "grid_sample":                            # bilinear: four taps a value (est.: nearest reads one)
+        mode = _arg(args, kwargs, 2, "mode", "bilinear")
+        return {ev.ACT_READ: n, ev.ACT_WRITE: n} if mode == "nearest" else {ev.MUL: 4 * n, ev.ADD: 3 * n}
     return None
 
 
@@ -343,17 +423,21 @@ def _multi_head_attention(args, kwargs, y: torch.Tensor) -> dict[str, float] | N
     adds = soft[ev.ADD] + (batch * (2 * length + 2 * source) * e if isinstance(in_b, torch.Tensor) else 0)
     return {**soft, ev.MAC: projections + 2 * batch * length * source * e, ev.ADD: adds,
             ev.MUL: soft[ev.MUL] + batch * length * e,           # the queries scaled by 1/sqrt(E/heads)
-            ev.WEIGHT_READ: sum(t.numel() for t in weights), ev.ACT_READ: q.numel() + k.numel() + v.numel(),
-            ev.ACT_WRITE: y.numel()}
+            ev.WEIGHT_READ: sum(t.numel() for t in weights),
+            # as the same steps written out read and write them: the projections' inputs and outputs, the scores,
+            # the weighted values (the output projection's input) and the output
+            ev.ACT_READ: q.numel() + k.numel() + v.numel() + 2 * batch * (length + source) * e + scores,
+            ev.ACT_WRITE: batch * (2 * length + 2 * source) * e + scores + y.numel()}
 
 
 # layers counted in closed form, with the functions' rules: the module types and their events
-_NONLINEAR_MODULES = {nn.ELU: "elu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.SiLU: "silu", nn.GELU: "gelu",
+_NONLINEAR_MODULES = {nn.LeakyReLU: "leaky_relu", nn.PReLU: "prelu", nn.ELU: "elu", nn.Sigmoid: "sigmoid",
+                      nn.Tanh: "tanh", nn.SiLU: "silu", nn.GELU: "gelu",
                       nn.Mish: "mish",
                       nn.Softplus: "softplus", nn.LogSigmoid: "logsigmoid", nn.Softsign: "softsign",
                       nn.Tanhshrink: "tanhshrink", nn.SELU: "selu", nn.CELU: "celu", nn.Hardswish: "hardswish",
                       nn.Hardsigmoid: "hardsigmoid", nn.Threshold: "threshold"}
-MODULE_TYPES = (*_NONLINEAR_MODULES, nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.LayerNorm, nn.GroupNorm,
+MODULE_TYPES = (*_NONLINEAR_MODULES, nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.LayerNorm, nn.RMSNorm, nn.GroupNorm,
                 nn.modules.instancenorm._InstanceNorm, nn.Embedding)
 
 
@@ -364,9 +448,10 @@ def module_events(mod: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str,
         if isinstance(mod, cls):
             return function_events(_Named(fname), (x,), {}, y)
     if isinstance(mod, (nn.Softmax, nn.LogSoftmax, nn.Softmin)):
-        return softmax_events(n, _dim_length(x, mod.dim), log=isinstance(mod, nn.LogSoftmax))
-    if isinstance(mod, nn.LayerNorm):
-        return norm_events(n, n // max(math.prod(mod.normalized_shape), 1), mod.elementwise_affine)
+        return softmax_events(n, _dim_length(x, mod.dim, softmax=True), log=isinstance(mod, nn.LogSoftmax))
+    if isinstance(mod, (nn.LayerNorm, nn.RMSNorm)):
+        return norm_events(n, n // max(math.prod(mod.normalized_shape), 1), mod.weight is not None,
+                           getattr(mod, "bias", None) is not None, rms=isinstance(mod, nn.RMSNorm))
     if isinstance(mod, nn.GroupNorm):
         return norm_events(n, x.shape[0] * mod.num_groups, mod.affine)
     if isinstance(mod, nn.modules.instancenorm._InstanceNorm):
