@@ -110,17 +110,6 @@ def _first_tensor(out):
     return None
 
 
-def _operands(args, kwargs) -> list[torch.Tensor]:
-    vals = list(args) + list(kwargs.values())
-    flat = []
-    for a in vals:
-        if isinstance(a, torch.Tensor):
-            flat.append(a)
-        elif isinstance(a, (list, tuple)):
-            flat += [b for b in a if isinstance(b, torch.Tensor)]
-    return flat
-
-
 def _reads(tensors) -> dict[str, float]:
     """Operand reads of a run-time product: a parameter's values are weight reads, the rest activation reads."""
     w = sum(_numel(t) for t in tensors if isinstance(t, nn.Parameter))
