@@ -81,8 +81,10 @@ def test_digital_layers_take_their_operations_over_the_chips_units_at_their_rate
     assert _digital_latency(a, "MaxPool2d", {ev.COMPARE: n}) == pytest.approx(n / (168 * POOL_PER_S), rel=1e-12)
     adders = 168 * (1 + 12 * 4) * SHIFT_ADD_PER_S
     assert _digital_latency(a, "add", {ev.ADD: n}) == pytest.approx(n / adders, rel=1e-12)
-    # the units of a layer work in parallel: its time is its busiest unit's, not the sum
-    assert _digital_latency(a, "mul", {ev.ADD: n, ev.MUL: 3 * n}) == pytest.approx(3 * n / adders, rel=1e-12)
+    # the units of a layer work in parallel (its time is its busiest unit's), one unit's operations in turn
+    assert _digital_latency(a, "mul", {ev.ADD: n, ev.MUL: 3 * n}) == pytest.approx(4 * n / adders, rel=1e-12)
+    assert _digital_latency(a, "ReLU", {ev.COMPARE: n, ev.ADD: 3 * n}) == pytest.approx(
+        max(n / (168 * 2 * SIGMOID_PER_S), 3 * n / adders), rel=1e-12)
 
 
 def test_isaac_books_offset_corrections_and_sample_holds_to_the_ima_units_of_the_macro():
