@@ -79,3 +79,14 @@ def test_learning_cost_reads_at_the_dac_step_and_a_read_cycle_is_the_read_then_t
     assert cost["read_time_s"] == pytest.approx(10 * (10e-9 + 10e-9), rel=1e-12)
     one_bit = onchip.learning_cost(led, QUIET, SarADC(bits=4, sample_rate_hz=1e8), 1)
     assert one_bit["energy_by_component_j"]["cell_read"] == pytest.approx(1e-6 * 0.05 ** 2, rel=1e-12)
+
+
+def test_a_dac_drive_of_on_chip_learning_is_held_for_the_cells_read_not_isaacs_cycle():
+    # ISAAC's 1-bit DAC power (Table 6) held for the synapse's read: at a 10 ns read a tenth of the 100 ns cycle's
+    from cimsim.devices.converters import ISAAC_DAC_POWER_W, IdealReadout
+    from cimsim.workloads.onchip_network import learning_cost
+    cell = MOSFETSynapse()
+    ledger = EventLedger({"fc1": {"dac_drives": 1000.0}})
+    cost = learning_cost(ledger, cell, IdealReadout(), dac_bits=1)
+    assert cost["energy_by_component_j"]["dac"] == pytest.approx(1000 * ISAAC_DAC_POWER_W * cell.read_time_s, rel=1e-12)
+    assert cell.read_time_s < 100e-9

@@ -279,7 +279,7 @@ def learning_cost(ledger: EventLedger, cell: MemoryCell, readout, dac_bits: int)
     """Energy (J) and time (s) of the counted events, by component, and their totals.
 
     Energy: cell reads (data dependent, from the engine), conversions x the readout's energy, DAC drives x
-    the DAC's energy, shift-adds x ISAAC's shift-add unit, and the write pulses' summed energy. Time: read
+    the DAC's energy held for the cell's read, shift-adds x ISAAC's shift-add unit, and the write pulses' summed energy. Time: read
     cycles one after the other (``cell.read_time_s + readout.latency_s`` each) plus the row-serial write
     slots times the nominal pulse width.
     """
@@ -289,7 +289,8 @@ def learning_cost(ledger: EventLedger, cell: MemoryCell, readout, dac_bits: int)
     e = {
         "cell_read": t.get(events.CELL_READ_CONDUCTANCE_S, 0.0) * v_step ** 2,
         "readout": conversions * float(readout.energy_j),
-        "dac": t.get("dac_drives", 0.0) * DAC(bits=dac_bits).energy_j,
+        # a drive holds the word line for the cell's read (the DAC default's 100 ns is ISAAC's read cycle)
+        "dac": t.get("dac_drives", 0.0) * DAC(bits=dac_bits, cycle_s=cell.read_time_s).energy_j,
         "shift_add": t.get("shift_adds", 0.0) * ShiftAdd().energy_per_op_j,
         "cell_write": t.get("cell_write_energy_j", 0.0),
     }
