@@ -271,6 +271,12 @@ class Report:
         if uncosted:   # work no cost model covers: run, but left out of energy and latency (the mapper warned)
             lines.append(f"    not costed          {', '.join(map(str, uncosted))} (their work is left out of "
                          "energy and latency)")
+        mapped = c.get("mapped_layers") or {}
+        digital_macs = sum(r.get("macs", 0) for r in self.layers if r.get("name") not in mapped) if mapped else 0
+        if digital_macs:   # products kept off the crossbars (attention, a weight used outside its layer)
+            total = sum(r.get("macs", 0) for r in self.layers)
+            lines.append(f"    digital MACs        {digital_macs:,.0f} of {total:,.0f} run digitally, off the crossbars "
+                         "(rows without a rel. error)")
         macro = self.config.get("macro_components")
         if macro:
             share = self.macro_energy_j / self.energy_j if self.energy_j else 0.0

@@ -153,3 +153,12 @@ class ReadsMetadata(nn.Module):
 def test_reading_a_layers_metadata_is_no_uncosted_work():
     mapped, warned = _map(ReadsMetadata())
     assert warned == [] and mapped.calibration_info["uncosted_layers"] == []
+
+
+def test_the_report_table_says_how_many_macs_ran_off_the_crossbars():
+    mapped, _ = _map(BareParameter())
+    report = mapped.evaluate([(torch.rand(4, 64), torch.zeros(4, dtype=torch.int64))])
+    # x @ w: 64 x 16 products digitally; fc: 16 x 4 on the crossbars
+    assert "    digital MACs        1,024 of 1,088 run digitally, off the crossbars" in report.table()
+    plain, _ = _map(Plain())
+    assert "digital MACs" not in plain.evaluate([(torch.rand(4, 64), torch.zeros(4, dtype=torch.int64))]).table()
