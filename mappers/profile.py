@@ -243,8 +243,8 @@ def profile(model: nn.Module, example: torch.Tensor) -> Profile:
             if not leaf:
                 return
             x = _input(inputs, kwargs)
-            if isinstance(output, tuple) and output and isinstance(mod, SpikingNeuron):
-                output = output[0]   # (spikes, membrane)
+            if isinstance(output, tuple) and output and isinstance(mod, (SpikingNeuron, nn.RNNBase)):
+                output = output[0]   # (spikes, membrane), (outputs, hidden state)
             y = output if isinstance(output, torch.Tensor) else None
             counter.paused = True
             ev = _count_module(mod, x, y) if (x is not None and y is not None) else None

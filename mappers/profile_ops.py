@@ -426,13 +426,45 @@ _NONLINEAR_MODULES = {nn.LeakyReLU: "leaky_relu", nn.PReLU: "prelu", nn.ELU: "el
                       nn.Softplus: "softplus", nn.LogSigmoid: "logsigmoid", nn.Softsign: "softsign",
                       nn.Tanhshrink: "tanhshrink", nn.SELU: "selu", nn.CELU: "celu", nn.Hardswish: "hardswish",
                       nn.Hardsigmoid: "hardsigmoid", nn.Threshold: "threshold"}
-MODULE_TYPES = (*_NONLINEAR_MODULES, nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.LayerNorm, nn.RMSNorm, nn.GroupNorm,
+MODULE_TYPES = (*_NONLINEAR_MODULES, nn.RNNBase, nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.LayerNorm, nn.RMSNorm, nn.GroupNorm,
                 nn.modules.instancenorm._InstanceNorm, nn.Embedding)
 
 
+# per hidden unit and time step of a recurrent cell: (gates, transcendental evaluations, multiplies, adds) of the
+# element-wise update after the gates' products (PyTorch's nn.LSTM / nn.GRU / nn.RNN equations): LSTM 3 sigmoids
+# and 2 tanh, c = f c + i g and h = o tanh(c); GRU 2 sigmoids and a tanh, r (W h + b), (1 - z) n + z h
+_RECURRENT = {"LSTM": (4, 5, 3, 1), "GRU": (3, 3, 3, 2), "RNN_TANH": (1, 1, 0, 0), "RNN_RELU": (1, 0, 0, 0)}
+
+
+def recurrent_events(mod: nn.RNNBase, x: torch.Tensor) -> dict[str, float] | None:
+    """One call of ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` on ``x`` (a padded tensor, batched or not): every layer and
+    direction, every time step, the gates' products of the input and the hidden state (MACs), the two biases and
+    the sum of the two products (adds), the cell's element-wise update; every weight read once a step. None for a
+    packed sequence or an LSTM with projections (not counted here, so not costed)."""
+    if not isinstance(x, torch.Tensor) or mod.mode not in _RECURRENT or getattr(mod, "proj_size", 0):
+        return None
+    gates, nonlinear, muls, adds = _RECURRENT[mod.mode]
+    steps = x.shape[1 if mod.batch_first else 0] if x.dim() == 3 else x.shape[0]
+    batch = (x.shape[0 if mod.batch_first else 1] if x.dim() == 3 else 1) * steps
+    h, dirs = mod.hidden_size, 2 if mod.bidirectional else 1
+    out: dict[str, float] = {}
+    for layer in range(mod.num_layers):
+        width = mod.input_size if layer == 0 else h * dirs
+        per = {ev.MAC: gates * h * (width + h), ev.ADD: gates * h * (1 + 2 * mod.bias) + adds * h,
+               ev.MUL: muls * h, ev.NONLINEAR: nonlinear * h, ev.COMPARE: h if mod.mode == "RNN_RELU" else 0,
+               ev.ACT_READ: width + h, ev.ACT_WRITE: h}
+        for k, v in per.items():
+            out[k] = out.get(k, 0) + dirs * batch * v
+    out[ev.WEIGHT_READ] = steps * sum(p.numel() for p in mod.parameters())
+    return {k: v for k, v in out.items() if v}
+
+
 def module_events(mod: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float] | None:
-    """Events of one call of an activation, softmax, normalisation or embedding layer (None for other layers)."""
+    """Events of one call of an activation, softmax, normalisation, embedding or recurrent layer (None for other
+    layers)."""
     n = y.numel()
+    if isinstance(mod, nn.RNNBase):
+        return recurrent_events(mod, x)
     for cls, fname in _NONLINEAR_MODULES.items():
         if isinstance(mod, cls):
             return function_events(_Named(fname), (x,), {}, y)

@@ -359,3 +359,24 @@ def test_a_parameter_only_copied_is_no_work_and_one_added_is_costed_digital_work
     prof = profile(Tokens(), torch.randn(1, 8))
     assert prof.digital == {"pos": "Tokens"} and prof.unowned == {} and prof.uncosted == []
     assert prof.ledger.layer("Tokens") == {"add": 12}
+
+
+def test_a_gru_is_counted_layer_by_layer_direction_by_direction_step_by_step():
+    gru = nn.GRU(8, 16, num_layers=2, bidirectional=True, batch_first=True)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru, self.fc = gru, nn.Linear(32, 4)
+
+        def forward(self, x):
+            return self.fc(self.gru(x)[0][:, -1])
+
+    steps = 5
+    prof = profile(Net(), torch.randn(1, steps, 8))
+    row = prof.ledger.layer("gru")
+    # 3 gates x 16 units over (8 inputs + 16 hidden) in layer 1, (32 + 16) in layer 2; two directions; every step
+    assert row["mac"] == 2 * steps * 3 * 16 * ((8 + 16) + (32 + 16))
+    assert row["nonlinear"] == 2 * 2 * steps * 3 * 16        # 2 sigmoids and a tanh a unit
+    assert row["weight_read"] == steps * sum(p.numel() for p in gru.parameters())
+    assert prof.uncosted == []

@@ -32,9 +32,10 @@ class FunctionalWeight(nn.Module):
 
 
 class Recurrent(nn.Module):
-    def __init__(self):
+    def __init__(self, proj_size=0):
         super().__init__()
-        self.rnn, self.fc = nn.LSTM(8, 16, batch_first=True), nn.Linear(16, 4)
+        self.rnn = nn.LSTM(8, 16, batch_first=True, proj_size=proj_size)
+        self.fc = nn.Linear(proj_size or 16, 4)
 
     def forward(self, x):
         return self.fc(self.rnn(x.reshape(-1, 8, 8))[0][:, -1])
@@ -79,7 +80,7 @@ def _map(model):
 
 
 @pytest.mark.parametrize("net, category, name, uncosted", [
-    (Recurrent, KeptDigitalWarning, "rnn (LSTM", ["rnn"]),
+    (lambda: Recurrent(proj_size=4), KeptDigitalWarning, "rnn (LSTM", ["rnn"]),   # projections: no rule
     (LogGamma, UncostedWorkWarning,
      "LogGamma.lgamma() (torch function lgamma called in LogGamma's forward: no cost model)",
      ["LogGamma.lgamma()"]),
@@ -162,3 +163,14 @@ def test_the_report_table_says_how_many_macs_ran_off_the_crossbars():
     assert "    digital MACs        1,024 of 1,088 run digitally, off the crossbars" in report.table()
     plain, _ = _map(Plain())
     assert "digital MACs" not in plain.evaluate([(torch.rand(4, 64), torch.zeros(4, dtype=torch.int64))]).table()
+
+
+def test_a_recurrent_layer_is_kept_digital_and_costed_step_by_step():
+    mapped, warned = _map(Recurrent())
+    assert len(warned) == 1 and warned[0].category is KeptDigitalWarning
+    assert "rnn (LSTM" in str(warned[0].message) and "NOT costed" not in str(warned[0].message)
+    assert mapped.calibration_info["uncosted_layers"] == []
+    report = mapped.evaluate([(torch.rand(4, 64), torch.zeros(4, dtype=torch.int64))])
+    # 8 steps of 4 gates x 16 units over 8 inputs and 16 hidden values; 5 sigmoid/tanh evaluations a unit and step
+    assert report.config["ledger"]["rnn"]["mac"] == 8 * 4 * 16 * (8 + 16)
+    assert report.config["ledger"]["rnn"]["nonlinear"] == 8 * 5 * 16
