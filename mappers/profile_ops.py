@@ -426,7 +426,8 @@ _NONLINEAR_MODULES = {nn.LeakyReLU: "leaky_relu", nn.PReLU: "prelu", nn.ELU: "el
                       nn.Softplus: "softplus", nn.LogSigmoid: "logsigmoid", nn.Softsign: "softsign",
                       nn.Tanhshrink: "tanhshrink", nn.SELU: "selu", nn.CELU: "celu", nn.Hardswish: "hardswish",
                       nn.Hardsigmoid: "hardsigmoid", nn.Threshold: "threshold"}
-MODULE_TYPES = (*_NONLINEAR_MODULES, nn.RNNBase, nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.LayerNorm, nn.RMSNorm, nn.GroupNorm,
+MODULE_TYPES = (*_NONLINEAR_MODULES, nn.RNNBase, nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.LayerNorm, nn.RMSNorm,
+                nn.GroupNorm,
                 nn.modules.instancenorm._InstanceNorm, nn.Embedding)
 
 
