@@ -60,8 +60,8 @@ class SourceAttributes:
         (after a weight layout's :meth:`set_integer_weights`, its integers), in the source layer's weight shape,
         dtype and device. Not the float weights (``source.weight``) and not an ``nn.Parameter``: read-only (a new
         weight takes a new :func:`cimsim.map`), not in ``parameters()`` or ``state_dict()``, not trained. A
-        forward that computes with it (``F.linear(x, self.fc.weight)``) does so outside the crossbars, uncosted
-        (``cimsim.map``'s ``UncostedWorkWarning`` names it)."""
+        forward that computes with it (``F.linear(x, self.fc.weight)``) does so outside the crossbars, costed as
+        digital work (``cimsim.map``'s ``KeptDigitalWarning`` names it)."""
         return self._programmed("weight", (self.w_int, self.w_scale),
                                 lambda: (self.w_int * self.w_scale[:, None]).reshape(self.source.weight.shape))
 
