@@ -13,10 +13,12 @@ What the mapper does, in order:
 4. **Quantize and program**: weights per output channel, symmetric, to the architecture's weight bits;
    every convolution group and every linear layer becomes a :class:`~cimsim.Crossbar` programmed with
    the architecture's cell, slicing and readout.
-5. **Replace** each ``Linear`` / ``Conv1d`` / ``Conv2d`` by a :class:`MappedLayer`. Everything else
+5. **Replace** each ``Linear`` / ``Conv1d`` / ``Conv2d`` by a :class:`MappedLayer` (an ``nn.MultiheadAttention``'s
+   projections too: it is first split into four ``Linear`` layers, :mod:`cimsim.mappers.unfuse`; the attention's
+   scores and weighted values, products of two activations, stay digital). Everything else
    (activations, pooling, adds, un-foldable normalisation) stays digital and is costed with the
    architecture's digital components. A matrix layer the mapper does not support (transposed or 3-d
-   convolutions, recurrent and attention layers, non-zero padding modes) is named in one warning and
+   convolutions, recurrent layers, non-zero padding modes) is named in one warning and
    kept digital; the warning says NOT costed where no cost model covers its work. Work the network's own
    ``forward`` does with torch functions (``F.relu``, ``x @ y``, ``softmax``, ``F.linear(x, self.w)``) is costed as
    digital work (:mod:`cimsim.mappers.profile_ops`); a parameter used that way is named in the same warning. Work
@@ -60,6 +62,7 @@ from cimsim.ledger import EventLedger
 from cimsim.mappers import admm, qat, sme, snn, snn_qat
 from cimsim.mappers.mapped import MODES, MappedLayer, MappedModel, quantize_weights  # noqa: F401 (re-exported)
 from cimsim.mappers.profile import profile
+from cimsim.mappers.unfuse import unfuse, why_not_split
 from cimsim.progress import progress as progress_bar
 from cimsim.readouts import readout_op
 from cimsim.report import SELF_REFERENCE
@@ -69,7 +72,7 @@ from cimsim.spiking import convert_snntorch, is_spiking
 MAPPED_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
 # matrix layers that exist in torch but that the mapper does not (yet) place on crossbars
 UNSUPPORTED_TYPES = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Bilinear,
-                     nn.RNNBase, nn.MultiheadAttention, nn.Transformer)
+                     nn.RNNBase)
 # the 99.99th percentile of |activation| sets the input range (our choice, see cimsim.mappers.qat, which
 # fine-tunes with the same rule)
 ACTIVATION_PERCENTILE = qat.ACTIVATION_PERCENTILE
@@ -95,8 +98,14 @@ def replace_module(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, attr, new)
 
 
-FUSED_CONTAINERS = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer,
-                    nn.TransformerEncoder, nn.TransformerDecoder, nn.Transformer)
+
+
+def _fused(mod: nn.Module) -> bool:
+    """Whether torch may run ``mod`` as one fused kernel that reads its sub-layers' weights without calling them:
+    an ``nn.MultiheadAttention`` left packed (:func:`cimsim.mappers.unfuse.why_not_split`), an
+    ``nn.TransformerEncoderLayer`` around one (its fast path)."""
+    return isinstance(mod, nn.MultiheadAttention) or (isinstance(mod, nn.TransformerEncoderLayer)
+                                                       and isinstance(mod.self_attn, nn.MultiheadAttention))
 
 
 class KeptDigitalWarning(UserWarning):
@@ -149,6 +158,8 @@ def _check_finite_weights(targets: dict) -> None:
 
 
 def _unsupported_reason(mod: nn.Module) -> str | None:
+    if isinstance(mod, nn.MultiheadAttention):   # one unfuse() left packed
+        return f"MultiheadAttention with {why_not_split(mod)}"
     if isinstance(mod, UNSUPPORTED_TYPES):
         return f"{type(mod).__name__} is not a layer the crossbar mapper places"
     if isinstance(mod, (nn.Conv1d, nn.Conv2d)) and mod.padding_mode != "zeros":
@@ -385,6 +396,7 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         reference, note = model, reference_note or SELF_REFERENCE
     work = copy.deepcopy(model).eval()
     convert_snntorch(work)          # snnTorch Leaky -> cimsim LIF (same semantics; cimsim.spiking)
+    unfuse(work)    # nn.MultiheadAttention -> SplitAttention: its projections become layers (cimsim.mappers.unfuse)
     spiking = is_spiking(work)
     for p in work.parameters():
         p.requires_grad_(False)
@@ -392,9 +404,9 @@ def map_model(model: nn.Module, arch, calibration=None, *, seed: int = 0, backen
         folded = fold_batchnorm(work, batches[0])
 
     targets, kept = {}, {}
-    # PyTorch's attention and transformer blocks may run fused kernels that read their sub-layers' weights
-    # without calling them (the fast path of nn.TransformerEncoderLayer, out_proj of nn.MultiheadAttention)
-    fused = [n for n, m in work.named_modules() if n and isinstance(m, FUSED_CONTAINERS)]
+    # PyTorch's attention and transformer blocks left packed may run fused kernels that read their sub-layers'
+    # weights without calling them (the fast path of nn.TransformerEncoderLayer, out_proj of nn.MultiheadAttention)
+    fused = [n for n, m in work.named_modules() if n and _fused(m)]
     for name, mod in work.named_modules():
         inside = next((f for f in fused if name.startswith(f + ".")), None)
         if inside is not None and isinstance(mod, MAPPED_TYPES):
