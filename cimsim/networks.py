@@ -21,6 +21,7 @@ from torch import nn
 from cimsim.errors import CheckpointError, ConfigError, warn_user
 from cimsim.mappers import qat, snn_qat
 from cimsim.mappers.mapper import replace_module
+from cimsim.mappers.unfuse import unfuse
 from cimsim.provenance import tag_model
 from cimsim.workloads import datasets, train, zoo
 
@@ -152,6 +153,7 @@ def load_psq_checkpoint(path) -> tuple[nn.Module, dict]:
         meta = train.check_metadata(json.loads(payload["metadata"]), ("model", "input_shape", "num_classes"))
         cfg = qat.PSQConfig(**meta["psq"])
         model = zoo.rebuild(meta).eval()
+        unfuse(model)   # as qat.prepare fine-tuned it: attention's projections as layers (cimsim.mappers.unfuse)
         mods = dict(model.named_modules())
         for layer, bn in meta["batchnorm_folded"]:
             lay = mods[layer]
@@ -303,6 +305,7 @@ def load_sa_checkpoint(path) -> tuple[nn.Module, dict]:
         meta = json.loads(payload["metadata"])
         cfg = snn_qat.SAConfig(**meta["sa"])
         model = zoo.rebuild(meta).eval()
+        unfuse(model)   # as qat.prepare fine-tuned it: attention's projections as layers (cimsim.mappers.unfuse)
         mods = dict(model.named_modules())
         for layer, bn in meta["batchnorm_folded"]:
             if mods[layer].bias is None:

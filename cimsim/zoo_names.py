@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from cimsim.errors import ConfigError
 
-MODELS = ("mlp", "lenet5", "lenet5_caffe", "vgg_small", "resnet20", "mobilenetv2_small", "snn_vgg", "snn_resnet20",
-          "snn_dvsnet", "snn_flownet")
+MODELS = ("mlp", "lenet5", "lenet5_caffe", "vgg_small", "resnet20", "mobilenetv2_small", "vit_mini", "snn_vgg",
+          "snn_resnet20", "snn_dvsnet", "snn_flownet")
 MODEL_ALIASES = {"lenet": "lenet5", "lenet_5": "lenet5", "vgg": "vgg_small", "resnet_20": "resnet20",
-                 "mobilenetv2": "mobilenetv2_small", "mobilenet": "mobilenetv2_small"}
+                 "mobilenetv2": "mobilenetv2_small", "mobilenet": "mobilenetv2_small", "vit": "vit_mini"}
 # ImageNet-size definitions for cost-only runs (cimsim.workloads.zoo_imagenet.model_names())
 IMAGENET_MODELS = ("alexnet", "vgg16", "resnet50", "mobilenetv2_imagenet")
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "iris", "digits", "synthetic", "nmnist-fashion", "gesture-synth",

@@ -67,6 +67,7 @@ from cimsim.mappers.qat_ops import (ConvRows, LinearRows, ScaledDecision, Thresh
                                     grid_thresholds, quantize_activation, quantize_weight_ste, stacked_planes,
                                     weight_slices)
 from cimsim.mappers import qat_calibrate
+from cimsim.mappers.unfuse import unfuse
 
 # the calibration helpers (cimsim.mappers.qat_calibrate), here where callers find them (qat.activation_range, ...)
 ACTIVATION_PERCENTILE = qat_calibrate.ACTIVATION_PERCENTILE
@@ -530,6 +531,7 @@ def prepare(model: nn.Module, cfg: PSQConfig, calibration: list[torch.Tensor]) -
     if not calibration:
         raise ConfigError("PSQ fine-tuning needs calibration batches (inputs from the training split)")
     work = copy.deepcopy(model).eval()
+    unfuse(work)    # attention's projections as Linear layers, fine-tuned as the mapper maps them
     folded = fold_batchnorm(work, calibration[0])
     targets = {n: m for n, m in work.named_modules() if _convertible(m)}
     seen: dict[str, list[torch.Tensor]] = {n: [] for n in targets}

@@ -308,6 +308,33 @@ def test_macro_and_chip_level_energies_come_from_the_same_events():
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints, CLI
+def test_psq_fine_tunes_attention_projections_and_its_checkpoint_rebuilds_them(tmp_path):
+    """A transformer's q/k/v/out projections are PSQ layers (split out of nn.MultiheadAttention as the mapper splits
+    them), the encoder runs them layer by layer, and the checkpoint loads into the same structure."""
+    from cimsim.workloads import zoo
+
+    torch.manual_seed(0)
+    model = zoo.build_for("vit_mini", (1, 28, 28), 10).eval()
+    x = torch.rand(8, 1, 28, 28)
+    cfg = qat.PSQConfig()
+    psq = qat.prepare(model, cfg, [x])
+    layers = {n for n, m in psq.named_modules() if qat.is_psq(m)}
+    assert {f"encoder.layers.3.self_attn.{p}_proj" for p in ("q", "k", "v", "out")} <= layers
+    assert len(layers) == 1 + 4 * 6 + 1   # patch embedding, 4 x (4 projections + 2 MLP layers), classifier
+    calls = []
+    for n, m in psq.named_modules():
+        if qat.is_psq(m):
+            m.register_forward_pre_hook(lambda mod, inp, n=n: calls.append(n))
+    with torch.no_grad():
+        y = psq(x)
+    assert set(calls) == layers    # no fused path reads a weight around its PSQ layer
+    meta = {"model": "vit_mini", "dataset": "fashion-mnist", "test_accuracy": 0.9, "input_shape": [1, 28, 28],
+            "num_classes": 10, "psq": {**cfg.__dict__}, "batchnorm_folded": psq.psq_folded}
+    back, _ = networks.load_psq_checkpoint(networks.save_psq_checkpoint(tmp_path / "v.pt", psq, meta))
+    with torch.no_grad():
+        assert torch.equal(back(x), y)
+
+
 @pytest.mark.parametrize("options", [{}, {"first_input_bits": 8, "cycle_scales": True}])
 def test_psq_checkpoint_round_trip(tmp_path, options):
     from cimsim.workloads import zoo

@@ -46,6 +46,39 @@ def test_conv_factor_dimensions():
     k.close()
 
 
+class _Tokens(nn.Module):
+    """Tokens through a Linear layer and an nn.MultiheadAttention (whose out_proj is never called as a layer)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.head = nn.Linear(4, 8), nn.Linear(8, 3)
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x):   # (B, 5 tokens, 4)
+        h = self.embed(x)
+        return self.head(self.attn(h, h, h)[0].mean(1))
+
+
+def test_token_layers_are_preconditioned_as_positions_and_uncalled_layers_keep_their_gradient():
+    torch.manual_seed(0)
+    model = _Tokens()
+    k = kfac.KFAC(model)
+    x, y = torch.randn(6, 5, 4), torch.randint(0, 3, (6,))
+    k.set_batch(6)
+    model.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    plain = model.attn.out_proj.weight.grad.clone()
+    k.precondition(lr=0.1)
+    assert [layer.m for layer in k.layers] == [model.embed, model.head]   # out_proj: never called, dropped
+    assert torch.equal(model.attn.out_proj.weight.grad, plain)
+    h = model.embed(x).detach().requires_grad_(True)       # the embedding's G: its 30 token positions' outputs
+    F.cross_entropy(model.head(model.attn(h, h, h)[0].mean(1)), y).backward()
+    g = h.grad.reshape(-1, 8).double() * 6
+    assert torch.allclose(k.layers[0].G, g.T @ g / 6)
+    assert k.layers[0].A.shape == (5, 5)
+    k.close()
+
+
 def test_crossbar_inverses_match_float_inverses_to_16_bits():
     torch.manual_seed(1)
     model = nn.Sequential(nn.Linear(150, 20), nn.ReLU(), nn.Linear(20, 4))   # A of layer 1: 151 -> 2 blocks

@@ -57,6 +57,18 @@ def test_mobilenetv2_uses_depthwise_separable_convs():
     assert all(m.groups == m.in_channels == m.out_channels for m in depthwise)
 
 
+def test_vit_mini_is_a_vision_transformer():
+    net = zoo.build("vit_mini")
+    # patch embedding 1*4*4*64+64; class token 64 and 50 position embeddings of 64; 4 blocks of attention
+    # (3*64*64+3*64 packed projections, 64*64+64 output), two LayerNorms (2*128) and the MLP (64*128+128, 128*64+64);
+    # the final LayerNorm (128) and the classifier (64*10+10)
+    block = 3 * 64 * 64 + 3 * 64 + 64 * 64 + 64 + 2 * 128 + 64 * 128 + 128 + 128 * 64 + 64
+    assert _params(net) == 1088 + 64 + 50 * 64 + 4 * block + 128 + 650
+    attention = [m for m in net.modules() if isinstance(m, nn.MultiheadAttention)]
+    assert len(attention) == 4 and all(m.num_heads == 4 and m.batch_first for m in attention)
+    assert zoo.build("vit_mini", in_channels=3, image_size=32).tokens.pos.shape == (1, 65, 64)   # 8x8 patches + 1
+
+
 def test_names_and_aliases():
     assert zoo.canonical_name("LeNet-5") == "lenet5"
     assert zoo.canonical_name("vgg-small") == "vgg_small"

@@ -110,6 +110,8 @@ class _Layer:
     def capture_grad(self, g: torch.Tensor, batch: int) -> None:
         if self.conv:   # (B, C_out, H, W) -> (B L, C_out); summed over positions per example (KFC)
             g = g.permute(0, 2, 3, 1).reshape(-1, g.shape[1])
+        else:           # (B, ..., out): a token's outputs are a position's, as a convolution's
+            g = g.reshape(-1, g.shape[-1])
         self.g = (g.detach().double() * batch)
 
     def update_factors(self, decay: float, batch: int) -> None:
@@ -233,6 +235,9 @@ class KFAC:
     # ------------------------------------------------------------------ one step
     def precondition(self, lr: float) -> None:
         """Replace every layer's gradient with its K-FAC direction (call after backward, before the step)."""
+        if self.steps == 0:   # a layer whose forward was never called keeps its plain gradient (nn.MultiheadAttention
+            # reads its out_proj's weight directly; its packed in_proj_weight is no layer either)
+            self.layers = [layer for layer in self.layers if layer.a is not None and layer.g is not None]
         for layer in self.layers:
             layer.update_factors(self.decay, self._batch)
         # inverses refreshed at steps 0, 1, 2, 4, 8, ... while the factors settle, then every inv_every steps

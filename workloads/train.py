@@ -84,6 +84,9 @@ RECIPES: dict[str, Recipe] = {
     "vgg_small": Recipe(epochs=15, lr=0.1),
     "resnet20": Recipe(epochs=20, lr=0.1),
     "mobilenetv2_small": Recipe(epochs=20, lr=0.1, weight_decay=4e-5),  # 4e-5: Sandler et al. 2018, sec. 6.1
+    # ViT: Adam with a linear warm-up and a decaying rate (Dosovitskiy et al., ICLR 2021, sec. 4.1); rate, warm-up,
+    # epochs and no weight decay (Adam's would be L2, not AdamW's) our choice for a 0.2 M-weight model at batch 128
+    "vit_mini": Recipe(epochs=30, lr=1e-3, weight_decay=0.0, warmup_epochs=2.0, optimizer="adam"),
     # spiking (BPTT through the time steps with surrogate gradients, no BatchNorm): Adam as in snnTorch's tutorials
     # (Eshraghian et al., Proc. IEEE 2023) with the cosine decay above; epochs sized for a GPU (one H200 runs an
     # snn_vgg epoch over 60 000 images in tens of seconds, est.), our choice; 'cimsim train --time-budget' caps them

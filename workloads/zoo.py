@@ -18,6 +18,11 @@ Every builder takes ``in_channels`` (1 or 3), ``image_size`` (28 or 32; 8 for th
   channels); downsampling shortcuts are 1x1 conv + BatchNorm (option B) so every branch is a matrix op.
 * ``mobilenetv2_small``: MobileNetV2 (Sandler et al. 2018) inverted residual blocks (1x1 expand, 3x3
   depthwise, 1x1 linear projection), width and depth cut down for 28/32-pixel inputs.
+* ``vit_mini``: a Vision Transformer (Dosovitskiy et al., ICLR 2021: patches embedded by one strided
+  convolution, a class token, learned position embeddings, pre-norm encoder blocks of multi-head
+  self-attention and a GELU MLP, the class token's final LayerNorm into the classifier) cut down for
+  28/32-pixel inputs: 4x4 patches (49 or 64 tokens), width 64, 4 heads, MLP 128, depth 4; written with
+  ``nn.TransformerEncoderLayer``, as users write theirs.
 * spiking networks (``snn_vgg``, ...): :mod:`cimsim.workloads.snn_zoo`.
 """
 
@@ -190,6 +195,35 @@ class MobileNetV2Small(nn.Module):
         return self.classifier(self.dropout(torch.flatten(self.pool(self.features(x)), 1)))
 
 
+class Tokens(nn.Module):
+    """The class token put in front of the patch tokens, and the learned position embeddings added (ViT eq. 1)."""
+
+    def __init__(self, dim: int, patches: int):
+        super().__init__()
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = nn.Parameter(torch.randn(1, patches + 1, dim) * 0.02)   # ViT's initialisation (std 0.02)
+
+    def forward(self, x):    # (N, patches, dim) -> (N, patches + 1, dim)
+        return torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+
+
+class ViTMini(nn.Module):
+    def __init__(self, in_channels: int = 1, image_size: int = 28, num_classes: int = 10, patch: int = 4,
+                 dim: int = 64, depth: int = 4, heads: int = 4, mlp: int = 128):
+        super().__init__()
+        self.patch = nn.Conv2d(in_channels, dim, patch, stride=patch)
+        self.tokens = Tokens(dim, (image_size // patch) ** 2)
+        block = nn.TransformerEncoderLayer(dim, heads, mlp, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(block, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        t = self.tokens(self.patch(x).flatten(2).transpose(1, 2))
+        return self.head(self.norm(self.encoder(t)[:, 0]))
+
+
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
     "lenet5": LeNet5,
@@ -197,10 +231,11 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "vgg_small": VGGSmall,
     "resnet20": ResNet20,
     "mobilenetv2_small": MobileNetV2Small,
+    "vit_mini": ViTMini,
     **snn_zoo.BUILDERS,     # spiking networks (workloads/snn_zoo.py)
 }
 _ALIASES = {"lenet": "lenet5", "lenet_5": "lenet5", "vgg": "vgg_small", "resnet_20": "resnet20",
-            "mobilenetv2": "mobilenetv2_small", "mobilenet": "mobilenetv2_small"}
+            "mobilenetv2": "mobilenetv2_small", "mobilenet": "mobilenetv2_small", "vit": "vit_mini"}
 
 
 def model_names() -> list[str]:
