@@ -39,6 +39,7 @@ from cimsim.encoding import slice_weights
 from cimsim.errors import ConfigError
 from cimsim.packed import PackedGroup
 from cimsim.mappers.psq_finetune import evaluate_accuracy
+from cimsim.mappers.unfuse import fuse, unfuse
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,7 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
     started = time.perf_counter()
     target = cfg.compression
     work = copy.deepcopy(model)
+    unfuse(work)   # attention's projections pruned as the layers the mapper maps (cimsim.mappers.unfuse)
     x, y = data.x_train, data.y_train
     if limit is not None:
         x, y = x[:limit], y[:limit]
@@ -285,6 +287,7 @@ def admm_prune(model: nn.Module, cfg: ADMMConfig, data, recipe: ADMMRecipe = ADM
             "test_examples": len(yt), "test_accuracy_before": before, "test_accuracy_pruned": pruned,
             "test_accuracy": after, "compression": total / max(kept, 1), "layers": per_layer, "history": history,
             "train_seconds": round(time.perf_counter() - started, 1)}
+    fuse(work)     # torch's own attention modules again: the checkpoint loads into the network it came from
     return work.eval(), info
 
 

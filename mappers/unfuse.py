@@ -151,6 +151,26 @@ class SplitAttention(nn.Module):
         return (out if self.batch_first else out.transpose(0, 1)), weights
 
 
+    @torch.no_grad()
+    def to_torch(self) -> nn.MultiheadAttention:
+        """The same attention as one ``nn.MultiheadAttention`` (weights packed as torch packs them)."""
+        w = self.out_proj.weight
+        mha = nn.MultiheadAttention(self.embed_dim, self.num_heads, dropout=self.dropout,
+                                    bias=self.q_proj.bias is not None, kdim=self.kdim, vdim=self.vdim,
+                                    batch_first=self.batch_first, device=w.device, dtype=w.dtype)
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        if mha._qkv_same_embed_dim:
+            mha.in_proj_weight.copy_(torch.cat([p.weight for p in projections]))
+        else:
+            for packed, p in zip((mha.q_proj_weight, mha.k_proj_weight, mha.v_proj_weight), projections):
+                packed.copy_(p.weight)
+        if mha.in_proj_bias is not None:
+            mha.in_proj_bias.copy_(torch.cat([p.bias for p in projections]))
+            mha.out_proj.bias.copy_(self.out_proj.bias)
+        mha.out_proj.weight.copy_(w)
+        return mha.train(self.training)
+
+
 def why_not_split(mha: nn.MultiheadAttention) -> str | None:
     """Why an ``nn.MultiheadAttention`` keeps its packed form (None: it can be split)."""
     if mha.bias_k is not None:
@@ -160,19 +180,35 @@ def why_not_split(mha: nn.MultiheadAttention) -> str | None:
     return None
 
 
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent = model
+    *path, attr = name.split(".")
+    for part in path:
+        parent = getattr(parent, part)
+    setattr(parent, attr, new)
+
+
 def unfuse(model: nn.Module) -> list[str]:
     """Put a :class:`SplitAttention` in place of every ``nn.MultiheadAttention`` of ``model`` that can be split (in
     place); turn off ``nn.TransformerEncoder``'s nested-tensor path. Returns the names of the attentions split."""
     split = []
     for name, mod in list(model.named_modules()):
         if name and isinstance(mod, nn.MultiheadAttention) and why_not_split(mod) is None:
-            parent = model
-            *path, attr = name.split(".")
-            for part in path:
-                parent = getattr(parent, part)
-            setattr(parent, attr, SplitAttention.from_torch(mod))
+            _replace(model, name, SplitAttention.from_torch(mod))
             split.append(name)
     for mod in model.modules():
         if isinstance(mod, nn.TransformerEncoder):
             mod.use_nested_tensor = False
     return split
+
+
+def fuse(model: nn.Module) -> list[str]:
+    """Undo :func:`unfuse` (in place): every :class:`SplitAttention` back into an ``nn.MultiheadAttention`` with the
+    same weights, so the network's parameters have torch's names again (a checkpoint any copy of the model loads).
+    Returns the names packed."""
+    packed = []
+    for name, mod in list(model.named_modules()):
+        if name and isinstance(mod, SplitAttention):
+            _replace(model, name, mod.to_torch())
+            packed.append(name)
+    return packed

@@ -124,6 +124,36 @@ def test_admm_prunes_to_the_target_and_retrains():
         admm.admm_prune(net, admm.ADMMConfig(8, 4, 2.0, 8), data)
 
 
+class _Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed, self.attn, self.head = nn.Linear(8, 32), nn.MultiheadAttention(32, 4, batch_first=True), \
+            nn.Linear(32, 4)
+
+    def forward(self, x):   # (B, 32) -> 4 tokens of 8
+        h = self.embed(x.reshape(x.shape[0], 4, 8))
+        return self.head(self.attn(h, h, h, need_weights=False)[0].mean(1))
+
+
+def test_admm_prunes_attention_projections_as_mapped_and_returns_torchs_attention():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(200, 32, generator=g), torch.randint(0, 4, (200,), generator=g)
+    data = SimpleNamespace(x_train=x, y_train=y, x_test=x[:50], y_test=y[:50])
+    torch.manual_seed(0)
+    net = _Attention()
+    cfg = admm.ADMMConfig(8, 4, 1.5, 8)
+    pruned, info = admm.admm_prune(net, cfg, data, admm.ADMMRecipe(admm_epochs=1, retrain_epochs=1, batch_size=100),
+                                   progress=False)
+    projections = {f"attn.{p}_proj" for p in ("q", "k", "v", "out")}
+    assert set(info["layer_compression"]) == projections        # the first and last layers stay dense
+    assert pruned.state_dict().keys() == net.state_dict().keys()   # packed again: torch's names
+    q = pruned.attn.in_proj_weight.detach()[:32]                      # the query projection's rows, pruned in blocks
+    assert torch.equal(q != 0, admm.block_mask(q, replace(cfg, compression=info["layer_compression"]["attn.q_proj"]))
+                       .bool() & (q != 0))
+    kept = sum(info["layers"][n]["kept"] for n in projections)
+    assert kept < 4 * 32 * 32 and info["compression"] == pytest.approx(1.5, rel=0.02)
+
+
 def test_cli_finetune_admm_saves_a_checkpoint_that_run_maps(capsys, tmp_path):
     from _cli_helpers import assert_one_line_user_error, run_cli
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from cimsim.mappers.unfuse import SplitAttention, unfuse
+from cimsim.mappers.unfuse import SplitAttention, fuse, unfuse
 
 E, H = 16, 4
 
@@ -177,3 +177,22 @@ def test_float32_and_training_mode_follow_the_source():
         torch.testing.assert_close(split(x, x, x)[0], mha(x, x, x)[0], rtol=1e-5, atol=1e-6)
     mha.train()
     assert SplitAttention.from_torch(mha).training
+
+
+@pytest.mark.parametrize("kw", [{}, {"bias": False}, {"kdim": 6, "vdim": 9}])
+def test_refuse_gives_torchs_attention_back_with_the_same_weights(kw):
+    torch.manual_seed(6)
+    model = nn.ModuleDict({"attn": nn.MultiheadAttention(E, H, batch_first=True, **kw)})
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    unfuse(model)
+    with torch.no_grad():
+        model["attn"].q_proj.weight[0, 0] = 7.0          # a change made while split (pruning, fine-tuning) is kept
+    assert fuse(model) == ["attn"] and isinstance(model["attn"], nn.MultiheadAttention)
+    after = model.state_dict()
+    assert after.keys() == before.keys()
+    first = "in_proj_weight" if not kw.get("kdim") else "q_proj_weight"
+    for k, v in before.items():
+        if k != f"attn.{first}":
+            assert torch.equal(after[k], v), k
+    assert after[f"attn.{first}"][0, 0] == 7.0
+    assert torch.equal(after[f"attn.{first}"][1:], before[f"attn.{first}"][1:])
