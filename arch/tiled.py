@@ -431,7 +431,11 @@ class TiledChip(Architecture):
             ev.ACTIVATION_OPS: 2 * self.all_tiles * self.activation.op_rate_hz,   # 2 sigmoid units per tile
             ev.POOLING_OPS: self.all_tiles * self.pooling.op_rate_hz,             # 1 max-pool unit per tile
             ev.ADD: adders, ev.COMPARE: adders,
-            ev.MUL: adders, ev.MAC: adders,                                  # (est.) one multiply per adder slot
+            # (est.) one multiply per adder slot: 21 T/s on ISAAC's chip. ISAAC has no multipliers; PUMA, which adds
+            # digital units to ISAAC-style tiles for work such as attention's products, gives each core (two
+            # 128x128 matrix units) 4 ALUs at 1 GHz (Ankit et al., ASPLOS 2019; its simulator's num_ALU): at that
+            # rate per ISAAC IMA, 8 T/s for the chip's 2,016: the same order, 2.6x fewer
+            ev.MUL: adders, ev.MAC: adders,
         }
 
     def timing(self, ledger: EventLedger, plans: Mapping[str, LayerPlan], kinds: Mapping[str, str]) -> Timing:
