@@ -15,7 +15,7 @@ MODELS = ("mlp", "lenet5", "lenet5_caffe", "vgg_small", "resnet20", "mobilenetv2
 MODEL_ALIASES = {"lenet": "lenet5", "lenet_5": "lenet5", "vgg": "vgg_small", "resnet_20": "resnet20",
                  "mobilenetv2": "mobilenetv2_small", "mobilenet": "mobilenetv2_small", "vit": "vit_mini"}
 # ImageNet-size definitions for cost-only runs (cimsim.workloads.zoo_imagenet.model_names())
-IMAGENET_MODELS = ("alexnet", "vgg16", "resnet50", "mobilenetv2_imagenet")
+IMAGENET_MODELS = ("alexnet", "vgg16", "resnet50", "mobilenetv2_imagenet", "vit_b16")
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "iris", "digits", "synthetic", "nmnist-fashion", "gesture-synth",
             "flow-synth", "dvs-gesture", "mvsec")
 EVENT_DATASETS = DATASETS[6:]   # event frames (T, 2, H, W): the event networks' data

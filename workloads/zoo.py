@@ -207,7 +207,10 @@ class Tokens(nn.Module):
         return torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
 
 
-class ViTMini(nn.Module):
+class ViT(nn.Module):
+    """A Vision Transformer (Dosovitskiy et al., ICLR 2021); the defaults are ``vit_mini``'s (ViT-B/16:
+    :mod:`cimsim.workloads.zoo_imagenet`)."""
+
     def __init__(self, in_channels: int = 1, image_size: int = 28, num_classes: int = 10, patch: int = 4,
                  dim: int = 64, depth: int = 4, heads: int = 4, mlp: int = 128):
         super().__init__()
@@ -231,7 +234,7 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "vgg_small": VGGSmall,
     "resnet20": ResNet20,
     "mobilenetv2_small": MobileNetV2Small,
-    "vit_mini": ViTMini,
+    "vit_mini": ViT,
     **snn_zoo.BUILDERS,     # spiking networks (workloads/snn_zoo.py)
 }
 _ALIASES = {"lenet": "lenet5", "lenet_5": "lenet5", "vgg": "vgg_small", "resnet_20": "resnet20",

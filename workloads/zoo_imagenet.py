@@ -12,6 +12,10 @@ global pooling makes any size work) and ``num_classes`` (1000 for ImageNet).
 * ``resnet50``: He et al. 2016, bottleneck blocks [3, 4, 6, 3], widths 64-128-256-512 (x4 expansion),
   projection shortcuts at each stage's first block, batch-norm after every conv.
 * ``mobilenetv2_imagenet``: Sandler et al. 2018, Table 2 (inverted residuals, t/c/n/s as published, width 1.0).
+* ``vit_b16``: ViT-B/16, Dosovitskiy et al., ICLR 2021, Table 1 (16x16 patches, 12 layers, width 768, MLP 3072,
+  12 heads, a class token; 86.6 M weights): the zoo's :class:`~cimsim.workloads.zoo.ViT` at that size. Its
+  ``nn.MultiheadAttention`` projections go onto crossbars (:mod:`cimsim.mappers.unfuse`); an image size that is no
+  multiple of 16 loses its last partial row and column of patches, as the strided patch embedding does.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 from torch import nn
 
 from cimsim.errors import ConfigError
+from cimsim.workloads.zoo import ViT
 
 
 def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, relu: str | None = "relu") -> list:
@@ -135,7 +140,12 @@ class MobileNetV2(nn.Module):
         return self.classifier(self.features(x))
 
 
-_BUILDERS = {"alexnet": AlexNet, "vgg16": VGG16, "resnet50": ResNet50, "mobilenetv2_imagenet": MobileNetV2}
+def vit_b16(in_channels: int = 3, image_size: int = 224, num_classes: int = 1000) -> ViT:
+    return ViT(in_channels, image_size, num_classes, patch=16, dim=768, depth=12, heads=12, mlp=3072)
+
+
+_BUILDERS = {"alexnet": AlexNet, "vgg16": VGG16, "resnet50": ResNet50, "mobilenetv2_imagenet": MobileNetV2,
+             "vit_b16": vit_b16}
 MIN_IMAGE_SIZE = 32
 
 
