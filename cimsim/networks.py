@@ -305,7 +305,7 @@ def load_sa_checkpoint(path) -> tuple[nn.Module, dict]:
         meta = json.loads(payload["metadata"])
         cfg = snn_qat.SAConfig(**meta["sa"])
         model = zoo.rebuild(meta).eval()
-        unfuse(model)   # as qat.prepare fine-tuned it: attention's projections as layers (cimsim.mappers.unfuse)
+        unfuse(model)   # as snn_qat.prepare trained it: attention's projections as layers (cimsim.mappers.unfuse)
         mods = dict(model.named_modules())
         for layer, bn in meta["batchnorm_folded"]:
             if mods[layer].bias is None:

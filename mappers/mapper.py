@@ -98,8 +98,6 @@ def replace_module(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, attr, new)
 
 
-
-
 def _fused(mod: nn.Module) -> bool:
     """Whether torch may run ``mod`` as one fused kernel that reads its sub-layers' weights without calling them:
     an ``nn.MultiheadAttention`` left packed (:func:`cimsim.mappers.unfuse.why_not_split`), an

@@ -62,6 +62,7 @@ from cimsim.mappers import qat
 from cimsim.mappers.qat_ops import ConvRows, LinearRows
 from cimsim.mappers.psq_finetune import progressive_stages
 from cimsim.mappers.snn_qat_ops import Reattached, SenseAmpProduct
+from cimsim.mappers.unfuse import unfuse
 from cimsim.metrics import batch_score_sum, endpoint_error, is_flow
 
 
@@ -301,6 +302,7 @@ def prepare(model: nn.Module, cfg: SAConfig, calibration: list[torch.Tensor], se
     if not calibration:
         raise ConfigError("hardware-aware training needs calibration batches (inputs from the training split)")
     work = copy.deepcopy(model).eval()
+    unfuse(work)    # attention's projections as Linear layers, trained as the mapper maps them
     folded = fold_batchnorm(work, calibration[0])
     targets = {n: m for n, m in work.named_modules() if _convertible(m)}
     if not targets:
