@@ -16,7 +16,8 @@ layer-by-layer path, the same arithmetic), and an ``nn.TransformerEncoder`` no l
 nested tensors (``use_nested_tensor = False``): with a key padding mask, the outputs at padded positions are the
 layer-by-layer path's numbers where the nested path gives zeros; the positions that are not padded are the same.
 Attention with ``add_bias_kv`` or ``add_zero_attn`` is left as it is (kept digital, its work costed by
-:mod:`cimsim.mappers.profile_ops`).
+:mod:`cimsim.mappers.profile_ops`). :func:`fuse` packs a split network back into torch's modules, the same weights
+(ADMM prunes the projections split and saves the network packed, so its checkpoint loads into the zoo model).
 """
 
 from __future__ import annotations
