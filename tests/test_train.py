@@ -16,6 +16,7 @@ FLOORS = {
     ("resnet20", "fashion-mnist"): 0.91,
     ("mobilenetv2_small", "fashion-mnist"): 0.90,
     ("mlp", "digits"): 0.95,
+    ("vit_mini", "fashion-mnist"): 0.89,   # ours: the shipped one reached 89.25 % (30 epochs on 2 CPU cores)
 }
 
 
@@ -195,6 +196,7 @@ def test_shipped_checkpoint_metadata(model, dataset):
     pytest.param("vgg_small", marks=pytest.mark.slow),
     pytest.param("resnet20", marks=pytest.mark.slow),
     pytest.param("mobilenetv2_small", marks=pytest.mark.slow),
+    "vit_mini",     # 2-4 s: a Vision Transformer's shipped weights in the CI suite
 ])
 def test_shipped_checkpoint_accuracy_on_the_real_test_set(model):
     net, meta = train.load_checkpoint(train.SHIPPED_DIR / train.checkpoint_name(model, "fashion-mnist"))
