@@ -243,6 +243,7 @@ def test_memory_follows_the_work_not_the_array_size(rows, cols):
         finally:
             tracemalloc.stop()
 
-    peak(128, 128)   # first call: numba compiles outside the measured calls
+    peak(128, 128)   # first calls: numba compiles outside the measured calls (a tall or wide array may take a
+    peak(rows, cols)   # kernel of its own: compiled on a cold cache inside the measured call, it failed on a GPU host)
     base = peak(128, 128)
     assert base < 20 * 2**20 and peak(rows, cols) < 1.5 * base
