@@ -35,11 +35,18 @@ from cimsim.devices.technology import area_scale, energy_scale
 from cimsim.ledger import EventLedger
 
 T6 = "Shafiee et al., ISAAC, ISCA 2016, Table 6 (32 nm)"
-# Horowitz, "Computing's energy problem", ISSCC 2014, Fig. 1.1.9 (45 nm): 32-bit integer multiply 3.1 pJ,
-# 32-bit integer add 0.1 pJ; scaled to the architecture's node
-HOROWITZ_INT32_MUL_J = 3.1e-12
-HOROWITZ_INT32_ADD_J = 0.1e-12
+# Horowitz, "Computing's energy problem", ISSCC 2014, Fig. 1.1.9 (45 nm): integer multiply 0.2 pJ at 8 bits, 3.1 pJ
+# at 32; integer add 0.03 pJ at 8 bits, 0.1 pJ at 32; scaled to the architecture's node
+HOROWITZ_INT8_MUL_J, HOROWITZ_INT32_MUL_J = 0.2e-12, 3.1e-12
+HOROWITZ_INT8_ADD_J, HOROWITZ_INT32_ADD_J = 0.03e-12, 0.1e-12
 HOROWITZ_NODE_NM = 45
+
+
+def integer_op_energy_j(bits: float, at8: float, at32: float) -> float:
+    """An integer operation's energy at ``bits`` on the power law through Horowitz's 8- and 32-bit points (45 nm): a
+    multiply's exponent is 1.98 (about quadratic in the width), an add's 0.87 (about linear); (est.) between and
+    beyond the two points."""
+    return at8 * (bits / 8) ** (math.log(at32 / at8) / math.log(4))
 # ISAAC Table 6: the 8 crossbars of an IMA draw 2.4 mW, so one 128x128 array spends 0.3 mW over a 100 ns
 # read cycle: 30 pJ per array per cycle (about 1.8 fJ per cell); and occupy 0.0002 mm^2 (1.5e-3 um^2 a cell)
 TABLE6_ARRAY_CYCLE_ENERGY_J = 2.4e-3 / 8 * 100e-9
@@ -324,6 +331,8 @@ class TiledChip(Architecture):
         edram = self.scaled(self.edram)[0]
         v_step = self.cell.read_voltage_v / ((1 << self.dac_bits) - 1)
         horowitz = energy_scale(HOROWITZ_NODE_NM, self.node_nm)
+        mul = integer_op_energy_j(self.input_bits, HOROWITZ_INT8_MUL_J, HOROWITZ_INT32_MUL_J)
+        acc = integer_op_energy_j(2 * self.input_bits, HOROWITZ_INT8_ADD_J, HOROWITZ_INT32_ADD_J)
         return {
             ev.CELL_READ_CONDUCTANCE_S: EventCost("crossbar", v_step ** 2),
             ev.ARRAY_READ_CYCLES: EventCost("crossbar", 0.0),
@@ -339,8 +348,9 @@ class TiledChip(Architecture):
             ev.POOLING_OPS: EventCost("pooling", self.scaled(self.pooling)[0]),
             ev.ADD: EventCost("tile_shift_add", sa),
             ev.COMPARE: EventCost("tile_shift_add", sa),
-            ev.MUL: EventCost("digital_mul", HOROWITZ_INT32_MUL_J * horowitz),
-            ev.MAC: EventCost("digital_mul", (HOROWITZ_INT32_MUL_J + HOROWITZ_INT32_ADD_J) * horowitz),
+            # products of two activations at the chip's input bits, accumulated at twice that (the product's width)
+            ev.MUL: EventCost("digital_mul", mul * horowitz),
+            ev.MAC: EventCost("digital_mul", (mul + acc) * horowitz),
             ev.WEIGHT_READ: EventCost("edram", edram * self.weight_bits / 8),
             ev.ACT_READ: EventCost("edram", edram * self.input_bits / 8),
             ev.ACT_WRITE: EventCost("edram", edram * self.input_bits / 8),

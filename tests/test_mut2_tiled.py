@@ -8,6 +8,8 @@ ISAAC-style tiled chip (cimsim.arch.tiled, cimsim.arch.isaac), each expected num
   max-pool unit all of them (9.6e8/s); a shift-and-add unit 8 x 1.28 GS/s / 4 = 2.56 G ops/s.
 """
 
+import math
+
 import pytest
 
 from cimsim import arch
@@ -53,17 +55,22 @@ def test_data_movement_energies_per_byte_are_table6_powers_over_the_dataflows_ra
 
 def test_digital_event_costs_on_a_tiled_chip():
     """A weight (16 bits) or activation (16 bits) read from the eDRAM costs 2 eDRAM bytes; a MAC kept digital costs
-    a Horowitz 32-bit integer multiply and add (3.1 + 0.1 pJ at 45 nm) scaled to the chip's 32 nm."""
+    an integer multiply at the chip's 16 input bits and an add at 32 (the product's width), on the power law through
+    Horowitz's 8- and 32-bit points (multiply 0.2 and 3.1 pJ, add 0.03 and 0.1 pJ at 45 nm), scaled to 32 nm."""
     a = arch.get("isaac")
     costs = a.event_costs()
     edram = 20.7e-3 / EDRAM_ACCESSES_PER_S
     assert costs[ev.WEIGHT_READ].energy_j == pytest.approx(2 * edram, rel=1e-12)
     assert costs[ev.ACT_READ].energy_j == pytest.approx(2 * edram, rel=1e-12)
-    assert costs[ev.MAC].energy_j == pytest.approx(3.2e-12 * HOROWITZ_45_TO_32, rel=1e-12)
-    assert costs[ev.MUL].energy_j == pytest.approx(3.1e-12 * HOROWITZ_45_TO_32, rel=1e-12)
-    assert costs[ev.MAC].energy_j < 3.2e-12          # a smaller node spends less
+    mul16 = 0.2e-12 * 2 ** (math.log(3.1 / 0.2) / math.log(4))       # 0.787 pJ: between 8 and 32 bits
+    assert mul16 == pytest.approx(0.787e-12, rel=1e-3)
+    assert costs[ev.MUL].energy_j == pytest.approx(mul16 * HOROWITZ_45_TO_32, rel=1e-12)
+    assert costs[ev.MAC].energy_j == pytest.approx((mul16 + 0.1e-12) * HOROWITZ_45_TO_32, rel=1e-12)
     eight = arch.get("isaac", weight_bits=8, input_bits=8).event_costs()
     assert eight[ev.WEIGHT_READ].energy_j == pytest.approx(edram, rel=1e-12)
+    # 8-bit activations: Horowitz's 8-bit multiply, a 16-bit add (0.03 * 2**0.87 pJ)
+    add16 = 0.03e-12 * 2 ** (math.log(0.1 / 0.03) / math.log(4))
+    assert eight[ev.MAC].energy_j == pytest.approx((0.2e-12 + add16) * HOROWITZ_45_TO_32, rel=1e-12)
 
 
 def _digital_latency(a, kind, events):
