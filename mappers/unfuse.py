@@ -181,21 +181,13 @@ def why_not_split(mha: nn.MultiheadAttention) -> str | None:
     return None
 
 
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent = model
-    *path, attr = name.split(".")
-    for part in path:
-        parent = getattr(parent, part)
-    setattr(parent, attr, new)
-
-
 def unfuse(model: nn.Module) -> list[str]:
     """Put a :class:`SplitAttention` in place of every ``nn.MultiheadAttention`` of ``model`` that can be split (in
     place); turn off ``nn.TransformerEncoder``'s nested-tensor path. Returns the names of the attentions split."""
     split = []
     for name, mod in list(model.named_modules()):
         if name and isinstance(mod, nn.MultiheadAttention) and why_not_split(mod) is None:
-            _replace(model, name, SplitAttention.from_torch(mod))
+            model.set_submodule(name, SplitAttention.from_torch(mod))
             split.append(name)
     for mod in model.modules():
         if isinstance(mod, nn.TransformerEncoder):
@@ -210,6 +202,6 @@ def fuse(model: nn.Module) -> list[str]:
     packed = []
     for name, mod in list(model.named_modules()):
         if name and isinstance(mod, SplitAttention):
-            _replace(model, name, mod.to_torch())
+            model.set_submodule(name, mod.to_torch())
             packed.append(name)
     return packed
