@@ -56,7 +56,6 @@ DCiM SRAM beside the scales.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -269,8 +268,7 @@ class Hcim(DifferentialColumns, TiledChip):
         (the layer's non-zero decisions per array and cycle, on average: data dependent)."""
         cycles = events.get(ev.ARRAY_READ_CYCLES, 0)
         adds_per_cycle = events.get(ev.NONZERO_DECISIONS, 0) / cycles if cycles else 0.0
-        return math.ceil(self.layer_input_bits(plan) / self.dac_bits) * max(self.cycle_s,
-                                                                             adds_per_cycle / self.dcim_add_rate_hz)
+        return self.layer_cycles(plan) * max(self.cycle_s, adds_per_cycle / self.dcim_add_rate_hz)
 
     def event_costs(self) -> dict[str, EventCost]:
         """Energy of every event kind the ledger may hold. Comparators latch the bit lines (no sample-and-hold);

@@ -32,6 +32,7 @@ from cimsim.devices.peripherals import (ActivationUnit, Bus, EDRAMBuffer, HyperT
                                         PoolingUnit, Register, Router, ShiftAdd, TileOutputRegister)
 from cimsim.devices.reram import ReRAM
 from cimsim.devices.technology import area_scale, energy_scale
+from cimsim.encoding import input_cycles
 from cimsim.ledger import EventLedger
 
 T6 = "Shafiee et al., ISAAC, ISCA 2016, Table 6 (32 nm)"
@@ -426,9 +427,14 @@ class TiledChip(Architecture):
         """Bits of a mapped layer's inputs: its own (1 for spikes) or the architecture's."""
         return plan.input_bits or self.input_bits
 
+    def layer_cycles(self, plan: LayerPlan) -> int:
+        """Input cycles of one matrix-vector product of a mapped layer (signed inputs: the sign bit a cycle of its
+        own, :func:`cimsim.encoding.plane_layout`; with 1-bit DACs as many as unsigned ones)."""
+        return input_cycles(self.layer_input_bits(plan), self.dac_bits, plan.input_signed)
+
     def mvm_time_s(self, plan: LayerPlan, events: Mapping[str, float]) -> float:
         """Time of one matrix-vector product of a mapped layer: its bit-serial cycles."""
-        return math.ceil(self.layer_input_bits(plan) / self.dac_bits) * self.cycle_s
+        return self.layer_cycles(plan) * self.cycle_s
 
     # which digital unit performs an event (the rest run on the adders: adds, compares, multiplies, MACs); a digital
     # layer's units work in parallel, the events of one unit one after another

@@ -20,6 +20,7 @@ import threading
 
 import numpy as np
 
+from cimsim.encoding import plane_weights
 from cimsim.engine_threads import blas_controller, parallel_map, threads
 from cimsim.kernels import stack_digits
 from cimsim.kernels_bits import (group_tables, pattern_counts, pattern_histogram, table_bounds,
@@ -110,9 +111,11 @@ def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, sig
                         dtype, scope: ConversionScope = PER_CYCLE, device=None) -> list[tuple[float, float]]:
     """(lo, hi) per conversion domain: [min(0, -p), max(p, lo + 1)] with p the ``percentile`` of the |values|
     converted in that domain over every conversion, example and column (``u``: the validated inputs,
-    negatives taken modulo 2**input_bits; ``shifts``/``widths``: the cycles' digit layout). Per cycle (the
-    default scope) a domain is a row block and a value is ``digits @ matrix``; other scopes sum those over the
-    cycles of a conversion (with their place values) and/or over the row blocks of the domain.
+    negatives taken modulo 2**input_bits; ``shifts``/``widths``: the cycles' digit layout,
+    :func:`cimsim.encoding.plane_layout`, the last cycle the sign bit where ``signed``). Per cycle (the
+    default scope) a domain is a row block and a value is ``digits @ matrix`` (unsigned digits); other scopes sum
+    those over the cycles of a conversion (with their place values relative to the first cycle's, the sign cycle's
+    negative) and/or over the row blocks of the domain.
 
     ``device`` (a torch device, e.g. the torch backend's CUDA GPU): per cycle, every block is multiplied and
     selected there (:func:`device_block_range`) instead of by the host's integer histogram or GEMM: the same
@@ -127,7 +130,7 @@ def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, sig
         if B * m == 0:
             out.append((0.0, 1.0))
             continue
-        counted = (_integer_histogram(u, k0, k1, a, shifts, widths, signed, percentile)
+        counted = (_integer_histogram(u, k0, k1, a, shifts, widths, percentile)
                    if HISTOGRAMS and device is None else None)
         if counted is not None:
             hist, negative = counted
@@ -136,13 +139,13 @@ def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, sig
             out.append((lo, max(p, lo + 1.0)))
             continue
         if device is not None:
-            out.append(device_block_range(u, k0, k1, a, shifts, widths, signed, percentile, dtype, device))
+            out.append(device_block_range(u, k0, k1, a, shifts, widths, percentile, dtype, device))
             continue
         if scratch is None:   # buffers for every block the selection takes (fresh memory is slow to touch)
             lanes, lane_chunk = _lanes(B, chunk)
             scratch = _selection_buffers(T * min(lane_chunk, B), max(k1_ - k0_ for k0_, k1_ in row_blocks),
                                          max(mat.shape[1] for mat in matrices), dtype, lanes)
-        out.append(_streamed_range(u, k0, k1, a, shifts, widths, signed, percentile, dtype, chunk, scratch))
+        out.append(_streamed_range(u, k0, k1, a, shifts, widths, percentile, dtype, chunk, scratch))
     return out
 
 
@@ -184,7 +187,7 @@ def _selection_buffers(rows: int, k: int, m: int, dtype, lanes: int) -> list:
     return have[:lanes]
 
 
-def _streamed_range(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signed: bool, percentile: float, dtype,
+def _streamed_range(u, k0: int, k1: int, a: np.ndarray, shifts, widths, percentile: float, dtype,
                     chunk: int, scratch=None) -> tuple[float, float]:
     """:func:`column_value_ranges`' selection for one row block: each chunk of examples' digits (all cycles stacked)
     times the block's levels in the GEMM's type, of whose magnitudes only the largest ``n - lo`` are kept (the
@@ -206,7 +209,7 @@ def _streamed_range(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signed: 
         b0, (digit_buffer, value_buffer) = job
         rows = T * (min(B, b0 + chunk) - b0)
         digits = digit_buffer[:rows * kb].reshape(rows, kb)
-        stack_digits(u, b0, b0 + rows // T, k0, k1, shifts, widths, signed, digits, None, np.zeros(kb, np.int64))
+        stack_digits(u, b0, b0 + rows // T, k0, k1, shifts, widths, digits, None, np.zeros(kb, np.int64))
         v = np.matmul(digits, a, out=value_buffer[:rows * m].reshape(rows, m)).reshape(-1)
         kept, neg = keep_magnitudes(v, -1.0 if tau is None else tau)
         if kept > need:                # in place, in this thread's buffer
@@ -232,8 +235,8 @@ def _streamed_range(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signed: 
     return low, max(p, low + 1.0)
 
 
-def device_block_range(u: np.ndarray, k0: int, k1: int, a: np.ndarray, shifts, widths, signed: bool,
-                       percentile: float, dtype, device) -> tuple[float, float]:
+def device_block_range(u: np.ndarray, k0: int, k1: int, a: np.ndarray, shifts, widths, percentile: float, dtype,
+                       device) -> tuple[float, float]:
     """The range :func:`column_value_ranges` gives row block k0..k1 with levels ``a``, computed on the torch
     ``device``: each chunk of examples' inputs (``u``, the digit source, int64 on the host; only the block's columns
     travel, so a layer's inputs cross once over all its blocks) cut into digits there, multiplied in float64 and
@@ -259,10 +262,7 @@ def device_block_range(u: np.ndarray, k0: int, k1: int, a: np.ndarray, shifts, w
         xb = torch.from_numpy(np.ascontiguousarray(u[b0:b0 + chunk, k0:k1], dtype=np.int64)).to(device)
         d = torch.empty((T, xb.shape[0], k1 - k0), dtype=torch.float64, device=device)
         for t, (sh, w) in enumerate(zip(shifts, widths)):
-            dt = (xb >> int(sh)) & ((1 << int(w)) - 1)
-            if signed and t == T - 1:       # the top digit of a signed input: two's complement of its width
-                dt = torch.where(dt >= 1 << (int(w) - 1), dt - (1 << int(w)), dt)
-            d[t] = dt
+            d[t] = (xb >> int(sh)) & ((1 << int(w)) - 1)
         v = (d.reshape(-1, k1 - k0) @ at).to(vdt).reshape(-1)
         low = v.min()
         vmin = low if vmin is None else torch.minimum(vmin, low)
@@ -290,7 +290,7 @@ def percentile_of_histogram(hist: np.ndarray, q: float) -> float:
     return x0 + t * (x1 - x0) if t < 0.5 else x1 - (x1 - x0) * (1.0 - t)   # numpy's _lerp
 
 
-def _integer_histogram(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signed: bool, percentile=None):
+def _integer_histogram(u, k0: int, k1: int, a: np.ndarray, shifts, widths, percentile=None):
     """(histogram of |column value| over every cycle, example and column of rows k0..k1, whether a value was
     negative) by the bit-serial tables (:func:`cimsim.kernels_bits.value_histogram`), examples spread over the
     engine's threads; None where the levels are not integers (then the values are products in the GEMM's float
@@ -311,7 +311,7 @@ def _integer_histogram(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signe
         return None
     B = u.shape[0]
     if k1 - k0 <= PATTERN_ROWS and all(int(w) == 1 for w in widths):
-        return _pattern_histogram(u, k0, k1, np.rint(a).astype(np.int64), shifts, signed, bins)
+        return _pattern_histogram(u, k0, k1, np.rint(a).astype(np.int64), shifts, bins)
     n_values = B * len(shifts) * a.shape[1]
     need = 0   # the percentile's order statistics are among the `need` largest values
     if percentile is not None and n_values:
@@ -323,7 +323,7 @@ def _integer_histogram(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signe
         n = max(1, min(4 * threads(), B // 64))   # shards of at least 64 examples; any split gives the same counts
         edges = np.linspace(0, B, n + 1).astype(int)
         return parallel_map(lambda e: value_histogram(u, e[0], e[1], k0, k1, tables[0], g, plane_dtype, shifts,
-                                                      widths, signed, bins, tau, need, bounds=bounds),
+                                                      widths, bins, tau, need, bounds=bounds),
                             zip(edges[:-1], edges[1:]))
 
     guess = 0
@@ -334,7 +334,7 @@ def _integer_histogram(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signe
         need_sample = int(PILOT_MARGIN * expected + 4.0 * math.sqrt(expected) + 16)
         parts = np.array_split(sample, max(1, min(threads(), sample.size // 64)))   # the sample over the threads
         guess = min(parallel_map(lambda p: value_histogram(u, 0, B, k0, k1, tables[0], g, plane_dtype, shifts, widths,
-                                                           signed, bins, 0, -(-need_sample // len(parts)),
+                                                           bins, 0, -(-need_sample // len(parts)),
                                                            examples=p, bounds=bounds)[2], parts))
     parts = count(guess)
     hist = sum(h for h, _, _ in parts)
@@ -349,14 +349,14 @@ def _integer_histogram(u, k0: int, k1: int, a: np.ndarray, shifts, widths, signe
     return hist, any(neg for _, neg, _ in parts)
 
 
-def _pattern_histogram(u, k0: int, k1: int, a: np.ndarray, shifts, signed: bool, bins: int):
+def _pattern_histogram(u, k0: int, k1: int, a: np.ndarray, shifts, bins: int):
     """:func:`_integer_histogram`'s (histogram, whether a value was negative) for a block of few rows and one-bit
     digits, every value counted: the cycles' patterns of digits counted over the examples (spread over the engine's
     threads), then each pattern's column values (the sums of the rows' levels ``a`` over its set bits) that often."""
     shifts = np.asarray(shifts, dtype=np.int64)
     B, R = u.shape[0], k1 - k0
     edges = np.linspace(0, B, max(1, min(threads(), B // 4096)) + 1).astype(int)
-    counts = sum(parallel_map(lambda e: pattern_counts(u, e[0], e[1], k0, k1, shifts, bool(signed)),
+    counts = sum(parallel_map(lambda e: pattern_counts(u, e[0], e[1], k0, k1, shifts),
                               zip(edges[:-1], edges[1:])))
     values = np.zeros((1 << R, a.shape[1]), dtype=np.int64)
     for r in range(R):   # by doubling: the patterns with bit r set are those below 2**r plus row r's levels
@@ -372,7 +372,7 @@ def _range_of(absv: np.ndarray, vmin: float, percentile: float) -> tuple[float, 
     return lo, max(p, lo + 1.0)
 
 
-def grouped_products(blocks, row_blocks, matrices, shifts, widths, signed, groups):
+def grouped_products(blocks, row_blocks, matrices, shifts, widths, groups):
     """``(first cycles, end cycles, {block: matrix})`` where the values of the conversions of ``blocks`` may be
     computed as one product per group of cycles (float64, or float32 where that block's sums stay below 2**24) of
     the group's summed digits
@@ -381,8 +381,6 @@ def grouped_products(blocks, row_blocks, matrices, shifts, widths, signed, group
     and whose every grouped sum, over the domain's blocks too, float64 holds exactly (then both are the exact integers,
     in any order). Else None."""
     dmax = max((1 << int(w)) - 1 for w in widths) if len(widths) else 0
-    if signed and len(widths):
-        dmax = max(dmax, 1 << (int(widths[-1]) - 1))
     ymax = max((sum(2 ** (int(shifts[t]) - int(shifts[t0])) for t in range(t0, t1)) for t0, t1 in groups), default=0)
     total, wide = 0.0, {}
     for i in blocks:
@@ -408,6 +406,7 @@ def _scoped_ranges(u, row_blocks, matrices, shifts, widths, signed, percentile, 
     groups = scope.cycle_groups(T)
     chunk = max(1, CALIBRATION_ROWS // T)
     m = matrices[0].shape[1] if matrices else 0
+    pw = plane_weights(shifts, signed)
     out = []
     for blocks in scope.block_groups(len(row_blocks)):
         if B * m == 0:
@@ -415,7 +414,7 @@ def _scoped_ranges(u, row_blocks, matrices, shifts, widths, signed, percentile, 
             continue
         absv = np.empty(len(groups) * B * m)
         vmin, pos = 0.0, 0
-        grouped = grouped_products(blocks, row_blocks, matrices, shifts, widths, signed, groups)
+        grouped = grouped_products(blocks, row_blocks, matrices, shifts, widths, groups)
         for b0 in range(0, B, chunk):
             nb = min(B, b0 + chunk) - b0
             V = np.zeros((len(groups), nb, m))
@@ -427,12 +426,12 @@ def _scoped_ranges(u, row_blocks, matrices, shifts, widths, signed, percentile, 
                     V += (Y.reshape(-1, k1 - k0) @ grouped[2][i]).reshape(V.shape)
                     continue
                 digits = np.empty((T * nb, k1 - k0), dtype=matrices[i].dtype)
-                stack_digits(u, b0, b0 + nb, k0, k1, shifts, widths, signed, digits, None,
+                stack_digits(u, b0, b0 + nb, k0, k1, shifts, widths, digits, None,
                              np.zeros(k1 - k0, dtype=np.int64))
                 v = (digits @ matrices[i]).reshape(T, nb, m)
                 for g, (t0, t1) in enumerate(groups):
                     for t in range(t0, t1):
-                        V[g] += 2.0 ** (shifts[t] - shifts[t0]) * v[t]
+                        V[g] += pw[t] / pw[t0] * v[t]
             vmin = min(vmin, float(V.min()))
             absv[pos:pos + V.size] = np.abs(V).reshape(-1)
             pos += V.size

@@ -431,7 +431,7 @@ class Crossbar(CrossbarLayout):
             raise ConfigError(f"calibration inputs must have shape (batch, {self.in_features}), got {x.shape}")
         if x.shape[0] == 0:
             raise ConfigError("the calibration batch is empty: give at least one input vector")
-        shifts, widths = plane_layout(self.spec.input_bits, self.spec.dac_bits)
+        shifts, widths = plane_layout(self.spec.input_bits, self.spec.dac_bits, self.spec.input_signed)
         gpu = self._torch.device if self._torch is not None and self._torch.device.type in CALIBRATE_DEVICES else None
         self._range = column_value_ranges(self.digit_source(x), self.row_blocks, self.ro_a_gemm, shifts, widths,
                                           self.spec.input_signed, self.spec.calibration_percentile,

@@ -83,12 +83,10 @@ class CountingCrossbar(CrossbarLayout):
         if self.tables is not None:
             nz_t, sq_t, _ = self.tables
             return float(nz_t[u].sum(dtype=np.int64)), sq_t[u].sum(axis=0, dtype=np.int64).astype(np.float64)
-        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits)
+        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits, spec.input_signed)
         nz, sq = 0, np.zeros(self.in_features)
-        for t, (sh, w) in enumerate(zip(shifts, widths)):
+        for sh, w in zip(shifts, widths):   # the unsigned digits (cimsim.encoding.input_planes)
             d = (u >> int(sh)) & ((1 << int(w)) - 1)
-            if spec.input_signed and t == len(shifts) - 1:
-                d = np.where(d >= 1 << (int(w) - 1), d - (1 << int(w)), d)
             nz += int(np.count_nonzero(d))
             sq += np.square(d).sum(axis=0, dtype=np.int64)
         return float(nz), sq

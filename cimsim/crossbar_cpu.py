@@ -43,7 +43,7 @@ import numpy as np
 from cimsim import kernels_amx, kernels_tables
 from cimsim.crossbar_general import GeneralPath
 from cimsim.crossbar_layout import Tally
-from cimsim.encoding import plane_layout
+from cimsim.encoding import plane_layout, plane_weights
 from cimsim.engine_threads import blas_controller, fixed_shares, parallel_map, taken_shares, threads  # noqa: F401
 from cimsim.kernels import adc_accumulate_rows, digit_tables, digit_tally, stack_digits
 from cimsim.kernels_bits import bit_serial_rows, group_tables, weighted_columns
@@ -297,7 +297,7 @@ class CpuTile(GeneralPath):
         if grouped is None:
             return None
         return {"groups": grouped[0], "g": grouped[1], "plane_dtype": grouped[2], "tables": tables,
-                "layout": plane_layout(spec.input_bits, spec.dac_bits)}
+                "layout": plane_layout(spec.input_bits, spec.dac_bits, spec.input_signed)}
 
     def _forward_bits(self, u, bits, per_example: int):
         """The fused path's call by the bit-serial kernel (see :meth:`_bit_serial`): (y before the offset correction,
@@ -447,8 +447,8 @@ class CpuTile(GeneralPath):
         S, R = len(shards), len(xb.row_blocks)
         edges = np.array([shards[0][0]] + [b1 for _, b1 in shards], dtype=np.int64)
         nz, cl, cond = np.zeros(S, dtype=np.int64), np.zeros(S, dtype=np.int64), np.zeros((S, R))
-        shifts, _ = plane_layout(xb.spec.input_bits, xb.spec.dac_bits)
-        top, neg = float(xb.readout_op.n_codes - 1), xb.spec.input_signed
+        shifts, _ = plane_layout(xb.spec.input_bits, xb.spec.dac_bits, xb.spec.input_signed)
+        pw, top = plane_weights(shifts, xb.spec.input_signed), float(xb.readout_op.n_codes - 1)
         key = self._rows_key
         if key is None or key[0] is not xb.g_rowsum or key[1] is not xb.readout_weight:
             key = self._rows_key = (xb.g_rowsum, xb.readout_weight, np.asarray(xb.readout_weight, dtype=np.float64),
@@ -457,10 +457,10 @@ class CpuTile(GeneralPath):
                _NO_VAR if row_sums is None else row_sums, row_sums is not None, y, nz, cl, cond)
         if prod is not None:
             kernel = kernels_amx.share_tiles
-            args = kernels_amx.share_tiles_args(prod, u, xb.row_blocks, shifts, neg, var_stack, ranges, top, stream)
+            args = kernels_amx.share_tiles_args(prod, u, xb.row_blocks, shifts, pw, var_stack, ranges, top, stream)
         else:
             kernel = kernels_tables.share_tables
-            args = kernels_tables.share_tables_args(u, xb.row_blocks, shifts, neg, stack, var_stack, ranges, top,
+            args = kernels_tables.share_tables_args(u, xb.row_blocks, shifts, pw, stack, var_stack, ranges, top,
                                                     stream, FUSED_ROWS)
         n, counter = max(1, min(n_threads, S)), np.zeros(1, dtype=np.int64)
         fixed_shares(lambda k: kernel(counter, edges, *args, *out), range(n), n)   # each takes shards until none left
@@ -472,11 +472,11 @@ class CpuTile(GeneralPath):
         xb = self.xb
         spec = xb.spec
         k0, k1 = xb.row_blocks[i]
-        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits)
+        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits, spec.input_signed)
         xs = np.empty((len(shifts) * (b1 - b0), k1 - k0), dtype=xb.gemm_dtype())
         sqsum = np.zeros(k1 - k0, dtype=np.int64)
         var = xb.var_gemm[i] if with_rowvar else None
-        rowvar, nz = stack_digits(u, b0, b1, k0, k1, shifts, widths, spec.input_signed, xs,
+        rowvar, nz = stack_digits(u, b0, b1, k0, k1, shifts, widths, xs,
                                   var if var is not None and var.ndim == 1 else None, sqsum)
         return xs, rowvar, nz, sqsum
 
@@ -490,9 +490,9 @@ class CpuTile(GeneralPath):
         tally = Tally()
         if nb <= 0:
             return acc, tally
-        shifts, _ = plane_layout(xb.spec.input_bits, xb.spec.dac_bits)
+        shifts, _ = plane_layout(xb.spec.input_bits, xb.spec.dac_bits, xb.spec.input_signed)
         T = len(shifts)
-        pw = 2.0 ** shifts
+        pw = plane_weights(shifts, xb.spec.input_signed)
         top = float(xb.readout_op.n_codes - 1)
         R = len(xb.row_blocks)
         slab = min(FUSED_ROWS, T * nb)
@@ -520,7 +520,7 @@ class CpuTile(GeneralPath):
                 r1 = min(r0 + slab, T * nb)
                 if tab is not None:
                     v = vbuf[: r1 - r0]
-                    nz += table_rows(u, b0, nb, k0, k1, shifts, xb.spec.input_signed, tab, r0, r1, v, own,
+                    nz += table_rows(u, b0, nb, k0, k1, shifts, tab, r0, r1, v, own,
                                      var if own and var is not None else _NO_VAR, own and var is not None, rowvar,
                                      sqsum)
                     if own and var is not None:

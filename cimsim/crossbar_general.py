@@ -14,7 +14,7 @@ import numpy as np
 
 from cimsim.calibration import grouped_products
 from cimsim.crossbar_layout import Tally
-from cimsim.encoding import plane_layout
+from cimsim.encoding import plane_layout, plane_weights
 from cimsim.kernels import PlacedNormals, digit_tables, digit_tally, placed_normals
 from cimsim.kernels_buffered import buffered_sums, digit_masks, exact_integers, level_planes, popcount_cycles
 from cimsim.kernels_host import group_digits
@@ -45,7 +45,7 @@ class GeneralPath:
             if all(w is None for w in xb._a_wide) and exact_integers(
                     key, [k1 - k0 for k0, k1 in xb.row_blocks], max(abs(lo_d), abs(hi_d)), m, xb.gemm_dtype()):
                 groups = np.array(xb.slice_groups, dtype=np.int64).reshape(-1, 2)
-                planes = [level_planes(a) for a in key] if xb.spec.dac_bits == 1 and not xb.spec.input_signed \
+                planes = [level_planes(a) for a in key] if xb.spec.dac_bits == 1 \
                     and all(v is None for v in xb.ro_var) else [None]
                 value = ((groups[:, 0].copy(), groups[:, 1].copy(), m, m * m),
                          planes if all(p is not None for p in planes) else None)
@@ -60,10 +60,10 @@ class GeneralPath:
         key, value = self._summed
         if key is not xb.ro_a_gemm:
             key, spec = xb.ro_a_gemm, xb.spec
-            shifts, widths = plane_layout(spec.input_bits, spec.dac_bits)
+            shifts, widths = plane_layout(spec.input_bits, spec.dac_bits, spec.input_signed)
             groups = spec.conversion.cycle_groups(len(shifts))
             value = [None if any(xb.ro_var[i] is not None for i in blocks) else
-                     grouped_products(blocks, xb.row_blocks, key, shifts, widths, spec.input_signed, groups)
+                     grouped_products(blocks, xb.row_blocks, key, shifts, widths, groups)
                      for blocks in spec.conversion.block_groups(len(xb.row_blocks))]
             self._summed = (key, value)
         return value
@@ -73,7 +73,7 @@ class GeneralPath:
         per block the group's summed digits (:func:`cimsim.kernels_host.group_digits`) times its matrix."""
         xb = self.xb
         spec = xb.spec
-        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits)
+        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits, spec.input_signed)
         g0, g1, wide = grouped
         v = np.zeros((nb, xb.readout_columns))
         for i in blocks:
@@ -92,7 +92,7 @@ class GeneralPath:
         if not static or static[1] is None:
             xs, _, nz, sqsum = self._digits(u, b0, b1, i, False)
             return xs, nz, sqsum
-        shifts = np.asarray(plane_layout(xb.spec.input_bits, xb.spec.dac_bits)[0], dtype=np.int64)
+        shifts = np.asarray(plane_layout(xb.spec.input_bits, xb.spec.dac_bits, xb.spec.input_signed)[0], dtype=np.int64)
         k0, k1 = xb.row_blocks[i]
         xs, sqsum = np.empty((len(shifts), b1 - b0), dtype=np.int64), np.zeros(k1 - k0, dtype=np.int64)
         return xs, int(digit_masks(u, b0, b1 - b0, k0, k1, shifts, xs, sqsum)), sqsum
@@ -107,7 +107,8 @@ class GeneralPath:
         tally = Tally()
         if nb <= 0:
             return acc, tally
-        shifts, _ = plane_layout(spec.input_bits, spec.dac_bits)
+        shifts, _ = plane_layout(spec.input_bits, spec.dac_bits, spec.input_signed)
+        pw = plane_weights(shifts, spec.input_signed)
         T = len(shifts)
         scope = spec.conversion
         scales, thresholds = xb.column_scales, xb.column_thresholds
@@ -154,7 +155,7 @@ class GeneralPath:
                 tally.clipped += clipped
                 if op.decides:
                     tally.decisions += float(np.count_nonzero(values))
-                acc += 2.0 ** shifts[t0] * (values if scale is None else values * scale)
+                acc += pw[t0] * (values if scale is None else values * scale)
         return acc, tally
 
     def _cycle_value(self, xs, i: int, t: int, nb: int, place: tuple) -> np.ndarray:
@@ -173,7 +174,8 @@ class GeneralPath:
 
     def _analog_sum(self, digits, blocks, t0: int, t1: int, shifts, nb: int, place: tuple) -> np.ndarray:
         """The analog sum over row blocks ``blocks`` and cycles t0..t1 of the column values, each cycle weighted
-        by its place value relative to t0, plus one Gaussian per conversion with the summed read-noise variance and,
+        by its place value relative to t0's (:func:`cimsim.encoding.plane_weights`), plus one Gaussian per conversion
+        with the summed read-noise variance and,
         for a readout with a ``relative_sigma`` r, each written value's relative error: ``w**2 r**2 (s**2 + d**2) / 2``
         per block and cycle, ``d`` the converted value and ``s`` its lines' sum (:meth:`Crossbar.line_sum`); where the
         scope sums weight slices, each slice's ``d`` and ``s`` (:meth:`Crossbar.slice_values`) with its place value
@@ -187,10 +189,11 @@ class GeneralPath:
             return self._buffered_sum(digits, blocks, t0, t1, shifts, nb, place, *static)
         v = np.zeros((nb, xb.readout_columns))
         var_sum = None
+        pw = plane_weights(shifts, xb.spec.input_signed)
         for i in blocks:
             var = xb.ro_var[i]
             for t in range(t0, t1):
-                w = 2.0 ** (shifts[t] - shifts[t0])
+                w = pw[t] / pw[t0]
                 xp = digits[i][t * nb:(t + 1) * nb]
                 d = (xp @ xb.ro_a_gemm[i]).astype(np.float64, copy=False)
                 v += w * d
@@ -220,7 +223,8 @@ class GeneralPath:
         vt = np.zeros((xb.readout_columns, nb))
         var_t = np.empty_like(vt)
         first = True
-        ws = [2.0 ** (shifts[t] - shifts[t0]) for t in range(t0, t1)]
+        pw = plane_weights(shifts, xb.spec.input_signed)
+        ws = [pw[t] / pw[t0] for t in range(t0, t1)]
         for i in blocks:
             var = xb.ro_var[i]
             if planes is not None:   # every line's value counted from words of digits, every cycle in one call

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cimsim import events
-from cimsim.encoding import plane_layout
+from cimsim.encoding import input_cycles, plane_layout, plane_weights
 
 
 @dataclass
@@ -96,8 +96,8 @@ class CrossbarLayout:
 
     @property
     def cycles(self) -> int:
-        """Input cycles per matrix-vector product."""
-        return -(-int(self.spec.input_bits) // int(self.spec.dac_bits))   # plane_layout's cycles, without its arrays
+        """Input cycles per matrix-vector product (:func:`cimsim.encoding.plane_layout`'s)."""
+        return input_cycles(self.spec.input_bits, self.spec.dac_bits, self.spec.input_signed)
 
     @property
     def conversion_domains(self) -> list[list[int]]:
@@ -138,12 +138,9 @@ class CrossbarLayout:
         return np.einsum("...sx,sg->...gx", x, m).reshape(*lead, -1)
 
     def digit_range(self) -> tuple[int, int]:
-        """Smallest and largest input digit of a cycle (the signed top digit included)."""
-        d, a = self.spec.dac_bits, self.spec.input_bits
-        if self.spec.input_signed:
-            top = a - d * (math.ceil(a / d) - 1)       # bits of the signed top digit
-            return -(1 << (top - 1)), (1 << d) - 1
-        return 0, (1 << d) - 1
+        """Smallest and largest input digit of a cycle (unsigned: the sign of signed inputs is a cycle's place value,
+        :func:`cimsim.encoding.plane_weights`)."""
+        return 0, (1 << self.spec.dac_bits) - 1
 
     def gemm_dtype(self) -> type:
         """float32 when integer column values stay below 2**24 in magnitude (then float32 products are
@@ -166,18 +163,17 @@ class CrossbarLayout:
         """The worst-case range of one conversion's value: the column value's range over the rows of the
         domain's blocks, times the place values of the cycles summed in analog (the largest group)."""
         spec = self.spec
-        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits)
+        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits, spec.input_signed)
+        pw = plane_weights(shifts, spec.input_signed)
         top_level = 2 ** spec.cell_bits - 1
         rows = sum(k1 - k0 for k0, k1 in (self.row_blocks[i] for i in blocks))
         lo = hi = 0.0
         for t0, t1 in spec.conversion.cycle_groups(len(shifts)):
             glo = ghi = 0.0
-            for t in range(t0, t1):
-                w = 2.0 ** (shifts[t] - shifts[t0])
-                signed_top = spec.input_signed and t == len(shifts) - 1
-                dlo = -(1 << (int(widths[t]) - 1)) if signed_top else 0
-                dhi = (1 << (int(widths[t]) - 1)) - 1 if signed_top else (1 << int(widths[t])) - 1
-                glo, ghi = glo + w * dlo, ghi + w * dhi
+            for t in range(t0, t1):   # unsigned digits, each weighed by its place value relative to the group's first
+                w = pw[t] / pw[t0]
+                dhi = (1 << int(widths[t])) - 1
+                glo, ghi = glo + min(0.0, w * dhi), ghi + max(0.0, w * dhi)
             lo, hi = min(lo, glo), max(hi, ghi)
         if spec.pair_readout:   # PS+ - PS-: symmetric about zero
             m = rows * max(-lo, hi) * top_level * self.slice_group_gain()

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from cimsim.crossbar_layout import Tally
-from cimsim.encoding import plane_layout
+from cimsim.encoding import plane_layout, plane_weights
 from cimsim.errors import ConfigError
 
 from cimsim import kernels_triton
@@ -289,20 +289,18 @@ class TorchTile:
             return self._consts
         xb, dev = self.xb, self.device
         spec, op = xb.spec, xb.readout_op
-        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits)
+        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits, spec.input_signed)
         T = len(shifts)
-        pw = 2.0 ** shifts
+        pw = plane_weights(shifts, spec.input_signed)   # the sign cycle of signed inputs: negative
         idt = torch.int32 if spec.input_bits <= 30 else torch.int64   # the Triton digit cutter's integers
         a = spec.input_bits
         cdt = torch.int32 if a <= 31 else torch.int64   # the eager cutter's inputs (the shift computes in them)
         masks = [(1 << int(w)) - 1 for w in widths]
-        if spec.input_signed:
-            masks[-1] = -1
         groups = spec.conversion.cycle_groups(T)
         place = np.array([pw[t0] for t0, _ in groups])               # digital weight of each conversion
         bound = op.code_bound(self._value_bound()) * float(np.abs(place).sum())
         rd = torch.float32 if bound < 2 ** 24 else torch.float64
-        # analog accumulation: W[g, t] = 2**(shift_t - shift_t0) for the cycles t of conversion g
+        # analog accumulation: W[g, t] = place_t / place_t0 for the cycles t of conversion g
         W = np.zeros((len(groups), T))
         for g, (t0, t1) in enumerate(groups):
             W[g, t0:t1] = pw[t0:t1] / pw[t0]
@@ -315,8 +313,7 @@ class TorchTile:
             "W_t": torch.as_tensor(W, dtype=torch.float64, device=dev),
             "w_place": torch.as_tensor(place, dtype=rd, device=dev),
             "idt": idt,
-            "top_width": int(widths[-1]),
-            # the eager cutter's integers (see planes), its shifts and masks (a signed top digit: all ones)
+            # the eager cutter's integers (see planes), its shifts and masks
             "cdt": cdt, "sh_c": torch.as_tensor(shifts, dtype=cdt, device=dev)[None, :, None, None],
             "mask_c": torch.as_tensor(masks, dtype=cdt, device=dev)[None, :, None, None],
             "mask32c": torch.as_tensor(masks, dtype=torch.int32, device=dev),
@@ -331,8 +328,8 @@ class TorchTile:
         :func:`cimsim.encoding.input_planes`. Two passes over the planes (a shift of the inputs broadcast over the
         cycles, then the mask, in the inputs' integers) and one cast; padding and the row blocks' layout are applied
         to the inputs, a cycle count smaller. Each
-        digit is bits ``[shift, shift + width)`` of the input's two's complement (a signed top digit: the
-        arithmetic shift alone)."""
+        digit is bits ``[shift, shift + width)`` of the input's two's complement (the sign bit's cycle too: unsigned
+        digits)."""
         nb, R = xt.shape[0], self.xb.spec.rows
         x = self.block_inputs(xt, k, nblk)
         # shift and mask in the inputs' integers, then one cast to the product's dtype. Never ``out=`` a narrower
@@ -485,8 +482,7 @@ class TorchTile:
                 g1 = min(g0 + step, nblk)
                 if cut:   # one kernel: digits in the product's dtype, the non-zero count and row sums of squares
                     xp, nz, sqr = kernels_triton.cut_planes(
-                        xt[b0:b1], k["sh32"], k["mask32"], g0, g1, R, self._plane_dtype(), spec.input_signed,
-                        spec.input_bits, k["top_width"])
+                        xt[b0:b1], k["sh32"], k["mask32"], g0, g1, R, self._plane_dtype())
                     nonzero += nz
                     sq_rows[g0 * R:g1 * R] += sqr
                     sq = xp if binary or self.var is None else xp.to(torch.int32).square()

@@ -476,22 +476,18 @@ def adc_accumulate_rows(acc, v, std, r0, nb, pw, lo, lsb, top, draws) -> int:
 
 
 @njit(nogil=True, cache=True)
-def _stack_digits(u, b0, b1, k0, k1, shifts, widths, signed, out, var, noisy, rowvar, sqsum):
+def _stack_digits(u, b0, b1, k0, k1, shifts, widths, out, var, noisy, rowvar, sqsum):
     nb, T = b1 - b0, shifts.shape[0]
     nonzero = 0
     for t in range(T):
         sh = shifts[t]
         mask = (1 << widths[t]) - 1
-        top = signed and t == T - 1
-        half = 1 << (widths[t] - 1)
-        full = 1 << widths[t]
         for b in range(nb):
             r = t * nb + b
             # two passes over the row: the digits (a loop the compiler vectorizes: the digit goes to float through
             # int32, which AVX2 converts in vectors, unlike int64), then the variance, a sum in row order
             for k in range(k1 - k0):
                 d = (u[b0 + b, k0 + k] >> sh) & mask
-                d = d - full if top and d >= half else d
                 out[r, k] = np.int32(d)
                 d2 = d * d
                 nonzero += d2 != 0
@@ -505,16 +501,16 @@ def _stack_digits(u, b0, b1, k0, k1, shifts, widths, signed, out, var, noisy, ro
     return nonzero
 
 
-def stack_digits(u, b0, b1, k0, k1, shifts, widths, signed, out, var, sqsum):
-    """The input digits of examples b0..b1 and rows k0..k1, all cycles stacked: out[t * nb + b, k] (the
-    digits of :func:`cimsim.encoding.input_planes`, cut from ``u`` = the inputs with negative values
-    taken modulo 2**input_bits). Also returns the read-noise variance of every stacked row,
-    sum_k digit**2 * var[k] (float64; zeros when ``var`` is None), and the count of nonzero digits, and
-    adds sum over stacked rows of digit**2 to ``sqsum[k]`` (int64)."""
+def stack_digits(u, b0, b1, k0, k1, shifts, widths, out, var, sqsum):
+    """The input digits of examples b0..b1 and rows k0..k1, all cycles stacked: out[t * nb + b, k] (the unsigned
+    digits of :func:`cimsim.encoding.input_planes`, bits ``shifts[t] ..`` of ``u`` = the inputs with negative values
+    taken modulo 2**input_bits; ``shifts``/``widths``: :func:`cimsim.encoding.plane_layout`). Also returns the
+    read-noise variance of every stacked row, sum_k digit**2 * var[k] (float64; zeros when ``var`` is None), and the
+    count of nonzero digits, and adds sum over stacked rows of digit**2 to ``sqsum[k]`` (int64)."""
     rowvar = np.empty(out.shape[0])
     noisy = var is not None
-    nz = _stack_digits(u, b0, b1, k0, k1, shifts, widths, signed, out, np.zeros(1) if var is None else var, noisy,
-                       rowvar, sqsum)
+    nz = _stack_digits(u, b0, b1, k0, k1, shifts, widths, out, np.zeros(1) if var is None else var, noisy, rowvar,
+                       sqsum)
     return rowvar, int(nz)
 
 
@@ -532,13 +528,11 @@ def digit_tables(input_bits: int, dac_bits: int, signed: bool) -> tuple[np.ndarr
         return None
     from cimsim.encoding import plane_layout
 
-    shifts, widths = plane_layout(input_bits, dac_bits)
+    shifts, widths = plane_layout(input_bits, dac_bits, signed)
     u = np.arange(1 << input_bits, dtype=np.int64)
     nz, sq = np.zeros_like(u), np.zeros_like(u)
-    for t, (sh, w) in enumerate(zip(shifts, widths)):
+    for sh, w in zip(shifts, widths):
         d = (u >> int(sh)) & ((1 << int(w)) - 1)
-        if signed and t == len(shifts) - 1:
-            d = np.where(d >= 1 << (int(w) - 1), d - (1 << int(w)), d)
         nz += d != 0
         sq += d * d
     # compact tables stay in cache (two int64 tables of 2**16 entries are 1 MB): int8 counts, int32 squares where
@@ -565,7 +559,7 @@ def _table_tally(u, edges, blocks, nz_tab, sq_tab, bit_planes, signed_wrap, xf, 
         sq_j = sq[j]
         for b in range(edges[j], edges[j + 1]):
             ub = u[b]
-            if bit_planes:   # one-bit digits (+-1 for a signed top bit): non-zero digits = digit**2 = set bits
+            if bit_planes:   # one-bit digits: non-zero digits = digit**2 = set bits
                 for k in range(K):
                     sq_j[k] += _popcount(ub[k])
             else:

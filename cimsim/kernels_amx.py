@@ -384,11 +384,11 @@ def _slab_product(abuf, m, bpack_i, steps_i, cbuf):
 
 
 @njit(nogil=True, cache=True)
-def _slab_adc(cbuf, m, g_i, scales_i, cols, neg_top, rowvar, noisy, s0, nb, pw, lo, lsb, top, key, gamma, e0, T, R,
+def _slab_adc(cbuf, m, g_i, scales_i, cols, rowvar, noisy, s0, nb, pw, lo, lsb, top, key, gamma, e0, T, R,
               blk, acc, z, vrow, r, ph, q, zc, zs, ctrs, cw):
     """:func:`cimsim.kernels.adc_rows` on rows s0 .. s0 + m of block ``blk``, each row's column values made first
-    (into ``vrow``, float32): its groups' int32 sums as float32 times their scales, added in group order (exact),
-    negated in the last cycle for signed inputs; the same numbers, draws and clipped count as that kernel on those
+    (into ``vrow``, float32): its groups' int32 sums as float32 times their scales, added in group order (exact);
+    the same numbers, draws and clipped count as that kernel on those
     values (the same loop)."""
     inv = 1.0 / lsb      # lsb is a power of two: multiplying by its inverse is exact
     words = cols + (cols & 1)
@@ -411,9 +411,6 @@ def _slab_adc(cbuf, m, g_i, scales_i, cols, neg_top, rowvar, noisy, s0, nb, pw, 
                 sc = scales_i[gg]
                 for j in range(cols):
                     vrow[j] += np.float32(cbuf[i, gg * cols + j]) * sc
-        if neg_top and t == T - 1:
-            for j in range(cols):
-                vrow[j] = -vrow[j]
         if noisy:    # adc_rows' loop (a shared per-row function measured 10-15 % slower: not inlined)
             if batch:
                 k = i % batch
@@ -441,7 +438,7 @@ def _slab_adc(cbuf, m, g_i, scales_i, cols, neg_top, rowvar, noisy, s0, nb, pw, 
 
 
 @njit(nogil=True, cache=True)
-def _shard_tiles(u, b0, nb, k0s, k1s, shifts, neg_top, cfg, bpack, scales, groups, steps, cols, doubled, var, noisy,
+def _shard_tiles(u, b0, nb, k0s, k1s, shifts, cfg, bpack, scales, groups, steps, cols, doubled, var, noisy,
                  pw, lo, lsb, top, key, gamma, acc, abuf, cbuf, rowvar, sqsum, r, ph, q):
     """One shard (examples b0 .. b0 + nb) of :func:`share_tiles` into ``acc`` and ``sqsum`` (zeros on entry; ``abuf``
     zeros, ``cbuf`` any): returns (non-zero digits, clipped conversions)."""
@@ -471,14 +468,14 @@ def _shard_tiles(u, b0, nb, k0s, k1s, shifts, neg_top, cfg, bpack, scales, group
             nonzero += _slab_digits(u, b0, nb, k0, rows, shifts, s0, m, doubled, var[i], uni, v0, noisy, abuf,
                                     rowvar, sqsum[i])
             _slab_product(abuf, m, bpack[i], steps[i], cbuf)
-            clipped += _slab_adc(cbuf, m, groups[i], scales[i], cols, neg_top, rowvar, noisy, s0, nb, pw, lo[i],
+            clipped += _slab_adc(cbuf, m, groups[i], scales[i], cols, rowvar, noisy, s0, nb, pw, lo[i],
                                  lsb[i], top, key, gamma, b0, T, R, i, acc, z, vrow, r, ph, q, zc, zs, ctrs, cw)
     _release()
     return nonzero, clipped
 
 
 @njit(nogil=True, cache=True)
-def share_tiles(counter, edges, u, k0s, k1s, shifts, neg_top, cfg, bpack, scales, groups, steps, cols, doubled,
+def share_tiles(counter, edges, u, k0s, k1s, shifts, cfg, bpack, scales, groups, steps, cols, doubled,
                 var, noisy, pw, lo, lsb, top, key, gamma, g, rw, n_out, offset, row_sums, with_offset, y, nz, cl, cond):
     """:func:`cimsim.kernels_tables.share_tables` with the product on the tiles (the arguments from ``u`` to
     ``gamma``: :func:`share_tiles_args`): a call's shards (examples ``edges[j] .. edges[j + 1]``) taken one by one
@@ -505,25 +502,26 @@ def share_tiles(counter, edges, u, k0s, k1s, shifts, neg_top, cfg, bpack, scales
         ab[:] = 0
         rv[:] = 0.0
         sqsum[:] = 0
-        nz[j], cl[j] = _shard_tiles(u, b0, nb, k0s, k1s, shifts, neg_top, cfg, bpack, scales, groups, steps, cols,
+        nz[j], cl[j] = _shard_tiles(u, b0, nb, k0s, k1s, shifts, cfg, bpack, scales, groups, steps, cols,
                                     doubled, var, noisy, pw, lo, lsb, top, key, gamma, a, ab, cbuf[:rows], rv, sqsum,
                                     r, ph, q)
         finish_shard(j, b0, a, sqsum, k0s, k1s, g, rw, n_out, offset, row_sums, with_offset, y, cond)
 
 
-def share_tiles_args(prep: TileBlocks, u, blocks, shifts, neg_top: bool, var, ranges, top: float,
+def share_tiles_args(prep: TileBlocks, u, blocks, shifts, pw: np.ndarray, var, ranges, top: float,
                      stream: tuple[int, int]) -> tuple:
-    """:func:`share_tiles`' arguments from ``u`` to ``gamma`` for a call (``prep``: :func:`kept_blocks`, ``var``:
+    """:func:`share_tiles`' arguments from ``u`` to ``gamma`` for a call (``prep``: :func:`kept_blocks`; ``pw``: the
+    cycles' place values, :func:`cimsim.encoding.plane_weights`; ``var``:
     :func:`cimsim.kernels_tables.stack_variances`)."""
     R = len(blocks)
     noisy = var is not None
     call = prep.call
-    if call is None or call[0] is not ranges or not np.array_equal(call[1], shifts):   # a call's chunks share these
+    if call is None or call[0] is not ranges or not np.array_equal(call[4], pw):   # a call's chunks share these
         call = prep.call = (ranges, shifts, np.array([b[0] for b in blocks], dtype=np.int64),
-                            np.array([b[1] for b in blocks], dtype=np.int64), 2.0 ** shifts,
+                            np.array([b[1] for b in blocks], dtype=np.int64), np.asarray(pw, dtype=np.float64),
                             np.array([float(x[0]) for x in ranges]), np.array([float(x[1]) for x in ranges]))
     _, _, k0s, k1s, pw, lo, lsb = call
-    return (u, k0s, k1s, shifts, neg_top, _CONFIG, prep.bpack, prep.scales, prep.groups, prep.steps, prep.cols,
+    return (u, k0s, k1s, shifts, _CONFIG, prep.bpack, prep.scales, prep.groups, prep.steps, prep.cols,
             prep.doubled, var if noisy else np.zeros((R, prep.rows)), noisy, pw, lo, lsb, float(top),
             np.uint64(stream[0]), np.uint64(stream[1]))
 

@@ -8,8 +8,9 @@ inputs' bit plane n of a row block (bit n of each row's input) gives the column 
 
 with T_g[m, j] = sum_{r < 8} bit_r(m) * a[8 g + r, j] a table per group of 8 rows (the "four Russians" method:
 one table row per byte instead of eight products; groups of 4 rows where 8 would make the tables too large). A
-cycle's column value is v_t = sum_p c_p V_{shift_t + p}, with c_p = 2**p the weight of the digit's bit p (-2**p
-for the sign bit of a signed top digit, as :func:`cimsim.kernels.stack_digits` cuts it). The ADC of the fused
+cycle's column value is v_t = sum_p c_p V_{shift_t + p}, with c_p = 2**p the weight of the digit's bit p (the digits
+are unsigned; the sign cycle of signed inputs has a negative place value, :func:`cimsim.encoding.plane_weights`).
+The ADC of the fused
 epilogue (:func:`cimsim.kernels.adc_accumulate_rows`), ``lo + clip(floor((v - lo) / lsb + 1/2), 0, top) * lsb``,
 is for integer v exactly ``lo + clip((v - lo + half) >> s, 0, top) << s`` (half = 2**(s - 1), 0 for s = 0):
 every float there is an integer or a multiple of 2**-s below 2**53. So the kernel forms each example's
@@ -117,11 +118,11 @@ def ctpop(typingctx, x):
 
 
 @njit(inline="always")
-def _convert(out, V, sign, weight, count, lo, half, s, top):
-    """out += weight * ADC(sign * V) column by column; returns count x the conversions that clipped."""
+def _convert(out, V, weight, count, lo, half, s, top):
+    """out += weight * ADC(V) column by column; returns count x the conversions that clipped."""
     clipped = 0
     for j in range(V.shape[0]):
-        raw = (sign * V[j] - lo + half) >> s
+        raw = (V[j] - lo + half) >> s
         clipped += (raw < 0) | (raw > top)
         out[j] += weight * (lo + (min(max(raw, 0), top) << s))
     return clipped * count
@@ -208,15 +209,13 @@ def _plane_values(u, b, k0, k1, nbits, X, src, V, table, g):
 
 
 @njit(inline="always")
-def _cycle_value(C, V, src, sh, width, top_signed):
+def _cycle_value(C, V, src, sh, width):
     """C = the column values of a cycle of ``width``-bit digits at ``shift`` from its planes' values."""
     C[:] = 0
     for p in range(width):
         m = src[sh + p]
         if m >= 0:
             cp = np.int64(1) << p
-            if top_signed and p == width - 1:
-                cp = -cp
             for j in range(C.shape[0]):
                 C[j] += cp * V[m, j]
 
@@ -230,8 +229,8 @@ def _block_rows(u, edges, k0, k1, table, g, shifts, widths, signed, lo, s, top, 
     X = np.zeros((nbits, (k1 - k0 + 63) >> 6), dtype=np.int64)   # plane n: bit n of row k0 + k at bit k % 64 of word k // 64
     C = np.empty(cols, dtype=np.int64)              # a multi-bit cycle's column values
     src = np.empty(nbits, dtype=np.int64)           # whose values plane n has: -1 (none: zero), n, or an earlier one
-    weight = np.empty(2 * nbits, dtype=np.int64)    # place values summed per (plane, sign) of the one-bit cycles
-    count = np.empty(2 * nbits, dtype=np.int64)
+    weight = np.empty(nbits, dtype=np.int64)        # place values summed per plane of the one-bit cycles
+    count = np.empty(nbits, dtype=np.int64)
     half = (1 << s) >> 1
     clipped = 0
     nonzero = 0
@@ -256,20 +255,19 @@ def _block_rows(u, edges, k0, k1, table, g, shifts, widths, signed, lo, s, top, 
         zero_count = 0
         for t in range(T):   # the ADC and the shift-and-add: one-bit cycles grouped by the values they convert
             sh, width = shifts[t], widths[t]
-            top_signed = signed and t == T - 1
+            place = -(np.int64(1) << sh) if signed and t == T - 1 else np.int64(1) << sh   # the sign cycle: negative
             if not _live(src, sh, width):
-                zero_weight += np.int64(1) << sh
+                zero_weight += place
                 zero_count += 1
             elif width == 1:
-                key = 2 * src[sh] + (1 if top_signed else 0)
-                weight[key] += np.int64(1) << sh
-                count[key] += 1
+                weight[src[sh]] += place
+                count[src[sh]] += 1
             else:
-                _cycle_value(C, V, src, sh, width, top_signed)
-                clipped += _convert(out, C, 1, np.int64(1) << sh, 1, lo, half, s, top)
-        for key in range(2 * nbits):
-            if count[key]:
-                clipped += _convert(out, V[key >> 1], -1 if key & 1 else 1, weight[key], count[key], lo, half, s, top)
+                _cycle_value(C, V, src, sh, width)
+                clipped += _convert(out, C, place, 1, lo, half, s, top)
+        for n in range(nbits):
+            if count[n]:
+                clipped += _convert(out, V[n], weight[n], count[n], lo, half, s, top)
         if zero_count:   # column values 0: one conversion result for every column
             raw = (half - lo) >> s
             if raw < 0 or raw > top:
@@ -287,8 +285,8 @@ SCAN = 64
 
 
 @njit(inline="always")
-def _count_values(hist, row, sign, c, tau):
-    """hist[|v|] += c for each value v = sign * row[j] with |v| >= tau (runs of SCAN values with none skipped after
+def _count_values(hist, row, c, tau):
+    """hist[|v|] += c for each value v = row[j] with |v| >= tau (runs of SCAN values with none skipped after
     their min and max; hist ends with 8 spare bins); returns (whether any v < 0, values counted x c)."""
     spare = hist.shape[0] - 8
     negative = False
@@ -300,7 +298,7 @@ def _count_values(hist, row, sign, c, tau):
         for j in range(seg.shape[0]):
             mx = max(mx, seg[j])
             mn = min(mn, seg[j])
-        if (mn < 0) if sign > 0 else (mx > 0):
+        if mn < 0:
             negative = True
         if mx >= tau or mn <= -tau:   # without a branch: a value below tau goes to one of 8 spare bins at the end
             for j in range(seg.shape[0]):
@@ -363,7 +361,7 @@ def _plane_bounds(Xn, nbytes, lo_tab, hi_tab, g):
 
 
 @njit(nogil=True, cache=True)
-def _block_histogram(u, examples, k0, k1, table, g, lo_tab, hi_tab, shifts, widths, signed, V, hist, tau, need):
+def _block_histogram(u, examples, k0, k1, table, g, lo_tab, hi_tab, shifts, widths, V, hist, tau, need):
     nbits = shifts[-1] + widths[-1]
     nbytes = (k1 - k0 + 7) >> 3
     T = shifts.shape[0]
@@ -372,7 +370,7 @@ def _block_histogram(u, examples, k0, k1, table, g, lo_tab, hi_tab, shifts, widt
     C = np.empty(cols, dtype=np.int64)
     src = np.empty(nbits, dtype=np.int64)
     done = np.empty(nbits, dtype=np.bool_)         # V[n] holds plane n's values
-    count = np.empty(2 * nbits, dtype=np.int64)    # one-bit cycles per (plane, sign)
+    count = np.empty(nbits, dtype=np.int64)        # one-bit cycles per plane
     negative = False
     total = 0                                      # values counted (all of them at or above tau)
     for b in examples:
@@ -382,37 +380,34 @@ def _block_histogram(u, examples, k0, k1, table, g, lo_tab, hi_tab, shifts, widt
         zero_count = 0
         for t in range(T):
             sh, width = shifts[t], widths[t]
-            top_signed = signed and t == T - 1
             if not _live(src, sh, width):
                 zero_count += 1
             elif width == 1:
-                count[2 * src[sh] + (1 if top_signed else 0)] += 1
+                count[src[sh]] += 1
             else:
                 for p in range(width):
                     m = src[sh + p]
                     if m >= 0 and not done[m]:
                         _plane_sum(V[m], X[m], nbytes, table, g)
                         done[m] = True
-                _cycle_value(C, V, src, sh, width, top_signed)
-                neg, added = _count_values(hist, C, 1, 1, tau)
+                _cycle_value(C, V, src, sh, width)
+                neg, added = _count_values(hist, C, 1, tau)
                 negative |= neg
                 total += added
-        for key in range(2 * nbits):
-            if count[key]:
-                n = key >> 1
-                sign = -1 if key & 1 else 1
+        for n in range(nbits):
+            if count[n]:
                 if not done[n] and tau > 0:   # a plane whose values all lie below tau and whose signs are known
                     lo, hi = _plane_bounds(X[n], nbytes, lo_tab, hi_tab, g)
                     if max(hi, -lo) < tau:
-                        if sign > 0 and lo >= 0 or sign < 0 and hi <= 0 or negative:
+                        if lo >= 0 or negative:
                             continue
-                        if sign > 0 and hi < 0 or sign < 0 and lo > 0:   # every value negative
+                        if hi < 0:   # every value negative
                             negative = True
                             continue
                 if not done[n]:
                     _plane_sum(V[n], X[n], nbytes, table, g)
                     done[n] = True
-                neg, added = _count_values(hist, V[n], sign, count[key], tau)
+                neg, added = _count_values(hist, V[n], count[n], tau)
                 negative |= neg
                 total += added
         if tau == 0:
@@ -423,8 +418,8 @@ def _block_histogram(u, examples, k0, k1, table, g, lo_tab, hi_tab, shifts, widt
     return negative, tau
 
 
-def value_histogram(u, b0: int, b1: int, k0: int, k1: int, tables, g: int, plane_dtype, shifts, widths, signed: bool,
-                    bins: int, tau: int = 0, need: int = 0, examples=None, bounds=None) -> tuple[np.ndarray, bool, int]:
+def value_histogram(u, b0: int, b1: int, k0: int, k1: int, tables, g: int, plane_dtype, shifts, widths, bins: int,
+                    tau: int = 0, need: int = 0, examples=None, bounds=None) -> tuple[np.ndarray, bool, int]:
     """The column values of every cycle of examples b0..b1 (or of the examples listed in ``examples``) on rows k0..k1
     (one row block, ``tables`` its tables from :func:`group_tables`) as a histogram of their magnitudes (``bins``
     bins: 0 .. bins - 1, int64 counts), whether any was negative, and the threshold t from which on the counts are
@@ -443,8 +438,8 @@ def value_histogram(u, b0: int, b1: int, k0: int, k1: int, tables, g: int, plane
         widths = np.asarray(widths, dtype=np.int64)
         lo_tab, hi_tab = table_bounds(tables) if bounds is None else bounds
         V = np.empty((int(shifts[-1] + widths[-1]), tables.shape[2]), dtype=plane_dtype)
-        negative, tau = _block_histogram(u, examples, k0, k1, tables, g, lo_tab, hi_tab, shifts, widths, bool(signed),
-                                         V, hist, int(tau), int(need))
+        negative, tau = _block_histogram(u, examples, k0, k1, tables, g, lo_tab, hi_tab, shifts, widths, V, hist,
+                                         int(tau), int(need))
     return hist[:bins], bool(negative), int(tau)
 
 
@@ -482,7 +477,8 @@ def bit_serial_rows(u, edges, row_blocks, tables, g: int, plane_dtype, shifts, w
     bits) through the integer path (module docstring), their digits counted per shard edges[j]..edges[j + 1]: (acc
     (examples, columns) int64, the shift-and-add sums of every row block before the readout weights; clipped
     conversions; non-zero digits; sum of digit**2 over the cycles and each shard's examples per shard and input row
-    (int64)). ``tables``, ``g``, ``plane_dtype``: :func:`group_tables`; ``los``, ``ss``: each row block's ADC ``lo``
+    (int64)). ``signed``: the last cycle is the sign bit of signed inputs (place value ``-2**shift``, its digit
+    unsigned). ``tables``, ``g``, ``plane_dtype``: :func:`group_tables`; ``los``, ``ss``: each row block's ADC ``lo``
     and log2 of its LSB; ``digit_tabs``: :func:`cimsim.kernels.digit_tables`."""
     edges = np.asarray(edges, dtype=np.int64)
     acc = np.zeros((int(edges[-1] - edges[0]), tables[0].shape[2]), dtype=np.int64)
@@ -502,13 +498,13 @@ def bit_serial_rows(u, edges, row_blocks, tables, g: int, plane_dtype, shifts, w
 
 
 @njit(nogil=True, cache=True)
-def pattern_counts(u, b0, b1, k0, k1, shifts, signed):
-    """counts[s, m] of the one-bit cycles of examples b0..b1 whose digits on rows k0..k1 (at most about 16) form the
-    pattern m (bit r: row k0 + r's digit), s = 1 for the top cycle of signed inputs (whose digit weighs -1), 0 for the
-    others: a small block's column values are those of its patterns, counted this many times."""
+def pattern_counts(u, b0, b1, k0, k1, shifts):
+    """counts[m] of the one-bit cycles of examples b0..b1 whose digits on rows k0..k1 (at most about 16) form the
+    pattern m (bit r: row k0 + r's digit): a small block's column values are those of its patterns, counted this many
+    times."""
     R = k1 - k0
     T = shifts.shape[0]
-    counts = np.zeros((2, 1 << R), dtype=np.int64)
+    counts = np.zeros(1 << R, dtype=np.int64)
     chunk = 1024
     col = np.empty(chunk, dtype=np.int64)
     pat = np.empty((T, chunk), dtype=np.int64)
@@ -523,26 +519,23 @@ def pattern_counts(u, b0, b1, k0, k1, shifts, signed):
                 for b in range(n):
                     pat[t, b] |= ((col[b] >> sh) & 1) << r
         for t in range(T):
-            s = 1 if signed and t == T - 1 else 0
             for b in range(n):
-                counts[s, pat[t, b]] += 1
+                counts[pat[t, b]] += 1
     return counts
 
 
 @njit(nogil=True, cache=True)
 def pattern_histogram(counts, values, hist):
-    """hist[|v|] += counts[s, m] for every column value v = (1, -1)[s] * values[m, j] of a pattern that occurred
+    """hist[|v|] += counts[m] for every column value v = values[m, j] of a pattern that occurred
     (:func:`pattern_counts`); returns whether any such v < 0."""
     negative = False
-    for s in range(2):
-        sign = 1 if s == 0 else -1
-        for m in range(counts.shape[1]):
-            c = counts[s, m]
-            if c == 0:
-                continue
-            for j in range(values.shape[1]):
-                v = sign * values[m, j]
-                if v < 0:
-                    negative = True
-                hist[abs(v)] += c
+    for m in range(counts.shape[0]):
+        c = counts[m]
+        if c == 0:
+            continue
+        for j in range(values.shape[1]):
+            v = values[m, j]
+            if v < 0:
+                negative = True
+            hist[abs(v)] += c
     return negative

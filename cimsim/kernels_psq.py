@@ -103,23 +103,16 @@ def decision_grads(ps, alpha, c, thr, width, learn, binary, g, gps, ga, gt, shar
 
 
 @njit(cache=True, nogil=True)
-def cut_planes(x, shifts, widths, bits, signed, out, m0, m1):
+def cut_planes(x, shifts, widths, out, m0, m1):
     """Rows ``m0 .. m1 - 1`` of the integers ``x`` (M, K) (floats holding them) as the fine-tune's input planes,
-    ``out[t M + m, k]`` = digit t of ``x[m, k]``: ``(u >> shifts[t]) & (2**widths[t] - 1)`` with ``u = x`` (or
-    ``x + 2**bits`` below zero when ``signed``), the top digit signed when ``signed``; the numbers of
-    :func:`cimsim.mappers.qat_ops.bit_planes` (its floor and remainder of exact integers), cut in one pass."""
+    ``out[t M + m, k]`` = digit t of ``x[m, k]``: ``(x >> shifts[t]) & (2**widths[t] - 1)`` in two's complement
+    (unsigned digits; a signed input's sign bit is a cycle of its own, :func:`cimsim.encoding.plane_layout`); the
+    numbers of :func:`cimsim.mappers.qat_ops.bit_planes` (its floor and remainder of exact integers), cut in one
+    pass."""
     T, M, K = shifts.size, x.shape[0], x.shape[1]
     for t in range(T):      # plane after plane: rows written in order (a loop the compiler vectorizes)
-        w = widths[t]
-        sh, mask, top = shifts[t], (np.int64(1) << w) - 1, signed and t == T - 1
-        half, full = np.int64(1) << (w - 1), np.int64(1) << w
+        sh, mask = shifts[t], (np.int64(1) << widths[t]) - 1
         for m in range(m0, m1):
             src, dst = x[m], out[t * M + m]
             for k in range(K):
-                v = np.int64(src[k])
-                if signed:
-                    v += (np.int64(1) << bits) if v < 0 else np.int64(0)
-                d = (v >> sh) & mask
-                if top:
-                    d -= full if d >= half else np.int64(0)
-                dst[k] = d
+                dst[k] = (np.int64(src[k]) >> sh) & mask

@@ -77,11 +77,11 @@ def nibble_tables(a):
 
 
 @njit(nogil=True, cache=True)
-def table_rows(u, b0, nb, k0, k1, shifts, neg_top, tables, r0, r1, out, stats, var, noisy, rowvar, sqsum):
+def table_rows(u, b0, nb, k0, k1, shifts, tables, r0, r1, out, stats, var, noisy, rowvar, sqsum):
     """Stacked rows ``r0 .. r1 - 1`` (row r: cycle ``r // nb``, example ``b0 + r % nb``) of the product of the
     one-bit digits ``(u[b, k0:k1] >> shifts[t]) & 1`` with a row block's levels, into ``out[: r1 - r0]``, from
-    :func:`nibble_tables` ``tables``; ``neg_top``: the last cycle's digit is the sign bit of signed inputs (digit
-    -1), so its rows are negated. Exact where :func:`grid_exact` holds: then equal to the float32 GEMM bit for bit.
+    :func:`nibble_tables` ``tables`` (the digits unsigned: a signed input's sign cycle is its bit, its place value
+    negative in the shift-and-add). Exact where :func:`grid_exact` holds: then equal to the float32 GEMM bit for bit.
     With ``stats``, also what :func:`cimsim.kernels.stack_digits` gives for these rows, without the stacked digits:
     ``rowvar[r]`` = the sum over k in order of digit**2 x ``var[k]`` (with ``noisy``; the float64 sum of the 1
     digits' variances in row order, the 0 digits adding +0.0, or the count times the one variance where every row has
@@ -90,7 +90,6 @@ def table_rows(u, b0, nb, k0, k1, shifts, neg_top, tables, r0, r1, out, stats, v
     and the counts taken from the indices (a branch per digit cost a third of this kernel's time on random digits:
     BENCHMARKS.md, "Table indices without branches")."""
     groups, _, cols = tables.shape
-    T = shifts.shape[0]
     n = r1 - r0
     rows = k1 - k0
     full = rows // 4                 # groups of four rows; then a ragged one; padded groups stay index 0
@@ -152,12 +151,6 @@ def table_rows(u, b0, nb, k0, k1, shifts, neg_top, tables, r0, r1, out, stats, v
                 td = tables[g + 3, idx[i, g + 3], c0:c0 + w]
                 for j in range(w):
                     row[j] += (ta[j] + tb[j]) + (tc[j] + td[j])
-    if neg_top:
-        for i in range(n):
-            if (r0 + i) // nb == T - 1:
-                row = out[i]
-                for j in range(cols):
-                    row[j] = -row[j]
     return nonzero
 
 
@@ -245,7 +238,7 @@ def kept_table_bytes() -> int:
 
 
 @njit(nogil=True, cache=True)
-def _shard_tables(u, b0, nb, k0s, k1s, shifts, neg_top, stack, var, noisy, pw, lo, lsb, top, key, gamma, acc,
+def _shard_tables(u, b0, nb, k0s, k1s, shifts, stack, var, noisy, pw, lo, lsb, top, key, gamma, acc,
                   vbuf, std, rowvar, sqsum, r, ph, q):
     """One shard (examples b0 .. b0 + nb) of :func:`share_tables` into ``acc`` (zeros on entry) and ``sqsum`` (the
     digits' squares per block and row, zeros on entry): returns (non-zero digits, clipped conversions)."""
@@ -256,7 +249,7 @@ def _shard_tables(u, b0, nb, k0s, k1s, shifts, neg_top, stack, var, noisy, pw, l
         for r0 in range(0, T * nb, slab):
             r1 = min(r0 + slab, T * nb)
             v = vbuf[: r1 - r0]
-            nonzero += table_rows(u, b0, nb, k0s[i], k1s[i], shifts, neg_top, stack[i], r0, r1, v, True, var[i],
+            nonzero += table_rows(u, b0, nb, k0s[i], k1s[i], shifts, stack[i], r0, r1, v, True, var[i],
                                   noisy, rowvar, sqsum[i])
             if noisy:
                 for j in range(r1 - r0):
@@ -267,7 +260,7 @@ def _shard_tables(u, b0, nb, k0s, k1s, shifts, neg_top, stack, var, noisy, pw, l
 
 
 @njit(nogil=True, cache=True)
-def share_tables(counter, edges, u, k0s, k1s, shifts, neg_top, stack, var, noisy, pw, lo, lsb, top, key, gamma,
+def share_tables(counter, edges, u, k0s, k1s, shifts, stack, var, noisy, pw, lo, lsb, top, key, gamma,
                  slab_most, g, rw, n_out, offset, row_sums, with_offset, y, nz, cl, cond):
     """A call's shards (examples ``edges[j] .. edges[j + 1]``; the arguments from ``u`` to ``slab_most``:
     :func:`share_tables_args`) taken one by one from ``counter`` (:func:`cimsim.kernels_shares.take_next`) until none
@@ -293,20 +286,20 @@ def share_tables(counter, edges, u, k0s, k1s, shifts, neg_top, stack, var, noisy
         a[:] = 0.0
         rv[:] = 0.0
         sqsum[:] = 0
-        nz[j], cl[j] = _shard_tables(u, b0, nb, k0s, k1s, shifts, neg_top, stack, var, noisy, pw, lo, lsb, top, key,
+        nz[j], cl[j] = _shard_tables(u, b0, nb, k0s, k1s, shifts, stack, var, noisy, pw, lo, lsb, top, key,
                                      gamma, a, vbuf[:slab], std[:slab], rv, sqsum, r, ph, q)
         finish_shard(j, b0, a, sqsum, k0s, k1s, g, rw, n_out, offset, row_sums, with_offset, y, cond)
 
 
-def share_tables_args(u, blocks, shifts, neg_top: bool, stack: np.ndarray, var, ranges, top: float,
+def share_tables_args(u, blocks, shifts, pw: np.ndarray, stack: np.ndarray, var, ranges, top: float,
                       stream: tuple[int, int], slab_most: int) -> tuple:
-    """:func:`share_tables`' arguments from ``u`` to ``slab_most`` for a call (``stack``:
-    :func:`kept_table_stack`, ``var``: :func:`stack_variances`)."""
+    """:func:`share_tables`' arguments from ``u`` to ``slab_most`` for a call (``pw``: the cycles' place values,
+    :func:`cimsim.encoding.plane_weights`; ``stack``: :func:`kept_table_stack`, ``var``: :func:`stack_variances`)."""
     R = stack.shape[0]
     rows = max(k1 - k0 for k0, k1 in blocks)
     noisy = var is not None
     return (u, np.array([b[0] for b in blocks], dtype=np.int64), np.array([b[1] for b in blocks], dtype=np.int64),
-            shifts, neg_top, stack, var if noisy else np.zeros((R, rows)), noisy, 2.0 ** shifts,
+            shifts, stack, var if noisy else np.zeros((R, rows)), noisy, np.asarray(pw, dtype=np.float64),
             np.array([float(x[0]) for x in ranges]), np.array([float(x[1]) for x in ranges]), float(top),
             np.uint64(stream[0]), np.uint64(stream[1]), int(slab_most))
 

@@ -155,11 +155,11 @@ if triton is not None:
 
     @triton.jit
     def _cut_planes(x_ptr, sh_ptr, mk_ptr, out_ptr, nz_ptr, sq_ptr, nb, K, R, g0, x_stride,
-                    T: tl.constexpr, SIGNED: tl.constexpr, BITS: tl.constexpr, TOP_W: tl.constexpr,
-                    BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr):
+                    T: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_R: tl.constexpr):
         """Examples ``b`` of one BLOCK_B tile, rows ``r`` of one BLOCK_R tile of row block ``g0 + g``: every input
         cycle's digit to ``out[g, t * nb + b, r]``; this program's count of non-zero digits to ``nz[pid]`` and its
-        per-row sums of squared digits to ``sq[pid_b, g, r]`` (int64: exact)."""
+        per-row sums of squared digits to ``sq[pid_b, g, r]`` (int64: exact). The digits are unsigned: bits of the
+        int32 two's complement, a signed input's sign bit its own cycle."""
         pb, g, pr = tl.program_id(0), tl.program_id(1), tl.program_id(2)
         b = pb * BLOCK_B + tl.arange(0, BLOCK_B)
         r = pr * BLOCK_R + tl.arange(0, BLOCK_R)
@@ -167,16 +167,11 @@ if triton is not None:
         valid = (b[:, None] < nb) & (r[None, :] < R)
         live = valid & (k[None, :] < K)
         x = tl.load(x_ptr + b[:, None].to(tl.int64) * x_stride + k[None, :], mask=live, other=0).to(tl.int32)
-        if SIGNED:   # two's complement over BITS bits, the top digit signed
-            x = tl.where(x < 0, x + (1 << BITS), x)
         nz = tl.zeros((BLOCK_B, BLOCK_R), dtype=tl.int32)
         sq = tl.zeros((BLOCK_R,), dtype=tl.int64)
         rows = g.to(tl.int64) * T * nb
         for t in tl.static_range(T):
             d = (x >> tl.load(sh_ptr + t)) & tl.load(mk_ptr + t)
-            if SIGNED:
-                if t == T - 1:
-                    d = tl.where(d >= (1 << (TOP_W - 1)), d - (1 << TOP_W), d)
             nz += (d != 0).to(tl.int32)
             sq += tl.sum((d * d).to(tl.int64), axis=0)
             dst = out_ptr + ((rows + t * nb + b[:, None]) * R + r[None, :])
@@ -414,7 +409,7 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
     of levels on the grid ``iscale = 2**-m`` (:func:`cimsim.torch_products.int8_parts`: an exact int32 product too,
     times ``iscale``), or float32 (G, P, R, C) holding P = 1 or 2 fp16 parts
     (:func:`cimsim.torch_products.fp16_split`; multiplied in fp16, exactly, and accumulated in float32);
-    ``shifts``/``masks`` int32 (T,) (a signed top digit's mask all ones), ``lo``, ``lsb`` float32 (G,), ``w_t``
+    ``shifts``/``masks`` int32 (T,) (unsigned digits), ``lo``, ``lsb`` float32 (G,), ``w_t``
     float32 (T,) the cycles' place values; ``var`` float32 (G, R) each row's read-noise variance per unit squared
     digit (None: no read noise) and ``seed`` its Philox seed (the numbers :func:`adc_epilogue` draws with it);
     ``unroll``: the cycle loop's unroll factor (default :data:`GEMM_UNROLL`); ``tiles``: (examples, columns, warps)
@@ -497,7 +492,7 @@ def planes_gemm_adc(x: torch.Tensor, a: torch.Tensor, shifts: torch.Tensor, mask
 
 
 def cut_planes(xt: torch.Tensor, shifts: torch.Tensor, masks: torch.Tensor, g0: int, g1: int, R: int,
-               out_dtype: torch.dtype, signed: bool, bits: int, top_width: int):
+               out_dtype: torch.dtype):
     """Bit planes of the integers ``xt`` (batch, in; any integer or integer-valued float dtype; |x| < 2**31) for row
     blocks ``g0 .. g1 - 1`` of ``R`` rows: ((g1 - g0, cycles x batch, R) of ``out_dtype``, the number of non-zero
     digits (int64 scalar tensor), each row's sum of squared digits ((g1 - g0) x R float64)). ``shifts`` and
@@ -511,7 +506,7 @@ def cut_planes(xt: torch.Tensor, shifts: torch.Tensor, masks: torch.Tensor, g0: 
     nz = torch.empty(grid[0] * G * grid[2], dtype=torch.int64, device=xt.device)
     sq = torch.empty((grid[0], G, R), dtype=torch.int64, device=xt.device)
     _cut_planes[grid](xt, shifts, masks, out, nz, sq, nb, K, R, g0, xt.stride(0),
-                      T=T, SIGNED=bool(signed), BITS=int(bits), TOP_W=int(top_width), BLOCK_B=BLOCK_B, BLOCK_R=BLOCK_R)
+                      T=T, BLOCK_B=BLOCK_B, BLOCK_R=BLOCK_R)
     return out, nz.sum(), sq.sum(dim=0, dtype=torch.float64).reshape(-1)
 
 

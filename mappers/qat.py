@@ -56,10 +56,12 @@ import copy
 import math
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from torch import nn
 
 from cimsim.arch.hcim import ADC_LAYERS   # the layers an ADC may read instead of the comparators
+from cimsim.encoding import plane_layout, plane_weights
 from cimsim.errors import ConfigError
 # the arithmetic pieces, here where callers find them (cimsim.mappers.qat.bit_planes, ...)
 from cimsim.mappers.qat_ops import (ConvRows, LinearRows, ScaledDecision, ThresholdDecision, adc_lo_lsb,  # noqa: F401
@@ -179,9 +181,16 @@ class PSQConfig:
             shift += self.cell_bits
         return out
 
-    def plane_shifts(self) -> list[tuple[int, int]]:
-        a, d = self.input_bits, self.dac_bits
-        return [(s, min(d, a - s)) for s in range(0, a, d)]
+    def plane_shifts(self, signed: bool = False) -> list[tuple[int, int]]:
+        """(shift, width) of each input cycle, LSB first: :func:`cimsim.encoding.plane_layout`'s (signed: the sign
+        bit a cycle of its own, last)."""
+        shifts, widths = plane_layout(self.input_bits, self.dac_bits, signed)
+        return [(int(s), int(w)) for s, w in zip(shifts, widths)]
+
+    def plane_places(self, signed: bool = False) -> tuple[float, ...]:
+        """Each input cycle's place value (:func:`cimsim.encoding.plane_weights`: the sign cycle's negative)."""
+        shifts = np.array([s for s, _ in self.plane_shifts(signed)], dtype=np.int64)
+        return tuple(float(v) for v in plane_weights(shifts, signed))
 
     def row_blocks(self, k: int) -> list[tuple[int, int]]:
         return [(k0, min(k0 + self.rows, k)) for k0 in range(0, k, self.rows)]
@@ -214,7 +223,7 @@ class _PSQ:
         if adc:
             self.register_buffer("psq_adc_range", torch.tensor([-1.0, 1.0], dtype=torch.float64))
         else:
-            shape = (len(lcfg.row_blocks(k)), *((len(lcfg.plane_shifts()),) if lcfg.cycle_scales else ()),
+            shape = (len(lcfg.row_blocks(k)), *((len(lcfg.plane_shifts(input_signed)),) if lcfg.cycle_scales else ()),
                      len(lcfg.slice_shifts()), self.weight.shape[0])
             self.psq_alpha = nn.Parameter(torch.ones(shape, dtype=self.weight.dtype))
             if lcfg.learn_thresholds:   # the latent thresholds; the forward reads them on the DAC's grid
@@ -231,7 +240,7 @@ class _PSQ:
         to carry), for :func:`cimsim.mappers.qat_ops.decision_sum` to add or carry."""
         cfg = self.psq_layer_config
         signed = self.signed()
-        T = len(cfg.plane_shifts())
+        T = len(cfg.plane_shifts(signed))
         P = stacked_planes(patches.detach(), cfg, signed)      # (T * M, K)
         slices, _ = weight_slices(w_int, cfg)
         if self.training and self.noise_frac > 0:
@@ -240,7 +249,7 @@ class _PSQ:
         Wm = torch.cat(slices)                     # (S * O, K)
         grad = patches.requires_grad
         if grad:
-            raw = [2.0 ** s for s, _ in cfg.plane_shifts()]
+            raw = cfg.plane_places(signed)
             shares = cached_constant(tuple(v / sum(r * r for r in raw) for v in raw), patches)
             dx = patches - patches.detach()
         out = []
@@ -260,9 +269,9 @@ class _PSQ:
         """(M, O) sum over cycles, row blocks and slices of the scaled decisions (integer units of x @ W.T);
         ``thresholds``: learned ones on their grid (alpha's shape), else the configured one."""
         cfg = self.psq_layer_config
-        T, S = len(cfg.plane_shifts()), len(cfg.slice_shifts())
+        T, S = len(cfg.plane_shifts(self.signed())), len(cfg.slice_shifts())
         M, O = patches.shape[0], w_int.shape[0]
-        pw = cached_constant(tuple(2.0 ** s for s, _ in cfg.plane_shifts()), patches)
+        pw = cached_constant(cfg.plane_places(self.signed()), patches)
         sw = cached_constant(tuple(2.0 ** s for s, _ in cfg.slice_shifts()), patches)
         coef = (pw[:, None] * sw[None, :])[:, None, :, None]            # (T, 1, S, 1)
         y = patches.new_zeros(M, O)
@@ -509,7 +518,7 @@ def init_scales(model: nn.Module, x: torch.Tensor) -> None:
         w_int, _ = quantize_weight_ste(m.weight, cfg.weight_bits)
         G = getattr(m, "groups", 1)
         K, O = patches.shape[1] // G, w_int.shape[0]
-        og, S, T = O // G, len(cfg.slice_shifts()), len(cfg.plane_shifts())
+        og, S, T = O // G, len(cfg.slice_shifts()), len(cfg.plane_shifts(bool(m.input_signed)))
         for g in range(G):
             pss = m.partial_sums(patches[:, g * K:(g + 1) * K], w_int[g * og:(g + 1) * og])
             for r, ps in enumerate(pss):   # per cycle: the statistics of each cycle's partial sums apart

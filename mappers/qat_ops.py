@@ -55,22 +55,20 @@ def _ste(value: torch.Tensor, source: torch.Tensor, share: float) -> torch.Tenso
 
 
 def bit_planes(x_int: torch.Tensor, cfg: PSQConfig, signed: bool) -> tuple[list[torch.Tensor], list[float]]:
-    """The engine's input planes (LSB first; a signed top digit for signed inputs) with STE gradients."""
+    """The engine's input planes (LSB first; unsigned digits, the sign bit of signed inputs a cycle of its own) and
+    their place values (the sign cycle's negative: :func:`cimsim.encoding.plane_weights`), with STE gradients."""
     a = cfg.input_bits
     u = torch.where(x_int < 0, x_int + 2 ** a, x_int) if signed else x_int
     u = u.detach()
-    layout = cfg.plane_shifts()
-    norm = sum(4.0 ** s for s, _ in layout)
-    planes, weights = [], []
-    for i, (s, w) in enumerate(layout):
+    layout, places = cfg.plane_shifts(signed), cfg.plane_places(signed)
+    norm = sum(p * p for p in places)
+    planes = []
+    for (s, w), place in zip(layout, places):
         p = torch.remainder(torch.floor(u / 2 ** s), 2 ** w)
-        if signed and i == len(layout) - 1:
-            p = torch.where(p >= 2 ** (w - 1), p - 2 ** w, p)
         # without a gradient to carry (the partial sums' planes: their STE term is a product of its own) the
         # straight-through term adds zeros; the planes hold no -0.0, so leaving it out changes no value
-        planes.append(_ste(p, x_int, 2.0 ** s / norm) if x_int.requires_grad else p)
-        weights.append(2.0 ** s)
-    return planes, weights
+        planes.append(_ste(p, x_int, place / norm) if x_int.requires_grad else p)
+    return planes, list(places)
 
 
 def stacked_planes(x_int: torch.Tensor, cfg: PSQConfig, signed: bool) -> torch.Tensor:
@@ -83,15 +81,15 @@ def stacked_planes(x_int: torch.Tensor, cfg: PSQConfig, signed: bool) -> torch.T
     from cimsim.engine_threads import fixed_shares
     from cimsim.kernels_psq import BLOCK, cut_planes
 
-    layout = cfg.plane_shifts()
+    layout = cfg.plane_shifts(signed)
     shifts = np.array([s for s, _ in layout], dtype=np.int64)
     widths = np.array([w for _, w in layout], dtype=np.int64)
     x = x_int.detach().contiguous()
     M, K = x.shape
     out = torch.empty((len(layout) * M, K), dtype=x.dtype)
     X, O = x.numpy(), out.numpy()
-    fixed_shares(lambda m0: cut_planes(X, shifts, widths, cfg.input_bits, bool(signed), O, m0, min(m0 + BLOCK, M)),
-                 range(0, M, BLOCK), torch.get_num_threads())
+    fixed_shares(lambda m0: cut_planes(X, shifts, widths, O, m0, min(m0 + BLOCK, M)), range(0, M, BLOCK),
+                 torch.get_num_threads())
     return out
 
 

@@ -52,7 +52,7 @@ def test_device_ranges_equal_the_hosts(monkeypatch, name, values):
     assert dev == host                                      # the same floats, block by block
     if name == "pair-integer":                              # integer levels: the histogram's ranges too
         assert _ranges(monkeypatch, spec, W, x, (), histograms=True) == host
-    assert any(lo < 0 for lo, _ in host) == (spec.input_signed or spec.pair_readout)
+    assert any(lo < 0 for lo, _ in host) == spec.pair_readout    # signed inputs convert unipolar too
 
 
 @pytest.mark.parametrize("q", [0.0, 50.0, 99.9, 100.0])
@@ -66,7 +66,7 @@ def test_device_percentile_is_numpys_linear_rule(q):
     for s, w in zip(shifts, widths):
         vals.append(((u >> s) & ((1 << w) - 1)).astype(np.float64) @ a.astype(np.float64))
     v = np.concatenate([x.ravel() for x in vals])
-    lo, hi = calibration.device_block_range(u, 0, 24, a, shifts, widths, False, q, np.float32, "cpu")
+    lo, hi = calibration.device_block_range(u, 0, 24, a, shifts, widths, q, np.float32, "cpu")
     p = float(np.percentile(v.astype(np.float32), q))
     assert (lo, hi) == (0.0, max(p, 1.0))
 

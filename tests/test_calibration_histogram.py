@@ -63,7 +63,8 @@ def test_histogram_ranges_equal_the_selection(monkeypatch, name):
     (ranges_h, n_h), (ranges_s, n_s) = got
     assert n_h == len(Crossbar(W, spec).row_blocks) and n_s == 0
     assert ranges_h == ranges_s                            # the same floats, block by block
-    assert any(lo < 0 for lo, _ in ranges_h) == (spec.input_signed or spec.pair_readout)
+    # signed inputs convert unipolar (their sign is the last cycle's place value): only the pair readout is bipolar
+    assert any(lo < 0 for lo, _ in ranges_h) == spec.pair_readout
 
 
 def _calibrated_both_ways(monkeypatch, W, spec, x, seed):
@@ -84,8 +85,7 @@ def test_non_integer_levels_keep_the_selection(monkeypatch):
     rng = np.random.default_rng(3)
     W, x = _operands(rng, spec.signed, spec.weight_bits, spec.input_bits, False, 5, 40, 30)
     xb = _calibrated_both_ways(monkeypatch, W, spec, x, seed=4)
-    assert calibration._integer_histogram(np.zeros((2, 32), dtype=np.int64), 0, 32, xb.a_gemm[0], [0], [1],
-                                          False) is None
+    assert calibration._integer_histogram(np.zeros((2, 32), dtype=np.int64), 0, 32, xb.a_gemm[0], [0], [1]) is None
 
 
 def test_parallel_map_keeps_order(monkeypatch):
@@ -108,7 +108,7 @@ def test_thresholded_histograms_give_the_percentile_exactly(monkeypatch, signed,
     """A threshold that rises with the counts (``need``: the values among which the percentile's two order statistics
     lie) leaves the counts from the threshold on exact, planes whose bounds keep them below it unsummed: merged over
     shards and with the rest in bin 0 they give the percentile of the full histogram, for low and high percentiles,
-    shard splits, sampled passes, signed levels and inputs, 2-bit digits and 4-row groups (19 rows: a ragged last
+    shard splits, sampled passes, signed levels, 2-bit digits and 4-row groups (19 rows: a ragged last
     byte)."""
     if rows_per_group == 4:
         monkeypatch.setattr(kernels_bits, "TABLE_BYTES_8", 0)
@@ -118,14 +118,14 @@ def test_thresholded_histograms_give_the_percentile_exactly(monkeypatch, signed,
     assert g == rows_per_group
     shifts, widths = list(range(0, 8, dac_bits)), [dac_bits] * (8 // dac_bits)
     T = len(shifts)
-    full, neg_full, tau0 = value_histogram(u, 0, len(u), 0, rows, table, g, plane, shifts, widths, signed, bins)
+    full, neg_full, tau0 = value_histogram(u, 0, len(u), 0, rows, table, g, plane, shifts, widths, bins)
     assert tau0 == 0 and int(full.sum()) == len(u) * T * 70 and neg_full == signed
     raised = 0
     for q in (50.0, 90.0, 99.0, 99.9, 99.99, 100.0):
         n = int(full.sum())
         need = n - int(math.floor((n - 1) * (q / 100.0)))
         for edges in ([0, 300], [0, 7, 150, 299, 300]):
-            parts = [value_histogram(u, e0, e1, 0, rows, table, g, plane, shifts, widths, signed, bins, 0, need)
+            parts = [value_histogram(u, e0, e1, 0, rows, table, g, plane, shifts, widths, bins, 0, need)
                      for e0, e1 in zip(edges[:-1], edges[1:])]
             tau = max(t for _, _, t in parts)
             hist = sum(h for h, _, _ in parts)
@@ -136,26 +136,26 @@ def test_thresholded_histograms_give_the_percentile_exactly(monkeypatch, signed,
             raised += tau > 0
     assert raised >= 8                    # the threshold did rise (from the 90th percentile on, at least)
     picked = np.arange(3, 300, 7)
-    sub, _, _ = value_histogram(u, 0, 0, 0, rows, table, g, plane, shifts, widths, signed, bins, examples=picked)
-    want = sum(value_histogram(u, b, b + 1, 0, rows, table, g, plane, shifts, widths, signed, bins)[0] for b in picked)
+    sub, _, _ = value_histogram(u, 0, 0, 0, rows, table, g, plane, shifts, widths, bins, examples=picked)
+    want = sum(value_histogram(u, b, b + 1, 0, rows, table, g, plane, shifts, widths, bins)[0] for b in picked)
     assert np.array_equal(sub, want)      # listed examples
 
 
 def test_plane_bounds_skip_planes_and_keep_the_sign():
-    """Non-negative levels read with a signed top digit: the top plane's values are negated. Planes whose table
-    extremes keep them below the threshold are skipped, yet a negative value is still reported when only such a
-    plane gives one (and not when none does)."""
+    """Row 0's levels negative, the others positive: planes whose table extremes keep them below the threshold are
+    skipped, yet a negative value is still reported when only such a plane gives one (and not when none does)."""
     a = np.ones((8, 3), dtype=np.float32)                          # every column value = the set bits of the plane
+    a[0] = -1.0                                                    # ... less row 0's
     tables, g, plane = group_tables([a])
     u = np.zeros((50, 8), dtype=np.int64)
-    u[:, :] = 0b0111                                              # planes 0-2: 8 ones each, value 8
-    u[7, 0] |= 0b1000                                             # plane 3 (the signed top) of one example: -1
+    u[:, 1:] = 0b0111                                             # planes 0-2: rows 1-7, value 7
+    u[7, 0] = 0b1000                                              # plane 3 of one example: row 0 alone, -1
     shifts, widths = [0, 1, 2, 3], [1, 1, 1, 1]
-    for tau, negative in ((8, True), (2, True), (9, True), (100, True)):
-        hist, neg, _ = value_histogram(u, 0, 50, 0, 8, tables[0], g, plane, shifts, widths, True, 40, tau)
-        assert neg == negative and int(hist[tau:].sum()) == (150 * 3 if tau <= 8 else 0)
-    u[7, 0] = 0b0111
-    hist, neg, _ = value_histogram(u, 0, 50, 0, 8, tables[0], g, plane, shifts, widths, True, 40, 9)
+    for tau in (7, 2, 8, 100):
+        hist, neg, _ = value_histogram(u, 0, 50, 0, 8, tables[0], g, plane, shifts, widths, 40, tau)
+        assert neg and int(hist[tau:].sum()) == (150 * 3 if tau <= 7 else 0)
+    u[7, 0] = 0
+    hist, neg, _ = value_histogram(u, 0, 50, 0, 8, tables[0], g, plane, shifts, widths, 40, 8)
     assert not neg and int(hist.sum()) == 0
 
 
@@ -172,7 +172,7 @@ def test_a_guess_the_batch_does_not_bear_out_is_dropped(monkeypatch):
     calls = []
     real = calibration.value_histogram
     monkeypatch.setattr(calibration, "value_histogram",
-                        lambda *a, **k: calls.append((a[3], a[12])) or real(*a, **k))
+                        lambda *a, **k: calls.append((a[3], a[11])) or real(*a, **k))
     _calibrated_both_ways(monkeypatch, W, spec, x, seed=2)
     first = [tau for k0, tau in calls if k0 == 0]   # the first row block (128 rows): pilot, guess, again from 0
     shards = min(4 * 2, 1024 // 64)
@@ -180,14 +180,13 @@ def test_a_guess_the_batch_does_not_bear_out_is_dropped(monkeypatch):
     assert first[1:1 + shards] == [first[1]] * shards and first[1 + shards:] == [0] * shards
 
 
-@pytest.mark.parametrize("rows,bits,signed,signed_levels,batch", [(1, 8, False, False, 300), (9, 16, False, False, 9000),
-                                                                 (9, 8, True, True, 300), (12, 4, True, False, 300),
-                                                                 (5, 1, False, True, 300), (7, 6, True, True, 0)])
-def test_small_blocks_count_their_patterns(monkeypatch, rows, bits, signed, signed_levels, batch):
+@pytest.mark.parametrize("rows,bits,signed_levels,batch", [(1, 8, False, 300), (9, 16, False, 9000), (9, 8, True, 300),
+                                                          (12, 4, False, 300), (5, 1, True, 300), (7, 6, True, 0)])
+def test_small_blocks_count_their_patterns(monkeypatch, rows, bits, signed_levels, batch):
     """A block of at most PATTERN_ROWS rows with one-bit digits counts each cycle's pattern of digits and then each
     pattern's column values: the histogram of every value (the tables' pass without a threshold) and the same sign,
-    for rows k0..k1 of wider inputs, signed inputs (the top cycle weighs -1), signed levels, a batch spread over
-    threads (9,000 examples: 2 shards) and an empty one."""
+    for rows k0..k1 of wider inputs, signed levels, a batch spread over threads (9,000 examples: 2 shards) and an
+    empty one."""
     monkeypatch.setenv("CIMSIM_THREADS", "3")
     rng = np.random.default_rng(rows * 100 + bits)
     a = rng.integers(-3 if signed_levels else 0, 4, size=(rows, 11)).astype(np.float32)
@@ -197,19 +196,20 @@ def test_small_blocks_count_their_patterns(monkeypatch, rows, bits, signed, sign
     shifts, widths = list(range(bits)), [1] * bits
     tables, g, plane = group_tables([a])
     bins = int(np.abs(a).sum(axis=0).max()) * 2 + 1
-    full, neg, _ = value_histogram(u, 0, batch, k0, k1, tables[0], g, plane, shifts, widths, signed, bins)
+    full, neg, _ = value_histogram(u, 0, batch, k0, k1, tables[0], g, plane, shifts, widths, bins)
     calls = []
     real = kernels_bits.pattern_counts
     monkeypatch.setattr(calibration, "pattern_counts", lambda *args: calls.append(args[1:3]) or real(*args))
-    hist, negative = calibration._integer_histogram(u, k0, k1, a, shifts, widths, signed)
+    hist, negative = calibration._integer_histogram(u, k0, k1, a, shifts, widths)
     assert np.array_equal(hist, full) and negative == neg
-    assert int(hist.sum()) == batch * bits * 11 and (negative == (batch > 0 and (signed or signed_levels)))
+    assert int(hist.sum()) == batch * bits * 11 and (negative == (batch > 0 and signed_levels))
     assert sorted(calls) == ([(0, 4500), (4500, 9000)] if batch == 9000 else [(0, batch)])
 
 
 def test_a_depthwise_crossbar_counts_patterns_to_the_same_range(monkeypatch):
     """A 3 x 3 depthwise kernel's crossbar (9 rows, ISAAC's 16-bit inputs in 1-bit cycles): the patterns' range is the
-    tables' (PATTERN_ROWS = 0) and the selection's (no histogram), for signed inputs too."""
+    tables' (PATTERN_ROWS = 0) and the selection's (no histogram), for signed inputs too (unipolar: offset weights'
+    levels are non-negative and the sign bit's cycle reads them like any other)."""
     for signed in (False, True):
         spec = CrossbarSpec(rows=128, cols=128, cell_bits=2, weight_bits=16, input_bits=16, dac_bits=1,
                             signed="offset", input_signed=signed, adc_range="calibrated", readout=SarADC(bits=8))
@@ -220,7 +220,7 @@ def test_a_depthwise_crossbar_counts_patterns_to_the_same_range(monkeypatch):
         for rows in (12, 0):
             monkeypatch.setattr(calibration, "PATTERN_ROWS", rows)
             got.append(_calibrated_both_ways(monkeypatch, W, spec, x, seed=1)._range)
-        assert got[0] == got[1] and (got[0][0][0] < 0) == signed
+        assert got[0] == got[1] and got[0][0][0] == 0.0
 
 
 @pytest.mark.parametrize("percentile,signed", [(99.9, False), (97.0, True), (50.0, False), (100.0, True)])
@@ -250,13 +250,13 @@ def test_the_selection_streamed_chunk_by_chunk_is_numpys_percentile(monkeypatch,
             xb.calibrate(x)
             xb.calibrate(x)   # kept buffers: written over by the second call
         u = xb.digit_source(x)
-        shifts, widths = plane_layout(8, 1)
+        shifts, widths = plane_layout(8, 1, signed)
         want = []
         for (k0, k1), a in zip(xb.row_blocks, xb.ro_a_gemm):   # every value, chunk by chunk as the GEMM forms it
             vals = []
             for b0 in range(0, 300, 8):
                 d = np.empty((8 * min(8, 300 - b0), k1 - k0), dtype=a.dtype)
-                stack_digits(u, b0, min(300, b0 + 8), k0, k1, shifts, widths, signed, d, None,
+                stack_digits(u, b0, min(300, b0 + 8), k0, k1, shifts, widths, d, None,
                              np.zeros(k1 - k0, dtype=np.int64))
                 vals.append((d @ a).ravel())
             v = np.concatenate(vals)
@@ -264,7 +264,7 @@ def test_the_selection_streamed_chunk_by_chunk_is_numpys_percentile(monkeypatch,
             low = -p if v.min() < 0 else 0.0
             want.append((low, max(p, low + 1.0)))
         assert xb._range == want and len(want) == 2
-        assert all((lo < 0) == signed and hi > 0 for lo, hi in want)   # each column one polarity: signs from x
+        assert all(lo == 0.0 and hi > 0 for lo, hi in want)   # each column one polarity, every digit unsigned
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

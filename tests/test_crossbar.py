@@ -15,7 +15,7 @@ import cimsim
 from _crossbar_cases import _matmul, _operands
 from cimsim import Crossbar, CrossbarSpec
 from cimsim.devices import IdealCell, IdealReadout, ReRAM, SarADC, SenseAmp, TernaryReadout
-from cimsim.encoding import SIGNED_MODES, input_planes, slice_weights
+from cimsim.encoding import SIGNED_MODES, input_planes, plane_layout, slice_weights
 from cimsim.errors import ConfigError
 
 
@@ -88,12 +88,10 @@ def test_float_integer_operands_are_accepted_exactly():
 
 # ------------------------------------------------------------------------------------------------ ADC
 def _worst_span(rows, c, a, d, signed):
-    """Worst-case column value span in level units, from the digit ranges of all planes."""
-    cycles = math.ceil(a / d)
-    top_w = a - d * (cycles - 1)
-    digit_max = 2 ** d - 1 if cycles > 1 else (2 ** top_w - 1 if not signed else 2 ** (top_w - 1) - 1)
-    digit_min = -(2 ** (top_w - 1)) if signed else 0
-    return rows * (digit_max - digit_min) * (2 ** c - 1)
+    """Worst-case column value span in level units, from the digit ranges of all planes (unsigned digits: a signed
+    input's sign is its last cycle's place value)."""
+    _, widths = plane_layout(a, d, signed)
+    return rows * (2 ** int(max(widths)) - 1) * (2 ** c - 1)
 
 
 ADC_CASES = [
@@ -128,7 +126,7 @@ def test_full_range_adc_with_enough_bits_is_lossless_and_one_bit_less_is_not(mod
         k1 = min(k0 + rows, inp)
         v = np.einsum("tbk,spnk->tbspn", planes[:, :, k0:k1].astype(float), ws.levels[..., k0:k1].astype(float))
         n = k1 - k0
-        lo = n * (-(2 ** (a - d * (math.ceil(a / d) - 1) - 1)) if signed else 0) * (2 ** c - 1)
+        lo = 0.0                                    # every column value >= 0: a unipolar range
         lsb = 2.0 ** max(0, math.ceil(math.log2(_worst_span(n, c, a, d, signed) / (2 ** (bits - 1) - 1))))
         r += lo + lsb * np.clip(np.floor((v - lo) / lsb + 0.5), 0, 2 ** (bits - 1) - 1)
     assert np.array_equal(ys[bits - 1], _digital_sum(ws, pw, r, x))
@@ -208,19 +206,20 @@ def test_calibrated_range_needs_calibration():
 
 
 def test_calibrated_percentile_range_is_lossless_inside_for_signed_inputs():
-    # signed inputs: the calibrated range is [-p, p] with p an interpolated percentile (non-integer here);
-    # with bits to spare nothing clips, so the output must be exact (no bias from a fractional lo)
+    # signed inputs: the digits are unsigned (the sign bit a cycle whose place value is negative), so the
+    # calibrated range is [0, p] with p an interpolated percentile (non-integer here); with bits to spare nothing
+    # clips, so the output must be exact (no bias from a fractional p)
     mode, b, c, a, d = "twos", 8, 2, 8, 1
     rng = np.random.default_rng(1)
     W, x = _operands(rng, mode, b, a, True, 3, 10, 7)
     _, _, _, v = _column_values(W, x, mode, b, c, a, d, True)
     p = np.percentile(np.abs(v), 99.9)
-    assert p != round(p) and v.min() < 0
+    assert p != round(p) and v.min() == 0 and x.min() < 0
     spec = CrossbarSpec(rows=16, cols=32, signed=mode, input_signed=True, readout=SarADC(bits=14),
                         adc_range="calibrated")
     xb = Crossbar(W, spec)
     xb.calibrate(x)
-    assert xb._range == [(-p, p)]        # numpy's percentile of every column value, to the last bit
+    assert xb._range == [(0.0, p)]       # numpy's percentile of every column value, to the last bit
     assert np.array_equal(xb(x), _matmul(x, W))
     with pytest.raises(ConfigError, match=r"calibration inputs must have shape \(batch, 10\)"):
         xb.calibrate(x[:, :9])
@@ -289,13 +288,17 @@ def test_sense_amp_offset_by_hand():
 
 
 def test_ternary_readout_by_hand():
-    # signed 2-bit inputs with a 2-bit DAC: one signed digit in [-2, 1]; twos 3-bit weights as above.
-    # x = [-2,-2,1]: out0 slice sums (-3,-3,0) -> (-1,-1,0) -> -3; out1 (-2, 0, -2) -> (-1, 0, -1) -> -1 + 4 = 3.
-    # x = [1,0,0]: out0 (1,1,0) -> 3; out1 (0,0,1) -> -4.   x = [1,-1,0]: out0 (0,0,0) -> 0; out1 (-1,0,1) -> -5.
+    # signed 2-bit inputs with a 2-bit DAC: cycle 0 the magnitude bit (place 1), cycle 1 the sign bit (place -2),
+    # both unipolar digits; twos 3-bit weights as above (slices bit 0, bit 1, sign with weights 1, 2, -4).
+    # x = [-2,-2,1] (digits [0,0,1], then [1,1,0]): out0 slice sums (1,1,0) -> 3, then (2,2,0) -> (1,1,0) -> 3 x -2:
+    # -3; out1 (0,0,0), then (1,0,1) -> 1 - 4 = -3 x -2 = 6.
+    # x = [1,0,0]: out0 (1,1,0) -> 3; out1 (0,0,1) -> -4.
+    # x = [1,-1,0] (digits [1,1,0], then [0,1,0]): out0 (2,2,0) -> 3, (1,1,0) -> 3 x -2: -3; out1 (1,0,1) -> -3,
+    # (1,0,0) -> 1 x -2: -5.
     spec = CrossbarSpec(rows=4, cols=4, cell_bits=1, weight_bits=3, input_bits=2, dac_bits=2, signed="twos",
                         input_signed=True, readout=TernaryReadout(delta=0.5))
     y = Crossbar(W_HAND, spec)(np.array([[-2, -2, 1], [1, 0, 0], [1, -1, 0]]))
-    assert np.array_equal(y, [[-3, 3], [3, -4], [0, -5]])
+    assert np.array_equal(y, [[-3, 6], [3, -4], [-3, -5]])
 
 
 @pytest.mark.parametrize("readout", [SenseAmp(threshold=1.5), TernaryReadout(delta=2.5)])
@@ -323,13 +326,13 @@ def test_ledger_counts_and_read_energy():
                         signed=mode, input_signed=True, readout=SarADC(bits=8), batch_chunk=2)
     xb = Crossbar(W, spec, name="L")
     xb(x)
-    batch, cycles = 3, 2                                   # ceil(3 / 2)
+    batch, cycles = 3, 2                                   # ceil((3 - 1) / 2) magnitude cycles + the sign bit's
     slices = 2                                             # ceil((4 - 1) / 2)
     phys = slices * 2 * 2                                  # slices x polarity x out = 8
     row_blocks, col_blocks = 2, 2                          # ceil(5 / 3), ceil(8 / 4)
-    # digits (two's complement, 3 bits, 2-bit DAC): plane0 = x & 3, plane1 = signed top bit
+    # digits (two's complement, 3 bits, 2-bit DAC): plane0 = x & 3, plane1 = the sign bit (place value -4)
     u = np.where(x < 0, x + 8, x)
-    p0, p1 = u & 3, -((u >> 2) & 1)
+    p0, p1 = u & 3, (u >> 2) & 1
     nonzero = np.count_nonzero(p0) + np.count_nonzero(p1)
     assert nonzero == 10                                  # row 0: 3 + 1, row 1: 0, row 2: 4 + 2
     led = xb.ledger

@@ -40,8 +40,8 @@ CASES = {   # name: (spec, out, in, batch, calibration percentile or None)
     # ISAAC's shape at a 4-bit ADC: LSB > 1 rounds every conversion; 150 rows = a 2-word block and a 22-row one
     "isaac-4bit": (CrossbarSpec(rows=128, cols=128, cell_bits=2, weight_bits=16, input_bits=16, dac_bits=1,
                                 signed="offset", adc_range="full", readout=SarADC(bits=4)), 12, 150, 21, None),
-    # calibrated on half the values: many conversions clip; signed inputs (a negative lo), 3-bit digits with a
-    # signed top digit, offset weights
+    # calibrated on half the values: many conversions clip; signed inputs (the sign bit a 1-bit cycle with a
+    # negative place value after 3-bit digits), offset weights
     "clipping-signed-dac3": (CrossbarSpec(rows=32, cols=64, cell_bits=2, weight_bits=8, input_bits=8, dac_bits=3,
                                           signed="offset", input_signed=True, adc_range="calibrated",
                                           calibration_percentile=50.0, readout=SarADC(bits=3)), 9, 70, 23, True),

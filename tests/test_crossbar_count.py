@@ -30,7 +30,7 @@ def _same_ledger(a: dict, b: dict) -> None:
 
 @pytest.mark.parametrize("name, kw, signed", [
     ("isaac", {}, False),                                          # 16-bit inputs, 2-bit cells, offset weights
-    ("isaac", {"weight_bits": 8, "input_bits": 8}, True),         # signed inputs: a signed top digit
+    ("isaac", {"weight_bits": 8, "input_bits": 8}, True),         # signed inputs: the sign bit's own cycle
     ("isaac", {"input_bits": 18, "dac_bits": 2}, False),          # above the digit tables: digits cut per cycle
     ("neural-pim", {}, False),                                     # differential pairs, one conversion per MVM
     ("cascade", {"weight_bits": 8, "input_bits": 8}, False),      # groups of 2 cycles and 7 slices, all row blocks

@@ -121,7 +121,7 @@ def test_digit_tables_count_what_stack_digits_counts(bits, dac, signed):
     u = rng.integers(0, 1 << bits, size=(13, 21))
     u[0, :] = (1 << bits) - 1
     u[1, :] = 0
-    shifts, widths = plane_layout(bits, dac)
+    shifts, widths = plane_layout(bits, dac, signed)
     blocks = [(0, 8), (8, 21)]
     edges = [0, 2, 2, 11, 13]                       # shards 0..2, an empty one, 2..11, 11..13
     nz, sq, xf = digit_tally(u, edges, blocks, digit_tables(bits, dac, signed), (1 << bits) if signed else 0)
@@ -130,7 +130,7 @@ def test_digit_tables_count_what_stack_digits_counts(bits, dac, signed):
             b0, b1 = edges[j], edges[j + 1]
             out = np.empty((len(shifts) * (b1 - b0), k1 - k0), dtype=np.float64)
             sq_ref = np.zeros(k1 - k0, dtype=np.int64)
-            _, nz_ref = stack_digits(u, b0, b1, k0, k1, shifts, widths, signed, out, None, sq_ref)
+            _, nz_ref = stack_digits(u, b0, b1, k0, k1, shifts, widths, out, None, sq_ref)
             assert nz[i, j] == nz_ref
             assert np.array_equal(sq[j, k0:k1], sq_ref)
     x = np.where(u >= 1 << (bits - 1), u - (1 << bits), u) if signed else u

@@ -191,7 +191,7 @@ def test_a_refused_int8_product_falls_back_to_the_exact_bf16_one(gpu_products_on
 @pytest.mark.parametrize("chunk", [1, 7, 1000])
 def test_any_chunking_of_the_batch_gives_the_same_integer_numbers(monkeypatch, chunk):
     """A GPU streams far larger chunks than the spec's batch_chunk (TorchTile.chunk_rows): on integer paths the
-    chunking cannot move a number (signed inputs: the two's-complement top digit is cut per chunk too)."""
+    chunking cannot move a number (signed inputs: the sign bit's cycle is cut per chunk too)."""
     rng = np.random.default_rng(9)
     W = rng.integers(-7, 8, size=(13, 150))
     x = rng.integers(-8, 8, size=(23, 150))

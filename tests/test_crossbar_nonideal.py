@@ -45,14 +45,12 @@ def test_read_noise_matches_analytic_variance(mode, c, b, a, d, signed):
     if mode == "twos":
         slice_w2.append(float(2 ** (b - 1)) ** 2)
     assert len(slice_w2) == n_slices
-    cycles = math.ceil(a / d)
+    m = a - 1 if signed else a                                    # magnitude bits; the sign bit a cycle alone
+    cycles = [(d * t, min(d, m - d * t)) for t in range(math.ceil(m / d))] + ([(a - 1, 1)] if signed else [])
     var = np.zeros(x.shape[0])
-    for t in range(cycles):
-        digits = (np.where(x < 0, x + 2 ** a, x) >> (d * t)) & (2 ** min(d, a - d * t) - 1)
-        if signed and t == cycles - 1:
-            w_top = a - d * t
-            digits = np.where(digits >= 2 ** (w_top - 1), digits - 2 ** w_top, digits)
-        var += (2.0 ** (d * t)) ** 2 * sum(slice_w2) * n_pol * (digits.astype(float) ** 2).sum(axis=1) * sig_level ** 2
+    for sh, w in cycles:
+        digits = (np.where(x < 0, x + 2 ** a, x) >> sh) & (2 ** w - 1)
+        var += (2.0 ** sh) ** 2 * sum(slice_w2) * n_pol * (digits.astype(float) ** 2).sum(axis=1) * sig_level ** 2
     pred_std = np.sqrt(var)[:, None] * np.ones((1, 3))           # same for every output of an example
 
     z = err / pred_std                                            # standardized errors

@@ -10,7 +10,7 @@ import pytest
 from _crossbar_cases import _matmul, _operands
 from cimsim import Crossbar, CrossbarSpec
 from cimsim.devices import IdealCell, IdealReadout, ReRAM, SarADC, SenseAmp, TernaryReadout
-from cimsim.encoding import input_planes, slice_weights
+from cimsim.encoding import input_cycles, input_planes, slice_weights
 from cimsim.errors import ConfigError
 from cimsim.readouts import ACROSS_ROW_BLOCKS
 from test_crossbar_scopes import ENGINES
@@ -54,7 +54,7 @@ def test_pair_readout_with_ideal_cells_and_readout_is_the_integer_matmul(input_s
     xb = Crossbar(W, s, seed=0, backend=backend, device=device)
     assert np.array_equal(xb(x), _matmul(x, W))
     # one conversion per column pair: half the physical columns
-    cycles = -(-ib // dac)
+    cycles = input_cycles(ib, dac, input_signed)     # signed: the sign bit a cycle of its own
     assert xb.readout_columns == xb.physical_columns // 2
     assert xb.ledger.count("ideal-readout_conversion") == 9 * cycles * len(xb.row_blocks) * xb.readout_columns
     assert xb.ledger.count("nonzero_decisions") == 0

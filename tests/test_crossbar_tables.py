@@ -28,11 +28,11 @@ def _grid_levels(rng, rows, cols, bits=15):
     return (np.round(a * 2.0 ** bits) / 2.0 ** bits).astype(np.float32)
 
 
-@pytest.mark.parametrize("rows,cols,k0,signed", [(128, 512, 0, False), (100, 520, 37, True), (3, 300, 5, False)])
-def test_table_rows_are_the_float32_product_bit_for_bit(rows, cols, k0, signed):
+@pytest.mark.parametrize("rows,cols,k0", [(128, 512, 0), (100, 520, 37), (3, 300, 5)])
+def test_table_rows_are_the_float32_product_bit_for_bit(rows, cols, k0):
     """Row blocks of 128, 100 (not a multiple of 16: padded groups) and 3 rows; 520 columns (two column chunks);
-    a slab boundary inside a cycle; signed inputs (the last cycle's digit -1); the digits' statistics (read-noise
-    variance per stacked row, squares per row, non-zero count) as the stacked digits give them."""
+    a slab boundary inside a cycle; the digits' statistics (read-noise variance per stacked row, squares per row,
+    non-zero count) as the stacked digits give them."""
     rng = np.random.default_rng(rows + cols)
     a = _grid_levels(rng, rows, cols)
     assert grid_exact(a, rows)
@@ -45,17 +45,14 @@ def test_table_rows_are_the_float32_product_bit_for_bit(rows, cols, k0, signed):
     rowvar, sqsum, nz = np.full(T * nb, np.nan), np.zeros(rows, dtype=np.int64), 0
     for r0 in range(0, T * nb, 100):
         r1 = min(r0 + 100, T * nb)
-        nz += table_rows(u, b0, nb, k0, k0 + rows, shifts, signed, tables, r0, r1, out[r0:r1], True, var, True,
+        nz += table_rows(u, b0, nb, k0, k0 + rows, shifts, tables, r0, r1, out[r0:r1], True, var, True,
                          rowvar, sqsum)
     digits = np.concatenate([(u[b0:b0 + nb, k0:k0 + rows] >> t) & 1 for t in range(T)]).astype(np.float32)
-    if signed:
-        digits[(T - 1) * nb:] *= -1
     np.testing.assert_array_equal(out, digits @ a)
     # the digits' statistics as stack_digits gives them: the same float64 sums, bit for bit
     xs = np.empty((T * nb, rows), dtype=np.float32)
     sq_ref = np.zeros(rows, dtype=np.int64)
-    rv_ref, nz_ref = stack_digits(u, b0, b0 + nb, k0, k0 + rows, shifts, np.ones(T, dtype=np.int64), signed, xs, var,
-                                  sq_ref)
+    rv_ref, nz_ref = stack_digits(u, b0, b0 + nb, k0, k0 + rows, shifts, np.ones(T, dtype=np.int64), xs, var, sq_ref)
     np.testing.assert_array_equal(xs, digits)
     assert nz == nz_ref
     np.testing.assert_array_equal(sqsum, sq_ref)
@@ -75,11 +72,10 @@ def test_one_variance_per_block_gives_the_rows_sums(v):
     var = np.full(rows, v)
     out = np.empty((T * nb, cols), dtype=np.float32)
     rowvar, sqsum = np.full(T * nb, np.nan), np.zeros(rows, dtype=np.int64)
-    nz = table_rows(u, 0, nb, 0, rows, shifts, False, nibble_tables(a), 0, T * nb, out, True, var, True, rowvar,
-                    sqsum)
+    nz = table_rows(u, 0, nb, 0, rows, shifts, nibble_tables(a), 0, T * nb, out, True, var, True, rowvar, sqsum)
     xs = np.empty((T * nb, rows), dtype=np.float32)
     sq_ref = np.zeros(rows, dtype=np.int64)
-    rv_ref, nz_ref = stack_digits(u, 0, nb, 0, rows, shifts, np.ones(T, dtype=np.int64), False, xs, var, sq_ref)
+    rv_ref, nz_ref = stack_digits(u, 0, nb, 0, rows, shifts, np.ones(T, dtype=np.int64), xs, var, sq_ref)
     assert nz == nz_ref
     np.testing.assert_array_equal(sqsum, sq_ref)
     np.testing.assert_array_equal(rowvar.view(np.int64), rv_ref.view(np.int64))

@@ -2,6 +2,7 @@
 cell's read pulse), ISAAC's in its stated 100 ns (sec. 4), which its shared ADC matches, Neural-PIM's NNADC and NNS+A keep up with the
 read, CASCADE's buffer writes (20 ns, est.) set its cycle."""
 
+import numpy as np
 import pytest
 
 import cimsim
@@ -79,3 +80,21 @@ def test_a_read_costs_table6_power_over_its_duration():
     assert per_array_read(isaac) == pytest.approx(2.4e-3 / 8 * 100e-9, rel=1e-9)
     assert per_array_read(npim) == pytest.approx(2.4e-3 / 8 * 10e-9, rel=1e-9)
     assert npim.cell.r_on_ohm == isaac.cell.r_on_ohm and npim.cell.read_time_s == isaac.cell.read_time_s / 10
+
+
+def test_signed_inputs_take_the_sign_bits_own_cycle():
+    """A signed layer's MVM: its a - 1 magnitude bits d at a time, then the sign bit alone (the engine's cycles,
+    cimsim.encoding.plane_layout): with ISAAC's 1-bit DACs as many cycles as unsigned inputs, with 2-bit DACs
+    8-bit inputs take 5 cycles instead of 4; the engine's crossbar counts the same cycles."""
+    from cimsim import Crossbar
+    from cimsim.cost import LayerPlan
+
+    for dac, want in ((1, (8, 8)), (2, (4, 5)), (4, (2, 3))):
+        a = cimsim.arch.get("isaac", input_bits=8, dac_bits=dac)
+        plans = [LayerPlan("fc", "Linear", in_features=64, out_features=8, groups=1, arrays=1, input_signed=s)
+                 for s in (False, True)]
+        assert tuple(a.layer_cycles(p) for p in plans) == want
+        assert [a.mvm_time_s(p, {}) for p in plans] == [pytest.approx(n * a.cycle_s, rel=1e-12) for n in want]
+        for s, n in zip((False, True), want):
+            xb = Crossbar(np.zeros((8, 64), dtype=np.int64), a.crossbar_spec(input_signed=s))
+            assert xb.cycles == n

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from cimsim.encoding import SIGNED_MODES, input_planes, slice_weights
+from cimsim.encoding import SIGNED_MODES, input_cycles, input_planes, plane_layout, plane_weights, slice_weights
 from cimsim.errors import ConfigError
 
 
@@ -128,25 +128,35 @@ def test_input_planes_reconstruct_every_input(signed, d):
         x = np.arange(lo, hi + 1).reshape(-1, 1) * np.ones((1, 3), dtype=np.int64)   # (batch, in)
         x[:, 1] = x[::-1, 1]
         planes, pw = input_planes(x, a, d, signed)
-        cycles = math.ceil(a / d)
+        m = a - 1 if signed else a                                                 # bits streamed d at a time
+        cycles = math.ceil(m / d) + (1 if signed else 0)                           # the sign bit: a cycle of its own
         assert planes.shape == (cycles,) + x.shape
-        assert np.array_equal(pw, [2.0 ** (d * t) for t in range(cycles)])       # LSB first
+        assert input_cycles(a, d, signed) == cycles
+        place = [2.0 ** (d * t) for t in range(math.ceil(m / d))] + ([-(2.0 ** (a - 1))] if signed else [])
+        assert np.array_equal(pw, place)                                           # LSB first
         assert np.array_equal(np.tensordot(pw, planes, axes=1), x), (a, d, signed)
-        top_w = a - d * (cycles - 1)                                               # bits of the top digit
-        for t in range(cycles - 1):
-            assert planes[t].min() >= 0 and planes[t].max() <= 2 ** d - 1
-        if signed:   # the top digit is a signed two's complement digit
-            assert planes[-1].min() == -(2 ** (top_w - 1)) and planes[-1].max() == 2 ** (top_w - 1) - 1
-        else:
-            assert planes[-1].min() == 0 and planes[-1].max() == 2 ** top_w - 1
+        top_w = m - d * (math.ceil(m / d) - 1)                                     # bits of the top magnitude digit
+        for t in range(math.ceil(m / d) - 1):
+            assert planes[t].min() == 0 and planes[t].max() == 2 ** d - 1
+        t = math.ceil(m / d) - 1
+        if t >= 0:
+            assert planes[t].min() == 0 and planes[t].max() == 2 ** top_w - 1
+        if signed:   # the sign bit, unipolar: 1 exactly where the input is negative
+            assert np.array_equal(planes[-1], (x < 0).astype(planes.dtype))
 
 
 def test_input_planes_hand_example():
-    # 5-bit signed, 2-bit DAC: -11 = 10101b (two's complement) -> digits 01, 01, then the signed top bit 1 -> -1
+    # 5-bit signed, 2-bit DAC: -11 = 10101b (two's complement) -> magnitude digits 01, 01, then the sign bit 1 with
+    # place value -16: 1 + 4 - 16 = -11
     planes, pw = input_planes(np.array([[-11, 6]]), 5, 2, True)
-    assert np.array_equal(planes[:, 0, 0], [1, 1, -1])
+    assert np.array_equal(planes[:, 0, 0], [1, 1, 1])
     assert np.array_equal(planes[:, 0, 1], [2, 1, 0])     # 6 = 00110b
-    assert np.array_equal(pw, [1.0, 4.0, 16.0])
+    assert np.array_equal(pw, [1.0, 4.0, -16.0])
+    # 1-bit DAC: the cycles of unsigned inputs, the last one weighing -2**(a-1)
+    shifts, widths = plane_layout(8, 1, True)
+    assert np.array_equal(shifts, np.arange(8)) and np.array_equal(widths, np.ones(8))
+    assert np.array_equal(plane_weights(shifts, True), [1, 2, 4, 8, 16, 32, 64, -128])
+    assert input_cycles(8, 2, True) == 5 and input_cycles(8, 2, False) == 4 and input_cycles(9, 2, True) == 5
 
 
 def test_out_of_range_and_non_integer_inputs_raise():

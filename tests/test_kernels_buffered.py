@@ -149,7 +149,7 @@ def test_words_of_digits_and_planes_of_levels_count_the_product():
     masks, sq = np.empty((8, nb), dtype=np.int64), np.zeros(K, dtype=np.int64)
     nz = digit_masks(u, 5, nb, 10, 10 + K, shifts, masks, sq)
     xs, sq_ref = np.empty((8 * nb, K), dtype=np.float32), np.zeros(K, dtype=np.int64)
-    _, nz_ref = stack_digits(u, 5, 5 + nb, 10, 10 + K, shifts, np.ones(8, dtype=np.int64), False, xs, None, sq_ref)
+    _, nz_ref = stack_digits(u, 5, 5 + nb, 10, 10 + K, shifts, np.ones(8, dtype=np.int64), xs, None, sq_ref)
     bits = (masks.reshape(-1)[:, None] >> np.arange(K)) & 1                    # (cycles x examples, rows)
     assert np.array_equal(bits, xs) and nz == nz_ref and np.array_equal(sq, sq_ref)
     m = np.zeros((S, 2))

@@ -41,13 +41,12 @@ def test_cut_planes_equals_input_planes(bits, dac, signed, K, R, g0, g1, dtype):
     pad = np.zeros((T, 37, 4 * R), dtype=np.int64)
     pad[:, :, :K] = planes
     want = pad.reshape(T, 37, 4, R)[:, :, g0:g1].transpose(2, 0, 1, 3).reshape(g1 - g0, T * 37, R)
-    shifts, widths = plane_layout(bits, dac)
+    shifts, widths = plane_layout(bits, dac, signed)
     dev = DEVICE
     xt = torch.as_tensor(x, dtype=torch.float32 if dtype == torch.float32 else torch.int16, device=dev)
     got, nz, sq = kernels_triton.cut_planes(
         xt, torch.as_tensor(shifts, dtype=torch.int32, device=dev),
-        torch.as_tensor((1 << widths) - 1, dtype=torch.int32, device=dev), g0, g1, R, dtype, signed, bits,
-        int(widths[-1]))
+        torch.as_tensor((1 << widths) - 1, dtype=torch.int32, device=dev), g0, g1, R, dtype)
     assert got.dtype == dtype
     np.testing.assert_array_equal(got.cpu().to(torch.int64).numpy(), want)
     live = pad.reshape(T, 37, 4, R)[:, :, g0:g1]

@@ -62,18 +62,19 @@ def inputs(rng, bits, signed, batch, n):
     return x
 
 
-def case(kind, signed, reverse=False):
+def case(kind, signed, reverse=False, adc_bits=8):
     """(a maker of the tile, W, the spec's input bits): SME's squeezed tile of 8-bit weights or ADMM's masked tile
-    of 16-bit weights on ISAAC's arrays (groups in reverse order with ``reverse``)."""
+    of 16-bit weights on ISAAC's arrays (groups in reverse order with ``reverse``), read by ``adc_bits`` ADCs (8, the
+    architectures': every group's calibrated range holds its columns' worst case; 7: some groups' do not)."""
     if kind == "sme":
         W = laplace_weights((70, 300), 6.0, seed=1)
         W[:, 128:256] //= 16                      # a sparser row block: squeeze-out moves columns
-        spec = SME_SPEC
+        spec = replace(SME_SPEC, readout=replace(SME_SPEC.readout, bits=adc_bits))
         make = lambda: sme_tile(spec, W, signed)  # noqa: E731
     else:
         W = laplace_weights((40, 300), 900.0, seed=1, bits=16)
         W[16:32, 128:256] = 0                     # a pruned block: the masked layout skips its array
-        spec = ISAAC_SPEC
+        spec = replace(ISAAC_SPEC, readout=replace(ISAAC_SPEC.readout, bits=adc_bits))
         make = lambda: admm_tile(spec, W, signed)  # noqa: E731
     if reverse:
         fwd = make
@@ -82,13 +83,14 @@ def case(kind, signed, reverse=False):
 
 
 @pytest.mark.parametrize("chunk_rows", [0, 7])
-@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("signed,adc_bits", [(False, 8), (True, 8), (True, 7)])
 @pytest.mark.parametrize("kind", ["sme", "admm"])
-def test_the_packed_tile_is_the_group_by_group_product_bit_for_bit(monkeypatch, kind, signed, chunk_rows):
-    """Unsigned inputs: every group's calibrated ADC covers its columns (the lossless path), and the tile is x @ W.T.
-    Signed inputs: the calibrated ranges clip some or all groups (off the path): the group-by-group numbers. The
-    exact product x @ M whole (EXACT_CHUNK_BYTES as it is) or 7 rows at a time (the last block short)."""
-    make, W, bits = case(kind, signed)
+def test_the_packed_tile_is_the_group_by_group_product_bit_for_bit(monkeypatch, kind, signed, adc_bits, chunk_rows):
+    """8-bit ADCs: every group's calibrated ADC covers its columns (the lossless path), and the tile is x @ W.T, for
+    signed inputs too (their sign bit is a cycle of unsigned digits: the ranges stay unipolar). 7-bit ADCs: the
+    calibrated ranges clip some groups (off the path): the group-by-group numbers. The exact product x @ M whole
+    (EXACT_CHUNK_BYTES as it is) or 7 rows at a time (the last block short)."""
+    make, W, bits = case(kind, signed, adc_bits=adc_bits)
     if chunk_rows:
         monkeypatch.setattr(packed, "EXACT_CHUNK_BYTES", 8 * W.shape[1] * chunk_rows)
     rng = np.random.default_rng(7)
@@ -100,8 +102,8 @@ def test_the_packed_tile_is_the_group_by_group_product_bit_for_bit(monkeypatch, 
     assert led_on == led_off and calls_on == calls_off
     assert all(w is None for w in ws_off)
     groups = len(make().groups)
-    if signed:
-        assert calls_on < 2 * groups and all(w is None for w in ws_on)
+    if adc_bits < 8:
+        assert 0 < calls_on < 2 * groups and all(w is None for w in ws_on)
     else:
         assert calls_on == 2 * groups             # every group's call counted as lossless
         assert all(np.array_equal(y, x @ W.T) for y, x in zip(ys_on, xs))   # the engine's root identity
@@ -109,9 +111,10 @@ def test_the_packed_tile_is_the_group_by_group_product_bit_for_bit(monkeypatch, 
 
 
 def test_groups_counted_before_a_group_off_the_path_form_their_columns_in_order(monkeypatch):
-    """SME's tile with signed inputs, its groups reversed: the first ones take the lossless path (counted), a later one
-    does not; those counted form their columns then, in the groups' order: the group-by-group numbers."""
-    make, W, bits = case("sme", True, reverse=True)
+    """SME's tile with signed inputs and 7-bit ADCs, its groups reversed: the first ones take the lossless path
+    (counted), a later one does not; those counted form their columns then, in the groups' order: the group-by-group
+    numbers."""
+    make, W, bits = case("sme", True, reverse=True, adc_bits=7)
     rng = np.random.default_rng(7)
     xs = [inputs(rng, bits, True, 300, W.shape[1])]
     got = runs(monkeypatch, make, inputs(rng, bits, True, 64, W.shape[1]), xs)
