@@ -81,6 +81,12 @@ class SnnChip(DifferentialColumns, TiledChip):
     cost_only = (*TiledChip.cost_only, "clock_hz", "lif.*", "lif_units_per_tile", "cols_per_accumulator",
                  "accumulator_bits")
 
+    def check(self) -> None:
+        super().check()
+        if self.input_encoding != "twos":
+            raise ValueError(f"input_encoding={self.input_encoding!r}: the sense-amp training models the 'twos' "
+                             "encoding only")
+
     # ------------------------------------------------------------------ structure
     @property
     def accumulators_per_crossbar(self) -> int:
@@ -199,7 +205,8 @@ class AdclessSnn(SnnChip):
         """Differential weights; every column read by its own sense amp (the mapper adds the column scales)."""
         return CrossbarSpec(rows=self.rows, cols=self.cols, cell=self.cell, cell_bits=self.cell_bits,
                             weight_bits=self.weight_bits, input_bits=self.input_bits, dac_bits=self.dac_bits,
-                            signed="differential", input_signed=input_signed, readout=self.sense_amp())
+                            signed="differential", input_signed=input_signed, readout=self.sense_amp(),
+                            input_encoding=self.input_encoding)
 
     def event_costs(self) -> dict[str, EventCost]:
         """Sense-amp decisions; a non-zero decision adds its scale into the accumulator (zeros skipped), which
@@ -254,7 +261,7 @@ class SnnHpAdc(SnnChip):
         return CrossbarSpec(rows=self.rows, cols=self.cols, cell=self.cell, cell_bits=self.cell_bits,
                             weight_bits=self.weight_bits, input_bits=self.input_bits, dac_bits=self.dac_bits,
                             signed="differential", input_signed=input_signed, readout=self.adc,
-                            adc_range=self.adc_range)
+                            adc_range=self.adc_range, input_encoding=self.input_encoding)
 
     def event_costs(self) -> dict[str, EventCost]:
         return {**self.snn_event_costs(),

@@ -146,6 +146,9 @@ class Hcim(DifferentialColumns, TiledChip):
         if self.first_input_bits % self.dac_bits:
             raise ValueError(f"first_input_bits ({self.first_input_bits}) must be a multiple of dac_bits "
                              f"({self.dac_bits})")
+        if self.input_encoding != "twos":
+            raise ValueError(f"input_encoding={self.input_encoding!r}: HCiM's partial-sum fine-tuning models the "
+                             "'twos' encoding only")
 
     def first_layer_input_bits(self) -> int:
         return self.first_input_bits

@@ -135,7 +135,7 @@ class Isaac(TiledChip):
         return CrossbarSpec(rows=self.rows, cols=self.cols, cell=self.cell, cell_bits=self.cell_bits,
                             weight_bits=self.weight_bits, input_bits=self.input_bits, dac_bits=self.dac_bits,
                             signed=self.signed, input_signed=input_signed, readout=self.adc,
-                            adc_range=self.adc_range)
+                            adc_range=self.adc_range, input_encoding=self.input_encoding)
 
     def event_costs(self) -> dict[str, EventCost]:
         """Energy of every event kind the ledger may hold (crossbar, converters, digital peripherals)."""

@@ -84,7 +84,7 @@ class Sme(Isaac):
         return CrossbarSpec(rows=self.rows, cols=self.cols, cell=self.cell, cell_bits=1,
                             weight_bits=self.weight_bits, input_bits=self.input_bits, dac_bits=self.dac_bits,
                             signed="differential", input_signed=input_signed, readout=self.adc,
-                            adc_range=self.adc_range)
+                            adc_range=self.adc_range, input_encoding=self.input_encoding)
 
     def inventory(self) -> tuple[Component, ...]:
         bits = self.xbars_per_ima * (self.rows + self.cols) * INDEX_ENTRY_BITS

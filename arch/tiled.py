@@ -32,7 +32,7 @@ from cimsim.devices.peripherals import (ActivationUnit, Bus, EDRAMBuffer, HyperT
                                         PoolingUnit, Register, Router, ShiftAdd, TileOutputRegister)
 from cimsim.devices.reram import ReRAM
 from cimsim.devices.technology import area_scale, energy_scale
-from cimsim.encoding import input_cycles
+from cimsim.encoding import INPUT_ENCODINGS, input_cycles
 from cimsim.ledger import EventLedger
 
 T6 = "Shafiee et al., ISAAC, ISCA 2016, Table 6 (32 nm)"
@@ -125,7 +125,8 @@ class DifferentialColumns:
         return CrossbarSpec(rows=self.rows, cols=self.cols, cell=self.cell, cell_bits=self.cell_bits,
                             weight_bits=self.weight_bits, input_bits=self.input_bits, dac_bits=self.dac_bits,
                             signed="differential", input_signed=input_signed, readout=self.adc,
-                            adc_range=self.adc_range, pair_readout=True, conversion=conversion)
+                            adc_range=self.adc_range, pair_readout=True, conversion=conversion,
+                            input_encoding=self.input_encoding)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,12 @@ class TiledChip(Architecture):
     weight_bits: int = param(16, "bit", "ISAAC sec. 4: 16-bit fixed-point weights", lo=2, hi=32)
     input_bits: int = param(16, "bit", "ISAAC sec. 4: 16-bit inputs", lo=1, hi=32)
     dac_bits: int = param(1, "bit", "ISAAC sec. 4: inputs streamed 1 bit per cycle", lo=1, hi=8)
+    input_encoding: str = param("twos", "", "ISAAC sec. 4 streams unsigned inputs bit by bit; signed ones in two's "
+                                "complement, the sign bit a cycle of its own (our model, cimsim.encoding)",
+                                choices=INPUT_ENCODINGS,
+                                doc="how signed inputs stream: 'twos' (a - 1 magnitude cycles and the sign bit's), "
+                                    "'split' (a positive and a negative pass of a - 1 bits each: twice the cycles, "
+                                    "no cancelling planes; numba backend)")
     read_cycle_s: float = param(100e-9, "s", "ISAAC sec. 4: 100 ns crossbar read cycle", lo=1e-12, hi=1.0)
     node_nm: float = param(32, "nm", f"{T6}", lo=7, hi=180)
     cell: MemoryCell = component(isaac_reram, "ISAAC: memristor (ReRAM) crossbars read for the 100 ns read cycle (sec. "
@@ -430,7 +437,7 @@ class TiledChip(Architecture):
     def layer_cycles(self, plan: LayerPlan) -> int:
         """Input cycles of one matrix-vector product of a mapped layer (signed inputs: the sign bit a cycle of its
         own, :func:`cimsim.encoding.plane_layout`; with 1-bit DACs as many as unsigned ones)."""
-        return input_cycles(self.layer_input_bits(plan), self.dac_bits, plan.input_signed)
+        return input_cycles(self.layer_input_bits(plan), self.dac_bits, plan.input_signed, self.input_encoding)
 
     def mvm_time_s(self, plan: LayerPlan, events: Mapping[str, float]) -> float:
         """Time of one matrix-vector product of a mapped layer: its bit-serial cycles."""

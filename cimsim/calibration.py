@@ -20,7 +20,6 @@ import threading
 
 import numpy as np
 
-from cimsim.encoding import plane_weights
 from cimsim.engine_threads import blas_controller, parallel_map, threads
 from cimsim.kernels import stack_digits
 from cimsim.kernels_bits import (group_tables, pattern_counts, pattern_histogram, table_bounds,
@@ -107,21 +106,21 @@ def percentile_in_place(a: np.ndarray, q: float) -> float:
     return lerp_order_statistics(float(top[k0]), float(top[k1]), h, lo)
 
 
-def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, signed: bool, percentile: float,
+def column_value_ranges(u: np.ndarray, row_blocks, matrices, shifts, widths, places, percentile: float,
                         dtype, scope: ConversionScope = PER_CYCLE, device=None) -> list[tuple[float, float]]:
     """(lo, hi) per conversion domain: [min(0, -p), max(p, lo + 1)] with p the ``percentile`` of the |values|
-    converted in that domain over every conversion, example and column (``u``: the validated inputs,
-    negatives taken modulo 2**input_bits; ``shifts``/``widths``: the cycles' digit layout,
-    :func:`cimsim.encoding.plane_layout`, the last cycle the sign bit where ``signed``). Per cycle (the
+    converted in that domain over every conversion, example and column (``u``: the digit source,
+    :func:`cimsim.encoding.digit_source`; ``shifts``/``widths``/``places``: the cycles' digit layout and place
+    values, :func:`cimsim.encoding.plane_layout` and :func:`cimsim.encoding.plane_weights`). Per cycle (the
     default scope) a domain is a row block and a value is ``digits @ matrix`` (unsigned digits); other scopes sum
-    those over the cycles of a conversion (with their place values relative to the first cycle's, the sign cycle's
-    negative) and/or over the row blocks of the domain.
+    those over the cycles of a conversion (with their place values relative to the first cycle's) and/or over the
+    row blocks of the domain.
 
     ``device`` (a torch device, e.g. the torch backend's CUDA GPU): per cycle, every block is multiplied and
     selected there (:func:`device_block_range`) instead of by the host's integer histogram or GEMM: the same
     ranges where the sums are exact (integer levels, the grid of exact sums)."""
     if not scope.per_cycle:
-        return _scoped_ranges(u, row_blocks, matrices, shifts, widths, signed, percentile, scope)
+        return _scoped_ranges(u, row_blocks, matrices, shifts, widths, places, percentile, scope)
     T, B = len(shifts), u.shape[0]
     chunk = max(1, CALIBRATION_ROWS // T)
     out, scratch = [], None
@@ -372,14 +371,34 @@ def _range_of(absv: np.ndarray, vmin: float, percentile: float) -> tuple[float, 
     return lo, max(p, lo + 1.0)
 
 
-def grouped_products(blocks, row_blocks, matrices, shifts, widths, groups):
-    """``(first cycles, end cycles, {block: matrix})`` where the values of the conversions of ``blocks`` may be
-    computed as one product per group of cycles (float64, or float32 where that block's sums stay below 2**24) of
-    the group's summed digits
-    (:func:`cimsim.kernels_host.group_digits`) with each block's matrix, giving the numbers of the product per cycle
+def group_fields(shifts, widths, places, groups) -> np.ndarray | None:
+    """Per group of cycles (first, end), whether its digits summed with their place values relative to its first
+    cycle's are the group's bit field of the digit source (0), that field sign-extended (1: a two's-complement sign
+    cycle last, after others), or neither (None: a group spanning a split input's two parts)."""
+    out = []
+    for t0, t1 in groups:
+        r = np.asarray(places[t0:t1], dtype=np.float64) / float(places[t0])
+        rel = 2.0 ** (np.asarray(shifts[t0:t1], dtype=np.float64) - float(shifts[t0]))
+        if np.array_equal(r, rel):
+            out.append(0)
+        elif t1 - t0 > 1 and int(widths[t1 - 1]) == 1 and np.array_equal(r[:-1], rel[:-1]) and r[-1] == -rel[-1]:
+            out.append(1)
+        else:
+            return None
+    return np.array(out, dtype=np.int64)
+
+
+def grouped_products(blocks, row_blocks, matrices, shifts, widths, places, groups):
+    """``(first cycles, end cycles, {block: matrix}, sign-extended)`` where the values of the conversions of
+    ``blocks`` may be computed as one product per group of cycles (float64, or float32 where that block's sums stay
+    below 2**24) of the group's summed digits (:func:`cimsim.kernels_host.group_digits`; which groups' fields are
+    sign-extended: :func:`group_fields`) with each block's matrix, giving the numbers of the product per cycle
     in the matrix's type summed with place values: integer levels whose every per-cycle sum that type holds exactly
     and whose every grouped sum, over the domain's blocks too, float64 holds exactly (then both are the exact integers,
     in any order). Else None."""
+    sext = group_fields(shifts, widths, places, groups)
+    if sext is None:
+        return None
     dmax = max((1 << int(w)) - 1 for w in widths) if len(widths) else 0
     ymax = max((sum(2 ** (int(shifts[t]) - int(shifts[t0])) for t in range(t0, t1)) for t0, t1 in groups), default=0)
     total, wide = 0.0, {}
@@ -396,17 +415,17 @@ def grouped_products(blocks, row_blocks, matrices, shifts, widths, groups):
     if total >= 2.0 ** 53:
         return None
     return (np.array([t0 for t0, _ in groups], dtype=np.int64), np.array([t1 for _, t1 in groups], dtype=np.int64),
-            wide)
+            wide, sext)
 
 
-def _scoped_ranges(u, row_blocks, matrices, shifts, widths, signed, percentile, scope) -> list[tuple[float, float]]:
+def _scoped_ranges(u, row_blocks, matrices, shifts, widths, places, percentile, scope) -> list[tuple[float, float]]:
     """The ranges of analog sums (see :func:`column_value_ranges`), in float64 (sums may exceed float32's
     exact integers)."""
     T, B = len(shifts), u.shape[0]
     groups = scope.cycle_groups(T)
     chunk = max(1, CALIBRATION_ROWS // T)
     m = matrices[0].shape[1] if matrices else 0
-    pw = plane_weights(shifts, signed)
+    pw = np.asarray(places, dtype=np.float64)
     out = []
     for blocks in scope.block_groups(len(row_blocks)):
         if B * m == 0:
@@ -414,7 +433,7 @@ def _scoped_ranges(u, row_blocks, matrices, shifts, widths, signed, percentile, 
             continue
         absv = np.empty(len(groups) * B * m)
         vmin, pos = 0.0, 0
-        grouped = grouped_products(blocks, row_blocks, matrices, shifts, widths, groups)
+        grouped = grouped_products(blocks, row_blocks, matrices, shifts, widths, pw, groups)
         for b0 in range(0, B, chunk):
             nb = min(B, b0 + chunk) - b0
             V = np.zeros((len(groups), nb, m))
@@ -422,7 +441,7 @@ def _scoped_ranges(u, row_blocks, matrices, shifts, widths, signed, percentile, 
                 k0, k1 = row_blocks[i]
                 if grouped is not None:   # each group's digits summed first: one product, exact
                     Y = np.empty((len(groups), nb, k1 - k0), dtype=grouped[2][i].dtype)
-                    group_digits(u, b0, nb, k0, k1, shifts, widths, signed, grouped[0], grouped[1], Y)
+                    group_digits(u, b0, nb, k0, k1, shifts, widths, grouped[3], grouped[0], grouped[1], Y)
                     V += (Y.reshape(-1, k1 - k0) @ grouped[2][i]).reshape(V.shape)
                     continue
                 digits = np.empty((T * nb, k1 - k0), dtype=matrices[i].dtype)

@@ -61,7 +61,7 @@ from cimsim.calibration import column_value_ranges
 from cimsim.crossbar_cpu import CpuTile
 from cimsim.devices.cell import IdealCell
 from cimsim.devices.converters import TernaryReadout
-from cimsim.encoding import check_inputs, plane_layout, slice_weights
+from cimsim.encoding import check_inputs, digit_source, slice_weights
 from cimsim.errors import ConfigError, check_seed
 from cimsim.irdrop import effective_conductance
 from cimsim.kernels import NoiseStreams
@@ -403,8 +403,7 @@ class Crossbar(CrossbarLayout):
     # ------------------------------------------------------------------ readout ranges
     def ranges(self) -> list[tuple[float, float]]:
         """(lo, lsb) per conversion domain for a quantizing readout."""
-        pol = self.spec.adc_range
-        bits = int(self.spec.readout.bits)
+        pol, bits = self.spec.adc_range, int(self.spec.readout.bits)
         out = []
         for d, blocks in enumerate(self.conversion_domains):
             if pol == "full":
@@ -431,18 +430,19 @@ class Crossbar(CrossbarLayout):
             raise ConfigError(f"calibration inputs must have shape (batch, {self.in_features}), got {x.shape}")
         if x.shape[0] == 0:
             raise ConfigError("the calibration batch is empty: give at least one input vector")
-        shifts, widths = plane_layout(self.spec.input_bits, self.spec.dac_bits, self.spec.input_signed)
+        shifts, widths, places = self.input_layout()
         gpu = self._torch.device if self._torch is not None and self._torch.device.type in CALIBRATE_DEVICES else None
         self._range = column_value_ranges(self.digit_source(x), self.row_blocks, self.ro_a_gemm, shifts, widths,
-                                          self.spec.input_signed, self.spec.calibration_percentile,
-                                          self.gemm_dtype(), self.spec.conversion, device=gpu)
+                                          places, self.spec.calibration_percentile, self.gemm_dtype(),
+                                          self.spec.conversion, device=gpu)
 
     def digit_source(self, x: np.ndarray, bounds: tuple[int, int] | None = None) -> np.ndarray:
-        """The validated inputs (int64) with negatives taken modulo 2**input_bits: what the digit cutter
-        (:func:`cimsim.kernels.stack_digits`) reads, as :func:`cimsim.encoding.input_planes` does (``bounds``: an
-        int64 ``x``'s (min, max) where the caller has them)."""
-        xv = check_inputs(x, self.spec.input_bits, self.spec.input_signed, one_pass=self._torch is None, bounds=bounds)
-        return np.where(xv < 0, xv + (1 << self.spec.input_bits), xv) if self.spec.input_signed else xv
+        """The validated inputs as the digit cutter (:func:`cimsim.kernels.stack_digits`) reads them
+        (:func:`cimsim.encoding.digit_source`; ``bounds``: an int64 ``x``'s (min, max) where the caller has them)."""
+        s = self.spec
+        xv = check_inputs(x, s.input_bits, s.input_signed, one_pass=self._torch is None, bounds=bounds,
+                          encoding=s.input_encoding)
+        return digit_source(xv, s.input_bits, s.input_signed, s.input_encoding)
 
     # ------------------------------------------------------------------ forward
     def __call__(self, x, product: bool = True):
@@ -457,7 +457,8 @@ class Crossbar(CrossbarLayout):
             return False
         if self._torch is not None:  # bit planes are cut on the device from the validated integers
             # numpy's bounds: loading the numba one would cost a run that otherwise runs no numba 0.3-0.8 s
-            check = lambda: check_inputs(x, self.spec.input_bits, self.spec.input_signed, one_pass=False)  # noqa: E731
+            check = lambda: check_inputs(x, self.spec.input_bits, self.spec.input_signed, one_pass=False,  # noqa: E731
+                                         encoding=self.spec.input_encoding)
             if np.issubdtype(x.dtype, np.integer):   # checked on the host while the device computes
                 y, tally = self._torch.forward(x, ranges, validate=check)   # offset-corrected on the device
             else:

@@ -27,7 +27,7 @@ import numpy as np
 
 from cimsim.crossbar_layout import CrossbarLayout
 from cimsim.crossbar_layout import Tally
-from cimsim.encoding import check_inputs, plane_layout, slice_weights
+from cimsim.encoding import check_inputs, digit_source, plane_layout, slice_weights
 from cimsim.errors import ConfigError
 from cimsim.kernels import digit_tables
 from cimsim.ledger import EventLedger
@@ -66,7 +66,7 @@ class CountingCrossbar(CrossbarLayout):
         S, P = part.levels.shape[:2]
         # the layout needs the slices' shape, place values, signs and offset, not their levels: a zero-strided view
         self.slices = replace(part, levels=np.broadcast_to(np.zeros((), np.int8), (S, P, *W.shape)))
-        self.tables = digit_tables(spec.input_bits, spec.dac_bits, spec.input_signed)
+        self.tables = digit_tables(spec.input_bits, spec.dac_bits, spec.input_signed, spec.input_encoding)
         self._ledger = EventLedger()
 
     def calibrate(self, x) -> None:
@@ -78,12 +78,12 @@ class CountingCrossbar(CrossbarLayout):
     def digit_counts(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """(non-zero digits over every input and cycle, sum of digit**2 per row (in,)) of integer inputs ``x``."""
         spec = self.spec
-        xv = check_inputs(x, spec.input_bits, spec.input_signed)
-        u = np.where(xv < 0, xv + (1 << spec.input_bits), xv) if spec.input_signed else xv
+        key = (spec.input_bits, spec.input_signed, spec.input_encoding)
+        u = digit_source(check_inputs(x, spec.input_bits, spec.input_signed, encoding=spec.input_encoding), *key)
         if self.tables is not None:
             nz_t, sq_t, _ = self.tables
             return float(nz_t[u].sum(dtype=np.int64)), sq_t[u].sum(axis=0, dtype=np.int64).astype(np.float64)
-        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits, spec.input_signed)
+        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits, spec.input_signed, spec.input_encoding)
         nz, sq = 0, np.zeros(self.in_features)
         for sh, w in zip(shifts, widths):   # the unsigned digits (cimsim.encoding.input_planes)
             d = (u >> int(sh)) & ((1 << int(w)) - 1)

@@ -43,7 +43,7 @@ import numpy as np
 from cimsim import kernels_amx, kernels_tables
 from cimsim.crossbar_general import GeneralPath
 from cimsim.crossbar_layout import Tally
-from cimsim.encoding import plane_layout, plane_weights
+from cimsim.encoding import source_numbers
 from cimsim.engine_threads import blas_controller, fixed_shares, parallel_map, taken_shares, threads  # noqa: F401
 from cimsim.kernels import adc_accumulate_rows, digit_tables, digit_tally, stack_digits
 from cimsim.kernels_bits import bit_serial_rows, group_tables, weighted_columns
@@ -193,7 +193,8 @@ class CpuTile(GeneralPath):
         if 2.0 ** (spec.input_bits + 1) * dmax * col_abs * np.abs(rw).sum() >= 2.0 ** 53:
             return None
         w = np.concatenate(w, axis=0)
-        return {"vmin": vmin, "vmax": vmax, "w": w, "tables": digit_tables(spec.input_bits, spec.dac_bits, spec.input_signed),
+        tables = digit_tables(spec.input_bits, spec.dac_bits, spec.input_signed, spec.input_encoding)
+        return {"vmin": vmin, "vmax": vmax, "w": w, "tables": tables,
                 # the integer matrix the call's outputs equal x @ of, the offset correction applied
                 "weights": w - float(xb.slices.offset) if xb.slices.offset else w}
 
@@ -211,7 +212,8 @@ class CpuTile(GeneralPath):
         B = u.shape[0]
         bounds = [sh for c0 in range(0, B, spec.batch_chunk)
                   for sh in self._shards(c0, min(c0 + spec.batch_chunk, B), per_example, xb.cycles)]
-        wrap = 1 << spec.input_bits if spec.input_signed else 0   # u holds negatives modulo 2**input_bits
+        split = spec.input_bits - 1 if spec.input_signed and spec.input_encoding == "split" else 0
+        wrap = 1 << spec.input_bits if spec.input_signed and not split else 0   # u: negatives modulo 2**input_bits
         if st["tables"] is not None:   # one pass over the inputs: the digits' counts and the inputs as numbers
             # the shards in a few runs, one a thread (numba and BLAS release the GIL): each run counts its digits and
             # multiplies its rows; the counts are integers and every row's product is exact, so the split changes
@@ -222,7 +224,7 @@ class CpuTile(GeneralPath):
             def run(r):
                 r0, r1 = bounds[r[0]][0], bounds[r[1] - 1][1]
                 nz_r, sq_r, xf = digit_tally(u[r0:r1], [b0 - r0 for b0, _ in bounds[r[0]:r[1]]] + [r1 - r0],
-                                             xb.row_blocks, st["tables"], wrap, product)
+                                             xb.row_blocks, st["tables"], wrap, product, split)
                 if product:
                     np.matmul(xf, st["w"], out=y[r0:r1])
                 return nz_r, sq_r
@@ -240,9 +242,7 @@ class CpuTile(GeneralPath):
                 counts.append(([g[2] for g in got], np.array([g[3] for g in got]).astype(np.float64), xb.g_rowsum[i]))
             y = None
             if product:
-                xf = u.astype(np.float64)
-                if wrap:
-                    xf[u >= wrap // 2] -= float(wrap)
+                xf = source_numbers(u, spec.input_bits, spec.input_signed, spec.input_encoding).astype(np.float64)
                 y = xf @ st["w"]
         # the bit-plane path's float sums, operation for operation: per shard t = ((0 + c_0) + c_1) + ... over the
         # blocks, c_i = row_conductance(sqsum_i, g_i) * read time, then the call's total ((t_0 + t_1) + ...) in shard
@@ -290,14 +290,14 @@ class CpuTile(GeneralPath):
         spec = xb.spec
         if any(v is not None for v in xb.var_gemm):
             return None
-        tables = digit_tables(spec.input_bits, spec.dac_bits, spec.input_signed)
+        tables = digit_tables(spec.input_bits, spec.dac_bits, spec.input_signed, spec.input_encoding)
         if tables is None:
             return None
         grouped = group_tables(xb.a_gemm)
         if grouped is None:
             return None
         return {"groups": grouped[0], "g": grouped[1], "plane_dtype": grouped[2], "tables": tables,
-                "layout": plane_layout(spec.input_bits, spec.dac_bits, spec.input_signed)}
+                "layout": xb.input_layout()}
 
     def _forward_bits(self, u, bits, per_example: int):
         """The fused path's call by the bit-serial kernel (see :meth:`_bit_serial`): (y before the offset correction,
@@ -307,7 +307,7 @@ class CpuTile(GeneralPath):
         xb = self.xb
         spec = xb.spec
         st, los, ss, top = bits
-        shifts, widths = st["layout"]
+        shifts, widths, places = st["layout"]
         B, N = u.shape[0], xb.out_features
         bounds = [sh for c0 in range(0, B, spec.batch_chunk)
                   for sh in self._shards(c0, min(c0 + spec.batch_chunk, B), per_example, xb.cycles)]
@@ -315,7 +315,7 @@ class CpuTile(GeneralPath):
         runs = np.unique(np.linspace(0, len(bounds), min(threads(), len(bounds)) + 1).astype(int))
         def run(r):   # a run of shards: the kernel, then the readout weights (as the bit-plane path applies them)
             acc, clipped, nonzero, sq = bit_serial_rows(u, edges[r[0]:r[1] + 1], xb.row_blocks, st["groups"], st["g"],
-                                                        st["plane_dtype"], shifts, widths, spec.input_signed, los, ss,
+                                                        st["plane_dtype"], shifts, widths, places, los, ss,
                                                         top, st["tables"])
             return weighted_columns(acc, xb.readout_weight, N), clipped, nonzero, sq
 
@@ -447,8 +447,8 @@ class CpuTile(GeneralPath):
         S, R = len(shards), len(xb.row_blocks)
         edges = np.array([shards[0][0]] + [b1 for _, b1 in shards], dtype=np.int64)
         nz, cl, cond = np.zeros(S, dtype=np.int64), np.zeros(S, dtype=np.int64), np.zeros((S, R))
-        shifts, _ = plane_layout(xb.spec.input_bits, xb.spec.dac_bits, xb.spec.input_signed)
-        pw, top = plane_weights(shifts, xb.spec.input_signed), float(xb.readout_op.n_codes - 1)
+        shifts, _, pw = xb.input_layout()
+        top = float(xb.readout_op.n_codes - 1)
         key = self._rows_key
         if key is None or key[0] is not xb.g_rowsum or key[1] is not xb.readout_weight:
             key = self._rows_key = (xb.g_rowsum, xb.readout_weight, np.asarray(xb.readout_weight, dtype=np.float64),
@@ -470,9 +470,8 @@ class CpuTile(GeneralPath):
     def _digits(self, u, b0: int, b1: int, i: int, with_rowvar: bool):
         """(stacked digits (T*nb, rows of block i), per-row variance or None, nonzero count, digit**2 per row)."""
         xb = self.xb
-        spec = xb.spec
         k0, k1 = xb.row_blocks[i]
-        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits, spec.input_signed)
+        shifts, widths, _ = xb.input_layout()
         xs = np.empty((len(shifts) * (b1 - b0), k1 - k0), dtype=xb.gemm_dtype())
         sqsum = np.zeros(k1 - k0, dtype=np.int64)
         var = xb.var_gemm[i] if with_rowvar else None
@@ -490,9 +489,8 @@ class CpuTile(GeneralPath):
         tally = Tally()
         if nb <= 0:
             return acc, tally
-        shifts, _ = plane_layout(xb.spec.input_bits, xb.spec.dac_bits, xb.spec.input_signed)
+        shifts, _, pw = xb.input_layout()
         T = len(shifts)
-        pw = plane_weights(shifts, xb.spec.input_signed)
         top = float(xb.readout_op.n_codes - 1)
         R = len(xb.row_blocks)
         slab = min(FUSED_ROWS, T * nb)

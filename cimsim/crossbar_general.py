@@ -14,7 +14,6 @@ import numpy as np
 
 from cimsim.calibration import grouped_products
 from cimsim.crossbar_layout import Tally
-from cimsim.encoding import plane_layout, plane_weights
 from cimsim.kernels import PlacedNormals, digit_tables, digit_tally, placed_normals
 from cimsim.kernels_buffered import buffered_sums, digit_masks, exact_integers, level_planes, popcount_cycles
 from cimsim.kernels_host import group_digits
@@ -60,10 +59,10 @@ class GeneralPath:
         key, value = self._summed
         if key is not xb.ro_a_gemm:
             key, spec = xb.ro_a_gemm, xb.spec
-            shifts, widths = plane_layout(spec.input_bits, spec.dac_bits, spec.input_signed)
+            shifts, widths, places = xb.input_layout()
             groups = spec.conversion.cycle_groups(len(shifts))
             value = [None if any(xb.ro_var[i] is not None for i in blocks) else
-                     grouped_products(blocks, xb.row_blocks, key, shifts, widths, groups)
+                     grouped_products(blocks, xb.row_blocks, key, shifts, widths, places, groups)
                      for blocks in spec.conversion.block_groups(len(xb.row_blocks))]
             self._summed = (key, value)
         return value
@@ -72,14 +71,13 @@ class GeneralPath:
         """The analog sum of cycle group ``gi`` over ``blocks`` (no noise to add: :meth:`_summed_static`), float64:
         per block the group's summed digits (:func:`cimsim.kernels_host.group_digits`) times its matrix."""
         xb = self.xb
-        spec = xb.spec
-        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits, spec.input_signed)
-        g0, g1, wide = grouped
+        shifts, widths, _ = xb.input_layout()
+        g0, g1, wide, sext = grouped
         v = np.zeros((nb, xb.readout_columns))
         for i in blocks:
             k0, k1 = xb.row_blocks[i]
             y = np.empty((1, nb, k1 - k0), dtype=wide[i].dtype)
-            group_digits(u, b0, nb, k0, k1, shifts, widths, spec.input_signed, g0[gi:gi + 1], g1[gi:gi + 1], y)
+            group_digits(u, b0, nb, k0, k1, shifts, widths, sext[gi:gi + 1], g0[gi:gi + 1], g1[gi:gi + 1], y)
             v += y[0] @ wide[i]
         return v
 
@@ -92,7 +90,7 @@ class GeneralPath:
         if not static or static[1] is None:
             xs, _, nz, sqsum = self._digits(u, b0, b1, i, False)
             return xs, nz, sqsum
-        shifts = np.asarray(plane_layout(xb.spec.input_bits, xb.spec.dac_bits, xb.spec.input_signed)[0], dtype=np.int64)
+        shifts = np.asarray(xb.input_layout()[0], dtype=np.int64)
         k0, k1 = xb.row_blocks[i]
         xs, sqsum = np.empty((len(shifts), b1 - b0), dtype=np.int64), np.zeros(k1 - k0, dtype=np.int64)
         return xs, int(digit_masks(u, b0, b1 - b0, k0, k1, shifts, xs, sqsum)), sqsum
@@ -107,8 +105,7 @@ class GeneralPath:
         tally = Tally()
         if nb <= 0:
             return acc, tally
-        shifts, _ = plane_layout(spec.input_bits, spec.dac_bits, spec.input_signed)
-        pw = plane_weights(shifts, spec.input_signed)
+        shifts, _, pw = xb.input_layout()
         T = len(shifts)
         scope = spec.conversion
         scales, thresholds = xb.column_scales, xb.column_thresholds
@@ -122,7 +119,7 @@ class GeneralPath:
         from_sums = [[summed is not None and summed[d] is not None and not (len(blocks) == 1 and t1 - t0 == 1)
                       for t0, t1 in groups] for d, blocks in enumerate(domains)]
         cut = not all(map(all, from_sums))
-        tables = None if cut else digit_tables(spec.input_bits, spec.dac_bits, spec.input_signed)
+        tables = None if cut else digit_tables(spec.input_bits, spec.dac_bits, spec.input_signed, spec.input_encoding)
         counts = None if tables is None else digit_tally(u[b0:b1], [0, nb], xb.row_blocks, tables, 0, False)
         digits: dict[int, np.ndarray] = {}
         for i, (k0, k1) in enumerate(xb.row_blocks):   # the reads: digits, non-zero count and conductance-seconds
@@ -189,7 +186,7 @@ class GeneralPath:
             return self._buffered_sum(digits, blocks, t0, t1, shifts, nb, place, *static)
         v = np.zeros((nb, xb.readout_columns))
         var_sum = None
-        pw = plane_weights(shifts, xb.spec.input_signed)
+        pw = xb.input_layout()[2]
         for i in blocks:
             var = xb.ro_var[i]
             for t in range(t0, t1):
@@ -223,7 +220,7 @@ class GeneralPath:
         vt = np.zeros((xb.readout_columns, nb))
         var_t = np.empty_like(vt)
         first = True
-        pw = plane_weights(shifts, xb.spec.input_signed)
+        pw = xb.input_layout()[2]
         ws = [pw[t] / pw[t0] for t in range(t0, t1)]
         for i in blocks:
             var = xb.ro_var[i]

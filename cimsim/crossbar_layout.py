@@ -97,7 +97,15 @@ class CrossbarLayout:
     @property
     def cycles(self) -> int:
         """Input cycles per matrix-vector product (:func:`cimsim.encoding.plane_layout`'s)."""
-        return input_cycles(self.spec.input_bits, self.spec.dac_bits, self.spec.input_signed)
+        s = self.spec
+        return input_cycles(s.input_bits, s.dac_bits, s.input_signed, s.input_encoding)
+
+    def input_layout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(shifts, widths, place values) of the input cycles (:func:`cimsim.encoding.plane_layout`,
+        :func:`cimsim.encoding.plane_weights`), as the spec streams its inputs."""
+        s = self.spec
+        key = (s.input_bits, s.dac_bits, s.input_signed, s.input_encoding)
+        return (*plane_layout(*key), plane_weights(*key))
 
     @property
     def conversion_domains(self) -> list[list[int]]:
@@ -163,8 +171,7 @@ class CrossbarLayout:
         """The worst-case range of one conversion's value: the column value's range over the rows of the
         domain's blocks, times the place values of the cycles summed in analog (the largest group)."""
         spec = self.spec
-        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits, spec.input_signed)
-        pw = plane_weights(shifts, spec.input_signed)
+        shifts, widths, pw = self.input_layout()
         top_level = 2 ** spec.cell_bits - 1
         rows = sum(k1 - k0 for k0, k1 in (self.row_blocks[i] for i in blocks))
         lo = hi = 0.0

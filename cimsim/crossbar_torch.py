@@ -38,7 +38,6 @@ import numpy as np
 import torch
 
 from cimsim.crossbar_layout import Tally
-from cimsim.encoding import plane_layout, plane_weights
 from cimsim.errors import ConfigError
 
 from cimsim import kernels_triton
@@ -82,6 +81,9 @@ class TorchTile:
     def __init__(self, xb, device: str):
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("device='cuda' asked for, but torch sees no CUDA GPU: use device='cpu'")
+        if xb.spec.input_signed and xb.spec.input_encoding != "twos":
+            raise ConfigError(f"input_encoding={xb.spec.input_encoding!r} runs on the numba backend for now: use "
+                              "backend='numba' (--backend numba), or the default 'twos' encoding")
         self.xb = xb
         self.device = torch.device(device)
         seed = int(xb.seed_sequence.generate_state(1, dtype=np.uint64)[0] & 0x7FFF_FFFF_FFFF_FFFF)
@@ -289,9 +291,8 @@ class TorchTile:
             return self._consts
         xb, dev = self.xb, self.device
         spec, op = xb.spec, xb.readout_op
-        shifts, widths = plane_layout(spec.input_bits, spec.dac_bits, spec.input_signed)
+        shifts, widths, pw = xb.input_layout()   # the sign cycle of signed inputs: a negative place value
         T = len(shifts)
-        pw = plane_weights(shifts, spec.input_signed)   # the sign cycle of signed inputs: negative
         idt = torch.int32 if spec.input_bits <= 30 else torch.int64   # the Triton digit cutter's integers
         a = spec.input_bits
         cdt = torch.int32 if a <= 31 else torch.int64   # the eager cutter's inputs (the shift computes in them)

@@ -27,7 +27,13 @@ does), so ``x == sum_t place_t * plane_t`` exactly (:func:`plane_weights`). Ever
 non-negative with non-negative levels, and the ADC keeps a unipolar range: a bipolar sign digit (-1) would make every
 conversion's range [-p, p] and cost one ADC bit on every cycle (measured: MobileNetV2's signed-input layers on ISAAC
 2.3-6.9 % RMS error with ideal cells, vit_mini's GELU-fed linear2 95-141 %). For ``d = 1`` the cycles are those of
-unsigned inputs; for ``d > 1`` the separate sign cycle may add one.
+unsigned inputs; for ``d > 1`` the separate sign cycle may add one. That is the ``"twos"`` input encoding.
+
+Two's complement sets every high bit of a small negative input, so those planes carry large column values that the
+shift-and-add cancels: cell noise and ADC rounding on them are amplified. The ``"split"`` input encoding streams the
+positive part ``max(x, 0)`` and then the negative part ``max(-x, 0)``, ``a - 1`` bits each (so ``|x| <= 2**(a-1) - 1``),
+the negative part's cycles with negative place values: twice the cycles (``2 ceil((a - 1) / d)``), no cancellation
+(two passes of unsigned inputs, as chips that feed signed activations in a positive and a negative phase do).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import numpy as np
 from cimsim.errors import ConfigError
 
 SIGNED_MODES = ("offset", "twos", "differential")
+INPUT_ENCODINGS = ("twos", "split")   # how signed inputs stream (module docstring)
 WEIGHT_MODES = SIGNED_MODES + ("unsigned",)   # every weight encoding a tile may use
 
 
@@ -134,37 +141,79 @@ def slice_weights(w: np.ndarray, weight_bits: int, cell_bits: int, signed: str) 
     return WeightSlices(np.stack(sl)[:, None], np.array(weights), np.array([1.0]), 0, tuple(bits) + (1,))
 
 
-def plane_layout(input_bits: int, dac_bits: int, signed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def plane_layout(input_bits: int, dac_bits: int, signed: bool = False, encoding: str = "twos"
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """(shifts, widths) of the input cycles, LSB first: cycle t carries bits shifts[t] .. shifts[t]+widths[t]-1 of the
-    input (of its two's complement where ``signed``: the sign bit, bit ``a - 1``, is then the last cycle alone)."""
+    digit source (:func:`digit_source`). Signed ``"twos"``: the two's complement, its sign bit (bit ``a - 1``) the last
+    cycle alone; ``"split"``: the ``a - 1`` bits of the positive part, then those of the negative part (bits
+    ``a - 1 .. 2a - 3`` of the source)."""
     a, d = int(input_bits), int(dac_bits)
     m = a - 1 if signed else a                   # the bits streamed d at a time
     shifts = np.arange(-(-m // d)) * d
     widths = np.minimum(d, m - shifts)
-    if signed:
+    if signed and encoding == "split":
+        shifts, widths = np.concatenate([shifts, shifts + m]), np.concatenate([widths, widths])
+    elif signed:
         shifts, widths = np.append(shifts, a - 1), np.append(widths, 1)
     return shifts, widths
 
 
-def plane_weights(shifts: np.ndarray, signed: bool) -> np.ndarray:
-    """The digital place value of each cycle (float64): ``2**shift``, the sign cycle of signed inputs (the last one,
-    :func:`plane_layout`) ``-2**shift``."""
-    w = 2.0 ** np.asarray(shifts, dtype=np.float64)
-    if signed and w.size:
+def plane_weights(input_bits: int, dac_bits: int, signed: bool = False, encoding: str = "twos") -> np.ndarray:
+    """The digital place value of each cycle of :func:`plane_layout` (float64): ``2**shift``; signed ``"twos"``: the
+    sign cycle (the last) ``-2**(a-1)``; ``"split"``: the negative part's cycles ``-2**(shift - (a - 1))``."""
+    shifts, _ = plane_layout(input_bits, dac_bits, signed, encoding)
+    w = 2.0 ** shifts.astype(np.float64)
+    if signed and encoding == "split":
+        neg = shifts >= int(input_bits) - 1
+        w[neg] = -(2.0 ** (shifts[neg] - (int(input_bits) - 1)))
+    elif signed and w.size:
         w[-1] = -w[-1]
     return w
 
 
-def input_cycles(input_bits: int, dac_bits: int, signed: bool = False) -> int:
+def input_cycles(input_bits: int, dac_bits: int, signed: bool = False, encoding: str = "twos") -> int:
     """How many cycles an input of ``input_bits`` takes through a ``dac_bits`` DAC (:func:`plane_layout`)."""
-    return len(plane_layout(input_bits, dac_bits, signed)[0])
+    return len(plane_layout(input_bits, dac_bits, signed, encoding)[0])
+
+
+def source_bits(input_bits: int, signed: bool = False, encoding: str = "twos") -> int:
+    """Bits of the digit source (:func:`digit_source`): ``a``, or ``2a - 2`` for signed ``"split"`` inputs."""
+    return 2 * int(input_bits) - 2 if signed and encoding == "split" else int(input_bits)
+
+
+def digit_source(x: np.ndarray, input_bits: int, signed: bool = False, encoding: str = "twos") -> np.ndarray:
+    """The integers the digits are cut from (int64, from validated inputs ``x``): ``x`` itself when unsigned; signed
+    ``"twos"``: ``x`` modulo ``2**a``; ``"split"``: ``max(x, 0) + (max(-x, 0) << (a - 1))``, the positive part in the
+    low ``a - 1`` bits and the negative part above."""
+    a = int(input_bits)
+    if not signed:
+        return x
+    if encoding == "split":
+        return np.where(x < 0, (-x) << (a - 1), x)
+    return np.where(x < 0, x + (1 << a), x)
+
+
+def source_numbers(u: np.ndarray, input_bits: int, signed: bool = False, encoding: str = "twos") -> np.ndarray:
+    """The inputs back from a digit source ``u`` (:func:`digit_source`), as int64."""
+    a = int(input_bits)
+    u = np.asarray(u, dtype=np.int64)
+    if not signed:
+        return u
+    if encoding == "split":
+        return (u & ((1 << (a - 1)) - 1)) - (u >> (a - 1))
+    return np.where(u >= 1 << (a - 1), u - (1 << a), u)
 
 
 def check_inputs(x: np.ndarray, input_bits: int, signed: bool, one_pass: bool = True,
-                 bounds: tuple[int, int] | None = None) -> np.ndarray:
+                 bounds: tuple[int, int] | None = None, encoding: str = "twos") -> np.ndarray:
     """Validated integer inputs as int64 (raises ConfigError naming the allowed range); ``one_pass`` and ``bounds``
-    as :func:`check_int_range`'s."""
+    as :func:`check_int_range`'s. Signed ``"split"`` inputs are symmetric: ``|x| <= 2**(a-1) - 1`` (each part has
+    ``a - 1`` bits)."""
     a = int(input_bits)
+    if signed and encoding == "split":
+        top = (1 << (a - 1)) - 1
+        return check_int_range("inputs", x, -top, top, f"{a}-bit signed inputs, split into a positive and a negative "
+                               "part of a - 1 bits each", one_pass, bounds)
     if signed:
         return check_int_range("inputs", x, -(1 << (a - 1)), (1 << (a - 1)) - 1, f"{a}-bit signed inputs", one_pass,
                                bounds)
@@ -172,14 +221,14 @@ def check_inputs(x: np.ndarray, input_bits: int, signed: bool, one_pass: bool = 
                            f"{a}-bit unsigned inputs; pass input_signed=True for signed", one_pass, bounds)
 
 
-def input_planes(x: np.ndarray, input_bits: int, dac_bits: int, signed: bool) -> tuple[np.ndarray, np.ndarray]:
+def input_planes(x: np.ndarray, input_bits: int, dac_bits: int, signed: bool, encoding: str = "twos"
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Bit planes of integer inputs (batch, in): (planes (cycles, batch, in), place values (cycles,)), the digits
     unsigned (module docstring). Planes are int8 for DACs of up to 7 bits (int16 up to 15), so a batch's planes stay
     small."""
     a, d = int(input_bits), int(dac_bits)
-    x = check_inputs(x, a, signed)
-    u = np.where(x < 0, x + (1 << a), x) if signed else x
-    shifts, widths = plane_layout(a, d, signed)
+    u = digit_source(check_inputs(x, a, signed, encoding=encoding), a, signed, encoding)
+    shifts, widths = plane_layout(a, d, signed, encoding)
     dtype = np.int8 if d <= 7 else np.int16 if d <= 15 else np.int64   # digits are small: keep planes compact
     planes = ((u[None] >> shifts[:, None, None]) & ((1 << widths) - 1)[:, None, None]).astype(dtype)
-    return planes, plane_weights(shifts, signed)
+    return planes, plane_weights(a, d, signed, encoding)

@@ -520,16 +520,17 @@ TABLE_BITS = 16
 
 
 @lru_cache(maxsize=64)   # one copy per spec shared by every crossbar (a network may hold thousands); never written
-def digit_tables(input_bits: int, dac_bits: int, signed: bool) -> tuple[np.ndarray, np.ndarray, bool] | None:
-    """Per digit-source value u (0 .. 2**input_bits - 1): (nonzero digits of u over the cycles, sum of its
-    digits**2, whether every digit is one bit), the digits cut as :func:`stack_digits` cuts them; None above
+def digit_tables(input_bits: int, dac_bits: int, signed: bool, encoding: str = "twos"
+                 ) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """Per digit-source value u (:func:`cimsim.encoding.digit_source`): (nonzero digits of u over the cycles, sum of
+    its digits**2, whether every digit is one bit), the digits cut as :func:`stack_digits` cuts them; None above
     :data:`TABLE_BITS` bits."""
-    if input_bits > TABLE_BITS:
-        return None
-    from cimsim.encoding import plane_layout
+    from cimsim.encoding import plane_layout, source_bits
 
-    shifts, widths = plane_layout(input_bits, dac_bits, signed)
-    u = np.arange(1 << input_bits, dtype=np.int64)
+    if source_bits(input_bits, signed, encoding) > TABLE_BITS:
+        return None
+    shifts, widths = plane_layout(input_bits, dac_bits, signed, encoding)
+    u = np.arange(1 << source_bits(input_bits, signed, encoding), dtype=np.int64)
     nz, sq = np.zeros_like(u), np.zeros_like(u)
     for sh, w in zip(shifts, widths):
         d = (u >> int(sh)) & ((1 << int(w)) - 1)
@@ -551,8 +552,9 @@ def _popcount(v):
 
 
 @njit(nogil=True, cache=True)
-def _table_tally(u, edges, blocks, nz_tab, sq_tab, bit_planes, signed_wrap, xf, nz, sq, with_xf):
+def _table_tally(u, edges, blocks, nz_tab, sq_tab, bit_planes, signed_wrap, split, xf, nz, sq, with_xf):
     half = signed_wrap // 2
+    low = (1 << split) - 1
     K = u.shape[1]
     nz_row = np.zeros(K, dtype=np.int64)   # a shard's non-zero digits per row, added to its blocks at the shard's end
     for j in range(edges.shape[0] - 1):
@@ -568,20 +570,24 @@ def _table_tally(u, edges, blocks, nz_tab, sq_tab, bit_planes, signed_wrap, xf, 
                     sq_j[k] += sq_tab[ub[k]]
             if with_xf:
                 xb = xf[b]
-                for k in range(K):
-                    xb[k] = ub[k] - signed_wrap if signed_wrap and ub[k] >= half else ub[k]
+                if split:
+                    for k in range(K):
+                        xb[k] = (ub[k] & low) - (ub[k] >> split)
+                else:
+                    for k in range(K):
+                        xb[k] = ub[k] - signed_wrap if signed_wrap and ub[k] >= half else ub[k]
         for k in range(K):
             nz[blocks[k], j] += sq_j[k] if bit_planes else nz_row[k]
             nz_row[k] = 0
 
 
-def digit_tally(u, edges, row_blocks, tables, signed_wrap: int = 0, numbers: bool = True
+def digit_tally(u, edges, row_blocks, tables, signed_wrap: int = 0, numbers: bool = True, split: int = 0
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """What :func:`stack_digits` counts, without cutting the digits, for each shard of examples edges[j]..edges[j + 1]:
     (nonzero digits per row block and shard (blocks, shards), sum of digit**2 over the cycles and the shard's examples
     per row (shards, rows), both int64, and with ``numbers`` the inputs as float64 numbers: ``u`` less ``signed_wrap``
-    (2**input_bits for signed inputs, else 0) where ``u`` holds a negative value, else None); ``tables`` from
-    :func:`digit_tables`."""
+    (2**input_bits for signed inputs, else 0) where ``u`` holds a negative value, or with ``split`` (a - 1 for split
+    signed inputs) ``u``'s low ``split`` bits less the rest, else None); ``tables`` from :func:`digit_tables`."""
     edges = np.asarray(edges, dtype=np.int64)
     blocks = np.zeros(u.shape[1], dtype=np.int64)
     for i, (k0, k1) in enumerate(row_blocks):
@@ -589,5 +595,5 @@ def digit_tally(u, edges, row_blocks, tables, signed_wrap: int = 0, numbers: boo
     nz = np.zeros((len(row_blocks), len(edges) - 1), dtype=np.int64)
     sq = np.zeros((len(edges) - 1, u.shape[1]), dtype=np.int64)
     xf = np.empty(u.shape if numbers else (1, 1), dtype=np.float64)
-    _table_tally(u, edges, blocks, tables[0], tables[1], tables[2], int(signed_wrap), xf, nz, sq, numbers)
+    _table_tally(u, edges, blocks, tables[0], tables[1], tables[2], int(signed_wrap), int(split), xf, nz, sq, numbers)
     return nz, sq, xf if numbers else None

@@ -221,7 +221,7 @@ def _cycle_value(C, V, src, sh, width):
 
 
 @njit(nogil=True, cache=True)
-def _block_rows(u, edges, k0, k1, table, g, shifts, widths, signed, lo, s, top, nz_tab, sq_tab, bit_planes,
+def _block_rows(u, edges, k0, k1, table, g, shifts, widths, places, lo, s, top, nz_tab, sq_tab, bit_planes,
                 acc, sq, V):
     nbits = shifts[-1] + widths[-1]
     T = shifts.shape[0]
@@ -255,7 +255,7 @@ def _block_rows(u, edges, k0, k1, table, g, shifts, widths, signed, lo, s, top, 
         zero_count = 0
         for t in range(T):   # the ADC and the shift-and-add: one-bit cycles grouped by the values they convert
             sh, width = shifts[t], widths[t]
-            place = -(np.int64(1) << sh) if signed and t == T - 1 else np.int64(1) << sh   # the sign cycle: negative
+            place = places[t]
             if not _live(src, sh, width):
                 zero_weight += place
                 zero_count += 1
@@ -471,15 +471,15 @@ def weighted_columns(acc: np.ndarray, weights: np.ndarray, n_out: int) -> np.nda
     return _weighted_columns(acc, np.ascontiguousarray(weights, dtype=np.float64), int(n_out))
 
 
-def bit_serial_rows(u, edges, row_blocks, tables, g: int, plane_dtype, shifts, widths, signed: bool, los, ss, top: int,
+def bit_serial_rows(u, edges, row_blocks, tables, g: int, plane_dtype, shifts, widths, places, los, ss, top: int,
                     digit_tabs) -> tuple:
     """Examples edges[0]..edges[-1] of ``u`` (the digit source: inputs with negatives modulo 2**input_bits, at most 16
     bits) through the integer path (module docstring), their digits counted per shard edges[j]..edges[j + 1]: (acc
     (examples, columns) int64, the shift-and-add sums of every row block before the readout weights; clipped
     conversions; non-zero digits; sum of digit**2 over the cycles and each shard's examples per shard and input row
-    (int64)). ``signed``: the last cycle is the sign bit of signed inputs (place value ``-2**shift``, its digit
-    unsigned). ``tables``, ``g``, ``plane_dtype``: :func:`group_tables`; ``los``, ``ss``: each row block's ADC ``lo``
-    and log2 of its LSB; ``digit_tabs``: :func:`cimsim.kernels.digit_tables`."""
+    (int64)). ``places``: the cycles' place values (:func:`cimsim.encoding.plane_weights`, integers; a signed input's
+    negative ones). ``tables``, ``g``, ``plane_dtype``: :func:`group_tables`; ``los``, ``ss``: each row block's ADC
+    ``lo`` and log2 of its LSB; ``digit_tabs``: :func:`cimsim.kernels.digit_tables`."""
     edges = np.asarray(edges, dtype=np.int64)
     acc = np.zeros((int(edges[-1] - edges[0]), tables[0].shape[2]), dtype=np.int64)
     sq = np.zeros((len(edges) - 1, u.shape[1]), dtype=np.int64)
@@ -488,9 +488,10 @@ def bit_serial_rows(u, edges, row_blocks, tables, g: int, plane_dtype, shifts, w
         shifts = np.asarray(shifts, dtype=np.int64)
         widths = np.asarray(widths, dtype=np.int64)
         nbits = int(shifts[-1] + widths[-1])
+        places = np.asarray(places).astype(np.int64)
         for i, (k0, k1) in enumerate(row_blocks):
             V = np.empty((nbits, tables[i].shape[2]), dtype=plane_dtype)
-            c, nz = _block_rows(u, edges, k0, k1, tables[i], g, shifts, widths, bool(signed), int(los[i]), int(ss[i]),
+            c, nz = _block_rows(u, edges, k0, k1, tables[i], g, shifts, widths, places, int(los[i]), int(ss[i]),
                                 int(top), digit_tabs[0], digit_tabs[1], bool(digit_tabs[2]), acc, sq, V)
             clipped += int(c)
             nonzero += int(nz)

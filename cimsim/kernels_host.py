@@ -290,21 +290,20 @@ def input_row_sums(x: np.ndarray, input_bits: int, sums: np.ndarray | None = Non
 
 
 @njit(nogil=True, cache=True)
-def group_digits(u, b0, nb, k0, k1, shifts, widths, signed, g0, g1, out):  # pragma: no cover - numba
+def group_digits(u, b0, nb, k0, k1, shifts, widths, sext, g0, g1, out):  # pragma: no cover - numba
     """``out[g, b, k]`` = the sum over the cycles t of group g (``g0[g] .. g1[g]``) of ``place_t / place_{g0[g]}`` times
     the digit of input ``u[b0 + b, k0 + k]`` in cycle t (the unsigned digits of :func:`cimsim.kernels.stack_digits`;
-    ``place``: :func:`cimsim.encoding.plane_weights`, the last cycle the sign bit where ``signed``), in ``out``'s
-    float type (exact: the caller's bounds, :func:`cimsim.calibration.grouped_products`): one pass for what a
-    conversion of several cycles sums, so its value is one product of these with the levels. The cycles of a group
-    read adjacent bits (``shifts[t + 1] = shifts[t] + widths[t]``), so that sum is the group's bit field of the input,
-    sign-extended where the group holds the sign cycle after others (summed in analog with its negative place
-    value; alone, the sign cycle's group is its bit, whose place value is the negative one)."""
-    T = shifts.shape[0]
+    ``place``: :func:`cimsim.encoding.plane_weights`), in ``out``'s float type (exact: the caller's bounds,
+    :func:`cimsim.calibration.grouped_products`): one pass for what a conversion of several cycles sums, so its value
+    is one product of these with the levels. The cycles of a group read adjacent bits (``shifts[t + 1] = shifts[t] +
+    widths[t]``), so that sum is the group's bit field of the digit source, sign-extended where ``sext[g]`` (a
+    two's-complement sign cycle after others, summed in analog with its negative place value:
+    :func:`cimsim.calibration.group_fields`)."""
     for g in range(g0.shape[0]):
         base = shifts[g0[g]]
         span = shifts[g1[g] - 1] + widths[g1[g] - 1] - base
         mask = (np.int64(1) << span) - 1
-        top = signed and g1[g] == T and g1[g] - g0[g] > 1   # the field's highest bit is the sign, subtracted
+        top = sext[g] != 0       # the field's highest bit is the sign, subtracted
         sign = np.int64(1) << (span - 1)
         for b in range(nb):
             row = out[g, b]

@@ -13,7 +13,7 @@ import numpy as np
 
 from cimsim.devices.cell import IdealCell, MemoryCell
 from cimsim.devices.converters import IdealReadout, Readout
-from cimsim.encoding import WEIGHT_MODES
+from cimsim.encoding import INPUT_ENCODINGS, WEIGHT_MODES
 from cimsim.errors import ConfigError
 from cimsim.readouts import PER_CYCLE, ConversionScope, readout_op
 
@@ -35,6 +35,8 @@ class CrossbarSpec:
     dac_bits: int = 1               # ISAAC: inputs streamed 1 bit per cycle
     signed: str = "differential"    # Neural-PIM: positive and negative weights in adjacent columns
     input_signed: bool = False      # inputs after ReLU are unsigned
+    input_encoding: str = "twos"    # signed inputs: two's complement, the sign bit a cycle of its own (ISAAC's bit-
+                                    # serial stream); "split": a positive and a negative pass (cimsim.encoding)
     readout: Readout = field(default_factory=IdealReadout)
     adc_range: object = "full"      # "full", "calibrated" or (lo, hi) in level units
     calibration_percentile: float = 99.9   # our choice: clips 0.1 % of column values, see Crossbar.calibrate
@@ -58,6 +60,9 @@ class CrossbarSpec:
             raise ConfigError("CrossbarSpec.weight_bits must be at least 2 (signed weights)")
         if self.input_signed and self.input_bits < 2:
             raise ConfigError("CrossbarSpec.input_bits must be at least 2 for signed inputs")
+        if self.input_encoding not in INPUT_ENCODINGS:
+            raise ConfigError(f"CrossbarSpec.input_encoding = {self.input_encoding!r}: choose one of "
+                              f"{', '.join(INPUT_ENCODINGS)}")
         if self.signed not in WEIGHT_MODES:
             raise ConfigError(f"CrossbarSpec.signed = {self.signed!r}: choose one of {', '.join(WEIGHT_MODES)}")
         if not isinstance(self.cell, MemoryCell):

@@ -204,9 +204,12 @@ class MappedLayer(SourceAttributes, nn.Module):
         return (p[1], p[1], p[0], p[0])
 
     def code_range(self) -> tuple[int, int]:
-        """(lowest, highest) input code: the layer's input bits, signed or not."""
+        """(lowest, highest) input code: the layer's input bits, signed or not (split signed inputs: symmetric,
+        :func:`cimsim.encoding.check_inputs`)."""
         bits = self.plan.input_bits or self.arch.input_bits
-        return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if self.plan.input_signed else (0, 2 ** bits - 1)
+        if not self.plan.input_signed:
+            return (0, 2 ** bits - 1)
+        return (-(2 ** (bits - 1)) + (getattr(self.arch, "input_encoding", "twos") == "split"), 2 ** (bits - 1) - 1)
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         lo, hi = self.code_range()

@@ -56,7 +56,6 @@ import copy
 import math
 from dataclasses import dataclass, replace
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -189,8 +188,7 @@ class PSQConfig:
 
     def plane_places(self, signed: bool = False) -> tuple[float, ...]:
         """Each input cycle's place value (:func:`cimsim.encoding.plane_weights`: the sign cycle's negative)."""
-        shifts = np.array([s for s, _ in self.plane_shifts(signed)], dtype=np.int64)
-        return tuple(float(v) for v in plane_weights(shifts, signed))
+        return tuple(float(v) for v in plane_weights(self.input_bits, self.dac_bits, signed))
 
     def row_blocks(self, k: int) -> list[tuple[int, int]]:
         return [(k0, min(k0 + self.rows, k)) for k0 in range(0, k, self.rows)]

@@ -45,7 +45,7 @@ def sense_amp_scales(x_int: np.ndarray, w_int: np.ndarray, spec) -> np.ndarray:
     :class:`~cimsim.CrossbarSpec` (its slicing, signed mode, rows and the sense amp's ``threshold``, in units of
     the scale). Per column, the multiple of the mean non-zero partial sum (from :data:`SCALE_MULTIPLES`) whose
     decisions ``s * (PS > threshold * s)`` have the least squared error against ``PS`` (at least 1 level)."""
-    planes, _ = input_planes(x_int, spec.input_bits, spec.dac_bits, spec.input_signed)
+    planes, _ = input_planes(x_int, spec.input_bits, spec.dac_bits, spec.input_signed, spec.input_encoding)
     sl = slice_weights(w_int, spec.weight_bits, spec.cell_bits, spec.signed)
     levels = sl.levels.astype(np.float32)                     # (S, P, O, K)
     S, P, O, K = levels.shape

@@ -13,34 +13,43 @@ from _crossbar_cases import _with_and_without
 
 import cimsim
 from cimsim import calibration
-from cimsim.encoding import plane_layout, plane_weights
+from cimsim.encoding import digit_source, plane_layout, plane_weights
 from cimsim.kernels import stack_digits
 from cimsim.kernels_host import group_digits
 from cimsim.readouts import ConversionScope
 
 
-@pytest.mark.parametrize("bits,dac,signed", [(8, 1, False), (8, 1, True), (8, 3, True), (7, 2, False)])
-def test_group_digits_sum_each_groups_cycles_with_place_values(bits, dac, signed):
-    """Each group's digits summed with their place values relative to the group's first cycle: a signed input's sign
-    cycle subtracted where it follows others in its group (its field sign-extended), its bit alone where it is a group
-    of its own (the place value, negative, is then the shift-and-add's)."""
+@pytest.mark.parametrize("bits,dac,signed,encoding", [(8, 1, False, "twos"), (8, 1, True, "twos"),
+                                                     (8, 3, True, "twos"), (7, 2, False, "twos"),
+                                                     (8, 1, True, "split"), (7, 2, True, "split")])
+def test_group_digits_sum_each_groups_cycles_with_place_values(bits, dac, signed, encoding):
+    """Each group's digits summed with their place values relative to the group's first cycle: a two's-complement
+    sign cycle subtracted where it follows others in its group (its field sign-extended), its bit alone where it is a
+    group of its own (the place value, negative, is then the shift-and-add's); a split input's groups within one part
+    are plain fields, and a group spanning both parts is none (group_fields: None)."""
     rng = np.random.default_rng(bits + dac)
-    u = rng.integers(0, 1 << bits, (30, 20))
-    shifts, widths = plane_layout(bits, dac, signed)
-    pw = plane_weights(shifts, signed)
+    x = rng.integers(-(1 << (bits - 1)) + 1 if signed else 0, 1 << (bits - 1 if signed else bits), (30, 20))
+    u = digit_source(x, bits, signed, encoding)
+    shifts, widths = plane_layout(bits, dac, signed, encoding)
+    pw = plane_weights(bits, dac, signed, encoding)
     T = len(shifts)
     digits = np.empty((T * 25, 12), dtype=np.float64)
     stack_digits(u, 3, 28, 4, 16, shifts, widths, digits, None, np.zeros(12, dtype=np.int64))
     digits = digits.reshape(T, 25, 12)
-    for groups in ([(t, min(t + 2, T)) for t in range(0, T, 2)], [(0, T - 1), (T - 1, T)]):
+    half = T // 2
+    for groups in ([(t, min(t + 2, T)) for t in range(0, T, 2)], [(0, T - 1), (T - 1, T)], [(0, half), (half, T)]):
+        sext = calibration.group_fields(shifts, widths, pw, groups)
+        if encoding == "split" and any(t0 < half < t1 for t0, t1 in groups):
+            assert sext is None            # a group across the positive and the negative part: no bit field
+            continue
         g0, g1 = np.array([g[0] for g in groups]), np.array([g[1] for g in groups])
         out = np.empty((len(groups), 25, 12))
-        group_digits(u, 3, 25, 4, 16, shifts, widths, signed, g0, g1, out)
+        group_digits(u, 3, 25, 4, 16, shifts, widths, sext, g0, g1, out)
         for g, (t0, t1) in enumerate(groups):
             want = sum(pw[t] / pw[t0] * digits[t] for t in range(t0, t1))
             assert np.array_equal(out[g], want)
-            if signed and t1 == T:   # the sign bit: -1 after others, +1 alone
-                neg = u[3:28, 4:16] >= 1 << (bits - 1)
+            if signed and encoding == "twos" and t1 == T:   # the sign bit: -1 after others, +1 alone
+                neg = x[3:28, 4:16] < 0
                 assert (out[g][neg].min() < 0) == (t1 - t0 > 1) and out[g][~neg].min() >= 0
 
 
@@ -84,11 +93,11 @@ def test_sums_past_float64s_integers_keep_the_per_cycle_products():
     groups = [(0, 8)]
     shifts, widths = plane_layout(8, 1)
     ok = np.ones((64, 4), dtype=np.float32)
-    assert calibration.grouped_products([0], [(0, 64)], [ok], shifts, widths, groups) is not None
+    assert calibration.grouped_products([0], [(0, 64)], [ok], shifts, widths, 2.0 ** shifts, groups) is not None
     big = np.full((64, 4), 2.0 ** 40)
-    assert calibration.grouped_products([0], [(0, 64)], [big], shifts, widths, groups) is None
+    assert calibration.grouped_products([0], [(0, 64)], [big], shifts, widths, 2.0 ** shifts, groups) is None
     assert calibration.grouped_products([0], [(0, 64)], [np.full((64, 4), 2.0 ** 18, dtype=np.float32)],
-                                         shifts, widths, groups) is None
+                                         shifts, widths, 2.0 ** shifts, groups) is None
 
 
 @pytest.mark.parametrize("name", ["neural-pim", "neural-pim-3-cycles", "neural-pim-signed-inputs",
@@ -127,7 +136,8 @@ def test_a_block_whose_sums_stay_below_2_24_is_multiplied_in_float32():
     (float32, twice BLAS's rate, the same integers); levels of 2**11 pass it (float64)."""
     groups = [(0, 8)]
     shifts, widths = plane_layout(8, 1)
-    small = calibration.grouped_products([0], [(0, 64)], [np.ones((64, 4))], shifts, widths, groups)
+    small = calibration.grouped_products([0], [(0, 64)], [np.ones((64, 4))], shifts, widths, 2.0 ** shifts, groups)
     assert small[2][0].dtype == np.float32 and np.array_equal(small[2][0], np.ones((64, 4)))
-    wide = calibration.grouped_products([0], [(0, 64)], [np.full((64, 4), 2.0 ** 11)], shifts, widths, groups)
+    wide = calibration.grouped_products([0], [(0, 64)], [np.full((64, 4), 2.0 ** 11)], shifts, widths, 2.0 ** shifts,
+                                        groups)
     assert wide[2][0].dtype == np.float64

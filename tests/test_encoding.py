@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from cimsim.encoding import SIGNED_MODES, input_cycles, input_planes, plane_layout, plane_weights, slice_weights
+from cimsim.encoding import (SIGNED_MODES, digit_source, input_cycles, input_planes, plane_layout, plane_weights,
+                             slice_weights, source_bits, source_numbers)
 from cimsim.errors import ConfigError
 
 
@@ -155,7 +156,7 @@ def test_input_planes_hand_example():
     # 1-bit DAC: the cycles of unsigned inputs, the last one weighing -2**(a-1)
     shifts, widths = plane_layout(8, 1, True)
     assert np.array_equal(shifts, np.arange(8)) and np.array_equal(widths, np.ones(8))
-    assert np.array_equal(plane_weights(shifts, True), [1, 2, 4, 8, 16, 32, 64, -128])
+    assert np.array_equal(plane_weights(8, 1, True), [1, 2, 4, 8, 16, 32, 64, -128])
     assert input_cycles(8, 2, True) == 5 and input_cycles(8, 2, False) == 4 and input_cycles(9, 2, True) == 5
 
 
@@ -172,3 +173,23 @@ def test_out_of_range_and_non_integer_inputs_raise():
         input_planes(np.array([[1.25]]), 8, 1, False)
     with pytest.raises(ConfigError, match="integers"):
         input_planes(np.array([[np.inf]]), 8, 1, True)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_split_inputs_stream_a_positive_then_a_negative_part(d):
+    """``"split"``: the positive part's a - 1 bits, then the negative part's (bits a - 1 .. 2a - 3 of the digit
+    source), the latter with negative place values; every signed input back exactly, symmetric range only."""
+    for a in range(2, 10):
+        top = 2 ** (a - 1) - 1
+        x = np.arange(-top, top + 1).reshape(-1, 1) * np.ones((1, 2), dtype=np.int64)
+        planes, pw = input_planes(x, a, d, True, "split")
+        half = math.ceil((a - 1) / d)
+        assert planes.shape[0] == 2 * half == input_cycles(a, d, True, "split")
+        assert np.array_equal(np.tensordot(pw, planes, axes=1), x)
+        assert np.all(pw[:half] > 0) and np.all(pw[half:] < 0) and np.array_equal(pw[half:], -pw[:half])
+        assert not np.any((np.abs(planes[:half]).sum(axis=0) > 0) & (np.abs(planes[half:]).sum(axis=0) > 0))
+        u = digit_source(x, a, True, "split")
+        assert u.max() < 2 ** source_bits(a, True, "split") and np.array_equal(source_numbers(u, a, True, "split"), x)
+        assert np.array_equal(source_numbers(digit_source(x, a, True), a, True), x)            # two's complement
+    with pytest.raises(ConfigError, match=r"\[-127, 127\]"):
+        input_planes(np.array([[-128]]), 8, 1, True, "split")
