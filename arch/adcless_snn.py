@@ -85,7 +85,7 @@ class SnnChip(DifferentialColumns, TiledChip):
         super().check()
         if self.input_encoding != "twos":
             raise ValueError(f"input_encoding={self.input_encoding!r}: the sense-amp training models the 'twos' "
-                             "encoding only")
+                             "encoding only: leave input_encoding at 'twos'")
 
     # ------------------------------------------------------------------ structure
     @property

@@ -148,7 +148,7 @@ class Hcim(DifferentialColumns, TiledChip):
                              f"({self.dac_bits})")
         if self.input_encoding != "twos":
             raise ValueError(f"input_encoding={self.input_encoding!r}: HCiM's partial-sum fine-tuning models the "
-                             "'twos' encoding only")
+                             "'twos' encoding only: leave input_encoding at 'twos'")
 
     def first_layer_input_bits(self) -> int:
         return self.first_input_bits

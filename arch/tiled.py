@@ -150,7 +150,7 @@ class TiledChip(Architecture):
                                 choices=INPUT_ENCODINGS,
                                 doc="how signed inputs stream: 'twos' (a - 1 magnitude cycles and the sign bit's), "
                                     "'split' (a positive and a negative pass of a - 1 bits each: twice the cycles, "
-                                    "no cancelling planes; numba backend)")
+                                    "no cancelling planes)")
     read_cycle_s: float = param(100e-9, "s", "ISAAC sec. 4: 100 ns crossbar read cycle", lo=1e-12, hi=1.0)
     node_nm: float = param(32, "nm", f"{T6}", lo=7, hi=180)
     cell: MemoryCell = component(isaac_reram, "ISAAC: memristor (ReRAM) crossbars read for the 100 ns read cycle (sec. "

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from cimsim.crossbar_layout import Tally
+from cimsim.encoding import source_bits
 from cimsim.errors import ConfigError
 
 from cimsim import kernels_triton
@@ -81,9 +82,6 @@ class TorchTile:
     def __init__(self, xb, device: str):
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("device='cuda' asked for, but torch sees no CUDA GPU: use device='cpu'")
-        if xb.spec.input_signed and xb.spec.input_encoding != "twos":
-            raise ConfigError(f"input_encoding={xb.spec.input_encoding!r} runs on the numba backend for now: use "
-                              "backend='numba' (--backend numba), or the default 'twos' encoding")
         self.xb = xb
         self.device = torch.device(device)
         seed = int(xb.seed_sequence.generate_state(1, dtype=np.uint64)[0] & 0x7FFF_FFFF_FFFF_FFFF)
@@ -293,8 +291,8 @@ class TorchTile:
         spec, op = xb.spec, xb.readout_op
         shifts, widths, pw = xb.input_layout()   # the sign cycle of signed inputs: a negative place value
         T = len(shifts)
-        idt = torch.int32 if spec.input_bits <= 30 else torch.int64   # the Triton digit cutter's integers
-        a = spec.input_bits
+        a = source_bits(spec.input_bits, spec.input_signed, spec.input_encoding)   # the digit source's bits
+        idt = torch.int32 if a <= 30 else torch.int64   # the Triton digit cutter's integers
         cdt = torch.int32 if a <= 31 else torch.int64   # the eager cutter's inputs (the shift computes in them)
         masks = [(1 << int(w)) - 1 for w in widths]
         groups = spec.conversion.cycle_groups(T)
@@ -444,8 +442,15 @@ class TorchTile:
         cut = (kernels_triton.triton is not None and dev.type in self.CUT_DEVICES and k["idt"] == torch.int32)
         gemm = self._gemm_levels() if (fused and dev.type in self.GEMM_DEVICES and k["cdt"] != torch.int64) else None
         # the offset encoding's correction needs each example's sum of inputs: the one kernel's companion takes it
-        # from the integers it reads anyway, the other paths here (integers: exact either way)
+        # from the integers it reads anyway, the other paths here (integers: exact either way); split inputs are read
+        # as their digit source (cimsim.encoding.digit_source), so their sums are taken first
         xsum = torch.zeros(B, dtype=torch.float64, device=dev) if xb.slices.offset else None
+        split = spec.input_signed and spec.input_encoding == "split"
+        if split:
+            if xsum is not None:
+                xsum = xt.sum(dim=1, dtype=torch.float64)
+            xi = xt.to(k["idt"])
+            xt = torch.where(xi < 0, torch.bitwise_left_shift(-xi, spec.input_bits - 1), xi)
         # the one kernel reads the inputs as they are, in the blocks' layout, where it can (no copy made first)
         direct = (xt.stride(1) == 1 and nblk == -(-K // R) and k["idt"] == torch.int32
                   and xt.dtype in (torch.int16, torch.int32, torch.float32))
@@ -462,7 +467,7 @@ class TorchTile:
                 s_all, _, _, _ = kernels_triton.planes_gemm_adc(
                     xs, gemm[0], k["sh32"], k["mask32c"], lo.to(dt), lsb.to(dt), w_place, C, op.n_codes, gemm[1],
                     seed, lsb_pow2=k["pow2"], fold=fold, binary=binary, uniform_var=gemm[2], iscale=gemm[3],
-                    row_sums=None if xsum is None else xsum[b0:b1], rows=R, tally=(clipped, nonzero, sq_rows))
+                    row_sums=None if xsum is None or split else xsum[b0:b1], rows=R, tally=(clipped, nonzero, sq_rows))
                 if fold is not None:       # the kernel added the values to the outputs (exactly: _fold_terms)
                     continue
                 acc = torch.zeros(nb * C, dtype=torch.float64, device=dev)
@@ -471,7 +476,7 @@ class TorchTile:
                     acc += self._affine(s_all[g0:g1].to(torch.float64), lo[g0:g1], lsb[g0:g1], place).sum(dim=0)
                 y[b0:b1] = (acc.reshape(nb, C) * self.weight).reshape(nb, -1, N).sum(dim=1)
                 continue
-            if xsum is not None:
+            if xsum is not None and not split:
                 xsum[b0:b1] = xt[b0:b1].sum(dim=1, dtype=torch.float64)
             acc = torch.zeros(nb * C, dtype=torch.float64, device=dev)
             if not cut:

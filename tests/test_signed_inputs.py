@@ -133,13 +133,32 @@ def test_split_inputs_do_not_cancel_noisy_planes():
     assert 0.8 < got["split"] / got["two passes"] < 1.2, got
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (the Triton digit cutter and fused kernels)"))])
+@pytest.mark.parametrize("name", ["isaac-full-adc", "cascade"])
+def test_split_inputs_on_the_torch_backend_are_the_numba_backends_numbers(name, device):
+    """The torch backend reads split inputs as their digit source (the offset correction from the inputs' own sums):
+    with read noise off, the same outputs and events as the numba backend, bit for bit; the offset-encoded ISAAC tile
+    and CASCADE's analog sums."""
+    spec = replace(SPLIT_SPECS[name](), input_encoding="split")
+    rng = np.random.default_rng(5)
+    x = _gelu_inputs(rng, 30, 200)
+    W = rng.integers(-127, 128, size=(16, 200))
+    got = []
+    for backend in ("numba", "torch"):
+        xb = Crossbar(W, spec, seed=2, backend=backend, device="cpu" if backend == "numba" else device)
+        xb.calibrate(x)
+        got.append((xb(x), xb.ledger.to_dict()["crossbar"]))
+    assert np.array_equal(got[0][0], got[1][0]) and np.array_equal(got[0][0], (x @ W.T).astype(np.float64))
+    g = "cell_read_conductance_s"
+    assert got[1][1][g] == pytest.approx(got[0][1][g], rel=1e-12)
+    assert {**got[0][1], g: 0} == {**got[1][1], g: 0}
+
+
 def test_the_split_encoding_names_what_it_does_not_support():
-    """The torch backend, HCiM's partial-sum fine-tuning and the SNN chips' sense-amp training model the 'twos'
-    encoding only: one error naming the fix each; an unknown encoding names the choices."""
+    """HCiM's partial-sum fine-tuning and the SNN chips' sense-amp training model the 'twos' encoding only: one error
+    naming the fix each; an unknown encoding names the choices."""
     spec = replace(CrossbarSpec(input_signed=True), input_encoding="split")
-    with pytest.raises(ConfigError, match=r"runs on the numba backend for now: use backend='numba'"):
-        Crossbar(np.ones((4, 8), dtype=np.int64), spec, backend="torch")
-    Crossbar(np.ones((4, 8), dtype=np.int64), replace(spec, input_signed=False), backend="torch")   # no signed input
     with pytest.raises(ConfigError, match=r"choose one of twos, split"):
         replace(spec, input_encoding="sign-magnitude")
     for name in ("hcim", "adcless-snn"):
