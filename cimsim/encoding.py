@@ -26,7 +26,7 @@ digital place value is ``-2**(a-1)`` (the shift-and-add subtracts it, as a bit-s
 does), so ``x == sum_t place_t * plane_t`` exactly (:func:`plane_weights`). Every cycle's column values are then
 non-negative with non-negative levels, and the ADC keeps a unipolar range: a bipolar sign digit (-1) would make every
 conversion's range [-p, p] and cost one ADC bit on every cycle (measured: MobileNetV2's signed-input layers on ISAAC
-2.3-6.9 % RMS error with ideal cells, vit_mini's GELU-fed linear2 95-141 %). For ``d = 1`` the cycles are those of
+2.3-6.9 % RMS error with ideal cells, vit_mini's GELU-fed linear2 97-140 %). For ``d = 1`` the cycles are those of
 unsigned inputs; for ``d > 1`` the separate sign cycle may add one. That is the ``"twos"`` input encoding.
 
 Two's complement sets every high bit of a small negative input, so those planes carry large column values that the

@@ -209,7 +209,8 @@ class MappedLayer(SourceAttributes, nn.Module):
         bits = self.plan.input_bits or self.arch.input_bits
         if not self.plan.input_signed:
             return (0, 2 ** bits - 1)
-        return (-(2 ** (bits - 1)) + (getattr(self.arch, "input_encoding", "twos") == "split"), 2 ** (bits - 1) - 1)
+        split = getattr(self.arch, "input_encoding", "twos") == "split"   # no -2**(bits-1): its magnitude needs bits
+        return (-(2 ** (bits - 1)) + (1 if split else 0), 2 ** (bits - 1) - 1)
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         lo, hi = self.code_range()

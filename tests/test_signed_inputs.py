@@ -24,17 +24,21 @@ needs_fmnist = pytest.mark.skipif(not FMNIST.is_dir(), reason="Fashion-MNIST not
 
 
 @needs_fmnist
-def test_the_shipped_vit_on_isaac_converts_its_signed_layers_as_exactly_as_its_unsigned_ones():
-    """ISAAC's defaults (ideal cells, 8-bit ADCs calibrated on 256 training images): on 32 test images every mapped
-    layer's output equals its exact integer product, the four GELU-fed ``linear2`` and the LayerNorm-fed
-    projections (signed inputs) as well as the unsigned ones."""
+@pytest.mark.parametrize("encoding", ["twos", "split"])
+def test_the_shipped_vit_on_isaac_converts_its_signed_layers_as_exactly_as_its_unsigned_ones(encoding):
+    """ISAAC's defaults (ideal cells, 8-bit ADCs calibrated on 256 training images), either input encoding: on 32
+    test images every mapped layer's output equals its exact integer product, the four GELU-fed ``linear2`` and the
+    LayerNorm-fed projections (signed inputs) as well as the unsigned ones; split signed codes are symmetric."""
     net, _ = train.load_checkpoint(train.SHIPPED_DIR / train.checkpoint_name("vit_mini", "fashion-mnist"))
     data = datasets.load("fashion-mnist")
-    mp = cimsim.map(net, cimsim.arch.get("isaac"), calibration=torch.as_tensor(data.x_train[:256]), progress=False)
+    arch = cimsim.arch.get("isaac", input_encoding=encoding)
+    mp = cimsim.map(net, arch, calibration=torch.as_tensor(data.x_train[:256]), progress=False)
     with torch.inference_mode():
         mp(torch.as_tensor(data.x_test[:32]))
     signed = {n for n, layer in mp.mapped_layers.items() if layer.plan.input_signed}
     assert {f"encoder.layers.{i}.linear2" for i in range(4)} <= signed and len(signed) >= 20
+    low = -(2 ** 15) + (encoding == "split")                     # ISAAC's 16-bit inputs
+    assert {mp.mapped_layers[n].code_range() for n in signed} == {(low, 2 ** 15 - 1)}
     assert {n: layer.rel_error() for n, layer in mp.mapped_layers.items()} == {n: 0.0 for n in mp.mapped_layers}
 
 

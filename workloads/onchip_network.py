@@ -45,7 +45,7 @@ class SynapticLayer:
         self.levels = 2 ** spec.cell_bits - 1          # level units per window: dg = range / levels
         self.x_top = 2 ** spec.input_bits - 1
         self.e_top = 2 ** (spec.input_bits - 1) - 1
-        self.cycles = math.ceil(spec.input_bits / spec.dac_bits)
+        self.cycles = math.ceil(spec.input_bits / spec.dac_bits)   # a forward read's (unsigned inputs)
         # a quantizing readout converts each polarity column over its full range (adc_range="full"): the
         # G+ and G- currents are converted separately and subtracted digitally
         self.spec = dataclasses.replace(spec, adc_range="full")
@@ -86,7 +86,7 @@ class SynapticLayer:
                                                     seed=self._seed + 7919, name=f"{self.name}/backward")
         e_int = np.rint(np.clip(e, -1, 1) * self.e_top).astype(np.int64)
         y = self._xb_t(e_int)
-        self._xb_t.ledger.add(self._xb_t.name, "serial_read_cycles", len(e_int) * self.cycles)
+        self._xb_t.ledger.add(self._xb_t.name, "serial_read_cycles", len(e_int) * self._xb_t.cycles)   # signed
         return (y * (self.w_max / (self.levels * self.e_top)))[:, :-1]
 
     def update(self, dw: np.ndarray, circuit: UpdateCircuit, rng: np.random.Generator | None,
