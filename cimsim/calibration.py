@@ -20,6 +20,7 @@ import threading
 
 import numpy as np
 
+from cimsim.encoding import input_parts
 from cimsim.engine_threads import blas_controller, parallel_map, threads
 from cimsim.kernels import stack_digits
 from cimsim.kernels_bits import (group_tables, pattern_counts, pattern_histogram, table_bounds,
@@ -422,10 +423,10 @@ def _scoped_ranges(u, row_blocks, matrices, shifts, widths, places, percentile, 
     """The ranges of analog sums (see :func:`column_value_ranges`), in float64 (sums may exceed float32's
     exact integers)."""
     T, B = len(shifts), u.shape[0]
-    groups = scope.cycle_groups(T)
+    pw = np.asarray(places, dtype=np.float64)
+    groups = scope.cycle_groups(T, input_parts(pw))
     chunk = max(1, CALIBRATION_ROWS // T)
     m = matrices[0].shape[1] if matrices else 0
-    pw = np.asarray(places, dtype=np.float64)
     out = []
     for blocks in scope.block_groups(len(row_blocks)):
         if B * m == 0:

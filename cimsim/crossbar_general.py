@@ -60,7 +60,7 @@ class GeneralPath:
         if key is not xb.ro_a_gemm:
             key, spec = xb.ro_a_gemm, xb.spec
             shifts, widths, places = xb.input_layout()
-            groups = spec.conversion.cycle_groups(len(shifts))
+            groups = xb.cycle_groups()
             value = [None if any(xb.ro_var[i] is not None for i in blocks) else
                      grouped_products(blocks, xb.row_blocks, key, shifts, widths, places, groups)
                      for blocks in spec.conversion.block_groups(len(xb.row_blocks))]
@@ -109,7 +109,7 @@ class GeneralPath:
         T = len(shifts)
         scope = spec.conversion
         scales, thresholds = xb.column_scales, xb.column_thresholds
-        domains, groups = scope.block_groups(len(xb.row_blocks)), scope.cycle_groups(T)
+        domains, groups = scope.block_groups(len(xb.row_blocks)), xb.cycle_groups()
         slots = len(domains) * len(groups)        # conversions per example and column: the draws' places
         # conversions of several cycles or blocks with no buffer error: their sums from each group's summed digits
         summed = self._summed_static() if not op.relative_sigma and (

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cimsim import events
-from cimsim.encoding import input_cycles, plane_layout, plane_weights
+from cimsim.encoding import input_cycles, input_parts, plane_layout, plane_weights
 
 
 @dataclass
@@ -112,10 +112,14 @@ class CrossbarLayout:
         """The row blocks of each conversion domain: one range per domain."""
         return self.spec.conversion.block_groups(len(self.row_blocks))
 
+    def cycle_groups(self) -> list[tuple[int, int]]:
+        """The (first, end) input cycles of each conversion (the spec's scope; no conversion spans a split input's
+        two passes: :func:`cimsim.encoding.input_parts`)."""
+        return self.spec.conversion.cycle_groups(self.cycles, input_parts(self.input_layout()[2]))
+
     def conversions_per_mvm(self) -> int:
         """Conversions of one matrix-vector product (one example)."""
-        scope = self.spec.conversion
-        return len(scope.cycle_groups(self.cycles)) * len(self.conversion_domains) * self.readout_columns
+        return len(self.cycle_groups()) * len(self.conversion_domains) * self.readout_columns
 
     def _count(self, batch: int, tally) -> None:
         led, name = self._ledger, self.name
@@ -175,7 +179,7 @@ class CrossbarLayout:
         top_level = 2 ** spec.cell_bits - 1
         rows = sum(k1 - k0 for k0, k1 in (self.row_blocks[i] for i in blocks))
         lo = hi = 0.0
-        for t0, t1 in spec.conversion.cycle_groups(len(shifts)):
+        for t0, t1 in self.cycle_groups():
             glo = ghi = 0.0
             for t in range(t0, t1):   # unsigned digits, each weighed by its place value relative to the group's first
                 w = pw[t] / pw[t0]

@@ -295,7 +295,7 @@ class TorchTile:
         idt = torch.int32 if a <= 30 else torch.int64   # the Triton digit cutter's integers
         cdt = torch.int32 if a <= 31 else torch.int64   # the eager cutter's inputs (the shift computes in them)
         masks = [(1 << int(w)) - 1 for w in widths]
-        groups = spec.conversion.cycle_groups(T)
+        groups = xb.cycle_groups()
         place = np.array([pw[t0] for t0, _ in groups])               # digital weight of each conversion
         bound = op.code_bound(self._value_bound()) * float(np.abs(place).sum())
         rd = torch.float32 if bound < 2 ** 24 else torch.float64

@@ -171,6 +171,14 @@ def plane_weights(input_bits: int, dac_bits: int, signed: bool = False, encoding
     return w
 
 
+def input_parts(places) -> list[int]:
+    """The lengths of the runs of cycles a conversion may sum in analog: the whole stream, or a split input's positive
+    and negative passes (where a cycle's place value is smaller in magnitude than the one before: a new pass)."""
+    mag = np.abs(np.asarray(places, dtype=np.float64))
+    cuts = [0] + [t for t in range(1, mag.size) if mag[t] < mag[t - 1]] + [mag.size]
+    return [b - a for a, b in zip(cuts[:-1], cuts[1:]) if b > a] or [0]
+
+
 def input_cycles(input_bits: int, dac_bits: int, signed: bool = False, encoding: str = "twos") -> int:
     """How many cycles an input of ``input_bits`` takes through a ``dac_bits`` DAC (:func:`plane_layout`)."""
     return len(plane_layout(input_bits, dac_bits, signed, encoding)[0])

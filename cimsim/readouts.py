@@ -77,10 +77,16 @@ class ConversionScope:
         """One conversion per (input cycle, row block, column): no analog accumulation."""
         return self.cycles == 1 and self.row_blocks == "each" and self.slices == 1
 
-    def cycle_groups(self, n_cycles: int) -> list[tuple[int, int]]:
-        """The (first, end) input cycles of each conversion."""
-        k = n_cycles if self.cycles == 0 else self.cycles
-        return [(t, min(t + k, n_cycles)) for t in range(0, n_cycles, k)]
+    def cycle_groups(self, n_cycles: int, parts=None) -> list[tuple[int, int]]:
+        """The (first, end) input cycles of each conversion; ``parts``: the lengths of consecutive runs of cycles
+        (summing to ``n_cycles``) that no conversion spans: a split input's positive and negative passes
+        (:func:`cimsim.encoding.input_parts`)."""
+        out, t0 = [], 0
+        for n in (parts if parts is not None else [n_cycles]):
+            k = n if self.cycles == 0 else self.cycles
+            out += [(t0 + t, t0 + min(t + k, n)) for t in range(0, n, k)]
+            t0 += n
+        return out
 
     def block_groups(self, n_blocks: int) -> list[list[int]]:
         """The row blocks of each conversion domain (each block alone, or all together)."""

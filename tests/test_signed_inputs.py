@@ -16,7 +16,9 @@ import cimsim
 from cimsim import Crossbar, CrossbarSpec
 from cimsim.crossbar_count import CountingCrossbar
 from cimsim.devices import IdealReadout, SarADC
+from cimsim.encoding import input_parts, plane_weights
 from cimsim.errors import ConfigError
+from cimsim.readouts import ConversionScope
 from cimsim.workloads import datasets, train
 
 FMNIST = datasets.SYSTEM_ROOT / "fashion-mnist"
@@ -102,6 +104,8 @@ def test_split_inputs_with_ideal_cells_and_a_lossless_readout_are_the_integer_pr
     xb.calibrate(x)
     assert np.array_equal(xb(x), (x @ W.T).astype(np.float64))
     assert xb.cycles == 2 * -(-(spec.input_bits - 1) // spec.dac_bits)
+    half = xb.cycles // 2                                        # no conversion sums across the two passes
+    assert all(t1 <= half or t0 >= half for t0, t1 in xb.cycle_groups())
     count = CountingCrossbar(W, spec)
     count(x)
     got, want = count.ledger.to_dict()["crossbar"], xb.ledger.to_dict()["crossbar"]
@@ -170,3 +174,18 @@ def test_the_split_encoding_names_what_it_does_not_support():
             cimsim.arch.get(name, input_encoding="split")
     a = cimsim.arch.get("isaac", input_encoding="split", input_bits=8)
     assert a.crossbar_spec(True).input_encoding == "split" and a.crossbar_spec(True).input_bits == 8
+
+
+def test_no_conversion_sums_across_a_split_inputs_two_passes():
+    """A scope that sums cycles in analog (CASCADE's pairs, Neural-PIM's whole product) converts each pass of a split
+    input apart: its groups restart where the negative pass begins (one more conversion where a pass has an odd
+    number of cycles); two's complement and unsigned inputs keep one run."""
+    assert input_parts(plane_weights(8, 1, True, "split")) == [7, 7]
+    assert input_parts(plane_weights(8, 1, True)) == [8] and input_parts(plane_weights(8, 2)) == [4]
+    assert ConversionScope(cycles=2).cycle_groups(14, [7, 7]) == [(0, 2), (2, 4), (4, 6), (6, 7), (7, 9), (9, 11),
+                                                                  (11, 13), (13, 14)]
+    assert ConversionScope(cycles=0).cycle_groups(14, [7, 7]) == [(0, 7), (7, 14)]
+    assert ConversionScope(cycles=2).cycle_groups(8) == [(0, 2), (2, 4), (4, 6), (6, 8)]
+    spec = replace(SPLIT_SPECS["neural-pim"](), input_encoding="split")
+    xb = Crossbar(np.ones((4, 64), dtype=np.int64), spec)
+    assert xb.cycle_groups() == [(0, 7), (7, 14)] and xb.conversions_per_mvm() == 2 * xb.readout_columns
