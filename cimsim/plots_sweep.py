@@ -158,7 +158,9 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
         for ax, (key, _, scale, _) in zip(axes, metrics):
             y = [scale * r[key] for r in rs]
             err = [[scale * (r[key] - r[f"{key}_min"]) for r in rs], [scale * (r[f"{key}_max"] - r[key]) for r in rs]]
-            ax.errorbar(xs, y, yerr=err, marker=marker, ls=ls, ms=5, capsize=3, color=shade, label=label)
+            # categories (an encoding, a cell kind) have no order to draw a line through: markers only
+            ax.errorbar(xs, y, yerr=err, marker=marker, ls=ls if numeric else "none", ms=5, capsize=3, color=shade,
+                        label=label)
     none = "no ADC" if x == "adc.bits" else f"no {x}"
     for r in flat:
         h = r["arch"] if hue == "arch" else r["params"].get(hue)

@@ -129,6 +129,38 @@ def test_plot_against_any_swept_parameter_with_lines_per_other_value():
         sweep_figure(results, x="cols")
 
 
+def test_a_categorical_parameter_is_plotted_as_points_not_lines():
+    """A swept string (``--grid input_encoding=twos,split``): one marker per category, in their names' order, no line
+    drawn through categories that have no order; the other swept parameter's values stay lines of their own."""
+    import dataclasses
+
+    import matplotlib.pyplot as plt
+
+    from cimsim.plots import sweep_figure
+
+    results = {}
+    for enc in ("twos", "split"):
+        for bits in (6, 8):
+            p = Point("isaac", {"adc.bits": bits, "input_encoding": enc}, 0)
+            results[p] = dataclasses.replace(fake_report(Point("isaac", bits, 0)),
+                                             accuracy=0.9 if enc == "split" else 0.7)
+    fig = sweep_figure(results, x="input_encoding")
+    try:
+        bars = {c.get_label(): c for c in fig.axes[0].containers}
+        assert set(bars) == {"isaac, adc.bits=6", "isaac, adc.bits=8"}
+        for bar in bars.values():
+            line = bar.lines[0]
+            assert line.get_linestyle() == "None" and line.get_marker() not in (None, "None", "")
+            assert list(line.get_ydata()) == pytest.approx([90.0, 70.0])        # split, twos
+    finally:
+        plt.close(fig)
+    fig = sweep_figure(results)                       # ADC bits on x: a line per encoding
+    try:
+        assert all(c.lines[0].get_linestyle() != "None" for c in fig.axes[0].containers)
+    finally:
+        plt.close(fig)
+
+
 def test_the_pareto_front_keeps_the_points_nothing_beats():
     from cimsim.plots_sweep import pareto_front
 
