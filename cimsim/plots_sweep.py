@@ -188,6 +188,10 @@ def sweep_figure(results: dict, title: str = "", x: str | None = None, hue: str 
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.grid(True, alpha=0.3)
+    if swept and not numeric:     # categories: half a slot of room on either side, not the axis' edges
+        n = len({str(r["params"][x]) for r in swept})
+        for ax in axes:
+            ax.set_xlim(-0.5, n - 0.5)
     if x == "adc.bits" and swept:
         bits = sorted({r["params"][x] for r in swept})
         for ax in axes:

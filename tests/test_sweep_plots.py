@@ -152,6 +152,7 @@ def test_a_categorical_parameter_is_plotted_as_points_not_lines():
             line = bar.lines[0]
             assert line.get_linestyle() == "None" and line.get_marker() not in (None, "None", "")
             assert list(line.get_ydata()) == pytest.approx([90.0, 70.0])        # split, twos
+        assert all(ax.get_xlim() == (-0.5, 1.5) for ax in fig.axes)           # room around both categories
     finally:
         plt.close(fig)
     fig = sweep_figure(results)                       # ADC bits on x: a line per encoding
